@@ -1,0 +1,120 @@
+"""Achievable fractions of peak compute and bandwidth, kept apart from the peaks.
+
+Small operations reach a smaller fraction of peak than large ones (a small GEMM
+cannot fill every SM; a small copy is dominated by ramp-up). The default curve
+is a saturating one, ``max * x / (x + half)``: it reaches half of ``max`` at
+``x = half`` and tends to ``max`` for large x — the same shape as the
+"latency + size / bandwidth" model (effective rate = size / (size/peak + t0)),
+with ``half = peak * t0``. Measured tables (from calibration) replace the curve.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, replace
+
+from ._checks import check_fraction, check_non_negative, check_positive, is_number
+from .errors import SpecError
+
+# A fraction never drops below this share of its maximum: even a tiny op makes
+# some progress, and a zero would make predicted times infinite.
+FLOOR_SHARE_OF_MAX = 0.01
+
+
+def _check_points(points: tuple[tuple[float, float], ...], field: str) -> tuple[tuple[float, float], ...]:
+    clean = tuple((float(x), float(f)) for x, f in points)
+    previous = 0.0
+    for index, (size, fraction) in enumerate(clean):
+        check_positive(size, f"{field}[{index}][0]")
+        check_fraction(fraction, f"{field}[{index}][1]")
+        if size <= previous:
+            raise SpecError(f"{field}[{index}][0]", "larger than the previous size", size)
+        previous = size
+    return clean
+
+
+def _interpolate(points: tuple[tuple[float, float], ...], size: float) -> float:
+    """Fraction at ``size`` from a measured table: linear in log(size), clamped at
+    the ends, and made non-decreasing (a larger op can always be run as several
+    smaller ones, so its achievable fraction is at least theirs)."""
+    sizes = [s for s, _ in points]
+    envelope: list[float] = []
+    best = 0.0
+    for _, fraction in points:
+        best = max(best, fraction)
+        envelope.append(best)
+    if size <= sizes[0]:
+        return envelope[0]
+    if size >= sizes[-1]:
+        return envelope[-1]
+    hi = bisect.bisect_right(sizes, size)
+    t = (math.log(size) - math.log(sizes[hi - 1])) / (math.log(sizes[hi]) - math.log(sizes[hi - 1]))
+    return envelope[hi - 1] + t * (envelope[hi] - envelope[hi - 1])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Efficiency:
+    """Size-aware achievable fractions of a device's peaks.
+
+    compute_max: fraction of peak FLOP/s a large GEMM reaches.
+    compute_half_flops: op size (FLOPs) that reaches half of compute_max.
+    bandwidth_max: fraction of rated memory bandwidth a large stream reaches.
+    bandwidth_half_bytes: transfer size (bytes) that reaches half of bandwidth_max.
+    kernel_overhead_s: fixed launch/synchronisation cost per op.
+    compute_points / bandwidth_points: optional measured (size, fraction) tables
+    that override the curves.
+    """
+
+    compute_max: float
+    compute_half_flops: float
+    bandwidth_max: float
+    bandwidth_half_bytes: float
+    kernel_overhead_s: float
+    compute_points: tuple[tuple[float, float], ...] = ()
+    bandwidth_points: tuple[tuple[float, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        check_fraction(self.compute_max, "compute_max")
+        check_positive(self.compute_half_flops, "compute_half_flops")
+        check_fraction(self.bandwidth_max, "bandwidth_max")
+        check_positive(self.bandwidth_half_bytes, "bandwidth_half_bytes")
+        check_non_negative(self.kernel_overhead_s, "kernel_overhead_s")
+        object.__setattr__(self, "compute_points", _check_points(self.compute_points, "compute_points"))
+        object.__setattr__(self, "bandwidth_points", _check_points(self.bandwidth_points, "bandwidth_points"))
+
+    @staticmethod
+    def _curve(size: float, maximum: float, half: float, what: str) -> float:
+        if not is_number(size) or size < 0:
+            raise ValueError(f"{what} must be a number >= 0; got {size!r}")
+        return max(maximum * size / (size + half), FLOOR_SHARE_OF_MAX * maximum)
+
+    def compute(self, flops: float) -> float:
+        """Achievable fraction of peak FLOP/s for one op of ``flops`` FLOPs, in (0, 1]."""
+        if self.compute_points:
+            if not is_number(flops) or flops < 0:
+                raise ValueError(f"flops must be a number >= 0; got {flops!r}")
+            return _interpolate(self.compute_points, max(flops, 1.0))
+        return self._curve(flops, self.compute_max, self.compute_half_flops, "flops")
+
+    def bandwidth(self, nbytes: float) -> float:
+        """Achievable fraction of rated bandwidth for one transfer of ``nbytes``, in (0, 1]."""
+        if self.bandwidth_points:
+            if not is_number(nbytes) or nbytes < 0:
+                raise ValueError(f"nbytes must be a number >= 0; got {nbytes!r}")
+            return _interpolate(self.bandwidth_points, max(nbytes, 1.0))
+        return self._curve(nbytes, self.bandwidth_max, self.bandwidth_half_bytes, "nbytes")
+
+    def with_points(
+        self,
+        *,
+        compute_points: tuple[tuple[float, float], ...] | list | None = None,
+        bandwidth_points: tuple[tuple[float, float], ...] | list | None = None,
+    ) -> "Efficiency":
+        """A copy with measured tables; a table left as None keeps the current one."""
+        changes = {}
+        if compute_points is not None:
+            changes["compute_points"] = tuple(tuple(p) for p in compute_points)
+        if bandwidth_points is not None:
+            changes["bandwidth_points"] = tuple(tuple(p) for p in bandwidth_points)
+        return replace(self, **changes)

@@ -1,0 +1,93 @@
+"""How numeric formats execute on a device: natively (hardware units consume the
+format directly), emulated (stored in the format, dequantized to a wider compute
+precision before the math) or not at all.
+
+Format names are those of DESIGN.md. Profiles list format *families*; a name
+with a group size or a codebook width maps onto its family here:
+``int4-g32`` -> ``int4``, ``fp8`` -> ``fp8-e4m3``, ``cb4`` -> ``codebook``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import SpecError
+
+Support = Literal["native", "emulated", "unsupported"]
+
+# Families a profile may list. Integer widths int2..int8 are all accepted.
+KNOWN_FAMILIES: frozenset[str] = frozenset(
+    {
+        "fp64", "fp32", "tf32", "bf16", "fp16",
+        "fp8-e4m3", "fp8-e5m2", "fp6-e3m2", "fp6-e2m3", "fp4-e2m1",
+        "int8", "int7", "int6", "int5", "int4", "int3", "int2",
+        "nf4", "mxfp8", "mxfp6", "mxfp4", "mxint8", "nvfp4", "bfp8", "bfp4", "codebook",
+    }
+)
+
+_ALIASES: dict[str, str] = {
+    "fp8": "fp8-e4m3",
+    "e4m3": "fp8-e4m3",
+    "e5m2": "fp8-e5m2",
+    "fp6": "fp6-e3m2",
+    "fp4": "fp4-e2m1",
+    "bfloat16": "bf16",
+    "float16": "fp16",
+    "half": "fp16",
+    "float32": "fp32",
+    "float": "fp32",
+    "float64": "fp64",
+}
+
+_GROUPED_INT = re.compile(r"^(int[2-8])(?:-g\d+)?$")
+_CODEBOOK = re.compile(r"^(?:cb\d+(?:-g\d+)?|codebook(?:-\w+)?)$")
+
+
+def format_family(name: str) -> str:
+    """Map a format name (any case, aliases, group sizes) to its family name.
+
+    Returns the lower-cased input unchanged when it is not a known spelling, so
+    that callers can report it; ``FormatSupport.status`` treats it as unsupported.
+    """
+    key = str(name).strip().lower()
+    key = _ALIASES.get(key, key)
+    grouped = _GROUPED_INT.match(key)
+    if grouped:
+        return grouped.group(1)
+    if _CODEBOOK.match(key):
+        return "codebook"
+    return key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FormatSupport:
+    """Families that run natively and families that run emulated on a device."""
+
+    native: frozenset[str]
+    emulated: frozenset[str]
+
+    def __post_init__(self) -> None:
+        for field_name in ("native", "emulated"):
+            values = getattr(self, field_name)
+            if not isinstance(values, frozenset):
+                object.__setattr__(self, field_name, frozenset(values))
+            for value in getattr(self, field_name):
+                if value not in KNOWN_FAMILIES:
+                    raise SpecError(
+                        field_name,
+                        "a list of known format names (" + ", ".join(sorted(KNOWN_FAMILIES)) + ")",
+                        value,
+                    )
+        both = self.native & self.emulated
+        if both:
+            raise SpecError("emulated", "disjoint from 'native'", sorted(both))
+
+    def status(self, format_name: str) -> Support:
+        family = format_family(format_name)
+        if family in self.native:
+            return "native"
+        if family in self.emulated:
+            return "emulated"
+        return "unsupported"
