@@ -1,0 +1,571 @@
+"""The planner's integer program: a multiple-choice knapsack with named side constraints.
+
+This is the only module that talks to an ILP solver (STYLE.md practice 11). It knows
+nothing about models or hardware: :mod:`planner.search` turns costs into a
+:class:`Problem`; this module solves it and maps the solver's status onto our errors.
+
+Formulation (the one ModelOpt's AutoQuantize and HAWQ-V3 use, peers_compression.md §1–2,
+generalised to several budgets)::
+
+    minimise    Σ_j cost_j · x_j + Σ_k aux_cost_k · y_k
+    subject to  Σ_{j ∈ group g} x_j = 1                 for every decision group g
+                Σ_j a_rj · x_j + Σ_k b_rk · y_k  (≤ | ≥ | =)  rhs_r   for every named row r
+                x_j ∈ {0, 1},  lb_k ≤ y_k ≤ ub_k  (continuous auxiliaries)
+
+A column ``j`` is one (decision group, option, tier placement). Continuous auxiliaries
+model a ``max`` (e.g. a phase time that is the larger of on-device time and streaming
+time) or elastic slacks for the infeasibility diagnosis.
+
+Backends, chosen explicitly by name:
+
+* ``"highs"`` — HiGHS through ``highspy``: the matrix is built once with numpy/scipy and
+  passed whole, which keeps model building far below the solve time.
+* ``"cbc"`` — COIN-OR CBC through PuLP's bundled binary, built with PuLP's list
+  constructors (``LpAffineExpression``). CBC does not report its best bound through PuLP,
+  so the gap of a time-limited CBC run is measured against the LP relaxation.
+
+Both run to a relative MIP gap (default 1e-4 = 0.01 %) or a wall-clock limit; the result
+states which happened.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+__all__ = [
+    "BACKENDS",
+    "AuxVar",
+    "InfeasibleError",
+    "Problem",
+    "Row",
+    "Solution",
+    "SolverError",
+    "solve",
+]
+
+#: Solver backends by name.
+BACKENDS = ("highs", "cbc")
+SENSES = ("<=", ">=", "==")
+#: Default relative optimality gap: 0.01 %, ten times tighter than the 0.1 % the
+#: planner promises (issue "The compression planner", acceptance 2).
+DEFAULT_GAP = 1e-4
+DEFAULT_TIME_LIMIT_S = 30.0
+# Feasibility tolerance applied when checking a returned point against the rows.
+_FEAS_TOL = 1e-6
+
+
+class SolverError(RuntimeError):
+    """The solver stopped without a usable solution (time limit without an incumbent,
+    numerical trouble, a backend failure). ``status`` is our status name."""
+
+    def __init__(self, message: str, *, status: str, backend: str):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.backend = backend
+
+
+class InfeasibleError(SolverError):
+    """No choice of one option per group satisfies every named row."""
+
+    def __init__(self, message: str, *, backend: str):
+        super().__init__(message, status="infeasible", backend=backend)
+
+
+def _num(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{what} must be a number; got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuxVar:
+    """A continuous auxiliary variable ``lb ≤ y ≤ ub`` with objective coefficient ``cost``."""
+
+    name: str
+    lb: float = 0.0
+    ub: float = math.inf
+    cost: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"AuxVar 'name' must be a non-empty string; got {self.name!r}")
+        lb = _num(self.lb, f"AuxVar {self.name!r} 'lb'")
+        ub = _num(self.ub, f"AuxVar {self.name!r} 'ub'")
+        if math.isnan(lb) or math.isnan(ub) or lb > ub or lb == math.inf or ub == -math.inf:
+            raise ValueError(f"AuxVar {self.name!r} needs lb <= ub with finite lb or ub; got [{lb}, {ub}]")
+        if not math.isfinite(_num(self.cost, f"AuxVar {self.name!r} 'cost'")):
+            raise ValueError(f"AuxVar {self.name!r} 'cost' must be finite; got {self.cost!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Row:
+    """A named linear constraint over the binary columns (``coeffs``, one per column)
+    and the auxiliaries (``aux``: name → coefficient)."""
+
+    name: str
+    coeffs: np.ndarray
+    sense: str
+    rhs: float
+    aux: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"Row 'name' must be a non-empty string; got {self.name!r}")
+        if self.sense not in SENSES:
+            raise ValueError(f"Row {self.name!r} 'sense' must be one of {', '.join(SENSES)}; got {self.sense!r}")
+        coeffs = np.asarray(self.coeffs, dtype=np.float64)
+        if coeffs.ndim != 1:
+            raise ValueError(f"Row {self.name!r} 'coeffs' must be one-dimensional; got shape {coeffs.shape}")
+        if not np.all(np.isfinite(coeffs)):
+            raise ValueError(f"Row {self.name!r} 'coeffs' must be finite numbers")
+        coeffs.setflags(write=False)
+        object.__setattr__(self, "coeffs", coeffs)
+        rhs = _num(self.rhs, f"Row {self.name!r} 'rhs'")
+        if not math.isfinite(rhs):
+            raise ValueError(f"Row {self.name!r} 'rhs' must be finite; got {rhs} (drop the row instead)")
+        object.__setattr__(self, "rhs", rhs)
+        aux = {str(k): _num(v, f"Row {self.name!r} aux coefficient {k!r}") for k, v in dict(self.aux).items()}
+        object.__setattr__(self, "aux", MappingProxyType(aux))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Problem:
+    """One option per group, a cost per column, named rows and auxiliaries.
+
+    ``column_group[j]`` is the index (into ``groups``) of the group column ``j`` belongs to;
+    ``labels[j]`` (optional) names the column for messages.
+    """
+
+    groups: tuple[str, ...]
+    column_group: np.ndarray
+    cost: np.ndarray
+    rows: tuple[Row, ...] = ()
+    aux: tuple[AuxVar, ...] = ()
+    labels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        groups = tuple(self.groups)
+        object.__setattr__(self, "groups", groups)
+        if not groups:
+            raise ValueError("Problem 'groups' must name at least one decision group")
+        if len(set(groups)) != len(groups):
+            raise ValueError("Problem 'groups' must be unique")
+        cg = np.asarray(self.column_group)
+        if cg.ndim != 1 or cg.size == 0 or not np.issubdtype(cg.dtype, np.integer):
+            raise ValueError("Problem 'column_group' must be a non-empty 1-D array of group indices")
+        if cg.min() < 0 or cg.max() >= len(groups):
+            raise ValueError(f"Problem 'column_group' entries must be in [0, {len(groups) - 1}]")
+        counts = np.bincount(cg, minlength=len(groups))
+        empty = [groups[i] for i in np.flatnonzero(counts == 0)]
+        if empty:
+            raise ValueError(f"every group needs at least one option; none for {', '.join(empty[:5])}"
+                             + (" ..." if len(empty) > 5 else ""))
+        cg = cg.astype(np.int64)
+        cg.setflags(write=False)
+        object.__setattr__(self, "column_group", cg)
+        cost = np.asarray(self.cost, dtype=np.float64)
+        if cost.shape != cg.shape or not np.all(np.isfinite(cost)):
+            raise ValueError(f"Problem 'cost' must hold one finite number per column ({cg.size}); "
+                             f"got shape {cost.shape}")
+        cost.setflags(write=False)
+        object.__setattr__(self, "cost", cost)
+        rows = tuple(self.rows)
+        object.__setattr__(self, "rows", rows)
+        aux = tuple(self.aux)
+        object.__setattr__(self, "aux", aux)
+        aux_names = [a.name for a in aux]
+        if len(set(aux_names)) != len(aux_names):
+            raise ValueError("Problem 'aux' variable names must be unique")
+        names = [r.name for r in rows]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"Problem row names must be unique; repeated: {', '.join(dup)}")
+        known = set(aux_names)
+        for r in rows:
+            if r.coeffs.shape != cg.shape:
+                raise ValueError(f"Row {r.name!r} has {r.coeffs.size} coefficients; the problem has {cg.size} columns")
+            unknown = set(r.aux) - known
+            if unknown:
+                raise ValueError(f"Row {r.name!r} uses unknown auxiliaries: {', '.join(sorted(unknown))}")
+        labels = tuple(self.labels)
+        if labels and len(labels) != cg.size:
+            raise ValueError(f"Problem 'labels' must name every column ({cg.size}); got {len(labels)}")
+        object.__setattr__(self, "labels", labels)
+
+    @property
+    def num_columns(self) -> int:
+        return int(self.column_group.size)
+
+    def row(self, name: str) -> Row:
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(f"no row named {name!r}; rows: {', '.join(r.name for r in self.rows)}")
+
+    def without_rows(self, names: Sequence[str]) -> Problem:
+        """The same problem with the named rows dropped."""
+        drop = set(names)
+        return Problem(groups=self.groups, column_group=self.column_group, cost=self.cost,
+                       rows=tuple(r for r in self.rows if r.name not in drop), aux=self.aux, labels=self.labels)
+
+    def with_cost(self, cost: np.ndarray, aux: Sequence[AuxVar] | None = None) -> Problem:
+        """The same constraints with another objective."""
+        return Problem(groups=self.groups, column_group=self.column_group, cost=cost, rows=self.rows,
+                       aux=self.aux if aux is None else tuple(aux), labels=self.labels)
+
+    def with_rows(self, rows: Sequence[Row], aux: Sequence[AuxVar] = ()) -> Problem:
+        """The problem with extra rows (and auxiliaries) added."""
+        return Problem(groups=self.groups, column_group=self.column_group, cost=self.cost,
+                       rows=self.rows + tuple(rows), aux=self.aux + tuple(aux), labels=self.labels)
+
+    def evaluate(self, picks: Sequence[int], aux_values: Mapping[str, float] | None = None) -> tuple[float, dict[str, float]]:
+        """Objective and row activities of a point (one column per group, auxiliaries)."""
+        x = self.indicator(picks)
+        y = dict(aux_values or {})
+        obj = float(self.cost @ x) + sum(a.cost * y.get(a.name, 0.0) for a in self.aux)
+        act = {r.name: float(r.coeffs @ x) + sum(c * y.get(k, 0.0) for k, c in r.aux.items()) for r in self.rows}
+        return obj, act
+
+    def indicator(self, picks: Sequence[int]) -> np.ndarray:
+        picks = np.asarray(picks, dtype=np.int64)
+        if picks.shape != (len(self.groups),):
+            raise ValueError(f"need one pick per group ({len(self.groups)}); got {picks.shape}")
+        if np.any(self.column_group[picks] != np.arange(len(self.groups))):
+            raise ValueError("each pick must be a column of its own group")
+        x = np.zeros(self.num_columns)
+        x[picks] = 1.0
+        return x
+
+    def violations(self, picks: Sequence[int], aux_values: Mapping[str, float] | None = None,
+                   tol: float = _FEAS_TOL) -> dict[str, float]:
+        """Rows a point violates → by how much (relative to max(1, |rhs|))."""
+        _, act = self.evaluate(picks, aux_values)
+        out = {}
+        for r in self.rows:
+            scale = max(1.0, abs(r.rhs))
+            a = act[r.name]
+            over = (a - r.rhs) if r.sense == "<=" else (r.rhs - a) if r.sense == ">=" else abs(a - r.rhs)
+            if over > tol * scale:
+                out[r.name] = over / scale
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Solution:
+    """A solved problem: the column picked in each group and the solver's statistics.
+
+    ``status`` is ``"optimal"`` (within the requested gap) or ``"feasible"`` (the time
+    limit stopped the search with an incumbent; ``gap`` says how far from optimal it
+    can be). ``bound`` is the best proven lower bound on the objective.
+    """
+
+    picks: tuple[int, ...]
+    aux_values: Mapping[str, float]
+    objective: float
+    bound: float | None
+    gap: float | None
+    status: str
+    backend: str
+    time_s: float
+    variables: int
+    constraints: int
+    row_activity: Mapping[str, float]
+
+    def slack(self, problem: Problem) -> dict[str, float]:
+        """Slack of every named row at this solution (≥ 0 when satisfied; 0 = binding)."""
+        out = {}
+        for r in problem.rows:
+            a = self.row_activity[r.name]
+            out[r.name] = r.rhs - a if r.sense == "<=" else a - r.rhs if r.sense == ">=" else -abs(a - r.rhs)
+        return out
+
+
+# ---------------------------------------------------------------------------
+# Shared preparation
+# ---------------------------------------------------------------------------
+
+
+def _scale(problem: Problem) -> float:
+    """Divide the objective by its largest coefficient so solver tolerances act on O(1)
+    numbers whatever the unit (seconds, bytes, sensitivity)."""
+    mags = [float(np.max(np.abs(problem.cost)))] + [abs(a.cost) for a in problem.aux]
+    m = max(mags)
+    return m if m > 0 else 1.0
+
+
+def _row_scale(r: Row) -> float:
+    """Rows mix bytes (~1e10) and seconds (~1e-3); dividing each by its largest magnitude
+    keeps the solver's absolute feasibility tolerance meaningful for all of them."""
+    m = max([abs(r.rhs), float(np.max(np.abs(r.coeffs))) if r.coeffs.size else 0.0]
+            + [abs(c) for c in r.aux.values()])
+    return m if m > 0 else 1.0
+
+
+def _row_bounds(r: Row) -> tuple[float, float]:
+    if r.sense == "<=":
+        return -math.inf, r.rhs
+    if r.sense == ">=":
+        return r.rhs, math.inf
+    return r.rhs, r.rhs
+
+
+def _relative_gap(obj: float, bound: float | None) -> float | None:
+    if bound is None or not math.isfinite(bound):
+        return None
+    return max(0.0, obj - bound) / max(abs(obj), 1e-12) if obj != bound else 0.0
+
+
+def _finish(problem: Problem, x: np.ndarray, y: Mapping[str, float], *, objective: float, bound: float | None,
+            status: str, backend: str, t0: float, n_rows: int) -> Solution:
+    picks = []
+    for g in range(len(problem.groups)):
+        cols = np.flatnonzero(problem.column_group == g)
+        picks.append(int(cols[np.argmax(x[cols])]))
+    obj, act = problem.evaluate(picks, y)
+    # Report the objective of the rounded point (identical up to solver tolerances).
+    del objective
+    gap = _relative_gap(obj, bound)
+    if status == "optimal" and gap is None:
+        gap = 0.0
+    return Solution(picks=tuple(picks), aux_values=MappingProxyType(dict(y)), objective=obj, bound=bound, gap=gap,
+                    status=status, backend=backend, time_s=time.perf_counter() - t0,
+                    variables=problem.num_columns + len(problem.aux), constraints=n_rows,
+                    row_activity=MappingProxyType(act))
+
+
+# ---------------------------------------------------------------------------
+# HiGHS via highspy
+# ---------------------------------------------------------------------------
+
+_HIGHS_LOCK = threading.Lock()
+_HIGHS_BANNER_DONE = False
+
+
+def _new_highs():
+    """A silent ``highspy.Highs``. The first construction in a process prints a banner on
+    the C-level stdout, which would corrupt ``--json`` output; it is sent to /dev/null."""
+    global _HIGHS_BANNER_DONE
+    import highspy
+
+    with _HIGHS_LOCK:
+        if _HIGHS_BANNER_DONE:
+            h = highspy.Highs()
+        else:
+            try:
+                sys.stdout.flush()
+                saved = os.dup(1)
+            except (OSError, ValueError, AttributeError):
+                saved = None
+            if saved is None:
+                h = highspy.Highs()
+            else:
+                null = os.open(os.devnull, os.O_WRONLY)
+                try:
+                    os.dup2(null, 1)
+                    h = highspy.Highs()
+                    try:
+                        ctypes.CDLL(None).fflush(None)
+                    except (OSError, AttributeError):
+                        pass
+                finally:
+                    os.dup2(saved, 1)
+                    os.close(saved)
+                    os.close(null)
+            _HIGHS_BANNER_DONE = True
+    h.setOptionValue("output_flag", False)
+    return h
+
+
+def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int | None) -> Solution:
+    import highspy
+    from scipy import sparse
+
+    t0 = time.perf_counter()
+    n = problem.num_columns
+    g = len(problem.groups)
+    aux = problem.aux
+    na = len(aux)
+    aux_index = {a.name: n + k for k, a in enumerate(aux)}
+    scale = _scale(problem)
+
+    # Rows: one-hot per group, then the named rows. Built as one sparse matrix.
+    onehot = sparse.csr_matrix((np.ones(n), (problem.column_group, np.arange(n))), shape=(g, n + na))
+    blocks = [onehot]
+    if problem.rows:
+        dense = np.zeros((len(problem.rows), n + na))
+        for i, r in enumerate(problem.rows):
+            dense[i, :n] = r.coeffs
+            for k, c in r.aux.items():
+                dense[i, aux_index[k]] = c
+        row_scale = np.array([_row_scale(r) for r in problem.rows])
+        blocks.append(sparse.csr_matrix(dense / row_scale[:, None]))
+    a = sparse.vstack(blocks).tocsc()
+    lower, upper = np.ones(g), np.ones(g)
+    if problem.rows:
+        lower = np.concatenate([lower, [_row_bounds(r)[0] / _row_scale(r) for r in problem.rows]])
+        upper = np.concatenate([upper, [_row_bounds(r)[1] / _row_scale(r) for r in problem.rows]])
+
+    lp = highspy.HighsLp()
+    lp.num_col_ = n + na
+    lp.num_row_ = a.shape[0]
+    lp.col_cost_ = np.concatenate([problem.cost, [x.cost for x in aux]]) / scale
+    lp.col_lower_ = np.concatenate([np.zeros(n), [x.lb for x in aux]])
+    lp.col_upper_ = np.concatenate([np.ones(n), [x.ub for x in aux]])
+    inf = highspy.kHighsInf
+    lp.row_lower_ = np.where(np.isfinite(lower), lower, -inf)
+    lp.row_upper_ = np.where(np.isfinite(upper), upper, inf)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = a.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = a.indices.astype(np.int32)
+    lp.a_matrix_.value_ = a.data
+    lp.a_matrix_.num_col_ = n + na
+    lp.a_matrix_.num_row_ = a.shape[0]
+    lp.integrality_ = [highspy.HighsVarType.kInteger] * n + [highspy.HighsVarType.kContinuous] * na
+
+    h = _new_highs()
+    h.setOptionValue("time_limit", float(time_limit_s))
+    h.setOptionValue("mip_rel_gap", float(gap))
+    h.setOptionValue("mip_abs_gap", 1e-9)
+    h.setOptionValue("random_seed", 0)
+    if threads is not None:
+        h.setOptionValue("threads", int(threads))
+    status = h.passModel(lp)
+    if status == highspy.HighsStatus.kError:
+        raise SolverError("HiGHS rejected the model (see the row/column bounds)", status="error", backend="highs")
+    h.run()
+    ms = h.getModelStatus()
+    info = h.getInfo()
+    M = highspy.HighsModelStatus
+    has_point = info.primal_solution_status == highspy.SolutionStatus.kSolutionStatusFeasible
+    if ms == M.kInfeasible:
+        raise InfeasibleError("no assignment of one option per group satisfies every constraint", backend="highs")
+    if ms in (M.kUnboundedOrInfeasible, M.kUnbounded):
+        raise InfeasibleError("the problem is infeasible or unbounded (HiGHS could not tell which)", backend="highs")
+    if ms == M.kOptimal:
+        ours = "optimal"
+    elif ms in (M.kTimeLimit, M.kIterationLimit, M.kInterrupt, M.kSolutionLimit, M.kObjectiveBound,
+                M.kObjectiveTarget) and has_point:
+        ours = "feasible"
+    elif ms == M.kTimeLimit:
+        raise SolverError(f"HiGHS found no feasible point within the time limit of {time_limit_s:g} s; "
+                          "raise --time-limit", status="time_limit", backend="highs")
+    else:
+        raise SolverError(f"HiGHS stopped with status {h.modelStatusToString(ms)!r}", status="error", backend="highs")
+    sol = np.asarray(h.getSolution().col_value)
+    y = {x.name: float(sol[n + k]) for k, x in enumerate(aux)}
+    bound = info.mip_dual_bound * scale if math.isfinite(info.mip_dual_bound) else None
+    return _finish(problem, sol[:n], y, objective=info.objective_function_value * scale, bound=bound, status=ours,
+                   backend="highs", t0=t0, n_rows=a.shape[0])
+
+
+# ---------------------------------------------------------------------------
+# CBC via PuLP
+# ---------------------------------------------------------------------------
+
+
+def _pulp_model(problem: Problem, relax: bool):
+    import pulp
+
+    scale = _scale(problem)
+    m = pulp.LpProblem("tierwise_plan", pulp.LpMinimize)
+    cat = pulp.LpContinuous if relax else pulp.LpBinary
+    xs = [pulp.LpVariable(f"x{j}", lowBound=0, upBound=1, cat=cat) for j in range(problem.num_columns)]
+    ys = {a.name: pulp.LpVariable(f"y{k}", lowBound=None if a.lb == -math.inf else a.lb,
+                                  upBound=None if a.ub == math.inf else a.ub, cat=pulp.LpContinuous)
+          for k, a in enumerate(problem.aux)}
+    obj = [(xs[j], c / scale) for j, c in enumerate(problem.cost) if c != 0.0]
+    obj += [(ys[a.name], a.cost / scale) for a in problem.aux if a.cost != 0.0]
+    m.setObjective(pulp.LpAffineExpression(obj))
+    by_group: list[list] = [[] for _ in problem.groups]
+    for j, gi in enumerate(problem.column_group):
+        by_group[gi].append((xs[j], 1.0))
+    for gi, terms in enumerate(by_group):
+        m.addConstraint(pulp.LpConstraint(pulp.LpAffineExpression(terms), pulp.LpConstraintEQ, name=f"onehot_{gi}",
+                                          rhs=1.0))
+    sense = {"<=": pulp.LpConstraintLE, ">=": pulp.LpConstraintGE, "==": pulp.LpConstraintEQ}
+    for i, r in enumerate(problem.rows):
+        nz = np.flatnonzero(r.coeffs)
+        rs = _row_scale(r)
+        terms = [(xs[j], float(r.coeffs[j]) / rs) for j in nz] + [(ys[k], c / rs) for k, c in r.aux.items()]
+        m.addConstraint(pulp.LpConstraint(pulp.LpAffineExpression(terms), sense[r.sense], name=f"row_{i}",
+                                          rhs=r.rhs / rs))
+    return m, xs, ys, scale
+
+
+def _solve_cbc(problem: Problem, time_limit_s: float, gap: float, threads: int | None) -> Solution:
+    import pulp
+
+    t0 = time.perf_counter()
+    m, xs, ys, scale = _pulp_model(problem, relax=False)
+    kwargs = dict(msg=False, timeLimit=float(time_limit_s), gapRel=float(gap))
+    if threads is not None:
+        kwargs["threads"] = int(threads)
+    try:
+        m.solve(pulp.PULP_CBC_CMD(**kwargs))
+    except pulp.PulpSolverError as exc:
+        raise SolverError(f"CBC failed: {exc}", status="error", backend="cbc") from None
+    st = m.status
+    sol_st = getattr(m, "sol_status", None)
+    if st == pulp.LpStatusInfeasible or sol_st == pulp.LpSolutionInfeasible:
+        raise InfeasibleError("no assignment of one option per group satisfies every constraint", backend="cbc")
+    if st == pulp.LpStatusUnbounded:
+        raise InfeasibleError("the problem is unbounded", backend="cbc")
+    x = np.array([v.varValue if v.varValue is not None else 0.0 for v in xs])
+    if st != pulp.LpStatusOptimal or sol_st not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
+        raise SolverError(f"CBC found no feasible point within the time limit of {time_limit_s:g} s "
+                          f"(status {pulp.LpStatus.get(st, st)!r})", status="time_limit", backend="cbc")
+    y = {k: float(v.varValue or 0.0) for k, v in ys.items()}
+    if sol_st == pulp.LpSolutionOptimal:
+        ours = "optimal"
+        bound = None  # set from the objective below (within gapRel)
+    else:
+        ours = "feasible"
+        # CBC's best bound is not exposed through PuLP: bound the gap with the LP relaxation.
+        lp, _, _, _ = _pulp_model(problem, relax=True)
+        lp.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=float(time_limit_s)))
+        bound = pulp.value(lp.objective) * scale if lp.status == pulp.LpStatusOptimal else None
+    sol = _finish(problem, x, y, objective=pulp.value(m.objective) * scale, bound=bound, status=ours, backend="cbc",
+                  t0=t0, n_rows=len(problem.groups) + len(problem.rows))
+    if ours == "optimal":
+        # CBC stopped within gapRel of its bound; report that guarantee.
+        obj = sol.objective
+        return Solution(picks=sol.picks, aux_values=sol.aux_values, objective=obj,
+                        bound=obj - abs(obj) * gap, gap=0.0 if obj == 0 else gap, status=ours, backend="cbc",
+                        time_s=sol.time_s, variables=sol.variables, constraints=sol.constraints,
+                        row_activity=sol.row_activity)
+    return sol
+
+
+def solve(problem: Problem, *, backend: str = "highs", time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+          gap: float = DEFAULT_GAP, threads: int | None = None) -> Solution:
+    """Solve ``problem`` with the named backend (``"highs"`` or ``"cbc"``).
+
+    Raises :class:`InfeasibleError` when no point satisfies the rows, and
+    :class:`SolverError` when the solver stops without a feasible point. A point returned
+    is checked against every row (rounding of the relaxation cannot slip through).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"The 'backend' parameter of solve must be one of {', '.join(BACKENDS)}. Got {backend!r} instead.")
+    if isinstance(time_limit_s, bool) or not isinstance(time_limit_s, (int, float)) or not time_limit_s > 0:
+        raise ValueError(f"The 'time_limit_s' parameter of solve must be a number in (0, inf). Got {time_limit_s!r} instead.")
+    if isinstance(gap, bool) or not isinstance(gap, (int, float)) or not 0 <= gap < 1:
+        raise ValueError(f"The 'gap' parameter of solve must be a number in [0, 1). Got {gap!r} instead.")
+    run = _solve_highs if backend == "highs" else _solve_cbc
+    sol = run(problem, float(time_limit_s), float(gap), threads)
+    bad = problem.violations(sol.picks, sol.aux_values, tol=1e-6)
+    if bad:
+        worst = max(bad, key=bad.get)
+        raise SolverError(f"{backend} returned a point that violates {worst!r} by {bad[worst]:.3g} (relative); "
+                          "the problem is numerically ill-conditioned", status="numerical", backend=backend)
+    return sol
