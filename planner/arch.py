@@ -22,7 +22,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -30,13 +30,16 @@ from typing import Any
 
 import yaml
 
+from hwmodels import UnknownIdError
+from hwmodels.errors import describe_value
+
 __all__ = [
     "ArchSpec",
     "ConvLayer",
     "FAMILIES",
     "ModelConfigError",
     "SUPPORTED_MODEL_TYPES",
-    "UnknownModelError",
+    "UnknownIdError",
     "arch_from_config",
     "list_models",
     "load_arch",
@@ -81,7 +84,7 @@ class ModelConfigError(ValueError):
             return f"{self.path}: {self.expected}; got {self.got}"
         if self._missing:
             return f"{self.path}: field '{self.field}' is missing; it must be {self.expected}"
-        return f"{self.path}: field '{self.field}' must be {self.expected}; got {self.got!r}"
+        return f"{self.path}: field '{self.field}' must be {self.expected}; got {describe_value(self.got)}"
 
     def __reduce__(self):  # keep the error picklable (multiprocessing, pytest-xdist)
         return (_rebuild_model_config_error, (self.path, self.field, self.expected, self.got, self._missing))
@@ -89,23 +92,6 @@ class ModelConfigError(ValueError):
 
 def _rebuild_model_config_error(path, field, expected, got, missing):
     return ModelConfigError(path, field, expected, _MISSING if missing else got)
-
-
-class UnknownModelError(KeyError):
-    """A model id that is not in the catalog; ``suggestions`` holds the closest ids."""
-
-    def __init__(self, id: str, suggestions: tuple[str, ...] = ()) -> None:
-        self.id = id
-        self.kind = "model"
-        self.suggestions = tuple(suggestions)
-        super().__init__(id)
-
-    def __str__(self) -> str:
-        hint = f"; did you mean {', '.join(repr(s) for s in self.suggestions)}?" if self.suggestions else ""
-        return (
-            f"unknown model id {self.id!r}{hint} "
-            "(`tierwise models list` shows the catalog; a path to a config.json or YAML file also works)"
-        )
 
 
 # ---------------------------------------------------------------------------
@@ -1189,8 +1175,9 @@ def list_models() -> list[str]:
     )
 
 
-def _unknown(model_id: str) -> UnknownModelError:
-    return UnknownModelError(model_id, tuple(difflib.get_close_matches(model_id, list_models(), n=3, cutoff=0.5)))
+def _unknown(model_id: str) -> UnknownIdError:
+    known = list_models()
+    return UnknownIdError(model_id, "model", difflib.get_close_matches(model_id, known, n=3, cutoff=0.5), known=known)
 
 
 def model_config_path(id: str) -> Traversable:
@@ -1206,6 +1193,7 @@ def model_config_path(id: str) -> Traversable:
 
 
 def _looks_like_path(s: str) -> bool:
+    """A file or folder path rather than a catalog id (ids are bare names like ``llama-3.1-8b``)."""
     return s.endswith(_CONFIG_SUFFIXES) or os.sep in s or "/" in s or s.startswith((".", "~"))
 
 
@@ -1233,6 +1221,10 @@ def _read_catalog(id: str) -> tuple[dict[str, Any], str]:
 
 def _read_file(path_str: str) -> tuple[dict[str, Any], str]:
     path = Path(path_str).expanduser()
+    if path.is_dir() and (path / "config.json").is_file():
+        # A downloaded Hugging Face snapshot folder: its config.json describes the model.
+        path = path / "config.json"
+        path_str = str(path)
     if not path.is_file():
         raise ModelConfigError(path_str, None, "expected an existing config file (.json, .yaml or .yml)", "no such file")
     if not path.name.endswith(_CONFIG_SUFFIXES):
@@ -1244,14 +1236,24 @@ def _read_file(path_str: str) -> tuple[dict[str, Any], str]:
     return _parse_text(text, path.name, path_str), path_str
 
 
+def _file_model_id(cfg: Mapping[str, Any], path_str: str) -> str:
+    """``_id`` when the file names itself, else the file stem (the folder name for config.json)."""
+    if isinstance(cfg.get("_id"), str) and cfg["_id"]:
+        return cfg["_id"]
+    path = Path(path_str.rstrip("/\\")).expanduser()
+    if path.is_dir() or path.name == "config.json":
+        folder = path if path.is_dir() else path.parent
+        return folder.resolve().name or path.name
+    return path.name.rsplit(".", 1)[0]
+
+
 def _read(id_or_path: str) -> tuple[dict[str, Any], str, str, bool]:
     """(config, origin, model id, from catalog)."""
     if not isinstance(id_or_path, str) or not id_or_path.strip():
         raise ModelConfigError("--model", None, "expected a catalog model id or a config file path", repr(id_or_path))
-    if _looks_like_path(id_or_path) or Path(id_or_path).is_file():
+    if _looks_like_path(id_or_path):
         cfg, origin = _read_file(id_or_path)
-        model_id = cfg.get("_id") if isinstance(cfg.get("_id"), str) else Path(id_or_path).name.rsplit(".", 1)[0]
-        return cfg, origin, model_id, False
+        return cfg, origin, _file_model_id(cfg, id_or_path), False
     cfg, origin = _read_catalog(id_or_path)
     return cfg, origin, id_or_path, True
 
@@ -1270,7 +1272,7 @@ def _catalog_arch(id: str) -> ArchSpec:
 
 def load_arch(id_or_path: str) -> ArchSpec:
     """An :class:`ArchSpec` from a catalog id or a path to an HF-style config (JSON or YAML)."""
-    if isinstance(id_or_path, str) and not _looks_like_path(id_or_path) and not Path(id_or_path).is_file():
+    if isinstance(id_or_path, str) and id_or_path.strip() and not _looks_like_path(id_or_path):
         return _catalog_arch(id_or_path)
     cfg, origin, model_id, _ = _read(id_or_path)
     return arch_from_config(cfg, model_id=model_id, origin=origin)
