@@ -78,8 +78,8 @@ def round_to_minifloat(x: torch.Tensor, exponent_bits: int, mantissa_bits: int) 
     at_mid = code < mids.numel()
     tie = at_mid & (a == mids[code.clamp(max=mids.numel() - 1)]) & (code % 2 == 1)
     code = code + tie.to(code.dtype)  # ties to the even code
-    # No sign on values that round to zero: -0 and +0 store the same code.
-    sign = ((x < 0) & (code > 0)).to(torch.int64) << (exponent_bits + mantissa_bits)
+    # Negative values that round to zero keep their sign (-0), as IEEE-style casts do.
+    sign = (x < 0).to(torch.int64) << (exponent_bits + mantissa_bits)
     return (code | sign).to(torch.uint8)
 
 
