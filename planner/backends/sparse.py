@@ -81,10 +81,6 @@ def _decode_cols(col_idx: torch.Tensor) -> torch.Tensor:
     return col_idx.to(torch.int64)
 
 
-def _keep_dtype(w: torch.Tensor) -> torch.dtype:
-    return w.dtype if w.is_floating_point() else torch.float32
-
-
 def prune_2_4(w: torch.Tensor) -> SparseTensor:
     """Keep the 2 largest ``|w|`` of every 4 consecutive inputs (along ``in_features``)."""
     check_weight(w, "prune_2_4")
