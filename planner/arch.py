@@ -131,7 +131,10 @@ class ConvLayer:
             _check_pos_int(owner, name, getattr(self, name))
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ModelConfigError(
-                owner, "groups", f"a divisor of in_channels ({self.in_channels}) and out_channels ({self.out_channels})", self.groups
+                owner,
+                "groups",
+                f"a divisor of in_channels ({self.in_channels}) and out_channels ({self.out_channels})",
+                self.groups,
             )
 
     def weight_params(self) -> int:
@@ -994,7 +997,9 @@ def _resnet(c: _Cfg, model_type: str) -> dict[str, Any]:
 
     def conv(name: str, cin: int, cout: int, k: int, s: int, size: int) -> int:
         out = _conv_out(size, k, s, k // 2)
-        layers.append(ConvLayer(name=name, in_channels=cin, out_channels=cout, kernel=k, stride=s, groups=1, out_h=out, out_w=out, has_bn=True))
+        layers.append(
+            ConvLayer(name=name, in_channels=cin, out_channels=cout, kernel=k, stride=s, groups=1, out_h=out, out_w=out, has_bn=True)
+        )
         return out
 
     size = conv("resnet.embedder.embedder.convolution", in_ch, emb, 7, 2, CNN_INPUT_SIZE)
@@ -1055,7 +1060,11 @@ def _mobilenet_v2(c: _Cfg, model_type: str) -> dict[str, Any]:
 
     def conv(name: str, cin: int, cout: int, k: int, s: int, size: int, groups: int = 1) -> int:
         out = out_size(size, k, s)
-        layers.append(ConvLayer(name=name, in_channels=cin, out_channels=cout, kernel=k, stride=s, groups=groups, out_h=out, out_w=out, has_bn=True))
+        layers.append(
+            ConvLayer(
+                name=name, in_channels=cin, out_channels=cout, kernel=k, stride=s, groups=groups, out_h=out, out_w=out, has_bn=True
+            )
+        )
         return out
 
     channels = [ch(x) for x in (16, 24, 24, 32, 32, 32, 64, 64, 64, 64, 96, 96, 96, 160, 160, 160, 320)]
