@@ -88,7 +88,7 @@ class KindHandler:
     decompose: Callable[[QuantizedTensor, Format], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
-# -- shared helpers -----------------------------------------------------------------------------
+# -- shared utilities ---------------------------------------------------------------------------
 
 
 def check_weight(w: object, where: str) -> torch.Tensor:
