@@ -77,7 +77,7 @@ class BertEmbeddings(nn.Module):
         seq = input_ids.shape[1]
         pos = torch.arange(seq, device=input_ids.device).unsqueeze(0)
         x = self.word_embeddings(input_ids) + self.position_embeddings(pos)
-        x = x + self.token_type_embeddings.weight[0]  # single-segment input: token type 0
+        x = x + self.token_type_embeddings(torch.zeros_like(input_ids))  # single segment: token type 0
         return self.LayerNorm(x)
 
 

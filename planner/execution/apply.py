@@ -1,0 +1,378 @@
+"""``apply_plan(model, plan)``: dispatch a plan's per-group choices to real torch modules.
+
+One verb, one registry (STYLE.md practice 4): every group choice is classified into an
+option type — ``quantize`` (a weight format, dense), ``prune`` (2:4 or unstructured
+sparsity, then the weight format), ``low-rank`` (truncated SVD, both factors in the
+weight format) — and the handler registered for that type builds the replacement module
+from the original one. The plan's KV format goes to the model's KV cache through the
+``kv`` handler. Adding an option type means one handler function and one
+:func:`register_handler` call.
+
+Plan group names (``bert.encoder.layer.2.attention.self.qkv``) are expanded to member module
+paths with the workload of the torch model's architecture (``…attention.self.query``,
+``…key``, ``…value``); a name that is itself a module path (a plain torch model) is used as
+is. CNN workloads name convolutions under a ``model.`` prefix that a plain module lacks; the
+prefix is dropped when the root has no ``model`` child.
+
+The original model is never modified: the plan is checked in full first, then applied to
+a deep copy, so an error leaves the caller's model untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from planner.arch import ArchSpec
+from planner.backends import low_rank as svd_low_rank
+from planner.formats import FormatError, SparsityError, get_format, parse_sparsity
+from planner.workload import LINEAR, LM_HEAD, build_workload
+from planner.execution.modules import LowRankLinear, PackedConv2d, PackedEmbedding, PackedLinear, PackedModule
+from planner.execution.storage import pack_weight
+
+__all__ = [
+    "HANDLERS",
+    "KV_HANDLERS",
+    "LayerOption",
+    "PlanApplyError",
+    "apply_plan",
+    "compressed_modules",
+    "option_type",
+    "plan_targets",
+    "register_handler",
+    "register_kv_handler",
+]
+
+
+class PlanApplyError(ValueError):
+    """A plan that cannot be applied to a model; ``field`` names the plan entry at fault."""
+
+    user_facing = True
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerOption:
+    """What to do with one module: weight format, sparsity, activation format, low rank."""
+
+    weights: str = "fp32"
+    sparsity: str = "dense"
+    activations: str = "fp32"
+    low_rank: int | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            w = get_format(self.weights)
+        except FormatError as exc:
+            raise PlanApplyError(str(exc), field="weights") from None
+        if not w.is_weight:
+            raise PlanApplyError(f"{w.name!r} is not a weight format", field="weights")
+        try:
+            sp = parse_sparsity(self.sparsity)
+        except SparsityError as exc:
+            raise PlanApplyError(str(exc), field="sparsity") from None
+        try:
+            a = get_format(self.activations)
+        except FormatError as exc:
+            raise PlanApplyError(str(exc), field="activations") from None
+        if not a.is_activation:
+            raise PlanApplyError(f"{a.name!r} is not an activation format", field="activations")
+        if self.low_rank is not None:
+            if isinstance(self.low_rank, bool) or not isinstance(self.low_rank, int) or self.low_rank < 1:
+                raise PlanApplyError(f"low_rank must be an int >= 1 or None; got {self.low_rank!r}", field="low_rank")
+            if sp.name != "dense":
+                raise PlanApplyError("low_rank and sparsity cannot be combined on one group", field="low_rank")
+        object.__setattr__(self, "weights", w.name)
+        object.__setattr__(self, "sparsity", sp.name)
+        object.__setattr__(self, "activations", a.name)
+
+
+def option_type(opt: LayerOption) -> str:
+    """The handler key of an option: ``low-rank``, ``prune``, ``quantize`` or ``keep``."""
+    if opt.low_rank is not None:
+        return "low-rank"
+    if opt.sparsity != "dense":
+        return "prune"
+    if opt.weights == "fp32" and opt.activations == "fp32":
+        return "keep"
+    return "quantize"
+
+
+Handler = Callable[[nn.Module, LayerOption, str], nn.Module]
+KVHandler = Callable[[nn.Module, str], bool]
+
+#: Option type → handler building the replacement of one module.
+HANDLERS: dict[str, Handler] = {}
+#: Model class → handler that sets its KV-cache format (returns True when applied).
+KV_HANDLERS: dict[type, KVHandler] = {}
+
+
+def register_handler(kind: str) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        HANDLERS[kind] = fn
+        return fn
+
+    return deco
+
+
+def register_kv_handler(cls: type) -> Callable[[KVHandler], KVHandler]:
+    def deco(fn: KVHandler) -> KVHandler:
+        KV_HANDLERS[cls] = fn
+        return fn
+
+    return deco
+
+
+def _weight_2d(module: nn.Module) -> torch.Tensor:
+    w = module.weight.detach()
+    return w.reshape(w.shape[0], -1) if isinstance(module, nn.Conv2d) else w
+
+
+_WEIGHTED = (nn.Linear, nn.Conv2d, nn.Embedding)
+
+
+def _unsupported(module: nn.Module, fqn: str, what: str) -> PlanApplyError:
+    return PlanApplyError(f"layer {fqn!r} is a {type(module).__name__}; {what} applies to nn.Linear, nn.Conv2d "
+                          "and nn.Embedding layers only", field=fqn)
+
+
+@register_handler("keep")
+def _keep(module: nn.Module, opt: LayerOption, fqn: str) -> nn.Module:
+    return module
+
+
+@register_handler("quantize")
+def _quantize(module: nn.Module, opt: LayerOption, fqn: str) -> nn.Module:
+    return _packed(module, opt, fqn, "quantize")
+
+
+@register_handler("prune")
+def _prune(module: nn.Module, opt: LayerOption, fqn: str) -> nn.Module:
+    if parse_sparsity(opt.sparsity).structured and _weight_2d(module).shape[1] % 4:
+        raise PlanApplyError(f"layer {fqn!r}: 2:4 sparsity needs in_features divisible by 4; the weight is "
+                             f"{tuple(module.weight.shape)}", field=fqn)
+    return _packed(module, opt, fqn, "prune")
+
+
+def _packed(module: nn.Module, opt: LayerOption, fqn: str, option: str) -> nn.Module:
+    if not isinstance(module, _WEIGHTED):
+        raise _unsupported(module, fqn, f"'{option}'")
+    try:
+        packed = pack_weight(_weight_2d(module), opt.weights, opt.sparsity)
+    except ValueError as exc:
+        raise PlanApplyError(f"layer {fqn!r}: {exc}", field=fqn) from None
+    if isinstance(module, nn.Embedding):
+        return PackedEmbedding(packed, module, option=option)
+    if isinstance(module, nn.Conv2d):
+        return PackedConv2d(packed, module, activations=opt.activations, option=option)
+    return PackedLinear(packed, module.bias, activations=opt.activations, option=option)
+
+
+@register_handler("low-rank")
+def _low_rank(module: nn.Module, opt: LayerOption, fqn: str) -> nn.Module:
+    if not isinstance(module, nn.Linear):
+        raise PlanApplyError(f"layer {fqn!r} is a {type(module).__name__}; low rank applies to nn.Linear layers "
+                             "only", field=fqn)
+    w = module.weight.detach()
+    limit = min(w.shape)
+    if opt.low_rank > limit:  # type: ignore[operator]
+        raise PlanApplyError(f"layer {fqn!r}: low_rank {opt.low_rank} exceeds min(out, in) = {limit}", field=fqn)
+    a, b = svd_low_rank(w, int(opt.low_rank))  # type: ignore[arg-type]
+    try:
+        pa, pb = pack_weight(a, opt.weights), pack_weight(b, opt.weights)
+    except ValueError as exc:
+        raise PlanApplyError(f"layer {fqn!r}: {exc}", field=fqn) from None
+    return LowRankLinear(pa, pb, module.bias, activations=opt.activations)
+
+
+# -- plan normalisation -----------------------------------------------------------------------
+
+
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+def _layer_option(raw: Any, group: str) -> LayerOption:
+    try:
+        return LayerOption(weights=_get(raw, "weights", "fp32"), sparsity=_get(raw, "sparsity", "dense"),
+                           activations=_get(raw, "activations", "fp32"), low_rank=_get(raw, "low_rank"))
+    except PlanApplyError as exc:
+        raise PlanApplyError(f"plan choice for {group!r}: {exc.message}", field=f"choices.{group}.{exc.field}") \
+            from None
+
+
+def _plan_parts(plan: Any) -> tuple[str | None, dict[str, LayerOption], str | None, str | None]:
+    """(model id, group → option, KV format, model hash) of a Plan, a plan dict or a bare
+    mapping of group → choice."""
+    choices = _get(plan, "choices")
+    if choices is None and isinstance(plan, Mapping):
+        choices, plan = plan, {}
+    if not isinstance(choices, Mapping) or not choices:
+        raise PlanApplyError("the plan has no choices (expected a mapping of group name → choice)", field="choices")
+    options = {str(g): _layer_option(c, str(g)) for g, c in choices.items()}
+    kv = _get(plan, "kv")
+    if kv is not None:
+        try:
+            spec = get_format(kv)
+        except FormatError as exc:
+            raise PlanApplyError(f"plan 'kv': {exc}", field="kv") from None
+        if not spec.is_kv:
+            raise PlanApplyError(f"plan 'kv': {spec.name!r} is not a KV-cache format", field="kv")
+        kv = spec.name
+    return _get(plan, "model"), options, kv, _get(plan, "model_hash")
+
+
+def _resolve(root: nn.Module, path: str) -> nn.Module | None:
+    candidates = [path]
+    if path.startswith("model.") and not hasattr(root, "model"):
+        candidates.append(path[len("model."):])
+    for cand in candidates:
+        try:
+            return root.get_submodule(cand)
+        except AttributeError:
+            continue
+    return None
+
+
+def _group_members(arch: ArchSpec | None) -> dict[str, list[tuple[str, Any]]]:
+    """Group FQN → [(member FQN, OpShape)] from the architecture's workload."""
+    if arch is None:
+        return {}
+    out: dict[str, list[tuple[str, Any]]] = {}
+    for group, _params, members in build_workload(arch).groups():
+        rel = members[0].group
+        base = group[: len(group) - len(rel)]
+        out[group] = [(base + op.name, op) for op in members if op.tied_to is None]
+    return out
+
+
+def _check_shape(module: nn.Module, op: Any, fqn: str, plan_model: str | None) -> None:
+    if op is None or op.kind not in (LINEAR, LM_HEAD) or not isinstance(module, nn.Linear):
+        return
+    want = (op.out_features, op.in_features)
+    got = tuple(module.weight.shape)
+    if op.experts:
+        return
+    if want != got:
+        raise PlanApplyError(f"layer {fqn!r} has weight shape {got}, but the plan's model "
+                             f"{plan_model or '(unnamed)'} expects {want}: the plan was made for a different model",
+                             field=fqn)
+
+
+def plan_targets(model: nn.Module, plan: Any, arch: ArchSpec | None = None) -> dict[str, tuple[str, LayerOption]]:
+    """Member module FQN → (plan group, option), checked against ``model`` without changing it.
+
+    Raises :class:`PlanApplyError` naming the first plan group the model lacks.
+    """
+    plan_model, options, _kv, _hash = _plan_parts(plan)
+    members = _group_members(arch)
+    targets: dict[str, tuple[str, LayerOption]] = {}
+    for group, opt in options.items():
+        if group in members:
+            entries = members[group]
+        else:
+            entries = [(group, None)]
+        for fqn, op in entries:
+            module = _resolve(model, fqn)
+            if module is None:
+                example = next(iter(members), None) or next((n for n, m in model.named_modules()
+                                                             if isinstance(m, _WEIGHTED)), "?")
+                made_for = f"model {plan_model!r}" if plan_model else "a different model"
+                raise PlanApplyError(
+                    f"the plan names layer {group!r} (module {fqn!r}) but the torch model "
+                    f"{(arch.id if arch else type(model).__name__)!r} has no such module; the plan was made for "
+                    f"{made_for}. Layers of this model look like {example!r}", field=f"choices.{group}")
+            if option_type(opt) != "keep" and not isinstance(module, _WEIGHTED):
+                raise _unsupported(module, fqn, f"plan option '{option_type(opt)}'")
+            _check_shape(module, op, fqn, plan_model)
+            targets[fqn] = (group, opt)
+    return targets
+
+
+def _set_submodule(root: nn.Module, fqn: str, new: nn.Module) -> None:
+    path = fqn if _has_path(root, fqn) else fqn[len("model."):]
+    parent_name, _, child = path.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, new)
+
+
+def _has_path(root: nn.Module, fqn: str) -> bool:
+    try:
+        root.get_submodule(fqn)
+        return True
+    except AttributeError:
+        return False
+
+
+def apply_plan(model: nn.Module, plan: Any, *, arch: ArchSpec | None = None) -> nn.Module:
+    """A compressed copy of ``model`` following ``plan``; ``model`` itself is not modified.
+
+    ``plan`` is a :class:`planner.plan.Plan`, its dict form, or a mapping of group name →
+    choice (anything with ``weights``, ``sparsity``, ``activations``, ``low_rank``). ``arch``
+    maps plan group names to member modules (omit it when the plan names modules directly).
+    """
+    if not isinstance(model, nn.Module):
+        raise PlanApplyError(f"apply_plan needs a torch nn.Module; got {type(model).__name__}", field="model")
+    targets = plan_targets(model, plan, arch)
+    _plan_model, _options, kv, _hash = _plan_parts(plan)
+    compressed = copy.deepcopy(model)
+    for fqn, (_group, opt) in targets.items():
+        kind = option_type(opt)
+        handler = HANDLERS.get(kind)
+        if handler is None:  # pragma: no cover - every option type has a handler
+            raise PlanApplyError(f"no handler registered for option type {kind!r}", field=fqn)
+        original = _resolve(compressed, fqn)
+        replacement = handler(original, opt, fqn)  # type: ignore[arg-type]
+        if replacement is not original:
+            _set_submodule(compressed, fqn, replacement)
+    _retie(model, compressed)
+    if kv is not None:
+        for cls, kv_handler in KV_HANDLERS.items():
+            if isinstance(compressed, cls):
+                kv_handler(compressed, kv)
+                break
+    compressed.eval()
+    return compressed
+
+
+def _retie(original: nn.Module, compressed: nn.Module) -> None:
+    """An output head that shared its weight with a now packed embedding table shares the
+    packed table instead (the workload prices tied weights once)."""
+    head, emb = getattr(original, "lm_head", None), None
+    body = getattr(original, "model", None)
+    if body is not None:
+        emb = getattr(body, "embed_tokens", None)
+    if not isinstance(head, nn.Linear) or not isinstance(emb, nn.Embedding) or head.weight is not emb.weight:
+        return
+    packed_emb = compressed.model.embed_tokens  # type: ignore[union-attr]
+    if isinstance(packed_emb, PackedEmbedding):
+        compressed.lm_head = PackedLinear(packed_emb.store, None, activations="fp32", option="tied")  # type: ignore[assignment]
+
+
+def compressed_modules(model: nn.Module) -> dict[str, PackedModule]:
+    """FQN → compressed layer of a model returned by :func:`apply_plan`."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, PackedModule)}
+
+
+def _register_builtin_kv() -> None:
+    from planner.execution.decoder import LlamaDecoder
+
+    @register_kv_handler(LlamaDecoder)
+    def _decoder_kv(model: nn.Module, fmt: str) -> bool:
+        # fp32 is the model's own precision: no conversion, no quantised cache.
+        model.set_kv_format(None if fmt == "fp32" else fmt)  # type: ignore[operator]
+        return True
+
+
+_register_builtin_kv()
