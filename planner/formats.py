@@ -335,6 +335,13 @@ def _build_registry() -> dict[str, Format]:
                family="int8", source=_SRC_INT8, **_ALL_ROLES,
                description="symmetric, codes in [-128, 127], fp16 scale per row (channel/token/head)"))
 
+    # Group-wise int8 (llama.cpp Q8_0 = int8-g32: 8-bit codes + fp16 scale per 32 → 8.5 bits).
+    for group in (32, 64, 128):
+        add(Format(name=f"int8-g{group}", kind="int", element_bits=8, group_size=group,
+                   scale_bits=16, zero_point_bits=0, per_channel=False, exponent_bits=0, mantissa_bits=0,
+                   lut_entries=0, hw_precision="int8", family="int8", source=_SRC_INT_G, **_WEIGHT_ONLY,
+                   description=f"symmetric, codes in [-128, 127], fp16 scale per {group}"))
+
     # Group-wise ints. int3/int2 codes fit int4 MACs, so their native peak is the int4 one.
     for bits in (4, 3, 2):
         for group in (32, 64, 128):

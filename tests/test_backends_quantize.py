@@ -26,6 +26,7 @@ WEIGHTS = list_formats(role="weight")
 # Symmetric int2 is ternary ({-1, 0, 1} × absmax), hence its low floor.
 SQNR_FLOOR_DB = {
     "fp32": math.inf, "bf16": 54.5, "fp16": 72.5, "fp8-e4m3": 30.5, "fp8-e5m2": 24.5, "int8": 41.0,
+    "int8-g32": 44.5, "int8-g64": 43.5, "int8-g128": 42.5,
     "int4-g32": 19.0, "int4-g32-zp": 20.5, "int4-g64": 18.0, "int4-g64-zp": 19.5,
     "int4-g128": 17.5, "int4-g128-zp": 19.0,
     "int3-g32": 12.0, "int3-g32-zp": 14.0, "int3-g64": 11.0, "int3-g64-zp": 13.0,

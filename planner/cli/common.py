@@ -1,0 +1,186 @@
+"""Shared CLI plumbing: exit codes, error reporting, JSON output, flag parsing.
+
+Exit codes (DESIGN.md public contract): 0 success, 2 bad input, 3 nothing feasible.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+EXIT_INFEASIBLE = 3
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one message, exit code ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT, *, field: str | None = None, payload: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.field = field
+        self.payload = payload
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT, *, field: str | None = None) -> NoReturn:
+    raise CliError(message, code, field=field)
+
+
+def clean_json(obj: Any) -> Any:
+    """Make a result JSON-safe: inf/nan → null, tuples → lists, dataclass dicts kept."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_json(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return clean_json(obj.item())
+    return obj
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(clean_json(obj), indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtTpP]i?[bB]?|[bB])?\s*$")
+_UNITS = {
+    "": 1.0,
+    "b": 1.0,
+    "k": 1e3,
+    "m": 1e6,
+    "g": 1e9,
+    "t": 1e12,
+    "p": 1e15,
+    "ki": 1024.0,
+    "mi": 1024.0**2,
+    "gi": 1024.0**3,
+    "ti": 1024.0**4,
+    "pi": 1024.0**5,
+}
+
+
+def parse_bytes(text: str | float | int, field: str) -> float:
+    """'60GB' → 60e9, '24GiB' → 24·2^30, '1.5e9' → 1.5e9 (decimal SI unless 'i')."""
+    if isinstance(text, (int, float)):
+        if text <= 0:
+            fail(f"--{field.replace('_', '-')} must be a positive size; got {text}", field=field)
+        return float(text)
+    m = _SIZE.match(str(text))
+    if not m:
+        fail(f"--{field.replace('_', '-')} must be a size like 60GB, 24GiB or 1.5e9; got {text!r}", field=field)
+    unit = (m.group(2) or "").lower().rstrip("b")
+    val = float(m.group(1)) * _UNITS[unit]
+    if val <= 0:
+        fail(f"--{field.replace('_', '-')} must be a positive size; got {text!r}", field=field)
+    return val
+
+
+def parse_positive_int(text: str, flag: str, *, allow_zero: bool = False) -> int:
+    try:
+        v = int(str(text).strip())
+    except ValueError:
+        fail(f"{flag} must be a {'non-negative' if allow_zero else 'positive'} integer; got {text!r}", field=flag.lstrip("-"))
+    if v < 0 or (v == 0 and not allow_zero):
+        fail(f"{flag} must be a {'non-negative' if allow_zero else 'positive'} integer; got {text!r}", field=flag.lstrip("-"))
+    return v
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None or not math.isfinite(n):
+        return "-"
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:.0f} B"
+
+
+def human_time(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "-"
+    if s >= 1:
+        return f"{s:.3f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s * 1e6:.1f} µs"
+
+
+def human_num(x: float | None, digits: int = 3) -> str:
+    if x is None or not math.isfinite(x):
+        return "-"
+    a = abs(x)
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if a >= scale:
+            return f"{x / scale:.{digits}g}{unit}"
+    return f"{x:.{digits}g}"
+
+
+def load_model_or_fail(ref: str):
+    from planner.arch import load_arch
+
+    return load_arch(ref)
+
+
+def load_hardware_or_fail(ref: str):
+    from hwmodels import load_device
+
+    return load_device(ref)
+
+
+def exit_for(exc: BaseException) -> tuple[int, str] | None:
+    """Map a known exception to (exit code, message); None for unknown ones."""
+    from hwmodels import ProfileError, UnknownIdError
+
+    from planner.arch import ModelConfigError
+    from planner.costmodel import EstimateError
+    from planner.formats import FormatError
+
+    if isinstance(exc, CliError):
+        return exc.code, exc.message
+    if isinstance(exc, UnknownIdError):
+        return EXIT_BAD_INPUT, str(exc)
+    if isinstance(exc, (ProfileError, ModelConfigError, FormatError)):
+        return EXIT_BAD_INPUT, str(exc)
+    if isinstance(exc, EstimateError):
+        return EXIT_BAD_INPUT, exc.message
+    extra = _extra_error_types()
+    for typ, code in extra:
+        if isinstance(exc, typ):
+            return code, getattr(exc, "message", None) or str(exc)
+    if isinstance(exc, (ValueError, KeyError)) and getattr(exc, "user_facing", False):
+        return EXIT_BAD_INPUT, str(exc)
+    return None
+
+
+_EXTRA: list[tuple[type, int]] = []
+
+
+def register_error(typ: type, code: int = EXIT_BAD_INPUT) -> None:
+    """Let a command module map its own exception type to an exit code."""
+    _EXTRA.append((typ, code))
+
+
+def _extra_error_types() -> list[tuple[type, int]]:
+    return _EXTRA
+
+
+def option_batch(value: str) -> int | str:
+    if str(value).strip().lower() == "max":
+        return "max"
+    return parse_positive_int(value, "--batch")
+
+
+def exit_with(code: int) -> NoReturn:
+    raise typer.Exit(code)

@@ -1,0 +1,1208 @@
+"""Inference cost model: operator × hardware × numeric choice → time, bytes, memory, energy, money.
+
+Pure functions returning frozen result dataclasses; no files, no logging, no globals
+beyond caches of immutable lookups.
+
+Model, per operator instance on one device (details and error analysis in docs/costmodel.md):
+
+    compute_s = flops / (peak(precision) · eff_c(flops)) + dequant_s
+    memory_s  = bytes_on_device_tier / (bw · eff_b(bytes))
+    op_s      = max(compute_s, memory_s) + kernel_overhead_s
+    phase_s   = max(Σ op_s, Σ streamed_bytes / tier_bw) + Σ comm_s + step_overhead
+
+* ``peak(precision)`` is the dense vendor peak of the compute path the choice takes:
+  W8A8 / FP8 (weights and activations both low precision and native) run on the low
+  precision units; weight-only formats run at the activation precision after dequantizing
+  (the bytes are saved, the compute is not — plus ``dequant_s`` on the vector units);
+  2:4 sparsity uses the sparse tensor-core peak where the device has one.
+* Efficiencies are size dependent and separate from peaks (:class:`hwmodels.Efficiency`).
+* Weights that do not fit the device tier spill to the next allowed tier (RDU DDR,
+  phone flash, host memory with ``allow_offload``) and are streamed every pass at that
+  tier's bandwidth, overlapped with on-device work (prefetch) — hence the ``max``.
+* Dataflow devices (SN40L) fuse a layer's operators: intermediate activations stay in
+  on-chip SRAM and cost no device-memory traffic.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from hwmodels import DeviceSpec, Link, MemoryTier
+from planner.arch import ArchSpec
+from planner.collectives import allreduce_s, hierarchical_allreduce_s, p2p_s
+from planner.formats import Format, combined_bits_per_weight, get_format, parse_sparsity
+from planner.workload import (
+    ATTENTION,
+    CONV,
+    EMBEDDING,
+    LM_HEAD,
+    NORM,
+    POOL,
+    Block,
+    OpShape,
+    Phase,
+    Workload,
+    build_workload,
+    op_load,
+    tokens_per_sample,
+)
+
+
+class EstimateError(ValueError):
+    """A configuration that cannot be estimated (bad layout, unsupported format...).
+
+    ``field`` names the offending input (CLI flag without dashes / API field)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+# ---------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Choice:
+    """Numeric choice for one operator or decision group (format names as in DESIGN.md)."""
+
+    weights: str = "bf16"
+    activations: str = "bf16"
+    kv: str = "bf16"
+    sparsity: str = "dense"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Layout:
+    """Parallel layout: tensor, pipeline, data (replica) and expert parallel degrees."""
+
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    ep: int = 1
+
+    @property
+    def devices(self) -> int:
+        return self.tp * self.pp * self.dp
+
+    @property
+    def model_parallel(self) -> int:
+        return self.tp * self.pp
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Serving:
+    """What is served: batch per replica, prompt and generated tokens per request."""
+
+    batch: int = 1
+    prompt: int = 512
+    gen: int = 128
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options:
+    """Knobs that change placement rather than numerics."""
+
+    allow_offload: bool = False  # let weights spill to host memory (GPU/TPU/CPU) — slow
+    flash_chunk_bytes: float = 256 * 1024  # read size when streaming weights from flash
+    placement: Mapping[str, float] | None = None  # explicit fraction of weights per tier name
+    runtime: str = "graph"  # "graph" (CUDA graphs / compiled engines) or "eager" (PyTorch eager)
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIME_OVERHEAD_S:
+            raise EstimateError("runtime", f"--runtime must be one of {', '.join(RUNTIME_OVERHEAD_S)}; got {self.runtime!r}")
+        if self.flash_chunk_bytes <= 0:
+            raise EstimateError("flash_chunk_kib", f"--flash-chunk-kib must be positive; got {self.flash_chunk_bytes / 1024:g}")
+
+    @property
+    def host_overhead_s(self) -> float:
+        return RUNTIME_OVERHEAD_S[self.runtime]
+
+
+# Host-side cost per modelled operator on top of the device's kernel overhead.
+# Graph-captured engines (CUDA graphs, TensorRT-LLM, torch.compile, llama.cpp) launch the whole
+# pass at once: no per-operator host cost. PyTorch eager dispatches each ATen kernel from Python:
+# ≈ 7–8 µs of dispatcher + launch per kernel and ≈ 4–5 kernels per modelled operator (a Llama
+# layer runs ~50 ATen ops for the 11 operators modelled here) → ≈ 35 µs per operator. The
+# DeepLearningExamples ResNet-50 table shows the effect (batch-1 AMP slower than fp32: launch bound).
+RUNTIME_OVERHEAD_S = {"graph": 0.0, "eager": 35e-6}
+
+# Fraction of streaming bandwidth that decode attention reaches when gathering the KV cache.
+KV_GATHER_EFFICIENCY = 0.5
+
+
+# ---------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpCost:
+    name: str  # FQN pattern; "{i}" stands for every layer of a repeated block
+    kind: str
+    group: str
+    count: int  # layer instances this row stands for
+    flops: float  # per instance, per device
+    weight_bytes: float
+    activation_bytes: float
+    kv_bytes: float
+    compute_s: float
+    memory_s: float
+    comm_s: float
+    overhead_s: float
+    time_s: float  # per instance, without comm
+    bound: str  # "compute" | "memory" | "overhead"
+    precision: str
+
+    @property
+    def intensity(self) -> float:
+        b = self.weight_bytes + self.activation_bytes + self.kv_bytes
+        return self.flops / b if b else math.inf
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "group": self.group,
+            "count": self.count,
+            "flops": self.flops,
+            "weight_bytes": self.weight_bytes,
+            "activation_bytes": self.activation_bytes,
+            "kv_bytes": self.kv_bytes,
+            "compute_s": self.compute_s,
+            "memory_s": self.memory_s,
+            "comm_s": self.comm_s,
+            "overhead_s": self.overhead_s,
+            "time_s": self.time_s,
+            "bound": self.bound,
+            "precision": self.precision,
+            "arithmetic_intensity": None if math.isinf(self.intensity) else self.intensity,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PhaseCost:
+    name: str
+    batch: int
+    time_s: float
+    device_s: float  # Σ op time on the device tier
+    stream_s: float  # time to stream spilled weights from slower tiers
+    comm_s: float
+    flops: float  # per device
+    bytes_by_tier: Mapping[str, float]
+    busy_s: float  # utilisation-weighted busy time (for energy)
+    bound: str
+    ops: tuple[OpCost, ...]
+
+    def to_dict(self, ops: bool = True) -> dict:
+        d = {
+            "name": self.name,
+            "batch": self.batch,
+            "time_s": self.time_s,
+            "device_s": self.device_s,
+            "stream_s": self.stream_s,
+            "comm_s": self.comm_s,
+            "flops_per_device": self.flops,
+            "bytes_by_tier": dict(self.bytes_by_tier),
+            "bound": self.bound,
+        }
+        if ops:
+            d["ops"] = [o.to_dict() for o in self.ops]
+        return d
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TierUse:
+    name: str
+    role: str
+    capacity_bytes: float
+    used_bytes: float
+    weights_bytes: float
+    kv_cache_bytes: float
+    activations_bytes: float
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "role": self.role,
+            "capacity_bytes": self.capacity_bytes,
+            "used_bytes": self.used_bytes,
+            "weights_bytes": self.weights_bytes,
+            "kv_cache_bytes": self.kv_cache_bytes,
+            "activations_bytes": self.activations_bytes,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryReport:
+    weights_bytes: float  # whole model at its formats (all devices)
+    kv_cache_bytes: float  # whole batch, all replicas' share on one replica
+    activations_bytes: float  # peak transient per device
+    per_device_bytes: float
+    device_capacity_bytes: float
+    fits: bool
+    shortfall_bytes: float
+    tiers: tuple[TierUse, ...]
+    offloaded_weights_bytes: float  # per device, outside the device tier
+
+    def to_dict(self) -> dict:
+        return {
+            "weights_bytes": self.weights_bytes,
+            "kv_cache_bytes": self.kv_cache_bytes,
+            "activations_bytes": self.activations_bytes,
+            "per_device_bytes": self.per_device_bytes,
+            "device_capacity_bytes": self.device_capacity_bytes,
+            "fits": self.fits,
+            "shortfall_bytes": self.shortfall_bytes,
+            "offloaded_weights_bytes": self.offloaded_weights_bytes,
+            "tiers": {t.name: t.to_dict() for t in self.tiers},
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InferenceEstimate:
+    model: str
+    hardware: str
+    layout: Layout
+    serving: Serving
+    choice: Choice
+    prefill: PhaseCost
+    decode: PhaseCost | None
+    ttft_s: float
+    tpot_s: float
+    latency_s: float
+    output_tokens_per_s: float
+    decode_tokens_per_s: float
+    prefill_tokens_per_s: float
+    samples_per_s: float
+    energy_j_per_token: float
+    energy_j_per_sample: float
+    usd_per_million_tokens: float
+    usd_per_hour: float
+    memory: MemoryReport
+    switch_in_s: float | None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def batch(self) -> int:
+        return self.serving.batch
+
+    def to_dict(self, ops: bool = True) -> dict:
+        return {
+            "mode": "inference",
+            "model": self.model,
+            "hardware": self.hardware,
+            "devices": self.layout.devices,
+            "tp": self.layout.tp,
+            "pp": self.layout.pp,
+            "dp": self.layout.dp,
+            "ep": self.layout.ep,
+            "batch": self.serving.batch,
+            "prompt": self.serving.prompt,
+            "gen": self.serving.gen,
+            "weights": self.choice.weights,
+            "activations": self.choice.activations,
+            "kv": self.choice.kv,
+            "sparsity": self.choice.sparsity,
+            "ttft_s": self.ttft_s,
+            "tpot_s": self.tpot_s,
+            "latency_s": self.latency_s,
+            "output_tokens_per_s": self.output_tokens_per_s,
+            "decode_tokens_per_s": self.decode_tokens_per_s,
+            "prefill_tokens_per_s": self.prefill_tokens_per_s,
+            "samples_per_s": self.samples_per_s,
+            "energy_j_per_token": self.energy_j_per_token,
+            "energy_j_per_sample": self.energy_j_per_sample,
+            "usd_per_hour": self.usd_per_hour,
+            "usd_per_million_tokens": self.usd_per_million_tokens,
+            "switch_in_s": self.switch_in_s,
+            "memory": self.memory.to_dict(),
+            "prefill": self.prefill.to_dict(ops),
+            "decode": self.decode.to_dict(ops) if self.decode else None,
+            "notes": list(self.notes),
+        }
+
+
+# ---------------------------------------------------------------------------
+# Resolved numerics of a choice on a device
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Numerics:
+    weight_bits: float  # effective stored bits per weight incl. scales and sparse metadata
+    act_bits: float
+    kv_bits: float
+    precision: str  # compute precision key for the peak
+    peak_flops_per_s: float
+    dequant_ops_per_weight: float  # vector ops per weight element to dequantize (0 when native)
+    vector_flops_per_s: float
+    density: float  # fraction of weights kept (compute still dense unless 2:4 native)
+
+
+_LOW_PRECISION_COMPUTE = {"fp8": 8, "int8": 8, "int4": 4, "fp4": 4}
+
+
+def _act_compute_precision(act: Format) -> str:
+    hp = act.hw_precision
+    return hp if hp in ("fp32", "tf32", "bf16", "fp16") else "bf16"
+
+
+def _dequant_ops(w: Format) -> float:
+    """Vector instructions per weight to turn a stored value into a compute-precision value:
+    convert + scale, +1 to unpack sub-byte values, +1 for a zero-point, +1 for a table lookup
+    (NF4 / codebooks)."""
+    ops = 2.0
+    if w.element_bits < 8:
+        ops += 1.0
+    if w.zero_point_bits:
+        ops += 1.0
+    if w.kind in ("codebook", "nf"):
+        ops += 1.0
+    return ops
+
+
+@functools.lru_cache(maxsize=1024)
+def _kv_bits(kv_name: str, head_dim: int) -> float:
+    """Bits per cached element; per-head scales are priced over one head (cols = head_dim)."""
+    return get_format(kv_name).bits_per_value(1, max(head_dim, 1))
+
+
+@functools.lru_cache(maxsize=4096)
+def _numerics(device: DeviceSpec, choice: Choice, rows: int, cols: int) -> _Numerics:
+    try:
+        w = get_format(choice.weights)
+    except ValueError as exc:
+        raise EstimateError("weights", str(exc)) from None
+    try:
+        a = get_format(choice.activations)
+    except ValueError as exc:
+        raise EstimateError("activations", str(exc)) from None
+    try:
+        kv = get_format(choice.kv)
+    except ValueError as exc:
+        raise EstimateError("kv", str(exc)) from None
+    try:
+        sp = parse_sparsity(choice.sparsity)
+    except ValueError as exc:
+        raise EstimateError("sparsity", str(exc)) from None
+    for fld, fmt in (("weights", w), ("activations", a), ("kv", kv)):
+        if device.supports(fmt.name) == "unsupported":
+            raise EstimateError(
+                fld,
+                f"format '{fmt.name}' is not supported on {device.id} (native: {', '.join(sorted(device.formats.native))})",
+            )
+    if not a.is_activation:
+        raise EstimateError("activations", f"'{a.name}' is not an activation format")
+    if not kv.is_kv:
+        raise EstimateError("kv", f"'{kv.name}' is not a KV-cache format")
+
+    # Sparsity thins the elements; scales stay per dense group (Sparse-Marlin layout).
+    wbits = combined_bits_per_weight(w, sp, rows, cols)
+    abits = float(a.element_bits)
+    kvbits = kv.bits_per_value(None, None)
+
+    a_native = device.supports(a.name) == "native"
+    w_native = device.supports(w.name) == "native"
+    number_kind = "float" if w.kind in ("float", "minifloat", "mx", "nvfp") else "int"
+    # Compute path: both operands low precision and native on the device → low precision units
+    # (W8A8, FP8, W4A8 on int8 units). Otherwise the weights are dequantized to the activation
+    # precision (weight-only quantization saves bytes, not compute).
+    if a.hw_precision in _LOW_PRECISION_COMPUTE and a_native and w.element_bits <= 8:
+        precision = a.hw_precision
+        deq = 0.0 if (w_native and w.hw_precision == precision) else 1.0
+    else:
+        precision = _act_compute_precision(a)
+        if w.hw_precision == precision or (w.kind == "float" and w.element_bits >= 16):
+            deq = 0.0
+        else:
+            deq = _dequant_ops(w)
+    structured = sp.structured and sp.density < 1.0
+    sparse_native = structured and device.compute_units[0].sparse_2to4_speedup > 1.0 and (w_native or deq == 0.0)
+    peak = device.peak_flops_per_s(
+        precision,
+        sparse_2to4=sparse_native,
+        weight_bits=w.element_bits,
+        act_bits=a.element_bits,
+        number_kind=number_kind,
+    )
+    vec = device.peak_flops_per_s("fp32")
+    return _Numerics(wbits, abits, kvbits, precision, peak, deq, vec, sp.density)
+
+
+# ---------------------------------------------------------------------------
+# Per-operator cost
+# ---------------------------------------------------------------------------
+
+
+def _shard(op: OpShape, layout: Layout) -> float:
+    if layout.tp <= 1:
+        return 1.0
+    if op.shard in ("col", "row", "heads", "vocab"):
+        return float(layout.tp)
+    return 1.0
+
+
+def _kv_shard(op: OpShape, tp: int) -> float:
+    # KV heads are split across TP ranks; with fewer KV heads than ranks each rank keeps one
+    # (replicated), as vLLM and TensorRT-LLM do for GQA/MQA.
+    if tp <= 1 or op.kv_heads <= 0:
+        return 1.0
+    return op.kv_heads / max(1.0, op.kv_heads / tp)
+
+
+def op_cost(
+    op: OpShape,
+    ph: Phase,
+    device: DeviceSpec,
+    choice: Choice,
+    layout: Layout,
+    *,
+    name: str,
+    count: int = 1,
+    weights_on_device: float = 1.0,
+    fused: bool = False,
+    host_overhead_s: float = 0.0,
+) -> tuple[OpCost, float]:
+    """Cost of one instance of ``op``; returns (cost, weight bytes streamed from slower tiers)."""
+    load = op_load(op, ph)
+    rows, cols = (op.out_features, op.in_features) if op.kind not in (CONV, POOL) else (op.out_features, 0)
+    nm = _numerics(device, choice, rows or 1, cols or 1)
+    shard = _shard(op, layout)
+    eff = device.efficiency
+
+    flops = load.flops / shard
+    w_elems = load.weight_elems_read / shard
+    if op.kind == NORM:
+        w_bytes = w_elems * 2.0  # norm weights stay in 16-bit
+    elif op.kind == EMBEDDING:
+        # a gather reads whole rows; rows are stored at the weight format
+        w_bytes = w_elems * nm.weight_bits / 8.0
+    else:
+        w_bytes = w_elems * nm.weight_bits / 8.0
+    act_bytes = 0.0 if fused else (load.act_in_elems + load.act_out_elems) / shard * nm.act_bits / 8.0
+    kv_bytes = (
+        (load.kv_read_elems + load.kv_write_elems) / _kv_shard(op, layout.tp) * _kv_bits(choice.kv, op.head_dim) / 8.0
+        if op.kind == ATTENTION
+        else 0.0
+    )
+
+    dev_w = w_bytes * weights_on_device
+    streamed = w_bytes - dev_w
+    mem_bytes = dev_w + act_bytes + kv_bytes
+    bw = device.device_tier.bandwidth_bytes_per_s
+    memory_s = mem_bytes / (bw * eff.bandwidth(mem_bytes)) if mem_bytes > 0 else 0.0
+    if kv_bytes > 0 and ph.tokens == 1:
+        # Decode attention gathers the KV cache from scattered (paged) blocks per sequence and
+        # head: such irregular reads reach ~40–60% of peak bandwidth (hardware_and_formulas.md
+        # §A.5, "irregular access patterns"), modelled as half the streaming efficiency.
+        memory_s += kv_bytes / (bw * eff.bandwidth(kv_bytes)) * (1.0 / KV_GATHER_EFFICIENCY - 1.0)
+
+    if op.kind in (NORM, POOL, EMBEDDING):
+        compute_s = flops / (nm.vector_flops_per_s * eff.compute(flops)) if flops > 0 else 0.0
+        precision = "fp32"
+    else:
+        compute_s = flops / (nm.peak_flops_per_s * eff.compute(flops)) if flops > 0 else 0.0
+        precision = nm.precision
+    deq_s = 0.0
+    if nm.dequant_ops_per_weight and w_elems and op.kind not in (ATTENTION, NORM, POOL, EMBEDDING):
+        # Fused dequantizing GEMMs convert each weight tile once per 128-row block of tokens, on
+        # the vector ALUs (fp32 rate, no size penalty: the kernel is already launched). The
+        # conversion sits between the load and the MMA of each tile, so it adds to the
+        # weight stream rather than hiding under it: gpt-fast on A100 reaches 1397 GB/s in
+        # bf16 but 1069 (int8) and 863 GB/s (int4) — consistent with this serial term.
+        tiles = max(1.0, math.ceil(load.gemm_m / 128.0))
+        deq_ops = w_elems * nm.dequant_ops_per_weight * tiles
+        deq_s = deq_ops / (nm.vector_flops_per_s * eff.compute_max)
+    overhead = (eff.kernel_overhead_s if not fused else 0.0) + host_overhead_s
+    t = max(compute_s, memory_s + deq_s)
+    if overhead > t:
+        bound = "overhead"
+    else:
+        bound = "compute" if compute_s >= memory_s else "memory"
+    cost = OpCost(
+        name=name,
+        kind=op.kind,
+        group=op.group,
+        count=count,
+        flops=flops,
+        weight_bytes=w_bytes,
+        activation_bytes=act_bytes,
+        kv_bytes=kv_bytes,
+        compute_s=compute_s,
+        memory_s=memory_s + deq_s,
+        comm_s=0.0,
+        overhead_s=overhead,
+        time_s=t + overhead,
+        bound=bound,
+        precision=precision,
+    )
+    return cost, streamed
+
+
+# ---------------------------------------------------------------------------
+# Memory
+# ---------------------------------------------------------------------------
+
+
+def _block_weight_bytes(block: Block, device: DeviceSpec, choice_for, layout: Layout) -> list[float]:
+    """Per-instance weight bytes on one device for every instance of ``block``."""
+    out = []
+    for i in range(block.count):
+        total = 0.0
+        for op in block.ops:
+            p = op.weight_params
+            if not p:
+                continue
+            ch = choice_for(block, i, op)
+            if op.kind == NORM:
+                total += p * 2.0
+                continue
+            rows, cols = (op.out_features, op.in_features) if op.kind != CONV else (op.out_features, 0)
+            nm = _numerics(device, ch, rows or 1, cols or 1)
+            total += p * nm.weight_bits / 8.0 / _shard(op, layout)
+        out.append(total)
+    return out
+
+
+def _kv_bytes_per_token(work: Workload, device: DeviceSpec, choice: Choice, tp: int) -> float:
+    """KV-cache bytes per cached token on one device (all layers of the model)."""
+    _numerics(device, choice, 1, 1)  # validates the formats
+    total = 0.0
+    for b in work.blocks:
+        for op in b.ops:
+            if op.kind == ATTENTION and not op.cross and op.causal:
+                total += b.count * 2 * op.kv_heads * op.head_dim * _kv_bits(choice.kv, op.head_dim) / 8.0 / _kv_shard(op, tp)
+    return total
+
+
+def _activation_peak_bytes(work: Workload, ph: Phase, act_bits: float, tp: int) -> float:
+    """Peak transient activation memory per device during one forward pass.
+
+    Inference frees each layer's activations after use: the residual stream plus the largest
+    operator's input and output are live at once, plus fp32 logits for the positions scored.
+    """
+    m = ph.batch * ph.tokens
+    largest = 0.0
+    resid = 0.0
+    logits = 0.0
+    for b in work.blocks:
+        for op in b.ops:
+            load = op_load(op, ph)
+            if op.kind == LM_HEAD:
+                logits = ph.batch * min(ph.tokens, ph.logits_tokens) * op.out_features * 4.0 / _shard_tp(op, tp)
+                continue
+            live = (load.act_in_elems + load.act_out_elems) / _shard_tp(op, tp)
+            largest = max(largest, live)
+            if op.hidden:
+                resid = max(resid, m * op.hidden)
+    return (resid + largest) * act_bits / 8.0 + logits
+
+
+def _shard_tp(op: OpShape, tp: int) -> float:
+    return float(tp) if tp > 1 and op.shard in ("col", "row", "heads", "vocab") else 1.0
+
+
+def _allowed_tiers(device: DeviceSpec, options: Options) -> list[MemoryTier]:
+    """Tiers weights may occupy, fastest first."""
+    out = []
+    for t in device.tiers:
+        if t.role == "on_chip":
+            if device.device_class == "fpga":
+                out.append(t)
+            continue
+        if t.role in ("device", "device_ext"):
+            out.append(t)
+        elif t.role == "host" and options.allow_offload:
+            out.append(t)
+        elif t.role == "storage" and device.device_class in ("phone", "laptop", "edge"):
+            out.append(t)
+    return out
+
+
+def _tier_capacity(device: DeviceSpec, t: MemoryTier) -> float:
+    if t is device.device_tier:
+        return device.memory_capacity_bytes
+    return t.capacity_bytes
+
+
+def place_memory(
+    device: DeviceSpec,
+    weights_dev: float,
+    kv_dev: float,
+    act_dev: float,
+    options: Options,
+) -> tuple[list[TierUse], dict[str, float], float]:
+    """Place one device's weights, KV cache and activations on its tiers.
+
+    KV cache and activations live in the device tier (dataflow devices keep activations in
+    on-chip SRAM when they fit); weights fill the remaining space tier by tier. Returns the
+    tier usage, the weight fraction per tier, and the shortfall in bytes (0 when it fits).
+    """
+    uses: dict[str, dict[str, float]] = {t.name: {"w": 0.0, "kv": 0.0, "act": 0.0} for t in device.tiers}
+    dev = device.device_tier
+    act_tier = dev
+    if device.dataflow_fusion:
+        for t in device.tiers:
+            if t.role == "on_chip" and t.capacity_bytes >= act_dev:
+                act_tier = t
+                break
+    uses[act_tier.name]["act"] = act_dev
+    uses[dev.name]["kv"] = kv_dev
+    remaining = weights_dev
+    fractions: dict[str, float] = {}
+    allowed = _allowed_tiers(device, options)
+    if options.placement:
+        for t in allowed:
+            f = options.placement.get(t.name, 0.0)
+            uses[t.name]["w"] = weights_dev * f
+            fractions[t.name] = f
+        remaining = weights_dev * max(0.0, 1.0 - sum(fractions.values()))
+    else:
+        for t in allowed:
+            cap = _tier_capacity(device, t)
+            free = cap - sum(uses[t.name].values())
+            take = min(max(free, 0.0), remaining)
+            if take > 0:
+                uses[t.name]["w"] += take
+                fractions[t.name] = take / weights_dev if weights_dev else 0.0
+                remaining -= take
+            if remaining <= 0:
+                break
+    shortfall = max(0.0, remaining)
+    if remaining > 0:
+        # Report where the rest would have to go: over-commit the device tier.
+        uses[dev.name]["w"] += remaining
+        fractions[dev.name] = fractions.get(dev.name, 0.0) + remaining / weights_dev
+    # KV / activations themselves may overflow the device tier
+    over = sum(uses[dev.name].values()) - device.memory_capacity_bytes
+    if over > shortfall + 1e-6 and not options.placement:
+        shortfall = max(shortfall, over)
+    tiers = [
+        TierUse(
+            name=t.name,
+            role=t.role,
+            capacity_bytes=_tier_capacity(device, t),
+            used_bytes=sum(uses[t.name].values()),
+            weights_bytes=uses[t.name]["w"],
+            kv_cache_bytes=uses[t.name]["kv"],
+            activations_bytes=uses[t.name]["act"],
+        )
+        for t in device.tiers
+    ]
+    return tiers, fractions, shortfall
+
+
+# ---------------------------------------------------------------------------
+# Layout checks
+# ---------------------------------------------------------------------------
+
+
+def check_layout(arch: ArchSpec, layout: Layout, devices: int | None = None) -> None:
+    """Raise EstimateError naming the rule an impossible layout breaks."""
+    for name in ("tp", "pp", "dp", "ep"):
+        v = getattr(layout, name)
+        if not isinstance(v, int) or v < 1:
+            raise EstimateError(name, f"--{name} must be a positive integer; got {v!r}")
+    if devices is not None and devices != layout.devices:
+        raise EstimateError(
+            "devices",
+            f"--devices ({devices}) must equal tp×pp×dp = {layout.tp}×{layout.pp}×{layout.dp} = {layout.devices}",
+        )
+    if arch.family in ("decoder", "encoder", "encoder_decoder", "vit") and layout.tp > 1:
+        if arch.num_heads % layout.tp:
+            raise EstimateError("tp", f"--tp {layout.tp} must divide the number of attention heads ({arch.num_heads}) of {arch.id}")
+    if arch.family == "cnn" and layout.tp > 1:
+        raise EstimateError("tp", f"tensor parallelism is not modelled for CNNs ({arch.id}); use --dp")
+    layers = arch.num_layers + (arch.num_decoder_layers or 0)
+    if layout.pp > max(layers, 1):
+        raise EstimateError("pp", f"--pp {layout.pp} exceeds the number of layers ({layers}) of {arch.id}")
+    if layout.ep > 1:
+        if not arch.num_experts:
+            raise EstimateError("ep", f"--ep {layout.ep} needs a mixture-of-experts model; {arch.id} has no experts")
+        if arch.num_experts % layout.ep:
+            raise EstimateError("ep", f"--ep {layout.ep} must divide the number of experts ({arch.num_experts})")
+        if (layout.tp * layout.dp) % layout.ep:
+            raise EstimateError("ep", f"--ep {layout.ep} must divide tp×dp = {layout.tp * layout.dp}")
+
+
+# ---------------------------------------------------------------------------
+# Phase evaluation
+# ---------------------------------------------------------------------------
+
+ChoiceMap = Mapping[str, Choice]
+
+
+def _choice_fn(default: Choice, overrides: ChoiceMap | None):
+    if not overrides:
+        return lambda block, i, op: default
+
+    def f(block: Block, i: int, op: OpShape) -> Choice:
+        return overrides.get(block.group_fqn(i, op), default)
+
+    return f
+
+
+def _tp_link(device: DeviceSpec, tp: int) -> Link | None:
+    if tp <= device.devices_per_node or device.inter_node_link is None:
+        return device.intra_node_link
+    return device.inter_node_link
+
+
+def _tp_allreduce_s(device: DeviceSpec, nbytes: float, tp: int) -> float:
+    link = device.intra_node_link
+    if tp <= 1 or link is None:
+        return 0.0
+    if tp <= device.devices_per_node:
+        return allreduce_s(nbytes, tp, link)
+    return hierarchical_allreduce_s(nbytes, tp, device.devices_per_node, link, device.inter_node_link)
+
+
+def evaluate_phase(
+    work: Workload,
+    ph: Phase,
+    device: DeviceSpec,
+    layout: Layout,
+    default: Choice,
+    overrides: ChoiceMap | None,
+    weight_fractions: Mapping[str, float],
+    options: Options,
+) -> PhaseCost:
+    """Time of one forward pass of the whole model (all pipeline stages) on ``layout``."""
+    choice_for = _choice_fn(default, overrides)
+    dev_tier = device.device_tier
+    on_device = weight_fractions.get(dev_tier.name, 1.0 if not weight_fractions else 0.0)
+    # Weights held on chip (FPGA BRAM/URAM) count as "streamed" from a tier whose reads cost
+    # no device bandwidth (skipped in the stream time below).
+    fused = device.dataflow_fusion
+    ops_out: list[OpCost] = []
+    device_s = 0.0
+    busy = 0.0
+    flops_total = 0.0
+    streamed_total = 0.0
+    comm_s = 0.0
+    bytes_dev = 0.0
+    for b in work.blocks:
+        uniform = not overrides
+        instances = [(0, b.count)] if uniform else [(i, 1) for i in range(b.count)]
+        for i, cnt in instances:
+            for op in b.ops:
+                ch = choice_for(b, i, op)
+                nm_name = b.fqn(i, op) if not (uniform and b.repeated) else f"{b.prefix}.{{i}}.{op.name}"
+                c, streamed = op_cost(
+                    op,
+                    ph,
+                    device,
+                    ch,
+                    layout,
+                    name=nm_name,
+                    count=cnt,
+                    weights_on_device=on_device,
+                    fused=fused and op.kind not in (EMBEDDING, LM_HEAD) and b.repeated,
+                    host_overhead_s=options.host_overhead_s,
+                )
+                comm = 0.0
+                if op.allreduce_after and layout.tp > 1:
+                    m = ph.batch * ph.tokens
+                    nbytes = m * op.out_features * _numerics(device, ch, 1, 1).act_bits / 8.0
+                    comm = _tp_allreduce_s(device, nbytes, layout.tp)
+                    c = _with_comm(c, comm)
+                ops_out.append(c)
+                device_s += c.time_s * cnt
+                comm_s += comm * cnt
+                flops_total += c.flops * cnt
+                streamed_total += streamed * cnt
+                bytes_dev += (c.weight_bytes * on_device + c.activation_bytes + c.kv_bytes) * cnt
+                if c.time_s > 0:
+                    peak_t = max(c.compute_s, c.memory_s)
+                    busy += peak_t * cnt
+    stream_s = 0.0
+    by_tier = {dev_tier.name: bytes_dev}
+    if streamed_total > 0:
+        off = {k: v for k, v in weight_fractions.items() if k != dev_tier.name}
+        tot = sum(off.values()) or 1.0
+        for name, frac in off.items():
+            t = device.tier(name)
+            nbytes = streamed_total * frac / tot
+            by_tier[name] = nbytes
+            if t.role == "on_chip":
+                continue
+            stream_s += _stream_time(device, t, nbytes, options)
+    # Pipeline: activations cross (pp-1) stage boundaries.
+    if layout.pp > 1:
+        link = device.intra_node_link if layout.devices <= device.devices_per_node else (device.inter_node_link or device.intra_node_link)
+        if link is not None:
+            nbytes = ph.batch * ph.tokens * work.arch.hidden_size * 2.0 / max(layout.tp, 1)
+            comm_s += (layout.pp - 1) * p2p_s(nbytes, link)
+    t_total = max(device_s, stream_s) + comm_s
+    if stream_s > device_s:
+        bound = "stream"
+    elif comm_s > 0.5 * t_total:
+        bound = "communication"
+    else:
+        comp = sum(o.compute_s * o.count for o in ops_out)
+        mem = sum(o.memory_s * o.count for o in ops_out)
+        ovh = sum(o.overhead_s * o.count for o in ops_out)
+        bound = max((comp, "compute"), (mem, "memory"), (ovh, "overhead"))[1]
+    return PhaseCost(
+        name=ph.name,
+        batch=ph.batch,
+        time_s=t_total,
+        device_s=device_s,
+        stream_s=stream_s,
+        comm_s=comm_s,
+        flops=flops_total,
+        bytes_by_tier=by_tier,
+        busy_s=min(busy + comm_s, t_total),
+        bound=bound,
+        ops=tuple(ops_out),
+    )
+
+
+def _stream_time(device: DeviceSpec, t: MemoryTier, nbytes: float, options: Options) -> float:
+    """Time to bring ``nbytes`` of weights from tier ``t`` to where they are computed."""
+    if t.role == "storage":
+        return t.read_time_s(nbytes, options.flash_chunk_bytes)
+    if t.role == "host" and device.host_link is not None:
+        bw = min(t.bandwidth_bytes_per_s, device.host_link.bandwidth_bytes_per_s)
+        return nbytes / (bw * device.efficiency.bandwidth(nbytes)) + device.host_link.latency_s
+    return nbytes / (t.bandwidth_bytes_per_s * device.efficiency.bandwidth(nbytes)) + t.latency_s
+
+
+def _with_comm(c: OpCost, comm: float) -> OpCost:
+    return OpCost(
+        name=c.name,
+        kind=c.kind,
+        group=c.group,
+        count=c.count,
+        flops=c.flops,
+        weight_bytes=c.weight_bytes,
+        activation_bytes=c.activation_bytes,
+        kv_bytes=c.kv_bytes,
+        compute_s=c.compute_s,
+        memory_s=c.memory_s,
+        comm_s=comm,
+        overhead_s=c.overhead_s,
+        time_s=c.time_s,
+        bound=c.bound,
+        precision=c.precision,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Whole estimate
+# ---------------------------------------------------------------------------
+
+
+def memory_report(
+    arch: ArchSpec,
+    device: DeviceSpec,
+    layout: Layout,
+    serving: Serving,
+    choice: Choice,
+    overrides: ChoiceMap | None = None,
+    options: Options = Options(),
+) -> tuple[MemoryReport, dict[str, float]]:
+    """Memory per device and tier placement for ``serving`` on ``layout``."""
+    work = build_workload(arch)
+    choice_for = _choice_fn(choice, overrides)
+    stage_bytes = _stage_weight_bytes(work, device, choice_for, layout)
+    weights_dev = max(stage_bytes)
+    weights_total = sum(stage_bytes) * layout.tp  # each TP rank holds 1/tp of a stage
+    generative = arch.family in ("decoder", "encoder_decoder")
+    kv_tokens = (serving.prompt + serving.gen) if generative else 0
+    kv_per_tok_dev = _kv_bytes_per_token(work, device, choice, layout.tp) if generative else 0.0
+    kv_dev = serving.batch * kv_tokens * kv_per_tok_dev / layout.pp
+    kv_total = kv_dev * layout.pp * (layout.tp / _kv_tp_gain(work, layout.tp))
+    prefill = _prefill_phase(arch, serving)
+    act_bits = _numerics(device, choice, 1, 1).act_bits
+    act_dev = _activation_peak_bytes(work, prefill, act_bits, layout.tp)
+    tiers, fractions, shortfall = place_memory(device, weights_dev, kv_dev, act_dev, options)
+    dev = device.device_tier
+    per_device = weights_dev + kv_dev + act_dev
+    offloaded = sum(t.weights_bytes for t in tiers if t.name != dev.name and t.role != "on_chip")
+    rep = MemoryReport(
+        weights_bytes=weights_total,
+        kv_cache_bytes=kv_total,
+        activations_bytes=act_dev,
+        per_device_bytes=per_device,
+        device_capacity_bytes=device.memory_capacity_bytes,
+        fits=shortfall <= 0,
+        shortfall_bytes=shortfall,
+        tiers=tuple(tiers),
+        offloaded_weights_bytes=offloaded,
+    )
+    return rep, fractions
+
+
+def _kv_tp_gain(work: Workload, tp: int) -> float:
+    for b in work.blocks:
+        for op in b.ops:
+            if op.kind == ATTENTION:
+                return _kv_shard(op, tp)
+    return 1.0
+
+
+def _stage_weight_bytes(work: Workload, device: DeviceSpec, choice_for, layout: Layout) -> list[float]:
+    """Weight bytes per pipeline stage on one device (layers split evenly; pre on the first
+    stage, post on the last)."""
+    pp = layout.pp
+    pre = post = 0.0
+    layer_bytes: list[float] = []
+    for b in work.blocks:
+        per = _block_weight_bytes(b, device, choice_for, layout)
+        if b.repeated:
+            layer_bytes.extend(per)
+        elif b.stage == "pre":
+            pre += sum(per)
+        else:
+            post += sum(per)
+    if not layer_bytes:  # CNN: one non-repeated block
+        return [pre + post]
+    n = len(layer_bytes)
+    stages = []
+    for s in range(pp):
+        lo, hi = (n * s) // pp, (n * (s + 1)) // pp
+        stages.append(sum(layer_bytes[lo:hi]))
+    stages[0] += pre
+    stages[-1] += post
+    return stages
+
+
+def _prefill_phase(arch: ArchSpec, serving: Serving, batch: int | None = None) -> Phase:
+    b = serving.batch if batch is None else batch
+    if arch.family == "encoder_decoder":
+        return Phase(name="prefill", batch=b, tokens=max(1, serving.prompt), context=0.0, encoder_tokens=serving.prompt)
+    return Phase(name="prefill", batch=b, tokens=max(1, tokens_per_sample(arch, serving.prompt)), context=0.0)
+
+
+def _decode_phase(arch: ArchSpec, serving: Serving, batch: int) -> Phase:
+    # TPOT averaged over the generation: attention cost is linear in context, so the mean
+    # context (prompt + (gen−1)/2 tokens already cached) gives the average step exactly.
+    ctx = serving.prompt + max(serving.gen - 1, 0) / 2.0
+    return Phase(name="decode", batch=batch, tokens=1, context=ctx, encoder_tokens=serving.prompt)
+
+
+def estimate_inference(
+    arch: ArchSpec,
+    device: DeviceSpec,
+    layout: Layout = Layout(),
+    serving: Serving = Serving(),
+    choice: Choice = Choice(),
+    overrides: ChoiceMap | None = None,
+    options: Options = Options(),
+) -> InferenceEstimate:
+    """Predict prefill (TTFT), decode (TPOT), throughput, memory, energy and cost."""
+    check_layout(arch, layout)
+    if serving.batch < 1:
+        raise EstimateError("batch", f"--batch must be a positive integer; got {serving.batch}")
+    if serving.prompt < 0 or serving.gen < 0:
+        raise EstimateError("prompt" if serving.prompt < 0 else "gen", "token counts must be ≥ 0")
+    work = build_workload(arch)
+    mem, fractions = memory_report(arch, device, layout, serving, choice, overrides, options)
+    notes: list[str] = []
+    if not mem.fits:
+        notes.append(
+            f"does not fit: needs {mem.per_device_bytes / 1e9:.2f} GB per device, "
+            f"{mem.shortfall_bytes / 1e9:.2f} GB more than the allowed tiers hold"
+        )
+    if mem.offloaded_weights_bytes > 0:
+        notes.append(f"{mem.offloaded_weights_bytes / 1e9:.2f} GB of weights per device stream from slower tiers each pass")
+
+    # Pipeline micro-batching: the batch is split into m = min(batch, pp) micro-batches.
+    m = min(serving.batch, layout.pp)
+    mb = math.ceil(serving.batch / m)
+    pre_ph = _prefill_phase(arch, serving, mb)
+    prefill = evaluate_phase(work, pre_ph, device, layout, choice, overrides, fractions, options)
+    step = device.efficiency.kernel_overhead_s  # one synchronisation per forward pass
+    ttft = (m + layout.pp - 1) / layout.pp * prefill.time_s + step if layout.pp > 1 else prefill.time_s + step
+    generative = arch.family in ("decoder", "encoder_decoder")
+    decode = None
+    tpot = 0.0
+    if generative and serving.gen > 0:
+        decode = evaluate_phase(work, _decode_phase(arch, serving, mb), device, layout, choice, overrides, fractions, options)
+        tpot = decode.time_s + step
+    gen_steps = max(serving.gen - 1, 0) if generative else 0
+    latency = ttft + gen_steps * tpot
+    dp, b = layout.dp, serving.batch
+    out_tokens = b * serving.gen if generative else 0
+    output_tps = dp * out_tokens / latency if latency > 0 and out_tokens else 0.0
+    decode_tps = dp * b / tpot if tpot > 0 else 0.0
+    prompt_tokens = b * (serving.prompt if arch.family not in ("cnn",) else 1)
+    prefill_tps = dp * prompt_tokens / ttft if ttft > 0 else 0.0
+    samples = dp * b / latency if latency > 0 else 0.0
+
+    # Energy: idle power for the whole time plus dynamic power scaled by how busy the
+    # device is (compute or bandwidth, whichever limits each operator).
+    idle, tdp = device.idle_w, device.tdp_w
+    n_dev = layout.model_parallel
+
+    def phase_energy(pc: PhaseCost) -> float:
+        util = min(1.0, pc.busy_s / pc.time_s) if pc.time_s > 0 else 0.0
+        return n_dev * pc.time_s * (idle + (tdp - idle) * util)
+
+    e_run = phase_energy(prefill) * ((m + layout.pp - 1) / layout.pp if layout.pp > 1 else 1.0)
+    if decode is not None:
+        e_run += gen_steps * phase_energy(decode)
+    per_token = e_run / out_tokens if out_tokens else e_run / max(prompt_tokens, 1)
+    usd_h = device.usd_per_hour * layout.devices
+    tokens_for_cost = output_tps if output_tps else prefill_tps
+    usd_per_m = usd_h / 3600.0 / tokens_for_cost * 1e6 if tokens_for_cost else math.inf
+
+    switch_in = None
+    ext = [t for t in device.tiers if t.role in ("device_ext", "host", "storage")]
+    if ext:
+        src = ext[0]
+        link_bw = src.bandwidth_bytes_per_s
+        if src.role == "host" and device.host_link is not None:
+            link_bw = min(link_bw, device.host_link.bandwidth_bytes_per_s)
+        resident = mem.weights_bytes / max(layout.devices // layout.dp, 1) - mem.offloaded_weights_bytes
+        switch_in = max(resident, 0.0) / link_bw + src.latency_s
+    if prefill.bound == "stream" or (decode is not None and decode.bound == "stream"):
+        notes.append("per-token time is dominated by streaming weights from a slower memory tier")
+    return InferenceEstimate(
+        model=arch.id,
+        hardware=device.id,
+        layout=layout,
+        serving=serving,
+        choice=choice,
+        prefill=prefill,
+        decode=decode,
+        ttft_s=ttft,
+        tpot_s=tpot,
+        latency_s=latency,
+        output_tokens_per_s=output_tps,
+        decode_tokens_per_s=decode_tps,
+        prefill_tokens_per_s=prefill_tps,
+        samples_per_s=samples,
+        energy_j_per_token=per_token,
+        energy_j_per_sample=e_run / max(b, 1),
+        usd_per_million_tokens=usd_per_m,
+        usd_per_hour=usd_h,
+        memory=mem,
+        switch_in_s=switch_in,
+        notes=tuple(notes),
+    )
+
+
+def max_batch(
+    arch: ArchSpec,
+    device: DeviceSpec,
+    layout: Layout = Layout(),
+    serving: Serving = Serving(),
+    choice: Choice = Choice(),
+    overrides: ChoiceMap | None = None,
+    options: Options = Options(),
+    limit: int = 1 << 20,
+) -> int:
+    """Largest batch per replica whose memory fits (0 if not even batch 1 fits)."""
+
+    def fits(b: int) -> bool:
+        s = Serving(batch=b, prompt=serving.prompt, gen=serving.gen)
+        return memory_report(arch, device, layout, s, choice, overrides, options)[0].fits
+
+    if not fits(1):
+        return 0
+    lo, hi = 1, 2
+    while hi <= limit and fits(hi):
+        lo, hi = hi, hi * 2
+    hi = min(hi, limit + 1)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+# ---------------------------------------------------------------------------
+# Per-decision-group costs (what the compression planner's ILP consumes)
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GroupCost:
+    """Cost of one decision group (one layer instance) under one choice, on one device.
+
+    Times are the group's additive share of a forward pass (Σ of its operators' times,
+    TP communication included); bytes are per device (TP-sharded).
+    """
+
+    group: str  # relative group name inside its block, e.g. "mlp.gate_up"
+    block: str  # block prefix, e.g. "model.layers"
+    count: int  # instances (layers) this row stands for
+    weight_params: int
+    weight_bytes: float
+    prefill_s: float
+    decode_s: float
+    prefill_flops: float
+    decode_weight_bytes_read: float
+
+
+def group_costs(
+    arch: ArchSpec,
+    device: DeviceSpec,
+    layout: Layout,
+    serving: Serving,
+    choice: Choice,
+) -> list[GroupCost]:
+    """Additive cost of every weighted decision group of one layer instance under ``choice``.
+
+    Layers of a repeated block are identical, so each (block, group) is priced once and
+    carries ``count``. Non-weighted operators (attention core, norms) are not included:
+    they depend only on the activation and KV formats (see :func:`fixed_costs`).
+    """
+    work = build_workload(arch)
+    m = min(serving.batch, layout.pp)
+    mb = math.ceil(serving.batch / m)
+    pre = _prefill_phase(arch, serving, mb)
+    dec = _decode_phase(arch, serving, mb)
+    out: list[GroupCost] = []
+    for b in work.blocks:
+        groups: dict[str, list[OpShape]] = {}
+        for op in b.ops:
+            if op.is_weighted or (op.kind == LM_HEAD and op.tied_to):
+                groups.setdefault(op.group, []).append(op)
+        for g, ops in groups.items():
+            w_bytes = pf = ps = ds = dbytes = 0.0
+            params = 0
+            for op in ops:
+                cp, _ = op_cost(op, pre, device, choice, layout, name=op.name, fused=device.dataflow_fusion and b.repeated)
+                ps += cp.time_s + _op_comm(op, pre, device, choice, layout)
+                pf += cp.flops
+                if arch.family in ("decoder", "encoder_decoder") and serving.gen > 0:
+                    cd, _ = op_cost(op, dec, device, choice, layout, name=op.name, fused=device.dataflow_fusion and b.repeated)
+                    ds += cd.time_s + _op_comm(op, dec, device, choice, layout)
+                    dbytes += cd.weight_bytes
+                if op.weight_params:
+                    params += op.weight_params
+                    rows, cols = (op.out_features, op.in_features) if op.kind != CONV else (op.out_features, 0)
+                    nm = _numerics(device, choice, rows or 1, cols or 1)
+                    w_bytes += op.weight_params * (2.0 if op.kind == NORM else nm.weight_bits / 8.0) / _shard(op, layout)
+            out.append(
+                GroupCost(
+                    group=g,
+                    block=b.prefix if b.repeated else f"{b.prefix}",
+                    count=b.count,
+                    weight_params=params,
+                    weight_bytes=w_bytes,
+                    prefill_s=ps,
+                    decode_s=ds,
+                    prefill_flops=pf,
+                    decode_weight_bytes_read=dbytes,
+                )
+            )
+    return out
+
+
+def _op_comm(op: OpShape, ph: Phase, device: DeviceSpec, choice: Choice, layout: Layout) -> float:
+    if not (op.allreduce_after and layout.tp > 1):
+        return 0.0
+    nbytes = ph.batch * ph.tokens * op.out_features * _numerics(device, choice, 1, 1).act_bits / 8.0
+    return _tp_allreduce_s(device, nbytes, layout.tp)
