@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import math
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
@@ -47,6 +47,17 @@ SCHEMA_VERSION = 1
 PROVENANCES = ("datasheet", "measured", "estimate")
 _SUFFIXES = (".yaml", ".yml", ".json")
 _COMMON = ("source", "provenance", "notes")
+
+
+# PyYAML follows YAML 1.1, which reads "2.0e9" (no sign in the exponent) as a
+# string; YAML 1.2 and every person read it as a number.
+_YAML12_FLOAT = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _yaml12_float(value: Any) -> Any:
+    if isinstance(value, str) and _YAML12_FLOAT.match(value.strip()):
+        return float(value)
+    return value
 
 
 class _Reader:
@@ -85,7 +96,7 @@ class _Reader:
             if default is not None:
                 return default
             raise self.error(key, "a positive number" if positive else "a number >= 0", None)
-        value = self.data[key]
+        value = _yaml12_float(self.data[key])
         if not is_number(value):
             raise self.error(key, "a number", value)
         if positive and value <= 0:
@@ -145,9 +156,10 @@ class _Reader:
         out = []
         for index, pair in enumerate(value):
             where = f"{key}[{index}]"
-            if not isinstance(pair, list) or len(pair) != 2 or not all(is_number(v) and v > 0 for v in pair):
+            values = [_yaml12_float(v) for v in pair] if isinstance(pair, list) else []
+            if len(values) != 2 or not all(is_number(v) and v > 0 for v in values):
                 raise self.error(where, "a pair [x, y] of positive numbers", pair)
-            out.append((float(pair[0]), float(pair[1])))
+            out.append((float(values[0]), float(values[1])))
         return out
 
     def sources(self, key: str, known: Mapping[str, str]) -> tuple[str, ...]:
@@ -342,7 +354,9 @@ def _parse(data: Any, origin: str, content_hash: str) -> DeviceSpec:
     )
 
     fmt = top.sub("formats")
-    fmt.allow("native", "emulated")
+    fmt.allow("native", "emulated", *_COMMON)
+    if fmt.has("source"):
+        _block_meta(fmt, "formats", sources, field_sources, provenance)
     if not fmt.has("native"):
         raise fmt.error("native", "a list of format names", None)
     formats = _spec(origin, "formats", lambda: FormatSupport(native=_format_list(fmt, "native"), emulated=_format_list(fmt, "emulated")))
@@ -607,6 +621,8 @@ def device_to_dict(spec: DeviceSpec) -> dict[str, Any]:
     eff_out.update(_meta(spec, "efficiency"))
     out["efficiency"] = eff_out
     out["formats"] = {"native": sorted(spec.formats.native), "emulated": sorted(spec.formats.emulated)}
+    if "formats" in spec.field_sources:
+        out["formats"].update(_meta(spec, "formats"))
     if spec.fpga is not None:
         f = spec.fpga
         out["fpga"] = {
