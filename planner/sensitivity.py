@@ -1,0 +1,526 @@
+"""Accuracy sensitivity: how much each (decision group, option) is expected to hurt.
+
+The planner minimises the sum of per-group scores, the additive proxy every peer tool uses
+(peers_compression.md §0.3: HAWQ's Tr(H)·‖ΔW‖², ModelOpt's Σ g²(ΔY)², per-op MSE). A score
+is dimensionless: a relative output-noise power, weighted by how much the group matters.
+Four sources, one interface (:class:`Sensitivity`):
+
+``prior`` (:class:`PriorSensitivity`) — no weights needed::
+
+    score(g, o) = role(g) · depth(g) · (noise_w(o) + noise_a(o))
+
+* ``noise_w``: relative MSE ``‖W − Q(W)‖² / ‖W‖²`` of the option's weight format (after
+  its sparsity pattern, magnitude pruning) on a seeded N(0, 1) reference matrix of
+  64 × 4096, quantised by the real kernels in :mod:`planner.backends` — pretrained weights
+  are close to zero-centred normal (Dettmers et al., "QLoRA", NeurIPS 2023, §3, the
+  premise of NF4). The reference is rounded to bf16 first: checkpoints are stored in
+  16 bits, so a 16-bit option costs nothing.
+* ``noise_a``: for low-precision activations, the MSE of quantising a reference
+  activation matrix (256 tokens × 4096, N(0, 1)) in which 6 channels carry outliers 100×
+  larger — LLM.int8() (Dettmers et al., NeurIPS 2022, §4) finds outliers concentrated in
+  about 6 hidden dimensions of a 6.7B model; SmoothQuant (Xiao et al., ICML 2023, §3)
+  reports outliers about 100× larger than typical values. The error is measured on the
+  ordinary channels, relative to their power: a per-token int8 scale set by an outlier
+  drowns them, which is why naive W8A8 collapses at scale while fp8 does not.
+* ``role``: lm_head / classifier 2.0, MLP output (down_proj) 1.5, MoE router 4.0,
+  everything else 1.0. llama.cpp's k-quant mixes spend more bits on ``output.weight``
+  and on ``ffn_down`` / ``attn_v`` (Q4_K_M: Q6_K for half of them; ggml PR #1684);
+  "The Super Weight in LLMs" (Yu et al., 2024) locates the weights whose removal destroys
+  the model in ``mlp.down_proj``; ModelOpt's default quantisation configs leave
+  ``*router*`` / ``*mlp.gate.*`` unquantised.
+* ``depth``: ``1 + exp(−p/τ) + exp(−(1 − p)/τ)`` for relative depth ``p`` ∈ [0, 1] with
+  τ = 0.1: the first and last layers count about twice. llama.cpp's ``use_more_bits``
+  gives more bits to the first and last eighth of the layers; Gromov et al. ("The
+  Unreasonable Ineffectiveness of the Deeper Layers", 2024) drop middle-to-late layers
+  with little loss.
+* KV cache: ``Σ_layers depth · noise_kv(format)`` with ``noise_kv`` measured the same way
+  on a 256 × 128 (tokens·heads × head_dim) N(0, 1) matrix.
+
+``weights`` (:class:`WeightsSensitivity`) — the model's real tensors replace the reference
+matrix in ``noise_w`` (rows evenly subsampled to ``max_rows`` per tensor so it runs on a
+CPU); role, depth and ``noise_a`` stay as in the prior.
+
+``data`` / ``file:<name>`` (:class:`TableSensitivity`) — scores measured elsewhere (output
+error weighted by gradients, KL of logits...) given per group (glob patterns allowed) and
+option key; entries a table lacks come from the prior, and the plan says how many.
+
+Sensitivity files (``--sensitivity sens.yaml``)::
+
+    version: 1
+    metric: kl            # free text, for people
+    groups:
+      model.layers.*.mlp.down_proj: {int4-g128: 0.021, int8: 0.0009, fp8-e4m3: 0.002}
+      model.lm_head: {int8: 0.004}
+    kv: {fp8-e4m3: 0.01, int8: 0.004}     # optional, whole-model KV-cache scores
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from planner.formats import FormatError, get_format
+from planner.options import HIGH_PRECISION_COMPUTE, GroupInfo, Option, OptionError, parse_option_key
+
+__all__ = [
+    "DEPTH_TAU",
+    "ROLE_FACTORS",
+    "PriorSensitivity",
+    "Sensitivity",
+    "SensitivityError",
+    "SensitivityScores",
+    "TableSensitivity",
+    "WeightsSensitivity",
+    "activation_noise",
+    "depth_factor",
+    "importance",
+    "kv_noise",
+    "load_sensitivity_file",
+    "sensitivity_from_spec",
+    "table_from_scores",
+    "weight_noise",
+    "weights_from_module",
+    "weights_from_safetensors",
+]
+
+ROLE_FACTORS: Mapping[str, float] = {
+    "embedding": 1.0,
+    "attn_qkv": 1.0,
+    "attn_out": 1.0,
+    "mlp_in": 1.0,
+    "mlp_out": 1.5,
+    "experts": 1.0,
+    "router": 4.0,
+    "lm_head": 2.0,
+    "head": 2.0,
+    "conv": 1.0,
+}
+DEPTH_TAU = 0.1
+_REF_ROWS, _REF_COLS = 64, 4096
+_ACT_TOKENS, _ACT_OUTLIERS, _ACT_OUTLIER_SCALE = 256, 6, 100.0
+_KV_ROWS, _KV_HEAD_DIM = 256, 128
+_SEED = 0
+
+
+class SensitivityError(ValueError):
+    """A bad sensitivity source or file (``field`` names the entry)."""
+
+    user_facing = True
+
+    def __init__(self, message: str, field: str = "sensitivity"):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+def depth_factor(position: float) -> float:
+    """``1 + exp(−p/τ) + exp(−(1 − p)/τ)`` for relative depth ``p`` in [0, 1]."""
+    p = min(max(float(position), 0.0), 1.0)
+    return 1.0 + math.exp(-p / DEPTH_TAU) + math.exp(-(1.0 - p) / DEPTH_TAU)
+
+
+def importance(group: GroupInfo) -> float:
+    """Role × depth weight of a decision group."""
+    return ROLE_FACTORS.get(group.role, 1.0) * depth_factor(group.position)
+
+
+# ---------------------------------------------------------------------------
+# Reference noise of formats (real quantisation of seeded tensors)
+# ---------------------------------------------------------------------------
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+@functools.lru_cache(maxsize=1)
+def _reference_weight():
+    torch = _torch()
+    g = torch.Generator().manual_seed(_SEED)
+    return torch.randn(_REF_ROWS, _REF_COLS, generator=g).to(torch.bfloat16).to(torch.float32)
+
+
+def _relative_mse(ref, approx) -> float:
+    num = float(((ref.double() - approx.double()) ** 2).sum())
+    den = float((ref.double() ** 2).sum())
+    return num / den if den > 0 else 0.0
+
+
+def _apply(w, weights: str, sparsity: str):
+    """Prune (magnitude) then quantise a 2-D tensor with the real backends."""
+    from planner.backends import prune_2_4, prune_unstructured, quantize_tensor
+    from planner.formats import parse_sparsity
+
+    sp = parse_sparsity(sparsity)
+    x = w
+    if sp.name == "2:4":
+        x = prune_2_4(x).to_dense().to(w.dtype)
+    elif sp.name != "dense":
+        x = prune_unstructured(x, sp).to_dense().to(w.dtype)
+    fmt = get_format(weights)
+    if fmt.kind == "float" and fmt.element_bits >= 16:
+        torch = _torch()
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[fmt.name]
+        return x.to(dtype).to(w.dtype)
+    return quantize_tensor(x, fmt).dequantize(w.dtype)
+
+
+@functools.lru_cache(maxsize=512)
+def weight_noise(weights: str, sparsity: str = "dense") -> float:
+    """Relative MSE of storing the N(0, 1) reference matrix in ``weights`` with
+    ``sparsity`` (see the module docstring)."""
+    ref = _reference_weight()
+    return _relative_mse(ref, _apply(ref, weights, sparsity))
+
+
+@functools.lru_cache(maxsize=1)
+def _reference_activations():
+    torch = _torch()
+    g = torch.Generator().manual_seed(_SEED + 1)
+    x = torch.randn(_ACT_TOKENS, _REF_COLS, generator=g)
+    idx = torch.randperm(_REF_COLS, generator=g)[:_ACT_OUTLIERS]
+    x[:, idx] *= _ACT_OUTLIER_SCALE
+    mask = torch.ones(_REF_COLS, dtype=torch.bool)
+    mask[idx] = False
+    return x.to(torch.bfloat16).to(torch.float32), mask
+
+
+@functools.lru_cache(maxsize=64)
+def activation_noise(activations: str) -> float:
+    """Noise power on the ordinary channels, relative to their power, when activations
+    are quantised to ``activations`` per token (int8) or per tensor (fp8); 0 for 16/32-bit."""
+    fmt = get_format(activations)
+    if fmt.name in HIGH_PRECISION_COMPUTE:
+        return 0.0
+    from planner.backends import quantize_tensor
+
+    x, mask = _reference_activations()
+    q = quantize_tensor(x, fmt).dequantize(x.dtype)
+    return _relative_mse(x[:, mask], q[:, mask])
+
+
+@functools.lru_cache(maxsize=64)
+def kv_noise(kv: str) -> float:
+    """Relative MSE of a KV-cache format on a (tokens·heads × head_dim) N(0, 1) matrix;
+    scales run per token and head (int8) or per group along head_dim."""
+    fmt = get_format(kv)
+    if not fmt.is_kv:
+        raise SensitivityError(f"{fmt.name!r} is not a KV-cache format", field="kv")
+    torch = _torch()
+    g = torch.Generator().manual_seed(_SEED + 2)
+    ref = torch.randn(_KV_ROWS, _KV_HEAD_DIM, generator=g).to(torch.bfloat16).to(torch.float32)
+    return _relative_mse(ref, _apply(ref, fmt.name, "dense"))
+
+
+def option_noise(option: Option) -> float:
+    return weight_noise(option.weights, option.sparsity) + activation_noise(option.activations)
+
+
+# ---------------------------------------------------------------------------
+# The interface
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SensitivityScores:
+    """Scores per group (one array per group, aligned with its options) and notes."""
+
+    values: tuple[np.ndarray, ...]
+    notes: tuple[str, ...] = ()
+
+
+class Sensitivity(Protocol):
+    """A source of accuracy scores. ``source`` is what a plan records: ``prior``,
+    ``weights``, ``data`` or ``file:<name>``."""
+
+    source: str
+
+    def scores(self, groups: Sequence[GroupInfo], options: Sequence[Sequence[Option]]) -> SensitivityScores: ...
+
+    def kv_score(self, kv: str, groups: Sequence[GroupInfo]) -> float: ...
+
+
+def _attention_depths(groups: Sequence[GroupInfo]) -> list[float]:
+    return [depth_factor(g.position) for g in groups if g.role == "attn_qkv"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PriorSensitivity:
+    """Role × depth × reference noise (module docstring)."""
+
+    source: str = "prior"
+
+    def scores(self, groups: Sequence[GroupInfo], options: Sequence[Sequence[Option]]) -> SensitivityScores:
+        _check_aligned(groups, options)
+        cache: dict[Option, float] = {}
+        out = []
+        for g, opts in zip(groups, options):
+            imp = importance(g)
+            row = []
+            for o in opts:
+                if o not in cache:
+                    cache[o] = option_noise(o)
+                row.append(imp * cache[o])
+            out.append(np.asarray(row, dtype=np.float64))
+        return SensitivityScores(values=tuple(out))
+
+    def kv_score(self, kv: str, groups: Sequence[GroupInfo]) -> float:
+        return sum(_attention_depths(groups)) * kv_noise(kv)
+
+
+def _check_aligned(groups: Sequence[GroupInfo], options: Sequence[Sequence[Option]]) -> None:
+    if len(groups) != len(options):
+        raise ValueError(f"need one option list per group; got {len(groups)} groups and {len(options)} lists")
+
+
+# ---------------------------------------------------------------------------
+# From real weights
+# ---------------------------------------------------------------------------
+
+
+def weights_from_module(module) -> dict[str, object]:
+    """A torch module's parameters by name (detached, on CPU)."""
+    return {k: v.detach().to("cpu") for k, v in module.state_dict().items()}
+
+
+def weights_from_safetensors(path: str | Path) -> dict[str, object]:
+    """Tensors of a ``.safetensors`` file, or of every such file in a directory."""
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    files = sorted(p.glob("*.safetensors")) if p.is_dir() else [p]
+    if not files or not all(f.is_file() for f in files):
+        raise SensitivityError(f"--sensitivity weights:{path}: no .safetensors file there", field="sensitivity")
+    out: dict[str, object] = {}
+    for f in files:
+        out.update(load_file(str(f), device="cpu"))
+    return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WeightsSensitivity:
+    """Measured weight noise of the model's own tensors (``name → tensor``, HF names such
+    as ``model.layers.0.self_attn.q_proj.weight``)."""
+
+    tensors: Mapping[str, object]
+    max_rows: int = 256
+    source: str = "weights"
+
+    def _member_tensors(self, g: GroupInfo) -> list:
+        torch = _torch()
+        out = []
+        for fqn in g.member_fqns:
+            t = self.tensors.get(fqn + ".weight")
+            if t is None:
+                # MoE checkpoints store experts one by one: model.layers.0.mlp.experts.3.gate_proj.weight
+                head, _, leaf = fqn.rpartition(".")
+                pat = f"{head}.*.{leaf}.weight"
+                out.extend(v for k, v in self.tensors.items() if fnmatch.fnmatchcase(k, pat))
+                continue
+            out.append(t)
+        if not out and g.role == "lm_head":
+            # A tied head is its embedding.
+            emb = [k for k in self.tensors if k.endswith("embed_tokens.weight") or k.endswith("wte.weight")]
+            out = [self.tensors[emb[0]]] if emb else []
+        clean = []
+        for t in out:
+            if not isinstance(t, torch.Tensor) or t.ndim < 2:
+                continue
+            m = t.detach().reshape(t.shape[0], -1).to(torch.float32)
+            if m.shape[0] > self.max_rows:
+                idx = torch.linspace(0, m.shape[0] - 1, self.max_rows).round().long()
+                m = m[idx]
+            clean.append(m)
+        return clean
+
+    def scores(self, groups: Sequence[GroupInfo], options: Sequence[Sequence[Option]]) -> SensitivityScores:
+        _check_aligned(groups, options)
+        out = []
+        fallback = 0
+        for g, opts in zip(groups, options):
+            mats = self._member_tensors(g)
+            imp = importance(g)
+            row = []
+            for o in opts:
+                if mats:
+                    num = den = 0.0
+                    for m in mats:
+                        d = _apply(m, o.weights, o.sparsity)
+                        num += float(((m.double() - d.double()) ** 2).sum())
+                        den += float((m.double() ** 2).sum())
+                    wn = num / den if den > 0 else 0.0
+                else:
+                    wn = weight_noise(o.weights, o.sparsity)
+                row.append(imp * (wn + activation_noise(o.activations)))
+            if not mats:
+                fallback += 1
+            out.append(np.asarray(row, dtype=np.float64))
+        notes = (f"{fallback} of {len(groups)} groups had no tensor in the weights given; their weight noise is the "
+                 "prior's",) if fallback else ()
+        return SensitivityScores(values=tuple(out), notes=notes)
+
+    def kv_score(self, kv: str, groups: Sequence[GroupInfo]) -> float:
+        return PriorSensitivity().kv_score(kv, groups)
+
+
+# ---------------------------------------------------------------------------
+# Measured tables (data, files)
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TableSensitivity:
+    """Scores given per group pattern and option key; missing entries fall back to the
+    prior. ``entries`` are ``(pattern, {option key: score})`` in priority order (the first
+    matching pattern that has the key wins)."""
+
+    entries: tuple[tuple[str, Mapping[str, float]], ...]
+    kv: Mapping[str, float] = field(default_factory=dict)
+    source: str = "data"
+
+    def _lookup(self, fqn: str, option: Option) -> float | None:
+        key = option.key
+        bare = option.weights if option.sparsity == "dense" else f"{option.weights}+{option.sparsity}"
+        for pattern, table in self.entries:
+            if fnmatch.fnmatchcase(fqn, pattern):
+                if key in table:
+                    return table[key]
+                if option.weight_only and bare in table:
+                    return table[bare]
+        return None
+
+    def scores(self, groups: Sequence[GroupInfo], options: Sequence[Sequence[Option]]) -> SensitivityScores:
+        _check_aligned(groups, options)
+        prior = PriorSensitivity().scores(groups, options).values
+        out = []
+        missing = total = 0
+        for g, opts, pv in zip(groups, options, prior):
+            row = []
+            for o, p in zip(opts, pv):
+                total += 1
+                v = self._lookup(g.fqn, o)
+                if v is None:
+                    # A 16-bit option is the reference: it costs nothing by definition.
+                    v = 0.0 if (o.weights in HIGH_PRECISION_COMPUTE and o.sparsity == "dense"
+                                and o.weight_only) else None
+                if v is None:
+                    missing += 1
+                    v = float(p)
+                row.append(v)
+            out.append(np.asarray(row, dtype=np.float64))
+        notes = (f"{missing} of {total} (group, option) scores were not in the {self.source} table and come from "
+                 "the prior",) if missing else ()
+        return SensitivityScores(values=tuple(out), notes=notes)
+
+    def kv_score(self, kv: str, groups: Sequence[GroupInfo]) -> float:
+        name = get_format(kv).name
+        if name in self.kv:
+            return float(self.kv[name])
+        if name in HIGH_PRECISION_COMPUTE:
+            return 0.0
+        return PriorSensitivity().kv_score(name, groups)
+
+
+def _score(v: object, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise SensitivityError(f"{where} must be a finite number >= 0; got {v!r}", field=where)
+    return float(v)
+
+
+def table_from_scores(scores: Mapping[str, Mapping[str, float]], *, kv: Mapping[str, float] | None = None,
+                      source: str = "data") -> TableSensitivity:
+    """A :class:`TableSensitivity` from ``{group FQN or pattern: {option key: score}}``
+    (what a measurement with a torch model produces)."""
+    entries = []
+    for pattern, table in scores.items():
+        if not isinstance(pattern, str) or not pattern:
+            raise SensitivityError(f"group patterns must be non-empty strings; got {pattern!r}", field="groups")
+        if not isinstance(table, Mapping):
+            raise SensitivityError(f"groups.{pattern} must map option keys to scores; got {type(table).__name__}",
+                                   field=f"groups.{pattern}")
+        clean = {}
+        for key, v in table.items():
+            try:
+                w, sp, a = parse_option_key(str(key))
+            except OptionError as exc:
+                raise SensitivityError(f"groups.{pattern}: {exc.message}", field=f"groups.{pattern}.{key}") from None
+            canon = w if sp == "dense" else f"{w}+{sp}"
+            if a is not None and a not in HIGH_PRECISION_COMPUTE:
+                canon += f"/{a}"
+            clean[canon] = _score(v, f"groups.{pattern}.{key}")
+        entries.append((pattern, clean))
+    kv_clean = {}
+    for k, v in (kv or {}).items():
+        try:
+            fmt = get_format(k)
+        except FormatError as exc:
+            raise SensitivityError(f"kv: {exc}", field=f"kv.{k}") from None
+        kv_clean[fmt.name] = _score(v, f"kv.{k}")
+    return TableSensitivity(entries=tuple(entries), kv=kv_clean, source=source)
+
+
+def load_sensitivity_file(path: str | Path) -> TableSensitivity:
+    """Read a sensitivity file (YAML or JSON; format in the module docstring)."""
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SensitivityError(f"--sensitivity {path}: cannot read the file ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise SensitivityError(f"--sensitivity {p.name}: not valid {'JSON' if p.suffix == '.json' else 'YAML'} "
+                               f"({exc})") from None
+    if not isinstance(data, Mapping):
+        raise SensitivityError(f"--sensitivity {p.name}: expected a mapping with 'version' and 'groups'")
+    unknown = set(data) - {"version", "metric", "source", "groups", "kv"}
+    if unknown:
+        raise SensitivityError(f"--sensitivity {p.name}: unknown keys {', '.join(sorted(map(str, unknown)))} "
+                               "(known: version, metric, source, groups, kv)", field=sorted(map(str, unknown))[0])
+    if data.get("version") != 1:
+        raise SensitivityError(f"--sensitivity {p.name}: 'version' must be 1; got {data.get('version')!r}",
+                               field="version")
+    groups = data.get("groups")
+    if not isinstance(groups, Mapping) or not groups:
+        raise SensitivityError(f"--sensitivity {p.name}: 'groups' must map group patterns to "
+                               "{option key: score}", field="groups")
+    kv = data.get("kv") or {}
+    if not isinstance(kv, Mapping):
+        raise SensitivityError(f"--sensitivity {p.name}: 'kv' must map KV formats to scores", field="kv")
+    try:
+        return table_from_scores(groups, kv=kv, source=f"file:{p.name}")
+    except SensitivityError as exc:
+        raise SensitivityError(f"--sensitivity {p.name}: {exc.message}", field=exc.field) from None
+
+
+def sensitivity_from_spec(spec: str | Sensitivity | None) -> Sensitivity:
+    """``None`` / ``"prior"`` → the prior; ``"weights:<path>"`` → real tensors from a
+    safetensors file or directory; any other string is a sensitivity file path."""
+    if spec is None:
+        return PriorSensitivity()
+    if not isinstance(spec, str):
+        if hasattr(spec, "scores") and hasattr(spec, "kv_score") and hasattr(spec, "source"):
+            return spec
+        raise SensitivityError(f"--sensitivity must be 'prior', 'weights:PATH' or a file; got {spec!r}")
+    s = spec.strip()
+    if s in ("", "prior"):
+        return PriorSensitivity()
+    if s.startswith("weights:"):
+        return WeightsSensitivity(tensors=weights_from_safetensors(s.split(":", 1)[1]))
+    p = Path(s)
+    if not p.exists():
+        raise SensitivityError(f"--sensitivity {s}: no such file (expected 'prior', 'weights:PATH.safetensors' or a "
+                               "YAML/JSON sensitivity file)")
+    return load_sensitivity_file(p)
