@@ -1,0 +1,167 @@
+"""The application factory: ``create_app(settings=None)``.
+
+Middleware (outermost first): CORS (only when ``TIERWISE_CORS_ORIGINS`` is set), then one
+ASGI layer that enforces the API key, caps the request body and records metrics.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import errors
+from api.db import Store
+from api.jobs import JobRunner
+from api.metrics import Metrics
+from api.services import Catalog
+from api.settings import Settings
+
+log = logging.getLogger("tierwise.api")
+
+#: Routes that answer without the API key.
+PUBLIC_PATHS = frozenset({"/healthz"})
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body is larger than this server's limit max_body_bytes={limit}")
+
+
+class ServiceMiddleware:
+    """API key, body-size limit and request metrics, as one pure ASGI layer (cheap per request)."""
+
+    def __init__(self, app: ASGIApp, *, settings: Settings, metrics: Metrics) -> None:
+        self.app = app
+        self.key = settings.api_key.encode() if settings.api_key else None
+        self.limit = settings.max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status_holder = [500]
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder[0] = message["status"]
+            await send(message)
+
+        try:
+            rejected = self._reject(scope)
+            if rejected is not None:
+                await rejected(scope, receive, send_wrapper)
+                return
+            seen = [0]
+
+            async def receive_limited() -> Message:
+                message = await receive()
+                if message["type"] == "http.request":
+                    seen[0] += len(message.get("body", b""))
+                    if seen[0] > self.limit:
+                        raise BodyTooLarge(self.limit)
+                return message
+
+            await self.app(scope, receive_limited, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "<unmatched>"
+            self.metrics.observe_request(scope.get("method", ""), template, status_holder[0], time.perf_counter() - t0)
+
+    def _reject(self, scope: Scope):
+        headers = {}
+        for k, v in scope.get("headers", ()):
+            if k in (b"authorization", b"content-length"):
+                headers[k] = v
+        if self.key is not None and scope.get("path") not in PUBLIC_PATHS and scope.get("method") != "OPTIONS":
+            auth = headers.get(b"authorization", b"")
+            scheme, _, token = auth.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.key):
+                msg = "missing API key: send 'Authorization: Bearer <key>'" if not auth else "wrong API key"
+                return errors.error_response(401, "unauthorized", msg, "authorization", headers={"WWW-Authenticate": "Bearer"})
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                n = int(length)
+            except ValueError:
+                return errors.error_response(400, "bad_request", "Content-Length is not a number", "content-length")
+            if n > self.limit:
+                return errors.error_response(413, "too_large", f"request body is {n} bytes, over this server's limit max_body_bytes={self.limit}",
+                                             None, {"limit": "max_body_bytes", "value": self.limit})
+        return None
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service. ``settings`` default to :meth:`Settings.from_env`."""
+    settings = settings or Settings.from_env()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        store = Store(settings.database_url)
+        catalog = Catalog(store)
+        runner = JobRunner(store, catalog, metrics, settings)
+        app.state.store, app.state.catalog, app.state.runner = store, catalog, runner
+        resumed = runner.resume()
+        if resumed:
+            log.info("resumed %d unfinished plan jobs", resumed)
+        try:
+            yield
+        finally:
+            runner.shutdown()
+            store.close()
+
+    from planner.plan import tool_version
+
+    app = FastAPI(
+        title="Tierwise",
+        version=tool_version(),
+        description="Hardware-aware cost model and compression planner. Request fields use the CLI's flag names in snake_case.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    errors.install(app)
+
+    from api.routes import estimate, hardware, health, jobs, metrics as metrics_routes, models, plans
+
+    for module in (health, metrics_routes, hardware, models, estimate, plans, jobs):
+        app.include_router(module.router)
+    try:
+        from api.routes import capacity
+    except ImportError:  # the capacity planner is optional in partial installs
+        capacity = None
+    if capacity is not None:
+        app.include_router(capacity.router)
+
+    app.add_middleware(ServiceMiddleware, settings=settings, metrics=metrics)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"])
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+            "type": "http", "scheme": "bearer", "description": "needed on every route but /healthz when TIERWISE_API_KEY is set"}
+        if settings.api_key:
+            for path, ops in schema.get("paths", {}).items():
+                if path in PUBLIC_PATHS:
+                    continue
+                for op in ops.values():
+                    op["security"] = [{"bearer": []}]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,295 @@
+"""Request (``XCreate``) and response (``XPublic``) models of the REST API.
+
+Request bodies use the CLI's flag names in snake_case (DESIGN.md public contract) and
+forbid unknown fields, so a typo is a 422 that names it instead of a silently ignored
+option. Responses carry the same field names as the CLI's ``--json`` output; they allow
+extra fields so the planner can add results without breaking clients.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+#: Ids of catalog entries, custom profiles and models: a bare name, never a path.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN, max_length=64)]
+#: A format name (bf16, int4-g128, fp8-e4m3, ...); checked against the format registry.
+FormatName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9:._-]{0,31}$")]
+#: A size: bytes as a number, or text such as "20GB", "24GiB", "1.5e9".
+Size = Annotated[
+    float | Annotated[str, StringConstraints(pattern=r"^\s*[0-9]*\.?[0-9]+([eE][+-]?[0-9]+)?\s*([kKmMgGtTpP]i?[bB]?|[bB])?\s*$", max_length=32)],
+    Field(description="bytes, or a size like 20GB / 24GiB / 1.5e9 (decimal units unless 'i')"),
+]
+
+_NO_PATH = ("/", "\\")
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+    details: Any = None
+
+
+class ErrorPublic(BaseModel):
+    error: ErrorDetail
+
+
+# ---------------------------------------------------------------------------
+# hardware
+# ---------------------------------------------------------------------------
+
+
+class HardwareCreate(_In):
+    """A custom hardware profile: the same mapping as a ``profiles/hardware/*.yaml`` file,
+    either as JSON (``profile``) or as YAML text (``yaml``, parsed with ``yaml.safe_load``:
+    tags such as ``!!python/object`` are refused)."""
+
+    profile: dict[str, Any] | None = Field(default=None, description="the profile mapping (YAML units, as in a profile file)")
+    yaml: str | None = Field(default=None, max_length=500_000, description="the profile as YAML text")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "HardwareCreate":
+        if (self.profile is None) == (self.yaml is None):
+            raise ValueError("give exactly one of 'profile' (a JSON mapping) or 'yaml' (YAML text)")
+        return self
+
+
+class HardwareSummary(_Out):
+    id: str
+    name: str
+    class_: str = Field(alias="class")
+    memory_capacity_bytes: float
+    device_bandwidth_bytes_per_s: float | None = None
+    peak_bf16_flops_per_s: float | None = None
+    usd_per_hour: float | None = None
+    custom: bool
+
+
+class HardwarePublic(_Out):
+    id: str
+    name: str
+    class_: str = Field(alias="class")
+    vendor: str | None = None
+    memory_capacity_bytes: float
+    tiers: list[dict[str, Any]]
+    content_hash: str | None = None
+    custom: bool
+    profile: dict[str, Any] = Field(description="the profile mapping (YAML units), as accepted by POST /v1/hardware")
+
+
+class HardwareList(_Out):
+    items: list[HardwareSummary]
+
+
+# ---------------------------------------------------------------------------
+# models
+# ---------------------------------------------------------------------------
+
+
+class ModelCreate(_In):
+    """A custom model: an HF-style ``config.json`` mapping (``config``) or YAML text."""
+
+    id: Id
+    config: dict[str, Any] | None = None
+    yaml: str | None = Field(default=None, max_length=500_000)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelCreate":
+        if (self.config is None) == (self.yaml is None):
+            raise ValueError("give exactly one of 'config' (a JSON mapping) or 'yaml' (YAML text)")
+        return self
+
+
+class ModelPublic(_Out):
+    id: str
+    model_type: str
+    family: str
+    params: int
+    active_params: int
+    num_layers: int
+    hidden_size: int
+    custom: bool
+
+
+class ModelList(_Out):
+    items: list[ModelPublic]
+
+
+# ---------------------------------------------------------------------------
+# estimate
+# ---------------------------------------------------------------------------
+
+Parallel = Annotated[int, Field(ge=1, le=4096)]
+Tokens = Annotated[int, Field(ge=0, le=10_000_000)]
+
+
+class EstimateCreate(_In):
+    """Same fields as ``tierwise estimate`` (flags in snake_case)."""
+
+    mode: Literal["inference", "training"] = "inference"
+    model: Id
+    hardware: Id
+    devices: Parallel | None = None
+    tp: Parallel = 1
+    pp: Parallel = 1
+    dp: Parallel = 1
+    ep: Parallel = 1
+    batch: Annotated[int, Field(ge=1, le=1_000_000)] | Literal["max"] = 1
+    prompt: Tokens = 512
+    gen: Tokens = 128
+    weights: FormatName = "bf16"
+    activations: FormatName = "bf16"
+    kv: FormatName = "bf16"
+    sparsity: Annotated[str, StringConstraints(pattern=r"^(dense|2:4|unstructured:[0-9.]+)$")] = "dense"
+    allow_offload: bool = False
+    flash_chunk_kib: Annotated[float, Field(ge=0.5, le=1_048_576)] = 256.0
+    per_op: bool = Field(default=False, description="include the per-operator tables")
+    # training
+    global_batch: Annotated[int, Field(ge=1, le=100_000_000)] | None = None
+    micro_batch: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    seq: Annotated[int, Field(ge=1, le=10_000_000)] = 2048
+    zero: Annotated[int, Field(ge=0, le=3)] = 0
+    recompute: Literal["none", "selective", "full"] = "none"
+    sequence_parallel: bool = False
+    interleave: Annotated[int, Field(ge=1, le=1024)] = 1
+    optimizer: Literal["adamw", "adamw-8bit", "adamw-fp8", "sgd"] = "adamw"
+    finetune: Annotated[str, StringConstraints(pattern=r"^(full|lora:[0-9]{1,5}|qlora:[0-9]{1,5})$")] = "full"
+
+
+class EstimatePublic(_Out):
+    """Inference: ttft_s, tpot_s, memory{...} and the rest of `tierwise estimate --json`;
+    training: step_time_s, mfu, memory{...}."""
+
+    mode: Literal["inference", "training"]
+    model: str
+    hardware: str
+    memory: dict[str, Any]
+
+
+# ---------------------------------------------------------------------------
+# plans and jobs
+# ---------------------------------------------------------------------------
+
+
+class PlanCreate(_In):
+    """Same fields as ``tierwise plan``. Layout degrees left out are searched."""
+
+    id: Id | None = Field(default=None, description="client-chosen plan id (409 if taken); a new id when left out")
+    model: Id
+    hardware: Id
+    devices: Parallel = 1
+    tp: Parallel | None = None
+    pp: Parallel | None = None
+    dp: Parallel | None = None
+    ep: Parallel | None = None
+    batch: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    prompt: Tokens = 512
+    gen: Tokens = 128
+    max_memory_per_device: Size | None = None
+    ttft_slo: Annotated[float, Field(gt=0, le=1e6)] | None = Field(default=None, description="seconds")
+    tpot_slo: Annotated[float, Field(gt=0, le=1e6)] | None = Field(default=None, description="seconds")
+    avg_bits: Annotated[float, Field(gt=0, le=32)] | None = None
+    allow_offload: bool = False
+    objective: Literal["accuracy", "latency", "memory", "cost", "weighted"] = "accuracy"
+    kv: FormatName | None = None
+    weights: list[FormatName] | None = Field(default=None, max_length=64, description="candidate weight formats")
+    activations: FormatName | None = None
+    sparsity: list[Annotated[str, StringConstraints(pattern=r"^(dense|2:4|unstructured:[0-9.]+)$")]] | None = Field(default=None, max_length=16)
+    pins: dict[Annotated[str, StringConstraints(max_length=256)], FormatName] | None = Field(default=None, max_length=10_000)
+    time_limit_s: Annotated[float, Field(gt=0, le=3600)] | None = Field(default=None, description="solver time limit (capped by the server)")
+
+    @field_validator("model", "hardware")
+    @classmethod
+    def _not_path(cls, v: str) -> str:
+        if any(c in v for c in _NO_PATH):
+            raise ValueError("must be an id (no paths); register custom profiles with POST /v1/hardware or /v1/models")
+        return v
+
+
+class PlanSummary(_Out):
+    id: str
+    model: str
+    hardware: str
+    created_at: dt.datetime
+    checksum: str
+
+
+class PlanPublic(_Out):
+    id: str
+    created_at: dt.datetime
+    plan: dict[str, Any]
+
+
+class PlanPage(_Out):
+    items: list[PlanSummary]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class JobPublic(_Out):
+    id: str
+    kind: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    url: str
+    plan_id: str | None = None
+    plan_url: str | None = None
+    error: ErrorDetail | None = None
+    solve_s: float | None = None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ExportFilePublic(_Out):
+    path: str
+    media_type: str
+    content: str
+
+
+class ExportPublic(_Out):
+    format: str
+    plan_id: str
+    files: list[ExportFilePublic]
+    next_command: str
+    notes: list[str]
+
+
+# ---------------------------------------------------------------------------
+# capacity
+# ---------------------------------------------------------------------------
+
+
+class CapacityCreate(_In):
+    """Same fields as ``tierwise capacity``: the cheapest hardware and device count that
+    serve a workload within its SLOs."""
+
+    model: Id
+    hardware: list[Id] | None = Field(default=None, max_length=64, description="candidate hardware ids (all catalog ids when left out)")
+    batch: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    prompt: Tokens = 512
+    gen: Tokens = 128
+    ttft_slo: Annotated[float, Field(gt=0, le=1e6)] | None = None
+    tpot_slo: Annotated[float, Field(gt=0, le=1e6)] | None = None
+    output_tokens_per_s: Annotated[float, Field(gt=0, le=1e12)] | None = Field(default=None, description="required system throughput")
+    max_devices: Parallel = 64
+    weights: FormatName | None = None
+    kv: FormatName | None = None
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok"]
+    database: Literal["ok"]
+    version: str

@@ -1,0 +1,415 @@
+"""What the routes call: id resolution (catalog or stored custom entries), estimates,
+plan solves, exports. Routes stay thin; planner errors become :class:`ApiError` here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import yaml
+
+from api.db import Store
+from api.errors import ApiError, map_exception
+from api.settings import Settings
+
+
+@contextmanager
+def domain_errors() -> Iterator[None]:
+    """Turn planner / hwmodels exceptions into ApiErrors (unknown ones propagate)."""
+    try:
+        yield
+    except ApiError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - mapped or re-raised
+        mapped = map_exception(exc)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+def safe_yaml(text: str, field: str) -> Any:
+    """Parse YAML from a client: ``yaml.safe_load`` only; tags such as !!python/object are refused."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as e:
+        raise ApiError(422, "invalid_yaml", f"'{field}': YAML tags such as !!python/... are not accepted ({e.problem})", field) from None
+    except yaml.YAMLError as e:
+        raise ApiError(422, "invalid_yaml", f"'{field}': not valid YAML ({getattr(e, 'problem', None) or e})", field) from None
+
+
+@functools.lru_cache(maxsize=1)
+def catalog_devices() -> frozenset[str]:
+    from hwmodels import list_devices
+
+    return frozenset(list_devices())
+
+
+@functools.lru_cache(maxsize=1)
+def catalog_models() -> frozenset[str]:
+    from planner.arch import list_models
+
+    return frozenset(list_models())
+
+
+class Catalog:
+    """Hardware and models by id: shipped catalog first, then custom entries in the store.
+
+    Catalog ids are never read as paths (ids are checked against the catalog listing
+    before any load), so a client cannot make the server open a file.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._devices: dict[tuple[str, str], Any] = {}
+        self._archs: dict[str, Any] = {}
+
+    # -- hardware ---------------------------------------------------------------------
+
+    def device(self, id: str):
+        from hwmodels import load_device, load_device_from_dict
+
+        if id in catalog_devices():
+            with domain_errors():
+                return load_device(id)
+        row = self.store.get_hardware(id)
+        if row is None:
+            known = sorted(catalog_devices() | {r.id for r in self.store.list_hardware()})
+            raise ApiError(404, "not_found", _unknown_msg("hardware", id, known), "hardware",
+                           {"suggestions": _suggest(id, known)} if _suggest(id, known) else None)
+        key = (row.id, row.content_hash)
+        with self._lock:
+            spec = self._devices.get(key)
+        if spec is None:
+            with domain_errors():
+                spec = load_device_from_dict(row.body, origin=f"<hardware {row.id}>")
+            with self._lock:
+                self._devices[key] = spec
+        return spec
+
+    def is_custom_device(self, id: str) -> bool:
+        return id not in catalog_devices()
+
+    # -- models -----------------------------------------------------------------------
+
+    def arch(self, id: str):
+        from planner.arch import arch_from_config, load_arch
+
+        if id in catalog_models():
+            with domain_errors():
+                return load_arch(id)
+        with self._lock:
+            spec = self._archs.get(id)
+        if spec is not None:
+            return spec
+        row = self.store.get_model(id)
+        if row is None:
+            known = sorted(catalog_models() | {r.id for r in self.store.list_models()})
+            raise ApiError(404, "not_found", _unknown_msg("model", id, known), "model",
+                           {"suggestions": _suggest(id, known)} if _suggest(id, known) else None)
+        with domain_errors():
+            spec = arch_from_config(row.config, model_id=row.id, origin=f"<model {row.id}>")
+        with self._lock:
+            self._archs[id] = spec
+        return spec
+
+
+def _suggest(id: str, known: list[str]) -> list[str]:
+    prefix = [k for k in known if id and k.startswith(id.lower())]
+    return (prefix + [k for k in difflib.get_close_matches(id, known, n=5, cutoff=0.6) if k not in prefix])[:6]
+
+
+def _unknown_msg(kind: str, id: str, known: list[str]) -> str:
+    s = _suggest(id, known)
+    msg = f"unknown {kind} id {id!r}"
+    if s:
+        msg += "; did you mean " + ", ".join(s) + "?"
+    return msg + f" (GET /v1/{'hardware' if kind == 'hardware' else 'models'} lists them)"
+
+
+# ---------------------------------------------------------------------------
+# hardware / model registration
+# ---------------------------------------------------------------------------
+
+
+def register_hardware(store: Store, catalog: Catalog, profile: dict | None, text: str | None) -> dict:
+    from hwmodels import load_device_from_dict
+
+    from api.db import DuplicateIdError
+
+    data = profile if profile is not None else safe_yaml(text or "", "yaml")
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_profile", f"the profile must be a mapping; got {type(data).__name__}", "profile")
+    pid = data.get("id")
+    field = "profile.id" if profile is not None else "yaml"
+    import re
+
+    from api.schemas import ID_PATTERN
+
+    if not isinstance(pid, str) or not re.match(ID_PATTERN, pid):
+        raise ApiError(422, "invalid_field", f"'{field}' must be an id matching {ID_PATTERN}; got {pid!r}", field)
+    if pid in catalog_devices():
+        raise ApiError(409, "duplicate_id", f"hardware id {pid!r} is a catalog profile; choose another id", field)
+    with domain_errors():
+        spec = load_device_from_dict(data, origin=f"<hardware {pid}>")
+    try:
+        store.add_hardware(pid, json.loads(json.dumps(data)), spec.content_hash)
+    except DuplicateIdError:
+        raise ApiError(409, "duplicate_id", f"hardware id {pid!r} is already registered", field) from None
+    return hardware_public(spec, custom=True)
+
+
+def register_model(store: Store, id: str, config: dict | None, text: str | None) -> dict:
+    from planner.arch import arch_from_config
+
+    from api.db import DuplicateIdError
+
+    data = config if config is not None else safe_yaml(text or "", "yaml")
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_model_config", f"the config must be a mapping; got {type(data).__name__}", "config")
+    if id in catalog_models():
+        raise ApiError(409, "duplicate_id", f"model id {id!r} is a catalog model; choose another id", "id")
+    try:
+        json.dumps(data, allow_nan=False)
+    except ValueError as e:
+        raise ApiError(422, "invalid_model_config", f"'config' must be plain JSON data ({e})", "config") from None
+    with domain_errors():
+        arch = arch_from_config(data, model_id=id, origin=f"<model {id}>")
+        summary = model_public(arch, custom=True)
+    try:
+        store.add_model(id, data)
+    except DuplicateIdError:
+        raise ApiError(409, "duplicate_id", f"model id {id!r} is already registered", "id") from None
+    return summary
+
+
+def _peak(dev, precision: str) -> float | None:
+    try:
+        return dev.peak_flops_per_s(precision)
+    except Exception:  # noqa: BLE001 - a device may have no path for this precision
+        return None
+
+
+def hardware_public(dev, *, custom: bool) -> dict:
+    """Summary in SI units plus the profile mapping itself (``device_to_dict``: YAML units)."""
+    from hwmodels import device_to_dict
+    from planner.cli.common import clean_json
+
+    return clean_json({
+        "id": dev.id,
+        "name": dev.name,
+        "class": dev.device_class,
+        "vendor": dev.vendor,
+        "memory_capacity_bytes": dev.memory_capacity_bytes,
+        "device_bandwidth_bytes_per_s": dev.device_tier.bandwidth_bytes_per_s,
+        "peak_bf16_flops_per_s": _peak(dev, "bf16"),
+        "devices_per_node": dev.devices_per_node,
+        "usd_per_hour": dev.usd_per_hour,
+        "tiers": [{"name": t.name, "role": t.role, "capacity_bytes": t.capacity_bytes,
+                   "bandwidth_bytes_per_s": t.bandwidth_bytes_per_s} for t in dev.tiers],
+        "content_hash": dev.content_hash,
+        "custom": custom,
+        "profile": device_to_dict(dev),
+    })
+
+
+def hardware_summary(dev, *, custom: bool) -> dict:
+    from planner.cli.common import clean_json
+
+    return clean_json({
+        "id": dev.id,
+        "name": dev.name,
+        "class": dev.device_class,
+        "memory_capacity_bytes": dev.memory_capacity_bytes,
+        "device_bandwidth_bytes_per_s": dev.device_tier.bandwidth_bytes_per_s,
+        "peak_bf16_flops_per_s": _peak(dev, "bf16"),
+        "usd_per_hour": dev.usd_per_hour,
+        "custom": custom,
+    })
+
+
+def model_public(arch, *, custom: bool) -> dict:
+    from planner.cli.common import clean_json
+
+    kv = arch.kv_bytes_per_token(2.0) if arch.family in ("decoder", "encoder_decoder") else 0
+    return clean_json({
+        "id": arch.id,
+        "model_type": arch.model_type,
+        "family": arch.family,
+        "params": arch.param_count(),
+        "active_params": arch.active_param_count(),
+        "num_layers": arch.num_layers,
+        "hidden_size": arch.hidden_size,
+        "num_heads": arch.num_heads,
+        "num_kv_heads": arch.num_kv_heads,
+        "head_dim": arch.head_dim,
+        "intermediate_size": arch.intermediate_size,
+        "vocab_size": arch.vocab_size,
+        "num_experts": arch.num_experts,
+        "experts_per_token": arch.experts_per_token,
+        "max_position_embeddings": arch.max_position_embeddings,
+        "kv_cache_bytes_per_token_bf16": kv,
+        "source": arch.source,
+        "custom": custom,
+    })
+
+
+# ---------------------------------------------------------------------------
+# estimates
+# ---------------------------------------------------------------------------
+
+
+class _Lru:
+    """A small thread-safe LRU for pure results (estimates are functions of their inputs)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._d: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            v = self._d.get(key)
+            if v is not None:
+                self._d.move_to_end(key)
+            return v
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._d[key] = value
+            self._d.move_to_end(key)
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+
+
+_ESTIMATES = _Lru(4096)
+
+
+def estimate(catalog: Catalog, req: dict) -> bytes:
+    """The JSON bytes of ``tierwise estimate --json`` for one request (cached: pure)."""
+    from planner.cli.common import clean_json
+
+    arch = catalog.arch(req["model"])
+    dev = catalog.device(req["hardware"])
+    key = (json.dumps(req, sort_keys=True), id(arch), dev.content_hash)
+    hit = _ESTIMATES.get(key)
+    if hit is not None:
+        return hit
+    with domain_errors():
+        result = _estimate(arch, dev, req)
+    body = json.dumps(clean_json(result), separators=(",", ":")).encode()
+    _ESTIMATES.put(key, body)
+    return body
+
+
+def _estimate(arch, dev, r: dict) -> dict:
+    from planner.costmodel import Choice, Layout, Options, Serving, check_layout, estimate_inference, max_batch
+
+    layout = Layout(tp=r["tp"], pp=r["pp"], dp=r["dp"], ep=r["ep"])
+    check_layout(arch, layout, r.get("devices"))
+    if r["mode"] == "training":
+        try:
+            from planner.training import TrainingConfig, estimate_training
+        except ImportError:
+            raise ApiError(422, "unsupported", "training estimates are not available in this installation", "mode") from None
+        cfg = TrainingConfig(
+            global_batch=r["global_batch"] if r.get("global_batch") is not None else r["micro_batch"] * r["dp"],
+            micro_batch=r["micro_batch"], seq=r["seq"], tp=r["tp"], pp=r["pp"], dp=r["dp"], ep=r["ep"], zero=r["zero"],
+            recompute=r["recompute"], sequence_parallel=r["sequence_parallel"], interleave=r["interleave"],
+            optimizer=r["optimizer"], finetune=r["finetune"], weights=r["weights"], activations=r["activations"],
+        )
+        return estimate_training(arch, dev, cfg).to_dict()
+    choice = Choice(weights=r["weights"], activations=r["activations"], kv=r["kv"], sparsity=r["sparsity"])
+    options = Options(allow_offload=r["allow_offload"], flash_chunk_bytes=r["flash_chunk_kib"] * 1024.0)
+    b = r["batch"]
+    if b == "max":
+        b = max(1, max_batch(arch, dev, layout, Serving(batch=1, prompt=r["prompt"], gen=r["gen"]), choice, options=options))
+    est = estimate_inference(arch, dev, layout, Serving(batch=b, prompt=r["prompt"], gen=r["gen"]), choice, options=options)
+    return est.to_dict(ops=r.get("per_op", False))
+
+
+# ---------------------------------------------------------------------------
+# plans
+# ---------------------------------------------------------------------------
+
+
+def check_plan_limits(catalog: Catalog, settings: Settings, req: dict) -> None:
+    """Refuse a solve that is over the service's limits (422 naming the limit)."""
+    from planner.export import group_modules
+
+    devices = int(req.get("devices") or 1)
+    if devices > settings.max_devices:
+        raise ApiError(422, "limit_exceeded", f"'devices' {devices} is over this server's limit max_devices={settings.max_devices}", "devices",
+                       {"limit": "max_devices", "value": settings.max_devices})
+    tl = req.get("time_limit_s")
+    if tl is not None and tl > settings.solve_time_limit_s:
+        raise ApiError(422, "limit_exceeded", f"'time_limit_s' {tl:g} is over this server's limit solve_time_limit_s={settings.solve_time_limit_s:g}",
+                       "time_limit_s", {"limit": "solve_time_limit_s", "value": settings.solve_time_limit_s})
+    arch = catalog.arch(req["model"])
+    catalog.device(req["hardware"])
+    with domain_errors():
+        groups = len(group_modules(arch))
+    if groups > settings.max_groups:
+        raise ApiError(422, "limit_exceeded", f"model {arch.id!r} has {groups} decision groups, over this server's limit "
+                       f"max_groups={settings.max_groups}", "model", {"limit": "max_groups", "value": settings.max_groups})
+
+
+def solve_plan_request(catalog: Catalog, settings: Settings, req: dict) -> dict:
+    """Solve one plan request and return the plan as a dict (``plan_to_dict``)."""
+    from planner.plan import plan_to_dict
+
+    arch = catalog.arch(req["model"])
+    dev = catalog.device(req["hardware"])
+    time_limit = min(float(req.get("time_limit_s") or settings.solve_time_limit_s), settings.solve_time_limit_s)
+    with domain_errors():
+        plan = _solve(arch, dev, req, time_limit)
+        return plan_to_dict(plan)
+
+
+def _solve(arch, dev, req: dict, time_limit_s: float):
+    from planner.cli.common import parse_bytes
+    from planner.search import solve_plan
+
+    kwargs: dict[str, Any] = {
+        "devices": req.get("devices") or 1,
+        "batch": req["batch"],
+        "prompt": req["prompt"],
+        "gen": req["gen"],
+        "objective": req["objective"],
+        "allow_offload": req["allow_offload"],
+        "time_limit_s": time_limit_s,
+    }
+    for k in ("tp", "pp", "dp", "ep", "ttft_slo", "tpot_slo", "avg_bits", "kv", "weights", "activations", "sparsity", "pins"):
+        if req.get(k) is not None:
+            kwargs[k] = req[k]
+    if req.get("max_memory_per_device") is not None:
+        kwargs["max_memory_per_device_bytes"] = parse_bytes(req["max_memory_per_device"], "max_memory_per_device")
+    return solve_plan(arch, dev, **kwargs)
+
+
+def export_context(catalog: Catalog, plan: dict):
+    """What the exporters may know beyond the plan: module names and device capacity."""
+    from planner.export import ExportContext, group_modules
+
+    arch = dev = None
+    try:
+        arch = catalog.arch(str(plan.get("model")))
+    except ApiError:
+        pass
+    try:
+        dev = catalog.device(str(plan.get("hardware")))
+    except ApiError:
+        pass
+    return ExportContext(
+        modules=group_modules(arch) if arch is not None else None,
+        arch=arch,
+        device_capacity_bytes=dev.memory_capacity_bytes if dev is not None else None,
+        devices_per_node=getattr(dev, "devices_per_node", None) if dev is not None else None,
+    )

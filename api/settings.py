@@ -1,0 +1,99 @@
+"""Service settings: one frozen object, read from the environment once at start.
+
+Environment variables (all optional):
+
+``TIERWISE_DATABASE_URL``      SQLAlchemy URL; default an SQLite file in the user data folder
+``TIERWISE_DATA_DIR``          folder of the default SQLite file (default ``$XDG_DATA_HOME/tierwise``)
+``TIERWISE_API_KEY``           when set, every route but ``/healthz`` needs ``Authorization: Bearer <key>``
+``TIERWISE_CORS_ORIGINS``      comma-separated origins allowed by CORS (CORS is off when unset)
+``TIERWISE_MAX_BODY_BYTES``    largest request body accepted (default 1 MB) → 413 beyond
+``TIERWISE_SOLVE_TIME_LIMIT_S`` most solver time one plan request may use (default 60 s)
+``TIERWISE_SYNC_WAIT_S``       how long ``POST /v1/plans`` waits before answering 202 (default 5 s)
+``TIERWISE_MAX_GROUPS``        largest problem a plan request may pose, in decision groups (default 5000)
+``TIERWISE_MAX_DEVICES``       most devices a request may ask about (default 4096)
+``TIERWISE_WORKERS``           solver threads (default 2)
+``TIERWISE_MAX_PENDING_JOBS``  queued solves beyond which new plan requests get 503 (default 200)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "tierwise"
+
+
+def _float(env: dict, key: str, default: float, *, positive: bool = True) -> float:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {key} must be a number; got {raw!r}") from None
+    if positive and not value > 0:
+        raise ValueError(f"environment variable {key} must be > 0; got {raw!r}")
+    return value
+
+
+def _int(env: dict, key: str, default: int) -> int:
+    value = _float(env, key, float(default))
+    if value != int(value):
+        raise ValueError(f"environment variable {key} must be a whole number; got {env.get(key)!r}")
+    return int(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything the service is configured by. Sizes in bytes, times in seconds."""
+
+    database_url: str
+    api_key: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 1_000_000
+    solve_time_limit_s: float = 60.0
+    sync_wait_s: float = 5.0
+    max_groups: int = 5000
+    max_devices: int = 4096
+    workers: int = 2
+    max_pending_jobs: int = 200
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            raise ValueError("Settings.database_url must be a SQLAlchemy URL such as sqlite:///tierwise.db")
+        for name in ("max_body_bytes", "max_groups", "max_devices", "workers", "max_pending_jobs"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"Settings.{name} must be a positive integer; got {v!r}")
+        for name in ("solve_time_limit_s", "sync_wait_s"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or v < 0:
+                raise ValueError(f"Settings.{name} must be a non-negative number of seconds; got {v!r}")
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        url = env.get("TIERWISE_DATABASE_URL")
+        if not url:
+            folder = Path(env.get("TIERWISE_DATA_DIR") or default_data_dir())
+            url = f"sqlite:///{folder / 'tierwise.db'}"
+        origins = tuple(o.strip() for o in (env.get("TIERWISE_CORS_ORIGINS") or "").split(",") if o.strip())
+        return cls(
+            database_url=url,
+            api_key=env.get("TIERWISE_API_KEY") or None,
+            cors_origins=origins,
+            max_body_bytes=_int(env, "TIERWISE_MAX_BODY_BYTES", 1_000_000),
+            solve_time_limit_s=_float(env, "TIERWISE_SOLVE_TIME_LIMIT_S", 60.0),
+            sync_wait_s=_float(env, "TIERWISE_SYNC_WAIT_S", 5.0, positive=False),
+            max_groups=_int(env, "TIERWISE_MAX_GROUPS", 5000),
+            max_devices=_int(env, "TIERWISE_MAX_DEVICES", 4096),
+            workers=_int(env, "TIERWISE_WORKERS", 2),
+            max_pending_jobs=_int(env, "TIERWISE_MAX_PENDING_JOBS", 200),
+        )
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
