@@ -1,0 +1,71 @@
+"""`tierwise export PLAN --format F [--out DIR]`: deployment configs from a plan file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from planner.cli.common import EXIT_BAD_INPUT, CliError, console, emit_json, register_error
+
+
+def export(
+    plan_file: Annotated[Path, typer.Argument(help="A plan written by `tierwise plan` (YAML or JSON).")],
+    format: Annotated[str, typer.Option("--format", "-f", help="vllm | compressed-tensors | hf | modelopt-mixed | trtllm | llamacpp | megatron | yaml | json")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder to write the files into (default: print them).")] = None,
+    model_path: Annotated[Optional[str], typer.Option(help="Model the commands load (HF repo id or folder); default from the catalog entry.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Turn a plan into the configuration of a serving or training engine."""
+    from planner.export import ExportContext, export_formats, export_plan, group_modules, write_export
+    from planner.plan import load_plan, plan_to_dict
+
+    if format.strip().lower() not in export_formats():
+        raise CliError(f"--format must be one of {', '.join(export_formats())}; got {format!r}", field="format")
+    plan = load_plan(plan_file)
+    d = plan_to_dict(plan)
+    arch = dev = None
+    try:
+        from planner.arch import load_arch
+
+        arch = load_arch(d["model"])
+    except Exception:  # noqa: BLE001 - a plan for a model not in this catalog still exports, by group names
+        arch = None
+    try:
+        from hwmodels import load_device
+
+        dev = load_device(d["hardware"])
+    except Exception:  # noqa: BLE001 - likewise for hardware: capacity then comes from the plan
+        dev = None
+    ctx = ExportContext(
+        model_path=model_path,
+        modules=group_modules(arch) if arch is not None else None,
+        arch=arch,
+        device_capacity_bytes=dev.memory_capacity_bytes if dev is not None else None,
+        devices_per_node=dev.devices_per_node if dev is not None else None,
+    )
+    result = export_plan(d, format, ctx)
+    written = write_export(result, out) if out is not None else []
+    if json_out:
+        body = result.to_dict()
+        body["written"] = [str(p) for p in written]
+        emit_json(body)
+        return
+    if out is None:
+        for f in result.files:
+            console.rule(f.path)
+            console.print(f.content, markup=False, highlight=False, soft_wrap=True)
+    else:
+        for p in written:
+            console.print(f"wrote {p}", highlight=False)
+    for n in result.notes:
+        console.print(f"note: {n}", highlight=False, soft_wrap=True)
+    console.print("next: " + result.next_command, markup=False, highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    from planner.export import ExportError
+
+    register_error(ExportError, EXIT_BAD_INPUT)
+    app.command("export")(export)
