@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from ._checks import check_name, check_non_negative, check_positive, is_number
+from ._checks import check_name, check_non_negative, check_positive
 from ._frozen import FrozenDict
 from .compute import ComputeUnit
 from .efficiency import Efficiency
@@ -16,7 +16,7 @@ from .format_support import FormatSupport, Support
 from .fpga import FpgaResources, fpga_peak_ops_per_s
 from .links import Link
 from .memory import ROLES, MemoryTier
-from .precision import BITS, FLOAT_SPLIT, is_float_precision, normalize_precision
+from .precision import BITS, FLOAT_SPLIT, PRECISIONS, is_float_precision, normalize_precision
 
 DEVICE_CLASSES: tuple[str, ...] = ("gpu", "tpu", "rdu", "fpga", "phone", "laptop", "edge", "cpu")
 
@@ -216,6 +216,15 @@ class DeviceSpec:
                 return unit
         raise KeyError(f"{self.id} has no compute unit {name!r}; units: {', '.join(self.unit_names)}")
 
+    def sparse_2to4_speedup(self, unit: str | None = None) -> float:
+        """Datasheet 2:4-sparse / dense peak ratio of a compute unit (default: the
+        first); 1.0 on the FPGA fabric, where 2:4 sparsity is not modelled."""
+        if unit == FABRIC_UNIT or (unit is None and not self.compute_units):
+            if self.fpga is None:
+                raise KeyError(f"{self.id} has no FPGA fabric; units: {', '.join(self.unit_names)}")
+            return 1.0
+        return self.compute_unit(unit).sparse_2to4_speedup
+
     def peak_flops_per_s(
         self,
         precision: str,
@@ -228,10 +237,11 @@ class DeviceSpec:
     ) -> float:
         """Peak FLOP/s (OP/s for integers) at ``precision`` on a compute unit.
 
-        ``unit`` picks a unit by name (default: the first listed; on an FPGA
-        without listed units, the fabric). A precision the unit lacks falls back
-        to the nearest wider precision it has (int4 -> int8 -> fp16 ..., see
-        hwmodels.precision); UnsupportedPrecisionError if there is none.
+        ``unit`` picks a unit by name. By default the first listed unit that can
+        run the precision is used (on an FPGA without listed units, the fabric).
+        A precision a unit lacks falls back to the nearest wider precision it has
+        (int4 -> int8 -> fp16 ..., see hwmodels.precision);
+        UnsupportedPrecisionError if no unit has it or a wider one.
         ``sparse_2to4`` multiplies by the unit's 2:4 sparse speedup.
 
         On the FPGA fabric (``unit="fabric"``) the roof is derived from resources
@@ -259,11 +269,22 @@ class DeviceSpec:
             return fpga_peak_ops_per_s(
                 self.fpga, w_bits, a_bits, kind, weight_exponent_bits=w_exp, act_exponent_bits=a_exp
             )
-        compute = self.compute_unit(unit)
+        if unit is None:
+            # The first unit that can run the precision (itself or a wider one): a
+            # phone graph whose NPU lacks bf16 runs on the GPU, as Core ML / QNN
+            # place operators the NPU cannot take.
+            candidates = [u for u in self.compute_units if u.resolve(key) is not None]
+            if not candidates:
+                names = ", ".join(u.name for u in self.compute_units)
+                available = [p for p in PRECISIONS if any(p in u.peak_flops_per_s for u in self.compute_units)]
+                raise UnsupportedPrecisionError(self.id, names, key, available)
+            compute = candidates[0]
+        else:
+            compute = self.compute_unit(unit)
         resolved = compute.resolve(key)
         if resolved is None:
             raise UnsupportedPrecisionError(self.id, compute.name, key, list(compute.precisions))
-        peak = compute.peaks_flops_per_s[resolved]
+        peak = compute.peak_flops_per_s[resolved]
         if sparse_2to4:
             peak *= compute.sparse_2to4_speedup
         return peak

@@ -83,7 +83,7 @@ class UnknownIdError(LookupError):
 
 
 class UnsupportedPrecisionError(ValueError):
-    """A compute unit has no peak for a precision nor for any wider one."""
+    """No compute unit considered has a peak for a precision nor for any wider one."""
 
     def __init__(self, device_id: str, unit: str, precision: str, available: list[str]) -> None:
         self.device_id = device_id
@@ -91,7 +91,7 @@ class UnsupportedPrecisionError(ValueError):
         self.precision = precision
         self.available = list(available)
         super().__init__(
-            f"{device_id}: compute unit '{unit}' has no peak for {precision!r} or any wider "
-            f"precision; it has {', '.join(self.available) or 'none'}. Choose one of those "
+            f"{device_id}: no compute unit ({unit}) has a peak for {precision!r} or a wider "
+            f"precision; available: {', '.join(self.available) or 'none'}. Choose one of those "
             f"precisions for compute on this device."
         )

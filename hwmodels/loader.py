@@ -275,7 +275,7 @@ def _parse(data: Any, origin: str, content_hash: str) -> DeviceSpec:
                     block,
                     lambda r=unit_reader, p=peaks: ComputeUnit(
                         name=r.text("unit"),
-                        peaks_flops_per_s=p,
+                        peak_flops_per_s=p,
                         sparse_2to4_speedup=r.number("sparse_2to4_speedup", default=1.0),
                     ),
                 )
@@ -569,7 +569,7 @@ def device_to_dict(spec: DeviceSpec) -> dict[str, Any]:
         out["compute"] = [
             {
                 "unit": unit.name,
-                "peak_tflops": {k: _round(v / FLOPS_PER_TFLOPS) for k, v in unit.peaks_flops_per_s.items()},
+                "peak_tflops": {k: _round(v / FLOPS_PER_TFLOPS) for k, v in unit.peak_flops_per_s.items()},
                 "sparse_2to4_speedup": _round(unit.sparse_2to4_speedup),
                 **_meta(spec, f"compute[{i}]"),
             }

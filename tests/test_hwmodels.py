@@ -67,10 +67,27 @@ def test_missing_precision_falls_back_to_nearest_wider_one():
 
 
 def test_precision_without_any_wider_peak_raises_clear_error():
-    sn40l = load_device("sn40l")  # only the BF16 peak is published
+    sn40l = load_device("sn40l")  # only bf16 (published) and fp32 (estimated) peaks
     with pytest.raises(UnsupportedPrecisionError) as info:
-        sn40l.peak_flops_per_s("fp32")
+        sn40l.peak_flops_per_s("fp64")
     assert "pcu" in str(info.value) and "bf16" in str(info.value)
+
+
+def test_default_unit_is_the_first_that_can_run_the_precision():
+    # The iPhone's Neural Engine has fp16/int8 only; a bf16 graph runs on the GPU,
+    # whose nearest wider precision is fp32 (2.15 TFLOP/s, estimate in the profile).
+    phone = load_device("iphone-15-pro")
+    assert phone.peak_flops_per_s("bf16") == pytest.approx(2.15e12)
+    with pytest.raises(UnsupportedPrecisionError, match="npu"):
+        phone.peak_flops_per_s("bf16", unit="npu")
+
+
+def test_sparse_speedup_per_unit_and_on_fabric():
+    assert load_device("h100-sxm").sparse_2to4_speedup() == 2.0
+    assert load_device("jetson-agx-orin").sparse_2to4_speedup("cpu") == 1.0
+    assert load_device("alveo-u280").sparse_2to4_speedup() == 1.0
+    with pytest.raises(KeyError):
+        load_device("h100-sxm").sparse_2to4_speedup("fabric")
 
 
 def test_sparse_2to4_doubles_dense_peak_only_where_hardware_has_it():
@@ -95,11 +112,11 @@ def test_unit_selection_and_aliases():
 
 def test_compute_unit_validation():
     with pytest.raises(SpecError, match="peak_tflops.fp9"):
-        ComputeUnit(name="x", peaks_flops_per_s={"fp9": 1.0})
+        ComputeUnit(name="x", peak_flops_per_s={"fp9": 1.0})
     with pytest.raises(SpecError, match="positive"):
-        ComputeUnit(name="x", peaks_flops_per_s={"bf16": -1.0})
+        ComputeUnit(name="x", peak_flops_per_s={"bf16": -1.0})
     with pytest.raises(SpecError, match="sparse_2to4_speedup"):
-        ComputeUnit(name="x", peaks_flops_per_s={"bf16": 1.0}, sparse_2to4_speedup=0.5)
+        ComputeUnit(name="x", peak_flops_per_s={"bf16": 1.0}, sparse_2to4_speedup=0.5)
 
 
 # ---- formats --------------------------------------------------------------------------
