@@ -249,6 +249,7 @@ class MemoryReport:
     shortfall_bytes: float
     tiers: tuple[TierUse, ...]
     offloaded_weights_bytes: float  # per device, outside the device tier
+    offloaded_kv_bytes: float = 0.0  # per device, KV cache spilled to host memory
 
     def to_dict(self) -> dict:
         return {
@@ -260,6 +261,7 @@ class MemoryReport:
             "fits": self.fits,
             "shortfall_bytes": self.shortfall_bytes,
             "offloaded_weights_bytes": self.offloaded_weights_bytes,
+            "offloaded_kv_bytes": self.offloaded_kv_bytes,
             "tiers": {t.name: t.to_dict() for t in self.tiers},
         }
 
@@ -282,8 +284,8 @@ class InferenceEstimate:
     samples_per_s: float
     energy_j_per_token: float
     energy_j_per_sample: float
-    usd_per_million_tokens: float
-    usd_per_hour: float
+    usd_per_million_tokens: float | None
+    usd_per_hour: float | None
     memory: MemoryReport
     switch_in_s: float | None
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -506,6 +508,12 @@ def op_cost(
     if op.kind in (NORM, POOL, EMBEDDING):
         compute_s = flops / (nm.vector_flops_per_s * eff.compute(flops)) if flops > 0 else 0.0
         precision = "fp32"
+    elif op.kind == ATTENTION and nm.precision not in ("fp32", "tf32", "bf16", "fp16"):
+        # QKᵀ/softmax/AV run in 16-bit even in FP8/INT8 engines (fused MHA kernels keep
+        # 16-bit operands; only the KV cache storage is low precision).
+        peak = device.peak_flops_per_s("bf16") if "bf16" in device.compute_units[0].peak_flops_per_s else device.peak_flops_per_s("fp16")
+        compute_s = flops / (peak * eff.compute(flops)) if flops > 0 else 0.0
+        precision = "bf16"
     else:
         compute_s = flops / (nm.peak_flops_per_s * eff.compute(flops)) if flops > 0 else 0.0
         precision = nm.precision
@@ -620,7 +628,9 @@ def _allowed_tiers(device: DeviceSpec, options: Options) -> list[MemoryTier]:
             out.append(t)
         elif t.role == "host" and options.allow_offload:
             out.append(t)
-        elif t.role == "storage" and device.device_class in ("phone", "laptop", "edge"):
+        elif t.role == "storage" and (device.device_class in ("phone", "laptop", "edge") or options.allow_offload):
+            # Phones and laptops map weights from flash by design (LLM in a flash); servers
+            # stream from NVMe only when offloading is asked for (FlexGen's disk tier).
             out.append(t)
     return out
 
@@ -653,10 +663,18 @@ def place_memory(
                 act_tier = t
                 break
     uses[act_tier.name]["act"] = act_dev
-    uses[dev.name]["kv"] = kv_dev
+    allowed = _allowed_tiers(device, options)
+    # The KV cache stays on the device; with offloading allowed, what does not fit next to the
+    # activations spills to host memory (FlexGen keeps KV in CPU DRAM) and is streamed back.
+    kv_room = max(0.0, device.memory_capacity_bytes - uses[dev.name]["act"])
+    host = next((t for t in allowed if t.role == "host"), None)
+    if kv_dev > kv_room and host is not None:
+        uses[dev.name]["kv"] = kv_room
+        uses[host.name]["kv"] = kv_dev - kv_room
+    else:
+        uses[dev.name]["kv"] = kv_dev
     remaining = weights_dev
     fractions: dict[str, float] = {}
-    allowed = _allowed_tiers(device, options)
     if options.placement:
         for t in allowed:
             f = options.placement.get(t.name, 0.0)
@@ -772,6 +790,7 @@ def evaluate_phase(
     overrides: ChoiceMap | None,
     weight_fractions: Mapping[str, float],
     options: Options,
+    kv_on_device: float = 1.0,
 ) -> PhaseCost:
     """Time of one forward pass of the whole model (all pipeline stages) on ``layout``."""
     choice_for = _choice_fn(default, overrides)
@@ -785,6 +804,7 @@ def evaluate_phase(
     busy = 0.0
     flops_total = 0.0
     streamed_total = 0.0
+    kv_streamed = 0.0
     comm_s = 0.0
     bytes_dev = 0.0
     for b in work.blocks:
@@ -809,7 +829,7 @@ def evaluate_phase(
                 comm = 0.0
                 if op.allreduce_after and layout.tp > 1:
                     m = ph.batch * ph.tokens
-                    nbytes = m * op.out_features * _numerics(device, ch, 1, 1).act_bits / 8.0
+                    nbytes = m * op.out_features * _comm_bytes_per_elem(device, ch)
                     comm = _tp_allreduce_s(device, nbytes, layout.tp)
                     c = _with_comm(c, comm)
                 ops_out.append(c)
@@ -817,6 +837,8 @@ def evaluate_phase(
                 comm_s += comm * cnt
                 flops_total += c.flops * cnt
                 streamed_total += streamed * cnt
+                if kv_on_device < 1.0 and c.kv_bytes:
+                    kv_streamed += c.kv_bytes * (1.0 - kv_on_device) * cnt
                 bytes_dev += (c.weight_bytes * on_device + c.activation_bytes + c.kv_bytes) * cnt
                 if c.time_s > 0:
                     peak_t = max(c.compute_s, c.memory_s)
@@ -833,6 +855,11 @@ def evaluate_phase(
             if t.role == "on_chip":
                 continue
             stream_s += _stream_time(device, t, nbytes, options)
+    if kv_streamed > 0:
+        host = next((t for t in device.tiers if t.role == "host"), None)
+        if host is not None:
+            by_tier[host.name] = by_tier.get(host.name, 0.0) + kv_streamed
+            stream_s += _stream_time(device, host, kv_streamed, options)
     # Pipeline: activations cross (pp-1) stage boundaries.
     if layout.pp > 1:
         link = device.intra_node_link if layout.devices <= device.devices_per_node else (device.inter_node_link or device.intra_node_link)
@@ -926,6 +953,7 @@ def memory_report(
     dev = device.device_tier
     per_device = weights_dev + kv_dev + act_dev
     offloaded = sum(t.weights_bytes for t in tiers if t.name != dev.name and t.role != "on_chip")
+    offloaded_kv = sum(t.kv_cache_bytes for t in tiers if t.name != dev.name)
     rep = MemoryReport(
         weights_bytes=weights_total,
         kv_cache_bytes=kv_total,
@@ -936,6 +964,7 @@ def memory_report(
         shortfall_bytes=shortfall,
         tiers=tuple(tiers),
         offloaded_weights_bytes=offloaded,
+        offloaded_kv_bytes=offloaded_kv,
     )
     return rep, fractions
 
@@ -1018,14 +1047,16 @@ def estimate_inference(
     m = min(serving.batch, layout.pp)
     mb = math.ceil(serving.batch / m)
     pre_ph = _prefill_phase(arch, serving, mb)
-    prefill = evaluate_phase(work, pre_ph, device, layout, choice, overrides, fractions, options)
+    kv_total_dev = mem.offloaded_kv_bytes + sum(t.kv_cache_bytes for t in mem.tiers if t.role in ("device",))
+    kv_on_device = 1.0 - mem.offloaded_kv_bytes / kv_total_dev if kv_total_dev > 0 else 1.0
+    prefill = evaluate_phase(work, pre_ph, device, layout, choice, overrides, fractions, options, kv_on_device)
     step = device.efficiency.kernel_overhead_s  # one synchronisation per forward pass
     ttft = (m + layout.pp - 1) / layout.pp * prefill.time_s + step if layout.pp > 1 else prefill.time_s + step
     generative = arch.family in ("decoder", "encoder_decoder")
     decode = None
     tpot = 0.0
     if generative and serving.gen > 0:
-        decode = evaluate_phase(work, _decode_phase(arch, serving, mb), device, layout, choice, overrides, fractions, options)
+        decode = evaluate_phase(work, _decode_phase(arch, serving, mb), device, layout, choice, overrides, fractions, options, kv_on_device)
         tpot = decode.time_s + step
     gen_steps = max(serving.gen - 1, 0) if generative else 0
     latency = ttft + gen_steps * tpot
@@ -1050,9 +1081,10 @@ def estimate_inference(
     if decode is not None:
         e_run += gen_steps * phase_energy(decode)
     per_token = e_run / out_tokens if out_tokens else e_run / max(prompt_tokens, 1)
-    usd_h = device.usd_per_hour * layout.devices
+    # Devices without a rental price (phones, FPGA boards) report no cost.
+    usd_h = device.usd_per_hour * layout.devices if device.usd_per_hour is not None else None
     tokens_for_cost = output_tps if output_tps else prefill_tps
-    usd_per_m = usd_h / 3600.0 / tokens_for_cost * 1e6 if tokens_for_cost else math.inf
+    usd_per_m = usd_h / 3600.0 / tokens_for_cost * 1e6 if (usd_h is not None and tokens_for_cost) else None
 
     switch_in = None
     ext = [t for t in device.tiers if t.role in ("device_ext", "host", "storage")]
@@ -1204,5 +1236,11 @@ def group_costs(
 def _op_comm(op: OpShape, ph: Phase, device: DeviceSpec, choice: Choice, layout: Layout) -> float:
     if not (op.allreduce_after and layout.tp > 1):
         return 0.0
-    nbytes = ph.batch * ph.tokens * op.out_features * _numerics(device, choice, 1, 1).act_bits / 8.0
+    nbytes = ph.batch * ph.tokens * op.out_features * _comm_bytes_per_elem(device, choice)
     return _tp_allreduce_s(device, nbytes, layout.tp)
+
+
+def _comm_bytes_per_elem(device: DeviceSpec, choice: Choice) -> float:
+    """Tensor-parallel partial sums are all-reduced in 16-bit (or fp32) even when the GEMMs run
+    in fp8/int8: NCCL reduces in the accumulation precision's storage type."""
+    return max(_numerics(device, choice, 1, 1).act_bits, 16.0) / 8.0

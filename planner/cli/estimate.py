@@ -140,7 +140,10 @@ def _print_inference(est, per_op: bool) -> None:
     if est.switch_in_s is not None:
         t.add_row("model switch-in time", human_time(est.switch_in_s))
     t.add_row("energy per token", f"{est.energy_j_per_token:.4g} J")
-    t.add_row("cost", f"{est.usd_per_million_tokens:.4g} USD / M tokens ({est.usd_per_hour:.2f} USD/h)")
+    if est.usd_per_million_tokens is not None:
+        t.add_row("cost", f"{est.usd_per_million_tokens:.4g} USD / M tokens ({est.usd_per_hour:.2f} USD/h)")
+    else:
+        t.add_row("cost", "- (no rental price in the profile)")
     console.print(t)
     for n in est.notes:
         console.print(f"note: {n}")
