@@ -558,10 +558,10 @@ def op_cost(
 # ---------------------------------------------------------------------------
 
 
-def _block_weight_bytes(block: Block, device: DeviceSpec, choice_for, layout: Layout) -> list[float]:
+def _block_weight_bytes(block: Block, device: DeviceSpec, choice_for, layout: Layout, uniform: bool = False) -> list[float]:
     """Per-instance weight bytes on one device for every instance of ``block``."""
     out = []
-    for i in range(block.count):
+    for i in range(1 if uniform else block.count):
         total = 0.0
         for op in block.ops:
             p = op.weight_params
@@ -575,7 +575,7 @@ def _block_weight_bytes(block: Block, device: DeviceSpec, choice_for, layout: La
             nm = _numerics(device, ch, rows or 1, cols or 1)
             total += p * nm.weight_bits / 8.0 / _shard(op, layout)
         out.append(total)
-    return out
+    return out * block.count if uniform else out
 
 
 def _kv_bytes_per_token(work: Workload, device: DeviceSpec, choice: Choice, tp: int) -> float:
@@ -938,7 +938,7 @@ def memory_report(
     """Memory per device and tier placement for ``serving`` on ``layout``."""
     work = build_workload(arch)
     choice_for = _choice_fn(choice, overrides)
-    stage_bytes = _stage_weight_bytes(work, device, choice_for, layout)
+    stage_bytes = _stage_weight_bytes(work, device, choice_for, layout, uniform=not overrides)
     weights_dev = max(stage_bytes)
     weights_total = sum(stage_bytes) * layout.tp  # each TP rank holds 1/tp of a stage
     generative = arch.family in ("decoder", "encoder_decoder")
@@ -977,14 +977,14 @@ def _kv_tp_gain(work: Workload, tp: int) -> float:
     return 1.0
 
 
-def _stage_weight_bytes(work: Workload, device: DeviceSpec, choice_for, layout: Layout) -> list[float]:
+def _stage_weight_bytes(work: Workload, device: DeviceSpec, choice_for, layout: Layout, uniform: bool = False) -> list[float]:
     """Weight bytes per pipeline stage on one device (layers split evenly; pre on the first
     stage, post on the last)."""
     pp = layout.pp
     pre = post = 0.0
     layer_bytes: list[float] = []
     for b in work.blocks:
-        per = _block_weight_bytes(b, device, choice_for, layout)
+        per = _block_weight_bytes(b, device, choice_for, layout, uniform=uniform)
         if b.repeated:
             layer_bytes.extend(per)
         elif b.stage == "pre":
