@@ -81,7 +81,7 @@ class _Reader:
             if key not in keys:
                 close = difflib.get_close_matches(str(key), keys, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise self.error(str(key), "a known field: " + ", ".join(keys) + hint, "unknown field")
+                raise self.error(str(key), "one of the known fields (" + ", ".join(keys) + ")" + hint, str(key))
 
     def has(self, key: str) -> bool:
         return key in self.data and self.data[key] is not None
@@ -519,10 +519,8 @@ def load_device(id_or_path: str | Path) -> DeviceSpec:
             raise ProfileError(origin, "<file>", "an existing hardware profile file", "no such file")
         text = _read_text(origin, lambda: path.read_text(encoding="utf-8"))
         return _parse(_load_yaml(text, origin), origin, hashlib.sha256(text.encode("utf-8")).hexdigest())
-    device_id = str(id_or_path).strip()
-    if device_id not in list_devices():
-        raise _unknown(device_id)
-    return _load_catalog(device_id)
+    # _load_catalog raises UnknownIdError (not cached) for ids without a file.
+    return _load_catalog(str(id_or_path).strip())
 
 
 def load_device_from_dict(data: dict, origin: str = "<dict>") -> DeviceSpec:
