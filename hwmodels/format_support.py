@@ -41,7 +41,9 @@ _ALIASES: dict[str, str] = {
     "float64": "fp64",
 }
 
-_GROUPED_INT = re.compile(r"^(int[2-8])(?:-g\d+)?$")
+_GROUPED_INT = re.compile(r"^(int[2-8])(?:-g\d+)?(?:-zp)?$")
+# Variants that share their family's execution: double-quantized NF4, the E2M3 flavour of MXFP6.
+_VARIANTS = {"nf4-dq": "nf4", "mxfp6-e2m3": "mxfp6"}
 _CODEBOOK = re.compile(r"^(?:cb\d+(?:-g\d+)?|codebook(?:-\w+)?)$")
 
 
@@ -53,6 +55,7 @@ def format_family(name: str) -> str:
     """
     key = str(name).strip().lower()
     key = _ALIASES.get(key, key)
+    key = _VARIANTS.get(key, key)
     grouped = _GROUPED_INT.match(key)
     if grouped:
         return grouped.group(1)

@@ -355,6 +355,13 @@ def _act_compute_precision(act: Format) -> str:
     return hp if hp in ("fp32", "tf32", "bf16", "fp16") else "bf16"
 
 
+def _peak_or_zero(device: DeviceSpec, precision: str) -> float:
+    try:
+        return device.peak_flops_per_s(precision)
+    except ValueError:
+        return 0.0
+
+
 def _dequant_ops(w: Format) -> float:
     """Vector instructions per weight to turn a stored value into a compute-precision value:
     convert + scale, +1 to unpack sub-byte values, +1 for a zero-point, +1 for a table lookup
@@ -371,8 +378,9 @@ def _dequant_ops(w: Format) -> float:
 
 @functools.lru_cache(maxsize=1024)
 def _kv_bits(kv_name: str, head_dim: int) -> float:
-    """Bits per cached element; per-head scales are priced over one head (cols = head_dim)."""
-    return get_format(kv_name).bits_per_value(1, max(head_dim, 1))
+    """Bits per cached element. A row is one head of one token (per-head scales are priced over
+    head_dim values); the cache holds very many rows, so per-tensor scales vanish."""
+    return get_format(kv_name).bits_per_value(1 << 20, max(head_dim, 1))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -425,7 +433,7 @@ def _numerics(device: DeviceSpec, choice: Choice, rows: int, cols: int) -> _Nume
         else:
             deq = _dequant_ops(w)
     structured = sp.structured and sp.density < 1.0
-    sparse_native = structured and device.compute_units[0].sparse_2to4_speedup > 1.0 and (w_native or deq == 0.0)
+    sparse_native = structured and device.sparse_2to4_speedup() > 1.0 and (w_native or deq == 0.0)
     peak = device.peak_flops_per_s(
         precision,
         sparse_2to4=sparse_native,
@@ -511,7 +519,7 @@ def op_cost(
     elif op.kind == ATTENTION and nm.precision not in ("fp32", "tf32", "bf16", "fp16"):
         # QKᵀ/softmax/AV run in 16-bit even in FP8/INT8 engines (fused MHA kernels keep
         # 16-bit operands; only the KV cache storage is low precision).
-        peak = device.peak_flops_per_s("bf16") if "bf16" in device.compute_units[0].peak_flops_per_s else device.peak_flops_per_s("fp16")
+        peak = max(_peak_or_zero(device, "bf16"), _peak_or_zero(device, "fp16")) or nm.peak_flops_per_s
         compute_s = flops / (peak * eff.compute(flops)) if flops > 0 else 0.0
         precision = "bf16"
     else:
@@ -940,7 +948,8 @@ def memory_report(
     choice_for = _choice_fn(choice, overrides)
     stage_bytes = _stage_weight_bytes(work, device, choice_for, layout, uniform=not overrides)
     weights_dev = max(stage_bytes)
-    weights_total = sum(stage_bytes) * layout.tp  # each TP rank holds 1/tp of a stage
+    # Whole-model bytes (replicated operators such as norms and routers counted once).
+    weights_total = sum(_stage_weight_bytes(work, device, choice_for, Layout(), uniform=not overrides))
     generative = arch.family in ("decoder", "encoder_decoder")
     kv_tokens = (serving.prompt + serving.gen) if generative else 0
     kv_per_tok_dev = _kv_bytes_per_token(work, device, choice, layout.tp) if generative else 0.0

@@ -387,7 +387,8 @@ def _new_highs():
     return h
 
 
-def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int | None) -> Solution:
+def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int | None,
+                 relax: bool = False) -> Solution:
     import highspy
     from scipy import sparse
 
@@ -431,7 +432,8 @@ def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int
     lp.a_matrix_.value_ = a.data
     lp.a_matrix_.num_col_ = n + na
     lp.a_matrix_.num_row_ = a.shape[0]
-    lp.integrality_ = [highspy.HighsVarType.kInteger] * n + [highspy.HighsVarType.kContinuous] * na
+    if not relax:
+        lp.integrality_ = [highspy.HighsVarType.kInteger] * n + [highspy.HighsVarType.kContinuous] * na
 
     h = _new_highs()
     h.setOptionValue("time_limit", float(time_limit_s))
@@ -464,6 +466,14 @@ def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int
         raise SolverError(f"HiGHS stopped with status {h.modelStatusToString(ms)!r}", status="error", backend="highs")
     sol = np.asarray(h.getSolution().col_value)
     y = {x.name: float(sol[n + k]) for k, x in enumerate(aux)}
+    if relax:
+        # The LP optimum itself is the bound; the rounded point is only indicative.
+        obj = info.objective_function_value * scale
+        picks = tuple(int(np.flatnonzero(problem.column_group == g)[np.argmax(sol[:n][problem.column_group == g])])
+                      for g in range(len(problem.groups)))
+        return Solution(picks=picks, aux_values=MappingProxyType(y), objective=obj, bound=obj, gap=0.0,
+                        status="optimal", backend="highs", time_s=time.perf_counter() - t0, variables=n + na,
+                        constraints=a.shape[0], row_activity=MappingProxyType({}))
     bound = info.mip_dual_bound * scale if math.isfinite(info.mip_dual_bound) else None
     return _finish(problem, sol[:n], y, objective=info.objective_function_value * scale, bound=bound, status=ours,
                    backend="highs", t0=t0, n_rows=a.shape[0])
@@ -548,12 +558,16 @@ def _solve_cbc(problem: Problem, time_limit_s: float, gap: float, threads: int |
 
 
 def solve(problem: Problem, *, backend: str = "highs", time_limit_s: float = DEFAULT_TIME_LIMIT_S,
-          gap: float = DEFAULT_GAP, threads: int | None = None) -> Solution:
+          gap: float = DEFAULT_GAP, threads: int | None = None, relax: bool = False) -> Solution:
     """Solve ``problem`` with the named backend (``"highs"`` or ``"cbc"``).
 
     Raises :class:`InfeasibleError` when no point satisfies the rows, and
     :class:`SolverError` when the solver stops without a feasible point. A point returned
     is checked against every row (rounding of the relaxation cannot slip through).
+
+    ``relax=True`` solves the LP relaxation (HiGHS only): its ``objective``/``bound`` is a
+    lower bound on the ILP optimum, used to prune candidates; its ``picks`` are a rounding
+    of the fractional point and may violate rows.
     """
     if backend not in BACKENDS:
         raise ValueError(f"The 'backend' parameter of solve must be one of {', '.join(BACKENDS)}. Got {backend!r} instead.")
@@ -561,6 +575,10 @@ def solve(problem: Problem, *, backend: str = "highs", time_limit_s: float = DEF
         raise ValueError(f"The 'time_limit_s' parameter of solve must be a number in (0, inf). Got {time_limit_s!r} instead.")
     if isinstance(gap, bool) or not isinstance(gap, (int, float)) or not 0 <= gap < 1:
         raise ValueError(f"The 'gap' parameter of solve must be a number in [0, 1). Got {gap!r} instead.")
+    if relax:
+        if backend != "highs":
+            raise ValueError("The 'relax' parameter of solve needs backend='highs'.")
+        return _solve_highs(problem, float(time_limit_s), float(gap), threads, relax=True)
     run = _solve_highs if backend == "highs" else _solve_cbc
     sol = run(problem, float(time_limit_s), float(gap), threads)
     bad = problem.violations(sol.picks, sol.aux_values, tol=1e-6)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pkgutil
 import sys
 
@@ -67,7 +68,14 @@ def main(argv: list[str] | None = None) -> int:
             return exc.exit_code if exc.exit_code else EXIT_BAD_INPUT
         mapped = exit_for(exc)
         if mapped is None:
-            raise
+            if os.environ.get("TIERWISE_DEBUG"):
+                raise
+            err_console.print(
+                f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (set TIERWISE_DEBUG=1 for the traceback; please report it)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            return 1
         code, message = mapped
         payload = getattr(exc, "payload", None)
         if _wants_json(argv):

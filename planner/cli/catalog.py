@@ -104,7 +104,7 @@ def hardware_list(json_out: JsonOpt = False) -> None:
             human_bytes(d.memory_capacity_bytes),
             human_bytes(d.device_tier.bandwidth_bytes_per_s) + "/s",
             human_num(_safe_peak(d, "bf16")) + "FLOP/s",
-            f"{d.usd_per_hour:.2f}",
+            f"{d.usd_per_hour:.2f}" if d.usd_per_hour is not None else "-",
         )
     console.print(t)
 
@@ -127,6 +127,11 @@ def hardware_show(hardware_id: Annotated[str, typer.Argument(help="Catalog id or
     for u in d.compute_units:
         for prec, v in u.peak_flops_per_s.items():
             t.add_row(u.unit, prec, human_num(v) + "FLOP/s")
+    if d.fpga is not None:
+        from hwmodels import fpga_peak_ops_per_s
+
+        for wb, ab, kind in ((8, 8, "int"), (4, 8, "int"), (4, 4, "int"), (8, 8, "float")):
+            t.add_row("fabric (derived)", f"{'fp' if kind == 'float' else 'int'}{wb}×{'fp' if kind == 'float' else 'int'}{ab}", human_num(fpga_peak_ops_per_s(d.fpga, wb, ab, kind)) + "OP/s")
     console.print(t)
     t = Table(title="Memory tiers (fastest first)")
     for col in ("tier", "role", "capacity", "bandwidth", "latency"):
@@ -137,7 +142,10 @@ def hardware_show(hardware_id: Annotated[str, typer.Argument(help="Catalog id or
     for label, lk in (("intra-node", d.intra_node_link), ("inter-node", d.inter_node_link), ("host", d.host_link)):
         if lk is not None:
             console.print(f"{label} link: {lk.name}, {human_bytes(lk.bandwidth_bytes_per_s)}/s per direction")
-    console.print(f"TDP {d.tdp_w:.0f} W, idle {d.idle_w:.0f} W, {d.usd_per_hour:.2f} USD/h")
+    price = f"{d.usd_per_hour:.2f} USD/h" if d.usd_per_hour is not None else "no rental price"
+    tdp = f"TDP {d.tdp_w:.0f} W" if d.tdp_w is not None else "TDP -"
+    idle = f"idle {d.idle_w:.0f} W" if d.idle_w is not None else "idle -"
+    console.print(f"{tdp}, {idle}, {price}")
     console.print(f"native formats: {', '.join(sorted(d.formats.native))}")
     console.print("sources:")
     for k, v in d.sources.items():

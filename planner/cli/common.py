@@ -18,8 +18,9 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_INFEASIBLE = 3
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (files, tests, CI logs) gets a wide console so ids and numbers are never cut.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 class CliError(Exception):
@@ -142,6 +143,7 @@ def load_hardware_or_fail(ref: str):
 def exit_for(exc: BaseException) -> tuple[int, str] | None:
     """Map a known exception to (exit code, message); None for unknown ones."""
     from hwmodels import ProfileError, UnknownIdError
+    from hwmodels.errors import SpecError, UnsupportedPrecisionError
 
     from planner.arch import ModelConfigError
     from planner.costmodel import EstimateError
@@ -151,7 +153,7 @@ def exit_for(exc: BaseException) -> tuple[int, str] | None:
         return exc.code, exc.message
     if isinstance(exc, UnknownIdError):
         return EXIT_BAD_INPUT, str(exc)
-    if isinstance(exc, (ProfileError, ModelConfigError, FormatError)):
+    if isinstance(exc, (ProfileError, ModelConfigError, FormatError, UnsupportedPrecisionError, SpecError)):
         return EXIT_BAD_INPUT, str(exc)
     if isinstance(exc, EstimateError):
         return EXIT_BAD_INPUT, exc.message

@@ -113,6 +113,14 @@ class KVCache:
         vs = [c[1].dequantize().reshape(c[2]) for c in self._chunks[layer]]
         return torch.cat(ks, dim=2), torch.cat(vs, dim=2)
 
+    def snapshot(self) -> tuple:
+        """State to :meth:`restore` later (timing one decode step repeatedly at a fixed context)."""
+        return (list(self._float), [list(c) for c in self._chunks], self.length)
+
+    def restore(self, state: tuple) -> None:
+        floats, chunks, length = state
+        self._float, self._chunks, self.length = list(floats), [list(c) for c in chunks], length
+
     def nbytes(self) -> int:
         """Stored bytes of every layer's keys and values (payloads only)."""
         total = 0
