@@ -47,7 +47,7 @@ from dataclasses import dataclass, field, replace
 
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
-from planner.costmodel import Choice, EstimateError, Layout, op_cost
+from planner.costmodel import RUNTIME_OVERHEAD_S, Choice, EstimateError, Layout, op_cost
 from planner.formats import get_format
 from planner.parallel import collective_s, num_layers, p2p_stage_s, strides, validate_layout
 from planner.workload import (
@@ -76,6 +76,21 @@ ZERO_STAGES = (0, 1, 2, 3)
 MASK_BYTES = 1.0
 # fp32 buffer of the cross-entropy (log-softmax in fp32 over b·s·V logits).
 LOGITS_FP32_BYTES = 4.0
+# Batch norm + ReLU in training, in tensor passes over the conv output: forward reads it for
+# the statistics, then reads it and writes the normalised, rectified output (3); backward
+# reads the output gradient and the activation for the ReLU mask and writes (3), then batch
+# norm reads gradient and input for its two reductions and again to write the input
+# gradient (5): 8 passes (cuDNN / PyTorch native kernels, one pass each).
+BN_RELU_FWD_PASSES = 3.0
+BN_RELU_BWD_PASSES = 8.0
+FP32_BYTES = 4.0
+# Batch norm + ReLU in training, in tensor passes over the conv output: forward reads it for
+# the statistics, then reads it and writes the normalised, rectified output (3); backward
+# reads the output gradient and the activation for the ReLU mask and writes (3), then batch
+# norm reads gradient and input for its two reductions and again to write the input
+# gradient (5): 8 passes (cuDNN / PyTorch native kernels, one pass each).
+BN_RELU_FWD_PASSES = 3.0
+BN_RELU_BWD_PASSES = 8.0
 _FLOAT_KINDS = ("float", "minifloat")
 _MATMUL_KINDS = (LINEAR, ROUTER, LM_HEAD, ATTENTION, CONV)
 
@@ -191,7 +206,11 @@ class TrainingConfig:
     micro-batch on one replica; ``attention``: ``fused`` (FlashAttention-style) or
     ``unfused`` (materialised scores); ``dropout``: model has dropout layers (masks are
     stored); ``lora_targets`` / ``lora_dropout``: which linears carry adapters and whether
-    adapter inputs pass through dropout (LitGPT's default 0.05 does; PEFT's default 0 does not).
+    adapter inputs pass through dropout (LitGPT's default 0.05 does; PEFT's default 0 does not);
+    ``runtime``: ``graph`` (fused kernels, as Megatron-LM / Transformer Engine) or ``eager``
+    (PyTorch modules as written in HF Transformers / LitGPT: a host dispatch per kernel, RMSNorm
+    upcast to fp32 with its fp32 input kept for backward, and Q/K/V sliced as views of one
+    fused projection so the saved V keeps the whole projection output alive).
     """
 
     global_batch: int
@@ -213,6 +232,7 @@ class TrainingConfig:
     dropout: bool = False
     lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
     lora_dropout: bool = False
+    runtime: str = "graph"
 
     def __post_init__(self) -> None:
         for name in ("global_batch", "micro_batch", "seq", "tp", "pp", "dp", "ep", "interleave"):
@@ -223,6 +243,8 @@ class TrainingConfig:
             raise EstimateError("recompute", f"--recompute must be one of {', '.join(RECOMPUTE_MODES)}; got {self.recompute!r}")
         if self.optimizer not in OPTIMIZERS:
             raise EstimateError("optimizer", f"--optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
+        if self.runtime not in RUNTIME_OVERHEAD_S:
+            raise EstimateError("runtime", f"--runtime must be one of {', '.join(RUNTIME_OVERHEAD_S)}; got {self.runtime!r}")
         if self.attention not in ATTENTION_KERNELS:
             raise EstimateError("attention", f"attention must be one of {', '.join(ATTENTION_KERNELS)}; got {self.attention!r}")
         parse_finetune(self.finetune)
@@ -588,9 +610,12 @@ def _layer_saved_bytes(block: Block, ctx: _Ctx, b: int) -> float:
     lora_groups: set[str] = set()
     mlp_width = 0
     mlp_tokens = m
+    eager = cfg.runtime == "eager"
     for op in block.ops:
         if op.kind == NORM:
-            total += e * m * op.hidden / rep
+            # eager RMSNorm upcasts to fp32 and autograd keeps that fp32 input
+            nb = FP32_BYTES if (eager and ctx.arch.norm == "rmsnorm") else e
+            total += nb * m * op.hidden / rep
         elif op.kind in (LINEAR, ROUTER):
             tokens = m * (op.experts_active if op.experts else 1)
             in_shard = t if op.shard == "row" else rep
@@ -628,7 +653,11 @@ def _layer_saved_bytes(block: Block, ctx: _Ctx, b: int) -> float:
                         total += (MASK_BYTES + e) * scores
             else:
                 # fused kernel keeps Q, K, V, the output and fp32 log-sum-exp per row
-                total += e * m * (2 * q_dim + 2 * kv_dim) / t + 4.0 * m * heads_local
+                total += e * m * (2 * q_dim + 2 * kv_dim) / t + FP32_BYTES * m * heads_local
+            if eager and not op.cross:
+                # V is a view of the fused QKV projection output: saving V keeps Q and K's
+                # share of that buffer alive too (RoPE makes new Q and K tensors).
+                total += e * m * (q_dim + kv_dim) / t
     if mlp_width:
         f_local = mlp_width / t
         if ctx.arch.gated_mlp:
@@ -749,7 +778,7 @@ def _elementwise_fwd_bytes(block: Block, ctx: _Ctx, b: int) -> tuple[float, int]
         bn = {c.name: c.has_bn for c in ctx.arch.conv_layers}
         for op in block.ops:
             if op.kind == CONV and bn.get(op.name, False):
-                nbytes += 3.0 * e * b * op.conv_out_elems
+                nbytes += BN_RELU_FWD_PASSES * e * b * op.conv_out_elems
                 kernels += 2
         return nbytes, kernels
     for op in block.ops:
@@ -923,10 +952,20 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
     op_cache: dict[tuple[int, str], _OpTrain] = {}
     elem_cache: dict[int, tuple[float, int]] = {}
 
+    # Eager PyTorch dispatches every kernel from the host (forward 1, backward 2 per op);
+    # a graph runtime does not (costmodel.RUNTIME_OVERHEAD_S).
+    dispatch_s = RUNTIME_OVERHEAD_S[cfg.runtime]
+
     def op_train(blk: Block, op: OpShape) -> _OpTrain:
         key = (id(blk), op.name)
         if key not in op_cache:
-            op_cache[key] = _op_train(op, blk, ph, ctx, peak)
+            o = _op_train(op, blk, ph, ctx, peak)
+            if sp and op.kind == NORM:
+                # sequence parallelism runs norms on s/t tokens per rank
+                o = replace(o, fwd_s=o.fwd_s / cfg.tp, bwd_s=o.bwd_s / cfg.tp)
+            if dispatch_s:
+                o = replace(o, fwd_s=o.fwd_s + dispatch_s, bwd_s=o.bwd_s + 2.0 * dispatch_s)
+            op_cache[key] = o
         return op_cache[key]
 
     def elementwise(blk: Block) -> tuple[float, int]:
@@ -989,9 +1028,9 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
             blocks_seen[id(blk)] = cnt
         for blk, cnt in _unique_blocks(stg):
             nbytes, kernels = elementwise(blk)
-            t_el = _mem_time(device, nbytes) + kernels * eff.kernel_overhead_s if nbytes else 0.0
+            t_el = _mem_time(device, nbytes) + kernels * (eff.kernel_overhead_s + dispatch_s) if nbytes else 0.0
             f += t_el * cnt
-            bw += 2.0 * t_el * cnt
+            bw += (BN_RELU_BWD_PASSES / BN_RELU_FWD_PASSES if arch.family == "cnn" else 2.0) * t_el * cnt
             if cfg.recompute == "full" and blk.repeated:
                 rc += t_el * cnt
             if blk.repeated:
@@ -1188,6 +1227,10 @@ def _memory(
                 transient = max(transient, full)  # the layer being recomputed
             else:
                 per_mb += full * cnt
+        if ctx.ft.method == "qlora":
+            # bitsandbytes dequantizes a whole 4-bit matrix to the compute precision for
+            # each matmul: the largest one exists transiently beside everything else
+            transient = max(transient, _largest_dequantized(stg, ctx))
         acts = per_mb * inflight * factor + transient
         logits = 0.0
         if i == p - 1 and arch.family != "cnn":
@@ -1215,6 +1258,14 @@ def _memory(
         tier=device.device_tier.name,
         stage=i,
     )
+
+
+def _largest_dequantized(stg: _Stage, ctx: _Ctx) -> float:
+    best = 0.0
+    for _blk, op, _cnt in stg.items:
+        if op.kind in (LINEAR, LM_HEAD) and op.weight_params:
+            best = max(best, op.weight_params / _expert_shard(op, ctx.cfg.tp, ctx.cfg.ep) / max(1, op.experts) * ctx.e)
+    return best
 
 
 def with_changes(cfg: TrainingConfig, **changes) -> TrainingConfig:
