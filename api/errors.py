@@ -50,9 +50,12 @@ def not_found(kind: str, id: str, suggestions: list[str] | None = None) -> ApiEr
 
 
 def _loc_to_field(loc: tuple | list) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    loc = list(loc)
+    if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+        loc = loc[1:]
+    parts = [str(p) for p in loc]
     # pydantic adds the union member tried ("int", "literal['max']") to the location: drop it
-    parts = [p for p in parts if not (p.startswith(("function-", "literal[", "lax-or-strict")) or p in ("int", "str", "float", "bool"))]
+    parts = [p for p in parts if not (p.startswith(("function-", "literal[", "lax-or-strict", "constrained-")) or p in ("int", "str", "float", "bool", "dict", "list", "none"))]
     return ".".join(parts) or None
 
 
@@ -122,6 +125,7 @@ def _extra_types() -> list[tuple[type, int, str]]:
     """Planner modules that may be absent in a partial install map their errors here."""
     out: list[tuple[type, int, str]] = []
     for mod, names, status, code in (
+        ("planner.diagnose", ("NoFeasiblePlanError",), 422, "infeasible"),
         ("planner.solver", ("InfeasibleError",), 422, "infeasible"),
         ("planner.solver", ("SolverError",), 422, "solver_failed"),
         ("planner.search", ("InfeasibleError", "PlanInfeasibleError", "NoFeasiblePlanError"), 422, "infeasible"),

@@ -139,8 +139,8 @@ class EstimateCreate(_In):
     """Same fields as ``tierwise estimate`` (flags in snake_case)."""
 
     mode: Literal["inference", "training"] = "inference"
-    model: Id
-    hardware: Id
+    model: Id = Field(examples=["llama-3.1-8b"])
+    hardware: Id = Field(examples=["l4"])
     devices: Parallel | None = None
     tp: Parallel = 1
     pp: Parallel = 1
@@ -184,11 +184,12 @@ class EstimatePublic(_Out):
 
 
 class PlanCreate(_In):
-    """Same fields as ``tierwise plan``. Layout degrees left out are searched."""
+    """Same fields as ``tierwise plan`` (``planner.search.PlanRequest``). Layout degrees
+    left out are searched; ``kv`` left out searches the KV-cache formats too."""
 
     id: Id | None = Field(default=None, description="client-chosen plan id (409 if taken); a new id when left out")
-    model: Id
-    hardware: Id
+    model: Id = Field(examples=["llama-3.1-8b"])
+    hardware: Id = Field(examples=["l4"])
     devices: Parallel = 1
     tp: Parallel | None = None
     pp: Parallel | None = None
@@ -197,25 +198,20 @@ class PlanCreate(_In):
     batch: Annotated[int, Field(ge=1, le=1_000_000)] = 1
     prompt: Tokens = 512
     gen: Tokens = 128
-    max_memory_per_device: Size | None = None
-    ttft_slo: Annotated[float, Field(gt=0, le=1e6)] | None = Field(default=None, description="seconds")
-    tpot_slo: Annotated[float, Field(gt=0, le=1e6)] | None = Field(default=None, description="seconds")
+    max_memory_per_device: Size | None = Field(default=None, examples=["20GB"])
+    ttft_slo_s: Annotated[float, Field(gt=0, le=1e6)] | None = None
+    tpot_slo_s: Annotated[float, Field(gt=0, le=1e6)] | None = None
     avg_bits: Annotated[float, Field(gt=0, le=32)] | None = None
     allow_offload: bool = False
     objective: Literal["accuracy", "latency", "memory", "cost", "weighted"] = "accuracy"
-    kv: FormatName | None = None
-    weights: list[FormatName] | None = Field(default=None, max_length=64, description="candidate weight formats")
-    activations: FormatName | None = None
+    objective_weights: dict[Literal["accuracy", "latency", "memory"], Annotated[float, Field(ge=0, le=1e6)]] | None = None
+    formats: list[FormatName] | None = Field(default=None, max_length=64, description="candidate weight formats")
     sparsity: list[Annotated[str, StringConstraints(pattern=r"^(dense|2:4|unstructured:[0-9.]+)$")]] | None = Field(default=None, max_length=16)
+    kv: FormatName | None = None
+    activations: FormatName | None = None
     pins: dict[Annotated[str, StringConstraints(max_length=256)], FormatName] | None = Field(default=None, max_length=10_000)
-    time_limit_s: Annotated[float, Field(gt=0, le=3600)] | None = Field(default=None, description="solver time limit (capped by the server)")
-
-    @field_validator("model", "hardware")
-    @classmethod
-    def _not_path(cls, v: str) -> str:
-        if any(c in v for c in _NO_PATH):
-            raise ValueError("must be an id (no paths); register custom profiles with POST /v1/hardware or /v1/models")
-        return v
+    backend: Literal["highs", "cbc"] = "highs"
+    time_limit_s: Annotated[float, Field(gt=0, le=3600)] | None = Field(default=None, description="solver time limit (at most the server's solve_time_limit_s)")
 
 
 class PlanSummary(_Out):

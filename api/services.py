@@ -373,25 +373,22 @@ def solve_plan_request(catalog: Catalog, settings: Settings, req: dict) -> dict:
         return plan_to_dict(plan)
 
 
+_PLAN_FIELDS = ("devices", "tp", "pp", "dp", "ep", "batch", "prompt", "gen", "ttft_slo_s", "tpot_slo_s", "avg_bits",
+                "allow_offload", "objective", "objective_weights", "formats", "sparsity", "kv", "activations", "pins", "backend")
+
+
 def _solve(arch, dev, req: dict, time_limit_s: float):
-    from planner.cli.common import parse_bytes
+    from planner.cli.common import CliError, parse_bytes
     from planner.search import solve_plan
 
-    kwargs: dict[str, Any] = {
-        "devices": req.get("devices") or 1,
-        "batch": req["batch"],
-        "prompt": req["prompt"],
-        "gen": req["gen"],
-        "objective": req["objective"],
-        "allow_offload": req["allow_offload"],
-        "time_limit_s": time_limit_s,
-    }
-    for k in ("tp", "pp", "dp", "ep", "ttft_slo", "tpot_slo", "avg_bits", "kv", "weights", "activations", "sparsity", "pins"):
-        if req.get(k) is not None:
-            kwargs[k] = req[k]
+    kwargs: dict[str, Any] = {k: req[k] for k in _PLAN_FIELDS if req.get(k) is not None}
     if req.get("max_memory_per_device") is not None:
-        kwargs["max_memory_per_device_bytes"] = parse_bytes(req["max_memory_per_device"], "max_memory_per_device")
-    return solve_plan(arch, dev, **kwargs)
+        try:
+            kwargs["max_memory_per_device_bytes"] = parse_bytes(req["max_memory_per_device"], "max_memory_per_device")
+        except CliError as e:
+            raise ApiError(422, "invalid_field", e.message.replace("--max-memory-per-device", "'max_memory_per_device'"),
+                           "max_memory_per_device") from None
+    return solve_plan(arch, dev, time_limit_s=time_limit_s, **kwargs)
 
 
 def export_context(catalog: Catalog, plan: dict):

@@ -1,0 +1,75 @@
+"""/v1/hardware: catalog, custom profiles (JSON or safe YAML), every error path."""
+
+from __future__ import annotations
+
+import yaml
+from conftest import custom_profile
+
+
+def test_list_has_every_catalog_profile(client):
+    from hwmodels import list_devices
+
+    items = client.get("/v1/hardware").json()["items"]
+    assert [i["id"] for i in items] == sorted(list_devices())
+    l4 = next(i for i in items if i["id"] == "l4")
+    # NVIDIA L4 datasheet: 24 GB GDDR6, 300 GB/s
+    assert l4["memory_capacity_bytes"] == 24e9 and l4["device_bandwidth_bytes_per_s"] == 300e9 and not l4["custom"]
+
+
+def test_get_one_and_unknown_id(client):
+    r = client.get("/v1/hardware/h100-sxm")
+    assert r.status_code == 200 and r.json()["class"] == "gpu" and r.json()["profile"]["id"] == "h100-sxm"
+    r = client.get("/v1/hardware/h100")
+    assert r.status_code == 404
+    err = r.json()["error"]
+    assert err["code"] == "not_found" and err["field"] == "hardware" and "h100-sxm" in err["details"]["suggestions"]
+
+
+def test_register_custom_profile_then_use_it(client):
+    r = client.post("/v1/hardware", json={"profile": custom_profile()})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["id"] == "lab-accel" and body["custom"] and body["memory_capacity_bytes"] == 48e9
+    assert client.get("/v1/hardware/lab-accel").json()["memory_capacity_bytes"] == 48e9
+    assert "lab-accel" in [i["id"] for i in client.get("/v1/hardware").json()["items"]]
+    est = client.post("/v1/estimate", json={"model": "llama-3.1-8b", "hardware": "lab-accel"})
+    assert est.status_code == 200 and est.json()["hardware"] == "lab-accel"
+    assert est.json()["memory"]["device_capacity_bytes"] == 48e9
+
+
+def test_yaml_profile_is_accepted(client):
+    text = yaml.safe_dump(custom_profile("lab-yaml"))
+    r = client.post("/v1/hardware", json={"yaml": text})
+    assert r.status_code == 201 and r.json()["id"] == "lab-yaml"
+
+
+def test_duplicate_and_catalog_ids_conflict(client):
+    assert client.post("/v1/hardware", json={"profile": custom_profile()}).status_code == 201
+    r = client.post("/v1/hardware", json={"profile": custom_profile()})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "duplicate_id"
+    r = client.post("/v1/hardware", json={"profile": custom_profile("l4")})
+    assert r.status_code == 409 and "catalog" in r.json()["error"]["message"]
+
+
+def test_invalid_profile_names_the_field(client):
+    bad = custom_profile("lab-bad")
+    bad["memory"][0]["bandwidth_gb_per_s"] = -3
+    r = client.post("/v1/hardware", json={"profile": bad})
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["code"] == "invalid_profile" and "bandwidth" in err["field"]
+
+
+def test_python_yaml_tags_are_refused(client):
+    text = "!!python/object/apply:os.system ['echo pwned']\n"
+    r = client.post("/v1/hardware", json={"yaml": text})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_yaml" and "tags" in r.json()["error"]["message"]
+
+
+def test_body_shape_is_checked(client):
+    r = client.post("/v1/hardware", json={"profile": custom_profile(), "path": "/etc/passwd"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "path"
+    r = client.post("/v1/hardware", json={})
+    assert r.status_code == 422
+    r = client.post("/v1/hardware", json={"profile": {**custom_profile(), "id": "../../etc"}})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "profile.id"
