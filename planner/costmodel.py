@@ -132,8 +132,10 @@ class Options:
 # DeepLearningExamples ResNet-50 table shows the effect (batch-1 AMP slower than fp32: launch bound).
 RUNTIME_OVERHEAD_S = {"graph": 0.0, "eager": 35e-6}
 
-# Fraction of streaming bandwidth that decode attention reaches when gathering the KV cache.
-KV_GATHER_EFFICIENCY = 0.5
+# Fraction of streaming bandwidth that decode attention reaches when gathering the KV cache:
+# irregular (paged) reads reach 40–60% of peak (hardware_and_formulas.md §A.5); the upper end
+# is used because serving engines' paged-attention kernels read whole 16-token blocks.
+KV_GATHER_EFFICIENCY = 0.6
 
 
 # ---------------------------------------------------------------------------
@@ -510,11 +512,14 @@ def op_cost(
     if kv_bytes > 0 and ph.tokens == 1:
         # Decode attention gathers the KV cache from scattered (paged) blocks per sequence and
         # head: such irregular reads reach ~40–60% of peak bandwidth (hardware_and_formulas.md
-        # §A.5, "irregular access patterns"), modelled as half the streaming efficiency.
+        # §A.5, "irregular access patterns"), modelled as KV_GATHER_EFFICIENCY × streaming.
         memory_s += kv_bytes / (bw * eff.bandwidth(kv_bytes)) * (1.0 / KV_GATHER_EFFICIENCY - 1.0)
 
     if op.kind in (NORM, POOL, EMBEDDING):
-        compute_s = flops / (nm.vector_flops_per_s * eff.compute(flops)) if flops > 0 else 0.0
+        # Vector-unit work: the size-efficiency curve is defined in tensor-peak FLOPs, so scale
+        # the op to the time it occupies (same fill-up time on the same cores).
+        scaled = flops * nm.peak_flops_per_s / nm.vector_flops_per_s if nm.vector_flops_per_s else flops
+        compute_s = flops / (nm.vector_flops_per_s * eff.compute(scaled)) if flops > 0 else 0.0
         precision = "fp32"
     elif op.kind == ATTENTION and nm.precision not in ("fp32", "tf32", "bf16", "fp16"):
         # QKᵀ/softmax/AV run in 16-bit even in FP8/INT8 engines (fused MHA kernels keep
