@@ -1,0 +1,97 @@
+"""The store on SQLite (always) and PostgreSQL (when TIERWISE_TEST_POSTGRES_URL is set)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from api.db import DuplicateIdError, Store
+from planner.plan import plan_to_dict
+
+PG = os.environ.get("TIERWISE_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(scope="module")
+def plan_body():
+    from test_export import make_plan
+
+    return plan_to_dict(make_plan("llama-3.2-1b", "l4", lambda g: ("int8", "bf16", "dense")))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not PG, reason="TIERWISE_TEST_POSTGRES_URL not set"))])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    # one fresh schema per test: tables are created inside it through search_path
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = Store(PG)
+    with admin.engine.begin() as c:
+        c.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in PG else "?"
+    yield f"{PG}{sep}options=-csearch_path%3D{schema}"
+    with admin.engine.begin() as c:
+        c.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.close()
+
+
+def test_sqlite_is_wal_with_full_sync(tmp_path):
+    s = Store(f"sqlite:///{tmp_path / 'w.db'}")
+    with s.engine.connect() as c:
+        assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert c.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    s.close()
+
+
+def test_plans_persist_across_store_instances(store_url, plan_body):
+    s = Store(store_url)
+    s.add_job(id="j1", kind="plan", request={"id": "p1"})
+    s.add_plan(id="p1", body=plan_body, request={"model": "llama-3.2-1b"}, job_id="j1", solve_s=0.5)
+    s.close()
+    s2 = Store(store_url)
+    row = s2.get_plan("p1")
+    assert row.body == plan_body and row.model == "llama-3.2-1b" and row.hardware == "l4" and row.checksum == plan_body["checksum"]
+    job = s2.get_job("j1")
+    assert job.status == "succeeded" and job.plan_id == "p1" and job.solve_s == 0.5
+    s2.close()
+
+
+def test_duplicates_raise_and_leave_the_first(store_url, plan_body):
+    s = Store(store_url)
+    s.add_plan(id="p1", body=plan_body, request=None)
+    with pytest.raises(DuplicateIdError):
+        s.add_plan(id="p1", body={**plan_body, "model": "other"}, request=None)
+    assert s.get_plan("p1").model == "llama-3.2-1b"
+    s.add_hardware("hw", {"id": "hw"}, "sha256:x")
+    with pytest.raises(DuplicateIdError):
+        s.add_hardware("hw", {"id": "hw"}, "sha256:y")
+    s.add_model("m", {"model_type": "llama"})
+    with pytest.raises(DuplicateIdError):
+        s.add_model("m", {})
+    s.close()
+
+
+def test_list_filters_pages_and_deletes(store_url, plan_body):
+    s = Store(store_url)
+    for i in range(7):
+        s.add_plan(id=f"p{i}", body={**plan_body, "hardware": "l4" if i % 2 else "t4"}, request=None)
+    total, rows = s.list_plans(model=None, hardware=None, limit=3, offset=0)
+    assert total == 7 and len(rows) == 3
+    seen = [r.id for off in (0, 3, 6) for r in s.list_plans(model=None, hardware=None, limit=3, offset=off)[1]]
+    assert sorted(seen) == [f"p{i}" for i in range(7)]
+    total, rows = s.list_plans(model="llama-3.2-1b", hardware="l4", limit=50, offset=0)
+    assert total == 3 and {r.id for r in rows} == {"p1", "p3", "p5"}
+    assert s.delete_plan("p1") and not s.delete_plan("p1") and s.get_plan("p1") is None
+    s.close()
+
+
+def test_unfinished_jobs_are_found_for_resumption(store_url):
+    s = Store(store_url)
+    s.add_job(id="a", kind="plan", request={"id": "pa"})
+    s.add_job(id="b", kind="plan", request={"id": "pb"})
+    s.set_job("b", status="failed", error={"code": "infeasible", "message": "x", "field": None})
+    assert [j.id for j in s.unfinished_jobs()] == ["a"] and s.count_unfinished_jobs() == 1
+    s.close()
