@@ -1,0 +1,927 @@
+"""Capacity planning: how many devices of which hardware serve a load within latency SLOs,
+or train a model on a token budget within a deadline, at least cost. Pure functions.
+
+Searches are split into independent tasks (one per hardware × weight format for serving,
+one per layout family for training) so that a caller can run them in a process pool or
+on a Ray cluster: ``*_tasks`` builds them, ``run_*_task`` (module-level, picklable) runs
+one, ``summarize_*`` combines the results. ``plan_serving`` / ``plan_training`` do all
+three with the builtin ``map``.
+
+Serving (see :mod:`planner.queueing` for the queueing model): for each hardware, weight
+format and model-parallel layout (TP inside a node × PP), the cost model gives the
+prefill time of one prompt, the decode step time at each batch size and the largest
+batch whose KV cache fits; replicas are added until the per-replica load meets both SLOs
+at the requested percentile. The answer per hardware is the configuration with the fewest
+devices (then the lowest TTFT); hardware is ranked by USD per hour, cheapest first.
+
+Several models on one fleet (composition of experts, fine-tuned variants): each replica
+keeps the most requested models resident in device memory (the hot set) plus one swap
+slot, and the rest in the slower tier (GPU host memory, SN40L DDR). A request for a cold
+model waits for its weights to be switched in (resident bytes per device / slow-tier
+bandwidth, as the cost model's ``switch_in_s``); switches queue on the slow-tier link as an
+M/G/1 server. Decode iterations run one batch per live model, so the iteration time is
+the sum of the models' step times. The fleet is compared with hosting each model on its
+own replicas.
+
+Training: the required rate is ``tokens / (days · 86400)`` tokens/s. For each layout family
+(TP, PP, micro-batch) and each device count on a grid of whole nodes, the training estimate
+is evaluated with the least recomputation that fits memory (none → selective → full),
+sequence parallelism with TP, and ZeRO-1 across replicas; the answer is the fewest devices
+whose best layout reaches the rate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from hwmodels import DeviceSpec
+from planner.arch import ArchSpec
+from planner.costmodel import Choice, EstimateError, Layout, Options, Serving, estimate_inference, max_batch
+from planner.parallel import num_layers
+from planner.queueing import DecodeCurve, ReplicaQueue, continuous_batching, md1_mean_wait_s, poisson_quantile, wait_quantile_s
+
+DEFAULT_FORMATS: tuple[str, ...] = ("bf16", "fp8", "int4-g128")
+SECONDS_PER_DAY = 86400.0
+
+
+class InfeasibleError(Exception):
+    """No configuration meets the target; ``payload`` carries the best one's numbers."""
+
+    def __init__(self, message: str, payload: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.payload = payload or {}
+
+
+def _check(cond: bool, fld: str, message: str) -> None:
+    if not cond:
+        raise EstimateError(fld, message)
+
+
+# ---------------------------------------------------------------------------
+# Serving
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeTarget:
+    """Offered load and SLOs. ``mix``: share of the QPS per model (sums to 1)."""
+
+    qps: float
+    prompt: int
+    gen: int
+    ttft_slo_s: float
+    tpot_slo_s: float
+    percentile: float = 0.95
+    mix: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self) -> None:
+        _check(self.qps > 0 and math.isfinite(self.qps), "qps", f"--qps must be a positive number; got {self.qps!r}")
+        _check(isinstance(self.prompt, int) and self.prompt >= 1, "prompt", f"--prompt must be a positive integer; got {self.prompt!r}")
+        _check(isinstance(self.gen, int) and self.gen >= 1, "gen", f"--gen must be a positive integer; got {self.gen!r}")
+        _check(self.ttft_slo_s > 0, "ttft_slo", f"--ttft-slo must be a positive number of seconds; got {self.ttft_slo_s!r}")
+        _check(self.tpot_slo_s > 0, "tpot_slo", f"--tpot-slo must be a positive number of seconds; got {self.tpot_slo_s!r}")
+        _check(0.5 <= self.percentile < 1.0, "percentile", f"--percentile must be in [50, 100); got {100 * self.percentile:g}")
+        _check(len(self.mix) >= 1 and all(m > 0 for m in self.mix), "mix", f"--mix must be positive shares; got {self.mix!r}")
+        _check(abs(sum(self.mix) - 1.0) < 1e-6, "mix", f"--mix shares must sum to 1; they sum to {sum(self.mix):g}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeSearch:
+    """What the serving search may choose."""
+
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    kv: str = "bf16"
+    max_devices: int = 1024
+    max_pp: int = 4
+    runtime: str = "graph"
+
+    def __post_init__(self) -> None:
+        _check(len(self.formats) >= 1, "formats", "--formats needs at least one weight format")
+        _check(isinstance(self.max_devices, int) and self.max_devices >= 1, "max_devices", f"--max-devices must be a positive integer; got {self.max_devices!r}")
+        _check(isinstance(self.max_pp, int) and self.max_pp >= 1, "max_pp", f"--max-pp must be a positive integer; got {self.max_pp!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeOption:
+    """One evaluated serving configuration (whether or not it meets the SLOs)."""
+
+    hardware: str
+    models: tuple[str, ...]
+    weights: str
+    activations: str
+    kv: str
+    tp: int
+    pp: int
+    replicas: int
+    max_batch: int
+    concurrency: float
+    prefill_s: float
+    ttft_p50_s: float
+    ttft_p95_s: float
+    ttft_s: float  # at the target percentile
+    tpot_p50_s: float
+    tpot_p95_s: float
+    tpot_s: float
+    usd_per_hour: float | None
+    usd_per_million_tokens: float | None
+    meets_slo: bool
+    failures: tuple[str, ...] = ()
+    hot_models: tuple[str, ...] = ()
+    cold_models: tuple[str, ...] = ()
+    switch_s: float = 0.0
+
+    @property
+    def devices(self) -> int:
+        return self.replicas * self.tp * self.pp
+
+    ttft_slo_ratio: float = 0.0  # ttft_s / SLO
+    tpot_slo_ratio: float = 0.0
+
+    @property
+    def badness(self) -> float:
+        """How far the worse of the two SLOs is exceeded (≤ 1 when both are met)."""
+        return max(self.ttft_slo_ratio, self.tpot_slo_ratio)
+
+    def to_dict(self) -> dict:
+        d = {
+            "hardware": self.hardware,
+            "models": list(self.models),
+            "weights": self.weights,
+            "activations": self.activations,
+            "kv": self.kv,
+            "tp": self.tp,
+            "pp": self.pp,
+            "replicas": self.replicas,
+            "devices": self.devices,
+            "max_batch": self.max_batch,
+            "concurrency": self.concurrency,
+            "prefill_s": self.prefill_s,
+            "ttft_p50_s": self.ttft_p50_s,
+            "ttft_p95_s": self.ttft_p95_s,
+            "ttft_s": self.ttft_s,
+            "tpot_p50_s": self.tpot_p50_s,
+            "tpot_p95_s": self.tpot_p95_s,
+            "tpot_s": self.tpot_s,
+            "usd_per_hour": self.usd_per_hour,
+            "usd_per_million_tokens": self.usd_per_million_tokens,
+            "meets_slo": self.meets_slo,
+            "failures": list(self.failures),
+        }
+        if len(self.models) > 1:
+            d.update({"hot_models": list(self.hot_models), "cold_models": list(self.cold_models), "switch_s": self.switch_s})
+        return d
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeTask:
+    archs: tuple[ArchSpec, ...]
+    device: DeviceSpec
+    target: ServeTarget
+    search: ServeSearch
+    weights: str
+    shared: bool = True  # several models: one shared fleet (False: the model alone at its share)
+
+
+def _activation_for(device: DeviceSpec, weights: str) -> str:
+    """Compute precision for a weight format: FP8 weights run W8A8 on FP8 units when the
+    device has them natively; everything else computes in bf16 (fp16 where bf16 is not
+    native, e.g. V100/T4)."""
+    if weights.startswith("fp8") and device.supports("fp8") == "native":
+        return "fp8"
+    return "bf16" if device.supports("bf16") == "native" else "fp16"
+
+
+def _serve_layouts(arch: ArchSpec, device: DeviceSpec, search: ServeSearch) -> list[tuple[int, int]]:
+    out = []
+    g = max(device.devices_per_node, 1)
+    layers = num_layers(arch)
+    tps = [t for t in (1, 2, 4, 8, 16, 32, 64) if t <= g and (arch.family == "cnn" and t == 1 or arch.family != "cnn" and arch.num_heads % t == 0)]
+    for tp in tps:
+        for pp in (1, 2, 4, 8, 16):
+            if pp > search.max_pp or pp > layers or tp * pp > search.max_devices:
+                continue
+            out.append((tp, pp))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Replica:
+    """What one replica of a layout can do for one model."""
+
+    arch: ArchSpec
+    choice: Choice
+    tp: int
+    pp: int
+    max_batch: int
+    prefill_s: float
+    curve: DecodeCurve
+    weights_per_device: float
+    switch_s: float
+    usd_per_hour: float | None
+
+
+def _replica(arch: ArchSpec, device: DeviceSpec, tp: int, pp: int, choice: Choice, target: ServeTarget, search: ServeSearch) -> _Replica | None:
+    layout = Layout(tp=tp, pp=pp)
+    serving = Serving(batch=1, prompt=target.prompt, gen=target.gen)
+    options = Options(runtime=search.runtime)
+    try:
+        b_max = max_batch(arch, device, layout, serving, choice, options=options, limit=4096)
+    except EstimateError:
+        return None
+    if b_max < 1:
+        return None
+    one = estimate_inference(arch, device, layout, serving, choice, options=options)
+    sizes = sorted({1, *[2**k for k in range(1, 13) if 2**k < b_max], b_max})
+    steps = []
+    for n in sizes:
+        est = one if n == 1 else estimate_inference(arch, device, layout, Serving(batch=n, prompt=target.prompt, gen=target.gen), choice, options=options)
+        steps.append(est.tpot_s)
+    return _Replica(
+        arch=arch,
+        choice=choice,
+        tp=tp,
+        pp=pp,
+        max_batch=b_max,
+        prefill_s=one.ttft_s,
+        curve=DecodeCurve(batches=tuple(sizes), step_s=tuple(steps)),
+        weights_per_device=one.memory.weights_bytes / (tp * pp),
+        switch_s=one.switch_in_s or 0.0,
+        usd_per_hour=one.usd_per_hour,
+    )
+
+
+def _option_from_queue(rep: _Replica, device: DeviceSpec, target: ServeTarget, replicas: int, q: ReplicaQueue, models: tuple[str, ...], qps: float) -> ServeOption:
+    failures = []
+    if not q.stable:
+        failures.append(q.reason)
+    pct = f"p{round(100 * target.percentile)}"
+    if q.stable and q.ttft_quantile_s > target.ttft_slo_s:
+        failures.append(
+            f"TTFT {pct} {q.ttft_quantile_s:.3g} s exceeds the {target.ttft_slo_s:g} s SLO by "
+            f"{100 * (q.ttft_quantile_s / target.ttft_slo_s - 1):.0f}%"
+        )
+    if q.stable and q.tpot_quantile_s > target.tpot_slo_s:
+        failures.append(
+            f"TPOT {pct} {q.tpot_quantile_s:.3g} s exceeds the {target.tpot_slo_s:g} s SLO by "
+            f"{100 * (q.tpot_quantile_s / target.tpot_slo_s - 1):.0f}%"
+        )
+    usd_h = device.usd_per_hour * replicas * rep.tp * rep.pp if device.usd_per_hour is not None else None
+    tokens_per_s = qps * target.gen
+    usd_m = usd_h / 3600.0 / tokens_per_s * 1e6 if usd_h is not None and tokens_per_s > 0 else None
+    opt = ServeOption(
+        hardware=device.id,
+        models=models,
+        weights=rep.choice.weights,
+        activations=rep.choice.activations,
+        kv=rep.choice.kv,
+        tp=rep.tp,
+        pp=rep.pp,
+        replicas=replicas,
+        max_batch=rep.max_batch,
+        concurrency=q.concurrency,
+        prefill_s=rep.prefill_s,
+        ttft_p50_s=q.ttft_p50_s,
+        ttft_p95_s=q.ttft_p95_s,
+        ttft_s=q.ttft_quantile_s,
+        tpot_p50_s=q.tpot_p50_s,
+        tpot_p95_s=q.tpot_p95_s,
+        tpot_s=q.tpot_quantile_s,
+        usd_per_hour=usd_h,
+        usd_per_million_tokens=usd_m,
+        meets_slo=not failures,
+        failures=tuple(failures),
+        ttft_slo_ratio=q.ttft_quantile_s / target.ttft_slo_s,
+        tpot_slo_ratio=q.tpot_quantile_s / target.tpot_slo_s,
+    )
+    return opt
+
+
+def _min_replicas(evaluate: Callable[[int], ServeOption], r_max: int) -> tuple[ServeOption | None, ServeOption]:
+    """Smallest replica count that meets the SLOs (metrics only improve as replicas are
+    added, so a bisection finds it); also the option at ``r_max`` (the best reachable)."""
+    at_max = evaluate(r_max)
+    if not at_max.meets_slo:
+        return None, at_max
+    lo, hi = 0, r_max  # evaluate(lo) fails (or lo = 0), evaluate(hi) passes
+    best = at_max
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        o = evaluate(mid)
+        if o.meets_slo:
+            hi, best = mid, o
+        else:
+            lo = mid
+    return best, at_max
+
+
+def run_serve_task(task: ServeTask) -> tuple[ServeOption | None, ServeOption | None]:
+    """(fewest-devices option meeting the SLOs, best option that does not) for one
+    hardware and weight format; either may be None."""
+    device, target, search = task.device, task.target, task.search
+    if device.supports(task.weights) == "unsupported":
+        return None, None
+    choice = Choice(weights=task.weights, activations=_activation_for(device, task.weights), kv=search.kv)
+    best: ServeOption | None = None
+    closest: ServeOption | None = None
+    if len(task.archs) == 1 or not task.shared:
+        arch = task.archs[0]
+        share = target.mix[0] if len(target.mix) == len(task.archs) and len(task.archs) == 1 else 1.0
+        qps = target.qps * share
+        models = (arch.id,)
+        for tp, pp in _serve_layouts(arch, device, search):
+            try:
+                rep = _replica(arch, device, tp, pp, choice, target, search)
+            except EstimateError:
+                continue
+            if rep is None:
+                continue
+            r_max = max(1, search.max_devices // (tp * pp))
+
+            def evaluate(r: int, rep: _Replica = rep) -> ServeOption:
+                q = continuous_batching(qps / r, rep.prefill_s, rep.curve, target.gen, rep.max_batch, target.percentile)
+                return _option_from_queue(rep, device, target, r, q, models, qps)
+
+            ok, at_max = _min_replicas(evaluate, r_max)
+            if ok is not None and (best is None or (ok.devices, ok.ttft_s) < (best.devices, best.ttft_s)):
+                best = ok
+            if ok is None and (closest is None or at_max.badness < closest.badness):
+                closest = at_max
+        return best, closest
+    return _run_shared(task, choice)
+
+
+# ---- several models on one fleet ------------------------------------------------------
+
+
+def _run_shared(task: ServeTask, choice: Choice) -> tuple[ServeOption | None, ServeOption | None]:
+    device, target, search = task.device, task.target, task.search
+    order = sorted(range(len(task.archs)), key=lambda i: -target.mix[i])
+    best: ServeOption | None = None
+    closest: ServeOption | None = None
+    lead = task.archs[order[0]]
+    for tp, pp in _serve_layouts(lead, device, search):
+        reps = []
+        for i in order:
+            try:
+                rep = _replica(task.archs[i], device, tp, pp, choice, target, search)
+            except EstimateError:
+                rep = None
+            reps.append(rep)
+        if any(r is None for r in reps):
+            continue
+        plan = _hot_cold(reps, device)
+        if plan is None:
+            continue
+        hot, cold, kv_batch = plan
+        r_max = max(1, search.max_devices // (tp * pp))
+
+        def evaluate(r: int, reps=reps, hot=hot, cold=cold, kv_batch=kv_batch) -> ServeOption:
+            return _shared_option(task, reps, order, hot, cold, kv_batch, r)
+
+        ok, at_max = _min_replicas(evaluate, r_max)
+        if ok is not None and (best is None or (ok.devices, ok.ttft_s) < (best.devices, best.ttft_s)):
+            best = ok
+        if ok is None and (closest is None or at_max.badness < closest.badness):
+            closest = at_max
+    return best, closest
+
+
+def _hot_cold(reps: list[_Replica], device: DeviceSpec) -> tuple[list[int], list[int], int] | None:
+    """Hot set (indices into ``reps``, most requested first) that fits the device tier with
+    one swap slot for the cold models and room for KV; None when not even one model fits
+    or the cold models do not fit the slow tier."""
+    cap = device.memory_capacity_bytes
+    lead = reps[0]
+    # KV room: what the most requested model's max batch uses beyond its weights
+    kv_room = max(0.0, cap - lead.weights_per_device)
+    hot: list[int] = []
+    used = 0.0
+    for i, rep in enumerate(reps):
+        rest = [r.weights_per_device for j, r in enumerate(reps) if j > i]
+        slot = max(rest) if rest else 0.0
+        if used + rep.weights_per_device + slot <= cap - 0.25 * kv_room:
+            hot.append(i)
+            used += rep.weights_per_device
+        else:
+            break
+    if not hot:
+        return None
+    cold = [i for i in range(len(reps)) if i not in hot]
+    if cold:
+        slow = [t for t in device.tiers if t.role in ("device_ext", "host")]
+        if not slow or sum(reps[i].weights_per_device for i in cold) > slow[0].capacity_bytes:
+            return None
+        used += max(reps[i].weights_per_device for i in cold)
+    free = max(0.0, cap - used)
+    # sequences the remaining memory holds, scaled from the lead model's max batch
+    per_seq = kv_room / max(lead.max_batch, 1)
+    kv_batch = int(free // per_seq) if per_seq > 0 else lead.max_batch
+    if kv_batch < 1:
+        return None
+    return hot, cold, kv_batch
+
+
+def _shared_option(task: ServeTask, reps: list[_Replica], order: list[int], hot: list[int], cold: list[int], kv_batch: int, r: int) -> ServeOption:
+    device, target = task.device, task.target
+    lam = [target.qps * target.mix[order[k]] / r for k in range(len(reps))]
+    g = target.gen
+    rho = sum(lam[k] * reps[k].prefill_s for k in range(len(reps)))
+    failures: list[str] = []
+    n = [0.0] * len(reps)
+    step = math.inf
+    if rho >= 1.0:
+        failures.append(f"prefill of all models needs {rho:.2f}× each replica's time")
+    else:
+        for _ in range(200):
+            step = sum(reps[k].curve(max(n[k], 1.0)) for k in range(len(reps)) if lam[k] > 0)
+            nxt = [lam[k] * g * step / (1.0 - rho) for k in range(len(reps))]
+            if sum(nxt) > kv_batch * 1.000001:
+                failures.append(f"needs more than {kv_batch} live sequences (the KV cache left beside the resident models)")
+                break
+            if max(abs(a - b) for a, b in zip(nxt, n)) <= 1e-9 * max(1.0, sum(n)):
+                n = nxt
+                break
+            n = nxt
+    # switch-ins for cold models (M/G/1 on the slow-tier link)
+    lam_cold = sum(lam[k] for k in cold)
+    sw_mean = sw_m2 = 0.0
+    lam_sw = 0.0
+    for k in cold:
+        share = lam[k] / lam_cold if lam_cold else 0.0
+        rate = lam[k] * (1.0 - share)  # the slot already holds this model with prob ``share``
+        lam_sw += rate
+        sw_mean += rate * reps[k].switch_s
+        sw_m2 += rate * reps[k].switch_s**2
+    rho_sw = sw_mean  # Σ λ_k·S_k
+    if lam_sw > 0:
+        sw_mean /= lam_sw
+        sw_m2 /= lam_sw
+    if rho_sw >= 1.0:
+        failures.append(f"switching cold models in needs {rho_sw:.2f}× the slow-tier link's time")
+    p = target.percentile
+    inf = math.inf
+    if failures:
+        ttft50 = ttft95 = ttftq = tpot50 = tpot95 = tpotq = inf
+        switch_q = inf
+    else:
+        wait = md1_mean_wait_s(sum(lam), sum(lam[k] * reps[k].prefill_s for k in range(len(reps))) / sum(lam))
+        w_sw = lam_sw * sw_m2 / (2.0 * (1.0 - rho_sw)) if lam_sw > 0 else 0.0
+
+        def ttft_of(k: int, q: float) -> float:
+            base = wait_quantile_s(wait, rho, q) + q * step + reps[k].prefill_s
+            if k in cold:
+                base += wait_quantile_s(w_sw, rho_sw, q) + reps[k].switch_s
+            return base
+
+        def tpot_of(q: float) -> float:
+            tau_eff = step / (1.0 - rho)
+            kq = poisson_quantile(sum(lam) * g * tau_eff, q)
+            worst_pf = max(rep.prefill_s for rep in reps)
+            return step + kq * worst_pf / g
+
+        ttft50 = max(ttft_of(k, 0.5) for k in range(len(reps)))
+        ttft95 = max(ttft_of(k, 0.95) for k in range(len(reps)))
+        ttftq = max(ttft_of(k, p) for k in range(len(reps)))
+        tpot50, tpot95, tpotq = tpot_of(0.5), tpot_of(0.95), tpot_of(p)
+        switch_q = max((reps[k].switch_s for k in cold), default=0.0)
+        pct = f"p{round(100 * p)}"
+        if ttftq > target.ttft_slo_s:
+            failures.append(f"TTFT {pct} {ttftq:.3g} s exceeds the {target.ttft_slo_s:g} s SLO by {100 * (ttftq / target.ttft_slo_s - 1):.0f}%")
+        if tpotq > target.tpot_slo_s:
+            failures.append(f"TPOT {pct} {tpotq:.3g} s exceeds the {target.tpot_slo_s:g} s SLO by {100 * (tpotq / target.tpot_slo_s - 1):.0f}%")
+    lead = reps[0]
+    usd_h = device.usd_per_hour * r * lead.tp * lead.pp if device.usd_per_hour is not None else None
+    tokens_per_s = target.qps * g
+    usd_m = usd_h / 3600.0 / tokens_per_s * 1e6 if usd_h is not None else None
+    names = tuple(task.archs[i].id for i in order)
+    opt = ServeOption(
+        hardware=device.id,
+        models=names,
+        weights=lead.choice.weights,
+        activations=lead.choice.activations,
+        kv=lead.choice.kv,
+        tp=lead.tp,
+        pp=lead.pp,
+        replicas=r,
+        max_batch=kv_batch,
+        concurrency=sum(n) if not failures or math.isfinite(sum(n)) else inf,
+        prefill_s=max(rep.prefill_s for rep in reps),
+        ttft_p50_s=ttft50,
+        ttft_p95_s=ttft95,
+        ttft_s=ttftq,
+        tpot_p50_s=tpot50,
+        tpot_p95_s=tpot95,
+        tpot_s=tpotq,
+        usd_per_hour=usd_h,
+        usd_per_million_tokens=usd_m,
+        meets_slo=not failures,
+        failures=tuple(failures),
+        hot_models=tuple(names[k] for k in hot),
+        cold_models=tuple(names[k] for k in cold),
+        switch_s=switch_q,
+        ttft_slo_ratio=ttftq / target.ttft_slo_s,
+        tpot_slo_ratio=tpotq / target.tpot_slo_s,
+    )
+    return opt
+
+
+# ---- task plumbing -----------------------------------------------------------------------
+
+
+def serve_tasks(archs: Sequence[ArchSpec], devices: Sequence[DeviceSpec], target: ServeTarget, search: ServeSearch = ServeSearch()) -> list[ServeTask]:
+    """One task per hardware × weight format (× model when several models are hosted
+    separately, for the comparison)."""
+    _check(len(archs) >= 1, "model", "--model needs at least one model")
+    _check(len(devices) >= 1, "hardware", "--hardware needs at least one hardware id")
+    _check(len(target.mix) == len(archs), "mix", f"--mix needs one share per model ({len(archs)}); got {len(target.mix)}")
+    tasks = []
+    for dev in devices:
+        for w in search.formats:
+            tasks.append(ServeTask(archs=tuple(archs), device=dev, target=target, search=search, weights=w, shared=True))
+            if len(archs) > 1:
+                for i, a in enumerate(archs):
+                    sub = ServeTarget(
+                        qps=target.qps * target.mix[i],
+                        prompt=target.prompt,
+                        gen=target.gen,
+                        ttft_slo_s=target.ttft_slo_s,
+                        tpot_slo_s=target.tpot_slo_s,
+                        percentile=target.percentile,
+                    )
+                    tasks.append(ServeTask(archs=(a,), device=dev, target=sub, search=search, weights=w, shared=False))
+    return tasks
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HardwareAnswer:
+    hardware: str
+    best: ServeOption | None
+    closest: ServeOption | None
+    separate_devices: int | None = None  # several models: each hosted alone, summed
+    separate_usd_per_hour: float | None = None
+
+    def to_dict(self) -> dict:
+        d = {
+            "hardware": self.hardware,
+            "meets_slo": self.best is not None,
+            "best": self.best.to_dict() if self.best else None,
+            "closest": self.closest.to_dict() if (self.best is None and self.closest) else None,
+        }
+        if self.separate_devices is not None:
+            d["separate_devices"] = self.separate_devices
+            d["separate_usd_per_hour"] = self.separate_usd_per_hour
+        return d
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeAnswer:
+    target: ServeTarget
+    models: tuple[str, ...]
+    ranked: tuple[HardwareAnswer, ...]  # feasible first, cheapest first; then infeasible by closeness
+
+    @property
+    def feasible(self) -> bool:
+        return any(h.best is not None for h in self.ranked)
+
+    def to_dict(self) -> dict:
+        t = self.target
+        return {
+            "models": list(self.models),
+            "mix": list(t.mix),
+            "qps": t.qps,
+            "prompt": t.prompt,
+            "gen": t.gen,
+            "ttft_slo_s": t.ttft_slo_s,
+            "tpot_slo_s": t.tpot_slo_s,
+            "percentile": t.percentile,
+            "feasible": self.feasible,
+            "hardware": [h.to_dict() for h in self.ranked],
+        }
+
+
+def _cost_key(o: ServeOption) -> tuple:
+    return (o.usd_per_hour if o.usd_per_hour is not None else math.inf, o.devices, o.ttft_s)
+
+
+def summarize_serve(archs: Sequence[ArchSpec], target: ServeTarget, tasks: Sequence[ServeTask], results: Sequence[tuple[ServeOption | None, ServeOption | None]]) -> ServeAnswer:
+    per_hw: dict[str, dict] = {}
+    for task, (ok, near) in zip(tasks, results):
+        h = per_hw.setdefault(task.device.id, {"best": None, "closest": None, "separate": {}})
+        if task.shared:
+            if ok is not None and (h["best"] is None or _cost_key(ok) < _cost_key(h["best"])):
+                h["best"] = ok
+            if near is not None and (h["closest"] is None or near.badness < h["closest"].badness):
+                h["closest"] = near
+        else:
+            m = task.archs[0].id
+            cur = h["separate"].get(m)
+            if ok is not None and (cur is None or _cost_key(ok) < _cost_key(cur)):
+                h["separate"][m] = ok
+    answers = []
+    for hw, h in per_hw.items():
+        sep_dev = sep_usd = None
+        if len(archs) > 1:
+            seps = h["separate"]
+            if len(seps) == len(archs):
+                sep_dev = sum(o.devices for o in seps.values())
+                usd = [o.usd_per_hour for o in seps.values()]
+                sep_usd = sum(usd) if all(u is not None for u in usd) else None
+        answers.append(HardwareAnswer(hardware=hw, best=h["best"], closest=h["closest"], separate_devices=sep_dev, separate_usd_per_hour=sep_usd))
+    feasible = sorted((a for a in answers if a.best is not None), key=lambda a: _cost_key(a.best))
+    rest = sorted((a for a in answers if a.best is None), key=lambda a: a.closest.badness if a.closest else math.inf)
+    return ServeAnswer(target=target, models=tuple(a.id for a in archs), ranked=tuple(feasible + rest))
+
+
+def serve_infeasible_message(ans: ServeAnswer) -> tuple[str, dict]:
+    """Reason and the best layout's numbers when no hardware meets the SLOs."""
+    near = [h.closest for h in ans.ranked if h.closest is not None]
+    if not near:
+        return ("the model does not fit any of the hardware at any layout within --max-devices", {})
+    o = min(near, key=lambda x: x.badness)
+    why = "; ".join(o.failures) or "SLOs not met"
+    msg = (
+        f"no hardware meets the SLOs at {ans.target.qps:g} QPS; closest: {o.hardware} {o.weights} "
+        f"tp={o.tp} pp={o.pp} × {o.replicas} replicas ({o.devices} devices): {why}"
+    )
+    return msg, o.to_dict()
+
+
+def plan_serving(
+    archs: Sequence[ArchSpec],
+    devices: Sequence[DeviceSpec],
+    target: ServeTarget,
+    search: ServeSearch = ServeSearch(),
+    map_fn: Callable[[Callable, Iterable], Iterable] = map,
+) -> ServeAnswer:
+    tasks = serve_tasks(archs, devices, target, search)
+    results = list(map_fn(run_serve_task, tasks))
+    return summarize_serve(archs, target, tasks, results)
+
+
+# ---------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainTarget:
+    tokens: float
+    days: float
+    seq: int = 4096
+    global_batch_tokens: float = 4 * 1024 * 1024
+    activations: str = "bf16"
+    optimizer: str = "adamw"
+    max_devices: int = 65536
+
+    def __post_init__(self) -> None:
+        _check(self.tokens > 0 and math.isfinite(self.tokens), "tokens", f"--tokens must be a positive number; got {self.tokens!r}")
+        _check(self.days > 0 and math.isfinite(self.days), "days", f"--days must be a positive number; got {self.days!r}")
+        _check(isinstance(self.seq, int) and self.seq >= 1, "seq", f"--seq must be a positive integer; got {self.seq!r}")
+        _check(self.global_batch_tokens >= self.seq, "global_batch_tokens", f"--global-batch-tokens must be at least --seq ({self.seq}); got {self.global_batch_tokens:g}")
+        _check(isinstance(self.max_devices, int) and self.max_devices >= 1, "max_devices", f"--max-devices must be a positive integer; got {self.max_devices!r}")
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / (self.days * SECONDS_PER_DAY)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainOption:
+    hardware: str
+    devices: int
+    tp: int
+    pp: int
+    dp: int
+    micro_batch: int
+    global_batch: int
+    recompute: str
+    zero: int
+    sequence_parallel: bool
+    step_time_s: float
+    tokens_per_s: float
+    mfu: float
+    hfu: float
+    memory_per_device_bytes: float
+    device_capacity_bytes: float
+    usd_per_hour: float | None
+
+    def days_for(self, tokens: float) -> float:
+        return tokens / self.tokens_per_s / SECONDS_PER_DAY
+
+    def to_dict(self, tokens: float | None = None) -> dict:
+        d = {
+            "hardware": self.hardware,
+            "devices": self.devices,
+            "tp": self.tp,
+            "pp": self.pp,
+            "dp": self.dp,
+            "micro_batch": self.micro_batch,
+            "global_batch": self.global_batch,
+            "recompute": self.recompute,
+            "zero": self.zero,
+            "sequence_parallel": self.sequence_parallel,
+            "step_time_s": self.step_time_s,
+            "tokens_per_s": self.tokens_per_s,
+            "mfu": self.mfu,
+            "hfu": self.hfu,
+            "memory_per_device_bytes": self.memory_per_device_bytes,
+            "device_capacity_bytes": self.device_capacity_bytes,
+            "usd_per_hour": self.usd_per_hour,
+        }
+        if tokens is not None:
+            days = self.days_for(tokens)
+            d["days"] = days
+            d["usd_total"] = self.usd_per_hour * days * 24.0 if self.usd_per_hour is not None else None
+        return d
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainTask:
+    arch: ArchSpec
+    device: DeviceSpec
+    target: TrainTarget
+    tp: int
+    pp: int
+    micro_batch: int
+    device_counts: tuple[int, ...]
+
+
+def device_grid(device: DeviceSpec, max_devices: int) -> tuple[int, ...]:
+    """Device counts searched: 1, 2, 4 … within a node, then whole nodes on a grid that
+    grows by about 25% per point (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32 … nodes)."""
+    g = max(device.devices_per_node, 1)
+    out = {n for n in (1, 2, 4) if n < g and n <= max_devices}
+    nodes = 1
+    while nodes * g <= max_devices:
+        out.add(nodes * g)
+        step = max(1, 2 ** max(0, int(math.log2(nodes)) - 2))
+        nodes += step
+    return tuple(sorted(out))
+
+
+def train_tasks(arch: ArchSpec, device: DeviceSpec, target: TrainTarget) -> list[TrainTask]:
+    """One task per (TP, PP, micro-batch) family; each covers every device count."""
+    g = max(device.devices_per_node, 1)
+    layers = num_layers(arch)
+    if arch.family == "cnn":
+        tps, pps = [1], [1]
+    else:
+        tps = [t for t in (1, 2, 4, 8, 16) if t <= g and arch.num_heads % t == 0]
+        # powers of two up to 16, and other small divisors of the layer count (balanced stages)
+        pps = [p for p in (1, 2, 4, 5, 8, 10, 16, 20, 32) if p <= layers and (layers % p == 0 or p in (1, 2, 4, 8, 16))]
+    grid = device_grid(device, target.max_devices)
+    tasks = []
+    for tp in tps:
+        for pp in pps:
+            counts = tuple(n for n in grid if n % (tp * pp) == 0)
+            if not counts:
+                continue
+            for mb in (1, 2):
+                tasks.append(TrainTask(arch=arch, device=device, target=target, tp=tp, pp=pp, micro_batch=mb, device_counts=counts))
+    return tasks
+
+
+def run_train_task(task: TrainTask) -> dict[int, TrainOption]:
+    """Best fitting configuration of one layout family at each device count."""
+    from planner.training import TrainingConfig, estimate_training
+
+    arch, dev, t = task.arch, task.device, task.target
+    out: dict[int, TrainOption] = {}
+    target_seqs = max(1, round(t.global_batch_tokens / t.seq))
+    for n in task.device_counts:
+        dp = n // (task.tp * task.pp)
+        unit = task.micro_batch * dp
+        gb = max(1, round(target_seqs / unit)) * unit
+        for rc in ("none", "selective", "full"):
+            try:
+                cfg = TrainingConfig(
+                    global_batch=gb,
+                    micro_batch=task.micro_batch,
+                    seq=t.seq,
+                    tp=task.tp,
+                    pp=task.pp,
+                    dp=dp,
+                    zero=1 if dp > 1 else 0,
+                    recompute=rc,
+                    sequence_parallel=task.tp > 1,
+                    optimizer=t.optimizer,
+                    weights="bf16" if t.activations != "fp16" else "fp16",
+                    activations=t.activations,
+                )
+                est = estimate_training(arch, dev, cfg)
+            except EstimateError:
+                break
+            if not est.memory.fits:
+                continue
+            out[n] = TrainOption(
+                hardware=dev.id,
+                devices=n,
+                tp=task.tp,
+                pp=task.pp,
+                dp=dp,
+                micro_batch=task.micro_batch,
+                global_batch=gb,
+                recompute=rc,
+                zero=cfg.zero,
+                sequence_parallel=cfg.sequence_parallel,
+                step_time_s=est.step_time_s,
+                tokens_per_s=est.tokens_per_s,
+                mfu=est.mfu,
+                hfu=est.hfu,
+                memory_per_device_bytes=est.memory.per_device_bytes,
+                device_capacity_bytes=est.memory.device_capacity_bytes,
+                usd_per_hour=est.usd_per_hour,
+            )
+            break
+    return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainAnswer:
+    model: str
+    hardware: str
+    target: TrainTarget
+    best: TrainOption | None  # fewest devices reaching the rate
+    fastest: TrainOption | None  # highest throughput found (when the rate is out of reach)
+    frontier: tuple[TrainOption, ...] = field(default_factory=tuple)  # best per device count
+
+    @property
+    def feasible(self) -> bool:
+        return self.best is not None
+
+    def to_dict(self) -> dict:
+        t = self.target
+        return {
+            "model": self.model,
+            "hardware": self.hardware,
+            "tokens": t.tokens,
+            "days": t.days,
+            "required_tokens_per_s": t.tokens_per_s,
+            "seq": t.seq,
+            "feasible": self.feasible,
+            "best": self.best.to_dict(t.tokens) if self.best else None,
+            "fastest": self.fastest.to_dict(t.tokens) if (self.best is None and self.fastest) else None,
+            "frontier": [o.to_dict(t.tokens) for o in self.frontier],
+        }
+
+
+def summarize_train(arch: ArchSpec, device: DeviceSpec, target: TrainTarget, results: Sequence[dict[int, TrainOption]]) -> TrainAnswer:
+    best_at: dict[int, TrainOption] = {}
+    for res in results:
+        for n, o in res.items():
+            if n not in best_at or o.tokens_per_s > best_at[n].tokens_per_s:
+                best_at[n] = o
+    frontier = tuple(best_at[n] for n in sorted(best_at))
+    need = target.tokens_per_s
+    best = next((o for o in frontier if o.tokens_per_s >= need), None)
+    fastest = max(frontier, key=lambda o: o.tokens_per_s, default=None)
+    return TrainAnswer(model=arch.id, hardware=device.id, target=target, best=best, fastest=fastest, frontier=frontier)
+
+
+def train_infeasible_message(ans: TrainAnswer) -> tuple[str, dict]:
+    t = ans.target
+    if ans.fastest is None:
+        return (f"{ans.model} does not fit {ans.hardware} at any layout up to {t.max_devices} devices", {})
+    f = ans.fastest
+    msg = (
+        f"{t.tokens:.3g} tokens in {t.days:g} days needs {t.tokens_per_s:,.0f} tokens/s; the fastest layout found "
+        f"({f.devices} × {ans.hardware}, tp={f.tp} pp={f.pp} dp={f.dp}) reaches {f.tokens_per_s:,.0f} tokens/s "
+        f"({100 * (1 - f.tokens_per_s / t.tokens_per_s):.0f}% short), i.e. {f.days_for(t.tokens):.1f} days"
+    )
+    return msg, f.to_dict(t.tokens)
+
+
+def plan_training(arch: ArchSpec, device: DeviceSpec, target: TrainTarget, map_fn: Callable[[Callable, Iterable], Iterable] = map) -> TrainAnswer:
+    tasks = train_tasks(arch, device, target)
+    results = list(map_fn(run_train_task, tasks))
+    return summarize_train(arch, device, target, results)
+
+
+__all__ = [
+    "DEFAULT_FORMATS",
+    "HardwareAnswer",
+    "InfeasibleError",
+    "ServeAnswer",
+    "ServeOption",
+    "ServeSearch",
+    "ServeTarget",
+    "ServeTask",
+    "TrainAnswer",
+    "TrainOption",
+    "TrainTarget",
+    "TrainTask",
+    "device_grid",
+    "plan_serving",
+    "plan_training",
+    "run_serve_task",
+    "run_train_task",
+    "serve_infeasible_message",
+    "serve_tasks",
+    "summarize_serve",
+    "summarize_train",
+    "train_infeasible_message",
+    "train_tasks",
+]

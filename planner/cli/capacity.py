@@ -1,0 +1,429 @@
+"""`tierwise capacity serve|train`: how many devices of which hardware meet a workload.
+
+Sweeps run as independent tasks (planner.capacity) in a local process pool by default,
+in this process with ``--executor serial``, or on a Ray cluster with ``--executor ray``
+(optional extra ``tierwise[ray]``; ``--ray-address`` passes through to ``ray.init``).
+A progress bar shows in a terminal, never with ``--json``. ``--csv`` writes the rows with
+pandas; ``--plot`` draws cost against QPS (serve) or throughput against devices (train)
+with matplotlib's Agg backend.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from planner.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_INFEASIBLE,
+    CliError,
+    console,
+    emit_json,
+    human_bytes,
+    human_time,
+    load_hardware_or_fail,
+    load_model_or_fail,
+    register_error,
+)
+
+capacity_app = typer.Typer(help="Devices, layout and cost that meet a serving load or a training deadline.", no_args_is_help=True)
+
+
+class Executor(str, Enum):
+    process = "process"
+    serial = "serial"
+    ray = "ray"
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+CsvOpt = Annotated[Optional[Path], typer.Option("--csv", help="Write the result rows as CSV.")]
+PlotOpt = Annotated[Optional[Path], typer.Option("--plot", help="Write a plot (PNG) of the sweep.")]
+ExecOpt = Annotated[Executor, typer.Option("--executor", help="process (local pool), serial, or ray.")]
+WorkersOpt = Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes (default: CPU count).")]
+RayOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address for --executor ray (default: local).")]
+
+
+# ---------------------------------------------------------------------------
+# Executors
+# ---------------------------------------------------------------------------
+
+
+def _split(text: str, flag: str) -> list[str]:
+    items = [x.strip() for x in str(text).split(",") if x.strip()]
+    if not items:
+        raise CliError(f"{flag} needs at least one value; got {text!r}", field=flag.lstrip("-").replace("-", "_"))
+    return items
+
+
+def _floats(text: str, flag: str) -> list[float]:
+    out = []
+    for x in _split(text, flag):
+        try:
+            v = float(x)
+        except ValueError:
+            raise CliError(f"{flag} must be numbers separated by commas; got {x!r}", field=flag.lstrip("-").replace("-", "_")) from None
+        out.append(v)
+    return out
+
+
+def _run_tasks(fn: Callable, tasks: Sequence, executor: Executor, workers: int | None, ray_address: str | None, show: bool, label: str) -> list:
+    """Run ``fn`` over ``tasks`` (results in task order) with an optional progress bar."""
+    if not tasks:
+        return []
+    progress = None
+    if show:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
+    results: list[Any] = [None] * len(tasks)
+    try:
+        if progress:
+            progress.start()
+            bar = progress.add_task(label, total=len(tasks))
+        advance = (lambda: progress.advance(bar)) if progress else (lambda: None)
+        if executor == Executor.ray:
+            try:
+                import ray  # type: ignore
+            except ImportError:
+                raise CliError("--executor ray needs Ray, which is not installed: install tierwise[ray] (pip install 'tierwise[ray]')", EXIT_BAD_INPUT, field="executor") from None
+            ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
+            remote = ray.remote(fn)
+            refs = [remote.remote(t) for t in tasks]
+            index = {r: i for i, r in enumerate(refs)}
+            pending = list(refs)
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for r in done:
+                    results[index[r]] = ray.get(r)
+                    advance()
+        elif executor == Executor.process and len(tasks) > 1 and (workers or os.cpu_count() or 1) > 1:
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            n = min(workers or os.cpu_count() or 1, len(tasks))
+            with ProcessPoolExecutor(max_workers=n) as pool:
+                futs = {pool.submit(fn, t): i for i, t in enumerate(tasks)}
+                for f in as_completed(futs):
+                    results[futs[f]] = f.result()
+                    advance()
+        else:
+            for i, t in enumerate(tasks):
+                results[i] = fn(t)
+                advance()
+    finally:
+        if progress:
+            progress.stop()
+    return results
+
+
+def _wants_progress(json_out: bool) -> bool:
+    return (not json_out) and sys.stdout.isatty()
+
+
+# ---------------------------------------------------------------------------
+# serve
+# ---------------------------------------------------------------------------
+
+
+@capacity_app.command("serve")
+def serve(
+    hardware: Annotated[str, typer.Option("--hardware", "-H", help="Hardware ids or YAML paths, comma separated.")],
+    qps: Annotated[str, typer.Option("--qps", help="Requests per second (several, comma separated, sweep the load).")],
+    prompt: Annotated[int, typer.Option("--prompt", min=1, help="Prompt tokens per request.")],
+    gen: Annotated[int, typer.Option("--gen", min=1, help="Generated tokens per request.")],
+    ttft_slo: Annotated[float, typer.Option("--ttft-slo", help="Time-to-first-token SLO (s) at --percentile.")],
+    tpot_slo: Annotated[float, typer.Option("--tpot-slo", help="Time-per-output-token SLO (s) at --percentile.")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Catalog id or path to an HF-style config.")] = None,
+    models: Annotated[Optional[str], typer.Option("--models", help="Several models on one fleet, comma separated.")] = None,
+    mix: Annotated[Optional[str], typer.Option("--mix", help="Share of the QPS per model (with --models), e.g. 0.5,0.3,0.2.")] = None,
+    formats: Annotated[str, typer.Option("--formats", help="Weight formats to consider, comma separated.")] = "bf16,fp8,int4-g128",
+    kv: Annotated[str, typer.Option("--kv", help="KV-cache format.")] = "bf16",
+    percentile: Annotated[float, typer.Option("--percentile", help="Percentile the SLOs apply to (50..99.9).")] = 95.0,
+    max_devices: Annotated[int, typer.Option("--max-devices", min=1, help="Largest fleet considered per hardware.")] = 1024,
+    max_pp: Annotated[int, typer.Option("--max-pp", min=1, help="Deepest pipeline considered.")] = 4,
+    runtime: Annotated[str, typer.Option("--runtime", help="graph (CUDA graphs / compiled engine) or eager.")] = "graph",
+    json_out: JsonOpt = False,
+    csv_path: CsvOpt = None,
+    plot_path: PlotOpt = None,
+    executor: ExecOpt = Executor.process,
+    workers: WorkersOpt = None,
+    ray_address: RayOpt = None,
+) -> None:
+    """Fewest devices per hardware (layout × replicas, formats, batch) that meet both SLOs, cheapest first."""
+    from planner.capacity import InfeasibleError, ServeSearch, ServeTarget, run_serve_task, serve_infeasible_message, serve_tasks, summarize_serve
+
+    if (model is None) == (models is None):
+        raise CliError("give either --model M or --models A,B,C (with --mix)", field="model")
+    names = [model] if model else _split(models, "--models")
+    if mix is None:
+        shares = [1.0 / len(names)] * len(names)
+    else:
+        shares = _floats(mix, "--mix")
+        if len(shares) != len(names):
+            raise CliError(f"--mix needs one share per model ({len(names)}); got {len(shares)}", field="mix")
+        total = sum(shares)
+        if total <= 0 or any(s <= 0 for s in shares):
+            raise CliError(f"--mix shares must be positive; got {mix!r}", field="mix")
+        shares = [s / total for s in shares]
+    archs = [load_model_or_fail(n) for n in names]
+    devices = [load_hardware_or_fail(h) for h in _split(hardware, "--hardware")]
+    loads = _floats(qps, "--qps")
+    search = ServeSearch(formats=tuple(_split(formats, "--formats")), kv=kv, max_devices=max_devices, max_pp=max_pp, runtime=runtime)
+    sweep = list(loads)
+    if plot_path is not None and len(sweep) == 1:
+        sweep = sorted({loads[0] * f for f in (0.25, 0.5, 1.0, 2.0, 4.0)})
+    targets = [
+        ServeTarget(qps=q, prompt=prompt, gen=gen, ttft_slo_s=ttft_slo, tpot_slo_s=tpot_slo, percentile=percentile / 100.0, mix=tuple(shares))
+        for q in sweep
+    ]
+    all_tasks = []
+    spans = []
+    for t in targets:
+        ts = serve_tasks(archs, devices, t, search)
+        spans.append((len(all_tasks), len(all_tasks) + len(ts)))
+        all_tasks.extend(ts)
+    results = _run_tasks(run_serve_task, all_tasks, executor, workers, ray_address, _wants_progress(json_out), "searching layouts")
+    answers = {t.qps: summarize_serve(archs, t, all_tasks[a:b], results[a:b]) for t, (a, b) in zip(targets, spans)}
+    shown = [answers[q] for q in loads]
+    rows = []
+    for q, ans in answers.items():
+        for rank, h in enumerate(ans.ranked, 1):
+            o = h.best or h.closest
+            row = {"qps": q, "rank": rank, "hardware": h.hardware, "meets_slo": h.best is not None}
+            if o is not None:
+                row.update({k: v for k, v in o.to_dict().items() if k not in ("hardware", "models", "failures")})
+                row["failures"] = "; ".join(o.failures)
+            if h.separate_devices is not None:
+                row["separate_devices"] = h.separate_devices
+                row["separate_usd_per_hour"] = h.separate_usd_per_hour
+            rows.append(row)
+    if csv_path is not None:
+        _write_csv(rows, csv_path)
+    if plot_path is not None:
+        _plot_serve(answers, plot_path)
+    if json_out:
+        if len(shown) == 1 and not shown[0].feasible:
+            msg, payload = serve_infeasible_message(shown[0])
+            raise InfeasibleError(msg, payload)
+        emit_json(shown[0].to_dict() if len(shown) == 1 else {"sweep": [a.to_dict() for a in shown]})
+        return
+    for ans in shown:
+        _print_serve(ans)
+    if not shown[-1].feasible:
+        msg, payload = serve_infeasible_message(shown[-1])
+        raise InfeasibleError(msg, payload)
+
+
+def _print_serve(ans) -> None:
+    t = ans.target
+    pct = f"p{t.percentile * 100:g}"
+    title = (
+        f"{', '.join(ans.models)} at {t.qps:g} QPS, prompt {t.prompt} / gen {t.gen}: "
+        f"TTFT {pct} ≤ {t.ttft_slo_s:g} s, TPOT {pct} ≤ {t.tpot_slo_s:g} s"
+    )
+    tab = Table(title=title)
+    multi = len(ans.models) > 1
+    cols = ["#", "hardware", "devices", "layout", "weights / act / kv", "batch ≤", "TTFT p50 / p95", "TPOT p50 / p95", "USD/h", "USD/M tok"]
+    if multi:
+        cols += ["hot / cold", "alone: devices, USD/h"]
+    cols.append("meets SLO")
+    for c in cols:
+        tab.add_column(c, justify="right" if c not in ("hardware", "layout", "weights / act / kv", "hot / cold", "meets SLO") else "left")
+    for i, h in enumerate(ans.ranked, 1):
+        o = h.best or h.closest
+        if o is None:
+            tab.add_row(str(i), h.hardware, "-", "does not fit", *(["-"] * (len(cols) - 5)), "[red]no[/]")
+            continue
+        cells = [
+            str(i),
+            h.hardware,
+            str(o.devices),
+            f"tp{o.tp}·pp{o.pp} × {o.replicas}",
+            f"{o.weights} / {o.activations} / {o.kv}",
+            str(o.max_batch),
+            f"{human_time(o.ttft_p50_s)} / {human_time(o.ttft_p95_s)}",
+            f"{human_time(o.tpot_p50_s)} / {human_time(o.tpot_p95_s)}",
+            "-" if o.usd_per_hour is None else f"{o.usd_per_hour:,.2f}",
+            "-" if o.usd_per_million_tokens is None else f"{o.usd_per_million_tokens:,.3f}",
+        ]
+        if multi:
+            cells.append(f"{len(o.hot_models)} / {len(o.cold_models)}")
+            sep = "-" if h.separate_devices is None else f"{h.separate_devices}, {h.separate_usd_per_hour or 0:,.2f}"
+            cells.append(sep)
+        cells.append("yes" if h.best is not None else "[red]no[/]: " + "; ".join(o.failures))
+        tab.add_row(*cells)
+    console.print(tab)
+
+
+def _write_csv(rows: list[dict], path: Path) -> None:
+    import pandas as pd
+
+    try:
+        pd.DataFrame(rows).to_csv(path, index=False)
+    except OSError as exc:
+        raise CliError(f"--csv: cannot write {path}: {exc.strerror or exc}", field="csv") from None
+
+
+def _plot_serve(answers: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, list[tuple[float, float]]] = {}
+    for q, ans in sorted(answers.items()):
+        for h in ans.ranked:
+            if h.best is not None and h.best.usd_per_hour is not None:
+                series.setdefault(h.hardware, []).append((q, h.best.usd_per_hour))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for hw, pts in sorted(series.items()):
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=hw)
+    ax.set_xlabel("offered load (QPS)")
+    ax.set_ylabel("fleet cost (USD/hour)")
+    first = next(iter(answers.values()))
+    ax.set_title(f"{', '.join(first.models)}: cheapest fleet meeting the SLOs")
+    ax.grid(True, alpha=0.3)
+    if series:
+        ax.legend()
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    try:
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    except OSError as exc:
+        raise CliError(f"--plot: cannot write {path}: {exc.strerror or exc}", field="plot") from None
+    finally:
+        plt.close(fig)
+
+
+# ---------------------------------------------------------------------------
+# train
+# ---------------------------------------------------------------------------
+
+
+@capacity_app.command("train")
+def train(
+    model: Annotated[str, typer.Option("--model", "-m", help="Catalog id or path to an HF-style config.")],
+    hardware: Annotated[str, typer.Option("--hardware", "-H", help="Hardware ids or YAML paths, comma separated.")],
+    tokens: Annotated[float, typer.Option("--tokens", help="Training tokens (e.g. 2e12).")],
+    days: Annotated[float, typer.Option("--days", help="Deadline in days.")],
+    seq: Annotated[int, typer.Option("--seq", min=1, help="Sequence length.")] = 4096,
+    global_batch_tokens: Annotated[float, typer.Option("--global-batch-tokens", help="Tokens per optimizer step.")] = 4 * 1024 * 1024,
+    activations: Annotated[str, typer.Option("--activations", help="Compute precision (bf16, fp16, fp8).")] = "bf16",
+    optimizer: Annotated[str, typer.Option("--optimizer", help="adamw | adamw-8bit | adamw-fp8 | sgd.")] = "adamw",
+    max_devices: Annotated[int, typer.Option("--max-devices", min=1, help="Largest cluster considered.")] = 65536,
+    json_out: JsonOpt = False,
+    csv_path: CsvOpt = None,
+    plot_path: PlotOpt = None,
+    executor: ExecOpt = Executor.process,
+    workers: WorkersOpt = None,
+    ray_address: RayOpt = None,
+) -> None:
+    """Devices needed to train on TOKENS within DAYS, with the best layout, MFU, step time and memory."""
+    from planner.capacity import InfeasibleError, TrainTarget, run_train_task, summarize_train, train_infeasible_message, train_tasks
+    from planner.training import OPTIMIZERS
+
+    if optimizer not in OPTIMIZERS:
+        raise CliError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}; got {optimizer!r}", field="optimizer")
+    arch = load_model_or_fail(model)
+    devices = [load_hardware_or_fail(h) for h in _split(hardware, "--hardware")]
+    target = TrainTarget(tokens=tokens, days=days, seq=seq, global_batch_tokens=global_batch_tokens, activations=activations, optimizer=optimizer, max_devices=max_devices)
+    all_tasks = []
+    spans = []
+    for dev in devices:
+        ts = train_tasks(arch, dev, target)
+        spans.append((len(all_tasks), len(all_tasks) + len(ts)))
+        all_tasks.extend(ts)
+    results = _run_tasks(run_train_task, all_tasks, executor, workers, ray_address, _wants_progress(json_out), "searching layouts")
+    answers = [summarize_train(arch, dev, target, results[a:b]) for dev, (a, b) in zip(devices, spans)]
+    feasible = sorted((a for a in answers if a.feasible), key=lambda a: (a.best.usd_per_hour if a.best.usd_per_hour is not None else math.inf, a.best.devices))
+    infeasible = [a for a in answers if not a.feasible]
+    ranked = feasible + infeasible
+    if csv_path is not None:
+        rows = [{"hardware": a.hardware, **o.to_dict(tokens)} for a in answers for o in a.frontier]
+        _write_csv(rows, csv_path)
+    if plot_path is not None:
+        _plot_train(answers, plot_path)
+    if not feasible:
+        best = max(infeasible, key=lambda a: a.fastest.tokens_per_s if a.fastest else -1.0)
+        msg, payload = train_infeasible_message(best)
+        if not json_out:
+            _print_train(ranked)
+        raise InfeasibleError(msg, payload)
+    if json_out:
+        out = [a.to_dict() for a in ranked]
+        emit_json(out[0] if len(out) == 1 else {"hardware": out})
+        return
+    _print_train(ranked)
+
+
+def _print_train(answers) -> None:
+    first = answers[0]
+    t = first.target
+    tab = Table(title=f"Train {first.model} on {t.tokens:.3g} tokens in {t.days:g} days (needs {t.tokens_per_s:,.0f} tokens/s, seq {t.seq})")
+    for c in ("hardware", "devices", "layout tp·pp·dp", "micro-batch / global", "recompute / ZeRO", "step time", "tokens/s", "MFU", "memory / device", "days", "USD total"):
+        tab.add_column(c, justify="left" if c in ("hardware", "layout tp·pp·dp", "recompute / ZeRO") else "right")
+    for a in answers:
+        o = a.best or a.fastest
+        if o is None:
+            tab.add_row(a.hardware, "-", "does not fit", *(["-"] * 8))
+            continue
+        d = o.to_dict(t.tokens)
+        mark = "" if a.best else " [red](too slow)[/]"
+        tab.add_row(
+            a.hardware + mark,
+            str(o.devices),
+            f"{o.tp}·{o.pp}·{o.dp}",
+            f"{o.micro_batch} / {o.global_batch}",
+            f"{o.recompute} / {o.zero}",
+            human_time(o.step_time_s),
+            f"{o.tokens_per_s:,.0f}",
+            f"{100 * o.mfu:.1f}%",
+            f"{human_bytes(o.memory_per_device_bytes)} of {human_bytes(o.device_capacity_bytes)}",
+            f"{d['days']:.1f}",
+            "-" if d.get("usd_total") is None else f"{d['usd_total']:,.0f}",
+        )
+    console.print(tab)
+
+
+def _plot_train(answers, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for a in answers:
+        if a.frontier:
+            ax.plot([o.devices for o in a.frontier], [o.tokens_per_s for o in a.frontier], marker=".", label=a.hardware)
+    need = answers[0].target.tokens_per_s
+    ax.axhline(need, color="grey", linestyle="--", label="required")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("devices")
+    ax.set_ylabel("tokens/s (best layout)")
+    ax.set_title(f"{answers[0].model}: training throughput vs devices")
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend()
+    _save(fig, path)
+
+
+def register(app: typer.Typer) -> None:
+    from planner.capacity import InfeasibleError
+
+    register_error(InfeasibleError, EXIT_INFEASIBLE)
+    app.add_typer(capacity_app, name="capacity")
+
+
+__all__ = ["capacity_app", "register", "serve", "train"]
