@@ -1,0 +1,287 @@
+"""Data-driven sensitivity: measured per (decision group, option) scores for the planner.
+
+Two measurements on calibration batches of a real torch model (``tierwise sensitivity``):
+
+``kl`` (output perturbation, the default): apply one option to one group, leave every
+other layer as is, run the calibration batch and measure the model's degradation against
+the original — 1 − cosine similarity of sentence embeddings for encoders, mean
+KL(original ‖ compressed) of the output distribution for classifiers and decoders. This is
+the per-layer output-error table HAWQ-V3 / ModelOpt AutoQuantize approximate (peers_compression
+§0.3), measured directly; it needs no backward pass.
+
+``fisher`` (diagonal Fisher): one backward pass per calibration sample gives per-sample
+gradients ``g`` of the log-likelihood; the diagonal Fisher ``F = E[g²]`` weights the
+weight perturbation of each option, ``score = ½ Σ F ⊙ (W − Q(W))²`` — the second-order
+expansion of the KL divergence (Amari 1998; the OBD/HAWQ-style diagonal approximation).
+Likelihoods: classifiers and decoders sample the label from the model's own prediction
+(the true Fisher); sentence encoders use the in-batch contrastive distribution
+``p(j | i) = softmax_j(e_i · e_j / τ)`` with τ = 0.05 (scale 20, sentence-transformers'
+MultipleNegativesRankingLoss that all-MiniLM-L6-v2 was trained with) and target ``i``.
+
+Scores are written in the planner's sensitivity file format (:mod:`planner.sensitivity`)::
+
+    version: 1
+    metric: ...
+    source: ...
+    groups: {group FQN: {option key: score}}
+    kv: {format: score}            # decoders with a KV cache
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from planner.execution.apply import PlanApplyError, apply_plan, plan_targets
+from planner.execution.models import TorchModel, load_torch_model
+from planner.execution.storage import pack_weight
+from planner.execution.validate import _degradation, _fidelity, _run, default_metric
+from planner.formats import get_format, parse_sparsity
+from planner.options import option_key
+from planner.workload import build_workload
+
+__all__ = ["METHODS", "SensitivityTable", "measure_sensitivity", "write_sensitivity"]
+
+METHODS = ("kl", "fisher")
+_CONTRASTIVE_TAU = 0.05
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SensitivityTable:
+    """Measured scores: ``scores[group][option key]`` and ``kv[format]`` (decoders)."""
+
+    model: str
+    method: str
+    metric: str
+    samples: int
+    scores: dict[str, dict[str, float]]
+    kv: dict[str, float] = field(default_factory=dict)
+
+    def to_file_dict(self) -> dict[str, Any]:
+        """The dict :func:`planner.sensitivity.load_sensitivity_file` reads."""
+        d: dict[str, Any] = {
+            "version": 1,
+            "metric": self.metric,
+            "source": f"tierwise sensitivity --torch-model {self.model} --method {self.method} "
+                      f"({self.samples} calibration samples)",
+            "groups": {g: {k: float(f"{v:.6g}") for k, v in table.items()} for g, table in self.scores.items()},
+        }
+        if self.kv:
+            d["kv"] = {k: float(f"{v:.6g}") for k, v in self.kv.items()}
+        return d
+
+
+def _metric_name(method: str, kind: str) -> str:
+    if method == "fisher":
+        return "diagonal Fisher: 0.5 * sum F * (W - Q(W))^2 (nats, second-order KL)"
+    return {"cosine": "1 - mean cosine similarity of sentence embeddings (one group compressed at a time)",
+            "kl": "mean KL(original || compressed) of output distributions, nats (one group compressed at a time)"}[
+        "cosine" if kind == "encoder" else "kl"]
+
+
+def _options(formats: Sequence[str], sparsity: Sequence[str]) -> list[tuple[str, str]]:
+    out = []
+    for f in formats:
+        spec = get_format(f)
+        if not spec.is_weight:
+            raise ValueError(f"--formats: {spec.name!r} is not a weight format")
+        for s in sparsity:
+            out.append((spec.name, parse_sparsity(s).name))
+    if not out:
+        raise ValueError("--formats needs at least one weight format")
+    return out
+
+
+def _groups(tm: TorchModel) -> list[str]:
+    """Decision groups of the model that have a module to compress."""
+    out = []
+    for group, _params, members in build_workload(tm.arch).groups():
+        if all(m.tied_to is not None for m in members):
+            continue
+        try:
+            plan_targets(tm.module, {group: {"weights": "fp32"}}, tm.arch)
+        except PlanApplyError:
+            continue
+        out.append(group)
+    return out
+
+
+def _output_scores(tm: TorchModel, groups: list[str], options: list[tuple[str, str]], inputs: tuple,
+                   labels: Any, progress: ProgressFn | None) -> dict[str, dict[str, float]]:
+    metric = "cosine" if tm.kind == "encoder" else "kl"
+    reference = _run(tm, tm.module, inputs).out
+    scores: dict[str, dict[str, float]] = {}
+    total = len(groups) * len(options)
+    done = 0
+    for group in groups:
+        row: dict[str, float] = {}
+        for w, s in options:
+            key = option_key(w, s, "fp32")
+            try:
+                compressed = apply_plan(tm.module, {group: {"weights": w, "sparsity": s, "activations": "fp32"}},
+                                        arch=tm.arch)
+            except PlanApplyError:
+                done += 1
+                continue  # e.g. 2:4 on a layer whose width is not a multiple of 4: no entry
+            out = _run(tm, compressed, inputs).out
+            row[key] = max(0.0, _degradation(metric, _fidelity(tm.kind, reference, out, labels)))
+            done += 1
+            if progress is not None:
+                progress(f"{group} {key}", done, total)
+        scores[group] = row
+    return scores
+
+
+def _log_likelihood(tm: TorchModel, module: nn.Module, inputs: tuple, gen: torch.Generator) -> list[torch.Tensor]:
+    """Per-sample log-likelihood terms whose gradients estimate the Fisher."""
+    if tm.kind == "encoder":
+        e = module(*inputs)
+        logits = e @ e.T / _CONTRASTIVE_TAU
+        logp = F.log_softmax(logits, dim=-1)
+        return [logp[i, i] for i in range(e.shape[0])]
+    if tm.kind == "decoder":
+        out = module(inputs[0])
+    else:
+        out = module(*inputs)
+    logp = F.log_softmax(out.reshape(out.shape[0], -1, out.shape[-1]), dim=-1)
+    with torch.no_grad():
+        y = torch.multinomial(logp.exp().reshape(-1, logp.shape[-1]), 1, generator=gen).reshape(logp.shape[:-1])
+    picked = logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    return [picked[i].sum() for i in range(picked.shape[0])]
+
+
+def _fisher_scores(tm: TorchModel, groups: list[str], options: list[tuple[str, str]], inputs: tuple,
+                   seed: int, progress: ProgressFn | None) -> dict[str, dict[str, float]]:
+    import copy
+
+    model = copy.deepcopy(tm.module)
+    targets: dict[str, list[str]] = {}
+    named = dict(model.named_modules())
+    for group in groups:
+        members = plan_targets(tm.module, {group: {"weights": "fp32"}}, tm.arch)
+        targets[group] = [m if m in named else m[len("model."):] for m in members]
+    params = {m: named[m].weight for ms in targets.values() for m in ms}
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params.values():
+        p.requires_grad_(True)
+    fisher = {m: torch.zeros_like(p) for m, p in params.items()}
+    gen = torch.Generator().manual_seed(seed)
+    terms = _log_likelihood(tm, model, inputs, gen)
+    n = len(terms)
+    for i, term in enumerate(terms):
+        grads = torch.autograd.grad(term, list(params.values()), retain_graph=i < n - 1, allow_unused=True)
+        for (m, _p), g in zip(params.items(), grads):
+            if g is not None:
+                fisher[m] += g.detach() ** 2 / n
+        if progress is not None:
+            progress(f"Fisher: sample {i + 1}/{n}", i + 1, n + len(groups) * len(options))
+    scores: dict[str, dict[str, float]] = {}
+    done = n
+    for group in groups:
+        row: dict[str, float] = {}
+        for w, s in options:
+            key = option_key(w, s, "fp32")
+            total = 0.0
+            ok = True
+            for m in targets[group]:
+                weight = params[m].detach()
+                w2 = weight.reshape(weight.shape[0], -1)
+                try:
+                    dq = pack_weight(w2, w, s).dequantize().reshape(weight.shape)
+                except ValueError:
+                    ok = False
+                    break
+                total += 0.5 * float((fisher[m] * (weight - dq) ** 2).sum())
+            if ok:
+                row[key] = total
+            done += 1
+            if progress is not None:
+                progress(f"{group} {key}", done, n + len(groups) * len(options))
+        scores[group] = row
+    return scores
+
+
+def _kv_scores(tm: TorchModel, kv_formats: Sequence[str], inputs: tuple, labels: Any) -> dict[str, float]:
+    if tm.kind != "decoder" or not kv_formats:
+        return {}
+    reference = _run(tm, tm.module, inputs).out
+    out = {}
+    first = build_workload(tm.arch).groups()[0][0]
+    for fmt in kv_formats:
+        spec = get_format(fmt)
+        if not spec.is_kv:
+            raise ValueError(f"--kv-formats: {spec.name!r} is not a KV-cache format")
+        compressed = apply_plan(tm.module, {"choices": {first: {"weights": "fp32"}}, "kv": spec.name}, arch=tm.arch)
+        got = _run(tm, compressed, inputs).out
+        out[spec.name] = max(0.0, _degradation("kl", _fidelity(tm.kind, reference, got, labels)))
+    return out
+
+
+def measure_sensitivity(torch_model: TorchModel | str, formats: Sequence[str], sparsity: Sequence[str] = ("dense",),
+                        *, method: str = "kl", samples: int = 8, seed: int = 0, kv_formats: Sequence[str] = (),
+                        groups: Sequence[str] | None = None, progress: ProgressFn | None = None) -> SensitivityTable:
+    """Measure a sensitivity table for every decision group × (format, sparsity)."""
+    if method not in METHODS:
+        raise ValueError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
+        raise ValueError(f"--samples must be an int >= 2; got {samples!r}")
+    tm = load_torch_model(torch_model) if isinstance(torch_model, str) else torch_model
+    options = _options(formats, sparsity)
+    all_groups = _groups(tm)
+    if groups is not None:
+        unknown = [g for g in groups if g not in all_groups]
+        if unknown:
+            raise ValueError(f"groups {unknown[:3]} are not decision groups of {tm.arch.id}; known: "
+                             f"{', '.join(all_groups[:4])} …")
+        all_groups = list(groups)
+    inputs = tm.make_inputs(samples, seed)
+    labels = tm.labels(samples, seed) if tm.labels is not None else None
+    if method == "kl":
+        scores = _output_scores(tm, all_groups, options, inputs, labels, progress)
+    else:
+        scores = _fisher_scores(tm, all_groups, options, inputs, seed, progress)
+    kv = _kv_scores(tm, kv_formats, inputs, labels)
+    return SensitivityTable(model=tm.name, method=method, metric=_metric_name(method, tm.kind),
+                            samples=int(inputs[0].shape[0]), scores=scores, kv=kv)
+
+
+def write_sensitivity(table: SensitivityTable, path: str | os.PathLike[str]) -> Path:
+    """Write ``table`` as YAML (or JSON by suffix) atomically."""
+    import json
+
+    import yaml
+
+    p = Path(path)
+    data = table.to_file_dict()
+    if p.suffix.lower() == ".json":
+        text = json.dumps(data, indent=2) + "\n"
+    elif p.suffix.lower() in (".yaml", ".yml"):
+        text = yaml.safe_dump(data, sort_keys=False, width=120)
+    else:
+        raise ValueError(f"--out must end in .yaml, .yml or .json; got {p.name!r}")
+    directory = p.parent if str(p.parent) else Path(".")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return p
+
+
