@@ -670,6 +670,22 @@ def _layer_saved_bytes(block: Block, ctx: _Ctx, b: int) -> float:
     return total
 
 
+def activation_bytes_per_layer(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -> float:
+    """Bytes one transformer layer stores for backward for one micro-batch on one device
+    (the generalised Korthikanti et al. 2022 accounting used by :func:`estimate_training`;
+    with ``recompute="full"`` only the layer input is stored)."""
+    ft = cfg.fine_tune
+    base_choice, embed_choice, e = _resolve_formats(cfg, ft, device)
+    ph = _training_phase(arch, cfg.micro_batch, cfg.seq)
+    ctx = _Ctx(arch=arch, cfg=cfg, ft=ft, device=device, e=e, tokens=ph.tokens, base_choice=base_choice, embed_choice=embed_choice)
+    blocks = [b for b in build_workload(arch).blocks if b.repeated]
+    if not blocks:
+        raise EstimateError("model", f"{arch.id} has no repeated transformer layers")
+    if cfg.recompute == "full":
+        return _layer_input_bytes(ctx, cfg.micro_batch)
+    return _layer_saved_bytes(blocks[0], ctx, cfg.micro_batch)
+
+
 def _layer_input_bytes(ctx: _Ctx, b: int) -> float:
     """Full recompute stores only each layer's input (2·s·b·h for 16-bit activations);
     with sequence parallelism that checkpoint is sequence-sharded."""
@@ -1283,6 +1299,7 @@ __all__ = [
     "TrainingConfig",
     "TrainingEstimate",
     "TrainingMemory",
+    "activation_bytes_per_layer",
     "estimate_training",
     "korthikanti_activation_bytes_per_layer",
     "lora_trainable_params",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from planner.cli.common import (
@@ -90,10 +91,8 @@ def _run_tasks(fn: Callable, tasks: Sequence, executor: Executor, workers: int |
             bar = progress.add_task(label, total=len(tasks))
         advance = (lambda: progress.advance(bar)) if progress else (lambda: None)
         if executor == Executor.ray:
-            try:
-                import ray  # type: ignore
-            except ImportError:
-                raise CliError("--executor ray needs Ray, which is not installed: install tierwise[ray] (pip install 'tierwise[ray]')", EXIT_BAD_INPUT, field="executor") from None
+            import ray  # type: ignore  # availability checked by _check_executor
+
             ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
             remote = ray.remote(fn)
             refs = [remote.remote(t) for t in tasks]
@@ -121,6 +120,21 @@ def _run_tasks(fn: Callable, tasks: Sequence, executor: Executor, workers: int |
         if progress:
             progress.stop()
     return results
+
+
+RAY_MISSING = "--executor ray needs Ray, which is not installed: install tierwise[ray] (pip install 'tierwise[ray]')"
+
+
+def _check_executor(executor: Executor, json_out: bool) -> None:
+    """Fail early (exit 2) when Ray is asked for but not installed."""
+    if executor != Executor.ray:
+        return
+    try:
+        import ray  # type: ignore  # noqa: F401
+    except ImportError:
+        # the terminal renders messages as rich markup: escape "[ray]" there, not in JSON
+        message = RAY_MISSING if json_out else escape(RAY_MISSING)
+        raise CliError(message, EXIT_BAD_INPUT, field="executor") from None
 
 
 def _wants_progress(json_out: bool) -> bool:
@@ -159,6 +173,7 @@ def serve(
     """Fewest devices per hardware (layout × replicas, formats, batch) that meet both SLOs, cheapest first."""
     from planner.capacity import InfeasibleError, ServeSearch, ServeTarget, run_serve_task, serve_infeasible_message, serve_tasks, summarize_serve
 
+    _check_executor(executor, json_out)
     if (model is None) == (models is None):
         raise CliError("give either --model M or --models A,B,C (with --mix)", field="model")
     names = [model] if model else _split(models, "--models")
@@ -334,6 +349,7 @@ def train(
     from planner.capacity import InfeasibleError, TrainTarget, run_train_task, summarize_train, train_infeasible_message, train_tasks
     from planner.training import OPTIMIZERS
 
+    _check_executor(executor, json_out)
     if optimizer not in OPTIMIZERS:
         raise CliError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}; got {optimizer!r}", field="optimizer")
     arch = load_model_or_fail(model)
