@@ -32,6 +32,7 @@ from planner.arch import ArchSpec
 from planner.backends import low_rank as svd_low_rank
 from planner.formats import FormatError, SparsityError, get_format, parse_sparsity
 from planner.workload import LINEAR, LM_HEAD, build_workload
+from planner.execution.errors import PlanApplyError
 from planner.execution.modules import LowRankLinear, PackedConv2d, PackedEmbedding, PackedLinear, PackedModule
 from planner.execution.storage import pack_weight
 
@@ -47,17 +48,6 @@ __all__ = [
     "register_handler",
     "register_kv_handler",
 ]
-
-
-class PlanApplyError(ValueError):
-    """A plan that cannot be applied to a model; ``field`` names the plan entry at fault."""
-
-    user_facing = True
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -36,6 +36,8 @@ from typing import Any
 
 import torch
 
+from planner.execution.errors import CalibrationError
+
 __all__ = [
     "CalibrationError",
     "CalibrationResult",
@@ -52,10 +54,7 @@ _GEMM_SIZES_QUICK = (64, 128, 256, 512, 1024)
 _COPY_MB = (1, 4, 16, 64, 128, 256, 512)
 _COPY_MB_QUICK = (1, 4, 16, 64, 128)
 _CPU_TDP_W_PER_CORE = 10.0
-
-
-class CalibrationError(RuntimeError):
-    """A measurement that cannot run here (no CUDA device, a failing kernel)."""
+_USD_PER_CORE_HOUR = 0.058
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -286,6 +285,11 @@ def profile_dict(result: CalibrationResult, device_id: str | None = None) -> dic
                         "(server CPUs 3.75-13 W per core, e.g. AMD EPYC 9654 360 W / 96 cores, desktop 8-core "
                         "105 W); replace with the vendor TDP")
             if cpu else "Tierwise estimate, not measured by calibrate: replace with the board's TDP",
+            "E-PRICE": (f"Tierwise estimate, not measured by calibrate: {_USD_PER_CORE_HOUR:g} USD per core-hour, "
+                        "the on-demand price of general-purpose cloud vCPUs (AWS m7a.large, 2 vCPU, about "
+                        "0.116 USD/h in us-east-1, 2024); replace with what this machine costs")
+            if cpu else "Tierwise estimate, not measured by calibrate: 2.5 USD per GPU-hour (cloud on-demand order "
+                        "of magnitude); replace with what this machine costs",
         },
         "compute": [{
             "unit": "cpu_cores" if cpu else "gpu",
@@ -303,6 +307,8 @@ def profile_dict(result: CalibrationResult, device_id: str | None = None) -> dic
             "provenance": "measured",
         }],
         "power": {"tdp_w": _CPU_TDP_W_PER_CORE * cores if cpu else 300.0, "idle_w": 0.0, "source": "E-POWER",
+                  "provenance": "estimate"},
+        "price": {"usd_per_hour": round(_USD_PER_CORE_HOUR * cores, 4) if cpu else 2.5, "source": "E-PRICE",
                   "provenance": "estimate"},
         "efficiency": {
             "compute_max": max(f for _, f in compute_points),

