@@ -216,7 +216,34 @@ class _Formulation:
     caps: dict[str, float]
     base_estimate: InferenceEstimate
     notes: tuple[str, ...]
+    offered: int = 0  # (group, option) pairs before dominated options were removed
     problem: Problem | None = None
+
+
+def _undominated(rows: list[tuple]) -> list[tuple]:
+    """Drop options another option of the same group beats or ties on every coefficient
+    (bytes, prefill time, decode time, bytes read, bits, sensitivity). Every row and
+    objective of the ILP is non-decreasing in these, so the optimum is unchanged; ties keep
+    the first (registry order)."""
+    m = np.array([r[1:] for r in rows], dtype=np.float64)
+    k = len(rows)
+    # le[i, j]: option j is no worse than option i on every coefficient; lt: strictly better on one.
+    le = np.all(m[None, :, :] <= m[:, None, :] * (1 + 1e-12) + 1e-300, axis=2)
+    lt = np.any(m[None, :, :] < m[:, None, :] * (1 - 1e-12), axis=2)
+    earlier = np.tri(k, k, -1, dtype=bool)  # j < i
+    beaten = (le & lt).any(axis=1) | (le & ~lt & earlier).any(axis=1)
+    return [r for r, b in zip(rows, beaten) if not b]
+
+
+def _primary_keys(f: _Formulation, objective: str) -> np.ndarray:
+    """Per column, the coefficients through which it enters the primary objective."""
+    if objective == "accuracy":
+        return f.sens[:, None]
+    if objective in ("latency", "cost"):
+        return np.stack([f.pre_s, f.dec_s, f.stream_pre_s, f.stream_dec_s], axis=1)
+    if objective == "memory":
+        return f.bytes_[:, None]
+    return np.stack([f.sens, f.pre_s, f.dec_s, f.stream_pre_s, f.stream_dec_s, f.bytes_], axis=1)
 
 
 def _ordered_layouts(arch: ArchSpec, device: DeviceSpec, req: PlanRequest) -> list[Layout]:
@@ -265,6 +292,8 @@ class Planner:
         self._group_cache: dict[tuple, tuple[GroupInfo, ...]] = {}
         self._coef_cache: dict[tuple, dict] = {}
         self._sens_cache: dict[tuple, tuple] = {}
+        self._bits_cache: dict[tuple, float] = {}
+        self._col_cache: dict[tuple, tuple] = {}
 
     # -- coefficients ----------------------------------------------------------------------
 
@@ -280,8 +309,10 @@ class Planner:
         return apply_pins(groups, per, req.pins, self.device, base)
 
     def _type_costs(self, layout: Layout, serving: Serving, option: Option, kv: str) -> dict[tuple[str, str], tuple]:
-        """(block, group) → (weight bytes, prefill s, decode s, decode bytes read) under one option."""
-        key = (layout, serving, option, kv)
+        """(block, group) → (weight bytes, prefill s, decode s, decode bytes read) under one option.
+        Weighted operators do not read the KV cache, so the KV format does not change these
+        and the cache ignores it."""
+        key = (layout, serving, option)
         if key not in self._coef_cache:
             choice = Choice(weights=option.weights, activations=option.activations, kv=kv, sparsity=option.sparsity)
             out: dict[tuple[str, str], list[float]] = {}
@@ -294,70 +325,36 @@ class Planner:
             self._coef_cache[key] = {k: tuple(v) for k, v in out.items()}
         return self._coef_cache[key]
 
+    def _bits(self, g: GroupInfo, o: Option) -> float:
+        """Σ params × bits per weight of a group under ``o`` (the registry's price)."""
+        key = (g.block, g.name, o.weights, o.sparsity)
+        v = self._bits_cache.get(key)
+        if v is None:
+            v = sum(m.weight_params * combined_bits_per_weight(o.weights, o.sparsity, m.out_features or 1,
+                                                               (m.in_features or 1) if m.kind != "conv" else 1)
+                    for m in g.members)
+            self._bits_cache[key] = v
+        return v
+
     def _scores(self, groups: Sequence[GroupInfo], options: Sequence[tuple[Option, ...]]):
         key = (tuple(g.fqn for g in groups), tuple(options))
         if key not in self._sens_cache:
             self._sens_cache[key] = self.sensitivity.scores(groups, options)
         return self._sens_cache[key]
 
-    def _formulate(self, req: PlanRequest, layout: Layout, kv: str) -> _Formulation:
-        dev = self.device
-        base = req.activations or base_activation_format(dev)
+    def _columns(self, req: PlanRequest, layout: Layout, base: str, kv: str, tiers: tuple[str, ...],
+                 per_byte: Mapping[str, float]) -> tuple:
+        """Column arrays of one layout (independent of the KV format, which only moves the
+        fixed costs): cached, because every KV candidate and every re-solve reuses them."""
         serving = req.serving
+        key = (layout, serving, base, tiers, tuple(sorted(per_byte.items())), req.formats, req.sparsity,
+               req.low_precision_compute, tuple(sorted(req.pins.items())))
+        hit = self._col_cache.get(key)
+        if hit is not None:
+            return hit
+        dev = self.device
         groups = self._groups(layout.pp)
         options = self._option_sets(req, groups, base)
-        generative = self.arch.family in ("decoder", "encoder_decoder") and serving.gen > 0
-
-        # Baseline: every group at the 16-bit format, weights forced onto the device tier so
-        # that no streaming hides inside the fixed costs.
-        base_choice = Choice(weights=base, activations=base, kv=kv, sparsity="dense")
-        dev_tier = dev.device_tier
-        est0 = estimate_inference(self.arch, dev, layout, serving, base_choice,
-                                  options=Options(placement={dev_tier.name: 1.0}))
-        base_costs = self._type_costs(layout, serving, Option(weights=base, activations=base), kv)
-        counts = {(g.block, g.name): 0 for g in groups}
-        for g in groups:
-            counts[(g.block, g.name)] += 1
-        sum_pre = sum(base_costs[k][1] * n for k, n in counts.items() if k in base_costs)
-        sum_dec = sum(base_costs[k][2] * n for k, n in counts.items() if k in base_costs)
-        # A tied head contributes time under its embedding's group but is not a group instance.
-        for k, v in base_costs.items():
-            if k not in counts:
-                raise EstimateError("model", f"cost model group {k} has no decision group")
-        # One synchronisation per forward pass (costmodel.estimate_inference); TTFT =
-        # a·prefill + step with a = (m + pp − 1)/pp for m micro-batches, read off the baseline.
-        step = dev.efficiency.kernel_overhead_s
-        p0_pre = est0.prefill.time_s
-        fixed_pre = p0_pre - sum_pre
-        pipe = (est0.ttft_s - step) / p0_pre if p0_pre > 0 else 1.0
-        fixed_dec = est0.decode.time_s - sum_dec if (est0.decode is not None and generative) else 0.0
-
-        allowed = [t for t in _allowed_tiers(dev, Options(allow_offload=req.allow_offload))
-                   if t.role != "on_chip" or dev.device_class == "fpga"]
-        # the device tier first
-        allowed.sort(key=lambda t: 0 if t.name == dev_tier.name else 1)
-        tiers = tuple(t.name for t in allowed)
-        fixed_bytes = {t.name: 0.0 for t in dev.tiers}
-        for tu in est0.memory.tiers:
-            fixed_bytes[tu.name] = tu.kv_cache_bytes + tu.activations_bytes
-        caps = {}
-        for t in allowed:
-            cap = dev.memory_capacity_bytes if t.name == dev_tier.name else t.capacity_bytes
-            if t.name == dev_tier.name and req.max_memory_per_device_bytes is not None:
-                cap = min(cap, req.max_memory_per_device_bytes)
-            caps[t.name] = cap
-        # Seconds per streamed byte for each off-device tier (secant over 1–2 GB: the
-        # efficiency curve is flat there; the per-access latency is left to the repair step).
-        per_byte = {}
-        opts = Options(allow_offload=req.allow_offload)
-        for t in allowed[1:]:
-            if t.role == "on_chip":
-                per_byte[t.name] = 0.0
-                continue
-            n = 1e9
-            per_byte[t.name] = (_stream_time(dev, t, 2 * n, opts) - _stream_time(dev, t, n, opts)) / n
-
-        # Per (block, group) × option coefficients, gathered per column.
         all_opts = sorted({o for opts_ in options for o in opts_}, key=lambda o: o.key)
         costs: dict[Option, dict] = {}
         notes: list[str] = []
@@ -369,41 +366,100 @@ class Planner:
         scores = self._scores(groups, options)
         cg, co, ct, by, pr, de, spre, sdec, bp, se = ([] for _ in range(10))
         final_options: list[tuple[Option, ...]] = []
+        offered = 0
         for gi, (g, opts_, sc) in enumerate(zip(groups, options, scores.values)):
-            kept = []
+            rows = []
             for oi, o in enumerate(opts_):
                 if o not in costs:
                     continue
                 c = costs[o][(g.block, g.name)]
-                bits = sum(m.weight_params * combined_bits_per_weight(o.weights, o.sparsity, m.out_features or 1,
-                                                                      (m.in_features or 1) if m.kind != "conv" else 1)
-                           for m in g.members)
-                k = len(kept)
-                kept.append(o)
+                rows.append((o, c[0], c[1], c[2], c[3], self._bits(g, o), float(sc[oi])))
+            if not rows:
+                raise OptionError(f"no option is left for {g.fqn} on {dev.id}", field="formats")
+            offered += len(rows)
+            kept = _undominated(rows)
+            for k, (o, wb, ps, ds, rb, bits, sv) in enumerate(kept):
                 for ti, tname in enumerate(tiers):
                     cg.append(gi)
                     co.append(k)
                     ct.append(ti)
-                    by.append(c[0])
-                    pr.append(c[1])
-                    de.append(c[2])
-                    spre.append(c[0] * per_byte.get(tname, 0.0))
-                    sdec.append(c[3] * per_byte.get(tname, 0.0))
+                    by.append(wb)
+                    pr.append(ps)
+                    de.append(ds)
+                    spre.append(wb * per_byte.get(tname, 0.0))
+                    sdec.append(rb * per_byte.get(tname, 0.0))
                     bp.append(bits)
-                    se.append(float(sc[oi]))
-            if not kept:
-                raise OptionError(f"no option is left for {g.fqn} on {dev.id}", field="formats")
-            final_options.append(tuple(kept))
+                    se.append(sv)
+            final_options.append(tuple(r[0] for r in kept))
         arr = lambda v, dt=np.float64: np.asarray(v, dtype=dt)  # noqa: E731
+        out = (groups, final_options, arr(cg, np.int64), arr(co, np.int64), arr(ct, np.int64), arr(by), arr(pr),
+               arr(de), arr(spre), arr(sdec), arr(bp), arr(se), tuple(notes) + scores.notes, offered)
+        self._col_cache[key] = out
+        return out
+
+    def _formulate(self, req: PlanRequest, layout: Layout, kv: str) -> _Formulation:
+        dev = self.device
+        base = req.activations or base_activation_format(dev)
+        serving = req.serving
+        generative = self.arch.family in ("decoder", "encoder_decoder") and serving.gen > 0
+        dev_tier = dev.device_tier
+
+        allowed = [t for t in _allowed_tiers(dev, Options(allow_offload=req.allow_offload))
+                   if t.role != "on_chip" or dev.device_class == "fpga"]
+        allowed.sort(key=lambda t: 0 if t.name == dev_tier.name else 1)  # the device tier first
+        tiers = tuple(t.name for t in allowed)
+        # Seconds per streamed byte for each off-device tier (secant over 1–2 GB: the
+        # efficiency curve is flat there; the per-access latency is left to the repair step).
+        per_byte: dict[str, float] = {}
+        opts = Options(allow_offload=req.allow_offload)
+        for t in allowed[1:]:
+            if t.role == "on_chip":
+                per_byte[t.name] = 0.0
+                continue
+            n = 1e9
+            per_byte[t.name] = (_stream_time(dev, t, 2 * n, opts) - _stream_time(dev, t, n, opts)) / n
+        (groups, options, cg, co, ct, by, pr, de, spre, sdec, bp, se, notes,
+         offered) = self._columns(req, layout, base, kv, tiers, per_byte)
+
+        # Baseline: every group at the 16-bit format, weights forced onto the device tier so
+        # that no streaming hides inside the fixed costs.
+        base_choice = Choice(weights=base, activations=base, kv=kv, sparsity="dense")
+        est0 = estimate_inference(self.arch, dev, layout, serving, base_choice,
+                                  options=Options(placement={dev_tier.name: 1.0}))
+        base_costs = self._type_costs(layout, serving, Option(weights=base, activations=base), kv)
+        counts: dict[tuple[str, str], int] = {}
+        for g in groups:
+            counts[(g.block, g.name)] = counts.get((g.block, g.name), 0) + 1
+        for k in base_costs:
+            if k not in counts:
+                raise EstimateError("model", f"cost model group {k} has no decision group")
+        sum_pre = sum(base_costs[k][1] * n for k, n in counts.items())
+        sum_dec = sum(base_costs[k][2] * n for k, n in counts.items())
+        # One synchronisation per forward pass (costmodel.estimate_inference); TTFT =
+        # a·prefill + step with a = (m + pp − 1)/pp for m micro-batches, read off the baseline.
+        step = dev.efficiency.kernel_overhead_s
+        p0_pre = est0.prefill.time_s
+        fixed_pre = p0_pre - sum_pre
+        pipe = (est0.ttft_s - step) / p0_pre if p0_pre > 0 else 1.0
+        fixed_dec = est0.decode.time_s - sum_dec if (est0.decode is not None and generative) else 0.0
+
+        fixed_bytes = {t.name: 0.0 for t in dev.tiers}
+        for tu in est0.memory.tiers:
+            fixed_bytes[tu.name] = tu.kv_cache_bytes + tu.activations_bytes
+        caps = {}
+        for t in allowed:
+            cap = dev.memory_capacity_bytes if t.name == dev_tier.name else t.capacity_bytes
+            if t.name == dev_tier.name and req.max_memory_per_device_bytes is not None:
+                cap = min(cap, req.max_memory_per_device_bytes)
+            caps[t.name] = cap
         return _Formulation(
-            layout=layout, kv=get_format(kv).name, base=base, groups=groups, options=final_options, tiers=tiers,
-            col_group=arr(cg, np.int64), col_option=arr(co, np.int64), col_tier=arr(ct, np.int64),
-            bytes_=arr(by), pre_s=arr(pr), dec_s=arr(de), stream_pre_s=arr(spre), stream_dec_s=arr(sdec),
-            bits_params=arr(bp), sens=arr(se), params_total=float(sum(g.params for g in groups)),
+            layout=layout, kv=get_format(kv).name, base=base, groups=groups, options=options, tiers=tiers,
+            col_group=cg, col_option=co, col_tier=ct, bytes_=by, pre_s=pr, dec_s=de, stream_pre_s=spre,
+            stream_dec_s=sdec, bits_params=bp, sens=se, params_total=float(sum(g.params for g in groups)),
             kv_sens=float(self.sensitivity.kv_score(kv, groups)), fixed_pre_s=fixed_pre, fixed_dec_s=fixed_dec,
             comm_pre_s=est0.prefill.comm_s, comm_dec_s=est0.decode.comm_s if est0.decode is not None else 0.0,
             pipe_factor=pipe, step_s=step, generative=generative, gen=serving.gen, fixed_bytes=fixed_bytes,
-            caps=caps, base_estimate=est0, notes=tuple(notes) + scores.notes,
+            caps=caps, base_estimate=est0, notes=notes, offered=offered,
         )
 
     # -- the ILP ---------------------------------------------------------------------------
@@ -447,10 +503,8 @@ class Planner:
         for s in range(pp):
             rows.append(Row(name=f"footprint_stage{s}", coeffs=np.where(stage == s, f.bytes_, 0.0), sense="<=",
                             rhs=-fixed_all, aux={"M_max": -1.0}))
-        labels = tuple(f"{f.groups[g].fqn}={f.options[g][o].key}@{f.tiers[t]}"
-                       for g, o, t in zip(f.col_group, f.col_option, f.col_tier))
         return Problem(groups=tuple(g.fqn for g in f.groups), column_group=f.col_group, cost=f.sens,
-                       rows=tuple(rows), aux=tuple(aux), labels=labels)
+                       rows=tuple(rows), aux=tuple(aux))
 
     def _latency_terms(self, f: _Formulation) -> dict[str, float]:
         """Request latency = a·P_prefill + (gen − 1)·P_decode + constant."""
@@ -515,27 +569,46 @@ class Planner:
     def _lexicographic(self, f: _Formulation, problem: Problem, first: Solution, cost: np.ndarray,
                        aux: Sequence[AuxVar], secondary: str, req: PlanRequest, refs: Mapping[str, float],
                        deadline: float) -> Solution:
-        """Minimise the secondary objective with the primary kept within the solver's gap."""
-        aux_names = [a.name for a in aux]
-        bound_aux = {a.name: a.cost for a in aux if a.cost}
-        slack = max(abs(first.objective) * max(req.gap, 1e-9), 1e-12 * float(np.max(np.abs(cost)) or 1.0))
-        keep = Row(name="primary_objective", coeffs=cost, sense="<=", rhs=first.objective + slack, aux=bound_aux)
-        p2 = problem.with_rows([keep])
-        cost2, aux2 = self._objective(f, p2, secondary, req, refs)
-        assert [a.name for a in aux2] == aux_names
-        left = max(deadline - time.perf_counter(), 0.5)
+        """Break ties of the primary objective with the secondary one.
+
+        Only exact ties are considered: in each group, the columns whose coefficients in
+        the primary objective equal those of the column chosen (for accuracy: the same
+        sensitivity, typically the same option on another memory tier). Swapping among them
+        leaves the primary objective unchanged, so the second ILP — over those columns
+        only, started from the first solution — can only improve the secondary one (request
+        latency breaks remaining ties)."""
+        keys = _primary_keys(f, req.objective)
+        picks = np.asarray(first.picks)
+        chosen = keys[picks]  # (groups, k)
+        mine = chosen[f.col_group]
+        tie = np.all(np.abs(keys - mine) <= 1e-12 * np.maximum(np.abs(keys), np.abs(mine)) + 1e-300, axis=1)
+        cols = np.flatnonzero(tie)
+        if cols.size == len(f.groups):
+            return first
+        sub = problem.subset(cols)
+        cost2, aux2 = self._objective(f, sub, secondary, req, refs)
+        if secondary != "latency":
+            lat_cost, lat_aux = self._objective(f, sub, "latency", req, refs)
+            scale2 = max(float(np.max(np.abs(cost2))), max((abs(a.cost) for a in aux2), default=0.0), 1e-300)
+            lat_scale = max(abs(a.cost) for a in lat_aux) or 1.0
+            aux2 = [replace(a, cost=a.cost + 1e-6 * scale2 * b.cost / lat_scale) for a, b in zip(aux2, lat_aux)]
+            cost2 = cost2 + 1e-6 * scale2 * lat_cost / lat_scale
+        where = {int(c): k for k, c in enumerate(cols)}
+        start = [where[int(j)] for j in picks]
+        left = max(min(deadline - time.perf_counter(), 2.0 * first.time_s + 1.0), 0.2)
         try:
-            second = solve(p2.with_cost(cost2, aux2), backend=req.backend, time_limit_s=left, gap=req.gap)
+            second = solve(sub.with_cost(cost2, aux2), backend=req.backend, time_limit_s=left, gap=req.gap,
+                           start=start, aux_start=first.aux_values)
         except (InfeasibleError, SolverError):
             return first
-        # Report the primary objective; the gap is the worse of the two solves.
+        full = tuple(int(cols[k]) for k in second.picks)
+        obj, act = problem.with_cost(cost, aux).evaluate(full, second.aux_values)
         gaps = [g for g in (first.gap, second.gap) if g is not None]
-        obj, _ = problem.with_cost(cost, aux).evaluate(second.picks, second.aux_values)
-        return Solution(picks=second.picks, aux_values=second.aux_values, objective=obj, bound=first.bound,
+        return Solution(picks=full, aux_values=second.aux_values, objective=obj, bound=first.bound,
                         gap=max(gaps) if gaps else None,
                         status="optimal" if first.status == second.status == "optimal" else "feasible",
                         backend=second.backend, time_s=first.time_s + second.time_s, variables=first.variables,
-                        constraints=first.constraints, row_activity=first.row_activity)
+                        constraints=first.constraints, row_activity=act)
 
     # -- plan assembly and independent re-evaluation ---------------------------------------
 
@@ -764,8 +837,6 @@ class Planner:
         for lay in _ordered_layouts(self.arch, self.device, relaxed):
             for kv in self._kv_candidates(relaxed, base):
                 f = self._formulate(relaxed, lay, kv)
-                # Memory: remove the capacity rows (we want the footprint itself).
-                f.caps = {k: math.inf if k == f.tiers[0] else v for k, v in f.caps.items()}
                 refs = self._refs(relaxed, f)
                 problem = self._problem_uncapped(f, relaxed)
                 cost, aux = self._objective(f, problem, "memory" if what == "memory" else "latency", relaxed, refs)

@@ -11,12 +11,12 @@ Four sources, one interface (:class:`Sensitivity`):
 
 * ``noise_w``: relative MSE ``‖W − Q(W)‖² / ‖W‖²`` of the option's weight format (after
   its sparsity pattern, magnitude pruning) on a seeded N(0, 1) reference matrix of
-  64 × 4096, quantised by the real kernels in :mod:`planner.backends` — pretrained weights
+  16 × 4096, quantised by the real kernels in :mod:`planner.backends` — pretrained weights
   are close to zero-centred normal (Dettmers et al., "QLoRA", NeurIPS 2023, §3, the
   premise of NF4). The reference is rounded to bf16 first: checkpoints are stored in
   16 bits, so a 16-bit option costs nothing.
 * ``noise_a``: for low-precision activations, the MSE of quantising a reference
-  activation matrix (256 tokens × 4096, N(0, 1)) in which 6 channels carry outliers 100×
+  activation matrix (64 tokens × 4096, N(0, 1)) in which 6 channels carry outliers 100×
   larger — LLM.int8() (Dettmers et al., NeurIPS 2022, §4) finds outliers concentrated in
   about 6 hidden dimensions of a 6.7B model; SmoothQuant (Xiao et al., ICML 2023, §3)
   reports outliers about 100× larger than typical values. The error is measured on the
@@ -104,8 +104,8 @@ ROLE_FACTORS: Mapping[str, float] = {
     "conv": 1.0,
 }
 DEPTH_TAU = 0.1
-_REF_ROWS, _REF_COLS = 64, 4096
-_ACT_TOKENS, _ACT_OUTLIERS, _ACT_OUTLIER_SCALE = 256, 6, 100.0
+_REF_ROWS, _REF_COLS = 16, 4096
+_ACT_TOKENS, _ACT_OUTLIERS, _ACT_OUTLIER_SCALE = 64, 6, 100.0
 _KV_ROWS, _KV_HEAD_DIM = 256, 128
 _SEED = 0
 

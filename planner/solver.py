@@ -229,6 +229,15 @@ class Problem:
         return Problem(groups=self.groups, column_group=self.column_group, cost=self.cost,
                        rows=self.rows + tuple(rows), aux=self.aux + tuple(aux), labels=self.labels)
 
+    def subset(self, columns: Sequence[int]) -> Problem:
+        """The problem over ``columns`` only (every group must keep at least one column);
+        column ``k`` of the result is column ``columns[k]`` of this problem."""
+        cols = np.asarray(columns, dtype=np.int64)
+        return Problem(groups=self.groups, column_group=self.column_group[cols], cost=self.cost[cols],
+                       rows=tuple(Row(name=r.name, coeffs=r.coeffs[cols], sense=r.sense, rhs=r.rhs, aux=r.aux)
+                                  for r in self.rows),
+                       aux=self.aux, labels=tuple(self.labels[c] for c in cols) if self.labels else ())
+
     def evaluate(self, picks: Sequence[int], aux_values: Mapping[str, float] | None = None) -> tuple[float, dict[str, float]]:
         """Objective and row activities of a point (one column per group, auxiliaries)."""
         x = self.indicator(picks)
@@ -297,9 +306,10 @@ class Solution:
 
 
 def _scale(problem: Problem) -> float:
-    """Divide the objective by its largest coefficient so solver tolerances act on O(1)
-    numbers whatever the unit (seconds, bytes, sensitivity)."""
-    mags = [float(np.max(np.abs(problem.cost)))] + [abs(a.cost) for a in problem.aux]
+    """Divide the objective by its largest coefficient (auxiliaries in their scaled units)
+    so solver tolerances act on O(1) numbers whatever the unit (seconds, bytes, sensitivity)."""
+    ys = _aux_scales(problem)
+    mags = [float(np.max(np.abs(problem.cost)))] + [abs(a.cost * ys[a.name]) for a in problem.aux]
     m = max(mags)
     return m if m > 0 else 1.0
 
@@ -310,6 +320,18 @@ def _row_scale(r: Row) -> float:
     m = max([abs(r.rhs), float(np.max(np.abs(r.coeffs))) if r.coeffs.size else 0.0]
             + [abs(c) for c in r.aux.values()])
     return m if m > 0 else 1.0
+
+
+def _aux_scales(problem: Problem) -> dict[str, float]:
+    """Column scale of each auxiliary: after row scaling, an auxiliary that stands for bytes
+    (~1e10) next to binaries has a coefficient ~1e-10 that solvers drop as zero. Solving
+    for ``y' = y / s`` with ``s = 1 / max_r |b_rk| / row_scale_r`` brings it to O(1)."""
+    out = {a.name: 0.0 for a in problem.aux}
+    for r in problem.rows:
+        rs = _row_scale(r)
+        for k, c in r.aux.items():
+            out[k] = max(out[k], abs(c) / rs)
+    return {k: (1.0 / v if v > 0 else 1.0) for k, v in out.items()}
 
 
 def _row_bounds(r: Row) -> tuple[float, float]:
@@ -388,7 +410,8 @@ def _new_highs():
 
 
 def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int | None,
-                 relax: bool = False) -> Solution:
+                 relax: bool = False, start: Sequence[int] | None = None,
+                 aux_start: Mapping[str, float] | None = None) -> Solution:
     import highspy
     from scipy import sparse
 
@@ -399,6 +422,7 @@ def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int
     na = len(aux)
     aux_index = {a.name: n + k for k, a in enumerate(aux)}
     scale = _scale(problem)
+    ys = _aux_scales(problem)
 
     # Rows: one-hot per group, then the named rows. Built as one sparse matrix.
     onehot = sparse.csr_matrix((np.ones(n), (problem.column_group, np.arange(n))), shape=(g, n + na))
@@ -408,7 +432,7 @@ def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int
         for i, r in enumerate(problem.rows):
             dense[i, :n] = r.coeffs
             for k, c in r.aux.items():
-                dense[i, aux_index[k]] = c
+                dense[i, aux_index[k]] = c * ys[k]
         row_scale = np.array([_row_scale(r) for r in problem.rows])
         blocks.append(sparse.csr_matrix(dense / row_scale[:, None]))
     a = sparse.vstack(blocks).tocsc()
@@ -420,9 +444,9 @@ def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int
     lp = highspy.HighsLp()
     lp.num_col_ = n + na
     lp.num_row_ = a.shape[0]
-    lp.col_cost_ = np.concatenate([problem.cost, [x.cost for x in aux]]) / scale
-    lp.col_lower_ = np.concatenate([np.zeros(n), [x.lb for x in aux]])
-    lp.col_upper_ = np.concatenate([np.ones(n), [x.ub for x in aux]])
+    lp.col_cost_ = np.concatenate([problem.cost, [x.cost * ys[x.name] for x in aux]]) / scale
+    lp.col_lower_ = np.concatenate([np.zeros(n), [x.lb / ys[x.name] for x in aux]])
+    lp.col_upper_ = np.concatenate([np.ones(n), [x.ub / ys[x.name] for x in aux]])
     inf = highspy.kHighsInf
     lp.row_lower_ = np.where(np.isfinite(lower), lower, -inf)
     lp.row_upper_ = np.where(np.isfinite(upper), upper, inf)
@@ -445,6 +469,14 @@ def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int
     status = h.passModel(lp)
     if status == highspy.HighsStatus.kError:
         raise SolverError("HiGHS rejected the model (see the row/column bounds)", status="error", backend="highs")
+    if start is not None and not relax:
+        # A known feasible point (e.g. the previous solve's) as the first incumbent.
+        x0 = problem.indicator(start)
+        y0 = [float((aux_start or {}).get(a.name, 0.0)) / ys[a.name] for a in aux]
+        warm = highspy.HighsSolution()
+        warm.col_value = list(np.concatenate([x0, y0]))
+        warm.value_valid = True
+        h.setSolution(warm)
     h.run()
     ms = h.getModelStatus()
     info = h.getInfo()
@@ -465,7 +497,7 @@ def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int
     else:
         raise SolverError(f"HiGHS stopped with status {h.modelStatusToString(ms)!r}", status="error", backend="highs")
     sol = np.asarray(h.getSolution().col_value)
-    y = {x.name: float(sol[n + k]) for k, x in enumerate(aux)}
+    y = {x.name: float(sol[n + k]) * ys[x.name] for k, x in enumerate(aux)}
     if relax:
         # The LP optimum itself is the bound; the rounded point is only indicative.
         obj = info.objective_function_value * scale
@@ -491,11 +523,12 @@ def _pulp_model(problem: Problem, relax: bool):
     m = pulp.LpProblem("tierwise_plan", pulp.LpMinimize)
     cat = pulp.LpContinuous if relax else pulp.LpBinary
     xs = [pulp.LpVariable(f"x{j}", lowBound=0, upBound=1, cat=cat) for j in range(problem.num_columns)]
-    ys = {a.name: pulp.LpVariable(f"y{k}", lowBound=None if a.lb == -math.inf else a.lb,
-                                  upBound=None if a.ub == math.inf else a.ub, cat=pulp.LpContinuous)
+    sc = _aux_scales(problem)
+    ys = {a.name: pulp.LpVariable(f"y{k}", lowBound=None if a.lb == -math.inf else a.lb / sc[a.name],
+                                  upBound=None if a.ub == math.inf else a.ub / sc[a.name], cat=pulp.LpContinuous)
           for k, a in enumerate(problem.aux)}
     obj = [(xs[j], c / scale) for j, c in enumerate(problem.cost) if c != 0.0]
-    obj += [(ys[a.name], a.cost / scale) for a in problem.aux if a.cost != 0.0]
+    obj += [(ys[a.name], a.cost * sc[a.name] / scale) for a in problem.aux if a.cost != 0.0]
     m.setObjective(pulp.LpAffineExpression(obj))
     by_group: list[list] = [[] for _ in problem.groups]
     for j, gi in enumerate(problem.column_group):
@@ -507,17 +540,17 @@ def _pulp_model(problem: Problem, relax: bool):
     for i, r in enumerate(problem.rows):
         nz = np.flatnonzero(r.coeffs)
         rs = _row_scale(r)
-        terms = [(xs[j], float(r.coeffs[j]) / rs) for j in nz] + [(ys[k], c / rs) for k, c in r.aux.items()]
+        terms = [(xs[j], float(r.coeffs[j]) / rs) for j in nz] + [(ys[k], c * sc[k] / rs) for k, c in r.aux.items()]
         m.addConstraint(pulp.LpConstraint(pulp.LpAffineExpression(terms), sense[r.sense], name=f"row_{i}",
                                           rhs=r.rhs / rs))
-    return m, xs, ys, scale
+    return m, xs, ys, scale, sc
 
 
 def _solve_cbc(problem: Problem, time_limit_s: float, gap: float, threads: int | None) -> Solution:
     import pulp
 
     t0 = time.perf_counter()
-    m, xs, ys, scale = _pulp_model(problem, relax=False)
+    m, xs, ys, scale, sc = _pulp_model(problem, relax=False)
     kwargs = dict(msg=False, timeLimit=float(time_limit_s), gapRel=float(gap))
     if threads is not None:
         kwargs["threads"] = int(threads)
@@ -535,14 +568,14 @@ def _solve_cbc(problem: Problem, time_limit_s: float, gap: float, threads: int |
     if st != pulp.LpStatusOptimal or sol_st not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
         raise SolverError(f"CBC found no feasible point within the time limit of {time_limit_s:g} s "
                           f"(status {pulp.LpStatus.get(st, st)!r})", status="time_limit", backend="cbc")
-    y = {k: float(v.varValue or 0.0) for k, v in ys.items()}
+    y = {k: float(v.varValue or 0.0) * sc[k] for k, v in ys.items()}
     if sol_st == pulp.LpSolutionOptimal:
         ours = "optimal"
         bound = None  # set from the objective below (within gapRel)
     else:
         ours = "feasible"
         # CBC's best bound is not exposed through PuLP: bound the gap with the LP relaxation.
-        lp, _, _, _ = _pulp_model(problem, relax=True)
+        lp, _, _, _, _ = _pulp_model(problem, relax=True)
         lp.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=float(time_limit_s)))
         bound = pulp.value(lp.objective) * scale if lp.status == pulp.LpStatusOptimal else None
     sol = _finish(problem, x, y, objective=pulp.value(m.objective) * scale, bound=bound, status=ours, backend="cbc",
@@ -558,7 +591,8 @@ def _solve_cbc(problem: Problem, time_limit_s: float, gap: float, threads: int |
 
 
 def solve(problem: Problem, *, backend: str = "highs", time_limit_s: float = DEFAULT_TIME_LIMIT_S,
-          gap: float = DEFAULT_GAP, threads: int | None = None, relax: bool = False) -> Solution:
+          gap: float = DEFAULT_GAP, threads: int | None = None, relax: bool = False,
+          start: Sequence[int] | None = None, aux_start: Mapping[str, float] | None = None) -> Solution:
     """Solve ``problem`` with the named backend (``"highs"`` or ``"cbc"``).
 
     Raises :class:`InfeasibleError` when no point satisfies the rows, and
@@ -567,7 +601,8 @@ def solve(problem: Problem, *, backend: str = "highs", time_limit_s: float = DEF
 
     ``relax=True`` solves the LP relaxation (HiGHS only): its ``objective``/``bound`` is a
     lower bound on the ILP optimum, used to prune candidates; its ``picks`` are a rounding
-    of the fractional point and may violate rows.
+    of the fractional point and may violate rows. ``start`` (one column per group, with
+    ``aux_start``) hands HiGHS a feasible point as its first incumbent.
     """
     if backend not in BACKENDS:
         raise ValueError(f"The 'backend' parameter of solve must be one of {', '.join(BACKENDS)}. Got {backend!r} instead.")
@@ -579,8 +614,10 @@ def solve(problem: Problem, *, backend: str = "highs", time_limit_s: float = DEF
         if backend != "highs":
             raise ValueError("The 'relax' parameter of solve needs backend='highs'.")
         return _solve_highs(problem, float(time_limit_s), float(gap), threads, relax=True)
-    run = _solve_highs if backend == "highs" else _solve_cbc
-    sol = run(problem, float(time_limit_s), float(gap), threads)
+    if backend == "highs":
+        sol = _solve_highs(problem, float(time_limit_s), float(gap), threads, start=start, aux_start=aux_start)
+    else:
+        sol = _solve_cbc(problem, float(time_limit_s), float(gap), threads)
     bad = problem.violations(sol.picks, sol.aux_values, tol=1e-6)
     if bad:
         worst = max(bad, key=bad.get)
