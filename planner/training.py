@@ -28,6 +28,9 @@ what training adds is documented where it is computed:
   two all-to-alls forward and two backward per MoE layer (§B.6).
 * **Pipeline** — m micro-batches through p stages with 1F1B: step ≈ m·t_stage + (p−1)/v ·
   t_stage (bubble ``(p−1)/(v·m)``, Narayanan et al. 2021 §2.2).
+* **Gradient accumulation** — with m > 1 micro-batches, each micro-batch's weight gradients
+  are added into the step's gradient buffer (read new, read and write the buffer) unless
+  the weight-gradient GEMM accumulates in its epilogue.
 * **Optimizer step** — memory bound: each trainable parameter's master weight and states
   are read and written once, its gradient read and its working copy written.
 
@@ -70,6 +73,7 @@ from planner.workload import (
 
 RECOMPUTE_MODES = ("none", "selective", "full")
 ATTENTION_KERNELS = ("fused", "unfused")
+GRAD_ACCUMULATION = ("separate", "fused")
 ZERO_STAGES = (0, 1, 2, 3)
 # Bytes of a mask element (torch stores dropout masks as bool: 1 byte; Korthikanti et al.
 # count "1 byte" masks as well).
@@ -83,6 +87,11 @@ LOGITS_FP32_BYTES = 4.0
 # gradient (5): 8 passes (cuDNN / PyTorch native kernels, one pass each).
 BN_RELU_FWD_PASSES = 3.0
 BN_RELU_BWD_PASSES = 8.0
+# A residual addition (with the ReLU that follows it fused) reads two tensors and writes one;
+# backward it masks the gradient (read gradient and output, write) and the gradient of the
+# fork is summed (read two, write one): 3 passes forward, 6 backward (the 2× of every other
+# elementwise kernel).
+RESIDUAL_FWD_PASSES = 3.0
 FP32_BYTES = 4.0
 # Batch norm + ReLU in training, in tensor passes over the conv output: forward reads it for
 # the statistics, then reads it and writes the normalised, rectified output (3); backward
@@ -91,6 +100,11 @@ FP32_BYTES = 4.0
 # gradient (5): 8 passes (cuDNN / PyTorch native kernels, one pass each).
 BN_RELU_FWD_PASSES = 3.0
 BN_RELU_BWD_PASSES = 8.0
+# A residual addition (with the ReLU that follows it fused) reads two tensors and writes one;
+# backward it masks the gradient (read gradient and output, write) and the gradient of the
+# fork is summed (read two, write one): 3 passes forward, 6 backward (the 2× of every other
+# elementwise kernel).
+RESIDUAL_FWD_PASSES = 3.0
 _FLOAT_KINDS = ("float", "minifloat")
 _MATMUL_KINDS = (LINEAR, ROUTER, LM_HEAD, ATTENTION, CONV)
 
@@ -210,7 +224,10 @@ class TrainingConfig:
     ``runtime``: ``graph`` (fused kernels, as Megatron-LM / Transformer Engine) or ``eager``
     (PyTorch modules as written in HF Transformers / LitGPT: a host dispatch per kernel, RMSNorm
     upcast to fp32 with its fp32 input kept for backward, and Q/K/V sliced as views of one
-    fused projection so the saved V keeps the whole projection output alive).
+    fused projection so the saved V keeps the whole projection output alive);
+    ``grad_accumulation``: ``separate`` (each micro-batch's weight gradients are added into
+    the step's gradient buffer by their own kernel: PyTorch autograd, Megatron-LM before
+    gradient-accumulation fusion) or ``fused`` (added in the weight-gradient GEMM's epilogue).
     """
 
     global_batch: int
@@ -233,6 +250,7 @@ class TrainingConfig:
     lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
     lora_dropout: bool = False
     runtime: str = "graph"
+    grad_accumulation: str = "separate"
 
     def __post_init__(self) -> None:
         for name in ("global_batch", "micro_batch", "seq", "tp", "pp", "dp", "ep", "interleave"):
@@ -245,6 +263,10 @@ class TrainingConfig:
             raise EstimateError("optimizer", f"--optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
         if self.runtime not in RUNTIME_OVERHEAD_S:
             raise EstimateError("runtime", f"--runtime must be one of {', '.join(RUNTIME_OVERHEAD_S)}; got {self.runtime!r}")
+        if self.grad_accumulation not in GRAD_ACCUMULATION:
+            raise EstimateError(
+                "grad_accumulation", f"grad_accumulation must be one of {', '.join(GRAD_ACCUMULATION)}; got {self.grad_accumulation!r}"
+            )
         if self.attention not in ATTENTION_KERNELS:
             raise EstimateError("attention", f"attention must be one of {', '.join(ATTENTION_KERNELS)}; got {self.attention!r}")
         parse_finetune(self.finetune)
@@ -779,6 +801,35 @@ def _attention_train(op: OpShape, ph: Phase, ctx: _Ctx, peak: float) -> _OpTrain
     )
 
 
+_CNN_BLOCK = re.compile(r"^(.*?\.(?:layers|layer|blocks|block)\.\d+)\.")
+
+
+def residual_adds(block: Block) -> list[int]:
+    """Output sizes (elements per sample) of a CNN's residual additions.
+
+    Convolutions whose path shares a block index (HF-style ``…layers.{i}.…`` for ResNet,
+    ``…layer.{i}.…`` for MobileNetV2) form a block; a block ends with a residual addition
+    when it has a ``shortcut`` projection or when its last output has the size of its first
+    input (identity shortcut, e.g. MobileNetV2's stride-1 blocks with equal widths).
+    """
+    groups: dict[str, list[OpShape]] = {}
+    for op in block.ops:
+        if op.kind != CONV:
+            continue
+        m = _CNN_BLOCK.match(op.name)
+        if m:
+            groups.setdefault(m.group(1), []).append(op)
+    out = []
+    for ops in groups.values():
+        main = [o for o in ops if "shortcut" not in o.name and "downsample" not in o.name]
+        if not main:
+            continue
+        projected = len(main) < len(ops)
+        if projected or main[0].conv_in_elems == main[-1].conv_out_elems:
+            out.append(main[-1].conv_out_elems)
+    return out
+
+
 def _elementwise_fwd_bytes(block: Block, ctx: _Ctx, b: int) -> tuple[float, int]:
     """Bytes moved by the memory-bound kernels of one layer's forward pass that the
     operator list does not name: the MLP activation (gated: act(gate)·up fused), the
@@ -796,6 +847,9 @@ def _elementwise_fwd_bytes(block: Block, ctx: _Ctx, b: int) -> tuple[float, int]
             if op.kind == CONV and bn.get(op.name, False):
                 nbytes += BN_RELU_FWD_PASSES * e * b * op.conv_out_elems
                 kernels += 2
+        for out_elems in residual_adds(block):
+            nbytes += RESIDUAL_FWD_PASSES * e * b * out_elems
+            kernels += 1
         return nbytes, kernels
     for op in block.ops:
         if op.allreduce_after:
@@ -1067,6 +1121,18 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
 
     m = cfg.microbatches
     v = cfg.interleave
+    stage_params, stage_trainable, stage_wbytes, largest_layer = _stage_param_bytes(stages, ctx)
+    grad_bytes_el = 4.0 if get_format(cfg.weights if not ft.adapters else cfg.activations).element_bits >= 32 else 2.0
+    # Gradient accumulation: from the second micro-batch on, each weight gradient is added
+    # into the step's gradient buffer by a separate memory-bound kernel (read the new
+    # gradient, read and write the buffer), unless the weight-gradient GEMM accumulates in
+    # its epilogue (grad_accumulation="fused", Megatron-core's gradient_accumulation_fusion).
+    stage_acc = [0.0] * cfg.pp
+    if cfg.grad_accumulation == "separate" and m > 1:
+        for i in range(cfg.pp):
+            nbytes = stage_trainable[i] * 3.0 * grad_bytes_el
+            stage_acc[i] = (_mem_time(device, nbytes) + eff.kernel_overhead_s) * (m - 1) / m if nbytes else 0.0
+    stage_bwd = [stage_bwd[i] + stage_acc[i] for i in range(cfg.pp)]
     per_mb = [stage_fwd[i] + stage_bwd[i] + stage_rc[i] + stage_tp[i] + stage_ep[i] + pp_mb for i in range(cfg.pp)]
     slow = max(range(cfg.pp), key=lambda i: per_mb[i])
     mean_mb = sum(per_mb) / cfg.pp
@@ -1074,14 +1140,12 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
     pipeline_s = m * per_mb[slow] + bubble
 
     # ---- parameters per device and data-parallel traffic -----------------------------
-    stage_params, stage_trainable, stage_wbytes, largest_layer = _stage_param_bytes(stages, ctx)
     params_total = work.weight_params
     adapters_total = sum(blk.count * sum(_lora_params(op, ft, cfg.lora_targets) for op in blk.ops) for blk in work.blocks)
     trainable_total = adapters_total if ft.adapters else params_total
     if ft.adapters:
         params_total += adapters_total
     trainable_dev = max(stage_trainable)
-    grad_bytes_el = 4.0 if get_format(cfg.weights if not ft.adapters else cfg.activations).element_bits >= 32 else 2.0
     dp_s = 0.0
     zero3_exposed = 0.0
     if cfg.dp > 1:
