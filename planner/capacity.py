@@ -27,7 +27,8 @@ Training: the required rate is ``tokens / (days · 86400)`` tokens/s. For each l
 (TP, PP, micro-batch) and each device count on a grid of whole nodes, the training estimate
 is evaluated with the least recomputation that fits memory (none → selective → full),
 sequence parallelism with TP, and ZeRO-1 across replicas; the answer is the fewest devices
-whose best layout reaches the rate.
+whose best layout reaches the rate. Device counts that would need more than 100% MFU, or
+less than 5%, are not searched.
 """
 
 from __future__ import annotations
@@ -762,6 +763,28 @@ def device_grid(device: DeviceSpec, max_devices: int) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
+# Device counts below the ideal (100% MFU) count cannot reach the rate; at more than this
+# multiple of it the rate would need an MFU under 1/MFU_FLOOR_FACTOR (5%): not searched.
+MFU_FLOOR_FACTOR = 20
+
+
+def _useful_counts(arch: ArchSpec, device: DeviceSpec, target: TrainTarget, grid: tuple[int, ...]) -> tuple[int, ...]:
+    from planner.formats import get_format
+    from planner.workload import build_workload
+
+    try:
+        peak = device.peak_flops_per_s(get_format(target.activations).hw_precision)
+    except (ValueError, KeyError) as exc:
+        raise EstimateError("activations", f"--activations {target.activations!r}: {exc}") from None
+    flops_per_token = 6.0 * build_workload(arch).weight_params  # Kaplan et al. 2020: 6N per token
+    ideal = target.tokens_per_s * flops_per_token / peak
+    lo, hi = ideal, max(ideal, 1.0) * MFU_FLOOR_FACTOR
+    below = [n for n in grid if n < lo]
+    keep = [n for n in grid if lo <= n <= hi]
+    # keep the largest count under the bound too, so the frontier shows where it falls short
+    return tuple(([below[-1]] if below else []) + keep) or grid[-1:]
+
+
 def train_tasks(arch: ArchSpec, device: DeviceSpec, target: TrainTarget) -> list[TrainTask]:
     """One task per (TP, PP, micro-batch) family; each covers every device count."""
     g = max(device.devices_per_node, 1)
@@ -772,7 +795,7 @@ def train_tasks(arch: ArchSpec, device: DeviceSpec, target: TrainTarget) -> list
         tps = [t for t in (1, 2, 4, 8, 16) if t <= g and arch.num_heads % t == 0]
         # powers of two up to 16, and other small divisors of the layer count (balanced stages)
         pps = [p for p in (1, 2, 4, 5, 8, 10, 16, 20, 32) if p <= layers and (layers % p == 0 or p in (1, 2, 4, 8, 16))]
-    grid = device_grid(device, target.max_devices)
+    grid = _useful_counts(arch, device, target, device_grid(device, target.max_devices))
     tasks = []
     for tp in tps:
         for pp in pps:
