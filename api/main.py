@@ -6,6 +6,7 @@ ASGI layer that enforces the API key, caps the request body and records metrics.
 
 from __future__ import annotations
 
+import gc
 import hmac
 import logging
 import time
@@ -26,8 +27,8 @@ from api.settings import Settings
 
 log = logging.getLogger("tierwise.api")
 
-#: Routes that answer without the API key.
-PUBLIC_PATHS = frozenset({"/healthz"})
+#: Routes that answer without the API key (the web page's static files: api/routes/ui.py).
+PUBLIC_PATHS = frozenset({"/healthz", "/", "/ui/app.js", "/ui/app.css"})
 
 
 class BodyTooLarge(HTTPException):
@@ -114,6 +115,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resumed = runner.resume()
         if resumed:
             log.info("resumed %d unfinished plan jobs", resumed)
+        # The catalogs, the cost model's caches and the app itself live for the whole
+        # process: move them out of the collector's reach so that garbage-collection
+        # pauses scale with per-request garbage only (they set the latency tail).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -132,9 +138,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     errors.install(app)
 
-    from api.routes import estimate, hardware, health, jobs, metrics as metrics_routes, models, plans
+    from api.routes import estimate, hardware, health, jobs, metrics as metrics_routes, models, plans, ui
 
-    for module in (health, metrics_routes, hardware, models, estimate, plans, jobs):
+    for module in (health, metrics_routes, hardware, models, estimate, plans, jobs, ui):
         app.include_router(module.router)
     try:
         from api.routes import capacity

@@ -292,13 +292,30 @@ class _Lru:
 _ESTIMATES = _Lru(4096)
 
 
+def _estimate_key(req: dict) -> str:
+    return json.dumps(req, sort_keys=True)
+
+
+def estimate_cached(catalog: Catalog, req: dict) -> bytes | None:
+    """A cached estimate for a catalog model and catalog hardware, else None (no I/O)."""
+    if req["model"] not in catalog_models() or req["hardware"] not in catalog_devices():
+        return None
+    return _ESTIMATES.get(("catalog", _estimate_key(req)))
+
+
 def estimate(catalog: Catalog, req: dict) -> bytes:
-    """The JSON bytes of ``tierwise estimate --json`` for one request (cached: pure)."""
+    """The JSON bytes of ``tierwise estimate --json`` for one request (cached: pure).
+
+    Catalog entries are immutable while the server runs; custom ones are keyed by their
+    content so that a cached answer never outlives the profile it was computed from."""
     from planner.cli.common import clean_json
 
     arch = catalog.arch(req["model"])
     dev = catalog.device(req["hardware"])
-    key = (json.dumps(req, sort_keys=True), id(arch), dev.content_hash)
+    if req["model"] in catalog_models() and req["hardware"] in catalog_devices():
+        key: tuple = ("catalog", _estimate_key(req))
+    else:
+        key = ("custom", _estimate_key(req), id(arch), dev.content_hash)
     hit = _ESTIMATES.get(key)
     if hit is not None:
         return hit
