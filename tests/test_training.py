@@ -317,3 +317,36 @@ def test_bad_formats_and_layouts_are_refused():
         estimate_training(arch, H100, TrainingConfig(global_batch=4, pp=2, interleave=3))
     assert e.value.field == "interleave"
     assert parse_finetune("QLoRA:64").rank == 64
+
+
+def test_cnn_residual_additions_follow_the_block_structure():
+    from planner.training import residual_adds
+    from planner.workload import build_workload
+
+    # ResNet-50 has 16 bottleneck blocks (He et al. 2016, Table 1: 3 + 4 + 6 + 3), each ending
+    # in an addition; MobileNetV2 has 10 inverted-residual blocks with identity shortcuts
+    # (Sandler et al. 2018, Table 2: stride-1 repeats of equal width)
+    assert len(residual_adds(build_workload(load_arch("resnet-50")).blocks[0])) == 16
+    assert len(residual_adds(build_workload(load_arch("mobilenet-v2")).blocks[0])) == 10
+
+
+def test_gradient_accumulation_costs_a_pass_over_the_gradients_per_micro_batch():
+    arch = load_arch("llama-3.2-1b")
+    kw = dict(global_batch=16, micro_batch=1, seq=1024)
+    sep = estimate_training(arch, H100, TrainingConfig(**kw))
+    fused = estimate_training(arch, H100, TrainingConfig(grad_accumulation="fused", **kw))
+    one = estimate_training(arch, H100, TrainingConfig(global_batch=1, micro_batch=1, seq=1024))
+    extra = sep.step_time_s - fused.step_time_s
+    # 15 additions of read-new + read + write of 16-bit gradients at ≤ HBM bandwidth
+    floor = 15 * 3 * 2 * sep.trainable_params / H100.device_tier.bandwidth_bytes_per_s
+    assert floor <= extra <= 1.5 * floor + 15 * 1e-4
+    assert estimate_training(arch, H100, TrainingConfig(global_batch=1, grad_accumulation="fused", seq=1024)).step_time_s == pytest.approx(one.step_time_s)
+
+
+def test_eager_runtime_keeps_more_activations_and_dispatches_per_op():
+    arch = load_arch("llama-2-7b")
+    kw = dict(global_batch=1, seq=1304, finetune="lora:8")
+    graph = estimate_training(arch, A100_40, TrainingConfig(**kw))
+    eager = estimate_training(arch, A100_40, TrainingConfig(runtime="eager", **kw))
+    assert eager.memory.activations_bytes > graph.memory.activations_bytes
+    assert eager.step_time_s > graph.step_time_s
