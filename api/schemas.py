@@ -269,20 +269,38 @@ class ExportPublic(_Out):
 
 
 class CapacityCreate(_In):
-    """Same fields as ``tierwise capacity``: the cheapest hardware and device count that
-    serve a workload within its SLOs."""
+    """Same fields as ``tierwise capacity`` (serving): the fewest devices of each hardware
+    that serve ``qps`` requests per second within the TTFT/TPOT SLOs at ``percentile``,
+    ranked by cost."""
 
-    model: Id
-    hardware: list[Id] | None = Field(default=None, max_length=64, description="candidate hardware ids (all catalog ids when left out)")
-    batch: Annotated[int, Field(ge=1, le=1_000_000)] = 1
-    prompt: Tokens = 512
-    gen: Tokens = 128
-    ttft_slo: Annotated[float, Field(gt=0, le=1e6)] | None = None
-    tpot_slo: Annotated[float, Field(gt=0, le=1e6)] | None = None
-    output_tokens_per_s: Annotated[float, Field(gt=0, le=1e12)] | None = Field(default=None, description="required system throughput")
-    max_devices: Parallel = 64
-    weights: FormatName | None = None
-    kv: FormatName | None = None
+    model: Id | None = Field(default=None, examples=["llama-3.1-8b"])
+    models: list[Id] | None = Field(default=None, max_length=16, description="several models on one fleet (with 'mix')")
+    mix: list[Annotated[float, Field(gt=0, le=1)]] | None = Field(default=None, max_length=16, description="share of the load per model")
+    hardware: list[Id] | None = Field(default=None, max_length=64, examples=[["l4", "h100-sxm"]],
+                                      description="candidate hardware ids (every catalog id when left out)")
+    qps: Annotated[float, Field(gt=0, le=1e7)] = Field(examples=[5.0])
+    prompt: Annotated[int, Field(ge=1, le=10_000_000)] = 512
+    gen: Annotated[int, Field(ge=1, le=10_000_000)] = 128
+    ttft_slo_s: Annotated[float, Field(gt=0, le=1e6)] = Field(examples=[1.0])
+    tpot_slo_s: Annotated[float, Field(gt=0, le=1e6)] = Field(examples=[0.05])
+    percentile: Annotated[float, Field(ge=0.5, lt=1.0)] = 0.95
+    formats: list[FormatName] | None = Field(default=None, max_length=16, description="candidate weight formats")
+    kv: FormatName = "bf16"
+    max_devices: Parallel = 1024
+    max_pp: Annotated[int, Field(ge=1, le=64)] = 4
+
+    @model_validator(mode="after")
+    def _models(self) -> "CapacityCreate":
+        if (self.model is None) == (self.models is None):
+            raise ValueError("give exactly one of 'model' or 'models'")
+        return self
+
+
+class CapacityPublic(_Out):
+    models: list[str]
+    qps: float
+    feasible: bool
+    hardware: list[dict[str, Any]]
 
 
 class HealthPublic(BaseModel):

@@ -427,3 +427,28 @@ def export_context(catalog: Catalog, plan: dict):
         device_capacity_bytes=dev.memory_capacity_bytes if dev is not None else None,
         devices_per_node=getattr(dev, "devices_per_node", None) if dev is not None else None,
     )
+
+
+# ---------------------------------------------------------------------------
+# capacity
+# ---------------------------------------------------------------------------
+
+
+def capacity(catalog: Catalog, req: dict) -> dict:
+    """``tierwise capacity`` (serving) for one request, as its ``--json`` answer."""
+    from planner.capacity import DEFAULT_FORMATS, ServeSearch, ServeTarget, plan_serving
+    from planner.cli.common import clean_json
+
+    ids = req["models"] if req.get("models") is not None else [req["model"]]
+    archs = [catalog.arch(m) for m in ids]
+    hw_ids = req.get("hardware") or sorted(catalog_devices())
+    devices = [catalog.device(h) for h in hw_ids]
+    mix = tuple(req["mix"]) if req.get("mix") else tuple(1.0 / len(ids) for _ in ids)
+    if len(mix) != len(ids):
+        raise ApiError(422, "invalid_field", f"'mix' needs one share per model ({len(ids)}); got {len(mix)}", "mix")
+    with domain_errors():
+        target = ServeTarget(qps=req["qps"], prompt=req["prompt"], gen=req["gen"], ttft_slo_s=req["ttft_slo_s"],
+                             tpot_slo_s=req["tpot_slo_s"], percentile=req["percentile"], mix=mix)
+        search = ServeSearch(formats=tuple(req.get("formats") or DEFAULT_FORMATS), kv=req["kv"],
+                             max_devices=req["max_devices"], max_pp=req["max_pp"])
+        return clean_json(plan_serving(archs, devices, target, search).to_dict())

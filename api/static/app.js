@@ -649,7 +649,7 @@
   }
 
   function tickLabel(v, unit) {
-    if (unit === "FLOP/s") return siPrefix(v, "FLOP/s", 2).replace(" ", "");
+    if (unit === "FLOP/s") return siPrefix(v, "", 2).replace(" ", "");
     if (v >= 1e3 || v < 1e-2) return `1e${Math.round(Math.log10(v))}`;
     return sig(v, 2);
   }
@@ -752,8 +752,8 @@
     const xhi = 10 ** Math.ceil(Math.log10(Math.max(...xsVals, 10) * 3));
     const ylo = 10 ** Math.floor(Math.log10(Math.max(Math.min(...ysVals) / 3, 1)));
     const yhi = 10 ** Math.ceil(Math.log10(Math.max(...ysVals) * 1.5));
-    const W = 820, H = 470;
-    const b = { left: 78, right: W - 150, top: 14, bottom: H - 48 };
+    const W = 860, H = 470;
+    const b = { left: 62, right: W - 215, top: 14, bottom: H - 48 };
     const xs = logScale(xlo, xhi, b.left, b.right);
     const ys = logScale(ylo, yhi, b.bottom, b.top);
     const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "group", "aria-label": `Roofline of ${roofs ? roofs.name : d.hardware} with ${pts.length} operators of ${d.model}` });
@@ -778,7 +778,7 @@
       for (let i = 1; i < labels.length; i++) labels[i].y = Math.max(labels[i].y, labels[i - 1].y + 13);
       for (const l of labels) s.append(svg("text", { x: b.right + 6, y: l.y, text: l.text }));
       const xl = Math.max(xlo, ylo / bw) * 4;
-      if (xl < xhi) s.append(svg("text", { x: xs.map(xl) + 6, y: ys.map(clipY(xl * bw)) + 16, text: `${roofs.device_tier} ${fmtBytes(bw)}/s` }));
+      if (xl < xhi) s.append(svg("text", { x: xs.map(xl) - 4, y: ys.map(clipY(xl * bw)) - 10, "text-anchor": "end", text: `${roofs.device_tier} ${fmtBytes(bw)}/s` }));
     }
     const g = svg("g", { "aria-label": "operators" });
     for (const p of pts) {
