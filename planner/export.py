@@ -809,7 +809,8 @@ def _export_trtllm(v: _View, ctx: ExportContext) -> Export:
             quant["group_size"] = one["group_size"]
         if one.get("has_zero_point"):
             quant["has_zero_point"] = True
-        quant["exclude_modules"] = _compact(exclude) if exclude else None
+        # TensorRT-LLM matches exclude_modules by name (wildcards, not "re:" patterns): list them.
+        quant["exclude_modules"] = exclude or None
         qformat = _QFORMAT[one["quant_algo"]]
     else:
         quant = {"quant_algo": "MIXED_PRECISION", "kv_cache_quant_algo": kv}

@@ -397,3 +397,24 @@ def test_megatron_args_match_the_layout():
                    "--global-batch-size": "8", "--seq-length": "4096", "--num-query-groups": "8"}
     # world size = tp × pp × dp = 64: 8 per node (H100 SXM HGX) × 8 nodes
     assert cmd[cmd.index("--nproc_per_node") + 1] == "8" and cmd[cmd.index("--nnodes") + 1] == "8"
+
+
+# ---------------------------------------------------------------------------
+# tierwise export
+# ---------------------------------------------------------------------------
+
+
+def test_cli_writes_the_export_and_names_the_next_command(tmp_path, capsys):
+    from planner.cli import main
+    from planner.plan import save_plan
+
+    plan = make_plan("llama-3.2-1b", "l4", mixed, kv="fp8-e4m3")
+    path = save_plan(plan, tmp_path / "plan.yaml")
+    assert main(["export", str(path), "--format", "vllm", "--out", str(tmp_path / "deploy")]) == 0
+    args = json.loads((tmp_path / "deploy" / "vllm_args.json").read_text())
+    assert args["max_num_seqs"] == 8 and (tmp_path / "deploy" / "serve.sh").stat().st_mode & 0o111
+    assert "next: vllm serve" in capsys.readouterr().out
+    # a target that cannot hold the plan's KV cache: exit 2, nothing written
+    assert main(["export", str(path), "--format", "llamacpp", "--out", str(tmp_path / "gguf")]) == 2
+    assert not (tmp_path / "gguf").exists() or not any((tmp_path / "gguf").iterdir())
+    assert main(["export", str(path), "--format", "onnx"]) == 2
