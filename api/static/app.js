@@ -994,7 +994,8 @@
       ["tier", (c) => c.tier || "", (c) => TIER_COLOURS[tiers.indexOf(c.tier) % TIER_COLOURS.length] || "#eee", (c) => c.tier || ""],
     ];
     const head1 = el("tr", {}, el("th", { scope: "col", rowspan: 2, text: "layer" }), kinds.map(([k]) => el("th", { scope: "colgroup", colspan: groups.length, class: "gsep", text: k })));
-    const head2 = el("tr", {}, kinds.flatMap(() => groups.map((g, i) => el("th", { scope: "col", class: i === 0 ? "gsep" : null, text: g }))));
+    // Column heads name the group by its last part (q/k/v → "qkv"); the full name is the title.
+    const head2 = el("tr", {}, kinds.flatMap(() => groups.map((g, i) => el("th", { scope: "col", class: i === 0 ? "gsep" : null, title: g, text: g.split(".").pop() }))));
     const body = [];
     for (const [layer, cells] of rows) {
       const tr = el("tr", {}, el("th", { scope: "row", text: shortRow(layer) }));
