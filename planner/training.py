@@ -217,7 +217,9 @@ class TrainingConfig:
     """One training step's setup. Field names are the CLI flags (without dashes).
 
     ``global_batch``: sequences (images) per optimizer step; ``micro_batch``: per pipeline
-    micro-batch on one replica; ``attention``: ``fused`` (FlashAttention-style) or
+    micro-batch on one replica; ``cp``: context parallelism — every layer's sequence is split
+    over ``cp`` ranks and attention passes K/V chunks around a ring (ring attention, Liu et
+    al. 2023; Megatron-LM context parallel), devices = tp·cp·pp·dp; ``attention``: ``fused`` (FlashAttention-style) or
     ``unfused`` (materialised scores); ``dropout``: model has dropout layers (masks are
     stored); ``lora_targets`` / ``lora_dropout``: which linears carry adapters and whether
     adapter inputs pass through dropout (LitGPT's default 0.05 does; PEFT's default 0 does not);
@@ -237,6 +239,7 @@ class TrainingConfig:
     pp: int = 1
     dp: int = 1
     ep: int = 1
+    cp: int = 1
     zero: int = 0
     recompute: str = "none"
     sequence_parallel: bool = False
@@ -253,8 +256,10 @@ class TrainingConfig:
     grad_accumulation: str = "separate"
 
     def __post_init__(self) -> None:
-        for name in ("global_batch", "micro_batch", "seq", "tp", "pp", "dp", "ep", "interleave"):
+        for name in ("global_batch", "micro_batch", "seq", "tp", "pp", "dp", "ep", "cp", "interleave"):
             _pos_int(name, getattr(self, name))
+        if self.seq % self.cp:
+            raise EstimateError("cp", f"--cp {self.cp} must divide --seq ({self.seq}): each rank holds seq/cp tokens")
         if self.zero not in ZERO_STAGES:
             raise EstimateError("zero", f"--zero must be one of 0, 1, 2, 3; got {self.zero!r}")
         if self.recompute not in RECOMPUTE_MODES:
@@ -300,7 +305,12 @@ class TrainingConfig:
 
     @property
     def devices(self) -> int:
-        return self.tp * self.pp * self.dp
+        return self.tp * self.cp * self.pp * self.dp
+
+    @property
+    def data_ranks(self) -> int:
+        """Ranks that hold the same weights and reduce gradients together: DP × CP."""
+        return self.dp * self.cp
 
     @property
     def microbatches(self) -> int:
@@ -424,6 +434,7 @@ class TrainingEstimate:
     pp_comm_s: float
     pp_bubble_s: float
     ep_comm_s: float
+    cp_comm_s: float  # ring-attention K/V exchange not hidden behind attention
     dp_comm_s: float  # total DP traffic time
     dp_exposed_s: float  # part not hidden behind the backward pass
     optimizer_s: float
@@ -472,6 +483,7 @@ class TrainingEstimate:
             "pp": c.pp,
             "dp": c.dp,
             "ep": c.ep,
+            "cp": c.cp,
             "global_batch": c.global_batch,
             "micro_batch": c.micro_batch,
             "microbatches": self.microbatches,
@@ -504,6 +516,7 @@ class TrainingEstimate:
             "pp_comm_s": self.pp_comm_s,
             "pp_bubble_s": self.pp_bubble_s,
             "ep_comm_s": self.ep_comm_s,
+            "cp_comm_s": self.cp_comm_s,
             "dp_comm_s": self.dp_comm_s,
             "dp_exposed_s": self.dp_exposed_s,
             "optimizer_s": self.optimizer_s,
@@ -598,7 +611,8 @@ class _Ctx:
     ft: FineTune
     device: DeviceSpec
     e: float  # activation bytes per element
-    tokens: int  # positions per sample
+    tokens: int  # positions per sample on this rank (seq / cp)
+    keys: int  # positions each query may attend to (the whole sequence)
     base_choice: Choice
     embed_choice: Choice
 
@@ -668,8 +682,7 @@ def _layer_saved_bytes(block: Block, ctx: _Ctx, b: int) -> float:
                 # mask (1) + dropout output (2) per score = 5·a·s²·b.
                 total += e * m * (q_dim + 2 * kv_dim) / t
                 if cfg.recompute != "selective":
-                    keys = s if not op.cross else s
-                    scores = b * heads_local * s * keys
+                    scores = b * heads_local * s * ctx.keys
                     total += e * scores
                     if cfg.dropout:
                         total += (MASK_BYTES + e) * scores
@@ -698,8 +711,8 @@ def activation_bytes_per_layer(arch: ArchSpec, device: DeviceSpec, cfg: Training
     with ``recompute="full"`` only the layer input is stored)."""
     ft = cfg.fine_tune
     base_choice, embed_choice, e = _resolve_formats(cfg, ft, device)
-    ph = _training_phase(arch, cfg.micro_batch, cfg.seq)
-    ctx = _Ctx(arch=arch, cfg=cfg, ft=ft, device=device, e=e, tokens=ph.tokens, base_choice=base_choice, embed_choice=embed_choice)
+    ph = _training_phase(arch, cfg.micro_batch, cfg.seq, cfg.cp)
+    ctx = _Ctx(arch=arch, cfg=cfg, ft=ft, device=device, e=e, tokens=ph.tokens, keys=ph.tokens * cfg.cp, base_choice=base_choice, embed_choice=embed_choice)
     blocks = [b for b in build_workload(arch).blocks if b.repeated]
     if not blocks:
         raise EstimateError("model", f"{arch.id} has no repeated transformer layers")
@@ -769,7 +782,7 @@ def _attention_train(op: OpShape, ph: Phase, ctx: _Ctx, peak: float) -> _OpTrain
     hd = op.head_dim
     heads = op.heads / t
     kv_heads = max(op.kv_heads / t, 1.0) if op.kv_heads else heads
-    keys = float(ph.encoder_tokens) if op.cross else float(s)
+    keys = float(ph.encoder_tokens) if op.cross else float(ctx.keys)
     full_flops = 4.0 * b * heads * hd * s * keys  # QKᵀ and AV, every (query, key) pair
     qkvo_bytes = e * b * s * hd * (2 * heads + 2 * kv_heads)
     if cfg.attention == "unfused":
@@ -791,12 +804,14 @@ def _attention_train(op: OpShape, ph: Phase, ctx: _Ctx, peak: float) -> _OpTrain
         fwd = _gemm_time(device, flops, qkvo_bytes, peak)
         bwd = 2.0 * fwd
         rc = 0.0  # the fused backward already recomputes the scores; nothing is stored
+    # Attention FLOPs are counted as the kernel computes them: an unfused kernel multiplies
+    # every (query, key) pair (the Megatron/PaLM count), a fused kernel skips the masked half.
     return _OpTrain(
         fwd_s=fwd,
         bwd_s=bwd,
         recompute_s=rc,
-        model_flops=3.0 * full_flops,
-        recompute_flops=full_flops if rc > 0 else 0.0,
+        model_flops=3.0 * flops,
+        recompute_flops=flops if rc > 0 else 0.0,
         fwd_flops=flops,
     )
 
@@ -987,9 +1002,16 @@ def _compute_peak(device: DeviceSpec, act_name: str) -> float:
     return device.peak_flops_per_s(hp)
 
 
-def _training_phase(arch: ArchSpec, micro_batch: int, seq: int) -> Phase:
+def _training_phase(arch: ArchSpec, micro_batch: int, seq: int, cp: int = 1) -> Phase:
+    """One micro-batch on one rank. With context parallelism a rank holds seq/cp positions
+    whose queries see, on average over load-balanced causal chunks, half of the other
+    ranks' keys: the attended context is set so that the rank's (query, key) pairs are
+    1/cp of the sequence's."""
     tokens = max(1, tokens_per_sample(arch, seq))
     enc = seq if arch.family == "encoder_decoder" else 0
+    if cp > 1:
+        local = tokens // cp
+        return Phase(name="train", batch=micro_batch, tokens=local, context=(tokens - local) / 2.0, logits_tokens=local, encoder_tokens=enc)
     return Phase(name="train", batch=micro_batch, tokens=tokens, context=0.0, logits_tokens=tokens, encoder_tokens=enc)
 
 
@@ -999,6 +1021,8 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
     layout = cfg.layout
     validate_layout(arch, layout)
     ft = cfg.fine_tune
+    if arch.family in ("cnn", "encoder_decoder") and cfg.cp > 1:
+        raise EstimateError("cp", f"context parallelism is modelled for decoder and encoder stacks, not for {arch.family} models ({arch.id})")
     if arch.family == "cnn" and cfg.pp > 1:
         raise EstimateError("pp", f"pipeline parallelism is not modelled for CNNs ({arch.id}); use --dp")
     layers = num_layers(arch)
@@ -1010,9 +1034,12 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
     base_choice, embed_choice, e = _resolve_formats(cfg, ft, device)
     peak = _compute_peak(device, cfg.activations)
     work = build_workload(arch)
-    ph = _training_phase(arch, cfg.micro_batch, cfg.seq)
-    ctx = _Ctx(arch=arch, cfg=cfg, ft=ft, device=device, e=e, tokens=ph.tokens, base_choice=base_choice, embed_choice=embed_choice)
+    ph = _training_phase(arch, cfg.micro_batch, cfg.seq, cfg.cp)
+    ctx = _Ctx(arch=arch, cfg=cfg, ft=ft, device=device, e=e, tokens=ph.tokens, keys=ph.tokens * cfg.cp, base_choice=base_choice, embed_choice=embed_choice)
     st = strides(layout)
+    # Megatron order tp-cp-ep-dp-pp: CP ranks are tp apart, DP×CP gradient groups stride tp,
+    # pipeline stages tp·cp·dp apart
+    dp_ranks, dp_stride, pp_stride = cfg.data_ranks, cfg.tp, cfg.tp * cfg.cp * cfg.dp
     b = cfg.micro_batch
     m_tokens = float(b * ph.tokens)
     act_bytes_el = e
@@ -1072,6 +1099,26 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
         passes = 4 + (2 if cfg.recompute == "full" else 0)
         return passes * one
 
+    def cp_layer_comm(blk: Block) -> float:
+        """Ring attention: each of cp−1 steps passes a K/V chunk to the next CP rank while
+        attention runs on the current one; backward passes K/V again and dK/dV. Only what
+        the attention core's own time cannot hide is exposed."""
+        if cfg.cp <= 1:
+            return 0.0
+        total = 0.0
+        for op in blk.ops:
+            if op.kind != ATTENTION or op.cross:
+                continue
+            kv_heads = max(op.kv_heads / cfg.tp, 1.0)
+            chunk = b * ph.tokens * 2.0 * kv_heads * op.head_dim * act_bytes_el
+            step = p2p_stage_s(device, chunk, cfg.tp)
+            core = op_train(blk, op)
+            fwd_comm = (cfg.cp - 1) * step
+            bwd_comm = 2.0 * fwd_comm
+            passes_fwd = 1 + (1 if cfg.recompute in ("full", "selective") and cfg.attention == "unfused" or cfg.recompute == "full" else 0)
+            total += passes_fwd * max(0.0, fwd_comm - core.fwd_s) + max(0.0, bwd_comm - core.bwd_s)
+        return total
+
     # ---- stage times -----------------------------------------------------------------
     stages = _stages(work, cfg.pp)
     eff = device.efficiency
@@ -1080,10 +1127,11 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
     stage_rc: list[float] = []
     stage_tp: list[float] = []
     stage_ep: list[float] = []
+    stage_cp: list[float] = []
     model_flops_mb = 0.0  # whole model, one micro-batch, one TP group (÷tp already applied)
     rc_flops_mb = 0.0
     for stg in stages:
-        f = bw = rc = tpc = epc = 0.0
+        f = bw = rc = tpc = epc = cpc = 0.0
         blocks_seen: dict[int, int] = {}
         for blk, op, cnt in stg.items:
             o = op_train(blk, op)
@@ -1106,18 +1154,20 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
             if blk.repeated:
                 tpc += tp_layer_comm(blk) * cnt
                 epc += ep_layer_comm(blk) * cnt
+                cpc += cp_layer_comm(blk) * cnt
         stage_fwd.append(f)
         stage_bwd.append(bw)
         stage_rc.append(rc)
         stage_tp.append(tpc)
         stage_ep.append(epc)
+        stage_cp.append(cpc)
 
     # Pipeline point-to-point per micro-batch: activation forward + gradient backward, v×
     # with interleaving; Megatron's scatter/gather sends b·s·h/t per rank.
     pp_mb = 0.0
     if cfg.pp > 1:
         nbytes = m_tokens * arch.hidden_size * act_bytes_el / cfg.tp
-        pp_mb = 2.0 * cfg.interleave * p2p_stage_s(device, nbytes, st.pp)
+        pp_mb = 2.0 * cfg.interleave * p2p_stage_s(device, nbytes, pp_stride)
 
     m = cfg.microbatches
     v = cfg.interleave
@@ -1133,7 +1183,7 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
             nbytes = stage_trainable[i] * 3.0 * grad_bytes_el
             stage_acc[i] = (_mem_time(device, nbytes) + eff.kernel_overhead_s) * (m - 1) / m if nbytes else 0.0
     stage_bwd = [stage_bwd[i] + stage_acc[i] for i in range(cfg.pp)]
-    per_mb = [stage_fwd[i] + stage_bwd[i] + stage_rc[i] + stage_tp[i] + stage_ep[i] + pp_mb for i in range(cfg.pp)]
+    per_mb = [stage_fwd[i] + stage_bwd[i] + stage_rc[i] + stage_tp[i] + stage_ep[i] + stage_cp[i] + pp_mb for i in range(cfg.pp)]
     slow = max(range(cfg.pp), key=lambda i: per_mb[i])
     mean_mb = sum(per_mb) / cfg.pp
     bubble = (cfg.pp - 1) / v * mean_mb if cfg.pp > 1 else 0.0
@@ -1148,30 +1198,30 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
     trainable_dev = max(stage_trainable)
     dp_s = 0.0
     zero3_exposed = 0.0
-    if cfg.dp > 1:
+    if dp_ranks > 1:
         gbytes = trainable_dev * grad_bytes_el
         if cfg.zero == 0:
-            dp_s = collective_s("allreduce", device, gbytes, cfg.dp, st.dp, what="data-parallel gradient all-reduce")
+            dp_s = collective_s("allreduce", device, gbytes, dp_ranks, dp_stride, what="data-parallel gradient all-reduce")
         else:
-            dp_s = collective_s("reduce_scatter", device, gbytes, cfg.dp, st.dp, what="data-parallel reduce-scatter")
+            dp_s = collective_s("reduce_scatter", device, gbytes, dp_ranks, dp_stride, what="data-parallel reduce-scatter")
             if cfg.zero < 3:
-                dp_s += collective_s("all_gather", device, gbytes, cfg.dp, st.dp, what="data-parallel all-gather")
+                dp_s += collective_s("all_gather", device, gbytes, dp_ranks, dp_stride, what="data-parallel all-gather")
             else:
                 # ZeRO-3 gathers the parameters for each micro-batch's forward and backward,
                 # prefetched behind that micro-batch's compute.
-                ag = collective_s("all_gather", device, max(stage_wbytes), cfg.dp, st.dp, what="ZeRO-3 parameter all-gather")
+                ag = collective_s("all_gather", device, max(stage_wbytes), dp_ranks, dp_stride, what="ZeRO-3 parameter all-gather")
                 zero3_exposed = m * max(0.0, 2.0 * ag - (stage_fwd[slow] + stage_bwd[slow]))
                 dp_s += 2.0 * m * ag
     # Gradient buckets are reduced while the last micro-batch's backward still runs.
     dp_overlappable = stage_bwd[slow] if cfg.zero < 3 else 0.0
-    dp_grad_s = dp_s if cfg.zero < 3 else dp_s - 2.0 * m * (ag if cfg.dp > 1 else 0.0)
+    dp_grad_s = dp_s if cfg.zero < 3 else dp_s - 2.0 * m * (ag if dp_ranks > 1 else 0.0)
     dp_exposed = max(0.0, dp_grad_s - dp_overlappable) + zero3_exposed
 
     # ---- optimizer step --------------------------------------------------------------
     opt = OPTIMIZERS[cfg.optimizer]
     w_train_bytes = e if ft.adapters else get_format(cfg.weights).element_bits / 8.0
     master = 4.0 if w_train_bytes < 4.0 else 0.0
-    shard = cfg.dp if cfg.zero >= 1 else 1
+    shard = dp_ranks if cfg.zero >= 1 else 1
     opt_bytes_rw = trainable_dev / shard * (2.0 * (master + opt.state_bytes) + grad_bytes_el + w_train_bytes)
     optimizer_s = _mem_time(device, opt_bytes_rw) + 3 * eff.kernel_overhead_s if opt_bytes_rw else 0.0
 
@@ -1179,7 +1229,7 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
 
     # ---- FLOPs (whole system) ----------------------------------------------------------
     # Per micro-batch the op FLOPs above are per TP rank and cover all stages once.
-    replicas_mb = cfg.global_batch / b
+    replicas_mb = cfg.global_batch / b * cfg.cp  # each micro-batch is split over cp ranks
     model_flops = model_flops_mb * cfg.tp * replicas_mb
     hw_flops = model_flops + rc_flops_mb * cfg.tp * replicas_mb
 
@@ -1215,6 +1265,7 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
         pp_comm_s=m * pp_mb,
         pp_bubble_s=bubble,
         ep_comm_s=m * stage_ep[slow],
+        cp_comm_s=m * stage_cp[slow],
         dp_comm_s=dp_s,
         dp_exposed_s=dp_exposed,
         optimizer_s=optimizer_s,
@@ -1284,11 +1335,11 @@ def _memory(
     for stg in stages:
         i = stg.index
         weights = stage_wbytes[i]
-        if cfg.zero >= 3 and cfg.dp > 1:
+        if cfg.zero >= 3 and cfg.data_ranks > 1:
             # shards plus two gathered layers (the one computing and the one prefetched)
-            weights = weights / cfg.dp + 2.0 * largest_layer
-        grads = stage_trainable[i] * grad_bytes_el / (cfg.dp if cfg.zero >= 2 else 1)
-        optim = stage_trainable[i] * (master + opt.state_bytes) / (cfg.dp if cfg.zero >= 1 else 1)
+            weights = weights / cfg.data_ranks + 2.0 * largest_layer
+        grads = stage_trainable[i] * grad_bytes_el / (cfg.data_ranks if cfg.zero >= 2 else 1)
+        optim = stage_trainable[i] * (master + opt.state_bytes) / (cfg.data_ranks if cfg.zero >= 1 else 1)
         # 1F1B: stage i keeps p − i micro-batches in flight (the first stage p, the last 1);
         # an interleaved schedule stores (1 + (p−1)/(p·v)) times more (Korthikanti et al. §4.2.3).
         inflight = min(m, p - i)

@@ -350,3 +350,21 @@ def test_eager_runtime_keeps_more_activations_and_dispatches_per_op():
     eager = estimate_training(arch, A100_40, TrainingConfig(runtime="eager", **kw))
     assert eager.memory.activations_bytes > graph.memory.activations_bytes
     assert eager.step_time_s > graph.step_time_s
+
+
+def test_context_parallel_splits_the_sequence():
+    arch = load_arch("llama-3.1-8b")
+    runs = {cp: estimate_training(arch, H100, TrainingConfig(global_batch=8, seq=65536, cp=cp, recompute="full")) for cp in (1, 2, 8)}
+    assert runs[8].devices == 8
+    # activations per device fall as 1/cp; throughput per device stays within a few percent
+    assert runs[8].memory.activations_bytes == pytest.approx(runs[1].memory.activations_bytes / 8, rel=0.02)
+    assert runs[8].tokens_per_s_per_device == pytest.approx(runs[1].tokens_per_s_per_device, rel=0.05)
+    # total FLOPs of the step do not depend on how the sequence is split
+    assert runs[8].model_flops_per_step == pytest.approx(runs[1].model_flops_per_step, rel=0.01)
+    assert all(0 < r.mfu <= 1 for r in runs.values())
+    # at short sequences the ring's K/V exchange is no longer hidden behind attention
+    short = estimate_training(arch, H100, TrainingConfig(global_batch=8, seq=4096, cp=8))
+    assert short.cp_comm_s > 0
+    with pytest.raises(EstimateError) as e:
+        TrainingConfig(global_batch=8, seq=1000, cp=3)
+    assert e.value.field == "cp"
