@@ -89,7 +89,8 @@ class PackedWeight:
     def with_payload(self, payload: Mapping[str, torch.Tensor]) -> "PackedWeight":
         return dataclasses.replace(self, payload=dict(payload))
 
-    def _quantized(self) -> QuantizedTensor:
+    def quantized(self) -> QuantizedTensor:
+        """The quantised payload (element codes of the kept positions only, when sparse)."""
         q = {k[len(_Q):]: v for k, v in self.payload.items() if k.startswith(_Q)}
         return QuantizedTensor(format=self.format, shape=self.shape, payload=q)
 
@@ -103,7 +104,7 @@ class PackedWeight:
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The dense ``[out, in]`` weight this storage represents."""
-        qt = self._quantized()
+        qt = self.quantized()
         mask = self.mask()
         if mask is None:
             return qt.dequantize(dtype)
