@@ -1236,7 +1236,7 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
     # ---- memory ------------------------------------------------------------------------
     memory = _memory(stages, ctx, stage_params, stage_trainable, stage_wbytes, largest_layer, grad_bytes_el, master, opt)
 
-    tokens_step = cfg.global_batch * ph.tokens
+    tokens_step = cfg.global_batch * ph.tokens * cfg.cp
     notes: list[str] = []
     if not memory.fits:
         notes.append(
