@@ -188,3 +188,34 @@ def test_a_layout_reported_as_fitting_fits_in_every_tier(hw, tp, batch, weights)
     if mem.fits:
         for t in mem.to_dict()["tiers"].values():
             assert t["used_bytes"] <= t["capacity_bytes"]
+
+
+def test_training_layout_search_ranks_fitting_layouts():
+    from planner.parallel import search_training_layouts
+
+    arch = load_arch("llama-3.1-8b")
+    ranked = search_training_layouts(arch, H100, 16, global_batch=64, seq=4096)
+    assert ranked
+    times = [r.score for r in ranked]
+    assert times == sorted(times)
+    for r in ranked:
+        assert r.estimate.memory.fits and r.estimate.devices == 16
+        assert r.estimate.step_time_s == r.score
+    # nothing that fits was left out: the 16-GPU pure data-parallel AdamW layout needs ZeRO
+    assert any(r.layout.tp == 1 and r.layout.pp == 1 and r.config.zero >= 1 for r in ranked)
+    assert not any(r.layout.tp == 1 and r.layout.pp == 1 and r.config.zero == 0 and r.config.recompute == "none" and r.config.micro_batch == 4 for r in ranked)
+    by_mem = search_training_layouts(arch, H100, 16, global_batch=64, seq=4096, objective="memory", limit=3)
+    assert len(by_mem) == 3 and by_mem[0].score <= ranked[0].estimate.memory.per_device_bytes
+    with pytest.raises(EstimateError):
+        search_training_layouts(arch, H100, 16, global_batch=64, seq=4096, objective="cost")
+
+
+def test_serving_layout_search():
+    from planner.parallel import search_serving_layouts
+
+    arch = load_arch("llama-3.1-70b")
+    ranked = search_serving_layouts(arch, H100, 8, Serving(batch=8, prompt=2000, gen=200))
+    assert ranked and all(r.estimate.memory.fits for r in ranked)
+    assert [r.score for r in ranked] == sorted(r.score for r in ranked)
+    assert ranked[0].layout.tp >= 2  # 70B bf16 (141 GB) does not fit one 80 GB device
+    assert "estimate" in ranked[0].to_dict()
