@@ -98,8 +98,13 @@ class ServeSearch:
     max_devices: int = 1024
     max_pp: int = 4
     runtime: str = "graph"
+    # Several models on one fleet: share of the KV room the most requested model alone would
+    # have that stays reserved for KV when the hot set is chosen (the rest may hold more
+    # resident models); the queueing check then verifies that the batch left suffices.
+    kv_reserve: float = 0.25
 
     def __post_init__(self) -> None:
+        _check(0.0 <= self.kv_reserve < 1.0, "kv_reserve", f"kv_reserve must be in [0, 1); got {self.kv_reserve!r}")
         _check(len(self.formats) >= 1, "formats", "--formats needs at least one weight format")
         _check(isinstance(self.max_devices, int) and self.max_devices >= 1, "max_devices", f"--max-devices must be a positive integer; got {self.max_devices!r}")
         _check(isinstance(self.max_pp, int) and self.max_pp >= 1, "max_pp", f"--max-pp must be a positive integer; got {self.max_pp!r}")
@@ -373,7 +378,7 @@ def _run_shared(task: ServeTask, choice: Choice) -> tuple[ServeOption | None, Se
             reps.append(rep)
         if any(r is None for r in reps):
             continue
-        plan = _hot_cold(reps, device)
+        plan = _hot_cold(reps, device, search.kv_reserve)
         if plan is None:
             continue
         hot, cold, kv_batch = plan
@@ -390,7 +395,7 @@ def _run_shared(task: ServeTask, choice: Choice) -> tuple[ServeOption | None, Se
     return best, closest
 
 
-def _hot_cold(reps: list[_Replica], device: DeviceSpec) -> tuple[list[int], list[int], int] | None:
+def _hot_cold(reps: list[_Replica], device: DeviceSpec, kv_reserve: float) -> tuple[list[int], list[int], int] | None:
     """Hot set (indices into ``reps``, most requested first) that fits the device tier with
     one swap slot for the cold models and room for KV; None when not even one model fits
     or the cold models do not fit the slow tier."""
@@ -403,7 +408,7 @@ def _hot_cold(reps: list[_Replica], device: DeviceSpec) -> tuple[list[int], list
     for i, rep in enumerate(reps):
         rest = [r.weights_per_device for j, r in enumerate(reps) if j > i]
         slot = max(rest) if rest else 0.0
-        if used + rep.weights_per_device + slot <= cap - 0.25 * kv_room:
+        if used + rep.weights_per_device + slot <= cap - kv_reserve * kv_room:
             hot.append(i)
             used += rep.weights_per_device
         else:

@@ -270,7 +270,11 @@ def _print_serve(ans) -> None:
         ]
         if multi:
             cells.append(f"{len(o.hot_models)} / {len(o.cold_models)}")
-            sep = "-" if h.separate_devices is None else f"{h.separate_devices}, {h.separate_usd_per_hour or 0:,.2f}"
+            if h.separate_devices is None:
+                sep = "-"
+            else:
+                usd = "-" if h.separate_usd_per_hour is None else f"{h.separate_usd_per_hour:,.2f}"
+                sep = f"{h.separate_devices}, {usd}"
             cells.append(sep)
         cells.append("yes" if h.best is not None else "[red]no[/]: " + "; ".join(o.failures))
         tab.add_row(*cells)
