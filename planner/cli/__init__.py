@@ -14,6 +14,7 @@ import pkgutil
 import sys
 
 import typer
+from rich.markup import escape
 
 from planner.cli.common import EXIT_BAD_INPUT, CliError, emit_json, err_console, exit_for
 
@@ -52,7 +53,11 @@ def _wants_json(argv: list[str]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv, prog_name="tierwise", standalone_mode=False)
+        rv = app(args=argv, prog_name="tierwise", standalone_mode=False)
+        # With standalone_mode=False click returns the code of a `typer.Exit(n)` raised inside
+        # a command instead of raising it.
+        if isinstance(rv, int) and not isinstance(rv, bool):
+            return rv
     except typer.Exit as e:  # raised by commands for non-zero exits
         return int(e.exit_code or 0)
     except SystemExit as e:
@@ -71,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             if os.environ.get("TIERWISE_DEBUG"):
                 raise
             err_console.print(
-                f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (set TIERWISE_DEBUG=1 for the traceback; please report it)",
+                f"[bold red]internal error:[/] {escape(f'{type(exc).__name__}: {exc}')} (set TIERWISE_DEBUG=1 for the traceback; please report it)",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -83,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             if payload:
                 body["error"]["details"] = payload
             emit_json(body)
-        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         return code
     return 0
 

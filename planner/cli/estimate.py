@@ -40,6 +40,7 @@ def estimate(
     pp: Annotated[int, typer.Option(help="Pipeline-parallel degree.")] = 1,
     dp: Annotated[int, typer.Option(help="Data-parallel degree (replicas).")] = 1,
     ep: Annotated[int, typer.Option(help="Expert-parallel degree (MoE).")] = 1,
+    cp: Annotated[int, typer.Option(help="Training: context-parallel degree (ring attention).")] = 1,
     batch: Annotated[str, typer.Option(help="Sequences per replica, or 'max' for the largest that fits.")] = "1",
     prompt: Annotated[int, typer.Option(min=0, help="Prompt tokens per request.")] = 512,
     gen: Annotated[int, typer.Option(min=0, help="Generated tokens per request.")] = 128,
@@ -50,6 +51,7 @@ def estimate(
     allow_offload: Annotated[bool, typer.Option("--allow-offload", help="Let weights spill to host memory.")] = False,
     flash_chunk_kib: Annotated[float, typer.Option(min=0.5, help="Read size when streaming weights from flash (KiB).")] = 256.0,
     per_op: Annotated[bool, typer.Option("--per-op", help="Print the per-operator table.")] = False,
+    runtime: Annotated[str, typer.Option(help="graph (CUDA graphs / compiled engines) or eager (PyTorch eager).")] = "graph",
     # training
     global_batch: Annotated[Optional[int], typer.Option(min=1, help="Training: sequences per optimizer step.")] = None,
     micro_batch: Annotated[int, typer.Option(min=1, help="Training: sequences per micro-batch.")] = 1,
@@ -60,6 +62,9 @@ def estimate(
     interleave: Annotated[int, typer.Option(min=1, help="Training: interleaved pipeline chunks per device.")] = 1,
     optimizer: Annotated[str, typer.Option(help="Training: adamw | adamw-8bit | adamw-fp8 | sgd.")] = "adamw",
     finetune: Annotated[str, typer.Option(help="Training: full | lora:RANK | qlora:RANK.")] = "full",
+    attention: Annotated[str, typer.Option(help="Training: fused (FlashAttention) or unfused attention.")] = "fused",
+    grad_accumulation: Annotated[str, typer.Option(help="Training: separate or fused gradient accumulation.")] = "separate",
+    dropout: Annotated[bool, typer.Option("--dropout", help="Training: the model has dropout layers.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Predict time, memory, energy and cost of one configuration."""
@@ -69,7 +74,14 @@ def estimate(
     arch = load_model_or_fail(model)
     dev = load_hardware_or_fail(hardware)
     layout = Layout(tp=tp, pp=pp, dp=dp, ep=ep)
-    check_layout(arch, layout, devices)
+    if mode == Mode.training:
+        if devices is not None and devices != tp * cp * pp * dp:
+            fail(f"--devices ({devices}) must equal tp×cp×pp×dp = {tp}×{cp}×{pp}×{dp} = {tp * cp * pp * dp}", field="devices")
+        check_layout(arch, layout, None)
+    else:
+        if cp != 1:
+            fail("--cp (context parallelism) applies to --mode training only", field="cp")
+        check_layout(arch, layout, devices)
     if mode == Mode.training:
         from planner.training import TrainingConfig, estimate_training
 
@@ -81,6 +93,7 @@ def estimate(
             pp=pp,
             dp=dp,
             ep=ep,
+            cp=cp,
             zero=zero,
             recompute=recompute.value,
             sequence_parallel=sequence_parallel,
@@ -89,6 +102,10 @@ def estimate(
             finetune=finetune,
             weights=weights,
             activations=activations,
+            attention=attention,
+            dropout=dropout,
+            runtime=runtime,
+            grad_accumulation=grad_accumulation,
         )
         est = estimate_training(arch, dev, cfg)
         if json_out:
@@ -98,7 +115,7 @@ def estimate(
         raise typer.Exit(EXIT_OK)
 
     choice = Choice(weights=weights, activations=activations, kv=kv, sparsity=sparsity)
-    options = Options(allow_offload=allow_offload, flash_chunk_bytes=flash_chunk_kib * 1024.0)
+    options = Options(allow_offload=allow_offload, flash_chunk_bytes=flash_chunk_kib * 1024.0, runtime=runtime)
     b = option_batch(batch)
     if b == "max":
         b = max_batch(arch, dev, layout, Serving(batch=1, prompt=prompt, gen=gen), choice, options=options)
@@ -178,6 +195,9 @@ def _print_training(est) -> None:
     t.add_row("tokens/s per device", f"{d['tokens_per_s_per_device']:,.0f}")
     t.add_row("model FLOP/s per device", human_num(d["model_flops_per_s_per_device"]))
     t.add_row("MFU / HFU", f"{d['mfu'] * 100:.1f}% / {d['hfu'] * 100:.1f}%")
+    for k in ("compute_s", "tp_comm_s", "cp_comm_s", "pp_comm_s", "pp_bubble_s", "dp_exposed_s", "ep_comm_s", "optimizer_s"):
+        if d.get(k):
+            t.add_row(f"  {k.removesuffix('_s').replace('_', ' ')}", human_time(d[k]))
     mem = d["memory"]
     for k in ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "per_device_bytes"):
         t.add_row(k.replace("_bytes", "").replace("_", " "), human_bytes(mem[k]))
