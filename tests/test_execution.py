@@ -256,8 +256,20 @@ def test_error_during_apply_leaves_original_untouched():
     assert _same_state(before, _state(model))
 
 
-def test_kv_cache_quantisation_stores_real_payloads():
-    tm = load_torch_model("llama-3.2-1b@layers=1,vocab=256")
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    import json
+
+    cfg = {"model_type": "llama", "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
+           "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 300, "max_position_embeddings": 256,
+           "tie_word_embeddings": True, "_source": "tests: a Llama-shaped config small enough for CPU tests"}
+    path = tmp_path_factory.mktemp("cfg") / "tiny-llama.json"
+    path.write_text(json.dumps(cfg))
+    return load_torch_model(str(path))
+
+
+def test_kv_cache_quantisation_stores_real_payloads(tiny_llama):
+    tm = tiny_llama
     first = "model.layers.0.mlp.down_proj"
     out = apply_plan(tm.module, {"choices": {first: {"weights": "bf16"}}, "kv": "int8"}, arch=tm.arch)
     ids, = tm.make_inputs(2, 0)
@@ -272,8 +284,8 @@ def test_kv_cache_quantisation_stores_real_payloads():
     assert tm.module.kv_format is None, "the original model keeps its fp32 cache"
 
 
-def test_tied_lm_head_shares_the_packed_embedding():
-    tm = load_torch_model("llama-3.2-1b@layers=1,vocab=256")
+def test_tied_lm_head_shares_the_packed_embedding(tiny_llama):
+    tm = tiny_llama
     assert tm.arch.tie_word_embeddings
     out = apply_plan(tm.module, {"model.embed_tokens": {"weights": "int8"}}, arch=tm.arch)
     assert isinstance(out.lm_head, PackedLinear) and out.lm_head.store is out.model.embed_tokens.store
