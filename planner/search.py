@@ -136,7 +136,7 @@ class PlanRequest:
     low_precision_compute: bool = True
     backend: str = "highs"
     time_limit_s: float = 60.0
-    gap: float = 1e-4
+    gap: float = 1e-3
 
     def __post_init__(self) -> None:
         def bad(name: str, expected: str) -> EstimateError:
@@ -185,23 +185,44 @@ class PlanRequest:
 
 
 @dataclass(slots=True)
+class _Class:
+    """Decision groups that are interchangeable in the ILP: same block, group name,
+    pipeline stage, options and coefficients, and sensitivities proportional to one
+    vector (``score[g] = alpha[g] · sigma``). ``members`` are sorted by ``alpha``,
+    largest first; a class of one is an ordinary one-hot group."""
+
+    name: str
+    stage: int
+    members: tuple[int, ...]
+    options: tuple[Option, ...]
+    sigma: np.ndarray
+    alpha: np.ndarray
+    coeffs: np.ndarray  # (options, 5): bytes, prefill s, decode s, decode bytes read, Σ params·bits
+
+
+@dataclass(slots=True)
 class _Formulation:
     layout: Layout
     kv: str
     base: str
     groups: tuple[GroupInfo, ...]
-    options: list[tuple[Option, ...]]
+    classes: tuple[_Class, ...]
     tiers: tuple[str, ...]  # allowed weight tiers, fastest first; tiers[0] is the device tier
-    col_group: np.ndarray
+    col_class: np.ndarray
     col_option: np.ndarray
     col_tier: np.ndarray
+    col_stage: np.ndarray
     bytes_: np.ndarray
     pre_s: np.ndarray
     dec_s: np.ndarray
     stream_pre_s: np.ndarray
     stream_dec_s: np.ndarray
     bits_params: np.ndarray
-    sens: np.ndarray
+    sens_col: np.ndarray  # sensitivity per unit of a one-member class's column (0 for aggregated classes)
+    sens_key: np.ndarray  # the option's unit sensitivity (ties for the lexicographic step)
+    sens_rows: tuple[Row, ...]
+    sens_aux: tuple[AuxVar, ...]
+    sens_const: float
     params_total: float
     kv_sens: float
     fixed_pre_s: float
@@ -220,11 +241,11 @@ class _Formulation:
     problem: Problem | None = None
 
 
-def _undominated(rows: list[tuple]) -> list[tuple]:
-    """Drop options another option of the same group beats or ties on every coefficient
-    (bytes, prefill time, decode time, bytes read, bits, sensitivity). Every row and
-    objective of the ILP is non-decreasing in these, so the optimum is unchanged; ties keep
-    the first (registry order)."""
+def _undominated(rows: list[tuple]) -> list[int]:
+    """Indices of options no other option of the same group beats or ties on every
+    coefficient (bytes, prefill time, decode time, bytes read, bits, sensitivity). Every
+    row and objective of the ILP is non-decreasing in these, so the optimum is unchanged;
+    ties keep the first (registry order)."""
     m = np.array([r[1:] for r in rows], dtype=np.float64)
     k = len(rows)
     # le[i, j]: option j is no worse than option i on every coefficient; lt: strictly better on one.
@@ -232,18 +253,39 @@ def _undominated(rows: list[tuple]) -> list[tuple]:
     lt = np.any(m[None, :, :] < m[:, None, :] * (1 - 1e-12), axis=2)
     earlier = np.tri(k, k, -1, dtype=bool)  # j < i
     beaten = (le & lt).any(axis=1) | (le & ~lt & earlier).any(axis=1)
-    return [r for r, b in zip(rows, beaten) if not b]
+    return [i for i in range(k) if not beaten[i]]
+
+
+def _proportional(scores: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(sigma, alpha) with ``scores[i] = alpha[i] · sigma`` when the vectors are
+    proportional (the prior's role × depth × noise always is), else None."""
+    ref = max(scores, key=lambda v: float(np.max(np.abs(v))) if v.size else 0.0)
+    norm = float(ref @ ref)
+    if norm == 0.0:
+        return ref.copy(), np.ones(len(scores))
+    alpha = np.array([float(v @ ref) / norm for v in scores])
+    for v, a in zip(scores, alpha):
+        if a < 0 or np.max(np.abs(v - a * ref)) > 1e-9 * max(float(np.max(np.abs(v))), 1e-300):
+            return None
+    return ref.copy(), alpha
+
+
+def _expand(sol: Solution, columns: np.ndarray, col_class: np.ndarray) -> Solution:
+    """A solution of ``problem.subset(columns)`` as counts of the full column set."""
+    full = np.zeros(col_class.size, dtype=np.int64)
+    full[columns] = np.asarray(sol.counts)
+    return replace(sol, counts=tuple(int(c) for c in full), column_group=tuple(int(g) for g in col_class))
 
 
 def _primary_keys(f: _Formulation, objective: str) -> np.ndarray:
     """Per column, the coefficients through which it enters the primary objective."""
     if objective == "accuracy":
-        return f.sens[:, None]
+        return f.sens_key[:, None]
     if objective in ("latency", "cost"):
         return np.stack([f.pre_s, f.dec_s, f.stream_pre_s, f.stream_dec_s], axis=1)
     if objective == "memory":
         return f.bytes_[:, None]
-    return np.stack([f.sens, f.pre_s, f.dec_s, f.stream_pre_s, f.stream_dec_s, f.bytes_], axis=1)
+    return np.stack([f.sens_key, f.pre_s, f.dec_s, f.stream_pre_s, f.stream_dec_s, f.bytes_], axis=1)
 
 
 def _ordered_layouts(arch: ArchSpec, device: DeviceSpec, req: PlanRequest) -> list[Layout]:
@@ -289,9 +331,9 @@ class Planner:
         self.device = device
         self.work = build_workload(arch)
         self.sensitivity = sensitivity_from_spec(sensitivity)
-        self._group_cache: dict[tuple, tuple[GroupInfo, ...]] = {}
+        self._group_cache: dict[int, tuple[GroupInfo, ...]] = {}
         self._coef_cache: dict[tuple, dict] = {}
-        self._sens_cache: dict[tuple, tuple] = {}
+        self._sens_cache: dict[tuple, Any] = {}
         self._bits_cache: dict[tuple, float] = {}
         self._col_cache: dict[tuple, tuple] = {}
 
@@ -344,8 +386,9 @@ class Planner:
 
     def _columns(self, req: PlanRequest, layout: Layout, base: str, kv: str, tiers: tuple[str, ...],
                  per_byte: Mapping[str, float]) -> tuple:
-        """Column arrays of one layout (independent of the KV format, which only moves the
-        fixed costs): cached, because every KV candidate and every re-solve reuses them."""
+        """Classes and column arrays of one layout (independent of the KV format, which
+        only moves the fixed costs): cached, because every KV candidate and every re-solve
+        reuses them."""
         serving = req.serving
         key = (layout, serving, base, tiers, tuple(sorted(per_byte.items())), req.formats, req.sparsity,
                req.low_precision_compute, tuple(sorted(req.pins.items())))
@@ -364,36 +407,110 @@ class Planner:
             except EstimateError as exc:
                 notes.append(f"option {o.key} dropped: {exc.message}")
         scores = self._scores(groups, options)
-        cg, co, ct, by, pr, de, spre, sdec, bp, se = ([] for _ in range(10))
-        final_options: list[tuple[Option, ...]] = []
+
+        # Candidate classes: same block, group name, stage and option list.
+        buckets: dict[tuple, list[int]] = {}
+        for gi, g in enumerate(groups):
+            buckets.setdefault((g.block, g.name, g.stage, options[gi]), []).append(gi)
+        classes: list[_Class] = []
         offered = 0
-        for gi, (g, opts_, sc) in enumerate(zip(groups, options, scores.values)):
-            rows = []
-            for oi, o in enumerate(opts_):
-                if o not in costs:
-                    continue
-                c = costs[o][(g.block, g.name)]
-                rows.append((o, c[0], c[1], c[2], c[3], self._bits(g, o), float(sc[oi])))
-            if not rows:
-                raise OptionError(f"no option is left for {g.fqn} on {dev.id}", field="formats")
-            offered += len(rows)
-            kept = _undominated(rows)
-            for k, (o, wb, ps, ds, rb, bits, sv) in enumerate(kept):
+        for (block, name, stage, opts_), members in buckets.items():
+            usable = [i for i, o in enumerate(opts_) if o in costs]
+            if not usable:
+                raise OptionError(f"no option is left for {groups[members[0]].fqn} on {dev.id}", field="formats")
+            g0 = groups[members[0]]
+            coeffs = np.array([[*costs[opts_[i]][(block, name)], self._bits(g0, opts_[i])] for i in usable])
+            vecs = [np.asarray(scores.values[gi], dtype=np.float64)[usable] for gi in members]
+            offered += len(usable) * len(members)
+            prop = _proportional(vecs) if len(members) > 1 else (vecs[0].copy(), np.ones(1))
+            parts = [(members, prop)] if prop is not None else [([gi], (v.copy(), np.ones(1)))
+                                                               for gi, v in zip(members, vecs)]
+            for mem, (sigma, alpha) in parts:
+                # Dominance on (coefficients, sigma): scaling sigma by alpha > 0 keeps it valid.
+                keep = _undominated([(None, *coeffs[i], sigma[i]) for i in range(len(usable))])
+                order = np.argsort(-alpha, kind="stable")
+                label = groups[mem[0]].fqn if len(mem) == 1 else f"{block}.*.{name}[stage {stage}]×{len(mem)}"
+                classes.append(_Class(name=label, stage=stage, members=tuple(mem[i] for i in order),
+                                      options=tuple(opts_[usable[i]] for i in keep), sigma=sigma[keep],
+                                      alpha=alpha[order], coeffs=coeffs[keep]))
+
+        # Streaming: the cost model keeps one fraction of the weights off the device tier and
+        # streams that fraction of every operator's reads each pass (its placement is per tier,
+        # not per group). A byte stored off-device therefore costs ρ streamed bytes per pass,
+        # ρ = bytes read / bytes stored of the whole model (decode reads one embedding row;
+        # prefill reads a few), taken at the 16-bit baseline.
+        base_c = self._type_costs(layout, serving, Option(weights=base, activations=base), kv)
+        stored = read = emb = 0.0
+        for g in groups:
+            c0 = base_c[(g.block, g.name)]
+            stored += c0[0]
+            read += c0[3]
+            if g.role == "embedding":
+                emb += c0[0]
+        rho_dec = read / stored if stored > 0 and read > 0 else 1.0
+        rho_pre = (stored - emb) / stored if stored > 0 else 1.0
+        cols: dict[str, list] = {k: [] for k in ("cls", "opt", "tier", "stage", "by", "pr", "de", "sp", "sd", "bp",
+                                                 "sc", "sk")}
+        sens_rows: list[Row] = []
+        sens_aux: list[AuxVar] = []
+        sens_const = 0.0
+        col_of: list[list[int]] = []  # per class: column indices
+        for ci, c in enumerate(classes):
+            mine = []
+            single = len(c.members) == 1
+            for oi, o in enumerate(c.options):
+                wb, ps, ds, _rb, bits = c.coeffs[oi]
                 for ti, tname in enumerate(tiers):
-                    cg.append(gi)
-                    co.append(k)
-                    ct.append(ti)
-                    by.append(wb)
-                    pr.append(ps)
-                    de.append(ds)
-                    spre.append(wb * per_byte.get(tname, 0.0))
-                    sdec.append(rb * per_byte.get(tname, 0.0))
-                    bp.append(bits)
-                    se.append(sv)
-            final_options.append(tuple(r[0] for r in kept))
-        arr = lambda v, dt=np.float64: np.asarray(v, dtype=dt)  # noqa: E731
-        out = (groups, final_options, arr(cg, np.int64), arr(co, np.int64), arr(ct, np.int64), arr(by), arr(pr),
-               arr(de), arr(spre), arr(sdec), arr(bp), arr(se), tuple(notes) + scores.notes, offered)
+                    mine.append(len(cols["cls"]))
+                    for k, v in (("cls", ci), ("opt", oi), ("tier", ti), ("stage", c.stage), ("by", wb), ("pr", ps),
+                                 ("de", ds), ("sp", wb * rho_pre * per_byte.get(tname, 0.0)),
+                                 ("sd", wb * rho_dec * per_byte.get(tname, 0.0)), ("bp", bits),
+                                 ("sc", c.alpha[0] * c.sigma[oi] if single else 0.0), ("sk", c.sigma[oi])):
+                        cols[k].append(v)
+            col_of.append(mine)
+        n = len(cols["cls"])
+        col_opt = np.asarray(cols["opt"], dtype=np.int64)
+        for ci, c in enumerate(classes):
+            if len(c.members) == 1:
+                continue
+            # Sensitivity of a class with counts per option: the most important members take
+            # the least noisy options (exchange argument), so with options ranked by sigma and
+            # N_k = members on the k least noisy options,
+            #   S = σ_1 · A(L) + Σ_k (σ_{k+1} − σ_k) · (A(L) − A(N_k)),  A(N) = Σ_{i<N} α_i,
+            # A is concave, so each term is convex in N_k: an epigraph z_k ≥ 0 over its
+            # segments. (Every term is non-negative: no large constants cancel, so the
+            # solver's relative gap stays meaningful.)
+            rank = np.argsort(c.sigma, kind="stable")
+            sig = c.sigma[rank]
+            big_l = len(c.members)
+            a_cum = np.concatenate([[0.0], np.cumsum(c.alpha)])
+            sens_const += float(sig[0] * a_cum[-1])
+            mine = np.asarray(col_of[ci], dtype=np.int64)
+            for k in range(len(sig) - 1):
+                d = float(sig[k + 1] - sig[k])
+                if d <= 0:
+                    continue
+                lower = set(int(x) for x in rank[: k + 1])
+                coeffs = np.zeros(n)
+                sel = mine[np.isin(col_opt[mine], list(lower))]
+                coeffs[sel] = 1.0
+                nk, zk = f"N_{ci}_{k}", f"z_{ci}_{k}"
+                sens_aux.append(AuxVar(name=nk, lb=0.0, ub=float(big_l)))
+                sens_aux.append(AuxVar(name=zk, lb=0.0, ub=d * float(a_cum[-1])))
+                sens_rows.append(Row(name=f"sens_count_{ci}_{k}", coeffs=coeffs, sense="==", rhs=0.0, aux={nk: -1.0}))
+                zero = np.zeros(n)
+                for j in range(big_l):
+                    # z ≥ d·(A(L) − line_j(N)), line_j through (j, A(j)) and (j + 1, A(j + 1)).
+                    slope = float(c.alpha[j])
+                    sens_rows.append(Row(name=f"sens_{ci}_{k}_{j}", coeffs=zero, sense="<=",
+                                         rhs=d * (float(a_cum[j]) - slope * j - float(a_cum[-1])),
+                                         aux={zk: -1.0, nk: -d * slope}))
+        arr = np.asarray
+        out = (groups, tuple(classes), arr(cols["cls"], dtype=np.int64), col_opt, arr(cols["tier"], dtype=np.int64),
+               arr(cols["stage"], dtype=np.int64), arr(cols["by"], dtype=float), arr(cols["pr"], dtype=float),
+               arr(cols["de"], dtype=float), arr(cols["sp"], dtype=float), arr(cols["sd"], dtype=float),
+               arr(cols["bp"], dtype=float), arr(cols["sc"], dtype=float), arr(cols["sk"], dtype=float),
+               tuple(sens_rows), tuple(sens_aux), sens_const, tuple(notes) + tuple(scores.notes), offered)
         self._col_cache[key] = out
         return out
 
@@ -418,7 +535,7 @@ class Planner:
                 continue
             n = 1e9
             per_byte[t.name] = (_stream_time(dev, t, 2 * n, opts) - _stream_time(dev, t, n, opts)) / n
-        (groups, options, cg, co, ct, by, pr, de, spre, sdec, bp, se, notes,
+        (groups, classes, ccls, copt, ctier, cstage, by, pr, de, spre, sdec, bp, sc, sk, srows, saux, sconst, notes,
          offered) = self._columns(req, layout, base, kv, tiers, per_byte)
 
         # Baseline: every group at the 16-bit format, weights forced onto the device tier so
@@ -453,9 +570,10 @@ class Planner:
                 cap = min(cap, req.max_memory_per_device_bytes)
             caps[t.name] = cap
         return _Formulation(
-            layout=layout, kv=get_format(kv).name, base=base, groups=groups, options=options, tiers=tiers,
-            col_group=cg, col_option=co, col_tier=ct, bytes_=by, pre_s=pr, dec_s=de, stream_pre_s=spre,
-            stream_dec_s=sdec, bits_params=bp, sens=se, params_total=float(sum(g.params for g in groups)),
+            layout=layout, kv=get_format(kv).name, base=base, groups=groups, classes=classes, tiers=tiers,
+            col_class=ccls, col_option=copt, col_tier=ctier, col_stage=cstage, bytes_=by, pre_s=pr, dec_s=de,
+            stream_pre_s=spre, stream_dec_s=sdec, bits_params=bp, sens_col=sc, sens_key=sk, sens_rows=srows,
+            sens_aux=saux, sens_const=sconst, params_total=float(sum(g.params for g in groups)),
             kv_sens=float(self.sensitivity.kv_score(kv, groups)), fixed_pre_s=fixed_pre, fixed_dec_s=fixed_dec,
             comm_pre_s=est0.prefill.comm_s, comm_dec_s=est0.decode.comm_s if est0.decode is not None else 0.0,
             pipe_factor=pipe, step_s=step, generative=generative, gen=serving.gen, fixed_bytes=fixed_bytes,
@@ -465,10 +583,10 @@ class Planner:
     # -- the ILP ---------------------------------------------------------------------------
 
     def _problem(self, f: _Formulation, req: PlanRequest, tighten: Mapping[str, float]) -> Problem:
-        n = f.col_group.size
-        rows: list[Row] = []
-        aux = [AuxVar(name="P_prefill", lb=0.0)]
-        stage = np.array([f.groups[g].stage for g in f.col_group])
+        n = f.col_class.size
+        rows: list[Row] = list(f.sens_rows)
+        aux = [AuxVar(name="P_prefill", lb=0.0)] + list(f.sens_aux)
+        stage = f.col_stage
         pp = f.layout.pp
         for ti, tname in enumerate(f.tiers):
             on_t = f.col_tier == ti
@@ -496,15 +614,17 @@ class Planner:
             rhs = req.tpot_slo_s - f.step_s - tighten.get("tpot_slo", 0.0)
             rows.append(Row(name="tpot_slo", coeffs=zeros, sense="<=", rhs=rhs, aux={"P_decode": 1.0}))
         if req.avg_bits is not None:
-            rows.append(Row(name="avg_bits", coeffs=f.bits_params, sense="<=", rhs=req.avg_bits * f.params_total))
+            rows.append(Row(name="avg_bits", coeffs=f.bits_params, sense="<=",
+                            rhs=req.avg_bits * f.params_total - tighten.get("avg_bits", 0.0)))
         # Largest per-device footprint (all tiers): for the memory objective.
         aux.append(AuxVar(name="M_max", lb=0.0))
         fixed_all = sum(f.fixed_bytes.values())
         for s in range(pp):
             rows.append(Row(name=f"footprint_stage{s}", coeffs=np.where(stage == s, f.bytes_, 0.0), sense="<=",
                             rhs=-fixed_all, aux={"M_max": -1.0}))
-        return Problem(groups=tuple(g.fqn for g in f.groups), column_group=f.col_group, cost=f.sens,
-                       rows=tuple(rows), aux=tuple(aux))
+        sizes = np.array([len(c.members) for c in f.classes], dtype=np.int64)
+        return Problem(groups=tuple(c.name for c in f.classes), column_group=f.col_class, cost=f.sens_col,
+                       rows=tuple(rows), aux=tuple(aux), group_size=sizes)
 
     def _latency_terms(self, f: _Formulation) -> dict[str, float]:
         """Request latency = a·P_prefill + (gen − 1)·P_decode + constant."""
@@ -515,11 +635,21 @@ class Planner:
 
     def _objective(self, f: _Formulation, problem: Problem, which: str, req: PlanRequest,
                    refs: Mapping[str, float]) -> tuple[np.ndarray, list[AuxVar]]:
+        """Cost vector and auxiliaries (with costs) of an objective; constants are dropped
+        (sensitivity: ``f.sens_const``; latency: the per-pass overheads)."""
         n = problem.num_columns
         aux_cost: dict[str, float] = {}
         cost = np.zeros(n)
+
+        def add_sens(weight: float) -> None:
+            nonlocal cost
+            cost = cost + weight * f.sens_col
+            for a in f.sens_aux:
+                if a.name.startswith("z_"):
+                    aux_cost[a.name] = aux_cost.get(a.name, 0.0) + weight
+
         if which == "accuracy":
-            cost = f.sens.copy()
+            add_sens(1.0)
         elif which in ("latency", "cost"):
             aux_cost.update(self._latency_terms(f))
         elif which == "memory":
@@ -527,7 +657,7 @@ class Planner:
         elif which == "weighted":
             w = req.objective_weights
             if w.get("accuracy"):
-                cost = cost + w["accuracy"] * f.sens / refs["sensitivity"]
+                add_sens(w["accuracy"] / refs["sensitivity"])
             if w.get("latency"):
                 for k, v in self._latency_terms(f).items():
                     aux_cost[k] = aux_cost.get(k, 0.0) + w["latency"] * v / refs["latency"]
@@ -541,29 +671,40 @@ class Planner:
     def _solve_candidate(self, f: _Formulation, req: PlanRequest, refs: Mapping[str, float],
                          deadline: float) -> tuple[Plan, InferenceEstimate, Solution] | None:
         """ILP → plan → re-evaluation, tightening rows the re-evaluation finds violated."""
-        tighten: dict[str, float] = {}
         primary, secondary = _OBJECTIVE_ORDER[req.objective]
-        for _round in range(_REPAIR_ROUNDS + 1):
-            problem = self._problem(f, req, tighten)
-            f.problem = problem
-            left = max(deadline - time.perf_counter(), 0.5)
-            cost, aux = self._objective(f, problem, primary, req, refs)
-            try:
-                sol = solve(problem.with_cost(cost, aux), backend=req.backend, time_limit_s=left, gap=req.gap)
-                if secondary is not None:
-                    sol = self._lexicographic(f, problem, sol, cost, aux, secondary, req, refs, deadline)
-            except InfeasibleError:
-                return None
-            plan, est, bad = self._assemble(f, req, sol, refs)
-            if not bad:
-                return plan, est, sol
-            for name, excess in bad.items():
-                if name == "ttft_slo":
-                    tighten[name] = tighten.get(name, 0.0) + excess / f.pipe_factor * 1.05 + 1e-9
-                elif name in ("tpot_slo", "avg_bits"):
-                    tighten[name] = tighten.get(name, 0.0) + excess * 1.05 + 1e-9
-                else:
-                    tighten[name] = tighten.get(name, 0.0) + excess * 1.05 + 1.0
+        for device_only in (False, True):
+            if device_only and len(f.tiers) == 1:
+                break
+            tighten: dict[str, float] = {}
+            for _round in range(_REPAIR_ROUNDS + 1):
+                problem = self._problem(f, req, tighten)
+                if device_only:
+                    # Fallback where the streaming linearisation disagrees with the cost model:
+                    # every weight on the device tier, where the ILP's times are exact.
+                    problem = problem.subset(np.flatnonzero(f.col_tier == 0))
+                f.problem = problem
+                left = max(deadline - time.perf_counter(), 0.5)
+                cost, aux = self._objective(f, problem, primary, req, refs)
+                try:
+                    sol = solve(problem.with_cost(cost, aux), backend=req.backend, time_limit_s=left, gap=req.gap)
+                    if secondary is not None:
+                        sol = self._lexicographic(f, problem, sol, cost, aux, secondary, req, refs, deadline)
+                except InfeasibleError:
+                    break
+                if device_only:
+                    sol = _expand(sol, np.flatnonzero(f.col_tier == 0), f.col_class)
+                plan, est, bad = self._assemble(f, req, sol, refs)
+                if not bad:
+                    return plan, est, sol
+                # Tighten each violated row by its excess as the ILP saw it: the ILP's own value
+                # minus what the re-evaluation says is left (5 % margin).
+                for name, excess in bad.items():
+                    if name == "ttft_slo":
+                        tighten[name] = tighten.get(name, 0.0) + excess / f.pipe_factor * 1.05 + 1e-9
+                    elif name in ("tpot_slo", "avg_bits"):
+                        tighten[name] = tighten.get(name, 0.0) + excess * 1.05 + 1e-9
+                    else:
+                        tighten[name] = tighten.get(name, 0.0) + excess * 1.05 + 1.0
         return None
 
     def _lexicographic(self, f: _Formulation, problem: Problem, first: Solution, cost: np.ndarray,
@@ -571,21 +712,30 @@ class Planner:
                        deadline: float) -> Solution:
         """Break ties of the primary objective with the secondary one.
 
-        Only exact ties are considered: in each group, the columns whose coefficients in
-        the primary objective equal those of the column chosen (for accuracy: the same
-        sensitivity, typically the same option on another memory tier). Swapping among them
-        leaves the primary objective unchanged, so the second ILP — over those columns
-        only, started from the first solution — can only improve the secondary one (request
-        latency breaks remaining ties)."""
+        Only exact ties are considered: within a class, the columns whose coefficients in
+        the primary objective equal those of a column the first solution uses (for
+        accuracy: the same option on another memory tier). The second ILP keeps the count
+        of every such tie set, so the primary objective cannot change; it runs over those
+        columns only, starts from the first solution and can only improve the secondary
+        objective (request latency breaks the remaining ties)."""
         keys = _primary_keys(f, req.objective)
-        picks = np.asarray(first.picks)
-        chosen = keys[picks]  # (groups, k)
-        mine = chosen[f.col_group]
-        tie = np.all(np.abs(keys - mine) <= 1e-12 * np.maximum(np.abs(keys), np.abs(mine)) + 1e-300, axis=1)
-        cols = np.flatnonzero(tie)
-        if cols.size == len(f.groups):
+        counts = np.asarray(first.counts)
+        tie_of: dict[tuple, list[int]] = {}
+        for j in range(f.col_class.size):
+            tie_of.setdefault((int(f.col_class[j]), *np.round(keys[j], 15)), []).append(j)
+        used = [cols for cols in tie_of.values() if counts[cols].sum() > 0]
+        if all(len(cols) == 1 for cols in used):
             return first
-        sub = problem.subset(cols)
+        keep = np.array(sorted(j for cols in used for j in cols), dtype=np.int64)
+        where = {int(j): k for k, j in enumerate(keep)}
+        sub = problem.subset(keep)
+        fix = []
+        for i, cols in enumerate(used):
+            if len(cols) > 1:
+                coeffs = np.zeros(keep.size)
+                coeffs[[where[j] for j in cols]] = 1.0
+                fix.append(Row(name=f"tie_{i}", coeffs=coeffs, sense="==", rhs=float(counts[cols].sum())))
+        sub = sub.with_rows(fix)
         cost2, aux2 = self._objective(f, sub, secondary, req, refs)
         if secondary != "latency":
             lat_cost, lat_aux = self._objective(f, sub, "latency", req, refs)
@@ -593,52 +743,65 @@ class Planner:
             lat_scale = max(abs(a.cost) for a in lat_aux) or 1.0
             aux2 = [replace(a, cost=a.cost + 1e-6 * scale2 * b.cost / lat_scale) for a, b in zip(aux2, lat_aux)]
             cost2 = cost2 + 1e-6 * scale2 * lat_cost / lat_scale
-        where = {int(c): k for k, c in enumerate(cols)}
-        start = [where[int(j)] for j in picks]
         left = max(min(deadline - time.perf_counter(), 2.0 * first.time_s + 1.0), 0.2)
         try:
             second = solve(sub.with_cost(cost2, aux2), backend=req.backend, time_limit_s=left, gap=req.gap,
-                           start=start, aux_start=first.aux_values)
+                           start=counts[keep], aux_start=first.aux_values)
         except (InfeasibleError, SolverError):
             return first
-        full = tuple(int(cols[k]) for k in second.picks)
+        full = np.zeros(f.col_class.size, dtype=np.int64)
+        full[keep] = np.asarray(second.counts)
         obj, act = problem.with_cost(cost, aux).evaluate(full, second.aux_values)
         gaps = [g for g in (first.gap, second.gap) if g is not None]
-        return Solution(picks=full, aux_values=second.aux_values, objective=obj, bound=first.bound,
-                        gap=max(gaps) if gaps else None,
+        return Solution(counts=tuple(int(c) for c in full), aux_values=second.aux_values, objective=obj,
+                        bound=first.bound, gap=max(gaps) if gaps else None,
                         status="optimal" if first.status == second.status == "optimal" else "feasible",
                         backend=second.backend, time_s=first.time_s + second.time_s, variables=first.variables,
-                        constraints=first.constraints, row_activity=act)
+                        constraints=first.constraints, row_activity=act, column_group=first.column_group)
 
     # -- plan assembly and independent re-evaluation ---------------------------------------
 
-    def _choices(self, f: _Formulation, sol: Solution) -> dict[str, GroupChoice]:
-        out = {}
-        for gi, j in enumerate(sol.picks):
-            o = f.options[gi][int(f.col_option[j])]
-            out[f.groups[gi].fqn] = GroupChoice(weights=o.weights, sparsity=o.sparsity, activations=o.activations,
-                                                tier=f.tiers[int(f.col_tier[j])])
+    def _assignment(self, f: _Formulation, sol: Solution) -> dict[int, tuple[int, int, int]]:
+        """Group index → (class index, option index, tier index): within a class the most
+        important members take the least noisy options (how the ILP priced them)."""
+        counts = np.asarray(sol.counts)
+        out: dict[int, tuple[int, int, int]] = {}
+        for ci, c in enumerate(f.classes):
+            cols = np.flatnonzero(f.col_class == ci)
+            slots: list[tuple[int, int]] = []
+            for oi in np.argsort(c.sigma, kind="stable"):
+                for j in cols[f.col_option[cols] == oi]:
+                    slots.extend([(int(oi), int(f.col_tier[j]))] * int(counts[j]))
+            if len(slots) != len(c.members):  # pragma: no cover - guaranteed by the group rows
+                raise SolverError(f"class {c.name} got {len(slots)} assignments for {len(c.members)} groups",
+                                  status="numerical", backend=sol.backend)
+            for gi, (oi, ti) in zip(c.members, slots):
+                out[gi] = (ci, oi, ti)
         return out
 
-    def _placement(self, f: _Formulation, sol: Solution) -> dict[str, float] | None:
+    def _choices(self, f: _Formulation, assign: Mapping[int, tuple[int, int, int]]) -> dict[str, GroupChoice]:
+        out = {}
+        for gi, g in enumerate(f.groups):
+            ci, oi, ti = assign[gi]
+            o = f.classes[ci].options[oi]
+            out[g.fqn] = GroupChoice(weights=o.weights, sparsity=o.sparsity, activations=o.activations,
+                                     tier=f.tiers[ti])
+        return out
+
+    def _placement(self, f: _Formulation, assign: Mapping[int, tuple[int, int, int]]) -> dict[str, float] | None:
         """Weight fraction per tier of the heaviest pipeline stage (the one the cost model
         reports), or None when every weight is on the device tier."""
-        picks = np.asarray(sol.picks)
-        if np.all(f.col_tier[picks] == 0):
+        if all(ti == 0 for _, _, ti in assign.values()):
             return None
-        stage = np.array([f.groups[g].stage for g in f.col_group[picks]])
-        per_stage = np.bincount(stage, weights=f.bytes_[picks], minlength=f.layout.pp)
-        s = int(np.argmax(per_stage))
-        sel = picks[stage == s]
-        total = float(f.bytes_[sel].sum())
+        per = np.zeros((f.layout.pp, len(f.tiers)))
+        for gi, (ci, oi, ti) in assign.items():
+            c = f.classes[ci]
+            per[c.stage, ti] += c.coeffs[oi][0]
+        s = int(np.argmax(per.sum(axis=1)))
+        total = float(per[s].sum())
         if total <= 0:
             return None
-        out = {}
-        for ti, tname in enumerate(f.tiers):
-            b = float(f.bytes_[sel][f.col_tier[sel] == ti].sum())
-            if b > 0:
-                out[tname] = b / total
-        return out
+        return {tname: float(per[s, ti]) / total for ti, tname in enumerate(f.tiers) if per[s, ti] > 0}
 
     def evaluate(self, plan: Plan) -> InferenceEstimate:
         """Independent re-evaluation of a plan by the cost model (its overrides and tier
@@ -650,17 +813,20 @@ class Planner:
 
     def _assemble(self, f: _Formulation, req: PlanRequest, sol: Solution,
                   refs: Mapping[str, float]) -> tuple[Plan, InferenceEstimate, dict[str, float]]:
-        choices = self._choices(f, sol)
-        placement = self._placement(f, sol)
+        assign = self._assignment(f, sol)
+        choices = self._choices(f, assign)
+        placement = self._placement(f, assign)
         layout = f.layout
         serving = req.serving
         default = Choice(weights="bf16", activations=f.base, kv=f.kv, sparsity="dense")
         est = estimate_inference(self.arch, self.device, layout, serving, default,
                                  overrides={k: c.to_choice(f.kv) for k, c in choices.items()},
                                  options=Options(allow_offload=req.allow_offload, placement=placement))
-        picks = np.asarray(sol.picks)
-        sens_total = float(f.sens[picks].sum()) + f.kv_sens
-        avg_bits = float(f.bits_params[picks].sum() / f.params_total) if f.params_total else 0.0
+        group_sens = {gi: float(f.classes[ci].alpha[f.classes[ci].members.index(gi)] * f.classes[ci].sigma[oi])
+                      for gi, (ci, oi, _) in assign.items()}
+        sens_total = sum(group_sens.values()) + f.kv_sens
+        bits = sum(float(f.classes[ci].coeffs[oi][4]) for ci, oi, _ in assign.values())
+        avg_bits = bits / f.params_total if f.params_total else 0.0
         bad: dict[str, float] = {}
         tiers = {}
         dev_name = self.device.device_tier.name
@@ -669,16 +835,15 @@ class Planner:
                                             weights_bytes=tu.weights_bytes, kv_cache_bytes=tu.kv_cache_bytes,
                                             activations_bytes=tu.activations_bytes)
             cap = f.caps.get(tu.name, tu.capacity_bytes)
-            if tu.used_bytes > cap * (1 + 1e-9) and (tu.name in f.caps or tu.used_bytes > 0):
-                if tu.name == dev_name or tu.weights_bytes > 0:
-                    bad[f"memory_{tu.name}"] = tu.used_bytes - cap
+            if tu.used_bytes > cap * (1 + 1e-9) and (tu.name == dev_name or tu.weights_bytes > 0):
+                bad[f"memory_{tu.name}"] = tu.used_bytes - cap
         if req.ttft_slo_s is not None and est.ttft_s > req.ttft_slo_s * (1 + 1e-9):
             bad["ttft_slo"] = est.ttft_s - req.ttft_slo_s
         if req.tpot_slo_s is not None and f.generative and est.tpot_s > req.tpot_slo_s * (1 + 1e-9):
             bad["tpot_slo"] = est.tpot_s - req.tpot_slo_s
         if req.avg_bits is not None and avg_bits > req.avg_bits * (1 + 1e-9):
             bad["avg_bits"] = (avg_bits - req.avg_bits) * f.params_total
-        per_layer = self._per_layer(f, picks)
+        per_layer = self._per_layer(f, assign, group_sens)
         notes = list(est.notes) + list(f.notes)
         if est.memory.offloaded_weights_bytes > 0 and est.decode is not None:
             notes.append(f"{est.memory.offloaded_weights_bytes / 1e9:.2f} GB of weights per device live outside "
@@ -692,8 +857,9 @@ class Planner:
             kv_cache_bytes=est.memory.kv_cache_bytes, activations_bytes=est.memory.activations_bytes,
             offloaded_weights_bytes=est.memory.offloaded_weights_bytes, fits=not bad, tiers=tiers,
             avg_weight_bits=avg_bits, sensitivity=sens_total,
-            energy_j_per_token=est.energy_j_per_token if math.isfinite(est.energy_j_per_token) else None,
-            usd_per_million_tokens=usd if math.isfinite(usd) else None,
+            energy_j_per_token=est.energy_j_per_token if est.energy_j_per_token is not None
+            and math.isfinite(est.energy_j_per_token) else None,
+            usd_per_million_tokens=usd if usd is not None and math.isfinite(usd) else None,
             decode_bound=est.decode.bound if est.decode is not None else "",
             per_layer=per_layer, notes=tuple(notes),
         )
@@ -713,19 +879,22 @@ class Planner:
         )
         return plan, est, bad
 
-    def _per_layer(self, f: _Formulation, picks: np.ndarray) -> tuple[LayerPrediction, ...]:
+    def _per_layer(self, f: _Formulation, assign: Mapping[int, tuple[int, int, int]],
+                   group_sens: Mapping[int, float]) -> tuple[LayerPrediction, ...]:
         layers: dict[str, list[float]] = {}
-        for gi, j in enumerate(picks):
-            g = f.groups[gi]
+        for gi, g in enumerate(f.groups):
             if g.layer is None:
                 continue
+            ci, oi, _ = assign[gi]
+            wb, ps, ds = f.classes[ci].coeffs[oi][:3]
             name = g.fqn[: len(g.fqn) - len(g.name) - 1]
             acc = layers.setdefault(name, [0.0, 0.0, 0.0])
-            acc[0] += f.bytes_[j]
-            acc[1] += f.dec_s[j] if f.generative else f.pre_s[j]
-            acc[2] += f.sens[j]
+            acc[0] += wb
+            acc[1] += ds if f.generative else ps
+            acc[2] += group_sens[gi]
         return tuple(LayerPrediction(layer=k, weights_bytes=v[0], decode_s=v[1], sensitivity=v[2])
                      for k, v in layers.items())
+
 
     # -- the search ------------------------------------------------------------------------
 
@@ -746,9 +915,7 @@ class Planner:
         return out
 
     def _refs(self, req: PlanRequest, f: _Formulation) -> dict[str, float]:
-        smax = 0.0
-        for gi in range(len(f.groups)):
-            smax += float(f.sens[f.col_group == gi].max())
+        smax = sum(float(c.alpha.sum() * c.sigma.max()) for c in f.classes)
         lat = f.base_estimate.latency_s
         return {"sensitivity": max(smax, 1e-12), "latency": max(lat, 1e-12),
                 "memory": self.device.memory_capacity_bytes}
@@ -767,7 +934,7 @@ class Planner:
             return -math.inf
         value = lp.bound if lp.bound is not None else lp.objective
         if req.objective == "accuracy":
-            return value + f.kv_sens
+            return value + f.sens_const + f.kv_sens
         if req.objective == "latency":
             return value + f.step_s * (1 + (max(f.gen - 1, 0) if f.generative else 0))
         if req.objective == "cost":
@@ -775,7 +942,10 @@ class Planner:
             return _usd_per_million(self.device, f.layout, req, lat)
         if req.objective == "memory":
             return value
-        return value
+        w = req.objective_weights
+        steps = f.step_s * (1 + (max(f.gen - 1, 0) if f.generative else 0))
+        return (value + w.get("accuracy", 0.0) * (f.sens_const + f.kv_sens) / refs["sensitivity"]
+                + w.get("latency", 0.0) * steps / refs["latency"])
 
     def solve(self, req: PlanRequest, *, diagnose_failure: bool = True) -> Plan:
         """The best plan for ``req`` over layouts and KV formats (see the module docstring).

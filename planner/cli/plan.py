@@ -1,0 +1,461 @@
+"""`tierwise plan`: solve a compression + parallelism plan; `plan show`; `plan diff`.
+
+``tierwise plan --model M --hardware H [...]`` solves (the group's callback runs when no
+subcommand is given); ``tierwise plan show PLAN`` prints a saved plan;
+``tierwise plan diff A B`` compares two. Exit codes: 0 plan found, 2 bad input, 3 nothing
+feasible (with the diagnosis on stderr, and under ``error.details`` with ``--json``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from planner.cli.common import (
+    EXIT_INFEASIBLE,
+    console,
+    emit_json,
+    fail,
+    human_bytes,
+    human_time,
+    parse_bytes,
+    register_error,
+)
+
+plan_app = typer.Typer(
+    help="Solve a compression + parallelism plan (`tierwise plan --model ... --hardware ...`), or show / diff "
+         "saved plans.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+
+class Objective(str, Enum):
+    accuracy = "accuracy"
+    latency = "latency"
+    memory = "memory"
+    cost = "cost"
+    weighted = "weighted"
+
+
+class Backend(str, Enum):
+    highs = "highs"
+    cbc = "cbc"
+
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(s|ms|us|µs)?\s*$")
+
+
+def parse_duration(text: str | None, flag: str) -> float | None:
+    """'0.2' / '200ms' / '50us' → seconds."""
+    if text is None:
+        return None
+    m = _DURATION.match(str(text))
+    if not m:
+        fail(f"{flag} must be a duration like 0.5, 500ms or 50us; got {text!r}", field=flag.lstrip("-").replace("-", "_"))
+    value = float(m.group(1)) * {"s": 1.0, None: 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}[m.group(2)]
+    if value <= 0:
+        fail(f"{flag} must be positive; got {text!r}", field=flag.lstrip("-").replace("-", "_"))
+    return value
+
+
+def _split(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    items = tuple(x.strip() for x in text.split(",") if x.strip())
+    return items
+
+
+def _weights(text: str | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in _split(text) or ():
+        key, sep, value = item.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            fail(f"--objective-weights takes name=number pairs like accuracy=1,latency=0.5; got {item!r}",
+                 field="objective_weights")
+        if not sep:
+            fail(f"--objective-weights takes name=number pairs like accuracy=1,latency=0.5; got {item!r}",
+                 field="objective_weights")
+    return out
+
+
+def _pins(items: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        pattern, sep, key = item.partition("=")
+        if not sep or not pattern.strip() or not key.strip():
+            fail(f"--pin takes GROUP_PATTERN=OPTION like model.lm_head=bf16; got {item!r}", field="pin")
+        out[pattern.strip()] = key.strip()
+    return out
+
+
+@plan_app.callback(invoke_without_command=True)
+def plan(
+    ctx: typer.Context,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Catalog id or path to an HF-style config.")] = None,
+    hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help="Catalog id or path to a hardware YAML.")] = None,
+    devices: Annotated[int, typer.Option(min=1, help="Devices in total; the layout is searched unless fixed.")] = 1,
+    tp: Annotated[Optional[int], typer.Option(min=1, help="Fix the tensor-parallel degree.")] = None,
+    pp: Annotated[Optional[int], typer.Option(min=1, help="Fix the pipeline-parallel degree.")] = None,
+    dp: Annotated[Optional[int], typer.Option(min=1, help="Fix the data-parallel degree.")] = None,
+    ep: Annotated[Optional[int], typer.Option(min=1, help="Fix the expert-parallel degree (MoE).")] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Sequences per replica.")] = 1,
+    prompt: Annotated[int, typer.Option(min=0, help="Prompt tokens per request.")] = 512,
+    gen: Annotated[int, typer.Option(min=0, help="Generated tokens per request.")] = 128,
+    max_memory_per_device: Annotated[Optional[str], typer.Option(help="Device-memory budget per device, e.g. 60GB.")] = None,
+    ttft_slo: Annotated[Optional[str], typer.Option(help="Time-to-first-token target, e.g. 0.5 or 500ms.")] = None,
+    tpot_slo: Annotated[Optional[str], typer.Option(help="Time-per-output-token target, e.g. 50ms.")] = None,
+    avg_bits: Annotated[Optional[float], typer.Option(help="Average weight bits at most (scales included).")] = None,
+    allow_offload: Annotated[bool, typer.Option("--allow-offload", help="Let weights live in host memory (slow).")] = False,
+    objective: Annotated[Objective, typer.Option(help="What to minimise.")] = Objective.accuracy,
+    objective_weights: Annotated[Optional[str], typer.Option(help="For --objective weighted: accuracy=1,latency=0.5,memory=0.1.")] = None,
+    formats: Annotated[Optional[str], typer.Option(help="Weight formats to choose from, e.g. bf16,fp8,int8,int4-g128.")] = None,
+    sparsity: Annotated[Optional[str], typer.Option(help="Sparsity patterns to offer, e.g. 2:4,unstructured:0.7 (dense: none).")] = None,
+    kv: Annotated[Optional[str], typer.Option(help="Fix the KV-cache format (default: searched).")] = None,
+    activations: Annotated[Optional[str], typer.Option(help="Compute format outside the groups (default: the device's 16-bit).")] = None,
+    pin: Annotated[Optional[list[str]], typer.Option(help="Pin groups: PATTERN=OPTION, e.g. model.lm_head=bf16 (repeatable).")] = None,
+    sensitivity: Annotated[str, typer.Option(help="prior | weights:PATH.safetensors | a sensitivity YAML/JSON file.")] = "prior",
+    solver: Annotated[Backend, typer.Option(help="ILP backend.")] = Backend.highs,
+    time_limit: Annotated[float, typer.Option(min=0.1, help="Wall-clock limit of the whole search, seconds.")] = 60.0,
+    gap: Annotated[float, typer.Option(min=0.0, max=0.5, help="Relative optimality gap to stop at.")] = 1e-3,
+    pareto: Annotated[Optional[int], typer.Option(min=1, help="Return N non-dominated plans (sensitivity, memory, latency).")] = None,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="With --pareto: write the points as CSV.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="With --pareto: plot the frontier (.png/.svg/.pdf).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the plan (.yaml/.json); with --pareto, one file per point.")] = None,
+    per_group: Annotated[bool, typer.Option("--per-group", help="Print every group's choice.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Solve for how to compress, split and place MODEL on HARDWARE."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if model is None or hardware is None:
+        missing = "--model" if model is None else "--hardware"
+        fail(f"tierwise plan needs {missing} (or a subcommand: show, diff); try `tierwise plan --help`",
+             field=missing.lstrip("-"))
+    from planner.cli.common import load_hardware_or_fail, load_model_or_fail
+    from planner.search import Planner, PlanRequest
+
+    if (csv_path or plot) and pareto is None:
+        fail("--csv and --plot go with --pareto N", field="pareto")
+    budget = parse_bytes(max_memory_per_device, "max_memory_per_device") if max_memory_per_device else None
+    sp = _split(sparsity)
+    if sp is not None and tuple(s.lower() for s in sp) == ("dense",):
+        sp = ()
+    req = PlanRequest(
+        devices=devices, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch, prompt=prompt, gen=gen,
+        max_memory_per_device_bytes=budget, ttft_slo_s=parse_duration(ttft_slo, "--ttft-slo"),
+        tpot_slo_s=parse_duration(tpot_slo, "--tpot-slo"), avg_bits=avg_bits, allow_offload=allow_offload,
+        objective=objective.value, objective_weights=_weights(objective_weights), formats=_split(formats),
+        sparsity=sp, kv=kv, activations=activations, pins=_pins(pin), backend=solver.value,
+        time_limit_s=time_limit, gap=gap,
+    )
+    arch = load_model_or_fail(model)
+    dev = load_hardware_or_fail(hardware)
+    planner = Planner(arch, dev, sensitivity=sensitivity)
+    if pareto is not None:
+        plans = planner.pareto(req, pareto)
+        if out is not None:
+            for i, p in enumerate(plans, 1):
+                _save(p, out.with_name(f"{out.stem}-{i}{out.suffix}"))
+        if csv_path is not None:
+            _write_csv(plans, csv_path)
+        if plot is not None:
+            _plot(plans, plot)
+        if json_out:
+            from planner.plan import plan_to_dict
+
+            emit_json({"points": [_point(p) for p in plans], "plans": [plan_to_dict(p) for p in plans]})
+        else:
+            _print_pareto(plans)
+        return
+    result = planner.solve(req)
+    if out is not None:
+        _save(result, out)
+    if json_out:
+        from planner.plan import plan_to_dict
+
+        emit_json(plan_to_dict(result))
+        return
+    print_plan(result, per_group=per_group)
+    if out is not None:
+        console.print(f"wrote {out}")
+
+
+def _save(p, path: Path) -> None:
+    from planner.plan import save_plan
+
+    save_plan(p, path)
+
+
+# ---------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------
+
+
+def _layer_runs(plan) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(non-layer groups, layer runs): consecutive layers with the same choices are
+    collapsed into one row ``layers 0–3``."""
+    singles: list[tuple[str, str]] = []
+    layers: dict[str, dict[str, str]] = {}
+    order: list[str] = []
+    pat = re.compile(r"^(.*?\.)(\d+)\.(.+)$")
+    for fqn, c in plan.choices.items():
+        text = c.key + ("" if c.tier == _device_tier(plan) else f" @{c.tier}")
+        m = pat.match(fqn)
+        if not m:
+            singles.append((fqn, text))
+            continue
+        layer = f"{m.group(1)}{m.group(2)}"
+        if layer not in layers:
+            layers[layer] = {}
+            order.append(layer)
+        layers[layer][m.group(3)] = text
+    runs: list[tuple[str, str]] = []
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and layers[order[j + 1]] == layers[order[i]] and \
+                order[j + 1].rsplit(".", 1)[0] == order[i].rsplit(".", 1)[0]:
+            j += 1
+        prefix, first = order[i].rsplit(".", 1)
+        last = order[j].rsplit(".", 1)[1]
+        name = f"{prefix}.{first}" if i == j else f"{prefix}.{first}–{last}"
+        runs.append((name, ", ".join(f"{g}={t}" for g, t in layers[order[i]].items())))
+        i = j + 1
+    return singles, runs
+
+
+def _device_tier(plan) -> str:
+    for name, t in plan.predicted.tiers.items():
+        if t.role == "device":
+            return name
+    return ""
+
+
+def print_plan(plan, *, per_group: bool = False, title: str | None = None) -> None:
+    p = plan.predicted
+    lay = plan.layout
+    t = Table(title=title or f"Plan: {plan.model} on {plan.devices}× {plan.hardware}", show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    t.add_row("layout", f"tp={lay.tp} pp={lay.pp} dp={lay.dp} ep={lay.ep}")
+    t.add_row("workload", f"batch {plan.workload.batch}, prompt {plan.workload.prompt}, gen {plan.workload.gen}")
+    t.add_row("objective", plan.objective + f" (sensitivity source: {plan.sensitivity_source})")
+    t.add_row("KV cache / compute format", f"{plan.kv} / {plan.activations}")
+    t.add_row("TTFT", human_time(p.ttft_s))
+    if p.tpot_s:
+        t.add_row("TPOT", f"{human_time(p.tpot_s)}  [{p.decode_bound}-bound]" if p.decode_bound else human_time(p.tpot_s))
+        t.add_row("decode tokens/s (system)", f"{p.decode_tokens_per_s:,.3g}")
+    t.add_row("latency per request", human_time(p.latency_s))
+    budget = plan.constraints.max_memory_per_device_bytes
+    t.add_row("memory per device", human_bytes(p.per_device_bytes) + (f" (budget {human_bytes(budget)})" if budget else ""))
+    for name, tu in p.tiers.items():
+        if tu.used_bytes > 0:
+            t.add_row(f"  {name} ({tu.role})", f"{human_bytes(tu.used_bytes)} of {human_bytes(tu.capacity_bytes)}")
+    t.add_row("weights / KV cache (total)", f"{human_bytes(p.weights_bytes)} / {human_bytes(p.kv_cache_bytes)}")
+    t.add_row("average weight bits", f"{p.avg_weight_bits:.3f}")
+    t.add_row("sensitivity (Σ, lower is better)", f"{p.sensitivity:.4g}")
+    if p.usd_per_million_tokens is not None:
+        t.add_row("cost", f"{p.usd_per_million_tokens:.4g} USD / M tokens")
+    s = plan.solver
+    gap = f"{s.gap * 100:.3g} %" if s.gap is not None else "-"
+    t.add_row("solver", f"{s.backend} {s.status}, gap {gap}, {s.time_s:.2f} s, {s.variables} vars, "
+                        f"{s.constraints} rows, {s.candidates_solved} candidate(s)")
+    console.print(t)
+    ct = Table(title="Choices (option @tier when not the device tier)")
+    ct.add_column("groups")
+    ct.add_column("choice")
+    if per_group:
+        for fqn, c in plan.choices.items():
+            ct.add_row(fqn, c.key + ("" if c.tier == _device_tier(plan) else f" @{c.tier}"))
+    else:
+        singles, runs = _layer_runs(plan)
+        for name, text in singles[:1] + runs + singles[1:]:
+            ct.add_row(name, text)
+    console.print(ct)
+    for n in p.notes:
+        console.print(f"note: {n}", highlight=False)
+
+
+def _point(p) -> dict[str, Any]:
+    pr = p.predicted
+    return {"sensitivity": pr.sensitivity, "per_device_bytes": pr.per_device_bytes, "latency_s": pr.latency_s,
+            "ttft_s": pr.ttft_s, "tpot_s": pr.tpot_s, "avg_weight_bits": pr.avg_weight_bits,
+            "tp": p.layout.tp, "pp": p.layout.pp, "dp": p.layout.dp, "kv": p.kv}
+
+
+def _print_pareto(plans) -> None:
+    t = Table(title=f"Pareto frontier: {len(plans)} non-dominated plans (sensitivity, memory, latency)")
+    for col in ("#", "sensitivity", "memory/device", "TTFT", "TPOT", "latency", "avg bits", "layout", "KV"):
+        t.add_column(col, justify="right" if col not in ("layout", "KV") else "left")
+    for i, p in enumerate(plans, 1):
+        d = _point(p)
+        t.add_row(str(i), f"{d['sensitivity']:.4g}", human_bytes(d["per_device_bytes"]), human_time(d["ttft_s"]),
+                  human_time(d["tpot_s"]), human_time(d["latency_s"]), f"{d['avg_weight_bits']:.2f}",
+                  f"tp={d['tp']} pp={d['pp']} dp={d['dp']}", d["kv"])
+    console.print(t)
+
+
+def _write_csv(plans, path: Path) -> None:
+    rows = [_point(p) for p in plans]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _plot(plans, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [_point(p) for p in plans]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    sc = ax.scatter([d["per_device_bytes"] / 1e9 for d in pts], [d["sensitivity"] for d in pts],
+                    c=[d["latency_s"] for d in pts], cmap="viridis", s=40)
+    for i, d in enumerate(pts, 1):
+        ax.annotate(str(i), (d["per_device_bytes"] / 1e9, d["sensitivity"]), textcoords="offset points", xytext=(4, 4))
+    ax.set_xlabel("memory per device (GB)")
+    ax.set_ylabel("sensitivity (lower is better)")
+    fig.colorbar(sc, ax=ax, label="request latency (s)")
+    ax.set_title(f"{plans[0].model} on {plans[0].hardware}: Pareto frontier")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------
+# show / diff
+# ---------------------------------------------------------------------------
+
+
+@plan_app.command("show")
+def show(
+    path: Annotated[Path, typer.Argument(help="A plan file written by `tierwise plan --out`.")],
+    per_group: Annotated[bool, typer.Option("--per-group", help="Print every group's choice.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Print a saved plan (refuses tampered, malformed or newer-version files)."""
+    from planner.plan import load_plan, plan_to_dict
+
+    p = load_plan(path)
+    if json_out:
+        emit_json(plan_to_dict(p))
+        return
+    print_plan(p, per_group=per_group, title=f"{path.name}: {p.model} on {p.devices}× {p.hardware} "
+                                             f"({p.created_at}, tierwise {p.tool_version})")
+
+
+_DIFF_METRICS = ("ttft_s", "tpot_s", "latency_s", "decode_tokens_per_s", "per_device_bytes", "weights_bytes",
+                 "kv_cache_bytes", "avg_weight_bits", "sensitivity", "usd_per_million_tokens")
+
+
+def diff_plans(a, b) -> dict[str, Any]:
+    """Differences between two plans: inputs, predictions and per-group choices."""
+    fields = {}
+    for name in ("model", "hardware", "model_hash", "hardware_hash", "devices", "objective", "kv", "activations",
+                 "sensitivity_source"):
+        if getattr(a, name) != getattr(b, name):
+            fields[name] = [getattr(a, name), getattr(b, name)]
+    for name in ("layout", "workload", "constraints"):
+        da, db = getattr(a, name).to_dict(), getattr(b, name).to_dict()
+        for k in da:
+            if da[k] != db[k]:
+                fields[f"{name}.{k}"] = [da[k], db[k]]
+    predicted = {}
+    for m in _DIFF_METRICS:
+        va, vb = getattr(a.predicted, m), getattr(b.predicted, m)
+        entry: dict[str, Any] = {"a": va, "b": vb}
+        if va is not None and vb is not None:
+            entry["delta"] = vb - va
+            entry["ratio"] = vb / va if va else None
+        predicted[m] = entry
+    changed, same = [], 0
+    for g, ca in a.choices.items():
+        cb = b.choices.get(g)
+        if cb is None:
+            continue
+        if ca == cb:
+            same += 1
+        else:
+            changed.append({"group": g, "a": ca.key + f"@{ca.tier}", "b": cb.key + f"@{cb.tier}"})
+    only_a = [g for g in a.choices if g not in b.choices]
+    only_b = [g for g in b.choices if g not in a.choices]
+    return {"fields": fields, "predicted": predicted,
+            "choices": {"changed": changed, "same": same, "only_in_a": only_a, "only_in_b": only_b}}
+
+
+@plan_app.command("diff")
+def diff(
+    a: Annotated[Path, typer.Argument(help="First plan file.")],
+    b: Annotated[Path, typer.Argument(help="Second plan file.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Compare two plans: inputs, predicted metrics and per-group choices."""
+    from planner.plan import load_plan
+
+    pa, pb = load_plan(a), load_plan(b)
+    d = diff_plans(pa, pb)
+    if json_out:
+        emit_json(d)
+        return
+    if d["fields"]:
+        t = Table(title="Inputs that differ")
+        for col in ("field", a.name, b.name):
+            t.add_column(col)
+        for k, (va, vb) in d["fields"].items():
+            t.add_row(k, str(va), str(vb))
+        console.print(t)
+    t = Table(title="Predicted")
+    for col in ("metric", a.name, b.name, "b / a"):
+        t.add_column(col, justify="right")
+    for m, e in d["predicted"].items():
+        fmt = _fmt_metric(m)
+        ratio = e.get("ratio")
+        t.add_row(m, fmt(e["a"]), fmt(e["b"]), f"{ratio:.3g}×" if ratio is not None and math.isfinite(ratio) else "-")
+    console.print(t)
+    ch = d["choices"]
+    console.print(f"groups: {len(ch['changed'])} changed, {ch['same']} the same"
+                  + (f", {len(ch['only_in_a'])} only in {a.name}" if ch["only_in_a"] else "")
+                  + (f", {len(ch['only_in_b'])} only in {b.name}" if ch["only_in_b"] else ""))
+    if ch["changed"]:
+        t = Table(title="Changed choices")
+        for col in ("group", a.name, b.name):
+            t.add_column(col)
+        for row in ch["changed"]:
+            t.add_row(row["group"], row["a"], row["b"])
+        console.print(t)
+
+
+def _fmt_metric(name: str):
+    if name.endswith("_per_s"):
+        return lambda v: "-" if v is None else f"{v:,.4g}"
+    if name.endswith("_bytes"):
+        return human_bytes
+    if name.endswith("_s"):
+        return human_time
+    return lambda v: "-" if v is None else f"{v:.4g}"
+
+
+def register(app: typer.Typer) -> None:
+    from planner.diagnose import NoFeasiblePlanError
+    from planner.solver import SolverError
+
+    register_error(NoFeasiblePlanError, EXIT_INFEASIBLE)
+    register_error(SolverError, EXIT_INFEASIBLE)
+    app.add_typer(plan_app, name="plan")
+
+
+__all__ = ["diff_plans", "parse_duration", "plan_app", "print_plan", "register"]
