@@ -385,7 +385,7 @@ def _kv_bits(kv_name: str, head_dim: int) -> float:
     return get_format(kv_name).bits_per_value(1 << 20, max(head_dim, 1))
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1 << 16)
 def _numerics(device: DeviceSpec, choice: Choice, rows: int, cols: int) -> _Numerics:
     try:
         w = get_format(choice.weights)
