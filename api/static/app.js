@@ -601,38 +601,33 @@
   };
 
   // Stacked horizontal bars, one per memory tier: each part of the usage against the
-  // tier's capacity (the grey box). Usage past the capacity is outlined in red.
+  // tier's capacity (the grey track). Usage past the capacity shows as a red overflow.
+  // HTML rather than SVG so that the labels stay readable on a narrow window.
   function memoryBars(rows) {
-    const W = 760, left = 170, right = 150, rowH = 34, top = 8;
-    const H = top + rows.length * rowH + 6;
-    const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": rows.map((r) => `${r.name}: ${fmtBytes(sum(r.parts))} used of ${fmtBytes(r.capacity)}`).join("; ") });
     const used = new Set();
-    rows.forEach((r, i) => {
-      const y = top + i * rowH;
+    const bars = rows.map((r) => {
       const total = sum(r.parts);
       const scaleMax = Math.max(r.capacity || 0, total, 1);
-      const bw = W - left - right;
-      const x = (v) => left + (v / scaleMax) * bw;
-      s.append(svg("text", { x: left - 8, y: y + 17, "text-anchor": "end", text: r.name }));
-      if (r.capacity) s.append(svg("rect", { class: "cap", x: left, y: y + 3, width: x(r.capacity) - left, height: 20, rx: 3 }));
-      let acc = 0;
+      const track = el("div", { class: "mem-track" });
       for (const [kind, v] of r.parts) {
         if (!v) continue;
         used.add(kind);
-        const seg = svg("rect", { class: SEGMENTS[kind][0], x: x(acc), y: y + 5, width: Math.max(x(acc + v) - x(acc), 0.5), height: 16 });
-        seg.append(svg("title", { text: `${SEGMENTS[kind][1]}: ${fmtBytes(v)}` }));
-        s.append(seg);
-        acc += v;
+        const seg = el("div", { class: `mem-seg seg-${kind}`, title: `${SEGMENTS[kind][1]}: ${fmtBytes(v)}` });
+        seg.style.width = `${(100 * v) / scaleMax}%`;
+        track.append(seg);
       }
-      if (r.capacity && total > r.capacity) s.append(svg("rect", { class: "over", x: x(r.capacity), y: y + 3, width: x(total) - x(r.capacity), height: 20 }));
-      s.append(svg("text", { x: W - right + 8, y: y + 17, text: r.capacity ? `${fmtBytes(total)} / ${fmtBytes(r.capacity)}` : fmtBytes(total) }));
+      if (r.capacity && total > r.capacity) {
+        track.classList.add("over");
+        const cap = el("div", { class: "mem-cap", title: `capacity ${fmtBytes(r.capacity)}` });
+        cap.style.left = `${(100 * r.capacity) / scaleMax}%`;
+        track.append(cap);
+      }
+      return el("div", { class: "mem-row", role: "img", "aria-label": `${r.name}: ${fmtBytes(total)} used of ${r.capacity ? fmtBytes(r.capacity) : "unknown capacity"}; ${r.parts.filter(([, v]) => v).map(([k, v]) => `${SEGMENTS[k][1]} ${fmtBytes(v)}`).join(", ")}` },
+        el("span", { class: "mem-name", text: r.name }), track,
+        el("span", { class: "mem-total", text: r.capacity ? `${fmtBytes(total)} / ${fmtBytes(r.capacity)}` : fmtBytes(total) }));
     });
-    const legend = el("div", { class: "legend" }, Array.from(used).map((k) => {
-      const sw = el("span", { class: "sw" });
-      sw.style.background = `var(--c-${k})`;
-      return el("span", {}, sw, SEGMENTS[k][1]);
-    }));
-    return el("div", { class: "chart" }, legend, s);
+    const legend = el("div", { class: "legend" }, Array.from(used).map((k) => el("span", {}, el("span", { class: `sw seg-${k}` }), SEGMENTS[k][1])));
+    return el("div", { class: "mem" }, legend, bars);
   }
 
   const sum = (parts) => parts.reduce((a, [, v]) => a + (v || 0), 0);
@@ -685,7 +680,10 @@
 
   // ------------------------------------------------------------------ tooltip
 
+  let tipShown = null; // [target, title, rows] of the open tooltip
+
   function showTip(target, title, rows) {
+    tipShown = [target, title, rows];
     const tip = $("#tooltip");
     tip.replaceChildren(el("b", { text: title }), el("dl", {}, rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })])));
     tip.hidden = false;
@@ -700,7 +698,15 @@
   }
 
   function hideTip() {
+    tipShown = null;
     $("#tooltip").hidden = true;
+  }
+
+  // Scrolling (including the scroll that focusing a point causes) moves the tooltip along.
+  function followTip() {
+    if (!tipShown) return;
+    if (!tipShown[0].isConnected) hideTip();
+    else showTip(...tipShown);
   }
 
   function tipOn(node, title, rows) {
@@ -953,12 +959,27 @@
     return f ? f.bits_per_value : null;
   }
 
-  // Bits on a log scale from 2 (light) to 32 (dark blue).
+  // Bits on a log2 scale through the viridis colour map (perceptually ordered, readable
+  // with colour-vision deficiencies): 2 bits light yellow … 32 bits dark purple.
+  const VIRIDIS = [[1, "#fde725"], [1.585, "#a0da39"], [2, "#4ac16d"], [2.585, "#1fa187"], [3, "#277f8e"], [4, "#365c8d"], [5, "#46327e"]];
+
   function bitsColour(bits) {
     if (!bits) return "#eeeeee";
-    const t = Math.min(Math.max((Math.log2(bits) - 1) / 4, 0), 1);
-    const l = 92 - t * 62;
-    return `hsl(212, 70%, ${l}%)`;
+    const x = Math.min(Math.max(Math.log2(bits), 1), 5);
+    for (let i = 1; i < VIRIDIS.length; i++) {
+      const [x1, c1] = VIRIDIS[i];
+      if (x <= x1) {
+        const [x0, c0] = VIRIDIS[i - 1];
+        return mix(c0, c1, (x - x0) / (x1 - x0));
+      }
+    }
+    return VIRIDIS[VIRIDIS.length - 1][1];
+  }
+
+  function mix(a, b, t) {
+    const p = (h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16));
+    const [ca, cb] = [p(a), p(b)];
+    return `rgb(${ca.map((v, i) => Math.round(v + (cb[i] - v) * t)).join(", ")})`;
   }
 
   function sparsityColour(sp) {
@@ -1010,7 +1031,7 @@
           const td = el("td", { class: cls, title: `${hit.name}: ${kind} ${title(hit.c)}`, dataset: { group: hit.name, kind }, text: text(hit.c) });
           td.style.background = colour(hit.c);
           const bits = bitsOf(hit.c.weights);
-          if (kind === "precision" && bits && bits > 9) td.style.color = "#fff";
+          if (kind === "precision" && bits && bits >= 6) td.style.color = "#fff";
           tr.append(td);
         });
       });
@@ -1390,7 +1411,8 @@
       const k = fieldKind(doc, prop);
       const id = `cap-${name}`;
       const label = CAPACITY_LABELS[name] || prop.title || name;
-      const def = prop.default !== undefined && prop.default !== null ? prop.default : CAPACITY_DEFAULTS[name];
+      const example = Array.isArray(prop.examples) ? prop.examples[0] : undefined;
+      const def = prop.default !== undefined && prop.default !== null ? prop.default : example !== undefined ? example : CAPACITY_DEFAULTS[name];
       let control;
       if (k.kind === "select") control = el("select", { id, name, "data-type": "text" }, k.options.map((o) => el("option", { value: o, text: o })));
       else if (k.kind === "bool") control = el("input", { id, name, type: "checkbox", "data-type": "bool", checked: Boolean(def) });
@@ -1469,7 +1491,9 @@
             series.get(row.hardware).push([v, row.o.usd_per_hour]);
           }
         }
-        $("#capacity-plot").replaceChildren(costPlot(series, loadField));
+        const plot = $("#capacity-plot");
+        plot.replaceChildren(costPlot(series, loadField));
+        plot.dataset.series = String(series.size);
       }
       status.textContent = "";
     } catch (e) {
@@ -1482,7 +1506,7 @@
 
   function renderCapacity(body, rows) {
     const sorted = rows.slice().sort((a, b) => (b.meets - a.meets) || ((a.o.usd_per_hour ?? Infinity) - (b.o.usd_per_hour ?? Infinity)));
-    const head = el("tr", {}, ["#", "hardware", "devices", "layout", "weights / act / kv", "TTFT", "TPOT", "USD/h", "USD/M tok", "meets SLO"].map((h) => el("th", { scope: "col", text: h })));
+    const head = el("tr", {}, ["#", "hardware", "devices", "layout", "weights / act / kv", "TTFT p50 / p95", "TPOT p50 / p95", "USD/h", "USD/M tok", "meets SLO"].map((h) => el("th", { scope: "col", text: h })));
     const trs = sorted.map((r, i) => {
       const o = r.o;
       if (!r.has) return el("tr", {}, el("td", { text: i + 1 }), el("td", { text: r.hardware }), el("td", { colspan: 7, class: "muted", text: "does not fit at any layout" }), el("td", { class: "no", text: "no" }));
@@ -1553,7 +1577,7 @@
     document.addEventListener("keydown", (ev) => {
       if (ev.key === "Escape") hideTip();
     });
-    window.addEventListener("scroll", hideTip, { passive: true });
+    document.addEventListener("scroll", followTip, { passive: true, capture: true });
     showView(location.hash.slice(1) || "estimate", false);
     drawRoofline();
     fetch("/healthz", { cache: "no-store" }).then((r) => r.json()).then((h) => ($("#version").textContent = `v${h.version}`)).catch(() => {});
