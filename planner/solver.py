@@ -40,6 +40,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -567,12 +568,14 @@ def _pulp_model(problem: Problem, relax: bool):
     scale = _scale(problem)
     m = pulp.LpProblem("tierwise_plan", pulp.LpMinimize)
     size = problem.group_size
-    xs = [pulp.LpVariable(f"x{j}", lowBound=0, upBound=int(size[gi]),
-                          cat=pulp.LpContinuous if relax else (pulp.LpBinary if size[gi] == 1 else pulp.LpInteger))
+    # PuLP ≥ 3.3 attaches variables to the model (add_variable); older releases build them free.
+    var = m.add_variable if hasattr(m, "add_variable") else pulp.LpVariable
+    xs = [var(f"x{j}", lowBound=0, upBound=int(size[gi]),
+              cat=pulp.LpContinuous if relax else (pulp.LpBinary if size[gi] == 1 else pulp.LpInteger))
           for j, gi in enumerate(problem.column_group)]
     sc = _aux_scales(problem)
-    ys = {a.name: pulp.LpVariable(f"y{k}", lowBound=None if a.lb == -math.inf else a.lb / sc[a.name],
-                                  upBound=None if a.ub == math.inf else a.ub / sc[a.name], cat=pulp.LpContinuous)
+    ys = {a.name: var(f"y{k}", lowBound=None if a.lb == -math.inf else a.lb / sc[a.name],
+                      upBound=None if a.ub == math.inf else a.ub / sc[a.name], cat=pulp.LpContinuous)
           for k, a in enumerate(problem.aux)}
     obj = [(xs[j], c / scale) for j, c in enumerate(problem.cost) if c != 0.0]
     obj += [(ys[a.name], a.cost * sc[a.name] / scale) for a in problem.aux if a.cost != 0.0]
@@ -593,6 +596,16 @@ def _pulp_model(problem: Problem, relax: bool):
     return m, xs, ys, scale, sc
 
 
+def _cbc(**kwargs):
+    """PuLP's bundled CBC binary. PuLP 3.3 marks PULP_CBC_CMD deprecated in favour of a
+    separately installed CBC (COIN_CMD); the bundled one is what a plain install has."""
+    import pulp
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return pulp.PULP_CBC_CMD(**kwargs)
+
+
 def _solve_cbc(problem: Problem, time_limit_s: float, gap: float, threads: int | None) -> Solution:
     import pulp
 
@@ -602,7 +615,7 @@ def _solve_cbc(problem: Problem, time_limit_s: float, gap: float, threads: int |
     if threads is not None:
         kwargs["threads"] = int(threads)
     try:
-        m.solve(pulp.PULP_CBC_CMD(**kwargs))
+        m.solve(_cbc(**kwargs))
     except pulp.PulpSolverError as exc:
         raise SolverError(f"CBC failed: {exc}", status="error", backend="cbc") from None
     st = m.status
@@ -623,7 +636,7 @@ def _solve_cbc(problem: Problem, time_limit_s: float, gap: float, threads: int |
         ours = "feasible"
         # CBC's best bound is not exposed through PuLP: bound the gap with the LP relaxation.
         lp, _, _, _, _ = _pulp_model(problem, relax=True)
-        lp.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=float(time_limit_s)))
+        lp.solve(_cbc(msg=False, timeLimit=float(time_limit_s)))
         bound = pulp.value(lp.objective) * scale if lp.status == pulp.LpStatusOptimal else None
     sol = _finish(problem, x, y, bound=bound, status=ours, backend="cbc", t0=t0,
                   n_rows=len(problem.groups) + len(problem.rows))
