@@ -767,7 +767,11 @@
     const clipY = (v) => Math.min(Math.max(v, ylo), yhi);
     if (bw) {
       const labels = [];
-      compute.forEach((r, i) => {
+      // The roof of the estimate's compute precision is drawn solid, the others dashed.
+      const fmt = state.formats.get(d.activations) || state.formats.get(state.aliases[d.activations]);
+      const hwPrec = fmt ? fmt.hw_precision : d.activations;
+      const activeRoof = compute.find((r) => r.precisions.includes(hwPrec)) || compute[0];
+      compute.forEach((r) => {
         const peak = r.peak_flops_per_s;
         const ridge = peak / bw;
         const xa = Math.max(xlo, ylo / bw); // where the memory slope enters the plot
@@ -775,14 +779,14 @@
         if (ridge <= xa) line = [[xlo, peak], [xhi, peak]];
         else if (ridge >= xhi) line = [[xa, xa * bw], [xhi, xhi * bw]];
         else line = [[xa, xa * bw], [ridge, peak], [xhi, peak]];
-        s.append(svg("path", { class: `roof${i ? " alt" : ""}`, d: line.map(([x, y], j) => `${j ? "L" : "M"}${xs.map(x)},${ys.map(clipY(y))}`).join("") }));
+        s.append(svg("path", { class: `roof${r === activeRoof ? "" : " alt"}`, d: line.map(([x, y], j) => `${j ? "L" : "M"}${xs.map(x)},${ys.map(clipY(y))}`).join("") }));
         if (ridge > xlo && ridge < xhi) s.append(svg("line", { class: "ridge", x1: xs.map(ridge), x2: xs.map(ridge), y1: ys.map(peak), y2: b.bottom }));
-        labels.push({ y: ys.map(clipY(peak)) + 4, text: `${r.precisions.join("/")} ${siPrefix(peak, "FLOP/s", 3)}` });
+        labels.push({ y: ys.map(clipY(peak)) + 4, text: `${r.precisions.join("/")} ${siPrefix(peak, "FLOP/s", 3)}`, active: r === activeRoof });
       });
       // Keep the roof labels at least one line apart (close peaks on a log axis).
       labels.sort((p, q) => p.y - q.y);
       for (let i = 1; i < labels.length; i++) labels[i].y = Math.max(labels[i].y, labels[i - 1].y + 13);
-      for (const l of labels) s.append(svg("text", { x: b.right + 6, y: l.y, text: l.text }));
+      for (const l of labels) s.append(svg("text", { x: b.right + 6, y: l.y, "font-weight": l.active ? "bold" : null, text: l.text }));
       const xl = Math.max(xlo, ylo / bw) * 4;
       if (xl < xhi) s.append(svg("text", { x: xs.map(xl) - 4, y: ys.map(clipY(xl * bw)) - 10, "text-anchor": "end", text: `${roofs.device_tier} ${fmtBytes(bw)}/s` }));
     }

@@ -23,8 +23,11 @@ API_KEY = "ui-test-key-4f9c2a"
 
 
 def chromium_path() -> str | None:
-    """The system Chromium: $TIERWISE_CHROMIUM, else chromium / chromium-browser on PATH."""
-    for cand in (os.environ.get("TIERWISE_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium"):
+    """The system Chromium: $TIERWISE_CHROMIUM when set (and only it), else chromium or
+    chromium-browser on PATH, else Debian's /usr/bin/chromium; None when there is none."""
+    explicit = os.environ.get("TIERWISE_CHROMIUM")
+    cands = (explicit,) if explicit else (shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium")
+    for cand in cands:
         if cand and Path(cand).is_file() and os.access(cand, os.X_OK):
             return cand
     return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 from pathlib import Path
 
@@ -36,7 +37,8 @@ def browser():
 
     exe = chromium_path()
     if exe is None:
-        pytest.skip("no system Chromium (apt-get install chromium, or set TIERWISE_CHROMIUM); the browser tests never download one")
+        where = os.environ.get("TIERWISE_CHROMIUM") or "chromium on PATH or /usr/bin/chromium"
+        pytest.skip(f"no system Chromium at {where} (apt-get install chromium); the browser tests never download one")
     # Chromium refuses its sandbox as root (CI containers); elsewhere keep it.
     args = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
     with sync_playwright() as p:
@@ -277,6 +279,53 @@ def test_invalid_field_shows_the_api_message_beside_it(page, server):
         err = c.post("/v1/plans", json={"model": "llama-3.2-1b", "hardware": "l4", "max_memory_per_device": "lots"}).json()["error"]
     assert err["field"] == "max_memory_per_device"
     expect(page.locator('#plan-form [data-field~="max_memory_per_device"] .field-error')).to_have_text(err["message"])
+
+
+TINY_LLAMA = {"model_type": "llama", "hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 4, "num_attention_heads": 8,
+              "num_key_value_heads": 8, "vocab_size": 32000, "max_position_embeddings": 2048, "torch_dtype": "bfloat16"}
+
+
+def test_pasted_config_custom_hardware_and_training_estimate(page, server):
+    ready(page)
+    page.click("#custom-model summary")
+    page.fill("#custom-model-id", "tiny-llama-ui")
+    page.fill("#custom-model-config", json.dumps({"model_type": "llama", "hidden_size": 512}))
+    page.click("#model-form button[type=submit]")
+    with server.client() as c:
+        err = c.post("/v1/models", json={"id": "tiny-llama-ui-x", "config": {"model_type": "llama", "hidden_size": 512}}).json()["error"]
+    expect(page.locator("#model-form")).to_contain_text(err["message"].replace("tiny-llama-ui-x", "tiny-llama-ui"))
+    page.fill("#custom-model-config", json.dumps(TINY_LLAMA, indent=2))
+    page.click("#model-form button[type=submit]")
+    expect(page.locator("#model")).to_have_value("tiny-llama-ui")
+    expect(page.locator("#model-info")).to_contain_text("4 layers, hidden 512")
+
+    page.select_option("#hardware", "l4")
+    page.click("#custom-hardware summary")
+    page.click("#hardware-copy")
+    expect(page.locator("#custom-hardware-profile")).to_have_value(re.compile(r'"id": "l4-custom"'))
+    page.click("#hardware-form button[type=submit]")
+    expect(page.locator("#hardware")).to_have_value("l4-custom")
+    with server.client() as c:
+        assert c.get("/v1/hardware/l4-custom").json()["custom"] is True
+
+    page.select_option("#est-mode", "training")
+    expect(page.locator("#est-training")).to_be_visible()
+    expect(page.locator("#est-inference")).to_be_hidden()
+    page.fill("#est-finetune", "lora:x")
+    page.click("#estimate-run")
+    expect(page.locator('#estimate-form [data-field="finetune"] .field-error')).to_contain_text("field 'finetune'")
+    page.fill("#est-finetune", "full")
+    page.fill("#est-micro-batch", "2")
+    page.fill("#est-seq", "1024")
+    page.click("#estimate-run")
+    expect(page.locator("#estimate-result")).to_have_attribute("data-count", "1")
+    with server.client() as c:
+        est = c.post("/v1/estimate", json={"mode": "training", "model": "tiny-llama-ui", "hardware": "l4-custom", "micro_batch": 2,
+                                           "seq": 1024}).json()
+    cards = page.locator("#estimate-result .card")
+    expect(cards.filter(has_text="MFU")).to_contain_text(f"{sig3(est['mfu'] * 100)} %")
+    expect(cards.filter(has_text="Step time")).to_contain_text(f"{sig3(est['step_time_s'] * 1e3)} ms")
+    expect(page.locator("#estimate-result .mem-row .seg-opt")).to_have_count(1)
 
 
 def test_infeasible_plan_shows_the_diagnosis(page, server, shots):
