@@ -1337,10 +1337,17 @@
     const fa = flat(Object.fromEntries(fields.map((f) => [f, pa[f]])), "", {});
     const fb = flat(Object.fromEntries(fields.map((f) => [f, pb[f]])), "", {});
     const metricKeys = ["ttft_s", "tpot_s", "output_tokens_per_s", "per_device_bytes", "avg_weight_bits", "sensitivity", "energy_j_per_token", "usd_per_million_tokens"];
-    const fmtMetric = (k, v) => (v === null || v === undefined ? "–" : k.endsWith("_s") ? fmtTime(v) : k.endsWith("_bytes") ? fmtBytes(v) : sig(v, 4));
+    const fmtMetric = (k, v) => {
+      if (v === null || v === undefined) return "–";
+      if (typeof v !== "number") return String(v);
+      if (k.endsWith("_per_s")) return sig(v, 4);
+      if (k.endsWith("_s")) return fmtTime(v);
+      if (k.endsWith("_bytes")) return fmtBytes(v);
+      return sig(v, 4);
+    };
     const setting = Array.from(new Set([...Object.keys(fa), ...Object.keys(fb)])).map((k) => {
       const same = JSON.stringify(fa[k]) === JSON.stringify(fb[k]);
-      return el("tr", { class: same ? null : "differs" }, el("th", { scope: "row", text: k }), el("td", { text: fa[k] ?? "–" }), el("td", { text: fb[k] ?? "–" }));
+      return el("tr", { class: same ? null : "differs" }, el("th", { scope: "row", text: k }), el("td", { text: fmtMetric(k, fa[k]) }), el("td", { text: fmtMetric(k, fb[k]) }));
     });
     const predicted = metricKeys.map((k) => {
       const va = (pa.predicted || {})[k], vb = (pb.predicted || {})[k];

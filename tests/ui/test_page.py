@@ -369,6 +369,8 @@ def test_stored_plans_search_open_diff_delete(page, server, shots):
     expect(page.locator("#diff-summary")).to_have_text(f"{len(changed)} of {len(a['plan']['choices'])} groups choose differently")
     expect(page.locator("#diff-choices tbody tr")).to_have_count(len(changed))
     expect(page.locator("#diff-settings tr.differs", has_text="constraints.max_memory_per_device_bytes")).to_have_count(1)
+    bits = page.locator("#diff-predicted tr", has_text="avg_weight_bits").locator("td")
+    expect(bits).to_have_text([f"{float(format(p['plan']['predicted']['avg_weight_bits'], '.4g')):g}" for p in (a, b)])
     page.screenshot(path=str(shots / "ui-plans.png"), full_page=True)
 
     page.get_by_role("button", name="open plan ui-diff-b").click()
