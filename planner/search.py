@@ -238,6 +238,7 @@ class _Formulation:
     base_estimate: InferenceEstimate
     notes: tuple[str, ...]
     offered: int = 0  # (group, option) pairs before dominated options were removed
+    stage_fixed: tuple[float, ...] = ()  # per stage: stored bytes outside the groups (norms)
     problem: Problem | None = None
 
 
@@ -563,6 +564,7 @@ class Planner:
         fixed_bytes = {t.name: 0.0 for t in dev.tiers}
         for tu in est0.memory.tiers:
             fixed_bytes[tu.name] = tu.kv_cache_bytes + tu.activations_bytes
+        stage_fixed = self._norm_bytes(layout)  # 16-bit norm weights: stored, but not a decision
         caps = {}
         for t in allowed:
             cap = dev.memory_capacity_bytes if t.name == dev_tier.name else t.capacity_bytes
@@ -577,8 +579,31 @@ class Planner:
             kv_sens=float(self.sensitivity.kv_score(kv, groups)), fixed_pre_s=fixed_pre, fixed_dec_s=fixed_dec,
             comm_pre_s=est0.prefill.comm_s, comm_dec_s=est0.decode.comm_s if est0.decode is not None else 0.0,
             pipe_factor=pipe, step_s=step, generative=generative, gen=serving.gen, fixed_bytes=fixed_bytes,
-            caps=caps, base_estimate=est0, notes=notes, offered=offered,
+            caps=caps, base_estimate=est0, notes=notes, offered=offered, stage_fixed=stage_fixed,
         )
+
+    def _norm_bytes(self, layout: Layout) -> tuple[float, ...]:
+        """Per pipeline stage, bytes of weights outside every decision group (norms, kept in
+        16 bits by the cost model), placed like the groups: layers split evenly, the pre
+        block on the first stage, the post block on the last."""
+        pp = layout.pp
+        out = [0.0] * pp
+        n_layers = sum(b.count for b in self.work.blocks if b.repeated)
+        base = 0
+        for b in self.work.blocks:
+            per = sum(op.weight_params * 2.0 for op in b.ops if not op.is_weighted and op.weight_params)
+            if not per:
+                base += b.count if b.repeated else 0
+                continue
+            if b.repeated:
+                for i in range(b.count):
+                    layer = base + i
+                    s = next(k for k in range(pp) if (n_layers * k) // pp <= layer < (n_layers * (k + 1)) // pp)
+                    out[s] += per
+                base += b.count
+            else:
+                out[0 if b.stage == "pre" or n_layers == 0 else pp - 1] += per * b.count
+        return tuple(out)
 
     # -- the ILP ---------------------------------------------------------------------------
 
@@ -594,6 +619,8 @@ class Planner:
                 name = f"memory_{tname}" + (f"_stage{s}" if pp > 1 else "")
                 coeffs = np.where(on_t & (stage == s), f.bytes_, 0.0)
                 rhs = f.caps[tname] - f.fixed_bytes.get(tname, 0.0) - tighten.get(f"memory_{tname}", 0.0)
+                if ti == 0 and f.stage_fixed:
+                    rhs -= f.stage_fixed[s]
                 rows.append(Row(name=name, coeffs=coeffs, sense="<=", rhs=rhs))
         streams = len(f.tiers) > 1
         rows.append(Row(name="prefill_time", coeffs=f.pre_s, sense="<=", rhs=-f.fixed_pre_s, aux={"P_prefill": -1.0}))
@@ -621,7 +648,7 @@ class Planner:
         fixed_all = sum(f.fixed_bytes.values())
         for s in range(pp):
             rows.append(Row(name=f"footprint_stage{s}", coeffs=np.where(stage == s, f.bytes_, 0.0), sense="<=",
-                            rhs=-fixed_all, aux={"M_max": -1.0}))
+                            rhs=-fixed_all - (f.stage_fixed[s] if f.stage_fixed else 0.0), aux={"M_max": -1.0}))
         sizes = np.array([len(c.members) for c in f.classes], dtype=np.int64)
         return Problem(groups=tuple(c.name for c in f.classes), column_group=f.col_class, cost=f.sens_col,
                        rows=tuple(rows), aux=tuple(aux), group_size=sizes)
