@@ -339,6 +339,7 @@
         $("#key-panel").hidden = true;
         $("#key-toggle").setAttribute("aria-expanded", "false");
         $("#key-toggle").textContent = apiKey() ? "API key ✓" : "API key";
+        showView(location.hash.slice(1) || "estimate", false); // reload what the view shows
       } catch (e) {
         if (e.status !== 401) showError([$("#key-form")], e);
       }
