@@ -100,6 +100,7 @@
 
   const fmtPct = (x) => (x === null || x === undefined ? "–" : `${sig(x * 100)} %`);
   const fmtUsd = (x) => (x === null || x === undefined ? "–" : `$${sig(x)}`);
+  const perMillion = (x) => (x === null || x === undefined ? "–" : `$${sig(x)} / M tokens`);
 
   // ------------------------------------------------------------------ API client
 
@@ -552,7 +553,7 @@
             card("MFU", fmtPct(d.mfu), `HFU ${fmtPct(d.hfu)}`),
             card("Model FLOP/s per device", `${fmtFlops(d.model_flops_per_s_per_device)}/s`, `peak ${fmtFlops(d.peak_flops_per_s)}/s`),
             card("Memory per device", fmtBytes(m.per_device_bytes), m.fits ? `fits in ${fmtBytes(m.device_capacity_bytes)}` : `does not fit: ${fmtBytes(m.shortfall_bytes)} over ${fmtBytes(m.device_capacity_bytes)}`, m.fits ? "good" : "bad"),
-            card("Cost", `${fmtUsd(d.usd_per_million_tokens)} / M tokens`, d.usd_per_hour != null ? `$${sig(d.usd_per_hour)}/h` : "no price in the profile"),
+            card("Cost", perMillion(d.usd_per_million_tokens), d.usd_per_hour != null ? `$${sig(d.usd_per_hour)}/h` : "no price in the profile"),
           ),
           el("h3", { text: "Memory per device" }),
           memoryBars([{ name: "device", capacity: m.device_capacity_bytes, parts: [["weights", m.weights_bytes], ["grad", m.gradients_bytes], ["opt", m.optimizer_bytes], ["act", m.activations_bytes], ["logits", m.logits_bytes]] }]),
@@ -578,7 +579,7 @@
           card("Request latency", fmtTime(d.latency_s)),
           card("Memory per device", fmtBytes(m.per_device_bytes), m.fits ? `fits in ${fmtBytes(m.device_capacity_bytes)}` : `does not fit: ${fmtBytes(m.shortfall_bytes)} short`, m.fits ? "good" : "bad"),
           card("Energy", `${sig(d.energy_j_per_token)} J/token`, d.energy_j_per_sample != null ? `${sig(d.energy_j_per_sample)} J per request` : null),
-          card("Cost", `${fmtUsd(d.usd_per_million_tokens)} / M tokens`, d.usd_per_hour != null ? `$${sig(d.usd_per_hour)}/h` : "no price in the profile"),
+          card("Cost", perMillion(d.usd_per_million_tokens), d.usd_per_hour != null ? `$${sig(d.usd_per_hour)}/h` : "no price in the profile"),
         ),
         el("h3", { text: "Memory per device, by tier" }),
         memoryBars(tiers),
@@ -751,6 +752,11 @@
     const want = new Set([$("#roof-prefill").checked ? "prefill" : null, $("#roof-decode").checked ? "decode" : null]);
     const pts = all.filter((p) => want.has(p.phase));
     const bw = roofs ? roofs.device_bandwidth_bytes_per_s : null;
+    if (!pts.length && !(roofs && roofs.compute.length)) {
+      box.replaceChildren(el("p", { class: "muted", text: "No operator with both FLOPs and bytes to place, and no device roofs." }));
+      tableBox.replaceChildren();
+      return;
+    }
     const compute = roofs ? roofs.compute.filter((r) => r.unit === roofs.compute[0].unit || roofs.compute.length <= 6) : [];
     const peaks = compute.map((r) => r.peak_flops_per_s);
     const xsVals = pts.map((p) => p.intensity).concat(compute.map((r) => r.ridge_flop_per_byte).filter(Boolean));
@@ -941,7 +947,7 @@
           card("Average weight bits", sig(pr.avg_weight_bits)),
           card("Sensitivity", sig(pr.sensitivity), `accuracy proxy (${p.sensitivity_source})`),
           card("Energy", `${sig(pr.energy_j_per_token)} J/token`),
-          card("Cost", `${fmtUsd(pr.usd_per_million_tokens)} / M tokens`),
+          card("Cost", perMillion(pr.usd_per_million_tokens)),
         ),
         el("h3", { text: "Memory per device, by tier" }),
         memoryBars(tiers),
