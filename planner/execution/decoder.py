@@ -234,7 +234,9 @@ class LlamaDecoder(nn.Module):
     def new_cache(self) -> KVCache:
         return KVCache(self.config.num_layers, self.kv_format)
 
-    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None, *, last_only: bool = False) -> torch.Tensor:
+        """Logits ``[batch, tokens, vocab]``; ``last_only`` computes them for the last position only,
+        as serving engines do in prefill (the cost model's ``logits_tokens = 1``)."""
         b, t = input_ids.shape
         start = cache.length if cache is not None else 0
         pos = torch.arange(start, start + t, dtype=torch.float32, device=input_ids.device)
@@ -246,6 +248,8 @@ class LlamaDecoder(nn.Module):
             x = layer(x, cos, sin, cache)
         if cache is not None:
             cache.length += t
+        if last_only:
+            x = x[:, -1:]
         return self.lm_head(self.model.norm(x))
 
 

@@ -211,7 +211,7 @@ def _run(tm: TorchModel, module: nn.Module, inputs: tuple[torch.Tensor, ...],
                 ids = inputs[0]
                 steps = min(_DECODE_STEPS, ids.shape[1] - 1)
                 cache = module.new_cache()  # type: ignore[operator]
-                logits = [module(ids[:, : ids.shape[1] - steps], cache)[:, -1:]]
+                logits = [module(ids[:, : ids.shape[1] - steps], cache, last_only=True)]
                 for s in range(steps, 0, -1):
                     pos = ids.shape[1] - s
                     logits.append(module(ids[:, pos: pos + 1], cache))
@@ -309,7 +309,7 @@ def _latency(tm: TorchModel, compressed: nn.Module, inputs: tuple[torch.Tensor, 
             b, t = ids.shape
 
             def prefill(m: nn.Module) -> Callable[[], Any]:
-                return lambda: m(ids, m.new_cache())  # type: ignore[operator]
+                return lambda: m(ids, m.new_cache(), last_only=True)  # type: ignore[operator]
 
             mp = [measure_seconds(prefill(m), min_time_s=min_time_s, warmup=1) for m in (tm.module, compressed)]
             serving = Serving(batch=b, prompt=t, gen=1)
@@ -321,7 +321,7 @@ def _latency(tm: TorchModel, compressed: nn.Module, inputs: tuple[torch.Tensor, 
             md = []
             for m in (tm.module, compressed):
                 cache = m.new_cache()  # type: ignore[operator]
-                m(ids, cache)
+                m(ids, cache, last_only=True)
                 state = cache.snapshot()
                 nxt = ids[:, -1:]
 
