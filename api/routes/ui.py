@@ -38,8 +38,8 @@ STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 _STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
 
 #: Only this origin, no inline script or style, no frames, no form posts elsewhere.
-#: ``img-src data:`` lets the page use a data: favicon (so the browser asks no /favicon.ico)
-#: and ``blob:`` lets the export buttons hand files to the browser without a round trip.
+#: ``img-src data:`` lets the page use a data: favicon (so the browser asks no /favicon.ico).
+#: Export downloads are blob: links of this origin, which fetch directives do not govern.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 

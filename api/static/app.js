@@ -99,7 +99,6 @@
   }
 
   const fmtPct = (x) => (x === null || x === undefined ? "–" : `${sig(x * 100)} %`);
-  const fmtUsd = (x) => (x === null || x === undefined ? "–" : `$${sig(x)}`);
   const perMillion = (x) => (x === null || x === undefined ? "–" : `$${sig(x)} / M tokens`);
 
   // ------------------------------------------------------------------ API client
@@ -735,6 +734,8 @@
     return pts;
   }
 
+  const ROOF_PRECISIONS = ["fp32", "bf16", "fp8", "int8", "int4"];
+
   function drawRoofline() {
     const box = $("#roofline-chart");
     const tableBox = $("#roofline-table");
@@ -757,7 +758,13 @@
       tableBox.replaceChildren();
       return;
     }
-    const compute = roofs ? roofs.compute.filter((r) => r.unit === roofs.compute[0].unit || roofs.compute.length <= 6) : [];
+    // Roofs of one compute unit — the one that runs the estimate's compute precision —
+    // for the usual precisions; that precision's roof is drawn solid, the others dashed.
+    const fmt = state.formats.get(d.activations) || state.formats.get(state.aliases[d.activations]);
+    const hwPrec = fmt ? fmt.hw_precision : d.activations;
+    const allRoofs = roofs ? roofs.compute : [];
+    const activeRoof = allRoofs.find((r) => r.precisions.includes(hwPrec)) || allRoofs[0];
+    const compute = allRoofs.filter((r) => r.unit === activeRoof.unit && (r === activeRoof || r.precisions.some((p) => ROOF_PRECISIONS.includes(p))));
     const peaks = compute.map((r) => r.peak_flops_per_s);
     const xsVals = pts.map((p) => p.intensity).concat(compute.map((r) => r.ridge_flop_per_byte).filter(Boolean));
     const ysVals = pts.map((p) => p.attained).concat(peaks);
@@ -774,10 +781,6 @@
     const clipY = (v) => Math.min(Math.max(v, ylo), yhi);
     if (bw) {
       const labels = [];
-      // The roof of the estimate's compute precision is drawn solid, the others dashed.
-      const fmt = state.formats.get(d.activations) || state.formats.get(state.aliases[d.activations]);
-      const hwPrec = fmt ? fmt.hw_precision : d.activations;
-      const activeRoof = compute.find((r) => r.precisions.includes(hwPrec)) || compute[0];
       compute.forEach((r) => {
         const peak = r.peak_flops_per_s;
         const ridge = peak / bw;
@@ -822,7 +825,7 @@
     const legend = el("div", { class: "legend" },
       el("span", {}, el("span", { class: "sw sw-prefill" }), "prefill operators"),
       el("span", {}, el("span", { class: "sw sw-decode" }), "decode operators"),
-      el("span", { class: "muted", text: roofs ? `${roofs.name}: roofs per precision (${roofs.compute[0] ? roofs.compute[0].unit : ""}) and ${roofs.device_tier} bandwidth` : "device roofs unavailable" }));
+      el("span", { class: "muted", text: roofs ? `${roofs.name}: roofs per precision (${activeRoof ? activeRoof.unit : "no compute unit"}) and ${roofs.device_tier} bandwidth` : "device roofs unavailable" }));
     $(".sw-prefill", legend).style.background = "var(--c-prefill)";
     $(".sw-decode", legend).style.background = "var(--c-decode)";
     box.replaceChildren(legend, s);

@@ -176,7 +176,12 @@ def test_estimate_roofline_plan_export_and_stored_list(page, server, shots, reco
     page.click("#tab-roofline")
     ops = roofline_ops(est)
     expect(page.locator("#roofline-chart .pt")).to_have_count(len(ops))
-    assert page.locator("#roofline-chart path.roof").count() >= 1
+    # the roof of the estimate's compute precision (bf16) is the one solid line, labelled in bold
+    expect(page.locator("#roofline-chart path.roof:not(.alt)")).to_have_count(1)
+    expect(page.locator('#roofline-chart text[font-weight="bold"]')).to_contain_text("bf16")
+    with server.client() as c:
+        bf16 = next(r for r in c.get("/v1/hardware/l4/roofs").json()["compute"] if "bf16" in r["precisions"])
+    expect(page.locator('#roofline-chart text[font-weight="bold"]')).to_contain_text(f"{sig3(bf16['peak_flops_per_s'] / 1e12)} TFLOP/s")
     phase, op = max(ops, key=lambda po: po[1]["flops"])
     point = page.locator(f'#roofline-chart .pt[data-phase="{phase}"][data-op="{op["name"]}"]')
     point.focus()  # keyboard: exactly this point, even where points overlap

@@ -1,0 +1,105 @@
+"""The routes behind the web page, without a browser: static files, their headers and
+key exemption, and the two JSON resources the page reads (/v1/formats, roofs)."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import PUBLIC_PATHS, create_app
+from api.routes.ui import CSP
+from api.routes.ui import PUBLIC_PATHS as UI_PUBLIC_PATHS
+from api.settings import Settings
+
+KEY = "routes-test-key"
+
+
+@pytest.fixture
+def client(tmp_path):
+    with TestClient(create_app(Settings(database_url=f"sqlite:///{tmp_path / 't.db'}"))) as c:
+        yield c
+
+
+@pytest.fixture
+def key_client(tmp_path):
+    with TestClient(create_app(Settings(database_url=f"sqlite:///{tmp_path / 't.db'}", api_key=KEY))) as c:
+        yield c
+
+
+def test_static_files_are_served_with_a_same_origin_policy(client):
+    for path, kind in (("/", "text/html"), ("/ui/app.js", "text/javascript"), ("/ui/app.css", "text/css")):
+        r = client.get(path)
+        assert r.status_code == 200, path
+        assert r.headers["content-type"].startswith(kind)
+        assert r.headers["content-security-policy"] == CSP
+        assert r.headers["x-content-type-options"] == "nosniff"
+        # revalidation: same bytes → 304 without a body
+        again = client.get(path, headers={"If-None-Match": r.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+    html = client.get("/").text
+    assert '<script src="/ui/app.js" defer></script>' in html and '<link rel="stylesheet" href="/ui/app.css">' in html
+    # the page names no other host: every src/href is this origin, a fragment or data:
+    assert "http://" not in html and "https://" not in html
+
+
+def test_page_files_need_no_key_but_data_routes_do(key_client):
+    assert UI_PUBLIC_PATHS <= PUBLIC_PATHS
+    for path in sorted(UI_PUBLIC_PATHS):
+        assert key_client.get(path).status_code == 200, path
+    for path in ("/v1/formats", "/v1/hardware/l4/roofs"):
+        r = key_client.get(path)
+        assert r.status_code == 401 and r.json()["error"]["field"] == "authorization"
+        assert key_client.get(path, headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+    # the page's routes stay out of the API description; the JSON ones are in it
+    paths = key_client.get("/openapi.json", headers={"Authorization": f"Bearer {KEY}"}).json()["paths"]
+    assert "/" not in paths and "/ui/app.js" not in paths
+    assert "/v1/formats" in paths and "/v1/hardware/{hardware_id}/roofs" in paths
+
+
+def test_formats_price_bits_as_the_registry_and_list_every_export_target(client):
+    from api.routes.plans import ExportFormat
+
+    body = client.get("/v1/formats").json()
+    bits = {f["name"]: f["bits_per_value"] for f in body["formats"]}
+    # STYLE.md practice 3: int4 g128 + fp16 scale = 4.125 bits; MXFP4 = 4.25; NVFP4 = 4.5
+    # (+ one fp32 tensor scale over a 4096 × 4096 matrix).
+    assert bits["int4-g128"] == pytest.approx(4.125, abs=1e-12)
+    assert bits["mxfp4"] == pytest.approx(4.25, abs=1e-12)
+    assert bits["nvfp4"] == pytest.approx(4.5 + 32 / 4096**2, abs=1e-12)
+    assert bits["bf16"] == 16
+    assert body["aliases"]["int4"] == "int4-g128"
+    assert body["export_formats"] == list(typing.get_args(ExportFormat))
+    assert {"dense", "2:4"} <= set(body["sparsity"])
+
+
+def test_roofs_give_ridge_points_from_profile_peaks(client):
+    r = client.get("/v1/hardware/h100-sxm/roofs").json()
+    bw = r["device_bandwidth_bytes_per_s"]
+    assert r["device_tier"] == "hbm3" and bw == pytest.approx(3.35e12)
+    bf16 = next(c for c in r["compute"] if "bf16" in c["precisions"])
+    # scaling-book roofline.md: H100 dense bf16 critical intensity ≈ 298 FLOP/byte
+    # (989 TFLOP/s over 3.35 TB/s = 295), ±2%.
+    assert bf16["ridge_flop_per_byte"] == pytest.approx(298, rel=0.02)
+    assert bf16["ridge_flop_per_byte"] == pytest.approx(bf16["peak_flops_per_s"] / bw, rel=1e-12)
+    assert bf16["sparse_2to4_peak_flops_per_s"] == pytest.approx(2 * bf16["peak_flops_per_s"])
+    # precisions sharing one peak share one entry; peaks of a unit are distinct
+    per_unit: dict[str, list[float]] = {}
+    for c in r["compute"]:
+        per_unit.setdefault(c["unit"], []).append(c["peak_flops_per_s"])
+    assert all(len(v) == len(set(v)) for v in per_unit.values())
+    assert {t["role"] for t in r["tiers"]} >= {"device", "host"}
+
+
+def test_roofs_of_an_fpga_come_from_its_fabric_and_unknown_ids_are_404(client):
+    r = client.get("/v1/hardware/zcu102/roofs").json()
+    assert {c["unit"] for c in r["compute"]} == {"fabric"}, "a ZCU102 has no listed units: its roofs are the fabric's"
+    peak = {p: c["peak_flops_per_s"] for c in r["compute"] for p in c["precisions"]}
+    # DESIGN.md: integer MACs cost fewer DSP/LUT resources than minifloat ones at the same width
+    assert peak["int8"] > peak["fp8"] and peak["int4"] > peak["int8"]
+    units = {c["unit"] for c in client.get("/v1/hardware/vck190/roofs").json()["compute"]}
+    assert units == {"aie", "fabric"}, "Versal: the AI Engines and the programmable fabric"
+    r = client.get("/v1/hardware/no-such-device/roofs")
+    assert r.status_code == 404
+    assert r.json()["error"]["field"] == "hardware"
