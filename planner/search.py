@@ -661,16 +661,20 @@ class Planner:
         return terms
 
     def _objective(self, f: _Formulation, problem: Problem, which: str, req: PlanRequest,
-                   refs: Mapping[str, float]) -> tuple[np.ndarray, list[AuxVar]]:
+                   refs: Mapping[str, float], cols: np.ndarray | None = None) -> tuple[np.ndarray, list[AuxVar]]:
         """Cost vector and auxiliaries (with costs) of an objective; constants are dropped
-        (sensitivity: ``f.sens_const``; latency: the per-pass overheads)."""
+        (sensitivity: ``f.sens_const``; latency: the per-pass overheads). ``cols``: the
+        formulation's columns ``problem`` keeps (after :meth:`Problem.subset`)."""
         n = problem.num_columns
         aux_cost: dict[str, float] = {}
         cost = np.zeros(n)
+        sens_col = f.sens_col if cols is None else f.sens_col[cols]
+        if sens_col.size != n:
+            raise ValueError(f"objective over {n} columns needs the matching column subset ({sens_col.size} given)")
 
         def add_sens(weight: float) -> None:
             nonlocal cost
-            cost = cost + weight * f.sens_col
+            cost = cost + weight * sens_col
             for a in f.sens_aux:
                 if a.name.startswith("z_"):
                     aux_cost[a.name] = aux_cost.get(a.name, 0.0) + weight
@@ -705,21 +709,23 @@ class Planner:
             tighten: dict[str, float] = {}
             for _round in range(_REPAIR_ROUNDS + 1):
                 problem = self._problem(f, req, tighten)
+                cols = np.arange(f.col_class.size)
                 if device_only:
                     # Fallback where the streaming linearisation disagrees with the cost model:
                     # every weight on the device tier, where the ILP's times are exact.
-                    problem = problem.subset(np.flatnonzero(f.col_tier == 0))
+                    cols = np.flatnonzero(f.col_tier == 0)
+                    problem = problem.subset(cols)
                 f.problem = problem
                 left = max(deadline - time.perf_counter(), 0.5)
-                cost, aux = self._objective(f, problem, primary, req, refs)
+                cost, aux = self._objective(f, problem, primary, req, refs, cols)
                 try:
                     sol = solve(problem.with_cost(cost, aux), backend=req.backend, time_limit_s=left, gap=req.gap)
                     if secondary is not None:
-                        sol = self._lexicographic(f, problem, sol, cost, aux, secondary, req, refs, deadline)
+                        sol = self._lexicographic(f, problem, sol, cost, aux, secondary, req, refs, deadline, cols)
                 except InfeasibleError:
                     break
                 if device_only:
-                    sol = _expand(sol, np.flatnonzero(f.col_tier == 0), f.col_class)
+                    sol = _expand(sol, cols, f.col_class)
                 plan, est, bad = self._assemble(f, req, sol, refs)
                 if not bad:
                     return plan, est, sol
@@ -736,7 +742,7 @@ class Planner:
 
     def _lexicographic(self, f: _Formulation, problem: Problem, first: Solution, cost: np.ndarray,
                        aux: Sequence[AuxVar], secondary: str, req: PlanRequest, refs: Mapping[str, float],
-                       deadline: float) -> Solution:
+                       deadline: float, cols: np.ndarray | None = None) -> Solution:
         """Break ties of the primary objective with the secondary one.
 
         Only exact ties are considered: within a class, the columns whose coefficients in
@@ -745,11 +751,13 @@ class Planner:
         of every such tie set, so the primary objective cannot change; it runs over those
         columns only, starts from the first solution and can only improve the secondary
         objective (request latency breaks the remaining ties)."""
-        keys = _primary_keys(f, req.objective)
+        base_cols = np.arange(f.col_class.size) if cols is None else np.asarray(cols)
+        keys = _primary_keys(f, req.objective)[base_cols]
+        col_class = f.col_class[base_cols]
         counts = np.asarray(first.counts)
         tie_of: dict[tuple, list[int]] = {}
-        for j in range(f.col_class.size):
-            tie_of.setdefault((int(f.col_class[j]), *np.round(keys[j], 15)), []).append(j)
+        for j in range(base_cols.size):
+            tie_of.setdefault((int(col_class[j]), *np.round(keys[j], 15)), []).append(j)
         used = [cols for cols in tie_of.values() if counts[cols].sum() > 0]
         if all(len(cols) == 1 for cols in used):
             return first
@@ -763,9 +771,9 @@ class Planner:
                 coeffs[[where[j] for j in cols]] = 1.0
                 fix.append(Row(name=f"tie_{i}", coeffs=coeffs, sense="==", rhs=float(counts[cols].sum())))
         sub = sub.with_rows(fix)
-        cost2, aux2 = self._objective(f, sub, secondary, req, refs)
+        cost2, aux2 = self._objective(f, sub, secondary, req, refs, base_cols[keep])
         if secondary != "latency":
-            lat_cost, lat_aux = self._objective(f, sub, "latency", req, refs)
+            lat_cost, lat_aux = self._objective(f, sub, "latency", req, refs, base_cols[keep])
             scale2 = max(float(np.max(np.abs(cost2))), max((abs(a.cost) for a in aux2), default=0.0), 1e-300)
             lat_scale = max(abs(a.cost) for a in lat_aux) or 1.0
             aux2 = [replace(a, cost=a.cost + 1e-6 * scale2 * b.cost / lat_scale) for a, b in zip(aux2, lat_aux)]
@@ -776,7 +784,7 @@ class Planner:
                            start=counts[keep], aux_start=first.aux_values)
         except (InfeasibleError, SolverError):
             return first
-        full = np.zeros(f.col_class.size, dtype=np.int64)
+        full = np.zeros(base_cols.size, dtype=np.int64)
         full[keep] = np.asarray(second.counts)
         obj, act = problem.with_cost(cost, aux).evaluate(full, second.aux_values)
         gaps = [g for g in (first.gap, second.gap) if g is not None]
