@@ -115,8 +115,6 @@ def _layout_text(plan) -> str:
 
 
 def _try(planner, req):
-    from planner.search import PlanRequest  # noqa: F401 - type of req
-
     try:
         return planner.solve(req, diagnose_failure=False)
     except NoFeasiblePlanError:

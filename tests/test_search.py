@@ -17,7 +17,6 @@ from hwmodels import load_device
 from planner.arch import load_arch
 from planner.costmodel import Options, estimate_inference
 from planner.diagnose import NoFeasiblePlanError
-from planner.options import Option
 from planner.search import (
     Planner,
     PlanRequest,
