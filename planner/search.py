@@ -278,6 +278,28 @@ def _expand(sol: Solution, columns: np.ndarray, col_class: np.ndarray) -> Soluti
     return replace(sol, counts=tuple(int(c) for c in full), column_group=tuple(int(g) for g in col_class))
 
 
+def _proportional_parts(members: Sequence[int], vecs: Sequence[np.ndarray]) -> list[tuple[list[int], tuple]]:
+    """Split a bucket of interchangeable groups into classes whose score vectors are
+    proportional: (members, (sigma, alpha)). Measured scores for a few layers leave the
+    other layers (prior scores) in one class; fully measured tables give one class each."""
+    whole = _proportional(list(vecs)) if len(members) > 1 else (vecs[0].copy(), np.ones(1))
+    if whole is not None:
+        return [(list(members), whole)]
+    keyed: dict[tuple, list[int]] = {}
+    for k, v in enumerate(vecs):
+        top = float(np.max(np.abs(v))) if v.size else 0.0
+        keyed.setdefault(tuple(np.round(v / top, 9)) if top > 0 else ("zero",), []).append(k)
+    parts = []
+    for ks in keyed.values():
+        sub = [vecs[k] for k in ks]
+        prop = _proportional(sub) if len(ks) > 1 else (sub[0].copy(), np.ones(1))
+        if prop is None:  # rounding put non-proportional vectors together: keep them apart
+            parts.extend(([members[k]], (vecs[k].copy(), np.ones(1))) for k in ks)
+        else:
+            parts.append(([members[k] for k in ks], prop))
+    return parts
+
+
 def _primary_keys(f: _Formulation, objective: str) -> np.ndarray:
     """Per column, the coefficients through which it enters the primary objective."""
     if objective == "accuracy":
@@ -423,9 +445,7 @@ class Planner:
             coeffs = np.array([[*costs[opts_[i]][(block, name)], self._bits(g0, opts_[i])] for i in usable])
             vecs = [np.asarray(scores.values[gi], dtype=np.float64)[usable] for gi in members]
             offered += len(usable) * len(members)
-            prop = _proportional(vecs) if len(members) > 1 else (vecs[0].copy(), np.ones(1))
-            parts = [(members, prop)] if prop is not None else [([gi], (v.copy(), np.ones(1)))
-                                                               for gi, v in zip(members, vecs)]
+            parts = _proportional_parts(members, vecs)
             for mem, (sigma, alpha) in parts:
                 # Dominance on (coefficients, sigma): scaling sigma by alpha > 0 keeps it valid.
                 keep = _undominated([(None, *coeffs[i], sigma[i]) for i in range(len(usable))])
