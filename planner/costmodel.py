@@ -38,6 +38,7 @@ from planner.workload import (
     ATTENTION,
     CONV,
     EMBEDDING,
+    LINEAR,
     LM_HEAD,
     NORM,
     POOL,
@@ -75,6 +76,21 @@ class Choice:
     activations: str = "bf16"
     kv: str = "bf16"
     sparsity: str = "dense"
+    low_rank: int | None = None  # factor each linear k→n into k→r→n (Greenformers-style)
+
+    def __post_init__(self) -> None:
+        if self.low_rank is not None and (isinstance(self.low_rank, bool) or not isinstance(self.low_rank, int) or self.low_rank < 1):
+            raise EstimateError("low_rank", f"low_rank must be a positive integer or null; got {self.low_rank!r}")
+
+
+def low_rank_factor(op: OpShape, choice: Choice) -> float:
+    """Fraction of a linear's weights (and FLOPs) kept by a rank-r factorization:
+    r·(k+n) / (k·n), capped at 1 (a rank that does not compress leaves the layer dense)."""
+    r = choice.low_rank
+    if not r or op.kind != LINEAR or not op.in_features or not op.out_features:
+        return 1.0
+    k, n = op.in_features, op.out_features
+    return min(1.0, r * (k + n) / (k * n))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -488,8 +504,9 @@ def op_cost(
     shard = _shard(op, layout)
     eff = device.efficiency
 
-    flops = load.flops / shard
-    w_elems = load.weight_elems_read / shard
+    lr = low_rank_factor(op, choice)
+    flops = load.flops * lr / shard
+    w_elems = load.weight_elems_read * lr / shard
     if op.kind == NORM:
         w_bytes = w_elems * 2.0  # norm weights stay in 16-bit
     elif op.kind == EMBEDDING:
@@ -586,7 +603,7 @@ def _block_weight_bytes(block: Block, device: DeviceSpec, choice_for, layout: La
                 continue
             rows, cols = (op.out_features, op.in_features) if op.kind != CONV else (op.out_features, 0)
             nm = _numerics(device, ch, rows or 1, cols or 1)
-            total += p * nm.weight_bits / 8.0 / _shard(op, layout)
+            total += p * low_rank_factor(op, ch) * nm.weight_bits / 8.0 / _shard(op, layout)
         out.append(total)
     return out * block.count if uniform else out
 
@@ -629,7 +646,7 @@ def _shard_tp(op: OpShape, tp: int) -> float:
     return float(tp) if tp > 1 and op.shard in ("col", "row", "heads", "vocab") else 1.0
 
 
-def _allowed_tiers(device: DeviceSpec, options: Options) -> list[MemoryTier]:
+def allowed_tiers(device: DeviceSpec, options: Options) -> list[MemoryTier]:
     """Tiers weights may occupy, fastest first."""
     out = []
     for t in device.tiers:
@@ -676,7 +693,7 @@ def place_memory(
                 act_tier = t
                 break
     uses[act_tier.name]["act"] = act_dev
-    allowed = _allowed_tiers(device, options)
+    allowed = allowed_tiers(device, options)
     # The KV cache stays on the device; with offloading allowed, what does not fit next to the
     # activations spills to host memory (FlexGen keeps KV in CPU DRAM) and is streamed back.
     kv_room = max(0.0, device.memory_capacity_bytes - uses[dev.name]["act"])
@@ -867,12 +884,12 @@ def evaluate_phase(
             by_tier[name] = nbytes
             if t.role == "on_chip":
                 continue
-            stream_s += _stream_time(device, t, nbytes, options)
+            stream_s += stream_time_s(device, t, nbytes, options)
     if kv_streamed > 0:
         host = next((t for t in device.tiers if t.role == "host"), None)
         if host is not None:
             by_tier[host.name] = by_tier.get(host.name, 0.0) + kv_streamed
-            stream_s += _stream_time(device, host, kv_streamed, options)
+            stream_s += stream_time_s(device, host, kv_streamed, options)
     # Pipeline: activations cross (pp-1) stage boundaries.
     if layout.pp > 1:
         link = device.intra_node_link if layout.devices <= device.devices_per_node else (device.inter_node_link or device.intra_node_link)
@@ -904,7 +921,7 @@ def evaluate_phase(
     )
 
 
-def _stream_time(device: DeviceSpec, t: MemoryTier, nbytes: float, options: Options) -> float:
+def stream_time_s(device: DeviceSpec, t: MemoryTier, nbytes: float, options: Options) -> float:
     """Time to bring ``nbytes`` of weights from tier ``t`` to where they are computed."""
     if t.role == "storage":
         return t.read_time_s(nbytes, options.flash_chunk_bytes)
@@ -1202,7 +1219,7 @@ def group_costs(
 
     Layers of a repeated block are identical, so each (block, group) is priced once and
     carries ``count``. Non-weighted operators (attention core, norms) are not included:
-    they depend only on the activation and KV formats (see :func:`fixed_costs`).
+    they depend only on the activation and KV formats.
     """
     work = build_workload(arch)
     m = min(serving.batch, layout.pp)
@@ -1230,7 +1247,7 @@ def group_costs(
                     params += op.weight_params
                     rows, cols = (op.out_features, op.in_features) if op.kind != CONV else (op.out_features, 0)
                     nm = _numerics(device, choice, rows or 1, cols or 1)
-                    w_bytes += op.weight_params * (2.0 if op.kind == NORM else nm.weight_bits / 8.0) / _shard(op, layout)
+                    w_bytes += op.weight_params * low_rank_factor(op, choice) * (2.0 if op.kind == NORM else nm.weight_bits / 8.0) / _shard(op, layout)
             out.append(
                 GroupCost(
                     group=g,

@@ -55,8 +55,8 @@ from planner.costmodel import (
     Layout,
     Options,
     Serving,
-    _allowed_tiers,
-    _stream_time,
+    allowed_tiers,
+    stream_time_s,
     check_layout,
     estimate_inference,
     group_costs,
@@ -542,7 +542,7 @@ class Planner:
         generative = self.arch.family in ("decoder", "encoder_decoder") and serving.gen > 0
         dev_tier = dev.device_tier
 
-        allowed = [t for t in _allowed_tiers(dev, Options(allow_offload=req.allow_offload))
+        allowed = [t for t in allowed_tiers(dev, Options(allow_offload=req.allow_offload))
                    if t.role != "on_chip" or dev.device_class == "fpga"]
         allowed.sort(key=lambda t: 0 if t.name == dev_tier.name else 1)  # the device tier first
         tiers = tuple(t.name for t in allowed)
@@ -555,7 +555,7 @@ class Planner:
                 per_byte[t.name] = 0.0
                 continue
             n = 1e9
-            per_byte[t.name] = (_stream_time(dev, t, 2 * n, opts) - _stream_time(dev, t, n, opts)) / n
+            per_byte[t.name] = (stream_time_s(dev, t, 2 * n, opts) - stream_time_s(dev, t, n, opts)) / n
         (groups, classes, ccls, copt, ctier, cstage, by, pr, de, spre, sdec, bp, sc, sk, srows, saux, sconst, notes,
          offered) = self._columns(req, layout, base, kv, tiers, per_byte)
 

@@ -235,3 +235,19 @@ def test_every_profile_estimates_a_small_model():
         fmt = "fp16" if dev.supports("fp16") != "unsupported" else "int8"
         e = estimate_inference(arch, dev, Layout(), Serving(batch=1, prompt=32, gen=8), Choice(weights=fmt, activations=fmt if fmt == "fp16" else "int8", kv="fp16" if dev.supports("fp16") != "unsupported" else "int8"))
         assert e.latency_s > 0, h
+
+
+def test_low_rank_shrinks_weights_and_compute():
+    # A rank-r factorization of a k→n linear stores r·(k+n) weights (Greenformers); for
+    # Llama-2-7B's 4096→4096 projections at r=512 that is 1/4 of the weights and FLOPs.
+    s = Serving(batch=1, prompt=1024, gen=32)
+    dense = est("llama-2-7b", "h100-sxm", serving=s)
+    lr = est("llama-2-7b", "h100-sxm", serving=s, low_rank=512)
+    q_dense = next(o for o in dense.prefill.ops if o.name.endswith("q_proj"))
+    q_lr = next(o for o in lr.prefill.ops if o.name.endswith("q_proj"))
+    assert q_lr.flops == pytest.approx(q_dense.flops * 512 * 8192 / 4096**2)
+    assert q_lr.weight_bytes == pytest.approx(q_dense.weight_bytes * 0.25, rel=1e-3)
+    assert lr.memory.weights_bytes < 0.4 * dense.memory.weights_bytes
+    assert lr.tpot_s < dense.tpot_s
+    with pytest.raises(EstimateError):
+        Choice(low_rank=0)

@@ -48,6 +48,7 @@ def estimate(
     activations: Annotated[str, typer.Option(help="Activation/compute format (bf16, fp16, fp8, int8).")] = "bf16",
     kv: Annotated[str, typer.Option(help="KV-cache format (bf16, fp16, fp8, int8, int4-g64, ...).")] = "bf16",
     sparsity: Annotated[str, typer.Option(help="dense | 2:4 | unstructured:R")] = "dense",
+    low_rank: Annotated[Optional[int], typer.Option(min=1, help="Factor every linear layer to this rank (r·(k+n) weights).")] = None,
     allow_offload: Annotated[bool, typer.Option("--allow-offload", help="Let weights spill to host memory.")] = False,
     flash_chunk_kib: Annotated[float, typer.Option(min=0.5, help="Read size when streaming weights from flash (KiB).")] = 256.0,
     per_op: Annotated[bool, typer.Option("--per-op", help="Print the per-operator table.")] = False,
@@ -114,7 +115,7 @@ def estimate(
             _print_training(est)
         raise typer.Exit(EXIT_OK)
 
-    choice = Choice(weights=weights, activations=activations, kv=kv, sparsity=sparsity)
+    choice = Choice(weights=weights, activations=activations, kv=kv, sparsity=sparsity, low_rank=low_rank)
     options = Options(allow_offload=allow_offload, flash_chunk_bytes=flash_chunk_kib * 1024.0, runtime=runtime)
     b = option_batch(batch)
     if b == "max":
