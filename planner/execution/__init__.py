@@ -6,7 +6,8 @@ Public entry points (imported lazily, so that ``import planner.execution`` does 
 * :func:`validate` / :func:`make_evaluator` — measured fidelity, bytes and latency;
 * :func:`load_torch_model` — all-MiniLM-L6-v2, the digits CNN, Llama-shaped decoders;
 * :func:`calibrate` / :func:`write_profile` — this machine's roofs as a hardware profile;
-* :func:`measure_sensitivity` / :func:`write_sensitivity` — data-driven sensitivity files.
+* :func:`measure_sensitivity` / :func:`write_sensitivity` — data-driven sensitivity files;
+* :func:`apply_plan_torchao` — the same plan through torchao's kernels, when torchao is installed.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ _LAZY = {
     "write_sensitivity": "planner.execution.sensitivity_data",
     "pack_weight": "planner.execution.storage",
     "PackedWeight": "planner.execution.storage",
+    "apply_plan_torchao": "planner.execution.torchao_backend",
 }
 
 __all__ = ["CalibrationError", "ModelLoadError", "PlanApplyError", *_LAZY]
