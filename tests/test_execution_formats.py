@@ -25,7 +25,6 @@ from torch import nn
 from planner.backends.grids import NF4_LEVELS, decode_minifloat, minifloat_magnitudes
 from planner.backends import sqnr_db
 from planner.execution.apply import apply_plan, compressed_modules
-from planner.execution.storage import pack_weight
 from planner.formats import Format, list_formats
 
 WEIGHT_FORMATS = [f.name for f in list_formats(role="weight")]

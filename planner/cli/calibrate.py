@@ -22,6 +22,8 @@ def calibrate_cmd(
     device_id: Annotated[Optional[str], typer.Option("--id", help="Profile id (default: the file stem).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Fewer sizes and repetitions (about 2 s on a laptop).")]
     = False,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads to measure with (default: torch's "
+                                                   "own); use the count you will validate with.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable summary on stdout.")] = False,
 ) -> None:
     """Measure GEMM throughput per precision and size, copy bandwidth and per-op overhead."""
@@ -33,6 +35,10 @@ def calibrate_cmd(
         from planner.cli.common import fail
 
         fail(f"--out must end in .yaml or .yml; got {out!r}", field="out")
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), TextColumn("{task.completed}/"
                   "{task.total}"), TimeElapsedColumn(), console=err_console, transient=json_out) as progress:
         task = progress.add_task(f"calibrating {device.value}", total=None)

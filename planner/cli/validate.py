@@ -26,6 +26,8 @@ def validate_cmd(
                                                   "(default by model kind).")] = None,
     latency: Annotated[Optional[bool], typer.Option("--latency/--no-latency", help="Measure wall times (default: "
                                                     "on when --hardware is given).")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads (default: torch's own); match the "
+                                                   "profile's calibration for latency comparisons.")] = None,
     all_layers: Annotated[bool, typer.Option("--all-layers", help="Print every layer, not the 10 worst.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
@@ -36,6 +38,10 @@ def validate_cmd(
     if metric is not None and metric not in METRICS:
         fail(f"--metric must be one of {', '.join(METRICS)}; got {metric!r}", field="metric")
     plan = load_plan(plan_path)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     device = None
     if hardware is not None:
         from planner.cli.common import load_hardware_or_fail

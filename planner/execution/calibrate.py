@@ -237,7 +237,7 @@ def calibrate(device: str = "cpu", *, quick: bool = False, progress: ProgressFn 
                     for _ in range(passes))
             copies.append((2 * size, 2 * size / max(t - overhead, t * 0.05)))
             tick(f"copy {mb} MB: {2 * size / t / 1e9:.1f} GB/s (read + write)")
-            del w, src, dst
+            w = src = dst = None  # free the buffers before the next size
 
     host = platform.node() or "unknown-host"
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")

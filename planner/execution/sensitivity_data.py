@@ -43,7 +43,7 @@ from torch import nn
 from planner.execution.apply import PlanApplyError, apply_plan, plan_targets
 from planner.execution.models import TorchModel, load_torch_model
 from planner.execution.storage import pack_weight
-from planner.execution.validate import _degradation, _fidelity, _run, default_metric
+from planner.execution.validate import _degradation, _fidelity, _run
 from planner.formats import get_format, parse_sparsity
 from planner.options import option_key
 from planner.workload import build_workload
