@@ -468,6 +468,16 @@ def _numerics(device: DeviceSpec, choice: Choice, rows: int, cols: int) -> _Nume
 # ---------------------------------------------------------------------------
 
 
+def _matrix_shape(op: OpShape) -> tuple[int, int]:
+    """(rows, cols) of the weight as quantized: output features × input features; a conv's
+    weight is out_channels × (in_channels/groups · k·k) = out × params/out."""
+    if op.kind == CONV:
+        return op.out_features, max(1, op.weight_params // max(op.out_features, 1))
+    if op.kind == POOL:
+        return 1, 1
+    return op.out_features, op.in_features
+
+
 def _shard(op: OpShape, layout: Layout) -> float:
     if layout.tp <= 1:
         return 1.0
@@ -499,7 +509,7 @@ def op_cost(
 ) -> tuple[OpCost, float]:
     """Cost of one instance of ``op``; returns (cost, weight bytes streamed from slower tiers)."""
     load = op_load(op, ph)
-    rows, cols = (op.out_features, op.in_features) if op.kind not in (CONV, POOL) else (op.out_features, 0)
+    rows, cols = _matrix_shape(op)
     nm = _numerics(device, choice, rows or 1, cols or 1)
     shard = _shard(op, layout)
     eff = device.efficiency
@@ -601,7 +611,7 @@ def _block_weight_bytes(block: Block, device: DeviceSpec, choice_for, layout: La
             if op.kind == NORM:
                 total += p * 2.0
                 continue
-            rows, cols = (op.out_features, op.in_features) if op.kind != CONV else (op.out_features, 0)
+            rows, cols = _matrix_shape(op)
             nm = _numerics(device, ch, rows or 1, cols or 1)
             total += p * low_rank_factor(op, ch) * nm.weight_bits / 8.0 / _shard(op, layout)
         out.append(total)
@@ -1245,7 +1255,7 @@ def group_costs(
                     dbytes += cd.weight_bytes
                 if op.weight_params:
                     params += op.weight_params
-                    rows, cols = (op.out_features, op.in_features) if op.kind != CONV else (op.out_features, 0)
+                    rows, cols = _matrix_shape(op)
                     nm = _numerics(device, choice, rows or 1, cols or 1)
                     w_bytes += op.weight_params * low_rank_factor(op, choice) * (2.0 if op.kind == NORM else nm.weight_bits / 8.0) / _shard(op, layout)
             out.append(
