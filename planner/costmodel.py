@@ -401,20 +401,19 @@ def _kv_bits(kv_name: str, head_dim: int) -> float:
     return get_format(kv_name).bits_per_value(1 << 20, max(head_dim, 1))
 
 
+def resolve_format(name: str, field: str) -> Format:
+    """The registered format ``name``; an unknown one is an EstimateError naming ``field``."""
+    try:
+        return get_format(name)
+    except ValueError as exc:
+        raise EstimateError(field, str(exc)) from None
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def _numerics(device: DeviceSpec, choice: Choice, rows: int, cols: int) -> _Numerics:
-    try:
-        w = get_format(choice.weights)
-    except ValueError as exc:
-        raise EstimateError("weights", str(exc)) from None
-    try:
-        a = get_format(choice.activations)
-    except ValueError as exc:
-        raise EstimateError("activations", str(exc)) from None
-    try:
-        kv = get_format(choice.kv)
-    except ValueError as exc:
-        raise EstimateError("kv", str(exc)) from None
+    w = resolve_format(choice.weights, "weights")
+    a = resolve_format(choice.activations, "activations")
+    kv = resolve_format(choice.kv, "kv")
     try:
         sp = parse_sparsity(choice.sparsity)
     except ValueError as exc:

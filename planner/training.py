@@ -50,7 +50,7 @@ from dataclasses import dataclass, field, replace
 
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
-from planner.costmodel import RUNTIME_OVERHEAD_S, Choice, EstimateError, Layout, op_cost
+from planner.costmodel import RUNTIME_OVERHEAD_S, Choice, EstimateError, Layout, op_cost, resolve_format
 from planner.formats import get_format
 from planner.parallel import collective_s, num_layers, p2p_stage_s, strides, validate_layout
 from planner.workload import (
@@ -962,14 +962,8 @@ def _weight_bits(op: OpShape, ctx: _Ctx) -> float:
 
 
 def _resolve_formats(cfg: TrainingConfig, ft: FineTune, device: DeviceSpec) -> tuple[Choice, Choice, float]:
-    try:
-        act = get_format(cfg.activations)
-    except ValueError as exc:
-        raise EstimateError("activations", str(exc)) from None
-    try:
-        w = get_format(cfg.weights)
-    except ValueError as exc:
-        raise EstimateError("weights", str(exc)) from None
+    act = resolve_format(cfg.activations, "activations")
+    w = resolve_format(cfg.weights, "weights")
     if not act.is_activation or act.kind not in _FLOAT_KINDS:
         raise EstimateError("activations", f"training computes in a float format (bf16, fp16, fp8, fp32); got '{act.name}'")
     if ft.method == "full":
