@@ -1,13 +1,20 @@
 """Decision groups and the options the planner may give each of them on a device.
 
 An :class:`Option` is what one decision group can be set to: a weight format, a sparsity
-pattern and an activation (compute) format. Its *key* is a short, hardware-independent
-spelling used by pins and sensitivity files:
+pattern, an activation (compute) format and optionally a low-rank factorisation. Its *key*
+is a short, hardware-independent spelling used by pins, sensitivity files and plans:
 
-    weights[+sparsity][/activations]      e.g.  int4-g128   bf16+2:4   int8/int8   fp8-e4m3/fp8-e4m3
+    weights[+sparsity][@rRANK][/activations]
+    e.g.  int4-g128   bf16+2:4   int8/int8   fp8-e4m3/fp8-e4m3   int8@r512   bf16@r256
 
 (``/activations`` is left out for weight-only options, whose compute runs in a 16- or
-32-bit float format.)
+32-bit float format.) ``@rRANK`` factors every linear layer ``k → n`` of the group into
+``k → RANK → n`` (truncated SVD, the two factors stored in ``weights``): it stores
+``RANK·(k + n)`` weights instead of ``k·n`` and does that many fewer multiply-adds
+(Greenformers, Winata et al., 2020). Low rank and sparsity are not combined on one group.
+Ranks are absolute (not fractions of the layer width) so that a key means the same
+factorisation wherever it appears; a rank is offered to a group only where it compresses
+every member (``RANK·(k + n) < k·n``), see :func:`low_rank_fits`.
 
 Hardware support is explicit, from the profile (``DeviceSpec.supports``): an option whose
 weight or activation format is ``unsupported`` is never offered; ``emulated`` options are
@@ -20,16 +27,18 @@ stage, parameters) for the sensitivity models and the ILP builder.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from hwmodels import DeviceSpec
 from planner.formats import FormatError, SparsityError, get_format, parse_sparsity
-from planner.workload import CONV, EMBEDDING, LM_HEAD, ROUTER, OpShape, Workload
+from planner.workload import CONV, EMBEDDING, LINEAR, LM_HEAD, ROUTER, OpShape, Workload
 
 __all__ = [
     "DEFAULT_WEIGHT_FORMATS",
     "HIGH_PRECISION_COMPUTE",
+    "LOW_RANK_FORMATS",
     "MIN_DEFAULT_BITS",
     "ROLES",
     "GroupInfo",
@@ -39,8 +48,11 @@ __all__ = [
     "candidate_options",
     "decision_groups",
     "group_role",
+    "low_rank_fits",
+    "max_low_rank",
     "option_key",
     "options_for_group",
+    "parse_low_ranks",
     "parse_option_key",
     "support_status",
 ]
@@ -63,6 +75,13 @@ DEFAULT_WEIGHT_FORMATS = (
 #: plain 2-bit rounding), which this planner does not model.
 MIN_DEFAULT_BITS = 3
 
+#: Weight formats the factors of a low-rank option are stored in, besides the device's 16-bit
+#: format: each rank costs one option per format, and the ILP's size grows with the options
+#: (docs/planner.md, solver speed), so the set stays small. int8 per channel adds ~1e-5
+#: relative noise on Gaussian factors — next to any truncation error it is free — and
+#: halves the factors' bytes again.
+LOW_RANK_FORMATS = ("int8",)
+
 #: Roles of decision groups (used by the sensitivity prior).
 ROLES = ("embedding", "attn_qkv", "attn_out", "mlp_in", "mlp_out", "experts", "router", "lm_head", "head", "conv")
 
@@ -78,27 +97,49 @@ class OptionError(ValueError):
         self.field = field
 
 
-def option_key(weights: str, sparsity: str = "dense", activations: str = "bf16") -> str:
-    """``weights[+sparsity][/activations]`` with canonical names (see the module docstring)."""
+def _check_rank(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise OptionError(f"{where}: a low rank must be an integer >= 1; got {value!r}", field="low_rank")
+    return int(value)
+
+
+def option_key(weights: str, sparsity: str = "dense", activations: str = "bf16", low_rank: int | None = None) -> str:
+    """``weights[+sparsity][@rRANK][/activations]`` with canonical names (see the module docstring)."""
     w = get_format(weights).name
     sp = parse_sparsity(sparsity).name
     a = get_format(activations).name
     key = w if sp == "dense" else f"{w}+{sp}"
+    if low_rank is not None:
+        key += f"@r{_check_rank(low_rank, 'option key')}"
     if a not in HIGH_PRECISION_COMPUTE:
         key += f"/{a}"
     return key
 
 
-def parse_option_key(key: str) -> tuple[str, str, str | None]:
-    """``'int8/int8'`` → ``('int8', 'dense', 'int8')``; activations ``None`` for a
-    weight-only key (the device's base compute format applies)."""
+_RANK = re.compile(r"^r([0-9]+)$")
+
+
+def parse_option_key(key: str) -> tuple[str, str, str | None, int | None]:
+    """``'int8/int8'`` → ``('int8', 'dense', 'int8', None)``; ``'int8@r512'`` →
+    ``('int8', 'dense', None, 512)``. Activations are ``None`` for a weight-only key (the
+    device's base compute format applies), the rank ``None`` without ``@rRANK``."""
     if not isinstance(key, str) or not key.strip():
-        raise OptionError(f"an option key must be a non-empty string like 'int4-g128', 'bf16+2:4' or 'int8/int8'; "
-                          f"got {key!r}", field="option")
+        raise OptionError(f"an option key must be a non-empty string like 'int4-g128', 'bf16+2:4', 'int8/int8' or "
+                          f"'int8@r512'; got {key!r}", field="option")
     text = key.strip().lower()
     acts = None
     if "/" in text:
         text, acts = text.split("/", 1)
+    rank = None
+    if "@" in text:
+        text, suffix = text.split("@", 1)
+        m = _RANK.match(suffix.strip())
+        if not m:
+            raise OptionError(f"option {key!r}: the low rank must be written '@r' followed by an integer >= 1, "
+                              f"e.g. 'int8@r512'; got '@{suffix}'", field="low_rank")
+        rank = int(m.group(1))
+        if rank < 1:
+            raise OptionError(f"option {key!r}: a low rank must be an integer >= 1; got {rank}", field="low_rank")
     sp = "dense"
     if "+" in text:
         text, sp = text.split("+", 1)
@@ -114,16 +155,38 @@ def parse_option_key(key: str) -> tuple[str, str, str | None]:
         raise OptionError(f"option {key!r}: {exc}", field="option") from None
     if not get_format(w).is_weight:
         raise OptionError(f"option {key!r}: {w!r} is not a weight format", field="option")
-    return w, sp, acts
+    if rank is not None and sp != "dense":
+        raise OptionError(f"option {key!r}: low rank and sparsity cannot be combined on one group (the factors "
+                          f"are dense); drop '+{sp}' or '@r{rank}'", field="low_rank")
+    return w, sp, acts, rank
+
+
+def parse_low_ranks(values: Sequence[object] | str | None) -> tuple[int, ...] | None:
+    """``--low-rank 256,512`` (or a sequence of ints) → sorted, de-duplicated ranks; ``None``
+    or an empty list → ``None`` (low rank off). Ranks are absolute: fractions are refused."""
+    if values is None:
+        return None
+    items = [x.strip() for x in values.split(",") if x.strip()] if isinstance(values, str) else list(values)
+    out: set[int] = set()
+    for v in items:
+        if isinstance(v, str):
+            if not re.fullmatch(r"[0-9]+", v):
+                raise OptionError(f"--low-rank takes ranks as integers >= 1 separated by commas, e.g. 256,512; got "
+                                  f"{v!r}", field="low_rank")
+            v = int(v)
+        out.add(_check_rank(v, "--low-rank"))
+    return tuple(sorted(out)) or None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Option:
-    """One setting of a decision group (canonical format names)."""
+    """One setting of a decision group (canonical format names); ``low_rank`` is the rank
+    of a factorisation of the group's linear layers (``None``: not factored)."""
 
     weights: str
     sparsity: str = "dense"
     activations: str = "bf16"
+    low_rank: int | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -136,13 +199,18 @@ class Option:
             raise OptionError(f"{w.name!r} is not a weight format", field="option")
         if not a.is_activation:
             raise OptionError(f"{a.name!r} is not an activation format", field="option")
+        if self.low_rank is not None:
+            _check_rank(self.low_rank, f"option {w.name}")
+            if sp.name != "dense":
+                raise OptionError(f"option {w.name}: low rank {self.low_rank} and sparsity {sp.name} cannot be "
+                                  "combined on one group (the factors are dense)", field="low_rank")
         object.__setattr__(self, "weights", w.name)
         object.__setattr__(self, "activations", a.name)
         object.__setattr__(self, "sparsity", sp.name)
 
     @property
     def key(self) -> str:
-        return option_key(self.weights, self.sparsity, self.activations)
+        return option_key(self.weights, self.sparsity, self.activations, self.low_rank)
 
     @property
     def weight_only(self) -> bool:
@@ -181,6 +249,7 @@ def candidate_options(
     sparsity: Sequence[str] | None = None,
     low_precision_compute: bool = True,
     base_activations: str | None = None,
+    low_rank: Sequence[int] | None = None,
 ) -> tuple[Option, ...]:
     """Options a decision group may take on ``device``, before per-group restrictions.
 
@@ -192,6 +261,10 @@ def candidate_options(
       only there, and only in some regimes — the cost model decides).
     * ``low_precision_compute``: add W8A8 (int8/int8), FP8 (fp8/fp8) and W4A8
       (int4-g128/int8) options where both formats are native.
+    * ``low_rank``: ranks to offer (off when ``None`` or empty). Each rank combines with the
+      device's 16-bit format and with :data:`LOW_RANK_FORMATS` that are among the weight
+      formats offered (with the first offered format when none of them is), weight-only and
+      dense. Which groups a rank fits is decided per group (:func:`options_for_group`).
     """
     base = base_activations or base_activation_format(device)
     explicit = formats is not None
@@ -245,6 +318,12 @@ def candidate_options(
             # weights removed).
             if (fmt.kind == "float" or fmt.name == "int8") and fmt.element_bits >= 8:
                 add(Option(weights=w, sparsity=sp, activations=base))
+    ranks = parse_low_ranks(low_rank) if low_rank is not None else None
+    if ranks:
+        factor_formats = [w for w in (base, *LOW_RANK_FORMATS) if w in names] or names[:1]
+        for r in ranks:
+            for w in factor_formats:
+                add(Option(weights=w, activations=base, low_rank=r))
     if not out:
         raise OptionError(f"no weight format is available on {device.id}")
     return tuple(out)
@@ -356,14 +435,37 @@ def decision_groups(work: Workload, pp: int = 1) -> tuple[GroupInfo, ...]:
     return tuple(out)
 
 
+def low_rank_fits(group: GroupInfo, rank: int) -> bool:
+    """Whether a rank-``rank`` factorisation compresses every member of ``group``: all are
+    linear layers (the cost model factors only those) and ``rank·(k + n) < k·n`` for each —
+    which also keeps ``rank < min(k, n)``, what a truncated SVD can give."""
+    if not group.members:
+        return False
+    for m in group.members:
+        if m.kind != LINEAR or not m.in_features or not m.out_features:
+            return False
+        k, n = m.in_features, m.out_features
+        if rank * (k + n) >= k * n:
+            return False
+    return True
+
+
+def max_low_rank(group: GroupInfo) -> int:
+    """The largest rank that still compresses every member of ``group`` (0 when none does)."""
+    if not group.members or any(m.kind != LINEAR or not m.in_features or not m.out_features for m in group.members):
+        return 0
+    return min((m.in_features * m.out_features - 1) // (m.in_features + m.out_features) for m in group.members)
+
+
 def options_for_group(group: GroupInfo, options: Sequence[Option], *, base_activations: str) -> tuple[Option, ...]:
     """The subset of ``options`` that make sense for ``group``: embeddings and routers are
     gathers / tiny GEMMs whose compute precision does not matter, so they take dense
-    weight-only options."""
+    weight-only options; low-rank options only where the rank compresses every member
+    (:func:`low_rank_fits`)."""
     if group.role in ("embedding", "router"):
-        keep = [o for o in options if o.sparsity == "dense" and o.weight_only]
+        keep = [o for o in options if o.sparsity == "dense" and o.weight_only and o.low_rank is None]
         return tuple(keep) if keep else (Option(weights=base_activations, activations=base_activations),)
-    return tuple(options)
+    return tuple(o for o in options if o.low_rank is None or low_rank_fits(group, o.low_rank))
 
 
 def apply_pins(groups: Sequence[GroupInfo], per_group: Sequence[Sequence[Option]], pins: Mapping[str, str],
@@ -373,8 +475,11 @@ def apply_pins(groups: Sequence[GroupInfo], per_group: Sequence[Sequence[Option]
     names an option the device cannot run is an error."""
     out = [tuple(opts) for opts in per_group]
     for pattern, key in pins.items():
-        w, sp, a = parse_option_key(key)
-        opt = Option(weights=w, sparsity=sp, activations=a or base_activations)
+        try:
+            w, sp, a, r = parse_option_key(key)
+        except OptionError as exc:
+            raise OptionError(f"--pin {pattern}={key}: {exc.message}", field="pin") from None
+        opt = Option(weights=w, sparsity=sp, activations=a or base_activations, low_rank=r)
         if support_status(device, opt) == "unsupported":
             raise OptionError(f"--pin {pattern}={key}: not supported on {device.id}", field="pin")
         hits = [i for i, g in enumerate(groups) if fnmatch.fnmatchcase(g.fqn, pattern)]
@@ -382,6 +487,14 @@ def apply_pins(groups: Sequence[GroupInfo], per_group: Sequence[Sequence[Option]
             sample = ", ".join(g.fqn for g in groups[:3])
             raise OptionError(f"--pin {pattern}={key}: no decision group matches {pattern!r} (groups look like "
                               f"{sample}, ...)", field="pin")
+        if r is not None:
+            misfit = [groups[i] for i in hits if not low_rank_fits(groups[i], r)]
+            if misfit:
+                g = misfit[0]
+                limit = max_low_rank(g)
+                why = (f"the largest rank that compresses all its members is {limit}" if limit else
+                       "low rank applies to linear layers only")
+                raise OptionError(f"--pin {pattern}={key}: rank {r} does not compress {g.fqn} ({why})", field="pin")
         for i in hits:
             out[i] = (opt,)
     return out

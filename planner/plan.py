@@ -233,15 +233,16 @@ class GroupChoice(_Record):
 
     def to_choice(self, kv: str) -> Choice:
         """The cost model's :class:`~planner.costmodel.Choice` for this group."""
-        return Choice(weights=self.weights, activations=self.activations, kv=kv, sparsity=self.sparsity)
+        return Choice(weights=self.weights, activations=self.activations, kv=kv, sparsity=self.sparsity,
+                      low_rank=self.low_rank)
 
     @property
     def key(self) -> str:
-        """Option key ``weights[+sparsity][/activations]`` (see :mod:`planner.options`), e.g.
-        ``int4-g128``, ``bf16+2:4``, ``int8/int8``."""
+        """Option key ``weights[+sparsity][@rRANK][/activations]`` (see :mod:`planner.options`),
+        e.g. ``int4-g128``, ``bf16+2:4``, ``int8/int8``, ``int8@r512``."""
         from planner.options import option_key
 
-        return option_key(self.weights, self.sparsity, self.activations)
+        return option_key(self.weights, self.sparsity, self.activations, self.low_rank)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"weights": self.weights, "sparsity": self.sparsity, "activations": self.activations,

@@ -18,7 +18,12 @@ from the cost model's additive per-group costs (:func:`planner.costmodel.group_c
   model overlaps streaming with compute: ``max``);
 * ``ttft_slo``: ``a·P_prefill + step ≤ TTFT`` with the pipeline factor ``a`` and per-pass
   overhead ``step`` read off the cost model; ``tpot_slo``: ``P_decode + step ≤ TPOT``;
-* ``avg_bits``: Σ params·bits ≤ target · Σ params (bits as the format registry prices them).
+* ``avg_bits``: Σ params·bits ≤ target · Σ params (bits as the format registry prices them;
+  a low-rank option's bits are scaled by the fraction of weights its factors keep).
+
+Low-rank options (``PlanRequest.low_rank``, off by default) are ordinary columns: their
+memory and time coefficients come from the cost model's ``Choice(low_rank=r)``, their
+sensitivity from the source's truncation error (:mod:`planner.sensitivity`).
 
 Objectives: ``accuracy`` (Σ sensitivity, then latency), ``latency`` (request latency
 TTFT + (gen − 1)·TPOT, then sensitivity), ``memory`` (largest per-device footprint, then
@@ -56,10 +61,11 @@ from planner.costmodel import (
     Options,
     Serving,
     allowed_tiers,
-    stream_time_s,
     check_layout,
     estimate_inference,
     group_costs,
+    low_rank_factor,
+    stream_time_s,
 )
 from planner.diagnose import NoFeasiblePlanError, diagnose
 from planner.formats import combined_bits_per_weight, get_format
@@ -71,7 +77,10 @@ from planner.options import (
     base_activation_format,
     candidate_options,
     decision_groups,
+    low_rank_fits,
+    max_low_rank,
     options_for_group,
+    parse_low_ranks,
 )
 from planner.plan import (
     OBJECTIVES,
@@ -111,7 +120,9 @@ _REL_TOL = 1e-6
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PlanRequest:
     """What to plan for (CLI flags / REST fields in snake case). ``tp``/``pp``/``dp`` left
-    ``None`` are searched over; ``kv`` ``None`` searches the KV formats too."""
+    ``None`` are searched over; ``kv`` ``None`` searches the KV formats too; ``low_rank``
+    lists absolute ranks to offer as low-rank factorisations of linear groups (``None``:
+    none are offered)."""
 
     devices: int = 1
     tp: int | None = None
@@ -133,6 +144,7 @@ class PlanRequest:
     kv: str | None = None
     activations: str | None = None
     pins: Mapping[str, str] = field(default_factory=dict)
+    low_rank: tuple[int, ...] | None = None
     low_precision_compute: bool = True
     backend: str = "highs"
     time_limit_s: float = 60.0
@@ -173,6 +185,11 @@ class PlanRequest:
                                 "weight, e.g. accuracy=1,latency=0.5")
         if not isinstance(self.time_limit_s, (int, float)) or self.time_limit_s <= 0:
             raise bad("time_limit_s", "a positive number of seconds")
+        if self.low_rank is not None:
+            if isinstance(self.low_rank, (str, bytes)) or not isinstance(self.low_rank, Sequence) or any(
+                    isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in self.low_rank):
+                raise bad("low_rank", "a list of integer ranks >= 1, e.g. [256, 512]")
+            object.__setattr__(self, "low_rank", parse_low_ranks(tuple(self.low_rank)))
 
     @property
     def serving(self) -> Serving:
@@ -369,7 +386,14 @@ class Planner:
 
     def _option_sets(self, req: PlanRequest, groups: Sequence[GroupInfo], base: str) -> list[tuple[Option, ...]]:
         cands = candidate_options(self.device, formats=req.formats, sparsity=req.sparsity,
-                                  low_precision_compute=req.low_precision_compute, base_activations=base)
+                                  low_precision_compute=req.low_precision_compute, base_activations=base,
+                                  low_rank=req.low_rank)
+        for r in req.low_rank or ():
+            if not any(low_rank_fits(g, r) for g in groups):
+                widest = max((max_low_rank(g) for g in groups), default=0)
+                raise OptionError(f"--low-rank {r} compresses no linear layer of {self.arch.id} (a rank r compresses "
+                                  f"a k×n layer when r·(k+n) < k·n; the largest useful rank here is {widest})",
+                                  field="low_rank")
         per = [options_for_group(g, cands, base_activations=base) for g in groups]
         return apply_pins(groups, per, req.pins, self.device, base)
 
@@ -379,7 +403,8 @@ class Planner:
         and the cache ignores it."""
         key = (layout, serving, option)
         if key not in self._coef_cache:
-            choice = Choice(weights=option.weights, activations=option.activations, kv=kv, sparsity=option.sparsity)
+            choice = Choice(weights=option.weights, activations=option.activations, kv=kv, sparsity=option.sparsity,
+                            low_rank=option.low_rank)
             out: dict[tuple[str, str], list[float]] = {}
             for gc in group_costs(self.arch, self.device, layout, serving, choice):
                 acc = out.setdefault((gc.block, gc.group), [0.0, 0.0, 0.0, 0.0])
@@ -391,12 +416,15 @@ class Planner:
         return self._coef_cache[key]
 
     def _bits(self, g: GroupInfo, o: Option) -> float:
-        """Σ params × bits per weight of a group under ``o`` (the registry's price)."""
-        key = (g.block, g.name, o.weights, o.sparsity)
+        """Σ params × bits per weight of a group under ``o`` (the registry's price; a
+        low-rank option stores the fraction ``r·(k+n)/(k·n)`` of each linear's weights)."""
+        key = (g.block, g.name, o.weights, o.sparsity, o.low_rank)
         v = self._bits_cache.get(key)
         if v is None:
-            v = sum(m.weight_params * combined_bits_per_weight(o.weights, o.sparsity, m.out_features or 1,
-                                                               (m.in_features or 1) if m.kind != "conv" else 1)
+            lr = Choice(low_rank=o.low_rank)
+            v = sum(m.weight_params * low_rank_factor(m, lr)
+                    * combined_bits_per_weight(o.weights, o.sparsity, m.out_features or 1,
+                                               (m.in_features or 1) if m.kind != "conv" else 1)
                     for m in g.members)
             self._bits_cache[key] = v
         return v
@@ -414,7 +442,7 @@ class Planner:
         reuses them."""
         serving = req.serving
         key = (layout, serving, base, tiers, tuple(sorted(per_byte.items())), req.formats, req.sparsity,
-               req.low_precision_compute, tuple(sorted(req.pins.items())))
+               req.low_precision_compute, tuple(sorted(req.pins.items())), req.low_rank)
         hit = self._col_cache.get(key)
         if hit is not None:
             return hit
@@ -840,7 +868,7 @@ class Planner:
             ci, oi, ti = assign[gi]
             o = f.classes[ci].options[oi]
             out[g.fqn] = GroupChoice(weights=o.weights, sparsity=o.sparsity, activations=o.activations,
-                                     tier=f.tiers[ti])
+                                     tier=f.tiers[ti], low_rank=o.low_rank)
         return out
 
     def _placement(self, f: _Formulation, assign: Mapping[int, tuple[int, int, int]]) -> dict[str, float] | None:
@@ -1336,7 +1364,7 @@ def bisect_ladder(n: int, make: Callable[[int], Any], evaluator: Callable[[Any],
 
 def _signature(candidate: Any) -> Any:
     if isinstance(candidate, Plan):
-        return (candidate.layout, candidate.kv, tuple((k, c.weights, c.sparsity, c.activations, c.tier)
+        return (candidate.layout, candidate.kv, tuple((k, c.weights, c.sparsity, c.activations, c.tier, c.low_rank)
                                                       for k, c in candidate.choices.items()))
     try:
         hash(candidate)
@@ -1358,14 +1386,14 @@ def solve_plan(model: str | ArchSpec, hardware: str | DeviceSpec, *, sensitivity
     ``request``: the fields of :class:`PlanRequest` (``devices``, ``tp``, ``pp``, ``dp``,
     ``batch``, ``prompt``, ``gen``, ``max_memory_per_device_bytes``, ``ttft_slo_s``,
     ``tpot_slo_s``, ``avg_bits``, ``allow_offload``, ``objective``, ``objective_weights``,
-    ``formats``, ``sparsity``, ``kv``, ``activations``, ``pins``, ``backend``,
+    ``formats``, ``sparsity``, ``kv``, ``activations``, ``pins``, ``low_rank``, ``backend``,
     ``time_limit_s``, ``gap``). Raises :class:`~planner.diagnose.NoFeasiblePlanError`
     with a diagnosis when nothing fits.
     """
     arch = model if isinstance(model, ArchSpec) else _load_arch(model)
     device = hardware if isinstance(hardware, DeviceSpec) else _load_device(hardware)
-    for k in ("formats", "sparsity"):
-        if request.get(k) is not None:
+    for k in ("formats", "sparsity", "low_rank"):
+        if request.get(k) is not None and not isinstance(request[k], (str, bytes)):
             request[k] = tuple(request[k])
     return Planner(arch, device, sensitivity=sensitivity).solve(PlanRequest(**request))
 

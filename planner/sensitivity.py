@@ -35,10 +35,30 @@ Four sources, one interface (:class:`Sensitivity`):
   with little loss.
 * KV cache: ``Σ_layers depth · noise_kv(format)`` with ``noise_kv`` measured the same way
   on a 256 × 128 (tokens·heads × head_dim) N(0, 1) matrix.
+* Low rank (``int8@r512``): ``noise_w`` of a rank-r truncation of a k × n linear is
+  ``e_r + 2·(1 − e_r)·noise_w(factor format)``, averaged over the group's members by
+  parameters. ``e_r`` is the energy a rank-r truncated SVD discards from a k × n matrix
+  with i.i.d. entries — its squared singular values follow the Marchenko–Pastur law
+  (Marchenko & Pastur, "Distribution of eigenvalues for some sets of random matrices",
+  Math. USSR-Sbornik 1967) with ratio y = min(k, n)/max(k, n), and ``e_r`` is the energy
+  of the law outside its top r/min(k, n) quantile (:func:`low_rank_truncation_prior`).
+  A Gaussian matrix has the flattest spectrum a trained layer plausibly has — trained
+  weights show heavy-tailed spectra whose top directions carry more energy (Martin &
+  Mahoney, "Implicit Self-Regularization in Deep Neural Networks", JMLR 2021) — so the
+  prior is pessimistic: use ``weights:`` or measured scores to let low rank compete.
+  The factors ``B = U_r·√S_r`` and ``A = √S_r·V_rᵀ`` (as :func:`planner.backends.low_rank`
+  splits them) each add their format's relative noise to the kept part: ``δB·A`` lies in
+  the row space of the kept singular vectors and ``B·δA`` in the column space, both
+  orthogonal to the discarded residual, so the errors add (second-order ``δB·δA`` left out).
 
 ``weights`` (:class:`WeightsSensitivity`) — the model's real tensors replace the reference
 matrix in ``noise_w`` (rows evenly subsampled to ``max_rows`` per tensor so it runs on a
-CPU); role, depth and ``noise_a`` stay as in the prior.
+CPU); role, depth and ``noise_a`` stay as in the prior. A low-rank option measures the
+tensor's own truncation error ``Σ_{i>r} s_i² / Σ_i s_i²`` from its singular values (an SVD
+of the whole tensor, once per tensor — seconds per 2048 × 8192 matrix on a CPU) plus the
+quantisation error of its real factors ``‖B·A − Q(B)·Q(A)‖²`` on the subsampled rows,
+relative to those rows' energy; 16-bit factors cost nothing (the checkpoint's own
+precision, as for a 16-bit option).
 
 ``data`` / ``file:<name>`` (:class:`TableSensitivity`) — scores measured elsewhere (output
 error weighted by gradients, KL of logits...) given per group (glob patterns allowed) and
@@ -51,7 +71,14 @@ Sensitivity files (``--sensitivity sens.yaml``)::
     groups:
       model.layers.*.mlp.down_proj: {int4-g128: 0.021, int8: 0.0009, fp8-e4m3: 0.002}
       model.lm_head: {int8: 0.004}
+      model.layers.*.self_attn.o_proj: {int8@r512: 0.03}   # low rank: '@rRANK' in the key
+      model.layers.*.mlp.up_proj:                          # or a list of entries with fields
+        - {weights: int8, low_rank: 1024, score: 0.02}
+        - {weights: int4-g128, score: 0.011}
     kv: {fp8-e4m3: 0.01, int8: 0.004}     # optional, whole-model KV-cache scores
+
+List entries take ``weights`` and ``score`` and optionally ``sparsity``, ``activations`` and
+``low_rank``; both spellings may be mixed across patterns.
 """
 
 from __future__ import annotations
@@ -68,7 +95,7 @@ from typing import Protocol
 import numpy as np
 
 from planner.formats import FormatError, get_format
-from planner.options import HIGH_PRECISION_COMPUTE, GroupInfo, Option, OptionError, parse_option_key
+from planner.options import HIGH_PRECISION_COMPUTE, GroupInfo, Option, OptionError, option_key, parse_option_key
 
 __all__ = [
     "DEPTH_TAU",
@@ -84,6 +111,7 @@ __all__ = [
     "importance",
     "kv_noise",
     "load_sensitivity_file",
+    "low_rank_truncation_prior",
     "sensitivity_from_spec",
     "table_from_scores",
     "weight_noise",
@@ -223,7 +251,72 @@ def kv_noise(kv: str) -> float:
 
 
 def option_noise(option: Option) -> float:
+    """Weight plus activation noise of a full-rank option (low rank: :func:`group_option_noise`)."""
     return weight_noise(option.weights, option.sparsity) + activation_noise(option.activations)
+
+
+_MP_STEPS = 200_000
+
+
+@functools.lru_cache(maxsize=4096)
+def low_rank_truncation_prior(rank: int, rows: int, cols: int) -> float:
+    """Fraction of the energy ``‖W‖²`` a rank-``rank`` truncated SVD discards from a
+    ``rows × cols`` matrix with i.i.d. entries, from the Marchenko–Pastur law (module
+    docstring): 0 when ``rank >= min(rows, cols)``.
+
+    With y = min/max, the law's density is ``f(x) = √((b − x)(x − a)) / (2π·y·x)`` on
+    ``[a, b] = [(1 − √y)², (1 + √y)²]``; the top ``rank/min`` of its mass is kept and the
+    energy ``∫ x f(x) dx`` outside it is returned. Integrated by the midpoint rule in
+    ``x = (a + b)/2 − (b − a)/2 · cos φ``, which removes the square-root end points (and
+    the 1/√x singularity of a square matrix)."""
+    for name, v in (("rank", rank), ("rows", rows), ("cols", cols)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"The '{name}' parameter of low_rank_truncation_prior must be an int in [1, inf). "
+                             f"Got {v!r} instead.")
+    p, q = min(rows, cols), max(rows, cols)
+    if rank >= p:
+        return 0.0
+    y = p / q
+    centre, half = 1.0 + y, 2.0 * math.sqrt(y)
+    phi = (np.arange(_MP_STEPS, dtype=np.float64) + 0.5) * (math.pi / _MP_STEPS)
+    x = centre - half * np.cos(phi)  # increasing in φ: φ = π is the top of the spectrum
+    mass = half * half * np.sin(phi) ** 2 / (2.0 * math.pi * y * x)  # f(x)·dx/dφ
+    energy = x * mass
+    # Cumulative from the top of the spectrum down.
+    m_top = np.cumsum(mass[::-1])
+    e_top = np.cumsum(energy[::-1])
+    frac = rank / p
+    target = frac * m_top[-1]
+    j = int(np.searchsorted(m_top, target))
+    prev_m = m_top[j - 1] if j > 0 else 0.0
+    prev_e = e_top[j - 1] if j > 0 else 0.0
+    cell_m = m_top[j] - prev_m
+    kept = prev_e + (e_top[j] - prev_e) * ((target - prev_m) / cell_m if cell_m > 0 else 0.0)
+    return float(min(max(1.0 - kept / e_top[-1], 0.0), 1.0))
+
+
+def _factor_noise_prior(factor_format: str, truncation: float) -> float:
+    """Noise the two quantised factors add to the kept part (module docstring)."""
+    return 2.0 * (1.0 - truncation) * weight_noise(factor_format, "dense")
+
+
+def group_weight_noise(group: GroupInfo, option: Option) -> float:
+    """Prior weight noise of ``option`` on ``group``: :func:`weight_noise`, or for a
+    low-rank option the parameter-weighted truncation and factor noise of its members."""
+    if option.low_rank is None:
+        return weight_noise(option.weights, option.sparsity)
+    num = den = 0.0
+    for m in group.members:
+        k, n = m.in_features or 1, m.out_features or 1
+        e_r = low_rank_truncation_prior(option.low_rank, n, k)
+        num += m.weight_params * (e_r + _factor_noise_prior(option.weights, e_r))
+        den += m.weight_params
+    return num / den if den > 0 else weight_noise(option.weights, option.sparsity)
+
+
+def group_option_noise(group: GroupInfo, option: Option) -> float:
+    """Prior weight plus activation noise of ``option`` on ``group``."""
+    return group_weight_noise(group, option) + activation_noise(option.activations)
 
 
 # ---------------------------------------------------------------------------
@@ -262,15 +355,17 @@ class PriorSensitivity:
 
     def scores(self, groups: Sequence[GroupInfo], options: Sequence[Sequence[Option]]) -> SensitivityScores:
         _check_aligned(groups, options)
-        cache: dict[Option, float] = {}
+        cache: dict[tuple, float] = {}
         out = []
         for g, opts in zip(groups, options):
             imp = importance(g)
             row = []
             for o in opts:
-                if o not in cache:
-                    cache[o] = option_noise(o)
-                row.append(imp * cache[o])
+                # Full-rank noise depends on the option only; low rank also on the members' shapes.
+                key = (o,) if o.low_rank is None else (o, g.block, g.name)
+                if key not in cache:
+                    cache[key] = group_option_noise(g, o)
+                row.append(imp * cache[key])
             out.append(np.asarray(row, dtype=np.float64))
         return SensitivityScores(values=tuple(out))
 
@@ -315,54 +410,115 @@ class WeightsSensitivity:
     tensors: Mapping[str, object]
     max_rows: int = 256
     source: str = "weights"
+    # Singular value decompositions by tensor name, computed once and reused for every rank,
+    # factor format and re-solve (the SVD dominates the cost of a low-rank score).
+    _svd_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def _member_tensors(self, g: GroupInfo) -> list:
+    def _member_tensors(self, g: GroupInfo) -> list[tuple[str, object]]:
+        """(name, 2-D float32 tensor) of each member, whole."""
         torch = _torch()
-        out = []
+        out: list[tuple[str, object]] = []
         for fqn in g.member_fqns:
             t = self.tensors.get(fqn + ".weight")
             if t is None:
                 # MoE checkpoints store experts one by one: model.layers.0.mlp.experts.3.gate_proj.weight
                 head, _, leaf = fqn.rpartition(".")
                 pat = f"{head}.*.{leaf}.weight"
-                out.extend(v for k, v in self.tensors.items() if fnmatch.fnmatchcase(k, pat))
+                out.extend((k, v) for k, v in self.tensors.items() if fnmatch.fnmatchcase(k, pat))
                 continue
-            out.append(t)
+            out.append((fqn + ".weight", t))
         if not out and g.role == "lm_head":
             # A tied head is its embedding.
             emb = [k for k in self.tensors if k.endswith("embed_tokens.weight") or k.endswith("wte.weight")]
-            out = [self.tensors[emb[0]]] if emb else []
+            out = [(emb[0], self.tensors[emb[0]])] if emb else []
         clean = []
-        for t in out:
+        for name, t in out:
             if not isinstance(t, torch.Tensor) or t.ndim < 2:
                 continue
-            m = t.detach().reshape(t.shape[0], -1).to(torch.float32)
-            if m.shape[0] > self.max_rows:
-                idx = torch.linspace(0, m.shape[0] - 1, self.max_rows).round().long()
-                m = m[idx]
-            clean.append(m)
+            clean.append((name, t.detach().reshape(t.shape[0], -1).to(torch.float32)))
         return clean
+
+    def _rows(self, n: int):
+        """Evenly spaced row indices (all rows when there are at most ``max_rows``)."""
+        torch = _torch()
+        if n <= self.max_rows:
+            return None
+        return torch.linspace(0, n - 1, self.max_rows).round().long()
+
+    def _svd(self, name: str, m):
+        """``(U, S, Vh)`` of ``m`` in float64 (cached by tensor name). A wide matrix is
+        decomposed through its transpose: LAPACK's divide and conquer is many times slower
+        on wide than on tall inputs on a CPU."""
+        hit = self._svd_cache.get(name)
+        if hit is not None and hit[0].shape[0] == m.shape[0] and hit[2].shape[1] == m.shape[1]:
+            return hit
+        torch = _torch()
+        x = m.to(torch.float64)
+        if x.shape[0] >= x.shape[1]:
+            u, s, vh = torch.linalg.svd(x, full_matrices=False)
+        else:
+            v, s, uh = torch.linalg.svd(x.T.contiguous(), full_matrices=False)
+            u, vh = uh.T, v.T
+        self._svd_cache[name] = (u, s, vh)
+        return u, s, vh
+
+    def _low_rank_error(self, name: str, m, rank: int, factor_format: str) -> tuple[float, float]:
+        """(error energy, ‖W‖²) of a rank-``rank`` factorisation of ``m`` with factors in
+        ``factor_format``: the truncation tail of the singular values plus the factors'
+        quantisation error measured on the subsampled rows, scaled to the whole tensor."""
+        u, s, vh = self._svd(name, m)
+        s2 = s * s
+        total = float(s2.sum())
+        r = min(rank, int(s.numel()))
+        tail = float(s2[r:].sum())
+        fmt = get_format(factor_format)
+        if (fmt.kind == "float" and fmt.element_bits >= 16) or total <= 0:
+            return tail, total
+        torch = _torch()
+        root = s[:r].sqrt()
+        b = (u[:, :r] * root).to(torch.float32)  # as planner.backends.low_rank splits them
+        a = (root.unsqueeze(1) * vh[:r]).to(torch.float32)
+        qb, qa = _apply(b, fmt.name, "dense"), _apply(a, fmt.name, "dense")
+        idx = self._rows(m.shape[0])
+        if idx is not None:
+            b, qb, w_rows = b[idx], qb[idx], m[idx]
+        else:
+            w_rows = m
+        err = float(((b.double() @ a.double() - qb.double() @ qa.double()) ** 2).sum())
+        rows_energy = float((w_rows.double() ** 2).sum())
+        return tail + (err / rows_energy * total if rows_energy > 0 else 0.0), total
 
     def scores(self, groups: Sequence[GroupInfo], options: Sequence[Sequence[Option]]) -> SensitivityScores:
         _check_aligned(groups, options)
         out = []
         fallback = 0
         for g, opts in zip(groups, options):
-            mats = self._member_tensors(g)
+            named = self._member_tensors(g)
+            subs = []
+            for _, m in named:
+                idx = self._rows(m.shape[0])
+                subs.append(m if idx is None else m[idx])
             imp = importance(g)
             row = []
             for o in opts:
-                if mats:
+                if named and o.low_rank is not None:
                     num = den = 0.0
-                    for m in mats:
+                    for name, m in named:
+                        e, t = self._low_rank_error(name, m, o.low_rank, o.weights)
+                        num += e
+                        den += t
+                    wn = num / den if den > 0 else 0.0
+                elif named:
+                    num = den = 0.0
+                    for m in subs:
                         d = _apply(m, o.weights, o.sparsity)
                         num += float(((m.double() - d.double()) ** 2).sum())
                         den += float((m.double() ** 2).sum())
                     wn = num / den if den > 0 else 0.0
                 else:
-                    wn = weight_noise(o.weights, o.sparsity)
+                    wn = group_weight_noise(g, o)
                 row.append(imp * (wn + activation_noise(o.activations)))
-            if not mats:
+            if not named:
                 fallback += 1
             out.append(np.asarray(row, dtype=np.float64))
         notes = (f"{fallback} of {len(groups)} groups had no tensor in the weights given; their weight noise is the "
@@ -390,7 +546,8 @@ class TableSensitivity:
 
     def _lookup(self, fqn: str, option: Option) -> float | None:
         key = option.key
-        bare = option.weights if option.sparsity == "dense" else f"{option.weights}+{option.sparsity}"
+        # A weight-only option may be given without its compute format (``int8``, ``int8@r512``).
+        bare = option_key(option.weights, option.sparsity, "bf16", option.low_rank)
         for pattern, table in self.entries:
             if fnmatch.fnmatchcase(fqn, pattern):
                 if key in table:
@@ -410,9 +567,10 @@ class TableSensitivity:
                 total += 1
                 v = self._lookup(g.fqn, o)
                 if v is None:
-                    # A 16-bit option is the reference: it costs nothing by definition.
+                    # A 16-bit option is the reference: it costs nothing by definition (a
+                    # factorised one does: its truncation).
                     v = 0.0 if (o.weights in HIGH_PRECISION_COMPUTE and o.sparsity == "dense"
-                                and o.weight_only) else None
+                                and o.weight_only and o.low_rank is None) else None
                 if v is None:
                     missing += 1
                     v = float(p)
@@ -437,6 +595,37 @@ def _score(v: object, where: str) -> float:
     return float(v)
 
 
+_ENTRY_FIELDS = ("weights", "sparsity", "activations", "low_rank", "score")
+
+
+def _entry_key(entry: object, where: str) -> tuple[str, object, str]:
+    """(option key, score, location) of a list entry ``{weights, [sparsity], [activations],
+    [low_rank], score}``."""
+    if not isinstance(entry, Mapping):
+        raise SensitivityError(f"{where} must be a mapping with 'weights' and 'score'; got {type(entry).__name__}",
+                               field=where)
+    unknown = set(entry) - set(_ENTRY_FIELDS)
+    if unknown:
+        raise SensitivityError(f"{where}: unknown fields {', '.join(sorted(map(str, unknown)))} (known: "
+                               f"{', '.join(_ENTRY_FIELDS)})", field=f"{where}.{sorted(map(str, unknown))[0]}")
+    for name in ("weights", "score"):
+        if name not in entry:
+            raise SensitivityError(f"{where}: '{name}' is required", field=f"{where}.{name}")
+    w, sp, a, r = (entry.get("weights"), entry.get("sparsity", "dense"), entry.get("activations", "bf16"),
+                   entry.get("low_rank"))
+    for name, v in (("weights", w), ("sparsity", sp), ("activations", a)):
+        if not isinstance(v, str) or not v.strip():
+            raise SensitivityError(f"{where}.{name} must be a format name; got {v!r}", field=f"{where}.{name}")
+    if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r < 1):
+        raise SensitivityError(f"{where}.low_rank must be an integer >= 1 or absent; got {r!r}",
+                               field=f"{where}.low_rank")
+    try:
+        key = option_key(w, sp, a, r)
+    except (FormatError, OptionError, ValueError) as exc:
+        raise SensitivityError(f"{where}: {getattr(exc, 'message', exc)}", field=where) from None
+    return key, entry["score"], f"{where}.score"
+
+
 def table_from_scores(scores: Mapping[str, Mapping[str, float]], *, kv: Mapping[str, float] | None = None,
                       source: str = "data") -> TableSensitivity:
     """A :class:`TableSensitivity` from ``{group FQN or pattern: {option key: score}}``
@@ -445,19 +634,21 @@ def table_from_scores(scores: Mapping[str, Mapping[str, float]], *, kv: Mapping[
     for pattern, table in scores.items():
         if not isinstance(pattern, str) or not pattern:
             raise SensitivityError(f"group patterns must be non-empty strings; got {pattern!r}", field="groups")
-        if not isinstance(table, Mapping):
-            raise SensitivityError(f"groups.{pattern} must map option keys to scores; got {type(table).__name__}",
-                                   field=f"groups.{pattern}")
+        if isinstance(table, Sequence) and not isinstance(table, (str, bytes)):
+            items = [_entry_key(e, f"groups.{pattern}[{i}]") for i, e in enumerate(table)]
+        elif isinstance(table, Mapping):
+            items = [(str(key), v, f"groups.{pattern}.{key}") for key, v in table.items()]
+        else:
+            raise SensitivityError(f"groups.{pattern} must map option keys to scores, or list entries with "
+                                   f"'weights' and 'score'; got {type(table).__name__}", field=f"groups.{pattern}")
         clean = {}
-        for key, v in table.items():
+        for key, v, where in items:
             try:
-                w, sp, a = parse_option_key(str(key))
+                w, sp, a, r = parse_option_key(key)
+                canon = option_key(w, sp, a or "bf16", r)
             except OptionError as exc:
-                raise SensitivityError(f"groups.{pattern}: {exc.message}", field=f"groups.{pattern}.{key}") from None
-            canon = w if sp == "dense" else f"{w}+{sp}"
-            if a is not None and a not in HIGH_PRECISION_COMPUTE:
-                canon += f"/{a}"
-            clean[canon] = _score(v, f"groups.{pattern}.{key}")
+                raise SensitivityError(f"groups.{pattern}: {exc.message}", field=f"{where}") from None
+            clean[canon] = _score(v, where)
         entries.append((pattern, clean))
     kv_clean = {}
     for k, v in (kv or {}).items():

@@ -98,6 +98,20 @@ def _pins(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def _ranks(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    from planner.options import OptionError, parse_low_ranks
+
+    try:
+        ranks = parse_low_ranks(text)
+    except OptionError as exc:
+        fail(exc.message, field="low_rank")
+    if ranks is None:
+        fail("--low-rank needs at least one rank, e.g. --low-rank 256,512", field="low_rank")
+    return ranks
+
+
 @plan_app.callback(invoke_without_command=True)
 def plan(
     ctx: typer.Context,
@@ -123,6 +137,7 @@ def plan(
     kv: Annotated[Optional[str], typer.Option(help="Fix the KV-cache format (default: searched).")] = None,
     activations: Annotated[Optional[str], typer.Option(help="Compute format outside the groups (default: the device's 16-bit).")] = None,
     pin: Annotated[Optional[list[str]], typer.Option(help="Pin groups: PATTERN=OPTION, e.g. model.lm_head=bf16 (repeatable).")] = None,
+    low_rank: Annotated[Optional[str], typer.Option("--low-rank", help="Also offer low-rank factorisations of linear groups at these absolute ranks, e.g. 256,512 (factors in the 16-bit format or int8; off by default).")] = None,
     sensitivity: Annotated[str, typer.Option(help="prior | weights:PATH.safetensors | a sensitivity YAML/JSON file.")] = "prior",
     solver: Annotated[Backend, typer.Option(help="ILP backend.")] = Backend.highs,
     time_limit: Annotated[float, typer.Option(min=0.1, help="Wall-clock limit of the whole search, seconds.")] = 60.0,
@@ -150,12 +165,13 @@ def plan(
     sp = _split(sparsity)
     if sp is not None and tuple(s.lower() for s in sp) == ("dense",):
         sp = ()
+    ranks = _ranks(low_rank)
     req = PlanRequest(
         devices=devices, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch, prompt=prompt, gen=gen,
         max_memory_per_device_bytes=budget, ttft_slo_s=parse_duration(ttft_slo, "--ttft-slo"),
         tpot_slo_s=parse_duration(tpot_slo, "--tpot-slo"), avg_bits=avg_bits, allow_offload=allow_offload,
         objective=objective.value, objective_weights=_weights(objective_weights), formats=_split(formats),
-        sparsity=sp, kv=kv, activations=activations, pins=_pins(pin), backend=solver.value,
+        sparsity=sp, kv=kv, activations=activations, pins=_pins(pin), low_rank=ranks, backend=solver.value,
         time_limit_s=time_limit, gap=gap,
     )
     arch = load_model_or_fail(model)
@@ -263,6 +279,10 @@ def print_plan(plan, *, per_group: bool = False, title: str | None = None) -> No
             t.add_row(f"  {name} ({tu.role})", f"{human_bytes(tu.used_bytes)} of {human_bytes(tu.capacity_bytes)}")
     t.add_row("weights / KV cache (total)", f"{human_bytes(p.weights_bytes)} / {human_bytes(p.kv_cache_bytes)}")
     t.add_row("average weight bits", f"{p.avg_weight_bits:.3f}")
+    factored = [c.low_rank for c in plan.choices.values() if c.low_rank is not None]
+    if factored:
+        t.add_row("low-rank groups", f"{len(factored)} of {len(plan.choices)} (ranks "
+                                     f"{', '.join(str(r) for r in sorted(set(factored)))})")
     t.add_row("sensitivity (Σ, lower is better)", f"{p.sensitivity:.4g}")
     if p.usd_per_million_tokens is not None:
         t.add_row("cost", f"{p.usd_per_million_tokens:.4g} USD / M tokens")
