@@ -6,6 +6,15 @@ is a saturating one, ``max * x / (x + half)``: it reaches half of ``max`` at
 ``x = half`` and tends to ``max`` for large x — the same shape as the
 "latency + size / bandwidth" model (effective rate = size / (size/peak + t0)),
 with ``half = peak * t0``. Measured tables (from calibration) replace the curve.
+
+A third, optional table is keyed by a GEMM's row count (tokens) rather than its size:
+``gemm_rows_points`` gives the fraction of the streaming bandwidth that a GEMM which streams
+its weights reaches with that many rows. CPU BLAS libraries read a weight at full speed for a
+matrix-vector product (one row) but run GEMMs with a few rows far below both the compute and
+the bandwidth roof (the weight is packed into panels first, and a few rows fill few vector
+lanes): a 4-row fp32 GEMM on a 4096 × 4096 weight takes twice as long as the 1-row one, while
+its FLOPs alone would rate it a well-behaved mid-size GEMM. Without a table the fraction is 1
+(GPU GEMM kernels stream weights at full bandwidth for small batches).
 """
 
 from __future__ import annotations
@@ -34,6 +43,19 @@ def _check_points(points: tuple[tuple[float, float], ...], field: str) -> tuple[
     return clean
 
 
+def _interpolate_log(points: tuple[tuple[float, float], ...], x: float) -> float:
+    """Value at ``x`` from a (x, value) table: linear in log(x), clamped at the ends."""
+    xs = [p for p, _ in points]
+    if x <= xs[0]:
+        return points[0][1]
+    if x >= xs[-1]:
+        return points[-1][1]
+    hi = bisect.bisect_right(xs, x)
+    (x0, v0), (x1, v1) = points[hi - 1], points[hi]
+    t = (math.log(x) - math.log(x0)) / (math.log(x1) - math.log(x0))
+    return v0 + t * (v1 - v0)
+
+
 def _interpolate(points: tuple[tuple[float, float], ...], size: float) -> float:
     """Fraction at ``size`` from a measured table: linear in log(size), clamped at
     the ends, and made non-decreasing (a larger op can always be run as several
@@ -44,13 +66,7 @@ def _interpolate(points: tuple[tuple[float, float], ...], size: float) -> float:
     for _, fraction in points:
         best = max(best, fraction)
         envelope.append(best)
-    if size <= sizes[0]:
-        return envelope[0]
-    if size >= sizes[-1]:
-        return envelope[-1]
-    hi = bisect.bisect_right(sizes, size)
-    t = (math.log(size) - math.log(sizes[hi - 1])) / (math.log(sizes[hi]) - math.log(sizes[hi - 1]))
-    return envelope[hi - 1] + t * (envelope[hi] - envelope[hi - 1])
+    return _interpolate_log(tuple(zip(sizes, envelope)), size)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +80,9 @@ class Efficiency:
     kernel_overhead_s: fixed launch/synchronisation cost per op.
     compute_points / bandwidth_points: optional measured (size, fraction) tables
     that override the curves.
+    gemm_rows_points: optional measured (rows, fraction) table: the fraction of the
+    streaming bandwidth a weight-streaming GEMM with that many rows reaches (see
+    :meth:`gemm_rows`); empty means 1 for every row count.
     """
 
     compute_max: float
@@ -73,6 +92,7 @@ class Efficiency:
     kernel_overhead_s: float
     compute_points: tuple[tuple[float, float], ...] = ()
     bandwidth_points: tuple[tuple[float, float], ...] = ()
+    gemm_rows_points: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         check_fraction(self.compute_max, "compute_max")
@@ -82,6 +102,7 @@ class Efficiency:
         check_non_negative(self.kernel_overhead_s, "kernel_overhead_s")
         object.__setattr__(self, "compute_points", _check_points(self.compute_points, "compute_points"))
         object.__setattr__(self, "bandwidth_points", _check_points(self.bandwidth_points, "bandwidth_points"))
+        object.__setattr__(self, "gemm_rows_points", _check_points(self.gemm_rows_points, "gemm_rows_points"))
 
     @staticmethod
     def _curve(size: float, maximum: float, half: float, what: str) -> float:
@@ -105,11 +126,25 @@ class Efficiency:
             return _interpolate(self.bandwidth_points, max(nbytes, 1.0))
         return self._curve(nbytes, self.bandwidth_max, self.bandwidth_half_bytes, "nbytes")
 
+    def gemm_rows(self, rows: float) -> float:
+        """Fraction of the streaming bandwidth, in (0, 1], that a GEMM streaming its weights
+        reaches with ``rows`` rows (tokens). The cost model divides such an op's weight-read
+        time by it. From ``gemm_rows_points``: linear in log(rows), clamped at the table's ends
+        (not made monotone: BLAS kernels switch code paths at some row counts, and the
+        measurement says where); 1.0 without a table.
+        """
+        if not is_number(rows) or rows < 0:
+            raise ValueError(f"rows must be a number >= 0; got {rows!r}")
+        if not self.gemm_rows_points:
+            return 1.0
+        return _interpolate_log(self.gemm_rows_points, max(rows, self.gemm_rows_points[0][0]))
+
     def with_points(
         self,
         *,
         compute_points: tuple[tuple[float, float], ...] | list | None = None,
         bandwidth_points: tuple[tuple[float, float], ...] | list | None = None,
+        gemm_rows_points: tuple[tuple[float, float], ...] | list | None = None,
     ) -> "Efficiency":
         """A copy with measured tables; a table left as None keeps the current one."""
         changes = {}
@@ -117,4 +152,6 @@ class Efficiency:
             changes["compute_points"] = tuple(tuple(p) for p in compute_points)
         if bandwidth_points is not None:
             changes["bandwidth_points"] = tuple(tuple(p) for p in bandwidth_points)
+        if gemm_rows_points is not None:
+            changes["gemm_rows_points"] = tuple(tuple(p) for p in gemm_rows_points)
         return replace(self, **changes)

@@ -336,7 +336,7 @@ def _parse(data: Any, origin: str, content_hash: str) -> DeviceSpec:
     eff = top.sub("efficiency")
     eff.allow(
         "compute_max", "compute_half_flops", "bandwidth_max", "bandwidth_half_bytes",
-        "kernel_overhead_us", "compute_points", "bandwidth_points", *_COMMON,
+        "kernel_overhead_us", "compute_points", "bandwidth_points", "gemm_rows_points", *_COMMON,
     )
     _block_meta(eff, "efficiency", sources, field_sources, provenance)
     efficiency = _spec(
@@ -350,6 +350,7 @@ def _parse(data: Any, origin: str, content_hash: str) -> DeviceSpec:
             kernel_overhead_s=eff.number("kernel_overhead_us", positive=False) * SECONDS_PER_US,
             compute_points=tuple(eff.pairs("compute_points")) if eff.has("compute_points") else (),
             bandwidth_points=tuple(eff.pairs("bandwidth_points")) if eff.has("bandwidth_points") else (),
+            gemm_rows_points=tuple(eff.pairs("gemm_rows_points")) if eff.has("gemm_rows_points") else (),
         ),
     )
 
@@ -616,6 +617,8 @@ def device_to_dict(spec: DeviceSpec) -> dict[str, Any]:
         eff_out["compute_points"] = [[_round(x), _round(f)] for x, f in eff.compute_points]
     if eff.bandwidth_points:
         eff_out["bandwidth_points"] = [[_round(x), _round(f)] for x, f in eff.bandwidth_points]
+    if eff.gemm_rows_points:
+        eff_out["gemm_rows_points"] = [[_round(x), _round(f)] for x, f in eff.gemm_rows_points]
     eff_out.update(_meta(spec, "efficiency"))
     out["efficiency"] = eff_out
     out["formats"] = {"native": sorted(spec.formats.native), "emulated": sorted(spec.formats.emulated)}

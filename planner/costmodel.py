@@ -42,6 +42,7 @@ from planner.workload import (
     LM_HEAD,
     NORM,
     POOL,
+    ROUTER,
     Block,
     OpShape,
     Phase,
@@ -534,7 +535,11 @@ def op_cost(
     streamed = w_bytes - dev_w
     mem_bytes = dev_w + act_bytes + kv_bytes
     bw = device.device_tier.bandwidth_bytes_per_s
-    memory_s = mem_bytes / (bw * eff.bandwidth(mem_bytes)) if mem_bytes > 0 else 0.0
+    # A GEMM with few rows streams its weights below the streaming bandwidth on CPU BLAS (packing,
+    # few vector lanes filled); calibrate measures that per row count (Efficiency.gemm_rows, 1.0
+    # without a measured table). Only the weight bytes are slowed: activations and KV are not.
+    rows_share = eff.gemm_rows(load.gemm_m) if op.kind in (LINEAR, LM_HEAD, ROUTER) else 1.0
+    memory_s = (dev_w / rows_share + act_bytes + kv_bytes) / (bw * eff.bandwidth(mem_bytes)) if mem_bytes > 0 else 0.0
     if kv_bytes > 0 and ph.tokens == 1:
         # Decode attention gathers the KV cache from scattered (paged) blocks per sequence and
         # head: such irregular reads reach ~40–60% of peak bandwidth (hardware_and_formulas.md

@@ -17,7 +17,14 @@ What is measured (torch eager, the way validation runs models):
   last-level cache, so the device tier is DRAM, not cache. Copies (``dst.copy_(src)``,
   read + write) are measured too and reported in the profile's notes: a copy moves data
   faster than a kernel that also computes on it, so it would overstate what weight streaming
-  reaches.
+  reaches;
+* **small-batch GEMMs**: ``x @ W.T`` with ``x`` of 1 … 64 rows and a fp32 weight of at least
+  64 MB and four times the last-level cache (4096 columns), the access pattern of a decode step
+  with a few sequences. CPU BLAS streams such a weight at full speed for one row (a
+  matrix-vector product) but runs a few-row GEMM far below both roofs (it packs the weight into
+  panels; a few rows fill few vector lanes). The profile's ``gemm_rows_points`` hold, per row
+  count, the share of the streaming bandwidth that makes the cost model's own prediction match
+  the measurement (see :func:`gemm_rows_points`).
 
 Op times have the measured per-op overhead subtracted before they become efficiencies,
 because the cost model adds that overhead separately (op time = max(compute, memory) +
@@ -32,6 +39,7 @@ entry, which calibration does not measure, is marked ``estimate``.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import platform
 import re
@@ -44,12 +52,14 @@ from typing import Any
 
 import torch
 
+from hwmodels import Efficiency
 from planner.execution.errors import CalibrationError
 
 __all__ = [
     "CalibrationError",
     "CalibrationResult",
     "calibrate",
+    "gemm_rows_points",
     "measure_seconds",
     "profile_dict",
     "write_profile",
@@ -61,6 +71,12 @@ _GEMM_SIZES = (64, 128, 256, 384, 512, 768, 1024, 1536, 2048)
 _GEMM_SIZES_QUICK = (64, 128, 256, 512, 1024)
 _COPY_MB = (1, 4, 16, 64, 128, 256, 512)
 _COPY_MB_QUICK = (1, 4, 16, 64, 128)
+# Row counts of the small-batch GEMMs: every power of two to 64 plus the odd steps between,
+# because BLAS kernels change code path at some counts (3 rows can be slower than 4).
+_GEMM_ROWS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+_GEMM_ROWS_QUICK = (1, 2, 4, 8, 16, 64)
+_GEMM_ROWS_COLS = 4096
+_GEMM_ROWS_MIN_BYTES = 64e6
 _CPU_TDP_W_PER_CORE = 10.0
 _USD_PER_CORE_HOUR = 0.058
 
@@ -68,7 +84,9 @@ _USD_PER_CORE_HOUR = 0.058
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CalibrationResult:
     """Measured roofs of one device. Rates are SI (FLOP/s, bytes/s); sizes are the op's FLOPs
-    or bytes moved; ``gemm_flops_per_s`` maps precision → [(flops, FLOP/s)]."""
+    or bytes moved; ``gemm_flops_per_s`` maps precision → [(flops, FLOP/s)]. ``gemm_rows_s`` holds
+    (rows, seconds) of ``x @ W.T`` for a fp32 weight ``W`` of shape ``gemm_rows_shape`` =
+    (out_features, in_features), per-op overhead included."""
 
     device: str
     host: str
@@ -83,6 +101,8 @@ class CalibrationResult:
     dram_min_bytes: float
     memory_capacity_bytes: float
     notes: list[str] = field(default_factory=list)
+    gemm_rows_s: list[tuple[float, float]] = field(default_factory=list)
+    gemm_rows_shape: tuple[int, int] = (0, 0)
 
     @property
     def peak_flops_per_s(self) -> dict[str, float]:
@@ -175,7 +195,8 @@ def calibrate(device: str = "cpu", *, quick: bool = False, progress: ProgressFn 
     copy_mb = _COPY_MB_QUICK if quick else _COPY_MB
     min_time = 0.02 if quick else 0.08
     passes = 1 if quick else 3
-    steps = 1 + len(gemm_sizes) + 2 + 2 * len(copy_mb)
+    gemm_rows = _GEMM_ROWS_QUICK if quick else _GEMM_ROWS
+    steps = 1 + len(gemm_sizes) + 2 + 2 * len(copy_mb) + len(gemm_rows) + 1
     done = 0
     notes: list[str] = []
 
@@ -239,6 +260,25 @@ def calibrate(device: str = "cpu", *, quick: bool = False, progress: ProgressFn 
             tick(f"copy {mb} MB: {2 * size / t / 1e9:.1f} GB/s (read + write)")
             w = src = dst = None  # free the buffers before the next size
 
+        # Small-batch GEMMs on a weight that cannot stay in cache between repetitions.
+        if device == "cpu":
+            cache = _llc_bytes()
+        else:
+            cache = float(getattr(torch.cuda.get_device_properties(dev), "L2_cache_size", 0) or 0)
+        cols = _GEMM_ROWS_COLS
+        out_features = 256 * math.ceil(max(_GEMM_ROWS_MIN_BYTES, 4 * cache) / (4 * cols) / 256)
+        weight = torch.ones(out_features, cols, device=dev)
+        w_bytes = float(weight.numel() * 4)
+        rows_s: list[tuple[float, float]] = []
+        for r in gemm_rows:
+            x = torch.ones(r, cols, device=dev)
+            t = min(measure_seconds(lambda: x @ weight.T, dev, min_time_s=min_time, warmup=2)
+                    for _ in range(passes))
+            rows_s.append((float(r), t))
+            tick(f"GEMM {r} rows x {cols} -> {out_features} fp32: {t * 1e3:.2f} ms, weights read at "
+                 f"{w_bytes / t / 1e9:.1f} GB/s")
+        weight = x = None
+
     host = platform.node() or "unknown-host"
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
     llc = _llc_bytes() if device == "cpu" else 0.0
@@ -247,10 +287,14 @@ def calibrate(device: str = "cpu", *, quick: bool = False, progress: ProgressFn 
         notes.append(f"no read reached 4x the last-level cache ({dram_min / 1e6:.0f} MB); bandwidth may be cache "
                      "bandwidth")
     name = torch.cuda.get_device_name(dev) if device == "cuda" else _processor()
-    return CalibrationResult(device=device, host=host, date=date, processor=name, threads=torch.get_num_threads(),
-                             torch_version=torch.__version__, kernel_overhead_s=overhead, gemm_flops_per_s=gemm,
-                             read_bytes_per_s=reads, copy_bytes_per_s=copies, dram_min_bytes=dram_min,
-                             memory_capacity_bytes=_memory_bytes(dev), notes=notes)
+    result = CalibrationResult(device=device, host=host, date=date, processor=name, threads=torch.get_num_threads(),
+                               torch_version=torch.__version__, kernel_overhead_s=overhead, gemm_flops_per_s=gemm,
+                               read_bytes_per_s=reads, copy_bytes_per_s=copies, dram_min_bytes=dram_min,
+                               memory_capacity_bytes=_memory_bytes(dev), notes=notes, gemm_rows_s=rows_s,
+                               gemm_rows_shape=(out_features, cols))
+    shares = ", ".join(f"{r:g}: {f:.2f}" for r, f in gemm_rows_points(result))
+    tick(f"small-batch GEMMs, share of streaming bandwidth by rows: {shares}")
+    return result
 
 
 def _points(samples: list[tuple[float, float]], peak: float) -> list[list[float]]:
@@ -272,6 +316,63 @@ def _half_size(points: list[list[float]]) -> float:
     return points[-1][0]  # pragma: no cover - the best point always qualifies
 
 
+def _efficiency(result: CalibrationResult) -> tuple[float, float, Efficiency, dict[str, Any]]:
+    """fp32 peak (FLOP/s), rated bandwidth (bytes/s), the Efficiency the profile will carry
+    (without the row table) and its YAML block's numbers."""
+    fp32_peak = result.peak_flops_per_s["fp32"]
+    bw = result.bandwidth_bytes_per_s
+    compute_points = _points(result.gemm_flops_per_s["fp32"], fp32_peak)
+    bandwidth_points = _points(result.read_bytes_per_s, bw)
+    block = {
+        "compute_max": max(f for _, f in compute_points),
+        "compute_half_flops": _half_size(compute_points),
+        "bandwidth_max": max(f for _, f in bandwidth_points),
+        "bandwidth_half_bytes": _half_size(bandwidth_points),
+        "kernel_overhead_us": round(result.kernel_overhead_s * 1e6, 3),
+        "compute_points": compute_points,
+        "bandwidth_points": bandwidth_points,
+    }
+    eff = Efficiency(
+        compute_max=block["compute_max"], compute_half_flops=block["compute_half_flops"],
+        bandwidth_max=block["bandwidth_max"], bandwidth_half_bytes=block["bandwidth_half_bytes"],
+        kernel_overhead_s=block["kernel_overhead_us"] * 1e-6,
+        compute_points=tuple(map(tuple, compute_points)), bandwidth_points=tuple(map(tuple, bandwidth_points)))
+    return fp32_peak, bw, eff, block
+
+
+def gemm_rows_points(result: CalibrationResult) -> list[list[float]]:
+    """[rows, share] of the measured small-batch GEMMs, for ``Efficiency.gemm_rows_points``.
+
+    The share is chosen so that the cost model reproduces the measurement: it prices a linear as
+    ``max(compute_s, memory_s) + overhead`` with ``compute_s = flops / (peak · eff.compute(flops))``
+    and ``memory_s = (weight_bytes / share + act_bytes) / (bw · eff.bandwidth(bytes))``
+    (planner/costmodel.py ``op_cost``), so the share is the one for which ``memory_s`` equals the
+    measured time less the overhead. Against the cost model's own streaming prediction rather than
+    the measured one-row time, so that the table carries exactly the gap the rest of the profile
+    leaves. When the compute roof already accounts for the time the share is 1 (the weight
+    stream is not what limits the op); a one-row GEMM that beats the bandwidth table is capped
+    at 1 too. Empty when no small-batch GEMM was measured.
+    """
+    out_features, cols = result.gemm_rows_shape
+    if not result.gemm_rows_s or out_features <= 0 or cols <= 0:
+        return []
+    peak, bw, eff, _ = _efficiency(result)
+    w_bytes = 4.0 * out_features * cols
+    points: list[list[float]] = []
+    for rows, t in sorted(result.gemm_rows_s):
+        if points and rows <= points[-1][0]:
+            continue
+        t_op = max(t - result.kernel_overhead_s, t * 0.05)
+        flops = 2.0 * rows * out_features * cols
+        act_bytes = 4.0 * rows * (out_features + cols)
+        compute_s = flops / (peak * eff.compute(flops))
+        streamed = t_op * bw * eff.bandwidth(w_bytes + act_bytes) - act_bytes  # weight bytes the time allows
+        share = 1.0 if compute_s >= t_op or streamed <= w_bytes else w_bytes / streamed
+        # four significant digits: shares of a few percent keep their relative precision
+        points.append([float(f"{rows:g}"), float(f"{max(share, 1e-3):.4g}")])
+    return points
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "machine"
 
@@ -279,10 +380,10 @@ def _slug(text: str) -> str:
 def profile_dict(result: CalibrationResult, device_id: str | None = None) -> dict[str, Any]:
     """The hardware profile (as :func:`hwmodels.load_device` reads it) of a calibration."""
     peaks = result.peak_flops_per_s
-    fp32_peak = peaks["fp32"]
-    bw = result.bandwidth_bytes_per_s
-    compute_points = _points(result.gemm_flops_per_s["fp32"], fp32_peak)
-    bandwidth_points = _points(result.read_bytes_per_s, bw)
+    _, bw, _, eff_block = _efficiency(result)
+    rows_points = gemm_rows_points(result)
+    if rows_points:
+        eff_block["gemm_rows_points"] = rows_points
     cpu = result.device == "cpu"
     device_id = device_id or _slug(f"{result.host}-{result.device}")
     measured = (f"measured on {result.host}, {result.date} by tierwise calibrate ({result.processor}, "
@@ -297,6 +398,11 @@ def profile_dict(result: CalibrationResult, device_id: str | None = None) -> dic
              for size, rate in pts]
     lines += [f"read {size / 1e6:.0f} MB (matrix-vector): {rate / 1e9:.2f} GB/s" for size, rate in result.read_bytes_per_s]
     lines += [f"copy {size / 2e6:.0f} MB: {rate / 1e9:.2f} GB/s (read + write)" for size, rate in result.copy_bytes_per_s]
+    out_features, cols = result.gemm_rows_shape
+    share_at = dict((rows, share) for rows, share in rows_points)
+    lines += [f"GEMM {rows:g} rows x {cols} -> {out_features} fp32: {t * 1e3:.3f} ms, weights read at "
+              f"{4 * out_features * cols / t / 1e9:.2f} GB/s, share of streaming bandwidth {share_at[rows]:.3f}"
+              for rows, t in sorted(result.gemm_rows_s) if rows in share_at]
     lines += result.notes
     return {
         "schema_version": 1,
@@ -336,13 +442,7 @@ def profile_dict(result: CalibrationResult, device_id: str | None = None) -> dic
         "price": {"usd_per_hour": round(_USD_PER_CORE_HOUR * cores, 4) if cpu else 2.5, "source": "E-PRICE",
                   "provenance": "estimate"},
         "efficiency": {
-            "compute_max": max(f for _, f in compute_points),
-            "compute_half_flops": _half_size(compute_points),
-            "bandwidth_max": max(f for _, f in bandwidth_points),
-            "bandwidth_half_bytes": _half_size(bandwidth_points),
-            "kernel_overhead_us": round(result.kernel_overhead_s * 1e6, 3),
-            "compute_points": compute_points,
-            "bandwidth_points": bandwidth_points,
+            **eff_block,
             "source": "MEAS",
             "provenance": "measured",
         },
