@@ -457,7 +457,7 @@ def _new_highs():
 
 def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int | None,
                  relax: bool = False, start: Sequence[float] | None = None,
-                 aux_start: Mapping[str, float] | None = None) -> Solution:
+                 aux_start: Mapping[str, float] | None = None, objective_scale: float | None = None) -> Solution:
     import highspy
     from scipy import sparse
 
@@ -467,7 +467,7 @@ def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int
     aux = problem.aux
     na = len(aux)
     aux_index = {a.name: n + k for k, a in enumerate(aux)}
-    scale = _scale(problem)
+    scale = objective_scale if objective_scale else _scale(problem)
     ys = _aux_scales(problem)
 
     # Rows: one-hot per group, then the named rows. Built as one sparse matrix.
@@ -674,6 +674,20 @@ def solve(problem: Problem, *, backend: str = "highs", time_limit_s: float = DEF
         return _solve_highs(problem, float(time_limit_s), float(gap), threads, relax=True)
     if backend == "highs":
         sol = _solve_highs(problem, float(time_limit_s), float(gap), threads, start=start, aux_start=aux_start)
+        left = float(time_limit_s) - sol.time_s
+        if sol.status == "optimal" and sol.gap is not None and sol.gap > gap and sol.objective and left > 0:
+            # HiGHS also stops on absolute tolerances of the scaled objective (~1e-6). When
+            # the optimum lies far below the largest cost coefficient (a few very noisy
+            # options, e.g. low-rank truncations, set the scale), that stops it before the
+            # relative gap is reached. Re-solve with the incumbent's objective as the unit,
+            # starting from the incumbent, so the relative gap asked for holds.
+            again = _solve_highs(problem, left, float(gap), threads, start=sol.counts, aux_start=sol.aux_values,
+                                 objective_scale=abs(sol.objective))
+            # The first solve's dual bound is not trusted: nodes pruned within the absolute
+            # tolerance can leave it above the true optimum.
+            best = again if again.objective <= sol.objective else sol
+            sol = replace(best, status=again.status, bound=again.bound,
+                          gap=_relative_gap(best.objective, again.bound), time_s=sol.time_s + again.time_s)
     else:
         sol = _solve_cbc(problem, float(time_limit_s), float(gap), threads)
     bad = problem.violations(sol.counts, sol.aux_values, tol=1e-6)
