@@ -108,6 +108,8 @@ __all__ = [
     "WeightsSensitivity",
     "activation_noise",
     "depth_factor",
+    "group_option_noise",
+    "group_weight_noise",
     "importance",
     "kv_noise",
     "load_sensitivity_file",
