@@ -210,6 +210,9 @@ class PlanCreate(_In):
     kv: FormatName | None = None
     activations: FormatName | None = None
     pins: dict[Annotated[str, StringConstraints(max_length=256)], FormatName] | None = Field(default=None, max_length=10_000)
+    low_rank: list[Annotated[int, Field(ge=1, le=1_000_000)]] | None = Field(
+        default=None, max_length=16, description="ranks to offer as low-rank factorization options (off when left out)"
+    )
     backend: Literal["highs", "cbc"] = "highs"
     time_limit_s: Annotated[float, Field(gt=0, le=3600)] | None = Field(default=None, description="solver time limit (at most the server's solve_time_limit_s)")
 

@@ -391,7 +391,8 @@ def solve_plan_request(catalog: Catalog, settings: Settings, req: dict) -> dict:
 
 
 _PLAN_FIELDS = ("devices", "tp", "pp", "dp", "ep", "batch", "prompt", "gen", "ttft_slo_s", "tpot_slo_s", "avg_bits",
-                "allow_offload", "objective", "objective_weights", "formats", "sparsity", "kv", "activations", "pins", "backend")
+                "allow_offload", "objective", "objective_weights", "formats", "sparsity", "kv", "activations", "pins", "backend",
+                "low_rank")
 
 
 def _solve(arch, dev, req: dict, time_limit_s: float):
@@ -399,6 +400,8 @@ def _solve(arch, dev, req: dict, time_limit_s: float):
     from planner.search import solve_plan
 
     kwargs: dict[str, Any] = {k: req[k] for k in _PLAN_FIELDS if req.get(k) is not None}
+    if "low_rank" in kwargs:
+        kwargs["low_rank"] = tuple(kwargs["low_rank"])
     if req.get("max_memory_per_device") is not None:
         try:
             kwargs["max_memory_per_device_bytes"] = parse_bytes(req["max_memory_per_device"], "max_memory_per_device")

@@ -1,0 +1,31 @@
+"""POST /v1/plans forwards `low_rank` (the CLI's --low-rank) to the planner."""
+
+
+def test_low_rank_plan_over_http(client):
+    # Llama-3.2-1B on an L4 with 482 MB per device only fits with low-rank factors
+    # (docs/planner.md, "Low-rank factorisation").
+    body = {"model": "llama-3.2-1b", "hardware": "l4", "devices": 1, "max_memory_per_device": "482MB"}
+    r = client.post("/v1/plans", json=body)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "infeasible"
+    r = client.post("/v1/plans", json={**body, "low_rank": [256, 512]})
+    assert r.status_code in (201, 202), r.text
+    if r.status_code == 202:
+        import time
+
+        url = r.headers["Location"]
+        for _ in range(600):
+            job = client.get(url).json()
+            if job.get("status") in ("succeeded", "failed"):
+                break
+            time.sleep(0.1)
+        plan = client.get(f"/v1/plans/{job['plan_id']}").json()
+    else:
+        plan = r.json()
+    body_plan = plan.get("plan", plan)
+    assert any(c.get("low_rank") for c in body_plan["choices"].values())
+
+
+def test_low_rank_must_be_positive(client):
+    r = client.post("/v1/plans", json={"model": "llama-3.2-1b", "hardware": "l4", "low_rank": [0]})
+    assert r.status_code == 422
+    assert "low_rank" in r.text
