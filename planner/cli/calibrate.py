@@ -55,11 +55,15 @@ def calibrate_cmd(
         "peak_flops_per_s": result.peak_flops_per_s, "bandwidth_bytes_per_s": result.bandwidth_bytes_per_s,
         "kernel_overhead_s": result.kernel_overhead_s, "compute_points": data["efficiency"]["compute_points"],
         "bandwidth_points": data["efficiency"]["bandwidth_points"],
+        "gemm_rows_points": data["efficiency"].get("gemm_rows_points", []),
     }
     if json_out:
         emit_json(summary)
         return
     console.print(f"wrote [bold]{path}[/] (id {spec.id}, {data['sources']['MEAS']})")
+    rows = summary["gemm_rows_points"]
+    if rows:
+        console.print("weight-streaming share by GEMM rows: " + ", ".join(f"{int(r)}→{f:.2f}" for r, f in rows))
     for p, v in result.peak_flops_per_s.items():
         console.print(f"  peak {p}: {human_num(v)}FLOP/s")
     console.print(f"  memory bandwidth: {human_bytes(result.bandwidth_bytes_per_s)}/s")

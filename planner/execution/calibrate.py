@@ -70,7 +70,7 @@ ProgressFn = Callable[[str, int, int], None]
 _GEMM_SIZES = (64, 128, 256, 384, 512, 768, 1024, 1536, 2048)
 _GEMM_SIZES_QUICK = (64, 128, 256, 512, 1024)
 _COPY_MB = (1, 4, 16, 64, 128, 256, 512)
-_COPY_MB_QUICK = (1, 4, 16, 64, 128)
+_COPY_MB_QUICK = (1, 4, 16, 64, 256)  # the largest copy must exceed the LLC several times
 # Row counts of the small-batch GEMMs: the powers of two to 64 and the 1.5x steps between them,
 # because BLAS kernels change code path at some counts (3 rows ran slower than 4 here).
 _GEMM_ROWS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
