@@ -20,6 +20,7 @@ from rich.table import Table
 
 from planner.cli.common import (
     EXIT_INFEASIBLE,
+    CliError,
     console,
     emit_json,
     fail,
@@ -147,6 +148,11 @@ def plan(
     plot: Annotated[Optional[Path], typer.Option(help="With --pareto: plot the frontier (.png/.svg/.pdf).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the plan (.yaml/.json); with --pareto, one file per point.")] = None,
     per_group: Annotated[bool, typer.Option("--per-group", help="Print every group's choice.")] = False,
+    max_degradation: Annotated[Optional[float], typer.Option(min=0.0, help="Closed loop: measured degradation to land under (e.g. 0.01 = 1%), with --validate-with.")] = None,
+    validate_with: Annotated[Optional[str], typer.Option(help="Closed loop: torch model to measure each plan on (all-minilm-l6-v2, digits-cnn, a Llama-shaped config).")] = None,
+    metric: Annotated[Optional[str], typer.Option(help="Closed loop: degradation metric (cosine, accuracy, kl; default by model kind).")] = None,
+    band_low: Annotated[float, typer.Option(min=0.0, max=1.0, help="Closed loop: the band is [band_low·X, X].")] = 0.8,
+    rounds: Annotated[int, typer.Option(min=1, max=64, help="Closed loop: at most this many measured rounds.")] = 8,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Solve for how to compress, split and place MODEL on HARDWARE."""
@@ -193,6 +199,12 @@ def plan(
         else:
             _print_pareto(plans)
         return
+    if (max_degradation is None) != (validate_with is None):
+        fail("--max-degradation and --validate-with go together (the closed loop measures each plan on a torch model)",
+             field="max_degradation" if max_degradation is None else "validate_with")
+    if max_degradation is not None:
+        _closed_loop(planner, req, max_degradation, validate_with, metric, band_low, rounds, out, json_out, per_group)
+        return
     result = planner.solve(req)
     if out is not None:
         _save(result, out)
@@ -202,6 +214,68 @@ def plan(
         emit_json(plan_to_dict(result))
         return
     print_plan(result, per_group=per_group)
+    if out is not None:
+        console.print(f"wrote {out}")
+
+
+def _closed_loop(planner, req, target: float, torch_model: str, metric: str | None, band_low: float, rounds: int,
+                 out: Path | None, json_out: bool, per_group: bool) -> None:
+    """Bisect the memory budget against *measured* degradation: each round solves, applies the
+    plan to the torch model, measures, and moves the budget until the measurement lands in
+    [band_low·target, target] or the rounds run out; the best feasible plan is kept."""
+    from planner.execution.validate import make_evaluator
+
+    try:
+        evaluate = make_evaluator(torch_model, metric)
+    except ValueError as exc:
+        fail(str(exc), field="metric")
+    log: list[dict[str, Any]] = []
+
+    def measured(p) -> float:
+        d = float(evaluate(p))
+        log.append({
+            "round": len(log) + 1,
+            "per_device_bytes": p.predicted.per_device_bytes,
+            "avg_weight_bits": p.predicted.avg_weight_bits,
+            "predicted_sensitivity": p.predicted.sensitivity,
+            "measured_degradation": d,
+        })
+        return d
+
+    band = (band_low * target, target)
+    # A ladder of 2^rounds − 1 budgets: bisection uses every round to refine the budget.
+    res = planner.bisect(req, measured, band, levels=min(2**rounds - 1, 1023), max_rounds=rounds)
+    if res.inside_band:
+        reason = f"measured {res.degradation:.4g} lies inside [{band[0]:.4g}, {band[1]:.4g}] after {len(log)} rounds"
+    elif res.plan is not None:
+        reason = (f"no plan measured inside [{band[0]:.4g}, {band[1]:.4g}] within {len(log)} rounds; kept the most "
+                  f"compressed plan measured under the target ({res.degradation:.4g})")
+    else:
+        reason = f"even the least compressed plan measures above {target:.4g} ({evaluate.metric})"
+    summary = {
+        "target": target, "band": list(band), "metric": evaluate.metric, "torch_model": torch_model,
+        "inside_band": res.inside_band, "degradation": res.degradation, "reason": reason, "rounds": log,
+    }
+    if res.plan is None:
+        if json_out:
+            emit_json({"closed_loop": summary, "plan": None})
+        raise CliError(reason, EXIT_INFEASIBLE, field="max_degradation", payload=summary)
+    if out is not None:
+        _save(res.plan, out)
+    if json_out:
+        from planner.plan import plan_to_dict
+
+        emit_json({"closed_loop": summary, "plan": plan_to_dict(res.plan)})
+        return
+    t = Table(title=f"Closed loop on {torch_model}: {evaluate.metric} ≤ {target:.4g}")
+    for col in ("round", "memory per device", "avg bits", "predicted sensitivity", f"measured {evaluate.metric}"):
+        t.add_column(col)
+    for r in log:
+        t.add_row(str(r["round"]), human_bytes(r["per_device_bytes"]), f"{r['avg_weight_bits']:.2f}",
+                  f"{r['predicted_sensitivity']:.4g}", f"{r['measured_degradation']:.4g}")
+    console.print(t)
+    console.print(reason)
+    print_plan(res.plan, per_group=per_group)
     if out is not None:
         console.print(f"wrote {out}")
 
