@@ -25,6 +25,7 @@ def _published():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location("published", ROOT / "benchmarks" / "published.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["published"] = mod  # dataclasses look their module up here
     spec.loader.exec_module(mod)
     return mod
 
