@@ -28,11 +28,11 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hwmodels import DeviceSpec, Link, MemoryTier
 from planner.arch import ArchSpec
-from planner.collectives import allreduce_s, hierarchical_allreduce_s, p2p_s
+from planner.collectives import all_to_all_s, allreduce_s, hierarchical_allreduce_s, p2p_s
 from planner.formats import Format, combined_bits_per_weight, get_format, parse_sparsity
 from planner.workload import (
     ATTENTION,
@@ -479,6 +479,10 @@ def _matrix_shape(op: OpShape) -> tuple[int, int]:
 
 
 def _shard(op: OpShape, layout: Layout) -> float:
+    if op.experts and layout.ep > 1:
+        # Expert parallelism: each of the ep ranks holds E/ep whole experts and computes the
+        # tokens routed to them (vLLM / DeepSpeed-MoE EP over the TP×DP group).
+        return float(layout.ep)
     if layout.tp <= 1:
         return 1.0
     if op.shard in ("col", "row", "heads", "vocab"):
@@ -508,6 +512,9 @@ def op_cost(
     host_overhead_s: float = 0.0,
 ) -> tuple[OpCost, float]:
     """Cost of one instance of ``op``; returns (cost, weight bytes streamed from slower tiers)."""
+    if op.experts and layout.ep > 1 and layout.ep > layout.tp:
+        # The EP group spans ep/tp replicas: each rank's experts serve all their tokens.
+        ph = replace(ph, batch=ph.batch * (layout.ep // max(layout.tp, 1)))
     load = op_load(op, ph)
     rows, cols = _matrix_shape(op)
     nm = _numerics(device, choice, rows or 1, cols or 1)
@@ -871,10 +878,8 @@ def evaluate_phase(
                     host_overhead_s=options.host_overhead_s,
                 )
                 comm = 0.0
-                if op.allreduce_after and layout.tp > 1:
-                    m = ph.batch * ph.tokens
-                    nbytes = m * op.out_features * _comm_bytes_per_elem(device, ch)
-                    comm = _tp_allreduce_s(device, nbytes, layout.tp)
+                comm = _op_comm(op, ph, device, ch, layout)
+                if comm:
                     c = _with_comm(c, comm)
                 ops_out.append(c)
                 device_s += c.time_s * cnt
@@ -1279,9 +1284,19 @@ def group_costs(
 
 
 def _op_comm(op: OpShape, ph: Phase, device: DeviceSpec, choice: Choice, layout: Layout) -> float:
-    if not (op.allreduce_after and layout.tp > 1):
+    """Communication after ``op``: the TP all-reduce of a row-parallel output, or — for the
+    last expert matrix under expert parallelism — the dispatch and combine all-to-alls of the
+    routed tokens (2 per MoE layer; per-rank send S = tokens·k·h·bytes, §B.6)."""
+    if not op.allreduce_after:
         return 0.0
-    nbytes = ph.batch * ph.tokens * op.out_features * _comm_bytes_per_elem(device, choice)
+    m = ph.batch * ph.tokens
+    if op.experts and layout.ep > 1:
+        nbytes = m * op.experts_active * op.out_features * _comm_bytes_per_elem(device, choice)
+        link = device.intra_node_link if layout.ep <= device.devices_per_node else (device.inter_node_link or device.intra_node_link)
+        return 2.0 * all_to_all_s(nbytes, layout.ep, link) if link is not None else 0.0
+    if layout.tp <= 1:
+        return 0.0
+    nbytes = m * op.out_features * _comm_bytes_per_elem(device, choice)
     return _tp_allreduce_s(device, nbytes, layout.tp)
 
 

@@ -251,3 +251,26 @@ def test_low_rank_shrinks_weights_and_compute():
     assert lr.tpot_s < dense.tpot_s
     with pytest.raises(EstimateError):
         Choice(low_rank=0)
+
+
+def test_expert_parallel_spreads_experts_and_adds_all_to_all():
+    # Mixtral-8x7B on 8 GPUs: tp=8 shards every expert 8 ways; tp=1 × dp=8 with ep=8 gives each
+    # GPU one whole expert per layer (8 experts / 8 ranks) and replicates attention.
+    s = Serving(batch=8, prompt=512, gen=64)
+    tp8 = est("mixtral-8x7b", "h100-sxm", layout=Layout(tp=8), serving=s)
+    ep8 = est("mixtral-8x7b", "h100-sxm", layout=Layout(dp=8, ep=8), serving=s)
+    experts = lambda e: sum(o.weight_bytes * o.count for o in e.decode.ops if ".experts." in o.name)  # noqa: E731
+    # each EP rank serves the tokens of all 8 replicas, so it reads its expert for nearly every
+    # step: more expert bytes per device than the 8-way sharded experts at tp=8 (batch 8 touches
+    # all 8 experts either way), never more than one expert per layer.
+    per_layer_expert = 3 * 4096 * 14336 * 2
+    assert experts(tp8) <= experts(ep8) <= 32 * per_layer_expert * 1.01
+    flops = lambda e: sum(o.flops * o.count for o in e.decode.ops if ".experts." in o.name)  # noqa: E731
+    # tp=8 serves one replica's 8 tokens, ep=8 × dp=8 serves 8 replicas' 64 tokens: 8× the routed
+    # work per device, for 8× the system throughput.
+    assert flops(ep8) == pytest.approx(8 * flops(tp8), rel=1e-6)
+    assert ep8.output_tokens_per_s > tp8.output_tokens_per_s
+    down = [o for o in ep8.decode.ops if o.name.endswith("experts.down_proj")][0]
+    assert down.comm_s > 0  # dispatch + combine all-to-alls
+    # attention is replicated under pure EP+DP: more weight bytes per device than tp=8
+    assert ep8.memory.per_device_bytes > tp8.memory.per_device_bytes
