@@ -31,7 +31,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from planner.fileio import atomic_write_text
 from planner.costmodel import Choice, Layout, Serving
 from planner.formats import FormatError, SparsityError, get_format, parse_sparsity
 
@@ -772,22 +772,7 @@ def save_plan(plan: Plan, path: str | os.PathLike[str]) -> Path:
         text = json.dumps(d, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     else:
         text = yaml.safe_dump(d, sort_keys=False, default_flow_style=None, allow_unicode=True, width=120)
-    directory = p.parent if str(p.parent) else Path(".")
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return p
+    return atomic_write_text(p, text)
 
 
 def load_plan(path: str | os.PathLike[str]) -> Plan:

@@ -44,7 +44,6 @@ plus trainable adapters r·(in+out) per targeted linear with their gradients and
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field, replace
 

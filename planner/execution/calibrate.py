@@ -53,6 +53,7 @@ from typing import Any
 import torch
 
 from hwmodels import Efficiency
+from planner.fileio import atomic_write_text
 from planner.execution.errors import CalibrationError
 
 __all__ = [
@@ -453,8 +454,6 @@ def profile_dict(result: CalibrationResult, device_id: str | None = None) -> dic
 
 def write_profile(result: CalibrationResult, path: str | os.PathLike[str], device_id: str | None = None) -> Path:
     """Write the profile YAML atomically; the id defaults to the file stem."""
-    import tempfile
-
     import yaml
 
     p = Path(path)
@@ -463,19 +462,6 @@ def write_profile(result: CalibrationResult, path: str | os.PathLike[str], devic
     data = profile_dict(result, device_id or _slug(p.stem))
     text = (f"# Hardware profile written by `tierwise calibrate` ({data['sources']['MEAS']}).\n"
             + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120))
-    directory = p.parent if str(p.parent) else Path(".")
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return p
+    return atomic_write_text(p, text)
 
 

@@ -30,7 +30,6 @@ Scores are written in the planner's sensitivity file format (:mod:`planner.sensi
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from planner.fileio import atomic_write_text
 from planner.execution.apply import PlanApplyError, apply_plan, plan_targets
 from planner.execution.models import TorchModel, load_torch_model
 from planner.execution.storage import pack_weight
@@ -269,19 +269,6 @@ def write_sensitivity(table: SensitivityTable, path: str | os.PathLike[str]) -> 
         text = yaml.safe_dump(data, sort_keys=False, width=120)
     else:
         raise ValueError(f"--out must end in .yaml, .yml or .json; got {p.name!r}")
-    directory = p.parent if str(p.parent) else Path(".")
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return p
+    return atomic_write_text(p, text)
 
 
