@@ -299,6 +299,34 @@ class CapacityCreate(_In):
         return self
 
 
+class TrainCapacityCreate(_In):
+    """Same fields as ``tierwise capacity train``: devices of ``hardware`` needed to train
+    ``model`` on ``tokens`` tokens within ``days`` days, with the best layout."""
+
+    model: Id = Field(examples=["llama-3.1-70b"])
+    hardware: Id = Field(examples=["h100-sxm"])
+    tokens: Annotated[float, Field(gt=0, le=1e16)] = Field(examples=[2e12])
+    days: Annotated[float, Field(gt=0, le=36500)] = Field(examples=[30.0])
+    seq: Annotated[int, Field(ge=1, le=10_000_000)] = 4096
+    global_batch_tokens: Annotated[float, Field(gt=0, le=1e12)] = 4 * 1024 * 1024
+    activations: FormatName = "bf16"
+    optimizer: Literal["adamw", "adamw-8bit", "adamw-fp8", "sgd"] = "adamw"
+    max_devices: Parallel = 4096
+
+
+class TrainCapacityPublic(_Out):
+    model: str
+    hardware: str
+    tokens: float
+    days: float
+    required_tokens_per_s: float
+    seq: int
+    feasible: bool
+    best: dict[str, Any] | None = None
+    fastest: dict[str, Any] | None = None
+    frontier: list[dict[str, Any]]
+
+
 class CapacityPublic(_Out):
     models: list[str]
     qps: float

@@ -455,3 +455,17 @@ def capacity(catalog: Catalog, req: dict) -> dict:
         search = ServeSearch(formats=tuple(req.get("formats") or DEFAULT_FORMATS), kv=req["kv"],
                              max_devices=req["max_devices"], max_pp=req["max_pp"])
         return clean_json(plan_serving(archs, devices, target, search).to_dict())
+
+
+def train_capacity(catalog: Catalog, req: dict) -> dict:
+    """``tierwise capacity train`` for one request, as its ``--json`` answer."""
+    from planner.capacity import TrainTarget, plan_training
+    from planner.cli.common import clean_json
+
+    arch = catalog.arch(req["model"])
+    dev = catalog.device(req["hardware"])
+    with domain_errors():
+        target = TrainTarget(tokens=req["tokens"], days=req["days"], seq=req["seq"],
+                             global_batch_tokens=req["global_batch_tokens"], activations=req["activations"],
+                             optimizer=req["optimizer"], max_devices=req["max_devices"])
+        return clean_json(plan_training(arch, dev, target).to_dict())
