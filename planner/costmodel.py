@@ -129,8 +129,21 @@ class Options:
     flash_chunk_bytes: float = 256 * 1024  # read size when streaming weights from flash
     placement: Mapping[str, float] | None = None  # explicit fraction of weights per tier name
     runtime: str = "graph"  # "graph" (CUDA graphs / compiled engines) or "eager" (PyTorch eager)
+    # KV-cache policies. A token budget keeps the most recent/important `kv_token_budget` tokens
+    # at the KV format and retains evicted ones at `kv_evicted` (MiKV, Yang et al. 2024:
+    # "No Token Left Behind"); `kv_share_layers` adjacent layers share one cache and the
+    # later layers drop their K/V projections (SwiftKV's AcrossKV, Qiao et al. 2024).
+    kv_token_budget: int | None = None
+    kv_evicted: str = "int4-g32"
+    kv_share_layers: int = 1
 
     def __post_init__(self) -> None:
+        if self.kv_token_budget is not None and (isinstance(self.kv_token_budget, bool) or not isinstance(self.kv_token_budget, int) or self.kv_token_budget < 1):
+            raise EstimateError("kv_budget", f"--kv-budget must be a positive number of tokens; got {self.kv_token_budget!r}")
+        if isinstance(self.kv_share_layers, bool) or not isinstance(self.kv_share_layers, int) or self.kv_share_layers < 1:
+            raise EstimateError("kv_share", f"--kv-share must be a positive integer; got {self.kv_share_layers!r}")
+        if not resolve_format(self.kv_evicted, "kv_evicted").is_kv:
+            raise EstimateError("kv_evicted", f"--kv-evicted must be a KV-cache format; got {self.kv_evicted!r}")
         if self.runtime not in RUNTIME_OVERHEAD_S:
             raise EstimateError("runtime", f"--runtime must be one of {', '.join(RUNTIME_OVERHEAD_S)}; got {self.runtime!r}")
         if self.flash_chunk_bytes <= 0:
@@ -410,6 +423,26 @@ def resolve_format(name: str, field: str) -> Format:
         raise EstimateError(field, str(exc)) from None
 
 
+def _kv_mixed_bits(kv_name: str, head_dim: int, tokens: float, options: Options) -> float:
+    """Average bits per cached element when ``tokens`` are cached under a token budget: the
+    budget at the KV format, the rest at the evicted format."""
+    hi = _kv_bits(kv_name, head_dim)
+    budget = options.kv_token_budget
+    if not budget or tokens <= budget:
+        return hi
+    lo = _kv_bits(options.kv_evicted, head_dim)
+    return (budget * hi + (tokens - budget) * lo) / tokens
+
+
+def _kv_proj_share(op: OpShape, options: Options | None) -> float:
+    """Fraction of layers that keep this K/V projection under cross-layer KV sharing."""
+    if options is None or options.kv_share_layers <= 1 or op.kind != LINEAR:
+        return 1.0
+    if op.name.endswith(("k_proj", "v_proj", ".key", ".value")):
+        return 1.0 / options.kv_share_layers
+    return 1.0
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def _numerics(device: DeviceSpec, choice: Choice, rows: int, cols: int) -> _Numerics:
     w = resolve_format(choice.weights, "weights")
@@ -510,6 +543,7 @@ def op_cost(
     weights_on_device: float = 1.0,
     fused: bool = False,
     host_overhead_s: float = 0.0,
+    options: Options | None = None,
 ) -> tuple[OpCost, float]:
     """Cost of one instance of ``op``; returns (cost, weight bytes streamed from slower tiers)."""
     if op.experts and layout.ep > 1 and layout.ep > layout.tp:
@@ -532,11 +566,14 @@ def op_cost(
     else:
         w_bytes = w_elems * nm.weight_bits / 8.0
     act_bytes = 0.0 if fused else (load.act_in_elems + load.act_out_elems) / shard * nm.act_bits / 8.0
-    kv_bytes = (
-        (load.kv_read_elems + load.kv_write_elems) / _kv_shard(op, layout.tp) * _kv_bits(choice.kv, op.head_dim) / 8.0
-        if op.kind == ATTENTION
-        else 0.0
-    )
+    kv_bytes = 0.0
+    if op.kind == ATTENTION:
+        hi = _kv_bits(choice.kv, op.head_dim)
+        read_bits = hi
+        if options is not None and options.kv_token_budget and not op.cross:
+            keys = ph.context + ph.tokens
+            read_bits = _kv_mixed_bits(choice.kv, op.head_dim, keys, options)
+        kv_bytes = (load.kv_read_elems * read_bits + load.kv_write_elems * hi) / _kv_shard(op, layout.tp) / 8.0
 
     dev_w = w_bytes * weights_on_device
     streamed = w_bytes - dev_w
@@ -609,8 +646,11 @@ def op_cost(
 # ---------------------------------------------------------------------------
 
 
-def _block_weight_bytes(block: Block, device: DeviceSpec, choice_for, layout: Layout, uniform: bool = False) -> list[float]:
-    """Per-instance weight bytes on one device for every instance of ``block``."""
+def _block_weight_bytes(
+    block: Block, device: DeviceSpec, choice_for, layout: Layout, uniform: bool = False, options: Options | None = None
+) -> list[float]:
+    """Per-instance weight bytes on one device for every instance of ``block`` (K/V projections
+    dropped by cross-layer KV sharing are averaged over the layers)."""
     out = []
     for i in range(1 if uniform else block.count):
         total = 0.0
@@ -624,7 +664,7 @@ def _block_weight_bytes(block: Block, device: DeviceSpec, choice_for, layout: La
                 continue
             rows, cols = _matrix_shape(op)
             nm = _numerics(device, ch, rows or 1, cols or 1)
-            total += p * low_rank_factor(op, ch) * nm.weight_bits / 8.0 / _shard(op, layout)
+            total += p * low_rank_factor(op, ch) * _kv_proj_share(op, options) * nm.weight_bits / 8.0 / _shard(op, layout)
         out.append(total)
     return out * block.count if uniform else out
 
@@ -876,22 +916,24 @@ def evaluate_phase(
                     weights_on_device=on_device,
                     fused=fused and op.kind not in (EMBEDDING, LM_HEAD) and b.repeated,
                     host_overhead_s=options.host_overhead_s,
+                    options=options,
                 )
-                comm = 0.0
                 comm = _op_comm(op, ph, device, ch, layout)
                 if comm:
                     c = _with_comm(c, comm)
                 ops_out.append(c)
-                device_s += c.time_s * cnt
-                comm_s += comm * cnt
-                flops_total += c.flops * cnt
-                streamed_total += streamed * cnt
+                # Cross-layer KV sharing: only 1 in kv_share_layers layers runs its K/V projection.
+                n = cnt * _kv_proj_share(op, options)
+                device_s += c.time_s * n
+                comm_s += comm * n
+                flops_total += c.flops * n
+                streamed_total += streamed * n
                 if kv_on_device < 1.0 and c.kv_bytes:
-                    kv_streamed += c.kv_bytes * (1.0 - kv_on_device) * cnt
-                bytes_dev += (c.weight_bytes * on_device + c.activation_bytes + c.kv_bytes) * cnt
+                    kv_streamed += c.kv_bytes * (1.0 - kv_on_device) * n
+                bytes_dev += (c.weight_bytes * on_device + c.activation_bytes + c.kv_bytes) * n
                 if c.time_s > 0:
                     peak_t = max(c.compute_s, c.memory_s)
-                    busy += peak_t * cnt
+                    busy += peak_t * n
     stream_s = 0.0
     by_tier = {dev_tier.name: bytes_dev}
     if streamed_total > 0:
@@ -987,13 +1029,16 @@ def memory_report(
     """Memory per device and tier placement for ``serving`` on ``layout``."""
     work = build_workload(arch)
     choice_for = _choice_fn(choice, overrides)
-    stage_bytes = _stage_weight_bytes(work, device, choice_for, layout, uniform=not overrides)
+    stage_bytes = _stage_weight_bytes(work, device, choice_for, layout, uniform=not overrides, options=options)
     weights_dev = max(stage_bytes)
     # Whole-model bytes (replicated operators such as norms and routers counted once).
-    weights_total = sum(_stage_weight_bytes(work, device, choice_for, Layout(), uniform=not overrides))
+    weights_total = sum(_stage_weight_bytes(work, device, choice_for, Layout(), uniform=not overrides, options=options))
     generative = arch.family in ("decoder", "encoder_decoder")
     kv_tokens = (serving.prompt + serving.gen) if generative else 0
     kv_per_tok_dev = _kv_bytes_per_token(work, device, choice, layout.tp) if generative else 0.0
+    if generative and options.kv_token_budget and kv_tokens > 0:
+        kv_per_tok_dev *= _kv_mixed_bits(choice.kv, _head_dim(work), kv_tokens, options) / _kv_bits(choice.kv, _head_dim(work))
+    kv_per_tok_dev /= options.kv_share_layers
     kv_dev = serving.batch * kv_tokens * kv_per_tok_dev / layout.pp
     kv_total = kv_dev * layout.pp * (layout.tp / _kv_tp_gain(work, layout.tp))
     prefill = _prefill_phase(arch, serving)
@@ -1019,6 +1064,14 @@ def memory_report(
     return rep, fractions
 
 
+def _head_dim(work: Workload) -> int:
+    for b in work.blocks:
+        for op in b.ops:
+            if op.kind == ATTENTION:
+                return op.head_dim
+    return 1
+
+
 def _kv_tp_gain(work: Workload, tp: int) -> float:
     for b in work.blocks:
         for op in b.ops:
@@ -1027,14 +1080,16 @@ def _kv_tp_gain(work: Workload, tp: int) -> float:
     return 1.0
 
 
-def _stage_weight_bytes(work: Workload, device: DeviceSpec, choice_for, layout: Layout, uniform: bool = False) -> list[float]:
+def _stage_weight_bytes(
+    work: Workload, device: DeviceSpec, choice_for, layout: Layout, uniform: bool = False, options: Options | None = None
+) -> list[float]:
     """Weight bytes per pipeline stage on one device (layers split evenly; pre on the first
     stage, post on the last)."""
     pp = layout.pp
     pre = post = 0.0
     layer_bytes: list[float] = []
     for b in work.blocks:
-        per = _block_weight_bytes(b, device, choice_for, layout, uniform=uniform)
+        per = _block_weight_bytes(b, device, choice_for, layout, uniform=uniform, options=options)
         if b.repeated:
             layer_bytes.extend(per)
         elif b.stage == "pre":

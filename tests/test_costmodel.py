@@ -274,3 +274,23 @@ def test_expert_parallel_spreads_experts_and_adds_all_to_all():
     assert down.comm_s > 0  # dispatch + combine all-to-alls
     # attention is replicated under pure EP+DP: more weight bytes per device than tp=8
     assert ep8.memory.per_device_bytes > tp8.memory.per_device_bytes
+
+
+def test_kv_token_budget_and_cross_layer_sharing():
+    # MiKV-style budget: the newest 2048 of 9000 cached tokens stay bf16, the rest int4-g32
+    # (4 + 16/32 = 4.5 bits): average (2048·16 + 6952·4.5)/9000 bits. AcrossKV with 2 layers
+    # per cache halves the cache and drops half of the K/V projections.
+    s = Serving(batch=16, prompt=8000, gen=1000)
+    base = est("llama-3.1-8b", "h100-sxm", serving=s)
+    budget = est("llama-3.1-8b", "h100-sxm", serving=s, options=Options(kv_token_budget=2048))
+    share = est("llama-3.1-8b", "h100-sxm", serving=s, options=Options(kv_share_layers=2))
+    frac = (2048 * 16 + 6952 * 4.5) / 9000 / 16
+    assert budget.memory.kv_cache_bytes == pytest.approx(base.memory.kv_cache_bytes * frac, rel=1e-6)
+    assert budget.tpot_s < base.tpot_s  # evicted tokens are read at 4.5 bits
+    assert share.memory.kv_cache_bytes == pytest.approx(base.memory.kv_cache_bytes / 2)
+    kv_proj = 2 * 32 * 4096 * 1024 * 2  # k_proj + v_proj of 32 layers, bf16
+    assert base.memory.weights_bytes - share.memory.weights_bytes == pytest.approx(kv_proj / 2, rel=1e-6)
+    with pytest.raises(EstimateError):
+        Options(kv_evicted="nf4")
+    with pytest.raises(EstimateError):
+        Options(kv_share_layers=0)

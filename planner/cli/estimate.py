@@ -50,6 +50,9 @@ def estimate(
     sparsity: Annotated[str, typer.Option(help="dense | 2:4 | unstructured:R")] = "dense",
     low_rank: Annotated[Optional[int], typer.Option(min=1, help="Factor every linear layer to this rank (r·(k+n) weights).")] = None,
     allow_offload: Annotated[bool, typer.Option("--allow-offload", help="Let weights spill to host memory.")] = False,
+    kv_budget: Annotated[Optional[int], typer.Option(min=1, help="KV token budget: older tokens beyond it are kept at --kv-evicted (MiKV).")] = None,
+    kv_evicted: Annotated[str, typer.Option(help="KV format of tokens beyond --kv-budget.")] = "int4-g32",
+    kv_share: Annotated[int, typer.Option(min=1, help="Adjacent layers sharing one KV cache (SwiftKV AcrossKV).")] = 1,
     flash_chunk_kib: Annotated[float, typer.Option(min=0.5, help="Read size when streaming weights from flash (KiB).")] = 256.0,
     per_op: Annotated[bool, typer.Option("--per-op", help="Print the per-operator table.")] = False,
     runtime: Annotated[str, typer.Option(help="graph (CUDA graphs / compiled engines) or eager (PyTorch eager).")] = "graph",
@@ -116,7 +119,14 @@ def estimate(
         raise typer.Exit(EXIT_OK)
 
     choice = Choice(weights=weights, activations=activations, kv=kv, sparsity=sparsity, low_rank=low_rank)
-    options = Options(allow_offload=allow_offload, flash_chunk_bytes=flash_chunk_kib * 1024.0, runtime=runtime)
+    options = Options(
+        allow_offload=allow_offload,
+        flash_chunk_bytes=flash_chunk_kib * 1024.0,
+        runtime=runtime,
+        kv_token_budget=kv_budget,
+        kv_evicted=kv_evicted,
+        kv_share_layers=kv_share,
+    )
     b = option_batch(batch)
     if b == "max":
         b = max_batch(arch, dev, layout, Serving(batch=1, prompt=prompt, gen=gen), choice, options=options)
