@@ -155,6 +155,11 @@ class EstimateCreate(_In):
     sparsity: Annotated[str, StringConstraints(pattern=r"^(dense|2:4|unstructured:[0-9.]+)$")] = "dense"
     allow_offload: bool = False
     flash_chunk_kib: Annotated[float, Field(ge=0.5, le=1_048_576)] = 256.0
+    low_rank: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    runtime: Literal["graph", "eager"] = "graph"
+    kv_budget: Annotated[int, Field(ge=1, le=100_000_000)] | None = None
+    kv_evicted: FormatName = "int4-g32"
+    kv_share: Annotated[int, Field(ge=1, le=1024)] = 1
     per_op: bool = Field(default=False, description="include the per-operator tables")
     # training
     global_batch: Annotated[int, Field(ge=1, le=100_000_000)] | None = None
@@ -166,6 +171,10 @@ class EstimateCreate(_In):
     interleave: Annotated[int, Field(ge=1, le=1024)] = 1
     optimizer: Literal["adamw", "adamw-8bit", "adamw-fp8", "sgd"] = "adamw"
     finetune: Annotated[str, StringConstraints(pattern=r"^(full|lora:[0-9]{1,5}|qlora:[0-9]{1,5})$")] = "full"
+    cp: Parallel = 1
+    attention: Literal["fused", "unfused"] = "fused"
+    grad_accumulation: Literal["separate", "fused"] = "separate"
+    dropout: bool = False
 
 
 class EstimatePublic(_Out):

@@ -330,7 +330,15 @@ def _estimate(arch, dev, r: dict) -> dict:
     from planner.costmodel import Choice, Layout, Options, Serving, check_layout, estimate_inference, max_batch
 
     layout = Layout(tp=r["tp"], pp=r["pp"], dp=r["dp"], ep=r["ep"])
-    check_layout(arch, layout, r.get("devices"))
+    if r["mode"] == "training":
+        n = r["tp"] * r["cp"] * r["pp"] * r["dp"]
+        if r.get("devices") is not None and r["devices"] != n:
+            raise ApiError(422, "invalid_field", f"'devices' ({r['devices']}) must equal tp×cp×pp×dp = {n}", "devices")
+        check_layout(arch, layout, None)
+    else:
+        if r["cp"] != 1:
+            raise ApiError(422, "invalid_field", "'cp' (context parallelism) applies to mode 'training' only", "cp")
+        check_layout(arch, layout, r.get("devices"))
     if r["mode"] == "training":
         try:
             from planner.training import TrainingConfig, estimate_training
@@ -341,10 +349,15 @@ def _estimate(arch, dev, r: dict) -> dict:
             micro_batch=r["micro_batch"], seq=r["seq"], tp=r["tp"], pp=r["pp"], dp=r["dp"], ep=r["ep"], zero=r["zero"],
             recompute=r["recompute"], sequence_parallel=r["sequence_parallel"], interleave=r["interleave"],
             optimizer=r["optimizer"], finetune=r["finetune"], weights=r["weights"], activations=r["activations"],
+            cp=r["cp"], attention=r["attention"], dropout=r["dropout"], runtime=r["runtime"],
+            grad_accumulation=r["grad_accumulation"],
         )
         return estimate_training(arch, dev, cfg).to_dict()
-    choice = Choice(weights=r["weights"], activations=r["activations"], kv=r["kv"], sparsity=r["sparsity"])
-    options = Options(allow_offload=r["allow_offload"], flash_chunk_bytes=r["flash_chunk_kib"] * 1024.0)
+    choice = Choice(weights=r["weights"], activations=r["activations"], kv=r["kv"], sparsity=r["sparsity"],
+                    low_rank=r.get("low_rank"))
+    options = Options(allow_offload=r["allow_offload"], flash_chunk_bytes=r["flash_chunk_kib"] * 1024.0,
+                      runtime=r["runtime"], kv_token_budget=r.get("kv_budget"), kv_evicted=r["kv_evicted"],
+                      kv_share_layers=r["kv_share"])
     b = r["batch"]
     if b == "max":
         b = max(1, max_batch(arch, dev, layout, Serving(batch=1, prompt=r["prompt"], gen=r["gen"]), choice, options=options))
