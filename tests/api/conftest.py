@@ -3,21 +3,16 @@ a helper that starts the real ``tierwise serve`` process on a free loopback port
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the plan factory of test_export
 
 from api.main import create_app  # noqa: E402
+from liveserver import Server, free_port  # noqa: E402,F401  (re-exported to the live tests)
 from api.settings import Settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,64 +28,6 @@ def client(tmp_path):
         yield c
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``tierwise serve`` in a child process (its own process group, so it can be killed whole)."""
-
-    def __init__(self, data_dir: Path, env: dict | None = None, port: int | None = None) -> None:
-        self.data_dir = data_dir
-        self.env = {**os.environ, "TIERWISE_DATA_DIR": str(data_dir), **(env or {})}
-        self.env.pop("TIERWISE_DATABASE_URL", None) if "TIERWISE_DATABASE_URL" not in (env or {}) else None
-        self.port = port or free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-        self.log = data_dir / f"server-{self.port}.log"
-
-    def start(self, timeout_s: float = 60.0) -> "Server":
-        cmd = [sys.executable, "-c", "from planner.cli import run; run()", "serve", "--port", str(self.port), "--log-level", "warning"]
-        self._logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self._logf, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.base + "/healthz", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"server did not answer /healthz within {timeout_s} s: {self.log.read_text()[-2000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown handlers, no flushing — what a crash looks like."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
-        self._logf.close()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
-        if not self._logf.closed:
-            self._logf.close()
-
-    def __enter__(self) -> "Server":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def custom_profile(id: str = "lab-accel") -> dict:
