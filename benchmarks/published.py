@@ -34,50 +34,9 @@ from hwmodels import load_device  # noqa: E402
 
 from planner.arch import load_arch  # noqa: E402
 from planner.costmodel import Choice, Layout, Options, Serving, estimate_inference  # noqa: E402
+from rowmap import HARDWARE, MODELS, first_int  # noqa: E402
+from rowmap import match as _match  # noqa: E402
 
-# --- translation tables: free text in the table → catalog ids / format names -------------
-
-MODELS = [
-    (r"megatron gpt-1\.7b", "megatron-gpt-1.7b"),
-    (r"megatron gpt-7\.5b", "megatron-gpt-7.5b"),
-    (r"megatron gpt-145\.6b", "megatron-gpt-145.6b"),
-    (r"megatron gpt-529\.6b", "megatron-gpt-529.6b"),
-    (r"megatron gpt-1t", "megatron-gpt-1t"),
-    (r"gpt-3 175b", "gpt3-175b"),
-    (r"palm 540b", "palm-540b"),
-    (r"resnet-50", "resnet-50"),
-    (r"llama-2-70b", "llama-2-70b"),
-    (r"llama-2-13b", "llama-2-13b"),
-    (r"llama-2-7b", "llama-2-7b"),
-    (r"gpt-j 6b", "gpt-j-6b"),
-    (r"falcon-180b", "falcon-180b"),
-    (r"opt-175b", "opt-175b"),
-    (r"opt-30b", "opt-30b"),
-    (r"opt-6\.7b", "opt-6.7b"),
-]
-
-HARDWARE = [
-    (r"a100-sxm4-40gb", "a100-40gb-sxm"),
-    (r"a100", "a100-80gb-sxm"),
-    (r"h100 sxm", "h100-sxm"),
-    (r"l40s", "l40s"),
-    (r"mi250x", "mi250x-gcd"),
-    (r"m1 max", "m1-max"),
-    (r"m1 ultra", "m1-ultra"),
-    (r"m2 max", "m2-max"),
-    (r"t4", "t4"),
-    (r"v100", "v100-16gb"),
-    (r"zcu102", "zcu102"),
-    (r"tpu v4", "tpu-v4"),
-]
-
-
-def _match(table, text: str) -> str | None:
-    t = text.lower()
-    for pat, val in table:
-        if re.search(pat, t):
-            return val
-    return None
 
 
 def weight_format(text: str) -> str | None:
@@ -129,11 +88,6 @@ def kv_format(text: str, act: str) -> str:
     if t.startswith("fp16"):
         return "fp16"
     return act if act in ("fp16", "bf16", "fp32") else "fp16"
-
-
-def first_int(text: str, default: int | None = None) -> int | None:
-    m = re.search(r"\d+", text or "")
-    return int(m.group(0)) if m else default
 
 
 def runtime_of(engine: str) -> str:

@@ -43,48 +43,17 @@ from hwmodels import load_device  # noqa: E402
 from planner.arch import load_arch  # noqa: E402
 from planner.costmodel import EstimateError  # noqa: E402
 from planner.training import TrainingConfig, estimate_training, megatron_flops_per_iteration  # noqa: E402
+from rowmap import HARDWARE as _HARDWARE  # noqa: E402
+from rowmap import MODELS as _MODELS  # noqa: E402
+from rowmap import first_int as _int  # noqa: E402
+from rowmap import match as _match  # noqa: E402
 
 DEFAULT_CSV = HERE.parent.parent / "shared" / "validation" / "published.csv"
-
-_MODELS = [
-    (r"megatron gpt-1\.7b", "megatron-gpt-1.7b"),
-    (r"megatron gpt-7\.5b", "megatron-gpt-7.5b"),
-    (r"megatron gpt-145\.6b", "megatron-gpt-145.6b"),
-    (r"megatron gpt-529\.6b", "megatron-gpt-529.6b"),
-    (r"megatron gpt-1t", "megatron-gpt-1t"),
-    (r"gpt-3 175b", "gpt3-175b"),
-    (r"palm 540b", "palm-540b"),
-    (r"resnet-50", "resnet-50"),
-    (r"llama-2-70b", "llama-2-70b"),
-    (r"llama-2-13b", "llama-2-13b"),
-    (r"llama-2-7b", "llama-2-7b"),
-]
-
-_HARDWARE = [
-    (r"a100-sxm4-40gb", "a100-40gb-sxm"),
-    (r"a100", "a100-80gb-sxm"),
-    (r"h100 sxm", "h100-sxm"),
-    (r"v100", "v100-16gb"),
-    (r"tpu v4", "tpu-v4"),
-]
 
 # ResNet-50 launch configs of NVIDIA DeepLearningExamples use 256 images per GPU.
 RESNET_BATCH_PER_GPU = 256
 # LitGPT finetune/lora.py defaults at the rows' commit: rank 8, query + value, dropout 0.05.
 LITGPT_LORA_RANK = 8
-
-
-def _match(table, text: str) -> str | None:
-    t = text.lower()
-    for pat, val in table:
-        if re.search(pat, t):
-            return val
-    return None
-
-
-def _int(text: str | None, default: int | None = None) -> int | None:
-    m = re.search(r"\d+", text or "")
-    return int(m.group(0)) if m else default
 
 
 def _interleave(layers: int, pp: int, stated: bool) -> int:

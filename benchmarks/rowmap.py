@@ -1,0 +1,55 @@
+"""Translation of ``published.csv`` free text to catalog ids, shared by the inference and
+training halves of the published-number benchmark."""
+
+from __future__ import annotations
+
+import re
+
+# Model and hardware names as the rows spell them → catalog ids (first match wins, so the
+# more specific patterns come first).
+MODELS = [
+    (r"megatron gpt-1\.7b", "megatron-gpt-1.7b"),
+    (r"megatron gpt-7\.5b", "megatron-gpt-7.5b"),
+    (r"megatron gpt-145\.6b", "megatron-gpt-145.6b"),
+    (r"megatron gpt-529\.6b", "megatron-gpt-529.6b"),
+    (r"megatron gpt-1t", "megatron-gpt-1t"),
+    (r"gpt-3 175b", "gpt3-175b"),
+    (r"palm 540b", "palm-540b"),
+    (r"resnet-50", "resnet-50"),
+    (r"llama-2-70b", "llama-2-70b"),
+    (r"llama-2-13b", "llama-2-13b"),
+    (r"llama-2-7b", "llama-2-7b"),
+    (r"gpt-j 6b", "gpt-j-6b"),
+    (r"falcon-180b", "falcon-180b"),
+    (r"opt-175b", "opt-175b"),
+    (r"opt-30b", "opt-30b"),
+    (r"opt-6\.7b", "opt-6.7b"),
+]
+
+HARDWARE = [
+    (r"a100-sxm4-40gb", "a100-40gb-sxm"),
+    (r"a100", "a100-80gb-sxm"),
+    (r"h100 sxm", "h100-sxm"),
+    (r"l40s", "l40s"),
+    (r"mi250x", "mi250x-gcd"),
+    (r"m1 max", "m1-max"),
+    (r"m1 ultra", "m1-ultra"),
+    (r"m2 max", "m2-max"),
+    (r"t4", "t4"),
+    (r"v100", "v100-16gb"),
+    (r"zcu102", "zcu102"),
+    (r"tpu v4", "tpu-v4"),
+]
+
+
+def match(table, text: str) -> str | None:
+    t = text.lower()
+    for pat, val in table:
+        if re.search(pat, t):
+            return val
+    return None
+
+
+def first_int(text: str, default: int | None = None) -> int | None:
+    m = re.search(r"\d+", text or "")
+    return int(m.group(0)) if m else default
