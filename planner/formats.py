@@ -45,6 +45,8 @@ __all__ = [
     "Format",
     "FormatError",
     "LowRank",
+    "NumericsError",
+    "resolve_numerics",
     "SPARSE_ENCODINGS",
     "Sparsity",
     "SparsityError",
@@ -640,3 +642,33 @@ class LowRank:
     def compresses(self, rows: int, cols: int) -> bool:
         """True when the factors hold fewer parameters than the dense matrix."""
         return self.params(rows, cols) < rows * cols
+
+
+class NumericsError(ValueError):
+    """A bad weights / sparsity / activations triple; ``field`` names the offending one."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
+def resolve_numerics(weights: str, sparsity: str = "dense", activations: str = "bf16") -> tuple[Format, Sparsity, Format]:
+    """Canonical (weight format, sparsity, activation format) of one choice, checking roles:
+    the one place plans, torch handlers and options validate a numeric choice."""
+    try:
+        w = get_format(weights)
+    except FormatError as exc:
+        raise NumericsError(str(exc), "weights") from None
+    if not w.is_weight:
+        raise NumericsError(f"'weights' {w.name!r} is not a weight format", "weights")
+    try:
+        sp = parse_sparsity(sparsity)
+    except SparsityError as exc:
+        raise NumericsError(str(exc), "sparsity") from None
+    try:
+        a = get_format(activations)
+    except FormatError as exc:
+        raise NumericsError(str(exc), "activations") from None
+    if not a.is_activation:
+        raise NumericsError(f"'activations' {a.name!r} is not an activation format", "activations")
+    return w, sp, a

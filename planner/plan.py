@@ -41,7 +41,7 @@ import yaml
 
 from planner.fileio import atomic_write_text
 from planner.costmodel import Choice, Layout, Serving
-from planner.formats import FormatError, SparsityError, get_format, parse_sparsity
+from planner.formats import FormatError, NumericsError, get_format, resolve_numerics
 
 __all__ = [
     "OBJECTIVES",
@@ -208,21 +208,9 @@ class GroupChoice(_Record):
     def __post_init__(self) -> None:
         # Canonical names (aliases resolved) so that plans compare and round-trip exactly.
         try:
-            w = get_format(self.weights)
-        except FormatError as exc:
-            raise PlanError(str(exc), field="weights") from None
-        if not w.is_weight:
-            raise PlanError(f"'weights' {w.name!r} is not a weight format", field="weights")
-        try:
-            sp = parse_sparsity(self.sparsity)
-        except SparsityError as exc:
-            raise PlanError(str(exc), field="sparsity") from None
-        try:
-            a = get_format(self.activations)
-        except FormatError as exc:
-            raise PlanError(str(exc), field="activations") from None
-        if not a.is_activation:
-            raise PlanError(f"'activations' {a.name!r} is not an activation format", field="activations")
+            w, sp, a = resolve_numerics(self.weights, self.sparsity, self.activations)
+        except NumericsError as exc:
+            raise PlanError(str(exc), field=exc.field) from None
         if not isinstance(self.tier, str) or not self.tier.strip():
             raise _err("tier", "a memory tier name", self.tier)
         if self.low_rank is not None and (not _is_int(self.low_rank) or self.low_rank < 1):

@@ -30,7 +30,7 @@ from torch import nn
 
 from planner.arch import ArchSpec
 from planner.backends import low_rank as svd_low_rank
-from planner.formats import FormatError, SparsityError, get_format, parse_sparsity
+from planner.formats import FormatError, NumericsError, get_format, parse_sparsity, resolve_numerics
 from planner.workload import LINEAR, LM_HEAD, build_workload
 from planner.execution.errors import PlanApplyError
 from planner.execution.modules import LowRankLinear, PackedConv2d, PackedEmbedding, PackedLinear, PackedModule
@@ -61,21 +61,9 @@ class LayerOption:
 
     def __post_init__(self) -> None:
         try:
-            w = get_format(self.weights)
-        except FormatError as exc:
-            raise PlanApplyError(str(exc), field="weights") from None
-        if not w.is_weight:
-            raise PlanApplyError(f"{w.name!r} is not a weight format", field="weights")
-        try:
-            sp = parse_sparsity(self.sparsity)
-        except SparsityError as exc:
-            raise PlanApplyError(str(exc), field="sparsity") from None
-        try:
-            a = get_format(self.activations)
-        except FormatError as exc:
-            raise PlanApplyError(str(exc), field="activations") from None
-        if not a.is_activation:
-            raise PlanApplyError(f"{a.name!r} is not an activation format", field="activations")
+            w, sp, a = resolve_numerics(self.weights, self.sparsity, self.activations)
+        except NumericsError as exc:
+            raise PlanApplyError(str(exc), field=exc.field) from None
         if self.low_rank is not None:
             if isinstance(self.low_rank, bool) or not isinstance(self.low_rank, int) or self.low_rank < 1:
                 raise PlanApplyError(f"low_rank must be an int >= 1 or None; got {self.low_rank!r}", field="low_rank")
