@@ -300,15 +300,25 @@ def _mlp_ops(a: ArchSpec, prefix: str = "mlp") -> list[OpShape]:
         ops.append(_linear(f"{prefix}.experts.up_proj", g, h, f, bias=bias, shard="col", experts=e, experts_active=k))
         ops.append(_linear(f"{prefix}.experts.down_proj", g, f, h, bias=bias, shard="row", ar=True, experts=e, experts_active=k))
         return ops
-    if a.gated_mlp:
+    return _ffn(prefix, h, f, bias=bias, gated=a.gated_mlp, gated_names=("gate_proj", "up_proj", "gate_up", "down_proj"),
+                plain_names=("fc1", "fc2"))
+
+
+def _ffn(prefix: str, h: int, f: int, *, bias: bool, gated: bool, gated_names: tuple[str, str, str, str],
+         plain_names: tuple[str, str]) -> list[OpShape]:
+    """A dense feed-forward block: gated (two input matrices sharing one decision group, then
+    the output matrix) or plain (input, output). Names are the model's module names."""
+    if gated:
+        in0, in1, group, out = gated_names
         return [
-            _linear(f"{prefix}.gate_proj", f"{prefix}.gate_up", h, f, bias=bias, shard="col"),
-            _linear(f"{prefix}.up_proj", f"{prefix}.gate_up", h, f, bias=bias, shard="col"),
-            _linear(f"{prefix}.down_proj", f"{prefix}.down_proj", f, h, bias=bias, shard="row", ar=True),
+            _linear(f"{prefix}.{in0}", f"{prefix}.{group}", h, f, bias=bias, shard="col"),
+            _linear(f"{prefix}.{in1}", f"{prefix}.{group}", h, f, bias=bias, shard="col"),
+            _linear(f"{prefix}.{out}", f"{prefix}.{out}", f, h, bias=bias, shard="row", ar=True),
         ]
+    inp, out = plain_names
     return [
-        _linear(f"{prefix}.fc1", f"{prefix}.fc1", h, f, bias=bias, shard="col"),
-        _linear(f"{prefix}.fc2", f"{prefix}.fc2", f, h, bias=bias, shard="row", ar=True),
+        _linear(f"{prefix}.{inp}", f"{prefix}.{inp}", h, f, bias=bias, shard="col"),
+        _linear(f"{prefix}.{out}", f"{prefix}.{out}", f, h, bias=bias, shard="row", ar=True),
     ]
 
 
@@ -425,16 +435,8 @@ def _t5(a: ArchSpec) -> tuple[Block, ...]:
     pre = [_embedding(a, "shared")]
 
     def ff(prefix: str) -> list[OpShape]:
-        if a.gated_mlp:
-            return [
-                _linear(f"{prefix}.wi_0", f"{prefix}.wi", h, f, bias=False, shard="col"),
-                _linear(f"{prefix}.wi_1", f"{prefix}.wi", h, f, bias=False, shard="col"),
-                _linear(f"{prefix}.wo", f"{prefix}.wo", f, h, bias=False, shard="row", ar=True),
-            ]
-        return [
-            _linear(f"{prefix}.wi", f"{prefix}.wi", h, f, bias=False, shard="col"),
-            _linear(f"{prefix}.wo", f"{prefix}.wo", f, h, bias=False, shard="row", ar=True),
-        ]
+        return _ffn(prefix, h, f, bias=False, gated=a.gated_mlp, gated_names=("wi_0", "wi_1", "wi", "wo"),
+                    plain_names=("wi", "wo"))
 
     enc = [_norm("layer.0.layer_norm", h, a), *_attention_ops(a, "layer.0.SelfAttention", causal=False)]
     enc += [_norm("layer.1.layer_norm", h, a), *ff("layer.1.DenseReluDense")]
