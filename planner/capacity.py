@@ -259,24 +259,32 @@ def _replica(arch: ArchSpec, device: DeviceSpec, tp: int, pp: int, choice: Choic
     )
 
 
+def _slo_failures(ttft_s: float, tpot_s: float, target: ServeTarget, percentile: float) -> list[str]:
+    """Which SLOs the predicted quantiles miss, and by how much."""
+    pct = f"p{round(100 * percentile)}"
+    out = []
+    if ttft_s > target.ttft_slo_s:
+        out.append(f"TTFT {pct} {ttft_s:.3g} s exceeds the {target.ttft_slo_s:g} s SLO by {100 * (ttft_s / target.ttft_slo_s - 1):.0f}%")
+    if tpot_s > target.tpot_slo_s:
+        out.append(f"TPOT {pct} {tpot_s:.3g} s exceeds the {target.tpot_slo_s:g} s SLO by {100 * (tpot_s / target.tpot_slo_s - 1):.0f}%")
+    return out
+
+
+def _fleet_cost(device: DeviceSpec, devices: int, tokens_per_s: float) -> tuple[float | None, float | None]:
+    """(USD per hour, USD per million generated tokens) of ``devices`` devices; None without a price."""
+    if device.usd_per_hour is None:
+        return None, None
+    usd_h = device.usd_per_hour * devices
+    return usd_h, (usd_h / 3600.0 / tokens_per_s * 1e6 if tokens_per_s > 0 else None)
+
+
 def _option_from_queue(rep: _Replica, device: DeviceSpec, target: ServeTarget, replicas: int, q: ReplicaQueue, models: tuple[str, ...], qps: float) -> ServeOption:
     failures = []
     if not q.stable:
         failures.append(q.reason)
-    pct = f"p{round(100 * target.percentile)}"
-    if q.stable and q.ttft_quantile_s > target.ttft_slo_s:
-        failures.append(
-            f"TTFT {pct} {q.ttft_quantile_s:.3g} s exceeds the {target.ttft_slo_s:g} s SLO by "
-            f"{100 * (q.ttft_quantile_s / target.ttft_slo_s - 1):.0f}%"
-        )
-    if q.stable and q.tpot_quantile_s > target.tpot_slo_s:
-        failures.append(
-            f"TPOT {pct} {q.tpot_quantile_s:.3g} s exceeds the {target.tpot_slo_s:g} s SLO by "
-            f"{100 * (q.tpot_quantile_s / target.tpot_slo_s - 1):.0f}%"
-        )
-    usd_h = device.usd_per_hour * replicas * rep.tp * rep.pp if device.usd_per_hour is not None else None
-    tokens_per_s = qps * target.gen
-    usd_m = usd_h / 3600.0 / tokens_per_s * 1e6 if usd_h is not None and tokens_per_s > 0 else None
+    if q.stable:
+        failures += _slo_failures(q.ttft_quantile_s, q.tpot_quantile_s, target, target.percentile)
+    usd_h, usd_m = _fleet_cost(device, replicas * rep.tp * rep.pp, qps * target.gen)
     opt = ServeOption(
         hardware=device.id,
         models=models,
@@ -493,15 +501,9 @@ def _shared_option(task: ServeTask, reps: list[_Replica], order: list[int], hot:
         ttftq = max(ttft_of(k, p) for k in range(len(reps)))
         tpot50, tpot95, tpotq = tpot_of(0.5), tpot_of(0.95), tpot_of(p)
         switch_q = max((reps[k].switch_s for k in cold), default=0.0)
-        pct = f"p{round(100 * p)}"
-        if ttftq > target.ttft_slo_s:
-            failures.append(f"TTFT {pct} {ttftq:.3g} s exceeds the {target.ttft_slo_s:g} s SLO by {100 * (ttftq / target.ttft_slo_s - 1):.0f}%")
-        if tpotq > target.tpot_slo_s:
-            failures.append(f"TPOT {pct} {tpotq:.3g} s exceeds the {target.tpot_slo_s:g} s SLO by {100 * (tpotq / target.tpot_slo_s - 1):.0f}%")
+        failures += _slo_failures(ttftq, tpotq, target, p)
     lead = reps[0]
-    usd_h = device.usd_per_hour * r * lead.tp * lead.pp if device.usd_per_hour is not None else None
-    tokens_per_s = target.qps * g
-    usd_m = usd_h / 3600.0 / tokens_per_s * 1e6 if usd_h is not None else None
+    usd_h, usd_m = _fleet_cost(device, r * lead.tp * lead.pp, target.qps * g)
     names = tuple(task.archs[i].id for i in order)
     opt = ServeOption(
         hardware=device.id,
