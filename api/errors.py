@@ -80,7 +80,7 @@ def map_exception(exc: BaseException) -> ApiError | None:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, UnknownIdError):
-        kind = "model" if exc.kind == "model" else exc.kind
+        kind = exc.catalog
         return ApiError(404, "not_found", str(exc).split(" (see `")[0], kind if kind in ("hardware", "model") else "id",
                         {"suggestions": exc.suggestions} if exc.suggestions else None)
     if isinstance(exc, ProfileError):

@@ -1,4 +1,22 @@
-"""Errors raised by hwmodels.
+"""Errors raised by hwmodels, and the one error base class of Tierwise.
+
+Every error a user can cause derives from :class:`TierwiseError`. It carries
+
+- ``field``: the request field at fault, in the request layer's own (Python) names, dotted for
+  nested fields (``kv``, ``layout.tp``, ``memory[0].bandwidth_gb_per_s``), or ``None``;
+- ``kind``: what went wrong, which each front end maps to its own status
+  (:data:`KINDS`: ``bad_input`` → exit 2 / HTTP 422, ``not_found`` → exit 2 / 404,
+  ``infeasible`` → exit 3 / 422, ``conflict`` → exit 2 / 409, ``unavailable`` → exit 1 / 503);
+- ``code``: a stable machine-readable code for REST bodies (``invalid_format``, ``infeasible``…);
+- ``details``: an optional JSON-safe payload (suggestions, a diagnosis).
+
+Messages name fields with ``{@name}`` tokens so that each front end renders them in its own
+syntax: ``{@kv_budget}`` reads ``--kv-budget`` on the command line and ``'kv_budget'`` in REST
+and Python. Use :meth:`TierwiseError.render` to get the text for one front end; ``str(exc)``
+gives the Python rendering.
+
+This module lives in ``hwmodels`` (the lowest layer) so that hardware errors share the base;
+``planner.errors`` re-exports it with the planner's own error types.
 
 Every error says which field is wrong, what was expected and what was given, so
 that a person reading a CLI message or an API response can fix the input.
@@ -6,8 +24,84 @@ that a person reading a CLI message or an API response can fix the input.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Mapping
+
+
+KINDS: dict[str, tuple[int, int]] = {
+    # kind: (CLI exit code, HTTP status)
+    "bad_input": (2, 422),
+    "not_found": (2, 404),
+    "infeasible": (3, 422),
+    "conflict": (2, 409),
+    "unavailable": (1, 503),
+}
+
+_TOKEN = re.compile(r"\{@([A-Za-z_][A-Za-z0-9_.\[\]]*)\}")
+
+
+def render_field(name: str, style: str, aliases: Mapping[str, str] | None = None) -> str:
+    """A request field name in one front end's syntax.
+
+    ``style`` is ``cli`` (``--kv-budget``), ``rest`` or ``python`` (``kv_budget``).
+    ``aliases`` maps a field to the exact spelling of one front end (a CLI flag whose name
+    differs from the field).
+    """
+    if aliases and name in aliases:
+        return aliases[name]
+    if style == "cli":
+        leaf = name.split(".")[-1]
+        return "--" + leaf.replace("_", "-")
+    return name
+
+
+class TierwiseError(Exception):
+    """Base of every user-facing error (see the module docstring)."""
+
+    kind: ClassVar[str] = "bad_input"
+    code: ClassVar[str] = "invalid_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        kind: str | None = None,
+        code: str | None = None,
+        details: Any = None,
+    ) -> None:
+        if kind is not None:
+            if kind not in KINDS:
+                raise ValueError(f"unknown error kind {kind!r}; expected one of {sorted(KINDS)}")
+            self.kind = kind  # type: ignore[misc]
+        if code is not None:
+            self.code = code  # type: ignore[misc]
+        self.template = message
+        self.field = field
+        self.details = details
+        super().__init__(self.render("python"))
+
+    def render(self, style: str = "python", aliases: Mapping[str, str] | None = None) -> str:
+        """The message with every ``{@field}`` token in ``style``'s syntax."""
+
+        def sub(m: re.Match) -> str:
+            shown = render_field(m.group(1), style, aliases)
+            return shown if style == "cli" else f"'{shown}'"
+
+        return _TOKEN.sub(sub, self.template)
+
+    @property
+    def message(self) -> str:
+        return self.render("python")
+
+    @property
+    def exit_code(self) -> int:
+        return KINDS[self.kind][0]
+
+    @property
+    def http_status(self) -> int:
+        return KINDS[self.kind][1]
 
 
 def describe_value(value: Any) -> str:
@@ -27,7 +121,7 @@ def describe_value(value: Any) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-class SpecError(ValueError):
+class SpecError(TierwiseError, ValueError):
     """A hardware spec object was built with an invalid value.
 
     ``field`` is relative to the object (for example ``bandwidth_bytes_per_s``);
@@ -38,10 +132,11 @@ class SpecError(ValueError):
         self.field = field
         self.expected = expected
         self.got = got
-        super().__init__(f"field '{field}' must be {expected}; got {describe_value(got)}")
+        TierwiseError.__init__(self, f"field '{field}' must be {expected}; got {describe_value(got)}",
+                               field=field, code="invalid_profile")
 
 
-class ProfileError(ValueError):
+class ProfileError(TierwiseError, ValueError):
     """A hardware profile (file or dict) is malformed.
 
     ``str()`` reads like ``h100.yaml: field 'memory[0].bandwidth_gb_per_s' must be a
@@ -54,35 +149,37 @@ class ProfileError(ValueError):
         self.expected = expected
         self.got = got
         name = Path(self.path).name if self.path and not self.path.startswith("<") else self.path
-        super().__init__(f"{name}: field '{field}' must be {expected}; got {describe_value(got)}")
+        TierwiseError.__init__(self, f"{name}: field '{field}' must be {expected}; got {describe_value(got)}",
+                               field=field, code="invalid_profile")
 
 
 _LIST_COMMANDS = {"hardware": "tierwise hardware list", "model": "tierwise models list"}
 
 
-class UnknownIdError(LookupError):
+class UnknownIdError(TierwiseError, LookupError):
     """A catalog id is not known. ``suggestions`` lists close ids (best first)."""
 
     def __init__(self, id: str, kind: str, suggestions: list[str], known: list[str] | None = None) -> None:
         self.id = id
-        self.kind = kind
+        self.catalog = kind  # "hardware" or "model"; ``kind`` is the error kind (not_found)
         self.suggestions = list(suggestions)
         self.known = list(known or [])
-        super().__init__(id)
+        TierwiseError.__init__(self, str(self), field=kind, kind="not_found", code="not_found",
+                               details={"suggestions": self.suggestions} if self.suggestions else None)
 
     def __str__(self) -> str:
-        message = f"unknown {self.kind} id {self.id!r}"
+        message = f"unknown {self.catalog} id {self.id!r}"
         if self.suggestions:
             message += "; did you mean " + ", ".join(self.suggestions) + "?"
         elif self.known:
             message += "; known ids: " + ", ".join(self.known)
-        command = _LIST_COMMANDS.get(self.kind)
+        command = _LIST_COMMANDS.get(self.catalog)
         if command:
             message += f" (see `{command}`)"
         return message
 
 
-class UnsupportedPrecisionError(ValueError):
+class UnsupportedPrecisionError(TierwiseError, ValueError):
     """No compute unit considered has a peak for a precision nor for any wider one."""
 
     def __init__(self, device_id: str, unit: str, precision: str, available: list[str]) -> None:

@@ -161,7 +161,7 @@ def test_unknown_id_suggests_close_ids():
     with pytest.raises(UnknownIdError) as info:
         load_device("h100")
     error = info.value
-    assert error.id == "h100" and error.kind == "hardware"
+    assert error.id == "h100" and error.catalog == "hardware"
     assert error.suggestions[:2] == ["h100-pcie", "h100-sxm"]
     assert "did you mean h100-pcie, h100-sxm" in str(error)
     with pytest.raises(UnknownIdError) as info:
