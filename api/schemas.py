@@ -9,13 +9,17 @@ extra fields so the planner can add results without breaking clients.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 #: Ids of catalog entries, custom profiles and models: a bare name, never a path.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
-Id = Annotated[str, StringConstraints(pattern=ID_PATTERN, max_length=64)]
+#: The same rule for server-side checks: use ``ID_RE.fullmatch`` (``$`` in ``re.match`` also
+#: matches before a trailing newline).
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN, max_length=64, strip_whitespace=False)]
 #: A format name (bf16, int4-g128, fp8-e4m3, ...); checked against the format registry.
 FormatName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9:._-]{0,31}$")]
 #: A size: bytes as a number, or text such as "20GB", "24GiB", "1.5e9".
@@ -28,7 +32,8 @@ _NO_PATH = ("/", "\\")
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # strict: JSON true is not the integer 1 and "5" is not 5 (an integer is still a valid float)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
 
 class _Out(BaseModel):

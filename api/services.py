@@ -13,10 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import yaml
-
 from api.db import Store
 from api.errors import ApiError, map_exception
+from api.limits import check_depth, check_model_size, group_count
 from api.settings import Settings
 
 
@@ -35,13 +34,14 @@ def domain_errors() -> Iterator[None]:
 
 
 def safe_yaml(text: str, field: str) -> Any:
-    """Parse YAML from a client: ``yaml.safe_load`` only; tags such as !!python/object are refused."""
+    """Parse YAML from a client with :func:`hwmodels.safeyaml.load_untrusted`: no tags, no
+    anchors or aliases, bounded size and nesting, refused before any object is built."""
+    from hwmodels.safeyaml import UnsafeYamlError, load_untrusted
+
     try:
-        return yaml.safe_load(text)
-    except yaml.constructor.ConstructorError as e:
-        raise ApiError(422, "invalid_yaml", f"'{field}': YAML tags such as !!python/... are not accepted ({e.problem})", field) from None
-    except yaml.YAMLError as e:
-        raise ApiError(422, "invalid_yaml", f"'{field}': not valid YAML ({getattr(e, 'problem', None) or e})", field) from None
+        return load_untrusted(text, field=field)
+    except UnsafeYamlError as e:
+        raise ApiError(422, "invalid_yaml", e.render("rest"), field) from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -147,13 +147,12 @@ def register_hardware(store: Store, catalog: Catalog, profile: dict | None, text
     data = profile if profile is not None else safe_yaml(text or "", "yaml")
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_profile", f"the profile must be a mapping; got {type(data).__name__}", "profile")
+    check_depth(data, "profile" if profile is not None else "yaml")
     pid = data.get("id")
     field = "profile.id" if profile is not None else "yaml"
-    import re
+    from api.schemas import ID_RE, ID_PATTERN
 
-    from api.schemas import ID_PATTERN
-
-    if not isinstance(pid, str) or not re.match(ID_PATTERN, pid):
+    if not isinstance(pid, str) or not ID_RE.fullmatch(pid):
         raise ApiError(422, "invalid_field", f"'{field}' must be an id matching {ID_PATTERN}; got {pid!r}", field)
     if pid in catalog_devices():
         raise ApiError(409, "duplicate_id", f"hardware id {pid!r} is a catalog profile; choose another id", field)
@@ -176,12 +175,14 @@ def register_model(store: Store, id: str, config: dict | None, text: str | None)
         raise ApiError(422, "invalid_model_config", f"the config must be a mapping; got {type(data).__name__}", "config")
     if id in catalog_models():
         raise ApiError(409, "duplicate_id", f"model id {id!r} is a catalog model; choose another id", "id")
+    check_depth(data, "config")
     try:
         json.dumps(data, allow_nan=False)
     except ValueError as e:
         raise ApiError(422, "invalid_model_config", f"'config' must be plain JSON data ({e})", "config") from None
     with domain_errors():
         arch = arch_from_config(data, model_id=id, origin=f"<model {id}>")
+        check_model_size(arch, data)
         summary = model_public(arch, custom=True)
     try:
         store.add_model(id, data)
@@ -371,8 +372,8 @@ def _estimate(arch, dev, r: dict) -> dict:
 
 
 def check_plan_limits(catalog: Catalog, settings: Settings, req: dict) -> None:
-    """Refuse a solve that is over the service's limits (422 naming the limit)."""
-    from planner.export import group_modules
+    """Refuse a solve that is over the service's limits (422 naming the limit), cheaply:
+    the group count comes from the workload's blocks, not from building every group."""
 
     devices = int(req.get("devices") or 1)
     if devices > settings.max_devices:
@@ -385,7 +386,7 @@ def check_plan_limits(catalog: Catalog, settings: Settings, req: dict) -> None:
     arch = catalog.arch(req["model"])
     catalog.device(req["hardware"])
     with domain_errors():
-        groups = len(group_modules(arch))
+        groups = group_count(arch)
     if groups > settings.max_groups:
         raise ApiError(422, "limit_exceeded", f"model {arch.id!r} has {groups} decision groups, over this server's limit "
                        f"max_groups={settings.max_groups}", "model", {"limit": "max_groups", "value": settings.max_groups})

@@ -1,0 +1,115 @@
+"""YAML for untrusted input: bounded size, bounded nesting, no aliases, no tags.
+
+``yaml.safe_load`` refuses code-carrying tags but still expands aliases: a 525-byte
+"billion laughs" document (nine levels of ``&a [*b, *b, ...]``) becomes a graph that
+``json.dumps`` or a recursive walk expands into gigabytes, and a few thousand nested
+``[`` make the composer recurse until ``RecursionError``. :func:`load_untrusted` is
+``safe_load`` with three checks made while the document is *composed* (before any Python
+object is built):
+
+- the text is at most ``max_bytes`` long (UTF-8);
+- no anchor (``&name``) and no alias (``*name``) appears — configuration files have no
+  use for them and they are the only way a small document can describe a large object;
+- no node is nested deeper than ``max_depth`` and the document has at most ``max_nodes``
+  nodes.
+
+Every refusal is a :class:`UnsafeYamlError` (a :class:`~hwmodels.errors.TierwiseError`,
+``bad_input`` → exit 2 / HTTP 422, code ``invalid_yaml``) that names the field and the line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from hwmodels.errors import TierwiseError
+
+#: Defaults: generous for any real profile or model config (the largest shipped file is a
+#: few kB, nested 4 deep), small enough that parsing takes milliseconds.
+MAX_BYTES = 512_000
+MAX_DEPTH = 32
+MAX_NODES = 50_000
+
+
+class UnsafeYamlError(TierwiseError, ValueError):
+    """YAML text refused before it was turned into Python objects."""
+
+    code = "invalid_yaml"
+
+    def __init__(self, message: str, *, field: str, reason: str | None = None) -> None:
+        super().__init__(message, field=field)
+        #: what is wrong, without the field name (for callers with their own error shape)
+        self.reason = reason or message
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``SafeLoader`` that refuses anchors and aliases and bounds depth and node count."""
+
+    def __init__(self, stream: str, *, field: str, max_depth: int, max_nodes: int) -> None:
+        super().__init__(stream)
+        self._field = field
+        self._max_depth = max_depth
+        self._max_nodes = max_nodes
+        self._depth = 0
+        self._nodes = 0
+
+    def _refuse(self, what: str, event: Any) -> UnsafeYamlError:
+        mark = getattr(event, "start_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        return UnsafeYamlError(f"{{@{self._field}}}: {what}{where}", field=self._field, reason=f"{what}{where}")
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D401 - PyYAML hook
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise self._refuse(f"YAML aliases (*{event.anchor}) are not accepted; write the value out", event)
+        if getattr(event, "anchor", None) is not None:
+            raise self._refuse(f"YAML anchors (&{event.anchor}) are not accepted; write the value out", event)
+        self._nodes += 1
+        if self._nodes > self._max_nodes:
+            raise self._refuse(f"more than {self._max_nodes} YAML nodes", event)
+        self._depth += 1
+        if self._depth > self._max_depth:
+            raise self._refuse(f"YAML nested deeper than {self._max_depth} levels", event)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def load_untrusted(text: str, *, field: str = "yaml", max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH,
+                   max_nodes: int = MAX_NODES) -> Any:
+    """Parse one YAML document from an untrusted source (see the module docstring).
+
+    Raises :class:`UnsafeYamlError` for a refused document and for any YAML syntax error
+    (with its line), never ``RecursionError`` or a huge allocation.
+    """
+    if not isinstance(text, str):
+        raise UnsafeYamlError(f"{{@{field}}} must be YAML text; got {type(text).__name__}", field=field)
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise UnsafeYamlError(f"{{@{field}}} is {size} bytes of YAML; at most {max_bytes} are accepted", field=field,
+                              reason=f"{size} bytes of YAML; at most {max_bytes} are accepted")
+    loader = _BoundedLoader(text, field=field, max_depth=max_depth, max_nodes=max_nodes)
+    try:
+        return loader.get_single_data()
+    except UnsafeYamlError:
+        raise
+    except yaml.constructor.ConstructorError as e:
+        why = f"YAML tags such as !!python/... are not accepted ({e.problem})"
+        raise UnsafeYamlError(f"{{@{field}}}: {why}", field=field, reason=why) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        why = f"not valid YAML ({getattr(e, 'problem', None) or e}{where})"
+        raise UnsafeYamlError(f"{{@{field}}}: {why}", field=field, reason=why) from None
+    except (ValueError, OverflowError) as e:  # e.g. an integer of more than 4300 digits
+        why = f"a value cannot be read ({e})"
+        raise UnsafeYamlError(f"{{@{field}}}: {why}", field=field, reason=why) from None
+    except RecursionError:  # pragma: no cover - the depth bound stops composing long before this
+        raise UnsafeYamlError(f"{{@{field}}}: YAML nested too deeply", field=field, reason="YAML nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "UnsafeYamlError", "load_untrusted"]
