@@ -21,13 +21,15 @@ log = logging.getLogger("tierwise.api")
 class ApiError(Exception):
     """An error to send as JSON. ``field`` is the request field at fault, if one is."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None, details: Any = None) -> None:
+    def __init__(self, status: int, code: str, message: str, field: str | None = None, details: Any = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
         self.details = details
+        self.headers = headers
 
 
 def error_body(code: str, message: str, field: str | None = None, details: Any = None) -> dict:
@@ -149,7 +151,7 @@ def _extra_types() -> list[tuple[type, int, str]]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.field, exc.details)
+        return error_response(exc.status, exc.code, exc.message, exc.field, exc.details, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,7 +1,8 @@
 """The application factory: ``create_app(settings=None)``.
 
 Middleware (outermost first): CORS (only when ``TIERWISE_CORS_ORIGINS`` is set), then one
-ASGI layer that enforces the API key, caps the request body and records metrics.
+ASGI layer that enforces the API key, caps the request body, answers HEAD on GET routes
+and records metrics.
 """
 
 from __future__ import annotations
@@ -51,10 +52,15 @@ class ServiceMiddleware:
             return
         t0 = time.perf_counter()
         status_holder = [500]
+        head = scope.get("method") == "HEAD"
+        if head:  # HEAD is GET without the body (RFC 9110 §9.3.2), on every GET route
+            scope = dict(scope, method="GET")
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder[0] = message["status"]
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         try:

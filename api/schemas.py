@@ -12,7 +12,7 @@ import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, WithJsonSchema, model_validator
 
 #: Ids of catalog entries, custom profiles and models: a bare name, never a path.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
@@ -29,6 +29,17 @@ Size = Annotated[
 ]
 
 _NO_PATH = ("/", "\\")
+
+
+def _iso_utc(t: dt.datetime) -> str:
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.astimezone(dt.timezone.utc).isoformat()
+
+
+#: A timestamp in responses: ISO 8601 in UTC with its offset (``...+00:00``).
+UtcTime = Annotated[dt.datetime, PlainSerializer(_iso_utc, return_type=str, when_used="json"),
+                    WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
 class _In(BaseModel):
@@ -235,13 +246,13 @@ class PlanSummary(_Out):
     id: str
     model: str
     hardware: str
-    created_at: dt.datetime
+    created_at: UtcTime
     checksum: str
 
 
 class PlanPublic(_Out):
     id: str
-    created_at: dt.datetime
+    created_at: UtcTime
     plan: dict[str, Any]
 
 
@@ -255,15 +266,16 @@ class PlanPage(_Out):
 
 class JobPublic(_Out):
     id: str
-    kind: str
-    status: Literal["queued", "running", "succeeded", "failed"]
+    kind: Literal["plan", "capacity", "capacity_train"]
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     url: str
     plan_id: str | None = None
     plan_url: str | None = None
+    result: dict[str, Any] | None = Field(default=None, description="a capacity job's answer, when it succeeded")
     error: ErrorDetail | None = None
     solve_s: float | None = None
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    created_at: UtcTime
+    updated_at: UtcTime
 
 
 class ExportFilePublic(_Out):
@@ -305,6 +317,8 @@ class CapacityCreate(_In):
     kv: FormatName = "bf16"
     max_devices: Parallel = 1024
     max_pp: Annotated[int, Field(ge=1, le=64)] = 4
+    time_limit_s: Annotated[float, Field(gt=0, le=3600)] | None = Field(
+        default=None, description="search time limit (at most the server's solve_time_limit_s)")
 
     @model_validator(mode="after")
     def _models(self) -> "CapacityCreate":
@@ -326,6 +340,8 @@ class TrainCapacityCreate(_In):
     activations: FormatName = "bf16"
     optimizer: Literal["adamw", "adamw-8bit", "adamw-fp8", "sgd"] = "adamw"
     max_devices: Parallel = 4096
+    time_limit_s: Annotated[float, Field(gt=0, le=3600)] | None = Field(
+        default=None, description="search time limit (at most the server's solve_time_limit_s)")
 
 
 class TrainCapacityPublic(_Out):

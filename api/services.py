@@ -392,15 +392,19 @@ def check_plan_limits(catalog: Catalog, settings: Settings, req: dict) -> None:
                        f"max_groups={settings.max_groups}", "model", {"limit": "max_groups", "value": settings.max_groups})
 
 
-def solve_plan_request(catalog: Catalog, settings: Settings, req: dict) -> dict:
-    """Solve one plan request and return the plan as a dict (``plan_to_dict``)."""
+def solve_plan_request(catalog: Catalog, settings: Settings, req: dict, deadline=None) -> dict:
+    """Solve one plan request under ``deadline`` (a :class:`planner.deadline.Deadline`; by
+    default the request's time limit capped by the server's) and return the plan as a dict."""
+    from planner.deadline import Deadline
     from planner.plan import plan_to_dict
 
+    from api.jobs import job_time_limit
+
+    deadline = deadline or Deadline(job_time_limit(settings, req))
     arch = catalog.arch(req["model"])
     dev = catalog.device(req["hardware"])
-    time_limit = min(float(req.get("time_limit_s") or settings.solve_time_limit_s), settings.solve_time_limit_s)
     with domain_errors():
-        plan = _solve(arch, dev, req, time_limit)
+        plan = _solve(arch, dev, req, deadline)
         return plan_to_dict(plan)
 
 
@@ -409,9 +413,25 @@ _PLAN_FIELDS = ("devices", "tp", "pp", "dp", "ep", "batch", "prompt", "gen", "tt
                 "low_rank")
 
 
-def _solve(arch, dev, req: dict, time_limit_s: float):
+def _planner_takes_deadline() -> bool:
+    """Whether ``solve_plan`` takes a ``deadline`` (its request type has the field)."""
+    import dataclasses
+    import inspect
+
+    from planner import search
+
+    if "deadline" in inspect.signature(search.solve_plan).parameters:
+        return True
+    kind = getattr(search, "PlanProblem", None) or getattr(search, "PlanRequest", None)
+    return kind is not None and dataclasses.is_dataclass(kind) and "deadline" in {f.name for f in dataclasses.fields(kind)}
+
+
+def _solve(arch, dev, req: dict, deadline):
     from planner.cli.common import CliError, parse_bytes
     from planner.search import solve_plan
+
+    deadline.check("the solve")
+    time_limit_s = max(deadline.remaining(), 0.01)
 
     kwargs: dict[str, Any] = {k: req[k] for k in _PLAN_FIELDS if req.get(k) is not None}
     if "low_rank" in kwargs:
@@ -422,6 +442,8 @@ def _solve(arch, dev, req: dict, time_limit_s: float):
         except CliError as e:
             raise ApiError(422, "invalid_field", e.message.replace("--max-memory-per-device", "'max_memory_per_device'"),
                            "max_memory_per_device") from None
+    if _planner_takes_deadline():
+        kwargs["deadline"] = deadline
     return solve_plan(arch, dev, time_limit_s=time_limit_s, **kwargs)
 
 
@@ -451,7 +473,7 @@ def export_context(catalog: Catalog, plan: dict):
 # ---------------------------------------------------------------------------
 
 
-def capacity(catalog: Catalog, req: dict) -> dict:
+def capacity(catalog: Catalog, req: dict, deadline=None) -> dict:
     """``tierwise capacity`` (serving) for one request, as its ``--json`` answer."""
     from planner.capacity import DEFAULT_FORMATS, ServeSearch, ServeTarget, plan_serving
     from planner.cli.common import clean_json
@@ -468,10 +490,10 @@ def capacity(catalog: Catalog, req: dict) -> dict:
                              tpot_slo_s=req["tpot_slo_s"], percentile=req["percentile"], mix=mix)
         search = ServeSearch(formats=tuple(req.get("formats") or DEFAULT_FORMATS), kv=req["kv"],
                              max_devices=req["max_devices"], max_pp=req["max_pp"])
-        return clean_json(plan_serving(archs, devices, target, search).to_dict())
+        return clean_json(plan_serving(archs, devices, target, search, deadline=deadline).to_dict())
 
 
-def train_capacity(catalog: Catalog, req: dict) -> dict:
+def train_capacity(catalog: Catalog, req: dict, deadline=None) -> dict:
     """``tierwise capacity train`` for one request, as its ``--json`` answer."""
     from planner.capacity import TrainTarget, plan_training
     from planner.cli.common import clean_json
@@ -482,4 +504,4 @@ def train_capacity(catalog: Catalog, req: dict) -> dict:
         target = TrainTarget(tokens=req["tokens"], days=req["days"], seq=req["seq"],
                              global_batch_tokens=req["global_batch_tokens"], activations=req["activations"],
                              optimizer=req["optimizer"], max_devices=req["max_devices"])
-        return clean_json(plan_training(arch, dev, target).to_dict())
+        return clean_json(plan_training(arch, dev, target, deadline=deadline).to_dict())

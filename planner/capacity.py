@@ -35,11 +35,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
 from planner.costmodel import Choice, EstimateError, Layout, Options, Serving, estimate_inference, max_batch
+from planner.deadline import Deadline, DeadlineExceeded
 from planner.parallel import num_layers
 from planner.queueing import DecodeCurve, ReplicaQueue, continuous_batching, md1_mean_wait_s, poisson_quantile, wait_quantile_s
 
@@ -331,9 +332,11 @@ def _min_replicas(evaluate: Callable[[int], ServeOption], r_max: int) -> tuple[S
     return best, at_max
 
 
-def run_serve_task(task: ServeTask) -> tuple[ServeOption | None, ServeOption | None]:
+def run_serve_task(task: ServeTask, deadline: Deadline | None = None) -> tuple[ServeOption | None, ServeOption | None]:
     """(fewest-devices option meeting the SLOs, best option that does not) for one
-    hardware and weight format; either may be None."""
+    hardware and weight format; either may be None. ``deadline`` is checked before each
+    layout (:class:`~planner.deadline.DeadlineExceeded` / ``Cancelled`` when it is up)."""
+    deadline = deadline or Deadline.unbounded()
     device, target, search = task.device, task.target, task.search
     if device.supports(task.weights) == "unsupported":
         return None, None
@@ -346,6 +349,7 @@ def run_serve_task(task: ServeTask) -> tuple[ServeOption | None, ServeOption | N
         qps = target.qps * share
         models = (arch.id,)
         for tp, pp in _serve_layouts(arch, device, search):
+            deadline.check("the capacity search")
             try:
                 rep = _replica(arch, device, tp, pp, choice, target, search)
             except EstimateError:
@@ -364,19 +368,20 @@ def run_serve_task(task: ServeTask) -> tuple[ServeOption | None, ServeOption | N
             if ok is None and (closest is None or at_max.badness < closest.badness):
                 closest = at_max
         return best, closest
-    return _run_shared(task, choice)
+    return _run_shared(task, choice, deadline)
 
 
 # ---- several models on one fleet ------------------------------------------------------
 
 
-def _run_shared(task: ServeTask, choice: Choice) -> tuple[ServeOption | None, ServeOption | None]:
+def _run_shared(task: ServeTask, choice: Choice, deadline: Deadline) -> tuple[ServeOption | None, ServeOption | None]:
     device, target, search = task.device, task.target, task.search
     order = sorted(range(len(task.archs)), key=lambda i: -target.mix[i])
     best: ServeOption | None = None
     closest: ServeOption | None = None
     lead = task.archs[order[0]]
     for tp, pp in _serve_layouts(lead, device, search):
+        deadline.check("the capacity search")
         reps = []
         for i in order:
             try:
@@ -589,6 +594,7 @@ class ServeAnswer:
     target: ServeTarget
     models: tuple[str, ...]
     ranked: tuple[HardwareAnswer, ...]  # feasible first, cheapest first; then infeasible by closeness
+    complete: bool = True  # False: the search stopped at its time limit (some configurations not tried)
 
     @property
     def feasible(self) -> bool:
@@ -606,6 +612,7 @@ class ServeAnswer:
             "tpot_slo_s": t.tpot_slo_s,
             "percentile": t.percentile,
             "feasible": self.feasible,
+            "status": "complete" if self.complete else "time_limit",
             "hardware": [h.to_dict() for h in self.ranked],
         }
 
@@ -663,10 +670,26 @@ def plan_serving(
     target: ServeTarget,
     search: ServeSearch = ServeSearch(),
     map_fn: Callable[[Callable, Iterable], Iterable] = map,
+    deadline: Deadline | None = None,
 ) -> ServeAnswer:
+    """Every hardware × format task; with a ``deadline`` the tasks run here one after the
+    other, each checking it between layouts. When the time is up, the answer covers the
+    configurations searched so far (``complete=False``); nothing searched yet, or a cancel,
+    raises :class:`~planner.deadline.DeadlineExceeded` / ``Cancelled``."""
     tasks = serve_tasks(archs, devices, target, search)
-    results = list(map_fn(run_serve_task, tasks))
-    return summarize_serve(archs, target, tasks, results)
+    if deadline is None:
+        results = list(map_fn(run_serve_task, tasks))
+        return summarize_serve(archs, target, tasks, results)
+    done: list[tuple[ServeOption | None, ServeOption | None]] = []
+    for task in tasks:
+        try:
+            done.append(run_serve_task(task, deadline))
+        except DeadlineExceeded:
+            if not done:
+                raise
+            break
+    ans = summarize_serve(archs, target, tasks[: len(done)], done)
+    return ans if len(done) == len(tasks) else replace(ans, complete=False)
 
 
 # ---------------------------------------------------------------------------
@@ -814,14 +837,17 @@ def train_tasks(arch: ArchSpec, device: DeviceSpec, target: TrainTarget) -> list
     return tasks
 
 
-def run_train_task(task: TrainTask) -> dict[int, TrainOption]:
-    """Best fitting configuration of one layout family at each device count."""
+def run_train_task(task: TrainTask, deadline: Deadline | None = None) -> dict[int, TrainOption]:
+    """Best fitting configuration of one layout family at each device count (``deadline``
+    checked before each count)."""
     from planner.training import TrainingConfig, estimate_training
 
+    deadline = deadline or Deadline.unbounded()
     arch, dev, t = task.arch, task.device, task.target
     out: dict[int, TrainOption] = {}
     target_seqs = max(1, round(t.global_batch_tokens / t.seq))
     for n in task.device_counts:
+        deadline.check("the capacity search")
         dp = n // (task.tp * task.pp)
         unit = task.micro_batch * dp
         gb = max(1, round(target_seqs / unit)) * unit
@@ -877,6 +903,7 @@ class TrainAnswer:
     best: TrainOption | None  # fewest devices reaching the rate
     fastest: TrainOption | None  # highest throughput found (when the rate is out of reach)
     frontier: tuple[TrainOption, ...] = field(default_factory=tuple)  # best per device count
+    complete: bool = True  # False: the search stopped at its time limit (some layouts not tried)
 
     @property
     def feasible(self) -> bool:
@@ -892,6 +919,7 @@ class TrainAnswer:
             "required_tokens_per_s": t.tokens_per_s,
             "seq": t.seq,
             "feasible": self.feasible,
+            "status": "complete" if self.complete else "time_limit",
             "best": self.best.to_dict(t.tokens) if self.best else None,
             "fastest": self.fastest.to_dict(t.tokens) if (self.best is None and self.fastest) else None,
             "frontier": [o.to_dict(t.tokens) for o in self.frontier],
@@ -924,10 +952,23 @@ def train_infeasible_message(ans: TrainAnswer) -> tuple[str, dict]:
     return msg, f.to_dict(t.tokens)
 
 
-def plan_training(arch: ArchSpec, device: DeviceSpec, target: TrainTarget, map_fn: Callable[[Callable, Iterable], Iterable] = map) -> TrainAnswer:
+def plan_training(arch: ArchSpec, device: DeviceSpec, target: TrainTarget, map_fn: Callable[[Callable, Iterable], Iterable] = map,
+                  deadline: Deadline | None = None) -> TrainAnswer:
+    """Every layout family; with a ``deadline``, run here one after the other and stopped
+    when it is up (the answer then covers the families searched: ``complete=False``)."""
     tasks = train_tasks(arch, device, target)
-    results = list(map_fn(run_train_task, tasks))
-    return summarize_train(arch, device, target, results)
+    if deadline is None:
+        return summarize_train(arch, device, target, list(map_fn(run_train_task, tasks)))
+    done: list[dict[int, TrainOption]] = []
+    for task in tasks:
+        try:
+            done.append(run_train_task(task, deadline))
+        except DeadlineExceeded:
+            if not done:
+                raise
+            break
+    ans = summarize_train(arch, device, target, done)
+    return ans if len(done) == len(tasks) else replace(ans, complete=False)
 
 
 __all__ = [
