@@ -160,12 +160,20 @@ def install(app: FastAPI) -> None:
         details = [{"field": _loc_to_field(e.get("loc", ())), "message": e.get("msg")} for e in errors[:20]]
         if first.get("type") == "json_invalid":
             return error_response(400, "malformed_json", "request body is not valid JSON: " + str(first.get("ctx", {}).get("error", "")), None)
+        if _loc_to_field(first.get("loc", ())) is None and tuple(first.get("loc", ()))[:1] == ("body",):
+            got = "nothing" if first.get("type") == "missing" else f"{type(first.get('input')).__name__} {str(first.get('input'))[:60]!r}"
+            return error_response(422, "invalid_body", "the request body must be a JSON object (Content-Type: application/json) "
+                                  f"with the fields listed at /docs; got {got}", None)
         return error_response(422, "invalid_field", _describe(first), _loc_to_field(first.get("loc", ())), details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "too_large"}.get(exc.status_code, "http_error")
+        # 400 comes from parsing the body (e.g. JSON nested too deeply for the parser)
+        code = {400: "malformed_json", 404: "not_found", 405: "method_not_allowed", 401: "unauthorized",
+                413: "too_large"}.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            message = "request body could not be parsed as JSON (malformed, or nested too deeply)"
         if exc.status_code == 404 and message == "Not Found":
             message = "no such route; see /docs for the routes"
         return error_response(exc.status_code, code, message, None, headers=getattr(exc, "headers", None))

@@ -118,6 +118,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         catalog = Catalog(store)
         runner = JobRunner(store, catalog, metrics, settings)
         app.state.store, app.state.catalog, app.state.runner = store, catalog, runner
+        # Import the planner and read the catalog listings now, so that the first requests
+        # (including ones refused at once) do not pay for module imports.
+        import planner.capacity  # noqa: F401
+        import planner.search  # noqa: F401
+        from api.services import catalog_devices, catalog_models
+
+        catalog_devices(), catalog_models()
         resumed = runner.resume()
         if resumed:
             log.info("resumed %d unfinished plan jobs", resumed)

@@ -59,6 +59,19 @@ class _BoundedLoader(yaml.SafeLoader):
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         return UnsafeYamlError(f"{{@{self._field}}}: {what}{where}", field=self._field, reason=f"{what}{where}")
 
+    def _flow_start(self, fetch: Any) -> None:
+        # The scanner reads a whole run of "[[[[..." before the composer sees the first node:
+        # bound flow nesting here so that a long run is refused at its first excess bracket.
+        fetch()
+        if self.flow_level > self._max_depth:
+            raise self._refuse(f"YAML nested deeper than {self._max_depth} levels", self.tokens[-1])
+
+    def fetch_flow_sequence_start(self) -> None:
+        self._flow_start(super().fetch_flow_sequence_start)
+
+    def fetch_flow_mapping_start(self) -> None:
+        self._flow_start(super().fetch_flow_mapping_start)
+
     def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D401 - PyYAML hook
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
