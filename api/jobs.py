@@ -290,13 +290,20 @@ class JobRunner:
             self.submit(job.id, job.kind, job.request, job.client)
         return len(jobs)
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait_s: float = 3.0) -> None:
+        """Stop taking jobs and cancel the running ones' deadlines (their jobs stay
+        ``running`` in the database and are resumed on the next start); wait up to ``wait_s``
+        for the workers to leave the solver."""
         with self._cond:
             self._stopping = True
             for job in self._jobs.values():
                 if job.deadline is not None:
                     job.deadline.cancel()
             self._cond.notify_all()
+        end = time.monotonic() + wait_s
+        for t in threading.enumerate():
+            if isinstance(t, _Worker) and t.runner is self and t is not threading.current_thread():
+                t.join(max(0.0, end - time.monotonic()))
 
 
 __all__ = ["GRACE_S", "JobRunner", "job_time_limit"]
