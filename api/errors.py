@@ -148,6 +148,21 @@ def _extra_types() -> list[tuple[type, int, str]]:
     return out
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 lists only the first
+    matching route's), with HEAD wherever GET is served."""
+    from starlette.routing import Match
+
+    scope = {**request.scope, "method": "GET"}
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if getattr(route, "methods", None) and route.matches(scope)[0] != Match.NONE:
+            methods |= set(route.methods)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -167,7 +182,11 @@ def install(app: FastAPI) -> None:
         return error_response(422, "invalid_field", _describe(first), _loc_to_field(first.get("loc", ())), details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 405:
+            allowed = _allowed_methods(request)
+            return error_response(405, "method_not_allowed", f"{request.method} is not allowed here; use "
+                                  + ", ".join(allowed), None, headers={"Allow": ", ".join(allowed)})
         # 400 comes from parsing the body (e.g. JSON nested too deeply for the parser)
         code = {400: "malformed_json", 404: "not_found", 405: "method_not_allowed", 401: "unauthorized",
                 413: "too_large"}.get(exc.status_code, "http_error")

@@ -107,6 +107,23 @@ class ServiceMiddleware:
         return None
 
 
+def _server_limits(schema: dict, settings: Settings) -> None:
+    """Write this server's limits into the request schemas (``time_limit_s`` at most
+    ``solve_time_limit_s``; device counts at most ``max_devices``), so that the schema says
+    what the server accepts."""
+    bounds = {"time_limit_s": settings.solve_time_limit_s, "devices": settings.max_devices,
+              "max_devices": settings.max_devices}
+    for name, model in schema.get("components", {}).get("schemas", {}).items():
+        if not name.endswith("Create"):
+            continue
+        for prop, limit in bounds.items():
+            spec = model.get("properties", {}).get(prop)
+            for branch in (spec.get("anyOf") or [spec]) if spec else ():
+                if branch.get("type") in ("number", "integer") and branch.get("maximum", limit + 1) > limit:
+                    branch["maximum"] = limit
+                    branch.pop("exclusiveMaximum", None)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service. ``settings`` default to :meth:`Settings.from_env`."""
     settings = settings or Settings.from_env()
@@ -173,6 +190,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
             "type": "http", "scheme": "bearer", "description": "needed on every route but /healthz when TIERWISE_API_KEY is set"}
+        _server_limits(schema, settings)
         if settings.api_key:
             for path, ops in schema.get("paths", {}).items():
                 if path in PUBLIC_PATHS:

@@ -42,9 +42,34 @@ UtcTime = Annotated[dt.datetime, PlainSerializer(_iso_utc, return_type=str, when
                     WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
+def _integral_floats_to_int(value: Any) -> Any:
+    """239.0 is a JSON Schema integer: give strict validation the int (true stays a bool)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    if isinstance(value, list):
+        return [_integral_floats_to_int(v) for v in value]
+    return value
+
+
 class _In(BaseModel):
-    # strict: JSON true is not the integer 1 and "5" is not 5 (an integer is still a valid float)
+    # strict: JSON true is not the integer 1 and "5" is not 5 (an integer is still a valid
+    # float, and an integral number such as 239.0 a valid integer, as in JSON Schema)
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: _integral_floats_to_int(v) for k, v in data.items()}
+        return data
+
+
+def _exactly_one(a: str, b: str) -> ConfigDict:
+    """Say in the schema what the validator enforces: exactly one of ``a`` and ``b`` is given."""
+    def only(x: str, y: str) -> dict:
+        return {"required": [x], "properties": {x: {"not": {"type": "null"}}, y: {"type": "null"}}}
+
+    return ConfigDict(json_schema_extra={"oneOf": [only(a, b), only(b, a)]})
 
 
 class _Out(BaseModel):
@@ -71,6 +96,8 @@ class HardwareCreate(_In):
     """A custom hardware profile: the same mapping as a ``profiles/hardware/*.yaml`` file,
     either as JSON (``profile``) or as YAML text (``yaml``, parsed with ``yaml.safe_load``:
     tags such as ``!!python/object`` are refused)."""
+
+    model_config = _exactly_one("profile", "yaml")
 
     profile: dict[str, Any] | None = Field(default=None, description="the profile mapping (YAML units, as in a profile file)")
     yaml: str | None = Field(default=None, max_length=500_000, description="the profile as YAML text")
@@ -116,6 +143,8 @@ class HardwareList(_Out):
 
 class ModelCreate(_In):
     """A custom model: an HF-style ``config.json`` mapping (``config``) or YAML text."""
+
+    model_config = _exactly_one("config", "yaml")
 
     id: Id
     config: dict[str, Any] | None = None
@@ -301,6 +330,8 @@ class CapacityCreate(_In):
     """Same fields as ``tierwise capacity`` (serving): the fewest devices of each hardware
     that serve ``qps`` requests per second within the TTFT/TPOT SLOs at ``percentile``,
     ranked by cost."""
+
+    model_config = _exactly_one("model", "models")
 
     model: Id | None = Field(default=None, examples=["llama-3.1-8b"])
     models: list[Id] | None = Field(default=None, max_length=16, description="several models on one fleet (with 'mix')")

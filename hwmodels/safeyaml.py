@@ -103,8 +103,9 @@ def load_untrusted(text: str, *, field: str = "yaml", max_bytes: int = MAX_BYTES
     if size > max_bytes:
         raise UnsafeYamlError(f"{{@{field}}} is {size} bytes of YAML; at most {max_bytes} are accepted", field=field,
                               reason=f"{size} bytes of YAML; at most {max_bytes} are accepted")
-    loader = _BoundedLoader(text, field=field, max_depth=max_depth, max_nodes=max_nodes)
+    loader = None
     try:
+        loader = _BoundedLoader(text, field=field, max_depth=max_depth, max_nodes=max_nodes)  # checks characters
         return loader.get_single_data()
     except UnsafeYamlError:
         raise
@@ -122,7 +123,8 @@ def load_untrusted(text: str, *, field: str = "yaml", max_bytes: int = MAX_BYTES
     except RecursionError:  # pragma: no cover - the depth bound stops composing long before this
         raise UnsafeYamlError(f"{{@{field}}}: YAML nested too deeply", field=field, reason="YAML nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 __all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "UnsafeYamlError", "load_untrusted"]
