@@ -100,7 +100,7 @@ class HardwareCreate(_In):
     model_config = _exactly_one("profile", "yaml")
 
     profile: dict[str, Any] | None = Field(default=None, description="the profile mapping (YAML units, as in a profile file)")
-    yaml: str | None = Field(default=None, max_length=500_000, description="the profile as YAML text")
+    yaml: str | None = Field(default=None, max_length=128_000, description="the profile as YAML text")
 
     @model_validator(mode="after")
     def _one_source(self) -> "HardwareCreate":
@@ -148,7 +148,7 @@ class ModelCreate(_In):
 
     id: Id
     config: dict[str, Any] | None = None
-    yaml: str | None = Field(default=None, max_length=500_000)
+    yaml: str | None = Field(default=None, max_length=128_000)
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelCreate":

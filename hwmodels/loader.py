@@ -488,8 +488,8 @@ def _load_yaml(text: str, origin: str) -> Any:
     try:
         return load_untrusted(text, field="yaml")
     except UnsafeYamlError as error:
-        raise ProfileError(origin, "<document>", "plain YAML (no tags such as !!python/..., no anchors or aliases, "
-                           "bounded size and nesting)", error.reason) from None
+        raise ProfileError(origin, "<document>", "plain YAML without tags such as !!python/..., anchors or aliases, "
+                           "of bounded size and nesting", error.reason) from None
 
 
 @lru_cache(maxsize=None)

@@ -4,8 +4,9 @@
 "billion laughs" document (nine levels of ``&a [*b, *b, ...]``) becomes a graph that
 ``json.dumps`` or a recursive walk expands into gigabytes, and a few thousand nested
 ``[`` make the composer recurse until ``RecursionError``. :func:`load_untrusted` is
-``safe_load`` with three checks made while the document is *composed* (before any Python
-object is built):
+``safe_load`` with three checks made on the parser's events, before any Python object is
+built (with libyaml, a C pass over the event stream, then libyaml's safe loader; without it,
+a ``SafeLoader`` that checks while composing):
 
 - the text is at most ``max_bytes`` long (UTF-8);
 - no anchor (``&name``) and no alias (``*name``) appears — configuration files have no
@@ -27,9 +28,9 @@ from hwmodels.errors import TierwiseError
 
 #: Defaults: generous for any real profile or model config (the largest shipped file is a
 #: few kB, nested 4 deep), small enough that parsing takes milliseconds.
-MAX_BYTES = 512_000
+MAX_BYTES = 128_000
 MAX_DEPTH = 32
-MAX_NODES = 50_000
+MAX_NODES = 10_000
 
 
 class UnsafeYamlError(TierwiseError, ValueError):
@@ -90,6 +91,45 @@ class _BoundedLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
+def _checked_events(text: str, field: str, max_depth: int, max_nodes: int) -> None:
+    """The checks of :class:`_BoundedLoader` on libyaml's event stream (C speed, lazy: a
+    refused document is read only up to its first excess)."""
+    depth = nodes = 0
+    where = _BoundedLoader._refuse
+    probe = _Refuser(field)
+    for event in yaml.parse(text, Loader=yaml.CSafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise where(probe, f"YAML aliases (*{event.anchor}) are not accepted; write the value out", event)
+        if isinstance(event, yaml.NodeEvent):
+            if event.anchor is not None:
+                raise where(probe, f"YAML anchors (&{event.anchor}) are not accepted; write the value out", event)
+            nodes += 1
+            if nodes > max_nodes:
+                raise where(probe, f"more than {max_nodes} YAML nodes", event)
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > max_depth:
+                raise where(probe, f"YAML nested deeper than {max_depth} levels", event)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+class _Refuser:
+    def __init__(self, field: str) -> None:
+        self._field = field
+
+
+def _load(text: str, field: str, max_depth: int, max_nodes: int) -> Any:
+    if getattr(yaml, "__with_libyaml__", False):
+        _checked_events(text, field, max_depth, max_nodes)
+        return yaml.load(text, Loader=yaml.CSafeLoader)  # noqa: S506 - the safe C loader, after the checks
+    loader = _BoundedLoader(text, field=field, max_depth=max_depth, max_nodes=max_nodes)  # checks characters
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_untrusted(text: str, *, field: str = "yaml", max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH,
                    max_nodes: int = MAX_NODES) -> Any:
     """Parse one YAML document from an untrusted source (see the module docstring).
@@ -103,10 +143,8 @@ def load_untrusted(text: str, *, field: str = "yaml", max_bytes: int = MAX_BYTES
     if size > max_bytes:
         raise UnsafeYamlError(f"{{@{field}}} is {size} bytes of YAML; at most {max_bytes} are accepted", field=field,
                               reason=f"{size} bytes of YAML; at most {max_bytes} are accepted")
-    loader = None
     try:
-        loader = _BoundedLoader(text, field=field, max_depth=max_depth, max_nodes=max_nodes)  # checks characters
-        return loader.get_single_data()
+        return _load(text, field, max_depth, max_nodes)
     except UnsafeYamlError:
         raise
     except yaml.constructor.ConstructorError as e:
@@ -122,9 +160,7 @@ def load_untrusted(text: str, *, field: str = "yaml", max_bytes: int = MAX_BYTES
         raise UnsafeYamlError(f"{{@{field}}}: {why}", field=field, reason=why) from None
     except RecursionError:  # pragma: no cover - the depth bound stops composing long before this
         raise UnsafeYamlError(f"{{@{field}}}: YAML nested too deeply", field=field, reason="YAML nested too deeply") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
+
 
 
 __all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "UnsafeYamlError", "load_untrusted"]

@@ -17,7 +17,7 @@ from conftest import Server
 ALIAS_BOMB = ('a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
               + "".join(f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"
                         for p, c in zip("abcdefgh", "bcdefghi")))
-NESTING_BOMB = "[" * 200_000
+NESTING_BOMB = "[" * 100_000
 #: A long capacity search: 405B over every catalog hardware, up to 4096 devices.
 BIG_CAPACITY = {"model": "llama-3.1-405b", "qps": 50, "ttft_slo_s": 0.5, "tpot_slo_s": 0.02, "max_devices": 4096, "max_pp": 64}
 SMALL_CAPACITY = {"model": "llama-3.2-1b", "hardware": ["l4"], "qps": 1, "ttft_slo_s": 2, "tpot_slo_s": 0.2}
