@@ -19,7 +19,7 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
 #: The same rule for server-side checks: use ``ID_RE.fullmatch`` (``$`` in ``re.match`` also
 #: matches before a trailing newline).
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
-Id = Annotated[str, StringConstraints(pattern=ID_PATTERN, max_length=64, strip_whitespace=False)]
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN, max_length=64)]
 #: A format name (bf16, int4-g128, fp8-e4m3, ...); checked against the format registry.
 FormatName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9:._-]{0,31}$")]
 #: A size: bytes as a number, or text such as "20GB", "24GiB", "1.5e9".
@@ -54,7 +54,9 @@ def _integral_floats_to_int(value: Any) -> Any:
 class _In(BaseModel):
     # strict: JSON true is not the integer 1 and "5" is not 5 (an integer is still a valid
     # float, and an integral number such as 239.0 a valid integer, as in JSON Schema)
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+    # no whitespace stripping: a value is checked as sent, as the schema's patterns and
+    # lengths describe it (" bf16" and "l4\n" are not bf16 and l4)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     @model_validator(mode="before")
     @classmethod
