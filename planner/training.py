@@ -19,13 +19,16 @@ what training adds is documented where it is computed:
   as Megatron-LM did in 2021–2022: the s² tensors are written and read by the softmax and
   dropout kernels and stored for backward, the 5·a·s/h term of Korthikanti's formula).
 * **Communication** — TP: 2 all-reduces per layer forward and 2 backward of a b·s·h
-  tensor (§B.1; reduce-scatter + all-gather with sequence parallelism, same volume, §B.2),
+  tensor (Narayanan et al. 2021, tensor model parallelism, https://arxiv.org/abs/2104.04473;
+  reduce-scatter + all-gather with sequence parallelism, same volume, Korthikanti et al. 2022),
   plus 2 more for a fully recomputed forward; PP: one activation forward and one gradient
   backward per micro-batch per stage boundary (b·s·h/t with Megatron's scatter/gather),
   v× for an interleaved schedule; DP: one gradient all-reduce per step (ZeRO-1/2:
   reduce-scatter + all-gather, same volume; ZeRO-3 adds two parameter all-gathers per
   micro-batch, 1.5× DP), overlapped with the backward pass of the last micro-batch; EP:
-  two all-to-alls forward and two backward per MoE layer (§B.6).
+  two all-to-alls forward and two backward per MoE layer (GShard, Lepikhin et al. 2020,
+  https://arxiv.org/abs/2006.16668). Every collective is priced by
+  :func:`planner.layout.collective_s`, the same function inference uses.
 * **Pipeline** — m micro-batches through p stages with 1F1B: step ≈ m·t_stage + (p−1)/v ·
   t_stage (bubble ``(p−1)/(v·m)``, Narayanan et al. 2021 §2.2).
 * **Gradient accumulation** — with m > 1 micro-batches, each micro-batch's weight gradients
@@ -35,7 +38,8 @@ what training adds is documented where it is computed:
   are read and written once, its gradient read and its working copy written.
 
 Memory per device: weights, gradients and optimizer states (ZeRO stages per
-Rajbhandari et al. 2020, §B.3), activations per Korthikanti et al. 2022 (§B.2, generalised
+Rajbhandari et al. 2020, https://arxiv.org/abs/1910.02054), activations per Korthikanti et al.
+2022 (https://arxiv.org/abs/2205.05198, generalised
 from the operator list so GQA, gated MLPs, MoE and fused attention are covered; it reduces
 exactly to the paper's formulas for GPT layers), the cross-entropy logits buffer (fp32
 b·s·V plus the logits themselves), and for LoRA/QLoRA the frozen base at its own precision

@@ -44,7 +44,7 @@ FP32_BYTES = 4.0
 class OptimizerSpec:
     """Bytes an optimizer keeps per trainable parameter besides the working weights and
     gradients: ``state_bytes`` for its moments; an fp32 master copy is added whenever the
-    working weights are narrower than fp32 (mixed precision, §B.3: K = 4 + 4 + 4 = 12)."""
+    working weights are narrower than fp32 (mixed precision, Rajbhandari et al. 2020, https://arxiv.org/abs/1910.02054: K = 4 + 4 + 4 = 12)."""
 
     name: str
     state_bytes: float
