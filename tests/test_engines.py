@@ -144,3 +144,15 @@ def test_a_custom_engine_is_one_yaml_file(tmp_path):
     path.write_text(yaml.safe_dump(data))
     spec = load_engine(str(path))
     assert spec.id == "my-engine" and spec.support(load_device("h100-sxm")) is not None
+
+
+def test_docs_engines_python_example_runs(capsys):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "engines.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "docs/engines.md", "exec"), {})
+    assert "executorch" in capsys.readouterr().out
