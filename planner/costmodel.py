@@ -53,7 +53,7 @@ from planner.workload import (
 )
 from planner.layout import (
     Layout,
-    check_layout,
+    check_layout,  # noqa: F401  (callers that validate a layout before estimating use costmodel.check_layout)
     check_layout_on,
     collective_s,
     cp_split,
