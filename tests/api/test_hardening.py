@@ -135,6 +135,20 @@ def test_capacity_with_a_time_limit_returns_within_it(srv):
     assert job["result"]["status"] in ("time_limit", "complete") and job["created_at"].endswith("+00:00")
 
 
+def test_a_big_plan_with_a_time_limit_ends_within_it(srv):
+    """405B on 4096 devices with a 10 s limit: the job has ended (a plan at its time limit,
+    or a failure with code time_limit) within 15 s, and a worker is free again."""
+    with srv.client() as c:
+        t0 = time.perf_counter()
+        r = c.post("/v1/plans", json={"model": "llama-3.1-405b", "hardware": "h100-sxm", "devices": 4096, "time_limit_s": 10})
+        job = _poll(c, r.headers["location"], 30) if r.status_code == 202 else None
+        took = time.perf_counter() - t0
+    assert took < 15.0, took
+    assert r.status_code in (201, 422) or job["status"] in ("succeeded", "failed"), (r.text, job)
+    if job and job["status"] == "failed":
+        assert job["error"]["code"] in ("time_limit", "infeasible"), job
+
+
 def test_service_faults(srv):
     with srv.client() as c:
         assert c.get("/v1/models/llama-3.2-1b%0A").status_code == 404
