@@ -27,7 +27,7 @@ from .compute import ComputeUnit
 from .device import DeviceSpec
 from .efficiency import Efficiency
 from .errors import ProfileError, SpecError, UnknownIdError
-from .format_support import FormatSupport, format_family
+from .format_support import FormatSupport, profile_families
 from .fpga import FpgaResources
 from .links import Link
 from .memory import MemoryTier
@@ -233,7 +233,7 @@ def _format_list(reader: _Reader, key: str) -> frozenset[str]:
     value = reader.data[key]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise reader.error(key, "a list of format names", value)
-    return frozenset(format_family(name) for name in value)
+    return profile_families(value)
 
 
 def _parse(data: Any, origin: str, content_hash: str) -> DeviceSpec:

@@ -35,6 +35,8 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
+from hwmodels.format_support import FAMILIES
+
 __all__ = [
     "DEFAULT_COLS",
     "DEFAULT_ROWS",
@@ -65,12 +67,8 @@ KINDS = ("float", "int", "nf", "mx", "nvfp", "bfp", "minifloat", "codebook")
 #: Keys of a hardware profile's ``peak_flops`` table that a format can run at.
 HW_PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
 ROLES = ("weight", "activation", "kv")
-#: Support families named by hardware profiles (a device supports a family, and
-#: with it every group size / asymmetric variant of that family).
-FAMILIES = (
-    "fp32", "bf16", "fp16", "fp8", "int8", "int4", "int3", "int2", "nf4",
-    "mxfp8", "mxfp6", "mxfp4", "nvfp4", "bfp", "fp6", "fp4", "codebook",
-)
+# FAMILIES (re-exported) is the one family vocabulary, owned by hwmodels.format_support: each
+# format's ``family`` is the name hardware profiles declare support with.
 
 # Kinds whose elements are sign + exponent + mantissa (1 + E + M = element_bits).
 _FLOAT_LIKE = frozenset({"float", "mx", "nvfp", "minifloat"})
@@ -323,11 +321,11 @@ def _build_registry() -> dict[str, Format]:
                    description=f"{name} stored as is"))
     # fp8 with one fp32 scale per tensor (amax / max representable).
     add(Format(name="fp8-e4m3", kind="float", element_bits=8, exponent_bits=4, mantissa_bits=3,
-               tensor_scale_bits=32, hw_precision="fp8", family="fp8", source=_SRC_FP8, **plain, **_ALL_ROLES,
+               tensor_scale_bits=32, hw_precision="fp8", family="fp8-e4m3", source=_SRC_FP8, **plain, **_ALL_ROLES,
                description="OCP E4M3 (max 448, no inf), fp32 per-tensor scale"))
     # e5m2 is the format vLLM offers as 'fp8_e5m2' KV cache; kept for weights/activations as well.
     add(Format(name="fp8-e5m2", kind="float", element_bits=8, exponent_bits=5, mantissa_bits=2,
-               tensor_scale_bits=32, hw_precision="fp8", family="fp8", source=_SRC_FP8, **plain, **_ALL_ROLES,
+               tensor_scale_bits=32, hw_precision="fp8", family="fp8-e5m2", source=_SRC_FP8, **plain, **_ALL_ROLES,
                description="OCP E5M2 (max 57344, IEEE inf/NaN), fp32 per-tensor scale"))
 
     # int8 with one fp16 scale per row: per output channel for weights, per token for
@@ -394,17 +392,17 @@ def _build_registry() -> dict[str, Format]:
     for bits, hw in ((8, "int8"), (4, "int4")):
         add(Format(name=f"bfp{bits}", kind="bfp", element_bits=bits, group_size=16, scale_bits=8,
                    zero_point_bits=0, per_channel=False, exponent_bits=0, mantissa_bits=bits - 1, lut_entries=0,
-                   hw_precision=hw, family="bfp", source=_SRC_BFP, **_WEIGHT_ONLY,
+                   hw_precision=hw, family=f"bfp{bits}", source=_SRC_BFP, **_WEIGHT_ONLY,
                    description=f"sign + {bits - 1}-bit magnitude, 8-bit shared exponent per 16"))
 
     # Scaled minifloats with one fp16 scale per output channel.
     add(Format(name="fp6-e3m2", kind="minifloat", element_bits=6, group_size=None, scale_bits=16,
                zero_point_bits=0, per_channel=True, exponent_bits=3, mantissa_bits=2, lut_entries=0,
-               hw_precision="fp8", family="fp6", source=_SRC_FP6, **_WEIGHT_ONLY,
+               hw_precision="fp8", family="fp6-e3m2", source=_SRC_FP6, **_WEIGHT_ONLY,
                description="E3M2 (max 28), fp16 scale per row"))
     add(Format(name="fp4-e2m1", kind="minifloat", element_bits=4, group_size=None, scale_bits=16,
                zero_point_bits=0, per_channel=True, exponent_bits=2, mantissa_bits=1, lut_entries=0,
-               hw_precision="fp4", family="fp4", source=_SRC_FP4, **_WEIGHT_ONLY,
+               hw_precision="fp4", family="fp4-e2m1", source=_SRC_FP4, **_WEIGHT_ONLY,
                description="E2M1 (max 6), fp16 scale per row"))
 
     # Codebooks (palettisation): indices of b bits into 2^b fp16 centroids; dequantised to fp16.

@@ -241,7 +241,7 @@ def _replace(base: str, /, **changes: object) -> Format:
         ("int4-g128", {"scale_bits": 0}, "'scale_bits' parameter"),
         ("int4-g128", {"per_channel": True}, "'group_size' parameter .*per_channel"),
         ("int4-g128", {"hw_precision": "int3"}, "'hw_precision' parameter"),
-        ("int4-g128", {"family": "int5"}, "'family' parameter"),
+        ("int4-g128", {"family": "int9"}, "'family' parameter"),
         ("int4-g128", {"is_weight": False, "is_activation": False, "is_kv": False}, "needs a role"),
         ("int4-g128", {"source": " "}, "'source' parameter"),
         ("int4-g128", {"name": "Int4"}, "'name' parameter"),
