@@ -1,7 +1,7 @@
 """Collective communication cost (α–β model), pure functions.
 
-Formulas follow NCCL's own bandwidth definitions (nccl-tests ``doc/PERFORMANCE.md``) as
-tabulated in hardware_and_formulas.md §B.6, with ``n`` ranks, ``S`` bytes, per-direction
+Formulas follow NCCL's own bandwidth definitions (nccl-tests ``doc/PERFORMANCE.md``,
+github.com/NVIDIA/nccl-tests), with ``n`` ranks, ``S`` bytes, per-direction
 link bandwidth ``B`` and per-step latency ``α``:
 
 - ring all-reduce        ``2(n−1)/n · S/B + 2(n−1)·α``
@@ -135,7 +135,7 @@ def hierarchical_all_to_all_s(
     Of each rank's data, the share for its ``per_node − 1`` node peers crosses the
     intra-node link and the share for the ``n − per_node`` remote ranks crosses the
     rank's inter-node link; both run at once, so the slower of the two sets the time
-    (hardware_and_formulas.md §B.6: ``(n−1)/n · S/B + (n−1)·α`` on one link).
+    (nccl-tests doc/PERFORMANCE.md, github.com/NVIDIA/nccl-tests: ``(n−1)/n · S/B + (n−1)·α`` on one link).
     """
     if n <= 1 or nbytes <= 0:
         return 0.0

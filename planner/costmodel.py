@@ -71,7 +71,7 @@ class EstimateError(ValueError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Choice:
-    """Numeric choice for one operator or decision group (format names as in DESIGN.md)."""
+    """Numeric choice for one operator or decision group (format names as in planner.formats)."""
 
     weights: str = "bf16"
     activations: str = "bf16"
@@ -163,7 +163,7 @@ class Options:
 RUNTIME_OVERHEAD_S = {"graph": 0.0, "eager": 35e-6}
 
 # Fraction of streaming bandwidth that decode attention reaches when gathering the KV cache:
-# irregular (paged) reads reach 40–60% of peak (hardware_and_formulas.md §A.5); the upper end
+# irregular (paged) reads are estimated at 40–60% of peak (an assumption, not a measurement); the upper end
 # is used because serving engines' paged-attention kernels read whole 16-token blocks.
 KV_GATHER_EFFICIENCY = 0.6
 
@@ -586,8 +586,8 @@ def op_cost(
     memory_s = (dev_w / rows_share + act_bytes + kv_bytes) / (bw * eff.bandwidth(mem_bytes)) if mem_bytes > 0 else 0.0
     if kv_bytes > 0 and ph.tokens == 1:
         # Decode attention gathers the KV cache from scattered (paged) blocks per sequence and
-        # head: such irregular reads reach ~40–60% of peak bandwidth (hardware_and_formulas.md
-        # §A.5, "irregular access patterns"), modelled as KV_GATHER_EFFICIENCY × streaming.
+        # head: such irregular reads are estimated at ~40–60% of peak bandwidth (an assumption,
+        # see KV_GATHER_EFFICIENCY), modelled as KV_GATHER_EFFICIENCY × streaming.
         memory_s += kv_bytes / (bw * eff.bandwidth(kv_bytes)) * (1.0 / KV_GATHER_EFFICIENCY - 1.0)
 
     if op.kind in (NORM, POOL, EMBEDDING):

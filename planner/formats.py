@@ -8,8 +8,8 @@ scales, zero-points, look-up tables and per-tensor scales that real kernels stor
                    + second-level scale bits / N + tensor_scale_bits / N
                    + lut_entries · lut_entry_bits · tables / N
 
-for ``N = rows · cols`` values (peers_compression.md §12: "bits/param = b +
-(s_bits + z_bits)/g + global/N"). Groups run along the input dimension (``cols``)
+for ``N = rows · cols`` values (the group-wise layout of GPTQ/AWQ, OCP MX v1.0 and NVFP4:
+"bits/param = b + (s_bits + z_bits)/g + global/N"). Groups run along the input dimension (``cols``)
 of each output row, so a row of ``cols`` values holds ``ceil(cols / group_size)``
 scales; a per-channel format holds one scale per row. Codebook look-up tables cover
 the whole tensor, or ``ceil(N / group_size)`` contiguous chunks of the flattened
@@ -21,7 +21,7 @@ parameter LLMs. Only per-channel, per-tensor and look-up-table overheads depend 
 it, and for those the default changes the price by less than 0.01 bit.
 
 Bytes are ``ceil(n · bits / 8)`` computed with exact fractions: sub-byte formats
-never round to an integer number of bytes per value (STYLE.md practice 3).
+never round to an integer number of bytes per value.
 
 Sparsity (:class:`Sparsity`) and low rank (:class:`LowRank`) are priced the same
 way; :func:`combined_bits_per_weight` prices a format stored sparsely.
@@ -284,9 +284,9 @@ _SRC_FP8 = ("OCP 8-bit Floating Point Specification (OFP8) rev 1.0, 2023; Micike
 _SRC_INT8 = ("Dettmers et al., 'LLM.int8()', NeurIPS 2022; Xiao et al., 'SmoothQuant', ICML 2023 "
              "(int8 weights per output channel, activations per token, fp16 scales); KV per head per token")
 _SRC_INT_G = ("Frantar et al., 'GPTQ', ICLR 2023; Lin et al., 'AWQ', MLSys 2024: group-wise int with an fp16 "
-              "scale per group; peers_compression.md §12.1 (int4 g128 = 4.125 bits)")
+              "scale per group (int4 g128 = 4 + 16/128 = 4.125 bits)")
 _SRC_INT_G_ZP = ("GPTQ/AWQ asymmetric packing: fp16 scale plus a zero-point of the element width per group "
-                 "(qzeros); peers_compression.md §12.1 (int4 g128 + 4-bit zero = 4.156 bits)")
+                 "(qzeros) (int4 g128 + 4-bit zero = 4 + 20/128 = 4.156 bits)")
 _SRC_NF4 = ("Dettmers et al., 'QLoRA: Efficient Finetuning of Quantized LLMs', NeurIPS 2023, Sec. 3 and "
             "Appendix E (NF4 levels, block 64 with fp32 absmax)")
 _SRC_NF4_DQ = ("Dettmers et al., 'QLoRA', NeurIPS 2023, Sec. 3 'Double Quantization': 8-bit float absmax per "
@@ -501,7 +501,7 @@ _SPARSITY_HELP = "expected 'dense', '2:4' or 'unstructured:S' with S a fraction 
 class Sparsity:
     """Fraction of weights kept (``density``) and whether the pattern is structured (2:4).
 
-    Storage per dense weight position for ``b`` value bits (peers_compression.md §9.4):
+    Storage per dense weight position for ``b`` value bits (Mishra et al., arXiv:2104.08378, for 2:4):
     dense ``b``; 2:4 ``0.5·b + 1`` (a 2-bit position index per kept value, NVIDIA sparse
     tensor cores); unstructured the cheapest of
 
@@ -608,7 +608,7 @@ def combined_bits_per_weight(fmt: Format | str, sparsity: Sparsity | str,
 
     Sparsity thins the elements; scales, zero-points and tables stay per dense group, as
     in Sparse-Marlin: int4 g64 + 2:4 = 0.5·4 + 1 + 16/64 = 3.25 bits, which reproduces
-    torchao's published 3.05 GB for Llama-3-8B (peers_compression.md §9.4).
+    torchao's published 3.05 GB for Llama-3-8B (github.com/pytorch/ao, torchao/quantization/README.md).
     """
     fmt = get_format(fmt)
     sp = parse_sparsity(sparsity)

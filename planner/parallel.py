@@ -125,7 +125,7 @@ def collective_s(
     """Time (s) of one collective of ``nbytes`` over a group placed as :func:`group_span`.
 
     ``nbytes`` is the full (gathered / reduced) array for all-reduce, reduce-scatter and
-    all-gather, and each rank's send total for all-to-all (hardware_and_formulas.md §B.6).
+    all-gather, and each rank's send total for all-to-all (nccl-tests doc/PERFORMANCE.md, github.com/NVIDIA/nccl-tests).
     """
     if kind not in COLLECTIVES:
         raise ValueError(f"collective must be one of {', '.join(COLLECTIVES)}; got {kind!r}")

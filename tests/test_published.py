@@ -1,4 +1,4 @@
-"""The cost model against published measurements (shared/validation/published.csv).
+"""The cost model against published measurements (benchmarks/published.csv).
 
 Targets (median absolute percentage error per category, no per-row constants):
 inference ≤ 15%, inference memory ≤ 10%, training ≤ 15%, fine-tuning memory ≤ 10%.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CSV = ROOT.parent / "shared" / "validation" / "published.csv"
+CSV = ROOT / "benchmarks" / "published.csv"
 
 pytestmark = pytest.mark.skipif(not CSV.exists(), reason=f"published table not found at {CSV}")
 
