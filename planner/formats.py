@@ -8,8 +8,8 @@ scales, zero-points, look-up tables and per-tensor scales that real kernels stor
                    + second-level scale bits / N + tensor_scale_bits / N
                    + lut_entries · lut_entry_bits · tables / N
 
-for ``N = rows · cols`` values (the group-wise layout of GPTQ/AWQ, OCP MX v1.0 and NVFP4:
-"bits/param = b + (s_bits + z_bits)/g + global/N"). Groups run along the input dimension (``cols``)
+for ``N = rows · cols`` values (the group-wise layouts of GPTQ/AWQ, OCP MX v1.0 and NVFP4
+give b + (s_bits + z_bits)/g + global/N). Groups run along the input dimension (``cols``)
 of each output row, so a row of ``cols`` values holds ``ceil(cols / group_size)``
 scales; a per-channel format holds one scale per row. Codebook look-up tables cover
 the whole tensor, or ``ceil(N / group_size)`` contiguous chunks of the flattened
