@@ -384,14 +384,24 @@ def _formats(top: _Reader, meta: _Meta) -> FormatSupport:
     )
 
 
-def _fpga(top: _Reader, device_class: str, meta: _Meta) -> FpgaResources | None:
-    if not top.has("fpga"):
-        if device_class == "fpga":
-            raise top.error("fpga", "an fpga block (dsp_slices, luts, ...) for class 'fpga'", None)
+def _class_block(top: _Reader, key: str, device_class: str, meta: _Meta, expected: str, *keys: str) -> _Reader | None:
+    """The optional block named like a device class (fpga, rdu, phone): required for that
+    class, allowed for others."""
+    if not top.has(key):
+        if device_class == key:
+            raise top.error(key, f"{expected} for class {key!r}", None)
         return None
-    fr = top.sub("fpga")
-    fr.allow("dsp_slices", "luts", "bram_mb", "uram_mb", "clock_mhz", "dsp_usable", "lut_usable", "dsp_type", *_COMMON)
-    meta.block(fr, "fpga")
+    reader = top.sub(key)
+    reader.allow(*keys, *_COMMON)
+    meta.block(reader, key)
+    return reader
+
+
+def _fpga(top: _Reader, device_class: str, meta: _Meta) -> FpgaResources | None:
+    fr = _class_block(top, "fpga", device_class, meta, "an fpga block (dsp_slices, luts, ...)", "dsp_slices", "luts",
+                      "bram_mb", "uram_mb", "clock_mhz", "dsp_usable", "lut_usable", "dsp_type")
+    if fr is None:
+        return None
     return _spec(
         meta.origin,
         "fpga",
@@ -410,13 +420,10 @@ def _fpga(top: _Reader, device_class: str, meta: _Meta) -> FpgaResources | None:
 
 def _rdu(top: _Reader, device_class: str, devices_per_node: int, meta: _Meta) -> tuple[bool, int]:
     """(dataflow fusion, devices per node): an RDU node counts its sockets."""
-    if not top.has("rdu"):
-        if device_class == "rdu":
-            raise top.error("rdu", "an rdu block (dataflow_fusion, sockets_per_node) for class 'rdu'", None)
+    rdu = _class_block(top, "rdu", device_class, meta, "an rdu block (dataflow_fusion, sockets_per_node)",
+                       "dataflow_fusion", "sockets_per_node")
+    if rdu is None:
         return False, devices_per_node
-    rdu = top.sub("rdu")
-    rdu.allow("dataflow_fusion", "sockets_per_node", *_COMMON)
-    meta.block(rdu, "rdu")
     dataflow_fusion = rdu.boolean("dataflow_fusion")
     if rdu.has("sockets_per_node"):
         sockets = rdu.integer("sockets_per_node", minimum=1)
@@ -428,14 +435,8 @@ def _rdu(top: _Reader, device_class: str, devices_per_node: int, meta: _Meta) ->
 
 def _phone(top: _Reader, device_class: str, meta: _Meta) -> float | None:
     """Bytes of DRAM one app may use, or None."""
-    if not top.has("phone"):
-        if device_class == "phone":
-            raise top.error("phone", "a phone block (app_usable_dram_gb) for class 'phone'", None)
-        return None
-    phone = top.sub("phone")
-    phone.allow("app_usable_dram_gb", *_COMMON)
-    meta.block(phone, "phone")
-    return phone.number("app_usable_dram_gb") * BYTES_PER_GB
+    phone = _class_block(top, "phone", device_class, meta, "a phone block (app_usable_dram_gb)", "app_usable_dram_gb")
+    return None if phone is None else phone.number("app_usable_dram_gb") * BYTES_PER_GB
 
 
 def _parse(data: Any, origin: str, content_hash: str) -> DeviceSpec:

@@ -51,30 +51,36 @@ def _ct_weight_args(name: str, field_name: str) -> tuple[dict | None, str | None
                       "supported: int8/int4/int3/int2 (per channel or group), fp8-e4m3, nvfp4, mxfp4, mxfp6, mxfp8")
 
 
+# Activation schemes (dynamic, per token or per block) and KV-cache schemes (static, per
+# tensor) compressed-tensors defines, by plan format.
+_CT_ACT: dict[str, dict[str, Any]] = {
+    "int8": {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "token", "dynamic": True},
+    "fp8-e4m3": {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "token", "dynamic": True},
+    "nvfp4": {"num_bits": 4, "type": "float", "symmetric": True, "strategy": "tensor_group", "group_size": 16,
+              "dynamic": "local", "scale_dtype": "float8_e4m3fn"},
+    **{name: {"num_bits": bits, "type": "float", "symmetric": True, "strategy": "group", "group_size": 32,
+              "dynamic": True, "scale_dtype": "uint8"} for name, bits in (("mxfp8", 8), ("mxfp4", 4))},
+}
+_CT_KV: dict[str, dict[str, Any]] = {
+    "fp8-e4m3": {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "tensor", "dynamic": False},
+    "int8": {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "tensor", "dynamic": False},
+}
+
+
 def _ct_act_args(name: str, field_name: str) -> dict | None:
     if name in FLOAT16:
         return None
-    if name == "int8":
-        return {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "token", "dynamic": True}
-    if name == "fp8-e4m3":
-        return {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "token", "dynamic": True}
-    if name == "nvfp4":
-        return {"num_bits": 4, "type": "float", "symmetric": True, "strategy": "tensor_group", "group_size": 16,
-                "dynamic": "local", "scale_dtype": "float8_e4m3fn"}
-    if name in ("mxfp8", "mxfp4"):
-        return {"num_bits": format_of(name).element_bits, "type": "float", "symmetric": True, "strategy": "group",
-                "group_size": 32, "dynamic": True, "scale_dtype": "uint8"}
-    raise ExportError(field_name, f"compressed-tensors has no activation scheme for {name!r}; supported: int8, fp8-e4m3, nvfp4, mxfp8, mxfp4")
+    if name not in _CT_ACT:
+        raise ExportError(field_name, f"compressed-tensors has no activation scheme for {name!r}; supported: int8, fp8-e4m3, nvfp4, mxfp8, mxfp4")
+    return dict(_CT_ACT[name])
 
 
 def _ct_kv_args(name: str) -> dict | None:
     if name in FLOAT16:
         return None
-    if name == "fp8-e4m3":
-        return {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "tensor", "dynamic": False}
-    if name == "int8":
-        return {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "tensor", "dynamic": False}
-    raise ExportError("kv", f"compressed-tensors kv_cache_scheme supports fp8-e4m3 and int8 KV caches; the plan uses {name!r}")
+    if name not in _CT_KV:
+        raise ExportError("kv", f"compressed-tensors kv_cache_scheme supports fp8-e4m3 and int8 KV caches; the plan uses {name!r}")
+    return dict(_CT_KV[name])
 
 
 def _ct_groups(v: PlanView, ctx: ExportContext) -> tuple[dict, list[str], list[str], str]:
