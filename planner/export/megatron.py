@@ -4,9 +4,34 @@ and a ``torchrun`` launch script."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from .common import shell_lines, shell_quote
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, weights_of
+
+
+def _architecture_args(a: Any, seq: int) -> list[str]:
+    """Megatron's model-shape flags for a decoder architecture (empty for anything else)."""
+    if a is None or getattr(a, "family", None) != "decoder":
+        return []
+    args = ["--num-layers", str(a.num_layers), "--hidden-size", str(a.hidden_size),
+             "--ffn-hidden-size", str(a.intermediate_size), "--num-attention-heads", str(a.num_heads),
+             "--max-position-embeddings", str(max(seq, a.max_position_embeddings))]
+    if a.num_kv_heads != a.num_heads:
+        args += ["--group-query-attention", "--num-query-groups", str(a.num_kv_heads)]
+    if a.gated_mlp:
+        args.append("--swiglu")
+    if a.norm == "rmsnorm":
+        args += ["--normalization", "RMSNorm"]
+    if a.position_encoding == "rope":
+        args += ["--position-embedding-type", "rope"]
+    if not a.tie_word_embeddings:
+        args.append("--untie-embeddings-and-output-weights")
+    if not a.attn_bias and not a.mlp_bias:
+        args.append("--disable-bias-linear")
+    if a.num_experts:
+        args += ["--num-experts", str(a.num_experts), "--moe-router-topk", str(a.experts_per_token)]
+    return args
 
 
 @register("megatron", "Megatron-LM training arguments")
@@ -27,24 +52,7 @@ def _export_megatron(v: PlanView, ctx: ExportContext) -> Export:
         args += ["--expert-model-parallel-size", str(v.ep)]
     args += ["--micro-batch-size", str(micro), "--global-batch-size", str(global_batch), "--seq-length", str(seq)]
     a = ctx.arch
-    if a is not None and getattr(a, "family", None) == "decoder":
-        args += ["--num-layers", str(a.num_layers), "--hidden-size", str(a.hidden_size),
-                 "--ffn-hidden-size", str(a.intermediate_size), "--num-attention-heads", str(a.num_heads),
-                 "--max-position-embeddings", str(max(seq, a.max_position_embeddings))]
-        if a.num_kv_heads != a.num_heads:
-            args += ["--group-query-attention", "--num-query-groups", str(a.num_kv_heads)]
-        if a.gated_mlp:
-            args.append("--swiglu")
-        if a.norm == "rmsnorm":
-            args += ["--normalization", "RMSNorm"]
-        if a.position_encoding == "rope":
-            args += ["--position-embedding-type", "rope"]
-        if not a.tie_word_embeddings:
-            args.append("--untie-embeddings-and-output-weights")
-        if not a.attn_bias and not a.mlp_bias:
-            args.append("--disable-bias-linear")
-        if a.num_experts:
-            args += ["--num-experts", str(a.num_experts), "--moe-router-topk", str(a.experts_per_token)]
+    args += _architecture_args(a, seq)
     recompute = tr.get("recompute") or "none"
     if recompute == "selective":
         args += ["--recompute-granularity", "selective"]
