@@ -37,10 +37,10 @@ def rel_err(got: float, want: float) -> float:
 # (catalog id, published total parameters, relative tolerance, source)
 PUBLISHED_TOTALS = [
     # Touvron et al. 2023 (Llama 2) list "7B"; the HF model card / safetensors metadata gives
-    # 6.74B; benchmarks/published.csv (I01, TensorRT-LLM performance.md) uses 6.74B. ±0.5%.
-    ("llama-2-7b", 6.738e9, 0.005, "Llama-2-7b-hf model card 6.74B; benchmarks/published.csv I01"),
-    # benchmarks/published.csv I02/I05/I17: Llama-2-70B 68.98B.
-    ("llama-2-70b", 68.98e9, 0.005, "benchmarks/published.csv I02 (68.98B)"),
+    # 6.74B; benchmarks/data/published.csv (I01, TensorRT-LLM performance.md) uses 6.74B. ±0.5%.
+    ("llama-2-7b", 6.738e9, 0.005, "Llama-2-7b-hf model card 6.74B; benchmarks/data/published.csv I01"),
+    # benchmarks/data/published.csv I02/I05/I17: Llama-2-70B 68.98B.
+    ("llama-2-70b", 68.98e9, 0.005, "benchmarks/data/published.csv I02 (68.98B)"),
     # Llama 3.1 model cards: 70.6B and 405.9B (HF safetensors metadata). ±1% / ±0.1%.
     ("llama-3.1-70b", 70.6e9, 0.01, "Llama-3.1-70B model card 70.6B"),
     ("llama-3.1-405b", 405.9e9, 0.001, "Llama-3.1-405B model card 405.9B (126 layers, d 16384)"),
@@ -53,8 +53,8 @@ PUBLISHED_TOTALS = [
     ("gpt3-175b", 174.6e9, 0.001, "Brown et al. 2020 Table 2.1 shape; 174.6B by the Megatron formula"),
     # OPT paper Table 1: 175B. ±0.5%.
     ("opt-175b", 175e9, 0.005, "Zhang et al. 2022 Table 1 (175B)"),
-    ("opt-30b", 30e9, 0.005, "Zhang et al. 2022 Table 1 (30B); benchmarks/published.csv I40"),
-    ("opt-6.7b", 6.7e9, 0.01, "Zhang et al. 2022 Table 1 (6.7B); benchmarks/published.csv I41"),
+    ("opt-30b", 30e9, 0.005, "Zhang et al. 2022 Table 1 (30B); benchmarks/data/published.csv I40"),
+    ("opt-6.7b", 6.7e9, 0.01, "Zhang et al. 2022 Table 1 (6.7B); benchmarks/data/published.csv I41"),
     # BERT: Devlin et al. 2019 §3 "110M" / "340M"; HF BertModel (with pooler) 109.48M / 335.14M.
     ("bert-base", 109.5e6, 0.001, "bert-base-uncased 109.5M (BertModel with pooler)"),
     ("bert-large", 335.1e6, 0.001, "bert-large-uncased 335.1M (BertModel with pooler)"),
@@ -106,7 +106,7 @@ def test_total_params_exact(model_id, want, source):
 
 
 def test_llama2_7b_bf16_weights_13_48_gb():
-    # 6.738B parameters × 2 bytes (bf16) = 13.48 GB (decimal), ±0.5%; benchmarks/published.csv M04/M05
+    # 6.738B parameters × 2 bytes (bf16) = 13.48 GB (decimal), ±0.5%; benchmarks/data/published.csv M04/M05
     # context (LitGPT bf16 Llama-2-7B inference peak 13.52 GB ≈ weights + small activations).
     weights_bytes = load_arch("llama-2-7b").param_count() * 2
     assert rel_err(weights_bytes, 13.48e9) <= 0.005
@@ -318,7 +318,7 @@ def test_conv_layer_params_and_macs():
 
 
 def test_resnet50_macs_and_layers():
-    # ResNet-50 v1.5: ≈4.1 GMACs per 224×224 image (benchmarks/published.csv T20: "~4.1 GMACs (~8.2 GFLOPs)";
+    # ResNet-50 v1.5: ≈4.1 GMACs per 224×224 image (benchmarks/data/published.csv T20: "~4.1 GMACs (~8.2 GFLOPs)";
     # torchvision lists 4.09 GFLOPS as MACs). ±1%.
     a = load_arch("resnet-50")
     assert rel_err(a.macs_per_image(), 4.09e9) <= 0.01

@@ -60,7 +60,7 @@ def test_the_pattern_catches_each_kind_of_outside_citation():
     for line in ("see DESIGN" ".md", "(STYLE" ".md practice 3)", "hardware_and_" "formulas.md §B.6",
                  "peers_" "compression.md §9.4", 'ROOT.parent / "shared" / "validation"', "../shared/x"):
         assert OUTSIDE.search(line), line
-    assert not OUTSIDE.search("benchmarks/published.csv I01; Narayanan et al. 2021 Table 1")
+    assert not OUTSIDE.search("benchmarks/data/published.csv I01; Narayanan et al. 2021 Table 1")
 
 
 def test_published_measurements_ship_with_the_repository():
