@@ -64,6 +64,6 @@ def test_the_pattern_catches_each_kind_of_outside_citation():
 
 
 def test_published_measurements_ship_with_the_repository():
-    csv = ROOT / "benchmarks" / "published.csv"
+    csv = ROOT / "benchmarks" / "data" / "published.csv"
     header = csv.read_text(encoding="utf-8").splitlines()[0].split(",")
     assert "source" in header and "value" in header

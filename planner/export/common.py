@@ -12,10 +12,6 @@ from typing import Any
 
 from .core import ExportContext, PlanView
 
-#: vLLM's ``cpu_offload_gb`` is in GiB (vLLM engine arguments: "The space in GiB to
-#: offload to CPU, per GPU"); the only binary unit this module uses.
-GIB = 2**30
-
 #: Fraction of device memory kept free above the plan's predicted footprint when
 #: setting vLLM's ``gpu_memory_utilization`` / TensorRT-LLM's KV-cache fraction:
 #: CUDA context, NCCL buffers and CUDA graphs live outside the engine's budget.

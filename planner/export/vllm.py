@@ -6,10 +6,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .common import GIB, host_offload_bytes, memory_fraction, model_path, shell_lines, shell_quote, to_json
+from .common import host_offload_bytes, memory_fraction, model_path, shell_lines, shell_quote, to_json
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, sparsity_of, weights_of
 from .schemes import ct_quantization_config
 
+
+#: vLLM's ``cpu_offload_gb`` is in GiB (vLLM engine arguments: "The space in GiB to
+#: offload to CPU, per GPU"); the only binary unit of the exporters.
+_GIB = 2**30
 
 _VLLM_KV = {"bf16": "auto", "fp16": "auto", "fp32": "auto", "fp8-e4m3": "fp8_e4m3", "fp8-e5m2": "fp8_e5m2"}
 
@@ -62,7 +66,7 @@ def _export_vllm(v: PlanView, ctx: ExportContext) -> Export:
         notes.append("no device capacity known: gpu_memory_utilization left at vLLM's default (0.9)")
     offload = host_offload_bytes(v)
     if offload > 0:
-        args["cpu_offload_gb"] = math.ceil(offload / GIB * 100) / 100
+        args["cpu_offload_gb"] = math.ceil(offload / _GIB * 100) / 100
     cli = ["vllm", "serve", args["model"]]
     for k, val in args.items():
         if k == "model":
