@@ -97,3 +97,11 @@ def test_docs_list_the_same_family_names():
             if len(cells) < 10:  # other tables (SQNR) name formats too
                 continue
             assert cells[8] == by_name[match.group(1)].family, line
+
+
+def test_a_group_overlapping_a_member_in_the_other_list_is_refused():
+    data = _raw("alveo-u280")
+    data["formats"]["native"] = [f for f in data["formats"]["native"] if not f.startswith("bfp")] + ["BFP"]
+    data["formats"]["emulated"] = [*data["formats"]["emulated"], "bfp4"]
+    with pytest.raises(ProfileError, match="disjoint"):
+        load_device_from_dict(data, "overlap-profile")
