@@ -95,6 +95,9 @@ class TierwiseError(Exception):
     def message(self) -> str:
         return self.render("python")
 
+    def __reduce__(self):  # picklable whatever a subclass's __init__ takes (process pools)
+        return (_restore, (type(self), self.args, self.__dict__))
+
     @property
     def exit_code(self) -> int:
         return KINDS[self.kind][0]
@@ -102,6 +105,13 @@ class TierwiseError(Exception):
     @property
     def http_status(self) -> int:
         return KINDS[self.kind][1]
+
+
+def _restore(cls: type, args: tuple, state: dict) -> "TierwiseError":
+    exc = cls.__new__(cls, *args)
+    Exception.__init__(exc, *args)
+    exc.__dict__.update(state)
+    return exc
 
 
 def describe_value(value: Any) -> str:
@@ -168,13 +178,17 @@ class UnknownIdError(TierwiseError, LookupError):
                                details={"suggestions": self.suggestions} if self.suggestions else None)
 
     def __str__(self) -> str:
+        return self.render("python")
+
+    def render(self, style: str = "python", aliases: Mapping[str, str] | None = None) -> str:
+        """The message; the command that lists the ids is named except in REST answers."""
         message = f"unknown {self.catalog} id {self.id!r}"
         if self.suggestions:
             message += "; did you mean " + ", ".join(self.suggestions) + "?"
         elif self.known:
             message += "; known ids: " + ", ".join(self.known)
         command = _LIST_COMMANDS.get(self.catalog)
-        if command:
+        if command and style != "rest":
             message += f" (see `{command}`)"
         return message
 

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from hwmodels import DeviceSpec, Link, MemoryTier
+from hwmodels.errors import TierwiseError
 from planner.arch import ArchSpec
 from planner.collectives import all_to_all_s, allreduce_s, hierarchical_allreduce_s, p2p_s
 from planner.formats import Format, combined_bits_per_weight, get_format, parse_sparsity
@@ -53,15 +54,15 @@ from planner.workload import (
 )
 
 
-class EstimateError(ValueError):
+class EstimateError(TierwiseError, ValueError):
     """A configuration that cannot be estimated (bad layout, unsupported format...).
 
     ``field`` names the offending input (CLI flag without dashes / API field)."""
 
+    code = "invalid_configuration"
+
     def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
+        TierwiseError.__init__(self, message, field=field)
 
 
 # ---------------------------------------------------------------------------

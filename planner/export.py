@@ -47,6 +47,8 @@ from typing import Any
 
 import yaml
 
+from hwmodels.errors import TierwiseError
+
 __all__ = [
     "EXPORTERS",
     "Export",
@@ -70,13 +72,13 @@ _GIB = 2**30
 _HEADROOM_FRACTION = 0.05
 
 
-class ExportError(ValueError):
+class ExportError(TierwiseError, ValueError):
     """A plan that a target cannot express. ``field`` names the plan field."""
 
+    code = "export_unsupported"
+
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
+        TierwiseError.__init__(self, message, field=field)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

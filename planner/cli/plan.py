@@ -27,7 +27,6 @@ from planner.cli.common import (
     human_bytes,
     human_time,
     parse_bytes,
-    register_error,
 )
 
 plan_app = typer.Typer(
@@ -544,11 +543,6 @@ def _fmt_metric(name: str):
 
 
 def register(app: typer.Typer) -> None:
-    from planner.diagnose import NoFeasiblePlanError
-    from planner.solver import SolverError
-
-    register_error(NoFeasiblePlanError, EXIT_INFEASIBLE)
-    register_error(SolverError, EXIT_INFEASIBLE)
     app.add_typer(plan_app, name="plan")
 
 
