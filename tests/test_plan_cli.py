@@ -65,7 +65,7 @@ def test_acceptance_5_exit_3_then_offload(capsys):
     assert code == 3
     assert "needs at least" in err and "24.0 GB rtx-4090" in err and "--allow-offload" in err
     body = json.loads(out)["error"]
-    assert body["code"] == 3
+    assert body["code"] == "infeasible" and body["exit_code"] == 3
     details = body["details"]
     assert details["binding"] == ["memory"] and details["min_per_device_bytes"] > 24e9
     kinds = [c["kind"] for c in details["changes"]]

@@ -113,18 +113,19 @@ def _usage_error(exc: BaseException, argv: list[str]) -> int:
         return EXIT_BAD_INPUT
     message, field, details = _describe_usage_error(exc, argv)
     if _wants_json(argv):
-        emit_json({"error": {"code": "usage", "message": message, "field": field, "details": details}})
+        emit_json({"error": {"code": "usage", "message": message, "field": field, "details": details,
+                             "exit_code": EXIT_BAD_INPUT}})
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     if ctx is not None:
         err_console.print(f"Try '{ctx.command_path} --help' for help.", markup=False, highlight=False)
-    code = getattr(exc, "exit_code", EXIT_BAD_INPUT)
-    return code if isinstance(code, int) and code >= 2 else EXIT_BAD_INPUT
+    return EXIT_BAD_INPUT
 
 
 def _user_error(exc: TierwiseError, argv: list[str]) -> int:
     message = exc.render("cli")
     if _wants_json(argv):
-        emit_json({"error": {"code": exc.code, "message": message, "field": exc.field, "details": exc.details}})
+        emit_json({"error": {"code": exc.code, "message": message, "field": exc.field, "details": exc.details,
+                             "exit_code": exc.exit_code}})
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return exc.exit_code
 
