@@ -109,7 +109,9 @@ def _describe_usage_error(exc: BaseException, argv: list[str]) -> tuple[str, str
 def _usage_error(exc: BaseException, argv: list[str]) -> int:
     ctx = getattr(exc, "ctx", None)
     if type(exc).__name__ == "NoArgsIsHelpError":  # `tierwise` or `tierwise plan` alone: show the help
-        err_console.print(exc.format_message(), markup=False, highlight=False, soft_wrap=True)
+        text = exc.format_message().strip()  # empty when typer has printed the help with rich
+        if text:
+            err_console.print(text, markup=False, highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
     message, field, details = _describe_usage_error(exc, argv)
     if _wants_json(argv):
