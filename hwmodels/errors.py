@@ -41,6 +41,29 @@ KINDS: dict[str, tuple[int, int]] = {
 _TOKEN = re.compile(r"\{@([A-Za-z_][A-Za-z0-9_.\[\]]*)\}")
 
 
+_SIMPLE_FIELD = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _flag_pattern(field: str) -> re.Pattern:
+    flag = "--" + field.replace("_", "-")
+    return re.compile(rf"(?<![\w-]){re.escape(flag)}(?![\w-])")
+
+
+def _tokenize_own_flag(message: str, field: str | None) -> str:
+    """A message written in command-line syntax (``--tp 3 must divide …``) names its own field
+    as a flag: make that a ``{@tp}`` token so that REST answers read ``'tp'``."""
+    if not field or "{@" in message or not _SIMPLE_FIELD.match(field):
+        return message
+    return _flag_pattern(field).sub("{@" + field + "}", message)
+
+
+def _names(text: str, field: str, style: str, aliases: Mapping[str, str] | None) -> bool:
+    """Whether ``text`` names ``field`` (as the front end shows it, or by its plain name)."""
+    leaf = field.split(".")[-1]
+    shown = render_field(field, style, aliases)
+    return shown in text or re.search(rf"(?<![\w-]){re.escape(leaf)}(?![\w])", text) is not None
+
+
 def render_field(name: str, style: str, aliases: Mapping[str, str] | None = None) -> str:
     """A request field name in one front end's syntax.
 
@@ -77,19 +100,28 @@ class TierwiseError(Exception):
             self.kind = kind  # type: ignore[misc]
         if code is not None:
             self.code = code  # type: ignore[misc]
-        self.template = message
+        self.template = _tokenize_own_flag(message, field)
         self.field = field
         self.details = details
         super().__init__(self.render("python"))
 
     def render(self, style: str = "python", aliases: Mapping[str, str] | None = None) -> str:
-        """The message with every ``{@field}`` token in ``style``'s syntax."""
+        """The message with every ``{@field}`` token in ``style``'s syntax.
+
+        For the ``cli`` and ``rest`` front ends a message that does not name its field at all
+        (``unknown format 'int5'`` raised for ``weights``) is prefixed with it
+        (``--weights: unknown format 'int5'``), so every answer says which input is wrong.
+        """
 
         def sub(m: re.Match) -> str:
             shown = render_field(m.group(1), style, aliases)
             return shown if style == "cli" else f"'{shown}'"
 
-        return _TOKEN.sub(sub, self.template)
+        text = _TOKEN.sub(sub, self.template)
+        if style in ("cli", "rest") and self.field and not _names(text, self.field, style, aliases):
+            shown = render_field(self.field, style, aliases)
+            text = f"{shown if style == 'cli' else repr(shown)}: {text}"
+        return text
 
     @property
     def message(self) -> str:

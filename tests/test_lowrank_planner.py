@@ -101,9 +101,9 @@ def test_bad_ranks_elsewhere_are_refused():
         parse_low_ranks("256,0.25")
     assert info.value.field == "low_rank"
     assert parse_low_ranks("512, 256,512") == (256, 512) and parse_low_ranks("") is None
-    with pytest.raises(EstimateError, match="--low-rank must be a list of integer ranks") as err:
+    with pytest.raises(EstimateError, match="'low_rank' must be a list of integer ranks") as err:
         PlanRequest(low_rank=(256, 0))
-    assert err.value.field == "low_rank"
+    assert err.value.field == "low_rank" and err.value.render("cli").startswith("--low-rank must be")
     assert PlanRequest(low_rank=[512, 256]).low_rank == (256, 512)
 
 

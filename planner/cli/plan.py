@@ -107,7 +107,7 @@ def _ranks(text: str | None) -> tuple[int, ...] | None:
     try:
         ranks = parse_low_ranks(text)
     except OptionError as exc:
-        fail(exc.message, field="low_rank")
+        fail(exc.render("cli"), field="low_rank")
     if ranks is None:
         fail("--low-rank needs at least one rank, e.g. --low-rank 256,512", field="low_rank")
     return ranks
