@@ -186,3 +186,30 @@ def test_band_low_help_is_readable(cli):
     text = cli("plan", "--help").out
     block = text[text.index("--band-low"):][:600]
     assert "the band is ." not in block and "BAND_LOW" in block and "--max-degradation" in block
+
+
+def test_rest_maps_on_the_error_base_alone():
+    from api.errors import map_exception
+    from planner.errors import TierwiseError
+
+    class Clash(TierwiseError):
+        kind = "conflict"
+        code = "clash"
+
+    e = map_exception(Clash("{@kv_budget} clashes with {@layout.tp}", field="kv_budget", details={"x": 1}))
+    assert (e.http_status, e.code, e.field, e.details) == (409, "clash", "kv_budget", {"x": 1})
+    assert e.message == "'kv_budget' clashes with 'layout.tp'"
+    assert map_exception(ValueError("a bug")) is None  # unexpected errors stay 500s
+
+
+def test_cli_renders_the_same_error_as_flags(cli, monkeypatch):
+    from planner.cli import app
+    from planner.errors import TierwiseError
+
+    def clash() -> None:
+        raise TierwiseError("{@kv_budget} clashes with {@layout.tp}", field="kv_budget", kind="infeasible")
+
+    monkeypatch.setattr(app, "registered_commands", [*app.registered_commands])
+    app.command("clash")(clash)
+    r = cli("clash")
+    assert r.code == 3 and "--kv-budget clashes with --tp" in r.err
