@@ -14,6 +14,17 @@ from typing import Any
 from hwmodels.errors import KINDS, TierwiseError, render_field
 
 
+class EstimateError(TierwiseError, ValueError):
+    """A configuration that cannot be estimated (an impossible layout, a format the device
+    cannot run, a link the hardware does not have...). ``field`` names the offending request
+    field; ``message`` is the text (``{@field}`` tokens rendered for Python/REST)."""
+
+    code = "invalid_configuration"
+
+    def __init__(self, field: str, message: str, *, kind: str | None = None, code: str | None = None, details=None) -> None:
+        super().__init__(message, field=field, kind=kind, code=code, details=details)
+
+
 class InfeasibleError(TierwiseError):
     """Nothing satisfies the request: no assignment of a solver problem, no capacity
     configuration meeting the target. ``details`` carries the best configuration's numbers or
@@ -35,4 +46,4 @@ class InfeasibleError(TierwiseError):
         return self.details
 
 
-__all__ = ["KINDS", "InfeasibleError", "TierwiseError", "render_field"]
+__all__ = ["EstimateError", "InfeasibleError", "KINDS", "TierwiseError", "render_field"]
