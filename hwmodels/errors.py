@@ -118,7 +118,9 @@ class TierwiseError(Exception):
             return shown if style == "cli" else f"'{shown}'"
 
         text = _TOKEN.sub(sub, self.template)
-        if style in ("cli", "rest") and self.field and not _names(text, self.field, style, aliases):
+        # (Not for "nothing is feasible": the whole request is at fault, its field is a hint.)
+        if (style in ("cli", "rest") and self.field and self.kind != "infeasible"
+                and not _names(text, self.field, style, aliases)):
             shown = render_field(self.field, style, aliases)
             text = f"{shown if style == 'cli' else repr(shown)}: {text}"
         return text

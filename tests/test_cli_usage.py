@@ -213,3 +213,10 @@ def test_cli_renders_the_same_error_as_flags(cli, monkeypatch):
     app.command("clash")(clash)
     r = cli("clash")
     assert r.code == 3 and "--kv-budget clashes with --tp" in r.err
+
+
+def test_nothing_feasible_is_not_blamed_on_one_flag():
+    from planner.diagnose import NoFeasiblePlanError
+
+    e = NoFeasiblePlanError("needs at least 35 GB per device; try --allow-offload", diagnosis=None)
+    assert e.render("cli").startswith("needs at least") and e.render("rest").startswith("needs at least")
