@@ -974,7 +974,9 @@ def memory_report(
         kv_per_tok_dev *= _kv_mixed_bits(choice.kv, _head_dim(work), kv_tokens, options) / _kv_bits(choice.kv, _head_dim(work))
     kv_per_tok_dev /= options.kv_share_layers
     kv_dev = serving.batch * kv_tokens * kv_per_tok_dev / layout.pp / layout.cp  # CP shards the cache by position
-    kv_total = kv_dev * layout.pp * layout.cp * (layout.tp / _kv_tp_gain(work, layout.tp))
+    # One replica's whole KV cache: each of the tp ranks holds 1/gain of it (gain = min(tp,
+    # KV heads); ranks beyond the KV heads hold replicas, which are not counted twice).
+    kv_total = kv_dev * layout.pp * layout.cp * _kv_tp_gain(work, layout.tp)
     prefill = _prefill_phase(arch, serving, cp=layout.cp)
     act_bits = _numerics(device, choice, 1, 1).act_bits
     act_dev = _activation_peak_bytes(work, prefill, act_bits, layout.tp)

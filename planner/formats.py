@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from hwmodels.format_support import FAMILIES
+from hwmodels.errors import TierwiseError
 
 __all__ = [
     "DEFAULT_COLS",
@@ -74,12 +75,16 @@ ROLES = ("weight", "activation", "kv")
 _FLOAT_LIKE = frozenset({"float", "mx", "nvfp", "minifloat"})
 
 
-class FormatError(ValueError):
+class FormatError(TierwiseError, ValueError):
     """An unknown format name or an invalid format parameter."""
 
+    code = "invalid_format"
 
-class SparsityError(ValueError):
+
+class SparsityError(TierwiseError, ValueError):
     """An unknown or invalid sparsity specification."""
+
+    code = "invalid_format"
 
 
 def _param_error(cls: type[Exception], param: str, owner: str, expected: str, got: object) -> Exception:
@@ -642,12 +647,13 @@ class LowRank:
         return self.params(rows, cols) < rows * cols
 
 
-class NumericsError(ValueError):
+class NumericsError(TierwiseError, ValueError):
     """A bad weights / sparsity / activations triple; ``field`` names the offending one."""
 
+    code = "invalid_format"
+
     def __init__(self, message: str, field: str):
-        super().__init__(message)
-        self.field = field
+        TierwiseError.__init__(self, message, field=field)
 
 
 def resolve_numerics(weights: str, sparsity: str = "dense", activations: str = "bf16") -> tuple[Format, Sparsity, Format]:

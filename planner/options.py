@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from hwmodels import DeviceSpec
+from hwmodels.errors import TierwiseError
 from planner.formats import FormatError, SparsityError, get_format, parse_sparsity
 from planner.workload import CONV, EMBEDDING, LINEAR, LM_HEAD, ROUTER, OpShape, Workload
 
@@ -86,15 +87,11 @@ LOW_RANK_FORMATS = ("int8",)
 ROLES = ("embedding", "attn_qkv", "attn_out", "mlp_in", "mlp_out", "experts", "router", "lm_head", "head", "conv")
 
 
-class OptionError(ValueError):
+class OptionError(TierwiseError, ValueError):
     """A bad option key, pin or format list (``field`` names the input)."""
 
-    user_facing = True
-
     def __init__(self, message: str, field: str = "formats"):
-        super().__init__(message)
-        self.message = message
-        self.field = field
+        TierwiseError.__init__(self, message, field=field)
 
 
 def _check_rank(value: object, where: str) -> int:

@@ -94,6 +94,8 @@ from typing import Protocol
 
 import numpy as np
 
+from planner.errors import TierwiseError
+
 from planner.formats import FormatError, get_format
 from planner.options import HIGH_PRECISION_COMPUTE, GroupInfo, Option, OptionError, option_key, parse_option_key
 
@@ -140,15 +142,11 @@ _KV_ROWS, _KV_HEAD_DIM = 256, 128
 _SEED = 0
 
 
-class SensitivityError(ValueError):
+class SensitivityError(TierwiseError, ValueError):
     """A bad sensitivity source or file (``field`` names the entry)."""
 
-    user_facing = True
-
     def __init__(self, message: str, field: str = "sensitivity"):
-        super().__init__(message)
-        self.message = message
-        self.field = field
+        TierwiseError.__init__(self, message, field=field)
 
 
 def depth_factor(position: float) -> float:

@@ -47,6 +47,8 @@ from types import MappingProxyType
 
 import numpy as np
 
+from planner.errors import InfeasibleError, TierwiseError
+
 __all__ = [
     "BACKENDS",
     "AuxVar",
@@ -70,22 +72,18 @@ DEFAULT_TIME_LIMIT_S = 30.0
 _FEAS_TOL = 1e-6
 
 
-class SolverError(RuntimeError):
+class SolverError(TierwiseError, RuntimeError):
     """The solver stopped without a usable solution (time limit without an incumbent,
-    numerical trouble, a backend failure). ``status`` is our status name."""
+    numerical trouble, a backend failure). ``status`` is our status name. Proven
+    infeasibility is :class:`planner.errors.InfeasibleError` instead."""
+
+    kind = "infeasible"
+    code = "solver_failed"
 
     def __init__(self, message: str, *, status: str, backend: str):
-        super().__init__(message)
-        self.message = message
+        TierwiseError.__init__(self, message)
         self.status = status
         self.backend = backend
-
-
-class InfeasibleError(SolverError):
-    """No choice of one option per group satisfies every named row."""
-
-    def __init__(self, message: str, *, backend: str):
-        super().__init__(message, status="infeasible", backend=backend)
 
 
 def _num(value: object, what: str) -> float:

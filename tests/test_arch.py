@@ -537,7 +537,7 @@ def test_bad_files(tmp_path):
 def test_unknown_id_suggests_close_ids():
     with pytest.raises(UnknownIdError) as e:
         load_arch("llama-3.1-8")
-    assert e.value.id == "llama-3.1-8" and e.value.kind == "model"
+    assert e.value.id == "llama-3.1-8" and e.value.catalog == "model"
     assert "llama-3.1-8b" in e.value.suggestions
     assert "llama-3.1-8b" in str(e.value)
     with pytest.raises(LookupError):

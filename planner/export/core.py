@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hwmodels.errors import TierwiseError
+
 __all__ = [
     "EXPORTERS",
     "FLOAT16",
@@ -38,13 +40,13 @@ __all__ = [
 ]
 
 
-class ExportError(ValueError):
+class ExportError(TierwiseError, ValueError):
     """A plan that a target cannot express. ``field`` names the plan field."""
 
+    code = "export_unsupported"
+
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
+        TierwiseError.__init__(self, message, field=field)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
