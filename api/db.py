@@ -22,6 +22,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from hwmodels.errors import TierwiseError
+
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 #: Statuses of a job that is still to run (the only ones resumed after a restart).
 UNFINISHED = ("queued", "running")
@@ -120,19 +122,27 @@ class JobRow(Base):
 _ADDED_COLUMNS = (("jobs", "result", "JSON"), ("jobs", "client", "VARCHAR(128)"))
 
 
-class DuplicateIdError(Exception):
-    def __init__(self, kind: str, id: str) -> None:
-        super().__init__(f"{kind} id {id!r} already exists")
-        self.kind = kind
+class DuplicateIdError(TierwiseError):
+    """An id that is already taken; ``catalog`` is what it names (plan, hardware, model)."""
+
+    kind = "conflict"
+    code = "duplicate_id"
+
+    def __init__(self, catalog: str, id: str) -> None:
+        self.catalog = catalog
         self.id = id
+        super().__init__(f"{catalog} id {id!r} already exists", field="id")
 
 
-class QueueFullError(Exception):
+class QueueFullError(TierwiseError):
     """``max_pending`` jobs are already queued or running."""
 
+    kind = "unavailable"
+    code = "busy"
+
     def __init__(self, pending: int) -> None:
-        super().__init__(f"{pending} jobs are already pending")
         self.pending = pending
+        super().__init__(f"{pending} jobs are already queued or running; retry later")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

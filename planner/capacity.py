@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
+from planner.errors import InfeasibleError
 from planner.costmodel import Choice, EstimateError, Layout, Options, Serving, estimate_inference, max_batch
 from planner.deadline import Deadline, DeadlineExceeded
 from planner.layout import num_layers
@@ -46,15 +47,6 @@ from planner.queueing import DecodeCurve, ReplicaQueue, continuous_batching, md1
 
 DEFAULT_FORMATS: tuple[str, ...] = ("bf16", "fp8", "int4-g128")
 SECONDS_PER_DAY = 86400.0
-
-
-class InfeasibleError(Exception):
-    """No configuration meets the target; ``payload`` carries the best one's numbers."""
-
-    def __init__(self, message: str, payload: dict | None = None):
-        super().__init__(message)
-        self.message = message
-        self.payload = payload or {}
 
 
 def _check(cond: bool, fld: str, message: str) -> None:
