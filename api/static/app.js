@@ -376,11 +376,11 @@
       const l = label(name.split(".")[0]);
       return l ? `${l}: ` : m;
     });
-    text = text.replace(/--([a-z][a-z0-9-]*)(?:[ =]([^\s,;)]+))?/g, (m, flag, value) => {
+    text = text.replace(/--([a-z][a-z0-9-]*)(?:[ =]([0-9.][^\s,;)]*|'[^']*'))?/g, (m, flag, value) => {
       const name = CLI_FLAG_FIELDS[flag] || flag.replace(/-/g, "_");
       const l = label(name);
       if (!l) return m;
-      return value !== undefined && !/^--/.test(value) ? `${l} = ${value}` : l;
+      return value !== undefined ? `${l} = ${value}` : l;
     });
     text = text.replace(/'([a-z][a-z0-9_]*)'/g, (m, name) => label(name) || m);
     return text;
