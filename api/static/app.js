@@ -184,7 +184,8 @@
   // Remember the inputs of a view's result in the address bar (no new history entry).
   function share(view, query) {
     state.shared[view] = query;
-    if (currentView() === view) history.replaceState(null, "", `#${view}${query ? `?${query}` : ""}`);
+    // Until a link's own inputs are restored, the address is the link: leave it alone.
+    if (state.restored && currentView() === view) history.replaceState(null, "", `#${view}${query ? `?${query}` : ""}`);
   }
 
   // Fill a form's named controls from link parameters; unknown names are left alone.
@@ -1142,8 +1143,19 @@
       if (xl < xhi) s.append(svg("text", { class: "roof-label", x: xs.map(xl) - 4, y: ys.map(clipY(xl * bw)) - 10, "text-anchor": "end", text: `${roofs.device_tier} ${fmtBytes(bw)}/s` }));
     }
     const g = svg("g", { "aria-label": "operators" });
+    const placed = [];
     for (const grp of groupPoints(pts, xs, ys, clipY)) {
       const first = grp.pts[0];
+      // A mark that would cover another moves aside (a thin line to its true spot), so
+      // every mark can be hovered.
+      const [x0, y0] = [grp.cx, grp.cy];
+      for (let k = 0; placed.some(([px, py]) => Math.hypot(px - grp.cx, py - grp.cy) < 14) && k < 60; k++) {
+        const ang = (k * 2.4) % (2 * Math.PI), rad = 14 * (1 + Math.floor(k / 6));
+        grp.cx = x0 + rad * Math.cos(ang);
+        grp.cy = y0 + rad * Math.sin(ang);
+      }
+      placed.push([grp.cx, grp.cy]);
+      if (grp.cx !== x0 || grp.cy !== y0) g.append(svg("line", { class: "jitter", x1: x0, y1: y0, x2: grp.cx, y2: grp.cy }));
       const names = grp.pts.map((p) => opLabel(p.op));
       const label = `${grp.phase} ${names.join(", ")}`;
       const aria = `${label}: ${sig(first.intensity)} FLOP/byte, ${first.op.bound}-bound`;
@@ -1173,7 +1185,7 @@
     const legend = el("div", { class: "legend" },
       el("span", {}, el("span", { class: "sw sw-prefill" }), "prefill operators"),
       el("span", {}, el("span", { class: "sw sw-decode" }), "decode operators"),
-      el("span", { class: "muted", text: "a larger mark holds several operators at one spot" }),
+      el("span", { class: "muted", text: "a larger mark holds several operators at one spot; a mark with a thin line was moved aside from its spot so it does not hide another" }),
       el("span", { class: "muted", text: roofs ? `${roofs.name}: roofs per precision the device has (${activeRoof ? activeRoof.unit : "no compute unit"}) and ${roofs.device_tier} bandwidth${emulated.length ? `; no hardware for ${emulated.join(", ")}` : ""}` : "device roofs unavailable" }));
     $(".sw-prefill", legend).style.background = "var(--c-prefill)";
     $(".sw-decode", legend).style.background = "var(--c-decode)";
@@ -1287,6 +1299,10 @@
     busy(btn, true, "Solving…");
     const oneShot = state.oneShot;
     state.oneShot = null;
+    // A change taken from the diagnosis applies to this one solve (already in `body`): the
+    // form goes back to the user's own values now, so the next plan does not inherit it.
+    if (oneShot) for (const [k, v] of Object.entries(oneShot)) setField(form, k, v);
+    for (const c of $$(".from-diagnosis", form)) c.classList.remove("from-diagnosis");
     const ctl = startProgress();
     const text = $(".progress-text", $("#plan-progress"));
     let failure = null;
@@ -1305,10 +1321,6 @@
     } finally {
       busy(btn, false);
       endProgress(ctl, failure);
-      // A change taken from the diagnosis applies to that one solve: the form goes back
-      // to the user's own values, so the next plan does not inherit it unseen.
-      if (oneShot) for (const [k, v] of Object.entries(oneShot)) setField(form, k, v);
-      for (const c of $$(".from-diagnosis", form)) c.classList.remove("from-diagnosis");
     }
   }
 
@@ -1824,14 +1836,14 @@
       const del = el("button", { type: "button", class: "danger", text: "Delete", "aria-label": `delete plan ${p.id}` });
       del.addEventListener("click", () => deletePlan(p.id, del).catch(() => {}));
       return el("tr", { dataset: { planId: p.id } },
-        el("td", { "data-label": "diff" }, box),
+        el("td", { "data-label": "diff", "data-v": "" }, box),
         el("td", { "data-label": "id" }, el("code", { text: p.id })),
         el("td", { "data-label": "model", text: p.model }),
         el("td", { "data-label": "hardware", text: p.hardware }),
         el("td", { "data-label": "created", text: String(p.created_at).replace("T", " ").slice(0, 19) }),
-        el("td", { class: "row-actions" }, el("button", { type: "button", class: "secondary", text: "Open", "aria-label": `open plan ${p.id}`, onclick: () => openPlan(p.id).catch(() => {}) }), " ", del));
+        el("td", { class: "row-actions", "data-v": "" }, el("button", { type: "button", class: "secondary", text: "Open", "aria-label": `open plan ${p.id}`, onclick: () => openPlan(p.id).catch(() => {}) }), " ", del));
     });
-    fill($("#plans-list"), items.length
+    fill($("#plans-list"), items.length ? csvButton(() => $("#plans-table"), "stored-plans.csv") : null, items.length
       ? el("table", { id: "plans-table", class: "stack" }, el("caption", { class: "sr-only", text: "Stored plans" }), el("thead", {}, head), el("tbody", {}, rows))
       : el("p", { class: "muted", text: state.plansList.length ? "No stored plan matches the search." : "No stored plans yet: solve one in the Plan view." }));
     $("#plans-diff").disabled = state.selected.size !== 2;
@@ -2395,7 +2407,18 @@
           const want = new Set(params.get("hardware").split(","));
           for (const i of $$("#capacity-hardware input")) i.checked = want.has(i.value);
         }
-        await runCapacity();
+        // The ranking is shown first; the cost-against-load sweep goes on behind.
+        const run = runCapacity();
+        await Promise.race([run, new Promise((r) => {
+          const seen = new MutationObserver(() => {
+            if ($("#capacity-result .panel")) {
+              seen.disconnect();
+              r();
+            }
+          });
+          seen.observe($("#capacity-result"), { childList: true });
+        })]);
+        run.catch(() => {});
       } else if (view === "plans") {
         $("#plans-search").value = params.get("q") || "";
         renderPlansList();
@@ -2436,6 +2459,7 @@
       return;
     }
     await restoreFromHash();
+    state.restored = true;
     document.body.dataset.restored = "true";
   }
 
