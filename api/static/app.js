@@ -1139,8 +1139,12 @@
       labels.sort((p, q) => p.y - q.y);
       for (let i = 0; i < labels.length; i++) labels[i].y = Math.max(labels[i].y, b.top + 10, i ? labels[i - 1].y + 14 : -Infinity);
       for (const l of labels) s.append(svg("text", { class: "roof-label", x: b.right - 4, y: l.y, "text-anchor": "end", "font-weight": l.active ? "bold" : null, text: l.text }));
-      const xl = Math.max(xlo, ylo / bw) * 4;
-      if (xl < xhi) s.append(svg("text", { class: "roof-label", x: xs.map(xl) - 4, y: ys.map(clipY(xl * bw)) - 10, "text-anchor": "end", text: `${roofs.device_tier} ${fmtBytes(bw)}/s` }));
+      // The bandwidth label sits above the memory slope, right-aligned at a point far
+      // enough along it that the whole label stays inside the plot.
+      const bwText = `${roofs.device_tier} ${fmtBytes(bw)}/s`;
+      const px = Math.max(xs.map(Math.max(xlo, ylo / bw) * 4), b.left + bwText.length * 6.6 + 8);
+      const xl = xlo * 10 ** (((px - b.left) / (b.right - b.left)) * Math.log10(xhi / xlo));
+      if (xl < xhi) s.append(svg("text", { class: "roof-label", x: px - 4, y: ys.map(clipY(Math.min(xl * bw, Math.min(...peaks)))) - 10, "text-anchor": "end", text: bwText }));
     }
     const g = svg("g", { "aria-label": "operators" });
     const placed = [];
