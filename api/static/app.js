@@ -1246,6 +1246,7 @@
       if (e.status === 404 || e.status === 405) {
         return `This server cannot cancel a running solve (DELETE ${job.url} answered ${e.status}). The page stopped waiting; the server still finishes the solve and stores its plan under Stored plans.`;
       }
+      if (e.status === 409) return `Job ${job.id} had already ended when the cancel arrived: ${e.message}. A plan it found is under Stored plans.`;
       return `Could not cancel job ${job.id}: ${e.message}. The page stopped waiting.`;
     }
   }

@@ -23,7 +23,7 @@ import pytest
 
 pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)")
 
-from livepage import API_KEY, Recorder, Server, chromium_path, open_page  # noqa: E402
+from livepage import API_KEY, Recorder, Server, open_page, shared_browser  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
 # Waits for the page, not budgets: a machine busy with other work answers slowly.
@@ -34,18 +34,11 @@ expect.set_options(timeout=30_000)
 
 @pytest.fixture(scope="session")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    exe = chromium_path()
-    if exe is None:
+    b = shared_browser()
+    if b is None:
         where = os.environ.get("TIERWISE_CHROMIUM") or "chromium on PATH or /usr/bin/chromium"
         pytest.skip(f"no system Chromium at {where} (apt-get install chromium); the browser tests never download one")
-    # Chromium refuses its sandbox as root (CI containers); elsewhere keep it.
-    args = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, headless=True, args=args)
-        yield b
-        b.close()
+    return b
 
 
 def _warm(server: Server) -> None:
