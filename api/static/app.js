@@ -926,7 +926,7 @@
     if (decades > 7) return build([1], Math.ceil(decades / 6));
     if (decades >= 2.5) return build([1]);
     let t = build([1, 2, 5]);
-    if (t.length < 3) t = build([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    if (t.length < 3) t = build([1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9]);
     if (t.length > 8) t = build([1, 3]);
     return t;
   }
@@ -980,6 +980,16 @@
     g.append(svg("text", { x: (box.left + box.right) / 2, y: box.bottom + 34, "text-anchor": "middle", text: xlabel }));
     g.append(svg("text", { x: 14, y: (box.top + box.bottom) / 2, "text-anchor": "middle", transform: `rotate(-90 14 ${(box.top + box.bottom) / 2})`, text: ylabel }));
     s.append(grid, g);
+  }
+
+  // About n round ticks (1, 2 or 5 times a power of ten apart) from lo to hi.
+  function linTicks(lo, hi, n) {
+    const raw = (hi - lo) / Math.max(1, n);
+    const p = 10 ** Math.floor(Math.log10(raw || 1));
+    const step = [1, 2, 5, 10].map((m) => m * p).find((st) => st >= raw) || 10 * p;
+    const out = [];
+    for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
+    return out;
   }
 
   function logScale(lo, hi, a, b) {
@@ -1698,7 +1708,7 @@
     for (const p of pts) p.nd = !pts.some((q) => q !== p && dominates(q.m, p.m));
     redrawOnResize(box, () => drawPareto(plans));
     const W = chartWidth(box, 760), H = Math.round(Math.min(340, Math.max(280, W * 0.55)));
-    const b = { left: 64, right: W - 18, top: 14, bottom: H - 48 };
+    const b = { left: 64, right: W - 36, top: 14, bottom: H - 48 };
     const xv = pts.map((p) => p.m[0]);
     const yv = pts.map((p) => p.m[1]);
     const xpad = (Math.max(...xv) - Math.min(...xv)) * 0.08 || Math.max(...xv) * 0.1;
@@ -1709,10 +1719,12 @@
     const g = svg("g", { class: "axis" });
     const grid = svg("g", { class: "grid" });
     const nt = W < 500 ? 3 : 5;
-    for (let i = 0; i <= nt; i++) {
-      const xv0 = xs.lo + ((xs.hi - xs.lo) * i) / nt, yv0 = ys.lo + ((ys.hi - ys.lo) * i) / nt;
-      grid.append(svg("line", { x1: xs.map(xv0), x2: xs.map(xv0), y1: b.top, y2: b.bottom }), svg("line", { x1: b.left, x2: b.right, y1: ys.map(yv0), y2: ys.map(yv0) }));
+    for (const xv0 of linTicks(xs.lo, xs.hi, nt)) {
+      grid.append(svg("line", { x1: xs.map(xv0), x2: xs.map(xv0), y1: b.top, y2: b.bottom }));
       g.append(svg("text", { x: xs.map(xv0), y: b.bottom + 16, "text-anchor": "middle", text: fmtBytes(xv0) }));
+    }
+    for (const yv0 of linTicks(ys.lo, ys.hi, 5)) {
+      grid.append(svg("line", { x1: b.left, x2: b.right, y1: ys.map(yv0), y2: ys.map(yv0) }));
       g.append(svg("text", { x: b.left - 6, y: ys.map(yv0) + 4, "text-anchor": "end", text: sig(yv0, 2) }));
     }
     g.append(svg("path", { d: `M${b.left},${b.top}V${b.bottom}H${b.right}`, fill: "none" }));
