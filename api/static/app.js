@@ -2361,7 +2361,7 @@
     const inputs = Array.from(new Set([...Object.keys(a.body), ...Object.keys(b.body)])).filter((k) => k !== "per_op");
     const inRows = inputs.map((k) => {
       const va = a.body[k], vb = b.body[k];
-      return el("tr", { class: JSON.stringify(va) === JSON.stringify(vb) ? null : "differs" }, el("th", { scope: "row", text: k }), el("td", { text: va ?? "–" }), el("td", { text: vb ?? "–" }), el("td"));
+      return el("tr", { class: JSON.stringify(va) === JSON.stringify(vb) ? null : "differs" }, el("th", { scope: "row", text: k }), el("td", { text: va === undefined || va === null ? "–" : String(va) }), el("td", { text: vb === undefined || vb === null ? "–" : String(vb) }), el("td"));
     });
     const outRows = COMPARE_ROWS.map(([name, get, f, better]) => {
       const va = get(a.data), vb = get(b.data);
