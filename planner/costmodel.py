@@ -34,6 +34,7 @@ from hwmodels import DeviceSpec, Link, MemoryTier
 from planner.arch import ArchSpec
 from planner.collectives import all_to_all_s, allreduce_s, hierarchical_allreduce_s, p2p_s
 from planner.formats import Format, combined_bits_per_weight, get_format, parse_sparsity
+from planner.numerics import Numerics, is_rank
 from planner.workload import (
     ATTENTION,
     CONV,
@@ -70,18 +71,22 @@ class EstimateError(ValueError):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Choice:
-    """Numeric choice for one operator or decision group (format names as in DESIGN.md)."""
+class Choice(Numerics):
+    """The numerics the cost model prices for one operator or decision group: a
+    :class:`~planner.numerics.Numerics` plus the KV-cache format. Names are checked when
+    priced (an unknown or unsupported format is an EstimateError naming its field)."""
 
-    weights: str = "bf16"
-    activations: str = "bf16"
     kv: str = "bf16"
-    sparsity: str = "dense"
-    low_rank: int | None = None  # factor each linear k→n into k→r→n (Greenformers-style)
 
     def __post_init__(self) -> None:
-        if self.low_rank is not None and (isinstance(self.low_rank, bool) or not isinstance(self.low_rank, int) or self.low_rank < 1):
+        if self.low_rank is not None and not is_rank(self.low_rank):
             raise EstimateError("low_rank", f"low_rank must be a positive integer or null; got {self.low_rank!r}")
+
+    @classmethod
+    def of(cls, numerics: Numerics, kv: str) -> Choice:
+        """The choice pricing ``numerics`` with the KV cache at ``kv``."""
+        return cls(weights=numerics.weights, activations=numerics.activations, sparsity=numerics.sparsity,
+                   low_rank=numerics.low_rank, kv=kv)
 
 
 def low_rank_factor(op: OpShape, choice: Choice) -> float:
@@ -122,8 +127,10 @@ class Serving:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Options:
-    """Knobs that change placement rather than numerics."""
+class RuntimeSettings:
+    """How the serving runtime places and runs the model (weight placement and offload,
+    flash reads, graph or eager launch, KV-cache policies): knobs that change placement
+    and overheads rather than numerics."""
 
     allow_offload: bool = False  # let weights spill to host memory (GPU/TPU/CPU) — slow
     flash_chunk_bytes: float = 256 * 1024  # read size when streaming weights from flash
@@ -423,7 +430,7 @@ def resolve_format(name: str, field: str) -> Format:
         raise EstimateError(field, str(exc)) from None
 
 
-def _kv_mixed_bits(kv_name: str, head_dim: int, tokens: float, options: Options) -> float:
+def _kv_mixed_bits(kv_name: str, head_dim: int, tokens: float, options: RuntimeSettings) -> float:
     """Average bits per cached element when ``tokens`` are cached under a token budget: the
     budget at the KV format, the rest at the evicted format."""
     hi = _kv_bits(kv_name, head_dim)
@@ -434,7 +441,7 @@ def _kv_mixed_bits(kv_name: str, head_dim: int, tokens: float, options: Options)
     return (budget * hi + (tokens - budget) * lo) / tokens
 
 
-def _kv_proj_share(op: OpShape, options: Options | None) -> float:
+def _kv_proj_share(op: OpShape, options: RuntimeSettings | None) -> float:
     """Fraction of layers that keep this K/V projection under cross-layer KV sharing."""
     if options is None or options.kv_share_layers <= 1 or op.kind != LINEAR:
         return 1.0
@@ -543,7 +550,7 @@ def op_cost(
     weights_on_device: float = 1.0,
     fused: bool = False,
     host_overhead_s: float = 0.0,
-    options: Options | None = None,
+    options: RuntimeSettings | None = None,
 ) -> tuple[OpCost, float]:
     """Cost of one instance of ``op``; returns (cost, weight bytes streamed from slower tiers)."""
     if op.experts and layout.ep > 1 and layout.ep > layout.tp:
@@ -647,7 +654,7 @@ def op_cost(
 
 
 def _block_weight_bytes(
-    block: Block, device: DeviceSpec, choice_for, layout: Layout, uniform: bool = False, options: Options | None = None
+    block: Block, device: DeviceSpec, choice_for, layout: Layout, uniform: bool = False, options: RuntimeSettings | None = None
 ) -> list[float]:
     """Per-instance weight bytes on one device for every instance of ``block`` (K/V projections
     dropped by cross-layer KV sharing are averaged over the layers)."""
@@ -707,7 +714,7 @@ def _shard_tp(op: OpShape, tp: int) -> float:
     return float(tp) if tp > 1 and op.shard in ("col", "row", "heads", "vocab") else 1.0
 
 
-def allowed_tiers(device: DeviceSpec, options: Options) -> list[MemoryTier]:
+def allowed_tiers(device: DeviceSpec, options: RuntimeSettings) -> list[MemoryTier]:
     """Tiers weights may occupy, fastest first."""
     out = []
     for t in device.tiers:
@@ -737,7 +744,7 @@ def place_memory(
     weights_dev: float,
     kv_dev: float,
     act_dev: float,
-    options: Options,
+    options: RuntimeSettings,
 ) -> tuple[list[TierUse], dict[str, float], float]:
     """Place one device's weights, KV cache and activations on its tiers.
 
@@ -880,7 +887,7 @@ def evaluate_phase(
     default: Choice,
     overrides: ChoiceMap | None,
     weight_fractions: Mapping[str, float],
-    options: Options,
+    options: RuntimeSettings,
     kv_on_device: float = 1.0,
 ) -> PhaseCost:
     """Time of one forward pass of the whole model (all pipeline stages) on ``layout``."""
@@ -982,7 +989,7 @@ def evaluate_phase(
     )
 
 
-def stream_time_s(device: DeviceSpec, t: MemoryTier, nbytes: float, options: Options) -> float:
+def stream_time_s(device: DeviceSpec, t: MemoryTier, nbytes: float, options: RuntimeSettings) -> float:
     """Time to bring ``nbytes`` of weights from tier ``t`` to where they are computed."""
     if t.role == "storage":
         return t.read_time_s(nbytes, options.flash_chunk_bytes)
@@ -1024,7 +1031,7 @@ def memory_report(
     serving: Serving,
     choice: Choice,
     overrides: ChoiceMap | None = None,
-    options: Options = Options(),
+    options: RuntimeSettings = RuntimeSettings(),
 ) -> tuple[MemoryReport, dict[str, float]]:
     """Memory per device and tier placement for ``serving`` on ``layout``."""
     work = build_workload(arch)
@@ -1081,7 +1088,7 @@ def _kv_tp_gain(work: Workload, tp: int) -> float:
 
 
 def _stage_weight_bytes(
-    work: Workload, device: DeviceSpec, choice_for, layout: Layout, uniform: bool = False, options: Options | None = None
+    work: Workload, device: DeviceSpec, choice_for, layout: Layout, uniform: bool = False, options: RuntimeSettings | None = None
 ) -> list[float]:
     """Weight bytes per pipeline stage on one device (layers split evenly; pre on the first
     stage, post on the last)."""
@@ -1129,7 +1136,7 @@ def estimate_inference(
     serving: Serving = Serving(),
     choice: Choice = Choice(),
     overrides: ChoiceMap | None = None,
-    options: Options = Options(),
+    options: RuntimeSettings = RuntimeSettings(),
 ) -> InferenceEstimate:
     """Predict prefill (TTFT), decode (TPOT), throughput, memory, energy and cost."""
     check_layout(arch, layout)
@@ -1234,7 +1241,7 @@ def max_batch(
     serving: Serving = Serving(),
     choice: Choice = Choice(),
     overrides: ChoiceMap | None = None,
-    options: Options = Options(),
+    options: RuntimeSettings = RuntimeSettings(),
     limit: int = 1 << 20,
 ) -> int:
     """Largest batch per replica whose memory fits (0 if not even batch 1 fits)."""

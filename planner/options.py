@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from hwmodels import DeviceSpec
 from planner.formats import FormatError, SparsityError, get_format, parse_sparsity
+from planner.numerics import HIGH_PRECISION_COMPUTE, Numerics
 from planner.workload import CONV, EMBEDDING, LINEAR, LM_HEAD, ROUTER, OpShape, Workload
 
 __all__ = [
@@ -56,9 +57,6 @@ __all__ = [
     "parse_option_key",
     "support_status",
 ]
-
-#: Compute formats after which a weight-only option's key omits ``/activations``.
-HIGH_PRECISION_COMPUTE = frozenset({"bf16", "fp16", "fp32"})
 
 #: Weight formats offered when the user does not list any (``--formats``), before the
 #: device filter. One 16-bit format (the device's native one) is added in front.
@@ -179,14 +177,12 @@ def parse_low_ranks(values: Sequence[object] | str | None) -> tuple[int, ...] | 
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Option:
-    """One setting of a decision group (canonical format names); ``low_rank`` is the rank
-    of a factorisation of the group's linear layers (``None``: not factored)."""
+class Option(Numerics):
+    """One setting of a decision group (a :class:`~planner.numerics.Numerics` validated
+    strictly, canonical format names); ``low_rank`` is the rank of a factorisation of the
+    group's linear layers (``None``: not factored)."""
 
     weights: str
-    sparsity: str = "dense"
-    activations: str = "bf16"
-    low_rank: int | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -207,14 +203,6 @@ class Option:
         object.__setattr__(self, "weights", w.name)
         object.__setattr__(self, "activations", a.name)
         object.__setattr__(self, "sparsity", sp.name)
-
-    @property
-    def key(self) -> str:
-        return option_key(self.weights, self.sparsity, self.activations, self.low_rank)
-
-    @property
-    def weight_only(self) -> bool:
-        return self.activations in HIGH_PRECISION_COMPUTE
 
 
 def support_status(device: DeviceSpec, option: Option) -> str:
