@@ -591,7 +591,7 @@ def op_cost(
     # without a measured table). Only the weight bytes are slowed: activations and KV are not.
     rows_share = eff.gemm_rows(load.gemm_m) if op.kind in (LINEAR, LM_HEAD, ROUTER) else 1.0
     memory_s = (dev_w / rows_share + act_bytes + kv_bytes) / (bw * eff.bandwidth(mem_bytes)) if mem_bytes > 0 else 0.0
-    if kv_bytes > 0 and ph.tokens == 1:
+    if kv_bytes > 0 and ph.kv_gather:
         # Decode attention gathers the KV cache from scattered (paged) blocks per sequence and
         # head: such irregular reads reach ~40–60% of peak bandwidth (hardware_and_formulas.md
         # §A.5, "irregular access patterns"), modelled as KV_GATHER_EFFICIENCY × streaming.
@@ -676,15 +676,28 @@ def _block_weight_bytes(
     return out * block.count if uniform else out
 
 
-def _kv_bytes_per_token(work: Workload, device: DeviceSpec, choice: Choice, tp: int) -> float:
-    """KV-cache bytes per cached token on one device (all layers of the model)."""
+def _kv_layer_bytes(
+    work: Workload, device: DeviceSpec, choice: Choice, tp: int, tokens: int, options: RuntimeSettings
+) -> list[float]:
+    """KV-cache bytes of one sequence with ``tokens`` cached tokens on one device, for every
+    layer of the repeated blocks in model order (0 for layers without a self-attention cache).
+    A local (sliding-window) layer keeps at most its window (:meth:`ArchSpec.layer_windows`)."""
     _numerics(device, choice, 1, 1)  # validates the formats
-    total = 0.0
+    windows = iter(work.arch.layer_windows())
+    out: list[float] = []
     for b in work.blocks:
-        for op in b.ops:
-            if op.kind == ATTENTION and not op.cross and op.causal:
-                total += b.count * 2 * op.kv_heads * op.head_dim * _kv_bits(choice.kv, op.head_dim) / 8.0 / _kv_shard(op, tp)
-    return total
+        if not b.repeated:
+            continue
+        attn = [op for op in b.ops if op.kind == ATTENTION and op.causal and not op.cross]
+        for _ in range(b.count):
+            window = next(windows, None) if attn else None
+            cached = tokens if window is None else min(tokens, window)
+            total = 0.0
+            for op in attn:
+                bits = _kv_mixed_bits(choice.kv, op.head_dim, cached, options) if cached else 0.0
+                total += cached * 2 * op.kv_heads * op.head_dim * bits / 8.0 / _kv_shard(op, tp)
+            out.append(total / options.kv_share_layers)
+    return out
 
 
 def _activation_peak_bytes(work: Workload, ph: Phase, act_bits: float, tp: int) -> float:
@@ -1042,12 +1055,13 @@ def memory_report(
     weights_total = sum(_stage_weight_bytes(work, device, choice_for, Layout(), uniform=not overrides, options=options))
     generative = arch.family in ("decoder", "encoder_decoder")
     kv_tokens = (serving.prompt + serving.gen) if generative else 0
-    kv_per_tok_dev = _kv_bytes_per_token(work, device, choice, layout.tp) if generative else 0.0
-    if generative and options.kv_token_budget and kv_tokens > 0:
-        kv_per_tok_dev *= _kv_mixed_bits(choice.kv, _head_dim(work), kv_tokens, options) / _kv_bits(choice.kv, _head_dim(work))
-    kv_per_tok_dev /= options.kv_share_layers
-    kv_dev = serving.batch * kv_tokens * kv_per_tok_dev / layout.pp
-    kv_total = kv_dev * layout.pp * (layout.tp / _kv_tp_gain(work, layout.tp))
+    kv_layers = [serving.batch * x for x in _kv_layer_bytes(work, device, choice, layout.tp, kv_tokens, options)]
+    # The busiest pipeline stage sets the memory per device.
+    kv_stages = _split_stages(kv_layers, layout.pp) if kv_layers else [0.0] * layout.pp
+    w_stages = stage_bytes if len(stage_bytes) == layout.pp else [weights_dev] * layout.pp
+    top = max(range(layout.pp), key=lambda s: w_stages[s] + kv_stages[s])
+    weights_dev, kv_dev = w_stages[top], kv_stages[top]
+    kv_total = sum(kv_layers) * (layout.tp / _kv_tp_gain(work, layout.tp))
     prefill = _prefill_phase(arch, serving)
     act_bits = _numerics(device, choice, 1, 1).act_bits
     act_dev = _activation_peak_bytes(work, prefill, act_bits, layout.tp)
@@ -1069,14 +1083,6 @@ def memory_report(
         offloaded_kv_bytes=offloaded_kv,
     )
     return rep, fractions
-
-
-def _head_dim(work: Workload) -> int:
-    for b in work.blocks:
-        for op in b.ops:
-            if op.kind == ATTENTION:
-                return op.head_dim
-    return 1
 
 
 def _kv_tp_gain(work: Workload, tp: int) -> float:
@@ -1105,14 +1111,16 @@ def _stage_weight_bytes(
             post += sum(per)
     if not layer_bytes:  # CNN: one non-repeated block
         return [pre + post]
-    n = len(layer_bytes)
-    stages = []
-    for s in range(pp):
-        lo, hi = (n * s) // pp, (n * (s + 1)) // pp
-        stages.append(sum(layer_bytes[lo:hi]))
+    stages = _split_stages(layer_bytes, pp)
     stages[0] += pre
     stages[-1] += post
     return stages
+
+
+def _split_stages(per_layer: list[float], pp: int) -> list[float]:
+    """Sum of ``per_layer`` on each of ``pp`` pipeline stages (layers split evenly, in order)."""
+    n = len(per_layer)
+    return [sum(per_layer[(n * s) // pp:(n * (s + 1)) // pp]) for s in range(pp)]
 
 
 def _prefill_phase(arch: ArchSpec, serving: Serving, batch: int | None = None) -> Phase:
@@ -1126,7 +1134,7 @@ def _decode_phase(arch: ArchSpec, serving: Serving, batch: int) -> Phase:
     # TPOT averaged over the generation: attention cost is linear in context, so the mean
     # context (prompt + (gen−1)/2 tokens already cached) gives the average step exactly.
     ctx = serving.prompt + max(serving.gen - 1, 0) / 2.0
-    return Phase(name="decode", batch=batch, tokens=1, context=ctx, encoder_tokens=serving.prompt)
+    return Phase(name="decode", batch=batch, tokens=1, context=ctx, encoder_tokens=serving.prompt, kv_gather=True)
 
 
 def estimate_inference(
