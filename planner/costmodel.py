@@ -25,44 +25,76 @@ Model, per operator instance on one device (details and error analysis in docs/c
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-from hwmodels import DeviceSpec, Link, MemoryTier
+from hwmodels import DeviceSpec, Link
 from planner.arch import ArchSpec
 from planner.collectives import all_to_all_s, allreduce_s, hierarchical_allreduce_s, p2p_s
-from planner.formats import Format, combined_bits_per_weight, get_format, parse_sparsity
+from planner.errors import EstimateError
 from planner.numerics import Numerics, is_rank
+from planner.opcost import (
+    KV_GATHER_EFFICIENCY,
+    device_numerics,
+    kv_proj_share,
+    low_rank_factor,
+    matrix_shape,
+    op_cost,
+    resolve_format,
+    shard_factor,
+)
+from planner.placement import (
+    activation_peak_bytes,
+    allowed_tiers,
+    kv_layer_bytes,
+    kv_tp_gain,
+    place_memory,
+    split_stages,
+    stage_weight_bytes,
+    stream_time_s,
+)
+from planner.results import GroupCost, InferenceEstimate, MemoryReport, OpCost, PhaseCost, TierUse
 from planner.workload import (
-    ATTENTION,
-    CONV,
     EMBEDDING,
-    LINEAR,
     LM_HEAD,
     NORM,
-    POOL,
-    ROUTER,
     Block,
     OpShape,
     Phase,
     Workload,
     build_workload,
-    op_load,
     tokens_per_sample,
 )
 
-
-class EstimateError(ValueError):
-    """A configuration that cannot be estimated (bad layout, unsupported format...).
-
-    ``field`` names the offending input (CLI flag without dashes / API field)."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
+__all__ = [
+    "KV_GATHER_EFFICIENCY",
+    "RUNTIME_OVERHEAD_S",
+    "Choice",
+    "ChoiceMap",
+    "EstimateError",
+    "GroupCost",
+    "InferenceEstimate",
+    "Layout",
+    "MemoryReport",
+    "OpCost",
+    "PhaseCost",
+    "RuntimeSettings",
+    "Serving",
+    "TierUse",
+    "allowed_tiers",
+    "check_layout",
+    "estimate_inference",
+    "evaluate_phase",
+    "group_costs",
+    "low_rank_factor",
+    "max_batch",
+    "memory_report",
+    "op_cost",
+    "place_memory",
+    "resolve_format",
+    "stream_time_s",
+]
 
 
 # ---------------------------------------------------------------------------
@@ -87,16 +119,6 @@ class Choice(Numerics):
         """The choice pricing ``numerics`` with the KV cache at ``kv``."""
         return cls(weights=numerics.weights, activations=numerics.activations, sparsity=numerics.sparsity,
                    low_rank=numerics.low_rank, kv=kv)
-
-
-def low_rank_factor(op: OpShape, choice: Choice) -> float:
-    """Fraction of a linear's weights (and FLOPs) kept by a rank-r factorization:
-    r·(k+n) / (k·n), capped at 1 (a rank that does not compress leaves the layer dense)."""
-    r = choice.low_rank
-    if not r or op.kind != LINEAR or not op.in_features or not op.out_features:
-        return 1.0
-    k, n = op.in_features, op.out_features
-    return min(1.0, r * (k + n) / (k * n))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,664 +190,6 @@ class RuntimeSettings:
 # layer runs ~50 ATen ops for the 11 operators modelled here) → ≈ 35 µs per operator. The
 # DeepLearningExamples ResNet-50 table shows the effect (batch-1 AMP slower than fp32: launch bound).
 RUNTIME_OVERHEAD_S = {"graph": 0.0, "eager": 35e-6}
-
-# Fraction of streaming bandwidth that decode attention reaches when gathering the KV cache:
-# irregular (paged) reads reach 40–60% of peak (hardware_and_formulas.md §A.5); the upper end
-# is used because serving engines' paged-attention kernels read whole 16-token blocks.
-KV_GATHER_EFFICIENCY = 0.6
-
-
-# ---------------------------------------------------------------------------
-# Results
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OpCost:
-    name: str  # FQN pattern; "{i}" stands for every layer of a repeated block
-    kind: str
-    group: str
-    count: int  # layer instances this row stands for
-    flops: float  # per instance, per device
-    weight_bytes: float
-    activation_bytes: float
-    kv_bytes: float
-    compute_s: float
-    memory_s: float
-    comm_s: float
-    overhead_s: float
-    time_s: float  # per instance, without comm
-    bound: str  # "compute" | "memory" | "overhead"
-    precision: str
-
-    @property
-    def intensity(self) -> float:
-        b = self.weight_bytes + self.activation_bytes + self.kv_bytes
-        return self.flops / b if b else math.inf
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "group": self.group,
-            "count": self.count,
-            "flops": self.flops,
-            "weight_bytes": self.weight_bytes,
-            "activation_bytes": self.activation_bytes,
-            "kv_bytes": self.kv_bytes,
-            "compute_s": self.compute_s,
-            "memory_s": self.memory_s,
-            "comm_s": self.comm_s,
-            "overhead_s": self.overhead_s,
-            "time_s": self.time_s,
-            "bound": self.bound,
-            "precision": self.precision,
-            "arithmetic_intensity": None if math.isinf(self.intensity) else self.intensity,
-        }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PhaseCost:
-    name: str
-    batch: int
-    time_s: float
-    device_s: float  # Σ op time on the device tier
-    stream_s: float  # time to stream spilled weights from slower tiers
-    comm_s: float
-    flops: float  # per device
-    bytes_by_tier: Mapping[str, float]
-    busy_s: float  # utilisation-weighted busy time (for energy)
-    bound: str
-    ops: tuple[OpCost, ...]
-
-    def to_dict(self, ops: bool = True) -> dict:
-        d = {
-            "name": self.name,
-            "batch": self.batch,
-            "time_s": self.time_s,
-            "device_s": self.device_s,
-            "stream_s": self.stream_s,
-            "comm_s": self.comm_s,
-            "flops_per_device": self.flops,
-            "bytes_by_tier": dict(self.bytes_by_tier),
-            "bound": self.bound,
-        }
-        if ops:
-            d["ops"] = [o.to_dict() for o in self.ops]
-        return d
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TierUse:
-    name: str
-    role: str
-    capacity_bytes: float
-    used_bytes: float
-    weights_bytes: float
-    kv_cache_bytes: float
-    activations_bytes: float
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "role": self.role,
-            "capacity_bytes": self.capacity_bytes,
-            "used_bytes": self.used_bytes,
-            "weights_bytes": self.weights_bytes,
-            "kv_cache_bytes": self.kv_cache_bytes,
-            "activations_bytes": self.activations_bytes,
-        }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MemoryReport:
-    weights_bytes: float  # whole model at its formats (all devices)
-    kv_cache_bytes: float  # whole batch, all replicas' share on one replica
-    activations_bytes: float  # peak transient per device
-    per_device_bytes: float
-    device_capacity_bytes: float
-    fits: bool
-    shortfall_bytes: float
-    tiers: tuple[TierUse, ...]
-    offloaded_weights_bytes: float  # per device, outside the device tier
-    offloaded_kv_bytes: float = 0.0  # per device, KV cache spilled to host memory
-
-    def to_dict(self) -> dict:
-        return {
-            "weights_bytes": self.weights_bytes,
-            "kv_cache_bytes": self.kv_cache_bytes,
-            "activations_bytes": self.activations_bytes,
-            "per_device_bytes": self.per_device_bytes,
-            "device_capacity_bytes": self.device_capacity_bytes,
-            "fits": self.fits,
-            "shortfall_bytes": self.shortfall_bytes,
-            "offloaded_weights_bytes": self.offloaded_weights_bytes,
-            "offloaded_kv_bytes": self.offloaded_kv_bytes,
-            "tiers": {t.name: t.to_dict() for t in self.tiers},
-        }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InferenceEstimate:
-    model: str
-    hardware: str
-    layout: Layout
-    serving: Serving
-    choice: Choice
-    prefill: PhaseCost
-    decode: PhaseCost | None
-    ttft_s: float
-    tpot_s: float
-    latency_s: float
-    output_tokens_per_s: float
-    decode_tokens_per_s: float
-    prefill_tokens_per_s: float
-    samples_per_s: float
-    energy_j_per_token: float
-    energy_j_per_sample: float
-    usd_per_million_tokens: float | None
-    usd_per_hour: float | None
-    memory: MemoryReport
-    switch_in_s: float | None
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def batch(self) -> int:
-        return self.serving.batch
-
-    def to_dict(self, ops: bool = True) -> dict:
-        return {
-            "mode": "inference",
-            "model": self.model,
-            "hardware": self.hardware,
-            "devices": self.layout.devices,
-            "tp": self.layout.tp,
-            "pp": self.layout.pp,
-            "dp": self.layout.dp,
-            "ep": self.layout.ep,
-            "batch": self.serving.batch,
-            "prompt": self.serving.prompt,
-            "gen": self.serving.gen,
-            "weights": self.choice.weights,
-            "activations": self.choice.activations,
-            "kv": self.choice.kv,
-            "sparsity": self.choice.sparsity,
-            "ttft_s": self.ttft_s,
-            "tpot_s": self.tpot_s,
-            "latency_s": self.latency_s,
-            "output_tokens_per_s": self.output_tokens_per_s,
-            "decode_tokens_per_s": self.decode_tokens_per_s,
-            "prefill_tokens_per_s": self.prefill_tokens_per_s,
-            "samples_per_s": self.samples_per_s,
-            "energy_j_per_token": self.energy_j_per_token,
-            "energy_j_per_sample": self.energy_j_per_sample,
-            "usd_per_hour": self.usd_per_hour,
-            "usd_per_million_tokens": self.usd_per_million_tokens,
-            "switch_in_s": self.switch_in_s,
-            "memory": self.memory.to_dict(),
-            "prefill": self.prefill.to_dict(ops),
-            "decode": self.decode.to_dict(ops) if self.decode else None,
-            "notes": list(self.notes),
-        }
-
-
-# ---------------------------------------------------------------------------
-# Resolved numerics of a choice on a device
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Numerics:
-    weight_bits: float  # effective stored bits per weight incl. scales and sparse metadata
-    act_bits: float
-    kv_bits: float
-    precision: str  # compute precision key for the peak
-    peak_flops_per_s: float
-    dequant_ops_per_weight: float  # vector ops per weight element to dequantize (0 when native)
-    vector_flops_per_s: float
-    density: float  # fraction of weights kept (compute still dense unless 2:4 native)
-
-
-_LOW_PRECISION_COMPUTE = {"fp8": 8, "int8": 8, "int4": 4, "fp4": 4}
-
-
-def _act_compute_precision(act: Format) -> str:
-    hp = act.hw_precision
-    return hp if hp in ("fp32", "tf32", "bf16", "fp16") else "bf16"
-
-
-def _peak_or_zero(device: DeviceSpec, precision: str) -> float:
-    try:
-        return device.peak_flops_per_s(precision)
-    except ValueError:
-        return 0.0
-
-
-def _dequant_ops(w: Format) -> float:
-    """Vector instructions per weight to turn a stored value into a compute-precision value:
-    convert + scale, +1 to unpack sub-byte values, +1 for a zero-point, +1 for a table lookup
-    (NF4 / codebooks)."""
-    ops = 2.0
-    if w.element_bits < 8:
-        ops += 1.0
-    if w.zero_point_bits:
-        ops += 1.0
-    if w.kind in ("codebook", "nf"):
-        ops += 1.0
-    return ops
-
-
-@functools.lru_cache(maxsize=1024)
-def _kv_bits(kv_name: str, head_dim: int) -> float:
-    """Bits per cached element. A row is one head of one token (per-head scales are priced over
-    head_dim values); the cache holds very many rows, so per-tensor scales vanish."""
-    return get_format(kv_name).bits_per_value(1 << 20, max(head_dim, 1))
-
-
-def resolve_format(name: str, field: str) -> Format:
-    """The registered format ``name``; an unknown one is an EstimateError naming ``field``."""
-    try:
-        return get_format(name)
-    except ValueError as exc:
-        raise EstimateError(field, str(exc)) from None
-
-
-def _kv_mixed_bits(kv_name: str, head_dim: int, tokens: float, options: RuntimeSettings) -> float:
-    """Average bits per cached element when ``tokens`` are cached under a token budget: the
-    budget at the KV format, the rest at the evicted format."""
-    hi = _kv_bits(kv_name, head_dim)
-    budget = options.kv_token_budget
-    if not budget or tokens <= budget:
-        return hi
-    lo = _kv_bits(options.kv_evicted, head_dim)
-    return (budget * hi + (tokens - budget) * lo) / tokens
-
-
-def _kv_proj_share(op: OpShape, options: RuntimeSettings | None) -> float:
-    """Fraction of layers that keep this K/V projection under cross-layer KV sharing."""
-    if options is None or options.kv_share_layers <= 1 or op.kind != LINEAR:
-        return 1.0
-    if op.name.endswith(("k_proj", "v_proj", ".key", ".value")):
-        return 1.0 / options.kv_share_layers
-    return 1.0
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _numerics(device: DeviceSpec, choice: Choice, rows: int, cols: int) -> _Numerics:
-    w = resolve_format(choice.weights, "weights")
-    a = resolve_format(choice.activations, "activations")
-    kv = resolve_format(choice.kv, "kv")
-    try:
-        sp = parse_sparsity(choice.sparsity)
-    except ValueError as exc:
-        raise EstimateError("sparsity", str(exc)) from None
-    for fld, fmt in (("weights", w), ("activations", a), ("kv", kv)):
-        if device.supports(fmt.name) == "unsupported":
-            raise EstimateError(
-                fld,
-                f"format '{fmt.name}' is not supported on {device.id} (native: {', '.join(sorted(device.formats.native))})",
-            )
-    if not a.is_activation:
-        raise EstimateError("activations", f"'{a.name}' is not an activation format")
-    if not kv.is_kv:
-        raise EstimateError("kv", f"'{kv.name}' is not a KV-cache format")
-
-    # Sparsity thins the elements; scales stay per dense group (Sparse-Marlin layout).
-    wbits = combined_bits_per_weight(w, sp, rows, cols)
-    abits = float(a.element_bits)
-    kvbits = kv.bits_per_value(None, None)
-
-    a_native = device.supports(a.name) == "native"
-    w_native = device.supports(w.name) == "native"
-    number_kind = "float" if w.kind in ("float", "minifloat", "mx", "nvfp") else "int"
-    # Compute path: both operands low precision and native on the device → low precision units
-    # (W8A8, FP8, W4A8 on int8 units). Otherwise the weights are dequantized to the activation
-    # precision (weight-only quantization saves bytes, not compute).
-    if a.hw_precision in _LOW_PRECISION_COMPUTE and a_native and w.element_bits <= 8:
-        precision = a.hw_precision
-        deq = 0.0 if (w_native and w.hw_precision == precision) else 1.0
-    else:
-        precision = _act_compute_precision(a)
-        if w.hw_precision == precision or (w.kind == "float" and w.element_bits >= 16):
-            deq = 0.0
-        else:
-            deq = _dequant_ops(w)
-    structured = sp.structured and sp.density < 1.0
-    sparse_native = structured and device.sparse_2to4_speedup() > 1.0 and (w_native or deq == 0.0)
-    peak = device.peak_flops_per_s(
-        precision,
-        sparse_2to4=sparse_native,
-        weight_bits=w.element_bits,
-        act_bits=a.element_bits,
-        number_kind=number_kind,
-    )
-    vec = device.peak_flops_per_s("fp32")
-    return _Numerics(wbits, abits, kvbits, precision, peak, deq, vec, sp.density)
-
-
-# ---------------------------------------------------------------------------
-# Per-operator cost
-# ---------------------------------------------------------------------------
-
-
-def _matrix_shape(op: OpShape) -> tuple[int, int]:
-    """(rows, cols) of the weight as quantized: output features × input features; a conv's
-    weight is out_channels × (in_channels/groups · k·k) = out × params/out."""
-    if op.kind == CONV:
-        return op.out_features, max(1, op.weight_params // max(op.out_features, 1))
-    if op.kind == POOL:
-        return 1, 1
-    return op.out_features, op.in_features
-
-
-def _shard(op: OpShape, layout: Layout) -> float:
-    if op.experts and layout.ep > 1:
-        # Expert parallelism: each of the ep ranks holds E/ep whole experts and computes the
-        # tokens routed to them (vLLM / DeepSpeed-MoE EP over the TP×DP group).
-        return float(layout.ep)
-    if layout.tp <= 1:
-        return 1.0
-    if op.shard in ("col", "row", "heads", "vocab"):
-        return float(layout.tp)
-    return 1.0
-
-
-def _kv_shard(op: OpShape, tp: int) -> float:
-    # KV heads are split across TP ranks; with fewer KV heads than ranks each rank keeps one
-    # (replicated), as vLLM and TensorRT-LLM do for GQA/MQA.
-    if tp <= 1 or op.kv_heads <= 0:
-        return 1.0
-    return op.kv_heads / max(1.0, op.kv_heads / tp)
-
-
-def op_cost(
-    op: OpShape,
-    ph: Phase,
-    device: DeviceSpec,
-    choice: Choice,
-    layout: Layout,
-    *,
-    name: str,
-    count: int = 1,
-    weights_on_device: float = 1.0,
-    fused: bool = False,
-    host_overhead_s: float = 0.0,
-    options: RuntimeSettings | None = None,
-) -> tuple[OpCost, float]:
-    """Cost of one instance of ``op``; returns (cost, weight bytes streamed from slower tiers)."""
-    if op.experts and layout.ep > 1 and layout.ep > layout.tp:
-        # The EP group spans ep/tp replicas: each rank's experts serve all their tokens.
-        ph = replace(ph, batch=ph.batch * (layout.ep // max(layout.tp, 1)))
-    load = op_load(op, ph)
-    rows, cols = _matrix_shape(op)
-    nm = _numerics(device, choice, rows or 1, cols or 1)
-    shard = _shard(op, layout)
-    eff = device.efficiency
-
-    lr = low_rank_factor(op, choice)
-    flops = load.flops * lr / shard
-    w_elems = load.weight_elems_read * lr / shard
-    if op.kind == NORM:
-        w_bytes = w_elems * 2.0  # norm weights stay in 16-bit
-    elif op.kind == EMBEDDING:
-        # a gather reads whole rows; rows are stored at the weight format
-        w_bytes = w_elems * nm.weight_bits / 8.0
-    else:
-        w_bytes = w_elems * nm.weight_bits / 8.0
-    act_bytes = 0.0 if fused else (load.act_in_elems + load.act_out_elems) / shard * nm.act_bits / 8.0
-    kv_bytes = 0.0
-    if op.kind == ATTENTION:
-        hi = _kv_bits(choice.kv, op.head_dim)
-        read_bits = hi
-        if options is not None and options.kv_token_budget and not op.cross:
-            keys = ph.context + ph.tokens
-            read_bits = _kv_mixed_bits(choice.kv, op.head_dim, keys, options)
-        kv_bytes = (load.kv_read_elems * read_bits + load.kv_write_elems * hi) / _kv_shard(op, layout.tp) / 8.0
-
-    dev_w = w_bytes * weights_on_device
-    streamed = w_bytes - dev_w
-    mem_bytes = dev_w + act_bytes + kv_bytes
-    bw = device.device_tier.bandwidth_bytes_per_s
-    # A GEMM with few rows streams its weights below the streaming bandwidth on CPU BLAS (packing,
-    # few vector lanes filled); calibrate measures that per row count (Efficiency.gemm_rows, 1.0
-    # without a measured table). Only the weight bytes are slowed: activations and KV are not.
-    rows_share = eff.gemm_rows(load.gemm_m) if op.kind in (LINEAR, LM_HEAD, ROUTER) else 1.0
-    memory_s = (dev_w / rows_share + act_bytes + kv_bytes) / (bw * eff.bandwidth(mem_bytes)) if mem_bytes > 0 else 0.0
-    if kv_bytes > 0 and ph.kv_gather:
-        # Decode attention gathers the KV cache from scattered (paged) blocks per sequence and
-        # head: such irregular reads reach ~40–60% of peak bandwidth (hardware_and_formulas.md
-        # §A.5, "irregular access patterns"), modelled as KV_GATHER_EFFICIENCY × streaming.
-        memory_s += kv_bytes / (bw * eff.bandwidth(kv_bytes)) * (1.0 / KV_GATHER_EFFICIENCY - 1.0)
-
-    if op.kind in (NORM, POOL, EMBEDDING):
-        # Vector-unit work: the size-efficiency curve is defined in tensor-peak FLOPs, so scale
-        # the op to the time it occupies (same fill-up time on the same cores).
-        scaled = flops * nm.peak_flops_per_s / nm.vector_flops_per_s if nm.vector_flops_per_s else flops
-        compute_s = flops / (nm.vector_flops_per_s * eff.compute(scaled)) if flops > 0 else 0.0
-        precision = "fp32"
-    elif op.kind == ATTENTION and nm.precision not in ("fp32", "tf32", "bf16", "fp16"):
-        # QKᵀ/softmax/AV run in 16-bit even in FP8/INT8 engines (fused MHA kernels keep
-        # 16-bit operands; only the KV cache storage is low precision).
-        peak = max(_peak_or_zero(device, "bf16"), _peak_or_zero(device, "fp16")) or nm.peak_flops_per_s
-        compute_s = flops / (peak * eff.compute(flops)) if flops > 0 else 0.0
-        precision = "bf16"
-    else:
-        compute_s = flops / (nm.peak_flops_per_s * eff.compute(flops)) if flops > 0 else 0.0
-        precision = nm.precision
-    deq_s = 0.0
-    if nm.dequant_ops_per_weight and w_elems and op.kind not in (ATTENTION, NORM, POOL, EMBEDDING):
-        # Fused dequantizing GEMMs convert each weight tile once per 128-row block of tokens, on
-        # the vector ALUs (fp32 rate, no size penalty: the kernel is already launched). The
-        # conversion sits between the load and the MMA of each tile, so it adds to the
-        # weight stream rather than hiding under it: gpt-fast on A100 reaches 1397 GB/s in
-        # bf16 but 1069 (int8) and 863 GB/s (int4) — consistent with this serial term.
-        tiles = max(1.0, math.ceil(load.gemm_m / 128.0))
-        deq_ops = w_elems * nm.dequant_ops_per_weight * tiles
-        deq_s = deq_ops / (nm.vector_flops_per_s * eff.compute_max)
-    overhead = (eff.kernel_overhead_s if not fused else 0.0) + host_overhead_s
-    t = max(compute_s, memory_s + deq_s)
-    if overhead > t:
-        bound = "overhead"
-    else:
-        bound = "compute" if compute_s >= memory_s else "memory"
-    cost = OpCost(
-        name=name,
-        kind=op.kind,
-        group=op.group,
-        count=count,
-        flops=flops,
-        weight_bytes=w_bytes,
-        activation_bytes=act_bytes,
-        kv_bytes=kv_bytes,
-        compute_s=compute_s,
-        memory_s=memory_s + deq_s,
-        comm_s=0.0,
-        overhead_s=overhead,
-        time_s=t + overhead,
-        bound=bound,
-        precision=precision,
-    )
-    return cost, streamed
-
-
-# ---------------------------------------------------------------------------
-# Memory
-# ---------------------------------------------------------------------------
-
-
-def _block_weight_bytes(
-    block: Block, device: DeviceSpec, choice_for, layout: Layout, uniform: bool = False, options: RuntimeSettings | None = None
-) -> list[float]:
-    """Per-instance weight bytes on one device for every instance of ``block`` (K/V projections
-    dropped by cross-layer KV sharing are averaged over the layers)."""
-    out = []
-    for i in range(1 if uniform else block.count):
-        total = 0.0
-        for op in block.ops:
-            p = op.weight_params
-            if not p:
-                continue
-            ch = choice_for(block, i, op)
-            if op.kind == NORM:
-                total += p * 2.0
-                continue
-            rows, cols = _matrix_shape(op)
-            nm = _numerics(device, ch, rows or 1, cols or 1)
-            total += p * low_rank_factor(op, ch) * _kv_proj_share(op, options) * nm.weight_bits / 8.0 / _shard(op, layout)
-        out.append(total)
-    return out * block.count if uniform else out
-
-
-def _kv_layer_bytes(
-    work: Workload, device: DeviceSpec, choice: Choice, tp: int, tokens: int, options: RuntimeSettings
-) -> list[float]:
-    """KV-cache bytes of one sequence with ``tokens`` cached tokens on one device, for every
-    layer of the repeated blocks in model order (0 for layers without a self-attention cache).
-    A local (sliding-window) layer keeps at most its window (:meth:`ArchSpec.layer_windows`)."""
-    _numerics(device, choice, 1, 1)  # validates the formats
-    windows = iter(work.arch.layer_windows())
-    out: list[float] = []
-    for b in work.blocks:
-        if not b.repeated:
-            continue
-        attn = [op for op in b.ops if op.kind == ATTENTION and op.causal and not op.cross]
-        for _ in range(b.count):
-            window = next(windows, None) if attn else None
-            cached = tokens if window is None else min(tokens, window)
-            total = 0.0
-            for op in attn:
-                bits = _kv_mixed_bits(choice.kv, op.head_dim, cached, options) if cached else 0.0
-                total += cached * 2 * op.kv_heads * op.head_dim * bits / 8.0 / _kv_shard(op, tp)
-            out.append(total / options.kv_share_layers)
-    return out
-
-
-def _activation_peak_bytes(work: Workload, ph: Phase, act_bits: float, tp: int) -> float:
-    """Peak transient activation memory per device during one forward pass.
-
-    Inference frees each layer's activations after use: the residual stream plus the largest
-    operator's input and output are live at once, plus fp32 logits for the positions scored.
-    """
-    m = ph.batch * ph.tokens
-    largest = 0.0
-    resid = 0.0
-    logits = 0.0
-    for b in work.blocks:
-        for op in b.ops:
-            load = op_load(op, ph)
-            if op.kind == LM_HEAD:
-                logits = ph.batch * min(ph.tokens, ph.logits_tokens) * op.out_features * 4.0 / _shard_tp(op, tp)
-                continue
-            live = (load.act_in_elems + load.act_out_elems) / _shard_tp(op, tp)
-            largest = max(largest, live)
-            if op.hidden:
-                resid = max(resid, m * op.hidden)
-    return (resid + largest) * act_bits / 8.0 + logits
-
-
-def _shard_tp(op: OpShape, tp: int) -> float:
-    return float(tp) if tp > 1 and op.shard in ("col", "row", "heads", "vocab") else 1.0
-
-
-def allowed_tiers(device: DeviceSpec, options: RuntimeSettings) -> list[MemoryTier]:
-    """Tiers weights may occupy, fastest first."""
-    out = []
-    for t in device.tiers:
-        if t.role == "on_chip":
-            if device.device_class == "fpga":
-                out.append(t)
-            continue
-        if t.role in ("device", "device_ext"):
-            out.append(t)
-        elif t.role == "host" and options.allow_offload:
-            out.append(t)
-        elif t.role == "storage" and (device.device_class in ("phone", "laptop", "edge") or options.allow_offload):
-            # Phones and laptops map weights from flash by design (LLM in a flash); servers
-            # stream from NVMe only when offloading is asked for (FlexGen's disk tier).
-            out.append(t)
-    return out
-
-
-def _tier_capacity(device: DeviceSpec, t: MemoryTier) -> float:
-    if t is device.device_tier:
-        return device.memory_capacity_bytes
-    return t.capacity_bytes
-
-
-def place_memory(
-    device: DeviceSpec,
-    weights_dev: float,
-    kv_dev: float,
-    act_dev: float,
-    options: RuntimeSettings,
-) -> tuple[list[TierUse], dict[str, float], float]:
-    """Place one device's weights, KV cache and activations on its tiers.
-
-    KV cache and activations live in the device tier (dataflow devices keep activations in
-    on-chip SRAM when they fit); weights fill the remaining space tier by tier. Returns the
-    tier usage, the weight fraction per tier, and the shortfall in bytes (0 when it fits).
-    """
-    uses: dict[str, dict[str, float]] = {t.name: {"w": 0.0, "kv": 0.0, "act": 0.0} for t in device.tiers}
-    dev = device.device_tier
-    act_tier = dev
-    if device.dataflow_fusion:
-        for t in device.tiers:
-            if t.role == "on_chip" and t.capacity_bytes >= act_dev:
-                act_tier = t
-                break
-    uses[act_tier.name]["act"] = act_dev
-    allowed = allowed_tiers(device, options)
-    # The KV cache stays on the device; with offloading allowed, what does not fit next to the
-    # activations spills to host memory (FlexGen keeps KV in CPU DRAM) and is streamed back.
-    kv_room = max(0.0, device.memory_capacity_bytes - uses[dev.name]["act"])
-    host = next((t for t in allowed if t.role == "host"), None)
-    if kv_dev > kv_room and host is not None:
-        uses[dev.name]["kv"] = kv_room
-        uses[host.name]["kv"] = kv_dev - kv_room
-    else:
-        uses[dev.name]["kv"] = kv_dev
-    remaining = weights_dev
-    fractions: dict[str, float] = {}
-    if options.placement:
-        for t in allowed:
-            f = options.placement.get(t.name, 0.0)
-            uses[t.name]["w"] = weights_dev * f
-            fractions[t.name] = f
-        remaining = weights_dev * max(0.0, 1.0 - sum(fractions.values()))
-    else:
-        for t in allowed:
-            cap = _tier_capacity(device, t)
-            free = cap - sum(uses[t.name].values())
-            take = min(max(free, 0.0), remaining)
-            if take > 0:
-                uses[t.name]["w"] += take
-                fractions[t.name] = take / weights_dev if weights_dev else 0.0
-                remaining -= take
-            if remaining <= 0:
-                break
-    shortfall = max(0.0, remaining)
-    if remaining > 0:
-        # Report where the rest would have to go: over-commit the device tier.
-        uses[dev.name]["w"] += remaining
-        fractions[dev.name] = fractions.get(dev.name, 0.0) + remaining / weights_dev
-    # KV / activations themselves may overflow the device tier
-    over = sum(uses[dev.name].values()) - device.memory_capacity_bytes
-    if over > shortfall + 1e-6 and not options.placement:
-        shortfall = max(shortfall, over)
-    tiers = [
-        TierUse(
-            name=t.name,
-            role=t.role,
-            capacity_bytes=_tier_capacity(device, t),
-            used_bytes=sum(uses[t.name].values()),
-            weights_bytes=uses[t.name]["w"],
-            kv_cache_bytes=uses[t.name]["kv"],
-            activations_bytes=uses[t.name]["act"],
-        )
-        for t in device.tiers
-    ]
-    return tiers, fractions, shortfall
-
 
 # ---------------------------------------------------------------------------
 # Layout checks
@@ -943,7 +307,7 @@ def evaluate_phase(
                     c = _with_comm(c, comm)
                 ops_out.append(c)
                 # Cross-layer KV sharing: only 1 in kv_share_layers layers runs its K/V projection.
-                n = cnt * _kv_proj_share(op, options)
+                n = cnt * kv_proj_share(op, options)
                 device_s += c.time_s * n
                 comm_s += comm * n
                 flops_total += c.flops * n
@@ -1002,34 +366,8 @@ def evaluate_phase(
     )
 
 
-def stream_time_s(device: DeviceSpec, t: MemoryTier, nbytes: float, options: RuntimeSettings) -> float:
-    """Time to bring ``nbytes`` of weights from tier ``t`` to where they are computed."""
-    if t.role == "storage":
-        return t.read_time_s(nbytes, options.flash_chunk_bytes)
-    if t.role == "host" and device.host_link is not None:
-        bw = min(t.bandwidth_bytes_per_s, device.host_link.bandwidth_bytes_per_s)
-        return nbytes / (bw * device.efficiency.bandwidth(nbytes)) + device.host_link.latency_s
-    return nbytes / (t.bandwidth_bytes_per_s * device.efficiency.bandwidth(nbytes)) + t.latency_s
-
-
 def _with_comm(c: OpCost, comm: float) -> OpCost:
-    return OpCost(
-        name=c.name,
-        kind=c.kind,
-        group=c.group,
-        count=c.count,
-        flops=c.flops,
-        weight_bytes=c.weight_bytes,
-        activation_bytes=c.activation_bytes,
-        kv_bytes=c.kv_bytes,
-        compute_s=c.compute_s,
-        memory_s=c.memory_s,
-        comm_s=comm,
-        overhead_s=c.overhead_s,
-        time_s=c.time_s,
-        bound=c.bound,
-        precision=c.precision,
-    )
+    return replace(c, comm_s=comm)
 
 
 # ---------------------------------------------------------------------------
@@ -1049,22 +387,22 @@ def memory_report(
     """Memory per device and tier placement for ``serving`` on ``layout``."""
     work = build_workload(arch)
     choice_for = _choice_fn(choice, overrides)
-    stage_bytes = _stage_weight_bytes(work, device, choice_for, layout, uniform=not overrides, options=options)
+    stage_bytes = stage_weight_bytes(work, device, choice_for, layout, uniform=not overrides, options=options)
     weights_dev = max(stage_bytes)
     # Whole-model bytes (replicated operators such as norms and routers counted once).
-    weights_total = sum(_stage_weight_bytes(work, device, choice_for, Layout(), uniform=not overrides, options=options))
+    weights_total = sum(stage_weight_bytes(work, device, choice_for, Layout(), uniform=not overrides, options=options))
     generative = arch.family in ("decoder", "encoder_decoder")
     kv_tokens = (serving.prompt + serving.gen) if generative else 0
-    kv_layers = [serving.batch * x for x in _kv_layer_bytes(work, device, choice, layout.tp, kv_tokens, options)]
+    kv_layers = [serving.batch * x for x in kv_layer_bytes(work, device, choice, layout.tp, kv_tokens, options)]
     # The busiest pipeline stage sets the memory per device.
-    kv_stages = _split_stages(kv_layers, layout.pp) if kv_layers else [0.0] * layout.pp
+    kv_stages = split_stages(kv_layers, layout.pp) if kv_layers else [0.0] * layout.pp
     w_stages = stage_bytes if len(stage_bytes) == layout.pp else [weights_dev] * layout.pp
     top = max(range(layout.pp), key=lambda s: w_stages[s] + kv_stages[s])
     weights_dev, kv_dev = w_stages[top], kv_stages[top]
-    kv_total = sum(kv_layers) * (layout.tp / _kv_tp_gain(work, layout.tp))
+    kv_total = sum(kv_layers) * (layout.tp / kv_tp_gain(work, layout.tp))
     prefill = _prefill_phase(arch, serving)
-    act_bits = _numerics(device, choice, 1, 1).act_bits
-    act_dev = _activation_peak_bytes(work, prefill, act_bits, layout.tp)
+    act_bits = device_numerics(device, choice, 1, 1).act_bits
+    act_dev = activation_peak_bytes(work, prefill, act_bits, layout.tp)
     tiers, fractions, shortfall = place_memory(device, weights_dev, kv_dev, act_dev, options)
     dev = device.device_tier
     per_device = weights_dev + kv_dev + act_dev
@@ -1083,44 +421,6 @@ def memory_report(
         offloaded_kv_bytes=offloaded_kv,
     )
     return rep, fractions
-
-
-def _kv_tp_gain(work: Workload, tp: int) -> float:
-    for b in work.blocks:
-        for op in b.ops:
-            if op.kind == ATTENTION:
-                return _kv_shard(op, tp)
-    return 1.0
-
-
-def _stage_weight_bytes(
-    work: Workload, device: DeviceSpec, choice_for, layout: Layout, uniform: bool = False, options: RuntimeSettings | None = None
-) -> list[float]:
-    """Weight bytes per pipeline stage on one device (layers split evenly; pre on the first
-    stage, post on the last)."""
-    pp = layout.pp
-    pre = post = 0.0
-    layer_bytes: list[float] = []
-    for b in work.blocks:
-        per = _block_weight_bytes(b, device, choice_for, layout, uniform=uniform, options=options)
-        if b.repeated:
-            layer_bytes.extend(per)
-        elif b.stage == "pre":
-            pre += sum(per)
-        else:
-            post += sum(per)
-    if not layer_bytes:  # CNN: one non-repeated block
-        return [pre + post]
-    stages = _split_stages(layer_bytes, pp)
-    stages[0] += pre
-    stages[-1] += post
-    return stages
-
-
-def _split_stages(per_layer: list[float], pp: int) -> list[float]:
-    """Sum of ``per_layer`` on each of ``pp`` pipeline stages (layers split evenly, in order)."""
-    n = len(per_layer)
-    return [sum(per_layer[(n * s) // pp:(n * (s + 1)) // pp]) for s in range(pp)]
 
 
 def _prefill_phase(arch: ArchSpec, serving: Serving, batch: int | None = None) -> Phase:
@@ -1278,25 +578,6 @@ def max_batch(
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GroupCost:
-    """Cost of one decision group (one layer instance) under one choice, on one device.
-
-    Times are the group's additive share of a forward pass (Σ of its operators' times,
-    TP communication included); bytes are per device (TP-sharded).
-    """
-
-    group: str  # relative group name inside its block, e.g. "mlp.gate_up"
-    block: str  # block prefix, e.g. "model.layers"
-    count: int  # instances (layers) this row stands for
-    weight_params: int
-    weight_bytes: float
-    prefill_s: float
-    decode_s: float
-    prefill_flops: float
-    decode_weight_bytes_read: float
-
-
 def group_costs(
     arch: ArchSpec,
     device: DeviceSpec,
@@ -1334,9 +615,9 @@ def group_costs(
                     dbytes += cd.weight_bytes
                 if op.weight_params:
                     params += op.weight_params
-                    rows, cols = _matrix_shape(op)
-                    nm = _numerics(device, choice, rows or 1, cols or 1)
-                    w_bytes += op.weight_params * low_rank_factor(op, choice) * (2.0 if op.kind == NORM else nm.weight_bits / 8.0) / _shard(op, layout)
+                    rows, cols = matrix_shape(op)
+                    nm = device_numerics(device, choice, rows or 1, cols or 1)
+                    w_bytes += op.weight_params * low_rank_factor(op, choice) * (2.0 if op.kind == NORM else nm.weight_bits / 8.0) / shard_factor(op, layout)
             out.append(
                 GroupCost(
                     group=g,
@@ -1373,4 +654,4 @@ def _op_comm(op: OpShape, ph: Phase, device: DeviceSpec, choice: Choice, layout:
 def _comm_bytes_per_elem(device: DeviceSpec, choice: Choice) -> float:
     """Tensor-parallel partial sums are all-reduced in 16-bit (or fp32) even when the GEMMs run
     in fp8/int8: NCCL reduces in the accumulation precision's storage type."""
-    return max(_numerics(device, choice, 1, 1).act_bits, 16.0) / 8.0
+    return max(device_numerics(device, choice, 1, 1).act_bits, 16.0) / 8.0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.formats import Format, NumericsError, Sparsity, resolve_numerics
+from planner.formats import Format, Sparsity, resolve_numerics
 
 #: Compute formats after which a weight-only option's key omits ``/activations``.
 HIGH_PRECISION_COMPUTE = frozenset({"bf16", "fp16", "fp32"})
