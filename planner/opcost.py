@@ -22,7 +22,8 @@ from planner.results import OpCost
 from planner.workload import ATTENTION, CONV, EMBEDDING, LINEAR, LM_HEAD, NORM, POOL, ROUTER, OpLoad, OpShape, Phase, op_load
 
 if TYPE_CHECKING:
-    from planner.costmodel import Choice, Layout, RuntimeSettings
+    from planner.costmodel import Choice, RuntimeSettings
+    from planner.layout import Layout
 
 # Fraction of streaming bandwidth that decode attention reaches when gathering the KV cache:
 # irregular (paged) reads are estimated at 40–60% of peak (an assumption, not a measurement); the upper end

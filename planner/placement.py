@@ -13,7 +13,8 @@ from planner.results import TierUse
 from planner.workload import ATTENTION, LM_HEAD, NORM, Block, OpShape, Phase, Workload, op_load
 
 if TYPE_CHECKING:
-    from planner.costmodel import Choice, Layout, RuntimeSettings
+    from planner.costmodel import Choice, RuntimeSettings
+    from planner.layout import Layout
 
 
 def block_weight_bytes(

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from planner.costmodel import Choice, Layout, Serving
+    from planner.costmodel import Choice, Serving
+    from planner.layout import Layout
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,6 +177,7 @@ class InferenceEstimate:
             "pp": self.layout.pp,
             "dp": self.layout.dp,
             "ep": self.layout.ep,
+            "cp": self.layout.cp,
             "batch": self.serving.batch,
             "prompt": self.serving.prompt,
             "gen": self.serving.gen,
