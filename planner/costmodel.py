@@ -25,13 +25,25 @@ Model, per operator instance on one device (details and error analysis in docs/c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
 from planner.errors import EstimateError
-from planner.numerics import Numerics, is_rank
+from planner.layout import (
+    Layout,
+    check_layout,  # noqa: F401  (callers that validate a layout before estimating use costmodel.check_layout)
+    check_layout_on,
+    collective_s,
+    cp_split,
+    microbatch_sizes,
+    p2p_stage_s,
+    pipeline_time_s,
+    ring_exchange_s,
+    strides,
+)
+from planner.numerics import Choice, resolve_format
 from planner.opcost import (
     KV_GATHER_EFFICIENCY,
     device_numerics,
@@ -39,7 +51,6 @@ from planner.opcost import (
     low_rank_factor,
     matrix_shape,
     op_cost,
-    resolve_format,
     shard_factor,
 )
 from planner.placement import (
@@ -53,6 +64,7 @@ from planner.placement import (
     stream_time_s,
 )
 from planner.results import GroupCost, InferenceEstimate, MemoryReport, OpCost, PhaseCost, TierUse
+from planner.serving import RUNTIME_OVERHEAD_S, RuntimeSettings, Serving
 from planner.workload import (
     ATTENTION,
     EMBEDDING,
@@ -64,18 +76,6 @@ from planner.workload import (
     Workload,
     build_workload,
     tokens_per_sample,
-)
-from planner.layout import (
-    Layout,
-    check_layout,  # noqa: F401  (callers that validate a layout before estimating use costmodel.check_layout)
-    check_layout_on,
-    collective_s,
-    cp_split,
-    microbatch_sizes,
-    p2p_stage_s,
-    pipeline_time_s,
-    ring_exchange_s,
-    strides,
 )
 
 __all__ = [
@@ -109,83 +109,6 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------
-# Inputs
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Choice(Numerics):
-    """The numerics the cost model prices for one operator or decision group: a
-    :class:`~planner.numerics.Numerics` plus the KV-cache format. Names are checked when
-    priced (an unknown or unsupported format is an EstimateError naming its field)."""
-
-    kv: str = "bf16"
-
-    def __post_init__(self) -> None:
-        if self.low_rank is not None and not is_rank(self.low_rank):
-            raise EstimateError("low_rank", f"low_rank must be a positive integer or null; got {self.low_rank!r}")
-
-    @classmethod
-    def of(cls, numerics: Numerics, kv: str) -> Choice:
-        """The choice pricing ``numerics`` with the KV cache at ``kv``."""
-        return cls(weights=numerics.weights, activations=numerics.activations, sparsity=numerics.sparsity,
-                   low_rank=numerics.low_rank, kv=kv)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Serving:
-    """What is served: batch per replica, prompt and generated tokens per request."""
-
-    batch: int = 1
-    prompt: int = 512
-    gen: int = 128
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RuntimeSettings:
-    """How the serving runtime places and runs the model (weight placement and offload,
-    flash reads, graph or eager launch, KV-cache policies): knobs that change placement
-    and overheads rather than numerics."""
-
-    allow_offload: bool = False  # let weights spill to host memory (GPU/TPU/CPU) — slow
-    flash_chunk_bytes: float = 256 * 1024  # read size when streaming weights from flash
-    placement: Mapping[str, float] | None = None  # explicit fraction of weights per tier name
-    runtime: str = "graph"  # "graph" (CUDA graphs / compiled engines) or "eager" (PyTorch eager)
-    # KV-cache policies. A token budget keeps the most recent/important `kv_token_budget` tokens
-    # at the KV format and retains evicted ones at `kv_evicted` (MiKV, Yang et al. 2024:
-    # "No Token Left Behind"); `kv_share_layers` adjacent layers share one cache and the
-    # later layers drop their K/V projections (SwiftKV's AcrossKV, Qiao et al. 2024).
-    kv_token_budget: int | None = None
-    kv_evicted: str = "int4-g32"
-    kv_share_layers: int = 1
-
-    def __post_init__(self) -> None:
-        if self.kv_token_budget is not None and (isinstance(self.kv_token_budget, bool) or not isinstance(self.kv_token_budget, int) or self.kv_token_budget < 1):
-            raise EstimateError("kv_budget", f"--kv-budget must be a positive number of tokens; got {self.kv_token_budget!r}")
-        if isinstance(self.kv_share_layers, bool) or not isinstance(self.kv_share_layers, int) or self.kv_share_layers < 1:
-            raise EstimateError("kv_share", f"--kv-share must be a positive integer; got {self.kv_share_layers!r}")
-        if not resolve_format(self.kv_evicted, "kv_evicted").is_kv:
-            raise EstimateError("kv_evicted", f"--kv-evicted must be a KV-cache format; got {self.kv_evicted!r}")
-        if self.runtime not in RUNTIME_OVERHEAD_S:
-            raise EstimateError("runtime", f"--runtime must be one of {', '.join(RUNTIME_OVERHEAD_S)}; got {self.runtime!r}")
-        if self.flash_chunk_bytes <= 0:
-            raise EstimateError("flash_chunk_kib", f"--flash-chunk-kib must be positive; got {self.flash_chunk_bytes / 1024:g}")
-
-    @property
-    def host_overhead_s(self) -> float:
-        return RUNTIME_OVERHEAD_S[self.runtime]
-
-
-# Host-side cost per modelled operator on top of the device's kernel overhead.
-# Graph-captured engines (CUDA graphs, TensorRT-LLM, torch.compile, llama.cpp) launch the whole
-# pass at once: no per-operator host cost. PyTorch eager dispatches each ATen kernel from Python:
-# ≈ 7–8 µs of dispatcher + launch per kernel and ≈ 4–5 kernels per modelled operator (a Llama
-# layer runs ~50 ATen ops for the 11 operators modelled here) → ≈ 35 µs per operator. The
-# DeepLearningExamples ResNet-50 table shows the effect (batch-1 AMP slower than fp32: launch bound).
-RUNTIME_OVERHEAD_S = {"graph": 0.0, "eager": 35e-6}
-
-
-# ---------------------------------------------------------------------------
 # Phase evaluation
 # ---------------------------------------------------------------------------
 
@@ -214,87 +137,28 @@ def evaluate_phase(
     kv_on_device: float = 1.0,
 ) -> PhaseCost:
     """Time of one forward pass of the whole model (all pipeline stages) on ``layout``."""
-    choice_for = _choice_fn(default, overrides)
     dev_tier = device.device_tier
     on_device = weight_fractions.get(dev_tier.name, 1.0 if not weight_fractions else 0.0)
-    # Weights held on chip (FPGA BRAM/URAM) count as "streamed" from a tier whose reads cost
-    # no device bandwidth (skipped in the stream time below).
-    fused = device.dataflow_fusion
     ops_out: list[OpCost] = []
-    device_s = 0.0
-    busy = 0.0
-    flops_total = 0.0
-    streamed_total = 0.0
-    kv_streamed = 0.0
-    comm_s = 0.0
-    bytes_dev = 0.0
-    for b in work.blocks:
-        uniform = not overrides
-        instances = [(0, b.count)] if uniform else [(i, 1) for i in range(b.count)]
-        for i, cnt in instances:
-            for op in b.ops:
-                ch = choice_for(b, i, op)
-                nm_name = b.fqn(i, op) if not (uniform and b.repeated) else f"{b.prefix}.{{i}}.{op.name}"
-                c, streamed = op_cost(
-                    op,
-                    ph,
-                    device,
-                    ch,
-                    layout,
-                    name=nm_name,
-                    count=cnt,
-                    weights_on_device=on_device,
-                    fused=fused and op.kind not in (EMBEDDING, LM_HEAD) and b.repeated,
-                    host_overhead_s=options.host_overhead_s,
-                    options=options,
-                )
-                comm = _op_comm(op, ph, device, ch, layout, c.time_s)
-                if comm:
-                    c = _with_comm(c, comm)
-                ops_out.append(c)
-                # Cross-layer KV sharing: only 1 in kv_share_layers layers runs its K/V projection.
-                n = cnt * kv_proj_share(op, options)
-                device_s += c.time_s * n
-                comm_s += comm * n
-                flops_total += c.flops * n
-                streamed_total += streamed * n
-                if kv_on_device < 1.0 and c.kv_bytes:
-                    kv_streamed += c.kv_bytes * (1.0 - kv_on_device) * n
-                bytes_dev += (c.weight_bytes * on_device + c.activation_bytes + c.kv_bytes) * n
-                if c.time_s > 0:
-                    peak_t = max(c.compute_s, c.memory_s)
-                    busy += peak_t * n
-    stream_s = 0.0
+    device_s = busy = flops_total = streamed_total = kv_streamed = comm_s = bytes_dev = 0.0
+    for c, streamed, n in _phase_ops(work, ph, device, layout, default, overrides, on_device, options):
+        ops_out.append(c)
+        device_s += c.time_s * n
+        comm_s += c.comm_s * n
+        flops_total += c.flops * n
+        streamed_total += streamed * n
+        if kv_on_device < 1.0 and c.kv_bytes:
+            kv_streamed += c.kv_bytes * (1.0 - kv_on_device) * n
+        bytes_dev += (c.weight_bytes * on_device + c.activation_bytes + c.kv_bytes) * n
+        if c.time_s > 0:
+            busy += max(c.compute_s, c.memory_s) * n
     by_tier = {dev_tier.name: bytes_dev}
-    if streamed_total > 0:
-        off = {k: v for k, v in weight_fractions.items() if k != dev_tier.name}
-        tot = sum(off.values()) or 1.0
-        for name, frac in off.items():
-            t = device.tier(name)
-            nbytes = streamed_total * frac / tot
-            by_tier[name] = nbytes
-            if t.role == "on_chip":
-                continue
-            stream_s += stream_time_s(device, t, nbytes, options)
-    if kv_streamed > 0:
-        host = next((t for t in device.tiers if t.role == "host"), None)
-        if host is not None:
-            by_tier[host.name] = by_tier.get(host.name, 0.0) + kv_streamed
-            stream_s += stream_time_s(device, host, kv_streamed, options)
+    stream_s = _stream_s(device, weight_fractions, streamed_total, kv_streamed, options, by_tier)
     # Pipeline: activations cross (pp-1) stage boundaries.
     if layout.pp > 1:
         nbytes = ph.batch * ph.tokens * work.arch.hidden_size * 2.0 / max(layout.tp, 1)
         comm_s += (layout.pp - 1) * p2p_stage_s(device, nbytes, strides(layout).pp)
     t_total = max(device_s, stream_s) + comm_s
-    if stream_s > device_s:
-        bound = "stream"
-    elif comm_s > 0.5 * t_total:
-        bound = "communication"
-    else:
-        comp = sum(o.compute_s * o.count for o in ops_out)
-        mem = sum(o.memory_s * o.count for o in ops_out)
-        ovh = sum(o.overhead_s * o.count for o in ops_out)
-        bound = max((comp, "compute"), (mem, "memory"), (ovh, "overhead"))[1]
     return PhaseCost(
         name=ph.name,
         batch=ph.batch,
@@ -305,9 +169,94 @@ def evaluate_phase(
         flops=flops_total,
         bytes_by_tier=by_tier,
         busy_s=min(busy + comm_s, t_total),
-        bound=bound,
+        bound=_phase_bound(ops_out, device_s, stream_s, comm_s, t_total),
         ops=tuple(ops_out),
     )
+
+
+def _phase_ops(
+    work: Workload,
+    ph: Phase,
+    device: DeviceSpec,
+    layout: Layout,
+    default: Choice,
+    overrides: ChoiceMap | None,
+    on_device: float,
+    options: RuntimeSettings,
+) -> Iterator[tuple[OpCost, float, float]]:
+    """Every operator row of one pass: (cost with its communication, weight bytes streamed
+    from slower tiers, instances it stands for). Layers of a repeated block share one row
+    unless per-group overrides make them differ."""
+    choice_for = _choice_fn(default, overrides)
+    uniform = not overrides
+    for b in work.blocks:
+        instances = [(0, b.count)] if uniform else [(i, 1) for i in range(b.count)]
+        for i, cnt in instances:
+            for op in b.ops:
+                ch = choice_for(b, i, op)
+                name = f"{b.prefix}.{{i}}.{op.name}" if uniform and b.repeated else b.fqn(i, op)
+                c, streamed = op_cost(
+                    op,
+                    ph,
+                    device,
+                    ch,
+                    layout,
+                    name=name,
+                    count=cnt,
+                    weights_on_device=on_device,
+                    # Dataflow devices fuse a layer's operators (activations stay on chip).
+                    fused=device.dataflow_fusion and op.kind not in (EMBEDDING, LM_HEAD) and b.repeated,
+                    host_overhead_s=options.host_overhead_s,
+                    options=options,
+                )
+                comm = _op_comm(op, ph, device, ch, layout, c.time_s)
+                if comm:
+                    c = _with_comm(c, comm)
+                # Cross-layer KV sharing: only 1 in kv_share_layers layers runs its K/V projection.
+                yield c, streamed, cnt * kv_proj_share(op, options)
+
+
+def _stream_s(
+    device: DeviceSpec,
+    weight_fractions: Mapping[str, float],
+    streamed: float,
+    kv_streamed: float,
+    options: RuntimeSettings,
+    by_tier: dict[str, float],
+) -> float:
+    """Time to stream spilled weights (and offloaded KV cache) from slower tiers; adds the
+    bytes each tier serves to ``by_tier``. Weights held on chip (FPGA BRAM/URAM) count as
+    streamed from a tier whose reads cost no device bandwidth."""
+    stream_s = 0.0
+    dev_name = device.device_tier.name
+    if streamed > 0:
+        off = {k: v for k, v in weight_fractions.items() if k != dev_name}
+        tot = sum(off.values()) or 1.0
+        for name, frac in off.items():
+            t = device.tier(name)
+            nbytes = streamed * frac / tot
+            by_tier[name] = nbytes
+            if t.role != "on_chip":
+                stream_s += stream_time_s(device, t, nbytes, options)
+    if kv_streamed > 0:
+        host = next((t for t in device.tiers if t.role == "host"), None)
+        if host is not None:
+            by_tier[host.name] = by_tier.get(host.name, 0.0) + kv_streamed
+            stream_s += stream_time_s(device, host, kv_streamed, options)
+    return stream_s
+
+
+def _phase_bound(ops: list[OpCost], device_s: float, stream_s: float, comm_s: float, t_total: float) -> str:
+    """What limits a pass: streaming, communication, or the operators' compute, memory or
+    launch overhead (whichever sums largest)."""
+    if stream_s > device_s:
+        return "stream"
+    if comm_s > 0.5 * t_total:
+        return "communication"
+    comp = sum(o.compute_s * o.count for o in ops)
+    mem = sum(o.memory_s * o.count for o in ops)
+    ovh = sum(o.overhead_s * o.count for o in ops)
+    return max((comp, "compute"), (mem, "memory"), (ovh, "overhead"))[1]
 
 
 def _with_comm(c: OpCost, comm: float) -> OpCost:
@@ -385,6 +334,14 @@ def _decode_phase(arch: ArchSpec, serving: Serving, batch: int, cp: int = 1) -> 
     return Phase(name="decode", batch=batch, tokens=1, context=ctx, encoder_tokens=serving.prompt, kv_gather=True)
 
 
+def _check_serving(arch: ArchSpec, serving: Serving, layout: Layout) -> None:
+    if serving.batch < 1:
+        raise EstimateError("batch", f"--batch must be a positive integer; got {serving.batch}")
+    if serving.prompt < 0 or serving.gen < 0:
+        raise EstimateError("prompt" if serving.prompt < 0 else "gen", "token counts must be ≥ 0")
+    _check_cp_prompt(arch, serving, layout)
+
+
 def _check_cp_prompt(arch: ArchSpec, serving: Serving, layout: Layout) -> None:
     tokens = tokens_per_sample(arch, serving.prompt)
     if layout.cp > 1 and tokens < layout.cp:
@@ -402,22 +359,10 @@ def estimate_inference(
 ) -> InferenceEstimate:
     """Predict prefill (TTFT), decode (TPOT), throughput, memory, energy and cost."""
     check_layout_on(arch, device, layout)
-    if serving.batch < 1:
-        raise EstimateError("batch", f"--batch must be a positive integer; got {serving.batch}")
-    if serving.prompt < 0 or serving.gen < 0:
-        raise EstimateError("prompt" if serving.prompt < 0 else "gen", "token counts must be ≥ 0")
-    _check_cp_prompt(arch, serving, layout)
+    _check_serving(arch, serving, layout)
     work = build_workload(arch)
     mem, fractions = memory_report(arch, device, layout, serving, choice, overrides, options)
-    notes: list[str] = []
-    if not mem.fits:
-        notes.append(
-            f"does not fit: needs {mem.per_device_bytes / 1e9:.2f} GB per device, "
-            f"{mem.shortfall_bytes / 1e9:.2f} GB more than the allowed tiers hold"
-        )
-    if mem.offloaded_weights_bytes > 0:
-        notes.append(f"{mem.offloaded_weights_bytes / 1e9:.2f} GB of weights per device stream from slower tiers each pass")
-
+    notes = _memory_notes(mem)
     # Pipeline micro-batching: the batch is split into m = min(batch, pp) micro-batches of their
     # true sizes; the largest sets the decode step.
     sizes = microbatch_sizes(serving.batch, layout.pp)
@@ -448,33 +393,14 @@ def estimate_inference(
     prefill_tps = dp * prompt_tokens / ttft if ttft > 0 else 0.0
     samples = dp * b / latency if latency > 0 else 0.0
 
-    # Energy: idle power for the whole time plus dynamic power scaled by how busy the
-    # device is (compute or bandwidth, whichever limits each operator).
-    idle, tdp = device.idle_w, device.tdp_w
-    n_dev = layout.model_parallel
-
-    def phase_energy(pc: PhaseCost) -> float:
-        util = min(1.0, pc.busy_s / pc.time_s) if pc.time_s > 0 else 0.0
-        return n_dev * pc.time_s * (idle + (tdp - idle) * util)
-
-    e_run = phase_energy(prefill) * (prefill_pipe_s / prefill.time_s if prefill.time_s > 0 else 1.0)
-    if decode is not None:
-        e_run += gen_steps * phase_energy(decode)
+    e_run = _energy_j(device, layout, prefill, prefill_pipe_s, decode, gen_steps)
     per_token = e_run / out_tokens if out_tokens else e_run / max(prompt_tokens, 1)
     # Devices without a rental price (phones, FPGA boards) report no cost.
     usd_h = device.usd_per_hour * layout.devices if device.usd_per_hour is not None else None
     tokens_for_cost = output_tps if output_tps else prefill_tps
     usd_per_m = usd_h / 3600.0 / tokens_for_cost * 1e6 if (usd_h is not None and tokens_for_cost) else None
 
-    switch_in = None
-    ext = [t for t in device.tiers if t.role in ("device_ext", "host", "storage")]
-    if ext:
-        src = ext[0]
-        link_bw = src.bandwidth_bytes_per_s
-        if src.role == "host" and device.host_link is not None:
-            link_bw = min(link_bw, device.host_link.bandwidth_bytes_per_s)
-        resident = mem.weights_bytes / max(layout.devices // layout.dp, 1) - mem.offloaded_weights_bytes
-        switch_in = max(resident, 0.0) / link_bw + src.latency_s
+    switch_in = _switch_in_s(device, layout, mem)
     if prefill.bound == "stream" or (decode is not None and decode.bound == "stream"):
         notes.append("per-token time is dominated by streaming weights from a slower memory tier")
     return InferenceEstimate(
@@ -500,6 +426,51 @@ def estimate_inference(
         switch_in_s=switch_in,
         notes=tuple(notes),
     )
+
+
+def _memory_notes(mem: MemoryReport) -> list[str]:
+    notes: list[str] = []
+    if not mem.fits:
+        notes.append(
+            f"does not fit: needs {mem.per_device_bytes / 1e9:.2f} GB per device, "
+            f"{mem.shortfall_bytes / 1e9:.2f} GB more than the allowed tiers hold"
+        )
+    if mem.offloaded_weights_bytes > 0:
+        notes.append(f"{mem.offloaded_weights_bytes / 1e9:.2f} GB of weights per device stream from slower tiers each pass")
+    return notes
+
+
+def _energy_j(
+    device: DeviceSpec, layout: Layout, prefill: PhaseCost, prefill_pipe_s: float, decode: PhaseCost | None, gen_steps: int
+) -> float:
+    """Energy of one request batch on the devices of one replica: idle power for the whole
+    time plus dynamic power scaled by how busy the device is (compute or bandwidth, whichever
+    limits each operator)."""
+    idle, tdp = device.idle_w, device.tdp_w
+    n_dev = layout.model_parallel
+
+    def phase_energy(pc: PhaseCost) -> float:
+        util = min(1.0, pc.busy_s / pc.time_s) if pc.time_s > 0 else 0.0
+        return n_dev * pc.time_s * (idle + (tdp - idle) * util)
+
+    e_run = phase_energy(prefill) * (prefill_pipe_s / prefill.time_s if prefill.time_s > 0 else 1.0)
+    if decode is not None:
+        e_run += gen_steps * phase_energy(decode)
+    return e_run
+
+
+def _switch_in_s(device: DeviceSpec, layout: Layout, mem: MemoryReport) -> float | None:
+    """Time to bring the device-resident weights in from the first slower tier (model
+    switching); None on a device without one."""
+    ext = [t for t in device.tiers if t.role in ("device_ext", "host", "storage")]
+    if not ext:
+        return None
+    src = ext[0]
+    link_bw = src.bandwidth_bytes_per_s
+    if src.role == "host" and device.host_link is not None:
+        link_bw = min(link_bw, device.host_link.bandwidth_bytes_per_s)
+    resident = mem.weights_bytes / max(layout.devices // layout.dp, 1) - mem.offloaded_weights_bytes
+    return max(resident, 0.0) / link_bw + src.latency_s
 
 
 def max_batch(

@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING
 from hwmodels import DeviceSpec
 from planner.errors import EstimateError
 from planner.formats import Format, combined_bits_per_weight, get_format, parse_sparsity
+from planner.numerics import resolve_format
 from planner.results import OpCost
 from planner.workload import ATTENTION, CONV, EMBEDDING, LINEAR, LM_HEAD, NORM, POOL, ROUTER, OpLoad, OpShape, Phase, op_load
 
 if TYPE_CHECKING:
-    from planner.costmodel import Choice, RuntimeSettings
+    from planner.numerics import Choice
+    from planner.serving import RuntimeSettings
     from planner.layout import Layout
 
 # Fraction of streaming bandwidth that decode attention reaches when gathering the KV cache:
@@ -90,14 +92,6 @@ def kv_bits(kv_name: str, head_dim: int) -> float:
     """Bits per cached element. A row is one head of one token (per-head scales are priced over
     head_dim values); the cache holds very many rows, so per-tensor scales vanish."""
     return get_format(kv_name).bits_per_value(1 << 20, max(head_dim, 1))
-
-
-def resolve_format(name: str, field: str) -> Format:
-    """The registered format ``name``; an unknown one is an EstimateError naming ``field``."""
-    try:
-        return get_format(name)
-    except ValueError as exc:
-        raise EstimateError(field, str(exc)) from None
 
 
 def kv_mixed_bits(kv_name: str, head_dim: int, tokens: float, options: RuntimeSettings) -> float:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from hwmodels import DeviceSpec
 from planner.formats import FormatError, SparsityError, get_format, parse_sparsity
-from planner.numerics import HIGH_PRECISION_COMPUTE, Numerics
+from planner.numerics import HIGH_PRECISION_COMPUTE, Numerics, numerics_key
 from planner.workload import CONV, EMBEDDING, LINEAR, LM_HEAD, ROUTER, OpShape, Workload
 
 __all__ = [
@@ -103,15 +103,7 @@ def _check_rank(value: object, where: str) -> int:
 
 def option_key(weights: str, sparsity: str = "dense", activations: str = "bf16", low_rank: int | None = None) -> str:
     """``weights[+sparsity][@rRANK][/activations]`` with canonical names (see the module docstring)."""
-    w = get_format(weights).name
-    sp = parse_sparsity(sparsity).name
-    a = get_format(activations).name
-    key = w if sp == "dense" else f"{w}+{sp}"
-    if low_rank is not None:
-        key += f"@r{_check_rank(low_rank, 'option key')}"
-    if a not in HIGH_PRECISION_COMPUTE:
-        key += f"/{a}"
-    return key
+    return numerics_key(weights, sparsity, activations, None if low_rank is None else _check_rank(low_rank, "option key"))
 
 
 _RANK = re.compile(r"^r([0-9]+)$")

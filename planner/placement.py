@@ -13,7 +13,8 @@ from planner.results import TierUse
 from planner.workload import ATTENTION, LM_HEAD, NORM, Block, OpShape, Phase, Workload, op_load
 
 if TYPE_CHECKING:
-    from planner.costmodel import Choice, RuntimeSettings
+    from planner.numerics import Choice
+    from planner.serving import RuntimeSettings
     from planner.layout import Layout
 
 

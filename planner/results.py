@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from planner.costmodel import Choice, Serving
+    from planner.numerics import Choice
+    from planner.serving import Serving
     from planner.layout import Layout
 
 
