@@ -237,7 +237,7 @@ def candidate_options(
       plus the device's 16-bit format. Unsupported formats are dropped; naming one
       explicitly is an error.
     * ``sparsity``: patterns combined with the 16- and 8-bit formats; default ``2:4`` only
-      where the device has 2:4 sparse tensor cores (peers_compression.md §0.6: it pays
+      where the device has 2:4 sparse tensor cores (Mishra et al., arXiv:2104.08378: it pays
       only there, and only in some regimes — the cost model decides).
     * ``low_precision_compute``: add W8A8 (int8/int8), FP8 (fp8/fp8) and W4A8
       (int4-g128/int8) options where both formats are native.

@@ -3,7 +3,7 @@
 A :class:`Plan` records what was asked (model, hardware, workload, constraints, objective,
 content hashes of the profiles used), what was chosen (the parallel layout, the KV-cache
 format and an ordered map from decision-group FQN to :class:`GroupChoice`), what the cost
-model predicts for it, and how the solver got there (STYLE.md practice 5).
+model predicts for it, and how the solver got there: a plan is data, never code.
 
 Serialisation rules:
 

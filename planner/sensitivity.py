@@ -1,7 +1,7 @@
 """Accuracy sensitivity: how much each (decision group, option) is expected to hurt.
 
 The planner minimises the sum of per-group scores, the additive proxy every peer tool uses
-(peers_compression.md §0.3: HAWQ's Tr(H)·‖ΔW‖², ModelOpt's Σ g²(ΔY)², per-op MSE). A score
+(HAWQ-V3's Tr(H)·‖ΔW‖², Yao et al. ICML 2021; ModelOpt AutoQuantize's Σ g²(ΔY)²; per-op MSE). A score
 is dimensionless: a relative output-noise power, weighted by how much the group matters.
 Four sources, one interface (:class:`Sensitivity`):
 

@@ -1,11 +1,11 @@
 """The planner's integer program: a multiple-choice knapsack with named side constraints.
 
-This is the only module that talks to an ILP solver (STYLE.md practice 11). It knows
+This is the only module that talks to an ILP solver. It knows
 nothing about models or hardware: :mod:`planner.search` turns costs into a
 :class:`Problem`; this module solves it and maps the solver's status onto our errors.
 
-Formulation (the one ModelOpt's AutoQuantize and HAWQ-V3 use, peers_compression.md §1–2,
-generalised to several budgets)::
+Formulation (the one HAWQ-V3, Yao et al. ICML 2021, and NVIDIA Model Optimizer's AutoQuantize
+use, generalised to several budgets)::
 
     minimise    Σ_j cost_j · x_j + Σ_k aux_cost_k · y_k
     subject to  Σ_{j ∈ group g} x_j = size_g              for every group g

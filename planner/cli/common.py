@@ -1,6 +1,6 @@
 """Shared CLI plumbing: exit codes, error reporting, JSON output, flag parsing.
 
-Exit codes (DESIGN.md public contract): 0 success, 2 bad input, 3 nothing feasible.
+Exit codes (a stable public contract, see README.md): 0 success, 2 bad input, 3 nothing feasible.
 """
 
 from __future__ import annotations
