@@ -32,7 +32,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from hwmodels import DeviceSpec
+from hwmodels.errors import TierwiseError
 from planner.formats import FormatError, SparsityError, get_format, parse_sparsity
+from planner.numerics import HIGH_PRECISION_COMPUTE, Numerics, numerics_key
 from planner.workload import CONV, EMBEDDING, LINEAR, LM_HEAD, ROUTER, OpShape, Workload
 
 __all__ = [
@@ -56,9 +58,6 @@ __all__ = [
     "parse_option_key",
     "support_status",
 ]
-
-#: Compute formats after which a weight-only option's key omits ``/activations``.
-HIGH_PRECISION_COMPUTE = frozenset({"bf16", "fp16", "fp32"})
 
 #: Weight formats offered when the user does not list any (``--formats``), before the
 #: device filter. One 16-bit format (the device's native one) is added in front.
@@ -86,15 +85,11 @@ LOW_RANK_FORMATS = ("int8",)
 ROLES = ("embedding", "attn_qkv", "attn_out", "mlp_in", "mlp_out", "experts", "router", "lm_head", "head", "conv")
 
 
-class OptionError(ValueError):
+class OptionError(TierwiseError, ValueError):
     """A bad option key, pin or format list (``field`` names the input)."""
 
-    user_facing = True
-
     def __init__(self, message: str, field: str = "formats"):
-        super().__init__(message)
-        self.message = message
-        self.field = field
+        TierwiseError.__init__(self, message, field=field)
 
 
 def _check_rank(value: object, where: str) -> int:
@@ -105,15 +100,7 @@ def _check_rank(value: object, where: str) -> int:
 
 def option_key(weights: str, sparsity: str = "dense", activations: str = "bf16", low_rank: int | None = None) -> str:
     """``weights[+sparsity][@rRANK][/activations]`` with canonical names (see the module docstring)."""
-    w = get_format(weights).name
-    sp = parse_sparsity(sparsity).name
-    a = get_format(activations).name
-    key = w if sp == "dense" else f"{w}+{sp}"
-    if low_rank is not None:
-        key += f"@r{_check_rank(low_rank, 'option key')}"
-    if a not in HIGH_PRECISION_COMPUTE:
-        key += f"/{a}"
-    return key
+    return numerics_key(weights, sparsity, activations, None if low_rank is None else _check_rank(low_rank, "option key"))
 
 
 _RANK = re.compile(r"^r([0-9]+)$")
@@ -179,14 +166,12 @@ def parse_low_ranks(values: Sequence[object] | str | None) -> tuple[int, ...] | 
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Option:
-    """One setting of a decision group (canonical format names); ``low_rank`` is the rank
-    of a factorisation of the group's linear layers (``None``: not factored)."""
+class Option(Numerics):
+    """One setting of a decision group (a :class:`~planner.numerics.Numerics` validated
+    strictly, canonical format names); ``low_rank`` is the rank of a factorisation of the
+    group's linear layers (``None``: not factored)."""
 
     weights: str
-    sparsity: str = "dense"
-    activations: str = "bf16"
-    low_rank: int | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -207,14 +192,6 @@ class Option:
         object.__setattr__(self, "weights", w.name)
         object.__setattr__(self, "activations", a.name)
         object.__setattr__(self, "sparsity", sp.name)
-
-    @property
-    def key(self) -> str:
-        return option_key(self.weights, self.sparsity, self.activations, self.low_rank)
-
-    @property
-    def weight_only(self) -> bool:
-        return self.activations in HIGH_PRECISION_COMPUTE
 
 
 def support_status(device: DeviceSpec, option: Option) -> str:
@@ -257,7 +234,7 @@ def candidate_options(
       plus the device's 16-bit format. Unsupported formats are dropped; naming one
       explicitly is an error.
     * ``sparsity``: patterns combined with the 16- and 8-bit formats; default ``2:4`` only
-      where the device has 2:4 sparse tensor cores (peers_compression.md §0.6: it pays
+      where the device has 2:4 sparse tensor cores (Mishra et al., arXiv:2104.08378: it pays
       only there, and only in some regimes — the cost model decides).
     * ``low_precision_compute``: add W8A8 (int8/int8), FP8 (fp8/fp8) and W4A8
       (int4-g128/int8) options where both formats are native.
