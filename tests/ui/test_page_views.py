@@ -152,7 +152,10 @@ def test_estimate_shows_communication_decode_rate_memory_split_and_nothing_when_
     page.fill("#est-batch", "1")
     page.click("#estimate-run")
     expect(page.locator("#estimate-result")).to_have_attribute("data-count", "2")
-    card = lambda name: page.locator(f'#estimate-result .card[data-card="{name}"]')
+
+    def card(name):
+        return page.locator(f'#estimate-result .card[data-card="{name}"]')
+
     expect(card("Does not fit")).to_have_count(1)
     expect(card("Memory per device")).to_have_class(re.compile(r"\bbad\b"))
     for hidden in ("Time to first token", "Time per output token", "Communication", "Decode tokens/s", "Cost", "Throughput", "Energy"):
