@@ -263,8 +263,10 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
     batch = v["batch"]
     batch_max = isinstance(batch, str) and batch.strip().lower() == "max"
     if not batch_max:
-        if isinstance(batch, str):
-            raise bad("batch", "a positive integer or 'max'", batch)
+        if isinstance(batch, str):  # command-line text: an integer or 'max'
+            if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", batch):
+                raise bad("batch", "a positive integer or 'max'", batch)
+            batch = int(batch)
         batch = check_int("batch", batch, hi=1 << 24)
     prompt = check_int("prompt", v["prompt"], lo=0, hi=1 << 26)
     gen = check_int("gen", v["gen"], lo=0, hi=1 << 26)
@@ -354,6 +356,10 @@ def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
     check_choice("grad_accumulation", v["grad_accumulation"], GRAD_ACCUMULATION)
     check_choice("runtime", v["runtime"], RUNTIMES)
     if not isinstance(v["finetune"], str) or not _FINETUNE.match(v["finetune"].strip().lower()):
+        if isinstance(v["finetune"], str) and v["finetune"].strip().lower() in ("lora", "qlora"):
+            method = v["finetune"].strip().lower()
+            raise TierwiseError(f"{{@finetune}} {method} needs a rank, e.g. {method}:16; got {v['finetune']!r}",
+                                field="finetune", code="invalid_field")
         raise bad("finetune", "full, lora:RANK or qlora:RANK (e.g. lora:16)", v["finetune"])
     for name in ("sequence_parallel", "dropout"):
         check_bool(name, v[name])

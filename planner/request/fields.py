@@ -15,6 +15,7 @@ CLI prints ``--kv-budget`` and REST ``'kv_budget'``.
 from __future__ import annotations
 
 import difflib
+import re
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -193,3 +194,48 @@ def json_safe(obj: Any) -> Any:
     if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
         return json_safe(obj.item())
     return obj
+
+
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtTpP]i?[bB]?|[bB])?\s*$")
+_SIZE_UNITS = {"": 1.0, "b": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15,
+               "ki": 1024.0, "mi": 1024.0**2, "gi": 1024.0**3, "ti": 1024.0**4, "pi": 1024.0**5}
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(s|ms|us|µs)?\s*$")
+_DURATION_UNITS = {"s": 1.0, None: 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
+
+
+def parse_size(name: str, v: Any) -> float:
+    """Bytes from a number or a size text: '60GB' → 60e9, '24GiB' → 24·2^30, '1.5e9'."""
+    if isinstance(v, str):
+        m = _SIZE.match(v)
+        if not m:
+            raise bad(name, "a size like 60GB, 24GiB or 1.5e9 (bytes)", v)
+        unit = (m.group(2) or "").lower().rstrip("b")
+        v = float(m.group(1)) * _SIZE_UNITS[unit]
+        if v <= 0:
+            raise bad(name, "a positive size", v)
+        return v
+    return check_number(name, v)
+
+
+def parse_duration(name: str, v: Any) -> float:
+    """Seconds from a number or a duration text: '0.5', '500ms', '50us'."""
+    if isinstance(v, str):
+        m = _DURATION.match(v)
+        if not m:
+            raise bad(name, "a duration like 0.5, 500ms or 50us", v)
+        v = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        if v <= 0:
+            raise bad(name, "a positive duration", v)
+        return v
+    return check_number(name, v)
+
+
+def check_list(name: str, v: Any, *, max_len: int = 64) -> tuple:
+    """A list from a sequence or a comma-separated text ('bf16,fp8')."""
+    if isinstance(v, str):
+        v = [x.strip() for x in v.split(",") if x.strip()]
+    if not isinstance(v, (list, tuple)) or not v:
+        raise bad(name, "a non-empty list (or comma-separated text)", v)
+    if len(v) > max_len:
+        raise bad(name, f"a list of at most {max_len} items", f"{len(v)} items")
+    return tuple(v)

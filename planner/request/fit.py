@@ -58,7 +58,7 @@ class DoesNotFitError(TierwiseError):
     code = "infeasible"
 
     def __init__(self, *, what: str, needed: float, capacity: float, device_id: str, fixes: list[Fix],
-                 estimate: dict | None) -> None:
+                 estimate: dict | None, result: Any = None) -> None:
         short = max(needed - capacity, 0.0)
         msg = (f"{what} does not fit: it needs {needed / 1e9:.2f} GB per device, {short / 1e9:.2f} GB more than "
                f"the {capacity / 1e9:.2f} GB {device_id} holds")
@@ -68,6 +68,7 @@ class DoesNotFitError(TierwiseError):
             msg += "; no single change of devices, batch or formats makes it fit"
         self.fixes = tuple(fixes)
         self.estimate = estimate
+        self.result = result  # the estimate object (InferenceEstimate / TrainingEstimate), for printing
         super().__init__(msg, field=None, details={
             "reason": "does_not_fit",
             "per_device_bytes": needed,
@@ -154,7 +155,7 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
     m = est.memory
     return DoesNotFitError(what=f"{arch.id} on {lay.devices}× {dev.id}", needed=m.per_device_bytes,
                            capacity=m.device_capacity_bytes, device_id=dev.id, fixes=fixes,
-                           estimate=_json(est.to_dict(ops=r.per_op)))
+                           estimate=_json(est.to_dict(ops=r.per_op)), result=est)
 
 
 # ---------------------------------------------------------------------------
@@ -219,4 +220,4 @@ def training_does_not_fit(arch: Any, dev: Any, cfg: Any, est: Any, given: dict |
     m = est.memory
     return DoesNotFitError(what=f"training {arch.id} on {cfg.tp * cfg.cp * cfg.pp * cfg.dp}× {dev.id}",
                            needed=m.per_device_bytes, capacity=m.device_capacity_bytes, device_id=dev.id,
-                           fixes=fixes, estimate=_json(est.to_dict()))
+                           fixes=fixes, estimate=_json(est.to_dict()), result=est)
