@@ -157,8 +157,10 @@ def request_model(name: str, classes: tuple[type, ...], doc: str, *, exclude: tu
             if fname in overrides:
                 spec[fname] = overrides[fname]
                 continue
-            typ = hints[fname]
-            spec[fname] = (typ | None if typ is not Any else Any, Field(default=None, description=info.help or None))
+            typ = Literal[info.choices] if info.choices else hints[fname]  # type: ignore[valid-type]
+            extra = {"default": info.default} if info.default is not None and not callable(info.default) else None
+            spec[fname] = (typ | None if typ is not Any else Any,
+                           Field(default=None, description=info.help or None, json_schema_extra=extra))
     spec.update({k: v for k, v in overrides.items() if k not in spec})
     model = create_model(name, __base__=_In, __doc__=doc, __module__=__name__, **spec)
     return model
@@ -276,6 +278,7 @@ class ExportPublic(_Out):
 
 
 def _capacity_create() -> type[BaseModel]:
+    from planner.request import field_info
     from planner.request.capacity import CapacityServeRequest
 
     def check(self):
@@ -296,7 +299,8 @@ def _capacity_create() -> type[BaseModel]:
         qps=(Annotated[float, Field(gt=0, le=1e7)], Field(examples=[5.0])),
         ttft_slo_s=(Annotated[float, Field(gt=0, le=1e6)], Field(examples=[1.0])),
         tpot_slo_s=(Annotated[float, Field(gt=0, le=1e6)], Field(examples=[0.05])),
-        formats=(list[FormatName] | None, Field(default=None, max_length=16, description="candidate weight formats")),
+        formats=(list[FormatName] | None, Field(default=None, max_length=16, description="candidate weight formats",
+                                                json_schema_extra={"default": list(field_info(CapacityServeRequest)["formats"].default)})),
     )
     return type("CapacityCreate", (model,), {"__module__": __name__, "__doc__": model.__doc__,
                                              "_models": model_validator(mode="after")(check)})

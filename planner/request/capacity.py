@@ -9,12 +9,13 @@ search serially (the CLI runs the same tasks in a process pool or on Ray).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from hwmodels.errors import TierwiseError
 
-from planner.request.estimate import check_context, load_specs
+from planner.request.estimate import OPTIMIZER_NAMES, check_context, load_specs
 from planner.request.fields import (
     bad,
     check_choice,
@@ -57,7 +58,7 @@ class CapacityServeRequest:
     kv: str | None = opt("KV-cache format.", "bf16")
     max_devices: int | None = opt("Largest fleet considered per hardware.", 1024)
     max_pp: int | None = opt("Deepest pipeline considered.", 4)
-    runtime: str | None = opt("graph (CUDA graphs / compiled engine) or eager.", "graph")
+    runtime: str | None = opt("graph (CUDA graphs / compiled engine) or eager.", "graph", choices=("graph", "eager"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,7 +72,7 @@ class CapacityTrainRequest:
     seq: int | None = opt("Sequence length.", 4096)
     global_batch_tokens: float | None = opt("Tokens per optimizer step.", 4 * 1024 * 1024)
     activations: str | None = opt("Compute precision (default: the device's native 16-bit format; fp8).")
-    optimizer: str | None = opt("adamw | adamw-8bit | adamw-fp8 | sgd.", "adamw")
+    optimizer: str | None = opt("adamw | adamw-8bit | adamw-fp8 | sgd.", "adamw", choices=OPTIMIZER_NAMES)
     max_devices: int | None = opt("Largest cluster considered.", 65536)
 
 
@@ -166,17 +167,35 @@ def resolve_capacity_train(req: CapacityTrainRequest) -> tuple[Any, list[tuple[A
     return arch, out
 
 
+def _infeasible(message: str, payload: dict) -> TierwiseError:
+    """Nothing feasible (exit 3 / HTTP 422 ``infeasible``, as plans and estimates report it);
+    flags in the capacity search's message become field tokens."""
+    from planner.request.fields import json_safe
+
+    text = re.sub(r"--([a-z][a-z-]*)", lambda m: "{@" + m.group(1).replace("-", "_") + "}", message)
+    return TierwiseError(text, kind="infeasible", code="infeasible", details=json_safe(payload) or None)
+
+
 def run_capacity_serve(req: CapacityServeRequest):
-    """The cheapest fleet per hardware (``planner.capacity.ServeAnswer``) for the first QPS."""
-    from planner.capacity import plan_serving
+    """The cheapest fleet per hardware (``planner.capacity.ServeAnswer``) for the first QPS.
+    Raises TierwiseError of kind ``infeasible`` when no hardware meets the SLOs."""
+    from planner.capacity import plan_serving, serve_infeasible_message
 
     archs, devices, targets, search = resolve_capacity_serve(req)
-    return plan_serving(archs, devices, targets[0], search)
+    ans = plan_serving(archs, devices, targets[0], search)
+    if not ans.feasible:
+        raise _infeasible(*serve_infeasible_message(ans))
+    return ans
 
 
 def run_capacity_train(req: CapacityTrainRequest):
-    """``planner.capacity.TrainAnswer`` per hardware (a list, in the order given)."""
-    from planner.capacity import plan_training
+    """``planner.capacity.TrainAnswer`` per hardware (a list, in the order given). Raises
+    TierwiseError of kind ``infeasible`` when no hardware meets the deadline."""
+    from planner.capacity import plan_training, train_infeasible_message
 
     arch, pairs = resolve_capacity_train(req)
-    return [plan_training(arch, dev, target) for dev, target in pairs]
+    answers = [plan_training(arch, dev, target) for dev, target in pairs]
+    if not any(a.feasible for a in answers):
+        best = max(answers, key=lambda a: a.fastest.tokens_per_s if a.fastest else -1.0)
+        raise _infeasible(*train_infeasible_message(best))
+    return answers

@@ -49,6 +49,9 @@ __all__ = [
 
 MODES = ("inference", "training")
 RUNTIMES = ("graph", "eager")
+#: planner.training.OPTIMIZERS' names (a test checks they agree), declared here so that the
+#: request layer's field declarations load without the training model.
+OPTIMIZER_NAMES = ("adamw", "adamw-8bit", "adamw-fp8", "sgd")
 
 
 def native_16bit(arch: Any, device: Any) -> str:
@@ -79,7 +82,8 @@ class _Common:
                               native_16bit)
     activations: str | None = opt("Activation/compute format (default: the device's native 16-bit format; fp8, int8).",
                                   native_16bit)
-    runtime: str | None = opt("graph (CUDA graphs / compiled engines) or eager (PyTorch eager).", "graph")
+    runtime: str | None = opt("graph (CUDA graphs / compiled engines) or eager (PyTorch eager).", "graph",
+                              choices=RUNTIMES)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,13 +117,15 @@ class TrainingRequest(_Common):
     micro_batch: int | None = opt("Sequences per micro-batch.", 1)
     seq: int | None = opt("Sequence length.", 2048)
     zero: int | None = opt("ZeRO stage 0..3.", 0)
-    recompute: str | None = opt("Activation recomputation: none, selective or full.", "none")
+    recompute: str | None = opt("Activation recomputation: none, selective or full.", "none",
+                                choices=("none", "selective", "full"))
     sequence_parallel: bool | None = opt("Megatron sequence parallelism.", False)
     interleave: int | None = opt("Interleaved pipeline chunks per device.", 1)
-    optimizer: str | None = opt("adamw | adamw-8bit | adamw-fp8 | sgd.", "adamw")
+    optimizer: str | None = opt("adamw | adamw-8bit | adamw-fp8 | sgd.", "adamw", choices=OPTIMIZER_NAMES)
     finetune: str | None = opt("full | lora:RANK | qlora:RANK.", "full")
-    attention: str | None = opt("fused (FlashAttention) or unfused attention.", "fused")
-    grad_accumulation: str | None = opt("separate or fused gradient accumulation.", "separate")
+    attention: str | None = opt("fused (FlashAttention) or unfused attention.", "fused", choices=("fused", "unfused"))
+    grad_accumulation: str | None = opt("separate or fused gradient accumulation.", "separate",
+                                        choices=("separate", "fused"))
     dropout: bool | None = opt("The model has dropout layers.", False)
 
 

@@ -47,14 +47,17 @@ class FieldInfo:
     help: str
     default: Any = None  # a value, or a callable (arch, device) -> value
     modes: frozenset[str] | None = None  # None: every mode of the request
+    choices: tuple[str, ...] | None = None  # the accepted values of a closed set
 
     def default_for(self, arch: Any, device: Any) -> Any:
         return self.default(arch, device) if callable(self.default) else self.default
 
 
-def opt(help: str, default: Any = None, *, modes: Iterable[str] | None = None) -> Any:
+def opt(help: str, default: Any = None, *, modes: Iterable[str] | None = None,
+        choices: Iterable[str] | None = None) -> Any:
     """A request field: ``None`` (not given) in the dataclass, ``default`` once filled."""
-    meta = {"tierwise": (help, default, frozenset(modes) if modes is not None else None)}
+    meta = {"tierwise": (help, default, frozenset(modes) if modes is not None else None,
+                         tuple(choices) if choices is not None else None)}
     return field(default=None, metadata=meta)
 
 
@@ -66,7 +69,7 @@ def field_info(cls: type) -> dict[str, FieldInfo]:
         if meta is None:
             out[f.name] = FieldInfo(f.name, "", None if f.default is MISSING else f.default)
         else:
-            out[f.name] = FieldInfo(f.name, meta[0], meta[1], meta[2])
+            out[f.name] = FieldInfo(f.name, *meta)
     return out
 
 

@@ -55,7 +55,8 @@ class PlanRequest:
     tpot_slo_s: float | str | None = opt("Time-per-output-token target: seconds or a duration like 50ms.")
     avg_bits: float | None = opt("Average weight bits at most (scales included).")
     allow_offload: bool | None = opt("Let weights live in host memory (slow).", False)
-    objective: str | None = opt("What to minimise: accuracy, latency, memory, cost or weighted.", "accuracy")
+    objective: str | None = opt("What to minimise: accuracy, latency, memory, cost or weighted.", "accuracy",
+                                choices=("accuracy", "latency", "memory", "cost", "weighted"))
     objective_weights: dict[str, float] | None = opt("For objective weighted: accuracy, latency, memory weights.")
     formats: list[str] | str | None = opt("Weight formats to choose from, e.g. bf16,fp8,int8,int4-g128.")
     sparsity: list[str] | str | None = opt("Sparsity patterns to offer, e.g. 2:4,unstructured:0.7 (dense: none).")
@@ -64,7 +65,7 @@ class PlanRequest:
     pins: dict[str, str] | None = opt("Pin groups: PATTERN → OPTION, e.g. model.lm_head → bf16.")
     low_rank: list[int] | str | None = opt("Also offer low-rank factorisations of linear groups at these ranks.")
     sensitivity: str | None = opt("prior | weights:PATH.safetensors | a sensitivity YAML/JSON file.", "prior")
-    backend: str | None = opt("ILP backend: highs or cbc.", "highs")
+    backend: str | None = opt("ILP backend: highs or cbc.", "highs", choices=("highs", "cbc"))
     time_limit_s: float | None = opt("Wall-clock limit of the whole search, seconds.", 60.0)
     gap: float | None = opt("Relative optimality gap to stop at.", 1e-3)
 
