@@ -299,7 +299,7 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
     return ResolvedInference(arch, dev, layout, serving, choice, options, batch_max, per_op, v)
 
 
-def _run_inference(req: EstimateRequest):
+def _run_inference(req: EstimateRequest, require_fit: bool = True):
     from planner.costmodel import estimate_inference, max_batch
     from planner.request.fit import inference_does_not_fit
 
@@ -309,7 +309,7 @@ def _run_inference(req: EstimateRequest):
         b = max_batch(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
         serving = replace(serving, batch=max(b, 1))
     est = estimate_inference(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
-    if not est.memory.fits:
+    if require_fit and not est.memory.fits:
         raise inference_does_not_fit(replace(r, serving=serving), est)
     return est
 
@@ -382,13 +382,13 @@ def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
     return arch, dev, cfg
 
 
-def _run_training(req: TrainingRequest):
+def _run_training(req: TrainingRequest, require_fit: bool = True):
     from planner.request.fit import training_does_not_fit
     from planner.training import estimate_training
 
     arch, dev, cfg = resolve_training(req)
     est = estimate_training(arch, dev, cfg)
-    if not est.memory.fits:
+    if require_fit and not est.memory.fits:
         raise training_does_not_fit(arch, dev, cfg, est, given=given_fields(req))
     return est
 
@@ -398,14 +398,16 @@ def _run_training(req: TrainingRequest):
 # ---------------------------------------------------------------------------
 
 
-def run_estimate(req: EstimateRequest | TrainingRequest):
+def run_estimate(req: EstimateRequest | TrainingRequest, *, require_fit: bool = True):
     """The cost model's estimate for ``req``: an ``InferenceEstimate`` or a
     ``TrainingEstimate``. Raises TierwiseError naming the field for bad input and
-    :class:`~planner.request.fit.DoesNotFitError` when the configuration does not fit."""
+    :class:`~planner.request.fit.DoesNotFitError` when the configuration does not fit
+    (``require_fit=False``: the estimate anyway, ``memory.fits`` false — for views of the
+    operators, such as the roofline, that do not depend on fitting)."""
     if isinstance(req, TrainingRequest):
-        return _run_training(req)
+        return _run_training(req, require_fit)
     if isinstance(req, EstimateRequest):
-        return _run_inference(req)
+        return _run_inference(req, require_fit)
     raise TypeError(f"run_estimate takes an EstimateRequest or a TrainingRequest; got {type(req).__name__}")
 
 

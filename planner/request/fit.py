@@ -43,7 +43,7 @@ class Fix:
         parts = []
         for k, v in self.set.items():
             parts.append("{@" + k + "}" if v is True else "{@" + k + "} " + str(v))
-        return " with ".join(parts) + f" ({self.per_device_bytes / 1e9:.2f} GB per device)"
+        return " ".join(parts) + f" ({self.per_device_bytes / 1e9:.2f} GB per device)"
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "set": dict(self.set), "per_device_bytes": self.per_device_bytes,
@@ -163,6 +163,30 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
 # ---------------------------------------------------------------------------
 
 
+def _training_combined(arch: Any, cfg: Any, per_device, devices) -> list[Fix]:
+    """When no single change fits: more devices (tp, else dp with ZeRO-3) together with
+    full recomputation and one sequence per micro-batch — the fewest devices that fit."""
+    lean = {"recompute": "full", "micro_batch": 1}
+    lean_set = {k: v for k, v in lean.items() if getattr(cfg, k) != v}
+    for k in (1,) + _MULTIPLES:
+        tp = cfg.tp * k
+        if not _layout_ok(arch, tp, cfg.pp, cfg.dp, cfg.ep):
+            break
+        got = per_device(tp=tp, **lean)
+        if got is not None:
+            return [Fix("combined", {**({"tp": tp, **devices(tp, cfg.dp)} if k > 1 else {}), **lean_set}, got)]
+    if cfg.pp == 1:
+        for k in _MULTIPLES + (128, 256, 512):
+            dp = cfg.dp * k
+            if (cfg.tp * dp) % cfg.ep:
+                continue
+            got = per_device(dp=dp, zero=3, global_batch=dp, **lean)
+            if got is not None:
+                s = {"dp": dp, "zero": 3, **devices(cfg.tp, dp), "global_batch": dp, **lean_set}
+                return [Fix("combined", s, got)]
+    return []
+
+
 def training_does_not_fit(arch: Any, dev: Any, cfg: Any, est: Any, given: dict | None = None) -> DoesNotFitError:
     """The error for a training configuration ``cfg`` whose estimate ``est`` does not fit.
     ``given``: the request's given fields (a changed layout updates ``devices`` if given)."""
@@ -217,6 +241,8 @@ def training_does_not_fit(arch: Any, dev: Any, cfg: Any, est: Any, given: dict |
         got = per_device(optimizer="adamw-8bit")
         if got is not None:
             fixes.append(Fix("optimizer", {"optimizer": "adamw-8bit"}, got))
+    if not fixes:
+        fixes = _training_combined(arch, cfg, per_device, devices)
     m = est.memory
     return DoesNotFitError(what=f"training {arch.id} on {cfg.tp * cfg.cp * cfg.pp * cfg.dp}× {dev.id}",
                            needed=m.per_device_bytes, capacity=m.device_capacity_bytes, device_id=dev.id,

@@ -1,0 +1,42 @@
+"""POST /v1/estimate goes through the one request layer: fields of the other mode are
+refused, errors name fields (not flags), and a configuration that does not fit is a 422
+``infeasible`` with the same details as the CLI and the Python API."""
+
+from __future__ import annotations
+
+import pytest
+
+import planner
+from planner.request import DoesNotFitError
+
+
+def test_rest_refuses_fields_of_the_other_mode_in_rest_syntax(client):
+    r = client.post("/v1/estimate", json={"model": "llama-3.1-8b", "hardware": "h100-sxm", "zero": 1})
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["field"] == "zero" and err["message"].startswith("'zero' applies to training") and "--" not in err["message"]
+    r = client.post("/v1/estimate", json={"mode": "training", "model": "llama-3.1-8b", "hardware": "h100-sxm",
+                                          "kv": "fp8"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "kv"
+
+@pytest.mark.parametrize("body,field,text", [
+    ({"tp": 3}, "tp", "'tp' 3 must divide the number of attention heads"),
+    ({"kv_budget": 16, "kv_evicted": "nf4"}, "kv_evicted", "'kv_evicted' must be a format usable for the KV cache"),
+    ({"devices": 4}, "devices", "'devices' (4) must equal tp×pp×dp"),
+    ({"batch": "lots"}, "batch", "'batch' must be a positive integer or 'max'"),
+])
+def test_rest_errors_speak_field_names_not_flags(client, body, field, text):
+    r = client.post("/v1/estimate", json={"model": "llama-2-7b", "hardware": "h100-sxm", **body})
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["field"] == field and text in err["message"] and "--" not in err["message"]
+
+def test_rest_reports_does_not_fit_as_infeasible_with_the_same_details(client):
+    body = {"model": "llama-2-70b", "hardware": "rtx-4090"}
+    r = client.post("/v1/estimate", json=body)
+    assert r.status_code == 422
+    err = r.json()["error"]
+    with pytest.raises(DoesNotFitError) as e:
+        planner.estimate("llama-2-70b", "rtx-4090")
+    assert err["code"] == "infeasible" and err["details"] == e.value.details
+    assert err["message"] == e.value.render("rest") and "'tp' 8" in err["message"]
