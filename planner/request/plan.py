@@ -128,9 +128,15 @@ def _ranks(v: Any) -> tuple[int, ...]:
     """Absolute ranks (integers >= 1), sorted and de-duplicated."""
     out = set()
     for r in check_list("low_rank", [v] if isinstance(v, int) else v, max_len=16):
-        if isinstance(r, str) and r.strip().isdigit():
+        if isinstance(r, str):
+            if not r.strip().isdigit():
+                raise TierwiseError(f"{{@low_rank}} takes ranks as integers >= 1 separated by commas, e.g. 256,512; "
+                                    f"got {r!r}", field="low_rank", code="invalid_field")
             r = int(r)
-        out.add(check_int("low_rank", r, hi=1 << 24))
+        if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= 1 << 24:
+            raise TierwiseError(f"{{@low_rank}}: a low rank must be an integer >= 1; got {describe_value(r)}",
+                                field="low_rank", code="invalid_field")
+        out.add(r)
     return tuple(sorted(out))
 
 

@@ -40,3 +40,28 @@ def test_rest_reports_does_not_fit_as_infeasible_with_the_same_details(client):
         planner.estimate("llama-2-70b", "rtx-4090")
     assert err["code"] == "infeasible" and err["details"] == e.value.details
     assert err["message"] == e.value.render("rest") and "'tp' 8" in err["message"]
+
+
+def test_nothing_feasible_is_one_outcome_on_every_front_end(client, capsys):
+    """estimate, capacity serve and capacity train: exit 3 on the command line, 422
+    ``infeasible`` in REST, a TierwiseError of kind ``infeasible`` in Python."""
+    from planner.cli import main
+    from planner.errors import TierwiseError
+
+    serve = {"model": "llama-3.1-8b", "hardware": ["l4"], "qps": 5, "ttft_slo_s": 1.0, "tpot_slo_s": 1e-5}
+    r = client.post("/v1/capacity", json=serve)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "infeasible", r.text
+    with pytest.raises(TierwiseError) as e:
+        planner.capacity_serve("llama-3.1-8b", "l4", qps=5, ttft_slo_s=1.0, tpot_slo_s=1e-5)
+    assert e.value.kind == "infeasible" and e.value.render("rest") == r.json()["error"]["message"]
+    assert main(["capacity", "serve", "-m", "llama-3.1-8b", "-H", "l4", "--qps", "5", "--ttft-slo", "1",
+                 "--tpot-slo", "0.00001", "--prompt", "512", "--gen", "128", "--executor", "serial"]) == 3
+    train = {"model": "llama-3.1-70b", "hardware": "l4", "tokens": 1e13, "days": 1, "max_devices": 8}
+    r = client.post("/v1/capacity/train", json=train)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "infeasible", r.text
+    assert main(["capacity", "train", "-m", "llama-3.1-70b", "-H", "l4", "--tokens", "1e13", "--days", "1",
+                 "--max-devices", "8", "--executor", "serial"]) == 3
+    r = client.post("/v1/estimate", json={"model": "llama-3.1-70b", "hardware": "l4"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "infeasible"
+    assert main(["estimate", "-m", "llama-3.1-70b", "-H", "l4"]) == 3
+    capsys.readouterr()
