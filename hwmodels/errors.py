@@ -153,7 +153,8 @@ class ProfileError(TierwiseError, ValueError):
                                field=field, code="invalid_profile")
 
 
-_LIST_COMMANDS = {"hardware": "tierwise hardware list", "model": "tierwise models list"}
+_LIST_COMMANDS = {"hardware": "tierwise hardware list", "model": "tierwise models list",
+                  "engine": "tierwise engines list"}
 
 
 class UnknownIdError(TierwiseError, LookupError):

@@ -239,7 +239,7 @@ def _format_list(reader: _Reader, key: str) -> frozenset[str]:
 def _parse(data: Any, origin: str, content_hash: str) -> DeviceSpec:
     top = _Reader(origin, data, "")
     top.allow(
-        "schema_version", "id", "name", "class", "vendor", "sources", "compute", "memory", "links",
+        "schema_version", "id", "name", "class", "vendor", "arch", "sources", "compute", "memory", "links",
         "power", "price", "efficiency", "formats", "fpga", "rdu", "phone", "notes",
     )
     if top.has("schema_version") and top.integer("schema_version", minimum=1) != SCHEMA_VERSION:
@@ -415,6 +415,7 @@ def _parse(data: Any, origin: str, content_hash: str) -> DeviceSpec:
             name=top.text("name"),
             device_class=device_class,
             vendor=top.text("vendor"),
+            arch=top.text("arch") if top.has("arch") else "",
             compute_units=tuple(units),
             tiers=tuple(tiers),
             devices_per_node=devices_per_node,
@@ -562,6 +563,7 @@ def device_to_dict(spec: DeviceSpec) -> dict[str, Any]:
         "name": spec.name,
         "class": spec.device_class,
         "vendor": spec.vendor,
+        **({"arch": spec.arch} if spec.arch else {}),
         "sources": dict(spec.sources),
     }
     if spec.compute_units:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
 from planner.costmodel import Choice, EstimateError, Layout, Options, Serving, estimate_inference, max_batch
-from planner.parallel import num_layers
+from planner.layout import num_layers
 from planner.queueing import DecodeCurve, ReplicaQueue, continuous_batching, md1_mean_wait_s, poisson_quantile, wait_quantile_s
 
 DEFAULT_FORMATS: tuple[str, ...] = ("bf16", "fp8", "int4-g128")

@@ -11,4 +11,16 @@ from __future__ import annotations
 
 from hwmodels.errors import KINDS, TierwiseError, render_field
 
-__all__ = ["KINDS", "TierwiseError", "render_field"]
+
+class EstimateError(TierwiseError, ValueError):
+    """A configuration that cannot be estimated (an impossible layout, a format the device
+    cannot run, a link the hardware does not have...). ``field`` names the offending request
+    field; ``message`` is the text (``{@field}`` tokens rendered for Python/REST)."""
+
+    code = "invalid_configuration"
+
+    def __init__(self, field: str, message: str, *, kind: str | None = None, code: str | None = None, details=None) -> None:
+        super().__init__(message, field=field, kind=kind, code=code, details=details)
+
+
+__all__ = ["EstimateError", "KINDS", "TierwiseError", "render_field"]

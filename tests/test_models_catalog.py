@@ -72,7 +72,7 @@ def test_catalog_files_are_package_data():
     assert names == {f"{m}.json" for m in CATALOG}
 
 
-# Shapes from papers and from shared/validation/published.csv arch_notes:
+# Shapes from papers and from benchmarks/data/published.csv arch_notes:
 # (id, layers, hidden, heads, kv_heads, ffn, vocab, source)
 SHAPES = [
     ("megatron-gpt-1.7b", 24, 2304, 24, 24, 4 * 2304, 51200, "Narayanan et al. 2021 Table 1; published.csv T01"),

@@ -37,7 +37,7 @@ def run(capsys, *args):
 # fields of the other mode
 # ---------------------------------------------------------------------------
 
-TRAINING_ONLY = {"zero": 1, "recompute": "full", "seq": 1024, "optimizer": "sgd", "cp": 2, "micro_batch": 2,
+TRAINING_ONLY = {"zero": 1, "recompute": "full", "seq": 1024, "optimizer": "sgd", "micro_batch": 2,
                  "global_batch": 8, "sequence_parallel": True, "interleave": 2, "finetune": "lora:8",
                  "attention": "unfused", "grad_accumulation": "fused", "dropout": True}
 INFERENCE_ONLY = {"sparsity": "2:4", "kv": "fp8", "low_rank": 64, "allow_offload": True, "batch": 4, "prompt": 100,
@@ -92,7 +92,7 @@ def test_python_api_names_unknown_fields_with_suggestions():
 
 def test_declared_optimizer_choices_match_the_training_model():
     from planner.request.estimate import OPTIMIZER_NAMES
-    from planner.training import OPTIMIZERS
+    from planner.training_config import OPTIMIZERS
 
     assert OPTIMIZER_NAMES == tuple(OPTIMIZERS)
 

@@ -144,7 +144,7 @@ def resolve_capacity_train(req: CapacityTrainRequest) -> tuple[Any, list[tuple[A
     (the default compute format is each device's native 16-bit one)."""
     from planner.capacity import TrainTarget
     from planner.request.estimate import native_16bit
-    from planner.training import OPTIMIZERS
+    from planner.training_config import OPTIMIZERS
 
     hw = _ids("hardware", _required("hardware", req.hardware))
     pairs = [load_specs(_required("model", req.model), h) for h in hw]

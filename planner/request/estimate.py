@@ -78,6 +78,7 @@ class _Common:
     pp: int | None = opt("Pipeline-parallel degree.", 1)
     dp: int | None = opt("Data-parallel degree (replicas).", 1)
     ep: int | None = opt("Expert-parallel degree (MoE).", 1)
+    cp: int | None = opt("Context-parallel degree (ring attention; devices = tp·cp·pp·dp).", 1)
     weights: str | None = opt("Weight format (default: the device's native 16-bit format; fp8, int8, int4-g128, nf4, mxfp4, ...).",
                               native_16bit)
     activations: str | None = opt("Activation/compute format (default: the device's native 16-bit format; fp8, int8).",
@@ -112,7 +113,6 @@ class TrainingRequest(_Common):
     """One training step. ``None`` means "not given" (see :func:`resolve_training`)."""
 
     mode: str = "training"
-    cp: int | None = opt("Context-parallel degree (ring attention).", 1)
     global_batch: int | None = opt("Sequences per optimizer step (default: micro_batch × dp).")
     micro_batch: int | None = opt("Sequences per micro-batch.", 1)
     seq: int | None = opt("Sequence length.", 2048)
@@ -188,40 +188,18 @@ def load_specs(model: Any, hardware: Any) -> tuple[Any, Any]:
 # ---------------------------------------------------------------------------
 
 
-def check_layout_fields(arch: Any, v: Mapping[str, Any], degrees: tuple[str, ...]) -> None:
-    """Parallel degrees against the model (heads, layers, experts) and ``devices``."""
-    for name in degrees + ("ep",):
+def check_layout_fields(arch: Any, device: Any, v: Mapping[str, Any], *, training: bool) -> Any:
+    """The layout of ``v`` (tp, cp, pp, dp, ep, devices) checked against the model (heads,
+    layers, experts), ``devices`` and the links of ``device`` (``planner.layout``'s rules,
+    the ones the cost model applies); returns the :class:`~planner.layout.Layout`."""
+    from planner.layout import Layout, check_layout_on
+
+    for name in ("tp", "cp", "pp", "dp", "ep"):
         check_int(name, v[name], hi=1 << 20)
-    n = 1
-    for name in degrees:
-        n *= v[name]
-    if v["devices"] is not None:
-        check_int("devices", v["devices"], hi=1 << 20)
-        if v["devices"] != n:
-            prod = "×".join(degrees)
-            vals = "×".join(str(v[d]) for d in degrees)
-            raise TierwiseError(f"{{@devices}} ({v['devices']}) must equal {prod} = {vals} = {n}", field="devices",
-                                code="invalid_layout")
-    tp, pp, ep = v["tp"], v["pp"], v["ep"]
-    if tp > 1 and arch.family == "cnn":
-        raise TierwiseError(f"tensor parallelism is not modelled for CNNs ({arch.id}); use {{@dp}}", field="tp",
-                            code="invalid_layout")
-    if tp > 1 and arch.num_heads and arch.num_heads % tp:
-        raise TierwiseError(f"{{@tp}} {tp} must divide the number of attention heads ({arch.num_heads}) of {arch.id}",
-                            field="tp", code="invalid_layout")
-    layers = arch.num_layers + (arch.num_decoder_layers or 0)
-    if pp > max(layers, 1):
-        raise TierwiseError(f"{{@pp}} {pp} exceeds the number of layers ({layers}) of {arch.id}", field="pp",
-                            code="invalid_layout")
-    if ep > 1:
-        if not arch.num_experts:
-            raise TierwiseError(f"{{@ep}} {ep} needs a mixture-of-experts model; {arch.id} has no experts", field="ep",
-                                code="invalid_layout")
-        if arch.num_experts % ep:
-            raise TierwiseError(f"{{@ep}} {ep} must divide the number of experts ({arch.num_experts}) of {arch.id}",
-                                field="ep", code="invalid_layout")
-        if (tp * v["dp"]) % ep:
-            raise TierwiseError(f"{{@ep}} {ep} must divide tp×dp = {tp * v['dp']}", field="ep", code="invalid_layout")
+    devices = None if v.get("devices") is None else check_int("devices", v["devices"], hi=1 << 20)
+    layout = Layout(tp=v["tp"], pp=v["pp"], dp=v["dp"], ep=v["ep"], cp=v["cp"])
+    check_layout_on(arch, device, layout, devices, training=training)
+    return layout
 
 
 def check_context(arch: Any, tokens: int, names: tuple[str, ...]) -> None:
@@ -260,12 +238,12 @@ class ResolvedInference:
 
 
 def resolve_inference(req: EstimateRequest) -> ResolvedInference:
-    from planner.costmodel import Choice, Layout, Options, Serving
+    from planner.costmodel import Choice, Options, Serving
     from planner.formats import parse_sparsity
 
     arch, dev = load_specs(req.model, req.hardware)
     v = fill_defaults(req, arch, dev)
-    check_layout_fields(arch, v, ("tp", "pp", "dp"))
+    layout = check_layout_fields(arch, dev, v, training=False)
     batch = v["batch"]
     batch_max = isinstance(batch, str) and batch.strip().lower() == "max"
     if not batch_max:
@@ -290,7 +268,6 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
     check_choice("runtime", v["runtime"], RUNTIMES)
     allow_offload = check_bool("allow_offload", v["allow_offload"])
     per_op = check_bool("per_op", v["per_op"])
-    layout = Layout(tp=v["tp"], pp=v["pp"], dp=v["dp"], ep=v["ep"])
     choice = Choice(weights=v["weights"], activations=v["activations"], kv=v["kv"], sparsity=v["sparsity"],
                     low_rank=low_rank)
     options = Options(allow_offload=allow_offload, flash_chunk_bytes=chunk * 1024.0, runtime=v["runtime"],
@@ -323,12 +300,11 @@ _FINETUNE = re.compile(r"^(full|(lora|qlora):[1-9][0-9]{0,5})$")
 
 def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
     """(arch, device, TrainingConfig) of a validated training request."""
-    from planner.training import ATTENTION_KERNELS, GRAD_ACCUMULATION, OPTIMIZERS, RECOMPUTE_MODES, TrainingConfig
+    from planner.training_config import ATTENTION_KERNELS, GRAD_ACCUMULATION, OPTIMIZERS, RECOMPUTE_MODES, TrainingConfig
 
     arch, dev = load_specs(req.model, req.hardware)
     v = fill_defaults(req, arch, dev)
-    check_int("cp", v["cp"], hi=1 << 20)
-    check_layout_fields(arch, v, ("tp", "cp", "pp", "dp"))
+    check_layout_fields(arch, dev, v, training=True)
     mb = check_int("micro_batch", v["micro_batch"], hi=1 << 24)
     seq = check_int("seq", v["seq"], hi=1 << 26)
     check_context(arch, seq, ("seq",))

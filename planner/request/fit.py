@@ -90,11 +90,13 @@ def _json(d: dict) -> dict:
 # ---------------------------------------------------------------------------
 
 
-def _layout_ok(arch: Any, tp: int, pp: int, dp: int, ep: int) -> bool:
+def _layout_ok(arch: Any, device: Any, training: bool, **degrees: int) -> bool:
+    """Whether a layout passes the same checks as a request (model and links)."""
     from planner.request.estimate import check_layout_fields
 
+    v = {"tp": 1, "pp": 1, "dp": 1, "ep": 1, "cp": 1, "devices": None, **degrees}
     try:
-        check_layout_fields(arch, {"tp": tp, "pp": pp, "dp": dp, "ep": ep, "devices": None}, ("tp", "pp", "dp"))
+        check_layout_fields(arch, device, v, training=training)
     except TierwiseError:
         return False
     return True
@@ -109,7 +111,7 @@ def _smaller(names: tuple[str, ...], current: str, device: Any) -> list[str]:
 
 def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
     """The error for a resolved inference request ``r`` whose estimate ``est`` does not fit."""
-    from planner.costmodel import Layout, max_batch, memory_report
+    from planner.costmodel import max_batch, memory_report
 
     arch, dev, lay = r.arch, r.device, r.layout
 
@@ -123,14 +125,14 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
     fixes: list[Fix] = []
     for name in ("tp", "pp"):
         for k in _MULTIPLES:
-            deg = {"tp": lay.tp, "pp": lay.pp, **{name: getattr(lay, name) * k}}
-            if not _layout_ok(arch, deg["tp"], deg["pp"], lay.dp, lay.ep):
+            new = replace(lay, **{name: getattr(lay, name) * k})
+            if not _layout_ok(arch, dev, False, tp=new.tp, pp=new.pp, dp=new.dp, ep=new.ep, cp=new.cp):
                 break
-            got = per_device(layout=Layout(tp=deg["tp"], pp=deg["pp"], dp=lay.dp, ep=lay.ep))
+            got = per_device(layout=new)
             if got is not None:
-                s = {name: deg[name]}
+                s = {name: getattr(new, name)}
                 if r.values.get("devices") is not None:
-                    s["devices"] = deg["tp"] * deg["pp"] * lay.dp
+                    s["devices"] = new.devices
                 fixes.append(Fix("devices", s, got))
                 break
         if fixes:
@@ -163,14 +165,14 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
 # ---------------------------------------------------------------------------
 
 
-def _training_combined(arch: Any, cfg: Any, per_device, devices) -> list[Fix]:
+def _training_combined(arch: Any, dev: Any, cfg: Any, per_device, devices) -> list[Fix]:
     """When no single change fits: more devices (tp, else dp with ZeRO-3) together with
     full recomputation and one sequence per micro-batch — the fewest devices that fit."""
     lean = {"recompute": "full", "micro_batch": 1}
     lean_set = {k: v for k, v in lean.items() if getattr(cfg, k) != v}
     for k in (1,) + _MULTIPLES:
         tp = cfg.tp * k
-        if not _layout_ok(arch, tp, cfg.pp, cfg.dp, cfg.ep):
+        if not _layout_ok(arch, dev, True, tp=tp, pp=cfg.pp, dp=cfg.dp, ep=cfg.ep, cp=cfg.cp):
             break
         got = per_device(tp=tp, **lean)
         if got is not None:
@@ -178,7 +180,7 @@ def _training_combined(arch: Any, cfg: Any, per_device, devices) -> list[Fix]:
     if cfg.pp == 1:
         for k in _MULTIPLES + (128, 256, 512):
             dp = cfg.dp * k
-            if (cfg.tp * dp) % cfg.ep:
+            if not _layout_ok(arch, dev, True, tp=cfg.tp, pp=cfg.pp, dp=dp, ep=cfg.ep, cp=cfg.cp):
                 continue
             got = per_device(dp=dp, zero=3, global_batch=dp, **lean)
             if got is not None:
@@ -207,7 +209,7 @@ def training_does_not_fit(arch: Any, dev: Any, cfg: Any, est: Any, given: dict |
     fixes: list[Fix] = []
     for k in _MULTIPLES:
         tp = cfg.tp * k
-        if not _layout_ok(arch, tp, cfg.pp, cfg.dp, cfg.ep):
+        if not _layout_ok(arch, dev, True, tp=tp, pp=cfg.pp, dp=cfg.dp, ep=cfg.ep, cp=cfg.cp):
             break
         got = per_device(tp=tp)
         if got is not None:
@@ -217,7 +219,8 @@ def training_does_not_fit(arch: Any, dev: Any, cfg: Any, est: Any, given: dict |
         for k in _MULTIPLES:
             dp = cfg.dp * k
             gb = cfg.global_batch if given.get("global_batch") is not None else cfg.micro_batch * dp
-            if gb % (cfg.micro_batch * dp) or (cfg.tp * dp) % cfg.ep:
+            if gb % (cfg.micro_batch * dp) or not _layout_ok(arch, dev, True, tp=cfg.tp, pp=cfg.pp, dp=dp, ep=cfg.ep,
+                                                              cp=cfg.cp):
                 continue
             got = per_device(dp=dp, zero=3, global_batch=gb)
             if got is not None:
@@ -242,7 +245,7 @@ def training_does_not_fit(arch: Any, dev: Any, cfg: Any, est: Any, given: dict |
         if got is not None:
             fixes.append(Fix("optimizer", {"optimizer": "adamw-8bit"}, got))
     if not fixes:
-        fixes = _training_combined(arch, cfg, per_device, devices)
+        fixes = _training_combined(arch, dev, cfg, per_device, devices)
     m = est.memory
     return DoesNotFitError(what=f"training {arch.id} on {cfg.tp * cfg.cp * cfg.pp * cfg.dp}× {dev.id}",
                            needed=m.per_device_bytes, capacity=m.device_capacity_bytes, device_id=dev.id,
