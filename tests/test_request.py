@@ -243,3 +243,16 @@ def test_plan_is_callable_and_a_module():
     import planner.plan as plan_module
 
     assert callable(planner.plan) and planner.plan is plan_module and hasattr(plan_module, "load_plan")
+
+
+def test_per_op_is_honoured_by_the_cli_json(capsys):
+    base = ["estimate", "-m", "llama-3.2-1b", "-H", "l4", "--json"]
+    code, out, _ = run(capsys, *base)
+    assert code == 0 and "ops" not in json.loads(out)["prefill"]
+    code, out, _ = run(capsys, *base, "--per-op")
+    assert code == 0 and json.loads(out)["prefill"]["ops"]
+
+
+def test_context_parallelism_applies_to_inference_now():
+    est = planner.estimate("llama-3.1-8b", "h100-sxm", cp=2, prompt=16000, gen=100)
+    assert est.layout.cp == 2 and est.to_dict()["devices"] == 2

@@ -119,20 +119,7 @@ def plan(
         arch, dev, req, sens = resolve_plan(PlanRequest(**{k: v for k, v in given.items() if v is not None}))
     planner = Planner(arch, dev, sensitivity=sens)
     if pareto is not None:
-        plans = planner.pareto(req, pareto)
-        if out is not None:
-            for i, p in enumerate(plans, 1):
-                _save(p, out.with_name(f"{out.stem}-{i}{out.suffix}"))
-        if csv_path is not None:
-            _write_csv(plans, csv_path)
-        if plot is not None:
-            _plot(plans, plot)
-        if json_out:
-            from planner.plan import plan_to_dict
-
-            emit_json({"points": [_point(p) for p in plans], "plans": [plan_to_dict(p) for p in plans]})
-        else:
-            _print_pareto(plans)
+        _run_pareto(planner, req, pareto, out, csv_path, plot, json_out)
         return
     if (max_degradation is None) != (validate_with is None):
         fail("--max-degradation and --validate-with go together (the closed loop measures each plan on a torch model)",
@@ -151,6 +138,24 @@ def plan(
     print_plan(result, per_group=per_group)
     if out is not None:
         console.print(f"wrote {out}")
+
+
+def _run_pareto(planner, req, n: int, out: Path | None, csv_path: Path | None, plot: Path | None,
+                json_out: bool) -> None:
+    plans = planner.pareto(req, n)
+    if out is not None:
+        for i, p in enumerate(plans, 1):
+            _save(p, out.with_name(f"{out.stem}-{i}{out.suffix}"))
+    if csv_path is not None:
+        _write_csv(plans, csv_path)
+    if plot is not None:
+        _plot(plans, plot)
+    if json_out:
+        from planner.plan import plan_to_dict
+
+        emit_json({"points": [_point(p) for p in plans], "plans": [plan_to_dict(p) for p in plans]})
+    else:
+        _print_pareto(plans)
 
 
 def _closed_loop(planner, req, target: float, torch_model: str, metric: str | None, band_low: float, rounds: int,
