@@ -44,8 +44,8 @@ _TRN = field_info(TrainingRequest)
 def _h(name: str) -> str:
     """Help text of a request field (declared once, in planner.request)."""
     if name in _INF:
-        return _INF[name].help + ("" if name in _TRN else " (inference)")
-    return "Training: " + _TRN[name].help
+        return _INF[name].help_text + ("" if name in _TRN else " (inference)")
+    return "Training: " + _TRN[name].help_text
 
 
 def estimate(

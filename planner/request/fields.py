@@ -49,6 +49,16 @@ class FieldInfo:
     modes: frozenset[str] | None = None  # None: every mode of the request
     choices: tuple[str, ...] | None = None  # the accepted values of a closed set
 
+    @property
+    def help_text(self) -> str:
+        """The help with the default, for ``--help`` (the command line shows no default
+        itself: a flag left out is "not given")."""
+        d = self.default
+        if d is None or callable(d) or d is False:
+            return self.help
+        shown = ",".join(map(str, d)) if isinstance(d, (tuple, list)) else f"{d:g}" if isinstance(d, float) else d
+        return f"{self.help} (default {shown})"  # not [..]: the help is rich markup
+
     def default_for(self, arch: Any, device: Any) -> Any:
         return self.default(arch, device) if callable(self.default) else self.default
 
