@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 import planner
 from planner.cli import main
@@ -256,3 +258,25 @@ def test_per_op_is_honoured_by_the_cli_json(capsys):
 def test_context_parallelism_applies_to_inference_now():
     est = planner.estimate("llama-3.1-8b", "h100-sxm", cp=2, prompt=16000, gen=100)
     assert est.layout.cp == 2 and est.to_dict()["devices"] == 2
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.filter_too_much])
+@given(model=st.sampled_from(["llama-3.1-70b", "mixtral-8x7b", "llama-2-13b", "qwen2.5-72b", "falcon-40b", "opt-66b"]),
+       hardware=st.sampled_from(["l4", "rtx-4090", "a100-40gb-sxm", "h100-sxm", "t4", "mi250x-gcd"]),
+       batch=st.integers(1, 64), prompt=st.integers(128, 2048), gen=st.integers(1, 1024),
+       weights=st.sampled_from([None, "bf16", "fp8", "int8"]), kv=st.sampled_from([None, "bf16", "fp8"]),
+       devices_given=st.booleans())
+def test_property_every_change_of_a_random_infeasible_request_fits(model, hardware, batch, prompt, gen, weights, kv,
+                                                                    devices_given):
+    fields = {"model": model, "hardware": hardware, "batch": batch, "prompt": prompt, "gen": gen, "weights": weights,
+              "kv": kv, "devices": 1 if devices_given else None}
+    try:
+        run_estimate(build_estimate_request(fields))
+    except DoesNotFitError as exc:
+        for ch in exc.details["changes"]:
+            fixed = run_estimate(build_estimate_request(_applies(fields, ch)))
+            assert fixed.memory.fits and fixed.memory.per_device_bytes == pytest.approx(ch["per_device_bytes"])
+        return
+    except TierwiseError:
+        assume(False)  # a request refused for another reason (e.g. a format the device lacks)
+    assume(False)  # it fits: nothing to check
