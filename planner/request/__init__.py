@@ -13,6 +13,12 @@ functions, so a request means the same thing everywhere:
 A field is declared once, on its request dataclass (default, help text, the modes it
 applies to); its value is ``None`` until given. Validation errors are
 :class:`~planner.errors.TierwiseError` with ``field`` set to the field's Python name.
+
+Adding a field (say ``engine``): declare it once with :func:`~planner.request.fields.opt` on
+the request dataclass(es) (on ``_Common`` in :mod:`planner.request.estimate` for both
+estimate modes), check it and pass it on in that module's ``resolve_*`` function. The REST
+bodies (``api.schemas``) and the Python API take it from the declaration; the command line
+adds one ``typer.Option`` line whose help is the declaration's (``field_info(...)[name]``).
 """
 
 from __future__ import annotations
