@@ -72,7 +72,7 @@ from planner.layout import (
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Choice:
-    """Numeric choice for one operator or decision group (format names as in DESIGN.md)."""
+    """Numeric choice for one operator or decision group (format names as in planner.formats)."""
 
     weights: str = "bf16"
     activations: str = "bf16"
@@ -146,7 +146,7 @@ class Options:
 RUNTIME_OVERHEAD_S = {"graph": 0.0, "eager": 35e-6}
 
 # Fraction of streaming bandwidth that decode attention reaches when gathering the KV cache:
-# irregular (paged) reads reach 40–60% of peak (hardware_and_formulas.md §A.5); the upper end
+# irregular (paged) reads are estimated at 40–60% of peak (an assumption, not a measurement); the upper end
 # is used because serving engines' paged-attention kernels read whole 16-token blocks.
 KV_GATHER_EFFICIENCY = 0.6
 
@@ -570,8 +570,8 @@ def op_cost(
     memory_s = (dev_w / rows_share + act_bytes + kv_bytes) / (bw * eff.bandwidth(mem_bytes)) if mem_bytes > 0 else 0.0
     if kv_bytes > 0 and ph.tokens == 1:
         # Decode attention gathers the KV cache from scattered (paged) blocks per sequence and
-        # head: such irregular reads reach ~40–60% of peak bandwidth (hardware_and_formulas.md
-        # §A.5, "irregular access patterns"), modelled as KV_GATHER_EFFICIENCY × streaming.
+        # head: such irregular reads are estimated at ~40–60% of peak bandwidth (an assumption,
+        # see KV_GATHER_EFFICIENCY), modelled as KV_GATHER_EFFICIENCY × streaming.
         memory_s += kv_bytes / (bw * eff.bandwidth(kv_bytes)) * (1.0 / KV_GATHER_EFFICIENCY - 1.0)
 
     if op.kind in (NORM, POOL, EMBEDDING):
@@ -974,7 +974,9 @@ def memory_report(
         kv_per_tok_dev *= _kv_mixed_bits(choice.kv, _head_dim(work), kv_tokens, options) / _kv_bits(choice.kv, _head_dim(work))
     kv_per_tok_dev /= options.kv_share_layers
     kv_dev = serving.batch * kv_tokens * kv_per_tok_dev / layout.pp / layout.cp  # CP shards the cache by position
-    kv_total = kv_dev * layout.pp * layout.cp * (layout.tp / _kv_tp_gain(work, layout.tp))
+    # One replica's whole KV cache: each of the tp ranks holds 1/gain of it (gain = min(tp,
+    # KV heads); ranks beyond the KV heads hold replicas, which are not counted twice).
+    kv_total = kv_dev * layout.pp * layout.cp * _kv_tp_gain(work, layout.tp)
     prefill = _prefill_phase(arch, serving, cp=layout.cp)
     act_bits = _numerics(device, choice, 1, 1).act_bits
     act_dev = _activation_peak_bytes(work, prefill, act_bits, layout.tp)

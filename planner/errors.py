@@ -1,5 +1,5 @@
 """Errors of Tierwise: one base class, :class:`TierwiseError` (defined in ``hwmodels.errors``,
-the lowest layer, and re-exported here).
+the lowest layer, and re-exported here), and the planner's shared error types.
 
 Every user-facing error carries ``field`` (the request field in Python syntax), ``kind``
 (``bad_input``, ``not_found``, ``infeasible``, ``conflict``, ``unavailable``) and ``code``; the
@@ -8,6 +8,8 @@ CLI and the REST service map on those alone and render ``{@field}`` tokens in th
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from hwmodels.errors import KINDS, TierwiseError, render_field
 
@@ -23,4 +25,25 @@ class EstimateError(TierwiseError, ValueError):
         super().__init__(message, field=field, kind=kind, code=code, details=details)
 
 
-__all__ = ["EstimateError", "KINDS", "TierwiseError", "render_field"]
+class InfeasibleError(TierwiseError):
+    """Nothing satisfies the request: no assignment of a solver problem, no capacity
+    configuration meeting the target. ``details`` carries the best configuration's numbers or
+    a diagnosis; ``backend`` names the solver when a solver proved it (``status`` is then
+    ``"infeasible"``, like :class:`planner.solver.SolverError`)."""
+
+    kind = "infeasible"
+    code = "infeasible"
+    status = "infeasible"
+
+    def __init__(self, message: str, details: Any = None, *, field: str | None = None,
+                 backend: str | None = None) -> None:
+        super().__init__(message, field=field, details=details)
+        self.backend = backend
+
+    @property
+    def payload(self) -> Any:
+        """The same as ``details`` (the name capacity callers used)."""
+        return self.details
+
+
+__all__ = ["EstimateError", "InfeasibleError", "KINDS", "TierwiseError", "render_field"]

@@ -1,7 +1,7 @@
 """Accuracy sensitivity: how much each (decision group, option) is expected to hurt.
 
 The planner minimises the sum of per-group scores, the additive proxy every peer tool uses
-(peers_compression.md §0.3: HAWQ's Tr(H)·‖ΔW‖², ModelOpt's Σ g²(ΔY)², per-op MSE). A score
+(HAWQ-V3's Tr(H)·‖ΔW‖², Yao et al. ICML 2021; ModelOpt AutoQuantize's Σ g²(ΔY)²; per-op MSE). A score
 is dimensionless: a relative output-noise power, weighted by how much the group matters.
 Four sources, one interface (:class:`Sensitivity`):
 
@@ -94,6 +94,8 @@ from typing import Protocol
 
 import numpy as np
 
+from planner.errors import TierwiseError
+
 from planner.formats import FormatError, get_format
 from planner.options import HIGH_PRECISION_COMPUTE, GroupInfo, Option, OptionError, option_key, parse_option_key
 
@@ -140,15 +142,11 @@ _KV_ROWS, _KV_HEAD_DIM = 256, 128
 _SEED = 0
 
 
-class SensitivityError(ValueError):
+class SensitivityError(TierwiseError, ValueError):
     """A bad sensitivity source or file (``field`` names the entry)."""
 
-    user_facing = True
-
     def __init__(self, message: str, field: str = "sensitivity"):
-        super().__init__(message)
-        self.message = message
-        self.field = field
+        TierwiseError.__init__(self, message, field=field)
 
 
 def depth_factor(position: float) -> float:

@@ -25,13 +25,11 @@ from rich.table import Table
 
 from planner.cli.common import (
     EXIT_BAD_INPUT,
-    EXIT_INFEASIBLE,
     CliError,
     console,
     emit_json,
     human_bytes,
     human_time,
-    register_error,
 )
 from planner.cli.estimate import cli_errors
 from planner.request.capacity import (
@@ -418,9 +416,6 @@ def _plot_train(answers, path: Path) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    from planner.capacity import InfeasibleError
-
-    register_error(InfeasibleError, EXIT_INFEASIBLE)
     app.add_typer(capacity_app, name="capacity")
 
 

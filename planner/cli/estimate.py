@@ -12,7 +12,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from planner.cli.common import (
-    CliError,
     console,
     emit_json,
     fail,
@@ -115,13 +114,15 @@ def _print(req, est) -> None:
 
 @contextmanager
 def cli_errors(aliases: Mapping[str, str] | None = None) -> Iterator[None]:
-    """A TierwiseError as the CLI reports it: the message in flag syntax (``aliases``: flags
-    whose name differs from the request field), its exit code, its details under
-    ``error.details`` with --json."""
+    """Request errors as the command line names them: ``aliases`` maps the request fields
+    whose flag is not ``--field-name`` (``ttft_slo_s`` → ``--ttft-slo``). The error keeps its
+    kind, code and details; ``tierwise``'s main renders it."""
     try:
         yield
     except TierwiseError as exc:
-        raise CliError(exc.render("cli", aliases), exc.exit_code, field=exc.field, payload=exc.details) from None
+        for name, flag in (aliases or {}).items():
+            exc.template = exc.template.replace("{@" + name + "}", flag)
+        raise
 
 
 def _print_inference(est, per_op: bool) -> None:
@@ -143,6 +144,7 @@ def _print_inference(est, per_op: bool) -> None:
     t.add_row("samples/s", f"{est.samples_per_s:,.2f}")
     t.add_row("weights (total)", human_bytes(m.weights_bytes))
     t.add_row("KV cache (total)", human_bytes(m.kv_cache_bytes))
+    t.add_row("KV cache (per device)", human_bytes(sum(tu.kv_cache_bytes for tu in m.tiers)))
     t.add_row("activations (peak, per device)", human_bytes(m.activations_bytes))
     t.add_row("memory per device", f"{human_bytes(m.per_device_bytes)} of {human_bytes(m.device_capacity_bytes)}")
     t.add_row("fits", "yes" if m.fits else f"[red]no[/] (short by {human_bytes(m.shortfall_bytes)})")

@@ -184,8 +184,11 @@ def check_with(name: str, v: Any, parse: Callable[[Any], Any]) -> Any:
     as a TierwiseError naming ``name``."""
     try:
         return parse(v)
-    except TierwiseError:
-        raise
+    except TierwiseError as exc:
+        if exc.field is not None:
+            raise
+        raise TierwiseError(f"{{@{name}}}: {exc.template}", field=name, kind=exc.kind, code=exc.code,
+                            details=exc.details) from None
     except (ValueError, TypeError) as exc:
         text = getattr(exc, "message", None) or str(exc)
         raise TierwiseError(f"{{@{name}}}: {text}", field=name, code="invalid_field") from None
