@@ -101,7 +101,8 @@ def resolve_capacity_serve(req: CapacityServeRequest) -> tuple[list, list, list,
 
     v = fill_defaults(req, None, None)
     if (v["model"] is None) == (v["models"] is None):
-        raise TierwiseError("give exactly one of {@model} or {@models}", field="model", code="invalid_field")
+        raise TierwiseError("give exactly one of {@model} or {@models} (several models, with {@mix} for their shares)",
+                            field="model", code="invalid_field")
     names = (v["model"],) if v["model"] is not None else _ids("models", v["models"])
     shares = [1.0] * len(names) if v["mix"] is None else [check_number("mix", x if not isinstance(x, str) else _float("mix", x))
                                                           for x in _ids("mix", v["mix"])]
