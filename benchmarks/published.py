@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE))
 from hwmodels import load_device  # noqa: E402
 
 from planner.arch import load_arch  # noqa: E402
-from planner.costmodel import Choice, Layout, RuntimeSettings, Serving, estimate_inference  # noqa: E402
+from planner.costmodel import Choice, Layout, RuntimeSettings, Serving, estimate_inference, max_batch  # noqa: E402
 from rowmap import HARDWARE, MODELS, first_int  # noqa: E402
 from rowmap import match as _match  # noqa: E402
 
@@ -47,6 +47,8 @@ def weight_format(text: str) -> str | None:
         return "int4-g32"  # llama.cpp Q4_0: 4-bit values, fp16 scale per 32 → 4.5 bits
     if "nf4" in t:
         return "nf4-dq" if "double" in t else "nf4"
+    if t.startswith("fp4") or "nvfp4" in t:
+        return "nvfp4"
     m = re.search(r"int4.*group size (\d+)", t)
     if m:
         return f"int4-g{m.group(1)}"
@@ -61,10 +63,12 @@ def weight_format(text: str) -> str | None:
     return None
 
 
-def act_format(text: str, weights: str) -> str:
+def act_format(text: str, weights: str) -> str | None:
     t = text.lower()
     if t.startswith("fp8"):
         return "fp8-e4m3"
+    if t.startswith("fp4") or "nvfp4" in t:
+        return None  # 4-bit activations (W4A4 NVFP4): no activation format of the catalog
     if t.startswith("int8"):
         return "int8"
     if t.startswith("fp32") and weights == "fp32":
@@ -118,6 +122,30 @@ class Result:
         return (self.predicted - self.measured) / self.measured
 
 
+def _stated(text: str) -> bool:
+    return bool(text.strip()) and "not stated" not in text.lower()
+
+
+def _max_load_batch(text: str) -> bool:
+    """A row measured "at max load" (requests fed without pause, the engine picks the batch)."""
+    return "max load" in text.lower()
+
+
+def _lengths(row: dict, family: str, decode_only: bool) -> tuple[int, int]:
+    prompt = first_int(row["prompt_len"], None)
+    gen = first_int(row["gen_len"], None)
+    if family in ("decoder", "encoder_decoder") and (prompt is None or gen is None):
+        if "litgpt" in row["engine"].lower():
+            # LitGPT's generate defaults (litgpt/generate/base.py: prompt "What food do llamas eat?",
+            # max_new_tokens=50) when the table does not state lengths.
+            prompt = prompt if prompt is not None else 8
+            gen = gen if gen is not None else 50
+        elif decode_only and gen is None:
+            # A decode rate with no stated length: the rate of the steps right after the prompt.
+            gen = 2
+    return prompt or 0, gen or 0
+
+
 def predict_inference(row: dict) -> tuple[float | None, str]:
     model = _match(MODELS, row["model"])
     hw = _match(HARDWARE, row["hardware"])
@@ -126,40 +154,46 @@ def predict_inference(row: dict) -> tuple[float | None, str]:
     metric = row["metric"].lower()
     if "contextual" in row["sparsity"].lower() or "flash->dram" in metric:
         return None, "contextual activation sparsity (predictor-selected FFN neurons) is not modelled"
+    if any("not stated" in row[k].lower() for k in ("num_devices", "batch", "prompt_len")):
+        return None, "device count, batch or prompt length not stated by the source"
     wf = weight_format(row["weight_dtype"])
     if wf is None:
         return None, f"weight format {row['weight_dtype']!r} not expressible"
     af = act_format(row["act_dtype"], wf)
+    if af is None:
+        return None, f"activation format {row['act_dtype']!r} not expressible"
     kf = kv_format(row["kv_dtype"], af)
     arch = load_arch(model)
     dev = load_device(hw)
     n = first_int(row["num_devices"], 1)
     tp, pp = first_int(row["tp"], 1), first_int(row["pp"], 1)
     dp = max(1, n // (tp * pp))
-    batch = first_int(row["batch"], 1)
-    prompt = first_int(row["prompt_len"], None)
-    gen = first_int(row["gen_len"], None)
-    if arch.family in ("decoder", "encoder_decoder") and (prompt is None or gen is None):
-        # LitGPT's generate defaults (litgpt/generate/base.py: prompt "What food do llamas eat?",
-        # max_new_tokens=50) when the table does not state lengths.
-        prompt = prompt if prompt is not None else 8
-        gen = gen if gen is not None else 50
-    prompt = prompt or 0
-    gen = gen or 0
+    decode_only = "decode" in metric and not _stated(row["gen_len"])
+    prompt, gen = _lengths(row, arch.family, decode_only)
     engine = row["engine"]
     offload = "flexgen" in engine.lower() or "offload" in engine.lower()
     opts = RuntimeSettings(allow_offload=offload, runtime=runtime_of(engine))
-    est = estimate_inference(
-        arch,
-        dev,
-        Layout(tp=tp, pp=pp, dp=dp),
-        Serving(batch=batch, prompt=prompt, gen=gen),
-        Choice(weights=wf, activations=af, kv=kf),
-        options=opts,
-    )
+    layout = Layout(tp=tp, pp=pp, dp=dp)
+    choice = Choice(weights=wf, activations=af, kv=kf)
+    if _max_load_batch(row["batch"]):
+        # Max-load throughput: the largest batch whose weights, KV cache and activations fit,
+        # never more than the number of requests the run sent (when the row states it).
+        requests = first_int(row["batch"], None)
+        batch = max_batch(arch, dev, layout, Serving(batch=1, prompt=prompt, gen=gen), choice, options=opts, limit=requests or 4096)
+        if batch < 1:
+            return None, "not even batch 1 fits in memory"
+    else:
+        batch = first_int(row["batch"], 1)
+    est = estimate_inference(arch, dev, layout, Serving(batch=batch, prompt=prompt, gen=gen), choice, options=opts)
+    return _metric_value(row, est, n, decode_only)
+
+
+def _metric_value(row: dict, est, n: int, decode_only: bool) -> tuple[float | None, str]:
+    metric = row["metric"].lower()
     unit = row["unit"].lower()
     if row["category"] == "memory":
-        return est.memory.per_device_bytes / 1e9, ""
+        scale = 1e6 if unit.strip() == "mb" else 1e9
+        return est.memory.per_device_bytes / scale, ""
     if "time to first token" in metric:
         return est.ttft_s * 1e3, ""
     if "prefill" in metric or "prompt-processing" in metric:
@@ -168,6 +202,8 @@ def predict_inference(row: dict) -> tuple[float | None, str]:
         return est.latency_s * 1e3, ""
     if "images/s" in unit:
         return est.samples_per_s, ""
+    if decode_only:
+        return est.decode_tokens_per_s, ""
     if "token" in metric or "throughput" in metric:
         total = est.output_tokens_per_s
         if "/gpu" in unit:
