@@ -142,3 +142,18 @@ def loso(rows: list[dict], grid: dict[str, dict[Combo, object]]) -> tuple[dict[s
 
 def combo_dict(combo: Combo) -> dict[str, float]:
     return {f.name: v for f, v in zip(REGISTRY, combo)}
+
+
+def regressions(baseline: dict[str, float | None], now: dict[str, float | None], tolerance: float = 0.05) -> list[str]:
+    """Rows whose |error| grew by more than ``tolerance`` (absolute, 0.05 = 5 points) against the
+    baseline, or that the baseline predicted and that are no longer predicted."""
+    out = []
+    for row_id, base in baseline.items():
+        if base is None:
+            continue
+        cur = now.get(row_id)
+        if cur is None:
+            out.append(f"{row_id}: predicted in the baseline ({100 * base:+.1f}%), not predicted now")
+        elif abs(cur) - abs(base) > tolerance:
+            out.append(f"{row_id}: {100 * base:+.1f}% in the baseline, {100 * cur:+.1f}% now")
+    return out
