@@ -12,7 +12,6 @@ from hwmodels import load_device
 from planner.arch import load_arch
 from planner.backends import low_rank as svd_factors
 from planner.backends import quantize_tensor
-from planner.cli import main
 from planner.costmodel import Choice, EstimateError, RuntimeSettings, estimate_inference
 from planner.options import (
     GroupInfo,

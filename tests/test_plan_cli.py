@@ -9,7 +9,6 @@ import pytest
 
 from hwmodels import load_device
 from planner.arch import load_arch
-from planner.cli import main
 from planner.costmodel import RuntimeSettings, estimate_inference
 from planner.plan import load_plan, plan_from_dict
 
