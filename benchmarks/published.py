@@ -263,11 +263,21 @@ def _errors(results: dict) -> list[tuple[str, str, float]]:
     return [(i, r.category, r.error) for i, r in results.items() if r.error is not None]
 
 
+def row_kind(row: dict) -> str:
+    """'category / hardware class / engine' of a row: the groups whose errors say how far to trust an
+    estimate of the same kind (rows off the catalog count as hardware class '?', no engine profile as '-')."""
+    hw = _match(HARDWARE, row["hardware"])
+    cls = load_device(hw).device_class if hw else "?"
+    cat = "finetune-memory" if row["category"] == "memory" and "lora" in row["engine"].lower() else row["category"]
+    return f"{cat}/{cls}/{row['engine_id'] or '-'}"
+
+
 def report_json(rows: list[dict], ev: dict) -> dict:
     from fitted import current
     from published_report import summary
 
     held = ev["held"]
+    kinds = {r["id"]: row_kind(r) for r in rows}
     out = {
         "constants": current(),
         "rows": [
@@ -282,6 +292,7 @@ def report_json(rows: list[dict], ev: dict) -> dict:
                 "predicted": r.predicted,
                 "error": r.error,
                 "loso_error": None if held is None else held[r.row_id].error,
+                "kind": kinds[r.row_id],
                 "reason": r.reason,
             }
             for r in ev["results"].values()
@@ -290,6 +301,7 @@ def report_json(rows: list[dict], ev: dict) -> dict:
     }
     if held is not None:
         out["loso"] = {k: v.to_dict() for k, v in summary(_errors(held)).items()}
+        out["loso_by_kind"] = {k: v.to_dict() for k, v in summary((i, kinds[i], e) for i, _, e in _errors(held)).items()}
         out["loso_constants"] = ev["chosen"]
     return out
 

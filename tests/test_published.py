@@ -111,6 +111,14 @@ def test_table_size_and_coverage(rows):
     assert {"inference", "training", "memory"} <= modes
 
 
+def test_row_kinds_name_category_hardware_class_and_engine(pub, rows):
+    kinds = {r["id"]: pub.row_kind(r) for r in rows}
+    assert kinds["T12"] == "training/tpu/-"
+    assert kinds["M04"] == "finetune-memory/gpu/-"
+    assert kinds["I180"] == "inference/phone/executorch"
+    assert kinds["T100"] == "training/gpu/fsdp"
+
+
 def test_every_row_has_a_public_source_and_a_known_engine(rows):
     from planner.engines import list_engines
 
