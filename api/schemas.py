@@ -193,7 +193,7 @@ class EstimatePublic(_Out):
 
 
 class PlanCreate(_In):
-    """Same fields as ``tierwise plan`` (``planner.search.PlanRequest``). Layout degrees
+    """Same fields as ``tierwise plan`` (``planner.search.PlanProblem``). Layout degrees
     left out are searched; ``kv`` left out searches the KV-cache formats too."""
 
     id: Id | None = Field(default=None, description="client-chosen plan id (409 if taken); a new id when left out")

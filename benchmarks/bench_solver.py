@@ -33,31 +33,31 @@ sys.path.insert(0, str(ROOT))
 
 from hwmodels import load_device  # noqa: E402
 from planner.arch import load_arch  # noqa: E402
-from planner.search import Planner, PlanRequest  # noqa: E402
+from planner.search import Planner, PlanProblem  # noqa: E402
 
 CASES = [
     # (name, model, hardware, request, target seconds)
     ("70B, tp=2, 60 GB/device", "llama-3.1-70b", "h100-sxm",
-     PlanRequest(devices=2, tp=2, pp=1, dp=1, kv="bf16", max_memory_per_device_bytes=60e9), 2.0),
+     PlanProblem(devices=2, tp=2, pp=1, dp=1, kv="bf16", max_memory_per_device_bytes=60e9), 2.0),
     ("70B, tp=2, 24 GB/device (≈ 5 bits)", "llama-3.1-70b", "h100-sxm",
-     PlanRequest(devices=2, tp=2, pp=1, dp=1, kv="bf16", max_memory_per_device_bytes=24e9), 2.0),
+     PlanProblem(devices=2, tp=2, pp=1, dp=1, kv="bf16", max_memory_per_device_bytes=24e9), 2.0),
     ("70B, tp=2, 30 GB + TTFT 40 ms + TPOT 12 ms", "llama-3.1-70b", "h100-sxm",
-     PlanRequest(devices=2, tp=2, pp=1, dp=1, kv="bf16", max_memory_per_device_bytes=30e9, ttft_slo_s=0.04,
+     PlanProblem(devices=2, tp=2, pp=1, dp=1, kv="bf16", max_memory_per_device_bytes=30e9, ttft_slo_s=0.04,
                  tpot_slo_s=0.012), 2.0),
     ("405B, tp=8, 60 GB/device", "llama-3.1-405b", "h100-sxm",
-     PlanRequest(devices=8, tp=8, pp=1, dp=1, kv="bf16", max_memory_per_device_bytes=60e9), 5.0),
+     PlanProblem(devices=8, tp=8, pp=1, dp=1, kv="bf16", max_memory_per_device_bytes=60e9), 5.0),
     ("405B, tp=4 pp=2, 40 GB/device", "llama-3.1-405b", "h100-sxm",
-     PlanRequest(devices=8, tp=4, pp=2, dp=1, kv="bf16", max_memory_per_device_bytes=40e9), 5.0),
+     PlanProblem(devices=8, tp=4, pp=2, dp=1, kv="bf16", max_memory_per_device_bytes=40e9), 5.0),
     ("70B on 8 devices: layouts × KV × ILP, 6 GB/device", "llama-3.1-70b", "h100-sxm",
-     PlanRequest(devices=8, max_memory_per_device_bytes=6e9), 15.0),
+     PlanProblem(devices=8, max_memory_per_device_bytes=6e9), 15.0),
     ("70B on 8 devices: layouts × KV × ILP, latency, 12 GB", "llama-3.1-70b", "h100-sxm",
-     PlanRequest(devices=8, max_memory_per_device_bytes=12e9, objective="latency"), 15.0),
+     PlanProblem(devices=8, max_memory_per_device_bytes=12e9, objective="latency"), 15.0),
 ]
 
 
-def run_case(model: str, hardware: str, req: PlanRequest, repeat: int, backend: str) -> dict:
+def run_case(model: str, hardware: str, req: PlanProblem, repeat: int, backend: str) -> dict:
     arch, dev = load_arch(model), load_device(hardware)
-    req = PlanRequest(**{**{f: getattr(req, f) for f in req.__dataclass_fields__}, "backend": backend})
+    req = PlanProblem(**{**{f: getattr(req, f) for f in req.__dataclass_fields__}, "backend": backend})
     walls, ilps = [], []
     plan = None
     for _ in range(repeat):
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     # Warm the process-wide caches (torch import, format-noise table) once: they are paid
     # once per process, not per plan.
-    Planner(load_arch("llama-3.2-1b"), load_device("h100-sxm")).solve(PlanRequest(kv="bf16"))
+    Planner(load_arch("llama-3.2-1b"), load_device("h100-sxm")).solve(PlanProblem(kv="bf16"))
     results = []
     for name, model, hw, req, target in CASES:
         if args.only and args.only not in name:

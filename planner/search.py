@@ -21,7 +21,7 @@ from the cost model's additive per-group costs (:func:`planner.costmodel.group_c
 * ``avg_bits``: Σ params·bits ≤ target · Σ params (bits as the format registry prices them;
   a low-rank option's bits are scaled by the fraction of weights its factors keep).
 
-Low-rank options (``PlanRequest.low_rank``, off by default) are ordinary columns: their
+Low-rank options (``PlanProblem.low_rank``, off by default) are ordinary columns: their
 memory and time coefficients come from the cost model's ``Choice(low_rank=r)``, their
 sensitivity from the source's truncation error (:mod:`planner.sensitivity`).
 
@@ -104,7 +104,7 @@ from planner.workload import build_workload
 __all__ = [
     "DEFAULT_KV_FORMATS",
     "BisectResult",
-    "PlanRequest",
+    "PlanProblem",
     "Planner",
     "bisect_ladder",
     "pareto_front",
@@ -118,7 +118,7 @@ _REL_TOL = 1e-6
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PlanRequest:
+class PlanProblem:
     """What to plan for (CLI flags / REST fields in snake case). ``tp``/``pp``/``dp`` left
     ``None`` are searched over; ``kv`` ``None`` searches the KV formats too; ``low_rank``
     lists absolute ranks to offer as low-rank factorisations of linear groups (``None``:
@@ -328,7 +328,7 @@ def _primary_keys(f: _Formulation, objective: str) -> np.ndarray:
     return np.stack([f.sens_key, f.pre_s, f.dec_s, f.stream_pre_s, f.stream_dec_s, f.bytes_], axis=1)
 
 
-def _ordered_layouts(arch: ArchSpec, device: DeviceSpec, req: PlanRequest) -> list[Layout]:
+def _ordered_layouts(arch: ArchSpec, device: DeviceSpec, req: PlanProblem) -> list[Layout]:
     fixed = {k: getattr(req, k) for k in ("tp", "pp", "dp", "ep") if getattr(req, k) is not None}
     if all(getattr(req, k) is not None for k in ("tp", "pp", "dp")):
         lay = Layout(tp=req.tp, pp=req.pp, dp=req.dp, ep=req.ep or 1)
@@ -384,7 +384,7 @@ class Planner:
             self._group_cache[pp] = decision_groups(self.work, pp)
         return self._group_cache[pp]
 
-    def _option_sets(self, req: PlanRequest, groups: Sequence[GroupInfo], base: str) -> list[tuple[Option, ...]]:
+    def _option_sets(self, req: PlanProblem, groups: Sequence[GroupInfo], base: str) -> list[tuple[Option, ...]]:
         cands = candidate_options(self.device, formats=req.formats, sparsity=req.sparsity,
                                   low_precision_compute=req.low_precision_compute, base_activations=base,
                                   low_rank=req.low_rank)
@@ -435,7 +435,7 @@ class Planner:
             self._sens_cache[key] = self.sensitivity.scores(groups, options)
         return self._sens_cache[key]
 
-    def _columns(self, req: PlanRequest, layout: Layout, base: str, kv: str, tiers: tuple[str, ...],
+    def _columns(self, req: PlanProblem, layout: Layout, base: str, kv: str, tiers: tuple[str, ...],
                  per_byte: Mapping[str, float]) -> tuple:
         """Classes and column arrays of one layout (independent of the KV format, which
         only moves the fixed costs): cached, because every KV candidate and every re-solve
@@ -563,7 +563,7 @@ class Planner:
         self._col_cache[key] = out
         return out
 
-    def _formulate(self, req: PlanRequest, layout: Layout, kv: str) -> _Formulation:
+    def _formulate(self, req: PlanProblem, layout: Layout, kv: str) -> _Formulation:
         dev = self.device
         base = req.activations or base_activation_format(dev)
         serving = req.serving
@@ -655,7 +655,7 @@ class Planner:
 
     # -- the ILP ---------------------------------------------------------------------------
 
-    def _problem(self, f: _Formulation, req: PlanRequest, tighten: Mapping[str, float]) -> Problem:
+    def _problem(self, f: _Formulation, req: PlanProblem, tighten: Mapping[str, float]) -> Problem:
         n = f.col_class.size
         rows: list[Row] = list(f.sens_rows)
         aux = [AuxVar(name="P_prefill", lb=0.0)] + list(f.sens_aux)
@@ -708,7 +708,7 @@ class Planner:
             terms["P_decode"] = float(max(f.gen - 1, 0))
         return terms
 
-    def _objective(self, f: _Formulation, problem: Problem, which: str, req: PlanRequest,
+    def _objective(self, f: _Formulation, problem: Problem, which: str, req: PlanProblem,
                    refs: Mapping[str, float], cols: np.ndarray | None = None) -> tuple[np.ndarray, list[AuxVar]]:
         """Cost vector and auxiliaries (with costs) of an objective; constants are dropped
         (sensitivity: ``f.sens_const``; latency: the per-pass overheads). ``cols``: the
@@ -742,12 +742,12 @@ class Planner:
                     aux_cost[k] = aux_cost.get(k, 0.0) + w["latency"] * v / refs["latency"]
             if w.get("memory"):
                 aux_cost["M_max"] = aux_cost.get("M_max", 0.0) + w["memory"] / refs["memory"]
-        else:  # pragma: no cover - validated by PlanRequest
+        else:  # pragma: no cover - validated by PlanProblem
             raise ValueError(which)
         aux = [replace(a, cost=aux_cost.get(a.name, 0.0)) for a in problem.aux]
         return cost, aux
 
-    def _solve_candidate(self, f: _Formulation, req: PlanRequest, refs: Mapping[str, float],
+    def _solve_candidate(self, f: _Formulation, req: PlanProblem, refs: Mapping[str, float],
                          deadline: float) -> tuple[Plan, InferenceEstimate, Solution] | None:
         """ILP → plan → re-evaluation, tightening rows the re-evaluation finds violated."""
         primary, secondary = _OBJECTIVE_ORDER[req.objective]
@@ -789,7 +789,7 @@ class Planner:
         return None
 
     def _lexicographic(self, f: _Formulation, problem: Problem, first: Solution, cost: np.ndarray,
-                       aux: Sequence[AuxVar], secondary: str, req: PlanRequest, refs: Mapping[str, float],
+                       aux: Sequence[AuxVar], secondary: str, req: PlanProblem, refs: Mapping[str, float],
                        deadline: float, cols: np.ndarray | None = None) -> Solution:
         """Break ties of the primary objective with the secondary one.
 
@@ -894,7 +894,7 @@ class Planner:
                                   options=Options(allow_offload=plan.constraints.allow_offload,
                                                   placement=plan.placement()))
 
-    def _assemble(self, f: _Formulation, req: PlanRequest, sol: Solution,
+    def _assemble(self, f: _Formulation, req: PlanProblem, sol: Solution,
                   refs: Mapping[str, float]) -> tuple[Plan, InferenceEstimate, dict[str, float]]:
         assign = self._assignment(f, sol)
         choices = self._choices(f, assign)
@@ -981,7 +981,7 @@ class Planner:
 
     # -- the search ------------------------------------------------------------------------
 
-    def _kv_candidates(self, req: PlanRequest, base: str) -> list[str]:
+    def _kv_candidates(self, req: PlanProblem, base: str) -> list[str]:
         if req.kv is not None:
             fmt = get_format(req.kv)
             if not fmt.is_kv:
@@ -997,13 +997,13 @@ class Planner:
                 out.append(get_format(k).name)
         return out
 
-    def _refs(self, req: PlanRequest, f: _Formulation) -> dict[str, float]:
+    def _refs(self, req: PlanProblem, f: _Formulation) -> dict[str, float]:
         smax = sum(float(c.alpha.sum() * c.sigma.max()) for c in f.classes)
         lat = f.base_estimate.latency_s
         return {"sensitivity": max(smax, 1e-12), "latency": max(lat, 1e-12),
                 "memory": self.device.memory_capacity_bytes}
 
-    def _bound(self, f: _Formulation, req: PlanRequest, refs: Mapping[str, float], deadline: float) -> float | None:
+    def _bound(self, f: _Formulation, req: PlanProblem, refs: Mapping[str, float], deadline: float) -> float | None:
         """LP-relaxation lower bound of the candidate's primary objective (None = infeasible)."""
         problem = self._problem(f, req, {})
         primary = _OBJECTIVE_ORDER[req.objective][0]
@@ -1030,7 +1030,7 @@ class Planner:
         return (value + w.get("accuracy", 0.0) * (f.sens_const + f.kv_sens) / refs["sensitivity"]
                 + w.get("latency", 0.0) * steps / refs["latency"])
 
-    def solve(self, req: PlanRequest, *, diagnose_failure: bool = True) -> Plan:
+    def solve(self, req: PlanProblem, *, diagnose_failure: bool = True) -> Plan:
         """The best plan for ``req`` over layouts and KV formats (see the module docstring).
         Raises :class:`~planner.diagnose.NoFeasiblePlanError` (with a diagnosis) when
         nothing satisfies the constraints."""
@@ -1078,7 +1078,7 @@ class Planner:
 
     # -- minimal footprints for the diagnosis --------------------------------------------
 
-    def minimum(self, req: PlanRequest, what: str) -> tuple[float, Plan | None]:
+    def minimum(self, req: PlanProblem, what: str) -> tuple[float, Plan | None]:
         """Smallest achievable ``memory`` (device-tier bytes per device), ``ttft`` or
         ``tpot`` over layouts and KV formats, ignoring every other constraint."""
         relaxed = replace(req, max_memory_per_device_bytes=None, ttft_slo_s=None, tpot_slo_s=None, avg_bits=None,
@@ -1104,18 +1104,18 @@ class Planner:
                     best = (value, plan)
         return best
 
-    def _problem_uncapped(self, f: _Formulation, req: PlanRequest) -> Problem:
+    def _problem_uncapped(self, f: _Formulation, req: PlanProblem) -> Problem:
         problem = self._problem(f, req, {})
         return problem.without_rows([r.name for r in problem.rows if r.name.startswith("memory_")])
 
     # -- Pareto and bisection ------------------------------------------------------------
 
-    def pareto(self, req: PlanRequest, n: int) -> list[Plan]:
+    def pareto(self, req: PlanProblem, n: int) -> list[Plan]:
         """Up to ``n`` non-dominated plans over (sensitivity, per-device memory, request
         latency), from the most accurate to the smallest (see :func:`pareto_front`)."""
         return pareto_front(self, req, n)
 
-    def bisect(self, req: PlanRequest, evaluator: Callable[[Plan], float], band: tuple[float, float], *,
+    def bisect(self, req: PlanProblem, evaluator: Callable[[Plan], float], band: tuple[float, float], *,
                levels: int = 16, max_rounds: int | None = None) -> BisectResult:
         """Most compressed plan whose *measured* degradation (``evaluator``) is at most
         ``band[1]``, stopping early inside ``band``; the memory budget is bisected over
@@ -1156,13 +1156,13 @@ _OBJECTIVE_ORDER: dict[str, tuple[str, str | None]] = {
 }
 
 
-def _usd_per_million(device: DeviceSpec, layout: Layout, req: PlanRequest, latency_s: float) -> float:
+def _usd_per_million(device: DeviceSpec, layout: Layout, req: PlanProblem, latency_s: float) -> float:
     tokens = req.batch * (req.gen if req.gen > 0 else max(req.prompt, 1))
     tps = layout.dp * tokens / latency_s if latency_s > 0 else 0.0
     return device.usd_per_hour * layout.devices / 3600.0 / tps * 1e6 if tps > 0 else math.inf
 
 
-def _objective_value(objective: str, p: Predicted, req: PlanRequest, refs: Mapping[str, float]) -> float:
+def _objective_value(objective: str, p: Predicted, req: PlanProblem, refs: Mapping[str, float]) -> float:
     if objective == "accuracy":
         return p.sensitivity
     if objective == "latency":
@@ -1177,7 +1177,7 @@ def _objective_value(objective: str, p: Predicted, req: PlanRequest, refs: Mappi
             + w.get("memory", 0.0) * p.per_device_bytes / refs["memory"])
 
 
-def _compare_key(objective: str, plan: Plan, req: PlanRequest, refs: Mapping[str, float]) -> tuple:
+def _compare_key(objective: str, plan: Plan, req: PlanProblem, refs: Mapping[str, float]) -> tuple:
     p = plan.predicted
     primary = _objective_value(objective, p, req, refs)
     secondary = {"accuracy": p.latency_s}.get(objective, p.sensitivity)
@@ -1233,7 +1233,7 @@ def non_dominated(plans: Sequence[Plan]) -> list[Plan]:
     return sorted(out, key=_metrics)
 
 
-def pareto_front(planner: Planner, req: PlanRequest, n: int) -> list[Plan]:
+def pareto_front(planner: Planner, req: PlanProblem, n: int) -> list[Plan]:
     """``n`` (or fewer, when fewer exist) non-dominated plans.
 
     ε-constraint sweep: the most accurate plan and the smallest plan bound the memory
@@ -1383,7 +1383,7 @@ def solve_plan(model: str | ArchSpec, hardware: str | DeviceSpec, *, sensitivity
     """Solve a compression + parallelism plan.
 
     ``model`` / ``hardware``: catalog ids, config/profile paths, or loaded specs.
-    ``request``: the fields of :class:`PlanRequest` (``devices``, ``tp``, ``pp``, ``dp``,
+    ``request``: the fields of :class:`PlanProblem` (``devices``, ``tp``, ``pp``, ``dp``,
     ``batch``, ``prompt``, ``gen``, ``max_memory_per_device_bytes``, ``ttft_slo_s``,
     ``tpot_slo_s``, ``avg_bits``, ``allow_offload``, ``objective``, ``objective_weights``,
     ``formats``, ``sparsity``, ``kv``, ``activations``, ``pins``, ``low_rank``, ``backend``,
@@ -1395,7 +1395,7 @@ def solve_plan(model: str | ArchSpec, hardware: str | DeviceSpec, *, sensitivity
     for k in ("formats", "sparsity", "low_rank"):
         if request.get(k) is not None and not isinstance(request[k], (str, bytes)):
             request[k] = tuple(request[k])
-    return Planner(arch, device, sensitivity=sensitivity).solve(PlanRequest(**request))
+    return Planner(arch, device, sensitivity=sensitivity).solve(PlanProblem(**request))
 
 
 def _load_arch(ref: str) -> ArchSpec:

@@ -163,7 +163,7 @@ def plan(
         fail(f"tierwise plan needs {missing} (or a subcommand: show, diff); try `tierwise plan --help`",
              field=missing.lstrip("-"))
     from planner.cli.common import load_hardware_or_fail, load_model_or_fail
-    from planner.search import Planner, PlanRequest
+    from planner.search import Planner, PlanProblem
 
     if (csv_path or plot) and pareto is None:
         fail("--csv and --plot go with --pareto N", field="pareto")
@@ -172,7 +172,7 @@ def plan(
     if sp is not None and tuple(s.lower() for s in sp) == ("dense",):
         sp = ()
     ranks = _ranks(low_rank)
-    req = PlanRequest(
+    req = PlanProblem(
         devices=devices, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch, prompt=prompt, gen=gen,
         max_memory_per_device_bytes=budget, ttft_slo_s=parse_duration(ttft_slo, "--ttft-slo"),
         tpot_slo_s=parse_duration(tpot_slo, "--tpot-slo"), avg_bits=avg_bits, allow_offload=allow_offload,
