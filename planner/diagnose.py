@@ -114,10 +114,19 @@ def _layout_text(plan) -> str:
     return f"tp={lay.tp} pp={lay.pp} dp={lay.dp}"
 
 
-def _try(planner, req):
+def _try(planner, req, deadline):
+    """The plan for ``req``, or None when there is none (or the shared deadline ran out)."""
+    from planner.deadline import DeadlineExceeded
+
+    if deadline.cancelled:
+        deadline.check("the diagnosis")  # raises Cancelled
+    if deadline.expired():
+        return None
     try:
-        return planner.solve(req, diagnose_failure=False)
-    except NoFeasiblePlanError:
+        return planner.solve(req, diagnose_failure=False, deadline=deadline)
+    except (NoFeasiblePlanError, DeadlineExceeded):
+        if deadline.cancelled:
+            deadline.check("the diagnosis")
         return None
 
 
@@ -129,38 +138,45 @@ def _formats_text(plan) -> str:
     return ", ".join(f"{k}×{n}" for k, n in top)
 
 
-def diagnose(planner, req) -> Diagnosis:
-    """Explain why ``req`` is infeasible for ``planner`` (a :class:`planner.search.Planner`)."""
+def diagnose(planner, req, *, deadline=None) -> Diagnosis:
+    """Explain why ``req`` is infeasible for ``planner`` (a :class:`planner.search.Planner`).
+
+    Every phase shares ``deadline`` (the caller's; ``req.time_limit_s`` from now when
+    none): phases it leaves no time for are skipped and the message says so. The
+    planner's caches make each re-solve reuse the request's formulations."""
+    from planner.deadline import Deadline
+
+    dl = deadline if deadline is not None else Deadline(req.time_limit_s)
     device = planner.device
     capacity = device.memory_capacity_bytes
     budget = capacity if req.max_memory_per_device_bytes is None else min(capacity, req.max_memory_per_device_bytes)
     dev_tier = device.device_tier
-    min_mem, min_plan = planner.minimum(req, "memory")
+    min_mem, min_plan = planner.minimum(req, "memory", deadline=dl)
     memory_binds = min_mem > budget * (1 + 1e-9)
 
     binding: list[str] = []
     changes: list[Change] = []
     slo_free = replace(req, ttft_slo_s=None, tpot_slo_s=None)
-    memory_only_ok = _try(planner, slo_free) if (req.ttft_slo_s or req.tpot_slo_s) else None
+    memory_only_ok = _try(planner, slo_free, dl) if (req.ttft_slo_s or req.tpot_slo_s) else None
 
     if memory_binds and not req.allow_offload:
         binding.append("memory")
     elif memory_binds and req.allow_offload:
         binding.append("memory (device and offload tiers together)")
-    if req.avg_bits is not None and _try(planner, replace(req, avg_bits=None)) is not None:
+    if req.avg_bits is not None and _try(planner, replace(req, avg_bits=None), dl) is not None:
         binding.append("avg_bits")
     min_ttft = min_tpot = None
     if req.ttft_slo_s is not None or req.tpot_slo_s is not None:
         base = slo_free if memory_only_ok is not None else replace(slo_free, max_memory_per_device_bytes=None)
         if req.ttft_slo_s is not None:
-            fastest = _try(planner, replace(base, objective="latency", tpot_slo_s=req.tpot_slo_s))
-            min_ttft = planner.minimum(base, "ttft")[0] if fastest is None else fastest.predicted.ttft_s
-            if _try(planner, replace(req, ttft_slo_s=None)) is not None or min_ttft > req.ttft_slo_s:
+            fastest = _try(planner, replace(base, objective="latency", tpot_slo_s=req.tpot_slo_s), dl)
+            min_ttft = planner.minimum(base, "ttft", deadline=dl)[0] if fastest is None else fastest.predicted.ttft_s
+            if _try(planner, replace(req, ttft_slo_s=None), dl) is not None or min_ttft > req.ttft_slo_s:
                 binding.append("ttft_slo")
         if req.tpot_slo_s is not None:
-            fastest = _try(planner, replace(base, objective="latency", ttft_slo_s=None))
-            min_tpot = planner.minimum(base, "tpot")[0] if fastest is None else fastest.predicted.tpot_s
-            if _try(planner, replace(req, tpot_slo_s=None)) is not None or min_tpot > req.tpot_slo_s:
+            fastest = _try(planner, replace(base, objective="latency", ttft_slo_s=None), dl)
+            min_tpot = planner.minimum(base, "tpot", deadline=dl)[0] if fastest is None else fastest.predicted.tpot_s
+            if _try(planner, replace(req, tpot_slo_s=None), dl) is not None or min_tpot > req.tpot_slo_s:
                 binding.append("tpot_slo")
         if memory_only_ok is not None:
             relaxed = []
@@ -169,7 +185,7 @@ def diagnose(planner, req) -> Diagnosis:
             if req.tpot_slo_s is not None and min_tpot is not None and min_tpot > req.tpot_slo_s:
                 relaxed.append(f"--tpot-slo {min_tpot:.4g}")
             if relaxed:
-                fast = _try(planner, replace(req, objective="latency", ttft_slo_s=None, tpot_slo_s=None))
+                fast = _try(planner, replace(req, objective="latency", ttft_slo_s=None, tpot_slo_s=None), dl)
                 changes.append(Change(kind="slo", description="relax the latency targets to what the hardware can "
                                       "do: " + " ".join(relaxed), predicted=_summary(fast) if fast else {}))
     if not binding:
@@ -179,7 +195,7 @@ def diagnose(planner, req) -> Diagnosis:
         # 1. Offload the remainder to the next tier (host memory / storage), at its speed.
         host = device.host_tier
         if not req.allow_offload and host is not None:
-            plan = _try(planner, replace(req, allow_offload=True))
+            plan = _try(planner, replace(req, allow_offload=True), dl)
             if plan is not None:
                 link = device.host_link
                 bw = min(host.bandwidth_bytes_per_s, link.bandwidth_bytes_per_s) if link is not None else \
@@ -192,7 +208,7 @@ def diagnose(planner, req) -> Diagnosis:
                     f"and stream them over {bw / 1e9:.0f} GB/s each pass; {speed}"), predicted=_summary(plan)))
         # 2. Lower-precision formats than the set searched.
         if req.formats is not None:
-            plan = _try(planner, replace(req, formats=None))
+            plan = _try(planner, replace(req, formats=None), dl)
             if plan is not None:
                 changes.append(Change(kind="formats", description=(
                     f"search the default format set instead of --formats {','.join(req.formats)} "
@@ -205,7 +221,7 @@ def diagnose(planner, req) -> Diagnosis:
             if low:
                 from planner.options import DEFAULT_WEIGHT_FORMATS
 
-                plan = _try(planner, replace(req, formats=DEFAULT_WEIGHT_FORMATS + low))
+                plan = _try(planner, replace(req, formats=DEFAULT_WEIGHT_FORMATS + low), dl)
                 if plan is not None:
                     changes.append(Change(kind="formats", description=(
                         f"allow 2-bit weights (--formats with {', '.join(low[:3])}); round-to-nearest 2-bit "
@@ -221,7 +237,7 @@ def diagnose(planner, req) -> Diagnosis:
                 if 0 < fit_tokens < tokens:
                     scale = fit_tokens / tokens
                     prompt, gen = max(int(req.prompt * scale), 0), max(int(req.gen * scale), 1 if req.gen else 0)
-                    plan = _try(planner, replace(req, prompt=prompt, gen=gen))
+                    plan = _try(planner, replace(req, prompt=prompt, gen=gen), dl)
                     if plan is not None:
                         changes.append(Change(kind="context", description=(
                             f"shorter context: --prompt {prompt} --gen {gen} ({fit_tokens} tokens per request "
@@ -229,7 +245,7 @@ def diagnose(planner, req) -> Diagnosis:
                 if req.batch > 1:
                     fit_batch = int(room // (per_token * tokens)) if room > 0 else 0
                     if 1 <= fit_batch < req.batch:
-                        plan = _try(planner, replace(req, batch=fit_batch))
+                        plan = _try(planner, replace(req, batch=fit_batch), dl)
                         if plan is not None:
                             changes.append(Change(kind="batch", description=f"--batch {fit_batch} instead of "
                                                   f"{req.batch}", predicted=_summary(plan)))
@@ -239,7 +255,7 @@ def diagnose(planner, req) -> Diagnosis:
             if n > _MAX_DEVICES:
                 break
             try:
-                plan = _try(planner, replace(req, devices=n, tp=None, pp=None, dp=None))
+                plan = _try(planner, replace(req, devices=n, tp=None, pp=None, dp=None), dl)
             except Exception as exc:  # noqa: BLE001 - an impossible layout count is not a diagnosis
                 from planner.costmodel import EstimateError
 
@@ -271,6 +287,8 @@ def diagnose(planner, req) -> Diagnosis:
     if min_tpot is not None:
         lines.append(f"fastest TPOT that fits: {_ms(min_tpot)} (asked {_ms(req.tpot_slo_s)})")
     lines.append("binding: " + ", ".join(binding))
+    if dl.expired():
+        lines.append("(the diagnosis was cut short by the time limit: some phases were skipped)")
     if changes:
         lines.append("cheapest changes:")
         lines.extend(f"  {i}. {c.description}" for i, c in enumerate(changes, 1))

@@ -538,6 +538,11 @@ def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int
     h.setOptionValue("time_limit", float(time_limit_s))
     h.setOptionValue("mip_rel_gap", float(gap))
     h.setOptionValue("mip_abs_gap", 1e-9)
+    # Rows are scaled by their largest magnitude, which can be a coefficient far above the
+    # right-hand side; tighter tolerances keep HiGHS's points within the 1e-6 (relative to
+    # the right-hand side) that every returned point is checked against.
+    h.setOptionValue("primal_feasibility_tolerance", 1e-9)
+    h.setOptionValue("mip_feasibility_tolerance", 1e-9)
     h.setOptionValue("random_seed", 0)
     if threads is not None:
         h.setOptionValue("threads", int(threads))
@@ -740,6 +745,13 @@ def solve(problem: Problem, *, backend: str = "highs", time_limit_s: float = DEF
             best = again if again.objective <= sol.objective else sol
             sol = replace(best, status=again.status, bound=again.bound,
                           gap=_relative_gap(best.objective, again.bound), time_s=sol.time_s + again.time_s)
+        left = float(time_limit_s) - sol.time_s
+        if (start is not None and sol.status == "optimal" and sol.gap is not None and sol.gap > gap and left > 0
+                and not (cancel is not None and cancel())):
+            # HiGHS can stop at a start point it was handed without closing the gap (seen
+            # when the start's continuous values sit far from their optimum): solve afresh.
+            cold = _solve_highs(problem, left, float(gap), threads, cancel=cancel)
+            sol = replace(cold, time_s=sol.time_s + cold.time_s) if cold.objective <= sol.objective else sol
     else:
         sol = _solve_cbc(problem, float(time_limit_s), float(gap), threads)
     bad = problem.violations(sol.counts, sol.aux_values, tol=1e-6)
