@@ -22,7 +22,7 @@ elastic slacks.
 
 Backends, chosen explicitly by name:
 
-* ``"highs"`` — HiGHS through ``highspy``: the matrix is built once with numpy/scipy and
+* ``"highs"`` — HiGHS through ``highspy``: the matrix is built once with numpy and
   passed whole, which keeps model building far below the solve time.
 * ``"cbc"`` — COIN-OR CBC through PuLP's bundled binary, built with PuLP's list
   constructors (``LpAffineExpression``). CBC does not report its best bound through PuLP,
@@ -492,7 +492,6 @@ def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int
                  aux_start: Mapping[str, float] | None = None, objective_scale: float | None = None,
                  cancel: Callable[[], bool] | None = None) -> Solution:
     import highspy
-    from scipy import sparse
 
     t0 = time.perf_counter()
     n = problem.num_columns
@@ -503,12 +502,18 @@ def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int
     ys = mat.ys
     scale = objective_scale if objective_scale else _scale(problem, ys)
 
-    # Rows: one-hot per group, then the named rows. Built as one sparse matrix.
-    onehot = sparse.csr_matrix((np.ones(n), (problem.column_group, np.arange(n))), shape=(g, n + na))
-    blocks = [onehot]
+    # Rows: one-hot per group, then the named rows; passed column-wise (CSC) straight from
+    # numpy (scipy.sparse would cost more to import than the matrix costs to build).
+    dense = np.zeros((g + len(problem.rows), n + na))
+    dense[problem.column_group, np.arange(n)] = 1.0
     if problem.rows:
-        blocks.append(sparse.csr_matrix(np.hstack([mat.coeffs, mat.aux])))
-    a = sparse.vstack(blocks).tocsc()
+        dense[g:, :n] = mat.coeffs
+        dense[g:, n:] = mat.aux
+    cols_nz, rows_nz = np.nonzero(dense.T)
+    a_start = np.searchsorted(cols_nz, np.arange(n + na + 1)).astype(np.int32)
+    a_index = rows_nz.astype(np.int32)
+    a_value = dense[rows_nz, cols_nz]
+    n_rows = dense.shape[0]
     size = problem.group_size.astype(np.float64)
     lower = np.concatenate([size, mat.lower])
     upper = np.concatenate([size, mat.upper])
@@ -518,7 +523,7 @@ def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int
 
     lp = highspy.HighsLp()
     lp.num_col_ = n + na
-    lp.num_row_ = a.shape[0]
+    lp.num_row_ = n_rows
     lp.col_cost_ = np.concatenate([problem.cost, aux_cost * ys]) / scale
     lp.col_lower_ = np.concatenate([np.zeros(n), aux_lb / ys])
     lp.col_upper_ = np.concatenate([size[problem.column_group], aux_ub / ys])
@@ -526,11 +531,11 @@ def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int
     lp.row_lower_ = np.where(np.isfinite(lower), lower, -inf)
     lp.row_upper_ = np.where(np.isfinite(upper), upper, inf)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = a.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = a.indices.astype(np.int32)
-    lp.a_matrix_.value_ = a.data
+    lp.a_matrix_.start_ = a_start
+    lp.a_matrix_.index_ = a_index
+    lp.a_matrix_.value_ = a_value
     lp.a_matrix_.num_col_ = n + na
-    lp.a_matrix_.num_row_ = a.shape[0]
+    lp.a_matrix_.num_row_ = n_rows
     if not relax:
         lp.integrality_ = [highspy.HighsVarType.kInteger] * n + [highspy.HighsVarType.kContinuous] * na
 
@@ -595,10 +600,10 @@ def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int
         counts = tuple(int(c) for c in np.round(sol[:n]))
         return Solution(counts=counts, aux_values=MappingProxyType(y), objective=obj, bound=obj, gap=0.0,
                         status="optimal", backend="highs", time_s=time.perf_counter() - t0, variables=n + na,
-                        constraints=a.shape[0], row_activity=MappingProxyType({}),
+                        constraints=n_rows, row_activity=MappingProxyType({}),
                         column_group=tuple(int(g) for g in problem.column_group))
     bound = info.mip_dual_bound * scale if math.isfinite(info.mip_dual_bound) else None
-    return _finish(problem, sol[:n], y, bound=bound, status=ours, backend="highs", t0=t0, n_rows=a.shape[0])
+    return _finish(problem, sol[:n], y, bound=bound, status=ours, backend="highs", t0=t0, n_rows=n_rows)
 
 
 # ---------------------------------------------------------------------------
