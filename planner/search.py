@@ -103,6 +103,8 @@ __all__ = [
 _SEGMENT_ROUNDS = 6
 #: Share of the deadline the bounding phase may use when there are several candidates.
 _BOUND_SHARE = 0.5
+#: Seconds (at most a tenth of the limit) kept back from the solves for the last assembly.
+_ASSEMBLY_RESERVE_S = 1.0
 
 
 class Planner(FormulationMixin, AssemblyMixin):
@@ -341,16 +343,19 @@ class Planner(FormulationMixin, AssemblyMixin):
         dl = deadline if deadline is not None else Deadline(req.time_limit_s)
         dl.check("the plan search")
         ranked, refs, timed_out = self._ranked(req, dl)
+        # Solves stop a little early: turning the last solution into a plan (re-evaluation
+        # by the cost model) must fit in the deadline too.
+        solve_dl = dl.child(seconds=max(dl.remaining() - min(_ASSEMBLY_RESERVE_S, 0.1 * req.time_limit_s), 0.0))
         best: tuple[tuple, Plan, Solution] | None = None
         solved = 0
         for b, f in ranked:
             if best is not None and b > best[0][0] + REL_TOL * max(abs(best[0][0]), 1e-12):
                 break
-            if dl.expired():
+            if solve_dl.expired():
                 timed_out = True
                 break
             try:
-                got = self._solve_candidate(f, req, refs, dl)
+                got = self._solve_candidate(f, req, refs, solve_dl)
             except (DeadlineExceeded, SolverError) as exc:
                 if isinstance(exc, SolverError) and exc.status not in ("time_limit", "cancelled"):
                     raise
@@ -359,7 +364,7 @@ class Planner(FormulationMixin, AssemblyMixin):
             solved += 1
             if got is not None:
                 plan, _est, sol = got
-                timed_out = timed_out or sol.status == "feasible" and dl.expired()
+                timed_out = timed_out or sol.status == "feasible" and solve_dl.expired()
                 key = compare_key(req.objective, plan, req, refs)
                 if best is None or better(key, best[0]):
                     best = (key, plan, sol)
