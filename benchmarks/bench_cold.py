@@ -1,7 +1,7 @@
 """Wall time of the ``tierwise`` command as a user runs it: a fresh process per run.
 
     python benchmarks/bench_cold.py [--runs 3] [--only plan-70b,estimate-70b] [--json]
-                                    [--llm-analysis /tmp/llm-analysis-venv/bin/llm-analysis]
+                                    [--llm-analysis /tmp/llm-analysis-venv/bin/python]
 
 For every command of the README's "Use" section (``serve`` excepted: it does not exit) and
 the cases of the "Speed a user feels" issue, prints the cold figure — min / median / max
@@ -10,7 +10,9 @@ empty) — beside the warm figure: the same command run again in one process who
 are hot (``planner.cli.main``, median of ``--runs`` after one warm-up). Commands run in a
 temporary directory (``plan.yaml`` is written there first for the commands that read it).
 
-``--llm-analysis PATH`` adds ``tierwise estimate`` and llm-analysis's command line on the
+``--llm-analysis PYTHON`` (the interpreter of llm-analysis's virtualenv) adds
+``tierwise estimate`` and llm-analysis's command line (``python -m llm_analysis.analysis
+infer``, its documented entry point) on the
 same case (Llama-2-7B, one A100-80GB, batch 1, prompt 512, gen 128, 16-bit), run in turn
 (A B A B …) so that drift of the machine's speed hits both; the ratio is per pair.
 llm-analysis is not a dependency: install it in a virtualenv of its own (it pins an old
@@ -135,7 +137,7 @@ def warm(name: str, runs: int, cwd: Path) -> list[float]:
 
 def side_by_side(la: str, runs: int, cwd: Path) -> dict:
     """``tierwise estimate`` (A) and llm-analysis's CLI (B), alternating; ratio per pair."""
-    a_cmd, b_cmd = _tierwise() + TW_CASE, [la, "infer", *LA_CASE]
+    a_cmd, b_cmd = _tierwise() + TW_CASE, [la, "-m", "llm_analysis.analysis", "infer", *LA_CASE]
     _run_once(a_cmd, (0,), cwd)
     _run_once(b_cmd, (0,), cwd)
     a, b = [], []
@@ -144,7 +146,7 @@ def side_by_side(la: str, runs: int, cwd: Path) -> dict:
         b.append(_run_once(b_cmd, (0,), cwd))
     return {"tierwise": _stats(a), "llm_analysis": _stats(b),
             "ratio": _stats([x / y for x, y in zip(a, b)]), "tierwise_cmd": "tierwise " + " ".join(TW_CASE),
-            "llm_analysis_cmd": "llm-analysis infer " + " ".join(LA_CASE)}
+            "llm_analysis_cmd": "python -m llm_analysis.analysis infer " + " ".join(LA_CASE)}
 
 
 def _stats(xs: list[float]) -> dict[str, float]:
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", default="", help="comma-separated case names (default: all)")
     ap.add_argument("--no-warm", action="store_true", help="skip the in-process (warm) figures")
-    ap.add_argument("--llm-analysis", default="", help="path of llm-analysis's console script")
+    ap.add_argument("--llm-analysis", default="", help="python of a virtualenv with llm-analysis installed")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(CASES)
