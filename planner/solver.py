@@ -487,59 +487,44 @@ def _new_highs():
     return h
 
 
-def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int | None,
-                 relax: bool = False, start: Sequence[float] | None = None,
-                 aux_start: Mapping[str, float] | None = None, objective_scale: float | None = None,
-                 cancel: Callable[[], bool] | None = None) -> Solution:
+def _highs_lp(problem: Problem, mat: _Matrix, scale: float, relax: bool):
+    """The problem as a ``highspy.HighsLp``: one-hot rows per group, then the named rows,
+    passed column-wise (CSC) straight from numpy (scipy.sparse would cost more to import
+    than the matrix costs to build)."""
     import highspy
 
-    t0 = time.perf_counter()
-    n = problem.num_columns
-    g = len(problem.groups)
-    aux = problem.aux
+    n, g, aux, ys = problem.num_columns, len(problem.groups), problem.aux, mat.ys
     na = len(aux)
-    mat = _matrix(problem)
-    ys = mat.ys
-    scale = objective_scale if objective_scale else _scale(problem, ys)
-
-    # Rows: one-hot per group, then the named rows; passed column-wise (CSC) straight from
-    # numpy (scipy.sparse would cost more to import than the matrix costs to build).
     dense = np.zeros((g + len(problem.rows), n + na))
     dense[problem.column_group, np.arange(n)] = 1.0
     if problem.rows:
         dense[g:, :n] = mat.coeffs
         dense[g:, n:] = mat.aux
     cols_nz, rows_nz = np.nonzero(dense.T)
-    a_start = np.searchsorted(cols_nz, np.arange(n + na + 1)).astype(np.int32)
-    a_index = rows_nz.astype(np.int32)
-    a_value = dense[rows_nz, cols_nz]
-    n_rows = dense.shape[0]
     size = problem.group_size.astype(np.float64)
     lower = np.concatenate([size, mat.lower])
     upper = np.concatenate([size, mat.upper])
-    aux_lb = np.array([x.lb for x in aux], dtype=np.float64)
-    aux_ub = np.array([x.ub for x in aux], dtype=np.float64)
-    aux_cost = np.array([x.cost for x in aux], dtype=np.float64)
-
     lp = highspy.HighsLp()
     lp.num_col_ = n + na
-    lp.num_row_ = n_rows
-    lp.col_cost_ = np.concatenate([problem.cost, aux_cost * ys]) / scale
-    lp.col_lower_ = np.concatenate([np.zeros(n), aux_lb / ys])
-    lp.col_upper_ = np.concatenate([size[problem.column_group], aux_ub / ys])
+    lp.num_row_ = dense.shape[0]
+    lp.col_cost_ = np.concatenate([problem.cost, np.array([x.cost for x in aux], dtype=np.float64) * ys]) / scale
+    lp.col_lower_ = np.concatenate([np.zeros(n), np.array([x.lb for x in aux], dtype=np.float64) / ys])
+    lp.col_upper_ = np.concatenate([size[problem.column_group], np.array([x.ub for x in aux], dtype=np.float64) / ys])
     inf = highspy.kHighsInf
     lp.row_lower_ = np.where(np.isfinite(lower), lower, -inf)
     lp.row_upper_ = np.where(np.isfinite(upper), upper, inf)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = a_start
-    lp.a_matrix_.index_ = a_index
-    lp.a_matrix_.value_ = a_value
+    lp.a_matrix_.start_ = np.searchsorted(cols_nz, np.arange(n + na + 1)).astype(np.int32)
+    lp.a_matrix_.index_ = rows_nz.astype(np.int32)
+    lp.a_matrix_.value_ = dense[rows_nz, cols_nz]
     lp.a_matrix_.num_col_ = n + na
-    lp.a_matrix_.num_row_ = n_rows
+    lp.a_matrix_.num_row_ = dense.shape[0]
     if not relax:
         lp.integrality_ = [highspy.HighsVarType.kInteger] * n + [highspy.HighsVarType.kContinuous] * na
+    return lp
 
-    h = _new_highs()
+
+def _highs_options(h, time_limit_s: float, gap: float, threads: int | None) -> None:
     h.setOptionValue("time_limit", float(time_limit_s))
     h.setOptionValue("mip_rel_gap", float(gap))
     h.setOptionValue("mip_abs_gap", 1e-9)
@@ -551,8 +536,49 @@ def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int
     h.setOptionValue("random_seed", 0)
     if threads is not None:
         h.setOptionValue("threads", int(threads))
-    status = h.passModel(lp)
-    if status == highspy.HighsStatus.kError:
+
+
+def _highs_status(h, time_limit_s: float) -> str:
+    """Our status for HiGHS's model status ("optimal" / "feasible"), or the matching error."""
+    import highspy
+
+    ms = h.getModelStatus()
+    M = highspy.HighsModelStatus
+    has_point = h.getInfo().primal_solution_status == highspy.SolutionStatus.kSolutionStatusFeasible
+    if ms == M.kInfeasible:
+        raise InfeasibleError("no assignment of one option per group satisfies every constraint", backend="highs")
+    if ms in (M.kUnboundedOrInfeasible, M.kUnbounded):
+        raise InfeasibleError("the problem is infeasible or unbounded (HiGHS could not tell which)", backend="highs")
+    if ms == M.kOptimal:
+        return "optimal"
+    if ms in (M.kTimeLimit, M.kIterationLimit, M.kInterrupt, M.kSolutionLimit, M.kObjectiveBound,
+              M.kObjectiveTarget) and has_point:
+        return "feasible"
+    if ms == M.kTimeLimit:
+        raise SolverError(f"HiGHS found no feasible point within the time limit of {time_limit_s:g} s; "
+                          "raise --time-limit", status="time_limit", backend="highs")
+    if ms == M.kInterrupt:
+        raise SolverError("the solve was cancelled before a feasible point was found", status="cancelled",
+                          backend="highs")
+    raise SolverError(f"HiGHS stopped with status {h.modelStatusToString(ms)!r}", status="error", backend="highs")
+
+
+def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int | None,
+                 relax: bool = False, start: Sequence[float] | None = None,
+                 aux_start: Mapping[str, float] | None = None, objective_scale: float | None = None,
+                 cancel: Callable[[], bool] | None = None) -> Solution:
+    import highspy
+
+    t0 = time.perf_counter()
+    n, aux = problem.num_columns, problem.aux
+    mat = _matrix(problem)
+    ys = mat.ys
+    scale = objective_scale if objective_scale else _scale(problem, ys)
+    lp = _highs_lp(problem, mat, scale, relax)
+    n_rows = lp.num_row_
+    h = _new_highs()
+    _highs_options(h, time_limit_s, gap, threads)
+    if h.passModel(lp) == highspy.HighsStatus.kError:
         raise SolverError("HiGHS rejected the model (see the row/column bounds)", status="error", backend="highs")
     if start is not None and not relax:
         # A known feasible point (e.g. the previous solve's) as the first incumbent.
@@ -571,27 +597,8 @@ def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int
         h.cbSimplexInterrupt += interrupt
         h.cbMipInterrupt += interrupt
     h.run()
-    ms = h.getModelStatus()
+    ours = _highs_status(h, time_limit_s)
     info = h.getInfo()
-    M = highspy.HighsModelStatus
-    has_point = info.primal_solution_status == highspy.SolutionStatus.kSolutionStatusFeasible
-    if ms == M.kInfeasible:
-        raise InfeasibleError("no assignment of one option per group satisfies every constraint", backend="highs")
-    if ms in (M.kUnboundedOrInfeasible, M.kUnbounded):
-        raise InfeasibleError("the problem is infeasible or unbounded (HiGHS could not tell which)", backend="highs")
-    if ms == M.kOptimal:
-        ours = "optimal"
-    elif ms in (M.kTimeLimit, M.kIterationLimit, M.kInterrupt, M.kSolutionLimit, M.kObjectiveBound,
-                M.kObjectiveTarget) and has_point:
-        ours = "feasible"
-    elif ms == M.kTimeLimit:
-        raise SolverError(f"HiGHS found no feasible point within the time limit of {time_limit_s:g} s; "
-                          "raise --time-limit", status="time_limit", backend="highs")
-    elif ms == M.kInterrupt:
-        raise SolverError("the solve was cancelled before a feasible point was found", status="cancelled",
-                          backend="highs")
-    else:
-        raise SolverError(f"HiGHS stopped with status {h.modelStatusToString(ms)!r}", status="error", backend="highs")
     sol = np.asarray(h.getSolution().col_value)
     y = {x.name: float(sol[n + k]) * ys[k] for k, x in enumerate(aux)}
     if relax:
@@ -599,7 +606,7 @@ def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int
         obj = info.objective_function_value * scale
         counts = tuple(int(c) for c in np.round(sol[:n]))
         return Solution(counts=counts, aux_values=MappingProxyType(y), objective=obj, bound=obj, gap=0.0,
-                        status="optimal", backend="highs", time_s=time.perf_counter() - t0, variables=n + na,
+                        status="optimal", backend="highs", time_s=time.perf_counter() - t0, variables=n + len(aux),
                         constraints=n_rows, row_activity=MappingProxyType({}),
                         column_group=tuple(int(g) for g in problem.column_group))
     bound = info.mip_dual_bound * scale if math.isfinite(info.mip_dual_bound) else None
