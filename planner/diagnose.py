@@ -150,7 +150,6 @@ def diagnose(planner, req, *, deadline=None) -> Diagnosis:
     device = planner.device
     capacity = device.memory_capacity_bytes
     budget = capacity if req.max_memory_per_device_bytes is None else min(capacity, req.max_memory_per_device_bytes)
-    dev_tier = device.device_tier
     min_mem, min_plan = planner.minimum(req, "memory", deadline=dl)
     memory_binds = min_mem > budget * (1 + 1e-9)
 
@@ -192,82 +191,119 @@ def diagnose(planner, req, *, deadline=None) -> Diagnosis:
         binding.append("constraints together")
 
     if memory_binds or "memory" in binding:
-        # 1. Offload the remainder to the next tier (host memory / storage), at its speed.
-        host = device.host_tier
-        if not req.allow_offload and host is not None:
-            plan = _try(planner, replace(req, allow_offload=True), dl)
-            if plan is not None:
-                link = device.host_link
-                bw = min(host.bandwidth_bytes_per_s, link.bandwidth_bytes_per_s) if link is not None else \
-                    host.bandwidth_bytes_per_s
-                p = plan.predicted
-                speed = f"decode {p.decode_tokens_per_s:.3g} tokens/s (TPOT {_ms(p.tpot_s)})" if p.tpot_s else \
-                    f"latency {_ms(p.latency_s)}"
-                changes.append(Change(kind="offload", description=(
-                    f"--allow-offload: keep {_gb(p.offloaded_weights_bytes)} of weights per device in {host.name} "
-                    f"and stream them over {bw / 1e9:.0f} GB/s each pass; {speed}"), predicted=_summary(plan)))
-        # 2. Lower-precision formats than the set searched.
-        if req.formats is not None:
-            plan = _try(planner, replace(req, formats=None), dl)
+        changes += _offload_changes(planner, req, dl)
+        changes += _format_changes(planner, req, dl)
+        changes += _context_changes(planner, req, dl, budget, min_mem, min_plan)
+        changes += _device_changes(planner, req, dl)
+    message = _message(planner, req, dl, budget, min_mem, min_plan, memory_binds, min_ttft, min_tpot, binding, changes)
+    return Diagnosis(message=message, binding=tuple(binding),
+                     min_per_device_bytes=min_mem if math.isfinite(min_mem) else None,
+                     device_capacity_bytes=capacity, budget_bytes=budget, min_ttft_s=min_ttft, min_tpot_s=min_tpot,
+                     changes=tuple(changes))
+
+
+def _offload_changes(planner, req, dl) -> list[Change]:
+    """Offload the remainder to the next tier (host memory / storage), at its speed."""
+    changes: list[Change] = []
+    device = planner.device
+    host = device.host_tier
+    if not req.allow_offload and host is not None:
+        plan = _try(planner, replace(req, allow_offload=True), dl)
+        if plan is not None:
+            link = device.host_link
+            bw = min(host.bandwidth_bytes_per_s, link.bandwidth_bytes_per_s) if link is not None else \
+                host.bandwidth_bytes_per_s
+            p = plan.predicted
+            speed = f"decode {p.decode_tokens_per_s:.3g} tokens/s (TPOT {_ms(p.tpot_s)})" if p.tpot_s else \
+                f"latency {_ms(p.latency_s)}"
+            changes.append(Change(kind="offload", description=(
+                f"--allow-offload: keep {_gb(p.offloaded_weights_bytes)} of weights per device in {host.name} "
+                f"and stream them over {bw / 1e9:.0f} GB/s each pass; {speed}"), predicted=_summary(plan)))
+    return changes
+
+
+def _format_changes(planner, req, dl) -> list[Change]:
+    """Lower-precision formats than the set searched."""
+    changes: list[Change] = []
+    device = planner.device
+    if req.formats is not None:
+        plan = _try(planner, replace(req, formats=None), dl)
+        if plan is not None:
+            changes.append(Change(kind="formats", description=(
+                f"search the default format set instead of --formats {','.join(req.formats)} "
+                f"(plan: {_formats_text(plan)})"), predicted=_summary(plan)))
+    else:
+        from planner.formats import list_formats
+
+        low = tuple(f.name for f in list_formats(role="weight")
+                    if f.element_bits <= 2 and device.supports(f.name) != "unsupported")
+        if low:
+            from planner.options import DEFAULT_WEIGHT_FORMATS
+
+            plan = _try(planner, replace(req, formats=DEFAULT_WEIGHT_FORMATS + low), dl)
             if plan is not None:
                 changes.append(Change(kind="formats", description=(
-                    f"search the default format set instead of --formats {','.join(req.formats)} "
-                    f"(plan: {_formats_text(plan)})"), predicted=_summary(plan)))
-        else:
-            from planner.formats import list_formats
+                    f"allow 2-bit weights (--formats with {', '.join(low[:3])}); round-to-nearest 2-bit "
+                    f"costs much accuracy (plan: {_formats_text(plan)})"), predicted=_summary(plan)))
+    return changes
 
-            low = tuple(f.name for f in list_formats(role="weight")
-                        if f.element_bits <= 2 and device.supports(f.name) != "unsupported")
-            if low:
-                from planner.options import DEFAULT_WEIGHT_FORMATS
 
-                plan = _try(planner, replace(req, formats=DEFAULT_WEIGHT_FORMATS + low), dl)
+def _context_changes(planner, req, dl, budget, min_mem, min_plan) -> list[Change]:
+    """A shorter context or a smaller batch: the KV cache of the smallest plan."""
+    changes: list[Change] = []
+    if min_plan is not None and planner.arch.family in ("decoder", "encoder_decoder"):
+        kv_dev = sum(t.kv_cache_bytes for t in min_plan.predicted.tiers.values() if t.role == "device")
+        tokens = req.prompt + req.gen
+        if kv_dev > 0 and tokens > 0:
+            per_token = kv_dev / (req.batch * tokens)
+            room = budget - (min_mem - kv_dev)
+            fit_tokens = int(room // (per_token * req.batch)) if room > 0 else 0
+            if 0 < fit_tokens < tokens:
+                scale = fit_tokens / tokens
+                prompt, gen = max(int(req.prompt * scale), 0), max(int(req.gen * scale), 1 if req.gen else 0)
+                plan = _try(planner, replace(req, prompt=prompt, gen=gen), dl)
                 if plan is not None:
-                    changes.append(Change(kind="formats", description=(
-                        f"allow 2-bit weights (--formats with {', '.join(low[:3])}); round-to-nearest 2-bit "
-                        f"costs much accuracy (plan: {_formats_text(plan)})"), predicted=_summary(plan)))
-        # 3. A shorter context or a smaller batch: the KV cache of the smallest plan.
-        if min_plan is not None and planner.arch.family in ("decoder", "encoder_decoder"):
-            kv_dev = sum(t.kv_cache_bytes for t in min_plan.predicted.tiers.values() if t.role == "device")
-            tokens = req.prompt + req.gen
-            if kv_dev > 0 and tokens > 0:
-                per_token = kv_dev / (req.batch * tokens)
-                room = budget - (min_mem - kv_dev)
-                fit_tokens = int(room // (per_token * req.batch)) if room > 0 else 0
-                if 0 < fit_tokens < tokens:
-                    scale = fit_tokens / tokens
-                    prompt, gen = max(int(req.prompt * scale), 0), max(int(req.gen * scale), 1 if req.gen else 0)
-                    plan = _try(planner, replace(req, prompt=prompt, gen=gen), dl)
+                    changes.append(Change(kind="context", description=(
+                        f"shorter context: --prompt {prompt} --gen {gen} ({fit_tokens} tokens per request "
+                        f"instead of {tokens}; KV cache {min_plan.kv})"), predicted=_summary(plan)))
+            if req.batch > 1:
+                fit_batch = int(room // (per_token * tokens)) if room > 0 else 0
+                if 1 <= fit_batch < req.batch:
+                    plan = _try(planner, replace(req, batch=fit_batch), dl)
                     if plan is not None:
-                        changes.append(Change(kind="context", description=(
-                            f"shorter context: --prompt {prompt} --gen {gen} ({fit_tokens} tokens per request "
-                            f"instead of {tokens}; KV cache {min_plan.kv})"), predicted=_summary(plan)))
-                if req.batch > 1:
-                    fit_batch = int(room // (per_token * tokens)) if room > 0 else 0
-                    if 1 <= fit_batch < req.batch:
-                        plan = _try(planner, replace(req, batch=fit_batch), dl)
-                        if plan is not None:
-                            changes.append(Change(kind="batch", description=f"--batch {fit_batch} instead of "
-                                                  f"{req.batch}", predicted=_summary(plan)))
-        # 4. More devices (the planner picks the layout).
-        for mult in _DEVICE_MULTIPLES:
-            n = req.devices * mult
-            if n > _MAX_DEVICES:
-                break
-            try:
-                plan = _try(planner, replace(req, devices=n, tp=None, pp=None, dp=None), dl)
-            except Exception as exc:  # noqa: BLE001 - an impossible layout count is not a diagnosis
-                from planner.costmodel import EstimateError
+                        changes.append(Change(kind="batch", description=f"--batch {fit_batch} instead of "
+                                              f"{req.batch}", predicted=_summary(plan)))
+    return changes
 
-                if isinstance(exc, EstimateError):
-                    continue
-                raise
-            if plan is not None:
-                changes.append(Change(kind="devices", description=(
-                    f"--devices {n} ({_layout_text(plan)}): {_gb(plan.predicted.per_device_bytes)} per device"),
-                    predicted=_summary(plan)))
-                break
 
+def _device_changes(planner, req, dl) -> list[Change]:
+    """More devices (the planner picks the layout)."""
+    changes: list[Change] = []
+    for mult in _DEVICE_MULTIPLES:
+        n = req.devices * mult
+        if n > _MAX_DEVICES:
+            break
+        try:
+            plan = _try(planner, replace(req, devices=n, tp=None, pp=None, dp=None), dl)
+        except Exception as exc:  # noqa: BLE001 - an impossible layout count is not a diagnosis
+            from planner.costmodel import EstimateError
+
+            if isinstance(exc, EstimateError):
+                continue
+            raise
+        if plan is not None:
+            changes.append(Change(kind="devices", description=(
+                f"--devices {n} ({_layout_text(plan)}): {_gb(plan.predicted.per_device_bytes)} per device"),
+                predicted=_summary(plan)))
+            break
+    return changes
+
+
+def _message(planner, req, dl, budget, min_mem, min_plan, memory_binds, min_ttft, min_tpot, binding,
+             changes) -> str:
+    device = planner.device
+    capacity = device.memory_capacity_bytes
+    dev_tier = device.device_tier
     lines = []
     if math.isfinite(min_mem):
         where = f"a {_gb(capacity)} {device.id}"
@@ -295,7 +331,4 @@ def diagnose(planner, req, *, deadline=None) -> Diagnosis:
     else:
         lines.append("no single change (offload, formats, context, batch, up to "
                      f"{min(req.devices * _DEVICE_MULTIPLES[-1], _MAX_DEVICES)} devices) makes it fit")
-    return Diagnosis(message="\n".join(lines), binding=tuple(binding),
-                     min_per_device_bytes=min_mem if math.isfinite(min_mem) else None,
-                     device_capacity_bytes=capacity, budget_bytes=budget, min_ttft_s=min_ttft, min_tpot_s=min_tpot,
-                     changes=tuple(changes))
+    return "\n".join(lines)

@@ -63,8 +63,8 @@ import numpy as np
 
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
-from planner.costmodel import EstimateError, InferenceEstimate
-from planner.deadline import Cancelled, Deadline, DeadlineExceeded
+from planner.costmodel import InferenceEstimate
+from planner.deadline import Deadline, DeadlineExceeded
 from planner.diagnose import NoFeasiblePlanError, diagnose
 from planner.options import GroupInfo, base_activation_format
 from planner.plan import Plan
