@@ -27,6 +27,7 @@ import contextlib
 import io
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -99,16 +100,19 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run_once(argv: list[str], ok: tuple[int, ...], cwd: Path) -> float:
+def _run_once(argv: list[str], ok: tuple[int, ...], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system of the child) of one fresh process."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(argv, cwd=cwd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode not in ok:
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
-    return wall
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
-def cold(name: str, runs: int, cwd: Path) -> list[float]:
+def cold(name: str, runs: int, cwd: Path) -> list[tuple[float, float]]:
     argv, ok = CASES.get(name) or EXTRA[name]
     return [_run_once(_tierwise() + argv, ok, cwd) for _ in range(min(runs, MAX_RUNS.get(name, runs)))]
 
@@ -144,8 +148,10 @@ def side_by_side(la: str, runs: int, cwd: Path) -> dict:
     for _ in range(runs):
         a.append(_run_once(a_cmd, (0,), cwd))
         b.append(_run_once(b_cmd, (0,), cwd))
-    return {"tierwise": _stats(a), "llm_analysis": _stats(b),
-            "ratio": _stats([x / y for x, y in zip(a, b)]), "tierwise_cmd": "tierwise " + " ".join(TW_CASE),
+    return {"tierwise": _stats([x for x, _ in a]), "llm_analysis": _stats([x for x, _ in b]),
+            "tierwise_cpu": _stats([c for _, c in a]), "llm_analysis_cpu": _stats([c for _, c in b]),
+            "ratio": _stats([x / y for (x, _), (y, _) in zip(a, b)]),
+            "cpu_ratio": _stats([x / y for (_, x), (_, y) in zip(a, b)]), "tierwise_cmd": "tierwise " + " ".join(TW_CASE),
             "llm_analysis_cmd": "python -m llm_analysis.analysis infer " + " ".join(LA_CASE)}
 
 
@@ -172,15 +178,20 @@ def main(argv: list[str] | None = None) -> int:
             for dep in SETUP.get(name, []):
                 if not (cwd / (CASES.get(dep) or EXTRA[dep])[0][-1]).exists():
                     cold(dep, 1, cwd)
-            row = {"cmd": "tierwise " + " ".join(CASES[name][0]), "cold": _stats(cold(name, args.runs, cwd))}
+            try:
+                runs = cold(name, args.runs, cwd)
+            except RuntimeError as exc:
+                print(f"{name:22s} FAILED: {exc}", file=sys.stderr, flush=True)
+                continue
+            row = {"cmd": "tierwise " + " ".join(CASES[name][0]), "cold": _stats([w for w, _ in runs]),
+                   "cold_cpu": _stats([c for _, c in runs])}
             if not args.no_warm and name not in MAX_RUNS:
                 row["warm"] = _stats(warm(name, args.runs, cwd))
             results[name] = row
             if not args.json:
-                w = row.get("warm")
-                c = row["cold"]
-                print(f"{name:22s} cold {c['min']:7.2f} / {c['median']:7.2f} / {c['max']:7.2f} s"
-                      + (f"   warm {w['median']:7.3f} s" if w else ""), flush=True)
+                w, c, cpu = row.get("warm"), row["cold"], row["cold_cpu"]
+                print(f"{name:22s} cold {c['min']:7.2f} / {c['median']:7.2f} / {c['max']:7.2f} s "
+                      f"(cpu {cpu['median']:6.2f} s)" + (f"   warm {w['median']:7.3f} s" if w else ""), flush=True)
         if args.llm_analysis:
             la = shutil.which(args.llm_analysis) or args.llm_analysis
             results["estimate-vs-llm-analysis"] = side_by_side(la, max(args.runs, 5), cwd)
@@ -188,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                 r = results["estimate-vs-llm-analysis"]
                 print(f"tierwise estimate {r['tierwise']['median']:.2f} s, llm-analysis {r['llm_analysis']['median']:.2f}"
                       f" s: ratio median {r['ratio']['median']:.2f} (min {r['ratio']['min']:.2f}, "
-                      f"max {r['ratio']['max']:.2f})")
+                      f"max {r['ratio']['max']:.2f}); CPU ratio median {r['cpu_ratio']['median']:.2f}")
     if args.json:
         print(json.dumps(results, indent=1))
     return 0
