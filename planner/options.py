@@ -29,7 +29,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hwmodels import DeviceSpec
 from planner.formats import FormatError, SparsityError, get_format, parse_sparsity
@@ -187,6 +187,16 @@ class Option:
     sparsity: str = "dense"
     activations: str = "bf16"
     low_rank: int | None = None
+    # The planner hashes options by the hundred thousand (cache keys, class buckets): the
+    # hash of the canonical fields is computed once.
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self):
+        # Rebuilt from its fields, so that a pickled option hashes as in the new process.
+        return (_option, (self.weights, self.sparsity, self.activations, self.low_rank))
 
     def __post_init__(self) -> None:
         try:
@@ -207,6 +217,7 @@ class Option:
         object.__setattr__(self, "weights", w.name)
         object.__setattr__(self, "activations", a.name)
         object.__setattr__(self, "sparsity", sp.name)
+        object.__setattr__(self, "_hash", hash((w.name, sp.name, a.name, self.low_rank)))
 
     @property
     def key(self) -> str:
@@ -215,6 +226,10 @@ class Option:
     @property
     def weight_only(self) -> bool:
         return self.activations in HIGH_PRECISION_COMPUTE
+
+
+def _option(weights: str, sparsity: str, activations: str, low_rank: int | None) -> Option:
+    return Option(weights=weights, sparsity=sparsity, activations=activations, low_rank=low_rank)
 
 
 def support_status(device: DeviceSpec, option: Option) -> str:
