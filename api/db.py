@@ -19,6 +19,8 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, Index, String, Text, create_engine, event, func, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
+
+from hwmodels.errors import TierwiseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed")
@@ -92,11 +94,16 @@ class JobRow(Base):
     __table_args__ = (Index("ix_jobs_status", "status"),)
 
 
-class DuplicateIdError(Exception):
-    def __init__(self, kind: str, id: str) -> None:
-        super().__init__(f"{kind} id {id!r} already exists")
-        self.kind = kind
+class DuplicateIdError(TierwiseError):
+    """An id that is already taken; ``catalog`` is what it names (plan, hardware, model)."""
+
+    kind = "conflict"
+    code = "duplicate_id"
+
+    def __init__(self, catalog: str, id: str) -> None:
+        self.catalog = catalog
         self.id = id
+        super().__init__(f"{catalog} id {id!r} already exists", field="id")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

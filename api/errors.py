@@ -2,7 +2,8 @@
 
 Status codes: 400 malformed request, 401 missing/wrong API key, 404 unknown id,
 409 duplicate id, 413 body too large, 422 invalid field (``field`` names it, dotted),
-503 service busy. Planner exceptions are mapped here so routes stay thin.
+503 service busy. Every user-facing error is a ``TierwiseError``: its ``kind`` gives the status,
+``code`` the code and ``render("rest")`` the message, so routes stay thin.
 """
 
 from __future__ import annotations
@@ -15,19 +16,26 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hwmodels.errors import TierwiseError
+
 log = logging.getLogger("tierwise.api")
 
 
-class ApiError(Exception):
-    """An error to send as JSON. ``field`` is the request field at fault, if one is."""
+_KIND_OF_STATUS = {404: "not_found", 409: "conflict", 503: "unavailable"}
+
+
+class ApiError(TierwiseError):
+    """An error to send as JSON with an explicit HTTP ``status``. ``field`` is the request
+    field at fault, if one is. Like every user-facing error it is a :class:`TierwiseError`."""
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None, details: Any = None) -> None:
-        super().__init__(message)
+        super().__init__(message, field=field, code=code, details=details,
+                         kind=_KIND_OF_STATUS.get(status, "bad_input"))
         self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-        self.details = details
+
+    @property
+    def http_status(self) -> int:
+        return self.status
 
 
 def error_body(code: str, message: str, field: str | None = None, details: Any = None) -> dict:
@@ -74,82 +82,20 @@ def _describe(err: dict) -> str:
 
 
 def map_exception(exc: BaseException) -> ApiError | None:
-    """A planner/hwmodels exception → ApiError; None for unexpected exceptions."""
-    from hwmodels import ProfileError, SpecError, UnknownIdError
-
+    """A user-facing error (any :class:`TierwiseError`) → ApiError; None for anything else,
+    which is a bug and answers 500."""
     if isinstance(exc, ApiError):
         return exc
-    if isinstance(exc, UnknownIdError):
-        kind = exc.catalog
-        return ApiError(404, "not_found", str(exc).split(" (see `")[0], kind if kind in ("hardware", "model") else "id",
-                        {"suggestions": exc.suggestions} if exc.suggestions else None)
-    if isinstance(exc, ProfileError):
-        return ApiError(422, "invalid_profile", str(exc), exc.field)
-    if isinstance(exc, SpecError):
-        return ApiError(422, "invalid_profile", str(exc), exc.field)
-    try:
-        from planner.arch import ModelConfigError
-
-        if isinstance(exc, ModelConfigError):
-            return ApiError(422, "invalid_model_config", str(exc), getattr(exc, "field", None))
-    except ImportError:  # pragma: no cover - planner always ships arch
-        pass
-    from planner.costmodel import EstimateError
-    from planner.formats import FormatError, SparsityError
-
-    if isinstance(exc, EstimateError):
-        return ApiError(422, "invalid_configuration", exc.message, exc.field)
-    if isinstance(exc, (FormatError, SparsityError)):
-        return ApiError(422, "invalid_format", str(exc), getattr(exc, "field", None))
-    from planner.export import ExportError
-
-    if isinstance(exc, ExportError):
-        return ApiError(422, "export_unsupported", exc.message, exc.field)
-    try:
-        from planner.plan import PlanError
-
-        if isinstance(exc, PlanError):
-            return ApiError(422, "invalid_plan", str(exc), getattr(exc, "field", None))
-    except ImportError:  # pragma: no cover
-        pass
-    for typ, status, code in _extra_types():
-        if isinstance(exc, typ):
-            return ApiError(status, code, getattr(exc, "message", None) or str(exc), getattr(exc, "field", None),
-                            getattr(exc, "payload", None) or getattr(exc, "details", None))
-    if isinstance(exc, (ValueError, KeyError)) and getattr(exc, "user_facing", False):
-        return ApiError(422, "invalid_request", str(exc), getattr(exc, "field", None))
+    if isinstance(exc, TierwiseError):
+        return ApiError(exc.http_status, exc.code, exc.render("rest"), exc.field, exc.details)
     return None
 
 
-def _extra_types() -> list[tuple[type, int, str]]:
-    """Planner modules that may be absent in a partial install map their errors here."""
-    out: list[tuple[type, int, str]] = []
-    for mod, names, status, code in (
-        ("planner.diagnose", ("NoFeasiblePlanError",), 422, "infeasible"),
-        ("planner.solver", ("InfeasibleError",), 422, "infeasible"),
-        ("planner.solver", ("SolverError",), 422, "solver_failed"),
-        ("planner.search", ("InfeasibleError", "PlanInfeasibleError", "NoFeasiblePlanError"), 422, "infeasible"),
-        ("planner.search", ("SearchError",), 422, "invalid_request"),
-        ("planner.capacity", ("CapacityError",), 422, "invalid_request"),
-        ("planner.capacity", ("InfeasibleError", "NoFeasibleError"), 422, "infeasible"),
-        ("planner.training", ("TrainingConfigError", "TrainingError"), 422, "invalid_configuration"),
-        ("planner.parallel", ("ParallelError", "LayoutError"), 422, "invalid_configuration"),
-    ):
-        try:
-            module = __import__(mod, fromlist=list(names))
-        except ImportError:
-            continue
-        for n in names:
-            typ = getattr(module, n, None)
-            if isinstance(typ, type) and issubclass(typ, BaseException):
-                out.append((typ, status, code))
-    return out
-
-
 def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.field, exc.details)
+    @app.exception_handler(TierwiseError)
+    async def _tierwise_error(_: Request, exc: TierwiseError) -> JSONResponse:
+        mapped = map_exception(exc)
+        return error_response(mapped.status, mapped.code, mapped.message, mapped.field, mapped.details)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

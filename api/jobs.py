@@ -14,7 +14,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from api.db import DuplicateIdError, Store
+from api.db import Store
 from api.errors import ApiError, map_exception
 from api.metrics import Metrics
 from api.services import Catalog, solve_plan_request
@@ -59,10 +59,7 @@ class JobRunner:
             return plan_id
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
             elapsed = time.perf_counter() - t0
-            if isinstance(exc, DuplicateIdError):
-                mapped = ApiError(409, "duplicate_id", f"plan id {plan_id!r} already exists", "id")
-            else:
-                mapped = map_exception(exc)
+            mapped = map_exception(exc)
             if mapped is None:
                 log.exception("plan job %s failed", job_id)
                 mapped = ApiError(500, "internal", f"the solve failed unexpectedly ({type(exc).__name__}); the server log has the details")

@@ -1,6 +1,6 @@
 """Request (``XCreate``) and response (``XPublic``) models of the REST API.
 
-Request bodies use the CLI's flag names in snake_case (DESIGN.md public contract) and
+Request bodies use the CLI's flag names in snake_case (a stable public contract) and
 forbid unknown fields, so a typo is a 422 that names it instead of a silently ignored
 option. Responses carry the same field names as the CLI's ``--json`` output; they allow
 extra fields so the planner can add results without breaking clients.

@@ -48,7 +48,9 @@ sys.path.insert(0, str(HERE.parent))
 from hwmodels import list_devices, load_device  # noqa: E402
 
 from planner.arch import list_models, load_arch  # noqa: E402
-from planner.costmodel import Choice, EstimateError, Layout, Serving, estimate_inference  # noqa: E402
+from planner.costmodel import Choice, Serving, estimate_inference  # noqa: E402
+from planner.errors import EstimateError  # noqa: E402
+from planner.layout import Layout  # noqa: E402
 
 SINGLE_TARGET_S = 2e-3
 SWEEP_TARGET_S = 5.0

@@ -28,7 +28,7 @@ times ``infer(...)`` and prints JSON; Tierwise here, timing ``load_arch`` + ``lo
 is timed twice: the same case repeated, and with the batch cycling over 1..16 (so no cache
 of a previous answer can serve a call). Medians of ``--calls`` calls after a warm-up.
 
-When ``shared/validation/published.csv`` is beside the repository, both tools also predict
+With ``benchmarks/data/published.csv`` (in the repository), both tools also predict
 the decode time per token of the gpt-fast measurements on the same GPU (rows I14 bf16 and
 I16 int4 group 32: Llama-2-7B, batch 1, ~5-token prompt, 200 tokens) as a check of which
 assumptions land nearer a measurement.
@@ -61,7 +61,7 @@ from planner.costmodel import Choice, Layout, Serving, estimate_inference  # noq
 
 LLM_ANALYSIS_VERSION = "0.2.2"
 DEFAULT_VENV = Path("/tmp/llm-analysis-venv")
-PUBLISHED_CSV = REPO.parent / "shared" / "validation" / "published.csv"
+PUBLISHED_CSV = REPO / "benchmarks" / "data" / "published.csv"
 
 MODEL = "llama-2-7b"
 HARDWARE = "a100-80gb-sxm"

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_CSV = HERE.parent.parent / "shared" / "validation" / "published.csv"
+DEFAULT_CSV = HERE / "data" / "published.csv"
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 

@@ -48,7 +48,7 @@ from rowmap import MODELS as _MODELS  # noqa: E402
 from rowmap import first_int as _int  # noqa: E402
 from rowmap import match as _match  # noqa: E402
 
-DEFAULT_CSV = HERE.parent.parent / "shared" / "validation" / "published.csv"
+DEFAULT_CSV = HERE / "data" / "published.csv"
 
 # ResNet-50 launch configs of NVIDIA DeepLearningExamples use 256 images per GPU.
 RESNET_BATCH_PER_GPU = 256

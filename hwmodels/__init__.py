@@ -10,7 +10,7 @@ from .compute import ComputeUnit
 from .device import DEVICE_CLASSES, FABRIC_UNIT, DeviceSpec
 from .efficiency import Efficiency
 from .errors import ProfileError, SpecError, UnknownIdError, UnsupportedPrecisionError
-from .format_support import KNOWN_FAMILIES, FormatSupport, format_family
+from .format_support import FAMILIES, FAMILY_GROUPS, KNOWN_FAMILIES, FormatSupport, format_family, profile_families
 from .fpga import FpgaResources, MacCost, fpga_peak_ops_per_s, mac_cost
 from .links import Link
 from .loader import device_path, device_to_dict, list_devices, load_device, load_device_from_dict
@@ -23,6 +23,8 @@ __all__ = [
     "DEVICE_CLASSES",
     "DeviceSpec",
     "Efficiency",
+    "FAMILIES",
+    "FAMILY_GROUPS",
     "FABRIC_UNIT",
     "FormatSupport",
     "FpgaResources",
@@ -46,5 +48,6 @@ __all__ = [
     "load_device_from_dict",
     "mac_cost",
     "normalize_precision",
+    "profile_families",
     "ridge_point",
 ]

@@ -41,6 +41,29 @@ KINDS: dict[str, tuple[int, int]] = {
 _TOKEN = re.compile(r"\{@([A-Za-z_][A-Za-z0-9_.\[\]]*)\}")
 
 
+_SIMPLE_FIELD = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _flag_pattern(field: str) -> re.Pattern:
+    flag = "--" + field.replace("_", "-")
+    return re.compile(rf"(?<![\w-]){re.escape(flag)}(?![\w-])")
+
+
+def _tokenize_own_flag(message: str, field: str | None) -> str:
+    """A message written in command-line syntax (``--tp 3 must divide …``) names its own field
+    as a flag: make that a ``{@tp}`` token so that REST answers read ``'tp'``."""
+    if not field or "{@" in message or not _SIMPLE_FIELD.match(field):
+        return message
+    return _flag_pattern(field).sub("{@" + field + "}", message)
+
+
+def _names(text: str, field: str, style: str, aliases: Mapping[str, str] | None) -> bool:
+    """Whether ``text`` names ``field`` (as the front end shows it, or by its plain name)."""
+    leaf = field.split(".")[-1]
+    shown = render_field(field, style, aliases)
+    return shown in text or re.search(rf"(?<![\w-]){re.escape(leaf)}(?![\w])", text) is not None
+
+
 def render_field(name: str, style: str, aliases: Mapping[str, str] | None = None) -> str:
     """A request field name in one front end's syntax.
 
@@ -77,23 +100,37 @@ class TierwiseError(Exception):
             self.kind = kind  # type: ignore[misc]
         if code is not None:
             self.code = code  # type: ignore[misc]
-        self.template = message
+        self.template = _tokenize_own_flag(message, field)
         self.field = field
         self.details = details
         super().__init__(self.render("python"))
 
     def render(self, style: str = "python", aliases: Mapping[str, str] | None = None) -> str:
-        """The message with every ``{@field}`` token in ``style``'s syntax."""
+        """The message with every ``{@field}`` token in ``style``'s syntax.
+
+        For the ``cli`` and ``rest`` front ends a message that does not name its field at all
+        (``unknown format 'int5'`` raised for ``weights``) is prefixed with it
+        (``--weights: unknown format 'int5'``), so every answer says which input is wrong.
+        """
 
         def sub(m: re.Match) -> str:
             shown = render_field(m.group(1), style, aliases)
             return shown if style == "cli" else f"'{shown}'"
 
-        return _TOKEN.sub(sub, self.template)
+        text = _TOKEN.sub(sub, self.template)
+        # (Not for "nothing is feasible": the whole request is at fault, its field is a hint.)
+        if (style in ("cli", "rest") and self.field and self.kind != "infeasible"
+                and not _names(text, self.field, style, aliases)):
+            shown = render_field(self.field, style, aliases)
+            text = f"{shown if style == 'cli' else repr(shown)}: {text}"
+        return text
 
     @property
     def message(self) -> str:
         return self.render("python")
+
+    def __reduce__(self):  # picklable whatever a subclass's __init__ takes (process pools)
+        return (_restore, (type(self), self.args, self.__dict__))
 
     @property
     def exit_code(self) -> int:
@@ -102,6 +139,13 @@ class TierwiseError(Exception):
     @property
     def http_status(self) -> int:
         return KINDS[self.kind][1]
+
+
+def _restore(cls: type, args: tuple, state: dict) -> "TierwiseError":
+    exc = cls.__new__(cls, *args)
+    Exception.__init__(exc, *args)
+    exc.__dict__.update(state)
+    return exc
 
 
 def describe_value(value: Any) -> str:
@@ -153,7 +197,8 @@ class ProfileError(TierwiseError, ValueError):
                                field=field, code="invalid_profile")
 
 
-_LIST_COMMANDS = {"hardware": "tierwise hardware list", "model": "tierwise models list"}
+_LIST_COMMANDS = {"hardware": "tierwise hardware list", "model": "tierwise models list",
+                  "engine": "tierwise engines list"}
 
 
 class UnknownIdError(TierwiseError, LookupError):
@@ -168,13 +213,17 @@ class UnknownIdError(TierwiseError, LookupError):
                                details={"suggestions": self.suggestions} if self.suggestions else None)
 
     def __str__(self) -> str:
+        return self.render("python")
+
+    def render(self, style: str = "python", aliases: Mapping[str, str] | None = None) -> str:
+        """The message; the command that lists the ids is named except in REST answers."""
         message = f"unknown {self.catalog} id {self.id!r}"
         if self.suggestions:
             message += "; did you mean " + ", ".join(self.suggestions) + "?"
         elif self.known:
             message += "; known ids: " + ", ".join(self.known)
         command = _LIST_COMMANDS.get(self.catalog)
-        if command:
+        if command and style != "rest":
             message += f" (see `{command}`)"
         return message
 

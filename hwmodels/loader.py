@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+import dataclasses
 from functools import lru_cache
 from importlib import resources
 from importlib.abc import Traversable
@@ -27,7 +28,7 @@ from .compute import ComputeUnit
 from .device import DeviceSpec
 from .efficiency import Efficiency
 from .errors import ProfileError, SpecError, UnknownIdError
-from .format_support import FormatSupport, format_family
+from .format_support import FormatSupport, profile_families
 from .fpga import FpgaResources
 from .links import Link
 from .memory import MemoryTier
@@ -233,54 +234,61 @@ def _format_list(reader: _Reader, key: str) -> frozenset[str]:
     value = reader.data[key]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise reader.error(key, "a list of format names", value)
-    return frozenset(format_family(name) for name in value)
+    return profile_families(value)
 
 
-def _parse(data: Any, origin: str, content_hash: str) -> DeviceSpec:
-    top = _Reader(origin, data, "")
-    top.allow(
-        "schema_version", "id", "name", "class", "vendor", "sources", "compute", "memory", "links",
-        "power", "price", "efficiency", "formats", "fpga", "rdu", "phone", "notes",
-    )
-    if top.has("schema_version") and top.integer("schema_version", minimum=1) != SCHEMA_VERSION:
-        raise top.error("schema_version", f"{SCHEMA_VERSION}", top.data["schema_version"])
+@dataclasses.dataclass
+class _Meta:
+    """What every block of one profile records: the citations it may cite, which it cites,
+    and its provenance."""
 
+    origin: str
+    sources: dict[str, str]
+    field_sources: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    provenance: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def block(self, reader: _Reader, name: str) -> None:
+        _block_meta(reader, name, self.sources, self.field_sources, self.provenance)
+
+
+def _sources(top: _Reader) -> dict[str, str]:
     raw_sources = top.raw("sources")
     if not isinstance(raw_sources, Mapping) or not raw_sources:
         raise top.error("sources", "a non-empty mapping of source key -> citation text", raw_sources)
     for key, text in raw_sources.items():
         if not isinstance(key, str) or not isinstance(text, str) or not text.strip():
             raise top.error(f"sources.{key}", "a non-empty citation string", text)
-    sources: dict[str, str] = dict(raw_sources)
-    field_sources: dict[str, tuple[str, ...]] = {}
-    provenance: dict[str, str] = {}
+    return dict(raw_sources)
 
-    device_id = top.text("id")
-    device_class = top.text("class", choices=("gpu", "tpu", "rdu", "fpga", "phone", "laptop", "edge", "cpu"))
 
+def _compute_units(top: _Reader, device_class: str, meta: _Meta) -> list[ComputeUnit]:
     units: list[ComputeUnit] = []
-    if top.has("compute") or device_class != "fpga":
-        for index, unit_reader in enumerate(top.items("compute")):
-            unit_reader.allow("unit", "peak_tflops", "sparse_2to4_speedup", *_COMMON)
-            block = f"compute[{index}]"
-            _block_meta(unit_reader, block, sources, field_sources, provenance)
-            peaks_reader = unit_reader.sub("peak_tflops")
-            peaks_reader.allow(*PRECISIONS)
-            peaks = {key: peaks_reader.number(key) * FLOPS_PER_TFLOPS for key in peaks_reader.data}
-            if not peaks:
-                raise unit_reader.error("peak_tflops", "at least one precision: " + ", ".join(PRECISIONS), {})
-            units.append(
-                _spec(
-                    origin,
-                    block,
-                    lambda r=unit_reader, p=peaks: ComputeUnit(
-                        name=r.text("unit"),
-                        peak_flops_per_s=p,
-                        sparse_2to4_speedup=r.number("sparse_2to4_speedup", default=1.0),
-                    ),
-                )
+    if not top.has("compute") and device_class == "fpga":
+        return units  # an FPGA's roof comes from its fabric (the fpga block)
+    for index, unit_reader in enumerate(top.items("compute")):
+        unit_reader.allow("unit", "peak_tflops", "sparse_2to4_speedup", *_COMMON)
+        block = f"compute[{index}]"
+        meta.block(unit_reader, block)
+        peaks_reader = unit_reader.sub("peak_tflops")
+        peaks_reader.allow(*PRECISIONS)
+        peaks = {key: peaks_reader.number(key) * FLOPS_PER_TFLOPS for key in peaks_reader.data}
+        if not peaks:
+            raise unit_reader.error("peak_tflops", "at least one precision: " + ", ".join(PRECISIONS), {})
+        units.append(
+            _spec(
+                meta.origin,
+                block,
+                lambda r=unit_reader, p=peaks: ComputeUnit(
+                    name=r.text("unit"),
+                    peak_flops_per_s=p,
+                    sparse_2to4_speedup=r.number("sparse_2to4_speedup", default=1.0),
+                ),
             )
+        )
+    return units
 
+
+def _memory_tiers(top: _Reader, meta: _Meta) -> list[MemoryTier]:
     tiers: list[MemoryTier] = []
     for index, tier_reader in enumerate(top.items("memory")):
         tier_reader.allow(
@@ -288,7 +296,7 @@ def _parse(data: Any, origin: str, content_hash: str) -> DeviceSpec:
             "latency_us", "energy_pj_per_byte", "read_curve", *_COMMON,
         )
         block = f"memory[{index}]"
-        _block_meta(tier_reader, block, sources, field_sources, provenance)
+        meta.block(tier_reader, block)
         curve: list[tuple[float, float]] = []
         if tier_reader.has("read_curve"):
             curve = _read_curve(tier_reader)
@@ -296,7 +304,7 @@ def _parse(data: Any, origin: str, content_hash: str) -> DeviceSpec:
         if tier_reader.has("energy_pj_per_byte"):
             energy = tier_reader.number("energy_pj_per_byte") * JOULES_PER_PJ
         tier = _spec(
-            origin,
+            meta.origin,
             block,
             lambda r=tier_reader, c=curve, e=energy: MemoryTier(
                 name=r.text("name"),
@@ -309,38 +317,46 @@ def _parse(data: Any, origin: str, content_hash: str) -> DeviceSpec:
             ),
         )
         tiers.append(tier)
+    return tiers
 
-    devices_per_node = 1
+
+def _links(top: _Reader, meta: _Meta) -> tuple[int, dict[str, Link | None]]:
+    """(devices per node, links by role) of the ``links`` block."""
     links: dict[str, Link | None] = {"intra_node": None, "inter_node": None, "host": None}
-    if top.has("links"):
-        links_reader = top.sub("links")
-        links_reader.allow("devices_per_node", "intra_node", "inter_node", "host")
-        devices_per_node = links_reader.integer("devices_per_node", minimum=1, default=1)
-        for key in links:
-            if links_reader.has(key):
-                links[key] = _link(links_reader.sub(key), f"links.{key}", sources, field_sources, provenance)
+    if not top.has("links"):
+        return 1, links
+    links_reader = top.sub("links")
+    links_reader.allow("devices_per_node", "intra_node", "inter_node", "host")
+    devices_per_node = links_reader.integer("devices_per_node", minimum=1, default=1)
+    for key in links:
+        if links_reader.has(key):
+            links[key] = _link(links_reader.sub(key), f"links.{key}", meta.sources, meta.field_sources, meta.provenance)
+    return devices_per_node, links
 
+
+def _power_and_price(top: _Reader, meta: _Meta) -> tuple[float, float, float | None]:
+    """(TDP W, idle W, USD per hour or None)."""
     power = top.sub("power")
     power.allow("tdp_w", "idle_w", *_COMMON)
-    _block_meta(power, "power", sources, field_sources, provenance)
-    tdp_w = power.number("tdp_w")
-    idle_w = power.number("idle_w", positive=False)
-
+    meta.block(power, "power")
     usd_per_hour = None
     if top.has("price"):
         price = top.sub("price")
         price.allow("usd_per_hour", *_COMMON)
-        _block_meta(price, "price", sources, field_sources, provenance)
+        meta.block(price, "price")
         usd_per_hour = price.number("usd_per_hour")
+    return power.number("tdp_w"), power.number("idle_w", positive=False), usd_per_hour
 
+
+def _efficiency(top: _Reader, meta: _Meta) -> Efficiency:
     eff = top.sub("efficiency")
     eff.allow(
         "compute_max", "compute_half_flops", "bandwidth_max", "bandwidth_half_bytes",
         "kernel_overhead_us", "compute_points", "bandwidth_points", "gemm_rows_points", *_COMMON,
     )
-    _block_meta(eff, "efficiency", sources, field_sources, provenance)
-    efficiency = _spec(
-        origin,
+    meta.block(eff, "efficiency")
+    return _spec(
+        meta.origin,
         "efficiency",
         lambda: Efficiency(
             compute_max=eff.number("compute_max", at_most=1.0),
@@ -354,59 +370,95 @@ def _parse(data: Any, origin: str, content_hash: str) -> DeviceSpec:
         ),
     )
 
+
+def _formats(top: _Reader, meta: _Meta) -> FormatSupport:
     fmt = top.sub("formats")
     fmt.allow("native", "emulated", *_COMMON)
     if fmt.has("source"):
-        _block_meta(fmt, "formats", sources, field_sources, provenance)
+        meta.block(fmt, "formats")
     if not fmt.has("native"):
         raise fmt.error("native", "a list of format names", None)
-    formats = _spec(origin, "formats", lambda: FormatSupport(native=_format_list(fmt, "native"), emulated=_format_list(fmt, "emulated")))
+    return _spec(
+        meta.origin, "formats",
+        lambda: FormatSupport(native=_format_list(fmt, "native"), emulated=_format_list(fmt, "emulated")),
+    )
 
-    fpga = None
-    if top.has("fpga"):
-        fr = top.sub("fpga")
-        fr.allow("dsp_slices", "luts", "bram_mb", "uram_mb", "clock_mhz", "dsp_usable", "lut_usable", "dsp_type", *_COMMON)
-        _block_meta(fr, "fpga", sources, field_sources, provenance)
-        fpga = _spec(
-            origin,
-            "fpga",
-            lambda: FpgaResources(
-                dsp_slices=fr.integer("dsp_slices"),
-                luts=fr.integer("luts"),
-                bram_bytes=fr.number("bram_mb", positive=False) * BYTES_PER_MB,
-                uram_bytes=fr.number("uram_mb", positive=False, default=0.0) * BYTES_PER_MB,
-                clock_hz=fr.number("clock_mhz") * HZ_PER_MHZ,
-                dsp_usable=fr.number("dsp_usable", at_most=1.0),
-                lut_usable=fr.number("lut_usable", at_most=1.0),
-                dsp_type=fr.text("dsp_type"),
-            ),
-        )
-    elif device_class == "fpga":
-        raise top.error("fpga", "an fpga block (dsp_slices, luts, ...) for class 'fpga'", None)
 
-    dataflow_fusion = False
-    if top.has("rdu"):
-        rdu = top.sub("rdu")
-        rdu.allow("dataflow_fusion", "sockets_per_node", *_COMMON)
-        _block_meta(rdu, "rdu", sources, field_sources, provenance)
-        dataflow_fusion = rdu.boolean("dataflow_fusion")
-        if rdu.has("sockets_per_node"):
-            sockets = rdu.integer("sockets_per_node", minimum=1)
-            if top.has("links") and top.sub("links").has("devices_per_node") and sockets != devices_per_node:
-                raise rdu.error("sockets_per_node", f"equal to links.devices_per_node ({devices_per_node})", sockets)
-            devices_per_node = sockets
-    elif device_class == "rdu":
-        raise top.error("rdu", "an rdu block (dataflow_fusion, sockets_per_node) for class 'rdu'", None)
+def _class_block(top: _Reader, key: str, device_class: str, meta: _Meta, expected: str, *keys: str) -> _Reader | None:
+    """The optional block named like a device class (fpga, rdu, phone): required for that
+    class, allowed for others."""
+    if not top.has(key):
+        if device_class == key:
+            raise top.error(key, f"{expected} for class {key!r}", None)
+        return None
+    reader = top.sub(key)
+    reader.allow(*keys, *_COMMON)
+    meta.block(reader, key)
+    return reader
 
-    app_usable_bytes = None
-    if top.has("phone"):
-        phone = top.sub("phone")
-        phone.allow("app_usable_dram_gb", *_COMMON)
-        _block_meta(phone, "phone", sources, field_sources, provenance)
-        app_usable_bytes = phone.number("app_usable_dram_gb") * BYTES_PER_GB
-    elif device_class == "phone":
-        raise top.error("phone", "a phone block (app_usable_dram_gb) for class 'phone'", None)
 
+def _fpga(top: _Reader, device_class: str, meta: _Meta) -> FpgaResources | None:
+    fr = _class_block(top, "fpga", device_class, meta, "an fpga block (dsp_slices, luts, ...)", "dsp_slices", "luts",
+                      "bram_mb", "uram_mb", "clock_mhz", "dsp_usable", "lut_usable", "dsp_type")
+    if fr is None:
+        return None
+    return _spec(
+        meta.origin,
+        "fpga",
+        lambda: FpgaResources(
+            dsp_slices=fr.integer("dsp_slices"),
+            luts=fr.integer("luts"),
+            bram_bytes=fr.number("bram_mb", positive=False) * BYTES_PER_MB,
+            uram_bytes=fr.number("uram_mb", positive=False, default=0.0) * BYTES_PER_MB,
+            clock_hz=fr.number("clock_mhz") * HZ_PER_MHZ,
+            dsp_usable=fr.number("dsp_usable", at_most=1.0),
+            lut_usable=fr.number("lut_usable", at_most=1.0),
+            dsp_type=fr.text("dsp_type"),
+        ),
+    )
+
+
+def _rdu(top: _Reader, device_class: str, devices_per_node: int, meta: _Meta) -> tuple[bool, int]:
+    """(dataflow fusion, devices per node): an RDU node counts its sockets."""
+    rdu = _class_block(top, "rdu", device_class, meta, "an rdu block (dataflow_fusion, sockets_per_node)",
+                       "dataflow_fusion", "sockets_per_node")
+    if rdu is None:
+        return False, devices_per_node
+    dataflow_fusion = rdu.boolean("dataflow_fusion")
+    if rdu.has("sockets_per_node"):
+        sockets = rdu.integer("sockets_per_node", minimum=1)
+        if top.has("links") and top.sub("links").has("devices_per_node") and sockets != devices_per_node:
+            raise rdu.error("sockets_per_node", f"equal to links.devices_per_node ({devices_per_node})", sockets)
+        devices_per_node = sockets
+    return dataflow_fusion, devices_per_node
+
+
+def _phone(top: _Reader, device_class: str, meta: _Meta) -> float | None:
+    """Bytes of DRAM one app may use, or None."""
+    phone = _class_block(top, "phone", device_class, meta, "a phone block (app_usable_dram_gb)", "app_usable_dram_gb")
+    return None if phone is None else phone.number("app_usable_dram_gb") * BYTES_PER_GB
+
+
+def _parse(data: Any, origin: str, content_hash: str) -> DeviceSpec:
+    top = _Reader(origin, data, "")
+    top.allow(
+        "schema_version", "id", "name", "class", "vendor", "arch", "sources", "compute", "memory", "links",
+        "power", "price", "efficiency", "formats", "fpga", "rdu", "phone", "notes",
+    )
+    if top.has("schema_version") and top.integer("schema_version", minimum=1) != SCHEMA_VERSION:
+        raise top.error("schema_version", f"{SCHEMA_VERSION}", top.data["schema_version"])
+    meta = _Meta(origin=origin, sources=_sources(top))
+    device_id = top.text("id")
+    device_class = top.text("class", choices=("gpu", "tpu", "rdu", "fpga", "phone", "laptop", "edge", "cpu"))
+    units = _compute_units(top, device_class, meta)
+    tiers = _memory_tiers(top, meta)
+    devices_per_node, links = _links(top, meta)
+    tdp_w, idle_w, usd_per_hour = _power_and_price(top, meta)
+    efficiency = _efficiency(top, meta)
+    formats = _formats(top, meta)
+    fpga = _fpga(top, device_class, meta)
+    dataflow_fusion, devices_per_node = _rdu(top, device_class, devices_per_node, meta)
+    app_usable_bytes = _phone(top, device_class, meta)
     return _spec(
         origin,
         "",
@@ -415,6 +467,7 @@ def _parse(data: Any, origin: str, content_hash: str) -> DeviceSpec:
             name=top.text("name"),
             device_class=device_class,
             vendor=top.text("vendor"),
+            arch=top.text("arch") if top.has("arch") else "",
             compute_units=tuple(units),
             tiers=tuple(tiers),
             devices_per_node=devices_per_node,
@@ -429,9 +482,9 @@ def _parse(data: Any, origin: str, content_hash: str) -> DeviceSpec:
             fpga=fpga,
             dataflow_fusion=dataflow_fusion,
             app_usable_bytes=app_usable_bytes,
-            sources=sources,
-            field_sources=field_sources,
-            provenance=provenance,
+            sources=meta.sources,
+            field_sources=meta.field_sources,
+            provenance=meta.provenance,
             notes=top.text("notes").strip() if top.has("notes") else "",
             content_hash=content_hash,
         ),
@@ -552,28 +605,7 @@ def _meta(spec: DeviceSpec, block: str) -> dict[str, Any]:
     return out
 
 
-def device_to_dict(spec: DeviceSpec) -> dict[str, Any]:
-    """The profile mapping (YAML units) of a DeviceSpec: ``load_device_from_dict``
-    of the result gives back an equal spec (except ``content_hash``). Used to write
-    calibrated profiles."""
-    out: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "id": spec.id,
-        "name": spec.name,
-        "class": spec.device_class,
-        "vendor": spec.vendor,
-        "sources": dict(spec.sources),
-    }
-    if spec.compute_units:
-        out["compute"] = [
-            {
-                "unit": unit.name,
-                "peak_tflops": {k: _round(v / FLOPS_PER_TFLOPS) for k, v in unit.peak_flops_per_s.items()},
-                "sparse_2to4_speedup": _round(unit.sparse_2to4_speedup),
-                **_meta(spec, f"compute[{i}]"),
-            }
-            for i, unit in enumerate(spec.compute_units)
-        ]
+def _tiers_to_dicts(spec: DeviceSpec) -> list[dict[str, Any]]:
     memory = []
     for i, tier in enumerate(spec.tiers):
         entry: dict[str, Any] = {
@@ -589,22 +621,10 @@ def device_to_dict(spec: DeviceSpec) -> dict[str, Any]:
             entry["read_curve"] = [[_round(c / BYTES_PER_KIB), _round(b / BYTES_PER_GB)] for c, b in tier.read_curve]
         entry.update(_meta(spec, f"memory[{i}]"))
         memory.append(entry)
-    out["memory"] = memory
-    links: dict[str, Any] = {"devices_per_node": spec.devices_per_node}
-    for key, link in (("intra_node", spec.intra_node_link), ("inter_node", spec.inter_node_link), ("host", spec.host_link)):
-        if link is not None:
-            links[key] = {
-                "name": link.name,
-                "bandwidth_gb_per_s": _round(link.bandwidth_bytes_per_s / BYTES_PER_GB),
-                "latency_us": _round(link.latency_s / SECONDS_PER_US),
-                **_meta(spec, f"links.{key}"),
-            }
-    if "rdu" in spec.field_sources:
-        links.pop("devices_per_node")
-    out["links"] = links
-    out["power"] = {"tdp_w": _round(spec.tdp_w), "idle_w": _round(spec.idle_w), **_meta(spec, "power")}
-    if spec.usd_per_hour is not None:
-        out["price"] = {"usd_per_hour": _round(spec.usd_per_hour), **_meta(spec, "price")}
+    return memory
+
+
+def _efficiency_to_dict(spec: DeviceSpec) -> dict[str, Any]:
     eff = spec.efficiency
     eff_out: dict[str, Any] = {
         "compute_max": _round(eff.compute_max),
@@ -620,7 +640,49 @@ def device_to_dict(spec: DeviceSpec) -> dict[str, Any]:
     if eff.gemm_rows_points:
         eff_out["gemm_rows_points"] = [[_round(x), _round(f)] for x, f in eff.gemm_rows_points]
     eff_out.update(_meta(spec, "efficiency"))
-    out["efficiency"] = eff_out
+    return eff_out
+
+
+def device_to_dict(spec: DeviceSpec) -> dict[str, Any]:
+    """The profile mapping (YAML units) of a DeviceSpec: ``load_device_from_dict``
+    of the result gives back an equal spec (except ``content_hash``). Used to write
+    calibrated profiles."""
+    out: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "id": spec.id,
+        "name": spec.name,
+        "class": spec.device_class,
+        "vendor": spec.vendor,
+        **({"arch": spec.arch} if spec.arch else {}),
+        "sources": dict(spec.sources),
+    }
+    if spec.compute_units:
+        out["compute"] = [
+            {
+                "unit": unit.name,
+                "peak_tflops": {k: _round(v / FLOPS_PER_TFLOPS) for k, v in unit.peak_flops_per_s.items()},
+                "sparse_2to4_speedup": _round(unit.sparse_2to4_speedup),
+                **_meta(spec, f"compute[{i}]"),
+            }
+            for i, unit in enumerate(spec.compute_units)
+        ]
+    out["memory"] = _tiers_to_dicts(spec)
+    links: dict[str, Any] = {"devices_per_node": spec.devices_per_node}
+    for key, link in (("intra_node", spec.intra_node_link), ("inter_node", spec.inter_node_link), ("host", spec.host_link)):
+        if link is not None:
+            links[key] = {
+                "name": link.name,
+                "bandwidth_gb_per_s": _round(link.bandwidth_bytes_per_s / BYTES_PER_GB),
+                "latency_us": _round(link.latency_s / SECONDS_PER_US),
+                **_meta(spec, f"links.{key}"),
+            }
+    if "rdu" in spec.field_sources:
+        links.pop("devices_per_node")
+    out["links"] = links
+    out["power"] = {"tdp_w": _round(spec.tdp_w), "idle_w": _round(spec.idle_w), **_meta(spec, "power")}
+    if spec.usd_per_hour is not None:
+        out["price"] = {"usd_per_hour": _round(spec.usd_per_hour), **_meta(spec, "price")}
+    out["efficiency"] = _efficiency_to_dict(spec)
     out["formats"] = {"native": sorted(spec.formats.native), "emulated": sorted(spec.formats.emulated)}
     if "formats" in spec.field_sources:
         out["formats"].update(_meta(spec, "formats"))

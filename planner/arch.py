@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from hwmodels import UnknownIdError
-from hwmodels.errors import describe_value
+from hwmodels.errors import TierwiseError, describe_value
 
 __all__ = [
     "ArchSpec",
@@ -63,7 +63,7 @@ CNN_INPUT_SIZE = 224
 _MISSING = object()
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(TierwiseError, ValueError):
     """A model config that cannot be turned into an :class:`ArchSpec`.
 
     ``path`` is the file (or other origin) the config came from, ``field`` the offending key
@@ -77,7 +77,7 @@ class ModelConfigError(ValueError):
         self.expected = expected
         self.got = None if got is _MISSING else got
         self._missing = got is _MISSING
-        super().__init__(str(self))
+        TierwiseError.__init__(self, str(self), field=field, code="invalid_model_config")
 
     def __str__(self) -> str:
         if self.field is None:

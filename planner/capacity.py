@@ -39,21 +39,13 @@ from dataclasses import dataclass, field
 
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
+from planner.errors import InfeasibleError
 from planner.costmodel import Choice, EstimateError, Layout, Options, Serving, estimate_inference, max_batch
-from planner.parallel import num_layers
+from planner.layout import num_layers
 from planner.queueing import DecodeCurve, ReplicaQueue, continuous_batching, md1_mean_wait_s, poisson_quantile, wait_quantile_s
 
 DEFAULT_FORMATS: tuple[str, ...] = ("bf16", "fp8", "int4-g128")
 SECONDS_PER_DAY = 86400.0
-
-
-class InfeasibleError(Exception):
-    """No configuration meets the target; ``payload`` carries the best one's numbers."""
-
-    def __init__(self, message: str, payload: dict | None = None):
-        super().__init__(message)
-        self.message = message
-        self.payload = payload or {}
 
 
 def _check(cond: bool, fld: str, message: str) -> None:

@@ -1,8 +1,10 @@
 """Collective communication cost (α–β model), pure functions.
 
-Formulas follow NCCL's own bandwidth definitions (nccl-tests ``doc/PERFORMANCE.md``) as
-tabulated in hardware_and_formulas.md §B.6, with ``n`` ranks, ``S`` bytes, per-direction
-link bandwidth ``B`` and per-step latency ``α``:
+Formulas follow NCCL's own bandwidth definitions (nccl-tests ``doc/PERFORMANCE.md``,
+https://github.com/NVIDIA/nccl-tests/blob/master/doc/PERFORMANCE.md: bus bandwidth =
+algorithm bandwidth × 2(n−1)/n for all-reduce, (n−1)/n for reduce-scatter, all-gather and
+all-to-all), with ``n`` ranks, ``S`` bytes, per-direction link bandwidth ``B`` and per-step
+latency ``α``:
 
 - ring all-reduce        ``2(n−1)/n · S/B + 2(n−1)·α``
 - tree all-reduce        ``2(n−1)/n · S/B + 2·log2(n)·α`` (latency-optimal for small S)
@@ -13,8 +15,9 @@ link bandwidth ``B`` and per-step latency ``α``:
   of S/g, intra-node all-gather.
 
 ``LINK_EFFICIENCY`` converts the line rate to achievable bus bandwidth: NCCL reaches about
-80% of the per-direction NVLink rate (8×H100: ~370 of 450 GB/s ring busbw, nccl-tests #212;
-8×A100: ~235 of 300 GB/s, §A.5). The same fraction is used for every link unless a
+80% of the per-direction NVLink rate (8×H100: ~370 of 450 GB/s ring busbw, NCCL maintainers in
+https://github.com/NVIDIA/nccl-tests/issues/212; 8×A100: ~200 of 300 GB/s,
+https://github.com/NVIDIA/nccl-tests/issues/149). The same fraction is used for every link unless a
 calibrated value is given.
 """
 
@@ -135,7 +138,7 @@ def hierarchical_all_to_all_s(
     Of each rank's data, the share for its ``per_node − 1`` node peers crosses the
     intra-node link and the share for the ``n − per_node`` remote ranks crosses the
     rank's inter-node link; both run at once, so the slower of the two sets the time
-    (hardware_and_formulas.md §B.6: ``(n−1)/n · S/B + (n−1)·α`` on one link).
+    (nccl-tests PERFORMANCE.md: ``(n−1)/n · S/B + (n−1)·α`` on one link).
     """
     if n <= 1 or nbytes <= 0:
         return 0.0

@@ -30,9 +30,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from hwmodels import DeviceSpec, Link, MemoryTier
+from hwmodels import DeviceSpec, MemoryTier
 from planner.arch import ArchSpec
-from planner.collectives import all_to_all_s, allreduce_s, hierarchical_allreduce_s, p2p_s
+from planner.errors import EstimateError
 from planner.formats import Format, combined_bits_per_weight, get_format, parse_sparsity
 from planner.workload import (
     ATTENTION,
@@ -51,17 +51,18 @@ from planner.workload import (
     op_load,
     tokens_per_sample,
 )
-
-
-class EstimateError(ValueError):
-    """A configuration that cannot be estimated (bad layout, unsupported format...).
-
-    ``field`` names the offending input (CLI flag without dashes / API field)."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
+from planner.layout import (
+    Layout,
+    check_layout,  # noqa: F401  (callers that validate a layout before estimating use costmodel.check_layout)
+    check_layout_on,
+    collective_s,
+    cp_split,
+    microbatch_sizes,
+    p2p_stage_s,
+    pipeline_time_s,
+    ring_exchange_s,
+    strides,
+)
 
 
 # ---------------------------------------------------------------------------
@@ -71,7 +72,7 @@ class EstimateError(ValueError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Choice:
-    """Numeric choice for one operator or decision group (format names as in DESIGN.md)."""
+    """Numeric choice for one operator or decision group (format names as in planner.formats)."""
 
     weights: str = "bf16"
     activations: str = "bf16"
@@ -92,24 +93,6 @@ def low_rank_factor(op: OpShape, choice: Choice) -> float:
         return 1.0
     k, n = op.in_features, op.out_features
     return min(1.0, r * (k + n) / (k * n))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Layout:
-    """Parallel layout: tensor, pipeline, data (replica) and expert parallel degrees."""
-
-    tp: int = 1
-    pp: int = 1
-    dp: int = 1
-    ep: int = 1
-
-    @property
-    def devices(self) -> int:
-        return self.tp * self.pp * self.dp
-
-    @property
-    def model_parallel(self) -> int:
-        return self.tp * self.pp
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,7 +146,7 @@ class Options:
 RUNTIME_OVERHEAD_S = {"graph": 0.0, "eager": 35e-6}
 
 # Fraction of streaming bandwidth that decode attention reaches when gathering the KV cache:
-# irregular (paged) reads reach 40–60% of peak (hardware_and_formulas.md §A.5); the upper end
+# irregular (paged) reads are estimated at 40–60% of peak (an assumption, not a measurement); the upper end
 # is used because serving engines' paged-attention kernels read whole 16-token blocks.
 KV_GATHER_EFFICIENCY = 0.6
 
@@ -336,6 +319,7 @@ class InferenceEstimate:
             "pp": self.layout.pp,
             "dp": self.layout.dp,
             "ep": self.layout.ep,
+            "cp": self.layout.cp,
             "batch": self.serving.batch,
             "prompt": self.serving.prompt,
             "gen": self.serving.gen,
@@ -586,8 +570,8 @@ def op_cost(
     memory_s = (dev_w / rows_share + act_bytes + kv_bytes) / (bw * eff.bandwidth(mem_bytes)) if mem_bytes > 0 else 0.0
     if kv_bytes > 0 and ph.tokens == 1:
         # Decode attention gathers the KV cache from scattered (paged) blocks per sequence and
-        # head: such irregular reads reach ~40–60% of peak bandwidth (hardware_and_formulas.md
-        # §A.5, "irregular access patterns"), modelled as KV_GATHER_EFFICIENCY × streaming.
+        # head: such irregular reads are estimated at ~40–60% of peak bandwidth (an assumption,
+        # see KV_GATHER_EFFICIENCY), modelled as KV_GATHER_EFFICIENCY × streaming.
         memory_s += kv_bytes / (bw * eff.bandwidth(kv_bytes)) * (1.0 / KV_GATHER_EFFICIENCY - 1.0)
 
     if op.kind in (NORM, POOL, EMBEDDING):
@@ -808,39 +792,6 @@ def place_memory(
 
 
 # ---------------------------------------------------------------------------
-# Layout checks
-# ---------------------------------------------------------------------------
-
-
-def check_layout(arch: ArchSpec, layout: Layout, devices: int | None = None) -> None:
-    """Raise EstimateError naming the rule an impossible layout breaks."""
-    for name in ("tp", "pp", "dp", "ep"):
-        v = getattr(layout, name)
-        if not isinstance(v, int) or v < 1:
-            raise EstimateError(name, f"--{name} must be a positive integer; got {v!r}")
-    if devices is not None and devices != layout.devices:
-        raise EstimateError(
-            "devices",
-            f"--devices ({devices}) must equal tp×pp×dp = {layout.tp}×{layout.pp}×{layout.dp} = {layout.devices}",
-        )
-    if arch.family in ("decoder", "encoder", "encoder_decoder", "vit") and layout.tp > 1:
-        if arch.num_heads % layout.tp:
-            raise EstimateError("tp", f"--tp {layout.tp} must divide the number of attention heads ({arch.num_heads}) of {arch.id}")
-    if arch.family == "cnn" and layout.tp > 1:
-        raise EstimateError("tp", f"tensor parallelism is not modelled for CNNs ({arch.id}); use --dp")
-    layers = arch.num_layers + (arch.num_decoder_layers or 0)
-    if layout.pp > max(layers, 1):
-        raise EstimateError("pp", f"--pp {layout.pp} exceeds the number of layers ({layers}) of {arch.id}")
-    if layout.ep > 1:
-        if not arch.num_experts:
-            raise EstimateError("ep", f"--ep {layout.ep} needs a mixture-of-experts model; {arch.id} has no experts")
-        if arch.num_experts % layout.ep:
-            raise EstimateError("ep", f"--ep {layout.ep} must divide the number of experts ({arch.num_experts})")
-        if (layout.tp * layout.dp) % layout.ep:
-            raise EstimateError("ep", f"--ep {layout.ep} must divide tp×dp = {layout.tp * layout.dp}")
-
-
-# ---------------------------------------------------------------------------
 # Phase evaluation
 # ---------------------------------------------------------------------------
 
@@ -855,21 +806,6 @@ def _choice_fn(default: Choice, overrides: ChoiceMap | None):
         return overrides.get(block.group_fqn(i, op), default)
 
     return f
-
-
-def _tp_link(device: DeviceSpec, tp: int) -> Link | None:
-    if tp <= device.devices_per_node or device.inter_node_link is None:
-        return device.intra_node_link
-    return device.inter_node_link
-
-
-def _tp_allreduce_s(device: DeviceSpec, nbytes: float, tp: int) -> float:
-    link = device.intra_node_link
-    if tp <= 1 or link is None:
-        return 0.0
-    if tp <= device.devices_per_node:
-        return allreduce_s(nbytes, tp, link)
-    return hierarchical_allreduce_s(nbytes, tp, device.devices_per_node, link, device.inter_node_link)
 
 
 def evaluate_phase(
@@ -918,7 +854,7 @@ def evaluate_phase(
                     host_overhead_s=options.host_overhead_s,
                     options=options,
                 )
-                comm = _op_comm(op, ph, device, ch, layout)
+                comm = _op_comm(op, ph, device, ch, layout, c.time_s)
                 if comm:
                     c = _with_comm(c, comm)
                 ops_out.append(c)
@@ -953,10 +889,8 @@ def evaluate_phase(
             stream_s += stream_time_s(device, host, kv_streamed, options)
     # Pipeline: activations cross (pp-1) stage boundaries.
     if layout.pp > 1:
-        link = device.intra_node_link if layout.devices <= device.devices_per_node else (device.inter_node_link or device.intra_node_link)
-        if link is not None:
-            nbytes = ph.batch * ph.tokens * work.arch.hidden_size * 2.0 / max(layout.tp, 1)
-            comm_s += (layout.pp - 1) * p2p_s(nbytes, link)
+        nbytes = ph.batch * ph.tokens * work.arch.hidden_size * 2.0 / max(layout.tp, 1)
+        comm_s += (layout.pp - 1) * p2p_stage_s(device, nbytes, strides(layout).pp)
     t_total = max(device_s, stream_s) + comm_s
     if stream_s > device_s:
         bound = "stream"
@@ -1039,9 +973,11 @@ def memory_report(
     if generative and options.kv_token_budget and kv_tokens > 0:
         kv_per_tok_dev *= _kv_mixed_bits(choice.kv, _head_dim(work), kv_tokens, options) / _kv_bits(choice.kv, _head_dim(work))
     kv_per_tok_dev /= options.kv_share_layers
-    kv_dev = serving.batch * kv_tokens * kv_per_tok_dev / layout.pp
-    kv_total = kv_dev * layout.pp * (layout.tp / _kv_tp_gain(work, layout.tp))
-    prefill = _prefill_phase(arch, serving)
+    kv_dev = serving.batch * kv_tokens * kv_per_tok_dev / layout.pp / layout.cp  # CP shards the cache by position
+    # One replica's whole KV cache: each of the tp ranks holds 1/gain of it (gain = min(tp,
+    # KV heads); ranks beyond the KV heads hold replicas, which are not counted twice).
+    kv_total = kv_dev * layout.pp * layout.cp * _kv_tp_gain(work, layout.tp)
+    prefill = _prefill_phase(arch, serving, cp=layout.cp)
     act_bits = _numerics(device, choice, 1, 1).act_bits
     act_dev = _activation_peak_bytes(work, prefill, act_bits, layout.tp)
     tiers, fractions, shortfall = place_memory(device, weights_dev, kv_dev, act_dev, options)
@@ -1108,18 +1044,28 @@ def _stage_weight_bytes(
     return stages
 
 
-def _prefill_phase(arch: ArchSpec, serving: Serving, batch: int | None = None) -> Phase:
+def _prefill_phase(arch: ArchSpec, serving: Serving, batch: int | None = None, cp: int = 1) -> Phase:
+    """One prefill pass on one rank. Under context parallelism a rank holds 1/cp of the
+    prompt and attends to the rest through the ring (:func:`planner.layout.cp_split`)."""
     b = serving.batch if batch is None else batch
     if arch.family == "encoder_decoder":
         return Phase(name="prefill", batch=b, tokens=max(1, serving.prompt), context=0.0, encoder_tokens=serving.prompt)
-    return Phase(name="prefill", batch=b, tokens=max(1, tokens_per_sample(arch, serving.prompt)), context=0.0)
+    local, ctx = cp_split(max(1, tokens_per_sample(arch, serving.prompt)), cp, causal=arch.family == "decoder")
+    return Phase(name="prefill", batch=b, tokens=local, context=ctx)
 
 
-def _decode_phase(arch: ArchSpec, serving: Serving, batch: int) -> Phase:
+def _decode_phase(arch: ArchSpec, serving: Serving, batch: int, cp: int = 1) -> Phase:
     # TPOT averaged over the generation: attention cost is linear in context, so the mean
     # context (prompt + (gen−1)/2 tokens already cached) gives the average step exactly.
-    ctx = serving.prompt + max(serving.gen - 1, 0) / 2.0
+    # Under context parallelism each rank holds and reads 1/cp of the cache.
+    ctx = (serving.prompt + max(serving.gen - 1, 0) / 2.0) / cp
     return Phase(name="decode", batch=batch, tokens=1, context=ctx, encoder_tokens=serving.prompt)
+
+
+def _check_cp_prompt(arch: ArchSpec, serving: Serving, layout: Layout) -> None:
+    tokens = tokens_per_sample(arch, serving.prompt)
+    if layout.cp > 1 and tokens < layout.cp:
+        raise EstimateError("cp", f"{{@cp}} {layout.cp} splits the prompt over {layout.cp} ranks, but it has only {tokens} positions; use {{@cp}} ≤ {max(tokens, 1)}")
 
 
 def estimate_inference(
@@ -1132,11 +1078,12 @@ def estimate_inference(
     options: Options = Options(),
 ) -> InferenceEstimate:
     """Predict prefill (TTFT), decode (TPOT), throughput, memory, energy and cost."""
-    check_layout(arch, layout)
+    check_layout_on(arch, device, layout)
     if serving.batch < 1:
         raise EstimateError("batch", f"--batch must be a positive integer; got {serving.batch}")
     if serving.prompt < 0 or serving.gen < 0:
         raise EstimateError("prompt" if serving.prompt < 0 else "gen", "token counts must be ≥ 0")
+    _check_cp_prompt(arch, serving, layout)
     work = build_workload(arch)
     mem, fractions = memory_report(arch, device, layout, serving, choice, overrides, options)
     notes: list[str] = []
@@ -1148,20 +1095,25 @@ def estimate_inference(
     if mem.offloaded_weights_bytes > 0:
         notes.append(f"{mem.offloaded_weights_bytes / 1e9:.2f} GB of weights per device stream from slower tiers each pass")
 
-    # Pipeline micro-batching: the batch is split into m = min(batch, pp) micro-batches.
-    m = min(serving.batch, layout.pp)
-    mb = math.ceil(serving.batch / m)
-    pre_ph = _prefill_phase(arch, serving, mb)
+    # Pipeline micro-batching: the batch is split into m = min(batch, pp) micro-batches of their
+    # true sizes; the largest sets the decode step.
+    sizes = microbatch_sizes(serving.batch, layout.pp)
+    mb = sizes[0]
     kv_total_dev = mem.offloaded_kv_bytes + sum(t.kv_cache_bytes for t in mem.tiers if t.role in ("device",))
     kv_on_device = 1.0 - mem.offloaded_kv_bytes / kv_total_dev if kv_total_dev > 0 else 1.0
-    prefill = evaluate_phase(work, pre_ph, device, layout, choice, overrides, fractions, options, kv_on_device)
+    passes = {
+        s: evaluate_phase(work, _prefill_phase(arch, serving, s, layout.cp), device, layout, choice, overrides, fractions, options, kv_on_device)
+        for s in sorted(set(sizes), reverse=True)
+    }
+    prefill = passes[mb]
     step = device.efficiency.kernel_overhead_s  # one synchronisation per forward pass
-    ttft = (m + layout.pp - 1) / layout.pp * prefill.time_s + step if layout.pp > 1 else prefill.time_s + step
+    prefill_pipe_s = pipeline_time_s([passes[s].time_s for s in sizes], layout.pp)
+    ttft = prefill_pipe_s + step
     generative = arch.family in ("decoder", "encoder_decoder")
     decode = None
     tpot = 0.0
     if generative and serving.gen > 0:
-        decode = evaluate_phase(work, _decode_phase(arch, serving, mb), device, layout, choice, overrides, fractions, options, kv_on_device)
+        decode = evaluate_phase(work, _decode_phase(arch, serving, mb, layout.cp), device, layout, choice, overrides, fractions, options, kv_on_device)
         tpot = decode.time_s + step
     gen_steps = max(serving.gen - 1, 0) if generative else 0
     latency = ttft + gen_steps * tpot
@@ -1182,7 +1134,7 @@ def estimate_inference(
         util = min(1.0, pc.busy_s / pc.time_s) if pc.time_s > 0 else 0.0
         return n_dev * pc.time_s * (idle + (tdp - idle) * util)
 
-    e_run = phase_energy(prefill) * ((m + layout.pp - 1) / layout.pp if layout.pp > 1 else 1.0)
+    e_run = phase_energy(prefill) * (prefill_pipe_s / prefill.time_s if prefill.time_s > 0 else 1.0)
     if decode is not None:
         e_run += gen_steps * phase_energy(decode)
     per_token = e_run / out_tokens if out_tokens else e_run / max(prompt_tokens, 1)
@@ -1296,10 +1248,9 @@ def group_costs(
     they depend only on the activation and KV formats.
     """
     work = build_workload(arch)
-    m = min(serving.batch, layout.pp)
-    mb = math.ceil(serving.batch / m)
-    pre = _prefill_phase(arch, serving, mb)
-    dec = _decode_phase(arch, serving, mb)
+    mb = microbatch_sizes(serving.batch, layout.pp)[0]
+    pre = _prefill_phase(arch, serving, mb, layout.cp)
+    dec = _decode_phase(arch, serving, mb, layout.cp)
     out: list[GroupCost] = []
     for b in work.blocks:
         groups: dict[str, list[OpShape]] = {}
@@ -1338,21 +1289,39 @@ def group_costs(
     return out
 
 
-def _op_comm(op: OpShape, ph: Phase, device: DeviceSpec, choice: Choice, layout: Layout) -> float:
-    """Communication after ``op``: the TP all-reduce of a row-parallel output, or — for the
-    last expert matrix under expert parallelism — the dispatch and combine all-to-alls of the
-    routed tokens (2 per MoE layer; per-rank send S = tokens·k·h·bytes, §B.6)."""
+def _op_comm(op: OpShape, ph: Phase, device: DeviceSpec, choice: Choice, layout: Layout, hidden_s: float = 0.0) -> float:
+    """Communication after ``op``, priced by :func:`planner.layout.collective_s` exactly as
+    training prices it: the TP all-reduce of a row-parallel output; for the last expert
+    matrix under expert parallelism the dispatch and combine all-to-alls of the routed tokens
+    (2 per MoE layer; per-rank send S = tokens·k·h·bytes, nccl-tests PERFORMANCE.md); and
+    under context parallelism, for self-attention, the ring K/V exchange of prefill (what the
+    attention's own time ``hidden_s`` does not hide) or the all-reduce of the partial
+    attention outputs of decode, whose KV cache is sharded over the CP ranks."""
+    if layout.cp > 1 and op.kind == ATTENTION and not op.cross:
+        return _cp_attention_comm(op, ph, device, choice, layout, hidden_s)
     if not op.allreduce_after:
         return 0.0
     m = ph.batch * ph.tokens
+    st = strides(layout)
     if op.experts and layout.ep > 1:
         nbytes = m * op.experts_active * op.out_features * _comm_bytes_per_elem(device, choice)
-        link = device.intra_node_link if layout.ep <= device.devices_per_node else (device.inter_node_link or device.intra_node_link)
-        return 2.0 * all_to_all_s(nbytes, layout.ep, link) if link is not None else 0.0
+        return 2.0 * collective_s("all_to_all", device, nbytes, layout.ep, st.ep, what="expert-parallel all-to-all", field="ep")
     if layout.tp <= 1:
         return 0.0
     nbytes = m * op.out_features * _comm_bytes_per_elem(device, choice)
-    return _tp_allreduce_s(device, nbytes, layout.tp)
+    return collective_s("allreduce", device, nbytes, layout.tp, st.tp, what="tensor-parallel all-reduce", field="tp")
+
+
+def _cp_attention_comm(op: OpShape, ph: Phase, device: DeviceSpec, choice: Choice, layout: Layout, hidden_s: float) -> float:
+    el = _comm_bytes_per_elem(device, choice)
+    if ph.tokens > 1:
+        chunk = ph.batch * ph.tokens * 2.0 * max(op.kv_heads / layout.tp, 1.0) * op.head_dim * el
+        return max(0.0, ring_exchange_s(device, chunk, layout) - hidden_s)
+    # decode: each rank attends over its 1/cp of the cache; the partial outputs (and their
+    # softmax sums, one more element per head) are combined across the CP group.
+    heads = max(op.heads / layout.tp, 1.0)
+    nbytes = ph.batch * heads * (op.head_dim + 1) * el
+    return collective_s("allreduce", device, nbytes, layout.cp, strides(layout).cp, what="context-parallel attention combine", field="cp")
 
 
 def _comm_bytes_per_elem(device: DeviceSpec, choice: Choice) -> float:

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from planner.errors import InfeasibleError
+
 __all__ = ["Change", "Diagnosis", "NoFeasiblePlanError", "diagnose"]
 
 #: Device counts tried for the "more devices" change, as multiples of the request's.
@@ -72,18 +74,13 @@ class Diagnosis:
         }
 
 
-class NoFeasiblePlanError(Exception):
+class NoFeasiblePlanError(InfeasibleError):
     """No plan satisfies the request. ``diagnosis`` explains why (``None`` when the caller
-    asked for no diagnosis); the CLI exits with code 3."""
-
-    user_facing = True
+    asked for no diagnosis); ``details`` is its dict. The CLI exits with code 3."""
 
     def __init__(self, message: str, *, diagnosis: Diagnosis | None):
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, diagnosis.to_dict() if diagnosis is not None else None, field="constraints")
         self.diagnosis = diagnosis
-        self.field = "constraints"
-        self.payload = diagnosis.to_dict() if diagnosis is not None else None
 
     @classmethod
     def from_diagnosis(cls, diagnosis: Diagnosis) -> NoFeasiblePlanError:

@@ -8,8 +8,8 @@ scales, zero-points, look-up tables and per-tensor scales that real kernels stor
                    + second-level scale bits / N + tensor_scale_bits / N
                    + lut_entries · lut_entry_bits · tables / N
 
-for ``N = rows · cols`` values (peers_compression.md §12: "bits/param = b +
-(s_bits + z_bits)/g + global/N"). Groups run along the input dimension (``cols``)
+for ``N = rows · cols`` values (the group-wise layouts of GPTQ/AWQ, OCP MX v1.0 and NVFP4
+give b + (s_bits + z_bits)/g + global/N). Groups run along the input dimension (``cols``)
 of each output row, so a row of ``cols`` values holds ``ceil(cols / group_size)``
 scales; a per-channel format holds one scale per row. Codebook look-up tables cover
 the whole tensor, or ``ceil(N / group_size)`` contiguous chunks of the flattened
@@ -21,7 +21,7 @@ parameter LLMs. Only per-channel, per-tensor and look-up-table overheads depend 
 it, and for those the default changes the price by less than 0.01 bit.
 
 Bytes are ``ceil(n · bits / 8)`` computed with exact fractions: sub-byte formats
-never round to an integer number of bytes per value (STYLE.md practice 3).
+never round to an integer number of bytes per value.
 
 Sparsity (:class:`Sparsity`) and low rank (:class:`LowRank`) are priced the same
 way; :func:`combined_bits_per_weight` prices a format stored sparsely.
@@ -34,6 +34,9 @@ import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+
+from hwmodels.format_support import FAMILIES
+from hwmodels.errors import TierwiseError
 
 __all__ = [
     "DEFAULT_COLS",
@@ -65,23 +68,23 @@ KINDS = ("float", "int", "nf", "mx", "nvfp", "bfp", "minifloat", "codebook")
 #: Keys of a hardware profile's ``peak_flops`` table that a format can run at.
 HW_PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
 ROLES = ("weight", "activation", "kv")
-#: Support families named by hardware profiles (a device supports a family, and
-#: with it every group size / asymmetric variant of that family).
-FAMILIES = (
-    "fp32", "bf16", "fp16", "fp8", "int8", "int4", "int3", "int2", "nf4",
-    "mxfp8", "mxfp6", "mxfp4", "nvfp4", "bfp", "fp6", "fp4", "codebook",
-)
+# FAMILIES (re-exported) is the one family vocabulary, owned by hwmodels.format_support: each
+# format's ``family`` is the name hardware profiles declare support with.
 
 # Kinds whose elements are sign + exponent + mantissa (1 + E + M = element_bits).
 _FLOAT_LIKE = frozenset({"float", "mx", "nvfp", "minifloat"})
 
 
-class FormatError(ValueError):
+class FormatError(TierwiseError, ValueError):
     """An unknown format name or an invalid format parameter."""
 
+    code = "invalid_format"
 
-class SparsityError(ValueError):
+
+class SparsityError(TierwiseError, ValueError):
     """An unknown or invalid sparsity specification."""
+
+    code = "invalid_format"
 
 
 def _param_error(cls: type[Exception], param: str, owner: str, expected: str, got: object) -> Exception:
@@ -286,9 +289,9 @@ _SRC_FP8 = ("OCP 8-bit Floating Point Specification (OFP8) rev 1.0, 2023; Micike
 _SRC_INT8 = ("Dettmers et al., 'LLM.int8()', NeurIPS 2022; Xiao et al., 'SmoothQuant', ICML 2023 "
              "(int8 weights per output channel, activations per token, fp16 scales); KV per head per token")
 _SRC_INT_G = ("Frantar et al., 'GPTQ', ICLR 2023; Lin et al., 'AWQ', MLSys 2024: group-wise int with an fp16 "
-              "scale per group; peers_compression.md §12.1 (int4 g128 = 4.125 bits)")
+              "scale per group (int4 g128 = 4 + 16/128 = 4.125 bits)")
 _SRC_INT_G_ZP = ("GPTQ/AWQ asymmetric packing: fp16 scale plus a zero-point of the element width per group "
-                 "(qzeros); peers_compression.md §12.1 (int4 g128 + 4-bit zero = 4.156 bits)")
+                 "(qzeros) (int4 g128 + 4-bit zero = 4 + 20/128 = 4.156 bits)")
 _SRC_NF4 = ("Dettmers et al., 'QLoRA: Efficient Finetuning of Quantized LLMs', NeurIPS 2023, Sec. 3 and "
             "Appendix E (NF4 levels, block 64 with fp32 absmax)")
 _SRC_NF4_DQ = ("Dettmers et al., 'QLoRA', NeurIPS 2023, Sec. 3 'Double Quantization': 8-bit float absmax per "
@@ -323,11 +326,11 @@ def _build_registry() -> dict[str, Format]:
                    description=f"{name} stored as is"))
     # fp8 with one fp32 scale per tensor (amax / max representable).
     add(Format(name="fp8-e4m3", kind="float", element_bits=8, exponent_bits=4, mantissa_bits=3,
-               tensor_scale_bits=32, hw_precision="fp8", family="fp8", source=_SRC_FP8, **plain, **_ALL_ROLES,
+               tensor_scale_bits=32, hw_precision="fp8", family="fp8-e4m3", source=_SRC_FP8, **plain, **_ALL_ROLES,
                description="OCP E4M3 (max 448, no inf), fp32 per-tensor scale"))
     # e5m2 is the format vLLM offers as 'fp8_e5m2' KV cache; kept for weights/activations as well.
     add(Format(name="fp8-e5m2", kind="float", element_bits=8, exponent_bits=5, mantissa_bits=2,
-               tensor_scale_bits=32, hw_precision="fp8", family="fp8", source=_SRC_FP8, **plain, **_ALL_ROLES,
+               tensor_scale_bits=32, hw_precision="fp8", family="fp8-e5m2", source=_SRC_FP8, **plain, **_ALL_ROLES,
                description="OCP E5M2 (max 57344, IEEE inf/NaN), fp32 per-tensor scale"))
 
     # int8 with one fp16 scale per row: per output channel for weights, per token for
@@ -394,17 +397,17 @@ def _build_registry() -> dict[str, Format]:
     for bits, hw in ((8, "int8"), (4, "int4")):
         add(Format(name=f"bfp{bits}", kind="bfp", element_bits=bits, group_size=16, scale_bits=8,
                    zero_point_bits=0, per_channel=False, exponent_bits=0, mantissa_bits=bits - 1, lut_entries=0,
-                   hw_precision=hw, family="bfp", source=_SRC_BFP, **_WEIGHT_ONLY,
+                   hw_precision=hw, family=f"bfp{bits}", source=_SRC_BFP, **_WEIGHT_ONLY,
                    description=f"sign + {bits - 1}-bit magnitude, 8-bit shared exponent per 16"))
 
     # Scaled minifloats with one fp16 scale per output channel.
     add(Format(name="fp6-e3m2", kind="minifloat", element_bits=6, group_size=None, scale_bits=16,
                zero_point_bits=0, per_channel=True, exponent_bits=3, mantissa_bits=2, lut_entries=0,
-               hw_precision="fp8", family="fp6", source=_SRC_FP6, **_WEIGHT_ONLY,
+               hw_precision="fp8", family="fp6-e3m2", source=_SRC_FP6, **_WEIGHT_ONLY,
                description="E3M2 (max 28), fp16 scale per row"))
     add(Format(name="fp4-e2m1", kind="minifloat", element_bits=4, group_size=None, scale_bits=16,
                zero_point_bits=0, per_channel=True, exponent_bits=2, mantissa_bits=1, lut_entries=0,
-               hw_precision="fp4", family="fp4", source=_SRC_FP4, **_WEIGHT_ONLY,
+               hw_precision="fp4", family="fp4-e2m1", source=_SRC_FP4, **_WEIGHT_ONLY,
                description="E2M1 (max 6), fp16 scale per row"))
 
     # Codebooks (palettisation): indices of b bits into 2^b fp16 centroids; dequantised to fp16.
@@ -503,7 +506,7 @@ _SPARSITY_HELP = "expected 'dense', '2:4' or 'unstructured:S' with S a fraction 
 class Sparsity:
     """Fraction of weights kept (``density``) and whether the pattern is structured (2:4).
 
-    Storage per dense weight position for ``b`` value bits (peers_compression.md §9.4):
+    Storage per dense weight position for ``b`` value bits (Mishra et al., arXiv:2104.08378, for 2:4):
     dense ``b``; 2:4 ``0.5·b + 1`` (a 2-bit position index per kept value, NVIDIA sparse
     tensor cores); unstructured the cheapest of
 
@@ -610,7 +613,7 @@ def combined_bits_per_weight(fmt: Format | str, sparsity: Sparsity | str,
 
     Sparsity thins the elements; scales, zero-points and tables stay per dense group, as
     in Sparse-Marlin: int4 g64 + 2:4 = 0.5·4 + 1 + 16/64 = 3.25 bits, which reproduces
-    torchao's published 3.05 GB for Llama-3-8B (peers_compression.md §9.4).
+    torchao's published 3.05 GB for Llama-3-8B (github.com/pytorch/ao, torchao/quantization/README.md).
     """
     fmt = get_format(fmt)
     sp = parse_sparsity(sparsity)
@@ -644,12 +647,13 @@ class LowRank:
         return self.params(rows, cols) < rows * cols
 
 
-class NumericsError(ValueError):
+class NumericsError(TierwiseError, ValueError):
     """A bad weights / sparsity / activations triple; ``field`` names the offending one."""
 
+    code = "invalid_format"
+
     def __init__(self, message: str, field: str):
-        super().__init__(message)
-        self.field = field
+        TierwiseError.__init__(self, message, field=field)
 
 
 def resolve_numerics(weights: str, sparsity: str = "dense", activations: str = "bf16") -> tuple[Format, Sparsity, Format]:

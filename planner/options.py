@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hwmodels import DeviceSpec
+from hwmodels.errors import TierwiseError
 from planner.formats import FormatError, SparsityError, get_format, parse_sparsity
 from planner.workload import CONV, EMBEDDING, LINEAR, LM_HEAD, ROUTER, OpShape, Workload
 
@@ -86,15 +87,11 @@ LOW_RANK_FORMATS = ("int8",)
 ROLES = ("embedding", "attn_qkv", "attn_out", "mlp_in", "mlp_out", "experts", "router", "lm_head", "head", "conv")
 
 
-class OptionError(ValueError):
+class OptionError(TierwiseError, ValueError):
     """A bad option key, pin or format list (``field`` names the input)."""
 
-    user_facing = True
-
     def __init__(self, message: str, field: str = "formats"):
-        super().__init__(message)
-        self.message = message
-        self.field = field
+        TierwiseError.__init__(self, message, field=field)
 
 
 def _check_rank(value: object, where: str) -> int:
@@ -272,7 +269,7 @@ def candidate_options(
       plus the device's 16-bit format. Unsupported formats are dropped; naming one
       explicitly is an error.
     * ``sparsity``: patterns combined with the 16- and 8-bit formats; default ``2:4`` only
-      where the device has 2:4 sparse tensor cores (peers_compression.md §0.6: it pays
+      where the device has 2:4 sparse tensor cores (Mishra et al., arXiv:2104.08378: it pays
       only there, and only in some regimes — the cost model decides).
     * ``low_precision_compute``: add W8A8 (int8/int8), FP8 (fp8/fp8) and W4A8
       (int4-g128/int8) options where both formats are native.

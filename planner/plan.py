@@ -3,7 +3,7 @@
 A :class:`Plan` records what was asked (model, hardware, workload, constraints, objective,
 content hashes of the profiles used), what was chosen (the parallel layout, the KV-cache
 format and an ordered map from decision-group FQN to :class:`GroupChoice`), what the cost
-model predicts for it, and how the solver got there (STYLE.md practice 5).
+model predicts for it, and how the solver got there: a plan is data, never code.
 
 Serialisation rules:
 
@@ -39,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from planner.errors import TierwiseError
 from planner.fileio import atomic_write_text
 from planner.costmodel import Choice, Layout, Serving
 from planner.formats import FormatError, NumericsError, get_format, resolve_numerics
@@ -73,16 +74,14 @@ _HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 _SOURCE = re.compile(r"^(prior|weights|data|file:.+)$")
 
 
-class PlanError(ValueError):
+class PlanError(TierwiseError, ValueError):
     """A plan that cannot be built, read or trusted. ``field`` is the dotted path of the
     offending entry (``None`` for whole-file problems)."""
 
-    user_facing = True
+    code = "invalid_plan"
 
     def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
+        TierwiseError.__init__(self, message, field=field)
 
 
 def tool_version() -> str:

@@ -1,7 +1,7 @@
 """Accuracy sensitivity: how much each (decision group, option) is expected to hurt.
 
 The planner minimises the sum of per-group scores, the additive proxy every peer tool uses
-(peers_compression.md §0.3: HAWQ's Tr(H)·‖ΔW‖², ModelOpt's Σ g²(ΔY)², per-op MSE). A score
+(HAWQ-V3's Tr(H)·‖ΔW‖², Yao et al. ICML 2021; ModelOpt AutoQuantize's Σ g²(ΔY)²; per-op MSE). A score
 is dimensionless: a relative output-noise power, weighted by how much the group matters.
 Four sources, one interface (:class:`Sensitivity`):
 
@@ -96,6 +96,7 @@ from typing import Protocol
 
 import numpy as np
 
+from planner.errors import TierwiseError
 from planner.format_noise import _apply, _torch, activation_noise, kv_noise, weight_noise
 from planner.formats import FormatError, get_format
 from planner.options import HIGH_PRECISION_COMPUTE, GroupInfo, Option, OptionError, option_key, parse_option_key
@@ -139,15 +140,11 @@ ROLE_FACTORS: Mapping[str, float] = {
 DEPTH_TAU = 0.1
 
 
-class SensitivityError(ValueError):
+class SensitivityError(TierwiseError, ValueError):
     """A bad sensitivity source or file (``field`` names the entry)."""
 
-    user_facing = True
-
     def __init__(self, message: str, field: str = "sensitivity"):
-        super().__init__(message)
-        self.message = message
-        self.field = field
+        TierwiseError.__init__(self, message, field=field)
 
 
 def depth_factor(position: float) -> float:

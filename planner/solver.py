@@ -1,11 +1,11 @@
 """The planner's integer program: a multiple-choice knapsack with named side constraints.
 
-This is the only module that talks to an ILP solver (STYLE.md practice 11). It knows
+This is the only module that talks to an ILP solver. It knows
 nothing about models or hardware: :mod:`planner.search` turns costs into a
 :class:`Problem`; this module solves it and maps the solver's status onto our errors.
 
-Formulation (the one ModelOpt's AutoQuantize and HAWQ-V3 use, peers_compression.md §1–2,
-generalised to several budgets)::
+Formulation (the one HAWQ-V3, Yao et al. ICML 2021, and NVIDIA Model Optimizer's AutoQuantize
+use, generalised to several budgets)::
 
     minimise    Σ_j cost_j · x_j + Σ_k aux_cost_k · y_k
     subject to  Σ_{j ∈ group g} x_j = size_g              for every group g
@@ -47,6 +47,8 @@ from types import MappingProxyType
 
 import numpy as np
 
+from planner.errors import InfeasibleError, TierwiseError
+
 __all__ = [
     "BACKENDS",
     "AuxVar",
@@ -70,22 +72,18 @@ DEFAULT_TIME_LIMIT_S = 30.0
 _FEAS_TOL = 1e-6
 
 
-class SolverError(RuntimeError):
+class SolverError(TierwiseError, RuntimeError):
     """The solver stopped without a usable solution (time limit without an incumbent,
-    numerical trouble, a backend failure). ``status`` is our status name."""
+    numerical trouble, a backend failure). ``status`` is our status name. Proven
+    infeasibility is :class:`planner.errors.InfeasibleError` instead."""
+
+    kind = "infeasible"
+    code = "solver_failed"
 
     def __init__(self, message: str, *, status: str, backend: str):
-        super().__init__(message)
-        self.message = message
+        TierwiseError.__init__(self, message)
         self.status = status
         self.backend = backend
-
-
-class InfeasibleError(SolverError):
-    """No choice of one option per group satisfies every named row."""
-
-    def __init__(self, message: str, *, backend: str):
-        super().__init__(message, status="infeasible", backend=backend)
 
 
 def _num(value: object, what: str) -> float:

@@ -13,7 +13,7 @@ Formulas:
   ``T·(P + (T+1)/2)`` pairs (fused kernels skip the masked half).
 - MoE: a batch of ``M`` tokens with top-k of E experts touches
   ``E·(1 − (1 − k/E)^M)`` distinct experts per layer under uniform routing
-  (hardware_and_formulas.md §B.5), which sets the expert weight bytes read per step.
+  (each expert is missed by one token with probability 1 − k/E), which sets the expert weight bytes read per step.
 """
 
 from __future__ import annotations

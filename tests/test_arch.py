@@ -37,24 +37,24 @@ def rel_err(got: float, want: float) -> float:
 # (catalog id, published total parameters, relative tolerance, source)
 PUBLISHED_TOTALS = [
     # Touvron et al. 2023 (Llama 2) list "7B"; the HF model card / safetensors metadata gives
-    # 6.74B; hardware_and_formulas.md and published.csv (I01) use 6.74B. ±0.5%.
-    ("llama-2-7b", 6.738e9, 0.005, "Llama-2-7b-hf model card 6.74B; published.csv I01"),
-    # published.csv I02/I05/I17: Llama-2-70B 68.98B.
-    ("llama-2-70b", 68.98e9, 0.005, "published.csv I02 (68.98B)"),
+    # 6.74B; benchmarks/data/published.csv (I01, TensorRT-LLM performance.md) uses 6.74B. ±0.5%.
+    ("llama-2-7b", 6.738e9, 0.005, "Llama-2-7b-hf model card 6.74B; benchmarks/data/published.csv I01"),
+    # benchmarks/data/published.csv I02/I05/I17: Llama-2-70B 68.98B.
+    ("llama-2-70b", 68.98e9, 0.005, "benchmarks/data/published.csv I02 (68.98B)"),
     # Llama 3.1 model cards: 70.6B and 405.9B (HF safetensors metadata). ±1% / ±0.1%.
     ("llama-3.1-70b", 70.6e9, 0.01, "Llama-3.1-70B model card 70.6B"),
     ("llama-3.1-405b", 405.9e9, 0.001, "Llama-3.1-405B model card 405.9B (126 layers, d 16384)"),
     ("llama-3.2-1b", 1.24e9, 0.005, "Llama-3.2-1B model card 1.24B (tied embeddings)"),
     # Mixtral of Experts (Jiang et al. 2024) §2: 47B total (46.7B in the HF metadata). ±1%.
-    ("mixtral-8x7b", 46.7e9, 0.01, "Jiang et al. 2024 / hardware_and_formulas.md: 46.7B total"),
+    ("mixtral-8x7b", 46.7e9, 0.01, "Jiang et al. 2024, arXiv:2401.04088: 46.7B total"),
     ("mixtral-8x22b", 141e9, 0.01, "Mistral AI Mixtral 8x22B announcement: 141B total"),
     # GPT-3 175B: Brown et al. Table 2.1 rounds to 175.0B; 12·l·h²·(1 + 13/12h + (V+s)/12lh)
     # with V=50257, s=2048 gives 174.6B. ±0.1% of 174.6B.
     ("gpt3-175b", 174.6e9, 0.001, "Brown et al. 2020 Table 2.1 shape; 174.6B by the Megatron formula"),
     # OPT paper Table 1: 175B. ±0.5%.
     ("opt-175b", 175e9, 0.005, "Zhang et al. 2022 Table 1 (175B)"),
-    ("opt-30b", 30e9, 0.005, "Zhang et al. 2022 Table 1 (30B); published.csv I40"),
-    ("opt-6.7b", 6.7e9, 0.01, "Zhang et al. 2022 Table 1 (6.7B); published.csv I41"),
+    ("opt-30b", 30e9, 0.005, "Zhang et al. 2022 Table 1 (30B); benchmarks/data/published.csv I40"),
+    ("opt-6.7b", 6.7e9, 0.01, "Zhang et al. 2022 Table 1 (6.7B); benchmarks/data/published.csv I41"),
     # BERT: Devlin et al. 2019 §3 "110M" / "340M"; HF BertModel (with pooler) 109.48M / 335.14M.
     ("bert-base", 109.5e6, 0.001, "bert-base-uncased 109.5M (BertModel with pooler)"),
     ("bert-large", 335.1e6, 0.001, "bert-large-uncased 335.1M (BertModel with pooler)"),
@@ -106,14 +106,14 @@ def test_total_params_exact(model_id, want, source):
 
 
 def test_llama2_7b_bf16_weights_13_48_gb():
-    # 6.738B parameters × 2 bytes (bf16) = 13.48 GB (decimal), ±0.5%; published.csv M04/M05
+    # 6.738B parameters × 2 bytes (bf16) = 13.48 GB (decimal), ±0.5%; benchmarks/data/published.csv M04/M05
     # context (LitGPT bf16 Llama-2-7B inference peak 13.52 GB ≈ weights + small activations).
     weights_bytes = load_arch("llama-2-7b").param_count() * 2
     assert rel_err(weights_bytes, 13.48e9) <= 0.005
 
 
 def test_mixtral_8x7b_active_params():
-    # Jiang et al. 2024 §2: each token uses 13B active parameters (12.9B; hardware_and_formulas.md
+    # Jiang et al. 2024 §2: each token uses 13B active parameters (12.9B; Jiang et al. 2024, arXiv:2401.04088
     # §B.5: "Mixtral-8×7B is 46.7B total / 12.9B active"). ±1%.
     a = load_arch("mixtral-8x7b")
     assert a.num_experts == 8 and a.experts_per_token == 2
@@ -155,7 +155,7 @@ def test_gemma2_9b_non_embedding_params_exact():
 )
 def test_megatron_params_match_formula_and_table(model_id, table_b):
     # Narayanan et al. 2021 §5.1: P = 12·l·h²·(1 + 13/(12h) + (V + s)/(12·l·h)), V=51200, s=2048
-    # (hardware_and_formulas.md §C). The formula omits only the final LayerNorm (2h).
+    # (arXiv:2104.04473). The formula omits only the final LayerNorm (2h).
     a = load_arch(model_id)
     l, h = a.num_layers, a.hidden_size
     formula = 12 * l * h * h * (1 + 13 / (12 * h) + (51200 + 2048) / (12 * l * h))
@@ -171,7 +171,7 @@ def test_megatron_params_match_formula_and_table(model_id, table_b):
 
 def test_kv_bytes_per_token_llama2_7b():
     # 2 (K and V) · 32 layers · 32 heads · 128 head_dim · 2 bytes (bf16) = 524,288 B,
-    # the 0.52 MB of hardware_and_formulas.md §B.4.
+    # 0.52 MB per token.
     assert load_arch("llama-2-7b").kv_bytes_per_token() == 524_288
 
 
@@ -318,7 +318,7 @@ def test_conv_layer_params_and_macs():
 
 
 def test_resnet50_macs_and_layers():
-    # ResNet-50 v1.5: ≈4.1 GMACs per 224×224 image (published.csv T20: "~4.1 GMACs (~8.2 GFLOPs)";
+    # ResNet-50 v1.5: ≈4.1 GMACs per 224×224 image (benchmarks/data/published.csv T20: "~4.1 GMACs (~8.2 GFLOPs)";
     # torchvision lists 4.09 GFLOPS as MACs). ±1%.
     a = load_arch("resnet-50")
     assert rel_err(a.macs_per_image(), 4.09e9) <= 0.01
@@ -537,7 +537,7 @@ def test_bad_files(tmp_path):
 def test_unknown_id_suggests_close_ids():
     with pytest.raises(UnknownIdError) as e:
         load_arch("llama-3.1-8")
-    assert e.value.id == "llama-3.1-8" and e.value.kind == "model"
+    assert e.value.id == "llama-3.1-8" and e.value.catalog == "model"
     assert "llama-3.1-8b" in e.value.suggestions
     assert "llama-3.1-8b" in str(e.value)
     with pytest.raises(LookupError):

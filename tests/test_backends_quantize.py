@@ -107,7 +107,7 @@ def constant_per_group(t: torch.Tensor, g: int) -> bool:
     return bool((groups == groups[..., :1]).all())
 
 
-# -- common tests over every weight format (STYLE.md practice 10) -----------------------------
+# -- common tests over every weight format ------------------------------------------------------
 
 
 def test_every_kind_has_a_handler_and_every_weight_format_a_floor() -> None:

@@ -1,7 +1,7 @@
 """Pruning (2:4, unstructured), low-rank factorisation and bit packing on real tensors.
 
 Measured bytes are checked against the sparsity prices of planner.formats
-(peers_compression.md §9.4: 2:4 = 0.5·b + 1 bits, bitmap = 1 + (1 − s)·b).
+(Mishra et al., arXiv:2104.08378: 2:4 = 0.5·b + 1 bits; bitmap = 1 + (1 − s)·b).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def test_2_4_keeps_the_two_largest_of_every_four(weight: torch.Tensor) -> None:
 
 
 def test_2_4_storage_is_half_the_values_plus_two_bit_indices(weight: torch.Tensor) -> None:
-    # STYLE.md practice 3: 2:4 on bf16 = 0.5·16 + 1 = 9 bits per dense weight (56.25 % of dense).
+    # 2:4 on bf16 = 0.5·16 + 1 = 9 bits per dense weight (56.25 % of dense; arXiv:2104.08378).
     n = weight.numel()
     sp = prune_2_4(weight)
     assert sp.nbytes() == n * 9 // 8
@@ -107,7 +107,7 @@ def test_unstructured_magnitude_pruning(weight: torch.Tensor, s: float, encoding
 
 
 def test_bitmap_at_70_percent_is_5_8_bits(weight: torch.Tensor) -> None:
-    # STYLE.md practice 3: bitmap sparsity on bf16 at s = 0.7 → 1 + 0.3·16 = 5.8 bits per weight.
+    # Bitmap sparsity on bf16 at s = 0.7 → 1 + 0.3·16 = 5.8 bits per weight (one mask bit per position).
     sp = prune_unstructured(weight, "unstructured:0.7")
     assert sp.nbytes() * 8 / weight.numel() == pytest.approx(5.8, abs=1e-4)
 

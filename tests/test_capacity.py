@@ -19,7 +19,9 @@ from planner.capacity import (
     serve_infeasible_message,
     train_infeasible_message,
 )
-from planner.costmodel import Choice, EstimateError, Layout, Serving, estimate_inference, max_batch
+from planner.costmodel import Choice, Serving, estimate_inference, max_batch
+from planner.errors import EstimateError
+from planner.layout import Layout
 from planner.queueing import DecodeCurve, continuous_batching, md1_mean_wait_s, poisson_quantile, wait_quantile_s
 from planner.training import TrainingConfig, estimate_training
 

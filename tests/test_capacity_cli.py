@@ -5,20 +5,12 @@ import json
 
 import pytest
 
-from planner.cli import main
-
-
-def run(capsys, *args):
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
 
 SERVE = ["capacity", "serve", "--model", "llama-3.2-1b", "--hardware", "l4,h100-sxm", "--qps", "20", "--prompt", "512", "--gen", "64", "--ttft-slo", "1", "--tpot-slo", "0.05"]
 
 
-def test_serve_json_ranked_cheapest_first(capsys):
-    code, out, _ = run(capsys, *SERVE, "--json", "--executor", "serial")
+def test_serve_json_ranked_cheapest_first(cli):
+    code, out, _ = cli(*SERVE, "--json", "--executor", "serial")
     assert code == 0
     d = json.loads(out)
     assert d["feasible"] and [h["hardware"] for h in d["hardware"]]
@@ -30,15 +22,15 @@ def test_serve_json_ranked_cheapest_first(capsys):
     assert best["ttft_p95_s"] <= 1 and best["tpot_p95_s"] <= 0.05
 
 
-def test_process_pool_gives_the_same_answer(capsys):
-    _, serial, _ = run(capsys, *SERVE, "--json", "--executor", "serial")
-    code, pooled, _ = run(capsys, *SERVE, "--json", "--executor", "process", "--workers", "2")
+def test_process_pool_gives_the_same_answer(cli):
+    _, serial, _ = cli(*SERVE, "--json", "--executor", "serial")
+    code, pooled, _ = cli(*SERVE, "--json", "--executor", "process", "--workers", "2")
     assert code == 0 and json.loads(pooled) == json.loads(serial)
 
 
-def test_serve_table_csv_and_plot(capsys, tmp_path):
+def test_serve_table_csv_and_plot(cli, tmp_path):
     out_csv, out_png = tmp_path / "rows.csv", tmp_path / "cost.png"
-    code, out, _ = run(capsys, *SERVE, "--executor", "serial", "--csv", str(out_csv), "--plot", str(out_png))
+    code, out, _ = cli(*SERVE, "--executor", "serial", "--csv", str(out_csv), "--plot", str(out_png))
     assert code == 0 and "meets SLO" in out and "l4" in out
     rows = list(csv.DictReader(out_csv.open()))
     # the plot sweeps 0.25×..4× the load, so the CSV has rows for 5 loads × 2 hardware
@@ -47,19 +39,19 @@ def test_serve_table_csv_and_plot(capsys, tmp_path):
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_unreachable_slo_exits_3_with_the_reason(capsys):
+def test_unreachable_slo_exits_3_with_the_reason(cli):
     args = ["capacity", "serve", "--model", "llama-3.1-8b", "--hardware", "l4", "--qps", "5", "--prompt", "2000", "--gen", "200", "--ttft-slo", "0.05", "--tpot-slo", "0.001", "--max-devices", "8", "--executor", "serial"]
-    code, out, err = run(capsys, *args, "--json")
+    code, out, err = cli(*args, "--json")
     assert code == 3
     e = json.loads(out)["error"]
     assert "exceeds" in e["message"] and e["details"]["hardware"] == "l4"
-    code, out, err = run(capsys, *args)
+    code, out, err = cli(*args)
     assert code == 3 and "TPOT p95" in err
 
 
-def test_several_models_on_one_fleet(capsys):
-    code, out, _ = run(
-        capsys, "capacity", "serve", "--models", "llama-3.1-8b,mistral-7b", "--mix", "0.7,0.3", "--hardware", "h100-sxm",
+def test_several_models_on_one_fleet(cli):
+    code, out, _ = cli(
+        "capacity", "serve", "--models", "llama-3.1-8b,mistral-7b", "--mix", "0.7,0.3", "--hardware", "h100-sxm",
         "--qps", "4", "--prompt", "512", "--gen", "128", "--ttft-slo", "3", "--tpot-slo", "0.08", "--formats", "bf16", "--json", "--executor", "serial",
     )
     assert code == 0
@@ -75,12 +67,12 @@ def test_several_models_on_one_fleet(capsys):
         (["--formats", "fp7"], None),
     ],
 )
-def test_serve_bad_input_exits_2(capsys, extra, field):
+def test_serve_bad_input_exits_2(cli, extra, field):
     args = list(SERVE)
     if extra[0] == "--qps":
         args[args.index("--qps") + 1] = extra[1]
         extra = []
-    code, out, err = run(capsys, *args, *extra, "--json", "--executor", "serial")
+    code, out, err = cli(*args, *extra, "--json", "--executor", "serial")
     if field == "mix" or field == "qps":
         assert code == 2 and json.loads(out)["error"]["field"] == field
     else:
@@ -88,19 +80,19 @@ def test_serve_bad_input_exits_2(capsys, extra, field):
         assert code in (2, 3)
 
 
-def test_ray_executor_without_ray_says_how_to_install(capsys):
+def test_ray_executor_without_ray_says_how_to_install(cli):
     try:
         import ray  # noqa: F401
     except ImportError:
-        code, out, _ = run(capsys, *SERVE, "--executor", "ray", "--json")
+        code, out, _ = cli(*SERVE, "--executor", "ray", "--json")
         assert code == 2 and "tierwise[ray]" in json.loads(out)["error"]["message"]
     else:
-        code, out, _ = run(capsys, *SERVE, "--executor", "ray", "--json")
+        code, out, _ = cli(*SERVE, "--executor", "ray", "--json")
         assert code == 0 and json.loads(out)["feasible"]
 
 
-def test_train_capacity(capsys, tmp_path):
-    code, out, _ = run(capsys, "capacity", "train", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--tokens", "2e11", "--days", "30", "--json", "--executor", "serial", "--csv", str(tmp_path / "f.csv"))
+def test_train_capacity(cli, tmp_path):
+    code, out, _ = cli("capacity", "train", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--tokens", "2e11", "--days", "30", "--json", "--executor", "serial", "--csv", str(tmp_path / "f.csv"))
     assert code == 0
     d = json.loads(out)
     b = d["best"]
@@ -110,8 +102,8 @@ def test_train_capacity(capsys, tmp_path):
     assert len(list(csv.DictReader((tmp_path / "f.csv").open()))) == len(d["frontier"])
 
 
-def test_train_capacity_out_of_reach_exits_3(capsys):
-    code, out, err = run(capsys, "capacity", "train", "--model", "llama-3.1-70b", "--hardware", "l40s", "--tokens", "2e12", "--days", "3", "--max-devices", "64", "--executor", "serial")
+def test_train_capacity_out_of_reach_exits_3(cli):
+    code, out, err = cli("capacity", "train", "--model", "llama-3.1-70b", "--hardware", "l40s", "--tokens", "2e12", "--days", "3", "--max-devices", "64", "--executor", "serial")
     assert code == 3 and "short" in err
 
 
@@ -120,9 +112,9 @@ def test_train_capacity_out_of_reach_exits_3(capsys):
 # ---------------------------------------------------------------------------
 
 
-def test_estimate_training_json_contract(capsys):
-    code, out, _ = run(
-        capsys, "estimate", "--mode", "training", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--tp", "2", "--pp", "2", "--dp", "2",
+def test_estimate_training_json_contract(cli):
+    code, out, _ = cli(
+        "estimate", "--mode", "training", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--tp", "2", "--pp", "2", "--dp", "2",
         "--global-batch", "16", "--micro-batch", "1", "--seq", "4096", "--zero", "1", "--recompute", "selective", "--sequence-parallel", "--json",
     )
     assert code == 0
@@ -144,6 +136,6 @@ def test_estimate_training_json_contract(capsys):
         (["--finetune", "lora"], "needs a rank"),
     ],
 )
-def test_impossible_training_layouts_exit_2_with_the_rule(capsys, flags, rule):
-    code, _, err = run(capsys, "estimate", "--mode", "training", "-m", "llama-3.1-8b", "-H", "h100-sxm", *flags)
+def test_impossible_training_layouts_exit_2_with_the_rule(cli, flags, rule):
+    code, _, err = cli("estimate", "--mode", "training", "-m", "llama-3.1-8b", "-H", "h100-sxm", *flags)
     assert code == 2 and rule in err

@@ -6,17 +6,9 @@ import sys
 
 import pytest
 
-from planner.cli import main
 
-
-def run(capsys, *args):
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_estimate_json_contract(capsys):
-    code, out, _ = run(capsys, "estimate", "--model", "llama-2-7b", "--hardware", "h100-sxm", "--batch", "8", "--json")
+def test_estimate_json_contract(cli):
+    code, out, _ = cli("estimate", "--model", "llama-2-7b", "--hardware", "h100-sxm", "--batch", "8", "--json")
     assert code == 0
     d = json.loads(out)
     for key in ("ttft_s", "tpot_s", "latency_s", "output_tokens_per_s", "prefill_tokens_per_s", "samples_per_s", "batch", "energy_j_per_token", "usd_per_million_tokens"):
@@ -27,89 +19,89 @@ def test_estimate_json_contract(capsys):
     assert d["memory"]["fits"] is True
 
 
-def test_batch_max_picks_the_largest_fitting_batch(capsys):
-    code, out, _ = run(capsys, "estimate", "-m", "llama-2-7b", "-H", "a100-40gb-sxm", "--batch", "max", "--prompt", "1024", "--gen", "1024", "--json")
+def test_batch_max_picks_the_largest_fitting_batch(cli):
+    code, out, _ = cli("estimate", "-m", "llama-2-7b", "-H", "a100-40gb-sxm", "--batch", "max", "--prompt", "1024", "--gen", "1024", "--json")
     d = json.loads(out)
     assert code == 0 and d["batch"] > 1 and d["memory"]["fits"]
-    code, out, _ = run(capsys, "estimate", "-m", "llama-2-7b", "-H", "a100-40gb-sxm", "--batch", str(d["batch"] + 1), "--prompt", "1024", "--gen", "1024", "--json")
+    code, out, _ = cli("estimate", "-m", "llama-2-7b", "-H", "a100-40gb-sxm", "--batch", str(d["batch"] + 1), "--prompt", "1024", "--gen", "1024", "--json")
     assert json.loads(out)["memory"]["fits"] is False
 
 
-def test_human_output_is_a_table(capsys):
-    code, out, _ = run(capsys, "estimate", "-m", "llama-3-8b", "-H", "l4", "--weights", "int4-g128", "--per-op")
+def test_human_output_is_a_table(cli):
+    code, out, _ = cli("estimate", "-m", "llama-3-8b", "-H", "l4", "--weights", "int4-g128", "--per-op")
     assert code == 0
     assert "TTFT" in out and "TPOT" in out and "memory per device" in out and "decode: per operator" in out
 
 
-def test_unknown_ids_suggest_close_ones(capsys):
-    code, _, err = run(capsys, "estimate", "--model", "llama-2-7", "--hardware", "h100-sxm")
+def test_unknown_ids_suggest_close_ones(cli):
+    code, _, err = cli("estimate", "--model", "llama-2-7", "--hardware", "h100-sxm")
     assert code == 2 and "llama-2-7b" in err
-    code, _, err = run(capsys, "estimate", "--model", "llama-2-7b", "--hardware", "h100")
+    code, _, err = cli("estimate", "--model", "llama-2-7b", "--hardware", "h100")
     assert code == 2 and "h100-sxm" in err
 
 
 @pytest.mark.parametrize("value", ["-3", "1.5", "lots", "0"])
-def test_bad_batch_names_the_flag(capsys, value):
-    code, _, err = run(capsys, "estimate", "-m", "llama-2-7b", "-H", "h100-sxm", "--batch", value)
+def test_bad_batch_names_the_flag(cli, value):
+    code, _, err = cli("estimate", "-m", "llama-2-7b", "-H", "h100-sxm", "--batch", value)
     assert code == 2
     assert "--batch" in err and value in err
 
 
-def test_bad_layout_names_the_rule(capsys):
-    code, _, err = run(capsys, "estimate", "-m", "llama-2-7b", "-H", "h100-sxm", "--tp", "3")
+def test_bad_layout_names_the_rule(cli):
+    code, _, err = cli("estimate", "-m", "llama-2-7b", "-H", "h100-sxm", "--tp", "3")
     assert code == 2 and "divide the number of attention heads" in err
-    code, _, err = run(capsys, "estimate", "-m", "llama-2-7b", "-H", "h100-sxm", "--tp", "2", "--devices", "4")
+    code, _, err = cli("estimate", "-m", "llama-2-7b", "-H", "h100-sxm", "--tp", "2", "--devices", "4")
     assert code == 2 and "tp×pp×dp" in err
 
 
-def test_malformed_profile_names_file_and_field(capsys, tmp_path):
+def test_malformed_profile_names_file_and_field(cli, tmp_path):
     bad = tmp_path / "mygpu.yaml"
     bad.write_text((__import__("importlib.resources").resources.files("profiles") / "hardware" / "l4.yaml").read_text().replace("id: l4", "id: mygpu").replace("bandwidth_gb_per_s: 300", "bandwidth_gb_per_s: -300"))
-    code, _, err = run(capsys, "estimate", "-m", "llama-2-7b", "-H", str(bad))
+    code, _, err = cli("estimate", "-m", "llama-2-7b", "-H", str(bad))
     assert code == 2
     assert "mygpu.yaml" in err and "bandwidth" in err
 
 
-def test_non_fitting_config_reports_shortfall(capsys):
-    code, out, _ = run(capsys, "estimate", "-m", "llama-2-70b", "-H", "rtx-4090", "--json")
+def test_non_fitting_config_reports_shortfall(cli):
+    code, out, _ = cli("estimate", "-m", "llama-2-70b", "-H", "rtx-4090", "--json")
     d = json.loads(out)
     assert code == 0
     assert d["memory"]["fits"] is False and d["memory"]["shortfall_bytes"] > 100e9
 
 
-def test_unsupported_format_is_a_clear_error(capsys):
-    code, out, err = run(capsys, "estimate", "-m", "llama-2-7b", "-H", "h100-sxm", "--weights", "int5", "--json")
+def test_unsupported_format_is_a_clear_error(cli):
+    code, out, err = cli("estimate", "-m", "llama-2-7b", "-H", "h100-sxm", "--weights", "int5", "--json")
     assert code == 2
     assert "unknown format 'int5'" in err
     assert json.loads(out)["error"]["field"] == "weights"
 
 
-def test_catalog_commands(capsys):
-    code, out, _ = run(capsys, "hardware", "list", "--json")
+def test_catalog_commands(cli):
+    code, out, _ = cli("hardware", "list", "--json")
     ids = {d["id"] for d in json.loads(out)}
     assert code == 0 and {"h100-sxm", "sn40l", "alveo-u280", "iphone-15-pro", "cpu-host"} <= ids
-    code, out, _ = run(capsys, "hardware", "show", "sn40l", "--json")
+    code, out, _ = cli("hardware", "show", "sn40l", "--json")
     assert code == 0 and json.loads(out)["class"] == "rdu"
-    code, out, _ = run(capsys, "models", "show", "mixtral-8x7b", "--json")
+    code, out, _ = cli("models", "show", "mixtral-8x7b", "--json")
     d = json.loads(out)
     assert code == 0 and d["num_experts"] == 8
-    code, out, _ = run(capsys, "models", "list")
+    code, out, _ = cli("models", "list")
     assert code == 0 and "llama-3.1-405b" in out
 
 
-def test_model_from_a_local_config(capsys, tmp_path):
+def test_model_from_a_local_config(cli, tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(
         "model_type: llama\nhidden_size: 512\nintermediate_size: 1536\nnum_hidden_layers: 4\n"
         "num_attention_heads: 8\nnum_key_value_heads: 2\nvocab_size: 32000\nmax_position_embeddings: 2048\n"
     )
-    code, out, _ = run(capsys, "estimate", "-m", str(cfg), "-H", "cpu-host", "--json")
+    code, out, _ = cli("estimate", "-m", str(cfg), "-H", "cpu-host", "--json")
     assert code == 0 and json.loads(out)["ttft_s"] > 0
 
 
-def test_roofline_writes_a_png(capsys, tmp_path):
+def test_roofline_writes_a_png(cli, tmp_path):
     out_png = tmp_path / "roof.png"
-    code, out, _ = run(capsys, "roofline", "--model", "llama-3-8b", "--hardware", "h100-sxm", "--out", str(out_png), "--json")
+    code, out, _ = cli("roofline", "--model", "llama-3-8b", "--hardware", "h100-sxm", "--out", str(out_png), "--json")
     assert code == 0
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     d = json.loads(out)

@@ -1,4 +1,4 @@
-"""Collective cost (α–β model) against the formulas of hardware_and_formulas.md §B.6
+"""Collective cost (α–β model) against the formulas of nccl-tests doc/PERFORMANCE.md
 (NCCL's own bandwidth definitions, nccl-tests doc/PERFORMANCE.md)."""
 
 import math

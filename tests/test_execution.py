@@ -140,7 +140,7 @@ def test_int8_per_channel_payload_is_int8_codes_plus_fp16_scales():
 def test_int4_two_codes_per_byte():
     w = torch.randn(32, 256, generator=torch.Generator().manual_seed(0))
     p = pack_weight(w, "int4-g128")
-    # 4.125 bits per value (STYLE.md practice 3): 32·256·4/8 code bytes + 32·2 fp16 scales · 2 bytes
+    # 4.125 bits per value (4 + 16/128): 32·256·4/8 code bytes + 32·2 fp16 scales · 2 bytes
     assert p.nbytes() == 32 * 256 // 2 + 32 * 2 * 2
     assert p.nbytes() == math.ceil(32 * 256 * 4.125 / 8)
 

@@ -1,4 +1,4 @@
-"""Common tests over the whole format registry (STYLE.md practice 10) for apply_plan.
+"""Common tests over the whole format registry for apply_plan.
 
 For every registered weight format, dense and sparse: the applied layer stores no more than
 the dense fp32 weight, its bytes equal the registry's prediction, its dequantised elements lie

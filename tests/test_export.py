@@ -95,7 +95,7 @@ def mixed_plan() -> Plan:
 
 
 # ---------------------------------------------------------------------------
-# common checks over every registered exporter (STYLE.md practice 10)
+# common checks over every registered exporter
 # ---------------------------------------------------------------------------
 
 

@@ -1,8 +1,8 @@
 """Format registry: prices in bits, names, sparsity and low rank.
 
-Published numbers checked here come from peers_compression.md §9.4 / §12 (formula table
-validated against torchao's published checkpoint sizes), the QLoRA paper, the OCP MX
-spec and NVIDIA's NVFP4 description.
+Published numbers checked here come from torchao's published checkpoint sizes
+(github.com/pytorch/ao, torchao/quantization/README.md), GPTQ/AWQ layouts, the QLoRA paper,
+the OCP MX spec and NVIDIA's NVFP4 description.
 """
 
 from __future__ import annotations
@@ -40,15 +40,15 @@ WEIGHTS = list_formats(role="weight")
 @pytest.mark.parametrize(
     ("name", "bits", "why"),
     [
-        ("int4-g128", 4.125, "STYLE.md practice 3: 4 + 16/128"),
+        ("int4-g128", 4.125, "GPTQ/AWQ layout: 4 + 16/128"),
         ("mxfp4", 4.25, "OCP MX v1.0 Table 1: E2M1 + E8M0 per 32 = 4 + 8/32"),
         ("mxfp6", 6.25, "OCP MX v1.0: 6 + 8/32"),
         ("mxfp8", 8.25, "OCP MX v1.0: 8 + 8/32"),
         ("nf4", 4.5, "QLoRA Sec. 3: fp32 absmax per 64 = 32/64 = 0.5 bit overhead"),
-        ("int4-g128-zp", 4.15625, "peers_compression.md §12.1: fp16 scale + 4-bit zero per 128 = 4.156"),
-        ("int4-g32", 4.5, "peers_compression.md §12.1: 4 + 16/32"),
-        ("int3-g128", 3.125, "peers_compression.md §12.1: 3 + 16/128"),
-        ("int2-g64", 2.25, "peers_compression.md §12.1 (AutoRound W2A16G64): 2 + 16/64"),
+        ("int4-g128-zp", 4.15625, "GPTQ qzeros: fp16 scale + 4-bit zero per 128 = 4.156"),
+        ("int4-g32", 4.5, "GPTQ/AWQ layout: 4 + 16/32"),
+        ("int3-g128", 3.125, "GPTQ/AWQ layout: 3 + 16/128"),
+        ("int2-g64", 2.25, "AutoRound W2A16G64 (github.com/intel/auto-round): 2 + 16/64"),
         ("bfp4", 4.5, "MSFP12: 4 + 8/16"),
         ("bfp8", 8.5, "MSFP16: 8 + 8/16"),
         ("bf16", 16.0, "no overhead"),
@@ -75,7 +75,7 @@ def test_nf4_double_quantisation_is_4_127_bits() -> None:
 
 
 def test_int8_per_channel_overhead_depends_on_row_length() -> None:
-    # peers_compression.md §12.1: int8 per-channel ≈ 8.004 bits (16/4096); default cols = 4096.
+    # int8 per-channel ≈ 8.004 bits (16/4096, torchao int8 weight-only); default cols = 4096.
     fmt = get_format("int8")
     assert fmt.bits_per_value() == 8 + 16 / DEFAULT_COLS
     assert round(fmt.bits_per_value(), 3) == 8.004
@@ -85,7 +85,7 @@ def test_int8_per_channel_overhead_depends_on_row_length() -> None:
 
 
 def test_fp8_per_tensor_scale_is_negligible() -> None:
-    # peers_compression.md §12.1: fp8 e4m3 per-tensor = 8.00 bits.
+    # fp8 e4m3 with one fp32 scale per tensor = 8.00 bits (ModelOpt FP8_DEFAULT_CFG).
     fmt = get_format("fp8")
     assert fmt.name == "fp8-e4m3"
     assert fmt.bits_per_value() == pytest.approx(8.0, abs=1e-5)
@@ -101,7 +101,7 @@ def test_codebook_table_overhead() -> None:
 
 
 def test_torchao_published_checkpoint_sizes() -> None:
-    # peers_compression.md §12.2 (torchao model cards, Llama-3.1-8B): linears excluding lm_head
+    # torchao quantization README (github.com/pytorch/ao, Llama-3.1-8B checkpoints): linears excluding lm_head
     # 6.98e9 params plus 2.10 GB of bf16 embedding + lm_head; published mxfp8 9.32 GB,
     # nvfp4 6.05 GB; tolerance ±1 %.
     linear_params, embed_bytes = 6.98e9, 2.10e9
@@ -111,13 +111,13 @@ def test_torchao_published_checkpoint_sizes() -> None:
 
 
 def test_nbytes_never_rounds_bits_per_value_to_whole_bytes() -> None:
-    # STYLE.md practice 3: bytes = ceil(n·bits/8), never an integer bytes-per-value.
+    # bytes = ceil(n·bits/8), never an integer bytes-per-value.
     assert get_format("int4-g128").nbytes(100) == math.ceil(100 * 4.125 / 8) == 52  # 51.56 bytes
     assert get_format("int3-g128").nbytes(3) == 2  # ceil(3 · 3.125 / 8) = ceil(1.17)
     assert get_format("int4-g128").nbytes(0) == 0
 
 
-# -- common tests over the registry (STYLE.md practice 10) --------------------------------------
+# -- common tests over the registry ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("fmt", ALL, ids=lambda f: f.name)
@@ -197,7 +197,7 @@ def test_unknown_format_error_lists_names_and_suggests() -> None:
 
 
 def test_design_md_names_are_all_registered() -> None:
-    # DESIGN.md "Format names on the command line".
+    # docs/formats.md "Aliases".
     for name in ("fp32", "bf16", "fp16", "fp8-e4m3", "fp8", "fp8-e5m2", "int8", "int4-g32", "int4-g64",
                  "int4-g128", "int4", "int3-g64", "int2-g32", "nf4", "mxfp8", "mxfp6", "mxfp4", "nvfp4",
                  "fp6-e3m2", "fp4-e2m1", "bfp8", "bfp4"):
@@ -241,7 +241,7 @@ def _replace(base: str, /, **changes: object) -> Format:
         ("int4-g128", {"scale_bits": 0}, "'scale_bits' parameter"),
         ("int4-g128", {"per_channel": True}, "'group_size' parameter .*per_channel"),
         ("int4-g128", {"hw_precision": "int3"}, "'hw_precision' parameter"),
-        ("int4-g128", {"family": "int5"}, "'family' parameter"),
+        ("int4-g128", {"family": "int9"}, "'family' parameter"),
         ("int4-g128", {"is_weight": False, "is_activation": False, "is_kv": False}, "needs a role"),
         ("int4-g128", {"source": " "}, "'source' parameter"),
         ("int4-g128", {"name": "Int4"}, "'name' parameter"),
@@ -273,7 +273,7 @@ def test_invalid_nbytes_count_raises() -> None:
 
 
 def test_sparsity_known_values() -> None:
-    # STYLE.md practice 3 / peers_compression.md §9.4: 2:4 on bf16 = 0.5·16 + 1 = 9 bits;
+    # Mishra et al., arXiv:2104.08378: 2:4 on bf16 = 0.5·16 + 1 = 9 bits;
     # bitmap at 70 % on bf16 = 1 + 0.3·16 = 5.8 bits.
     assert parse_sparsity("2:4").bits_per_weight(16) == 9.0
     assert parse_sparsity("2:4").bits_per_weight(8) == 5.0  # int8/fp8 → 62.5 % of dense
@@ -284,7 +284,7 @@ def test_sparsity_known_values() -> None:
 
 def test_unstructured_picks_the_cheapest_encoding() -> None:
     # Bitmap beats dense from s > 1/b (6.25 % for bf16); CSR16 (16 index bits per kept value)
-    # beats the bitmap once (1−s)·16 < 1, i.e. s > 93.75 % (peers_compression.md §9.4 table).
+    # beats the bitmap once (1−s)·16 < 1, i.e. s > 93.75 % (CSR16: d·(b + 16) per kept value).
     assert parse_sparsity("unstructured:0.05").encoding(16) == "dense"
     assert parse_sparsity("unstructured:0.05").bits_per_weight(16) == 16.0
     assert parse_sparsity("unstructured:0.5").encoding(16) == "bitmap"
@@ -296,7 +296,7 @@ def test_unstructured_picks_the_cheapest_encoding() -> None:
 
 
 def test_combined_format_and_sparsity_reproduces_sparse_marlin() -> None:
-    # peers_compression.md §9.4: int4 + 2:4 + g64 fp16 scales = 2 + 1 + 0.25 = 3.25 bits;
+    # Sparse-Marlin (github.com/IST-DASLab/Sparse-Marlin): int4 + 2:4 + g64 fp16 scales = 2 + 1 + 0.25 = 3.25 bits;
     # × 7.505e9 non-embedding params of Llama-3-8B = torchao's published 3.05 GB.
     bits = combined_bits_per_weight("int4-g64", "2:4")
     assert bits == 3.25

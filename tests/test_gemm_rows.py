@@ -16,7 +16,8 @@ import yaml
 
 from hwmodels import Efficiency, ProfileError, SpecError, device_to_dict, list_devices, load_device
 from hwmodels import load_device_from_dict
-from planner.costmodel import Choice, Layout, Serving, estimate_inference, op_cost
+from planner.costmodel import Choice, Serving, estimate_inference, op_cost
+from planner.layout import Layout
 from planner.execution.calibrate import CalibrationResult, calibrate, gemm_rows_points, profile_dict, write_profile
 from planner.workload import ATTENTION, LINEAR, LM_HEAD, Phase, OpShape
 

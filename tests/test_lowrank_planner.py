@@ -12,7 +12,6 @@ from hwmodels import load_device
 from planner.arch import load_arch
 from planner.backends import low_rank as svd_factors
 from planner.backends import quantize_tensor
-from planner.cli import main
 from planner.costmodel import Choice, EstimateError, Options, estimate_inference
 from planner.options import (
     GroupInfo,
@@ -40,12 +39,6 @@ from planner.sensitivity import (
     weight_noise,
 )
 from planner.workload import LINEAR, OpShape, build_workload
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _linear_group(out_features: int, in_features: int) -> GroupInfo:
@@ -101,9 +94,9 @@ def test_bad_ranks_elsewhere_are_refused():
         parse_low_ranks("256,0.25")
     assert info.value.field == "low_rank"
     assert parse_low_ranks("512, 256,512") == (256, 512) and parse_low_ranks("") is None
-    with pytest.raises(EstimateError, match="--low-rank must be a list of integer ranks") as err:
+    with pytest.raises(EstimateError, match="'low_rank' must be a list of integer ranks") as err:
         PlanProblem(low_rank=(256, 0))
-    assert err.value.field == "low_rank"
+    assert err.value.field == "low_rank" and err.value.render("cli").startswith("--low-rank must be")
     assert PlanProblem(low_rank=[512, 256]).low_rank == (256, 512)
 
 
@@ -258,7 +251,7 @@ def test_bad_low_rank_file_entries(tmp_path, entry, message):
 # ---------------------------------------------------------------------------
 
 
-def test_low_rank_plan_under_a_tight_budget(capsys, tmp_path):
+def test_low_rank_plan_under_a_tight_budget(cli, tmp_path):
     arch, dev = load_arch("llama-3.2-1b"), load_device("l4")
     # The smallest plan without low rank (every group at its smallest default format) sets
     # the budget: 3 % below it nothing fits unless some group is factored.
@@ -266,10 +259,10 @@ def test_low_rank_plan_under_a_tight_budget(capsys, tmp_path):
     budget = 0.97 * smallest.predicted.per_device_bytes
     common = ["plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--kv", "bf16",
               "--max-memory-per-device", f"{budget:.0f}B", "--json"]
-    code, _, err = run(capsys, *common)
+    code, _, err = cli(*common)
     assert code == 3, err
     out_file = tmp_path / "lr.yaml"
-    code, out, err = run(capsys, *common, "--low-rank", "256,512", "--out", str(out_file))
+    code, out, err = cli(*common, "--low-rank", "256,512", "--out", str(out_file))
     assert code == 0, err
     d = json.loads(out)
     factored = {g: c for g, c in d["choices"].items() if c.get("low_rank")}
@@ -289,23 +282,23 @@ def test_low_rank_plan_under_a_tight_budget(capsys, tmp_path):
     # Round trip, show and diff display the rank.
     plan = load_plan(out_file)
     assert {g: c.low_rank for g, c in plan.choices.items()} == {g: c.get("low_rank") for g, c in d["choices"].items()}
-    code, out, _ = run(capsys, "plan", "show", str(out_file), "--per-group")
+    code, out, _ = cli("plan", "show", str(out_file), "--per-group")
     assert code == 0 and ("@r256" in out or "@r512" in out)
     assert "low-rank groups" in out
     plain = tmp_path / "plain.yaml"
-    code, _, err = run(capsys, "plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--kv", "bf16", "--objective",
+    code, _, err = cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--kv", "bf16", "--objective",
                        "memory", "--out", str(plain), "--json")
     assert code == 0, err
-    code, out, _ = run(capsys, "plan", "diff", str(plain), str(out_file), "--json")
+    code, out, _ = cli("plan", "diff", str(plain), str(out_file), "--json")
     assert code == 0
     changed = json.loads(out)["choices"]["changed"]
     assert any("@r" in row["b"] and "@r" not in row["a"] for row in changed)
 
 
-def test_cli_rejects_bad_ranks(capsys):
-    code, _, err = run(capsys, "plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--low-rank", "0.5")
+def test_cli_rejects_bad_ranks(cli):
+    code, _, err = cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--low-rank", "0.5")
     assert code == 2 and "--low-rank takes ranks as integers" in err
-    code, _, err = run(capsys, "plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--low-rank", "0")
+    code, _, err = cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--low-rank", "0")
     assert code == 2 and "a low rank must be an integer >= 1" in err
 
 

@@ -72,26 +72,26 @@ def test_catalog_files_are_package_data():
     assert names == {f"{m}.json" for m in CATALOG}
 
 
-# Shapes from papers and from shared/validation/published.csv arch_notes:
+# Shapes from papers and from benchmarks/data/published.csv arch_notes:
 # (id, layers, hidden, heads, kv_heads, ffn, vocab, source)
 SHAPES = [
-    ("megatron-gpt-1.7b", 24, 2304, 24, 24, 4 * 2304, 51200, "Narayanan et al. 2021 Table 1; published.csv T01"),
-    ("megatron-gpt-7.5b", 36, 4096, 32, 32, 4 * 4096, 51200, "Narayanan et al. 2021 Table 1; published.csv T02"),
-    ("megatron-gpt-145.6b", 80, 12288, 96, 96, 4 * 12288, 51200, "Narayanan et al. 2021 Table 1; published.csv T03"),
-    ("megatron-gpt-529.6b", 105, 20480, 128, 128, 4 * 20480, 51200, "Narayanan et al. 2021 Table 1; published.csv T04"),
-    ("megatron-gpt-1t", 128, 25600, 160, 160, 4 * 25600, 51200, "Narayanan et al. 2021 Table 1; published.csv T05/T11"),
-    ("gpt3-175b", 96, 12288, 96, 96, 4 * 12288, 50257, "Brown et al. 2020 Table 2.1; published.csv T10"),
-    ("palm-540b", 118, 18432, 48, 1, 73728, 256000, "Chowdhery et al. 2022 Table 1; published.csv T12"),
-    ("llama-2-7b", 32, 4096, 32, 32, 11008, 32000, "Touvron et al. 2023; published.csv I01"),
-    ("llama-2-13b", 40, 5120, 40, 40, 13824, 32000, "Touvron et al. 2023; published.csv M06"),
-    ("llama-2-70b", 80, 8192, 64, 8, 28672, 32000, "Touvron et al. 2023; published.csv I02"),
+    ("megatron-gpt-1.7b", 24, 2304, 24, 24, 4 * 2304, 51200, "Narayanan et al. 2021 Table 1; benchmarks/data/published.csv T01"),
+    ("megatron-gpt-7.5b", 36, 4096, 32, 32, 4 * 4096, 51200, "Narayanan et al. 2021 Table 1; benchmarks/data/published.csv T02"),
+    ("megatron-gpt-145.6b", 80, 12288, 96, 96, 4 * 12288, 51200, "Narayanan et al. 2021 Table 1; benchmarks/data/published.csv T03"),
+    ("megatron-gpt-529.6b", 105, 20480, 128, 128, 4 * 20480, 51200, "Narayanan et al. 2021 Table 1; benchmarks/data/published.csv T04"),
+    ("megatron-gpt-1t", 128, 25600, 160, 160, 4 * 25600, 51200, "Narayanan et al. 2021 Table 1; benchmarks/data/published.csv T05/T11"),
+    ("gpt3-175b", 96, 12288, 96, 96, 4 * 12288, 50257, "Brown et al. 2020 Table 2.1; benchmarks/data/published.csv T10"),
+    ("palm-540b", 118, 18432, 48, 1, 73728, 256000, "Chowdhery et al. 2022 Table 1; benchmarks/data/published.csv T12"),
+    ("llama-2-7b", 32, 4096, 32, 32, 11008, 32000, "Touvron et al. 2023; benchmarks/data/published.csv I01"),
+    ("llama-2-13b", 40, 5120, 40, 40, 13824, 32000, "Touvron et al. 2023; benchmarks/data/published.csv M06"),
+    ("llama-2-70b", 80, 8192, 64, 8, 28672, 32000, "Touvron et al. 2023; benchmarks/data/published.csv I02"),
     ("llama-3-8b", 32, 4096, 32, 8, 14336, 128256, "Llama 3 Herd Table 3"),
     ("llama-3.1-70b", 80, 8192, 64, 8, 28672, 128256, "Llama 3 Herd Table 3"),
     ("llama-3.1-405b", 126, 16384, 128, 8, 53248, 128256, "Llama 3 Herd Table 3"),
-    ("gpt-j-6b", 28, 4096, 16, 16, 16384, 50400, "published.csv I03"),
-    ("opt-175b", 96, 12288, 96, 96, 49152, 50272, "Zhang et al. 2022 Table 1; published.csv I38"),
-    ("opt-30b", 48, 7168, 56, 56, 28672, 50272, "Zhang et al. 2022 Table 1; published.csv I40"),
-    ("opt-6.7b", 32, 4096, 32, 32, 16384, 50272, "Zhang et al. 2022 Table 1; published.csv I41"),
+    ("gpt-j-6b", 28, 4096, 16, 16, 16384, 50400, "benchmarks/data/published.csv I03"),
+    ("opt-175b", 96, 12288, 96, 96, 49152, 50272, "Zhang et al. 2022 Table 1; benchmarks/data/published.csv I38"),
+    ("opt-30b", 48, 7168, 56, 56, 28672, 50272, "Zhang et al. 2022 Table 1; benchmarks/data/published.csv I40"),
+    ("opt-6.7b", 32, 4096, 32, 32, 16384, 50272, "Zhang et al. 2022 Table 1; benchmarks/data/published.csv I41"),
     ("opt-66b", 64, 9216, 72, 72, 36864, 50272, "Zhang et al. 2022 Table 1"),
     ("bloom-176b", 70, 14336, 112, 112, 4 * 14336, 250880, "BLOOM paper Table 3"),
     ("falcon-180b", 80, 14848, 232, 8, 4 * 14848, 65024, "Falcon series paper"),
@@ -110,7 +110,7 @@ def test_catalog_shapes_match_papers(model_id, layers, hidden, heads, kv, ffn, v
 
 
 def test_megatron_and_gpt3_use_learned_positions_of_2048():
-    # published.csv T01-T05: "FFN 4h; learned pos emb", sequence 2048.
+    # benchmarks/data/published.csv T01-T05: "FFN 4h; learned pos emb", sequence 2048.
     for model_id in ("megatron-gpt-1.7b", "megatron-gpt-1t", "gpt3-175b"):
         a = load_arch(model_id)
         assert a.learned_pos_emb and a.max_position_embeddings == 2048 and not a.gated_mlp

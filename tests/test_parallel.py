@@ -10,8 +10,11 @@ from hypothesis import strategies as st
 from hwmodels import Link, load_device
 from planner.arch import load_arch
 from planner.collectives import allreduce_s, hierarchical_allreduce_s, p2p_s
-from planner.costmodel import Choice, EstimateError, Layout, Serving, estimate_inference, max_batch, memory_report
-from planner.parallel import collective_s, enumerate_layouts, group_span, p2p_stage_s, strides, validate_layout
+from planner.costmodel import Choice, Serving, estimate_inference, max_batch, memory_report
+from planner.errors import EstimateError
+from planner.layout import Layout, collective_s, group_span, p2p_stage_s, strides
+from planner.layout import check_layout as validate_layout
+from planner.parallel import enumerate_layouts
 from planner.training import TrainingConfig, estimate_training
 
 H100 = load_device("h100-sxm")

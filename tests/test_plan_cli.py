@@ -9,15 +9,8 @@ import pytest
 
 from hwmodels import load_device
 from planner.arch import load_arch
-from planner.cli import main
 from planner.costmodel import Options, estimate_inference
 from planner.plan import load_plan, plan_from_dict
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def reevaluate(plan):
@@ -28,11 +21,11 @@ def reevaluate(plan):
                                               placement=plan.placement()))
 
 
-def test_acceptance_1_json(capsys, tmp_path):
+def test_acceptance_1_json(cli, tmp_path):
     # Issue acceptance 1: memory within 60 GB on every device and tier, per-layer choices,
     # predicted TTFT/TPOT, solver stats — checked again by an independent re-evaluation.
     out_file = tmp_path / "plan.yaml"
-    code, out, _ = run(capsys, "plan", "--model", "llama-3.1-70b", "--hardware", "h100-sxm", "--devices", "2",
+    code, out, _ = cli("plan", "--model", "llama-3.1-70b", "--hardware", "h100-sxm", "--devices", "2",
                        "--max-memory-per-device", "60GB", "--objective", "accuracy", "--json", "--out", str(out_file))
     assert code == 0
     d = json.loads(out)
@@ -57,22 +50,22 @@ def test_acceptance_1_json(capsys, tmp_path):
     assert plan.predicted.avg_weight_bits < 16 and est.memory.per_device_bytes > 0.95 * 60e9
 
 
-def test_acceptance_5_exit_3_then_offload(capsys):
+def test_acceptance_5_exit_3_then_offload(cli):
     # Issue acceptance 5: 70B on one 24 GB RTX 4090 does not fit (offload is opt-in): exit 3
     # with the smallest footprint, the binding constraint and the cheapest changes.
-    code, out, err = run(capsys, "plan", "--model", "llama-3.1-70b", "--hardware", "rtx-4090", "--devices", "1",
+    code, out, err = cli("plan", "--model", "llama-3.1-70b", "--hardware", "rtx-4090", "--devices", "1",
                          "--json")
     assert code == 3
     assert "needs at least" in err and "24.0 GB rtx-4090" in err and "--allow-offload" in err
     body = json.loads(out)["error"]
-    assert body["code"] == 3
+    assert body["code"] == "infeasible" and body["exit_code"] == 3
     details = body["details"]
     assert details["binding"] == ["memory"] and details["min_per_device_bytes"] > 24e9
     kinds = [c["kind"] for c in details["changes"]]
     assert "offload" in kinds and "devices" in kinds
     offload = details["changes"][kinds.index("offload")]
     assert offload["predicted"]["decode_tokens_per_s"] > 0 and "tokens/s" in offload["description"]
-    code, out, _ = run(capsys, "plan", "--model", "llama-3.1-70b", "--hardware", "rtx-4090", "--devices", "1",
+    code, out, _ = cli("plan", "--model", "llama-3.1-70b", "--hardware", "rtx-4090", "--devices", "1",
                        "--allow-offload", "--json")
     assert code == 0
     d = json.loads(out)
@@ -85,32 +78,32 @@ def test_acceptance_5_exit_3_then_offload(capsys):
         assert t.used_bytes <= t.capacity_bytes * (1 + 1e-9)
 
 
-def test_out_show_diff_and_tamper(capsys, tmp_path):
+def test_out_show_diff_and_tamper(cli, tmp_path):
     a, b = tmp_path / "a.yaml", tmp_path / "b.json"
     common = ["plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--kv", "bf16"]
-    code, out, _ = run(capsys, *common, "--max-memory-per-device", "2GB", "--out", str(a))
+    code, out, _ = cli(*common, "--max-memory-per-device", "2GB", "--out", str(a))
     assert code == 0 and "Choices" in out and f"wrote {a}" in out
-    code, _, _ = run(capsys, *common, "--max-memory-per-device", "1.2GB", "--pin", "model.embed_tokens=int8",
+    code, _, _ = cli(*common, "--max-memory-per-device", "1.2GB", "--pin", "model.embed_tokens=int8",
                      "--out", str(b), "--json")
     assert code == 0
-    code, out, _ = run(capsys, "plan", "show", str(a))
+    code, out, _ = cli("plan", "show", str(a))
     assert code == 0 and "llama-3.2-1b" in out and "model.layers." in out
-    code, out, _ = run(capsys, "plan", "show", str(b), "--json", "--per-group")
+    code, out, _ = cli("plan", "show", str(b), "--json", "--per-group")
     assert code == 0 and json.loads(out)["choices"]["model.embed_tokens"]["weights"] == "int8"
-    code, out, _ = run(capsys, "plan", "diff", str(a), str(b), "--json")
+    code, out, _ = cli("plan", "diff", str(a), str(b), "--json")
     d = json.loads(out)
     assert code == 0 and d["fields"]["constraints.max_memory_per_device_bytes"] == [2e9, 1.2e9]
     assert d["predicted"]["per_device_bytes"]["delta"] < 0 and d["choices"]["changed"]
-    code, out, _ = run(capsys, "plan", "diff", str(a), str(b))
+    code, out, _ = cli("plan", "diff", str(a), str(b))
     assert code == 0 and "Changed choices" in out
     a.write_text(a.read_text().replace("batch: 1", "batch: 2", 1))
-    code, _, err = run(capsys, "plan", "show", str(a))
+    code, _, err = cli("plan", "show", str(a))
     assert code == 2 and "a.yaml was modified after it was written: checksum mismatch" in err
 
 
-def test_pareto_table_csv_and_plot(capsys, tmp_path):
+def test_pareto_table_csv_and_plot(cli, tmp_path):
     csv_path, png = tmp_path / "front.csv", tmp_path / "front.png"
-    code, out, _ = run(capsys, "plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--kv", "bf16",
+    code, out, _ = cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--kv", "bf16",
                        "--max-memory-per-device", "3GB", "--pareto", "4", "--csv", str(csv_path), "--plot", str(png))
     assert code == 0 and "Pareto frontier" in out
     rows = list(csv.DictReader(csv_path.open()))
@@ -133,8 +126,8 @@ def test_pareto_table_csv_and_plot(capsys, tmp_path):
         (["plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--devices", "2", "--tp", "3"], "no parallel layout"),
     ],
 )
-def test_bad_input_exits_2(capsys, args, message):
-    code, _, err = run(capsys, *args)
+def test_bad_input_exits_2(cli, args, message):
+    code, _, err = cli(*args)
     assert code in (0, 2)
     if message is None:
         assert code == 0  # the T4 runs these three formats emulated or natively
@@ -142,8 +135,8 @@ def test_bad_input_exits_2(capsys, args, message):
         assert code == 2 and message in err
 
 
-def test_slo_units_and_infeasible_slo(capsys):
-    code, out, err = run(capsys, "plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--kv", "bf16",
+def test_slo_units_and_infeasible_slo(cli):
+    code, out, err = cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--kv", "bf16",
                          "--tpot-slo", "1us", "--json")
     assert code == 3
     details = json.loads(out)["error"]["details"]

@@ -1,4 +1,4 @@
-"""The cost model against published measurements (shared/validation/published.csv).
+"""The cost model against published measurements (benchmarks/data/published.csv, one public source per row).
 
 Targets (median absolute percentage error per category, no per-row constants):
 inference ≤ 15%, inference memory ≤ 10%, training ≤ 15%, fine-tuning memory ≤ 10%.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CSV = ROOT.parent / "shared" / "validation" / "published.csv"
+CSV = ROOT / "benchmarks" / "data" / "published.csv"
 
 pytestmark = pytest.mark.skipif(not CSV.exists(), reason=f"published table not found at {CSV}")
 
@@ -52,3 +52,16 @@ def test_every_inference_row_but_the_contextual_sparsity_one_is_predicted():
     missing = [r["id"] for r in csv.DictReader(CSV.open()) if r["category"] in ("inference", "memory") and pub.predict_row(r).predicted is None]
     # I47 relies on predictor-selected FFN neurons (LLM in a flash), which is not modelled.
     assert set(missing) <= {"I47"}, missing
+
+
+def test_every_row_has_a_public_source_and_a_known_engine():
+    from planner.engines import list_engines
+
+    rows = list(csv.DictReader(CSV.open()))
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)), "row ids must be unique"
+    known = set(list_engines())
+    for r in rows:
+        assert r["source"].strip() and "shared/" not in r["source"], r["id"]
+        assert r["engine_id"] == "" or r["engine_id"] in known, (r["id"], r["engine_id"])
+        assert r["category"] in ("inference", "memory", "training", "finetune-memory"), r["id"]

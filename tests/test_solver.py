@@ -196,7 +196,12 @@ def test_invalid_rows_and_parameters():
 
 
 def test_solver_error_is_not_infeasible():
-    # Distinct types so that callers can map "proven infeasible" and "gave up" differently.
-    assert issubclass(InfeasibleError, SolverError)
+    # Distinct types so that callers can map "proven infeasible" and "gave up" differently;
+    # proven infeasibility is the one InfeasibleError that capacity searches raise too.
+    from planner import capacity, errors
+
+    assert InfeasibleError is errors.InfeasibleError is capacity.InfeasibleError
+    assert not issubclass(InfeasibleError, SolverError) and issubclass(SolverError, errors.TierwiseError)
     e = SolverError("x", status="time_limit", backend="highs")
     assert not isinstance(e, InfeasibleError) and e.status == "time_limit"
+    assert InfeasibleError("none", backend="cbc").exit_code == 3

@@ -29,7 +29,7 @@ def test_decision_groups_share_qkv_and_gate_up():
 
 def test_causal_prefill_attention_flops():
     # Causal prefill of T tokens attends T(T+1)/2 (query, key) pairs; QKᵀ and AV cost
-    # 2·heads·head_dim FLOPs per pair each (hardware_and_formulas.md §B.5).
+    # 2·heads·head_dim FLOPs per pair each (Kaplan et al. 2020, arXiv:2001.08361, Table 1).
     arch = load_arch("llama-2-7b")
     core = next(op for op in build_workload(arch).blocks[1].ops if op.kind == "attention")
     t = 2048

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from planner.cli.common import console, emit_json, err_console, human_bytes, human_num, human_time, register_error
+from planner.cli.common import console, emit_json, err_console, human_bytes, human_num, human_time
 
 
 class DeviceKind(str, Enum):
@@ -72,7 +72,4 @@ def calibrate_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    from planner.execution.errors import CalibrationError
-
-    register_error(CalibrationError)
     app.command("calibrate")(calibrate_cmd)

@@ -24,7 +24,6 @@ from rich.table import Table
 
 from planner.cli.common import (
     EXIT_BAD_INPUT,
-    EXIT_INFEASIBLE,
     CliError,
     console,
     emit_json,
@@ -32,7 +31,6 @@ from planner.cli.common import (
     human_time,
     load_hardware_or_fail,
     load_model_or_fail,
-    register_error,
 )
 
 capacity_app = typer.Typer(help="Devices, layout and cost that meet a serving load or a training deadline.", no_args_is_help=True)
@@ -440,9 +438,6 @@ def _plot_train(answers, path: Path) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    from planner.capacity import InfeasibleError
-
-    register_error(InfeasibleError, EXIT_INFEASIBLE)
     app.add_typer(capacity_app, name="capacity")
 
 

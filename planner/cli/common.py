@@ -1,6 +1,6 @@
 """Shared CLI plumbing: exit codes, error reporting, JSON output, flag parsing.
 
-Exit codes (DESIGN.md public contract): 0 success, 2 bad input, 3 nothing feasible.
+Exit codes (the public contract in README.md, "Use"): 0 success, 2 bad input, 3 nothing feasible.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
+from hwmodels.errors import TierwiseError
+
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_INFEASIBLE = 3
@@ -23,15 +25,20 @@ console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
-class CliError(Exception):
-    """A user-facing error: printed as one message, exit code ``code``."""
+_KIND_OF_EXIT = {EXIT_BAD_INPUT: "bad_input", EXIT_INFEASIBLE: "infeasible", 1: "unavailable"}
 
-    def __init__(self, message: str, code: int = EXIT_BAD_INPUT, *, field: str | None = None, payload: dict | None = None):
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.field = field
-        self.payload = payload
+
+class CliError(TierwiseError):
+    """An error found by the command line itself: printed as one message; ``exit_code``
+    (2 bad input, 3 nothing feasible) selects the error kind. ``payload`` becomes ``details``."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT, *, field: str | None = None,
+                 payload: dict | None = None):
+        if exit_code not in _KIND_OF_EXIT:
+            raise ValueError(f"CliError exit code must be one of {sorted(_KIND_OF_EXIT)}; got {exit_code!r}")
+        kind = _KIND_OF_EXIT[exit_code]
+        super().__init__(message, field=field, kind=kind, code="infeasible" if kind == "infeasible" else None,
+                         details=payload)
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT, *, field: str | None = None) -> NoReturn:
@@ -138,44 +145,6 @@ def load_hardware_or_fail(ref: str):
     from hwmodels import load_device
 
     return load_device(ref)
-
-
-def exit_for(exc: BaseException) -> tuple[int, str] | None:
-    """Map a known exception to (exit code, message); None for unknown ones."""
-    from hwmodels import ProfileError, UnknownIdError
-    from hwmodels.errors import SpecError, UnsupportedPrecisionError
-
-    from planner.arch import ModelConfigError
-    from planner.costmodel import EstimateError
-    from planner.formats import FormatError
-
-    if isinstance(exc, CliError):
-        return exc.code, exc.message
-    if isinstance(exc, UnknownIdError):
-        return EXIT_BAD_INPUT, str(exc)
-    if isinstance(exc, (ProfileError, ModelConfigError, FormatError, UnsupportedPrecisionError, SpecError)):
-        return EXIT_BAD_INPUT, str(exc)
-    if isinstance(exc, EstimateError):
-        return EXIT_BAD_INPUT, exc.message
-    extra = _extra_error_types()
-    for typ, code in extra:
-        if isinstance(exc, typ):
-            return code, getattr(exc, "message", None) or str(exc)
-    if isinstance(exc, (ValueError, KeyError)) and getattr(exc, "user_facing", False):
-        return EXIT_BAD_INPUT, str(exc)
-    return None
-
-
-_EXTRA: list[tuple[type, int]] = []
-
-
-def register_error(typ: type, code: int = EXIT_BAD_INPUT) -> None:
-    """Let a command module map its own exception type to an exit code."""
-    _EXTRA.append((typ, code))
-
-
-def _extra_error_types() -> list[tuple[type, int]]:
-    return _EXTRA
 
 
 def option_batch(value: str) -> int | str:

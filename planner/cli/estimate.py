@@ -6,6 +6,7 @@ from enum import Enum
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from planner.cli.common import (
@@ -149,9 +150,9 @@ def _print_inference(est, per_op: bool) -> None:
     c = est.choice
     t.add_row("formats", f"weights {c.weights}, activations {c.activations}, kv {c.kv}, {c.sparsity}")
     t.add_row("batch / prompt / gen", f"{est.serving.batch} / {est.serving.prompt} / {est.serving.gen}")
-    t.add_row("TTFT (prefill)", f"{human_time(est.ttft_s)}  [{est.prefill.bound}-bound]")
+    t.add_row("TTFT (prefill)", f"{human_time(est.ttft_s)}  " + escape(f"[{est.prefill.bound}-bound]"))
     if est.decode is not None:
-        t.add_row("TPOT (decode, avg)", f"{human_time(est.tpot_s)}  [{est.decode.bound}-bound]")
+        t.add_row("TPOT (decode, avg)", f"{human_time(est.tpot_s)}  " + escape(f"[{est.decode.bound}-bound]"))
     t.add_row("latency per request", human_time(est.latency_s))
     if est.output_tokens_per_s:
         t.add_row("output tokens/s (system)", f"{est.output_tokens_per_s:,.1f}")
@@ -159,6 +160,7 @@ def _print_inference(est, per_op: bool) -> None:
     t.add_row("samples/s", f"{est.samples_per_s:,.2f}")
     t.add_row("weights (total)", human_bytes(m.weights_bytes))
     t.add_row("KV cache (total)", human_bytes(m.kv_cache_bytes))
+    t.add_row("KV cache (per device)", human_bytes(sum(tu.kv_cache_bytes for tu in m.tiers)))
     t.add_row("activations (peak, per device)", human_bytes(m.activations_bytes))
     t.add_row("memory per device", f"{human_bytes(m.per_device_bytes)} of {human_bytes(m.device_capacity_bytes)}")
     t.add_row("fits", "yes" if m.fits else f"[red]no[/] (short by {human_bytes(m.shortfall_bytes)})")

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from planner.cli.common import EXIT_BAD_INPUT, CliError, console, emit_json, register_error
+from planner.cli.common import CliError, console, emit_json
 
 
 def export(
@@ -65,7 +65,4 @@ def export(
 
 
 def register(app: typer.Typer) -> None:
-    from planner.export import ExportError
-
-    register_error(ExportError, EXIT_BAD_INPUT)
     app.command("export")(export)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from planner.cli.common import (
@@ -27,7 +28,6 @@ from planner.cli.common import (
     human_bytes,
     human_time,
     parse_bytes,
-    register_error,
 )
 
 plan_app = typer.Typer(
@@ -107,7 +107,7 @@ def _ranks(text: str | None) -> tuple[int, ...] | None:
     try:
         ranks = parse_low_ranks(text)
     except OptionError as exc:
-        fail(exc.message, field="low_rank")
+        fail(exc.render("cli"), field="low_rank")
     if ranks is None:
         fail("--low-rank needs at least one rank, e.g. --low-rank 256,512", field="low_rank")
     return ranks
@@ -151,7 +151,7 @@ def plan(
     max_degradation: Annotated[Optional[float], typer.Option(min=0.0, help="Closed loop: measured degradation to land under (e.g. 0.01 = 1%), with --validate-with.")] = None,
     validate_with: Annotated[Optional[str], typer.Option(help="Closed loop: torch model to measure each plan on (all-minilm-l6-v2, digits-cnn, a Llama-shaped config).")] = None,
     metric: Annotated[Optional[str], typer.Option(help="Closed loop: degradation metric (cosine, accuracy, kl; default by model kind).")] = None,
-    band_low: Annotated[float, typer.Option(min=0.0, max=1.0, help="Closed loop: the band is [band_low·X, X].")] = 0.8,
+    band_low: Annotated[float, typer.Option(min=0.0, max=1.0, help="Closed loop: accept a plan whose measured degradation is between BAND_LOW × --max-degradation and --max-degradation.")] = 0.8,
     rounds: Annotated[int, typer.Option(min=1, max=64, help="Closed loop: at most this many measured rounds.")] = 8,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
@@ -343,7 +343,7 @@ def print_plan(plan, *, per_group: bool = False, title: str | None = None) -> No
     t.add_row("KV cache / compute format", f"{plan.kv} / {plan.activations}")
     t.add_row("TTFT", human_time(p.ttft_s))
     if p.tpot_s:
-        t.add_row("TPOT", f"{human_time(p.tpot_s)}  [{p.decode_bound}-bound]" if p.decode_bound else human_time(p.tpot_s))
+        t.add_row("TPOT", f"{human_time(p.tpot_s)}  " + escape(f"[{p.decode_bound}-bound]") if p.decode_bound else human_time(p.tpot_s))
         t.add_row("decode tokens/s (system)", f"{p.decode_tokens_per_s:,.3g}")
     t.add_row("latency per request", human_time(p.latency_s))
     budget = plan.constraints.max_memory_per_device_bytes
@@ -544,11 +544,6 @@ def _fmt_metric(name: str):
 
 
 def register(app: typer.Typer) -> None:
-    from planner.diagnose import NoFeasiblePlanError
-    from planner.solver import SolverError
-
-    register_error(NoFeasiblePlanError, EXIT_INFEASIBLE)
-    register_error(SolverError, EXIT_INFEASIBLE)
     app.add_typer(plan_app, name="plan")
 
 

@@ -96,7 +96,8 @@ def roofline(
 ) -> None:
     """Draw the device roofline with each prefill and decode operator on it."""
     from planner.cli.common import load_hardware_or_fail, load_model_or_fail
-    from planner.costmodel import Choice, Layout, Serving, estimate_inference
+    from planner.costmodel import Choice, Serving, estimate_inference
+    from planner.layout import Layout
 
     if out.suffix.lower() not in (".png", ".svg", ".pdf"):
         fail(f"--out must end in .png, .svg or .pdf; got {str(out)!r}", field="out")

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from hwmodels.errors import TierwiseError
 from planner.cli.common import console, emit_json, err_console, fail
 
 
@@ -58,9 +59,9 @@ def sensitivity_cmd(
         try:
             table = measure_sensitivity(torch_model, fmts, _split(sparsity) or ["dense"], method=method,
                                         samples=samples, seed=seed, kv_formats=_split(kv_formats), progress=tick)
+        except TierwiseError:
+            raise
         except ValueError as exc:
-            if getattr(exc, "user_facing", False):
-                raise
             fail(str(exc))
     path = write_sensitivity(table, out)
     if json_out:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from planner.cli.common import console, emit_json, fail, human_bytes, human_time, register_error
+from planner.cli.common import console, emit_json, fail, human_bytes, human_time
 
 
 def _fmt(x: float | None, spec: str = ".2f") -> str:
@@ -109,9 +109,4 @@ def _print(r, all_layers: bool) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    from planner.execution.errors import ModelLoadError, PlanApplyError
-    from planner.plan import PlanError
-
-    for typ in (PlanApplyError, ModelLoadError, PlanError):
-        register_error(typ)
     app.command("validate")(validate_cmd)

@@ -1,6 +1,6 @@
 """``apply_plan(model, plan)``: dispatch a plan's per-group choices to real torch modules.
 
-One verb, one registry (STYLE.md practice 4): every group choice is classified into an
+One verb, one registry (adding an option type touches one handler): every group choice is classified into an
 option type — ``quantize`` (a weight format, dense), ``prune`` (2:4 or unstructured
 sparsity, then the weight format), ``low-rank`` (truncated SVD, both factors in the
 weight format) — and the handler registered for that type builds the replacement module

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+from hwmodels.errors import TierwiseError
+
 __all__ = ["CalibrationError", "ModelLoadError", "PlanApplyError"]
 
 
-class PlanApplyError(ValueError):
+class PlanApplyError(TierwiseError, ValueError):
     """A plan that cannot be applied to a model; ``field`` names the plan entry at fault."""
 
-    user_facing = True
+    code = "invalid_plan"
 
     def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
+        TierwiseError.__init__(self, message, field=field)
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(TierwiseError, ValueError):
     """A torch model that cannot be built: unknown name, missing package, corrupt weights."""
 
-    user_facing = True
+    code = "invalid_model_config"
 
 
-class CalibrationError(RuntimeError):
+class CalibrationError(TierwiseError, RuntimeError):
     """A measurement that cannot run here (no CUDA device, a failing kernel)."""
+
+    code = "calibration_failed"

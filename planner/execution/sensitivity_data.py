@@ -6,8 +6,8 @@ Two measurements on calibration batches of a real torch model (``tierwise sensit
 other layer as is, run the calibration batch and measure the model's degradation against
 the original — 1 − cosine similarity of sentence embeddings for encoders, mean
 KL(original ‖ compressed) of the output distribution for classifiers and decoders. This is
-the per-layer output-error table HAWQ-V3 / ModelOpt AutoQuantize approximate (peers_compression
-§0.3), measured directly; it needs no backward pass.
+the per-layer output-error table HAWQ-V3 (Yao et al., ICML 2021) / ModelOpt AutoQuantize approximate,
+measured directly; it needs no backward pass.
 
 ``fisher`` (diagonal Fisher): one backward pass per calibration sample gives per-sample
 gradients ``g`` of the log-likelihood; the diagonal Fisher ``F = E[g²]`` weights the

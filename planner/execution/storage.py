@@ -12,7 +12,7 @@ codes of the kept positions plus the sparse metadata, exactly as
   column indices and int32 row pointers.
 
 Scales, zero-points and look-up tables stay per dense group (Sparse-Marlin layout,
-peers_compression.md §9.4). :meth:`PackedWeight.nbytes` sums the real tensor sizes, so
+github.com/IST-DASLab/Sparse-Marlin). :meth:`PackedWeight.nbytes` sums the real tensor sizes, so
 measured bytes can be compared with the registry's prediction.
 """
 

@@ -1,7 +1,7 @@
 """Optional backend: the same plan applied with torchao's kernels (``pip install torchao``).
 
 The plan's per-group choices become torchao's per-FQN configuration (``FqnToConfig``) and one
-call to ``torchao.quantization.quantize_`` (STYLE.md: torchao's config → one verb → handler
+call to ``torchao.quantization.quantize_`` (torchao's own pattern: config → one verb → handler
 registry). Mapped choices, dense weights on ``nn.Linear`` layers:
 
 * ``int8`` weights: ``Int8WeightOnlyConfig``; with ``int8`` activations

@@ -7,7 +7,8 @@ import pytest
 from hwmodels import load_device
 from planner.arch import load_arch
 from planner.cli.common import clean_json
-from planner.costmodel import Choice, Layout, Serving, estimate_inference, max_batch
+from planner.costmodel import Choice, Serving, estimate_inference, max_batch
+from planner.layout import Layout
 
 
 def test_inference_matches_the_cost_model(client):

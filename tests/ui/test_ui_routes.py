@@ -63,7 +63,7 @@ def test_formats_price_bits_as_the_registry_and_list_every_export_target(client)
 
     body = client.get("/v1/formats").json()
     bits = {f["name"]: f["bits_per_value"] for f in body["formats"]}
-    # STYLE.md practice 3: int4 g128 + fp16 scale = 4.125 bits; MXFP4 = 4.25; NVFP4 = 4.5
+    # int4 g128 + fp16 scale = 4 + 16/128 = 4.125 bits; MXFP4 = 4 + 8/32 (OCP MX v1.0); NVFP4 = 4 + 8/16
     # (+ one fp32 tensor scale over a 4096 × 4096 matrix).
     assert bits["int4-g128"] == pytest.approx(4.125, abs=1e-12)
     assert bits["mxfp4"] == pytest.approx(4.25, abs=1e-12)
@@ -96,7 +96,7 @@ def test_roofs_of_an_fpga_come_from_its_fabric_and_unknown_ids_are_404(client):
     r = client.get("/v1/hardware/zcu102/roofs").json()
     assert {c["unit"] for c in r["compute"]} == {"fabric"}, "a ZCU102 has no listed units: its roofs are the fabric's"
     peak = {p: c["peak_flops_per_s"] for c in r["compute"] for p in c["precisions"]}
-    # DESIGN.md: integer MACs cost fewer DSP/LUT resources than minifloat ones at the same width
+    # integer MACs cost fewer DSP/LUT resources than minifloat ones at the same width (hwmodels.fpga.mac_cost)
     assert peak["int8"] > peak["fp8"] and peak["int4"] > peak["int8"]
     units = {c["unit"] for c in client.get("/v1/hardware/vck190/roofs").json()["compute"]}
     assert units == {"aie", "fabric"}, "Versal: the AI Engines and the programmable fabric"

@@ -1,0 +1,98 @@
+"""`tierwise engines list|show`: the serving and training engines and what they run where."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from planner.cli.common import console, emit_json
+
+engines_app = typer.Typer(help="The catalog of engine profiles (vLLM, TensorRT-LLM, llama.cpp, ...).",
+                          no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def engine_summary(spec) -> dict:
+    return {
+        "id": spec.id, "name": spec.name, "kind": spec.kind, "version": spec.version, "exporter": spec.exporter,
+        "parallel": list(spec.parallel), "default_for": list(spec.default_for),
+        "default_for_training": list(spec.default_for_training),
+    }
+
+
+def support_summary(sup) -> dict:
+    rt = sup.runtime
+    return {
+        "engine": sup.engine, "hardware": sup.device,
+        "schemes": [{"weights": list(s.weights), "activations": list(s.activations)} for s in sup.schemes],
+        "kv": list(sup.kv), "sparsity": list(sup.sparsity), "parallel": list(sup.parallel),
+        "runtime": {
+            "graph_capture": rt.graph_capture, "chunked_prefill": rt.chunked_prefill, "chunk_tokens": rt.chunk_tokens,
+            "paged_kv": rt.paged_kv, "kv_block_tokens": rt.kv_block_tokens,
+            "continuous_batching": rt.continuous_batching, "memory_fraction": rt.memory_fraction,
+            "context_bytes": rt.context_bytes,
+        },
+    }
+
+
+@engines_app.command("list")
+def engines_list(json_out: JsonOpt = False) -> None:
+    """Every engine profile with its kind, exporter and the hardware classes it is the default on."""
+    from planner.engines import list_engines, load_engine
+
+    specs = [load_engine(e) for e in list_engines()]
+    if json_out:
+        emit_json({"engines": [engine_summary(s) for s in specs]})
+        return
+    table = Table(title="Engines")
+    for col in ("id", "name", "kind", "exporter", "parallel", "default for"):
+        table.add_column(col)
+    for s in specs:
+        defaults = list(s.default_for) + [f"{c} (training)" for c in s.default_for_training]
+        table.add_row(s.id, s.name, s.kind, s.exporter, ",".join(s.parallel) or "-", ", ".join(defaults) or "-")
+    console.print(table)
+
+
+@engines_app.command("show")
+def engines_show(
+    engine_id: Annotated[str, typer.Argument(help="Engine id (see `tierwise engines list`) or path to an engine YAML.")],
+    hardware: Annotated[Optional[str], typer.Option("--hardware", "-H",
+                                                    help="Show what the engine runs on this hardware.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """An engine's profile; with --hardware, the formats, sparsity and layouts it runs on that device."""
+    from hwmodels import list_devices, load_device
+    from planner.engines import load_engine, support
+
+    spec = load_engine(engine_id)
+    if hardware is not None:
+        sup = support(spec, load_device(hardware))
+        if json_out:
+            emit_json(support_summary(sup))
+            return
+        table = Table(title=f"{spec.name} on {sup.device}")
+        table.add_column("weights")
+        table.add_column("with activations")
+        for s in sup.schemes:
+            table.add_row(", ".join(s.weights), ", ".join(s.activations))
+        console.print(table)
+        console.print(f"KV cache: {', '.join(sup.kv) or '-'}    sparsity: {', '.join(sup.sparsity)}    "
+                      f"parallel: {', '.join(sup.parallel) or 'single device'}")
+        return
+    runs_on = [d for d in list_devices() if spec.support(load_device(d)) is not None]
+    if json_out:
+        emit_json({**engine_summary(spec), "hardware": runs_on, "sources": dict(spec.sources)})
+        return
+    console.print(f"[bold]{spec.name}[/] ({spec.id}, {spec.kind}, version {spec.version}); export with "
+                  f"`tierwise export PLAN --format {spec.exporter}`")
+    console.print(f"runs on: {', '.join(runs_on)}")
+    console.print(f"parallel: {', '.join(spec.parallel) or 'single device'}")
+    for key, text in spec.sources.items():
+        console.print(f"  {key}: {text}", highlight=False, markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(engines_app, name="engines")

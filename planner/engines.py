@@ -1,0 +1,378 @@
+"""Engine profiles: what each serving or training runtime runs on which hardware.
+
+A plan is only useful if the user's engine can run it. An engine profile
+(``profiles/engines/<id>.yaml``, one file per engine, every fact with its public source)
+declares
+
+- ``targets``: per hardware match (``class``, ``vendor``, ``arch``, ``id``), the
+  weight / activation *schemes* the engine's kernels run (a scheme pairs a set of weight
+  formats with the activation formats they run with, e.g. fp8 W8A8 or int4 W4A16), the KV
+  cache formats and the sparsity patterns;
+- ``parallel``: the parallel dimensions it implements (tp, pp, dp, ep, cp);
+- ``runtime``: behaviour the cost model prices (graph capture, chunked prefill and its
+  chunk, paged KV, continuous batching, the memory fraction the engine takes and the
+  context memory it keeps outside it), overridable per target;
+- ``exporter``: the ``tierwise export --format`` that writes its deployment files;
+- ``default_for`` / ``default_for_training``: the hardware classes it is the default on.
+
+Support is the union of every target whose match the device satisfies. Adding an engine
+is one YAML file (see docs/engines.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from hwmodels import DEVICE_CLASSES, DeviceSpec
+from hwmodels.errors import ProfileError, TierwiseError, UnknownIdError
+from hwmodels.loader import _Reader
+
+SCHEMA_VERSION = 1
+KINDS = ("serving", "on-device", "training")
+PARALLEL_DIMS = ("tp", "pp", "dp", "ep", "cp")
+SPARSITY_PATTERNS = ("dense", "2:4", "unstructured")
+MATCH_KEYS = ("class", "vendor", "arch", "id")
+PROVENANCES = ("datasheet", "measured", "estimate")
+
+
+class EngineSupportError(TierwiseError):
+    """A request asks an engine for something it does not run on that hardware."""
+
+    code = "engine_unsupported"
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """Runtime behaviour of an engine that the cost model prices."""
+
+    graph_capture: bool
+    chunked_prefill: bool
+    chunk_tokens: int
+    paged_kv: bool
+    kv_block_tokens: int
+    continuous_batching: bool
+    memory_fraction: float
+    context_bytes: float
+    tp_comm_overlap: bool = False
+    grad_reduce_overlap: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Scheme:
+    """Weight formats that run with each of the given activation formats."""
+
+    weights: tuple[str, ...]
+    activations: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    match: Mapping[str, tuple[str, ...]]
+    schemes: tuple[Scheme, ...]
+    kv: tuple[str, ...]
+    sparsity: tuple[str, ...]
+    sources: tuple[str, ...]
+    runtime: Mapping[str, Any] = field(default_factory=dict)
+
+    def matches(self, device: DeviceSpec) -> bool:
+        have = {"class": device.device_class, "vendor": device.vendor, "arch": device.arch, "id": device.id}
+        return all(have[key] in values for key, values in self.match.items())
+
+
+@dataclass(frozen=True, slots=True)
+class Support:
+    """What one engine runs on one device: the union of its matching targets."""
+
+    engine: str
+    device: str
+    schemes: tuple[Scheme, ...]
+    kv: tuple[str, ...]
+    sparsity: tuple[str, ...]
+    parallel: tuple[str, ...]
+    runtime: Runtime
+
+    @property
+    def weights(self) -> tuple[str, ...]:
+        return _unique(w for s in self.schemes for w in s.weights)
+
+    @property
+    def activations(self) -> tuple[str, ...]:
+        return _unique(a for s in self.schemes for a in s.activations)
+
+    def activations_for(self, weights: str) -> tuple[str, ...]:
+        return _unique(a for s in self.schemes if weights in s.weights for a in s.activations)
+
+    def runs(self, weights: str, activations: str) -> bool:
+        return any(weights in s.weights and activations in s.activations for s in self.schemes)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSpec:
+    id: str
+    name: str
+    kind: str
+    version: str
+    exporter: str
+    parallel: tuple[str, ...]
+    runtime: Runtime
+    targets: tuple[Target, ...]
+    default_for: tuple[str, ...] = ()
+    default_for_training: tuple[str, ...] = ()
+    sources: Mapping[str, str] = field(default_factory=dict)
+    provenance: str = "estimate"
+
+    def support(self, device: DeviceSpec) -> Support | None:
+        """What this engine runs on ``device``; ``None`` when it does not run there at all."""
+        hits = [t for t in self.targets if t.matches(device)]
+        if not hits:
+            return None
+        runtime = self.runtime
+        for t in hits:
+            if t.runtime:
+                runtime = replace(runtime, **t.runtime)
+        return Support(
+            engine=self.id,
+            device=device.id,
+            schemes=tuple(s for t in hits for s in t.schemes),
+            kv=_unique(k for t in hits for k in t.kv),
+            sparsity=_unique(s for t in hits for s in t.sparsity),
+            parallel=self.parallel,
+            runtime=runtime,
+        )
+
+
+def _unique(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _engines_dir() -> Any:
+    return resources.files("profiles") / "engines"
+
+
+def list_engines() -> list[str]:
+    """Ids of the engine profiles shipped with Tierwise, sorted."""
+    return sorted(p.name[:-5] for p in _engines_dir().iterdir() if p.name.endswith(".yaml"))
+
+
+def _names(reader: _Reader, key: str, allowed: Iterable[str] | None, *, empty_ok: bool = False) -> tuple[str, ...]:
+    value = reader.raw(key) if reader.has(key) else None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or (not value and not empty_ok) or not all(isinstance(v, str) and v for v in value):
+        raise reader.error(key, "a list of names" + ("" if empty_ok else " (at least one)"), value)
+    if allowed is not None:
+        allowed = tuple(allowed)
+        for v in value:
+            if v not in allowed:
+                raise reader.error(key, "names from: " + ", ".join(allowed), v)
+    return tuple(value)
+
+
+def _formats(reader: _Reader, key: str, *, empty_ok: bool = False) -> tuple[str, ...]:
+    from planner.formats import FormatError, get_format
+
+    names = _names(reader, key, None, empty_ok=empty_ok)
+    for name in names:
+        try:
+            if get_format(name).name != name:
+                raise FormatError(f"{name!r} is an alias of {get_format(name).name!r}; use the canonical name")
+        except (FormatError, ValueError) as exc:
+            raise reader.error(key, f"Tierwise format names ({exc})", name) from None
+    return names
+
+
+_RUNTIME_FLAGS = ("graph_capture", "chunked_prefill", "paged_kv", "continuous_batching", "tp_comm_overlap",
+                  "grad_reduce_overlap")
+
+
+def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
+    reader.allow(*_RUNTIME_FLAGS, "chunk_tokens", "kv_block_tokens", "memory_fraction", "context_gib", "source",
+                 "provenance", "notes")
+    out: dict[str, Any] = {}
+    for key in _RUNTIME_FLAGS:
+        if reader.has(key) or not partial:
+            out[key] = reader.boolean(key, default=False if key in ("tp_comm_overlap", "grad_reduce_overlap") else None)
+    for key in ("chunk_tokens", "kv_block_tokens"):
+        if reader.has(key) or not partial:
+            out[key] = reader.integer(key, minimum=0)
+    if reader.has("memory_fraction") or not partial:
+        out["memory_fraction"] = reader.number("memory_fraction", at_most=1.0)
+    if reader.has("context_gib") or not partial:
+        value = reader.raw("context_gib")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise reader.error("context_gib", "a number of GiB >= 0", value)
+        out["context_bytes"] = float(value) * 2**30
+    if out.get("chunked_prefill") and out.get("chunk_tokens") == 0:
+        raise reader.error("chunk_tokens", "a positive token count when chunked_prefill is true", 0)
+    return out
+
+
+def _target(reader: _Reader, sources: Mapping[str, str]) -> Target:
+    reader.allow("match", "schemes", "kv", "sparsity", "source", "runtime", "notes")
+    m = reader.sub("match")
+    if not isinstance(m.data, Mapping) or not m.data:
+        raise reader.error("match", "a mapping of class / vendor / arch / id to a name or list of names", m.data)
+    m.allow(*MATCH_KEYS)
+    match = {k: _names(m, k, DEVICE_CLASSES if k == "class" else None) for k in MATCH_KEYS if m.has(k)}
+    schemes = []
+    for s in reader.items("schemes"):
+        s.allow("weights", "activations", "notes")
+        schemes.append(Scheme(weights=_formats(s, "weights"), activations=_formats(s, "activations")))
+    runtime = _runtime_fields(reader.sub("runtime"), partial=True) if reader.has("runtime") else {}
+    return Target(
+        match=match,
+        schemes=tuple(schemes),
+        kv=_formats(reader, "kv", empty_ok=True),
+        sparsity=_names(reader, "sparsity", SPARSITY_PATTERNS),
+        sources=reader.sources("source", sources),
+        runtime=runtime,
+    )
+
+
+def _parse(data: Any, origin: str) -> EngineSpec:
+    from planner.export import export_formats
+
+    top = _Reader(origin, data, "")
+    top.allow("schema_version", "id", "name", "kind", "version", "exporter", "default_for", "default_for_training",
+              "sources", "parallel", "runtime", "targets", "notes")
+    if top.integer("schema_version", minimum=1) != SCHEMA_VERSION:
+        raise top.error("schema_version", str(SCHEMA_VERSION), top.data["schema_version"])
+    raw_sources = top.raw("sources")
+    if not isinstance(raw_sources, Mapping) or not raw_sources or not all(
+            isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in raw_sources.items()):
+        raise top.error("sources", "a non-empty mapping of source key -> citation text", raw_sources)
+    sources = dict(raw_sources)
+    rt = top.sub("runtime")
+    runtime = Runtime(**_runtime_fields(rt, partial=False))
+    rt.sources("source", sources)
+    provenance = rt.text("provenance", choices=PROVENANCES, default="datasheet")
+    exporter = top.text("exporter", choices=export_formats())
+    engine_id = top.text("id")
+    return EngineSpec(
+        id=engine_id,
+        name=top.text("name"),
+        kind=top.text("kind", choices=KINDS),
+        version=str(top.raw("version")),
+        exporter=exporter,
+        parallel=_names(top, "parallel", PARALLEL_DIMS, empty_ok=True),
+        runtime=runtime,
+        targets=tuple(_target(t, sources) for t in top.items("targets")),
+        default_for=_names(top, "default_for", DEVICE_CLASSES, empty_ok=True) if top.has("default_for") else (),
+        default_for_training=(_names(top, "default_for_training", DEVICE_CLASSES, empty_ok=True)
+                              if top.has("default_for_training") else ()),
+        sources=sources,
+        provenance=provenance,
+    )
+
+
+def load_engine_from_dict(data: Mapping[str, Any], origin: str = "<dict>") -> EngineSpec:
+    """Validate an engine profile given as a mapping (as in the YAML file)."""
+    if not isinstance(data, Mapping):
+        raise ProfileError(origin, "(top level)", "a mapping of engine profile fields", data)
+    return _parse(data, origin)
+
+
+@lru_cache(maxsize=None)
+def _load_catalog(engine_id: str) -> EngineSpec:
+    path = _engines_dir() / f"{engine_id}.yaml"
+    spec = _parse(yaml.safe_load(path.read_text()), f"{engine_id}.yaml")
+    if spec.id != engine_id:
+        raise ProfileError(f"{engine_id}.yaml", "id", f"the file name's stem {engine_id!r}", spec.id)
+    return spec
+
+
+def load_engine(ref: str | EngineSpec) -> EngineSpec:
+    """An engine by catalog id (``vllm``), path to a YAML file, or an :class:`EngineSpec`."""
+    if isinstance(ref, EngineSpec):
+        return ref
+    if not isinstance(ref, str) or not ref.strip():
+        raise TierwiseError(f"{{@engine}} must be an engine id such as 'vllm'; got {ref!r}", field="engine")
+    known = list_engines()
+    if ref in known:
+        return _load_catalog(ref)
+    path = Path(ref)
+    if ref.endswith((".yaml", ".yml")) and path.is_file():
+        return load_engine_from_dict(yaml.safe_load(path.read_text()), str(path))
+    import difflib
+
+    raise UnknownIdError(ref, "engine", difflib.get_close_matches(ref, known, n=3, cutoff=0.5), known=known)
+
+
+# ---------------------------------------------------------------- queries
+
+
+def default_engine(device: DeviceSpec, *, training: bool = False) -> EngineSpec:
+    """The documented default engine for a device's class (docs/engines.md).
+
+    Serving: GPU and TPU → vllm, phone → executorch, laptop / CPU / edge → llamacpp, RDU →
+    sambaflow, FPGA → vitis-ai. Training: GPU → megatron-core, otherwise fsdp.
+    """
+    engines = [load_engine(e) for e in list_engines()]
+    key = "default_for_training" if training else "default_for"
+    for engine in engines:
+        if device.device_class in getattr(engine, key) and engine.support(device) is not None:
+            return engine
+    if training:
+        fallback = load_engine("fsdp")
+        if fallback.support(device) is not None:
+            return fallback
+    runs_here = [e.id for e in engines if e.support(device) is not None and (e.kind == "training") == training]
+    raise EngineSupportError(
+        f"no default {'training' if training else 'serving'} engine for {device.id} (class {device.device_class}); "
+        f"engines that run on it: {', '.join(runs_here) or 'none'} — pass {{@engine}}", field="engine")
+
+
+def support(engine: str | EngineSpec, device: DeviceSpec) -> Support:
+    """What ``engine`` runs on ``device``; an :class:`EngineSupportError` naming ``engine`` if nothing."""
+    spec = load_engine(engine)
+    found = spec.support(device)
+    if found is None:
+        where = [e for e in list_engines() if load_engine(e).support(device) is not None]
+        raise EngineSupportError(
+            f"{spec.name} ({spec.id}) does not run on {device.id} ({device.device_class}, {device.vendor}"
+            f"{', ' + device.arch if device.arch else ''}); engines that do: {', '.join(where) or 'none'}",
+            field="engine")
+    return found
+
+
+def check_request(sup: Support, *, weights: str | None = None, activations: str | None = None,
+                  kv: str | None = None, sparsity: str | None = None,
+                  layout: Mapping[str, int] | None = None) -> None:
+    """Raise :class:`EngineSupportError` naming the first field the engine cannot run."""
+    where = f"{sup.engine} on {sup.device}"
+    if weights is not None and weights not in sup.weights:
+        raise EngineSupportError(f"{where} does not run {{@weights}} {weights!r}; it runs: {', '.join(sup.weights)}",
+                                 field="weights")
+    if weights is not None and activations is not None and not sup.runs(weights, activations):
+        raise EngineSupportError(
+            f"{where} runs {weights} weights with {{@activations}} {', '.join(sup.activations_for(weights))}; "
+            f"got {activations!r}", field="activations")
+    if kv is not None and kv not in sup.kv:
+        raise EngineSupportError(f"{where} has no {{@kv}} cache format {kv!r}; it runs: {', '.join(sup.kv) or 'none'}",
+                                 field="kv")
+    if sparsity is not None:
+        pattern = "unstructured" if str(sparsity).startswith("unstructured") else str(sparsity)
+        if pattern not in sup.sparsity:
+            raise EngineSupportError(f"{where} does not run {{@sparsity}} {sparsity!r}; it runs: "
+                                     f"{', '.join(sup.sparsity)}", field="sparsity")
+    for dim, degree in (layout or {}).items():
+        if degree and degree > 1 and dim not in sup.parallel:
+            raise EngineSupportError(
+                f"{where} has no {{@{dim}}} parallelism (degree {degree}); it supports: "
+                f"{', '.join(sup.parallel) or 'a single device only'}", field=dim)
+
+
+__all__ = [
+    "EngineSpec", "EngineSupportError", "Runtime", "Scheme", "Support", "Target", "check_request", "default_engine",
+    "list_engines", "load_engine", "load_engine_from_dict", "support",
+]

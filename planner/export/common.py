@@ -1,0 +1,137 @@
+"""Helpers several exporters share: decision groups → module names, shell and JSON
+text, and the device-memory figures engines are sized with."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+from .core import ExportContext, PlanView
+
+#: Fraction of device memory kept free above the plan's predicted footprint when
+#: setting vLLM's ``gpu_memory_utilization`` / TensorRT-LLM's KV-cache fraction:
+#: CUDA context, NCCL buffers and CUDA graphs live outside the engine's budget.
+HEADROOM_FRACTION = 0.05
+
+
+# Decision groups that bundle several modules (planner/workload.py): q/k/v share one
+# choice, gate/up share one choice.
+_GROUP_MEMBERS = {"qkv": ("q_proj", "k_proj", "v_proj"), "gate_up": ("gate_proj", "up_proj")}
+
+
+def _hf_module(name: str) -> str:
+    # Hugging Face *ForCausalLM keeps the LM head at the top level ("lm_head"), not
+    # under the base model ("model.lm_head").
+    return "lm_head" if name == "model.lm_head" else name
+
+
+def group_modules(arch: Any) -> dict[str, tuple[str, ...]]:
+    """Decision-group FQN → module names (Hugging Face naming) for a model."""
+    from planner.workload import WEIGHTED_KINDS, build_workload
+
+    out: dict[str, list[str]] = {}
+    for block in build_workload(arch).blocks:
+        for i in range(block.count):
+            for op in block.ops:
+                if op.kind not in WEIGHTED_KINDS or op.tied_to is not None:
+                    continue
+                out.setdefault(block.group_fqn(i, op), []).append(_hf_module(block.fqn(i, op)))
+    return {g: tuple(m) for g, m in out.items()}
+
+
+def modules_of(group: str, ctx: ExportContext) -> tuple[str, ...]:
+    if ctx.modules is not None and group in ctx.modules:
+        return tuple(ctx.modules[group])
+    head, _, last = group.rpartition(".")
+    if last in _GROUP_MEMBERS and head:
+        return tuple(f"{head}.{m}" for m in _GROUP_MEMBERS[last])
+    return (_hf_module(group),)
+
+
+_LAYER = re.compile(r"^(.*?)\.(\d+)\.(.+)$")
+
+
+def compact_targets(names: list[str], *, anchor_end: bool = True) -> list[str]:
+    """Module names → compressed-tensors targets: exact names, or one ``re:`` pattern
+    per (prefix, suffix) covering several layer indices."""
+    buckets: dict[tuple[str, str], list[int]] = {}
+    singles: list[str] = []
+    for n in names:
+        m = _LAYER.match(n)
+        if m:
+            buckets.setdefault((m.group(1), m.group(3)), []).append(int(m.group(2)))
+        else:
+            singles.append(n)
+    out = list(dict.fromkeys(singles))
+    for (head, tail), idx in buckets.items():
+        idx = sorted(set(idx))
+        if len(idx) == 1:
+            out.append(f"{head}.{idx[0]}.{tail}")
+        else:
+            alt = "|".join(str(i) for i in idx)
+            out.append(f"re:^{re.escape(head)}\\.({alt})\\.{re.escape(tail)}{'$' if anchor_end else ''}")
+    return out
+
+
+def model_path(v: PlanView, ctx: ExportContext) -> str:
+    if ctx.model_path:
+        return ctx.model_path
+    src = getattr(ctx.arch, "source", "") or ""
+    m = re.match(r"^\s*([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)\s+config\.json", src)
+    return m.group(1) if m else v.model
+
+
+def shell_quote(args: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def shell_lines(args: list[str]) -> str:
+    """A shell command with one flag (and its value) per line."""
+    parts: list[str] = []
+    for a in args:
+        if a.startswith("--") or not parts:
+            parts.append(shlex.quote(a))
+        else:
+            parts[-1] += " " + shlex.quote(a)
+    return " \\\n  ".join(parts)
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False) + "\n"
+
+
+def device_capacity(v: PlanView, ctx: ExportContext) -> float | None:
+    if ctx.device_capacity_bytes:
+        return float(ctx.device_capacity_bytes)
+    tiers = v.predicted.get("tiers")
+    if isinstance(tiers, Mapping):
+        for t in tiers.values():
+            if isinstance(t, Mapping) and t.get("role") == "device" and t.get("capacity_bytes"):
+                return float(t["capacity_bytes"])
+    cap = (v.raw.get("constraints") or {}).get("max_memory_per_device_bytes")
+    return float(cap) if cap else None
+
+
+def memory_fraction(v: PlanView, ctx: ExportContext) -> float | None:
+    """Predicted per-device bytes as a fraction of device memory, plus headroom,
+    rounded up to 0.01 and kept within vLLM's accepted (0, 1]."""
+    cap = device_capacity(v, ctx)
+    need = v.predicted.get("per_device_bytes")
+    if not cap or not need:
+        return None
+    frac = math.ceil((float(need) / cap + HEADROOM_FRACTION) * 100) / 100
+    return min(max(frac, 0.05), 0.98)
+
+
+def host_offload_bytes(v: PlanView) -> float:
+    tiers = v.predicted.get("tiers")
+    total = 0.0
+    if isinstance(tiers, Mapping):
+        for t in tiers.values():
+            if isinstance(t, Mapping) and t.get("role") == "host":
+                total += float(t.get("weights_bytes") or 0.0)
+    return total

@@ -1,0 +1,280 @@
+"""The core of the exporters: the types an exporter returns, the registry it joins,
+the checked view of a plan every exporter reads, and the two verbs (:func:`export_plan`,
+:func:`write_export`).
+
+An exporter is a pure function ``(PlanView, ExportContext) -> Export`` that joins
+:data:`EXPORTERS` with the :func:`register` decorator. A choice the target cannot express
+raises :class:`ExportError` naming the plan field (``choices.<group>.weights``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hwmodels.errors import TierwiseError
+
+__all__ = [
+    "EXPORTERS",
+    "FLOAT16",
+    "Export",
+    "ExportContext",
+    "ExportError",
+    "ExportFile",
+    "Exporter",
+    "PlanView",
+    "acts_of",
+    "canonical",
+    "export_formats",
+    "export_plan",
+    "format_of",
+    "plan_view",
+    "register",
+    "sparsity_of",
+    "weights_of",
+    "write_export",
+]
+
+
+class ExportError(TierwiseError, ValueError):
+    """A plan that a target cannot express. ``field`` names the plan field."""
+
+    code = "export_unsupported"
+
+    def __init__(self, field: str, message: str) -> None:
+        TierwiseError.__init__(self, message, field=field)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportFile:
+    """One file of an export: ``path`` relative to the output folder."""
+
+    path: str
+    content: str
+    media_type: str = "text/plain"
+
+    def __post_init__(self) -> None:
+        p = Path(self.path)
+        if p.is_absolute() or ".." in p.parts or not self.path:
+            raise ExportError("path", f"export file paths must be relative and stay inside the output folder; got {self.path!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Export:
+    """What an exporter produced: files, the next command, and notes for the user."""
+
+    format: str
+    files: tuple[ExportFile, ...]
+    next_command: str
+    notes: tuple[str, ...] = ()
+
+    def file(self, path: str) -> ExportFile:
+        for f in self.files:
+            if f.path == path:
+                return f
+        raise KeyError(path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "files": [{"path": f.path, "media_type": f.media_type, "content": f.content} for f in self.files],
+            "next_command": self.next_command,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportContext:
+    """What an exporter may know beyond the plan.
+
+    ``modules`` maps a decision-group FQN to the module names it covers (from
+    :func:`group_modules`); without it, groups are expanded by name (``.qkv`` →
+    q/k/v projections, ``.gate_up`` → gate/up). ``device_capacity_bytes`` is the
+    device tier of one accelerator; ``devices_per_node`` sizes ``torchrun``.
+    ``model_path`` is what the commands load (a Hugging Face repo id or a folder).
+    """
+
+    model_path: str | None = None
+    modules: Mapping[str, tuple[str, ...]] | None = None
+    arch: Any = None
+    device_capacity_bytes: float | None = None
+    devices_per_node: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Exporter:
+    name: str
+    description: str
+    func: Callable[["PlanView", ExportContext], Export]
+
+
+#: Target name → exporter, in the order targets registered (see ``planner.export``).
+EXPORTERS: dict[str, Exporter] = {}
+
+
+def register(name: str, description: str) -> Callable[[Callable[[PlanView, ExportContext], Export]], Callable]:
+    """Decorator that adds an exporter function to :data:`EXPORTERS` under ``name``."""
+
+    def add(func: Callable[[PlanView, ExportContext], Export]) -> Callable[[PlanView, ExportContext], Export]:
+        if name in EXPORTERS:
+            raise ValueError(f"export target {name!r} is registered twice")
+        EXPORTERS[name] = Exporter(name=name, description=description, func=func)
+        return func
+
+    return add
+
+
+# ---------------------------------------------------------------------------
+# Plan access
+# ---------------------------------------------------------------------------
+
+
+def _plan_dict(plan: Any) -> dict:
+    if isinstance(plan, Mapping):
+        return dict(plan)
+    from planner.plan import plan_to_dict  # a Plan object
+
+    return plan_to_dict(plan)
+
+
+def _need(d: Mapping, key: str, where: str = "") -> Any:
+    if not isinstance(d, Mapping) or key not in d or d[key] is None:
+        name = f"{where}.{key}" if where else key
+        raise ExportError(name, f"the plan has no '{name}'; export needs a complete plan (see `tierwise plan`)")
+    return d[key]
+
+
+def _int(d: Mapping, key: str, where: str, default: int | None = None) -> int:
+    v = d.get(key, default) if isinstance(d, Mapping) else default
+    if v is None:
+        return _need(d, key, where)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or v < 0:
+        raise ExportError(f"{where}.{key}", f"plan field '{where}.{key}' must be a non-negative integer; got {v!r}")
+    return int(v)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanView:
+    """The parts of a plan every exporter reads, checked once."""
+
+    model: str
+    hardware: str
+    tp: int
+    pp: int
+    dp: int
+    ep: int
+    batch: int
+    prompt: int
+    gen: int
+    kv: str
+    choices: dict[str, dict]
+    predicted: dict
+    raw: dict
+
+    @property
+    def devices(self) -> int:
+        return self.tp * self.pp * self.dp
+
+
+def plan_view(plan: Any) -> PlanView:
+    d = _plan_dict(plan)
+    layout = _need(d, "layout")
+    workload = _need(d, "workload")
+    choices = _need(d, "choices")
+    if not isinstance(choices, Mapping):
+        raise ExportError("choices", f"plan field 'choices' must map group names to choices; got {type(choices).__name__}")
+    for g, c in choices.items():
+        if not isinstance(c, Mapping):
+            raise ExportError(f"choices.{g}", f"choice for group {g!r} must be a mapping; got {type(c).__name__}")
+    kv = d.get("kv") or "bf16"
+    return PlanView(
+        model=str(_need(d, "model")),
+        hardware=str(_need(d, "hardware")),
+        tp=max(1, _int(layout, "tp", "layout", 1)),
+        pp=max(1, _int(layout, "pp", "layout", 1)),
+        dp=max(1, _int(layout, "dp", "layout", 1)),
+        ep=max(1, _int(layout, "ep", "layout", 1)),
+        batch=max(1, _int(workload, "batch", "workload", 1)),
+        prompt=_int(workload, "prompt", "workload", 0),
+        gen=_int(workload, "gen", "workload", 0),
+        kv=canonical(str(kv), "kv"),
+        choices={str(g): dict(c) for g, c in choices.items()},
+        predicted=dict(d.get("predicted") or {}),
+        raw=d,
+    )
+
+
+def canonical(name: str, field_name: str) -> str:
+    from planner.formats import FormatError, get_format
+
+    try:
+        return get_format(name).name
+    except FormatError as e:
+        raise ExportError(field_name, f"plan field '{field_name}': {e}") from None
+
+
+def format_of(name: str):
+    from planner.formats import get_format
+
+    return get_format(name)
+
+
+FLOAT16 = frozenset({"bf16", "fp16", "fp32"})
+
+
+def weights_of(v: PlanView, group: str) -> str:
+    return canonical(str(v.choices[group].get("weights") or "bf16"), f"choices.{group}.weights")
+
+
+def acts_of(v: PlanView, group: str) -> str:
+    return canonical(str(v.choices[group].get("activations") or "bf16"), f"choices.{group}.activations")
+
+
+def sparsity_of(v: PlanView, group: str) -> str:
+    s = v.choices[group].get("sparsity") or "dense"
+    return str(s)
+
+def export_formats() -> tuple[str, ...]:
+    return tuple(EXPORTERS)
+
+
+def export_plan(plan: Any, fmt: str, context: ExportContext | None = None) -> Export:
+    """Export ``plan`` (a Plan or its dict) for target ``fmt``; see :data:`EXPORTERS`."""
+    key = str(fmt).strip().lower()
+    if key not in EXPORTERS:
+        raise ExportError("format", f"unknown export format {fmt!r}; expected one of: {', '.join(EXPORTERS)}")
+    return EXPORTERS[key].func(plan_view(plan), context or ExportContext())
+
+
+def write_export(export: Export, out_dir: str | os.PathLike) -> list[Path]:
+    """Write every file of ``export`` under ``out_dir`` — all of them or none.
+
+    Files are first written into a temporary folder beside ``out_dir`` and then moved
+    in, so a failure leaves no half-written export. Shell scripts are made executable.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tierwise-export-", dir=out))
+    written: list[Path] = []
+    try:
+        staged = []
+        for f in export.files:
+            p = tmp / f.path
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(f.content, encoding="utf-8")
+            if f.path.endswith(".sh"):
+                p.chmod(0o755)
+            staged.append((p, out / f.path))
+        for src, dst in staged:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+            written.append(dst)
+    finally:
+        for p in sorted(tmp.rglob("*"), reverse=True):
+            p.rmdir() if p.is_dir() else p.unlink()
+        tmp.rmdir()
+    return written

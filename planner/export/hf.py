@@ -1,0 +1,74 @@
+"""hf target: a transformers ``quantization_config`` (bitsandbytes, fine-grained FP8, or
+compressed-tensors for per-layer mixtures) and a ``load.py``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .common import model_path, modules_of, to_json
+from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, weights_of
+from .schemes import ct_quantization_config
+
+
+@register("hf", "transformers quantization_config")
+def _export_hf(v: PlanView, ctx: ExportContext) -> Export:
+    notes: list[str] = []
+    quantized = {g: weights_of(v, g) for g in v.choices if weights_of(v, g) not in FLOAT16}
+    acts = {acts_of(v, g) for g in v.choices}
+    skip_plain = [m for g in v.choices if g not in quantized for m in modules_of(g, ctx)]
+    kinds = set(quantized.values())
+    model = model_path(v, ctx)
+    if v.kv not in FLOAT16:
+        notes.append(f"transformers keeps its KV cache in 16 bit; the plan's {v.kv} KV cache applies when served by vLLM or TensorRT-LLM")
+    if not quantized:
+        qcfg: dict[str, Any] | None = None
+    elif acts <= FLOAT16 and kinds <= {"nf4", "nf4-dq", "fp4-e2m1"} and len({k.split("-")[0] for k in kinds}) == 1:
+        # bitsandbytes 4-bit (Dettmers et al., QLoRA 2023): NF4 or FP4 with optional double quantization.
+        qcfg = {
+            "quant_method": "bitsandbytes",
+            "load_in_4bit": True,
+            "bnb_4bit_quant_type": "fp4" if kinds == {"fp4-e2m1"} else "nf4",
+            "bnb_4bit_use_double_quant": kinds == {"nf4-dq"},
+            "bnb_4bit_compute_dtype": "bfloat16",
+            "llm_int8_skip_modules": skip_plain or None,
+        }
+        if len(kinds) > 1:
+            raise ExportError("choices", "bitsandbytes applies one 4-bit type to the whole model; the plan mixes " + ", ".join(sorted(kinds)))
+    elif acts <= FLOAT16 and kinds == {"int8"}:
+        # bitsandbytes LLM.int8 (Dettmers et al. 2022): per-row int8 weights, 16-bit compute.
+        qcfg = {"quant_method": "bitsandbytes", "load_in_8bit": True, "llm_int8_skip_modules": skip_plain or None}
+    elif kinds == {"fp8-e4m3"} and acts <= FLOAT16 | {"fp8-e4m3"}:
+        # transformers FineGrainedFP8Config: e4m3 weights with 128x128 block scales,
+        # activations quantized per 1x128 block at run time.
+        qcfg = {"quant_method": "fp8", "activation_scheme": "dynamic", "weight_block_size": [128, 128],
+                "modules_to_not_convert": skip_plain or None}
+        notes.append("FineGrainedFP8 stores one scale per 128x128 block; the plan priced one per output channel (a few bytes per tensor apart)")
+    else:
+        qcfg, more = ct_quantization_config(v, ctx)
+        notes += more
+    snippet = "\n".join([
+        '"""Load the model the way the Tierwise plan quantizes it."""',
+        "import json",
+        "",
+        "from transformers import AutoModelForCausalLM",
+        "from transformers.quantizers.auto import AutoQuantizationConfig",
+        "",
+        'with open("quantization_config.json") as f:',
+        "    qcfg = json.load(f)",
+        "kwargs = {} if qcfg is None else {\"quantization_config\": AutoQuantizationConfig.from_dict(qcfg)}",
+        f"model = AutoModelForCausalLM.from_pretrained({model!r}, torch_dtype=\"auto\", device_map=\"auto\", **kwargs)",
+        "print(model.get_memory_footprint() / 1e9, \"GB\")",
+        "",
+    ])
+    if qcfg is not None and qcfg.get("quant_method") == "compressed-tensors":
+        notes.append("transformers loads compressed-tensors configs from a checkpoint made by llm-compressor "
+                     "(`tierwise export PLAN --format compressed-tensors`); this config documents that checkpoint")
+    return Export(
+        format="hf",
+        files=(
+            ExportFile(path="quantization_config.json", content=to_json(qcfg), media_type="application/json"),
+            ExportFile(path="load.py", content=snippet, media_type="text/x-python"),
+        ),
+        next_command="python load.py",
+        notes=tuple(notes),
+    )
