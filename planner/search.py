@@ -372,8 +372,8 @@ class Planner(FormulationMixin, AssemblyMixin):
             dl.check("the plan search")
         if best is None:
             if timed_out:
-                raise DeadlineExceeded(f"no plan was found within the time limit of {req.time_limit_s:g} s "
-                                       "(raise {@time_limit_s})", field="time_limit_s")
+                raise DeadlineExceeded(f"no plan was found within the time limit of {req.time_limit_s:g} s; "
+                                       "raise the time limit", field="time_limit_s")
             if not diagnose_failure:
                 raise NoFeasiblePlanError("no plan satisfies the constraints", diagnosis=None)
             raise NoFeasiblePlanError.from_diagnosis(diagnose(self, req, deadline=dl))
