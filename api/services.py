@@ -327,7 +327,7 @@ def estimate(catalog: Catalog, req: dict) -> bytes:
 
 
 def _estimate(arch, dev, r: dict) -> dict:
-    from planner.costmodel import Choice, Layout, Options, Serving, check_layout, estimate_inference, max_batch
+    from planner.costmodel import Choice, Layout, RuntimeSettings, Serving, check_layout, estimate_inference, max_batch
 
     layout = Layout(tp=r["tp"], pp=r["pp"], dp=r["dp"], ep=r["ep"])
     if r["mode"] == "training":
@@ -355,7 +355,7 @@ def _estimate(arch, dev, r: dict) -> dict:
         return estimate_training(arch, dev, cfg).to_dict()
     choice = Choice(weights=r["weights"], activations=r["activations"], kv=r["kv"], sparsity=r["sparsity"],
                     low_rank=r.get("low_rank"))
-    options = Options(allow_offload=r["allow_offload"], flash_chunk_bytes=r["flash_chunk_kib"] * 1024.0,
+    options = RuntimeSettings(allow_offload=r["allow_offload"], flash_chunk_bytes=r["flash_chunk_kib"] * 1024.0,
                       runtime=r["runtime"], kv_token_budget=r.get("kv_budget"), kv_evicted=r["kv_evicted"],
                       kv_share_layers=r["kv_share"])
     b = r["batch"]

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from hwmodels import DeviceSpec
-from planner.costmodel import Choice, InferenceEstimate, Options, estimate_inference
+from planner.costmodel import Choice, InferenceEstimate, RuntimeSettings, estimate_inference
 from planner.plan import (
     GroupChoice,
     LayerPrediction,
@@ -86,7 +86,7 @@ class AssemblyMixin:
         placement); what :attr:`Plan.predicted` records."""
         return estimate_inference(self.arch, self.device, plan.layout.to_layout(), plan.workload.to_serving(),
                                   plan.default_choice(), overrides=plan.overrides(),
-                                  options=Options(allow_offload=plan.constraints.allow_offload,
+                                  options=RuntimeSettings(allow_offload=plan.constraints.allow_offload,
                                                   placement=plan.placement()))
 
     def _assemble(self, f: Formulation, req: PlanProblem, sol: Solution,
@@ -99,7 +99,7 @@ class AssemblyMixin:
         default = Choice(weights="bf16", activations=f.base, kv=f.kv, sparsity="dense")
         est = estimate_inference(self.arch, self.device, layout, serving, default,
                                  overrides={k: c.to_choice(f.kv) for k, c in choices.items()},
-                                 options=Options(allow_offload=req.allow_offload, placement=placement))
+                                 options=RuntimeSettings(allow_offload=req.allow_offload, placement=placement))
         group_sens = {gi: float(f.classes[ci].alpha[f.classes[ci].members.index(gi)] * f.classes[ci].sigma[oi])
                       for gi, (ci, oi, _) in assign.items()}
         sens_total = sum(group_sens.values()) + f.kv_sens

@@ -74,7 +74,7 @@ def estimate(
 ) -> None:
     """Predict time, memory, energy and cost of one configuration."""
     from planner.cli.common import load_hardware_or_fail, load_model_or_fail
-    from planner.costmodel import Choice, Layout, Options, Serving, check_layout, estimate_inference, max_batch
+    from planner.costmodel import Choice, Layout, RuntimeSettings, Serving, check_layout, estimate_inference, max_batch
 
     arch = load_model_or_fail(model)
     dev = load_hardware_or_fail(hardware)
@@ -120,7 +120,7 @@ def estimate(
         raise typer.Exit(EXIT_OK)
 
     choice = Choice(weights=weights, activations=activations, kv=kv, sparsity=sparsity, low_rank=low_rank)
-    options = Options(
+    options = RuntimeSettings(
         allow_offload=allow_offload,
         flash_chunk_bytes=flash_chunk_kib * 1024.0,
         runtime=runtime,
