@@ -143,7 +143,7 @@ def _ranks(v: Any) -> tuple[int, ...]:
 def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     """(arch, device, solver problem, sensitivity spec) of a validated plan request."""
     from planner.plan import OBJECTIVES
-    from planner.search import PlanRequest as PlanProblem
+    from planner.search import PlanProblem
     from planner.solver import BACKENDS
 
     arch, dev = load_specs(req.model, req.hardware)
