@@ -18,26 +18,33 @@ from api.errors import ApiError
 from api.routes import COMMON, errors
 from api.routes.jobs import job_error, job_public, start_job
 from api.schemas import CapacityCreate, CapacityPublic, JobPublic, TrainCapacityCreate, TrainCapacityPublic
+from planner.request.capacity import CapacityServeRequest, CapacityTrainRequest
+from planner.request.fields import field_info
 
 router = APIRouter(prefix="/v1", tags=["capacity"])
 
 _ACCEPTED = {202: {"model": JobPublic, "description": "Search still running: poll the job (its 'result' when done)"}}
 
 
-def _check_limits(body, settings) -> None:
-    if body.max_devices > settings.max_devices:
-        raise ApiError(422, "limit_exceeded", f"'max_devices' {body.max_devices} is over this server's limit "
+def _within_limits(req: dict, request_type: type, settings) -> dict:
+    """``req`` with ``max_devices`` filled (the request layer's default, within this server's
+    limit); 422 ``limit_exceeded`` for a value over the server's limits."""
+    if "max_devices" not in req:
+        req["max_devices"] = min(field_info(request_type)["max_devices"].default, settings.max_devices)
+    if req["max_devices"] > settings.max_devices:
+        raise ApiError(422, "limit_exceeded", f"'max_devices' {req['max_devices']} is over this server's limit "
                        f"max_devices={settings.max_devices}", "max_devices", {"limit": "max_devices", "value": settings.max_devices})
-    if body.time_limit_s is not None and body.time_limit_s > settings.solve_time_limit_s:
-        raise ApiError(422, "limit_exceeded", f"'time_limit_s' {body.time_limit_s:g} is over this server's limit "
+    tl = req.get("time_limit_s")
+    if tl is not None and tl > settings.solve_time_limit_s:
+        raise ApiError(422, "limit_exceeded", f"'time_limit_s' {tl:g} is over this server's limit "
                        f"solve_time_limit_s={settings.solve_time_limit_s:g}", "time_limit_s",
                        {"limit": "solve_time_limit_s", "value": settings.solve_time_limit_s})
+    return req
 
 
-async def _run(request: Request, kind: str, body, store, runner, settings) -> Response:
-    _check_limits(body, settings)
+async def _run(request: Request, kind: str, req: dict, store, runner, settings) -> Response:
     job_id, status, http = await start_job(request, store=store, runner=runner, settings=settings, kind=kind,
-                                           body=body.model_dump(), cancel_on_disconnect=True)
+                                           body=req, cancel_on_disconnect=True)
     job = await run_in_threadpool(store.get_job, job_id)
     if status == "succeeded":
         return JSONResponse(job.result, status_code=200)
@@ -48,10 +55,12 @@ async def _run(request: Request, kind: str, body, store, runner, settings) -> Re
 
 @router.post("/capacity", response_model=CapacityPublic, responses={**COMMON, **errors(404, 503), **_ACCEPTED})
 async def post_capacity(request: Request, body: CapacityCreate, store: StoreDep, runner: RunnerDep, settings: SettingsDep) -> Response:
-    return await _run(request, "capacity", body, store, runner, settings)
+    req = _within_limits(body.model_dump(exclude_none=True), CapacityServeRequest, settings)
+    return await _run(request, "capacity", req, store, runner, settings)
 
 
 @router.post("/capacity/train", response_model=TrainCapacityPublic, responses={**COMMON, **errors(404, 503), **_ACCEPTED})
 async def post_train_capacity(request: Request, body: TrainCapacityCreate, store: StoreDep, runner: RunnerDep,
                               settings: SettingsDep) -> Response:
-    return await _run(request, "capacity_train", body, store, runner, settings)
+    req = _within_limits(body.model_dump(exclude_none=True), CapacityTrainRequest, settings)
+    return await _run(request, "capacity_train", req, store, runner, settings)
