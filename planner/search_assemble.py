@@ -72,7 +72,7 @@ class AssemblyMixin:
         if all(ti == 0 for _, _, ti in assign.values()):
             return None
         per = np.zeros((f.layout.pp, len(f.tiers)))
-        for gi, (ci, oi, ti) in assign.items():
+        for ci, oi, ti in assign.values():
             c = f.classes[ci]
             per[c.stage, ti] += c.coeffs[oi][0]
         s = int(np.argmax(per.sum(axis=1)))
