@@ -119,12 +119,11 @@ def bad(name: str, expected: str, got: Any, *, code: str = "invalid_field") -> T
 
 def check_int(name: str, v: Any, *, lo: int = 1, hi: int | None = None) -> int:
     """An integer in [lo, hi] (``bool`` is not an integer here)."""
+    if isinstance(v, float):  # 2.0 is shown as 2.0, not 2
+        raise TierwiseError(f"{{@{name}}} must be {_int_text(lo, hi)}; got the number {v!r}", field=name,
+                            code="invalid_field")
     if isinstance(v, bool) or not isinstance(v, int):
-        # integral floats from JSON-ish callers (4.0) are accepted; 1.5 is not
-        if isinstance(v, float) and v.is_integer() and math.isfinite(v):
-            v = int(v)
-        else:
-            raise bad(name, _int_text(lo, hi), v)
+        raise bad(name, _int_text(lo, hi), v)
     if v < lo or (hi is not None and v > hi):
         raise bad(name, _int_text(lo, hi), v)
     return v
