@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE))
 from hwmodels import load_device  # noqa: E402
 
 from planner.arch import load_arch  # noqa: E402
-from planner.costmodel import Choice, Layout, Options, Serving, estimate_inference  # noqa: E402
+from planner.costmodel import Choice, Layout, RuntimeSettings, Serving, estimate_inference  # noqa: E402
 from rowmap import HARDWARE, MODELS, first_int  # noqa: E402
 from rowmap import match as _match  # noqa: E402
 
@@ -148,7 +148,7 @@ def predict_inference(row: dict) -> tuple[float | None, str]:
     gen = gen or 0
     engine = row["engine"]
     offload = "flexgen" in engine.lower() or "offload" in engine.lower()
-    opts = Options(allow_offload=offload, runtime=runtime_of(engine))
+    opts = RuntimeSettings(allow_offload=offload, runtime=runtime_of(engine))
     est = estimate_inference(
         arch,
         dev,

@@ -271,6 +271,8 @@ class DeviceSpec:
                 exponent = FLOAT_SPLIT[key][0]
                 w_exp = exponent if w_bits == BITS[key] else None
                 a_exp = exponent if a_bits == BITS[key] else None
+                if number_kind == "int" and weight_bits is not None:
+                    w_exp = 0  # integer weights (int2..int8, block-float mantissas) have no exponent
             return fpga_peak_ops_per_s(
                 self.fpga, w_bits, a_bits, kind, weight_exponent_bits=w_exp, act_exponent_bits=a_exp
             )

@@ -49,6 +49,12 @@ LUT cost per MAC
   carries its own exponent, so packed lanes could not share an accumulator): a
   float MAC on a DSP48E2 uses the slice for its significand product only and
   still spends the exponent/alignment/normalisation LUTs.
+* Integer weights times float activations (weight-only int2..int8 or block-float
+  mantissas with bf16/fp16/fp8 activations): the integer is the weight's whole
+  significand and carries no exponent, so the same minifloat structure applies
+  with ``m_w + 1 = b_w`` (a b_w x (m_a+1) array multiplier, Walters 2016) and the
+  activation's exponent alone feeding the alignment and normalisation logic
+  (Aggarwal et al. 2024). Pass ``weight_exponent_bits=0`` for such a weight.
 """
 
 from __future__ import annotations
@@ -104,10 +110,15 @@ def _check_bits(bits: int, field: str, minimum: int) -> None:
 
 
 def _split(bits: int, exponent_bits: int | None, field: str) -> tuple[int, int]:
+    """(exponent, mantissa) bits of a float MAC operand; exponent 0 is an integer operand
+    (its ``bits`` two's-complement bits are the whole significand: mantissa = bits - 1)."""
     if exponent_bits is None:
         return default_float_split(bits)
-    if not isinstance(exponent_bits, int) or not 1 <= exponent_bits <= bits - 2:
-        raise ValueError(f"{field} must be a whole number in [1, {bits - 2}] for a {bits}-bit float; got {exponent_bits!r}")
+    if exponent_bits == 0 and not isinstance(exponent_bits, bool):
+        return 0, bits - 1
+    if not isinstance(exponent_bits, int) or isinstance(exponent_bits, bool) or not 1 <= exponent_bits <= bits - 2:
+        raise ValueError(f"{field} must be 0 (an integer operand) or a whole number in [1, {bits - 2}] for a "
+                         f"{bits}-bit float; got {exponent_bits!r}")
     return exponent_bits, bits - 1 - exponent_bits
 
 
@@ -139,9 +150,10 @@ def mac_cost(
         raise ValueError(f"dsp_type must be one of {', '.join(DSP_MULTIPLIER_BITS)}; got {dsp_type!r}")
     if number_kind not in ("int", "float"):
         raise ValueError(f"number_kind must be 'int' or 'float'; got {number_kind!r}")
-    minimum = 1 if number_kind == "int" else 3
-    _check_bits(weight_bits, "weight_bits", minimum)
-    _check_bits(act_bits, "act_bits", minimum)
+    # A float needs sign, exponent and mantissa bits; an integer operand (also one entering a
+    # float MAC with exponent 0) needs one bit.
+    _check_bits(weight_bits, "weight_bits", 1 if number_kind == "int" or weight_exponent_bits == 0 else 3)
+    _check_bits(act_bits, "act_bits", 1 if number_kind == "int" or act_exponent_bits == 0 else 3)
     wide, narrow = DSP_MULTIPLIER_BITS[dsp_type]
     if number_kind == "int":
         luts = 0.5 * weight_bits * act_bits + (weight_bits + act_bits + ACC_GUARD_BITS)

@@ -204,6 +204,10 @@ class ArchSpec:
     embed_proj_dim: int = 0  # OPT-350m: embeddings narrower than hidden, projected in/out
     relative_attention_num_buckets: int = 0  # T5 relative position bias (first layer of each stack)
     sliding_window_layers: int | None = None  # None: every layer when sliding_window is set
+    # Which layers use the window: 0 → the last ``sliding_window_layers`` layers (Qwen2:
+    # index >= max_window_layers; all of them for Mistral); p >= 2 → interleaved, layer i is
+    # global when (i + 1) % p == 0 and local otherwise (Gemma 2: p = 2, local first).
+    sliding_window_period: int = 0
 
     def __post_init__(self) -> None:
         owner = f"ArchSpec({self.id})"
@@ -256,6 +260,13 @@ class ArchSpec:
             )
         if self.sliding_window is not None:
             _check_pos_int(owner, "sliding_window", self.sliding_window)
+        _check_pos_int(owner, "sliding_window_period", self.sliding_window_period, allow_zero=True)
+        if self.sliding_window_period == 1:
+            raise ModelConfigError(owner, "sliding_window_period", "0 (trailing layers) or >= 2 (interleaved)", 1)
+        if self.sliding_window_period:
+            # Interleaved: the count follows from the period (kept consistent when layers change).
+            n = self._cache_layers() or self.num_layers
+            object.__setattr__(self, "sliding_window_layers", n - n // self.sliding_window_period)
         if self.sliding_window_layers is not None:
             _check_pos_int(owner, "sliding_window_layers", self.sliding_window_layers, allow_zero=True)
             if self.sliding_window_layers > self.num_layers:
@@ -381,16 +392,28 @@ class ArchSpec:
         """KV-cache bytes for one sequence of ``tokens`` cached tokens.
 
         Layers with a sliding window keep at most ``sliding_window`` tokens (Mistral 7B,
-        Gemma 2's local layers); the others keep all of them.
+        Gemma 2's local layers); the others keep all of them (:meth:`layer_windows`).
         """
         if tokens < 0:
             raise ValueError(f"tokens must be >= 0; got {tokens}")
         per_layer = self.kv_bytes_per_token(bytes_per_elem) / max(self._cache_layers(), 1)
-        if self.sliding_window is None:
-            return per_layer * self._cache_layers() * tokens
-        windowed = self._cache_layers() if self.sliding_window_layers is None else self.sliding_window_layers
-        full = self._cache_layers() - windowed
-        return per_layer * (full * tokens + windowed * min(tokens, self.sliding_window))
+        return per_layer * sum(tokens if w is None else min(tokens, w) for w in self.layer_windows())
+
+    def layer_windows(self) -> tuple[int | None, ...]:
+        """Attention window of each layer that keeps a KV cache (``None``: global attention).
+
+        Mistral windows every layer; Gemma 2 alternates local and global layers starting
+        with local (HF ``Gemma2Attention``: window when ``layer_idx % 2 == 0``); Qwen2 windows
+        the layers from ``max_window_layers`` on (HF ``Qwen2Attention``)."""
+        n = self._cache_layers()
+        w = self.sliding_window
+        if w is None:
+            return (None,) * n
+        if self.sliding_window_period:
+            p = self.sliding_window_period
+            return tuple(None if (i + 1) % p == 0 else w for i in range(n))
+        windowed = n if self.sliding_window_layers is None else min(self.sliding_window_layers, n)
+        return (None,) * (n - windowed) + (w,) * windowed
 
     def _cache_layers(self) -> int:
         return {"decoder": self.num_layers, "encoder_decoder": self.num_decoder_layers}.get(self.family, 0)
@@ -594,7 +617,7 @@ def _llama_like(c: _Cfg, model_type: str) -> dict[str, Any]:
         kw["norms_per_layer"] = 4
         if c.has("sliding_window"):
             kw["sliding_window"] = c.int("sliding_window")
-            kw["sliding_window_layers"] = (kw["num_layers"] + 1) // 2
+            kw["sliding_window_period"] = 2
     if model_type == "mixtral":
         kw["num_experts"] = c.int("num_local_experts")
         kw["experts_per_token"] = c.int("num_experts_per_tok")

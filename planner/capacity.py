@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
 from planner.errors import InfeasibleError
-from planner.costmodel import Choice, EstimateError, Layout, Options, Serving, estimate_inference, max_batch
+from planner.costmodel import Choice, EstimateError, Layout, RuntimeSettings, Serving, estimate_inference, max_batch
 from planner.layout import num_layers
 from planner.queueing import DecodeCurve, ReplicaQueue, continuous_batching, md1_mean_wait_s, poisson_quantile, wait_quantile_s
 
@@ -224,7 +224,7 @@ class _Replica:
 def _replica(arch: ArchSpec, device: DeviceSpec, tp: int, pp: int, choice: Choice, target: ServeTarget, search: ServeSearch) -> _Replica | None:
     layout = Layout(tp=tp, pp=pp)
     serving = Serving(batch=1, prompt=target.prompt, gen=target.gen)
-    options = Options(runtime=search.runtime)
+    options = RuntimeSettings(runtime=search.runtime)
     try:
         b_max = max_batch(arch, device, layout, serving, choice, options=options, limit=4096)
     except EstimateError:

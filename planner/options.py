@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from hwmodels import DeviceSpec
 from hwmodels.errors import TierwiseError
 from planner.formats import FormatError, SparsityError, get_format, parse_sparsity
+from planner.numerics import HIGH_PRECISION_COMPUTE, Numerics, numerics_key
 from planner.workload import CONV, EMBEDDING, LINEAR, LM_HEAD, ROUTER, OpShape, Workload
 
 __all__ = [
@@ -57,9 +58,6 @@ __all__ = [
     "parse_option_key",
     "support_status",
 ]
-
-#: Compute formats after which a weight-only option's key omits ``/activations``.
-HIGH_PRECISION_COMPUTE = frozenset({"bf16", "fp16", "fp32"})
 
 #: Weight formats offered when the user does not list any (``--formats``), before the
 #: device filter. One 16-bit format (the device's native one) is added in front.
@@ -102,15 +100,7 @@ def _check_rank(value: object, where: str) -> int:
 
 def option_key(weights: str, sparsity: str = "dense", activations: str = "bf16", low_rank: int | None = None) -> str:
     """``weights[+sparsity][@rRANK][/activations]`` with canonical names (see the module docstring)."""
-    w = get_format(weights).name
-    sp = parse_sparsity(sparsity).name
-    a = get_format(activations).name
-    key = w if sp == "dense" else f"{w}+{sp}"
-    if low_rank is not None:
-        key += f"@r{_check_rank(low_rank, 'option key')}"
-    if a not in HIGH_PRECISION_COMPUTE:
-        key += f"/{a}"
-    return key
+    return numerics_key(weights, sparsity, activations, None if low_rank is None else _check_rank(low_rank, "option key"))
 
 
 _RANK = re.compile(r"^r([0-9]+)$")
@@ -176,14 +166,12 @@ def parse_low_ranks(values: Sequence[object] | str | None) -> tuple[int, ...] | 
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Option:
-    """One setting of a decision group (canonical format names); ``low_rank`` is the rank
-    of a factorisation of the group's linear layers (``None``: not factored)."""
+class Option(Numerics):
+    """One setting of a decision group (a :class:`~planner.numerics.Numerics` validated
+    strictly, canonical format names); ``low_rank`` is the rank of a factorisation of the
+    group's linear layers (``None``: not factored)."""
 
     weights: str
-    sparsity: str = "dense"
-    activations: str = "bf16"
-    low_rank: int | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -204,14 +192,6 @@ class Option:
         object.__setattr__(self, "weights", w.name)
         object.__setattr__(self, "activations", a.name)
         object.__setattr__(self, "sparsity", sp.name)
-
-    @property
-    def key(self) -> str:
-        return option_key(self.weights, self.sparsity, self.activations, self.low_rank)
-
-    @property
-    def weight_only(self) -> bool:
-        return self.activations in HIGH_PRECISION_COMPUTE
 
 
 def support_status(device: DeviceSpec, option: Option) -> str:

@@ -42,7 +42,8 @@ import yaml
 from planner.errors import TierwiseError
 from planner.fileio import atomic_write_text
 from planner.costmodel import Choice, Layout, Serving
-from planner.formats import FormatError, NumericsError, get_format, resolve_numerics
+from planner.formats import FormatError, NumericsError, get_format
+from planner.numerics import Numerics, is_rank
 
 __all__ = [
     "OBJECTIVES",
@@ -194,25 +195,22 @@ def _finite_or_none(v: Any) -> float | None:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class GroupChoice(_Record):
-    """The choice for one decision group: weight format, sparsity, activation (compute)
-    format, the memory tier its weights live in, and an optional low-rank factorisation."""
+class GroupChoice(Numerics, _Record):
+    """The choice for one decision group: its :class:`~planner.numerics.Numerics` (weight
+    format, sparsity, activation (compute) format, optional low-rank factorisation) and the
+    memory tier its weights live in."""
 
-    weights: str
-    sparsity: str = "dense"
-    activations: str = "bf16"
     tier: str
-    low_rank: int | None = None
 
     def __post_init__(self) -> None:
         # Canonical names (aliases resolved) so that plans compare and round-trip exactly.
         try:
-            w, sp, a = resolve_numerics(self.weights, self.sparsity, self.activations)
+            w, sp, a = self.resolved()
         except NumericsError as exc:
             raise PlanError(str(exc), field=exc.field) from None
         if not isinstance(self.tier, str) or not self.tier.strip():
             raise _err("tier", "a memory tier name", self.tier)
-        if self.low_rank is not None and (not _is_int(self.low_rank) or self.low_rank < 1):
+        if self.low_rank is not None and not is_rank(self.low_rank):
             raise _err("low_rank", "an int >= 1 or null", self.low_rank)
         object.__setattr__(self, "weights", w.name)
         object.__setattr__(self, "sparsity", sp.name)
@@ -220,16 +218,7 @@ class GroupChoice(_Record):
 
     def to_choice(self, kv: str) -> Choice:
         """The cost model's :class:`~planner.costmodel.Choice` for this group."""
-        return Choice(weights=self.weights, activations=self.activations, kv=kv, sparsity=self.sparsity,
-                      low_rank=self.low_rank)
-
-    @property
-    def key(self) -> str:
-        """Option key ``weights[+sparsity][@rRANK][/activations]`` (see :mod:`planner.options`),
-        e.g. ``int4-g128``, ``bf16+2:4``, ``int8/int8``, ``int8@r512``."""
-        from planner.options import option_key
-
-        return option_key(self.weights, self.sparsity, self.activations, self.low_rank)
+        return Choice.of(self, kv=kv)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"weights": self.weights, "sparsity": self.sparsity, "activations": self.activations,

@@ -58,7 +58,7 @@ from planner.costmodel import (
     EstimateError,
     InferenceEstimate,
     Layout,
-    Options,
+    RuntimeSettings,
     Serving,
     allowed_tiers,
     check_layout,
@@ -570,14 +570,14 @@ class Planner:
         generative = self.arch.family in ("decoder", "encoder_decoder") and serving.gen > 0
         dev_tier = dev.device_tier
 
-        allowed = [t for t in allowed_tiers(dev, Options(allow_offload=req.allow_offload))
+        allowed = [t for t in allowed_tiers(dev, RuntimeSettings(allow_offload=req.allow_offload))
                    if t.role != "on_chip" or dev.device_class == "fpga"]
         allowed.sort(key=lambda t: 0 if t.name == dev_tier.name else 1)  # the device tier first
         tiers = tuple(t.name for t in allowed)
         # Seconds per streamed byte for each off-device tier (secant over 1–2 GB: the
         # efficiency curve is flat there; the per-access latency is left to the repair step).
         per_byte: dict[str, float] = {}
-        opts = Options(allow_offload=req.allow_offload)
+        opts = RuntimeSettings(allow_offload=req.allow_offload)
         for t in allowed[1:]:
             if t.role == "on_chip":
                 per_byte[t.name] = 0.0
@@ -591,7 +591,7 @@ class Planner:
         # that no streaming hides inside the fixed costs.
         base_choice = Choice(weights=base, activations=base, kv=kv, sparsity="dense")
         est0 = estimate_inference(self.arch, dev, layout, serving, base_choice,
-                                  options=Options(placement={dev_tier.name: 1.0}))
+                                  options=RuntimeSettings(placement={dev_tier.name: 1.0}))
         base_costs = self._type_costs(layout, serving, Option(weights=base, activations=base), kv)
         counts: dict[tuple[str, str], int] = {}
         for g in groups:
@@ -891,7 +891,7 @@ class Planner:
         placement); what :attr:`Plan.predicted` records."""
         return estimate_inference(self.arch, self.device, plan.layout.to_layout(), plan.workload.to_serving(),
                                   plan.default_choice(), overrides=plan.overrides(),
-                                  options=Options(allow_offload=plan.constraints.allow_offload,
+                                  options=RuntimeSettings(allow_offload=plan.constraints.allow_offload,
                                                   placement=plan.placement()))
 
     def _assemble(self, f: _Formulation, req: PlanRequest, sol: Solution,
@@ -904,7 +904,7 @@ class Planner:
         default = Choice(weights="bf16", activations=f.base, kv=f.kv, sparsity="dense")
         est = estimate_inference(self.arch, self.device, layout, serving, default,
                                  overrides={k: c.to_choice(f.kv) for k, c in choices.items()},
-                                 options=Options(allow_offload=req.allow_offload, placement=placement))
+                                 options=RuntimeSettings(allow_offload=req.allow_offload, placement=placement))
         group_sens = {gi: float(f.classes[ci].alpha[f.classes[ci].members.index(gi)] * f.classes[ci].sigma[oi])
                       for gi, (ci, oi, _) in assign.items()}
         sens_total = sum(group_sens.values()) + f.kv_sens

@@ -62,6 +62,7 @@ class OpShape:
     causal: bool = True
     cross: bool = False  # cross-attention over the encoder output
     window: int | None = None
+    window_share: float = 1.0  # fraction of the block's layers that use ``window`` (Gemma 2: 0.5)
     conv_macs_per_sample: int = 0
     conv_in_elems: int = 0
     conv_out_elems: int = 0
@@ -69,6 +70,7 @@ class OpShape:
     shard: str = "none"
     allreduce_after: bool = False
     tied_to: str | None = None  # lm_head tied to the embedding (weights stored once)
+    positions: int = 0  # >0: runs on the first ``positions`` positions only (a [CLS] pooler / head)
 
     @property
     def weight_params(self) -> int:
@@ -158,6 +160,9 @@ class Phase:
     context: float = 0.0
     logits_tokens: int = 1
     encoder_tokens: int = 0  # encoder-decoder cross-attention length
+    # Attention gathers the KV cache from scattered (paged) blocks: a serving engine's decode
+    # step. A prefill (even of one token) and training read their own K/V contiguously.
+    kv_gather: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +179,7 @@ class OpLoad:
 
 
 def expected_experts_touched(experts: int, top_k: int, tokens: float) -> float:
-    """Distinct experts hit by ``tokens`` tokens under uniform top-k routing (§B.5)."""
+    """Distinct experts hit by ``tokens`` tokens under uniform top-k routing: ``E·(1 − (1 − k/E)^tokens)``."""
     if experts <= 0:
         return 0.0
     return experts * (1.0 - (1.0 - top_k / experts) ** max(tokens, 0.0))
@@ -187,6 +192,8 @@ def op_load(op: OpShape, ph: Phase) -> OpLoad:
     kind = op.kind
     if kind in (LINEAR, ROUTER):
         k, n = op.in_features, op.out_features
+        if op.positions:
+            m = b * min(t, op.positions)
         if op.experts:
             routed = m * op.experts_active
             touched = expected_experts_touched(op.experts, op.experts_active, m)
@@ -215,8 +222,11 @@ def op_load(op: OpShape, ph: Phase) -> OpLoad:
                 pairs = t * (prior + t)
             keys_total = prior + t
             if op.window:
-                keys_total = min(keys_total, op.window)
-                pairs = min(pairs, t * op.window)
+                # Local layers attend (and read) at most ``window`` keys; a block mixing local
+                # and global layers gets the layer average (FLOPs and bytes are linear in it).
+                s = op.window_share
+                keys_total = s * min(keys_total, op.window) + (1.0 - s) * keys_total
+                pairs = s * min(pairs, t * op.window) + (1.0 - s) * pairs
             kv_read = b * 2 * kvh * hd * keys_total
             kv_write = b * 2 * kvh * hd * t
         flops = 2.0 * 2.0 * b * h * hd * pairs
@@ -256,10 +266,20 @@ def _norms_per_layer(a: ArchSpec) -> int:
     return 1 if a.parallel_attn_mlp else 2
 
 
+def _window(a: ArchSpec, cross: bool) -> tuple[int | None, float]:
+    """(window, fraction of the layers using it) of a self-attention stack."""
+    windows = a.layer_windows()
+    local = sum(1 for w in windows if w is not None)
+    if cross or not local:
+        return None, 1.0
+    return a.sliding_window, local / len(windows)
+
+
 def _attention_ops(a: ArchSpec, prefix: str, *, causal: bool, cross: bool = False, kv_in: int | None = None) -> list[OpShape]:
     h, hd = a.hidden_size, a.head_dim
     q_out, kv_out = a.num_heads * hd, a.num_kv_heads * hd
     bias = a.attn_bias
+    window, share = _window(a, cross)
     g = f"{prefix}.qkv"
     ops = [
         _linear(f"{prefix}.q_proj", g, h, q_out, bias=bias, shard="col"),
@@ -274,7 +294,8 @@ def _attention_ops(a: ArchSpec, prefix: str, *, causal: bool, cross: bool = Fals
             head_dim=hd,
             causal=causal,
             cross=cross,
-            window=a.sliding_window,
+            window=window,
+            window_share=share,
             shard="heads",
         ),
         _linear(
@@ -422,7 +443,8 @@ def _encoder(a: ArchSpec) -> tuple[Block, ...]:
             Block(
                 prefix=prefix,
                 count=1,
-                ops=(_linear("pooler.dense", "pooler.dense", h, h, bias=True, shard="none"),),
+                # BertPooler: dense + tanh over the first ([CLS]) token only.
+                ops=(_linear("pooler.dense", "pooler.dense", h, h, bias=True, shard="none", positions=1),),
                 stage="post",
                 repeated=False,
             )
@@ -506,7 +528,8 @@ def _vit(a: ArchSpec) -> tuple[Block, ...]:
     )
     enc = _encoder(a)
     layer_ops = tuple(op for op in enc[1].ops)
-    head = _linear("classifier", "classifier", h, max(a.num_labels, 1), bias=True, shard="none")
+    # ViTForImageClassification classifies the [CLS] token only (sequence_output[:, 0, :]).
+    head = _linear("classifier", "classifier", h, max(a.num_labels, 1), bias=True, shard="none", positions=1)
     return (
         Block(prefix="vit", count=1, ops=(patch,), stage="pre", repeated=False),
         Block(prefix="vit.encoder.layer", count=a.num_layers, ops=layer_ops, stage="layers"),

@@ -10,7 +10,7 @@ from planner.costmodel import (
     Choice,
     EstimateError,
     Layout,
-    Options,
+    RuntimeSettings,
     Serving,
     check_layout,
     estimate_inference,
@@ -22,7 +22,7 @@ from planner.formats import get_format
 def est(model, hw, **kw):
     layout = kw.pop("layout", Layout())
     serving = kw.pop("serving", Serving(batch=1, prompt=512, gen=128))
-    options = kw.pop("options", Options())
+    options = kw.pop("options", RuntimeSettings())
     return estimate_inference(load_arch(model), load_device(hw), layout, serving, Choice(**kw), options=options)
 
 
@@ -150,8 +150,8 @@ def test_phone_int4_7b_fits_in_app_dram():
 
 def test_phone_13b_fp16_streams_from_flash_and_depends_on_chunk_size():
     s = Serving(batch=1, prompt=128, gen=64)
-    small = est("llama-2-13b", "iphone-15-pro", weights="fp16", activations="fp16", kv="fp16", serving=s, options=Options(flash_chunk_bytes=4 * 1024))
-    large = est("llama-2-13b", "iphone-15-pro", weights="fp16", activations="fp16", kv="fp16", serving=s, options=Options(flash_chunk_bytes=1024 * 1024))
+    small = est("llama-2-13b", "iphone-15-pro", weights="fp16", activations="fp16", kv="fp16", serving=s, options=RuntimeSettings(flash_chunk_bytes=4 * 1024))
+    large = est("llama-2-13b", "iphone-15-pro", weights="fp16", activations="fp16", kv="fp16", serving=s, options=RuntimeSettings(flash_chunk_bytes=1024 * 1024))
     assert small.memory.offloaded_weights_bytes > 10e9
     assert large.decode.bound == "stream"  # per-token time dominated by flash reads
     assert large.decode.stream_s > 0.8 * large.decode.time_s
@@ -187,7 +187,7 @@ def test_fpga_roof_depends_on_operand_widths():
 def test_offload_places_remainder_in_host_memory():
     s = Serving(batch=1, prompt=128, gen=32)
     no = est("llama-2-70b", "rtx-4090", serving=s, weights="int4-g128", activations="fp16", kv="fp16")
-    yes = est("llama-2-70b", "rtx-4090", serving=s, weights="int4-g128", activations="fp16", kv="fp16", options=Options(allow_offload=True))
+    yes = est("llama-2-70b", "rtx-4090", serving=s, weights="int4-g128", activations="fp16", kv="fp16", options=RuntimeSettings(allow_offload=True))
     assert not no.memory.fits
     assert yes.memory.fits and yes.memory.offloaded_weights_bytes > 0
     assert yes.decode.bound == "stream"
@@ -282,8 +282,8 @@ def test_kv_token_budget_and_cross_layer_sharing():
     # per cache halves the cache and drops half of the K/V projections.
     s = Serving(batch=16, prompt=8000, gen=1000)
     base = est("llama-3.1-8b", "h100-sxm", serving=s)
-    budget = est("llama-3.1-8b", "h100-sxm", serving=s, options=Options(kv_token_budget=2048))
-    share = est("llama-3.1-8b", "h100-sxm", serving=s, options=Options(kv_share_layers=2))
+    budget = est("llama-3.1-8b", "h100-sxm", serving=s, options=RuntimeSettings(kv_token_budget=2048))
+    share = est("llama-3.1-8b", "h100-sxm", serving=s, options=RuntimeSettings(kv_share_layers=2))
     frac = (2048 * 16 + 6952 * 4.5) / 9000 / 16
     assert budget.memory.kv_cache_bytes == pytest.approx(base.memory.kv_cache_bytes * frac, rel=1e-6)
     assert budget.tpot_s < base.tpot_s  # evicted tokens are read at 4.5 bits
@@ -291,6 +291,6 @@ def test_kv_token_budget_and_cross_layer_sharing():
     kv_proj = 2 * 32 * 4096 * 1024 * 2  # k_proj + v_proj of 32 layers, bf16
     assert base.memory.weights_bytes - share.memory.weights_bytes == pytest.approx(kv_proj / 2, rel=1e-6)
     with pytest.raises(EstimateError):
-        Options(kv_evicted="nf4")
+        RuntimeSettings(kv_evicted="nf4")
     with pytest.raises(EstimateError):
-        Options(kv_share_layers=0)
+        RuntimeSettings(kv_share_layers=0)

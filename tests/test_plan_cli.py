@@ -9,7 +9,7 @@ import pytest
 
 from hwmodels import load_device
 from planner.arch import load_arch
-from planner.costmodel import Options, estimate_inference
+from planner.costmodel import RuntimeSettings, estimate_inference
 from planner.plan import load_plan, plan_from_dict
 
 
@@ -17,7 +17,7 @@ def reevaluate(plan):
     """The cost model's own estimate of a plan, built only from the plan's data."""
     return estimate_inference(load_arch(plan.model), load_device(plan.hardware), plan.layout.to_layout(),
                               plan.workload.to_serving(), plan.default_choice(), overrides=plan.overrides(),
-                              options=Options(allow_offload=plan.constraints.allow_offload,
+                              options=RuntimeSettings(allow_offload=plan.constraints.allow_offload,
                                               placement=plan.placement()))
 
 

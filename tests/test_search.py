@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from hwmodels import load_device
 from planner.arch import load_arch
-from planner.costmodel import Options, estimate_inference
+from planner.costmodel import RuntimeSettings, estimate_inference
 from planner.diagnose import NoFeasiblePlanError
 from planner.search import (
     Planner,
@@ -31,7 +31,7 @@ def reevaluate(plan):
     """The cost model's own estimate of a plan, built only from the plan's data."""
     return estimate_inference(load_arch(plan.model), load_device(plan.hardware), plan.layout.to_layout(),
                               plan.workload.to_serving(), plan.default_choice(), overrides=plan.overrides(),
-                              options=Options(allow_offload=plan.constraints.allow_offload,
+                              options=RuntimeSettings(allow_offload=plan.constraints.allow_offload,
                                               placement=plan.placement()))
 
 

@@ -30,7 +30,8 @@ from torch import nn
 
 from planner.arch import ArchSpec
 from planner.backends import low_rank as svd_low_rank
-from planner.formats import FormatError, NumericsError, get_format, parse_sparsity, resolve_numerics
+from planner.formats import FormatError, NumericsError, get_format, parse_sparsity
+from planner.numerics import Numerics, is_rank
 from planner.workload import LINEAR, LM_HEAD, build_workload
 from planner.execution.errors import PlanApplyError
 from planner.execution.modules import LowRankLinear, PackedConv2d, PackedEmbedding, PackedLinear, PackedModule
@@ -51,21 +52,20 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class LayerOption:
-    """What to do with one module: weight format, sparsity, activation format, low rank."""
+class LayerOption(Numerics):
+    """What to do with one module: its :class:`~planner.numerics.Numerics` (weight format,
+    sparsity, activation format, low rank); torch modules start in fp32."""
 
     weights: str = "fp32"
-    sparsity: str = "dense"
     activations: str = "fp32"
-    low_rank: int | None = None
 
     def __post_init__(self) -> None:
         try:
-            w, sp, a = resolve_numerics(self.weights, self.sparsity, self.activations)
+            w, sp, a = self.resolved()
         except NumericsError as exc:
             raise PlanApplyError(str(exc), field=exc.field) from None
         if self.low_rank is not None:
-            if isinstance(self.low_rank, bool) or not isinstance(self.low_rank, int) or self.low_rank < 1:
+            if not is_rank(self.low_rank):
                 raise PlanApplyError(f"low_rank must be an int >= 1 or None; got {self.low_rank!r}", field="low_rank")
             if sp.name != "dense":
                 raise PlanApplyError("low_rank and sparsity cannot be combined on one group", field="low_rank")

@@ -238,7 +238,8 @@ class ResolvedInference:
 
 
 def resolve_inference(req: EstimateRequest) -> ResolvedInference:
-    from planner.costmodel import Choice, Options, Serving
+    from planner.numerics import Choice
+    from planner.serving import RuntimeSettings, Serving
     from planner.formats import parse_sparsity
 
     arch, dev = load_specs(req.model, req.hardware)
@@ -270,8 +271,8 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
     per_op = check_bool("per_op", v["per_op"])
     choice = Choice(weights=v["weights"], activations=v["activations"], kv=v["kv"], sparsity=v["sparsity"],
                     low_rank=low_rank)
-    options = Options(allow_offload=allow_offload, flash_chunk_bytes=chunk * 1024.0, runtime=v["runtime"],
-                      kv_token_budget=kv_budget, kv_evicted=v["kv_evicted"], kv_share_layers=kv_share)
+    options = RuntimeSettings(allow_offload=allow_offload, flash_chunk_bytes=chunk * 1024.0, runtime=v["runtime"],
+                              kv_token_budget=kv_budget, kv_evicted=v["kv_evicted"], kv_share_layers=kv_share)
     serving = Serving(batch=1 if batch_max else batch, prompt=prompt, gen=gen)
     return ResolvedInference(arch, dev, layout, serving, choice, options, batch_max, per_op, v)
 

@@ -2,7 +2,7 @@
 
 from hwmodels import load_device
 from planner.arch import load_arch
-from planner.costmodel import Choice, Layout, Options, Serving, estimate_inference
+from planner.costmodel import Choice, Layout, RuntimeSettings, Serving, estimate_inference
 
 
 def test_kv_policies_low_rank_and_runtime_match_the_library(client):
@@ -11,7 +11,7 @@ def test_kv_policies_low_rank_and_runtime_match_the_library(client):
     r = client.post("/v1/estimate", json=body)
     assert r.status_code == 200, r.text
     want = estimate_inference(load_arch("llama-3.1-8b"), load_device("h100-sxm"), Layout(), Serving(batch=4, prompt=4000, gen=500),
-                              Choice(low_rank=1024), options=Options(kv_token_budget=1024, kv_share_layers=2, runtime="eager"))
+                              Choice(low_rank=1024), options=RuntimeSettings(kv_token_budget=1024, kv_share_layers=2, runtime="eager"))
     got = r.json()
     assert got["tpot_s"] == want.tpot_s
     assert got["memory"]["kv_cache_bytes"] == want.memory.kv_cache_bytes

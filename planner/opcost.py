@@ -1,0 +1,323 @@
+"""Per-operator cost: the numerics a choice resolves to on a device, and one operator's
+compute, memory, dequantization and overhead time (the model of :mod:`planner.costmodel`).
+
+    compute_s = flops / (peak(precision) · eff_c(flops))
+    memory_s  = bytes_on_device_tier / (bw · eff_b(bytes)) + dequant_s
+    op_s      = max(compute_s, memory_s) + kernel_overhead_s
+
+Pure functions; the only state is caches of immutable lookups.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from hwmodels import DeviceSpec
+from planner.errors import EstimateError
+from planner.formats import Format, combined_bits_per_weight, get_format, parse_sparsity
+from planner.numerics import resolve_format
+from planner.results import OpCost
+from planner.workload import ATTENTION, CONV, EMBEDDING, LINEAR, LM_HEAD, NORM, POOL, ROUTER, OpLoad, OpShape, Phase, op_load
+
+if TYPE_CHECKING:
+    from planner.numerics import Choice
+    from planner.serving import RuntimeSettings
+    from planner.layout import Layout
+
+# Fraction of streaming bandwidth that decode attention reaches when gathering the KV cache:
+# irregular (paged) reads are estimated at 40–60% of peak (an assumption, not a measurement); the upper end
+# is used because serving engines' paged-attention kernels read whole 16-token blocks.
+KV_GATHER_EFFICIENCY = 0.6
+
+# Compute precisions below 16 bits that run on their own (low precision) units.
+_LOW_PRECISION_COMPUTE = {"fp8": 8, "int8": 8, "int4": 4, "fp4": 4}
+
+
+def low_rank_factor(op: OpShape, choice: Choice) -> float:
+    """Fraction of a linear's weights (and FLOPs) kept by a rank-r factorization:
+    r·(k+n) / (k·n), capped at 1 (a rank that does not compress leaves the layer dense)."""
+    r = choice.low_rank
+    if not r or op.kind != LINEAR or not op.in_features or not op.out_features:
+        return 1.0
+    k, n = op.in_features, op.out_features
+    return min(1.0, r * (k + n) / (k * n))
+
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceNumerics:
+    """What a numeric choice resolves to on one device (bits, compute path, peaks)."""
+
+    weight_bits: float  # effective stored bits per weight incl. scales and sparse metadata
+    act_bits: float
+    kv_bits: float
+    precision: str  # compute precision key for the peak
+    peak_flops_per_s: float
+    dequant_ops_per_weight: float  # vector ops per weight element to dequantize (0 when native)
+    vector_flops_per_s: float
+    density: float  # fraction of weights kept (compute still dense unless 2:4 native)
+
+
+def _act_compute_precision(act: Format) -> str:
+    hp = act.hw_precision
+    return hp if hp in ("fp32", "tf32", "bf16", "fp16") else "bf16"
+
+
+def _peak_or_zero(device: DeviceSpec, precision: str) -> float:
+    try:
+        return device.peak_flops_per_s(precision)
+    except ValueError:
+        return 0.0
+
+
+def _dequant_ops(w: Format) -> float:
+    """Vector instructions per weight to turn a stored value into a compute-precision value:
+    convert + scale, +1 to unpack sub-byte values, +1 for a zero-point, +1 for a table lookup
+    (NF4 / codebooks)."""
+    ops = 2.0
+    if w.element_bits < 8:
+        ops += 1.0
+    if w.zero_point_bits:
+        ops += 1.0
+    if w.kind in ("codebook", "nf"):
+        ops += 1.0
+    return ops
+
+
+@functools.lru_cache(maxsize=1024)
+def kv_bits(kv_name: str, head_dim: int) -> float:
+    """Bits per cached element. A row is one head of one token (per-head scales are priced over
+    head_dim values); the cache holds very many rows, so per-tensor scales vanish."""
+    return get_format(kv_name).bits_per_value(1 << 20, max(head_dim, 1))
+
+
+def kv_mixed_bits(kv_name: str, head_dim: int, tokens: float, options: RuntimeSettings) -> float:
+    """Average bits per cached element when ``tokens`` are cached under a token budget: the
+    budget at the KV format, the rest at the evicted format."""
+    hi = kv_bits(kv_name, head_dim)
+    budget = options.kv_token_budget
+    if not budget or tokens <= budget:
+        return hi
+    lo = kv_bits(options.kv_evicted, head_dim)
+    return (budget * hi + (tokens - budget) * lo) / tokens
+
+
+def kv_proj_share(op: OpShape, options: RuntimeSettings | None) -> float:
+    """Fraction of layers that keep this K/V projection under cross-layer KV sharing."""
+    if options is None or options.kv_share_layers <= 1 or op.kind != LINEAR:
+        return 1.0
+    if op.name.endswith(("k_proj", "v_proj", ".key", ".value")):
+        return 1.0 / options.kv_share_layers
+    return 1.0
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def device_numerics(device: DeviceSpec, choice: Choice, rows: int, cols: int) -> DeviceNumerics:
+    w = resolve_format(choice.weights, "weights")
+    a = resolve_format(choice.activations, "activations")
+    kv = resolve_format(choice.kv, "kv")
+    try:
+        sp = parse_sparsity(choice.sparsity)
+    except ValueError as exc:
+        raise EstimateError("sparsity", str(exc)) from None
+    for fld, fmt in (("weights", w), ("activations", a), ("kv", kv)):
+        if device.supports(fmt.name) == "unsupported":
+            raise EstimateError(
+                fld,
+                f"format '{fmt.name}' is not supported on {device.id} (native: {', '.join(sorted(device.formats.native))})",
+            )
+    if not a.is_activation:
+        raise EstimateError("activations", f"'{a.name}' is not an activation format")
+    if not kv.is_kv:
+        raise EstimateError("kv", f"'{kv.name}' is not a KV-cache format")
+
+    # Sparsity thins the elements; scales stay per dense group (Sparse-Marlin layout).
+    wbits = combined_bits_per_weight(w, sp, rows, cols)
+    abits = float(a.element_bits)
+    kvbits = kv.bits_per_value(None, None)
+
+    a_native = device.supports(a.name) == "native"
+    w_native = device.supports(w.name) == "native"
+    number_kind = "float" if w.kind in ("float", "minifloat", "mx", "nvfp") else "int"
+    # Compute path: both operands low precision and native on the device → low precision units
+    # (W8A8, FP8, W4A8 on int8 units). Otherwise the weights are dequantized to the activation
+    # precision (weight-only quantization saves bytes, not compute).
+    if a.hw_precision in _LOW_PRECISION_COMPUTE and a_native and w.element_bits <= 8:
+        precision = a.hw_precision
+        deq = 0.0 if (w_native and w.hw_precision == precision) else 1.0
+    else:
+        precision = _act_compute_precision(a)
+        if w.hw_precision == precision or (w.kind == "float" and w.element_bits >= 16):
+            deq = 0.0
+        else:
+            deq = _dequant_ops(w)
+    structured = sp.structured and sp.density < 1.0
+    sparse_native = structured and device.sparse_2to4_speedup() > 1.0 and (w_native or deq == 0.0)
+    peak = device.peak_flops_per_s(
+        precision,
+        sparse_2to4=sparse_native,
+        weight_bits=w.element_bits,
+        act_bits=a.element_bits,
+        number_kind=number_kind,
+    )
+    vec = device.peak_flops_per_s("fp32")
+    return DeviceNumerics(wbits, abits, kvbits, precision, peak, deq, vec, sp.density)
+
+
+def matrix_shape(op: OpShape) -> tuple[int, int]:
+    """(rows, cols) of the weight as quantized: output features × input features; a conv's
+    weight is out_channels × (in_channels/groups · k·k) = out × params/out."""
+    if op.kind == CONV:
+        return op.out_features, max(1, op.weight_params // max(op.out_features, 1))
+    if op.kind == POOL:
+        return 1, 1
+    return op.out_features, op.in_features
+
+
+def shard_factor(op: OpShape, layout: Layout) -> float:
+    if op.experts and layout.ep > 1:
+        # Expert parallelism: each of the ep ranks holds E/ep whole experts and computes the
+        # tokens routed to them (vLLM / DeepSpeed-MoE EP over the TP×DP group).
+        return float(layout.ep)
+    if layout.tp <= 1:
+        return 1.0
+    if op.shard in ("col", "row", "heads", "vocab"):
+        return float(layout.tp)
+    return 1.0
+
+
+def kv_shard(op: OpShape, tp: int) -> float:
+    # KV heads are split across TP ranks; with fewer KV heads than ranks each rank keeps one
+    # (replicated), as vLLM and TensorRT-LLM do for GQA/MQA.
+    if tp <= 1 or op.kv_heads <= 0:
+        return 1.0
+    return op.kv_heads / max(1.0, op.kv_heads / tp)
+
+
+def op_cost(
+    op: OpShape,
+    ph: Phase,
+    device: DeviceSpec,
+    choice: Choice,
+    layout: Layout,
+    *,
+    name: str,
+    count: int = 1,
+    weights_on_device: float = 1.0,
+    fused: bool = False,
+    host_overhead_s: float = 0.0,
+    options: RuntimeSettings | None = None,
+) -> tuple[OpCost, float]:
+    """Cost of one instance of ``op``; returns (cost, weight bytes streamed from slower tiers)."""
+    if op.experts and layout.ep > 1 and layout.ep > layout.tp:
+        # The EP group spans ep/tp replicas: each rank's experts serve all their tokens.
+        ph = replace(ph, batch=ph.batch * (layout.ep // max(layout.tp, 1)))
+    load = op_load(op, ph)
+    rows, cols = matrix_shape(op)
+    nm = device_numerics(device, choice, rows or 1, cols or 1)
+    shard = shard_factor(op, layout)
+    lr = low_rank_factor(op, choice)
+    flops = load.flops * lr / shard
+    w_elems = load.weight_elems_read * lr / shard
+    # Norm weights stay in 16-bit; a gather reads whole embedding rows at the weight format.
+    w_bytes = w_elems * (2.0 if op.kind == NORM else nm.weight_bits / 8.0)
+    act_bytes = 0.0 if fused else (load.act_in_elems + load.act_out_elems) / shard * nm.act_bits / 8.0
+    kv_bytes = _kv_traffic_bytes(op, ph, load, choice, layout, options)
+    dev_w = w_bytes * weights_on_device
+    memory_s = _memory_s(op, ph, device, load, dev_w, act_bytes, kv_bytes)
+    compute_s, precision = _compute_s(op, device, nm, flops)
+    deq_s = _dequant_s(op, device, nm, load, w_elems)
+    overhead = (device.efficiency.kernel_overhead_s if not fused else 0.0) + host_overhead_s
+    t = max(compute_s, memory_s + deq_s)
+    if overhead > t:
+        bound = "overhead"
+    else:
+        bound = "compute" if compute_s >= memory_s else "memory"
+    cost = OpCost(
+        name=name,
+        kind=op.kind,
+        group=op.group,
+        count=count,
+        flops=flops,
+        weight_bytes=w_bytes,
+        activation_bytes=act_bytes,
+        kv_bytes=kv_bytes,
+        compute_s=compute_s,
+        memory_s=memory_s + deq_s,
+        comm_s=0.0,
+        overhead_s=overhead,
+        time_s=t + overhead,
+        bound=bound,
+        precision=precision,
+    )
+    return cost, w_bytes - dev_w
+
+
+def _kv_traffic_bytes(
+    op: OpShape, ph: Phase, load: OpLoad, choice: Choice, layout: Layout, options: RuntimeSettings | None
+) -> float:
+    """KV-cache bytes an attention operator reads and writes on one device (0 for others);
+    under a token budget the evicted tokens are read at their smaller format."""
+    if op.kind != ATTENTION:
+        return 0.0
+    hi = kv_bits(choice.kv, op.head_dim)
+    read_bits = hi
+    if options is not None and options.kv_token_budget and not op.cross:
+        read_bits = kv_mixed_bits(choice.kv, op.head_dim, ph.context + ph.tokens, options)
+    return (load.kv_read_elems * read_bits + load.kv_write_elems * hi) / kv_shard(op, layout.tp) / 8.0
+
+
+def _memory_s(
+    op: OpShape, ph: Phase, device: DeviceSpec, load: OpLoad, dev_w: float, act_bytes: float, kv_bytes: float
+) -> float:
+    """Time to move the operator's device-tier bytes (weights, activations, KV cache)."""
+    eff = device.efficiency
+    mem_bytes = dev_w + act_bytes + kv_bytes
+    if mem_bytes <= 0:
+        return 0.0
+    bw = device.device_tier.bandwidth_bytes_per_s
+    # A GEMM with few rows streams its weights below the streaming bandwidth on CPU BLAS (packing,
+    # few vector lanes filled); calibrate measures that per row count (Efficiency.gemm_rows, 1.0
+    # without a measured table). Only the weight bytes are slowed: activations and KV are not.
+    rows_share = eff.gemm_rows(load.gemm_m) if op.kind in (LINEAR, LM_HEAD, ROUTER) else 1.0
+    memory_s = (dev_w / rows_share + act_bytes + kv_bytes) / (bw * eff.bandwidth(mem_bytes))
+    if kv_bytes > 0 and ph.kv_gather:
+        # Decode attention gathers the KV cache from scattered (paged) blocks per sequence and
+        # head: such irregular reads are estimated at ~40–60% of peak bandwidth (an assumption,
+        # see KV_GATHER_EFFICIENCY), modelled as KV_GATHER_EFFICIENCY × streaming. A prefill
+        # (even of one token) reads the K/V it has just written, contiguously.
+        memory_s += kv_bytes / (bw * eff.bandwidth(kv_bytes)) * (1.0 / KV_GATHER_EFFICIENCY - 1.0)
+    return memory_s
+
+
+def _compute_s(op: OpShape, device: DeviceSpec, nm: DeviceNumerics, flops: float) -> tuple[float, str]:
+    """(compute time, compute precision) of ``flops`` of ``op``."""
+    eff = device.efficiency
+    if op.kind in (NORM, POOL, EMBEDDING):
+        # Vector-unit work: the size-efficiency curve is defined in tensor-peak FLOPs, so scale
+        # the op to the time it occupies (same fill-up time on the same cores).
+        scaled = flops * nm.peak_flops_per_s / nm.vector_flops_per_s if nm.vector_flops_per_s else flops
+        return (flops / (nm.vector_flops_per_s * eff.compute(scaled)) if flops > 0 else 0.0), "fp32"
+    if op.kind == ATTENTION and nm.precision not in ("fp32", "tf32", "bf16", "fp16"):
+        # QKᵀ/softmax/AV run in 16-bit even in FP8/INT8 engines (fused MHA kernels keep
+        # 16-bit operands; only the KV cache storage is low precision).
+        peak = max(_peak_or_zero(device, "bf16"), _peak_or_zero(device, "fp16")) or nm.peak_flops_per_s
+        return (flops / (peak * eff.compute(flops)) if flops > 0 else 0.0), "bf16"
+    return (flops / (nm.peak_flops_per_s * eff.compute(flops)) if flops > 0 else 0.0), nm.precision
+
+
+def _dequant_s(op: OpShape, device: DeviceSpec, nm: DeviceNumerics, load: OpLoad, w_elems: float) -> float:
+    """Time to dequantize the weights a GEMM reads (0 when the format is native)."""
+    if not (nm.dequant_ops_per_weight and w_elems) or op.kind in (ATTENTION, NORM, POOL, EMBEDDING):
+        return 0.0
+    # Fused dequantizing GEMMs convert each weight tile once per 128-row block of tokens, on
+    # the vector ALUs (fp32 rate, no size penalty: the kernel is already launched). The
+    # conversion sits between the load and the MMA of each tile, so it adds to the
+    # weight stream rather than hiding under it: gpt-fast on A100 reaches 1397 GB/s in
+    # bf16 but 1069 (int8) and 863 GB/s (int4) — consistent with this serial term.
+    tiles = max(1.0, math.ceil(load.gemm_m / 128.0))
+    deq_ops = w_elems * nm.dequant_ops_per_weight * tiles
+    return deq_ops / (nm.vector_flops_per_s * device.efficiency.compute_max)

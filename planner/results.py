@@ -1,0 +1,224 @@
+"""Results of the inference cost model (:mod:`planner.costmodel`): per-operator, per-phase,
+memory and whole-estimate records, and the per-decision-group costs the planner's ILP
+consumes. Frozen dataclasses; ``to_dict`` gives their JSON form."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from planner.numerics import Choice
+    from planner.serving import Serving
+    from planner.layout import Layout
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpCost:
+    name: str  # FQN pattern; "{i}" stands for every layer of a repeated block
+    kind: str
+    group: str
+    count: int  # layer instances this row stands for
+    flops: float  # per instance, per device
+    weight_bytes: float
+    activation_bytes: float
+    kv_bytes: float
+    compute_s: float
+    memory_s: float
+    comm_s: float
+    overhead_s: float
+    time_s: float  # per instance, without comm
+    bound: str  # "compute" | "memory" | "overhead"
+    precision: str
+
+    @property
+    def intensity(self) -> float:
+        b = self.weight_bytes + self.activation_bytes + self.kv_bytes
+        return self.flops / b if b else math.inf
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "group": self.group,
+            "count": self.count,
+            "flops": self.flops,
+            "weight_bytes": self.weight_bytes,
+            "activation_bytes": self.activation_bytes,
+            "kv_bytes": self.kv_bytes,
+            "compute_s": self.compute_s,
+            "memory_s": self.memory_s,
+            "comm_s": self.comm_s,
+            "overhead_s": self.overhead_s,
+            "time_s": self.time_s,
+            "bound": self.bound,
+            "precision": self.precision,
+            "arithmetic_intensity": None if math.isinf(self.intensity) else self.intensity,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PhaseCost:
+    name: str
+    batch: int
+    time_s: float
+    device_s: float  # Σ op time on the device tier
+    stream_s: float  # time to stream spilled weights from slower tiers
+    comm_s: float
+    flops: float  # per device
+    bytes_by_tier: Mapping[str, float]
+    busy_s: float  # utilisation-weighted busy time (for energy)
+    bound: str
+    ops: tuple[OpCost, ...]
+
+    def to_dict(self, ops: bool = True) -> dict:
+        d = {
+            "name": self.name,
+            "batch": self.batch,
+            "time_s": self.time_s,
+            "device_s": self.device_s,
+            "stream_s": self.stream_s,
+            "comm_s": self.comm_s,
+            "flops_per_device": self.flops,
+            "bytes_by_tier": dict(self.bytes_by_tier),
+            "bound": self.bound,
+        }
+        if ops:
+            d["ops"] = [o.to_dict() for o in self.ops]
+        return d
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TierUse:
+    name: str
+    role: str
+    capacity_bytes: float
+    used_bytes: float
+    weights_bytes: float
+    kv_cache_bytes: float
+    activations_bytes: float
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "role": self.role,
+            "capacity_bytes": self.capacity_bytes,
+            "used_bytes": self.used_bytes,
+            "weights_bytes": self.weights_bytes,
+            "kv_cache_bytes": self.kv_cache_bytes,
+            "activations_bytes": self.activations_bytes,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryReport:
+    weights_bytes: float  # whole model at its formats (all devices)
+    kv_cache_bytes: float  # whole batch, all replicas' share on one replica
+    activations_bytes: float  # peak transient per device
+    per_device_bytes: float
+    device_capacity_bytes: float
+    fits: bool
+    shortfall_bytes: float
+    tiers: tuple[TierUse, ...]
+    offloaded_weights_bytes: float  # per device, outside the device tier
+    offloaded_kv_bytes: float = 0.0  # per device, KV cache spilled to host memory
+
+    def to_dict(self) -> dict:
+        return {
+            "weights_bytes": self.weights_bytes,
+            "kv_cache_bytes": self.kv_cache_bytes,
+            "activations_bytes": self.activations_bytes,
+            "per_device_bytes": self.per_device_bytes,
+            "device_capacity_bytes": self.device_capacity_bytes,
+            "fits": self.fits,
+            "shortfall_bytes": self.shortfall_bytes,
+            "offloaded_weights_bytes": self.offloaded_weights_bytes,
+            "offloaded_kv_bytes": self.offloaded_kv_bytes,
+            "tiers": {t.name: t.to_dict() for t in self.tiers},
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InferenceEstimate:
+    model: str
+    hardware: str
+    layout: Layout
+    serving: Serving
+    choice: Choice
+    prefill: PhaseCost
+    decode: PhaseCost | None
+    ttft_s: float
+    tpot_s: float
+    latency_s: float
+    output_tokens_per_s: float
+    decode_tokens_per_s: float
+    prefill_tokens_per_s: float
+    samples_per_s: float
+    energy_j_per_token: float
+    energy_j_per_sample: float
+    usd_per_million_tokens: float | None
+    usd_per_hour: float | None
+    memory: MemoryReport
+    switch_in_s: float | None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def batch(self) -> int:
+        return self.serving.batch
+
+    def to_dict(self, ops: bool = True) -> dict:
+        return {
+            "mode": "inference",
+            "model": self.model,
+            "hardware": self.hardware,
+            "devices": self.layout.devices,
+            "tp": self.layout.tp,
+            "pp": self.layout.pp,
+            "dp": self.layout.dp,
+            "ep": self.layout.ep,
+            "cp": self.layout.cp,
+            "batch": self.serving.batch,
+            "prompt": self.serving.prompt,
+            "gen": self.serving.gen,
+            "weights": self.choice.weights,
+            "activations": self.choice.activations,
+            "kv": self.choice.kv,
+            "sparsity": self.choice.sparsity,
+            "ttft_s": self.ttft_s,
+            "tpot_s": self.tpot_s,
+            "latency_s": self.latency_s,
+            "output_tokens_per_s": self.output_tokens_per_s,
+            "decode_tokens_per_s": self.decode_tokens_per_s,
+            "prefill_tokens_per_s": self.prefill_tokens_per_s,
+            "samples_per_s": self.samples_per_s,
+            "energy_j_per_token": self.energy_j_per_token,
+            "energy_j_per_sample": self.energy_j_per_sample,
+            "usd_per_hour": self.usd_per_hour,
+            "usd_per_million_tokens": self.usd_per_million_tokens,
+            "switch_in_s": self.switch_in_s,
+            "memory": self.memory.to_dict(),
+            "prefill": self.prefill.to_dict(ops),
+            "decode": self.decode.to_dict(ops) if self.decode else None,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GroupCost:
+    """Cost of one decision group (one layer instance) under one choice, on one device.
+
+    Times are the group's additive share of a forward pass (Σ of its operators' times,
+    TP communication included); bytes are per device (TP-sharded).
+    """
+
+    group: str  # relative group name inside its block, e.g. "mlp.gate_up"
+    block: str  # block prefix, e.g. "model.layers"
+    count: int  # instances (layers) this row stands for
+    weight_params: int
+    weight_bytes: float
+    prefill_s: float
+    decode_s: float
+    prefill_flops: float
+    decode_weight_bytes_read: float
