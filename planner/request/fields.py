@@ -15,6 +15,7 @@ CLI prints ``--kv-budget`` and REST ``'kv_budget'``.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -73,6 +74,11 @@ def opt(help: str, default: Any = None, *, modes: Iterable[str] | None = None,
 
 def field_info(cls: type) -> dict[str, FieldInfo]:
     """Field name → :class:`FieldInfo` of a request dataclass, in declaration order."""
+    return dict(_field_info(cls))
+
+
+@functools.cache
+def _field_info(cls: type) -> dict[str, FieldInfo]:
     out: dict[str, FieldInfo] = {}
     for f in fields(cls):
         meta = f.metadata.get("tierwise")
@@ -92,7 +98,7 @@ def fill_defaults(req: Any, arch: Any, device: Any) -> dict[str, Any]:
     """Every field of ``req``: given values, else the declared default for this model and
     hardware. The one place defaults are filled."""
     out: dict[str, Any] = {}
-    for name, info in field_info(type(req)).items():
+    for name, info in _field_info(type(req)).items():
         v = getattr(req, name)
         out[name] = info.default_for(arch, device) if v is None else v
     return out
