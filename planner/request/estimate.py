@@ -25,6 +25,7 @@ from planner.request.fields import (
     check_choice,
     check_format,
     check_int,
+    check_layout_fields,
     check_number,
     check_with,
     field_info,
@@ -188,20 +189,6 @@ def load_specs(model: Any, hardware: Any) -> tuple[Any, Any]:
 # ---------------------------------------------------------------------------
 
 
-def check_layout_fields(arch: Any, device: Any, v: Mapping[str, Any], *, training: bool) -> Any:
-    """The layout of ``v`` (tp, cp, pp, dp, ep, devices) checked against the model (heads,
-    layers, experts), ``devices`` and the links of ``device`` (``planner.layout``'s rules,
-    the ones the cost model applies); returns the :class:`~planner.layout.Layout`."""
-    from planner.layout import Layout, check_layout_on
-
-    for name in ("tp", "cp", "pp", "dp", "ep"):
-        check_int(name, v[name], hi=1 << 20)
-    devices = None if v.get("devices") is None else check_int("devices", v["devices"], hi=1 << 20)
-    layout = Layout(tp=v["tp"], pp=v["pp"], dp=v["dp"], ep=v["ep"], cp=v["cp"])
-    check_layout_on(arch, device, layout, devices, training=training)
-    return layout
-
-
 def check_context(arch: Any, tokens: int, names: tuple[str, ...]) -> None:
     """Sequences longer than the model's positions (``max_position_embeddings``) are refused.
 
@@ -238,8 +225,7 @@ class ResolvedInference:
 
 
 def resolve_inference(req: EstimateRequest) -> ResolvedInference:
-    from planner.numerics import Choice
-    from planner.serving import RuntimeSettings, Serving
+    from planner.costmodel import Choice, RuntimeSettings, Serving
     from planner.formats import parse_sparsity
 
     arch, dev = load_specs(req.model, req.hardware)

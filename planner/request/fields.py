@@ -31,6 +31,7 @@ __all__ = [
     "check_choice",
     "check_format",
     "check_int",
+    "check_layout_fields",
     "check_number",
     "field_info",
     "fill_defaults",
@@ -260,3 +261,17 @@ def check_list(name: str, v: Any, *, max_len: int = 64) -> tuple:
     if len(v) > max_len:
         raise bad(name, f"a list of at most {max_len} items", f"{len(v)} items")
     return tuple(v)
+
+
+def check_layout_fields(arch: Any, device: Any, v: Mapping[str, Any], *, training: bool) -> Any:
+    """The layout of ``v`` (tp, cp, pp, dp, ep, devices) checked against the model (heads,
+    layers, experts), ``devices`` and the links of ``device`` (``planner.layout``'s rules,
+    the ones the cost model applies); returns the :class:`~planner.layout.Layout`."""
+    from planner.layout import Layout, check_layout_on
+
+    for name in ("tp", "cp", "pp", "dp", "ep"):
+        check_int(name, v[name], hi=1 << 20)
+    devices = None if v.get("devices") is None else check_int("devices", v["devices"], hi=1 << 20)
+    layout = Layout(tp=v["tp"], pp=v["pp"], dp=v["dp"], ep=v["ep"], cp=v["cp"])
+    check_layout_on(arch, device, layout, devices, training=training)
+    return layout

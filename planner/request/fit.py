@@ -92,7 +92,7 @@ def _json(d: dict) -> dict:
 
 def _layout_ok(arch: Any, device: Any, training: bool, **degrees: int) -> bool:
     """Whether a layout passes the same checks as a request (model and links)."""
-    from planner.request.estimate import check_layout_fields
+    from planner.request.fields import check_layout_fields
 
     v = {"tp": 1, "pp": 1, "dp": 1, "ep": 1, "cp": 1, "devices": None, **degrees}
     try:

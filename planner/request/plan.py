@@ -143,10 +143,7 @@ def _ranks(v: Any) -> tuple[int, ...]:
 def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     """(arch, device, solver problem, sensitivity spec) of a validated plan request."""
     from planner.plan import OBJECTIVES
-    import planner.search as search
-
-    # the solver-level problem type (named PlanRequest in planner.search before its rename)
-    PlanProblem = getattr(search, "PlanProblem", None) or search.PlanRequest  # noqa: N806
+    from planner.search import PlanProblem
     from planner.solver import BACKENDS
 
     arch, dev = load_specs(req.model, req.hardware)
