@@ -96,8 +96,8 @@ class ErrorPublic(BaseModel):
 
 class HardwareCreate(_In):
     """A custom hardware profile: the same mapping as a ``profiles/hardware/*.yaml`` file,
-    either as JSON (``profile``) or as YAML text (``yaml``, parsed with ``yaml.safe_load``:
-    tags such as ``!!python/object`` are refused)."""
+    either as JSON (``profile``) or as YAML text (``yaml``, plain YAML only: tags such as
+    ``!!python/object``, anchors and aliases are refused, size and nesting are bounded)."""
 
     model_config = _exactly_one("profile", "yaml")
 

@@ -225,7 +225,7 @@ def test_batch_max_that_fits_nothing_is_infeasible():
 
 def test_no_second_translation_of_estimate_requests():
     """Only planner/request builds the cost model's inputs from a request."""
-    pattern = re.compile(r"(?<!def )\b(estimate_inference|estimate_training|TrainingConfig|Serving|Choice|Options|PlanProblem|solve_plan|ServeTarget|TrainTarget|ServeSearch)\(")
+    pattern = re.compile(r"(?<!def )\b(estimate_inference|estimate_training|TrainingConfig|Serving|Choice|Options|RuntimeSettings|PlanProblem|solve_plan|ServeTarget|TrainTarget|ServeSearch)\(")
     offenders = []
     for path in [*ROOT.glob("planner/cli/*.py"), *ROOT.glob("api/**/*.py"), ROOT / "planner" / "api.py"]:
         for i, line in enumerate(path.read_text().splitlines(), 1):
@@ -280,6 +280,18 @@ def test_property_every_change_of_a_random_infeasible_request_fits(model, hardwa
     except TierwiseError:
         assume(False)  # a request refused for another reason (e.g. a format the device lacks)
     assume(False)  # it fits: nothing to check
+
+
+@pytest.mark.parametrize("fields,field", [
+    ({"batch": True}, "batch"), ({"tp": 2.0}, "tp"), ({"weights": ["fp8"]}, "weights"), ({"prompt": 10**12}, "prompt"),
+    ({"kv_budget": 0}, "kv_budget"), ({"sparsity": 5}, "sparsity"), ({"flash_chunk_kib": float("nan")}, "flash_chunk_kib"),
+    ({"low_rank": -1}, "low_rank"), ({"devices": 3}, "devices"), ({"runtime": "jit"}, "runtime"),
+    ({"allow_offload": "yes"}, "allow_offload"), ({"kv": "nf4"}, "kv"), ({"activations": "cb4"}, "activations"),
+])
+def test_python_api_bad_values_name_the_field(fields, field):
+    with pytest.raises(TierwiseError) as e:
+        planner.estimate("llama-3.2-1b", "l4", **fields)
+    assert e.value.field == field and e.value.kind == "bad_input" and f"'{field}'" in str(e.value)
 
 
 # ---------------------------------------------------------------------------

@@ -258,7 +258,7 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
     choice = Choice(weights=v["weights"], activations=v["activations"], kv=v["kv"], sparsity=v["sparsity"],
                     low_rank=low_rank)
     options = RuntimeSettings(allow_offload=allow_offload, flash_chunk_bytes=chunk * 1024.0, runtime=v["runtime"],
-                      kv_token_budget=kv_budget, kv_evicted=v["kv_evicted"], kv_share_layers=kv_share)
+                              kv_token_budget=kv_budget, kv_evicted=v["kv_evicted"], kv_share_layers=kv_share)
     serving = Serving(batch=1 if batch_max else batch, prompt=prompt, gen=gen)
     return ResolvedInference(arch, dev, layout, serving, choice, options, batch_max, per_op, v)
 

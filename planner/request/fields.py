@@ -15,6 +15,7 @@ CLI prints ``--kv-budget`` and REST ``'kv_budget'``.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -74,6 +75,11 @@ def opt(help: str, default: Any = None, *, modes: Iterable[str] | None = None,
 
 def field_info(cls: type) -> dict[str, FieldInfo]:
     """Field name → :class:`FieldInfo` of a request dataclass, in declaration order."""
+    return dict(_field_info(cls))
+
+
+@functools.cache
+def _field_info(cls: type) -> dict[str, FieldInfo]:
     out: dict[str, FieldInfo] = {}
     for f in fields(cls):
         meta = f.metadata.get("tierwise")
@@ -93,7 +99,7 @@ def fill_defaults(req: Any, arch: Any, device: Any) -> dict[str, Any]:
     """Every field of ``req``: given values, else the declared default for this model and
     hardware. The one place defaults are filled."""
     out: dict[str, Any] = {}
-    for name, info in field_info(type(req)).items():
+    for name, info in _field_info(type(req)).items():
         v = getattr(req, name)
         out[name] = info.default_for(arch, device) if v is None else v
     return out
@@ -120,12 +126,11 @@ def bad(name: str, expected: str, got: Any, *, code: str = "invalid_field") -> T
 
 def check_int(name: str, v: Any, *, lo: int = 1, hi: int | None = None) -> int:
     """An integer in [lo, hi] (``bool`` is not an integer here)."""
+    if isinstance(v, float):  # 2.0 is shown as 2.0, not 2
+        raise TierwiseError(f"{{@{name}}} must be {_int_text(lo, hi)}; got the number {v!r}", field=name,
+                            code="invalid_field")
     if isinstance(v, bool) or not isinstance(v, int):
-        # integral floats from JSON-ish callers (4.0) are accepted; 1.5 is not
-        if isinstance(v, float) and v.is_integer() and math.isfinite(v):
-            v = int(v)
-        else:
-            raise bad(name, _int_text(lo, hi), v)
+        raise bad(name, _int_text(lo, hi), v)
     if v < lo or (hi is not None and v > hi):
         raise bad(name, _int_text(lo, hi), v)
     return v
