@@ -29,17 +29,22 @@ def _hf_module(name: str) -> str:
     return "lm_head" if name == "model.lm_head" else name
 
 
-def group_modules(arch: Any) -> dict[str, tuple[str, ...]]:
-    """Decision-group FQN → module names (Hugging Face naming) for a model."""
+def group_modules(arch: Any, architectures: tuple[str, ...] | None = None) -> dict[str, tuple[str, ...]]:
+    """Decision-group FQN → the module names of the architecture's Hugging Face checkpoint
+    (:mod:`.names`): fused projections appear once, MoE experts once per expert."""
     from planner.workload import WEIGHTED_KINDS, build_workload
 
-    out: dict[str, list[str]] = {}
+    from .names import renamer
+
+    rename = renamer(arch, architectures)
+    out: dict[str, dict[str, None]] = {}
     for block in build_workload(arch).blocks:
         for i in range(block.count):
             for op in block.ops:
                 if op.kind not in WEIGHTED_KINDS or op.tied_to is not None:
                     continue
-                out.setdefault(block.group_fqn(i, op), []).append(_hf_module(block.fqn(i, op)))
+                mods = out.setdefault(block.group_fqn(i, op), {})
+                mods.update(dict.fromkeys(rename(_hf_module(block.fqn(i, op)))))
     return {g: tuple(m) for g, m in out.items()}
 
 
