@@ -125,9 +125,39 @@ def test_planned_modules_exist_in_the_real_module_tree(model_id):
     assert len(planned) == len(set(planned))
 
 
+_EMBED_LIKE = re.compile(r"(embed|wte|wpe|word_embeddings|embed_in|shared|lm_head|classifier|embeddings|\.gate$)")
+
+
+def coverage(model_id: str, target: str) -> tuple[int, int]:
+    """(planned modules the target's exported names match, planned modules) on the real tree."""
+    real, modules = skeleton(model_id)
+    planned = [m for ms in modules.values() for m in ms]
+    plan = _plan(model_id, modules, lambda g: ("bf16", "bf16") if _EMBED_LIKE.search(g) else ("int4-g128", "bf16"))
+    out = export_plan(plan, target, ExportContext(modules=modules))
+    if target == "modelopt-mixed":
+        q = json.loads(out.file("hf_quant_config.json").content)["quantization"]
+        names = set(q["quantized_layers"]) | set(q["exclude_modules"])
+        return sum(1 for m in planned if m in names and m in real), len(planned)
+    cfg = json.loads(out.file("quantization_config.json").content)
+    targets = [t for t in _ct_targets(cfg) if any(_matches(t, n) for n in real)]
+    return sum(1 for m in planned if m in real and any(_matches(t, m) for t in targets)), len(planned)
+
+
+def matrix() -> str:
+    """The architecture x exporter table of docs/export.md (``python -m tests.test_export_names``)."""
+    targets = ("compressed-tensors", "hf", "modelopt-mixed")
+    rows = ["| model | model_type | " + " | ".join(targets) + " |", "|---|---|" + "---|" * len(targets)]
+    for m in KNOWN:
+        cells = [f"{a}/{b}" for a, b in (coverage(m, t) for t in targets)]
+        rows.append(f"| {m} | {_raw(m)['model_type']} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 @pytest.mark.parametrize("model_id", KNOWN)
 @pytest.mark.parametrize("target", ["compressed-tensors", "hf", "modelopt-mixed"])
 def test_export_targets_match_the_real_module_tree(model_id, target):
+    matched, total = coverage(model_id, target)
+    assert matched >= 0.99 * total, f"{model_id}/{target}: {matched}/{total}"
     real, modules = skeleton(model_id)
     planned = [m for ms in modules.values() for m in ms]
     embed_like = re.compile(r"(embed|wte|wpe|word_embeddings|embed_in|shared|lm_head|classifier|embeddings|\.gate$)")
@@ -140,7 +170,10 @@ def test_export_targets_match_the_real_module_tree(model_id, target):
         covered = [m for m in planned if m in names]
         dangling = [n for n in names if n not in real]
     else:
+        from compressed_tensors.quantization import QuantizationConfig
+
         cfg = json.loads(out.file("quantization_config.json").content)
+        QuantizationConfig.model_validate(cfg)  # the library's own config model accepts it
         targets = _ct_targets(cfg)
         covered = [m for m in planned if any(_matches(t, m) for t in targets)]
         dangling = [t for t in targets if not any(_matches(t, n) for n in real)]
@@ -164,3 +197,7 @@ def test_fused_and_expert_names_are_those_of_the_checkpoints():
     phi = group_modules(load_arch("phi-3-mini"))
     assert phi["model.layers.0.self_attn.qkv"] == ("model.layers.0.self_attn.qkv_proj",)
     assert phi["model.layers.0.mlp.gate_up"] == ("model.layers.0.mlp.gate_up_proj",)
+
+
+if __name__ == "__main__":
+    print(matrix())

@@ -34,9 +34,20 @@ def test_two_four_sparsity_is_refused_naming_the_groups_where_the_format_has_no_
 
 
 def test_two_four_sparsity_is_exported_by_compressed_tensors_and_served_from_its_checkpoint():
+    from compressed_tensors.config import SparsityCompressionConfig
+    from compressed_tensors.quantization import QuantizationConfig
+    from compressed_tensors.utils.match import match_name
+
     plan = make_plan("llama-3.2-1b", "h100-sxm", _except_embed(("fp8-e4m3", "fp8-e4m3", "2:4")))
-    recipe = yaml.safe_load(export_plan(plan, "compressed-tensors", ctx_for(plan)).file("recipe.yaml").content)
+    out = export_plan(plan, "compressed-tensors", ctx_for(plan))
+    recipe = yaml.safe_load(out.file("recipe.yaml").content)
     assert recipe["sparsity_stage_0"]["sparsity_modifiers"]["SparseGPTModifier"]["mask_structure"] == "2:4"
+    raw = json.loads(out.file("quantization_config.json").content)
+    QuantizationConfig.model_validate(raw)
+    sc = SparsityCompressionConfig.load_from_registry(raw["sparsity_config"]["format"], **raw["sparsity_config"])
+    assert sc.sparsity_structure == "2:4" and sc.format == "sparse-24-bitmask"
+    assert any(match_name("model.layers.7.mlp.down_proj", t) for t in sc.targets)
+    assert not any(match_name("lm_head", t) for t in sc.targets)
     args = json.loads(export_plan(plan, "vllm", ctx_for(plan)).file("vllm_args.json").content)
     assert args["quantization"] == "compressed-tensors"
 
@@ -114,3 +125,43 @@ def test_an_unexportable_plan_names_every_group_its_formats_and_the_replan_flag(
         assert shlex.split(cmd)[:2] == ["tierwise", "plan"]
         if engine == "vllm":
             assert "runs weights" in msg and "int4-g128" in msg  # planner.engines.support(vllm, h100-sxm)
+
+
+def test_a_plan_mixing_two_sparsity_structures_is_refused_by_compressed_tensors():
+    plan = make_plan("llama-3.2-1b", "h100-sxm", lambda g: LINEAR16 if role_of(g) != "linear" else
+                     (("int4-g128", "bf16", "unstructured:0.5") if g.endswith("o_proj") else ("int4-g128", "bf16", "2:4")))
+    with pytest.raises(ExportError) as e:
+        export_plan(plan, "compressed-tensors", ctx_for(plan))
+    assert "sparsity unstructured:0.5: 16 groups" in e.value.render("cli") and e.value.field.endswith(".sparsity")
+
+
+# vLLM EngineArgs names (vllm/engine/arg_utils.py; docs.vllm.ai/en/stable/configuration/engine_args/):
+# the CLI flag is the name with "-" for "_".
+VLLM_ENGINE_ARGS = {"model", "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "enable_expert_parallel",
+                    "quantization", "dtype", "kv_cache_dtype", "max_model_len", "max_num_seqs", "gpu_memory_utilization",
+                    "cpu_offload_gb"}
+# vLLM --quantization choices used here (vllm/model_executor/layers/quantization/__init__.py QUANTIZATION_METHODS)
+VLLM_QUANTIZATION = {"fp8", "compressed-tensors", "modelopt", "modelopt_fp4", "modelopt_mixed"}
+
+
+@pytest.mark.parametrize("pick", [_except_embed(("fp8-e4m3", "fp8-e4m3", "dense")), _except_embed(("fp8-e4m3", "bf16", "dense")),
+                                  _except_embed(("int4-g128", "bf16", "2:4")), lambda g: LINEAR16])
+def test_vllm_serve_flags_are_documented_engine_arguments(pick):
+    plan = make_plan("mixtral-8x7b", "h100-sxm", pick, tp=4, kv="fp8-e4m3")
+    out = export_plan(plan, "vllm", ctx_for(plan))
+    args = json.loads(out.file("vllm_args.json").content)
+    assert set(args) <= VLLM_ENGINE_ARGS
+    assert args.get("quantization", "fp8") in VLLM_QUANTIZATION
+    script = out.file("serve.sh").content.replace("\\\n", " ")
+    flags = {a for a in shlex.split(script, comments=True) if a.startswith("--")}
+    assert flags == {"--" + k.replace("_", "-") for k in args if k != "model"}
+
+
+def test_vllm_refuses_formats_vllm_does_not_run_on_the_hardware_even_if_compressed_tensors_has_them():
+    # int3 has a compressed-tensors scheme but vLLM has no kernel for it (profiles/engines/vllm.yaml)
+    plan = make_plan("llama-3.2-1b", "h100-sxm", _except_embed(("int3-g128", "bf16", "dense")))
+    export_plan(plan, "compressed-tensors", ctx_for(plan))
+    with pytest.raises(ExportError) as e:
+        export_plan(plan, "vllm", ctx_for(plan))
+    msg = e.value.render("cli")
+    assert "weights int3-g128: 64 groups" in msg and "--engine vllm" in msg

@@ -149,3 +149,30 @@ def dense_only(v: PlanView, target: str, why: str) -> None:
                               "sparse-24 checkpoints) or re-plan without --sparsity")
 
     check_groups(v, target, check)
+
+
+def engine_runs(v: PlanView, target: str) -> None:
+    """Refuse the groups whose weight / activation pair or sparsity the target's engine does not
+    run on the plan's hardware (profiles/engines/<engine>.yaml); no check for hardware or
+    engines outside the catalogs."""
+    engine = TARGET_ENGINE.get(target)
+    try:
+        from hwmodels import load_device
+        from planner.engines import load_engine
+
+        sup = load_engine(engine).support(load_device(v.hardware)) if engine else None
+    except Exception:  # noqa: BLE001 - custom hardware: the format checks of the target still apply
+        return
+    if sup is None:
+        return
+
+    def check(g: str) -> None:
+        w, a, s = weights_of(v, g), acts_of(v, g), sparsity_of(v, g)
+        if not sup.runs(w, a):
+            raise ExportError(f"choices.{g}.weights", f"{engine} on {v.hardware} does not run {w} weights with {a} "
+                              "activations")
+        pattern = "unstructured" if s.startswith("unstructured") else (s or "dense")
+        if pattern not in sup.sparsity:
+            raise ExportError(f"choices.{g}.sparsity", f"{engine} on {v.hardware} does not run {s} sparsity")
+
+    check_groups(v, target, check)

@@ -10,7 +10,7 @@ from typing import Any
 
 from .common import compact_targets, modules_of
 from .rules import check_groups, dense_only
-from .core import FLOAT16, ExportContext, ExportError, PlanView, acts_of, format_of, weights_of
+from .core import FLOAT16, ExportContext, ExportError, PlanView, acts_of, format_of, sparsity_of, weights_of
 
 
 # ---------------------------------------------------------------------------
@@ -142,7 +142,38 @@ def ct_quantization_config(v: PlanView, ctx: ExportContext, target: str = "compr
         "ignore": ignore,
         "kv_cache_scheme": _ct_kv_args(v.kv),
     }
+    sparsity = ct_sparsity_config(v, ctx, target)
+    if sparsity is not None:
+        cfg["sparsity_config"] = sparsity
     return cfg, notes
+
+
+# compressed-tensors CompressionFormat of a sparse checkpoint (compressed_tensors/config/):
+# 2:4 as a bitmask of the kept pair per 4 values; other sparsities as a plain bitmask.
+_CT_SPARSE = {"2:4": "sparse-24-bitmask", "unstructured": "sparse-bitmask"}
+
+
+def ct_sparsity_config(v: PlanView, ctx: ExportContext, target: str) -> dict | None:
+    """The checkpoint's ``sparsity_config`` (``SparsityCompressionConfig``): one structure per
+    model, so a plan mixing 2:4 with unstructured sparsity is refused naming the groups."""
+    by: dict[str, list[str]] = {}
+    for g in v.choices:
+        s = sparsity_of(v, g)
+        if s not in ("dense", ""):
+            by.setdefault("2:4" if s == "2:4" else "unstructured", []).append(g)
+    if not by:
+        return None
+    main = max(by, key=lambda k: len(by[k]))
+
+    def check(g: str) -> None:
+        s = sparsity_of(v, g)
+        if s not in ("dense", "") and ("2:4" if s == "2:4" else "unstructured") != main:
+            raise ExportError(f"choices.{g}.sparsity", f"a compressed-tensors checkpoint has one sparsity_config; the plan "
+                              f"mixes {main} with {s}")
+
+    check_groups(v, target, check)
+    mods = [m for g in by[main] for m in modules_of(g, ctx)]
+    return {"format": _CT_SPARSE[main], "targets": compact_targets(mods), "ignore": [], "sparsity_structure": main}
 
 
 # ---------------------------------------------------------------------------

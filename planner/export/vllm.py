@@ -8,7 +8,7 @@ from typing import Any
 
 from .common import host_offload_bytes, memory_fraction, memory_need, model_path, shell_lines, shell_quote, to_json
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, sparsity_of, weights_of
-from .rules import as_exported, kept_extra_bytes, replan_hint, role_of
+from .rules import as_exported, engine_runs, kept_extra_bytes, replan_hint, role_of
 from .schemes import ct_quantization_config
 
 
@@ -39,6 +39,7 @@ def _export_vllm(v: PlanView, ctx: ExportContext) -> Export:
     v, kept, notes = as_exported(v, "vllm")
     acts = {acts_of(v, g) for g in v.choices}
     model = model_path(v, ctx)
+    engine_runs(v, "vllm")
     quantization = _quantization(v)
     if quantization == "compressed-tensors":
         ct_quantization_config(v, ctx, "vllm")  # names every group vLLM cannot load, and the re-plan flag
