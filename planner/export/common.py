@@ -29,14 +29,16 @@ def _hf_module(name: str) -> str:
     return "lm_head" if name == "model.lm_head" else name
 
 
-def group_modules(arch: Any, architectures: tuple[str, ...] | None = None) -> dict[str, tuple[str, ...]]:
+def group_modules(arch: Any, architectures: tuple[str, ...] | None = None, *,
+                  canonical: bool = False) -> dict[str, tuple[str, ...]]:
     """Decision-group FQN → the module names of the architecture's Hugging Face checkpoint
-    (:mod:`.names`): fused projections appear once, MoE experts once per expert."""
+    (:mod:`.names`): fused projections appear once, MoE experts once per expert. With
+    ``canonical`` the planner's own Llama-like names (what GGUF tensor kinds are keyed by)."""
     from planner.workload import WEIGHTED_KINDS, build_workload
 
     from .names import renamer
 
-    rename = renamer(arch, architectures)
+    rename = (lambda n: (n,)) if canonical else renamer(arch, architectures)
     out: dict[str, dict[str, None]] = {}
     for block in build_workload(arch).blocks:
         for i in range(block.count):
