@@ -135,46 +135,51 @@ Parallel = Annotated[int, Field(ge=1, le=4096)]
 Tokens = Annotated[int, Field(ge=0, le=10_000_000)]
 
 
-class EstimateCreate(_In):
-    """Same fields as ``tierwise estimate`` (flags in snake_case)."""
+def request_model(name: str, classes: tuple[type, ...], doc: str, *, exclude: tuple[str, ...] = (),
+                  **overrides: Any) -> type[BaseModel]:
+    """A request body declared from the request layer's dataclasses (``planner.request``):
+    one field per request field, ``None`` (not given) by default, described by the field's
+    help text. The request layer checks the values and fills the defaults; this model only
+    refuses unknown fields and values of the wrong JSON type. ``overrides`` replace a field's
+    (type, FieldInfo) or add a field; ``exclude`` leaves fields out of the REST body."""
+    from typing import get_type_hints
 
-    mode: Literal["inference", "training"] = "inference"
-    model: Id = Field(examples=["llama-3.1-8b"])
-    hardware: Id = Field(examples=["l4"])
-    devices: Parallel | None = None
-    tp: Parallel = 1
-    pp: Parallel = 1
-    dp: Parallel = 1
-    ep: Parallel = 1
-    batch: Annotated[int, Field(ge=1, le=1_000_000)] | Literal["max"] = 1
-    prompt: Tokens = 512
-    gen: Tokens = 128
-    weights: FormatName = "bf16"
-    activations: FormatName = "bf16"
-    kv: FormatName = "bf16"
-    sparsity: Annotated[str, StringConstraints(pattern=r"^(dense|2:4|unstructured:[0-9.]+)$")] = "dense"
-    allow_offload: bool = False
-    flash_chunk_kib: Annotated[float, Field(ge=0.5, le=1_048_576)] = 256.0
-    low_rank: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
-    runtime: Literal["graph", "eager"] = "graph"
-    kv_budget: Annotated[int, Field(ge=1, le=100_000_000)] | None = None
-    kv_evicted: FormatName = "int4-g32"
-    kv_share: Annotated[int, Field(ge=1, le=1024)] = 1
-    per_op: bool = Field(default=False, description="include the per-operator tables")
-    # training
-    global_batch: Annotated[int, Field(ge=1, le=100_000_000)] | None = None
-    micro_batch: Annotated[int, Field(ge=1, le=1_000_000)] = 1
-    seq: Annotated[int, Field(ge=1, le=10_000_000)] = 2048
-    zero: Annotated[int, Field(ge=0, le=3)] = 0
-    recompute: Literal["none", "selective", "full"] = "none"
-    sequence_parallel: bool = False
-    interleave: Annotated[int, Field(ge=1, le=1024)] = 1
-    optimizer: Literal["adamw", "adamw-8bit", "adamw-fp8", "sgd"] = "adamw"
-    finetune: Annotated[str, StringConstraints(pattern=r"^(full|lora:[0-9]{1,5}|qlora:[0-9]{1,5})$")] = "full"
-    cp: Parallel = 1
-    attention: Literal["fused", "unfused"] = "fused"
-    grad_accumulation: Literal["separate", "fused"] = "separate"
-    dropout: bool = False
+    from pydantic import create_model
+
+    from planner.request import field_info
+
+    spec: dict[str, Any] = {k: v for k, v in overrides.items() if k == "id"}
+    for cls in classes:
+        hints = get_type_hints(cls)
+        for fname, info in field_info(cls).items():
+            if fname in spec or fname in exclude:
+                continue
+            if fname in overrides:
+                spec[fname] = overrides[fname]
+                continue
+            typ = Literal[info.choices] if info.choices else hints[fname]  # type: ignore[valid-type]
+            extra = {"default": info.default} if info.default is not None and not callable(info.default) else None
+            spec[fname] = (typ | None if typ is not Any else Any,
+                           Field(default=None, description=info.help or None, json_schema_extra=extra))
+    spec.update({k: v for k, v in overrides.items() if k not in spec})
+    model = create_model(name, __base__=_In, __doc__=doc, __module__=__name__, **spec)
+    return model
+
+
+def _estimate_create() -> type[BaseModel]:
+    from planner.request import EstimateRequest, TrainingRequest
+
+    return request_model(
+        "EstimateCreate", (EstimateRequest, TrainingRequest),
+        "Same fields as ``tierwise estimate`` (flags in snake_case). Fields left out take their defaults; a "
+        "field of the other mode (``zero`` without ``mode: training``, ``kv`` with it) is refused.",
+        mode=(Literal["inference", "training"] | None, Field(default=None, description="inference (default) or training")),
+        model=(Id, Field(examples=["llama-3.1-8b"])),
+        hardware=(Id, Field(examples=["l4"])),
+    )
+
+
+EstimateCreate = _estimate_create()
 
 
 class EstimatePublic(_Out):
@@ -192,38 +197,30 @@ class EstimatePublic(_Out):
 # ---------------------------------------------------------------------------
 
 
-class PlanCreate(_In):
-    """Same fields as ``tierwise plan`` (``planner.search.PlanRequest``). Layout degrees
-    left out are searched; ``kv`` left out searches the KV-cache formats too."""
+def _plan_create() -> type[BaseModel]:
+    from planner.request.plan import PlanRequest
 
-    id: Id | None = Field(default=None, description="client-chosen plan id (409 if taken); a new id when left out")
-    model: Id = Field(examples=["llama-3.1-8b"])
-    hardware: Id = Field(examples=["l4"])
-    devices: Parallel = 1
-    tp: Parallel | None = None
-    pp: Parallel | None = None
-    dp: Parallel | None = None
-    ep: Parallel | None = None
-    batch: Annotated[int, Field(ge=1, le=1_000_000)] = 1
-    prompt: Tokens = 512
-    gen: Tokens = 128
-    max_memory_per_device: Size | None = Field(default=None, examples=["20GB"])
-    ttft_slo_s: Annotated[float, Field(gt=0, le=1e6)] | None = None
-    tpot_slo_s: Annotated[float, Field(gt=0, le=1e6)] | None = None
-    avg_bits: Annotated[float, Field(gt=0, le=32)] | None = None
-    allow_offload: bool = False
-    objective: Literal["accuracy", "latency", "memory", "cost", "weighted"] = "accuracy"
-    objective_weights: dict[Literal["accuracy", "latency", "memory"], Annotated[float, Field(ge=0, le=1e6)]] | None = None
-    formats: list[FormatName] | None = Field(default=None, max_length=64, description="candidate weight formats")
-    sparsity: list[Annotated[str, StringConstraints(pattern=r"^(dense|2:4|unstructured:[0-9.]+)$")]] | None = Field(default=None, max_length=16)
-    kv: FormatName | None = None
-    activations: FormatName | None = None
-    pins: dict[Annotated[str, StringConstraints(max_length=256)], FormatName] | None = Field(default=None, max_length=10_000)
-    low_rank: list[Annotated[int, Field(ge=1, le=1_000_000)]] | None = Field(
-        default=None, max_length=16, description="ranks to offer as low-rank factorization options (off when left out)"
+    return request_model(
+        "PlanCreate", (PlanRequest,),
+        "Same fields as ``tierwise plan`` (``planner.request.PlanRequest``). Layout degrees left out are "
+        "searched; ``kv`` left out searches the KV-cache formats too.",
+        exclude=("sensitivity",),  # a server never reads weight or sensitivity files named by a client
+        id=(Id | None, Field(default=None, description="client-chosen plan id (409 if taken); a new id when left out")),
+        model=(Id, Field(examples=["llama-3.1-8b"])),
+        hardware=(Id, Field(examples=["l4"])),
+        max_memory_per_device=(Size | None, Field(default=None, examples=["20GB"])),
+        formats=(list[FormatName] | None, Field(default=None, max_length=64, description="candidate weight formats")),
+        sparsity=(list[Annotated[str, StringConstraints(max_length=32)]] | None, Field(default=None, max_length=16)),
+        pins=(dict[Annotated[str, StringConstraints(max_length=256)], FormatName] | None, Field(default=None, max_length=10_000)),
+        low_rank=(list[int] | None, Field(default=None, max_length=16,
+                                          description="ranks to offer as low-rank factorization options (off when left out)")),
+        objective_weights=(dict[str, float] | None, Field(default=None, max_length=8)),
+        time_limit_s=(Annotated[float, Field(gt=0, le=3600)] | None,
+                      Field(default=None, description="solver time limit (at most the server's solve_time_limit_s)")),
     )
-    backend: Literal["highs", "cbc"] = "highs"
-    time_limit_s: Annotated[float, Field(gt=0, le=3600)] | None = Field(default=None, description="solver time limit (at most the server's solve_time_limit_s)")
+
+
+PlanCreate = _plan_create()
 
 
 class PlanSummary(_Out):
@@ -280,47 +277,53 @@ class ExportPublic(_Out):
 # ---------------------------------------------------------------------------
 
 
-class CapacityCreate(_In):
-    """Same fields as ``tierwise capacity`` (serving): the fewest devices of each hardware
-    that serve ``qps`` requests per second within the TTFT/TPOT SLOs at ``percentile``,
-    ranked by cost."""
+def _capacity_create() -> type[BaseModel]:
+    from planner.request import field_info
+    from planner.request.capacity import CapacityServeRequest
 
-    model: Id | None = Field(default=None, examples=["llama-3.1-8b"])
-    models: list[Id] | None = Field(default=None, max_length=16, description="several models on one fleet (with 'mix')")
-    mix: list[Annotated[float, Field(gt=0, le=1)]] | None = Field(default=None, max_length=16, description="share of the load per model")
-    hardware: list[Id] | None = Field(default=None, max_length=64, examples=[["l4", "h100-sxm"]],
-                                      description="candidate hardware ids (every catalog id when left out)")
-    qps: Annotated[float, Field(gt=0, le=1e7)] = Field(examples=[5.0])
-    prompt: Annotated[int, Field(ge=1, le=10_000_000)] = 512
-    gen: Annotated[int, Field(ge=1, le=10_000_000)] = 128
-    ttft_slo_s: Annotated[float, Field(gt=0, le=1e6)] = Field(examples=[1.0])
-    tpot_slo_s: Annotated[float, Field(gt=0, le=1e6)] = Field(examples=[0.05])
-    percentile: Annotated[float, Field(ge=0.5, lt=1.0)] = 0.95
-    formats: list[FormatName] | None = Field(default=None, max_length=16, description="candidate weight formats")
-    kv: FormatName = "bf16"
-    max_devices: Parallel = 1024
-    max_pp: Annotated[int, Field(ge=1, le=64)] = 4
-
-    @model_validator(mode="after")
-    def _models(self) -> "CapacityCreate":
+    def check(self):
         if (self.model is None) == (self.models is None):
             raise ValueError("give exactly one of 'model' or 'models'")
         return self
 
+    model = request_model(
+        "CapacityCreate", (CapacityServeRequest,),
+        "Same fields as ``tierwise capacity serve``: the fewest devices of each hardware that serve ``qps`` "
+        "requests per second within the TTFT/TPOT SLOs at ``percentile``, ranked by cost.",
+        model=(Id | None, Field(default=None, examples=["llama-3.1-8b"])),
+        models=(list[Id] | None, Field(default=None, max_length=16, description="several models on one fleet (with 'mix')")),
+        mix=(list[Annotated[float, Field(gt=0, le=1)]] | None, Field(default=None, max_length=16,
+                                                                   description="share of the load per model")),
+        hardware=(list[Id] | None, Field(default=None, max_length=64, examples=[["l4", "h100-sxm"]],
+                                         description="candidate hardware ids (every catalog id when left out)")),
+        qps=(Annotated[float, Field(gt=0, le=1e7)], Field(examples=[5.0])),
+        ttft_slo_s=(Annotated[float, Field(gt=0, le=1e6)], Field(examples=[1.0])),
+        tpot_slo_s=(Annotated[float, Field(gt=0, le=1e6)], Field(examples=[0.05])),
+        formats=(list[FormatName] | None, Field(default=None, max_length=16, description="candidate weight formats",
+                                                json_schema_extra={"default": list(field_info(CapacityServeRequest)["formats"].default)})),
+    )
+    return type("CapacityCreate", (model,), {"__module__": __name__, "__doc__": model.__doc__,
+                                             "_models": model_validator(mode="after")(check)})
 
-class TrainCapacityCreate(_In):
-    """Same fields as ``tierwise capacity train``: devices of ``hardware`` needed to train
-    ``model`` on ``tokens`` tokens within ``days`` days, with the best layout."""
 
-    model: Id = Field(examples=["llama-3.1-70b"])
-    hardware: Id = Field(examples=["h100-sxm"])
-    tokens: Annotated[float, Field(gt=0, le=1e16)] = Field(examples=[2e12])
-    days: Annotated[float, Field(gt=0, le=36500)] = Field(examples=[30.0])
-    seq: Annotated[int, Field(ge=1, le=10_000_000)] = 4096
-    global_batch_tokens: Annotated[float, Field(gt=0, le=1e12)] = 4 * 1024 * 1024
-    activations: FormatName = "bf16"
-    optimizer: Literal["adamw", "adamw-8bit", "adamw-fp8", "sgd"] = "adamw"
-    max_devices: Parallel = 4096
+CapacityCreate = _capacity_create()
+
+
+def _train_capacity_create() -> type[BaseModel]:
+    from planner.request.capacity import CapacityTrainRequest
+
+    return request_model(
+        "TrainCapacityCreate", (CapacityTrainRequest,),
+        "Same fields as ``tierwise capacity train``: devices of ``hardware`` needed to train ``model`` on "
+        "``tokens`` tokens within ``days`` days, with the best layout.",
+        model=(Id, Field(examples=["llama-3.1-70b"])),
+        hardware=(Id, Field(examples=["h100-sxm"])),
+        tokens=(float, Field(examples=[2e12])),
+        days=(float, Field(examples=[30.0])),
+    )
+
+
+TrainCapacityCreate = _train_capacity_create()
 
 
 class TrainCapacityPublic(_Out):

@@ -23,12 +23,16 @@ from api.settings import Settings
 @contextmanager
 def domain_errors() -> Iterator[None]:
     """Turn planner / hwmodels exceptions into ApiErrors (unknown ones propagate)."""
+    from planner.errors import TierwiseError
+
     try:
         yield
     except ApiError:
         raise
     except Exception as exc:  # noqa: BLE001 - mapped or re-raised
         mapped = map_exception(exc)
+        if mapped is None and isinstance(exc, TierwiseError):
+            mapped = ApiError(exc.http_status, exc.code, exc.render("rest"), exc.field, exc.details)
         if mapped is None:
             raise
         raise mapped from exc
@@ -293,7 +297,7 @@ _ESTIMATES = _Lru(4096)
 
 
 def _estimate_key(req: dict) -> str:
-    return json.dumps(req, sort_keys=True)
+    return json.dumps({k: v for k, v in req.items() if v is not None}, sort_keys=True)
 
 
 def estimate_cached(catalog: Catalog, req: dict) -> bytes | None:
@@ -306,10 +310,14 @@ def estimate_cached(catalog: Catalog, req: dict) -> bytes | None:
 def estimate(catalog: Catalog, req: dict) -> bytes:
     """The JSON bytes of ``tierwise estimate --json`` for one request (cached: pure).
 
-    Catalog entries are immutable while the server runs; custom ones are keyed by their
-    content so that a cached answer never outlives the profile it was computed from."""
-    from planner.cli.common import clean_json
+    The request goes through the one request layer (``planner.request``), as the CLI's and
+    the Python API's do. Catalog entries are immutable while the server runs; custom ones
+    are keyed by their content so that a cached answer never outlives the profile it was
+    computed from."""
+    from planner.request import build_estimate_request, estimate_result_dict, run_estimate
 
+    with domain_errors():
+        build_estimate_request(req)  # field errors before any lookup
     arch = catalog.arch(req["model"])
     dev = catalog.device(req["hardware"])
     if req["model"] in catalog_models() and req["hardware"] in catalog_devices():
@@ -320,49 +328,11 @@ def estimate(catalog: Catalog, req: dict) -> bytes:
     if hit is not None:
         return hit
     with domain_errors():
-        result = _estimate(arch, dev, req)
-    body = json.dumps(clean_json(result), separators=(",", ":")).encode()
+        r = build_estimate_request({**req, "model": arch, "hardware": dev})
+        result = estimate_result_dict(r, run_estimate(r))
+    body = json.dumps(result, separators=(",", ":")).encode()
     _ESTIMATES.put(key, body)
     return body
-
-
-def _estimate(arch, dev, r: dict) -> dict:
-    from planner.costmodel import Choice, Layout, RuntimeSettings, Serving, check_layout, estimate_inference, max_batch
-
-    layout = Layout(tp=r["tp"], pp=r["pp"], dp=r["dp"], ep=r["ep"])
-    if r["mode"] == "training":
-        n = r["tp"] * r["cp"] * r["pp"] * r["dp"]
-        if r.get("devices") is not None and r["devices"] != n:
-            raise ApiError(422, "invalid_field", f"'devices' ({r['devices']}) must equal tp×cp×pp×dp = {n}", "devices")
-        check_layout(arch, layout, None)
-    else:
-        if r["cp"] != 1:
-            raise ApiError(422, "invalid_field", "'cp' (context parallelism) applies to mode 'training' only", "cp")
-        check_layout(arch, layout, r.get("devices"))
-    if r["mode"] == "training":
-        try:
-            from planner.training import TrainingConfig, estimate_training
-        except ImportError:
-            raise ApiError(422, "unsupported", "training estimates are not available in this installation", "mode") from None
-        cfg = TrainingConfig(
-            global_batch=r["global_batch"] if r.get("global_batch") is not None else r["micro_batch"] * r["dp"],
-            micro_batch=r["micro_batch"], seq=r["seq"], tp=r["tp"], pp=r["pp"], dp=r["dp"], ep=r["ep"], zero=r["zero"],
-            recompute=r["recompute"], sequence_parallel=r["sequence_parallel"], interleave=r["interleave"],
-            optimizer=r["optimizer"], finetune=r["finetune"], weights=r["weights"], activations=r["activations"],
-            cp=r["cp"], attention=r["attention"], dropout=r["dropout"], runtime=r["runtime"],
-            grad_accumulation=r["grad_accumulation"],
-        )
-        return estimate_training(arch, dev, cfg).to_dict()
-    choice = Choice(weights=r["weights"], activations=r["activations"], kv=r["kv"], sparsity=r["sparsity"],
-                    low_rank=r.get("low_rank"))
-    options = RuntimeSettings(allow_offload=r["allow_offload"], flash_chunk_bytes=r["flash_chunk_kib"] * 1024.0,
-                      runtime=r["runtime"], kv_token_budget=r.get("kv_budget"), kv_evicted=r["kv_evicted"],
-                      kv_share_layers=r["kv_share"])
-    b = r["batch"]
-    if b == "max":
-        b = max(1, max_batch(arch, dev, layout, Serving(batch=1, prompt=r["prompt"], gen=r["gen"]), choice, options=options))
-    est = estimate_inference(arch, dev, layout, Serving(batch=b, prompt=r["prompt"], gen=r["gen"]), choice, options=options)
-    return est.to_dict(ops=r.get("per_op", False))
 
 
 # ---------------------------------------------------------------------------
@@ -403,25 +373,11 @@ def solve_plan_request(catalog: Catalog, settings: Settings, req: dict) -> dict:
         return plan_to_dict(plan)
 
 
-_PLAN_FIELDS = ("devices", "tp", "pp", "dp", "ep", "batch", "prompt", "gen", "ttft_slo_s", "tpot_slo_s", "avg_bits",
-                "allow_offload", "objective", "objective_weights", "formats", "sparsity", "kv", "activations", "pins", "backend",
-                "low_rank")
-
-
 def _solve(arch, dev, req: dict, time_limit_s: float):
-    from planner.cli.common import CliError, parse_bytes
-    from planner.search import solve_plan
+    from planner.request.plan import PlanRequest, run_plan
 
-    kwargs: dict[str, Any] = {k: req[k] for k in _PLAN_FIELDS if req.get(k) is not None}
-    if "low_rank" in kwargs:
-        kwargs["low_rank"] = tuple(kwargs["low_rank"])
-    if req.get("max_memory_per_device") is not None:
-        try:
-            kwargs["max_memory_per_device_bytes"] = parse_bytes(req["max_memory_per_device"], "max_memory_per_device")
-        except CliError as e:
-            raise ApiError(422, "invalid_field", e.message.replace("--max-memory-per-device", "'max_memory_per_device'"),
-                           "max_memory_per_device") from None
-    return solve_plan(arch, dev, time_limit_s=time_limit_s, **kwargs)
+    fields = {k: v for k, v in req.items() if v is not None and k != "id"}
+    return run_plan(PlanRequest(**{**fields, "model": arch, "hardware": dev, "time_limit_s": time_limit_s}))
 
 
 def export_context(catalog: Catalog, plan: dict):
@@ -451,34 +407,27 @@ def export_context(catalog: Catalog, plan: dict):
 
 
 def capacity(catalog: Catalog, req: dict) -> dict:
-    """``tierwise capacity`` (serving) for one request, as its ``--json`` answer."""
-    from planner.capacity import DEFAULT_FORMATS, ServeSearch, ServeTarget, plan_serving
-    from planner.cli.common import clean_json
+    """``tierwise capacity serve`` for one request, as its ``--json`` answer."""
+    from planner.request import json_safe
+    from planner.request.capacity import CapacityServeRequest, run_capacity_serve
 
-    ids = req["models"] if req.get("models") is not None else [req["model"]]
-    archs = [catalog.arch(m) for m in ids]
-    hw_ids = req.get("hardware") or sorted(catalog_devices())
-    devices = [catalog.device(h) for h in hw_ids]
-    mix = tuple(req["mix"]) if req.get("mix") else tuple(1.0 / len(ids) for _ in ids)
-    if len(mix) != len(ids):
-        raise ApiError(422, "invalid_field", f"'mix' needs one share per model ({len(ids)}); got {len(mix)}", "mix")
+    fields = {k: v for k, v in req.items() if v is not None}
+    if fields.get("model") is not None:
+        fields["model"] = catalog.arch(fields["model"])
+    if fields.get("models") is not None:
+        fields["models"] = [catalog.arch(m) for m in fields["models"]]
+    fields["hardware"] = [catalog.device(h) for h in (fields.get("hardware") or sorted(catalog_devices()))]
     with domain_errors():
-        target = ServeTarget(qps=req["qps"], prompt=req["prompt"], gen=req["gen"], ttft_slo_s=req["ttft_slo_s"],
-                             tpot_slo_s=req["tpot_slo_s"], percentile=req["percentile"], mix=mix)
-        search = ServeSearch(formats=tuple(req.get("formats") or DEFAULT_FORMATS), kv=req["kv"],
-                             max_devices=req["max_devices"], max_pp=req["max_pp"])
-        return clean_json(plan_serving(archs, devices, target, search).to_dict())
+        return json_safe(run_capacity_serve(CapacityServeRequest(**fields)).to_dict())
 
 
 def train_capacity(catalog: Catalog, req: dict) -> dict:
     """``tierwise capacity train`` for one request, as its ``--json`` answer."""
-    from planner.capacity import TrainTarget, plan_training
-    from planner.cli.common import clean_json
+    from planner.request import json_safe
+    from planner.request.capacity import CapacityTrainRequest, run_capacity_train
 
-    arch = catalog.arch(req["model"])
-    dev = catalog.device(req["hardware"])
+    fields = {k: v for k, v in req.items() if v is not None}
+    fields["model"] = catalog.arch(fields["model"])
+    fields["hardware"] = catalog.device(fields["hardware"])
     with domain_errors():
-        target = TrainTarget(tokens=req["tokens"], days=req["days"], seq=req["seq"],
-                             global_batch_tokens=req["global_batch_tokens"], activations=req["activations"],
-                             optimizer=req["optimizer"], max_devices=req["max_devices"])
-        return clean_json(plan_training(arch, dev, target).to_dict())
+        return json_safe(run_capacity_train(CapacityTrainRequest(**fields))[0].to_dict())

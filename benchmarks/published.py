@@ -1,6 +1,7 @@
 """Predict every row of the published-measurements table and report the error.
 
-    python benchmarks/published.py [--csv PATH] [--json] [--rows I01,I02]
+    python benchmarks/published.py [--csv PATH] [--json] [--rows I01,I02] [--cv loso]
+                                   [--set NAME=VALUE] [--write-baseline [PATH]]
 
 For each row of ``published.csv`` (Megatron, TensorRT-LLM, gpt-fast, llama.cpp, FlexGen,
 LitGPT, ResNet-50 …) the row's text fields are translated into Tierwise inputs — model id,
@@ -20,20 +21,20 @@ import argparse
 import csv
 import json
 import re
-import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CSV = HERE / "data" / "published.csv"
+DEFAULT_BASELINE = HERE / "data" / "baseline.json"
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from hwmodels import load_device  # noqa: E402
 
 from planner.arch import load_arch  # noqa: E402
-from planner.costmodel import Choice, Layout, RuntimeSettings, Serving, estimate_inference  # noqa: E402
+from planner.costmodel import Choice, Layout, RuntimeSettings, Serving, estimate_inference, max_batch  # noqa: E402
 from rowmap import HARDWARE, MODELS, first_int  # noqa: E402
 from rowmap import match as _match  # noqa: E402
 
@@ -47,6 +48,8 @@ def weight_format(text: str) -> str | None:
         return "int4-g32"  # llama.cpp Q4_0: 4-bit values, fp16 scale per 32 → 4.5 bits
     if "nf4" in t:
         return "nf4-dq" if "double" in t else "nf4"
+    if t.startswith("fp4") or "nvfp4" in t:
+        return "nvfp4"
     m = re.search(r"int4.*group size (\d+)", t)
     if m:
         return f"int4-g{m.group(1)}"
@@ -61,10 +64,12 @@ def weight_format(text: str) -> str | None:
     return None
 
 
-def act_format(text: str, weights: str) -> str:
+def act_format(text: str, weights: str) -> str | None:
     t = text.lower()
     if t.startswith("fp8"):
         return "fp8-e4m3"
+    if t.startswith("fp4") or "nvfp4" in t:
+        return None  # 4-bit activations (W4A4 NVFP4): no activation format of the catalog
     if t.startswith("int8"):
         return "int8"
     if t.startswith("fp32") and weights == "fp32":
@@ -118,6 +123,30 @@ class Result:
         return (self.predicted - self.measured) / self.measured
 
 
+def _stated(text: str) -> bool:
+    return bool(text.strip()) and "not stated" not in text.lower()
+
+
+def _max_load_batch(text: str) -> bool:
+    """A row measured "at max load" (requests fed without pause, the engine picks the batch)."""
+    return "max load" in text.lower()
+
+
+def _lengths(row: dict, family: str, decode_only: bool) -> tuple[int, int]:
+    prompt = first_int(row["prompt_len"], None)
+    gen = first_int(row["gen_len"], None)
+    if family in ("decoder", "encoder_decoder") and (prompt is None or gen is None):
+        if "litgpt" in row["engine"].lower():
+            # LitGPT's generate defaults (litgpt/generate/base.py: prompt "What food do llamas eat?",
+            # max_new_tokens=50) when the table does not state lengths.
+            prompt = prompt if prompt is not None else 8
+            gen = gen if gen is not None else 50
+        elif decode_only and gen is None:
+            # A decode rate with no stated length: the rate of the steps right after the prompt.
+            gen = 2
+    return prompt or 0, gen or 0
+
+
 def predict_inference(row: dict) -> tuple[float | None, str]:
     model = _match(MODELS, row["model"])
     hw = _match(HARDWARE, row["hardware"])
@@ -126,40 +155,46 @@ def predict_inference(row: dict) -> tuple[float | None, str]:
     metric = row["metric"].lower()
     if "contextual" in row["sparsity"].lower() or "flash->dram" in metric:
         return None, "contextual activation sparsity (predictor-selected FFN neurons) is not modelled"
+    if any("not stated" in row[k].lower() for k in ("num_devices", "batch", "prompt_len")):
+        return None, "device count, batch or prompt length not stated by the source"
     wf = weight_format(row["weight_dtype"])
     if wf is None:
         return None, f"weight format {row['weight_dtype']!r} not expressible"
     af = act_format(row["act_dtype"], wf)
+    if af is None:
+        return None, f"activation format {row['act_dtype']!r} not expressible"
     kf = kv_format(row["kv_dtype"], af)
     arch = load_arch(model)
     dev = load_device(hw)
     n = first_int(row["num_devices"], 1)
     tp, pp = first_int(row["tp"], 1), first_int(row["pp"], 1)
     dp = max(1, n // (tp * pp))
-    batch = first_int(row["batch"], 1)
-    prompt = first_int(row["prompt_len"], None)
-    gen = first_int(row["gen_len"], None)
-    if arch.family in ("decoder", "encoder_decoder") and (prompt is None or gen is None):
-        # LitGPT's generate defaults (litgpt/generate/base.py: prompt "What food do llamas eat?",
-        # max_new_tokens=50) when the table does not state lengths.
-        prompt = prompt if prompt is not None else 8
-        gen = gen if gen is not None else 50
-    prompt = prompt or 0
-    gen = gen or 0
+    decode_only = "decode" in metric and not _stated(row["gen_len"])
+    prompt, gen = _lengths(row, arch.family, decode_only)
     engine = row["engine"]
     offload = "flexgen" in engine.lower() or "offload" in engine.lower()
     opts = RuntimeSettings(allow_offload=offload, runtime=runtime_of(engine))
-    est = estimate_inference(
-        arch,
-        dev,
-        Layout(tp=tp, pp=pp, dp=dp),
-        Serving(batch=batch, prompt=prompt, gen=gen),
-        Choice(weights=wf, activations=af, kv=kf),
-        options=opts,
-    )
+    layout = Layout(tp=tp, pp=pp, dp=dp)
+    choice = Choice(weights=wf, activations=af, kv=kf)
+    if _max_load_batch(row["batch"]):
+        # Max-load throughput: the largest batch whose weights, KV cache and activations fit,
+        # never more than the number of requests the run sent (when the row states it).
+        requests = first_int(row["batch"], None)
+        batch = max_batch(arch, dev, layout, Serving(batch=1, prompt=prompt, gen=gen), choice, options=opts, limit=requests or 4096)
+        if batch < 1:
+            return None, "not even batch 1 fits in memory"
+    else:
+        batch = first_int(row["batch"], 1)
+    est = estimate_inference(arch, dev, layout, Serving(batch=batch, prompt=prompt, gen=gen), choice, options=opts)
+    return _metric_value(row, est, n, decode_only)
+
+
+def _metric_value(row: dict, est, n: int, decode_only: bool) -> tuple[float | None, str]:
+    metric = row["metric"].lower()
     unit = row["unit"].lower()
     if row["category"] == "memory":
-        return est.memory.per_device_bytes / 1e9, ""
+        scale = 1e6 if unit.strip() == "mb" else 1e9
+        return est.memory.per_device_bytes / scale, ""
     if "time to first token" in metric:
         return est.ttft_s * 1e3, ""
     if "prefill" in metric or "prompt-processing" in metric:
@@ -168,6 +203,8 @@ def predict_inference(row: dict) -> tuple[float | None, str]:
         return est.latency_s * 1e3, ""
     if "images/s" in unit:
         return est.samples_per_s, ""
+    if decode_only:
+        return est.decode_tokens_per_s, ""
     if "token" in metric or "throughput" in metric:
         total = est.output_tokens_per_s
         if "/gpu" in unit:
@@ -204,57 +241,150 @@ def predict_row(row: dict) -> Result:
     return Result(row["id"], cat, model, hw, row["metric"], row["unit"], measured, pred, reason)
 
 
+def load_rows(path: Path = DEFAULT_CSV) -> list[dict]:
+    return list(csv.DictReader(path.open()))
+
+
+def evaluate(rows: list[dict], cv: bool) -> dict:
+    """In-sample results at the shipped constants and, with ``cv``, leave-one-source-out results."""
+    from published_report import combo_dict, loso, prediction_grid
+
+    results = {r["id"]: predict_row(r) for r in rows}
+    out: dict = {"results": results, "held": None, "chosen": None}
+    if cv:
+        grid = prediction_grid(rows, predict_row)
+        held, chosen = loso(rows, grid)
+        out["held"] = held
+        out["chosen"] = {src: combo_dict(c) for src, c in chosen.items()}
+    return out
+
+
+def _errors(results: dict) -> list[tuple[str, str, float]]:
+    return [(i, r.category, r.error) for i, r in results.items() if r.error is not None]
+
+
+def row_kind(row: dict) -> str:
+    """'category / hardware class / engine' of a row: the groups whose errors say how far to trust an
+    estimate of the same kind (rows off the catalog count as hardware class '?', no engine profile as '-')."""
+    hw = _match(HARDWARE, row["hardware"])
+    cls = load_device(hw).device_class if hw else "?"
+    cat = "finetune-memory" if row["category"] == "memory" and "lora" in row["engine"].lower() else row["category"]
+    return f"{cat}/{cls}/{row['engine_id'] or '-'}"
+
+
+def report_json(rows: list[dict], ev: dict) -> dict:
+    from fitted import current
+    from published_report import summary
+
+    held = ev["held"]
+    kinds = {r["id"]: row_kind(r) for r in rows}
+    out = {
+        "constants": current(),
+        "rows": [
+            {
+                "id": r.row_id,
+                "category": r.category,
+                "model": r.model,
+                "hardware": r.hardware,
+                "metric": r.metric,
+                "unit": r.unit,
+                "measured": r.measured,
+                "predicted": r.predicted,
+                "error": r.error,
+                "loso_error": None if held is None else held[r.row_id].error,
+                "kind": kinds[r.row_id],
+                "reason": r.reason,
+            }
+            for r in ev["results"].values()
+        ],
+        "in_sample": {k: v.to_dict() for k, v in summary(_errors(ev["results"])).items()},
+    }
+    if held is not None:
+        out["loso"] = {k: v.to_dict() for k, v in summary(_errors(held)).items()}
+        out["loso_by_kind"] = {k: v.to_dict() for k, v in summary((i, kinds[i], e) for i, _, e in _errors(held)).items()}
+        out["loso_constants"] = ev["chosen"]
+    return out
+
+
+def print_report(rows: list[dict], ev: dict) -> None:
+    from published_report import summary
+
+    held = ev["held"]
+    print(f"{'id':5} {'category':15} {'model':20} {'hardware':15} {'measured':>12} {'predicted':>12} {'error':>8} {'loso':>8}  unit / note")
+    for r in ev["results"].values():
+        pred = "-" if r.predicted is None else f"{r.predicted:12.4g}"
+        err = "-" if r.error is None else f"{100 * r.error:+7.1f}%"
+        h = held[r.row_id].error if held is not None else None
+        herr = "-" if h is None else f"{100 * h:+7.1f}%"
+        note = r.unit if r.predicted is not None else r.reason
+        print(f"{r.row_id:5} {r.category:15} {r.model[:20]:20} {r.hardware[:15]:15} {r.measured:12.4g} {pred:>12} {err:>8} {herr:>8}  {note}")
+    ins = summary(_errors(ev["results"]))
+    cv = summary(_errors(held)) if held is not None else {}
+    print()
+    print(f"{'category':16} {'rows':>4} | {'in-sample: median':>17} {'p90':>7} {'max':>8} {'signed':>7} | {'LOSO: median':>12} {'p90':>7} {'max':>8} {'signed':>7}")
+    for cat, st in ins.items():
+        line = f"{cat:16} {st.rows:4d} | {100 * st.median_abs:16.1f}% {100 * st.p90_abs:6.1f}% {100 * st.max_abs:7.1f}% {100 * st.signed_median:+6.1f}%"
+        if cat in cv:
+            c = cv[cat]
+            line += f" | {100 * c.median_abs:11.1f}% {100 * c.p90_abs:6.1f}% {100 * c.max_abs:7.1f}% {100 * c.signed_median:+6.1f}%"
+        print(line)
+    for label, stats in (("in-sample", ins), ("LOSO", cv)):
+        for cat, st in stats.items():
+            worst = ", ".join(f"{i} {100 * e:+.0f}%" for i, e in st.worst)
+            print(f"worst {label:9} {cat:16}: {worst}")
+    if ev["chosen"]:
+        print("\nfitted constants chosen without each source (LOSO):")
+        for src, vals in ev["chosen"].items():
+            print(f"  {src[:60]:60} " + " ".join(f"{k}={v:g}" for k, v in vals.items()))
+    skipped = [r for r in ev["results"].values() if r.predicted is None]
+    if skipped:
+        print(f"\nnot predicted ({len(skipped)}):")
+        for r in skipped:
+            print(f"  {r.row_id}: {r.reason}")
+
+
+def write_baseline(path: Path, rows: list[dict], ev: dict) -> None:
+    data = report_json(rows, ev)
+    slim = {
+        "constants": data["constants"],
+        "errors": {r["id"]: r["error"] for r in data["rows"]},
+        "in_sample": data["in_sample"],
+        "loso": data.get("loso"),
+    }
+    path.write_text(json.dumps(slim, indent=1, sort_keys=True) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from fitted import parse_assignment, settings
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--csv", type=Path, default=DEFAULT_CSV)
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json", action="store_true", help="machine-readable output")
     ap.add_argument("--rows", default="", help="comma-separated row ids to run")
+    ap.add_argument("--cv", choices=["loso"], help="also report leave-one-source-out cross-validated error")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="set a fitted constant (benchmarks/fitted.py) for this run")
+    ap.add_argument("--write-baseline", type=Path, nargs="?", const=DEFAULT_BASELINE, help=f"write per-row errors (default {DEFAULT_BASELINE})")
     args = ap.parse_args(argv)
     if not args.csv.exists():
         print(f"published table not found: {args.csv}", file=sys.stderr)
         return 2
-    rows = list(csv.DictReader(args.csv.open()))
+    try:
+        values = dict((f.name, v) for f, v in map(parse_assignment, args.set))
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    rows = load_rows(args.csv)
     if args.rows:
         keep = set(args.rows.split(","))
         rows = [r for r in rows if r["id"] in keep]
-    results = [predict_row(r) for r in rows]
-    by_cat: dict[str, list[float]] = {}
-    for r in results:
-        if r.error is not None:
-            by_cat.setdefault(r.category, []).append(abs(r.error))
-    if args.json:
-        out = {
-            "rows": [
-                {
-                    "id": r.row_id,
-                    "category": r.category,
-                    "model": r.model,
-                    "hardware": r.hardware,
-                    "metric": r.metric,
-                    "unit": r.unit,
-                    "measured": r.measured,
-                    "predicted": r.predicted,
-                    "error": r.error,
-                    "reason": r.reason,
-                }
-                for r in results
-            ],
-            "median_abs_pct_error": {k: 100 * statistics.median(v) for k, v in by_cat.items()},
-        }
-        print(json.dumps(out, indent=2))
-        return 0
-    print(f"{'id':5} {'category':15} {'model':20} {'hardware':15} {'measured':>12} {'predicted':>12} {'error':>8}  unit / note")
-    for r in results:
-        pred = "-" if r.predicted is None else f"{r.predicted:12.4g}"
-        err = "-" if r.error is None else f"{100 * r.error:+7.1f}%"
-        note = r.unit if r.predicted is not None else r.reason
-        print(f"{r.row_id:5} {r.category:15} {r.model[:20]:20} {r.hardware[:15]:15} {r.measured:12.4g} {pred:>12} {err:>8}  {note}")
-    print()
-    for cat, errs in sorted(by_cat.items()):
-        print(f"median |error| {cat:16}: {100 * statistics.median(errs):5.1f}%  over {len(errs)} rows (max {100 * max(errs):.1f}%)")
-    skipped = [r for r in results if r.predicted is None]
-    if skipped:
-        print(f"not predicted: {', '.join(r.row_id for r in skipped)}")
+    with settings(values):
+        ev = evaluate(rows, cv=args.cv == "loso" or args.write_baseline is not None)
+        if args.write_baseline is not None:
+            write_baseline(args.write_baseline, rows, ev)
+        if args.json:
+            print(json.dumps(report_json(rows, ev), indent=2))
+        else:
+            print_report(rows, ev)
     return 0
 
 

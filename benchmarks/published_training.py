@@ -67,6 +67,11 @@ def _interleave(layers: int, pp: int, stated: bool) -> int:
     return 1
 
 
+def _stated_int(text: str, pattern: str, default: int) -> int:
+    m = re.search(pattern, text or "")
+    return int(m.group(1)) if m else default
+
+
 def _precision(row: dict) -> str:
     t = (row.get("act_dtype") or "").lower()
     return "fp16" if t.startswith("fp16") else "bf16"
@@ -125,6 +130,21 @@ def training_config(row: dict) -> tuple[str, str, TrainingConfig] | None:
             attention="unfused",
             dropout=True,
         )
+    if "fsdp" in engine and "full_shard" in engine:
+        # PyTorch FSDP FULL_SHARD (ZeRO-3) data parallel with FlashAttention, as the row states;
+        # activation checkpointing = full recomputation of each block.
+        mb = _stated_int(row["batch"], r"micro-batch (\d+)", 1)
+        return model, hw, TrainingConfig(
+            global_batch=batch,
+            micro_batch=mb,
+            seq=seq,
+            dp=n,
+            zero=3,
+            recompute="none" if "no activation checkpointing" in engine else "full",
+            weights="bf16",
+            activations="bf16",
+            attention="fused",
+        )
     if "pathways" in engine or "t5x" in engine:
         # 12-way model parallel × fully sharded data parallel (PaLM §4)
         dp = max(1, n // tp)
@@ -170,6 +190,8 @@ def training_row_prediction(row: dict) -> tuple[float, str] | None:
         return 100.0 * est.hfu, unit
     if "images/s" in unit.lower():
         return est.samples_per_s, unit
+    if unit.lower() == "tokens/s/gpu":
+        return est.tokens_per_s_per_device, unit
     return None
 
 

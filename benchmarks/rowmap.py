@@ -16,6 +16,15 @@ MODELS = [
     (r"gpt-3 175b", "gpt3-175b"),
     (r"palm 540b", "palm-540b"),
     (r"resnet-50", "resnet-50"),
+    (r"mobilenet-v2 1\.0", "mobilenet-v2"),
+    (r"llama-3\.3-70b", "llama-3.3-70b"),
+    (r"llama-3\.1-405b", "llama-3.1-405b"),
+    (r"llama-3\.1-70b", "llama-3.1-70b"),
+    (r"llama-3\.1-8b", "llama-3.1-8b"),
+    (r"llama-3-8b", "llama-3-8b"),
+    (r"llama-3\.2-1b", "llama-3.2-1b"),
+    (r"^mpt-30b", "mpt-30b"),
+    (r"^mpt-7b", "mpt-7b"),
     (r"llama-2-70b", "llama-2-70b"),
     (r"llama-2-13b", "llama-2-13b"),
     (r"llama-2-7b", "llama-2-7b"),
@@ -28,6 +37,8 @@ MODELS = [
 
 HARDWARE = [
     (r"a100-sxm4-40gb", "a100-40gb-sxm"),
+    (r"b200", "b200"),
+    (r"h200", "h200"),
     (r"a100", "a100-80gb-sxm"),
     (r"h100 sxm", "h100-sxm"),
     (r"l40s", "l40s"),
@@ -39,6 +50,10 @@ HARDWARE = [
     (r"v100", "v100-16gb"),
     (r"zcu102", "zcu102"),
     (r"tpu v4", "tpu-v4"),
+    (r"tpu v5e", "tpu-v5e"),
+    (r"alveo u50", "alveo-u50"),
+    (r"snapdragon 8 gen 3", "snapdragon-8-gen-3"),
+    (r"sn40l", "sn40l"),
 ]
 
 

@@ -111,10 +111,19 @@ def _layout_text(plan) -> str:
     return f"tp={lay.tp} pp={lay.pp} dp={lay.dp}"
 
 
-def _try(planner, req):
+def _try(planner, req, deadline):
+    """The plan for ``req``, or None when there is none (or the shared deadline ran out)."""
+    from planner.deadline import DeadlineExceeded
+
+    if deadline.cancelled:
+        deadline.check("the diagnosis")  # raises Cancelled
+    if deadline.expired():
+        return None
     try:
-        return planner.solve(req, diagnose_failure=False)
-    except NoFeasiblePlanError:
+        return planner.solve(req, diagnose_failure=False, deadline=deadline)
+    except (NoFeasiblePlanError, DeadlineExceeded):
+        if deadline.cancelled:
+            deadline.check("the diagnosis")
         return None
 
 
@@ -126,38 +135,44 @@ def _formats_text(plan) -> str:
     return ", ".join(f"{k}×{n}" for k, n in top)
 
 
-def diagnose(planner, req) -> Diagnosis:
-    """Explain why ``req`` is infeasible for ``planner`` (a :class:`planner.search.Planner`)."""
+def diagnose(planner, req, *, deadline=None) -> Diagnosis:
+    """Explain why ``req`` is infeasible for ``planner`` (a :class:`planner.search.Planner`).
+
+    Every phase shares ``deadline`` (the caller's; ``req.time_limit_s`` from now when
+    none): phases it leaves no time for are skipped and the message says so. The
+    planner's caches make each re-solve reuse the request's formulations."""
+    from planner.deadline import Deadline
+
+    dl = deadline if deadline is not None else Deadline(req.time_limit_s)
     device = planner.device
     capacity = device.memory_capacity_bytes
     budget = capacity if req.max_memory_per_device_bytes is None else min(capacity, req.max_memory_per_device_bytes)
-    dev_tier = device.device_tier
-    min_mem, min_plan = planner.minimum(req, "memory")
+    min_mem, min_plan = planner.minimum(req, "memory", deadline=dl)
     memory_binds = min_mem > budget * (1 + 1e-9)
 
     binding: list[str] = []
     changes: list[Change] = []
     slo_free = replace(req, ttft_slo_s=None, tpot_slo_s=None)
-    memory_only_ok = _try(planner, slo_free) if (req.ttft_slo_s or req.tpot_slo_s) else None
+    memory_only_ok = _try(planner, slo_free, dl) if (req.ttft_slo_s or req.tpot_slo_s) else None
 
     if memory_binds and not req.allow_offload:
         binding.append("memory")
     elif memory_binds and req.allow_offload:
         binding.append("memory (device and offload tiers together)")
-    if req.avg_bits is not None and _try(planner, replace(req, avg_bits=None)) is not None:
+    if req.avg_bits is not None and _try(planner, replace(req, avg_bits=None), dl) is not None:
         binding.append("avg_bits")
     min_ttft = min_tpot = None
     if req.ttft_slo_s is not None or req.tpot_slo_s is not None:
         base = slo_free if memory_only_ok is not None else replace(slo_free, max_memory_per_device_bytes=None)
         if req.ttft_slo_s is not None:
-            fastest = _try(planner, replace(base, objective="latency", tpot_slo_s=req.tpot_slo_s))
-            min_ttft = planner.minimum(base, "ttft")[0] if fastest is None else fastest.predicted.ttft_s
-            if _try(planner, replace(req, ttft_slo_s=None)) is not None or min_ttft > req.ttft_slo_s:
+            fastest = _try(planner, replace(base, objective="latency", tpot_slo_s=req.tpot_slo_s), dl)
+            min_ttft = planner.minimum(base, "ttft", deadline=dl)[0] if fastest is None else fastest.predicted.ttft_s
+            if _try(planner, replace(req, ttft_slo_s=None), dl) is not None or min_ttft > req.ttft_slo_s:
                 binding.append("ttft_slo")
         if req.tpot_slo_s is not None:
-            fastest = _try(planner, replace(base, objective="latency", ttft_slo_s=None))
-            min_tpot = planner.minimum(base, "tpot")[0] if fastest is None else fastest.predicted.tpot_s
-            if _try(planner, replace(req, tpot_slo_s=None)) is not None or min_tpot > req.tpot_slo_s:
+            fastest = _try(planner, replace(base, objective="latency", ttft_slo_s=None), dl)
+            min_tpot = planner.minimum(base, "tpot", deadline=dl)[0] if fastest is None else fastest.predicted.tpot_s
+            if _try(planner, replace(req, tpot_slo_s=None), dl) is not None or min_tpot > req.tpot_slo_s:
                 binding.append("tpot_slo")
         if memory_only_ok is not None:
             relaxed = []
@@ -166,89 +181,126 @@ def diagnose(planner, req) -> Diagnosis:
             if req.tpot_slo_s is not None and min_tpot is not None and min_tpot > req.tpot_slo_s:
                 relaxed.append(f"--tpot-slo {min_tpot:.4g}")
             if relaxed:
-                fast = _try(planner, replace(req, objective="latency", ttft_slo_s=None, tpot_slo_s=None))
+                fast = _try(planner, replace(req, objective="latency", ttft_slo_s=None, tpot_slo_s=None), dl)
                 changes.append(Change(kind="slo", description="relax the latency targets to what the hardware can "
                                       "do: " + " ".join(relaxed), predicted=_summary(fast) if fast else {}))
     if not binding:
         binding.append("constraints together")
 
     if memory_binds or "memory" in binding:
-        # 1. Offload the remainder to the next tier (host memory / storage), at its speed.
-        host = device.host_tier
-        if not req.allow_offload and host is not None:
-            plan = _try(planner, replace(req, allow_offload=True))
-            if plan is not None:
-                link = device.host_link
-                bw = min(host.bandwidth_bytes_per_s, link.bandwidth_bytes_per_s) if link is not None else \
-                    host.bandwidth_bytes_per_s
-                p = plan.predicted
-                speed = f"decode {p.decode_tokens_per_s:.3g} tokens/s (TPOT {_ms(p.tpot_s)})" if p.tpot_s else \
-                    f"latency {_ms(p.latency_s)}"
-                changes.append(Change(kind="offload", description=(
-                    f"--allow-offload: keep {_gb(p.offloaded_weights_bytes)} of weights per device in {host.name} "
-                    f"and stream them over {bw / 1e9:.0f} GB/s each pass; {speed}"), predicted=_summary(plan)))
-        # 2. Lower-precision formats than the set searched.
-        if req.formats is not None:
-            plan = _try(planner, replace(req, formats=None))
+        changes += _offload_changes(planner, req, dl)
+        changes += _format_changes(planner, req, dl)
+        changes += _context_changes(planner, req, dl, budget, min_mem, min_plan)
+        changes += _device_changes(planner, req, dl)
+    message = _message(planner, req, dl, budget, min_mem, min_plan, memory_binds, min_ttft, min_tpot, binding, changes)
+    return Diagnosis(message=message, binding=tuple(binding),
+                     min_per_device_bytes=min_mem if math.isfinite(min_mem) else None,
+                     device_capacity_bytes=capacity, budget_bytes=budget, min_ttft_s=min_ttft, min_tpot_s=min_tpot,
+                     changes=tuple(changes))
+
+
+def _offload_changes(planner, req, dl) -> list[Change]:
+    """Offload the remainder to the next tier (host memory / storage), at its speed."""
+    changes: list[Change] = []
+    device = planner.device
+    host = device.host_tier
+    if not req.allow_offload and host is not None:
+        plan = _try(planner, replace(req, allow_offload=True), dl)
+        if plan is not None:
+            link = device.host_link
+            bw = min(host.bandwidth_bytes_per_s, link.bandwidth_bytes_per_s) if link is not None else \
+                host.bandwidth_bytes_per_s
+            p = plan.predicted
+            speed = f"decode {p.decode_tokens_per_s:.3g} tokens/s (TPOT {_ms(p.tpot_s)})" if p.tpot_s else \
+                f"latency {_ms(p.latency_s)}"
+            changes.append(Change(kind="offload", description=(
+                f"--allow-offload: keep {_gb(p.offloaded_weights_bytes)} of weights per device in {host.name} "
+                f"and stream them over {bw / 1e9:.0f} GB/s each pass; {speed}"), predicted=_summary(plan)))
+    return changes
+
+
+def _format_changes(planner, req, dl) -> list[Change]:
+    """Lower-precision formats than the set searched."""
+    changes: list[Change] = []
+    device = planner.device
+    if req.formats is not None:
+        plan = _try(planner, replace(req, formats=None), dl)
+        if plan is not None:
+            changes.append(Change(kind="formats", description=(
+                f"search the default format set instead of --formats {','.join(req.formats)} "
+                f"(plan: {_formats_text(plan)})"), predicted=_summary(plan)))
+    else:
+        from planner.formats import list_formats
+
+        low = tuple(f.name for f in list_formats(role="weight")
+                    if f.element_bits <= 2 and device.supports(f.name) != "unsupported")
+        if low:
+            from planner.options import DEFAULT_WEIGHT_FORMATS
+
+            plan = _try(planner, replace(req, formats=DEFAULT_WEIGHT_FORMATS + low), dl)
             if plan is not None:
                 changes.append(Change(kind="formats", description=(
-                    f"search the default format set instead of --formats {','.join(req.formats)} "
-                    f"(plan: {_formats_text(plan)})"), predicted=_summary(plan)))
-        else:
-            from planner.formats import list_formats
+                    f"allow 2-bit weights (--formats with {', '.join(low[:3])}); round-to-nearest 2-bit "
+                    f"costs much accuracy (plan: {_formats_text(plan)})"), predicted=_summary(plan)))
+    return changes
 
-            low = tuple(f.name for f in list_formats(role="weight")
-                        if f.element_bits <= 2 and device.supports(f.name) != "unsupported")
-            if low:
-                from planner.options import DEFAULT_WEIGHT_FORMATS
 
-                plan = _try(planner, replace(req, formats=DEFAULT_WEIGHT_FORMATS + low))
+def _context_changes(planner, req, dl, budget, min_mem, min_plan) -> list[Change]:
+    """A shorter context or a smaller batch: the KV cache of the smallest plan."""
+    changes: list[Change] = []
+    if min_plan is not None and planner.arch.family in ("decoder", "encoder_decoder"):
+        kv_dev = sum(t.kv_cache_bytes for t in min_plan.predicted.tiers.values() if t.role == "device")
+        tokens = req.prompt + req.gen
+        if kv_dev > 0 and tokens > 0:
+            per_token = kv_dev / (req.batch * tokens)
+            room = budget - (min_mem - kv_dev)
+            fit_tokens = int(room // (per_token * req.batch)) if room > 0 else 0
+            if 0 < fit_tokens < tokens:
+                scale = fit_tokens / tokens
+                prompt, gen = max(int(req.prompt * scale), 0), max(int(req.gen * scale), 1 if req.gen else 0)
+                plan = _try(planner, replace(req, prompt=prompt, gen=gen), dl)
                 if plan is not None:
-                    changes.append(Change(kind="formats", description=(
-                        f"allow 2-bit weights (--formats with {', '.join(low[:3])}); round-to-nearest 2-bit "
-                        f"costs much accuracy (plan: {_formats_text(plan)})"), predicted=_summary(plan)))
-        # 3. A shorter context or a smaller batch: the KV cache of the smallest plan.
-        if min_plan is not None and planner.arch.family in ("decoder", "encoder_decoder"):
-            kv_dev = sum(t.kv_cache_bytes for t in min_plan.predicted.tiers.values() if t.role == "device")
-            tokens = req.prompt + req.gen
-            if kv_dev > 0 and tokens > 0:
-                per_token = kv_dev / (req.batch * tokens)
-                room = budget - (min_mem - kv_dev)
-                fit_tokens = int(room // (per_token * req.batch)) if room > 0 else 0
-                if 0 < fit_tokens < tokens:
-                    scale = fit_tokens / tokens
-                    prompt, gen = max(int(req.prompt * scale), 0), max(int(req.gen * scale), 1 if req.gen else 0)
-                    plan = _try(planner, replace(req, prompt=prompt, gen=gen))
+                    changes.append(Change(kind="context", description=(
+                        f"shorter context: --prompt {prompt} --gen {gen} ({fit_tokens} tokens per request "
+                        f"instead of {tokens}; KV cache {min_plan.kv})"), predicted=_summary(plan)))
+            if req.batch > 1:
+                fit_batch = int(room // (per_token * tokens)) if room > 0 else 0
+                if 1 <= fit_batch < req.batch:
+                    plan = _try(planner, replace(req, batch=fit_batch), dl)
                     if plan is not None:
-                        changes.append(Change(kind="context", description=(
-                            f"shorter context: --prompt {prompt} --gen {gen} ({fit_tokens} tokens per request "
-                            f"instead of {tokens}; KV cache {min_plan.kv})"), predicted=_summary(plan)))
-                if req.batch > 1:
-                    fit_batch = int(room // (per_token * tokens)) if room > 0 else 0
-                    if 1 <= fit_batch < req.batch:
-                        plan = _try(planner, replace(req, batch=fit_batch))
-                        if plan is not None:
-                            changes.append(Change(kind="batch", description=f"--batch {fit_batch} instead of "
-                                                  f"{req.batch}", predicted=_summary(plan)))
-        # 4. More devices (the planner picks the layout).
-        for mult in _DEVICE_MULTIPLES:
-            n = req.devices * mult
-            if n > _MAX_DEVICES:
-                break
-            try:
-                plan = _try(planner, replace(req, devices=n, tp=None, pp=None, dp=None))
-            except Exception as exc:  # noqa: BLE001 - an impossible layout count is not a diagnosis
-                from planner.costmodel import EstimateError
+                        changes.append(Change(kind="batch", description=f"--batch {fit_batch} instead of "
+                                              f"{req.batch}", predicted=_summary(plan)))
+    return changes
 
-                if isinstance(exc, EstimateError):
-                    continue
-                raise
-            if plan is not None:
-                changes.append(Change(kind="devices", description=(
-                    f"--devices {n} ({_layout_text(plan)}): {_gb(plan.predicted.per_device_bytes)} per device"),
-                    predicted=_summary(plan)))
-                break
 
+def _device_changes(planner, req, dl) -> list[Change]:
+    """More devices (the planner picks the layout)."""
+    changes: list[Change] = []
+    for mult in _DEVICE_MULTIPLES:
+        n = req.devices * mult
+        if n > _MAX_DEVICES:
+            break
+        try:
+            plan = _try(planner, replace(req, devices=n, tp=None, pp=None, dp=None), dl)
+        except Exception as exc:  # noqa: BLE001 - an impossible layout count is not a diagnosis
+            from planner.costmodel import EstimateError
+
+            if isinstance(exc, EstimateError):
+                continue
+            raise
+        if plan is not None:
+            changes.append(Change(kind="devices", description=(
+                f"--devices {n} ({_layout_text(plan)}): {_gb(plan.predicted.per_device_bytes)} per device"),
+                predicted=_summary(plan)))
+            break
+    return changes
+
+
+def _message(planner, req, dl, budget, min_mem, min_plan, memory_binds, min_ttft, min_tpot, binding,
+             changes) -> str:
+    device = planner.device
+    capacity = device.memory_capacity_bytes
+    dev_tier = device.device_tier
     lines = []
     if math.isfinite(min_mem):
         where = f"a {_gb(capacity)} {device.id}"
@@ -268,13 +320,12 @@ def diagnose(planner, req) -> Diagnosis:
     if min_tpot is not None:
         lines.append(f"fastest TPOT that fits: {_ms(min_tpot)} (asked {_ms(req.tpot_slo_s)})")
     lines.append("binding: " + ", ".join(binding))
+    if dl.expired():
+        lines.append("(the diagnosis was cut short by the time limit: some phases were skipped)")
     if changes:
         lines.append("cheapest changes:")
         lines.extend(f"  {i}. {c.description}" for i, c in enumerate(changes, 1))
     else:
         lines.append("no single change (offload, formats, context, batch, up to "
                      f"{min(req.devices * _DEVICE_MULTIPLES[-1], _MAX_DEVICES)} devices) makes it fit")
-    return Diagnosis(message="\n".join(lines), binding=tuple(binding),
-                     min_per_device_bytes=min_mem if math.isfinite(min_mem) else None,
-                     device_capacity_bytes=capacity, budget_bytes=budget, min_ttft_s=min_ttft, min_tpot_s=min_tpot,
-                     changes=tuple(changes))
+    return "\n".join(lines)

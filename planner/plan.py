@@ -70,7 +70,7 @@ __all__ = [
 #: Version of the plan file layout written by this tierwise.
 PLAN_VERSION = 1
 OBJECTIVES = ("accuracy", "latency", "memory", "cost", "weighted")
-SOLVER_STATUSES = ("optimal", "feasible")
+SOLVER_STATUSES = ("optimal", "feasible", "time_limit")
 _HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 _SOURCE = re.compile(r"^(prior|weights|data|file:.+)$")
 

@@ -14,7 +14,9 @@ Four sources, one interface (:class:`Sensitivity`):
   16 × 4096, quantised by the real kernels in :mod:`planner.backends` — pretrained weights
   are close to zero-centred normal (Dettmers et al., "QLoRA", NeurIPS 2023, §3, the
   premise of NF4). The reference is rounded to bf16 first: checkpoints are stored in
-  16 bits, so a 16-bit option costs nothing.
+  16 bits, so a 16-bit option costs nothing. These reference noises are the same in every
+  run, so they ship as a measured table (:mod:`planner.format_noise`): the prior needs
+  neither torch nor any quantisation at plan time.
 * ``noise_a``: for low-precision activations, the MSE of quantising a reference
   activation matrix (64 tokens × 4096, N(0, 1)) in which 6 channels carry outliers 100×
   larger — LLM.int8() (Dettmers et al., NeurIPS 2022, §4) finds outliers concentrated in
@@ -95,7 +97,7 @@ from typing import Protocol
 import numpy as np
 
 from planner.errors import TierwiseError
-
+from planner.format_noise import _apply, _torch, activation_noise, kv_noise, weight_noise
 from planner.formats import FormatError, get_format
 from planner.options import HIGH_PRECISION_COMPUTE, GroupInfo, Option, OptionError, option_key, parse_option_key
 
@@ -136,10 +138,6 @@ ROLE_FACTORS: Mapping[str, float] = {
     "conv": 1.0,
 }
 DEPTH_TAU = 0.1
-_REF_ROWS, _REF_COLS = 16, 4096
-_ACT_TOKENS, _ACT_OUTLIERS, _ACT_OUTLIER_SCALE = 64, 6, 100.0
-_KV_ROWS, _KV_HEAD_DIM = 256, 128
-_SEED = 0
 
 
 class SensitivityError(TierwiseError, ValueError):
@@ -161,93 +159,8 @@ def importance(group: GroupInfo) -> float:
 
 
 # ---------------------------------------------------------------------------
-# Reference noise of formats (real quantisation of seeded tensors)
+# Reference noise of formats: planner.format_noise (shipped table, live fallback)
 # ---------------------------------------------------------------------------
-
-
-def _torch():
-    import torch
-
-    return torch
-
-
-@functools.lru_cache(maxsize=1)
-def _reference_weight():
-    torch = _torch()
-    g = torch.Generator().manual_seed(_SEED)
-    return torch.randn(_REF_ROWS, _REF_COLS, generator=g).to(torch.bfloat16).to(torch.float32)
-
-
-def _relative_mse(ref, approx) -> float:
-    num = float(((ref.double() - approx.double()) ** 2).sum())
-    den = float((ref.double() ** 2).sum())
-    return num / den if den > 0 else 0.0
-
-
-def _apply(w, weights: str, sparsity: str):
-    """Prune (magnitude) then quantise a 2-D tensor with the real backends."""
-    from planner.backends import prune_2_4, prune_unstructured, quantize_tensor
-    from planner.formats import parse_sparsity
-
-    sp = parse_sparsity(sparsity)
-    x = w
-    if sp.name == "2:4":
-        x = prune_2_4(x).to_dense().to(w.dtype)
-    elif sp.name != "dense":
-        x = prune_unstructured(x, sp).to_dense().to(w.dtype)
-    fmt = get_format(weights)
-    if fmt.kind == "float" and fmt.element_bits >= 16:
-        torch = _torch()
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[fmt.name]
-        return x.to(dtype).to(w.dtype)
-    return quantize_tensor(x, fmt).dequantize(w.dtype)
-
-
-@functools.lru_cache(maxsize=512)
-def weight_noise(weights: str, sparsity: str = "dense") -> float:
-    """Relative MSE of storing the N(0, 1) reference matrix in ``weights`` with
-    ``sparsity`` (see the module docstring)."""
-    ref = _reference_weight()
-    return _relative_mse(ref, _apply(ref, weights, sparsity))
-
-
-@functools.lru_cache(maxsize=1)
-def _reference_activations():
-    torch = _torch()
-    g = torch.Generator().manual_seed(_SEED + 1)
-    x = torch.randn(_ACT_TOKENS, _REF_COLS, generator=g)
-    idx = torch.randperm(_REF_COLS, generator=g)[:_ACT_OUTLIERS]
-    x[:, idx] *= _ACT_OUTLIER_SCALE
-    mask = torch.ones(_REF_COLS, dtype=torch.bool)
-    mask[idx] = False
-    return x.to(torch.bfloat16).to(torch.float32), mask
-
-
-@functools.lru_cache(maxsize=64)
-def activation_noise(activations: str) -> float:
-    """Noise power on the ordinary channels, relative to their power, when activations
-    are quantised to ``activations`` per token (int8) or per tensor (fp8); 0 for 16/32-bit."""
-    fmt = get_format(activations)
-    if fmt.name in HIGH_PRECISION_COMPUTE:
-        return 0.0
-    from planner.backends import quantize_tensor
-
-    x, mask = _reference_activations()
-    q = quantize_tensor(x, fmt).dequantize(x.dtype)
-    return _relative_mse(x[:, mask], q[:, mask])
-
-
-@functools.lru_cache(maxsize=64)
-def kv_noise(kv: str) -> float:
-    """Relative MSE of a KV-cache format on a (tokens·heads × head_dim) N(0, 1) matrix;
-    scales run per token and head (int8) or per group along head_dim."""
-    fmt = get_format(kv)
-    if not fmt.is_kv:
-        raise SensitivityError(f"{fmt.name!r} is not a KV-cache format", field="kv")
-    torch = _torch()
-    g = torch.Generator().manual_seed(_SEED + 2)
-    ref = torch.randn(_KV_ROWS, _KV_HEAD_DIM, generator=g).to(torch.bfloat16).to(torch.float32)
-    return _relative_mse(ref, _apply(ref, fmt.name, "dense"))
 
 
 def option_noise(option: Option) -> float:

@@ -22,7 +22,7 @@ elastic slacks.
 
 Backends, chosen explicitly by name:
 
-* ``"highs"`` — HiGHS through ``highspy``: the matrix is built once with numpy/scipy and
+* ``"highs"`` — HiGHS through ``highspy``: the matrix is built once with numpy and
   passed whole, which keeps model building far below the solve time.
 * ``"cbc"`` — COIN-OR CBC through PuLP's bundled binary, built with PuLP's list
   constructors (``LpAffineExpression``). CBC does not report its best bound through PuLP,
@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
@@ -353,41 +353,73 @@ class Solution:
 # ---------------------------------------------------------------------------
 
 
-def _scale(problem: Problem) -> float:
+@dataclass(frozen=True, slots=True)
+class _Matrix:
+    """The named rows as arrays, scaled for the solver (built once per solve, vectorised).
+
+    ``coeffs`` (rows × columns) and ``aux`` (rows × auxiliaries) are divided by each row's
+    scale; ``aux`` is also multiplied by each auxiliary's column scale ``ys``; ``lower`` /
+    ``upper`` are the scaled row bounds (±inf where open)."""
+
+    coeffs: np.ndarray
+    aux: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    row_scale: np.ndarray
+    ys: np.ndarray
+
+
+def _matrix(problem: Problem) -> _Matrix:
+    """Rows mix bytes (~1e10) and seconds (~1e-3); dividing each by its largest magnitude
+    keeps the solver's absolute feasibility tolerance meaningful for all of them. After row
+    scaling, an auxiliary that stands for bytes (~1e10) next to binaries has a coefficient
+    ~1e-10 that solvers drop as zero: solving for ``y' = y / s`` with
+    ``s = 1 / max_r |b_rk| / row_scale_r`` brings it to O(1)."""
+    rows, n = problem.rows, problem.num_columns
+    m, na = len(rows), len(problem.aux)
+    index = {a.name: k for k, a in enumerate(problem.aux)}
+    coeffs = np.vstack([r.coeffs for r in rows]) if m else np.zeros((0, n))
+    aux = np.zeros((m, na))
+    ri = [i for i, r in enumerate(rows) for _ in r.aux]
+    ki = [index[k] for r in rows for k in r.aux]
+    aux[ri, ki] = [c for r in rows for c in r.aux.values()]
+    rhs = np.array([r.rhs for r in rows], dtype=np.float64)
+    scale = np.abs(rhs)
+    if n and m:
+        scale = np.maximum(scale, np.abs(coeffs).max(axis=1))
+    if na and m:
+        scale = np.maximum(scale, np.abs(aux).max(axis=1))
+    scale = np.where(scale > 0, scale, 1.0)
+    aux = aux / scale[:, None]
+    col = np.abs(aux).max(axis=0) if m else np.zeros(na)
+    ys = np.where(col > 0, 1.0 / np.where(col > 0, col, 1.0), 1.0)
+    sense = np.array([r.sense for r in rows], dtype=object)
+    lower = np.where(sense == "<=", -np.inf, rhs / scale) if m else np.zeros(0)
+    upper = np.where(sense == ">=", np.inf, rhs / scale) if m else np.zeros(0)
+    return _Matrix(coeffs=coeffs / scale[:, None], aux=aux * ys[None, :], lower=lower, upper=upper,
+                   row_scale=scale, ys=ys)
+
+
+def _scale(problem: Problem, ys: np.ndarray | None = None) -> float:
     """Divide the objective by its largest coefficient (auxiliaries in their scaled units)
     so solver tolerances act on O(1) numbers whatever the unit (seconds, bytes, sensitivity)."""
-    ys = _aux_scales(problem)
-    mags = [float(np.max(np.abs(problem.cost)))] + [abs(a.cost * ys[a.name]) for a in problem.aux]
-    m = max(mags)
+    ys = _matrix(problem).ys if ys is None else ys
+    aux_cost = np.array([a.cost for a in problem.aux], dtype=np.float64)
+    m = max(float(np.max(np.abs(problem.cost))), float(np.max(np.abs(aux_cost * ys), initial=0.0)))
     return m if m > 0 else 1.0
 
 
 def _row_scale(r: Row) -> float:
-    """Rows mix bytes (~1e10) and seconds (~1e-3); dividing each by its largest magnitude
-    keeps the solver's absolute feasibility tolerance meaningful for all of them."""
+    """The scale :func:`_matrix` gives one row (its largest magnitude)."""
     m = max([abs(r.rhs), float(np.max(np.abs(r.coeffs))) if r.coeffs.size else 0.0]
             + [abs(c) for c in r.aux.values()])
     return m if m > 0 else 1.0
 
 
 def _aux_scales(problem: Problem) -> dict[str, float]:
-    """Column scale of each auxiliary: after row scaling, an auxiliary that stands for bytes
-    (~1e10) next to binaries has a coefficient ~1e-10 that solvers drop as zero. Solving
-    for ``y' = y / s`` with ``s = 1 / max_r |b_rk| / row_scale_r`` brings it to O(1)."""
-    out = {a.name: 0.0 for a in problem.aux}
-    for r in problem.rows:
-        rs = _row_scale(r)
-        for k, c in r.aux.items():
-            out[k] = max(out[k], abs(c) / rs)
-    return {k: (1.0 / v if v > 0 else 1.0) for k, v in out.items()}
-
-
-def _row_bounds(r: Row) -> tuple[float, float]:
-    if r.sense == "<=":
-        return -math.inf, r.rhs
-    if r.sense == ">=":
-        return r.rhs, math.inf
-    return r.rhs, r.rhs
+    """Column scale of each auxiliary (see :func:`_matrix`), by name."""
+    ys = _matrix(problem).ys
+    return {a.name: float(ys[k]) for k, a in enumerate(problem.aux)}
 
 
 def _relative_gap(obj: float, bound: float | None) -> float | None:
@@ -453,106 +485,130 @@ def _new_highs():
     return h
 
 
-def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int | None,
-                 relax: bool = False, start: Sequence[float] | None = None,
-                 aux_start: Mapping[str, float] | None = None, objective_scale: float | None = None) -> Solution:
+def _highs_lp(problem: Problem, mat: _Matrix, scale: float, relax: bool):
+    """The problem as a ``highspy.HighsLp``: one-hot rows per group, then the named rows,
+    passed column-wise (CSC) straight from numpy (scipy.sparse would cost more to import
+    than the matrix costs to build)."""
     import highspy
-    from scipy import sparse
 
-    t0 = time.perf_counter()
-    n = problem.num_columns
-    g = len(problem.groups)
-    aux = problem.aux
+    n, g, aux, ys = problem.num_columns, len(problem.groups), problem.aux, mat.ys
     na = len(aux)
-    aux_index = {a.name: n + k for k, a in enumerate(aux)}
-    scale = objective_scale if objective_scale else _scale(problem)
-    ys = _aux_scales(problem)
-
-    # Rows: one-hot per group, then the named rows. Built as one sparse matrix.
-    onehot = sparse.csr_matrix((np.ones(n), (problem.column_group, np.arange(n))), shape=(g, n + na))
-    blocks = [onehot]
+    dense = np.zeros((g + len(problem.rows), n + na))
+    dense[problem.column_group, np.arange(n)] = 1.0
     if problem.rows:
-        dense = np.zeros((len(problem.rows), n + na))
-        for i, r in enumerate(problem.rows):
-            dense[i, :n] = r.coeffs
-            for k, c in r.aux.items():
-                dense[i, aux_index[k]] = c * ys[k]
-        row_scale = np.array([_row_scale(r) for r in problem.rows])
-        blocks.append(sparse.csr_matrix(dense / row_scale[:, None]))
-    a = sparse.vstack(blocks).tocsc()
+        dense[g:, :n] = mat.coeffs
+        dense[g:, n:] = mat.aux
+    cols_nz, rows_nz = np.nonzero(dense.T)
     size = problem.group_size.astype(np.float64)
-    lower, upper = size.copy(), size.copy()
-    if problem.rows:
-        lower = np.concatenate([lower, [_row_bounds(r)[0] / _row_scale(r) for r in problem.rows]])
-        upper = np.concatenate([upper, [_row_bounds(r)[1] / _row_scale(r) for r in problem.rows]])
-
+    lower = np.concatenate([size, mat.lower])
+    upper = np.concatenate([size, mat.upper])
     lp = highspy.HighsLp()
     lp.num_col_ = n + na
-    lp.num_row_ = a.shape[0]
-    lp.col_cost_ = np.concatenate([problem.cost, [x.cost * ys[x.name] for x in aux]]) / scale
-    lp.col_lower_ = np.concatenate([np.zeros(n), [x.lb / ys[x.name] for x in aux]])
-    lp.col_upper_ = np.concatenate([size[problem.column_group], [x.ub / ys[x.name] for x in aux]])
+    lp.num_row_ = dense.shape[0]
+    lp.col_cost_ = np.concatenate([problem.cost, np.array([x.cost for x in aux], dtype=np.float64) * ys]) / scale
+    lp.col_lower_ = np.concatenate([np.zeros(n), np.array([x.lb for x in aux], dtype=np.float64) / ys])
+    lp.col_upper_ = np.concatenate([size[problem.column_group], np.array([x.ub for x in aux], dtype=np.float64) / ys])
     inf = highspy.kHighsInf
     lp.row_lower_ = np.where(np.isfinite(lower), lower, -inf)
     lp.row_upper_ = np.where(np.isfinite(upper), upper, inf)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = a.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = a.indices.astype(np.int32)
-    lp.a_matrix_.value_ = a.data
+    lp.a_matrix_.start_ = np.searchsorted(cols_nz, np.arange(n + na + 1)).astype(np.int32)
+    lp.a_matrix_.index_ = rows_nz.astype(np.int32)
+    lp.a_matrix_.value_ = dense[rows_nz, cols_nz]
     lp.a_matrix_.num_col_ = n + na
-    lp.a_matrix_.num_row_ = a.shape[0]
+    lp.a_matrix_.num_row_ = dense.shape[0]
     if not relax:
         lp.integrality_ = [highspy.HighsVarType.kInteger] * n + [highspy.HighsVarType.kContinuous] * na
+    return lp
 
-    h = _new_highs()
+
+def _highs_options(h, time_limit_s: float, gap: float, threads: int | None) -> None:
     h.setOptionValue("time_limit", float(time_limit_s))
     h.setOptionValue("mip_rel_gap", float(gap))
     h.setOptionValue("mip_abs_gap", 1e-9)
+    # Rows are scaled by their largest magnitude, which can be a coefficient far above the
+    # right-hand side; tighter tolerances keep HiGHS's points within the 1e-6 (relative to
+    # the right-hand side) that every returned point is checked against.
+    h.setOptionValue("primal_feasibility_tolerance", 1e-9)
+    h.setOptionValue("mip_feasibility_tolerance", 1e-9)
     h.setOptionValue("random_seed", 0)
     if threads is not None:
         h.setOptionValue("threads", int(threads))
-    status = h.passModel(lp)
-    if status == highspy.HighsStatus.kError:
-        raise SolverError("HiGHS rejected the model (see the row/column bounds)", status="error", backend="highs")
-    if start is not None and not relax:
-        # A known feasible point (e.g. the previous solve's) as the first incumbent.
-        x0 = problem._counts(start)
-        y0 = [float((aux_start or {}).get(a.name, 0.0)) / ys[a.name] for a in aux]
-        warm = highspy.HighsSolution()
-        warm.col_value = list(np.concatenate([x0, y0]))
-        warm.value_valid = True
-        h.setSolution(warm)
-    h.run()
+
+
+def _highs_status(h, time_limit_s: float) -> str:
+    """Our status for HiGHS's model status ("optimal" / "feasible"), or the matching error."""
+    import highspy
+
     ms = h.getModelStatus()
-    info = h.getInfo()
     M = highspy.HighsModelStatus
-    has_point = info.primal_solution_status == highspy.SolutionStatus.kSolutionStatusFeasible
+    has_point = h.getInfo().primal_solution_status == highspy.SolutionStatus.kSolutionStatusFeasible
     if ms == M.kInfeasible:
         raise InfeasibleError("no assignment of one option per group satisfies every constraint", backend="highs")
     if ms in (M.kUnboundedOrInfeasible, M.kUnbounded):
         raise InfeasibleError("the problem is infeasible or unbounded (HiGHS could not tell which)", backend="highs")
     if ms == M.kOptimal:
-        ours = "optimal"
-    elif ms in (M.kTimeLimit, M.kIterationLimit, M.kInterrupt, M.kSolutionLimit, M.kObjectiveBound,
-                M.kObjectiveTarget) and has_point:
-        ours = "feasible"
-    elif ms == M.kTimeLimit:
+        return "optimal"
+    if ms in (M.kTimeLimit, M.kIterationLimit, M.kInterrupt, M.kSolutionLimit, M.kObjectiveBound,
+              M.kObjectiveTarget) and has_point:
+        return "feasible"
+    if ms == M.kTimeLimit:
         raise SolverError(f"HiGHS found no feasible point within the time limit of {time_limit_s:g} s; "
                           "raise --time-limit", status="time_limit", backend="highs")
-    else:
-        raise SolverError(f"HiGHS stopped with status {h.modelStatusToString(ms)!r}", status="error", backend="highs")
+    if ms == M.kInterrupt:
+        raise SolverError("the solve was cancelled before a feasible point was found", status="cancelled",
+                          backend="highs")
+    raise SolverError(f"HiGHS stopped with status {h.modelStatusToString(ms)!r}", status="error", backend="highs")
+
+
+def _solve_highs(problem: Problem, time_limit_s: float, gap: float, threads: int | None,
+                 relax: bool = False, start: Sequence[float] | None = None,
+                 aux_start: Mapping[str, float] | None = None, objective_scale: float | None = None,
+                 cancel: Callable[[], bool] | None = None) -> Solution:
+    import highspy
+
+    t0 = time.perf_counter()
+    n, aux = problem.num_columns, problem.aux
+    mat = _matrix(problem)
+    ys = mat.ys
+    scale = objective_scale if objective_scale else _scale(problem, ys)
+    lp = _highs_lp(problem, mat, scale, relax)
+    n_rows = lp.num_row_
+    h = _new_highs()
+    _highs_options(h, time_limit_s, gap, threads)
+    if h.passModel(lp) == highspy.HighsStatus.kError:
+        raise SolverError("HiGHS rejected the model (see the row/column bounds)", status="error", backend="highs")
+    if start is not None and not relax:
+        # A known feasible point (e.g. the previous solve's) as the first incumbent.
+        x0 = problem._counts(start)
+        y0 = [float((aux_start or {}).get(a.name, 0.0)) / ys[k] for k, a in enumerate(aux)]
+        warm = highspy.HighsSolution()
+        warm.col_value = list(np.concatenate([x0, y0]))
+        warm.value_valid = True
+        h.setSolution(warm)
+    if cancel is not None:
+        # Another thread may cancel the job: HiGHS polls these callbacks during the solve.
+        def interrupt(event) -> None:
+            if cancel():
+                event.interrupt()
+
+        h.cbSimplexInterrupt += interrupt
+        h.cbMipInterrupt += interrupt
+    h.run()
+    ours = _highs_status(h, time_limit_s)
+    info = h.getInfo()
     sol = np.asarray(h.getSolution().col_value)
-    y = {x.name: float(sol[n + k]) * ys[x.name] for k, x in enumerate(aux)}
+    y = {x.name: float(sol[n + k]) * ys[k] for k, x in enumerate(aux)}
     if relax:
         # The LP optimum itself is the bound; the rounded point is only indicative.
         obj = info.objective_function_value * scale
         counts = tuple(int(c) for c in np.round(sol[:n]))
         return Solution(counts=counts, aux_values=MappingProxyType(y), objective=obj, bound=obj, gap=0.0,
-                        status="optimal", backend="highs", time_s=time.perf_counter() - t0, variables=n + na,
-                        constraints=a.shape[0], row_activity=MappingProxyType({}),
+                        status="optimal", backend="highs", time_s=time.perf_counter() - t0, variables=n + len(aux),
+                        constraints=n_rows, row_activity=MappingProxyType({}),
                         column_group=tuple(int(g) for g in problem.column_group))
     bound = info.mip_dual_bound * scale if math.isfinite(info.mip_dual_bound) else None
-    return _finish(problem, sol[:n], y, bound=bound, status=ours, backend="highs", t0=t0, n_rows=a.shape[0])
+    return _finish(problem, sol[:n], y, bound=bound, status=ours, backend="highs", t0=t0, n_rows=n_rows)
 
 
 # ---------------------------------------------------------------------------
@@ -647,7 +703,8 @@ def _solve_cbc(problem: Problem, time_limit_s: float, gap: float, threads: int |
 
 def solve(problem: Problem, *, backend: str = "highs", time_limit_s: float = DEFAULT_TIME_LIMIT_S,
           gap: float = DEFAULT_GAP, threads: int | None = None, relax: bool = False,
-          start: Sequence[float] | None = None, aux_start: Mapping[str, float] | None = None) -> Solution:
+          start: Sequence[float] | None = None, aux_start: Mapping[str, float] | None = None,
+          deadline=None) -> Solution:
     """Solve ``problem`` with the named backend (``"highs"`` or ``"cbc"``).
 
     Raises :class:`InfeasibleError` when no point satisfies the rows, and
@@ -658,7 +715,10 @@ def solve(problem: Problem, *, backend: str = "highs", time_limit_s: float = DEF
     lower bound on the ILP optimum, used to prune candidates; its ``picks`` are a rounding
     of the fractional point and may violate rows. ``start`` (column counts, with
     ``aux_start``; see :meth:`Problem.point`) hands HiGHS a feasible point as its first
-    incumbent.
+    incumbent. ``deadline`` (a :class:`planner.deadline.Deadline`) caps the time limit at
+    what it has left and stops the solve when it is cancelled (HiGHS): the incumbent so far
+    comes back as ``"feasible"``, or :class:`SolverError` (status ``cancelled`` /
+    ``time_limit``) when there is none; a deadline already spent raises its own error.
     """
     if backend not in BACKENDS:
         raise ValueError(f"The 'backend' parameter of solve must be one of {', '.join(BACKENDS)}. Got {backend!r} instead.")
@@ -666,26 +726,42 @@ def solve(problem: Problem, *, backend: str = "highs", time_limit_s: float = DEF
         raise ValueError(f"The 'time_limit_s' parameter of solve must be a number in (0, inf). Got {time_limit_s!r} instead.")
     if isinstance(gap, bool) or not isinstance(gap, (int, float)) or not 0 <= gap < 1:
         raise ValueError(f"The 'gap' parameter of solve must be a number in [0, 1). Got {gap!r} instead.")
+    cancel = None
+    if deadline is not None:
+        deadline.check("the solve")
+        time_limit_s = max(min(float(time_limit_s), deadline.remaining()), 1e-3)
+
+        def cancel() -> bool:
+            return deadline.cancelled
     if relax:
         if backend != "highs":
             raise ValueError("The 'relax' parameter of solve needs backend='highs'.")
-        return _solve_highs(problem, float(time_limit_s), float(gap), threads, relax=True)
+        return _solve_highs(problem, float(time_limit_s), float(gap), threads, relax=True, cancel=cancel)
     if backend == "highs":
-        sol = _solve_highs(problem, float(time_limit_s), float(gap), threads, start=start, aux_start=aux_start)
+        sol = _solve_highs(problem, float(time_limit_s), float(gap), threads, start=start, aux_start=aux_start,
+                           cancel=cancel)
         left = float(time_limit_s) - sol.time_s
-        if sol.status == "optimal" and sol.gap is not None and sol.gap > gap and sol.objective and left > 0:
+        if (sol.status == "optimal" and sol.gap is not None and sol.gap > gap and sol.objective and left > 0
+                and not (cancel is not None and cancel())):
             # HiGHS also stops on absolute tolerances of the scaled objective (~1e-6). When
             # the optimum lies far below the largest cost coefficient (a few very noisy
             # options, e.g. low-rank truncations, set the scale), that stops it before the
             # relative gap is reached. Re-solve with the incumbent's objective as the unit,
             # starting from the incumbent, so the relative gap asked for holds.
             again = _solve_highs(problem, left, float(gap), threads, start=sol.counts, aux_start=sol.aux_values,
-                                 objective_scale=abs(sol.objective))
+                                 objective_scale=abs(sol.objective), cancel=cancel)
             # The first solve's dual bound is not trusted: nodes pruned within the absolute
             # tolerance can leave it above the true optimum.
             best = again if again.objective <= sol.objective else sol
             sol = replace(best, status=again.status, bound=again.bound,
                           gap=_relative_gap(best.objective, again.bound), time_s=sol.time_s + again.time_s)
+        left = float(time_limit_s) - sol.time_s
+        if (start is not None and sol.status == "optimal" and sol.gap is not None and sol.gap > gap and left > 0
+                and not (cancel is not None and cancel())):
+            # HiGHS can stop at a start point it was handed without closing the gap (seen
+            # when the start's continuous values sit far from their optimum): solve afresh.
+            cold = _solve_highs(problem, left, float(gap), threads, cancel=cancel)
+            sol = replace(cold, time_s=sol.time_s + cold.time_s) if cold.objective <= sol.objective else sol
     else:
         sol = _solve_cbc(problem, float(time_limit_s), float(gap), threads)
     bad = problem.violations(sol.counts, sol.aux_values, tol=1e-6)

@@ -131,7 +131,7 @@ def test_estimate_training_json_contract(cli):
     [
         (["--tp", "3"], "attention heads"),
         (["--pp", "64"], "number of layers"),
-        (["--tp", "2", "--dp", "2", "--devices", "8"], "tp×cp×pp×dp"),
+        (["--tp", "2", "--dp", "2", "--devices", "8"], "--devices (8) must equal tp×pp×dp = 2×1×2 = 4"),
         (["--global-batch", "3", "--dp", "2"], "multiple of --micro-batch"),
         (["--finetune", "lora"], "needs a rank"),
     ],

@@ -24,7 +24,9 @@ def test_batch_max_picks_the_largest_fitting_batch(cli):
     d = json.loads(out)
     assert code == 0 and d["batch"] > 1 and d["memory"]["fits"]
     code, out, _ = cli("estimate", "-m", "llama-2-7b", "-H", "a100-40gb-sxm", "--batch", str(d["batch"] + 1), "--prompt", "1024", "--gen", "1024", "--json")
-    assert json.loads(out)["memory"]["fits"] is False
+    details = json.loads(out)["error"]["details"]
+    assert code == 3 and details["estimate"]["memory"]["fits"] is False
+    assert {"kind": "batch", "set": {"batch": d["batch"]}} in [{k: c[k] for k in ("kind", "set")} for c in details["changes"]]
 
 
 def test_human_output_is_a_table(cli):
@@ -62,11 +64,12 @@ def test_malformed_profile_names_file_and_field(cli, tmp_path):
     assert "mygpu.yaml" in err and "bandwidth" in err
 
 
-def test_non_fitting_config_reports_shortfall(cli):
-    code, out, _ = cli("estimate", "-m", "llama-2-70b", "-H", "rtx-4090", "--json")
-    d = json.loads(out)
-    assert code == 0
-    assert d["memory"]["fits"] is False and d["memory"]["shortfall_bytes"] > 100e9
+def test_non_fitting_config_exits_3_with_the_shortfall(cli):
+    code, out, err = cli("estimate", "-m", "llama-2-70b", "-H", "rtx-4090", "--json")
+    d = json.loads(out)["error"]
+    assert code == 3
+    assert d["details"]["shortfall_bytes"] > 100e9 and d["details"]["estimate"]["memory"]["fits"] is False
+    assert "does not fit" in err and "114.21 GB more" in err
 
 
 def test_unsupported_format_is_a_clear_error(cli):

@@ -28,7 +28,7 @@ from planner.options import (
     parse_option_key,
 )
 from planner.plan import load_plan
-from planner.search import Planner, PlanRequest
+from planner.search import Planner, PlanProblem
 from planner.sensitivity import (
     PriorSensitivity,
     SensitivityError,
@@ -95,9 +95,9 @@ def test_bad_ranks_elsewhere_are_refused():
     assert info.value.field == "low_rank"
     assert parse_low_ranks("512, 256,512") == (256, 512) and parse_low_ranks("") is None
     with pytest.raises(EstimateError, match="'low_rank' must be a list of integer ranks") as err:
-        PlanRequest(low_rank=(256, 0))
+        PlanProblem(low_rank=(256, 0))
     assert err.value.field == "low_rank" and err.value.render("cli").startswith("--low-rank must be")
-    assert PlanRequest(low_rank=[512, 256]).low_rank == (256, 512)
+    assert PlanProblem(low_rank=[512, 256]).low_rank == (256, 512)
 
 
 # ---------------------------------------------------------------------------
@@ -130,14 +130,14 @@ def test_low_rank_is_off_without_the_flag_and_fits_per_group():
 
 def test_planner_offers_no_low_rank_column_without_the_flag():
     planner = Planner(load_arch("llama-3.2-1b"), load_device("l4"))
-    for req, expect in ((PlanRequest(kv="bf16"), False), (PlanRequest(kv="bf16", low_rank=(256,)), True)):
+    for req, expect in ((PlanProblem(kv="bf16"), False), (PlanProblem(kv="bf16", low_rank=(256,)), True)):
         groups = planner._groups(1)
         sets = planner._option_sets(req, groups, "bf16")
         assert any(o.low_rank is not None for opts in sets for o in opts) is expect
-    plan = planner.solve(PlanRequest(kv="bf16", objective="memory"))
+    plan = planner.solve(PlanProblem(kv="bf16", objective="memory"))
     assert all(c.low_rank is None for c in plan.choices.values())
     with pytest.raises(OptionError, match="compresses no linear layer.*largest useful rank here is 1638") as info:
-        planner.solve(PlanRequest(kv="bf16", low_rank=(4096,)))
+        planner.solve(PlanProblem(kv="bf16", low_rank=(4096,)))
     assert info.value.field == "low_rank"
 
 
@@ -255,7 +255,7 @@ def test_low_rank_plan_under_a_tight_budget(cli, tmp_path):
     arch, dev = load_arch("llama-3.2-1b"), load_device("l4")
     # The smallest plan without low rank (every group at its smallest default format) sets
     # the budget: 3 % below it nothing fits unless some group is factored.
-    smallest = Planner(arch, dev).solve(PlanRequest(kv="bf16", objective="memory"))
+    smallest = Planner(arch, dev).solve(PlanProblem(kv="bf16", objective="memory"))
     budget = 0.97 * smallest.predicted.per_device_bytes
     common = ["plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--kv", "bf16",
               "--max-memory-per-device", f"{budget:.0f}B", "--json"]

@@ -19,7 +19,7 @@ from planner.costmodel import RuntimeSettings, estimate_inference
 from planner.diagnose import NoFeasiblePlanError
 from planner.search import (
     Planner,
-    PlanRequest,
+    PlanProblem,
     bisect_ladder,
     non_dominated,
 )
@@ -63,7 +63,7 @@ def small():
 def test_linearisation_is_exact_without_streaming(small):
     # The ILP's memory row and decode/prefill auxiliaries equal the cost model's numbers
     # for the chosen configuration (group costs are additive; fixed costs are exact).
-    req = PlanRequest(max_memory_per_device_bytes=1.3e9, kv="bf16")
+    req = PlanProblem(max_memory_per_device_bytes=1.3e9, kv="bf16")
     lay = small._formulate(req, load_layout(1), "bf16")
     refs = small._refs(req, lay)
     problem = small._problem(lay, req, {})
@@ -101,7 +101,7 @@ class _Jittered:
 
 def test_aggregated_classes_match_the_per_group_formulation():
     arch, dev = load_arch("llama-3.2-1b"), load_device("l4")
-    req = PlanRequest(max_memory_per_device_bytes=1.2e9, kv="bf16", gap=1e-6)
+    req = PlanProblem(max_memory_per_device_bytes=1.2e9, kv="bf16", gap=1e-6)
     agg = Planner(arch, dev).solve(req)
     flat_planner = Planner(arch, dev, sensitivity=_Jittered())
     flat = flat_planner.solve(req)
@@ -119,7 +119,7 @@ def test_aggregated_classes_match_the_per_group_formulation():
 def test_every_returned_plan_satisfies_its_constraints(small, budget, ttft, tpot, bits, objective):
     # Issue acceptance 3: no returned plan violates a constraint under an independent
     # re-evaluation by the cost model.
-    req = PlanRequest(max_memory_per_device_bytes=budget, ttft_slo_s=ttft, tpot_slo_s=tpot, avg_bits=bits,
+    req = PlanProblem(max_memory_per_device_bytes=budget, ttft_slo_s=ttft, tpot_slo_s=tpot, avg_bits=bits,
                       objective=objective, kv="bf16")
     try:
         plan = small.solve(req, diagnose_failure=False)
@@ -129,7 +129,7 @@ def test_every_returned_plan_satisfies_its_constraints(small, budget, ttft, tpot
 
 
 def test_objectives_order_the_plans(small):
-    base = PlanRequest(max_memory_per_device_bytes=2.0e9, kv="bf16")
+    base = PlanProblem(max_memory_per_device_bytes=2.0e9, kv="bf16")
     acc = small.solve(base)
     fast = small.solve(replace(base, objective="latency"))
     tiny = small.solve(replace(base, objective="memory"))
@@ -141,14 +141,14 @@ def test_objectives_order_the_plans(small):
 
 
 def test_formats_pins_and_offload_ties(small):
-    plan = small.solve(PlanRequest(max_memory_per_device_bytes=1.6e9, formats=("bf16", "int8", "int4-g128"),
+    plan = small.solve(PlanProblem(max_memory_per_device_bytes=1.6e9, formats=("bf16", "int8", "int4-g128"),
                                    pins={"model.layers.0.*": "bf16"}, kv="bf16"))
     keys = Counter(c.key for c in plan.choices.values())
     assert set(keys) <= {"bf16", "int8", "int4-g128", "int8/int8", "int4-g128/int8"}
     assert all(c.key == "bf16" for k, c in plan.choices.items() if k.startswith("model.layers.0."))
     # With room on the device tier, offloading is allowed but never chosen: tier ties are
     # broken by latency.
-    roomy = small.solve(PlanRequest(allow_offload=True, kv="bf16"))
+    roomy = small.solve(PlanProblem(allow_offload=True, kv="bf16"))
     assert {c.tier for c in roomy.choices.values()} == {small.device.device_tier.name}
     assert roomy.predicted.sensitivity == 0.0
 
@@ -156,7 +156,7 @@ def test_formats_pins_and_offload_ties(small):
 def test_hardware_awareness_follows_the_profiles():
     # Issue acceptance 4: the same model and memory budget on four kinds of hardware.
     arch = load_arch("llama-3.1-8b")
-    req = PlanRequest(max_memory_per_device_bytes=6e9)
+    req = PlanProblem(max_memory_per_device_bytes=6e9)
     plans = {hw: Planner(arch, load_device(hw)).solve(req) for hw in ("t4", "h100-sxm", "iphone-15-pro", "sn40l")}
     tiers = {hw: Counter(c.tier for c in p.choices.values()) for hw, p in plans.items()}
     # GPUs without --allow-offload must compress 16 GB of bf16 into 6 GB of device memory.
@@ -190,7 +190,7 @@ def test_hardware_awareness_follows_the_profiles():
 
 
 def test_pareto_points_are_non_dominated(small):
-    req = PlanRequest(kv="bf16", max_memory_per_device_bytes=3e9)
+    req = PlanProblem(kv="bf16", max_memory_per_device_bytes=3e9)
     front = small.pareto(req, 5)
     assert 3 <= len(front) <= 5
     pts = [(p.predicted.sensitivity, p.predicted.per_device_bytes, p.predicted.latency_s) for p in front]
@@ -241,7 +241,7 @@ def test_bisection_keeps_the_best_feasible_and_skips_duplicates():
 def test_planner_bisect_on_a_measured_proxy(small):
     # Evaluator: the plan's summed sensitivity (monotone in the memory budget); band chosen
     # around a mid-ladder plan.
-    req = PlanRequest(kv="bf16", max_memory_per_device_bytes=3e9)
+    req = PlanProblem(kv="bf16", max_memory_per_device_bytes=3e9)
     evaluations = []
 
     def measured(plan):

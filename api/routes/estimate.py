@@ -19,7 +19,7 @@ async def post_estimate(body: EstimateCreate, catalog: CatalogDep) -> Response:
     # Estimates are pure and cached: a repeated one is a dictionary lookup, so the route
     # runs on the event loop instead of paying a thread hop; a new one (about a
     # millisecond of arithmetic) or a custom-id lookup goes to the thread pool.
-    req = body.model_dump()
+    req = body.model_dump(exclude_none=True)  # fields left out take the request layer's defaults
     hit = estimate_cached(catalog, req)
     if hit is None:
         hit = await run_in_threadpool(estimate, catalog, req)

@@ -137,6 +137,7 @@ def list_formats() -> dict:
 class RoofPublic(_Out):
     precision: str
     precisions: list[str]
+    emulated_precisions: list[str]
     unit: str
     peak_flops_per_s: float
     sparse_2to4_peak_flops_per_s: float
@@ -166,8 +167,9 @@ def get_roofs(hardware_id: str, catalog: CatalogDep) -> dict:
 
     The ridge point is peak / device-tier bandwidth (Williams et al., "Roofline", CACM
     2009): operators of lower arithmetic intensity are bound by memory. Precisions with
-    the same peak on one compute unit share one entry (``precisions`` names them all),
-    including a precision a unit runs by falling back to a wider one.
+    the same peak on one compute unit share one entry (``precisions`` names them all).
+    Only precisions the unit has hardware for get a roof; one it runs by converting to a
+    wider type (int4 on an H100) is listed in that roof's ``emulated_precisions``.
     """
     from hwmodels import PRECISIONS
 
@@ -175,6 +177,10 @@ def get_roofs(hardware_id: str, catalog: CatalogDep) -> dict:
     bw = dev.device_tier.bandwidth_bytes_per_s
     roofs: list[dict] = []
     for unit in dev.unit_names:
+        try:
+            listed = set(dev.compute_unit(unit).precisions)
+        except KeyError:  # the FPGA fabric: every precision it builds is its own
+            listed = set(PRECISIONS)
         for prec in PRECISIONS:
             try:
                 peak = dev.peak_flops_per_s(prec, unit=unit)
@@ -186,10 +192,16 @@ def get_roofs(hardware_id: str, catalog: CatalogDep) -> dict:
             # Precisions with the same peak on one unit (bf16 = fp16, fp8 = int8 on most
             # GPUs, or a precision served by a wider one) share one roof line.
             same = next((r for r in roofs if r["unit"] == unit and abs(r["peak_flops_per_s"] - peak) <= 1e-9 * peak), None)
+            if prec not in listed:
+                # No hardware for it (int4 on Hopper): it runs on a wider type's roof and
+                # gets no roof of its own.
+                if same is not None:
+                    same["emulated_precisions"].append(prec)
+                continue
             if same is not None:
                 same["precisions"].append(prec)
                 continue
-            roofs.append({"precision": prec, "precisions": [prec], "unit": unit, "peak_flops_per_s": peak,
+            roofs.append({"precision": prec, "precisions": [prec], "emulated_precisions": [], "unit": unit, "peak_flops_per_s": peak,
                           "sparse_2to4_peak_flops_per_s": sparse, "ridge_flop_per_byte": peak / bw if bw > 0 else None})
     tiers = [{"name": t.name, "role": t.role, "capacity_bytes": t.capacity_bytes, "bandwidth_bytes_per_s": t.bandwidth_bytes_per_s}
              for t in dev.tiers]

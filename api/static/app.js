@@ -23,6 +23,9 @@
     plansNext: 0,
     selected: new Set(),
     capacitySchema: null,
+    shared: {}, // view -> query string of its last result's inputs
+    compare: { a: null, b: null },
+    requests: new Map(), // plan id -> the request that solved it (this tab)
     timings: { estimates: [] },
   };
 
@@ -62,6 +65,14 @@
       if (c === null || c === undefined || c === false) continue;
       node.append(c instanceof Node ? c : document.createTextNode(String(c)));
     }
+  }
+
+  // Replace a node's children. (The DOM's own replaceChildren turns a null child into the
+  // text "null"; this drops null, undefined and false like el() does.)
+  function fill(node, ...children) {
+    node.replaceChildren();
+    append(node, children);
+    return node;
   }
 
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -149,6 +160,181 @@
     return { status: res.status, data };
   }
 
+  // ------------------------------------------------------------------ shareable links
+
+  // Every view's inputs live in the URL's hash: #view?field=value&… . Opening such a link
+  // fills the view's form in and shows its result again (a stored plan by its id).
+  function parseHash(hash = location.hash) {
+    const h = hash.replace(/^#/, "");
+    const i = h.indexOf("?");
+    return { view: i < 0 ? h : h.slice(0, i), params: new URLSearchParams(i < 0 ? "" : h.slice(i + 1)) };
+  }
+
+  const currentView = () => parseHash().view || "estimate";
+
+  function bodyParams(body, skip = ["per_op"]) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(body)) {
+      if (skip.includes(k) || v === undefined || v === null || v === "") continue;
+      q.set(k, Array.isArray(v) ? v.join(",") : String(v));
+    }
+    return q.toString();
+  }
+
+  // Remember the inputs of a view's result in the address bar (no new history entry).
+  function share(view, query) {
+    state.shared[view] = query;
+    // Until a link's own inputs are restored, the address is the link: leave it alone.
+    if (state.restored && currentView() === view) history.replaceState(null, "", `#${view}${query ? `?${query}` : ""}`);
+  }
+
+  // Fill a form's named controls from link parameters; unknown names are left alone.
+  function fillFromParams(form, params) {
+    for (const [k, v] of params) {
+      const c = $(`[name="${CSS.escape(k)}"]`, form);
+      if (!c) continue;
+      if (c.type === "checkbox") c.checked = v === "true";
+      else c.value = c.dataset.type === "list" ? v.split(",").join(", ") : v;
+      c.dispatchEvent(new Event("change"));
+    }
+  }
+
+  function pickContext(params) {
+    for (const k of ["model", "hardware"]) {
+      const v = params.get(k);
+      if (!v) continue;
+      const sel = $(`#${k}`);
+      if (!Array.from(sel.options).some((o) => o.value === v)) throw new ApiError(404, { code: "not_found", field: k, message: `the link names ${k} '${v}', which this server does not have` });
+      sel.value = v;
+    }
+    describeContext();
+  }
+
+  // ------------------------------------------------------------------ equivalent CLI and curl
+
+  // REST field → CLI flag where the flag is not the field with '-' for '_'; null: no flag.
+  const CLI_FLAGS = { ttft_slo_s: "--ttft-slo", tpot_slo_s: "--tpot-slo", time_limit_s: "--time-limit", per_op: null, id: null };
+  const CLI_COMMAND = { estimate: "tierwise estimate", plan: "tierwise plan", capacity: "tierwise capacity serve" };
+  const ROUTE = { estimate: "/v1/estimate", plan: "/v1/plans", capacity: "/v1/capacity" };
+
+  function shq(v) {
+    const t = String(v);
+    return /^[A-Za-z0-9_.,:/=+@%-]+$/.test(t) ? t : `'${t.replace(/'/g, "'\\''")}'`;
+  }
+
+  function cliCommand(kind, body) {
+    const parts = [CLI_COMMAND[kind]];
+    for (const [k, v] of Object.entries(body)) {
+      const flag = k in CLI_FLAGS ? CLI_FLAGS[k] : `--${k.replace(/_/g, "-")}`;
+      if (!flag || v === undefined || v === null || v === "" || v === false) continue;
+      if (kind === "estimate" && k === "mode" && v === "inference") continue;
+      if (v === true) parts.push(flag);
+      else parts.push(flag, shq(Array.isArray(v) ? v.join(",") : v));
+    }
+    return parts.join(" ");
+  }
+
+  function curlCommand(kind, body, method = "POST", path = ROUTE[kind]) {
+    const auth = apiKey() ? ` \\\n  -H "Authorization: Bearer $TIERWISE_API_KEY"` : "";
+    if (method === "GET") return `curl -sS${auth} ${shq(location.origin + path)}`;
+    return `curl -sS -X ${method} ${shq(location.origin + path)} \\\n  -H 'Content-Type: application/json'${auth} \\\n  -d ${shq(JSON.stringify(body))}`;
+  }
+
+  function copyButton(getText, label) {
+    return el("button", { type: "button", class: "secondary small-btn", text: label, onclick: async (ev) => {
+      const b = ev.currentTarget;
+      try {
+        await navigator.clipboard.writeText(getText());
+        b.textContent = "Copied";
+      } catch (_) {
+        b.textContent = "Select and copy the text";
+      }
+      setTimeout(() => (b.textContent = label), 2000);
+    } });
+  }
+
+  // The same request from a terminal: the CLI command and the curl call of the REST route.
+  function commands(kind, body, extra) {
+    const cli = cliCommand(kind, body);
+    const curl = curlCommand(kind, body);
+    const custom = [state.models.find((m) => m.id === body.model), state.hardware.find((h) => h.id === body.hardware)].filter((x) => x && x.custom);
+    return el("details", { class: "commands", "data-kind": kind },
+      el("summary", { text: "Equivalent CLI command and curl" }),
+      el("div", { class: "cmd-head" }, el("span", { class: "muted small", text: "CLI" }), copyButton(() => cli, "Copy")),
+      el("pre", { class: "cmd-cli", text: cli }),
+      el("div", { class: "cmd-head" }, el("span", { class: "muted small", text: `curl (${ROUTE[kind]})` }), copyButton(() => curl, "Copy")),
+      el("pre", { class: "cmd-curl", text: curl }),
+      extra || null,
+      custom.length ? el("p", { class: "muted small", text: `${custom.map((c) => c.id).join(" and ")} ${custom.length > 1 ? "are" : "is"} registered on this server only: give the CLI the config or profile file instead of the id.` }) : null);
+  }
+
+  // ------------------------------------------------------------------ CSV and zip downloads
+
+  function csvCell(v) {
+    const t = String(v === null || v === undefined ? "" : v);
+    return /[",\n\r]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
+  }
+
+  // A table as CSV: the raw number a cell carries (data-v) where it has one, else its text.
+  function tableCsv(table) {
+    return $$("tr", table).map((tr) => $$("th, td", tr).flatMap((c) => {
+      const v = c.dataset.v !== undefined ? c.dataset.v : c.textContent.trim();
+      const span = c.colSpan > 1 ? c.colSpan : 1;
+      return [csvCell(v), ...Array(span - 1).fill("")];
+    }).join(",")).join("\r\n") + "\r\n";
+  }
+
+  function csvButton(getTable, name) {
+    return el("button", { type: "button", class: "secondary small-btn csv", text: "Download CSV", "data-csv": name, onclick: () => {
+      const t = typeof getTable === "function" ? getTable() : getTable;
+      if (t) download(name, tableCsv(t), "text/csv");
+    } });
+  }
+
+  const CRC_TABLE = (() => {
+    const t = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      t[n] = c >>> 0;
+    }
+    return t;
+  })();
+
+  function crc32(bytes) {
+    let c = 0xffffffff;
+    for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  }
+
+  // A zip archive (stored, no compression; PKWARE APPNOTE 6.3.x) of [path, text] files,
+  // built here so a multi-file export is one download. Names are UTF-8 (flag bit 11).
+  function zip(files) {
+    const enc = new TextEncoder();
+    const now = new Date();
+    const dosTime = (now.getHours() << 11) | (now.getMinutes() << 5) | (now.getSeconds() >> 1);
+    const dosDate = ((now.getFullYear() - 1980) << 9) | ((now.getMonth() + 1) << 5) | now.getDate();
+    const chunks = [], central = [];
+    let offset = 0;
+    for (const [path, text] of files) {
+      const name = enc.encode(path), data = enc.encode(text), crc = crc32(data);
+      const head = new DataView(new ArrayBuffer(30));
+      [[0, 0x04034b50, 4], [4, 20, 2], [6, 0x0800, 2], [8, 0, 2], [10, dosTime, 2], [12, dosDate, 2], [14, crc, 4], [18, data.length, 4], [22, data.length, 4], [26, name.length, 2], [28, 0, 2]]
+        .forEach(([o, v, n]) => (n === 4 ? head.setUint32(o, v, true) : head.setUint16(o, v, true)));
+      const cen = new DataView(new ArrayBuffer(46));
+      [[0, 0x02014b50, 4], [4, 20, 2], [6, 20, 2], [8, 0x0800, 2], [10, 0, 2], [12, dosTime, 2], [14, dosDate, 2], [16, crc, 4], [20, data.length, 4], [24, data.length, 4], [28, name.length, 2], [30, 0, 2], [32, 0, 2], [34, 0, 2], [36, 0, 2], [38, 0, 4], [42, offset, 4]]
+        .forEach(([o, v, n]) => (n === 4 ? cen.setUint32(o, v, true) : cen.setUint16(o, v, true)));
+      chunks.push(new Uint8Array(head.buffer), name, data);
+      central.push(new Uint8Array(cen.buffer), name);
+      offset += 30 + name.length + data.length;
+    }
+    const size = central.reduce((a, c) => a + c.length, 0);
+    const end = new DataView(new ArrayBuffer(22));
+    [[0, 0x06054b50, 4], [4, 0, 2], [6, 0, 2], [8, files.length, 2], [10, files.length, 2], [12, size, 4], [16, offset, 4], [20, 0, 2]]
+      .forEach(([o, v, n]) => (n === 4 ? end.setUint32(o, v, true) : end.setUint16(o, v, true)));
+    return new Blob([...chunks, ...central, new Uint8Array(end.buffer)], { type: "application/zip" });
+  }
+
   // ------------------------------------------------------------------ errors next to fields
 
   function fieldsIn(scopes) {
@@ -168,11 +354,48 @@
     $("#global-error").hidden = true;
   }
 
+  // The form control (and its label) that a REST field name stands for in these scopes.
+  function fieldControl(scopes, name) {
+    if (!name) return null;
+    const hit = fieldsIn(scopes).find((c) => c.dataset.field.split(/\s+/).includes(name));
+    if (!hit) return null;
+    const control = $("input, select, textarea", hit);
+    const label = hit.tagName === "FIELDSET" ? $("legend", hit) : (control && control.labels && control.labels[0]) || $("label", hit);
+    return { box: hit, control, label: label ? label.textContent.trim() : name };
+  }
+
+  // Messages name fields the REST way ('max_memory_per_device') or, from older servers and
+  // the planner's diagnosis, the CLI way (--max-memory-per-device 2e9, --allow-offload).
+  // On the page they read as the form's own labels: “Memory per device” = 2e9.
+  function forForm(message, scopes) {
+    let text = String(message || "");
+    const label = (name) => {
+      const f = fieldControl(scopes, name) || fieldControl(ALL_FORMS(), name);
+      return f ? `“${f.label}”` : null;
+    };
+    text = text.replace(/^field '([A-Za-z0-9_.]+)': /, (m, name) => {
+      const l = label(name.split(".")[0]);
+      return l ? `${l}: ` : m;
+    });
+    text = text.replace(/--([a-z][a-z0-9-]*)(?:[ =]([0-9.][^\s,;)]*|'[^']*'))?/g, (m, flag, value) => {
+      const name = CLI_FLAG_FIELDS[flag] || flag.replace(/-/g, "_");
+      const l = label(name);
+      if (!l) return m;
+      return value !== undefined ? `${l} = ${value}` : l;
+    });
+    text = text.replace(/'([a-z][a-z0-9_]*)'/g, (m, name) => label(name) || m);
+    return text;
+  }
+
+  // CLI flags whose REST field is not simply the flag with '_' for '-'.
+  const CLI_FLAG_FIELDS = { "ttft-slo": "ttft_slo_s", "tpot-slo": "tpot_slo_s", "time-limit": "time_limit_s" };
+  const ALL_FORMS = () => [$("#estimate-form"), $("#plan-form"), $("#capacity-form"), $("#context")];
+
   // Show an API error beside the control its `field` names (a dotted path such as
   // "formats.0" or "choices.model.layers.4.mlp.gate_up.weights" falls back to its
   // prefixes), else in the form's error box, else in the page banner.
   function showError(scopes, err) {
-    const message = err.message || String(err);
+    const message = forForm(err.message || String(err), scopes);
     let field = err.field || "";
     const candidates = fieldsIn(scopes);
     while (field) {
@@ -191,7 +414,8 @@
     for (const s of scopes) {
       const box = $(".form-error", s) || (s.classList && s.classList.contains("form-error") ? s : null);
       if (box) {
-        box.textContent = err.field ? `${err.field}: ${message}` : message;
+        const f = err.field ? fieldControl(scopes, err.field.split(".")[0]) : null;
+        box.textContent = err.field && !message.includes("“") ? `${f ? f.label : err.field}: ${message}` : message;
         box.hidden = false;
         return box;
       }
@@ -266,8 +490,8 @@
 
   // ------------------------------------------------------------------ tabs
 
-  const VIEWS = ["estimate", "roofline", "plan", "capacity", "plans"];
-  const CONTEXT_VIEWS = new Set(["estimate", "roofline", "plan"]);
+  const VIEWS = ["estimate", "roofline", "throughput", "compare", "plan", "capacity", "plans"];
+  const CONTEXT_VIEWS = new Set(["estimate", "roofline", "throughput", "plan"]);
 
   function showView(name, focusTab) {
     if (!VIEWS.includes(name)) name = "estimate";
@@ -280,7 +504,8 @@
     }
     $("#context").hidden = !CONTEXT_VIEWS.has(name);
     if (focusTab) $(`#tab-${name}`).focus();
-    if (location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
+    // The address keeps this view's inputs (its last result's link), so it can be shared.
+    if (currentView() !== name || !location.hash) history.replaceState(null, "", `#${name}${state.shared[name] ? `?${state.shared[name]}` : ""}`);
     if (name === "plans") loadPlans(true).catch(() => {});
     if (name === "capacity" && state.models.length) prepareCapacity().catch((e) => showError([$("#capacity-form")], e));
     if (name === "roofline" && state.estimate) drawRoofline();
@@ -304,7 +529,10 @@
         }
       });
     }
-    window.addEventListener("hashchange", () => showView(location.hash.slice(1), false));
+    window.addEventListener("hashchange", () => {
+      showView(currentView(), false);
+      if (state.models.length) restoreFromHash().catch(() => {});
+    });
   }
 
   // ------------------------------------------------------------------ API key
@@ -339,7 +567,7 @@
         $("#key-panel").hidden = true;
         $("#key-toggle").setAttribute("aria-expanded", "false");
         $("#key-toggle").textContent = apiKey() ? "API key ✓" : "API key";
-        showView(location.hash.slice(1) || "estimate", false); // reload what the view shows
+        showView(currentView(), false); // reload what the view shows
       } catch (e) {
         if (e.status !== 401) showError([$("#key-form")], e);
       }
@@ -372,17 +600,17 @@
 
   function fillSelect(select, items, label, preferred) {
     const keep = select.value;
-    select.replaceChildren(...items.map((it) => el("option", { value: it.id, text: label(it) })));
+    fill(select, ...items.map((it) => el("option", { value: it.id, text: label(it) })));
     const want = items.some((i) => i.id === keep) ? keep : items.some((i) => i.id === preferred) ? preferred : items[0] && items[0].id;
     if (want) select.value = want;
   }
 
   function fillDatalists(data) {
     const opts = (role) => data.formats.filter((f) => f.roles.includes(role)).map((f) => el("option", { value: f.name, label: `${sig(f.bits_per_value, 4)} bits — ${f.description}` }));
-    $("#formats-weight").replaceChildren(...opts("weight"));
-    $("#formats-activation").replaceChildren(...opts("activation"));
-    $("#formats-kv").replaceChildren(...opts("kv"));
-    $("#sparsity-list").replaceChildren(...data.sparsity.map((s) => el("option", { value: s })));
+    fill($("#formats-weight"), ...opts("weight"));
+    fill($("#formats-activation"), ...opts("activation"));
+    fill($("#formats-kv"), ...opts("kv"));
+    fill($("#sparsity-list"), ...data.sparsity.map((s) => el("option", { value: s })));
   }
 
   function describeContext() {
@@ -502,20 +730,27 @@
     return state.roofs.get(id);
   }
 
+  function estimateBody() {
+    const body = Object.assign(readForm($("#estimate-form")), { model: $("#model").value, hardware: $("#hardware").value });
+    if (body.mode !== "training") body.per_op = true;
+    return body;
+  }
+
   async function runEstimate() {
     const form = $("#estimate-form");
     const btn = $("#estimate-run");
     const t0 = performance.now();
     performance.mark("tierwise-estimate-start");
     clearErrors(form, $("#context"));
-    const body = Object.assign(readForm(form), { model: $("#model").value, hardware: $("#hardware").value });
-    if (body.mode !== "training") body.per_op = true;
+    const body = estimateBody();
     busy(btn, true, "Estimating…");
     try {
       const [res, roofs] = await Promise.all([api("POST", "/v1/estimate", body), roofsFor(body.hardware).catch(() => null)]);
-      state.estimate = { data: res.data, roofs };
-      renderEstimate(res.data);
+      state.estimate = { data: res.data, roofs, body };
+      renderEstimate(res.data, body);
       drawRoofline();
+      share("estimate", bodyParams(body));
+      share("roofline", bodyParams(body));
       await nextFrame();
       const ms = performance.now() - t0;
       performance.mark("tierwise-estimate-end");
@@ -525,7 +760,7 @@
       out.dataset.renderMs = ms.toFixed(1);
       out.dataset.count = String(state.timings.estimates.length);
     } catch (e) {
-      $("#estimate-result").replaceChildren();
+      fill($("#estimate-result"));
       showError([form, $("#context")], e);
       throw e;
     } finally {
@@ -534,15 +769,56 @@
   }
 
   function card(label, value, sub, cls) {
-    return el("div", { class: `card${cls ? " " + cls : ""}` }, el("div", { class: "k", text: label }), el("div", { class: "v", text: value }), sub ? el("div", { class: "s", text: sub }) : null);
+    return el("div", { class: `card${cls ? " " + cls : ""}`, dataset: { card: label } }, el("div", { class: "k", text: label }), el("div", { class: "v", text: value }), sub ? el("div", { class: "s", text: sub }) : null);
   }
 
-  function renderEstimate(d) {
+  // Per device, summed over the memory tiers (device and any offload tier).
+  function memorySplit(m) {
+    const t = Object.values(m.tiers || {});
+    const add = (k) => t.reduce((a, x) => a + (x[k] || 0), 0);
+    return { weights: add("weights_bytes"), kv: add("kv_cache_bytes"), act: add("activations_bytes") };
+  }
+
+  function estimateCards(d) {
+    const m = d.memory || {};
+    const pre = d.prefill || {}, dec = d.decode || {};
+    const split = memorySplit(m);
+    const memCard = card("Memory per device", fmtBytes(m.per_device_bytes), m.fits ? `fits in ${fmtBytes(m.device_capacity_bytes)}` : `does not fit: ${fmtBytes(m.shortfall_bytes)} over what the allowed tiers hold`, m.fits ? "good" : "bad");
+    const splitCards = [
+      card("Weights per device", fmtBytes(split.weights), m.offloaded_weights_bytes ? `${fmtBytes(m.offloaded_weights_bytes)} of them offloaded` : null),
+      card("KV cache per device", fmtBytes(split.kv), m.offloaded_kv_bytes ? `${fmtBytes(m.offloaded_kv_bytes)} of it offloaded` : `${d.kv}, batch ${d.batch} × ${d.prompt + d.gen} tokens`),
+      card("Activations per device", fmtBytes(split.act)),
+    ];
+    if (!m.fits) {
+      // A configuration that does not fit has no timings or price to speak of.
+      return [memCard, ...splitCards,
+        card("Does not fit", "no timings, no price", `needs ${fmtBytes(m.per_device_bytes)} per device; add devices, offload, or smaller formats`, "bad")];
+    }
+    const commPct = (c, t) => (t > 0 ? ` (${sig((100 * c) / t, 2)} %)` : "");
+    const perUser = d.tpot_s > 0 ? 1 / d.tpot_s : null;
+    return [
+      card("Time to first token", fmtTime(d.ttft_s), `prefill ${sig(d.prefill_tokens_per_s)} tok/s`),
+      card("Time per output token", fmtTime(d.tpot_s), dec.bound ? `decode is ${dec.bound}-bound` : null),
+      card("Communication", `${fmtTime(pre.comm_s || 0)} / ${fmtTime(dec.comm_s || 0)}`, `prefill${commPct(pre.comm_s || 0, d.ttft_s)} of TTFT / per token${commPct(dec.comm_s || 0, d.tpot_s)} of TPOT`),
+      card("Decode tokens/s", `${sig(d.decode_tokens_per_s)} tok/s`, `${sig(perUser)} tok/s per user · ${sig(d.decode_tokens_per_s / (d.devices || 1))} per device`),
+      card("Throughput", `${sig(d.output_tokens_per_s)} tok/s`, `${sig(d.samples_per_s)} requests/s, whole system`),
+      card("Request latency", fmtTime(d.latency_s)),
+      memCard, ...splitCards,
+      card("Energy", `${sig(d.energy_j_per_token)} J/token`, d.energy_j_per_sample != null ? `${sig(d.energy_j_per_sample)} J per request` : null),
+      card("Cost", perMillion(d.usd_per_million_tokens), d.usd_per_hour != null ? `$${sig(d.usd_per_hour)}/h` : "no price in the profile"),
+    ];
+  }
+
+  function renderEstimate(d, body) {
     const out = $("#estimate-result");
     const title = el("h2", { text: `${d.model} on ${d.hardware}` });
+    const tools = el("div", { class: "actions inline" },
+      el("button", { type: "button", class: "secondary", id: "compare-set-a", text: "Compare: set as A", onclick: () => setCompare("a", body, d) }),
+      el("button", { type: "button", class: "secondary", id: "compare-set-b", text: "Compare: set as B", onclick: () => setCompare("b", body, d) }),
+      el("a", { href: `#estimate?${bodyParams(body)}`, class: "share", text: "Link to this estimate" }));
+    const m = d.memory || {};
     if (d.mode === "training") {
-      const m = d.memory || {};
-      out.replaceChildren(
+      fill(out,
         el("div", { class: "panel" },
           title,
           el("p", { class: "muted", text: `training: global batch ${d.global_batch}, micro-batch ${d.micro_batch}, seq ${d.seq}, tp ${d.tp} · pp ${d.pp} · dp ${d.dp}, ZeRO ${d.zero}, ${d.optimizer}, ${d.finetune}` }),
@@ -557,32 +833,27 @@
           el("h3", { text: "Memory per device" }),
           memoryBars([{ name: "device", capacity: m.device_capacity_bytes, parts: [["weights", m.weights_bytes], ["grad", m.gradients_bytes], ["opt", m.optimizer_bytes], ["act", m.activations_bytes], ["logits", m.logits_bytes]] }]),
           notes(d.notes),
+          tools,
+          commands("estimate", body),
         ),
       );
       return;
     }
-    const m = d.memory || {};
     const tiers = Object.entries(m.tiers || {}).map(([name, t]) => ({
       name: `${name} (${t.role})`,
       capacity: t.capacity_bytes,
       parts: [["weights", t.weights_bytes], ["kv", t.kv_cache_bytes], ["act", t.activations_bytes]],
     }));
-    out.replaceChildren(
+    fill(out,
       el("div", { class: "panel" },
         title,
         el("p", { class: "muted", text: `batch ${d.batch}, prompt ${d.prompt}, gen ${d.gen}; weights ${d.weights}, activations ${d.activations}, KV ${d.kv}, ${d.sparsity}; ${d.devices} device${d.devices === 1 ? "" : "s"} (tp ${d.tp} · pp ${d.pp} · dp ${d.dp} · ep ${d.ep})` }),
-        el("div", { class: "cards" },
-          card("Time to first token", fmtTime(d.ttft_s), `prefill ${sig(d.prefill_tokens_per_s)} tok/s`),
-          card("Time per output token", fmtTime(d.tpot_s), d.decode && d.decode.bound ? `decode is ${d.decode.bound}-bound` : null),
-          card("Throughput", `${sig(d.output_tokens_per_s)} tok/s`, `${sig(d.samples_per_s)} requests/s, whole system`),
-          card("Request latency", fmtTime(d.latency_s)),
-          card("Memory per device", fmtBytes(m.per_device_bytes), m.fits ? `fits in ${fmtBytes(m.device_capacity_bytes)}` : `does not fit: ${fmtBytes(m.shortfall_bytes)} short`, m.fits ? "good" : "bad"),
-          card("Energy", `${sig(d.energy_j_per_token)} J/token`, d.energy_j_per_sample != null ? `${sig(d.energy_j_per_sample)} J per request` : null),
-          card("Cost", perMillion(d.usd_per_million_tokens), d.usd_per_hour != null ? `$${sig(d.usd_per_hour)}/h` : "no price in the profile"),
-        ),
+        el("div", { class: "cards" }, estimateCards(d)),
         el("h3", { text: "Memory per device, by tier" }),
         memoryBars(tiers),
         notes(d.notes),
+        tools,
+        commands("estimate", body),
       ),
     );
   }
@@ -635,19 +906,61 @@
 
   // ------------------------------------------------------------------ log-scale charts
 
+  // Ticks for a log axis: powers of ten when the range spans several decades, else
+  // 1-2-5 (or 1…9) times a power of ten, so a 2.5–40 range reads 5, 10, 20.
   function logTicks(lo, hi) {
-    const out = [];
-    for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
-      const v = 10 ** e;
-      if (v >= lo * 0.999 && v <= hi * 1.001) out.push(v);
-    }
-    return out;
+    const e0 = Math.floor(Math.log10(lo)), e1 = Math.ceil(Math.log10(hi));
+    const within = (v) => v >= lo * 0.999 && v <= hi * 1.001;
+    const build = (mants, step = 1) => {
+      const out = [];
+      for (let e = e0; e <= e1; e += 1) {
+        if ((e - e0) % step) continue;
+        for (const m of mants) {
+          const v = Number((m * 10 ** e).toPrecision(12));
+          if (within(v)) out.push(v);
+        }
+      }
+      return out;
+    };
+    const decades = Math.log10(hi / lo);
+    if (decades > 7) return build([1], Math.ceil(decades / 6));
+    if (decades >= 2.5) return build([1]);
+    let t = build([1, 2, 5]);
+    if (t.length < 3) t = build([1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9]);
+    if (t.length > 8) t = build([1, 3]);
+    return t;
   }
 
   function tickLabel(v, unit) {
     if (unit === "FLOP/s") return siPrefix(v, "", 2).replace(" ", "");
-    if (v >= 1e3 || v < 1e-2) return `1e${Math.round(Math.log10(v))}`;
+    if (v >= 1e4) return siPrefix(v, "", 2).replace(" ", "");
+    if (v < 1e-3) return `1e${Math.round(Math.log10(v))}`;
     return sig(v, 2);
+  }
+
+  // Charts are drawn at the width of their box (one SVG unit = one CSS pixel), so their
+  // text keeps its size on a phone instead of shrinking with the whole drawing.
+  function chartWidth(box, max) {
+    const w = box.clientWidth || (box.parentElement && box.parentElement.clientWidth) || max;
+    return Math.max(300, Math.min(max, Math.floor(w)));
+  }
+
+  const redraws = new Map(); // chart box -> its draw function, redrawn when the width changes
+  function redrawOnResize(box, draw) {
+    redraws.set(box, [draw, box.clientWidth]);
+  }
+
+  function setupResize() {
+    let timer = null;
+    window.addEventListener("resize", () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        for (const [box, [draw, w]] of redraws) {
+          if (!box.isConnected) redraws.delete(box);
+          else if (box.offsetParent !== null && box.clientWidth !== w) draw();
+        }
+      }, 150);
+    });
   }
 
   function axes(s, box, xs, ys, xlabel, ylabel, xunit, yunit) {
@@ -669,6 +982,16 @@
     s.append(grid, g);
   }
 
+  // About n round ticks (1, 2 or 5 times a power of ten apart) from lo to hi.
+  function linTicks(lo, hi, n) {
+    const raw = (hi - lo) / Math.max(1, n);
+    const p = 10 ** Math.floor(Math.log10(raw || 1));
+    const step = [1, 2, 5, 10].map((m) => m * p).find((st) => st >= raw) || 10 * p;
+    const out = [];
+    for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
+    return out;
+  }
+
   function logScale(lo, hi, a, b) {
     const l0 = Math.log10(lo), l1 = Math.log10(hi);
     return { lo, hi, map: (v) => a + ((Math.log10(v) - l0) / (l1 - l0)) * (b - a) };
@@ -686,7 +1009,7 @@
   function showTip(target, title, rows) {
     tipShown = [target, title, rows];
     const tip = $("#tooltip");
-    tip.replaceChildren(el("b", { text: title }), el("dl", {}, rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })])));
+    fill(tip, el("b", { text: title }), el("dl", {}, rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })])));
     tip.hidden = false;
     const r = target.getBoundingClientRect();
     const tw = tip.offsetWidth, th = tip.offsetHeight;
@@ -734,19 +1057,46 @@
     return pts;
   }
 
-  const ROOF_PRECISIONS = ["fp32", "bf16", "fp8", "int8", "int4"];
+  // "model.layers.{i}.self_attn.q_proj" → "self_attn.q_proj"; the count says how many
+  // layers repeat it. Layer groups "model.layers.3" → "layer 3".
+  function shortName(name) {
+    const t = String(name).replace(/^(model|transformer|gpt_neox|decoder)\./, "");
+    const m = /^(?:layers|h|blocks|layer|block)\.(\{i\}|\d+)(?:\.(.+))?$/.exec(t);
+    if (!m) return t;
+    if (!m[2]) return m[1] === "{i}" ? "every layer" : `layer ${m[1]}`;
+    return m[1] === "{i}" ? m[2] : `${m[2]} (layer ${m[1]})`;
+  }
+
+  function opLabel(o) {
+    return `${shortName(o.name)}${o.count > 1 ? ` ×${o.count}` : ""}`;
+  }
+
+  const ROOF_PRECISIONS = ["fp32", "bf16", "fp8", "int8", "int4", "fp4"];
+
+  // Operators that land on the same spot (q/k/v projections of one shape, say) are one
+  // point listing them all, so every operator can be hovered or focused.
+  function groupPoints(pts, xs, ys, clampY) {
+    const groups = new Map();
+    for (const p of pts) {
+      const cx = xs.map(p.intensity), cy = ys.map(clampY(p.attained));
+      const key = `${p.phase}:${Math.round(cx / 4)}:${Math.round(cy / 4)}`;
+      if (!groups.has(key)) groups.set(key, { phase: p.phase, cx, cy, pts: [] });
+      groups.get(key).pts.push(p);
+    }
+    return Array.from(groups.values());
+  }
 
   function drawRoofline() {
     const box = $("#roofline-chart");
     const tableBox = $("#roofline-table");
     if (!state.estimate) {
-      box.replaceChildren(el("p", { class: "muted", text: "Run an estimate (Estimate view) to place its operators here." }));
+      fill(box, el("p", { class: "muted", text: "Run an estimate (Estimate view) to place its operators here." }));
       return;
     }
     const { data: d, roofs } = state.estimate;
     if (d.mode === "training") {
-      box.replaceChildren(el("p", { class: "muted", text: "The roofline shows inference operators; switch the estimate to inference." }));
-      tableBox.replaceChildren();
+      fill(box, el("p", { class: "muted", text: "The roofline shows inference operators; switch the estimate to inference." }));
+      fill(tableBox);
       return;
     }
     const all = roofPoints(d);
@@ -754,17 +1104,18 @@
     const pts = all.filter((p) => want.has(p.phase));
     const bw = roofs ? roofs.device_bandwidth_bytes_per_s : null;
     if (!pts.length && !(roofs && roofs.compute.length)) {
-      box.replaceChildren(el("p", { class: "muted", text: "No operator with both FLOPs and bytes to place, and no device roofs." }));
-      tableBox.replaceChildren();
+      fill(box, el("p", { class: "muted", text: "No operator with both FLOPs and bytes to place, and no device roofs." }));
+      fill(tableBox);
       return;
     }
     // Roofs of one compute unit — the one that runs the estimate's compute precision —
-    // for the usual precisions; that precision's roof is drawn solid, the others dashed.
+    // for the usual precisions the device has hardware for; that precision's roof is
+    // drawn solid, the others dashed. (A precision the device only emulates has no roof.)
     const fmt = state.formats.get(d.activations) || state.formats.get(state.aliases[d.activations]);
     const hwPrec = fmt ? fmt.hw_precision : d.activations;
     const allRoofs = roofs ? roofs.compute : [];
-    const activeRoof = allRoofs.find((r) => r.precisions.includes(hwPrec)) || allRoofs[0];
-    const compute = allRoofs.filter((r) => r.unit === activeRoof.unit && (r === activeRoof || r.precisions.some((p) => ROOF_PRECISIONS.includes(p))));
+    const activeRoof = allRoofs.find((r) => r.precisions.includes(hwPrec)) || allRoofs.find((r) => (r.emulated_precisions || []).includes(hwPrec)) || allRoofs[0];
+    const compute = activeRoof ? allRoofs.filter((r) => r.unit === activeRoof.unit && (r === activeRoof || r.precisions.some((p) => ROOF_PRECISIONS.includes(p)))) : [];
     const peaks = compute.map((r) => r.peak_flops_per_s);
     const xsVals = pts.map((p) => p.intensity).concat(compute.map((r) => r.ridge_flop_per_byte).filter(Boolean));
     const ysVals = pts.map((p) => p.attained).concat(peaks);
@@ -772,11 +1123,11 @@
     const xhi = 10 ** Math.ceil(Math.log10(Math.max(...xsVals, 10) * 3));
     const ylo = 10 ** Math.floor(Math.log10(Math.max(Math.min(...ysVals) / 3, 1)));
     const yhi = 10 ** Math.ceil(Math.log10(Math.max(...ysVals) * 1.5));
-    const W = 860, H = 470;
-    const b = { left: 62, right: W - 215, top: 14, bottom: H - 48 };
+    const W = chartWidth(box, 900), H = Math.round(Math.min(470, Math.max(320, W * 0.62)));
+    const b = { left: 56, right: W - 22, top: 22, bottom: H - 46 };
     const xs = logScale(xlo, xhi, b.left, b.right);
     const ys = logScale(ylo, yhi, b.bottom, b.top);
-    const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "group", "aria-label": `Roofline of ${roofs ? roofs.name : d.hardware} with ${pts.length} operators of ${d.model}` });
+    const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "group", "aria-label": `Roofline of ${roofs ? roofs.name : d.hardware} with ${pts.length} operators of ${d.model}` });
     axes(s, b, xs, ys, "arithmetic intensity (FLOP / byte)", "attained FLOP/s (one device)", "", "FLOP/s");
     const clipY = (v) => Math.min(Math.max(v, ylo), yhi);
     if (bw) {
@@ -791,54 +1142,79 @@
         else line = [[xa, xa * bw], [ridge, peak], [xhi, peak]];
         s.append(svg("path", { class: `roof${r === activeRoof ? "" : " alt"}`, d: line.map(([x, y], j) => `${j ? "L" : "M"}${xs.map(x)},${ys.map(clipY(y))}`).join("") }));
         if (ridge > xlo && ridge < xhi) s.append(svg("line", { class: "ridge", x1: xs.map(ridge), x2: xs.map(ridge), y1: ys.map(peak), y2: b.bottom }));
-        labels.push({ y: ys.map(clipY(peak)) + 4, text: `${r.precisions.join("/")} ${siPrefix(peak, "FLOP/s", 3)}`, active: r === activeRoof });
+        labels.push({ y: ys.map(clipY(peak)) - 5, text: `${r.precisions.join("/")} ${siPrefix(peak, "FLOP/s", 3)}`, active: r === activeRoof });
       });
-      // Keep the roof labels at least one line apart (close peaks on a log axis).
+      // Labels sit inside the plot, right-aligned above their roof, at least one line
+      // apart (close peaks on a log axis), and never above the plot.
       labels.sort((p, q) => p.y - q.y);
-      for (let i = 1; i < labels.length; i++) labels[i].y = Math.max(labels[i].y, labels[i - 1].y + 13);
-      for (const l of labels) s.append(svg("text", { x: b.right + 6, y: l.y, "font-weight": l.active ? "bold" : null, text: l.text }));
-      const xl = Math.max(xlo, ylo / bw) * 4;
-      if (xl < xhi) s.append(svg("text", { x: xs.map(xl) - 4, y: ys.map(clipY(xl * bw)) - 10, "text-anchor": "end", text: `${roofs.device_tier} ${fmtBytes(bw)}/s` }));
+      for (let i = 0; i < labels.length; i++) labels[i].y = Math.max(labels[i].y, b.top + 10, i ? labels[i - 1].y + 14 : -Infinity);
+      for (const l of labels) s.append(svg("text", { class: "roof-label", x: b.right - 4, y: l.y, "text-anchor": "end", "font-weight": l.active ? "bold" : null, text: l.text }));
+      // The bandwidth label sits above the memory slope, right-aligned at a point far
+      // enough along it that the whole label stays inside the plot.
+      const bwText = `${roofs.device_tier} ${fmtBytes(bw)}/s`;
+      const px = Math.max(xs.map(Math.max(xlo, ylo / bw) * 4), b.left + bwText.length * 6.6 + 8);
+      const xl = xlo * 10 ** (((px - b.left) / (b.right - b.left)) * Math.log10(xhi / xlo));
+      if (xl < xhi) s.append(svg("text", { class: "roof-label", x: px - 4, y: ys.map(clipY(Math.min(xl * bw, Math.min(...peaks)))) - 10, "text-anchor": "end", text: bwText }));
     }
     const g = svg("g", { "aria-label": "operators" });
-    for (const p of pts) {
-      const cx = xs.map(p.intensity), cy = ys.map(Math.min(Math.max(p.attained, ylo), yhi));
-      const label = `${p.phase} ${p.op.name}`;
-      const shape = p.phase === "prefill"
-        ? svg("circle", { class: "pt prefill", cx, cy, r: 5.5, tabindex: 0, role: "img", "aria-label": `${label}: ${sig(p.intensity)} FLOP/byte, ${p.op.bound}-bound` })
-        : svg("rect", { class: "pt decode", x: cx - 5, y: cy - 5, width: 10, height: 10, tabindex: 0, role: "img", "aria-label": `${label}: ${sig(p.intensity)} FLOP/byte, ${p.op.bound}-bound` });
-      shape.dataset.op = p.op.name;
-      shape.dataset.phase = p.phase;
-      tipOn(shape, p.op.name, [
-        ["phase", `${p.phase}${p.op.count > 1 ? ` (×${p.op.count})` : ""}`],
-        ["kind", `${p.op.kind}, ${p.op.precision}`],
-        ["FLOPs", fmtFlops(p.op.flops)],
-        ["bytes", fmtBytes(p.bytes)],
-        ["intensity", `${sig(p.intensity)} FLOP/B`],
-        ["attained", `${fmtFlops(p.attained)}/s`],
-        ["time", fmtTime(p.op.time_s)],
-        ["bound", p.op.bound],
+    const placed = [];
+    for (const grp of groupPoints(pts, xs, ys, clipY)) {
+      const first = grp.pts[0];
+      // A mark that would cover another moves aside (a thin line to its true spot), so
+      // every mark can be hovered.
+      const [x0, y0] = [grp.cx, grp.cy];
+      for (let k = 0; placed.some(([px, py]) => Math.hypot(px - grp.cx, py - grp.cy) < 14) && k < 60; k++) {
+        const ang = (k * 2.4) % (2 * Math.PI), rad = 14 * (1 + Math.floor(k / 6));
+        grp.cx = x0 + rad * Math.cos(ang);
+        grp.cy = y0 + rad * Math.sin(ang);
+      }
+      placed.push([grp.cx, grp.cy]);
+      if (grp.cx !== x0 || grp.cy !== y0) g.append(svg("line", { class: "jitter", x1: x0, y1: y0, x2: grp.cx, y2: grp.cy }));
+      const names = grp.pts.map((p) => opLabel(p.op));
+      const label = `${grp.phase} ${names.join(", ")}`;
+      const aria = `${label}: ${sig(first.intensity)} FLOP/byte, ${first.op.bound}-bound`;
+      const n = grp.pts.length;
+      const shape = grp.phase === "prefill"
+        ? svg("circle", { class: "pt prefill", cx: grp.cx, cy: grp.cy, r: n > 1 ? 7 : 5.5, tabindex: 0, role: "img", "aria-label": aria })
+        : svg("rect", { class: "pt decode", x: grp.cx - (n > 1 ? 6.5 : 5), y: grp.cy - (n > 1 ? 6.5 : 5), width: n > 1 ? 13 : 10, height: n > 1 ? 13 : 10, tabindex: 0, role: "img", "aria-label": aria });
+      shape.dataset.op = first.op.name;
+      shape.dataset.ops = JSON.stringify(grp.pts.map((p) => p.op.name));
+      shape.dataset.phase = grp.phase;
+      shape.dataset.count = String(n);
+      const sumOf = (f) => grp.pts.reduce((a, p) => a + f(p), 0);
+      tipOn(shape, n > 1 ? `${n} operators: ${names.join(", ")}` : names[0], [
+        ["phase", `${grp.phase}${n === 1 && first.op.count > 1 ? ` (×${first.op.count} layers)` : ""}`],
+        ["kind", Array.from(new Set(grp.pts.map((p) => `${p.op.kind}, ${p.op.precision}`))).join("; ")],
+        ["FLOPs", n > 1 ? `${fmtFlops(sumOf((p) => p.op.flops))} together` : fmtFlops(first.op.flops)],
+        ["bytes", n > 1 ? `${fmtBytes(sumOf((p) => p.bytes))} together` : fmtBytes(first.bytes)],
+        ["intensity", `${sig(first.intensity)} FLOP/B`],
+        ["attained", `${fmtFlops(first.attained)}/s`],
+        ["time", n > 1 ? `${fmtTime(sumOf((p) => p.op.time_s))} together` : fmtTime(first.op.time_s)],
+        ["bound", Array.from(new Set(grp.pts.map((p) => p.op.bound))).join(", ")],
       ]);
       g.append(shape);
     }
     s.append(g);
+    const emulated = compute.flatMap((r) => (r.emulated_precisions || []).filter((p) => ROOF_PRECISIONS.includes(p)).map((p) => `${p} (runs on the ${r.precisions.join("/")} roof)`));
     const legend = el("div", { class: "legend" },
       el("span", {}, el("span", { class: "sw sw-prefill" }), "prefill operators"),
       el("span", {}, el("span", { class: "sw sw-decode" }), "decode operators"),
-      el("span", { class: "muted", text: roofs ? `${roofs.name}: roofs per precision (${activeRoof ? activeRoof.unit : "no compute unit"}) and ${roofs.device_tier} bandwidth` : "device roofs unavailable" }));
+      el("span", { class: "muted", text: "a larger mark holds several operators at one spot; a mark with a thin line was moved aside from its spot so it does not hide another" }),
+      el("span", { class: "muted", text: roofs ? `${roofs.name}: roofs per precision the device has (${activeRoof ? activeRoof.unit : "no compute unit"}) and ${roofs.device_tier} bandwidth${emulated.length ? `; no hardware for ${emulated.join(", ")}` : ""}` : "device roofs unavailable" }));
     $(".sw-prefill", legend).style.background = "var(--c-prefill)";
     $(".sw-decode", legend).style.background = "var(--c-decode)";
-    box.replaceChildren(legend, s);
+    fill(box, legend, s);
     box.dataset.points = String(pts.length);
-    tableBox.replaceChildren(opTable(pts));
+    redrawOnResize(box, drawRoofline);
+    fill(tableBox, csvButton(() => $("#roofline-table table"), `roofline-${d.model}-${d.hardware}.csv`), opTable(pts));
   }
 
   function opTable(pts) {
-    const head = el("tr", {}, ["phase", "operator", "kind", "count", "FLOPs", "bytes", "FLOP/B", "time", "bound"].map((h, i) => el("th", { scope: "col", class: i >= 3 && i <= 7 ? "num" : null, text: h })));
+    const head = el("tr", {}, ["phase", "operator", "kind", "count", "FLOPs", "bytes", "FLOP/B", "time (s)", "bound"].map((h, i) => el("th", { scope: "col", class: i >= 3 && i <= 7 ? "num" : null, text: h })));
     const rows = pts.map((p) => el("tr", {},
-      el("td", { text: p.phase }), el("td", { text: p.op.name }), el("td", { text: p.op.kind }),
-      el("td", { class: "num", text: p.op.count }), el("td", { class: "num", text: fmtFlops(p.op.flops) }), el("td", { class: "num", text: fmtBytes(p.bytes) }),
-      el("td", { class: "num", text: sig(p.intensity) }), el("td", { class: "num", text: fmtTime(p.op.time_s) }), el("td", { text: p.op.bound })));
+      el("td", { text: p.phase }), el("td", { title: p.op.name, "data-v": p.op.name, text: shortName(p.op.name) }), el("td", { text: p.op.kind }),
+      el("td", { class: "num", text: p.op.count }), el("td", { class: "num", "data-v": p.op.flops, text: fmtFlops(p.op.flops) }), el("td", { class: "num", "data-v": p.bytes, text: fmtBytes(p.bytes) }),
+      el("td", { class: "num", "data-v": p.intensity, text: sig(p.intensity) }), el("td", { class: "num", "data-v": p.op.time_s, text: fmtTime(p.op.time_s) }), el("td", { text: p.op.bound })));
     return el("table", {}, el("caption", { class: "sr-only", text: "Operators of the last estimate" }), el("thead", {}, head), el("tbody", {}, rows));
   }
 
@@ -847,55 +1223,126 @@
   function setupPlan() {
     $("#plan-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
-      const body = Object.assign(readForm(ev.currentTarget), { model: $("#model").value, hardware: $("#hardware").value });
-      solve(body).catch(() => {});
+      solve(planBody()).catch(() => {});
     });
     $("#pareto-sweep").addEventListener("click", () => sweepBudgets().catch(() => {}));
+    $("#plan-cancel").addEventListener("click", () => {
+      const ctl = state.solveCtl;
+      if (!ctl || ctl.cancelled) return;
+      ctl.cancelled = true;
+      $("#plan-cancel").disabled = true;
+      $(".progress-text", $("#plan-progress")).textContent = "cancelling…";
+      ctl.wake();
+    });
   }
 
-  async function submitPlan(body, onProgress) {
-    const res = await api("POST", "/v1/plans", body);
-    if (res.status !== 202) return res.data;
-    let job = res.data;
+  const planBody = () => Object.assign(readForm($("#plan-form")), { model: $("#model").value, hardware: $("#hardware").value });
+
+  class Cancelled extends Error {}
+
+  function newCtl() {
+    const ctl = { cancelled: false, job: null };
+    ctl.woken = new Promise((r) => (ctl.wake = r));
+    return ctl;
+  }
+
+  // Ask the server to stop a job: DELETE /v1/jobs/{id}. A server without that route
+  // (404/405) keeps solving; the page says so and stops waiting.
+  async function cancelJob(job) {
+    try {
+      await api("DELETE", job.url);
+      return `Cancelled: the server stopped job ${job.id}.`;
+    } catch (e) {
+      if (e.status === 404 || e.status === 405) {
+        return `This server cannot cancel a running solve (DELETE ${job.url} answered ${e.status}). The page stopped waiting; the server still finishes the solve and stores its plan under Stored plans.`;
+      }
+      if (e.status === 409) return `Job ${job.id} had already ended when the cancel arrived: ${e.message}. A plan it found is under Stored plans.`;
+      return `Could not cancel job ${job.id}: ${e.message}. The page stopped waiting.`;
+    }
+  }
+
+  // POST /v1/plans, then follow the job. The elapsed time counts from the click (a server
+  // may hold the POST for its sync wait before it answers with a job).
+  async function submitPlan(body, onProgress, ctl = newCtl()) {
     const t0 = performance.now();
-    for (;;) {
-      onProgress(`solving: ${job.status}, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-      if (job.status === "succeeded") return (await api("GET", job.plan_url)).data;
-      if (job.status === "failed") throw new ApiError(422, job.error || { message: "the solve failed" });
-      await sleep(POLL_MS);
-      job = (await api("GET", job.url)).data;
+    const tick = () => onProgress(`${ctl.job ? `solving: ${ctl.job.status}` : "submitted"}, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    tick();
+    const timer = setInterval(tick, 200);
+    try {
+      const res = await api("POST", "/v1/plans", body);
+      if (res.status !== 202) return res.data;
+      ctl.job = res.data;
+      for (;;) {
+        if (ctl.cancelled) throw new Cancelled(await cancelJob(ctl.job));
+        const job = ctl.job;
+        if (job.status === "succeeded") return (await api("GET", job.plan_url)).data;
+        if (job.status === "failed") throw new ApiError(422, job.error || { message: "the solve failed" });
+        if (job.status === "cancelled") throw new Cancelled(`The server cancelled job ${job.id}.`);
+        await Promise.race([sleep(POLL_MS), ctl.woken]);
+        if (ctl.cancelled) continue;
+        ctl.job = (await api("GET", job.url)).data;
+      }
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  function startProgress() {
+    const ctl = newCtl();
+    state.solveCtl = ctl;
+    $("#plan-progress").hidden = false;
+    $("#plan-cancel").disabled = false;
+    $("#plan-cancelled").hidden = true;
+    return ctl;
+  }
+
+  function endProgress(ctl, err) {
+    if (state.solveCtl === ctl) state.solveCtl = null;
+    $("#plan-progress").hidden = true;
+    if (err instanceof Cancelled) {
+      const p = $("#plan-cancelled");
+      p.textContent = err.message;
+      p.hidden = false;
     }
   }
 
   async function solve(body) {
     const form = $("#plan-form");
     const btn = $("#plan-run");
-    const prog = $("#plan-progress");
     clearErrors(form, $("#context"), $("#plan-result"));
     $("#plan-diagnosis").hidden = true;
     busy(btn, true, "Solving…");
-    prog.hidden = false;
-    $(".progress-text", prog).textContent = "submitting";
-    state.planRequest = body;
+    const oneShot = state.oneShot;
+    state.oneShot = null;
+    // A change taken from the diagnosis applies to this one solve (already in `body`): the
+    // form goes back to the user's own values now, so the next plan does not inherit it.
+    if (oneShot) for (const [k, v] of Object.entries(oneShot)) setField(form, k, v);
+    for (const c of $$(".from-diagnosis", form)) c.classList.remove("from-diagnosis");
+    const ctl = startProgress();
+    const text = $(".progress-text", $("#plan-progress"));
+    let failure = null;
     try {
-      const plan = await submitPlan(body, (t) => ($(".progress-text", prog).textContent = t));
+      const plan = await submitPlan(body, (t) => (text.textContent = t), ctl);
+      state.requests.set(plan.id, body);
       state.planCache.set(plan.id, plan);
-      renderPlan(plan);
+      renderPlan(plan, body, oneShot);
       await refreshPareto();
     } catch (e) {
+      failure = e;
+      if (e instanceof Cancelled) return;
       if (e.code === "infeasible") renderDiagnosis(e);
       else showError([form, $("#context")], e);
       throw e;
     } finally {
       busy(btn, false);
-      prog.hidden = true;
+      endProgress(ctl, failure);
     }
   }
 
   const FLAG_FIELDS = { "allow-offload": "allow_offload", devices: "devices", prompt: "prompt", gen: "gen", batch: "batch", "ttft-slo": "ttft_slo_s", "tpot-slo": "tpot_slo_s" };
 
   // The diagnosis names changes as CLI flags ("--devices 2", "--allow-offload"); each one
-  // that maps onto this form gets a button that fills the form in.
+  // that maps onto this form gets a button that fills the form in (for the next solve only).
   function renderDiagnosis(err) {
     const box = $("#plan-diagnosis");
     const det = err.details || {};
@@ -911,44 +1358,86 @@
       if (c.kind === "devices") Object.assign(sets, { tp: "", pp: "", dp: "" });
       const apply = Object.keys(sets).length
         ? el("button", { type: "button", class: "secondary", text: "Use this change", onclick: () => {
-          for (const [k, v] of Object.entries(sets)) setField($("#plan-form"), k, v);
+          const form = $("#plan-form");
+          state.oneShot = state.oneShot || {};
+          for (const [k, v] of Object.entries(sets)) {
+            const c = $(`[name="${k}"]`, form);
+            if (!c) continue;
+            if (!(k in state.oneShot)) state.oneShot[k] = c.type === "checkbox" ? c.checked : c.value;
+            setField(form, k, v);
+            c.classList.add("from-diagnosis");
+          }
           $("#plan-run").focus();
         } })
         : null;
       const p = c.predicted || {};
       const facts = [p.per_device_bytes != null ? `${fmtBytes(p.per_device_bytes)} per device` : null, p.tpot_s ? `TPOT ${fmtTime(p.tpot_s)}` : null, p.avg_weight_bits ? `${sig(p.avg_weight_bits)} bits` : null].filter(Boolean).join(", ");
-      return el("li", {}, el("span", { text: c.description }), facts ? el("span", { class: "muted small", text: ` (${facts}) ` }) : null, apply);
+      return el("li", {}, el("span", { text: forForm(c.description, [$("#plan-form")]) }), facts ? el("span", { class: "muted small", text: ` (${facts}) ` }) : null, apply);
     });
-    box.replaceChildren(
+    fill(box, 
       el("h3", { text: "Nothing fits" }),
-      el("p", { text: lines[0] }),
-      det.binding ? el("p", { class: "muted", text: `binding: ${det.binding.join(", ")}` }) : null,
-      items.length ? el("div", {}, el("p", { text: "Cheapest changes:" }), el("ol", {}, items)) : el("pre", { text: lines.slice(1).join("\n") }),
+      el("p", { text: forForm(lines[0], [$("#plan-form")]) }),
+      det.binding && [].concat(det.binding).length ? el("p", { class: "muted", text: `binding: ${[].concat(det.binding).join(", ")}` }) : null,
+      items.length ? el("div", {}, el("p", { text: "Cheapest changes (each applies to the next solve only):" }), el("ol", {}, items))
+        : lines.length > 1 ? el("pre", { text: forForm(lines.slice(1).join("\n"), [$("#plan-form")]) }) : null,
     );
     box.hidden = false;
     box.setAttribute("tabindex", "-1");
     box.focus();
   }
 
-  function renderPlan(pub) {
+  // Memory of a plan as the budget sees it: the device tier against the budget, and
+  // whatever is offloaded to slower tiers beside it (not a budget violation).
+  function planMemoryCard(p) {
+    const pr = p.predicted || {};
+    const budget = p.constraints && p.constraints.max_memory_per_device_bytes;
+    const tiers = Object.entries(pr.tiers || {});
+    const dev = tiers.find(([, t]) => t.role === "device");
+    const off = tiers.filter(([, t]) => t.role !== "device" && t.used_bytes > 0);
+    if (!dev || !off.length) {
+      return card("Memory per device", fmtBytes(pr.per_device_bytes), budget ? `budget ${fmtBytes(budget)}` : null, pr.fits === false ? "bad" : null);
+    }
+    const used = dev[1].used_bytes;
+    const offText = off.map(([name, t]) => `${fmtBytes(t.used_bytes)} offloaded to ${name}`).join(", ");
+    const over = budget && used > budget * 1.0005;
+    return card("Memory on the device", fmtBytes(used), `${budget ? `within the ${fmtBytes(budget)} budget` : `of ${fmtBytes(dev[1].capacity_bytes)}`} · + ${offText} (${fmtBytes(pr.per_device_bytes)} in all)`, over || pr.fits === false ? "bad" : "good");
+  }
+
+  // The sensitivity is a sum over groups of role · depth · relative quantization noise
+  // (docs/planner.md): 0 means every group at 16 bits. Its scale: the plans of the same
+  // problem (filled in by the frontier) and the layers that contribute most.
+  function sensitivityCard(p) {
+    const pr = p.predicted || {};
+    const layers = (pr.per_layer || []).filter((l) => l.sensitivity > 0).sort((x, y) => y.sensitivity - x.sensitivity);
+    const top = layers[0] && pr.sensitivity > 0 ? `; most from ${shortName(layers[0].layer)} (${sig((100 * layers[0].sensitivity) / pr.sensitivity, 2)} %)` : "";
+    const c = card("Sensitivity (accuracy loss)", sig(pr.sensitivity), `${p.sensitivity_source} proxy: 0 = every group at 16 bits, lower is better${top}`);
+    c.append(el("div", { class: "scale", id: "sens-scale" }));
+    return c;
+  }
+
+  function renderPlan(pub, body, oneShot) {
     state.plan = pub;
     const p = pub.plan;
     const pr = p.predicted || {};
     const s = p.solver || {};
     const lay = p.layout || {};
+    const req = body || requestOf(pub);
     const tiers = Object.entries(pr.tiers || {}).map(([name, t]) => ({ name: `${name} (${t.role})`, capacity: t.capacity_bytes, parts: [["weights", t.weights_bytes], ["kv", t.kv_cache_bytes], ["act", t.activations_bytes]] }));
     const exports = el("div", { class: "exports", role: "group", "aria-label": "Export" }, state.exportFormats.map((f) => el("button", { type: "button", class: "secondary", "data-format": f, text: f, onclick: (ev) => exportPlan(pub.id, f, ev.currentTarget).catch(() => {}) })));
-    $("#plan-result").replaceChildren(
+    const used = oneShot ? Object.keys(oneShot).map((k) => (fieldControl([$("#plan-form")], k) || { label: k }).label) : [];
+    const link = `plan=${encodeURIComponent(pub.id)}&${bodyParams(req, ["per_op", "id"])}`;
+    fill($("#plan-result"),
       el("div", { class: "panel", id: "plan-summary", dataset: { planId: pub.id } },
         el("h2", { text: `Plan ${pub.id}` }),
         el("p", { class: "muted", text: `${p.model} on ${p.devices} × ${p.hardware} (tp ${lay.tp} · pp ${lay.pp} · dp ${lay.dp} · ep ${lay.ep}); objective ${p.objective}; KV ${p.kv}; solver ${s.backend} ${s.status} in ${fmtTime(s.time_s)}${s.gap ? `, gap ${sig(s.gap)}` : ""}; ${Object.keys(p.choices || {}).length} groups` }),
+        used.length ? el("p", { class: "note-change", id: "plan-oneshot", text: `Solved with the diagnosis' change (${used.join(", ")}); the form is back to your own values for the next plan.` }) : null,
         el("div", { class: "cards" },
           card("Time to first token", fmtTime(pr.ttft_s)),
           card("Time per output token", fmtTime(pr.tpot_s), pr.decode_bound ? `decode is ${pr.decode_bound}-bound` : null),
           card("Throughput", `${sig(pr.output_tokens_per_s)} tok/s`),
-          card("Memory per device", fmtBytes(pr.per_device_bytes), p.constraints && p.constraints.max_memory_per_device_bytes ? `budget ${fmtBytes(p.constraints.max_memory_per_device_bytes)}` : null, pr.fits === false ? "bad" : null),
+          planMemoryCard(p),
           card("Average weight bits", sig(pr.avg_weight_bits)),
-          card("Sensitivity", sig(pr.sensitivity), `accuracy proxy (${p.sensitivity_source})`),
+          sensitivityCard(p),
           card("Energy", `${sig(pr.energy_j_per_token)} J/token`),
           card("Cost", perMillion(pr.usd_per_million_tokens)),
         ),
@@ -961,9 +1450,48 @@
         el("p", { class: "form-error", id: "export-error", role: "alert", hidden: true }),
         el("div", { id: "export-out" }),
         notes(pr.notes),
+        el("div", { class: "actions inline" }, el("a", { href: `#plan?${link}`, class: "share", text: "Link to this plan" })),
+        commands("plan", req, el("p", { class: "muted small", text: `The stored plan: curl -sS ${location.origin}/v1/plans/${pub.id}` })),
       ),
     );
+    share("plan", link);
     markParetoCurrent();
+  }
+
+  // The request a stored plan answers: the one this tab sent, else rebuilt from the plan
+  // (its layout, workload and constraints; the weight formats and sparsity it chose, since
+  // the search space itself is not stored with a plan).
+  function requestOf(pub) {
+    const known = state.requests.get(pub.id);
+    if (known) return Object.assign({}, known);
+    const p = pub.plan, c = p.constraints || {}, w = p.workload || {}, lay = p.layout || {};
+    const choices = Object.values(p.choices || {});
+    const uniq = (k) => Array.from(new Set(choices.map((x) => x[k]).filter(Boolean)));
+    const req = { model: p.model, hardware: p.hardware, devices: p.devices, tp: lay.tp, pp: lay.pp, dp: lay.dp, batch: w.batch, prompt: w.prompt, gen: w.gen,
+      kv: p.kv, activations: p.activations, objective: p.objective, formats: uniq("weights"), allow_offload: Boolean(c.allow_offload) };
+    if (lay.ep && lay.ep > 1) req.ep = lay.ep;
+    const sp = uniq("sparsity");
+    if (sp.length && !(sp.length === 1 && sp[0] === "dense")) req.sparsity = sp;
+    if (c.max_memory_per_device_bytes) req.max_memory_per_device = c.max_memory_per_device_bytes;
+    for (const k of ["ttft_slo_s", "tpot_slo_s", "avg_bits"]) if (c[k] != null) req[k] = c[k];
+    if (c.pins && Object.keys(c.pins).length) req.pins = c.pins;
+    return req;
+  }
+
+  // Put a request back into the plan form and the model / hardware pickers.
+  function fillPlanForm(req) {
+    const form = $("#plan-form");
+    for (const c of $$("[name][data-type]", form)) {
+      const v = req[c.name];
+      if (c.name === "max_memory_per_device" && typeof v === "number") c.value = `${+(v / 1e9).toPrecision(12)}GB`;
+      else if (c.name === "id") c.value = "";
+      else setField(form, c.name, v === undefined ? (c.type === "checkbox" ? false : "") : v);
+    }
+    for (const k of ["model", "hardware"]) {
+      const sel = $(`#${k}`);
+      if (req[k] && Array.from(sel.options).some((o) => o.value === req[k])) sel.value = req[k];
+    }
+    describeContext();
   }
 
   // -------------------------------------------------------------- heat map
@@ -1075,10 +1603,14 @@
     busy(button, true, `${format}…`);
     try {
       const { data } = await api("GET", `/v1/plans/${encodeURIComponent(id)}/export?format=${encodeURIComponent(format)}`);
-      for (const f of data.files) download(f.path.split("/").pop(), f.content, f.media_type);
-      $("#export-out").replaceChildren(
-        el("p", { text: `${format}: downloaded ${data.files.map((f) => f.path).join(", ")}` }),
+      // Several files: one zip archive (built here), so the browser asks once.
+      const archive = data.files.length > 1 ? `${id}-${format}.zip` : null;
+      if (archive) download(archive, zip(data.files.map((f) => [f.path, f.content])));
+      else for (const f of data.files) download(f.path.split("/").pop(), f.content, f.media_type);
+      fill($("#export-out"),
+        el("p", { text: archive ? `${format}: downloaded ${archive} (${data.files.map((f) => f.path).join(", ")})` : `${format}: downloaded ${data.files.map((f) => f.path).join(", ")}` }),
         data.next_command ? el("pre", { text: data.next_command }) : null,
+        el("pre", { class: "cmd-curl", text: curlCommand(null, null, "GET", `/v1/plans/${encodeURIComponent(id)}/export?format=${encodeURIComponent(format)}`) }),
         notes(data.notes),
       );
     } catch (e) {
@@ -1097,7 +1629,8 @@
   }
 
   function download(name, content, type) {
-    const url = URL.createObjectURL(new Blob([content], { type: type || "text/plain" }));
+    const blob = content instanceof Blob ? content : new Blob([content], { type: type || "text/plain" });
+    const url = URL.createObjectURL(blob);
     const a = el("a", { href: url, download: name || "export.txt" });
     document.body.append(a);
     a.click();
@@ -1131,39 +1664,72 @@
       return;
     }
     const { model, hardware } = state.plan.plan;
-    const plans = await plansFor(model, hardware);
+    const all = await plansFor(model, hardware);
+    // Only plans of the same problem (devices, workload, SLOs, offload) share a frontier.
+    const key = problemKey(state.plan);
+    const plans = all.filter((pub) => problemKey(pub) === key);
     panel.hidden = false;
+    const others = all.length - plans.length;
+    $("#pareto-scope").textContent = `${plans.length} stored plan${plans.length === 1 ? "" : "s"} of ${model} on ${state.plan.plan.devices} × ${hardware}, batch ${(state.plan.plan.workload || {}).batch}, prompt ${(state.plan.plan.workload || {}).prompt}, gen ${(state.plan.plan.workload || {}).gen}${others ? `; ${others} other stored plan${others === 1 ? "" : "s"} of this model and hardware solve a different problem and are not drawn` : ""}.`;
     drawPareto(plans);
+    sensitivityScale(plans);
+  }
+
+  function problemKey(pub) {
+    const p = pub.plan, c = p.constraints || {}, w = p.workload || {};
+    return JSON.stringify([p.model, p.hardware, p.devices, w.batch, w.prompt, w.gen, c.ttft_slo_s ?? null, c.tpot_slo_s ?? null, Boolean(c.allow_offload)]);
+  }
+
+  // Where the current plan's sensitivity sits among the plans of the same problem.
+  function sensitivityScale(plans) {
+    const box = $("#sens-scale");
+    if (!box || !state.plan) return;
+    const vals = plans.map((q) => (q.plan.predicted || {}).sensitivity || 0);
+    const mine = (state.plan.plan.predicted || {}).sensitivity || 0;
+    const hi = Math.max(...vals, mine);
+    if (!(hi > 0)) {
+      fill(box, el("span", { class: "small", text: "no compression loss in any plan of this problem" }));
+      return;
+    }
+    const bar = el("span", { class: "scale-bar", role: "img", "aria-label": `sensitivity ${sig(mine)} on a scale from 0 to ${sig(hi)}, the most of ${plans.length} stored plans of this problem` });
+    const mark = el("span", { class: "scale-mark" });
+    mark.style.left = `${(100 * mine) / hi}%`;
+    bar.append(mark);
+    fill(box, bar, el("span", { class: "small", text: `0 … ${sig(hi)} (most sensitive of ${plans.length} plan${plans.length === 1 ? "" : "s"} of this problem)` }));
   }
 
   function drawPareto(plans) {
     const box = $("#plan-pareto");
     const pts = plans.map((pub) => ({ pub, m: metrics(pub) })).filter((p) => p.m[0] > 0);
     if (!pts.length) {
-      box.replaceChildren(el("p", { class: "muted", text: "No stored plan of this model on this hardware has predicted memory." }));
+      fill(box, el("p", { class: "muted", text: "No stored plan of this model on this hardware has predicted memory." }));
       return;
     }
     for (const p of pts) p.nd = !pts.some((q) => q !== p && dominates(q.m, p.m));
-    const W = 760, H = 340;
-    const b = { left: 78, right: W - 24, top: 14, bottom: H - 48 };
+    redrawOnResize(box, () => drawPareto(plans));
+    const W = chartWidth(box, 760), H = Math.round(Math.min(340, Math.max(280, W * 0.55)));
+    const b = { left: 64, right: W - 36, top: 14, bottom: H - 48 };
     const xv = pts.map((p) => p.m[0]);
     const yv = pts.map((p) => p.m[1]);
     const xpad = (Math.max(...xv) - Math.min(...xv)) * 0.08 || Math.max(...xv) * 0.1;
     const ymax = Math.max(...yv, 1e-9);
     const xs = linScale(Math.max(0, Math.min(...xv) - xpad), Math.max(...xv) + xpad, b.left, b.right);
     const ys = linScale(0, ymax * 1.1, b.bottom, b.top);
-    const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "group", "aria-label": `Pareto frontier: ${pts.length} stored plans` });
+    const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "group", "aria-label": `Pareto frontier: ${pts.length} stored plans` });
     const g = svg("g", { class: "axis" });
     const grid = svg("g", { class: "grid" });
-    for (let i = 0; i <= 5; i++) {
-      const xv0 = xs.lo + ((xs.hi - xs.lo) * i) / 5, yv0 = ys.lo + ((ys.hi - ys.lo) * i) / 5;
-      grid.append(svg("line", { x1: xs.map(xv0), x2: xs.map(xv0), y1: b.top, y2: b.bottom }), svg("line", { x1: b.left, x2: b.right, y1: ys.map(yv0), y2: ys.map(yv0) }));
+    const nt = W < 500 ? 3 : 5;
+    for (const xv0 of linTicks(xs.lo, xs.hi, nt)) {
+      grid.append(svg("line", { x1: xs.map(xv0), x2: xs.map(xv0), y1: b.top, y2: b.bottom }));
       g.append(svg("text", { x: xs.map(xv0), y: b.bottom + 16, "text-anchor": "middle", text: fmtBytes(xv0) }));
+    }
+    for (const yv0 of linTicks(ys.lo, ys.hi, 5)) {
+      grid.append(svg("line", { x1: b.left, x2: b.right, y1: ys.map(yv0), y2: ys.map(yv0) }));
       g.append(svg("text", { x: b.left - 6, y: ys.map(yv0) + 4, "text-anchor": "end", text: sig(yv0, 2) }));
     }
     g.append(svg("path", { d: `M${b.left},${b.top}V${b.bottom}H${b.right}`, fill: "none" }));
     g.append(svg("text", { x: (b.left + b.right) / 2, y: b.bottom + 34, "text-anchor": "middle", text: "memory per device" }));
-    g.append(svg("text", { x: 14, y: (b.top + b.bottom) / 2, "text-anchor": "middle", transform: `rotate(-90 14 ${(b.top + b.bottom) / 2})`, text: "sensitivity (lower is more accurate)" }));
+    g.append(svg("text", { x: 14, y: (b.top + b.bottom) / 2, "text-anchor": "middle", transform: `rotate(-90 14 ${(b.top + b.bottom) / 2})`, text: "sensitivity (0 = 16-bit; lower = more accurate)" }));
     s.append(grid, g);
     // Staircase through the points not dominated in (memory, sensitivity).
     const front2 = pts.filter((p) => !pts.some((q) => q !== p && q.m[0] <= p.m[0] && q.m[1] <= p.m[1] && (q.m[0] < p.m[0] || q.m[1] < p.m[1]))).sort((a, c) => a.m[0] - c.m[0]);
@@ -1178,6 +1744,7 @@
       tipOn(c, `plan ${p.pub.id}`, [["memory", fmtBytes(p.m[0])], ["sensitivity", sig(p.m[1])], ["TPOT", fmtTime(pr.tpot_s)], ["avg bits", sig(pr.avg_weight_bits)], ["objective", p.pub.plan.objective], ["Pareto", p.nd ? "not dominated" : "dominated"]]);
       const load = () => {
         hideTip();
+        fillPlanForm(requestOf(p.pub));
         renderPlan(p.pub);
         $("#plan-summary").scrollIntoView({ block: "start" });
       };
@@ -1190,7 +1757,7 @@
       });
       s.append(c);
     }
-    box.replaceChildren(s);
+    fill(box, s);
     box.dataset.points = String(pts.length);
     markParetoCurrent();
   }
@@ -1200,22 +1767,29 @@
   }
 
   // Fill the frontier: solve the same request at smaller memory budgets (each solve is a
-  // stored plan, so the points stay for the next visit).
+  // stored plan, so the points stay for the next visit). The request is the one that
+  // solved the plan shown (or, for a plan solved elsewhere, rebuilt from the plan).
   async function sweepBudgets() {
     if (!state.plan) return;
     const btn = $("#pareto-sweep");
     const status = $("#pareto-status");
-    const base = Object.assign({}, state.planRequest || { model: state.plan.plan.model, hardware: state.plan.plan.hardware });
+    const base = requestOf(state.plan);
     delete base.id;
-    const mem = state.plan.plan.predicted.per_device_bytes;
+    const budget = state.plan.plan.constraints && state.plan.plan.constraints.max_memory_per_device_bytes;
+    const tiers = Object.values(state.plan.plan.predicted.tiers || {});
+    const dev = tiers.find((t) => t.role === "device");
+    const mem = Math.min(budget || Infinity, dev && base.allow_offload ? dev.used_bytes : state.plan.plan.predicted.per_device_bytes);
     busy(btn, true, "Solving…");
-    let ok = 0;
+    const ctl = startProgress();
+    const text = $(".progress-text", $("#plan-progress"));
+    let ok = 0, failure = null;
     try {
       for (const f of [0.85, 0.7, 0.55]) {
         const req = Object.assign({}, base, { max_memory_per_device: Math.floor(mem * f) });
         status.textContent = `budget ${fmtBytes(req.max_memory_per_device)}…`;
         try {
-          const pub = await submitPlan(req, (t) => (status.textContent = `budget ${fmtBytes(req.max_memory_per_device)}: ${t}`));
+          const pub = await submitPlan(req, (t) => (text.textContent = `budget ${fmtBytes(req.max_memory_per_device)}: ${t}`), ctl);
+          state.requests.set(pub.id, req);
           state.planCache.set(pub.id, pub);
           ok++;
         } catch (e) {
@@ -1227,9 +1801,11 @@
       status.textContent = `${ok} more plan${ok === 1 ? "" : "s"} solved`;
       await refreshPareto();
     } catch (e) {
-      status.textContent = e.message;
+      failure = e;
+      status.textContent = e instanceof Cancelled ? `${ok} more plan${ok === 1 ? "" : "s"} solved, then cancelled` : forForm(e.message, [$("#plan-form")]);
     } finally {
       busy(btn, false);
+      endProgress(ctl, failure);
     }
   }
 
@@ -1277,17 +1853,18 @@
       const del = el("button", { type: "button", class: "danger", text: "Delete", "aria-label": `delete plan ${p.id}` });
       del.addEventListener("click", () => deletePlan(p.id, del).catch(() => {}));
       return el("tr", { dataset: { planId: p.id } },
-        el("td", {}, box),
-        el("td", {}, el("code", { text: p.id })),
-        el("td", { text: p.model }),
-        el("td", { text: p.hardware }),
-        el("td", { text: String(p.created_at).replace("T", " ").slice(0, 19) }),
-        el("td", {}, el("button", { type: "button", class: "secondary", text: "Open", "aria-label": `open plan ${p.id}`, onclick: () => openPlan(p.id).catch(() => {}) }), " ", del));
+        el("td", { "data-label": "diff", "data-v": "" }, box),
+        el("td", { "data-label": "id" }, el("code", { text: p.id })),
+        el("td", { "data-label": "model", text: p.model }),
+        el("td", { "data-label": "hardware", text: p.hardware }),
+        el("td", { "data-label": "created", text: String(p.created_at).replace("T", " ").slice(0, 19) }),
+        el("td", { class: "row-actions", "data-v": "" }, el("button", { type: "button", class: "secondary", text: "Open", "aria-label": `open plan ${p.id}`, onclick: () => openPlan(p.id).catch(() => {}) }), " ", del));
     });
-    $("#plans-list").replaceChildren(items.length
-      ? el("table", { id: "plans-table" }, el("caption", { class: "sr-only", text: "Stored plans" }), el("thead", {}, head), el("tbody", {}, rows))
+    fill($("#plans-list"), items.length ? csvButton(() => $("#plans-table"), "stored-plans.csv") : null, items.length
+      ? el("table", { id: "plans-table", class: "stack" }, el("caption", { class: "sr-only", text: "Stored plans" }), el("thead", {}, head), el("tbody", {}, rows))
       : el("p", { class: "muted", text: state.plansList.length ? "No stored plan matches the search." : "No stored plans yet: solve one in the Plan view." }));
     $("#plans-diff").disabled = state.selected.size !== 2;
+    share("plans", q ? `q=${encodeURIComponent(q)}` : "");
   }
 
   async function getPlan(id) {
@@ -1299,6 +1876,7 @@
     try {
       const pub = await getPlan(id);
       showView("plan", false);
+      fillPlanForm(requestOf(pub));
       renderPlan(pub);
       await refreshPareto();
       $("#plan-summary").scrollIntoView({ block: "start" });
@@ -1368,15 +1946,16 @@
     const changed = groups.filter((g) => show((pa.choices || {})[g]) !== show((pb.choices || {})[g]));
     const head = (first) => el("thead", {}, el("tr", {}, el("th", { scope: "col", text: first }), el("th", { scope: "col", text: a.id }), el("th", { scope: "col", text: b.id })));
     const box = $("#plans-diff-result");
-    box.replaceChildren(
-      el("h3", { text: `Diff: ${a.id} ↔ ${b.id}` }),
+    fill(box, 
+      el("div", { class: "panel-head" }, el("h3", { text: `Diff: ${a.id} ↔ ${b.id}` }),
+        csvButton(() => $("#diff-predicted"), `diff-${a.id}-${b.id}-predicted.csv`), csvButton(() => $("#diff-choices"), `diff-${a.id}-${b.id}-choices.csv`)),
       el("div", { class: "two-col" },
         el("div", { class: "table-wrap" }, el("table", { id: "diff-settings" }, el("caption", { text: "Inputs" }), head("field"), el("tbody", {}, setting))),
         el("div", { class: "table-wrap" }, el("table", { id: "diff-predicted" }, el("caption", { text: "Predicted" }), head("metric"), el("tbody", {}, predicted)))),
       el("p", { id: "diff-summary", text: `${changed.length} of ${groups.length} groups choose differently` }),
       changed.length
         ? el("div", { class: "table-wrap" }, el("table", { id: "diff-choices" }, el("caption", { class: "sr-only", text: "Groups that differ" }), head("group"), el("tbody", {}, changed.map((g) => el("tr", { class: "differs" }, el("th", { scope: "row", text: g }), el("td", { text: show((pa.choices || {})[g]) }), el("td", { text: show((pb.choices || {})[g]) }))))))
-        : null,
+        : el("p", { class: "muted", id: "diff-none", text: "Every group makes the same choice in both plans." }),
     );
     box.hidden = false;
     box.scrollIntoView({ block: "start" });
@@ -1417,7 +1996,7 @@
     const fieldsBox = $("#capacity-fields");
     if (!op) {
       state.capacitySchema = { missing: true };
-      fieldsBox.replaceChildren(el("p", { class: "muted", text: "This server has no capacity route (POST /v1/capacity)." }));
+      fill(fieldsBox, el("p", { class: "muted", text: "This server has no capacity route (POST /v1/capacity)." }));
       $("#capacity-run").disabled = true;
       return;
     }
@@ -1445,7 +2024,7 @@
         : el("div", { class: "field", "data-field": name }, el("label", { for: id, text: label }), control, help, el("p", { class: "field-error", role: "alert", hidden: true }));
       nodes.push(f);
     }
-    fieldsBox.replaceChildren(...nodes);
+    fill(fieldsBox, ...nodes);
     describeErrors();
     fillCapacityHardware();
   }
@@ -1455,7 +2034,7 @@
     if (!box) return;
     const checked = new Set($$("input:checked", box).map((i) => i.value));
     if (!checked.size) ["l4", "a100-80gb-sxm", "h100-sxm"].forEach((h) => checked.add(h));
-    box.replaceChildren(...state.hardware.map((h) => el("label", { "data-name": `${h.id} ${h.name}`.toLowerCase() }, el("input", { type: "checkbox", value: h.id, checked: checked.has(h.id) }), `${h.id}`)));
+    fill(box, ...state.hardware.map((h) => el("label", { "data-name": `${h.id} ${h.name}`.toLowerCase() }, el("input", { type: "checkbox", value: h.id, checked: checked.has(h.id) }), `${h.id}`)));
     const filter = $("#capacity-hw-filter");
     filter.oninput = () => {
       const q = filter.value.trim().toLowerCase();
@@ -1472,23 +2051,49 @@
     });
   }
 
+  // A route that answers 202 with a job (a long capacity search) is followed to its result.
+  async function capacityCall(body, ctl) {
+    const res = await api("POST", "/v1/capacity", body);
+    if (res.status !== 202) return res.data;
+    let job = res.data;
+    for (;;) {
+      if (ctl && ctl.cancelled) throw new Cancelled(await cancelJob(job));
+      if (job.status === "succeeded") {
+        if (job.result) return job.result;
+        const url = job.result_url || job.capacity_url;
+        if (url) return (await api("GET", url)).data;
+        throw new ApiError(500, { message: `job ${job.id} succeeded without a result to read` });
+      }
+      if (job.status === "failed") throw new ApiError(422, job.error || { message: "the capacity search failed" });
+      if (job.status === "cancelled") throw new Cancelled(`The server cancelled job ${job.id}.`);
+      await sleep(POLL_MS);
+      job = (await api("GET", job.url)).data;
+    }
+  }
+
+  function capacityBody() {
+    const body = readForm($("#capacity-form"));
+    body.hardware = $$("#capacity-hardware input:checked").map((i) => i.value);
+    if (state.capacitySchema && !("hardware" in state.capacitySchema.props)) delete body.hardware;
+    return body;
+  }
+
   async function runCapacity(ev) {
-    ev.preventDefault();
+    if (ev) ev.preventDefault();
     const form = $("#capacity-form");
     const btn = $("#capacity-run");
     const status = $("#capacity-progress");
     clearErrors(form);
     await prepareCapacity();
     if (state.capacitySchema.missing) return;
-    const body = readForm(form);
-    body.hardware = $$("#capacity-hardware input:checked").map((i) => i.value);
-    if (!("hardware" in state.capacitySchema.props)) delete body.hardware;
+    const body = capacityBody();
     busy(btn, true, "Comparing…");
     try {
       status.textContent = "at the requested load…";
-      const { data } = await api("POST", "/v1/capacity", body);
+      const data = await capacityCall(body);
       const rows = capacityRows(data);
       renderCapacity(body, rows);
+      share("capacity", bodyParams(body));
       // Cost against load: the same question at a few multiples of the load.
       const loadField = LOAD_FIELDS.find((f) => typeof body[f] === "number");
       if (loadField) {
@@ -1500,7 +2105,7 @@
           let r = rows;
           if (m !== 1) {
             try {
-              r = capacityRows((await api("POST", "/v1/capacity", Object.assign({}, body, { [loadField]: v }))).data);
+              r = capacityRows(await capacityCall(Object.assign({}, body, { [loadField]: v })));
             } catch (e) {
               if (e.status !== 422) throw e;
               r = [];
@@ -1513,7 +2118,9 @@
           }
         }
         const plot = $("#capacity-plot");
-        plot.replaceChildren(costPlot(series, loadField));
+        const draw = () => fill(plot, costPlot(series, loadField, plot));
+        draw();
+        redrawOnResize(plot, draw);
         plot.dataset.series = String(series.size);
       }
       status.textContent = "";
@@ -1525,41 +2132,62 @@
     }
   }
 
+  const CAP_HEAD = ["#", "hardware", "devices", "USD/h", "USD/M tok", "layout", "weights / act / kv", "TTFT p50 / p95", "TPOT p50 / p95", "meets SLO"];
+
+  function capacityRow(r, rank) {
+    const o = r.o;
+    const td = (i, attrs) => el("td", Object.assign({ "data-label": CAP_HEAD[i] }, attrs));
+    if (!r.has) {
+      return el("tr", { class: "nofit" }, td(0, { text: rank }), td(1, { text: r.hardware }),
+        td(2, { colspan: 7, class: "muted", text: "does not fit at any layout within the device limit: no timings, no price" }), td(9, { class: "no", text: "does not fit" }));
+    }
+    return el("tr", {},
+      td(0, { text: rank }), td(1, { text: r.hardware }), td(2, { class: "num", text: o.devices ?? "–" }),
+      td(3, { class: "num", "data-v": o.usd_per_hour ?? "", text: o.usd_per_hour != null ? sig(o.usd_per_hour) : "–" }),
+      td(4, { class: "num", "data-v": o.usd_per_million_tokens ?? "", text: o.usd_per_million_tokens != null ? sig(o.usd_per_million_tokens) : "–" }),
+      td(5, { text: o.tp ? `tp${o.tp}·pp${o.pp} × ${o.replicas}` : "–" }),
+      td(6, { text: [o.weights, o.activations, o.kv].filter(Boolean).join(" / ") || "–" }),
+      td(7, { class: "num", text: o.ttft_p50_s !== undefined ? `${fmtTime(o.ttft_p50_s)} / ${fmtTime(o.ttft_p95_s)}` : fmtTime(o.ttft_s) }),
+      td(8, { class: "num", text: o.tpot_p50_s !== undefined ? `${fmtTime(o.tpot_p50_s)} / ${fmtTime(o.tpot_p95_s)}` : fmtTime(o.tpot_s) }),
+      td(9, { class: r.meets ? "ok" : "no", text: r.meets ? "yes" : `no${o.failures && o.failures.length ? ": " + [].concat(o.failures).join("; ") : ""}` }));
+  }
+
+  // Only configurations that meet the SLOs are ranked by price; the closest miss of each
+  // other hardware is listed apart, unranked; hardware where nothing fits says so.
   function renderCapacity(body, rows) {
-    const sorted = rows.slice().sort((a, b) => (b.meets - a.meets) || ((a.o.usd_per_hour ?? Infinity) - (b.o.usd_per_hour ?? Infinity)));
-    const head = el("tr", {}, ["#", "hardware", "devices", "layout", "weights / act / kv", "TTFT p50 / p95", "TPOT p50 / p95", "USD/h", "USD/M tok", "meets SLO"].map((h) => el("th", { scope: "col", text: h })));
-    const trs = sorted.map((r, i) => {
-      const o = r.o;
-      if (!r.has) return el("tr", {}, el("td", { text: i + 1 }), el("td", { text: r.hardware }), el("td", { colspan: 7, class: "muted", text: "does not fit at any layout" }), el("td", { class: "no", text: "no" }));
-      return el("tr", {},
-        el("td", { text: i + 1 }), el("td", { text: r.hardware }), el("td", { class: "num", text: o.devices ?? "–" }),
-        el("td", { text: o.tp ? `tp${o.tp}·pp${o.pp} × ${o.replicas}` : "–" }),
-        el("td", { text: [o.weights, o.activations, o.kv].filter(Boolean).join(" / ") || "–" }),
-        el("td", { class: "num", text: o.ttft_p50_s !== undefined ? `${fmtTime(o.ttft_p50_s)} / ${fmtTime(o.ttft_p95_s)}` : fmtTime(o.ttft_s) }),
-        el("td", { class: "num", text: o.tpot_p50_s !== undefined ? `${fmtTime(o.tpot_p50_s)} / ${fmtTime(o.tpot_p95_s)}` : fmtTime(o.tpot_s) }),
-        el("td", { class: "num", text: o.usd_per_hour != null ? sig(o.usd_per_hour) : "–" }),
-        el("td", { class: "num", text: o.usd_per_million_tokens != null ? sig(o.usd_per_million_tokens) : "–" }),
-        el("td", { class: r.meets ? "ok" : "no", text: r.meets ? "yes" : `no${o.failures && o.failures.length ? ": " + [].concat(o.failures).join("; ") : ""}` }));
-    });
-    $("#capacity-result").replaceChildren(
+    const meet = rows.filter((r) => r.has && r.meets).sort((a, b) => (a.o.usd_per_hour ?? Infinity) - (b.o.usd_per_hour ?? Infinity));
+    const miss = rows.filter((r) => r.has && !r.meets);
+    const nofit = rows.filter((r) => !r.has);
+    const head = () => el("thead", {}, el("tr", {}, CAP_HEAD.map((h) => el("th", { scope: "col", text: h }))));
+    const table = (id, caption, list, ranked) => el("div", { class: "table-wrap" },
+      el("table", { id, class: "stack" }, el("caption", { class: "sr-only", text: caption }), head(), el("tbody", {}, list.map((r, i) => capacityRow(r, ranked ? i + 1 : "–")))));
+    fill($("#capacity-result"),
       el("div", { class: "panel" },
-        el("h3", { text: "Cheapest first" }),
-        el("div", { class: "table-wrap" }, el("table", { id: "capacity-table" }, el("caption", { class: "sr-only", text: "Hardware side by side, cheapest first" }), el("thead", {}, head), el("tbody", {}, trs))),
+        el("div", { class: "panel-head" }, el("h3", { text: "Cheapest first — meets the SLOs" }), csvButton(() => $("#capacity-table"), `capacity-${body.model}.csv`)),
+        meet.length ? table("capacity-table", "Hardware that meets the SLOs, cheapest first", meet, true)
+          : el("p", { class: "muted", id: "capacity-none", text: "No hardware meets the SLOs at this load." }),
+        miss.length || nofit.length ? el("h3", { text: "Misses the SLOs — not ranked" }) : null,
+        miss.length || nofit.length ? el("p", { class: "muted small", text: "The closest configuration of each other hardware, and hardware where the model does not fit; none of them serves this load within the SLOs." }) : null,
+        miss.length || nofit.length ? table("capacity-miss", "Hardware that misses the SLOs", miss.concat(nofit), false) : null,
+        el("div", { class: "actions inline" }, el("a", { href: `#capacity?${bodyParams(body)}`, class: "share", text: "Link to this comparison" })),
+        commands("capacity", body),
         el("h3", { text: "Cost against load" }),
         el("div", { id: "capacity-plot", class: "chart" }, el("p", { class: "muted", text: "solving at other loads…" }))));
   }
 
   const LINE_COLOURS = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000", "#999933"];
 
-  function costPlot(series, loadField) {
+  function costPlot(series, loadField, box) {
     const all = Array.from(series.values()).flat();
     if (!all.length) return el("p", { class: "muted", text: "No hardware meets the SLOs at these loads." });
-    const W = 760, H = 340;
-    const b = { left: 78, right: W - 150, top: 14, bottom: H - 48 };
+    const W = chartWidth(box, 760), H = Math.round(Math.min(340, Math.max(280, W * 0.6)));
+    const narrow = W < 560; // series named in a legend above, not beside the lines
+    const b = { left: 64, right: W - (narrow ? 14 : 150), top: 14, bottom: H - 48 };
     const xs = logScale(Math.min(...all.map((p) => p[0])) / 1.3, Math.max(...all.map((p) => p[0])) * 1.3, b.left, b.right);
     const ymin = Math.min(...all.map((p) => p[1])), ymax = Math.max(...all.map((p) => p[1]));
     const ys = logScale(Math.max(ymin / 1.5, 1e-3), ymax * 1.5, b.bottom, b.top);
-    const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `Fleet cost against load for ${series.size} hardware` });
+    const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": `Fleet cost against load for ${series.size} hardware` });
+    const legend = el("div", { class: "legend" });
     axes(s, b, xs, Object.assign({}, ys, { label: (v) => `$${sig(v, 2)}` }), loadField === "qps" ? "offered load (requests/s)" : "output tokens/s", "fleet cost (USD/hour)", "", "");
     let i = 0;
     for (const [hw, pts] of series) {
@@ -1575,11 +2203,247 @@
         s.append(c);
       }
       const last = pts[pts.length - 1];
-      const t = svg("text", { x: b.right + 6, y: ys.map(last[1]) + 4, text: hw });
-      t.style.fill = colour;
-      s.append(t);
+      if (!narrow) {
+        const t = svg("text", { x: b.right + 6, y: ys.map(last[1]) + 4, text: hw });
+        t.style.fill = colour;
+        s.append(t);
+      }
+      const sw = el("span", { class: "sw" });
+      sw.style.background = colour;
+      legend.append(el("span", {}, sw, hw));
+    }
+    return [narrow ? legend : null, s];
+  }
+
+  // ------------------------------------------------------------------ throughput against latency
+
+  function setupThroughput() {
+    $("#throughput-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      runThroughput().catch(() => {});
+    });
+  }
+
+  // One POST /v1/estimate per batch size (the Estimate view's other fields), then tokens/s
+  // per device against tokens/s per user. Batches that do not fit are listed, not drawn.
+  async function runThroughput() {
+    const form = $("#throughput-form");
+    const btn = $("#throughput-run");
+    const status = $("#throughput-progress");
+    clearErrors(form, $("#estimate-form"), $("#context"));
+    const raw = readForm(form).batches || [];
+    const batches = [];
+    for (const b of raw) {
+      if (!/^\d+$/.test(b) || +b < 1) {
+        showError([form], { field: "batches", message: `each batch size is a whole number ≥ 1; got '${b}'` });
+        return;
+      }
+      if (!batches.includes(+b)) batches.push(+b);
+    }
+    if (!batches.length || batches.length > 24) {
+      showError([form], { field: "batches", message: `give 1 to 24 batch sizes; got ${batches.length}` });
+      return;
+    }
+    batches.sort((a, b) => a - b);
+    const base = estimateBody();
+    delete base.per_op;
+    base.mode = "inference";
+    busy(btn, true, "Sweeping…");
+    const points = [];
+    try {
+      for (const batch of batches) {
+        status.textContent = `batch ${batch}…`;
+        const { data } = await api("POST", "/v1/estimate", Object.assign({}, base, { batch }));
+        points.push({ batch, d: data });
+      }
+      status.textContent = "";
+      renderThroughput(base, batches, points);
+      share("throughput", `${bodyParams(base)}&batches=${batches.join(",")}`);
+    } catch (e) {
+      status.textContent = "";
+      showError([form, $("#estimate-form"), $("#context")], e);
+      throw e;
+    } finally {
+      busy(btn, false);
+    }
+  }
+
+  function renderThroughput(base, batches, points) {
+    const out = $("#throughput-result");
+    const rows = points.map(({ batch, d }) => {
+      const fits = d.memory && d.memory.fits;
+      return { batch, d, fits, user: d.tpot_s > 0 ? 1 / d.tpot_s : null, device: d.output_tokens_per_s / (d.devices || 1) };
+    });
+    const head = el("tr", {}, ["batch", "fits", "tok/s per user", "tok/s per device", "TTFT", "TPOT", "memory per device", "USD/M tok"].map((h) => el("th", { scope: "col", text: h })));
+    const trs = rows.map((r) => el("tr", { class: r.fits ? null : "nofit" },
+      el("td", { class: "num", text: r.batch }), el("td", { class: r.fits ? "ok" : "no", text: r.fits ? "yes" : "no" }),
+      el("td", { class: "num", "data-v": r.fits ? r.user : "", text: r.fits ? sig(r.user) : "–" }),
+      el("td", { class: "num", "data-v": r.fits ? r.device : "", text: r.fits ? sig(r.device) : "–" }),
+      el("td", { class: "num", "data-v": r.fits ? r.d.ttft_s : "", text: r.fits ? fmtTime(r.d.ttft_s) : "–" }),
+      el("td", { class: "num", "data-v": r.fits ? r.d.tpot_s : "", text: r.fits ? fmtTime(r.d.tpot_s) : "–" }),
+      el("td", { class: "num", "data-v": r.d.memory.per_device_bytes, text: fmtBytes(r.d.memory.per_device_bytes) }),
+      el("td", { class: "num", "data-v": r.fits ? r.d.usd_per_million_tokens ?? "" : "", text: r.fits && r.d.usd_per_million_tokens != null ? sig(r.d.usd_per_million_tokens) : "–" })));
+    const chart = el("div", { id: "throughput-chart", class: "chart" });
+    const nofit = rows.filter((r) => !r.fits).map((r) => r.batch);
+    fill(out, el("div", { class: "panel" },
+      el("h3", { text: `${base.model} on ${base.hardware}: ${base.devices || (base.tp || 1) * (base.pp || 1) * (base.dp || 1)} device(s), prompt ${base.prompt ?? 512}, gen ${base.gen ?? 128}` }),
+      chart,
+      nofit.length ? el("p", { class: "muted small", id: "throughput-nofit", text: `Batch ${nofit.join(", ")} does not fit in memory: not drawn.` }) : null,
+      el("div", { class: "panel-head" }, el("h3", { text: "Points" }), csvButton(() => $("#throughput-table"), `throughput-${base.model}-${base.hardware}.csv`)),
+      el("div", { class: "table-wrap" }, el("table", { id: "throughput-table" }, el("thead", {}, head), el("tbody", {}, trs))),
+      el("div", { class: "actions inline" }, el("a", { href: `#throughput?${bodyParams(base)}&batches=${batches.join(",")}`, class: "share", text: "Link to this sweep" })),
+      commands("estimate", Object.assign({}, base, { batch: batches[batches.length - 1] }), el("p", { class: "muted small", text: `One call per batch size: ${batches.join(", ")} (the commands above show the last).` }))));
+    const draw = () => fill(chart, throughputPlot(rows.filter((r) => r.fits && r.user > 0 && r.device > 0), chart));
+    draw();
+    redrawOnResize(chart, draw);
+    chart.dataset.points = String(rows.filter((r) => r.fits).length);
+  }
+
+  function throughputPlot(rows, box) {
+    if (!rows.length) return el("p", { class: "muted", text: "No batch size fits in memory." });
+    const W = chartWidth(box, 760), H = Math.round(Math.min(360, Math.max(280, W * 0.6)));
+    const b = { left: 64, right: W - 16, top: 16, bottom: H - 48 };
+    const xv = rows.map((r) => r.user), yv = rows.map((r) => r.device);
+    const xs = logScale(Math.min(...xv) / 1.3, Math.max(...xv) * 1.3, b.left, b.right);
+    const ys = logScale(Math.min(...yv) / 1.3, Math.max(...yv) * 1.3, b.bottom, b.top);
+    const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "group", "aria-label": `Throughput against latency: ${rows.length} batch sizes` });
+    axes(s, b, xs, ys, "tokens/s per user (1 / TPOT)", "output tokens/s per device", "", "");
+    const path = svg("path", { class: "line", d: rows.map((r, j) => `${j ? "L" : "M"}${xs.map(r.user)},${ys.map(r.device)}`).join("") });
+    path.style.stroke = "var(--accent)";
+    s.append(path);
+    for (const r of rows) {
+      const c = svg("circle", { class: "tp", cx: xs.map(r.user), cy: ys.map(r.device), r: 5, tabindex: 0, role: "img", "aria-label": `batch ${r.batch}: ${sig(r.user)} tokens/s per user, ${sig(r.device)} tokens/s per device`, dataset: { batch: r.batch } });
+      tipOn(c, `batch ${r.batch}`, [["per user", `${sig(r.user)} tok/s`], ["per device", `${sig(r.device)} tok/s`], ["TTFT", fmtTime(r.d.ttft_s)], ["TPOT", fmtTime(r.d.tpot_s)], ["memory", fmtBytes(r.d.memory.per_device_bytes)]]);
+      s.append(c, svg("text", { x: xs.map(r.user) + 7, y: ys.map(r.device) - 7, class: "pt-label", text: r.batch }));
     }
     return s;
+  }
+
+  // ------------------------------------------------------------------ compare two estimates
+
+  const COMPARE_ROWS = [
+    ["TTFT", (d) => d.ttft_s, fmtTime, -1],
+    ["TPOT", (d) => d.tpot_s, fmtTime, -1],
+    ["decode tokens/s", (d) => d.decode_tokens_per_s, sig, 1],
+    ["output tokens/s", (d) => d.output_tokens_per_s, sig, 1],
+    ["tokens/s per device", (d) => (d.output_tokens_per_s ?? d.tokens_per_s) / (d.devices || 1), sig, 1],
+    ["request latency", (d) => d.latency_s, fmtTime, -1],
+    ["communication (prefill)", (d) => d.prefill && d.prefill.comm_s, fmtTime, -1],
+    ["memory per device", (d) => d.memory && d.memory.per_device_bytes, fmtBytes, -1],
+    ["weights per device", (d) => d.memory && memorySplit(d.memory).weights, fmtBytes, -1],
+    ["KV cache per device", (d) => d.memory && memorySplit(d.memory).kv, fmtBytes, -1],
+    ["activations per device", (d) => d.memory && memorySplit(d.memory).act, fmtBytes, -1],
+    ["fits", (d) => d.memory && d.memory.fits, (v) => (v ? "yes" : "no"), 0],
+    ["energy J/token", (d) => d.energy_j_per_token, sig, -1],
+    ["USD / M tokens", (d) => d.usd_per_million_tokens, sig, -1],
+    ["step time", (d) => d.step_time_s, fmtTime, -1],
+    ["MFU", (d) => d.mfu, fmtPct, 1],
+  ];
+
+  function setCompare(slot, body, data) {
+    state.compare[slot] = { body, data };
+    const other = state.compare[slot === "a" ? "b" : "a"];
+    const btn = $(`#compare-set-${slot}`);
+    if (btn) btn.textContent = `Set as ${slot.toUpperCase()} ✓`;
+    renderCompare();
+    if (other) showView("compare", false);
+  }
+
+  const compareQuery = () => ["a", "b"].filter((k) => state.compare[k]).map((k) => `${k}=${encodeURIComponent(bodyParams(state.compare[k].body))}`).join("&");
+
+  function renderCompare() {
+    const { a, b } = state.compare;
+    const box = $("#compare-result");
+    if (!a || !b) {
+      fill(box, el("p", { class: "muted", text: `${a ? "A is set; set B" : b ? "B is set; set A" : "Set A and B"} from the Estimate view.` }));
+      return;
+    }
+    const inputs = Array.from(new Set([...Object.keys(a.body), ...Object.keys(b.body)])).filter((k) => k !== "per_op");
+    const inRows = inputs.map((k) => {
+      const va = a.body[k], vb = b.body[k];
+      return el("tr", { class: JSON.stringify(va) === JSON.stringify(vb) ? null : "differs" }, el("th", { scope: "row", text: k }), el("td", { text: va === undefined || va === null ? "–" : String(va) }), el("td", { text: vb === undefined || vb === null ? "–" : String(vb) }), el("td"));
+    });
+    const outRows = COMPARE_ROWS.map(([name, get, f, better]) => {
+      const va = get(a.data), vb = get(b.data);
+      if ((va === undefined || va === null) && (vb === undefined || vb === null)) return null;
+      let delta = "", cls = null;
+      if (typeof va === "number" && typeof vb === "number" && va !== 0 && better) {
+        const r = (vb - va) / Math.abs(va);
+        delta = `${r >= 0 ? "+" : "−"}${sig(Math.abs(r) * 100, 3)} %`;
+        if (Math.abs(r) > 1e-9) cls = r * better > 0 ? "ok" : "no";
+      }
+      return el("tr", { class: va === vb ? null : "differs" }, el("th", { scope: "row", text: name }),
+        el("td", { class: "num", "data-v": va ?? "", text: f(va) }), el("td", { class: "num", "data-v": vb ?? "", text: f(vb) }), el("td", { class: `num ${cls || ""}`, text: delta }));
+    });
+    const head = (first) => el("thead", {}, el("tr", {}, [first, "A", "B", "B vs A"].map((h) => el("th", { scope: "col", text: h }))));
+    fill(box,
+      el("div", { class: "panel-head" }, el("h3", { text: `A: ${a.data.model} on ${a.data.hardware} · B: ${b.data.model} on ${b.data.hardware}` }), csvButton(() => $("#compare-table"), "compare.csv")),
+      el("table", { id: "compare-table" }, el("caption", { class: "sr-only", text: "Two estimates side by side" }), head("metric"), el("tbody", {}, outRows)),
+      el("h3", { text: "Inputs" }),
+      el("table", { id: "compare-inputs" }, head("field"), el("tbody", {}, inRows)),
+      el("div", { class: "actions inline" }, el("a", { href: `#compare?${compareQuery()}`, class: "share", text: "Link to this comparison" })),
+      el("div", { class: "two-col" }, commands("estimate", a.body), commands("estimate", b.body)));
+    share("compare", compareQuery());
+  }
+
+  // ------------------------------------------------------------------ restore a view from its link
+
+  async function restoreFromHash() {
+    const { view, params } = parseHash();
+    if (![...params.keys()].length) return;
+    try {
+      if (view === "estimate" || view === "roofline" || view === "throughput") {
+        pickContext(params);
+        fillFromParams($("#estimate-form"), params);
+        if (view === "throughput") {
+          if (params.get("batches")) $("#tp-batches").value = params.get("batches").split(",").join(", ");
+          await runThroughput();
+        } else await runEstimate();
+      } else if (view === "compare") {
+        for (const slot of ["a", "b"]) {
+          if (!params.get(slot)) continue;
+          const q = new URLSearchParams(params.get(slot));
+          pickContext(q);
+          const form = $("#estimate-form");
+          form.reset();
+          fillFromParams(form, q);
+          const body = estimateBody();
+          const { data } = await api("POST", "/v1/estimate", body);
+          state.compare[slot] = { body, data };
+        }
+        renderCompare();
+      } else if (view === "plan") {
+        pickContext(params);
+        fillFromParams($("#plan-form"), params);
+        if (params.get("plan")) await openPlan(params.get("plan"));
+      } else if (view === "capacity") {
+        await prepareCapacity();
+        if (params.get("model")) $("#cap-model").value = params.get("model");
+        fillFromParams($("#capacity-fields"), params);
+        if (params.get("hardware")) {
+          const want = new Set(params.get("hardware").split(","));
+          for (const i of $$("#capacity-hardware input")) i.checked = want.has(i.value);
+        }
+        // The ranking is shown first; the cost-against-load sweep goes on behind.
+        const run = runCapacity();
+        await Promise.race([run, new Promise((r) => {
+          const seen = new MutationObserver(() => {
+            if ($("#capacity-result .panel")) {
+              seen.disconnect();
+              r();
+            }
+          });
+          seen.observe($("#capacity-result"), { childList: true });
+        })]);
+        run.catch(() => {});
+      } else if (view === "plans") {
+        $("#plans-search").value = params.get("q") || "";
+        renderPlansList();
+      }
+    } catch (e) {
+      const scope = { estimate: "#estimate-form", roofline: "#estimate-form", throughput: "#throughput-form", plan: "#plan-form", capacity: "#capacity-form", compare: "#compare-error" }[view];
+      if (e.status !== 401) showError(scope ? [$(scope), $("#context")] : [$("#global-error")], e);
+    }
   }
 
   // ------------------------------------------------------------------ start
@@ -1592,21 +2456,28 @@
     setupEstimate();
     setupPlan();
     setupPlans();
-    $("#capacity-form").addEventListener("submit", runCapacity);
+    setupThroughput();
+    setupResize();
+    $("#capacity-form").addEventListener("submit", (ev) => runCapacity(ev).catch(() => {}));
     $("#roof-prefill").addEventListener("change", drawRoofline);
     $("#roof-decode").addEventListener("change", drawRoofline);
     document.addEventListener("keydown", (ev) => {
       if (ev.key === "Escape") hideTip();
     });
     document.addEventListener("scroll", followTip, { passive: true, capture: true });
-    showView(location.hash.slice(1) || "estimate", false);
+    showView(currentView(), false);
     drawRoofline();
+    renderCompare();
     fetch("/healthz", { cache: "no-store" }).then((r) => r.json()).then((h) => ($("#version").textContent = `v${h.version}`)).catch(() => {});
     try {
       await loadCatalog();
     } catch (e) {
       if (e.status !== 401) showError([$("#global-error")], e);
+      return;
     }
+    await restoreFromHash();
+    state.restored = true;
+    document.body.dataset.restored = "true";
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);

@@ -14,6 +14,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -29,9 +30,16 @@ from planner.cli.common import (
     emit_json,
     human_bytes,
     human_time,
-    load_hardware_or_fail,
-    load_model_or_fail,
 )
+from planner.cli.estimate import cli_errors
+from planner.request.capacity import (
+    CAPACITY_CLI_ALIASES,
+    CapacityServeRequest,
+    CapacityTrainRequest,
+    resolve_capacity_serve,
+    resolve_capacity_train,
+)
+from planner.request.fields import field_info
 
 capacity_app = typer.Typer(help="Devices, layout and cost that meet a serving load or a training deadline.", no_args_is_help=True)
 
@@ -53,24 +61,6 @@ RayOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluste
 # ---------------------------------------------------------------------------
 # Executors
 # ---------------------------------------------------------------------------
-
-
-def _split(text: str, flag: str) -> list[str]:
-    items = [x.strip() for x in str(text).split(",") if x.strip()]
-    if not items:
-        raise CliError(f"{flag} needs at least one value; got {text!r}", field=flag.lstrip("-").replace("-", "_"))
-    return items
-
-
-def _floats(text: str, flag: str) -> list[float]:
-    out = []
-    for x in _split(text, flag):
-        try:
-            v = float(x)
-        except ValueError:
-            raise CliError(f"{flag} must be numbers separated by commas; got {x!r}", field=flag.lstrip("-").replace("-", "_")) from None
-        out.append(v)
-    return out
 
 
 def _run_tasks(fn: Callable, tasks: Sequence, executor: Executor, workers: int | None, ray_address: str | None, show: bool, label: str) -> list:
@@ -144,23 +134,27 @@ def _wants_progress(json_out: bool) -> bool:
 # ---------------------------------------------------------------------------
 
 
+_S = field_info(CapacityServeRequest)
+_T = field_info(CapacityTrainRequest)
+
+
 @capacity_app.command("serve")
 def serve(
     hardware: Annotated[str, typer.Option("--hardware", "-H", help="Hardware ids or YAML paths, comma separated.")],
     qps: Annotated[str, typer.Option("--qps", help="Requests per second (several, comma separated, sweep the load).")],
-    prompt: Annotated[int, typer.Option("--prompt", min=1, help="Prompt tokens per request.")],
-    gen: Annotated[int, typer.Option("--gen", min=1, help="Generated tokens per request.")],
-    ttft_slo: Annotated[float, typer.Option("--ttft-slo", help="Time-to-first-token SLO (s) at --percentile.")],
-    tpot_slo: Annotated[float, typer.Option("--tpot-slo", help="Time-per-output-token SLO (s) at --percentile.")],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Catalog id or path to an HF-style config.")] = None,
+    ttft_slo: Annotated[str, typer.Option("--ttft-slo", help=_S["ttft_slo_s"].help_text)],
+    tpot_slo: Annotated[str, typer.Option("--tpot-slo", help=_S["tpot_slo_s"].help_text)],
+    prompt: Annotated[Optional[int], typer.Option("--prompt", help=_S["prompt"].help_text)] = None,
+    gen: Annotated[Optional[int], typer.Option("--gen", help=_S["gen"].help_text)] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help=_S["model"].help_text)] = None,
     models: Annotated[Optional[str], typer.Option("--models", help="Several models on one fleet, comma separated.")] = None,
-    mix: Annotated[Optional[str], typer.Option("--mix", help="Share of the QPS per model (with --models), e.g. 0.5,0.3,0.2.")] = None,
-    formats: Annotated[str, typer.Option("--formats", help="Weight formats to consider, comma separated.")] = "bf16,fp8,int4-g128",
-    kv: Annotated[str, typer.Option("--kv", help="KV-cache format.")] = "bf16",
-    percentile: Annotated[float, typer.Option("--percentile", help="Percentile the SLOs apply to (50..99.9).")] = 95.0,
-    max_devices: Annotated[int, typer.Option("--max-devices", min=1, help="Largest fleet considered per hardware.")] = 1024,
-    max_pp: Annotated[int, typer.Option("--max-pp", min=1, help="Deepest pipeline considered.")] = 4,
-    runtime: Annotated[str, typer.Option("--runtime", help="graph (CUDA graphs / compiled engine) or eager.")] = "graph",
+    mix: Annotated[Optional[str], typer.Option("--mix", help=_S["mix"].help_text)] = None,
+    formats: Annotated[Optional[str], typer.Option("--formats", help="Weight formats to consider, comma separated (default bf16,fp8,int4-g128).")] = None,
+    kv: Annotated[Optional[str], typer.Option("--kv", help=_S["kv"].help_text)] = None,
+    percentile: Annotated[Optional[float], typer.Option("--percentile", help="Percentile the SLOs apply to (50..99.9; default 95).")] = None,
+    max_devices: Annotated[Optional[int], typer.Option("--max-devices", help=_S["max_devices"].help_text)] = None,
+    max_pp: Annotated[Optional[int], typer.Option("--max-pp", help=_S["max_pp"].help_text)] = None,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help=_S["runtime"].help_text)] = None,
     json_out: JsonOpt = False,
     csv_path: CsvOpt = None,
     plot_path: PlotOpt = None,
@@ -169,33 +163,19 @@ def serve(
     ray_address: RayOpt = None,
 ) -> None:
     """Fewest devices per hardware (layout × replicas, formats, batch) that meet both SLOs, cheapest first."""
-    from planner.capacity import InfeasibleError, ServeSearch, ServeTarget, run_serve_task, serve_infeasible_message, serve_tasks, summarize_serve
+    from planner.capacity import InfeasibleError, run_serve_task, serve_infeasible_message, serve_tasks, summarize_serve
 
     _check_executor(executor, json_out)
-    if (model is None) == (models is None):
-        raise CliError("give either --model M or --models A,B,C (with --mix)", field="model")
-    names = [model] if model else _split(models, "--models")
-    if mix is None:
-        shares = [1.0 / len(names)] * len(names)
-    else:
-        shares = _floats(mix, "--mix")
-        if len(shares) != len(names):
-            raise CliError(f"--mix needs one share per model ({len(names)}); got {len(shares)}", field="mix")
-        total = sum(shares)
-        if total <= 0 or any(s <= 0 for s in shares):
-            raise CliError(f"--mix shares must be positive; got {mix!r}", field="mix")
-        shares = [s / total for s in shares]
-    archs = [load_model_or_fail(n) for n in names]
-    devices = [load_hardware_or_fail(h) for h in _split(hardware, "--hardware")]
-    loads = _floats(qps, "--qps")
-    search = ServeSearch(formats=tuple(_split(formats, "--formats")), kv=kv, max_devices=max_devices, max_pp=max_pp, runtime=runtime)
-    sweep = list(loads)
-    if plot_path is not None and len(sweep) == 1:
-        sweep = sorted({loads[0] * f for f in (0.25, 0.5, 1.0, 2.0, 4.0)})
-    targets = [
-        ServeTarget(qps=q, prompt=prompt, gen=gen, ttft_slo_s=ttft_slo, tpot_slo_s=tpot_slo, percentile=percentile / 100.0, mix=tuple(shares))
-        for q in sweep
-    ]
+    given = dict(model=model, models=models, mix=mix, hardware=hardware, qps=qps, prompt=prompt, gen=gen,
+                 ttft_slo_s=ttft_slo, tpot_slo_s=tpot_slo, percentile=percentile, formats=formats, kv=kv,
+                 max_devices=max_devices, max_pp=max_pp, runtime=runtime)
+    with cli_errors(CAPACITY_CLI_ALIASES):
+        archs, devices, targets, search = resolve_capacity_serve(
+            CapacityServeRequest(**{k: v for k, v in given.items() if v is not None}))
+    loads = [t.qps for t in targets]
+    if plot_path is not None and len(targets) == 1:
+        t0 = targets[0]
+        targets = [replace(t0, qps=q) for q in sorted({t0.qps * f for f in (0.25, 0.5, 1.0, 2.0, 4.0)})]
     all_tasks = []
     spans = []
     for t in targets:
@@ -331,15 +311,15 @@ def _save(fig, path: Path) -> None:
 
 @capacity_app.command("train")
 def train(
-    model: Annotated[str, typer.Option("--model", "-m", help="Catalog id or path to an HF-style config.")],
+    model: Annotated[str, typer.Option("--model", "-m", help=_T["model"].help_text)],
     hardware: Annotated[str, typer.Option("--hardware", "-H", help="Hardware ids or YAML paths, comma separated.")],
-    tokens: Annotated[float, typer.Option("--tokens", help="Training tokens (e.g. 2e12).")],
-    days: Annotated[float, typer.Option("--days", help="Deadline in days.")],
-    seq: Annotated[int, typer.Option("--seq", min=1, help="Sequence length.")] = 4096,
-    global_batch_tokens: Annotated[float, typer.Option("--global-batch-tokens", help="Tokens per optimizer step.")] = 4 * 1024 * 1024,
-    activations: Annotated[str, typer.Option("--activations", help="Compute precision (bf16, fp16, fp8).")] = "bf16",
-    optimizer: Annotated[str, typer.Option("--optimizer", help="adamw | adamw-8bit | adamw-fp8 | sgd.")] = "adamw",
-    max_devices: Annotated[int, typer.Option("--max-devices", min=1, help="Largest cluster considered.")] = 65536,
+    tokens: Annotated[float, typer.Option("--tokens", help=_T["tokens"].help_text)],
+    days: Annotated[float, typer.Option("--days", help=_T["days"].help_text)],
+    seq: Annotated[Optional[int], typer.Option("--seq", help=_T["seq"].help_text)] = None,
+    global_batch_tokens: Annotated[Optional[float], typer.Option("--global-batch-tokens", help=_T["global_batch_tokens"].help_text)] = None,
+    activations: Annotated[Optional[str], typer.Option("--activations", help=_T["activations"].help_text)] = None,
+    optimizer: Annotated[Optional[str], typer.Option("--optimizer", help=_T["optimizer"].help_text)] = None,
+    max_devices: Annotated[Optional[int], typer.Option("--max-devices", help=_T["max_devices"].help_text)] = None,
     json_out: JsonOpt = False,
     csv_path: CsvOpt = None,
     plot_path: PlotOpt = None,
@@ -348,23 +328,21 @@ def train(
     ray_address: RayOpt = None,
 ) -> None:
     """Devices needed to train on TOKENS within DAYS, with the best layout, MFU, step time and memory."""
-    from planner.capacity import InfeasibleError, TrainTarget, run_train_task, summarize_train, train_infeasible_message, train_tasks
-    from planner.training import OPTIMIZERS
+    from planner.capacity import InfeasibleError, run_train_task, summarize_train, train_infeasible_message, train_tasks
 
     _check_executor(executor, json_out)
-    if optimizer not in OPTIMIZERS:
-        raise CliError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}; got {optimizer!r}", field="optimizer")
-    arch = load_model_or_fail(model)
-    devices = [load_hardware_or_fail(h) for h in _split(hardware, "--hardware")]
-    target = TrainTarget(tokens=tokens, days=days, seq=seq, global_batch_tokens=global_batch_tokens, activations=activations, optimizer=optimizer, max_devices=max_devices)
+    given = dict(model=model, hardware=hardware, tokens=tokens, days=days, seq=seq, global_batch_tokens=global_batch_tokens,
+                 activations=activations, optimizer=optimizer, max_devices=max_devices)
+    with cli_errors():
+        arch, pairs = resolve_capacity_train(CapacityTrainRequest(**{k: v for k, v in given.items() if v is not None}))
     all_tasks = []
     spans = []
-    for dev in devices:
+    for dev, target in pairs:
         ts = train_tasks(arch, dev, target)
         spans.append((len(all_tasks), len(all_tasks) + len(ts)))
         all_tasks.extend(ts)
     results = _run_tasks(run_train_task, all_tasks, executor, workers, ray_address, _wants_progress(json_out), "searching layouts")
-    answers = [summarize_train(arch, dev, target, results[a:b]) for dev, (a, b) in zip(devices, spans)]
+    answers = [summarize_train(arch, dev, target, results[a:b]) for (dev, target), (a, b) in zip(pairs, spans)]
     feasible = sorted((a for a in answers if a.feasible), key=lambda a: (a.best.usd_per_hour if a.best.usd_per_hour is not None else math.inf, a.best.devices))
     infeasible = [a for a in answers if not a.feasible]
     ranked = feasible + infeasible

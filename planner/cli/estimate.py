@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from enum import Enum
 from typing import Annotated, Optional
 
@@ -10,14 +12,22 @@ from rich.markup import escape
 from rich.table import Table
 
 from planner.cli.common import (
-    EXIT_OK,
     console,
     emit_json,
     fail,
     human_bytes,
     human_num,
     human_time,
-    option_batch,
+)
+from planner.errors import TierwiseError
+from planner.request import (
+    DoesNotFitError,
+    EstimateRequest,
+    TrainingRequest,
+    build_estimate_request,
+    estimate_result_dict,
+    field_info,
+    run_estimate,
 )
 
 
@@ -26,119 +36,93 @@ class Mode(str, Enum):
     training = "training"
 
 
-class Recompute(str, Enum):
-    none = "none"
-    selective = "selective"
-    full = "full"
+_INF = field_info(EstimateRequest)
+_TRN = field_info(TrainingRequest)
+
+
+def _h(name: str) -> str:
+    """Help text of a request field (declared once, in planner.request)."""
+    if name in _INF:
+        return _INF[name].help_text + ("" if name in _TRN else " (inference)")
+    return "Training: " + _TRN[name].help_text
 
 
 def estimate(
-    model: Annotated[str, typer.Option("--model", "-m", help="Catalog id or path to an HF-style config.")],
-    hardware: Annotated[str, typer.Option("--hardware", "-H", help="Catalog id or path to a hardware YAML.")],
-    mode: Annotated[Mode, typer.Option(help="inference (prefill+decode) or training (one step).")] = Mode.inference,
-    devices: Annotated[Optional[int], typer.Option(help="Total devices; must equal tp×pp×dp.")] = None,
-    tp: Annotated[int, typer.Option(help="Tensor-parallel degree.")] = 1,
-    pp: Annotated[int, typer.Option(help="Pipeline-parallel degree.")] = 1,
-    dp: Annotated[int, typer.Option(help="Data-parallel degree (replicas).")] = 1,
-    ep: Annotated[int, typer.Option(help="Expert-parallel degree (MoE).")] = 1,
-    cp: Annotated[int, typer.Option(help="Training: context-parallel degree (ring attention).")] = 1,
-    batch: Annotated[str, typer.Option(help="Sequences per replica, or 'max' for the largest that fits.")] = "1",
-    prompt: Annotated[int, typer.Option(min=0, help="Prompt tokens per request.")] = 512,
-    gen: Annotated[int, typer.Option(min=0, help="Generated tokens per request.")] = 128,
-    weights: Annotated[str, typer.Option(help="Weight format (bf16, fp8, int8, int4-g128, nf4, mxfp4, ...).")] = "bf16",
-    activations: Annotated[str, typer.Option(help="Activation/compute format (bf16, fp16, fp8, int8).")] = "bf16",
-    kv: Annotated[str, typer.Option(help="KV-cache format (bf16, fp16, fp8, int8, int4-g64, ...).")] = "bf16",
-    sparsity: Annotated[str, typer.Option(help="dense | 2:4 | unstructured:R")] = "dense",
-    low_rank: Annotated[Optional[int], typer.Option(min=1, help="Factor every linear layer to this rank (r·(k+n) weights).")] = None,
-    allow_offload: Annotated[bool, typer.Option("--allow-offload", help="Let weights spill to host memory.")] = False,
-    kv_budget: Annotated[Optional[int], typer.Option(min=1, help="KV token budget: older tokens beyond it are kept at --kv-evicted (MiKV).")] = None,
-    kv_evicted: Annotated[str, typer.Option(help="KV format of tokens beyond --kv-budget.")] = "int4-g32",
-    kv_share: Annotated[int, typer.Option(min=1, help="Adjacent layers sharing one KV cache (SwiftKV AcrossKV).")] = 1,
-    flash_chunk_kib: Annotated[float, typer.Option(min=0.5, help="Read size when streaming weights from flash (KiB).")] = 256.0,
-    per_op: Annotated[bool, typer.Option("--per-op", help="Print the per-operator table.")] = False,
-    runtime: Annotated[str, typer.Option(help="graph (CUDA graphs / compiled engines) or eager (PyTorch eager).")] = "graph",
-    # training
-    global_batch: Annotated[Optional[int], typer.Option(min=1, help="Training: sequences per optimizer step.")] = None,
-    micro_batch: Annotated[int, typer.Option(min=1, help="Training: sequences per micro-batch.")] = 1,
-    seq: Annotated[int, typer.Option(min=1, help="Training: sequence length.")] = 2048,
-    zero: Annotated[int, typer.Option(min=0, max=3, help="Training: ZeRO stage 0..3.")] = 0,
-    recompute: Annotated[Recompute, typer.Option(help="Training: activation recomputation.")] = Recompute.none,
-    sequence_parallel: Annotated[bool, typer.Option("--sequence-parallel", help="Training: Megatron sequence parallelism.")] = False,
-    interleave: Annotated[int, typer.Option(min=1, help="Training: interleaved pipeline chunks per device.")] = 1,
-    optimizer: Annotated[str, typer.Option(help="Training: adamw | adamw-8bit | adamw-fp8 | sgd.")] = "adamw",
-    finetune: Annotated[str, typer.Option(help="Training: full | lora:RANK | qlora:RANK.")] = "full",
-    attention: Annotated[str, typer.Option(help="Training: fused (FlashAttention) or unfused attention.")] = "fused",
-    grad_accumulation: Annotated[str, typer.Option(help="Training: separate or fused gradient accumulation.")] = "separate",
-    dropout: Annotated[bool, typer.Option("--dropout", help="Training: the model has dropout layers.")] = False,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help=_h("model"))] = None,
+    hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help=_h("hardware"))] = None,
+    mode: Annotated[Optional[Mode], typer.Option(help="inference (prefill+decode) or training (one step).")] = None,
+    devices: Annotated[Optional[int], typer.Option(help=_h("devices"))] = None,
+    tp: Annotated[Optional[int], typer.Option(help=_h("tp"))] = None,
+    pp: Annotated[Optional[int], typer.Option(help=_h("pp"))] = None,
+    dp: Annotated[Optional[int], typer.Option(help=_h("dp"))] = None,
+    ep: Annotated[Optional[int], typer.Option(help=_h("ep"))] = None,
+    cp: Annotated[Optional[int], typer.Option(help=_h("cp"))] = None,
+    batch: Annotated[Optional[str], typer.Option(help=_h("batch"))] = None,
+    prompt: Annotated[Optional[int], typer.Option(help=_h("prompt"))] = None,
+    gen: Annotated[Optional[int], typer.Option(help=_h("gen"))] = None,
+    weights: Annotated[Optional[str], typer.Option(help=_h("weights"))] = None,
+    activations: Annotated[Optional[str], typer.Option(help=_h("activations"))] = None,
+    kv: Annotated[Optional[str], typer.Option(help=_h("kv"))] = None,
+    sparsity: Annotated[Optional[str], typer.Option(help=_h("sparsity"))] = None,
+    low_rank: Annotated[Optional[int], typer.Option(help=_h("low_rank"))] = None,
+    allow_offload: Annotated[Optional[bool], typer.Option("--allow-offload", help=_h("allow_offload"))] = None,
+    kv_budget: Annotated[Optional[int], typer.Option(help=_h("kv_budget"))] = None,
+    kv_evicted: Annotated[Optional[str], typer.Option(help=_h("kv_evicted"))] = None,
+    kv_share: Annotated[Optional[int], typer.Option(help=_h("kv_share"))] = None,
+    flash_chunk_kib: Annotated[Optional[float], typer.Option(help=_h("flash_chunk_kib"))] = None,
+    per_op: Annotated[Optional[bool], typer.Option("--per-op", help=_h("per_op"))] = None,
+    runtime: Annotated[Optional[str], typer.Option(help=_h("runtime"))] = None,
+    global_batch: Annotated[Optional[int], typer.Option(help=_h("global_batch"))] = None,
+    micro_batch: Annotated[Optional[int], typer.Option(help=_h("micro_batch"))] = None,
+    seq: Annotated[Optional[int], typer.Option(help=_h("seq"))] = None,
+    zero: Annotated[Optional[int], typer.Option(help=_h("zero"))] = None,
+    recompute: Annotated[Optional[str], typer.Option(help=_h("recompute"))] = None,
+    sequence_parallel: Annotated[Optional[bool], typer.Option("--sequence-parallel", help=_h("sequence_parallel"))] = None,
+    interleave: Annotated[Optional[int], typer.Option(help=_h("interleave"))] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help=_h("optimizer"))] = None,
+    finetune: Annotated[Optional[str], typer.Option(help=_h("finetune"))] = None,
+    attention: Annotated[Optional[str], typer.Option(help=_h("attention"))] = None,
+    grad_accumulation: Annotated[Optional[str], typer.Option(help=_h("grad_accumulation"))] = None,
+    dropout: Annotated[Optional[bool], typer.Option("--dropout", help=_h("dropout"))] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Predict time, memory, energy and cost of one configuration."""
-    from planner.cli.common import load_hardware_or_fail, load_model_or_fail
-    from planner.costmodel import Choice, Layout, RuntimeSettings, Serving, check_layout, estimate_inference, max_batch
+    """Predict time, memory, energy and cost of one configuration.
 
-    arch = load_model_or_fail(model)
-    dev = load_hardware_or_fail(hardware)
-    layout = Layout(tp=tp, pp=pp, dp=dp, ep=ep)
-    if mode == Mode.training:
-        if devices is not None and devices != tp * cp * pp * dp:
-            fail(f"--devices ({devices}) must equal tp×cp×pp×dp = {tp}×{cp}×{pp}×{dp} = {tp * cp * pp * dp}", field="devices")
-        check_layout(arch, layout, None)
-    else:
-        if cp != 1:
-            fail("--cp (context parallelism) applies to --mode training only", field="cp")
-        check_layout(arch, layout, devices)
-    if mode == Mode.training:
-        from planner.training import TrainingConfig, estimate_training
-
-        cfg = TrainingConfig(
-            global_batch=global_batch if global_batch is not None else micro_batch * dp,
-            micro_batch=micro_batch,
-            seq=seq,
-            tp=tp,
-            pp=pp,
-            dp=dp,
-            ep=ep,
-            cp=cp,
-            zero=zero,
-            recompute=recompute.value,
-            sequence_parallel=sequence_parallel,
-            interleave=interleave,
-            optimizer=optimizer,
-            finetune=finetune,
-            weights=weights,
-            activations=activations,
-            attention=attention,
-            dropout=dropout,
-            runtime=runtime,
-            grad_accumulation=grad_accumulation,
-        )
-        est = estimate_training(arch, dev, cfg)
-        if json_out:
-            emit_json(est.to_dict())
-        else:
-            _print_training(est)
-        raise typer.Exit(EXIT_OK)
-
-    choice = Choice(weights=weights, activations=activations, kv=kv, sparsity=sparsity, low_rank=low_rank)
-    options = RuntimeSettings(
-        allow_offload=allow_offload,
-        flash_chunk_bytes=flash_chunk_kib * 1024.0,
-        runtime=runtime,
-        kv_token_budget=kv_budget,
-        kv_evicted=kv_evicted,
-        kv_share_layers=kv_share,
-    )
-    b = option_batch(batch)
-    if b == "max":
-        b = max_batch(arch, dev, layout, Serving(batch=1, prompt=prompt, gen=gen), choice, options=options)
-        if b == 0:
-            # Report the batch-1 configuration so the shortfall is visible.
-            b = 1
-    est = estimate_inference(arch, dev, layout, Serving(batch=b, prompt=prompt, gen=gen), choice, options=options)
+    Flags of the other mode are refused (e.g. --zero without --mode training). A
+    configuration that does not fit exits 3 with the shortfall and the changes that fit."""
+    given = {k: v for k, v in locals().items() if k != "json_out" and v is not None}
+    with cli_errors():
+        req = build_estimate_request(given)
+        try:
+            est = run_estimate(req)
+        except DoesNotFitError as exc:
+            if not json_out and exc.result is not None:
+                _print(req, exc.result)
+            raise
     if json_out:
-        emit_json(est.to_dict())
+        emit_json(estimate_result_dict(req, est))
         return
-    _print_inference(est, per_op)
+    _print(req, est)
+
+
+def _print(req, est) -> None:
+    if isinstance(req, TrainingRequest):
+        _print_training(est)
+    else:
+        _print_inference(est, bool(req.per_op))
+
+
+@contextmanager
+def cli_errors(aliases: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Request errors as the command line names them: ``aliases`` maps the request fields
+    whose flag is not ``--field-name`` (``ttft_slo_s`` → ``--ttft-slo``). The error keeps its
+    kind, code and details; ``tierwise``'s main renders it."""
+    try:
+        yield
+    except TierwiseError as exc:
+        for name, flag in (aliases or {}).items():
+            exc.template = exc.template.replace("{@" + name + "}", flag)
+        raise
 
 
 def _print_inference(est, per_op: bool) -> None:
@@ -222,4 +206,4 @@ def register(app: typer.Typer) -> None:
     app.command("estimate")(estimate)
 
 
-__all__ = ["estimate", "register", "fail"]
+__all__ = ["cli_errors", "estimate", "register", "fail"]

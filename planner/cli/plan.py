@@ -27,8 +27,10 @@ from planner.cli.common import (
     fail,
     human_bytes,
     human_time,
-    parse_bytes,
 )
+from planner.cli.estimate import cli_errors
+from planner.request.fields import field_info
+from planner.request.plan import CLI_ALIASES, PlanRequest, resolve_plan
 
 plan_app = typer.Typer(
     help="Solve a compression + parallelism plan (`tierwise plan --model ... --hardware ...`), or show / diff "
@@ -51,98 +53,39 @@ class Backend(str, Enum):
     cbc = "cbc"
 
 
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(s|ms|us|µs)?\s*$")
-
-
-def parse_duration(text: str | None, flag: str) -> float | None:
-    """'0.2' / '200ms' / '50us' → seconds."""
-    if text is None:
-        return None
-    m = _DURATION.match(str(text))
-    if not m:
-        fail(f"{flag} must be a duration like 0.5, 500ms or 50us; got {text!r}", field=flag.lstrip("-").replace("-", "_"))
-    value = float(m.group(1)) * {"s": 1.0, None: 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}[m.group(2)]
-    if value <= 0:
-        fail(f"{flag} must be positive; got {text!r}", field=flag.lstrip("-").replace("-", "_"))
-    return value
-
-
-def _split(text: str | None) -> tuple[str, ...] | None:
-    if text is None:
-        return None
-    items = tuple(x.strip() for x in text.split(",") if x.strip())
-    return items
-
-
-def _weights(text: str | None) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for item in _split(text) or ():
-        key, sep, value = item.partition("=")
-        try:
-            out[key.strip()] = float(value)
-        except ValueError:
-            fail(f"--objective-weights takes name=number pairs like accuracy=1,latency=0.5; got {item!r}",
-                 field="objective_weights")
-        if not sep:
-            fail(f"--objective-weights takes name=number pairs like accuracy=1,latency=0.5; got {item!r}",
-                 field="objective_weights")
-    return out
-
-
-def _pins(items: list[str] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items or []:
-        pattern, sep, key = item.partition("=")
-        if not sep or not pattern.strip() or not key.strip():
-            fail(f"--pin takes GROUP_PATTERN=OPTION like model.lm_head=bf16; got {item!r}", field="pin")
-        out[pattern.strip()] = key.strip()
-    return out
-
-
-def _ranks(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    from planner.options import OptionError, parse_low_ranks
-
-    try:
-        ranks = parse_low_ranks(text)
-    except OptionError as exc:
-        fail(exc.render("cli"), field="low_rank")
-    if ranks is None:
-        fail("--low-rank needs at least one rank, e.g. --low-rank 256,512", field="low_rank")
-    return ranks
+_F = field_info(PlanRequest)
 
 
 @plan_app.callback(invoke_without_command=True)
 def plan(
     ctx: typer.Context,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Catalog id or path to an HF-style config.")] = None,
-    hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help="Catalog id or path to a hardware YAML.")] = None,
-    devices: Annotated[int, typer.Option(min=1, help="Devices in total; the layout is searched unless fixed.")] = 1,
-    tp: Annotated[Optional[int], typer.Option(min=1, help="Fix the tensor-parallel degree.")] = None,
-    pp: Annotated[Optional[int], typer.Option(min=1, help="Fix the pipeline-parallel degree.")] = None,
-    dp: Annotated[Optional[int], typer.Option(min=1, help="Fix the data-parallel degree.")] = None,
-    ep: Annotated[Optional[int], typer.Option(min=1, help="Fix the expert-parallel degree (MoE).")] = None,
-    batch: Annotated[int, typer.Option(min=1, help="Sequences per replica.")] = 1,
-    prompt: Annotated[int, typer.Option(min=0, help="Prompt tokens per request.")] = 512,
-    gen: Annotated[int, typer.Option(min=0, help="Generated tokens per request.")] = 128,
-    max_memory_per_device: Annotated[Optional[str], typer.Option(help="Device-memory budget per device, e.g. 60GB.")] = None,
-    ttft_slo: Annotated[Optional[str], typer.Option(help="Time-to-first-token target, e.g. 0.5 or 500ms.")] = None,
-    tpot_slo: Annotated[Optional[str], typer.Option(help="Time-per-output-token target, e.g. 50ms.")] = None,
-    avg_bits: Annotated[Optional[float], typer.Option(help="Average weight bits at most (scales included).")] = None,
-    allow_offload: Annotated[bool, typer.Option("--allow-offload", help="Let weights live in host memory (slow).")] = False,
-    objective: Annotated[Objective, typer.Option(help="What to minimise.")] = Objective.accuracy,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help=_F["model"].help_text)] = None,
+    hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help=_F["hardware"].help_text)] = None,
+    devices: Annotated[Optional[int], typer.Option(help=_F["devices"].help_text)] = None,
+    tp: Annotated[Optional[int], typer.Option(help=_F["tp"].help_text)] = None,
+    pp: Annotated[Optional[int], typer.Option(help=_F["pp"].help_text)] = None,
+    dp: Annotated[Optional[int], typer.Option(help=_F["dp"].help_text)] = None,
+    ep: Annotated[Optional[int], typer.Option(help=_F["ep"].help_text)] = None,
+    batch: Annotated[Optional[int], typer.Option(help=_F["batch"].help_text)] = None,
+    prompt: Annotated[Optional[int], typer.Option(help=_F["prompt"].help_text)] = None,
+    gen: Annotated[Optional[int], typer.Option(help=_F["gen"].help_text)] = None,
+    max_memory_per_device: Annotated[Optional[str], typer.Option(help=_F["max_memory_per_device"].help_text)] = None,
+    ttft_slo: Annotated[Optional[str], typer.Option(help=_F["ttft_slo_s"].help_text)] = None,
+    tpot_slo: Annotated[Optional[str], typer.Option(help=_F["tpot_slo_s"].help_text)] = None,
+    avg_bits: Annotated[Optional[float], typer.Option(help=_F["avg_bits"].help_text)] = None,
+    allow_offload: Annotated[Optional[bool], typer.Option("--allow-offload", help=_F["allow_offload"].help_text)] = None,
+    objective: Annotated[Optional[Objective], typer.Option(help=_F["objective"].help_text)] = None,
     objective_weights: Annotated[Optional[str], typer.Option(help="For --objective weighted: accuracy=1,latency=0.5,memory=0.1.")] = None,
-    formats: Annotated[Optional[str], typer.Option(help="Weight formats to choose from, e.g. bf16,fp8,int8,int4-g128.")] = None,
-    sparsity: Annotated[Optional[str], typer.Option(help="Sparsity patterns to offer, e.g. 2:4,unstructured:0.7 (dense: none).")] = None,
-    kv: Annotated[Optional[str], typer.Option(help="Fix the KV-cache format (default: searched).")] = None,
-    activations: Annotated[Optional[str], typer.Option(help="Compute format outside the groups (default: the device's 16-bit).")] = None,
+    formats: Annotated[Optional[str], typer.Option(help=_F["formats"].help_text)] = None,
+    sparsity: Annotated[Optional[str], typer.Option(help=_F["sparsity"].help_text)] = None,
+    kv: Annotated[Optional[str], typer.Option(help=_F["kv"].help_text)] = None,
+    activations: Annotated[Optional[str], typer.Option(help=_F["activations"].help_text)] = None,
     pin: Annotated[Optional[list[str]], typer.Option(help="Pin groups: PATTERN=OPTION, e.g. model.lm_head=bf16 (repeatable).")] = None,
     low_rank: Annotated[Optional[str], typer.Option("--low-rank", help="Also offer low-rank factorisations of linear groups at these absolute ranks, e.g. 256,512 (factors in the 16-bit format or int8; off by default).")] = None,
-    sensitivity: Annotated[str, typer.Option(help="prior | weights:PATH.safetensors | a sensitivity YAML/JSON file.")] = "prior",
-    solver: Annotated[Backend, typer.Option(help="ILP backend.")] = Backend.highs,
-    time_limit: Annotated[float, typer.Option(min=0.1, help="Wall-clock limit of the whole search, seconds.")] = 60.0,
-    gap: Annotated[float, typer.Option(min=0.0, max=0.5, help="Relative optimality gap to stop at.")] = 1e-3,
+    sensitivity: Annotated[Optional[str], typer.Option(help=_F["sensitivity"].help_text)] = None,
+    solver: Annotated[Optional[Backend], typer.Option(help=_F["backend"].help_text)] = None,
+    time_limit: Annotated[Optional[float], typer.Option(help=_F["time_limit_s"].help_text)] = None,
+    gap: Annotated[Optional[float], typer.Option(help=_F["gap"].help_text)] = None,
     pareto: Annotated[Optional[int], typer.Option(min=1, help="Return N non-dominated plans (sensitivity, memory, latency).")] = None,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="With --pareto: write the points as CSV.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="With --pareto: plot the frontier (.png/.svg/.pdf).")] = None,
@@ -162,42 +105,21 @@ def plan(
         missing = "--model" if model is None else "--hardware"
         fail(f"tierwise plan needs {missing} (or a subcommand: show, diff); try `tierwise plan --help`",
              field=missing.lstrip("-"))
-    from planner.cli.common import load_hardware_or_fail, load_model_or_fail
-    from planner.search import Planner, PlanRequest
+    from planner.search import Planner
 
     if (csv_path or plot) and pareto is None:
         fail("--csv and --plot go with --pareto N", field="pareto")
-    budget = parse_bytes(max_memory_per_device, "max_memory_per_device") if max_memory_per_device else None
-    sp = _split(sparsity)
-    if sp is not None and tuple(s.lower() for s in sp) == ("dense",):
-        sp = ()
-    ranks = _ranks(low_rank)
-    req = PlanRequest(
-        devices=devices, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch, prompt=prompt, gen=gen,
-        max_memory_per_device_bytes=budget, ttft_slo_s=parse_duration(ttft_slo, "--ttft-slo"),
-        tpot_slo_s=parse_duration(tpot_slo, "--tpot-slo"), avg_bits=avg_bits, allow_offload=allow_offload,
-        objective=objective.value, objective_weights=_weights(objective_weights), formats=_split(formats),
-        sparsity=sp, kv=kv, activations=activations, pins=_pins(pin), low_rank=ranks, backend=solver.value,
-        time_limit_s=time_limit, gap=gap,
-    )
-    arch = load_model_or_fail(model)
-    dev = load_hardware_or_fail(hardware)
-    planner = Planner(arch, dev, sensitivity=sensitivity)
+    given = dict(model=model, hardware=hardware, devices=devices, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch,
+                 prompt=prompt, gen=gen, max_memory_per_device=max_memory_per_device, ttft_slo_s=ttft_slo,
+                 tpot_slo_s=tpot_slo, avg_bits=avg_bits, allow_offload=allow_offload,
+                 objective=objective.value if objective else None, objective_weights=objective_weights,
+                 formats=formats, sparsity=sparsity, kv=kv, activations=activations, pins=pin, low_rank=low_rank,
+                 sensitivity=sensitivity, backend=solver.value if solver else None, time_limit_s=time_limit, gap=gap)
+    with cli_errors(CLI_ALIASES):
+        arch, dev, req, sens = resolve_plan(PlanRequest(**{k: v for k, v in given.items() if v is not None}))
+    planner = Planner(arch, dev, sensitivity=sens)
     if pareto is not None:
-        plans = planner.pareto(req, pareto)
-        if out is not None:
-            for i, p in enumerate(plans, 1):
-                _save(p, out.with_name(f"{out.stem}-{i}{out.suffix}"))
-        if csv_path is not None:
-            _write_csv(plans, csv_path)
-        if plot is not None:
-            _plot(plans, plot)
-        if json_out:
-            from planner.plan import plan_to_dict
-
-            emit_json({"points": [_point(p) for p in plans], "plans": [plan_to_dict(p) for p in plans]})
-        else:
-            _print_pareto(plans)
+        _run_pareto(planner, req, pareto, out, csv_path, plot, json_out)
         return
     if (max_degradation is None) != (validate_with is None):
         fail("--max-degradation and --validate-with go together (the closed loop measures each plan on a torch model)",
@@ -216,6 +138,24 @@ def plan(
     print_plan(result, per_group=per_group)
     if out is not None:
         console.print(f"wrote {out}")
+
+
+def _run_pareto(planner, req, n: int, out: Path | None, csv_path: Path | None, plot: Path | None,
+                json_out: bool) -> None:
+    plans = planner.pareto(req, n)
+    if out is not None:
+        for i, p in enumerate(plans, 1):
+            _save(p, out.with_name(f"{out.stem}-{i}{out.suffix}"))
+    if csv_path is not None:
+        _write_csv(plans, csv_path)
+    if plot is not None:
+        _plot(plans, plot)
+    if json_out:
+        from planner.plan import plan_to_dict
+
+        emit_json({"points": [_point(p) for p in plans], "plans": [plan_to_dict(p) for p in plans]})
+    else:
+        _print_pareto(plans)
 
 
 def _closed_loop(planner, req, target: float, torch_model: str, metric: str | None, band_low: float, rounds: int,
@@ -547,4 +487,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(plan_app, name="plan")
 
 
-__all__ = ["diff_plans", "parse_duration", "plan_app", "print_plan", "register"]
+__all__ = ["diff_plans", "plan_app", "print_plan", "register"]

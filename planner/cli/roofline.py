@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -84,26 +84,29 @@ def roofline(
     model: Annotated[str, typer.Option("--model", "-m")],
     hardware: Annotated[str, typer.Option("--hardware", "-H")],
     out: Annotated[Path, typer.Option(help="Image to write (.png, .svg or .pdf).")] = Path("roofline.png"),
-    batch: Annotated[int, typer.Option(min=1)] = 1,
-    prompt: Annotated[int, typer.Option(min=1)] = 512,
-    gen: Annotated[int, typer.Option(min=0)] = 128,
-    tp: Annotated[int, typer.Option(min=1)] = 1,
-    weights: str = "bf16",
-    activations: str = "bf16",
-    kv: str = "bf16",
-    sparsity: str = "dense",
+    batch: Annotated[Optional[int], typer.Option(help="Sequences per replica (default 1).")] = None,
+    prompt: Annotated[Optional[int], typer.Option(help="Prompt tokens per request (default 512).")] = None,
+    gen: Annotated[Optional[int], typer.Option(help="Generated tokens per request (default 128).")] = None,
+    tp: Annotated[Optional[int], typer.Option(help="Tensor-parallel degree (default 1).")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="Weight format (default: the device's native 16-bit).")] = None,
+    activations: Annotated[Optional[str], typer.Option(help="Compute format (default: the device's native 16-bit).")] = None,
+    kv: Annotated[Optional[str], typer.Option(help="KV-cache format (default: the device's native 16-bit).")] = None,
+    sparsity: Annotated[Optional[str], typer.Option(help="dense | 2:4 | unstructured:R")] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Draw the device roofline with each prefill and decode operator on it."""
-    from planner.cli.common import load_hardware_or_fail, load_model_or_fail
-    from planner.costmodel import Choice, Serving, estimate_inference
-    from planner.layout import Layout
+    from planner.cli.estimate import cli_errors
+    from planner.request import build_estimate_request, run_estimate
+    from planner.request.estimate import load_specs
 
     if out.suffix.lower() not in (".png", ".svg", ".pdf"):
         fail(f"--out must end in .png, .svg or .pdf; got {str(out)!r}", field="out")
-    arch = load_model_or_fail(model)
-    dev = load_hardware_or_fail(hardware)
-    est = estimate_inference(arch, dev, Layout(tp=tp), Serving(batch=batch, prompt=prompt, gen=gen), Choice(weights=weights, activations=activations, kv=kv, sparsity=sparsity))
+    with cli_errors():
+        arch, dev = load_specs(model, hardware)
+        given = dict(model=arch, hardware=dev, batch=batch, prompt=prompt, gen=gen, tp=tp, weights=weights,
+                     activations=activations, kv=kv, sparsity=sparsity)
+        # the operators' places on the roofline do not depend on the configuration fitting
+        est = run_estimate(build_estimate_request(given), require_fit=False)
     pts = roofline_points(est)
     precs = []
     for prec in ("bf16", "fp8", "int8"):
@@ -113,7 +116,7 @@ def roofline(
             continue
         if v and math.isfinite(v) and all(abs(dev.peak_flops_per_s(p) - v) > 1 for p in precs):
             precs.append(prec)
-    draw_roofline(dev, pts, out, f"{arch.id} on {dev.name} (batch {batch}, prompt {prompt})", precs or ["fp32"])
+    draw_roofline(dev, pts, out, f"{arch.id} on {dev.name} (batch {est.serving.batch}, prompt {est.serving.prompt})", precs or ["fp32"])
     if json_out:
         emit_json({"out": str(out), "device_bandwidth_bytes_per_s": dev.device_tier.bandwidth_bytes_per_s, "roofs": {p: dev.peak_flops_per_s(p) for p in precs}, "points": pts})
     else:

@@ -185,6 +185,103 @@ def _processor() -> str:
     return platform.processor() or platform.machine()
 
 
+@dataclass
+class _Sweep:
+    """Settings and progress of one calibration run (quick or full)."""
+
+    dev: torch.device
+    min_time: float
+    passes: int
+    steps: int
+    progress: ProgressFn | None
+    done: int = 0
+
+    def tick(self, what: str) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(what, self.done, self.steps)
+
+    def best(self, fn, **kw) -> float:
+        # Best of separate passes: a process that shares the cores only ever adds time.
+        return min(measure_seconds(fn, self.dev, min_time_s=self.min_time, **kw) for _ in range(self.passes))
+
+
+def _rate(work: float, t: float, overhead: float) -> float:
+    return work / max(t - overhead, t * 0.05)
+
+
+def _measure_gemms(sw: _Sweep, sizes: tuple[int, ...], overhead: float, notes: list[str]) -> dict:
+    dev = sw.dev
+    gemm: dict[str, list[tuple[float, float]]] = {"fp32": []}
+    for n in sizes:
+        a = torch.randn(n, n, device=dev)
+        b = torch.randn(n, n, device=dev)
+        t = sw.best(lambda: torch.mm(a, b))
+        flops = 2.0 * n**3
+        gemm["fp32"].append((flops, _rate(flops, t, overhead)))
+        sw.tick(f"fp32 GEMM {n}x{n}x{n}: {flops / t / 1e9:.1f} GFLOP/s")
+    n = sizes[-1]
+    flops = 2.0 * n**3
+    try:
+        a16 = torch.randn(n, n, device=dev).to(torch.bfloat16)
+        b16 = torch.randn(n, n, device=dev).to(torch.bfloat16)
+        t = measure_seconds(lambda: torch.mm(a16, b16), dev, min_time_s=sw.min_time)
+        gemm["bf16"] = [(flops, _rate(flops, t, overhead))]
+    except RuntimeError as exc:  # pragma: no cover - depends on the build
+        notes.append(f"bf16 GEMM not measured: {exc}")
+    sw.tick("bf16 GEMM")
+    try:
+        a8 = torch.randint(-128, 127, (n, n), dtype=torch.int8, device=dev)
+        b8 = torch.randint(-128, 127, (n, n), dtype=torch.int8, device=dev)
+        t = measure_seconds(lambda: torch._int_mm(a8, b8), dev, min_time_s=sw.min_time)
+        gemm["int8"] = [(flops, _rate(flops, t, overhead))]
+    except RuntimeError as exc:  # pragma: no cover - depends on the build
+        notes.append(f"int8 GEMM (torch._int_mm) not measured: {exc}")
+    sw.tick("int8 GEMM")
+    return gemm
+
+
+def _measure_bandwidth(sw: _Sweep, copy_mb: tuple, overhead: float) -> tuple[list, list]:
+    reads: list[tuple[float, float]] = []
+    copies: list[tuple[float, float]] = []
+    width = 4096
+    for mb in copy_mb:
+        rows = max(1, int(mb * 1e6 // (4 * width)))
+        w = torch.ones(rows, width, device=sw.dev)
+        x = torch.ones(width, device=sw.dev)
+        t = sw.best(lambda: torch.mv(w, x), warmup=1)
+        size = float(w.numel() * 4)
+        reads.append((size, _rate(size, t, overhead)))
+        sw.tick(f"read {mb} MB (matrix-vector): {size / t / 1e9:.1f} GB/s")
+        src = w.reshape(-1)
+        dst = torch.empty_like(src)
+        t = sw.best(lambda: dst.copy_(src), warmup=1)
+        copies.append((2 * size, _rate(2 * size, t, overhead)))
+        sw.tick(f"copy {mb} MB: {2 * size / t / 1e9:.1f} GB/s (read + write)")
+        w = src = dst = None  # free the buffers before the next size
+    return reads, copies
+
+
+def _measure_gemm_rows(sw: _Sweep, device: str, gemm_rows: tuple[int, ...]) -> tuple[list, tuple[int, int]]:
+    """Small-batch GEMMs on a weight that cannot stay in cache between repetitions."""
+    if device == "cpu":
+        cache = _llc_bytes()
+    else:
+        cache = float(getattr(torch.cuda.get_device_properties(sw.dev), "L2_cache_size", 0) or 0)
+    cols = _GEMM_ROWS_COLS
+    out_features = 256 * math.ceil(max(_GEMM_ROWS_MIN_BYTES, 4 * cache) / (4 * cols) / 256)
+    weight = torch.ones(out_features, cols, device=sw.dev)
+    w_bytes = float(weight.numel() * 4)
+    rows_s: list[tuple[float, float]] = []
+    for r in gemm_rows:
+        x = torch.ones(r, cols, device=sw.dev)
+        t = sw.best(lambda: x @ weight.T, warmup=2)
+        rows_s.append((float(r), t))
+        sw.tick(f"GEMM {r} rows x {cols} -> {out_features} fp32: {t * 1e3:.2f} ms, weights read at "
+                f"{w_bytes / t / 1e9:.1f} GB/s")
+    return rows_s, (out_features, cols)
+
+
 def calibrate(device: str = "cpu", *, quick: bool = False, progress: ProgressFn | None = None) -> CalibrationResult:
     """Measure per-op overhead, GEMM throughput and read/copy bandwidth on ``device`` (cpu | cuda)."""
     if device not in ("cpu", "cuda"):
@@ -194,107 +291,33 @@ def calibrate(device: str = "cpu", *, quick: bool = False, progress: ProgressFn 
     dev = torch.device(device)
     gemm_sizes = _GEMM_SIZES_QUICK if quick else _GEMM_SIZES
     copy_mb = _COPY_MB_QUICK if quick else _COPY_MB
-    min_time = 0.02 if quick else 0.08
-    passes = 1 if quick else 3
     gemm_rows = _GEMM_ROWS_QUICK if quick else _GEMM_ROWS
-    steps = 1 + len(gemm_sizes) + 2 + 2 * len(copy_mb) + len(gemm_rows) + 1
-    done = 0
+    sw = _Sweep(dev=dev, min_time=0.02 if quick else 0.08, passes=1 if quick else 3, progress=progress,
+                steps=1 + len(gemm_sizes) + 2 + 2 * len(copy_mb) + len(gemm_rows) + 1)
     notes: list[str] = []
-
-    def tick(what: str) -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(what, done, steps)
-
     with torch.no_grad():
         tiny = torch.ones(8, device=dev)
-        overhead = measure_seconds(lambda: tiny.add(1.0), dev, min_time_s=min_time, max_reps=2000, warmup=20)
-        tick(f"per-op overhead {overhead * 1e6:.1f} us")
+        overhead = measure_seconds(lambda: tiny.add(1.0), dev, min_time_s=sw.min_time, max_reps=2000, warmup=20)
+        sw.tick(f"per-op overhead {overhead * 1e6:.1f} us")
+        gemm = _measure_gemms(sw, gemm_sizes, overhead, notes)
+        reads, copies = _measure_bandwidth(sw, copy_mb, overhead)
+        rows_s, rows_shape = _measure_gemm_rows(sw, device, gemm_rows)
 
-        gemm: dict[str, list[tuple[float, float]]] = {"fp32": []}
-        for n in gemm_sizes:
-            a = torch.randn(n, n, device=dev)
-            b = torch.randn(n, n, device=dev)
-            # Best of separate passes: a process that shares the cores only ever adds time.
-            t = min(measure_seconds(lambda: torch.mm(a, b), dev, min_time_s=min_time) for _ in range(passes))
-            flops = 2.0 * n**3
-            gemm["fp32"].append((flops, flops / max(t - overhead, t * 0.05)))
-            tick(f"fp32 GEMM {n}x{n}x{n}: {flops / t / 1e9:.1f} GFLOP/s")
-
-        n = gemm_sizes[-1]
-        flops = 2.0 * n**3
-        try:
-            a16 = torch.randn(n, n, device=dev).to(torch.bfloat16)
-            b16 = torch.randn(n, n, device=dev).to(torch.bfloat16)
-            t = measure_seconds(lambda: torch.mm(a16, b16), dev, min_time_s=min_time)
-            gemm["bf16"] = [(flops, flops / max(t - overhead, t * 0.05))]
-        except RuntimeError as exc:  # pragma: no cover - depends on the build
-            notes.append(f"bf16 GEMM not measured: {exc}")
-        tick("bf16 GEMM")
-        try:
-            a8 = torch.randint(-128, 127, (n, n), dtype=torch.int8, device=dev)
-            b8 = torch.randint(-128, 127, (n, n), dtype=torch.int8, device=dev)
-            t = measure_seconds(lambda: torch._int_mm(a8, b8), dev, min_time_s=min_time)
-            gemm["int8"] = [(flops, flops / max(t - overhead, t * 0.05))]
-        except RuntimeError as exc:  # pragma: no cover - depends on the build
-            notes.append(f"int8 GEMM (torch._int_mm) not measured: {exc}")
-        tick("int8 GEMM")
-
-        reads: list[tuple[float, float]] = []
-        copies: list[tuple[float, float]] = []
-        width = 4096
-        for mb in copy_mb:
-            rows = max(1, int(mb * 1e6 // (4 * width)))
-            w = torch.ones(rows, width, device=dev)
-            x = torch.ones(width, device=dev)
-            t = min(measure_seconds(lambda: torch.mv(w, x), dev, min_time_s=min_time, warmup=1)
-                    for _ in range(passes))
-            size = float(w.numel() * 4)
-            reads.append((size, size / max(t - overhead, t * 0.05)))
-            tick(f"read {mb} MB (matrix-vector): {size / t / 1e9:.1f} GB/s")
-            src = w.reshape(-1)
-            dst = torch.empty_like(src)
-            t = min(measure_seconds(lambda: dst.copy_(src), dev, min_time_s=min_time, warmup=1)
-                    for _ in range(passes))
-            copies.append((2 * size, 2 * size / max(t - overhead, t * 0.05)))
-            tick(f"copy {mb} MB: {2 * size / t / 1e9:.1f} GB/s (read + write)")
-            w = src = dst = None  # free the buffers before the next size
-
-        # Small-batch GEMMs on a weight that cannot stay in cache between repetitions.
-        if device == "cpu":
-            cache = _llc_bytes()
-        else:
-            cache = float(getattr(torch.cuda.get_device_properties(dev), "L2_cache_size", 0) or 0)
-        cols = _GEMM_ROWS_COLS
-        out_features = 256 * math.ceil(max(_GEMM_ROWS_MIN_BYTES, 4 * cache) / (4 * cols) / 256)
-        weight = torch.ones(out_features, cols, device=dev)
-        w_bytes = float(weight.numel() * 4)
-        rows_s: list[tuple[float, float]] = []
-        for r in gemm_rows:
-            x = torch.ones(r, cols, device=dev)
-            t = min(measure_seconds(lambda: x @ weight.T, dev, min_time_s=min_time, warmup=2)
-                    for _ in range(passes))
-            rows_s.append((float(r), t))
-            tick(f"GEMM {r} rows x {cols} -> {out_features} fp32: {t * 1e3:.2f} ms, weights read at "
-                 f"{w_bytes / t / 1e9:.1f} GB/s")
-        weight = x = None
-
-    host = platform.node() or "unknown-host"
-    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
     llc = _llc_bytes() if device == "cpu" else 0.0
     dram_min = 4 * llc if device == "cpu" else 0.0
     if not any(size >= dram_min for size, _ in reads):
         notes.append(f"no read reached 4x the last-level cache ({dram_min / 1e6:.0f} MB); bandwidth may be cache "
                      "bandwidth")
     name = torch.cuda.get_device_name(dev) if device == "cuda" else _processor()
-    result = CalibrationResult(device=device, host=host, date=date, processor=name, threads=torch.get_num_threads(),
-                               torch_version=torch.__version__, kernel_overhead_s=overhead, gemm_flops_per_s=gemm,
-                               read_bytes_per_s=reads, copy_bytes_per_s=copies, dram_min_bytes=dram_min,
+    result = CalibrationResult(device=device, host=platform.node() or "unknown-host",
+                               date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"), processor=name,
+                               threads=torch.get_num_threads(), torch_version=torch.__version__,
+                               kernel_overhead_s=overhead, gemm_flops_per_s=gemm, read_bytes_per_s=reads,
+                               copy_bytes_per_s=copies, dram_min_bytes=dram_min,
                                memory_capacity_bytes=_memory_bytes(dev), notes=notes, gemm_rows_s=rows_s,
-                               gemm_rows_shape=(out_features, cols))
+                               gemm_rows_shape=rows_shape)
     shares = ", ".join(f"{r:g}: {f:.2f}" for r, f in gemm_rows_points(result))
-    tick(f"small-batch GEMMs, share of streaming bandwidth by rows: {shares}")
+    sw.tick(f"small-batch GEMMs, share of streaming bandwidth by rows: {shares}")
     return result
 
 

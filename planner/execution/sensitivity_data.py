@@ -29,6 +29,7 @@ Scores are written in the planner's sensitivity file format (:mod:`planner.sensi
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from planner.fileio import atomic_write_text
-from planner.execution.apply import PlanApplyError, apply_plan, plan_targets
+from planner.execution.apply import (
+    HANDLERS,
+    PlanApplyError,
+    _resolve,
+    _set_submodule,
+    apply_plan,
+    option_type,
+    plan_targets,
+)
 from planner.execution.models import TorchModel, load_torch_model
 from planner.execution.storage import pack_weight
 from planner.execution.validate import _degradation, _fidelity, _run
@@ -126,19 +135,45 @@ def _output_scores(tm: TorchModel, groups: list[str], options: list[tuple[str, s
         row: dict[str, float] = {}
         for w, s in options:
             key = option_key(w, s, "fp32")
+            choice = {group: {"weights": w, "sparsity": s, "activations": "fp32"}}
             try:
-                compressed = apply_plan(tm.module, {group: {"weights": w, "sparsity": s, "activations": "fp32"}},
-                                        arch=tm.arch)
+                with _swapped(tm, choice) as compressed:
+                    out = _run(tm, compressed, inputs).out
             except PlanApplyError:
                 done += 1
                 continue  # e.g. 2:4 on a layer whose width is not a multiple of 4: no entry
-            out = _run(tm, compressed, inputs).out
             row[key] = max(0.0, _degradation(metric, _fidelity(tm.kind, reference, out, labels)))
             done += 1
             if progress is not None:
                 progress(f"{group} {key}", done, total)
         scores[group] = row
     return scores
+
+
+@contextlib.contextmanager
+def _swapped(tm: TorchModel, choice: dict):
+    """The model with one group compressed as :func:`apply_plan` would (the same packed
+    modules), swapped into ``tm.module`` in place and swapped back afterwards: no copy of
+    the whole model per (group, option). A plan that re-ties an output head to a packed
+    embedding goes through :func:`apply_plan` itself."""
+    targets = plan_targets(tm.module, choice, tm.arch)
+    head, body = getattr(tm.module, "lm_head", None), getattr(tm.module, "model", None)
+    emb = getattr(body, "embed_tokens", None) if body is not None else None
+    if isinstance(head, nn.Linear) and isinstance(emb, nn.Embedding) and head.weight is emb.weight:
+        yield apply_plan(tm.module, choice, arch=tm.arch)
+        return
+    swapped: list[tuple[str, nn.Module]] = []
+    try:
+        for fqn, (_group, opt) in targets.items():
+            original = _resolve(tm.module, fqn)
+            replacement = HANDLERS[option_type(opt)](original, opt, fqn)
+            if replacement is not original:
+                _set_submodule(tm.module, fqn, replacement.eval())
+                swapped.append((fqn, original))
+        yield tm.module
+    finally:
+        for fqn, original in reversed(swapped):
+            _set_submodule(tm.module, fqn, original)
 
 
 def _log_likelihood(tm: TorchModel, module: nn.Module, inputs: tuple, gen: torch.Generator) -> list[torch.Tensor]:

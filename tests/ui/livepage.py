@@ -64,3 +64,34 @@ def open_page(browser, base: str, recorder: Recorder, viewport=(1280, 800)):
     page.on("pageerror", lambda e: recorder.errors.append(str(e)))
     page.set_default_timeout(60_000)
     return ctx, page
+
+
+_PLAYWRIGHT: dict = {}
+
+
+def shared_browser():
+    """One headless system Chromium for the whole test process (the sync Playwright API runs
+    one event loop per process, so every browser test module shares this one); None when
+    there is no system Chromium. Closed when the process exits."""
+    if "browser" not in _PLAYWRIGHT:
+        exe = chromium_path()
+        if exe is None:
+            return None
+        import atexit
+
+        from playwright.sync_api import sync_playwright
+
+        # Chromium refuses its sandbox as root (CI containers); elsewhere keep it.
+        args = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+        pw = sync_playwright().start()
+        _PLAYWRIGHT["pw"] = pw
+        _PLAYWRIGHT["browser"] = pw.chromium.launch(executable_path=exe, headless=True, args=args)
+
+        def _close() -> None:
+            try:
+                _PLAYWRIGHT["browser"].close()
+            finally:
+                pw.stop()
+
+        atexit.register(_close)
+    return _PLAYWRIGHT["browser"]

@@ -16,13 +16,14 @@ import json
 import os
 import re
 import statistics
+import zipfile
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)")
 
-from livepage import API_KEY, Recorder, Server, chromium_path, open_page  # noqa: E402
+from livepage import API_KEY, Recorder, Server, open_page, shared_browser  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
 # Waits for the page, not budgets: a machine busy with other work answers slowly.
@@ -33,18 +34,11 @@ expect.set_options(timeout=30_000)
 
 @pytest.fixture(scope="session")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    exe = chromium_path()
-    if exe is None:
+    b = shared_browser()
+    if b is None:
         where = os.environ.get("TIERWISE_CHROMIUM") or "chromium on PATH or /usr/bin/chromium"
         pytest.skip(f"no system Chromium at {where} (apt-get install chromium); the browser tests never download one")
-    # Chromium refuses its sandbox as root (CI containers); elsewhere keep it.
-    args = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, headless=True, args=args)
-        yield b
-        b.close()
+    return b
 
 
 def _warm(server: Server) -> None:
@@ -134,6 +128,20 @@ def pick(page, model: str, hardware: str) -> None:
     page.select_option("#hardware", hardware)
 
 
+def in_form(message: str, field: str, label: str) -> str:
+    """An API message as the page shows it: the field named by its form label, not as
+    'field' (REST) or --field (CLI)."""
+    out = re.sub(rf"^field '{field}': ", f"“{label}”: ", message)
+    out = out.replace(f"'{field}'", f"“{label}”").replace("--" + field.replace("_", "-"), f"“{label}”")
+    assert "--" + field.replace("_", "-") not in out
+    return out
+
+
+def readable(name: str) -> str:
+    """An operator's name as the page shows it: 'model.layers.{i}.mlp.up_proj' → 'mlp.up_proj'."""
+    return re.sub(r"^(layers|h|blocks)\.\{i\}\.", "", re.sub(r"^(model|transformer)\.", "", name))
+
+
 def roofline_ops(est: dict) -> list[tuple[str, dict]]:
     out = []
     for phase in ("prefill", "decode"):
@@ -172,22 +180,27 @@ def test_estimate_roofline_plan_export_and_stored_list(page, server, shots, reco
     assert width == pytest.approx(100 * dev["weights_bytes"] / dev["capacity_bytes"], abs=1e-3)
     page.screenshot(path=str(shots / "ui-estimate.png"), full_page=True)
 
-    # Roofline: every operator with FLOPs and bytes is a point; hovering shows its numbers.
+    # Roofline: every operator with FLOPs and bytes is on the chart, operators at one spot
+    # share one point; hovering shows its numbers.
     page.click("#tab-roofline")
     ops = roofline_ops(est)
-    expect(page.locator("#roofline-chart .pt")).to_have_count(len(ops))
+    expect(page.locator("#roofline-chart")).to_have_attribute("data-points", str(len(ops)))
+    shown_ops = page.locator("#roofline-chart .pt").evaluate_all("ps => ps.flatMap(p => JSON.parse(p.dataset.ops).map(o => p.dataset.phase + ' ' + o))")
+    assert sorted(shown_ops) == sorted(f"{ph} {o['name']}" for ph, o in ops)
     # the roof of the estimate's compute precision (bf16) is the one solid line, labelled in bold
     expect(page.locator("#roofline-chart path.roof:not(.alt)")).to_have_count(1)
     expect(page.locator('#roofline-chart text[font-weight="bold"]')).to_contain_text("bf16")
     with server.client() as c:
         bf16 = next(r for r in c.get("/v1/hardware/l4/roofs").json()["compute"] if "bf16" in r["precisions"])
     expect(page.locator('#roofline-chart text[font-weight="bold"]')).to_contain_text(f"{sig3(bf16['peak_flops_per_s'] / 1e12)} TFLOP/s")
-    phase, op = max(ops, key=lambda po: po[1]["flops"])
+    # the operator with the most FLOPs of those alone at their spot: its own numbers
+    alone = set(page.locator('#roofline-chart .pt[data-count="1"]').evaluate_all("ps => ps.map(p => p.dataset.phase + ' ' + p.dataset.op)"))
+    phase, op = max((po for po in ops if f"{po[0]} {po[1]['name']}" in alone), key=lambda po: po[1]["flops"])
     point = page.locator(f'#roofline-chart .pt[data-phase="{phase}"][data-op="{op["name"]}"]')
-    point.focus()  # keyboard: exactly this point, even where points overlap
+    point.focus()  # keyboard: exactly this point
     tip = page.locator("#tooltip")
     expect(tip).to_be_visible()
-    expect(tip).to_contain_text(op["name"])
+    expect(tip).to_contain_text(readable(op["name"]))
     expect(tip).to_contain_text(f"FLOPs{sig3(op['flops'] / 1e9)} GFLOP")
     nbytes = op["weight_bytes"] + op["activation_bytes"] + op["kv_bytes"]
     expect(tip).to_contain_text(f"bytes{sig3(nbytes / 1e6)} MB")
@@ -200,7 +213,7 @@ def test_estimate_roofline_plan_export_and_stored_list(page, server, shots, reco
     page.mouse.move(x, y)
     under = page.evaluate("([x, y]) => document.elementFromPoint(x, y).dataset.op", [x, y])
     expect(tip).to_be_visible()
-    expect(tip).to_contain_text(under)
+    expect(tip).to_contain_text(readable(under))
     page.screenshot(path=str(shots / "ui-roofline.png"), full_page=True)
     page.mouse.move(0, 0)
     expect(tip).to_be_hidden()
@@ -229,12 +242,19 @@ def test_estimate_roofline_plan_export_and_stored_list(page, server, shots, reco
     with server.client() as c:
         export_formats = c.get("/v1/formats").json()["export_formats"]
     assert buttons.all_text_contents() == export_formats
+    # several files: one zip archive, built in the page, holding every file byte for byte
+    assert len(vllm["files"]) >= 2
     with page.expect_download() as dl:
         page.click('#plan-summary button[data-format="vllm"]')
     download = dl.value
-    assert download.suggested_filename == vllm["files"][0]["path"].split("/")[-1]
-    assert open(download.path(), encoding="utf-8").read() == vllm["files"][0]["content"]
+    assert download.suggested_filename == f"{plan_id}-vllm.zip"
+    with zipfile.ZipFile(download.path()) as zf:
+        assert zf.testzip() is None  # every CRC checks
+        assert sorted(zf.namelist()) == sorted(f["path"] for f in vllm["files"])
+        for f in vllm["files"]:
+            assert zf.read(f["path"]).decode("utf-8") == f["content"]
     expect(page.locator("#export-out")).to_contain_text(vllm["next_command"].split()[0])
+    assert "null" not in page.locator("#export-out").inner_text()  # no notes: nothing, not "null"
 
     # Pareto: more plans at smaller budgets, then a click on another point loads that plan.
     expect(page.locator("#plan-pareto circle.pp")).to_have_count(1)
@@ -263,7 +283,7 @@ def test_invalid_field_shows_the_api_message_beside_it(page, server):
         err = c.post("/v1/estimate", json={"model": "llama-3.2-1b", "hardware": "l4", "batch": 0}).json()["error"]
     assert err["field"] == "batch"
     beside = page.locator('#estimate-form [data-field="batch"] .field-error')
-    expect(beside).to_have_text(err["message"])
+    expect(beside).to_have_text(in_form(err["message"], "batch", "Batch"))
     expect(page.locator("#est-batch")).to_have_attribute("aria-invalid", "true")
 
     # A domain error (unknown format) lands beside its field too, and the old one clears.
@@ -273,7 +293,7 @@ def test_invalid_field_shows_the_api_message_beside_it(page, server):
     with server.client() as c:
         err = c.post("/v1/estimate", json={"model": "llama-3.2-1b", "hardware": "l4", "weights": "int9"}).json()["error"]
     assert err["field"] == "weights"
-    expect(page.locator('#estimate-form [data-field="weights"] .field-error')).to_have_text(err["message"])
+    expect(page.locator('#estimate-form [data-field="weights"] .field-error')).to_have_text(in_form(err["message"], "weights", "Weights"))
     expect(beside).to_be_hidden()
 
     # The plan form: a size the API cannot read.
@@ -283,7 +303,9 @@ def test_invalid_field_shows_the_api_message_beside_it(page, server):
     with server.client() as c:
         err = c.post("/v1/plans", json={"model": "llama-3.2-1b", "hardware": "l4", "max_memory_per_device": "lots"}).json()["error"]
     assert err["field"] == "max_memory_per_device"
-    expect(page.locator('#plan-form [data-field~="max_memory_per_device"] .field-error')).to_have_text(err["message"])
+    expect(page.locator('#plan-form [data-field~="max_memory_per_device"] .field-error')).to_have_text(
+        in_form(err["message"], "max_memory_per_device", "Memory per device"))
+    expect(page.locator("#plan-mem")).to_have_attribute("aria-invalid", "true")
 
 
 TINY_LLAMA = {"model_type": "llama", "hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 4, "num_attention_heads": 8,
@@ -318,7 +340,7 @@ def test_pasted_config_custom_hardware_and_training_estimate(page, server):
     expect(page.locator("#est-inference")).to_be_hidden()
     page.fill("#est-finetune", "lora:x")
     page.click("#estimate-run")
-    expect(page.locator('#estimate-form [data-field="finetune"] .field-error')).to_contain_text("field 'finetune'")
+    expect(page.locator('#estimate-form [data-field="finetune"] .field-error')).to_contain_text("“Fine-tuning”")
     page.fill("#est-finetune", "full")
     page.fill("#est-micro-batch", "2")
     page.fill("#est-seq", "1024")
@@ -344,7 +366,8 @@ def test_infeasible_plan_shows_the_diagnosis(page, server, shots):
     expect(diag).to_be_visible(timeout=SOLVE_TIMEOUT_MS)
     expect(diag).to_contain_text("nothing fits: needs at least")
     expect(diag).to_contain_text("binding: memory")
-    offload = diag.locator("li", has_text="--allow-offload")
+    assert "--" not in diag.inner_text(), "the diagnosis should name form fields, not CLI flags"
+    offload = diag.locator("li", has_text="Allow offload to slower tiers")
     expect(offload).to_have_count(1)
     assert not page.is_checked("#plan-offload")
     page.screenshot(path=str(shots / "ui-infeasible.png"), full_page=True)
@@ -443,19 +466,18 @@ def test_capacity_compares_hardware_cheapest_first(page, server, shots):
     for box in page.locator("#capacity-hardware input").all():
         box.set_checked(box.get_attribute("value") in wanted)
     page.click("#capacity-run")
-    table = page.locator("#capacity-table tbody tr")
-    expect(table).to_have_count(3, timeout=SOLVE_TIMEOUT_MS)
+    expect(page.locator("#capacity-table tbody tr, #capacity-miss tbody tr")).to_have_count(3, timeout=SOLVE_TIMEOUT_MS)
     with server.client() as c:
         answer = c.post("/v1/capacity", json={"model": "llama-3.2-1b", "hardware": list(wanted), "qps": 5, "ttft_slo_s": 1.0,
                                               "tpot_slo_s": 0.05}).json()
-    # The page's rows are the API's ranking: hardware in the same order, same fleet sizes.
-    expect(page.locator("#capacity-table tbody tr td:nth-child(2)")).to_have_text([h["hardware"] for h in answer["hardware"]])
-    best = [h["best"] for h in answer["hardware"] if h["best"]]
+    # The page's ranked rows are the API's hardware that meets the SLOs, cheapest first.
+    best = [h["best"] for h in answer["hardware"] if h["best"] and h["meets_slo"]]
+    expect(page.locator("#capacity-table tbody tr td:nth-child(2)")).to_have_text([h["hardware"] for h in best])
     assert best, "some hardware should serve 5 QPS of a 1B model"
     usd = [h["usd_per_hour"] for h in best]
     assert usd == sorted(usd), f"not cheapest first: {usd}"
     devices = page.locator("#capacity-table tbody tr td:nth-child(3)").all_text_contents()
-    assert devices[: len(best)] == [str(h["devices"]) for h in best]
+    assert devices == [str(h["devices"]) for h in best]
     # Cost against load: one line per hardware that meets the SLOs at some load.
     plot = page.locator("#capacity-plot")
     expect(plot).to_have_attribute("data-series", str(len(best)), timeout=SOLVE_TIMEOUT_MS)

@@ -103,3 +103,16 @@ def test_roofs_of_an_fpga_come_from_its_fabric_and_unknown_ids_are_404(client):
     r = client.get("/v1/hardware/no-such-device/roofs")
     assert r.status_code == 404
     assert r.json()["error"]["field"] == "hardware"
+
+
+def test_roofs_only_for_precisions_the_device_has(client):
+    # Hopper has no int4 (or fp4) tensor cores: int4 runs on the int8 roof and has none of its own.
+    r = client.get("/v1/hardware/h100-sxm/roofs").json()
+    listed = {p for c in r["compute"] for p in c["precisions"]}
+    assert "int4" not in listed and "fp4" not in listed
+    int8 = next(c for c in r["compute"] if "int8" in c["precisions"])
+    assert "int4" in int8["emulated_precisions"]
+    # Blackwell does have fp4: its roof is its own
+    b = client.get("/v1/hardware/b200/roofs")
+    if b.status_code == 200:
+        assert any("fp4" in c["precisions"] for c in b.json()["compute"])

@@ -1,0 +1,159 @@
+"""Error statistics and leave-one-source-out cross-validation for ``benchmarks/published.py``.
+
+* :func:`summary` — per category: rows, median |error|, p90 |error|, max |error|, signed median
+  (bias: > 0 means the model predicts more than was measured) and the five worst rows.
+* :func:`prediction_grid` — every row's prediction under every combination of the fitted
+  constants' grids (``benchmarks/fitted.py``). A row is re-predicted only for the constants it
+  depends on (found by setting each constant to its grid's two ends), so the grid costs a few
+  passes over the table rather than one per combination.
+* :func:`loso` — for each source, the fitted constants are chosen by grid search minimising
+  the median |error| over all *other* sources' rows; the held-out source's rows are predicted
+  with those values. Rows are grouped by :func:`source_key` (document, not commit or table).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from fitted import REGISTRY, current, settings
+
+Combo = tuple[float, ...]  # one value per REGISTRY entry, in order
+
+
+def source_key(source: str) -> str:
+    """The document a row comes from: its first two words (repository + file, or 'Author et al.')."""
+    return " ".join(w.strip(",;'") for w in source.split()[:2]).lower()
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile (q in [0, 100]) of a non-empty list."""
+    xs = sorted(values)
+    if len(xs) == 1:
+        return xs[0]
+    pos = (len(xs) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+@dataclass(frozen=True)
+class CategoryStats:
+    rows: int
+    median_abs: float
+    p90_abs: float
+    max_abs: float
+    signed_median: float
+    worst: tuple[tuple[str, float], ...]  # (row id, signed error), worst first
+
+    def to_dict(self) -> dict:
+        return {
+            "rows": self.rows,
+            "median_abs_pct": 100 * self.median_abs,
+            "p90_abs_pct": 100 * self.p90_abs,
+            "max_abs_pct": 100 * self.max_abs,
+            "signed_median_pct": 100 * self.signed_median,
+            "worst": [{"id": i, "error_pct": 100 * e} for i, e in self.worst],
+        }
+
+
+def summary(errors: Iterable[tuple[str, str, float]]) -> dict[str, CategoryStats]:
+    """(row id, category, signed error) → per-category statistics."""
+    by_cat: dict[str, list[tuple[str, float]]] = {}
+    for row_id, cat, err in errors:
+        by_cat.setdefault(cat, []).append((row_id, err))
+    out = {}
+    for cat, items in sorted(by_cat.items()):
+        abse = [abs(e) for _, e in items]
+        worst = tuple(sorted(items, key=lambda t: -abs(t[1]))[:5])
+        out[cat] = CategoryStats(
+            rows=len(items),
+            median_abs=statistics.median(abse),
+            p90_abs=percentile(abse, 90),
+            max_abs=max(abse),
+            signed_median=statistics.median(e for _, e in items),
+            worst=worst,
+        )
+    return out
+
+
+def _combos() -> list[Combo]:
+    return list(itertools.product(*(f.grid for f in REGISTRY)))
+
+
+def prediction_grid(rows: list[dict], predict: Callable[[dict], object]) -> dict[str, dict[Combo, object]]:
+    """Row id → {combination of fitted values → prediction result}."""
+    names = [f.name for f in REGISTRY]
+    base = {r["id"]: predict(r) for r in rows}
+    deps: dict[str, list[int]] = {r["id"]: [] for r in rows}
+    for k, f in enumerate(REGISTRY):
+        for value in (f.grid[0], f.grid[-1]):
+            with settings({f.name: value}):
+                for r in rows:
+                    if k not in deps[r["id"]] and _differs(predict(r), base[r["id"]]):
+                        deps[r["id"]].append(k)
+    defaults = current()
+    grid: dict[str, dict[Combo, object]] = {}
+    for r in rows:
+        d = sorted(deps[r["id"]])
+        per: dict[tuple, object] = {}
+        for values in itertools.product(*(REGISTRY[k].grid for k in d)):
+            with settings({names[k]: v for k, v in zip(d, values)}):
+                per[values] = predict(r) if d else base[r["id"]]
+        grid[r["id"]] = {c: per[tuple(c[k] for k in d)] for c in _combos()}
+    assert all(defaults[n] == v for n, v in current().items())
+    return grid
+
+
+def _differs(a, b) -> bool:
+    pa, pb = getattr(a, "predicted", None), getattr(b, "predicted", None)
+    if pa is None or pb is None:
+        return (pa is None) != (pb is None)
+    return abs(pa - pb) > 1e-9 * max(abs(pa), abs(pb), 1e-30)
+
+
+def _median_abs(results: Iterable[object]) -> float:
+    errs = [abs(r.error) for r in results if r.error is not None]
+    return statistics.median(errs) if errs else math.inf
+
+
+def fit(grid: dict[str, dict[Combo, object]], row_ids: list[str]) -> Combo:
+    """The combination minimising the median |error| over ``row_ids`` (first one on ties)."""
+    return min(_combos(), key=lambda c: _median_abs(grid[i][c] for i in row_ids))
+
+
+def loso(rows: list[dict], grid: dict[str, dict[Combo, object]]) -> tuple[dict[str, object], dict[str, Combo]]:
+    """Held-out prediction of every row, and the constants chosen for each held-out source."""
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        groups.setdefault(source_key(r["source"]), []).append(r["id"])
+    held: dict[str, object] = {}
+    chosen: dict[str, Combo] = {}
+    for src, ids in groups.items():
+        train = [r["id"] for r in rows if source_key(r["source"]) != src]
+        best = fit(grid, train)
+        chosen[src] = best
+        for i in ids:
+            held[i] = grid[i][best]
+    return held, chosen
+
+
+def combo_dict(combo: Combo) -> dict[str, float]:
+    return {f.name: v for f, v in zip(REGISTRY, combo)}
+
+
+def regressions(baseline: dict[str, float | None], now: dict[str, float | None], tolerance: float = 0.05) -> list[str]:
+    """Rows whose |error| grew by more than ``tolerance`` (absolute, 0.05 = 5 points) against the
+    baseline, or that the baseline predicted and that are no longer predicted."""
+    out = []
+    for row_id, base in baseline.items():
+        if base is None:
+            continue
+        cur = now.get(row_id)
+        if cur is None:
+            out.append(f"{row_id}: predicted in the baseline ({100 * base:+.1f}%), not predicted now")
+        elif abs(cur) - abs(base) > tolerance:
+            out.append(f"{row_id}: {100 * base:+.1f}% in the baseline, {100 * cur:+.1f}% now")
+    return out

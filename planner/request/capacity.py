@@ -1,0 +1,202 @@
+"""Capacity requests: fleet sizing for a serving load (``tierwise capacity serve``,
+``POST /v1/capacity``, :func:`planner.capacity_serve`) or a training deadline
+(``tierwise capacity train``, ``POST /v1/capacity/train``, :func:`planner.capacity_train`).
+
+:func:`resolve_capacity_serve` / :func:`resolve_capacity_train` validate the fields, fill
+the defaults and translate them into ``planner.capacity`` targets; the ``run_*`` functions
+search serially (the CLI runs the same tasks in a process pool or on Ray).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from hwmodels.errors import TierwiseError
+
+from planner.request.estimate import OPTIMIZER_NAMES, check_context, load_specs
+from planner.request.fields import (
+    bad,
+    check_choice,
+    check_format,
+    check_int,
+    check_list,
+    check_number,
+    fill_defaults,
+    opt,
+    parse_duration,
+)
+
+__all__ = ["CAPACITY_CLI_ALIASES", "CapacityServeRequest", "CapacityTrainRequest", "resolve_capacity_serve",
+           "resolve_capacity_train", "run_capacity_serve", "run_capacity_train"]
+
+CAPACITY_CLI_ALIASES = {"ttft_slo_s": "--ttft-slo", "tpot_slo_s": "--tpot-slo"}
+
+
+def _all_hardware(arch: Any, device: Any) -> tuple[str, ...]:
+    from hwmodels import list_devices
+
+    return tuple(list_devices())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CapacityServeRequest:
+    """A serving load to size a fleet for (``None``: not given)."""
+
+    model: Any = opt("Catalog id or path to an HF-style config (or use models).")
+    models: Any = opt("Several models on one fleet (with mix).")
+    mix: Any = opt("Share of the QPS per model (with models), e.g. 0.5,0.3,0.2; normalised to 1.")
+    hardware: Any = opt("Candidate hardware ids (every catalog id when left out).", _all_hardware)
+    qps: Any = opt("Requests per second (several, with the CLI, sweep the load).")
+    prompt: int | None = opt("Prompt tokens per request.", 512)
+    gen: int | None = opt("Generated tokens per request.", 128)
+    ttft_slo_s: float | str | None = opt("Time-to-first-token SLO at the percentile: seconds or e.g. 500ms.")
+    tpot_slo_s: float | str | None = opt("Time-per-output-token SLO at the percentile: seconds or e.g. 50ms.")
+    percentile: float | None = opt("Percentile the SLOs apply to: a fraction (0.95) or a percentage (95).", 0.95)
+    formats: Any = opt("Weight formats to consider.", ("bf16", "fp8", "int4-g128"))
+    kv: str | None = opt("KV-cache format.", "bf16")
+    max_devices: int | None = opt("Largest fleet considered per hardware.", 1024)
+    max_pp: int | None = opt("Deepest pipeline considered.", 4)
+    runtime: str | None = opt("graph (CUDA graphs / compiled engine) or eager.", "graph", choices=("graph", "eager"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CapacityTrainRequest:
+    """A training run to size a cluster for (``None``: not given)."""
+
+    model: Any = opt("Catalog id or path to an HF-style config.")
+    hardware: Any = opt("Hardware id (or several, comma separated, with the CLI).")
+    tokens: float | None = opt("Training tokens (e.g. 2e12).")
+    days: float | None = opt("Deadline in days.")
+    seq: int | None = opt("Sequence length.", 4096)
+    global_batch_tokens: float | None = opt("Tokens per optimizer step.", 4 * 1024 * 1024)
+    activations: str | None = opt("Compute precision (default: the device's native 16-bit format; fp8).")
+    optimizer: str | None = opt("adamw | adamw-8bit | adamw-fp8 | sgd.", "adamw", choices=OPTIMIZER_NAMES)
+    max_devices: int | None = opt("Largest cluster considered.", 65536)
+
+
+def _required(name: str, v: Any) -> Any:
+    if v is None:
+        raise TierwiseError(f"{{@{name}}} is required", field=name, code="missing_field")
+    return v
+
+
+def _percentile(v: Any) -> float:
+    p = check_number("percentile", v)
+    if 50 <= p < 100:
+        p /= 100.0
+    if not 0.5 <= p < 1.0:
+        raise bad("percentile", "a fraction in [0.5, 1) or a percentage in [50, 100)", v)
+    return p
+
+
+def _ids(name: str, v: Any) -> tuple[Any, ...]:
+    return (v,) if not isinstance(v, (str, list, tuple)) else check_list(name, v)
+
+
+def resolve_capacity_serve(req: CapacityServeRequest) -> tuple[list, list, list, Any]:
+    """(archs, devices, one ServeTarget per QPS, ServeSearch) of a validated request."""
+    from planner.capacity import ServeSearch, ServeTarget
+
+    v = fill_defaults(req, None, None)
+    if (v["model"] is None) == (v["models"] is None):
+        raise TierwiseError("give exactly one of {@model} or {@models} (several models, with {@mix} for their shares)",
+                            field="model", code="invalid_field")
+    names = (v["model"],) if v["model"] is not None else _ids("models", v["models"])
+    shares = [1.0] * len(names) if v["mix"] is None else [check_number("mix", x if not isinstance(x, str) else _float("mix", x))
+                                                          for x in _ids("mix", v["mix"])]
+    if len(shares) != len(names):
+        raise TierwiseError(f"{{@mix}} needs one share per model ({len(names)}); got {len(shares)}", field="mix",
+                            code="invalid_field")
+    hw = _ids("hardware", v["hardware"])
+    pairs = [load_specs(names[0], h) for h in hw]
+    devices = [d for _, d in pairs]
+    archs = [pairs[0][0]] + [load_specs(n, devices[0])[0] for n in names[1:]]
+    qps = [check_number("qps", _float("qps", q) if isinstance(q, str) else q) for q in _ids("qps", _required("qps", v["qps"]))]
+    prompt = check_int("prompt", v["prompt"], hi=1 << 26)
+    gen = check_int("gen", v["gen"], hi=1 << 26)
+    for a in archs:
+        check_context(a, prompt if a.family == "encoder" else prompt + gen,
+                      ("prompt",) if a.family == "encoder" else ("prompt", "gen"))
+    ttft = parse_duration("ttft_slo_s", _required("ttft_slo_s", v["ttft_slo_s"]))
+    tpot = parse_duration("tpot_slo_s", _required("tpot_slo_s", v["tpot_slo_s"]))
+    pct = _percentile(v["percentile"])
+    total = sum(shares)
+    targets = [ServeTarget(qps=q, prompt=prompt, gen=gen, ttft_slo_s=ttft, tpot_slo_s=tpot, percentile=pct,
+                           mix=tuple(s / total for s in shares)) for q in qps]
+    formats = tuple(check_format("formats", f, "weight") for f in check_list("formats", v["formats"], max_len=16))
+    search = ServeSearch(formats=formats, kv=check_format("kv", v["kv"], "kv"),
+                         max_devices=check_int("max_devices", v["max_devices"], hi=1 << 20),
+                         max_pp=check_int("max_pp", v["max_pp"], hi=64),
+                         runtime=check_choice("runtime", v["runtime"], ("graph", "eager")))
+    return archs, devices, targets, search
+
+
+def _float(name: str, x: str) -> float:
+    try:
+        return float(x)
+    except ValueError:
+        raise bad(name, "numbers (separated by commas on the command line)", x) from None
+
+
+def resolve_capacity_train(req: CapacityTrainRequest) -> tuple[Any, list[tuple[Any, Any]]]:
+    """(arch, [(device, TrainTarget)]) of a validated request: one target per hardware
+    (the default compute format is each device's native 16-bit one)."""
+    from planner.capacity import TrainTarget
+    from planner.request.estimate import native_16bit
+    from planner.training_config import OPTIMIZERS
+
+    hw = _ids("hardware", _required("hardware", req.hardware))
+    pairs = [load_specs(_required("model", req.model), h) for h in hw]
+    arch = pairs[0][0]
+    out = []
+    for _, dev in pairs:
+        v = fill_defaults(req, arch, dev)
+        seq = check_int("seq", v["seq"], hi=1 << 26)
+        check_context(arch, seq, ("seq",))
+        gbt = check_number("global_batch_tokens", v["global_batch_tokens"], hi=1e13)
+        if gbt < seq:
+            raise TierwiseError(f"{{@global_batch_tokens}} must be at least {{@seq}} ({seq}); got {gbt:g}",
+                                field="global_batch_tokens", code="invalid_field")
+        act = native_16bit(arch, dev) if v["activations"] is None else check_format("activations", v["activations"], "activation")
+        out.append((dev, TrainTarget(
+            tokens=check_number("tokens", _required("tokens", v["tokens"]), hi=1e17),
+            days=check_number("days", _required("days", v["days"]), hi=36500.0), seq=seq, global_batch_tokens=gbt,
+            activations=act, optimizer=check_choice("optimizer", v["optimizer"], tuple(OPTIMIZERS)),
+            max_devices=check_int("max_devices", v["max_devices"], hi=1 << 24))))
+    return arch, out
+
+
+def _infeasible(message: str, payload: dict) -> TierwiseError:
+    """Nothing feasible (exit 3 / HTTP 422 ``infeasible``, as plans and estimates report it);
+    flags in the capacity search's message become field tokens."""
+    from planner.request.fields import json_safe
+
+    text = re.sub(r"--([a-z][a-z-]*)", lambda m: "{@" + m.group(1).replace("-", "_") + "}", message)
+    return TierwiseError(text, kind="infeasible", code="infeasible", details=json_safe(payload) or None)
+
+
+def run_capacity_serve(req: CapacityServeRequest):
+    """The cheapest fleet per hardware (``planner.capacity.ServeAnswer``) for the first QPS.
+    Raises TierwiseError of kind ``infeasible`` when no hardware meets the SLOs."""
+    from planner.capacity import plan_serving, serve_infeasible_message
+
+    archs, devices, targets, search = resolve_capacity_serve(req)
+    ans = plan_serving(archs, devices, targets[0], search)
+    if not ans.feasible:
+        raise _infeasible(*serve_infeasible_message(ans))
+    return ans
+
+
+def run_capacity_train(req: CapacityTrainRequest):
+    """``planner.capacity.TrainAnswer`` per hardware (a list, in the order given). Raises
+    TierwiseError of kind ``infeasible`` when no hardware meets the deadline."""
+    from planner.capacity import plan_training, train_infeasible_message
+
+    arch, pairs = resolve_capacity_train(req)
+    answers = [plan_training(arch, dev, target) for dev, target in pairs]
+    if not any(a.feasible for a in answers):
+        best = max(answers, key=lambda a: a.fastest.tokens_per_s if a.fastest else -1.0)
+        raise _infeasible(*train_infeasible_message(best))
+    return answers

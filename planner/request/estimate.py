@@ -1,0 +1,385 @@
+"""Estimate requests: one inference or training configuration, as the CLI (``tierwise
+estimate``), REST (``POST /v1/estimate``) and the Python API (:func:`planner.estimate`,
+:func:`planner.estimate_training`) give it.
+
+:func:`build_estimate_request` turns the fields a front end received into an
+:class:`EstimateRequest` (inference) or a :class:`TrainingRequest`; a field of the other
+mode is an error naming it. :func:`run_estimate` validates, fills the defaults, calls the
+cost model, and raises :class:`~planner.request.fit.DoesNotFitError` (exit 3 / HTTP 422
+``infeasible``) when the configuration does not fit, with the cheapest changes that do.
+This is the only translation of an estimate request into cost-model calls.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from hwmodels.errors import TierwiseError
+
+from planner.request.fields import (
+    bad,
+    check_bool,
+    check_choice,
+    check_format,
+    check_int,
+    check_layout_fields,
+    check_number,
+    check_with,
+    field_info,
+    fill_defaults,
+    given_fields,
+    json_safe,
+    opt,
+    reject_unknown,
+)
+
+__all__ = [
+    "EstimateRequest",
+    "ResolvedInference",
+    "TrainingRequest",
+    "build_estimate_request",
+    "estimate_result_dict",
+    "native_16bit",
+    "resolve_inference",
+    "resolve_training",
+    "run_estimate",
+]
+
+MODES = ("inference", "training")
+RUNTIMES = ("graph", "eager")
+#: planner.training.OPTIMIZERS' names (a test checks they agree), declared here so that the
+#: request layer's field declarations load without the training model.
+OPTIMIZER_NAMES = ("adamw", "adamw-8bit", "adamw-fp8", "sgd")
+
+
+def native_16bit(arch: Any, device: Any) -> str:
+    """The 16-bit float ``device`` computes in natively (bf16, else fp16, else fp32): the
+    default weight, activation and KV format. Phones, Apple GPUs, T4 and V100 run fp16."""
+    from planner.options import base_activation_format
+
+    return base_activation_format(device)
+
+
+_INF = ("inference",)
+_TRAIN = ("training",)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Common:
+    """Fields of both estimate modes. ``model`` / ``hardware``: catalog ids, paths to a
+    config / profile, or loaded :class:`~planner.arch.ArchSpec` / ``DeviceSpec`` objects."""
+
+    model: Any = opt("Catalog id or path to an HF-style config.")
+    hardware: Any = opt("Catalog id or path to a hardware YAML.")
+    devices: int | None = opt("Total devices; must equal the product of the parallel degrees.")
+    tp: int | None = opt("Tensor-parallel degree.", 1)
+    pp: int | None = opt("Pipeline-parallel degree.", 1)
+    dp: int | None = opt("Data-parallel degree (replicas).", 1)
+    ep: int | None = opt("Expert-parallel degree (MoE).", 1)
+    cp: int | None = opt("Context-parallel degree (ring attention; devices = tp·cp·pp·dp).", 1)
+    weights: str | None = opt("Weight format (default: the device's native 16-bit format; fp8, int8, int4-g128, nf4, mxfp4, ...).",
+                              native_16bit)
+    activations: str | None = opt("Activation/compute format (default: the device's native 16-bit format; fp8, int8).",
+                                  native_16bit)
+    runtime: str | None = opt("graph (CUDA graphs / compiled engines) or eager (PyTorch eager).", "graph",
+                              choices=RUNTIMES)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EstimateRequest(_Common):
+    """One inference configuration (prefill + decode). ``None`` means "not given": the
+    default is filled in by :func:`resolve_inference`."""
+
+    mode: str = "inference"
+    batch: int | str | None = opt("Sequences per replica, or 'max' for the largest that fits.", 1)
+    prompt: int | None = opt("Prompt tokens per request.", 512)
+    gen: int | None = opt("Generated tokens per request.", 128)
+    kv: str | None = opt("KV-cache format (default: the device's native 16-bit format; fp8, int8, int4-g64, ...).",
+                         native_16bit)
+    sparsity: str | None = opt("dense | 2:4 | unstructured:R", "dense")
+    low_rank: int | None = opt("Factor every linear layer to this rank (r·(k+n) weights).")
+    allow_offload: bool | None = opt("Let weights spill to host memory.", False)
+    kv_budget: int | None = opt("KV token budget: older tokens beyond it are kept at the kv_evicted format (MiKV).")
+    kv_evicted: str | None = opt("KV format of tokens beyond the KV token budget.", "int4-g32")
+    kv_share: int | None = opt("Adjacent layers sharing one KV cache (SwiftKV AcrossKV).", 1)
+    flash_chunk_kib: float | None = opt("Read size when streaming weights from flash (KiB).", 256.0)
+    per_op: bool | None = opt("Include the per-operator tables.", False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainingRequest(_Common):
+    """One training step. ``None`` means "not given" (see :func:`resolve_training`)."""
+
+    mode: str = "training"
+    global_batch: int | None = opt("Sequences per optimizer step (default: micro_batch × dp).")
+    micro_batch: int | None = opt("Sequences per micro-batch.", 1)
+    seq: int | None = opt("Sequence length.", 2048)
+    zero: int | None = opt("ZeRO stage 0..3.", 0)
+    recompute: str | None = opt("Activation recomputation: none, selective or full.", "none",
+                                choices=("none", "selective", "full"))
+    sequence_parallel: bool | None = opt("Megatron sequence parallelism.", False)
+    interleave: int | None = opt("Interleaved pipeline chunks per device.", 1)
+    optimizer: str | None = opt("adamw | adamw-8bit | adamw-fp8 | sgd.", "adamw", choices=OPTIMIZER_NAMES)
+    finetune: str | None = opt("full | lora:RANK | qlora:RANK.", "full")
+    attention: str | None = opt("fused (FlashAttention) or unfused attention.", "fused", choices=("fused", "unfused"))
+    grad_accumulation: str | None = opt("separate or fused gradient accumulation.", "separate",
+                                        choices=("separate", "fused"))
+    dropout: bool | None = opt("The model has dropout layers.", False)
+
+
+INFERENCE_FIELDS = tuple(field_info(EstimateRequest))
+TRAINING_FIELDS = tuple(field_info(TrainingRequest))
+
+
+def build_estimate_request(fields_given: Mapping[str, Any]) -> EstimateRequest | TrainingRequest:
+    """The request for ``fields_given`` (field → value; ``None`` values count as not given).
+
+    ``mode`` picks the kind (inference by default). A field that only the other mode takes
+    is an error naming it; so is a field no estimate takes."""
+    given = {k: v for k, v in fields_given.items() if v is not None}
+    mode = given.pop("mode", "inference")
+    mode = check_choice("mode", getattr(mode, "value", mode), MODES)
+    cls, other, other_mode = ((EstimateRequest, TRAINING_FIELDS, "training") if mode == "inference"
+                              else (TrainingRequest, INFERENCE_FIELDS, "inference"))
+    mine = field_info(cls)
+    for name in given:
+        if name not in mine and name in other:
+            raise TierwiseError(
+                f"{{@{name}}} applies to {other_mode} estimates only, not to {mode}; remove it or set {{@mode}} {other_mode}",
+                field=name, code="not_applicable")
+    reject_unknown(given, set(INFERENCE_FIELDS) | set(TRAINING_FIELDS), "an estimate request")
+    return cls(**given)
+
+
+# ---------------------------------------------------------------------------
+# Loading model and hardware
+# ---------------------------------------------------------------------------
+
+
+def load_specs(model: Any, hardware: Any) -> tuple[Any, Any]:
+    """(ArchSpec, DeviceSpec) from ids/paths or loaded objects."""
+    from hwmodels import DeviceSpec, load_device
+
+    from planner.arch import ArchSpec, load_arch
+
+    if model is None:
+        raise TierwiseError("{@model} is required: a catalog id such as llama-3.1-8b", field="model", code="missing_field")
+    if hardware is None:
+        raise TierwiseError("{@hardware} is required: a catalog id such as h100-sxm", field="hardware", code="missing_field")
+    if isinstance(model, ArchSpec):
+        arch = model
+    elif isinstance(model, str):
+        arch = load_arch(model)
+    else:
+        raise bad("model", "a catalog id, a config path or an ArchSpec", model)
+    if isinstance(hardware, DeviceSpec):
+        dev = hardware
+    elif isinstance(hardware, str):
+        dev = load_device(hardware)
+    else:
+        raise bad("hardware", "a catalog id, a profile path or a DeviceSpec", hardware)
+    return arch, dev
+
+
+# ---------------------------------------------------------------------------
+# Checks shared by both modes
+# ---------------------------------------------------------------------------
+
+
+def check_context(arch: Any, tokens: int, names: tuple[str, ...]) -> None:
+    """Sequences longer than the model's positions (``max_position_embeddings``) are refused.
+
+    Models with learned or rotary positions have a trained context; T5 (relative position
+    buckets), ViTs (fixed patch count) and CNNs have no such limit on these fields."""
+    limit = arch.max_position_embeddings or 0
+    if limit <= 0 or arch.family not in ("decoder", "encoder"):
+        return
+    if tokens > limit:
+        named = " + ".join("{@" + n + "}" for n in names)
+        raise TierwiseError(
+            f"{named} = {tokens} tokens is beyond the context of {arch.id} ({limit} positions, max_position_embeddings)",
+            field=names[0], code="beyond_context", details={"tokens": tokens, "max_position_embeddings": limit})
+
+
+# ---------------------------------------------------------------------------
+# Inference
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedInference:
+    """A validated inference request in the cost model's terms."""
+
+    arch: Any
+    device: Any
+    layout: Any
+    serving: Any  # batch is 1 when ``batch_max`` (the search starts there)
+    choice: Any
+    options: Any
+    batch_max: bool
+    per_op: bool
+    values: Mapping[str, Any]  # every field, defaults filled
+
+
+def resolve_inference(req: EstimateRequest) -> ResolvedInference:
+    from planner.costmodel import Choice, RuntimeSettings, Serving
+    from planner.formats import parse_sparsity
+
+    arch, dev = load_specs(req.model, req.hardware)
+    v = fill_defaults(req, arch, dev)
+    layout = check_layout_fields(arch, dev, v, training=False)
+    batch = v["batch"]
+    batch_max = isinstance(batch, str) and batch.strip().lower() == "max"
+    if not batch_max:
+        if isinstance(batch, str):  # command-line text: an integer or 'max'
+            if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", batch):
+                raise bad("batch", "a positive integer or 'max'", batch)
+            batch = int(batch)
+        batch = check_int("batch", batch, hi=1 << 24)
+    prompt = check_int("prompt", v["prompt"], lo=0, hi=1 << 26)
+    gen = check_int("gen", v["gen"], lo=0, hi=1 << 26)
+    if arch.family == "encoder":
+        check_context(arch, prompt, ("prompt",))
+    else:
+        check_context(arch, prompt + gen, ("prompt", "gen"))
+    for name, role in (("weights", "weight"), ("activations", "activation"), ("kv", "kv"), ("kv_evicted", "kv")):
+        check_format(name, v[name], role)
+    check_with("sparsity", v["sparsity"], parse_sparsity)
+    low_rank = None if v["low_rank"] is None else check_int("low_rank", v["low_rank"], hi=1 << 24)
+    kv_budget = None if v["kv_budget"] is None else check_int("kv_budget", v["kv_budget"], hi=1 << 30)
+    kv_share = check_int("kv_share", v["kv_share"], hi=1 << 16)
+    chunk = check_number("flash_chunk_kib", v["flash_chunk_kib"], lo=0.5, lo_open=False, hi=1 << 20)
+    check_choice("runtime", v["runtime"], RUNTIMES)
+    allow_offload = check_bool("allow_offload", v["allow_offload"])
+    per_op = check_bool("per_op", v["per_op"])
+    choice = Choice(weights=v["weights"], activations=v["activations"], kv=v["kv"], sparsity=v["sparsity"],
+                    low_rank=low_rank)
+    options = RuntimeSettings(allow_offload=allow_offload, flash_chunk_bytes=chunk * 1024.0, runtime=v["runtime"],
+                      kv_token_budget=kv_budget, kv_evicted=v["kv_evicted"], kv_share_layers=kv_share)
+    serving = Serving(batch=1 if batch_max else batch, prompt=prompt, gen=gen)
+    return ResolvedInference(arch, dev, layout, serving, choice, options, batch_max, per_op, v)
+
+
+def _run_inference(req: EstimateRequest, require_fit: bool = True):
+    from planner.costmodel import estimate_inference, max_batch
+    from planner.request.fit import inference_does_not_fit
+
+    r = resolve_inference(req)
+    serving = r.serving
+    if r.batch_max:
+        b = max_batch(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
+        serving = replace(serving, batch=max(b, 1))
+    est = estimate_inference(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
+    if require_fit and not est.memory.fits:
+        raise inference_does_not_fit(replace(r, serving=serving), est)
+    return est
+
+
+# ---------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------
+
+_FINETUNE = re.compile(r"^(full|(lora|qlora):[1-9][0-9]{0,5})$")
+
+
+def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
+    """(arch, device, TrainingConfig) of a validated training request."""
+    from planner.training_config import ATTENTION_KERNELS, GRAD_ACCUMULATION, OPTIMIZERS, RECOMPUTE_MODES, TrainingConfig
+
+    arch, dev = load_specs(req.model, req.hardware)
+    v = fill_defaults(req, arch, dev)
+    check_layout_fields(arch, dev, v, training=True)
+    mb = check_int("micro_batch", v["micro_batch"], hi=1 << 24)
+    seq = check_int("seq", v["seq"], hi=1 << 26)
+    check_context(arch, seq, ("seq",))
+    if seq % v["cp"]:
+        raise TierwiseError(f"{{@cp}} {v['cp']} must divide {{@seq}} ({seq}): each rank holds seq/cp tokens", field="cp",
+                            code="invalid_layout")
+    gb = v["global_batch"]
+    if gb is None:
+        gb = mb * v["dp"]
+    gb = check_int("global_batch", gb, hi=1 << 30)
+    if gb % (mb * v["dp"]):
+        raise TierwiseError(f"{{@global_batch}} ({gb}) must be a multiple of {{@micro_batch}} × {{@dp}} = "
+                            f"{mb}×{v['dp']} = {mb * v['dp']}", field="global_batch", code="invalid_field")
+    check_int("zero", v["zero"], lo=0, hi=3)
+    if v["zero"] >= 2 and v["pp"] > 1:
+        raise TierwiseError(f"{{@zero}} {v['zero']} shards gradients, which pipeline parallelism accumulates over "
+                            "micro-batches; use ZeRO 0 or 1 with pp > 1 (as DeepSpeed and Megatron-LM require)",
+                            field="zero", code="invalid_field")
+    check_int("interleave", v["interleave"], hi=1024)
+    if v["interleave"] > 1:
+        micro = gb // (mb * v["dp"])
+        if v["pp"] < 2:
+            raise TierwiseError(f"{{@interleave}} {v['interleave']} needs pipeline parallelism ({{@pp}} >= 2)",
+                                field="interleave", code="invalid_field")
+        if micro % v["pp"]:
+            raise TierwiseError(f"an interleaved schedule needs the number of micro-batches ({micro}) to be a multiple "
+                                f"of {{@pp}} ({v['pp']})", field="interleave", code="invalid_field")
+    check_choice("recompute", getattr(v["recompute"], "value", v["recompute"]), RECOMPUTE_MODES)
+    check_choice("optimizer", v["optimizer"], tuple(OPTIMIZERS))
+    check_choice("attention", v["attention"], ATTENTION_KERNELS)
+    check_choice("grad_accumulation", v["grad_accumulation"], GRAD_ACCUMULATION)
+    check_choice("runtime", v["runtime"], RUNTIMES)
+    if not isinstance(v["finetune"], str) or not _FINETUNE.match(v["finetune"].strip().lower()):
+        if isinstance(v["finetune"], str) and v["finetune"].strip().lower() in ("lora", "qlora"):
+            method = v["finetune"].strip().lower()
+            raise TierwiseError(f"{{@finetune}} {method} needs a rank, e.g. {method}:16; got {v['finetune']!r}",
+                                field="finetune", code="invalid_field")
+        raise bad("finetune", "full, lora:RANK or qlora:RANK (e.g. lora:16)", v["finetune"])
+    for name in ("sequence_parallel", "dropout"):
+        check_bool(name, v[name])
+    check_format("weights", v["weights"], "weight")
+    check_format("activations", v["activations"], "activation")
+    cfg = TrainingConfig(
+        global_batch=gb, micro_batch=mb, seq=seq, tp=v["tp"], pp=v["pp"], dp=v["dp"], ep=v["ep"], cp=v["cp"],
+        zero=v["zero"], recompute=getattr(v["recompute"], "value", v["recompute"]),
+        sequence_parallel=v["sequence_parallel"], interleave=v["interleave"], optimizer=v["optimizer"],
+        finetune=v["finetune"].strip().lower(), weights=v["weights"], activations=v["activations"],
+        attention=v["attention"], dropout=v["dropout"], runtime=v["runtime"],
+        grad_accumulation=v["grad_accumulation"],
+    )
+    return arch, dev, cfg
+
+
+def _run_training(req: TrainingRequest, require_fit: bool = True):
+    from planner.request.fit import training_does_not_fit
+    from planner.training import estimate_training
+
+    arch, dev, cfg = resolve_training(req)
+    est = estimate_training(arch, dev, cfg)
+    if require_fit and not est.memory.fits:
+        raise training_does_not_fit(arch, dev, cfg, est, given=given_fields(req))
+    return est
+
+
+# ---------------------------------------------------------------------------
+# One entry point
+# ---------------------------------------------------------------------------
+
+
+def run_estimate(req: EstimateRequest | TrainingRequest, *, require_fit: bool = True):
+    """The cost model's estimate for ``req``: an ``InferenceEstimate`` or a
+    ``TrainingEstimate``. Raises TierwiseError naming the field for bad input and
+    :class:`~planner.request.fit.DoesNotFitError` when the configuration does not fit
+    (``require_fit=False``: the estimate anyway, ``memory.fits`` false — for views of the
+    operators, such as the roofline, that do not depend on fitting)."""
+    if isinstance(req, TrainingRequest):
+        return _run_training(req, require_fit)
+    if isinstance(req, EstimateRequest):
+        return _run_inference(req, require_fit)
+    raise TypeError(f"run_estimate takes an EstimateRequest or a TrainingRequest; got {type(req).__name__}")
+
+
+def estimate_result_dict(req: EstimateRequest | TrainingRequest, est: Any) -> dict:
+    """The JSON-safe answer (``tierwise estimate --json`` and ``POST /v1/estimate``)."""
+    if isinstance(req, EstimateRequest):
+        return json_safe(est.to_dict(ops=bool(req.per_op)))
+    return json_safe(est.to_dict())
+
+
+def request_fields(req: Any) -> dict[str, Any]:
+    return {f.name: getattr(req, f.name) for f in fields(req)}

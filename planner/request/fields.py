@@ -1,0 +1,272 @@
+"""Field declarations and value checks shared by every request of :mod:`planner.request`.
+
+A request field is declared once, on its request dataclass, with :func:`opt`: its default
+(a constant, or a function of the loaded model and hardware such as "the device's native
+16-bit format"), the modes it applies to and its help text. The field's value in a request
+is ``None`` until a front end gives it, so the request layer can tell "given" from "left
+out": a field given for a mode it does not apply to is an error, and defaults are filled
+in one place (:func:`fill_defaults`).
+
+Every check raises :class:`~planner.errors.TierwiseError` with ``field`` set to the
+request field's Python name and the message naming it with a ``{@field}`` token, so the
+CLI prints ``--kv-budget`` and REST ``'kv_budget'``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+from hwmodels.errors import TierwiseError, describe_value
+
+__all__ = [
+    "FieldInfo",
+    "bad",
+    "check_bool",
+    "check_choice",
+    "check_format",
+    "check_int",
+    "check_layout_fields",
+    "check_number",
+    "field_info",
+    "fill_defaults",
+    "given_fields",
+    "opt",
+    "reject_unknown",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldInfo:
+    """What the request layer knows of one field besides its value."""
+
+    name: str
+    help: str
+    default: Any = None  # a value, or a callable (arch, device) -> value
+    modes: frozenset[str] | None = None  # None: every mode of the request
+    choices: tuple[str, ...] | None = None  # the accepted values of a closed set
+
+    @property
+    def help_text(self) -> str:
+        """The help with the default, for ``--help`` (the command line shows no default
+        itself: a flag left out is "not given")."""
+        d = self.default
+        if d is None or callable(d) or d is False:
+            return self.help
+        shown = ",".join(map(str, d)) if isinstance(d, (tuple, list)) else f"{d:g}" if isinstance(d, float) else d
+        return f"{self.help} (default {shown})"  # not [..]: the help is rich markup
+
+    def default_for(self, arch: Any, device: Any) -> Any:
+        return self.default(arch, device) if callable(self.default) else self.default
+
+
+def opt(help: str, default: Any = None, *, modes: Iterable[str] | None = None,
+        choices: Iterable[str] | None = None) -> Any:
+    """A request field: ``None`` (not given) in the dataclass, ``default`` once filled."""
+    meta = {"tierwise": (help, default, frozenset(modes) if modes is not None else None,
+                         tuple(choices) if choices is not None else None)}
+    return field(default=None, metadata=meta)
+
+
+def field_info(cls: type) -> dict[str, FieldInfo]:
+    """Field name → :class:`FieldInfo` of a request dataclass, in declaration order."""
+    out: dict[str, FieldInfo] = {}
+    for f in fields(cls):
+        meta = f.metadata.get("tierwise")
+        if meta is None:
+            out[f.name] = FieldInfo(f.name, "", None if f.default is MISSING else f.default)
+        else:
+            out[f.name] = FieldInfo(f.name, *meta)
+    return out
+
+
+def given_fields(req: Any) -> dict[str, Any]:
+    """The fields a front end gave (not ``None``)."""
+    return {f.name: getattr(req, f.name) for f in fields(req) if getattr(req, f.name) is not None}
+
+
+def fill_defaults(req: Any, arch: Any, device: Any) -> dict[str, Any]:
+    """Every field of ``req``: given values, else the declared default for this model and
+    hardware. The one place defaults are filled."""
+    out: dict[str, Any] = {}
+    for name, info in field_info(type(req)).items():
+        v = getattr(req, name)
+        out[name] = info.default_for(arch, device) if v is None else v
+    return out
+
+
+def reject_unknown(names: Iterable[str], known: Iterable[str], what: str) -> None:
+    """A field name that no request declares is an error naming it (with close names)."""
+    known = list(known)
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join('{@' + c + '}' for c in close)}?" if close else ""
+            raise TierwiseError(f"{what} has no field {name!r}{hint}", field=name, code="unknown_field")
+
+
+# ---------------------------------------------------------------------------
+# Value checks
+# ---------------------------------------------------------------------------
+
+
+def bad(name: str, expected: str, got: Any, *, code: str = "invalid_field") -> TierwiseError:
+    return TierwiseError(f"{{@{name}}} must be {expected}; got {describe_value(got)}", field=name, code=code)
+
+
+def check_int(name: str, v: Any, *, lo: int = 1, hi: int | None = None) -> int:
+    """An integer in [lo, hi] (``bool`` is not an integer here)."""
+    if isinstance(v, bool) or not isinstance(v, int):
+        # integral floats from JSON-ish callers (4.0) are accepted; 1.5 is not
+        if isinstance(v, float) and v.is_integer() and math.isfinite(v):
+            v = int(v)
+        else:
+            raise bad(name, _int_text(lo, hi), v)
+    if v < lo or (hi is not None and v > hi):
+        raise bad(name, _int_text(lo, hi), v)
+    return v
+
+
+def _int_text(lo: int, hi: int | None) -> str:
+    if hi is not None:
+        return f"an integer from {lo} to {hi}"
+    return {0: "an integer >= 0", 1: "a positive integer"}.get(lo, f"an integer >= {lo}")
+
+
+def check_number(name: str, v: Any, *, lo: float = 0.0, lo_open: bool = True, hi: float | None = None) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise bad(name, "a finite number", v)
+    if (v <= lo if lo_open else v < lo) or (hi is not None and v > hi):
+        rng = f"{'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi is not None else "")
+        raise bad(name, f"a number {rng}", v)
+    return float(v)
+
+
+def check_bool(name: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise bad(name, "true or false", v)
+    return v
+
+
+def check_choice(name: str, v: Any, choices: Iterable[str]) -> str:
+    choices = list(choices)
+    if not isinstance(v, str) or v not in choices:
+        raise bad(name, "one of " + ", ".join(choices), v)
+    return v
+
+
+def check_format(name: str, v: Any, role: str) -> str:
+    """A registered format name usable as ``role`` (weight, activation, kv); returns the
+    name as given (the cost model resolves aliases itself)."""
+    from planner.formats import get_format, list_formats
+
+    if not isinstance(v, str):
+        raise bad(name, "a format name such as bf16, fp8 or int4-g128", v)
+    try:
+        fmt = get_format(v)
+    except ValueError as exc:
+        raise TierwiseError(f"{{@{name}}}: {exc}", field=name, code="invalid_format") from None
+    if role not in fmt.roles:
+        names = ", ".join(f.name for f in list_formats(role=role))
+        raise TierwiseError(f"{{@{name}}} must be a format usable for {_ROLE_TEXT[role]} ({names}); got {v!r}",
+                            field=name, code="invalid_format")
+    return v
+
+
+_ROLE_TEXT = {"weight": "weights", "activation": "activations (compute)", "kv": "the KV cache"}
+
+
+def check_with(name: str, v: Any, parse: Callable[[Any], Any]) -> Any:
+    """Run a parser of the library (sparsity, fine-tuning method…) and re-raise its error
+    as a TierwiseError naming ``name``."""
+    try:
+        return parse(v)
+    except TierwiseError as exc:
+        if exc.field is not None:
+            raise
+        raise TierwiseError(f"{{@{name}}}: {exc.template}", field=name, kind=exc.kind, code=exc.code,
+                            details=exc.details) from None
+    except (ValueError, TypeError) as exc:
+        text = getattr(exc, "message", None) or str(exc)
+        raise TierwiseError(f"{{@{name}}}: {text}", field=name, code="invalid_field") from None
+
+
+def as_mapping(obj: Any) -> Mapping[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def json_safe(obj: Any) -> Any:
+    """A result made JSON-safe: inf/nan → null, tuples → lists, numpy scalars → Python.
+    The one conversion every front end's answer goes through."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return json_safe(obj.item())
+    return obj
+
+
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtTpP]i?[bB]?|[bB])?\s*$")
+_SIZE_UNITS = {"": 1.0, "b": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15,
+               "ki": 1024.0, "mi": 1024.0**2, "gi": 1024.0**3, "ti": 1024.0**4, "pi": 1024.0**5}
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(s|ms|us|µs)?\s*$")
+_DURATION_UNITS = {"s": 1.0, None: 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
+
+
+def parse_size(name: str, v: Any) -> float:
+    """Bytes from a number or a size text: '60GB' → 60e9, '24GiB' → 24·2^30, '1.5e9'."""
+    if isinstance(v, str):
+        m = _SIZE.match(v)
+        if not m:
+            raise bad(name, "a size like 60GB, 24GiB or 1.5e9 (bytes)", v)
+        unit = (m.group(2) or "").lower().rstrip("b")
+        v = float(m.group(1)) * _SIZE_UNITS[unit]
+        if v <= 0:
+            raise bad(name, "a positive size", v)
+        return v
+    return check_number(name, v)
+
+
+def parse_duration(name: str, v: Any) -> float:
+    """Seconds from a number or a duration text: '0.5', '500ms', '50us'."""
+    if isinstance(v, str):
+        m = _DURATION.match(v)
+        if not m:
+            raise bad(name, "a duration like 0.5, 500ms or 50us", v)
+        v = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        if v <= 0:
+            raise bad(name, "a positive duration", v)
+        return v
+    return check_number(name, v)
+
+
+def check_list(name: str, v: Any, *, max_len: int = 64) -> tuple:
+    """A list from a sequence or a comma-separated text ('bf16,fp8')."""
+    if isinstance(v, str):
+        v = [x.strip() for x in v.split(",") if x.strip()]
+    if not isinstance(v, (list, tuple)) or not v:
+        raise bad(name, "a non-empty list (or comma-separated text)", v)
+    if len(v) > max_len:
+        raise bad(name, f"a list of at most {max_len} items", f"{len(v)} items")
+    return tuple(v)
+
+
+def check_layout_fields(arch: Any, device: Any, v: Mapping[str, Any], *, training: bool) -> Any:
+    """The layout of ``v`` (tp, cp, pp, dp, ep, devices) checked against the model (heads,
+    layers, experts), ``devices`` and the links of ``device`` (``planner.layout``'s rules,
+    the ones the cost model applies); returns the :class:`~planner.layout.Layout`."""
+    from planner.layout import Layout, check_layout_on
+
+    for name in ("tp", "cp", "pp", "dp", "ep"):
+        check_int(name, v[name], hi=1 << 20)
+    devices = None if v.get("devices") is None else check_int("devices", v["devices"], hi=1 << 20)
+    layout = Layout(tp=v["tp"], pp=v["pp"], dp=v["dp"], ep=v["ep"], cp=v["cp"])
+    check_layout_on(arch, device, layout, devices, training=training)
+    return layout

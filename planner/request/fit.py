@@ -1,0 +1,252 @@
+"""A configuration that does not fit: the shortfall and the cheapest changes that fit.
+
+:class:`DoesNotFitError` is a :class:`~planner.errors.TierwiseError` of kind
+``infeasible`` (exit 3 on the command line, HTTP 422 with code ``infeasible`` in REST), as
+``tierwise plan`` and ``tierwise capacity`` report nothing feasible. Its ``details``:
+
+* ``per_device_bytes``, ``device_capacity_bytes``, ``shortfall_bytes`` of the request;
+* ``changes``: each a single change of request fields (``set``, applied literally to the
+  request) with the memory per device it gives. Every change listed was computed with the
+  cost model and fits; none is a guess. For inference: more devices (``tp``, else ``pp``),
+  a smaller ``batch``, a smaller ``weights`` or ``kv`` format the device runs,
+  ``allow_offload`` where the device has a host tier. For training: ``tp``, ``dp`` with
+  ZeRO-3, a smaller ``micro_batch``, activation recomputation, an 8-bit optimizer.
+* ``estimate``: the full estimate of the request as given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from hwmodels.errors import TierwiseError
+
+__all__ = ["DoesNotFitError", "Fix", "inference_does_not_fit", "training_does_not_fit"]
+
+#: Multiples of the current degree tried for "more devices".
+_MULTIPLES = (2, 4, 8, 16, 32, 64)
+#: Smaller weight formats tried, least lossy first.
+_WEIGHT_LADDER = ("fp8-e4m3", "int8", "int4-g128", "int3-g128", "int2-g128")
+#: Smaller KV-cache formats tried, least lossy first.
+_KV_LADDER = ("fp8-e4m3", "int8", "int4-g64")
+
+
+@dataclass(frozen=True, slots=True)
+class Fix:
+    """One change of request fields that makes the request fit."""
+
+    kind: str  # devices | batch | weights | kv | offload | micro_batch | recompute | optimizer
+    set: dict[str, Any]
+    per_device_bytes: float
+
+    def text(self) -> str:
+        parts = []
+        for k, v in self.set.items():
+            parts.append("{@" + k + "}" if v is True else "{@" + k + "} " + str(v))
+        return " ".join(parts) + f" ({self.per_device_bytes / 1e9:.2f} GB per device)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "set": dict(self.set), "per_device_bytes": self.per_device_bytes,
+                "description": ", ".join(f"{k}={v}" for k, v in self.set.items())
+                + f": {self.per_device_bytes / 1e9:.2f} GB per device"}
+
+
+class DoesNotFitError(TierwiseError):
+    """The configuration needs more memory than the device holds (see the module docstring)."""
+
+    kind = "infeasible"
+    code = "infeasible"
+
+    def __init__(self, *, what: str, needed: float, capacity: float, device_id: str, fixes: list[Fix],
+                 estimate: dict | None, result: Any = None) -> None:
+        short = max(needed - capacity, 0.0)
+        msg = (f"{what} does not fit: it needs {needed / 1e9:.2f} GB per device, {short / 1e9:.2f} GB more than "
+               f"the {capacity / 1e9:.2f} GB {device_id} holds")
+        if fixes:
+            msg += ". Changes that fit: " + "; ".join(f.text() for f in fixes)
+        else:
+            msg += "; no single change of devices, batch or formats makes it fit"
+        self.fixes = tuple(fixes)
+        self.estimate = estimate
+        self.result = result  # the estimate object (InferenceEstimate / TrainingEstimate), for printing
+        super().__init__(msg, field=None, details={
+            "reason": "does_not_fit",
+            "per_device_bytes": needed,
+            "device_capacity_bytes": capacity,
+            "shortfall_bytes": short,
+            "changes": [f.to_dict() for f in fixes],
+            "estimate": estimate,
+        })
+
+
+def _json(d: dict) -> dict:
+    from planner.request.fields import json_safe
+
+    return json_safe(d)
+
+
+# ---------------------------------------------------------------------------
+# Inference
+# ---------------------------------------------------------------------------
+
+
+def _layout_ok(arch: Any, device: Any, training: bool, **degrees: int) -> bool:
+    """Whether a layout passes the same checks as a request (model and links)."""
+    from planner.request.fields import check_layout_fields
+
+    v = {"tp": 1, "pp": 1, "dp": 1, "ep": 1, "cp": 1, "devices": None, **degrees}
+    try:
+        check_layout_fields(arch, device, v, training=training)
+    except TierwiseError:
+        return False
+    return True
+
+
+def _smaller(names: tuple[str, ...], current: str, device: Any) -> list[str]:
+    from planner.formats import get_format
+
+    cur = get_format(current).bits_per_value()
+    return [n for n in names if get_format(n).bits_per_value() < cur and device.supports(n) != "unsupported"]
+
+
+def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
+    """The error for a resolved inference request ``r`` whose estimate ``est`` does not fit."""
+    from planner.costmodel import max_batch, memory_report
+
+    arch, dev, lay = r.arch, r.device, r.layout
+
+    def per_device(layout=lay, serving=r.serving, choice=r.choice, options=r.options) -> float | None:
+        try:
+            m = memory_report(arch, dev, layout, serving, choice, None, options)[0]
+        except (TierwiseError, ValueError):
+            return None  # a candidate the cost model refuses is not suggested
+        return m.per_device_bytes if m.fits else None
+
+    fixes: list[Fix] = []
+    for name in ("tp", "pp"):
+        for k in _MULTIPLES:
+            new = replace(lay, **{name: getattr(lay, name) * k})
+            if not _layout_ok(arch, dev, False, tp=new.tp, pp=new.pp, dp=new.dp, ep=new.ep, cp=new.cp):
+                break
+            got = per_device(layout=new)
+            if got is not None:
+                s = {name: getattr(new, name)}
+                if r.values.get("devices") is not None:
+                    s["devices"] = new.devices
+                fixes.append(Fix("devices", s, got))
+                break
+        if fixes:
+            break
+    if r.serving.batch > 1 and not r.batch_max:
+        b = max_batch(arch, dev, lay, replace(r.serving, batch=1), r.choice, options=r.options)
+        got = per_device(serving=replace(r.serving, batch=b)) if b >= 1 else None
+        if got is not None:
+            fixes.append(Fix("batch", {"batch": b}, got))
+    for field, ladder in (("weights", _WEIGHT_LADDER), ("kv", _KV_LADDER)):
+        if field == "kv" and arch.family not in ("decoder", "encoder_decoder"):
+            continue
+        for name in _smaller(ladder, getattr(r.choice, field), dev):
+            got = per_device(choice=replace(r.choice, **{field: name}))
+            if got is not None:
+                fixes.append(Fix(field, {field: name}, got))
+                break
+    if not r.options.allow_offload and any(t.role == "host" for t in dev.tiers):
+        got = per_device(options=replace(r.options, allow_offload=True))
+        if got is not None:
+            fixes.append(Fix("offload", {"allow_offload": True}, got))
+    m = est.memory
+    return DoesNotFitError(what=f"{arch.id} on {lay.devices}× {dev.id}", needed=m.per_device_bytes,
+                           capacity=m.device_capacity_bytes, device_id=dev.id, fixes=fixes,
+                           estimate=_json(est.to_dict(ops=r.per_op)), result=est)
+
+
+# ---------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------
+
+
+def _training_combined(arch: Any, dev: Any, cfg: Any, per_device, devices) -> list[Fix]:
+    """When no single change fits: more devices (tp, else dp with ZeRO-3) together with
+    full recomputation and one sequence per micro-batch — the fewest devices that fit."""
+    lean = {"recompute": "full", "micro_batch": 1}
+    lean_set = {k: v for k, v in lean.items() if getattr(cfg, k) != v}
+    for k in (1,) + _MULTIPLES:
+        tp = cfg.tp * k
+        if not _layout_ok(arch, dev, True, tp=tp, pp=cfg.pp, dp=cfg.dp, ep=cfg.ep, cp=cfg.cp):
+            break
+        got = per_device(tp=tp, **lean)
+        if got is not None:
+            return [Fix("combined", {**({"tp": tp, **devices(tp, cfg.dp)} if k > 1 else {}), **lean_set}, got)]
+    if cfg.pp == 1:
+        for k in _MULTIPLES + (128, 256, 512):
+            dp = cfg.dp * k
+            if not _layout_ok(arch, dev, True, tp=cfg.tp, pp=cfg.pp, dp=dp, ep=cfg.ep, cp=cfg.cp):
+                continue
+            got = per_device(dp=dp, zero=3, global_batch=dp, **lean)
+            if got is not None:
+                s = {"dp": dp, "zero": 3, **devices(cfg.tp, dp), "global_batch": dp, **lean_set}
+                return [Fix("combined", s, got)]
+    return []
+
+
+def training_does_not_fit(arch: Any, dev: Any, cfg: Any, est: Any, given: dict | None = None) -> DoesNotFitError:
+    """The error for a training configuration ``cfg`` whose estimate ``est`` does not fit.
+    ``given``: the request's given fields (a changed layout updates ``devices`` if given)."""
+    from planner.training import estimate_training
+
+    given = given or {}
+
+    def per_device(**changes: Any) -> float | None:
+        try:
+            m = estimate_training(arch, dev, replace(cfg, **changes)).memory
+        except (TierwiseError, ValueError):
+            return None
+        return m.per_device_bytes if m.fits else None
+
+    def devices(tp: int, dp: int) -> dict[str, int]:
+        return {"devices": tp * cfg.cp * cfg.pp * dp} if given.get("devices") is not None else {}
+
+    fixes: list[Fix] = []
+    for k in _MULTIPLES:
+        tp = cfg.tp * k
+        if not _layout_ok(arch, dev, True, tp=tp, pp=cfg.pp, dp=cfg.dp, ep=cfg.ep, cp=cfg.cp):
+            break
+        got = per_device(tp=tp)
+        if got is not None:
+            fixes.append(Fix("devices", {"tp": tp, **devices(tp, cfg.dp)}, got))
+            break
+    if cfg.pp == 1:
+        for k in _MULTIPLES:
+            dp = cfg.dp * k
+            gb = cfg.global_batch if given.get("global_batch") is not None else cfg.micro_batch * dp
+            if gb % (cfg.micro_batch * dp) or not _layout_ok(arch, dev, True, tp=cfg.tp, pp=cfg.pp, dp=dp, ep=cfg.ep,
+                                                              cp=cfg.cp):
+                continue
+            got = per_device(dp=dp, zero=3, global_batch=gb)
+            if got is not None:
+                s = {"dp": dp, **({"zero": 3} if cfg.zero != 3 else {}), **devices(cfg.tp, dp)}
+                fixes.append(Fix("devices", s, got))
+                break
+    mb = cfg.micro_batch // 2
+    while mb >= 1:
+        got = per_device(micro_batch=mb)
+        if got is not None:
+            fixes.append(Fix("micro_batch", {"micro_batch": mb}, got))
+            break
+        mb //= 2
+    order = ("none", "selective", "full")
+    for mode in order[order.index(cfg.recompute) + 1:] if cfg.recompute in order else ():
+        got = per_device(recompute=mode)
+        if got is not None:
+            fixes.append(Fix("recompute", {"recompute": mode}, got))
+            break
+    if cfg.optimizer == "adamw":
+        got = per_device(optimizer="adamw-8bit")
+        if got is not None:
+            fixes.append(Fix("optimizer", {"optimizer": "adamw-8bit"}, got))
+    if not fixes:
+        fixes = _training_combined(arch, dev, cfg, per_device, devices)
+    m = est.memory
+    return DoesNotFitError(what=f"training {arch.id} on {cfg.tp * cfg.cp * cfg.pp * cfg.dp}× {dev.id}",
+                           needed=m.per_device_bytes, capacity=m.device_capacity_bytes, device_id=dev.id,
+                           fixes=fixes, estimate=_json(est.to_dict()), result=est)

@@ -1,0 +1,194 @@
+"""Plan requests: what ``tierwise plan``, ``POST /v1/plans`` and :func:`planner.plan` solve.
+
+:class:`PlanRequest` holds the fields as the front ends give them (``None``: not given);
+:func:`resolve_plan` validates them, fills the defaults and translates them into the
+solver's problem (``planner.search`` ``PlanProblem``); :func:`run_plan` solves it.
+Layout degrees left out are searched; ``kv`` left out searches the KV-cache formats too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hwmodels.errors import TierwiseError, describe_value
+
+from planner.request.estimate import check_context, load_specs
+from planner.request.fields import (
+    bad,
+    check_bool,
+    check_choice,
+    check_format,
+    check_int,
+    check_list,
+    check_number,
+    check_with,
+    fill_defaults,
+    opt,
+    parse_duration,
+    parse_size,
+)
+
+__all__ = ["CLI_ALIASES", "PlanRequest", "resolve_plan", "run_plan"]
+
+#: Fields whose command-line flag is not the field name.
+CLI_ALIASES = {"ttft_slo_s": "--ttft-slo", "tpot_slo_s": "--tpot-slo", "backend": "--solver",
+               "time_limit_s": "--time-limit", "pins": "--pin"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanRequest:
+    """A compression + parallelism plan request (``None``: not given)."""
+
+    model: Any = opt("Catalog id or path to an HF-style config.")
+    hardware: Any = opt("Catalog id or path to a hardware YAML.")
+    devices: int | None = opt("Devices in total; the layout is searched unless fixed.", 1)
+    tp: int | None = opt("Fix the tensor-parallel degree (searched when left out).")
+    pp: int | None = opt("Fix the pipeline-parallel degree (searched when left out).")
+    dp: int | None = opt("Fix the data-parallel degree (searched when left out).")
+    ep: int | None = opt("Fix the expert-parallel degree (MoE; searched when left out).")
+    batch: int | None = opt("Sequences per replica.", 1)
+    prompt: int | None = opt("Prompt tokens per request.", 512)
+    gen: int | None = opt("Generated tokens per request.", 128)
+    max_memory_per_device: float | str | None = opt("Device-memory budget per device: bytes or a size like 60GB.")
+    ttft_slo_s: float | str | None = opt("Time-to-first-token target: seconds or a duration like 500ms.")
+    tpot_slo_s: float | str | None = opt("Time-per-output-token target: seconds or a duration like 50ms.")
+    avg_bits: float | None = opt("Average weight bits at most (scales included).")
+    allow_offload: bool | None = opt("Let weights live in host memory (slow).", False)
+    objective: str | None = opt("What to minimise: accuracy, latency, memory, cost or weighted.", "accuracy",
+                                choices=("accuracy", "latency", "memory", "cost", "weighted"))
+    objective_weights: dict[str, float] | None = opt("For objective weighted: accuracy, latency, memory weights.")
+    formats: list[str] | str | None = opt("Weight formats to choose from, e.g. bf16,fp8,int8,int4-g128.")
+    sparsity: list[str] | str | None = opt("Sparsity patterns to offer, e.g. 2:4,unstructured:0.7 (dense: none).")
+    kv: str | None = opt("Fix the KV-cache format (searched when left out).")
+    activations: str | None = opt("Compute format outside the groups (default: the device's native 16-bit format).")
+    pins: dict[str, str] | None = opt("Pin groups: PATTERN → OPTION, e.g. model.lm_head → bf16.")
+    low_rank: list[int] | str | None = opt("Also offer low-rank factorisations of linear groups at these ranks.")
+    sensitivity: str | None = opt("prior | weights:PATH.safetensors | a sensitivity YAML/JSON file.", "prior")
+    backend: str | None = opt("ILP backend: highs or cbc.", "highs", choices=("highs", "cbc"))
+    time_limit_s: float | None = opt("Wall-clock limit of the whole search, seconds.", 60.0)
+    gap: float | None = opt("Relative optimality gap to stop at.", 1e-3)
+
+
+def _degree(v: dict, name: str) -> int | None:
+    return None if v[name] is None else check_int(name, v[name], hi=1 << 16)
+
+
+def _sparsity(v: Any) -> tuple[str, ...]:
+    from planner.formats import parse_sparsity
+
+    items = check_list("sparsity", v, max_len=16)
+    for s in items:
+        check_with("sparsity", s, parse_sparsity)
+    return () if tuple(str(s).strip().lower() for s in items) == ("dense",) else items
+
+
+def _mapping(name: str, v: Any, value_check, example: str) -> dict:
+    """A mapping, also from command-line text: 'a=1,b=2' or a list of 'a=1' items."""
+    if isinstance(v, str):
+        v = [x for x in v.split(",") if x.strip()]
+    if isinstance(v, (list, tuple)):
+        pairs = {}
+        for item in v:
+            key, sep, val = str(item).partition("=")
+            if not sep or not key.strip() or not val.strip():
+                raise TierwiseError(f"{{@{name}}} takes KEY=VALUE pairs like {example}; got {describe_value(item)}",
+                                    field=name, code="invalid_field")
+            pairs[key.strip()] = val.strip()
+        v = pairs
+    if not isinstance(v, dict):
+        raise bad(name, "a mapping", v)
+    if len(v) > 10_000:
+        raise bad(name, "a mapping of at most 10000 entries", f"{len(v)} entries")
+    out = {}
+    for k, x in v.items():
+        if not isinstance(k, str) or not k.strip():
+            raise bad(name, "a mapping with non-empty text keys", k)
+        out[k.strip()] = value_check(k, x)
+    return out
+
+
+def _weight(key: str, x: Any) -> float:
+    check_choice("objective_weights", key, ("accuracy", "latency", "memory"))
+    if isinstance(x, str):
+        try:
+            x = float(x)
+        except ValueError:
+            raise bad("objective_weights", f"a number >= 0 for {key}", x) from None
+    return check_number("objective_weights", x, lo=0.0, lo_open=False)
+
+
+def _pin_value(key: str, x: Any) -> str:
+    if not isinstance(x, str) or not x.strip():
+        raise bad("pins", "GROUP_PATTERN → OPTION pairs such as model.lm_head → bf16", x)
+    return x.strip()
+
+
+def _ranks(v: Any) -> tuple[int, ...]:
+    """Absolute ranks (integers >= 1), sorted and de-duplicated."""
+    out = set()
+    for r in check_list("low_rank", [v] if isinstance(v, int) else v, max_len=16):
+        if isinstance(r, str):
+            if not r.strip().isdigit():
+                raise TierwiseError(f"{{@low_rank}} takes ranks as integers >= 1 separated by commas, e.g. 256,512; "
+                                    f"got {r!r}", field="low_rank", code="invalid_field")
+            r = int(r)
+        if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= 1 << 24:
+            raise TierwiseError(f"{{@low_rank}}: a low rank must be an integer >= 1; got {describe_value(r)}",
+                                field="low_rank", code="invalid_field")
+        out.add(r)
+    return tuple(sorted(out))
+
+
+def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
+    """(arch, device, solver problem, sensitivity spec) of a validated plan request."""
+    from planner.plan import OBJECTIVES
+    from planner.search import PlanProblem
+    from planner.solver import BACKENDS
+
+    arch, dev = load_specs(req.model, req.hardware)
+    v = fill_defaults(req, arch, dev)
+    devices = check_int("devices", v["devices"], hi=1 << 16)
+    degrees = {n: _degree(v, n) for n in ("tp", "pp", "dp", "ep")}
+    batch = check_int("batch", v["batch"], hi=1 << 24)
+    prompt = check_int("prompt", v["prompt"], lo=0, hi=1 << 26)
+    gen = check_int("gen", v["gen"], lo=0, hi=1 << 26)
+    check_context(arch, prompt if arch.family == "encoder" else prompt + gen,
+                  ("prompt",) if arch.family == "encoder" else ("prompt", "gen"))
+    budget = None if v["max_memory_per_device"] is None else parse_size("max_memory_per_device", v["max_memory_per_device"])
+    ttft = None if v["ttft_slo_s"] is None else parse_duration("ttft_slo_s", v["ttft_slo_s"])
+    tpot = None if v["tpot_slo_s"] is None else parse_duration("tpot_slo_s", v["tpot_slo_s"])
+    avg_bits = None if v["avg_bits"] is None else check_number("avg_bits", v["avg_bits"], hi=32)
+    objective = check_choice("objective", getattr(v["objective"], "value", v["objective"]), OBJECTIVES)
+    weights = _mapping("objective_weights", v["objective_weights"] or {}, _weight, "accuracy=1,latency=0.5")
+    if objective == "weighted" and not any(weights.values()):
+        raise TierwiseError("{@objective} weighted needs {@objective_weights} with a positive weight, e.g. "
+                            "accuracy=1,latency=0.5", field="objective_weights", code="invalid_field")
+    formats = None if v["formats"] is None else tuple(
+        check_format("formats", f, "weight") for f in check_list("formats", v["formats"]))
+    sparsity = None if v["sparsity"] is None else _sparsity(v["sparsity"])
+    kv = None if v["kv"] is None else check_format("kv", v["kv"], "kv")
+    act = None if v["activations"] is None else check_format("activations", v["activations"], "activation")
+    pins = _mapping("pins", v["pins"] or {}, _pin_value, "model.lm_head=bf16")
+    low_rank = None if v["low_rank"] is None else _ranks(v["low_rank"])
+    problem = PlanProblem(
+        devices=devices, **degrees, batch=batch, prompt=prompt, gen=gen, max_memory_per_device_bytes=budget,
+        ttft_slo_s=ttft, tpot_slo_s=tpot, avg_bits=avg_bits,
+        allow_offload=check_bool("allow_offload", v["allow_offload"]), objective=objective,
+        objective_weights=weights, formats=formats, sparsity=sparsity, kv=kv, activations=act, pins=pins,
+        low_rank=low_rank, backend=check_choice("backend", getattr(v["backend"], "value", v["backend"]), BACKENDS),
+        time_limit_s=check_number("time_limit_s", v["time_limit_s"], hi=86400.0),
+        gap=check_number("gap", v["gap"], lo=0.0, lo_open=False, hi=0.5),
+    )
+    if not isinstance(v["sensitivity"], str) or not v["sensitivity"].strip():
+        raise bad("sensitivity", "prior, weights:PATH.safetensors or a sensitivity file", v["sensitivity"])
+    return arch, dev, problem, v["sensitivity"]
+
+
+def run_plan(req: PlanRequest):
+    """Solve ``req``: a :class:`planner.plan.Plan`. Nothing feasible raises the planner's
+    ``NoFeasiblePlanError`` with its diagnosis (exit 3 / HTTP 422 ``infeasible``)."""
+    from planner.search import Planner
+
+    arch, dev, problem, sens = resolve_plan(req)
+    return Planner(arch, dev, sensitivity=sens).solve(problem)

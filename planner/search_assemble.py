@@ -1,0 +1,186 @@
+"""A solved candidate as a :class:`~planner.plan.Plan`: the ILP's counts become one choice
+per decision group, and the plan's predictions are the cost model's independent
+re-evaluation of those choices (:func:`planner.costmodel.estimate_inference`), not the
+linearisation; rows the re-evaluation finds violated are reported for the repair step."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from hwmodels import DeviceSpec
+from planner.costmodel import Choice, InferenceEstimate, RuntimeSettings, estimate_inference
+from planner.plan import (
+    GroupChoice,
+    LayerPrediction,
+    Plan,
+    PlanConstraints,
+    PlanLayout,
+    PlanWorkload,
+    Predicted,
+    SolverStats,
+    TierPrediction,
+    content_hash,
+    tool_version,
+    utc_now,
+)
+from planner.search_formulation import Formulation
+from planner.search_problem import PlanProblem, objective_value
+from planner.solver import Solution, SolverError
+
+__all__ = ["AssemblyMixin", "hardware_hash"]
+
+
+class AssemblyMixin:
+    """The :class:`~planner.search.Planner`'s plan side: assignment of counts to groups,
+    the plan's choices and placement, and the cost model's re-evaluation."""
+
+    # -- plan assembly and independent re-evaluation ---------------------------------------
+
+    def _assignment(self, f: Formulation, sol: Solution) -> dict[int, tuple[int, int, int]]:
+        """Group index → (class index, option index, tier index): within a class the most
+        important members take the least noisy options (how the ILP priced them)."""
+        counts = np.asarray(sol.counts)
+        out: dict[int, tuple[int, int, int]] = {}
+        for ci, c in enumerate(f.classes):
+            cols = np.flatnonzero(f.col_class == ci)
+            slots: list[tuple[int, int]] = []
+            for oi in np.argsort(c.sigma, kind="stable"):
+                for j in cols[f.col_option[cols] == oi]:
+                    slots.extend([(int(oi), int(f.col_tier[j]))] * int(counts[j]))
+            if len(slots) != len(c.members):  # pragma: no cover - guaranteed by the group rows
+                raise SolverError(f"class {c.name} got {len(slots)} assignments for {len(c.members)} groups",
+                                  status="numerical", backend=sol.backend)
+            for gi, (oi, ti) in zip(c.members, slots):
+                out[gi] = (ci, oi, ti)
+        return out
+
+    def _choices(self, f: Formulation, assign: Mapping[int, tuple[int, int, int]]) -> dict[str, GroupChoice]:
+        out = {}
+        for gi, g in enumerate(f.groups):
+            ci, oi, ti = assign[gi]
+            o = f.classes[ci].options[oi]
+            out[g.fqn] = GroupChoice(weights=o.weights, sparsity=o.sparsity, activations=o.activations,
+                                     tier=f.tiers[ti], low_rank=o.low_rank)
+        return out
+
+    def _placement(self, f: Formulation, assign: Mapping[int, tuple[int, int, int]]) -> dict[str, float] | None:
+        """Weight fraction per tier of the heaviest pipeline stage (the one the cost model
+        reports), or None when every weight is on the device tier."""
+        if all(ti == 0 for _, _, ti in assign.values()):
+            return None
+        per = np.zeros((f.layout.pp, len(f.tiers)))
+        for ci, oi, ti in assign.values():
+            c = f.classes[ci]
+            per[c.stage, ti] += c.coeffs[oi][0]
+        s = int(np.argmax(per.sum(axis=1)))
+        total = float(per[s].sum())
+        if total <= 0:
+            return None
+        return {tname: float(per[s, ti]) / total for ti, tname in enumerate(f.tiers) if per[s, ti] > 0}
+
+    def evaluate(self, plan: Plan) -> InferenceEstimate:
+        """Independent re-evaluation of a plan by the cost model (its overrides and tier
+        placement); what :attr:`Plan.predicted` records."""
+        return estimate_inference(self.arch, self.device, plan.layout.to_layout(), plan.workload.to_serving(),
+                                  plan.default_choice(), overrides=plan.overrides(),
+                                  options=RuntimeSettings(allow_offload=plan.constraints.allow_offload,
+                                                  placement=plan.placement()))
+
+    def _assemble(self, f: Formulation, req: PlanProblem, sol: Solution,
+                  refs: Mapping[str, float]) -> tuple[Plan, InferenceEstimate, dict[str, float]]:
+        assign = self._assignment(f, sol)
+        choices = self._choices(f, assign)
+        placement = self._placement(f, assign)
+        layout = f.layout
+        serving = req.serving
+        default = Choice(weights="bf16", activations=f.base, kv=f.kv, sparsity="dense")
+        est = estimate_inference(self.arch, self.device, layout, serving, default,
+                                 overrides={k: c.to_choice(f.kv) for k, c in choices.items()},
+                                 options=RuntimeSettings(allow_offload=req.allow_offload, placement=placement))
+        group_sens = {gi: float(f.classes[ci].alpha[f.classes[ci].members.index(gi)] * f.classes[ci].sigma[oi])
+                      for gi, (ci, oi, _) in assign.items()}
+        sens_total = sum(group_sens.values()) + f.kv_sens
+        bits = sum(float(f.classes[ci].coeffs[oi][4]) for ci, oi, _ in assign.values())
+        avg_bits = bits / f.params_total if f.params_total else 0.0
+        bad: dict[str, float] = {}
+        tiers = {}
+        dev_name = self.device.device_tier.name
+        for tu in est.memory.tiers:
+            tiers[tu.name] = TierPrediction(role=tu.role, capacity_bytes=tu.capacity_bytes, used_bytes=tu.used_bytes,
+                                            weights_bytes=tu.weights_bytes, kv_cache_bytes=tu.kv_cache_bytes,
+                                            activations_bytes=tu.activations_bytes)
+            cap = f.caps.get(tu.name, tu.capacity_bytes)
+            if tu.used_bytes > cap * (1 + 1e-9) and (tu.name == dev_name or tu.weights_bytes > 0):
+                bad[f"memory_{tu.name}"] = tu.used_bytes - cap
+        if req.ttft_slo_s is not None and est.ttft_s > req.ttft_slo_s * (1 + 1e-9):
+            bad["ttft_slo"] = est.ttft_s - req.ttft_slo_s
+        if req.tpot_slo_s is not None and f.generative and est.tpot_s > req.tpot_slo_s * (1 + 1e-9):
+            bad["tpot_slo"] = est.tpot_s - req.tpot_slo_s
+        if req.avg_bits is not None and avg_bits > req.avg_bits * (1 + 1e-9):
+            bad["avg_bits"] = (avg_bits - req.avg_bits) * f.params_total
+        per_layer = self._per_layer(f, assign, group_sens)
+        notes = list(est.notes) + list(f.notes)
+        if est.memory.offloaded_weights_bytes > 0 and est.decode is not None:
+            notes.append(f"{est.memory.offloaded_weights_bytes / 1e9:.2f} GB of weights per device live outside "
+                         f"{dev_name}; decode runs at {est.decode_tokens_per_s:.3g} tokens/s "
+                         f"(TPOT {est.tpot_s * 1e3:.4g} ms)")
+        usd = est.usd_per_million_tokens
+        predicted = Predicted(
+            ttft_s=est.ttft_s, tpot_s=est.tpot_s, latency_s=est.latency_s,
+            output_tokens_per_s=est.output_tokens_per_s, decode_tokens_per_s=est.decode_tokens_per_s,
+            per_device_bytes=est.memory.per_device_bytes, weights_bytes=est.memory.weights_bytes,
+            kv_cache_bytes=est.memory.kv_cache_bytes, activations_bytes=est.memory.activations_bytes,
+            offloaded_weights_bytes=est.memory.offloaded_weights_bytes, fits=not bad, tiers=tiers,
+            avg_weight_bits=avg_bits, sensitivity=sens_total,
+            energy_j_per_token=est.energy_j_per_token if est.energy_j_per_token is not None
+            and math.isfinite(est.energy_j_per_token) else None,
+            usd_per_million_tokens=usd if usd is not None and math.isfinite(usd) else None,
+            decode_bound=est.decode.bound if est.decode is not None else "",
+            per_layer=per_layer, notes=tuple(notes),
+        )
+        primary = objective_value(req.objective, predicted, req, refs)
+        stats = SolverStats(backend=sol.backend, status=sol.status, objective=primary, gap=sol.gap,
+                            time_s=sol.time_s, variables=sol.variables, constraints=sol.constraints)
+        plan = Plan(
+            tool_version=tool_version(), created_at=utc_now(), model=self.arch.id, hardware=self.device.id,
+            model_hash=content_hash(self.arch), hardware_hash=hardware_hash(self.device),
+            layout=PlanLayout.from_layout(layout), devices=layout.devices,
+            workload=PlanWorkload(batch=req.batch, prompt=req.prompt, gen=req.gen),
+            constraints=PlanConstraints(max_memory_per_device_bytes=req.max_memory_per_device_bytes,
+                                        ttft_slo_s=req.ttft_slo_s, tpot_slo_s=req.tpot_slo_s, avg_bits=req.avg_bits,
+                                        allow_offload=req.allow_offload, pins=dict(req.pins)),
+            objective=req.objective, kv=f.kv, activations=f.base, choices=choices, predicted=predicted,
+            solver=stats, sensitivity_source=self.sensitivity.source,
+        )
+        return plan, est, bad
+
+    def _per_layer(self, f: Formulation, assign: Mapping[int, tuple[int, int, int]],
+                   group_sens: Mapping[int, float]) -> tuple[LayerPrediction, ...]:
+        layers: dict[str, list[float]] = {}
+        for gi, g in enumerate(f.groups):
+            if g.layer is None:
+                continue
+            ci, oi, _ = assign[gi]
+            wb, ps, ds = f.classes[ci].coeffs[oi][:3]
+            name = g.fqn[: len(g.fqn) - len(g.name) - 1]
+            acc = layers.setdefault(name, [0.0, 0.0, 0.0])
+            acc[0] += wb
+            acc[1] += ds if f.generative else ps
+            acc[2] += group_sens[gi]
+        return tuple(LayerPrediction(layer=k, weights_bytes=v[0], decode_s=v[1], sensitivity=v[2])
+                     for k, v in layers.items())
+
+
+
+
+def hardware_hash(device: DeviceSpec) -> str:
+    h = getattr(device, "content_hash", "")
+    if isinstance(h, str) and len(h) == 64 and all(c in "0123456789abcdef" for c in h):
+        return "sha256:" + h
+    from hwmodels import device_to_dict
+
+    return content_hash(device_to_dict(device))
+

@@ -1,0 +1,222 @@
+"""What the planner is asked (:class:`PlanProblem`), which candidates it visits (parallel
+layouts, KV formats) and how plans of different candidates compare under an objective."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from hwmodels import DeviceSpec
+from planner.arch import ArchSpec
+from planner.costmodel import EstimateError, Layout, Serving, check_layout
+from planner.formats import get_format
+from planner.options import parse_low_ranks
+from planner.plan import OBJECTIVES, Plan, Predicted
+
+__all__ = [
+    "DEFAULT_KV_FORMATS",
+    "OBJECTIVE_ORDER",
+    "PlanProblem",
+    "better",
+    "compare_key",
+    "kv_candidates",
+    "min_opt",
+    "objective_value",
+    "ordered_layouts",
+    "usd_per_million",
+]
+
+#: KV-cache formats tried when ``--kv`` is not given (the device's 16-bit format first).
+DEFAULT_KV_FORMATS = ("fp8-e4m3", "int8", "int4-g64")
+REPAIR_ROUNDS = 4
+REL_TOL = 1e-6
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanProblem:
+    """What to plan for (CLI flags / REST fields in snake case). ``tp``/``pp``/``dp`` left
+    ``None`` are searched over; ``kv`` ``None`` searches the KV formats too; ``low_rank``
+    lists absolute ranks to offer as low-rank factorisations of linear groups (``None``:
+    none are offered)."""
+
+    devices: int = 1
+    tp: int | None = None
+    pp: int | None = None
+    dp: int | None = None
+    ep: int | None = None
+    batch: int = 1
+    prompt: int = 512
+    gen: int = 128
+    max_memory_per_device_bytes: float | None = None
+    ttft_slo_s: float | None = None
+    tpot_slo_s: float | None = None
+    avg_bits: float | None = None
+    allow_offload: bool = False
+    objective: str = "accuracy"
+    objective_weights: Mapping[str, float] = field(default_factory=dict)
+    formats: tuple[str, ...] | None = None
+    sparsity: tuple[str, ...] | None = None
+    kv: str | None = None
+    activations: str | None = None
+    pins: Mapping[str, str] = field(default_factory=dict)
+    low_rank: tuple[int, ...] | None = None
+    low_precision_compute: bool = True
+    backend: str = "highs"
+    time_limit_s: float = 60.0
+    gap: float = 1e-3
+
+    def __post_init__(self) -> None:
+        def bad(name: str, expected: str) -> EstimateError:
+            return EstimateError(name, f"--{name.replace('_', '-')} must be {expected}; got {getattr(self, name)!r}")
+
+        for name in ("devices", "batch"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise bad(name, "a positive integer")
+        for name in ("prompt", "gen"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise bad(name, "an integer >= 0")
+        for name in ("tp", "pp", "dp", "ep"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise bad(name, "a positive integer")
+        for name in ("max_memory_per_device_bytes", "ttft_slo_s", "tpot_slo_s", "avg_bits"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                                  or v <= 0):
+                raise bad(name, "a positive number")
+        if self.objective not in OBJECTIVES:
+            raise EstimateError("objective", f"--objective must be one of {', '.join(OBJECTIVES)}; got {self.objective!r}")
+        unknown = set(self.objective_weights) - {"accuracy", "latency", "memory"}
+        if unknown:
+            raise EstimateError("objective_weights", f"--objective-weights knows accuracy, latency, memory; got "
+                                f"{', '.join(sorted(unknown))}")
+        for k, v in self.objective_weights.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or not math.isfinite(v):
+                raise EstimateError("objective_weights", f"--objective-weights {k} must be a number >= 0; got {v!r}")
+        if self.objective == "weighted" and not any(self.objective_weights.values()):
+            raise EstimateError("objective_weights", "--objective weighted needs --objective-weights with a positive "
+                                "weight, e.g. accuracy=1,latency=0.5")
+        if not isinstance(self.time_limit_s, (int, float)) or self.time_limit_s <= 0:
+            raise bad("time_limit_s", "a positive number of seconds")
+        if self.low_rank is not None:
+            if isinstance(self.low_rank, (str, bytes)) or not isinstance(self.low_rank, Sequence) or any(
+                    isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in self.low_rank):
+                raise bad("low_rank", "a list of integer ranks >= 1, e.g. [256, 512]")
+            object.__setattr__(self, "low_rank", parse_low_ranks(tuple(self.low_rank)))
+
+    @property
+    def serving(self) -> Serving:
+        return Serving(batch=self.batch, prompt=self.prompt, gen=self.gen)
+
+
+
+def ordered_layouts(arch: ArchSpec, device: DeviceSpec, req: PlanProblem) -> list[Layout]:
+    fixed = {k: getattr(req, k) for k in ("tp", "pp", "dp", "ep") if getattr(req, k) is not None}
+    if all(getattr(req, k) is not None for k in ("tp", "pp", "dp")):
+        lay = Layout(tp=req.tp, pp=req.pp, dp=req.dp, ep=req.ep or 1)
+        check_layout(arch, lay, req.devices)
+        return [lay]
+    try:
+        from planner.parallel import enumerate_layouts
+    except ImportError:  # pragma: no cover - the layout module ships with tierwise
+        enumerate_layouts = None
+    if enumerate_layouts is not None:
+        layouts = enumerate_layouts(arch, req.devices)
+    else:  # pragma: no cover
+        layouts = []
+        for tp in range(1, req.devices + 1):
+            if req.devices % tp:
+                continue
+            for pp in range(1, req.devices // tp + 1):
+                if (req.devices // tp) % pp:
+                    continue
+                lay = Layout(tp=tp, pp=pp, dp=req.devices // tp // pp)
+                try:
+                    check_layout(arch, lay, req.devices)
+                except EstimateError:
+                    continue
+                layouts.append(lay)
+    out = [lay for lay in layouts if all(getattr(lay, k) == v for k, v in fixed.items())]
+    if not out:
+        want = ", ".join(f"{k}={v}" for k, v in fixed.items())
+        raise EstimateError("devices", f"no parallel layout of {req.devices} device(s) for {arch.id} has {want} "
+                            "(tp×pp×dp must equal --devices; tp must divide the attention heads)")
+    return out
+
+
+def min_opt(a: float | None, b: float) -> float:
+    return b if a is None else min(a, b)
+
+
+# ---------------------------------------------------------------------------
+# Objectives across candidates
+# ---------------------------------------------------------------------------
+
+OBJECTIVE_ORDER: dict[str, tuple[str, str | None]] = {
+    "accuracy": ("accuracy", "latency"),
+    "latency": ("latency", "accuracy"),
+    "cost": ("cost", "accuracy"),
+    "memory": ("memory", "accuracy"),
+    "weighted": ("weighted", None),
+}
+
+
+def usd_per_million(device: DeviceSpec, layout: Layout, req: PlanProblem, latency_s: float) -> float:
+    tokens = req.batch * (req.gen if req.gen > 0 else max(req.prompt, 1))
+    tps = layout.dp * tokens / latency_s if latency_s > 0 else 0.0
+    return device.usd_per_hour * layout.devices / 3600.0 / tps * 1e6 if tps > 0 else math.inf
+
+
+def objective_value(objective: str, p: Predicted, req: PlanProblem, refs: Mapping[str, float]) -> float:
+    if objective == "accuracy":
+        return p.sensitivity
+    if objective == "latency":
+        return p.latency_s
+    if objective == "memory":
+        return p.per_device_bytes
+    if objective == "cost":
+        return p.usd_per_million_tokens if p.usd_per_million_tokens is not None else 1e300
+    w = req.objective_weights
+    return (w.get("accuracy", 0.0) * p.sensitivity / refs["sensitivity"]
+            + w.get("latency", 0.0) * p.latency_s / refs["latency"]
+            + w.get("memory", 0.0) * p.per_device_bytes / refs["memory"])
+
+
+def compare_key(objective: str, plan: Plan, req: PlanProblem, refs: Mapping[str, float]) -> tuple:
+    p = plan.predicted
+    primary = objective_value(objective, p, req, refs)
+    secondary = {"accuracy": p.latency_s}.get(objective, p.sensitivity)
+    return (primary, secondary, p.per_device_bytes)
+
+
+def better(a: tuple, b: tuple) -> bool:
+    for x, y in zip(a, b):
+        tol = REL_TOL * max(abs(x), abs(y), 1e-300)
+        if x < y - tol:
+            return True
+        if x > y + tol:
+            return False
+    return False
+
+
+
+def kv_candidates(arch: ArchSpec, device: DeviceSpec, req: PlanProblem, base: str) -> list[str]:
+    """KV-cache formats to try: the one asked for, or the 16-bit base and the defaults the
+    device supports (only the base for models without a KV cache)."""
+    if req.kv is not None:
+        fmt = get_format(req.kv)
+        if not fmt.is_kv:
+            raise EstimateError("kv", f"--kv {req.kv!r} is not a KV-cache format")
+        if device.supports(fmt.name) == "unsupported":
+            raise EstimateError("kv", f"--kv {fmt.name} is not supported on {device.id}")
+        return [fmt.name]
+    if arch.family not in ("decoder", "encoder_decoder"):
+        return [base]
+    out = [base]
+    for k in DEFAULT_KV_FORMATS:
+        if device.supports(k) != "unsupported" and get_format(k).name not in out:
+            out.append(get_format(k).name)
+    return out

@@ -1,0 +1,67 @@
+"""The shipped format-noise table equals the live measurement it replaces."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from planner import format_noise as fn
+from planner.formats import list_formats
+
+
+def test_table_covers_every_registry_format():
+    data = json.loads(fn.TABLE_PATH.read_text())
+    assert data["reference"] == fn.REFERENCE
+    want_w = {f"{f.name}|{sp}" for f in list_formats(role="weight") for sp in fn.TABLE_SPARSITIES}
+    assert set(data["weight"]) == want_w
+    assert set(data["activation"]) == {f.name for f in list_formats(role="activation")}
+    assert set(data["kv"]) == {f.name for f in list_formats() if f.is_kv}
+
+
+@pytest.mark.parametrize("fmt,sp", [("int8", "dense"), ("int4-g128", "dense"), ("nf4", "dense"), ("nvfp4", "dense"),
+                                    ("mxfp6", "dense"), ("fp8-e4m3", "2:4"), ("int3-g64-zp", "dense"),
+                                    ("cb4", "dense"), ("bf16", "2:4"), ("int8", "unstructured:0.5")])
+def test_weight_entries_match_live_quantisation(fmt, sp):
+    shipped = fn._table()["weight"][f"{fmt}|{sp}"]
+    assert shipped == pytest.approx(fn.measure_weight_noise(fmt, sp), rel=1e-6, abs=1e-12)
+
+
+@pytest.mark.parametrize("fmt", ["int8", "fp8-e4m3", "int4-g128"])
+def test_activation_entries_match_live_quantisation(fmt):
+    assert fn._table()["activation"][fmt] == pytest.approx(fn.measure_activation_noise(fmt), rel=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["int8", "fp8-e5m2", "int4-g64"])
+def test_kv_entries_match_live_quantisation(fmt):
+    assert fn._table()["kv"][fmt] == pytest.approx(fn.measure_kv_noise(fmt), rel=1e-6)
+
+
+def test_missing_key_is_measured_live():
+    fn.weight_noise.cache_clear()
+    assert "int8|unstructured:0.3" not in fn._table()["weight"]
+    assert fn.weight_noise("int8", "unstructured:0.3") == pytest.approx(
+        fn.measure_weight_noise("int8", "unstructured:0.3"))
+
+
+def test_table_from_other_reference_is_ignored(tmp_path, monkeypatch):
+    bad = {"reference": {**fn.REFERENCE, "seed": 1}, "weight": {"int8|dense": 123.0}, "activation": {}, "kv": {}}
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(bad))
+    monkeypatch.setattr(fn, "TABLE_PATH", path)
+    fn._table.cache_clear()
+    try:
+        assert fn._table()["weight"] == {}
+    finally:
+        fn._table.cache_clear()
+
+
+def test_prior_uses_no_torch_for_tabled_formats():
+    import subprocess
+    import sys
+
+    code = ("import sys; from planner.format_noise import weight_noise, activation_noise, kv_noise; "
+            "weight_noise('int4-g128'); weight_noise('int8', '2:4'); activation_noise('int8'); kv_noise('fp8-e4m3'); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

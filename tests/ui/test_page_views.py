@@ -1,0 +1,515 @@
+"""The page's answers to the faults of issue 14 and its practitioner views, each driven in
+headless Chromium against the live ``tierwise serve`` at a desktop (1440×900) and a phone
+(390×844) window. Numbers are checked against the same request sent to the REST API.
+
+Screenshots go to ``$TIERWISE_UI_SCREENSHOT_DIR`` when it is set (``docs/img``), else to
+a temporary folder. Skips, saying why, without Playwright or a system Chromium.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)")
+
+from livepage import ROOT, Recorder, Server, open_page, shared_browser  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
+
+expect.set_options(timeout=30_000)
+
+SOLVE_TIMEOUT_MS = 180_000
+VIEWPORTS = {"desktop": (1440, 900), "phone": (390, 844)}
+PLAN_BODY = {"model": "llama-3.2-1b", "hardware": "l4", "max_memory_per_device": "1.2GB", "formats": ["bf16", "int8", "int4-g128"],
+             "kv": "bf16", "tp": 1, "pp": 1, "dp": 1}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    b = shared_browser()
+    if b is None:
+        where = os.environ.get("TIERWISE_CHROMIUM") or "chromium on PATH or /usr/bin/chromium"
+        pytest.skip(f"no system Chromium at {where} (apt-get install chromium); the browser tests never download one")
+    return b
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, browser):
+    # sync_wait_s = 1.5: a solve is held that long before the server answers with a job,
+    # which is what the elapsed-time display must count through.
+    s = Server(tmp_path_factory.mktemp("ui-views"), env={"TIERWISE_SYNC_WAIT_S": "1.5"}).start()
+    try:
+        with s.client() as c:
+            for path in ("/v1/hardware", "/v1/models", "/v1/formats"):
+                c.get(path).raise_for_status()
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = os.environ.get("TIERWISE_UI_SCREENSHOT_DIR")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("ui-view-shots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(params=list(VIEWPORTS), ids=list(VIEWPORTS))
+def vp(request):
+    return request.param
+
+
+@pytest.fixture
+def page(browser, server, vp):
+    rec = Recorder()
+    ctx, pg = open_page(browser, server.base, rec, viewport=VIEWPORTS[vp])
+    pg.recorder = rec
+    yield pg
+    ctx.close()
+    assert rec.foreign(server.base) == [], f"requests outside {server.base}: {rec.foreign(server.base)}"
+    assert rec.errors == [], f"script errors in the page: {rec.errors}"
+
+
+def ready(page, hash_: str = "") -> None:
+    page.goto("/" + hash_)
+    expect(page.locator("body")).to_have_attribute("data-restored", "true", timeout=120_000)
+
+
+def sig3(x: float) -> str:
+    return f"{float(f'{x:.3g}'):g}"
+
+
+def fmt_time(s: float) -> str:
+    if s < 1e-3:
+        return f"{sig3(s * 1e6)} µs"
+    if s < 1:
+        return f"{sig3(s * 1e3)} ms"
+    return f"{sig3(s)} s"
+
+
+def fits_in_window(page, selector: str) -> list[str]:
+    """Elements matched by selector that stick out of the window sideways."""
+    return page.locator(selector).evaluate_all(
+        "es => es.filter(e => e.getClientRects().length).filter(e => { const r = e.getBoundingClientRect();"
+        " return r.left < -1 || r.right > window.innerWidth + 1; }).map(e => e.outerHTML.slice(0, 80))")
+
+
+def no_null(page) -> None:
+    text = page.locator("main").inner_text()
+    assert not re.search(r"\bnull\b", text), "the page shows a literal 'null'"
+
+
+def chart_text_px(page, selector: str) -> float:
+    """The smallest rendered font size (CSS px) of the chart's text."""
+    return page.locator(f"{selector} svg text").evaluate_all(
+        "ts => Math.min(...ts.filter(t => t.textContent.trim()).map(t => t.getBoundingClientRect().height))")
+
+
+def shot(page, shots: Path, name: str, vp: str) -> None:
+    page.screenshot(path=str(shots / f"ui-{name}{'-phone' if vp == 'phone' else ''}.png"), full_page=True)
+
+
+# ------------------------------------------------------------------------------ estimate
+
+
+def test_estimate_shows_communication_decode_rate_memory_split_and_nothing_when_it_does_not_fit(page, server, shots, vp):
+    ready(page, "#estimate?model=llama-3.1-70b&hardware=h100-sxm&devices=4&tp=4&batch=8")
+    expect(page.locator("#estimate-result")).to_have_attribute("data-count", "1")
+    body = {"model": "llama-3.1-70b", "hardware": "h100-sxm", "devices": 4, "tp": 4, "batch": 8}
+    with server.client() as c:
+        est = c.post("/v1/estimate", json=body).json()
+    cards = page.locator("#estimate-result .card")
+    comm = cards.filter(has_text="Communication")
+    assert est["prefill"]["comm_s"] > 0.1 * est["ttft_s"], "TP4 prefill should spend a real share in communication"
+    expect(comm).to_contain_text(fmt_time(est["prefill"]["comm_s"]))
+    share = 100 * est["prefill"]["comm_s"] / est["ttft_s"]
+    expect(comm).to_contain_text(f"{float(f'{share:.2g}'):g} %")
+    expect(cards.filter(has_text="Decode tokens/s")).to_contain_text(f"{sig3(est['decode_tokens_per_s'])} tok/s")
+    dev = next(t for t in est["memory"]["tiers"].values() if t["role"] == "device")
+    expect(cards.filter(has_text="Weights per device")).to_contain_text(f"{sig3(dev['weights_bytes'] / 1e9)} GB")
+    expect(cards.filter(has_text="KV cache per device")).to_contain_text(f"{sig3(dev['kv_cache_bytes'] / 1e6)} MB")
+    expect(cards.filter(has_text="Activations per device")).to_contain_text(f"{sig3(dev['activations_bytes'] / 1e6)} MB")
+    no_null(page)
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+    shot(page, shots, "estimate", vp)
+
+    # 405B on one L4: it does not fit, so no TTFT, no throughput and no price are shown.
+    page.select_option("#model", "llama-3.1-405b")
+    page.select_option("#hardware", "l4")
+    page.fill("#est-devices", "1")
+    page.fill("#est-tp", "1")
+    page.fill("#est-batch", "1")
+    page.click("#estimate-run")
+    expect(page.locator("#estimate-result")).to_have_attribute("data-count", "2")
+
+    def card(name):
+        return page.locator(f'#estimate-result .card[data-card="{name}"]')
+
+    expect(card("Does not fit")).to_have_count(1)
+    expect(card("Memory per device")).to_have_class(re.compile(r"\bbad\b"))
+    for hidden in ("Time to first token", "Time per output token", "Communication", "Decode tokens/s", "Cost", "Throughput", "Energy"):
+        expect(card(hidden)).to_have_count(0)
+    assert "$" not in page.locator("#estimate-result .cards").inner_text()
+
+
+def test_cli_command_and_curl_give_the_numbers_the_page_shows(page, server, vp):
+    if vp == "phone":
+        pytest.skip("one viewport is enough to run the commands")
+    ready(page, "#estimate?model=llama-3.2-1b&hardware=l4&batch=4&gen=64")
+    expect(page.locator("#estimate-result")).to_have_attribute("data-count", "1")
+    ttft = page.locator("#estimate-result .card", has_text="Time to first token").locator(".v").inner_text()
+    page.click("#estimate-result .commands summary")
+    cli = page.locator("#estimate-result .cmd-cli").inner_text()
+    curl = page.locator("#estimate-result .cmd-curl").inner_text()
+    assert cli.startswith("tierwise estimate ") and "--batch 4" in cli and "--gen 64" in cli and "per-op" not in cli
+    out = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, check=False, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert fmt_time(json.loads(out.stdout)["ttft_s"]) == ttft
+    argv = shlex.split(cli)[2:] + ["--json"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-c", "from planner.cli import run; run()", "estimate", *argv], capture_output=True, text=True, check=False,
+                         timeout=300, cwd=ROOT, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert fmt_time(json.loads(run.stdout)["ttft_s"]) == ttft
+
+
+# ------------------------------------------------------------------------------ roofline
+
+
+def test_roofline_points_all_reachable_readable_names_and_only_the_devices_roofs(page, server, shots, vp):
+    ready(page, "#roofline?model=llama-3.1-8b&hardware=h100-sxm&batch=8")
+    chart = page.locator("#roofline-chart")
+    expect(chart.locator(".pt").first).to_be_visible()
+    with server.client() as c:
+        roofs = c.get("/v1/hardware/h100-sxm/roofs").json()
+    # H100 has no int4 or fp4 tensor cores: no roof is labelled with them
+    assert not any({"int4", "fp4"} & set(r["precisions"]) for r in roofs["compute"])
+    labels = chart.locator("text.roof-label").all_text_contents()
+    assert labels and not any(re.search(r"\b(int4|fp4)\b", t) for t in labels)
+    # every point is the topmost element at its centre: none hidden under another
+    hidden = chart.locator(".pt").evaluate_all("""ps => ps.filter(p => { p.scrollIntoView({ block: "center" });
+        const r = p.getBoundingClientRect();
+        const e = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2); return e !== p; })
+        .map(p => p.dataset.phase + " " + p.dataset.op)""")
+    assert hidden == []
+    # the points hold every operator exactly once
+    total = sum(int(n) for n in chart.locator(".pt").evaluate_all("ps => ps.map(p => p.dataset.count)"))
+    assert str(total) == chart.get_attribute("data-points")
+    # readable names: no raw '{i}' layer template in labels, tooltips or the table
+    assert not any("{i}" in a for a in chart.locator(".pt").evaluate_all("ps => ps.map(p => p.getAttribute('aria-label'))"))
+    chart.locator(".pt").first.focus()
+    expect(page.locator("#tooltip")).to_be_visible()
+    assert "{i}" not in page.locator("#tooltip").inner_text()
+    # roof labels: inside the chart and not overlapping one another
+    boxes = chart.locator("svg text.roof-label").evaluate_all("ts => ts.map(t => { const r = t.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })")
+    svg_box = chart.locator("svg").bounding_box()
+    for i, (l1, t1, r1, b1) in enumerate(boxes):
+        assert l1 >= svg_box["x"] - 1 and r1 <= svg_box["x"] + svg_box["width"] + 1, "a roof label is clipped"
+        for l2, t2, r2, b2 in boxes[i + 1:]:
+            assert r1 <= l2 or r2 <= l1 or b1 <= t2 or b2 <= t1, "two roof labels overlap"
+    # readable at phone width: chart text at least 10 px, nothing sideways
+    assert chart_text_px(page, "#roofline-chart") >= 10
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+    # CSV of the operator table: one row per operator, raw numbers
+    page.click("#roofline-table-box summary")
+    with page.expect_download() as dl:
+        page.click("#roofline-table button.csv")
+    rows = list(csv.reader(io.StringIO(Path(dl.value.path()).read_text())))
+    assert rows[0][:3] == ["phase", "operator", "kind"] and len(rows) - 1 == int(chart.get_attribute("data-points"))
+    float(rows[1][4])  # FLOPs as a number, not "1.2 GFLOP"
+    shot(page, shots, "roofline", vp)
+
+
+# ------------------------------------------------------------------------------ plan
+
+
+def test_open_restores_the_form_and_the_sweep_solves_the_same_problem(page, server, shots, vp):
+    pid = f"ui-open-{vp}"
+    base = server.solve({**PLAN_BODY, "id": pid})
+    server.solve({**PLAN_BODY, "id": f"ui-other-{vp}", "batch": 2})  # another problem: not on this frontier
+    ready(page, "#plans")
+    page.fill("#plans-search", pid)
+    page.get_by_role("button", name=f"open plan {pid}").click()
+    expect(page.locator("#plan-summary")).to_have_attribute("data-plan-id", pid)
+    expect(page.locator("#model")).to_have_value("llama-3.2-1b")
+    expect(page.locator("#hardware")).to_have_value("l4")
+    expect(page.locator("#plan-devices")).to_have_value("1")
+    expect(page.locator("#plan-mem")).to_have_value("1.2GB")
+    chosen = {c["weights"] for c in base["plan"]["choices"].values()}
+    assert set(page.input_value("#plan-formats").split(", ")) == chosen
+    expect(page.locator("#pareto-scope")).to_contain_text(re.compile(r"\d+ other stored plans? of this model and hardware solve a different problem"))
+    before = set(page.locator("#plan-pareto circle.pp").evaluate_all("cs => cs.map(c => c.dataset.planId)"))
+    assert pid in before and not any(i.startswith("ui-other-") for i in before)
+    # the sensitivity has a scale and says what 0 means
+    sens = page.locator("#plan-summary .card", has_text="Sensitivity")
+    expect(sens).to_contain_text("0 = every group at 16 bits")
+    expect(sens.locator("#sens-scale")).not_to_be_empty()
+
+    sent = []
+    page.on("request", lambda r: sent.append(r.post_data_json) if r.method == "POST" and r.url.endswith("/v1/plans") else None)
+    page.click("#pareto-sweep")
+    expect(page.locator("#pareto-status")).to_contain_text("solved", timeout=3 * SOLVE_TIMEOUT_MS)
+    assert sent, "the sweep sent no solve"
+    for req in sent:
+        assert req["devices"] == 1 and req["tp"] == 1 and req["model"] == "llama-3.2-1b" and req["batch"] == 1
+        assert set(req["formats"]) == chosen
+        assert req["max_memory_per_device"] < 1.2e9
+    # the frontier holds this problem's plans only
+    with server.client() as c:
+        same = [i for i in c.get("/v1/plans", params={"model": "llama-3.2-1b", "hardware": "l4", "limit": 100}).json()["items"]]
+    drawn = set(page.locator("#plan-pareto circle.pp").evaluate_all("cs => cs.map(c => c.dataset.planId)"))
+    assert not any(i.startswith("ui-other-") for i in drawn) and pid in drawn and len(drawn) > len(before) and len(same) > len(drawn)
+    assert chart_text_px(page, "#plan-pareto") >= 10
+    no_null(page)
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+    shot(page, shots, "plan", vp)
+    # the link restores the view: the same plan, the same form
+    url = page.url
+    assert "plan=" + pid in url
+    page.goto("about:blank")
+    page.goto(url)
+    expect(page.locator("#plan-summary")).to_have_attribute("data-plan-id", pid)
+    expect(page.locator("#plan-mem")).to_have_value("1.2GB")
+
+
+def test_offload_reads_against_the_device_and_a_diagnosis_change_is_for_one_solve(page, server, shots, vp):
+    ready(page, "#plan")
+    page.select_option("#model", "llama-3.2-1b")
+    page.select_option("#hardware", "l4")
+    for sel, value in {"#plan-mem": "0.6GB", "#plan-formats": "bf16, int8, int4-g128", "#plan-kv": "bf16", "#plan-tp": "1",
+                       "#plan-pp": "1", "#plan-dp": "1"}.items():
+        page.fill(sel, value)
+    page.click("#plan-run")
+    diag = page.locator("#plan-diagnosis")
+    expect(diag).to_be_visible(timeout=SOLVE_TIMEOUT_MS)
+    # the diagnosis speaks the form's language, not CLI flags
+    assert "--" not in diag.inner_text()
+    offload = diag.locator("li", has_text="Allow offload")
+    expect(offload).to_have_count(1)
+    shot(page, shots, "infeasible", vp)
+    offload.get_by_role("button", name="Use this change").click()
+    assert page.is_checked("#plan-offload")
+    page.click("#plan-run")
+    summary = page.locator("#plan-summary")
+    expect(summary).to_be_visible(timeout=SOLVE_TIMEOUT_MS)
+    # the change applied to that solve only
+    expect(page.locator("#plan-oneshot")).to_contain_text("Allow offload")
+    assert not page.is_checked("#plan-offload")
+    plan = server.client().get(f"/v1/plans/{summary.get_attribute('data-plan-id')}").json()["plan"]
+    assert plan["constraints"]["allow_offload"] is True
+    dev = next(t for t in plan["predicted"]["tiers"].values() if t["role"] == "device")
+    off = [n for n, t in plan["predicted"]["tiers"].items() if t["role"] != "device" and t["used_bytes"] > 0]
+    assert off, "a 0.6 GB budget for a 2.5 GB model must offload"
+    mem = page.locator("#plan-summary .card", has_text="Memory on the device")
+    expect(mem).to_contain_text(f"{sig3(dev['used_bytes'] / 1e6)} MB")
+    expect(mem).to_contain_text("within the 600 MB budget")
+    expect(mem).to_contain_text(f"offloaded to {off[0]}")
+    expect(mem).to_have_class(re.compile(r"\bgood\b"))
+    no_null(page)
+
+
+def test_diagnosis_without_a_binding_constraint_shows_no_null(page, server, vp):
+    """A server whose diagnosis names no binding constraint and no change (the job's error
+    as the planner can send it): nothing reads 'null'."""
+    def failed_job(route):
+        route.fulfill(status=200, content_type="application/json", body=json.dumps({
+            "id": "j1", "kind": "plan", "status": "failed", "url": "/v1/jobs/j1", "plan_id": None, "plan_url": None, "solve_s": 0.1,
+            "created_at": "2026-01-01T00:00:00+00:00", "updated_at": "2026-01-01T00:00:00+00:00",
+            "error": {"code": "infeasible", "message": "nothing fits", "field": None, "details": {"message": "nothing fits", "binding": None, "changes": []}}}))
+
+    def accepted(route):
+        route.fulfill(status=202, content_type="application/json", body=json.dumps({"id": "j1", "status": "queued", "url": "/v1/jobs/j1"}))
+
+    page.route("**/v1/jobs/j1", failed_job)
+    page.route("**/v1/plans", lambda r: accepted(r) if r.request.method == "POST" else r.continue_())
+    ready(page, "#plan")
+    page.click("#plan-run")
+    diag = page.locator("#plan-diagnosis")
+    expect(diag).to_be_visible()
+    expect(diag).to_contain_text("nothing fits")
+    assert not re.search(r"\bnull\b", diag.inner_text())
+    expect(diag.locator("text=binding")).to_have_count(0)
+
+
+# ------------------------------------------------------------------------------ capacity
+
+
+def test_capacity_ranks_only_what_meets_the_slos_and_reads_on_a_phone(page, server, shots, vp):
+    with server.client() as c:
+        if "/v1/capacity" not in c.get("/openapi.json").json()["paths"]:
+            pytest.skip("this build of the service has no POST /v1/capacity")
+    ready(page, "#capacity?model=llama-3.1-8b&hardware=l4,h100-sxm,a100-80gb-sxm&qps=10&ttft_slo_s=0.5&tpot_slo_s=0.03")
+    rows = page.locator("#capacity-table tbody tr, #capacity-miss tbody tr")
+    expect(rows).to_have_count(3, timeout=SOLVE_TIMEOUT_MS)
+    with server.client() as c:
+        ans = c.post("/v1/capacity", json={"model": "llama-3.1-8b", "hardware": ["l4", "h100-sxm", "a100-80gb-sxm"], "qps": 10,
+                                          "ttft_slo_s": 0.5, "tpot_slo_s": 0.03}).json()
+    meets = sorted((h for h in ans["hardware"] if h["meets_slo"] and h["best"]), key=lambda h: h["best"]["usd_per_hour"])
+    expect(page.locator("#capacity-table tbody tr td:nth-child(2)")).to_have_text([h["hardware"] for h in meets])
+    misses = [h["hardware"] for h in ans["hardware"] if not (h["meets_slo"] and h["best"])]
+    assert sorted(page.locator("#capacity-miss tbody tr td:nth-child(2)").all_text_contents()) == sorted(misses)
+    # the cost-against-load axis: 2.5–40 QPS gets ticks between the powers of ten
+    plot = page.locator("#capacity-plot")
+    expect(plot).to_have_attribute("data-series", str(len(meets)), timeout=SOLVE_TIMEOUT_MS)
+    ticks = plot.locator("svg g.axis > text").all_text_contents()
+    assert {"5", "10", "20"} <= set(ticks), ticks
+    assert chart_text_px(page, "#capacity-plot") >= 10
+    # price columns and every cell on screen, no sideways scrolling
+    assert fits_in_window(page, "#capacity-result td") == []
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+    with page.expect_download() as dl:
+        page.click("#capacity-result button.csv")
+    table = list(csv.reader(io.StringIO(Path(dl.value.path()).read_text())))
+    assert [r[1] for r in table[1:]] == [h["hardware"] for h in meets]
+    assert float(table[1][3]) == pytest.approx(meets[0]["best"]["usd_per_hour"])
+    curl = page.locator("#capacity-result .cmd-curl").text_content()
+    out = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, check=False, timeout=300)
+    assert out.returncode == 0 and out.stdout, (curl, out.stderr)
+    assert [h["hardware"] for h in json.loads(out.stdout)["hardware"]] == [h["hardware"] for h in ans["hardware"]]
+    assert page.locator("#capacity-result .cmd-cli").text_content().startswith("tierwise capacity serve --model llama-3.1-8b")
+    shot(page, shots, "capacity", vp)
+
+    # 405B cannot fit on one device of any of them: no price, no timing, nothing ranked
+    page.goto("/#capacity?model=llama-3.1-405b&hardware=l4&qps=1&max_devices=1")
+    expect(page.locator("body")).to_have_attribute("data-restored", "true", timeout=120_000)
+    expect(page.locator("#capacity-none")).to_be_visible(timeout=SOLVE_TIMEOUT_MS)
+    nofit = page.locator("#capacity-miss tbody tr")
+    expect(nofit).to_have_count(1)
+    expect(nofit).to_contain_text("does not fit")
+    assert not re.search(r"\$|\d+(\.\d+)? ?(ms|µs|s)\b", nofit.inner_text().replace("does not fit", ""))
+
+
+# ------------------------------------------------------------------------------ stored plans
+
+
+def test_stored_plans_fit_a_phone_and_an_empty_diff_says_so(page, server, shots, vp):
+    a, b = f"ui-same-{vp}-a", f"ui-same-{vp}-b"
+    server.solve({**PLAN_BODY, "id": a})
+    server.solve({**PLAN_BODY, "id": b})
+    ready(page, f"#plans?q=ui-same-{vp}-")
+    rows = page.locator("#plans-table tbody tr")
+    expect(rows).to_have_count(2)
+    assert fits_in_window(page, "#plans-table button") == []
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+    page.get_by_label(f"select plan {a} for diff").check()
+    page.get_by_label(f"select plan {b} for diff").check()
+    page.click("#plans-diff")
+    expect(page.locator("#diff-summary")).to_contain_text("0 of")
+    expect(page.locator("#diff-none")).to_be_visible()
+    no_null(page)
+    shot(page, shots, "plans", vp)
+
+
+# ------------------------------------------------------------------------------ new views
+
+
+def test_throughput_against_latency_over_a_batch_sweep(page, server, shots, vp):
+    ready(page, "#throughput?model=llama-3.1-8b&hardware=l4&batches=1,4,16,64,1024")
+    chart = page.locator("#throughput-chart")
+    expect(chart).to_have_attribute("data-points", re.compile(r"\d+"), timeout=60_000)
+    pts = {}
+    with server.client() as c:
+        for b in (1, 4, 16, 64, 1024):
+            pts[b] = c.post("/v1/estimate", json={"model": "llama-3.1-8b", "hardware": "l4", "batch": b}).json()
+    fit = [b for b, d in pts.items() if d["memory"]["fits"]]
+    assert 1 in fit and 1024 not in fit, "the sweep should cross the memory limit"
+    expect(chart).to_have_attribute("data-points", str(len(fit)))
+    expect(chart.locator("circle.tp")).to_have_count(len(fit))
+    expect(page.locator("#throughput-nofit")).to_contain_text("1024")
+    row = page.locator("#throughput-table tbody tr", has=page.locator("td:first-child", has_text=re.compile(r"^16$")))
+    cells = row.locator("td").all_text_contents()
+    assert cells[2] == sig3(1 / pts[16]["tpot_s"]) and cells[3] == sig3(pts[16]["output_tokens_per_s"] / pts[16]["devices"])
+    # more batch: more tokens/s per device, fewer per user
+    per_dev = [float(x) for x in chart.locator("circle.tp").evaluate_all("cs => cs.map(c => c.getAttribute('cy'))")]
+    assert per_dev == sorted(per_dev, reverse=True)
+    assert chart_text_px(page, "#throughput-chart") >= 10
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+    q = parse_qs(urlsplit(page.url).fragment.split("?", 1)[1])
+    assert q["batches"] == ["1,4,16,64,1024"] and q["model"] == ["llama-3.1-8b"]
+    shot(page, shots, "throughput", vp)
+
+
+def test_compare_two_estimates_side_by_side_and_by_link(page, server, shots, vp):
+    ready(page, "#estimate")
+    page.select_option("#model", "llama-3.1-8b")
+    page.select_option("#hardware", "h100-sxm")
+    page.fill("#est-batch", "1")
+    page.click("#estimate-run")
+    expect(page.locator("#estimate-result")).to_have_attribute("data-count", "1")
+    page.click("#compare-set-a")
+    page.fill("#est-weights", "fp8")
+    page.fill("#est-batch", "16")
+    page.click("#estimate-run")
+    expect(page.locator("#estimate-result")).to_have_attribute("data-count", "2")
+    page.click("#compare-set-b")
+    expect(page.locator("#view-compare")).to_be_visible()
+    with server.client() as c:
+        a = c.post("/v1/estimate", json={"model": "llama-3.1-8b", "hardware": "h100-sxm", "batch": 1}).json()
+        b = c.post("/v1/estimate", json={"model": "llama-3.1-8b", "hardware": "h100-sxm", "batch": 16, "weights": "fp8"}).json()
+    tpot = page.locator("#compare-table tr", has=page.locator("th", has_text=re.compile("^TPOT$"))).locator("td")
+    expect(tpot.nth(0)).to_have_text(fmt_time(a["tpot_s"]))
+    expect(tpot.nth(1)).to_have_text(fmt_time(b["tpot_s"]))
+    assert sorted(page.locator("#compare-inputs tr.differs th").all_text_contents()) == ["batch", "weights"]
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+    shot(page, shots, "compare", vp)
+    url = page.url
+    assert url.split("#")[1].startswith("compare?a=")
+    page.goto("about:blank")
+    page.goto(url)
+    expect(page.locator("#compare-table")).to_be_visible()
+    expect(page.locator("#compare-table tr", has=page.locator("th", has_text=re.compile("^TPOT$"))).locator("td").nth(1)).to_have_text(fmt_time(b["tpot_s"]))
+
+
+def test_error_messages_name_the_form_field_not_the_cli_flag(page, server, vp):
+    ready(page, "#plan")
+    page.fill("#plan-time", "-3")
+    page.click("#plan-run")
+    with server.client() as c:
+        err = c.post("/v1/plans", json={"model": "llama-3.1-8b", "hardware": "h100-sxm", "devices": 1, "time_limit_s": -3}).json()["error"]
+    box = page.locator('#plan-form [data-field="time_limit_s"] .field-error')
+    expect(box).to_be_visible()
+    expect(page.locator("#plan-time")).to_have_attribute("aria-invalid", "true")
+    text = box.inner_text()
+    assert "--time-limit" not in text and "'time_limit_s'" not in text
+    assert "Solver time limit" in text or err["message"].split(": ", 1)[-1] in text
+
+
+# Last: on a server that cannot cancel, the abandoned solve keeps running to the end.
+def test_solve_timer_counts_from_the_click_and_cancel(page, server, vp):
+    if vp == "phone":
+        pytest.skip("the timer and Cancel do not depend on the window")
+    ready(page, "#plan")
+    page.select_option("#model", "llama-3.1-70b")
+    page.select_option("#hardware", "h100-sxm")
+    page.fill("#plan-devices", "8")
+    page.fill("#plan-time", "60")
+    page.click("#plan-run")
+    text = page.locator("#plan-progress .progress-text")
+    # The server holds the POST for its 1.5 s sync wait: the time counts through it, so the
+    # first time the job's status shows, at least 1.5 s have passed (not a fresh 0.0 s).
+    expect(text).to_have_text(re.compile(r"^submitted, \d+\.\d s$"))
+    expect(text).to_have_text(re.compile(r"^solving: \w+, \d+\.\d s$"), timeout=60_000)
+    first = float(re.search(r"(\d+\.\d) s", text.inner_text()).group(1))
+    assert first >= 1.5, f"the timer restarted when the job came back: {first} s"
+    with server.client() as c:
+        can_cancel = "delete" in c.get("/openapi.json").json()["paths"].get("/v1/jobs/{job_id}", {})
+    page.click("#plan-cancel")
+    note = page.locator("#plan-cancelled")
+    expect(note).to_be_visible()
+    if can_cancel:
+        expect(note).to_contain_text("Cancelled")
+    else:
+        expect(note).to_contain_text(re.compile(r"cannot cancel a running solve \(DELETE /v1/jobs/\S+ answered 40[45]\)"))
+    expect(page.locator("#plan-progress")).to_be_hidden()
+    expect(page.locator("#plan-run")).to_be_enabled()
