@@ -46,4 +46,11 @@ class InfeasibleError(TierwiseError):
         return self.details
 
 
-__all__ = ["EstimateError", "InfeasibleError", "KINDS", "TierwiseError", "render_field"]
+class SensitivityError(TierwiseError, ValueError):
+    """A bad sensitivity source or file (``field`` names the entry)."""
+
+    def __init__(self, message: str, field: str = "sensitivity"):
+        TierwiseError.__init__(self, message, field=field)
+
+
+__all__ = ["EstimateError", "InfeasibleError", "KINDS", "SensitivityError", "TierwiseError", "render_field"]

@@ -165,7 +165,7 @@ def kv_noise(kv: str) -> float:
     scales run per token and head (int8) or per group along head_dim."""
     fmt = get_format(kv)
     if not fmt.is_kv:
-        from planner.sensitivity import SensitivityError
+        from planner.errors import SensitivityError
 
         raise SensitivityError(f"{fmt.name!r} is not a KV-cache format", field="kv")
     hit = _table()["kv"].get(fmt.name)

@@ -96,7 +96,7 @@ from typing import Protocol
 
 import numpy as np
 
-from planner.errors import TierwiseError
+from planner.errors import SensitivityError
 from planner.format_noise import _apply, _torch, activation_noise, kv_noise, weight_noise
 from planner.formats import FormatError, get_format
 from planner.options import HIGH_PRECISION_COMPUTE, GroupInfo, Option, OptionError, option_key, parse_option_key
@@ -138,13 +138,6 @@ ROLE_FACTORS: Mapping[str, float] = {
     "conv": 1.0,
 }
 DEPTH_TAU = 0.1
-
-
-class SensitivityError(TierwiseError, ValueError):
-    """A bad sensitivity source or file (``field`` names the entry)."""
-
-    def __init__(self, message: str, field: str = "sensitivity"):
-        TierwiseError.__init__(self, message, field=field)
 
 
 def depth_factor(position: float) -> float:

@@ -72,9 +72,16 @@ def test_cross_node_all_to_all_has_one_price_in_inference_and_training():
 
 
 def _imports(path: Path) -> set[str]:
-    """Every module a file imports, at top level or inside functions."""
+    """Every module a file imports, at top level or inside functions (imports for type
+    checkers only, under ``if TYPE_CHECKING:``, run nothing and are left out)."""
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                   and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING"
+                   for n in ast.walk(node)}
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             out.add(node.module)
             out.update(f"{node.module}.{a.name}" for a in node.names)
