@@ -23,7 +23,7 @@ M/G/1 server. Decode iterations run one batch per live model, so the iteration t
 the sum of the models' step times. The fleet is compared with hosting each model on its
 own replicas.
 
-Training capacity lives in :mod:`planner.capacity_train` (re-exported here).
+Training capacity lives in :mod:`planner.training_capacity` (re-exported here).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from planner.errors import InfeasibleError
 from planner.costmodel import Choice, EstimateError, Layout, RuntimeSettings, Serving, estimate_inference, max_batch
 from planner.deadline import Deadline, DeadlineExceeded
 from planner.layout import num_layers
-from planner.capacity_train import (  # training capacity, re-exported here
+from planner.training_capacity import (  # training capacity, re-exported here
     TrainAnswer,
     TrainOption,
     TrainTarget,
