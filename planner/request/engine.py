@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ENGINE_HELP", "canonical", "check_given", "engine_defaults", "engine_summary", "resolve_engine"]
+__all__ = ["ENGINE_HELP", "canonical", "check_given", "engine_defaults", "resolve_engine"]
 
 ENGINE_HELP = ("Serving or training engine (vllm, trtllm, sglang, llamacpp, executorch, ...; `tierwise engines list`); "
                "default: the hardware class's engine (docs/engines.md).")
@@ -93,12 +93,4 @@ def check_given(sup: Any, given: Mapping[str, Any], v: Mapping[str, Any],
     sparsity = v.get("sparsity") if "sparsity" in given else None
     check_request(sup, weights=weights, activations=acts, kv=pick("kv") if "kv" in v else None,
                   sparsity=sparsity, layout=layout)
-
-
-def engine_summary(sup: Any) -> dict[str, Any]:
-    """What an answer says of its engine: id and the runtime assumptions priced."""
-    rt = sup.runtime
-    return {"id": sup.engine, "context_bytes": rt.context_bytes, "memory_fraction": rt.memory_fraction,
-            "chunked_prefill": rt.chunked_prefill, "chunk_tokens": rt.chunk_tokens,
-            "graph_capture": rt.graph_capture, "paged_kv": rt.paged_kv}
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from hwmodels.errors import TierwiseError
 
-from planner.request.engine import ENGINE_HELP, check_given, engine_defaults, engine_summary, resolve_engine
+from planner.request.engine import ENGINE_HELP, check_given, engine_defaults, resolve_engine
 from planner.request.fields import (
     bad,
     check_bool,
