@@ -10,24 +10,35 @@ together, so a crash leaves either both or neither.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Index, String, Text, create_engine, event, func, select
+from sqlalchemy import JSON, DateTime, Float, Index, String, Text, create_engine, delete, event, func, inspect, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
-
-from hwmodels.errors import TierwiseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+from hwmodels.errors import TierwiseError
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+#: Statuses of a job that is still to run (the only ones resumed after a restart).
+UNFINISHED = ("queued", "running")
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def iso_utc(t: dt.datetime) -> str:
+    """ISO 8601 in UTC with its offset (``2026-01-02T03:04:05.123456+00:00``); SQLite hands
+    back naive datetimes for what was stored in UTC."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.astimezone(dt.timezone.utc).isoformat()
 
 
 def new_id() -> str:
@@ -76,8 +87,19 @@ class PlanRow(Base):
     )
 
 
+class PlanIdRow(Base):
+    """A plan id reserved by an accepted plan request: the unique key that makes two
+    concurrent requests for one id end in one job and one 409. Released when the job fails
+    or is cancelled; kept with the stored plan."""
+
+    __tablename__ = "plan_ids"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
 class JobRow(Base):
-    """A plan solve run in the background; ``request`` is kept so a restart can resume it."""
+    """A plan solve or capacity search run in the background; ``request`` is kept so a
+    restart can resume it; ``result`` holds a capacity answer."""
 
     __tablename__ = "jobs"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -90,8 +112,14 @@ class JobRow(Base):
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    client: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
     __table_args__ = (Index("ix_jobs_status", "status"),)
+
+
+#: Columns added after the first release: (table, column, SQL type) added on start when missing.
+_ADDED_COLUMNS = (("jobs", "result", "JSON"), ("jobs", "client", "VARCHAR(128)"))
 
 
 class DuplicateIdError(TierwiseError):
@@ -104,6 +132,17 @@ class DuplicateIdError(TierwiseError):
         self.catalog = catalog
         self.id = id
         super().__init__(f"{catalog} id {id!r} already exists", field="id")
+
+
+class QueueFullError(TierwiseError):
+    """``max_pending`` jobs are already queued or running."""
+
+    kind = "unavailable"
+    code = "busy"
+
+    def __init__(self, pending: int) -> None:
+        self.pending = pending
+        super().__init__(f"{pending} jobs are already queued or running; retry later")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -137,6 +176,21 @@ class Store:
         self.engine = make_engine(url)
         Base.metadata.create_all(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        # Serializes job admission in this process; PostgreSQL also takes a table lock so
+        # that several server processes admit against one exact count.
+        self._admit = threading.Lock()
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add columns newer than an existing database, and reserve the ids of plans stored
+        before ids were reserved."""
+        have = {t: {c["name"] for c in inspect(self.engine).get_columns(t)} for t in {t for t, _, _ in _ADDED_COLUMNS}}
+        with self.engine.begin() as c:
+            for table, column, sqltype in _ADDED_COLUMNS:
+                if column not in have[table]:
+                    c.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sqltype}"))
+            c.execute(text("INSERT INTO plan_ids (id, job_id) SELECT p.id, NULL FROM plans p "
+                           "WHERE NOT EXISTS (SELECT 1 FROM plan_ids r WHERE r.id = p.id)"))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -181,18 +235,25 @@ class Store:
     # ---- plans -----------------------------------------------------------------
 
     def add_plan(self, *, id: str, body: dict, request: dict | None, job_id: str | None = None,
-                 solve_s: float | None = None) -> PlanRow:
-        """Store a plan (and mark its job succeeded in the same transaction)."""
+                 solve_s: float | None = None) -> PlanRow | None:
+        """Store a plan and mark its job succeeded, in one transaction.
+
+        With ``job_id``: the id was reserved by :meth:`admit_job`; returns None (and stores
+        nothing) when the job is no longer running (cancelled, or failed at its time limit).
+        Without: the id is reserved here (:class:`DuplicateIdError` when taken)."""
         row = PlanRow(id=id, model=str(body.get("model")), hardware=str(body.get("hardware")), created_at=utcnow(),
                       checksum=str(body.get("checksum") or ""), body=body, request=request)
         try:
             with self.session() as s:
-                s.add(row)
-                s.flush()
                 if job_id is not None:
                     job = s.get(JobRow, job_id)
-                    if job is not None:
-                        job.status, job.plan_id, job.solve_s, job.updated_at = "succeeded", id, solve_s, utcnow()
+                    if job is None or job.status != "running":
+                        return None
+                    job.status, job.plan_id, job.solve_s, job.updated_at = "succeeded", id, solve_s, utcnow()
+                else:
+                    s.add(PlanIdRow(id=id, job_id=None))
+                    s.flush()
+                s.add(row)
         except IntegrityError:
             raise DuplicateIdError("plan", id) from None
         return row
@@ -211,6 +272,7 @@ class Store:
             if row is None:
                 return False
             s.delete(row)
+            s.execute(delete(PlanIdRow).where(PlanIdRow.id == id))
             return True
 
     def list_plans(self, *, model: str | None, hardware: str | None, limit: int, offset: int) -> tuple[int, list[PlanRow]]:
@@ -226,21 +288,42 @@ class Store:
 
     # ---- jobs ------------------------------------------------------------------
 
-    def add_job(self, *, id: str, kind: str, request: dict) -> JobRow:
+    def admit_job(self, *, id: str, kind: str, request: dict, max_pending: int, plan_id: str | None = None,
+                  client: str | None = None) -> JobRow:
+        """Commit a ``queued`` job in one transaction that (1) counts pending jobs and raises
+        :class:`QueueFullError` at ``max_pending`` and (2) reserves ``plan_id`` (unique key:
+        :class:`DuplicateIdError` when a stored plan or an accepted request holds it)."""
         now = utcnow()
-        return self._insert(JobRow(id=id, kind=kind, status="queued", request=request, created_at=now, updated_at=now), "job")
+        job = JobRow(id=id, kind=kind, status="queued", request=request, created_at=now, updated_at=now, client=client)
+        with self._admit:
+            try:
+                with self.session() as s:
+                    if s.get_bind().dialect.name == "postgresql":
+                        s.execute(text("LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE"))
+                    pending = int(s.scalar(select(func.count()).select_from(JobRow).where(JobRow.status.in_(UNFINISHED))) or 0)
+                    if pending >= max_pending:
+                        raise QueueFullError(pending)
+                    if plan_id is not None:
+                        s.add(PlanIdRow(id=plan_id, job_id=id))
+                        s.flush()
+                    s.add(job)
+            except IntegrityError:
+                raise DuplicateIdError("plan", plan_id or id) from None
+        return job
 
     def get_job(self, id: str) -> JobRow | None:
         with self.session() as s:
             return s.get(JobRow, id)
 
     def set_job(self, id: str, *, status: str, error: dict | None = None, note: str | None = None,
-                solve_s: float | None = None) -> None:
+                solve_s: float | None = None, result: dict | None = None, only_if: tuple[str, ...] | None = None) -> bool:
+        """Update a job; ``only_if``: only while its status is one of these (False otherwise).
+        A plan job that ends without a plan releases its reserved id in the same transaction."""
         assert status in JOB_STATUSES
         with self.session() as s:
             job = s.get(JobRow, id)
-            if job is None:
-                return
+            if job is None or (only_if is not None and job.status not in only_if):
+                return False
             job.status, job.updated_at = status, utcnow()
             if error is not None:
                 job.error = error
@@ -248,14 +331,19 @@ class Store:
                 job.note = note
             if solve_s is not None:
                 job.solve_s = solve_s
+            if result is not None:
+                job.result = result
+            if status in ("failed", "cancelled") and job.kind == "plan":
+                s.execute(delete(PlanIdRow).where(PlanIdRow.job_id == id))
+            return True
 
     def unfinished_jobs(self) -> list[JobRow]:
         with self.session() as s:
-            return list(s.scalars(select(JobRow).where(JobRow.status.in_(("queued", "running"))).order_by(JobRow.created_at)))
+            return list(s.scalars(select(JobRow).where(JobRow.status.in_(UNFINISHED)).order_by(JobRow.created_at)))
 
     def count_unfinished_jobs(self) -> int:
         with self.session() as s:
-            return int(s.scalar(select(func.count()).select_from(JobRow).where(JobRow.status.in_(("queued", "running")))) or 0)
+            return int(s.scalar(select(func.count()).select_from(JobRow).where(JobRow.status.in_(UNFINISHED))) or 0)
 
     # ---- helpers ---------------------------------------------------------------
 

@@ -28,10 +28,12 @@ class ApiError(TierwiseError):
     """An error to send as JSON with an explicit HTTP ``status``. ``field`` is the request
     field at fault, if one is. Like every user-facing error it is a :class:`TierwiseError`."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None, details: Any = None) -> None:
+    def __init__(self, status: int, code: str, message: str, field: str | None = None, details: Any = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message, field=field, code=code, details=details,
                          kind=_KIND_OF_STATUS.get(status, "bad_input"))
         self.status = status
+        self.headers = headers
 
     @property
     def http_status(self) -> int:
@@ -91,11 +93,27 @@ def map_exception(exc: BaseException) -> ApiError | None:
     return None
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 lists only the first
+    matching route's), with HEAD wherever GET is served."""
+    from starlette.routing import Match
+
+    scope = {**request.scope, "method": "GET"}
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if getattr(route, "methods", None) and route.matches(scope)[0] != Match.NONE:
+            methods |= set(route.methods)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(TierwiseError)
     async def _tierwise_error(_: Request, exc: TierwiseError) -> JSONResponse:
         mapped = map_exception(exc)
-        return error_response(mapped.status, mapped.code, mapped.message, mapped.field, mapped.details)
+        return error_response(mapped.status, mapped.code, mapped.message, mapped.field, mapped.details,
+                              headers=getattr(mapped, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -104,12 +122,24 @@ def install(app: FastAPI) -> None:
         details = [{"field": _loc_to_field(e.get("loc", ())), "message": e.get("msg")} for e in errors[:20]]
         if first.get("type") == "json_invalid":
             return error_response(400, "malformed_json", "request body is not valid JSON: " + str(first.get("ctx", {}).get("error", "")), None)
+        if _loc_to_field(first.get("loc", ())) is None and tuple(first.get("loc", ()))[:1] == ("body",):
+            got = "nothing" if first.get("type") == "missing" else f"{type(first.get('input')).__name__} {str(first.get('input'))[:60]!r}"
+            return error_response(422, "invalid_body", "the request body must be a JSON object (Content-Type: application/json) "
+                                  f"with the fields listed at /docs; got {got}", None)
         return error_response(422, "invalid_field", _describe(first), _loc_to_field(first.get("loc", ())), details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "too_large"}.get(exc.status_code, "http_error")
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 405:
+            allowed = _allowed_methods(request)
+            return error_response(405, "method_not_allowed", f"{request.method} is not allowed here; use "
+                                  + ", ".join(allowed), None, headers={"Allow": ", ".join(allowed)})
+        # 400 comes from parsing the body (e.g. JSON nested too deeply for the parser)
+        code = {400: "malformed_json", 404: "not_found", 405: "method_not_allowed", 401: "unauthorized",
+                413: "too_large"}.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            message = "request body could not be parsed as JSON (malformed, or nested too deeply)"
         if exc.status_code == 404 and message == "Not Found":
             message = "no such route; see /docs for the routes"
         return error_response(exc.status_code, code, message, None, headers=getattr(exc, "headers", None))

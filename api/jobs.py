@@ -1,10 +1,23 @@
-"""Plan solves in worker threads, recorded as jobs in the database.
+"""Background jobs (plan solves and capacity searches) run by worker threads, recorded in
+the database.
 
-A job row is committed (``queued``) before the solve starts, so an accepted request
-survives a restart: :meth:`JobRunner.resume` re-submits jobs left ``queued`` or
-``running`` by a previous process. The plan row and the job's ``succeeded`` status are
-committed in one transaction. Each solve runs under the request's time limit (capped by
-the server's ``solve_time_limit_s``), and at most ``workers`` solves run at once.
+- **Admission** (:meth:`api.db.Store.admit_job`): one transaction commits the ``queued`` job,
+  reserves the plan id and enforces the pending-jobs cap, so an accepted request survives a
+  restart and two requests for one id cannot both be accepted.
+- **One deadline per job**: each job runs under :class:`planner.deadline.Deadline` (the
+  request's ``time_limit_s``, capped by the server's ``solve_time_limit_s``); the planner and
+  the capacity search check it and stop there. :meth:`JobRunner.cancel` sets its event.
+- **Workers are freed on time**: a job cancelled while running, or still running
+  ``GRACE_S`` after its time limit, is marked ``cancelled`` / ``failed`` (code
+  ``time_limit``) at once and its worker is replaced, so the slot is free within the grace
+  even if one long solver call has not reached its next check; that call's result is
+  discarded (:meth:`api.db.Store.add_plan` stores only for a ``running`` job). A finished,
+  failed or cancelled job is never resumed; only ``queued``/``running`` jobs of a killed
+  process are (:meth:`JobRunner.resume`).
+- **Fairness**: ``workers`` general threads plus ``short_workers`` threads that take only
+  jobs whose time limit is at most ``short_job_s`` (a short lane: a quick solve is never stuck
+  behind long ones), and each thread takes the oldest job of the client with the fewest
+  running jobs (one client cannot hold every worker while others wait).
 """
 
 from __future__ import annotations
@@ -12,75 +25,285 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from api.db import Store
 from api.errors import ApiError, map_exception
 from api.metrics import Metrics
-from api.services import Catalog, solve_plan_request
 from api.settings import Settings
 
 log = logging.getLogger("tierwise.api.jobs")
 
+#: Seconds past its time limit (or after a cancel) before a job's worker is replaced.
+GRACE_S = 1.0
+
+
+@dataclass(eq=False)
+class _Job:
+    id: str
+    kind: str
+    request: dict
+    client: str
+    limit_s: float
+    seq: int
+    done: Future = field(default_factory=Future)  # resolves with the final status, never raises
+    http_status: int | None = None  # of a failure, for the route that waits on the job
+    deadline: Any = None
+    started: float | None = None
+    worker: "_Worker | None" = None
+
+
+class _Worker(threading.Thread):
+    def __init__(self, runner: "JobRunner", short_only: bool, n: int) -> None:
+        super().__init__(name=f"tierwise-{'short' if short_only else 'job'}-{n}", daemon=True)
+        self.runner = runner
+        self.short_only = short_only
+        self.retired = False
+
+    def run(self) -> None:
+        while not self.retired:
+            job = self.runner._take(self)
+            if job is None:
+                return
+            try:
+                self.runner._run(job)
+            finally:
+                self.runner._finished(job, self)
+
+
+def job_time_limit(settings: Settings, request: dict) -> float:
+    """The request's ``time_limit_s``, capped by the server's ``solve_time_limit_s``."""
+    asked = request.get("time_limit_s")
+    return min(float(asked), settings.solve_time_limit_s) if asked else settings.solve_time_limit_s
+
 
 class JobRunner:
-    def __init__(self, store: Store, catalog: Catalog, metrics: Metrics, settings: Settings) -> None:
+    def __init__(self, store: Store, catalog: Any, metrics: Metrics, settings: Settings) -> None:
         self.store = store
         self.catalog = catalog
         self.metrics = metrics
         self.settings = settings
-        self._pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="tierwise-solve")
-        self._lock = threading.Lock()
-        self._futures: dict[str, Future] = {}
+        self._cond = threading.Condition()
+        self._pending: list[_Job] = []
+        self._jobs: dict[str, _Job] = {}
+        self._running_by_client: dict[str, int] = {}
+        self._seq = 0
+        self._stopping = False
+        self._zombies = 0  # replaced workers still inside a solver call
+        self._nworkers = 0
+        for _ in range(settings.workers):
+            self._spawn(short_only=False)
+        for _ in range(settings.short_workers):
+            self._spawn(short_only=True)
+        self._watchdog = threading.Thread(target=self._watch, name="tierwise-watchdog", daemon=True)
+        self._watchdog.start()
 
-    def submit(self, job_id: str, request: dict) -> Future:
-        fut = self._pool.submit(self._run, job_id, request)
-        with self._lock:
-            self._futures[job_id] = fut
-        fut.add_done_callback(lambda _f: self._forget(job_id))
-        return fut
+    # ---- queue -----------------------------------------------------------------------
 
-    def _forget(self, job_id: str) -> None:
-        with self._lock:
-            self._futures.pop(job_id, None)
-
-    def _run(self, job_id: str, request: dict) -> str:
-        plan_id = request["id"]
-        self.store.set_job(job_id, status="running")
-        t0 = time.perf_counter()
-        try:
-            if self.store.plan_exists(plan_id):  # a resumed job whose plan was already stored
-                self.store.set_job(job_id, status="succeeded")
-                return plan_id
-            body = solve_plan_request(self.catalog, self.settings, request)
-            elapsed = time.perf_counter() - t0
-            self.store.add_plan(id=plan_id, body=body, request=request, job_id=job_id, solve_s=elapsed)
-            self.metrics.observe_solve("succeeded", elapsed)
-            return plan_id
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
-            elapsed = time.perf_counter() - t0
-            mapped = map_exception(exc)
-            if mapped is None:
-                log.exception("plan job %s failed", job_id)
-                mapped = ApiError(500, "internal", f"the solve failed unexpectedly ({type(exc).__name__}); the server log has the details")
-            err = {"code": mapped.code, "message": mapped.message, "field": mapped.field}
-            if mapped.details is not None:
-                err["details"] = mapped.details
-            self.store.set_job(job_id, status="failed", error=err, solve_s=elapsed)
-            self.metrics.observe_solve("failed", elapsed)
-            raise mapped from exc
+    def submit(self, job_id: str, kind: str, request: dict, client: str | None = None) -> _Job:
+        """Queue an admitted job; ``job.done`` resolves with its final status."""
+        with self._cond:
+            self._seq += 1
+            job = _Job(id=job_id, kind=kind, request=request, client=client or "-",
+                       limit_s=job_time_limit(self.settings, request), seq=self._seq)
+            self._jobs[job_id] = job
+            self._pending.append(job)
+            self._cond.notify_all()
+            return job
 
     def future(self, job_id: str) -> Future | None:
-        with self._lock:
-            return self._futures.get(job_id)
+        with self._cond:
+            job = self._jobs.get(job_id)
+            return job.done if job else None
+
+
+    def _is_short(self, job: _Job) -> bool:
+        return job.limit_s <= self.settings.short_job_s
+
+    def _take(self, worker: _Worker) -> _Job | None:
+        with self._cond:
+            while True:
+                if self._stopping or worker.retired:
+                    return None
+                fits = [j for j in self._pending if not worker.short_only or self._is_short(j)]
+                if fits:
+                    job = min(fits, key=lambda j: (self._running_by_client.get(j.client, 0), j.seq))
+                    self._pending.remove(job)
+                    self._running_by_client[job.client] = self._running_by_client.get(job.client, 0) + 1
+                    job.worker = worker
+                    return job
+                self._cond.wait()
+
+    def _finished(self, job: _Job, worker: _Worker) -> None:
+        with self._cond:
+            self._release(job)
+            if worker.retired:
+                self._zombies -= 1
+            self._cond.notify_all()
+
+    def _release(self, job: _Job) -> None:
+        """Forget a job (under the lock): its client's running count and its table entry."""
+        if self._jobs.pop(job.id, None) is None:
+            return
+        if job.worker is not None:
+            n = self._running_by_client.get(job.client, 1) - 1
+            if n > 0:
+                self._running_by_client[job.client] = n
+            else:
+                self._running_by_client.pop(job.client, None)
+
+    def _spawn(self, short_only: bool) -> None:
+        self._nworkers += 1
+        _Worker(self, short_only, self._nworkers).start()
+
+    def _retire(self, job: _Job, status: str) -> None:
+        """Free a running job's worker now (under the lock): the thread finishes its current
+        call in the background and exits; a fresh worker takes its place. Replacements are
+        bounded by the worker count, so cancelling cannot multiply threads."""
+        w = job.worker
+        self._release(job)
+        if not job.done.done():
+            job.done.set_result(status)
+        if w is None or w.retired:
+            return
+        if self._zombies < self.settings.workers + self.settings.short_workers:
+            w.retired = True
+            self._zombies += 1
+            self._spawn(short_only=w.short_only)
+        self._cond.notify_all()
+
+    # ---- cancel and time limits ---------------------------------------------------------
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a queued or running job: marked ``cancelled`` now (so a restart does not
+        resume it), its deadline's event set, its worker freed. False when it had ended."""
+        if not self.store.set_job(job_id, status="cancelled", only_if=("queued", "running"),
+                                  error={"code": "cancelled", "message": "the job was cancelled", "field": None}):
+            return False
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if job is not None:
+                if job.deadline is not None:
+                    job.deadline.cancel()
+                if job in self._pending:
+                    self._pending.remove(job)
+                    self._jobs.pop(job_id, None)
+                    job.done.set_result("cancelled")
+                else:
+                    self._retire(job, "cancelled")
+        self.metrics.observe_solve("cancelled", 0.0)
+        return True
+
+    def _watch(self) -> None:
+        while not self._stopping:
+            time.sleep(0.25)
+            now = time.monotonic()
+            with self._cond:
+                late = [j for j in self._jobs.values()
+                        if j.started is not None and now - j.started > j.limit_s + GRACE_S and not j.done.done()]
+            for job in late:
+                err = {"code": "time_limit", "field": "time_limit_s",
+                       "message": f"the job ran past its time limit of {job.limit_s:g} s ('time_limit_s') and was stopped"}
+                if self.store.set_job(job.id, status="failed", error=err, solve_s=now - job.started, only_if=("running",)):
+                    log.warning("job %s (%s) overran its %g s limit; its worker was replaced", job.id, job.kind, job.limit_s)
+                    self.metrics.observe_solve("failed", now - job.started)
+                with self._cond:
+                    if job.deadline is not None:
+                        job.deadline.cancel()
+                    self._retire(job, "failed")
+
+    # ---- running one job ----------------------------------------------------------------
+
+    def _run(self, job: _Job) -> None:
+        from planner.deadline import Cancelled, Deadline, DeadlineExceeded
+
+        if not self.store.set_job(job.id, status="running", only_if=("queued",)):
+            if not job.done.done():
+                job.done.set_result("cancelled")
+            return
+        with self._cond:
+            job.deadline = Deadline(job.limit_s)
+            job.started = time.monotonic()
+        t0 = time.perf_counter()
+        try:
+            status = self._execute(job, job.deadline)
+        except Exception as exc:  # noqa: BLE001 - every outcome is recorded on the job
+            if self._stopping:  # shutting down: left running, resumed on the next start
+                return
+            elapsed = time.perf_counter() - t0
+            if isinstance(exc, Cancelled):
+                status = "cancelled"
+            else:
+                err, job.http_status = self._error(job, exc)
+                status = "failed" if self.store.set_job(job.id, status="failed", error=err, solve_s=elapsed,
+                                                        only_if=("running",)) else "cancelled"
+            self.metrics.observe_solve(status, elapsed)
+            if isinstance(exc, DeadlineExceeded):
+                log.info("job %s stopped at its time limit", job.id)
+        else:
+            self.metrics.observe_solve(status, time.perf_counter() - t0)
+        if not job.done.done():
+            job.done.set_result(status)
+
+    def _execute(self, job: _Job, deadline: Any) -> str:
+        from api import services
+
+        t0 = time.perf_counter()
+        if job.kind == "plan":
+            body = services.solve_plan_request(self.catalog, self.settings, job.request, deadline=deadline)
+            stored = self.store.add_plan(id=job.request["id"], body=body, request=job.request, job_id=job.id,
+                                         solve_s=time.perf_counter() - t0)
+            return "succeeded" if stored is not None else "cancelled"
+        run: Callable[..., dict] = {"capacity": services.capacity, "capacity_train": services.train_capacity}[job.kind]
+        result = run(self.catalog, job.request, deadline=deadline)
+        ok = self.store.set_job(job.id, status="succeeded", result=result, solve_s=time.perf_counter() - t0,
+                                only_if=("running",))
+        return "succeeded" if ok else "cancelled"
+
+    def _error(self, job: _Job, exc: Exception) -> tuple[dict, int]:
+        from planner.deadline import DeadlineExceeded
+
+        if isinstance(exc, DeadlineExceeded):
+            mapped = ApiError(422, "time_limit", f"nothing usable was found within the time limit of {job.limit_s:g} s "
+                              "('time_limit_s'); raise it (up to the server's solve_time_limit_s) or relax the request",
+                              "time_limit_s")
+        else:
+            mapped = map_exception(exc)
+        if mapped is None:
+            log.exception("%s job %s failed", job.kind, job.id)
+            mapped = ApiError(500, "internal", f"the job failed unexpectedly ({type(exc).__name__}); the server log has the details")
+        err = {"code": mapped.code, "message": mapped.message, "field": mapped.field}
+        if mapped.details is not None:
+            err["details"] = mapped.details
+        return err, mapped.status
+
+    # ---- lifecycle -----------------------------------------------------------------------
 
     def resume(self) -> int:
-        """Re-submit jobs a previous process accepted but did not finish."""
+        """Re-queue jobs a previous process accepted but did not finish (``queued`` or
+        ``running``); cancelled, failed and finished jobs stay as they are."""
         jobs = self.store.unfinished_jobs()
         for job in jobs:
             self.store.set_job(job.id, status="queued", note="resumed after a restart")
-            self.submit(job.id, job.request)
+            self.submit(job.id, job.kind, job.request, job.client)
         return len(jobs)
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def shutdown(self, wait_s: float = 3.0) -> None:
+        """Stop taking jobs and cancel the running ones' deadlines (their jobs stay
+        ``running`` in the database and are resumed on the next start); wait up to ``wait_s``
+        for the workers to leave the solver."""
+        with self._cond:
+            self._stopping = True
+            for job in self._jobs.values():
+                if job.deadline is not None:
+                    job.deadline.cancel()
+            self._cond.notify_all()
+        end = time.monotonic() + wait_s
+        for t in threading.enumerate():
+            if isinstance(t, _Worker) and t.runner is self and t is not threading.current_thread():
+                t.join(max(0.0, end - time.monotonic()))
+
+
+__all__ = ["GRACE_S", "JobRunner", "job_time_limit"]

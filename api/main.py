@@ -1,7 +1,8 @@
 """The application factory: ``create_app(settings=None)``.
 
 Middleware (outermost first): CORS (only when ``TIERWISE_CORS_ORIGINS`` is set), then one
-ASGI layer that enforces the API key, caps the request body and records metrics.
+ASGI layer that enforces the API key, caps the request body, answers HEAD on GET routes
+and records metrics.
 """
 
 from __future__ import annotations
@@ -51,10 +52,15 @@ class ServiceMiddleware:
             return
         t0 = time.perf_counter()
         status_holder = [500]
+        head = scope.get("method") == "HEAD"
+        if head:  # HEAD is GET without the body (RFC 9110 §9.3.2), on every GET route
+            scope = dict(scope, method="GET")
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder[0] = message["status"]
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         try:
@@ -101,6 +107,23 @@ class ServiceMiddleware:
         return None
 
 
+def _server_limits(schema: dict, settings: Settings) -> None:
+    """Write this server's limits into the request schemas (``time_limit_s`` at most
+    ``solve_time_limit_s``; device counts at most ``max_devices``), so that the schema says
+    what the server accepts."""
+    bounds = {"time_limit_s": settings.solve_time_limit_s, "devices": settings.max_devices,
+              "max_devices": settings.max_devices}
+    for name, model in schema.get("components", {}).get("schemas", {}).items():
+        if not name.endswith("Create"):
+            continue
+        for prop, limit in bounds.items():
+            spec = model.get("properties", {}).get(prop)
+            for branch in (spec.get("anyOf") or [spec]) if spec else ():
+                if branch.get("type") in ("number", "integer") and branch.get("maximum", limit + 1) > limit:
+                    branch["maximum"] = limit
+                    branch.pop("exclusiveMaximum", None)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service. ``settings`` default to :meth:`Settings.from_env`."""
     settings = settings or Settings.from_env()
@@ -112,6 +135,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         catalog = Catalog(store)
         runner = JobRunner(store, catalog, metrics, settings)
         app.state.store, app.state.catalog, app.state.runner = store, catalog, runner
+        # Import the planner and read the catalog listings now, so that the first requests
+        # (including ones refused at once) do not pay for module imports.
+        import planner.capacity  # noqa: F401
+        import planner.search  # noqa: F401
+        from api.services import catalog_devices, catalog_models
+
+        catalog_devices(), catalog_models()
         resumed = runner.resume()
         if resumed:
             log.info("resumed %d unfinished plan jobs", resumed)
@@ -160,6 +190,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
             "type": "http", "scheme": "bearer", "description": "needed on every route but /healthz when TIERWISE_API_KEY is set"}
+        _server_limits(schema, settings)
         if settings.api_key:
             for path, ops in schema.get("paths", {}).items():
                 if path in PUBLIC_PATHS:

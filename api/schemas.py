@@ -9,12 +9,16 @@ extra fields so the planner can add results without breaking clients.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, WithJsonSchema, model_validator
 
 #: Ids of catalog entries, custom profiles and models: a bare name, never a path.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
+#: The same rule for server-side checks: use ``ID_RE.fullmatch`` (``$`` in ``re.match`` also
+#: matches before a trailing newline).
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN, max_length=64)]
 #: An engine id of the catalog (vllm, trtllm, llamacpp, ...): no paths over REST.
 EngineId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -29,8 +33,47 @@ Size = Annotated[
 _NO_PATH = ("/", "\\")
 
 
+def _iso_utc(t: dt.datetime) -> str:
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.astimezone(dt.timezone.utc).isoformat()
+
+
+#: A timestamp in responses: ISO 8601 in UTC with its offset (``...+00:00``).
+UtcTime = Annotated[dt.datetime, PlainSerializer(_iso_utc, return_type=str, when_used="json"),
+                    WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
+def _integral_floats_to_int(value: Any) -> Any:
+    """239.0 is a JSON Schema integer: give strict validation the int (true stays a bool)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    if isinstance(value, list):
+        return [_integral_floats_to_int(v) for v in value]
+    return value
+
+
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # strict: JSON true is not the integer 1 and "5" is not 5 (an integer is still a valid
+    # float, and an integral number such as 239.0 a valid integer, as in JSON Schema)
+    # no whitespace stripping: a value is checked as sent, as the schema's patterns and
+    # lengths describe it (" bf16" and "l4\n" are not bf16 and l4)
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: _integral_floats_to_int(v) for k, v in data.items()}
+        return data
+
+
+def _exactly_one(a: str, b: str) -> ConfigDict:
+    """Say in the schema what the validator enforces: exactly one of ``a`` and ``b`` is given."""
+    def only(x: str, y: str) -> dict:
+        return {"required": [x], "properties": {x: {"not": {"type": "null"}}, y: {"type": "null"}}}
+
+    return ConfigDict(json_schema_extra={"oneOf": [only(a, b), only(b, a)]})
 
 
 class _Out(BaseModel):
@@ -55,11 +98,13 @@ class ErrorPublic(BaseModel):
 
 class HardwareCreate(_In):
     """A custom hardware profile: the same mapping as a ``profiles/hardware/*.yaml`` file,
-    either as JSON (``profile``) or as YAML text (``yaml``, parsed with ``yaml.safe_load``:
-    tags such as ``!!python/object`` are refused)."""
+    either as JSON (``profile``) or as YAML text (``yaml``, plain YAML only: tags such as
+    ``!!python/object``, anchors and aliases are refused, size and nesting are bounded)."""
+
+    model_config = _exactly_one("profile", "yaml")
 
     profile: dict[str, Any] | None = Field(default=None, description="the profile mapping (YAML units, as in a profile file)")
-    yaml: str | None = Field(default=None, max_length=500_000, description="the profile as YAML text")
+    yaml: str | None = Field(default=None, max_length=128_000, description="the profile as YAML text")
 
     @model_validator(mode="after")
     def _one_source(self) -> "HardwareCreate":
@@ -103,9 +148,11 @@ class HardwareList(_Out):
 class ModelCreate(_In):
     """A custom model: an HF-style ``config.json`` mapping (``config``) or YAML text."""
 
+    model_config = _exactly_one("config", "yaml")
+
     id: Id
     config: dict[str, Any] | None = None
-    yaml: str | None = Field(default=None, max_length=500_000)
+    yaml: str | None = Field(default=None, max_length=128_000)
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelCreate":
@@ -202,6 +249,12 @@ class EstimatePublic(_Out):
 # ---------------------------------------------------------------------------
 
 
+def _time_limit(what: str) -> tuple[Any, Any]:
+    """``time_limit_s`` as REST takes it: positive, at most an hour (and the server's limit)."""
+    return (Annotated[float, Field(gt=0, le=3600)] | None,
+            Field(default=None, description=f"{what} in seconds (at most the server's solve_time_limit_s)"))
+
+
 def _plan_create() -> type[BaseModel]:
     from planner.request.plan import PlanRequest
 
@@ -220,8 +273,7 @@ def _plan_create() -> type[BaseModel]:
         low_rank=(list[int] | None, Field(default=None, max_length=16,
                                           description="ranks to offer as low-rank factorization options (off when left out)")),
         objective_weights=(dict[str, float] | None, Field(default=None, max_length=8)),
-        time_limit_s=(Annotated[float, Field(gt=0, le=3600)] | None,
-                      Field(default=None, description="solver time limit (at most the server's solve_time_limit_s)")),
+        time_limit_s=_time_limit("solver time limit"),
     )
 
 
@@ -232,13 +284,13 @@ class PlanSummary(_Out):
     id: str
     model: str
     hardware: str
-    created_at: dt.datetime
+    created_at: UtcTime
     checksum: str
 
 
 class PlanPublic(_Out):
     id: str
-    created_at: dt.datetime
+    created_at: UtcTime
     plan: dict[str, Any]
 
 
@@ -252,15 +304,16 @@ class PlanPage(_Out):
 
 class JobPublic(_Out):
     id: str
-    kind: str
-    status: Literal["queued", "running", "succeeded", "failed"]
+    kind: Literal["plan", "capacity", "capacity_train"]
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     url: str
     plan_id: str | None = None
     plan_url: str | None = None
+    result: dict[str, Any] | None = Field(default=None, description="a capacity job's answer, when it succeeded")
     error: ErrorDetail | None = None
     solve_s: float | None = None
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    created_at: UtcTime
+    updated_at: UtcTime
 
 
 class ExportFilePublic(_Out):
@@ -306,8 +359,10 @@ def _capacity_create() -> type[BaseModel]:
         tpot_slo_s=(Annotated[float, Field(gt=0, le=1e6)], Field(examples=[0.05])),
         formats=(list[FormatName] | None, Field(default=None, max_length=16, description="candidate weight formats",
                                                 json_schema_extra={"default": list(field_info(CapacityServeRequest)["formats"].default)})),
+        time_limit_s=_time_limit("search time limit"),
     )
     return type("CapacityCreate", (model,), {"__module__": __name__, "__doc__": model.__doc__,
+                                             "model_config": _exactly_one("model", "models"),
                                              "_models": model_validator(mode="after")(check)})
 
 
@@ -325,6 +380,7 @@ def _train_capacity_create() -> type[BaseModel]:
         hardware=(Id, Field(examples=["h100-sxm"])),
         tokens=(float, Field(examples=[2e12])),
         days=(float, Field(examples=[30.0])),
+        time_limit_s=_time_limit("search time limit"),
     )
 
 

@@ -13,10 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import yaml
-
 from api.db import Store
 from api.errors import ApiError, map_exception
+from api.limits import check_depth, check_model_size, group_count
 from api.settings import Settings
 
 
@@ -39,13 +38,14 @@ def domain_errors() -> Iterator[None]:
 
 
 def safe_yaml(text: str, field: str) -> Any:
-    """Parse YAML from a client: ``yaml.safe_load`` only; tags such as !!python/object are refused."""
+    """Parse YAML from a client with :func:`hwmodels.safeyaml.load_untrusted`: no tags, no
+    anchors or aliases, bounded size and nesting, refused before any object is built."""
+    from hwmodels.safeyaml import UnsafeYamlError, load_untrusted
+
     try:
-        return yaml.safe_load(text)
-    except yaml.constructor.ConstructorError as e:
-        raise ApiError(422, "invalid_yaml", f"'{field}': YAML tags such as !!python/... are not accepted ({e.problem})", field) from None
-    except yaml.YAMLError as e:
-        raise ApiError(422, "invalid_yaml", f"'{field}': not valid YAML ({getattr(e, 'problem', None) or e})", field) from None
+        return load_untrusted(text, field=field)
+    except UnsafeYamlError as e:
+        raise ApiError(422, "invalid_yaml", e.render("rest"), field) from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -151,13 +151,12 @@ def register_hardware(store: Store, catalog: Catalog, profile: dict | None, text
     data = profile if profile is not None else safe_yaml(text or "", "yaml")
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_profile", f"the profile must be a mapping; got {type(data).__name__}", "profile")
+    check_depth(data, "profile" if profile is not None else "yaml")
     pid = data.get("id")
     field = "profile.id" if profile is not None else "yaml"
-    import re
+    from api.schemas import ID_RE, ID_PATTERN
 
-    from api.schemas import ID_PATTERN
-
-    if not isinstance(pid, str) or not re.match(ID_PATTERN, pid):
+    if not isinstance(pid, str) or not ID_RE.fullmatch(pid):
         raise ApiError(422, "invalid_field", f"'{field}' must be an id matching {ID_PATTERN}; got {pid!r}", field)
     if pid in catalog_devices():
         raise ApiError(409, "duplicate_id", f"hardware id {pid!r} is a catalog profile; choose another id", field)
@@ -180,12 +179,14 @@ def register_model(store: Store, id: str, config: dict | None, text: str | None)
         raise ApiError(422, "invalid_model_config", f"the config must be a mapping; got {type(data).__name__}", "config")
     if id in catalog_models():
         raise ApiError(409, "duplicate_id", f"model id {id!r} is a catalog model; choose another id", "id")
+    check_depth(data, "config")
     try:
         json.dumps(data, allow_nan=False)
     except ValueError as e:
         raise ApiError(422, "invalid_model_config", f"'config' must be plain JSON data ({e})", "config") from None
     with domain_errors():
         arch = arch_from_config(data, model_id=id, origin=f"<model {id}>")
+        check_model_size(arch, data)
         summary = model_public(arch, custom=True)
     try:
         store.add_model(id, data)
@@ -341,8 +342,8 @@ def estimate(catalog: Catalog, req: dict) -> bytes:
 
 
 def check_plan_limits(catalog: Catalog, settings: Settings, req: dict) -> None:
-    """Refuse a solve that is over the service's limits (422 naming the limit)."""
-    from planner.export import group_modules
+    """Refuse a solve that is over the service's limits (422 naming the limit), cheaply:
+    the group count comes from the workload's blocks, not from building every group."""
 
     devices = int(req.get("devices") or 1)
     if devices > settings.max_devices:
@@ -355,29 +356,38 @@ def check_plan_limits(catalog: Catalog, settings: Settings, req: dict) -> None:
     arch = catalog.arch(req["model"])
     catalog.device(req["hardware"])
     with domain_errors():
-        groups = len(group_modules(arch))
+        groups = group_count(arch)
     if groups > settings.max_groups:
         raise ApiError(422, "limit_exceeded", f"model {arch.id!r} has {groups} decision groups, over this server's limit "
                        f"max_groups={settings.max_groups}", "model", {"limit": "max_groups", "value": settings.max_groups})
 
 
-def solve_plan_request(catalog: Catalog, settings: Settings, req: dict) -> dict:
-    """Solve one plan request and return the plan as a dict (``plan_to_dict``)."""
+def solve_plan_request(catalog: Catalog, settings: Settings, req: dict, deadline=None) -> dict:
+    """Solve one plan request under ``deadline`` (a :class:`planner.deadline.Deadline`; by
+    default the request's time limit capped by the server's) and return the plan as a dict."""
+    from planner.deadline import Deadline
     from planner.plan import plan_to_dict
 
+    from api.jobs import job_time_limit
+
+    deadline = deadline or Deadline(job_time_limit(settings, req))
     arch = catalog.arch(req["model"])
     dev = catalog.device(req["hardware"])
-    time_limit = min(float(req.get("time_limit_s") or settings.solve_time_limit_s), settings.solve_time_limit_s)
     with domain_errors():
-        plan = _solve(arch, dev, req, time_limit)
+        plan = _solve(arch, dev, req, deadline)
         return plan_to_dict(plan)
 
 
-def _solve(arch, dev, req: dict, time_limit_s: float):
+def _solve(arch, dev, req: dict, deadline):
+    """The request layer's plan (``planner.request.plan``) under the job's ``deadline``."""
     from planner.request.plan import PlanRequest, run_plan
 
+    deadline.check("the solve")
     fields = {k: v for k, v in req.items() if v is not None and k != "id"}
-    return run_plan(PlanRequest(**{**fields, "model": arch, "hardware": dev, "time_limit_s": time_limit_s}))
+    # time_limit_s: what is left of the job's deadline (it also bounds the ILP backend's own limit)
+    time_limit_s = max(deadline.remaining(), 0.01)
+    return run_plan(PlanRequest(**{**fields, "model": arch, "hardware": dev, "time_limit_s": time_limit_s}),
+                    deadline=deadline)
 
 
 def export_context(catalog: Catalog, plan: dict):
@@ -406,8 +416,9 @@ def export_context(catalog: Catalog, plan: dict):
 # ---------------------------------------------------------------------------
 
 
-def capacity(catalog: Catalog, req: dict) -> dict:
-    """``tierwise capacity serve`` for one request, as its ``--json`` answer."""
+def capacity(catalog: Catalog, req: dict, deadline=None) -> dict:
+    """``tierwise capacity serve`` for one request, as its ``--json`` answer; ``deadline``
+    (a :class:`planner.deadline.Deadline`, the job's) stops the search."""
     from planner.request import json_safe
     from planner.request.capacity import CapacityServeRequest, run_capacity_serve
 
@@ -418,11 +429,12 @@ def capacity(catalog: Catalog, req: dict) -> dict:
         fields["models"] = [catalog.arch(m) for m in fields["models"]]
     fields["hardware"] = [catalog.device(h) for h in (fields.get("hardware") or sorted(catalog_devices()))]
     with domain_errors():
-        return json_safe(run_capacity_serve(CapacityServeRequest(**fields)).to_dict())
+        return json_safe(run_capacity_serve(CapacityServeRequest(**fields), deadline=deadline).to_dict())
 
 
-def train_capacity(catalog: Catalog, req: dict) -> dict:
-    """``tierwise capacity train`` for one request, as its ``--json`` answer."""
+def train_capacity(catalog: Catalog, req: dict, deadline=None) -> dict:
+    """``tierwise capacity train`` for one request, as its ``--json`` answer (``deadline``: as
+    for :func:`capacity`)."""
     from planner.request import json_safe
     from planner.request.capacity import CapacityTrainRequest, run_capacity_train
 
@@ -430,4 +442,4 @@ def train_capacity(catalog: Catalog, req: dict) -> dict:
     fields["model"] = catalog.arch(fields["model"])
     fields["hardware"] = catalog.device(fields["hardware"])
     with domain_errors():
-        return json_safe(run_capacity_train(CapacityTrainRequest(**fields))[0].to_dict())
+        return json_safe(run_capacity_train(CapacityTrainRequest(**fields), deadline=deadline)[0].to_dict())

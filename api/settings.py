@@ -11,8 +11,11 @@ Environment variables (all optional):
 ``TIERWISE_SYNC_WAIT_S``       how long ``POST /v1/plans`` waits before answering 202 (default 5 s)
 ``TIERWISE_MAX_GROUPS``        largest problem a plan request may pose, in decision groups (default 5000)
 ``TIERWISE_MAX_DEVICES``       most devices a request may ask about (default 4096)
-``TIERWISE_WORKERS``           solver threads (default 2)
-``TIERWISE_MAX_PENDING_JOBS``  queued solves beyond which new plan requests get 503 (default 200)
+``TIERWISE_WORKERS``           job threads (plan solves, capacity searches; default 2)
+``TIERWISE_SHORT_WORKERS``     extra threads that take only short jobs (default 1)
+``TIERWISE_SHORT_JOB_S``       a job whose time limit is at most this is short (default 10 s)
+``TIERWISE_MAX_PENDING_JOBS``  queued or running jobs beyond which new ones get 503 (default 200)
+``TIERWISE_RETRY_AFTER_S``     the ``Retry-After`` of a 503 (default 5 s)
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ def _float(env: dict, key: str, default: float, *, positive: bool = True) -> flo
     return value
 
 
-def _int(env: dict, key: str, default: int) -> int:
-    value = _float(env, key, float(default))
+def _int(env: dict, key: str, default: int, *, positive: bool = True) -> int:
+    value = _float(env, key, float(default), positive=positive)
     if value != int(value):
         raise ValueError(f"environment variable {key} must be a whole number; got {env.get(key)!r}")
     return int(value)
@@ -60,16 +63,21 @@ class Settings:
     max_groups: int = 5000
     max_devices: int = 4096
     workers: int = 2
+    short_workers: int = 1
+    short_job_s: float = 10.0
     max_pending_jobs: int = 200
+    retry_after_s: int = 5
 
     def __post_init__(self) -> None:
         if not self.database_url:
             raise ValueError("Settings.database_url must be a SQLAlchemy URL such as sqlite:///tierwise.db")
-        for name in ("max_body_bytes", "max_groups", "max_devices", "workers", "max_pending_jobs"):
+        if not isinstance(self.short_workers, int) or self.short_workers < 0:
+            raise ValueError(f"Settings.short_workers must be a non-negative integer; got {self.short_workers!r}")
+        for name in ("max_body_bytes", "max_groups", "max_devices", "workers", "max_pending_jobs", "retry_after_s"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"Settings.{name} must be a positive integer; got {v!r}")
-        for name in ("solve_time_limit_s", "sync_wait_s"):
+        for name in ("solve_time_limit_s", "sync_wait_s", "short_job_s"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:
                 raise ValueError(f"Settings.{name} must be a non-negative number of seconds; got {v!r}")
@@ -92,7 +100,10 @@ class Settings:
             max_groups=_int(env, "TIERWISE_MAX_GROUPS", 5000),
             max_devices=_int(env, "TIERWISE_MAX_DEVICES", 4096),
             workers=_int(env, "TIERWISE_WORKERS", 2),
+            short_workers=_int(env, "TIERWISE_SHORT_WORKERS", 1, positive=False),
+            short_job_s=_float(env, "TIERWISE_SHORT_JOB_S", 10.0, positive=False),
             max_pending_jobs=_int(env, "TIERWISE_MAX_PENDING_JOBS", 200),
+            retry_after_s=_int(env, "TIERWISE_RETRY_AFTER_S", 5),
         )
 
     def with_(self, **changes) -> "Settings":

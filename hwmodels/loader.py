@@ -4,7 +4,8 @@ hwmodels that touches files.
 Profiles carry units in their key suffixes (``_gb``, ``_gib``, ``_mb``,
 ``_gb_per_s``, ``_us``, ``_tflops``, ``_mhz``, ``_kib``, ``_pj_per_byte``); this
 module converts them once to SI. Every block names the source that backs its
-numbers. Files are parsed with ``yaml.safe_load`` only (no tags, no code).
+numbers. Files are parsed with :func:`hwmodels.safeyaml.load_untrusted` only (no tags, no code,
+no anchors or aliases, bounded size and nesting).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ._checks import is_number
 from .compute import ComputeUnit
@@ -534,16 +534,15 @@ def _read_text(origin: str, read: Any) -> str:
 
 
 def _load_yaml(text: str, origin: str) -> Any:
+    """Parse a profile with :func:`hwmodels.safeyaml.load_untrusted` (no tags, no anchors or
+    aliases, bounded size and nesting): profiles may come from a client of the service."""
+    from hwmodels.safeyaml import UnsafeYamlError, load_untrusted
+
     try:
-        return yaml.safe_load(text)
-    except yaml.constructor.ConstructorError as error:
-        raise ProfileError(
-            origin, "<document>", "plain YAML without tags such as !!python/...", str(error.problem or error)
-        ) from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ProfileError(origin, "<document>", "valid YAML", f"{getattr(error, 'problem', error)}{where}") from None
+        return load_untrusted(text, field="yaml")
+    except UnsafeYamlError as error:
+        raise ProfileError(origin, "<document>", "plain YAML without tags such as !!python/..., anchors or aliases, "
+                           "of bounded size and nesting", error.reason) from None
 
 
 @lru_cache(maxsize=None)

@@ -105,7 +105,7 @@ def capacity_serve(model: Any, hardware: Any = None, **fields: Any):
     the load per model). ``hardware``: one or several candidates (every catalog id when
     ``None``). ``fields``: ``qps``, ``ttft_slo_s``, ``tpot_slo_s`` (required), ``prompt``,
     ``gen``, ``percentile`` (0.95 or 95), ``formats``, ``kv``, ``max_devices``, ``max_pp``,
-    ``runtime``.
+    ``runtime``, ``time_limit_s`` (the answer then covers what was searched in time).
 
     Returns a :class:`planner.capacity.ServeAnswer` (``ranked``, ``feasible``,
     ``to_dict()``). Raises TierwiseError of kind ``infeasible`` when no hardware meets the SLOs.
@@ -123,7 +123,7 @@ def capacity_train(model: Any, hardware: Any, **fields: Any):
     """Devices of ``hardware`` needed to train ``model`` on ``tokens`` within ``days``.
 
     ``fields``: ``tokens``, ``days`` (required), ``seq``, ``global_batch_tokens``,
-    ``activations``, ``optimizer``, ``max_devices``. ``hardware`` may be a list: one answer
+    ``activations``, ``optimizer``, ``max_devices``, ``time_limit_s``. ``hardware`` may be a list: one answer
     per hardware.
 
     Returns a :class:`planner.capacity.TrainAnswer` (``best``, ``fastest``, ``frontier``),

@@ -10,7 +10,8 @@ PaLM, the paper describes): every weight, bias, norm scale, expert and router, p
 head when it is not tied to the input embedding. They are checked against published totals
 in ``tests/test_arch.py``.
 
-Files are parsed with ``json.load`` or ``yaml.safe_load`` only.
+Files are parsed with ``json.load`` or :func:`hwmodels.safeyaml.load_untrusted` only (no tags,
+no anchors or aliases, bounded size and nesting).
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hwmodels import UnknownIdError
+from hwmodels.safeyaml import UnsafeYamlError, load_untrusted
 from planner.archspec import CNN_INPUT_SIZE, FAMILIES, ArchSpec, ConvLayer, ModelConfigError
 from planner.hfconfig import SUPPORTED_MODEL_TYPES, arch_from_config
 
@@ -93,13 +93,14 @@ def _parse_text(text: str, name: str, origin: str) -> dict[str, Any]:
         if name.endswith(".json"):
             data = json.loads(text)
         else:
-            data = yaml.safe_load(text)
+            data = load_untrusted(text, field="yaml")
     except json.JSONDecodeError as e:
         raise ModelConfigError(origin, None, "expected valid JSON", f"{e.msg} at line {e.lineno} column {e.colno}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        raise ModelConfigError(origin, None, "expected valid YAML", f"{getattr(e, 'problem', None) or e}{where}") from None
+    except RecursionError:
+        raise ModelConfigError(origin, None, "expected JSON nested at most a few hundred levels", "deeper nesting") from None
+    except UnsafeYamlError as e:
+        raise ModelConfigError(origin, None, "expected plain YAML (no tags, no anchors or aliases, bounded size and nesting)",
+                               e.reason) from None
     if not isinstance(data, dict):
         raise ModelConfigError(origin, None, "expected a mapping of config fields at the top level", type(data).__name__)
     return data

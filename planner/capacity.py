@@ -23,34 +23,37 @@ M/G/1 server. Decode iterations run one batch per live model, so the iteration t
 the sum of the models' step times. The fleet is compared with hosting each model on its
 own replicas.
 
-Training: the required rate is ``tokens / (days · 86400)`` tokens/s. For each layout family
-(TP, PP, micro-batch) and each device count on a grid of whole nodes, the training estimate
-is evaluated with the least recomputation that fits memory (none → selective → full),
-sequence parallelism with TP, and ZeRO-1 across replicas; the answer is the fewest devices
-whose best layout reaches the rate. Device counts that would need more than 100% MFU, or
-less than 5%, are not searched.
+Training capacity lives in :mod:`planner.capacity_train` (re-exported here).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
 from planner.errors import InfeasibleError
 from planner.costmodel import Choice, EstimateError, Layout, RuntimeSettings, Serving, estimate_inference, max_batch
+from planner.deadline import Deadline, DeadlineExceeded
 from planner.layout import num_layers
+from planner.capacity_train import (  # training capacity, re-exported here
+    TrainAnswer,
+    TrainOption,
+    TrainTarget,
+    TrainTask,
+    _check,
+    device_grid,
+    plan_training,
+    run_train_task,
+    summarize_train,
+    train_infeasible_message,
+    train_tasks,
+)
 from planner.queueing import DecodeCurve, ReplicaQueue, continuous_batching, md1_mean_wait_s, poisson_quantile, wait_quantile_s
 
 DEFAULT_FORMATS: tuple[str, ...] = ("bf16", "fp8", "int4-g128")
-SECONDS_PER_DAY = 86400.0
-
-
-def _check(cond: bool, fld: str, message: str) -> None:
-    if not cond:
-        raise EstimateError(fld, message)
 
 
 # ---------------------------------------------------------------------------
@@ -323,9 +326,11 @@ def _min_replicas(evaluate: Callable[[int], ServeOption], r_max: int) -> tuple[S
     return best, at_max
 
 
-def run_serve_task(task: ServeTask) -> tuple[ServeOption | None, ServeOption | None]:
+def run_serve_task(task: ServeTask, deadline: Deadline | None = None) -> tuple[ServeOption | None, ServeOption | None]:
     """(fewest-devices option meeting the SLOs, best option that does not) for one
-    hardware and weight format; either may be None."""
+    hardware and weight format; either may be None. ``deadline`` is checked before each
+    layout (:class:`~planner.deadline.DeadlineExceeded` / ``Cancelled`` when it is up)."""
+    deadline = deadline or Deadline.unbounded()
     device, target, search = task.device, task.target, task.search
     if device.supports(task.weights) == "unsupported":
         return None, None
@@ -338,6 +343,7 @@ def run_serve_task(task: ServeTask) -> tuple[ServeOption | None, ServeOption | N
         qps = target.qps * share
         models = (arch.id,)
         for tp, pp in _serve_layouts(arch, device, search):
+            deadline.check("the capacity search")
             try:
                 rep = _replica(arch, device, tp, pp, choice, target, search)
             except EstimateError:
@@ -356,19 +362,20 @@ def run_serve_task(task: ServeTask) -> tuple[ServeOption | None, ServeOption | N
             if ok is None and (closest is None or at_max.badness < closest.badness):
                 closest = at_max
         return best, closest
-    return _run_shared(task, choice)
+    return _run_shared(task, choice, deadline)
 
 
 # ---- several models on one fleet ------------------------------------------------------
 
 
-def _run_shared(task: ServeTask, choice: Choice) -> tuple[ServeOption | None, ServeOption | None]:
+def _run_shared(task: ServeTask, choice: Choice, deadline: Deadline) -> tuple[ServeOption | None, ServeOption | None]:
     device, target, search = task.device, task.target, task.search
     order = sorted(range(len(task.archs)), key=lambda i: -target.mix[i])
     best: ServeOption | None = None
     closest: ServeOption | None = None
     lead = task.archs[order[0]]
     for tp, pp in _serve_layouts(lead, device, search):
+        deadline.check("the capacity search")
         reps = []
         for i in order:
             try:
@@ -430,28 +437,31 @@ def _hot_cold(reps: list[_Replica], device: DeviceSpec, kv_reserve: float) -> tu
     return hot, cold, kv_batch
 
 
-def _shared_option(task: ServeTask, reps: list[_Replica], order: list[int], hot: list[int], cold: list[int], kv_batch: int, r: int) -> ServeOption:
-    device, target = task.device, task.target
-    lam = [target.qps * target.mix[order[k]] / r for k in range(len(reps))]
-    g = target.gen
-    rho = sum(lam[k] * reps[k].prefill_s for k in range(len(reps)))
-    failures: list[str] = []
+def _shared_concurrency(reps: list[_Replica], lam: list[float], g: int, rho: float, kv_batch: int,
+                        failures: list[str]) -> tuple[list[float], float]:
+    """Live sequences per model and the decode step time of one replica (fixed point of
+    Little's law over the summed step time), or a failure when the KV cache cannot hold them."""
     n = [0.0] * len(reps)
     step = math.inf
     if rho >= 1.0:
         failures.append(f"prefill of all models needs {rho:.2f}× each replica's time")
-    else:
-        for _ in range(200):
-            step = sum(reps[k].curve(max(n[k], 1.0)) for k in range(len(reps)) if lam[k] > 0)
-            nxt = [lam[k] * g * step / (1.0 - rho) for k in range(len(reps))]
-            if sum(nxt) > kv_batch * 1.000001:
-                failures.append(f"needs more than {kv_batch} live sequences (the KV cache left beside the resident models)")
-                break
-            if max(abs(a - b) for a, b in zip(nxt, n)) <= 1e-9 * max(1.0, sum(n)):
-                n = nxt
-                break
+        return n, step
+    for _ in range(200):
+        step = sum(reps[k].curve(max(n[k], 1.0)) for k in range(len(reps)) if lam[k] > 0)
+        nxt = [lam[k] * g * step / (1.0 - rho) for k in range(len(reps))]
+        if sum(nxt) > kv_batch * 1.000001:
+            failures.append(f"needs more than {kv_batch} live sequences (the KV cache left beside the resident models)")
+            break
+        if max(abs(a - b) for a, b in zip(nxt, n)) <= 1e-9 * max(1.0, sum(n)):
             n = nxt
-    # switch-ins for cold models (M/G/1 on the slow-tier link)
+            break
+        n = nxt
+    return n, step
+
+
+def _switch_load(reps: list[_Replica], lam: list[float], cold: list[int], failures: list[str]) -> tuple[float, float, float]:
+    """(switch-in rate, second moment of the switch time, link utilisation) for the cold
+    models: an M/G/1 server on the slow-tier link."""
     lam_cold = sum(lam[k] for k in cold)
     sw_mean = sw_m2 = 0.0
     lam_sw = 0.0
@@ -463,10 +473,20 @@ def _shared_option(task: ServeTask, reps: list[_Replica], order: list[int], hot:
         sw_m2 += rate * reps[k].switch_s**2
     rho_sw = sw_mean  # Σ λ_k·S_k
     if lam_sw > 0:
-        sw_mean /= lam_sw
         sw_m2 /= lam_sw
     if rho_sw >= 1.0:
         failures.append(f"switching cold models in needs {rho_sw:.2f}× the slow-tier link's time")
+    return lam_sw, sw_m2, rho_sw
+
+
+def _shared_option(task: ServeTask, reps: list[_Replica], order: list[int], hot: list[int], cold: list[int], kv_batch: int, r: int) -> ServeOption:
+    device, target = task.device, task.target
+    lam = [target.qps * target.mix[order[k]] / r for k in range(len(reps))]
+    g = target.gen
+    rho = sum(lam[k] * reps[k].prefill_s for k in range(len(reps)))
+    failures: list[str] = []
+    n, step = _shared_concurrency(reps, lam, g, rho, kv_batch, failures)
+    lam_sw, sw_m2, rho_sw = _switch_load(reps, lam, cold, failures)
     p = target.percentile
     inf = math.inf
     if failures:
@@ -581,6 +601,7 @@ class ServeAnswer:
     target: ServeTarget
     models: tuple[str, ...]
     ranked: tuple[HardwareAnswer, ...]  # feasible first, cheapest first; then infeasible by closeness
+    complete: bool = True  # False: the search stopped at its time limit (some configurations not tried)
 
     @property
     def feasible(self) -> bool:
@@ -598,6 +619,7 @@ class ServeAnswer:
             "tpot_slo_s": t.tpot_slo_s,
             "percentile": t.percentile,
             "feasible": self.feasible,
+            "status": "complete" if self.complete else "time_limit",
             "hardware": [h.to_dict() for h in self.ranked],
         }
 
@@ -655,271 +677,26 @@ def plan_serving(
     target: ServeTarget,
     search: ServeSearch = ServeSearch(),
     map_fn: Callable[[Callable, Iterable], Iterable] = map,
+    deadline: Deadline | None = None,
 ) -> ServeAnswer:
+    """Every hardware × format task; with a ``deadline`` the tasks run here one after the
+    other, each checking it between layouts. When the time is up, the answer covers the
+    configurations searched so far (``complete=False``); nothing searched yet, or a cancel,
+    raises :class:`~planner.deadline.DeadlineExceeded` / ``Cancelled``."""
     tasks = serve_tasks(archs, devices, target, search)
-    results = list(map_fn(run_serve_task, tasks))
-    return summarize_serve(archs, target, tasks, results)
-
-
-# ---------------------------------------------------------------------------
-# Training
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TrainTarget:
-    tokens: float
-    days: float
-    seq: int = 4096
-    global_batch_tokens: float = 4 * 1024 * 1024
-    activations: str = "bf16"
-    optimizer: str = "adamw"
-    max_devices: int = 65536
-
-    def __post_init__(self) -> None:
-        _check(self.tokens > 0 and math.isfinite(self.tokens), "tokens", f"--tokens must be a positive number; got {self.tokens!r}")
-        _check(self.days > 0 and math.isfinite(self.days), "days", f"--days must be a positive number; got {self.days!r}")
-        _check(isinstance(self.seq, int) and self.seq >= 1, "seq", f"--seq must be a positive integer; got {self.seq!r}")
-        _check(self.global_batch_tokens >= self.seq, "global_batch_tokens", f"--global-batch-tokens must be at least --seq ({self.seq}); got {self.global_batch_tokens:g}")
-        _check(isinstance(self.max_devices, int) and self.max_devices >= 1, "max_devices", f"--max-devices must be a positive integer; got {self.max_devices!r}")
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens / (self.days * SECONDS_PER_DAY)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TrainOption:
-    hardware: str
-    devices: int
-    tp: int
-    pp: int
-    dp: int
-    micro_batch: int
-    global_batch: int
-    recompute: str
-    zero: int
-    sequence_parallel: bool
-    step_time_s: float
-    tokens_per_s: float
-    mfu: float
-    hfu: float
-    memory_per_device_bytes: float
-    device_capacity_bytes: float
-    usd_per_hour: float | None
-
-    def days_for(self, tokens: float) -> float:
-        return tokens / self.tokens_per_s / SECONDS_PER_DAY
-
-    def to_dict(self, tokens: float | None = None) -> dict:
-        d = {
-            "hardware": self.hardware,
-            "devices": self.devices,
-            "tp": self.tp,
-            "pp": self.pp,
-            "dp": self.dp,
-            "micro_batch": self.micro_batch,
-            "global_batch": self.global_batch,
-            "recompute": self.recompute,
-            "zero": self.zero,
-            "sequence_parallel": self.sequence_parallel,
-            "step_time_s": self.step_time_s,
-            "tokens_per_s": self.tokens_per_s,
-            "mfu": self.mfu,
-            "hfu": self.hfu,
-            "memory_per_device_bytes": self.memory_per_device_bytes,
-            "device_capacity_bytes": self.device_capacity_bytes,
-            "usd_per_hour": self.usd_per_hour,
-        }
-        if tokens is not None:
-            days = self.days_for(tokens)
-            d["days"] = days
-            d["usd_total"] = self.usd_per_hour * days * 24.0 if self.usd_per_hour is not None else None
-        return d
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TrainTask:
-    arch: ArchSpec
-    device: DeviceSpec
-    target: TrainTarget
-    tp: int
-    pp: int
-    micro_batch: int
-    device_counts: tuple[int, ...]
-
-
-def device_grid(device: DeviceSpec, max_devices: int) -> tuple[int, ...]:
-    """Device counts searched: 1, 2, 4 … within a node, then whole nodes on a grid that
-    grows by about 25% per point (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32 … nodes)."""
-    g = max(device.devices_per_node, 1)
-    out = {n for n in (1, 2, 4) if n < g and n <= max_devices}
-    nodes = 1
-    while nodes * g <= max_devices:
-        out.add(nodes * g)
-        step = max(1, 2 ** max(0, int(math.log2(nodes)) - 2))
-        nodes += step
-    return tuple(sorted(out))
-
-
-# Device counts below the ideal (100% MFU) count cannot reach the rate; at more than this
-# multiple of it the rate would need an MFU under 1/MFU_FLOOR_FACTOR (5%): not searched.
-MFU_FLOOR_FACTOR = 20
-
-
-def _useful_counts(arch: ArchSpec, device: DeviceSpec, target: TrainTarget, grid: tuple[int, ...]) -> tuple[int, ...]:
-    from planner.formats import get_format
-    from planner.workload import build_workload
-
-    try:
-        peak = device.peak_flops_per_s(get_format(target.activations).hw_precision)
-    except (ValueError, KeyError) as exc:
-        raise EstimateError("activations", f"--activations {target.activations!r}: {exc}") from None
-    flops_per_token = 6.0 * build_workload(arch).weight_params  # Kaplan et al. 2020: 6N per token
-    ideal = target.tokens_per_s * flops_per_token / peak
-    lo, hi = ideal, max(ideal, 1.0) * MFU_FLOOR_FACTOR
-    below = [n for n in grid if n < lo]
-    keep = [n for n in grid if lo <= n <= hi]
-    # keep the largest count under the bound too, so the frontier shows where it falls short
-    return tuple(([below[-1]] if below else []) + keep) or grid[-1:]
-
-
-def train_tasks(arch: ArchSpec, device: DeviceSpec, target: TrainTarget) -> list[TrainTask]:
-    """One task per (TP, PP, micro-batch) family; each covers every device count."""
-    g = max(device.devices_per_node, 1)
-    layers = num_layers(arch)
-    if arch.family == "cnn":
-        tps, pps = [1], [1]
-    else:
-        tps = [t for t in (1, 2, 4, 8, 16) if t <= g and arch.num_heads % t == 0]
-        # powers of two up to 16, and other small divisors of the layer count (balanced stages)
-        pps = [p for p in (1, 2, 4, 5, 8, 10, 16, 20, 32) if p <= layers and (layers % p == 0 or p in (1, 2, 4, 8, 16))]
-    grid = _useful_counts(arch, device, target, device_grid(device, target.max_devices))
-    tasks = []
-    for tp in tps:
-        for pp in pps:
-            counts = tuple(n for n in grid if n % (tp * pp) == 0)
-            if not counts:
-                continue
-            for mb in (1, 2):
-                tasks.append(TrainTask(arch=arch, device=device, target=target, tp=tp, pp=pp, micro_batch=mb, device_counts=counts))
-    return tasks
-
-
-def run_train_task(task: TrainTask) -> dict[int, TrainOption]:
-    """Best fitting configuration of one layout family at each device count."""
-    from planner.training import TrainingConfig, estimate_training
-
-    arch, dev, t = task.arch, task.device, task.target
-    out: dict[int, TrainOption] = {}
-    target_seqs = max(1, round(t.global_batch_tokens / t.seq))
-    for n in task.device_counts:
-        dp = n // (task.tp * task.pp)
-        unit = task.micro_batch * dp
-        gb = max(1, round(target_seqs / unit)) * unit
-        for rc in ("none", "selective", "full"):
-            try:
-                cfg = TrainingConfig(
-                    global_batch=gb,
-                    micro_batch=task.micro_batch,
-                    seq=t.seq,
-                    tp=task.tp,
-                    pp=task.pp,
-                    dp=dp,
-                    zero=1 if dp > 1 else 0,
-                    recompute=rc,
-                    sequence_parallel=task.tp > 1,
-                    optimizer=t.optimizer,
-                    weights="bf16" if t.activations != "fp16" else "fp16",
-                    activations=t.activations,
-                )
-                est = estimate_training(arch, dev, cfg)
-            except EstimateError:
-                break
-            if not est.memory.fits:
-                continue
-            out[n] = TrainOption(
-                hardware=dev.id,
-                devices=n,
-                tp=task.tp,
-                pp=task.pp,
-                dp=dp,
-                micro_batch=task.micro_batch,
-                global_batch=gb,
-                recompute=rc,
-                zero=cfg.zero,
-                sequence_parallel=cfg.sequence_parallel,
-                step_time_s=est.step_time_s,
-                tokens_per_s=est.tokens_per_s,
-                mfu=est.mfu,
-                hfu=est.hfu,
-                memory_per_device_bytes=est.memory.per_device_bytes,
-                device_capacity_bytes=est.memory.device_capacity_bytes,
-                usd_per_hour=est.usd_per_hour,
-            )
+    if deadline is None:
+        results = list(map_fn(run_serve_task, tasks))
+        return summarize_serve(archs, target, tasks, results)
+    done: list[tuple[ServeOption | None, ServeOption | None]] = []
+    for task in tasks:
+        try:
+            done.append(run_serve_task(task, deadline))
+        except DeadlineExceeded:
+            if not done:
+                raise
             break
-    return out
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TrainAnswer:
-    model: str
-    hardware: str
-    target: TrainTarget
-    best: TrainOption | None  # fewest devices reaching the rate
-    fastest: TrainOption | None  # highest throughput found (when the rate is out of reach)
-    frontier: tuple[TrainOption, ...] = field(default_factory=tuple)  # best per device count
-
-    @property
-    def feasible(self) -> bool:
-        return self.best is not None
-
-    def to_dict(self) -> dict:
-        t = self.target
-        return {
-            "model": self.model,
-            "hardware": self.hardware,
-            "tokens": t.tokens,
-            "days": t.days,
-            "required_tokens_per_s": t.tokens_per_s,
-            "seq": t.seq,
-            "feasible": self.feasible,
-            "best": self.best.to_dict(t.tokens) if self.best else None,
-            "fastest": self.fastest.to_dict(t.tokens) if (self.best is None and self.fastest) else None,
-            "frontier": [o.to_dict(t.tokens) for o in self.frontier],
-        }
-
-
-def summarize_train(arch: ArchSpec, device: DeviceSpec, target: TrainTarget, results: Sequence[dict[int, TrainOption]]) -> TrainAnswer:
-    best_at: dict[int, TrainOption] = {}
-    for res in results:
-        for n, o in res.items():
-            if n not in best_at or o.tokens_per_s > best_at[n].tokens_per_s:
-                best_at[n] = o
-    frontier = tuple(best_at[n] for n in sorted(best_at))
-    need = target.tokens_per_s
-    best = next((o for o in frontier if o.tokens_per_s >= need), None)
-    fastest = max(frontier, key=lambda o: o.tokens_per_s, default=None)
-    return TrainAnswer(model=arch.id, hardware=device.id, target=target, best=best, fastest=fastest, frontier=frontier)
-
-
-def train_infeasible_message(ans: TrainAnswer) -> tuple[str, dict]:
-    t = ans.target
-    if ans.fastest is None:
-        return (f"{ans.model} does not fit {ans.hardware} at any layout up to {t.max_devices} devices", {})
-    f = ans.fastest
-    msg = (
-        f"{t.tokens:.3g} tokens in {t.days:g} days needs {t.tokens_per_s:,.0f} tokens/s; the fastest layout found "
-        f"({f.devices} × {ans.hardware}, tp={f.tp} pp={f.pp} dp={f.dp}) reaches {f.tokens_per_s:,.0f} tokens/s "
-        f"({100 * (1 - f.tokens_per_s / t.tokens_per_s):.0f}% short), i.e. {f.days_for(t.tokens):.1f} days"
-    )
-    return msg, f.to_dict(t.tokens)
-
-
-def plan_training(arch: ArchSpec, device: DeviceSpec, target: TrainTarget, map_fn: Callable[[Callable, Iterable], Iterable] = map) -> TrainAnswer:
-    tasks = train_tasks(arch, device, target)
-    results = list(map_fn(run_train_task, tasks))
-    return summarize_train(arch, device, target, results)
+    ans = summarize_serve(archs, target, tasks[: len(done)], done)
+    return ans if len(done) == len(tasks) else replace(ans, complete=False)
 
 
 __all__ = [

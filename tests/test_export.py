@@ -223,15 +223,18 @@ def test_format_without_a_compressed_tensors_scheme_names_the_group():
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("w,method", [("nf4", "bitsandbytes"), ("int8", "bitsandbytes"), ("fp8-e4m3", "fp8"),
-                                      ("int4-g128", "compressed-tensors")])
-def test_hf_quantization_config_loads_in_transformers(w, method):
+@pytest.mark.parametrize("w,a,method", [("nf4", "bf16", "bitsandbytes"), ("int8", "bf16", "bitsandbytes"),
+                                        ("fp8-e4m3", "fp8-e4m3", "fp8"), ("fp8-e4m3", "bf16", "compressed-tensors"),
+                                        ("int4-g128", "bf16", "compressed-tensors")])
+def test_hf_quantization_config_loads_in_transformers(w, a, method):
     pytest.importorskip("transformers")
     from transformers.quantizers.auto import AutoQuantizationConfig
 
-    plan = make_plan("llama-3.2-1b", "h100-sxm", lambda g: ("bf16", "bf16", "dense") if g.endswith("embed_tokens") else (w, "bf16", "dense"))
+    plan = make_plan("llama-3.2-1b", "h100-sxm", lambda g: ("bf16", "bf16", "dense") if g.endswith("embed_tokens") else (w, a, "dense"))
     raw = json.loads(export_plan(plan, "hf", ctx_for(plan)).file("quantization_config.json").content)
     assert raw["quant_method"] == method
+    if method == "compressed-tensors" and w == "fp8-e4m3":  # weight-only fp8 stays weight-only (never W8A8)
+        assert all(g["input_activations"] is None for g in raw["config_groups"].values())
     cfg = AutoQuantizationConfig.from_dict(dict(raw))
     if w == "nf4":  # QLoRA NF4 without double quantization (nf4-dq would set bnb_4bit_use_double_quant)
         assert cfg.load_in_4bit and cfg.bnb_4bit_quant_type == "nf4" and not cfg.bnb_4bit_use_double_quant
@@ -318,10 +321,13 @@ def test_modelopt_mixed_lists_every_layer_with_a_known_algorithm(mixed_plan):
 
 
 def test_trtllm_uniform_plan_uses_one_quant_algo_and_documented_flags():
-    plan = make_plan("llama-3.1-8b", "h100-sxm", lambda g: ("fp8-e4m3", "fp8-e4m3", "dense"), kv="fp8-e4m3", tp=2)
+    # quantize.py --qformat quantizes every linear layer but the LM head: the plan keeps the head in bf16
+    plan = make_plan("llama-3.1-8b", "h100-sxm", lambda g: ("bf16", "bf16", "dense") if g.endswith("lm_head")
+                     else ("fp8-e4m3", "fp8-e4m3", "dense"), kv="fp8-e4m3", tp=2)
     out = export_plan(plan, "trtllm", ctx_for(plan))
     opts = yaml.safe_load(out.file("extra_llm_api_options.yaml").content)
-    assert opts["quant_config"] == {"quant_algo": "FP8", "kv_cache_quant_algo": "FP8"}
+    assert {k: opts["quant_config"][k] for k in ("quant_algo", "kv_cache_quant_algo")} == {"quant_algo": "FP8", "kv_cache_quant_algo": "FP8"}
+    assert set(opts["quant_config"]["exclude_modules"]) == {"model.embed_tokens", "lm_head"}
     assert opts["tensor_parallel_size"] == 2 and opts["max_seq_len"] == 640
     script = out.file("trtllm.sh").content
     q = shlex.split(out.next_command)

@@ -9,7 +9,7 @@ import pytest
 import planner.export as export_pkg
 from planner.export import EXPORTERS, Export, ExportError, ExportFile, export_formats, export_plan, register
 
-_SUPPORT = {"core", "common", "schemes"}
+_SUPPORT = {"core", "common", "schemes", "names", "rules"}
 
 
 def _plan() -> dict:

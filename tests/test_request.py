@@ -302,3 +302,53 @@ def test_python_api_bad_values_name_the_field(fields, field):
     with pytest.raises(TierwiseError) as e:
         planner.estimate("llama-3.2-1b", "l4", **fields)
     assert e.value.field == field and e.value.kind == "bad_input" and f"'{field}'" in str(e.value)
+
+
+# ---------------------------------------------------------------------------
+# one deadline, shared with the caller (a service job that can be cancelled)
+# ---------------------------------------------------------------------------
+
+def _plan(d):
+    from planner.request.plan import PlanRequest, run_plan
+
+    return run_plan(PlanRequest(model="llama-3.2-1b", hardware="l4"), deadline=d)
+
+
+def _serve(d, **extra):
+    from planner.request.capacity import CapacityServeRequest, run_capacity_serve
+
+    return run_capacity_serve(CapacityServeRequest(model="llama-3.2-1b", hardware=["l4", "h100-sxm"], qps=1.0,
+                                                   ttft_slo_s=1.0, tpot_slo_s=0.1, **extra), deadline=d)
+
+
+def _train(d, **extra):
+    from planner.request.capacity import CapacityTrainRequest, run_capacity_train
+
+    return run_capacity_train(CapacityTrainRequest(model="llama-3.2-1b", hardware="l4", tokens=1e9, days=10.0, **extra),
+                              deadline=d)
+
+
+@pytest.mark.parametrize("run_request", [_plan, _serve, _train], ids=["plan", "capacity_serve", "capacity_train"])
+def test_a_cancelled_or_spent_deadline_stops_the_request(run_request):
+    from planner.deadline import Cancelled, Deadline, DeadlineExceeded
+
+    cancelled = Deadline(60.0)
+    cancelled.cancel()
+    with pytest.raises(Cancelled):
+        run_request(cancelled)
+    with pytest.raises(DeadlineExceeded) as exc:
+        run_request(Deadline(0.0))
+    assert exc.value.field == "time_limit_s" and exc.value.code == "time_limit"
+
+
+def test_capacity_time_limit_s_is_a_checked_request_field():
+    from planner.request.capacity import CapacityServeRequest, CapacityTrainRequest
+
+    assert "time_limit_s" in field_info(CapacityServeRequest) and "time_limit_s" in field_info(CapacityTrainRequest)
+    for run_request in (_serve, _train):
+        with pytest.raises(TierwiseError) as exc:
+            run_request(None, time_limit_s=-1)
+        assert exc.value.field == "time_limit_s" and exc.value.kind == "bad_input"
+    # a generous limit answers in full, as without one
+    assert _serve(None, time_limit_s=600.0).to_dict()["status"] == "complete"
+    assert _train(None, time_limit_s=600.0)[0].to_dict()["status"] == "complete"

@@ -2,23 +2,24 @@
 
 ``POST /v1/plans`` commits a job, starts the solve in a worker thread and waits up to
 ``sync_wait_s``: a finished solve answers 201 with the stored plan; a longer one answers
-202 with the job's URL (``GET /v1/jobs/{id}``), and the plan is stored when it finishes.
+202 with the job's URL (``GET /v1/jobs/{id}``; ``DELETE`` cancels it), and the plan is
+stored when it finishes. The plan id is reserved when the job is admitted (one
+transaction, unique key), so of concurrent requests for one id exactly one is accepted.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from api.db import PlanRow, new_id
+from api.db import PlanRow, iso_utc, new_id
 from api.deps import CatalogDep, RunnerDep, SettingsDep, StoreDep
 from api.errors import ApiError
 from api.routes import COMMON, errors
-from api.routes.jobs import job_public
+from api.routes.jobs import job_error, job_public, start_job
 from api.schemas import ExportPublic, JobPublic, PlanCreate, PlanPage, PlanPublic
 from api.services import check_plan_limits, domain_errors, export_context
 
@@ -28,7 +29,7 @@ ExportFormat = Literal["vllm", "compressed-tensors", "hf", "modelopt-mixed", "tr
 
 
 def plan_public(row: PlanRow) -> dict:
-    return {"id": row.id, "created_at": row.created_at.isoformat(), "plan": row.body}
+    return {"id": row.id, "created_at": iso_utc(row.created_at), "plan": row.body}
 
 
 def _not_found(plan_id: str) -> ApiError:
@@ -41,24 +42,20 @@ def _not_found(plan_id: str) -> ApiError:
     response_model=PlanPublic,
     responses={**COMMON, **errors(404, 409, 503), 202: {"model": JobPublic, "description": "Solve still running: poll the job"}},
 )
-async def create_plan(body: PlanCreate, store: StoreDep, catalog: CatalogDep, runner: RunnerDep, settings: SettingsDep) -> Response:
+async def create_plan(request: Request, body: PlanCreate, store: StoreDep, catalog: CatalogDep, runner: RunnerDep,
+                      settings: SettingsDep) -> Response:
     req = body.model_dump()
     await run_in_threadpool(check_plan_limits, catalog, settings, req)
     req["id"] = body.id or new_id()
-    if body.id and await run_in_threadpool(store.plan_exists, body.id):
-        raise ApiError(409, "duplicate_id", f"plan id {body.id!r} already exists", "id")
-    if await run_in_threadpool(store.count_unfinished_jobs) >= settings.max_pending_jobs:
-        raise ApiError(503, "busy", f"{settings.max_pending_jobs} solves are already queued; retry later", None)
-    job_id = new_id()
-    await run_in_threadpool(store.add_job, id=job_id, kind="plan", request=req)
-    fut = runner.submit(job_id, req)
-    try:
-        plan_id = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout=settings.sync_wait_s)
-    except asyncio.TimeoutError:
-        job = await run_in_threadpool(store.get_job, job_id)
-        return JSONResponse(job_public(job), status_code=202, headers={"Location": f"/v1/jobs/{job_id}"})
-    row = await run_in_threadpool(store.get_plan, plan_id)
-    return JSONResponse(plan_public(row), status_code=201, headers={"Location": f"/v1/plans/{plan_id}"})
+    job_id, status, http = await start_job(request, store=store, runner=runner, settings=settings, kind="plan",
+                                           body=req, plan_id=req["id"])
+    job = await run_in_threadpool(store.get_job, job_id)
+    if status == "succeeded":
+        row = await run_in_threadpool(store.get_plan, req["id"])
+        return JSONResponse(plan_public(row), status_code=201, headers={"Location": f"/v1/plans/{req['id']}"})
+    if status == "failed":
+        raise job_error(job, http)
+    return JSONResponse(job_public(job), status_code=202, headers={"Location": f"/v1/jobs/{job_id}"})
 
 
 @router.get("", response_model=PlanPage, responses=COMMON)
@@ -70,7 +67,7 @@ def list_plans(
     offset: int = Query(default=0, ge=0, le=10_000_000),
 ) -> dict:
     total, rows = store.list_plans(model=model, hardware=hardware, limit=limit, offset=offset)
-    items = [{"id": r.id, "model": r.model, "hardware": r.hardware, "created_at": r.created_at.isoformat(), "checksum": r.checksum}
+    items = [{"id": r.id, "model": r.model, "hardware": r.hardware, "created_at": iso_utc(r.created_at), "checksum": r.checksum}
              for r in rows]
     nxt = offset + len(rows)
     return {"items": items, "total": total, "limit": limit, "offset": offset, "next_offset": nxt if nxt < total else None}

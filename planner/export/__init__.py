@@ -73,7 +73,7 @@ __all__ = [
 # Bundled targets in the order they are listed (vllm first); any further module of this
 # package is a target too and registers itself when imported.
 _BUNDLED = ("vllm", "compressed_tensors", "hf", "modelopt_mixed", "trtllm", "llamacpp", "megatron", "plan_files")
-_SUPPORT = frozenset({"core", "common", "schemes"})
+_SUPPORT = frozenset({"core", "common", "schemes", "names", "rules"})
 
 
 def _load_targets() -> None:

@@ -29,17 +29,24 @@ def _hf_module(name: str) -> str:
     return "lm_head" if name == "model.lm_head" else name
 
 
-def group_modules(arch: Any) -> dict[str, tuple[str, ...]]:
-    """Decision-group FQN → module names (Hugging Face naming) for a model."""
+def group_modules(arch: Any, architectures: tuple[str, ...] | None = None, *,
+                  canonical: bool = False) -> dict[str, tuple[str, ...]]:
+    """Decision-group FQN → the module names of the architecture's Hugging Face checkpoint
+    (:mod:`.names`): fused projections appear once, MoE experts once per expert. With
+    ``canonical`` the planner's own Llama-like names (what GGUF tensor kinds are keyed by)."""
     from planner.workload import WEIGHTED_KINDS, build_workload
 
-    out: dict[str, list[str]] = {}
+    from .names import renamer
+
+    rename = (lambda n: (n,)) if canonical else renamer(arch, architectures)
+    out: dict[str, dict[str, None]] = {}
     for block in build_workload(arch).blocks:
         for i in range(block.count):
             for op in block.ops:
                 if op.kind not in WEIGHTED_KINDS or op.tied_to is not None:
                     continue
-                out.setdefault(block.group_fqn(i, op), []).append(_hf_module(block.fqn(i, op)))
+                mods = out.setdefault(block.group_fqn(i, op), {})
+                mods.update(dict.fromkeys(rename(_hf_module(block.fqn(i, op)))))
     return {g: tuple(m) for g, m in out.items()}
 
 
@@ -116,14 +123,42 @@ def device_capacity(v: PlanView, ctx: ExportContext) -> float | None:
     return float(cap) if cap else None
 
 
-def memory_fraction(v: PlanView, ctx: ExportContext) -> float | None:
-    """Predicted per-device bytes as a fraction of device memory, plus headroom,
-    rounded up to 0.01 and kept within vLLM's accepted (0, 1]."""
+def engine_context_bytes(engine: str) -> float | None:
+    """Memory the engine holds beyond weights, KV cache and activations (CUDA context,
+    communication buffers, captured graphs): ``runtime.context_gib`` of its profile."""
+    try:
+        from planner.engines import load_engine
+
+        return float(load_engine(engine).runtime.context_bytes)
+    except Exception:  # noqa: BLE001 - an engine without a profile: the fixed headroom applies
+        return None
+
+
+def memory_need(v: PlanView, ctx: ExportContext, *, extra_weight_bytes: float = 0.0,
+                engine: str | None = None) -> dict[str, float] | None:
+    """Per-device bytes the engine will hold: the plan's predicted footprint with weights as
+    the target writes them (``extra_weight_bytes`` over the plan, whole model, e.g. embeddings
+    kept in 16 bit), plus the engine's context from its profile (else the fixed headroom)."""
     cap = device_capacity(v, ctx)
     need = v.predicted.get("per_device_bytes")
     if not cap or not need:
         return None
-    frac = math.ceil((float(need) / cap + HEADROOM_FRACTION) * 100) / 100
+    shards = max(1, v.tp * v.pp)
+    context = engine_context_bytes(engine) if engine else None
+    if context is None:
+        context = HEADROOM_FRACTION * cap
+    plan_bytes = float(need) + extra_weight_bytes / shards
+    return {"capacity": float(cap), "plan": plan_bytes, "context": context, "total": plan_bytes + context}
+
+
+def memory_fraction(v: PlanView, ctx: ExportContext, *, extra_weight_bytes: float = 0.0,
+                    engine: str | None = None) -> float | None:
+    """:func:`memory_need` as a fraction of device memory, rounded up to 0.01 and kept
+    within vLLM's accepted (0, 1]."""
+    m = memory_need(v, ctx, extra_weight_bytes=extra_weight_bytes, engine=engine)
+    if m is None:
+        return None
+    frac = math.ceil(m["total"] / m["capacity"] * 100) / 100
     return min(max(frac, 0.05), 0.98)
 
 

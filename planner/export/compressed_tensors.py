@@ -11,6 +11,7 @@ import yaml
 
 from .common import compact_targets, model_path, modules_of, to_json
 from .core import Export, ExportContext, ExportError, ExportFile, PlanView, register, sparsity_of
+from .rules import as_exported
 from .schemes import ct_quantization_config
 
 
@@ -41,7 +42,9 @@ def _sparsity_stages(v: PlanView, ctx: ExportContext) -> dict:
 
 @register("compressed-tensors", "llm-compressor recipe + compressed-tensors quantization_config")
 def _export_compressed_tensors(v: PlanView, ctx: ExportContext) -> Export:
-    qcfg, notes = ct_quantization_config(v, ctx)
+    v, _, kept_notes = as_exported(v, "compressed-tensors")
+    qcfg, notes = ct_quantization_config(v, ctx, "compressed-tensors")
+    notes = kept_notes + notes
     recipe: dict[str, Any] = dict(_sparsity_stages(v, ctx))
     modifier: dict[str, Any] = {"ignore": qcfg["ignore"], "config_groups": qcfg["config_groups"]}
     if qcfg["kv_cache_scheme"] is not None:

@@ -7,12 +7,14 @@ from typing import Any
 
 from .common import model_path, modules_of, to_json
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, weights_of
+from .rules import as_exported, dense_only
 from .schemes import ct_quantization_config
 
 
 @register("hf", "transformers quantization_config")
 def _export_hf(v: PlanView, ctx: ExportContext) -> Export:
-    notes: list[str] = []
+    v, _, notes = as_exported(v, "hf")
+    dense_only(v, "hf", "transformers' quantization_config")
     quantized = {g: weights_of(v, g) for g in v.choices if weights_of(v, g) not in FLOAT16}
     acts = {acts_of(v, g) for g in v.choices}
     skip_plain = [m for g in v.choices if g not in quantized for m in modules_of(g, ctx)]
@@ -37,14 +39,14 @@ def _export_hf(v: PlanView, ctx: ExportContext) -> Export:
     elif acts <= FLOAT16 and kinds == {"int8"}:
         # bitsandbytes LLM.int8 (Dettmers et al. 2022): per-row int8 weights, 16-bit compute.
         qcfg = {"quant_method": "bitsandbytes", "load_in_8bit": True, "llm_int8_skip_modules": skip_plain or None}
-    elif kinds == {"fp8-e4m3"} and acts <= FLOAT16 | {"fp8-e4m3"}:
+    elif kinds == {"fp8-e4m3"} and all(acts_of(v, g) == "fp8-e4m3" for g in quantized):
         # transformers FineGrainedFP8Config: e4m3 weights with 128x128 block scales,
         # activations quantized per 1x128 block at run time.
         qcfg = {"quant_method": "fp8", "activation_scheme": "dynamic", "weight_block_size": [128, 128],
                 "modules_to_not_convert": skip_plain or None}
         notes.append("FineGrainedFP8 stores one scale per 128x128 block; the plan priced one per output channel (a few bytes per tensor apart)")
     else:
-        qcfg, more = ct_quantization_config(v, ctx)
+        qcfg, more = ct_quantization_config(v, ctx, "hf")
         notes += more
     snippet = "\n".join([
         '"""Load the model the way the Tierwise plan quantizes it."""',

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from .common import host_offload_bytes, model_path, modules_of, shell_lines, shell_quote
+from .common import group_modules, host_offload_bytes, model_path, modules_of, shell_lines, shell_quote
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, format_of, register, weights_of
 
 
@@ -65,13 +65,16 @@ def _gguf_name(module: str, field_name: str) -> str:
 @register("llamacpp", "llama-quantize command with per-tensor type overrides")
 def _export_llamacpp(v: PlanView, ctx: ExportContext) -> Export:
     notes: list[str] = []
+    # GGUF tensor kinds (attn_q, ffn_gate_exps, ...) follow the planner's canonical names, not
+    # each checkpoint's module names.
+    canon = group_modules(ctx.arch, canonical=True) if ctx.arch is not None else None
     per_tensor: dict[str, str] = {}
     token_type = output_type = None
     for g in v.choices:
         t = _ggml_type(weights_of(v, g), f"choices.{g}.weights", notes)
         if acts_of(v, g) not in FLOAT16:
             notes.append(f"{g}: llama.cpp picks compute precision per kernel; the plan's {acts_of(v, g)} activations are not set")
-        for mod in modules_of(g, ctx):
+        for mod in (canon[g] if canon and g in canon else modules_of(g, ExportContext())):
             name = _gguf_name(mod, f"choices.{g}")
             if name == "token_embd":
                 token_type = t

@@ -7,6 +7,7 @@ import shlex
 
 from .common import to_json
 from .core import Export, ExportContext, ExportFile, PlanView, register
+from .rules import as_exported
 from .schemes import modelopt_layers, trt_kv_algo
 
 
@@ -16,7 +17,8 @@ def _tool_version(v: PlanView) -> str:
 
 @register("modelopt-mixed", "ModelOpt hf_quant_config.json with per-layer quantized_layers")
 def _export_modelopt(v: PlanView, ctx: ExportContext) -> Export:
-    layers, exclude, _ = modelopt_layers(v, ctx)
+    v, _, notes = as_exported(v, "modelopt-mixed")
+    layers, exclude, _ = modelopt_layers(v, ctx, "modelopt-mixed")
     cfg = {
         "producer": {"name": "tierwise", "version": _tool_version(v)},
         "quantization": {
@@ -31,6 +33,6 @@ def _export_modelopt(v: PlanView, ctx: ExportContext) -> Export:
         format="modelopt-mixed",
         files=(ExportFile(path="hf_quant_config.json", content=to_json(cfg), media_type="application/json"),),
         next_command=f"vllm serve {shlex.quote(model)} --quantization modelopt_mixed --tensor-parallel-size {v.tp}",
-        notes=(f"place hf_quant_config.json in {model}/ beside weights quantized per layer as listed (ModelOpt `mtq.quantize` "
+        notes=(*notes, f"place hf_quant_config.json in {model}/ beside weights quantized per layer as listed (ModelOpt `mtq.quantize` "
                "with a per-module quant_cfg writes such a checkpoint)",),
     )

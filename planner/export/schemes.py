@@ -9,7 +9,8 @@ from collections import Counter
 from typing import Any
 
 from .common import compact_targets, modules_of
-from .core import FLOAT16, ExportContext, ExportError, PlanView, acts_of, format_of, weights_of
+from .rules import check_groups, dense_only
+from .core import FLOAT16, ExportContext, ExportError, PlanView, acts_of, format_of, sparsity_of, weights_of
 
 
 # ---------------------------------------------------------------------------
@@ -119,7 +120,19 @@ def _ct_groups(v: PlanView, ctx: ExportContext) -> tuple[dict, list[str], list[s
     return groups, compact_targets(ignore), notes, top
 
 
-def ct_quantization_config(v: PlanView, ctx: ExportContext) -> tuple[dict, list[str]]:
+def _ct_check(v: PlanView, g: str) -> None:
+    w, a = weights_of(v, g), acts_of(v, g)
+    wargs, _ = _ct_weight_args(w, f"choices.{g}.weights")
+    aargs = _ct_act_args(a, f"choices.{g}.activations")
+    if wargs is None and aargs is not None:
+        raise ExportError(f"choices.{g}.weights", f"group {g!r} quantizes activations ({a}) but keeps {w} weights; "
+                          "compressed-tensors quantizes activations only together with weights")
+
+
+def ct_quantization_config(v: PlanView, ctx: ExportContext, target: str = "compressed-tensors") -> tuple[dict, list[str]]:
+    """The compressed-tensors ``QuantizationConfig`` of a plan (as ``target`` exports it: see
+    :func:`.rules.as_exported`); every group it cannot express is named in one error."""
+    check_groups(v, target, lambda g: _ct_check(v, g))
     groups, ignore, notes, top = _ct_groups(v, ctx)
     cfg = {
         "quant_method": "compressed-tensors",
@@ -129,7 +142,38 @@ def ct_quantization_config(v: PlanView, ctx: ExportContext) -> tuple[dict, list[
         "ignore": ignore,
         "kv_cache_scheme": _ct_kv_args(v.kv),
     }
+    sparsity = ct_sparsity_config(v, ctx, target)
+    if sparsity is not None:
+        cfg["sparsity_config"] = sparsity
     return cfg, notes
+
+
+# compressed-tensors CompressionFormat of a sparse checkpoint (compressed_tensors/config/):
+# 2:4 as a bitmask of the kept pair per 4 values; other sparsities as a plain bitmask.
+_CT_SPARSE = {"2:4": "sparse-24-bitmask", "unstructured": "sparse-bitmask"}
+
+
+def ct_sparsity_config(v: PlanView, ctx: ExportContext, target: str) -> dict | None:
+    """The checkpoint's ``sparsity_config`` (``SparsityCompressionConfig``): one structure per
+    model, so a plan mixing 2:4 with unstructured sparsity is refused naming the groups."""
+    by: dict[str, list[str]] = {}
+    for g in v.choices:
+        s = sparsity_of(v, g)
+        if s not in ("dense", ""):
+            by.setdefault("2:4" if s == "2:4" else "unstructured", []).append(g)
+    if not by:
+        return None
+    main = max(by, key=lambda k: len(by[k]))
+
+    def check(g: str) -> None:
+        s = sparsity_of(v, g)
+        if s not in ("dense", "") and ("2:4" if s == "2:4" else "unstructured") != main:
+            raise ExportError(f"choices.{g}.sparsity", f"a compressed-tensors checkpoint has one sparsity_config; the plan "
+                              f"mixes {main} with {s}")
+
+    check_groups(v, target, check)
+    mods = [m for g in by[main] for m in modules_of(g, ctx)]
+    return {"format": _CT_SPARSE[main], "targets": compact_targets(mods), "ignore": [], "sparsity_structure": main}
 
 
 # ---------------------------------------------------------------------------
@@ -147,6 +191,9 @@ def _trt_algo(w: str, a: str, field_name: str) -> tuple[str | None, dict]:
         return None, {}
     f = format_of(w)
     if w == "fp8-e4m3":
+        if a != "fp8-e4m3":  # QuantAlgo.FP8 quantizes activations too: never widen a weight-only plan to W8A8
+            raise ExportError(field_name, f"TensorRT-LLM's FP8 QuantAlgo is W8A8 (fp8 activations); the plan keeps {a} "
+                              "activations with fp8 weights (weight-only), which TensorRT-LLM has no QuantAlgo for")
         return "FP8", {}
     if w == "nvfp4":
         algo = {"nvfp4": "NVFP4", "fp8-e4m3": "W4A8_NVFP4_FP8"}.get(a)
@@ -173,7 +220,9 @@ def _bad_trt(w: str, a: str, field_name: str):
                       "supported: fp8, nvfp4, mxfp4, int8 (W8A16, W8A8 SmoothQuant), int4 (W4A16, W4A16_AWQ, W4A8_AWQ)")
 
 
-def modelopt_layers(v: PlanView, ctx: ExportContext) -> tuple[dict, list[str], Counter]:
+def modelopt_layers(v: PlanView, ctx: ExportContext, target: str = "modelopt-mixed") -> tuple[dict, list[str], Counter]:
+    check_groups(v, target, lambda g: _trt_algo(weights_of(v, g), acts_of(v, g), f"choices.{g}.weights"))
+    dense_only(v, target, "TensorRT-LLM / ModelOpt's quantization config (quant_algo, quantized_layers)")
     layers: dict[str, dict] = {}
     exclude: list[str] = []
     algos: Counter = Counter()

@@ -10,7 +10,8 @@ from typing import Any
 import yaml
 
 from .common import HEADROOM_FRACTION, device_capacity, memory_fraction, model_path, shell_lines, shell_quote, to_json
-from .core import Export, ExportContext, ExportFile, PlanView, register
+from .core import FLOAT16, Export, ExportContext, ExportFile, PlanView, register, weights_of
+from .rules import as_exported, kept_extra_bytes, role_of
 from .schemes import modelopt_layers, trt_kv_algo
 
 
@@ -22,16 +23,27 @@ _QFORMAT = {  # TensorRT-LLM examples/quantization/quantize.py --qformat per Qua
 _QFORMAT_KV = {"FP8": "fp8", "INT8": "int8", "NVFP4": "nvfp4"}
 
 
+def _uniform(v: PlanView, ctx: ExportContext) -> bool:
+    """True when one ``--qformat`` reproduces the plan: quantize.py quantizes every linear
+    layer except the LM head, so every linear group must be quantized and the head must not."""
+    for g in v.choices:
+        quantized = weights_of(v, g) not in FLOAT16
+        role = role_of(g)
+        if (role == "linear" and not quantized) or (role == "lm_head" and quantized):
+            return False
+    return True
+
+
 @register("trtllm", "TensorRT-LLM quant_config, parallel sizes and trtllm-serve flags")
 def _export_trtllm(v: PlanView, ctx: ExportContext) -> Export:
-    layers, exclude, algos = modelopt_layers(v, ctx)
+    v, kept, notes = as_exported(v, "trtllm")
+    layers, exclude, algos = modelopt_layers(v, ctx, "trtllm")
     kv = trt_kv_algo(v)
-    notes: list[str] = []
     files: list[ExportFile] = []
     if not layers:
         quant: dict[str, Any] = {"quant_algo": None, "kv_cache_quant_algo": kv}
         qformat = "full_prec"
-    elif len(algos) == 1:
+    elif len(algos) == 1 and _uniform(v, ctx):
         one = json.loads(next(iter(algos)))
         quant = {"quant_algo": one["quant_algo"], "kv_cache_quant_algo": kv}
         if "group_size" in one:
@@ -46,14 +58,14 @@ def _export_trtllm(v: PlanView, ctx: ExportContext) -> Export:
         qformat = None
         files.append(ExportFile(path="quant_cfg.json", media_type="application/json", content=to_json(
             {"quant_algo": "MIXED_PRECISION", "kv_cache_quant_algo": kv, "quantized_layers": layers, "exclude_modules": exclude})))
-        notes.append("several QuantAlgos per layer: TensorRT-LLM reads them from quant_cfg.json (MIXED_PRECISION) in the quantized checkpoint")
-    frac = memory_fraction(v, ctx)
+        notes.append("per-layer QuantAlgos (quantize.py's one --qformat would quantize every linear layer alike): TensorRT-LLM reads them from quant_cfg.json (MIXED_PRECISION) in the quantized checkpoint")
+    frac = memory_fraction(v, ctx, extra_weight_bytes=kept_extra_bytes(v, ctx, kept), engine="trtllm")
     max_seq = max(1, v.prompt + v.gen)
     kv_frac = None
     if frac is not None:
         # trtllm-serve's KV fraction is of the memory left after weights are loaded.
         cap = device_capacity(v, ctx) or 0.0
-        weights_dev = float(v.predicted.get("weights_bytes") or 0.0) / max(1, v.tp * v.pp)
+        weights_dev = (float(v.predicted.get("weights_bytes") or 0.0) + kept_extra_bytes(v, ctx, kept)) / max(1, v.tp * v.pp)
         free = cap - weights_dev
         kv_need = float(v.predicted.get("kv_cache_bytes") or 0.0) / max(1, v.tp * v.pp)
         if free > 0 and kv_need > 0:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .common import host_offload_bytes, memory_fraction, model_path, shell_lines, shell_quote, to_json
+from .common import host_offload_bytes, memory_fraction, memory_need, model_path, shell_lines, shell_quote, to_json
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, sparsity_of, weights_of
+from .rules import as_exported, engine_runs, kept_extra_bytes, replan_hint, role_of
 from .schemes import ct_quantization_config
 
 
@@ -18,32 +19,36 @@ _GIB = 2**30
 _VLLM_KV = {"bf16": "auto", "fp16": "auto", "fp32": "auto", "fp8-e4m3": "fp8_e4m3", "fp8-e5m2": "fp8_e5m2"}
 
 
+def _quantization(v: PlanView) -> str | None:
+    """vLLM's ``--quantization`` for the plan (as exported): None for a 16-bit dense model,
+    "fp8" when every linear layer is fp8 W8A8 (vLLM quantizes a 16-bit checkpoint that way
+    on load: per-tensor weights, dynamic per-token activations), else a compressed-tensors
+    checkpoint (mixtures, weight-only fp8 — vLLM's "fp8" would make it W8A8 — int, fp4, 2:4)."""
+    linear = [g for g in v.choices if role_of(g) == "linear"]
+    if any(sparsity_of(v, g) not in ("dense", "") for g in v.choices):
+        return "compressed-tensors"
+    if all(weights_of(v, g) in FLOAT16 and acts_of(v, g) in FLOAT16 for g in v.choices):
+        return None
+    if linear and all(weights_of(v, g) == "fp8-e4m3" and acts_of(v, g) == "fp8-e4m3" for g in linear):
+        return "fp8"
+    return "compressed-tensors"
+
+
 @register("vllm", "vLLM engine arguments and `vllm serve` command")
 def _export_vllm(v: PlanView, ctx: ExportContext) -> Export:
-    notes: list[str] = []
-    weights = {weights_of(v, g) for g in v.choices}
+    v, kept, notes = as_exported(v, "vllm")
     acts = {acts_of(v, g) for g in v.choices}
-    sparse = any(sparsity_of(v, g) not in ("dense", "") for g in v.choices)
     model = model_path(v, ctx)
-    if weights <= FLOAT16 and acts <= FLOAT16 and not sparse:
-        quantization = None
-    elif weights <= FLOAT16 | {"fp8-e4m3"} and acts <= FLOAT16 | {"fp8-e4m3"} and not sparse and weights & {"fp8-e4m3"} \
-            and all(weights_of(v, g) == "fp8-e4m3" or acts_of(v, g) in FLOAT16 for g in v.choices):
-        # vLLM quantizes a 16-bit checkpoint to FP8 when it loads it (per-tensor weights,
-        # dynamic per-token activations); groups left in 16 bit need a checkpoint instead.
-        if any(weights_of(v, g) in FLOAT16 for g in v.choices):
-            quantization = "compressed-tensors"
-        else:
-            quantization = "fp8"
-    else:
-        quantization = "compressed-tensors"
+    engine_runs(v, "vllm")
+    quantization = _quantization(v)
     if quantization == "compressed-tensors":
-        ct_quantization_config(v, ctx)  # raises ExportError for formats vLLM cannot load
+        ct_quantization_config(v, ctx, "vllm")  # names every group vLLM cannot load, and the re-plan flag
         model = f"{v.model}-tierwise"
         notes.append(f"serve the compressed-tensors checkpoint: run `tierwise export PLAN --format compressed-tensors` "
                      f"and its oneshot.py first; it writes {model}/")
     if v.kv not in _VLLM_KV:
-        raise ExportError("kv", f"vLLM's --kv-cache-dtype supports auto (16-bit), fp8_e4m3 and fp8_e5m2; the plan's KV cache is {v.kv!r}")
+        raise ExportError("kv", f"vLLM's --kv-cache-dtype supports auto (16-bit), fp8_e4m3 and fp8_e5m2; the plan's KV cache "
+                          f"is {v.kv!r}; {replan_hint(v, 'vllm')}")
     args: dict[str, Any] = {
         "model": model,
         "tensor_parallel_size": v.tp,
@@ -59,9 +64,14 @@ def _export_vllm(v: PlanView, ctx: ExportContext) -> Export:
     args["kv_cache_dtype"] = _VLLM_KV[v.kv]
     args["max_model_len"] = max(1, v.prompt + v.gen)
     args["max_num_seqs"] = v.batch
-    frac = memory_fraction(v, ctx)
-    if frac is not None:
+    extra = kept_extra_bytes(v, ctx, kept)
+    need = memory_need(v, ctx, extra_weight_bytes=extra, engine="vllm")
+    frac = memory_fraction(v, ctx, extra_weight_bytes=extra, engine="vllm")
+    if frac is not None and need is not None:
         args["gpu_memory_utilization"] = frac
+        notes.append(f"gpu_memory_utilization {frac} = ({need['plan'] / 1e9:.2f} GB per device: the plan's footprint with "
+                     f"weights as exported + {need['context'] / 1e9:.2f} GB engine context, profiles/engines/vllm.yaml) "
+                     f"/ {need['capacity'] / 1e9:.2f} GB")
     else:
         notes.append("no device capacity known: gpu_memory_utilization left at vLLM's default (0.9)")
     offload = host_offload_bytes(v)

@@ -15,6 +15,7 @@ from typing import Any
 
 from hwmodels.errors import TierwiseError
 
+from planner.deadline import Deadline
 from planner.request.engine import ENGINE_HELP, canonical, resolve_engine
 from planner.request.estimate import OPTIMIZER_NAMES, check_context, load_specs
 from planner.request.fields import (
@@ -60,6 +61,8 @@ class CapacityServeRequest:
     max_devices: int | None = opt("Largest fleet considered per hardware.", 1024)
     max_pp: int | None = opt("Deepest pipeline considered.", 4)
     runtime: str | None = opt("graph (CUDA graphs / compiled engine) or eager.", "graph", choices=("graph", "eager"))
+    time_limit_s: float | None = opt("Wall-clock limit of the search, seconds (unbounded when left out); when it "
+                                     "runs out the answer covers the configurations searched so far.")
     engine: str | None = opt(ENGINE_HELP)
 
 
@@ -76,6 +79,8 @@ class CapacityTrainRequest:
     activations: str | None = opt("Compute precision (default: the device's native 16-bit format; fp8).")
     optimizer: str | None = opt("adamw | adamw-8bit | adamw-fp8 | sgd.", "adamw", choices=OPTIMIZER_NAMES)
     max_devices: int | None = opt("Largest cluster considered.", 65536)
+    time_limit_s: float | None = opt("Wall-clock limit of the search, seconds (unbounded when left out); when it "
+                                     "runs out the answer covers the layouts searched so far.")
     engine: str | None = opt(ENGINE_HELP)
 
 
@@ -222,25 +227,41 @@ def _infeasible(message: str, payload: dict) -> TierwiseError:
     return TierwiseError(text, kind="infeasible", code="infeasible", details=json_safe(payload) or None)
 
 
-def run_capacity_serve(req: CapacityServeRequest):
+def _deadline(req: Any, deadline: Deadline | None) -> Deadline | None:
+    """The caller's deadline, else one of ``req.time_limit_s`` (None: unbounded, searched in one go)."""
+    if deadline is not None or req.time_limit_s is None:
+        return deadline
+    return Deadline(check_number("time_limit_s", req.time_limit_s, hi=86400.0))
+
+
+def run_capacity_serve(req: CapacityServeRequest, *, deadline: Deadline | None = None):
     """The cheapest fleet per hardware (``planner.capacity.ServeAnswer``) for the first QPS.
-    Raises TierwiseError of kind ``infeasible`` when no hardware meets the SLOs."""
+    Raises TierwiseError of kind ``infeasible`` when no hardware meets the SLOs.
+
+    ``deadline`` (default: ``time_limit_s`` from now, if given) is checked between
+    configurations: when it runs out the answer covers those searched (``complete=False``);
+    nothing searched yet raises ``DeadlineExceeded``, a cancel ``Cancelled``."""
     from planner.capacity import plan_serving, serve_infeasible_message
 
+    deadline = _deadline(req, deadline)
     archs, devices, targets, search = resolve_capacity_serve(req)
-    ans = plan_serving(archs, devices, targets[0], search)
+    ans = plan_serving(archs, devices, targets[0], search, deadline=deadline)
     if not ans.feasible:
         raise _infeasible(*serve_infeasible_message(ans))
     return ans
 
 
-def run_capacity_train(req: CapacityTrainRequest):
+def run_capacity_train(req: CapacityTrainRequest, *, deadline: Deadline | None = None):
     """``planner.capacity.TrainAnswer`` per hardware (a list, in the order given). Raises
-    TierwiseError of kind ``infeasible`` when no hardware meets the deadline."""
+    TierwiseError of kind ``infeasible`` when no hardware meets the deadline.
+
+    ``deadline`` (default: ``time_limit_s`` from now, if given) bounds the whole search,
+    every hardware's, as in :func:`run_capacity_serve`."""
     from planner.capacity import plan_training, train_infeasible_message
 
+    deadline = _deadline(req, deadline)
     arch, pairs = resolve_capacity_train(req)
-    answers = [plan_training(arch, dev, target) for dev, target in pairs]
+    answers = [plan_training(arch, dev, target, deadline=deadline) for dev, target in pairs]
     if not any(a.feasible for a in answers):
         best = max(answers, key=lambda a: a.fastest.tokens_per_s if a.fastest else -1.0)
         raise _infeasible(*train_infeasible_message(best))

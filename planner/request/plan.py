@@ -9,7 +9,7 @@ Layout degrees left out are searched; ``kv`` left out searches the KV-cache form
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hwmodels.errors import TierwiseError, describe_value
 
@@ -30,6 +30,9 @@ from planner.request.fields import (
     parse_duration,
     parse_size,
 )
+
+if TYPE_CHECKING:
+    from planner.deadline import Deadline
 
 __all__ = ["CLI_ALIASES", "PlanRequest", "resolve_plan", "run_plan"]
 
@@ -224,10 +227,13 @@ def _engine_formats(sup: Any, dev: Any, formats: tuple[str, ...] | None,
     return tuple(out), act
 
 
-def run_plan(req: PlanRequest):
+def run_plan(req: PlanRequest, *, deadline: Deadline | None = None):
     """Solve ``req``: a :class:`planner.plan.Plan`. Nothing feasible raises the planner's
-    ``NoFeasiblePlanError`` with its diagnosis (exit 3 / HTTP 422 ``infeasible``)."""
+    ``NoFeasiblePlanError`` with its diagnosis (exit 3 / HTTP 422 ``infeasible``).
+
+    ``deadline``: one shared with the caller (e.g. a service job that can be cancelled);
+    it bounds the whole search, diagnosis included. By default ``time_limit_s`` from now."""
     from planner.search import Planner
 
     arch, dev, problem, sens = resolve_plan(req)
-    return Planner(arch, dev, sensitivity=sens).solve(problem)
+    return Planner(arch, dev, sensitivity=sens).solve(problem, deadline=deadline)

@@ -44,3 +44,20 @@ def custom_profile(id: str = "lab-accel") -> dict:
                 if k.startswith("capacity"):
                     tier[k] = tier[k] * 2
     return d
+
+
+def job_result(client, response, timeout_s: float = 300.0) -> dict:
+    """The answer of a capacity request: the 200 body, or the result of the job a 202 names."""
+    import time
+
+    if response.status_code == 200:
+        return response.json()
+    assert response.status_code == 202, response.text
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        job = client.get(response.headers["location"]).json()
+        if job["status"] not in ("queued", "running"):
+            assert job["status"] == "succeeded", job
+            return job["result"]
+        time.sleep(0.1)
+    raise AssertionError(f"{response.headers['location']} unfinished after {timeout_s} s")

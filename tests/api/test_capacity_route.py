@@ -6,18 +6,18 @@ from hwmodels import load_device
 from planner.arch import load_arch
 from planner.capacity import ServeTarget, plan_serving
 from planner.cli.common import clean_json
+from conftest import job_result
 
 BODY = {"model": "llama-3.1-8b", "hardware": ["l4", "h100-sxm"], "qps": 5, "prompt": 512, "gen": 128,
         "ttft_slo_s": 1.0, "tpot_slo_s": 0.05}
 
 
 def test_capacity_matches_the_planner(client):
-    r = client.post("/v1/capacity", json=BODY)
-    assert r.status_code == 200, r.text
+    got = job_result(client, client.post("/v1/capacity", json=BODY))
     expect = plan_serving([load_arch("llama-3.1-8b")], [load_device("l4"), load_device("h100-sxm")],
                           ServeTarget(qps=5, prompt=512, gen=128, ttft_slo_s=1.0, tpot_slo_s=0.05)).to_dict()
-    assert r.json() == clean_json(expect)
-    assert r.json()["feasible"] and {h["hardware"] for h in r.json()["hardware"]} == {"l4", "h100-sxm"}
+    assert got == clean_json(expect) and got["status"] == "complete"
+    assert got["feasible"] and {h["hardware"] for h in got["hardware"]} == {"l4", "h100-sxm"}
 
 
 def test_capacity_errors(client):

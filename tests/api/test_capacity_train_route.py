@@ -4,13 +4,12 @@ from hwmodels import load_device
 from planner.arch import load_arch
 from planner.capacity import TrainTarget, plan_training
 from planner.cli.common import clean_json
+from conftest import job_result
 
 
 def test_train_capacity_matches_the_library(client):
     body = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "tokens": 1e11, "days": 10, "max_devices": 512}
-    r = client.post("/v1/capacity/train", json=body)
-    assert r.status_code == 200, r.text
-    got = r.json()
+    got = job_result(client, client.post("/v1/capacity/train", json=body))
     want = clean_json(plan_training(load_arch("llama-3.1-8b"), load_device("h100-sxm"),
                                     TrainTarget(tokens=1e11, days=10, max_devices=512)).to_dict())
     assert got["feasible"] is True

@@ -116,14 +116,19 @@ def test_sigkill_during_a_write_burst_loses_no_acknowledged_plan(tmp_path):
         srv2.stop()
 
 
+@pytest.mark.slow
 def test_openapi_fuzz_no_5xx_and_schema_conformance(tmp_path):
-    """Acceptance 2: ≥ 500 schemathesis-generated requests; no 5xx; responses conform."""
+    """Acceptance: ≥ 500 schemathesis-generated requests with every per-response check but
+    ``positive_data_acceptance`` (its failures are the documented false positives of
+    docs/api.md, "Fuzzing"); no 5xx. ``benchmarks/fuzz_api.py`` runs ``--checks all``
+    (stateful phase included) over ≥ 1,000 requests."""
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, Phase, given, settings
     from schemathesis import checks as C
 
     checks = [C.not_a_server_error, C.status_code_conformance, C.content_type_conformance,
-              C.response_schema_conformance, C.response_headers_conformance, C.negative_data_rejection]
+              C.response_schema_conformance, C.response_headers_conformance, C.negative_data_rejection,
+              C.missing_required_header, C.unsupported_method, C.allow_header_conformance]
     srv = Server(tmp_path, env={"TIERWISE_SOLVE_TIME_LIMIT_S": "10", "TIERWISE_SYNC_WAIT_S": "0"}).start()
     try:
         schema = schemathesis.openapi.from_url(srv.base + "/openapi.json")
@@ -151,3 +156,5 @@ def test_openapi_fuzz_no_5xx_and_schema_conformance(tmp_path):
         assert not [s for s in counts if isinstance(s, int) and s >= 500], counts
     finally:
         srv.stop()
+    log = srv.log.read_text()
+    assert "Traceback" not in log and "never retrieved" not in log, log[-3000:]

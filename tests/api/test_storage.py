@@ -8,7 +8,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from api.db import DuplicateIdError, Store
+from api.db import DuplicateIdError, QueueFullError, Store
 from planner.plan import plan_to_dict
 
 PG = os.environ.get("TIERWISE_TEST_POSTGRES_URL")
@@ -48,7 +48,8 @@ def test_sqlite_is_wal_with_full_sync(tmp_path):
 
 def test_plans_persist_across_store_instances(store_url, plan_body):
     s = Store(store_url)
-    s.add_job(id="j1", kind="plan", request={"id": "p1"})
+    s.admit_job(id="j1", kind="plan", request={"id": "p1"}, max_pending=10, plan_id="p1")
+    s.set_job("j1", status="running")
     s.add_plan(id="p1", body=plan_body, request={"model": "llama-3.2-1b"}, job_id="j1", solve_s=0.5)
     s.close()
     s2 = Store(store_url)
@@ -90,8 +91,35 @@ def test_list_filters_pages_and_deletes(store_url, plan_body):
 
 def test_unfinished_jobs_are_found_for_resumption(store_url):
     s = Store(store_url)
-    s.add_job(id="a", kind="plan", request={"id": "pa"})
-    s.add_job(id="b", kind="plan", request={"id": "pb"})
+    s.admit_job(id="a", kind="plan", request={"id": "pa"}, max_pending=10, plan_id="pa")
+    s.admit_job(id="b", kind="plan", request={"id": "pb"}, max_pending=10, plan_id="pb")
     s.set_job("b", status="failed", error={"code": "infeasible", "message": "x", "field": None})
     assert [j.id for j in s.unfinished_jobs()] == ["a"] and s.count_unfinished_jobs() == 1
+    s.close()
+
+
+def test_admission_reserves_plan_ids_and_caps_pending_jobs(store_url, plan_body):
+    """One transaction: a reserved or stored id is a DuplicateIdError, the pending cap is exact,
+    and a job that ends without a plan (failed, cancelled) gives its id back."""
+    s = Store(store_url)
+    s.admit_job(id="j1", kind="plan", request={}, max_pending=2, plan_id="p1")
+    with pytest.raises(DuplicateIdError):
+        s.admit_job(id="j2", kind="plan", request={}, max_pending=2, plan_id="p1")
+    s.admit_job(id="j3", kind="capacity", request={}, max_pending=2)
+    with pytest.raises(QueueFullError):
+        s.admit_job(id="j4", kind="plan", request={}, max_pending=2, plan_id="p4")
+    assert s.get_job("j2") is None and s.get_job("j4") is None and s.count_unfinished_jobs() == 2
+    assert s.set_job("j1", status="cancelled", only_if=("queued", "running"))
+    assert not s.set_job("j1", status="running", only_if=("queued",))
+    s.admit_job(id="j5", kind="plan", request={}, max_pending=3, plan_id="p1")  # released by the cancel
+    s.set_job("j5", status="running")
+    assert s.add_plan(id="p1", body=plan_body, request=None, job_id="j5") is not None
+    with pytest.raises(DuplicateIdError):
+        s.admit_job(id="j6", kind="plan", request={}, max_pending=9, plan_id="p1")
+    assert s.delete_plan("p1")
+    s.admit_job(id="j7", kind="plan", request={}, max_pending=9, plan_id="p1")
+    s.set_job("j7", status="cancelled")
+    s.set_job("j7", status="running")  # (forced) a cancelled job's late result is not stored
+    s.set_job("j7", status="cancelled")
+    assert s.add_plan(id="p1", body=plan_body, request=None, job_id="j7") is None and s.get_plan("p1") is None
     s.close()

@@ -1,0 +1,326 @@
+"""Training capacity: how many devices of one hardware train a model on a token budget
+within a deadline, at least cost. Pure functions, split into picklable tasks like serving
+(:mod:`planner.capacity`): ``train_tasks`` builds them, ``run_train_task`` runs one,
+``summarize_train`` combines the results, ``plan_training`` does all three.
+
+The required rate is ``tokens / (days · 86400)`` tokens/s. For each layout family (TP, PP,
+micro-batch) and each device count on a grid of whole nodes, the training estimate is
+evaluated with the least recomputation that fits memory (none → selective → full), sequence
+parallelism with TP, and ZeRO-1 across replicas; the answer is the fewest devices whose best
+layout reaches the rate. Device counts that would need more than 100% MFU, or less than 5%,
+are not searched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from hwmodels import DeviceSpec
+from planner.arch import ArchSpec
+from planner.deadline import Deadline, DeadlineExceeded
+from planner.errors import EstimateError
+from planner.layout import num_layers
+
+SECONDS_PER_DAY = 86400.0
+
+
+def _check(cond: bool, fld: str, message: str) -> None:
+    if not cond:
+        raise EstimateError(fld, message)
+
+
+# ---------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainTarget:
+    tokens: float
+    days: float
+    seq: int = 4096
+    global_batch_tokens: float = 4 * 1024 * 1024
+    activations: str = "bf16"
+    optimizer: str = "adamw"
+    max_devices: int = 65536
+
+    def __post_init__(self) -> None:
+        _check(self.tokens > 0 and math.isfinite(self.tokens), "tokens", f"--tokens must be a positive number; got {self.tokens!r}")
+        _check(self.days > 0 and math.isfinite(self.days), "days", f"--days must be a positive number; got {self.days!r}")
+        _check(isinstance(self.seq, int) and self.seq >= 1, "seq", f"--seq must be a positive integer; got {self.seq!r}")
+        _check(self.global_batch_tokens >= self.seq, "global_batch_tokens", f"--global-batch-tokens must be at least --seq ({self.seq}); got {self.global_batch_tokens:g}")
+        _check(isinstance(self.max_devices, int) and self.max_devices >= 1, "max_devices", f"--max-devices must be a positive integer; got {self.max_devices!r}")
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / (self.days * SECONDS_PER_DAY)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainOption:
+    hardware: str
+    devices: int
+    tp: int
+    pp: int
+    dp: int
+    micro_batch: int
+    global_batch: int
+    recompute: str
+    zero: int
+    sequence_parallel: bool
+    step_time_s: float
+    tokens_per_s: float
+    mfu: float
+    hfu: float
+    memory_per_device_bytes: float
+    device_capacity_bytes: float
+    usd_per_hour: float | None
+
+    def days_for(self, tokens: float) -> float:
+        return tokens / self.tokens_per_s / SECONDS_PER_DAY
+
+    def to_dict(self, tokens: float | None = None) -> dict:
+        d = {
+            "hardware": self.hardware,
+            "devices": self.devices,
+            "tp": self.tp,
+            "pp": self.pp,
+            "dp": self.dp,
+            "micro_batch": self.micro_batch,
+            "global_batch": self.global_batch,
+            "recompute": self.recompute,
+            "zero": self.zero,
+            "sequence_parallel": self.sequence_parallel,
+            "step_time_s": self.step_time_s,
+            "tokens_per_s": self.tokens_per_s,
+            "mfu": self.mfu,
+            "hfu": self.hfu,
+            "memory_per_device_bytes": self.memory_per_device_bytes,
+            "device_capacity_bytes": self.device_capacity_bytes,
+            "usd_per_hour": self.usd_per_hour,
+        }
+        if tokens is not None:
+            days = self.days_for(tokens)
+            d["days"] = days
+            d["usd_total"] = self.usd_per_hour * days * 24.0 if self.usd_per_hour is not None else None
+        return d
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainTask:
+    arch: ArchSpec
+    device: DeviceSpec
+    target: TrainTarget
+    tp: int
+    pp: int
+    micro_batch: int
+    device_counts: tuple[int, ...]
+
+
+def device_grid(device: DeviceSpec, max_devices: int) -> tuple[int, ...]:
+    """Device counts searched: 1, 2, 4 … within a node, then whole nodes on a grid that
+    grows by about 25% per point (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32 … nodes)."""
+    g = max(device.devices_per_node, 1)
+    out = {n for n in (1, 2, 4) if n < g and n <= max_devices}
+    nodes = 1
+    while nodes * g <= max_devices:
+        out.add(nodes * g)
+        step = max(1, 2 ** max(0, int(math.log2(nodes)) - 2))
+        nodes += step
+    return tuple(sorted(out))
+
+
+# Device counts below the ideal (100% MFU) count cannot reach the rate; at more than this
+# multiple of it the rate would need an MFU under 1/MFU_FLOOR_FACTOR (5%): not searched.
+MFU_FLOOR_FACTOR = 20
+
+
+def _useful_counts(arch: ArchSpec, device: DeviceSpec, target: TrainTarget, grid: tuple[int, ...]) -> tuple[int, ...]:
+    from planner.formats import get_format
+    from planner.workload import build_workload
+
+    try:
+        peak = device.peak_flops_per_s(get_format(target.activations).hw_precision)
+    except (ValueError, KeyError) as exc:
+        raise EstimateError("activations", f"--activations {target.activations!r}: {exc}") from None
+    flops_per_token = 6.0 * build_workload(arch).weight_params  # Kaplan et al. 2020: 6N per token
+    ideal = target.tokens_per_s * flops_per_token / peak
+    lo, hi = ideal, max(ideal, 1.0) * MFU_FLOOR_FACTOR
+    below = [n for n in grid if n < lo]
+    keep = [n for n in grid if lo <= n <= hi]
+    # keep the largest count under the bound too, so the frontier shows where it falls short
+    return tuple(([below[-1]] if below else []) + keep) or grid[-1:]
+
+
+def train_tasks(arch: ArchSpec, device: DeviceSpec, target: TrainTarget) -> list[TrainTask]:
+    """One task per (TP, PP, micro-batch) family; each covers every device count."""
+    g = max(device.devices_per_node, 1)
+    layers = num_layers(arch)
+    if arch.family == "cnn":
+        tps, pps = [1], [1]
+    else:
+        tps = [t for t in (1, 2, 4, 8, 16) if t <= g and arch.num_heads % t == 0]
+        # powers of two up to 16, and other small divisors of the layer count (balanced stages)
+        pps = [p for p in (1, 2, 4, 5, 8, 10, 16, 20, 32) if p <= layers and (layers % p == 0 or p in (1, 2, 4, 8, 16))]
+    grid = _useful_counts(arch, device, target, device_grid(device, target.max_devices))
+    tasks = []
+    for tp in tps:
+        for pp in pps:
+            counts = tuple(n for n in grid if n % (tp * pp) == 0)
+            if not counts:
+                continue
+            for mb in (1, 2):
+                tasks.append(TrainTask(arch=arch, device=device, target=target, tp=tp, pp=pp, micro_batch=mb, device_counts=counts))
+    return tasks
+
+
+def run_train_task(task: TrainTask, deadline: Deadline | None = None) -> dict[int, TrainOption]:
+    """Best fitting configuration of one layout family at each device count (``deadline``
+    checked before each count)."""
+    from planner.training import TrainingConfig, estimate_training
+
+    deadline = deadline or Deadline.unbounded()
+    arch, dev, t = task.arch, task.device, task.target
+    out: dict[int, TrainOption] = {}
+    target_seqs = max(1, round(t.global_batch_tokens / t.seq))
+    for n in task.device_counts:
+        deadline.check("the capacity search")
+        dp = n // (task.tp * task.pp)
+        unit = task.micro_batch * dp
+        gb = max(1, round(target_seqs / unit)) * unit
+        for rc in ("none", "selective", "full"):
+            try:
+                cfg = TrainingConfig(
+                    global_batch=gb,
+                    micro_batch=task.micro_batch,
+                    seq=t.seq,
+                    tp=task.tp,
+                    pp=task.pp,
+                    dp=dp,
+                    zero=1 if dp > 1 else 0,
+                    recompute=rc,
+                    sequence_parallel=task.tp > 1,
+                    optimizer=t.optimizer,
+                    weights="bf16" if t.activations != "fp16" else "fp16",
+                    activations=t.activations,
+                )
+                est = estimate_training(arch, dev, cfg)
+            except EstimateError:
+                break
+            if not est.memory.fits:
+                continue
+            out[n] = TrainOption(
+                hardware=dev.id,
+                devices=n,
+                tp=task.tp,
+                pp=task.pp,
+                dp=dp,
+                micro_batch=task.micro_batch,
+                global_batch=gb,
+                recompute=rc,
+                zero=cfg.zero,
+                sequence_parallel=cfg.sequence_parallel,
+                step_time_s=est.step_time_s,
+                tokens_per_s=est.tokens_per_s,
+                mfu=est.mfu,
+                hfu=est.hfu,
+                memory_per_device_bytes=est.memory.per_device_bytes,
+                device_capacity_bytes=est.memory.device_capacity_bytes,
+                usd_per_hour=est.usd_per_hour,
+            )
+            break
+    return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainAnswer:
+    model: str
+    hardware: str
+    target: TrainTarget
+    best: TrainOption | None  # fewest devices reaching the rate
+    fastest: TrainOption | None  # highest throughput found (when the rate is out of reach)
+    frontier: tuple[TrainOption, ...] = field(default_factory=tuple)  # best per device count
+    complete: bool = True  # False: the search stopped at its time limit (some layouts not tried)
+
+    @property
+    def feasible(self) -> bool:
+        return self.best is not None
+
+    def to_dict(self) -> dict:
+        t = self.target
+        return {
+            "model": self.model,
+            "hardware": self.hardware,
+            "tokens": t.tokens,
+            "days": t.days,
+            "required_tokens_per_s": t.tokens_per_s,
+            "seq": t.seq,
+            "feasible": self.feasible,
+            "status": "complete" if self.complete else "time_limit",
+            "best": self.best.to_dict(t.tokens) if self.best else None,
+            "fastest": self.fastest.to_dict(t.tokens) if (self.best is None and self.fastest) else None,
+            "frontier": [o.to_dict(t.tokens) for o in self.frontier],
+        }
+
+
+def summarize_train(arch: ArchSpec, device: DeviceSpec, target: TrainTarget, results: Sequence[dict[int, TrainOption]]) -> TrainAnswer:
+    best_at: dict[int, TrainOption] = {}
+    for res in results:
+        for n, o in res.items():
+            if n not in best_at or o.tokens_per_s > best_at[n].tokens_per_s:
+                best_at[n] = o
+    frontier = tuple(best_at[n] for n in sorted(best_at))
+    need = target.tokens_per_s
+    best = next((o for o in frontier if o.tokens_per_s >= need), None)
+    fastest = max(frontier, key=lambda o: o.tokens_per_s, default=None)
+    return TrainAnswer(model=arch.id, hardware=device.id, target=target, best=best, fastest=fastest, frontier=frontier)
+
+
+def train_infeasible_message(ans: TrainAnswer) -> tuple[str, dict]:
+    t = ans.target
+    if ans.fastest is None:
+        return (f"{ans.model} does not fit {ans.hardware} at any layout up to {t.max_devices} devices", {})
+    f = ans.fastest
+    msg = (
+        f"{t.tokens:.3g} tokens in {t.days:g} days needs {t.tokens_per_s:,.0f} tokens/s; the fastest layout found "
+        f"({f.devices} × {ans.hardware}, tp={f.tp} pp={f.pp} dp={f.dp}) reaches {f.tokens_per_s:,.0f} tokens/s "
+        f"({100 * (1 - f.tokens_per_s / t.tokens_per_s):.0f}% short), i.e. {f.days_for(t.tokens):.1f} days"
+    )
+    return msg, f.to_dict(t.tokens)
+
+
+def plan_training(arch: ArchSpec, device: DeviceSpec, target: TrainTarget, map_fn: Callable[[Callable, Iterable], Iterable] = map,
+                  deadline: Deadline | None = None) -> TrainAnswer:
+    """Every layout family; with a ``deadline``, run here one after the other and stopped
+    when it is up (the answer then covers the families searched: ``complete=False``)."""
+    tasks = train_tasks(arch, device, target)
+    if deadline is None:
+        return summarize_train(arch, device, target, list(map_fn(run_train_task, tasks)))
+    done: list[dict[int, TrainOption]] = []
+    for task in tasks:
+        try:
+            done.append(run_train_task(task, deadline))
+        except DeadlineExceeded:
+            if not done:
+                raise
+            break
+    ans = summarize_train(arch, device, target, done)
+    return ans if len(done) == len(tasks) else replace(ans, complete=False)
+
+
+__all__ = [
+    "MFU_FLOOR_FACTOR",
+    "SECONDS_PER_DAY",
+    "TrainAnswer",
+    "TrainOption",
+    "TrainTarget",
+    "TrainTask",
+    "device_grid",
+    "plan_training",
+    "run_train_task",
+    "summarize_train",
+    "train_infeasible_message",
+    "train_tasks",
+]

@@ -1,0 +1,178 @@
+"""Per-target rules every exporter applies before writing a file: what happens to quantized
+embeddings and LM heads, and how a plan the target cannot express is refused (every group
+and format named, with the ``tierwise plan`` flag that re-plans for the target's engine).
+
+Embeddings and LM heads (one table, :data:`ROLE_RULES`):
+
+* vLLM, compressed-tensors and transformers quantize ``Linear`` layers only: vLLM's
+  ``VocabParallelEmbedding`` / ``ParallelLMHead`` run unquantized under compressed-tensors
+  (vllm/model_executor/layers/quantization/compressed_tensors/compressed_tensors.py,
+  ``get_quant_method`` handles LinearBase, Attention and FusedMoE only), and llm-compressor
+  recipes ignore ``lm_head``. A plan that quantizes them is exported with them in 16 bit and
+  a note; the memory settings count them in 16 bit.
+* TensorRT-LLM / ModelOpt quantize the LM head as a linear layer (``quantize.py
+  --quantize_lm_head``) but keep the embedding table in 16 bit.
+* llama.cpp has a GGUF type for every tensor, ``token_embd`` and ``output`` included.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import replace
+
+from .core import FLOAT16, ExportContext, ExportError, PlanView, acts_of, format_of, sparsity_of, weights_of
+
+#: Export target → the engine that loads it (profiles/engines/*.yaml), for the re-plan hint.
+TARGET_ENGINE = {"vllm": "vllm", "compressed-tensors": "vllm", "hf": "hf-transformers", "modelopt-mixed": "trtllm",
+                 "trtllm": "trtllm", "llamacpp": "llamacpp", "megatron": "megatron-core"}
+
+#: (target, role) → "keep16" (written in 16 bit, with a note) or "export" (as planned).
+ROLE_RULES: dict[str, dict[str, str]] = {
+    "vllm": {"embedding": "keep16", "lm_head": "keep16"},
+    "compressed-tensors": {"embedding": "keep16", "lm_head": "keep16"},
+    "hf": {"embedding": "keep16", "lm_head": "keep16"},
+    "modelopt-mixed": {"embedding": "keep16", "lm_head": "export"},
+    "trtllm": {"embedding": "keep16", "lm_head": "export"},
+    "llamacpp": {"embedding": "export", "lm_head": "export"},
+}
+
+_EMBEDDING = re.compile(r"(^|\.)(embed_tokens|embed_positions|shared|word_embeddings|position_embeddings|"
+                        r"token_type_embeddings|wte|wpe)$")
+_LM_HEAD = re.compile(r"(^|\.)lm_head$")
+
+
+def role_of(group: str) -> str:
+    """"embedding", "lm_head" or "linear" for a plan group name (planner/workload.py naming)."""
+    if _EMBEDDING.search(group):
+        return "embedding"
+    return "lm_head" if _LM_HEAD.search(group) else "linear"
+
+
+def _quantized(v: PlanView, g: str) -> bool:
+    return weights_of(v, g) not in FLOAT16 or acts_of(v, g) not in FLOAT16
+
+
+def as_exported(v: PlanView, target: str) -> tuple[PlanView, dict[str, str], list[str]]:
+    """The plan as ``target`` writes it: (view, {group: planned weights} kept in 16 bit, notes)."""
+    rules = ROLE_RULES.get(target, {})
+    kept = {g: weights_of(v, g) for g in v.choices if rules.get(role_of(g)) == "keep16" and _quantized(v, g)}
+    if not kept:
+        return v, {}, []
+    choices = {g: ({**c, "weights": "bf16", "activations": "bf16"} if g in kept else c) for g, c in v.choices.items()}
+    by: dict[tuple[str, str], list[str]] = {}
+    for g, w in kept.items():
+        by.setdefault((role_of(g), w), []).append(g)
+    label = {"embedding": "embeddings", "lm_head": "the LM head"}
+    notes = [f"{target} keeps {label[role]} in 16 bit: {', '.join(gs)} planned as {w} "
+             f"{'is' if len(gs) == 1 else 'are'} written as bf16 (memory settings count {'it' if len(gs) == 1 else 'them'} in 16 bit)"
+             for (role, w), gs in by.items()]
+    return replace(v, choices=choices), kept, notes
+
+
+def kept_extra_bytes(v: PlanView, ctx: ExportContext, kept: dict[str, str]) -> float:
+    """Bytes the groups kept in 16 bit add over the plan's weights (whole model)."""
+    if not kept or ctx.arch is None:
+        return 0.0
+    from planner.workload import build_workload
+
+    params: dict[str, int] = {}
+    for block in build_workload(ctx.arch).blocks:
+        for i in range(block.count):
+            for op in block.ops:
+                g = block.group_fqn(i, op)
+                if g in kept:
+                    params[g] = params.get(g, 0) + op.weight_params
+    return sum(n * max(0.0, 16.0 - format_of(kept[g]).bits_per_value()) / 8 for g, n in params.items())
+
+
+def _describe(v: PlanView, g: str) -> str:
+    c = v.choices[g]
+    parts = [f"weights {c.get('weights') or 'bf16'}"]
+    if (c.get("activations") or "bf16") not in FLOAT16:
+        parts.append(f"activations {c.get('activations')}")
+    if sparsity_of(v, g) not in ("dense", ""):
+        parts.append(f"sparsity {sparsity_of(v, g)}")
+    return ", ".join(parts)
+
+
+def replan_hint(v: PlanView, target: str) -> str:
+    """The `tierwise plan` line that re-plans for the target's engine, with what it runs there."""
+    engine = TARGET_ENGINE.get(target)
+    if engine is None:
+        return ""
+    line = f"re-plan for it: `tierwise plan --model {v.model} --hardware {v.hardware} --engine {engine}`"
+    try:
+        from hwmodels import load_device
+        from planner.engines import support
+
+        sup = support(engine, load_device(v.hardware))
+    except Exception:  # noqa: BLE001 - hardware outside the catalog, or the engine does not run there
+        return line
+    return (f"{line} ({engine} on {v.hardware} runs weights {', '.join(sup.weights)}; KV {', '.join(sup.kv)}; "
+            f"sparsity {', '.join(sup.sparsity)})")
+
+
+def refuse(v: PlanView, target: str, bad: list[tuple[str, ExportError]]) -> ExportError:
+    """One error naming every group ``target`` cannot express, by format, and the re-plan flag."""
+    by: dict[str, list[str]] = {}
+    for g, _ in bad:
+        by.setdefault(_describe(v, g), []).append(g)
+    listed = "; ".join(f"{what}: {len(gs)} group{'s' * (len(gs) > 1)} ({', '.join(gs[:3])}{', …' if len(gs) > 3 else ''})"
+                       for what, gs in by.items())
+    first = bad[0][1]
+    msg = (f"the {target} export cannot express {len(bad)} of {len(v.choices)} plan groups — {listed}. "
+           f"{getattr(first, 'template', str(first))}")
+    hint = replan_hint(v, target)
+    return ExportError(first.field or f"choices.{bad[0][0]}", f"{msg}; {hint}" if hint else msg)
+
+
+def check_groups(v: PlanView, target: str, check: Callable[[str], object]) -> None:
+    """Run ``check(group)`` on every group; raise one :func:`refuse` error for all that fail."""
+    bad: list[tuple[str, ExportError]] = []
+    for g in v.choices:
+        try:
+            check(g)
+        except ExportError as e:
+            bad.append((g, e))
+    if bad:
+        raise refuse(v, target, bad)
+
+
+def dense_only(v: PlanView, target: str, why: str) -> None:
+    """Refuse sparse groups for a target whose format has no field for sparsity."""
+
+    def check(g: str) -> None:
+        if sparsity_of(v, g) not in ("dense", ""):
+            raise ExportError(f"choices.{g}.sparsity", f"{why} has no field for sparsity; the plan prunes it "
+                              f"({sparsity_of(v, g)}) — export with --format compressed-tensors (SparseGPT + "
+                              "sparse-24 checkpoints) or re-plan without --sparsity")
+
+    check_groups(v, target, check)
+
+
+def engine_runs(v: PlanView, target: str) -> None:
+    """Refuse the groups whose weight / activation pair or sparsity the target's engine does not
+    run on the plan's hardware (profiles/engines/<engine>.yaml); no check for hardware or
+    engines outside the catalogs."""
+    engine = TARGET_ENGINE.get(target)
+    try:
+        from hwmodels import load_device
+        from planner.engines import load_engine
+
+        sup = load_engine(engine).support(load_device(v.hardware)) if engine else None
+    except Exception:  # noqa: BLE001 - custom hardware: the format checks of the target still apply
+        return
+    if sup is None:
+        return
+
+    def check(g: str) -> None:
+        w, a, s = weights_of(v, g), acts_of(v, g), sparsity_of(v, g)
+        if not sup.runs(w, a):
+            raise ExportError(f"choices.{g}.weights", f"{engine} on {v.hardware} does not run {w} weights with {a} "
+                              "activations")
+        pattern = "unstructured" if s.startswith("unstructured") else (s or "dense")
+        if pattern not in sup.sparsity:
+            raise ExportError(f"choices.{g}.sparsity", f"{engine} on {v.hardware} does not run {s} sparsity")
+
+    check_groups(v, target, check)

@@ -1,0 +1,79 @@
+"""hwmodels.safeyaml and api.limits: the bounds every untrusted document and model meets."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from api.errors import ApiError
+from api.limits import check_depth, check_model_size, group_count
+from hwmodels.safeyaml import UnsafeYamlError, load_untrusted
+from test_hardening import ALIAS_BOMB
+
+
+@pytest.mark.parametrize("text, says", [
+    (ALIAS_BOMB, "anchors (&a)"),
+    ("a: 1\nb: *a\n", "aliases (*a)"),
+    ("base: &b {x: 1}\nother:\n  <<: *b\n", "anchors (&b)"),
+    ("[" * 100_000, "nest"),
+    ("{" * 100_000, "nest"),
+    ("- " * 100 + "x", "nest"),
+    ("".join("  " * i + f"k{i}:\n" for i in range(40)) + "  " * 40 + "v", "nest"),
+    ("x: " + "1" * 10_000, "cannot be read"),
+    ("!!python/object/apply:os.system ['true']", "tags such as !!python"),
+    ("a: [1,", "not valid YAML"),
+    ("a: \x1b", "not valid YAML"),
+    ("x: 1\n" * 30_000, "bytes of YAML"),
+    ("[" + "1, " * 20_000 + "1]", "more than 10000 YAML nodes"),
+])
+def test_refused_fast_and_named(text, says):
+    t0 = time.perf_counter()
+    with pytest.raises(UnsafeYamlError) as e:
+        load_untrusted(text, field="yaml")
+    assert time.perf_counter() - t0 < 1.0
+    assert says in str(e.value) and e.value.field == "yaml" and e.value.code == "invalid_yaml", str(e.value)
+    assert e.value.render("cli").startswith("--yaml")
+
+
+def test_plain_documents_load():
+    assert load_untrusted("id: x\nmemory:\n  - {name: hbm, capacity_gb: 80}\nflags: [1, 2.5, true, null]\n") == {
+        "id": "x", "memory": [{"name": "hbm", "capacity_gb": 80}], "flags": [1, 2.5, True, None]}
+    deep = "".join("  " * i + f"k{i}:\n" for i in range(30)) + "  " * 30 + "v"
+    assert load_untrusted(deep)["k0"]["k1"]
+
+
+def test_group_count_matches_group_modules_for_every_catalog_model():
+    from planner.arch import list_models, load_arch
+    from planner.export import group_modules
+
+    for m in list_models():
+        arch = load_arch(m)
+        assert group_count(arch) == len(group_modules(arch)), m
+
+
+def test_a_million_layers_is_counted_without_building_them():
+    from dataclasses import replace
+
+    from planner.arch import load_arch
+
+    arch = replace(load_arch("llama-3.1-8b"), num_layers=1_000_000)
+    t0 = time.perf_counter()
+    n = group_count(arch)
+    assert time.perf_counter() - t0 < 0.5 and n > 1_000_000
+    with pytest.raises(ApiError) as e:
+        check_model_size(arch, {"num_hidden_layers": 1_000_000})
+    assert e.value.field == "config.num_hidden_layers" and e.value.code == "limit_exceeded"
+    check_model_size(load_arch("llama-3.1-405b"), None)
+
+
+def test_json_depth():
+    check_depth({"a": [{"b": 1}]}, "config")
+    nested: dict = {}
+    cur = nested
+    for _ in range(40):
+        cur["a"] = {}
+        cur = cur["a"]
+    with pytest.raises(ApiError) as e:
+        check_depth(nested, "config")
+    assert e.value.field == "config"
