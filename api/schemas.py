@@ -20,6 +20,8 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
 #: matches before a trailing newline).
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN, max_length=64)]
+#: An engine id of the catalog (vllm, trtllm, llamacpp, ...): no paths over REST.
+EngineId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 #: A format name (bf16, int4-g128, fp8-e4m3, ...); checked against the format registry.
 FormatName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9:._-]{0,31}$")]
 #: A size: bytes as a number, or text such as "20GB", "24GiB", "1.5e9".
@@ -203,6 +205,9 @@ def request_model(name: str, classes: tuple[type, ...], doc: str, *, exclude: tu
                 continue
             if fname in overrides:
                 spec[fname] = overrides[fname]
+                continue
+            if fname == "engine":  # a catalog id over REST, never a path on the server
+                spec[fname] = (EngineId | None, Field(default=None, description=info.help or None, examples=["vllm"]))
                 continue
             typ = Literal[info.choices] if info.choices else hints[fname]  # type: ignore[valid-type]
             extra = {"default": info.default} if info.default is not None and not callable(info.default) else None

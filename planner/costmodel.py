@@ -300,7 +300,7 @@ def memory_report(
     act_dev = activation_peak_bytes(work, prefill, act_bits, layout.tp)
     tiers, fractions, shortfall = place_memory(device, weights_dev, kv_dev, act_dev, options)
     dev = device.device_tier
-    per_device = weights_dev + kv_dev + act_dev
+    per_device = weights_dev + kv_dev + act_dev + options.reserved_bytes  # + the engine's runtime context
     offloaded = sum(t.weights_bytes for t in tiers if t.name != dev.name and t.role != "on_chip")
     offloaded_kv = sum(t.kv_cache_bytes for t in tiers if t.name != dev.name)
     rep = MemoryReport(

@@ -139,6 +139,7 @@ def place_memory(
                 act_tier = t
                 break
     uses[act_tier.name]["act"] = act_dev
+    uses[dev.name]["act"] += options.reserved_bytes  # the engine's runtime context stays on the device
     allowed = allowed_tiers(device, options)
     # The KV cache stays on the device; with offloading allowed, what does not fit next to the
     # activations spills to host memory (FlexGen keeps KV in CPU DRAM) and is streamed back.

@@ -163,6 +163,7 @@ class InferenceEstimate:
     memory: MemoryReport
     switch_in_s: float | None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    engine: str | None = None  # the serving engine priced (planner.engines)
 
     @property
     def batch(self) -> int:
@@ -171,6 +172,7 @@ class InferenceEstimate:
     def to_dict(self, ops: bool = True) -> dict:
         return {
             "mode": "inference",
+            "engine": self.engine,
             "model": self.model,
             "hardware": self.hardware,
             "devices": self.layout.devices,

@@ -305,6 +305,8 @@ class FormulationMixin:
         cands = candidate_options(self.device, formats=req.formats, sparsity=req.sparsity,
                                   low_precision_compute=req.low_precision_compute, base_activations=base,
                                   low_rank=req.low_rank)
+        if req.engine is not None:  # only weight/activation pairs the engine's kernels run
+            cands = tuple(o for o in cands if req.engine.runs(o.weights, o.activations))
         for r in req.low_rank or ():
             if not any(low_rank_fits(g, r) for g in groups):
                 widest = max((max_low_rank(g) for g in groups), default=0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
@@ -62,6 +63,8 @@ class PlanProblem:
     pins: Mapping[str, str] = field(default_factory=dict)
     low_rank: tuple[int, ...] | None = None
     low_precision_compute: bool = True
+    #: What the serving engine runs on the device (planner.engines.Support); None: any option.
+    engine: Any = None
     backend: str = "highs"
     time_limit_s: float = 60.0
     gap: float = 1e-3
@@ -140,6 +143,9 @@ def ordered_layouts(arch: ArchSpec, device: DeviceSpec, req: PlanProblem) -> lis
                     continue
                 layouts.append(lay)
     out = [lay for lay in layouts if all(getattr(lay, k) == v for k, v in fixed.items())]
+    if req.engine is not None:  # only the parallel dimensions the engine implements
+        out = [lay for lay in out if all(getattr(lay, d) == 1 or d in req.engine.parallel
+                                         for d in ("tp", "pp", "dp", "ep", "cp"))]
     if not out:
         want = ", ".join(f"{k}={v}" for k, v in fixed.items())
         raise EstimateError("devices", f"no parallel layout of {req.devices} device(s) for {arch.id} has {want} "
@@ -219,4 +225,6 @@ def kv_candidates(arch: ArchSpec, device: DeviceSpec, req: PlanProblem, base: st
     for k in DEFAULT_KV_FORMATS:
         if device.supports(k) != "unsupported" and get_format(k).name not in out:
             out.append(get_format(k).name)
+    if req.engine is not None and req.engine.kv:  # only the KV formats the engine runs
+        out = [k for k in out if k in req.engine.kv] or [base]
     return out

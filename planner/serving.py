@@ -37,6 +37,9 @@ class RuntimeSettings:
     kv_token_budget: int | None = None
     kv_evicted: str = "int4-g32"
     kv_share_layers: int = 1
+    # Device memory the serving engine keeps outside weights, KV and activations (CUDA
+    # context, communication buffers, captured graphs): its profile's runtime.context_bytes.
+    reserved_bytes: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kv_token_budget is not None and (isinstance(self.kv_token_budget, bool) or not isinstance(self.kv_token_budget, int) or self.kv_token_budget < 1):

@@ -124,6 +124,7 @@ class TrainingEstimate:
     memory: TrainingMemory
     usd_per_hour: float | None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    engine: str | None = None  # the training engine priced (planner.engines)
 
     @property
     def devices(self) -> int:
@@ -159,6 +160,7 @@ class TrainingEstimate:
         c = self.config
         return {
             "mode": "training",
+            "engine": self.engine,
             "model": self.model,
             "hardware": self.hardware,
             "devices": self.devices,

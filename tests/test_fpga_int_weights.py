@@ -38,26 +38,65 @@ def test_int2_weights_price_on_the_fabric(hw):
     assert dev.peak_flops_per_s("int8", weight_bits=2) == pytest.approx(fpga_peak_ops_per_s(dev.fpga, 2, 8, "int"))
 
 
-@pytest.mark.parametrize("hw", FPGAS)
-def test_estimate_int2_on_fpga(hw, capsys):
-    def run(w):
-        code = main(["estimate", "-m", "llama-3.2-1b", "-H", hw, "--weights", w, "--json"])
-        out = capsys.readouterr()
-        assert code == 0, out.err
-        return json.loads(out.out)
+#: A custom fabric overlay (FINN-style dataflow, arbitrary-precision integer weights): the
+#: Vitis AI DPU, the FPGA class's default engine, runs int8 only.
+OVERLAY = """
+schema_version: 1
+id: fabric-overlay
+name: Custom integer overlay
+kind: on-device
+version: "1"
+exporter: yaml
+sources:
+  FINN: "FINN (Umuroglu et al., FPGA 2017): dataflow overlays with arbitrary-precision integer weights, https://github.com/Xilinx/finn"
+parallel: []
+runtime: {graph_capture: true, chunked_prefill: false, chunk_tokens: 0, paged_kv: false, kv_block_tokens: 0,
+          continuous_batching: false, memory_fraction: 1.0, context_gib: 0.0, source: [FINN], provenance: estimate}
+targets:
+  - match: {class: fpga}
+    schemes:
+      - {weights: [bf16, int8, int4-g128, int2-g128], activations: [bf16, int8]}
+    kv: [bf16, int8]
+    sparsity: [dense]
+    source: [FINN]
+"""
 
-    int2, int4 = run("int2"), run("int4")
-    assert int2["weights"] == "int2"
+
+@pytest.fixture
+def overlay(tmp_path):
+    path = tmp_path / "fabric-overlay.yaml"
+    path.write_text(OVERLAY)
+    return str(path)
+
+
+@pytest.mark.parametrize("hw", FPGAS)
+def test_estimate_int2_on_fpga(hw, capsys, overlay):
+    def run(w, *extra):
+        code = main(["estimate", "-m", "llama-3.2-1b", "-H", hw, "--weights", w, "--json", *extra])
+        out = capsys.readouterr()
+        return code, out
+
+    code, out = run("int2")  # the default engine (Vitis AI DPU) runs int8 only
+    assert code == 2 and "--weights" in out.err and "vitis-ai" in out.err
+    (c2, o2), (c4, o4) = run("int2", "--engine", overlay), run("int4", "--engine", overlay)
+    assert c2 == 0 and c4 == 0, o2.err + o4.err
+    int2, int4 = json.loads(o2.out), json.loads(o4.out)
+    assert int2["weights"] == "int2" and int2["engine"] == "fabric-overlay"
     assert 0 < int2["tpot_s"] < int4["tpot_s"] and 0 < int2["ttft_s"] <= int4["ttft_s"]
     assert int2["memory"]["weights_bytes"] < int4["memory"]["weights_bytes"]
 
 
-def test_plan_int2_on_fpga_over_rest(tmp_path):
+def test_plan_int2_on_fpga_over_rest(tmp_path, overlay):
+    import planner
+
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'tierwise.db'}", sync_wait_s=120.0)
     with TestClient(create_app(settings)) as api:
         r = api.post("/v1/plans", json={"model": "llama-3.2-1b", "hardware": "alveo-u280", "devices": 1,
                                         "kv": "int8", "formats": ["int2"]})
-    # int2 is priced for every group (it used to be an HTTP 500); the solver weighs it against
-    # the device's 16-bit format by accuracy and time.
-    assert r.status_code == 201, r.text
-    assert r.json()["plan"]["predicted"]["fits"] is True
+    # The FPGA's default engine does not run int2: a clear 422 naming the field and the engine.
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "formats" and "vitis-ai" in r.text
+    # On an engine that runs it, int2 is priced for every group (it used to be an HTTP 500); the
+    # solver weighs it against the device's 16-bit format by accuracy and time.
+    p = planner.plan("llama-3.2-1b", "alveo-u280", devices=1, kv="int8", formats=["int2"], engine=overlay)
+    assert p.predicted.fits is True

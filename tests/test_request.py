@@ -150,9 +150,15 @@ def test_default_formats_are_the_devices_native_16bit(hw):
 def test_iphone_default_runs_on_the_npu_not_7x_slower():
     # Before the request layer the default was bf16, which the A17 NPU does not run: the
     # estimate fell back to fp32 on the GPU (TTFT 7.8× worse than fp16).
+    # With engines, bf16 is refused outright (ExecuTorch runs fp16/fp32 there); fp32, which
+    # the bf16 request fell back to, is still priced on the GPU.
     default = planner.estimate("llama-3.2-1b", "iphone-15-pro")
-    bf16 = planner.estimate("llama-3.2-1b", "iphone-15-pro", activations="bf16")
-    assert bf16.ttft_s > 5 * default.ttft_s
+    fp32 = planner.estimate("llama-3.2-1b", "iphone-15-pro", activations="fp32")
+    assert default.engine == "executorch" and default.choice.activations == "fp16"
+    assert fp32.ttft_s > 5 * default.ttft_s
+    with pytest.raises(TierwiseError) as exc:
+        planner.estimate("llama-3.2-1b", "iphone-15-pro", activations="bf16")
+    assert exc.value.field == "activations"
 
 
 def test_training_default_formats_are_native_16bit_too():
@@ -256,8 +262,12 @@ def test_per_op_is_honoured_by_the_cli_json(capsys):
 
 
 def test_context_parallelism_applies_to_inference_now():
-    est = planner.estimate("llama-3.1-8b", "h100-sxm", cp=2, prompt=16000, gen=100)
+    # vLLM (the GPU default) has no context parallelism; Megatron-Core's inference does.
+    est = planner.estimate("llama-3.1-8b", "h100-sxm", cp=2, prompt=16000, gen=100, engine="megatron-core")
     assert est.layout.cp == 2 and est.to_dict()["devices"] == 2
+    with pytest.raises(TierwiseError) as exc:
+        planner.estimate("llama-3.1-8b", "h100-sxm", cp=2, prompt=16000, gen=100)
+    assert exc.value.field == "cp"
 
 
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.filter_too_much])

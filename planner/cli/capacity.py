@@ -155,6 +155,7 @@ def serve(
     max_devices: Annotated[Optional[int], typer.Option("--max-devices", help=_S["max_devices"].help_text)] = None,
     max_pp: Annotated[Optional[int], typer.Option("--max-pp", help=_S["max_pp"].help_text)] = None,
     runtime: Annotated[Optional[str], typer.Option("--runtime", help=_S["runtime"].help_text)] = None,
+    engine: Annotated[Optional[str], typer.Option("--engine", help=_S["engine"].help_text)] = None,
     json_out: JsonOpt = False,
     csv_path: CsvOpt = None,
     plot_path: PlotOpt = None,
@@ -168,7 +169,7 @@ def serve(
     _check_executor(executor, json_out)
     given = dict(model=model, models=models, mix=mix, hardware=hardware, qps=qps, prompt=prompt, gen=gen,
                  ttft_slo_s=ttft_slo, tpot_slo_s=tpot_slo, percentile=percentile, formats=formats, kv=kv,
-                 max_devices=max_devices, max_pp=max_pp, runtime=runtime)
+                 max_devices=max_devices, max_pp=max_pp, runtime=runtime, engine=engine)
     with cli_errors(CAPACITY_CLI_ALIASES):
         archs, devices, targets, search = resolve_capacity_serve(
             CapacityServeRequest(**{k: v for k, v in given.items() if v is not None}))
@@ -320,6 +321,7 @@ def train(
     activations: Annotated[Optional[str], typer.Option("--activations", help=_T["activations"].help_text)] = None,
     optimizer: Annotated[Optional[str], typer.Option("--optimizer", help=_T["optimizer"].help_text)] = None,
     max_devices: Annotated[Optional[int], typer.Option("--max-devices", help=_T["max_devices"].help_text)] = None,
+    engine: Annotated[Optional[str], typer.Option("--engine", help=_T["engine"].help_text)] = None,
     json_out: JsonOpt = False,
     csv_path: CsvOpt = None,
     plot_path: PlotOpt = None,
@@ -332,7 +334,7 @@ def train(
 
     _check_executor(executor, json_out)
     given = dict(model=model, hardware=hardware, tokens=tokens, days=days, seq=seq, global_batch_tokens=global_batch_tokens,
-                 activations=activations, optimizer=optimizer, max_devices=max_devices)
+                 activations=activations, optimizer=optimizer, max_devices=max_devices, engine=engine)
     with cli_errors():
         arch, pairs = resolve_capacity_train(CapacityTrainRequest(**{k: v for k, v in given.items() if v is not None}))
     all_tasks = []

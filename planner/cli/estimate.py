@@ -72,6 +72,7 @@ def estimate(
     flash_chunk_kib: Annotated[Optional[float], typer.Option(help=_h("flash_chunk_kib"))] = None,
     per_op: Annotated[Optional[bool], typer.Option("--per-op", help=_h("per_op"))] = None,
     runtime: Annotated[Optional[str], typer.Option(help=_h("runtime"))] = None,
+    engine: Annotated[Optional[str], typer.Option(help=_h("engine"))] = None,
     global_batch: Annotated[Optional[int], typer.Option(help=_h("global_batch"))] = None,
     micro_batch: Annotated[Optional[int], typer.Option(help=_h("micro_batch"))] = None,
     seq: Annotated[Optional[int], typer.Option(help=_h("seq"))] = None,
@@ -132,6 +133,7 @@ def _print_inference(est, per_op: bool) -> None:
     t.add_column("metric")
     t.add_column("value", justify="right")
     c = est.choice
+    t.add_row("engine", est.engine or "-")
     t.add_row("formats", f"weights {c.weights}, activations {c.activations}, kv {c.kv}, {c.sparsity}")
     t.add_row("batch / prompt / gen", f"{est.serving.batch} / {est.serving.prompt} / {est.serving.gen}")
     t.add_row("TTFT (prefill)", f"{human_time(est.ttft_s)}  " + escape(f"[{est.prefill.bound}-bound]"))
@@ -187,6 +189,7 @@ def _print_training(est) -> None:
     t = Table(title=f"Training step: {d.get('model')} on {d.get('devices')}× {d.get('hardware')}", show_header=False)
     t.add_column("metric")
     t.add_column("value", justify="right")
+    t.add_row("engine", d.get("engine") or "-")
     t.add_row("step time", human_time(d["step_time_s"]))
     t.add_row("tokens/s", f"{d['tokens_per_s']:,.0f}")
     t.add_row("tokens/s per device", f"{d['tokens_per_s_per_device']:,.0f}")

@@ -86,6 +86,7 @@ def plan(
     solver: Annotated[Optional[Backend], typer.Option(help=_F["backend"].help_text)] = None,
     time_limit: Annotated[Optional[float], typer.Option(help=_F["time_limit_s"].help_text)] = None,
     gap: Annotated[Optional[float], typer.Option(help=_F["gap"].help_text)] = None,
+    engine: Annotated[Optional[str], typer.Option(help=_F["engine"].help_text)] = None,
     pareto: Annotated[Optional[int], typer.Option(min=1, help="Return N non-dominated plans (sensitivity, memory, latency).")] = None,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="With --pareto: write the points as CSV.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="With --pareto: plot the frontier (.png/.svg/.pdf).")] = None,
@@ -114,7 +115,8 @@ def plan(
                  tpot_slo_s=tpot_slo, avg_bits=avg_bits, allow_offload=allow_offload,
                  objective=objective.value if objective else None, objective_weights=objective_weights,
                  formats=formats, sparsity=sparsity, kv=kv, activations=activations, pins=pin, low_rank=low_rank,
-                 sensitivity=sensitivity, backend=solver.value if solver else None, time_limit_s=time_limit, gap=gap)
+                 sensitivity=sensitivity, backend=solver.value if solver else None, time_limit_s=time_limit, gap=gap,
+                 engine=engine)
     with cli_errors(CLI_ALIASES):
         arch, dev, req, sens = resolve_plan(PlanRequest(**{k: v for k, v in given.items() if v is not None}))
     planner = Planner(arch, dev, sensitivity=sens)

@@ -16,6 +16,7 @@ from typing import Any
 from hwmodels.errors import TierwiseError
 
 from planner.deadline import Deadline
+from planner.request.engine import ENGINE_HELP, canonical, resolve_engine
 from planner.request.estimate import OPTIMIZER_NAMES, check_context, load_specs
 from planner.request.fields import (
     bad,
@@ -62,6 +63,7 @@ class CapacityServeRequest:
     runtime: str | None = opt("graph (CUDA graphs / compiled engine) or eager.", "graph", choices=("graph", "eager"))
     time_limit_s: float | None = opt("Wall-clock limit of the search, seconds (unbounded when left out); when it "
                                      "runs out the answer covers the configurations searched so far.")
+    engine: str | None = opt(ENGINE_HELP)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +81,7 @@ class CapacityTrainRequest:
     max_devices: int | None = opt("Largest cluster considered.", 65536)
     time_limit_s: float | None = opt("Wall-clock limit of the search, seconds (unbounded when left out); when it "
                                      "runs out the answer covers the layouts searched so far.")
+    engine: str | None = opt(ENGINE_HELP)
 
 
 def _required(name: str, v: Any) -> Any:
@@ -116,7 +119,10 @@ def resolve_capacity_serve(req: CapacityServeRequest) -> tuple[list, list, list,
                             code="invalid_field")
     hw = _ids("hardware", v["hardware"])
     pairs = [load_specs(names[0], h) for h in hw]
+    if req.engine is not None and req.hardware is None:  # every catalog device the engine runs on
+        pairs = [(a, d) for a, d in pairs if _runs_on(req.engine, d)] or pairs
     devices = [d for _, d in pairs]
+    engines = [resolve_engine(req.engine, d, training=False) for d in devices]
     archs = [pairs[0][0]] + [load_specs(n, devices[0])[0] for n in names[1:]]
     qps = [check_number("qps", _float("qps", q) if isinstance(q, str) else q) for q in _ids("qps", _required("qps", v["qps"]))]
     prompt = check_int("prompt", v["prompt"], hi=1 << 26)
@@ -131,11 +137,44 @@ def resolve_capacity_serve(req: CapacityServeRequest) -> tuple[list, list, list,
     targets = [ServeTarget(qps=q, prompt=prompt, gen=gen, ttft_slo_s=ttft, tpot_slo_s=tpot, percentile=pct,
                            mix=tuple(s / total for s in shares)) for q in qps]
     formats = tuple(check_format("formats", f, "weight") for f in check_list("formats", v["formats"], max_len=16))
-    search = ServeSearch(formats=formats, kv=check_format("kv", v["kv"], "kv"),
+    kv = check_format("kv", v["kv"], "kv")
+    formats, kv = _engine_serve_formats(engines, formats, kv, given_formats=req.formats is not None,
+                                        given_kv=req.kv is not None)
+    search = ServeSearch(formats=formats, kv=kv,
                          max_devices=check_int("max_devices", v["max_devices"], hi=1 << 20),
                          max_pp=check_int("max_pp", v["max_pp"], hi=64),
                          runtime=check_choice("runtime", v["runtime"], ("graph", "eager")))
     return archs, devices, targets, search
+
+
+def _runs_on(engine: Any, device: Any) -> bool:
+    from planner.engines import load_engine
+
+    return load_engine(engine).support(device) is not None
+
+
+def _engine_serve_formats(engines: list, formats: tuple[str, ...], kv: str, *, given_formats: bool,
+                          given_kv: bool) -> tuple[tuple[str, ...], str]:
+    """Weight and KV formats every candidate's engine runs: given ones are checked (an
+    error names the field, the engine and what it runs); defaults keep what all engines run."""
+    from planner.engines import EngineSupportError
+
+    for sup in engines:
+        missing = [f for f in formats if canonical(f) not in sup.weights]
+        if given_formats and missing:
+            raise EngineSupportError(f"{{@formats}} {', '.join(missing)}: {sup.engine} does not run it on {sup.device}; "
+                                     f"it runs: {', '.join(sup.weights)}", field="formats",
+                                     details={"engine": sup.engine, "supported": list(sup.weights)})
+        if given_kv and sup.kv and canonical(kv) not in sup.kv:
+            raise EngineSupportError(f"{sup.engine} on {sup.device} has no {{@kv}} cache format {kv!r}; it runs: "
+                                     f"{', '.join(sup.kv)}", field="kv")
+    if not given_formats:
+        kept = tuple(f for f in formats if all(canonical(f) in s.weights for s in engines))
+        formats = kept or formats
+    if not given_kv and not all(canonical(kv) in s.kv for s in engines if s.kv):
+        common = [k for k in ("bf16", "fp16") if all(k in s.kv for s in engines if s.kv)]
+        kv = common[0] if common else kv
+    return formats, kv
 
 
 def _float(name: str, x: str) -> float:
@@ -158,6 +197,12 @@ def resolve_capacity_train(req: CapacityTrainRequest) -> tuple[Any, list[tuple[A
     out = []
     for _, dev in pairs:
         v = fill_defaults(req, arch, dev)
+        sup = resolve_engine(req.engine, dev, training=True)
+        if v["activations"] is not None and sup.activations and canonical(v["activations"]) not in sup.activations:
+            from planner.engines import EngineSupportError
+
+            raise EngineSupportError(f"{sup.engine} on {sup.device} does not compute in {{@activations}} "
+                                     f"{v['activations']!r}; it runs: {', '.join(sup.activations)}", field="activations")
         seq = check_int("seq", v["seq"], hi=1 << 26)
         check_context(arch, seq, ("seq",))
         gbt = check_number("global_batch_tokens", v["global_batch_tokens"], hi=1e13)

@@ -19,6 +19,7 @@ from typing import Any
 
 from hwmodels.errors import TierwiseError
 
+from planner.request.engine import ENGINE_HELP, check_given, engine_defaults, resolve_engine
 from planner.request.fields import (
     bad,
     check_bool,
@@ -86,6 +87,7 @@ class _Common:
                                   native_16bit)
     runtime: str | None = opt("graph (CUDA graphs / compiled engines) or eager (PyTorch eager).", "graph",
                               choices=RUNTIMES)
+    engine: str | None = opt(ENGINE_HELP)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -222,6 +224,7 @@ class ResolvedInference:
     batch_max: bool
     per_op: bool
     values: Mapping[str, Any]  # every field, defaults filled
+    engine: Any = None  # planner.engines.Support of the request's engine on the device
 
 
 def resolve_inference(req: EstimateRequest) -> ResolvedInference:
@@ -229,7 +232,9 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
     from planner.formats import parse_sparsity
 
     arch, dev = load_specs(req.model, req.hardware)
-    v = fill_defaults(req, arch, dev)
+    sup = resolve_engine(req.engine, dev, training=False)
+    given = given_fields(req)
+    v = engine_defaults(sup, given, fill_defaults(req, arch, dev), kv=True)
     layout = check_layout_fields(arch, dev, v, training=False)
     batch = v["batch"]
     batch_max = isinstance(batch, str) and batch.strip().lower() == "max"
@@ -248,6 +253,7 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
     for name, role in (("weights", "weight"), ("activations", "activation"), ("kv", "kv"), ("kv_evicted", "kv")):
         check_format(name, v[name], role)
     check_with("sparsity", v["sparsity"], parse_sparsity)
+    check_given(sup, given, v, {n: v[n] for n in ("tp", "pp", "dp", "ep", "cp")})
     low_rank = None if v["low_rank"] is None else check_int("low_rank", v["low_rank"], hi=1 << 24)
     kv_budget = None if v["kv_budget"] is None else check_int("kv_budget", v["kv_budget"], hi=1 << 30)
     kv_share = check_int("kv_share", v["kv_share"], hi=1 << 16)
@@ -258,9 +264,10 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
     choice = Choice(weights=v["weights"], activations=v["activations"], kv=v["kv"], sparsity=v["sparsity"],
                     low_rank=low_rank)
     options = RuntimeSettings(allow_offload=allow_offload, flash_chunk_bytes=chunk * 1024.0, runtime=v["runtime"],
-                              kv_token_budget=kv_budget, kv_evicted=v["kv_evicted"], kv_share_layers=kv_share)
+                              kv_token_budget=kv_budget, kv_evicted=v["kv_evicted"], kv_share_layers=kv_share,
+                              reserved_bytes=sup.runtime.context_bytes)
     serving = Serving(batch=1 if batch_max else batch, prompt=prompt, gen=gen)
-    return ResolvedInference(arch, dev, layout, serving, choice, options, batch_max, per_op, v)
+    return ResolvedInference(arch, dev, layout, serving, choice, options, batch_max, per_op, v, sup)
 
 
 def _run_inference(req: EstimateRequest, require_fit: bool = True):
@@ -273,9 +280,15 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
         b = max_batch(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
         serving = replace(serving, batch=max(b, 1))
     est = estimate_inference(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
+    est = replace(est, engine=r.engine.engine, notes=(*est.notes, _engine_note(r.engine)))
     if require_fit and not est.memory.fits:
         raise inference_does_not_fit(replace(r, serving=serving), est)
     return est
+
+
+def _engine_note(sup: Any) -> str:
+    rt = sup.runtime
+    return f"engine {sup.engine}: {rt.context_bytes / 2**30:.2f} GiB runtime context per device counted as reserved memory"
 
 
 # ---------------------------------------------------------------------------
@@ -286,11 +299,13 @@ _FINETUNE = re.compile(r"^(full|(lora|qlora):[1-9][0-9]{0,5})$")
 
 
 def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
-    """(arch, device, TrainingConfig) of a validated training request."""
+    """(arch, device, TrainingConfig, engine Support) of a validated training request."""
     from planner.training_config import ATTENTION_KERNELS, GRAD_ACCUMULATION, OPTIMIZERS, RECOMPUTE_MODES, TrainingConfig
 
     arch, dev = load_specs(req.model, req.hardware)
-    v = fill_defaults(req, arch, dev)
+    sup = resolve_engine(req.engine, dev, training=True)
+    given = given_fields(req)
+    v = engine_defaults(sup, given, fill_defaults(req, arch, dev), kv=False)
     check_layout_fields(arch, dev, v, training=True)
     mb = check_int("micro_batch", v["micro_batch"], hi=1 << 24)
     seq = check_int("seq", v["seq"], hi=1 << 26)
@@ -334,6 +349,7 @@ def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
         check_bool(name, v[name])
     check_format("weights", v["weights"], "weight")
     check_format("activations", v["activations"], "activation")
+    check_given(sup, given, v, {n: v[n] for n in ("tp", "pp", "dp", "ep", "cp")})
     cfg = TrainingConfig(
         global_batch=gb, micro_batch=mb, seq=seq, tp=v["tp"], pp=v["pp"], dp=v["dp"], ep=v["ep"], cp=v["cp"],
         zero=v["zero"], recompute=getattr(v["recompute"], "value", v["recompute"]),
@@ -342,15 +358,15 @@ def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
         attention=v["attention"], dropout=v["dropout"], runtime=v["runtime"],
         grad_accumulation=v["grad_accumulation"],
     )
-    return arch, dev, cfg
+    return arch, dev, cfg, sup
 
 
 def _run_training(req: TrainingRequest, require_fit: bool = True):
     from planner.request.fit import training_does_not_fit
     from planner.training import estimate_training
 
-    arch, dev, cfg = resolve_training(req)
-    est = estimate_training(arch, dev, cfg)
+    arch, dev, cfg, sup = resolve_training(req)
+    est = replace(estimate_training(arch, dev, cfg), engine=sup.engine)
     if require_fit and not est.memory.fits:
         raise training_does_not_fit(arch, dev, cfg, est, given=given_fields(req))
     return est

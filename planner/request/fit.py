@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from hwmodels.errors import TierwiseError
+from planner.request.engine import canonical
 
 __all__ = ["DoesNotFitError", "Fix", "inference_does_not_fit", "training_does_not_fit"]
 
@@ -122,8 +123,11 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
             return None  # a candidate the cost model refuses is not suggested
         return m.per_device_bytes if m.fits else None
 
+    sup = r.engine  # changes the engine cannot run are not suggested
     fixes: list[Fix] = []
     for name in ("tp", "pp"):
+        if sup is not None and name not in sup.parallel:
+            continue
         for k in _MULTIPLES:
             new = replace(lay, **{name: getattr(lay, name) * k})
             if not _layout_ok(arch, dev, False, tp=new.tp, pp=new.pp, dp=new.dp, ep=new.ep, cp=new.cp):
@@ -146,6 +150,9 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
         if field == "kv" and arch.family not in ("decoder", "encoder_decoder"):
             continue
         for name in _smaller(ladder, getattr(r.choice, field), dev):
+            if sup is not None and not (name in sup.kv if field == "kv"
+                                        else sup.runs(name, canonical(r.choice.activations))):
+                continue
             got = per_device(choice=replace(r.choice, **{field: name}))
             if got is not None:
                 fixes.append(Fix(field, {field: name}, got))

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from hwmodels.errors import TierwiseError, describe_value
 
+from planner.engines import EngineSupportError, check_request
+from planner.request.engine import ENGINE_HELP, canonical, resolve_engine
 from planner.request.estimate import check_context, load_specs
 from planner.request.fields import (
     bad,
@@ -71,6 +73,7 @@ class PlanRequest:
     backend: str | None = opt("ILP backend: highs or cbc.", "highs", choices=("highs", "cbc"))
     time_limit_s: float | None = opt("Wall-clock limit of the whole search, seconds.", 60.0)
     gap: float | None = opt("Relative optimality gap to stop at.", 1e-3)
+    engine: str | None = opt(ENGINE_HELP)
 
 
 def _degree(v: dict, name: str) -> int | None:
@@ -150,6 +153,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     from planner.solver import BACKENDS
 
     arch, dev = load_specs(req.model, req.hardware)
+    sup = resolve_engine(req.engine, dev, training=False)
     v = fill_defaults(req, arch, dev)
     devices = check_int("devices", v["devices"], hi=1 << 16)
     degrees = {n: _degree(v, n) for n in ("tp", "pp", "dp", "ep")}
@@ -169,9 +173,16 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
                             "accuracy=1,latency=0.5", field="objective_weights", code="invalid_field")
     formats = None if v["formats"] is None else tuple(
         check_format("formats", f, "weight") for f in check_list("formats", v["formats"]))
-    sparsity = None if v["sparsity"] is None else _sparsity(v["sparsity"])
+    sparsity = () if v["sparsity"] is None else _sparsity(v["sparsity"])  # dense unless asked
     kv = None if v["kv"] is None else check_format("kv", v["kv"], "kv")
     act = None if v["activations"] is None else check_format("activations", v["activations"], "activation")
+    formats, act = _engine_formats(sup, dev, formats, act)
+    if v["activations"] is not None and canonical(act) not in sup.activations:
+        raise EngineSupportError(f"{sup.engine} on {sup.device} does not compute in {{@activations}} {act!r}; it runs: "
+                                 f"{', '.join(sup.activations)}", field="activations")
+    check_request(sup, kv=None if kv is None else canonical(kv), layout={n: d for n, d in degrees.items() if d})
+    for pattern in sparsity:
+        check_request(sup, sparsity=pattern)
     pins = _mapping("pins", v["pins"] or {}, _pin_value, "model.lm_head=bf16")
     low_rank = None if v["low_rank"] is None else _ranks(v["low_rank"])
     problem = PlanProblem(
@@ -179,13 +190,41 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
         ttft_slo_s=ttft, tpot_slo_s=tpot, avg_bits=avg_bits,
         allow_offload=check_bool("allow_offload", v["allow_offload"]), objective=objective,
         objective_weights=weights, formats=formats, sparsity=sparsity, kv=kv, activations=act, pins=pins,
-        low_rank=low_rank, backend=check_choice("backend", getattr(v["backend"], "value", v["backend"]), BACKENDS),
+        low_rank=low_rank, engine=sup, backend=check_choice("backend", getattr(v["backend"], "value", v["backend"]), BACKENDS),
         time_limit_s=check_number("time_limit_s", v["time_limit_s"], hi=86400.0),
         gap=check_number("gap", v["gap"], lo=0.0, lo_open=False, hi=0.5),
     )
     if not isinstance(v["sensitivity"], str) or not v["sensitivity"].strip():
         raise bad("sensitivity", "prior, weights:PATH.safetensors or a sensitivity file", v["sensitivity"])
     return arch, dev, problem, v["sensitivity"]
+
+
+def _engine_formats(sup: Any, dev: Any, formats: tuple[str, ...] | None,
+                    act: str | None) -> tuple[tuple[str, ...], str | None]:
+    """The weight formats to search (given ones checked against the engine; by default the
+    planner's default candidates that the engine runs on ``dev``) and the compute format
+    (the device's 16-bit one unless the engine does not run it)."""
+    from planner.formats import get_format
+    from planner.options import DEFAULT_WEIGHT_FORMATS, MIN_DEFAULT_BITS, base_activation_format
+
+    if act is None:
+        native = base_activation_format(dev)
+        act = native if native in sup.activations or not sup.activations else sup.activations[0]
+    if formats is not None:
+        bad_ones = [f for f in formats if canonical(f) not in sup.weights]
+        if bad_ones:
+            raise EngineSupportError(
+                f"{{@formats}} {', '.join(bad_ones)}: {sup.engine} does not run {'it' if len(bad_ones) == 1 else 'them'}"
+                f" on {sup.device}; it runs: {', '.join(sup.weights)} (or re-plan with another {{@engine}})",
+                field="formats", details={"engine": sup.engine, "supported": list(sup.weights)})
+        return formats, act
+    names = [base_activation_format(dev), *DEFAULT_WEIGHT_FORMATS]
+    out = [get_format(n).name for n in names
+           if get_format(n).element_bits >= MIN_DEFAULT_BITS and dev.supports(get_format(n).name) != "unsupported"]
+    out = [n for n in dict.fromkeys(out) if n in sup.weights]
+    if not out:
+        out = [w for w in sup.weights if dev.supports(w) != "unsupported"] or list(sup.weights[:1])
+    return tuple(out), act
 
 
 def run_plan(req: PlanRequest, *, deadline: Deadline | None = None):

@@ -8,7 +8,14 @@ from hwmodels import load_device
 from planner.arch import load_arch
 from planner.cli.common import clean_json
 from planner.costmodel import Choice, Serving, estimate_inference, max_batch
+from planner.engines import support
 from planner.layout import Layout
+from planner.serving import RuntimeSettings
+
+
+def _vllm(hw: str) -> RuntimeSettings:
+    """The default GPU engine's runtime context as reserved memory (docs/engines.md)."""
+    return RuntimeSettings(reserved_bytes=support("vllm", load_device(hw)).runtime.context_bytes)
 
 
 def test_inference_matches_the_cost_model(client):
@@ -16,8 +23,11 @@ def test_inference_matches_the_cost_model(client):
     r = client.post("/v1/estimate", json=body)
     assert r.status_code == 200
     est = estimate_inference(load_arch("llama-3.1-8b"), load_device("l4"), Layout(), Serving(batch=8, prompt=512, gen=128),
-                             Choice(weights="int4-g128", kv="fp8"))
-    assert r.json() == clean_json(est.to_dict(ops=False))
+                             Choice(weights="int4-g128", kv="fp8"), options=_vllm("l4"))
+    want = clean_json(est.to_dict(ops=False))
+    want["engine"] = "vllm"
+    assert r.json()["notes"][-1].startswith("engine vllm: 1.50 GiB")
+    assert {**r.json(), "notes": want["notes"]} == want
     for key in ("ttft_s", "tpot_s", "latency_s", "output_tokens_per_s", "prefill_tokens_per_s", "samples_per_s",
                 "energy_j_per_token", "usd_per_million_tokens"):
         assert key in r.json()
@@ -26,7 +36,8 @@ def test_inference_matches_the_cost_model(client):
 
 def test_batch_max_is_the_largest_fitting_batch(client):
     r = client.post("/v1/estimate", json={"model": "llama-3.1-8b", "hardware": "l4", "batch": "max"})
-    b = max_batch(load_arch("llama-3.1-8b"), load_device("l4"), Layout(), Serving(batch=1, prompt=512, gen=128), Choice())
+    b = max_batch(load_arch("llama-3.1-8b"), load_device("l4"), Layout(), Serving(batch=1, prompt=512, gen=128), Choice(),
+                  options=_vllm("l4"))
     assert r.json()["batch"] == b and r.json()["memory"]["fits"]
 
 

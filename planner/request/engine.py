@@ -1,0 +1,96 @@
+"""The ``engine`` field of every request: which serving or training runtime runs the model.
+
+An engine (``planner.engines``) runs a set of weight / activation / KV formats, sparsity
+patterns and parallel dimensions on each hardware family. A request names its engine (or
+gets the documented default of the hardware class, :func:`planner.engines.default_engine`);
+formats the user *gave* are checked against it (an error names the field), defaults are
+taken from what the engine runs so a default never fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["ENGINE_HELP", "canonical", "check_given", "engine_defaults", "resolve_engine"]
+
+ENGINE_HELP = ("Serving or training engine (vllm, trtllm, sglang, llamacpp, executorch, ...; `tierwise engines list`); "
+               "default: the hardware class's engine (docs/engines.md).")
+
+
+def resolve_engine(value: Any, device: Any, *, training: bool) -> Any:
+    """The :class:`~planner.engines.Support` of ``value`` (an engine id, YAML path or spec;
+    ``None``: the default for ``device``'s class) on ``device``. A bad id is an
+    ``UnknownIdError`` with suggestions, an engine that does not run there an
+    ``EngineSupportError``; both name ``engine``."""
+    from planner.engines import default_engine, load_engine, support
+
+    spec = default_engine(device, training=training) if value is None else load_engine(
+        value.strip() if isinstance(value, str) else value)
+    return support(spec, device)
+
+
+def canonical(name: str) -> str:
+    """A format's registered name ('fp8' → 'fp8-e4m3', 'int4' → 'int4-g128')."""
+    from planner.formats import get_format
+
+    try:
+        return get_format(name).name
+    except (ValueError, KeyError):
+        return name
+
+
+def _baseline_weights(sup: Any, native: str) -> str:
+    """The engine's first 16-bit (else first) weight format, the native one when it runs it."""
+    from planner.formats import get_format
+
+    if native in sup.weights:
+        return native
+    sixteen = [w for w in sup.weights if get_format(w).element_bits == 16]
+    return sixteen[0] if sixteen else sup.schemes[0].weights[0]
+
+
+def engine_defaults(sup: Any, given: Mapping[str, Any], v: dict[str, Any], *, kv: bool) -> dict[str, Any]:
+    """``v`` with the weight / activation (/ KV) formats the user left out replaced by ones
+    the engine runs: the declared default when the engine runs it, else its baseline."""
+    out = dict(v)
+    if not sup.schemes:
+        return out
+    if "weights" not in given:
+        out["weights"] = _baseline_weights(sup, canonical(v["weights"]))
+    w = canonical(out["weights"])
+    if "activations" not in given:
+        acts = sup.activations_for(w)
+        native = canonical(v["activations"])
+        if acts and native not in acts:
+            out["activations"] = acts[0]
+    if kv and "kv" not in given and sup.kv and canonical(v["kv"]) not in sup.kv:
+        native = canonical(v["kv"])
+        sixteen = [k for k in sup.kv if k in ("bf16", "fp16")]
+        out["kv"] = native if native in sup.kv else (sixteen or list(sup.kv))[0]
+    return out
+
+
+def check_given(sup: Any, given: Mapping[str, Any], v: Mapping[str, Any],
+                layout: Mapping[str, int] | None = None) -> None:
+    """Check the fields the user gave (and the layout) against the engine; raises
+    ``EngineSupportError`` naming the first field it does not run."""
+    from planner.engines import check_request
+
+    def pick(name: str) -> Any:
+        return canonical(v[name]) if name in given and v.get(name) is not None else None
+
+    weights, acts = pick("weights"), pick("activations")
+    if acts is not None and weights is None:  # activations given alone: check against the weights used
+        weights_used = canonical(v["weights"])
+        if not sup.runs(weights_used, acts):
+            from planner.engines import EngineSupportError
+
+            raise EngineSupportError(
+                f"{sup.engine} on {sup.device} runs {weights_used} weights with {{@activations}} "
+                f"{', '.join(sup.activations_for(weights_used)) or 'none'}; got {v['activations']!r}",
+                field="activations")
+    sparsity = v.get("sparsity") if "sparsity" in given else None
+    check_request(sup, weights=weights, activations=acts, kv=pick("kv") if "kv" in v else None,
+                  sparsity=sparsity, layout=layout)
+
