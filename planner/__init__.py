@@ -75,39 +75,25 @@ class _CallablePlanModule(types.ModuleType):
     __call__.__doc__ = "Solve a compression + parallelism plan: see :func:`planner.api.plan`."
 
 
-class _CallableCapacityTrainModule(types.ModuleType):
-    # ``planner.capacity_train`` is likewise the API function and the training-capacity submodule.
-    def __call__(self, model: Any, hardware: Any, **fields: Any) -> Any:
-        from planner.api import capacity_train
-
-        return capacity_train(model, hardware, **fields)
-
-    __call__.__doc__ = "Devices needed to train a model within a deadline: see :func:`planner.api.capacity_train`."
-
-
-_CALLABLE_MODULES = {"planner.plan": _CallablePlanModule, "planner.capacity_train": _CallableCapacityTrainModule}
-
-
 class _CallableLoader:
     """Wraps the real loader (duck-typed importlib Loader; importlib.abc is not imported to keep this light)."""
 
-    def __init__(self, inner: Any, cls: type = _CallablePlanModule) -> None:
+    def __init__(self, inner: Any) -> None:
         self.inner = inner
-        self.cls = cls
 
     def create_module(self, spec):  # noqa: ANN001 - importlib protocol
         return self.inner.create_module(spec)
 
     def exec_module(self, module: types.ModuleType) -> None:
         self.inner.exec_module(module)
-        module.__class__ = self.cls
+        module.__class__ = _CallablePlanModule
 
 
 class _PlanModuleFinder:
-    """A meta-path finder (duck-typed) for the submodules named like API functions."""
+    """A meta-path finder (duck-typed) for ``planner.plan`` only."""
 
     def find_spec(self, fullname, path, target=None):  # noqa: ANN001 - importlib protocol
-        if fullname not in _CALLABLE_MODULES:
+        if fullname != "planner.plan":
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -115,7 +101,7 @@ class _PlanModuleFinder:
             spec = finder.find_spec(fullname, path, target)
             if spec is not None:
                 if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _CallableLoader(spec.loader, _CALLABLE_MODULES[fullname])
+                    spec.loader = _CallableLoader(spec.loader)
                 return spec
         return None
 
