@@ -736,6 +736,23 @@
     return body;
   }
 
+  // POST /v1/estimate. A configuration that does not fit in memory is answered 422
+  // `infeasible` with its figures in error.details; that is a result to show, not a failure:
+  // it comes back as an estimate whose memory does not fit, with the changes that would.
+  async function postEstimate(body) {
+    try {
+      return (await api("POST", "/v1/estimate", body)).data;
+    } catch (e) {
+      if (e.status !== 422 || e.code !== "infeasible" || !e.details) throw e;
+      const det = e.details;
+      const d = Object.assign({ model: body.model, hardware: body.hardware, mode: body.mode || "inference" }, body, det.estimate || {});
+      d.memory = Object.assign({}, d.memory || {}, { fits: false });
+      for (const k of ["per_device_bytes", "device_capacity_bytes", "shortfall_bytes"]) if (det[k] != null) d.memory[k] = det[k];
+      d.noFit = { message: e.message, changes: det.changes || [] };
+      return d;
+    }
+  }
+
   async function runEstimate() {
     const form = $("#estimate-form");
     const btn = $("#estimate-run");
@@ -745,9 +762,9 @@
     const body = estimateBody();
     busy(btn, true, "Estimating…");
     try {
-      const [res, roofs] = await Promise.all([api("POST", "/v1/estimate", body), roofsFor(body.hardware).catch(() => null)]);
-      state.estimate = { data: res.data, roofs, body };
-      renderEstimate(res.data, body);
+      const [res, roofs] = await Promise.all([postEstimate(body), roofsFor(body.hardware).catch(() => null)]);
+      state.estimate = { data: res, roofs, body };
+      renderEstimate(res, body);
       drawRoofline();
       share("estimate", bodyParams(body));
       share("roofline", bodyParams(body));
@@ -791,8 +808,9 @@
     ];
     if (!m.fits) {
       // A configuration that does not fit has no timings or price to speak of.
+      const changes = ((d.noFit && d.noFit.changes) || []).map((c) => c.description || JSON.stringify(c.set)).join("; ");
       return [memCard, ...splitCards,
-        card("Does not fit", "no timings, no price", `needs ${fmtBytes(m.per_device_bytes)} per device; add devices, offload, or smaller formats`, "bad")];
+        card("Does not fit", "no timings, no price", `needs ${fmtBytes(m.per_device_bytes)} per device, ${fmtBytes(m.shortfall_bytes)} more than the device holds; ${changes ? `changes that fit: ${changes}` : "add devices, offload, or smaller formats"}`, "bad")];
     }
     const commPct = (c, t) => (t > 0 ? ` (${sig((100 * c) / t, 2)} %)` : "");
     const perUser = d.tpot_s > 0 ? 1 / d.tpot_s : null;
@@ -2090,8 +2108,14 @@
     busy(btn, true, "Comparing…");
     try {
       status.textContent = "at the requested load…";
-      const data = await capacityCall(body);
-      const rows = capacityRows(data);
+      let rows;
+      try {
+        rows = capacityRows(await capacityCall(body));
+      } catch (e) {
+        // 422 infeasible: the model fits none of the hardware; each is listed as not fitting.
+        if (e.status !== 422 || e.code !== "infeasible") throw e;
+        rows = (body.hardware || []).map((h) => ({ hardware: h, o: {}, meets: false, has: false }));
+      }
       renderCapacity(body, rows);
       share("capacity", bodyParams(body));
       // Cost against load: the same question at a few multiples of the load.
@@ -2170,7 +2194,7 @@
         miss.length || nofit.length ? el("p", { class: "muted small", text: "The closest configuration of each other hardware, and hardware where the model does not fit; none of them serves this load within the SLOs." }) : null,
         miss.length || nofit.length ? table("capacity-miss", "Hardware that misses the SLOs", miss.concat(nofit), false) : null,
         el("div", { class: "actions inline" }, el("a", { href: `#capacity?${bodyParams(body)}`, class: "share", text: "Link to this comparison" })),
-        commands("capacity", body),
+        commands("capacity", body, el("p", { class: "muted small", text: "A search that outlasts the server's short wait answers 202 with a job: poll GET /v1/jobs/{id} (its url) until its status is succeeded; its result is this answer." })),
         el("h3", { text: "Cost against load" }),
         el("div", { id: "capacity-plot", class: "chart" }, el("p", { class: "muted", text: "solving at other loads…" }))));
   }
@@ -2253,8 +2277,7 @@
     try {
       for (const batch of batches) {
         status.textContent = `batch ${batch}…`;
-        const { data } = await api("POST", "/v1/estimate", Object.assign({}, base, { batch }));
-        points.push({ batch, d: data });
+        points.push({ batch, d: await postEstimate(Object.assign({}, base, { batch })) });
       }
       status.textContent = "";
       renderThroughput(base, batches, points);
@@ -2408,8 +2431,7 @@
           form.reset();
           fillFromParams(form, q);
           const body = estimateBody();
-          const { data } = await api("POST", "/v1/estimate", body);
-          state.compare[slot] = { body, data };
+          state.compare[slot] = { body, data: await postEstimate(body) };
         }
         renderCompare();
       } else if (view === "plan") {

@@ -95,3 +95,28 @@ def shared_browser():
 
         atexit.register(_close)
     return _PLAYWRIGHT["browser"]
+
+
+def post_result(client, path: str, body: dict, timeout_s: float = 300.0):
+    """POST to a route that may run as a job (``/v1/capacity``): the response's JSON on 200
+    (or on an error), else the job's ``result`` once ``GET /v1/jobs/{id}`` says it has
+    ended. A failed job gives its ``{"error": …}`` body, as a direct answer would."""
+    res = client.post(path, json=body)
+    if res.status_code != 202:
+        return res.json()
+    return poll_job(client, res.json(), timeout_s)
+
+
+def poll_job(client, job: dict, timeout_s: float = 300.0):
+    """Follow a job (as a 202 answer gives it) to its ``result``, or ``{"error": …}``."""
+    import time
+
+    end = time.monotonic() + timeout_s
+    while job["status"] in ("queued", "running"):
+        if time.monotonic() > end:
+            raise AssertionError(f"job {job['id']} still {job['status']} after {timeout_s} s")
+        time.sleep(0.2)
+        job = client.get(job["url"]).json()
+    if job["status"] != "succeeded":
+        return {"error": job["error"]}
+    return job["result"]
