@@ -90,6 +90,14 @@ def sig3(x: float) -> str:
     return f"{float(f'{x:.3g}'):g}"
 
 
+def si_bytes(b: float) -> str:
+    """The page's byte rendering: SI prefixes, 3 significant digits (1 GB = 1e9 B)."""
+    for scale, unit in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+        if b >= scale:
+            return f"{sig3(b / scale)} {unit}"
+    return f"{sig3(b)} B"
+
+
 def fmt_time(s: float) -> str:
     if s < 1e-3:
         return f"{sig3(s * 1e6)} µs"
@@ -138,8 +146,8 @@ def test_estimate_shows_communication_decode_rate_memory_split_and_nothing_when_
     expect(cards.filter(has_text="Decode tokens/s")).to_contain_text(f"{sig3(est['decode_tokens_per_s'])} tok/s")
     dev = next(t for t in est["memory"]["tiers"].values() if t["role"] == "device")
     expect(cards.filter(has_text="Weights per device")).to_contain_text(f"{sig3(dev['weights_bytes'] / 1e9)} GB")
-    expect(cards.filter(has_text="KV cache per device")).to_contain_text(f"{sig3(dev['kv_cache_bytes'] / 1e6)} MB")
-    expect(cards.filter(has_text="Activations per device")).to_contain_text(f"{sig3(dev['activations_bytes'] / 1e6)} MB")
+    expect(cards.filter(has_text="KV cache per device")).to_contain_text(si_bytes(dev["kv_cache_bytes"]))
+    expect(cards.filter(has_text="Activations per device")).to_contain_text(si_bytes(dev["activations_bytes"]))
     no_null(page)
     assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
     shot(page, shots, "estimate", vp)
@@ -499,9 +507,10 @@ def test_solve_timer_counts_from_the_click_and_cancel(page, server, vp):
     if vp == "phone":
         pytest.skip("the timer and Cancel do not depend on the window")
     ready(page, "#plan")
-    page.select_option("#model", "llama-3.1-70b")
+    # A search long enough to still be running when Cancel is clicked (405B over 64 devices).
+    page.select_option("#model", "llama-3.1-405b")
     page.select_option("#hardware", "h100-sxm")
-    page.fill("#plan-devices", "8")
+    page.fill("#plan-devices", "64")
     page.fill("#plan-time", "60")
     page.click("#plan-run")
     text = page.locator("#plan-progress .progress-text")
