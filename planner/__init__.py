@@ -33,8 +33,7 @@ __all__ = [
     "plan",
 ]
 
-_API = {"capacity_serve", "capacity_train", "estimate", "estimate_training", "list_hardware", "list_models",
-        "load_hardware", "load_model", "plan"}
+_API = frozenset(__all__) - {"DoesNotFitError", "TierwiseError"}  # the functions of planner.api
 
 
 def __getattr__(name: str) -> Any:

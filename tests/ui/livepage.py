@@ -120,3 +120,11 @@ def poll_job(client, job: dict, timeout_s: float = 300.0):
     if job["status"] != "succeeded":
         return {"error": job["error"]}
     return job["result"]
+
+
+def screenshot_dir(tmp_path_factory, name: str) -> Path:
+    """Where a test module's screenshots go: $TIERWISE_UI_SCREENSHOT_DIR, or a fresh temporary folder."""
+    folder = os.environ.get("TIERWISE_UI_SCREENSHOT_DIR")
+    path = Path(folder) if folder else tmp_path_factory.mktemp(name)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

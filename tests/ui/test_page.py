@@ -23,7 +23,7 @@ import pytest
 
 pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)")
 
-from livepage import API_KEY, Recorder, Server, open_page, post_result, shared_browser  # noqa: E402
+from livepage import API_KEY, Recorder, Server, open_page, post_result, screenshot_dir, shared_browser  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
 # Waits for the page, not budgets: a machine busy with other work answers slowly.
@@ -71,10 +71,7 @@ def key_server(tmp_path_factory, browser):
 
 @pytest.fixture(scope="session")
 def shots(tmp_path_factory) -> Path:
-    folder = os.environ.get("TIERWISE_UI_SCREENSHOT_DIR")
-    path = Path(folder) if folder else tmp_path_factory.mktemp("ui-screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return screenshot_dir(tmp_path_factory, "ui-screenshots")
 
 
 @pytest.fixture(scope="session")

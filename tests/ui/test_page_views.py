@@ -23,7 +23,7 @@ import pytest
 
 pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)")
 
-from livepage import ROOT, Recorder, Server, open_page, poll_job, post_result, shared_browser  # noqa: E402
+from livepage import ROOT, Recorder, Server, open_page, poll_job, post_result, screenshot_dir, shared_browser  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
 expect.set_options(timeout=30_000)
@@ -59,10 +59,7 @@ def server(tmp_path_factory, browser):
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory) -> Path:
-    folder = os.environ.get("TIERWISE_UI_SCREENSHOT_DIR")
-    path = Path(folder) if folder else tmp_path_factory.mktemp("ui-view-shots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return screenshot_dir(tmp_path_factory, "ui-view-shots")
 
 
 @pytest.fixture(params=list(VIEWPORTS), ids=list(VIEWPORTS))
