@@ -31,10 +31,19 @@ def _candidates():
                 if not any(part in SKIP_DIRS or part.startswith(".") for part in p.relative_to(ROOT).parts[:-1])]
 
 
+def _is_virtualenv(rel: Path) -> bool:
+    """A virtual environment created inside the checkout (by CI or by hand, under any name)."""
+    return any((ROOT / Path(*rel.parts[:i]) / "pyvenv.cfg").is_file() for i in range(1, len(rel.parts)))
+
+
 def _text_files():
+    venvs: dict[str, bool] = {}
     for rel in _candidates():
         path = ROOT / rel
         if any(part in SKIP_DIRS or part.endswith(".egg-info") for part in rel.parts):
+            continue
+        top = rel.parts[0]
+        if len(rel.parts) > 1 and venvs.setdefault(top, _is_virtualenv(Path(top, "x"))):
             continue
         if path.is_file() and path.suffix.lower() not in BINARY and path.resolve() != Path(__file__).resolve():
             yield rel, path
