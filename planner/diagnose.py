@@ -221,8 +221,7 @@ def diagnose(planner, req, *, deadline=None) -> Diagnosis:
         binding.append("constraints together")
 
     changes: list[Change] = []
-    if memory_only_ok is not None and (min_ttft is not None and min_ttft > req.ttft_slo_s
-                                       or min_tpot is not None and min_tpot > req.tpot_slo_s):
+    if memory_only_ok is not None and ("ttft_slo" in binding or "tpot_slo" in binding):
         changes += _slo_changes(planner, req, dl)
     if "avg_bits" in binding:
         changes += _avg_bits_changes(planner, req, dl)
