@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from hwmodels import load_device
 from planner.arch import load_arch
-from planner.capacity import ServeTarget, plan_serving
+from planner.capacity import DEFAULT_FORMATS, ServeTarget, plan_serving
+from planner.request.capacity import serve_pairs
 from planner.cli.common import clean_json
 from conftest import job_result
 
@@ -14,7 +15,11 @@ BODY = {"model": "llama-3.1-8b", "hardware": ["l4", "h100-sxm"], "qps": 5, "prom
 
 def test_capacity_matches_the_planner(client):
     got = job_result(client, client.post("/v1/capacity", json=BODY))
-    expect = plan_serving([load_arch("llama-3.1-8b")], [load_device("l4"), load_device("h100-sxm")],
+    # each hardware priced with its default engine (vllm on GPUs): its formats, KV and runtime context
+    pairs = serve_pairs((None,), [load_device("l4"), load_device("h100-sxm")], DEFAULT_FORMATS, "bf16",
+                        given_formats=False, given_kv=False, runtime=None)
+    assert [p.engine for p in pairs] == ["vllm", "vllm"]
+    expect = plan_serving([load_arch("llama-3.1-8b")], pairs,
                           ServeTarget(qps=5, prompt=512, gen=128, ttft_slo_s=1.0, tpot_slo_s=0.05)).to_dict()
     assert got == clean_json(expect) and got["status"] == "complete"
     assert got["feasible"] and {h["hardware"] for h in got["hardware"]} == {"l4", "h100-sxm"}
