@@ -89,11 +89,11 @@ def _load(prompt: int, gen: int) -> ServeTarget:
     return ServeTarget(qps=1.0, prompt=prompt, gen=gen, ttft_slo_s=math.inf, tpot_slo_s=math.inf)
 
 
-def frontier_tasks(arch, devices: Sequence, prompt: int, gen: int, search: ServeSearch = ServeSearch()) -> list[ServeTask]:
+def frontier_tasks(arch, devices: Sequence, prompt: int, gen: int, search: ServeSearch | None = None) -> list[ServeTask]:
     """One task per (engine,) hardware × weight format; unsupported pairs get none."""
     from planner.capacity import serve_tasks
 
-    return serve_tasks([arch], devices, _load(prompt, gen), replace(search, disaggregated=False))
+    return serve_tasks([arch], devices, _load(prompt, gen), replace(search or ServeSearch(), disaggregated=False))
 
 
 def run_frontier_task(task: ServeTask) -> list[FrontierPoint]:
@@ -137,7 +137,7 @@ def summarize_frontier(arch, prompt: int, gen: int, tasks: Sequence[ServeTask], 
     return FrontierAnswer(model=arch.id, prompt=prompt, gen=gen, series=series, unsupported=tuple(unsupported))
 
 
-def plan_frontier(arch, devices: Sequence, prompt: int, gen: int, search: ServeSearch = ServeSearch(),
+def plan_frontier(arch, devices: Sequence, prompt: int, gen: int, search: ServeSearch | None = None,
                   map_fn: Callable[[Callable, Iterable], Iterable] = map) -> FrontierAnswer:
     """The Pareto frontier per (engine, hardware); ``devices`` are hardware or :class:`ServePair` rows."""
     tasks = frontier_tasks(arch, devices, prompt, gen, search)

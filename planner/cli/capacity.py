@@ -247,6 +247,20 @@ def _serve_rows(answers: dict) -> list[dict]:
     return rows
 
 
+def _aggregated_order(ans) -> list:
+    """Rows by their aggregated answer (the ranking of a disaggregated search counts both modes)."""
+    if ans.serving != "disaggregated":
+        return list(ans.ranked)
+    inf = math.inf
+
+    def key(h) -> tuple:
+        if h.best is None:
+            return (1, h.closest.badness if h.closest else inf, 0, 0.0)
+        return (0, h.best.usd_per_hour if h.best.usd_per_hour is not None else inf, h.best.devices, h.best.ttft_s)
+
+    return sorted(ans.ranked, key=key)
+
+
 def _print_serve(ans) -> None:
     t = ans.target
     pct = f"p{t.percentile * 100:g}"
@@ -262,7 +276,7 @@ def _print_serve(ans) -> None:
     cols.append("meets SLO")
     for c in cols:
         tab.add_column(c, justify="right" if c not in ("engine", "hardware", "layout", "weights / act / kv", "hot / cold", "meets SLO") else "left")
-    for i, h in enumerate(ans.ranked, 1):
+    for i, h in enumerate(_aggregated_order(ans), 1):
         o = h.best or h.closest
         if o is None:
             tab.add_row(str(i), h.engine or "-", h.hardware, "-", "does not fit", *(["-"] * (len(cols) - 6)), "[red]no[/]")
