@@ -54,45 +54,56 @@ ENGINES_HELP = ("Serving engine, or several (a list; comma separated on the comm
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _ServeFleet:
-    """Fields shared by the serving capacity questions (sizing a fleet, the throughput frontier)."""
+class CapacityServeRequest:
+    """A serving load to size a fleet for (``None``: not given)."""
 
     model: Any = opt("Catalog id or path to an HF-style config (or use models).")
+    models: Any = opt("Several models on one fleet (with mix).")
+    mix: Any = opt("Share of the QPS per model (with models), e.g. 0.5,0.3,0.2; normalised to 1.")
     hardware: Any = opt("Candidate hardware ids (every catalog id when left out).", _all_hardware)
+    qps: Any = opt("Requests per second (several, with the CLI, sweep the load).")
     prompt: int | None = opt("Prompt tokens per request.", 512)
     gen: int | None = opt("Generated tokens per request.", 128)
+    ttft_slo_s: float | str | None = opt("Time-to-first-token SLO at the percentile: seconds or e.g. 500ms.")
+    tpot_slo_s: float | str | None = opt("Time-per-output-token SLO at the percentile: seconds or e.g. 50ms.")
+    percentile: float | None = opt("Percentile the SLOs apply to: a fraction (0.95) or a percentage (95).", 0.95)
     formats: Any = opt("Weight formats to consider.", ("bf16", "fp8", "int4-g128"))
     kv: str | None = opt("KV-cache format.", "bf16")
     max_devices: int | None = opt("Largest fleet considered per hardware.", 1024)
     max_pp: int | None = opt("Deepest pipeline considered.", 4)
     runtime: str | None = opt("graph (CUDA graphs / compiled engine) or eager (default: graph where the engine "
                               "captures graphs, else eager).", choices=("graph", "eager"))
+    time_limit_s: float | None = opt("Wall-clock limit of the search, seconds (unbounded when left out); when it "
+                                     "runs out the answer covers the configurations searched so far.")
     engine: Any = opt(ENGINES_HELP)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CapacityServeRequest(_ServeFleet):
-    """A serving load to size a fleet for (``None``: not given)."""
-
-    models: Any = opt("Several models on one fleet (with mix).")
-    mix: Any = opt("Share of the QPS per model (with models), e.g. 0.5,0.3,0.2; normalised to 1.")
-    qps: Any = opt("Requests per second (several, with the CLI, sweep the load).")
-    ttft_slo_s: float | str | None = opt("Time-to-first-token SLO at the percentile: seconds or e.g. 500ms.")
-    tpot_slo_s: float | str | None = opt("Time-per-output-token SLO at the percentile: seconds or e.g. 50ms.")
-    percentile: float | None = opt("Percentile the SLOs apply to: a fraction (0.95) or a percentage (95).", 0.95)
     serving: str | None = opt("aggregated (prefill and decode on the same replicas) or disaggregated (also search "
                               "separate prefill and decode pools, the KV cache sent between them, and compare).",
                               "aggregated", choices=SERVING_MODES)
     kv_link: str | None = opt("Disaggregated serving: the link the KV cache crosses from prefill to decode: auto "
                               "(intra-node when a prefill and a decode instance fit in one node, else scale-out), "
                               "intra_node or scale_out.", "auto", choices=KV_LINKS)
-    time_limit_s: float | None = opt("Wall-clock limit of the search, seconds (unbounded when left out); when it "
-                                     "runs out the answer covers the configurations searched so far.")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CapacityFrontierRequest(_ServeFleet):
-    """The throughput-latency frontier of a model on hardware and engines (``None``: not given)."""
+#: The fields of a serving fleet that the throughput-latency frontier shares (declared above, once).
+FRONTIER_FIELDS = ("model", "hardware", "prompt", "gen", "formats", "kv", "max_devices", "max_pp", "runtime", "engine")
+
+
+def _frontier_request() -> type:
+    from dataclasses import field as dc_field
+    from dataclasses import fields as dc_fields
+    from dataclasses import make_dataclass
+
+    decl = {f.name: f for f in dc_fields(CapacityServeRequest)}
+    cls = make_dataclass("CapacityFrontierRequest",
+                         [(n, decl[n].type, dc_field(default=None, metadata=decl[n].metadata)) for n in FRONTIER_FIELDS],
+                         frozen=True, slots=True, kw_only=True)
+    cls.__module__ = __name__
+    cls.__doc__ = ("The throughput-latency frontier of a model on hardware and engines (``None``: not given); its "
+                   "fields are those of :class:`CapacityServeRequest` named in ``FRONTIER_FIELDS``.")
+    return cls
+
+
+CapacityFrontierRequest = _frontier_request()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
