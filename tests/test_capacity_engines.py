@@ -291,3 +291,13 @@ def test_frontier_bad_input():
     with pytest.raises(TierwiseError) as exc:
         run_capacity_frontier(CapacityFrontierRequest(model="llama-3.1-8b", hardware=["h100-sxm"], prompt=0))
     assert exc.value.field == "prompt"
+
+
+@pytest.mark.parametrize("model", ["bert-base", "vit-h"])
+def test_models_that_generate_no_tokens_are_refused_with_the_field(model):
+    with pytest.raises(TierwiseError) as exc:
+        planner.capacity_serve(model, ["l4"], qps=1, ttft_slo_s=1, tpot_slo_s=0.1)
+    assert exc.value.field == "model" and "generates no tokens" in str(exc.value)
+    with pytest.raises(TierwiseError) as exc:
+        planner.capacity_frontier(model, ["l4"])
+    assert exc.value.field == "model"

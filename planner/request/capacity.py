@@ -190,8 +190,12 @@ def _resolve_fleet(req: Any, v: dict, names: tuple) -> tuple[list, list, int, in
     prompt = check_int("prompt", v["prompt"], hi=1 << 26)
     gen = check_int("gen", v["gen"], hi=1 << 26)
     for a in archs:
-        check_context(a, prompt if a.family == "encoder" else prompt + gen,
-                      ("prompt",) if a.family == "encoder" else ("prompt", "gen"))
+        if a.family not in ("decoder", "encoder_decoder"):
+            name = "models" if len(archs) > 1 else "model"
+            raise TierwiseError(f"{{@{name}}} {a.id} ({a.family}) generates no tokens: serving capacity and the "
+                                "frontier size token-generating models (TTFT / TPOT); price it with `tierwise "
+                                "estimate`", field=name, code="invalid_field")
+        check_context(a, prompt + gen, ("prompt", "gen"))
     formats = tuple(check_format("formats", f, "weight") for f in check_list("formats", v["formats"], max_len=16))
     kv = check_format("kv", v["kv"], "kv")
     runtime = None if v["runtime"] is None else check_choice("runtime", v["runtime"], ("graph", "eager"))
