@@ -472,10 +472,17 @@ def _plot_frontier(ans, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    # colour per hardware, line style and marker per engine: engines that price a device alike overlap visibly
+    hws = list(dict.fromkeys(s.hardware for s in ans.series))
+    engines = list(dict.fromkeys(s.engine for s in ans.series))
+    styles, marks = ("-", "--", ":", "-."), ("o", "s", "^", "D", "v", "x")
     for s in ans.series:
         if s.points:
+            e = engines.index(s.engine)
             ax.plot([p.tokens_per_s_per_user for p in s.points], [p.tokens_per_s_per_device for p in s.points],
-                    marker="o", markersize=3, label=f"{s.hardware} ({s.engine})" if s.engine else s.hardware)
+                    color=f"C{hws.index(s.hardware) % 10}", linestyle=styles[e % len(styles)],
+                    marker=marks[e % len(marks)], markersize=4, markerfacecolor="none" if e else None,
+                    label=f"{s.hardware} ({s.engine})" if s.engine else s.hardware)
     ax.set_xlabel("tokens/s per user (1 / TPOT)")
     ax.set_ylabel("tokens/s per device")
     ax.set_title(f"{ans.model}: throughput-latency frontier (prompt {ans.prompt}, gen {ans.gen})")
