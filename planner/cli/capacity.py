@@ -346,11 +346,19 @@ def _print_disagg(ans) -> None:
     console.print(tab)
 
 
+#: Integer columns that stay integers in a CSV whose rows may lack them (unsupported pairs).
+_INT_COLUMNS = ("rank", "tp", "pp", "replicas", "devices", "max_batch", "separate_devices", "disagg_devices")
+
+
 def _write_csv(rows: list[dict], path: Path) -> None:
     import pandas as pd
 
+    df = pd.DataFrame(rows)
+    for c in _INT_COLUMNS:
+        if c in df and df[c].isna().any():
+            df[c] = df[c].astype("Int64")
     try:
-        pd.DataFrame(rows).to_csv(path, index=False)
+        df.to_csv(path, index=False)
     except OSError as exc:
         raise CliError(f"--csv: cannot write {path}: {exc.strerror or exc}", field="csv") from None
 
