@@ -6,7 +6,10 @@ for Goodput-optimized Large Language Model Serving", OSDI 2024) and Splitwise (P
 al., "Splitwise: Efficient Generative LLM Inference Using Phase Splitting", ISCA 2024), in
 the form NVIDIA's aiconfigurator offers as its disaggregated mode (a prefill worker
 configuration and a decode worker configuration, each with its own parallel layout, and
-the number of workers of each kind for the load):
+the number of workers of each kind meeting the TTFT / TPOT targets;
+https://github.com/ai-dynamo/aiconfigurator, and NVIDIA Dynamo's "Disaggregated Serving
+Guide", https://docs.nvidia.com/dynamo/user-guides/disaggregated-serving). Papers:
+arXiv:2401.09670 (DistServe), arXiv:2311.18677 (Splitwise).
 
 * **Prefill pool**: ``r_p`` instances of layout ``tp_p × pp_p``; each is an M/D/1 queue of
   prompts (service ``t_p``, the cost model's prefill of one prompt) — DistServe models a
