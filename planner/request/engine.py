@@ -25,9 +25,30 @@ def resolve_engine(value: Any, device: Any, *, training: bool) -> Any:
     ``EngineSupportError``; both name ``engine``."""
     from planner.engines import default_engine, load_engine, support
 
-    spec = default_engine(device, training=training) if value is None else load_engine(
-        value.strip() if isinstance(value, str) else value)
-    return support(spec, device)
+    from hwmodels.errors import UnknownIdError, close_ids
+
+    try:
+        spec = default_engine(device, training=training) if value is None else load_engine(
+            value.strip() if isinstance(value, str) else value)
+    except UnknownIdError as exc:  # suggest 'vllm' for 'VLLM' and 'trtllm' for 'TRT-LLM' too
+        raise UnknownIdError(exc.id, "engine", close_ids(exc.id, exc.known, n=3), known=exc.known) from None
+    found = support(spec, device)
+    if (spec.kind == "training") != training:
+        _wrong_kind(spec, device, training)
+    return found
+
+
+def _wrong_kind(spec: Any, device: Any, training: bool) -> None:
+    """A training engine named for serving (or a serving engine for a training step): an
+    ``EngineSupportError`` naming ``engine`` and the engines of the right kind on ``device``."""
+    from planner.engines import EngineSupportError, list_engines, load_engine
+
+    want = "training" if training else "serving"
+    fits = [e for e in list_engines()
+            if (load_engine(e).kind == "training") == training and load_engine(e).support(device) is not None]
+    what = "a training engine" if spec.kind == "training" else f"a {spec.kind} engine, not a training one"
+    raise EngineSupportError(f"{{@engine}}: {spec.name} ({spec.id}) is {what}; {want} engines on {device.id}: "
+                             f"{', '.join(fits) or 'none'}", field="engine")
 
 
 def canonical(name: str) -> str:
