@@ -117,6 +117,8 @@ class TierwiseError(Exception):
             shown = render_field(m.group(1), style, aliases)
             return shown if style == "cli" else f"'{shown}'"
 
+        if style == "cli" and aliases is None:
+            aliases = getattr(self, "aliases", None)  # set by the command line's error translation
         text = _TOKEN.sub(sub, self.template)
         # (Not for "nothing is feasible": the whole request is at fault, its field is a hint.)
         if (style in ("cli", "rest") and self.field and self.kind != "infeasible"

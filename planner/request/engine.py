@@ -33,22 +33,21 @@ def resolve_engine(value: Any, device: Any, *, training: bool) -> Any:
     except UnknownIdError as exc:  # suggest 'vllm' for 'VLLM' and 'trtllm' for 'TRT-LLM' too
         raise UnknownIdError(exc.id, "engine", close_ids(exc.id, exc.known, n=3), known=exc.known) from None
     found = support(spec, device)
-    if (spec.kind == "training") != training:
-        _wrong_kind(spec, device, training)
+    if training and spec.kind != "training":
+        _not_a_training_engine(spec, device)
     return found
 
 
-def _wrong_kind(spec: Any, device: Any, training: bool) -> None:
-    """A training engine named for serving (or a serving engine for a training step): an
-    ``EngineSupportError`` naming ``engine`` and the engines of the right kind on ``device``."""
+def _not_a_training_engine(spec: Any, device: Any) -> None:
+    """A serving or on-device engine named for a training step (vLLM runs no backward pass):
+    an ``EngineSupportError`` naming ``engine`` and the training engines on ``device``. (A
+    training engine for inference stays allowed: Megatron-Core has an inference path.)"""
     from planner.engines import EngineSupportError, list_engines, load_engine
 
-    want = "training" if training else "serving"
     fits = [e for e in list_engines()
-            if (load_engine(e).kind == "training") == training and load_engine(e).support(device) is not None]
-    what = "a training engine" if spec.kind == "training" else f"a {spec.kind} engine, not a training one"
-    raise EngineSupportError(f"{{@engine}}: {spec.name} ({spec.id}) is {what}; {want} engines on {device.id}: "
-                             f"{', '.join(fits) or 'none'}", field="engine")
+            if load_engine(e).kind == "training" and load_engine(e).support(device) is not None]
+    raise EngineSupportError(f"{{@engine}}: {spec.name} ({spec.id}) is a {spec.kind} engine, not a training one; "
+                             f"training engines on {device.id}: {', '.join(fits) or 'none'}", field="engine")
 
 
 def canonical(name: str) -> str:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import difflib
 import functools
-import re
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
@@ -233,8 +233,8 @@ def parse_size(name: str, v: Any) -> float:
             raise bad(name, "a size like 60GB, 24GiB or 1.5e9 (bytes)", v)
         unit = (m.group(2) or "").lower().rstrip("b")
         v = float(m.group(1)) * _SIZE_UNITS[unit]
-        if v <= 0:
-            raise bad(name, "a positive size", v)
+        if not 0 < v < math.inf:
+            raise bad(name, "a positive, finite size", v)
         return v
     return check_number(name, v)
 
@@ -246,8 +246,8 @@ def parse_duration(name: str, v: Any) -> float:
         if not m:
             raise bad(name, "a duration like 0.5, 500ms or 50us", v)
         v = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        if v <= 0:
-            raise bad(name, "a positive duration", v)
+        if not 0 < v < math.inf:
+            raise bad(name, "a positive, finite duration", v)
         return v
     return check_number(name, v)
 
