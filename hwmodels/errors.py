@@ -215,6 +215,8 @@ def close_ids(typed: Any, known: list[str], n: int = 5) -> list[str]:
     needle = str(typed).strip().lower()
     squashed = norm(needle)
     same = [k for k in known if squashed and norm(k) == squashed]
+    if same:  # 'VLLM' means vllm: no spelling neighbours beside it
+        return same[:n]
     prefix = [k for k in known if needle and k.startswith(needle) and k not in same]
     contains = [k for k in known if needle and needle in k and k not in same + prefix]
     seen = same + prefix + contains
