@@ -35,6 +35,8 @@ from hwmodels import load_device  # noqa: E402
 
 from planner.arch import load_arch  # noqa: E402
 from planner.costmodel import Choice, Layout, RuntimeSettings, Serving, estimate_inference, max_batch  # noqa: E402
+from planner.engines import load_engine  # noqa: E402
+from planner.serving import engine_settings  # noqa: E402
 from rowmap import HARDWARE, MODELS, first_int  # noqa: E402
 from rowmap import match as _match  # noqa: E402
 
@@ -79,8 +81,14 @@ def act_format(text: str, weights: str) -> str | None:
     return "fp16" if "fp16" in t else "bf16"
 
 
-def kv_format(text: str, act: str) -> str:
+def kv_format(text: str, act: str, weights_text: str = "") -> str:
     t = text.lower()
+    if "not stated" in t and "modelopt" in weights_text.lower():
+        # A ModelOpt checkpoint carries its KV format in hf_quant_config.json, which TensorRT-LLM's
+        # KV cache adopts (kv_cache_config.dtype "auto"); ModelOpt's hf_ptq.py quantizes the KV cache
+        # to FP8 unless told otherwise (--kv_cache_qformat default "fp8",
+        # github.com/NVIDIA/TensorRT-Model-Optimizer examples/llm_ptq/hf_ptq.py).
+        return "fp8-e4m3"
     if t.startswith("fp8"):
         return "fp8-e4m3"
     m = re.search(r"4-bit group-wise", t)
@@ -102,6 +110,33 @@ def runtime_of(engine: str) -> str:
     if "eager" in e or "accelerate" in e or "litgpt" in e:
         return "eager"
     return "graph"
+
+
+def _engine_batch_cap(engine: str, pp: int) -> int:
+    """trtllm-bench caps the batch at 4096 / pp (tensorrt_llm/bench/build/tuning.py,
+    finetune_setting: "Cap total batch size to avoid decoder buffer size becoming too large")."""
+    return max(1, 4096 // pp) if "trtllm-bench" in engine.lower() else 1 << 20
+
+
+def engine_options(row: dict, dev) -> RuntimeSettings:
+    """Runtime settings of the row's engine: its profile's kernel and runtime facts when the row
+    names one (engine_id), otherwise what the engine text says (eager or graph launch; a fused
+    attention kernel unless the engine is FlexGen, whose attention is matmul + softmax)."""
+    engine = row["engine"]
+    low = engine.lower()
+    offload = "flexgen" in low or "offload" in low
+    base = {"allow_offload": offload, "runtime": runtime_of(engine)}
+    eid = row.get("engine_id", "").strip()
+    if eid:
+        eng = load_engine(eid)
+        sup = eng.support(dev)
+        kw = engine_settings(sup.runtime if sup is not None else eng.runtime)
+    else:
+        kw = {"fused_elementwise": base["runtime"] == "graph", "fused_attention": "flexgen" not in low}
+    m = re.search(r"kv_cache_free_gpu_mem_fraction (0\.\d+)", row["notes"])
+    if m and kw.get("kv_memory_fraction", 1.0) < 1.0:
+        kw["kv_memory_fraction"] = float(m.group(1))  # the fraction the source states it ran with
+    return RuntimeSettings(**base, **kw)
 
 
 @dataclass
@@ -163,7 +198,7 @@ def predict_inference(row: dict) -> tuple[float | None, str]:
     af = act_format(row["act_dtype"], wf)
     if af is None:
         return None, f"activation format {row['act_dtype']!r} not expressible"
-    kf = kv_format(row["kv_dtype"], af)
+    kf = kv_format(row["kv_dtype"], af, row["weight_dtype"])
     arch = load_arch(model)
     dev = load_device(hw)
     n = first_int(row["num_devices"], 1)
@@ -171,16 +206,16 @@ def predict_inference(row: dict) -> tuple[float | None, str]:
     dp = max(1, n // (tp * pp))
     decode_only = "decode" in metric and not _stated(row["gen_len"])
     prompt, gen = _lengths(row, arch.family, decode_only)
-    engine = row["engine"]
-    offload = "flexgen" in engine.lower() or "offload" in engine.lower()
-    opts = RuntimeSettings(allow_offload=offload, runtime=runtime_of(engine))
+    opts = engine_options(row, dev)
     layout = Layout(tp=tp, pp=pp, dp=dp)
     choice = Choice(weights=wf, activations=af, kv=kf)
     if _max_load_batch(row["batch"]):
         # Max-load throughput: the largest batch whose weights, KV cache and activations fit,
-        # never more than the number of requests the run sent (when the row states it).
-        requests = first_int(row["batch"], None)
-        batch = max_batch(arch, dev, layout, Serving(batch=1, prompt=prompt, gen=gen), choice, options=opts, limit=requests or 4096)
+        # never more than the number of requests the run sent (when the row states it) nor the
+        # engine's own batch cap.
+        requests = first_int(row["batch"], None) or 4096
+        batch = max_batch(arch, dev, layout, Serving(batch=1, prompt=prompt, gen=gen), choice, options=opts,
+                          limit=min(requests, _engine_batch_cap(row["engine"], pp)))
         if batch < 1:
             return None, "not even batch 1 fits in memory"
     else:

@@ -83,6 +83,8 @@ class Efficiency:
     gemm_rows_points: optional measured (rows, fraction) table: the fraction of the
     streaming bandwidth a weight-streaming GEMM with that many rows reaches (see
     :meth:`gemm_rows`); empty means 1 for every row count.
+    cores: streaming multiprocessors / compute units that GEMM tiles are spread over (a
+    datasheet fact); 0 when not declared (no wave quantization, see planner.kernels).
     """
 
     compute_max: float
@@ -93,6 +95,7 @@ class Efficiency:
     compute_points: tuple[tuple[float, float], ...] = ()
     bandwidth_points: tuple[tuple[float, float], ...] = ()
     gemm_rows_points: tuple[tuple[float, float], ...] = ()
+    cores: int = 0
 
     def __post_init__(self) -> None:
         check_fraction(self.compute_max, "compute_max")
@@ -100,6 +103,8 @@ class Efficiency:
         check_fraction(self.bandwidth_max, "bandwidth_max")
         check_positive(self.bandwidth_half_bytes, "bandwidth_half_bytes")
         check_non_negative(self.kernel_overhead_s, "kernel_overhead_s")
+        if isinstance(self.cores, bool) or not isinstance(self.cores, int) or self.cores < 0:
+            raise SpecError("cores", "a whole number of cores >= 0", self.cores)
         object.__setattr__(self, "compute_points", _check_points(self.compute_points, "compute_points"))
         object.__setattr__(self, "bandwidth_points", _check_points(self.bandwidth_points, "bandwidth_points"))
         object.__setattr__(self, "gemm_rows_points", _check_points(self.gemm_rows_points, "gemm_rows_points"))

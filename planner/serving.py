@@ -40,6 +40,18 @@ class RuntimeSettings:
     # Device memory the serving engine keeps outside weights, KV and activations (CUDA
     # context, communication buffers, captured graphs): its profile's runtime.context_bytes.
     reserved_bytes: float = 0.0
+    # Kernel facts of the serving engine (planner.kernels; profiles/engines/*.yaml runtime): a fused
+    # FlashAttention-style attention kernel, non-GEMM operators fused into their neighbours, host
+    # time per forward step, the compute unit it runs on (None = the device's first unit), the
+    # tokens one prefill iteration processes under chunked prefill (0 = the whole batch at once:
+    # bounds the transient activations) and the share of the memory left after weights,
+    # activations and context that the engine gives its KV cache.
+    fused_attention: bool = True
+    fused_elementwise: bool = True
+    step_overhead_s: float = 0.0
+    compute_unit: str | None = None
+    prefill_chunk_tokens: int = 0
+    kv_memory_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kv_token_budget is not None and (isinstance(self.kv_token_budget, bool) or not isinstance(self.kv_token_budget, int) or self.kv_token_budget < 1):
@@ -50,12 +62,28 @@ class RuntimeSettings:
             raise EstimateError("kv_evicted", f"--kv-evicted must be a KV-cache format; got {self.kv_evicted!r}")
         if self.runtime not in RUNTIME_OVERHEAD_S:
             raise EstimateError("runtime", f"--runtime must be one of {', '.join(RUNTIME_OVERHEAD_S)}; got {self.runtime!r}")
+        if not 0.0 < self.kv_memory_fraction <= 1.0:
+            raise EstimateError("kv_memory_fraction", f"the KV-cache memory fraction must be in (0, 1]; got {self.kv_memory_fraction!r}")
         if self.flash_chunk_bytes <= 0:
             raise EstimateError("flash_chunk_kib", f"--flash-chunk-kib must be positive; got {self.flash_chunk_bytes / 1024:g}")
 
     @property
     def host_overhead_s(self) -> float:
         return RUNTIME_OVERHEAD_S[self.runtime]
+
+
+def engine_settings(runtime) -> dict:
+    """RuntimeSettings fields taken from an engine profile's runtime block
+    (:class:`planner.engines.Runtime`)."""
+    return {
+        "reserved_bytes": runtime.context_bytes,
+        "fused_attention": runtime.fused_attention,
+        "fused_elementwise": runtime.fused_elementwise,
+        "step_overhead_s": runtime.step_overhead_us * 1e-6,
+        "compute_unit": runtime.compute_unit,
+        "prefill_chunk_tokens": runtime.chunk_tokens if runtime.chunked_prefill else 0,
+        "kv_memory_fraction": runtime.memory_fraction if runtime.paged_kv else 1.0,
+    }
 
 
 # Host-side cost per modelled operator on top of the device's kernel overhead.
