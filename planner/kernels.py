@@ -32,9 +32,12 @@ import math
 
 # Output tile of a tensor-core GEMM (128 × 128: the tile of the wave-quantization examples in
 # NVIDIA's Matrix Multiplication Background guide; CUTLASS's default threadblock tile on
-# Ampere/Hopper is 128 × 128 or 128 × 256).
+# Ampere/Hopper is 128 × 128 or 128 × 256). A GEMM with few rows (decode) runs a tile with fewer
+# rows: the smallest of TILE_M_CHOICES that covers them (CUTLASS and cuBLAS ship 16/32/64-row
+# tiles; 16 is the M of the tensor-core MMA instruction mma.m16n8k16).
 TILE_M = 128
 TILE_N = 128
+TILE_M_CHOICES = (16, 32, 64, 128)
 # Split-K never slices K thinner than this (one K slice must amortise its reduction).
 SPLIT_K_MIN_DEPTH = 512
 # K-depth a tile's prologue (first loads) and epilogue (output store) cost, in K elements
@@ -52,9 +55,10 @@ def wave_efficiency(m: float, n: float, k: float, cores: int) -> float:
     (1.0 when the device declares no core count)."""
     if cores <= 0 or m <= 0 or n <= 0:
         return 1.0
-    tiles = math.ceil(m / TILE_M) * math.ceil(n / TILE_N)
+    tm = next((t for t in TILE_M_CHOICES if t >= m), TILE_M)
+    tiles = math.ceil(m / tm) * math.ceil(n / TILE_N)
     # Useful share of each tile: a tile cut by the matrix edge computes only its inside.
-    fill = (m * n) / (tiles * TILE_M * TILE_N)
+    fill = (m * n) / (tiles * tm * TILE_N)
     if tiles < cores:
         split = max(1, min(cores // tiles, int(k // SPLIT_K_MIN_DEPTH)))
         tiles *= split
