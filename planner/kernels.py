@@ -120,6 +120,17 @@ def elementwise_kernels(gated: bool) -> int:
     return 2 + (2 if gated else 1) + 2
 
 
+# A convolution in an engine without conv+BN+ReLU fusion (eager PyTorch in eval mode runs
+# BatchNorm and ReLU as their own kernels) is followed by two more kernels over its output.
+CONV_EPILOGUE_KERNELS = 2
+
+
+def conv_epilogue_bytes(out_elems: float, act_bytes: float) -> float:
+    """Bytes of the BatchNorm and ReLU passes after an unfused convolution: each reads and
+    writes the convolution's output once."""
+    return 2.0 * CONV_EPILOGUE_KERNELS * out_elems * act_bytes
+
+
 def sampling_bytes(sequences: float, vocab: float) -> float:
     """Bytes of one sampling step: the fp32 logits of each sequence read once by the
     softmax / arg-max pass (the LM head's write of them is the LM head's own traffic)."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from hwmodels import DeviceSpec
 from planner.errors import EstimateError
 from planner.formats import Format, combined_bits_per_weight, get_format, parse_sparsity
-from planner.kernels import flash_attention_fraction, gemm_efficiency, unfused_attention_bytes
+from planner.kernels import CONV_EPILOGUE_KERNELS, TILE_M_CHOICES, conv_epilogue_bytes, flash_attention_fraction, gemm_efficiency, unfused_attention_bytes
 from planner.numerics import resolve_format
 from planner.results import OpCost
 from planner.workload import ATTENTION, CONV, EMBEDDING, LINEAR, LM_HEAD, NORM, POOL, ROUTER, OpLoad, OpShape, Phase, op_load
@@ -60,6 +60,9 @@ class DeviceNumerics:
     dequant_ops_per_weight: float  # vector ops per weight element to dequantize (0 when native)
     vector_flops_per_s: float
     density: float  # fraction of weights kept (compute still dense unless 2:4 native)
+    # The size-efficiency curve is defined in the device's main-unit FLOPs (half = peak × ~2 µs):
+    # an op on a slower unit occupies it as long as an op this many times larger on the main one.
+    curve_scale: float = 1.0
 
 
 def _act_compute_precision(act: Format) -> str:
@@ -168,7 +171,12 @@ def device_numerics(device: DeviceSpec, choice: Choice, rows: int, cols: int, un
         number_kind=number_kind,
     )
     vec = device.peak_flops_per_s("fp32", unit=unit)
-    return DeviceNumerics(wbits, abits, kvbits, precision, peak, deq, vec, sp.density)
+    scale = 1.0
+    if unit is not None:
+        main = device.peak_flops_per_s(precision, sparse_2to4=sparse_native, weight_bits=w.element_bits,
+                                       act_bits=a.element_bits, number_kind=number_kind)
+        scale = main / peak if peak > 0 else 1.0
+    return DeviceNumerics(wbits, abits, kvbits, precision, peak, deq, vec, sp.density, scale)
 
 
 def matrix_shape(op: OpShape) -> tuple[int, int]:
@@ -233,10 +241,18 @@ def op_cost(
     dev_w = w_bytes * weights_on_device
     if op.kind == ATTENTION and options is not None and not options.fused_attention and not fused:
         act_bytes += _unfused_scores_bytes(op, ph, shard, nm)
+    epilogue = op.kind == CONV and options is not None and not options.fused_elementwise and not fused
+    if epilogue:
+        act_bytes += conv_epilogue_bytes(load.act_out_elems / shard, nm.act_bits / 8.0)
     memory_s = _memory_s(op, ph, device, load, dev_w, act_bytes, kv_bytes)
     compute_s, precision = _compute_s(op, device, nm, flops, _shape_factor(op, ph, device, load, shard, options))
     deq_s = _dequant_s(op, device, nm, load, w_elems)
+    if options is not None and options.compute_share < 1.0:
+        compute_s /= options.compute_share
+        deq_s /= options.compute_share
     overhead = (device.efficiency.kernel_overhead_s if not fused else 0.0) + host_overhead_s
+    if epilogue:
+        overhead *= 1 + CONV_EPILOGUE_KERNELS  # the BatchNorm and ReLU kernels launch like the conv
     t = max(compute_s, memory_s + deq_s)
     if overhead > t:
         bound = "overhead"
@@ -321,7 +337,12 @@ def _shape_factor(op: OpShape, ph: Phase, device: DeviceSpec, load: OpLoad, shar
     if options is None:
         return None
     eff = device.efficiency
-    if op.kind in (LINEAR, LM_HEAD, ROUTER, CONV) and load.gemm_m > 0 and eff.cores and not eff.compute_points:
+    gemm = op.kind in (LINEAR, LM_HEAD, ROUTER, CONV) and load.gemm_m > 0
+    if gemm and not eff.cores and not eff.compute_points and load.gemm_m < TILE_M_CHOICES[0]:
+        # A matrix-vector product (fewer rows than the smallest MMA tile): each core streams its
+        # share of the weights; no fill-up of a large GEMM (its time is the weight stream).
+        return 1.0
+    if gemm and eff.cores and not eff.compute_points:
         rows, cols = matrix_shape(op)
         n = rows / shard if op.shard in ("col", "vocab", "heads") and shard > 1 else rows
         k = cols / shard if op.shard == "row" and shard > 1 else cols
@@ -341,7 +362,7 @@ def _compute_s(op: OpShape, device: DeviceSpec, nm: DeviceNumerics, flops: float
     if op.kind in (NORM, POOL, EMBEDDING):
         # Vector-unit work: the size-efficiency curve is defined in tensor-peak FLOPs, so scale
         # the op to the time it occupies (same fill-up time on the same cores).
-        scaled = flops * nm.peak_flops_per_s / nm.vector_flops_per_s if nm.vector_flops_per_s else flops
+        scaled = flops * nm.curve_scale * nm.peak_flops_per_s / nm.vector_flops_per_s if nm.vector_flops_per_s else flops
         return (flops / (nm.vector_flops_per_s * eff.compute(scaled)) if flops > 0 else 0.0), "fp32"
     if flops <= 0:
         return 0.0, ("bf16" if op.kind == ATTENTION else nm.precision)
@@ -349,12 +370,12 @@ def _compute_s(op: OpShape, device: DeviceSpec, nm: DeviceNumerics, flops: float
         # QKᵀ/softmax/AV run in 16-bit even in FP8/INT8 engines (fused MHA kernels keep
         # 16-bit operands; only the KV cache storage is low precision).
         peak = max(_peak_or_zero(device, "bf16"), _peak_or_zero(device, "fp16")) or nm.peak_flops_per_s
-        frac = -shape if shape is not None and shape < 0 else eff.compute(flops)
+        frac = -shape if shape is not None and shape < 0 else eff.compute(flops * nm.curve_scale)
         return flops / (peak * frac), "bf16"
     if shape is not None and shape > 0:
         # A GEMM: the size curve's fill-up is replaced by the kernel's waves and K depth.
         return flops / (nm.peak_flops_per_s * eff.compute_max * shape), nm.precision
-    return flops / (nm.peak_flops_per_s * eff.compute(flops)), nm.precision
+    return flops / (nm.peak_flops_per_s * eff.compute(flops * nm.curve_scale)), nm.precision
 
 
 def _dequant_s(op: OpShape, device: DeviceSpec, nm: DeviceNumerics, load: OpLoad, w_elems: float) -> float:

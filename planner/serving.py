@@ -52,6 +52,9 @@ class RuntimeSettings:
     compute_unit: str | None = None
     prefill_chunk_tokens: int = 0
     kv_memory_fraction: float = 1.0
+    # Share of the device's compute one request gets: a Vitis AI DPU design with N cores runs a
+    # single-threaded request on one of them (1/N); 1.0 elsewhere.
+    compute_share: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kv_token_budget is not None and (isinstance(self.kv_token_budget, bool) or not isinstance(self.kv_token_budget, int) or self.kv_token_budget < 1):
@@ -62,6 +65,8 @@ class RuntimeSettings:
             raise EstimateError("kv_evicted", f"--kv-evicted must be a KV-cache format; got {self.kv_evicted!r}")
         if self.runtime not in RUNTIME_OVERHEAD_S:
             raise EstimateError("runtime", f"--runtime must be one of {', '.join(RUNTIME_OVERHEAD_S)}; got {self.runtime!r}")
+        if not 0.0 < self.compute_share <= 1.0:
+            raise EstimateError("compute_share", f"the compute share must be in (0, 1]; got {self.compute_share!r}")
         if not 0.0 < self.kv_memory_fraction <= 1.0:
             raise EstimateError("kv_memory_fraction", f"the KV-cache memory fraction must be in (0, 1]; got {self.kv_memory_fraction!r}")
         if self.flash_chunk_bytes <= 0:
