@@ -245,7 +245,8 @@ def op_cost(
     if epilogue:
         act_bytes += conv_epilogue_bytes(load.act_out_elems / shard, nm.act_bits / 8.0)
     memory_s = _memory_s(op, ph, device, load, dev_w, act_bytes, kv_bytes)
-    compute_s, precision = _compute_s(op, device, nm, flops, _shape_factor(op, ph, device, load, shard, options))
+    compute_s, precision = _compute_s(op, device, nm, flops, _shape_factor(op, ph, device, load, shard, options),
+                                      precise=options is not None)
     deq_s = _dequant_s(op, device, nm, load, w_elems)
     if options is not None and options.compute_share < 1.0:
         compute_s /= options.compute_share
@@ -354,7 +355,7 @@ def _shape_factor(op: OpShape, ph: Phase, device: DeviceSpec, load: OpLoad, shar
 
 
 def _compute_s(op: OpShape, device: DeviceSpec, nm: DeviceNumerics, flops: float,
-               shape: float | None = None) -> tuple[float, str]:
+               shape: float | None = None, precise: bool = False) -> tuple[float, str]:
     """(compute time, compute precision) of ``flops`` of ``op``. ``shape`` > 0 multiplies the
     device's best-shape fraction (GEMMs), < 0 is an absolute fraction of the 16-bit peak (fused
     attention), None leaves the size curve."""
@@ -372,10 +373,14 @@ def _compute_s(op: OpShape, device: DeviceSpec, nm: DeviceNumerics, flops: float
         peak = max(_peak_or_zero(device, "bf16"), _peak_or_zero(device, "fp16")) or nm.peak_flops_per_s
         frac = -shape if shape is not None and shape < 0 else eff.compute(flops * nm.curve_scale)
         return flops / (peak * frac), "bf16"
+    pmax = eff.max_for(nm.precision)  # best-shape fraction at this precision (FP8 MAMF < BF16's)
     if shape is not None and shape > 0:
         # A GEMM: the size curve's fill-up is replaced by the kernel's waves and K depth.
-        return flops / (nm.peak_flops_per_s * eff.compute_max * shape), nm.precision
-    return flops / (nm.peak_flops_per_s * eff.compute(flops * nm.curve_scale)), nm.precision
+        return flops / (nm.peak_flops_per_s * pmax * shape), nm.precision
+    # The training model (``precise`` False) keeps the size curve at compute_max until it adopts
+    # the kernel model.
+    ratio = pmax / eff.compute_max if precise else 1.0
+    return flops / (nm.peak_flops_per_s * eff.compute(flops * nm.curve_scale) * ratio), nm.precision
 
 
 def _dequant_s(op: OpShape, device: DeviceSpec, nm: DeviceNumerics, load: OpLoad, w_elems: float) -> float:
