@@ -136,6 +136,11 @@ def engine_options(row: dict, dev) -> RuntimeSettings:
     m = re.search(r"kv_cache_free_gpu_mem_fraction (0\.\d+)", row["notes"])
     if m and kw.get("kv_memory_fraction", 1.0) < 1.0:
         kw["kv_memory_fraction"] = float(m.group(1))  # the fraction the source states it ran with
+    threads = re.search(r"(\d+) threads", row["engine"])
+    cpu_cores = re.search(r"(\d+) cores", row["hardware"])
+    if threads and cpu_cores and int(threads.group(1)) < int(cpu_cores.group(1)):
+        # A CPU run with fewer threads than cores computes on that share of the cores.
+        kw["compute_share"] = int(threads.group(1)) / int(cpu_cores.group(1))
     cores = re.search(r"(\d+)x DPU", row["hardware"])
     if cores and "1 thread" in row["metric"].lower():
         # Vitis AI runs one thread's requests on one DPU core of the design (Vitis AI Library: one

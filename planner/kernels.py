@@ -121,6 +121,10 @@ def elementwise_kernels(gated: bool) -> int:
     return 2 + (2 if gated else 1) + 2
 
 
+# ATen kernels per modelled operator in PyTorch eager (planner.serving.RUNTIME_OVERHEAD_S: a Llama
+# layer runs ~50 ATen ops for the 11 operators modelled).
+ATEN_KERNELS_PER_OP = 4.5
+
 # A convolution in an engine without conv+BN+ReLU fusion (eager PyTorch in eval mode runs
 # BatchNorm and ReLU as their own kernels) is followed by two more kernels over its output.
 CONV_EPILOGUE_KERNELS = 2

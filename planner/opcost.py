@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from hwmodels import DeviceSpec
 from planner.errors import EstimateError
 from planner.formats import Format, combined_bits_per_weight, get_format, parse_sparsity
-from planner.kernels import CONV_EPILOGUE_KERNELS, TILE_M_CHOICES, conv_epilogue_bytes, flash_attention_fraction, gemm_efficiency, unfused_attention_bytes
+from planner.kernels import ATEN_KERNELS_PER_OP, CONV_EPILOGUE_KERNELS, TILE_M_CHOICES, conv_epilogue_bytes, flash_attention_fraction, gemm_efficiency, unfused_attention_bytes
 from planner.numerics import resolve_format
 from planner.results import OpCost
 from planner.workload import ATTENTION, CONV, EMBEDDING, LINEAR, LM_HEAD, NORM, POOL, ROUTER, OpLoad, OpShape, Phase, op_load
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 # Fraction of streaming bandwidth that decode attention reaches when gathering the KV cache from
 # paged blocks. Fitted (benchmarks/fitted.py, grid 0.3–1.0): the value minimising the median error
 # over every published row; benchmarks/published.py --cv loso refits it without each source.
-KV_GATHER_EFFICIENCY = 0.8
+KV_GATHER_EFFICIENCY = 0.9
 
 # Compute precisions below 16 bits that run on their own (low precision) units.
 _LOW_PRECISION_COMPUTE = {"fp8": 8, "int8": 8, "int4": 4, "fp4": 4}
@@ -253,7 +253,9 @@ def op_cost(
         deq_s /= options.compute_share
     overhead = (device.efficiency.kernel_overhead_s if not fused else 0.0) + host_overhead_s
     if epilogue:
-        overhead *= 1 + CONV_EPILOGUE_KERNELS  # the BatchNorm and ReLU kernels launch like the conv
+        # The BatchNorm and ReLU kernels launch like the conv; each is one ATen kernel, while the
+        # eager host overhead is priced per modelled operator of ATEN_KERNELS_PER_OP kernels.
+        overhead += CONV_EPILOGUE_KERNELS * (device.efficiency.kernel_overhead_s + host_overhead_s / ATEN_KERNELS_PER_OP)
     t = max(compute_s, memory_s + deq_s)
     if overhead > t:
         bound = "overhead"

@@ -97,6 +97,6 @@ def engine_settings(runtime) -> dict:
 # ≈ 7–8 µs of dispatcher + launch per kernel and ≈ 4–5 kernels per modelled operator (a Llama
 # layer runs ~50 ATen ops for the 11 operators modelled here) → ≈ 35 µs per operator. The
 # DeepLearningExamples ResNet-50 table shows the effect (batch-1 AMP slower than fp32: launch bound).
-# Fitted (benchmarks/fitted.py EAGER_OVERHEAD_S, grid 10–70 µs): 50 µs minimises the median error over
+# Fitted (benchmarks/fitted.py EAGER_OVERHEAD_S, grid 10–70 µs): 20 µs minimises the median error over
 # every published row; --cv loso refits it without each source.
-RUNTIME_OVERHEAD_S = {"graph": 0.0, "eager": 50e-6}
+RUNTIME_OVERHEAD_S = {"graph": 0.0, "eager": 20e-6}
