@@ -136,6 +136,10 @@ def engine_options(row: dict, dev) -> RuntimeSettings:
     m = re.search(r"kv_cache_free_gpu_mem_fraction (0\.\d+)", row["notes"])
     if m and kw.get("kv_memory_fraction", 1.0) < 1.0:
         kw["kv_memory_fraction"] = float(m.group(1))  # the fraction the source states it ran with
+    if "xnnpack" in low:
+        # The row names ExecuTorch's XNNPACK delegate, which runs on the CPU cores (the engine's
+        # other delegates, QNN and Core ML, run on the NPU).
+        kw["compute_unit"] = "cpu"
     threads = re.search(r"(\d+) threads", row["engine"])
     cpu_cores = re.search(r"(\d+) cores", row["hardware"])
     if threads and cpu_cores and int(threads.group(1)) < int(cpu_cores.group(1)):

@@ -112,13 +112,13 @@ class Efficiency:
         for key, value in dict(self.precision_max).items():
             check_fraction(value, f"precision_max.{key}")
         object.__setattr__(self, "precision_max", FrozenDict(dict(self.precision_max)))
+        object.__setattr__(self, "compute_points", _check_points(self.compute_points, "compute_points"))
+        object.__setattr__(self, "bandwidth_points", _check_points(self.bandwidth_points, "bandwidth_points"))
+        object.__setattr__(self, "gemm_rows_points", _check_points(self.gemm_rows_points, "gemm_rows_points"))
 
     def max_for(self, precision: str) -> float:
         """Best-shape fraction of the peak at compute ``precision``."""
         return self.precision_max.get(precision, self.compute_max)
-        object.__setattr__(self, "compute_points", _check_points(self.compute_points, "compute_points"))
-        object.__setattr__(self, "bandwidth_points", _check_points(self.bandwidth_points, "bandwidth_points"))
-        object.__setattr__(self, "gemm_rows_points", _check_points(self.gemm_rows_points, "gemm_rows_points"))
 
     @staticmethod
     def _curve(size: float, maximum: float, half: float, what: str) -> float:
