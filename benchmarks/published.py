@@ -112,10 +112,32 @@ def runtime_of(engine: str) -> str:
     return "graph"
 
 
-def _engine_batch_cap(engine: str, pp: int) -> int:
-    """trtllm-bench caps the batch at 4096 / pp (tensorrt_llm/bench/build/tuning.py,
-    finetune_setting: "Cap total batch size to avoid decoder buffer size becoming too large")."""
-    return max(1, 4096 // pp) if "trtllm-bench" in engine.lower() else 1 << 20
+def stated_overrides(row: dict, arch, choice: Choice) -> dict | None:
+    """Per-layer formats a row states beside its main scheme: "classification layer 8-bit
+    per-channel" / "embedding 8-bit per-channel" (the ExecuTorch 8da4w recipe of the
+    Llama 3.2 model card) put the embedding and LM head at int8."""
+    text = row["notes"].lower()
+    if "classification layer 8-bit" not in text and "embedding 8-bit" not in text:
+        return None
+    from planner.workload import EMBEDDING, LM_HEAD, build_workload
+
+    work = build_workload(arch)
+    eight = Choice(weights="int8", activations=choice.activations, kv=choice.kv)
+    return {b.group_fqn(0, op): eight for b in work.blocks if not b.repeated for op in b.ops
+            if op.kind in (EMBEDDING, LM_HEAD)}
+
+
+def _engine_batch_cap(engine: str, pp: int, hardware: str = "") -> int:
+    """The most requests the engine runs at once: trtllm-bench caps the batch at 4096 / pp
+    (tensorrt_llm/bench/build/tuning.py, finetune_setting: "Cap total batch size to avoid decoder
+    buffer size becoming too large"); a Vitis AI DPU design runs one image per DPU kernel (core)
+    at a time, so a multi-threaded run keeps as many in flight as the design has kernels."""
+    if "trtllm-bench" in engine.lower():
+        return max(1, 4096 // pp)
+    dpu = re.search(r"(\d+) DPU\w* kernels|(\d+)x DPU", hardware)
+    if "vitis" in engine.lower() and dpu:
+        return int(dpu.group(1) or dpu.group(2))
+    return 1 << 20
 
 
 def engine_options(row: dict, dev) -> RuntimeSettings:
@@ -229,12 +251,13 @@ def predict_inference(row: dict) -> tuple[float | None, str]:
         # engine's own batch cap.
         requests = first_int(row["batch"], None) or 4096
         batch = max_batch(arch, dev, layout, Serving(batch=1, prompt=prompt, gen=gen), choice, options=opts,
-                          limit=min(requests, _engine_batch_cap(row["engine"], pp)))
+                          limit=min(requests, _engine_batch_cap(row["engine"], pp, row["hardware"])))
         if batch < 1:
             return None, "not even batch 1 fits in memory"
     else:
         batch = first_int(row["batch"], 1)
-    est = estimate_inference(arch, dev, layout, Serving(batch=batch, prompt=prompt, gen=gen), choice, options=opts)
+    est = estimate_inference(arch, dev, layout, Serving(batch=batch, prompt=prompt, gen=gen), choice,
+                             overrides=stated_overrides(row, arch, choice), options=opts)
     return _metric_value(row, est, n, decode_only)
 
 
