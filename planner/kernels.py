@@ -28,6 +28,7 @@ that launches it. Pure functions over numbers; :mod:`planner.opcost` and
 
 from __future__ import annotations
 
+import functools
 import math
 
 # Output tile of a tensor-core GEMM (128 × 128: the tile of the wave-quantization examples in
@@ -76,7 +77,14 @@ def depth_efficiency(k: float, k_overhead: float | None = None) -> float:
 def gemm_efficiency(m: float, n: float, k: float, cores: int) -> float:
     """Shape factor in (0, 1] multiplying the device's best-shape fraction for an ``m × n × k``
     GEMM: wave quantization × K depth."""
-    return max(1e-3, wave_efficiency(m, n, k, cores) * depth_efficiency(k))
+    return _gemm_efficiency(m, n, k, cores, GEMM_K_OVERHEAD)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _gemm_efficiency(m: float, n: float, k: float, cores: int, k_overhead: float) -> float:
+    # The fitted K overhead is part of the key, so a run that sets it (benchmarks/fitted.py)
+    # never reads a value cached under another.
+    return max(1e-3, wave_efficiency(m, n, k, cores) * depth_efficiency(k, k_overhead))
 
 
 def _interp_log(points: tuple[tuple[float, float], ...], x: float) -> float:

@@ -320,7 +320,7 @@ def _memory_s(
 
 def _unit(device: DeviceSpec, options: RuntimeSettings | None) -> str | None:
     unit = options.compute_unit if options is not None else None
-    return unit if unit in device.unit_names else None
+    return unit if unit is not None and unit in device.unit_names else None
 
 
 def _unfused_scores_bytes(op: OpShape, ph: Phase, shard: float, nm: DeviceNumerics) -> float:
