@@ -571,12 +571,14 @@ def group_costs(
     layout: Layout,
     serving: Serving,
     choice: Choice,
+    options: RuntimeSettings = RuntimeSettings(),
 ) -> list[GroupCost]:
     """Additive cost of every weighted decision group of one layer instance under ``choice``.
 
     Layers of a repeated block are identical, so each (block, group) is priced once and
     carries ``count``. Non-weighted operators (attention core, norms) are not included:
-    they depend only on the activation and KV formats.
+    they depend only on the activation and KV formats. ``options`` are the runtime settings the
+    estimate of the assembled plan uses (the same kernel terms, so the ILP's sums equal it).
     """
     work = build_workload(arch)
     mb = microbatch_sizes(serving.batch, layout.pp)[0]
@@ -592,11 +594,13 @@ def group_costs(
             w_bytes = pf = ps = ds = dbytes = 0.0
             params = 0
             for op in ops:
-                cp, _ = op_cost(op, pre, device, choice, layout, name=op.name, fused=device.dataflow_fusion and b.repeated)
+                cp, _ = op_cost(op, pre, device, choice, layout, name=op.name, fused=device.dataflow_fusion and b.repeated,
+                                host_overhead_s=options.host_overhead_s, options=options)
                 ps += cp.time_s + _op_comm(op, pre, device, choice, layout)
                 pf += cp.flops
                 if arch.family in ("decoder", "encoder_decoder") and serving.gen > 0:
-                    cd, _ = op_cost(op, dec, device, choice, layout, name=op.name, fused=device.dataflow_fusion and b.repeated)
+                    cd, _ = op_cost(op, dec, device, choice, layout, name=op.name, fused=device.dataflow_fusion and b.repeated,
+                                    host_overhead_s=options.host_overhead_s, options=options)
                     ds += cd.time_s + _op_comm(op, dec, device, choice, layout)
                     dbytes += cd.weight_bytes
                 if op.weight_params:
