@@ -65,6 +65,10 @@ class RuntimeSettings:
             raise EstimateError("kv_evicted", f"--kv-evicted must be a KV-cache format; got {self.kv_evicted!r}")
         if self.runtime not in RUNTIME_OVERHEAD_S:
             raise EstimateError("runtime", f"--runtime must be one of {', '.join(RUNTIME_OVERHEAD_S)}; got {self.runtime!r}")
+        if isinstance(self.prefill_chunk_tokens, bool) or not isinstance(self.prefill_chunk_tokens, int) or self.prefill_chunk_tokens < 0:
+            raise EstimateError("prefill_chunk_tokens", f"the prefill chunk must be a whole number of tokens >= 0; got {self.prefill_chunk_tokens!r}")
+        if not self.step_overhead_s >= 0.0:
+            raise EstimateError("step_overhead_s", f"the per-step overhead must be >= 0 seconds; got {self.step_overhead_s!r}")
         if not 0.0 < self.compute_share <= 1.0:
             raise EstimateError("compute_share", f"the compute share must be in (0, 1]; got {self.compute_share!r}")
         if not 0.0 < self.kv_memory_fraction <= 1.0:

@@ -167,8 +167,11 @@ def test_compute_unit_prices_the_named_unit():
     assert other.ttft_s == pytest.approx(npu.ttft_s, rel=1e-12)
 
 
-@pytest.mark.parametrize("field, value", [("compute_share", 0.0), ("compute_share", 1.5), ("kv_memory_fraction", 0.0),
-                                          ("kv_memory_fraction", 2.0)])
+@pytest.mark.parametrize("field, value", [("compute_share", 0.0), ("compute_share", 1.5), ("compute_share", math.nan),
+                                          ("kv_memory_fraction", 0.0), ("kv_memory_fraction", 2.0),
+                                          ("prefill_chunk_tokens", -1), ("prefill_chunk_tokens", 1.5),
+                                          ("prefill_chunk_tokens", True), ("step_overhead_s", -1e-6),
+                                          ("step_overhead_s", math.nan)])
 def test_runtime_settings_refuse_shares_outside_0_1(field, value):
     with pytest.raises(EstimateError) as exc:
         RuntimeSettings(**{field: value})
