@@ -18,6 +18,7 @@ adds one :class:`KindHandler` entry here.
 
 from __future__ import annotations
 
+import contextvars
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -40,7 +41,9 @@ __all__ = [
     "QuantizedTensor",
     "check_weight",
     "dequantize",
+    "fake_quantize",
     "quantize_tensor",
+    "rows_independent",
     "sqnr_db",
 ]
 
@@ -149,13 +152,27 @@ def _floor_log2(x: torch.Tensor) -> torch.Tensor:
     return torch.frexp(x).exponent.to(torch.int32) - 1
 
 
+# Set by :func:`fake_quantize` only: codes stay one per byte instead of being bit-packed, so
+# the same handlers give the same dequantised values without the packing round trip.
+_UNPACKED_CODES: contextvars.ContextVar[bool] = contextvars.ContextVar("unpacked_codes", default=False)
+
+
 def _pack_codes(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    if _UNPACKED_CODES.get():
+        return codes.reshape(-1).to(torch.uint8)
     return pack_bits(codes.reshape(-1), bits)
+
+
+def _unpack_stream(stream: torch.Tensor, bits: int, count: int) -> torch.Tensor:
+    """``count`` codes of a stream written by :func:`_pack_codes` (1-D ``uint8``)."""
+    if _UNPACKED_CODES.get():
+        return stream
+    return unpack_bits(stream, bits, count)
 
 
 def _unpack_codes(qt: QuantizedTensor, key: str, bits: int) -> torch.Tensor:
     rows, cols = qt.shape
-    return unpack_bits(qt.payload[key], bits, rows * cols).reshape(rows, cols).to(torch.int64)
+    return _unpack_stream(qt.payload[key], bits, rows * cols).reshape(rows, cols).to(torch.int64)
 
 
 def _ones(qt: QuantizedTensor, like: torch.Tensor) -> torch.Tensor:
@@ -240,7 +257,7 @@ def _int_decompose(qt: QuantizedTensor, fmt: Format) -> tuple[torch.Tensor, torc
             q = (_unpack_codes(qt, "codes", b) - 2 ** (b - 1)).to(torch.float32)
         return q, scale, _zeros(qt, q)
     q = _unpack_codes(qt, "codes", b).to(torch.float32)
-    zeros = unpack_bits(qt.payload["zeros"], b, scales.numel()).reshape(scales.shape).to(torch.float32)
+    zeros = _unpack_stream(qt.payload["zeros"], b, scales.numel()).reshape(scales.shape).to(torch.float32)
     return q, scale, _expand(zeros, g, cols)
 
 
@@ -486,7 +503,7 @@ def _codebook_decompose(qt: QuantizedTensor, fmt: Format) -> tuple[torch.Tensor,
     rows, cols = qt.shape
     n = rows * cols
     centroids = qt.payload["centroids"].to(torch.float32)
-    idx = unpack_bits(qt.payload["codes"], fmt.element_bits, n).to(torch.int64)
+    idx = _unpack_stream(qt.payload["codes"], fmt.element_bits, n).to(torch.int64)
     table = torch.cat([torch.full((length,), t, dtype=torch.int64, device=idx.device)
                        for t, (_, length) in enumerate(_codebook_tables(n, fmt))])
     elements = centroids[table, idx].reshape(rows, cols)
@@ -516,6 +533,44 @@ def quantize_tensor(w: torch.Tensor, fmt: Format | str) -> QuantizedTensor:
                                   f"known kinds: {', '.join(HANDLERS)}")
     payload = handler.quantize(w32, spec)
     return QuantizedTensor(format=spec.name, shape=(int(w.shape[0]), int(w.shape[1])), payload=payload)
+
+
+def fake_quantize(w: torch.Tensor, fmt: Format | str) -> torch.Tensor:
+    """``quantize_tensor(w, fmt).dequantize()`` — the same values, bit for bit — without packing
+    the codes into a bit stream and unpacking them again (codes stay one per byte in between).
+
+    For measurements that need the weight a format computes with, not its storage
+    (``tierwise sensitivity``); :meth:`QuantizedTensor.nbytes` of the packed form is the storage.
+    """
+    spec = get_format(fmt)
+    w32 = check_weight(w, f"fake_quantize(format={spec.name!r})")
+    handler = HANDLERS.get(spec.kind)
+    if handler is None:
+        raise NotImplementedError(f"no quantisation handler for format kind {spec.kind!r} ({spec.name!r}); "
+                                  f"known kinds: {', '.join(HANDLERS)}")
+    token = _UNPACKED_CODES.set(True)
+    try:
+        payload = handler.quantize(w32, spec)
+        qt = QuantizedTensor(format=spec.name, shape=(int(w.shape[0]), int(w.shape[1])), payload=payload)
+        return qt.dequantize()
+    finally:
+        _UNPACKED_CODES.reset(token)
+
+
+def rows_independent(fmt: Format | str) -> bool:
+    """Whether every row of a weight quantises to the same values alone as inside the whole
+    tensor: true when all scales, zero-points and tables are per row or per group within a row
+    (int, minifloat, MX, BFP, NF4 without double quantisation, plain 16/32-bit floats); false
+    for per-tensor statistics (fp8's tensor scale, NVFP4's global scale, NF4's double-quantised
+    absmax blocks, codebook tables over the flattened tensor)."""
+    spec = get_format(fmt)
+    if spec.kind in ("int", "minifloat", "mx", "bfp"):
+        return True
+    if spec.kind == "nf":
+        return spec.scale_group_size is None
+    if spec.kind == "float":
+        return _plain_dtype(spec) is not None
+    return False
 
 
 def dequantize(qt: QuantizedTensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
