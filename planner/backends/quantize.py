@@ -183,6 +183,19 @@ def _zeros(qt: QuantizedTensor, like: torch.Tensor) -> torch.Tensor:
     return torch.zeros(qt.shape, dtype=torch.float32, device=like.device)
 
 
+def _round_minifloat(x: torch.Tensor, exponent_bits: int, mantissa_bits: int) -> torch.Tensor:
+    """:func:`~planner.backends.grids.round_to_minifloat`, code for code: E4M3 and E5M2 through
+    torch's own float8 cast (round to nearest even, ~50x faster than the grid search) after
+    clamping to the largest finite value (the grid saturates; the cast would give NaN/inf);
+    ``+ 0.0`` turns a ``-0.0`` input into ``+0.0``, which the grid codes as +0. Other element
+    types use the grid search. ``tests/test_quantize_fast.py`` checks both agree."""
+    dtype = _FP8_DTYPES.get((exponent_bits, mantissa_bits))
+    if dtype is None:
+        return round_to_minifloat(x, exponent_bits, mantissa_bits)
+    limit = minifloat_max(exponent_bits, mantissa_bits)
+    return (x.to(torch.float32).clamp(-limit, limit) + 0.0).to(dtype).view(torch.uint8)
+
+
 # -- float: fp32 / bf16 / fp16 stored as is; fp8 with one fp32 scale per tensor -------------------
 
 def _plain_dtype(fmt: Format) -> torch.dtype | None:
@@ -204,7 +217,7 @@ def _float_quantize(w: torch.Tensor, fmt: Format) -> dict[str, torch.Tensor]:
     # Per-tensor scale maps amax onto the largest finite value (Micikevicius et al. 2022, Sec. 4).
     amax = w.abs().max()
     scale = (amax / minifloat_max(e, m)) if float(amax) > 0 else torch.ones((), device=w.device)
-    codes = round_to_minifloat(w / scale, e, m)
+    codes = _round_minifloat(w / scale, e, m)
     return {"values": codes.view(_FP8_DTYPES[(e, m)]), "tensor_scale": scale.reshape(1).to(torch.float32)}
 
 
@@ -268,7 +281,7 @@ def _minifloat_quantize(w: torch.Tensor, fmt: Format) -> dict[str, torch.Tensor]
     e, m = fmt.exponent_bits, fmt.mantissa_bits
     x = _to_groups(w, _group_size(fmt, w.shape[1]))
     scale16 = _fp16_scale(x.abs().amax(dim=-1) / minifloat_max(e, m), fmt)
-    codes = round_to_minifloat(_safe_div(x, scale16.to(torch.float32).unsqueeze(-1)), e, m)
+    codes = _round_minifloat(_safe_div(x, scale16.to(torch.float32).unsqueeze(-1)), e, m)
     return {"codes": _pack_codes(_from_groups(codes, w.shape[1]), fmt.element_bits), "scales": scale16}
 
 
@@ -303,7 +316,7 @@ def _mx_quantize(w: torch.Tensor, fmt: Format) -> dict[str, torch.Tensor]:
     emax_elem = math.floor(math.log2(minifloat_max(e, m)))  # e2m1 2, e2m3 2, e3m2 4, e4m3 8
     shared = torch.where(amax > 0, _floor_log2(amax) - emax_elem, torch.full_like(amax, -_E8M0_BIAS, dtype=torch.int32))
     shared = shared.clamp(-_E8M0_BIAS, _E8M0_BIAS)
-    codes = round_to_minifloat(torch.ldexp(x, -shared.unsqueeze(-1).to(torch.float32)), e, m)
+    codes = _round_minifloat(torch.ldexp(x, -shared.unsqueeze(-1).to(torch.float32)), e, m)
     e8m0 = (shared + _E8M0_BIAS).to(torch.uint8).view(torch.float8_e8m0fnu)
     return {"codes": _store_elements(_from_groups(codes, w.shape[1]), fmt), "scales": e8m0}
 
@@ -328,9 +341,9 @@ def _nvfp_quantize(w: torch.Tensor, fmt: Format) -> dict[str, torch.Tensor]:
     global_scale = amax / (elem_max * scale_max) if float(amax) > 0 else torch.ones((), device=w.device)
     global_scale = global_scale.to(torch.float32)
     x = _to_groups(w, int(fmt.group_size))  # type: ignore[arg-type]
-    block_codes = round_to_minifloat(x.abs().amax(dim=-1) / elem_max / global_scale, 4, 3)
+    block_codes = _round_minifloat(x.abs().amax(dim=-1) / elem_max / global_scale, 4, 3)
     eff = decode_minifloat(block_codes, 4, 3) * global_scale
-    codes = round_to_minifloat(_safe_div(x, eff.unsqueeze(-1)), e, m)
+    codes = _round_minifloat(_safe_div(x, eff.unsqueeze(-1)), e, m)
     return {
         "codes": _pack_codes(_from_groups(codes, w.shape[1]), fmt.element_bits),
         "scales": block_codes.view(torch.float8_e4m3fn),
@@ -358,7 +371,7 @@ def _nf_absmax_dq(absmax: torch.Tensor, fmt: Format) -> tuple[dict[str, torch.Te
     pad = (-flat.numel()) % sg
     blocks = torch.nn.functional.pad(centred, (0, pad)).reshape(-1, sg)
     s2 = blocks.abs().amax(dim=-1) / minifloat_max(4, 3)
-    codes = round_to_minifloat(_safe_div(blocks, s2.unsqueeze(-1)), 4, 3).reshape(-1)[: flat.numel()]
+    codes = _round_minifloat(_safe_div(blocks, s2.unsqueeze(-1)), 4, 3).reshape(-1)[: flat.numel()]
     payload = {"absmax": codes.view(torch.float8_e4m3fn), "absmax_scale": s2.to(torch.float32),
                "absmax_mean": mean.reshape(1).to(torch.float32)}
     return payload, _nf_dq_absmax(payload, sg).reshape(absmax.shape)

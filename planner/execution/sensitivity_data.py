@@ -63,6 +63,7 @@ from planner.workload import build_workload
 __all__ = ["METHODS", "SensitivityTable", "measure_sensitivity", "write_sensitivity"]
 
 METHODS = ("kl", "fisher")
+_BUCKET_MAX = 32  # texts per encoder batch at most
 _CONTRASTIVE_TAU = 0.05
 ProgressFn = Callable[[str, int, int], None]
 
@@ -127,21 +128,65 @@ def _groups(tm: TorchModel) -> list[str]:
     return out
 
 
+def _batches(tm: TorchModel, inputs: tuple) -> list[tuple[torch.Tensor | None, tuple]]:
+    """(rows, inputs) of the calibration batch as it is run: sentence encoders run texts of
+    similar length together with the padding trimmed (padding positions are masked out of
+    attention and pooling, so they cannot change an embedding, only cost time); other models
+    run the batch as one (rows None)."""
+    if tm.kind != "encoder" or len(inputs) != 2:
+        return [(None, inputs)]
+    ids, mask = inputs
+    lengths = mask.sum(dim=1)
+    order = torch.argsort(lengths, stable=True).tolist()
+    buckets: list[list[int]] = []
+    for i in order:
+        bucket = buckets[-1] if buckets else None
+        # Sorted by length, so i is the longest: keep the padding within 10% of the real tokens.
+        if bucket and len(bucket) < _BUCKET_MAX and \
+                (len(bucket) + 1) * int(lengths[i]) <= 1.1 * (sum(int(lengths[j]) for j in bucket) + int(lengths[i])):
+            bucket.append(i)
+        else:
+            buckets.append([i])
+    out = []
+    for bucket in buckets:
+        rows = torch.tensor(sorted(bucket))
+        width = max(1, int(lengths[rows].max()))
+        out.append((rows, (ids[rows, :width], mask[rows, :width])))
+    return out
+
+
+def _assemble(batches: list[tuple[torch.Tensor | None, tuple]], outs: list[torch.Tensor]) -> torch.Tensor:
+    """The per-batch outputs in the calibration batch's row order."""
+    if len(outs) == 1 and batches[0][0] is None:
+        return outs[0]
+    n = sum(int(rows.numel()) for rows, _ in batches)  # type: ignore[union-attr]
+    full = outs[0].new_empty((n, *outs[0].shape[1:]))
+    for (rows, _), out in zip(batches, outs):
+        full[rows] = out
+    return full
+
+
+def _run_batches(tm: TorchModel, module: nn.Module, batches: list[tuple[torch.Tensor | None, tuple]]) -> torch.Tensor:
+    return _assemble(batches, [_run(tm, module, b).out for _, b in batches])
+
+
 def _output_scores(tm: TorchModel, groups: list[str], options: list[tuple[str, str]], inputs: tuple,
                    labels: Any, progress: ProgressFn | None, deadline: Deadline) -> dict[str, dict[str, float]]:
     """Scores by forward passes that recompute only what each group can change.
 
-    The reference forward pass is recorded once (:class:`ForwardTrace`; decoders, whose
-    forward pass carries a KV cache across calls, are run whole). Per group, the modules
-    that finished before the group's first member started return their recorded outputs;
-    per option, the members compute with the option's weights (quantised once per group ×
-    format by the same kernels the packed layers use) and the model runs from the group on.
-    A group the forward pass never calls (BERT's pooler under mean pooling) leaves the output
-    as it is. ``tests/test_sensitivity_fast.py`` checks the scores equal the reference path's.
+    The reference forward pass of every batch (:func:`_batches`) is recorded once
+    (:class:`ForwardTrace`; decoders, whose forward pass carries a KV cache across calls, run
+    whole). Per group, the modules that finished before the group's first member started
+    return their recorded outputs; per option, the members compute with the option's weights
+    (quantised once per group × format by the kernels the packed layers use) and the model
+    runs from the group on. A group the forward pass never calls (BERT's pooler under mean
+    pooling) leaves the output as it is. ``tests/test_sensitivity_fast.py`` checks the scores
+    equal those of :func:`_output_scores_reference`.
     """
     metric = "cosine" if tm.kind == "encoder" else "kl"
-    trace = ForwardTrace(tm.module, inputs) if tm.kind != "decoder" else None
-    reference = trace.out if trace is not None else _run(tm, tm.module, inputs).out
+    batches = _batches(tm, inputs)
+    traces = [ForwardTrace(tm.module, b) for _, b in batches] if tm.kind != "decoder" else []
+    reference = _assemble(batches, [t.out for t in traces]) if traces else _run(tm, tm.module, inputs).out
     shared = _shared_weights(tm.module)
     scores: dict[str, dict[str, float]] = {}
     total = len(groups) * len(options)
@@ -149,29 +194,37 @@ def _output_scores(tm: TorchModel, groups: list[str], options: list[tuple[str, s
     for group in groups:
         members = {fqn: _resolve(tm.module, fqn) for fqn in plan_targets(tm.module, {group: {"weights": "fp32"}},
                                                                           tm.arch)}
-        reaches = trace is None or trace.reaches(members.values())
         row: dict[str, float] = {}
-        with trace.replaying(members.values()) if trace is not None and reaches else contextlib.nullcontext():
-            for w, s in options:
-                deadline.check("the sensitivity measurement")
-                key = option_key(w, s, "fp32")
-                choice = {group: {"weights": w, "sparsity": s, "activations": "fp32"}}
-                done += 1
-                try:
-                    with _perturbed(tm, trace, members, shared, choice) as model:
-                        if not reaches:
-                            out = reference
-                        elif trace is not None and model is tm.module:
-                            out = trace.run()
-                        else:
-                            out = _run(tm, model, inputs).out
-                except PlanApplyError:
-                    continue  # e.g. 2:4 on a layer whose width is not a multiple of 4: no entry
-                row[key] = max(0.0, _degradation(metric, _fidelity(tm.kind, reference, out, labels)))
-                if progress is not None:
-                    progress(f"{group} {key}", done, total)
+        for w, s in options:
+            deadline.check("the sensitivity measurement")
+            key = option_key(w, s, "fp32")
+            choice = {group: {"weights": w, "sparsity": s, "activations": "fp32"}}
+            done += 1
+            try:
+                with _perturbed(tm, traces, members, shared, choice) as model:
+                    if not traces:
+                        out = _run(tm, model, inputs).out
+                    elif model is tm.module:
+                        out = _assemble(batches, [_rerun(t, members.values()) for t in traces])
+                    else:
+                        out = _run_batches(tm, model, batches)
+            except PlanApplyError:
+                continue  # e.g. 2:4 on a layer whose width is not a multiple of 4: no entry
+            row[key] = max(0.0, _degradation(metric, _fidelity(tm.kind, reference, out, labels)))
+            if progress is not None:
+                progress(f"{group} {key}", done, total)
         scores[group] = row
     return scores
+
+
+def _rerun(trace: ForwardTrace, changed: Any) -> torch.Tensor:
+    """The traced forward pass again with ``changed`` modules altered: the unchanged prefix
+    replayed, the recorded output when none of them takes part."""
+    changed = list(changed)
+    if not trace.reaches(changed):
+        return trace.out
+    with trace.replaying(changed):
+        return trace.run()
 
 
 def _output_scores_reference(tm: TorchModel, groups: list[str], options: list[tuple[str, str]], inputs: tuple,
@@ -180,7 +233,8 @@ def _output_scores_reference(tm: TorchModel, groups: list[str], options: list[tu
     """Scores by one full forward pass of the compressed model per (group, option), with the
     packed layers :func:`apply_plan` builds: the definition :func:`_output_scores` computes faster."""
     metric = "cosine" if tm.kind == "encoder" else "kl"
-    reference = _run(tm, tm.module, inputs).out
+    batches = _batches(tm, inputs)
+    reference = _run_batches(tm, tm.module, batches)
     scores: dict[str, dict[str, float]] = {}
     total = len(groups) * len(options)
     done = 0
@@ -193,7 +247,7 @@ def _output_scores_reference(tm: TorchModel, groups: list[str], options: list[tu
             done += 1
             try:
                 with _swapped(tm, choice) as compressed:
-                    out = _run(tm, compressed, inputs).out
+                    out = _run_batches(tm, compressed, batches)
             except PlanApplyError:
                 continue
             row[key] = max(0.0, _degradation(metric, _fidelity(tm.kind, reference, out, labels)))
@@ -225,7 +279,7 @@ def _swappable(module: nn.Module | None, shared: set[int]) -> bool:
     return ok and id(module.weight) not in shared  # type: ignore[union-attr]
 
 
-def _dense_weight(trace: ForwardTrace | None, fqn: str, module: nn.Module, fmt: str) -> torch.Tensor:
+def _dense_weight(traces: list[ForwardTrace], fqn: str, module: nn.Module, fmt: str) -> torch.Tensor:
     """The weight ``module`` computes with under ``fmt`` (dense): ``fake_quantize`` — the values
     of the packed layer's ``dequantize()``. An embedding table whose format quantises rows
     independently gets only the rows the forward pass reads quantised (the others are never
@@ -233,9 +287,11 @@ def _dense_weight(trace: ForwardTrace | None, fqn: str, module: nn.Module, fmt: 
     w = module.weight.detach()
     w2 = w.reshape(w.shape[0], -1)
     try:
-        ids = trace.embedding_ids.get(trace.name_of(module)) if trace is not None else None
-        if isinstance(module, nn.Embedding) and ids is not None and rows_independent(fmt):
-            rows = torch.unique(ids)
+        # Ids of an embedding called once were computed before it ran: its weights cannot change them.
+        seen = [t.embedding_ids.get(t.name_of(module)) if t.calls.get(t.name_of(module)) == 1 else None
+                for t in traces]
+        if isinstance(module, nn.Embedding) and seen and all(i is not None for i in seen) and rows_independent(fmt):
+            rows = torch.unique(torch.cat([i.reshape(-1) for i in seen]))  # type: ignore[union-attr]
             dense = w2.clone()
             dense[rows] = fake_quantize(w2[rows], fmt)
         else:
@@ -246,7 +302,7 @@ def _dense_weight(trace: ForwardTrace | None, fqn: str, module: nn.Module, fmt: 
 
 
 @contextlib.contextmanager
-def _perturbed(tm: TorchModel, trace: ForwardTrace | None, members: dict[str, nn.Module], shared: set[int],
+def _perturbed(tm: TorchModel, traces: list[ForwardTrace], members: dict[str, nn.Module], shared: set[int],
                choice: dict):
     """The model with one group's option applied: dense options on plain layers swap in the
     quantised weight tensors; anything else (sparsity, tied weights, other layers) swaps in the
@@ -256,7 +312,7 @@ def _perturbed(tm: TorchModel, trace: ForwardTrace | None, members: dict[str, nn
         with _swapped(tm, choice) as model:
             yield model
         return
-    weights = {fqn: _dense_weight(trace, fqn, m, opt["weights"]) for fqn, m in members.items()}
+    weights = {fqn: _dense_weight(traces, fqn, m, opt["weights"]) for fqn, m in members.items()}
     saved = [(m, m.weight) for m in members.values()]
     try:
         for fqn, m in members.items():
