@@ -44,7 +44,9 @@ class ForwardTrace:
     def __init__(self, root: nn.Module, inputs: tuple[Any, ...]) -> None:
         self.root = root
         self.inputs = inputs
-        self.names: dict[int, str] = {id(m): n for n, m in root.named_modules()}
+        self.modules: dict[str, nn.Module] = dict(root.named_modules())
+        self.names: dict[int, str] = {id(m): n for n, m in self.modules.items()}
+        self._replay_sets: dict[frozenset[str], list[str]] = {}
         self.start: dict[str, int] = {}
         self.end: dict[str, int] = {}
         self.calls: dict[str, int] = {}
@@ -95,7 +97,13 @@ class ForwardTrace:
     def replay_set(self, modules: Iterable[nn.Module]) -> list[str]:
         """The top-most modules that finished before the first of ``modules`` started and can
         return their recorded output."""
-        starts = [self.start[n] for n in (self.name_of(m) for m in modules) if n in self.start]
+        key = frozenset(self.name_of(m) for m in modules)
+        if key not in self._replay_sets:
+            self._replay_sets[key] = self._replay_set(key)
+        return self._replay_sets[key]
+
+    def _replay_set(self, changed: frozenset[str]) -> list[str]:
+        starts = [self.start[n] for n in changed if n in self.start]
         if not starts:
             return []
         first = min(starts)
@@ -114,12 +122,11 @@ class ForwardTrace:
     @contextlib.contextmanager
     def replaying(self, modules: Iterable[nn.Module]) -> Iterator[list[str]]:
         """Within the block, the modules of :meth:`replay_set` return their recorded outputs."""
-        named = dict(self.root.named_modules())
         patched: list[tuple[nn.Module, Any]] = []
         names = self.replay_set(list(modules))
         try:
             for name in names:
-                module = named[name]
+                module = self.modules[name]
                 patched.append((module, module.__dict__.get("forward")))
                 recorded = self.outputs[name]
                 module.forward = lambda *_a, _out=recorded, **_k: _out  # type: ignore[method-assign]

@@ -60,7 +60,7 @@ from planner.formats import get_format, parse_sparsity
 from planner.options import option_key
 from planner.workload import build_workload
 
-__all__ = ["METHODS", "SensitivityTable", "measure_sensitivity", "write_sensitivity"]
+__all__ = ["METHODS", "SensitivityTable", "default_threads", "measure_sensitivity", "write_sensitivity"]
 
 METHODS = ("kl", "fisher")
 _BUCKET_MAX = 32  # texts per encoder batch at most
@@ -91,6 +91,23 @@ class SensitivityTable:
         if self.kv:
             d["kv"] = {k: float(f"{v:.6g}") for k, v in self.kv.items()}
         return d
+
+
+def default_threads() -> int:
+    """CPU threads for the measurement: the cores this process may use less the 1-minute load
+    average (rounded), at least 1. The forward passes are many small GEMMs and elementwise ops;
+    on a core another process is using, a second thread mostly waits at each op's barrier
+    (measured on a shared 2-core machine: an elementwise op 10-20x and a GEMM 1.8x slower with
+    2 threads than with 1), while an idle core speeds them up."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        cores = os.cpu_count() or 1
+    try:
+        busy = round(os.getloadavg()[0])
+    except OSError:  # pragma: no cover - no load average
+        busy = 0
+    return max(1, cores - busy)
 
 
 def _metric_name(method: str, kind: str) -> str:
