@@ -162,3 +162,15 @@ def test_cli_time_limit_and_threads(tmp_path, capsys):
     assert main(["sensitivity", "--torch-model", "digits-cnn", "--formats", "int8", "--threads", "0",
                  "--out", str(out)]) == 2
     assert 1 <= default_threads() <= (os.cpu_count() or 1)
+
+
+def test_fast_scores_equal_the_reference_path_on_a_decoder_with_tied_head():
+    # Decoders run whole (their forward pass carries a KV cache); Llama-3.2-1B ties its head
+    # to the embedding table, so that group goes through the packed layers.
+    tm = load_torch_model("llama-3.2-1b@layers=1,vocab=512")
+    groups = ["model.embed_tokens", "model.layers.0.mlp.down_proj", "model.layers.0.self_attn.qkv"]
+    fast = measure_sensitivity(tm, ["int4-g32", "fp8-e4m3"], groups=groups, samples=2, kv_formats=["int8"])
+    ref = measure_sensitivity(tm, ["int4-g32", "fp8-e4m3"], groups=groups, samples=2, kv_formats=["int8"],
+                              fast=False)
+    assert fast.scores == ref.scores and fast.kv == ref.kv
+    assert all(v > 0 for row in fast.scores.values() for v in row.values())
