@@ -22,6 +22,15 @@ from planner.formats import format_names, get_format
 WEIGHT_FORMATS = [f for f in format_names() if get_format(f).is_weight]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _threads():
+    # As `tierwise sensitivity` does on a shared machine (default_threads): one thread per idle core.
+    before = torch.get_num_threads()
+    torch.set_num_threads(default_threads())
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def minilm():
     return load_torch_model("all-minilm-l6-v2")
@@ -31,12 +40,11 @@ def test_fast_scores_equal_the_reference_path_on_minilm(minilm):
     # One group of every kind the fast path treats differently: an embedding table (rows read
     # only), the first layer's fused qkv (no prefix), a late output projection (long prefix),
     # an attention output (the attention itself replayed) and the pooler (never called).
-    groups = ["bert.embeddings.word_embeddings", "bert.embeddings.position_embeddings",
-              "bert.encoder.layer.0.attention.self.qkv", "bert.encoder.layer.3.attention.output.dense",
-              "bert.encoder.layer.5.output.dense", "bert.pooler.dense"]
-    formats = ["int4-g64", "fp8-e4m3", "nf4"]
-    fast = measure_sensitivity(minilm, formats, groups=groups, samples=6, seed=3)
-    ref = measure_sensitivity(minilm, formats, groups=groups, samples=6, seed=3, fast=False)
+    groups = ["bert.embeddings.word_embeddings", "bert.encoder.layer.0.attention.self.qkv",
+              "bert.encoder.layer.3.attention.output.dense", "bert.encoder.layer.5.output.dense", "bert.pooler.dense"]
+    formats = ["int4-g64", "fp8-e4m3"]  # the embedding's rows alone / the whole table (per-tensor scale)
+    fast = measure_sensitivity(minilm, formats, groups=groups, samples=4, seed=3)
+    ref = measure_sensitivity(minilm, formats, groups=groups, samples=4, seed=3, fast=False)
     assert fast.scores == ref.scores
     assert all(len(row) == len(formats) for row in fast.scores.values())
     assert all(v > 0 for g, row in fast.scores.items() if g != "bert.pooler.dense" for v in row.values())
@@ -168,7 +176,7 @@ def test_fast_scores_equal_the_reference_path_on_a_decoder_with_tied_head():
     # Decoders run whole (their forward pass carries a KV cache); Llama-3.2-1B ties its head
     # to the embedding table, so that group goes through the packed layers.
     tm = load_torch_model("llama-3.2-1b@layers=1,vocab=512")
-    groups = ["model.embed_tokens", "model.layers.0.mlp.down_proj", "model.layers.0.self_attn.qkv"]
+    groups = ["model.embed_tokens", "model.layers.0.self_attn.o_proj"]
     fast = measure_sensitivity(tm, ["int4-g32", "fp8-e4m3"], groups=groups, samples=2, kv_formats=["int8"])
     ref = measure_sensitivity(tm, ["int4-g32", "fp8-e4m3"], groups=groups, samples=2, kv_formats=["int8"],
                               fast=False)
