@@ -77,6 +77,21 @@ def _body_fields(request: Request | None) -> list[str]:
     return list(getattr(model, "model_fields", None) or {})
 
 
+def _catalog_ids(field: str) -> list[str]:
+    """The catalog's ids for an id field ('VLLM' fails the id pattern before any lookup)."""
+    if field == "engine":
+        from planner.engines import list_engines
+
+        return list_engines()
+    if field == "hardware":
+        from hwmodels import list_devices
+
+        return list_devices()
+    from planner.arch import list_models
+
+    return list_models()
+
+
 def _suggestions(err: dict, request: Request | None) -> list[str]:
     """Close spellings for a mistyped field name or choice ('bacth' → batch, 'vlm' → vllm)."""
     loc, kind, given = tuple(err.get("loc", ())), err.get("type"), err.get("input")
@@ -84,6 +99,9 @@ def _suggestions(err: dict, request: Request | None) -> list[str]:
         typed, known = str(loc[1]), _body_fields(request)
     elif kind in ("literal_error", "enum") and isinstance(given, str) and given.strip():
         typed, known = given, re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+    elif kind == "string_pattern_mismatch" and isinstance(given, str) and loc[-1:] in (("model",), ("hardware",),
+                                                                                      ("engine",)):
+        typed, known = given, _catalog_ids(loc[-1])
     else:
         return []
     return [k for k in close_ids(typed, known, n=3) if k != typed]
