@@ -377,3 +377,15 @@ def test_rest_plans_capacity_and_exports_over_every_hardware(server):
             r = _no_5xx(c.post("/v1/capacity", json={"model": "llama-3.2-1b", "hardware": [hw], "qps": 5,
                                                     "ttft_slo_s": 2, "tpot_slo_s": 0.2, "time_limit_s": 20}))
             assert r.status_code in (200, 202, 422), r.text
+
+
+@pytest.mark.parametrize("line, value", [("bandwidth_gb_per_s: 300,", "1e300"), ("capacity_gb: 24,", "1e300"),
+                                         ("bf16: 121,", "1e300"), ("tdp_w: 72,", "1e300")])
+def test_a_hardware_profile_number_that_would_overflow_is_refused_naming_its_key(cli, tmp_path, line, value):
+    text = (ROOT / "profiles/hardware/l4.yaml").read_text(encoding="utf-8")
+    key = line.split(":")[0]
+    assert line in text
+    path = tmp_path / "big.yaml"
+    path.write_text(text.replace(line, f"{key}: {value},", 1).replace("id: l4", "id: big"), encoding="utf-8")
+    code, _, out = check_cli(cli, "estimate", "--model", "llama-3.1-8b", "--hardware", str(path))
+    assert code == 2 and f".{key}' must be a number at most" in out, out  # the file's key, not a derived one
