@@ -225,10 +225,25 @@ def test_engine_typos_get_did_you_mean(cli, typed, meant):
     (["capacity", "train", "--model", "llama-3.2-1b", "--hardware", "l4", "--tokens", "1e9", "--dayz", "1"], "--days"),
     (["estimate", "--model", "lama-3.1-8b", "--hardware", "l4"], "llama-3.1-8b"),
     (["estimate", "--model", "llama-3.1-8b", "--hardware", "H100-SXM"], "h100-sxm"),
+    (["estimate", "--model", "llama-3.1-8b", "--hardware", "l4", "--weights", "int4g128"], "int4-g128"),
+    (["estimate", "--model", "llama-3.1-8b", "--hardware", "l4", "--kv", "bf61"], "bf16"),
+    (["estimate", "--mode", "training", "--model", "llama-3.1-8b", "--hardware", "l4", "--recompute", "selectve"],
+     "selective"),
+    (["capacity", "serve", "--model", "llama-3.2-1b", "--hardware", "l4", "--qps", "1", "--ttft-slo", "1",
+      "--tpot-slo", "0.1", "--serving", "disagregated"], "disaggregated"),
 ])
 def test_flag_and_id_typos_get_did_you_mean(cli, args, flag):
     code, _, text = check_cli(cli, *args)
     assert code == 2 and "did you mean" in text and flag in text, text
+
+
+def test_export_format_typo_gets_did_you_mean(cli, tmp_path):
+    plan_file = tmp_path / "p.yaml"
+    code, _, text = check_cli(cli, "plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--time-limit", "10",
+                              "--out", str(plan_file))
+    assert code == 0, text
+    code, _, text = check_cli(cli, "export", str(plan_file), "--format", "vlm", "--out", str(tmp_path / "d"))
+    assert code == 2 and "did you mean vllm?" in text, text
 
 
 @pytest.mark.parametrize("args, start", [
