@@ -322,6 +322,7 @@ def test_rest_estimate_matrix_over_http(server):
     ("/v1/capacity", {"model": "llama-3.1-8b", "hardware": ["l4"], "qps": 1, "ttft_slo": 1, "tpot_slo_s": 0.1},
      "ttft_slo", "ttft_slo_s"),
     ("/v1/hardware", {"profil": {}}, "profil", "profile"),
+    ("/v1/estimate", {"model": "Llama-3.1-8B", "hardware": "l4"}, "model", "llama-3.1-8b"),
 ])
 def test_rest_typos_get_did_you_mean(server, path, body, field, suggestion):
     with server.client() as c:
@@ -329,6 +330,13 @@ def test_rest_typos_get_did_you_mean(server, path, body, field, suggestion):
     err = r.json()["error"]
     assert r.status_code in (404, 422) and err["field"] == field, r.text
     assert "did you mean" in err["message"] and suggestion in err["message"], err
+
+
+def test_rest_an_id_in_the_wrong_case_suggests_that_id_alone(server):
+    with server.client() as c:
+        for path, meant in (("/v1/models/Llama-3.1-8B", "llama-3.1-8b"), ("/v1/hardware/H100_SXM", "h100-sxm")):
+            r = _no_5xx(c.get(path))
+            assert r.status_code == 404 and r.json()["error"]["details"]["suggestions"] == [meant], r.text
 
 
 def test_rest_huge_nested_and_non_finite_bodies(server):
