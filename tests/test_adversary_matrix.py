@@ -412,3 +412,19 @@ def test_a_hardware_profile_number_that_would_overflow_is_refused_naming_its_key
     path.write_text(text.replace(line, f"{key}: {value},", 1).replace("id: l4", "id: big"), encoding="utf-8")
     code, _, out = check_cli(cli, "estimate", "--model", "llama-3.1-8b", "--hardware", str(path))
     assert code == 2 and f".{key}' must be a number at most" in out, out  # the file's key, not a derived one
+
+
+def test_readme_device_count_and_the_engine_table_match_the_catalog():
+    """A new user counts what the README promises: adding a profile must update both."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"— {len(HARDWARE)} devices" in readme
+    assert f"{len(ENGINES)} serving and training runtimes" in readme
+    table = {}
+    for line in (ROOT / "docs/engines.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and re.fullmatch(r"`[a-z0-9-]+`", cells[0]):
+            table[cells[0].strip("`")] = {d.strip() for d in cells[4].split(",")}
+    assert sorted(table) == ENGINES
+    for engine, runs_on in table.items():
+        real = {d for d in HARDWARE if load_engine(engine).support(load_device(d)) is not None}
+        assert runs_on == real, (engine, sorted(real ^ runs_on))
