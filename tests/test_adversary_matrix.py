@@ -428,3 +428,12 @@ def test_readme_device_count_and_the_engine_table_match_the_catalog():
     for engine, runs_on in table.items():
         real = {d for d in HARDWARE if load_engine(engine).support(load_device(d)) is not None}
         assert runs_on == real, (engine, sorted(real ^ runs_on))
+
+
+@pytest.mark.parametrize("command", [["export", "{f}", "--format", "vllm"], ["plan", "show", "{f}"]])
+def test_a_missing_or_broken_plan_file_is_named_as_the_argument_it_is(cli, tmp_path, command):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("garbage: [\n", encoding="utf-8")
+    for f in (tmp_path / "missing.yaml", broken):
+        code, _, text = check_cli(cli, *[w.format(f=f) for w in command])
+        assert code == 2 and "error: PLAN: " in text and "--path" not in text, text
