@@ -22,7 +22,8 @@ to ``memory`` only). The interval names the bucket it came from.
 
 **Validated region.** An estimate is *validated* when at least one row shares its category,
 hardware class, engine class and batch regime (:func:`batch_regime`); otherwise a note says
-which of the four has no rows, and the interval is the backed-off one.
+which of the four has no rows, and the interval is the backed-off one. Intervals cover times
+and throughputs; memory has none (see :data:`INFERENCE_QUANTITIES`).
 
 Engine class (:func:`engine_class`): the engine profile's ``kind`` (``serving``,
 ``on-device``, ``training``), or ``eager`` when the runtime is PyTorch eager (host dispatch
@@ -48,7 +49,9 @@ __all__ = [
     "QUANTILES",
     "Sample",
     "TABLE_PATH",
+    "SERVE_OPTION_QUANTITIES",
     "TRAINING_QUANTITIES",
+    "TRAIN_OPTION_QUANTITIES",
     "Uncertainty",
     "batch_regime",
     "bucket_chain",
@@ -59,6 +62,7 @@ __all__ = [
     "lookup",
     "training_uncertainty",
     "uncertainty_for",
+    "uncertainty_of",
 ]
 
 TABLE_PATH = Path(__file__).with_name("data") / "intervals.json"
@@ -70,8 +74,10 @@ MIN_ROWS = 6
 MIN_SOURCES = 3
 ALL = "*"
 
-#: Estimate field → (category, kind): ``time`` (lower is faster), ``rate`` (higher is
-#: faster) or ``bytes``. A dotted name reads a nested record (``memory.per_device_bytes``).
+#: Estimate field → (category, kind): ``time`` (lower is faster) or ``rate`` (higher is
+#: faster). Memory gets no interval: its 7 rows (process RSS on a phone, peak allocation under
+#: LoRA) come from two unlike sources and none falls inside the out-of-sample band; the table
+#: keeps their bucket for the record.
 INFERENCE_QUANTITIES: Mapping[str, tuple[str, str]] = {
     "ttft_s": ("prefill", "time"),
     "prefill_tokens_per_s": ("prefill", "rate"),
@@ -80,14 +86,29 @@ INFERENCE_QUANTITIES: Mapping[str, tuple[str, str]] = {
     "latency_s": ("throughput", "time"),
     "output_tokens_per_s": ("throughput", "rate"),
     "samples_per_s": ("throughput", "rate"),
-    "memory.per_device_bytes": ("memory", "bytes"),
 }
 TRAINING_QUANTITIES: Mapping[str, tuple[str, str]] = {
     "step_time_s": ("training", "time"),
     "tokens_per_s": ("training", "rate"),
     "samples_per_s": ("training", "rate"),
     "mfu": ("training", "rate"),
-    "memory.per_device_bytes": ("memory", "bytes"),
+}
+#: A capacity row (``planner.capacity.ServeOption``): queueing percentiles scale with the model's times.
+SERVE_OPTION_QUANTITIES: Mapping[str, tuple[str, str]] = {
+    "prefill_s": ("prefill", "time"),
+    "ttft_p50_s": ("prefill", "time"),
+    "ttft_p95_s": ("prefill", "time"),
+    "ttft_s": ("prefill", "time"),
+    "tpot_p50_s": ("decode", "time"),
+    "tpot_p95_s": ("decode", "time"),
+    "tpot_s": ("decode", "time"),
+}
+#: A capacity row (``planner.training_capacity.TrainOption``); ``days`` to train the target tokens.
+TRAIN_OPTION_QUANTITIES: Mapping[str, tuple[str, str]] = {
+    "step_time_s": ("training", "time"),
+    "tokens_per_s": ("training", "rate"),
+    "mfu": ("training", "rate"),
+    "days": ("training", "time"),
 }
 
 
@@ -324,17 +345,25 @@ def _read(obj: Any, dotted: str) -> float | None:
     return float(obj)
 
 
+def uncertainty_of(obj: Any, quantities: Mapping[str, tuple[str, str]], *, hardware_class: str, eng_class: str,
+                   regime: str, extra: Mapping[str, float | None] | None = None,
+                   table: Mapping[str, Any] | None = None) -> Uncertainty:
+    """Intervals of the ``quantities`` read off ``obj`` (an estimate or a capacity row), plus
+    ``extra`` figures computed by the caller (they override attributes of the same name)."""
+    values = {name: _read(obj, name) for name in quantities}
+    values.update(extra or {})
+    return uncertainty_for(values, quantities, hardware_class=hardware_class, eng_class=eng_class, regime=regime,
+                           table=table)
+
+
 def inference_uncertainty(est: Any, hardware_class: str, eng_class: str, table: Mapping[str, Any] | None = None) -> Uncertainty:
     """Intervals of an ``InferenceEstimate``'s times, throughputs and memory per device."""
-    values = {name: _read(est, name) for name in INFERENCE_QUANTITIES}
-    if est.decode is None:  # encoders, CNNs: no decode phase
-        values["tpot_s"] = values["decode_tokens_per_s"] = None
-    return uncertainty_for(values, INFERENCE_QUANTITIES, hardware_class=hardware_class, eng_class=eng_class,
-                           regime=batch_regime(est.serving.batch), table=table)
+    none = {"tpot_s": None, "decode_tokens_per_s": None} if est.decode is None else {}  # encoders, CNNs
+    return uncertainty_of(est, INFERENCE_QUANTITIES, hardware_class=hardware_class, eng_class=eng_class,
+                          regime=batch_regime(est.serving.batch), extra=none, table=table)
 
 
 def training_uncertainty(est: Any, hardware_class: str, eng_class: str, table: Mapping[str, Any] | None = None) -> Uncertainty:
     """Intervals of a ``TrainingEstimate``'s step time, throughput, MFU and memory per device."""
-    values = {name: _read(est, name) for name in TRAINING_QUANTITIES}
-    return uncertainty_for(values, TRAINING_QUANTITIES, hardware_class=hardware_class, eng_class=eng_class,
-                           regime=batch_regime(None, "training"), table=table)
+    return uncertainty_of(est, TRAINING_QUANTITIES, hardware_class=hardware_class, eng_class=eng_class,
+                          regime=batch_regime(None, "training"), table=table)

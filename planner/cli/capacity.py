@@ -38,6 +38,8 @@ from planner.request.capacity import (
     CapacityTrainRequest,
     resolve_capacity_serve,
     resolve_capacity_train,
+    serve_intervals,
+    train_intervals,
 )
 from planner.request.fields import field_info
 
@@ -184,7 +186,8 @@ def serve(
         spans.append((len(all_tasks), len(all_tasks) + len(ts)))
         all_tasks.extend(ts)
     results = _run_tasks(run_serve_task, all_tasks, executor, workers, ray_address, _wants_progress(json_out), "searching layouts")
-    answers = {t.qps: summarize_serve(archs, t, all_tasks[a:b], results[a:b]) for t, (a, b) in zip(targets, spans)}
+    answers = {t.qps: serve_intervals(summarize_serve(archs, t, all_tasks[a:b], results[a:b]), devices, engine, search.runtime)
+               for t, (a, b) in zip(targets, spans)}
     shown = [answers[q] for q in loads]
     rows = []
     for q, ans in answers.items():
@@ -242,8 +245,8 @@ def _print_serve(ans) -> None:
             f"tp{o.tp}·pp{o.pp} × {o.replicas}",
             f"{o.weights} / {o.activations} / {o.kv}",
             str(o.max_batch),
-            f"{human_time(o.ttft_p50_s)} / {human_time(o.ttft_p95_s)}",
-            f"{human_time(o.tpot_p50_s)} / {human_time(o.tpot_p95_s)}",
+            f"{human_time(o.ttft_p50_s)} / {human_time(o.ttft_p95_s)}{_band(o, 'ttft_p95_s', human_time)}",
+            f"{human_time(o.tpot_p50_s)} / {human_time(o.tpot_p95_s)}{_band(o, 'tpot_p95_s', human_time)}",
             "-" if o.usd_per_hour is None else f"{o.usd_per_hour:,.2f}",
             "-" if o.usd_per_million_tokens is None else f"{o.usd_per_million_tokens:,.3f}",
         ]
@@ -258,6 +261,19 @@ def _print_serve(ans) -> None:
         cells.append("yes" if h.best is not None else "[red]no[/]: " + "; ".join(o.failures))
         tab.add_row(*cells)
     console.print(tab)
+    console.print(BANDS_NOTE)
+
+
+BANDS_NOTE = ("(a–b): p10–p90 of the cost model's out-of-sample error on published rows of the same kind; "
+              "* outside the validated region (no rows of that hardware class, engine class or batch regime)")
+
+
+def _band(o, name: str, fmt) -> str:
+    """`` (lo–hi)`` of a capacity row's figure (``*`` outside the validated region), else ``""``."""
+    i = None if o is None or o.uncertainty is None else o.uncertainty.get(name)
+    if i is None:
+        return ""
+    return f" ({fmt(i.p10)}–{fmt(i.p90)}{'' if i.validated else '*'})"
 
 
 def _write_csv(rows: list[dict], path: Path) -> None:
@@ -344,7 +360,8 @@ def train(
         spans.append((len(all_tasks), len(all_tasks) + len(ts)))
         all_tasks.extend(ts)
     results = _run_tasks(run_train_task, all_tasks, executor, workers, ray_address, _wants_progress(json_out), "searching layouts")
-    answers = [summarize_train(arch, dev, target, results[a:b]) for (dev, target), (a, b) in zip(pairs, spans)]
+    answers = [train_intervals(summarize_train(arch, dev, target, results[a:b]), dev, engine)
+               for (dev, target), (a, b) in zip(pairs, spans)]
     feasible = sorted((a for a in answers if a.feasible), key=lambda a: (a.best.usd_per_hour if a.best.usd_per_hour is not None else math.inf, a.best.devices))
     infeasible = [a for a in answers if not a.feasible]
     ranked = feasible + infeasible
@@ -385,14 +402,15 @@ def _print_train(answers) -> None:
             f"{o.tp}·{o.pp}·{o.dp}",
             f"{o.micro_batch} / {o.global_batch}",
             f"{o.recompute} / {o.zero}",
-            human_time(o.step_time_s),
+            human_time(o.step_time_s) + _band(o, "step_time_s", human_time),
             f"{o.tokens_per_s:,.0f}",
             f"{100 * o.mfu:.1f}%",
             f"{human_bytes(o.memory_per_device_bytes)} of {human_bytes(o.device_capacity_bytes)}",
-            f"{d['days']:.1f}",
+            f"{d['days']:.1f}" + _band(o, "days", lambda x: f"{x:.1f}"),
             "-" if d.get("usd_total") is None else f"{d['usd_total']:,.0f}",
         )
     console.print(tab)
+    console.print(BANDS_NOTE)
 
 
 def _plot_train(answers, path: Path) -> None:

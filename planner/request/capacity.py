@@ -31,7 +31,7 @@ from planner.request.fields import (
 )
 
 __all__ = ["CAPACITY_CLI_ALIASES", "CapacityServeRequest", "CapacityTrainRequest", "resolve_capacity_serve",
-           "resolve_capacity_train", "run_capacity_serve", "run_capacity_train"]
+           "resolve_capacity_train", "run_capacity_serve", "run_capacity_train", "serve_intervals", "train_intervals"]
 
 CAPACITY_CLI_ALIASES = {"ttft_slo_s": "--ttft-slo", "tpot_slo_s": "--tpot-slo"}
 
@@ -245,7 +245,8 @@ def run_capacity_serve(req: CapacityServeRequest, *, deadline: Deadline | None =
 
     deadline = _deadline(req, deadline)
     archs, devices, targets, search = resolve_capacity_serve(req)
-    ans = plan_serving(archs, devices, targets[0], search, deadline=deadline)
+    ans = serve_intervals(plan_serving(archs, devices, targets[0], search, deadline=deadline), devices, req.engine,
+                          search.runtime)
     if not ans.feasible:
         raise _infeasible(*serve_infeasible_message(ans))
     return ans
@@ -261,8 +262,58 @@ def run_capacity_train(req: CapacityTrainRequest, *, deadline: Deadline | None =
 
     deadline = _deadline(req, deadline)
     arch, pairs = resolve_capacity_train(req)
-    answers = [plan_training(arch, dev, target, deadline=deadline) for dev, target in pairs]
+    answers = [train_intervals(plan_training(arch, dev, target, deadline=deadline), dev, req.engine)
+               for dev, target in pairs]
     if not any(a.feasible for a in answers):
         best = max(answers, key=lambda a: a.fastest.tokens_per_s if a.fastest else -1.0)
         raise _infeasible(*train_infeasible_message(best))
     return answers
+
+
+# ---------------------------------------------------------------------------
+# Error bars per row (planner.uncertainty)
+# ---------------------------------------------------------------------------
+
+
+def serve_intervals(ans: Any, devices: Any, engine: Any, runtime: str) -> Any:
+    """``ans`` (a ``ServeAnswer``) with every row's p10-p90 error bars: TTFT and TPOT of the
+    row's hardware class and engine class (``engine``, else the device's default) at its batch."""
+    from dataclasses import replace
+
+    from planner import uncertainty as u
+
+    by_id = {d.id: d for d in devices}
+
+    def band(o: Any) -> Any:
+        dev = by_id.get(o.hardware) if o is not None else None
+        if dev is None:
+            return o
+        eng = u.engine_class(resolve_engine(engine, dev, training=False).engine, runtime)
+        return replace(o, uncertainty=u.uncertainty_of(o, u.SERVE_OPTION_QUANTITIES, hardware_class=dev.device_class,
+                                                      eng_class=eng, regime=u.batch_regime(o.max_batch)))
+
+    ranked = tuple(replace(h, best=band(h.best), closest=band(h.closest)) for h in ans.ranked)
+    return replace(ans, ranked=ranked)
+
+
+def train_intervals(ans: Any, device: Any, engine: Any) -> Any:
+    """``ans`` (a ``TrainAnswer``) with every row's p10-p90 error bars (step time, tokens/s,
+    MFU and the days to train the target tokens)."""
+    from dataclasses import replace
+
+    from planner import uncertainty as u
+
+    eng = u.engine_class(resolve_engine(engine, device, training=True).engine, "graph")
+    tokens = ans.target.tokens
+    done: dict[int, Any] = {}
+
+    def band(o: Any) -> Any:
+        if o is None:
+            return None
+        if id(o) not in done:
+            done[id(o)] = replace(o, uncertainty=u.uncertainty_of(
+                o, u.TRAIN_OPTION_QUANTITIES, hardware_class=device.device_class, eng_class=eng,
+                regime=u.batch_regime(None, "training"), extra={"days": o.days_for(tokens)}))
+        return done[id(o)]
+
+    return replace(ans, best=band(ans.best), fastest=band(ans.fastest), frontier=tuple(band(o) for o in ans.frontier))
