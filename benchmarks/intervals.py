@@ -146,7 +146,7 @@ def print_table(table: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--csv", type=Path, default=DEFAULT_CSV)
-    ap.add_argument("--write", action="store_true", help=f"write {U.TABLE_PATH.relative_to(HERE.parent)}")
+    ap.add_argument("--write", action="store_true", help="write planner/data/intervals.json")
     ap.add_argument("--check", action="store_true", help="exit 1 when the shipped table differs from the live one")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     args = ap.parse_args(argv)

@@ -22,7 +22,8 @@ to ``memory`` only). The interval names the bucket it came from.
 
 **Validated region.** An estimate is *validated* when at least one row shares its category,
 hardware class, engine class and batch regime (:func:`batch_regime`); otherwise a note says
-which of the four has no rows, and the interval is the backed-off one. Intervals cover times
+which of the four has no rows (a hardware or engine class without rows also means that the
+interval comes from a coarser bucket; batch regimes are not bucket levels). Intervals cover times
 and throughputs; memory has none (see :data:`INFERENCE_QUANTITIES`).
 
 Engine class (:func:`engine_class`): the engine profile's ``kind`` (``serving``,

@@ -6,6 +6,7 @@ from hwmodels import load_device
 from planner.arch import load_arch
 from planner.capacity import ServeTarget, plan_serving
 from planner.cli.common import clean_json
+from planner.request.capacity import serve_intervals
 from conftest import job_result
 
 BODY = {"model": "llama-3.1-8b", "hardware": ["l4", "h100-sxm"], "qps": 5, "prompt": 512, "gen": 128,
@@ -14,9 +15,14 @@ BODY = {"model": "llama-3.1-8b", "hardware": ["l4", "h100-sxm"], "qps": 5, "prom
 
 def test_capacity_matches_the_planner(client):
     got = job_result(client, client.post("/v1/capacity", json=BODY))
-    expect = plan_serving([load_arch("llama-3.1-8b")], [load_device("l4"), load_device("h100-sxm")],
-                          ServeTarget(qps=5, prompt=512, gen=128, ttft_slo_s=1.0, tpot_slo_s=0.05)).to_dict()
+    devices = [load_device("l4"), load_device("h100-sxm")]
+    expect = serve_intervals(plan_serving([load_arch("llama-3.1-8b")], devices,
+                                          ServeTarget(qps=5, prompt=512, gen=128, ttft_slo_s=1.0, tpot_slo_s=0.05)),
+                             devices, None, "graph").to_dict()
     assert got == clean_json(expect) and got["status"] == "complete"
+    best = got["hardware"][0]["best"]
+    band = best["uncertainty"]["intervals"]["ttft_p95_s"]
+    assert band["value"] == best["ttft_p95_s"] and band["p10"] < band["value"] * 2 and band["p90"] > band["value"] / 2
     assert got["feasible"] and {h["hardware"] for h in got["hardware"]} == {"l4", "h100-sxm"}
 
 
