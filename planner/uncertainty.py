@@ -312,22 +312,33 @@ def _region_note(table: Mapping[str, Any], category: str, hw: str, eng: str, reg
     return None
 
 
+def _resolve(table: Mapping[str, Any], category: str, hw: str, eng: str, regime: str) -> tuple[Any, str | None]:
+    """(lookup result, region note) of one kind of figure."""
+    return lookup(table, category, hw, eng), _region_note(table, category, hw, eng, regime)
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolve_shipped(category: str, hw: str, eng: str, regime: str) -> tuple[Any, str | None]:
+    return _resolve(load_table(), category, hw, eng, regime)
+
+
 def uncertainty_for(values: Mapping[str, float | None], quantities: Mapping[str, tuple[str, str]], *, hardware_class: str,
                     eng_class: str, regime: str, table: Mapping[str, Any] | None = None) -> Uncertainty:
     """Intervals of ``values`` (estimate field → figure; ``None``, zero or non-finite figures
-    get none) with the kind of each field in ``quantities``."""
-    table = load_table() if table is None else table
+    get none) with the kind of each field in ``quantities``; ``table``: the shipped one when None."""
     out: dict[str, Interval] = {}
     notes: list[str] = []
     for name, (category, kind) in quantities.items():
         value = values.get(name)
         if value is None or not math.isfinite(value) or value <= 0:
             continue
-        found = lookup(table, category, hardware_class, eng_class)
+        if table is None:
+            found, note = _resolve_shipped(category, hardware_class, eng_class, regime)
+        else:
+            found, note = _resolve(table, category, hardware_class, eng_class, regime)
         if found is None:
             continue
         key, b = found
-        note = _region_note(table, category, hardware_class, eng_class, regime)
         if note and note not in notes:
             notes.append(note)
         lo, hi = _range(value, kind, b)
