@@ -195,7 +195,8 @@ def serve(
             o = h.best or h.closest
             row = {"qps": q, "rank": rank, "hardware": h.hardware, "meets_slo": h.best is not None}
             if o is not None:
-                row.update({k: v for k, v in o.to_dict().items() if k not in ("hardware", "models", "failures")})
+                row.update({k: v for k, v in o.to_dict().items() if k not in ("hardware", "models", "failures", "uncertainty")})
+                row.update(_band_columns(o))
                 row["failures"] = "; ".join(o.failures)
             if h.separate_devices is not None:
                 row["separate_devices"] = h.separate_devices
@@ -266,6 +267,15 @@ def _print_serve(ans) -> None:
 
 BANDS_NOTE = ("(a–b): p10–p90 of the cost model's out-of-sample error on published rows of the same kind; "
               "* outside the validated region (no rows of that hardware class, engine class or batch regime)")
+
+
+def _band_columns(o) -> dict:
+    """CSV columns of a row's error bars: ``<field>_p10``, ``<field>_p90`` and ``validated``."""
+    u = o.uncertainty
+    if u is None:
+        return {}
+    cols = {f"{k}_{q}": getattr(i, q) for k, i in u.intervals.items() for q in ("p10", "p90")}
+    return {**cols, "validated": u.validated}
 
 
 def _band(o, name: str, fmt) -> str:
@@ -366,7 +376,8 @@ def train(
     infeasible = [a for a in answers if not a.feasible]
     ranked = feasible + infeasible
     if csv_path is not None:
-        rows = [{"hardware": a.hardware, **o.to_dict(tokens)} for a in answers for o in a.frontier]
+        rows = [{"hardware": a.hardware, **{k: v for k, v in o.to_dict(tokens).items() if k != "uncertainty"}, **_band_columns(o)}
+                for a in answers for o in a.frontier]
         _write_csv(rows, csv_path)
     if plot_path is not None:
         _plot_train(answers, plot_path)
