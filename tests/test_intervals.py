@@ -201,3 +201,23 @@ def test_cli_estimate_prints_the_range_and_json_carries_it():
     run = CliRunner().invoke(app, ["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--json"])
     d = json.loads(run.output)
     assert d["uncertainty"]["intervals"]["tpot_s"]["value"] == pytest.approx(d["tpot_s"])
+
+
+def test_capacity_train_rows_carry_days_and_step_time_ranges():
+    from typer.testing import CliRunner
+
+    from planner.cli import app
+
+    args = ["capacity", "train", "-m", "llama-3.2-1b", "-H", "h100-sxm", "--tokens", "1e10", "--days", "5",
+            "--executor", "serial", "--max-devices", "16"]
+    run = CliRunner().invoke(app, [*args, "--json"])
+    assert run.exit_code == 0, run.output
+    d = json.loads(run.output)
+    for row in [d["best"], *d["frontier"]]:
+        bands = row["uncertainty"]["intervals"]
+        assert bands["days"]["value"] == pytest.approx(row["days"])
+        ratio = bands["step_time_s"]["p90"] / row["step_time_s"]
+        assert bands["days"]["p90"] / row["days"] == pytest.approx(ratio)  # days scale with the step time
+        assert bands["tokens_per_s"]["p10"] == pytest.approx(row["tokens_per_s"] / ratio)
+    run = CliRunner().invoke(app, args)
+    assert run.exit_code == 0 and "p10–p90" in run.output
