@@ -7,13 +7,20 @@ fitted constants chosen *without that row's source* (leave-one-source-out, as
 ``f = measured speed / predicted speed`` (for a throughput ``measured / predicted``, for a
 time ``predicted / measured``; for memory ``measured / predicted`` bytes). It groups the
 factors by kind — *category* (prefill, decode, throughput, training, memory) × *hardware
-class* (gpu, tpu, phone, …) × *engine class* — and ships their 10th and 90th percentiles as
+class* (gpu, tpu, phone, …) × *engine class* — and ships a band ``[f10, f90]`` per bucket as
 ``planner/data/intervals.json``. ``python benchmarks/intervals.py --write`` regenerates it
 after any change to the cost model; ``tests/test_intervals.py`` fails until it is.
 
+**The band** is meant to hold 80% of the measurements of a setup the table has not seen.
+Rows of one source share its conditions and its bias, so the spread within a source says
+little about a new one: the band is a jackknife+ interval over *sources* (:func:`_scores`):
+centre = the bucket's median log factor, half-width = a quantile of each row's distance from
+the median of the other sources' rows. The quantile's level is calibrated
+(:func:`calibrate_level`): the smallest level at which 80% of the rows fall inside the band
+built without their own source.
+
 An estimate's figure ``x`` then gets the interval ``[x·f10, x·f90]`` for a throughput and
-``[x/f90, x/f10]`` for a time: the range the measured value fell in for 80% of the rows
-nearest in kind. It is not centred on the estimate when the model is biased there.
+``[x/f90, x/f10]`` for a time. It is not centred on the estimate when the model is biased there.
 
 **Back-off.** A bucket is used when it holds at least :data:`MIN_ROWS` rows from at least
 :data:`MIN_SOURCES` sources; otherwise the next coarser one: ``category/hardware/engine`` →
@@ -173,51 +180,93 @@ def _keys(s: Sample) -> tuple[str, ...]:
     return bucket_chain(s.category, s.hardware_class, s.engine_class)
 
 
-def _interval(ss: list[Sample]) -> tuple[float, float, float] | None:
-    """(p10, p50, p90) speed factors of a bucket: a jackknife+ interval over sources
+def _scores(samples: Iterable[Sample]) -> dict[str, dict]:
+    """Per bucket: rows, sources, ids, the centre (median log factor) and the sorted
+    jackknife+ scores — each row's distance from the median of the *other* sources' rows
     (Barber et al. 2021, https://arxiv.org/abs/1905.02928, with sources as the exchangeable
-    units). Centre: the median log factor of the bucket. Half-width: the
-    ``min(1, 0.8·(1 + 1/n))`` quantile (n = sources; the finite-sample correction) of every
-    row's distance from the median of the *other* sources' rows — so a source that sits apart
-    from the rest widens the band as a new, unseen source would. None with one source."""
-    sources = sorted({s.source for s in ss})
-    if len(sources) < 2:
-        return None
-    logs = [math.log(s.factor) for s in ss]
-    centre = _percentile(logs, 50.0)
-    scores = []
-    for src in sources:
-        others = _percentile([math.log(s.factor) for s in ss if s.source != src], 50.0)
-        scores += [abs(math.log(s.factor) - others) for s in ss if s.source == src]
-    level = min(100.0, (QUANTILES[1] - QUANTILES[0]) * (1.0 + 1.0 / len(sources)))
-    half = _percentile(scores, level)
-    return math.exp(centre - half), math.exp(centre), math.exp(centre + half)
+    units: rows of one document share its conditions and its bias). No scores with one source."""
+    groups: dict[str, list[Sample]] = {}
+    for s in samples:
+        for k in _keys(s):
+            groups.setdefault(k, []).append(s)
+    out = {}
+    for k, ss in sorted(groups.items()):
+        sources = sorted({s.source for s in ss})
+        logs = [math.log(s.factor) for s in ss]
+        b = {"rows": len(ss), "sources": len(sources), "ids": sorted(s.row_id for s in ss),
+             "centre": _percentile(logs, 50.0), "scores": None}
+        if len(sources) >= 2:
+            scores = []
+            for src in sources:
+                others = _percentile([math.log(s.factor) for s in ss if s.source != src], 50.0)
+                scores += [abs(math.log(s.factor) - others) for s in ss if s.source == src]
+            b["scores"] = sorted(scores)
+        out[k] = b
+    return out
+
+
+def _with_band(b: Mapping[str, Any]) -> bool:
+    return b.get("scores") is not None or b.get("p10") is not None
+
+
+def _pick(buckets: Mapping[str, Any], chain: tuple[str, ...]) -> tuple[str, Mapping[str, Any]] | None:
+    """The back-off rule: the finest bucket with a band, ≥ MIN_ROWS rows and ≥ MIN_SOURCES
+    sources; else the coarsest one with a band; None when none has one."""
+    for key in chain:
+        b = buckets.get(key)
+        if b is not None and _with_band(b) and b["rows"] >= MIN_ROWS and b["sources"] >= MIN_SOURCES:
+            return key, b
+    for key in reversed(chain):
+        b = buckets.get(key)
+        if b is not None and _with_band(b):
+            return key, b
+    return None
+
+
+def calibrate_level(samples: list[Sample], target: float = QUANTILES[1] - QUANTILES[0]) -> float:
+    """The score quantile (%) that makes the band contain ``target``% of the time and
+    throughput rows when each is checked against the buckets built *without its source*
+    (the smallest such level on a 0.5% grid from 50 to 100). Chosen on ``samples`` only."""
+    misses: list[tuple[float, list[float]]] = []  # (row's distance from the centre, the bucket's scores)
+    for src in sorted({s.source for s in samples}):
+        scored = _scores(s for s in samples if s.source != src)
+        for s in samples:
+            if s.source != src or s.category == "memory":
+                continue
+            found = _pick(scored, _keys(s))
+            misses.append((math.inf, [0.0]) if found is None else
+                          (abs(math.log(s.factor) - found[1]["centre"]), found[1]["scores"]))
+    for step in range(101):
+        level = 50.0 + step / 2
+        inside = sum(d <= _percentile(sc, level) for d, sc in misses)
+        if misses and 100.0 * inside / len(misses) >= target:
+            return level
+    return 100.0
 
 
 def build_table(samples: Iterable[Sample]) -> dict:
     """Buckets (every level of every sample's chain) with their rows, sources and p10/p50/p90
-    speed factors (:func:`_interval`, 4 significant digits; ``None`` with one source), and the
+    speed factors: ``exp(centre ± the level-quantile of the scores)`` at the level
+    :func:`calibrate_level` gives (4 significant digits; ``None`` with one source), and the
     validated region: the batch regimes seen per ``category/hardware/engine``."""
-    groups: dict[str, list[Sample]] = {}
+    samples = list(samples)
+    level = calibrate_level(samples)
+    buckets = {}
+    for k, b in _scores(samples).items():
+        half = None if b["scores"] is None else _percentile(b["scores"], level)
+        buckets[k] = {
+            "rows": b["rows"],
+            "sources": b["sources"],
+            "p10": None if half is None else _sig(math.exp(b["centre"] - half)),
+            "p50": _sig(math.exp(b["centre"])),
+            "p90": None if half is None else _sig(math.exp(b["centre"] + half)),
+            "ids": b["ids"],
+        }
     regimes: dict[str, set[str]] = {}
     for s in samples:
-        for k in _keys(s):
-            groups.setdefault(k, []).append(s)
         regimes.setdefault(_keys(s)[0], set()).add(s.regime)
-    buckets = {}
-    for k, ss in sorted(groups.items()):
-        band = _interval(ss)
-        p10, p50, p90 = (None, math.exp(_percentile([math.log(s.factor) for s in ss], 50.0)), None) if band is None else band
-        buckets[k] = {
-            "rows": len(ss),
-            "sources": len({s.source for s in ss}),
-            "p10": None if p10 is None else _sig(p10),
-            "p50": _sig(p50),
-            "p90": None if p90 is None else _sig(p90),
-            "ids": sorted(s.row_id for s in ss),
-        }
-    return {"schema": 1, "regenerate": REGENERATE, "quantiles": list(QUANTILES), "min_rows": MIN_ROWS,
-            "min_sources": MIN_SOURCES, "buckets": buckets,
+    return {"schema": 2, "regenerate": REGENERATE, "quantiles": list(QUANTILES), "min_rows": MIN_ROWS,
+            "min_sources": MIN_SOURCES, "score_level": level, "buckets": buckets,
             "regimes": {k: sorted(v) for k, v in sorted(regimes.items())}}
 
 
@@ -230,17 +279,9 @@ def _usable(b: Mapping[str, Any] | None) -> bool:
 
 
 def lookup(table: Mapping[str, Any], category: str, hardware_class: str, eng_class: str) -> tuple[str, Mapping[str, Any]] | None:
-    """(bucket key, bucket) of the finest usable bucket; else the coarsest one with an
-    interval (rows from at least two sources); None when there is none."""
-    buckets = table["buckets"]
-    chain = bucket_chain(category, hardware_class, eng_class)
-    for key in chain:
-        if _usable(buckets.get(key)):
-            return key, buckets[key]
-    for key in reversed(chain):
-        if key in buckets and buckets[key]["p10"] is not None:
-            return key, buckets[key]
-    return None
+    """(bucket key, bucket) of the finest usable bucket; else the coarsest one with a band
+    (rows from at least two sources); None when there is none."""
+    return _pick(table["buckets"], bucket_chain(category, hardware_class, eng_class))
 
 
 # ---------------------------------------------------------------------------

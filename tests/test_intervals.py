@@ -221,3 +221,21 @@ def test_capacity_train_rows_carry_days_and_step_time_ranges():
         assert bands["tokens_per_s"]["p10"] == pytest.approx(row["tokens_per_s"] / ratio)
     run = CliRunner().invoke(app, args)
     assert run.exit_code == 0 and "p10–p90" in run.output
+
+
+def test_a_source_apart_widens_the_band_and_the_level_is_the_smallest_reaching_80_percent():
+    base = _samples()[:12]  # 4 sources, factors 1.0-1.32
+    apart = base + [U.Sample(f"X{j}", "far", "throughput", "gpu", "serving", "33+", 2.0 + 0.05 * j) for j in range(3)]
+    narrow, wide = (U.build_table(s)["buckets"]["throughput/gpu/serving"] for s in (base, apart))
+    assert wide["p90"] > narrow["p90"] * 1.05 and wide["p90"] - wide["p10"] > narrow["p90"] - narrow["p10"], (narrow, wide)
+    level = U.calibrate_level(apart)
+    assert 50.0 <= level <= 100.0
+    # every row against the buckets built without its source: >= 80% inside at the level, < 80% just below it
+    def inside(lv):
+        hits = []
+        for s in apart:
+            scored = U._scores(x for x in apart if x.source != s.source)
+            _, b = U._pick(scored, U.bucket_chain(s.category, s.hardware_class, s.engine_class))
+            hits.append(abs(math.log(s.factor) - b["centre"]) <= U._percentile(b["scores"], lv))
+        return sum(hits) / len(hits)
+    assert inside(level) >= 0.8 and (level == 50.0 or inside(level - 0.5) < 0.8)
