@@ -41,6 +41,7 @@ def live():
     return _load("intervals").live_table()
 
 
+@pytest.mark.slow  # the leave-one-source-out predictions of every published row (~10-60 s)
 def test_shipped_table_equals_the_live_computation(live):
     bench = _load("intervals")
     shipped = U.TABLE_PATH.read_text()
@@ -49,6 +50,7 @@ def test_shipped_table_equals_the_live_computation(live):
         f"since it was written. Regenerate it with `{U.REGENERATE}` and commit it.")
 
 
+@pytest.mark.slow
 def test_out_of_sample_coverage_is_calibrated(live):
     c = live["coverage"]
     assert c["rows"] >= 100, c
@@ -56,6 +58,7 @@ def test_out_of_sample_coverage_is_calibrated(live):
         f"p10-p90 intervals contain {100 * c['fraction']:.1f}% of the measured values out of sample (target 75-85%)")
 
 
+@pytest.mark.slow
 def test_check_flag_reports_a_stale_table(tmp_path, monkeypatch, capsys, live):
     bench = _load("intervals")
     stale = tmp_path / "intervals.json"
