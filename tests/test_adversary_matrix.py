@@ -439,9 +439,6 @@ def test_a_missing_or_broken_plan_file_is_named_as_the_argument_it_is(cli, tmp_p
         assert code == 2 and "error: PLAN: " in text and "--path" not in text, text
 
 
-@pytest.mark.xfail(reason="planner/uncertainty.py: the p10 of an interval may lie below the bytes / rated-bandwidth "
-                          "floor (e.g. llama-3.1-8b on iphone-15-pro, TPOT p10 3.4 s against a 4.8 s floor)",
-                   strict=False)
 def test_an_interval_never_reaches_below_the_physical_floor():
     for model, hw in (("llama-3.1-8b", "iphone-15-pro"), ("llama-3.1-8b", "l4"), ("llama-3.1-8b", "h100-pcie")):
         result = planner.estimate(model, hw, batch=1, prompt=512, gen=64).to_dict()
