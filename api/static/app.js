@@ -23,6 +23,13 @@
     plansNext: 0,
     selected: new Set(),
     capacitySchema: null,
+    engines: [], // every engine profile (GET /v1/engines)
+    enginesOn: new Map(), // hardware id -> {items, default, default_training}
+    engineInfo: new Map(), // "engine@hardware" -> GET /v1/engines/{id}?hardware= answer
+    engineSupport: null, // that answer for the picked engine and hardware
+    engineAuto: true, // the picker follows the hardware's default until the user picks
+    engineSeq: 0,
+    formatsData: null,
     shared: {}, // view -> query string of its last result's inputs
     compare: { a: null, b: null },
     requests: new Map(), // plan id -> the request that solved it (this tab)
@@ -199,7 +206,7 @@
     }
   }
 
-  function pickContext(params) {
+  async function pickContext(params) {
     for (const k of ["model", "hardware"]) {
       const v = params.get(k);
       if (!v) continue;
@@ -208,6 +215,7 @@
       sel.value = v;
     }
     describeContext();
+    await setEngine(params.get("engine"), true);
   }
 
   // ------------------------------------------------------------------ equivalent CLI and curl
@@ -390,6 +398,7 @@
   // CLI flags whose REST field is not simply the flag with '_' for '-'.
   const CLI_FLAG_FIELDS = { "ttft-slo": "ttft_slo_s", "tpot-slo": "tpot_slo_s", "time-limit": "time_limit_s" };
   const ALL_FORMS = () => [$("#estimate-form"), $("#plan-form"), $("#capacity-form"), $("#context")];
+  const CONTEXT_SCOPES = () => [$("#context")];
 
   // Show an API error beside the control its `field` names (a dotted path such as
   // "formats.0" or "choices.model.layers.4.mlp.gate_up.weights" falls back to its
@@ -509,6 +518,7 @@
     if (name === "plans") loadPlans(true).catch(() => {});
     if (name === "capacity" && state.models.length) prepareCapacity().catch((e) => showError([$("#capacity-form")], e));
     if (name === "roofline" && state.estimate) drawRoofline();
+    if (state.engineAuto && CONTEXT_VIEWS.has(name) && state.engines.length) followDefaultEngine();
     hideTip();
   }
 
@@ -582,7 +592,9 @@
   // ------------------------------------------------------------------ catalog
 
   async function loadCatalog() {
-    const [hw, models, formats] = await Promise.all([api("GET", "/v1/hardware"), api("GET", "/v1/models"), api("GET", "/v1/formats")]);
+    const [hw, models, formats, engines] = await Promise.all([api("GET", "/v1/hardware"), api("GET", "/v1/models"), api("GET", "/v1/formats"), api("GET", "/v1/engines")]);
+    state.engines = engines.data.items;
+    state.formatsData = formats.data;
     state.hardware = hw.data.items;
     state.models = models.data.items;
     state.formats = new Map(formats.data.formats.map((f) => [f.name, f]));
@@ -590,9 +602,10 @@
     state.exportFormats = formats.data.export_formats || [];
     fillSelect($("#model"), state.models, (m) => `${m.id} — ${sig(m.params / 1e9)} B params${m.custom ? " (custom)" : ""}`, "llama-3.1-8b");
     fillSelect($("#hardware"), state.hardware, (h) => `${h.name} (${h.id})${h.custom ? " — custom" : ""}`, "h100-sxm");
-    fillDatalists(formats.data);
+    fillDatalists();
     fillCapacityHardware();
     describeContext();
+    await engineChanged();
     if (!$("#view-capacity").hidden) await prepareCapacity();
     document.body.dataset.ready = "true";
     performance.mark("tierwise-ready");
@@ -605,12 +618,21 @@
     if (want) select.value = want;
   }
 
-  function fillDatalists(data) {
-    const opts = (role) => data.formats.filter((f) => f.roles.includes(role)).map((f) => el("option", { value: f.name, label: `${sig(f.bits_per_value, 4)} bits — ${f.description}` }));
+  // Suggestions for the format fields: what the picked engine runs on the picked hardware
+  // (every registered format when no engine is known). Other names can still be typed; the
+  // API's answer then says what the engine runs.
+  function fillDatalists() {
+    const data = state.formatsData;
+    if (!data) return;
+    const sup = state.engineSupport && state.engineSupport.support;
+    const allowed = { weight: sup && sup.weights, activation: sup && sup.activations, kv: sup && sup.kv };
+    const opts = (role) => data.formats.filter((f) => f.roles.includes(role) && (!allowed[role] || allowed[role].includes(f.name)))
+      .map((f) => el("option", { value: f.name, label: `${sig(f.bits_per_value, 4)} bits — ${f.description}` }));
     fill($("#formats-weight"), ...opts("weight"));
     fill($("#formats-activation"), ...opts("activation"));
     fill($("#formats-kv"), ...opts("kv"));
-    fill($("#sparsity-list"), ...data.sparsity.map((s) => el("option", { value: s })));
+    const sparsity = data.sparsity.filter((x) => !sup || sup.sparsity.includes(x.split(":")[0] === "unstructured" ? "unstructured" : x));
+    fill($("#sparsity-list"), ...sparsity.map((x) => el("option", { value: x })));
   }
 
   function describeContext() {
@@ -632,6 +654,12 @@
     $("#hardware").addEventListener("change", () => {
       describeContext();
       clearErrors($("#context"));
+      engineChanged().catch(() => {});
+    });
+    $("#engine").addEventListener("change", () => {
+      state.engineAuto = false;
+      clearErrors($("#context"));
+      engineChanged().catch(() => {});
     });
 
     $("#model-form").addEventListener("submit", async (ev) => {
@@ -693,6 +721,7 @@
         $("#hardware").value = data.id;
         fillCapacityHardware();
         describeContext();
+        await engineChanged();
         form.closest("details").open = false;
       } catch (e) {
         showError([form], e);
@@ -701,6 +730,143 @@
       }
     });
   }
+
+  // ------------------------------------------------------------------ engine
+
+  // The engine (vLLM, TensorRT-LLM, llama.cpp, ExecuTorch, …) is one more field of every
+  // request. The picker lists the engines that run on the chosen hardware
+  // (GET /v1/engines?hardware=) and starts at the hardware class's default — the engine a
+  // request without one gets (the training default for a training estimate). Choosing
+  // hardware or an engine resets the format fields to what that engine runs there
+  // (GET /v1/engines/{id}?hardware=), so the defaults never fail; other formats can still
+  // be typed, and the API's answer says what the engine runs.
+
+  async function enginesOn(hw) {
+    if (!state.enginesOn.has(hw)) state.enginesOn.set(hw, (await api("GET", `/v1/engines?hardware=${encodeURIComponent(hw)}`)).data);
+    return state.enginesOn.get(hw);
+  }
+
+  async function engineInfo(id, hw) {
+    const key = `${id}@${hw}`;
+    if (!state.engineInfo.has(key)) state.engineInfo.set(key, (await api("GET", `/v1/engines/${encodeURIComponent(id)}?hardware=${encodeURIComponent(hw)}`)).data);
+    return state.engineInfo.get(key);
+  }
+
+  const wantTraining = () => $("#est-mode").value === "training" && ["estimate", "roofline"].includes(currentView());
+  const engineName = (id) => (state.engines.find((e) => e.id === id) || { name: id }).name;
+
+  // Fill the picker for `hw`; keep `want` when it runs there, else take the default.
+  // Answers whether `want` had to be replaced.
+  async function setEngineOptions(hw, want) {
+    const d = await enginesOn(hw);
+    const sel = $("#engine");
+    const hwClass = (state.hardware.find((h) => h.id === hw) || {}).class || "this hardware";
+    const label = (e) => {
+      const tags = [e.id === d.default ? `default for ${hwClass}` : null, e.id === d.default_training ? "training default" : null].filter(Boolean);
+      return `${e.name} (${e.id})${tags.length ? ` — ${tags.join(", ")}` : ""}`;
+    };
+    const group = (name, items) => (items.length ? el("optgroup", { label: name }, items.map((e) => el("option", { value: e.id, text: label(e) }))) : null);
+    fill(sel, group("Serving", d.items.filter((e) => e.kind !== "training")), group("Training", d.items.filter((e) => e.kind === "training")));
+    const runs = Boolean(want) && d.items.some((e) => e.id === want);
+    const fallback = (wantTraining() && d.default_training) || d.default || (d.items[0] && d.items[0].id) || "";
+    sel.value = runs ? want : fallback;
+    return { replaced: want && !runs ? want : null, hw };
+  }
+
+  function showEngine(info, replaced, hw) {
+    const box = $("#engine-info");
+    if (!info) {
+      box.textContent = `no engine profile runs on ${hw}: requests take the server's default`;
+      return;
+    }
+    const sup = info.support || {};
+    const par = (sup.parallel || []).length ? sup.parallel.join(", ") : "one device";
+    box.textContent = `${replaced ? `${engineName(replaced)} does not run on ${hw}; ` : ""}${info.kind}, exports as ${info.exporter}. On ${hw}: weights ${(sup.weights || []).join(", ")}; KV ${(sup.kv || []).join(", ") || "–"}; parallel ${par}.`;
+    box.dataset.engine = info.id;
+  }
+
+  // The format fields that follow the engine, as they are now.
+  const FORMAT_FIELDS = () => [["#estimate-form", "weights"], ["#estimate-form", "activations"], ["#estimate-form", "kv"], ["#estimate-form", "sparsity"],
+    ["#plan-form", "formats"], ["#plan-form", "activations"], ["#plan-form", "kv"]].map(([f, n]) => $(`[name="${n}"]`, $(f))).filter(Boolean);
+
+  // Reset the format fields to the engine's defaults on this hardware: the estimate's
+  // weights / activations / KV, dense sparsity; the plan's fields empty (searched, or the
+  // engine's default), with the default shown as the placeholder. A field typed into
+  // while the engine's answer was on its way keeps what was typed.
+  function resetFormats(info, snapshot) {
+    const d = (info && info.defaults) || {};
+    const sup = (info && info.support) || {};
+    const set = (c, v) => {
+      if (snapshot.get(c) !== c.value || v === undefined || v === null) return;
+      c.value = v;
+      c.removeAttribute("aria-invalid");
+    };
+    const est = $("#estimate-form"), plan = $("#plan-form");
+    set($('[name="weights"]', est), d.weights);
+    set($('[name="activations"]', est), d.activations);
+    set($('[name="kv"]', est), d.kv);
+    set($('[name="sparsity"]', est), "dense");
+    for (const n of ["formats", "activations", "kv"]) set($(`[name="${n}"]`, plan), "");
+    $("#plan-formats").placeholder = info && info.plan_formats ? `engine default: ${info.plan_formats.join(", ")}` : "default set";
+    $("#plan-activations").placeholder = d.activations || "bf16";
+    $("#plan-kv").placeholder = sup.kv && sup.kv.length ? `search: ${sup.kv.join(", ")}` : "search";
+  }
+
+  // After the user chose hardware or an engine (and on load): the picker, then the formats.
+  async function engineChanged(reset = true) {
+    const seq = ++state.engineSeq;
+    const snapshot = new Map(FORMAT_FIELDS().map((c) => [c, c.value]));
+    document.body.dataset.engineReady = "false";
+    const hw = $("#hardware").value;
+    try {
+      const { replaced } = await setEngineOptions(hw, state.engineAuto ? null : $("#engine").value);
+      if (seq !== state.engineSeq) return;
+      const id = $("#engine").value;
+      const info = id ? await engineInfo(id, hw) : null;
+      if (seq !== state.engineSeq) return;
+      state.engineSupport = info;
+      showEngine(info, replaced, hw);
+      fillDatalists();
+      if (reset) resetFormats(info, snapshot);
+    } catch (e) {
+      if (seq === state.engineSeq) showError(CONTEXT_SCOPES(), e);
+      throw e;
+    } finally {
+      if (seq === state.engineSeq) document.body.dataset.engineReady = "true";
+    }
+  }
+
+  // Put an engine named by a link or a stored plan in the picker (the form's formats are
+  // the link's, so they are not reset). A link naming an engine that does not run on its
+  // hardware says so beside the picker.
+  async function setEngine(id, strict) {
+    state.engineAuto = !id;
+    const hw = $("#hardware").value;
+    const seq = ++state.engineSeq;
+    const { replaced } = await setEngineOptions(hw, id || null);
+    const info = $("#engine").value ? await engineInfo($("#engine").value, hw) : null;
+    if (seq === state.engineSeq) {
+      state.engineSupport = info;
+      showEngine(info, replaced, hw);
+      fillDatalists();
+    }
+    if (replaced && strict) {
+      const known = state.engines.some((e) => e.id === replaced);
+      throw new ApiError(known ? 422 : 404, { code: known ? "engine_unsupported" : "not_found", field: "engine",
+        message: known ? `the link names engine '${replaced}', which does not run on ${hw}; ${$("#engine").value ? `${$("#engine").value} is picked instead` : "no engine runs there"}` : `the link names engine '${replaced}', which this server does not have` });
+    }
+  }
+
+  // The picker follows the default while the user has not picked one: a training estimate
+  // gets the training default, every other view the serving one.
+  function followDefaultEngine() {
+    const d = state.enginesOn.get($("#hardware").value);
+    if (!d) return;
+    const want = (wantTraining() && d.default_training) || d.default;
+    if (want && want !== $("#engine").value) engineChanged().catch(() => {});
+  }
+
+  const withEngine = (body) => ($("#engine").value ? Object.assign(body, { engine: $("#engine").value }) : body);
 
   // ------------------------------------------------------------------ estimate
 
@@ -713,7 +879,10 @@
       $("#est-training").hidden = !training;
       $("#est-training").disabled = !training;
     };
-    mode.addEventListener("change", sync);
+    mode.addEventListener("change", () => {
+      sync();
+      if (state.engineAuto) followDefaultEngine();
+    });
     sync();
     $("#estimate-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
@@ -731,7 +900,7 @@
   }
 
   function estimateBody() {
-    const body = Object.assign(readForm($("#estimate-form")), { model: $("#model").value, hardware: $("#hardware").value });
+    const body = withEngine(Object.assign(readForm($("#estimate-form")), { model: $("#model").value, hardware: $("#hardware").value }));
     if (body.mode !== "training") body.per_op = true;
     return body;
   }
@@ -1254,7 +1423,7 @@
     });
   }
 
-  const planBody = () => Object.assign(readForm($("#plan-form")), { model: $("#model").value, hardware: $("#hardware").value });
+  const planBody = () => withEngine(Object.assign(readForm($("#plan-form")), { model: $("#model").value, hardware: $("#hardware").value }));
 
   class Cancelled extends Error {}
 
@@ -1442,12 +1611,19 @@
     const req = body || requestOf(pub);
     const tiers = Object.entries(pr.tiers || {}).map(([name, t]) => ({ name: `${name} (${t.role})`, capacity: t.capacity_bytes, parts: [["weights", t.weights_bytes], ["kv", t.kv_cache_bytes], ["act", t.activations_bytes]] }));
     const exports = el("div", { class: "exports", role: "group", "aria-label": "Export" }, state.exportFormats.map((f) => el("button", { type: "button", class: "secondary", "data-format": f, text: f, onclick: (ev) => exportPlan(pub.id, f, ev.currentTarget).catch(() => {}) })));
+    // The engine the plan was made for (the plan records it; else the request that solved
+    // it) and its deployment files: one button, the engine's own exporter.
+    const engine = state.engines.find((e) => e.id === (p.engine || req.engine));
+    const deploy = engine ? el("div", { class: "deploy", id: "plan-deploy", dataset: { engine: engine.id } },
+      el("button", { type: "button", id: "export-engine", "data-format": engine.exporter, text: `Deploy with ${engine.name} (${engine.exporter} export)`,
+        onclick: (ev) => exportPlan(pub.id, engine.exporter, ev.currentTarget).catch(() => {}) }),
+      el("span", { class: "muted small", text: ` planned for ${engine.name} on ${p.hardware}: only formats and layouts it runs there` })) : null;
     const used = oneShot ? Object.keys(oneShot).map((k) => (fieldControl([$("#plan-form")], k) || { label: k }).label) : [];
     const link = `plan=${encodeURIComponent(pub.id)}&${bodyParams(req, ["per_op", "id"])}`;
     fill($("#plan-result"),
       el("div", { class: "panel", id: "plan-summary", dataset: { planId: pub.id } },
         el("h2", { text: `Plan ${pub.id}` }),
-        el("p", { class: "muted", text: `${p.model} on ${p.devices} × ${p.hardware} (tp ${lay.tp} · pp ${lay.pp} · dp ${lay.dp} · ep ${lay.ep}); objective ${p.objective}; KV ${p.kv}; solver ${s.backend} ${s.status} in ${fmtTime(s.time_s)}${s.gap ? `, gap ${sig(s.gap)}` : ""}; ${Object.keys(p.choices || {}).length} groups` }),
+        el("p", { class: "muted", text: `${p.model} on ${p.devices} × ${p.hardware}${p.engine || req.engine ? ` with ${p.engine || req.engine}` : ""} (tp ${lay.tp} · pp ${lay.pp} · dp ${lay.dp} · ep ${lay.ep}); objective ${p.objective}; KV ${p.kv}; solver ${s.backend} ${s.status} in ${fmtTime(s.time_s)}${s.gap ? `, gap ${sig(s.gap)}` : ""}; ${Object.keys(p.choices || {}).length} groups` }),
         used.length ? el("p", { class: "note-change", id: "plan-oneshot", text: `Solved with the diagnosis' change (${used.join(", ")}); the form is back to your own values for the next plan.` }) : null,
         el("div", { class: "cards" },
           card("Time to first token", fmtTime(pr.ttft_s)),
@@ -1464,6 +1640,8 @@
         el("h3", { text: "Per-layer choices" }),
         heatMap(p.choices || {}),
         el("h3", { id: "export-title", text: "Export" }),
+        deploy,
+        deploy ? el("p", { class: "muted small", text: "Other formats:" }) : null,
         exports,
         el("p", { class: "form-error", id: "export-error", role: "alert", hidden: true }),
         el("div", { id: "export-out" }),
@@ -1487,6 +1665,7 @@
     const uniq = (k) => Array.from(new Set(choices.map((x) => x[k]).filter(Boolean)));
     const req = { model: p.model, hardware: p.hardware, devices: p.devices, tp: lay.tp, pp: lay.pp, dp: lay.dp, batch: w.batch, prompt: w.prompt, gen: w.gen,
       kv: p.kv, activations: p.activations, objective: p.objective, formats: uniq("weights"), allow_offload: Boolean(c.allow_offload) };
+    if (p.engine) req.engine = p.engine;
     if (lay.ep && lay.ep > 1) req.ep = lay.ep;
     const sp = uniq("sparsity");
     if (sp.length && !(sp.length === 1 && sp[0] === "dense")) req.sparsity = sp;
@@ -1510,6 +1689,7 @@
       if (req[k] && Array.from(sel.options).some((o) => o.value === req[k])) sel.value = req[k];
     }
     describeContext();
+    return setEngine(req.engine, false);
   }
 
   // -------------------------------------------------------------- heat map
@@ -1627,7 +1807,7 @@
       else for (const f of data.files) download(f.path.split("/").pop(), f.content, f.media_type);
       fill($("#export-out"),
         el("p", { text: archive ? `${format}: downloaded ${archive} (${data.files.map((f) => f.path).join(", ")})` : `${format}: downloaded ${data.files.map((f) => f.path).join(", ")}` }),
-        data.next_command ? el("pre", { text: data.next_command }) : null,
+        data.next_command ? el("pre", { class: "next-command", id: "export-command", text: data.next_command }) : null,
         el("pre", { class: "cmd-curl", text: curlCommand(null, null, "GET", `/v1/plans/${encodeURIComponent(id)}/export?format=${encodeURIComponent(format)}`) }),
         notes(data.notes),
       );
@@ -1762,7 +1942,7 @@
       tipOn(c, `plan ${p.pub.id}`, [["memory", fmtBytes(p.m[0])], ["sensitivity", sig(p.m[1])], ["TPOT", fmtTime(pr.tpot_s)], ["avg bits", sig(pr.avg_weight_bits)], ["objective", p.pub.plan.objective], ["Pareto", p.nd ? "not dominated" : "dominated"]]);
       const load = () => {
         hideTip();
-        fillPlanForm(requestOf(p.pub));
+        fillPlanForm(requestOf(p.pub)).catch(() => {});
         renderPlan(p.pub);
         $("#plan-summary").scrollIntoView({ block: "start" });
       };
@@ -1890,12 +2070,15 @@
     return state.planCache.get(id);
   }
 
-  async function openPlan(id) {
+  // `engine`: the engine a link names, for a plan stored without one.
+  async function openPlan(id, engine) {
     try {
       const pub = await getPlan(id);
       showView("plan", false);
-      fillPlanForm(requestOf(pub));
-      renderPlan(pub);
+      const req = requestOf(pub);
+      if (!req.engine && engine) req.engine = engine;
+      await fillPlanForm(req);
+      renderPlan(pub, req);
       await refreshPareto();
       $("#plan-summary").scrollIntoView({ block: "start" });
     } catch (e) {
@@ -2026,6 +2209,10 @@
     const nodes = [el("div", { class: "field", "data-field": "model" }, el("label", { for: "cap-model", text: "Model" }), modelSel, el("p", { class: "field-error", role: "alert", hidden: true }))];
     for (const [name, prop] of Object.entries(props)) {
       if (name === "model" || name === "hardware" || name === "models" || name === "mix") continue;
+      if (name === "engine") {
+        nodes.push(capacityEngineField(fieldKind(doc, prop), prop));
+        continue;
+      }
       const k = fieldKind(doc, prop);
       const id = `cap-${name}`;
       const label = CAPACITY_LABELS[name] || prop.title || name;
@@ -2045,6 +2232,17 @@
     fill(fieldsBox, ...nodes);
     describeErrors();
     fillCapacityHardware();
+  }
+
+  // The capacity engine: a picker of the serving engines (GET /v1/engines); left at
+  // "each hardware's default", every candidate runs its class's default engine.
+  function capacityEngineField(k, prop) {
+    const serving = state.engines.filter((e) => e.kind !== "training");
+    const help = el("p", { class: "muted small", id: "cap-engine-help", text: prop.description || "" });
+    const control = el("select", { id: "cap-engine", name: "engine", "data-type": k.kind === "list" ? "list" : "text", "aria-describedby": "cap-engine-help" },
+      el("option", { value: "", text: "each hardware's default engine" }),
+      serving.map((e) => el("option", { value: e.id, text: `${e.name} (${e.id})` })));
+    return el("div", { class: "field", "data-field": "engine" }, el("label", { for: "cap-engine", text: "Engine" }), control, help, el("p", { class: "field-error", role: "alert", hidden: true }));
   }
 
   function fillCapacityHardware() {
@@ -2416,7 +2614,7 @@
     if (![...params.keys()].length) return;
     try {
       if (view === "estimate" || view === "roofline" || view === "throughput") {
-        pickContext(params);
+        await pickContext(params);
         fillFromParams($("#estimate-form"), params);
         if (view === "throughput") {
           if (params.get("batches")) $("#tp-batches").value = params.get("batches").split(",").join(", ");
@@ -2426,7 +2624,7 @@
         for (const slot of ["a", "b"]) {
           if (!params.get(slot)) continue;
           const q = new URLSearchParams(params.get(slot));
-          pickContext(q);
+          await pickContext(q);
           const form = $("#estimate-form");
           form.reset();
           fillFromParams(form, q);
@@ -2435,9 +2633,9 @@
         }
         renderCompare();
       } else if (view === "plan") {
-        pickContext(params);
+        await pickContext(params);
         fillFromParams($("#plan-form"), params);
-        if (params.get("plan")) await openPlan(params.get("plan"));
+        if (params.get("plan")) await openPlan(params.get("plan"), params.get("engine"));
       } else if (view === "capacity") {
         await prepareCapacity();
         if (params.get("model")) $("#cap-model").value = params.get("model");
