@@ -1008,7 +1008,7 @@
       fill(out,
         el("div", { class: "panel" },
           title,
-          el("p", { class: "muted", text: `training: global batch ${d.global_batch}, micro-batch ${d.micro_batch}, seq ${d.seq}, tp ${d.tp} · pp ${d.pp} · dp ${d.dp}, ZeRO ${d.zero}, ${d.optimizer}, ${d.finetune}` }),
+          el("p", { class: "muted", text: `training: global batch ${d.global_batch}, micro-batch ${d.micro_batch}, seq ${d.seq}, tp ${d.tp} · pp ${d.pp} · dp ${d.dp}, ZeRO ${d.zero}, ${d.optimizer}, ${d.finetune}${d.engine || body.engine ? `; engine ${d.engine || body.engine}` : ""}` }),
           el("div", { class: "cards" },
             card("Step time", fmtTime(d.step_time_s)),
             card("Throughput", `${sig(d.tokens_per_s)} tok/s`, `${sig(d.tokens_per_s_per_device)} tok/s per device`),
@@ -1034,7 +1034,7 @@
     fill(out,
       el("div", { class: "panel" },
         title,
-        el("p", { class: "muted", text: `batch ${d.batch}, prompt ${d.prompt}, gen ${d.gen}; weights ${d.weights}, activations ${d.activations}, KV ${d.kv}, ${d.sparsity}; ${d.devices} device${d.devices === 1 ? "" : "s"} (tp ${d.tp} · pp ${d.pp} · dp ${d.dp} · ep ${d.ep})` }),
+        el("p", { class: "muted", text: `batch ${d.batch}, prompt ${d.prompt}, gen ${d.gen}; weights ${d.weights}, activations ${d.activations}, KV ${d.kv}, ${d.sparsity}; ${d.devices} device${d.devices === 1 ? "" : "s"} (tp ${d.tp} · pp ${d.pp} · dp ${d.dp} · ep ${d.ep})${d.engine ? `; engine ${d.engine}` : ""}` }),
         el("div", { class: "cards" }, estimateCards(d)),
         el("h3", { text: "Memory per device, by tier" }),
         memoryBars(tiers),
@@ -2507,7 +2507,7 @@
     const chart = el("div", { id: "throughput-chart", class: "chart" });
     const nofit = rows.filter((r) => !r.fits).map((r) => r.batch);
     fill(out, el("div", { class: "panel" },
-      el("h3", { text: `${base.model} on ${base.hardware}: ${base.devices || (base.tp || 1) * (base.pp || 1) * (base.dp || 1)} device(s), prompt ${base.prompt ?? 512}, gen ${base.gen ?? 128}` }),
+      el("h3", { text: `${base.model} on ${base.hardware}${base.engine ? ` with ${base.engine}` : ""}: ${base.devices || (base.tp || 1) * (base.pp || 1) * (base.dp || 1)} device(s), prompt ${base.prompt ?? 512}, gen ${base.gen ?? 128}` }),
       chart,
       nofit.length ? el("p", { class: "muted small", id: "throughput-nofit", text: `Batch ${nofit.join(", ")} does not fit in memory: not drawn.` }) : null,
       el("div", { class: "panel-head" }, el("h3", { text: "Points" }), csvButton(() => $("#throughput-table"), `throughput-${base.model}-${base.hardware}.csv`)),
@@ -2598,7 +2598,7 @@
     });
     const head = (first) => el("thead", {}, el("tr", {}, [first, "A", "B", "B vs A"].map((h) => el("th", { scope: "col", text: h }))));
     fill(box,
-      el("div", { class: "panel-head" }, el("h3", { text: `A: ${a.data.model} on ${a.data.hardware} · B: ${b.data.model} on ${b.data.hardware}` }), csvButton(() => $("#compare-table"), "compare.csv")),
+      el("div", { class: "panel-head" }, el("h3", { text: `A: ${a.data.model} on ${a.data.hardware}${a.body.engine ? ` (${a.body.engine})` : ""} · B: ${b.data.model} on ${b.data.hardware}${b.body.engine ? ` (${b.body.engine})` : ""}` }), csvButton(() => $("#compare-table"), "compare.csv")),
       el("table", { id: "compare-table" }, el("caption", { class: "sr-only", text: "Two estimates side by side" }), head("metric"), el("tbody", {}, outRows)),
       el("h3", { text: "Inputs" }),
       el("table", { id: "compare-inputs" }, head("field"), el("tbody", {}, inRows)),
