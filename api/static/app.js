@@ -222,8 +222,8 @@
 
   // REST field → CLI flag where the flag is not the field with '-' for '_'; null: no flag.
   const CLI_FLAGS = { ttft_slo_s: "--ttft-slo", tpot_slo_s: "--tpot-slo", time_limit_s: "--time-limit", per_op: null, id: null };
-  const CLI_COMMAND = { estimate: "tierwise estimate", plan: "tierwise plan", capacity: "tierwise capacity serve" };
-  const ROUTE = { estimate: "/v1/estimate", plan: "/v1/plans", capacity: "/v1/capacity" };
+  const CLI_COMMAND = { estimate: "tierwise estimate", plan: "tierwise plan", capacity: "tierwise capacity serve", frontier: "tierwise capacity frontier" };
+  const ROUTE = { estimate: "/v1/estimate", plan: "/v1/plans", capacity: "/v1/capacity", frontier: "/v1/capacity/frontier" };
 
   function shq(v) {
     const t = String(v);
@@ -517,6 +517,7 @@
     if (currentView() !== name || !location.hash) history.replaceState(null, "", `#${name}${state.shared[name] ? `?${state.shared[name]}` : ""}`);
     if (name === "plans") loadPlans(true).catch(() => {});
     if (name === "capacity" && state.models.length) prepareCapacity().catch((e) => showError([$("#capacity-form")], e));
+    if (name === "throughput" && state.models.length) prepareFrontier().catch((e) => showError([$("#frontier-form")], e));
     if (name === "roofline" && state.estimate) drawRoofline();
     if (state.engineAuto && CONTEXT_VIEWS.has(name) && state.engines.length) followDefaultEngine();
     hideTip();
@@ -607,6 +608,7 @@
     describeContext();
     await engineChanged();
     if (!$("#view-capacity").hidden) await prepareCapacity();
+    if (!$("#view-throughput").hidden) await prepareFrontier();
     document.body.dataset.ready = "true";
     performance.mark("tierwise-ready");
   }
@@ -827,6 +829,7 @@
       state.engineSupport = info;
       showEngine(info, replaced, hw);
       fillDatalists();
+      fillFrontierEngines();
       if (reset) resetFormats(info, snapshot);
     } catch (e) {
       if (seq === state.engineSeq) showError(CONTEXT_SCOPES(), e);
@@ -849,6 +852,7 @@
       state.engineSupport = info;
       showEngine(info, replaced, hw);
       fillDatalists();
+      fillFrontierEngines();
     }
     if (replaced && strict) {
       const known = state.engines.some((e) => e.id === replaced);
@@ -2190,9 +2194,16 @@
     return { kind: "text" };
   }
 
+  // The server's OpenAPI description, read once: the capacity form and the frontier are
+  // built from what this server accepts.
+  async function openapiDoc() {
+    if (!state.openapi) state.openapi = (await api("GET", "/openapi.json")).data;
+    return state.openapi;
+  }
+
   async function prepareCapacity() {
     if (state.capacitySchema) return;
-    const { data: doc } = await api("GET", "/openapi.json");
+    const doc = await openapiDoc();
     const op = doc.paths && doc.paths["/v1/capacity"] && doc.paths["/v1/capacity"].post;
     const fieldsBox = $("#capacity-fields");
     if (!op) {
@@ -2238,6 +2249,14 @@
   // "each hardware's default", every candidate runs its class's default engine.
   function capacityEngineField(k, prop) {
     const serving = state.engines.filter((e) => e.kind !== "training");
+    if (k.kind === "list") {
+      // A server that compares engines side by side: tick several, one row per engine × hardware.
+      return el("fieldset", { class: "field hw-pick wide2", "data-field": "engine", id: "cap-engines" },
+        el("legend", { text: "Engines to compare" }),
+        el("p", { class: "muted small", text: "None ticked: each hardware's default engine. Several: one row per engine × hardware; hardware an engine does not run on is listed with the reason." }),
+        el("div", { class: "check-grid" }, serving.map((e) => el("label", {}, el("input", { type: "checkbox", value: e.id, "aria-label": `compare ${e.name}` }), ` ${e.name} (${e.id})`))),
+        el("p", { class: "field-error", role: "alert", hidden: true }));
+    }
     const help = el("p", { class: "muted small", id: "cap-engine-help", text: prop.description || "" });
     const control = el("select", { id: "cap-engine", name: "engine", "data-type": k.kind === "list" ? "list" : "text", "aria-describedby": "cap-engine-help" },
       el("option", { value: "", text: "each hardware's default engine" }),
@@ -2260,11 +2279,14 @@
 
   function capacityRows(data) {
     const list = data.hardware || data.ranked || data.items || data.results || [];
+    // (engine, hardware) pairs the engine does not run: listed with the reason, unranked.
+    const unsupported = (data.unsupported || []).map((u) => ({ hardware: u.hardware, engine: u.engine, o: {}, meets: false, has: false,
+      reason: `${u.engine} does not run on ${u.hardware}${u.reason ? `: ${u.reason}` : ""}` }));
     return list.map((row) => {
       const o = row.best || row.closest || row;
       const meets = row.meets_slo !== undefined ? row.meets_slo : o.meets_slo;
-      return { hardware: row.hardware || o.hardware, o: row.best || row.closest ? o : row, meets: meets !== false, has: Boolean(row.best || row.closest || row.devices) };
-    });
+      return { hardware: row.hardware || o.hardware, engine: row.engine || o.engine || "", o: row.best || row.closest ? o : row, meets: meets !== false, has: Boolean(row.best || row.closest || row.devices) };
+    }).concat(unsupported);
   }
 
   // A route that answers 202 with a job (a long capacity search) is followed to its result.
@@ -2291,6 +2313,8 @@
     const body = readForm($("#capacity-form"));
     body.hardware = $$("#capacity-hardware input:checked").map((i) => i.value);
     if (state.capacitySchema && !("hardware" in state.capacitySchema.props)) delete body.hardware;
+    const engines = $$("#cap-engines input:checked").map((i) => i.value);
+    if (engines.length) body.engine = engines;
     return body;
   }
 
@@ -2335,8 +2359,9 @@
           }
           for (const row of r) {
             if (!row.meets || row.o.usd_per_hour === null || row.o.usd_per_hour === undefined) continue;
-            if (!series.has(row.hardware)) series.set(row.hardware, []);
-            series.get(row.hardware).push([v, row.o.usd_per_hour]);
+            const name = multiEngine(body) && row.engine ? `${row.hardware} · ${row.engine}` : row.hardware;
+            if (!series.has(name)) series.set(name, []);
+            series.get(name).push([v, row.o.usd_per_hour]);
           }
         }
         const plot = $("#capacity-plot");
@@ -2354,14 +2379,16 @@
     }
   }
 
-  const CAP_HEAD = ["#", "hardware", "devices", "USD/h", "USD/M tok", "layout", "weights / act / kv", "TTFT p50 / p95", "TPOT p50 / p95", "meets SLO"];
+  const CAP_HEAD = ["#", "hardware", "devices", "USD/h", "USD/M tok", "layout", "weights / act / kv", "TTFT p50 / p95", "TPOT p50 / p95", "meets SLO", "engine"];
+  const multiEngine = (body) => Array.isArray(body.engine) && body.engine.length > 1;
 
   function capacityRow(r, rank) {
     const o = r.o;
     const td = (i, attrs) => el("td", Object.assign({ "data-label": CAP_HEAD[i] }, attrs));
     if (!r.has) {
       return el("tr", { class: "nofit" }, td(0, { text: rank }), td(1, { text: r.hardware }),
-        td(2, { colspan: 7, class: "muted", text: "does not fit at any layout within the device limit: no timings, no price" }), td(9, { class: "no", text: "does not fit" }));
+        td(2, { colspan: 7, class: "muted", text: r.reason || "does not fit at any layout within the device limit: no timings, no price" }),
+        td(9, { class: "no", text: r.reason ? "does not run" : "does not fit" }), td(10, { text: r.engine || "–" }));
     }
     return el("tr", {},
       td(0, { text: rank }), td(1, { text: r.hardware }), td(2, { class: "num", text: o.devices ?? "–" }),
@@ -2371,7 +2398,8 @@
       td(6, { text: [o.weights, o.activations, o.kv].filter(Boolean).join(" / ") || "–" }),
       td(7, { class: "num", text: o.ttft_p50_s !== undefined ? `${fmtTime(o.ttft_p50_s)} / ${fmtTime(o.ttft_p95_s)}` : fmtTime(o.ttft_s) }),
       td(8, { class: "num", text: o.tpot_p50_s !== undefined ? `${fmtTime(o.tpot_p50_s)} / ${fmtTime(o.tpot_p95_s)}` : fmtTime(o.tpot_s) }),
-      td(9, { class: r.meets ? "ok" : "no", text: r.meets ? "yes" : `no${o.failures && o.failures.length ? ": " + [].concat(o.failures).join("; ") : ""}` }));
+      td(9, { class: r.meets ? "ok" : "no", text: r.meets ? "yes" : `no${o.failures && o.failures.length ? ": " + [].concat(o.failures).join("; ") : ""}` }),
+      td(10, { text: r.engine || "–" }));
   }
 
   // Only configurations that meet the SLOs are ranked by price; the closest miss of each
@@ -2444,6 +2472,10 @@
       ev.preventDefault();
       runThroughput().catch(() => {});
     });
+    $("#frontier-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      runFrontier().catch(() => {});
+    });
   }
 
   // One POST /v1/estimate per batch size (the Estimate view's other fields), then tokens/s
@@ -2479,7 +2511,7 @@
       }
       status.textContent = "";
       renderThroughput(base, batches, points);
-      share("throughput", `${bodyParams(base)}&batches=${batches.join(",")}`);
+      share("throughput", `${bodyParams(base)}&batches=${batches.join(",")}${state.frontierEngines ? `&frontier=${state.frontierEngines.join(",")}` : ""}`);
     } catch (e) {
       status.textContent = "";
       showError([form, $("#estimate-form"), $("#context")], e);
@@ -2538,6 +2570,130 @@
       s.append(c, svg("text", { x: xs.map(r.user) + 7, y: ys.map(r.device) - 7, class: "pt-label", text: r.batch }));
     }
     return s;
+  }
+
+  // ------------------------------------------------------------------ throughput–latency frontier
+
+  // POST /v1/capacity/frontier (when this server has it): for the model and hardware above,
+  // every layout, weight format and batch size each ticked engine runs there, Pareto-filtered
+  // on output tokens/s per device and tokens/s per user — one line per engine.
+  async function prepareFrontier() {
+    const doc = await openapiDoc();
+    const op = doc.paths && doc.paths["/v1/capacity/frontier"] && doc.paths["/v1/capacity/frontier"].post;
+    state.frontierProps = op ? resolveRef(doc, op.requestBody.content["application/json"].schema).properties || {} : null;
+    $("#frontier-form").hidden = !op;
+    fillFrontierEngines();
+  }
+
+  // The serving engines that run on the hardware; the picked engine ticked.
+  function fillFrontierEngines(ticked) {
+    const box = $("#frontier-engines");
+    const d = state.enginesOn.get($("#hardware").value);
+    if (!d) return;
+    const want = new Set(ticked || [$("#engine").value]);
+    fill(box, ...d.items.filter((e) => e.kind !== "training").map((e) => el("label", {},
+      el("input", { type: "checkbox", value: e.id, checked: want.has(e.id), "aria-label": `frontier of ${e.name}` }), ` ${e.name} (${e.id})`)));
+  }
+
+  function frontierBody() {
+    const est = readForm($("#estimate-form"));
+    const own = readForm($("#frontier-form"));
+    const body = { model: $("#model").value, hardware: [$("#hardware").value], engine: $$("#frontier-engines input:checked").map((i) => i.value) };
+    for (const k of ["prompt", "gen", "kv"]) if (est[k] !== undefined) body[k] = est[k];
+    if (own.max_devices !== undefined) body.max_devices = own.max_devices;
+    for (const k of Object.keys(body)) if (state.frontierProps && !(k in state.frontierProps)) delete body[k];
+    return body;
+  }
+
+  async function runFrontier() {
+    const form = $("#frontier-form");
+    const btn = $("#frontier-run");
+    clearErrors(form, $("#estimate-form"), $("#context"));
+    const body = frontierBody();
+    if (!body.engine || !body.engine.length) {
+      showError([form], { field: "engine", message: "tick at least one engine" });
+      return;
+    }
+    busy(btn, true, "Searching…");
+    $("#frontier-status").textContent = `${body.engine.join(", ")} on ${body.hardware[0]}…`;
+    try {
+      const { data } = await api("POST", "/v1/capacity/frontier", body);
+      renderFrontier(body, data);
+      state.frontierEngines = body.engine;
+      const sweep = state.shared.throughput && new URLSearchParams(state.shared.throughput).get("batches");
+      share("throughput", `${bodyParams(withEngine(Object.assign(readForm($("#estimate-form")), { model: body.model, hardware: body.hardware[0] })), ["per_op", "mode"])}${sweep ? `&batches=${sweep}` : ""}&frontier=${body.engine.join(",")}`);
+    } catch (e) {
+      fill($("#frontier-result"));
+      showError([form, $("#estimate-form"), $("#context")], e);
+      throw e;
+    } finally {
+      $("#frontier-status").textContent = "";
+      busy(btn, false);
+    }
+  }
+
+  const FRONTIER_HEAD = ["engine", "hardware", "batch", "devices", "tp · pp", "weights / act / kv", "tok/s per user", "tok/s per device", "TPOT", "USD/M tok"];
+
+  function renderFrontier(body, data) {
+    const series = (data.series || []).filter((s) => s.points && s.points.length);
+    const rows = series.flatMap((s) => s.points.map((p) => el("tr", {},
+      el("td", { "data-label": "engine", text: p.engine }), el("td", { "data-label": "hardware", text: p.hardware }),
+      el("td", { class: "num", "data-label": "batch", text: p.batch }), el("td", { class: "num", "data-label": "devices", text: p.devices }),
+      el("td", { "data-label": "tp · pp", text: `${p.tp} · ${p.pp}` }), el("td", { "data-label": "formats", text: `${p.weights} / ${p.activations} / ${p.kv}` }),
+      el("td", { class: "num", "data-label": "tok/s per user", "data-v": p.tokens_per_s_per_user, text: sig(p.tokens_per_s_per_user) }),
+      el("td", { class: "num", "data-label": "tok/s per device", "data-v": p.tokens_per_s_per_device, text: sig(p.tokens_per_s_per_device) }),
+      el("td", { class: "num", "data-label": "TPOT", "data-v": p.tpot_s, text: fmtTime(p.tpot_s) }),
+      el("td", { class: "num", "data-label": "USD/M tok", "data-v": p.usd_per_million_tokens ?? "", text: p.usd_per_million_tokens != null ? sig(p.usd_per_million_tokens) : "–" }))));
+    const chart = el("div", { id: "frontier-chart", class: "chart" });
+    const unsupported = (data.unsupported || []).map((u) => `${u.engine} on ${u.hardware}: ${u.reason}`);
+    const empty = (data.series || []).filter((s) => !s.points || !s.points.length).map((s) => `${s.engine} on ${s.hardware}`);
+    fill($("#frontier-result"), el("div", { class: "panel" },
+      el("h3", { text: `${data.model} on ${body.hardware.join(", ")}: prompt ${data.prompt}, gen ${data.gen}` }),
+      chart,
+      unsupported.length ? el("p", { class: "muted small", id: "frontier-unsupported", text: `Not drawn — ${unsupported.join("; ")}` }) : null,
+      empty.length ? el("p", { class: "muted small", id: "frontier-empty", text: `Nothing fits: ${empty.join(", ")}` }) : null,
+      el("div", { class: "panel-head" }, el("h3", { text: "Frontier points" }), csvButton(() => $("#frontier-table"), `frontier-${data.model}-${body.hardware.join("-")}.csv`)),
+      el("div", { class: "table-wrap" }, el("table", { id: "frontier-table", class: "stack" }, el("caption", { class: "sr-only", text: "Points of the throughput–latency frontier" }),
+        el("thead", {}, el("tr", {}, FRONTIER_HEAD.map((h) => el("th", { scope: "col", text: h })))), el("tbody", {}, rows))),
+      commands("frontier", body)));
+    const draw = () => fill(chart, frontierPlot(series, chart));
+    draw();
+    redrawOnResize(chart, draw);
+    chart.dataset.series = String(series.length);
+    chart.dataset.points = String(series.reduce((a, s) => a + s.points.length, 0));
+  }
+
+  function frontierPlot(series, box) {
+    const pts = series.flatMap((s) => s.points).filter((p) => p.tokens_per_s_per_user > 0 && p.tokens_per_s_per_device > 0);
+    if (!pts.length) return el("p", { class: "muted", text: "No configuration fits on this hardware." });
+    const W = chartWidth(box, 760), H = Math.round(Math.min(380, Math.max(280, W * 0.6)));
+    const b = { left: 64, right: W - 16, top: 16, bottom: H - 48 };
+    const xv = pts.map((p) => p.tokens_per_s_per_user), yv = pts.map((p) => p.tokens_per_s_per_device);
+    const xs = logScale(Math.min(...xv) / 1.3, Math.max(...xv) * 1.3, b.left, b.right);
+    const ys = logScale(Math.min(...yv) / 1.3, Math.max(...yv) * 1.3, b.bottom, b.top);
+    const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "group", "aria-label": `Throughput–latency frontier: ${series.length} engine and hardware pairs, ${pts.length} points` });
+    axes(s, b, xs, ys, "tokens/s per user (1 / TPOT)", "output tokens/s per device", "", "");
+    const legend = el("div", { class: "legend" });
+    series.forEach((ser, i) => {
+      const colour = LINE_COLOURS[i % LINE_COLOURS.length];
+      const line = ser.points.slice().sort((p, q) => p.tokens_per_s_per_user - q.tokens_per_s_per_user);
+      const path = svg("path", { class: "line", "data-engine": ser.engine, d: line.map((p, j) => `${j ? "L" : "M"}${xs.map(p.tokens_per_s_per_user)},${ys.map(p.tokens_per_s_per_device)}`).join("") });
+      path.style.stroke = colour;
+      s.append(path);
+      for (const p of line) {
+        const c = svg("circle", { class: "fp", cx: xs.map(p.tokens_per_s_per_user), cy: ys.map(p.tokens_per_s_per_device), r: 4.5, tabindex: 0, role: "img", dataset: { engine: p.engine, batch: p.batch },
+          "aria-label": `${p.engine} on ${p.hardware}, batch ${p.batch}, ${p.devices} device${p.devices === 1 ? "" : "s"}, ${p.weights}: ${sig(p.tokens_per_s_per_user)} tokens/s per user, ${sig(p.tokens_per_s_per_device)} per device` });
+        c.style.fill = colour;
+        tipOn(c, `${p.engine} on ${p.hardware}`, [["batch", String(p.batch)], ["layout", `tp ${p.tp} · pp ${p.pp}`], ["formats", `${p.weights} / ${p.activations} / ${p.kv}`],
+          ["per user", `${sig(p.tokens_per_s_per_user)} tok/s`], ["per device", `${sig(p.tokens_per_s_per_device)} tok/s`], ["TPOT", fmtTime(p.tpot_s)],
+          ["cost", p.usd_per_million_tokens != null ? perMillion(p.usd_per_million_tokens) : "–"]]);
+        s.append(c);
+      }
+      const sw = el("span", { class: "sw" });
+      sw.style.background = colour;
+      legend.append(el("span", {}, sw, `${ser.engine} on ${ser.hardware}`));
+    });
+    return [legend, s];
   }
 
   // ------------------------------------------------------------------ compare two estimates
@@ -2618,7 +2774,12 @@
         fillFromParams($("#estimate-form"), params);
         if (view === "throughput") {
           if (params.get("batches")) $("#tp-batches").value = params.get("batches").split(",").join(", ");
-          await runThroughput();
+          if (params.get("batches") || !params.get("frontier")) await runThroughput();
+          if (params.get("frontier")) {
+            await prepareFrontier();
+            fillFrontierEngines(params.get("frontier").split(","));
+            if (!$("#frontier-form").hidden) await runFrontier();
+          }
         } else await runEstimate();
       } else if (view === "compare") {
         for (const slot of ["a", "b"]) {
@@ -2644,6 +2805,8 @@
           const want = new Set(params.get("hardware").split(","));
           for (const i of $$("#capacity-hardware input")) i.checked = want.has(i.value);
         }
+        const engines = new Set((params.get("engine") || "").split(",").filter(Boolean));
+        for (const i of $$("#cap-engines input")) i.checked = engines.has(i.value);
         // The ranking is shown first; the cost-against-load sweep goes on behind.
         const run = runCapacity();
         await Promise.race([run, new Promise((r) => {

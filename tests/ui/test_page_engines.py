@@ -334,30 +334,116 @@ def test_a_plan_for_another_engine_exports_with_that_engines_exporter(page, serv
 # ------------------------------------------------------------------------------ capacity
 
 
-def test_capacity_takes_an_engine_from_the_engine_list(page, server, vp):
+def test_capacity_takes_engines_from_the_engine_list(page, server, vp):
+    """One engine (a server whose capacity takes one) or several side by side, one row per
+    engine × hardware (a server whose `engine` takes a list, as its OpenAPI says)."""
     if vp == "phone":
         pytest.skip("one viewport is enough for the capacity engine")
     ready(page, "#capacity")
-    select = page.locator("#cap-engine")
-    expect(select).to_have_value("")
+    expect(page.locator("#capacity-fields [data-field]").first).to_be_visible()
     with server.client() as c:
         serving = [i["id"] for i in c.get("/v1/engines").json()["items"] if i["kind"] != "training"]
-    assert select.locator("option").evaluate_all("os => os.map(o => o.value)") == [""] + serving
     page.select_option("#cap-model", "llama-3.2-1b")
     for value in page.locator("#capacity-hardware input:checked").evaluate_all("bs => bs.map(b => b.value)"):
         page.uncheck(f'#capacity-hardware input[value="{value}"]')
     page.check('#capacity-hardware input[value="l4"]')
-    page.select_option("#cap-engine", "trtllm")
+    several = page.locator("#cap-engines").count() == 1
+    if several:
+        boxes = page.locator("#cap-engines input")
+        assert boxes.evaluate_all("bs => bs.map(b => b.value)") == serving
+        assert page.locator("#cap-engines input:checked").count() == 0  # none: each hardware's default
+        page.check('#cap-engines input[value="vllm"]')
+        page.check('#cap-engines input[value="trtllm"]')
+        want = ["trtllm", "vllm"]
+    else:
+        select = page.locator("#cap-engine")
+        expect(select).to_have_value("")
+        assert select.locator("option").evaluate_all("os => os.map(o => o.value)") == [""] + serving
+        page.select_option("#cap-engine", "trtllm")
+        want = ["trtllm"]
     with page.expect_request(lambda r: r.url.endswith("/v1/capacity") and r.method == "POST") as sent:
         page.click("#capacity-run")
     body = sent.value.post_data_json
-    assert body["engine"] in ("trtllm", ["trtllm"]) and body["hardware"] == ["l4"]
+    assert sorted([body["engine"]] if isinstance(body["engine"], str) else body["engine"]) == want
+    assert body["hardware"] == ["l4"]
     expect(page.locator("#capacity-result .panel")).to_be_visible(timeout=SOLVE_TIMEOUT_MS)
     with server.client() as c:
         api = post_result(c, "/v1/capacity", body)
     assert "error" not in api, api
-    ranked = page.locator("#capacity-table tbody tr")
-    expect(ranked).to_have_count(1)
+    rows = page.locator("#capacity-table tbody tr, #capacity-miss tbody tr")
+    expect(rows).to_have_count(len(api["hardware"]) + len(api.get("unsupported", [])))
+    if several:
+        engines = sorted(page.locator("#capacity-table tbody tr td:nth-child(11), #capacity-miss tbody tr td:nth-child(11)").all_text_contents())
+        assert engines == sorted(h["engine"] for h in api["hardware"]) == want
     page.click("#capacity-result .commands summary")
-    assert "--engine trtllm" in page.locator("#capacity-result .cmd-cli").inner_text()
-    assert "engine=trtllm" in page.url
+    assert f"--engine {','.join(body['engine']) if several else 'trtllm'}" in page.locator("#capacity-result .cmd-cli").inner_text()
+    q = parse_qs(urlsplit(page.url).fragment.split("?", 1)[1])
+    assert sorted(q["engine"][0].split(",")) == want
+    if several:  # the link ticks the same engines again
+        url = page.url
+        page.goto("about:blank")
+        ready(page, "#" + url.split("#", 1)[1])
+        expect(page.locator("#capacity-result .panel")).to_be_visible(timeout=SOLVE_TIMEOUT_MS)
+        assert sorted(page.locator("#cap-engines input:checked").evaluate_all("bs => bs.map(b => b.value)")) == want
+
+
+# ------------------------------------------------------------------------------ frontier
+
+
+def test_throughput_view_draws_the_frontier_of_each_engine(page, server, shots, vp):
+    with server.client() as c:
+        if "/v1/capacity/frontier" not in c.get("/openapi.json").json()["paths"]:
+            pytest.skip("this build of the service has no POST /v1/capacity/frontier")
+    ready(page, "#throughput?model=llama-3.2-1b&hardware=l4&engine=vllm&batches=1,8,64")
+    expect(page.locator("#throughput-chart")).to_have_attribute("data-points", re.compile(r"\d+"), timeout=60_000)
+    form = page.locator("#frontier-form")
+    expect(form).to_be_visible()
+    # the picked engine is ticked; every serving engine that runs on an L4 is offered
+    with server.client() as c:
+        on = c.get("/v1/engines", params={"hardware": "l4"}).json()
+    offered = page.locator("#frontier-engines input").evaluate_all("bs => bs.map(b => b.value)")
+    assert offered == [i["id"] for i in on["items"] if i["kind"] != "training"]
+    assert page.locator("#frontier-engines input:checked").evaluate_all("bs => bs.map(b => b.value)") == ["vllm"]
+    page.check('#frontier-engines input[value="trtllm"]')
+    page.fill("#frontier-max-devices", "4")
+    with page.expect_request(lambda r: r.url.endswith("/v1/capacity/frontier") and r.method == "POST") as sent:
+        page.click("#frontier-run")
+    body = sent.value.post_data_json
+    assert body["engine"] == ["trtllm", "vllm"] or body["engine"] == ["vllm", "trtllm"]
+    assert body["hardware"] == ["l4"] and body["max_devices"] == 4 and body["prompt"] == 512 and body["gen"] == 128
+    chart = page.locator("#frontier-chart")
+    expect(chart).to_have_attribute("data-series", re.compile(r"\d+"), timeout=SOLVE_TIMEOUT_MS)
+    with server.client() as c:
+        api = c.post("/v1/capacity/frontier", json=body)
+    assert api.status_code == 200, api.text
+    series = [s for s in api.json()["series"] if s["points"]]
+    assert {s["engine"] for s in series} == {"vllm", "trtllm"}
+    expect(chart).to_have_attribute("data-series", str(len(series)))
+    points = [p for s in series for p in s["points"]]
+    expect(chart.locator("circle.fp")).to_have_count(len(points))
+    expect(chart.locator("path.line")).to_have_count(len(series))
+    # the table is the API's points: per user and per device, as the page renders numbers
+    cells = page.locator("#frontier-table tbody tr").evaluate_all(
+        "rs => rs.map(r => Array.from(r.cells).map(c => c.dataset.v !== undefined ? c.dataset.v : c.textContent))")
+    assert len(cells) == len(points)
+    got = sorted((r[0], int(r[2]), int(r[3]), float(r[6]), float(r[7])) for r in cells)
+    want = sorted((p["engine"], p["batch"], p["devices"], p["tokens_per_s_per_user"], p["tokens_per_s_per_device"]) for p in points)
+    assert [g[:3] for g in got] == [w[:3] for w in want]
+    for g, w in zip(got, want):
+        assert g[3] == pytest.approx(w[3], rel=1e-9) and g[4] == pytest.approx(w[4], rel=1e-9)
+    # on each line, more tokens/s per user never comes with more tokens/s per device (a frontier)
+    for s in series:
+        pts = sorted(s["points"], key=lambda p: p["tokens_per_s_per_user"])
+        dev = [p["tokens_per_s_per_device"] for p in pts]
+        assert dev == sorted(dev, reverse=True), s["engine"]
+    page.click("#frontier-result .commands summary")
+    cli = page.locator("#frontier-result .cmd-cli").inner_text()
+    assert cli.startswith("tierwise capacity frontier ") and "--engine " in cli and "trtllm" in cli
+    assert "frontier=" in page.url and "engine=vllm" in page.url
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+    shot(page, shots, "frontier", vp)
+    # the link draws it again
+    url = page.url
+    page.goto("about:blank")
+    ready(page, "#" + url.split("#", 1)[1])
+    expect(page.locator("#frontier-chart")).to_have_attribute("data-series", str(len(series)), timeout=SOLVE_TIMEOUT_MS)
