@@ -1879,7 +1879,9 @@
 
   function problemKey(pub) {
     const p = pub.plan, c = p.constraints || {}, w = p.workload || {};
-    return JSON.stringify([p.model, p.hardware, p.devices, w.batch, w.prompt, w.gen, c.ttft_slo_s ?? null, c.tpot_slo_s ?? null, Boolean(c.allow_offload)]);
+    // A plan made for another engine searched other formats: another problem (plans that
+    // record no engine are compared as they were).
+    return JSON.stringify([p.model, p.hardware, p.devices, w.batch, w.prompt, w.gen, c.ttft_slo_s ?? null, c.tpot_slo_s ?? null, Boolean(c.allow_offload), p.engine ?? null]);
   }
 
   // Where the current plan's sensitivity sits among the plans of the same problem.
@@ -2126,7 +2128,7 @@
   async function diffSelected() {
     const [a, b] = await Promise.all(Array.from(state.selected).map(getPlan));
     const pa = a.plan, pb = b.plan;
-    const fields = ["model", "hardware", "devices", "layout", "workload", "constraints", "objective", "kv", "activations"];
+    const fields = ["model", "hardware", "engine", "devices", "layout", "workload", "constraints", "objective", "kv", "activations"];
     const fa = flat(Object.fromEntries(fields.map((f) => [f, pa[f]])), "", {});
     const fb = flat(Object.fromEntries(fields.map((f) => [f, pb[f]])), "", {});
     const metricKeys = ["ttft_s", "tpot_s", "output_tokens_per_s", "per_device_bytes", "avg_weight_bits", "sensitivity", "energy_j_per_token", "usd_per_million_tokens"];

@@ -287,6 +287,9 @@ def test_the_default_plan_deploys_with_vllm_using_its_documented_flags(page, ser
     args = json.loads(dict(files)["vllm_args.json"])
     assert {"--" + k.replace("_", "-") for k in args if k != "model"} == set(flags)
     expect(page.locator("#plan-deploy")).to_contain_text("planned for vLLM on h100-sxm")
+    page.click("#plan-summary .commands summary")
+    assert "--engine vllm" in page.locator("#plan-summary .cmd-cli").inner_text()
+    assert "engine=vllm" in page.url
     shot(page, shots, "deploy", vp)
 
     # A budget that forces compression: the command loads a compressed-tensors checkpoint,
