@@ -2634,6 +2634,7 @@
     }
   }
 
+  const DASHES = ["8 5", "2 4", "10 3 2 3"];
   const FRONTIER_HEAD = ["engine", "hardware", "batch", "devices", "tp · pp", "weights / act / kv", "tok/s per user", "tok/s per device", "TPOT", "USD/M tok"];
 
   function renderFrontier(body, data) {
@@ -2654,9 +2655,11 @@
       chart,
       unsupported.length ? el("p", { class: "muted small", id: "frontier-unsupported", text: `Not drawn — ${unsupported.join("; ")}` }) : null,
       empty.length ? el("p", { class: "muted small", id: "frontier-empty", text: `Nothing fits: ${empty.join(", ")}` }) : null,
-      el("div", { class: "panel-head" }, el("h3", { text: "Frontier points" }), csvButton(() => $("#frontier-table"), `frontier-${data.model}-${body.hardware.join("-")}.csv`)),
-      el("div", { class: "table-wrap" }, el("table", { id: "frontier-table", class: "stack" }, el("caption", { class: "sr-only", text: "Points of the throughput–latency frontier" }),
-        el("thead", {}, el("tr", {}, FRONTIER_HEAD.map((h) => el("th", { scope: "col", text: h })))), el("tbody", {}, rows))),
+      el("details", { id: "frontier-table-box" },
+        el("summary", { text: `The ${rows.length} frontier points as a table` }),
+        el("div", { class: "panel-head" }, el("span"), csvButton(() => $("#frontier-table"), `frontier-${data.model}-${body.hardware.join("-")}.csv`)),
+        el("div", { class: "table-wrap" }, el("table", { id: "frontier-table", class: "stack" }, el("caption", { class: "sr-only", text: "Points of the throughput–latency frontier" }),
+          el("thead", {}, el("tr", {}, FRONTIER_HEAD.map((h) => el("th", { scope: "col", text: h })))), el("tbody", {}, rows)))),
       commands("frontier", body)));
     const draw = () => fill(chart, frontierPlot(series, chart));
     draw();
@@ -2681,6 +2684,9 @@
       const line = ser.points.slice().sort((p, q) => p.tokens_per_s_per_user - q.tokens_per_s_per_user);
       const path = svg("path", { class: "line", "data-engine": ser.engine, d: line.map((p, j) => `${j ? "L" : "M"}${xs.map(p.tokens_per_s_per_user)},${ys.map(p.tokens_per_s_per_device)}`).join("") });
       path.style.stroke = colour;
+      // Engines that price a device alike draw the same line: each line its own dash, so
+      // one on top of another still shows.
+      if (i) path.style.strokeDasharray = DASHES[(i - 1) % DASHES.length];
       s.append(path);
       for (const p of line) {
         const c = svg("circle", { class: "fp", cx: xs.map(p.tokens_per_s_per_user), cy: ys.map(p.tokens_per_s_per_device), r: 4.5, tabindex: 0, role: "img", dataset: { engine: p.engine, batch: p.batch },
