@@ -2176,6 +2176,7 @@
     qps: "Load (requests/s)", prompt: "Prompt tokens", gen: "Generated tokens", batch: "Batch", ttft_slo: "TTFT SLO (s)", tpot_slo: "TPOT SLO (s)",
     ttft_slo_s: "TTFT SLO (s)", tpot_slo_s: "TPOT SLO (s)", output_tokens_per_s: "Output tokens/s needed", max_devices: "Max devices per hardware",
     weights: "Weights", kv: "KV cache", formats: "Weight formats", percentile: "SLO percentile", max_pp: "Max pipeline depth", runtime: "Runtime",
+    serving: "Serving", kv_link: "KV link (disaggregated)", time_limit_s: "Search time limit (s)",
   };
   const CAPACITY_DEFAULTS = { qps: 2, ttft_slo: 2, tpot_slo: 0.1, ttft_slo_s: 2, tpot_slo_s: 0.1 };
   const LOAD_FIELDS = ["qps", "output_tokens_per_s"];
@@ -2428,6 +2429,7 @@
   }
 
   const LINE_COLOURS = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000", "#999933"];
+  const DASHES = ["8 5", "2 4", "10 3 2 3"]; // second, third, … line of a chart: its own dash
 
   function costPlot(series, loadField, box) {
     const all = Array.from(series.values()).flat();
@@ -2442,11 +2444,13 @@
     const legend = el("div", { class: "legend" });
     axes(s, b, xs, Object.assign({}, ys, { label: (v) => `$${sig(v, 2)}` }), loadField === "qps" ? "offered load (requests/s)" : "output tokens/s", "fleet cost (USD/hour)", "", "");
     let i = 0;
+    const labels = [];
     for (const [hw, pts] of series) {
       const colour = LINE_COLOURS[i++ % LINE_COLOURS.length];
       pts.sort((a, c) => a[0] - c[0]);
       const path = svg("path", { class: "line", d: pts.map((p, j) => `${j ? "L" : "M"}${xs.map(p[0])},${ys.map(p[1])}`).join("") });
       path.style.stroke = colour;
+      if (i > 1) path.style.strokeDasharray = DASHES[(i - 2) % DASHES.length]; // equal costs stay visible
       s.append(path);
       for (const p of pts) {
         const c = svg("circle", { cx: xs.map(p[0]), cy: ys.map(p[1]), r: 4, tabindex: 0, role: "img", "aria-label": `${hw}: $${sig(p[1])}/h at ${sig(p[0])}` });
@@ -2455,14 +2459,18 @@
         s.append(c);
       }
       const last = pts[pts.length - 1];
-      if (!narrow) {
-        const t = svg("text", { x: b.right + 6, y: ys.map(last[1]) + 4, text: hw });
-        t.style.fill = colour;
-        s.append(t);
-      }
+      if (!narrow) labels.push({ y: ys.map(last[1]) + 4, text: hw, colour });
       const sw = el("span", { class: "sw" });
       sw.style.background = colour;
       legend.append(el("span", {}, sw, hw));
+    }
+    // Line names beside the plot, one line of text apart where lines end close together.
+    labels.sort((p, q) => p.y - q.y);
+    for (let k = 1; k < labels.length; k++) labels[k].y = Math.max(labels[k].y, labels[k - 1].y + 13);
+    for (const l of labels) {
+      const t = svg("text", { x: b.right + 6, y: l.y, text: l.text });
+      t.style.fill = l.colour;
+      s.append(t);
     }
     return [narrow ? legend : null, s];
   }
@@ -2634,7 +2642,6 @@
     }
   }
 
-  const DASHES = ["8 5", "2 4", "10 3 2 3"];
   const FRONTIER_HEAD = ["engine", "hardware", "batch", "devices", "tp · pp", "weights / act / kv", "tok/s per user", "tok/s per device", "TPOT", "USD/M tok"];
 
   function renderFrontier(body, data) {

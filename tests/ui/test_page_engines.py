@@ -337,7 +337,7 @@ def test_a_plan_for_another_engine_exports_with_that_engines_exporter(page, serv
 # ------------------------------------------------------------------------------ capacity
 
 
-def test_capacity_takes_engines_from_the_engine_list(page, server, vp):
+def test_capacity_takes_engines_from_the_engine_list(page, server, shots, vp):
     """One engine (a server whose capacity takes one) or several side by side, one row per
     engine × hardware (a server whose `engine` takes a list, as its OpenAPI says)."""
     if vp == "phone":
@@ -378,6 +378,8 @@ def test_capacity_takes_engines_from_the_engine_list(page, server, vp):
     if several:
         engines = sorted(page.locator("#capacity-table tbody tr td:nth-child(11), #capacity-miss tbody tr td:nth-child(11)").all_text_contents())
         assert engines == sorted(h["engine"] for h in api["hardware"]) == want
+        expect(page.locator("#capacity-plot")).to_have_attribute("data-series", re.compile(r"\d+"), timeout=SOLVE_TIMEOUT_MS)
+        shot(page, shots, "capacity-engines", vp)
     page.click("#capacity-result .commands summary")
     assert f"--engine {','.join(body['engine']) if several else 'trtllm'}" in page.locator("#capacity-result .cmd-cli").inner_text()
     q = parse_qs(urlsplit(page.url).fragment.split("?", 1)[1])
