@@ -36,6 +36,8 @@ VIEWPORTS = {"desktop": (1440, 900), "phone": (390, 844)}
 # the flags a Tierwise plan sets, and the documented choices of those that take a choice.
 VLLM_SERVE_FLAGS = {"--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size", "--enable-expert-parallel",
                     "--quantization", "--dtype", "--kv-cache-dtype", "--max-model-len", "--max-num-seqs",
+                    "--max-num-batched-tokens", "--enable-chunked-prefill", "--block-size", "--enforce-eager",
+                    "--enable-prefix-caching", "--swap-space", "--served-model-name", "--trust-remote-code",
                     "--gpu-memory-utilization", "--cpu-offload-gb"}
 VLLM_DTYPES = {"auto", "half", "float16", "bfloat16", "float", "float32"}
 VLLM_KV_CACHE_DTYPES = {"auto", "fp8", "fp8_e4m3", "fp8_e5m2"}
@@ -45,7 +47,8 @@ VLLM_QUANTIZATION = {"aqlm", "awq", "deepspeedfp", "tpu_int8", "fp8", "ptpc_fp8"
                      "marlin", "bitblas", "gguf", "gptq_marlin_24", "gptq_marlin", "gptq_bitblas", "awq_marlin", "gptq",
                      "compressed-tensors", "bitsandbytes", "hqq", "experts_int8", "ipex", "quark", "moe_wna16", "torchao",
                      "auto-round"}
-INT_FLAGS = {"--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size", "--max-model-len", "--max-num-seqs"}
+INT_FLAGS = {"--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size", "--max-model-len", "--max-num-seqs",
+             "--max-num-batched-tokens", "--block-size"}
 
 
 @pytest.fixture(scope="module")
