@@ -233,7 +233,8 @@ def run_plan(req: PlanRequest, *, deadline: Deadline | None = None):
 
     ``deadline``: one shared with the caller (e.g. a service job that can be cancelled);
     it bounds the whole search, diagnosis included. By default ``time_limit_s`` from now."""
+    from planner.plan import with_engine
     from planner.search import Planner
 
     arch, dev, problem, sens = resolve_plan(req)
-    return Planner(arch, dev, sensitivity=sens).solve(problem, deadline=deadline)
+    return with_engine(Planner(arch, dev, sensitivity=sens).solve(problem, deadline=deadline), problem.engine)
