@@ -80,6 +80,7 @@ class Target:
     sparsity: tuple[str, ...]
     sources: tuple[str, ...]
     runtime: Mapping[str, Any] = field(default_factory=dict)
+    exclusive: tuple[str, ...] = ()
 
     def matches(self, device: DeviceSpec) -> bool:
         have = {"class": device.device_class, "vendor": device.vendor, "arch": device.arch, "id": device.id}
@@ -97,6 +98,9 @@ class Support:
     sparsity: tuple[str, ...]
     parallel: tuple[str, ...]
     runtime: Runtime
+    #: Weight formats the engine applies to a whole model at once (bitsandbytes 4-bit
+    #: quantizes every Linear layer alike): a plan uses one only beside 16-bit groups.
+    exclusive: tuple[str, ...] = ()
 
     @property
     def weights(self) -> tuple[str, ...]:
@@ -145,6 +149,7 @@ class EngineSpec:
             sparsity=_unique(s for t in hits for s in t.sparsity),
             parallel=self.parallel,
             runtime=runtime,
+            exclusive=_unique(x for t in hits for x in t.exclusive),
         )
 
 
@@ -218,7 +223,7 @@ def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
 
 
 def _target(reader: _Reader, sources: Mapping[str, str]) -> Target:
-    reader.allow("match", "schemes", "kv", "sparsity", "source", "runtime", "notes")
+    reader.allow("match", "schemes", "kv", "sparsity", "source", "runtime", "exclusive", "notes")
     m = reader.sub("match")
     if not isinstance(m.data, Mapping) or not m.data:
         raise reader.error("match", "a mapping of class / vendor / arch / id to a name or list of names", m.data)
@@ -229,6 +234,10 @@ def _target(reader: _Reader, sources: Mapping[str, str]) -> Target:
         s.allow("weights", "activations", "notes")
         schemes.append(Scheme(weights=_formats(s, "weights"), activations=_formats(s, "activations")))
     runtime = _runtime_fields(reader.sub("runtime"), partial=True) if reader.has("runtime") else {}
+    exclusive = _formats(reader, "exclusive", empty_ok=True) if reader.has("exclusive") else ()
+    for name in exclusive:
+        if not any(name in s.weights for s in schemes):
+            raise reader.error("exclusive", "weight formats of this target's schemes", name)
     return Target(
         match=match,
         schemes=tuple(schemes),
@@ -236,6 +245,7 @@ def _target(reader: _Reader, sources: Mapping[str, str]) -> Target:
         sparsity=_names(reader, "sparsity", SPARSITY_PATTERNS),
         sources=reader.sources("source", sources),
         runtime=runtime,
+        exclusive=exclusive,
     )
 
 

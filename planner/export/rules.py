@@ -61,13 +61,16 @@ def as_exported(v: PlanView, target: str) -> tuple[PlanView, dict[str, str], lis
     kept = {g: weights_of(v, g) for g in v.choices if rules.get(role_of(g)) == "keep16" and _quantized(v, g)}
     if not kept:
         return v, {}, []
-    choices = {g: ({**c, "weights": "bf16", "activations": "bf16"} if g in kept else c) for g, c in v.choices.items()}
+    # 16 bit = the plan's compute format (fp16 on V100 / T4 / phones, where bf16 does not run)
+    half = str(v.raw.get("activations") or "bf16")
+    half = half if half in FLOAT16 else "bf16"
+    choices = {g: ({**c, "weights": half, "activations": half} if g in kept else c) for g, c in v.choices.items()}
     by: dict[tuple[str, str], list[str]] = {}
     for g, w in kept.items():
         by.setdefault((role_of(g), w), []).append(g)
     label = {"embedding": "embeddings", "lm_head": "the LM head"}
     notes = [f"{target} keeps {label[role]} in 16 bit: {', '.join(gs)} planned as {w} "
-             f"{'is' if len(gs) == 1 else 'are'} written as bf16 (memory settings count {'it' if len(gs) == 1 else 'them'} in 16 bit)"
+             f"{'is' if len(gs) == 1 else 'are'} written as {half} (memory settings count {'it' if len(gs) == 1 else 'them'} in 16 bit)"
              for (role, w), gs in by.items()]
     return replace(v, choices=choices), kept, notes
 

@@ -217,14 +217,29 @@ def _engine_formats(sup: Any, dev: Any, formats: tuple[str, ...] | None,
                 f"{{@formats}} {', '.join(bad_ones)}: {sup.engine} does not run {'it' if len(bad_ones) == 1 else 'them'}"
                 f" on {sup.device}; it runs: {', '.join(sup.weights)} (or re-plan with another {{@engine}})",
                 field="formats", details={"engine": sup.engine, "supported": list(sup.weights)})
+        _check_exclusive(sup, formats)
         return formats, act
     names = [base_activation_format(dev), *DEFAULT_WEIGHT_FORMATS]
     out = [get_format(n).name for n in names
            if get_format(n).element_bits >= MIN_DEFAULT_BITS and dev.supports(get_format(n).name) != "unsupported"]
-    out = [n for n in dict.fromkeys(out) if n in sup.weights]
+    # Formats the engine applies to the whole model at once are searched only when asked for.
+    out = [n for n in dict.fromkeys(out) if n in sup.weights and n not in sup.exclusive]
     if not out:
         out = [w for w in sup.weights if dev.supports(w) != "unsupported"] or list(sup.weights[:1])
     return tuple(out), act
+
+
+def _check_exclusive(sup: Any, formats: tuple[str, ...]) -> None:
+    """A format the engine applies to a whole model at once (bitsandbytes nf4 in transformers)
+    goes only with 16-bit formats: the plan could not be exported otherwise."""
+    names = [canonical(f) for f in formats]
+    quantized = [f for f in names if f not in ("bf16", "fp16", "fp32")]
+    alone = [f for f in quantized if f in sup.exclusive]
+    if alone and len(set(quantized)) > 1:
+        raise EngineSupportError(
+            f"{{@formats}}: {sup.engine} applies {alone[0]} to the whole model at once; it cannot mix it with "
+            f"{', '.join(sorted(set(quantized) - {alone[0]}))} — give {alone[0]} with 16-bit formats only, or drop it",
+            field="formats", details={"engine": sup.engine, "exclusive": list(sup.exclusive)})
 
 
 def run_plan(req: PlanRequest, *, deadline: Deadline | None = None):
