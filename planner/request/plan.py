@@ -183,7 +183,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     check_request(sup, kv=None if kv is None else canonical(kv), layout={n: d for n, d in degrees.items() if d})
     for pattern in sparsity:
         check_request(sup, sparsity=pattern)
-    pins = _mapping("pins", v["pins"] or {}, _pin_value, "model.lm_head=bf16")
+    pins = _engine_role_pins(sup, arch, _mapping("pins", v["pins"] or {}, _pin_value, "model.lm_head=bf16"), act)
     low_rank = None if v["low_rank"] is None else _ranks(v["low_rank"])
     problem = PlanProblem(
         devices=devices, **degrees, batch=batch, prompt=prompt, gen=gen, max_memory_per_device_bytes=budget,
@@ -223,10 +223,45 @@ def _engine_formats(sup: Any, dev: Any, formats: tuple[str, ...] | None,
     out = [get_format(n).name for n in names
            if get_format(n).element_bits >= MIN_DEFAULT_BITS and dev.supports(get_format(n).name) != "unsupported"]
     # Formats the engine applies to the whole model at once are searched only when asked for.
-    out = [n for n in dict.fromkeys(out) if n in sup.weights and n not in sup.exclusive]
+    wanted = list(dict.fromkeys(out))
+    out = [n for n in wanted if n in sup.weights and n not in sup.exclusive]
+    # A default the engine lacks is replaced by the engine's own format of that kind and width
+    # (per-channel int8 → llama.cpp's Q8_0, int8-g32) when no default of that width is left.
+    for n in wanted:
+        f = get_format(n)
+        if n in out or any((get_format(o).kind, get_format(o).element_bits) == (f.kind, f.element_bits) for o in out):
+            continue
+        alt = [w for w in sup.weights if w not in sup.exclusive and dev.supports(w) != "unsupported"
+               and (get_format(w).kind, get_format(w).element_bits) == (f.kind, f.element_bits)]
+        if alt:
+            out.append(alt[0])
     if not out:
         out = [w for w in sup.weights if dev.supports(w) != "unsupported"] or list(sup.weights[:1])
     return tuple(out), act
+
+
+def _engine_role_pins(sup: Any, arch: Any, pins: dict, act: str) -> dict:
+    """Embeddings and LM heads that the engine's exporter writes in 16 bit whatever the plan
+    says (vLLM, SGLang and transformers quantize Linear layers only; TensorRT-LLM keeps the
+    embedding table: ``ROLE_RULES`` of planner/export/rules.py) are pinned to the compute
+    format, so the plan's memory is what the engine holds. A user's pin on them wins."""
+    import fnmatch
+
+    from planner.engines import load_engine
+    from planner.export.rules import ROLE_RULES
+    from planner.options import decision_groups
+    from planner.workload import build_workload
+
+    try:
+        exporter = load_engine(sup.engine).exporter
+    except TierwiseError:  # an engine from a file outside the catalog: its own exporter rules unknown
+        return pins
+    keep = {role for role, how in ROLE_RULES.get(exporter, {}).items() if how == "keep16"}
+    out = dict(pins)
+    for g in decision_groups(build_workload(arch)) if keep else ():
+        if g.role in keep and not any(fnmatch.fnmatchcase(g.fqn, p) for p in pins):
+            out[g.fqn] = canonical(act)
+    return out
 
 
 def _check_exclusive(sup: Any, formats: tuple[str, ...]) -> None:
