@@ -69,3 +69,20 @@ def test_embedding_role_and_size_make_it_costlier_per_byte_than_an_interior_grou
     per_byte = {k: score / params for k, (score, params) in s.items()}
     interior = statistics.median(v for k, v in per_byte.items() if ".layers." in k)
     assert per_byte["model.embed_tokens"] > interior and per_byte["model.lm_head"] > interior
+
+
+def test_phone_plans_get_an_interactive_tpot_limit_unless_the_user_gives_one():
+    from planner.request.plan import PHONE_TPOT_S
+
+    plan = run_plan(PlanRequest(model="llama-3.1-8b", hardware="iphone-15-pro", time_limit_s=20))
+    assert plan.constraints.tpot_slo_s == PHONE_TPOT_S == 0.2
+    assert plan.predicted.tpot_s <= PHONE_TPOT_S * (1 + 1e-9)
+    free = run_plan(PlanRequest(model="llama-3.1-8b", hardware="iphone-15-pro", tpot_slo_s="none", time_limit_s=20))
+    assert free.constraints.tpot_slo_s is None and free.predicted.tpot_s > 1.0  # streamed from flash
+    given = run_plan(PlanRequest(model="llama-3.1-8b", hardware="iphone-15-pro", tpot_slo_s="400ms", time_limit_s=20))
+    assert given.constraints.tpot_slo_s == pytest.approx(0.4)
+    # not on other classes, and not for encoders (no decode)
+    _, _, problem, _ = resolve_plan(PlanRequest(model="llama-3.1-8b", hardware="m2-max"))
+    assert problem.tpot_slo_s is None
+    _, _, problem, _ = resolve_plan(PlanRequest(model="all-minilm-l6-v2", hardware="iphone-15-pro"))
+    assert problem.tpot_slo_s is None

@@ -295,7 +295,9 @@ def print_plan(plan, *, per_group: bool = False, title: str | None = None) -> No
     t.add_row("KV cache / compute format", f"{plan.kv} / {plan.activations}")
     t.add_row("TTFT", human_time(p.ttft_s))
     if p.tpot_s:
-        t.add_row("TPOT", f"{human_time(p.tpot_s)}  " + escape(f"[{p.decode_bound}-bound]") if p.decode_bound else human_time(p.tpot_s))
+        limit = plan.constraints.tpot_slo_s
+        t.add_row("TPOT" + (f" (limit {human_time(limit)})" if limit else ""),
+                  f"{human_time(p.tpot_s)}  " + escape(f"[{p.decode_bound}-bound]") if p.decode_bound else human_time(p.tpot_s))
         t.add_row("decode tokens/s (system)", f"{p.decode_tokens_per_s:,.3g}")
     t.add_row("latency per request", human_time(p.latency_s))
     budget = plan.constraints.max_memory_per_device_bytes

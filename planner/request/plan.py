@@ -57,7 +57,8 @@ class PlanRequest:
     gen: int | None = opt("Generated tokens per request.", 128)
     max_memory_per_device: float | str | None = opt("Device-memory budget per device: bytes or a size like 60GB.")
     ttft_slo_s: float | str | None = opt("Time-to-first-token target: seconds or a duration like 500ms.")
-    tpot_slo_s: float | str | None = opt("Time-per-output-token target: seconds or a duration like 50ms.")
+    tpot_slo_s: float | str | None = opt("Time-per-output-token target: seconds or a duration like 50ms (phones: "
+                                         "200ms unless given; 'none' for no limit).")
     avg_bits: float | None = opt("Average weight bits at most (scales included).")
     allow_offload: bool | None = opt("Let weights live in host memory (slow).", False)
     objective: str | None = opt("What to minimise: accuracy, latency, memory, cost or weighted.", "accuracy",
@@ -74,6 +75,26 @@ class PlanRequest:
     time_limit_s: float | None = opt("Wall-clock limit of the whole search, seconds.", 60.0)
     gap: float | None = opt("Relative optimality gap to stop at.", 1e-3)
     engine: str | None = opt(ENGINE_HELP)
+
+
+#: Default time-per-output-token limit of plans on phones, where an unconstrained plan can
+#: stream a 16-bit model from flash at seconds per token: 0.2 s/token = 5 tokens/s, about
+#: adult silent reading speed — 238 words/min for non-fiction (Brysbaert, "How many words do
+#: we read per minute? A review and meta-analysis of reading rate", Journal of Memory and
+#: Language 109, 2019) at ~1.33 tokens per word (OpenAI's rule of thumb, 100 tokens ≈ 75
+#: words, https://help.openai.com/en/articles/4936856). A given ``tpot_slo_s`` replaces it;
+#: ``none`` removes it.
+PHONE_TPOT_S = 0.2
+_NO_LIMIT = ("none", "off")
+
+
+def _tpot(value: Any, arch: Any, dev: Any) -> float | None:
+    if isinstance(value, str) and value.strip().lower() in _NO_LIMIT:
+        return None
+    if value is not None:
+        return parse_duration("tpot_slo_s", value)
+    generative = arch.family in ("decoder", "encoder_decoder")
+    return PHONE_TPOT_S if dev.device_class == "phone" and generative else None
 
 
 def _degree(v: dict, name: str) -> int | None:
@@ -164,7 +185,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
                   ("prompt",) if arch.family == "encoder" else ("prompt", "gen"))
     budget = None if v["max_memory_per_device"] is None else parse_size("max_memory_per_device", v["max_memory_per_device"])
     ttft = None if v["ttft_slo_s"] is None else parse_duration("ttft_slo_s", v["ttft_slo_s"])
-    tpot = None if v["tpot_slo_s"] is None else parse_duration("tpot_slo_s", v["tpot_slo_s"])
+    tpot = _tpot(v["tpot_slo_s"], arch, dev)
     avg_bits = None if v["avg_bits"] is None else check_number("avg_bits", v["avg_bits"], hi=32)
     objective = check_choice("objective", getattr(v["objective"], "value", v["objective"]), OBJECTIVES)
     weights = _mapping("objective_weights", v["objective_weights"] or {}, _weight, "accuracy=1,latency=0.5")
