@@ -96,6 +96,24 @@ def _export_context(arch, dev):
                          devices_per_node=dev.devices_per_node)
 
 
+def unasked_structure(plan) -> list[str]:
+    """Sparsity, low-rank factors, codebook weights or shared KV caches in a plan made without
+    asking for any (every plan of the matrix): empty when there are none."""
+    from planner.formats import get_format
+
+    out = []
+    for g, c in plan.choices.items():
+        if c.sparsity != "dense":
+            out.append(f"{g}: sparsity {c.sparsity}")
+        if c.low_rank is not None:
+            out.append(f"{g}: low rank {c.low_rank}")
+        if get_format(c.weights).kind == "codebook":
+            out.append(f"{g}: codebook weights {c.weights}")
+    if getattr(plan, "kv_share", None) not in (None, 1):  # plans have no KV sharing field today
+        out.append(f"kv_share {plan.kv_share}")
+    return out
+
+
 def run_case(engine: str, hardware: str, model: str, res: MatrixResult, *, budgets: int | None = None) -> None:
     from hwmodels import load_device
 
@@ -125,6 +143,9 @@ def run_case(engine: str, hardware: str, model: str, res: MatrixResult, *, budge
             res.failures.append(f"{where}: plan: {type(exc).__name__}: {exc}")
             continue
         res.plans += 1
+        extra = unasked_structure(plan)
+        if extra:
+            res.failures.append(f"{where}: the plan has options nobody asked for: {extra}")
         for fmt in engine_formats(engine):
             try:
                 out = export_plan(plan, None if fmt == spec.exporter else fmt, ctx)
