@@ -295,7 +295,7 @@ def memory_report(
     # One replica's whole KV cache: each tp rank holds 1/gain of it (gain = min(tp, KV heads));
     # ranks beyond the KV heads hold replicas, which are not counted twice.
     kv_total = sum(kv_layers) * kv_tp_gain(work, layout.tp)
-    prefill = _prefill_phase(arch, serving, cp=layout.cp)
+    prefill = _chunked(_prefill_phase(arch, serving, cp=layout.cp), options.prefill_chunk_tokens, arch)
     act_bits = device_numerics(device, choice, 1, 1).act_bits
     act_dev = activation_peak_bytes(work, prefill, act_bits, layout.tp)
     tiers, fractions, shortfall = place_memory(device, weights_dev, kv_dev, act_dev, options)
@@ -316,6 +316,17 @@ def memory_report(
         offloaded_kv_bytes=offloaded_kv,
     )
     return rep, fractions
+
+
+def _chunked(ph: Phase, chunk: int | None, arch: ArchSpec) -> Phase:
+    """The largest forward pass of a prefill that an engine runs in chunks of ``chunk``
+    tokens (decoders only): whole prompts while several fit in one chunk, else one chunk of
+    one prompt — the last, attending to the prefix already in the KV cache."""
+    if not chunk or arch.family != "decoder" or ph.batch * ph.tokens <= chunk:
+        return ph
+    if ph.tokens <= chunk:
+        return replace(ph, batch=max(1, chunk // ph.tokens))
+    return replace(ph, batch=1, tokens=chunk, context=ph.context + (ph.tokens - chunk))
 
 
 def _prefill_phase(arch: ArchSpec, serving: Serving, batch: int | None = None, cp: int = 1) -> Phase:

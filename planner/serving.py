@@ -40,6 +40,13 @@ class RuntimeSettings:
     # Device memory the serving engine keeps outside weights, KV and activations (CUDA
     # context, communication buffers, captured graphs): its profile's runtime.context_bytes.
     reserved_bytes: float = 0.0
+    # Serving engines with chunked prefill (vLLM, SGLang, TensorRT-LLM, llama.cpp's ubatch)
+    # run at most this many prompt tokens per forward pass: the activation peak is one
+    # chunk's, not the whole batch's prompts at once. None: the whole prefill at once.
+    prefill_chunk_tokens: int | None = None
+    # Share of device memory the engine takes for weights, KV cache and activations (vLLM's
+    # gpu_memory_utilization); the runtime context (reserved_bytes) lives in the rest.
+    memory_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kv_token_budget is not None and (isinstance(self.kv_token_budget, bool) or not isinstance(self.kv_token_budget, int) or self.kv_token_budget < 1):
@@ -50,6 +57,11 @@ class RuntimeSettings:
             raise EstimateError("kv_evicted", f"--kv-evicted must be a KV-cache format; got {self.kv_evicted!r}")
         if self.runtime not in RUNTIME_OVERHEAD_S:
             raise EstimateError("runtime", f"--runtime must be one of {', '.join(RUNTIME_OVERHEAD_S)}; got {self.runtime!r}")
+        if self.prefill_chunk_tokens is not None and (isinstance(self.prefill_chunk_tokens, bool) or not isinstance(
+                self.prefill_chunk_tokens, int) or self.prefill_chunk_tokens < 1):
+            raise EstimateError("engine", f"an engine's prefill chunk must be a positive token count; got {self.prefill_chunk_tokens!r}")
+        if isinstance(self.memory_fraction, bool) or not 0.0 < float(self.memory_fraction) <= 1.0:
+            raise EstimateError("engine", f"an engine's memory fraction must be in (0, 1]; got {self.memory_fraction!r}")
         if self.flash_chunk_bytes <= 0:
             raise EstimateError("flash_chunk_kib", f"--flash-chunk-kib must be positive; got {self.flash_chunk_bytes / 1024:g}")
 

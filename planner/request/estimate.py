@@ -265,7 +265,7 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
                     low_rank=low_rank)
     options = RuntimeSettings(allow_offload=allow_offload, flash_chunk_bytes=chunk * 1024.0, runtime=v["runtime"],
                               kv_token_budget=kv_budget, kv_evicted=v["kv_evicted"], kv_share_layers=kv_share,
-                              reserved_bytes=sup.runtime.context_bytes)
+                              **engine_memory_settings(sup))
     serving = Serving(batch=1 if batch_max else batch, prompt=prompt, gen=gen)
     return ResolvedInference(arch, dev, layout, serving, choice, options, batch_max, per_op, v, sup)
 
@@ -280,15 +280,49 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
         b = max_batch(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
         serving = replace(serving, batch=max(b, 1))
     est = estimate_inference(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
-    est = replace(est, engine=r.engine.engine, notes=(*est.notes, _engine_note(r.engine)))
+    est = replace(est, engine=r.engine.engine, notes=(*est.notes, _engine_note(r.engine, r.device, r.arch)))
     if require_fit and not est.memory.fits:
         raise inference_does_not_fit(replace(r, serving=serving), est)
     return est
 
 
-def _engine_note(sup: Any) -> str:
+def engine_memory_settings(sup: Any) -> dict[str, Any]:
+    """The memory behaviour of the engine, as the cost model's ``RuntimeSettings`` fields:
+    runtime context (reserved), the memory fraction it takes, its prefill chunk."""
     rt = sup.runtime
-    return f"engine {sup.engine}: {rt.context_bytes / 2**30:.2f} GiB runtime context per device counted as reserved memory"
+    return {"reserved_bytes": rt.context_bytes, "memory_fraction": rt.memory_fraction,
+            "prefill_chunk_tokens": rt.chunk_tokens if rt.chunked_prefill and rt.chunk_tokens > 0 else None}
+
+
+def engine_assumptions(sup: Any, device: Any, arch: Any = None) -> dict[str, Any]:
+    """What an estimate assumed of its engine (``engine_assumptions`` of the JSON answer)."""
+    rt = sup.runtime
+    chunk = engine_memory_settings(sup)["prefill_chunk_tokens"]
+    decoder = arch is None or getattr(arch, "family", "decoder") == "decoder"
+    return {
+        "engine": sup.engine,
+        "memory_fraction": rt.memory_fraction,
+        "usable_bytes": rt.memory_fraction * device.memory_capacity_bytes,
+        "runtime_context_bytes": rt.context_bytes,
+        "chunked_prefill_tokens": chunk if decoder else None,
+        "paged_kv_block_tokens": rt.kv_block_tokens if rt.paged_kv else None,
+        "graph_capture": rt.graph_capture,
+        "continuous_batching": rt.continuous_batching,
+        "source": f"profiles/engines/{sup.engine}.yaml",
+    }
+
+
+def _engine_note(sup: Any, device: Any, arch: Any = None) -> str:
+    a = engine_assumptions(sup, device, arch)
+    parts = [f"engine {sup.engine} (profiles/engines/{sup.engine}.yaml)"]
+    if a["memory_fraction"] < 1.0:
+        parts.append(f"takes {a['memory_fraction']:.0%} of {device.memory_capacity_bytes / 1e9:.1f} GB for weights, "
+                     f"KV cache and activations ({a['usable_bytes'] / 1e9:.1f} GB)")
+    parts.append(f"{a['runtime_context_bytes'] / 2**30:.2f} GiB runtime context per device counted as reserved memory")
+    if a["chunked_prefill_tokens"]:
+        parts.append(f"chunked prefill: activations of one {a['chunked_prefill_tokens']}-token chunk, not the whole "
+                     "batch's prompts at once")
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------
@@ -393,8 +427,32 @@ def run_estimate(req: EstimateRequest | TrainingRequest, *, require_fit: bool = 
 def estimate_result_dict(req: EstimateRequest | TrainingRequest, est: Any) -> dict:
     """The JSON-safe answer (``tierwise estimate --json`` and ``POST /v1/estimate``)."""
     if isinstance(req, EstimateRequest):
-        return json_safe(est.to_dict(ops=bool(req.per_op)))
+        d = est.to_dict(ops=bool(req.per_op))
+        if est.engine:
+            from hwmodels import DeviceSpec
+
+            from planner.engines import support
+
+            dev = req.hardware if isinstance(req.hardware, DeviceSpec) else None
+            try:
+                if dev is None:
+                    from hwmodels import load_device
+
+                    dev = load_device(est.hardware)
+                d["engine_assumptions"] = engine_assumptions(support(est.engine, dev), dev, _arch_of(req))
+            except TierwiseError:  # custom engine or hardware files: the notes say it
+                pass
+        return json_safe(d)
     return json_safe(est.to_dict())
+
+
+def _arch_of(req: Any) -> Any:
+    from planner.arch import ArchSpec, load_arch
+
+    try:
+        return req.model if isinstance(req.model, ArchSpec) else load_arch(req.model)
+    except TierwiseError:
+        return None
 
 
 def request_fields(req: Any) -> dict[str, Any]:
