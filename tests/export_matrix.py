@@ -3,7 +3,7 @@ models × budgets is planned for that engine and exported with every target that
 for it (``planner.export.rules.engine_formats``). A plan made for an engine must export to it
 without error (docs/export.md, "The export matrix").
 
-``python -m tests.export_matrix [--sample]`` prints the matrix size and every failure;
+``python -m tests.export_matrix [--sample] [--engine=ID ...] [--progress]`` prints the matrix size and every failure;
 tests/test_export_matrix.py runs the sampled matrix (and the full one, marked slow).
 """
 
@@ -155,10 +155,11 @@ def run_case(engine: str, hardware: str, model: str, res: MatrixResult, *, budge
                 res.failures.append(f"{where}: export {fmt}: {type(exc).__name__}: {exc}")
 
 
-def run(sample: bool = False, *, budgets: int | None = None, progress: bool = False) -> MatrixResult:
+def run(sample: bool = False, *, budgets: int | None = None, progress: bool = False,
+        engines: tuple[str, ...] = ()) -> MatrixResult:
     res = MatrixResult()
     t0 = time.perf_counter()
-    cs = cases(sample)
+    cs = [c for c in cases(sample) if not engines or c[0] in engines]
     res.pairs = len({(e, h) for e, h, _ in cs})
     for i, (e, h, m) in enumerate(cs):
         run_case(e, h, m, res, budgets=budgets)
@@ -169,7 +170,8 @@ def run(sample: bool = False, *, budgets: int | None = None, progress: bool = Fa
 
 
 if __name__ == "__main__":
-    r = run(sample="--sample" in sys.argv, progress="--progress" in sys.argv)
+    only = tuple(a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--engine="))
+    r = run(sample="--sample" in sys.argv, progress="--progress" in sys.argv, engines=only)
     print(r.summary())
     for f in r.failures:
         print("FAIL", f)

@@ -59,7 +59,8 @@ _UNQUANTIZED = ("position_embd", "token_types")
 # q8_0 = 32 int8 + fp16 scale; q4_0 = 32 int4 + fp16 scale; q4_1 adds an fp16 min;
 # q4_k / q3_k / q2_k = 256-value super-blocks of 16/32-value sub-blocks; iq4_nl = 32
 # values on a fixed non-linear 4-bit grid; mxfp4 = OCP MX blocks of 32.
-_GGML = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "q8_0", "int4-g32": "q4_0", "int4-g32-zp": "q4_1",
+_GGML = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8-g32": "q8_0", "int8": "q8_0", "int4-g32": "q4_0",
+         "int4-g32-zp": "q4_1",
          "nf4": "iq4_nl", "nf4-dq": "iq4_nl", "mxfp4": "mxfp4"}
 # llama-quantize's positional type (an ftype name) for a base ggml type.
 _FTYPE = {"q8_0": "Q8_0", "q4_0": "Q4_0", "q4_1": "Q4_1", "q4_k": "Q4_K_M", "q3_k": "Q3_K_M", "q2_k": "Q2_K",
@@ -68,6 +69,9 @@ _GGML_KV = {"bf16": "bf16", "fp16": "f16", "fp32": "f32", "int8": "q8_0", "int4-
 
 
 def _ggml_type(name: str, field_name: str, notes: list[str]) -> str:
+    if name == "int8":
+        notes.append("int8 (one scale per output channel): llama.cpp's q8_0 keeps one scale per 32 values "
+                     "(int8-g32; plans made for llama.cpp use it)")
     if name in _GGML:
         return _GGML[name]
     f = format_of(name)
