@@ -126,3 +126,41 @@ def test_bitsandbytes_nf4_is_searched_only_when_asked_and_never_mixed():
     with pytest.raises(TierwiseError) as e:
         resolve_plan(PlanRequest(model="llama-3.2-1b", hardware="l40s", engine="hf-transformers", formats="nf4,int8"))
     assert e.value.field == "formats" and "whole model" in str(e.value)
+
+
+DOC_CHECK = r'''
+import re, sys, yaml
+from pathlib import Path
+text = Path("docs/engines.md").read_text()
+part = text[text.index("## Adding an engine"):text.index("## Plans record their engine")]
+profile = yaml.safe_load(re.search(r"```yaml\n(.*?)```", part, re.S).group(1))
+module = re.search(r"```py\n(.*?)```", part, re.S).group(1)
+exec(compile(module.replace("from .", "from planner.export."), "tiny_serve.py", "exec"), {})
+path = Path(sys.argv[1]) / "tiny-serve.yaml"
+path.write_text(yaml.safe_dump(profile))
+from planner.engines import load_engine
+from planner.export import ExportContext, export_plan
+from planner.request.plan import PlanRequest, run_plan
+from hwmodels import load_device
+spec = load_engine(str(path))
+plan = run_plan(PlanRequest(model="llama-3.2-1b", hardware="a100-80gb-sxm", engine=str(path),
+                            max_memory_per_device="2GB", time_limit_s=30))
+assert plan.engine == "tiny-serve"
+assert {c.weights for c in plan.choices.values()} <= {"bf16", "fp16", "int8"}
+dev = load_device("a100-80gb-sxm")
+out = export_plan(plan, None, ExportContext(device_capacity_bytes=dev.memory_capacity_bytes), engine=str(path))
+assert out.format == "tiny-serve" and out.files[0].path == "tiny_serve.json", out
+print("ok", out.next_command)
+'''
+
+
+def test_the_documented_engine_is_one_yaml_and_one_exporter_module(tmp_path):
+    # In a separate interpreter: the example registers an export target.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", DOC_CHECK, str(tmp_path)], cwd=root, capture_output=True, text=True,
+                       timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 0 and "ok tiny-serve launch" in r.stdout, r.stderr[-3000:]

@@ -239,8 +239,9 @@ def engine_formats(engine: str) -> tuple[str, ...]:
     beside trtllm), and the plan files (yaml, json)."""
     from planner.engines import load_engine
 
-    exporter = load_engine(engine).exporter
-    loads = {engine, TARGET_ENGINE.get(exporter)}
+    spec = load_engine(engine)
+    exporter = spec.exporter
+    loads = {spec.id, TARGET_ENGINE.get(exporter)}
     out = [exporter, *(t for t, e in TARGET_ENGINE.items() if e in loads), "yaml", "json"]
     return tuple(dict.fromkeys(out))
 
@@ -255,7 +256,7 @@ def resolve_target(plan_engine: str | None, fmt: str | None, engine: str | None)
     from planner.engines import load_engine
 
     if engine is not None:
-        engine = load_engine(engine).id
+        load_engine(engine)  # an unknown id is an error naming the engine (a profile path stays a path)
     wanted = engine or plan_engine
     if fmt is None:
         if wanted is None:
