@@ -280,7 +280,8 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
         b = max_batch(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
         serving = replace(serving, batch=max(b, 1))
     est = estimate_inference(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
-    est = replace(est, engine=r.engine.engine, notes=(*est.notes, _engine_note(r.engine, r.device, r.arch)))
+    est = replace(est, engine=r.engine.engine, engine_assumptions=engine_assumptions(r.engine, r.device, r.arch),
+                  notes=(*est.notes, _engine_note(r.engine, r.device, r.arch)))
     if require_fit and not est.memory.fits:
         raise inference_does_not_fit(replace(r, serving=serving), est)
     return est
@@ -427,32 +428,8 @@ def run_estimate(req: EstimateRequest | TrainingRequest, *, require_fit: bool = 
 def estimate_result_dict(req: EstimateRequest | TrainingRequest, est: Any) -> dict:
     """The JSON-safe answer (``tierwise estimate --json`` and ``POST /v1/estimate``)."""
     if isinstance(req, EstimateRequest):
-        d = est.to_dict(ops=bool(req.per_op))
-        if est.engine:
-            from hwmodels import DeviceSpec
-
-            from planner.engines import support
-
-            dev = req.hardware if isinstance(req.hardware, DeviceSpec) else None
-            try:
-                if dev is None:
-                    from hwmodels import load_device
-
-                    dev = load_device(est.hardware)
-                d["engine_assumptions"] = engine_assumptions(support(est.engine, dev), dev, _arch_of(req))
-            except TierwiseError:  # custom engine or hardware files: the notes say it
-                pass
-        return json_safe(d)
+        return json_safe(est.to_dict(ops=bool(req.per_op)))
     return json_safe(est.to_dict())
-
-
-def _arch_of(req: Any) -> Any:
-    from planner.arch import ArchSpec, load_arch
-
-    try:
-        return req.model if isinstance(req.model, ArchSpec) else load_arch(req.model)
-    except TierwiseError:
-        return None
 
 
 def request_fields(req: Any) -> dict[str, Any]:

@@ -14,8 +14,11 @@ from planner.serving import RuntimeSettings
 
 
 def _vllm(hw: str) -> RuntimeSettings:
-    """The default GPU engine's runtime context as reserved memory (docs/engines.md)."""
-    return RuntimeSettings(reserved_bytes=support("vllm", load_device(hw)).runtime.context_bytes)
+    """The default GPU engine's memory: runtime context as reserved memory, its memory fraction
+    and its prefill chunk (docs/engines.md, "Memory the engine keeps")."""
+    from planner.request.estimate import engine_memory_settings
+
+    return RuntimeSettings(**engine_memory_settings(support("vllm", load_device(hw))))
 
 
 def test_inference_matches_the_cost_model(client):
@@ -26,7 +29,9 @@ def test_inference_matches_the_cost_model(client):
                              Choice(weights="int4-g128", kv="fp8"), options=_vllm("l4"))
     want = clean_json(est.to_dict(ops=False))
     want["engine"] = "vllm"
-    assert r.json()["notes"][-1].startswith("engine vllm: 1.50 GiB")
+    want["engine_assumptions"] = r.json()["engine_assumptions"]
+    assert want["engine_assumptions"]["memory_fraction"] == 0.9 and want["engine_assumptions"]["chunked_prefill_tokens"] == 8192
+    assert r.json()["notes"][-1].startswith("engine vllm (profiles/engines/vllm.yaml); takes 90% of 24.0 GB")
     assert {**r.json(), "notes": want["notes"]} == want
     for key in ("ttft_s", "tpot_s", "latency_s", "output_tokens_per_s", "prefill_tokens_per_s", "samples_per_s",
                 "energy_j_per_token", "usd_per_million_tokens"):
