@@ -19,7 +19,7 @@ MODELS = ("llama-3.2-1b", "mixtral-8x7b", "qwen2.5-7b", "gemma-2-9b", "phi-3-min
 #: Budgets per device: the device's memory (None) and fractions of the model's 16-bit weights per device.
 BUDGETS = (None, 0.6, 0.35)
 #: Wall-clock limit per plan: solves take well under a second of CPU; the margin is for a loaded machine.
-TIME_LIMIT_S = 30.0
+TIME_LIMIT_S = 60.0
 
 
 @dataclass
