@@ -64,6 +64,17 @@ CASES: dict[str, tuple[list[str], tuple[int, ...]]] = {
     "capacity-serve": (["capacity", "serve", "--model", "llama-3.1-70b", "--hardware",
                         "h100-sxm,h200,mi300x,a100-80gb-sxm,l40s", "--qps", "10", "--prompt", "2000", "--gen", "200",
                         "--ttft-slo", "2", "--tpot-slo", "0.05"], (0,)),
+    # issue 11 item 6: 3 engines × 5 GPUs within 10 s; the same with disaggregated pools; the frontier
+    "capacity-serve-engines": (["capacity", "serve", "--model", "llama-3.1-70b", "--hardware",
+                                "h100-sxm,h200,mi300x,a100-80gb-sxm,l40s", "--engine", "vllm,trtllm,sglang", "--qps",
+                                "10", "--prompt", "2000", "--gen", "200", "--ttft-slo", "2", "--tpot-slo", "0.05"], (0,)),
+    "capacity-serve-disagg": (["capacity", "serve", "--model", "llama-3.1-70b", "--hardware",
+                               "h100-sxm,h200,mi300x,a100-80gb-sxm,l40s", "--engine", "vllm,trtllm,sglang", "--qps",
+                               "10", "--prompt", "2000", "--gen", "200", "--ttft-slo", "2", "--tpot-slo", "0.05",
+                               "--disaggregated"], (0,)),
+    "capacity-frontier": (["capacity", "frontier", "--model", "llama-3.1-70b", "--hardware",
+                           "h100-sxm,h200,mi300x,a100-80gb-sxm,l40s", "--engine", "vllm,trtllm,sglang", "--prompt",
+                           "2000", "--gen", "200"], (0,)),
     "capacity-train": (["capacity", "train", "--model", "llama-3.1-70b", "--hardware", "h100-sxm", "--tokens", "2e12",
                         "--days", "30"], (0,)),
     "validate-minilm": (["validate", "plan-minilm.yaml", "--torch-model", "all-minilm-l6-v2"], (0,)),
@@ -117,8 +128,14 @@ def cold(name: str, runs: int, cwd: Path) -> list[tuple[float, float]]:
     return [_run_once(_tierwise() + argv, ok, cwd) for _ in range(min(runs, MAX_RUNS.get(name, runs)))]
 
 
-def warm(name: str, runs: int, cwd: Path) -> list[float]:
-    """The same command in this process after one warm-up run (caches hot)."""
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (process-pool workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def warm(name: str, runs: int, cwd: Path) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of the same command in this process after one warm-up run (caches hot)."""
     from planner.cli import main
 
     argv, ok = CASES[name]
@@ -127,13 +144,13 @@ def warm(name: str, runs: int, cwd: Path) -> list[float]:
     try:
         out = []
         for i in range(min(runs, MAX_RUNS.get(name, runs)) + 1):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _cpu_s()
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 code = main(list(argv))
             if code not in ok:
                 raise RuntimeError(f"tierwise {' '.join(argv)} exited {code} in process")
             if i:
-                out.append(time.perf_counter() - t0)
+                out.append((time.perf_counter() - t0, _cpu_s() - c0))
         return out
     finally:
         os.chdir(old)
@@ -186,12 +203,14 @@ def main(argv: list[str] | None = None) -> int:
             row = {"cmd": "tierwise " + " ".join(CASES[name][0]), "cold": _stats([w for w, _ in runs]),
                    "cold_cpu": _stats([c for _, c in runs])}
             if not args.no_warm and name not in MAX_RUNS:
-                row["warm"] = _stats(warm(name, args.runs, cwd))
+                hot = warm(name, args.runs, cwd)
+                row["warm"], row["warm_cpu"] = _stats([w for w, _ in hot]), _stats([c for _, c in hot])
             results[name] = row
             if not args.json:
-                w, c, cpu = row.get("warm"), row["cold"], row["cold_cpu"]
+                w, c, cpu, wc = row.get("warm"), row["cold"], row["cold_cpu"], row.get("warm_cpu")
                 print(f"{name:22s} cold {c['min']:7.2f} / {c['median']:7.2f} / {c['max']:7.2f} s "
-                      f"(cpu {cpu['median']:6.2f} s)" + (f"   warm {w['median']:7.3f} s" if w else ""), flush=True)
+                      f"(cpu {cpu['median']:6.2f} s)" + (f"   warm {w['median']:7.3f} s (cpu {wc['median']:6.2f} s)"
+                                                          if w else ""), flush=True)
         if args.llm_analysis:
             la = shutil.which(args.llm_analysis) or args.llm_analysis
             results["estimate-vs-llm-analysis"] = side_by_side(la, max(args.runs, 5), cwd)
