@@ -74,7 +74,7 @@ OBJECTIVES = ("accuracy", "latency", "memory", "cost", "weighted")
 SOLVER_STATUSES = ("optimal", "feasible", "time_limit")
 _HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 _SOURCE = re.compile(r"^(prior|weights|data|file:.+)$")
-_ENGINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+_ENGINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 class PlanError(TierwiseError, ValueError):
