@@ -164,3 +164,23 @@ def test_the_documented_engine_is_one_yaml_and_one_exporter_module(tmp_path):
     r = subprocess.run([sys.executable, "-c", DOC_CHECK, str(tmp_path)], cwd=root, capture_output=True, text=True,
                        timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(root)})
     assert r.returncode == 0 and "ok tiny-serve launch" in r.stdout, r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("model,hardware,want,unwanted", [
+    # Phi-3: fused qkv_proj → attn_qkv, fused gate_up_proj → ffn_up (gguf-py tensor_mapping.py)
+    ("phi-3-mini", "rtx-4090", {"attn_qkv", "attn_output", "ffn_up", "ffn_down"}, {"attn_q", "ffn_gate"}),
+    # Falcon: query_key_value → attn_qkv, dense_h_to_4h / dense_4h_to_h → ffn_up / ffn_down
+    ("falcon-7b", "rtx-4090", {"attn_qkv", "attn_output", "ffn_up", "ffn_down"}, {"attn_q", "ffn_gate"}),
+    # Mixtral: experts merged per kind, router is ffn_gate_inp
+    ("mixtral-8x7b", "h100-sxm", {"attn_q", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps", "ffn_gate_inp"}, {"ffn_gate"}),
+    ("all-minilm-l6-v2", "rtx-4090", {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_up", "ffn_down"}, {"attn_qkv"}),
+])
+def test_llamacpp_tensor_names_follow_the_gguf_conversion(model, hardware, want, unwanted):
+    plan = make_plan(model, hardware, lambda g: ("int4-g32", "bf16", "dense"), kv="int8", batch=1)
+    out = export_plan(plan, "llamacpp", ctx_for(plan))
+    kinds = {m.group(1) for m in re.finditer(r"blk\\\.\([0-9|]+\)\\\.(\w+)\\\.weight=", out.file("tensor_types.txt").content)}
+    assert want <= kinds and not (kinds & unwanted), kinds
+    n_layers = {"phi-3-mini": 32, "falcon-7b": 32, "mixtral-8x7b": 32, "all-minilm-l6-v2": 6}[model]
+    for line in out.file("tensor_types.txt").content.splitlines():  # every layer index once per tensor kind
+        idx = re.match(r"blk\\\.\(([0-9|]+)\)", line).group(1).split("|")
+        assert len(idx) == len(set(idx)) and {int(i) for i in idx} <= set(range(n_layers))
