@@ -9,6 +9,9 @@ wall seconds of ``--runs`` fresh ``tierwise`` processes (imports, catalog loadin
 empty) — beside the warm figure: the same command run again in one process whose caches
 are hot (``planner.cli.main``, median of ``--runs`` after one warm-up). Commands run in a
 temporary directory (``plan.yaml`` is written there first for the commands that read it).
+The project's packages are byte-compiled first, as ``pip install`` does for an installed
+``tierwise`` (``--no-compile`` skips it): a checkout run with ``PYTHONDONTWRITEBYTECODE=1``
+would otherwise recompile every module in every process, which no installed copy does.
 
 ``--llm-analysis PYTHON`` (the interpreter of llm-analysis's virtualenv) adds
 ``tierwise estimate`` and llm-analysis's command line (``python -m llm_analysis.analysis
@@ -100,6 +103,14 @@ TW_CASE = ["estimate", "--model", "llama-2-7b", "--hardware", "a100-80gb-sxm", "
            "--gen", "128"]
 
 
+def byte_compile() -> None:
+    """Write the ``__pycache__`` of the project's packages (ignored by git), as an install does."""
+    import compileall
+
+    for pkg in ("planner", "hwmodels", "api"):
+        compileall.compile_dir(str(ROOT / pkg), quiet=1)
+
+
 def _tierwise() -> list[str]:
     exe = Path(sys.executable).with_name("tierwise")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "planner"]
@@ -183,11 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-warm", action="store_true", help="skip the in-process (warm) figures")
     ap.add_argument("--llm-analysis", default="", help="python of a virtualenv with llm-analysis installed")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-compile", action="store_true", help="do not byte-compile the packages first")
     args = ap.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(CASES)
     unknown = [n for n in names if n not in CASES]
     if unknown:
         ap.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
+    if not args.no_compile:
+        byte_compile()
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="tierwise-bench-") as tmp:
         cwd = Path(tmp)

@@ -117,13 +117,6 @@ def _tier_capacity(device: DeviceSpec, t: MemoryTier) -> float:
     return t.capacity_bytes
 
 
-def engine_headroom_bytes(device: DeviceSpec, options: RuntimeSettings) -> float:
-    """Device memory the serving engine leaves unused: the share outside its memory fraction
-    (vLLM's gpu_memory_utilization) that its runtime context (``reserved_bytes``, counted as
-    used) does not already fill."""
-    return max(0.0, (1.0 - options.memory_fraction) * device.memory_capacity_bytes - options.reserved_bytes)
-
-
 def place_memory(
     device: DeviceSpec,
     weights_dev: float,
@@ -150,8 +143,7 @@ def place_memory(
     allowed = allowed_tiers(device, options)
     # The KV cache stays on the device; with offloading allowed, what does not fit next to the
     # activations spills to host memory (FlexGen keeps KV in CPU DRAM) and is streamed back.
-    usable = device.memory_capacity_bytes - engine_headroom_bytes(device, options)
-    kv_room = max(0.0, usable - uses[dev.name]["act"])
+    kv_room = max(0.0, device.memory_capacity_bytes - uses[dev.name]["act"])
     host = next((t for t in allowed if t.role == "host"), None)
     if kv_dev > kv_room and host is not None:
         uses[dev.name]["kv"] = kv_room
@@ -168,7 +160,7 @@ def place_memory(
         remaining = weights_dev * max(0.0, 1.0 - sum(fractions.values()))
     else:
         for t in allowed:
-            cap = usable if t is dev else _tier_capacity(device, t)
+            cap = _tier_capacity(device, t)
             free = cap - sum(uses[t.name].values())
             take = min(max(free, 0.0), remaining)
             if take > 0:
@@ -183,7 +175,7 @@ def place_memory(
         uses[dev.name]["w"] += remaining
         fractions[dev.name] = fractions.get(dev.name, 0.0) + remaining / weights_dev
     # KV / activations themselves may overflow the device tier
-    over = sum(uses[dev.name].values()) - usable
+    over = sum(uses[dev.name].values()) - device.memory_capacity_bytes
     if over > shortfall + 1e-6 and not options.placement:
         shortfall = max(shortfall, over)
     tiers = [

@@ -19,6 +19,7 @@ from typing import Any
 
 from hwmodels.errors import TierwiseError
 
+from planner.serving import engine_settings
 from planner.request.engine import ENGINE_HELP, check_given, engine_defaults, resolve_engine
 from planner.request.fields import (
     bad,
@@ -265,7 +266,7 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
                     low_rank=low_rank)
     options = RuntimeSettings(allow_offload=allow_offload, flash_chunk_bytes=chunk * 1024.0, runtime=v["runtime"],
                               kv_token_budget=kv_budget, kv_evicted=v["kv_evicted"], kv_share_layers=kv_share,
-                              **engine_memory_settings(sup))
+                              **engine_settings(sup.runtime))
     serving = Serving(batch=1 if batch_max else batch, prompt=prompt, gen=gen)
     return ResolvedInference(arch, dev, layout, serving, choice, options, batch_max, per_op, v, sup)
 
@@ -287,39 +288,32 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
     return est
 
 
-def engine_memory_settings(sup: Any) -> dict[str, Any]:
-    """The memory behaviour of the engine, as the cost model's ``RuntimeSettings`` fields:
-    runtime context (reserved), the memory fraction it takes, its prefill chunk."""
-    rt = sup.runtime
-    return {"reserved_bytes": rt.context_bytes, "memory_fraction": rt.memory_fraction,
-            "prefill_chunk_tokens": rt.chunk_tokens if rt.chunked_prefill and rt.chunk_tokens > 0 else None}
-
-
 def engine_assumptions(sup: Any, device: Any, arch: Any = None) -> dict[str, Any]:
-    """What an estimate assumed of its engine (``engine_assumptions`` of the JSON answer)."""
+    """What an estimate assumed of its engine (``engine_assumptions`` of the answer): the
+    cost model's settings from the profile's runtime block (:func:`planner.serving.engine_settings`)."""
     rt = sup.runtime
-    chunk = engine_memory_settings(sup)["prefill_chunk_tokens"]
+    s = engine_settings(rt)
     decoder = arch is None or getattr(arch, "family", "decoder") == "decoder"
     return {
         "engine": sup.engine,
-        "memory_fraction": rt.memory_fraction,
-        "usable_bytes": rt.memory_fraction * device.memory_capacity_bytes,
-        "runtime_context_bytes": rt.context_bytes,
-        "chunked_prefill_tokens": chunk if decoder else None,
+        "runtime_context_bytes": s["reserved_bytes"],
+        "kv_memory_fraction": s["kv_memory_fraction"],
+        "chunked_prefill_tokens": (s["prefill_chunk_tokens"] or None) if decoder else None,
         "paged_kv_block_tokens": rt.kv_block_tokens if rt.paged_kv else None,
         "graph_capture": rt.graph_capture,
         "continuous_batching": rt.continuous_batching,
+        "step_overhead_s": s["step_overhead_s"],
         "source": f"profiles/engines/{sup.engine}.yaml",
     }
 
 
 def _engine_note(sup: Any, device: Any, arch: Any = None) -> str:
     a = engine_assumptions(sup, device, arch)
-    parts = [f"engine {sup.engine} (profiles/engines/{sup.engine}.yaml)"]
-    if a["memory_fraction"] < 1.0:
-        parts.append(f"takes {a['memory_fraction']:.0%} of {device.memory_capacity_bytes / 1e9:.1f} GB for weights, "
-                     f"KV cache and activations ({a['usable_bytes'] / 1e9:.1f} GB)")
-    parts.append(f"{a['runtime_context_bytes'] / 2**30:.2f} GiB runtime context per device counted as reserved memory")
+    parts = [f"engine {sup.engine} (profiles/engines/{sup.engine}.yaml): "
+             f"{a['runtime_context_bytes'] / 2**30:.2f} GiB runtime context per device counted as reserved memory"]
+    if a["kv_memory_fraction"] < 1.0:
+        parts.append(f"KV cache in at most {a['kv_memory_fraction']:.0%} of the memory weights, activations and "
+                     "context leave")
     if a["chunked_prefill_tokens"]:
         parts.append(f"chunked prefill: activations of one {a['chunked_prefill_tokens']}-token chunk, not the whole "
                      "batch's prompts at once")

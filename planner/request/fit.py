@@ -59,14 +59,10 @@ class DoesNotFitError(TierwiseError):
     code = "infeasible"
 
     def __init__(self, *, what: str, needed: float, capacity: float, device_id: str, fixes: list[Fix],
-                 estimate: dict | None, result: Any = None, usable: float | None = None,
-                 engine: str | None = None) -> None:
-        room = capacity if usable is None else min(usable, capacity)
-        short = max(needed - room, 0.0)
+                 estimate: dict | None, result: Any = None) -> None:
+        short = max(needed - capacity, 0.0)
         msg = (f"{what} does not fit: it needs {needed / 1e9:.2f} GB per device, {short / 1e9:.2f} GB more than "
                f"the {capacity / 1e9:.2f} GB {device_id} holds")
-        if room < capacity:
-            msg += f" for {engine or 'the engine'} ({room / 1e9:.2f} GB: its memory fraction and runtime context)"
         if fixes:
             msg += ". Changes that fit: " + "; ".join(f.text() for f in fixes)
         else:
@@ -78,7 +74,6 @@ class DoesNotFitError(TierwiseError):
             "reason": "does_not_fit",
             "per_device_bytes": needed,
             "device_capacity_bytes": capacity,
-            "usable_bytes": room,  # what the engine may use of it (memory fraction, runtime context)
             "shortfall_bytes": short,
             "changes": [f.to_dict() for f in fixes],
             "estimate": estimate,
@@ -167,13 +162,9 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
         if got is not None:
             fixes.append(Fix("offload", {"allow_offload": True}, got))
     m = est.memory
-    from planner.placement import engine_headroom_bytes
-
     return DoesNotFitError(what=f"{arch.id} on {lay.devices}× {dev.id}", needed=m.per_device_bytes,
                            capacity=m.device_capacity_bytes, device_id=dev.id, fixes=fixes,
-                           estimate=_json(est.to_dict(ops=r.per_op)), result=est,
-                           usable=m.device_capacity_bytes - engine_headroom_bytes(dev, r.options),
-                           engine=getattr(sup, "engine", None))
+                           estimate=_json(est.to_dict(ops=r.per_op)), result=est)
 
 
 # ---------------------------------------------------------------------------

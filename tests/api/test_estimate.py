@@ -14,11 +14,11 @@ from planner.serving import RuntimeSettings
 
 
 def _vllm(hw: str) -> RuntimeSettings:
-    """The default GPU engine's memory: runtime context as reserved memory, its memory fraction
-    and its prefill chunk (docs/engines.md, "Memory the engine keeps")."""
-    from planner.request.estimate import engine_memory_settings
+    """The default GPU engine's runtime facts: its context as reserved memory, its KV memory share,
+    chunked-prefill activations and kernel facts (docs/engines.md)."""
+    from planner.serving import engine_settings
 
-    return RuntimeSettings(**engine_memory_settings(support("vllm", load_device(hw))))
+    return RuntimeSettings(**engine_settings(support("vllm", load_device(hw)).runtime))
 
 
 def test_inference_matches_the_cost_model(client):
@@ -30,8 +30,9 @@ def test_inference_matches_the_cost_model(client):
     want = clean_json(est.to_dict(ops=False))
     want["engine"] = "vllm"
     want["engine_assumptions"] = r.json()["engine_assumptions"]
-    assert want["engine_assumptions"]["memory_fraction"] == 0.9 and want["engine_assumptions"]["chunked_prefill_tokens"] == 8192
-    assert r.json()["notes"][-1].startswith("engine vllm (profiles/engines/vllm.yaml); takes 90% of 24.0 GB")
+    assert want["engine_assumptions"]["kv_memory_fraction"] == 0.9
+    assert want["engine_assumptions"]["chunked_prefill_tokens"] == 8192
+    assert r.json()["notes"][-1].startswith("engine vllm (profiles/engines/vllm.yaml): 1.50 GiB")
     assert {**r.json(), "notes": want["notes"]} == want
     for key in ("ttft_s", "tpot_s", "latency_s", "output_tokens_per_s", "prefill_tokens_per_s", "samples_per_s",
                 "energy_j_per_token", "usd_per_million_tokens"):
