@@ -167,6 +167,8 @@ class InferenceEstimate:
     # What the estimate assumed of the engine (memory fraction, runtime context, prefill chunk,
     # ...; planner.request.estimate.engine_assumptions); None for a bare cost-model call.
     engine_assumptions: Mapping[str, Any] | None = None
+    # p10-p90 error bars from published measurements (planner.uncertainty.Uncertainty), set by the request layer
+    uncertainty: Any = None
 
     @property
     def batch(self) -> int:
@@ -208,6 +210,7 @@ class InferenceEstimate:
             "prefill": self.prefill.to_dict(ops),
             "decode": self.decode.to_dict(ops) if self.decode else None,
             "notes": list(self.notes),
+            "uncertainty": self.uncertainty.to_dict() if self.uncertainty is not None else None,
         }
 
 
