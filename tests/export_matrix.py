@@ -29,12 +29,14 @@ class MatrixResult:
     plans: int = 0            # feasible plans made
     infeasible: int = 0       # requests with no feasible plan (nothing to export)
     exports: int = 0          # exports written
+    timed_out: list[str] = field(default_factory=list)  # solves past TIME_LIMIT_S (a loaded machine): no plan
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> str:
         return (f"{self.pairs} engine × hardware pairs, {self.cases} plan requests, {self.plans} plans, "
-                f"{self.infeasible} infeasible, {self.exports} exports, {len(self.failures)} failures "
+                f"{self.infeasible} infeasible, {len(self.timed_out)} past the time limit, {self.exports} exports, "
+                f"{len(self.failures)} failures "
                 f"({self.seconds:.0f} s)")
 
 
@@ -119,6 +121,7 @@ def run_case(engine: str, hardware: str, model: str, res: MatrixResult, *, budge
     from hwmodels import load_device
 
     from planner.arch import load_arch
+    from planner.deadline import DeadlineExceeded
     from planner.diagnose import NoFeasiblePlanError
     from planner.engines import load_engine
     from planner.export import export_plan
@@ -139,6 +142,9 @@ def run_case(engine: str, hardware: str, model: str, res: MatrixResult, *, budge
             plan = with_engine(Planner(arch, dev, sensitivity=sens).solve(problem, diagnose_failure=False), engine)
         except NoFeasiblePlanError:
             res.infeasible += 1
+            continue
+        except DeadlineExceeded as exc:
+            res.timed_out.append(f"{where}: {exc}")
             continue
         except Exception as exc:  # noqa: BLE001 - every failure is reported, not only the first
             res.failures.append(f"{where}: plan: {type(exc).__name__}: {exc}")
@@ -174,5 +180,7 @@ if __name__ == "__main__":
     only = tuple(a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--engine="))
     r = run(sample="--sample" in sys.argv, progress="--progress" in sys.argv, engines=only)
     print(r.summary())
+    for f in r.timed_out:
+        print("TIME LIMIT", f)
     for f in r.failures:
         print("FAIL", f)

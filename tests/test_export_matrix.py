@@ -33,3 +33,5 @@ def test_full_export_matrix_has_no_failures():
     print(r.summary())
     assert r.pairs == len(pairs()) and r.plans > 1000
     assert r.failures == [], "\n".join(r.failures[:20])
+    # a solve past the time limit on a loaded machine makes no plan (reported, not an export failure)
+    assert len(r.timed_out) <= r.cases // 100, "\n".join(r.timed_out)
