@@ -16,8 +16,9 @@ here is fitted on the validation rows (``benchmarks/data/published.csv``).
 * **Wave quantization**: a GEMM's output is cut into tiles, one thread block per tile, run in
   waves over the SMs; the last wave is partly idle (NVIDIA, "Matrix Multiplication Background
   User's Guide", https://docs.nvidia.com/deeplearning/performance/dl-performance-matrix-multiplication/,
-  §"Wave quantization"; tile 256×128 for large half-precision GEMMs, same guide). SM counts are
-  the vendors' specifications.
+  §"Wave quantization"; stas00/ml-engineering training/performance/README.md "Tile and wave
+  quantization"; Anthony et al. 2024, https://arxiv.org/abs/2401.14489). SM counts are the vendors'
+  specifications.
 """
 
 from __future__ import annotations
@@ -100,7 +101,17 @@ SM_COUNT = {
     "b200": 148, "l40s": 142, "l4": 58, "rtx-4090": 128, "t4": 40, "v100-16gb": 80, "mi250x-gcd": 110,
     "mi300x": 304, "jetson-agx-orin": 16,
 }
-GEMM_TILE = (256, 128)  # output tile of large half-precision GEMMs (NVIDIA matrix-multiplication guide)
+# Output tiles the BLAS chooses among for half-precision GEMMs (CUTLASS/cuBLAS tile shapes, NVIDIA
+# matrix-multiplication guide): the one that wastes least of the last wave is taken.
+GEMM_TILES = ((256, 128), (128, 256), (128, 128), (128, 64), (64, 128))
+
+# A profile's compute_max is the MAMF: the fastest iteration of the best shape found by an exhaustive
+# search (stas00/ml-engineering @744d01e, compute/accelerator/benchmarks/README.md: "fastest result is
+# picked (not the average)"). A model runs its own fixed shapes; the same README reports that the best
+# of an M-sweep at N = K = 4096 (transformer linears) "should give around 80-90% of the maximum
+# achievable result". Linears and batched GEMMs of a training step run at the midpoint of that range
+# of the MAMF, on GPUs (the devices whose compute_max is a MAMF measurement).
+MODEL_SHAPE_FRACTION = 0.85
 
 
 def wave_efficiency(device: DeviceSpec, rows: float, cols: float) -> float:
@@ -109,8 +120,31 @@ def wave_efficiency(device: DeviceSpec, rows: float, cols: float) -> float:
     sms = SM_COUNT.get(device.id)
     if not sms or rows <= 0 or cols <= 0:
         return 1.0
-    tiles = math.ceil(rows / GEMM_TILE[0]) * math.ceil(cols / GEMM_TILE[1])
-    return tiles / (math.ceil(tiles / sms) * sms)
+    best = 0.0
+    for tm, tn in GEMM_TILES:
+        tiles = math.ceil(rows / tm) * math.ceil(cols / tn)
+        best = max(best, tiles / (math.ceil(tiles / sms) * sms))
+    return best
+
+
+# Model families whose reference code computes Q, K and V with one projection (Hugging Face modelling
+# code: GPT-2 ``c_attn``, MPT ``Wqkv``, Falcon / GPT-NeoX / BLOOM ``query_key_value``, Phi-3
+# ``qkv_proj``; PaLM's fused projection), and engines that fuse it for every model (Megatron-Core
+# ``linear_qkv``). The fused GEMM's wider output changes its wave quantization.
+FUSED_QKV_MODEL_TYPES = frozenset({"gpt2", "mpt", "falcon", "gpt_neox", "bloom", "phi3", "palm"})
+FUSED_QKV_ENGINES = frozenset({"megatron-core"})
+
+
+def fused_qkv(engine: str | None, model_type: str) -> bool:
+    return engine in FUSED_QKV_ENGINES or model_type in FUSED_QKV_MODEL_TYPES
+
+
+def gemm_efficiency(device: DeviceSpec, rows: float, cols: float) -> float:
+    """Fraction of the size-dependent GEMM efficiency (the MAMF curve) a model's ``rows × cols``
+    output reaches: wave quantization × the model-shape fraction (GPUs; 1.0 elsewhere)."""
+    if device.device_class != "gpu":
+        return 1.0
+    return wave_efficiency(device, rows, cols) * MODEL_SHAPE_FRACTION
 
 
 __all__ = [
@@ -118,8 +152,13 @@ __all__ = [
     "AttentionKernel",
     "ENGINE_ATTENTION",
     "FUSED_KERNELS",
-    "GEMM_TILE",
+    "FUSED_QKV_ENGINES",
+    "FUSED_QKV_MODEL_TYPES",
+    "GEMM_TILES",
     "SM_COUNT",
+    "MODEL_SHAPE_FRACTION",
     "attention_kernel",
+    "fused_qkv",
+    "gemm_efficiency",
     "wave_efficiency",
 ]

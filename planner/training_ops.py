@@ -13,7 +13,7 @@ from planner.arch import ArchSpec
 from planner.costmodel import Choice, op_cost, resolve_format
 from planner.errors import EstimateError
 from planner.formats import get_format
-from planner.kernels_train import AttentionKernel, wave_efficiency
+from planner.kernels_train import AttentionKernel, fused_qkv, gemm_efficiency
 from planner.layout import Layout, cp_split
 from planner.training_config import (
     BN_RELU_FWD_PASSES,
@@ -165,9 +165,12 @@ def _mem_time(device: DeviceSpec, nbytes: float) -> float:
     return nbytes / (tier.bandwidth_bytes_per_s * device.efficiency.bandwidth(nbytes))
 
 
-def _gemm_time(device: DeviceSpec, flops: float, nbytes: float, peak: float) -> float:
+def _gemm_time(device: DeviceSpec, flops: float, nbytes: float, peak: float, rows: float = 0.0, cols: float = 0.0) -> float:
+    """A (batched) GEMM on the size-dependent curve, at the model-shape fraction of the MAMF
+    (and the wave quantization of a ``rows × cols`` output when given)."""
     eff = device.efficiency
-    c = flops / (peak * eff.compute(flops)) if flops > 0 else 0.0
+    share = gemm_efficiency(device, rows, cols)
+    c = flops / (peak * eff.compute(flops) * share) if flops > 0 else 0.0
     return max(c, _mem_time(device, nbytes)) + eff.kernel_overhead_s
 
 
@@ -330,8 +333,13 @@ def _op_train(op: OpShape, block: Block, ph: Phase, ctx: _Ctx, peak: float) -> _
     elif op.kind == EMBEDDING:
         bwd = 2.0 * fwd if ctx.trainable_base else 0.0  # frozen lookup: no gradient to scatter
     elif op.kind in (LINEAR, LM_HEAD) and not op.experts:
-        fwd, dgrad, wgrad = _gemm_waves(op, ph, ctx, c)
+        fwd, dgrad, wgrad = _gemm_waves(op, block, ph, ctx, c)
         bwd = dgrad + (wgrad if trainable else 0.0)
+    elif op.kind == CONV:
+        # implicit-GEMM convolutions run at the model-shape fraction of the MAMF like any GEMM
+        share = gemm_efficiency(ctx.device, 0.0, 0.0)
+        fwd = max(c.compute_s / share, c.memory_s) + c.overhead_s
+        bwd = (2.0 if trainable else 1.0) * fwd
     else:
         bwd = (2.0 if trainable else 1.0) * fwd
     mm = c.flops if op.kind in _MATMUL_KINDS else 0.0
@@ -344,19 +352,23 @@ def _op_train(op: OpShape, block: Block, ph: Phase, ctx: _Ctx, peak: float) -> _
     return out
 
 
-def _gemm_waves(op: OpShape, ph: Phase, ctx: _Ctx, c) -> tuple[float, float, float]:
+def _gemm_waves(op: OpShape, block: Block, ph: Phase, ctx: _Ctx, c) -> tuple[float, float, float]:
     """Forward, data-gradient and weight-gradient GEMM times of a linear, each with the wave
-    quantization of its own output (M×N forward, M×K data gradient, N×K weight gradient) on the
-    device's SMs (planner.kernels_train.wave_efficiency). The size-dependent efficiency and the
+    quantization of its own output (M×N forward, M×K data gradient, N×K weight gradient; a fused
+    Q/K/V projection counts as one GEMM of their summed width) on the
+    device's SMs and the model-shape fraction of the MAMF (planner.kernels_train.gemm_efficiency). The size-dependent efficiency and the
     memory roof are op_cost's."""
     t = ctx.cfg.tp
-    n = op.out_features / (t if op.shard in ("col", "vocab") and t > 1 else 1)
+    n = op.out_features
+    if _is_attn_proj(op) and fused_qkv(ctx.cfg.engine, ctx.arch.model_type):
+        n = sum(o.out_features for o in block.ops if _is_attn_proj(o))  # one GEMM for Q, K and V
+    n /= t if op.shard in ("col", "vocab") and t > 1 else 1
     k = op.in_features / (t if op.shard == "row" and t > 1 else 1)
     m = ph.batch * (ph.logits_tokens if op.kind == LM_HEAD else ph.tokens)
     over = c.overhead_s
 
     def one(rows: float, cols: float) -> float:
-        return max(c.compute_s / wave_efficiency(ctx.device, rows, cols), c.memory_s) + over
+        return max(c.compute_s / gemm_efficiency(ctx.device, rows, cols), c.memory_s) + over
 
     return one(m, n), one(m, k), one(n, k)
 
