@@ -335,6 +335,9 @@ def _op_train(op: OpShape, block: Block, ph: Phase, ctx: _Ctx, peak: float) -> _
     elif op.kind in (LINEAR, LM_HEAD) and not op.experts:
         fwd, dgrad, wgrad = _gemm_waves(op, block, ph, ctx, c)
         bwd = dgrad + (wgrad if trainable else 0.0)
+        if c.precision == "fp8":  # the GEMM runs on the FP8 tensor cores
+            cast_f, cast_b = _fp8_casts(op, ph, ctx)
+            fwd, bwd = fwd + cast_f, bwd + cast_b
     elif op.kind == CONV:
         # implicit-GEMM convolutions run at the model-shape fraction of the MAMF like any GEMM
         share = gemm_efficiency(ctx.device, 0.0, 0.0)
@@ -350,6 +353,28 @@ def _op_train(op: OpShape, block: Block, ph: Phase, ctx: _Ctx, peak: float) -> _
     if ctx.ft.adapters and _lora_targeted(op, cfg.lora_targets):
         out = _add_adapter(out, op, ph, ctx)
     return out
+
+
+# FP8 training (Transformer Engine, torchao float8): a GEMM's operands are cast from 16-bit to FP8
+# with their scaling amax, and Hopper's FP8 tensor cores take only the TN layout, so each cast also
+# writes the transposed copy the backward GEMMs read (fused cast-transpose kernels): read 2 bytes,
+# write 1 + 1 per element. Forward casts the input, backward the output gradient; the weight is cast
+# once per step and reused by the step's micro-batches (TE ``is_first_microbatch``).
+# https://docs.nvidia.com/deeplearning/transformer-engine/user-guide/examples/fp8_primer.html
+FP8_CAST_BYTES = 2.0 + 1.0 + 1.0
+
+
+def _fp8_casts(op: OpShape, ph: Phase, ctx: _Ctx) -> tuple[float, float]:
+    """Forward and backward time of an FP8 linear's cast(-transpose) kernels."""
+    t = ctx.cfg.tp
+    n = op.out_features / (t if op.shard in ("col", "vocab") and t > 1 else 1)
+    k = op.in_features / (t if op.shard == "row" and t > 1 else 1)
+    m = ph.batch * (ph.logits_tokens if op.kind == LM_HEAD else ph.tokens)
+    over = ctx.device.efficiency.kernel_overhead_s
+    weight = (_mem_time(ctx.device, FP8_CAST_BYTES * k * n) + over) / ctx.cfg.microbatches
+    fwd = _mem_time(ctx.device, FP8_CAST_BYTES * m * k) + over + weight
+    bwd = _mem_time(ctx.device, FP8_CAST_BYTES * m * n) + over
+    return fwd, bwd
 
 
 def _gemm_waves(op: OpShape, block: Block, ph: Phase, ctx: _Ctx, c) -> tuple[float, float, float]:
