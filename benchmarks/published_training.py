@@ -154,6 +154,7 @@ def training_config(row: dict) -> tuple[str, str, TrainingConfig] | None:
             weights="bf16",
             activations="bf16",
             attention="flash-triton" if "triton" in engine else "fused",
+            runtime="eager",
             engine=row["engine_id"] or None,
         )
     if "pathways" in engine or "t5x" in engine:

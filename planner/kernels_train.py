@@ -75,6 +75,20 @@ ENGINE_ATTENTION = {
 FUSED_KERNELS = tuple(ATTENTION_KERNEL_TABLE)
 
 
+def padded_head_dim(kernel: str, head_dim: int) -> int:
+    """Head dimension the kernel computes with: FlashAttention in Triton pads to the next power of
+    two (``BLOCK_HEADDIM = max(triton.next_power_of_2(d), 16)``, flash_attn_triton.py); FA2 rounds
+    up to a multiple of 32 up to 192, else 256 (``head_size_rounded``, flash_attn_interface.py /
+    flash_api.cpp); FA3 instantiates 64, 96, 128, 192 and 256 (hopper/ in the flash-attention
+    repository). Every padded column costs FLOPs like a real one."""
+    d = max(int(head_dim), 1)
+    if kernel == "flash-triton":
+        return max(16, 1 << (d - 1).bit_length())
+    if kernel == "flash3":
+        return next((x for x in (64, 96, 128, 192, 256) if x >= d), d)
+    return (d + 31) // 32 * 32 if d <= 192 else max(d, 256)
+
+
 def attention_kernel(engine: str | None, device: DeviceSpec, requested: str) -> AttentionKernel | None:
     """The kernel a ``fused`` (engine default) or named attention runs on ``device``; None when
     the architecture has no published figure (the GEMM curve then applies)."""
@@ -159,6 +173,7 @@ __all__ = [
     "MODEL_SHAPE_FRACTION",
     "attention_kernel",
     "fused_qkv",
+    "padded_head_dim",
     "gemm_efficiency",
     "wave_efficiency",
 ]

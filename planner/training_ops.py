@@ -13,7 +13,7 @@ from planner.arch import ArchSpec
 from planner.costmodel import Choice, op_cost, resolve_format
 from planner.errors import EstimateError
 from planner.formats import get_format
-from planner.kernels_train import AttentionKernel, fused_qkv, gemm_efficiency
+from planner.kernels_train import AttentionKernel, fused_qkv, gemm_efficiency, padded_head_dim
 from planner.layout import Layout, cp_split
 from planner.training_config import (
     BN_RELU_FWD_PASSES,
@@ -210,7 +210,7 @@ def _attention_train(op: OpShape, ph: Phase, ctx: _Ctx, peak: float) -> _OpTrain
         # A fused kernel skips the masked half of causal attention and never writes scores.
         load = op_load(op, ph)
         flops = load.flops / t
-        fwd, bwd = _fused_attention_times(ctx, flops, qkvo_bytes, peak)
+        fwd, bwd = _fused_attention_times(ctx, flops, qkvo_bytes, peak, hd)
         rc = 0.0  # the fused backward already recomputes the scores; nothing is stored
     # Attention FLOPs are counted as the kernel computes them: an unfused kernel multiplies
     # every (query, key) pair (the Megatron/PaLM count), a fused kernel skips the masked half.
@@ -224,7 +224,7 @@ def _attention_train(op: OpShape, ph: Phase, ctx: _Ctx, peak: float) -> _OpTrain
     )
 
 
-def _fused_attention_times(ctx: _Ctx, flops: float, qkvo_bytes: float, peak: float) -> tuple[float, float]:
+def _fused_attention_times(ctx: _Ctx, flops: float, qkvo_bytes: float, peak: float, head_dim: int) -> tuple[float, float]:
     """Forward and backward time of a fused (FlashAttention-style) kernel. With a published
     figure for the kernel on this architecture (planner.kernels_train) the forward runs at its
     fraction of the 16-bit peak and the backward computes 2.5× the forward FLOPs (5 matmuls
@@ -238,6 +238,7 @@ def _fused_attention_times(ctx: _Ctx, flops: float, qkvo_bytes: float, peak: flo
     eff = device.efficiency
     peak16 = max(_peak_or_zero(device, "bf16"), _peak_or_zero(device, "fp16")) or peak
     fill = eff.compute(flops) / eff.compute_max if flops > 0 else 1.0
+    flops *= padded_head_dim(kern.name, head_dim) / head_dim  # padded head columns compute too
     arch = device.arch
     fwd_c = flops / (peak16 * kern.fwd[arch] * fill) if flops > 0 else 0.0
     bwd_c = 2.5 * flops / (peak16 * kern.bwd[arch] * fill) if flops > 0 else 0.0
