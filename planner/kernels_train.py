@@ -23,6 +23,7 @@ here is fitted on the validation rows (``benchmarks/data/published.csv``).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -134,6 +135,11 @@ def wave_efficiency(device: DeviceSpec, rows: float, cols: float) -> float:
     sms = SM_COUNT.get(device.id)
     if not sms or rows <= 0 or cols <= 0:
         return 1.0
+    return _waves(sms, math.ceil(rows), math.ceil(cols))
+
+
+@functools.lru_cache(maxsize=4096)
+def _waves(sms: int, rows: int, cols: int) -> float:
     best = 0.0
     for tm, tn in GEMM_TILES:
         tiles = math.ceil(rows / tm) * math.ceil(cols / tn)

@@ -48,6 +48,8 @@ plus trainable adapters r·(in+out) per targeted linear with their gradients and
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field, replace
 
 from hwmodels import DeviceSpec
@@ -484,10 +486,15 @@ def _tp_overlap(cfg: TrainingConfig, device: DeviceSpec) -> bool:
     PyTorch FSDP/TP: no), else no."""
     if cfg.tp_comm_overlap is not None or cfg.engine is None or cfg.tp <= 1:
         return bool(cfg.tp_comm_overlap)
+    return _engine_tp_overlap(cfg.engine, device)
+
+
+@functools.lru_cache(maxsize=256)
+def _engine_tp_overlap(engine: str, device: DeviceSpec) -> bool:
     from planner.engines import support
 
     try:
-        return support(cfg.engine, device).runtime.tp_comm_overlap
+        return support(engine, device).runtime.tp_comm_overlap
     except TierwiseError:  # an engine that does not run on the device: the request layer says so
         return False
 
