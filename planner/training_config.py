@@ -207,6 +207,8 @@ class TrainingConfig:
             )
         if self.attention not in ATTENTION_KERNELS:
             raise EstimateError("attention", f"attention must be one of {', '.join(ATTENTION_KERNELS)}; got {self.attention!r}")
+        if self.engine is not None and (not isinstance(self.engine, str) or not self.engine.strip()):
+            raise EstimateError("engine", f"engine must be an engine id such as 'megatron-core' or None; got {self.engine!r}")
         if self.tp_comm_overlap not in (None, True, False):
             raise EstimateError("tp_comm_overlap", f"tp_comm_overlap must be true, false or None; got {self.tp_comm_overlap!r}")
         parse_finetune(self.finetune)

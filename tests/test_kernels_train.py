@@ -121,3 +121,26 @@ def test_named_attention_kernel_is_validated():
     with pytest.raises(EstimateError) as exc:
         TrainingConfig(global_batch=8, attention="flash9")
     assert exc.value.field == "attention"
+
+
+def test_unknown_or_malformed_engine_is_refused_or_neutral():
+    with pytest.raises(EstimateError) as exc:
+        TrainingConfig(global_batch=8, engine="")
+    assert exc.value.field == "engine"
+    with pytest.raises(EstimateError):
+        TrainingConfig(global_batch=8, engine=3)
+    # an id the catalog does not know prices no overlap (the request layer names the bad engine)
+    est = _train(arch="llama-3.1-70b", tp=8, dp=1, zero=0, global_batch=8, micro_batch=1, engine="no-such-engine")
+    assert est.tp_comm_s > 0
+
+
+def test_request_layer_prices_the_engine_it_resolves():
+    from planner.api import estimate_training as api_train
+
+    kw = dict(tp=2, dp=4, global_batch=16, micro_batch=1, seq=4096, recompute="full", sequence_parallel=True)
+    mc = api_train("llama-3.1-8b", "h100-sxm", engine="megatron-core", **kw)
+    fs = api_train("llama-3.1-8b", "h100-sxm", engine="fsdp", **kw)
+    assert mc.engine == "megatron-core" and fs.engine == "fsdp"
+    assert mc.config.engine == "megatron-core"
+    assert mc.tp_comm_s < fs.tp_comm_s  # Megatron-Core overlaps TP traffic, FSDP does not
+    assert mc.step_time_s < fs.step_time_s  # and runs FA3-class attention on Hopper
