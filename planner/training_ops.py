@@ -339,8 +339,9 @@ def _op_train(op: OpShape, block: Block, ph: Phase, ctx: _Ctx, peak: float) -> _
         if c.precision == "fp8":  # the GEMM runs on the FP8 tensor cores
             cast_f, cast_b = _fp8_casts(op, ph, ctx)
             fwd, bwd = fwd + cast_f, bwd + cast_b
-    elif op.kind == CONV:
-        # implicit-GEMM convolutions run at the model-shape fraction of the MAMF like any GEMM
+    elif op.kind in (CONV, LINEAR):
+        # implicit-GEMM convolutions and grouped expert GEMMs run at the model-shape fraction of
+        # the MAMF like any GEMM (their waves depend on the routing: not counted)
         share = gemm_efficiency(ctx.device, 0.0, 0.0)
         fwd = max(c.compute_s / share, c.memory_s) + c.overhead_s
         bwd = (2.0 if trainable else 1.0) * fwd
