@@ -23,7 +23,8 @@ there are no per-row constants:
   every micro-batch (FSDP is not a DDP module, so Composer's ``ddp_sync_context`` applies no
   ``no_sync``); bf16 parameters all-gathered (Composer 0.15 ``DEFAULT`` and ``PURE`` both set
   ``param_dtype`` to the precision); the attention kernel the launcher states (``attn_impl: triton``,
-  FlashAttention in Triton).
+  FlashAttention in Triton); eager PyTorch modules (the launcher compiles nothing by default), so each
+  operator pays the eager runtime's host dispatch.
 * PaLM (Chowdhery et al. 2022): 12-way tensor parallel × fully sharded data parallel
   (ZeRO-3), rematerialisation (full recompute), no dropout; MFU and HFU as reported.
 * ResNet-50 (NVIDIA DeepLearningExamples): AMP fp16, batch 256 per GPU (the launch
@@ -154,7 +155,8 @@ def training_config(row: dict) -> tuple[str, str, TrainingConfig] | None:
             weights="bf16",
             activations="bf16",
             attention="flash-triton" if "triton" in engine else "fused",
-            runtime="eager",
+            # eager PyTorch modules unless the row states torch.compile
+            runtime="graph" if "torch.compile" in engine and "no torch.compile" not in engine else "eager",
             engine=row["engine_id"] or None,
         )
     if "pathways" in engine or "t5x" in engine:
