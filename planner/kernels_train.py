@@ -159,12 +159,24 @@ def fused_qkv(engine: str | None, model_type: str) -> bool:
     return engine in FUSED_QKV_ENGINES or model_type in FUSED_QKV_MODEL_TYPES
 
 
-def gemm_efficiency(device: DeviceSpec, rows: float, cols: float) -> float:
+# FP8 GEMMs reach a smaller share of their (2×) peak than BF16 ones: MAMF fp8 / MAMF bf16 efficiency, same
+# table (stas00/ml-engineering @744d01e, "Maximum Achievable Matmul FLOPS comparison table"): H100 SXM 70.9% /
+# 80.3%, H200 73.4% / 80.3% ("H200 is the same" for bf16), B200 76.3% / 77.6%, GH200 77.6% / 83.8%.
+FP8_MAMF_RATIO = {
+    "h100-sxm": 0.709 / 0.803, "h200": 0.734 / 0.803, "b200": 0.763 / 0.776, "gh200": 0.776 / 0.838,
+}
+
+
+def gemm_efficiency(device: DeviceSpec, rows: float, cols: float, precision: str = "bf16") -> float:
     """Fraction of the size-dependent GEMM efficiency (the MAMF curve) a model's ``rows × cols``
-    output reaches: wave quantization × the model-shape fraction (GPUs; 1.0 elsewhere)."""
+    output reaches: wave quantization × the model-shape fraction × (FP8) the FP8/BF16 MAMF ratio
+    (GPUs; 1.0 elsewhere)."""
     if device.device_class != "gpu":
         return 1.0
-    return wave_efficiency(device, rows, cols) * MODEL_SHAPE_FRACTION
+    share = wave_efficiency(device, rows, cols) * MODEL_SHAPE_FRACTION
+    if precision == "fp8":
+        share *= FP8_MAMF_RATIO.get(device.id, 1.0)
+    return share
 
 
 __all__ = [
@@ -172,6 +184,7 @@ __all__ = [
     "AttentionKernel",
     "ENGINE_ATTENTION",
     "FUSED_KERNELS",
+    "FP8_MAMF_RATIO",
     "FUSED_QKV_ENGINES",
     "FUSED_QKV_MODEL_TYPES",
     "GEMM_TILES",

@@ -342,7 +342,7 @@ def _op_train(op: OpShape, block: Block, ph: Phase, ctx: _Ctx, peak: float) -> _
     elif op.kind in (CONV, LINEAR):
         # implicit-GEMM convolutions and grouped expert GEMMs run at the model-shape fraction of
         # the MAMF like any GEMM (their waves depend on the routing: not counted)
-        share = gemm_efficiency(ctx.device, 0.0, 0.0)
+        share = gemm_efficiency(ctx.device, 0.0, 0.0, c.precision)
         fwd = max(c.compute_s / share, c.memory_s) + c.overhead_s
         bwd = (2.0 if trainable else 1.0) * fwd
     else:
@@ -395,7 +395,7 @@ def _gemm_waves(op: OpShape, block: Block, ph: Phase, ctx: _Ctx, c) -> tuple[flo
     over = c.overhead_s
 
     def one(rows: float, cols: float) -> float:
-        return max(c.compute_s / gemm_efficiency(ctx.device, rows, cols), c.memory_s) + over
+        return max(c.compute_s / gemm_efficiency(ctx.device, rows, cols, c.precision), c.memory_s) + over
 
     return one(m, n), one(m, k), one(n, k)
 

@@ -144,3 +144,12 @@ def test_request_layer_prices_the_engine_it_resolves():
     assert mc.config.engine == "megatron-core"
     assert mc.tp_comm_s < fs.tp_comm_s  # Megatron-Core overlaps TP traffic, FSDP does not
     assert mc.step_time_s < fs.step_time_s  # and runs FA3-class attention on Hopper
+
+
+def test_fp8_gemms_reach_a_smaller_share_of_their_peak():
+    from planner.kernels_train import FP8_MAMF_RATIO
+
+    assert gemm_efficiency(H100, 65536, 12288, "fp8") == pytest.approx(
+        gemm_efficiency(H100, 65536, 12288) * 0.709 / 0.803)
+    assert all(0.8 < r <= 1.0 for r in FP8_MAMF_RATIO.values())
+    assert gemm_efficiency(A100, 65536, 12288, "fp8") == gemm_efficiency(A100, 65536, 12288)  # no FP8 MAMF on record
