@@ -22,6 +22,8 @@ ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN, max_length=64)]
 #: An engine id of the catalog (vllm, trtllm, llamacpp, ...): no paths over REST.
 EngineId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+#: One engine id or a list of them (compared side by side): capacity serve and frontier.
+EngineList = Annotated[list[EngineId], Field(min_length=1, max_length=32)]
 #: A format name (bf16, int4-g128, fp8-e4m3, ...); checked against the format registry.
 FormatName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9:._-]{0,31}$")]
 #: A size: bytes as a number, or text such as "20GB", "24GiB", "1.5e9".
@@ -359,6 +361,8 @@ def _capacity_create() -> type[BaseModel]:
         tpot_slo_s=(Annotated[float, Field(gt=0, le=1e6)], Field(examples=[0.05])),
         formats=(list[FormatName] | None, Field(default=None, max_length=16, description="candidate weight formats",
                                                 json_schema_extra={"default": list(field_info(CapacityServeRequest)["formats"].default)})),
+        engine=(EngineId | EngineList | None, Field(default=None, description=field_info(CapacityServeRequest)["engine"].help,
+                                                    examples=["vllm", ["vllm", "trtllm", "sglang"]])),
         time_limit_s=_time_limit("search time limit"),
     )
     return type("CapacityCreate", (model,), {"__module__": __name__, "__doc__": model.__doc__,
@@ -367,6 +371,39 @@ def _capacity_create() -> type[BaseModel]:
 
 
 CapacityCreate = _capacity_create()
+
+
+def _frontier_create() -> type[BaseModel]:
+    from planner.request import field_info
+    from planner.request.capacity import CapacityFrontierRequest
+
+    info = field_info(CapacityFrontierRequest)
+    return request_model(
+        "FrontierCreate", (CapacityFrontierRequest,),
+        "Same fields as ``tierwise capacity frontier``: tokens/s per device against tokens/s per user over batch "
+        "sizes, layouts and weight formats, Pareto-filtered per (engine, hardware).",
+        model=(Id, Field(examples=["llama-3.1-8b"])),
+        hardware=(list[Id] | None, Field(default=None, max_length=64, examples=[["l4", "h100-sxm"]],
+                                         description="candidate hardware ids (every catalog id when left out)")),
+        formats=(list[FormatName] | None, Field(default=None, max_length=16, description="candidate weight formats",
+                                                json_schema_extra={"default": list(info["formats"].default)})),
+        engine=(EngineId | EngineList | None, Field(default=None, description=info["engine"].help,
+                                                    examples=["vllm", ["vllm", "trtllm", "sglang"]])),
+    )
+
+
+FrontierCreate = _frontier_create()
+
+
+class FrontierPublic(_Out):
+    """``series``: one per (engine, hardware), its Pareto ``points`` fastest per user first;
+    ``unsupported``: the pairs the engine does not run, with the reason."""
+
+    model: str
+    prompt: int
+    gen: int
+    series: list[dict[str, Any]]
+    unsupported: list[dict[str, Any]]
 
 
 def _train_capacity_create() -> type[BaseModel]:

@@ -427,9 +427,28 @@ def capacity(catalog: Catalog, req: dict, deadline=None) -> dict:
         fields["model"] = catalog.arch(fields["model"])
     if fields.get("models") is not None:
         fields["models"] = [catalog.arch(m) for m in fields["models"]]
-    fields["hardware"] = [catalog.device(h) for h in (fields.get("hardware") or sorted(catalog_devices()))]
+    _hardware(catalog, fields)
     with domain_errors():
         return json_safe(run_capacity_serve(CapacityServeRequest(**fields), deadline=deadline).to_dict())
+
+
+def _hardware(catalog: Catalog, fields: dict) -> None:
+    """Hardware ids resolved (custom ones from the store); left out with an engine given, the
+    request layer keeps the catalog devices one of the engines runs on."""
+    if fields.get("hardware") is not None or fields.get("engine") is None:
+        fields["hardware"] = [catalog.device(h) for h in (fields.get("hardware") or sorted(catalog_devices()))]
+
+
+def frontier(catalog: Catalog, req: dict) -> dict:
+    """``tierwise capacity frontier`` for one request, as its ``--json`` answer."""
+    from planner.request import json_safe
+    from planner.request.capacity import CapacityFrontierRequest, run_capacity_frontier
+
+    fields = {k: v for k, v in req.items() if v is not None}
+    fields["model"] = catalog.arch(fields["model"])
+    _hardware(catalog, fields)
+    with domain_errors():
+        return json_safe(run_capacity_frontier(CapacityFrontierRequest(**fields)).to_dict())
 
 
 def train_capacity(catalog: Catalog, req: dict, deadline=None) -> dict:

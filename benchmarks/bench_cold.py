@@ -9,6 +9,9 @@ wall seconds of ``--runs`` fresh ``tierwise`` processes (imports, catalog loadin
 empty) — beside the warm figure: the same command run again in one process whose caches
 are hot (``planner.cli.main``, median of ``--runs`` after one warm-up). Commands run in a
 temporary directory (``plan.yaml`` is written there first for the commands that read it).
+The project's packages are byte-compiled first, as ``pip install`` does for an installed
+``tierwise`` (``--no-compile`` skips it): a checkout run with ``PYTHONDONTWRITEBYTECODE=1``
+would otherwise recompile every module in every process, which no installed copy does.
 
 ``--llm-analysis PYTHON`` (the interpreter of llm-analysis's virtualenv) adds
 ``tierwise estimate`` and llm-analysis's command line (``python -m llm_analysis.analysis
@@ -64,6 +67,17 @@ CASES: dict[str, tuple[list[str], tuple[int, ...]]] = {
     "capacity-serve": (["capacity", "serve", "--model", "llama-3.1-70b", "--hardware",
                         "h100-sxm,h200,mi300x,a100-80gb-sxm,l40s", "--qps", "10", "--prompt", "2000", "--gen", "200",
                         "--ttft-slo", "2", "--tpot-slo", "0.05"], (0,)),
+    # issue 11 item 6: 3 engines × 5 GPUs within 10 s; the same with disaggregated pools; the frontier
+    "capacity-serve-engines": (["capacity", "serve", "--model", "llama-3.1-70b", "--hardware",
+                                "h100-sxm,h200,mi300x,a100-80gb-sxm,l40s", "--engine", "vllm,trtllm,sglang", "--qps",
+                                "10", "--prompt", "2000", "--gen", "200", "--ttft-slo", "2", "--tpot-slo", "0.05"], (0,)),
+    "capacity-serve-disagg": (["capacity", "serve", "--model", "llama-3.1-70b", "--hardware",
+                               "h100-sxm,h200,mi300x,a100-80gb-sxm,l40s", "--engine", "vllm,trtllm,sglang", "--qps",
+                               "10", "--prompt", "2000", "--gen", "200", "--ttft-slo", "2", "--tpot-slo", "0.05",
+                               "--disaggregated"], (0,)),
+    "capacity-frontier": (["capacity", "frontier", "--model", "llama-3.1-70b", "--hardware",
+                           "h100-sxm,h200,mi300x,a100-80gb-sxm,l40s", "--engine", "vllm,trtllm,sglang", "--prompt",
+                           "2000", "--gen", "200"], (0,)),
     "capacity-train": (["capacity", "train", "--model", "llama-3.1-70b", "--hardware", "h100-sxm", "--tokens", "2e12",
                         "--days", "30"], (0,)),
     "validate-minilm": (["validate", "plan-minilm.yaml", "--torch-model", "all-minilm-l6-v2"], (0,)),
@@ -87,6 +101,14 @@ LA_CASE = ["--model_name", "NousResearch_Llama-2-7b-hf", "--gpu_name", "a100-sxm
            "--log_level", "ERROR"]
 TW_CASE = ["estimate", "--model", "llama-2-7b", "--hardware", "a100-80gb-sxm", "--batch", "1", "--prompt", "512",
            "--gen", "128"]
+
+
+def byte_compile() -> None:
+    """Write the ``__pycache__`` of the project's packages (ignored by git), as an install does."""
+    import compileall
+
+    for pkg in ("planner", "hwmodels", "api"):
+        compileall.compile_dir(str(ROOT / pkg), quiet=1)
 
 
 def _tierwise() -> list[str]:
@@ -117,8 +139,14 @@ def cold(name: str, runs: int, cwd: Path) -> list[tuple[float, float]]:
     return [_run_once(_tierwise() + argv, ok, cwd) for _ in range(min(runs, MAX_RUNS.get(name, runs)))]
 
 
-def warm(name: str, runs: int, cwd: Path) -> list[float]:
-    """The same command in this process after one warm-up run (caches hot)."""
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (process-pool workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def warm(name: str, runs: int, cwd: Path) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of the same command in this process after one warm-up run (caches hot)."""
     from planner.cli import main
 
     argv, ok = CASES[name]
@@ -127,13 +155,13 @@ def warm(name: str, runs: int, cwd: Path) -> list[float]:
     try:
         out = []
         for i in range(min(runs, MAX_RUNS.get(name, runs)) + 1):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _cpu_s()
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 code = main(list(argv))
             if code not in ok:
                 raise RuntimeError(f"tierwise {' '.join(argv)} exited {code} in process")
             if i:
-                out.append(time.perf_counter() - t0)
+                out.append((time.perf_counter() - t0, _cpu_s() - c0))
         return out
     finally:
         os.chdir(old)
@@ -166,11 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-warm", action="store_true", help="skip the in-process (warm) figures")
     ap.add_argument("--llm-analysis", default="", help="python of a virtualenv with llm-analysis installed")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-compile", action="store_true", help="do not byte-compile the packages first")
     args = ap.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(CASES)
     unknown = [n for n in names if n not in CASES]
     if unknown:
         ap.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
+    if not args.no_compile:
+        byte_compile()
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="tierwise-bench-") as tmp:
         cwd = Path(tmp)
@@ -186,12 +217,14 @@ def main(argv: list[str] | None = None) -> int:
             row = {"cmd": "tierwise " + " ".join(CASES[name][0]), "cold": _stats([w for w, _ in runs]),
                    "cold_cpu": _stats([c for _, c in runs])}
             if not args.no_warm and name not in MAX_RUNS:
-                row["warm"] = _stats(warm(name, args.runs, cwd))
+                hot = warm(name, args.runs, cwd)
+                row["warm"], row["warm_cpu"] = _stats([w for w, _ in hot]), _stats([c for _, c in hot])
             results[name] = row
             if not args.json:
-                w, c, cpu = row.get("warm"), row["cold"], row["cold_cpu"]
+                w, c, cpu, wc = row.get("warm"), row["cold"], row["cold_cpu"], row.get("warm_cpu")
                 print(f"{name:22s} cold {c['min']:7.2f} / {c['median']:7.2f} / {c['max']:7.2f} s "
-                      f"(cpu {cpu['median']:6.2f} s)" + (f"   warm {w['median']:7.3f} s" if w else ""), flush=True)
+                      f"(cpu {cpu['median']:6.2f} s)" + (f"   warm {w['median']:7.3f} s (cpu {wc['median']:6.2f} s)"
+                                                          if w else ""), flush=True)
         if args.llm_analysis:
             la = shutil.which(args.llm_analysis) or args.llm_analysis
             results["estimate-vs-llm-analysis"] = side_by_side(la, max(args.runs, 5), cwd)

@@ -7,7 +7,7 @@ The public Python API (see ``docs/python.md``)::
     est = planner.estimate("llama-3.1-8b", "h100-sxm", batch=8, weights="fp8")
     print(est.ttft_s, est.tpot_s, est.memory.per_device_bytes)
 
-:func:`estimate`, :func:`estimate_training`, :func:`plan`, :func:`capacity_serve`,
+:func:`estimate`, :func:`estimate_training`, :func:`plan`, :func:`capacity_serve`, :func:`capacity_frontier`,
 :func:`capacity_train`, :func:`load_model`, :func:`load_hardware`, :func:`list_models` and
 :func:`list_hardware` live in :mod:`planner.api` and are loaded on first use, so
 ``import planner`` stays light. :class:`TierwiseError` is the base of every error.
@@ -22,6 +22,7 @@ from typing import Any
 __all__ = [
     "DoesNotFitError",
     "TierwiseError",
+    "capacity_frontier",
     "capacity_serve",
     "capacity_train",
     "estimate",

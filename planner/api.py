@@ -20,6 +20,7 @@ from typing import Any
 from hwmodels.errors import TierwiseError
 
 __all__ = [
+    "capacity_frontier",
     "capacity_serve",
     "capacity_train",
     "estimate",
@@ -105,7 +106,10 @@ def capacity_serve(model: Any, hardware: Any = None, **fields: Any):
     the load per model). ``hardware``: one or several candidates (every catalog id when
     ``None``). ``fields``: ``qps``, ``ttft_slo_s``, ``tpot_slo_s`` (required), ``prompt``,
     ``gen``, ``percentile`` (0.95 or 95), ``formats``, ``kv``, ``max_devices``, ``max_pp``,
-    ``runtime``, ``time_limit_s`` (the answer then covers what was searched in time).
+    ``runtime``, ``time_limit_s`` (the answer then covers what was searched in time),
+    ``engine`` (one id, or a list compared side by side: one row per engine × hardware, the
+    pairs an engine does not run in ``unsupported``), ``serving="disaggregated"`` (separate
+    prefill and decode pools too, compared with the aggregated answer) and ``kv_link``.
 
     Returns a :class:`planner.capacity.ServeAnswer` (``ranked``, ``feasible``,
     ``to_dict()``). Raises TierwiseError of kind ``infeasible`` when no hardware meets the SLOs.
@@ -117,6 +121,23 @@ def capacity_serve(model: Any, hardware: Any = None, **fields: Any):
     reject_unknown(fields, field_info(CapacityServeRequest), "a capacity request")
     key = "models" if isinstance(model, (list, tuple)) else "model"
     return run_capacity_serve(CapacityServeRequest(**fields, **{key: model}, hardware=hardware))
+
+
+def capacity_frontier(model: Any, hardware: Any = None, **fields: Any):
+    """Throughput-latency frontier: tokens/s per device against tokens/s per user over batch
+    sizes, layouts and weight formats, Pareto-filtered per (engine, hardware).
+
+    ``fields``: ``engine`` (one id or a list), ``prompt``, ``gen``, ``formats``, ``kv``,
+    ``max_devices``, ``max_pp``, ``runtime``. Returns a :class:`planner.frontier.FrontierAnswer`
+    (``series``, ``unsupported``, ``to_dict()``), as ``tierwise capacity frontier`` and
+    ``POST /v1/capacity/frontier``.
+    """
+    from planner.request import field_info
+    from planner.request.capacity import CapacityFrontierRequest, run_capacity_frontier
+    from planner.request.fields import reject_unknown
+
+    reject_unknown(fields, field_info(CapacityFrontierRequest), "a frontier request")
+    return run_capacity_frontier(CapacityFrontierRequest(**fields, model=model, hardware=hardware))
 
 
 def capacity_train(model: Any, hardware: Any, **fields: Any):

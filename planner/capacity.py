@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
 
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
@@ -51,7 +52,7 @@ from planner.training_capacity import (  # training capacity, re-exported here
     train_infeasible_message,
     train_tasks,
 )
-from planner.queueing import DecodeCurve, ReplicaQueue, continuous_batching, md1_mean_wait_s, poisson_quantile, wait_quantile_s
+from planner.queueing import DecodeCurve, ReplicaQueue, continuous_batching
 
 DEFAULT_FORMATS: tuple[str, ...] = ("bf16", "fp8", "int4-g128")
 
@@ -97,8 +98,14 @@ class ServeSearch:
     # have that stays reserved for KV when the hot set is chosen (the rest may hold more
     # resident models); the queueing check then verifies that the batch left suffices.
     kv_reserve: float = 0.25
+    # Disaggregated serving: the link the KV cache crosses from prefill to decode
+    # (auto: intra-node when a prefill and a decode instance fit in one node, else scale-out).
+    kv_link: str = "auto"
+    disaggregated: bool = False  # also search separate prefill and decode pools (planner.disagg)
 
     def __post_init__(self) -> None:
+        _check(self.kv_link in ("auto", "intra_node", "scale_out"), "kv_link",
+               f"--kv-link must be auto, intra_node or scale_out; got {self.kv_link!r}")
         _check(0.0 <= self.kv_reserve < 1.0, "kv_reserve", f"kv_reserve must be in [0, 1); got {self.kv_reserve!r}")
         _check(len(self.formats) >= 1, "formats", "--formats needs at least one weight format")
         _check(isinstance(self.max_devices, int) and self.max_devices >= 1, "max_devices", f"--max-devices must be a positive integer; got {self.max_devices!r}")
@@ -133,6 +140,7 @@ class ServeOption:
     hot_models: tuple[str, ...] = ()
     cold_models: tuple[str, ...] = ()
     switch_s: float = 0.0
+    engine: str = ""  # the serving engine priced ("" when the search was given no engine)
 
     @property
     def devices(self) -> int:
@@ -149,6 +157,7 @@ class ServeOption:
     def to_dict(self) -> dict:
         d = {
             "hardware": self.hardware,
+            **({"engine": self.engine} if self.engine else {}),
             "models": list(self.models),
             "weights": self.weights,
             "activations": self.activations,
@@ -177,6 +186,30 @@ class ServeOption:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EngineSetup:
+    """How one serving engine runs on one hardware, as the capacity search prices it
+    (built from its profile by :mod:`planner.request.capacity`)."""
+
+    engine: str
+    formats: tuple[tuple[str, str], ...]  # (weights, activations) pairs searched
+    kv: str
+    reserved_bytes: float = 0.0  # runtime context kept outside weights, KV and activations
+    runtime: str | None = None  # graph / eager; None: the search's
+    tp: bool = True  # the engine shards a replica by tensor parallelism
+    pp: bool = True  # ... by pipeline parallelism
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServePair:
+    """One (engine, hardware) row of a comparison: its setup, or why the engine does not run there."""
+
+    device: DeviceSpec
+    engine: str = ""
+    setup: EngineSetup | None = None
+    reason: str = ""  # not empty: the pair is not supported, and why
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServeTask:
     archs: tuple[ArchSpec, ...]
     device: DeviceSpec
@@ -184,6 +217,31 @@ class ServeTask:
     search: ServeSearch
     weights: str
     shared: bool = True  # several models: one shared fleet (False: the model alone at its share)
+    engine: str = ""
+    activations: str | None = None  # None: chosen from the device (_activation_for)
+    kv: str | None = None  # None: search.kv
+    reserved_bytes: float = 0.0
+    runtime: str | None = None  # None: search.runtime
+    tp_ok: bool = True
+    pp_ok: bool = True
+    disaggregated: bool = False  # also search separate prefill and decode pools (planner.disagg)
+
+    def key(self) -> tuple:
+        """What the search's result depends on: tasks of engines that price a hardware the
+        same way share one search."""
+        return (self.device.id, tuple(a.id for a in self.archs), self.target, self.search, self.weights, self.shared,
+                self.activations, self.kv, self.reserved_bytes, self.runtime, self.tp_ok, self.pp_ok,
+                self.disaggregated)
+
+
+class ServeResult(NamedTuple):
+    """What one task found: aggregated (fewest devices meeting the SLOs, else the closest)
+    and, for a disaggregated task, the same for separate prefill / decode pools."""
+
+    best: ServeOption | None
+    closest: ServeOption | None
+    disagg: Any = None  # planner.disagg.DisaggOption
+    disagg_closest: Any = None
 
 
 def _activation_for(device: DeviceSpec, weights: str) -> str:
@@ -195,14 +253,15 @@ def _activation_for(device: DeviceSpec, weights: str) -> str:
     return "bf16" if device.supports("bf16") == "native" else "fp16"
 
 
-def _serve_layouts(arch: ArchSpec, device: DeviceSpec, search: ServeSearch) -> list[tuple[int, int]]:
+def _serve_layouts(arch: ArchSpec, device: DeviceSpec, search: ServeSearch, *, tp_ok: bool = True,
+                   pp_ok: bool = True) -> list[tuple[int, int]]:
     out = []
-    g = max(device.devices_per_node, 1)
+    g = max(device.devices_per_node, 1) if tp_ok else 1
     layers = num_layers(arch)
     tps = [t for t in (1, 2, 4, 8, 16, 32, 64) if t <= g and (arch.family == "cnn" and t == 1 or arch.family != "cnn" and arch.num_heads % t == 0)]
     for tp in tps:
         for pp in (1, 2, 4, 8, 16):
-            if pp > search.max_pp or pp > layers or tp * pp > search.max_devices:
+            if pp > search.max_pp or pp > layers or tp * pp > search.max_devices or (pp > 1 and not pp_ok):
                 continue
             out.append((tp, pp))
     return out
@@ -222,12 +281,20 @@ class _Replica:
     weights_per_device: float
     switch_s: float
     usd_per_hour: float | None
+    kv_seq_bytes: float = 0.0  # KV cache of one sequence (prompt + gen), whole model
 
 
-def _replica(arch: ArchSpec, device: DeviceSpec, tp: int, pp: int, choice: Choice, target: ServeTarget, search: ServeSearch) -> _Replica | None:
+def _settings(task: ServeTask | None, search: ServeSearch) -> RuntimeSettings:
+    if task is None:
+        return RuntimeSettings(runtime=search.runtime)
+    return RuntimeSettings(runtime=task.runtime or search.runtime, reserved_bytes=task.reserved_bytes)
+
+
+def _replica(arch: ArchSpec, device: DeviceSpec, tp: int, pp: int, choice: Choice, target: ServeTarget, search: ServeSearch,
+             options: RuntimeSettings | None = None) -> _Replica | None:
     layout = Layout(tp=tp, pp=pp)
     serving = Serving(batch=1, prompt=target.prompt, gen=target.gen)
-    options = RuntimeSettings(runtime=search.runtime)
+    options = options or RuntimeSettings(runtime=search.runtime)
     try:
         b_max = max_batch(arch, device, layout, serving, choice, options=options, limit=4096)
     except EstimateError:
@@ -251,6 +318,7 @@ def _replica(arch: ArchSpec, device: DeviceSpec, tp: int, pp: int, choice: Choic
         weights_per_device=one.memory.weights_bytes / (tp * pp),
         switch_s=one.switch_in_s or 0.0,
         usd_per_hour=one.usd_per_hour,
+        kv_seq_bytes=one.memory.kv_cache_bytes,
     )
 
 
@@ -326,253 +394,136 @@ def _min_replicas(evaluate: Callable[[int], ServeOption], r_max: int) -> tuple[S
     return best, at_max
 
 
-def run_serve_task(task: ServeTask, deadline: Deadline | None = None) -> tuple[ServeOption | None, ServeOption | None]:
+def task_choice(task: ServeTask) -> Choice:
+    """Weights, compute and KV formats a task prices (the engine's, else the device's)."""
+    acts = task.activations or _activation_for(task.device, task.weights)
+    return Choice(weights=task.weights, activations=acts, kv=task.kv or task.search.kv)
+
+
+def task_replicas(task: ServeTask, deadline: Deadline | None = None) -> list[_Replica]:
+    """What one replica of each layout the task may use can do (its model alone)."""
+    deadline = deadline or Deadline.unbounded()
+    device, search, arch = task.device, task.search, task.archs[0]
+    if device.supports(task.weights) == "unsupported":
+        return []
+    choice, options = task_choice(task), _settings(task, search)
+    reps = []
+    for tp, pp in _serve_layouts(arch, device, search, tp_ok=task.tp_ok, pp_ok=task.pp_ok):
+        deadline.check("the capacity search")
+        try:
+            rep = _replica(arch, device, tp, pp, choice, task.target, search, options)
+        except EstimateError:
+            continue
+        if rep is not None:
+            reps.append(rep)
+    return reps
+
+
+def run_serve_task(task: ServeTask, deadline: Deadline | None = None) -> ServeResult:
     """(fewest-devices option meeting the SLOs, best option that does not) for one
-    hardware and weight format; either may be None. ``deadline`` is checked before each
-    layout (:class:`~planner.deadline.DeadlineExceeded` / ``Cancelled`` when it is up)."""
+    hardware and weight format; either may be None; a disaggregated task adds the same for
+    separate prefill and decode pools. ``deadline`` is checked before each layout
+    (:class:`~planner.deadline.DeadlineExceeded` / ``Cancelled`` when it is up)."""
     deadline = deadline or Deadline.unbounded()
     device, target, search = task.device, task.target, task.search
     if device.supports(task.weights) == "unsupported":
-        return None, None
-    choice = Choice(weights=task.weights, activations=_activation_for(device, task.weights), kv=search.kv)
+        return ServeResult(None, None)
+    if len(task.archs) > 1 and task.shared:
+        from planner.shared_fleet import run_shared
+
+        return ServeResult(*run_shared(task, task_choice(task), deadline))
     best: ServeOption | None = None
     closest: ServeOption | None = None
-    if len(task.archs) == 1 or not task.shared:
-        arch = task.archs[0]
-        share = target.mix[0] if len(target.mix) == len(task.archs) and len(task.archs) == 1 else 1.0
-        qps = target.qps * share
-        models = (arch.id,)
-        for tp, pp in _serve_layouts(arch, device, search):
-            deadline.check("the capacity search")
-            try:
-                rep = _replica(arch, device, tp, pp, choice, target, search)
-            except EstimateError:
-                continue
-            if rep is None:
-                continue
-            r_max = max(1, search.max_devices // (tp * pp))
+    share = target.mix[0] if len(target.mix) == len(task.archs) and len(task.archs) == 1 else 1.0
+    qps = target.qps * share
+    models = (task.archs[0].id,)
+    reps = task_replicas(task, deadline)
+    for rep in reps:
+        r_max = max(1, search.max_devices // (rep.tp * rep.pp))
 
-            def evaluate(r: int, rep: _Replica = rep) -> ServeOption:
-                q = continuous_batching(qps / r, rep.prefill_s, rep.curve, target.gen, rep.max_batch, target.percentile)
-                return _option_from_queue(rep, device, target, r, q, models, qps)
-
-            ok, at_max = _min_replicas(evaluate, r_max)
-            if ok is not None and (best is None or (ok.devices, ok.ttft_s) < (best.devices, best.ttft_s)):
-                best = ok
-            if ok is None and (closest is None or at_max.badness < closest.badness):
-                closest = at_max
-        return best, closest
-    return _run_shared(task, choice, deadline)
-
-
-# ---- several models on one fleet ------------------------------------------------------
-
-
-def _run_shared(task: ServeTask, choice: Choice, deadline: Deadline) -> tuple[ServeOption | None, ServeOption | None]:
-    device, target, search = task.device, task.target, task.search
-    order = sorted(range(len(task.archs)), key=lambda i: -target.mix[i])
-    best: ServeOption | None = None
-    closest: ServeOption | None = None
-    lead = task.archs[order[0]]
-    for tp, pp in _serve_layouts(lead, device, search):
-        deadline.check("the capacity search")
-        reps = []
-        for i in order:
-            try:
-                rep = _replica(task.archs[i], device, tp, pp, choice, target, search)
-            except EstimateError:
-                rep = None
-            reps.append(rep)
-        if any(r is None for r in reps):
-            continue
-        plan = _hot_cold(reps, device, search.kv_reserve)
-        if plan is None:
-            continue
-        hot, cold, kv_batch = plan
-        r_max = max(1, search.max_devices // (tp * pp))
-
-        def evaluate(r: int, reps=reps, hot=hot, cold=cold, kv_batch=kv_batch) -> ServeOption:
-            return _shared_option(task, reps, order, hot, cold, kv_batch, r)
+        def evaluate(r: int, rep: _Replica = rep) -> ServeOption:
+            q = continuous_batching(qps / r, rep.prefill_s, rep.curve, target.gen, rep.max_batch, target.percentile)
+            return replace(_option_from_queue(rep, device, target, r, q, models, qps), engine=task.engine)
 
         ok, at_max = _min_replicas(evaluate, r_max)
         if ok is not None and (best is None or (ok.devices, ok.ttft_s) < (best.devices, best.ttft_s)):
             best = ok
         if ok is None and (closest is None or at_max.badness < closest.badness):
             closest = at_max
-    return best, closest
+    if not task.disaggregated:
+        return ServeResult(best, closest)
+    from planner.disagg import search_disaggregated
 
-
-def _hot_cold(reps: list[_Replica], device: DeviceSpec, kv_reserve: float) -> tuple[list[int], list[int], int] | None:
-    """Hot set (indices into ``reps``, most requested first) that fits the device tier with
-    one swap slot for the cold models and room for KV; None when not even one model fits
-    or the cold models do not fit the slow tier."""
-    cap = device.memory_capacity_bytes
-    lead = reps[0]
-    # KV room: what the most requested model's max batch uses beyond its weights
-    kv_room = max(0.0, cap - lead.weights_per_device)
-    hot: list[int] = []
-    used = 0.0
-    for i, rep in enumerate(reps):
-        rest = [r.weights_per_device for j, r in enumerate(reps) if j > i]
-        slot = max(rest) if rest else 0.0
-        if used + rep.weights_per_device + slot <= cap - kv_reserve * kv_room:
-            hot.append(i)
-            used += rep.weights_per_device
-        else:
-            break
-    if not hot:
-        return None
-    cold = [i for i in range(len(reps)) if i not in hot]
-    if cold:
-        slow = [t for t in device.tiers if t.role in ("device_ext", "host")]
-        if not slow or sum(reps[i].weights_per_device for i in cold) > slow[0].capacity_bytes:
-            return None
-        used += max(reps[i].weights_per_device for i in cold)
-    free = max(0.0, cap - used)
-    # sequences the remaining memory holds, scaled from the lead model's max batch
-    per_seq = kv_room / max(lead.max_batch, 1)
-    kv_batch = int(free // per_seq) if per_seq > 0 else lead.max_batch
-    if kv_batch < 1:
-        return None
-    return hot, cold, kv_batch
-
-
-def _shared_concurrency(reps: list[_Replica], lam: list[float], g: int, rho: float, kv_batch: int,
-                        failures: list[str]) -> tuple[list[float], float]:
-    """Live sequences per model and the decode step time of one replica (fixed point of
-    Little's law over the summed step time), or a failure when the KV cache cannot hold them."""
-    n = [0.0] * len(reps)
-    step = math.inf
-    if rho >= 1.0:
-        failures.append(f"prefill of all models needs {rho:.2f}× each replica's time")
-        return n, step
-    for _ in range(200):
-        step = sum(reps[k].curve(max(n[k], 1.0)) for k in range(len(reps)) if lam[k] > 0)
-        nxt = [lam[k] * g * step / (1.0 - rho) for k in range(len(reps))]
-        if sum(nxt) > kv_batch * 1.000001:
-            failures.append(f"needs more than {kv_batch} live sequences (the KV cache left beside the resident models)")
-            break
-        if max(abs(a - b) for a, b in zip(nxt, n)) <= 1e-9 * max(1.0, sum(n)):
-            n = nxt
-            break
-        n = nxt
-    return n, step
-
-
-def _switch_load(reps: list[_Replica], lam: list[float], cold: list[int], failures: list[str]) -> tuple[float, float, float]:
-    """(switch-in rate, second moment of the switch time, link utilisation) for the cold
-    models: an M/G/1 server on the slow-tier link."""
-    lam_cold = sum(lam[k] for k in cold)
-    sw_mean = sw_m2 = 0.0
-    lam_sw = 0.0
-    for k in cold:
-        share = lam[k] / lam_cold if lam_cold else 0.0
-        rate = lam[k] * (1.0 - share)  # the slot already holds this model with prob ``share``
-        lam_sw += rate
-        sw_mean += rate * reps[k].switch_s
-        sw_m2 += rate * reps[k].switch_s**2
-    rho_sw = sw_mean  # Σ λ_k·S_k
-    if lam_sw > 0:
-        sw_m2 /= lam_sw
-    if rho_sw >= 1.0:
-        failures.append(f"switching cold models in needs {rho_sw:.2f}× the slow-tier link's time")
-    return lam_sw, sw_m2, rho_sw
-
-
-def _shared_option(task: ServeTask, reps: list[_Replica], order: list[int], hot: list[int], cold: list[int], kv_batch: int, r: int) -> ServeOption:
-    device, target = task.device, task.target
-    lam = [target.qps * target.mix[order[k]] / r for k in range(len(reps))]
-    g = target.gen
-    rho = sum(lam[k] * reps[k].prefill_s for k in range(len(reps)))
-    failures: list[str] = []
-    n, step = _shared_concurrency(reps, lam, g, rho, kv_batch, failures)
-    lam_sw, sw_m2, rho_sw = _switch_load(reps, lam, cold, failures)
-    p = target.percentile
-    inf = math.inf
-    if failures:
-        ttft50 = ttft95 = ttftq = tpot50 = tpot95 = tpotq = inf
-        switch_q = inf
-    else:
-        wait = md1_mean_wait_s(sum(lam), sum(lam[k] * reps[k].prefill_s for k in range(len(reps))) / sum(lam))
-        w_sw = lam_sw * sw_m2 / (2.0 * (1.0 - rho_sw)) if lam_sw > 0 else 0.0
-
-        def ttft_of(k: int, q: float) -> float:
-            base = wait_quantile_s(wait, rho, q) + q * step + reps[k].prefill_s
-            if k in cold:
-                base += wait_quantile_s(w_sw, rho_sw, q) + reps[k].switch_s
-            return base
-
-        def tpot_of(q: float) -> float:
-            tau_eff = step / (1.0 - rho)
-            kq = poisson_quantile(sum(lam) * g * tau_eff, q)
-            worst_pf = max(rep.prefill_s for rep in reps)
-            return step + kq * worst_pf / g
-
-        ttft50 = max(ttft_of(k, 0.5) for k in range(len(reps)))
-        ttft95 = max(ttft_of(k, 0.95) for k in range(len(reps)))
-        ttftq = max(ttft_of(k, p) for k in range(len(reps)))
-        tpot50, tpot95, tpotq = tpot_of(0.5), tpot_of(0.95), tpot_of(p)
-        switch_q = max((reps[k].switch_s for k in cold), default=0.0)
-        failures += _slo_failures(ttftq, tpotq, target, p)
-    lead = reps[0]
-    usd_h, usd_m = _fleet_cost(device, r * lead.tp * lead.pp, target.qps * g)
-    names = tuple(task.archs[i].id for i in order)
-    opt = ServeOption(
-        hardware=device.id,
-        models=names,
-        weights=lead.choice.weights,
-        activations=lead.choice.activations,
-        kv=lead.choice.kv,
-        tp=lead.tp,
-        pp=lead.pp,
-        replicas=r,
-        max_batch=kv_batch,
-        concurrency=sum(n) if not failures or math.isfinite(sum(n)) else inf,
-        prefill_s=max(rep.prefill_s for rep in reps),
-        ttft_p50_s=ttft50,
-        ttft_p95_s=ttft95,
-        ttft_s=ttftq,
-        tpot_p50_s=tpot50,
-        tpot_p95_s=tpot95,
-        tpot_s=tpotq,
-        usd_per_hour=usd_h,
-        usd_per_million_tokens=usd_m,
-        meets_slo=not failures,
-        failures=tuple(failures),
-        hot_models=tuple(names[k] for k in hot),
-        cold_models=tuple(names[k] for k in cold),
-        switch_s=switch_q,
-        ttft_slo_ratio=ttftq / target.ttft_slo_s,
-        tpot_slo_ratio=tpotq / target.tpot_slo_s,
-    )
-    return opt
+    d_best, d_closest = search_disaggregated(reps, task, qps)
+    return ServeResult(best, closest, d_best, d_closest)
 
 
 # ---- task plumbing -----------------------------------------------------------------------
 
 
-def serve_tasks(archs: Sequence[ArchSpec], devices: Sequence[DeviceSpec], target: ServeTarget, search: ServeSearch = ServeSearch()) -> list[ServeTask]:
-    """One task per hardware × weight format (× model when several models are hosted
-    separately, for the comparison)."""
+def _pair(d: DeviceSpec | ServePair) -> ServePair:
+    return d if isinstance(d, ServePair) else ServePair(device=d)
+
+
+def _sub_target(target: ServeTarget, share: float) -> ServeTarget:
+    return ServeTarget(qps=target.qps * share, prompt=target.prompt, gen=target.gen, ttft_slo_s=target.ttft_slo_s,
+                       tpot_slo_s=target.tpot_slo_s, percentile=target.percentile)
+
+
+def serve_tasks(archs: Sequence[ArchSpec], devices: Sequence[DeviceSpec | ServePair], target: ServeTarget,
+                search: ServeSearch = ServeSearch()) -> list[ServeTask]:
+    """One task per (engine,) hardware × weight format (× model when several models are
+    hosted separately, for the comparison). ``devices`` are hardware (priced without an
+    engine) or :class:`ServePair` rows; a pair that is not supported gets no task."""
     _check(len(archs) >= 1, "model", "--model needs at least one model")
     _check(len(devices) >= 1, "hardware", "--hardware needs at least one hardware id")
     _check(len(target.mix) == len(archs), "mix", f"--mix needs one share per model ({len(archs)}); got {len(target.mix)}")
     tasks = []
-    for dev in devices:
-        for w in search.formats:
-            tasks.append(ServeTask(archs=tuple(archs), device=dev, target=target, search=search, weights=w, shared=True))
+    for pair in map(_pair, devices):
+        if pair.reason:
+            continue
+        setup = pair.setup
+        formats = setup.formats if setup else tuple((w, None) for w in search.formats)
+        extra = {} if setup is None else dict(engine=pair.engine, kv=setup.kv, reserved_bytes=setup.reserved_bytes,
+                                              runtime=setup.runtime, tp_ok=setup.tp, pp_ok=setup.pp)
+        for w, act in formats:
+            common = dict(device=pair.device, search=search, weights=w, activations=act, **extra)
+            tasks.append(ServeTask(archs=tuple(archs), target=target, shared=True,
+                                   disaggregated=search.disaggregated and len(archs) == 1, **common))
             if len(archs) > 1:
                 for i, a in enumerate(archs):
-                    sub = ServeTarget(
-                        qps=target.qps * target.mix[i],
-                        prompt=target.prompt,
-                        gen=target.gen,
-                        ttft_slo_s=target.ttft_slo_s,
-                        tpot_slo_s=target.tpot_slo_s,
-                        percentile=target.percentile,
-                    )
-                    tasks.append(ServeTask(archs=(a,), device=dev, target=sub, search=search, weights=w, shared=False))
+                    tasks.append(ServeTask(archs=(a,), target=_sub_target(target, target.mix[i]), shared=False, **common))
     return tasks
+
+
+def dedupe_tasks(tasks: Sequence[ServeTask]) -> tuple[list[ServeTask], list[int]]:
+    """(the distinct searches, index of each task's search): engines that price a hardware
+    alike (same formats, reserved memory, runtime, layouts) share one search."""
+    first: dict[tuple, int] = {}
+    unique: list[ServeTask] = []
+    index = []
+    for t in tasks:
+        k = t.key()
+        if k not in first:
+            first[k] = len(unique)
+            unique.append(t)
+        index.append(first[k])
+    return unique, index
+
+
+def expand_results(tasks: Sequence[ServeTask], index: Sequence[int], results: Sequence[ServeResult]) -> list[ServeResult]:
+    """Each task's result from the shared searches', with its own engine named."""
+    out = []
+    for t, i in zip(tasks, index):
+        r = ServeResult(*results[i])
+        out.append(ServeResult(*(o if o is None or o.engine == t.engine else replace(o, engine=t.engine) for o in r)))
+    return out
+
+
+def run_serve_tasks(tasks: Sequence[ServeTask], map_fn: Callable[[Callable, Iterable], Iterable] = map) -> list[ServeResult]:
+    """Every task's result, each distinct search run once (``map_fn``: builtin map, a pool's map, ...)."""
+    unique, index = dedupe_tasks(tasks)
+    return expand_results(tasks, index, list(map_fn(run_serve_task, unique)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -582,10 +533,21 @@ class HardwareAnswer:
     closest: ServeOption | None
     separate_devices: int | None = None  # several models: each hosted alone, summed
     separate_usd_per_hour: float | None = None
+    engine: str = ""
+    disaggregated: bool = False  # separate prefill / decode pools were searched too
+    disagg: Any = None  # planner.disagg.DisaggOption meeting the SLOs with the fewest devices
+    disagg_closest: Any = None
+
+    @property
+    def cheapest(self) -> Any:
+        """The cheaper of the aggregated and disaggregated answers meeting the SLOs (None: neither)."""
+        opts = [o for o in (self.best, self.disagg) if o is not None]
+        return min(opts, key=_cost_key) if opts else None
 
     def to_dict(self) -> dict:
         d = {
             "hardware": self.hardware,
+            **({"engine": self.engine} if self.engine else {}),
             "meets_slo": self.best is not None,
             "best": self.best.to_dict() if self.best else None,
             "closest": self.closest.to_dict() if (self.best is None and self.closest) else None,
@@ -593,6 +555,15 @@ class HardwareAnswer:
         if self.separate_devices is not None:
             d["separate_devices"] = self.separate_devices
             d["separate_usd_per_hour"] = self.separate_usd_per_hour
+        if self.disaggregated:
+            from planner.disagg import compare
+
+            d["disaggregated"] = {
+                "meets_slo": self.disagg is not None,
+                "best": self.disagg.to_dict() if self.disagg else None,
+                "closest": self.disagg_closest.to_dict() if (self.disagg is None and self.disagg_closest) else None,
+                "vs_aggregated": compare(self.disagg, self.best),
+            }
         return d
 
 
@@ -602,14 +573,16 @@ class ServeAnswer:
     models: tuple[str, ...]
     ranked: tuple[HardwareAnswer, ...]  # feasible first, cheapest first; then infeasible by closeness
     complete: bool = True  # False: the search stopped at its time limit (some configurations not tried)
+    unsupported: tuple[ServePair, ...] = ()  # (engine, hardware) pairs the engine does not run, with the reason
+    serving: str = "aggregated"  # or "disaggregated": separate prefill / decode pools searched too
 
     @property
     def feasible(self) -> bool:
-        return any(h.best is not None for h in self.ranked)
+        return any(h.cheapest is not None for h in self.ranked)
 
     def to_dict(self) -> dict:
         t = self.target
-        return {
+        d = {
             "models": list(self.models),
             "mix": list(t.mix),
             "qps": t.qps,
@@ -618,54 +591,74 @@ class ServeAnswer:
             "ttft_slo_s": t.ttft_slo_s,
             "tpot_slo_s": t.tpot_slo_s,
             "percentile": t.percentile,
+            "serving": self.serving,
             "feasible": self.feasible,
             "status": "complete" if self.complete else "time_limit",
             "hardware": [h.to_dict() for h in self.ranked],
         }
+        if self.unsupported:
+            d["unsupported"] = [{"engine": p.engine, "hardware": p.device.id, "reason": p.reason} for p in self.unsupported]
+        return d
 
 
-def _cost_key(o: ServeOption) -> tuple:
+def _cost_key(o: Any) -> tuple:
     return (o.usd_per_hour if o.usd_per_hour is not None else math.inf, o.devices, o.ttft_s)
 
 
-def summarize_serve(archs: Sequence[ArchSpec], target: ServeTarget, tasks: Sequence[ServeTask], results: Sequence[tuple[ServeOption | None, ServeOption | None]]) -> ServeAnswer:
-    per_hw: dict[str, dict] = {}
-    for task, (ok, near) in zip(tasks, results):
-        h = per_hw.setdefault(task.device.id, {"best": None, "closest": None, "separate": {}})
+def _better(cur: Any, new: Any, key: Callable[[Any], Any]) -> Any:
+    return new if new is not None and (cur is None or key(new) < key(cur)) else cur
+
+
+def _separate(archs: Sequence[ArchSpec], seps: dict) -> tuple[int | None, float | None]:
+    if len(archs) < 2 or len(seps) != len(archs):
+        return None, None
+    usd = [o.usd_per_hour for o in seps.values()]
+    return sum(o.devices for o in seps.values()), (sum(usd) if all(u is not None for u in usd) else None)
+
+
+def summarize_serve(archs: Sequence[ArchSpec], target: ServeTarget, tasks: Sequence[ServeTask],
+                    results: Sequence[tuple], unsupported: Sequence[ServePair] = ()) -> ServeAnswer:
+    """One row per (engine, hardware): its cheapest answer per mode; rows ranked by cost."""
+    per_hw: dict[tuple[str, str], dict] = {}
+    badness = lambda o: o.badness  # noqa: E731
+    for task, res in zip(tasks, results):
+        r = ServeResult(*res)
+        h = per_hw.setdefault((task.engine, task.device.id), {"best": None, "closest": None, "separate": {},
+                                                              "disagg": None, "disagg_closest": None, "d": False})
         if task.shared:
-            if ok is not None and (h["best"] is None or _cost_key(ok) < _cost_key(h["best"])):
-                h["best"] = ok
-            if near is not None and (h["closest"] is None or near.badness < h["closest"].badness):
-                h["closest"] = near
+            h["best"] = _better(h["best"], r.best, _cost_key)
+            h["closest"] = _better(h["closest"], r.closest, badness)
+            h["d"] = h["d"] or task.disaggregated
+            h["disagg"] = _better(h["disagg"], r.disagg, _cost_key)
+            h["disagg_closest"] = _better(h["disagg_closest"], r.disagg_closest, badness)
         else:
             m = task.archs[0].id
-            cur = h["separate"].get(m)
-            if ok is not None and (cur is None or _cost_key(ok) < _cost_key(cur)):
-                h["separate"][m] = ok
+            h["separate"][m] = _better(h["separate"].get(m), r.best, _cost_key)
     answers = []
-    for hw, h in per_hw.items():
-        sep_dev = sep_usd = None
-        if len(archs) > 1:
-            seps = h["separate"]
-            if len(seps) == len(archs):
-                sep_dev = sum(o.devices for o in seps.values())
-                usd = [o.usd_per_hour for o in seps.values()]
-                sep_usd = sum(usd) if all(u is not None for u in usd) else None
-        answers.append(HardwareAnswer(hardware=hw, best=h["best"], closest=h["closest"], separate_devices=sep_dev, separate_usd_per_hour=sep_usd))
-    feasible = sorted((a for a in answers if a.best is not None), key=lambda a: _cost_key(a.best))
-    rest = sorted((a for a in answers if a.best is None), key=lambda a: a.closest.badness if a.closest else math.inf)
-    return ServeAnswer(target=target, models=tuple(a.id for a in archs), ranked=tuple(feasible + rest))
+    for (engine, hw), h in per_hw.items():
+        seps = {m: o for m, o in h["separate"].items() if o is not None}
+        sep_dev, sep_usd = _separate(archs, seps)
+        answers.append(HardwareAnswer(hardware=hw, engine=engine, best=h["best"], closest=h["closest"],
+                                      separate_devices=sep_dev, separate_usd_per_hour=sep_usd, disaggregated=h["d"],
+                                      disagg=h["disagg"], disagg_closest=h["disagg_closest"]))
+    feasible = sorted((a for a in answers if a.cheapest is not None), key=lambda a: _cost_key(a.cheapest))
+    rest = sorted((a for a in answers if a.cheapest is None), key=lambda a: a.closest.badness if a.closest else math.inf)
+    mode = "disaggregated" if any(t.disaggregated for t in tasks) else "aggregated"
+    return ServeAnswer(target=target, models=tuple(a.id for a in archs), ranked=tuple(feasible + rest),
+                       unsupported=tuple(unsupported), serving=mode)
 
 
 def serve_infeasible_message(ans: ServeAnswer) -> tuple[str, dict]:
     """Reason and the best layout's numbers when no hardware meets the SLOs."""
     near = [h.closest for h in ans.ranked if h.closest is not None]
     if not near:
-        return ("the model does not fit any of the hardware at any layout within --max-devices", {})
+        why = "".join(f"; {p.engine} on {p.device.id}: {p.reason}" for p in ans.unsupported[:4])
+        return ("the model does not fit any of the hardware at any layout within --max-devices" + why, {})
     o = min(near, key=lambda x: x.badness)
     why = "; ".join(o.failures) or "SLOs not met"
+    engine = f" {o.engine}" if o.engine else ""
     msg = (
-        f"no hardware meets the SLOs at {ans.target.qps:g} QPS; closest: {o.hardware} {o.weights} "
+        f"no hardware meets the SLOs at {ans.target.qps:g} QPS; closest:{engine} {o.hardware} {o.weights} "
         f"tp={o.tp} pp={o.pp} × {o.replicas} replicas ({o.devices} devices): {why}"
     )
     return msg, o.to_dict()
@@ -673,38 +666,45 @@ def serve_infeasible_message(ans: ServeAnswer) -> tuple[str, dict]:
 
 def plan_serving(
     archs: Sequence[ArchSpec],
-    devices: Sequence[DeviceSpec],
+    devices: Sequence[DeviceSpec | ServePair],
     target: ServeTarget,
     search: ServeSearch = ServeSearch(),
     map_fn: Callable[[Callable, Iterable], Iterable] = map,
     deadline: Deadline | None = None,
 ) -> ServeAnswer:
-    """Every hardware × format task; with a ``deadline`` the tasks run here one after the
-    other, each checking it between layouts. When the time is up, the answer covers the
-    configurations searched so far (``complete=False``); nothing searched yet, or a cancel,
-    raises :class:`~planner.deadline.DeadlineExceeded` / ``Cancelled``."""
+    """Every (engine,) hardware × format task; with a ``deadline`` the tasks run here one
+    after the other, each checking it between layouts. When the time is up, the answer
+    covers the configurations searched so far (``complete=False``); nothing searched yet,
+    or a cancel, raises :class:`~planner.deadline.DeadlineExceeded` / ``Cancelled``.
+    ``search.disaggregated``: separate prefill and decode pools are searched too (:mod:`planner.disagg`)."""
     tasks = serve_tasks(archs, devices, target, search)
+    unsupported = [p for p in map(_pair, devices) if p.reason]
     if deadline is None:
-        results = list(map_fn(run_serve_task, tasks))
-        return summarize_serve(archs, target, tasks, results)
-    done: list[tuple[ServeOption | None, ServeOption | None]] = []
-    for task in tasks:
+        return summarize_serve(archs, target, tasks, run_serve_tasks(tasks, map_fn), unsupported)
+    unique, index = dedupe_tasks(tasks)
+    done: list[ServeResult] = []
+    for task in unique:
         try:
             done.append(run_serve_task(task, deadline))
         except DeadlineExceeded:
             if not done:
                 raise
             break
-    ans = summarize_serve(archs, target, tasks[: len(done)], done)
-    return ans if len(done) == len(tasks) else replace(ans, complete=False)
+    kept = [i for i, u in enumerate(index) if u < len(done)]
+    ans = summarize_serve(archs, target, [tasks[i] for i in kept],
+                          expand_results([tasks[i] for i in kept], [index[i] for i in kept], done), unsupported)
+    return ans if len(done) == len(unique) else replace(ans, complete=False)
 
 
 __all__ = [
     "DEFAULT_FORMATS",
+    "EngineSetup",
     "HardwareAnswer",
     "InfeasibleError",
     "ServeAnswer",
     "ServeOption",
+    "ServePair",
+    "ServeResult",
     "ServeSearch",
     "ServeTarget",
     "ServeTask",
@@ -712,13 +712,18 @@ __all__ = [
     "TrainOption",
     "TrainTarget",
     "TrainTask",
+    "dedupe_tasks",
     "device_grid",
+    "expand_results",
     "plan_serving",
     "plan_training",
     "run_serve_task",
+    "run_serve_tasks",
     "run_train_task",
     "serve_infeasible_message",
     "serve_tasks",
+    "task_choice",
+    "task_replicas",
     "summarize_serve",
     "summarize_train",
     "train_infeasible_message",

@@ -9,7 +9,12 @@ When no (layout, KV format, compression) satisfies a request, :func:`diagnose` r
   (memory budget, TTFT SLO, TPOT SLO, average bits);
 * the cheapest changes, each re-solved so its numbers are the cost model's: streaming the
   remainder from the next memory tier (at its stated speed), lower-precision formats,
-  a shorter context or a smaller batch, relaxed SLOs, more devices.
+  a shorter context or a smaller batch, relaxed SLOs or ``--avg-bits``, more devices.
+
+Every change is a set of request fields (:attr:`Change.set`, printed as the command-line
+flags that start its description) and was solved with exactly those values: applied
+literally to the request, it makes it feasible. Numbers are rounded in the feasible
+direction (a latency target or ``--avg-bits`` up, a batch or context down).
 
 The CLI turns :class:`NoFeasiblePlanError` into exit code 3 with the message on stderr and
 :meth:`Diagnosis.to_dict` under ``error.details`` in ``--json`` mode.
@@ -29,6 +34,8 @@ __all__ = ["Change", "Diagnosis", "NoFeasiblePlanError", "diagnose"]
 #: Device counts tried for the "more devices" change, as multiples of the request's.
 _DEVICE_MULTIPLES = (2, 4, 8, 16, 32, 64)
 _MAX_DEVICES = 512
+#: Device counts solved at most per diagnosis (the others are skipped by a lower bound).
+_DEVICE_SOLVES = 3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,12 +44,16 @@ class Change:
     the plan it yields (``predicted``: ttft_s, tpot_s, decode_tokens_per_s,
     per_device_bytes ... as available)."""
 
-    kind: str  # offload | formats | context | batch | slo | devices | budget
+    kind: str  # offload | formats | context | batch | slo | avg_bits | devices
     description: str
     predicted: Mapping[str, float] = field(default_factory=dict)
+    #: Request fields (``PlanRequest`` names) and the values that were solved, as typed on
+    #: the command line; the description starts with them as flags.
+    set: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "description": self.description, "predicted": dict(self.predicted)}
+        return {"kind": self.kind, "description": self.description, "predicted": dict(self.predicted),
+                "set": dict(self.set)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,6 +146,51 @@ def _formats_text(plan) -> str:
     return ", ".join(f"{k}×{n}" for k, n in top)
 
 
+def flags(fields: Mapping[str, Any]) -> str:
+    """Request fields as the command-line flags that set them (``--ttft-slo 0.085``)."""
+    from planner.request.plan import CLI_ALIASES
+
+    parts = []
+    for name, value in fields.items():
+        flag = CLI_ALIASES.get(name, "--" + name.replace("_", "-"))
+        parts.append(flag if value is True else f"{flag} {value}")
+    return " ".join(parts)
+
+
+def round_up(x: float, digits: int = 3) -> float:
+    """``x`` rounded up to ``digits`` significant digits: the printed number is never below it."""
+    if not math.isfinite(x) or x <= 0:
+        return x
+    q = 10.0 ** (math.floor(math.log10(x)) - digits + 1)
+    k = math.ceil(x / q)
+    while True:
+        v = float(f"{k * q:.{digits + 1}g}")
+        if v >= x:
+            return v
+        k += 1
+
+
+def _verified(planner, req, fields: dict[str, Any], dl, bump=None, tries: int = 3):
+    """(fields, plan) for the first of ``fields``, ``bump(fields)``, ... (up to ``tries``)
+    that makes ``req`` feasible when applied as they will be printed; None otherwise."""
+    for _ in range(tries):
+        plan = _try(planner, replace(req, **_problem_fields(fields)), dl)
+        if plan is not None:
+            return fields, plan
+        if bump is None:
+            return None
+        fields = bump(fields)
+    return None
+
+
+def _problem_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Request fields → the solver problem's (``PlanProblem``) fields."""
+    out = dict(fields)
+    if "formats" in out:
+        out["formats"] = tuple(out["formats"].split(","))
+    return out
+
+
 def diagnose(planner, req, *, deadline=None) -> Diagnosis:
     """Explain why ``req`` is infeasible for ``planner`` (a :class:`planner.search.Planner`).
 
@@ -151,7 +207,6 @@ def diagnose(planner, req, *, deadline=None) -> Diagnosis:
     memory_binds = min_mem > budget * (1 + 1e-9)
 
     binding: list[str] = []
-    changes: list[Change] = []
     slo_free = replace(req, ttft_slo_s=None, tpot_slo_s=None)
     memory_only_ok = _try(planner, slo_free, dl) if (req.ttft_slo_s or req.tpot_slo_s) else None
 
@@ -161,42 +216,102 @@ def diagnose(planner, req, *, deadline=None) -> Diagnosis:
         binding.append("memory (device and offload tiers together)")
     if req.avg_bits is not None and _try(planner, replace(req, avg_bits=None), dl) is not None:
         binding.append("avg_bits")
-    min_ttft = min_tpot = None
-    if req.ttft_slo_s is not None or req.tpot_slo_s is not None:
-        base = slo_free if memory_only_ok is not None else replace(slo_free, max_memory_per_device_bytes=None)
-        if req.ttft_slo_s is not None:
-            fastest = _try(planner, replace(base, objective="latency", tpot_slo_s=req.tpot_slo_s), dl)
-            min_ttft = planner.minimum(base, "ttft", deadline=dl)[0] if fastest is None else fastest.predicted.ttft_s
-            if _try(planner, replace(req, ttft_slo_s=None), dl) is not None or min_ttft > req.ttft_slo_s:
-                binding.append("ttft_slo")
-        if req.tpot_slo_s is not None:
-            fastest = _try(planner, replace(base, objective="latency", ttft_slo_s=None), dl)
-            min_tpot = planner.minimum(base, "tpot", deadline=dl)[0] if fastest is None else fastest.predicted.tpot_s
-            if _try(planner, replace(req, tpot_slo_s=None), dl) is not None or min_tpot > req.tpot_slo_s:
-                binding.append("tpot_slo")
-        if memory_only_ok is not None:
-            relaxed = []
-            if req.ttft_slo_s is not None and min_ttft is not None and min_ttft > req.ttft_slo_s:
-                relaxed.append(f"--ttft-slo {min_ttft:.4g}")
-            if req.tpot_slo_s is not None and min_tpot is not None and min_tpot > req.tpot_slo_s:
-                relaxed.append(f"--tpot-slo {min_tpot:.4g}")
-            if relaxed:
-                fast = _try(planner, replace(req, objective="latency", ttft_slo_s=None, tpot_slo_s=None), dl)
-                changes.append(Change(kind="slo", description="relax the latency targets to what the hardware can "
-                                      "do: " + " ".join(relaxed), predicted=_summary(fast) if fast else {}))
+    min_ttft, min_tpot = _latency_binding(planner, req, dl, slo_free, memory_only_ok, binding)
     if not binding:
         binding.append("constraints together")
 
+    changes: list[Change] = []
+    if memory_only_ok is not None and ("ttft_slo" in binding or "tpot_slo" in binding):
+        changes += _slo_changes(planner, req, dl)
+    if "avg_bits" in binding:
+        changes += _avg_bits_changes(planner, req, dl)
     if memory_binds or "memory" in binding:
         changes += _offload_changes(planner, req, dl)
         changes += _format_changes(planner, req, dl)
-        changes += _context_changes(planner, req, dl, budget, min_mem, min_plan)
-        changes += _device_changes(planner, req, dl)
-    message = _message(planner, req, dl, budget, min_mem, min_plan, memory_binds, min_ttft, min_tpot, binding, changes)
+        changes += _context_changes(planner, req, dl, budget, min_plan)
+    if binding != ["avg_bits"]:  # more devices do not lower the average bits
+        bounds = [(min_mem, budget, 1 + 1e-9)] if memory_binds else []
+        # Latency scales at best as 1 / devices; a quarter more is allowed for effects the
+        # fastest plan at the request's count does not show.
+        bounds += [(best, slo, 1.25) for best, slo in ((min_ttft, req.ttft_slo_s), (min_tpot, req.tpot_slo_s))
+                   if best is not None and slo is not None]
+        # For latency alone, up to 8 times the devices (one node's tensor parallelism).
+        found, tried = _device_changes(planner, req, dl, bounds, _DEVICE_SOLVES,
+                                       _DEVICE_MULTIPLES[-1] if memory_binds else 8)
+        changes += found
+    else:
+        tried = req.devices
+    message = _message(planner, req, dl, budget, min_mem, min_plan, memory_binds, min_ttft, min_tpot, binding, changes,
+                       tried)
     return Diagnosis(message=message, binding=tuple(binding),
                      min_per_device_bytes=min_mem if math.isfinite(min_mem) else None,
                      device_capacity_bytes=capacity, budget_bytes=budget, min_ttft_s=min_ttft, min_tpot_s=min_tpot,
                      changes=tuple(changes))
+
+
+def _latency_binding(planner, req, dl, slo_free, memory_only_ok, binding: list[str]):
+    """(fastest TTFT, fastest TPOT) that fit (None when no target was asked); appends the
+    latency targets that bind to ``binding``."""
+    min_ttft = min_tpot = None
+    if req.ttft_slo_s is None and req.tpot_slo_s is None:
+        return min_ttft, min_tpot
+    base = slo_free if memory_only_ok is not None else replace(slo_free, max_memory_per_device_bytes=None)
+    if req.ttft_slo_s is not None:
+        fastest = _try(planner, replace(base, objective="latency", tpot_slo_s=req.tpot_slo_s), dl)
+        min_ttft = planner.minimum(base, "ttft", deadline=dl)[0] if fastest is None else fastest.predicted.ttft_s
+        if _try(planner, replace(req, ttft_slo_s=None), dl) is not None or min_ttft > req.ttft_slo_s:
+            binding.append("ttft_slo")
+    if req.tpot_slo_s is not None:
+        fastest = _try(planner, replace(base, objective="latency", ttft_slo_s=None), dl)
+        min_tpot = planner.minimum(base, "tpot", deadline=dl)[0] if fastest is None else fastest.predicted.tpot_s
+        if _try(planner, replace(req, tpot_slo_s=None), dl) is not None or min_tpot > req.tpot_slo_s:
+            binding.append("tpot_slo")
+    return min_ttft, min_tpot
+
+
+def _slo_changes(planner, req, dl) -> list[Change]:
+    """Latency targets relaxed to what the fastest plan that fits reaches (rounded up)."""
+    fast = _try(planner, replace(req, objective="latency", ttft_slo_s=None, tpot_slo_s=None), dl)
+    if fast is None:
+        return []
+    fields: dict[str, Any] = {}
+    for name, got in (("ttft_slo_s", fast.predicted.ttft_s), ("tpot_slo_s", fast.predicted.tpot_s)):
+        asked = getattr(req, name)
+        if asked is not None and got is not None and got > asked:
+            fields[name] = round_up(got)
+    if not fields:
+        return []
+    found = _verified(planner, req, fields, dl, bump=lambda f: {k: round_up(v * 1.01) for k, v in f.items()})
+    if found is None:
+        return []
+    fields, plan = found
+    asked = ", ".join(f"{k.split('_')[0].upper()} {_ms(getattr(req, k))}" for k in fields)
+    return [Change(kind="slo", set=fields, predicted=_summary(plan), description=(
+        f"{flags(fields)}: relax the latency targets to what the hardware can do (asked {asked})"))]
+
+
+def _avg_bits_changes(planner, req, dl) -> list[Change]:
+    """Lower-bit formats that meet ``--avg-bits``, or the smallest ``--avg-bits`` that fits."""
+    changes: list[Change] = []
+    extra = _lower_formats(planner, req)
+    if extra:
+        found = _verified(planner, req, {"formats": ",".join((*_current_formats(req), *extra))}, dl)
+        if found is not None:
+            fields, plan = found
+            changes.append(Change(kind="formats", set=fields, predicted=_summary(plan), description=(
+                f"{flags(fields)}: add formats below {_min_bits(_current_formats(req)):.3g} bits "
+                f"(plan: {_formats_text(plan)})")))
+    low = _try(planner, replace(req, avg_bits=None, objective="memory"), dl)
+    if low is not None and low.predicted.avg_weight_bits > req.avg_bits:
+        bits = math.ceil(low.predicted.avg_weight_bits * 100 - 1e-9) / 100
+        found = _verified(planner, req, {"avg_bits": bits}, dl,
+                          bump=lambda f: {"avg_bits": math.ceil(f["avg_bits"] * 101) / 100})
+        if found is not None:
+            fields, plan = found
+            changes.append(Change(kind="avg_bits", set=fields, predicted=_summary(plan), description=(
+                f"{flags(fields)}: the fewest average weight bits that fit with these formats "
+                f"(asked {req.avg_bits:g}; plan: {_formats_text(plan)})")))
+    return changes
 
 
 def _offload_changes(planner, req, dl) -> list[Change]:
@@ -213,91 +328,162 @@ def _offload_changes(planner, req, dl) -> list[Change]:
             p = plan.predicted
             speed = f"decode {p.decode_tokens_per_s:.3g} tokens/s (TPOT {_ms(p.tpot_s)})" if p.tpot_s else \
                 f"latency {_ms(p.latency_s)}"
-            changes.append(Change(kind="offload", description=(
-                f"--allow-offload: keep {_gb(p.offloaded_weights_bytes)} of weights per device in {host.name} "
-                f"and stream them over {bw / 1e9:.0f} GB/s each pass; {speed}"), predicted=_summary(plan)))
+            fields = {"allow_offload": True}
+            changes.append(Change(kind="offload", set=fields, predicted=_summary(plan), description=(
+                f"{flags(fields)}: keep {_gb(p.offloaded_weights_bytes)} of weights per device in {host.name} "
+                f"and stream them over {bw / 1e9:.0f} GB/s each pass; {speed}")))
     return changes
+
+
+def _current_formats(req) -> tuple[str, ...]:
+    from planner.options import DEFAULT_WEIGHT_FORMATS
+
+    return tuple(req.formats) if req.formats else tuple(DEFAULT_WEIGHT_FORMATS)
+
+
+def _min_bits(names) -> float:
+    from planner.formats import get_format
+
+    return min(get_format(n).bits_per_value() for n in names)
+
+
+def _lower_formats(planner, req) -> tuple[str, ...]:
+    """Weight formats below the fewest bits of the searched set that the engine (else the
+    device) runs, fewest bits last."""
+    from planner.formats import get_format, list_formats
+
+    current = _current_formats(req)
+    floor = _min_bits(current)
+    names = req.engine.weights if req.engine is not None else [f.name for f in list_formats(role="weight")]
+    out = [n for n in names if n not in current and planner.device.supports(n) != "unsupported"
+           and get_format(n).bits_per_value() < floor - 1e-9]
+    return tuple(sorted(dict.fromkeys(out), key=lambda n: -get_format(n).bits_per_value()))
 
 
 def _format_changes(planner, req, dl) -> list[Change]:
-    """Lower-precision formats than the set searched."""
-    changes: list[Change] = []
-    device = planner.device
-    if req.formats is not None:
-        plan = _try(planner, replace(req, formats=None), dl)
+    """Lower-precision formats than the set searched (those the engine runs)."""
+    extra = _lower_formats(planner, req)
+    if not extra:
+        return []
+    found = _verified(planner, req, {"formats": ",".join((*_current_formats(req), *extra))}, dl)
+    if found is None:
+        return []
+    fields, plan = found
+    low = [n for n in extra if _min_bits([n]) <= 2.5]
+    caveat = "; round-to-nearest at 2 bits costs much accuracy" if low else ""
+    return [Change(kind="formats", set=fields, predicted=_summary(plan), description=(
+        f"{flags(fields)}: allow formats below {_min_bits(_current_formats(req)):.3g} bits "
+        f"(plan: {_formats_text(plan)}){caveat}"))]
+
+
+def _largest(make, hi: int, guess: int):
+    """(k, plan) for the largest ``k`` in [1, hi) found with ``make(k)`` feasible: ``guess``
+    first, then halving, refined by up to three bisection steps; None when even 1 fails."""
+    bad, k, found = hi, guess if 1 <= guess < hi else hi // 2, None
+    while k >= 1:
+        plan = make(k)
         if plan is not None:
-            changes.append(Change(kind="formats", description=(
-                f"search the default format set instead of --formats {','.join(req.formats)} "
-                f"(plan: {_formats_text(plan)})"), predicted=_summary(plan)))
-    else:
-        from planner.formats import list_formats
+            found = (k, plan)
+            break
+        bad, k = k, (k // 2 if k > 1 else 0)
+    if found is None:
+        return None
+    for _ in range(3):
+        if bad - found[0] <= 1:
+            break
+        mid = (found[0] + bad) // 2
+        plan = make(mid)
+        if plan is not None:
+            found = (mid, plan)
+        else:
+            bad = mid
+    return found
 
-        low = tuple(f.name for f in list_formats(role="weight")
-                    if f.element_bits <= 2 and device.supports(f.name) != "unsupported")
-        if low:
-            from planner.options import DEFAULT_WEIGHT_FORMATS
 
-            plan = _try(planner, replace(req, formats=DEFAULT_WEIGHT_FORMATS + low), dl)
-            if plan is not None:
-                changes.append(Change(kind="formats", description=(
-                    f"allow 2-bit weights (--formats with {', '.join(low[:3])}); round-to-nearest 2-bit "
-                    f"costs much accuracy (plan: {_formats_text(plan)})"), predicted=_summary(plan)))
+def _context_changes(planner, req, dl, budget, min_plan) -> list[Change]:
+    """A shorter context or a smaller batch, when the KV cache and activations are what
+    does not fit (the memory that does not shrink with them already fits)."""
+    if min_plan is None:
+        return []
+    dev = [t for t in min_plan.predicted.tiers.values() if t.role == "device"]
+    varying = sum(t.kv_cache_bytes + t.activations_bytes for t in dev)
+    fixed = sum(t.used_bytes for t in dev) - varying
+    room = budget - fixed
+    if varying <= 0 or room <= 0:
+        return []
+    changes: list[Change] = []
+    tokens = req.prompt + req.gen
+    if tokens > 1:
+        def shorter(k: int):
+            prompt, gen = _scaled(req, k)
+            return _try(planner, replace(req, prompt=prompt, gen=gen), dl)
+
+        got = _largest(shorter, tokens, int(tokens * room / varying))
+        if got is not None:
+            k, plan = got
+            prompt, gen = _scaled(req, k)
+            fields = {"prompt": prompt, "gen": gen}
+            changes.append(Change(kind="context", set=fields, predicted=_summary(plan), description=(
+                f"{flags(fields)}: a shorter context ({prompt + gen} tokens per request instead of {tokens}; "
+                f"KV cache {plan.kv})")))
+    if req.batch > 1:
+        got = _largest(lambda b: _try(planner, replace(req, batch=b), dl), req.batch, int(req.batch * room / varying))
+        if got is not None:
+            fields = {"batch": got[0]}
+            changes.append(Change(kind="batch", set=fields, predicted=_summary(got[1]),
+                                  description=f"{flags(fields)} instead of {req.batch}"))
     return changes
 
 
-def _context_changes(planner, req, dl, budget, min_mem, min_plan) -> list[Change]:
-    """A shorter context or a smaller batch: the KV cache of the smallest plan."""
-    changes: list[Change] = []
-    if min_plan is not None and planner.arch.family in ("decoder", "encoder_decoder"):
-        kv_dev = sum(t.kv_cache_bytes for t in min_plan.predicted.tiers.values() if t.role == "device")
-        tokens = req.prompt + req.gen
-        if kv_dev > 0 and tokens > 0:
-            per_token = kv_dev / (req.batch * tokens)
-            room = budget - (min_mem - kv_dev)
-            fit_tokens = int(room // (per_token * req.batch)) if room > 0 else 0
-            if 0 < fit_tokens < tokens:
-                scale = fit_tokens / tokens
-                prompt, gen = max(int(req.prompt * scale), 0), max(int(req.gen * scale), 1 if req.gen else 0)
-                plan = _try(planner, replace(req, prompt=prompt, gen=gen), dl)
-                if plan is not None:
-                    changes.append(Change(kind="context", description=(
-                        f"shorter context: --prompt {prompt} --gen {gen} ({fit_tokens} tokens per request "
-                        f"instead of {tokens}; KV cache {min_plan.kv})"), predicted=_summary(plan)))
-            if req.batch > 1:
-                fit_batch = int(room // (per_token * tokens)) if room > 0 else 0
-                if 1 <= fit_batch < req.batch:
-                    plan = _try(planner, replace(req, batch=fit_batch), dl)
-                    if plan is not None:
-                        changes.append(Change(kind="batch", description=f"--batch {fit_batch} instead of "
-                                              f"{req.batch}", predicted=_summary(plan)))
-    return changes
+def _scaled(req, k: int) -> tuple[int, int]:
+    """(prompt, gen) with ``k`` tokens in all, in the request's proportion."""
+    tokens = req.prompt + req.gen
+    gen = min(max(round(req.gen * k / tokens), 1 if req.gen else 0), k)
+    return k - gen, gen
 
 
-def _device_changes(planner, req, dl) -> list[Change]:
-    """More devices (the planner picks the layout)."""
-    changes: list[Change] = []
+def _device_changes(planner, req, dl, bounds, max_solves: int, max_mult: int) -> tuple[list[Change], int]:
+    """More devices (the planner picks the layout; degrees the request fixed are printed
+    with the ones that were solved), and the largest count tried. ``bounds``: (best at the
+    request's count, limit, slack) triples; a count at which the best scaled ideally
+    (1 / multiple) still exceeds ``limit × slack`` cannot meet it and is skipped. At most
+    ``max_solves`` counts, and none above ``max_mult`` times the request's, are solved."""
+    from planner.costmodel import EstimateError
+
+    fixed = [n for n in ("tp", "pp", "dp", "ep") if getattr(req, n) is not None]
+    tried = req.devices
     for mult in _DEVICE_MULTIPLES:
         n = req.devices * mult
-        if n > _MAX_DEVICES:
+        if n > _MAX_DEVICES or mult > max_mult or max_solves <= 0 or dl.expired():
             break
+        if any(best / mult > limit * slack for best, limit, slack in bounds):
+            tried = n
+            continue
+        max_solves -= 1
+        tried = n
         try:
-            plan = _try(planner, replace(req, devices=n, tp=None, pp=None, dp=None), dl)
-        except Exception as exc:  # noqa: BLE001 - an impossible layout count is not a diagnosis
-            from planner.costmodel import EstimateError
-
-            if isinstance(exc, EstimateError):
+            plan = _try(planner, replace(req, devices=n, tp=None, pp=None, dp=None, ep=None), dl)
+        except EstimateError:  # an impossible layout count is not a diagnosis
+            continue
+        if plan is None:
+            continue
+        fields: dict[str, Any] = {"devices": n}
+        if fixed:
+            lay = plan.layout
+            fields.update({k: getattr(lay, k) for k in ("tp", "pp", "dp")})
+            if "ep" in fixed or getattr(lay, "ep", 1) > 1:
+                fields["ep"] = lay.ep
+            got = _verified(planner, req, fields, dl)
+            if got is None:
                 continue
-            raise
-        if plan is not None:
-            changes.append(Change(kind="devices", description=(
-                f"--devices {n} ({_layout_text(plan)}): {_gb(plan.predicted.per_device_bytes)} per device"),
-                predicted=_summary(plan)))
-            break
-    return changes
+            plan = got[1]
+        return [Change(kind="devices", set=fields, predicted=_summary(plan), description=(
+            f"{flags(fields)} ({_layout_text(plan)}): {_gb(plan.predicted.per_device_bytes)} per device"))], n
+    return [], tried
 
 
 def _message(planner, req, dl, budget, min_mem, min_plan, memory_binds, min_ttft, min_tpot, binding,
-             changes) -> str:
+             changes, tried: int) -> str:
     device = planner.device
     capacity = device.memory_capacity_bytes
     dev_tier = device.device_tier
@@ -326,6 +512,6 @@ def _message(planner, req, dl, budget, min_mem, min_plan, memory_binds, min_ttft
         lines.append("cheapest changes:")
         lines.extend(f"  {i}. {c.description}" for i, c in enumerate(changes, 1))
     else:
-        lines.append("no single change (offload, formats, context, batch, up to "
-                     f"{min(req.devices * _DEVICE_MULTIPLES[-1], _MAX_DEVICES)} devices) makes it fit")
+        lines.append(f"no single change (offload, formats, context, batch, latency targets, up to {tried} devices) "
+                     "makes it fit")
     return "\n".join(lines)

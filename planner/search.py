@@ -74,15 +74,15 @@ from planner.search_pareto import BisectResult, bisect_ladder, non_dominated, pa
 from planner.search_problem import (
     DEFAULT_KV_FORMATS,
     OBJECTIVE_ORDER,
-    REL_TOL,
     REPAIR_ROUNDS,
     PlanProblem,
-    better,
     compare_key,
     kv_candidates,
     min_opt,
     ordered_layouts,
+    pick_best,
     usd_per_million,
+    within_gap,
 )
 from planner.sensitivity import Sensitivity, sensitivity_from_spec
 from planner.solver import AuxVar, InfeasibleError, Problem, Row, Solution, SolverError, solve
@@ -346,10 +346,12 @@ class Planner(FormulationMixin, AssemblyMixin):
         # Solves stop a little early: turning the last solution into a plan (re-evaluation
         # by the cost model) must fit in the deadline too.
         solve_dl = dl.child(seconds=max(dl.remaining() - min(_ASSEMBLY_RESERVE_S, 0.1 * req.time_limit_s), 0.0))
-        best: tuple[tuple, Plan, Solution] | None = None
+        found: list[tuple[tuple, tuple[Plan, Solution]]] = []
         solved = 0
         for b, f in ranked:
-            if best is not None and b > best[0][0] + REL_TOL * max(abs(best[0][0]), 1e-12):
+            # A candidate whose bound is within the gap of the best found may tie with it
+            # and win on the secondary objective: it is solved too.
+            if found and not within_gap(b, min(k[0] for k, _ in found), req.gap):
                 break
             if solve_dl.expired():
                 timed_out = True
@@ -365,9 +367,9 @@ class Planner(FormulationMixin, AssemblyMixin):
             if got is not None:
                 plan, _est, sol = got
                 timed_out = timed_out or sol.status == "feasible" and solve_dl.expired()
-                key = compare_key(req.objective, plan, req, refs)
-                if best is None or better(key, best[0]):
-                    best = (key, plan, sol)
+                found.append((compare_key(req.objective, plan, req, refs), (plan, sol)))
+        picked = pick_best(found, req.gap)
+        best = None if picked is None else (picked[0], *picked[1])
         if dl.cancelled:
             dl.check("the plan search")
         if best is None:

@@ -198,6 +198,26 @@ def compare_key(objective: str, plan: Plan, req: PlanProblem, refs: Mapping[str,
     return (primary, secondary, p.per_device_bytes)
 
 
+def within_gap(x: float, best: float, gap: float) -> bool:
+    """Whether ``x`` is no worse than ``best`` by more than the relative solver ``gap``:
+    the solver cannot tell the two apart."""
+    return x <= best + max(gap, REL_TOL) * max(abs(best), 1e-300)
+
+
+def pick_best(keyed: list[tuple[tuple, Any]], gap: float) -> tuple[tuple, Any] | None:
+    """The best of (``compare_key``, item) pairs: among those whose primary objective is
+    within the solver ``gap`` of the lowest (the solver does not rank them), the best by
+    the secondary objective and then memory; the first listed on a full tie."""
+    if not keyed:
+        return None
+    lowest = min(k[0] for k, _ in keyed)
+    best: tuple[tuple, Any] | None = None
+    for key, item in keyed:
+        if within_gap(key[0], lowest, gap) and (best is None or better(key[1:], best[0][1:])):
+            best = (key, item)
+    return best
+
+
 def better(a: tuple, b: tuple) -> bool:
     for x, y in zip(a, b):
         tol = REL_TOL * max(abs(x), abs(y), 1e-300)

@@ -77,6 +77,11 @@ CLI_CASES = [
     ([*S, "--tpot-slo", "-1"], "--tpot-slo"),
     ([*S, "--tpot-slo", "0.1", "--executor", "gpu"], "--executor"),
     ([*S, "--tpot-slo", "0.1", "--models", "llama-3.2-1b,mistral-7b", "--mix", "1"], "--mix"),
+    ([*S, "--tpot-slo", "0.1", "--engine", "vllm,vlm"], "--engine"),
+    ([*S, "--tpot-slo", "0.1", "--engine", "vllm,vllm"], "--engine"),
+    ([*S, "--tpot-slo", "0.1", "--serving", "split"], "--serving"),
+    ([*S, "--tpot-slo", "0.1", "--kv-link", "ib"], "--kv-link"),
+    (["capacity", "frontier", "--model", "bert-base", "--hardware", "l4"], "--model"),
     ([*TR, "--tokens", "-1", "--days", "1"], "--tokens"),
     ([*TR, "--tokens", "1e9", "--days", "0"], "--days"),
     (["export", "nofile.yaml", "--format", "zzz"], "--format"),
@@ -160,6 +165,11 @@ REST_CASES = [
     ("/v1/capacity", CB | {"qps": -1}, "qps"),
     ("/v1/capacity", CB | {"tpot_slo_s": -1}, "tpot_slo_s"),
     ("/v1/capacity", CB | {"hardware": ["l5"]}, "hardware"),
+    ("/v1/capacity", CB | {"engine": ["vllm", "vlm"]}, "engine"),
+    ("/v1/capacity", CB | {"engine": ["vllm", "vllm"]}, "engine"),
+    ("/v1/capacity", CB | {"serving": "disaggregated", "models": ["llama-3.2-1b", "mistral-7b"], "model": None,
+                          "mix": [0.5, 0.5]}, "serving"),
+    ("/v1/capacity/frontier", {"model": "llama-3.2-1b", "hardware": ["l4"], "engine": "trtllm,"}, "engine"),
 ]
 
 

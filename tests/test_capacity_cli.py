@@ -139,3 +139,78 @@ def test_estimate_training_json_contract(cli):
 def test_impossible_training_layouts_exit_2_with_the_rule(cli, flags, rule):
     code, _, err = cli("estimate", "--mode", "training", "-m", "llama-3.1-8b", "-H", "h100-sxm", *flags)
     assert code == 2 and rule in err
+
+
+# ---------------------------------------------------------------------------
+# engines side by side, disaggregated serving, the frontier
+# ---------------------------------------------------------------------------
+
+ENGINES = ["capacity", "serve", "--model", "llama-3.1-8b", "--hardware", "h100-sxm,mi300x", "--engine", "vllm,trtllm,sglang",
+           "--qps", "4", "--prompt", "2000", "--gen", "200", "--ttft-slo", "2", "--tpot-slo", "0.05", "--max-devices", "32",
+           "--executor", "serial"]
+
+
+def test_engines_side_by_side(cli, tmp_path):
+    code, out, _ = cli(*ENGINES, "--json")
+    assert code == 0
+    d = json.loads(out)
+    rows = {(h["engine"], h["hardware"]) for h in d["hardware"]}
+    assert rows == {("vllm", "h100-sxm"), ("trtllm", "h100-sxm"), ("sglang", "h100-sxm"), ("vllm", "mi300x"), ("sglang", "mi300x")}
+    assert [(u["engine"], u["hardware"]) for u in d["unsupported"]] == [("trtllm", "mi300x")]
+    assert "does not run on mi300x" in d["unsupported"][0]["reason"]
+    assert all(h["best"]["engine"] == h["engine"] for h in d["hardware"])
+    out_csv = tmp_path / "rows.csv"
+    code, out, _ = cli(*ENGINES, "--csv", str(out_csv))
+    assert code == 0 and "trtllm" in out and "not supported" in out
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) == 6 and {r["supported"] for r in rows} == {"True", "False"}
+
+
+@pytest.mark.parametrize("engine, words", [
+    ("vllm,vlm", ["--engine", "'vlm'", "did you mean vllm", "known engines", "sglang"]),
+    ("vllm,vllm", ["--engine", "more than once"]),
+    (",", ["--engine", "non-empty list"]),
+])
+def test_bad_engine_list_exits_2(cli, engine, words):
+    args = [a if a != "vllm,trtllm,sglang" else engine for a in ENGINES]
+    code, out, err = cli(*args)
+    assert code == 2 and "Traceback" not in err
+    for w in words:
+        assert w in err, (w, err)
+    code, out, _ = cli(*args, "--json")
+    assert code == 2 and json.loads(out)["error"]["field"] == "engine"
+
+
+def test_disaggregated_table_and_json(cli):
+    code, out, _ = cli(*ENGINES, "--disaggregated")
+    assert code == 0 and "Disaggregated prefill / decode" in out and "intra-node" in out
+    code, out, _ = cli(*ENGINES, "--serving", "disaggregated", "--json")
+    d = json.loads(out)
+    assert d["serving"] == "disaggregated"
+    for h in d["hardware"]:
+        dis = h["disaggregated"]
+        assert dis["meets_slo"] and dis["best"]["prefill"]["replicas"] >= 1 and dis["best"]["kv_transfer"]["seconds"] > 0
+        assert dis["vs_aggregated"]["aggregated_devices"] == h["best"]["devices"]
+    code, _, err = cli(*ENGINES, "--disaggregated", "--serving", "aggregated")
+    assert code == 2 and "--disaggregated" in err
+    code, _, err = cli(*ENGINES, "--serving", "split")
+    assert code == 2 and "--serving" in err and "disaggregated" in err
+
+
+def test_frontier_table_csv_plot_json(cli, tmp_path):
+    args = ["capacity", "frontier", "--model", "llama-3.2-1b", "--hardware", "l4,mi300x", "--engine", "vllm,trtllm",
+            "--prompt", "512", "--gen", "128", "--max-devices", "4", "--executor", "serial"]
+    out_csv, out_png = tmp_path / "front.csv", tmp_path / "front.png"
+    code, out, _ = cli(*args, "--csv", str(out_csv), "--plot", str(out_png))
+    assert code == 0 and "tok/s/user" in out and "not supported" in out
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = list(csv.DictReader(out_csv.open()))
+    code, out, _ = cli(*args, "--json")
+    d = json.loads(out)
+    assert len(rows) == sum(len(s["points"]) for s in d["series"]) > 0
+    assert {(s["engine"], s["hardware"]) for s in d["series"]} == {("vllm", "l4"), ("trtllm", "l4"), ("vllm", "mi300x")}
+    for s in d["series"]:
+        pts = [(p["tokens_per_s_per_user"], p["tokens_per_s_per_device"]) for p in s["points"]]
+        assert all(u1 > u2 and d1 < d2 for (u1, d1), (u2, d2) in zip(pts, pts[1:]))  # a strict Pareto staircase
+    code, _, err = cli(*args[:-2], "--engine", "vllm,nosuch")
+    assert code == 2 and "--engine" in err and "known engines" in err

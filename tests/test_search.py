@@ -252,3 +252,45 @@ def test_planner_bisect_on_a_measured_proxy(small):
     assert len(evaluations) <= math.ceil(math.log2(16)) + 2
     assert res.plan is not None and res.degradation <= 0.05
     assert_respects_constraints(res.plan)
+
+
+def test_primaries_within_the_gap_are_ranked_by_the_secondary_objective():
+    from planner.search_problem import pick_best
+
+    a, b, c = (1.0, 5.0, 10.0), (1.0 + 5e-4, 3.0, 10.0), (1.01, 1.0, 10.0)
+    keyed = [(a, "a"), (b, "b"), (c, "c")]
+    # b is within the 1e-3 gap of a (the solver cannot rank them) and faster: b. c is not.
+    assert pick_best(keyed, 1e-3)[1] == "b"
+    assert pick_best(list(reversed(keyed)), 1e-3)[1] == "b"
+    assert pick_best(keyed, 1e-4)[1] == "a"  # a tighter gap ranks by the primary again
+    assert pick_best([((0.0, 2.0, 5.0), "x"), ((0.0, 2.0, 4.0), "y")], 1e-3)[1] == "y"  # then memory
+    assert pick_best([((0.0, 2.0, 5.0), "x"), ((0.0, 2.0, 5.0), "y")], 1e-3)[1] == "x"  # the first on a full tie
+    assert pick_best([], 1e-3) is None
+
+
+def test_the_search_ranks_near_ties_across_layouts_by_latency(small, monkeypatch):
+    # int8 everywhere: every layout has the same sensitivity. Noise below the solver gap
+    # (what a MIP stopped at a 0.1 % gap leaves) makes the slowest layout look best by the
+    # primary objective; the search must still return the fastest.
+    import planner.search as search
+
+    req = PlanProblem(devices=2, formats=("int8",), kv="bf16", prompt=256, gen=64, gap=1e-3)
+    by_layout = {(tp, pp, dp): small.solve(replace(req, tp=tp, pp=pp, dp=dp), diagnose_failure=False)
+                 for tp, pp, dp in ((2, 1, 1), (1, 2, 1), (1, 1, 2))}
+    assert len({p.predicted.sensitivity for p in by_layout.values()}) == 1
+    slowest = max(by_layout, key=lambda k: by_layout[k].predicted.latency_s)
+    fastest = min(by_layout, key=lambda k: by_layout[k].predicted.latency_s)
+    assert by_layout[slowest].predicted.latency_s > 1.2 * by_layout[fastest].predicted.latency_s
+    real = search.compare_key
+
+    def noisy(objective, plan, r, refs):
+        key = real(objective, plan, r, refs)
+        lay = (plan.layout.tp, plan.layout.pp, plan.layout.dp)
+        return (key[0] * (1 - 4e-4 if lay == slowest else 1 + 4e-4), *key[1:])
+
+    monkeypatch.setattr(search, "compare_key", noisy)
+    joint = small.solve(req)
+    assert (joint.layout.tp, joint.layout.pp, joint.layout.dp) == fastest
+    # Outside the gap the primary objective decides again.
+    joint = small.solve(replace(req, gap=1e-4))
+    assert (joint.layout.tp, joint.layout.pp, joint.layout.dp) == slowest

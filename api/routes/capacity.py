@@ -1,4 +1,5 @@
-"""``POST /v1/capacity`` (serving) and ``POST /v1/capacity/train``: run as jobs like plans.
+"""``POST /v1/capacity`` (serving) and ``POST /v1/capacity/train``: run as jobs like plans;
+``POST /v1/capacity/frontier`` (the throughput-latency frontier) answers directly.
 
 The search runs under one time limit (``time_limit_s``, capped by the server's
 ``solve_time_limit_s``) and stops there, answering with what it searched (``status:
@@ -13,12 +14,21 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from api.deps import RunnerDep, SettingsDep, StoreDep
+from api.deps import CatalogDep, RunnerDep, SettingsDep, StoreDep
 from api.errors import ApiError
 from api.routes import COMMON, errors
 from api.routes.jobs import job_error, job_public, start_job
-from api.schemas import CapacityCreate, CapacityPublic, JobPublic, TrainCapacityCreate, TrainCapacityPublic
-from planner.request.capacity import CapacityServeRequest, CapacityTrainRequest
+from api.schemas import (
+    CapacityCreate,
+    CapacityPublic,
+    FrontierCreate,
+    FrontierPublic,
+    JobPublic,
+    TrainCapacityCreate,
+    TrainCapacityPublic,
+)
+from api.services import frontier
+from planner.request.capacity import CapacityFrontierRequest, CapacityServeRequest, CapacityTrainRequest
 from planner.request.fields import field_info
 
 router = APIRouter(prefix="/v1", tags=["capacity"])
@@ -64,3 +74,10 @@ async def post_train_capacity(request: Request, body: TrainCapacityCreate, store
                               settings: SettingsDep) -> Response:
     req = _within_limits(body.model_dump(exclude_none=True), CapacityTrainRequest, settings)
     return await _run(request, "capacity_train", req, store, runner, settings)
+
+
+@router.post("/capacity/frontier", response_model=FrontierPublic, responses={**COMMON, **errors(404)})
+async def post_frontier(body: FrontierCreate, catalog: CatalogDep, settings: SettingsDep) -> Response:
+    """Tokens/s per device against tokens/s per user, Pareto-filtered per (engine, hardware)."""
+    req = _within_limits(body.model_dump(exclude_none=True), CapacityFrontierRequest, settings)
+    return JSONResponse(await run_in_threadpool(frontier, catalog, req), status_code=200)

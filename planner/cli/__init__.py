@@ -17,10 +17,81 @@ import pkgutil
 import sys
 
 import typer
+import typer.core
+import typer.main
 from rich.markup import escape
 
 from hwmodels.errors import TierwiseError
 from planner.cli.common import EXIT_BAD_INPUT, CliError, emit_json, err_console
+
+#: Command name → the ``planner.cli`` module whose ``register(app)`` adds it. Running a
+#: command imports only its module (start-up stays light); ``tierwise --help``, a name not
+#: listed here and a mistyped name load every module, so a module missing from this table
+#: still works (tests/test_cli_imports.py checks the table is complete).
+COMMAND_MODULES: dict[str, str] = {
+    "calibrate": "calibrate", "capacity": "capacity", "engines": "engines", "estimate": "estimate",
+    "export": "export", "hardware": "catalog", "models": "catalog", "plan": "plan", "roofline": "roofline",
+    "sensitivity": "sensitivity", "serve": "serve", "validate": "validate",
+}
+
+
+def command_modules() -> list[str]:
+    """Every ``planner.cli`` module that may define ``register(app)``, by name."""
+    pkg = importlib.import_module("planner.cli")
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)
+                  if m.name != "common" and not m.name.startswith("_"))
+
+
+def module_commands(name: str) -> dict[str, "click.Command"]:  # noqa: F821 - typer's click
+    """The click commands ``planner.cli.<name>`` registers, by command name."""
+    module = importlib.import_module(f"planner.cli.{name}")
+    reg = getattr(module, "register", None)
+    if not callable(reg):
+        return {}
+    scratch = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    scratch.callback()(lambda: None)  # a group even when the module registers one command
+    reg(scratch)
+    return dict(typer.main.get_command(scratch).commands)
+
+
+class LazyCommands(typer.core.TyperGroup):
+    """The root group: a command's module is imported when that command is looked up."""
+
+    _loaded: set[str]
+
+    def _load(self, modules: list[str]) -> None:
+        loaded = self.__dict__.setdefault("_loaded", set())
+        for name in modules:
+            if name not in loaded:
+                loaded.add(name)
+                for cmd_name, cmd in module_commands(name).items():
+                    self.commands.setdefault(cmd_name, cmd)
+
+    def _load_all(self) -> None:
+        order = sorted(self.commands)  # commands registered on ``app`` directly come first
+        self._load(command_modules())
+        known = set(order)
+        self.commands = {**{n: self.commands[n] for n in order},
+                         **dict(sorted((n, c) for n, c in self.commands.items() if n not in known))}
+
+    def get_command(self, ctx, cmd_name: str):  # noqa: ANN001, ANN201 - click's signature
+        if cmd_name not in self.commands:
+            module = COMMAND_MODULES.get(cmd_name)
+            if module is not None:
+                self._load([module])
+            if cmd_name not in self.commands:
+                self._load_all()
+        return self.commands.get(cmd_name)
+
+    def list_commands(self, ctx) -> list[str]:  # noqa: ANN001 - click's signature
+        self._load_all()
+        return list(self.commands)
+
+    def resolve_command(self, ctx, args):  # noqa: ANN001, ANN201 - click's signature
+        if args and args[0] not in self.commands and args[0] not in COMMAND_MODULES:
+            self._load_all()  # so that a mistyped name gets its suggestions
+        return super().resolve_command(ctx, args)
+
 
 app = typer.Typer(
     name="tierwise",
@@ -28,26 +99,13 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=LazyCommands,
 )
 
 
 @app.callback()
 def _root() -> None:
     """Tierwise: estimate, plan, validate and export compressed, parallel deployments."""
-
-
-def _load_commands() -> None:
-    pkg = importlib.import_module("planner.cli")
-    for mod in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if mod.name in ("common",) or mod.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"planner.cli.{mod.name}")
-        reg = getattr(module, "register", None)
-        if callable(reg):
-            reg(app)
-
-
-_load_commands()
 
 
 def _wants_json(argv: list[str]) -> bool:

@@ -34,8 +34,10 @@ from planner.cli.common import (
 from planner.cli.estimate import cli_errors
 from planner.request.capacity import (
     CAPACITY_CLI_ALIASES,
+    CapacityFrontierRequest,
     CapacityServeRequest,
     CapacityTrainRequest,
+    resolve_capacity_frontier,
     resolve_capacity_serve,
     resolve_capacity_train,
 )
@@ -156,6 +158,9 @@ def serve(
     max_pp: Annotated[Optional[int], typer.Option("--max-pp", help=_S["max_pp"].help_text)] = None,
     runtime: Annotated[Optional[str], typer.Option("--runtime", help=_S["runtime"].help_text)] = None,
     engine: Annotated[Optional[str], typer.Option("--engine", help=_S["engine"].help_text)] = None,
+    serving: Annotated[Optional[str], typer.Option("--serving", help=_S["serving"].help_text)] = None,
+    disaggregated: Annotated[bool, typer.Option("--disaggregated", help="Same as --serving disaggregated.")] = False,
+    kv_link: Annotated[Optional[str], typer.Option("--kv-link", help=_S["kv_link"].help_text)] = None,
     json_out: JsonOpt = False,
     csv_path: CsvOpt = None,
     plot_path: PlotOpt = None,
@@ -163,16 +168,22 @@ def serve(
     workers: WorkersOpt = None,
     ray_address: RayOpt = None,
 ) -> None:
-    """Fewest devices per hardware (layout × replicas, formats, batch) that meet both SLOs, cheapest first."""
-    from planner.capacity import InfeasibleError, run_serve_task, serve_infeasible_message, serve_tasks, summarize_serve
+    """Fewest devices per engine × hardware (layout × replicas, formats, batch) that meet both SLOs, cheapest first."""
+    from planner.capacity import InfeasibleError, dedupe_tasks, expand_results, run_serve_task, serve_infeasible_message, serve_tasks, summarize_serve
 
     _check_executor(executor, json_out)
+    if disaggregated:
+        if serving not in (None, "disaggregated"):
+            raise CliError(f"--disaggregated contradicts --serving {serving}", EXIT_BAD_INPUT, field="serving")
+        serving = "disaggregated"
     given = dict(model=model, models=models, mix=mix, hardware=hardware, qps=qps, prompt=prompt, gen=gen,
                  ttft_slo_s=ttft_slo, tpot_slo_s=tpot_slo, percentile=percentile, formats=formats, kv=kv,
-                 max_devices=max_devices, max_pp=max_pp, runtime=runtime, engine=engine)
+                 max_devices=max_devices, max_pp=max_pp, runtime=runtime, engine=engine, serving=serving,
+                 kv_link=kv_link)
     with cli_errors(CAPACITY_CLI_ALIASES):
         archs, devices, targets, search = resolve_capacity_serve(
             CapacityServeRequest(**{k: v for k, v in given.items() if v is not None}))
+    unsupported = [p for p in devices if p.reason]
     loads = [t.qps for t in targets]
     if plot_path is not None and len(targets) == 1:
         t0 = targets[0]
@@ -183,23 +194,14 @@ def serve(
         ts = serve_tasks(archs, devices, t, search)
         spans.append((len(all_tasks), len(all_tasks) + len(ts)))
         all_tasks.extend(ts)
-    results = _run_tasks(run_serve_task, all_tasks, executor, workers, ray_address, _wants_progress(json_out), "searching layouts")
-    answers = {t.qps: summarize_serve(archs, t, all_tasks[a:b], results[a:b]) for t, (a, b) in zip(targets, spans)}
+    unique, index = dedupe_tasks(all_tasks)
+    found = _run_tasks(run_serve_task, unique, executor, workers, ray_address, _wants_progress(json_out), "searching layouts")
+    results = expand_results(all_tasks, index, found)
+    answers = {t.qps: summarize_serve(archs, t, all_tasks[a:b], results[a:b], unsupported)
+               for t, (a, b) in zip(targets, spans)}
     shown = [answers[q] for q in loads]
-    rows = []
-    for q, ans in answers.items():
-        for rank, h in enumerate(ans.ranked, 1):
-            o = h.best or h.closest
-            row = {"qps": q, "rank": rank, "hardware": h.hardware, "meets_slo": h.best is not None}
-            if o is not None:
-                row.update({k: v for k, v in o.to_dict().items() if k not in ("hardware", "models", "failures")})
-                row["failures"] = "; ".join(o.failures)
-            if h.separate_devices is not None:
-                row["separate_devices"] = h.separate_devices
-                row["separate_usd_per_hour"] = h.separate_usd_per_hour
-            rows.append(row)
     if csv_path is not None:
-        _write_csv(rows, csv_path)
+        _write_csv(_serve_rows(answers), csv_path)
     if plot_path is not None:
         _plot_serve(answers, plot_path)
     if json_out:
@@ -215,6 +217,50 @@ def serve(
         raise InfeasibleError(msg, payload)
 
 
+def _serve_rows(answers: dict) -> list[dict]:
+    """One CSV row per (QPS, engine, hardware); disaggregated figures prefixed ``disagg_``."""
+    rows = []
+    for q, ans in answers.items():
+        for rank, h in enumerate(ans.ranked, 1):
+            o = h.best or h.closest
+            row = {"qps": q, "rank": rank, "engine": h.engine, "hardware": h.hardware, "supported": True,
+                   "meets_slo": h.best is not None}
+            if o is not None:
+                row.update({k: v for k, v in o.to_dict().items() if k not in ("hardware", "engine", "models", "failures")})
+                row["failures"] = "; ".join(o.failures)
+            if h.separate_devices is not None:
+                row["separate_devices"] = h.separate_devices
+                row["separate_usd_per_hour"] = h.separate_usd_per_hour
+            d = h.disagg or h.disagg_closest
+            if h.disaggregated:
+                row["disagg_meets_slo"] = h.disagg is not None
+            if d is not None:
+                row.update({"disagg_devices": d.devices, "disagg_prefill": f"tp{d.prefill_tp}·pp{d.prefill_pp} × {d.prefill_replicas}",
+                            "disagg_decode": f"tp{d.decode_tp}·pp{d.decode_pp} × {d.decode_replicas}",
+                            "disagg_kv_bytes": d.kv_bytes, "disagg_kv_transfer_s": d.kv_transfer_s,
+                            "disagg_kv_link": d.kv_link_kind, "disagg_ttft_s": d.ttft_s, "disagg_tpot_s": d.tpot_s,
+                            "disagg_usd_per_hour": d.usd_per_hour})
+            rows.append(row)
+        for p in ans.unsupported:
+            rows.append({"qps": q, "engine": p.engine, "hardware": p.device.id, "supported": False,
+                         "meets_slo": False, "failures": p.reason})
+    return rows
+
+
+def _aggregated_order(ans) -> list:
+    """Rows by their aggregated answer (the ranking of a disaggregated search counts both modes)."""
+    if ans.serving != "disaggregated":
+        return list(ans.ranked)
+    inf = math.inf
+
+    def key(h) -> tuple:
+        if h.best is None:
+            return (1, h.closest.badness if h.closest else inf, 0, 0.0)
+        return (0, h.best.usd_per_hour if h.best.usd_per_hour is not None else inf, h.best.devices, h.best.ttft_s)
+
+    return sorted(ans.ranked, key=key)
+
+
 def _print_serve(ans) -> None:
     t = ans.target
     pct = f"p{t.percentile * 100:g}"
@@ -224,19 +270,20 @@ def _print_serve(ans) -> None:
     )
     tab = Table(title=title)
     multi = len(ans.models) > 1
-    cols = ["#", "hardware", "devices", "layout", "weights / act / kv", "batch ≤", "TTFT p50 / p95", "TPOT p50 / p95", "USD/h", "USD/M tok"]
+    cols = ["#", "engine", "hardware", "devices", "layout", "weights / act / kv", "batch ≤", "TTFT p50 / p95", "TPOT p50 / p95", "USD/h", "USD/M tok"]
     if multi:
         cols += ["hot / cold", "alone: devices, USD/h"]
     cols.append("meets SLO")
     for c in cols:
-        tab.add_column(c, justify="right" if c not in ("hardware", "layout", "weights / act / kv", "hot / cold", "meets SLO") else "left")
-    for i, h in enumerate(ans.ranked, 1):
+        tab.add_column(c, justify="right" if c not in ("engine", "hardware", "layout", "weights / act / kv", "hot / cold", "meets SLO") else "left")
+    for i, h in enumerate(_aggregated_order(ans), 1):
         o = h.best or h.closest
         if o is None:
-            tab.add_row(str(i), h.hardware, "-", "does not fit", *(["-"] * (len(cols) - 5)), "[red]no[/]")
+            tab.add_row(str(i), h.engine or "-", h.hardware, "-", "does not fit", *(["-"] * (len(cols) - 6)), "[red]no[/]")
             continue
         cells = [
             str(i),
+            h.engine or "-",
             h.hardware,
             str(o.devices),
             f"tp{o.tp}·pp{o.pp} × {o.replicas}",
@@ -255,16 +302,63 @@ def _print_serve(ans) -> None:
                 usd = "-" if h.separate_usd_per_hour is None else f"{h.separate_usd_per_hour:,.2f}"
                 sep = f"{h.separate_devices}, {usd}"
             cells.append(sep)
-        cells.append("yes" if h.best is not None else "[red]no[/]: " + "; ".join(o.failures))
+        cells.append("yes" if h.best is not None else "[red]no[/]: " + escape("; ".join(o.failures)))
         tab.add_row(*cells)
+    for p in ans.unsupported:
+        tab.add_row("-", p.engine or "-", p.device.id, "-", "not supported", *(["-"] * (len(cols) - 6)),
+                    "[red]no[/]: " + escape(p.reason))
     console.print(tab)
+    if ans.serving == "disaggregated":
+        _print_disagg(ans)
+
+
+def _print_disagg(ans) -> None:
+    """Separate prefill / decode pools per (engine, hardware), beside the aggregated answer."""
+    tab = Table(title="Disaggregated prefill / decode (DistServe, Splitwise) against aggregated serving")
+    cols = ["engine", "hardware", "prefill pool", "decode pool", "devices (aggregated)", "KV / request, transfer",
+            "TTFT p50 / p95", "TPOT p50 / p95", "USD/h (aggregated)", "winner"]
+    for c in cols:
+        tab.add_column(c, justify="left" if c in ("engine", "hardware", "prefill pool", "decode pool", "winner") else "right")
+    for h in ans.ranked:
+        d, a = h.disagg or h.disagg_closest, h.best
+        agg_dev = "-" if a is None else str(a.devices)
+        agg_usd = "-" if a is None or a.usd_per_hour is None else f"{a.usd_per_hour:,.2f}"
+        if d is None:
+            tab.add_row(h.engine or "-", h.hardware, "-", "-", f"- ({agg_dev})", "-", "-", "-", f"- ({agg_usd})",
+                        "aggregated" if a is not None else "[red]neither[/]")
+            continue
+        from planner.disagg import compare
+
+        win = compare(h.disagg, a)["winner"] or "[red]neither[/]"
+        if h.disagg is None:
+            win = ("aggregated" if a is not None else "[red]neither[/]") + ": " + escape("; ".join(d.failures))
+        tab.add_row(
+            h.engine or "-", h.hardware,
+            f"tp{d.prefill_tp}·pp{d.prefill_pp} × {d.prefill_replicas}",
+            f"tp{d.decode_tp}·pp{d.decode_pp} × {d.decode_replicas}",
+            f"{d.devices} ({agg_dev})",
+            f"{human_bytes(d.kv_bytes)}, {human_time(d.kv_transfer_s)} ({d.kv_link_kind.replace('_', '-')})",
+            f"{human_time(d.ttft_p50_s)} / {human_time(d.ttft_p95_s)}",
+            f"{human_time(d.tpot_p50_s)} / {human_time(d.tpot_p95_s)}",
+            ("-" if d.usd_per_hour is None else f"{d.usd_per_hour:,.2f}") + f" ({agg_usd})",
+            win,
+        )
+    console.print(tab)
+
+
+#: Integer columns that stay integers in a CSV whose rows may lack them (unsupported pairs).
+_INT_COLUMNS = ("rank", "tp", "pp", "replicas", "devices", "max_batch", "separate_devices", "disagg_devices")
 
 
 def _write_csv(rows: list[dict], path: Path) -> None:
     import pandas as pd
 
+    df = pd.DataFrame(rows)
+    for c in _INT_COLUMNS:
+        if c in df and df[c].isna().any():
+            df[c] = df[c].astype("Int64")
     try:
-        pd.DataFrame(rows).to_csv(path, index=False)
+        df.to_csv(path, index=False)
     except OSError as exc:
         raise CliError(f"--csv: cannot write {path}: {exc.strerror or exc}", field="csv") from None
 
@@ -279,7 +373,8 @@ def _plot_serve(answers: dict, path: Path) -> None:
     for q, ans in sorted(answers.items()):
         for h in ans.ranked:
             if h.best is not None and h.best.usd_per_hour is not None:
-                series.setdefault(h.hardware, []).append((q, h.best.usd_per_hour))
+                label = f"{h.hardware} ({h.engine})" if h.engine else h.hardware
+                series.setdefault(label, []).append((q, h.best.usd_per_hour))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for hw, pts in sorted(series.items()):
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=hw)
@@ -303,6 +398,106 @@ def _save(fig, path: Path) -> None:
         raise CliError(f"--plot: cannot write {path}: {exc.strerror or exc}", field="plot") from None
     finally:
         plt.close(fig)
+
+
+# ---------------------------------------------------------------------------
+# frontier
+# ---------------------------------------------------------------------------
+
+
+_F = field_info(CapacityFrontierRequest)
+
+
+@capacity_app.command("frontier")
+def frontier(
+    model: Annotated[str, typer.Option("--model", "-m", help=_F["model"].help_text)],
+    hardware: Annotated[str, typer.Option("--hardware", "-H", help="Hardware ids or YAML paths, comma separated.")],
+    engine: Annotated[Optional[str], typer.Option("--engine", help=_F["engine"].help_text)] = None,
+    prompt: Annotated[Optional[int], typer.Option("--prompt", help=_F["prompt"].help_text)] = None,
+    gen: Annotated[Optional[int], typer.Option("--gen", help=_F["gen"].help_text)] = None,
+    formats: Annotated[Optional[str], typer.Option("--formats", help="Weight formats to consider, comma separated (default bf16,fp8,int4-g128).")] = None,
+    kv: Annotated[Optional[str], typer.Option("--kv", help=_F["kv"].help_text)] = None,
+    max_devices: Annotated[Optional[int], typer.Option("--max-devices", help=_F["max_devices"].help_text)] = None,
+    max_pp: Annotated[Optional[int], typer.Option("--max-pp", help=_F["max_pp"].help_text)] = None,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help=_F["runtime"].help_text)] = None,
+    json_out: JsonOpt = False,
+    csv_path: CsvOpt = None,
+    plot_path: PlotOpt = None,
+    executor: ExecOpt = Executor.process,
+    workers: WorkersOpt = None,
+    ray_address: RayOpt = None,
+) -> None:
+    """Throughput-latency frontier: tokens/s per device against tokens/s per user over batch sizes and layouts (Pareto set per engine × hardware)."""
+    from planner.frontier import frontier_tasks, run_frontier_task, summarize_frontier
+    from planner.capacity import dedupe_tasks
+
+    _check_executor(executor, json_out)
+    given = dict(model=model, hardware=hardware, engine=engine, prompt=prompt, gen=gen, formats=formats, kv=kv,
+                 max_devices=max_devices, max_pp=max_pp, runtime=runtime)
+    with cli_errors(CAPACITY_CLI_ALIASES):
+        arch, pairs, prompt_n, gen_n, search = resolve_capacity_frontier(
+            CapacityFrontierRequest(**{k: v for k, v in given.items() if v is not None}))
+    tasks = frontier_tasks(arch, pairs, prompt_n, gen_n, search)
+    unique, index = dedupe_tasks(tasks)
+    found = _run_tasks(run_frontier_task, unique, executor, workers, ray_address, _wants_progress(json_out), "sweeping batches")
+    ans = summarize_frontier(arch, prompt_n, gen_n, tasks, [found[i] for i in index], [p for p in pairs if p.reason])
+    if csv_path is not None:
+        _write_csv([p.to_dict() for s in ans.series for p in s.points], csv_path)
+    if plot_path is not None:
+        _plot_frontier(ans, plot_path)
+    if json_out:
+        emit_json(ans.to_dict())
+        return
+    _print_frontier(ans)
+
+
+def _print_frontier(ans) -> None:
+    tab = Table(title=f"{ans.model}, prompt {ans.prompt} / gen {ans.gen}: throughput-latency frontier (Pareto set)")
+    cols = ["engine", "hardware", "weights / act / kv", "layout", "batch", "tok/s/user", "tok/s/device", "TPOT",
+            "USD/M tok"]
+    for c in cols:
+        tab.add_column(c, justify="left" if c in ("engine", "hardware", "weights / act / kv", "layout") else "right")
+    for s in ans.series:
+        if not s.points:
+            tab.add_row(s.engine or "-", s.hardware, "-", "does not fit", *(["-"] * 5))
+        for p in s.points:
+            tab.add_row(s.engine or "-", s.hardware, f"{p.weights} / {p.activations} / {p.kv}", f"tp{p.tp}·pp{p.pp}",
+                        str(p.batch), f"{p.tokens_per_s_per_user:,.1f}", f"{p.tokens_per_s_per_device:,.1f}",
+                        human_time(p.tpot_s),
+                        "-" if p.usd_per_million_tokens is None else f"{p.usd_per_million_tokens:,.3f}")
+        tab.add_section()
+    for p in ans.unsupported:
+        tab.add_row(p.engine or "-", p.device.id, "-", "not supported", "-", "-", "-", "-", "-")
+    console.print(tab)
+    for p in ans.unsupported:
+        console.print(f"[red]not supported[/]: {escape(p.engine)} on {escape(p.device.id)}: {escape(p.reason)}")
+
+
+def _plot_frontier(ans, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    # colour per hardware, line style and marker per engine: engines that price a device alike overlap visibly
+    hws = list(dict.fromkeys(s.hardware for s in ans.series))
+    engines = list(dict.fromkeys(s.engine for s in ans.series))
+    styles, marks = ("-", "--", ":", "-."), ("o", "s", "^", "D", "v", "x")
+    for s in ans.series:
+        if s.points:
+            e = engines.index(s.engine)
+            ax.plot([p.tokens_per_s_per_user for p in s.points], [p.tokens_per_s_per_device for p in s.points],
+                    color=f"C{hws.index(s.hardware) % 10}", linestyle=styles[e % len(styles)],
+                    marker=marks[e % len(marks)], markersize=4, markerfacecolor="none" if e else None,
+                    label=f"{s.hardware} ({s.engine})" if s.engine else s.hardware)
+    ax.set_xlabel("tokens/s per user (1 / TPOT)")
+    ax.set_ylabel("tokens/s per device")
+    ax.set_title(f"{ans.model}: throughput-latency frontier (prompt {ans.prompt}, gen {ans.gen})")
+    ax.grid(True, alpha=0.3)
+    if any(s.points for s in ans.series):
+        ax.legend(fontsize=8)
+    _save(fig, path)
 
 
 # ---------------------------------------------------------------------------
@@ -421,4 +616,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(capacity_app, name="capacity")
 
 
-__all__ = ["capacity_app", "register", "serve", "train"]
+__all__ = ["capacity_app", "frontier", "register", "serve", "train"]

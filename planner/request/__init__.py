@@ -8,7 +8,9 @@ functions, so a request means the same thing everywhere:
   built by :func:`build_estimate_request` and run by :func:`run_estimate`;
 * :class:`PlanRequest` (compression + parallelism plan), run by :func:`run_plan`;
 * :class:`CapacityServeRequest` and :class:`CapacityTrainRequest` (fleet sizing), run by
-  :func:`run_capacity_serve` and :func:`run_capacity_train`.
+  :func:`run_capacity_serve` and :func:`run_capacity_train`; :class:`CapacityFrontierRequest`
+  (the throughput-latency frontier; its fields are CapacityServeRequest's), run by
+  :func:`run_capacity_frontier` (all in :mod:`planner.request.capacity`).
 
 A field is declared once, on its request dataclass (default, help text, the modes it
 applies to); its value is ``None`` until given. Validation errors are

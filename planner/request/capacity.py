@@ -9,8 +9,10 @@ search serially (the CLI runs the same tasks in a process pool or on Ray).
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hwmodels.errors import TierwiseError
@@ -30,16 +32,25 @@ from planner.request.fields import (
     parse_duration,
 )
 
-__all__ = ["CAPACITY_CLI_ALIASES", "CapacityServeRequest", "CapacityTrainRequest", "resolve_capacity_serve",
-           "resolve_capacity_train", "run_capacity_serve", "run_capacity_train"]
+__all__ = ["CAPACITY_CLI_ALIASES", "CapacityFrontierRequest", "CapacityServeRequest", "CapacityTrainRequest",
+           "engine_ids", "resolve_capacity_frontier", "resolve_capacity_serve", "resolve_capacity_train",
+           "run_capacity_frontier", "run_capacity_serve", "run_capacity_train", "serve_pairs"]
 
 CAPACITY_CLI_ALIASES = {"ttft_slo_s": "--ttft-slo", "tpot_slo_s": "--tpot-slo"}
+SERVING_MODES = ("aggregated", "disaggregated")
+KV_LINKS = ("auto", "intra_node", "scale_out")
 
 
 def _all_hardware(arch: Any, device: Any) -> tuple[str, ...]:
     from hwmodels import list_devices
 
     return tuple(list_devices())
+
+
+ENGINES_HELP = ("Serving engine, or several (a list; comma separated on the command line) compared side by side: "
+                "each (engine, hardware) pair is a row, pairs the engine does not run on are listed with the reason "
+                "(vllm, trtllm, sglang, ...; `tierwise engines list`); default: the hardware class's engine "
+                "(docs/engines.md).")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,10 +71,39 @@ class CapacityServeRequest:
     kv: str | None = opt("KV-cache format.", "bf16")
     max_devices: int | None = opt("Largest fleet considered per hardware.", 1024)
     max_pp: int | None = opt("Deepest pipeline considered.", 4)
-    runtime: str | None = opt("graph (CUDA graphs / compiled engine) or eager.", "graph", choices=("graph", "eager"))
+    runtime: str | None = opt("graph (CUDA graphs / compiled engine) or eager (default: graph where the engine "
+                              "captures graphs, else eager).", choices=("graph", "eager"))
     time_limit_s: float | None = opt("Wall-clock limit of the search, seconds (unbounded when left out); when it "
                                      "runs out the answer covers the configurations searched so far.")
-    engine: str | None = opt(ENGINE_HELP)
+    engine: Any = opt(ENGINES_HELP)
+    serving: str | None = opt("aggregated (prefill and decode on the same replicas) or disaggregated (also search "
+                              "separate prefill and decode pools, the KV cache sent between them, and compare).",
+                              "aggregated", choices=SERVING_MODES)
+    kv_link: str | None = opt("Disaggregated serving: the link the KV cache crosses from prefill to decode: auto "
+                              "(intra-node when a prefill and a decode instance fit in one node, else scale-out), "
+                              "intra_node or scale_out.", "auto", choices=KV_LINKS)
+
+
+#: The fields of a serving fleet that the throughput-latency frontier shares (declared above, once).
+FRONTIER_FIELDS = ("model", "hardware", "prompt", "gen", "formats", "kv", "max_devices", "max_pp", "runtime", "engine")
+
+
+def _frontier_request() -> type:
+    from dataclasses import field as dc_field
+    from dataclasses import fields as dc_fields
+    from dataclasses import make_dataclass
+
+    decl = {f.name: f for f in dc_fields(CapacityServeRequest)}
+    cls = make_dataclass("CapacityFrontierRequest",
+                         [(n, decl[n].type, dc_field(default=None, metadata=decl[n].metadata)) for n in FRONTIER_FIELDS],
+                         frozen=True, slots=True, kw_only=True)
+    cls.__module__ = __name__
+    cls.__doc__ = ("The throughput-latency frontier of a model on hardware and engines (``None``: not given); its "
+                   "fields are those of :class:`CapacityServeRequest` named in ``FRONTIER_FIELDS``.")
+    return cls
+
+
+CapacityFrontierRequest = _frontier_request()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,7 +144,7 @@ def _ids(name: str, v: Any) -> tuple[Any, ...]:
 
 
 def resolve_capacity_serve(req: CapacityServeRequest) -> tuple[list, list, list, Any]:
-    """(archs, devices, one ServeTarget per QPS, ServeSearch) of a validated request."""
+    """(archs, (engine, hardware) pairs, one ServeTarget per QPS, ServeSearch) of a validated request."""
     from planner.capacity import ServeSearch, ServeTarget
 
     v = fill_defaults(req, None, None)
@@ -117,64 +157,153 @@ def resolve_capacity_serve(req: CapacityServeRequest) -> tuple[list, list, list,
     if len(shares) != len(names):
         raise TierwiseError(f"{{@mix}} needs one share per model ({len(names)}); got {len(shares)}", field="mix",
                             code="invalid_field")
-    hw = _ids("hardware", v["hardware"])
-    pairs = [load_specs(names[0], h) for h in hw]
-    if req.engine is not None and req.hardware is None:  # every catalog device the engine runs on
-        pairs = [(a, d) for a, d in pairs if _runs_on(req.engine, d)] or pairs
-    devices = [d for _, d in pairs]
-    engines = [resolve_engine(req.engine, d, training=False) for d in devices]
-    archs = [pairs[0][0]] + [load_specs(n, devices[0])[0] for n in names[1:]]
+    serving = check_choice("serving", v["serving"], SERVING_MODES)
+    if serving == "disaggregated" and len(names) > 1:
+        raise TierwiseError("{@serving} disaggregated sizes pools for one model; got several {@models}",
+                            field="serving", code="invalid_field")
+    archs, pairs, prompt, gen, search = _resolve_fleet(req, v, names)
     qps = [check_number("qps", _float("qps", q) if isinstance(q, str) else q) for q in _ids("qps", _required("qps", v["qps"]))]
-    prompt = check_int("prompt", v["prompt"], hi=1 << 26)
-    gen = check_int("gen", v["gen"], hi=1 << 26)
-    for a in archs:
-        check_context(a, prompt if a.family == "encoder" else prompt + gen,
-                      ("prompt",) if a.family == "encoder" else ("prompt", "gen"))
     ttft = parse_duration("ttft_slo_s", _required("ttft_slo_s", v["ttft_slo_s"]))
     tpot = parse_duration("tpot_slo_s", _required("tpot_slo_s", v["tpot_slo_s"]))
     pct = _percentile(v["percentile"])
     total = sum(shares)
     targets = [ServeTarget(qps=q, prompt=prompt, gen=gen, ttft_slo_s=ttft, tpot_slo_s=tpot, percentile=pct,
                            mix=tuple(s / total for s in shares)) for q in qps]
+    search = ServeSearch(formats=search.formats, kv=search.kv, max_devices=search.max_devices, max_pp=search.max_pp,
+                         runtime=search.runtime, kv_link=check_choice("kv_link", v["kv_link"], KV_LINKS),
+                         disaggregated=serving == "disaggregated")
+    return archs, pairs, targets, search
+
+
+def _resolve_fleet(req: Any, v: dict, names: tuple) -> tuple[list, list, int, int, Any]:
+    """(archs, (engine, hardware) pairs, prompt, gen, ServeSearch) of the fields a serving
+    fleet question shares (:class:`_ServeFleet`)."""
+    from planner.capacity import ServeSearch
+
+    engines = engine_ids(req.engine)
+    hw = _ids("hardware", v["hardware"])
+    loaded = [load_specs(names[0], h) for h in hw]
+    archs = [loaded[0][0]] + [load_specs(n, loaded[0][1])[0] for n in names[1:]]
+    devices = [d for _, d in loaded]
+    if req.engine is not None and req.hardware is None:  # every catalog device one of the engines runs on
+        devices = [d for d in devices if any(_runs_on(e, d) for e in engines)] or devices
+    prompt = check_int("prompt", v["prompt"], hi=1 << 26)
+    gen = check_int("gen", v["gen"], hi=1 << 26)
+    for a in archs:
+        if a.family not in ("decoder", "encoder_decoder"):
+            name = "models" if len(archs) > 1 else "model"
+            raise TierwiseError(f"{{@{name}}} {a.id} ({a.family}) generates no tokens: serving capacity and the "
+                                "frontier size token-generating models (TTFT / TPOT); price it with `tierwise "
+                                "estimate`", field=name, code="invalid_field")
+        check_context(a, prompt + gen, ("prompt", "gen"))
     formats = tuple(check_format("formats", f, "weight") for f in check_list("formats", v["formats"], max_len=16))
     kv = check_format("kv", v["kv"], "kv")
-    formats, kv = _engine_serve_formats(engines, formats, kv, given_formats=req.formats is not None,
-                                        given_kv=req.kv is not None)
-    search = ServeSearch(formats=formats, kv=kv,
-                         max_devices=check_int("max_devices", v["max_devices"], hi=1 << 20),
-                         max_pp=check_int("max_pp", v["max_pp"], hi=64),
-                         runtime=check_choice("runtime", v["runtime"], ("graph", "eager")))
-    return archs, devices, targets, search
+    runtime = None if v["runtime"] is None else check_choice("runtime", v["runtime"], ("graph", "eager"))
+    pairs = serve_pairs(engines, devices, formats, kv, given_formats=req.formats is not None,
+                        given_kv=req.kv is not None, runtime=runtime)
+    search = ServeSearch(formats=formats, kv=kv, max_devices=check_int("max_devices", v["max_devices"], hi=1 << 20),
+                         max_pp=check_int("max_pp", v["max_pp"], hi=64), runtime=runtime or "graph")
+    return archs, pairs, prompt, gen, search
 
 
 def _runs_on(engine: Any, device: Any) -> bool:
     from planner.engines import load_engine
 
-    return load_engine(engine).support(device) is not None
+    return engine is None or load_engine(engine).support(device) is not None
 
 
-def _engine_serve_formats(engines: list, formats: tuple[str, ...], kv: str, *, given_formats: bool,
-                          given_kv: bool) -> tuple[tuple[str, ...], str]:
-    """Weight and KV formats every candidate's engine runs: given ones are checked (an
-    error names the field, the engine and what it runs); defaults keep what all engines run."""
-    from planner.engines import EngineSupportError
+def engine_ids(value: Any) -> tuple[Any, ...]:
+    """The engines of a request: ``(None,)`` (each hardware's default) when left out, else
+    one id or path per engine (a list, or comma separated text). An unknown id, a repeated
+    one or an empty list is an error naming ``engine`` (an unknown one lists the known ids)."""
+    from planner.engines import EngineSpec, list_engines
 
-    for sup in engines:
-        missing = [f for f in formats if canonical(f) not in sup.weights]
-        if given_formats and missing:
-            raise EngineSupportError(f"{{@formats}} {', '.join(missing)}: {sup.engine} does not run it on {sup.device}; "
-                                     f"it runs: {', '.join(sup.weights)}", field="formats",
-                                     details={"engine": sup.engine, "supported": list(sup.weights)})
-        if given_kv and sup.kv and canonical(kv) not in sup.kv:
+    if value is None:
+        return (None,)
+    if isinstance(value, EngineSpec):
+        return (value,)
+    known = list_engines()
+    items = check_list("engine", value, max_len=len(known) + 16)
+    out: list[Any] = []
+    for x in items:
+        if isinstance(x, EngineSpec):
+            out.append(x)
+            continue
+        if not isinstance(x, str) or not x.strip():
+            raise bad("engine", "engine ids such as vllm, trtllm, sglang (a list, or comma separated)", value)
+        x = x.strip()
+        if x not in known and not (x.endswith((".yaml", ".yml")) and Path(x).is_file()):
+            close = difflib.get_close_matches(x, known, n=3, cutoff=0.5)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise TierwiseError(f"{{@engine}}: unknown engine id {x!r}{hint}; known engines: {', '.join(known)}",
+                                field="engine", kind="not_found", code="not_found",
+                                details={"suggestions": close, "known": known})
+        if x in out:
+            raise TierwiseError(f"{{@engine}} lists {x!r} more than once; give each engine once", field="engine",
+                                code="invalid_field")
+        out.append(x)
+    return tuple(out)
+
+
+def serve_pairs(engines: tuple, devices: list, formats: tuple[str, ...], kv: str, *, given_formats: bool,
+                given_kv: bool, runtime: str | None) -> list:
+    """One :class:`~planner.capacity.ServePair` per engine × hardware: the formats, KV
+    format, reserved memory, runtime and layouts the engine runs there, or why it does not
+    run there (not run at all; none of the given formats; not the given KV format). When no
+    pair runs, the first pair's error is raised (naming ``engine``, ``formats`` or ``kv``)."""
+    from planner.capacity import ServePair
+
+    pairs, errors = [], []
+    for e in engines:
+        for d in devices:
+            try:
+                pairs.append(_pair(e, d, formats, kv, given_formats, given_kv, runtime))
+            except TierwiseError as exc:
+                errors.append(exc)
+                name = e if isinstance(e, str) or e is None else e.id
+                pairs.append(ServePair(device=d, engine=name or "", reason=exc.render("python")))
+    if not any(not p.reason for p in pairs):
+        raise errors[0]
+    return pairs
+
+
+def _pair(engine: Any, device: Any, formats: tuple[str, ...], kv: str, given_formats: bool, given_kv: bool,
+          runtime: str | None) -> Any:
+    from planner.capacity import EngineSetup, ServePair, _activation_for
+    from planner.engines import EngineSupportError, list_engines, load_engine
+    from planner.request.engine import _baseline_weights
+
+    sup = resolve_engine(engine, device, training=False)
+    spec = load_engine(engine) if engine is not None else None
+    if spec is not None and spec.kind == "training":
+        serving = [e for e in list_engines() if load_engine(e).kind != "training" and load_engine(e).support(device)]
+        raise EngineSupportError(f"{spec.name} ({spec.id}) is a training engine; serving engines on {device.id}: "
+                                 f"{', '.join(serving) or 'none'}", field="engine")
+    runs = [f for f in formats if canonical(f) in sup.weights]
+    if given_formats and not runs:
+        raise EngineSupportError(f"{{@formats}} {', '.join(formats)}: {sup.engine} runs none of them on {sup.device}; "
+                                 f"it runs: {', '.join(sup.weights)}", field="formats",
+                                 details={"engine": sup.engine, "supported": list(sup.weights)})
+    if not runs:
+        runs = [_baseline_weights(sup, "bf16" if device.supports("bf16") == "native" else "fp16")]
+    if sup.kv and canonical(kv) not in sup.kv:
+        if given_kv:
             raise EngineSupportError(f"{sup.engine} on {sup.device} has no {{@kv}} cache format {kv!r}; it runs: "
                                      f"{', '.join(sup.kv)}", field="kv")
-    if not given_formats:
-        kept = tuple(f for f in formats if all(canonical(f) in s.weights for s in engines))
-        formats = kept or formats
-    if not given_kv and not all(canonical(kv) in s.kv for s in engines if s.kv):
-        common = [k for k in ("bf16", "fp16") if all(k in s.kv for s in engines if s.kv)]
-        kv = common[0] if common else kv
-    return formats, kv
+        kv = next((k for k in ("bf16", "fp16") if k in sup.kv), sup.kv[0])
+
+    def act(w: str) -> str:
+        acts = sup.activations_for(canonical(w))
+        pref = _activation_for(device, w)
+        if not acts or canonical(pref) in acts:
+            return pref
+        return next((a for a in ("bf16", "fp16") if a in acts), acts[0])
+
+    setup = EngineSetup(engine=sup.engine, formats=tuple((w, act(w)) for w in runs), kv=kv,
+                        reserved_bytes=sup.runtime.context_bytes,
+                        runtime=runtime or ("graph" if sup.runtime.graph_capture else "eager"),
+                        tp="tp" in sup.parallel, pp="pp" in sup.parallel)
+    return ServePair(device=device, engine=sup.engine, setup=setup)
 
 
 def _float(name: str, x: str) -> float:
@@ -249,6 +378,21 @@ def run_capacity_serve(req: CapacityServeRequest, *, deadline: Deadline | None =
     if not ans.feasible:
         raise _infeasible(*serve_infeasible_message(ans))
     return ans
+
+
+def resolve_capacity_frontier(req: CapacityFrontierRequest) -> tuple[Any, list, int, int, Any]:
+    """(arch, (engine, hardware) pairs, prompt, gen, ServeSearch) of a validated frontier request."""
+    v = fill_defaults(req, None, None)
+    archs, pairs, prompt, gen, search = _resolve_fleet(req, v, (_required("model", v["model"]),))
+    return archs[0], pairs, prompt, gen, search
+
+
+def run_capacity_frontier(req: CapacityFrontierRequest):
+    """The throughput-latency frontier per (engine, hardware) (``planner.frontier.FrontierAnswer``)."""
+    from planner.frontier import plan_frontier
+
+    arch, pairs, prompt, gen, search = resolve_capacity_frontier(req)
+    return plan_frontier(arch, pairs, prompt, gen, search)
 
 
 def run_capacity_train(req: CapacityTrainRequest, *, deadline: Deadline | None = None):

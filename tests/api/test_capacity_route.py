@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from hwmodels import load_device
 from planner.arch import load_arch
-from planner.capacity import ServeTarget, plan_serving
+from planner.capacity import DEFAULT_FORMATS, ServeTarget, plan_serving
+from planner.request.capacity import serve_pairs
 from planner.cli.common import clean_json
 from conftest import job_result
 
@@ -14,7 +15,11 @@ BODY = {"model": "llama-3.1-8b", "hardware": ["l4", "h100-sxm"], "qps": 5, "prom
 
 def test_capacity_matches_the_planner(client):
     got = job_result(client, client.post("/v1/capacity", json=BODY))
-    expect = plan_serving([load_arch("llama-3.1-8b")], [load_device("l4"), load_device("h100-sxm")],
+    # each hardware priced with its default engine (vllm on GPUs): its formats, KV and runtime context
+    pairs = serve_pairs((None,), [load_device("l4"), load_device("h100-sxm")], DEFAULT_FORMATS, "bf16",
+                        given_formats=False, given_kv=False, runtime=None)
+    assert [p.engine for p in pairs] == ["vllm", "vllm"]
+    expect = plan_serving([load_arch("llama-3.1-8b")], pairs,
                           ServeTarget(qps=5, prompt=512, gen=128, ttft_slo_s=1.0, tpot_slo_s=0.05)).to_dict()
     assert got == clean_json(expect) and got["status"] == "complete"
     assert got["feasible"] and {h["hardware"] for h in got["hardware"]} == {"l4", "h100-sxm"}
@@ -27,4 +32,48 @@ def test_capacity_errors(client):
     r = client.post("/v1/capacity", json={**BODY, "models": ["llama-3.1-8b"]})
     assert r.status_code == 422  # model and models together
     r = client.post("/v1/capacity", json={**BODY, "max_devices": 100_000})
+    assert r.status_code == 422
+
+
+def test_capacity_engines_list_and_disaggregated(client):
+    body = {**BODY, "hardware": ["h100-sxm", "mi300x"], "engine": ["vllm", "trtllm"], "serving": "disaggregated",
+            "max_devices": 16}
+    got = job_result(client, client.post("/v1/capacity", json=body))
+    assert {(h["engine"], h["hardware"]) for h in got["hardware"]} == {("vllm", "h100-sxm"), ("trtllm", "h100-sxm"),
+                                                                       ("vllm", "mi300x")}
+    assert got["unsupported"][0]["engine"] == "trtllm" and got["serving"] == "disaggregated"
+    assert all("disaggregated" in h for h in got["hardware"])
+    assert job_result(client, client.post("/v1/capacity", json={**BODY, "engine": "vllm"}))["hardware"][0]["engine"] == "vllm"
+
+
+def test_capacity_bad_engine_lists(client):
+    r = client.post("/v1/capacity", json={**BODY, "engine": ["vllm", "vlm"]})
+    assert r.status_code == 404
+    e = r.json()["error"]
+    assert e["field"] == "engine" and "'engine'" in e["message"] and "sglang" in e["message"]
+    r = client.post("/v1/capacity", json={**BODY, "engine": ["vllm", "vllm"]})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "engine"
+    for bad in ([], "", ["../etc/passwd.yaml"], [1], {"id": "vllm"}):
+        r = client.post("/v1/capacity", json={**BODY, "engine": bad})
+        assert r.status_code == 422, bad
+    r = client.post("/v1/capacity", json={**BODY, "serving": "split"})
+    assert r.status_code == 422 and "serving" in r.text
+
+
+def test_frontier_route(client):
+    body = {"model": "llama-3.2-1b", "hardware": ["l4", "mi300x"], "engine": ["vllm", "trtllm"], "prompt": 512,
+            "gen": 128, "max_devices": 4}
+    r = client.post("/v1/capacity/frontier", json=body)
+    assert r.status_code == 200, r.text
+    d = r.json()
+    from planner.request.capacity import CapacityFrontierRequest, run_capacity_frontier
+
+    expect = run_capacity_frontier(CapacityFrontierRequest(**body)).to_dict()
+    assert d == clean_json(expect)
+    assert d["unsupported"] == [{"engine": "trtllm", "hardware": "mi300x", "reason": d["unsupported"][0]["reason"]}]
+    r = client.post("/v1/capacity/frontier", json={**body, "engine": ["vllm", "vlm"]})
+    assert r.status_code == 404 and r.json()["error"]["field"] == "engine"
+    r = client.post("/v1/capacity/frontier", json={**body, "qps": 3})
+    assert r.status_code == 422  # no such field on the frontier
+    r = client.post("/v1/capacity/frontier", json={**body, "max_devices": 10**6})
     assert r.status_code == 422
