@@ -6,8 +6,10 @@ priced with the same per-operator roofline and size-dependent efficiency as infe
 what training adds is documented where it is computed:
 
 * **Backward** — each GEMM has a data-gradient and a weight-gradient GEMM of the same
-  size, so its backward costs 2× its forward (Narayanan et al. 2021, §3.5: "backward pass
-  ≈ 2× forward"); a frozen weight (LoRA/QLoRA base) needs only the data gradient (1×).
+  FLOPs (Narayanan et al. 2021, §3.5: "backward pass ≈ 2× forward"), each priced with its own
+  output's wave quantization at the model-shape fraction of the MAMF
+  (:mod:`planner.kernels_train`); a frozen weight (LoRA/QLoRA base) needs only the data
+  gradient. Fused attention runs at its kernel generation's published efficiency.
 * **Recomputation** — ``full`` reruns every transformer layer's forward in the backward
   pass; ``selective`` reruns only the attention core (QKᵀ, softmax, dropout, AV;
   Korthikanti et al. 2022, §4.2). Both count as hardware FLOPs, not model FLOPs.
@@ -24,8 +26,10 @@ what training adds is documented where it is computed:
   plus 2 more for a fully recomputed forward; PP: one activation forward and one gradient
   backward per micro-batch per stage boundary (b·s·h/t with Megatron's scatter/gather),
   v× for an interleaved schedule; DP: one gradient all-reduce per step (ZeRO-1/2:
-  reduce-scatter + all-gather, same volume; ZeRO-3 adds two parameter all-gathers per
-  micro-batch, 1.5× DP), overlapped with the backward pass of the last micro-batch; EP:
+  reduce-scatter + all-gather, same volume), overlapped with the backward pass of the last
+  micro-batch; ZeRO-3: two parameter all-gathers and one gradient reduce-scatter every
+  micro-batch, each overlapped with its own pass (see :func:`_data_parallel`); TP collectives
+  hidden behind the layer's GEMMs when the engine overlaps them (Megatron-Core); EP:
   two all-to-alls forward and two backward per MoE layer (GShard, Lepikhin et al. 2020,
   https://arxiv.org/abs/2006.16668). Every collective is priced by
   :func:`planner.layout.collective_s`, the same function inference uses.
