@@ -77,6 +77,19 @@ REGISTRY: tuple[Fitted, ...] = (
     ),
 )
 
+REGISTRY += (
+    Fitted(
+        name="GEMM_K_OVERHEAD",
+        module="planner.kernels",
+        attr="GEMM_K_OVERHEAD",
+        grid=(0.0, 64.0, 128.0, 256.0, 512.0),
+        why="K-depth equivalent of a GEMM tile's prologue and epilogue (planner.kernels.depth_efficiency): "
+        "no microbenchmark by K in the repository, so it is cross-validated like a fitted constant; the grid "
+        "stops at 512 (a software pipeline of up to 8 stages of 64-deep K tiles) because larger values stop "
+        "describing a tile's fill and drain and only absorb other errors",
+    ),
+)
+
 BY_NAME = {f.name: f for f in REGISTRY}
 
 

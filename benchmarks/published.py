@@ -35,6 +35,8 @@ from hwmodels import load_device  # noqa: E402
 
 from planner.arch import load_arch  # noqa: E402
 from planner.costmodel import Choice, Layout, RuntimeSettings, Serving, estimate_inference, max_batch  # noqa: E402
+from planner.engines import load_engine  # noqa: E402
+from planner.serving import engine_settings  # noqa: E402
 from rowmap import HARDWARE, MODELS, first_int  # noqa: E402
 from rowmap import match as _match  # noqa: E402
 
@@ -79,8 +81,14 @@ def act_format(text: str, weights: str) -> str | None:
     return "fp16" if "fp16" in t else "bf16"
 
 
-def kv_format(text: str, act: str) -> str:
+def kv_format(text: str, act: str, weights_text: str = "") -> str:
     t = text.lower()
+    if "not stated" in t and "modelopt" in weights_text.lower():
+        # A ModelOpt checkpoint carries its KV format in hf_quant_config.json, which TensorRT-LLM's
+        # KV cache adopts (kv_cache_config.dtype "auto"); ModelOpt's hf_ptq.py quantizes the KV cache
+        # to FP8 unless told otherwise (--kv_cache_qformat default "fp8",
+        # github.com/NVIDIA/TensorRT-Model-Optimizer examples/llm_ptq/hf_ptq.py).
+        return "fp8-e4m3"
     if t.startswith("fp8"):
         return "fp8-e4m3"
     m = re.search(r"4-bit group-wise", t)
@@ -102,6 +110,69 @@ def runtime_of(engine: str) -> str:
     if "eager" in e or "accelerate" in e or "litgpt" in e:
         return "eager"
     return "graph"
+
+
+def stated_overrides(row: dict, arch, choice: Choice) -> dict | None:
+    """Per-layer formats a row states beside its main scheme: "classification layer 8-bit
+    per-channel" / "embedding 8-bit per-channel" (the ExecuTorch 8da4w recipe of the
+    Llama 3.2 model card) put the embedding and LM head at int8."""
+    text = row["notes"].lower()
+    if "classification layer 8-bit" not in text and "embedding 8-bit" not in text:
+        return None
+    from planner.workload import EMBEDDING, LM_HEAD, build_workload
+
+    work = build_workload(arch)
+    eight = Choice(weights="int8", activations=choice.activations, kv=choice.kv)
+    return {b.group_fqn(0, op): eight for b in work.blocks if not b.repeated for op in b.ops
+            if op.kind in (EMBEDDING, LM_HEAD)}
+
+
+def _engine_batch_cap(engine: str, pp: int, hardware: str = "") -> int:
+    """The most requests the engine runs at once: trtllm-bench caps the batch at 4096 / pp
+    (tensorrt_llm/bench/build/tuning.py, finetune_setting: "Cap total batch size to avoid decoder
+    buffer size becoming too large"); a Vitis AI DPU design runs one image per DPU kernel (core)
+    at a time, so a multi-threaded run keeps as many in flight as the design has kernels."""
+    if "trtllm-bench" in engine.lower():
+        return max(1, 4096 // pp)
+    dpu = re.search(r"(\d+) DPU\w* kernels|(\d+)x DPU", hardware)
+    if "vitis" in engine.lower() and dpu:
+        return int(dpu.group(1) or dpu.group(2))
+    return 1 << 20
+
+
+def engine_options(row: dict, dev) -> RuntimeSettings:
+    """Runtime settings of the row's engine: its profile's kernel and runtime facts when the row
+    names one (engine_id), otherwise what the engine text says (eager or graph launch; a fused
+    attention kernel unless the engine is FlexGen, whose attention is matmul + softmax)."""
+    engine = row["engine"]
+    low = engine.lower()
+    offload = "flexgen" in low or "offload" in low
+    base = {"allow_offload": offload, "runtime": runtime_of(engine)}
+    eid = row.get("engine_id", "").strip()
+    if eid:
+        eng = load_engine(eid)
+        sup = eng.support(dev)
+        kw = engine_settings(sup.runtime if sup is not None else eng.runtime)
+    else:
+        kw = {"fused_elementwise": base["runtime"] == "graph", "fused_attention": "flexgen" not in low}
+    m = re.search(r"kv_cache_free_gpu_mem_fraction (0\.\d+)", row["notes"])
+    if m and kw.get("kv_memory_fraction", 1.0) < 1.0:
+        kw["kv_memory_fraction"] = float(m.group(1))  # the fraction the source states it ran with
+    if "xnnpack" in low:
+        # The row names ExecuTorch's XNNPACK delegate, which runs on the CPU cores (the engine's
+        # other delegates, QNN and Core ML, run on the NPU).
+        kw["compute_unit"] = "cpu"
+    threads = re.search(r"(\d+) threads", row["engine"])
+    cpu_cores = re.search(r"(\d+) cores", row["hardware"])
+    if threads and cpu_cores and int(threads.group(1)) < int(cpu_cores.group(1)):
+        # A CPU run with fewer threads than cores computes on that share of the cores.
+        kw["compute_share"] = int(threads.group(1)) / int(cpu_cores.group(1))
+    cores = re.search(r"(\d+)x DPU", row["hardware"])
+    if cores and "1 thread" in row["metric"].lower():
+        # Vitis AI runs one thread's requests on one DPU core of the design (Vitis AI Library: one
+        # DPU runner per thread); the board's N cores serve N threads.
+        kw["compute_share"] = 1.0 / int(cores.group(1))
+    return RuntimeSettings(**base, **kw)
 
 
 @dataclass
@@ -163,7 +234,7 @@ def predict_inference(row: dict) -> tuple[float | None, str]:
     af = act_format(row["act_dtype"], wf)
     if af is None:
         return None, f"activation format {row['act_dtype']!r} not expressible"
-    kf = kv_format(row["kv_dtype"], af)
+    kf = kv_format(row["kv_dtype"], af, row["weight_dtype"])
     arch = load_arch(model)
     dev = load_device(hw)
     n = first_int(row["num_devices"], 1)
@@ -171,21 +242,22 @@ def predict_inference(row: dict) -> tuple[float | None, str]:
     dp = max(1, n // (tp * pp))
     decode_only = "decode" in metric and not _stated(row["gen_len"])
     prompt, gen = _lengths(row, arch.family, decode_only)
-    engine = row["engine"]
-    offload = "flexgen" in engine.lower() or "offload" in engine.lower()
-    opts = RuntimeSettings(allow_offload=offload, runtime=runtime_of(engine))
+    opts = engine_options(row, dev)
     layout = Layout(tp=tp, pp=pp, dp=dp)
     choice = Choice(weights=wf, activations=af, kv=kf)
     if _max_load_batch(row["batch"]):
         # Max-load throughput: the largest batch whose weights, KV cache and activations fit,
-        # never more than the number of requests the run sent (when the row states it).
-        requests = first_int(row["batch"], None)
-        batch = max_batch(arch, dev, layout, Serving(batch=1, prompt=prompt, gen=gen), choice, options=opts, limit=requests or 4096)
+        # never more than the number of requests the run sent (when the row states it) nor the
+        # engine's own batch cap.
+        requests = first_int(row["batch"], None) or 4096
+        batch = max_batch(arch, dev, layout, Serving(batch=1, prompt=prompt, gen=gen), choice, options=opts,
+                          limit=min(requests, _engine_batch_cap(row["engine"], pp, row["hardware"])))
         if batch < 1:
             return None, "not even batch 1 fits in memory"
     else:
         batch = first_int(row["batch"], 1)
-    est = estimate_inference(arch, dev, layout, Serving(batch=batch, prompt=prompt, gen=gen), choice, options=opts)
+    est = estimate_inference(arch, dev, layout, Serving(batch=batch, prompt=prompt, gen=gen), choice,
+                             overrides=stated_overrides(row, arch, choice), options=opts)
     return _metric_value(row, est, n, decode_only)
 
 

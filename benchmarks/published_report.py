@@ -119,9 +119,17 @@ def _median_abs(results: Iterable[object]) -> float:
     return statistics.median(errs) if errs else math.inf
 
 
+def _sensitive(per_row: dict[Combo, object]) -> bool:
+    """Whether a row's prediction depends on the fitted constants at all."""
+    return len({getattr(r, "predicted", None) for r in per_row.values()}) > 1
+
+
 def fit(grid: dict[str, dict[Combo, object]], row_ids: list[str]) -> Combo:
-    """The combination minimising the median |error| over ``row_ids`` (first one on ties)."""
-    return min(_combos(), key=lambda c: _median_abs(grid[i][c] for i in row_ids))
+    """The combination minimising the median |error| over those of ``row_ids`` whose prediction
+    depends on the fitted constants (first one on ties): rows no constant moves would only
+    shift the median's position, not inform the choice."""
+    ids = [i for i in row_ids if _sensitive(grid[i])] or row_ids
+    return min(_combos(), key=lambda c: _median_abs(grid[i][c] for i in ids))
 
 
 def loso(rows: list[dict], grid: dict[str, dict[Combo, object]]) -> tuple[dict[str, object], dict[str, Combo]]:

@@ -54,6 +54,8 @@ HARDWARE = [
     (r"alveo u50", "alveo-u50"),
     (r"snapdragon 8 gen 3", "snapdragon-8-gen-3"),
     (r"sn40l", "sn40l"),
+    (r"ryzen 9 7950x", "ryzen-9-7950x"),
+    (r"threadripper pro 5975wx", "threadripper-pro-5975wx"),
 ]
 
 

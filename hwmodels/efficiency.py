@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass, replace
 
 from ._checks import check_fraction, check_non_negative, check_positive, is_number
+from ._frozen import FrozenDict
 from .errors import SpecError
 
 # A fraction never drops below this share of its maximum: even a tiny op makes
@@ -83,6 +84,10 @@ class Efficiency:
     gemm_rows_points: optional measured (rows, fraction) table: the fraction of the
     streaming bandwidth a weight-streaming GEMM with that many rows reaches (see
     :meth:`gemm_rows`); empty means 1 for every row count.
+    cores: streaming multiprocessors / compute units that GEMM tiles are spread over (a
+    datasheet fact); 0 when not declared (no wave quantization, see planner.kernels).
+    precision_max: best-shape fraction per compute precision where it differs from
+    ``compute_max`` (measured MAMF, e.g. FP8 GEMMs reach a smaller share of their peak than BF16).
     """
 
     compute_max: float
@@ -93,6 +98,8 @@ class Efficiency:
     compute_points: tuple[tuple[float, float], ...] = ()
     bandwidth_points: tuple[tuple[float, float], ...] = ()
     gemm_rows_points: tuple[tuple[float, float], ...] = ()
+    cores: int = 0
+    precision_max: FrozenDict = FrozenDict()
 
     def __post_init__(self) -> None:
         check_fraction(self.compute_max, "compute_max")
@@ -100,9 +107,18 @@ class Efficiency:
         check_fraction(self.bandwidth_max, "bandwidth_max")
         check_positive(self.bandwidth_half_bytes, "bandwidth_half_bytes")
         check_non_negative(self.kernel_overhead_s, "kernel_overhead_s")
+        if isinstance(self.cores, bool) or not isinstance(self.cores, int) or self.cores < 0:
+            raise SpecError("cores", "a whole number of cores >= 0", self.cores)
+        for key, value in dict(self.precision_max).items():
+            check_fraction(value, f"precision_max.{key}")
+        object.__setattr__(self, "precision_max", FrozenDict(dict(self.precision_max)))
         object.__setattr__(self, "compute_points", _check_points(self.compute_points, "compute_points"))
         object.__setattr__(self, "bandwidth_points", _check_points(self.bandwidth_points, "bandwidth_points"))
         object.__setattr__(self, "gemm_rows_points", _check_points(self.gemm_rows_points, "gemm_rows_points"))
+
+    def max_for(self, precision: str) -> float:
+        """Best-shape fraction of the peak at compute ``precision``."""
+        return self.precision_max.get(precision, self.compute_max)
 
     @staticmethod
     def _curve(size: float, maximum: float, half: float, what: str) -> float:

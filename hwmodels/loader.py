@@ -352,7 +352,7 @@ def _efficiency(top: _Reader, meta: _Meta) -> Efficiency:
     eff = top.sub("efficiency")
     eff.allow(
         "compute_max", "compute_half_flops", "bandwidth_max", "bandwidth_half_bytes",
-        "kernel_overhead_us", "compute_points", "bandwidth_points", "gemm_rows_points", *_COMMON,
+        "kernel_overhead_us", "compute_points", "bandwidth_points", "gemm_rows_points", "cores", "precision_max", *_COMMON,
     )
     meta.block(eff, "efficiency")
     return _spec(
@@ -367,8 +367,19 @@ def _efficiency(top: _Reader, meta: _Meta) -> Efficiency:
             compute_points=tuple(eff.pairs("compute_points")) if eff.has("compute_points") else (),
             bandwidth_points=tuple(eff.pairs("bandwidth_points")) if eff.has("bandwidth_points") else (),
             gemm_rows_points=tuple(eff.pairs("gemm_rows_points")) if eff.has("gemm_rows_points") else (),
+            cores=eff.integer("cores", minimum=0, default=0),
+            precision_max=_precision_max(eff),
         ),
     )
+
+
+def _precision_max(eff: _Reader) -> dict[str, float]:
+    if not eff.has("precision_max"):
+        return {}
+    sub = eff.sub("precision_max")
+    if not isinstance(sub.data, dict):
+        raise eff.error("precision_max", "a mapping of compute precision to a fraction in (0, 1]", sub.data)
+    return {str(k): sub.number(str(k), at_most=1.0) for k in sub.data}
 
 
 def _formats(top: _Reader, meta: _Meta) -> FormatSupport:
@@ -636,6 +647,10 @@ def _efficiency_to_dict(spec: DeviceSpec) -> dict[str, Any]:
         eff_out["compute_points"] = [[_round(x), _round(f)] for x, f in eff.compute_points]
     if eff.bandwidth_points:
         eff_out["bandwidth_points"] = [[_round(x), _round(f)] for x, f in eff.bandwidth_points]
+    if eff.cores:
+        eff_out["cores"] = eff.cores
+    if eff.precision_max:
+        eff_out["precision_max"] = {k: _round(v) for k, v in eff.precision_max.items()}
     if eff.gemm_rows_points:
         eff_out["gemm_rows_points"] = [[_round(x), _round(f)] for x, f in eff.gemm_rows_points]
     eff_out.update(_meta(spec, "efficiency"))

@@ -43,6 +43,7 @@ from planner.layout import (
     ring_exchange_s,
     strides,
 )
+from planner.kernels import elementwise_bytes, elementwise_kernels, sampling_bytes
 from planner.numerics import Choice, resolve_format
 from planner.opcost import (
     KV_GATHER_EFFICIENCY,
@@ -152,6 +153,12 @@ def evaluate_phase(
         bytes_dev += (c.weight_bytes * on_device + c.activation_bytes + c.kv_bytes) * n
         if c.time_s > 0:
             busy += max(c.compute_s, c.memory_s) * n
+    extra = _elementwise_cost(work, ph, device, layout, default, options)
+    if extra is not None:
+        ops_out.append(extra)
+        device_s += extra.time_s * extra.count
+        busy += extra.memory_s * extra.count
+        bytes_dev += extra.activation_bytes * extra.count
     by_tier = {dev_tier.name: bytes_dev}
     stream_s = _stream_s(device, weight_fractions, streamed_total, kv_streamed, options, by_tier)
     # Pipeline: activations cross (pp-1) stage boundaries.
@@ -214,6 +221,38 @@ def _phase_ops(
                     c = _with_comm(c, comm)
                 # Cross-layer KV sharing: only 1 in kv_share_layers layers runs its K/V projection.
                 yield c, streamed, cnt * kv_proj_share(op, options)
+
+
+def _elementwise_cost(work: Workload, ph: Phase, device: DeviceSpec, layout: Layout, choice: Choice,
+                      options: RuntimeSettings) -> OpCost | None:
+    """Residual adds, activation and rotary of one decoder layer as memory passes, for an engine
+    that runs them as separate kernels (planner.kernels.elementwise_bytes); None when fused."""
+    a = work.arch
+    if options.fused_elementwise or a.family not in ("decoder", "encoder_decoder") or device.dataflow_fusion:
+        return None
+    tp = max(layout.tp, 1)
+    act_bytes = device_numerics(device, choice, 1, 1).act_bits / 8.0
+    tokens = ph.batch * ph.tokens
+    nbytes = elementwise_bytes(tokens, a.hidden_size, a.intermediate_size / tp, a.q_dim / tp, a.kv_dim / tp, act_bytes,
+                               gated=a.gated_mlp)
+    eff = device.efficiency
+    mem_s = nbytes / (device.device_tier.bandwidth_bytes_per_s * eff.bandwidth(nbytes))
+    overhead = elementwise_kernels(a.gated_mlp) * eff.kernel_overhead_s
+    return OpCost(name="layers.{i}.elementwise", kind="elementwise", group="", count=a.num_layers, flops=0.0,
+                  weight_bytes=0.0, activation_bytes=nbytes, kv_bytes=0.0, compute_s=0.0, memory_s=mem_s, comm_s=0.0,
+                  overhead_s=overhead, time_s=mem_s + overhead, bound="memory" if mem_s >= overhead else "overhead",
+                  precision="bf16")
+
+
+def _step_overhead_s(arch: ArchSpec, device: DeviceSpec, batch: int, options: RuntimeSettings) -> float:
+    """Per forward step beyond the operators: one synchronisation, the engine's host time
+    (scheduler, sampling launch) and, for generative models, the sampling pass over the logits."""
+    eff = device.efficiency
+    t = eff.kernel_overhead_s + options.step_overhead_s
+    if arch.family in ("decoder", "encoder_decoder") and arch.vocab_size:
+        nbytes = sampling_bytes(batch, arch.vocab_size)
+        t += nbytes / (device.device_tier.bandwidth_bytes_per_s * eff.bandwidth(nbytes))
+    return t
 
 
 def _stream_s(
@@ -295,10 +334,15 @@ def memory_report(
     # One replica's whole KV cache: each tp rank holds 1/gain of it (gain = min(tp, KV heads));
     # ranks beyond the KV heads hold replicas, which are not counted twice.
     kv_total = sum(kv_layers) * kv_tp_gain(work, layout.tp)
-    prefill = _prefill_phase(arch, serving, cp=layout.cp)
+    prefill = _activation_phase(_prefill_phase(arch, serving, cp=layout.cp), options)
     act_bits = device_numerics(device, choice, 1, 1).act_bits
     act_dev = activation_peak_bytes(work, prefill, act_bits, layout.tp)
     tiers, fractions, shortfall = place_memory(device, weights_dev, kv_dev, act_dev, options)
+    if options.kv_memory_fraction < 1.0 and shortfall <= 0:
+        # The engine gives its KV cache only a share of what weights, activations and its
+        # context leave free (TensorRT-LLM free_gpu_memory_fraction).
+        free = device.device_tier.capacity_bytes - weights_dev - act_dev - options.reserved_bytes
+        shortfall = max(0.0, kv_dev - options.kv_memory_fraction * free)
     dev = device.device_tier
     per_device = weights_dev + kv_dev + act_dev + options.reserved_bytes  # + the engine's runtime context
     offloaded = sum(t.weights_bytes for t in tiers if t.name != dev.name and t.role != "on_chip")
@@ -316,6 +360,16 @@ def memory_report(
         offloaded_kv_bytes=offloaded_kv,
     )
     return rep, fractions
+
+
+def _activation_phase(ph: Phase, options: RuntimeSettings) -> Phase:
+    """The prefill iteration whose activations are live at once: under chunked prefill the
+    engine processes at most ``prefill_chunk_tokens`` prompt tokens per iteration."""
+    chunk = options.prefill_chunk_tokens
+    if not chunk or ph.batch * ph.tokens <= chunk:
+        return ph
+    tokens = min(ph.tokens, chunk)
+    return replace(ph, batch=max(1, min(ph.batch, chunk // max(tokens, 1))), tokens=tokens)
 
 
 def _prefill_phase(arch: ArchSpec, serving: Serving, batch: int | None = None, cp: int = 1) -> Phase:
@@ -376,7 +430,7 @@ def estimate_inference(
         for s in sorted(set(sizes), reverse=True)
     }
     prefill = passes[mb]
-    step = device.efficiency.kernel_overhead_s  # one synchronisation per forward pass
+    step = _step_overhead_s(arch, device, mb, options)
     prefill_pipe_s = pipeline_time_s([passes[s].time_s for s in sizes], layout.pp)
     ttft = prefill_pipe_s + step
     generative = arch.family in ("decoder", "encoder_decoder")
@@ -517,12 +571,14 @@ def group_costs(
     layout: Layout,
     serving: Serving,
     choice: Choice,
+    options: RuntimeSettings = RuntimeSettings(),
 ) -> list[GroupCost]:
     """Additive cost of every weighted decision group of one layer instance under ``choice``.
 
     Layers of a repeated block are identical, so each (block, group) is priced once and
     carries ``count``. Non-weighted operators (attention core, norms) are not included:
-    they depend only on the activation and KV formats.
+    they depend only on the activation and KV formats. ``options`` are the runtime settings the
+    estimate of the assembled plan uses (the same kernel terms, so the ILP's sums equal it).
     """
     work = build_workload(arch)
     mb = microbatch_sizes(serving.batch, layout.pp)[0]
@@ -538,11 +594,13 @@ def group_costs(
             w_bytes = pf = ps = ds = dbytes = 0.0
             params = 0
             for op in ops:
-                cp, _ = op_cost(op, pre, device, choice, layout, name=op.name, fused=device.dataflow_fusion and b.repeated)
+                cp, _ = op_cost(op, pre, device, choice, layout, name=op.name, fused=device.dataflow_fusion and b.repeated,
+                                host_overhead_s=options.host_overhead_s, options=options)
                 ps += cp.time_s + _op_comm(op, pre, device, choice, layout)
                 pf += cp.flops
                 if arch.family in ("decoder", "encoder_decoder") and serving.gen > 0:
-                    cd, _ = op_cost(op, dec, device, choice, layout, name=op.name, fused=device.dataflow_fusion and b.repeated)
+                    cd, _ = op_cost(op, dec, device, choice, layout, name=op.name, fused=device.dataflow_fusion and b.repeated,
+                                    host_overhead_s=options.host_overhead_s, options=options)
                     ds += cd.time_s + _op_comm(op, dec, device, choice, layout)
                     dbytes += cd.weight_bytes
                 if op.weight_params:

@@ -62,6 +62,14 @@ class Runtime:
     context_bytes: float
     tp_comm_overlap: bool = False
     grad_reduce_overlap: bool = False
+    # Kernel facts the inference cost model prices (planner.kernels): a fused FlashAttention-style
+    # attention kernel, non-GEMM operators fused into neighbouring kernels, host time per forward
+    # step beyond the kernels (scheduler, sampling launch), and the compute unit the engine runs on
+    # (e.g. the CPU cores of a phone for ExecuTorch's XNNPACK delegate; None = the device's first).
+    fused_attention: bool = True
+    fused_elementwise: bool = True
+    step_overhead_us: float = 0.0
+    compute_unit: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,16 +200,21 @@ def _formats(reader: _Reader, key: str, *, empty_ok: bool = False) -> tuple[str,
 
 
 _RUNTIME_FLAGS = ("graph_capture", "chunked_prefill", "paged_kv", "continuous_batching", "tp_comm_overlap",
-                  "grad_reduce_overlap")
+                  "grad_reduce_overlap", "fused_attention", "fused_elementwise")
+_OPTIONAL_FLAGS = {"tp_comm_overlap": False, "grad_reduce_overlap": False, "fused_attention": True, "fused_elementwise": True}
 
 
 def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
     reader.allow(*_RUNTIME_FLAGS, "chunk_tokens", "kv_block_tokens", "memory_fraction", "context_gib", "source",
-                 "provenance", "notes")
+                 "provenance", "notes", "step_overhead_us", "compute_unit")
     out: dict[str, Any] = {}
     for key in _RUNTIME_FLAGS:
         if reader.has(key) or not partial:
-            out[key] = reader.boolean(key, default=False if key in ("tp_comm_overlap", "grad_reduce_overlap") else None)
+            out[key] = reader.boolean(key, default=_OPTIONAL_FLAGS.get(key))
+    if reader.has("step_overhead_us") or not partial:
+        out["step_overhead_us"] = reader.number("step_overhead_us", positive=False, default=0.0)
+    if reader.has("compute_unit"):
+        out["compute_unit"] = reader.text("compute_unit")
     for key in ("chunk_tokens", "kv_block_tokens"):
         if reader.has(key) or not partial:
             out[key] = reader.integer(key, minimum=0)

@@ -132,7 +132,7 @@ MODEL_SHAPE_FRACTION = 0.85
 def wave_efficiency(device: DeviceSpec, rows: float, cols: float) -> float:
     """Share of the SMs a ``rows × cols`` GEMM output keeps busy over its waves of tiles
     (1.0 for devices with no SM count on record)."""
-    sms = SM_COUNT.get(device.id)
+    sms = device.efficiency.cores or SM_COUNT.get(device.id)  # the profile's count first
     if not sms or rows <= 0 or cols <= 0:
         return 1.0
     return _waves(sms, math.ceil(rows), math.ceil(cols))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from hwmodels import DeviceSpec
 from planner.errors import EstimateError
 from planner.formats import Format, combined_bits_per_weight, get_format, parse_sparsity
+from planner.kernels import ATEN_KERNELS_PER_OP, CONV_EPILOGUE_KERNELS, TILE_M_CHOICES, conv_epilogue_bytes, flash_attention_fraction, gemm_efficiency, unfused_attention_bytes
 from planner.numerics import resolve_format
 from planner.results import OpCost
 from planner.workload import ATTENTION, CONV, EMBEDDING, LINEAR, LM_HEAD, NORM, POOL, ROUTER, OpLoad, OpShape, Phase, op_load
@@ -27,10 +28,10 @@ if TYPE_CHECKING:
     from planner.serving import RuntimeSettings
     from planner.layout import Layout
 
-# Fraction of streaming bandwidth that decode attention reaches when gathering the KV cache:
-# irregular (paged) reads are estimated at 40–60% of peak (an assumption, not a measurement); the upper end
-# is used because serving engines' paged-attention kernels read whole 16-token blocks.
-KV_GATHER_EFFICIENCY = 0.6
+# Fraction of streaming bandwidth that decode attention reaches when gathering the KV cache from
+# paged blocks. Fitted (benchmarks/fitted.py, grid 0.3–1.0): the value minimising the median error
+# over every published row; benchmarks/published.py --cv loso refits it without each source.
+KV_GATHER_EFFICIENCY = 0.9
 
 # Compute precisions below 16 bits that run on their own (low precision) units.
 _LOW_PRECISION_COMPUTE = {"fp8": 8, "int8": 8, "int4": 4, "fp4": 4}
@@ -59,6 +60,9 @@ class DeviceNumerics:
     dequant_ops_per_weight: float  # vector ops per weight element to dequantize (0 when native)
     vector_flops_per_s: float
     density: float  # fraction of weights kept (compute still dense unless 2:4 native)
+    # The size-efficiency curve is defined in the device's main-unit FLOPs (half = peak × ~2 µs):
+    # an op on a slower unit occupies it as long as an op this many times larger on the main one.
+    curve_scale: float = 1.0
 
 
 def _act_compute_precision(act: Format) -> str:
@@ -115,7 +119,9 @@ def kv_proj_share(op: OpShape, options: RuntimeSettings | None) -> float:
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def device_numerics(device: DeviceSpec, choice: Choice, rows: int, cols: int) -> DeviceNumerics:
+def device_numerics(device: DeviceSpec, choice: Choice, rows: int, cols: int, unit: str | None = None) -> DeviceNumerics:
+    """What ``choice`` resolves to on ``device`` for a ``rows × cols`` weight; ``unit`` names the
+    compute unit the engine runs on (None: the device's first unit that runs the precision)."""
     w = resolve_format(choice.weights, "weights")
     a = resolve_format(choice.activations, "activations")
     kv = resolve_format(choice.kv, "kv")
@@ -158,13 +164,19 @@ def device_numerics(device: DeviceSpec, choice: Choice, rows: int, cols: int) ->
     sparse_native = structured and device.sparse_2to4_speedup() > 1.0 and (w_native or deq == 0.0)
     peak = device.peak_flops_per_s(
         precision,
+        unit=unit,
         sparse_2to4=sparse_native,
         weight_bits=w.element_bits,
         act_bits=a.element_bits,
         number_kind=number_kind,
     )
-    vec = device.peak_flops_per_s("fp32")
-    return DeviceNumerics(wbits, abits, kvbits, precision, peak, deq, vec, sp.density)
+    vec = device.peak_flops_per_s("fp32", unit=unit)
+    scale = 1.0
+    if unit is not None:
+        main = device.peak_flops_per_s(precision, sparse_2to4=sparse_native, weight_bits=w.element_bits,
+                                       act_bits=a.element_bits, number_kind=number_kind)
+        scale = main / peak if peak > 0 else 1.0
+    return DeviceNumerics(wbits, abits, kvbits, precision, peak, deq, vec, sp.density, scale)
 
 
 def matrix_shape(op: OpShape) -> tuple[int, int]:
@@ -217,7 +229,7 @@ def op_cost(
         ph = replace(ph, batch=ph.batch * (layout.ep // max(layout.tp, 1)))
     load = op_load(op, ph)
     rows, cols = matrix_shape(op)
-    nm = device_numerics(device, choice, rows or 1, cols or 1)
+    nm = device_numerics(device, choice, rows or 1, cols or 1, _unit(device, options))
     shard = shard_factor(op, layout)
     lr = low_rank_factor(op, choice)
     flops = load.flops * lr / shard
@@ -227,10 +239,23 @@ def op_cost(
     act_bytes = 0.0 if fused else (load.act_in_elems + load.act_out_elems) / shard * nm.act_bits / 8.0
     kv_bytes = _kv_traffic_bytes(op, ph, load, choice, layout, options)
     dev_w = w_bytes * weights_on_device
+    if op.kind == ATTENTION and options is not None and not options.fused_attention and not fused:
+        act_bytes += _unfused_scores_bytes(op, ph, shard, nm)
+    epilogue = op.kind == CONV and options is not None and not options.fused_elementwise and not fused
+    if epilogue:
+        act_bytes += conv_epilogue_bytes(load.act_out_elems / shard, nm.act_bits / 8.0)
     memory_s = _memory_s(op, ph, device, load, dev_w, act_bytes, kv_bytes)
-    compute_s, precision = _compute_s(op, device, nm, flops)
+    compute_s, precision = _compute_s(op, device, nm, flops, _shape_factor(op, ph, device, load, shard, options),
+                                      precise=options is not None)
     deq_s = _dequant_s(op, device, nm, load, w_elems)
+    if options is not None and options.compute_share < 1.0:
+        compute_s /= options.compute_share
+        deq_s /= options.compute_share
     overhead = (device.efficiency.kernel_overhead_s if not fused else 0.0) + host_overhead_s
+    if epilogue:
+        # The BatchNorm and ReLU kernels launch like the conv; each is one ATen kernel, while the
+        # eager host overhead is priced per modelled operator of ATEN_KERNELS_PER_OP kernels.
+        overhead += CONV_EPILOGUE_KERNELS * (device.efficiency.kernel_overhead_s + host_overhead_s / ATEN_KERNELS_PER_OP)
     t = max(compute_s, memory_s + deq_s)
     if overhead > t:
         bound = "overhead"
@@ -293,20 +318,71 @@ def _memory_s(
     return memory_s
 
 
-def _compute_s(op: OpShape, device: DeviceSpec, nm: DeviceNumerics, flops: float) -> tuple[float, str]:
-    """(compute time, compute precision) of ``flops`` of ``op``."""
+def _unit(device: DeviceSpec, options: RuntimeSettings | None) -> str | None:
+    unit = options.compute_unit if options is not None else None
+    return unit if unit is not None and unit in device.unit_names else None
+
+
+def _unfused_scores_bytes(op: OpShape, ph: Phase, shard: float, nm: DeviceNumerics) -> float:
+    """Score-matrix traffic of an attention without a fused kernel (planner.kernels)."""
+    keys = (ph.encoder_tokens if op.cross else ph.context + ph.tokens) or ph.tokens
+    if op.window and not op.cross:
+        keys = op.window_share * min(keys, op.window) + (1.0 - op.window_share) * keys
+    return unfused_attention_bytes(ph.batch, op.heads / shard, ph.tokens, keys, nm.act_bits / 8.0)
+
+
+def _shape_factor(op: OpShape, ph: Phase, device: DeviceSpec, load: OpLoad, shard: float,
+                  options: RuntimeSettings | None) -> float | None:
+    """Kernel-level efficiency of ``op`` replacing the size curve's view of it (inference only:
+    ``options`` is None for the training model, which keeps the size curve): a GEMM's wave
+    quantization and K depth (planner.kernels.gemm_efficiency), a fused prefill attention's
+    FlashAttention fraction. None: use the device's size curve."""
+    if options is None:
+        return None
+    eff = device.efficiency
+    gemm = op.kind in (LINEAR, LM_HEAD, ROUTER, CONV) and load.gemm_m > 0
+    if gemm and not eff.cores and not eff.compute_points and load.gemm_m < TILE_M_CHOICES[0]:
+        # A matrix-vector product (fewer rows than the smallest MMA tile): each core streams its
+        # share of the weights; no fill-up of a large GEMM (its time is the weight stream).
+        return 1.0
+    if gemm and eff.cores and not eff.compute_points:
+        rows, cols = matrix_shape(op)
+        n = rows / shard if op.shard in ("col", "vocab", "heads") and shard > 1 else rows
+        k = cols / shard if op.shard == "row" and shard > 1 else cols
+        return gemm_efficiency(load.gemm_m, n, k, eff.cores)
+    if op.kind == ATTENTION and options.fused_attention and not ph.kv_gather:
+        keys = (ph.encoder_tokens if op.cross else ph.context + ph.tokens) or ph.tokens
+        return -flash_attention_fraction(keys)  # negative: an absolute fraction of the 16-bit peak
+    return None
+
+
+def _compute_s(op: OpShape, device: DeviceSpec, nm: DeviceNumerics, flops: float,
+               shape: float | None = None, precise: bool = False) -> tuple[float, str]:
+    """(compute time, compute precision) of ``flops`` of ``op``. ``shape`` > 0 multiplies the
+    device's best-shape fraction (GEMMs), < 0 is an absolute fraction of the 16-bit peak (fused
+    attention), None leaves the size curve."""
     eff = device.efficiency
     if op.kind in (NORM, POOL, EMBEDDING):
         # Vector-unit work: the size-efficiency curve is defined in tensor-peak FLOPs, so scale
         # the op to the time it occupies (same fill-up time on the same cores).
-        scaled = flops * nm.peak_flops_per_s / nm.vector_flops_per_s if nm.vector_flops_per_s else flops
+        scaled = flops * nm.curve_scale * nm.peak_flops_per_s / nm.vector_flops_per_s if nm.vector_flops_per_s else flops
         return (flops / (nm.vector_flops_per_s * eff.compute(scaled)) if flops > 0 else 0.0), "fp32"
-    if op.kind == ATTENTION and nm.precision not in ("fp32", "tf32", "bf16", "fp16"):
+    if flops <= 0:
+        return 0.0, ("bf16" if op.kind == ATTENTION else nm.precision)
+    if op.kind == ATTENTION and (shape is not None or nm.precision not in ("fp32", "tf32", "bf16", "fp16")):
         # QKᵀ/softmax/AV run in 16-bit even in FP8/INT8 engines (fused MHA kernels keep
         # 16-bit operands; only the KV cache storage is low precision).
         peak = max(_peak_or_zero(device, "bf16"), _peak_or_zero(device, "fp16")) or nm.peak_flops_per_s
-        return (flops / (peak * eff.compute(flops)) if flops > 0 else 0.0), "bf16"
-    return (flops / (nm.peak_flops_per_s * eff.compute(flops)) if flops > 0 else 0.0), nm.precision
+        frac = -shape if shape is not None and shape < 0 else eff.compute(flops * nm.curve_scale)
+        return flops / (peak * frac), "bf16"
+    pmax = eff.max_for(nm.precision)  # best-shape fraction at this precision (FP8 MAMF < BF16's)
+    if shape is not None and shape > 0:
+        # A GEMM: the size curve's fill-up is replaced by the kernel's waves and K depth.
+        return flops / (nm.peak_flops_per_s * pmax * shape), nm.precision
+    # The training model (``precise`` False) keeps the size curve at compute_max until it adopts
+    # the kernel model.
+    ratio = pmax / eff.compute_max if precise else 1.0
+    return flops / (nm.peak_flops_per_s * eff.compute(flops * nm.curve_scale) * ratio), nm.precision
 
 
 def _dequant_s(op: OpShape, device: DeviceSpec, nm: DeviceNumerics, load: OpLoad, w_elems: float) -> float:

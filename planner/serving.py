@@ -40,6 +40,21 @@ class RuntimeSettings:
     # Device memory the serving engine keeps outside weights, KV and activations (CUDA
     # context, communication buffers, captured graphs): its profile's runtime.context_bytes.
     reserved_bytes: float = 0.0
+    # Kernel facts of the serving engine (planner.kernels; profiles/engines/*.yaml runtime): a fused
+    # FlashAttention-style attention kernel, non-GEMM operators fused into their neighbours, host
+    # time per forward step, the compute unit it runs on (None = the device's first unit), the
+    # tokens one prefill iteration processes under chunked prefill (0 = the whole batch at once:
+    # bounds the transient activations) and the share of the memory left after weights,
+    # activations and context that the engine gives its KV cache.
+    fused_attention: bool = True
+    fused_elementwise: bool = True
+    step_overhead_s: float = 0.0
+    compute_unit: str | None = None
+    prefill_chunk_tokens: int = 0
+    kv_memory_fraction: float = 1.0
+    # Share of the device's compute one request gets: a Vitis AI DPU design with N cores runs a
+    # single-threaded request on one of them (1/N); 1.0 elsewhere.
+    compute_share: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kv_token_budget is not None and (isinstance(self.kv_token_budget, bool) or not isinstance(self.kv_token_budget, int) or self.kv_token_budget < 1):
@@ -50,6 +65,14 @@ class RuntimeSettings:
             raise EstimateError("kv_evicted", f"--kv-evicted must be a KV-cache format; got {self.kv_evicted!r}")
         if self.runtime not in RUNTIME_OVERHEAD_S:
             raise EstimateError("runtime", f"--runtime must be one of {', '.join(RUNTIME_OVERHEAD_S)}; got {self.runtime!r}")
+        if isinstance(self.prefill_chunk_tokens, bool) or not isinstance(self.prefill_chunk_tokens, int) or self.prefill_chunk_tokens < 0:
+            raise EstimateError("prefill_chunk_tokens", f"the prefill chunk must be a whole number of tokens >= 0; got {self.prefill_chunk_tokens!r}")
+        if not self.step_overhead_s >= 0.0:
+            raise EstimateError("step_overhead_s", f"the per-step overhead must be >= 0 seconds; got {self.step_overhead_s!r}")
+        if not 0.0 < self.compute_share <= 1.0:
+            raise EstimateError("compute_share", f"the compute share must be in (0, 1]; got {self.compute_share!r}")
+        if not 0.0 < self.kv_memory_fraction <= 1.0:
+            raise EstimateError("kv_memory_fraction", f"the KV-cache memory fraction must be in (0, 1]; got {self.kv_memory_fraction!r}")
         if self.flash_chunk_bytes <= 0:
             raise EstimateError("flash_chunk_kib", f"--flash-chunk-kib must be positive; got {self.flash_chunk_bytes / 1024:g}")
 
@@ -58,10 +81,26 @@ class RuntimeSettings:
         return RUNTIME_OVERHEAD_S[self.runtime]
 
 
+def engine_settings(runtime) -> dict:
+    """RuntimeSettings fields taken from an engine profile's runtime block
+    (:class:`planner.engines.Runtime`)."""
+    return {
+        "reserved_bytes": runtime.context_bytes,
+        "fused_attention": runtime.fused_attention,
+        "fused_elementwise": runtime.fused_elementwise,
+        "step_overhead_s": runtime.step_overhead_us * 1e-6,
+        "compute_unit": runtime.compute_unit,
+        "prefill_chunk_tokens": runtime.chunk_tokens if runtime.chunked_prefill else 0,
+        "kv_memory_fraction": runtime.memory_fraction if runtime.paged_kv else 1.0,
+    }
+
+
 # Host-side cost per modelled operator on top of the device's kernel overhead.
 # Graph-captured engines (CUDA graphs, TensorRT-LLM, torch.compile, llama.cpp) launch the whole
 # pass at once: no per-operator host cost. PyTorch eager dispatches each ATen kernel from Python:
 # ≈ 7–8 µs of dispatcher + launch per kernel and ≈ 4–5 kernels per modelled operator (a Llama
 # layer runs ~50 ATen ops for the 11 operators modelled here) → ≈ 35 µs per operator. The
 # DeepLearningExamples ResNet-50 table shows the effect (batch-1 AMP slower than fp32: launch bound).
-RUNTIME_OVERHEAD_S = {"graph": 0.0, "eager": 35e-6}
+# Fitted (benchmarks/fitted.py EAGER_OVERHEAD_S, grid 10–70 µs): 20 µs minimises the median error over
+# every published row; --cv loso refits it without each source.
+RUNTIME_OVERHEAD_S = {"graph": 0.0, "eager": 20e-6}

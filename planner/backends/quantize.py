@@ -18,6 +18,7 @@ adds one :class:`KindHandler` entry here.
 
 from __future__ import annotations
 
+import contextvars
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -40,7 +41,9 @@ __all__ = [
     "QuantizedTensor",
     "check_weight",
     "dequantize",
+    "fake_quantize",
     "quantize_tensor",
+    "rows_independent",
     "sqnr_db",
 ]
 
@@ -149,13 +152,27 @@ def _floor_log2(x: torch.Tensor) -> torch.Tensor:
     return torch.frexp(x).exponent.to(torch.int32) - 1
 
 
+# Set by :func:`fake_quantize` only: codes stay one per byte instead of being bit-packed, so
+# the same handlers give the same dequantised values without the packing round trip.
+_UNPACKED_CODES: contextvars.ContextVar[bool] = contextvars.ContextVar("unpacked_codes", default=False)
+
+
 def _pack_codes(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    if _UNPACKED_CODES.get():
+        return codes.reshape(-1).to(torch.uint8)
     return pack_bits(codes.reshape(-1), bits)
+
+
+def _unpack_stream(stream: torch.Tensor, bits: int, count: int) -> torch.Tensor:
+    """``count`` codes of a stream written by :func:`_pack_codes` (1-D ``uint8``)."""
+    if _UNPACKED_CODES.get():
+        return stream
+    return unpack_bits(stream, bits, count)
 
 
 def _unpack_codes(qt: QuantizedTensor, key: str, bits: int) -> torch.Tensor:
     rows, cols = qt.shape
-    return unpack_bits(qt.payload[key], bits, rows * cols).reshape(rows, cols).to(torch.int64)
+    return _unpack_stream(qt.payload[key], bits, rows * cols).reshape(rows, cols).to(torch.int64)
 
 
 def _ones(qt: QuantizedTensor, like: torch.Tensor) -> torch.Tensor:
@@ -164,6 +181,19 @@ def _ones(qt: QuantizedTensor, like: torch.Tensor) -> torch.Tensor:
 
 def _zeros(qt: QuantizedTensor, like: torch.Tensor) -> torch.Tensor:
     return torch.zeros(qt.shape, dtype=torch.float32, device=like.device)
+
+
+def _round_minifloat(x: torch.Tensor, exponent_bits: int, mantissa_bits: int) -> torch.Tensor:
+    """:func:`~planner.backends.grids.round_to_minifloat`, code for code: E4M3 and E5M2 through
+    torch's own float8 cast (round to nearest even, ~50x faster than the grid search) after
+    clamping to the largest finite value (the grid saturates; the cast would give NaN/inf);
+    ``+ 0.0`` turns a ``-0.0`` input into ``+0.0``, which the grid codes as +0. Other element
+    types use the grid search. ``tests/test_quantize_fast.py`` checks both agree."""
+    dtype = _FP8_DTYPES.get((exponent_bits, mantissa_bits))
+    if dtype is None:
+        return round_to_minifloat(x, exponent_bits, mantissa_bits)
+    limit = minifloat_max(exponent_bits, mantissa_bits)
+    return (x.to(torch.float32).clamp(-limit, limit) + 0.0).to(dtype).view(torch.uint8)
 
 
 # -- float: fp32 / bf16 / fp16 stored as is; fp8 with one fp32 scale per tensor -------------------
@@ -187,7 +217,7 @@ def _float_quantize(w: torch.Tensor, fmt: Format) -> dict[str, torch.Tensor]:
     # Per-tensor scale maps amax onto the largest finite value (Micikevicius et al. 2022, Sec. 4).
     amax = w.abs().max()
     scale = (amax / minifloat_max(e, m)) if float(amax) > 0 else torch.ones((), device=w.device)
-    codes = round_to_minifloat(w / scale, e, m)
+    codes = _round_minifloat(w / scale, e, m)
     return {"values": codes.view(_FP8_DTYPES[(e, m)]), "tensor_scale": scale.reshape(1).to(torch.float32)}
 
 
@@ -240,7 +270,7 @@ def _int_decompose(qt: QuantizedTensor, fmt: Format) -> tuple[torch.Tensor, torc
             q = (_unpack_codes(qt, "codes", b) - 2 ** (b - 1)).to(torch.float32)
         return q, scale, _zeros(qt, q)
     q = _unpack_codes(qt, "codes", b).to(torch.float32)
-    zeros = unpack_bits(qt.payload["zeros"], b, scales.numel()).reshape(scales.shape).to(torch.float32)
+    zeros = _unpack_stream(qt.payload["zeros"], b, scales.numel()).reshape(scales.shape).to(torch.float32)
     return q, scale, _expand(zeros, g, cols)
 
 
@@ -251,7 +281,7 @@ def _minifloat_quantize(w: torch.Tensor, fmt: Format) -> dict[str, torch.Tensor]
     e, m = fmt.exponent_bits, fmt.mantissa_bits
     x = _to_groups(w, _group_size(fmt, w.shape[1]))
     scale16 = _fp16_scale(x.abs().amax(dim=-1) / minifloat_max(e, m), fmt)
-    codes = round_to_minifloat(_safe_div(x, scale16.to(torch.float32).unsqueeze(-1)), e, m)
+    codes = _round_minifloat(_safe_div(x, scale16.to(torch.float32).unsqueeze(-1)), e, m)
     return {"codes": _pack_codes(_from_groups(codes, w.shape[1]), fmt.element_bits), "scales": scale16}
 
 
@@ -286,7 +316,7 @@ def _mx_quantize(w: torch.Tensor, fmt: Format) -> dict[str, torch.Tensor]:
     emax_elem = math.floor(math.log2(minifloat_max(e, m)))  # e2m1 2, e2m3 2, e3m2 4, e4m3 8
     shared = torch.where(amax > 0, _floor_log2(amax) - emax_elem, torch.full_like(amax, -_E8M0_BIAS, dtype=torch.int32))
     shared = shared.clamp(-_E8M0_BIAS, _E8M0_BIAS)
-    codes = round_to_minifloat(torch.ldexp(x, -shared.unsqueeze(-1).to(torch.float32)), e, m)
+    codes = _round_minifloat(torch.ldexp(x, -shared.unsqueeze(-1).to(torch.float32)), e, m)
     e8m0 = (shared + _E8M0_BIAS).to(torch.uint8).view(torch.float8_e8m0fnu)
     return {"codes": _store_elements(_from_groups(codes, w.shape[1]), fmt), "scales": e8m0}
 
@@ -311,9 +341,9 @@ def _nvfp_quantize(w: torch.Tensor, fmt: Format) -> dict[str, torch.Tensor]:
     global_scale = amax / (elem_max * scale_max) if float(amax) > 0 else torch.ones((), device=w.device)
     global_scale = global_scale.to(torch.float32)
     x = _to_groups(w, int(fmt.group_size))  # type: ignore[arg-type]
-    block_codes = round_to_minifloat(x.abs().amax(dim=-1) / elem_max / global_scale, 4, 3)
+    block_codes = _round_minifloat(x.abs().amax(dim=-1) / elem_max / global_scale, 4, 3)
     eff = decode_minifloat(block_codes, 4, 3) * global_scale
-    codes = round_to_minifloat(_safe_div(x, eff.unsqueeze(-1)), e, m)
+    codes = _round_minifloat(_safe_div(x, eff.unsqueeze(-1)), e, m)
     return {
         "codes": _pack_codes(_from_groups(codes, w.shape[1]), fmt.element_bits),
         "scales": block_codes.view(torch.float8_e4m3fn),
@@ -341,7 +371,7 @@ def _nf_absmax_dq(absmax: torch.Tensor, fmt: Format) -> tuple[dict[str, torch.Te
     pad = (-flat.numel()) % sg
     blocks = torch.nn.functional.pad(centred, (0, pad)).reshape(-1, sg)
     s2 = blocks.abs().amax(dim=-1) / minifloat_max(4, 3)
-    codes = round_to_minifloat(_safe_div(blocks, s2.unsqueeze(-1)), 4, 3).reshape(-1)[: flat.numel()]
+    codes = _round_minifloat(_safe_div(blocks, s2.unsqueeze(-1)), 4, 3).reshape(-1)[: flat.numel()]
     payload = {"absmax": codes.view(torch.float8_e4m3fn), "absmax_scale": s2.to(torch.float32),
                "absmax_mean": mean.reshape(1).to(torch.float32)}
     return payload, _nf_dq_absmax(payload, sg).reshape(absmax.shape)
@@ -486,7 +516,7 @@ def _codebook_decompose(qt: QuantizedTensor, fmt: Format) -> tuple[torch.Tensor,
     rows, cols = qt.shape
     n = rows * cols
     centroids = qt.payload["centroids"].to(torch.float32)
-    idx = unpack_bits(qt.payload["codes"], fmt.element_bits, n).to(torch.int64)
+    idx = _unpack_stream(qt.payload["codes"], fmt.element_bits, n).to(torch.int64)
     table = torch.cat([torch.full((length,), t, dtype=torch.int64, device=idx.device)
                        for t, (_, length) in enumerate(_codebook_tables(n, fmt))])
     elements = centroids[table, idx].reshape(rows, cols)
@@ -516,6 +546,44 @@ def quantize_tensor(w: torch.Tensor, fmt: Format | str) -> QuantizedTensor:
                                   f"known kinds: {', '.join(HANDLERS)}")
     payload = handler.quantize(w32, spec)
     return QuantizedTensor(format=spec.name, shape=(int(w.shape[0]), int(w.shape[1])), payload=payload)
+
+
+def fake_quantize(w: torch.Tensor, fmt: Format | str) -> torch.Tensor:
+    """``quantize_tensor(w, fmt).dequantize()`` — the same values, bit for bit — without packing
+    the codes into a bit stream and unpacking them again (codes stay one per byte in between).
+
+    For measurements that need the weight a format computes with, not its storage
+    (``tierwise sensitivity``); :meth:`QuantizedTensor.nbytes` of the packed form is the storage.
+    """
+    spec = get_format(fmt)
+    w32 = check_weight(w, f"fake_quantize(format={spec.name!r})")
+    handler = HANDLERS.get(spec.kind)
+    if handler is None:
+        raise NotImplementedError(f"no quantisation handler for format kind {spec.kind!r} ({spec.name!r}); "
+                                  f"known kinds: {', '.join(HANDLERS)}")
+    token = _UNPACKED_CODES.set(True)
+    try:
+        payload = handler.quantize(w32, spec)
+        qt = QuantizedTensor(format=spec.name, shape=(int(w.shape[0]), int(w.shape[1])), payload=payload)
+        return qt.dequantize()
+    finally:
+        _UNPACKED_CODES.reset(token)
+
+
+def rows_independent(fmt: Format | str) -> bool:
+    """Whether every row of a weight quantises to the same values alone as inside the whole
+    tensor: true when all scales, zero-points and tables are per row or per group within a row
+    (int, minifloat, MX, BFP, NF4 without double quantisation, plain 16/32-bit floats); false
+    for per-tensor statistics (fp8's tensor scale, NVFP4's global scale, NF4's double-quantised
+    absmax blocks, codebook tables over the flattened tensor)."""
+    spec = get_format(fmt)
+    if spec.kind in ("int", "minifloat", "mx", "bfp"):
+        return True
+    if spec.kind == "nf":
+        return spec.scale_group_size is None
+    if spec.kind == "float":
+        return _plain_dtype(spec) is not None
+    return False
 
 
 def dequantize(qt: QuantizedTensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -31,9 +31,14 @@ def sensitivity_cmd(
     = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the calibration inputs.")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the table as JSON too.")] = False,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: the cores not busy "
+                                                   "with other work, at least 1).")] = None,
+    time_limit: Annotated[Optional[float], typer.Option(min=0, help="Stop with an error after this many "
+                                                        "seconds.")] = None,
 ) -> None:
     """Score every decision group × option of a real model and write a sensitivity file."""
-    from planner.execution.sensitivity_data import METHODS, measure_sensitivity, write_sensitivity
+    from planner.deadline import Deadline
+    from planner.execution.sensitivity_data import METHODS, default_threads, write_sensitivity
 
     if method not in METHODS:
         fail(f"--method must be one of {', '.join(METHODS)}; got {method!r}", field="method")
@@ -48,6 +53,29 @@ def sensitivity_cmd(
         get_format(f)  # FormatError → exit 2 with the known names
     for s in _split(sparsity):
         parse_sparsity(s)
+    import torch
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or default_threads())
+    try:
+        table = _measure(torch_model, fmts, _split(sparsity) or ["dense"], method=method, samples=samples, seed=seed,
+                         kv_formats=_split(kv_formats), json_out=json_out,
+                         deadline=Deadline(time_limit, field="time_limit"))
+    finally:
+        torch.set_num_threads(previous_threads)
+    path = write_sensitivity(table, out)
+    if json_out:
+        emit_json(table.to_file_dict() | {"path": str(path)})
+        return
+    n = sum(len(v) for v in table.scores.values())
+    console.print(f"wrote [bold]{path}[/]: {n} scores over {len(table.scores)} groups ({table.metric}); "
+                  f"use it with `tierwise plan … --sensitivity {path}`")
+
+
+def _measure(torch_model: str, fmts: list[str], sparsity: list[str], *, json_out: bool, **kw):
+    """measure_sensitivity with a progress bar on stderr; ValueError → exit 2."""
+    from planner.execution.sensitivity_data import measure_sensitivity
+
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=err_console,
                   transient=json_out) as progress:
@@ -57,19 +85,11 @@ def sensitivity_cmd(
             progress.update(task, description=what, completed=done, total=total)
 
         try:
-            table = measure_sensitivity(torch_model, fmts, _split(sparsity) or ["dense"], method=method,
-                                        samples=samples, seed=seed, kv_formats=_split(kv_formats), progress=tick)
+            return measure_sensitivity(torch_model, fmts, sparsity, progress=tick, **kw)
         except TierwiseError:
             raise
         except ValueError as exc:
             fail(str(exc))
-    path = write_sensitivity(table, out)
-    if json_out:
-        emit_json(table.to_file_dict() | {"path": str(path)})
-        return
-    n = sum(len(v) for v in table.scores.values())
-    console.print(f"wrote [bold]{path}[/]: {n} scores over {len(table.scores)} groups ({table.metric}); "
-                  f"use it with `tierwise plan … --sensitivity {path}`")
 
 
 def register(app: typer.Typer) -> None:

@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from planner.backends.quantize import fake_quantize, rows_independent
+from planner.deadline import Deadline
 from planner.fileio import atomic_write_text
 from planner.execution.apply import (
     HANDLERS,
@@ -51,15 +53,17 @@ from planner.execution.apply import (
     plan_targets,
 )
 from planner.execution.models import TorchModel, load_torch_model
+from planner.execution.replay import ForwardTrace
 from planner.execution.storage import pack_weight
 from planner.execution.validate import _degradation, _fidelity, _run
 from planner.formats import get_format, parse_sparsity
 from planner.options import option_key
 from planner.workload import build_workload
 
-__all__ = ["METHODS", "SensitivityTable", "measure_sensitivity", "write_sensitivity"]
+__all__ = ["METHODS", "SensitivityTable", "default_threads", "measure_sensitivity", "write_sensitivity"]
 
 METHODS = ("kl", "fisher")
+_BUCKET_MAX = 32  # texts per encoder batch at most
 _CONTRASTIVE_TAU = 0.05
 ProgressFn = Callable[[str, int, int], None]
 
@@ -87,6 +91,23 @@ class SensitivityTable:
         if self.kv:
             d["kv"] = {k: float(f"{v:.6g}") for k, v in self.kv.items()}
         return d
+
+
+def default_threads() -> int:
+    """CPU threads for the measurement: the cores this process may use less the 1-minute load
+    average (rounded), at least 1. The forward passes are many small GEMMs and elementwise ops;
+    on a core another process is using, a second thread mostly waits at each op's barrier
+    (measured on a shared 2-core machine: an elementwise op 10-20x and a GEMM 1.8x slower with
+    2 threads than with 1), while an idle core speeds them up."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        cores = os.cpu_count() or 1
+    try:
+        busy = round(os.getloadavg()[0])
+    except OSError:  # pragma: no cover - no load average
+        busy = 0
+    return max(1, cores - busy)
 
 
 def _metric_name(method: str, kind: str) -> str:
@@ -124,30 +145,199 @@ def _groups(tm: TorchModel) -> list[str]:
     return out
 
 
+def _batches(tm: TorchModel, inputs: tuple) -> list[tuple[torch.Tensor | None, tuple]]:
+    """(rows, inputs) of the calibration batch as it is run: sentence encoders run texts of
+    similar length together with the padding trimmed (padding positions are masked out of
+    attention and pooling, so they cannot change an embedding, only cost time); other models
+    run the batch as one (rows None)."""
+    if tm.kind != "encoder" or len(inputs) != 2:
+        return [(None, inputs)]
+    ids, mask = inputs
+    lengths = mask.sum(dim=1)
+    order = torch.argsort(lengths, stable=True).tolist()
+    buckets: list[list[int]] = []
+    for i in order:
+        bucket = buckets[-1] if buckets else None
+        # Sorted by length, so i is the longest: keep the padding within 10% of the real tokens.
+        if bucket and len(bucket) < _BUCKET_MAX and \
+                (len(bucket) + 1) * int(lengths[i]) <= 1.1 * (sum(int(lengths[j]) for j in bucket) + int(lengths[i])):
+            bucket.append(i)
+        else:
+            buckets.append([i])
+    out = []
+    for bucket in buckets:
+        rows = torch.tensor(sorted(bucket))
+        width = max(1, int(lengths[rows].max()))
+        out.append((rows, (ids[rows, :width], mask[rows, :width])))
+    return out
+
+
+def _assemble(batches: list[tuple[torch.Tensor | None, tuple]], outs: list[torch.Tensor]) -> torch.Tensor:
+    """The per-batch outputs in the calibration batch's row order."""
+    if len(outs) == 1 and batches[0][0] is None:
+        return outs[0]
+    n = sum(int(rows.numel()) for rows, _ in batches)  # type: ignore[union-attr]
+    full = outs[0].new_empty((n, *outs[0].shape[1:]))
+    for (rows, _), out in zip(batches, outs):
+        full[rows] = out
+    return full
+
+
+def _run_batches(tm: TorchModel, module: nn.Module, batches: list[tuple[torch.Tensor | None, tuple]]) -> torch.Tensor:
+    return _assemble(batches, [_run(tm, module, b).out for _, b in batches])
+
+
 def _output_scores(tm: TorchModel, groups: list[str], options: list[tuple[str, str]], inputs: tuple,
-                   labels: Any, progress: ProgressFn | None) -> dict[str, dict[str, float]]:
+                   labels: Any, progress: ProgressFn | None, deadline: Deadline) -> dict[str, dict[str, float]]:
+    """Scores by forward passes that recompute only what each group can change.
+
+    The reference forward pass of every batch (:func:`_batches`) is recorded once
+    (:class:`ForwardTrace`; decoders, whose forward pass carries a KV cache across calls, run
+    whole). Per group, the modules that finished before the group's first member started
+    return their recorded outputs; per option, the members compute with the option's weights
+    (quantised once per group × format by the kernels the packed layers use) and the model
+    runs from the group on. A group the forward pass never calls (BERT's pooler under mean
+    pooling) leaves the output as it is. ``tests/test_sensitivity_fast.py`` checks the scores
+    equal those of :func:`_output_scores_reference`.
+    """
     metric = "cosine" if tm.kind == "encoder" else "kl"
-    reference = _run(tm, tm.module, inputs).out
+    batches = _batches(tm, inputs)
+    traces = [ForwardTrace(tm.module, b) for _, b in batches] if tm.kind != "decoder" else []
+    reference = _assemble(batches, [t.out for t in traces]) if traces else _run(tm, tm.module, inputs).out
+    shared = _shared_weights(tm.module)
+    scores: dict[str, dict[str, float]] = {}
+    total = len(groups) * len(options)
+    done = 0
+    for group in groups:
+        members = {fqn: _resolve(tm.module, fqn) for fqn in plan_targets(tm.module, {group: {"weights": "fp32"}},
+                                                                          tm.arch)}
+        row: dict[str, float] = {}
+        for w, s in options:
+            deadline.check("the sensitivity measurement")
+            key = option_key(w, s, "fp32")
+            choice = {group: {"weights": w, "sparsity": s, "activations": "fp32"}}
+            done += 1
+            try:
+                with _perturbed(tm, traces, members, shared, choice) as model:
+                    if not traces:
+                        out = _run(tm, model, inputs).out
+                    elif model is tm.module:
+                        out = _assemble(batches, [_rerun(t, members.values()) for t in traces])
+                    else:
+                        out = _run_batches(tm, model, batches)
+            except PlanApplyError:
+                continue  # e.g. 2:4 on a layer whose width is not a multiple of 4: no entry
+            row[key] = max(0.0, _degradation(metric, _fidelity(tm.kind, reference, out, labels)))
+            if progress is not None:
+                progress(f"{group} {key}", done, total)
+        scores[group] = row
+    return scores
+
+
+def _rerun(trace: ForwardTrace, changed: Any) -> torch.Tensor:
+    """The traced forward pass again with ``changed`` modules altered: the unchanged prefix
+    replayed, the recorded output when none of them takes part."""
+    changed = list(changed)
+    if not trace.reaches(changed):
+        return trace.out
+    with trace.replaying(changed):
+        return trace.run()
+
+
+def _output_scores_reference(tm: TorchModel, groups: list[str], options: list[tuple[str, str]], inputs: tuple,
+                             labels: Any, progress: ProgressFn | None,
+                             deadline: Deadline) -> dict[str, dict[str, float]]:
+    """Scores by one full forward pass of the compressed model per (group, option), with the
+    packed layers :func:`apply_plan` builds: the definition :func:`_output_scores` computes faster."""
+    metric = "cosine" if tm.kind == "encoder" else "kl"
+    batches = _batches(tm, inputs)
+    reference = _run_batches(tm, tm.module, batches)
     scores: dict[str, dict[str, float]] = {}
     total = len(groups) * len(options)
     done = 0
     for group in groups:
         row: dict[str, float] = {}
         for w, s in options:
+            deadline.check("the sensitivity measurement")
             key = option_key(w, s, "fp32")
             choice = {group: {"weights": w, "sparsity": s, "activations": "fp32"}}
+            done += 1
             try:
                 with _swapped(tm, choice) as compressed:
-                    out = _run(tm, compressed, inputs).out
+                    out = _run_batches(tm, compressed, batches)
             except PlanApplyError:
-                done += 1
-                continue  # e.g. 2:4 on a layer whose width is not a multiple of 4: no entry
+                continue
             row[key] = max(0.0, _degradation(metric, _fidelity(tm.kind, reference, out, labels)))
-            done += 1
             if progress is not None:
                 progress(f"{group} {key}", done, total)
         scores[group] = row
     return scores
+
+
+def _shared_weights(model: nn.Module) -> set[int]:
+    """ids of parameters that more than one module holds (tied weights)."""
+    seen: dict[int, int] = {}
+    for _name, p in model.named_parameters(remove_duplicate=False):
+        seen[id(p)] = seen.get(id(p), 0) + 1
+    return {k for k, n in seen.items() if n > 1}
+
+
+def _swappable(module: nn.Module | None, shared: set[int]) -> bool:
+    """A plain layer whose forward pass with a dense weight ``W'`` is what the packed layer
+    computes with ``W'`` (fp32 activations): the same ``F.linear`` / ``F.embedding`` / ``F.conv2d``."""
+    if type(module) is nn.Linear:
+        ok = True
+    elif type(module) is nn.Embedding:
+        ok = module.max_norm is None  # type: ignore[union-attr]
+    elif type(module) is nn.Conv2d:
+        ok = module.padding_mode == "zeros"  # type: ignore[union-attr]
+    else:
+        return False
+    return ok and id(module.weight) not in shared  # type: ignore[union-attr]
+
+
+def _dense_weight(traces: list[ForwardTrace], fqn: str, module: nn.Module, fmt: str) -> torch.Tensor:
+    """The weight ``module`` computes with under ``fmt`` (dense): ``fake_quantize`` — the values
+    of the packed layer's ``dequantize()``. An embedding table whose format quantises rows
+    independently gets only the rows the forward pass reads quantised (the others are never
+    read, so the output is the one of the fully quantised table)."""
+    w = module.weight.detach()
+    w2 = w.reshape(w.shape[0], -1)
+    try:
+        # Ids of an embedding called once were computed before it ran: its weights cannot change them.
+        seen = [t.embedding_ids.get(t.name_of(module)) if t.calls.get(t.name_of(module)) == 1 else None
+                for t in traces]
+        if isinstance(module, nn.Embedding) and seen and all(i is not None for i in seen) and rows_independent(fmt):
+            rows = torch.unique(torch.cat([i.reshape(-1) for i in seen]))  # type: ignore[union-attr]
+            dense = w2.clone()
+            dense[rows] = fake_quantize(w2[rows], fmt)
+        else:
+            dense = fake_quantize(w2, fmt)
+    except ValueError as exc:
+        raise PlanApplyError(f"layer {fqn!r}: {exc}", field=fqn) from None
+    return dense.reshape(w.shape)
+
+
+@contextlib.contextmanager
+def _perturbed(tm: TorchModel, traces: list[ForwardTrace], members: dict[str, nn.Module], shared: set[int],
+               choice: dict):
+    """The model with one group's option applied: dense options on plain layers swap in the
+    quantised weight tensors; anything else (sparsity, tied weights, other layers) swaps in the
+    packed layers themselves (:func:`_swapped`)."""
+    (opt,) = choice.values()
+    if opt["sparsity"] != "dense" or not all(_swappable(m, shared) for m in members.values()):
+        with _swapped(tm, choice) as model:
+            yield model
+        return
+    weights = {fqn: _dense_weight(traces, fqn, m, opt["weights"]) for fqn, m in members.items()}
+    saved = [(m, m.weight) for m in members.values()]
+    try:
+        for fqn, m in members.items():
+            m.weight = nn.Parameter(weights[fqn], requires_grad=False)
+        yield tm.module
+    finally:
+        for m, original in saved:
+            m.weight = original
 
 
 @contextlib.contextmanager
@@ -195,7 +385,7 @@ def _log_likelihood(tm: TorchModel, module: nn.Module, inputs: tuple, gen: torch
 
 
 def _fisher_scores(tm: TorchModel, groups: list[str], options: list[tuple[str, str]], inputs: tuple,
-                   seed: int, progress: ProgressFn | None) -> dict[str, dict[str, float]]:
+                   seed: int, progress: ProgressFn | None, deadline: Deadline) -> dict[str, dict[str, float]]:
     import copy
 
     model = copy.deepcopy(tm.module)
@@ -214,6 +404,7 @@ def _fisher_scores(tm: TorchModel, groups: list[str], options: list[tuple[str, s
     terms = _log_likelihood(tm, model, inputs, gen)
     n = len(terms)
     for i, term in enumerate(terms):
+        deadline.check("the sensitivity measurement")
         grads = torch.autograd.grad(term, list(params.values()), retain_graph=i < n - 1, allow_unused=True)
         for (m, _p), g in zip(params.items(), grads):
             if g is not None:
@@ -225,6 +416,7 @@ def _fisher_scores(tm: TorchModel, groups: list[str], options: list[tuple[str, s
     for group in groups:
         row: dict[str, float] = {}
         for w, s in options:
+            deadline.check("the sensitivity measurement")
             key = option_key(w, s, "fp32")
             total = 0.0
             ok = True
@@ -232,7 +424,9 @@ def _fisher_scores(tm: TorchModel, groups: list[str], options: list[tuple[str, s
                 weight = params[m].detach()
                 w2 = weight.reshape(weight.shape[0], -1)
                 try:
-                    dq = pack_weight(w2, w, s).dequantize().reshape(weight.shape)
+                    # Dense: the same values as the packed weight's dequantize(), without packing.
+                    dq = (fake_quantize(w2, w) if s == "dense" else pack_weight(w2, w, s).dequantize())
+                    dq = dq.reshape(weight.shape)
                 except ValueError:
                     ok = False
                     break
@@ -246,13 +440,15 @@ def _fisher_scores(tm: TorchModel, groups: list[str], options: list[tuple[str, s
     return scores
 
 
-def _kv_scores(tm: TorchModel, kv_formats: Sequence[str], inputs: tuple, labels: Any) -> dict[str, float]:
+def _kv_scores(tm: TorchModel, kv_formats: Sequence[str], inputs: tuple, labels: Any,
+               deadline: Deadline) -> dict[str, float]:
     if tm.kind != "decoder" or not kv_formats:
         return {}
     reference = _run(tm, tm.module, inputs).out
     out = {}
     first = build_workload(tm.arch).groups()[0][0]
     for fmt in kv_formats:
+        deadline.check("the sensitivity measurement")
         spec = get_format(fmt)
         if not spec.is_kv:
             raise ValueError(f"--kv-formats: {spec.name!r} is not a KV-cache format")
@@ -264,8 +460,15 @@ def _kv_scores(tm: TorchModel, kv_formats: Sequence[str], inputs: tuple, labels:
 
 def measure_sensitivity(torch_model: TorchModel | str, formats: Sequence[str], sparsity: Sequence[str] = ("dense",),
                         *, method: str = "kl", samples: int = 8, seed: int = 0, kv_formats: Sequence[str] = (),
-                        groups: Sequence[str] | None = None, progress: ProgressFn | None = None) -> SensitivityTable:
-    """Measure a sensitivity table for every decision group × (format, sparsity)."""
+                        groups: Sequence[str] | None = None, progress: ProgressFn | None = None,
+                        deadline: Deadline | None = None, fast: bool = True) -> SensitivityTable:
+    """Measure a sensitivity table for every decision group × (format, sparsity).
+
+    ``deadline`` is checked before every (group, option) (:class:`~planner.deadline.Cancelled` /
+    :class:`~planner.deadline.DeadlineExceeded`). ``fast=False`` measures ``kl`` with one full
+    forward pass of the packed model per (group, option) — the reference the default path is
+    tested against; it gives the same scores, slower.
+    """
     if method not in METHODS:
         raise ValueError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
@@ -281,11 +484,13 @@ def measure_sensitivity(torch_model: TorchModel | str, formats: Sequence[str], s
         all_groups = list(groups)
     inputs = tm.make_inputs(samples, seed)
     labels = tm.labels(samples, seed) if tm.labels is not None else None
+    deadline = deadline if deadline is not None else Deadline.unbounded()
     if method == "kl":
-        scores = _output_scores(tm, all_groups, options, inputs, labels, progress)
+        measure = _output_scores if fast else _output_scores_reference
+        scores = measure(tm, all_groups, options, inputs, labels, progress, deadline)
     else:
-        scores = _fisher_scores(tm, all_groups, options, inputs, seed, progress)
-    kv = _kv_scores(tm, kv_formats, inputs, labels)
+        scores = _fisher_scores(tm, all_groups, options, inputs, seed, progress, deadline)
+    kv = _kv_scores(tm, kv_formats, inputs, labels, deadline)
     return SensitivityTable(model=tm.name, method=method, metric=_metric_name(method, tm.kind),
                             samples=int(inputs[0].shape[0]), scores=scores, kv=kv)
 

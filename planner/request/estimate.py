@@ -19,6 +19,7 @@ from typing import Any
 
 from hwmodels.errors import TierwiseError
 
+from planner.serving import engine_settings
 from planner.request.engine import ENGINE_HELP, check_given, engine_defaults, resolve_engine
 from planner.request.fields import (
     bad,
@@ -267,7 +268,7 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
                     low_rank=low_rank)
     options = RuntimeSettings(allow_offload=allow_offload, flash_chunk_bytes=chunk * 1024.0, runtime=v["runtime"],
                               kv_token_budget=kv_budget, kv_evicted=v["kv_evicted"], kv_share_layers=kv_share,
-                              reserved_bytes=sup.runtime.context_bytes)
+                              **engine_settings(sup.runtime))
     serving = Serving(batch=1 if batch_max else batch, prompt=prompt, gen=gen)
     return ResolvedInference(arch, dev, layout, serving, choice, options, batch_max, per_op, v, sup)
 

@@ -14,8 +14,11 @@ from planner.serving import RuntimeSettings
 
 
 def _vllm(hw: str) -> RuntimeSettings:
-    """The default GPU engine's runtime context as reserved memory (docs/engines.md)."""
-    return RuntimeSettings(reserved_bytes=support("vllm", load_device(hw)).runtime.context_bytes)
+    """The default GPU engine's runtime facts: its context as reserved memory, its KV memory share,
+    chunked-prefill activations and kernel facts (docs/engines.md)."""
+    from planner.serving import engine_settings
+
+    return RuntimeSettings(**engine_settings(support("vllm", load_device(hw)).runtime))
 
 
 def test_inference_matches_the_cost_model(client):

@@ -1,0 +1,156 @@
+"""Kernel-level cost terms: how efficiently one kernel runs given its shape and the engine
+that launches it. Pure functions over numbers; :mod:`planner.opcost` and
+:mod:`planner.costmodel` call them, and so may the training model.
+
+* **GEMM** (:func:`gemm_efficiency`): a GEMM of ``m × n`` outputs is cut into output tiles
+  (``TILE_M × TILE_N``); each core (SM / CU) computes one tile at a time, so the tiles run in
+  ``ceil(tiles / cores)`` waves and the last wave leaves cores idle (*wave quantization*,
+  NVIDIA "Matrix Multiplication Background User's Guide",
+  https://docs.nvidia.com/deeplearning/performance/dl-performance-matrix-multiplication/).
+  With fewer tiles than cores the libraries split K over idle cores (split-K / Stream-K,
+  Osama et al. 2023, arXiv:2301.03598), at least ``SPLIT_K_MIN_DEPTH`` of K per slice.
+  A tile's prologue and epilogue cost about ``k_overhead`` of K-depth (fitted,
+  ``GEMM_K_OVERHEAD``): a shallow GEMM (small K) reaches less of the best-shape fraction.
+  The best-shape fraction itself is the device's measured MAMF (``Efficiency.compute_max``).
+* **Decode GEMV**: a matrix-vector product is a bandwidth problem; its weights stream at the
+  device's bandwidth fraction (``Efficiency.bandwidth``) — no compute-side term.
+* **Attention**: FlashAttention-style prefill reaches a fraction of the 16-bit peak that rises
+  with the sequence length (:func:`flash_attention_fraction`, from the FlashAttention-2 paper);
+  an engine without a fused kernel materialises the score matrix (:func:`unfused_attention_bytes`).
+  Paged decode attention reads the KV cache at a fraction of streaming bandwidth
+  (``planner.opcost.KV_GATHER_EFFICIENCY``, fitted).
+* **Non-GEMM operators** (:func:`elementwise_bytes`): residual adds, the gated activation,
+  rotary embedding and the sampling pass are memory passes over the activations; an engine with
+  fused kernels folds them into the neighbouring GEMM or norm (no extra pass).
+* **Runtime overhead per step** (:func:`step_overhead_s`): scheduler + sampling + graph launch of
+  one forward pass, from the engine profile.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+# Output tile of a tensor-core GEMM (128 × 128: the tile of the wave-quantization examples in
+# NVIDIA's Matrix Multiplication Background guide; CUTLASS's default threadblock tile on
+# Ampere/Hopper is 128 × 128 or 128 × 256). A GEMM with few rows (decode) runs a tile with fewer
+# rows: the smallest of TILE_M_CHOICES that covers them (CUTLASS and cuBLAS ship 16/32/64-row
+# tiles; 16 is the M of the tensor-core MMA instruction mma.m16n8k16).
+TILE_M = 128
+TILE_N = 128
+TILE_M_CHOICES = (16, 32, 64, 128)
+# Split-K never slices K thinner than this (one K slice must amortise its reduction).
+SPLIT_K_MIN_DEPTH = 512
+# K-depth a tile's prologue (first loads) and epilogue (output store) cost, in K elements
+# (fitted: benchmarks/fitted.py GEMM_K_OVERHEAD, grid 0–512; 512 minimises the median error over
+# every published row, --cv loso refits it without each source).
+GEMM_K_OVERHEAD = 512.0
+
+# FlashAttention-2 forward on A100 (Dao 2023, arXiv:2307.08691, Fig. 4 and abstract: "50-73% of
+# the theoretical maximum FLOPs/s"): ~50% of the 16-bit peak at 512 tokens rising to ~73% at
+# 16k, head dim 128. (sequence length, fraction of 16-bit peak).
+FLASH_ATTENTION_POINTS = ((512.0, 0.50), (16384.0, 0.73))
+
+
+def wave_efficiency(m: float, n: float, k: float, cores: int) -> float:
+    """Share of the cores' time doing useful tiles for an ``m × n × k`` GEMM on ``cores`` cores
+    (1.0 when the device declares no core count)."""
+    if cores <= 0 or m <= 0 or n <= 0:
+        return 1.0
+    tm = next((t for t in TILE_M_CHOICES if t >= m), TILE_M)
+    tiles = math.ceil(m / tm) * math.ceil(n / TILE_N)
+    # Useful share of each tile: a tile cut by the matrix edge computes only its inside.
+    fill = (m * n) / (tiles * tm * TILE_N)
+    if tiles < cores:
+        split = max(1, min(cores // tiles, int(k // SPLIT_K_MIN_DEPTH)))
+        tiles *= split
+    waves = math.ceil(tiles / cores)
+    return fill * tiles / (waves * cores)
+
+
+def depth_efficiency(k: float, k_overhead: float | None = None) -> float:
+    """Share of a tile's time spent in its K loop: ``k / (k + k_overhead)``."""
+    ko = GEMM_K_OVERHEAD if k_overhead is None else k_overhead
+    return k / (k + ko) if k > 0 else 1.0
+
+
+def gemm_efficiency(m: float, n: float, k: float, cores: int) -> float:
+    """Shape factor in (0, 1] multiplying the device's best-shape fraction for an ``m × n × k``
+    GEMM: wave quantization × K depth."""
+    return _gemm_efficiency(m, n, k, cores, GEMM_K_OVERHEAD)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _gemm_efficiency(m: float, n: float, k: float, cores: int, k_overhead: float) -> float:
+    # The fitted K overhead is part of the key, so a run that sets it (benchmarks/fitted.py)
+    # never reads a value cached under another.
+    return max(1e-3, wave_efficiency(m, n, k, cores) * depth_efficiency(k, k_overhead))
+
+
+def _interp_log(points: tuple[tuple[float, float], ...], x: float) -> float:
+    if x <= points[0][0]:
+        return points[0][1]
+    if x >= points[-1][0]:
+        return points[-1][1]
+    for (x0, v0), (x1, v1) in zip(points, points[1:]):
+        if x <= x1:
+            t = (math.log(x) - math.log(x0)) / (math.log(x1) - math.log(x0))
+            return v0 + t * (v1 - v0)
+    return points[-1][1]
+
+
+def flash_attention_fraction(seq: float) -> float:
+    """Fraction of the 16-bit peak a fused (FlashAttention-style) prefill attention kernel
+    reaches for sequences of ``seq`` keys (FlashAttention-2 forward, A100)."""
+    return _interp_log(FLASH_ATTENTION_POINTS, max(seq, 1.0))
+
+
+def unfused_attention_bytes(batch: float, heads: float, queries: float, keys: float, act_bytes: float) -> float:
+    """Memory traffic of attention without a fused kernel: the score matrix is written by
+    QKᵀ, read and written by the softmax and read by the AV product (4 passes)."""
+    return 4.0 * batch * heads * queries * keys * act_bytes
+
+
+def elementwise_bytes(tokens: float, hidden: float, ffn: float, q_width: float, kv_width: float, act_bytes: float,
+                      *, gated: bool) -> float:
+    """Bytes moved per decoder layer by the operators that are not GEMMs or norms when each
+    is its own kernel: two residual adds (read 2, write 1 over the hidden width), the
+    activation (gated: read gate and up, write one; plain: read and write), and rotary
+    embedding on the queries and keys (read and write)."""
+    residual = 2 * 3 * hidden
+    act = 3 * ffn if gated else 2 * ffn
+    rotary = 2 * (q_width + kv_width)
+    return tokens * (residual + act + rotary) * act_bytes
+
+
+# Kernels one decoder layer launches for those operators when unfused: two residual adds, the
+# activation (gated: act(gate) and the product), rotary on q and k.
+def elementwise_kernels(gated: bool) -> int:
+    return 2 + (2 if gated else 1) + 2
+
+
+# ATen kernels per modelled operator in PyTorch eager (planner.serving.RUNTIME_OVERHEAD_S: a Llama
+# layer runs ~50 ATen ops for the 11 operators modelled).
+ATEN_KERNELS_PER_OP = 4.5
+
+# A convolution in an engine without conv+BN+ReLU fusion (eager PyTorch in eval mode runs
+# BatchNorm and ReLU as their own kernels) is followed by two more kernels over its output.
+CONV_EPILOGUE_KERNELS = 2
+
+
+def conv_epilogue_bytes(out_elems: float, act_bytes: float) -> float:
+    """Bytes of the BatchNorm and ReLU passes after an unfused convolution: each reads and
+    writes the convolution's output once."""
+    return 2.0 * CONV_EPILOGUE_KERNELS * out_elems * act_bytes
+
+
+def sampling_bytes(sequences: float, vocab: float) -> float:
+    """Bytes of one sampling step: the fp32 logits of each sequence read once by the
+    softmax / arg-max pass (the LM head's write of them is the LM head's own traffic)."""
+    return sequences * vocab * 4.0
+
+
+def step_overhead_s(step_us: float) -> float:
+    """Host time one forward step costs the engine beyond its kernels (scheduler, sampling
+    launch, graph replay), from the engine profile (µs)."""
+    return max(0.0, step_us) * 1e-6

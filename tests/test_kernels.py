@@ -1,0 +1,246 @@
+"""Kernel-level cost terms (planner/kernels.py) and how the inference cost model uses them:
+GEMM wave quantization and K depth, the FP8 best-shape fraction, fused vs unfused attention and
+elementwise operators, the sampling pass, engine runtime facts and the engine's KV memory share."""
+
+import math
+
+import pytest
+
+from hwmodels import load_device, load_device_from_dict
+from hwmodels.errors import SpecError
+from hwmodels.loader import device_to_dict
+from planner import kernels
+from planner.arch import load_arch
+from planner.costmodel import Choice, Layout, RuntimeSettings, Serving, estimate_inference, max_batch
+from planner.engines import load_engine, load_engine_from_dict
+from planner.errors import EstimateError, TierwiseError
+from planner.serving import engine_settings
+from planner.workload import ATTENTION, LINEAR
+
+H100 = "h100-sxm"
+
+
+# ---- pure functions --------------------------------------------------------------------------
+
+
+def test_one_full_wave_of_full_tiles_wastes_nothing():
+    # 132 SMs, 12 x 11 = 132 tiles of 128 x 128: exactly one wave.
+    assert kernels.wave_efficiency(12 * 128, 11 * 128, 4096, 132) == pytest.approx(1.0)
+
+
+def test_one_tile_more_than_the_cores_costs_a_second_wave():
+    # 133 tiles on 132 SMs: two waves, the second with one busy SM.
+    eff = kernels.wave_efficiency(133 * 128, 128, 4096, 132)
+    assert eff == pytest.approx(133 / 264)
+
+
+def test_edge_tiles_compute_only_their_inside():
+    # 130 rows need two 128-row tiles; the second is 2/128 full (2 cores: one wave either way).
+    assert kernels.wave_efficiency(130, 128, 256, 2) == pytest.approx(130 / 256)
+    assert kernels.wave_efficiency(256, 128, 256, 2) == pytest.approx(1.0)
+
+
+def test_few_rows_use_a_small_tile_not_a_128_row_one():
+    # 16 rows run a 16-row tile: as efficient per tile as 128 rows in a 128-row tile.
+    assert kernels.wave_efficiency(16, 132 * 128, 4096, 132) == pytest.approx(1.0)
+    # 1 row in a 16-row tile (decode GEMV on tensor cores): 1/16 of the tile is useful.
+    assert kernels.wave_efficiency(1, 132 * 128, 4096, 132) == pytest.approx(1 / 16)
+
+
+def test_split_k_fills_idle_cores_when_k_is_deep():
+    shallow = kernels.wave_efficiency(128, 128 * 4, 512, 132)  # 4 tiles, K too shallow to split
+    deep = kernels.wave_efficiency(128, 128 * 4, 16384, 132)  # split over the idle SMs
+    assert shallow == pytest.approx(4 / 132)
+    assert deep > 20 * shallow
+
+
+def test_no_declared_cores_means_no_wave_term():
+    assert kernels.wave_efficiency(1, 1, 1, 0) == 1.0
+
+
+def test_depth_efficiency_grows_with_k_and_uses_the_fitted_overhead():
+    assert kernels.depth_efficiency(256, 256) == pytest.approx(0.5)
+    assert kernels.depth_efficiency(8192) > kernels.depth_efficiency(1024) > kernels.depth_efficiency(128)
+    assert kernels.depth_efficiency(1024, 0.0) == 1.0
+
+
+def test_gemm_efficiency_is_a_fraction():
+    for m, n, k in [(1, 1, 1), (7, 4096, 4096), (4096, 4096, 4096), (10**6, 3, 17)]:
+        assert 0.0 < kernels.gemm_efficiency(m, n, k, 132) <= 1.0
+
+
+def test_flash_attention_fraction_rises_with_sequence_and_is_clamped():
+    lo, hi = kernels.FLASH_ATTENTION_POINTS[0][1], kernels.FLASH_ATTENTION_POINTS[-1][1]
+    assert kernels.flash_attention_fraction(1) == lo
+    assert kernels.flash_attention_fraction(10**7) == hi
+    assert lo < kernels.flash_attention_fraction(2048) < hi
+
+
+def test_memory_pass_formulas():
+    assert kernels.unfused_attention_bytes(2, 4, 8, 16, 2) == 4 * 2 * 4 * 8 * 16 * 2
+    assert kernels.sampling_bytes(3, 1000) == 3 * 1000 * 4
+    assert kernels.conv_epilogue_bytes(10, 2) == 2 * kernels.CONV_EPILOGUE_KERNELS * 10 * 2
+    gated = kernels.elementwise_bytes(1, 8, 32, 8, 4, 2, gated=True)
+    plain = kernels.elementwise_bytes(1, 8, 32, 8, 4, 2, gated=False)
+    assert gated - plain == 32 * 2  # the gated product reads one more ffn-wide tensor
+    assert kernels.step_overhead_s(-5) == 0.0 and kernels.step_overhead_s(250) == pytest.approx(250e-6)
+
+
+# ---- in the cost model -----------------------------------------------------------------------
+
+
+_SERVING = Serving(batch=8, prompt=1024, gen=64)
+_CHOICE = Choice()
+
+
+def _est(model="llama-3.1-8b", hw=H100, serving=_SERVING, choice=_CHOICE, **opts):
+    return estimate_inference(load_arch(model), load_device(hw), Layout(), serving, choice, options=RuntimeSettings(**opts))
+
+
+def test_fp8_gemms_reach_a_smaller_share_of_their_peak_than_bf16():
+    dev = load_device(H100)
+    assert dev.efficiency.max_for("fp8") < dev.efficiency.max_for("bf16") == dev.efficiency.compute_max
+    bf16 = _est(serving=Serving(batch=32, prompt=2048, gen=1))
+    fp8 = _est(serving=Serving(batch=32, prompt=2048, gen=1), choice=Choice(weights="fp8-e4m3", activations="fp8-e4m3", kv="fp8-e4m3"))
+    lin = lambda e: sum(o.compute_s * o.count for o in e.prefill.ops if o.kind == LINEAR)  # noqa: E731
+    # Twice the peak, but not twice the speed: the FP8 MAMF share is below the BF16 one (same
+    # shapes, so the wave and depth terms cancel).
+    ratio = lin(bf16) / lin(fp8)
+    assert ratio == pytest.approx(2.0 * dev.efficiency.max_for("fp8") / dev.efficiency.compute_max, rel=1e-3)
+    assert ratio < 1.8
+
+
+def test_unfused_elementwise_engine_is_slower_and_shows_the_passes():
+    fused = _est()
+    unfused = _est(fused_elementwise=False)
+    assert unfused.ttft_s > fused.ttft_s and unfused.tpot_s > fused.tpot_s
+    rows = [o for o in unfused.prefill.ops if o.kind == "elementwise"]
+    assert len(rows) == 1 and rows[0].count == load_arch("llama-3.1-8b").num_layers and rows[0].activation_bytes > 0
+    assert not [o for o in fused.prefill.ops if o.kind == "elementwise"]
+
+
+def test_unfused_attention_pays_the_score_matrix_in_prefill():
+    fused = _est(serving=Serving(batch=4, prompt=4096, gen=2))
+    unfused = _est(serving=Serving(batch=4, prompt=4096, gen=2), fused_attention=False)
+    att = lambda e: next(o for o in e.prefill.ops if o.kind == ATTENTION)  # noqa: E731
+    assert att(unfused).activation_bytes > 10 * att(fused).activation_bytes
+    assert unfused.ttft_s > fused.ttft_s
+
+
+def test_engine_step_overhead_is_paid_once_per_forward_step():
+    base = _est()
+    slow = _est(step_overhead_s=1e-3)
+    assert slow.ttft_s == pytest.approx(base.ttft_s + 1e-3, rel=1e-9)
+    assert slow.tpot_s == pytest.approx(base.tpot_s + 1e-3, rel=1e-9)
+
+
+def test_compute_share_slows_compute_bound_prefill_not_weight_streaming_decode():
+    full = _est(serving=Serving(batch=1, prompt=4096, gen=64))
+    third = _est(serving=Serving(batch=1, prompt=4096, gen=64), compute_share=1 / 3)
+    assert third.ttft_s > 2.5 * full.ttft_s
+    assert third.tpot_s < 1.2 * full.tpot_s
+
+
+def test_chunked_prefill_bounds_activations_so_more_sequences_fit():
+    arch, dev = load_arch("llama-3.1-8b"), load_device(H100)
+    s = Serving(batch=1, prompt=8192, gen=128)
+    whole = max_batch(arch, dev, Layout(), s, Choice(), options=RuntimeSettings())
+    chunked = max_batch(arch, dev, Layout(), s, Choice(), options=RuntimeSettings(prefill_chunk_tokens=8192))
+    assert chunked > whole
+
+
+def test_kv_memory_fraction_leaves_room_outside_the_kv_pool():
+    arch, dev = load_arch("llama-3.1-8b"), load_device(H100)
+    s = Serving(batch=1, prompt=1024, gen=1024)
+    full = max_batch(arch, dev, Layout(), s, Choice(), options=RuntimeSettings(prefill_chunk_tokens=8192))
+    part = max_batch(arch, dev, Layout(), s, Choice(), options=RuntimeSettings(prefill_chunk_tokens=8192, kv_memory_fraction=0.5))
+    assert 0.4 * full < part < 0.6 * full
+
+
+def test_compute_unit_prices_the_named_unit():
+    # Snapdragon: the first unit is the NPU; ExecuTorch's XNNPACK delegate runs on the CPU cores.
+    npu = _est("llama-3.2-1b", "snapdragon-8-gen-3", Serving(batch=1, prompt=256, gen=8), Choice(weights="fp16", activations="fp16", kv="fp16"))
+    cpu = _est("llama-3.2-1b", "snapdragon-8-gen-3", Serving(batch=1, prompt=256, gen=8), Choice(weights="fp16", activations="fp16", kv="fp16"), compute_unit="cpu")
+    assert cpu.ttft_s > 5 * npu.ttft_s
+    # A unit the device lacks falls back to the default unit rather than failing.
+    other = _est("llama-3.2-1b", "snapdragon-8-gen-3", Serving(batch=1, prompt=256, gen=8), Choice(weights="fp16", activations="fp16", kv="fp16"), compute_unit="tpu")
+    assert other.ttft_s == pytest.approx(npu.ttft_s, rel=1e-12)
+
+
+@pytest.mark.parametrize("field, value", [("compute_share", 0.0), ("compute_share", 1.5), ("compute_share", math.nan),
+                                          ("kv_memory_fraction", 0.0), ("kv_memory_fraction", 2.0),
+                                          ("prefill_chunk_tokens", -1), ("prefill_chunk_tokens", 1.5),
+                                          ("prefill_chunk_tokens", True), ("step_overhead_s", -1e-6),
+                                          ("step_overhead_s", math.nan)])
+def test_runtime_settings_refuse_shares_outside_0_1(field, value):
+    with pytest.raises(EstimateError) as exc:
+        RuntimeSettings(**{field: value})
+    assert exc.value.field == field
+
+
+# ---- profiles --------------------------------------------------------------------------------
+
+
+def test_gpu_profiles_declare_their_sm_counts_and_round_trip():
+    for dev_id, sms in [("h100-sxm", 132), ("a100-80gb-sxm", 108), ("t4", 40), ("mi250x-gcd", 110)]:
+        dev = load_device(dev_id)
+        assert dev.efficiency.cores == sms
+        again = load_device_from_dict(device_to_dict(dev))
+        assert again.efficiency.cores == sms and dict(again.efficiency.precision_max) == dict(dev.efficiency.precision_max)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "132"])
+def test_bad_core_count_is_named(bad):
+    data = device_to_dict(load_device(H100))
+    data["efficiency"]["cores"] = bad
+    with pytest.raises(TierwiseError, match="cores"):
+        load_device_from_dict(data)
+
+
+@pytest.mark.parametrize("bad", [{"fp8": 1.5}, {"fp8": 0}, {"fp8": "high"}, [0.7]])
+def test_bad_precision_max_is_named(bad):
+    data = device_to_dict(load_device(H100))
+    data["efficiency"]["precision_max"] = bad
+    with pytest.raises((TierwiseError, SpecError), match="precision_max"):
+        load_device_from_dict(data)
+
+
+def test_engine_profiles_carry_kernel_facts():
+    hf, trt, lc = (load_engine(e).runtime for e in ("hf-transformers", "trtllm", "llamacpp"))
+    assert trt.fused_attention and trt.fused_elementwise
+    assert hf.fused_attention and not hf.fused_elementwise
+    assert not lc.fused_attention and not lc.fused_elementwise
+    kw = engine_settings(trt)
+    assert kw["prefill_chunk_tokens"] == trt.chunk_tokens and kw["kv_memory_fraction"] == trt.memory_fraction
+    assert engine_settings(hf)["prefill_chunk_tokens"] == 0 and engine_settings(hf)["kv_memory_fraction"] == 1.0
+    RuntimeSettings(**kw)  # every engine's facts make valid settings
+    for e in ("vllm", "sglang", "executorch", "mlc-llm", "tvm", "deepspeed-inference", "vitis-ai", "sambaflow"):
+        RuntimeSettings(**engine_settings(load_engine(e).runtime))
+
+
+@pytest.mark.parametrize("key, value", [("step_overhead_us", -3), ("step_overhead_us", "fast"), ("fused_attention", "yes"),
+                                        ("compute_unit", 7)])
+def test_bad_engine_kernel_facts_are_named(key, value):
+    import yaml
+    from importlib import resources
+
+    text = resources.files("profiles").joinpath("engines/trtllm.yaml").read_text()
+    data = yaml.safe_load(text)
+    data["runtime"][key] = value
+    with pytest.raises(TierwiseError, match=key):
+        load_engine_from_dict(data)
+
+
+def test_training_keeps_the_size_curve():
+    # The training model calls op_cost without runtime settings: no wave term, no FP8 MAMF change.
+    from planner.opcost import op_cost
+    from planner.workload import Phase, build_workload
+
+    arch, dev = load_arch("llama-3.1-8b"), load_device(H100)
+    op = next(o for b in build_workload(arch).blocks for o in b.ops if o.kind == LINEAR)
+    ph = Phase(name="prefill", batch=1, tokens=130)
+    plain, _ = op_cost(op, ph, dev, Choice(), Layout(), name=op.name)
+    eff = dev.efficiency
+    assert plain.compute_s == pytest.approx(plain.flops / (dev.peak_flops_per_s("bf16") * eff.compute(plain.flops)), rel=1e-9)
+    shaped, _ = op_cost(op, ph, dev, Choice(), Layout(), name=op.name, options=RuntimeSettings())
+    assert not math.isclose(shaped.compute_s, plain.compute_s)
