@@ -236,14 +236,42 @@ def _estimate_create() -> type[BaseModel]:
 EstimateCreate = _estimate_create()
 
 
+class IntervalPublic(BaseModel):
+    """The p10-p90 range of one figure: where the measured value fell for 80% of the published
+    rows nearest in kind, out of sample (``planner.uncertainty``)."""
+
+    value: float = Field(description="the estimate's figure, in its own unit")
+    p10: float = Field(description="low end of the range, same unit")
+    p90: float = Field(description="high end of the range, same unit")
+    category: Literal["prefill", "decode", "throughput", "training"]
+    bucket: str = Field(description="the group of rows the range comes from, after back-off, e.g. 'throughput/gpu/serving'")
+    rows: int = Field(description="published rows in that group")
+    validated: bool = Field(description="false when no row shares the figure's category, hardware class, engine "
+                                        "class and batch regime (the range is then that of a coarser group)")
+
+
+class UncertaintyPublic(BaseModel):
+    """Error bars of an estimate or a capacity row, keyed by the field they apply to
+    (``ttft_s``, ``tpot_s``, ``output_tokens_per_s``, ``step_time_s``, ``days`` …)."""
+
+    validated: bool = Field(description="every interval comes from rows of its own kind")
+    hardware_class: str
+    engine_class: str = Field(description="serving, on-device, training, eager or unknown")
+    batch_regime: str = Field(description="1, 2-32, 33+ (sequences per replica) or training")
+    quantiles: list[float]
+    notes: list[str] = Field(description="what lies outside the validated region, and why")
+    intervals: dict[str, IntervalPublic]
+
+
 class EstimatePublic(_Out):
     """Inference: ttft_s, tpot_s, memory{...} and the rest of `tierwise estimate --json`;
-    training: step_time_s, mfu, memory{...}."""
+    training: step_time_s, mfu, memory{...}. ``uncertainty``: p10-p90 error bars."""
 
     mode: Literal["inference", "training"]
     model: str
     hardware: str
     memory: dict[str, Any]
+    uncertainty: UncertaintyPublic | None
 
 
 # ---------------------------------------------------------------------------
@@ -424,6 +452,12 @@ def _train_capacity_create() -> type[BaseModel]:
 TrainCapacityCreate = _train_capacity_create()
 
 
+class _RowPublic(_Out):
+    """One capacity row (layout, figures); ``uncertainty``: its p10-p90 error bars."""
+
+    uncertainty: UncertaintyPublic | None = None
+
+
 class TrainCapacityPublic(_Out):
     model: str
     hardware: str
@@ -432,16 +466,23 @@ class TrainCapacityPublic(_Out):
     required_tokens_per_s: float
     seq: int
     feasible: bool
-    best: dict[str, Any] | None = None
-    fastest: dict[str, Any] | None = None
-    frontier: list[dict[str, Any]]
+    best: _RowPublic | None = None
+    fastest: _RowPublic | None = None
+    frontier: list[_RowPublic]
+
+
+class HardwareAnswerPublic(_Out):
+    hardware: str
+    meets_slo: bool
+    best: _RowPublic | None = None
+    closest: _RowPublic | None = None
 
 
 class CapacityPublic(_Out):
     models: list[str]
     qps: float
     feasible: bool
-    hardware: list[dict[str, Any]]
+    hardware: list[HardwareAnswerPublic]
 
 
 class HealthPublic(BaseModel):

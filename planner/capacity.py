@@ -148,6 +148,7 @@ class ServeOption:
 
     ttft_slo_ratio: float = 0.0  # ttft_s / SLO
     tpot_slo_ratio: float = 0.0
+    uncertainty: object = None  # p10-p90 error bars (planner.uncertainty), set by planner.request.capacity
 
     @property
     def badness(self) -> float:
@@ -179,6 +180,7 @@ class ServeOption:
             "usd_per_million_tokens": self.usd_per_million_tokens,
             "meets_slo": self.meets_slo,
             "failures": list(self.failures),
+            "uncertainty": self.uncertainty.to_dict() if self.uncertainty is not None else None,
         }
         if len(self.models) > 1:
             d.update({"hot_models": list(self.hot_models), "cold_models": list(self.cold_models), "switch_s": self.switch_s})

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from planner.numerics import Choice
@@ -164,6 +164,8 @@ class InferenceEstimate:
     switch_in_s: float | None
     notes: tuple[str, ...] = field(default_factory=tuple)
     engine: str | None = None  # the serving engine priced (planner.engines)
+    # p10-p90 error bars from published measurements (planner.uncertainty.Uncertainty), set by the request layer
+    uncertainty: Any = None
 
     @property
     def batch(self) -> int:
@@ -204,6 +206,7 @@ class InferenceEstimate:
             "prefill": self.prefill.to_dict(ops),
             "decode": self.decode.to_dict(ops) if self.decode else None,
             "notes": list(self.notes),
+            "uncertainty": self.uncertainty.to_dict() if self.uncertainty is not None else None,
         }
 
 

@@ -132,6 +132,7 @@ class TrainingEstimate:
     usd_per_hour: float | None
     notes: tuple[str, ...] = field(default_factory=tuple)
     engine: str | None = None  # the training engine priced (planner.engines)
+    uncertainty: object = None  # p10-p90 error bars (planner.uncertainty.Uncertainty), set by the request layer
 
     @property
     def devices(self) -> int:
@@ -216,6 +217,7 @@ class TrainingEstimate:
             "usd_per_million_tokens": self.usd_per_million_tokens,
             "memory": self.memory.to_dict(),
             "notes": list(self.notes),
+            "uncertainty": self.uncertainty.to_dict() if self.uncertainty is not None else None,
         }
 
 

@@ -77,6 +77,7 @@ class TrainOption:
     memory_per_device_bytes: float
     device_capacity_bytes: float
     usd_per_hour: float | None
+    uncertainty: object = None  # p10-p90 error bars (planner.uncertainty), set by planner.request.capacity
 
     def days_for(self, tokens: float) -> float:
         return tokens / self.tokens_per_s / SECONDS_PER_DAY
@@ -100,6 +101,7 @@ class TrainOption:
             "memory_per_device_bytes": self.memory_per_device_bytes,
             "device_capacity_bytes": self.device_capacity_bytes,
             "usd_per_hour": self.usd_per_hour,
+            "uncertainty": self.uncertainty.to_dict() if self.uncertainty is not None else None,
         }
         if tokens is not None:
             days = self.days_for(tokens)

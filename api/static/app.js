@@ -785,8 +785,23 @@
     }
   }
 
-  function card(label, value, sub, cls) {
-    return el("div", { class: `card${cls ? " " + cls : ""}`, dataset: { card: label } }, el("div", { class: "k", text: label }), el("div", { class: "v", text: value }), sub ? el("div", { class: "s", text: sub }) : null);
+  function card(label, value, sub, cls, range) {
+    return el("div", { class: `card${cls ? " " + cls : ""}`, dataset: { card: label } }, el("div", { class: "k", text: label }), el("div", { class: "v", text: value }), range ? el("div", { class: "range", text: range }) : null, sub ? el("div", { class: "s", text: sub }) : null);
+  }
+
+  // Error bars (planner.uncertainty): "p10–p90 95 ms – 140 ms" for one figure of an estimate
+  // or a capacity row; "*" marks a figure outside the validated region.
+  function band(u, key, fmt, prefix = "p10–p90 ") {
+    const i = u && u.intervals ? u.intervals[key] : null;
+    if (!i) return "";
+    return `${prefix}${fmt(i.p10)} – ${fmt(i.p90)}${i.validated ? "" : "*"}`;
+  }
+
+  function bandNotes(u) {
+    if (!u) return null;
+    const head = "Ranges: p10–p90 of the cost model's out-of-sample error on published measurements of the same kind";
+    if (u.validated) return el("p", { class: "muted small band-notes", text: `${head} (${u.hardware_class}, ${u.engine_class} engines, batch ${u.batch_regime}).` });
+    return el("div", { class: "band-notes" }, el("p", { class: "muted small", text: `${head}; * outside the validated region, the range is that of a coarser group of rows:` }), notes(u.notes));
   }
 
   // Per device, summed over the memory tiers (device and any offload tier).
@@ -814,13 +829,14 @@
     }
     const commPct = (c, t) => (t > 0 ? ` (${sig((100 * c) / t, 2)} %)` : "");
     const perUser = d.tpot_s > 0 ? 1 / d.tpot_s : null;
+    const u = d.uncertainty;
     return [
-      card("Time to first token", fmtTime(d.ttft_s), `prefill ${sig(d.prefill_tokens_per_s)} tok/s`),
-      card("Time per output token", fmtTime(d.tpot_s), dec.bound ? `decode is ${dec.bound}-bound` : null),
+      card("Time to first token", fmtTime(d.ttft_s), `prefill ${sig(d.prefill_tokens_per_s)} tok/s`, null, band(u, "ttft_s", fmtTime)),
+      card("Time per output token", fmtTime(d.tpot_s), dec.bound ? `decode is ${dec.bound}-bound` : null, null, band(u, "tpot_s", fmtTime)),
       card("Communication", `${fmtTime(pre.comm_s || 0)} / ${fmtTime(dec.comm_s || 0)}`, `prefill${commPct(pre.comm_s || 0, d.ttft_s)} of TTFT / per token${commPct(dec.comm_s || 0, d.tpot_s)} of TPOT`),
-      card("Decode tokens/s", `${sig(d.decode_tokens_per_s)} tok/s`, `${sig(perUser)} tok/s per user · ${sig(d.decode_tokens_per_s / (d.devices || 1))} per device`),
-      card("Throughput", `${sig(d.output_tokens_per_s)} tok/s`, `${sig(d.samples_per_s)} requests/s, whole system`),
-      card("Request latency", fmtTime(d.latency_s)),
+      card("Decode tokens/s", `${sig(d.decode_tokens_per_s)} tok/s`, `${sig(perUser)} tok/s per user · ${sig(d.decode_tokens_per_s / (d.devices || 1))} per device`, null, band(u, "decode_tokens_per_s", sig)),
+      card("Throughput", `${sig(d.output_tokens_per_s)} tok/s`, `${sig(d.samples_per_s)} requests/s, whole system`, null, band(u, "output_tokens_per_s", sig)),
+      card("Request latency", fmtTime(d.latency_s), null, null, band(u, "latency_s", fmtTime)),
       memCard, ...splitCards,
       card("Energy", `${sig(d.energy_j_per_token)} J/token`, d.energy_j_per_sample != null ? `${sig(d.energy_j_per_sample)} J per request` : null),
       card("Cost", perMillion(d.usd_per_million_tokens), d.usd_per_hour != null ? `$${sig(d.usd_per_hour)}/h` : "no price in the profile"),
@@ -841,13 +857,14 @@
           title,
           el("p", { class: "muted", text: `training: global batch ${d.global_batch}, micro-batch ${d.micro_batch}, seq ${d.seq}, tp ${d.tp} · pp ${d.pp} · dp ${d.dp}, ZeRO ${d.zero}, ${d.optimizer}, ${d.finetune}` }),
           el("div", { class: "cards" },
-            card("Step time", fmtTime(d.step_time_s)),
-            card("Throughput", `${sig(d.tokens_per_s)} tok/s`, `${sig(d.tokens_per_s_per_device)} tok/s per device`),
-            card("MFU", fmtPct(d.mfu), `HFU ${fmtPct(d.hfu)}`),
+            card("Step time", fmtTime(d.step_time_s), null, null, band(d.uncertainty, "step_time_s", fmtTime)),
+            card("Throughput", `${sig(d.tokens_per_s)} tok/s`, `${sig(d.tokens_per_s_per_device)} tok/s per device`, null, band(d.uncertainty, "tokens_per_s", sig)),
+            card("MFU", fmtPct(d.mfu), `HFU ${fmtPct(d.hfu)}`, null, band(d.uncertainty, "mfu", fmtPct)),
             card("Model FLOP/s per device", `${fmtFlops(d.model_flops_per_s_per_device)}/s`, `peak ${fmtFlops(d.peak_flops_per_s)}/s`),
             card("Memory per device", fmtBytes(m.per_device_bytes), m.fits ? `fits in ${fmtBytes(m.device_capacity_bytes)}` : `does not fit: ${fmtBytes(m.shortfall_bytes)} over ${fmtBytes(m.device_capacity_bytes)}`, m.fits ? "good" : "bad"),
             card("Cost", perMillion(d.usd_per_million_tokens), d.usd_per_hour != null ? `$${sig(d.usd_per_hour)}/h` : "no price in the profile"),
           ),
+          bandNotes(d.uncertainty),
           el("h3", { text: "Memory per device" }),
           memoryBars([{ name: "device", capacity: m.device_capacity_bytes, parts: [["weights", m.weights_bytes], ["grad", m.gradients_bytes], ["opt", m.optimizer_bytes], ["act", m.activations_bytes], ["logits", m.logits_bytes]] }]),
           notes(d.notes),
@@ -867,6 +884,7 @@
         title,
         el("p", { class: "muted", text: `batch ${d.batch}, prompt ${d.prompt}, gen ${d.gen}; weights ${d.weights}, activations ${d.activations}, KV ${d.kv}, ${d.sparsity}; ${d.devices} device${d.devices === 1 ? "" : "s"} (tp ${d.tp} · pp ${d.pp} · dp ${d.dp} · ep ${d.ep})` }),
         el("div", { class: "cards" }, estimateCards(d)),
+        m.fits ? bandNotes(d.uncertainty) : null,
         el("h3", { text: "Memory per device, by tier" }),
         memoryBars(tiers),
         notes(d.notes),
@@ -2171,9 +2189,15 @@
       td(4, { class: "num", "data-v": o.usd_per_million_tokens ?? "", text: o.usd_per_million_tokens != null ? sig(o.usd_per_million_tokens) : "–" }),
       td(5, { text: o.tp ? `tp${o.tp}·pp${o.pp} × ${o.replicas}` : "–" }),
       td(6, { text: [o.weights, o.activations, o.kv].filter(Boolean).join(" / ") || "–" }),
-      td(7, { class: "num", text: o.ttft_p50_s !== undefined ? `${fmtTime(o.ttft_p50_s)} / ${fmtTime(o.ttft_p95_s)}` : fmtTime(o.ttft_s) }),
-      td(8, { class: "num", text: o.tpot_p50_s !== undefined ? `${fmtTime(o.tpot_p50_s)} / ${fmtTime(o.tpot_p95_s)}` : fmtTime(o.tpot_s) }),
+      td(7, { class: "num", text: (o.ttft_p50_s !== undefined ? `${fmtTime(o.ttft_p50_s)} / ${fmtTime(o.ttft_p95_s)}` : fmtTime(o.ttft_s)) + capBand(o, "ttft_p95_s", "ttft_s") }),
+      td(8, { class: "num", text: (o.tpot_p50_s !== undefined ? `${fmtTime(o.tpot_p50_s)} / ${fmtTime(o.tpot_p95_s)}` : fmtTime(o.tpot_s)) + capBand(o, "tpot_p95_s", "tpot_s") }),
       td(9, { class: r.meets ? "ok" : "no", text: r.meets ? "yes" : `no${o.failures && o.failures.length ? ": " + [].concat(o.failures).join("; ") : ""}` }));
+  }
+
+  // The p10–p90 range of a capacity row's p95 figure (of its plain figure when it has no percentiles).
+  function capBand(o, key, plain) {
+    const b = band(o.uncertainty, o[key] !== undefined ? key : plain, fmtTime, "");
+    return b ? ` (${b})` : "";
   }
 
   // Only configurations that meet the SLOs are ranked by price; the closest miss of each
@@ -2190,6 +2214,7 @@
         el("div", { class: "panel-head" }, el("h3", { text: "Cheapest first — meets the SLOs" }), csvButton(() => $("#capacity-table"), `capacity-${body.model}.csv`)),
         meet.length ? table("capacity-table", "Hardware that meets the SLOs, cheapest first", meet, true)
           : el("p", { class: "muted", id: "capacity-none", text: "No hardware meets the SLOs at this load." }),
+        rows.some((r) => r.has && r.o.uncertainty) ? el("p", { class: "muted small", id: "capacity-bands", text: "(a – b): p10–p90 range of the p95 figure, from the cost model's out-of-sample error on published measurements of the same kind; * outside the validated region (no rows of that hardware class, engine class or batch regime)." }) : null,
         miss.length || nofit.length ? el("h3", { text: "Misses the SLOs — not ranked" }) : null,
         miss.length || nofit.length ? el("p", { class: "muted small", text: "The closest configuration of each other hardware, and hardware where the model does not fit; none of them serves this load within the SLOs." }) : null,
         miss.length || nofit.length ? table("capacity-miss", "Hardware that misses the SLOs", miss.concat(nofit), false) : null,

@@ -40,6 +40,8 @@ from planner.request.capacity import (
     resolve_capacity_frontier,
     resolve_capacity_serve,
     resolve_capacity_train,
+    serve_intervals,
+    train_intervals,
 )
 from planner.request.fields import field_info
 
@@ -197,7 +199,8 @@ def serve(
     unique, index = dedupe_tasks(all_tasks)
     found = _run_tasks(run_serve_task, unique, executor, workers, ray_address, _wants_progress(json_out), "searching layouts")
     results = expand_results(all_tasks, index, found)
-    answers = {t.qps: summarize_serve(archs, t, all_tasks[a:b], results[a:b], unsupported)
+    answers = {t.qps: serve_intervals(summarize_serve(archs, t, all_tasks[a:b], results[a:b], unsupported), devices,
+                                      search.runtime)
                for t, (a, b) in zip(targets, spans)}
     shown = [answers[q] for q in loads]
     if csv_path is not None:
@@ -226,7 +229,9 @@ def _serve_rows(answers: dict) -> list[dict]:
             row = {"qps": q, "rank": rank, "engine": h.engine, "hardware": h.hardware, "supported": True,
                    "meets_slo": h.best is not None}
             if o is not None:
-                row.update({k: v for k, v in o.to_dict().items() if k not in ("hardware", "engine", "models", "failures")})
+                row.update({k: v for k, v in o.to_dict().items()
+                            if k not in ("hardware", "engine", "models", "failures", "uncertainty")})
+                row.update(_band_columns(o))
                 row["failures"] = "; ".join(o.failures)
             if h.separate_devices is not None:
                 row["separate_devices"] = h.separate_devices
@@ -289,8 +294,8 @@ def _print_serve(ans) -> None:
             f"tp{o.tp}·pp{o.pp} × {o.replicas}",
             f"{o.weights} / {o.activations} / {o.kv}",
             str(o.max_batch),
-            f"{human_time(o.ttft_p50_s)} / {human_time(o.ttft_p95_s)}",
-            f"{human_time(o.tpot_p50_s)} / {human_time(o.tpot_p95_s)}",
+            f"{human_time(o.ttft_p50_s)} / {human_time(o.ttft_p95_s)}{_band(o, 'ttft_p95_s', human_time)}",
+            f"{human_time(o.tpot_p50_s)} / {human_time(o.tpot_p95_s)}{_band(o, 'tpot_p95_s', human_time)}",
             "-" if o.usd_per_hour is None else f"{o.usd_per_hour:,.2f}",
             "-" if o.usd_per_million_tokens is None else f"{o.usd_per_million_tokens:,.3f}",
         ]
@@ -308,6 +313,7 @@ def _print_serve(ans) -> None:
         tab.add_row("-", p.engine or "-", p.device.id, "-", "not supported", *(["-"] * (len(cols) - 6)),
                     "[red]no[/]: " + escape(p.reason))
     console.print(tab)
+    console.print(BANDS_NOTE)
     if ans.serving == "disaggregated":
         _print_disagg(ans)
 
@@ -348,6 +354,27 @@ def _print_disagg(ans) -> None:
 
 #: Integer columns that stay integers in a CSV whose rows may lack them (unsupported pairs).
 _INT_COLUMNS = ("rank", "tp", "pp", "replicas", "devices", "max_batch", "separate_devices", "disagg_devices")
+
+
+BANDS_NOTE = ("(a–b): p10–p90 of the cost model's out-of-sample error on published rows of the same kind; "
+              "* outside the validated region (no rows of that hardware class, engine class or batch regime)")
+
+
+def _band_columns(o) -> dict:
+    """CSV columns of a row's error bars: ``<field>_p10``, ``<field>_p90`` and ``validated``."""
+    u = o.uncertainty
+    if u is None:
+        return {}
+    cols = {f"{k}_{q}": getattr(i, q) for k, i in u.intervals.items() for q in ("p10", "p90")}
+    return {**cols, "validated": u.validated}
+
+
+def _band(o, name: str, fmt) -> str:
+    """`` (lo–hi)`` of a capacity row's figure (``*`` outside the validated region), else ``""``."""
+    i = None if o is None or o.uncertainty is None else o.uncertainty.get(name)
+    if i is None:
+        return ""
+    return f" ({fmt(i.p10)}–{fmt(i.p90)}{'' if i.validated else '*'})"
 
 
 def _write_csv(rows: list[dict], path: Path) -> None:
@@ -539,12 +566,14 @@ def train(
         spans.append((len(all_tasks), len(all_tasks) + len(ts)))
         all_tasks.extend(ts)
     results = _run_tasks(run_train_task, all_tasks, executor, workers, ray_address, _wants_progress(json_out), "searching layouts")
-    answers = [summarize_train(arch, dev, target, results[a:b]) for (dev, target), (a, b) in zip(pairs, spans)]
+    answers = [train_intervals(summarize_train(arch, dev, target, results[a:b]), dev, engine)
+               for (dev, target), (a, b) in zip(pairs, spans)]
     feasible = sorted((a for a in answers if a.feasible), key=lambda a: (a.best.usd_per_hour if a.best.usd_per_hour is not None else math.inf, a.best.devices))
     infeasible = [a for a in answers if not a.feasible]
     ranked = feasible + infeasible
     if csv_path is not None:
-        rows = [{"hardware": a.hardware, **o.to_dict(tokens)} for a in answers for o in a.frontier]
+        rows = [{"hardware": a.hardware, **{k: v for k, v in o.to_dict(tokens).items() if k != "uncertainty"}, **_band_columns(o)}
+                for a in answers for o in a.frontier]
         _write_csv(rows, csv_path)
     if plot_path is not None:
         _plot_train(answers, plot_path)
@@ -580,14 +609,15 @@ def _print_train(answers) -> None:
             f"{o.tp}·{o.pp}·{o.dp}",
             f"{o.micro_batch} / {o.global_batch}",
             f"{o.recompute} / {o.zero}",
-            human_time(o.step_time_s),
+            human_time(o.step_time_s) + _band(o, "step_time_s", human_time),
             f"{o.tokens_per_s:,.0f}",
             f"{100 * o.mfu:.1f}%",
             f"{human_bytes(o.memory_per_device_bytes)} of {human_bytes(o.device_capacity_bytes)}",
-            f"{d['days']:.1f}",
+            f"{d['days']:.1f}" + _band(o, "days", lambda x: f"{x:.1f}"),
             "-" if d.get("usd_total") is None else f"{d['usd_total']:,.0f}",
         )
     console.print(tab)
+    console.print(BANDS_NOTE)
 
 
 def _plot_train(answers, path: Path) -> None:

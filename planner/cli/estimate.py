@@ -136,14 +136,15 @@ def _print_inference(est, per_op: bool) -> None:
     t.add_row("engine", est.engine or "-")
     t.add_row("formats", f"weights {c.weights}, activations {c.activations}, kv {c.kv}, {c.sparsity}")
     t.add_row("batch / prompt / gen", f"{est.serving.batch} / {est.serving.prompt} / {est.serving.gen}")
-    t.add_row("TTFT (prefill)", f"{human_time(est.ttft_s)}  " + escape(f"[{est.prefill.bound}-bound]"))
+    u = est.uncertainty
+    t.add_row("TTFT (prefill)", f"{human_time(est.ttft_s)}{_band(u, 'ttft_s', human_time)}  " + escape(f"[{est.prefill.bound}-bound]"))
     if est.decode is not None:
-        t.add_row("TPOT (decode, avg)", f"{human_time(est.tpot_s)}  " + escape(f"[{est.decode.bound}-bound]"))
-    t.add_row("latency per request", human_time(est.latency_s))
+        t.add_row("TPOT (decode, avg)", f"{human_time(est.tpot_s)}{_band(u, 'tpot_s', human_time)}  " + escape(f"[{est.decode.bound}-bound]"))
+    t.add_row("latency per request", human_time(est.latency_s) + _band(u, "latency_s", human_time))
     if est.output_tokens_per_s:
-        t.add_row("output tokens/s (system)", f"{est.output_tokens_per_s:,.1f}")
-    t.add_row("prefill tokens/s", f"{est.prefill_tokens_per_s:,.1f}")
-    t.add_row("samples/s", f"{est.samples_per_s:,.2f}")
+        t.add_row("output tokens/s (system)", f"{est.output_tokens_per_s:,.1f}" + _band(u, "output_tokens_per_s", _rate))
+    t.add_row("prefill tokens/s", f"{est.prefill_tokens_per_s:,.1f}" + _band(u, "prefill_tokens_per_s", _rate))
+    t.add_row("samples/s", f"{est.samples_per_s:,.2f}" + _band(u, "samples_per_s", _rate))
     t.add_row("weights (total)", human_bytes(m.weights_bytes))
     t.add_row("KV cache (total)", human_bytes(m.kv_cache_bytes))
     t.add_row("KV cache (per device)", human_bytes(sum(tu.kv_cache_bytes for tu in m.tiers)))
@@ -163,6 +164,7 @@ def _print_inference(est, per_op: bool) -> None:
     console.print(t)
     for n in est.notes:
         console.print(f"note: {n}")
+    _print_validity(u)
     if per_op:
         for ph in (est.prefill, est.decode):
             if ph is None:
@@ -190,11 +192,12 @@ def _print_training(est) -> None:
     t.add_column("metric")
     t.add_column("value", justify="right")
     t.add_row("engine", d.get("engine") or "-")
-    t.add_row("step time", human_time(d["step_time_s"]))
-    t.add_row("tokens/s", f"{d['tokens_per_s']:,.0f}")
+    u = est.uncertainty
+    t.add_row("step time", human_time(d["step_time_s"]) + _band(u, "step_time_s", human_time))
+    t.add_row("tokens/s", f"{d['tokens_per_s']:,.0f}" + _band(u, "tokens_per_s", _rate))
     t.add_row("tokens/s per device", f"{d['tokens_per_s_per_device']:,.0f}")
     t.add_row("model FLOP/s per device", human_num(d["model_flops_per_s_per_device"]))
-    t.add_row("MFU / HFU", f"{d['mfu'] * 100:.1f}% / {d['hfu'] * 100:.1f}%")
+    t.add_row("MFU / HFU", f"{d['mfu'] * 100:.1f}% / {d['hfu'] * 100:.1f}%" + _band(u, "mfu", lambda x: f"{100 * x:.1f}%"))
     for k in ("compute_s", "tp_comm_s", "cp_comm_s", "pp_comm_s", "pp_bubble_s", "dp_exposed_s", "ep_comm_s", "optimizer_s"):
         if d.get(k):
             t.add_row(f"  {k.removesuffix('_s').replace('_', ' ')}", human_time(d[k]))
@@ -203,6 +206,34 @@ def _print_training(est) -> None:
         t.add_row(k.replace("_bytes", "").replace("_", " "), human_bytes(mem[k]))
     t.add_row("fits", "yes" if mem["fits"] else "[red]no[/]")
     console.print(t)
+    _print_validity(u)
+
+
+def _rate(x: float) -> str:
+    return f"{x:,.1f}" if x < 100 else f"{x:,.0f}"
+
+
+def _band(u, name: str, fmt) -> str:
+    """`` (p10–p90 95 ms–140 ms)`` for an estimate field with an interval, else ``""``."""
+    i = None if u is None else u.get(name)
+    if i is None:
+        return ""
+    mark = "" if i.validated else "*"
+    return f" (p10–p90 {fmt(i.p10)}–{fmt(i.p90)}{mark})"
+
+
+def _print_validity(u) -> None:
+    """Where the error bars come from, and what lies outside the validated region."""
+    if u is None:
+        return
+    if u.validated:
+        console.print("error bars: p10–p90 of the cost model's out-of-sample error on published rows of the same kind "
+                      f"({u.hardware_class}, {u.engine_class} engines, batch {u.regime})")
+        return
+    console.print("error bars: p10–p90 of the cost model's out-of-sample error on published rows; [yellow]* outside the "
+                  "validated region[/], the range is that of a coarser group of rows:")
+    for n in u.notes:
+        console.print(f"  {escape(n)}")
 
 
 def register(app: typer.Typer) -> None:

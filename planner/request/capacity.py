@@ -34,7 +34,8 @@ from planner.request.fields import (
 
 __all__ = ["CAPACITY_CLI_ALIASES", "CapacityFrontierRequest", "CapacityServeRequest", "CapacityTrainRequest",
            "engine_ids", "resolve_capacity_frontier", "resolve_capacity_serve", "resolve_capacity_train",
-           "run_capacity_frontier", "run_capacity_serve", "run_capacity_train", "serve_pairs"]
+           "run_capacity_frontier", "run_capacity_serve", "run_capacity_train", "serve_intervals", "serve_pairs",
+           "train_intervals"]
 
 CAPACITY_CLI_ALIASES = {"ttft_slo_s": "--ttft-slo", "tpot_slo_s": "--tpot-slo"}
 SERVING_MODES = ("aggregated", "disaggregated")
@@ -374,7 +375,7 @@ def run_capacity_serve(req: CapacityServeRequest, *, deadline: Deadline | None =
 
     deadline = _deadline(req, deadline)
     archs, devices, targets, search = resolve_capacity_serve(req)
-    ans = plan_serving(archs, devices, targets[0], search, deadline=deadline)
+    ans = serve_intervals(plan_serving(archs, devices, targets[0], search, deadline=deadline), devices, search.runtime)
     if not ans.feasible:
         raise _infeasible(*serve_infeasible_message(ans))
     return ans
@@ -405,8 +406,62 @@ def run_capacity_train(req: CapacityTrainRequest, *, deadline: Deadline | None =
 
     deadline = _deadline(req, deadline)
     arch, pairs = resolve_capacity_train(req)
-    answers = [plan_training(arch, dev, target, deadline=deadline) for dev, target in pairs]
+    answers = [train_intervals(plan_training(arch, dev, target, deadline=deadline), dev, req.engine)
+               for dev, target in pairs]
     if not any(a.feasible for a in answers):
         best = max(answers, key=lambda a: a.fastest.tokens_per_s if a.fastest else -1.0)
         raise _infeasible(*train_infeasible_message(best))
     return answers
+
+
+# ---------------------------------------------------------------------------
+# Error bars per row (planner.uncertainty)
+# ---------------------------------------------------------------------------
+
+
+def serve_intervals(ans: Any, pairs: Any, runtime: str) -> Any:
+    """``ans`` (a ``ServeAnswer``) with every row's p10-p90 error bars: TTFT and TPOT of the
+    row's hardware class and engine class (the engine its (engine, hardware) pair priced, with
+    that pair's runtime) at its batch. Disaggregated pools carry none."""
+    from dataclasses import replace
+
+    from planner import uncertainty as u
+
+    ok = [p for p in pairs if not p.reason]
+    by_key = {(p.engine, p.device.id): p for p in ok}
+    by_hw = {p.device.id: p for p in ok}
+
+    def band(o: Any, engine: str) -> Any:
+        p = None if o is None else by_key.get((o.engine or engine, o.hardware)) or by_hw.get(o.hardware)
+        if p is None:
+            return o
+        rt = (p.setup.runtime if p.setup is not None else None) or runtime
+        eng = u.engine_class(p.setup.engine if p.setup is not None else p.engine, rt)
+        return replace(o, uncertainty=u.uncertainty_of(o, u.SERVE_OPTION_QUANTITIES, hardware_class=p.device.device_class,
+                                                      eng_class=eng, regime=u.batch_regime(o.max_batch)))
+
+    ranked = tuple(replace(h, best=band(h.best, h.engine), closest=band(h.closest, h.engine)) for h in ans.ranked)
+    return replace(ans, ranked=ranked)
+
+
+def train_intervals(ans: Any, device: Any, engine: Any) -> Any:
+    """``ans`` (a ``TrainAnswer``) with every row's p10-p90 error bars (step time, tokens/s,
+    MFU and the days to train the target tokens)."""
+    from dataclasses import replace
+
+    from planner import uncertainty as u
+
+    eng = u.engine_class(resolve_engine(engine, device, training=True).engine, "graph")
+    tokens = ans.target.tokens
+    done: dict[int, Any] = {}
+
+    def band(o: Any) -> Any:
+        if o is None:
+            return None
+        if id(o) not in done:
+            done[id(o)] = replace(o, uncertainty=u.uncertainty_of(
+                o, u.TRAIN_OPTION_QUANTITIES, hardware_class=device.device_class, eng_class=eng,
+                regime=u.batch_regime(None, "training"), extra={"days": o.days_for(tokens)}))
+        return done[id(o)]
+
+    return replace(ans, best=band(ans.best), fastest=band(ans.fastest), frontier=tuple(band(o) for o in ans.frontier))

@@ -284,9 +284,19 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
         serving = replace(serving, batch=max(b, 1))
     est = estimate_inference(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
     est = replace(est, engine=r.engine.engine, notes=(*est.notes, _engine_note(r.engine)))
+    est = replace(est, uncertainty=_uncertainty(est, r.device, r.engine.engine, r.options.runtime, training=False))
     if require_fit and not est.memory.fits:
         raise inference_does_not_fit(replace(r, serving=serving), est)
     return est
+
+
+def _uncertainty(est: Any, device: Any, engine: str, runtime: str, *, training: bool) -> Any:
+    """The p10-p90 error bars of ``est`` from published measurements of the same kind
+    (:mod:`planner.uncertainty`): every estimate result carries them."""
+    from planner import uncertainty as u
+
+    fn = u.training_uncertainty if training else u.inference_uncertainty
+    return fn(est, device.device_class, u.engine_class(engine, runtime))
 
 
 def _engine_note(sup: Any) -> str:
@@ -370,6 +380,7 @@ def _run_training(req: TrainingRequest, require_fit: bool = True):
 
     arch, dev, cfg, sup = resolve_training(req)
     est = replace(estimate_training(arch, dev, cfg), engine=sup.engine)
+    est = replace(est, uncertainty=_uncertainty(est, dev, sup.engine, cfg.runtime, training=True))
     if require_fit and not est.memory.fits:
         raise training_does_not_fit(arch, dev, cfg, est, given=given_fields(req))
     return est

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hwmodels import load_device
 from planner.arch import load_arch
 from planner.capacity import DEFAULT_FORMATS, ServeTarget, plan_serving
-from planner.request.capacity import serve_pairs
+from planner.request.capacity import serve_intervals, serve_pairs
 from planner.cli.common import clean_json
 from conftest import job_result
 
@@ -19,9 +19,13 @@ def test_capacity_matches_the_planner(client):
     pairs = serve_pairs((None,), [load_device("l4"), load_device("h100-sxm")], DEFAULT_FORMATS, "bf16",
                         given_formats=False, given_kv=False, runtime=None)
     assert [p.engine for p in pairs] == ["vllm", "vllm"]
-    expect = plan_serving([load_arch("llama-3.1-8b")], pairs,
-                          ServeTarget(qps=5, prompt=512, gen=128, ttft_slo_s=1.0, tpot_slo_s=0.05)).to_dict()
+    expect = serve_intervals(plan_serving([load_arch("llama-3.1-8b")], pairs,
+                                          ServeTarget(qps=5, prompt=512, gen=128, ttft_slo_s=1.0, tpot_slo_s=0.05)),
+                             pairs, "graph").to_dict()
     assert got == clean_json(expect) and got["status"] == "complete"
+    best = got["hardware"][0]["best"]
+    band = best["uncertainty"]["intervals"]["ttft_p95_s"]
+    assert band["value"] == best["ttft_p95_s"] and band["p10"] < band["value"] * 2 and band["p90"] > band["value"] / 2
     assert got["feasible"] and {h["hardware"] for h in got["hardware"]} == {"l4", "h100-sxm"}
 
 

@@ -30,7 +30,11 @@ def test_inference_matches_the_cost_model(client):
     want = clean_json(est.to_dict(ops=False))
     want["engine"] = "vllm"
     assert r.json()["notes"][-1].startswith("engine vllm: 1.50 GiB")
-    assert {**r.json(), "notes": want["notes"]} == want
+    # the request layer adds the p10-p90 error bars of the same figures (planner.uncertainty)
+    got_bands = r.json()["uncertainty"]["intervals"]
+    assert got_bands["ttft_s"]["value"] == pytest.approx(est.ttft_s)
+    assert got_bands["tpot_s"]["p10"] < est.tpot_s * 1.5 and got_bands["tpot_s"]["p90"] > est.tpot_s / 1.5
+    assert {**r.json(), "notes": want["notes"], "uncertainty": None} == want
     for key in ("ttft_s", "tpot_s", "latency_s", "output_tokens_per_s", "prefill_tokens_per_s", "samples_per_s",
                 "energy_j_per_token", "usd_per_million_tokens"):
         assert key in r.json()

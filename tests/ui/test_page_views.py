@@ -189,6 +189,25 @@ def test_cli_command_and_curl_give_the_numbers_the_page_shows(page, server, vp):
     assert fmt_time(json.loads(run.stdout)["ttft_s"]) == ttft
 
 
+def test_estimate_shows_the_error_bars_the_api_gives(page, server, vp):
+    if vp == "phone":
+        pytest.skip("one viewport is enough for the ranges")
+    ready(page, "#estimate?model=llama-3.2-1b&hardware=l4&batch=4&gen=64")
+    expect(page.locator("#estimate-result")).to_have_attribute("data-count", "1")
+    page.click("#estimate-result .commands summary")
+    curl = page.locator("#estimate-result .cmd-curl").inner_text()
+    out = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, check=False, timeout=60)
+    u = json.loads(out.stdout)["uncertainty"]
+    for name, key in (("Time to first token", "ttft_s"), ("Time per output token", "tpot_s"), ("Request latency", "latency_s")):
+        i = u["intervals"][key]
+        want = f"p10–p90 {fmt_time(i['p10'])} – {fmt_time(i['p90'])}{'' if i['validated'] else '*'}"
+        expect(page.locator(f'#estimate-result .card[data-card="{name}"] .range')).to_have_text(want)
+    notes = page.locator("#estimate-result .band-notes")
+    expect(notes).to_contain_text("out-of-sample error")
+    for n in u["notes"]:
+        expect(notes).to_contain_text(n)
+
+
 # ------------------------------------------------------------------------------ roofline
 
 
