@@ -9,6 +9,7 @@ Status codes: 400 malformed request, 401 missing/wrong API key, 404 unknown id,
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hwmodels.errors import TierwiseError
+from hwmodels.errors import TierwiseError, close_ids
 
 log = logging.getLogger("tierwise.api")
 
@@ -69,18 +70,60 @@ def _loc_to_field(loc: tuple | list) -> str | None:
     return ".".join(parts) or None
 
 
-def _describe(err: dict) -> str:
+def _body_fields(request: Request | None) -> list[str]:
+    """The top-level fields the route's JSON body accepts (none when it has no model body)."""
+    route = request.scope.get("route") if request is not None else None
+    model = getattr(getattr(getattr(route, "body_field", None), "field_info", None), "annotation", None)
+    return list(getattr(model, "model_fields", None) or {})
+
+
+def _catalog_ids(field: str) -> list[str]:
+    """The catalog's ids for an id field ('VLLM' fails the id pattern before any lookup)."""
+    if field == "engine":
+        from planner.engines import list_engines
+
+        return list_engines()
+    if field == "hardware":
+        from hwmodels import list_devices
+
+        return list_devices()
+    from planner.arch import list_models
+
+    return list_models()
+
+
+def _suggestions(err: dict, request: Request | None) -> list[str]:
+    """Close spellings for a mistyped field name or choice ('bacth' → batch, 'vlm' → vllm)."""
+    loc, kind, given = tuple(err.get("loc", ())), err.get("type"), err.get("input")
+    if kind == "extra_forbidden" and len(loc) == 2 and loc[0] == "body":
+        typed, known = str(loc[1]), _body_fields(request)
+    elif kind in ("literal_error", "enum") and isinstance(given, str) and given.strip():
+        typed, known = given, re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+    elif kind == "string_pattern_mismatch" and isinstance(given, str) and loc[-1:] in (("model",), ("hardware",),
+                                                                                      ("engine",)):
+        typed, known = given, _catalog_ids(loc[-1])
+    else:
+        return []
+    return [k for k in close_ids(typed, known, n=3) if k != typed]
+
+
+def _describe(err: dict, suggestions: list[str] = ()) -> str:
     field = _loc_to_field(err.get("loc", ()))
     msg = err.get("msg", "invalid value")
+    close = ", ".join(repr(s) for s in suggestions)
     if err.get("type") == "extra_forbidden":
+        if close:
+            return f"unknown field '{field}' (did you mean {close}?); rename or remove it (see /docs for the accepted fields)"
         return f"unknown field '{field}'; remove it (see /docs for the accepted fields)"
+    hint = f"; did you mean {close}?" if close else ""
     if err.get("type") == "missing":
         return f"field '{field}' is required"
     got = err.get("input")
     shown = repr(got)
     if len(shown) > 80:
         shown = shown[:77] + "..."
-    return f"field '{field}': {msg}; got {shown}" if field else f"{msg}; got {shown}"
+    text = f"field '{field}': {msg}; got {shown}" if field else f"{msg}; got {shown}"
+    return text + hint
 
 
 def map_exception(exc: BaseException) -> ApiError | None:
@@ -116,8 +159,10 @@ def install(app: FastAPI) -> None:
                               headers=getattr(mapped, "headers", None))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # A mistyped field name is reported first: the "missing" error of the field it was
+        # meant to be ('ttft_slo' for ttft_slo_s) is its consequence.
+        errors = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")
         first = errors[0] if errors else {}
         details = [{"field": _loc_to_field(e.get("loc", ())), "message": e.get("msg")} for e in errors[:20]]
         if first.get("type") == "json_invalid":
@@ -126,7 +171,10 @@ def install(app: FastAPI) -> None:
             got = "nothing" if first.get("type") == "missing" else f"{type(first.get('input')).__name__} {str(first.get('input'))[:60]!r}"
             return error_response(422, "invalid_body", "the request body must be a JSON object (Content-Type: application/json) "
                                   f"with the fields listed at /docs; got {got}", None)
-        return error_response(422, "invalid_field", _describe(first), _loc_to_field(first.get("loc", ())), details)
+        close = _suggestions(first, request)
+        if close and details:
+            details[0]["suggestions"] = close
+        return error_response(422, "invalid_field", _describe(first, close), _loc_to_field(first.get("loc", ())), details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -5,6 +5,7 @@ plan solves, exports. Routes stay thin; planner errors become :class:`ApiError` 
 from __future__ import annotations
 
 import difflib
+import re
 import functools
 import json
 import threading
@@ -126,6 +127,13 @@ class Catalog:
 
 
 def _suggest(id: str, known: list[str]) -> list[str]:
+    """Close ids: the same one up to case and punctuation alone ('Llama-3.1-8B'), else those
+    that start with it, then spelling neighbours."""
+    from hwmodels.errors import close_ids
+
+    exact = close_ids(id, known, n=1)
+    if exact and re.sub(r"[^a-z0-9]", "", exact[0]) == re.sub(r"[^a-z0-9]", "", id.lower()):
+        return exact
     prefix = [k for k in known if id and k.startswith(id.lower())]
     return (prefix + [k for k in difflib.get_close_matches(id, known, n=5, cutoff=0.6) if k not in prefix])[:6]
 

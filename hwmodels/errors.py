@@ -117,6 +117,8 @@ class TierwiseError(Exception):
             shown = render_field(m.group(1), style, aliases)
             return shown if style == "cli" else f"'{shown}'"
 
+        if style == "cli" and aliases is None:
+            aliases = getattr(self, "aliases", None)  # set by the command line's error translation
         text = _TOKEN.sub(sub, self.template)
         # (Not for "nothing is feasible": the whole request is at fault, its field is a hint.)
         if (style in ("cli", "rest") and self.field and self.kind != "infeasible"
@@ -199,6 +201,27 @@ class ProfileError(TierwiseError, ValueError):
 
 _LIST_COMMANDS = {"hardware": "tierwise hardware list", "model": "tierwise models list",
                   "engine": "tierwise engines list"}
+
+
+def close_ids(typed: Any, known: list[str], n: int = 5) -> list[str]:
+    """Known ids close to ``typed``, best first: the same id up to case and punctuation
+    ('VLLM', 'TRT-LLM' → vllm, trtllm), then ids that start with or contain it, then
+    spelling neighbours (difflib)."""
+    import difflib
+
+    def norm(x: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", x.lower())
+
+    needle = str(typed).strip().lower()
+    squashed = norm(needle)
+    same = [k for k in known if squashed and norm(k) == squashed]
+    if same:  # 'VLLM' means vllm: no spelling neighbours beside it
+        return same[:n]
+    prefix = [k for k in known if needle and k.startswith(needle) and k not in same]
+    contains = [k for k in known if needle and needle in k and k not in same + prefix]
+    seen = same + prefix + contains
+    close = [k for k in difflib.get_close_matches(needle, known, n=n, cutoff=0.5) if k not in seen]
+    return (seen + close)[:n]
 
 
 class UnknownIdError(TierwiseError, LookupError):

@@ -61,6 +61,11 @@ def _yaml12_float(value: Any) -> Any:
     return value
 
 
+#: The largest number a profile field takes, in the field's own unit (GB, TFLOP/s, W, ...):
+#: far above any device, and small enough that unit conversions cannot overflow to inf.
+_LARGEST = 1e18
+
+
 class _Reader:
     """Reads one mapping of a profile; every error names the file and the dotted field."""
 
@@ -106,6 +111,8 @@ class _Reader:
             raise self.error(key, "a number >= 0", value)
         if at_most is not None and value > at_most:
             raise self.error(key, f"a number in (0, {at_most:g}]", value)
+        if value > _LARGEST:  # so that converted units (GB → bytes, TFLOP/s → FLOP/s) stay finite
+            raise self.error(key, f"a number at most {_LARGEST:g} (in the field's own unit)", value)
         return float(value)
 
     def integer(self, key: str, *, minimum: int = 0, default: int | None = None) -> int:

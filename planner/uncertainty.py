@@ -65,9 +65,11 @@ __all__ = [
     "bucket_chain",
     "build_table",
     "engine_class",
+    "inference_speedup_caps",
     "inference_uncertainty",
     "load_table",
     "lookup",
+    "phase_speedup_cap",
     "training_uncertainty",
     "uncertainty_for",
     "uncertainty_of",
@@ -363,12 +365,28 @@ def _resolve_shipped(category: str, hw: str, eng: str, regime: str) -> tuple[Any
     return _resolve(load_table(), category, hw, eng, regime)
 
 
+def _capped(value: float, kind: str, lo: float, hi: float, cap: float | None) -> tuple[float, float, bool]:
+    """Clip ``[lo, hi]`` so that the figure is never more than ``cap`` times faster than
+    estimated (``cap`` = estimated time / physical floor): a band from other setups' residuals
+    must not promise a time below the bytes the device has to move."""
+    if cap is None or not math.isfinite(cap) or cap <= 0:
+        return lo, hi, False
+    if kind == "time":
+        floor = value / cap
+        return max(lo, floor), max(hi, floor), lo < floor
+    ceiling = value * cap
+    return min(lo, ceiling), min(hi, ceiling), hi > ceiling
+
+
 def uncertainty_for(values: Mapping[str, float | None], quantities: Mapping[str, tuple[str, str]], *, hardware_class: str,
-                    eng_class: str, regime: str, table: Mapping[str, Any] | None = None) -> Uncertainty:
+                    eng_class: str, regime: str, table: Mapping[str, Any] | None = None,
+                    speedup_caps: Mapping[str, float] | None = None) -> Uncertainty:
     """Intervals of ``values`` (estimate field → figure; ``None``, zero or non-finite figures
-    get none) with the kind of each field in ``quantities``; ``table``: the shipped one when None."""
+    get none) with the kind of each field in ``quantities``; ``table``: the shipped one when None.
+    ``speedup_caps`` (category → estimated time / physical floor) clips each band at the floor."""
     out: dict[str, Interval] = {}
     notes: list[str] = []
+    clipped: list[str] = []
     for name, (category, kind) in quantities.items():
         value = values.get(name)
         if value is None or not math.isfinite(value) or value <= 0:
@@ -383,7 +401,13 @@ def uncertainty_for(values: Mapping[str, float | None], quantities: Mapping[str,
         if note and note not in notes:
             notes.append(note)
         lo, hi = _range(value, kind, b)
+        lo, hi, hit = _capped(value, kind, lo, hi, (speedup_caps or {}).get(category))
+        if hit:
+            clipped.append(name)
         out[name] = Interval(name, category, value, lo, hi, key, int(b["rows"]), note is None)
+    if clipped:
+        notes.append("the faster end of " + ", ".join(clipped) + " is clipped at the physical floor "
+                     "(bytes moved / rated bandwidth of each memory tier)")
     validated = bool(out) and all(i.validated for i in out.values())
     if not out:
         notes.append("no published rows of this kind: no interval")
@@ -400,20 +424,42 @@ def _read(obj: Any, dotted: str) -> float | None:
 
 def uncertainty_of(obj: Any, quantities: Mapping[str, tuple[str, str]], *, hardware_class: str, eng_class: str,
                    regime: str, extra: Mapping[str, float | None] | None = None,
-                   table: Mapping[str, Any] | None = None) -> Uncertainty:
+                   table: Mapping[str, Any] | None = None, speedup_caps: Mapping[str, float] | None = None) -> Uncertainty:
     """Intervals of the ``quantities`` read off ``obj`` (an estimate or a capacity row), plus
     ``extra`` figures computed by the caller (they override attributes of the same name)."""
     values = {name: _read(obj, name) for name in quantities}
     values.update(extra or {})
     return uncertainty_for(values, quantities, hardware_class=hardware_class, eng_class=eng_class, regime=regime,
-                           table=table)
+                           table=table, speedup_caps=speedup_caps)
 
 
-def inference_uncertainty(est: Any, hardware_class: str, eng_class: str, table: Mapping[str, Any] | None = None) -> Uncertainty:
-    """Intervals of an ``InferenceEstimate``'s times, throughputs and memory per device."""
+def phase_speedup_cap(phase: Any, bandwidth: Mapping[str, float]) -> float | None:
+    """Estimated time of ``phase`` (a ``PhaseCost``) over its physical floor, the longest time
+    any memory tier needs to move its bytes at the tier's rated bandwidth; None without bytes."""
+    if phase is None or not phase.time_s or phase.time_s <= 0:
+        return None
+    floor = max((b / bandwidth[t] for t, b in phase.bytes_by_tier.items() if bandwidth.get(t)), default=0.0)
+    return phase.time_s / floor if floor > 0 else None
+
+
+def inference_speedup_caps(est: Any, bandwidth: Mapping[str, float]) -> dict[str, float]:
+    """category → how much faster than estimated the figure could physically be."""
+    caps = {"prefill": phase_speedup_cap(est.prefill, bandwidth), "decode": phase_speedup_cap(est.decode, bandwidth)}
+    known = [c for c in caps.values() if c is not None]
+    # A request's latency is at least the sum of its phases' floors, so no more than the larger
+    # of the two phases' caps faster than estimated.
+    caps["throughput"] = max(known) if len(known) == 2 else None
+    return {k: v for k, v in caps.items() if v is not None}
+
+
+def inference_uncertainty(est: Any, hardware_class: str, eng_class: str, table: Mapping[str, Any] | None = None,
+                          bandwidth: Mapping[str, float] | None = None) -> Uncertainty:
+    """Intervals of an ``InferenceEstimate``'s times, throughputs and memory per device;
+    ``bandwidth`` (tier name → bytes/s) clips them at the physical floor."""
     none = {"tpot_s": None, "decode_tokens_per_s": None} if est.decode is None else {}  # encoders, CNNs
+    caps = inference_speedup_caps(est, bandwidth) if bandwidth else None
     return uncertainty_of(est, INFERENCE_QUANTITIES, hardware_class=hardware_class, eng_class=eng_class,
-                          regime=batch_regime(est.serving.batch), extra=none, table=table)
+                          regime=batch_regime(est.serving.batch), extra=none, table=table, speedup_caps=caps)
 
 
 def training_uncertainty(est: Any, hardware_class: str, eng_class: str, table: Mapping[str, Any] | None = None) -> Uncertainty:

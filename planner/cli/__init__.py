@@ -181,7 +181,14 @@ def _usage_error(exc: BaseException, argv: list[str]) -> int:
     return EXIT_BAD_INPUT
 
 
+#: Fields that are positional arguments on the command line, not ``--flags``: a plan file
+#: (``tierwise export PLAN``, ``plan show``, ``validate``) is named as the argument it is.
+POSITIONAL_FIELDS = {"path": "PLAN"}
+
+
 def _user_error(exc: TierwiseError, argv: list[str]) -> int:
+    if exc.field in POSITIONAL_FIELDS and not getattr(exc, "aliases", None):
+        exc.aliases = POSITIONAL_FIELDS
     message = exc.render("cli")
     if _wants_json(argv):
         emit_json({"error": {"code": exc.code, "message": message, "field": exc.field, "details": exc.details,

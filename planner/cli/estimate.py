@@ -123,6 +123,8 @@ def cli_errors(aliases: Mapping[str, str] | None = None) -> Iterator[None]:
     except TierwiseError as exc:
         for name, flag in (aliases or {}).items():
             exc.template = exc.template.replace("{@" + name + "}", flag)
+        if aliases:  # so that a message naming ``--ttft-slo`` is not prefixed ``--ttft-slo-s:``
+            exc.aliases = {**getattr(exc, "aliases", {}), **aliases}
         raise
 
 

@@ -22,7 +22,10 @@ def export(
     from planner.plan import load_plan, plan_to_dict
 
     if format.strip().lower() not in export_formats():
-        raise CliError(f"--format must be one of {', '.join(export_formats())}; got {format!r}", field="format")
+        from planner.request.fields import did_you_mean
+
+        raise CliError(f"--format must be one of {', '.join(export_formats())}; got {format!r}"
+                       f"{did_you_mean(format, export_formats())}", field="format")
     plan = load_plan(plan_file)
     d = plan_to_dict(plan)
     arch = dev = None

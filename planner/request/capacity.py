@@ -9,13 +9,12 @@ search serially (the CLI runs the same tasks in a process pool or on Ray).
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hwmodels.errors import TierwiseError
+from hwmodels.errors import TierwiseError, close_ids
 
 from planner.deadline import Deadline
 from planner.request.engine import ENGINE_HELP, canonical, resolve_engine
@@ -234,7 +233,7 @@ def engine_ids(value: Any) -> tuple[Any, ...]:
             raise bad("engine", "engine ids such as vllm, trtllm, sglang (a list, or comma separated)", value)
         x = x.strip()
         if x not in known and not (x.endswith((".yaml", ".yml")) and Path(x).is_file()):
-            close = difflib.get_close_matches(x, known, n=3, cutoff=0.5)
+            close = close_ids(x, known, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise TierwiseError(f"{{@engine}}: unknown engine id {x!r}{hint}; known engines: {', '.join(known)}",
                                 field="engine", kind="not_found", code="not_found",

@@ -25,9 +25,29 @@ def resolve_engine(value: Any, device: Any, *, training: bool) -> Any:
     ``EngineSupportError``; both name ``engine``."""
     from planner.engines import default_engine, load_engine, support
 
-    spec = default_engine(device, training=training) if value is None else load_engine(
-        value.strip() if isinstance(value, str) else value)
-    return support(spec, device)
+    from hwmodels.errors import UnknownIdError, close_ids
+
+    try:
+        spec = default_engine(device, training=training) if value is None else load_engine(
+            value.strip() if isinstance(value, str) else value)
+    except UnknownIdError as exc:  # suggest 'vllm' for 'VLLM' and 'trtllm' for 'TRT-LLM' too
+        raise UnknownIdError(exc.id, "engine", close_ids(exc.id, exc.known, n=3), known=exc.known) from None
+    found = support(spec, device)
+    if training and spec.kind != "training":
+        _not_a_training_engine(spec, device)
+    return found
+
+
+def _not_a_training_engine(spec: Any, device: Any) -> None:
+    """A serving or on-device engine named for a training step (vLLM runs no backward pass):
+    an ``EngineSupportError`` naming ``engine`` and the training engines on ``device``. (A
+    training engine for inference stays allowed: Megatron-Core has an inference path.)"""
+    from planner.engines import EngineSupportError, list_engines, load_engine
+
+    fits = [e for e in list_engines()
+            if load_engine(e).kind == "training" and load_engine(e).support(device) is not None]
+    raise EngineSupportError(f"{{@engine}}: {spec.name} ({spec.id}) is a {spec.kind} engine, not a training one; "
+                             f"training engines on {device.id}: {', '.join(fits) or 'none'}", field="engine")
 
 
 def canonical(name: str) -> str:

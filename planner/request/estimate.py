@@ -295,8 +295,10 @@ def _uncertainty(est: Any, device: Any, engine: str, runtime: str, *, training: 
     (:mod:`planner.uncertainty`): every estimate result carries them."""
     from planner import uncertainty as u
 
-    fn = u.training_uncertainty if training else u.inference_uncertainty
-    return fn(est, device.device_class, u.engine_class(engine, runtime))
+    if training:
+        return u.training_uncertainty(est, device.device_class, u.engine_class(engine, runtime))
+    bandwidth = {t.name: t.bandwidth_bytes_per_s for t in device.tiers}
+    return u.inference_uncertainty(est, device.device_class, u.engine_class(engine, runtime), bandwidth=bandwidth)
 
 
 def _engine_note(sup: Any) -> str:

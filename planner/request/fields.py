@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import difflib
 import functools
-import re
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
@@ -157,10 +157,21 @@ def check_bool(name: str, v: Any) -> bool:
     return v
 
 
+def did_you_mean(typed: Any, known: Iterable[str]) -> str:
+    """' (did you mean X?)' for a mistyped name close to known ones, else ''."""
+    from hwmodels.errors import close_ids
+
+    if not isinstance(typed, str) or not typed.strip():
+        return ""
+    close = [k for k in close_ids(typed, list(known), n=3) if k != typed]
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
 def check_choice(name: str, v: Any, choices: Iterable[str]) -> str:
     choices = list(choices)
     if not isinstance(v, str) or v not in choices:
-        raise bad(name, "one of " + ", ".join(choices), v)
+        raise TierwiseError(f"{{@{name}}} must be one of {', '.join(choices)}; got {describe_value(v)}"
+                            f"{did_you_mean(v, choices)}", field=name, code="invalid_field")
     return v
 
 
@@ -174,7 +185,9 @@ def check_format(name: str, v: Any, role: str) -> str:
     try:
         fmt = get_format(v)
     except ValueError as exc:
-        raise TierwiseError(f"{{@{name}}}: {exc}", field=name, code="invalid_format") from None
+        head, sep, rest = str(exc).partition(";")  # the suggestion before the long list of formats
+        hint = did_you_mean(v, [f.name for f in list_formats(role=role)])
+        raise TierwiseError(f"{{@{name}}}: {head}{hint}{sep}{rest}", field=name, code="invalid_format") from None
     if role not in fmt.roles:
         names = ", ".join(f.name for f in list_formats(role=role))
         raise TierwiseError(f"{{@{name}}} must be a format usable for {_ROLE_TEXT[role]} ({names}); got {v!r}",
@@ -233,8 +246,8 @@ def parse_size(name: str, v: Any) -> float:
             raise bad(name, "a size like 60GB, 24GiB or 1.5e9 (bytes)", v)
         unit = (m.group(2) or "").lower().rstrip("b")
         v = float(m.group(1)) * _SIZE_UNITS[unit]
-        if v <= 0:
-            raise bad(name, "a positive size", v)
+        if not 0 < v < math.inf:
+            raise bad(name, "a positive, finite size", v)
         return v
     return check_number(name, v)
 
@@ -246,8 +259,8 @@ def parse_duration(name: str, v: Any) -> float:
         if not m:
             raise bad(name, "a duration like 0.5, 500ms or 50us", v)
         v = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        if v <= 0:
-            raise bad(name, "a positive duration", v)
+        if not 0 < v < math.inf:
+            raise bad(name, "a positive, finite duration", v)
         return v
     return check_number(name, v)
 
