@@ -127,7 +127,9 @@ class TrainingRequest(_Common):
     interleave: int | None = opt("Interleaved pipeline chunks per device.", 1)
     optimizer: str | None = opt("adamw | adamw-8bit | adamw-fp8 | sgd.", "adamw", choices=OPTIMIZER_NAMES)
     finetune: str | None = opt("full | lora:RANK | qlora:RANK.", "full")
-    attention: str | None = opt("fused (FlashAttention) or unfused attention.", "fused", choices=("fused", "unfused"))
+    attention: str | None = opt("fused (the engine's FlashAttention kernel), unfused, or a named fused kernel "
+                                "(flash2, flash3, flash-triton).", "fused",
+                                choices=("fused", "unfused", "flash2", "flash3", "flash-triton"))
     grad_accumulation: str | None = opt("separate or fused gradient accumulation.", "separate",
                                         choices=("separate", "fused"))
     dropout: bool | None = opt("The model has dropout layers.", False)
@@ -397,7 +399,7 @@ def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
         sequence_parallel=v["sequence_parallel"], interleave=v["interleave"], optimizer=v["optimizer"],
         finetune=v["finetune"].strip().lower(), weights=v["weights"], activations=v["activations"],
         attention=v["attention"], dropout=v["dropout"], runtime=v["runtime"],
-        grad_accumulation=v["grad_accumulation"],
+        grad_accumulation=v["grad_accumulation"], engine=sup.engine,
     )
     return arch, dev, cfg, sup
 
