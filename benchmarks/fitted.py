@@ -11,6 +11,12 @@ Constants that look tunable but are sourced, and therefore not fitted here:
 
 * ``planner.collectives.LINK_EFFICIENCY`` (0.8): NCCL ring bus bandwidth over NVLink line rate
   from nccl-tests reports (8×H100 ~370/450 GB/s, 8×A100 ~200/300 GB/s), a microbenchmark.
+* the training kernel facts of ``planner.kernels_train``: FlashAttention fractions of the 16-bit
+  peak per kernel generation and architecture (FA2 and FA3 papers), SM counts (vendor
+  specifications), the BLAS tile set of the wave-quantization model (NVIDIA's matrix-multiplication
+  guide) and ``MODEL_SHAPE_FRACTION`` (0.85, the midpoint of the 80–90% of the MAMF that an
+  M-sweep at N = K = 4096 reaches per the mamf-finder README) — published microbenchmarks, none
+  chosen by comparison with the rows;
 * the hardware profiles' size-dependent efficiency curves (``compute_half_flops``,
   ``bandwidth_half_bytes``, ``kernel_overhead_us``): estimates with provenance ``estimate`` in
   each profile, not fitted on published rows. Exception: the ZCU102 profile's end-to-end DPU

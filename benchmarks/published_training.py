@@ -18,6 +18,13 @@ there are no per-row constants:
   PP>1": the smallest number of model chunks > 1 that divides the layers of a stage.
   The per-GPU "paper FLOP count" is recomputed with the paper's own formula
   ``96·B·s·l·h²·(1 + s/6h + V/16lh)`` over the predicted step time.
+  TP communication is not overlapped (``--tp-comm-overlap`` came to Megatron-LM in 2023).
+* llm-foundry MPT rows: PyTorch FSDP ``FULL_SHARD`` (ZeRO-3) through Composer, which reduce-scatters
+  every micro-batch (FSDP is not a DDP module, so Composer's ``ddp_sync_context`` applies no
+  ``no_sync``); bf16 parameters all-gathered (Composer 0.15 ``DEFAULT`` and ``PURE`` both set
+  ``param_dtype`` to the precision); the attention kernel the launcher states (``attn_impl: triton``,
+  FlashAttention in Triton); eager PyTorch modules (the launcher compiles nothing by default) whose
+  millisecond kernels hide the host's asynchronous launches, so no per-operator dispatch is charged.
 * PaLM (Chowdhery et al. 2022): 12-way tensor parallel × fully sharded data parallel
   (ZeRO-3), rematerialisation (full recompute), no dropout; MFU and HFU as reported.
 * ResNet-50 (NVIDIA DeepLearningExamples): AMP fp16, batch 256 per GPU (the launch
@@ -129,6 +136,10 @@ def training_config(row: dict) -> tuple[str, str, TrainingConfig] | None:
             activations="fp16",
             attention="unfused",
             dropout=True,
+            engine=row["engine_id"] or None,
+            # TP communication overlap (userbuffers, --tp-comm-overlap) arrived in Megatron-LM in 2023;
+            # the 2021/2022 runs computed and communicated in turn.
+            tp_comm_overlap=False,
         )
     if "fsdp" in engine and "full_shard" in engine:
         # PyTorch FSDP FULL_SHARD (ZeRO-3) data parallel with FlashAttention, as the row states;
@@ -143,7 +154,12 @@ def training_config(row: dict) -> tuple[str, str, TrainingConfig] | None:
             recompute="none" if "no activation checkpointing" in engine else "full",
             weights="bf16",
             activations="bf16",
-            attention="fused",
+            attention="flash-triton" if "triton" in engine else "fused",
+            # Eager PyTorch modules, but each kernel here runs for milliseconds: the host launches
+            # asynchronously ahead of the GPU, so the per-operator dispatch of the eager runtime
+            # (priced serially for inference's small kernels) is not on the critical path.
+            runtime="graph",
+            engine=row["engine_id"] or None,
         )
     if "pathways" in engine or "t5x" in engine:
         # 12-way model parallel × fully sharded data parallel (PaLM §4)

@@ -88,6 +88,7 @@ class Target:
     sparsity: tuple[str, ...]
     sources: tuple[str, ...]
     runtime: Mapping[str, Any] = field(default_factory=dict)
+    exclusive: tuple[str, ...] = ()
 
     def matches(self, device: DeviceSpec) -> bool:
         have = {"class": device.device_class, "vendor": device.vendor, "arch": device.arch, "id": device.id}
@@ -105,6 +106,9 @@ class Support:
     sparsity: tuple[str, ...]
     parallel: tuple[str, ...]
     runtime: Runtime
+    #: Weight formats the engine applies to a whole model at once (bitsandbytes 4-bit
+    #: quantizes every Linear layer alike): a plan uses one only beside 16-bit groups.
+    exclusive: tuple[str, ...] = ()
 
     @property
     def weights(self) -> tuple[str, ...]:
@@ -153,6 +157,7 @@ class EngineSpec:
             sparsity=_unique(s for t in hits for s in t.sparsity),
             parallel=self.parallel,
             runtime=runtime,
+            exclusive=_unique(x for t in hits for x in t.exclusive),
         )
 
 
@@ -231,7 +236,7 @@ def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
 
 
 def _target(reader: _Reader, sources: Mapping[str, str]) -> Target:
-    reader.allow("match", "schemes", "kv", "sparsity", "source", "runtime", "notes")
+    reader.allow("match", "schemes", "kv", "sparsity", "source", "runtime", "exclusive", "notes")
     m = reader.sub("match")
     if not isinstance(m.data, Mapping) or not m.data:
         raise reader.error("match", "a mapping of class / vendor / arch / id to a name or list of names", m.data)
@@ -242,6 +247,10 @@ def _target(reader: _Reader, sources: Mapping[str, str]) -> Target:
         s.allow("weights", "activations", "notes")
         schemes.append(Scheme(weights=_formats(s, "weights"), activations=_formats(s, "activations")))
     runtime = _runtime_fields(reader.sub("runtime"), partial=True) if reader.has("runtime") else {}
+    exclusive = _formats(reader, "exclusive", empty_ok=True) if reader.has("exclusive") else ()
+    for name in exclusive:
+        if not any(name in s.weights for s in schemes):
+            raise reader.error("exclusive", "weight formats of this target's schemes", name)
     return Target(
         match=match,
         schemes=tuple(schemes),
@@ -249,6 +258,7 @@ def _target(reader: _Reader, sources: Mapping[str, str]) -> Target:
         sparsity=_names(reader, "sparsity", SPARSITY_PATTERNS),
         sources=reader.sources("source", sources),
         runtime=runtime,
+        exclusive=exclusive,
     )
 
 
@@ -298,7 +308,9 @@ def load_engine_from_dict(data: Mapping[str, Any], origin: str = "<dict>") -> En
 @lru_cache(maxsize=None)
 def _load_catalog(engine_id: str) -> EngineSpec:
     path = _engines_dir() / f"{engine_id}.yaml"
-    spec = _parse(yaml.safe_load(path.read_text()), f"{engine_id}.yaml")
+    # The C loader: the catalog is trusted package data, read on every command's start-up.
+    spec = _parse(yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)),  # noqa: S506
+                  f"{engine_id}.yaml")
     if spec.id != engine_id:
         raise ProfileError(f"{engine_id}.yaml", "id", f"the file name's stem {engine_id!r}", spec.id)
     return spec
@@ -315,7 +327,9 @@ def load_engine(ref: str | EngineSpec) -> EngineSpec:
         return _load_catalog(ref)
     path = Path(ref)
     if ref.endswith((".yaml", ".yml")) and path.is_file():
-        return load_engine_from_dict(yaml.safe_load(path.read_text()), str(path))
+        from hwmodels.safeyaml import load_untrusted
+
+        return load_engine_from_dict(load_untrusted(path.read_text(), field="engine"), str(path))
     import difflib
 
     raise UnknownIdError(ref, "engine", difflib.get_close_matches(ref, known, n=3, cutoff=0.5), known=known)

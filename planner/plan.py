@@ -65,6 +65,7 @@ __all__ = [
     "plan_to_dict",
     "save_plan",
     "tool_version",
+    "with_engine",
 ]
 
 #: Version of the plan file layout written by this tierwise.
@@ -73,6 +74,7 @@ OBJECTIVES = ("accuracy", "latency", "memory", "cost", "weighted")
 SOLVER_STATUSES = ("optimal", "feasible", "time_limit")
 _HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 _SOURCE = re.compile(r"^(prior|weights|data|file:.+)$")
+_ENGINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 class PlanError(TierwiseError, ValueError):
@@ -466,6 +468,7 @@ class Plan(_Record):
     predicted: Predicted
     solver: SolverStats
     sensitivity_source: str
+    engine: str | None = None
 
     def __post_init__(self) -> None:
         _check_int(self.version, "version", 1)
@@ -513,6 +516,8 @@ class Plan(_Record):
             raise _err("solver", "a SolverStats", self.solver)
         if not isinstance(self.sensitivity_source, str) or not _SOURCE.match(self.sensitivity_source):
             raise _err("sensitivity_source", "'prior', 'weights', 'data' or 'file:<name>'", self.sensitivity_source)
+        if self.engine is not None and (not isinstance(self.engine, str) or not _ENGINE.match(self.engine)):
+            raise _err("engine", "an engine id such as 'vllm' (profiles/engines) or null", self.engine)
 
     # -- views for the cost model ----------------------------------------------------------
 
@@ -533,6 +538,15 @@ class Plan(_Record):
         if total <= 0 or len(tiers) <= 1 and len(w) <= 1:
             return None
         return {k: v / total for k, v in w.items()}
+
+
+def with_engine(plan: Plan, engine: Any) -> Plan:
+    """``plan`` recording the engine it was made for (an engine id, an ``EngineSpec`` or the
+    ``Support`` the planner searched); ``None`` leaves it as it is."""
+    eid = getattr(engine, "engine", None) or getattr(engine, "id", None) or engine
+    if eid is None or not isinstance(plan, Plan):
+        return plan
+    return dataclasses.replace(plan, engine=str(eid))
 
 
 def _check_created_at(v: Any, path: str) -> str:
@@ -576,6 +590,9 @@ def _content_dict(plan: Plan) -> dict[str, Any]:
         "solver": plan.solver.to_dict(),
         "predicted": plan.predicted.to_dict(),
         "choices": {k: c.to_dict() for k, c in plan.choices.items()},
+        # The engine the plan was made for (docs/engines.md); plans written before engines
+        # were recorded have none and load as ``engine=None``.
+        **({"engine": plan.engine} if plan.engine is not None else {}),
     }
 
 
@@ -603,7 +620,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
 _TOP_REQUIRED = ("version", "tool_version", "created_at", "model", "hardware", "model_hash", "hardware_hash",
                  "layout", "devices", "workload", "constraints", "objective", "kv", "choices", "predicted", "solver",
                  "sensitivity_source")
-_TOP_OPTIONAL = ("activations", "checksum")
+_TOP_OPTIONAL = ("activations", "checksum", "engine")
 
 
 def _mapping(v: Any, path: str) -> Mapping[str, Any]:
@@ -716,8 +733,9 @@ def plan_from_dict(d: Mapping[str, Any], *, require_checksum: bool = False) -> P
 
     top = {k: d[k] for k in ("version", "tool_version", "created_at", "model", "hardware", "model_hash",
                              "hardware_hash", "devices", "objective", "kv", "sensitivity_source")}
-    if "activations" in d:
-        top["activations"] = d["activations"]
+    for key in ("activations", "engine"):
+        if key in d:
+            top[key] = d[key]
     return Plan(**top, layout=layout, workload=workload, constraints=constraints, choices=choices,
                 predicted=predicted, solver=solver)
 

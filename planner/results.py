@@ -164,6 +164,9 @@ class InferenceEstimate:
     switch_in_s: float | None
     notes: tuple[str, ...] = field(default_factory=tuple)
     engine: str | None = None  # the serving engine priced (planner.engines)
+    # What the estimate assumed of the engine (memory fraction, runtime context, prefill chunk,
+    # ...; planner.request.estimate.engine_assumptions); None for a bare cost-model call.
+    engine_assumptions: Mapping[str, Any] | None = None
     # p10-p90 error bars from published measurements (planner.uncertainty.Uncertainty), set by the request layer
     uncertainty: Any = None
 
@@ -175,6 +178,7 @@ class InferenceEstimate:
         return {
             "mode": "inference",
             "engine": self.engine,
+            **({"engine_assumptions": dict(self.engine_assumptions)} if self.engine_assumptions else {}),
             "model": self.model,
             "hardware": self.hardware,
             "devices": self.layout.devices,

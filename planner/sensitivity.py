@@ -7,7 +7,7 @@ Four sources, one interface (:class:`Sensitivity`):
 
 ``prior`` (:class:`PriorSensitivity`) — no weights needed::
 
-    score(g, o) = role(g) · depth(g) · (noise_w(o) + noise_a(o))
+    score(g, o) = role(g) · depth(g) · size(g) · (noise_w(o) + noise_a(o))
 
 * ``noise_w``: relative MSE ``‖W − Q(W)‖² / ‖W‖²`` of the option's weight format (after
   its sparsity pattern, magnitude pruning) on a seeded N(0, 1) reference matrix of
@@ -24,12 +24,27 @@ Four sources, one interface (:class:`Sensitivity`):
   reports outliers about 100× larger than typical values. The error is measured on the
   ordinary channels, relative to their power: a per-token int8 scale set by an outlier
   drowns them, which is why naive W8A8 collapses at scale while fp8 does not.
-* ``role``: lm_head / classifier 2.0, MLP output (down_proj) 1.5, MoE router 4.0,
+* ``role``: embedding, lm_head / classifier 2.0, MLP output (down_proj) 1.5, MoE router 4.0,
   everything else 1.0. llama.cpp's k-quant mixes spend more bits on ``output.weight``
   and on ``ffn_down`` / ``attn_v`` (Q4_K_M: Q6_K for half of them; ggml PR #1684);
   "The Super Weight in LLMs" (Yu et al., 2024) locates the weights whose removal destroys
   the model in ``mlp.down_proj``; ModelOpt's default quantisation configs leave
   ``*router*`` / ``*mlp.gate.*`` unquantised.
+* ``size``: ``(active_params(g) / median over the interior groups) ** 0.5``. An
+  output-noise view makes a group's score independent of its size (each layer's relative
+  output noise is its format's relative noise), while HAWQ's ``Tr(H)/n · ‖ΔW‖²`` (Dong et al.,
+  HAWQ-V2, NeurIPS 2020) and ModelOpt AutoQuantize's ``Σ (g·ΔY)²`` over the layer's outputs
+  grow with the number of weights perturbed. Size-free scores make the solver crush the
+  largest groups first — memory saved per unit of score grows with size — which are the
+  embedding table and the LM head (1.05 B weights each in Llama 3.1 70B, against 67–470 M for
+  an interior group); the square root sits between the two views. MoE experts count the
+  weights a token passes through (``experts_active / experts``), so a token's 2-of-8 experts
+  weigh as a dense MLP of that size.
+* ``role`` for embeddings is 2.0: practice keeps them at 16 or at least 6 bits — vLLM,
+  GPTQ / AWQ and bitsandbytes quantize ``Linear`` layers only; llama.cpp's k-quant mixes give
+  ``output.weight`` (and ``token_embd`` when the output is tied to it) Q6_K
+  (src/llama-quant.cpp ``llama_tensor_get_type``); ModelOpt's default configs disable
+  ``*lm_head*`` quantization.
 * ``depth``: ``1 + exp(−p/τ) + exp(−(1 − p)/τ)`` for relative depth ``p`` ∈ [0, 1] with
   τ = 0.1: the first and last layers count about twice. llama.cpp's ``use_more_bits``
   gives more bits to the first and last eighth of the layers; Gromov et al. ("The
@@ -103,6 +118,7 @@ from planner.options import HIGH_PRECISION_COMPUTE, GroupInfo, Option, OptionErr
 
 __all__ = [
     "DEPTH_TAU",
+    "SIZE_EXPONENT",
     "ROLE_FACTORS",
     "PriorSensitivity",
     "Sensitivity",
@@ -115,6 +131,9 @@ __all__ = [
     "group_option_noise",
     "group_weight_noise",
     "importance",
+    "active_params",
+    "size_factor",
+    "size_reference",
     "kv_noise",
     "load_sensitivity_file",
     "low_rank_truncation_prior",
@@ -126,7 +145,7 @@ __all__ = [
 ]
 
 ROLE_FACTORS: Mapping[str, float] = {
-    "embedding": 1.0,
+    "embedding": 2.0,
     "attn_qkv": 1.0,
     "attn_out": 1.0,
     "mlp_in": 1.0,
@@ -138,6 +157,7 @@ ROLE_FACTORS: Mapping[str, float] = {
     "conv": 1.0,
 }
 DEPTH_TAU = 0.1
+SIZE_EXPONENT = 0.5
 
 
 def depth_factor(position: float) -> float:
@@ -146,9 +166,37 @@ def depth_factor(position: float) -> float:
     return 1.0 + math.exp(-p / DEPTH_TAU) + math.exp(-(1.0 - p) / DEPTH_TAU)
 
 
-def importance(group: GroupInfo) -> float:
-    """Role × depth weight of a decision group."""
-    return ROLE_FACTORS.get(group.role, 1.0) * depth_factor(group.position)
+def active_params(group: GroupInfo) -> float:
+    """Weights of ``group`` one token passes through: all of them, except an MoE expert
+    block's, of which the token sees ``experts_active / experts`` (Mixtral: 2 of 8)."""
+    total = 0.0
+    for m in group.members:
+        share = m.experts_active / m.experts if m.experts and m.experts_active else 1.0
+        total += m.weight_params * share
+    return total
+
+
+def size_reference(groups: Sequence[GroupInfo]) -> float:
+    """The group size at which the size factor is 1: the median :func:`active_params` of the
+    repeated (interior) groups (of all groups when none repeats), so that scores keep the
+    scale of a typical layer's group."""
+    sizes = [active_params(g) for g in groups if g.repeated] or [active_params(g) for g in groups]
+    sizes = [x for x in sizes if x > 0]
+    return float(np.median(sizes)) if sizes else 0.0
+
+
+def size_factor(group: GroupInfo, reference: float | None) -> float:
+    """``(active_params / reference) ** SIZE_EXPONENT`` (1 without a reference)."""
+    p = active_params(group)
+    if not reference or reference <= 0 or p <= 0:
+        return 1.0
+    return (p / reference) ** SIZE_EXPONENT
+
+
+def importance(group: GroupInfo, reference: float | None = None) -> float:
+    """Role × depth × size weight of a decision group (size: :func:`size_factor` against
+    ``reference``, :func:`size_reference` of the model's groups; none: size factor 1)."""
+    return ROLE_FACTORS.get(group.role, 1.0) * depth_factor(group.position) * size_factor(group, reference)
 
 
 # ---------------------------------------------------------------------------
@@ -263,8 +311,9 @@ class PriorSensitivity:
         _check_aligned(groups, options)
         cache: dict[tuple, float] = {}
         out = []
+        ref = size_reference(groups)
         for g, opts in zip(groups, options):
-            imp = importance(g)
+            imp = importance(g, ref)
             row = []
             for o in opts:
                 # Full-rank noise depends on the option only; low rank also on the members' shapes.
@@ -398,13 +447,14 @@ class WeightsSensitivity:
         _check_aligned(groups, options)
         out = []
         fallback = 0
+        ref = size_reference(groups)
         for g, opts in zip(groups, options):
             named = self._member_tensors(g)
             subs = []
             for _, m in named:
                 idx = self._rows(m.shape[0])
                 subs.append(m if idx is None else m[idx])
-            imp = importance(g)
+            imp = importance(g, ref)
             row = []
             for o in opts:
                 if named and o.low_rank is not None:

@@ -6,8 +6,10 @@ priced with the same per-operator roofline and size-dependent efficiency as infe
 what training adds is documented where it is computed:
 
 * **Backward** — each GEMM has a data-gradient and a weight-gradient GEMM of the same
-  size, so its backward costs 2× its forward (Narayanan et al. 2021, §3.5: "backward pass
-  ≈ 2× forward"); a frozen weight (LoRA/QLoRA base) needs only the data gradient (1×).
+  FLOPs (Narayanan et al. 2021, §3.5: "backward pass ≈ 2× forward"), each priced with its own
+  output's wave quantization at the model-shape fraction of the MAMF
+  (:mod:`planner.kernels_train`); a frozen weight (LoRA/QLoRA base) needs only the data
+  gradient. Fused attention runs at its kernel generation's published efficiency.
 * **Recomputation** — ``full`` reruns every transformer layer's forward in the backward
   pass; ``selective`` reruns only the attention core (QKᵀ, softmax, dropout, AV;
   Korthikanti et al. 2022, §4.2). Both count as hardware FLOPs, not model FLOPs.
@@ -24,8 +26,10 @@ what training adds is documented where it is computed:
   plus 2 more for a fully recomputed forward; PP: one activation forward and one gradient
   backward per micro-batch per stage boundary (b·s·h/t with Megatron's scatter/gather),
   v× for an interleaved schedule; DP: one gradient all-reduce per step (ZeRO-1/2:
-  reduce-scatter + all-gather, same volume; ZeRO-3 adds two parameter all-gathers per
-  micro-batch, 1.5× DP), overlapped with the backward pass of the last micro-batch; EP:
+  reduce-scatter + all-gather, same volume), overlapped with the backward pass of the last
+  micro-batch; ZeRO-3: two parameter all-gathers and one gradient reduce-scatter every
+  micro-batch, each overlapped with its own pass (see :func:`_data_parallel`); TP collectives
+  hidden behind the layer's GEMMs when the engine overlaps them (Megatron-Core); EP:
   two all-to-alls forward and two backward per MoE layer (GShard, Lepikhin et al. 2020,
   https://arxiv.org/abs/2006.16668). Every collective is priced by
   :func:`planner.layout.collective_s`, the same function inference uses.
@@ -48,13 +52,16 @@ plus trainable adapters r·(in+out) per targeted linear with their gradients and
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field, replace
 
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
 from planner.costmodel import RUNTIME_OVERHEAD_S
-from planner.errors import EstimateError
+from planner.errors import EstimateError, TierwiseError
 from planner.formats import get_format
+from planner.kernels_train import attention_kernel
 from planner.layout import check_layout_on, collective_s, num_layers, p2p_stage_s, ring_exchange_s, strides
 from planner.training_config import (
     ATTENTION_KERNELS,
@@ -89,7 +96,7 @@ from planner.training_ops import (
     lora_trainable_params,
     residual_adds,
 )
-from planner.workload import ATTENTION, NORM, Block, OpShape, Phase, build_workload
+from planner.workload import ATTENTION, LINEAR, NORM, Block, OpShape, Phase, build_workload
 
 
 # ---------------------------------------------------------------------------
@@ -232,6 +239,7 @@ class _Step:
     sp: bool  # sequence parallelism in effect
     m_tokens: float  # tokens of one micro-batch on this rank
     dispatch_s: float  # host dispatch per kernel (eager runtime)
+    tp_overlap: bool = False  # TP collectives overlapped with the layer's GEMMs (engine fact)
     op_cache: dict = field(default_factory=dict)
     elem_cache: dict = field(default_factory=dict)
 
@@ -343,8 +351,11 @@ def _stage_times(s: _Step, stages: list[_Stage]) -> _StageTimes:
     out = _StageTimes()
     for stg in stages:
         f = bw = rc = tpc = epc = cpc = 0.0
+        gemm_s: dict[int, float] = {}  # per block instance: its linears' forward + backward time
         for blk, op, cnt in stg.items:
             o = s.op_train(blk, op)
+            if op.kind == LINEAR:
+                gemm_s[id(blk)] = gemm_s.get(id(blk), 0.0) + o.fwd_s + o.bwd_s
             f += o.fwd_s * cnt
             bw += o.bwd_s * cnt
             rc += o.recompute_s * cnt
@@ -361,7 +372,10 @@ def _stage_times(s: _Step, stages: list[_Stage]) -> _StageTimes:
             if full_rc and blk.repeated:
                 rc += t_el * cnt
             if blk.repeated:
-                tpc += _tp_layer_comm(s, blk) * cnt
+                tp_s = _tp_layer_comm(s, blk)
+                # Overlapped TP collectives (userbuffers) hide behind the layer's GEMMs; what
+                # exceeds them stays exposed.
+                tpc += (max(0.0, tp_s - gemm_s.get(id(blk), 0.0)) if s.tp_overlap else tp_s) * cnt
                 epc += _ep_layer_comm(s, blk) * cnt
                 cpc += _cp_layer_comm(s, blk) * cnt
         for lst, v in ((out.fwd, f), (out.bwd, bw), (out.rc, rc), (out.tp, tpc), (out.ep, epc), (out.cp, cpc)):
@@ -401,10 +415,18 @@ def _pipeline(s: _Step, t: _StageTimes, stage_trainable: list[float], grad_bytes
     return _Pipeline(per_mb=per_mb, slow=slow, pp_mb=pp_mb, bubble_s=bubble, time_s=m * per_mb[slow] + bubble)
 
 
-def _data_parallel(s: _Step, t: _StageTimes, slow: int, trainable_dev: float, stage_wbytes: list[float], grad_bytes_el: float) -> tuple[float, float]:
-    """DP × CP gradient traffic per step and the part of it the last backward cannot hide:
-    one all-reduce (ZeRO-1/2: reduce-scatter + all-gather); ZeRO-3 adds two parameter
-    all-gathers per micro-batch, prefetched behind that micro-batch's compute."""
+def _data_parallel(s: _Step, t: _StageTimes, slow: int, trainable_dev: float, stage_wbytes: list[float], grad_bytes_el: float,
+                   units: int) -> tuple[float, float]:
+    """DP × CP gradient traffic per step and the part of it compute cannot hide.
+
+    ZeRO-0/1/2: one all-reduce (reduce-scatter + all-gather) per step, bucketed behind the last
+    micro-batch's backward. ZeRO-3 (FSDP ``FULL_SHARD``, DeepSpeed stage 3): every micro-batch
+    all-gathers the parameters at their stored format before the forward and again before the
+    backward, and reduce-scatters its gradients during the backward (FSDP and ZeRO-3 keep only
+    sharded gradients, so there is no step-level accumulation; PyTorch FSDP docs, "FULL_SHARD";
+    Rajbhandari et al. 2020 §5). Each pass overlaps its collectives with its compute by
+    prefetching the next unit; the first unit's gather and the last unit's reduce-scatter of a
+    pass cannot be hidden (one unit per layer)."""
     cfg = s.cfg
     ranks, stride = cfg.data_ranks, strides(cfg.layout).cp  # DP×CP groups stride tp
     if ranks <= 1:
@@ -415,21 +437,19 @@ def _data_parallel(s: _Step, t: _StageTimes, slow: int, trainable_dev: float, st
     def coll(kind: str, nbytes: float, what: str) -> float:
         return collective_s(kind, s.device, nbytes, ranks, stride, what=what, field="dp")
 
-    ag = zero3_exposed = 0.0
+    if cfg.zero == 3:
+        ag = coll("all_gather", max(stage_wbytes), "ZeRO-3 parameter all-gather")
+        rs = coll("reduce_scatter", gbytes, "data-parallel reduce-scatter")
+        fwd, bwd = t.fwd[slow], t.bwd[slow] + t.rc[slow]
+        per_mb = max(0.0, ag - fwd) + max(0.0, ag + rs - bwd) + (2.0 * ag + rs) / max(units, 1)
+        return m * (2.0 * ag + rs), m * per_mb
     if cfg.zero == 0:
         dp_s = coll("allreduce", gbytes, "data-parallel gradient all-reduce")
     else:
         dp_s = coll("reduce_scatter", gbytes, "data-parallel reduce-scatter")
-        if cfg.zero < 3:
-            dp_s += coll("all_gather", gbytes, "data-parallel all-gather")
-        else:
-            ag = coll("all_gather", max(stage_wbytes), "ZeRO-3 parameter all-gather")
-            zero3_exposed = m * max(0.0, 2.0 * ag - (t.fwd[slow] + t.bwd[slow]))
-            dp_s += 2.0 * m * ag
+        dp_s += coll("all_gather", gbytes, "data-parallel all-gather")
     # Gradient buckets are reduced while the last micro-batch's backward still runs.
-    overlappable = t.bwd[slow] if cfg.zero < 3 else 0.0
-    grad_s = dp_s - 2.0 * m * ag
-    return dp_s, max(0.0, grad_s - overlappable) + zero3_exposed
+    return dp_s, max(0.0, dp_s - t.bwd[slow])
 
 
 def _optimizer_s(s: _Step, trainable_dev: float, grad_bytes_el: float, master: float) -> float:
@@ -447,7 +467,9 @@ def _make_step(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -> _Step
     ft = cfg.fine_tune
     base_choice, embed_choice, e = _resolve_formats(cfg, ft, device)
     ph = _training_phase(arch, cfg.micro_batch, cfg.seq, cfg.cp)
-    ctx = _Ctx(arch=arch, cfg=cfg, ft=ft, device=device, e=e, tokens=ph.tokens, keys=ph.tokens * cfg.cp, base_choice=base_choice, embed_choice=embed_choice)
+    kern = attention_kernel(cfg.engine, device, cfg.attention) if cfg.attention != "unfused" else None
+    ctx = _Ctx(arch=arch, cfg=cfg, ft=ft, device=device, e=e, tokens=ph.tokens, keys=ph.tokens * cfg.cp, base_choice=base_choice,
+               embed_choice=embed_choice, attn_kernel=kern)
     return _Step(
         arch=arch,
         device=device,
@@ -460,7 +482,27 @@ def _make_step(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -> _Step
         # Eager PyTorch dispatches every kernel from the host (forward 1, backward 2 per op);
         # a graph runtime does not (costmodel.RUNTIME_OVERHEAD_S).
         dispatch_s=RUNTIME_OVERHEAD_S[cfg.runtime],
+        tp_overlap=_tp_overlap(cfg, device),
     )
+
+
+def _tp_overlap(cfg: TrainingConfig, device: DeviceSpec) -> bool:
+    """Whether TP collectives overlap the GEMMs: the config's choice, else the engine profile's
+    ``tp_comm_overlap`` runtime fact (Megatron-Core: userbuffers overlap, ``--tp-comm-overlap``;
+    PyTorch FSDP/TP: no), else no."""
+    if cfg.tp_comm_overlap is not None or cfg.engine is None or cfg.tp <= 1:
+        return bool(cfg.tp_comm_overlap)
+    return _engine_tp_overlap(cfg.engine, device)
+
+
+@functools.lru_cache(maxsize=256)
+def _engine_tp_overlap(engine: str, device: DeviceSpec) -> bool:
+    from planner.engines import support
+
+    try:
+        return support(engine, device).runtime.tp_comm_overlap
+    except TierwiseError:  # an engine that does not run on the device: the request layer says so
+        return False
 
 
 def _notes(s: _Step, memory: TrainingMemory) -> tuple[str, ...]:
@@ -496,7 +538,7 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
     if ft.adapters:
         params_total += adapters_total
     trainable_dev = max(stage_trainable)
-    dp_s, dp_exposed = _data_parallel(s, times, slow, trainable_dev, stage_wbytes, grad_bytes_el)
+    dp_s, dp_exposed = _data_parallel(s, times, slow, trainable_dev, stage_wbytes, grad_bytes_el, max(st.layers for st in stages))
     master = 4.0 if (s.ctx.e if ft.adapters else get_format(cfg.weights).element_bits / 8.0) < 4.0 else 0.0
     optimizer_s = _optimizer_s(s, trainable_dev, grad_bytes_el, master)
     step = pipe.time_s + dp_exposed + optimizer_s

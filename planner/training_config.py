@@ -12,7 +12,9 @@ from planner.errors import EstimateError
 from planner.layout import Layout
 
 RECOMPUTE_MODES = ("none", "selective", "full")
-ATTENTION_KERNELS = ("fused", "unfused")
+# ``fused``: the engine's own fused (FlashAttention-style) kernel; ``unfused``: scores materialised;
+# or a named fused kernel (planner.kernels_train.ATTENTION_KERNEL_TABLE).
+ATTENTION_KERNELS = ("fused", "unfused", "flash2", "flash3", "flash-triton")
 GRAD_ACCUMULATION = ("separate", "fused")
 ZERO_STAGES = (0, 1, 2, 3)
 # Bytes of a mask element (torch stores dropout masks as bool: 1 byte; Korthikanti et al.
@@ -153,6 +155,9 @@ class TrainingConfig:
     (PyTorch modules as written in HF Transformers / LitGPT: a host dispatch per kernel, RMSNorm
     upcast to fp32 with its fp32 input kept for backward, and Q/K/V sliced as views of one
     fused projection so the saved V keeps the whole projection output alive);
+    ``engine``: the training engine whose kernels and runtime facts price the step (``None``:
+    engine-neutral defaults); ``tp_comm_overlap``: TP collectives overlapped with GEMMs (``None``:
+    the engine profile's ``tp_comm_overlap``);
     ``grad_accumulation``: ``separate`` (each micro-batch's weight gradients are added into
     the step's gradient buffer by their own kernel: PyTorch autograd, Megatron-LM before
     gradient-accumulation fusion) or ``fused`` (added in the weight-gradient GEMM's epilogue).
@@ -180,6 +185,8 @@ class TrainingConfig:
     lora_dropout: bool = False
     runtime: str = "graph"
     grad_accumulation: str = "separate"
+    engine: str | None = None
+    tp_comm_overlap: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("global_batch", "micro_batch", "seq", "tp", "pp", "dp", "ep", "cp", "interleave"):
@@ -200,6 +207,10 @@ class TrainingConfig:
             )
         if self.attention not in ATTENTION_KERNELS:
             raise EstimateError("attention", f"attention must be one of {', '.join(ATTENTION_KERNELS)}; got {self.attention!r}")
+        if self.engine is not None and (not isinstance(self.engine, str) or not self.engine.strip()):
+            raise EstimateError("engine", f"engine must be an engine id such as 'megatron-core' or None; got {self.engine!r}")
+        if self.tp_comm_overlap not in (None, True, False):
+            raise EstimateError("tp_comm_overlap", f"tp_comm_overlap must be true, false or None; got {self.tp_comm_overlap!r}")
         parse_finetune(self.finetune)
         per_step = self.micro_batch * self.dp
         if self.global_batch % per_step:

@@ -13,6 +13,7 @@ from planner.arch import ArchSpec
 from planner.costmodel import Choice, op_cost, resolve_format
 from planner.errors import EstimateError
 from planner.formats import get_format
+from planner.kernels_train import AttentionKernel, fused_qkv, gemm_efficiency, padded_head_dim
 from planner.layout import Layout, cp_split
 from planner.training_config import (
     BN_RELU_FWD_PASSES,
@@ -134,6 +135,7 @@ class _Ctx:
     keys: int  # positions each query may attend to (the whole sequence)
     base_choice: Choice
     embed_choice: Choice
+    attn_kernel: AttentionKernel | None = None  # fused attention kernel (None: the GEMM curve)
 
     @property
     def trainable_base(self) -> bool:
@@ -163,9 +165,12 @@ def _mem_time(device: DeviceSpec, nbytes: float) -> float:
     return nbytes / (tier.bandwidth_bytes_per_s * device.efficiency.bandwidth(nbytes))
 
 
-def _gemm_time(device: DeviceSpec, flops: float, nbytes: float, peak: float) -> float:
+def _gemm_time(device: DeviceSpec, flops: float, nbytes: float, peak: float, rows: float = 0.0, cols: float = 0.0) -> float:
+    """A (batched) GEMM on the size-dependent curve, at the model-shape fraction of the MAMF
+    (and the wave quantization of a ``rows × cols`` output when given)."""
     eff = device.efficiency
-    c = flops / (peak * eff.compute(flops)) if flops > 0 else 0.0
+    share = gemm_efficiency(device, rows, cols)
+    c = flops / (peak * eff.compute(flops) * share) if flops > 0 else 0.0
     return max(c, _mem_time(device, nbytes)) + eff.kernel_overhead_s
 
 
@@ -205,8 +210,7 @@ def _attention_train(op: OpShape, ph: Phase, ctx: _Ctx, peak: float) -> _OpTrain
         # A fused kernel skips the masked half of causal attention and never writes scores.
         load = op_load(op, ph)
         flops = load.flops / t
-        fwd = _gemm_time(device, flops, qkvo_bytes, peak)
-        bwd = 2.0 * fwd
+        fwd, bwd = _fused_attention_times(ctx, flops, qkvo_bytes, peak, hd)
         rc = 0.0  # the fused backward already recomputes the scores; nothing is stored
     # Attention FLOPs are counted as the kernel computes them: an unfused kernel multiplies
     # every (query, key) pair (the Megatron/PaLM count), a fused kernel skips the masked half.
@@ -218,6 +222,36 @@ def _attention_train(op: OpShape, ph: Phase, ctx: _Ctx, peak: float) -> _OpTrain
         recompute_flops=flops if rc > 0 else 0.0,
         fwd_flops=flops,
     )
+
+
+def _fused_attention_times(ctx: _Ctx, flops: float, qkvo_bytes: float, peak: float, head_dim: int) -> tuple[float, float]:
+    """Forward and backward time of a fused (FlashAttention-style) kernel. With a published
+    figure for the kernel on this architecture (planner.kernels_train) the forward runs at its
+    fraction of the 16-bit peak and the backward computes 2.5× the forward FLOPs (5 matmuls
+    against 2, recomputing the scores) at its own fraction, reading Q, K, V, O, dO and writing
+    dQ, dK, dV; the device's fill-up curve still applies to small problems. Without one,
+    backward = 2 × forward on the GEMM curve."""
+    device, kern = ctx.device, ctx.attn_kernel
+    if kern is None:
+        fwd = _gemm_time(device, flops, qkvo_bytes, peak)
+        return fwd, 2.0 * fwd
+    eff = device.efficiency
+    peak16 = max(_peak_or_zero(device, "bf16"), _peak_or_zero(device, "fp16")) or peak
+    fill = eff.compute(flops) / eff.compute_max if flops > 0 else 1.0
+    flops *= padded_head_dim(kern.name, head_dim) / head_dim  # padded head columns compute too
+    arch = device.arch
+    fwd_c = flops / (peak16 * kern.fwd[arch] * fill) if flops > 0 else 0.0
+    bwd_c = 2.5 * flops / (peak16 * kern.bwd[arch] * fill) if flops > 0 else 0.0
+    fwd = max(fwd_c, _mem_time(device, qkvo_bytes)) + eff.kernel_overhead_s
+    bwd = max(bwd_c, _mem_time(device, 2.0 * qkvo_bytes)) + eff.kernel_overhead_s
+    return fwd, bwd
+
+
+def _peak_or_zero(device: DeviceSpec, precision: str) -> float:
+    try:
+        return device.peak_flops_per_s(precision)
+    except ValueError:
+        return 0.0
 
 
 _CNN_BLOCK = re.compile(r"^(.*?\.(?:layers|layer|blocks|block)\.\d+)\.")
@@ -299,6 +333,18 @@ def _op_train(op: OpShape, block: Block, ph: Phase, ctx: _Ctx, peak: float) -> _
         bwd = 2.0 * fwd
     elif op.kind == EMBEDDING:
         bwd = 2.0 * fwd if ctx.trainable_base else 0.0  # frozen lookup: no gradient to scatter
+    elif op.kind in (LINEAR, LM_HEAD) and not op.experts:
+        fwd, dgrad, wgrad = _gemm_waves(op, block, ph, ctx, c)
+        bwd = dgrad + (wgrad if trainable else 0.0)
+        if c.precision == "fp8":  # the GEMM runs on the FP8 tensor cores
+            cast_f, cast_b = _fp8_casts(op, ph, ctx)
+            fwd, bwd = fwd + cast_f, bwd + cast_b
+    elif op.kind in (CONV, LINEAR):
+        # implicit-GEMM convolutions and grouped expert GEMMs run at the model-shape fraction of
+        # the MAMF like any GEMM (their waves depend on the routing: not counted)
+        share = gemm_efficiency(ctx.device, 0.0, 0.0, c.precision)
+        fwd = max(c.compute_s / share, c.memory_s) + c.overhead_s
+        bwd = (2.0 if trainable else 1.0) * fwd
     else:
         bwd = (2.0 if trainable else 1.0) * fwd
     mm = c.flops if op.kind in _MATMUL_KINDS else 0.0
@@ -309,6 +355,49 @@ def _op_train(op: OpShape, block: Block, ph: Phase, ctx: _Ctx, peak: float) -> _
     if ctx.ft.adapters and _lora_targeted(op, cfg.lora_targets):
         out = _add_adapter(out, op, ph, ctx)
     return out
+
+
+# FP8 training (Transformer Engine, torchao float8): a GEMM's operands are cast from 16-bit to FP8
+# with their scaling amax, and Hopper's FP8 tensor cores take only the TN layout, so each cast also
+# writes the transposed copy the backward GEMMs read (fused cast-transpose kernels): read 2 bytes,
+# write 1 + 1 per element. Forward casts the input, backward the output gradient; the weight is cast
+# once per step and reused by the step's micro-batches (TE ``is_first_microbatch``).
+# https://docs.nvidia.com/deeplearning/transformer-engine/user-guide/examples/fp8_primer.html
+FP8_CAST_BYTES = 2.0 + 1.0 + 1.0
+
+
+def _fp8_casts(op: OpShape, ph: Phase, ctx: _Ctx) -> tuple[float, float]:
+    """Forward and backward time of an FP8 linear's cast(-transpose) kernels."""
+    t = ctx.cfg.tp
+    n = op.out_features / (t if op.shard in ("col", "vocab") and t > 1 else 1)
+    k = op.in_features / (t if op.shard == "row" and t > 1 else 1)
+    m = ph.batch * (ph.logits_tokens if op.kind == LM_HEAD else ph.tokens)
+    over = ctx.device.efficiency.kernel_overhead_s
+    weight = (_mem_time(ctx.device, FP8_CAST_BYTES * k * n) + over) / ctx.cfg.microbatches
+    fwd = _mem_time(ctx.device, FP8_CAST_BYTES * m * k) + over + weight
+    bwd = _mem_time(ctx.device, FP8_CAST_BYTES * m * n) + over
+    return fwd, bwd
+
+
+def _gemm_waves(op: OpShape, block: Block, ph: Phase, ctx: _Ctx, c) -> tuple[float, float, float]:
+    """Forward, data-gradient and weight-gradient GEMM times of a linear, each with the wave
+    quantization of its own output (M×N forward, M×K data gradient, N×K weight gradient; a fused
+    Q/K/V projection counts as one GEMM of their summed width) on the
+    device's SMs and the model-shape fraction of the MAMF (planner.kernels_train.gemm_efficiency). The size-dependent efficiency and the
+    memory roof are op_cost's."""
+    t = ctx.cfg.tp
+    n = op.out_features
+    if _is_attn_proj(op) and fused_qkv(ctx.cfg.engine, ctx.arch.model_type):
+        n = sum(o.out_features for o in block.ops if _is_attn_proj(o))  # one GEMM for Q, K and V
+    n /= t if op.shard in ("col", "vocab") and t > 1 else 1
+    k = op.in_features / (t if op.shard == "row" and t > 1 else 1)
+    m = ph.batch * (ph.logits_tokens if op.kind == LM_HEAD else ph.tokens)
+    over = c.overhead_s
+
+    def one(rows: float, cols: float) -> float:
+        return max(c.compute_s / gemm_efficiency(ctx.device, rows, cols, c.precision), c.memory_s) + over
+
+    return one(m, n), one(m, k), one(n, k)
 
 
 def _add_adapter(base: _OpTrain, op: OpShape, ph: Phase, ctx: _Ctx) -> _OpTrain:

@@ -106,8 +106,9 @@ def test_registry_has_every_target_named_in_the_design():
 
 @pytest.mark.parametrize("fmt", sorted(EXPORTERS))
 def test_every_exporter_writes_relative_files_and_a_next_command(fmt, tmp_path):
-    # fp8 KV: the one KV format vLLM, TensorRT-LLM and compressed-tensors all take; llama.cpp gets int8
-    kv = "int8" if fmt == "llamacpp" else "fp8-e4m3"
+    # fp8 KV: the one KV format vLLM, TensorRT-LLM and compressed-tensors all take; llama.cpp gets int8,
+    # transformers (no fp8 cache: 16-bit or QuantizedCache int4 / int2) int4-g64
+    kv = {"llamacpp": "int8", "hf": "int4-g64"}.get(fmt, "fp8-e4m3")
     plan = make_plan("llama-3.2-1b", "l4", mixed, kv=kv)
     out = export_plan(plan, fmt, ctx_for(plan))
     assert out.format == fmt and out.files and out.next_command.strip()
@@ -255,7 +256,7 @@ def test_hf_bf16_plan_has_no_quantization_config():
 # vLLM EngineArgs (vllm/engine/arg_utils.py; docs.vllm.ai/en/latest/configuration/engine_args.html)
 VLLM_ENGINE_ARGS = {"model", "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "enable_expert_parallel",
                     "quantization", "dtype", "kv_cache_dtype", "max_model_len", "max_num_seqs", "gpu_memory_utilization",
-                    "cpu_offload_gb"}
+                    "cpu_offload_gb", "max_num_batched_tokens"}
 # --kv-cache-dtype choices documented by vLLM: auto, fp8, fp8_e4m3, fp8_e5m2
 VLLM_KV_DTYPES = {"auto", "fp8", "fp8_e4m3", "fp8_e5m2"}
 
@@ -269,8 +270,11 @@ def test_vllm_args_match_the_plan(mixed_plan):
     assert args["max_model_len"] == 1024 + 256 and args["max_num_seqs"] == 32
     assert args["kv_cache_dtype"] in VLLM_KV_DTYPES and args["kv_cache_dtype"] == "fp8_e4m3"
     assert args["quantization"] == "compressed-tensors"
-    # the memory budget covers the predicted footprint (H100 SXM: 80 GB HBM3, NVIDIA datasheet)
-    share = plan.predicted.per_device_bytes / 80e9
+    # chunked prefill (profiles/engines/vllm.yaml: 8192 tokens): passes of 8192 of the 32 × 1024 prompt tokens
+    assert args["max_num_batched_tokens"] == 8192
+    # the memory budget covers the predicted footprint with one pass's activations (H100 SXM: 80 GB HBM3, NVIDIA datasheet)
+    p = plan.predicted
+    share = (p.per_device_bytes - p.activations_bytes * (1 - 8192 / (32 * 1024))) / 80e9
     assert share < args["gpu_memory_utilization"] <= share + 0.06
     cmd = shlex.split(out.next_command)
     assert cmd[:3] == ["vllm", "serve", args["model"]]

@@ -139,7 +139,7 @@ def test_a_plan_mixing_two_sparsity_structures_is_refused_by_compressed_tensors(
 # the CLI flag is the name with "-" for "_".
 VLLM_ENGINE_ARGS = {"model", "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "enable_expert_parallel",
                     "quantization", "dtype", "kv_cache_dtype", "max_model_len", "max_num_seqs", "gpu_memory_utilization",
-                    "cpu_offload_gb"}
+                    "cpu_offload_gb", "max_num_batched_tokens"}
 # vLLM --quantization choices used here (vllm/model_executor/layers/quantization/__init__.py QUANTIZATION_METHODS)
 VLLM_QUANTIZATION = {"fp8", "compressed-tensors", "modelopt", "modelopt_fp4", "modelopt_mixed"}
 

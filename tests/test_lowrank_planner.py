@@ -253,9 +253,13 @@ def test_bad_low_rank_file_entries(tmp_path, entry, message):
 
 def test_low_rank_plan_under_a_tight_budget(cli, tmp_path):
     arch, dev = load_arch("llama-3.2-1b"), load_device("l4")
-    # The smallest plan without low rank (every group at its smallest default format) sets
-    # the budget: 3 % below it nothing fits unless some group is factored.
-    smallest = Planner(arch, dev).solve(PlanProblem(kv="bf16", objective="memory"))
+    # The smallest plan without low rank (every group at its smallest default format; for the
+    # default engine, vLLM, embeddings and LM head in 16 bit) sets the budget: 3 % below it
+    # nothing fits unless some group is factored.
+    from planner.request.plan import PlanRequest, resolve_plan
+
+    _, _, problem, _ = resolve_plan(PlanRequest(model="llama-3.2-1b", hardware="l4", kv="bf16", objective="memory"))
+    smallest = Planner(arch, dev).solve(problem)
     budget = 0.97 * smallest.predicted.per_device_bytes
     common = ["plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--kv", "bf16",
               "--max-memory-per-device", f"{budget:.0f}B", "--json"]

@@ -66,15 +66,19 @@ def test_depth_factor_shape():
     assert depth_factor(0.2) == pytest.approx(depth_factor(0.8))
 
 
-def test_prior_scores_are_role_times_depth_times_noise(groups):
+def test_prior_scores_are_role_times_depth_times_size_times_noise(groups):
     opts = [(Option(weights="bf16"), Option(weights="int8"), Option(weights="int4-g128"))] * len(groups)
     s = PriorSensitivity().scores(groups, opts)
     by = {g.fqn: v for g, v in zip(groups, s.values)}
+    info = {g.fqn: g for g in groups}
     assert all(v[0] == 0.0 for v in s.values)
     mid_in = by["model.layers.8.mlp.gate_up"]
     mid_out = by["model.layers.8.mlp.down_proj"]
     first = by["model.layers.0.mlp.gate_up"]
-    assert mid_out[2] / mid_in[2] == pytest.approx(1.5)  # down_proj role factor
+    # down_proj role factor 1.5 × the square root of the size ratio (gate_up holds twice the weights)
+    size = (info["model.layers.8.mlp.down_proj"].params / info["model.layers.8.mlp.gate_up"].params) ** 0.5
+    assert size == pytest.approx(0.5 ** 0.5)
+    assert mid_out[2] / mid_in[2] == pytest.approx(1.5 * size)
     assert first[2] > 1.5 * mid_in[2]  # first layer ≈ 2× the middle
     assert mid_in[2] / mid_in[1] == pytest.approx(weight_noise("int4-g128") / weight_noise("int8"))
     assert PriorSensitivity().kv_score("int8", groups) < PriorSensitivity().kv_score("int4-g64", groups)

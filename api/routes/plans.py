@@ -89,7 +89,11 @@ def delete_plan(plan_id: str, store: StoreDep) -> Response:
 
 
 @router.get("/{plan_id}/export", response_model=ExportPublic, responses={**COMMON, **errors(404)})
-def export(plan_id: str, store: StoreDep, catalog: CatalogDep, format: ExportFormat = Query(description="export target")) -> dict:
+def export(plan_id: str, store: StoreDep, catalog: CatalogDep,
+           format: ExportFormat | None = Query(None, description="export target (default: the exporter of `engine`, else "
+                                                                 "of the engine the plan was made for)"),
+           engine: str | None = Query(None, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$",
+                                      description="engine the files are for (catalog id; default: the plan's)")) -> dict:
     from planner.export import export_plan
 
     row = store.get_plan(plan_id)
@@ -97,5 +101,5 @@ def export(plan_id: str, store: StoreDep, catalog: CatalogDep, format: ExportFor
         raise _not_found(plan_id)
     ctx = export_context(catalog, row.body)
     with domain_errors():
-        out = export_plan(row.body, format, ctx)
+        out = export_plan(row.body, format, ctx, engine=engine)
     return {"plan_id": plan_id, **out.to_dict()}

@@ -12,16 +12,17 @@ from planner.cli.common import CliError, console, emit_json
 
 def export(
     plan_file: Annotated[Path, typer.Argument(help="A plan written by `tierwise plan` (YAML or JSON).")],
-    format: Annotated[str, typer.Option("--format", "-f", help="vllm | compressed-tensors | hf | modelopt-mixed | trtllm | llamacpp | megatron | yaml | json")],
+    format: Annotated[Optional[str], typer.Option("--format", "-f", help="vllm | compressed-tensors | hf | modelopt-mixed | trtllm | llamacpp | megatron | yaml | json (default: the exporter of --engine, else of the engine the plan was made for).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder to write the files into (default: print them).")] = None,
     model_path: Annotated[Optional[str], typer.Option(help="Model the commands load (HF repo id or folder); default from the catalog entry.")] = None,
+    engine: Annotated[Optional[str], typer.Option(help="Engine the files are for (default: the one the plan was made for); the plan is checked against what it runs on the plan's hardware.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Turn a plan into the configuration of a serving or training engine."""
     from planner.export import ExportContext, export_formats, export_plan, group_modules, write_export
     from planner.plan import load_plan, plan_to_dict
 
-    if format.strip().lower() not in export_formats():
+    if format is not None and format.strip().lower() not in export_formats():
         from planner.request.fields import did_you_mean
 
         raise CliError(f"--format must be one of {', '.join(export_formats())}; got {format!r}"
@@ -48,7 +49,7 @@ def export(
         device_capacity_bytes=dev.memory_capacity_bytes if dev is not None else None,
         devices_per_node=dev.devices_per_node if dev is not None else None,
     )
-    result = export_plan(d, format, ctx)
+    result = export_plan(d, format, ctx, engine=engine)
     written = write_export(result, out) if out is not None else []
     if json_out:
         body = result.to_dict()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -129,7 +130,9 @@ def plan(
     if max_degradation is not None:
         _closed_loop(planner, req, max_degradation, validate_with, metric, band_low, rounds, out, json_out, per_group)
         return
-    result = planner.solve(req)
+    from planner.plan import with_engine
+
+    result = with_engine(planner.solve(req), req.engine)
     if out is not None:
         _save(result, out)
     if json_out:
@@ -144,7 +147,9 @@ def plan(
 
 def _run_pareto(planner, req, n: int, out: Path | None, csv_path: Path | None, plot: Path | None,
                 json_out: bool) -> None:
-    plans = planner.pareto(req, n)
+    from planner.plan import with_engine
+
+    plans = [with_engine(p, req.engine) for p in planner.pareto(req, n)]
     if out is not None:
         for i, p in enumerate(plans, 1):
             _save(p, out.with_name(f"{out.stem}-{i}{out.suffix}"))
@@ -187,6 +192,9 @@ def _closed_loop(planner, req, target: float, torch_model: str, metric: str | No
     band = (band_low * target, target)
     # A ladder of 2^rounds − 1 budgets: bisection uses every round to refine the budget.
     res = planner.bisect(req, measured, band, levels=min(2**rounds - 1, 1023), max_rounds=rounds)
+    from planner.plan import with_engine
+
+    res = replace(res, plan=with_engine(res.plan, req.engine)) if res.plan is not None else res
     if res.inside_band:
         reason = f"measured {res.degradation:.4g} lies inside [{band[0]:.4g}, {band[1]:.4g}] after {len(log)} rounds"
     elif res.plan is not None:
@@ -280,12 +288,16 @@ def print_plan(plan, *, per_group: bool = False, title: str | None = None) -> No
     t.add_column("what")
     t.add_column("value", justify="right")
     t.add_row("layout", f"tp={lay.tp} pp={lay.pp} dp={lay.dp} ep={lay.ep}")
+    if getattr(plan, "engine", None):
+        t.add_row("engine", f"{plan.engine} (`tierwise export PLAN` writes its deployment files)")
     t.add_row("workload", f"batch {plan.workload.batch}, prompt {plan.workload.prompt}, gen {plan.workload.gen}")
     t.add_row("objective", plan.objective + f" (sensitivity source: {plan.sensitivity_source})")
     t.add_row("KV cache / compute format", f"{plan.kv} / {plan.activations}")
     t.add_row("TTFT", human_time(p.ttft_s))
     if p.tpot_s:
-        t.add_row("TPOT", f"{human_time(p.tpot_s)}  " + escape(f"[{p.decode_bound}-bound]") if p.decode_bound else human_time(p.tpot_s))
+        limit = plan.constraints.tpot_slo_s
+        t.add_row("TPOT" + (f" (limit {human_time(limit)})" if limit else ""),
+                  f"{human_time(p.tpot_s)}  " + escape(f"[{p.decode_bound}-bound]") if p.decode_bound else human_time(p.tpot_s))
         t.add_row("decode tokens/s (system)", f"{p.decode_tokens_per_s:,.3g}")
     t.add_row("latency per request", human_time(p.latency_s))
     budget = plan.constraints.max_memory_per_device_bytes

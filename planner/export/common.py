@@ -135,7 +135,7 @@ def engine_context_bytes(engine: str) -> float | None:
 
 
 def memory_need(v: PlanView, ctx: ExportContext, *, extra_weight_bytes: float = 0.0,
-                engine: str | None = None) -> dict[str, float] | None:
+                engine: str | None = None, extra_device_bytes: float = 0.0) -> dict[str, float] | None:
     """Per-device bytes the engine will hold: the plan's predicted footprint with weights as
     the target writes them (``extra_weight_bytes`` over the plan, whole model, e.g. embeddings
     kept in 16 bit), plus the engine's context from its profile (else the fixed headroom)."""
@@ -147,19 +147,46 @@ def memory_need(v: PlanView, ctx: ExportContext, *, extra_weight_bytes: float = 
     context = engine_context_bytes(engine) if engine else None
     if context is None:
         context = HEADROOM_FRACTION * cap
-    plan_bytes = float(need) + extra_weight_bytes / shards
+    plan_bytes = float(need) + extra_weight_bytes / shards + extra_device_bytes
     return {"capacity": float(cap), "plan": plan_bytes, "context": context, "total": plan_bytes + context}
 
 
 def memory_fraction(v: PlanView, ctx: ExportContext, *, extra_weight_bytes: float = 0.0,
-                    engine: str | None = None) -> float | None:
+                    engine: str | None = None, extra_device_bytes: float = 0.0) -> float | None:
     """:func:`memory_need` as a fraction of device memory, rounded up to 0.01 and kept
     within vLLM's accepted (0, 1]."""
-    m = memory_need(v, ctx, extra_weight_bytes=extra_weight_bytes, engine=engine)
+    m = memory_need(v, ctx, extra_weight_bytes=extra_weight_bytes, engine=engine, extra_device_bytes=extra_device_bytes)
     if m is None:
         return None
     frac = math.ceil(m["total"] / m["capacity"] * 100) / 100
     return min(max(frac, 0.05), 0.98)
+
+
+def prefill_chunk(engine: str | None) -> int | None:
+    """Tokens per forward pass of an engine with chunked prefill (its profile's
+    ``runtime.chunk_tokens``), else None."""
+    try:
+        from planner.engines import load_engine
+
+        rt = load_engine(engine).runtime if engine else None
+    except Exception:  # noqa: BLE001 - an engine without a profile: no chunk known
+        return None
+    return rt.chunk_tokens if rt is not None and rt.chunked_prefill and rt.chunk_tokens > 0 else None
+
+
+def batched_tokens(v: PlanView, engine: str | None) -> tuple[int | None, float]:
+    """(tokens per forward pass the engine is told to run, extra activation bytes per device
+    over the plan's prediction). With chunked prefill the engine profiles and runs passes of
+    ``min(chunk, batch × prompt)`` tokens (at least one per sequence); activations scale with
+    the tokens of a pass, so the plan's activation peak (the whole batch's prompts at once) is
+    rescaled to it."""
+    chunk = prefill_chunk(engine)
+    if chunk is None:
+        return None, 0.0
+    tokens = max(1, v.batch * max(1, v.prompt))
+    per_pass = max(min(chunk, tokens), v.batch)
+    act = float(v.predicted.get("activations_bytes") or 0.0)
+    return per_pass, act * (per_pass / tokens) - act
 
 
 def host_offload_bytes(v: PlanView) -> float:

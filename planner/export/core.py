@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,8 @@ class ExportContext:
     q/k/v projections, ``.gate_up`` → gate/up). ``device_capacity_bytes`` is the
     device tier of one accelerator; ``devices_per_node`` sizes ``torchrun``.
     ``model_path`` is what the commands load (a Hugging Face repo id or a folder).
+    ``engine`` is the engine the export is checked against and sized for (set by
+    :func:`export_plan`).
     """
 
     model_path: str | None = None
@@ -103,6 +105,7 @@ class ExportContext:
     arch: Any = None
     device_capacity_bytes: float | None = None
     devices_per_node: int | None = None
+    engine: str | None = None  # the engine the files are for (``--engine``, else the plan's); see export_plan
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -242,12 +245,33 @@ def export_formats() -> tuple[str, ...]:
     return tuple(EXPORTERS)
 
 
-def export_plan(plan: Any, fmt: str, context: ExportContext | None = None) -> Export:
-    """Export ``plan`` (a Plan or its dict) for target ``fmt``; see :data:`EXPORTERS`."""
-    key = str(fmt).strip().lower()
-    if key not in EXPORTERS:
+def export_plan(plan: Any, fmt: str | None = None, context: ExportContext | None = None, *,
+                engine: str | None = None) -> Export:
+    """Export ``plan`` (a Plan or its dict) for target ``fmt``; see :data:`EXPORTERS`.
+
+    ``fmt`` left out: the exporter of ``engine``, else of the engine the plan records.
+    ``engine`` (``tierwise export --engine``) is the engine the files are for; left out, the
+    plan's engine when ``fmt`` writes files for it, else the target's own. Before writing,
+    every group, the KV cache and the layout are checked against what that engine runs on the
+    plan's hardware: a plan made for another engine that this one cannot run is refused with
+    the groups and formats at fault and the ``tierwise plan ... --engine E`` command (plans
+    that record no engine and no ``engine`` given: the target's own checks only)."""
+    from .rules import engine_runs, resolve_target
+
+    d = _plan_dict(plan)
+    plan_engine = d.get("engine") if isinstance(d.get("engine"), str) else None
+    key = None if fmt is None else str(fmt).strip().lower()
+    if key is not None and key not in EXPORTERS:
         raise ExportError("format", f"unknown export format {fmt!r}; expected one of: {', '.join(EXPORTERS)}")
-    return EXPORTERS[key].func(plan_view(plan), context or ExportContext())
+    if engine is not None and (not isinstance(engine, str) or not engine.strip()):
+        raise ExportError("engine", f"{{@engine}} must be an engine id such as 'vllm'; got {engine!r}")
+    key, checked = resolve_target(plan_engine, key, engine.strip() if engine else None)
+    ctx = replace(context or ExportContext(), engine=checked)
+    view = plan_view(d)
+    if key not in ("yaml", "json") and (engine is not None or plan_engine is not None):
+        # A plan that records no engine (written before plans did) keeps the target's own checks.
+        engine_runs(view, key, checked)
+    return EXPORTERS[key].func(view, ctx)
 
 
 def write_export(export: Export, out_dir: str | os.PathLike) -> list[Path]:

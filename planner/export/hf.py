@@ -3,12 +3,16 @@ compressed-tensors for per-layer mixtures) and a ``load.py``."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from .common import model_path, modules_of, to_json
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, weights_of
-from .rules import as_exported, dense_only
+from .rules import as_exported, dense_only, replan_hint
 from .schemes import ct_quantization_config
+
+
+_QUANTIZED_CACHE = {"int4-g64": 4, "int2-g64": 2}
 
 
 @register("hf", "transformers quantization_config")
@@ -20,8 +24,17 @@ def _export_hf(v: PlanView, ctx: ExportContext) -> Export:
     skip_plain = [m for g in v.choices if g not in quantized for m in modules_of(g, ctx)]
     kinds = set(quantized.values())
     model = model_path(v, ctx)
-    if v.kv not in FLOAT16:
-        notes.append(f"transformers keeps its KV cache in 16 bit; the plan's {v.kv} KV cache applies when served by vLLM or TensorRT-LLM")
+    generate: list[str] = []
+    if v.kv in _QUANTIZED_CACHE:
+        # transformers' QuantizedCache (quanto backend): int4 / int2 keys and values in groups
+        # of 64 with the most recent residual_length tokens in 16 bit (docs, "KV cache strategies").
+        generate = ["# The plan's KV cache: transformers' QuantizedCache (pip install optimum-quanto)",
+                    'model.generation_config.cache_implementation = "quantized"',
+                    f'model.generation_config.cache_config = {{"backend": "quanto", "nbits": {_QUANTIZED_CACHE[v.kv]}, '
+                    '"q_group_size": 64}', ""]
+    elif v.kv not in FLOAT16:
+        raise ExportError("kv", f"transformers' KV caches are 16-bit or QuantizedCache int4 / int2 (groups of 64); the "
+                          f"plan's KV cache is {v.kv!r}; {replan_hint(v, 'hf', ctx.engine)}")
     if not quantized:
         qcfg: dict[str, Any] | None = None
     elif acts <= FLOAT16 and kinds <= {"nf4", "nf4-dq", "fp4-e2m1"} and len({k.split("-")[0] for k in kinds}) == 1:
@@ -46,7 +59,8 @@ def _export_hf(v: PlanView, ctx: ExportContext) -> Export:
                 "modules_to_not_convert": skip_plain or None}
         notes.append("FineGrainedFP8 stores one scale per 128x128 block; the plan priced one per output channel (a few bytes per tensor apart)")
     else:
-        qcfg, more = ct_quantization_config(v, ctx, "hf")
+        # the KV cache is the generation config's (above), not the checkpoint's kv_cache_scheme
+        qcfg, more = ct_quantization_config(replace(v, kv="bf16") if v.kv in _QUANTIZED_CACHE else v, ctx, "hf")
         notes += more
     snippet = "\n".join([
         '"""Load the model the way the Tierwise plan quantizes it."""',
@@ -61,6 +75,7 @@ def _export_hf(v: PlanView, ctx: ExportContext) -> Export:
         f"model = AutoModelForCausalLM.from_pretrained({model!r}, torch_dtype=\"auto\", device_map=\"auto\", **kwargs)",
         "print(model.get_memory_footprint() / 1e9, \"GB\")",
         "",
+        *generate,
     ])
     if qcfg is not None and qcfg.get("quant_method") == "compressed-tensors":
         notes.append("transformers loads compressed-tensors configs from a checkpoint made by llm-compressor "

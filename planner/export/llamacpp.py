@@ -6,32 +6,61 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from .common import group_modules, host_offload_bytes, model_path, modules_of, shell_lines, shell_quote
+from .common import host_offload_bytes, model_path, modules_of, shell_lines, shell_quote
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, format_of, register, weights_of
 
 
-# Hugging Face module name (inside a decoder layer) → GGUF tensor name
-# (llama.cpp gguf-py/gguf/tensor_mapping.py, MODEL_TENSOR.* for LLaMA-style models).
+# Hugging Face checkpoint module name → GGUF tensor name, as convert_hf_to_gguf.py writes
+# them (gguf-py/gguf/tensor_mapping.py, TensorNameMap): per-layer modules become
+# ``blk.N.<kind>``. Fused projections keep one tensor: Phi-3's ``qkv_proj``, Falcon / BLOOM
+# ``query_key_value``, GPT-NeoX, GPT-2 ``c_attn`` and MPT ``Wqkv`` are ATTN_QKV (``attn_qkv``);
+# Phi-3's ``gate_up_proj`` is FFN_UP (``ffn_up``). Mixtral's experts are merged into one 3-D
+# tensor per kind (FFN_GATE_EXP ``ffn_gate_exps`` ← w1, FFN_UP_EXP ``ffn_up_exps`` ← w3,
+# FFN_DOWN_EXP ``ffn_down_exps`` ← w2).
+_LAYER_PREFIX = re.compile(r"^(?:model\.layers|model\.decoder\.layers|gpt_neox\.layers|transformer\.h|transformer\.blocks|h|"
+                           r"encoder\.layer|bert\.encoder\.layer)\.(\d+)\.(.+)$")
 _GGUF_LAYER = {
-    "self_attn.q_proj": "attn_q",
-    "self_attn.k_proj": "attn_k",
-    "self_attn.v_proj": "attn_v",
-    "self_attn.o_proj": "attn_output",
-    "mlp.gate_proj": "ffn_gate",
-    "mlp.up_proj": "ffn_up",
-    "mlp.down_proj": "ffn_down",
-    "mlp.router": "ffn_gate_inp",
-    "mlp.experts.gate_proj": "ffn_gate_exps",
-    "mlp.experts.up_proj": "ffn_up_exps",
-    "mlp.experts.down_proj": "ffn_down_exps",
+    "attn_q": ("self_attn.q_proj", "attn.q_proj", "attention.self.query"),
+    "attn_k": ("self_attn.k_proj", "attn.k_proj", "attention.self.key"),
+    "attn_v": ("self_attn.v_proj", "attn.v_proj", "attention.self.value"),
+    "attn_qkv": ("self_attn.qkv_proj", "attention.query_key_value", "self_attention.query_key_value", "attn.c_attn",
+                 "attn.Wqkv"),
+    "attn_output": ("self_attn.o_proj", "attention.dense", "self_attention.dense", "attn.c_proj", "attn.out_proj",
+                    "attention.output.dense"),
+    "ffn_gate": ("mlp.gate_proj",),
+    "ffn_up": ("mlp.up_proj", "mlp.gate_up_proj", "mlp.dense_h_to_4h", "mlp.c_fc", "ffn.up_proj", "intermediate.dense",
+               "mlp.fc_in"),
+    "ffn_down": ("mlp.down_proj", "mlp.dense_4h_to_h", "mlp.c_proj", "ffn.down_proj", "output.dense", "mlp.fc_out"),
+    "ffn_gate_inp": ("block_sparse_moe.gate", "mlp.router", "mlp.gate"),
+    "ffn_gate_exps": ("mlp.experts.gate_proj",),
+    "ffn_up_exps": ("mlp.experts.up_proj",),
+    "ffn_down_exps": ("mlp.experts.down_proj",),
 }
-_GGUF_GLOBAL = {"model.embed_tokens": "token_embd", "lm_head": "output"}
+_GGUF_KIND = {hf: kind for kind, names in _GGUF_LAYER.items() for hf in names}
+_EXPERT = re.compile(r"^block_sparse_moe\.experts\.\d+\.(w1|w2|w3)$")
+_EXPERT_KIND = {"w1": "ffn_gate_exps", "w3": "ffn_up_exps", "w2": "ffn_down_exps"}
+_GGUF_GLOBAL = {
+    "model.embed_tokens": "token_embd", "transformer.wte": "token_embd", "transformer.word_embeddings": "token_embd",
+    "word_embeddings": "token_embd", "gpt_neox.embed_in": "token_embd", "embeddings.word_embeddings": "token_embd",
+    "bert.embeddings.word_embeddings": "token_embd",
+    "lm_head": "output", "embed_out": "output",
+    # llama-quantize keeps these as converted (src/llama-quant.cpp: positional embeddings and
+    # BERT's token types are never quantized).
+    "embeddings.position_embeddings": "position_embd", "bert.embeddings.position_embeddings": "position_embd",
+    "transformer.wpe": "position_embd",
+    "embeddings.token_type_embeddings": "token_types", "bert.embeddings.token_type_embeddings": "token_types",
+}
+# Modules convert_hf_to_gguf.py does not write (BertModel drops the pooler: GGUF BERT models
+# are embedding models).
+_NOT_CONVERTED = re.compile(r"^(bert\.)?pooler\.dense$")
+_UNQUANTIZED = ("position_embd", "token_types")
 
 # Plan weight format → ggml type (ggml/include/ggml.h; block layouts in ggml-common.h):
 # q8_0 = 32 int8 + fp16 scale; q4_0 = 32 int4 + fp16 scale; q4_1 adds an fp16 min;
 # q4_k / q3_k / q2_k = 256-value super-blocks of 16/32-value sub-blocks; iq4_nl = 32
 # values on a fixed non-linear 4-bit grid; mxfp4 = OCP MX blocks of 32.
-_GGML = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "q8_0", "int4-g32": "q4_0", "int4-g32-zp": "q4_1",
+_GGML = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8-g32": "q8_0", "int8": "q8_0", "int4-g32": "q4_0",
+         "int4-g32-zp": "q4_1",
          "nf4": "iq4_nl", "nf4-dq": "iq4_nl", "mxfp4": "mxfp4"}
 # llama-quantize's positional type (an ftype name) for a base ggml type.
 _FTYPE = {"q8_0": "Q8_0", "q4_0": "Q4_0", "q4_1": "Q4_1", "q4_k": "Q4_K_M", "q3_k": "Q3_K_M", "q2_k": "Q2_K",
@@ -40,6 +69,9 @@ _GGML_KV = {"bf16": "bf16", "fp16": "f16", "fp32": "f32", "int8": "q8_0", "int4-
 
 
 def _ggml_type(name: str, field_name: str, notes: list[str]) -> str:
+    if name == "int8":
+        notes.append("int8 (one scale per output channel): llama.cpp's q8_0 keeps one scale per 32 values "
+                     "(int8-g32; plans made for llama.cpp use it)")
     if name in _GGML:
         return _GGML[name]
     f = format_of(name)
@@ -52,36 +84,59 @@ def _ggml_type(name: str, field_name: str, notes: list[str]) -> str:
                       "int4/int3/int2 (group sizes map to q4_0/q4_1/q4_k/q3_k/q2_k), nf4 (iq4_nl), mxfp4")
 
 
-def _gguf_name(module: str, field_name: str) -> str:
+def _gguf_name(module: str, field_name: str) -> str | None:
+    """The GGUF tensor (``blk.N.kind`` or a global name) of a checkpoint module; ``None`` for
+    a module the conversion does not write."""
     if module in _GGUF_GLOBAL:
         return _GGUF_GLOBAL[module]
-    m = re.match(r"^model\.layers\.(\d+)\.(.+)$", module)
-    if m and m.group(2) in _GGUF_LAYER:
-        return f"blk.{m.group(1)}.{_GGUF_LAYER[m.group(2)]}"
-    raise ExportError(field_name, f"no GGUF tensor name known for module {module!r}; the llama.cpp export covers "
-                      "LLaMA-style decoders (q/k/v/o, gate/up/down, experts, embeddings, lm_head)")
+    if _NOT_CONVERTED.match(module):
+        return None
+    m = _LAYER_PREFIX.match(module)
+    if m:
+        rest = m.group(2)
+        e = _EXPERT.match(rest)
+        kind = _EXPERT_KIND[e.group(1)] if e else _GGUF_KIND.get(rest)
+        if kind:
+            return f"blk.{m.group(1)}.{kind}"
+    raise ExportError(field_name, f"no GGUF tensor name known for module {module!r}; the llama.cpp export covers the "
+                      "architectures of convert_hf_to_gguf.py in the catalog (Llama, Mistral, Mixtral, Qwen2, Gemma, "
+                      "Phi-3, Falcon, BLOOM, GPT-NeoX, GPT-2, GPT-J, MPT, BERT)")
+
+
+def _tensor_types(v: PlanView, ctx: ExportContext, notes: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """({blk.N.kind: ggml type}, {global tensor: ggml type}) of the plan. Each GGUF tensor
+    gets one type; two groups that share one tensor with different types are refused."""
+    per_tensor: dict[str, str] = {}
+    globals_: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for g in v.choices:
+        t = _ggml_type(weights_of(v, g), f"choices.{g}.weights", notes)
+        if acts_of(v, g) not in FLOAT16:
+            notes.append(f"{g}: llama.cpp picks compute precision per kernel; the plan's {acts_of(v, g)} activations are not set")
+        for mod in modules_of(g, ctx):
+            name = _gguf_name(mod, f"choices.{g}")
+            if name is None:
+                notes.append(f"{g}: convert_hf_to_gguf.py does not write {mod} (unused by llama.cpp); its planned "
+                             f"{weights_of(v, g)} has no tensor")
+                continue
+            if name in _UNQUANTIZED:
+                if t not in ("bf16", "f16", "f32"):
+                    notes.append(f"{g}: llama-quantize never quantizes {name}; it stays as converted (bf16)")
+                continue
+            if owner.get(name, g) != g and (per_tensor.get(name) or globals_.get(name)) != t:
+                raise ExportError(f"choices.{g}.weights", f"GGUF tensor {name} holds both {owner[name]} and {g}, "
+                                  f"planned as {per_tensor.get(name) or globals_.get(name)} and {t}; llama.cpp stores "
+                                  "one type per tensor")
+            owner[name] = g
+            (per_tensor if name.startswith("blk.") else globals_)[name] = t
+    return per_tensor, globals_
 
 
 @register("llamacpp", "llama-quantize command with per-tensor type overrides")
 def _export_llamacpp(v: PlanView, ctx: ExportContext) -> Export:
     notes: list[str] = []
-    # GGUF tensor kinds (attn_q, ffn_gate_exps, ...) follow the planner's canonical names, not
-    # each checkpoint's module names.
-    canon = group_modules(ctx.arch, canonical=True) if ctx.arch is not None else None
-    per_tensor: dict[str, str] = {}
-    token_type = output_type = None
-    for g in v.choices:
-        t = _ggml_type(weights_of(v, g), f"choices.{g}.weights", notes)
-        if acts_of(v, g) not in FLOAT16:
-            notes.append(f"{g}: llama.cpp picks compute precision per kernel; the plan's {acts_of(v, g)} activations are not set")
-        for mod in (canon[g] if canon and g in canon else modules_of(g, ExportContext())):
-            name = _gguf_name(mod, f"choices.{g}")
-            if name == "token_embd":
-                token_type = t
-            elif name == "output":
-                output_type = t
-            else:
-                per_tensor[name] = t
+    per_tensor, globals_ = _tensor_types(v, ctx, notes)
+    token_type, output_type = globals_.get("token_embd"), globals_.get("output")
     notes = list(dict.fromkeys(notes))
     counts = Counter(per_tensor.values())
     quantized = [t for t, _ in counts.most_common() if t not in ("bf16", "f16", "f32")]

@@ -21,6 +21,8 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 
+from hwmodels.errors import TierwiseError
+
 from .core import FLOAT16, ExportContext, ExportError, PlanView, acts_of, format_of, sparsity_of, weights_of
 
 #: Export target → the engine that loads it (profiles/engines/*.yaml), for the re-plan hint.
@@ -59,13 +61,16 @@ def as_exported(v: PlanView, target: str) -> tuple[PlanView, dict[str, str], lis
     kept = {g: weights_of(v, g) for g in v.choices if rules.get(role_of(g)) == "keep16" and _quantized(v, g)}
     if not kept:
         return v, {}, []
-    choices = {g: ({**c, "weights": "bf16", "activations": "bf16"} if g in kept else c) for g, c in v.choices.items()}
+    # 16 bit = the plan's compute format (fp16 on V100 / T4 / phones, where bf16 does not run)
+    half = str(v.raw.get("activations") or "bf16")
+    half = half if half in FLOAT16 else "bf16"
+    choices = {g: ({**c, "weights": half, "activations": half} if g in kept else c) for g, c in v.choices.items()}
     by: dict[tuple[str, str], list[str]] = {}
     for g, w in kept.items():
         by.setdefault((role_of(g), w), []).append(g)
     label = {"embedding": "embeddings", "lm_head": "the LM head"}
     notes = [f"{target} keeps {label[role]} in 16 bit: {', '.join(gs)} planned as {w} "
-             f"{'is' if len(gs) == 1 else 'are'} written as bf16 (memory settings count {'it' if len(gs) == 1 else 'them'} in 16 bit)"
+             f"{'is' if len(gs) == 1 else 'are'} written as {half} (memory settings count {'it' if len(gs) == 1 else 'them'} in 16 bit)"
              for (role, w), gs in by.items()]
     return replace(v, choices=choices), kept, notes
 
@@ -96,12 +101,46 @@ def _describe(v: PlanView, g: str) -> str:
     return ", ".join(parts)
 
 
-def replan_hint(v: PlanView, target: str) -> str:
+def _size(b: float) -> str:
+    return f"{b / 1e9:g}GB" if abs(b / 1e9 - round(b / 1e9, 3)) < 1e-9 else str(int(b))
+
+
+def replan_command(v: PlanView, engine: str) -> str:
+    """The `tierwise plan` command that re-makes the plan (same model, hardware, devices,
+    workload and limits) for ``engine``."""
+    args = ["tierwise plan", f"--model {v.model}", f"--hardware {v.hardware}"]
+    if v.devices > 1:
+        args.append(f"--devices {v.devices}")
+    workload = v.raw.get("workload") or {}
+    for key, default in (("batch", 1), ("prompt", 512), ("gen", 128)):
+        if workload.get(key) not in (None, default):
+            args.append(f"--{key} {workload[key]}")
+    cons = v.raw.get("constraints") or {}
+    if cons.get("max_memory_per_device_bytes"):
+        args.append(f"--max-memory-per-device {_size(float(cons['max_memory_per_device_bytes']))}")
+    for key, flag in (("ttft_slo_s", "--ttft-slo"), ("tpot_slo_s", "--tpot-slo")):
+        if cons.get(key):
+            args.append(f"{flag} {float(cons[key]) * 1e3:g}ms")
+    if cons.get("avg_bits"):
+        args.append(f"--avg-bits {cons['avg_bits']:g}")
+    if cons.get("allow_offload"):
+        args.append("--allow-offload")
+    args.append(f"--engine {engine}")
+    return " ".join(args)
+
+
+def target_engine(target: str, engine: str | None = None) -> str | None:
+    """The engine whose support a ``target`` export is checked against: the one asked for
+    (``--engine`` or the plan's, see :func:`resolve_target`), else the target's own."""
+    return engine or TARGET_ENGINE.get(target)
+
+
+def replan_hint(v: PlanView, target: str, engine: str | None = None) -> str:
     """The `tierwise plan` line that re-plans for the target's engine, with what it runs there."""
-    engine = TARGET_ENGINE.get(target)
+    engine = target_engine(target, engine)
     if engine is None:
         return ""
-    line = f"re-plan for it: `tierwise plan --model {v.model} --hardware {v.hardware} --engine {engine}`"
+    line = f"re-plan for it: `{replan_command(v, engine)}`"
     try:
         from hwmodels import load_device
         from planner.engines import support
@@ -110,10 +149,10 @@ def replan_hint(v: PlanView, target: str) -> str:
     except Exception:  # noqa: BLE001 - hardware outside the catalog, or the engine does not run there
         return line
     return (f"{line} ({engine} on {v.hardware} runs weights {', '.join(sup.weights)}; KV {', '.join(sup.kv)}; "
-            f"sparsity {', '.join(sup.sparsity)})")
+            f"sparsity {', '.join(sup.sparsity)}; parallel {', '.join(sup.parallel) or 'single device'})")
 
 
-def refuse(v: PlanView, target: str, bad: list[tuple[str, ExportError]]) -> ExportError:
+def refuse(v: PlanView, target: str, bad: list[tuple[str, ExportError]], engine: str | None = None) -> ExportError:
     """One error naming every group ``target`` cannot express, by format, and the re-plan flag."""
     by: dict[str, list[str]] = {}
     for g, _ in bad:
@@ -123,11 +162,11 @@ def refuse(v: PlanView, target: str, bad: list[tuple[str, ExportError]]) -> Expo
     first = bad[0][1]
     msg = (f"the {target} export cannot express {len(bad)} of {len(v.choices)} plan groups — {listed}. "
            f"{getattr(first, 'template', str(first))}")
-    hint = replan_hint(v, target)
+    hint = replan_hint(v, target, engine)
     return ExportError(first.field or f"choices.{bad[0][0]}", f"{msg}; {hint}" if hint else msg)
 
 
-def check_groups(v: PlanView, target: str, check: Callable[[str], object]) -> None:
+def check_groups(v: PlanView, target: str, check: Callable[[str], object], engine: str | None = None) -> None:
     """Run ``check(group)`` on every group; raise one :func:`refuse` error for all that fail."""
     bad: list[tuple[str, ExportError]] = []
     for g in v.choices:
@@ -136,7 +175,7 @@ def check_groups(v: PlanView, target: str, check: Callable[[str], object]) -> No
         except ExportError as e:
             bad.append((g, e))
     if bad:
-        raise refuse(v, target, bad)
+        raise refuse(v, target, bad, engine)
 
 
 def dense_only(v: PlanView, target: str, why: str) -> None:
@@ -151,20 +190,28 @@ def dense_only(v: PlanView, target: str, why: str) -> None:
     check_groups(v, target, check)
 
 
-def engine_runs(v: PlanView, target: str) -> None:
-    """Refuse the groups whose weight / activation pair or sparsity the target's engine does not
-    run on the plan's hardware (profiles/engines/<engine>.yaml); no check for hardware or
-    engines outside the catalogs."""
-    engine = TARGET_ENGINE.get(target)
+def engine_runs(v: PlanView, target: str, engine: str | None = None) -> None:
+    """Refuse what the target's engine (``engine``, else :data:`TARGET_ENGINE`) does not run
+    on the plan's hardware (profiles/engines/<engine>.yaml): every group whose weight /
+    activation pair or sparsity it has no kernel for (one error naming them all, by format),
+    else the KV-cache format, else a parallel dimension it does not implement. Each error
+    names the `tierwise plan ... --engine E` command that re-plans for it. No check for
+    hardware outside the catalog (the target's own format checks still apply)."""
+    engine = target_engine(target, engine)
     try:
         from hwmodels import load_device
         from planner.engines import load_engine
 
-        sup = load_engine(engine).support(load_device(v.hardware)) if engine else None
-    except Exception:  # noqa: BLE001 - custom hardware: the format checks of the target still apply
+        spec = load_engine(engine) if engine else None
+        dev = load_device(v.hardware)
+    except Exception:  # noqa: BLE001 - custom hardware or engine file: the format checks of the target still apply
         return
+    if spec is None:
+        return
+    sup = spec.support(dev)
     if sup is None:
-        return
+        raise ExportError("engine", f"{spec.name} ({engine}) does not run on {v.hardware}, the plan's hardware; "
+                          f"export for an engine that does, or re-plan on hardware {engine} runs on")
 
     def check(g: str) -> None:
         w, a, s = weights_of(v, g), acts_of(v, g), sparsity_of(v, g)
@@ -175,4 +222,61 @@ def engine_runs(v: PlanView, target: str) -> None:
         if pattern not in sup.sparsity:
             raise ExportError(f"choices.{g}.sparsity", f"{engine} on {v.hardware} does not run {s} sparsity")
 
-    check_groups(v, target, check)
+    check_groups(v, target, check, engine)
+    if spec.kind != "training" and v.kv not in sup.kv and not (v.kv in FLOAT16 and not sup.kv):
+        raise ExportError("kv", f"{engine} on {v.hardware} has no KV-cache format {v.kv!r} (it runs "
+                          f"{', '.join(sup.kv) or 'none'}); {replan_hint(v, target, engine)}")
+    for dim in ("tp", "pp", "dp", "ep"):
+        degree = getattr(v, dim)
+        if degree > 1 and dim not in sup.parallel:
+            raise ExportError(f"layout.{dim}", f"{engine} has no {dim} parallelism; the plan uses {dim}={degree}; "
+                              f"{replan_hint(v, target, engine)}")
+
+
+def engine_formats(engine: str) -> tuple[str, ...]:
+    """Export targets that write deployment files ``engine`` loads: its profile's exporter,
+    the targets loaded by the same engine (compressed-tensors beside vllm, modelopt-mixed
+    beside trtllm), and the plan files (yaml, json)."""
+    from planner.engines import load_engine
+
+    spec = load_engine(engine)
+    exporter = spec.exporter
+    loads = {spec.id, TARGET_ENGINE.get(exporter)}
+    out = [exporter, *(t for t, e in TARGET_ENGINE.items() if e in loads), "yaml", "json"]
+    return tuple(dict.fromkeys(out))
+
+
+def resolve_target(plan_engine: str | None, fmt: str | None, engine: str | None) -> tuple[str, str | None]:
+    """(export target, engine it is checked against) for ``tierwise export``.
+
+    ``fmt`` left out: the exporter of ``engine`` (``--engine``), else of the engine the plan
+    was made for. ``engine`` left out: the plan's engine when ``fmt`` writes files for it,
+    else the target's own engine (:data:`TARGET_ENGINE`). A ``fmt`` that does not write
+    files for the given ``engine`` is an error naming both."""
+    from planner.engines import load_engine
+
+    if engine is not None:
+        load_engine(engine)  # an unknown id is an error naming the engine (a profile path stays a path)
+    wanted = engine or plan_engine
+    if fmt is None:
+        if wanted is None:
+            raise ExportError("format", "the plan records no engine (it was written before plans did): pass "
+                              "{@format} (vllm, trtllm, llamacpp, …) or {@engine}")
+        try:
+            fmt = load_engine(wanted).exporter
+        except TierwiseError:
+            raise ExportError("engine", f"the plan was made for engine {wanted!r}, which this tierwise does not know; "
+                              "pass {@format} or {@engine}") from None
+        return fmt, wanted
+    if engine is not None:
+        if fmt not in engine_formats(engine):
+            raise ExportError("format", f"{{@format}} {fmt!r} does not write files {engine} loads; for {engine} use "
+                              f"{', '.join(engine_formats(engine))}")
+        return fmt, engine
+    if plan_engine is not None:
+        try:
+            if fmt in engine_formats(plan_engine):
+                return fmt, plan_engine
+        except TierwiseError:
+            pass
+    return fmt, TARGET_ENGINE.get(fmt)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .common import host_offload_bytes, memory_fraction, memory_need, model_path, shell_lines, shell_quote, to_json
+from .common import batched_tokens, host_offload_bytes, memory_fraction, memory_need, model_path, shell_lines, shell_quote, to_json
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, sparsity_of, weights_of
 from .rules import as_exported, engine_runs, kept_extra_bytes, replan_hint, role_of
 from .schemes import ct_quantization_config
@@ -39,7 +39,8 @@ def _export_vllm(v: PlanView, ctx: ExportContext) -> Export:
     v, kept, notes = as_exported(v, "vllm")
     acts = {acts_of(v, g) for g in v.choices}
     model = model_path(v, ctx)
-    engine_runs(v, "vllm")
+    engine = ctx.engine or "vllm"
+    engine_runs(v, "vllm", engine)
     quantization = _quantization(v)
     if quantization == "compressed-tensors":
         ct_quantization_config(v, ctx, "vllm")  # names every group vLLM cannot load, and the re-plan flag
@@ -48,7 +49,7 @@ def _export_vllm(v: PlanView, ctx: ExportContext) -> Export:
                      f"and its oneshot.py first; it writes {model}/")
     if v.kv not in _VLLM_KV:
         raise ExportError("kv", f"vLLM's --kv-cache-dtype supports auto (16-bit), fp8_e4m3 and fp8_e5m2; the plan's KV cache "
-                          f"is {v.kv!r}; {replan_hint(v, 'vllm')}")
+                          f"is {v.kv!r}; {replan_hint(v, 'vllm', engine)}")
     args: dict[str, Any] = {
         "model": model,
         "tensor_parallel_size": v.tp,
@@ -64,14 +65,19 @@ def _export_vllm(v: PlanView, ctx: ExportContext) -> Export:
     args["kv_cache_dtype"] = _VLLM_KV[v.kv]
     args["max_model_len"] = max(1, v.prompt + v.gen)
     args["max_num_seqs"] = v.batch
+    per_pass, act_extra = batched_tokens(v, engine)
+    if per_pass is not None:
+        args["max_num_batched_tokens"] = per_pass
     extra = kept_extra_bytes(v, ctx, kept)
-    need = memory_need(v, ctx, extra_weight_bytes=extra, engine="vllm")
-    frac = memory_fraction(v, ctx, extra_weight_bytes=extra, engine="vllm")
+    need = memory_need(v, ctx, extra_weight_bytes=extra, engine=engine, extra_device_bytes=act_extra)
+    frac = memory_fraction(v, ctx, extra_weight_bytes=extra, engine=engine, extra_device_bytes=act_extra)
     if frac is not None and need is not None:
         args["gpu_memory_utilization"] = frac
+        chunk = (f", activations of a {per_pass}-token pass (max_num_batched_tokens, chunked prefill)"
+                 if per_pass is not None else "")
         notes.append(f"gpu_memory_utilization {frac} = ({need['plan'] / 1e9:.2f} GB per device: the plan's footprint with "
-                     f"weights as exported + {need['context'] / 1e9:.2f} GB engine context, profiles/engines/vllm.yaml) "
-                     f"/ {need['capacity'] / 1e9:.2f} GB")
+                     f"weights as exported{chunk} + {need['context'] / 1e9:.2f} GB engine context, "
+                     f"profiles/engines/{engine}.yaml) / {need['capacity'] / 1e9:.2f} GB")
     else:
         notes.append("no device capacity known: gpu_memory_utilization left at vLLM's default (0.9)")
     offload = host_offload_bytes(v)

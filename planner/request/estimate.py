@@ -127,7 +127,9 @@ class TrainingRequest(_Common):
     interleave: int | None = opt("Interleaved pipeline chunks per device.", 1)
     optimizer: str | None = opt("adamw | adamw-8bit | adamw-fp8 | sgd.", "adamw", choices=OPTIMIZER_NAMES)
     finetune: str | None = opt("full | lora:RANK | qlora:RANK.", "full")
-    attention: str | None = opt("fused (FlashAttention) or unfused attention.", "fused", choices=("fused", "unfused"))
+    attention: str | None = opt("fused (the engine's FlashAttention kernel), unfused, or a named fused kernel "
+                                "(flash2, flash3, flash-triton).", "fused",
+                                choices=("fused", "unfused", "flash2", "flash3", "flash-triton"))
     grad_accumulation: str | None = opt("separate or fused gradient accumulation.", "separate",
                                         choices=("separate", "fused"))
     dropout: bool | None = opt("The model has dropout layers.", False)
@@ -281,7 +283,8 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
         b = max_batch(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
         serving = replace(serving, batch=max(b, 1))
     est = estimate_inference(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
-    est = replace(est, engine=r.engine.engine, notes=(*est.notes, _engine_note(r.engine)))
+    est = replace(est, engine=r.engine.engine, engine_assumptions=engine_assumptions(r.engine, r.device, r.arch),
+                  notes=(*est.notes, _engine_note(r.engine, r.device, r.arch)))
     est = replace(est, uncertainty=_uncertainty(est, r.device, r.engine.engine, r.options.runtime, training=False))
     if require_fit and not est.memory.fits:
         raise inference_does_not_fit(replace(r, serving=serving), est)
@@ -299,9 +302,36 @@ def _uncertainty(est: Any, device: Any, engine: str, runtime: str, *, training: 
     return u.inference_uncertainty(est, device.device_class, u.engine_class(engine, runtime), bandwidth=bandwidth)
 
 
-def _engine_note(sup: Any) -> str:
+def engine_assumptions(sup: Any, device: Any, arch: Any = None) -> dict[str, Any]:
+    """What an estimate assumed of its engine (``engine_assumptions`` of the answer): the
+    cost model's settings from the profile's runtime block (:func:`planner.serving.engine_settings`)."""
     rt = sup.runtime
-    return f"engine {sup.engine}: {rt.context_bytes / 2**30:.2f} GiB runtime context per device counted as reserved memory"
+    s = engine_settings(rt)
+    decoder = arch is None or getattr(arch, "family", "decoder") == "decoder"
+    return {
+        "engine": sup.engine,
+        "runtime_context_bytes": s["reserved_bytes"],
+        "kv_memory_fraction": s["kv_memory_fraction"],
+        "chunked_prefill_tokens": (s["prefill_chunk_tokens"] or None) if decoder else None,
+        "paged_kv_block_tokens": rt.kv_block_tokens if rt.paged_kv else None,
+        "graph_capture": rt.graph_capture,
+        "continuous_batching": rt.continuous_batching,
+        "step_overhead_s": s["step_overhead_s"],
+        "source": f"profiles/engines/{sup.engine}.yaml",
+    }
+
+
+def _engine_note(sup: Any, device: Any, arch: Any = None) -> str:
+    a = engine_assumptions(sup, device, arch)
+    parts = [f"engine {sup.engine} (profiles/engines/{sup.engine}.yaml): "
+             f"{a['runtime_context_bytes'] / 2**30:.2f} GiB runtime context per device counted as reserved memory"]
+    if a["kv_memory_fraction"] < 1.0:
+        parts.append(f"KV cache in at most {a['kv_memory_fraction']:.0%} of the memory weights, activations and "
+                     "context leave")
+    if a["chunked_prefill_tokens"]:
+        parts.append(f"chunked prefill: activations of one {a['chunked_prefill_tokens']}-token chunk, not the whole "
+                     "batch's prompts at once")
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------
@@ -369,7 +399,7 @@ def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
         sequence_parallel=v["sequence_parallel"], interleave=v["interleave"], optimizer=v["optimizer"],
         finetune=v["finetune"].strip().lower(), weights=v["weights"], activations=v["activations"],
         attention=v["attention"], dropout=v["dropout"], runtime=v["runtime"],
-        grad_accumulation=v["grad_accumulation"],
+        grad_accumulation=v["grad_accumulation"], engine=sup.engine,
     )
     return arch, dev, cfg, sup
 

@@ -57,7 +57,8 @@ class PlanRequest:
     gen: int | None = opt("Generated tokens per request.", 128)
     max_memory_per_device: float | str | None = opt("Device-memory budget per device: bytes or a size like 60GB.")
     ttft_slo_s: float | str | None = opt("Time-to-first-token target: seconds or a duration like 500ms.")
-    tpot_slo_s: float | str | None = opt("Time-per-output-token target: seconds or a duration like 50ms.")
+    tpot_slo_s: float | str | None = opt("Time-per-output-token target: seconds or a duration like 50ms (phones: "
+                                         "200ms unless given; 'none' for no limit).")
     avg_bits: float | None = opt("Average weight bits at most (scales included).")
     allow_offload: bool | None = opt("Let weights live in host memory (slow).", False)
     objective: str | None = opt("What to minimise: accuracy, latency, memory, cost or weighted.", "accuracy",
@@ -74,6 +75,26 @@ class PlanRequest:
     time_limit_s: float | None = opt("Wall-clock limit of the whole search, seconds.", 60.0)
     gap: float | None = opt("Relative optimality gap to stop at.", 1e-3)
     engine: str | None = opt(ENGINE_HELP)
+
+
+#: Default time-per-output-token limit of plans on phones, where an unconstrained plan can
+#: stream a 16-bit model from flash at seconds per token: 0.2 s/token = 5 tokens/s, about
+#: adult silent reading speed — 238 words/min for non-fiction (Brysbaert, "How many words do
+#: we read per minute? A review and meta-analysis of reading rate", Journal of Memory and
+#: Language 109, 2019) at ~1.33 tokens per word (OpenAI's rule of thumb, 100 tokens ≈ 75
+#: words, https://help.openai.com/en/articles/4936856). A given ``tpot_slo_s`` replaces it;
+#: ``none`` removes it.
+PHONE_TPOT_S = 0.2
+_NO_LIMIT = ("none", "off")
+
+
+def _tpot(value: Any, arch: Any, dev: Any) -> float | None:
+    if isinstance(value, str) and value.strip().lower() in _NO_LIMIT:
+        return None
+    if value is not None:
+        return parse_duration("tpot_slo_s", value)
+    generative = arch.family in ("decoder", "encoder_decoder")
+    return PHONE_TPOT_S if dev.device_class == "phone" and generative else None
 
 
 def _degree(v: dict, name: str) -> int | None:
@@ -164,7 +185,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
                   ("prompt",) if arch.family == "encoder" else ("prompt", "gen"))
     budget = None if v["max_memory_per_device"] is None else parse_size("max_memory_per_device", v["max_memory_per_device"])
     ttft = None if v["ttft_slo_s"] is None else parse_duration("ttft_slo_s", v["ttft_slo_s"])
-    tpot = None if v["tpot_slo_s"] is None else parse_duration("tpot_slo_s", v["tpot_slo_s"])
+    tpot = _tpot(v["tpot_slo_s"], arch, dev)
     avg_bits = None if v["avg_bits"] is None else check_number("avg_bits", v["avg_bits"], hi=32)
     objective = check_choice("objective", getattr(v["objective"], "value", v["objective"]), OBJECTIVES)
     weights = _mapping("objective_weights", v["objective_weights"] or {}, _weight, "accuracy=1,latency=0.5")
@@ -183,7 +204,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     check_request(sup, kv=None if kv is None else canonical(kv), layout={n: d for n, d in degrees.items() if d})
     for pattern in sparsity:
         check_request(sup, sparsity=pattern)
-    pins = _mapping("pins", v["pins"] or {}, _pin_value, "model.lm_head=bf16")
+    pins = _engine_role_pins(sup, arch, _mapping("pins", v["pins"] or {}, _pin_value, "model.lm_head=bf16"), act)
     low_rank = None if v["low_rank"] is None else _ranks(v["low_rank"])
     problem = PlanProblem(
         devices=devices, **degrees, batch=batch, prompt=prompt, gen=gen, max_memory_per_device_bytes=budget,
@@ -217,14 +238,64 @@ def _engine_formats(sup: Any, dev: Any, formats: tuple[str, ...] | None,
                 f"{{@formats}} {', '.join(bad_ones)}: {sup.engine} does not run {'it' if len(bad_ones) == 1 else 'them'}"
                 f" on {sup.device}; it runs: {', '.join(sup.weights)} (or re-plan with another {{@engine}})",
                 field="formats", details={"engine": sup.engine, "supported": list(sup.weights)})
+        _check_exclusive(sup, formats)
         return formats, act
     names = [base_activation_format(dev), *DEFAULT_WEIGHT_FORMATS]
     out = [get_format(n).name for n in names
            if get_format(n).element_bits >= MIN_DEFAULT_BITS and dev.supports(get_format(n).name) != "unsupported"]
-    out = [n for n in dict.fromkeys(out) if n in sup.weights]
+    # Formats the engine applies to the whole model at once are searched only when asked for.
+    wanted = list(dict.fromkeys(out))
+    out = [n for n in wanted if n in sup.weights and n not in sup.exclusive]
+    # A default the engine lacks is replaced by the engine's own format of that kind and width
+    # (per-channel int8 → llama.cpp's Q8_0, int8-g32) when no default of that width is left.
+    for n in wanted:
+        f = get_format(n)
+        if n in out or any((get_format(o).kind, get_format(o).element_bits) == (f.kind, f.element_bits) for o in out):
+            continue
+        alt = [w for w in sup.weights if w not in sup.exclusive and dev.supports(w) != "unsupported"
+               and (get_format(w).kind, get_format(w).element_bits) == (f.kind, f.element_bits)]
+        if alt:
+            out.append(alt[0])
     if not out:
         out = [w for w in sup.weights if dev.supports(w) != "unsupported"] or list(sup.weights[:1])
     return tuple(out), act
+
+
+def _engine_role_pins(sup: Any, arch: Any, pins: dict, act: str) -> dict:
+    """Embeddings and LM heads that the engine's exporter writes in 16 bit whatever the plan
+    says (vLLM, SGLang and transformers quantize Linear layers only; TensorRT-LLM keeps the
+    embedding table: ``ROLE_RULES`` of planner/export/rules.py) are pinned to the compute
+    format, so the plan's memory is what the engine holds. A user's pin on them wins."""
+    import fnmatch
+
+    from planner.engines import load_engine
+    from planner.export.rules import ROLE_RULES
+    from planner.options import decision_groups
+    from planner.workload import build_workload
+
+    try:
+        exporter = load_engine(sup.engine).exporter
+    except TierwiseError:  # an engine from a file outside the catalog: its own exporter rules unknown
+        return pins
+    keep = {role for role, how in ROLE_RULES.get(exporter, {}).items() if how == "keep16"}
+    out = dict(pins)
+    for g in decision_groups(build_workload(arch)) if keep else ():
+        if g.role in keep and not any(fnmatch.fnmatchcase(g.fqn, p) for p in pins):
+            out[g.fqn] = canonical(act)
+    return out
+
+
+def _check_exclusive(sup: Any, formats: tuple[str, ...]) -> None:
+    """A format the engine applies to a whole model at once (bitsandbytes nf4 in transformers)
+    goes only with 16-bit formats: the plan could not be exported otherwise."""
+    names = [canonical(f) for f in formats]
+    quantized = [f for f in names if f not in ("bf16", "fp16", "fp32")]
+    alone = [f for f in quantized if f in sup.exclusive]
+    if alone and len(set(quantized)) > 1:
+        raise EngineSupportError(
+            f"{{@formats}}: {sup.engine} applies {alone[0]} to the whole model at once; it cannot mix it with "
+            f"{', '.join(sorted(set(quantized) - {alone[0]}))} — give {alone[0]} with 16-bit formats only, or drop it",
+            field="formats", details={"engine": sup.engine, "exclusive": list(sup.exclusive)})
 
 
 def run_plan(req: PlanRequest, *, deadline: Deadline | None = None):
@@ -233,7 +304,8 @@ def run_plan(req: PlanRequest, *, deadline: Deadline | None = None):
 
     ``deadline``: one shared with the caller (e.g. a service job that can be cancelled);
     it bounds the whole search, diagnosis included. By default ``time_limit_s`` from now."""
+    from planner.plan import with_engine
     from planner.search import Planner
 
     arch, dev, problem, sens = resolve_plan(req)
-    return Planner(arch, dev, sensitivity=sens).solve(problem, deadline=deadline)
+    return with_engine(Planner(arch, dev, sensitivity=sens).solve(problem, deadline=deadline), problem.engine)

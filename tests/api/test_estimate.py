@@ -29,7 +29,10 @@ def test_inference_matches_the_cost_model(client):
                              Choice(weights="int4-g128", kv="fp8"), options=_vllm("l4"))
     want = clean_json(est.to_dict(ops=False))
     want["engine"] = "vllm"
-    assert r.json()["notes"][-1].startswith("engine vllm: 1.50 GiB")
+    want["engine_assumptions"] = r.json()["engine_assumptions"]
+    assert want["engine_assumptions"]["kv_memory_fraction"] == 0.9
+    assert want["engine_assumptions"]["chunked_prefill_tokens"] == 8192
+    assert r.json()["notes"][-1].startswith("engine vllm (profiles/engines/vllm.yaml): 1.50 GiB")
     # the request layer adds the p10-p90 error bars of the same figures (planner.uncertainty)
     got_bands = r.json()["uncertainty"]["intervals"]
     assert got_bands["ttft_s"]["value"] == pytest.approx(est.ttft_s)

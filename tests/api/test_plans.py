@@ -52,6 +52,21 @@ def test_export_every_format_through_the_api(api):
     assert r.status_code == 422 and r.json()["error"]["field"] == "format"
 
 
+def test_export_defaults_to_the_plans_engine_and_takes_an_engine(api):
+    pid = api.post("/v1/plans", json={**SMALL, "engine": "llamacpp", "kv": "bf16"}).json()["id"]
+    assert api.get(f"/v1/plans/{pid}").json()["plan"]["engine"] == "llamacpp"
+    r = api.get(f"/v1/plans/{pid}/export")
+    assert r.status_code == 200 and r.json()["format"] == "llamacpp", r.text
+    r = api.get(f"/v1/plans/{pid}/export", params={"engine": "trtllm"})
+    assert r.status_code in (200, 422) and (r.status_code == 422 or r.json()["format"] == "trtllm"), r.text
+    r = api.get(f"/v1/plans/{pid}/export", params={"engine": "trtllm", "format": "llamacpp"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "format"
+    r = api.get(f"/v1/plans/{pid}/export", params={"engine": "vlm"})
+    assert r.status_code == 404 and r.json()["error"]["field"] == "engine"
+    r = api.get(f"/v1/plans/{pid}/export", params={"engine": "../../etc/passwd.yaml"})
+    assert r.status_code == 422  # engine files are for the command line and Python, not the service
+
+
 def test_list_filter_page_delete(api):
     ids = [api.post("/v1/plans", json=SMALL).json()["id"] for _ in range(3)]
     api.post("/v1/plans", json={**SMALL, "hardware": "t4", "kv": "fp16"})  # vLLM runs fp16 KV on Turing

@@ -30,7 +30,7 @@ expect.set_options(timeout=30_000)
 
 SOLVE_TIMEOUT_MS = 180_000
 VIEWPORTS = {"desktop": (1440, 900), "phone": (390, 844)}
-PLAN_BODY = {"model": "llama-3.2-1b", "hardware": "l4", "max_memory_per_device": "1.2GB", "formats": ["bf16", "int8", "int4-g128"],
+PLAN_BODY = {"model": "llama-3.2-1b", "hardware": "l4", "max_memory_per_device": "1.5GB", "formats": ["bf16", "int8", "int4-g128"],
              "kv": "bf16", "tp": 1, "pp": 1, "dp": 1}
 
 
@@ -269,7 +269,7 @@ def test_open_restores_the_form_and_the_sweep_solves_the_same_problem(page, serv
     expect(page.locator("#model")).to_have_value("llama-3.2-1b")
     expect(page.locator("#hardware")).to_have_value("l4")
     expect(page.locator("#plan-devices")).to_have_value("1")
-    expect(page.locator("#plan-mem")).to_have_value("1.2GB")
+    expect(page.locator("#plan-mem")).to_have_value("1.5GB")
     chosen = {c["weights"] for c in base["plan"]["choices"].values()}
     assert set(page.input_value("#plan-formats").split(", ")) == chosen
     expect(page.locator("#pareto-scope")).to_contain_text(re.compile(r"\d+ other stored plans? of this model and hardware solve a different problem"))
@@ -288,7 +288,7 @@ def test_open_restores_the_form_and_the_sweep_solves_the_same_problem(page, serv
     for req in sent:
         assert req["devices"] == 1 and req["tp"] == 1 and req["model"] == "llama-3.2-1b" and req["batch"] == 1
         assert set(req["formats"]) == chosen
-        assert req["max_memory_per_device"] < 1.2e9
+        assert req["max_memory_per_device"] < 1.5e9
     # the frontier holds this problem's plans only
     with server.client() as c:
         same = [i for i in c.get("/v1/plans", params={"model": "llama-3.2-1b", "hardware": "l4", "limit": 100}).json()["items"]]
@@ -304,7 +304,7 @@ def test_open_restores_the_form_and_the_sweep_solves_the_same_problem(page, serv
     page.goto("about:blank")
     page.goto(url)
     expect(page.locator("#plan-summary")).to_have_attribute("data-plan-id", pid)
-    expect(page.locator("#plan-mem")).to_have_value("1.2GB")
+    expect(page.locator("#plan-mem")).to_have_value("1.5GB")
 
 
 def test_offload_reads_against_the_device_and_a_diagnosis_change_is_for_one_solve(page, server, shots, vp):
