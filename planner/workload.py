@@ -101,6 +101,12 @@ class OpShape:
         return self.kv_elems or 2 * self.kv_heads * self.head_dim
 
     @property
+    def kv_row(self) -> int:
+        """Width of one cached row (one KV head's key or value; MLA: latent plus RoPE key), the
+        span a KV-cache format's per-row scales cover."""
+        return self.kv_elems if self.latent else self.head_dim
+
+    @property
     def is_weighted(self) -> bool:
         return self.kind in WEIGHTED_KINDS and self.weight_params > 0
 

@@ -228,3 +228,17 @@ def test_rest_registers_deepseek_and_qwen2_moe(tmp_path):
         assert r.status_code == 200, r.text
         r = c.post("/v1/models", json={"id": "bad", "config": {**_published("deepseek-v3"), "kv_lora_rank": 0}})
         assert r.status_code == 422 and "kv_lora_rank" in r.text
+
+
+def test_quantized_latent_cache_scales_cover_the_latent_row():
+    # An int8 cache keeps one scale per cached row: for MLA the row is the 576-wide latent
+    # plus RoPE key, not a 192-wide head.
+    from planner.opcost import kv_bits
+
+    arch = load_arch("deepseek-v3")
+    serving = Serving(batch=2, prompt=1024, gen=0)
+    e = estimate_inference(arch, load_device("h200"), Layout(tp=8), serving, Choice(weights="fp8-e4m3", kv="int8"),
+                           options=RuntimeSettings())
+    want = 2 * 1024 * 61 * 576 * kv_bits("int8", 576) / 8
+    assert e.memory.kv_cache_bytes == pytest.approx(want, rel=1e-6)
+    assert kv_bits("int8", 576) < kv_bits("int8", 192)
