@@ -242,3 +242,16 @@ def test_quantized_latent_cache_scales_cover_the_latent_row():
     want = 2 * 1024 * 61 * 576 * kv_bits("int8", 576) / 8
     assert e.memory.kv_cache_bytes == pytest.approx(want, rel=1e-6)
     assert kv_bits("int8", 576) < kv_bits("int8", 192)
+
+
+def test_cli_reads_a_config_json_written_by_transformers(cli, tmp_path):
+    # A user's config.json as transformers writes it (DeepseekV2Config.to_json_file), given by path.
+    raw = _published("deepseek-v2-lite")
+    raw.pop("rope_scaling")
+    path = tmp_path / "config.json"
+    transformers.DeepseekV2Config(**raw).to_json_file(str(path))
+    code, out, err = cli("estimate", "--model", str(path), "--hardware", "h100-sxm", "--json")
+    assert code == 0, err
+    assert json.loads(out)["memory"]["kv_cache_bytes"] == pytest.approx((512 + 128) * 27 * 576 * 2, rel=1e-6)
+    code, out, err = cli("models", "show", "deepseek-v3")
+    assert code == 0 and "671" in out, err
