@@ -302,8 +302,16 @@ def _pair(engine: Any, device: Any, formats: tuple[str, ...], kv: str, given_for
     setup = EngineSetup(engine=sup.engine, formats=tuple((w, act(w)) for w in runs), kv=kv,
                         reserved_bytes=sup.runtime.context_bytes,
                         runtime=runtime or ("graph" if sup.runtime.graph_capture else "eager"),
-                        tp="tp" in sup.parallel, pp="pp" in sup.parallel)
+                        tp="tp" in sup.parallel, pp="pp" in sup.parallel, kernel=_kernel(sup))
     return ServePair(device=device, engine=sup.engine, setup=setup)
+
+
+def _kernel(sup: Any) -> tuple[tuple[str, Any], ...]:
+    """The engine's runtime facts the cost model prices, as for an estimate
+    (:func:`planner.serving.engine_settings`); its context memory travels as ``reserved_bytes``."""
+    from planner.serving import engine_settings
+
+    return tuple(sorted((k, v) for k, v in engine_settings(sup.runtime).items() if k != "reserved_bytes"))
 
 
 def _float(name: str, x: str) -> float:
