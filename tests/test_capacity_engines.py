@@ -317,3 +317,17 @@ def test_models_that_generate_no_tokens_are_refused_with_the_field(model):
     with pytest.raises(TierwiseError) as exc:
         planner.capacity_frontier(model, ["l4"])
     assert exc.value.field == "model"
+
+
+def test_capacity_train_prices_the_chosen_training_engine():
+    """`capacity train --engine` reaches the step estimate: Megatron-Core overlaps TP collectives
+    with GEMMs and FSDP does not, so the same layout is priced differently."""
+    from planner.request.capacity import CapacityTrainRequest, resolve_capacity_train
+
+    for engine in ("megatron-core", "fsdp"):
+        _, targets = resolve_capacity_train(CapacityTrainRequest(model="llama-3.1-70b", hardware="h100-sxm",
+                                                                 tokens=2e12, days=30, engine=engine))
+        assert [t.engine for _, t in targets] == [engine]
+    fast = planner.capacity_train("llama-3.1-70b", ["h100-sxm"], tokens=2e12, days=30, engine="megatron-core")
+    slow = planner.capacity_train("llama-3.1-70b", ["h100-sxm"], tokens=2e12, days=30, engine="fsdp")
+    assert fast[0].best.tokens_per_s != slow[0].best.tokens_per_s

@@ -351,7 +351,7 @@ def resolve_capacity_train(req: CapacityTrainRequest) -> tuple[Any, list[tuple[A
             tokens=check_number("tokens", _required("tokens", v["tokens"]), hi=1e17),
             days=check_number("days", _required("days", v["days"]), hi=36500.0), seq=seq, global_batch_tokens=gbt,
             activations=act, optimizer=check_choice("optimizer", v["optimizer"], tuple(OPTIMIZERS)),
-            max_devices=check_int("max_devices", v["max_devices"], hi=1 << 24))))
+            max_devices=check_int("max_devices", v["max_devices"], hi=1 << 24), engine=sup.engine)))
     return arch, out
 
 
