@@ -148,3 +148,89 @@ def test_architecture_outside_export_llama_is_noted():
     out = export_plan(plan, "executorch", ctx_for(plan))
     assert "--model" not in command(out)
     assert any("Optimum ExecuTorch" in n for n in out.notes)
+
+
+# ---------------------------------------------------------------------------
+# mlc
+# ---------------------------------------------------------------------------
+
+# mlc_llm's flags and quantization modes as documented in
+# https://llm.mlc.ai/docs/compilation/compile_models.html,
+# https://llm.mlc.ai/docs/compilation/convert_weights.html and
+# https://llm.mlc.ai/docs/compilation/configure_quantization.html.
+MLC_FLAGS = {"--quantization", "--conv-template", "--context-window-size", "--prefill-chunk-size", "--sliding-window-size",
+             "--tensor-parallel-shards", "--max-batch-size", "--device", "--model-lib", "-o", "--output"}
+MLC_MODES = {"q0f16", "q0f32", "q3f16_1", "q4f16_1", "q4f32_1", "q4f16_awq", "e4m3_e4m3_f16", "e5m2_e5m2_f16"}
+
+
+def mlc_plan(w: str, a: str = "fp16", *, hw: str = "iphone-15-pro", model: str = "llama-3.2-1b", tp: int = 1):
+    return with_engine(make_plan(model, hw, uniform(w, a), kv="fp16", batch=1, prompt=1024, gen=256, tp=tp), "mlc-llm")
+
+
+def mlc_steps(out) -> list[list[str]]:
+    text = out.file("build_mlc.sh").content.split("set -euo pipefail\n", 1)[1].replace("\\\n", " ")
+    return [shlex.split(line) for line in text.splitlines() if line.strip()]
+
+
+def test_mlc_flags_are_documented():
+    from planner.export.mlc import _MODE, FLAGS as MLC_USED
+
+    assert set(MLC_USED) <= MLC_FLAGS and set(_MODE.values()) <= MLC_MODES
+
+
+@pytest.mark.parametrize("w,a,mode", [("int4-g32", "fp16", "q4f16_1"), ("int4-g32", "fp32", "q4f32_1"),
+                                      ("int3-g32", "fp16", "q3f16_1"), ("fp16", "fp16", "q0f16"), ("fp32", "fp32", "q0f32")])
+def test_mlc_commands_carry_the_plans_quantization(w, a, mode):
+    plan = mlc_plan(w, a)
+    out = export_plan(plan, None, ctx_for(plan))  # the plan's engine picks the target
+    assert out.format == "mlc"
+    convert, gen, comp = mlc_steps(out)
+    assert convert[:2] == ["mlc_llm", "convert_weight"] and gen[:2] == ["mlc_llm", "gen_config"]
+    assert comp[:2] == ["mlc_llm", "compile"]
+    for step in (convert, gen, comp):
+        assert {a for a in step if a.startswith("-")} <= MLC_FLAGS
+    assert convert[convert.index("--quantization") + 1] == mode == gen[gen.index("--quantization") + 1]
+    assert gen[gen.index("--context-window-size") + 1] == "1280"
+    assert gen[gen.index("--conv-template") + 1] == "llama-3"
+    assert int(gen[gen.index("--prefill-chunk-size") + 1]) <= 1024
+    assert "--tensor-parallel-shards" not in gen
+    assert comp[comp.index("--device") + 1] == "iphone" and comp[2].endswith("/mlc-chat-config.json")
+    assert "vllm" not in out.next_command and "mlc_llm chat" in out.next_command
+
+
+@pytest.mark.parametrize("hw,device", [("snapdragon-8-gen-3", "android"), ("m2-max", "metal"), ("l4", "cuda")])
+def test_mlc_compile_device_follows_the_hardware(hw, device):
+    plan = mlc_plan("int4-g32", "fp16", hw=hw)
+    comp = mlc_steps(export_plan(plan, "mlc", ctx_for(plan)))[2]
+    assert comp[comp.index("--device") + 1] == device
+
+
+def test_mlc_tensor_parallel_and_fp8():
+    plan = mlc_plan("fp8-e4m3", "fp8-e4m3", hw="h100-sxm", model="llama-3.1-8b", tp=2)
+    gen = mlc_steps(export_plan(plan, "mlc", ctx_for(plan)))[1]
+    assert gen[gen.index("--tensor-parallel-shards") + 1] == "2"
+    assert gen[gen.index("--quantization") + 1] == "e4m3_e4m3_f16"
+
+
+def test_mlc_mixed_formats_are_refused_naming_the_groups():
+    def pick(g):
+        return ("int4-g32", "fp16", "dense") if g.endswith("o_proj") else ("fp16", "fp16", "dense")
+
+    plan = with_engine(make_plan("llama-3.2-1b", "iphone-15-pro", pick, kv="fp16", batch=1), "mlc-llm")
+    with pytest.raises(ExportError) as e:
+        export_plan(plan, "mlc", ctx_for(plan))
+    assert e.value.field.endswith(".weights") and "q4f16_1 (int4-g32): model.layers.0.self_attn.o_proj" in str(e.value)
+    assert "--engine mlc-llm" in str(e.value)
+
+
+def test_mlc_format_without_a_mode_is_refused():
+    plan = make_plan("llama-3.2-1b", "l4", uniform("int8", "fp16"), kv="fp16")
+    with pytest.raises(ExportError, match="no quantization mode for int8"):
+        export_plan(plan, "mlc", ctx_for(plan))
+
+
+def test_mlc_architecture_without_a_template_gets_lm():
+    plan = mlc_plan("fp16", model="falcon-7b", hw="m2-max")
+    out = export_plan(plan, "mlc", ctx_for(plan))
+    gen = mlc_steps(out)[1]
+    assert gen[gen.index("--conv-template") + 1] == "LM" and any("LM" in n for n in out.notes)
