@@ -67,7 +67,8 @@ from planner.costmodel import InferenceEstimate
 from planner.deadline import Deadline, DeadlineExceeded
 from planner.formats import get_format
 from planner.diagnose import NoFeasiblePlanError, diagnose
-from planner.options import GroupInfo, base_activation_format
+from planner.errors import TierwiseError
+from planner.options import GroupInfo, OptionError, base_activation_format
 from planner.plan import Plan
 from planner.search_assemble import AssemblyMixin
 from planner.search_formulation import Formulation, FormulationMixin, expand_subset, primary_keys
@@ -392,13 +393,18 @@ class Planner(FormulationMixin, AssemblyMixin):
         plan by the objective (then latency or sensitivity, then memory) wins. When no set
         fits, the diagnosis is the one of the set with the fewest bits (the likeliest to fit)."""
         found: list[tuple[tuple, Plan]] = []
-        last: NoFeasiblePlanError | None = None
+        last: TierwiseError | None = None
+        usable: list[tuple[str, ...]] = []
         for formats in req.format_sets:
             try:
                 plan = self.solve(replace(req, formats=formats, format_sets=()), diagnose_failure=False, deadline=dl)
-            except NoFeasiblePlanError as exc:
-                last = exc
+            except OptionError as exc:  # a set that leaves some group without an option: not a plan of this engine
+                last = last or exc
                 continue
+            except NoFeasiblePlanError as exc:
+                last, usable = exc, [*usable, formats]
+                continue
+            usable.append(formats)
             p = plan.predicted
             primary = {"latency": p.latency_s, "memory": p.per_device_bytes}.get(req.objective, p.sensitivity)
             secondary = p.latency_s if req.objective in ("accuracy", "memory") else p.sensitivity
@@ -406,9 +412,11 @@ class Planner(FormulationMixin, AssemblyMixin):
         picked = pick_best(found, req.gap)
         if picked is not None:
             return picked[1]
+        if not usable and last is not None:
+            raise last
         if not diagnose_failure:
-            raise last or NoFeasiblePlanError("no plan satisfies the constraints", diagnosis=None)
-        fewest = min(req.format_sets, key=lambda fs: min(get_format(f).element_bits for f in fs))
+            raise NoFeasiblePlanError("no plan satisfies the constraints", diagnosis=None)
+        fewest = min(usable, key=lambda fs: min(get_format(f).element_bits for f in fs))
         raise NoFeasiblePlanError.from_diagnosis(diagnose(self, replace(req, formats=fewest, format_sets=()), deadline=dl))
 
     # -- minimal footprints for the diagnosis --------------------------------------------
