@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from .common import model_path, shell_lines
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, format_of, register, weights_of
-from .rules import role_of
+from .rules import float_router, role_of
 
 #: Flags the export command uses, each as named in export_llama_lib.py (README above).
 FLAGS = ("--checkpoint", "--params", "--model", "--use_kv_cache", "--use_sdpa_with_kv_cache", "--xnnpack",
@@ -89,7 +89,7 @@ def _dtype(v: PlanView, linear: list[str], float_w: str | None) -> str:
 def _export_executorch(v: PlanView, ctx: ExportContext) -> Export:
     notes: list[str] = []
     emb = [g for g in v.choices if role_of(g) == "embedding"]
-    linear = [g for g in v.choices if g not in emb]
+    linear = [g for g in v.choices if g not in emb and not float_router(v, g)]
     qflags, float_w = _linear_mode(v, linear, notes)
     dtype = _dtype(v, linear, float_w)
     mt = getattr(ctx.arch, "model_type", None) or ""

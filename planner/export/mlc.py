@@ -19,7 +19,8 @@ be written and is refused with the groups at fault.
 from __future__ import annotations
 
 from .common import model_path, prefill_chunk, shell_lines
-from .core import Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, weights_of
+from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, weights_of
+from .rules import float_router, role_of
 
 #: Flags the commands use (the documents above).
 FLAGS = ("--quantization", "--conv-template", "--context-window-size", "--prefill-chunk-size",
@@ -53,8 +54,13 @@ def _device(v: PlanView) -> str:
 
 def _mode(v: PlanView) -> str:
     by: dict[tuple[str, str], list[str]] = {}
+    # Float MoE routers are never quantized; MLC's per-tensor fp8 mode (e4m3_e4m3_f16:
+    # PerTensorQuantize with quantize_embedding=False) keeps the embedding in 16 bit.
+    fp8 = any(weights_of(v, g).startswith("fp8") for g in v.choices)
     for g in v.choices:
         w, a = weights_of(v, g), acts_of(v, g)
+        if float_router(v, g) or (fp8 and role_of(g) == "embedding" and w in FLOAT16):
+            continue
         a = "fp16" if a == "bf16" else a
         by.setdefault((w, a), []).append(g)
     modes = {_MODE.get(k) for k in by}

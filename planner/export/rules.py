@@ -51,6 +51,12 @@ def role_of(group: str) -> str:
     return "lm_head" if _LM_HEAD.search(group) else "linear"
 
 
+def float_router(v: PlanView, g: str) -> bool:
+    """A mixture-of-experts router (gate) kept in a float format: the planner never quantizes
+    it (it is tiny and its logits pick the experts), and whole-model quantizers skip it too."""
+    return g.rsplit(".", 1)[-1] in ("router", "gate") and weights_of(v, g) in (*FLOAT16, "fp32")
+
+
 def _quantized(v: PlanView, g: str) -> bool:
     return weights_of(v, g) not in FLOAT16 or acts_of(v, g) not in FLOAT16
 
@@ -223,7 +229,7 @@ def engine_runs(v: PlanView, target: str, engine: str | None = None) -> None:
             raise ExportError(f"choices.{g}.sparsity", f"{engine} on {v.hardware} does not run {s} sparsity")
 
     check_groups(v, target, check, engine)
-    if spec.kind != "training" and v.kv not in sup.kv and not (v.kv in FLOAT16 and not sup.kv):
+    if spec.kind != "training" and _has_kv_cache(v) and v.kv not in sup.kv and not (v.kv in FLOAT16 and not sup.kv):
         raise ExportError("kv", f"{engine} on {v.hardware} has no KV-cache format {v.kv!r} (it runs "
                           f"{', '.join(sup.kv) or 'none'}); {replan_hint(v, target, engine)}")
     for dim in ("tp", "pp", "dp", "ep"):
@@ -280,3 +286,14 @@ def resolve_target(plan_engine: str | None, fmt: str | None, engine: str | None)
         except TierwiseError:
             pass
     return fmt, TARGET_ENGINE.get(fmt)
+
+
+def _has_kv_cache(v: PlanView) -> bool:
+    """Whether the plan's model keeps a KV cache (encoders, ViTs and CNNs do not: their plan's KV
+    format is a placeholder the engine never allocates). A model outside the catalog: assume so."""
+    from planner.arch import load_arch
+
+    try:
+        return load_arch(v.model).family not in ("encoder", "cnn", "vit")
+    except Exception:  # noqa: BLE001 - a custom model: the KV check stays on
+        return True
