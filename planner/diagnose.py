@@ -148,7 +148,7 @@ def _formats_text(plan) -> str:
 
 def flags(fields: Mapping[str, Any]) -> str:
     """Request fields as the command-line flags that set them (``--ttft-slo 0.085``)."""
-    from planner.request.plan import CLI_ALIASES
+    from planner.request.fields import PLAN_CLI_ALIASES as CLI_ALIASES
 
     parts = []
     for name, value in fields.items():

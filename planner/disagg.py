@@ -196,7 +196,7 @@ def _decode_queue(ctx: _Ctx, rep: Any, r: int) -> Any:
 
 
 def _option(ctx: _Ctx, pre: Any, r_p: int, dec: Any, r_d: int, link: Any, kind: str, kv_bytes: float) -> DisaggOption:
-    from planner.capacity import _fleet_cost, _slo_failures
+    from planner.capacity_model import _fleet_cost, _slo_failures
 
     target, device = ctx.target, ctx.task.device
     n_p, n_d = pre.tp * pre.pp, dec.tp * dec.pp

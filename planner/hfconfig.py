@@ -7,6 +7,8 @@ placement, positional encoding), so the rest of the planner sees one shape vocab
 
 from __future__ import annotations
 
+import functools
+
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -731,10 +733,10 @@ _READERS: dict[str, Callable[[_Cfg, str], dict[str, Any]]] = {
     "mobilenet_v2": _mobilenet_v2,
 }
 
-# DeepSeek-V2/V3 and Qwen2-MoE read with this module's helpers (imported once they exist).
+# DeepSeek-V2/V3 and Qwen2-MoE (planner.hfconfig_moe) read with this module's Llama-like reader.
 from planner.hfconfig_moe import READERS as _MOE_READERS  # noqa: E402
 
-_READERS.update(_MOE_READERS)
+_READERS.update({name: functools.partial(fn, llama_like=_llama_like) for name, fn in _MOE_READERS.items()})
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(_READERS))
 

@@ -10,10 +10,13 @@ Technical Report", arXiv:2412.19437; Qwen Team, "Qwen2 Technical Report", arXiv:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from planner.archspec import ModelConfigError
-from planner.hfconfig import _Cfg, _llama_like
+
+if TYPE_CHECKING:
+    from planner.hfconfig import _Cfg
 
 
 def _leading_dense(c: _Cfg, n_layers: int, dense: list[int], field: str, got: Any) -> int:
@@ -45,11 +48,11 @@ def _experts(c: _Cfg, kw: dict[str, Any], experts_name: str) -> None:
     kw["moe_intermediate_size"] = c.int("moe_intermediate_size")
 
 
-def qwen2_moe(c: _Cfg, model_type: str) -> dict[str, Any]:
+def qwen2_moe(c: _Cfg, model_type: str, llama_like: Callable[[Any, str], dict[str, Any]]) -> dict[str, Any]:
     # HF Qwen2MoeSparseMoeBlock: gate (h→E, no bias), experts, shared_expert (gated MLP of
     # shared_expert_intermediate_size), shared_expert_gate (h→1, no bias, sigmoid). A layer is
     # sparse unless listed in mlp_only_layers, and only every decoder_sparse_step-th layer.
-    kw = _llama_like(c, "qwen2")
+    kw = llama_like(c, "qwen2")
     _experts(c, kw, "num_experts")
     kw["shared_expert_intermediate_size"] = c.int("shared_expert_intermediate_size", default=0, allow_zero=True)
     kw["shared_expert_gate"] = kw["shared_expert_intermediate_size"] > 0
@@ -62,7 +65,7 @@ def qwen2_moe(c: _Cfg, model_type: str) -> dict[str, Any]:
     return kw
 
 
-def deepseek(c: _Cfg, model_type: str) -> dict[str, Any]:
+def deepseek(c: _Cfg, model_type: str, llama_like: Callable[[Any, str], dict[str, Any]]) -> dict[str, Any]:
     # HF DeepseekV2/V3 decoder: Llama-like embeddings, norms and gated SiLU MLPs; MLA
     # attention; layer i is MoE when i >= first_k_dense_replace and i % moe_layer_freq == 0.
     h = c.int("hidden_size")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from hwmodels import DeviceSpec
-from planner.capacity import (
+from planner.capacity_model import (
     ServeOption,
     ServeTask,
     _fleet_cost,

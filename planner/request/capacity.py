@@ -432,7 +432,7 @@ def serve_intervals(ans: Any, pairs: Any, runtime: str) -> Any:
     that pair's runtime) at its batch. Disaggregated pools carry none."""
     from dataclasses import replace
 
-    from planner import uncertainty as u
+    import planner.uncertainty as u
 
     ok = [p for p in pairs if not p.reason]
     by_key = {(p.engine, p.device.id): p for p in ok}
@@ -456,7 +456,7 @@ def train_intervals(ans: Any, device: Any, engine: Any) -> Any:
     MFU and the days to train the target tokens)."""
     from dataclasses import replace
 
-    from planner import uncertainty as u
+    import planner.uncertainty as u
 
     eng = u.engine_class(resolve_engine(engine, device, training=True).engine, "graph")
     tokens = ans.target.tokens

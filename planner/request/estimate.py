@@ -294,7 +294,7 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
 def _uncertainty(est: Any, device: Any, engine: str, runtime: str, *, training: bool) -> Any:
     """The p10-p90 error bars of ``est`` from published measurements of the same kind
     (:mod:`planner.uncertainty`): every estimate result carries them."""
-    from planner import uncertainty as u
+    import planner.uncertainty as u
 
     if training:
         return u.training_uncertainty(est, device.device_class, u.engine_class(engine, runtime))

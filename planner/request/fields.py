@@ -64,6 +64,12 @@ class FieldInfo:
     def default_for(self, arch: Any, device: Any) -> Any:
         return self.default(arch, device) if callable(self.default) else self.default
 
+#: Plan request fields whose command-line flag is not the field name (the plan command, and
+#: the diagnosis that prints its cheapest changes as flags, read them here).
+PLAN_CLI_ALIASES = {"ttft_slo_s": "--ttft-slo", "tpot_slo_s": "--tpot-slo", "backend": "--solver",
+                    "time_limit_s": "--time-limit", "pins": "--pin"}
+
+
 
 def opt(help: str, default: Any = None, *, modes: Iterable[str] | None = None,
         choices: Iterable[str] | None = None) -> Any:

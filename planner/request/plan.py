@@ -17,6 +17,7 @@ from planner.engines import EngineSupportError, check_request
 from planner.request.engine import ENGINE_HELP, canonical, resolve_engine
 from planner.request.estimate import check_context, load_specs
 from planner.request.fields import (
+    PLAN_CLI_ALIASES,
     bad,
     check_bool,
     check_choice,
@@ -36,9 +37,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CLI_ALIASES", "PlanRequest", "resolve_plan", "run_plan"]
 
-#: Fields whose command-line flag is not the field name.
-CLI_ALIASES = {"ttft_slo_s": "--ttft-slo", "tpot_slo_s": "--tpot-slo", "backend": "--solver",
-               "time_limit_s": "--time-limit", "pins": "--pin"}
+#: Fields whose command-line flag is not the field name (declared with the fields).
+CLI_ALIASES = PLAN_CLI_ALIASES
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,0 +1,361 @@
+"""The serving capacity search's model of one replica and one fleet: targets, search
+settings, engine setups, tasks and options, the layouts searched, one replica's batch and
+decode curve under the cost model, SLO checks and fleet cost. :mod:`planner.capacity`
+searches over it; :mod:`planner.shared_fleet` and :mod:`planner.disagg` build on it too.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from hwmodels import DeviceSpec
+from planner.arch import ArchSpec
+from planner.costmodel import Choice, EstimateError, Layout, RuntimeSettings, Serving, estimate_inference, max_batch
+from planner.layout import num_layers
+from planner.training_capacity import (  # training capacity, re-exported here
+    _check,
+)
+from planner.queueing import DecodeCurve, ReplicaQueue
+
+
+DEFAULT_FORMATS: tuple[str, ...] = ("bf16", "fp8", "int4-g128")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeTarget:
+    """Offered load and SLOs. ``mix``: share of the QPS per model (sums to 1)."""
+
+    qps: float
+    prompt: int
+    gen: int
+    ttft_slo_s: float
+    tpot_slo_s: float
+    percentile: float = 0.95
+    mix: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self) -> None:
+        _check(self.qps > 0 and math.isfinite(self.qps), "qps", f"--qps must be a positive number; got {self.qps!r}")
+        _check(isinstance(self.prompt, int) and self.prompt >= 1, "prompt", f"--prompt must be a positive integer; got {self.prompt!r}")
+        _check(isinstance(self.gen, int) and self.gen >= 1, "gen", f"--gen must be a positive integer; got {self.gen!r}")
+        _check(self.ttft_slo_s > 0, "ttft_slo", f"--ttft-slo must be a positive number of seconds; got {self.ttft_slo_s!r}")
+        _check(self.tpot_slo_s > 0, "tpot_slo", f"--tpot-slo must be a positive number of seconds; got {self.tpot_slo_s!r}")
+        _check(0.5 <= self.percentile < 1.0, "percentile", f"--percentile must be in [50, 100); got {100 * self.percentile:g}")
+        _check(len(self.mix) >= 1 and all(m > 0 for m in self.mix), "mix", f"--mix must be positive shares; got {self.mix!r}")
+        _check(abs(sum(self.mix) - 1.0) < 1e-6, "mix", f"--mix shares must sum to 1; they sum to {sum(self.mix):g}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeSearch:
+    """What the serving search may choose."""
+
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    kv: str = "bf16"
+    max_devices: int = 1024
+    max_pp: int = 4
+    runtime: str = "graph"
+    # Several models on one fleet: share of the KV room the most requested model alone would
+    # have that stays reserved for KV when the hot set is chosen (the rest may hold more
+    # resident models); the queueing check then verifies that the batch left suffices.
+    kv_reserve: float = 0.25
+    # Disaggregated serving: the link the KV cache crosses from prefill to decode
+    # (auto: intra-node when a prefill and a decode instance fit in one node, else scale-out).
+    kv_link: str = "auto"
+    disaggregated: bool = False  # also search separate prefill and decode pools (planner.disagg)
+
+    def __post_init__(self) -> None:
+        _check(self.kv_link in ("auto", "intra_node", "scale_out"), "kv_link",
+               f"--kv-link must be auto, intra_node or scale_out; got {self.kv_link!r}")
+        _check(0.0 <= self.kv_reserve < 1.0, "kv_reserve", f"kv_reserve must be in [0, 1); got {self.kv_reserve!r}")
+        _check(len(self.formats) >= 1, "formats", "--formats needs at least one weight format")
+        _check(isinstance(self.max_devices, int) and self.max_devices >= 1, "max_devices", f"--max-devices must be a positive integer; got {self.max_devices!r}")
+        _check(isinstance(self.max_pp, int) and self.max_pp >= 1, "max_pp", f"--max-pp must be a positive integer; got {self.max_pp!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeOption:
+    """One evaluated serving configuration (whether or not it meets the SLOs)."""
+
+    hardware: str
+    models: tuple[str, ...]
+    weights: str
+    activations: str
+    kv: str
+    tp: int
+    pp: int
+    replicas: int
+    max_batch: int
+    concurrency: float
+    prefill_s: float
+    ttft_p50_s: float
+    ttft_p95_s: float
+    ttft_s: float  # at the target percentile
+    tpot_p50_s: float
+    tpot_p95_s: float
+    tpot_s: float
+    usd_per_hour: float | None
+    usd_per_million_tokens: float | None
+    meets_slo: bool
+    failures: tuple[str, ...] = ()
+    hot_models: tuple[str, ...] = ()
+    cold_models: tuple[str, ...] = ()
+    switch_s: float = 0.0
+    engine: str = ""  # the serving engine priced ("" when the search was given no engine)
+
+    @property
+    def devices(self) -> int:
+        return self.replicas * self.tp * self.pp
+
+    ttft_slo_ratio: float = 0.0  # ttft_s / SLO
+    tpot_slo_ratio: float = 0.0
+    uncertainty: object = None  # p10-p90 error bars (planner.uncertainty), set by planner.request.capacity
+
+    @property
+    def badness(self) -> float:
+        """How far the worse of the two SLOs is exceeded (≤ 1 when both are met)."""
+        return max(self.ttft_slo_ratio, self.tpot_slo_ratio)
+
+    def to_dict(self) -> dict:
+        d = {
+            "hardware": self.hardware,
+            **({"engine": self.engine} if self.engine else {}),
+            "models": list(self.models),
+            "weights": self.weights,
+            "activations": self.activations,
+            "kv": self.kv,
+            "tp": self.tp,
+            "pp": self.pp,
+            "replicas": self.replicas,
+            "devices": self.devices,
+            "max_batch": self.max_batch,
+            "concurrency": self.concurrency,
+            "prefill_s": self.prefill_s,
+            "ttft_p50_s": self.ttft_p50_s,
+            "ttft_p95_s": self.ttft_p95_s,
+            "ttft_s": self.ttft_s,
+            "tpot_p50_s": self.tpot_p50_s,
+            "tpot_p95_s": self.tpot_p95_s,
+            "tpot_s": self.tpot_s,
+            "usd_per_hour": self.usd_per_hour,
+            "usd_per_million_tokens": self.usd_per_million_tokens,
+            "meets_slo": self.meets_slo,
+            "failures": list(self.failures),
+            "uncertainty": self.uncertainty.to_dict() if self.uncertainty is not None else None,
+        }
+        if len(self.models) > 1:
+            d.update({"hot_models": list(self.hot_models), "cold_models": list(self.cold_models), "switch_s": self.switch_s})
+        return d
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineSetup:
+    """How one serving engine runs on one hardware, as the capacity search prices it
+    (built from its profile by :mod:`planner.request.capacity`)."""
+
+    engine: str
+    formats: tuple[tuple[str, str], ...]  # (weights, activations) pairs searched
+    kv: str
+    reserved_bytes: float = 0.0  # runtime context kept outside weights, KV and activations
+    runtime: str | None = None  # graph / eager; None: the search's
+    tp: bool = True  # the engine shards a replica by tensor parallelism
+    pp: bool = True  # ... by pipeline parallelism
+    # The engine's kernel and scheduler facts as RuntimeSettings fields (fused attention and
+    # elementwise, step overhead, compute unit, prefill chunk, KV memory fraction), as for estimate.
+    kernel: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServePair:
+    """One (engine, hardware) row of a comparison: its setup, or why the engine does not run there."""
+
+    device: DeviceSpec
+    engine: str = ""
+    setup: EngineSetup | None = None
+    reason: str = ""  # not empty: the pair is not supported, and why
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeTask:
+    archs: tuple[ArchSpec, ...]
+    device: DeviceSpec
+    target: ServeTarget
+    search: ServeSearch
+    weights: str
+    shared: bool = True  # several models: one shared fleet (False: the model alone at its share)
+    engine: str = ""
+    activations: str | None = None  # None: chosen from the device (_activation_for)
+    kv: str | None = None  # None: search.kv
+    reserved_bytes: float = 0.0
+    runtime: str | None = None  # None: search.runtime
+    tp_ok: bool = True
+    pp_ok: bool = True
+    disaggregated: bool = False  # also search separate prefill and decode pools (planner.disagg)
+    kernel: tuple[tuple[str, Any], ...] = ()  # EngineSetup.kernel
+
+    def key(self) -> tuple:
+        """What the search's result depends on: tasks of engines that price a hardware the
+        same way share one search."""
+        return (self.device.id, tuple(a.id for a in self.archs), self.target, self.search, self.weights, self.shared,
+                self.activations, self.kv, self.reserved_bytes, self.runtime, self.tp_ok, self.pp_ok,
+                self.disaggregated, self.kernel)
+
+
+class ServeResult(NamedTuple):
+    """What one task found: aggregated (fewest devices meeting the SLOs, else the closest)
+    and, for a disaggregated task, the same for separate prefill / decode pools."""
+
+    best: ServeOption | None
+    closest: ServeOption | None
+    disagg: Any = None  # planner.disagg.DisaggOption
+    disagg_closest: Any = None
+
+
+def _activation_for(device: DeviceSpec, weights: str) -> str:
+    """Compute precision for a weight format: FP8 weights run W8A8 on FP8 units when the
+    device has them natively; everything else computes in bf16 (fp16 where bf16 is not
+    native, e.g. V100/T4)."""
+    if weights.startswith("fp8") and device.supports("fp8") == "native":
+        return "fp8"
+    return "bf16" if device.supports("bf16") == "native" else "fp16"
+
+
+def _serve_layouts(arch: ArchSpec, device: DeviceSpec, search: ServeSearch, *, tp_ok: bool = True,
+                   pp_ok: bool = True) -> list[tuple[int, int]]:
+    out = []
+    g = max(device.devices_per_node, 1) if tp_ok else 1
+    layers = num_layers(arch)
+    tps = [t for t in (1, 2, 4, 8, 16, 32, 64) if t <= g and (arch.family == "cnn" and t == 1 or arch.family != "cnn" and arch.num_heads % t == 0)]
+    for tp in tps:
+        for pp in (1, 2, 4, 8, 16):
+            if pp > search.max_pp or pp > layers or tp * pp > search.max_devices or (pp > 1 and not pp_ok):
+                continue
+            out.append((tp, pp))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Replica:
+    """What one replica of a layout can do for one model."""
+
+    arch: ArchSpec
+    choice: Choice
+    tp: int
+    pp: int
+    max_batch: int
+    prefill_s: float
+    curve: DecodeCurve
+    weights_per_device: float
+    switch_s: float
+    usd_per_hour: float | None
+    kv_seq_bytes: float = 0.0  # KV cache of one sequence (prompt + gen), whole model
+
+
+def _settings(task: ServeTask | None, search: ServeSearch) -> RuntimeSettings:
+    if task is None:
+        return RuntimeSettings(runtime=search.runtime)
+    return RuntimeSettings(runtime=task.runtime or search.runtime, reserved_bytes=task.reserved_bytes, **dict(task.kernel))
+
+
+def _replica(arch: ArchSpec, device: DeviceSpec, tp: int, pp: int, choice: Choice, target: ServeTarget, search: ServeSearch,
+             options: RuntimeSettings | None = None) -> _Replica | None:
+    layout = Layout(tp=tp, pp=pp)
+    serving = Serving(batch=1, prompt=target.prompt, gen=target.gen)
+    options = options or RuntimeSettings(runtime=search.runtime)
+    try:
+        b_max = max_batch(arch, device, layout, serving, choice, options=options, limit=4096)
+    except EstimateError:
+        return None
+    if b_max < 1:
+        return None
+    one = estimate_inference(arch, device, layout, serving, choice, options=options)
+    sizes = sorted({1, *[2**k for k in range(1, 13) if 2**k < b_max], b_max})
+    steps = []
+    for n in sizes:
+        est = one if n == 1 else estimate_inference(arch, device, layout, Serving(batch=n, prompt=target.prompt, gen=target.gen), choice, options=options)
+        steps.append(est.tpot_s)
+    return _Replica(
+        arch=arch,
+        choice=choice,
+        tp=tp,
+        pp=pp,
+        max_batch=b_max,
+        prefill_s=one.ttft_s,
+        curve=DecodeCurve(batches=tuple(sizes), step_s=tuple(steps)),
+        weights_per_device=one.memory.weights_bytes / (tp * pp),
+        switch_s=one.switch_in_s or 0.0,
+        usd_per_hour=one.usd_per_hour,
+        kv_seq_bytes=one.memory.kv_cache_bytes,
+    )
+
+
+def _slo_failures(ttft_s: float, tpot_s: float, target: ServeTarget, percentile: float) -> list[str]:
+    """Which SLOs the predicted quantiles miss, and by how much."""
+    pct = f"p{round(100 * percentile)}"
+    out = []
+    if ttft_s > target.ttft_slo_s:
+        out.append(f"TTFT {pct} {ttft_s:.3g} s exceeds the {target.ttft_slo_s:g} s SLO by {100 * (ttft_s / target.ttft_slo_s - 1):.0f}%")
+    if tpot_s > target.tpot_slo_s:
+        out.append(f"TPOT {pct} {tpot_s:.3g} s exceeds the {target.tpot_slo_s:g} s SLO by {100 * (tpot_s / target.tpot_slo_s - 1):.0f}%")
+    return out
+
+
+def _fleet_cost(device: DeviceSpec, devices: int, tokens_per_s: float) -> tuple[float | None, float | None]:
+    """(USD per hour, USD per million generated tokens) of ``devices`` devices; None without a price."""
+    if device.usd_per_hour is None:
+        return None, None
+    usd_h = device.usd_per_hour * devices
+    return usd_h, (usd_h / 3600.0 / tokens_per_s * 1e6 if tokens_per_s > 0 else None)
+
+
+def _option_from_queue(rep: _Replica, device: DeviceSpec, target: ServeTarget, replicas: int, q: ReplicaQueue, models: tuple[str, ...], qps: float) -> ServeOption:
+    failures = []
+    if not q.stable:
+        failures.append(q.reason)
+    if q.stable:
+        failures += _slo_failures(q.ttft_quantile_s, q.tpot_quantile_s, target, target.percentile)
+    usd_h, usd_m = _fleet_cost(device, replicas * rep.tp * rep.pp, qps * target.gen)
+    opt = ServeOption(
+        hardware=device.id,
+        models=models,
+        weights=rep.choice.weights,
+        activations=rep.choice.activations,
+        kv=rep.choice.kv,
+        tp=rep.tp,
+        pp=rep.pp,
+        replicas=replicas,
+        max_batch=rep.max_batch,
+        concurrency=q.concurrency,
+        prefill_s=rep.prefill_s,
+        ttft_p50_s=q.ttft_p50_s,
+        ttft_p95_s=q.ttft_p95_s,
+        ttft_s=q.ttft_quantile_s,
+        tpot_p50_s=q.tpot_p50_s,
+        tpot_p95_s=q.tpot_p95_s,
+        tpot_s=q.tpot_quantile_s,
+        usd_per_hour=usd_h,
+        usd_per_million_tokens=usd_m,
+        meets_slo=not failures,
+        failures=tuple(failures),
+        ttft_slo_ratio=q.ttft_quantile_s / target.ttft_slo_s,
+        tpot_slo_ratio=q.tpot_quantile_s / target.tpot_slo_s,
+    )
+    return opt
+
+
+def _min_replicas(evaluate: Callable[[int], ServeOption], r_max: int) -> tuple[ServeOption | None, ServeOption]:
+    """Smallest replica count that meets the SLOs (metrics only improve as replicas are
+    added, so a bisection finds it); also the option at ``r_max`` (the best reachable)."""
+    at_max = evaluate(r_max)
+    if not at_max.meets_slo:
+        return None, at_max
+    lo, hi = 0, r_max  # evaluate(lo) fails (or lo = 0), evaluate(hi) passes
+    best = at_max
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        o = evaluate(mid)
+        if o.meets_slo:
+            hi, best = mid, o
+        else:
+            lo = mid
+    return best, at_max
