@@ -326,7 +326,7 @@ def resolve_capacity_train(req: CapacityTrainRequest) -> tuple[Any, list[tuple[A
     out = []
     for _, dev in pairs:
         v = fill_defaults(req, arch, dev)
-        sup = resolve_engine(req.engine, dev, training=True)
+        sup = resolve_engine(req.engine, dev, training=True, arch=arch)
         if v["activations"] is not None and sup.activations and canonical(v["activations"]) not in sup.activations:
             from planner.engines import EngineSupportError
 
