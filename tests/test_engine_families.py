@@ -138,3 +138,15 @@ def test_cli_training_with_a_training_engine_that_does_not_run_cnns_is_refused(c
     r = cli("estimate", "--mode", "training", "--model", "resnet-50", "--hardware", "h100-sxm", "--engine",
             "megatron-core")
     assert r.code == 2 and "--engine" in r.err and "cnn" in r.err and "fsdp" in r.err, r.err
+
+
+def test_docs_family_table_matches_the_profiles():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs/engines.md").read_text(encoding="utf-8")
+    table = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0].startswith("`"):
+            table[cells[0].strip("`")] = tuple(c.strip() for c in cells[1].split(","))
+    assert table == {e: load_engine(e).families for e in list_engines()}
