@@ -150,4 +150,4 @@ def test_docs_family_table_matches_the_profiles():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 2 and re.fullmatch(r"`[a-z0-9-]+`", cells[0]):
             table[cells[0].strip("`")] = tuple(c.strip() for c in cells[1].split(","))
-    assert table == {e: load_engine(e).families for e in list_engines()}
+    assert {e: table.get(e) for e in list_engines()} == {e: load_engine(e).families for e in list_engines()}
