@@ -49,6 +49,7 @@ version: "1"
 exporter: yaml
 sources:
   FINN: "FINN (Umuroglu et al., FPGA 2017): dataflow overlays with arbitrary-precision integer weights, https://github.com/Xilinx/finn"
+models: {families: [decoder], source: [FINN]}
 parallel: []
 runtime: {graph_capture: true, chunked_prefill: false, chunk_tokens: 0, paged_kv: false, kv_block_tokens: 0,
           continuous_batching: false, memory_fraction: 1.0, context_gib: 0.0, source: [FINN], provenance: estimate}
