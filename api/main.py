@@ -168,9 +168,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     errors.install(app)
 
-    from api.routes import estimate, hardware, health, jobs, metrics as metrics_routes, models, plans, ui
+    from api.routes import engines, estimate, hardware, health, jobs, metrics as metrics_routes, models, plans, ui
 
-    for module in (health, metrics_routes, hardware, models, estimate, plans, jobs, ui):
+    for module in (health, metrics_routes, hardware, models, engines, estimate, plans, jobs, ui):
         app.include_router(module.router)
     try:
         from api.routes import capacity

@@ -199,6 +199,9 @@ class EngineSetup:
     runtime: str | None = None  # graph / eager; None: the search's
     tp: bool = True  # the engine shards a replica by tensor parallelism
     pp: bool = True  # ... by pipeline parallelism
+    # The engine's kernel and scheduler facts as RuntimeSettings fields (fused attention and
+    # elementwise, step overhead, compute unit, prefill chunk, KV memory fraction), as for estimate.
+    kernel: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -227,13 +230,14 @@ class ServeTask:
     tp_ok: bool = True
     pp_ok: bool = True
     disaggregated: bool = False  # also search separate prefill and decode pools (planner.disagg)
+    kernel: tuple[tuple[str, Any], ...] = ()  # EngineSetup.kernel
 
     def key(self) -> tuple:
         """What the search's result depends on: tasks of engines that price a hardware the
         same way share one search."""
         return (self.device.id, tuple(a.id for a in self.archs), self.target, self.search, self.weights, self.shared,
                 self.activations, self.kv, self.reserved_bytes, self.runtime, self.tp_ok, self.pp_ok,
-                self.disaggregated)
+                self.disaggregated, self.kernel)
 
 
 class ServeResult(NamedTuple):
@@ -289,7 +293,7 @@ class _Replica:
 def _settings(task: ServeTask | None, search: ServeSearch) -> RuntimeSettings:
     if task is None:
         return RuntimeSettings(runtime=search.runtime)
-    return RuntimeSettings(runtime=task.runtime or search.runtime, reserved_bytes=task.reserved_bytes)
+    return RuntimeSettings(runtime=task.runtime or search.runtime, reserved_bytes=task.reserved_bytes, **dict(task.kernel))
 
 
 def _replica(arch: ArchSpec, device: DeviceSpec, tp: int, pp: int, choice: Choice, target: ServeTarget, search: ServeSearch,
@@ -487,7 +491,7 @@ def serve_tasks(archs: Sequence[ArchSpec], devices: Sequence[DeviceSpec | ServeP
         setup = pair.setup
         formats = setup.formats if setup else tuple((w, None) for w in search.formats)
         extra = {} if setup is None else dict(engine=pair.engine, kv=setup.kv, reserved_bytes=setup.reserved_bytes,
-                                              runtime=setup.runtime, tp_ok=setup.tp, pp_ok=setup.pp)
+                                              runtime=setup.runtime, tp_ok=setup.tp, pp_ok=setup.pp, kernel=setup.kernel)
         for w, act in formats:
             common = dict(device=pair.device, search=search, weights=w, activations=act, **extra)
             tasks.append(ServeTask(archs=tuple(archs), target=target, shared=True,

@@ -45,6 +45,7 @@ class TrainTarget:
     activations: str = "bf16"
     optimizer: str = "adamw"
     max_devices: int = 65536
+    engine: str | None = None  # the training engine whose kernels and runtime facts price each step
 
     def __post_init__(self) -> None:
         _check(self.tokens > 0 and math.isfinite(self.tokens), "tokens", f"--tokens must be a positive number; got {self.tokens!r}")
@@ -207,6 +208,7 @@ def run_train_task(task: TrainTask, deadline: Deadline | None = None) -> dict[in
                     optimizer=t.optimizer,
                     weights="bf16" if t.activations != "fp16" else "fp16",
                     activations=t.activations,
+                    engine=t.engine,
                 )
                 est = estimate_training(arch, dev, cfg)
             except EstimateError:

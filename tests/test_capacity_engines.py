@@ -74,13 +74,29 @@ def test_engines_price_their_own_formats_and_memory():
 
 
 def test_context_memory_lowers_the_batch():
+    """The engine's runtime context (1.5 GiB for vLLM) is memory the KV cache cannot use: the
+    same engine with it removed fits a larger batch."""
     target = ServeTarget(qps=2, prompt=2000, gen=200, ttft_slo_s=5, tpot_slo_s=0.2)
     search = ServeSearch(formats=("bf16",), max_devices=4, max_pp=1)
-    bare = plan_serving([LLAMA8], [L40S], target, search).ranked[0].best
-    vllm = plan_serving([LLAMA8], _pairs(["vllm"], [L40S], ("bf16",)), target, search).ranked[0].best
+    pairs = _pairs(["vllm"], [L40S], ("bf16",))
+    no_context = [replace(p, setup=replace(p.setup, reserved_bytes=0.0)) for p in pairs]
+    vllm = plan_serving([LLAMA8], pairs, target, search).ranked[0].best
+    bare = plan_serving([LLAMA8], no_context, target, search).ranked[0].best
     assert (vllm.weights, vllm.tp, bare.weights, bare.tp) == ("bf16", 1, "bf16", 1)
-    assert vllm.engine == "vllm" and bare.engine == ""
     assert vllm.max_batch < bare.max_batch
+
+
+def test_engine_kernel_facts_reach_the_capacity_search():
+    """Engines are priced with their own runtime facts, as an estimate is: SGLang's KV memory
+    fraction (0.88) fits fewer sequences than vLLM's (0.9); a chunked-prefill engine's
+    activations are one chunk's."""
+    target = ServeTarget(qps=2, prompt=2000, gen=200, ttft_slo_s=5, tpot_slo_s=0.2)
+    search = ServeSearch(formats=("bf16",), max_devices=4, max_pp=1)
+    rows = {o.engine: o for o in (r.best for r in plan_serving(
+        [LLAMA8], _pairs(["vllm", "sglang"], [L40S], ("bf16",)), target, search).ranked)}
+    assert rows["sglang"].max_batch < rows["vllm"].max_batch
+    setup = _pairs(["vllm"], [L40S], ("bf16",))[0].setup
+    assert dict(setup.kernel)["prefill_chunk_tokens"] == 8192 and dict(setup.kernel)["kv_memory_fraction"] == 0.9
 
 
 def test_single_engine_nowhere_is_an_error_naming_engine():
@@ -301,3 +317,17 @@ def test_models_that_generate_no_tokens_are_refused_with_the_field(model):
     with pytest.raises(TierwiseError) as exc:
         planner.capacity_frontier(model, ["l4"])
     assert exc.value.field == "model"
+
+
+def test_capacity_train_prices_the_chosen_training_engine():
+    """`capacity train --engine` reaches the step estimate: Megatron-Core overlaps TP collectives
+    with GEMMs and FSDP does not, so the same layout is priced differently."""
+    from planner.request.capacity import CapacityTrainRequest, resolve_capacity_train
+
+    for engine in ("megatron-core", "fsdp"):
+        _, targets = resolve_capacity_train(CapacityTrainRequest(model="llama-3.1-70b", hardware="h100-sxm",
+                                                                 tokens=2e12, days=30, engine=engine))
+        assert [t.engine for _, t in targets] == [engine]
+    fast = planner.capacity_train("llama-3.1-70b", ["h100-sxm"], tokens=2e12, days=30, engine="megatron-core")
+    slow = planner.capacity_train("llama-3.1-70b", ["h100-sxm"], tokens=2e12, days=30, engine="fsdp")
+    assert fast[0].best.tokens_per_s != slow[0].best.tokens_per_s

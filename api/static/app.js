@@ -23,6 +23,13 @@
     plansNext: 0,
     selected: new Set(),
     capacitySchema: null,
+    engines: [], // every engine profile (GET /v1/engines)
+    enginesOn: new Map(), // hardware id -> {items, default, default_training}
+    engineInfo: new Map(), // "engine@hardware" -> GET /v1/engines/{id}?hardware= answer
+    engineSupport: null, // that answer for the picked engine and hardware
+    engineAuto: true, // the picker follows the hardware's default until the user picks
+    engineSeq: 0,
+    formatsData: null,
     shared: {}, // view -> query string of its last result's inputs
     compare: { a: null, b: null },
     requests: new Map(), // plan id -> the request that solved it (this tab)
@@ -199,7 +206,7 @@
     }
   }
 
-  function pickContext(params) {
+  async function pickContext(params) {
     for (const k of ["model", "hardware"]) {
       const v = params.get(k);
       if (!v) continue;
@@ -208,14 +215,15 @@
       sel.value = v;
     }
     describeContext();
+    await setEngine(params.get("engine"), true);
   }
 
   // ------------------------------------------------------------------ equivalent CLI and curl
 
   // REST field → CLI flag where the flag is not the field with '-' for '_'; null: no flag.
   const CLI_FLAGS = { ttft_slo_s: "--ttft-slo", tpot_slo_s: "--tpot-slo", time_limit_s: "--time-limit", per_op: null, id: null };
-  const CLI_COMMAND = { estimate: "tierwise estimate", plan: "tierwise plan", capacity: "tierwise capacity serve" };
-  const ROUTE = { estimate: "/v1/estimate", plan: "/v1/plans", capacity: "/v1/capacity" };
+  const CLI_COMMAND = { estimate: "tierwise estimate", plan: "tierwise plan", capacity: "tierwise capacity serve", frontier: "tierwise capacity frontier" };
+  const ROUTE = { estimate: "/v1/estimate", plan: "/v1/plans", capacity: "/v1/capacity", frontier: "/v1/capacity/frontier" };
 
   function shq(v) {
     const t = String(v);
@@ -390,6 +398,7 @@
   // CLI flags whose REST field is not simply the flag with '_' for '-'.
   const CLI_FLAG_FIELDS = { "ttft-slo": "ttft_slo_s", "tpot-slo": "tpot_slo_s", "time-limit": "time_limit_s" };
   const ALL_FORMS = () => [$("#estimate-form"), $("#plan-form"), $("#capacity-form"), $("#context")];
+  const CONTEXT_SCOPES = () => [$("#context")];
 
   // Show an API error beside the control its `field` names (a dotted path such as
   // "formats.0" or "choices.model.layers.4.mlp.gate_up.weights" falls back to its
@@ -508,7 +517,9 @@
     if (currentView() !== name || !location.hash) history.replaceState(null, "", `#${name}${state.shared[name] ? `?${state.shared[name]}` : ""}`);
     if (name === "plans") loadPlans(true).catch(() => {});
     if (name === "capacity" && state.models.length) prepareCapacity().catch((e) => showError([$("#capacity-form")], e));
+    if (name === "throughput" && state.models.length) prepareFrontier().catch((e) => showError([$("#frontier-form")], e));
     if (name === "roofline" && state.estimate) drawRoofline();
+    if (state.engineAuto && CONTEXT_VIEWS.has(name) && state.engines.length) followDefaultEngine();
     hideTip();
   }
 
@@ -582,7 +593,9 @@
   // ------------------------------------------------------------------ catalog
 
   async function loadCatalog() {
-    const [hw, models, formats] = await Promise.all([api("GET", "/v1/hardware"), api("GET", "/v1/models"), api("GET", "/v1/formats")]);
+    const [hw, models, formats, engines] = await Promise.all([api("GET", "/v1/hardware"), api("GET", "/v1/models"), api("GET", "/v1/formats"), api("GET", "/v1/engines")]);
+    state.engines = engines.data.items;
+    state.formatsData = formats.data;
     state.hardware = hw.data.items;
     state.models = models.data.items;
     state.formats = new Map(formats.data.formats.map((f) => [f.name, f]));
@@ -590,10 +603,12 @@
     state.exportFormats = formats.data.export_formats || [];
     fillSelect($("#model"), state.models, (m) => `${m.id} — ${sig(m.params / 1e9)} B params${m.custom ? " (custom)" : ""}`, "llama-3.1-8b");
     fillSelect($("#hardware"), state.hardware, (h) => `${h.name} (${h.id})${h.custom ? " — custom" : ""}`, "h100-sxm");
-    fillDatalists(formats.data);
+    fillDatalists();
     fillCapacityHardware();
     describeContext();
+    await engineChanged();
     if (!$("#view-capacity").hidden) await prepareCapacity();
+    if (!$("#view-throughput").hidden) await prepareFrontier();
     document.body.dataset.ready = "true";
     performance.mark("tierwise-ready");
   }
@@ -605,12 +620,21 @@
     if (want) select.value = want;
   }
 
-  function fillDatalists(data) {
-    const opts = (role) => data.formats.filter((f) => f.roles.includes(role)).map((f) => el("option", { value: f.name, label: `${sig(f.bits_per_value, 4)} bits — ${f.description}` }));
+  // Suggestions for the format fields: what the picked engine runs on the picked hardware
+  // (every registered format when no engine is known). Other names can still be typed; the
+  // API's answer then says what the engine runs.
+  function fillDatalists() {
+    const data = state.formatsData;
+    if (!data) return;
+    const sup = state.engineSupport && state.engineSupport.support;
+    const allowed = { weight: sup && sup.weights, activation: sup && sup.activations, kv: sup && sup.kv };
+    const opts = (role) => data.formats.filter((f) => f.roles.includes(role) && (!allowed[role] || allowed[role].includes(f.name)))
+      .map((f) => el("option", { value: f.name, label: `${sig(f.bits_per_value, 4)} bits — ${f.description}` }));
     fill($("#formats-weight"), ...opts("weight"));
     fill($("#formats-activation"), ...opts("activation"));
     fill($("#formats-kv"), ...opts("kv"));
-    fill($("#sparsity-list"), ...data.sparsity.map((s) => el("option", { value: s })));
+    const sparsity = data.sparsity.filter((x) => !sup || sup.sparsity.includes(x.split(":")[0] === "unstructured" ? "unstructured" : x));
+    fill($("#sparsity-list"), ...sparsity.map((x) => el("option", { value: x })));
   }
 
   function describeContext() {
@@ -632,6 +656,12 @@
     $("#hardware").addEventListener("change", () => {
       describeContext();
       clearErrors($("#context"));
+      engineChanged().catch(() => {});
+    });
+    $("#engine").addEventListener("change", () => {
+      state.engineAuto = false;
+      clearErrors($("#context"));
+      engineChanged().catch(() => {});
     });
 
     $("#model-form").addEventListener("submit", async (ev) => {
@@ -693,6 +723,7 @@
         $("#hardware").value = data.id;
         fillCapacityHardware();
         describeContext();
+        await engineChanged();
         form.closest("details").open = false;
       } catch (e) {
         showError([form], e);
@@ -701,6 +732,145 @@
       }
     });
   }
+
+  // ------------------------------------------------------------------ engine
+
+  // The engine (vLLM, TensorRT-LLM, llama.cpp, ExecuTorch, …) is one more field of every
+  // request. The picker lists the engines that run on the chosen hardware
+  // (GET /v1/engines?hardware=) and starts at the hardware class's default — the engine a
+  // request without one gets (the training default for a training estimate). Choosing
+  // hardware or an engine resets the format fields to what that engine runs there
+  // (GET /v1/engines/{id}?hardware=), so the defaults never fail; other formats can still
+  // be typed, and the API's answer says what the engine runs.
+
+  async function enginesOn(hw) {
+    if (!state.enginesOn.has(hw)) state.enginesOn.set(hw, (await api("GET", `/v1/engines?hardware=${encodeURIComponent(hw)}`)).data);
+    return state.enginesOn.get(hw);
+  }
+
+  async function engineInfo(id, hw) {
+    const key = `${id}@${hw}`;
+    if (!state.engineInfo.has(key)) state.engineInfo.set(key, (await api("GET", `/v1/engines/${encodeURIComponent(id)}?hardware=${encodeURIComponent(hw)}`)).data);
+    return state.engineInfo.get(key);
+  }
+
+  const wantTraining = () => $("#est-mode").value === "training" && ["estimate", "roofline"].includes(currentView());
+  const engineName = (id) => (state.engines.find((e) => e.id === id) || { name: id }).name;
+
+  // Fill the picker for `hw`; keep `want` when it runs there, else take the default.
+  // Answers whether `want` had to be replaced.
+  async function setEngineOptions(hw, want) {
+    const d = await enginesOn(hw);
+    const sel = $("#engine");
+    const hwClass = (state.hardware.find((h) => h.id === hw) || {}).class || "this hardware";
+    const label = (e) => {
+      const tags = [e.id === d.default ? `default for ${hwClass}` : null, e.id === d.default_training ? "training default" : null].filter(Boolean);
+      return `${e.name} (${e.id})${tags.length ? ` — ${tags.join(", ")}` : ""}`;
+    };
+    const group = (name, items) => (items.length ? el("optgroup", { label: name }, items.map((e) => el("option", { value: e.id, text: label(e) }))) : null);
+    fill(sel, group("Serving", d.items.filter((e) => e.kind !== "training")), group("Training", d.items.filter((e) => e.kind === "training")));
+    const runs = Boolean(want) && d.items.some((e) => e.id === want);
+    const fallback = (wantTraining() && d.default_training) || d.default || (d.items[0] && d.items[0].id) || "";
+    sel.value = runs ? want : fallback;
+    return { replaced: want && !runs ? want : null, hw };
+  }
+
+  function showEngine(info, replaced, hw) {
+    const box = $("#engine-info");
+    if (!info) {
+      box.textContent = `no engine profile runs on ${hw}: requests take the server's default`;
+      return;
+    }
+    const sup = info.support || {};
+    const par = (sup.parallel || []).length ? sup.parallel.join(", ") : "one device";
+    box.textContent = `${replaced ? `${engineName(replaced)} does not run on ${hw}; ` : ""}${info.kind}, exports as ${info.exporter}. On ${hw}: weights ${(sup.weights || []).join(", ")}; KV ${(sup.kv || []).join(", ") || "–"}; parallel ${par}.`;
+    box.dataset.engine = info.id;
+  }
+
+  // The format fields that follow the engine, as they are now.
+  const FORMAT_FIELDS = () => [["#estimate-form", "weights"], ["#estimate-form", "activations"], ["#estimate-form", "kv"], ["#estimate-form", "sparsity"],
+    ["#plan-form", "formats"], ["#plan-form", "activations"], ["#plan-form", "kv"]].map(([f, n]) => $(`[name="${n}"]`, $(f))).filter(Boolean);
+
+  // Reset the format fields to the engine's defaults on this hardware: the estimate's
+  // weights / activations / KV, dense sparsity; the plan's fields empty (searched, or the
+  // engine's default), with the default shown as the placeholder. A field typed into
+  // while the engine's answer was on its way keeps what was typed.
+  function resetFormats(info, snapshot) {
+    const d = (info && info.defaults) || {};
+    const sup = (info && info.support) || {};
+    const set = (c, v) => {
+      if (snapshot.get(c) !== c.value || v === undefined || v === null) return;
+      c.value = v;
+      c.removeAttribute("aria-invalid");
+    };
+    const est = $("#estimate-form"), plan = $("#plan-form");
+    set($('[name="weights"]', est), d.weights);
+    set($('[name="activations"]', est), d.activations);
+    set($('[name="kv"]', est), d.kv);
+    set($('[name="sparsity"]', est), "dense");
+    for (const n of ["formats", "activations", "kv"]) set($(`[name="${n}"]`, plan), "");
+    $("#plan-formats").placeholder = info && info.plan_formats ? `engine default: ${info.plan_formats.join(", ")}` : "default set";
+    $("#plan-activations").placeholder = d.activations || "bf16";
+    $("#plan-kv").placeholder = sup.kv && sup.kv.length ? `search: ${sup.kv.join(", ")}` : "search";
+  }
+
+  // After the user chose hardware or an engine (and on load): the picker, then the formats.
+  async function engineChanged(reset = true) {
+    const seq = ++state.engineSeq;
+    const snapshot = new Map(FORMAT_FIELDS().map((c) => [c, c.value]));
+    document.body.dataset.engineReady = "false";
+    const hw = $("#hardware").value;
+    try {
+      const { replaced } = await setEngineOptions(hw, state.engineAuto ? null : $("#engine").value);
+      if (seq !== state.engineSeq) return;
+      const id = $("#engine").value;
+      const info = id ? await engineInfo(id, hw) : null;
+      if (seq !== state.engineSeq) return;
+      state.engineSupport = info;
+      showEngine(info, replaced, hw);
+      fillDatalists();
+      fillFrontierEngines();
+      if (reset) resetFormats(info, snapshot);
+    } catch (e) {
+      if (seq === state.engineSeq) showError(CONTEXT_SCOPES(), e);
+      throw e;
+    } finally {
+      if (seq === state.engineSeq) document.body.dataset.engineReady = "true";
+    }
+  }
+
+  // Put an engine named by a link or a stored plan in the picker (the form's formats are
+  // the link's, so they are not reset). A link naming an engine that does not run on its
+  // hardware says so beside the picker.
+  async function setEngine(id, strict) {
+    state.engineAuto = !id;
+    const hw = $("#hardware").value;
+    const seq = ++state.engineSeq;
+    const { replaced } = await setEngineOptions(hw, id || null);
+    const info = $("#engine").value ? await engineInfo($("#engine").value, hw) : null;
+    if (seq === state.engineSeq) {
+      state.engineSupport = info;
+      showEngine(info, replaced, hw);
+      fillDatalists();
+      fillFrontierEngines();
+    }
+    if (replaced && strict) {
+      const known = state.engines.some((e) => e.id === replaced);
+      throw new ApiError(known ? 422 : 404, { code: known ? "engine_unsupported" : "not_found", field: "engine",
+        message: known ? `the link names engine '${replaced}', which does not run on ${hw}; ${$("#engine").value ? `${$("#engine").value} is picked instead` : "no engine runs there"}` : `the link names engine '${replaced}', which this server does not have` });
+    }
+  }
+
+  // The picker follows the default while the user has not picked one: a training estimate
+  // gets the training default, every other view the serving one.
+  function followDefaultEngine() {
+    const d = state.enginesOn.get($("#hardware").value);
+    if (!d) return;
+    const want = (wantTraining() && d.default_training) || d.default;
+    if (want && want !== $("#engine").value) engineChanged().catch(() => {});
+  }
+
+  const withEngine = (body) => ($("#engine").value ? Object.assign(body, { engine: $("#engine").value }) : body);
 
   // ------------------------------------------------------------------ estimate
 
@@ -713,7 +883,10 @@
       $("#est-training").hidden = !training;
       $("#est-training").disabled = !training;
     };
-    mode.addEventListener("change", sync);
+    mode.addEventListener("change", () => {
+      sync();
+      if (state.engineAuto) followDefaultEngine();
+    });
     sync();
     $("#estimate-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
@@ -731,7 +904,7 @@
   }
 
   function estimateBody() {
-    const body = Object.assign(readForm($("#estimate-form")), { model: $("#model").value, hardware: $("#hardware").value });
+    const body = withEngine(Object.assign(readForm($("#estimate-form")), { model: $("#model").value, hardware: $("#hardware").value }));
     if (body.mode !== "training") body.per_op = true;
     return body;
   }
@@ -855,7 +1028,7 @@
       fill(out,
         el("div", { class: "panel" },
           title,
-          el("p", { class: "muted", text: `training: global batch ${d.global_batch}, micro-batch ${d.micro_batch}, seq ${d.seq}, tp ${d.tp} · pp ${d.pp} · dp ${d.dp}, ZeRO ${d.zero}, ${d.optimizer}, ${d.finetune}` }),
+          el("p", { class: "muted", text: `training: global batch ${d.global_batch}, micro-batch ${d.micro_batch}, seq ${d.seq}, tp ${d.tp} · pp ${d.pp} · dp ${d.dp}, ZeRO ${d.zero}, ${d.optimizer}, ${d.finetune}${d.engine || body.engine ? `; engine ${d.engine || body.engine}` : ""}` }),
           el("div", { class: "cards" },
             card("Step time", fmtTime(d.step_time_s), null, null, band(d.uncertainty, "step_time_s", fmtTime)),
             card("Throughput", `${sig(d.tokens_per_s)} tok/s`, `${sig(d.tokens_per_s_per_device)} tok/s per device`, null, band(d.uncertainty, "tokens_per_s", sig)),
@@ -882,7 +1055,7 @@
     fill(out,
       el("div", { class: "panel" },
         title,
-        el("p", { class: "muted", text: `batch ${d.batch}, prompt ${d.prompt}, gen ${d.gen}; weights ${d.weights}, activations ${d.activations}, KV ${d.kv}, ${d.sparsity}; ${d.devices} device${d.devices === 1 ? "" : "s"} (tp ${d.tp} · pp ${d.pp} · dp ${d.dp} · ep ${d.ep})` }),
+        el("p", { class: "muted", text: `batch ${d.batch}, prompt ${d.prompt}, gen ${d.gen}; weights ${d.weights}, activations ${d.activations}, KV ${d.kv}, ${d.sparsity}; ${d.devices} device${d.devices === 1 ? "" : "s"} (tp ${d.tp} · pp ${d.pp} · dp ${d.dp} · ep ${d.ep})${d.engine ? `; engine ${d.engine}` : ""}` }),
         el("div", { class: "cards" }, estimateCards(d)),
         m.fits ? bandNotes(d.uncertainty) : null,
         el("h3", { text: "Memory per device, by tier" }),
@@ -1272,7 +1445,7 @@
     });
   }
 
-  const planBody = () => Object.assign(readForm($("#plan-form")), { model: $("#model").value, hardware: $("#hardware").value });
+  const planBody = () => withEngine(Object.assign(readForm($("#plan-form")), { model: $("#model").value, hardware: $("#hardware").value }));
 
   class Cancelled extends Error {}
 
@@ -1460,12 +1633,19 @@
     const req = body || requestOf(pub);
     const tiers = Object.entries(pr.tiers || {}).map(([name, t]) => ({ name: `${name} (${t.role})`, capacity: t.capacity_bytes, parts: [["weights", t.weights_bytes], ["kv", t.kv_cache_bytes], ["act", t.activations_bytes]] }));
     const exports = el("div", { class: "exports", role: "group", "aria-label": "Export" }, state.exportFormats.map((f) => el("button", { type: "button", class: "secondary", "data-format": f, text: f, onclick: (ev) => exportPlan(pub.id, f, ev.currentTarget).catch(() => {}) })));
+    // The engine the plan was made for (the plan records it; else the request that solved
+    // it) and its deployment files: one button, the engine's own exporter.
+    const engine = state.engines.find((e) => e.id === (p.engine || req.engine));
+    const deploy = engine ? el("div", { class: "deploy", id: "plan-deploy", dataset: { engine: engine.id } },
+      el("button", { type: "button", id: "export-engine", "data-format": engine.exporter, text: `Deploy with ${engine.name} (${engine.exporter} export)`,
+        onclick: (ev) => exportPlan(pub.id, engine.exporter, ev.currentTarget).catch(() => {}) }),
+      el("span", { class: "muted small", text: ` planned for ${engine.name} on ${p.hardware}: only formats and layouts it runs there` })) : null;
     const used = oneShot ? Object.keys(oneShot).map((k) => (fieldControl([$("#plan-form")], k) || { label: k }).label) : [];
     const link = `plan=${encodeURIComponent(pub.id)}&${bodyParams(req, ["per_op", "id"])}`;
     fill($("#plan-result"),
       el("div", { class: "panel", id: "plan-summary", dataset: { planId: pub.id } },
         el("h2", { text: `Plan ${pub.id}` }),
-        el("p", { class: "muted", text: `${p.model} on ${p.devices} × ${p.hardware} (tp ${lay.tp} · pp ${lay.pp} · dp ${lay.dp} · ep ${lay.ep}); objective ${p.objective}; KV ${p.kv}; solver ${s.backend} ${s.status} in ${fmtTime(s.time_s)}${s.gap ? `, gap ${sig(s.gap)}` : ""}; ${Object.keys(p.choices || {}).length} groups` }),
+        el("p", { class: "muted", text: `${p.model} on ${p.devices} × ${p.hardware}${p.engine || req.engine ? ` with ${p.engine || req.engine}` : ""} (tp ${lay.tp} · pp ${lay.pp} · dp ${lay.dp} · ep ${lay.ep}); objective ${p.objective}; KV ${p.kv}; solver ${s.backend} ${s.status} in ${fmtTime(s.time_s)}${s.gap ? `, gap ${sig(s.gap)}` : ""}; ${Object.keys(p.choices || {}).length} groups` }),
         used.length ? el("p", { class: "note-change", id: "plan-oneshot", text: `Solved with the diagnosis' change (${used.join(", ")}); the form is back to your own values for the next plan.` }) : null,
         el("div", { class: "cards" },
           card("Time to first token", fmtTime(pr.ttft_s)),
@@ -1482,6 +1662,8 @@
         el("h3", { text: "Per-layer choices" }),
         heatMap(p.choices || {}),
         el("h3", { id: "export-title", text: "Export" }),
+        deploy,
+        deploy ? el("p", { class: "muted small", text: "Other formats:" }) : null,
         exports,
         el("p", { class: "form-error", id: "export-error", role: "alert", hidden: true }),
         el("div", { id: "export-out" }),
@@ -1505,6 +1687,7 @@
     const uniq = (k) => Array.from(new Set(choices.map((x) => x[k]).filter(Boolean)));
     const req = { model: p.model, hardware: p.hardware, devices: p.devices, tp: lay.tp, pp: lay.pp, dp: lay.dp, batch: w.batch, prompt: w.prompt, gen: w.gen,
       kv: p.kv, activations: p.activations, objective: p.objective, formats: uniq("weights"), allow_offload: Boolean(c.allow_offload) };
+    if (p.engine) req.engine = p.engine;
     if (lay.ep && lay.ep > 1) req.ep = lay.ep;
     const sp = uniq("sparsity");
     if (sp.length && !(sp.length === 1 && sp[0] === "dense")) req.sparsity = sp;
@@ -1528,6 +1711,7 @@
       if (req[k] && Array.from(sel.options).some((o) => o.value === req[k])) sel.value = req[k];
     }
     describeContext();
+    return setEngine(req.engine, false);
   }
 
   // -------------------------------------------------------------- heat map
@@ -1645,7 +1829,7 @@
       else for (const f of data.files) download(f.path.split("/").pop(), f.content, f.media_type);
       fill($("#export-out"),
         el("p", { text: archive ? `${format}: downloaded ${archive} (${data.files.map((f) => f.path).join(", ")})` : `${format}: downloaded ${data.files.map((f) => f.path).join(", ")}` }),
-        data.next_command ? el("pre", { text: data.next_command }) : null,
+        data.next_command ? el("pre", { class: "next-command", id: "export-command", text: data.next_command }) : null,
         el("pre", { class: "cmd-curl", text: curlCommand(null, null, "GET", `/v1/plans/${encodeURIComponent(id)}/export?format=${encodeURIComponent(format)}`) }),
         notes(data.notes),
       );
@@ -1713,7 +1897,9 @@
 
   function problemKey(pub) {
     const p = pub.plan, c = p.constraints || {}, w = p.workload || {};
-    return JSON.stringify([p.model, p.hardware, p.devices, w.batch, w.prompt, w.gen, c.ttft_slo_s ?? null, c.tpot_slo_s ?? null, Boolean(c.allow_offload)]);
+    // A plan made for another engine searched other formats: another problem (plans that
+    // record no engine are compared as they were).
+    return JSON.stringify([p.model, p.hardware, p.devices, w.batch, w.prompt, w.gen, c.ttft_slo_s ?? null, c.tpot_slo_s ?? null, Boolean(c.allow_offload), p.engine ?? null]);
   }
 
   // Where the current plan's sensitivity sits among the plans of the same problem.
@@ -1780,7 +1966,7 @@
       tipOn(c, `plan ${p.pub.id}`, [["memory", fmtBytes(p.m[0])], ["sensitivity", sig(p.m[1])], ["TPOT", fmtTime(pr.tpot_s)], ["avg bits", sig(pr.avg_weight_bits)], ["objective", p.pub.plan.objective], ["Pareto", p.nd ? "not dominated" : "dominated"]]);
       const load = () => {
         hideTip();
-        fillPlanForm(requestOf(p.pub));
+        fillPlanForm(requestOf(p.pub)).catch(() => {});
         renderPlan(p.pub);
         $("#plan-summary").scrollIntoView({ block: "start" });
       };
@@ -1908,12 +2094,15 @@
     return state.planCache.get(id);
   }
 
-  async function openPlan(id) {
+  // `engine`: the engine a link names, for a plan stored without one.
+  async function openPlan(id, engine) {
     try {
       const pub = await getPlan(id);
       showView("plan", false);
-      fillPlanForm(requestOf(pub));
-      renderPlan(pub);
+      const req = requestOf(pub);
+      if (!req.engine && engine) req.engine = engine;
+      await fillPlanForm(req);
+      renderPlan(pub, req);
       await refreshPareto();
       $("#plan-summary").scrollIntoView({ block: "start" });
     } catch (e) {
@@ -1957,7 +2146,7 @@
   async function diffSelected() {
     const [a, b] = await Promise.all(Array.from(state.selected).map(getPlan));
     const pa = a.plan, pb = b.plan;
-    const fields = ["model", "hardware", "devices", "layout", "workload", "constraints", "objective", "kv", "activations"];
+    const fields = ["model", "hardware", "engine", "devices", "layout", "workload", "constraints", "objective", "kv", "activations"];
     const fa = flat(Object.fromEntries(fields.map((f) => [f, pa[f]])), "", {});
     const fb = flat(Object.fromEntries(fields.map((f) => [f, pb[f]])), "", {});
     const metricKeys = ["ttft_s", "tpot_s", "output_tokens_per_s", "per_device_bytes", "avg_weight_bits", "sensitivity", "energy_j_per_token", "usd_per_million_tokens"];
@@ -2005,6 +2194,7 @@
     qps: "Load (requests/s)", prompt: "Prompt tokens", gen: "Generated tokens", batch: "Batch", ttft_slo: "TTFT SLO (s)", tpot_slo: "TPOT SLO (s)",
     ttft_slo_s: "TTFT SLO (s)", tpot_slo_s: "TPOT SLO (s)", output_tokens_per_s: "Output tokens/s needed", max_devices: "Max devices per hardware",
     weights: "Weights", kv: "KV cache", formats: "Weight formats", percentile: "SLO percentile", max_pp: "Max pipeline depth", runtime: "Runtime",
+    serving: "Serving", kv_link: "KV link (disaggregated)", time_limit_s: "Search time limit (s)",
   };
   const CAPACITY_DEFAULTS = { qps: 2, ttft_slo: 2, tpot_slo: 0.1, ttft_slo_s: 2, tpot_slo_s: 0.1 };
   const LOAD_FIELDS = ["qps", "output_tokens_per_s"];
@@ -2025,9 +2215,16 @@
     return { kind: "text" };
   }
 
+  // The server's OpenAPI description, read once: the capacity form and the frontier are
+  // built from what this server accepts.
+  async function openapiDoc() {
+    if (!state.openapi) state.openapi = (await api("GET", "/openapi.json")).data;
+    return state.openapi;
+  }
+
   async function prepareCapacity() {
     if (state.capacitySchema) return;
-    const { data: doc } = await api("GET", "/openapi.json");
+    const doc = await openapiDoc();
     const op = doc.paths && doc.paths["/v1/capacity"] && doc.paths["/v1/capacity"].post;
     const fieldsBox = $("#capacity-fields");
     if (!op) {
@@ -2044,6 +2241,10 @@
     const nodes = [el("div", { class: "field", "data-field": "model" }, el("label", { for: "cap-model", text: "Model" }), modelSel, el("p", { class: "field-error", role: "alert", hidden: true }))];
     for (const [name, prop] of Object.entries(props)) {
       if (name === "model" || name === "hardware" || name === "models" || name === "mix") continue;
+      if (name === "engine") {
+        nodes.push(capacityEngineField(fieldKind(doc, prop), prop));
+        continue;
+      }
       const k = fieldKind(doc, prop);
       const id = `cap-${name}`;
       const label = CAPACITY_LABELS[name] || prop.title || name;
@@ -2065,6 +2266,25 @@
     fillCapacityHardware();
   }
 
+  // The capacity engine: a picker of the serving engines (GET /v1/engines); left at
+  // "each hardware's default", every candidate runs its class's default engine.
+  function capacityEngineField(k, prop) {
+    const serving = state.engines.filter((e) => e.kind !== "training");
+    if (k.kind === "list") {
+      // A server that compares engines side by side: tick several, one row per engine × hardware.
+      return el("fieldset", { class: "field hw-pick wide2", "data-field": "engine", id: "cap-engines" },
+        el("legend", { text: "Engines to compare" }),
+        el("p", { class: "muted small", text: "None ticked: each hardware's default engine. Several: one row per engine × hardware; hardware an engine does not run on is listed with the reason." }),
+        el("div", { class: "check-grid" }, serving.map((e) => el("label", {}, el("input", { type: "checkbox", value: e.id, "aria-label": `compare ${e.name}` }), ` ${e.name} (${e.id})`))),
+        el("p", { class: "field-error", role: "alert", hidden: true }));
+    }
+    const help = el("p", { class: "muted small", id: "cap-engine-help", text: prop.description || "" });
+    const control = el("select", { id: "cap-engine", name: "engine", "data-type": k.kind === "list" ? "list" : "text", "aria-describedby": "cap-engine-help" },
+      el("option", { value: "", text: "each hardware's default engine" }),
+      serving.map((e) => el("option", { value: e.id, text: `${e.name} (${e.id})` })));
+    return el("div", { class: "field", "data-field": "engine" }, el("label", { for: "cap-engine", text: "Engine" }), control, help, el("p", { class: "field-error", role: "alert", hidden: true }));
+  }
+
   function fillCapacityHardware() {
     const box = $("#capacity-hardware");
     if (!box) return;
@@ -2080,11 +2300,14 @@
 
   function capacityRows(data) {
     const list = data.hardware || data.ranked || data.items || data.results || [];
+    // (engine, hardware) pairs the engine does not run: listed with the reason, unranked.
+    const unsupported = (data.unsupported || []).map((u) => ({ hardware: u.hardware, engine: u.engine, o: {}, meets: false, has: false,
+      reason: `${u.engine} does not run on ${u.hardware}${u.reason ? `: ${u.reason}` : ""}` }));
     return list.map((row) => {
       const o = row.best || row.closest || row;
       const meets = row.meets_slo !== undefined ? row.meets_slo : o.meets_slo;
-      return { hardware: row.hardware || o.hardware, o: row.best || row.closest ? o : row, meets: meets !== false, has: Boolean(row.best || row.closest || row.devices) };
-    });
+      return { hardware: row.hardware || o.hardware, engine: row.engine || o.engine || "", o: row.best || row.closest ? o : row, meets: meets !== false, has: Boolean(row.best || row.closest || row.devices) };
+    }).concat(unsupported);
   }
 
   // A route that answers 202 with a job (a long capacity search) is followed to its result.
@@ -2111,6 +2334,8 @@
     const body = readForm($("#capacity-form"));
     body.hardware = $$("#capacity-hardware input:checked").map((i) => i.value);
     if (state.capacitySchema && !("hardware" in state.capacitySchema.props)) delete body.hardware;
+    const engines = $$("#cap-engines input:checked").map((i) => i.value);
+    if (engines.length) body.engine = engines;
     return body;
   }
 
@@ -2155,8 +2380,9 @@
           }
           for (const row of r) {
             if (!row.meets || row.o.usd_per_hour === null || row.o.usd_per_hour === undefined) continue;
-            if (!series.has(row.hardware)) series.set(row.hardware, []);
-            series.get(row.hardware).push([v, row.o.usd_per_hour]);
+            const name = multiEngine(body) && row.engine ? `${row.hardware} · ${row.engine}` : row.hardware;
+            if (!series.has(name)) series.set(name, []);
+            series.get(name).push([v, row.o.usd_per_hour]);
           }
         }
         const plot = $("#capacity-plot");
@@ -2174,14 +2400,16 @@
     }
   }
 
-  const CAP_HEAD = ["#", "hardware", "devices", "USD/h", "USD/M tok", "layout", "weights / act / kv", "TTFT p50 / p95", "TPOT p50 / p95", "meets SLO"];
+  const CAP_HEAD = ["#", "hardware", "devices", "USD/h", "USD/M tok", "layout", "weights / act / kv", "TTFT p50 / p95", "TPOT p50 / p95", "meets SLO", "engine"];
+  const multiEngine = (body) => Array.isArray(body.engine) && body.engine.length > 1;
 
   function capacityRow(r, rank) {
     const o = r.o;
     const td = (i, attrs) => el("td", Object.assign({ "data-label": CAP_HEAD[i] }, attrs));
     if (!r.has) {
       return el("tr", { class: "nofit" }, td(0, { text: rank }), td(1, { text: r.hardware }),
-        td(2, { colspan: 7, class: "muted", text: "does not fit at any layout within the device limit: no timings, no price" }), td(9, { class: "no", text: "does not fit" }));
+        td(2, { colspan: 7, class: "muted", text: r.reason || "does not fit at any layout within the device limit: no timings, no price" }),
+        td(9, { class: "no", text: r.reason ? "does not run" : "does not fit" }), td(10, { text: r.engine || "–" }));
     }
     return el("tr", {},
       td(0, { text: rank }), td(1, { text: r.hardware }), td(2, { class: "num", text: o.devices ?? "–" }),
@@ -2191,7 +2419,8 @@
       td(6, { text: [o.weights, o.activations, o.kv].filter(Boolean).join(" / ") || "–" }),
       td(7, { class: "num", text: (o.ttft_p50_s !== undefined ? `${fmtTime(o.ttft_p50_s)} / ${fmtTime(o.ttft_p95_s)}` : fmtTime(o.ttft_s)) + capBand(o, "ttft_p95_s", "ttft_s") }),
       td(8, { class: "num", text: (o.tpot_p50_s !== undefined ? `${fmtTime(o.tpot_p50_s)} / ${fmtTime(o.tpot_p95_s)}` : fmtTime(o.tpot_s)) + capBand(o, "tpot_p95_s", "tpot_s") }),
-      td(9, { class: r.meets ? "ok" : "no", text: r.meets ? "yes" : `no${o.failures && o.failures.length ? ": " + [].concat(o.failures).join("; ") : ""}` }));
+      td(9, { class: r.meets ? "ok" : "no", text: r.meets ? "yes" : `no${o.failures && o.failures.length ? ": " + [].concat(o.failures).join("; ") : ""}` }),
+      td(10, { text: r.engine || "–" }));
   }
 
   // The p10–p90 range of a capacity row's p95 figure (of its plain figure when it has no percentiles).
@@ -2225,6 +2454,7 @@
   }
 
   const LINE_COLOURS = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000", "#999933"];
+  const DASHES = ["8 5", "2 4", "10 3 2 3"]; // second, third, … line of a chart: its own dash
 
   function costPlot(series, loadField, box) {
     const all = Array.from(series.values()).flat();
@@ -2239,11 +2469,13 @@
     const legend = el("div", { class: "legend" });
     axes(s, b, xs, Object.assign({}, ys, { label: (v) => `$${sig(v, 2)}` }), loadField === "qps" ? "offered load (requests/s)" : "output tokens/s", "fleet cost (USD/hour)", "", "");
     let i = 0;
+    const labels = [];
     for (const [hw, pts] of series) {
       const colour = LINE_COLOURS[i++ % LINE_COLOURS.length];
       pts.sort((a, c) => a[0] - c[0]);
       const path = svg("path", { class: "line", d: pts.map((p, j) => `${j ? "L" : "M"}${xs.map(p[0])},${ys.map(p[1])}`).join("") });
       path.style.stroke = colour;
+      if (i > 1) path.style.strokeDasharray = DASHES[(i - 2) % DASHES.length]; // equal costs stay visible
       s.append(path);
       for (const p of pts) {
         const c = svg("circle", { cx: xs.map(p[0]), cy: ys.map(p[1]), r: 4, tabindex: 0, role: "img", "aria-label": `${hw}: $${sig(p[1])}/h at ${sig(p[0])}` });
@@ -2252,14 +2484,18 @@
         s.append(c);
       }
       const last = pts[pts.length - 1];
-      if (!narrow) {
-        const t = svg("text", { x: b.right + 6, y: ys.map(last[1]) + 4, text: hw });
-        t.style.fill = colour;
-        s.append(t);
-      }
+      if (!narrow) labels.push({ y: ys.map(last[1]) + 4, text: hw, colour });
       const sw = el("span", { class: "sw" });
       sw.style.background = colour;
       legend.append(el("span", {}, sw, hw));
+    }
+    // Line names beside the plot, one line of text apart where lines end close together.
+    labels.sort((p, q) => p.y - q.y);
+    for (let k = 1; k < labels.length; k++) labels[k].y = Math.max(labels[k].y, labels[k - 1].y + 13);
+    for (const l of labels) {
+      const t = svg("text", { x: b.right + 6, y: l.y, text: l.text });
+      t.style.fill = l.colour;
+      s.append(t);
     }
     return [narrow ? legend : null, s];
   }
@@ -2270,6 +2506,10 @@
     $("#throughput-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
       runThroughput().catch(() => {});
+    });
+    $("#frontier-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      runFrontier().catch(() => {});
     });
   }
 
@@ -2306,7 +2546,7 @@
       }
       status.textContent = "";
       renderThroughput(base, batches, points);
-      share("throughput", `${bodyParams(base)}&batches=${batches.join(",")}`);
+      share("throughput", `${bodyParams(base)}&batches=${batches.join(",")}${state.frontierEngines ? `&frontier=${state.frontierEngines.join(",")}` : ""}`);
     } catch (e) {
       status.textContent = "";
       showError([form, $("#estimate-form"), $("#context")], e);
@@ -2334,7 +2574,7 @@
     const chart = el("div", { id: "throughput-chart", class: "chart" });
     const nofit = rows.filter((r) => !r.fits).map((r) => r.batch);
     fill(out, el("div", { class: "panel" },
-      el("h3", { text: `${base.model} on ${base.hardware}: ${base.devices || (base.tp || 1) * (base.pp || 1) * (base.dp || 1)} device(s), prompt ${base.prompt ?? 512}, gen ${base.gen ?? 128}` }),
+      el("h3", { text: `${base.model} on ${base.hardware}${base.engine ? ` with ${base.engine}` : ""}: ${base.devices || (base.tp || 1) * (base.pp || 1) * (base.dp || 1)} device(s), prompt ${base.prompt ?? 512}, gen ${base.gen ?? 128}` }),
       chart,
       nofit.length ? el("p", { class: "muted small", id: "throughput-nofit", text: `Batch ${nofit.join(", ")} does not fit in memory: not drawn.` }) : null,
       el("div", { class: "panel-head" }, el("h3", { text: "Points" }), csvButton(() => $("#throughput-table"), `throughput-${base.model}-${base.hardware}.csv`)),
@@ -2365,6 +2605,135 @@
       s.append(c, svg("text", { x: xs.map(r.user) + 7, y: ys.map(r.device) - 7, class: "pt-label", text: r.batch }));
     }
     return s;
+  }
+
+  // ------------------------------------------------------------------ throughput–latency frontier
+
+  // POST /v1/capacity/frontier (when this server has it): for the model and hardware above,
+  // every layout, weight format and batch size each ticked engine runs there, Pareto-filtered
+  // on output tokens/s per device and tokens/s per user — one line per engine.
+  async function prepareFrontier() {
+    const doc = await openapiDoc();
+    const op = doc.paths && doc.paths["/v1/capacity/frontier"] && doc.paths["/v1/capacity/frontier"].post;
+    state.frontierProps = op ? resolveRef(doc, op.requestBody.content["application/json"].schema).properties || {} : null;
+    $("#frontier-form").hidden = !op;
+    fillFrontierEngines();
+  }
+
+  // The serving engines that run on the hardware; the picked engine ticked.
+  function fillFrontierEngines(ticked) {
+    const box = $("#frontier-engines");
+    const d = state.enginesOn.get($("#hardware").value);
+    if (!d) return;
+    const want = new Set(ticked || [$("#engine").value]);
+    fill(box, ...d.items.filter((e) => e.kind !== "training").map((e) => el("label", {},
+      el("input", { type: "checkbox", value: e.id, checked: want.has(e.id), "aria-label": `frontier of ${e.name}` }), ` ${e.name} (${e.id})`)));
+  }
+
+  function frontierBody() {
+    const est = readForm($("#estimate-form"));
+    const own = readForm($("#frontier-form"));
+    const body = { model: $("#model").value, hardware: [$("#hardware").value], engine: $$("#frontier-engines input:checked").map((i) => i.value) };
+    for (const k of ["prompt", "gen", "kv"]) if (est[k] !== undefined) body[k] = est[k];
+    if (own.max_devices !== undefined) body.max_devices = own.max_devices;
+    for (const k of Object.keys(body)) if (state.frontierProps && !(k in state.frontierProps)) delete body[k];
+    return body;
+  }
+
+  async function runFrontier() {
+    const form = $("#frontier-form");
+    const btn = $("#frontier-run");
+    clearErrors(form, $("#estimate-form"), $("#context"));
+    const body = frontierBody();
+    if (!body.engine || !body.engine.length) {
+      showError([form], { field: "engine", message: "tick at least one engine" });
+      return;
+    }
+    busy(btn, true, "Searching…");
+    $("#frontier-status").textContent = `${body.engine.join(", ")} on ${body.hardware[0]}…`;
+    try {
+      const { data } = await api("POST", "/v1/capacity/frontier", body);
+      renderFrontier(body, data);
+      state.frontierEngines = body.engine;
+      const sweep = state.shared.throughput && new URLSearchParams(state.shared.throughput).get("batches");
+      share("throughput", `${bodyParams(withEngine(Object.assign(readForm($("#estimate-form")), { model: body.model, hardware: body.hardware[0] })), ["per_op", "mode"])}${sweep ? `&batches=${sweep}` : ""}&frontier=${body.engine.join(",")}`);
+    } catch (e) {
+      fill($("#frontier-result"));
+      showError([form, $("#estimate-form"), $("#context")], e);
+      throw e;
+    } finally {
+      $("#frontier-status").textContent = "";
+      busy(btn, false);
+    }
+  }
+
+  const FRONTIER_HEAD = ["engine", "hardware", "batch", "devices", "tp · pp", "weights / act / kv", "tok/s per user", "tok/s per device", "TPOT", "USD/M tok"];
+
+  function renderFrontier(body, data) {
+    const series = (data.series || []).filter((s) => s.points && s.points.length);
+    const rows = series.flatMap((s) => s.points.map((p) => el("tr", {},
+      el("td", { "data-label": "engine", text: p.engine }), el("td", { "data-label": "hardware", text: p.hardware }),
+      el("td", { class: "num", "data-label": "batch", text: p.batch }), el("td", { class: "num", "data-label": "devices", text: p.devices }),
+      el("td", { "data-label": "tp · pp", text: `${p.tp} · ${p.pp}` }), el("td", { "data-label": "formats", text: `${p.weights} / ${p.activations} / ${p.kv}` }),
+      el("td", { class: "num", "data-label": "tok/s per user", "data-v": p.tokens_per_s_per_user, text: sig(p.tokens_per_s_per_user) }),
+      el("td", { class: "num", "data-label": "tok/s per device", "data-v": p.tokens_per_s_per_device, text: sig(p.tokens_per_s_per_device) }),
+      el("td", { class: "num", "data-label": "TPOT", "data-v": p.tpot_s, text: fmtTime(p.tpot_s) }),
+      el("td", { class: "num", "data-label": "USD/M tok", "data-v": p.usd_per_million_tokens ?? "", text: p.usd_per_million_tokens != null ? sig(p.usd_per_million_tokens) : "–" }))));
+    const chart = el("div", { id: "frontier-chart", class: "chart" });
+    const unsupported = (data.unsupported || []).map((u) => `${u.engine} on ${u.hardware}: ${u.reason}`);
+    const empty = (data.series || []).filter((s) => !s.points || !s.points.length).map((s) => `${s.engine} on ${s.hardware}`);
+    fill($("#frontier-result"), el("div", { class: "panel" },
+      el("h3", { text: `${data.model} on ${body.hardware.join(", ")}: prompt ${data.prompt}, gen ${data.gen}` }),
+      chart,
+      unsupported.length ? el("p", { class: "muted small", id: "frontier-unsupported", text: `Not drawn — ${unsupported.join("; ")}` }) : null,
+      empty.length ? el("p", { class: "muted small", id: "frontier-empty", text: `Nothing fits: ${empty.join(", ")}` }) : null,
+      el("details", { id: "frontier-table-box" },
+        el("summary", { text: `The ${rows.length} frontier points as a table` }),
+        el("div", { class: "panel-head" }, el("span"), csvButton(() => $("#frontier-table"), `frontier-${data.model}-${body.hardware.join("-")}.csv`)),
+        el("div", { class: "table-wrap" }, el("table", { id: "frontier-table", class: "stack" }, el("caption", { class: "sr-only", text: "Points of the throughput–latency frontier" }),
+          el("thead", {}, el("tr", {}, FRONTIER_HEAD.map((h) => el("th", { scope: "col", text: h })))), el("tbody", {}, rows)))),
+      commands("frontier", body)));
+    const draw = () => fill(chart, frontierPlot(series, chart));
+    draw();
+    redrawOnResize(chart, draw);
+    chart.dataset.series = String(series.length);
+    chart.dataset.points = String(series.reduce((a, s) => a + s.points.length, 0));
+  }
+
+  function frontierPlot(series, box) {
+    const pts = series.flatMap((s) => s.points).filter((p) => p.tokens_per_s_per_user > 0 && p.tokens_per_s_per_device > 0);
+    if (!pts.length) return el("p", { class: "muted", text: "No configuration fits on this hardware." });
+    const W = chartWidth(box, 760), H = Math.round(Math.min(380, Math.max(280, W * 0.6)));
+    const b = { left: 64, right: W - 16, top: 16, bottom: H - 48 };
+    const xv = pts.map((p) => p.tokens_per_s_per_user), yv = pts.map((p) => p.tokens_per_s_per_device);
+    const xs = logScale(Math.min(...xv) / 1.3, Math.max(...xv) * 1.3, b.left, b.right);
+    const ys = logScale(Math.min(...yv) / 1.3, Math.max(...yv) * 1.3, b.bottom, b.top);
+    const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "group", "aria-label": `Throughput–latency frontier: ${series.length} engine and hardware pairs, ${pts.length} points` });
+    axes(s, b, xs, ys, "tokens/s per user (1 / TPOT)", "output tokens/s per device", "", "");
+    const legend = el("div", { class: "legend" });
+    series.forEach((ser, i) => {
+      const colour = LINE_COLOURS[i % LINE_COLOURS.length];
+      const line = ser.points.slice().sort((p, q) => p.tokens_per_s_per_user - q.tokens_per_s_per_user);
+      const path = svg("path", { class: "line", "data-engine": ser.engine, d: line.map((p, j) => `${j ? "L" : "M"}${xs.map(p.tokens_per_s_per_user)},${ys.map(p.tokens_per_s_per_device)}`).join("") });
+      path.style.stroke = colour;
+      // Engines that price a device alike draw the same line: each line its own dash, so
+      // one on top of another still shows.
+      if (i) path.style.strokeDasharray = DASHES[(i - 1) % DASHES.length];
+      s.append(path);
+      for (const p of line) {
+        const c = svg("circle", { class: "fp", cx: xs.map(p.tokens_per_s_per_user), cy: ys.map(p.tokens_per_s_per_device), r: 4.5, tabindex: 0, role: "img", dataset: { engine: p.engine, batch: p.batch },
+          "aria-label": `${p.engine} on ${p.hardware}, batch ${p.batch}, ${p.devices} device${p.devices === 1 ? "" : "s"}, ${p.weights}: ${sig(p.tokens_per_s_per_user)} tokens/s per user, ${sig(p.tokens_per_s_per_device)} per device` });
+        c.style.fill = colour;
+        tipOn(c, `${p.engine} on ${p.hardware}`, [["batch", String(p.batch)], ["layout", `tp ${p.tp} · pp ${p.pp}`], ["formats", `${p.weights} / ${p.activations} / ${p.kv}`],
+          ["per user", `${sig(p.tokens_per_s_per_user)} tok/s`], ["per device", `${sig(p.tokens_per_s_per_device)} tok/s`], ["TPOT", fmtTime(p.tpot_s)],
+          ["cost", p.usd_per_million_tokens != null ? perMillion(p.usd_per_million_tokens) : "–"]]);
+        s.append(c);
+      }
+      const sw = el("span", { class: "sw" });
+      sw.style.background = colour;
+      legend.append(el("span", {}, sw, `${ser.engine} on ${ser.hardware}`));
+    });
+    return [legend, s];
   }
 
   // ------------------------------------------------------------------ compare two estimates
@@ -2425,7 +2794,7 @@
     });
     const head = (first) => el("thead", {}, el("tr", {}, [first, "A", "B", "B vs A"].map((h) => el("th", { scope: "col", text: h }))));
     fill(box,
-      el("div", { class: "panel-head" }, el("h3", { text: `A: ${a.data.model} on ${a.data.hardware} · B: ${b.data.model} on ${b.data.hardware}` }), csvButton(() => $("#compare-table"), "compare.csv")),
+      el("div", { class: "panel-head" }, el("h3", { text: `A: ${a.data.model} on ${a.data.hardware}${a.body.engine ? ` (${a.body.engine})` : ""} · B: ${b.data.model} on ${b.data.hardware}${b.body.engine ? ` (${b.body.engine})` : ""}` }), csvButton(() => $("#compare-table"), "compare.csv")),
       el("table", { id: "compare-table" }, el("caption", { class: "sr-only", text: "Two estimates side by side" }), head("metric"), el("tbody", {}, outRows)),
       el("h3", { text: "Inputs" }),
       el("table", { id: "compare-inputs" }, head("field"), el("tbody", {}, inRows)),
@@ -2441,17 +2810,22 @@
     if (![...params.keys()].length) return;
     try {
       if (view === "estimate" || view === "roofline" || view === "throughput") {
-        pickContext(params);
+        await pickContext(params);
         fillFromParams($("#estimate-form"), params);
         if (view === "throughput") {
           if (params.get("batches")) $("#tp-batches").value = params.get("batches").split(",").join(", ");
-          await runThroughput();
+          if (params.get("batches") || !params.get("frontier")) await runThroughput();
+          if (params.get("frontier")) {
+            await prepareFrontier();
+            fillFrontierEngines(params.get("frontier").split(","));
+            if (!$("#frontier-form").hidden) await runFrontier();
+          }
         } else await runEstimate();
       } else if (view === "compare") {
         for (const slot of ["a", "b"]) {
           if (!params.get(slot)) continue;
           const q = new URLSearchParams(params.get(slot));
-          pickContext(q);
+          await pickContext(q);
           const form = $("#estimate-form");
           form.reset();
           fillFromParams(form, q);
@@ -2460,9 +2834,9 @@
         }
         renderCompare();
       } else if (view === "plan") {
-        pickContext(params);
+        await pickContext(params);
         fillFromParams($("#plan-form"), params);
-        if (params.get("plan")) await openPlan(params.get("plan"));
+        if (params.get("plan")) await openPlan(params.get("plan"), params.get("engine"));
       } else if (view === "capacity") {
         await prepareCapacity();
         if (params.get("model")) $("#cap-model").value = params.get("model");
@@ -2471,6 +2845,8 @@
           const want = new Set(params.get("hardware").split(","));
           for (const i of $$("#capacity-hardware input")) i.checked = want.has(i.value);
         }
+        const engines = new Set((params.get("engine") || "").split(",").filter(Boolean));
+        for (const i of $$("#cap-engines input")) i.checked = engines.has(i.value);
         // The ranking is shown first; the cost-against-load sweep goes on behind.
         const run = runCapacity();
         await Promise.race([run, new Promise((r) => {

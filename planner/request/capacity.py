@@ -302,8 +302,16 @@ def _pair(engine: Any, device: Any, formats: tuple[str, ...], kv: str, given_for
     setup = EngineSetup(engine=sup.engine, formats=tuple((w, act(w)) for w in runs), kv=kv,
                         reserved_bytes=sup.runtime.context_bytes,
                         runtime=runtime or ("graph" if sup.runtime.graph_capture else "eager"),
-                        tp="tp" in sup.parallel, pp="pp" in sup.parallel)
+                        tp="tp" in sup.parallel, pp="pp" in sup.parallel, kernel=_kernel(sup))
     return ServePair(device=device, engine=sup.engine, setup=setup)
+
+
+def _kernel(sup: Any) -> tuple[tuple[str, Any], ...]:
+    """The engine's runtime facts the cost model prices, as for an estimate
+    (:func:`planner.serving.engine_settings`); its context memory travels as ``reserved_bytes``."""
+    from planner.serving import engine_settings
+
+    return tuple(sorted((k, v) for k, v in engine_settings(sup.runtime).items() if k != "reserved_bytes"))
 
 
 def _float(name: str, x: str) -> float:
@@ -343,7 +351,7 @@ def resolve_capacity_train(req: CapacityTrainRequest) -> tuple[Any, list[tuple[A
             tokens=check_number("tokens", _required("tokens", v["tokens"]), hi=1e17),
             days=check_number("days", _required("days", v["days"]), hi=36500.0), seq=seq, global_batch_tokens=gbt,
             activations=act, optimizer=check_choice("optimizer", v["optimizer"], tuple(OPTIMIZERS)),
-            max_devices=check_int("max_devices", v["max_devices"], hi=1 << 24))))
+            max_devices=check_int("max_devices", v["max_devices"], hi=1 << 24), engine=sup.engine)))
     return arch, out
 
 
