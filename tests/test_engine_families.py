@@ -151,3 +151,14 @@ def test_docs_family_table_matches_the_profiles():
         if len(cells) == 2 and re.fullmatch(r"`[a-z0-9-]+`", cells[0]):
             table[cells[0].strip("`")] = tuple(c.strip() for c in cells[1].split(","))
     assert {e: table.get(e) for e in list_engines()} == {e: load_engine(e).families for e in list_engines()}
+
+
+def test_capacity_serve_default_runs_the_family_and_a_mismatch_is_refused(cli):
+    args = ("capacity", "serve", "--model", "t5-3b", "--hardware", "h100-sxm", "--qps", "1", "--ttft-slo", "2",
+            "--tpot-slo", "0.1")
+    r = cli(*args, "--json")
+    assert r.code == 0, r.err
+    engines = {row["engine"] for row in json.loads(r.out)["hardware"]}
+    assert engines and all("encoder_decoder" in load_engine(e).families for e in engines), engines
+    r = cli(*args, "--engine", "vllm")
+    assert r.code == 2 and "--engine" in r.err and "encoder_decoder" in r.err and "trtllm" in r.err, r.err
