@@ -175,6 +175,20 @@ class ArchSpec:
     # index >= max_window_layers; all of them for Mistral); p >= 2 → interleaved, layer i is
     # global when (i + 1) % p == 0 and local otherwise (Gemma 2: p = 2, local first).
     sliding_window_period: int = 0
+    # --- Multi-head Latent Attention (DeepSeek-V2, arXiv:2405.04434 §2.1) ---
+    # kv_lora_rank > 0 selects MLA: keys and values are rebuilt from a per-token latent of
+    # kv_lora_rank values plus one shared RoPE key of qk_rope_head_dim, and only those are
+    # cached. head_dim is then the query/key head width (qk_nope_head_dim + qk_rope_head_dim),
+    # num_kv_heads equals num_heads, v_head_dim the value head width; q_lora_rank 0: a plain q_proj.
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
+    # --- fine-grained MoE (DeepSeekMoE, Qwen2-MoE) ---
+    moe_intermediate_size: int = 0  # one routed expert's width (0: intermediate_size)
+    shared_expert_intermediate_size: int = 0  # width of the always-on shared expert MLP (0: none)
+    shared_expert_gate: bool = False  # Qwen2-MoE: a sigmoid h→1 gate scales the shared expert
+    dense_layers: int = 0  # the first dense_layers layers have a dense MLP (intermediate_size)
 
     def __post_init__(self) -> None:
         owner = f"ArchSpec({self.id})"
@@ -198,6 +212,13 @@ class ArchSpec:
             "pos_emb_offset",
             "embed_proj_dim",
             "relative_attention_num_buckets",
+            "q_lora_rank",
+            "kv_lora_rank",
+            "qk_rope_head_dim",
+            "v_head_dim",
+            "moe_intermediate_size",
+            "shared_expert_intermediate_size",
+            "dense_layers",
             "vocab_size",
             "max_position_embeddings",
         ):
@@ -225,6 +246,14 @@ class ArchSpec:
                 f"between 1 and num_experts ({self.num_experts}) for a mixture of experts, or 0 with num_experts 0",
                 self.experts_per_token,
             )
+        if self.kv_lora_rank:
+            _check_pos_int(owner, "v_head_dim", self.v_head_dim)
+            if self.qk_rope_head_dim >= self.head_dim:
+                raise ModelConfigError(
+                    owner, "qk_rope_head_dim", f"less than head_dim ({self.head_dim})", self.qk_rope_head_dim
+                )
+        if self.dense_layers > self.num_layers:
+            raise ModelConfigError(owner, "dense_layers", f"at most num_layers ({self.num_layers})", self.dense_layers)
         if self.sliding_window is not None:
             _check_pos_int(owner, "sliding_window", self.sliding_window)
         _check_pos_int(owner, "sliding_window_period", self.sliding_window_period, allow_zero=True)
@@ -259,6 +288,22 @@ class ArchSpec:
     def is_moe(self) -> bool:
         return self.num_experts > 0
 
+    @property
+    def is_mla(self) -> bool:
+        """Multi-head Latent Attention (a compressed latent KV cache)."""
+        return self.kv_lora_rank > 0
+
+    @property
+    def kv_elems_per_layer(self) -> int:
+        """Values one token adds to one layer's cache: ``kv_lora_rank + qk_rope_head_dim`` for
+        MLA (DeepSeek-V2 §2.1.2: the latent c_KV and the shared RoPE key), else ``2·kv_dim``."""
+        return self.kv_lora_rank + self.qk_rope_head_dim if self.is_mla else 2 * self.kv_dim
+
+    @property
+    def moe_layers(self) -> int:
+        """Layers whose MLP is a mixture of experts (0 for dense models)."""
+        return self.num_layers - self.dense_layers if self.num_experts else 0
+
     def _norm_params(self) -> int:
         bias = self.norm_bias if self.norm_bias is not None else self.norm == "layernorm"
         return self.hidden_size * (2 if bias else 1)
@@ -271,6 +316,8 @@ class ArchSpec:
     def attention_params(self, kv_in: int | None = None) -> int:
         """One attention block: q, k, v, output projections and their biases."""
         h = self.hidden_size
+        if self.is_mla:
+            return self._mla_params()
         kv_in = h if kv_in is None else kv_in
         n = h * self.q_dim + 2 * kv_in * self.kv_dim + self.q_dim * h
         if self.attn_bias:
@@ -280,23 +327,55 @@ class ArchSpec:
             n += h
         return n
 
-    def expert_mlp_params(self) -> int:
-        """One MLP (one expert for MoE): 3 matrices when gated, else 2, plus biases."""
-        h, f = self.hidden_size, self.intermediate_size
+    def _mla_params(self) -> int:
+        # HF DeepseekV2/V3Attention: q_a_proj → q_a_layernorm → q_b_proj (or one q_proj when
+        # q_lora_rank is 0), kv_a_proj_with_mqa (latent + RoPE key), kv_a_layernorm, kv_b_proj
+        # (latent → per-head no-RoPE key and value), o_proj; biases only with attention_bias.
+        h, heads, qk = self.hidden_size, self.num_heads, self.head_dim
+        nope = qk - self.qk_rope_head_dim
+        b = 1 if self.attn_bias else 0
+        if self.q_lora_rank:
+            n = h * self.q_lora_rank + b * self.q_lora_rank + self.q_lora_rank + self.q_lora_rank * heads * qk
+        else:
+            n = h * heads * qk
+        kv_a = self.kv_lora_rank + self.qk_rope_head_dim
+        n += h * kv_a + b * kv_a + self.kv_lora_rank
+        n += self.kv_lora_rank * heads * (nope + self.v_head_dim)
+        return n + heads * self.v_head_dim * h + b * h
+
+    def _mlp(self, f: int) -> int:
+        h = self.hidden_size
         if self.gated_mlp:
             return 3 * h * f + ((2 * f + h) if self.mlp_bias else 0)
         return 2 * h * f + ((f + h) if self.mlp_bias else 0)
 
-    def mlp_params(self) -> int:
-        """All MLP parameters of one layer: every expert plus the router for MoE."""
-        if self.num_experts:
-            # Router ("gate"): a bias-free h×E linear (Mixtral, Jiang et al. 2024 §2.1).
-            return self.num_experts * self.expert_mlp_params() + self.hidden_size * self.num_experts
-        return self.expert_mlp_params()
+    def expert_mlp_params(self) -> int:
+        """One MLP (one routed expert for MoE): 3 matrices when gated, else 2, plus biases."""
+        if self.num_experts and self.moe_intermediate_size:
+            return self._mlp(self.moe_intermediate_size)
+        return self._mlp(self.intermediate_size)
 
-    def layer_params(self) -> int:
-        """One repeated transformer layer (decoder layer; encoder layer for encoders and T5)."""
-        return self.attention_params() + self.mlp_params() + self._norms_per_layer() * self._norm_params()
+    def mlp_params(self, moe: bool = True) -> int:
+        """All MLP parameters of one layer: for an MoE layer every routed expert, the router,
+        the shared expert (and its gate); ``moe=False``: a dense layer (``dense_layers``)."""
+        if not self.num_experts or not moe:
+            return self._mlp(self.intermediate_size)
+        h, e = self.hidden_size, self.num_experts
+        # Router ("gate"): a bias-free h×E linear (Mixtral, Jiang et al. 2024 §2.1).
+        n = e * self.expert_mlp_params() + h * e
+        if self.shared_expert_intermediate_size:
+            n += self._mlp(self.shared_expert_intermediate_size) + (h if self.shared_expert_gate else 0)
+        return n
+
+    def layer_params(self, moe: bool = True) -> int:
+        """One repeated transformer layer (decoder layer; encoder layer for encoders and T5);
+        ``moe=False``: one of the first ``dense_layers`` layers of an MoE model."""
+        return self.attention_params() + self.mlp_params(moe) + self._norms_per_layer() * self._norm_params()
+
+    def _decoder_layers_params(self) -> int:
+        if not self.num_experts:
+            return self.num_layers * self.layer_params()
+        return self.dense_layers * self.layer_params(False) + self.moe_layers * self.layer_params()
 
     def _embedding_params(self) -> int:
         h = self.hidden_size
@@ -329,7 +408,7 @@ class ArchSpec:
             return self._vit_params()
         if self.family == "encoder_decoder":
             return self._t5_params()
-        n = self._embedding_params() + self.num_layers * self.layer_params()
+        n = self._embedding_params() + self._decoder_layers_params()
         if self.final_norm:
             n += self._norm_params()
         if self.pooler:
@@ -342,10 +421,11 @@ class ArchSpec:
         if not self.num_experts:
             return total
         idle = (self.num_experts - self.experts_per_token) * self.expert_mlp_params()
-        return total - self.num_layers * idle
+        return total - self.moe_layers * idle
 
     def kv_bytes_per_token(self, bytes_per_elem: float = 2.0) -> float:
-        """KV-cache bytes one cached token adds: ``2 · layers · kv_heads · head_dim · bytes``.
+        """KV-cache bytes one cached token adds: ``2 · layers · kv_heads · head_dim · bytes``;
+        for MLA ``layers · (kv_lora_rank + qk_rope_head_dim) · bytes`` (:attr:`kv_elems_per_layer`).
 
         Counts the layers that keep a self-attention cache: decoder layers (T5: its decoder
         stack). Encoders, ViTs and CNNs generate no tokens and keep no cache (0.0).
@@ -353,7 +433,7 @@ class ArchSpec:
         if bytes_per_elem <= 0:
             raise ValueError(f"bytes_per_elem must be > 0; got {bytes_per_elem}")
         layers = {"decoder": self.num_layers, "encoder_decoder": self.num_decoder_layers}.get(self.family, 0)
-        return 2.0 * layers * self.num_kv_heads * self.head_dim * bytes_per_elem
+        return float(layers * self.kv_elems_per_layer) * bytes_per_elem
 
     def kv_cache_bytes(self, tokens: int, bytes_per_elem: float = 2.0) -> float:
         """KV-cache bytes for one sequence of ``tokens`` cached tokens.

@@ -731,6 +731,11 @@ _READERS: dict[str, Callable[[_Cfg, str], dict[str, Any]]] = {
     "mobilenet_v2": _mobilenet_v2,
 }
 
+# DeepSeek-V2/V3 and Qwen2-MoE read with this module's helpers (imported once they exist).
+from planner.hfconfig_moe import READERS as _MOE_READERS  # noqa: E402
+
+_READERS.update(_MOE_READERS)
+
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(_READERS))
 
 

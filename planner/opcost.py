@@ -288,10 +288,10 @@ def _kv_traffic_bytes(
     under a token budget the evicted tokens are read at their smaller format."""
     if op.kind != ATTENTION:
         return 0.0
-    hi = kv_bits(choice.kv, op.head_dim)
+    hi = kv_bits(choice.kv, op.kv_row)
     read_bits = hi
     if options is not None and options.kv_token_budget and not op.cross:
-        read_bits = kv_mixed_bits(choice.kv, op.head_dim, ph.context + ph.tokens, options)
+        read_bits = kv_mixed_bits(choice.kv, op.kv_row, ph.context + ph.tokens, options)
     return (load.kv_read_elems * read_bits + load.kv_write_elems * hi) / kv_shard(op, layout.tp) / 8.0
 
 

@@ -386,7 +386,7 @@ def decision_groups(work: Workload, pp: int = 1) -> tuple[GroupInfo, ...]:
                 order.setdefault(op.group, []).append(op)
         for i in range(b.count):
             for g, members in order.items():
-                fqn = f"{b.prefix}.{i}.{g}" if b.repeated else f"{b.prefix}.{g}"
+                fqn = f"{b.prefix}.{b.first + i}.{g}" if b.repeated else f"{b.prefix}.{g}"
                 if b.repeated:
                     layer = layer_base + i
                     position = layer / max(n_layers - 1, 1)

@@ -59,8 +59,8 @@ def kv_layer_bytes(
             cached = tokens if window is None else min(tokens, window)
             total = 0.0
             for op in attn:
-                bits = kv_mixed_bits(choice.kv, op.head_dim, cached, options) if cached else 0.0
-                total += cached * 2 * op.kv_heads * op.head_dim * bits / 8.0 / kv_shard(op, tp)
+                bits = kv_mixed_bits(choice.kv, op.kv_row, cached, options) if cached else 0.0
+                total += cached * op.cache_elems * bits / 8.0 / kv_shard(op, tp)
             out.append(total / options.kv_share_layers)
     return out
 

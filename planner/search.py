@@ -65,8 +65,10 @@ from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
 from planner.costmodel import InferenceEstimate
 from planner.deadline import Deadline, DeadlineExceeded
+from planner.formats import get_format
 from planner.diagnose import NoFeasiblePlanError, diagnose
-from planner.options import GroupInfo, base_activation_format
+from planner.errors import TierwiseError
+from planner.options import GroupInfo, OptionError, base_activation_format
 from planner.plan import Plan
 from planner.search_assemble import AssemblyMixin
 from planner.search_formulation import Formulation, FormulationMixin, expand_subset, primary_keys
@@ -342,6 +344,8 @@ class Planner(FormulationMixin, AssemblyMixin):
         t0 = time.perf_counter()
         dl = deadline if deadline is not None else Deadline(req.time_limit_s)
         dl.check("the plan search")
+        if req.format_sets:
+            return self._solve_sets(req, diagnose_failure, dl)
         ranked, refs, timed_out = self._ranked(req, dl)
         # Solves stop a little early: turning the last solution into a plan (re-evaluation
         # by the cost model) must fit in the deadline too.
@@ -383,6 +387,37 @@ class Planner(FormulationMixin, AssemblyMixin):
         status = "time_limit" if timed_out else plan.solver.status
         stats = replace(plan.solver, status=status, time_s=time.perf_counter() - t0, candidates_solved=max(solved, 1))
         return replace(plan, solver=stats)
+
+    def _solve_sets(self, req: PlanProblem, diagnose_failure: bool, dl: Deadline) -> Plan:
+        """One solve per weight-format set (``req.format_sets``) under one deadline; the best
+        plan by the objective (then latency or sensitivity, then memory) wins. When no set
+        fits, the diagnosis is the one of the set with the fewest bits (the likeliest to fit)."""
+        found: list[tuple[tuple, Plan]] = []
+        last: TierwiseError | None = None
+        usable: list[tuple[str, ...]] = []
+        for formats in req.format_sets:
+            try:
+                plan = self.solve(replace(req, formats=formats, format_sets=()), diagnose_failure=False, deadline=dl)
+            except OptionError as exc:  # a set that leaves some group without an option: not a plan of this engine
+                last = last or exc
+                continue
+            except NoFeasiblePlanError as exc:
+                last, usable = exc, [*usable, formats]
+                continue
+            usable.append(formats)
+            p = plan.predicted
+            primary = {"latency": p.latency_s, "memory": p.per_device_bytes}.get(req.objective, p.sensitivity)
+            secondary = p.latency_s if req.objective in ("accuracy", "memory") else p.sensitivity
+            found.append(((primary, secondary, p.per_device_bytes), plan))
+        picked = pick_best(found, req.gap)
+        if picked is not None:
+            return picked[1]
+        if not usable and last is not None:
+            raise last
+        if not diagnose_failure:
+            raise NoFeasiblePlanError("no plan satisfies the constraints", diagnosis=None)
+        fewest = min(usable, key=lambda fs: min(get_format(f).element_bits for f in fs))
+        raise NoFeasiblePlanError.from_diagnosis(diagnose(self, replace(req, formats=fewest, format_sets=()), deadline=dl))
 
     # -- minimal footprints for the diagnosis --------------------------------------------
 

@@ -57,6 +57,10 @@ class PlanProblem:
     objective: str = "accuracy"
     objective_weights: Mapping[str, float] = field(default_factory=dict)
     formats: tuple[str, ...] | None = None
+    #: Weight-format sets solved one at a time, the best plan winning (``formats`` ignored):
+    #: engines that apply a format to the whole model at once (ExecuTorch's one ``-qmode``,
+    #: MLC's one ``--quantization``) run a plan of one set, never a mix across sets.
+    format_sets: tuple[tuple[str, ...], ...] = ()
     sparsity: tuple[str, ...] | None = None
     kv: str | None = None
     activations: str | None = None

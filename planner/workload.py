@@ -11,6 +11,12 @@ Formulas:
 - Attention core: ``QKᵀ`` and ``AV`` each cost ``2·heads·head_dim`` FLOPs per (query, key)
   pair; causal prefill of ``T`` new tokens after ``P`` cached ones attends
   ``T·(P + (T+1)/2)`` pairs (fused kernels skip the masked half).
+- Multi-head Latent Attention (DeepSeek-V2, arXiv:2405.04434 §2.1): the cache holds
+  ``kv_lora_rank + qk_rope_head_dim`` values per token and layer. The core runs in whichever
+  form costs fewer FLOPs, as serving engines do: absorbed (decode; W_UK/W_UV folded into the
+  query/output, whose per-token cost equals ``kv_b_proj`` 's, so the core attends over the
+  latent: ``2·heads·(2·kv_lora_rank + qk_rope_head_dim)`` per pair) or non-absorbed (prefill;
+  ``kv_b_proj`` expands the cached latents of the prior context, then ``2·heads·(qk + v)`` per pair).
 - MoE: a batch of ``M`` tokens with top-k of E experts touches
   ``E·(1 − (1 − k/E)^M)`` distinct experts per layer under uniform routing
   (each expert is missed by one token with probability 1 − k/E), which sets the expert weight bytes read per step.
@@ -59,6 +65,9 @@ class OpShape:
     heads: int = 0
     kv_heads: int = 0
     head_dim: int = 0
+    v_head_dim: int = 0  # value width per head (0: head_dim)
+    kv_elems: int = 0  # values one token adds to the cache (0: 2·kv_heads·head_dim)
+    latent: int = 0  # >0: MLA, the cache is a kv_lora_rank latent plus a shared RoPE key
     causal: bool = True
     cross: bool = False  # cross-attention over the encoder output
     window: int | None = None
@@ -87,6 +96,17 @@ class OpShape:
         return 0
 
     @property
+    def cache_elems(self) -> int:
+        """Values one token adds to this attention operator's KV cache (whole model width)."""
+        return self.kv_elems or 2 * self.kv_heads * self.head_dim
+
+    @property
+    def kv_row(self) -> int:
+        """Width of one cached row (one KV head's key or value; MLA: latent plus RoPE key), the
+        span a KV-cache format's per-row scales cover."""
+        return self.kv_elems if self.latent else self.head_dim
+
+    @property
     def is_weighted(self) -> bool:
         return self.kind in WEIGHTED_KINDS and self.weight_params > 0
 
@@ -100,12 +120,13 @@ class Block:
     ops: tuple[OpShape, ...]
     stage: str  # "pre" | "layers" | "post" | "encoder" | "decoder"
     repeated: bool = True
+    first: int = 0  # index of the block's first layer (MoE models: after the dense layers)
 
     def fqn(self, index: int, op: OpShape) -> str:
-        return f"{self.prefix}.{index}.{op.name}" if self.repeated else f"{self.prefix}.{op.name}"
+        return f"{self.prefix}.{self.first + index}.{op.name}" if self.repeated else f"{self.prefix}.{op.name}"
 
     def group_fqn(self, index: int, op: OpShape) -> str:
-        return f"{self.prefix}.{index}.{op.group}" if self.repeated else f"{self.prefix}.{op.group}"
+        return f"{self.prefix}.{self.first + index}.{op.group}" if self.repeated else f"{self.prefix}.{op.group}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,7 +143,7 @@ class Workload:
         return sum(b.count for b in self.blocks if b.repeated)
 
     def layer_names(self) -> list[str]:
-        return [f"{b.prefix}.{i}" for b in self.blocks if b.repeated for i in range(b.count)]
+        return [f"{b.prefix}.{b.first + i}" for b in self.blocks if b.repeated for i in range(b.count)]
 
     def groups(self) -> list[tuple[str, int, tuple[OpShape, ...]]]:
         """Decision groups in model order: (group FQN, weight params, member ops)."""
@@ -136,7 +157,7 @@ class Workload:
                 for g, members in order.items():
                     out.append(
                         (
-                            f"{b.prefix}.{i}.{g}" if b.repeated else f"{b.prefix}.{g}",
+                            f"{b.prefix}.{b.first + i}.{g}" if b.repeated else f"{b.prefix}.{g}",
                             sum(m.weight_params for m in members),
                             tuple(members),
                         )
@@ -208,11 +229,11 @@ def op_load(op: OpShape, ph: Phase) -> OpLoad:
         rows = min(float(m), float(op.in_features))
         return OpLoad(0.0, rows * op.out_features, m, m * op.out_features)
     if kind == ATTENTION:
-        hd, h, kvh = op.head_dim, op.heads, op.kv_heads
+        hd, h, kv = op.head_dim, op.heads, op.cache_elems
         if op.cross:
             keys_total = float(ph.encoder_tokens)
             pairs = t * keys_total
-            kv_read = b * 2 * kvh * hd * keys_total
+            kv_read = b * kv * keys_total
             kv_write = 0.0
         else:
             prior = ph.context
@@ -227,10 +248,12 @@ def op_load(op: OpShape, ph: Phase) -> OpLoad:
                 s = op.window_share
                 keys_total = s * min(keys_total, op.window) + (1.0 - s) * keys_total
                 pairs = s * min(pairs, t * op.window) + (1.0 - s) * pairs
-            kv_read = b * 2 * kvh * hd * keys_total
-            kv_write = b * 2 * kvh * hd * t
-        flops = 2.0 * 2.0 * b * h * hd * pairs
-        return OpLoad(flops, 0.0, m * h * hd, m * h * hd, kv_read, kv_write)
+            kv_read = b * kv * keys_total
+            kv_write = b * kv * t
+        flops = 2.0 * b * h * (hd + (op.v_head_dim or hd)) * pairs
+        if op.latent:
+            flops = min(flops + _mla_expand_flops(op, b, keys_total - t), 2.0 * b * h * (kv + op.latent) * pairs)
+        return OpLoad(flops, 0.0, m * h * hd, m * h * (op.v_head_dim or hd), kv_read, kv_write)
     if kind == NORM:
         return OpLoad(5.0 * m * op.hidden, float(op.weight_params), m * op.hidden, m * op.hidden)
     if kind == CONV:
@@ -244,6 +267,13 @@ def op_load(op: OpShape, ph: Phase) -> OpLoad:
     if kind == POOL:
         return OpLoad(float(b * op.conv_in_elems), 0.0, b * op.conv_in_elems, b * op.conv_out_elems)
     raise ValueError(f"unknown op kind {kind!r}")
+
+
+def _mla_expand_flops(op: OpShape, batch: int, prior: float) -> float:
+    """Non-absorbed MLA: ``kv_b_proj`` rebuilds the no-RoPE keys and values of the ``prior``
+    cached tokens from their latents (the new tokens' are counted by the ``kv_b_proj`` op)."""
+    rope = op.kv_elems - op.latent
+    return 2.0 * batch * max(prior, 0.0) * op.latent * op.heads * (op.head_dim - rope + op.v_head_dim)
 
 
 # ---------------------------------------------------------------------------
@@ -275,7 +305,33 @@ def _window(a: ArchSpec, cross: bool) -> tuple[int | None, float]:
     return a.sliding_window, local / len(windows)
 
 
+def _mla_ops(a: ArchSpec, prefix: str) -> list[OpShape]:
+    """Multi-head Latent Attention (HF DeepseekV2/V3Attention). The latent and the RoPE key are
+    shared by all heads (one "KV head": replicated under tensor parallelism, as in vLLM)."""
+    h, heads, qk, rope, lat = a.hidden_size, a.num_heads, a.head_dim, a.qk_rope_head_dim, a.kv_lora_rank
+    bias, g = a.attn_bias, f"{prefix}.qkv"
+    if a.q_lora_rank:
+        ops = [
+            _linear(f"{prefix}.q_a_proj", g, h, a.q_lora_rank, bias=bias, shard="none"),
+            OpShape(name=f"{prefix}.q_a_layernorm", kind=NORM, group=f"{prefix}.q_a_layernorm", hidden=a.q_lora_rank),
+            _linear(f"{prefix}.q_b_proj", g, a.q_lora_rank, heads * qk, bias=False, shard="col"),
+        ]
+    else:
+        ops = [_linear(f"{prefix}.q_proj", g, h, heads * qk, bias=False, shard="col")]
+    ops += [
+        _linear(f"{prefix}.kv_a_proj_with_mqa", g, h, lat + rope, bias=bias, shard="none"),
+        OpShape(name=f"{prefix}.kv_a_layernorm", kind=NORM, group=f"{prefix}.kv_a_layernorm", hidden=lat),
+        _linear(f"{prefix}.kv_b_proj", g, lat, heads * (qk - rope + a.v_head_dim), bias=False, shard="col"),
+        OpShape(name=f"{prefix}.core", kind=ATTENTION, group=f"{prefix}.core", heads=heads, kv_heads=1, head_dim=qk,
+                v_head_dim=a.v_head_dim, kv_elems=a.kv_elems_per_layer, latent=lat, causal=True, shard="heads"),
+        _linear(f"{prefix}.o_proj", f"{prefix}.o_proj", heads * a.v_head_dim, h, bias=bias, shard="row", ar=True),
+    ]
+    return ops
+
+
 def _attention_ops(a: ArchSpec, prefix: str, *, causal: bool, cross: bool = False, kv_in: int | None = None) -> list[OpShape]:
+    if a.is_mla:
+        return _mla_ops(a, prefix)
     h, hd = a.hidden_size, a.head_dim
     q_out, kv_out = a.num_heads * hd, a.num_kv_heads * hd
     bias = a.attn_bias
@@ -311,15 +367,21 @@ def _attention_ops(a: ArchSpec, prefix: str, *, causal: bool, cross: bool = Fals
     return ops
 
 
-def _mlp_ops(a: ArchSpec, prefix: str = "mlp") -> list[OpShape]:
+def _mlp_ops(a: ArchSpec, prefix: str = "mlp", *, moe: bool = True) -> list[OpShape]:
     h, f, bias = a.hidden_size, a.intermediate_size, a.mlp_bias
-    if a.num_experts:
-        e, k = a.num_experts, a.experts_per_token
+    if a.num_experts and moe:
+        e, k, f = a.num_experts, a.experts_per_token, a.moe_intermediate_size or f
         ops = [OpShape(name=f"{prefix}.router", kind=ROUTER, group=f"{prefix}.router", in_features=h, out_features=e)]
         g = f"{prefix}.experts"
         ops.append(_linear(f"{prefix}.experts.gate_proj", g, h, f, bias=bias, shard="col", experts=e, experts_active=k))
         ops.append(_linear(f"{prefix}.experts.up_proj", g, h, f, bias=bias, shard="col", experts=e, experts_active=k))
         ops.append(_linear(f"{prefix}.experts.down_proj", g, f, h, bias=bias, shard="row", ar=True, experts=e, experts_active=k))
+        if a.shared_expert_intermediate_size:
+            # Shared experts (DeepSeekMoE; Qwen2-MoE's shared_expert): a dense MLP every token runs.
+            ops += _ffn(f"{prefix}.shared_experts", h, a.shared_expert_intermediate_size, bias=bias, gated=a.gated_mlp,
+                        gated_names=("gate_proj", "up_proj", "gate_up", "down_proj"), plain_names=("fc1", "fc2"))
+            if a.shared_expert_gate:
+                ops.append(_linear(f"{prefix}.shared_expert_gate", f"{prefix}.shared_expert_gate", h, 1, bias=False, shard="none"))
         return ops
     return _ffn(prefix, h, f, bias=bias, gated=a.gated_mlp, gated_names=("gate_proj", "up_proj", "gate_up", "down_proj"),
                 plain_names=("fc1", "fc2"))
@@ -367,7 +429,13 @@ def _decoder(a: ArchSpec) -> tuple[Block, ...]:
     # Extra norms (post-attention; Gemma 2 also normalises each sub-block's output).
     for k in range(1, n_norms):
         layer.append(_norm("post_attention_layernorm" if k == 1 else f"extra_layernorm_{k}", a.hidden_size, a))
-    layer += _mlp_ops(a)
+    dense = a.dense_layers if a.num_experts else 0
+    layers = []
+    if dense:  # DeepSeek's first_k_dense_replace, Qwen2-MoE's leading mlp_only_layers
+        layers.append(Block(prefix="model.layers", count=dense, ops=tuple(layer + _mlp_ops(a, moe=False)), stage="layers"))
+    if a.num_layers > dense:
+        layers.append(Block(prefix="model.layers", count=a.num_layers - dense, ops=tuple(layer + _mlp_ops(a)),
+                            stage="layers", first=dense))
     post = [_norm("norm", a.hidden_size, a)] if a.final_norm else []
     post.append(
         OpShape(
@@ -383,7 +451,7 @@ def _decoder(a: ArchSpec) -> tuple[Block, ...]:
     )
     return (
         Block(prefix="model", count=1, ops=tuple(pre), stage="pre", repeated=False),
-        Block(prefix="model.layers", count=a.num_layers, ops=tuple(layer), stage="layers"),
+        *layers,
         Block(prefix="model", count=1, ops=tuple(post), stage="post", repeated=False),
     )
 

@@ -101,15 +101,17 @@ def mixed_plan() -> Plan:
 
 def test_registry_has_every_target_named_in_the_design():
     assert set(export_formats()) == {"vllm", "compressed-tensors", "hf", "modelopt-mixed", "trtllm", "llamacpp",
-                                     "megatron", "yaml", "json"}
+                                     "megatron", "yaml", "json", "executorch", "mlc"}
 
 
 @pytest.mark.parametrize("fmt", sorted(EXPORTERS))
 def test_every_exporter_writes_relative_files_and_a_next_command(fmt, tmp_path):
     # fp8 KV: the one KV format vLLM, TensorRT-LLM and compressed-tensors all take; llama.cpp gets int8,
     # transformers (no fp8 cache: 16-bit or QuantizedCache int4 / int2) int4-g64
-    kv = {"llamacpp": "int8", "hf": "int4-g64"}.get(fmt, "fp8-e4m3")
-    plan = make_plan("llama-3.2-1b", "l4", mixed, kv=kv)
+    kv = {"llamacpp": "int8", "hf": "int4-g64", "executorch": "fp16", "mlc": "fp16"}.get(fmt, "fp8-e4m3")
+    # ExecuTorch and MLC LLM take one quantization for the whole model (a mixed plan is refused there)
+    pick = (lambda g: ("int4-g32", "fp16", "dense")) if fmt in ("executorch", "mlc") else mixed
+    plan = make_plan("llama-3.2-1b", "l4", pick, kv=kv)
     out = export_plan(plan, fmt, ctx_for(plan))
     assert out.format == fmt and out.files and out.next_command.strip()
     json.dumps(out.to_dict())

@@ -42,6 +42,9 @@ HF_SPELLINGS = {
     "mobilenet_v2": ("depth_multiplier", "expand_ratio", "depth_divisible_by", "min_depth", "output_stride"),
     "vit": ("hidden_size", "num_hidden_layers", "patch_size", "image_size", "qkv_bias"),
     "palm": ("d_model", "num_layers", "num_heads", "head_dim", "num_kv_heads", "ffn_dim", "parallel_block"),
+    "deepseek_v2": ("kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "n_routed_experts", "first_k_dense_replace"),
+    "deepseek_v3": ("kv_lora_rank", "q_lora_rank", "qk_nope_head_dim", "n_shared_experts", "moe_intermediate_size"),
+    "qwen2_moe": ("num_experts", "moe_intermediate_size", "shared_expert_intermediate_size", "decoder_sparse_step"),
 }
 
 

@@ -25,7 +25,8 @@ from api.services import check_plan_limits, domain_errors, export_context
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
 
-ExportFormat = Literal["vllm", "compressed-tensors", "hf", "modelopt-mixed", "trtllm", "llamacpp", "megatron", "yaml", "json"]
+ExportFormat = Literal["vllm", "compressed-tensors", "hf", "modelopt-mixed", "trtllm", "llamacpp", "megatron", "executorch", "mlc",
+                       "yaml", "json"]
 
 
 def plan_public(row: PlanRow) -> dict:

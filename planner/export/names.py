@@ -35,7 +35,17 @@ _FUSED_QKV_H: list[_Rule] = [  # Falcon, BLOOM (modeling_falcon.py, modeling_blo
     (_L + r"mlp\.fc2$", (r"transformer.h.\1.mlp.dense_4h_to_h",)),
 ]
 
+# DeepSeek-V2/V3 and Qwen2-MoE checkpoints: mlp.gate routes, per-expert modules
+# mlp.experts.E.gate_proj/up_proj/down_proj (transformers 5 fuses them on load).
+_FINE_MOE: list[_Rule] = [
+    (_L + r"mlp\.router$", (r"model.layers.\1.mlp.gate",)),
+    (_L + r"mlp\.experts\.(gate_proj|up_proj|down_proj)$", (r"model.layers.\1.mlp.experts.{e}.\2",)),
+]
+
 _RULES: dict[str, list[_Rule]] = {
+    "deepseek_v2": _FINE_MOE,
+    "deepseek_v3": _FINE_MOE,
+    "qwen2_moe": [*_FINE_MOE, (_L + r"mlp\.shared_experts\.(\w+)$", (r"model.layers.\1.mlp.shared_expert.\2",))],
     "mixtral": [
         (_L + r"mlp\.router$", (r"model.layers.\1.block_sparse_moe.gate",)),
         (_L + r"mlp\.experts\.gate_proj$", (r"model.layers.\1.block_sparse_moe.experts.{e}.w1",)),

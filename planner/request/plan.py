@@ -197,7 +197,9 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     sparsity = () if v["sparsity"] is None else _sparsity(v["sparsity"])  # dense unless asked
     kv = None if v["kv"] is None else check_format("kv", v["kv"], "kv")
     act = None if v["activations"] is None else check_format("activations", v["activations"], "activation")
+    given_formats = formats is not None
     formats, act = _engine_formats(sup, dev, formats, act)
+    format_sets = () if given_formats else _format_sets(sup, dev, formats)
     if v["activations"] is not None and canonical(act) not in sup.activations:
         raise EngineSupportError(f"{sup.engine} on {sup.device} does not compute in {{@activations}} {act!r}; it runs: "
                                  f"{', '.join(sup.activations)}", field="activations")
@@ -210,7 +212,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
         devices=devices, **degrees, batch=batch, prompt=prompt, gen=gen, max_memory_per_device_bytes=budget,
         ttft_slo_s=ttft, tpot_slo_s=tpot, avg_bits=avg_bits,
         allow_offload=check_bool("allow_offload", v["allow_offload"]), objective=objective,
-        objective_weights=weights, formats=formats, sparsity=sparsity, kv=kv, activations=act, pins=pins,
+        objective_weights=weights, formats=formats, format_sets=format_sets, sparsity=sparsity, kv=kv, activations=act, pins=pins,
         low_rank=low_rank, engine=sup, backend=check_choice("backend", getattr(v["backend"], "value", v["backend"]), BACKENDS),
         time_limit_s=check_number("time_limit_s", v["time_limit_s"], hi=86400.0),
         gap=check_number("gap", v["gap"], lo=0.0, lo_open=False, hi=0.5),
@@ -259,6 +261,15 @@ def _engine_formats(sup: Any, dev: Any, formats: tuple[str, ...] | None,
     if not out:
         out = [w for w in sup.weights if dev.supports(w) != "unsupported"] or list(sup.weights[:1])
     return tuple(out), act
+
+
+def _format_sets(sup: Any, dev: Any, defaults: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """By default, an engine that applies some formats to the whole model at once (its
+    ``exclusive`` formats: ExecuTorch's one ``-qmode``, MLC's one ``--quantization``,
+    bitsandbytes nf4) gets one solve with its other defaults and one per such format alone;
+    the best plan wins. Nothing to split: ``()`` (one solve over ``defaults``)."""
+    alone = [f for f in sup.exclusive if f in sup.weights and dev.supports(f) != "unsupported" and f not in defaults]
+    return (defaults, *((f,) for f in alone)) if alone else ()
 
 
 def _engine_role_pins(sup: Any, arch: Any, pins: dict, act: str) -> dict:

@@ -1,0 +1,117 @@
+"""executorch target: the ExecuTorch Llama export command (``export_llama``) that writes the
+``.pte`` program the XNNPACK delegate runs on a phone or laptop CPU.
+
+Flags follow ``examples/models/llama/export_llama_lib.py`` as documented in the Llama example
+README, https://github.com/pytorch/executorch/tree/main/examples/models/llama (``--checkpoint``,
+``--params``, ``--use_kv_cache``/``-kv``, ``--use_sdpa_with_kv_cache``, ``--xnnpack``/``-X``,
+``--quantization_mode``/``-qmode 8da4w`` with ``--group_size 32|128``, ``--embedding-quantize
+4,32|8,0``, ``--dtype-override``/``-d fp32|fp16|bf16``, ``--quantize_kv_cache``,
+``--max_seq_length``, ``--output_name``), and the XNNPACK quantization schemes of
+https://docs.pytorch.org/executorch/stable/backends/xnnpack/xnnpack-quantization.html (8-bit
+dynamic activations with 4-bit grouped weights, "8da4w"). Newer releases also take the same
+settings through ``python -m executorch.extension.llm.export.export_llm`` (LlmConfig fields,
+https://docs.pytorch.org/executorch/stable/llm/export-llm.html); ``export_llama`` is kept there.
+
+One quantization mode covers every Linear layer (the LM head included) and one
+``--embedding-quantize`` covers the token embedding: a plan whose Linear groups mix weight
+formats cannot be written as one command and is refused with the groups at fault.
+"""
+
+from __future__ import annotations
+
+from .common import model_path, shell_lines
+from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, format_of, register, weights_of
+from .rules import role_of
+
+#: Flags the export command uses, each as named in export_llama_lib.py (README above).
+FLAGS = ("--checkpoint", "--params", "--model", "--use_kv_cache", "--use_sdpa_with_kv_cache", "--xnnpack",
+         "--quantization_mode", "--group_size", "--embedding-quantize", "--dtype-override", "--quantize_kv_cache",
+         "--max_seq_length", "--output_name")
+
+#: Hugging Face ``model_type`` → export_llama ``--model`` (EXECUTORCH_DEFINED_MODELS).
+_MODEL = {"llama": "llama3_2", "qwen2": "qwen2_5", "qwen3": "qwen3_0_6b", "phi3": "phi_4_mini"}
+
+
+def _linear_mode(v: PlanView, linear: list[str], notes: list[str]) -> tuple[list[str], str | None]:
+    """(quantization flags, the float dtype the weights are written in when none)."""
+    by: dict[str, list[str]] = {}
+    for g in linear:
+        by.setdefault(weights_of(v, g), []).append(g)
+    if len(by) > 1:
+        listing = "; ".join(f"{w}: {', '.join(gs[:4])}{' …' if len(gs) > 4 else ''}" for w, gs in by.items())
+        odd = sorted(by.items(), key=lambda kv: len(kv[1]))[0][1][0]
+        raise ExportError(f"choices.{odd}.weights", f"ExecuTorch's export_llama applies one quantization mode to every "
+                          f"Linear layer; the plan mixes {len(by)} weight formats ({listing}). Re-plan for executorch with "
+                          f"one format: `tierwise plan {v.model} --hardware {v.hardware} --engine executorch --formats "
+                          f"<one format>`")
+    w = next(iter(by)) if by else "fp32"
+    if w in FLOAT16:
+        return [], w
+    f = format_of(w)
+    if f.kind == "int" and f.element_bits == 4 and f.group_size in (32, 64, 128, 256):
+        if any(acts_of(v, g) != "int8" for g in linear):
+            notes.append(f"{w} weights: XNNPACK's 8da4w quantizes activations to int8 per token at run time "
+                         "(the plan's 16-bit activations become dynamic int8)")
+        return ["--quantization_mode", "8da4w", "--group_size", str(f.group_size)], None
+    if w == "int8":
+        notes.append("int8 weights: export_llama's int8 mode is weight-only (per output channel); activations stay in "
+                     "the --dtype-override precision")
+        return ["--quantization_mode", "int8"], None
+    raise ExportError(f"choices.{linear[0]}.weights", f"ExecuTorch's export_llama has no quantization mode for {w!r}; "
+                      "it writes fp32/fp16/bf16, int8 (weight-only) and int4 in groups of 32/64/128/256 (8da4w)")
+
+
+def _embedding_flag(v: PlanView, emb: list[str]) -> list[str]:
+    ws = {weights_of(v, g) for g in emb}
+    if len(ws) > 1:
+        raise ExportError(f"choices.{emb[0]}.weights", f"one --embedding-quantize covers every embedding table; the plan "
+                          f"gives them {', '.join(sorted(ws))}")
+    w = next(iter(ws)) if ws else "bf16"
+    if w in FLOAT16:
+        return []
+    f = format_of(w)
+    if w == "int8":
+        return ["--embedding-quantize", "8,0"]
+    if f.kind == "int" and f.element_bits in (2, 4, 8) and f.group_size:
+        return ["--embedding-quantize", f"{f.element_bits},{f.group_size}"]
+    raise ExportError(f"choices.{emb[0]}.weights", f"--embedding-quantize has no setting for {w!r}; it takes "
+                      "BITS,GROUP (8,0 per row; 4,32; 2,32)")
+
+
+def _dtype(v: PlanView, linear: list[str], float_w: str | None) -> str:
+    if float_w is not None:
+        return float_w
+    acts = {acts_of(v, g) for g in linear} & FLOAT16
+    return sorted(acts)[0] if len(acts) == 1 else "fp32"
+
+
+@register("executorch", "ExecuTorch export_llama command (XNNPACK .pte)")
+def _export_executorch(v: PlanView, ctx: ExportContext) -> Export:
+    notes: list[str] = []
+    emb = [g for g in v.choices if role_of(g) == "embedding"]
+    linear = [g for g in v.choices if g not in emb]
+    qflags, float_w = _linear_mode(v, linear, notes)
+    dtype = _dtype(v, linear, float_w)
+    mt = getattr(ctx.arch, "model_type", None) or ""
+    name = _MODEL.get(mt)
+    if name is None:
+        notes.append(f"export_llama builds Llama, Qwen 2.5/3 and Phi-4-mini graphs; {v.model} ({mt or 'unknown type'}) "
+                     "needs Optimum ExecuTorch (https://github.com/huggingface/optimum-executorch) with the same "
+                     "quantization (8da4w linear, the embedding setting below)")
+    kv = ["--quantize_kv_cache"] if v.kv == "int8" else []
+    if v.kv in FLOAT16 and v.kv != dtype:
+        notes.append(f"the KV cache is kept in the model dtype ({dtype}); the plan's {v.kv} cache is not set separately")
+    pte = f"{v.model}.pte"
+    args = ["python", "-m", "examples.models.llama.export_llama", "--checkpoint", "${CHECKPOINT:?consolidated .pth}",
+            "--params", "${PARAMS:?params.json}", *(["--model", name] if name else []), "--use_kv_cache",
+            "--use_sdpa_with_kv_cache", "--xnnpack", *qflags, *_embedding_flag(v, emb), "--dtype-override", dtype, *kv,
+            "--max_seq_length", str(max(1, v.prompt + v.gen)), "--output_name", pte]
+    cmd = shell_lines(args).replace("'${CHECKPOINT:?consolidated .pth}'", '"${CHECKPOINT:?consolidated .pth}"')
+    cmd = cmd.replace("'${PARAMS:?params.json}'", '"${PARAMS:?params.json}"')
+    script = (f"#!/usr/bin/env bash\n# ExecuTorch export of {v.model} for {v.hardware} ({model_path(v, ctx)}).\n"
+              "# Run from an ExecuTorch checkout; CHECKPOINT and PARAMS name the Meta-format weights.\nset -euo pipefail\n"
+              f"{cmd}\n")
+    return Export(format="executorch", files=(ExportFile(path="export_executorch.sh", content=script,
+                                                         media_type="text/x-shellscript"),),
+                  next_command="CHECKPOINT=consolidated.00.pth PARAMS=params.json ./export_executorch.sh",
+                  notes=tuple(dict.fromkeys(notes)))

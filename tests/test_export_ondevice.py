@@ -1,0 +1,236 @@
+"""On-device exports: the plan files' next command follows the plan's engine, and the
+ExecuTorch export_llama exporter (planner/export/executorch.py)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import pytest
+
+from planner.export import ExportError, export_plan
+from planner.export.executorch import FLAGS
+from planner.plan import plan_to_dict, with_engine
+from tests.test_export import ctx_for, make_plan
+
+# export_llama's flags as documented in the Llama example README and export_llama_lib.py,
+# https://github.com/pytorch/executorch/tree/main/examples/models/llama
+# (https://github.com/pytorch/executorch/blob/main/examples/models/llama/export_llama_lib.py).
+EXPORT_LLAMA_FLAGS = {"--checkpoint", "-c", "--params", "-p", "--model", "--use_kv_cache", "-kv", "--use_sdpa_with_kv_cache",
+                      "--xnnpack", "-X", "--quantization_mode", "-qmode", "--group_size", "--embedding-quantize", "-E",
+                      "--dtype-override", "-d", "--quantize_kv_cache", "--max_seq_length", "--output_name", "--metadata"}
+# export_llama's -qmode values and -d choices (same sources).
+QMODES = {"int8", "8da4w", "8da4w-gptq", "vulkan_4w", "4w"}
+DTYPES = {"fp32", "fp16", "bf16"}
+
+
+def uniform(w: str, a: str = "fp16"):
+    return lambda g: (w, a, "dense")
+
+
+def et_plan(w: str, a: str = "fp16", *, kv: str = "fp16", model: str = "llama-3.2-1b", hw: str = "iphone-15-pro"):
+    return with_engine(make_plan(model, hw, uniform(w, a), kv=kv, batch=1, prompt=256, gen=256), "executorch")
+
+
+def command(out) -> list[str]:
+    text = out.file("export_executorch.sh").content
+    body = text.split("set -euo pipefail\n", 1)[1].replace("\\\n", " ")
+    return shlex.split(body, posix=True)
+
+
+# ---------------------------------------------------------------------------
+# yaml / json: next command for the plan's engine
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_plan_file_next_command_uses_the_engines_own_exporter(fmt):
+    plan = et_plan("int4-g32")
+    out = export_plan(plan, fmt)
+    assert out.next_command == f"tierwise export plan.{fmt} --format executorch --out deploy"
+    assert "vllm" not in out.next_command
+
+
+@pytest.mark.parametrize("engine", ["tvm", "vitis-ai", "sambaflow"])
+def test_plan_file_of_an_engine_without_its_own_exporter_says_so(engine):
+    d = plan_to_dict(et_plan("fp16"))
+    d["engine"] = engine
+    nxt = export_plan(d, "yaml").next_command
+    assert "vllm" not in nxt and "--format" not in nxt
+    assert nxt.startswith("# tierwise writes no ") and engine in nxt
+
+
+def test_plan_file_next_command_for_vllm_and_for_no_engine():
+    plan = make_plan("llama-3.2-1b", "l4", uniform("bf16", "bf16"), kv="bf16")
+    assert export_plan(with_engine(plan, "vllm"), "yaml").next_command == "tierwise export plan.yaml --format vllm --out deploy"
+    d = plan_to_dict(plan)
+    d.pop("engine", None)
+    nxt = export_plan(d, "json").next_command
+    assert nxt.startswith("tierwise export plan.json --engine ENGINE") and "vllm" not in nxt
+
+
+def test_plan_file_of_an_unknown_engine_asks_for_one():
+    d = plan_to_dict(et_plan("fp16"))
+    d["engine"] = "no-such-engine"
+    nxt = export_plan(d, "yaml").next_command
+    assert "--engine ENGINE" in nxt and "'no-such-engine'" in nxt
+
+
+# ---------------------------------------------------------------------------
+# executorch
+# ---------------------------------------------------------------------------
+
+
+def test_exporter_flags_are_documented_export_llama_flags():
+    assert set(FLAGS) <= EXPORT_LLAMA_FLAGS
+
+
+@pytest.mark.parametrize("w,group", [("int4-g32", "32"), ("int4-g128", "128")])
+def test_int4_plan_becomes_8da4w_with_its_group_size(w, group):
+    plan = et_plan(w, "int8")
+    out = export_plan(plan, None, ctx_for(plan))  # the plan's engine picks the target
+    assert out.format == "executorch"
+    args = command(out)
+    assert args[:3] == ["python", "-m", "examples.models.llama.export_llama"]
+    flags = [a for a in args[3:] if a.startswith("-")]
+    assert set(flags) <= EXPORT_LLAMA_FLAGS
+    assert args[args.index("--quantization_mode") + 1] == "8da4w" and args[args.index("--group_size") + 1] == group
+    assert args[args.index("--embedding-quantize") + 1] == f"4,{group}"
+    assert args[args.index("--dtype-override") + 1] in DTYPES
+    assert args[args.index("--max_seq_length") + 1] == "512"
+    assert args[args.index("--model") + 1] == "llama3_2"
+    assert "--use_kv_cache" in args and "--xnnpack" in args and "--quantize_kv_cache" not in args
+
+
+def test_fp16_activations_with_int4_weights_are_noted():
+    plan = et_plan("int4-g32", "fp16")
+    out = export_plan(plan, "executorch", ctx_for(plan))
+    assert any("8da4w" in n and "dynamic int8" in n for n in out.notes)
+
+
+def test_float_plan_has_no_quantization_and_its_dtype():
+    plan = et_plan("fp16")
+    args = command(export_plan(plan, "executorch", ctx_for(plan)))
+    assert "--quantization_mode" not in args and "--embedding-quantize" not in args
+    assert args[args.index("--dtype-override") + 1] == "fp16"
+
+
+def test_int8_plan_and_int8_kv_cache():
+    plan = et_plan("int8", "int8", kv="int8")
+    out = export_plan(plan, "executorch", ctx_for(plan))
+    args = command(out)
+    assert args[args.index("--quantization_mode") + 1] == "int8" and args[args.index("--quantization_mode") + 1] in QMODES
+    assert args[args.index("--embedding-quantize") + 1] == "8,0"
+    assert "--quantize_kv_cache" in args
+    assert any("weight-only" in n for n in out.notes)
+
+
+def test_mixed_linear_formats_are_refused_naming_the_groups():
+    def pick(g):
+        return ("int4-g32", "fp16", "dense") if g.endswith("mlp.gate_up") else ("fp16", "fp16", "dense")
+
+    plan = with_engine(make_plan("llama-3.2-1b", "iphone-15-pro", pick, kv="fp16", batch=1), "executorch")
+    with pytest.raises(ExportError) as e:
+        export_plan(plan, "executorch", ctx_for(plan))
+    msg = str(e.value)
+    assert re.match(r"choices\..+\.weights$", e.value.field)
+    assert "int4-g32: model.layers.0.mlp.gate_up" in msg and "fp16:" in msg and "--engine executorch" in msg
+
+
+def test_format_export_llama_cannot_write_is_refused():
+    plan = make_plan("llama-3.2-1b", "l4", uniform("fp8-e4m3", "fp8-e4m3"), kv="fp16")
+    with pytest.raises(ExportError, match="no quantization mode for 'fp8-e4m3'"):
+        export_plan(plan, "executorch", ctx_for(plan))
+
+
+def test_architecture_outside_export_llama_is_noted():
+    plan = et_plan("int4-g32", "int8", model="falcon-7b", hw="m2-max")
+    out = export_plan(plan, "executorch", ctx_for(plan))
+    assert "--model" not in command(out)
+    assert any("Optimum ExecuTorch" in n for n in out.notes)
+
+
+# ---------------------------------------------------------------------------
+# mlc
+# ---------------------------------------------------------------------------
+
+# mlc_llm's flags and quantization modes as documented in
+# https://llm.mlc.ai/docs/compilation/compile_models.html,
+# https://llm.mlc.ai/docs/compilation/convert_weights.html and
+# https://llm.mlc.ai/docs/compilation/configure_quantization.html.
+MLC_FLAGS = {"--quantization", "--conv-template", "--context-window-size", "--prefill-chunk-size", "--sliding-window-size",
+             "--tensor-parallel-shards", "--max-batch-size", "--device", "--model-lib", "-o", "--output"}
+MLC_MODES = {"q0f16", "q0f32", "q3f16_1", "q4f16_1", "q4f32_1", "q4f16_awq", "e4m3_e4m3_f16", "e5m2_e5m2_f16"}
+
+
+def mlc_plan(w: str, a: str = "fp16", *, hw: str = "iphone-15-pro", model: str = "llama-3.2-1b", tp: int = 1):
+    return with_engine(make_plan(model, hw, uniform(w, a), kv="fp16", batch=1, prompt=1024, gen=256, tp=tp), "mlc-llm")
+
+
+def mlc_steps(out) -> list[list[str]]:
+    text = out.file("build_mlc.sh").content.split("set -euo pipefail\n", 1)[1].replace("\\\n", " ")
+    return [shlex.split(line) for line in text.splitlines() if line.strip()]
+
+
+def test_mlc_flags_are_documented():
+    from planner.export.mlc import _MODE, FLAGS as MLC_USED
+
+    assert set(MLC_USED) <= MLC_FLAGS and set(_MODE.values()) <= MLC_MODES
+
+
+@pytest.mark.parametrize("w,a,mode", [("int4-g32", "fp16", "q4f16_1"), ("int4-g32", "fp32", "q4f32_1"),
+                                      ("int3-g32", "fp16", "q3f16_1"), ("fp16", "fp16", "q0f16"), ("fp32", "fp32", "q0f32")])
+def test_mlc_commands_carry_the_plans_quantization(w, a, mode):
+    plan = mlc_plan(w, a)
+    out = export_plan(plan, None, ctx_for(plan))  # the plan's engine picks the target
+    assert out.format == "mlc"
+    convert, gen, comp = mlc_steps(out)
+    assert convert[:2] == ["mlc_llm", "convert_weight"] and gen[:2] == ["mlc_llm", "gen_config"]
+    assert comp[:2] == ["mlc_llm", "compile"]
+    for step in (convert, gen, comp):
+        assert {a for a in step if a.startswith("-")} <= MLC_FLAGS
+    assert convert[convert.index("--quantization") + 1] == mode == gen[gen.index("--quantization") + 1]
+    assert gen[gen.index("--context-window-size") + 1] == "1280"
+    assert gen[gen.index("--conv-template") + 1] == "llama-3"
+    assert int(gen[gen.index("--prefill-chunk-size") + 1]) <= 1024
+    assert "--tensor-parallel-shards" not in gen
+    assert comp[comp.index("--device") + 1] == "iphone" and comp[2].endswith("/mlc-chat-config.json")
+    assert "vllm" not in out.next_command and "mlc_llm chat" in out.next_command
+
+
+@pytest.mark.parametrize("hw,device", [("snapdragon-8-gen-3", "android"), ("m2-max", "metal"), ("l4", "cuda")])
+def test_mlc_compile_device_follows_the_hardware(hw, device):
+    plan = mlc_plan("int4-g32", "fp16", hw=hw)
+    comp = mlc_steps(export_plan(plan, "mlc", ctx_for(plan)))[2]
+    assert comp[comp.index("--device") + 1] == device
+
+
+def test_mlc_tensor_parallel_and_fp8():
+    plan = mlc_plan("fp8-e4m3", "fp8-e4m3", hw="h100-sxm", model="llama-3.1-8b", tp=2)
+    gen = mlc_steps(export_plan(plan, "mlc", ctx_for(plan)))[1]
+    assert gen[gen.index("--tensor-parallel-shards") + 1] == "2"
+    assert gen[gen.index("--quantization") + 1] == "e4m3_e4m3_f16"
+
+
+def test_mlc_mixed_formats_are_refused_naming_the_groups():
+    def pick(g):
+        return ("int4-g32", "fp16", "dense") if g.endswith("o_proj") else ("fp16", "fp16", "dense")
+
+    plan = with_engine(make_plan("llama-3.2-1b", "iphone-15-pro", pick, kv="fp16", batch=1), "mlc-llm")
+    with pytest.raises(ExportError) as e:
+        export_plan(plan, "mlc", ctx_for(plan))
+    assert e.value.field.endswith(".weights") and "q4f16_1 (int4-g32): model.layers.0.self_attn.o_proj" in str(e.value)
+    assert "--engine mlc-llm" in str(e.value)
+
+
+def test_mlc_format_without_a_mode_is_refused():
+    plan = make_plan("llama-3.2-1b", "l4", uniform("int8", "fp16"), kv="fp16")
+    with pytest.raises(ExportError, match="no quantization mode for int8"):
+        export_plan(plan, "mlc", ctx_for(plan))
+
+
+def test_mlc_architecture_without_a_template_gets_lm():
+    plan = mlc_plan("fp16", model="falcon-7b", hw="m2-max")
+    out = export_plan(plan, "mlc", ctx_for(plan))
+    gen = mlc_steps(out)[1]
+    assert gen[gen.index("--conv-template") + 1] == "LM" and any("LM" in n for n in out.notes)
