@@ -13,6 +13,8 @@ declares
   chunk, paged KV, continuous batching, the memory fraction the engine takes and the
   context memory it keeps outside it), overridable per target;
 - ``exporter``: the ``tierwise export --format`` that writes its deployment files;
+- ``models.families``: the model families it runs (``planner.archspec.FAMILIES``: decoder,
+  encoder, encoder_decoder, cnn, vit), with a source;
 - ``default_for`` / ``default_for_training``: the hardware classes it is the default on.
 
 Support is the union of every target whose match the device satisfies. Adding an engine
@@ -139,6 +141,11 @@ class EngineSpec:
     default_for_training: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict)
     provenance: str = "estimate"
+    #: Model families (``planner.archspec.FAMILIES``) the engine runs: vLLM runs no CNN.
+    families: tuple[str, ...] = ()
+
+    def runs_family(self, family: str) -> bool:
+        return family in self.families
 
     def support(self, device: DeviceSpec) -> Support | None:
         """What this engine runs on ``device``; ``None`` when it does not run there at all."""
@@ -267,7 +274,7 @@ def _parse(data: Any, origin: str) -> EngineSpec:
 
     top = _Reader(origin, data, "")
     top.allow("schema_version", "id", "name", "kind", "version", "exporter", "default_for", "default_for_training",
-              "sources", "parallel", "runtime", "targets", "notes")
+              "sources", "parallel", "runtime", "targets", "notes", "models")
     if top.integer("schema_version", minimum=1) != SCHEMA_VERSION:
         raise top.error("schema_version", str(SCHEMA_VERSION), top.data["schema_version"])
     raw_sources = top.raw("sources")
@@ -281,6 +288,7 @@ def _parse(data: Any, origin: str) -> EngineSpec:
     provenance = rt.text("provenance", choices=PROVENANCES, default="datasheet")
     exporter = top.text("exporter", choices=export_formats())
     engine_id = top.text("id")
+    families = _families(top, sources)
     return EngineSpec(
         id=engine_id,
         name=top.text("name"),
@@ -295,7 +303,22 @@ def _parse(data: Any, origin: str) -> EngineSpec:
                               if top.has("default_for_training") else ()),
         sources=sources,
         provenance=provenance,
+        families=families,
     )
+
+
+def _families(top: _Reader, sources: Mapping[str, str]) -> tuple[str, ...]:
+    """``models: {families: [...], source: [...]}``: the model families the engine runs."""
+    from planner.archspec import FAMILIES
+
+    m = top.sub("models")
+    if not isinstance(m.data, Mapping):
+        raise top.error("models", "a mapping with families: [names from " + ", ".join(FAMILIES) + "] and source",
+                        m.data)
+    m.allow("families", "source", "notes")
+    families = _names(m, "families", FAMILIES)
+    m.sources("source", sources)
+    return families
 
 
 def load_engine_from_dict(data: Mapping[str, Any], origin: str = "<dict>") -> EngineSpec:
@@ -338,25 +361,61 @@ def load_engine(ref: str | EngineSpec) -> EngineSpec:
 # ---------------------------------------------------------------- queries
 
 
-def default_engine(device: DeviceSpec, *, training: bool = False) -> EngineSpec:
-    """The documented default engine for a device's class (docs/engines.md).
+#: When the class default does not run a request's model family, the first of these (then the
+#: rest, alphabetically) that runs on the device and runs that family: PyTorch eager first
+#: (hf-transformers serving, fsdp training), as it runs every family wherever PyTorch runs.
+FALLBACK_ORDER = ("hf-transformers", "fsdp", "executorch", "tvm", "trtllm", "llamacpp", "vllm")
+
+
+def _fallback_order(engines: list[EngineSpec]) -> list[EngineSpec]:
+    rank = {e: i for i, e in enumerate(FALLBACK_ORDER)}
+    return sorted(engines, key=lambda e: (rank.get(e.id, len(rank)), e.id))
+
+
+def engines_for(device: DeviceSpec, *, training: bool, family: str | None = None) -> list[str]:
+    """Ids of the engines of the request's kind (training or not) that run on ``device`` (and
+    run ``family``, when given), in the fallback order."""
+    engines = [load_engine(e) for e in list_engines()]
+    return [e.id for e in _fallback_order(engines)
+            if (e.kind == "training") == training and e.support(device) is not None
+            and (family is None or e.runs_family(family))]
+
+
+def default_engine(device: DeviceSpec, *, training: bool = False, kind: str | None = None) -> EngineSpec:
+    """The documented default engine for a device's class and a model family (docs/engines.md).
 
     Serving: GPU and TPU → vllm, phone → executorch, laptop / CPU / edge → llamacpp, RDU →
-    sambaflow, FPGA → vitis-ai. Training: GPU → megatron-core, otherwise fsdp.
+    sambaflow, FPGA → vitis-ai. Training: GPU → megatron-core, otherwise fsdp. ``kind`` is the
+    model family (``planner.archspec.FAMILIES``; ``None``: any): when the class default does
+    not run it, the first engine of :data:`FALLBACK_ORDER` (then the rest, alphabetically) that
+    runs on the device and runs that family (a CNN on a GPU → hf-transformers, PyTorch eager);
+    none → an :class:`EngineSupportError` naming ``engine``.
     """
     engines = [load_engine(e) for e in list_engines()]
     key = "default_for_training" if training else "default_for"
+    what = "training" if training else "serving"
+    class_default = None
     for engine in engines:
         if device.device_class in getattr(engine, key) and engine.support(device) is not None:
-            return engine
-    if training:
-        fallback = load_engine("fsdp")
-        if fallback.support(device) is not None:
-            return fallback
-    runs_here = [e.id for e in engines if e.support(device) is not None and (e.kind == "training") == training]
+            class_default = engine
+            break
+    if class_default is None and training and load_engine("fsdp").support(device) is not None:
+        class_default = load_engine("fsdp")
+    if class_default is not None and (kind is None or class_default.runs_family(kind)):
+        return class_default
+    if class_default is None:
+        runs_here = engines_for(device, training=training)
+        raise EngineSupportError(
+            f"no default {what} engine for {device.id} (class {device.device_class}); "
+            f"engines that run on it: {', '.join(runs_here) or 'none'} — pass {{@engine}}", field="engine")
+    fits = engines_for(device, training=training, family=kind)
+    if fits:
+        return load_engine(fits[0])
     raise EngineSupportError(
-        f"no default {'training' if training else 'serving'} engine for {device.id} (class {device.device_class}); "
-        f"engines that run on it: {', '.join(runs_here) or 'none'} — pass {{@engine}}", field="engine")
+        f"no {what} engine runs {kind} models on {device.id} (class {device.device_class}): "
+        f"{class_default.id}, its default, runs {', '.join(class_default.families)}; other {what} engines on it: "
+        f"{', '.join(engines_for(device, training=training)) or 'none'} — pass another {{@hardware}} or "
+        f"an {{@engine}} profile that runs {kind} models", field="engine")
 
 
 def support(engine: str | EngineSpec, device: DeviceSpec) -> Support:
@@ -400,6 +459,6 @@ def check_request(sup: Support, *, weights: str | None = None, activations: str 
 
 
 __all__ = [
-    "EngineSpec", "EngineSupportError", "Runtime", "Scheme", "Support", "Target", "check_request", "default_engine",
-    "list_engines", "load_engine", "load_engine_from_dict", "support",
+    "FALLBACK_ORDER", "EngineSpec", "EngineSupportError", "Runtime", "Scheme", "Support", "Target", "check_request", "default_engine",
+    "engines_for", "list_engines", "load_engine", "load_engine_from_dict", "support",
 ]

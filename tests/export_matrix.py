@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 
 #: Llama, MoE, Qwen2, Gemma-2, Phi-3 (fused qkv and gate_up), Falcon (fused qkv, GELU MLP),
 #: and an encoder (MiniLM) for every engine (on-device and FPGA runtimes run it too).
-MODELS = ("llama-3.2-1b", "mixtral-8x7b", "qwen2.5-7b", "gemma-2-9b", "phi-3-mini", "falcon-7b", "all-minilm-l6-v2")
+MODELS = ("llama-3.2-1b", "mixtral-8x7b", "qwen2.5-7b", "gemma-2-9b", "phi-3-mini", "falcon-7b", "all-minilm-l6-v2",
+          "mobilenet-v2")
+
+
+def _runs(engine: str) -> list[str]:
+    """The models of MODELS whose family ``engine`` runs (vLLM runs no CNN, the Vitis AI DPU only CNNs)."""
+    from planner.arch import load_arch
+    from planner.engines import load_engine
+
+    return [m for m in MODELS if load_engine(engine).runs_family(load_arch(m).family)]
 #: Budgets per device: the device's memory (None) and fractions of the model's 16-bit weights per device.
 BUDGETS = (None, 0.6, 0.35)
 #: Wall-clock limit per plan: solves take well under a second of CPU; the margin is for a loaded machine.
@@ -81,14 +90,15 @@ def cases(sample: bool = False) -> list[tuple[str, str, str]]:
     pairs) and two models (rotating), so every engine and every model is covered."""
     ps = pairs()
     if not sample:
-        return [(e, h, m) for e, h in ps for m in MODELS]
+        return [(e, h, m) for e, h in ps for m in _runs(e)]
     by: dict[str, list[str]] = {}
     for e, h in ps:
         by.setdefault(e, []).append(h)
     out = []
     for i, (e, hws) in enumerate(sorted(by.items())):
         h = hws[(i * 5) % len(hws)]
-        out += [(e, h, MODELS[(2 * i) % len(MODELS)]), (e, h, MODELS[(2 * i + 1) % len(MODELS)])]
+        ms = _runs(e)
+        out += list(dict.fromkeys([(e, h, ms[(2 * i) % len(ms)]), (e, h, ms[(2 * i + 1) % len(ms)])]))
     return out
 
 

@@ -49,6 +49,7 @@ version: "1"
 exporter: yaml
 sources:
   FINN: "FINN (Umuroglu et al., FPGA 2017): dataflow overlays with arbitrary-precision integer weights, https://github.com/Xilinx/finn"
+models: {families: [decoder], source: [FINN]}
 parallel: []
 runtime: {graph_capture: true, chunked_prefill: false, chunk_tokens: 0, paged_kv: false, kv_block_tokens: 0,
           continuous_batching: false, memory_fraction: 1.0, context_gib: 0.0, source: [FINN], provenance: estimate}
@@ -76,8 +77,8 @@ def test_estimate_int2_on_fpga(hw, capsys, overlay):
         out = capsys.readouterr()
         return code, out
 
-    code, out = run("int2")  # the default engine (Vitis AI DPU) runs int8 only
-    assert code == 2 and "--weights" in out.err and "vitis-ai" in out.err
+    code, out = run("int2")  # the default engine (Vitis AI DPU) runs CNNs only (and int8 only)
+    assert code == 2 and "--engine" in out.err and "vitis-ai" in out.err and "decoder" in out.err
     (c2, o2), (c4, o4) = run("int2", "--engine", overlay), run("int4", "--engine", overlay)
     assert c2 == 0 and c4 == 0, o2.err + o4.err
     int2, int4 = json.loads(o2.out), json.loads(o4.out)
@@ -93,9 +94,9 @@ def test_plan_int2_on_fpga_over_rest(tmp_path, overlay):
     with TestClient(create_app(settings)) as api:
         r = api.post("/v1/plans", json={"model": "llama-3.2-1b", "hardware": "alveo-u280", "devices": 1,
                                         "kv": "int8", "formats": ["int2"]})
-    # The FPGA's default engine does not run int2: a clear 422 naming the field and the engine.
+    # The FPGA's default engine (the Vitis AI DPU) runs no decoder LLM: a clear 422 naming the engine.
     assert r.status_code == 422, r.text
-    assert r.json()["error"]["field"] == "formats" and "vitis-ai" in r.text
+    assert r.json()["error"]["field"] == "engine" and "vitis-ai" in r.text and "decoder" in r.text
     # On an engine that runs it, int2 is priced for every group (it used to be an HTTP 500); the
     # solver weighs it against the device's 16-bit format by accuracy and time.
     p = planner.plan("llama-3.2-1b", "alveo-u280", devices=1, kv="int8", formats=["int2"], engine=overlay)

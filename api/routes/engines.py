@@ -38,6 +38,7 @@ class EngineSummary(_Out):
     parallel: list[str]
     default_for: list[str]
     default_for_training: list[str]
+    families: list[str]  # model families it runs (planner.archspec.FAMILIES)
     runs_on: list[str]
 
 

@@ -19,7 +19,7 @@ def engine_summary(spec) -> dict:
     return {
         "id": spec.id, "name": spec.name, "kind": spec.kind, "version": spec.version, "exporter": spec.exporter,
         "parallel": list(spec.parallel), "default_for": list(spec.default_for),
-        "default_for_training": list(spec.default_for_training),
+        "default_for_training": list(spec.default_for_training), "families": list(spec.families),
     }
 
 

@@ -200,7 +200,7 @@ def _resolve_fleet(req: Any, v: dict, names: tuple) -> tuple[list, list, int, in
     kv = check_format("kv", v["kv"], "kv")
     runtime = None if v["runtime"] is None else check_choice("runtime", v["runtime"], ("graph", "eager"))
     pairs = serve_pairs(engines, devices, formats, kv, given_formats=req.formats is not None,
-                        given_kv=req.kv is not None, runtime=runtime)
+                        given_kv=req.kv is not None, runtime=runtime, archs=archs)
     search = ServeSearch(formats=formats, kv=kv, max_devices=check_int("max_devices", v["max_devices"], hi=1 << 20),
                          max_pp=check_int("max_pp", v["max_pp"], hi=64), runtime=runtime or "graph")
     return archs, pairs, prompt, gen, search
@@ -246,7 +246,7 @@ def engine_ids(value: Any) -> tuple[Any, ...]:
 
 
 def serve_pairs(engines: tuple, devices: list, formats: tuple[str, ...], kv: str, *, given_formats: bool,
-                given_kv: bool, runtime: str | None) -> list:
+                given_kv: bool, runtime: str | None, archs: list | None = None) -> list:
     """One :class:`~planner.capacity.ServePair` per engine × hardware: the formats, KV
     format, reserved memory, runtime and layouts the engine runs there, or why it does not
     run there (not run at all; none of the given formats; not the given KV format). When no
@@ -257,7 +257,7 @@ def serve_pairs(engines: tuple, devices: list, formats: tuple[str, ...], kv: str
     for e in engines:
         for d in devices:
             try:
-                pairs.append(_pair(e, d, formats, kv, given_formats, given_kv, runtime))
+                pairs.append(_pair(e, d, formats, kv, given_formats, given_kv, runtime, archs or ()))
             except TierwiseError as exc:
                 errors.append(exc)
                 name = e if isinstance(e, str) or e is None else e.id
@@ -268,12 +268,14 @@ def serve_pairs(engines: tuple, devices: list, formats: tuple[str, ...], kv: str
 
 
 def _pair(engine: Any, device: Any, formats: tuple[str, ...], kv: str, given_formats: bool, given_kv: bool,
-          runtime: str | None) -> Any:
+          runtime: str | None, archs: Any = ()) -> Any:
     from planner.capacity import EngineSetup, ServePair, _activation_for
     from planner.engines import EngineSupportError, list_engines, load_engine
     from planner.request.engine import _baseline_weights
 
-    sup = resolve_engine(engine, device, training=False)
+    sup = resolve_engine(engine, device, training=False, arch=archs[0] if archs else None)
+    for a in archs[1:]:  # every model of the fleet: the engine must run its family (vLLM runs no T5)
+        resolve_engine(sup.engine if engine is None else engine, device, training=False, arch=a)
     spec = load_engine(engine) if engine is not None else None
     if spec is not None and spec.kind == "training":
         serving = [e for e in list_engines() if load_engine(e).kind != "training" and load_engine(e).support(device)]
@@ -334,7 +336,7 @@ def resolve_capacity_train(req: CapacityTrainRequest) -> tuple[Any, list[tuple[A
     out = []
     for _, dev in pairs:
         v = fill_defaults(req, arch, dev)
-        sup = resolve_engine(req.engine, dev, training=True)
+        sup = resolve_engine(req.engine, dev, training=True, arch=arch)
         if v["activations"] is not None and sup.activations and canonical(v["activations"]) not in sup.activations:
             from planner.engines import EngineSupportError
 

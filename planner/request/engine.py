@@ -18,24 +18,40 @@ ENGINE_HELP = ("Serving or training engine (vllm, trtllm, sglang, llamacpp, exec
                "default: the hardware class's engine (docs/engines.md).")
 
 
-def resolve_engine(value: Any, device: Any, *, training: bool) -> Any:
+def resolve_engine(value: Any, device: Any, *, training: bool, arch: Any = None) -> Any:
     """The :class:`~planner.engines.Support` of ``value`` (an engine id, YAML path or spec;
-    ``None``: the default for ``device``'s class) on ``device``. A bad id is an
-    ``UnknownIdError`` with suggestions, an engine that does not run there an
-    ``EngineSupportError``; both name ``engine``."""
+    ``None``: the default for ``device``'s class and ``arch``'s model family) on ``device``.
+    A bad id is an ``UnknownIdError`` with suggestions, an engine that does not run there (or
+    does not run ``arch``'s family: vLLM runs no CNN) an ``EngineSupportError``; both name
+    ``engine``."""
     from planner.engines import default_engine, load_engine, support
 
     from hwmodels.errors import UnknownIdError, close_ids
 
+    family = getattr(arch, "family", None)
     try:
-        spec = default_engine(device, training=training) if value is None else load_engine(
+        spec = default_engine(device, training=training, kind=family) if value is None else load_engine(
             value.strip() if isinstance(value, str) else value)
     except UnknownIdError as exc:  # suggest 'vllm' for 'VLLM' and 'trtllm' for 'TRT-LLM' too
         raise UnknownIdError(exc.id, "engine", close_ids(exc.id, exc.known, n=3), known=exc.known) from None
     found = support(spec, device)
     if training and spec.kind != "training":
         _not_a_training_engine(spec, device)
+    if family is not None and not spec.runs_family(family):
+        _wrong_family(spec, device, family, arch, training)
     return found
+
+
+def _wrong_family(spec: Any, device: Any, family: str, arch: Any, training: bool) -> None:
+    """An engine named for a model family it does not run (vLLM for ResNet-50): an
+    ``EngineSupportError`` naming ``engine``, the family and the engines that run it there."""
+    from planner.engines import EngineSupportError, engines_for
+
+    fits = engines_for(device, training=training, family=family)
+    raise EngineSupportError(
+        f"{{@engine}}: {spec.name} ({spec.id}) does not run {family} models such as {getattr(arch, 'id', family)} "
+        f"(it runs {', '.join(spec.families)}); {'training' if training else 'serving'} engines that run {family} "
+        f"models on {device.id}: {', '.join(fits) or 'none'}", field="engine")
 
 
 def _not_a_training_engine(spec: Any, device: Any) -> None:

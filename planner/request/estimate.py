@@ -235,7 +235,7 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
     from planner.formats import parse_sparsity
 
     arch, dev = load_specs(req.model, req.hardware)
-    sup = resolve_engine(req.engine, dev, training=False)
+    sup = resolve_engine(req.engine, dev, training=False, arch=arch)
     given = given_fields(req)
     v = engine_defaults(sup, given, fill_defaults(req, arch, dev), kv=True)
     layout = check_layout_fields(arch, dev, v, training=False)
@@ -346,7 +346,7 @@ def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
     from planner.training_config import ATTENTION_KERNELS, GRAD_ACCUMULATION, OPTIMIZERS, RECOMPUTE_MODES, TrainingConfig
 
     arch, dev = load_specs(req.model, req.hardware)
-    sup = resolve_engine(req.engine, dev, training=True)
+    sup = resolve_engine(req.engine, dev, training=True, arch=arch)
     given = given_fields(req)
     v = engine_defaults(sup, given, fill_defaults(req, arch, dev), kv=False)
     check_layout_fields(arch, dev, v, training=True)

@@ -174,7 +174,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     from planner.solver import BACKENDS
 
     arch, dev = load_specs(req.model, req.hardware)
-    sup = resolve_engine(req.engine, dev, training=False)
+    sup = resolve_engine(req.engine, dev, training=False, arch=arch)
     v = fill_defaults(req, arch, dev)
     devices = check_int("devices", v["devices"], hi=1 << 16)
     degrees = {n: _degree(v, n) for n in ("tp", "pp", "dp", "ep")}

@@ -76,7 +76,8 @@ def test_engine_defaults_are_what_an_estimate_without_formats_uses_and_they_run(
     assert d["weights"] in sup["weights"] and d["activations"] in sup["activations"]
     assert any(d["weights"] in s["weights"] and d["activations"] in s["activations"] for s in sup["schemes"])
     assert d["kv"] in sup["kv"]
-    base = {"model": "llama-3.2-1b", "hardware": hw, "engine": engine, "batch": 1, "prompt": 64, "gen": 16}
+    model = "llama-3.2-1b" if load_engine(engine).runs_family("decoder") else "mobilenet-v2"  # Vitis AI: CNNs
+    base = {"model": model, "hardware": hw, "engine": engine, "batch": 1, "prompt": 64, "gen": 16}
     implicit = http.post("/v1/estimate", json=base)
     explicit = http.post("/v1/estimate", json={**base, **d})
     assert implicit.status_code == explicit.status_code, (implicit.text, explicit.text)
