@@ -23,6 +23,8 @@ is one YAML file (see docs/engines.md).
 
 from __future__ import annotations
 
+import re
+
 import math
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -381,6 +383,27 @@ def engines_for(device: DeviceSpec, *, training: bool, family: str | None = None
             and (family is None or e.runs_family(family))]
 
 
+_INLINE_LIST = re.compile(r"^(default_for(?:_training)?):\s*\[([^\]]*)\]", re.MULTILINE)
+
+
+@lru_cache(maxsize=None)
+def _default_candidates(key: str, device_class: str) -> tuple[str, ...]:
+    """Catalog engines that may be ``key``'s default for ``device_class``, in catalog order,
+    found by reading each file's ``key:`` line instead of validating every profile (that is
+    most of a cold ``tierwise estimate``). A file that does not write ``key`` as one inline
+    list stays a candidate; the caller decides on the parsed profile, so the answer is the
+    same as parsing them all."""
+    out = []
+    for engine_id in list_engines():
+        text = (_engines_dir() / f"{engine_id}.yaml").read_text()
+        lines = {m.group(1): m.group(2) for m in _INLINE_LIST.finditer(text)}
+        if key not in lines and re.search(rf"^{key}:", text, re.MULTILINE) is None:
+            continue  # no such key: not a default for any class
+        if key not in lines or device_class in (c.strip() for c in lines[key].split(",")):
+            out.append(engine_id)
+    return tuple(out)
+
+
 def default_engine(device: DeviceSpec, *, training: bool = False, kind: str | None = None) -> EngineSpec:
     """The documented default engine for a device's class and a model family (docs/engines.md).
 
@@ -391,11 +414,11 @@ def default_engine(device: DeviceSpec, *, training: bool = False, kind: str | No
     runs on the device and runs that family (a CNN on a GPU → hf-transformers, PyTorch eager);
     none → an :class:`EngineSupportError` naming ``engine``.
     """
-    engines = [load_engine(e) for e in list_engines()]
     key = "default_for_training" if training else "default_for"
     what = "training" if training else "serving"
     class_default = None
-    for engine in engines:
+    for engine_id in _default_candidates(key, device.device_class):
+        engine = load_engine(engine_id)
         if device.device_class in getattr(engine, key) and engine.support(device) is not None:
             class_default = engine
             break

@@ -162,3 +162,19 @@ def test_capacity_serve_default_runs_the_family_and_a_mismatch_is_refused(cli):
     assert engines and all("encoder_decoder" in load_engine(e).families for e in engines), engines
     r = cli(*args, "--engine", "vllm")
     assert r.code == 2 and "--engine" in r.err and "encoder_decoder" in r.err and "trtllm" in r.err, r.err
+
+
+def test_the_default_engine_prefilter_agrees_with_parsing_every_profile():
+    """default_engine reads only the files whose default_for line names the class; the answer
+    is the one a scan of every parsed profile gives, for every catalog device and both modes."""
+    from hwmodels import list_devices, load_device
+    from planner.engines import _default_candidates, default_engine, list_engines, load_engine
+
+    for hw in list_devices():
+        dev = load_device(hw)
+        for training, key in ((False, "default_for"), (True, "default_for_training")):
+            full = [e for e in list_engines() if dev.device_class in getattr(load_engine(e), key)]
+            assert [e for e in _default_candidates(key, dev.device_class) if e in full] == full, (hw, key)
+            first = next((e for e in full if load_engine(e).support(dev) is not None), None)
+            if first is not None:
+                assert default_engine(dev, training=training).id == first, (hw, training)
