@@ -73,6 +73,15 @@ class ServeSearch:
         _check(isinstance(self.max_pp, int) and self.max_pp >= 1, "max_pp", f"--max-pp must be a positive integer; got {self.max_pp!r}")
 
 
+def slo_figures(o: Any) -> dict:
+    """The latency, cost and SLO keys every serving answer's ``to_dict`` shares (a
+    :class:`ServeOption`, a disaggregated option of :mod:`planner.disagg`)."""
+    return {"ttft_p50_s": o.ttft_p50_s, "ttft_p95_s": o.ttft_p95_s, "ttft_s": o.ttft_s,
+            "tpot_p50_s": o.tpot_p50_s, "tpot_p95_s": o.tpot_p95_s, "tpot_s": o.tpot_s,
+            "usd_per_hour": o.usd_per_hour, "usd_per_million_tokens": o.usd_per_million_tokens,
+            "meets_slo": o.meets_slo, "failures": list(o.failures)}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServeOption:
     """One evaluated serving configuration (whether or not it meets the SLOs)."""
@@ -131,16 +140,7 @@ class ServeOption:
             "max_batch": self.max_batch,
             "concurrency": self.concurrency,
             "prefill_s": self.prefill_s,
-            "ttft_p50_s": self.ttft_p50_s,
-            "ttft_p95_s": self.ttft_p95_s,
-            "ttft_s": self.ttft_s,
-            "tpot_p50_s": self.tpot_p50_s,
-            "tpot_p95_s": self.tpot_p95_s,
-            "tpot_s": self.tpot_s,
-            "usd_per_hour": self.usd_per_hour,
-            "usd_per_million_tokens": self.usd_per_million_tokens,
-            "meets_slo": self.meets_slo,
-            "failures": list(self.failures),
+            **slo_figures(self),
             "uncertainty": self.uncertainty.to_dict() if self.uncertainty is not None else None,
         }
         if len(self.models) > 1:

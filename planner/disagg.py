@@ -47,6 +47,7 @@ from typing import Any
 from hwmodels import DeviceSpec
 
 from planner.queueing import continuous_batching, md1_mean_wait_s, wait_quantile_s
+from planner.capacity_model import slo_figures
 
 KV_LINKS = ("auto", "intra_node", "scale_out")
 
@@ -121,16 +122,7 @@ class DisaggOption:
                        "concurrency": self.concurrency, "step_batch1_s": self.decode_step_1_s},
             "kv_transfer": {"bytes": self.kv_bytes, "link": self.kv_link, "link_kind": self.kv_link_kind,
                             "seconds": self.kv_transfer_s},
-            "ttft_p50_s": self.ttft_p50_s,
-            "ttft_p95_s": self.ttft_p95_s,
-            "ttft_s": self.ttft_s,
-            "tpot_p50_s": self.tpot_p50_s,
-            "tpot_p95_s": self.tpot_p95_s,
-            "tpot_s": self.tpot_s,
-            "usd_per_hour": self.usd_per_hour,
-            "usd_per_million_tokens": self.usd_per_million_tokens,
-            "meets_slo": self.meets_slo,
-            "failures": list(self.failures),
+            **slo_figures(self),
         }
 
 
