@@ -455,15 +455,15 @@ def apply_pins(groups: Sequence[GroupInfo], per_group: Sequence[Sequence[Option]
         try:
             w, sp, a, r = parse_option_key(key)
         except OptionError as exc:
-            raise OptionError(f"--pin {pattern}={key}: {exc.message}", field="pin") from None
+            raise OptionError(f"{{@pins}} {pattern}={key}: {exc.message}", field="pins") from None
         opt = Option(weights=w, sparsity=sp, activations=a or base_activations, low_rank=r)
         if support_status(device, opt) == "unsupported":
-            raise OptionError(f"--pin {pattern}={key}: not supported on {device.id}", field="pin")
+            raise OptionError(f"{{@pins}} {pattern}={key}: not supported on {device.id}", field="pins")
         hits = [i for i, g in enumerate(groups) if fnmatch.fnmatchcase(g.fqn, pattern)]
         if not hits:
             sample = ", ".join(g.fqn for g in groups[:3])
-            raise OptionError(f"--pin {pattern}={key}: no decision group matches {pattern!r} (groups look like "
-                              f"{sample}, ...)", field="pin")
+            raise OptionError(f"{{@pins}} {pattern}={key}: no decision group matches {pattern!r} (groups look like "
+                              f"{sample}, ...)", field="pins")
         if r is not None:
             misfit = [groups[i] for i in hits if not low_rank_fits(groups[i], r)]
             if misfit:
@@ -471,7 +471,7 @@ def apply_pins(groups: Sequence[GroupInfo], per_group: Sequence[Sequence[Option]
                 limit = max_low_rank(g)
                 why = (f"the largest rank that compresses all its members is {limit}" if limit else
                        "low rank applies to linear layers only")
-                raise OptionError(f"--pin {pattern}={key}: rank {r} does not compress {g.fqn} ({why})", field="pin")
+                raise OptionError(f"{{@pins}} {pattern}={key}: rank {r} does not compress {g.fqn} ({why})", field="pins")
         for i in hits:
             out[i] = (opt,)
     return out

@@ -150,7 +150,7 @@ def test_pins_take_ranks_and_refuse_ones_that_do_not_compress():
     assert pinned and all(o == (Option(weights="int8", low_rank=256),) for o in pinned)
     with pytest.raises(OptionError, match="rank 512 does not compress model.layers.0.self_attn.qkv.*is 409") as info:
         apply_pins(groups, per, {"model.layers.*.self_attn.qkv": "int8@r512"}, dev, "bf16")
-    assert info.value.field == "pin"
+    assert info.value.field == "pins"
     with pytest.raises(OptionError, match="low rank applies to linear layers only"):
         apply_pins(groups, per, {"model.embed_tokens": "int8@r64"}, dev, "bf16")
 

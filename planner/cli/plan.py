@@ -122,17 +122,21 @@ def plan(
         arch, dev, req, sens = resolve_plan(PlanRequest(**{k: v for k, v in given.items() if v is not None}))
     planner = Planner(arch, dev, sensitivity=sens)
     if pareto is not None:
-        _run_pareto(planner, req, pareto, out, csv_path, plot, json_out)
+        with cli_errors(CLI_ALIASES):
+            _run_pareto(planner, req, pareto, out, csv_path, plot, json_out)
         return
     if (max_degradation is None) != (validate_with is None):
         fail("--max-degradation and --validate-with go together (the closed loop measures each plan on a torch model)",
              field="max_degradation" if max_degradation is None else "validate_with")
     if max_degradation is not None:
-        _closed_loop(planner, req, max_degradation, validate_with, metric, band_low, rounds, out, json_out, per_group)
+        with cli_errors(CLI_ALIASES):
+            _closed_loop(planner, req, max_degradation, validate_with, metric, band_low, rounds, out, json_out,
+                         per_group)
         return
     from planner.plan import with_engine
 
-    result = with_engine(planner.solve(req), req.engine)
+    with cli_errors(CLI_ALIASES):  # a pin is checked against the groups only when the solve builds them
+        result = with_engine(planner.solve(req), req.engine)
     if out is not None:
         _save(result, out)
     if json_out:

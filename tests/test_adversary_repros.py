@@ -1,0 +1,50 @@
+"""Regressions found by trying the tool as a demanding user and as an adversary would: each
+test is the smallest command line, Python call or HTTP request that once went wrong (a field
+named as another front end spells it, a misleading message, an impossible figure), asserting
+the answer now names the field in the caller's syntax and says what was expected and given.
+REST cases run against a live ``tierwise serve`` over real HTTP.
+"""
+
+from __future__ import annotations
+
+import pytest
+from liveserver import Server
+
+import planner
+from hwmodels.errors import TierwiseError
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("repro-serve")).start()
+    yield srv
+    srv.stop()
+    log = srv.log.read_text(errors="replace")
+    assert "Traceback" not in log, log[-3000:]
+
+
+# -- pins: the request field is ``pins`` (CLI ``--pin``); a bad pin was reported as ``pin`` -----
+
+def test_bad_pin_names_pins_in_python():
+    with pytest.raises(TierwiseError) as info:
+        planner.plan("llama-3.2-1b", "l4", pins={"no.such.group": "bf16"})
+    assert info.value.field == "pins"
+    assert str(info.value).startswith("'pins' no.such.group=bf16: no decision group matches")
+
+
+def test_bad_pin_names_the_flag_on_the_command_line(cli):
+    r = cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--pin", "no.such.group=bf16")
+    assert r.code == 2 and r.err.startswith("error: --pin no.such.group=bf16: no decision group"), r.err
+    r = cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--pin", "model.lm_head=fp9", "--json")
+    assert r.code == 2 and '"field": "pins"' in r.out and "--pin model.lm_head=fp9: option 'fp9'" in r.out, r.out
+
+
+def test_bad_pin_names_pins_over_http(server):
+    with server.client() as c:
+        for pins, said in (({"no.such.group": "bf16"}, "no decision group matches"),
+                           ({"model.lm_head": "zz9"}, "unknown format 'zz9'")):
+            r = c.post("/v1/plans", json={"model": "llama-3.2-1b", "hardware": "l4", "pins": pins})
+            assert r.status_code == 422, r.text
+            err = r.json()["error"]
+            assert err["field"] == "pins" and err["message"].startswith("'pins' ") and said in err["message"], err
+            assert "--pin" not in err["message"], err
