@@ -138,14 +138,13 @@ def map_exception(exc: BaseException) -> ApiError | None:
 
 def _allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this path (Starlette's 405 lists only the first
-    matching route's), with HEAD wherever GET is served."""
+    matching route's), with HEAD wherever GET is served. Each method is tried through the
+    routes' own ``matches`` (a full match is a route for that path and method), which also
+    sees into included routers (FastAPI ≥ 0.120 wraps them: no ``methods`` of their own)."""
     from starlette.routing import Match
 
-    scope = {**request.scope, "method": "GET"}
-    methods: set[str] = set()
-    for route in request.app.routes:
-        if getattr(route, "methods", None) and route.matches(scope)[0] != Match.NONE:
-            methods |= set(route.methods)
+    methods = {m for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
+               if any(route.matches({**request.scope, "method": m})[0] == Match.FULL for route in request.app.routes)}
     if "GET" in methods:
         methods.add("HEAD")
     return sorted(methods)

@@ -48,3 +48,22 @@ def test_bad_pin_names_pins_over_http(server):
             err = r.json()["error"]
             assert err["field"] == "pins" and err["message"].startswith("'pins' ") and said in err["message"], err
             assert "--pin" not in err["message"], err
+
+
+# -- 405: the Allow header and the message listed no method at all (routers FastAPI wraps) ----
+
+@pytest.mark.parametrize("method, path, allowed", [
+    ("PUT", "/v1/estimate", "POST"),
+    ("GET", "/v1/capacity/frontier", "POST"),
+    ("PUT", "/v1/plans", "GET, HEAD, POST"),
+    ("PATCH", "/v1/plans/some-id", "DELETE, GET, HEAD"),
+    ("POST", "/healthz", "GET, HEAD"),
+    ("DELETE", "/", "GET, HEAD"),
+])
+def test_405_lists_the_allowed_methods_over_http(server, method, path, allowed):
+    with server.client() as c:
+        r = c.request(method, path)
+    assert r.status_code == 405, r.text
+    assert r.headers["allow"] == allowed
+    err = r.json()["error"]
+    assert err["code"] == "method_not_allowed" and err["message"] == f"{method} is not allowed here; use {allowed}"
