@@ -442,9 +442,11 @@ def capacity(catalog: Catalog, req: dict, deadline=None) -> dict:
 
 def _hardware(catalog: Catalog, fields: dict) -> None:
     """Hardware ids resolved (custom ones from the store); left out with an engine given, the
-    request layer keeps the catalog devices one of the engines runs on."""
+    request layer keeps the catalog devices one of the engines runs on. An empty list stays
+    empty (the request layer refuses it), it is not "every device"."""
     if fields.get("hardware") is not None or fields.get("engine") is None:
-        fields["hardware"] = [catalog.device(h) for h in (fields.get("hardware") or sorted(catalog_devices()))]
+        given = fields.get("hardware")
+        fields["hardware"] = [catalog.device(h) for h in (sorted(catalog_devices()) if given is None else given)]
 
 
 def frontier(catalog: Catalog, req: dict) -> dict:

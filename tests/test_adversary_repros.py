@@ -67,3 +67,20 @@ def test_405_lists_the_allowed_methods_over_http(server, method, path, allowed):
     assert r.headers["allow"] == allowed
     err = r.json()["error"]
     assert err["code"] == "method_not_allowed" and err["message"] == f"{method} is not allowed here; use {allowed}"
+
+
+# -- capacity: "hardware": [] was read as "every catalog device" (a search over all of them) ----
+
+@pytest.mark.parametrize("route, body", [
+    ("/v1/capacity", {"model": "llama-3.2-1b", "hardware": [], "qps": 1, "prompt": 64, "gen": 8, "ttft_slo_s": 1,
+                      "tpot_slo_s": 0.1}),
+    ("/v1/capacity", {"model": "llama-3.2-1b", "hardware": [], "engine": "vllm", "qps": 1, "prompt": 64, "gen": 8,
+                      "ttft_slo_s": 1, "tpot_slo_s": 0.1}),
+    ("/v1/capacity/frontier", {"model": "llama-3.2-1b", "hardware": []}),
+])
+def test_empty_hardware_list_is_refused_over_http(server, route, body):
+    with server.client() as c:
+        r = c.post(route, json=body, timeout=120)
+    assert r.status_code == 422, (r.status_code, r.text[:500])
+    err = r.json()["error"]
+    assert err["field"] == "hardware" and err["message"].startswith("'hardware' must be a non-empty list"), err
