@@ -428,9 +428,13 @@ def default_engine(device: DeviceSpec, *, training: bool = False, kind: str | No
         return class_default
     if class_default is None:
         runs_here = engines_for(device, training=training)
+        if not runs_here:  # no engine to pass: the hardware is what has to change
+            raise EngineSupportError(
+                f"no {what} engine runs on {device.id} (class {device.device_class}); pass other {{@hardware}} "
+                f"(`tierwise engines list` shows where each engine runs)", field="hardware")
         raise EngineSupportError(
             f"no default {what} engine for {device.id} (class {device.device_class}); "
-            f"engines that run on it: {', '.join(runs_here) or 'none'} — pass {{@engine}}", field="engine")
+            f"engines that run on it: {', '.join(runs_here)} — pass {{@engine}}", field="engine")
     fits = engines_for(device, training=training, family=kind)
     if fits:
         return load_engine(fits[0])

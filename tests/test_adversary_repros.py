@@ -84,3 +84,15 @@ def test_empty_hardware_list_is_refused_over_http(server, route, body):
     assert r.status_code == 422, (r.status_code, r.text[:500])
     err = r.json()["error"]
     assert err["field"] == "hardware" and err["message"].startswith("'hardware' must be a non-empty list"), err
+
+
+# -- training on hardware no training engine runs on: "engines that run on it: none — pass
+#    --engine" sent the user to a flag with no valid value; the hardware is what must change ----
+
+@pytest.mark.parametrize("hardware", ["iphone-15-pro", "alveo-u50"])
+def test_training_where_no_engine_trains_names_the_hardware(cli, hardware):
+    with pytest.raises(TierwiseError) as info:
+        planner.estimate_training("llama-3.1-8b", hardware)
+    assert info.value.field == "hardware" and "no training engine runs on " + hardware in str(info.value)
+    r = cli("capacity", "train", "--model", "llama-3.1-8b", "--hardware", hardware, "--tokens", "1e9", "--days", "1")
+    assert r.code == 2 and "pass other --hardware" in r.err and "--engine" not in r.err, r.err
