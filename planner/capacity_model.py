@@ -294,10 +294,17 @@ def _slo_failures(ttft_s: float, tpot_s: float, target: ServeTarget, percentile:
     pct = f"p{round(100 * percentile)}"
     out = []
     if ttft_s > target.ttft_slo_s:
-        out.append(f"TTFT {pct} {ttft_s:.3g} s exceeds the {target.ttft_slo_s:g} s SLO by {100 * (ttft_s / target.ttft_slo_s - 1):.0f}%")
+        out.append(f"TTFT {pct} {ttft_s:.3g} s exceeds the {target.ttft_slo_s:g} s SLO by {_excess(ttft_s, target.ttft_slo_s)}")
     if tpot_s > target.tpot_slo_s:
-        out.append(f"TPOT {pct} {tpot_s:.3g} s exceeds the {target.tpot_slo_s:g} s SLO by {100 * (tpot_s / target.tpot_slo_s - 1):.0f}%")
+        out.append(f"TPOT {pct} {tpot_s:.3g} s exceeds the {target.tpot_slo_s:g} s SLO by {_excess(tpot_s, target.tpot_slo_s)}")
     return out
+
+
+def _excess(value: float, limit: float) -> str:
+    """How far ``value`` is over ``limit``: a percentage, or a factor once that is over 100×
+    (a 1e-300 s SLO is not a 300-digit percentage)."""
+    ratio = value / limit
+    return f"{100 * (ratio - 1):.0f}%" if ratio < 100 else f"{ratio:.3g}×"
 
 
 def _fleet_cost(device: DeviceSpec, devices: int, tokens_per_s: float) -> tuple[float | None, float | None]:

@@ -96,3 +96,17 @@ def test_training_where_no_engine_trains_names_the_hardware(cli, hardware):
     assert info.value.field == "hardware" and "no training engine runs on " + hardware in str(info.value)
     r = cli("capacity", "train", "--model", "llama-3.1-8b", "--hardware", hardware, "--tokens", "1e9", "--days", "1")
     assert r.code == 2 and "pass other --hardware" in r.err and "--engine" not in r.err, r.err
+
+
+# -- capacity: an SLO far below what any fleet reaches printed a 300-digit percentage ----------
+
+def test_slo_miss_far_beyond_reach_is_a_factor_not_a_300_digit_percentage():
+    with pytest.raises(TierwiseError) as info:
+        planner.capacity_serve("llama-3.2-1b", ["l4"], qps=1, prompt=64, gen=8, ttft_slo_s=1e-300, tpot_slo_s=0.1)
+    text = str(info.value)
+    assert info.value.kind == "infeasible" and "exceeds the 1e-300 s SLO by " in text and "e+297×" in text, text
+    assert len(text) < 600 and "0000000000" not in text, text
+    with pytest.raises(TierwiseError) as info:  # a near miss stays a percentage
+        planner.capacity_serve("llama-3.2-1b", ["l4"], qps=1, prompt=64, gen=8, ttft_slo_s=1, tpot_slo_s=0.003,
+                               max_devices=1)
+    assert "SLO by " in str(info.value) and "%" in str(info.value).split("SLO by ")[1][:6], str(info.value)
