@@ -110,3 +110,20 @@ def test_slo_miss_far_beyond_reach_is_a_factor_not_a_300_digit_percentage():
         planner.capacity_serve("llama-3.2-1b", ["l4"], qps=1, prompt=64, gen=8, ttft_slo_s=1, tpot_slo_s=0.003,
                                max_devices=1)
     assert "SLO by " in str(info.value) and "%" in str(info.value).split("SLO by ")[1][:6], str(info.value)
+
+
+# -- export --engine E for an engine whose files are the plan itself (vitis-ai, sambaflow, fsdp,
+#    tvm, deepspeed-inference) wrote them with no check that E runs on the plan's hardware ----
+
+@pytest.mark.parametrize("engine", ["vitis-ai", "sambaflow"])
+def test_export_for_an_engine_that_does_not_run_on_the_plans_hardware_is_refused(cli, tmp_path, engine):
+    plan_file = tmp_path / "plan.yaml"
+    assert cli("plan", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--out", plan_file).code == 0
+    r = cli("export", plan_file, "--engine", engine, "--out", tmp_path / "deploy")
+    assert r.code == 2 and f"({engine}) does not run on h100-sxm, the plan's hardware" in r.err, r.err
+    assert not (tmp_path / "deploy").exists() or not any((tmp_path / "deploy").iterdir())
+    r = cli("export", plan_file, "--engine", engine, "--format", "json")
+    assert r.code == 2 and "does not run on h100-sxm" in r.err, r.err
+    # an engine that runs there still gets its plan file
+    assert cli("export", plan_file, "--engine", "deepspeed-inference", "--out", tmp_path / "ds").code == 0
+    assert (tmp_path / "ds" / "plan.yaml").is_file()

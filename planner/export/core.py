@@ -268,8 +268,10 @@ def export_plan(plan: Any, fmt: str | None = None, context: ExportContext | None
     key, checked = resolve_target(plan_engine, key, engine.strip() if engine else None)
     ctx = replace(context or ExportContext(), engine=checked)
     view = plan_view(d)
-    if key not in ("yaml", "json") and (engine is not None or plan_engine is not None):
-        # A plan that records no engine (written before plans did) keeps the target's own checks.
+    if engine is not None or (key not in ("yaml", "json") and plan_engine is not None):
+        # A plan that records no engine (written before plans did) keeps the target's own checks;
+        # an engine asked for is checked whatever it exports (the plan file of vitis-ai for an
+        # H100 plan is refused like vllm's files for a phone plan).
         engine_runs(view, key, checked)
     return EXPORTERS[key].func(view, ctx)
 
