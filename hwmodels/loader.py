@@ -27,7 +27,7 @@ from ._checks import is_number
 from .compute import ComputeUnit
 from .device import DeviceSpec
 from .efficiency import Efficiency
-from .errors import ProfileError, SpecError, UnknownIdError
+from .errors import ProfileError, SpecError, TierwiseError, UnknownIdError
 from .format_support import FormatSupport, profile_families
 from .fpga import FpgaResources
 from .links import Link
@@ -581,8 +581,12 @@ def _looks_like_path(value: str) -> bool:
 def load_device(id_or_path: str | Path) -> DeviceSpec:
     """A DeviceSpec from a catalog id (cached) or a path to a YAML/JSON profile.
 
-    Unknown id -> UnknownIdError (with suggestions); malformed file -> ProfileError.
+    Unknown id -> UnknownIdError (with suggestions); malformed file -> ProfileError; anything
+    but a string or a path (``None``, a number, a mapping) -> TierwiseError naming ``hardware``.
     """
+    if not isinstance(id_or_path, (str, Path)):
+        raise TierwiseError(f"{{@hardware}} must be a catalog hardware id or a profile file path; got {id_or_path!r}",
+                            field="hardware", code="invalid_field")
     if isinstance(id_or_path, Path) or _looks_like_path(str(id_or_path)):
         path = Path(id_or_path)
         origin = str(path)

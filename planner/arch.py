@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hwmodels import UnknownIdError
+from hwmodels.errors import TierwiseError
 from hwmodels.safeyaml import UnsafeYamlError, load_untrusted
 from planner.archspec import CNN_INPUT_SIZE, FAMILIES, ArchSpec, ConvLayer, ModelConfigError
 from planner.hfconfig import SUPPORTED_MODEL_TYPES, arch_from_config
@@ -142,7 +143,8 @@ def _file_model_id(cfg: Mapping[str, Any], path_str: str) -> str:
 def _read(id_or_path: str) -> tuple[dict[str, Any], str, str, bool]:
     """(config, origin, model id, from catalog)."""
     if not isinstance(id_or_path, str) or not id_or_path.strip():
-        raise ModelConfigError("--model", None, "expected a catalog model id or a config file path", repr(id_or_path))
+        raise TierwiseError(f"{{@model}} must be a catalog model id or a config file path; got {id_or_path!r}",
+                            field="model", code="invalid_field")
     if _looks_like_path(id_or_path):
         cfg, origin = _read_file(id_or_path)
         return cfg, origin, _file_model_id(cfg, id_or_path), False

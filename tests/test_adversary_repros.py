@@ -127,3 +127,30 @@ def test_export_for_an_engine_that_does_not_run_on_the_plans_hardware_is_refused
     # an engine that runs there still gets its plan file
     assert cli("export", plan_file, "--engine", "deepspeed-inference", "--out", tmp_path / "ds").code == 0
     assert (tmp_path / "ds" / "plan.yaml").is_file()
+
+
+# -- a blank or non-string model / hardware reference: the Python answer spoke CLI syntax
+#    ("--model: expected ...") with no field, or looked None / 5 up as a hardware id ----------
+
+@pytest.mark.parametrize("ref", ["", "   ", None, 5, ["llama-3.1-8b"]])
+def test_bad_model_reference_names_model(ref):
+    with pytest.raises(TierwiseError) as info:
+        planner.load_model(ref)
+    assert info.value.field == "model" and str(info.value).startswith("'model' must be a catalog model id or a config")
+    assert "--model" not in str(info.value)
+
+
+@pytest.mark.parametrize("ref", [None, 5, {"id": "l4"}])
+def test_bad_hardware_reference_names_hardware(ref):
+    with pytest.raises(TierwiseError) as info:
+        planner.load_hardware(ref)
+    assert info.value.field == "hardware" and "unknown hardware id" not in str(info.value)
+    assert str(info.value).startswith("'hardware' must be a catalog hardware id or a profile file path; got ")
+
+
+def test_blank_model_names_model_in_python_and_on_the_command_line(cli):
+    with pytest.raises(TierwiseError) as info:
+        planner.estimate("", "l4")
+    assert info.value.field == "model" and "--model" not in str(info.value)
+    r = cli("estimate", "--model", "", "--hardware", "l4", "--json")
+    assert r.code == 2 and '"field": "model"' in r.out and "--model must be a catalog model id" in r.out, r.out
