@@ -154,3 +154,28 @@ def test_blank_model_names_model_in_python_and_on_the_command_line(cli):
     assert info.value.field == "model" and "--model" not in str(info.value)
     r = cli("estimate", "--model", "", "--hardware", "l4", "--json")
     assert r.code == 2 and '"field": "model"' in r.out and "--model must be a catalog model id" in r.out, r.out
+
+
+# -- a sequence length the user did not give was refused as beyond the model's context
+#    (bert-base, 512 positions, under the 2048 default; OPT, 2048, under capacity's 4096) ------
+
+def test_default_seq_fits_the_models_context(cli):
+    assert planner.estimate_training("bert-base", "h100-sxm").config.seq == 512
+    r = cli("estimate", "--mode", "training", "--model", "bert-base", "--hardware", "h100-sxm", "--json")
+    assert r.code == 0 and '"seq": 512' in r.out, (r.code, r.err)
+    r = cli("capacity", "train", "--model", "opt-1.3b", "--hardware", "h100-sxm", "--tokens", "1e9", "--days", "1")
+    assert r.code == 0 and "seq 2048" in r.out, (r.code, r.err)
+    # given, it is still checked
+    r = cli("estimate", "--mode", "training", "--model", "bert-base", "--hardware", "h100-sxm", "--seq", "1024")
+    assert r.code == 2 and "--seq = 1024 tokens is beyond the context of bert-base" in r.err
+    # a model with a longer context keeps the documented default
+    assert planner.capacity_train("llama-3.2-1b", "l4", tokens=1e9, days=1).target.seq == 4096
+
+
+def test_default_seq_fits_the_models_context_over_http(server):
+    with server.client() as c:
+        r = c.post("/v1/capacity/train", json={"model": "opt-1.3b", "hardware": "h100-sxm", "tokens": 1e9, "days": 1},
+                   timeout=120)
+        assert r.status_code in (200, 202), r.text
+        r = c.post("/v1/estimate", json={"model": "bert-base", "hardware": "h100-sxm", "mode": "training"})
+        assert r.status_code == 200 and r.json()["seq"] == 512, r.text

@@ -29,6 +29,7 @@ from planner.request.fields import (
     fill_defaults,
     opt,
     parse_duration,
+    within_context,
 )
 
 __all__ = ["CAPACITY_CLI_ALIASES", "CapacityFrontierRequest", "CapacityServeRequest", "CapacityTrainRequest",
@@ -114,7 +115,7 @@ class CapacityTrainRequest:
     hardware: Any = opt("Hardware id (or several, comma separated, with the CLI).")
     tokens: float | None = opt("Training tokens (e.g. 2e12).")
     days: float | None = opt("Deadline in days.")
-    seq: int | None = opt("Sequence length.", 4096)
+    seq: int | None = opt("Sequence length (default 4096, or the model's context when shorter).", within_context(4096))
     global_batch_tokens: float | None = opt("Tokens per optimizer step.", 4 * 1024 * 1024)
     activations: str | None = opt("Compute precision (default: the device's native 16-bit format; fp8).")
     optimizer: str | None = opt("adamw | adamw-8bit | adamw-fp8 | sgd.", "adamw", choices=OPTIMIZER_NAMES)

@@ -36,6 +36,7 @@ from planner.request.fields import (
     json_safe,
     opt,
     reject_unknown,
+    within_context,
 )
 
 __all__ = [
@@ -119,7 +120,7 @@ class TrainingRequest(_Common):
     mode: str = "training"
     global_batch: int | None = opt("Sequences per optimizer step (default: micro_batch × dp).")
     micro_batch: int | None = opt("Sequences per micro-batch.", 1)
-    seq: int | None = opt("Sequence length.", 2048)
+    seq: int | None = opt("Sequence length (default 2048, or the model's context when shorter).", within_context(2048))
     zero: int | None = opt("ZeRO stage 0..3.", 0)
     recompute: str | None = opt("Activation recomputation: none, selective or full.", "none",
                                 choices=("none", "selective", "full"))

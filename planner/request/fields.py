@@ -71,6 +71,18 @@ PLAN_CLI_ALIASES = {"ttft_slo_s": "--ttft-slo", "tpot_slo_s": "--tpot-slo", "bac
 
 
 
+def within_context(n: int) -> Any:
+    """A sequence-length default: ``n``, or the model's trained context when that is shorter
+    (bert-base: 512 positions, OPT: 2048), so a length the user did not give never fails the
+    context check (:func:`planner.request.estimate.check_context`)."""
+
+    def default(arch: Any, device: Any) -> int:
+        limit = getattr(arch, "max_position_embeddings", 0) or 0
+        return min(n, limit) if limit > 0 and getattr(arch, "family", None) in ("decoder", "encoder") else n
+
+    return default
+
+
 def opt(help: str, default: Any = None, *, modes: Iterable[str] | None = None,
         choices: Iterable[str] | None = None) -> Any:
     """A request field: ``None`` (not given) in the dataclass, ``default`` once filled."""
