@@ -166,6 +166,12 @@ def install(app: FastAPI) -> None:
         details = [{"field": _loc_to_field(e.get("loc", ())), "message": e.get("msg")} for e in errors[:20]]
         if first.get("type") == "json_invalid":
             return error_response(400, "malformed_json", "request body is not valid JSON: " + str(first.get("ctx", {}).get("error", "")), None)
+        if first.get("type") == "value_error" and tuple(first.get("loc", ())) == ("body",):
+            # a rule across fields ("give exactly one of 'config' or 'yaml'"): its own words, naming
+            # the first field it names
+            said = str(first.get("ctx", {}).get("error", "")) or str(first.get("msg", ""))
+            named = re.search(r"'([a-z_]+)'", said)
+            return error_response(422, "invalid_field", said, named.group(1) if named else None)
         if _loc_to_field(first.get("loc", ())) is None and tuple(first.get("loc", ()))[:1] == ("body",):
             got = "nothing" if first.get("type") == "missing" else f"{type(first.get('input')).__name__} {str(first.get('input'))[:60]!r}"
             return error_response(422, "invalid_body", "the request body must be a JSON object (Content-Type: application/json) "

@@ -111,7 +111,8 @@ class HardwareCreate(_In):
     @model_validator(mode="after")
     def _one_source(self) -> "HardwareCreate":
         if (self.profile is None) == (self.yaml is None):
-            raise ValueError("give exactly one of 'profile' (a JSON mapping) or 'yaml' (YAML text)")
+            raise ValueError("give exactly one of 'profile' (a JSON mapping) or 'yaml' (YAML text); got "
+                             + ("neither" if self.profile is None else "both"))
         return self
 
 
@@ -159,7 +160,8 @@ class ModelCreate(_In):
     @model_validator(mode="after")
     def _one_source(self) -> "ModelCreate":
         if (self.config is None) == (self.yaml is None):
-            raise ValueError("give exactly one of 'config' (a JSON mapping) or 'yaml' (YAML text)")
+            raise ValueError("give exactly one of 'config' (a JSON mapping) or 'yaml' (YAML text); got "
+                             + ("neither" if self.config is None else "both"))
         return self
 
 
@@ -371,7 +373,7 @@ def _capacity_create() -> type[BaseModel]:
 
     def check(self):
         if (self.model is None) == (self.models is None):
-            raise ValueError("give exactly one of 'model' or 'models'")
+            raise ValueError("give exactly one of 'model' or 'models'; got " + ("neither" if self.model is None else "both"))
         return self
 
     model = request_model(

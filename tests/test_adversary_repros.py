@@ -179,3 +179,23 @@ def test_default_seq_fits_the_models_context_over_http(server):
         assert r.status_code in (200, 202), r.text
         r = c.post("/v1/estimate", json={"model": "bert-base", "hardware": "h100-sxm", "mode": "training"})
         assert r.status_code == 200 and r.json()["seq"] == 512, r.text
+
+
+# -- a rule across fields ("exactly one of 'config' or 'yaml'") was answered "the request body
+#    must be a JSON object ... got dict" with no field: its own message is the answer now ------
+
+@pytest.mark.parametrize("route, body, field, got", [
+    ("/v1/models", {"id": "my-model"}, "config", "neither"),
+    ("/v1/models", {"id": "my-model", "config": {"model_type": "llama"}, "yaml": "model_type: llama"}, "config", "both"),
+    ("/v1/hardware", {}, "profile", "neither"),
+    ("/v1/capacity", {"hardware": ["l4"], "qps": 1, "ttft_slo_s": 1, "tpot_slo_s": 0.1}, "model", "neither"),
+    ("/v1/capacity", {"model": "llama-3.2-1b", "models": ["llama-3.2-1b"], "hardware": ["l4"], "qps": 1,
+                      "ttft_slo_s": 1, "tpot_slo_s": 0.1}, "model", "both"),
+])
+def test_exactly_one_of_two_fields_is_named_over_http(server, route, body, field, got):
+    with server.client() as c:
+        r = c.post(route, json=body)
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["code"] == "invalid_field" and err["field"] == field, err
+    assert err["message"].startswith(f"give exactly one of '{field}'") and err["message"].endswith(f"got {got}"), err
