@@ -199,3 +199,16 @@ def test_exactly_one_of_two_fields_is_named_over_http(server, route, body, field
     err = r.json()["error"]
     assert err["code"] == "invalid_field" and err["field"] == field, err
     assert err["message"].startswith(f"give exactly one of '{field}'") and err["message"].endswith(f"got {got}"), err
+
+
+# -- a mistyped format got two "did you mean" lists that disagreed ('fp9': "fp32, fp16, bfp8"
+#    after the name, "fp8" after the list of every format) ------------------------------------
+
+@pytest.mark.parametrize("typed, first", [("fp9", "fp8"), ("int5", "int4"), ("mxfp3", "mxfp4")])
+def test_mistyped_format_gets_one_suggestion_list(cli, typed, first):
+    r = cli("estimate", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--weights", typed)
+    assert r.code == 2 and r.err.count("did you mean") == 1, r.err
+    assert r.err.startswith(f"error: --weights: unknown format '{typed}' (did you mean {first}, "), r.err
+    with pytest.raises(TierwiseError) as info:
+        planner.estimate("llama-3.1-8b", "h100-sxm", kv=typed)
+    assert info.value.field == "kv" and str(info.value).count("did you mean") == 1

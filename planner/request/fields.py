@@ -198,13 +198,18 @@ def check_format(name: str, v: Any, role: str) -> str:
     name as given (the cost model resolves aliases itself)."""
     from planner.formats import get_format, list_formats
 
+    from hwmodels.errors import close_ids
+
     if not isinstance(v, str):
         raise bad(name, "a format name such as bf16, fp8 or int4-g128", v)
     try:
         fmt = get_format(v)
     except ValueError as exc:
         head, sep, rest = str(exc).partition(";")  # the suggestion before the long list of formats
-        hint = did_you_mean(v, [f.name for f in list_formats(role=role)])
+        rest, _, alias = rest.partition(" (did you mean ")  # the registry's own guess knows aliases ('fp8')
+        close = [alias.removesuffix("?)")] if alias else []
+        close += [c for c in close_ids(v, [f.name for f in list_formats(role=role)], n=3) if c not in (v, *close)]
+        hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""  # one hint, not two
         raise TierwiseError(f"{{@{name}}}: {head}{hint}{sep}{rest}", field=name, code="invalid_format") from None
     if role not in fmt.roles:
         names = ", ".join(f.name for f in list_formats(role=role))
