@@ -212,3 +212,27 @@ def test_mistyped_format_gets_one_suggestion_list(cli, typed, first):
     with pytest.raises(TierwiseError) as info:
         planner.estimate("llama-3.1-8b", "h100-sxm", kv=typed)
     assert info.value.field == "kv" and str(info.value).count("did you mean") == 1
+
+
+# -- an output path that cannot be written (its folder is a file, or the export folder is a
+#    file) was an "internal error" with exit 1; it is now exit 2 naming the flag ---------------
+
+def test_unwritable_outputs_name_their_flag(cli, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    plan_file = tmp_path / "plan.yaml"
+    assert cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--out", plan_file).code == 0
+    cases = [
+        (["plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--out", blocker / "p.yaml"], "--out"),
+        (["plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--pareto", "2", "--csv", blocker / "p.csv"], "--csv"),
+        (["plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--pareto", "2", "--plot", blocker / "p.png"], "--plot"),
+        (["roofline", "--model", "llama-3.2-1b", "--hardware", "l4", "--out", blocker / "r.png"], "--out"),
+        (["export", plan_file, "--format", "vllm", "--out", blocker / "deploy"], "--out"),
+    ]
+    for args, flag in cases:
+        r = cli(*args)
+        assert r.code == 2 and r.err.startswith(f"error: {flag}: cannot write {blocker}"), (args, r.code, r.err)
+        assert "internal error" not in r.err
+    r = cli("export", plan_file, "--format", "vllm", "--out", blocker)
+    assert r.code == 2 and "--out" in r.err and "is a file; expected a folder" in r.err, r.err
+    assert blocker.read_text() == "not a folder\n"

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from planner.cli.common import console, emit_json, err_console, human_bytes, human_num, human_time
+from planner.cli.common import console, emit_json, err_console, human_bytes, human_num, human_time, writing
 
 
 class DeviceKind(str, Enum):
@@ -47,7 +47,8 @@ def calibrate_cmd(
             progress.update(task, description=what, completed=done, total=total)
 
         result = calibrate(device.value, quick=quick, progress=tick)
-    path = write_profile(result, out, device_id)
+    with writing("out", out):
+        path = write_profile(result, out, device_id)
     spec = load_device(str(path))  # the profile must load as written
     data = profile_dict(result, spec.id)
     summary = {

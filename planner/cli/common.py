@@ -9,6 +9,8 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import typer
@@ -43,6 +45,17 @@ class CliError(TierwiseError):
 
 def fail(message: str, code: int = EXIT_BAD_INPUT, *, field: str | None = None) -> NoReturn:
     raise CliError(message, code, field=field)
+
+
+@contextmanager
+def writing(field: str, path: Any) -> Iterator[None]:
+    """Writing the file or folder a flag names (``--out``, ``--csv``, ``--plot``): an OSError
+    (no such folder, permission denied, a file where a folder goes) is an error naming the
+    flag and the reason, exit 2 — not an internal error."""
+    try:
+        yield
+    except OSError as exc:
+        raise CliError(f"--{field.replace('_', '-')}: cannot write {path}: {exc.strerror or exc}", field=field) from None
 
 
 def clean_json(obj: Any) -> Any:

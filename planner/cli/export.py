@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from planner.cli.common import CliError, console, emit_json
+from planner.cli.common import CliError, console, emit_json, writing
 
 
 def export(
@@ -50,7 +50,10 @@ def export(
         devices_per_node=dev.devices_per_node if dev is not None else None,
     )
     result = export_plan(d, format, ctx, engine=engine)
-    written = write_export(result, out) if out is not None else []
+    if out is not None and out.exists() and not out.is_dir():
+        raise CliError(f"--out {out} is a file; expected a folder to write the export's files into", field="out")
+    with writing("out", out):
+        written = write_export(result, out) if out is not None else []
     if json_out:
         body = result.to_dict()
         body["written"] = [str(p) for p in written]

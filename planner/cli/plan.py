@@ -28,6 +28,7 @@ from planner.cli.common import (
     fail,
     human_bytes,
     human_time,
+    writing,
 )
 from planner.cli.estimate import cli_errors
 from planner.request.fields import field_info
@@ -237,7 +238,8 @@ def _closed_loop(planner, req, target: float, torch_model: str, metric: str | No
 def _save(p, path: Path) -> None:
     from planner.plan import save_plan
 
-    save_plan(p, path)
+    with writing("out", path):
+        save_plan(p, path)
 
 
 # ---------------------------------------------------------------------------
@@ -359,11 +361,12 @@ def _print_pareto(plans) -> None:
 
 def _write_csv(plans, path: Path) -> None:
     rows = [_point(p) for p in plans]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    with writing("csv", path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
 
 
 def _plot(plans, path: Path) -> None:
@@ -383,9 +386,12 @@ def _plot(plans, path: Path) -> None:
     fig.colorbar(sc, ax=ax, label="request latency (s)")
     ax.set_title(f"{plans[0].model} on {plans[0].hardware}: Pareto frontier")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with writing("plot", path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path)
+    finally:
+        plt.close(fig)
 
 
 # ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from planner.cli.common import console, emit_json, fail
+from planner.cli.common import console, emit_json, fail, writing
 
 
 def roofline_points(est) -> list[dict]:
@@ -116,7 +116,8 @@ def roofline(
             continue
         if v and math.isfinite(v) and all(abs(dev.peak_flops_per_s(p) - v) > 1 for p in precs):
             precs.append(prec)
-    draw_roofline(dev, pts, out, f"{arch.id} on {dev.name} (batch {est.serving.batch}, prompt {est.serving.prompt})", precs or ["fp32"])
+    with writing("out", out):
+        draw_roofline(dev, pts, out, f"{arch.id} on {dev.name} (batch {est.serving.batch}, prompt {est.serving.prompt})", precs or ["fp32"])
     if json_out:
         emit_json({"out": str(out), "device_bandwidth_bytes_per_s": dev.device_tier.bandwidth_bytes_per_s, "roofs": {p: dev.peak_flops_per_s(p) for p in precs}, "points": pts})
     else:

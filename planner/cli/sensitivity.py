@@ -8,7 +8,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hwmodels.errors import TierwiseError
-from planner.cli.common import console, emit_json, err_console, fail
+from planner.cli.common import console, emit_json, err_console, fail, writing
 
 
 def _split(text: str | None) -> list[str]:
@@ -63,7 +63,8 @@ def sensitivity_cmd(
                          deadline=Deadline(time_limit, field="time_limit"))
     finally:
         torch.set_num_threads(previous_threads)
-    path = write_sensitivity(table, out)
+    with writing("out", out):
+        path = write_sensitivity(table, out)
     if json_out:
         emit_json(table.to_file_dict() | {"path": str(path)})
         return
