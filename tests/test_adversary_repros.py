@@ -236,3 +236,13 @@ def test_unwritable_outputs_name_their_flag(cli, tmp_path):
     r = cli("export", plan_file, "--format", "vllm", "--out", blocker)
     assert r.code == 2 and "--out" in r.err and "is a file; expected a folder" in r.err, r.err
     assert blocker.read_text() == "not a folder\n"
+
+
+# -- the terminal output turned emoji codes in the user's own input into emoji: "got '😄'" for
+#    --weights ':smile:', "unknown model id '❌'" for ':x:' -------------------------------------
+
+def test_errors_echo_the_input_as_typed(cli):
+    r = cli("estimate", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--weights", ":smile:")
+    assert r.code == 2 and "unknown format ':smile:'" in r.err, r.err
+    r = cli("estimate", "--model", ":x:", "--hardware", "h100-sxm")
+    assert r.code == 2 and "unknown model id ':x:'" in r.err and "\u274c" not in r.err, r.err

@@ -23,8 +23,9 @@ EXIT_BAD_INPUT = 2
 EXIT_INFEASIBLE = 3
 
 # Piped output (files, tests, CI logs) gets a wide console so ids and numbers are never cut.
-console = Console(width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+# No emoji codes: text the user typed is echoed as typed (':x:' is not ❌).
+console = Console(width=None if sys.stdout.isatty() else 200, emoji=False)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200, emoji=False)
 
 
 _KIND_OF_EXIT = {EXIT_BAD_INPUT: "bad_input", EXIT_INFEASIBLE: "infeasible", 1: "unavailable"}
