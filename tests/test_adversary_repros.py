@@ -246,3 +246,19 @@ def test_errors_echo_the_input_as_typed(cli):
     assert r.code == 2 and "unknown format ':smile:'" in r.err, r.err
     r = cli("estimate", "--model", ":x:", "--hardware", "h100-sxm")
     assert r.code == 2 and "unknown model id ':x:'" in r.err and "\u274c" not in r.err, r.err
+
+
+# -- --kv-share larger than the model's layer count was accepted and priced a KV cache smaller
+#    than one layer's (33 on the 32-layer Llama 3.1 8B: less KV than --kv-share 32) ------------
+
+def test_kv_share_beyond_the_layer_count_is_refused(cli, server):
+    assert planner.estimate("llama-3.1-8b", "h100-sxm", kv_share=32).memory.kv_cache_bytes > 0
+    with pytest.raises(TierwiseError) as info:
+        planner.estimate("llama-3.1-8b", "h100-sxm", kv_share=33)
+    assert info.value.field == "kv_share" and "more layers than llama-3.1-8b has (32); at most 32" in str(info.value)
+    r = cli("estimate", "--model", "llama-3.2-1b", "--hardware", "l4", "--kv-share", "17")
+    assert r.code == 2 and r.err.startswith("error: --kv-share 17 shares one KV cache across more layers"), r.err
+    with server.client() as c:
+        r = c.post("/v1/estimate", json={"model": "llama-3.2-1b", "hardware": "l4", "kv_share": 1000})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "kv_share", r.text
+    assert r.json()["error"]["message"].startswith("'kv_share' 1000 shares one KV cache")

@@ -261,6 +261,9 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
     low_rank = None if v["low_rank"] is None else check_int("low_rank", v["low_rank"], hi=1 << 24)
     kv_budget = None if v["kv_budget"] is None else check_int("kv_budget", v["kv_budget"], hi=1 << 30)
     kv_share = check_int("kv_share", v["kv_share"], hi=1 << 16)
+    if 0 < (arch.num_layers or 0) < kv_share:  # the KV of fewer than one layer is no cache at all
+        raise TierwiseError(f"{{@kv_share}} {kv_share} shares one KV cache across more layers than {arch.id} has "
+                            f"({arch.num_layers}); at most {arch.num_layers}", field="kv_share", code="invalid_field")
     chunk = check_number("flash_chunk_kib", v["flash_chunk_kib"], lo=0.5, lo_open=False, hi=1 << 20)
     check_choice("runtime", v["runtime"], RUNTIMES)
     allow_offload = check_bool("allow_offload", v["allow_offload"])
