@@ -195,6 +195,23 @@ def load_specs(model: Any, hardware: Any) -> tuple[Any, Any]:
 # ---------------------------------------------------------------------------
 
 
+def _useful_rank(arch: Any, rank: int) -> int:
+    """``rank`` when it compresses some linear layer of ``arch`` (r·(k+n) < k·n), as ``tierwise
+    plan --low-rank`` requires; else an error naming ``low_rank`` (the cost model would price
+    every layer dense and report it as factorised)."""
+    from planner.options import decision_groups, low_rank_fits, max_low_rank
+    from planner.workload import build_workload
+
+    groups = decision_groups(build_workload(arch))
+    if any(low_rank_fits(g, rank) for g in groups):
+        return rank
+    widest = max((max_low_rank(g) for g in groups), default=0)
+    raise TierwiseError(f"{{@low_rank}} {rank} compresses no linear layer of {arch.id} (a rank r compresses a k×n "
+                        f"layer when r·(k+n) < k·n; " + (f"the largest useful rank here is {widest})" if widest else
+                                                         "it has no linear layer low rank applies to)"),
+                        field="low_rank", code="invalid_field")
+
+
 def check_context(arch: Any, tokens: int, names: tuple[str, ...]) -> None:
     """Sequences longer than the model's positions (``max_position_embeddings``) are refused.
 
@@ -258,7 +275,7 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
         check_format(name, v[name], role)
     check_with("sparsity", v["sparsity"], parse_sparsity)
     check_given(sup, given, v, {n: v[n] for n in ("tp", "pp", "dp", "ep", "cp")})
-    low_rank = None if v["low_rank"] is None else check_int("low_rank", v["low_rank"], hi=1 << 24)
+    low_rank = None if v["low_rank"] is None else _useful_rank(arch, check_int("low_rank", v["low_rank"], hi=1 << 24))
     kv_budget = None if v["kv_budget"] is None else check_int("kv_budget", v["kv_budget"], hi=1 << 30)
     kv_share = check_int("kv_share", v["kv_share"], hi=1 << 16)
     if 0 < (arch.num_layers or 0) < kv_share:  # the KV of fewer than one layer is no cache at all
