@@ -276,3 +276,20 @@ def test_low_rank_that_compresses_nothing_is_refused(cli):
         assert info.value.field == "low_rank" and "the largest useful rank here is 1638" in str(info.value)
     r = cli("estimate", "--model", "llama-3.2-1b", "--hardware", "l4", "--low-rank", "4096")
     assert r.code == 2 and r.err.startswith("error: --low-rank 4096 compresses no linear layer of llama-3.2-1b"), r.err
+
+
+# -- tierwise serve on a port already taken exited 3 (uvicorn's startup failure, which the
+#    command line reserves for "nothing feasible"); a bad --log-level was an internal error ----
+
+def test_serve_refuses_a_taken_port_and_a_bad_log_level(cli):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        r = cli("serve", "--port", port)
+    assert r.code == 2 and r.err.startswith(f"error: --port {port} on 127.0.0.1 cannot be used"), (r.code, r.err)
+    r = cli("serve", "--port", "0", "--log-level", "loud")
+    assert r.code == 2 and "--log-level must be one of critical, error, warning, info, debug" in r.err, r.err
+    assert "internal error" not in r.err
