@@ -300,7 +300,10 @@ def _phase_bound(ops: list[OpCost], device_s: float, stream_s: float, comm_s: fl
 
 
 def _with_comm(c: OpCost, comm: float) -> OpCost:
-    return replace(c, comm_s=comm)
+    # Spelled out rather than dataclasses.replace: this runs for every communicating operator.
+    return OpCost(name=c.name, kind=c.kind, group=c.group, count=c.count, flops=c.flops, weight_bytes=c.weight_bytes,
+                  activation_bytes=c.activation_bytes, kv_bytes=c.kv_bytes, compute_s=c.compute_s, memory_s=c.memory_s,
+                  comm_s=comm, overhead_s=c.overhead_s, time_s=c.time_s, bound=c.bound, precision=c.precision)
 
 
 # ---------------------------------------------------------------------------
