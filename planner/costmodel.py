@@ -231,7 +231,7 @@ def _elementwise_cost(work: Workload, ph: Phase, device: DeviceSpec, layout: Lay
     if options.fused_elementwise or a.family not in ("decoder", "encoder_decoder") or device.dataflow_fusion:
         return None
     tp = max(layout.tp, 1)
-    act_bytes = device_numerics(device, choice, 1, 1).act_bits / 8.0
+    act_bytes = stored_act_bits(device, choice, options) / 8.0
     tokens = ph.batch * ph.tokens
     nbytes = elementwise_bytes(tokens, a.hidden_size, a.intermediate_size / tp, a.q_dim / tp, a.kv_dim / tp, act_bytes,
                                gated=a.gated_mlp)
@@ -339,7 +339,8 @@ def memory_report(
         # The memory plan sizes activations at the token dimension's upper bound: the program's
         # sequence capacity less one (ExecuTorch export_llama: Dim("token_dim", max=max_seq_len - 1)).
         prefill = replace(prefill, tokens=max(prefill.tokens, static_kv_tokens(serving, options) - 1))
-    act_dev = activation_peak_bytes(work, prefill, stored_act_bits(device, choice, options), layout.tp)
+    act_dev = activation_peak_bytes(work, prefill, stored_act_bits(device, choice, options), layout.tp,
+                                    unfused_gate=not options.fused_elementwise and not device.dataflow_fusion)
     tiers, fractions, shortfall = place_memory(device, weights_dev, kv_dev, act_dev, options)
     if options.kv_memory_fraction < 1.0 and shortfall <= 0:
         # The engine gives its KV cache only a share of what weights, activations and its

@@ -77,11 +77,14 @@ def kv_layer_bytes(
     return out
 
 
-def activation_peak_bytes(work: Workload, ph: Phase, act_bits: float, tp: int) -> float:
+def activation_peak_bytes(work: Workload, ph: Phase, act_bits: float, tp: int, unfused_gate: bool = False) -> float:
     """Peak transient activation memory per device during one forward pass.
 
     Inference frees each layer's activations after use: the residual stream plus the largest
     operator's input and output are live at once, plus fp32 logits for the positions scored.
+    With ``unfused_gate`` (an engine that runs the gated FFN's activation and product as their own
+    operators) the product reads act(gate) and up and writes a third tensor of the FFN width:
+    three FFN-wide tensors are live at once.
     """
     m = ph.batch * ph.tokens
     largest = 0.0
@@ -97,6 +100,9 @@ def activation_peak_bytes(work: Workload, ph: Phase, act_bits: float, tp: int) -
             largest = max(largest, live)
             if op.hidden:
                 resid = max(resid, m * op.hidden)
+    a = work.arch
+    if unfused_gate and a.gated_mlp and not a.num_experts and a.family in ("decoder", "encoder_decoder"):
+        largest = max(largest, 3.0 * m * a.intermediate_size / max(tp, 1))
     return (resid + largest) * act_bits / 8.0 + logits
 
 

@@ -160,3 +160,25 @@ def test_published_rows_read_the_exports_capacity_and_mib():
     # A row naming no export capacity keeps the request-sized cache.
     plain = replace(opts, static_tokens=0)
     assert plain.static_tokens == 0
+
+
+def test_an_unfused_gated_ffn_holds_three_ffn_wide_tensors():
+    # At 2047 planned tokens the product's act(gate), up and output (3 x 8192 wide) outweigh the
+    # largest GEMM's input and output (2048 + 8192).
+    opts = _executorch(static_tokens=2048)
+    unfused = _mem(INT4, opts).activations_bytes
+    fused = _mem(INT4, replace(opts, fused_elementwise=True)).activations_bytes
+    logits = 128256 * 4.0
+    assert (unfused - logits) / 4 == pytest.approx(2047 * (2048 + 3 * 8192))
+    assert (fused - logits) / 4 == pytest.approx(2047 * (2048 + 2048 + 8192))
+
+
+def test_elementwise_passes_move_the_stored_fp32_activations():
+    from planner.costmodel import _elementwise_cost
+    from planner.workload import Phase, build_workload
+
+    work = build_workload(ARCH)
+    ph = Phase(name="prefill", batch=1, tokens=64, context=0.0)
+    fp32 = _elementwise_cost(work, ph, PHONE, Layout(), INT4, _executorch())
+    int8 = _elementwise_cost(work, ph, PHONE, Layout(), INT4, _executorch(quantized_act_storage_bits=0.0))
+    assert fp32.activation_bytes == pytest.approx(4 * int8.activation_bytes)
