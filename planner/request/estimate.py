@@ -317,6 +317,7 @@ def engine_assumptions(sup: Any, device: Any, arch: Any = None) -> dict[str, Any
         "graph_capture": rt.graph_capture,
         "continuous_batching": rt.continuous_batching,
         "step_overhead_s": s["step_overhead_s"],
+        "static_memory_plan": s["static_memory_plan"],
         "source": f"profiles/engines/{sup.engine}.yaml",
     }
 
@@ -331,6 +332,9 @@ def _engine_note(sup: Any, device: Any, arch: Any = None) -> str:
     if a["chunked_prefill_tokens"]:
         parts.append(f"chunked prefill: activations of one {a['chunked_prefill_tokens']}-token chunk, not the whole "
                      "batch's prompts at once")
+    if a["static_memory_plan"]:
+        parts.append("static memory plan: KV cache and activations held for the program's whole sequence length "
+                     "(prompt + gen, the export's --max_seq_length)")
     return "; ".join(parts)
 
 
