@@ -340,7 +340,7 @@ def memory_report(
         # sequence capacity less one (ExecuTorch export_llama: Dim("token_dim", max=max_seq_len - 1)).
         prefill = replace(prefill, tokens=max(prefill.tokens, static_kv_tokens(serving, options) - 1))
     act_dev = activation_peak_bytes(work, prefill, stored_act_bits(device, choice, options), layout.tp,
-                                    unfused_gate=not options.fused_elementwise and not device.dataflow_fusion)
+                                    unfused_gate=options.static_memory_plan and not options.fused_elementwise)
     tiers, fractions, shortfall = place_memory(device, weights_dev, kv_dev, act_dev, options)
     if options.kv_memory_fraction < 1.0 and shortfall <= 0:
         # The engine gives its KV cache only a share of what weights, activations and its

@@ -82,9 +82,9 @@ def activation_peak_bytes(work: Workload, ph: Phase, act_bits: float, tp: int, u
 
     Inference frees each layer's activations after use: the residual stream plus the largest
     operator's input and output are live at once, plus fp32 logits for the positions scored.
-    With ``unfused_gate`` (an engine that runs the gated FFN's activation and product as their own
-    operators) the product reads act(gate) and up and writes a third tensor of the FFN width:
-    three FFN-wide tensors are live at once.
+    With ``unfused_gate`` (a memory plan that gives the gated FFN's activation and product each its
+    own output tensor, as ExecuTorch's plan of out-variant operators does) the product reads act(gate)
+    and up and writes a third tensor of the FFN width: three FFN-wide tensors are live at once.
     """
     m = ph.batch * ph.tokens
     largest = 0.0
