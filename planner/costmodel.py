@@ -25,6 +25,7 @@ Model, per operator instance on one device (details and error analysis in docs/c
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 
@@ -299,12 +300,28 @@ def _phase_bound(ops: list[OpCost], device_s: float, stream_s: float, comm_s: fl
 
 
 def _with_comm(c: OpCost, comm: float) -> OpCost:
-    return replace(c, comm_s=comm)
+    # Spelled out rather than dataclasses.replace: this runs for every communicating operator.
+    return OpCost(name=c.name, kind=c.kind, group=c.group, count=c.count, flops=c.flops, weight_bytes=c.weight_bytes,
+                  activation_bytes=c.activation_bytes, kv_bytes=c.kv_bytes, compute_s=c.compute_s, memory_s=c.memory_s,
+                  comm_s=comm, overhead_s=c.overhead_s, time_s=c.time_s, bound=c.bound, precision=c.precision)
 
 
 # ---------------------------------------------------------------------------
 # Whole estimate
 # ---------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def _uniform_weight_bytes(arch: ArchSpec, device: DeviceSpec, choice: Choice, layout: Layout,
+                          options: RuntimeSettings) -> tuple[tuple[float, ...], float]:
+    """(weight bytes per pipeline stage on one device, whole-model weight bytes) when every layer
+    has ``choice``: they do not depend on the batch or the sequence, so a sweep over those
+    computes them once."""
+    work = build_workload(arch)
+    choice_for = _choice_fn(choice, None)
+    stages = stage_weight_bytes(work, device, choice_for, layout, uniform=True, options=options)
+    total = sum(stage_weight_bytes(work, device, choice_for, Layout(), uniform=True, options=options))
+    return tuple(stages), total
 
 
 def memory_report(
@@ -318,11 +335,14 @@ def memory_report(
 ) -> tuple[MemoryReport, dict[str, float]]:
     """Memory per device and tier placement for ``serving`` on ``layout``."""
     work = build_workload(arch)
-    choice_for = _choice_fn(choice, overrides)
-    stage_bytes = stage_weight_bytes(work, device, choice_for, layout, uniform=not overrides, options=options)
+    if overrides:
+        choice_for = _choice_fn(choice, overrides)
+        stage_bytes = stage_weight_bytes(work, device, choice_for, layout, options=options)
+        # Whole-model bytes (replicated operators such as norms and routers counted once).
+        weights_total = sum(stage_weight_bytes(work, device, choice_for, Layout(), options=options))
+    else:
+        stage_bytes, weights_total = _uniform_weight_bytes(arch, device, choice, layout, options)
     weights_dev = max(stage_bytes)
-    # Whole-model bytes (replicated operators such as norms and routers counted once).
-    weights_total = sum(stage_weight_bytes(work, device, choice_for, Layout(), uniform=not overrides, options=options))
     generative = arch.family in ("decoder", "encoder_decoder")
     kv_tokens = static_kv_tokens(serving, options) if generative else 0
     kv_layers = [serving.batch * x for x in kv_layer_bytes(work, device, choice, layout.tp, kv_tokens, options)]

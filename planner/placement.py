@@ -66,14 +66,17 @@ def kv_layer_bytes(
         if not b.repeated:
             continue
         attn = [op for op in b.ops if op.kind == ATTENTION and op.causal and not op.cross]
+        per_cached: dict[int, float] = {}  # the layers of a block differ only by their window
         for _ in range(b.count):
             window = next(windows, None) if attn else None
             cached = tokens if window is None else min(tokens, window)
-            total = 0.0
-            for op in attn:
-                bits = kv_mixed_bits(choice.kv, op.kv_row, cached, options) if cached else 0.0
-                total += cached * op.cache_elems * bits / 8.0 / kv_shard(op, tp)
-            out.append(total / options.kv_share_layers)
+            if cached not in per_cached:
+                total = 0.0
+                for op in attn:
+                    bits = kv_mixed_bits(choice.kv, op.kv_row, cached, options) if cached else 0.0
+                    total += cached * op.cache_elems * bits / 8.0 / kv_shard(op, tp)
+                per_cached[cached] = total / options.kv_share_layers
+            out.append(per_cached[cached])
     return out
 
 

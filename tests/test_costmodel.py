@@ -294,3 +294,16 @@ def test_kv_token_budget_and_cross_layer_sharing():
         RuntimeSettings(kv_evicted="nf4")
     with pytest.raises(EstimateError):
         RuntimeSettings(kv_share_layers=0)
+
+
+def test_with_comm_copies_every_field_of_an_op_cost():
+    """The spelled-out copy that adds communication keeps every other field (a field added to
+    OpCost and forgotten there fails here)."""
+    import dataclasses
+
+    from planner.costmodel import _with_comm, estimate_inference
+    from planner.layout import Layout
+
+    est = estimate_inference(load_arch("llama-3.1-8b"), load_device("h100-sxm"), Layout(tp=2), Serving(batch=4, prompt=128, gen=16), Choice())
+    op = next(o for o in est.prefill.ops if o.comm_s > 0)
+    assert _with_comm(op, 1.25) == dataclasses.replace(op, comm_s=1.25)
