@@ -335,11 +335,12 @@ def memory_report(
 ) -> tuple[MemoryReport, dict[str, float]]:
     """Memory per device and tier placement for ``serving`` on ``layout``."""
     work = build_workload(arch)
-    if overrides:
+    if overrides or options.placement is not None:  # per-layer choices, or an unhashable placement map
         choice_for = _choice_fn(choice, overrides)
-        stage_bytes = stage_weight_bytes(work, device, choice_for, layout, options=options)
+        uniform = not overrides
+        stage_bytes = stage_weight_bytes(work, device, choice_for, layout, uniform=uniform, options=options)
         # Whole-model bytes (replicated operators such as norms and routers counted once).
-        weights_total = sum(stage_weight_bytes(work, device, choice_for, Layout(), options=options))
+        weights_total = sum(stage_weight_bytes(work, device, choice_for, Layout(), uniform=uniform, options=options))
     else:
         stage_bytes, weights_total = _uniform_weight_bytes(arch, device, choice, layout, options)
     weights_dev = max(stage_bytes)
