@@ -84,6 +84,9 @@ class Runtime:
     static_memory_plan: bool = False
     quantized_act_storage: str | None = None
     untie_quantized_head: bool = False
+    # The engine's quantized CPU matmul kernel family (planner.kernels.CPU_INT8_GEMM_BLOCK_OPS),
+    # None when the engine's int8 GEMMs on a CPU reach the device's best-shape fraction.
+    cpu_int8_gemm: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +235,7 @@ _OPTIONAL_FLAGS = {"tp_comm_overlap": False, "grad_reduce_overlap": False, "fuse
 
 def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
     reader.allow(*_RUNTIME_FLAGS, "chunk_tokens", "kv_block_tokens", "memory_fraction", "context_gib", "source",
-                 "provenance", "notes", "step_overhead_us", "compute_unit", "quantized_act_storage")
+                 "provenance", "notes", "step_overhead_us", "compute_unit", "quantized_act_storage", "cpu_int8_gemm")
     out: dict[str, Any] = {}
     for key in _RUNTIME_FLAGS:
         if reader.has(key) or not partial:
@@ -243,6 +246,13 @@ def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
         out["compute_unit"] = reader.text("compute_unit")
     if reader.has("quantized_act_storage"):
         out["quantized_act_storage"] = reader.text("quantized_act_storage", choices=("fp32", "fp16", "bf16"))
+    if reader.has("cpu_int8_gemm"):
+        from planner.kernels import CPU_INT8_GEMM_BLOCK_OPS
+
+        value = reader.raw("cpu_int8_gemm")
+        if value not in CPU_INT8_GEMM_BLOCK_OPS:
+            raise reader.error("cpu_int8_gemm", "one of " + ", ".join(sorted(CPU_INT8_GEMM_BLOCK_OPS)), value)
+        out["cpu_int8_gemm"] = value
     for key in ("chunk_tokens", "kv_block_tokens"):
         if reader.has(key) or not partial:
             out[key] = reader.integer(key, minimum=0)

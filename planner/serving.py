@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from planner.errors import EstimateError
+from planner.kernels import CPU_INT8_GEMM_BLOCK_OPS
 from planner.numerics import resolve_format
 
 
@@ -65,6 +66,9 @@ class RuntimeSettings:
     static_tokens: int = 0
     quantized_act_storage_bits: float = 0.0
     untie_quantized_head: bool = False
+    # Vector instructions per 32-value block pair beside the dot product in the engine's quantized
+    # CPU matmul (planner.kernels.CPU_INT8_GEMM_BLOCK_OPS); None: the device's best-shape fraction.
+    cpu_int8_block_ops: float | None = None
 
     def __post_init__(self) -> None:
         if self.kv_token_budget is not None and (isinstance(self.kv_token_budget, bool) or not isinstance(self.kv_token_budget, int) or self.kv_token_budget < 1):
@@ -83,6 +87,8 @@ class RuntimeSettings:
             raise EstimateError("compute_share", f"the compute share must be in (0, 1]; got {self.compute_share!r}")
         if isinstance(self.static_tokens, bool) or not isinstance(self.static_tokens, int) or self.static_tokens < 0:
             raise EstimateError("static_tokens", f"the program's sequence capacity must be a whole number of tokens >= 0; got {self.static_tokens!r}")
+        if self.cpu_int8_block_ops is not None and not self.cpu_int8_block_ops >= 0.0:
+            raise EstimateError("cpu_int8_block_ops", f"the block instructions per dot product must be >= 0; got {self.cpu_int8_block_ops!r}")
         if not 0.0 < self.kv_memory_fraction <= 1.0:
             raise EstimateError("kv_memory_fraction", f"the KV-cache memory fraction must be in (0, 1]; got {self.kv_memory_fraction!r}")
         if self.flash_chunk_bytes <= 0:
@@ -107,6 +113,8 @@ def engine_settings(runtime) -> dict:
         "static_memory_plan": runtime.static_memory_plan,
         "quantized_act_storage_bits": _FLOAT_BITS.get(runtime.quantized_act_storage, 0.0),
         "untie_quantized_head": runtime.untie_quantized_head,
+        # Read at call time: benchmarks/fitted.py patches the table for cross-validation.
+        "cpu_int8_block_ops": CPU_INT8_GEMM_BLOCK_OPS[runtime.cpu_int8_gemm] if runtime.cpu_int8_gemm else None,
     }
 
 

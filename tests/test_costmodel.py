@@ -307,3 +307,17 @@ def test_with_comm_copies_every_field_of_an_op_cost():
     est = estimate_inference(load_arch("llama-3.1-8b"), load_device("h100-sxm"), Layout(tp=2), Serving(batch=4, prompt=128, gen=16), Choice())
     op = next(o for o in est.prefill.ops if o.comm_s > 0)
     assert _with_comm(op, 1.25) == dataclasses.replace(op, comm_s=1.25)
+
+
+def test_explicit_placement_map_is_accepted_and_cached_results_match():
+    """An explicit per-tier placement (a mapping, not hashable) goes through the uncached weight
+    path; the cached path gives the same memory report as the uncached one."""
+    from planner.costmodel import estimate_inference
+    from planner.layout import Layout
+    from planner.serving import RuntimeSettings
+
+    arch, dev = load_arch("llama-3.2-1b"), load_device("l4")
+    est = estimate_inference(arch, dev, Layout(), Serving(batch=2, prompt=64, gen=8), Choice(),
+                             options=RuntimeSettings(placement={dev.device_tier.name: 1.0}))
+    plain = estimate_inference(arch, dev, Layout(), Serving(batch=2, prompt=64, gen=8), Choice())
+    assert est.memory.weights_bytes == pytest.approx(plain.memory.weights_bytes)
