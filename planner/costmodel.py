@@ -232,7 +232,7 @@ def _elementwise_cost(work: Workload, ph: Phase, device: DeviceSpec, layout: Lay
     if options.fused_elementwise or a.family not in ("decoder", "encoder_decoder") or device.dataflow_fusion:
         return None
     tp = max(layout.tp, 1)
-    act_bytes = device_numerics(device, choice, 1, 1).act_bits / 8.0
+    act_bytes = stored_act_bits(device, choice, options) / 8.0
     tokens = ph.batch * ph.tokens
     nbytes = elementwise_bytes(tokens, a.hidden_size, a.intermediate_size / tp, a.q_dim / tp, a.kv_dim / tp, act_bytes,
                                gated=a.gated_mlp)
@@ -345,7 +345,7 @@ def memory_report(
         stage_bytes, weights_total = _uniform_weight_bytes(arch, device, choice, layout, options)
     weights_dev = max(stage_bytes)
     generative = arch.family in ("decoder", "encoder_decoder")
-    kv_tokens = (serving.prompt + serving.gen) if generative else 0
+    kv_tokens = static_kv_tokens(serving, options) if generative else 0
     kv_layers = [serving.batch * x for x in kv_layer_bytes(work, device, choice, layout.tp, kv_tokens, options)]
     # The busiest pipeline stage sets the memory per device; CP shards the cache by position.
     kv_stages = [x / layout.cp for x in split_stages(kv_layers, layout.pp)] if kv_layers else [0.0] * layout.pp
@@ -356,8 +356,12 @@ def memory_report(
     # ranks beyond the KV heads hold replicas, which are not counted twice.
     kv_total = sum(kv_layers) * kv_tp_gain(work, layout.tp)
     prefill = _activation_phase(_prefill_phase(arch, serving, cp=layout.cp), options)
-    act_bits = device_numerics(device, choice, 1, 1).act_bits
-    act_dev = activation_peak_bytes(work, prefill, act_bits, layout.tp)
+    if options.static_memory_plan and arch.family == "decoder":
+        # The memory plan sizes activations at the token dimension's upper bound: the program's
+        # sequence capacity less one (ExecuTorch export_llama: Dim("token_dim", max=max_seq_len - 1)).
+        prefill = replace(prefill, tokens=max(prefill.tokens, static_kv_tokens(serving, options) - 1))
+    act_dev = activation_peak_bytes(work, prefill, stored_act_bits(device, choice, options), layout.tp,
+                                    unfused_gate=options.static_memory_plan and not options.fused_elementwise)
     tiers, fractions, shortfall = place_memory(device, weights_dev, kv_dev, act_dev, options)
     if options.kv_memory_fraction < 1.0 and shortfall <= 0:
         # The engine gives its KV cache only a share of what weights, activations and its
@@ -381,6 +385,22 @@ def memory_report(
         offloaded_kv_bytes=offloaded_kv,
     )
     return rep, fractions
+
+
+def static_kv_tokens(serving: Serving, options: RuntimeSettings) -> int:
+    """Tokens the KV cache holds memory for: the request's prompt + gen, or under a static memory
+    plan the program's sequence capacity when larger (a KV buffer of max_seq_length positions)."""
+    tokens = serving.prompt + serving.gen
+    return max(tokens, options.static_tokens) if options.static_memory_plan else tokens
+
+
+def stored_act_bits(device: DeviceSpec, choice: Choice, options: RuntimeSettings) -> float:
+    """Bits of the activations held between operators: the scheme's, or the engine's float storage
+    when the scheme quantizes activations to integers inside each GEMM (dynamic quantization)."""
+    bits = device_numerics(device, choice, 1, 1).act_bits
+    if options.quantized_act_storage_bits and resolve_format(choice.activations, "activations").kind == "int":
+        return options.quantized_act_storage_bits
+    return bits
 
 
 def _activation_phase(ph: Phase, options: RuntimeSettings) -> Phase:

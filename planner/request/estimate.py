@@ -318,6 +318,7 @@ def engine_assumptions(sup: Any, device: Any, arch: Any = None) -> dict[str, Any
         "graph_capture": rt.graph_capture,
         "continuous_batching": rt.continuous_batching,
         "step_overhead_s": s["step_overhead_s"],
+        "static_memory_plan": s["static_memory_plan"],
         "source": f"profiles/engines/{sup.engine}.yaml",
     }
 
@@ -350,6 +351,9 @@ def _engine_note(sup: Any, device: Any, arch: Any = None) -> str:
     if a["cpu_int8_gemm_share"] is not None:
         parts.append(f"int8 matmuls on the CPU cores at {a['cpu_int8_gemm_share']:.0%} of the int8 peak (the engine's "
                      "block-quantized kernel, planner.kernels.cpu_int8_gemm_fraction)")
+    if a["static_memory_plan"]:
+        parts.append("static memory plan: KV cache and activations held for the program's whole sequence length "
+                     "(prompt + gen, the export's --max_seq_length)")
     return "; ".join(parts)
 
 
