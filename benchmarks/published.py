@@ -229,7 +229,8 @@ def predict_inference(row: dict) -> tuple[float | None, str]:
     model = _match(MODELS, row["model"])
     hw = _match(HARDWARE, row["hardware"])
     if model is None or hw is None:
-        return None, f"no catalog entry for model {row['model']!r} / hardware {row['hardware'][:40]!r}"
+        missing = [f"{what} {row[what][:40]!r}" for what, found in (("model", model), ("hardware", hw)) if found is None]
+        return None, "no catalog entry for " + " / ".join(missing)
     metric = row["metric"].lower()
     if "contextual" in row["sparsity"].lower() or "flash->dram" in metric:
         return None, "contextual activation sparsity (predictor-selected FFN neurons) is not modelled"
