@@ -275,6 +275,9 @@ def _metric_value(row: dict, est, n: int, decode_only: bool) -> tuple[float | No
     if row["category"] == "memory":
         scale = {"mb": 1e6, "mib": 2.0**20, "gib": 2.0**30}.get(unit.strip(), 1e9)
         return est.memory.per_device_bytes / scale, ""
+    if "per generated token" in metric and unit.startswith("ms"):
+        # Wall time of the whole generate call over the tokens it produced (batch × new tokens).
+        return (1e3 / est.output_tokens_per_s if est.output_tokens_per_s else None), ""
     if "time to first token" in metric:
         return est.ttft_s * 1e3, ""
     if "prefill" in metric or "prompt-processing" in metric:
