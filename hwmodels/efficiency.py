@@ -150,7 +150,7 @@ class Efficiency:
         (not made monotone: BLAS kernels switch code paths at some row counts, and the
         measurement says where); 1.0 without a table.
         """
-        if not is_number(rows) or rows < 0:
+        if not (type(rows) is float and 0.0 <= rows < math.inf) and (not is_number(rows) or rows < 0):
             raise ValueError(f"rows must be a number >= 0; got {rows!r}")
         if not self.gemm_rows_points:
             return 1.0
