@@ -90,6 +90,20 @@ REGISTRY += (
     ),
 )
 
+REGISTRY += (
+    Fitted(
+        name="GGML_CPU_BLOCK_OPS",
+        module="planner.kernels",
+        attr="CPU_INT8_GEMM_BLOCK_OPS",
+        key="ggml",
+        grid=(2.0, 3.0, 4.0, 5.0, 6.0, 8.0),
+        why="vector instructions per 32-value block pair beside the integer dot product in llama.cpp's quantized "
+        "CPU matmul (planner.kernels.cpu_int8_gemm_fraction): the source has five per pair plus the weight "
+        "block's own work, but their issue cost differs per instruction and pipe and no microbenchmark of the "
+        "kernel is in the repository, so it is cross-validated like a fitted constant",
+    ),
+)
+
 BY_NAME = {f.name: f for f in REGISTRY}
 
 

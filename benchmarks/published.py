@@ -100,6 +100,8 @@ def kv_format(text: str, act: str, weights_text: str = "") -> str:
         return "bf16"
     if t.startswith("fp16"):
         return "fp16"
+    if t.startswith("fp32"):
+        return "fp32"
     return act if act in ("fp16", "bf16", "fp32") else "fp16"
 
 
@@ -158,6 +160,11 @@ def engine_options(row: dict, dev) -> RuntimeSettings:
     m = re.search(r"kv_cache_free_gpu_mem_fraction (0\.\d+)", row["notes"])
     if m and kw.get("kv_memory_fraction", 1.0) < 1.0:
         kw["kv_memory_fraction"] = float(m.group(1))  # the fraction the source states it ran with
+    seq = re.search(r"max_seq_length (\d+)", row["notes"])
+    if seq and kw.get("static_memory_plan"):
+        # The program's sequence capacity as the source's export command sets it: a static plan
+        # holds the KV cache and the activations at that length, whatever the prompt.
+        kw["static_tokens"] = int(seq.group(1))
     if "xnnpack" in low:
         # The row names ExecuTorch's XNNPACK delegate, which runs on the CPU cores (the engine's
         # other delegates, QNN and Core ML, run on the NPU).
@@ -222,7 +229,8 @@ def predict_inference(row: dict) -> tuple[float | None, str]:
     model = _match(MODELS, row["model"])
     hw = _match(HARDWARE, row["hardware"])
     if model is None or hw is None:
-        return None, f"no catalog entry for model {row['model']!r} / hardware {row['hardware'][:40]!r}"
+        missing = [f"{what} {row[what][:40]!r}" for what, found in (("model", model), ("hardware", hw)) if found is None]
+        return None, "no catalog entry for " + " / ".join(missing)
     metric = row["metric"].lower()
     if "contextual" in row["sparsity"].lower() or "flash->dram" in metric:
         return None, "contextual activation sparsity (predictor-selected FFN neurons) is not modelled"
@@ -265,8 +273,11 @@ def _metric_value(row: dict, est, n: int, decode_only: bool) -> tuple[float | No
     metric = row["metric"].lower()
     unit = row["unit"].lower()
     if row["category"] == "memory":
-        scale = 1e6 if unit.strip() == "mb" else 1e9
+        scale = {"mb": 1e6, "mib": 2.0**20, "gib": 2.0**30}.get(unit.strip(), 1e9)
         return est.memory.per_device_bytes / scale, ""
+    if "per generated token" in metric and unit.startswith("ms"):
+        # Wall time of the whole generate call over the tokens it produced (batch × new tokens).
+        return (1e3 / est.output_tokens_per_s if est.output_tokens_per_s else None), ""
     if "time to first token" in metric:
         return est.ttft_s * 1e3, ""
     if "prefill" in metric or "prompt-processing" in metric:

@@ -30,6 +30,7 @@ MODELS = [
     (r"llama-2-7b", "llama-2-7b"),
     (r"gpt-j 6b", "gpt-j-6b"),
     (r"falcon-180b", "falcon-180b"),
+    (r"bloom-176b", "bloom-176b"),
     (r"opt-175b", "opt-175b"),
     (r"opt-30b", "opt-30b"),
     (r"opt-6\.7b", "opt-6.7b"),
@@ -37,11 +38,13 @@ MODELS = [
 
 HARDWARE = [
     (r"a100-sxm4-40gb", "a100-40gb-sxm"),
+    (r"a100 pcie", None),  # no A100 PCIe profile: the SXM profiles' NVLink and HBM rate are not a PCIe card's
     (r"b200", "b200"),
     (r"h200", "h200"),
     (r"a100", "a100-80gb-sxm"),
     (r"h100 sxm", "h100-sxm"),
     (r"l40s", "l40s"),
+    (r"rtx 4090", "rtx-4090"),
     (r"mi250x", "mi250x-gcd"),
     (r"m1 max", "m1-max"),
     (r"m1 ultra", "m1-ultra"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Mapping
@@ -176,7 +177,7 @@ class DeviceSpec:
     @property
     def device_tier(self) -> MemoryTier:
         """The first tier with role 'device' (HBM, GDDR, LPDDR or DDR)."""
-        return next(t for t in self.tiers if t.role == "device")
+        return _device_tier(self)
 
     @property
     def on_chip_tier(self) -> MemoryTier | None:
@@ -327,3 +328,9 @@ class DeviceSpec:
             provenance=provenance,
             content_hash=digest,
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _device_tier(device: DeviceSpec) -> MemoryTier:
+    # The cost model asks for it for every operator; a profile's tiers never change (frozen).
+    return next(t for t in device.tiers if t.role == "device")

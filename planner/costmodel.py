@@ -25,6 +25,7 @@ Model, per operator instance on one device (details and error analysis in docs/c
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 
@@ -231,7 +232,7 @@ def _elementwise_cost(work: Workload, ph: Phase, device: DeviceSpec, layout: Lay
     if options.fused_elementwise or a.family not in ("decoder", "encoder_decoder") or device.dataflow_fusion:
         return None
     tp = max(layout.tp, 1)
-    act_bytes = device_numerics(device, choice, 1, 1).act_bits / 8.0
+    act_bytes = stored_act_bits(device, choice, options) / 8.0
     tokens = ph.batch * ph.tokens
     nbytes = elementwise_bytes(tokens, a.hidden_size, a.intermediate_size / tp, a.q_dim / tp, a.kv_dim / tp, act_bytes,
                                gated=a.gated_mlp)
@@ -299,12 +300,28 @@ def _phase_bound(ops: list[OpCost], device_s: float, stream_s: float, comm_s: fl
 
 
 def _with_comm(c: OpCost, comm: float) -> OpCost:
-    return replace(c, comm_s=comm)
+    # Spelled out rather than dataclasses.replace: this runs for every communicating operator.
+    return OpCost(name=c.name, kind=c.kind, group=c.group, count=c.count, flops=c.flops, weight_bytes=c.weight_bytes,
+                  activation_bytes=c.activation_bytes, kv_bytes=c.kv_bytes, compute_s=c.compute_s, memory_s=c.memory_s,
+                  comm_s=comm, overhead_s=c.overhead_s, time_s=c.time_s, bound=c.bound, precision=c.precision)
 
 
 # ---------------------------------------------------------------------------
 # Whole estimate
 # ---------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def _uniform_weight_bytes(arch: ArchSpec, device: DeviceSpec, choice: Choice, layout: Layout,
+                          options: RuntimeSettings) -> tuple[tuple[float, ...], float]:
+    """(weight bytes per pipeline stage on one device, whole-model weight bytes) when every layer
+    has ``choice``: they do not depend on the batch or the sequence, so a sweep over those
+    computes them once."""
+    work = build_workload(arch)
+    choice_for = _choice_fn(choice, None)
+    stages = stage_weight_bytes(work, device, choice_for, layout, uniform=True, options=options)
+    total = sum(stage_weight_bytes(work, device, choice_for, Layout(), uniform=True, options=options))
+    return tuple(stages), total
 
 
 def memory_report(
@@ -318,13 +335,17 @@ def memory_report(
 ) -> tuple[MemoryReport, dict[str, float]]:
     """Memory per device and tier placement for ``serving`` on ``layout``."""
     work = build_workload(arch)
-    choice_for = _choice_fn(choice, overrides)
-    stage_bytes = stage_weight_bytes(work, device, choice_for, layout, uniform=not overrides, options=options)
+    if overrides or options.placement is not None:  # per-layer choices, or an unhashable placement map
+        choice_for = _choice_fn(choice, overrides)
+        uniform = not overrides
+        stage_bytes = stage_weight_bytes(work, device, choice_for, layout, uniform=uniform, options=options)
+        # Whole-model bytes (replicated operators such as norms and routers counted once).
+        weights_total = sum(stage_weight_bytes(work, device, choice_for, Layout(), uniform=uniform, options=options))
+    else:
+        stage_bytes, weights_total = _uniform_weight_bytes(arch, device, choice, layout, options)
     weights_dev = max(stage_bytes)
-    # Whole-model bytes (replicated operators such as norms and routers counted once).
-    weights_total = sum(stage_weight_bytes(work, device, choice_for, Layout(), uniform=not overrides, options=options))
     generative = arch.family in ("decoder", "encoder_decoder")
-    kv_tokens = (serving.prompt + serving.gen) if generative else 0
+    kv_tokens = static_kv_tokens(serving, options) if generative else 0
     kv_layers = [serving.batch * x for x in kv_layer_bytes(work, device, choice, layout.tp, kv_tokens, options)]
     # The busiest pipeline stage sets the memory per device; CP shards the cache by position.
     kv_stages = [x / layout.cp for x in split_stages(kv_layers, layout.pp)] if kv_layers else [0.0] * layout.pp
@@ -335,8 +356,12 @@ def memory_report(
     # ranks beyond the KV heads hold replicas, which are not counted twice.
     kv_total = sum(kv_layers) * kv_tp_gain(work, layout.tp)
     prefill = _activation_phase(_prefill_phase(arch, serving, cp=layout.cp), options)
-    act_bits = device_numerics(device, choice, 1, 1).act_bits
-    act_dev = activation_peak_bytes(work, prefill, act_bits, layout.tp)
+    if options.static_memory_plan and arch.family == "decoder":
+        # The memory plan sizes activations at the token dimension's upper bound: the program's
+        # sequence capacity less one (ExecuTorch export_llama: Dim("token_dim", max=max_seq_len - 1)).
+        prefill = replace(prefill, tokens=max(prefill.tokens, static_kv_tokens(serving, options) - 1))
+    act_dev = activation_peak_bytes(work, prefill, stored_act_bits(device, choice, options), layout.tp,
+                                    unfused_gate=options.static_memory_plan and not options.fused_elementwise)
     tiers, fractions, shortfall = place_memory(device, weights_dev, kv_dev, act_dev, options)
     if options.kv_memory_fraction < 1.0 and shortfall <= 0:
         # The engine gives its KV cache only a share of what weights, activations and its
@@ -360,6 +385,22 @@ def memory_report(
         offloaded_kv_bytes=offloaded_kv,
     )
     return rep, fractions
+
+
+def static_kv_tokens(serving: Serving, options: RuntimeSettings) -> int:
+    """Tokens the KV cache holds memory for: the request's prompt + gen, or under a static memory
+    plan the program's sequence capacity when larger (a KV buffer of max_seq_length positions)."""
+    tokens = serving.prompt + serving.gen
+    return max(tokens, options.static_tokens) if options.static_memory_plan else tokens
+
+
+def stored_act_bits(device: DeviceSpec, choice: Choice, options: RuntimeSettings) -> float:
+    """Bits of the activations held between operators: the scheme's, or the engine's float storage
+    when the scheme quantizes activations to integers inside each GEMM (dynamic quantization)."""
+    bits = device_numerics(device, choice, 1, 1).act_bits
+    if options.quantized_act_storage_bits and resolve_format(choice.activations, "activations").kind == "int":
+        return options.quantized_act_storage_bits
+    return bits
 
 
 def _activation_phase(ph: Phase, options: RuntimeSettings) -> Phase:

@@ -74,6 +74,19 @@ class Runtime:
     fused_elementwise: bool = True
     step_overhead_us: float = 0.0
     compute_unit: str | None = None
+    # Memory facts of an ahead-of-time compiled program (ExecuTorch): the KV cache is a buffer of the
+    # export's maximum sequence length and the memory plan sizes every activation at the upper bound
+    # of the token dimension (static_memory_plan); the tensors between operators of a scheme with
+    # dynamically quantized (integer) activations are held in this float format, the quantization
+    # happening inside each delegated GEMM (quantized_act_storage, None = the scheme's format); a
+    # tied LM head whose Linear is quantized is stored as its own copy beside the embedding table
+    # (untie_quantized_head).
+    static_memory_plan: bool = False
+    quantized_act_storage: str | None = None
+    untie_quantized_head: bool = False
+    # The engine's quantized CPU matmul kernel family (planner.kernels.CPU_INT8_GEMM_BLOCK_OPS),
+    # None when the engine's int8 GEMMs on a CPU reach the device's best-shape fraction.
+    cpu_int8_gemm: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,13 +227,15 @@ def _formats(reader: _Reader, key: str, *, empty_ok: bool = False) -> tuple[str,
 
 
 _RUNTIME_FLAGS = ("graph_capture", "chunked_prefill", "paged_kv", "continuous_batching", "tp_comm_overlap",
-                  "grad_reduce_overlap", "fused_attention", "fused_elementwise")
-_OPTIONAL_FLAGS = {"tp_comm_overlap": False, "grad_reduce_overlap": False, "fused_attention": True, "fused_elementwise": True}
+                  "grad_reduce_overlap", "fused_attention", "fused_elementwise", "static_memory_plan",
+                  "untie_quantized_head")
+_OPTIONAL_FLAGS = {"tp_comm_overlap": False, "grad_reduce_overlap": False, "fused_attention": True, "fused_elementwise": True,
+                   "static_memory_plan": False, "untie_quantized_head": False}
 
 
 def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
     reader.allow(*_RUNTIME_FLAGS, "chunk_tokens", "kv_block_tokens", "memory_fraction", "context_gib", "source",
-                 "provenance", "notes", "step_overhead_us", "compute_unit")
+                 "provenance", "notes", "step_overhead_us", "compute_unit", "quantized_act_storage", "cpu_int8_gemm")
     out: dict[str, Any] = {}
     for key in _RUNTIME_FLAGS:
         if reader.has(key) or not partial:
@@ -229,6 +244,15 @@ def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
         out["step_overhead_us"] = reader.number("step_overhead_us", positive=False, default=0.0)
     if reader.has("compute_unit"):
         out["compute_unit"] = reader.text("compute_unit")
+    if reader.has("quantized_act_storage"):
+        out["quantized_act_storage"] = reader.text("quantized_act_storage", choices=("fp32", "fp16", "bf16"))
+    if reader.has("cpu_int8_gemm"):
+        from planner.kernels import CPU_INT8_GEMM_BLOCK_OPS
+
+        value = reader.raw("cpu_int8_gemm")
+        if value not in CPU_INT8_GEMM_BLOCK_OPS:
+            raise reader.error("cpu_int8_gemm", "one of " + ", ".join(sorted(CPU_INT8_GEMM_BLOCK_OPS)), value)
+        out["cpu_int8_gemm"] = value
     for key in ("chunk_tokens", "kv_block_tokens"):
         if reader.has(key) or not partial:
             out[key] = reader.integer(key, minimum=0)

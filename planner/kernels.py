@@ -46,6 +46,35 @@ SPLIT_K_MIN_DEPTH = 512
 # every published row, --cv loso refits it without each source).
 GEMM_K_OVERHEAD = 512.0
 
+# An engine's quantized matmul on CPU cores (runtime.cpu_int8_gemm in its profile). "ggml":
+# llama.cpp's Q8_0 / Q4_0 weights against Q8_0-quantized activations (tinyBLAS_Q0_AVX in
+# ggml/src/llamafile/sgemm.cpp, llama.cpp PR #6414). Per 32-value block pair the kernel issues the
+# integer dot product (one VPDPBUSD with AVX-VNNI, VPMADDUBSW + VPMADDWD with AVX2: what the CPU
+# profiles' int8 peak counts) and, beside it, the sign fix-up of the activations, the conversion
+# of the 32-bit sums to fp32, the product of the two blocks' fp16 scales, its broadcast and an fp32
+# multiply-add — five vector instructions in the source, plus the weight block's own work (and
+# the Q4_0 nibble unpacking) shared by the 2–4 activation columns of a register tile. These block
+# instructions, not the dot product, take most issue slots, so the kernel's share of the int8
+# peak depends on the ISA: see cpu_int8_gemm_fraction. The count is not a measured throughput
+# (pipes differ per instruction): fitted (benchmarks/fitted.py GGML_CPU_BLOCK_OPS, grid 2–8; the
+# all-row fit), --cv loso refits it without each source.
+CPU_INT8_GEMM_BLOCK_OPS: dict[str, float] = {"ggml": 4.0}
+# tinyBLAS_Q0_AVX works on 256-bit vectors: 8 fp32 lanes per instruction.
+CPU_GEMM_VECTOR_LANES = 8
+
+
+def cpu_int8_gemm_fraction(block_ops: float, int8_peak: float, fp32_peak: float, lanes: int = CPU_GEMM_VECTOR_LANES) -> float:
+    """Share of the int8 peak an int8 block-quantized matmul reaches when each 32-value block pair
+    costs its dot-product instructions plus ``block_ops`` other vector instructions of the same
+    issue cost. A vector slot does ``2·lanes`` fp32 FLOP (an FMA) at the fp32 peak, so a slot's time
+    is ``2·lanes / fp32_peak`` and a block pair's 64 int8 operations take ``64 / int8_peak`` of dot
+    product: share = 1 / (1 + lanes·block_ops·int8_peak / (32·fp32_peak)). With int8 = 4× fp32
+    (VNNI, Zen 4) and 4 block instructions that is 20%; with int8 = 2× fp32 (AVX2, Zen 3) 33%."""
+    if block_ops < 0 or int8_peak <= 0 or fp32_peak <= 0:
+        raise ValueError(f"block_ops must be >= 0 and the peaks > 0; got {block_ops!r}, {int8_peak!r}, {fp32_peak!r}")
+    return 1.0 / (1.0 + lanes * block_ops * int8_peak / (32.0 * fp32_peak))
+
+
 # FlashAttention-2 forward on A100 (Dao 2023, arXiv:2307.08691, Fig. 4 and abstract: "50-73% of
 # the theoretical maximum FLOPs/s"): ~50% of the 16-bit peak at 512 tokens rising to ~73% at
 # 16k, head dim 128. (sequence length, fraction of 16-bit peak).

@@ -105,17 +105,9 @@ def attention_kernel(engine: str | None, device: DeviceSpec, requested: str) -> 
 # GEMM wave quantization
 # ---------------------------------------------------------------------------
 
-# Streaming multiprocessors (NVIDIA) / compute units (AMD) per device, from the vendors'
-# specifications: A100 108 SMs (NVIDIA A100 Tensor Core GPU Architecture whitepaper), H100 SXM5 132
-# and H100 PCIe 114 (NVIDIA H100 whitepaper), H200 and GH200 the same GH100 configuration as H100
-# SXM5 (132), B200 148 (NVIDIA Blackwell datasheet), L40S 142, L4 58, RTX 4090 128 (Ada whitepaper),
-# T4 40 (Turing whitepaper), V100 80 (Volta whitepaper), MI250X 110 CUs per GCD, MI300X 304 CUs
-# (AMD CDNA2/CDNA3 whitepapers), Jetson AGX Orin 16 SMs.
-SM_COUNT = {
-    "a100-40gb-sxm": 108, "a100-80gb-sxm": 108, "h100-sxm": 132, "h100-pcie": 114, "h200": 132, "gh200": 132,
-    "b200": 148, "l40s": 142, "l4": 58, "rtx-4090": 128, "t4": 40, "v100-16gb": 80, "mi250x-gcd": 110,
-    "mi300x": 304, "jetson-agx-orin": 16,
-}
+# Streaming multiprocessors (NVIDIA) / compute units (AMD) per device: the hardware profile's
+# ``efficiency.cores`` (vendor specifications, cited in each profile), the count the inference GEMM
+# model (planner.kernels) uses too.
 # Output tiles the BLAS chooses among for half-precision GEMMs (CUTLASS/cuBLAS tile shapes, NVIDIA
 # matrix-multiplication guide): the one that wastes least of the last wave is taken.
 GEMM_TILES = ((256, 128), (128, 256), (128, 128), (128, 64), (64, 128))
@@ -132,7 +124,7 @@ MODEL_SHAPE_FRACTION = 0.85
 def wave_efficiency(device: DeviceSpec, rows: float, cols: float) -> float:
     """Share of the SMs a ``rows × cols`` GEMM output keeps busy over its waves of tiles
     (1.0 for devices with no SM count on record)."""
-    sms = device.efficiency.cores or SM_COUNT.get(device.id)  # the profile's count first
+    sms = device.efficiency.cores
     if not sms or rows <= 0 or cols <= 0:
         return 1.0
     return _waves(sms, math.ceil(rows), math.ceil(cols))
@@ -159,12 +151,14 @@ def fused_qkv(engine: str | None, model_type: str) -> bool:
     return engine in FUSED_QKV_ENGINES or model_type in FUSED_QKV_MODEL_TYPES
 
 
-# FP8 GEMMs reach a smaller share of their (2×) peak than BF16 ones: MAMF fp8 / MAMF bf16 efficiency, same
-# table (stas00/ml-engineering @744d01e, "Maximum Achievable Matmul FLOPS comparison table"): H100 SXM 70.9% /
-# 80.3%, H200 73.4% / 80.3% ("H200 is the same" for bf16), B200 76.3% / 77.6%, GH200 77.6% / 83.8%.
-FP8_MAMF_RATIO = {
-    "h100-sxm": 0.709 / 0.803, "h200": 0.734 / 0.803, "b200": 0.763 / 0.776, "gh200": 0.776 / 0.838,
-}
+# FP8 GEMMs reach a smaller share of their (2×) peak than BF16 ones: the profile's FP8 MAMF
+# (``efficiency.precision_max.fp8``) over its BF16 MAMF (``compute_max``), the fractions the
+# inference model uses (stas00/ml-engineering @744d01e, "Maximum Achievable Matmul FLOPS comparison
+# table": H100 SXM 70.9% / 80.3%, H200 73.4% / 80.3%, B200 76.3% / 77.6%, GH200 77.6% / 83.8%).
+def fp8_mamf_ratio(device: DeviceSpec) -> float:
+    """FP8 MAMF / BF16 MAMF of ``device`` (1.0 without an FP8 measurement on record)."""
+    eff = device.efficiency
+    return eff.max_for("fp8") / eff.compute_max
 
 
 def gemm_efficiency(device: DeviceSpec, rows: float, cols: float, precision: str = "bf16") -> float:
@@ -175,7 +169,7 @@ def gemm_efficiency(device: DeviceSpec, rows: float, cols: float, precision: str
         return 1.0
     share = wave_efficiency(device, rows, cols) * MODEL_SHAPE_FRACTION
     if precision == "fp8":
-        share *= FP8_MAMF_RATIO.get(device.id, 1.0)
+        share *= fp8_mamf_ratio(device)
     return share
 
 
@@ -184,13 +178,12 @@ __all__ = [
     "AttentionKernel",
     "ENGINE_ATTENTION",
     "FUSED_KERNELS",
-    "FP8_MAMF_RATIO",
     "FUSED_QKV_ENGINES",
     "FUSED_QKV_MODEL_TYPES",
     "GEMM_TILES",
-    "SM_COUNT",
     "MODEL_SHAPE_FRACTION",
     "attention_kernel",
+    "fp8_mamf_ratio",
     "fused_qkv",
     "padded_head_dim",
     "gemm_efficiency",

@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING
 from hwmodels import DeviceSpec
 from planner.errors import EstimateError
 from planner.formats import Format, combined_bits_per_weight, get_format, parse_sparsity
-from planner.kernels import ATEN_KERNELS_PER_OP, CONV_EPILOGUE_KERNELS, TILE_M_CHOICES, conv_epilogue_bytes, flash_attention_fraction, gemm_efficiency, unfused_attention_bytes
+from planner.kernels import (
+    ATEN_KERNELS_PER_OP,
+    CONV_EPILOGUE_KERNELS,
+    TILE_M_CHOICES,
+    conv_epilogue_bytes,
+    cpu_int8_gemm_fraction,
+    flash_attention_fraction,
+    gemm_efficiency,
+    unfused_attention_bytes,
+)
 from planner.numerics import resolve_format
 from planner.results import OpCost
 from planner.workload import ATTENTION, CONV, EMBEDDING, LINEAR, LM_HEAD, NORM, POOL, ROUTER, OpLoad, OpShape, Phase, op_load
@@ -246,7 +255,7 @@ def op_cost(
         act_bytes += conv_epilogue_bytes(load.act_out_elems / shard, nm.act_bits / 8.0)
     memory_s = _memory_s(op, ph, device, load, dev_w, act_bytes, kv_bytes)
     compute_s, precision = _compute_s(op, device, nm, flops, _shape_factor(op, ph, device, load, shard, options),
-                                      precise=options is not None)
+                                      precise=options is not None, best=_cpu_int8_fraction(op, device, nm, options))
     deq_s = _dequant_s(op, device, nm, load, w_elems)
     if options is not None and options.compute_share < 1.0:
         compute_s /= options.compute_share
@@ -356,11 +365,25 @@ def _shape_factor(op: OpShape, ph: Phase, device: DeviceSpec, load: OpLoad, shar
     return None
 
 
+def _cpu_int8_fraction(op: OpShape, device: DeviceSpec, nm: DeviceNumerics, options: RuntimeSettings | None) -> float | None:
+    """The engine's quantized-matmul share of the int8 peak for a GEMM run on CPU cores
+    (planner.kernels.cpu_int8_gemm_fraction), or None: the device's best-shape fraction."""
+    if options is None or options.cpu_int8_block_ops is None or nm.precision != "int8":
+        return None
+    if op.kind not in (LINEAR, LM_HEAD, ROUTER) or not nm.vector_flops_per_s:
+        return None
+    unit = _unit(device, options) or device.compute_units[0].name
+    if unit != "cpu":
+        return None
+    return cpu_int8_gemm_fraction(options.cpu_int8_block_ops, nm.peak_flops_per_s, nm.vector_flops_per_s)
+
+
 def _compute_s(op: OpShape, device: DeviceSpec, nm: DeviceNumerics, flops: float,
-               shape: float | None = None, precise: bool = False) -> tuple[float, str]:
+               shape: float | None = None, precise: bool = False, best: float | None = None) -> tuple[float, str]:
     """(compute time, compute precision) of ``flops`` of ``op``. ``shape`` > 0 multiplies the
     device's best-shape fraction (GEMMs), < 0 is an absolute fraction of the 16-bit peak (fused
-    attention), None leaves the size curve."""
+    attention), None leaves the size curve. ``best`` replaces the device's best-shape fraction
+    (an engine's own kernel, e.g. llama.cpp's quantized CPU matmul)."""
     eff = device.efficiency
     if op.kind in (NORM, POOL, EMBEDDING):
         # Vector-unit work: the size-efficiency curve is defined in tensor-peak FLOPs, so scale
@@ -375,7 +398,7 @@ def _compute_s(op: OpShape, device: DeviceSpec, nm: DeviceNumerics, flops: float
         peak = max(_peak_or_zero(device, "bf16"), _peak_or_zero(device, "fp16")) or nm.peak_flops_per_s
         frac = -shape if shape is not None and shape < 0 else eff.compute(flops * nm.curve_scale)
         return flops / (peak * frac), "bf16"
-    pmax = eff.max_for(nm.precision)  # best-shape fraction at this precision (FP8 MAMF < BF16's)
+    pmax = best if best is not None else eff.max_for(nm.precision)  # best-shape fraction (FP8 MAMF < BF16's)
     if shape is not None and shape > 0:
         # A GEMM: the size curve's fill-up is replaced by the kernel's waves and K depth.
         return flops / (nm.peak_flops_per_s * pmax * shape), nm.precision

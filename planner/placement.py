@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hwmodels import DeviceSpec, MemoryTier
+from planner.numerics import resolve_format
 from planner.opcost import device_numerics, kv_mixed_bits, kv_proj_share, kv_shard, low_rank_factor, matrix_shape, shard_factor
 from planner.results import TierUse
 from planner.workload import ATTENTION, LM_HEAD, NORM, Block, OpShape, Phase, Workload, op_load
@@ -27,7 +28,7 @@ def block_weight_bytes(
     for i in range(1 if uniform else block.count):
         total = 0.0
         for op in block.ops:
-            p = op.weight_params
+            p = op.weight_params or _untied_head_params(op, block, i, choice_for, options)
             if not p:
                 continue
             ch = choice_for(block, i, op)
@@ -39,6 +40,17 @@ def block_weight_bytes(
             total += p * low_rank_factor(op, ch) * kv_proj_share(op, options) * nm.weight_bits / 8.0 / shard_factor(op, layout)
         out.append(total)
     return out * block.count if uniform else out
+
+
+def _untied_head_params(op: OpShape, block: Block, i: int, choice_for, options: RuntimeSettings | None) -> int:
+    """Parameters of a tied LM head that the engine stores as its own copy: a quantized Linear
+    kept beside the embedding table (ExecuTorch: the linear quantizer and the XNNPACK delegate hold
+    the head's weights apart from the embedding op's table)."""
+    if op.kind != LM_HEAD or op.tied_to is None or options is None or not options.untie_quantized_head:
+        return 0
+    if resolve_format(choice_for(block, i, op).weights, "weights").kind != "int":
+        return 0
+    return op.in_features * op.out_features
 
 
 def kv_layer_bytes(
@@ -54,22 +66,28 @@ def kv_layer_bytes(
         if not b.repeated:
             continue
         attn = [op for op in b.ops if op.kind == ATTENTION and op.causal and not op.cross]
+        per_cached: dict[int, float] = {}  # the layers of a block differ only by their window
         for _ in range(b.count):
             window = next(windows, None) if attn else None
             cached = tokens if window is None else min(tokens, window)
-            total = 0.0
-            for op in attn:
-                bits = kv_mixed_bits(choice.kv, op.kv_row, cached, options) if cached else 0.0
-                total += cached * op.cache_elems * bits / 8.0 / kv_shard(op, tp)
-            out.append(total / options.kv_share_layers)
+            if cached not in per_cached:
+                total = 0.0
+                for op in attn:
+                    bits = kv_mixed_bits(choice.kv, op.kv_row, cached, options) if cached else 0.0
+                    total += cached * op.cache_elems * bits / 8.0 / kv_shard(op, tp)
+                per_cached[cached] = total / options.kv_share_layers
+            out.append(per_cached[cached])
     return out
 
 
-def activation_peak_bytes(work: Workload, ph: Phase, act_bits: float, tp: int) -> float:
+def activation_peak_bytes(work: Workload, ph: Phase, act_bits: float, tp: int, unfused_gate: bool = False) -> float:
     """Peak transient activation memory per device during one forward pass.
 
     Inference frees each layer's activations after use: the residual stream plus the largest
     operator's input and output are live at once, plus fp32 logits for the positions scored.
+    With ``unfused_gate`` (a memory plan that gives the gated FFN's activation and product each its
+    own output tensor, as ExecuTorch's plan of out-variant operators does) the product reads act(gate)
+    and up and writes a third tensor of the FFN width: three FFN-wide tensors are live at once.
     """
     m = ph.batch * ph.tokens
     largest = 0.0
@@ -85,6 +103,9 @@ def activation_peak_bytes(work: Workload, ph: Phase, act_bits: float, tp: int) -
             largest = max(largest, live)
             if op.hidden:
                 resid = max(resid, m * op.hidden)
+    a = work.arch
+    if unfused_gate and a.gated_mlp and not a.num_experts and a.family in ("decoder", "encoder_decoder"):
+        largest = max(largest, 3.0 * m * a.intermediate_size / max(tp, 1))
     return (resid + largest) * act_bits / 8.0 + logits
 
 

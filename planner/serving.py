@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from planner.errors import EstimateError
+from planner.kernels import CPU_INT8_GEMM_BLOCK_OPS
 from planner.numerics import resolve_format
 
 
@@ -55,6 +56,19 @@ class RuntimeSettings:
     # Share of the device's compute one request gets: a Vitis AI DPU design with N cores runs a
     # single-threaded request on one of them (1/N); 1.0 elsewhere.
     compute_share: float = 1.0
+    # Memory of an ahead-of-time compiled program (engine profile runtime, planner.engines.Runtime):
+    # a static plan holds the KV cache at the program's sequence capacity and every activation at the
+    # upper bound of its token dimension; ``static_tokens`` is that capacity (the export's
+    # max_seq_length; 0 = the request's prompt + gen, what Tierwise's own export writes). With
+    # ``quantized_act_storage_bits`` > 0 the tensors between operators of an integer-activation
+    # scheme are held at those bits; ``untie_quantized_head`` stores a tied, quantized LM head twice.
+    static_memory_plan: bool = False
+    static_tokens: int = 0
+    quantized_act_storage_bits: float = 0.0
+    untie_quantized_head: bool = False
+    # Vector instructions per 32-value block pair beside the dot product in the engine's quantized
+    # CPU matmul (planner.kernels.CPU_INT8_GEMM_BLOCK_OPS); None: the device's best-shape fraction.
+    cpu_int8_block_ops: float | None = None
 
     def __post_init__(self) -> None:
         if self.kv_token_budget is not None and (isinstance(self.kv_token_budget, bool) or not isinstance(self.kv_token_budget, int) or self.kv_token_budget < 1):
@@ -71,6 +85,10 @@ class RuntimeSettings:
             raise EstimateError("step_overhead_s", f"the per-step overhead must be >= 0 seconds; got {self.step_overhead_s!r}")
         if not 0.0 < self.compute_share <= 1.0:
             raise EstimateError("compute_share", f"the compute share must be in (0, 1]; got {self.compute_share!r}")
+        if isinstance(self.static_tokens, bool) or not isinstance(self.static_tokens, int) or self.static_tokens < 0:
+            raise EstimateError("static_tokens", f"the program's sequence capacity must be a whole number of tokens >= 0; got {self.static_tokens!r}")
+        if self.cpu_int8_block_ops is not None and not self.cpu_int8_block_ops >= 0.0:
+            raise EstimateError("cpu_int8_block_ops", f"the block instructions per dot product must be >= 0; got {self.cpu_int8_block_ops!r}")
         if not 0.0 < self.kv_memory_fraction <= 1.0:
             raise EstimateError("kv_memory_fraction", f"the KV-cache memory fraction must be in (0, 1]; got {self.kv_memory_fraction!r}")
         if self.flash_chunk_bytes <= 0:
@@ -92,7 +110,15 @@ def engine_settings(runtime) -> dict:
         "compute_unit": runtime.compute_unit,
         "prefill_chunk_tokens": runtime.chunk_tokens if runtime.chunked_prefill else 0,
         "kv_memory_fraction": runtime.memory_fraction if runtime.paged_kv else 1.0,
+        "static_memory_plan": runtime.static_memory_plan,
+        "quantized_act_storage_bits": _FLOAT_BITS.get(runtime.quantized_act_storage, 0.0),
+        "untie_quantized_head": runtime.untie_quantized_head,
+        # Read at call time: benchmarks/fitted.py patches the table for cross-validation.
+        "cpu_int8_block_ops": CPU_INT8_GEMM_BLOCK_OPS[runtime.cpu_int8_gemm] if runtime.cpu_int8_gemm else None,
     }
+
+
+_FLOAT_BITS = {"fp32": 32.0, "fp16": 16.0, "bf16": 16.0}
 
 
 # Host-side cost per modelled operator on top of the device's kernel overhead.

@@ -294,3 +294,30 @@ def test_kv_token_budget_and_cross_layer_sharing():
         RuntimeSettings(kv_evicted="nf4")
     with pytest.raises(EstimateError):
         RuntimeSettings(kv_share_layers=0)
+
+
+def test_with_comm_copies_every_field_of_an_op_cost():
+    """The spelled-out copy that adds communication keeps every other field (a field added to
+    OpCost and forgotten there fails here)."""
+    import dataclasses
+
+    from planner.costmodel import _with_comm, estimate_inference
+    from planner.layout import Layout
+
+    est = estimate_inference(load_arch("llama-3.1-8b"), load_device("h100-sxm"), Layout(tp=2), Serving(batch=4, prompt=128, gen=16), Choice())
+    op = next(o for o in est.prefill.ops if o.comm_s > 0)
+    assert _with_comm(op, 1.25) == dataclasses.replace(op, comm_s=1.25)
+
+
+def test_explicit_placement_map_is_accepted_and_cached_results_match():
+    """An explicit per-tier placement (a mapping, not hashable) goes through the uncached weight
+    path; the cached path gives the same memory report as the uncached one."""
+    from planner.costmodel import estimate_inference
+    from planner.layout import Layout
+    from planner.serving import RuntimeSettings
+
+    arch, dev = load_arch("llama-3.2-1b"), load_device("l4")
+    est = estimate_inference(arch, dev, Layout(), Serving(batch=2, prompt=64, gen=8), Choice(),
+                             options=RuntimeSettings(placement={dev.device_tier.name: 1.0}))
+    plain = estimate_inference(arch, dev, Layout(), Serving(batch=2, prompt=64, gen=8), Choice())
+    assert est.memory.weights_bytes == pytest.approx(plain.memory.weights_bytes)

@@ -430,3 +430,21 @@ def test_cli_writes_the_export_and_names_the_next_command(tmp_path, capsys):
     assert main(["export", str(path), "--format", "llamacpp", "--out", str(tmp_path / "gguf")]) == 2
     assert not (tmp_path / "gguf").exists() or not any((tmp_path / "gguf").iterdir())
     assert main(["export", str(path), "--format", "onnx"]) == 2
+
+
+def test_llamacpp_cpu_plan_with_int8_activations_exports_without_activation_notes():
+    """On CPU cores llama.cpp quantizes activations to 8-bit blocks for every quantized matmul,
+    so a CPU plan's int8 activations with quantized weights need no note; int8 activations
+    beside 16-bit weights (nothing ggml does) still get one."""
+
+    def pick(g: str) -> tuple[str, str, str]:
+        if g.endswith("embed_tokens"):
+            return "bf16", "bf16", "dense"
+        if g.endswith("o_proj"):
+            return "bf16", "int8", "dense"
+        return "int8-g32", "int8", "dense"
+
+    plan = make_plan("llama-3.2-1b", "ryzen-9-7950x", pick, kv="fp16", batch=1)
+    out = export_plan(plan, "llamacpp", ctx_for(plan))
+    noted = [n for n in out.notes if "activations are not set" in n]
+    assert noted and all("o_proj" in n for n in noted)

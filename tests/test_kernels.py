@@ -219,7 +219,7 @@ def test_engine_profiles_carry_kernel_facts():
 
 
 @pytest.mark.parametrize("key, value", [("step_overhead_us", -3), ("step_overhead_us", "fast"), ("fused_attention", "yes"),
-                                        ("compute_unit", 7)])
+                                        ("compute_unit", 7), ("cpu_int8_gemm", "tinyblas"), ("cpu_int8_gemm", 3)])
 def test_bad_engine_kernel_facts_are_named(key, value):
     import yaml
     from importlib import resources
@@ -244,3 +244,64 @@ def test_training_keeps_the_size_curve():
     assert plain.compute_s == pytest.approx(plain.flops / (dev.peak_flops_per_s("bf16") * eff.compute(plain.flops)), rel=1e-9)
     shaped, _ = op_cost(op, ph, dev, Choice(), Layout(), name=op.name, options=RuntimeSettings())
     assert not math.isclose(shaped.compute_s, plain.compute_s)
+
+
+# ---- an engine's quantized CPU matmul (llama.cpp) ----------------------------------------------
+
+
+def test_cpu_int8_gemm_share_follows_the_isa():
+    # int8 peak 4x the fp32 peak (one VNNI instruction per 32 MACs) against 2x (VPMADDUBSW +
+    # VPMADDWD): the same block instructions cost the VNNI core a larger share of its peak.
+    assert kernels.cpu_int8_gemm_fraction(4.0, 4.0, 1.0) == pytest.approx(1 / 5)
+    assert kernels.cpu_int8_gemm_fraction(4.0, 2.0, 1.0) == pytest.approx(1 / 3)
+    assert kernels.cpu_int8_gemm_fraction(0.0, 4.0, 1.0) == pytest.approx(1.0)
+    # Achieved int8 rate = share x peak: nearly the same on both ISAs (the block work dominates).
+    assert 4.0 * kernels.cpu_int8_gemm_fraction(4.0, 4.0, 1.0) == pytest.approx(0.8)
+    assert 2.0 * kernels.cpu_int8_gemm_fraction(4.0, 2.0, 1.0) == pytest.approx(2 / 3)
+    for bad in ((-1.0, 4.0, 1.0), (4.0, 0.0, 1.0), (4.0, 4.0, 0.0)):
+        with pytest.raises(ValueError):
+            kernels.cpu_int8_gemm_fraction(*bad)
+
+
+def _llamacpp_cpu(device: str, weights: str, activations: str, prompt: int, gen: int, engine: bool):
+    kw = engine_settings(load_engine("llamacpp").runtime)
+    if not engine:
+        kw["cpu_int8_block_ops"] = None
+    return estimate_inference(load_arch("llama-3.1-8b"), load_device(device), Layout(), Serving(batch=1, prompt=prompt, gen=gen),
+                              Choice(weights=weights, activations=activations, kv="fp16"), options=RuntimeSettings(**kw))
+
+
+@pytest.mark.parametrize("device, share", [("ryzen-9-7950x", 0.2), ("threadripper-pro-5975wx", 1 / 3)])
+def test_llamacpp_prices_its_quantized_cpu_matmul(device, share):
+    """A Q8_0 prefill on CPU cores runs at the block kernel's share of the int8 peak, not at the
+    device's best-shape fraction; decode (a weight stream) and the fp16 path do not change."""
+    assert kernels.CPU_INT8_GEMM_BLOCK_OPS["ggml"] == 4.0
+    best = load_device(device).efficiency.max_for("int8")
+    on = _llamacpp_cpu(device, "int8-g32", "int8", 512, 0, True)
+    off = _llamacpp_cpu(device, "int8-g32", "int8", 512, 0, False)
+    gemm = [o for o in on.prefill.ops if o.kind == LINEAR]
+    gemm_off = {o.name: o for o in off.prefill.ops if o.kind == LINEAR}
+    for o in gemm:
+        assert o.bound == "compute"
+        assert o.compute_s == pytest.approx(gemm_off[o.name].compute_s * best / share, rel=1e-3)  # peaks: int8 ≈ 4x / 2x fp32
+    assert on.ttft_s > 1.5 * off.ttft_s
+    dec_on, dec_off = (_llamacpp_cpu(device, "int8-g32", "int8", 16, 64, e).tpot_s for e in (True, False))
+    assert dec_on == pytest.approx(dec_off, rel=0.02)
+    f16_on, f16_off = (_llamacpp_cpu(device, "fp16", "fp16", 512, 0, e).ttft_s for e in (True, False))
+    assert f16_on == pytest.approx(f16_off)
+
+
+def test_llamacpp_on_a_gpu_keeps_the_gpu_gemm_model():
+    kw = engine_settings(load_engine("llamacpp").runtime)
+    assert kw["cpu_int8_block_ops"] is not None
+    arch, dev = load_arch("llama-3.1-8b"), load_device("rtx-4090")
+    args = (arch, dev, Layout(), Serving(batch=4, prompt=512, gen=0), Choice(weights="int8-g32", activations="fp16", kv="fp16"))
+    with_engine = estimate_inference(*args, options=RuntimeSettings(**kw))
+    kw["cpu_int8_block_ops"] = None
+    assert with_engine.ttft_s == pytest.approx(estimate_inference(*args, options=RuntimeSettings(**kw)).ttft_s)
+
+
+def test_bad_block_ops_are_named():
+    with pytest.raises(EstimateError, match="block instructions") as info:
+        RuntimeSettings(cpu_int8_block_ops=-1.0)
+    assert info.value.field == "cpu_int8_block_ops"

@@ -111,7 +111,9 @@ def _tensor_types(v: PlanView, ctx: ExportContext, notes: list[str]) -> tuple[di
     owner: dict[str, str] = {}
     for g in v.choices:
         t = _ggml_type(weights_of(v, g), f"choices.{g}.weights", notes)
-        if acts_of(v, g) not in FLOAT16:
+        if acts_of(v, g) not in FLOAT16 and not (acts_of(v, g) == "int8" and t not in ("bf16", "f16", "f32")):
+            # int8 activations with a quantized type are what ggml's CPU matmul does by itself
+            # (activations quantized to the type's vec_dot_type): nothing to set, nothing to note.
             notes.append(f"{g}: llama.cpp picks compute precision per kernel; the plan's {acts_of(v, g)} activations are not set")
         for mod in modules_of(g, ctx):
             name = _gguf_name(mod, f"choices.{g}")

@@ -330,6 +330,7 @@ def engine_assumptions(sup: Any, device: Any, arch: Any = None) -> dict[str, Any
     s = engine_settings(rt)
     decoder = arch is None or getattr(arch, "family", "decoder") == "decoder"
     return {
+        "cpu_int8_gemm_share": _cpu_int8_share(s, device, rt),
         "engine": sup.engine,
         "runtime_context_bytes": s["reserved_bytes"],
         "kv_memory_fraction": s["kv_memory_fraction"],
@@ -338,8 +339,24 @@ def engine_assumptions(sup: Any, device: Any, arch: Any = None) -> dict[str, Any
         "graph_capture": rt.graph_capture,
         "continuous_batching": rt.continuous_batching,
         "step_overhead_s": s["step_overhead_s"],
+        "static_memory_plan": s["static_memory_plan"],
         "source": f"profiles/engines/{sup.engine}.yaml",
     }
+
+
+def _cpu_int8_share(settings: dict[str, Any], device: Any, runtime: Any) -> float | None:
+    """Share of the device's int8 peak the engine's quantized CPU matmul reaches (planner.kernels),
+    None when the engine has none or the engine runs on another unit of the device."""
+    from planner.kernels import cpu_int8_gemm_fraction
+
+    ops = settings.get("cpu_int8_block_ops")
+    unit = runtime.compute_unit or device.compute_units[0].name if device.compute_units else None
+    if ops is None or unit != "cpu":
+        return None
+    try:
+        return cpu_int8_gemm_fraction(ops, device.peak_flops_per_s("int8", unit=unit), device.peak_flops_per_s("fp32", unit=unit))
+    except (KeyError, ValueError):
+        return None
 
 
 def _engine_note(sup: Any, device: Any, arch: Any = None) -> str:
@@ -352,6 +369,12 @@ def _engine_note(sup: Any, device: Any, arch: Any = None) -> str:
     if a["chunked_prefill_tokens"]:
         parts.append(f"chunked prefill: activations of one {a['chunked_prefill_tokens']}-token chunk, not the whole "
                      "batch's prompts at once")
+    if a["cpu_int8_gemm_share"] is not None:
+        parts.append(f"int8 matmuls on the CPU cores at {a['cpu_int8_gemm_share']:.0%} of the int8 peak (the engine's "
+                     "block-quantized kernel, planner.kernels.cpu_int8_gemm_fraction)")
+    if a["static_memory_plan"]:
+        parts.append("static memory plan: KV cache and activations held for the program's whole sequence length "
+                     "(prompt + gen, the export's --max_seq_length)")
     return "; ".join(parts)
 
 
