@@ -293,3 +293,19 @@ def test_serve_refuses_a_taken_port_and_a_bad_log_level(cli):
     r = cli("serve", "--port", "0", "--log-level", "loud")
     assert r.code == 2 and "--log-level must be one of critical, error, warning, info, debug" in r.err, r.err
     assert "internal error" not in r.err
+
+
+# -- objective weights without --objective weighted were accepted and silently ignored (the
+#    plan optimised accuracy alone) --------------------------------------------------------------
+
+def test_objective_weights_without_the_weighted_objective_are_refused(cli, server):
+    with pytest.raises(TierwiseError) as info:
+        planner.plan("llama-3.2-1b", "l4", objective="latency", objective_weights={"latency": 1.0})
+    assert info.value.field == "objective_weights" and "the objective is latency" in str(info.value)
+    r = cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--objective-weights", "latency=1")
+    assert r.code == 2 and r.err.startswith("error: --objective-weights apply to --objective weighted only"), r.err
+    with server.client() as c:
+        r = c.post("/v1/plans", json={"model": "llama-3.2-1b", "hardware": "l4", "objective_weights": {"latency": 1}})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "objective_weights", r.text
+    assert r.json()["error"]["message"].startswith("'objective_weights' apply to 'objective' weighted only")
+    assert planner.plan("llama-3.2-1b", "l4", objective="weighted", objective_weights={"latency": 1.0}) is not None

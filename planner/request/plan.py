@@ -192,6 +192,10 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     if objective == "weighted" and not any(weights.values()):
         raise TierwiseError("{@objective} weighted needs {@objective_weights} with a positive weight, e.g. "
                             "accuracy=1,latency=0.5", field="objective_weights", code="invalid_field")
+    if weights and objective != "weighted":  # they would be ignored: the plan optimises one term
+        raise TierwiseError(f"{{@objective_weights}} apply to {{@objective}} weighted only; the objective is "
+                            f"{objective}: set {{@objective}} weighted or remove {{@objective_weights}}",
+                            field="objective_weights", code="invalid_field")
     formats = None if v["formats"] is None else tuple(
         check_format("formats", f, "weight") for f in check_list("formats", v["formats"]))
     sparsity = () if v["sparsity"] is None else _sparsity(v["sparsity"])  # dense unless asked
