@@ -309,3 +309,24 @@ def test_objective_weights_without_the_weighted_objective_are_refused(cli, serve
     assert r.status_code == 422 and r.json()["error"]["field"] == "objective_weights", r.text
     assert r.json()["error"]["message"].startswith("'objective_weights' apply to 'objective' weighted only")
     assert planner.plan("llama-3.2-1b", "l4", objective="weighted", objective_weights={"latency": 1.0}) is not None
+
+
+# -- a model or hardware *file* that is missing or of the wrong kind named no field (CLI:
+#    "./nope/: expected ...") or a pseudo-field ("field '<file>'"); it names --model / --hardware ---
+
+def test_missing_model_and_hardware_files_name_the_flag(cli, tmp_path):
+    r = cli("estimate", "--model", tmp_path / "nope" / "config.json", "--hardware", "l4", "--json")
+    assert r.code == 2 and '"field": "model"' in r.out, r.out
+    assert f"--model {tmp_path / 'nope' / 'config.json'}: expected an existing config file" in r.out
+    r = cli("estimate", "--model", "llama-3.2-1b", "--hardware", tmp_path / "nope.yaml")
+    assert r.code == 2 and r.err.startswith("error: --hardware ") and "expected an existing hardware profile file" in r.err
+    assert "<file>" not in r.err
+    with pytest.raises(TierwiseError) as info:
+        planner.estimate(str(tmp_path / "nope.json"), "l4")
+    assert info.value.field == "model" and str(info.value).startswith("'model' ")
+    bad = tmp_path / "config.json"  # an error inside the file still names the file's key
+    bad.write_text('{"model_type": "llama", "hidden_size": -1, "num_hidden_layers": 2, "num_attention_heads": 4, '
+                   '"intermediate_size": 64, "vocab_size": 100}')
+    with pytest.raises(TierwiseError) as info:
+        planner.estimate(str(bad), "l4")
+    assert info.value.field == "hidden_size"

@@ -178,16 +178,38 @@ def load_specs(model: Any, hardware: Any) -> tuple[Any, Any]:
     if isinstance(model, ArchSpec):
         arch = model
     elif isinstance(model, str):
-        arch = load_arch(model)
+        arch = _named_file_error(load_arch, model, "model")
     else:
         raise bad("model", "a catalog id, a config path or an ArchSpec", model)
     if isinstance(hardware, DeviceSpec):
         dev = hardware
     elif isinstance(hardware, str):
-        dev = load_device(hardware)
+        dev = _named_file_error(load_device, hardware, "hardware")
     else:
         raise bad("hardware", "a catalog id, a profile path or a DeviceSpec", hardware)
     return arch, dev
+
+
+def _named_file_error(load: Any, ref: str, name: str) -> Any:
+    """``load(ref)``; a file that is missing, has the wrong suffix or is not a mapping at all is
+    an error naming the request field (``--model ./nope/: ...``), not a pseudo-field of the
+    file (``<file>``) or none. Errors inside a file keep naming the file's own key."""
+    from hwmodels.errors import ProfileError, describe_value
+
+    from planner.archspec import ModelConfigError
+
+    try:
+        return load(ref)
+    except ModelConfigError as exc:
+        if exc.field is not None:
+            raise
+        raise TierwiseError(f"{{@{name}}} {exc.path}: {exc.expected}; got {exc.got}", field=name,
+                            code=exc.code) from None
+    except ProfileError as exc:
+        if not exc.field.startswith("<"):
+            raise
+        raise TierwiseError(f"{{@{name}}} {exc.path}: expected {exc.expected}; got {describe_value(exc.got)}", field=name,
+                            code=exc.code) from None
 
 
 # ---------------------------------------------------------------------------
