@@ -330,3 +330,9 @@ def test_missing_model_and_hardware_files_name_the_flag(cli, tmp_path):
     with pytest.raises(TierwiseError) as info:
         planner.estimate(str(bad), "l4")
     assert info.value.field == "hidden_size"
+
+
+def test_on_device_engine_for_training_reads_an_on_device_engine(cli):
+    r = cli("estimate", "--mode", "training", "--model", "llama-3.2-1b", "--hardware", "iphone-15-pro", "--engine",
+            "executorch")
+    assert r.code == 2 and "ExecuTorch (executorch) is an on-device engine, not a training one" in r.err, r.err

@@ -62,7 +62,8 @@ def _not_a_training_engine(spec: Any, device: Any) -> None:
 
     fits = [e for e in list_engines()
             if load_engine(e).kind == "training" and load_engine(e).support(device) is not None]
-    raise EngineSupportError(f"{{@engine}}: {spec.name} ({spec.id}) is a {spec.kind} engine, not a training one; "
+    article = "an" if spec.kind[:1] in "aeiou" else "a"  # an on-device engine
+    raise EngineSupportError(f"{{@engine}}: {spec.name} ({spec.id}) is {article} {spec.kind} engine, not a training one; "
                              f"training engines on {device.id}: {', '.join(fits) or 'none'}", field="engine")
 
 
