@@ -336,3 +336,19 @@ def test_on_device_engine_for_training_reads_an_on_device_engine(cli):
     r = cli("estimate", "--mode", "training", "--model", "llama-3.2-1b", "--hardware", "iphone-15-pro", "--engine",
             "executorch")
     assert r.code == 2 and "ExecuTorch (executorch) is an on-device engine, not a training one" in r.err, r.err
+
+
+# -- a profile file that reuses a catalog id (an L4 profile with id h100-sxm): its plan exported
+#    against the catalog device (vLLM's gpu_memory_utilization over 80 GB instead of 24 GB) ----
+
+def test_export_of_a_plan_for_a_profile_that_reuses_a_catalog_id_uses_the_plans_device(cli, tmp_path):
+    from pathlib import Path
+
+    l4 = (Path(__file__).resolve().parents[1] / "profiles" / "hardware" / "l4.yaml").read_text()
+    profile = tmp_path / "lab.yaml"
+    profile.write_text(l4.replace("\nid: l4\n", "\nid: h100-sxm\n"))
+    plan_file = tmp_path / "plan.yaml"
+    assert cli("plan", "--model", "llama-3.2-1b", "--hardware", profile, "--out", plan_file).code == 0
+    r = cli("export", plan_file, "--format", "vllm", "--json")
+    assert r.code == 0, r.err
+    assert "/ 24.00 GB" in r.out and "/ 80.00 GB" not in r.out, r.out

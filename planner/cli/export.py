@@ -42,6 +42,8 @@ def export(
         dev = load_device(d["hardware"])
     except Exception:  # noqa: BLE001 - likewise for hardware: capacity then comes from the plan
         dev = None
+    if dev is not None and d.get("hardware_hash") not in (None, f"sha256:{dev.content_hash}"):
+        dev = None  # a profile file that reused a catalog id (an L4 called h100-sxm): the plan knows its device
     ctx = ExportContext(
         model_path=model_path,
         modules=group_modules(arch) if arch is not None else None,
