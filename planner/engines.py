@@ -87,6 +87,10 @@ class Runtime:
     # The engine's quantized CPU matmul kernel family (planner.kernels.CPU_INT8_GEMM_BLOCK_OPS),
     # None when the engine's int8 GEMMs on a CPU reach the device's best-shape fraction.
     cpu_int8_gemm: str | None = None
+    # Weights kept in a format the GEMM does not compute in are dequantized by a kernel of their own
+    # into a 16-bit buffer that the GEMM then reads (DeepSpeed-Inference's int8 path), not inside
+    # the GEMM's tiles.
+    separate_dequant: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,9 +232,9 @@ def _formats(reader: _Reader, key: str, *, empty_ok: bool = False) -> tuple[str,
 
 _RUNTIME_FLAGS = ("graph_capture", "chunked_prefill", "paged_kv", "continuous_batching", "tp_comm_overlap",
                   "grad_reduce_overlap", "fused_attention", "fused_elementwise", "static_memory_plan",
-                  "untie_quantized_head")
+                  "untie_quantized_head", "separate_dequant")
 _OPTIONAL_FLAGS = {"tp_comm_overlap": False, "grad_reduce_overlap": False, "fused_attention": True, "fused_elementwise": True,
-                   "static_memory_plan": False, "untie_quantized_head": False}
+                   "static_memory_plan": False, "untie_quantized_head": False, "separate_dequant": False}
 
 
 def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:

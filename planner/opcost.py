@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 
 # Fraction of streaming bandwidth that decode attention reaches when gathering the KV cache from
 # paged blocks. Fitted (benchmarks/fitted.py, grid 0.3–1.0): the value minimising the median error
-# over every published row; benchmarks/published.py --cv loso refits it without each source.
-KV_GATHER_EFFICIENCY = 0.9
+# over every published row (0.8 at 244 rows; 0.9 before the DeepSpeed-Inference and MLC LLM rows);
+# benchmarks/published.py --cv loso refits it without each source.
+KV_GATHER_EFFICIENCY = 0.8
 
 # Compute precisions below 16 bits that run on their own (low precision) units.
 _LOW_PRECISION_COMPUTE = {"fp8": 8, "int8": 8, "int4": 4, "fp4": 4}
@@ -253,6 +254,11 @@ def op_cost(
     epilogue = op.kind == CONV and options is not None and not options.fused_elementwise and not fused
     if epilogue:
         act_bytes += conv_epilogue_bytes(load.act_out_elems / shard, nm.act_bits / 8.0)
+    separate = _separate_dequant(op, nm, options, fused) and w_elems > 0
+    if separate:
+        # The dequantizing kernel writes the weights at the activations' width and the GEMM reads
+        # them back: two more passes over a 16-bit copy (a transient buffer, counted here).
+        act_bytes += 2.0 * w_elems * nm.act_bits / 8.0
     memory_s = _memory_s(op, ph, device, load, dev_w, act_bytes, kv_bytes)
     compute_s, precision = _compute_s(op, device, nm, flops, _shape_factor(op, ph, device, load, shard, options),
                                       precise=options is not None, best=_cpu_int8_fraction(op, device, nm, options))
@@ -261,6 +267,8 @@ def op_cost(
         compute_s /= options.compute_share
         deq_s /= options.compute_share
     overhead = (device.efficiency.kernel_overhead_s if not fused else 0.0) + host_overhead_s
+    if separate:
+        overhead += device.efficiency.kernel_overhead_s  # the dequantizing kernel's own launch
     if epilogue:
         # The BatchNorm and ReLU kernels launch like the conv; each is one ATen kernel, while the
         # eager host overhead is priced per modelled operator of ATEN_KERNELS_PER_OP kernels.
@@ -363,6 +371,13 @@ def _shape_factor(op: OpShape, ph: Phase, device: DeviceSpec, load: OpLoad, shar
         keys = (ph.encoder_tokens if op.cross else ph.context + ph.tokens) or ph.tokens
         return -flash_attention_fraction(keys)  # negative: an absolute fraction of the 16-bit peak
     return None
+
+
+def _separate_dequant(op: OpShape, nm: DeviceNumerics, options: RuntimeSettings | None, fused: bool) -> bool:
+    """True when the engine dequantizes this GEMM's weights with a kernel of their own
+    (RuntimeSettings.separate_dequant) and the weights need dequantizing at all."""
+    return (options is not None and options.separate_dequant and not fused and nm.dequant_ops_per_weight > 0
+            and op.kind in (LINEAR, LM_HEAD, ROUTER))
 
 
 def _cpu_int8_fraction(op: OpShape, device: DeviceSpec, nm: DeviceNumerics, options: RuntimeSettings | None) -> float | None:

@@ -69,6 +69,9 @@ class RuntimeSettings:
     # Vector instructions per 32-value block pair beside the dot product in the engine's quantized
     # CPU matmul (planner.kernels.CPU_INT8_GEMM_BLOCK_OPS); None: the device's best-shape fraction.
     cpu_int8_block_ops: float | None = None
+    # Weights dequantized by a kernel of their own into a 16-bit buffer the GEMM reads
+    # (planner.engines.Runtime.separate_dequant).
+    separate_dequant: bool = False
 
     def __post_init__(self) -> None:
         if self.kv_token_budget is not None and (isinstance(self.kv_token_budget, bool) or not isinstance(self.kv_token_budget, int) or self.kv_token_budget < 1):
@@ -115,6 +118,7 @@ def engine_settings(runtime) -> dict:
         "untie_quantized_head": runtime.untie_quantized_head,
         # Read at call time: benchmarks/fitted.py patches the table for cross-validation.
         "cpu_int8_block_ops": CPU_INT8_GEMM_BLOCK_OPS[runtime.cpu_int8_gemm] if runtime.cpu_int8_gemm else None,
+        "separate_dequant": runtime.separate_dequant,
     }
 
 
@@ -127,6 +131,6 @@ _FLOAT_BITS = {"fp32": 32.0, "fp16": 16.0, "bf16": 16.0}
 # ≈ 7–8 µs of dispatcher + launch per kernel and ≈ 4–5 kernels per modelled operator (a Llama
 # layer runs ~50 ATen ops for the 11 operators modelled here) → ≈ 35 µs per operator. The
 # DeepLearningExamples ResNet-50 table shows the effect (batch-1 AMP slower than fp32: launch bound).
-# Fitted (benchmarks/fitted.py EAGER_OVERHEAD_S, grid 10–70 µs): 20 µs minimises the median error over
-# every published row; --cv loso refits it without each source.
-RUNTIME_OVERHEAD_S = {"graph": 0.0, "eager": 20e-6}
+# Fitted (benchmarks/fitted.py EAGER_OVERHEAD_S, grid 10–70 µs): 35 µs minimises the median error over
+# every published row at 244 rows (20 µs before); --cv loso refits it without each source.
+RUNTIME_OVERHEAD_S = {"graph": 0.0, "eager": 35e-6}

@@ -305,3 +305,38 @@ def test_bad_block_ops_are_named():
     with pytest.raises(EstimateError, match="block instructions") as info:
         RuntimeSettings(cpu_int8_block_ops=-1.0)
     assert info.value.field == "cpu_int8_block_ops"
+
+
+# ---- an engine that dequantizes weights with a kernel of its own (DeepSpeed-Inference int8) -------
+
+
+def _ds_decode(weights: str, separate: bool) -> float:
+    from planner.engines import support
+
+    dev = load_device("a100-80gb-sxm")
+    kw = engine_settings(support("deepspeed-inference", dev).runtime)
+    assert kw["separate_dequant"] is True
+    kw["separate_dequant"] = separate
+    est = estimate_inference(load_arch("llama-2-7b"), dev, Layout(), Serving(batch=1, prompt=16, gen=64),
+                             Choice(weights=weights, activations="fp16", kv="fp16"), options=RuntimeSettings(**kw))
+    return est.tpot_s
+
+
+def test_separate_dequant_pass_makes_int8_decode_slower_than_fp16():
+    """DeepSpeed's int8 GEMM writes an fp16 copy of the weights and cuBLAS reads it back: a
+    weight-bound decode moves 1 + 2 + 2 bytes per weight instead of 2 (fp16) or ~1 (fused)."""
+    fp16 = _ds_decode("fp16", True)
+    assert _ds_decode("fp16", True) == pytest.approx(_ds_decode("fp16", False))  # nothing to dequantize
+    fused, separate = _ds_decode("int8", False), _ds_decode("int8", True)
+    assert fused < fp16 < separate
+    assert separate / fp16 == pytest.approx(2.5, rel=0.2)
+
+
+def test_separate_dequant_is_a_named_engine_fact():
+    import yaml
+    from importlib import resources
+
+    data = yaml.safe_load(resources.files("profiles").joinpath("engines/deepspeed-inference.yaml").read_text())
+    data["runtime"]["separate_dequant"] = "sometimes"
+    with pytest.raises(TierwiseError, match="separate_dequant"):
+        load_engine_from_dict(data)

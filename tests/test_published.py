@@ -62,11 +62,12 @@ def in_sample(pub, rows):
 #   inference 11.1 / 36.8 / +4.2   training 5.7 / 18.7 / +3.6 (kernel-level training model; 22.8 / 53.9 / +22.8 before)
 #   memory 23.2 / 31.8 / -23.2 (ExecuTorch memory facts, MiB; 35.5 / 57.0 / -35.5 before)   finetune-memory 6.0 / 6.5 / -6.0
 # At 244 rows (+23 MLC LLM rows, 3 predicted; +18 DeepSpeed-Inference BLOOM-176B rows, all predicted):
-#   inference 12.2 / 63.4 / +3.3. The p90 limit moved from 40% to 65% (the new figure plus < 2 points), not
-#   for a model change: the 12 DeepSpeed int8 rows are -43% to -71% (DeepSpeed's kernel-injection int8 GEMM
-#   dequantizes each weight to an fp16 buffer before a cuBLAS fp16 GEMM, which the model does not price).
+#   inference 12.2 / 63.4 / +3.3 while the 12 DeepSpeed int8 rows were -43% to -71% (its kernel-injection int8
+#   GEMM dequantizes each weight into an fp16 buffer before a cuBLAS fp16 GEMM); with that pass priced
+#   (engine runtime separate_dequant) and the shipped constants at the all-row fit (gather 0.8, eager 35 us):
+#   inference 11.4 / 34.0 / -0.5.
 LOSO_LIMITS = {  # category: (median, p90, |signed median|) as fractions
-    "inference": (0.14, 0.65, 0.07),
+    "inference": (0.14, 0.38, 0.04),
     "training": (0.08, 0.22, 0.06),
     "memory": (0.30, 0.41, 0.30),
     "finetune-memory": (0.09, 0.10, 0.09),

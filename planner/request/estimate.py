@@ -353,6 +353,7 @@ def engine_assumptions(sup: Any, device: Any, arch: Any = None) -> dict[str, Any
     decoder = arch is None or getattr(arch, "family", "decoder") == "decoder"
     return {
         "cpu_int8_gemm_share": _cpu_int8_share(s, device, rt),
+        "separate_dequant": s["separate_dequant"],
         "engine": sup.engine,
         "runtime_context_bytes": s["reserved_bytes"],
         "kv_memory_fraction": s["kv_memory_fraction"],
@@ -391,6 +392,9 @@ def _engine_note(sup: Any, device: Any, arch: Any = None) -> str:
     if a["chunked_prefill_tokens"]:
         parts.append(f"chunked prefill: activations of one {a['chunked_prefill_tokens']}-token chunk, not the whole "
                      "batch's prompts at once")
+    if a["separate_dequant"]:
+        parts.append("weights stored below 16 bits are dequantized into a 16-bit copy by a kernel of their own before "
+                     "each GEMM (read, write and read again)")
     if a["cpu_int8_gemm_share"] is not None:
         parts.append(f"int8 matmuls on the CPU cores at {a['cpu_int8_gemm_share']:.0%} of the int8 peak (the engine's "
                      "block-quantized kernel, planner.kernels.cpu_int8_gemm_fraction)")
