@@ -380,6 +380,13 @@ def _separate_dequant(op: OpShape, nm: DeviceNumerics, options: RuntimeSettings 
             and op.kind in (LINEAR, LM_HEAD, ROUTER))
 
 
+def runs_on_cpu(device: DeviceSpec, compute_unit: str | None) -> bool:
+    """Whether an engine that names ``compute_unit`` (None: the device's first unit) computes on
+    the device's CPU cores."""
+    unit = compute_unit if compute_unit is not None and compute_unit in device.unit_names else None
+    return (unit or (device.compute_units[0].name if device.compute_units else None)) == "cpu"
+
+
 def _cpu_int8_fraction(op: OpShape, device: DeviceSpec, nm: DeviceNumerics, options: RuntimeSettings | None) -> float | None:
     """The engine's quantized-matmul share of the int8 peak for a GEMM run on CPU cores
     (planner.kernels.cpu_int8_gemm_fraction), or None: the device's best-shape fraction."""
@@ -387,8 +394,7 @@ def _cpu_int8_fraction(op: OpShape, device: DeviceSpec, nm: DeviceNumerics, opti
         return None
     if op.kind not in (LINEAR, LM_HEAD, ROUTER) or not nm.vector_flops_per_s:
         return None
-    unit = _unit(device, options) or device.compute_units[0].name
-    if unit != "cpu":
+    if not runs_on_cpu(device, options.compute_unit):
         return None
     return cpu_int8_gemm_fraction(options.cpu_int8_block_ops, nm.peak_flops_per_s, nm.vector_flops_per_s)
 

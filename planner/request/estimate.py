@@ -371,13 +371,13 @@ def _cpu_int8_share(settings: dict[str, Any], device: Any, runtime: Any) -> floa
     """Share of the device's int8 peak the engine's quantized CPU matmul reaches (planner.kernels),
     None when the engine has none or the engine runs on another unit of the device."""
     from planner.kernels import cpu_int8_gemm_fraction
+    from planner.opcost import runs_on_cpu
 
     ops = settings.get("cpu_int8_block_ops")
-    unit = runtime.compute_unit or device.compute_units[0].name if device.compute_units else None
-    if ops is None or unit != "cpu":
+    if ops is None or not runs_on_cpu(device, runtime.compute_unit):
         return None
     try:
-        return cpu_int8_gemm_fraction(ops, device.peak_flops_per_s("int8", unit=unit), device.peak_flops_per_s("fp32", unit=unit))
+        return cpu_int8_gemm_fraction(ops, device.peak_flops_per_s("int8", unit="cpu"), device.peak_flops_per_s("fp32", unit="cpu"))
     except (KeyError, ValueError):
         return None
 
