@@ -4,7 +4,9 @@
   exit code, stdout and stderr (``code, out, err = cli("estimate", ...)``);
 - ``tierwise_bin``: a folder whose ``tierwise`` runs *this* checkout's command line, to put on
   ``PATH`` for tests that run commands as a user types them;
-- ``INTERNAL``: the text every unexpected exception prints (no user-facing error may show it).
+- ``INTERNAL``: the text every unexpected exception prints (no user-facing error may show it);
+- ``quick_calibration``: one real ``calibrate("cpu", quick=True)`` of this machine and the
+  progress steps it reported, shared read-only by the tests that check a real measurement.
 
 Test files import nothing from here: pytest hands the fixtures to the tests that name them
 (``tests/api/conftest.py`` adds the REST client fixtures).
@@ -67,3 +69,14 @@ def user_env(tierwise_bin, tmp_path) -> dict[str, str]:
     env["TIERWISE_DATA_DIR"] = str(tmp_path / "data")
     env.pop("TIERWISE_DEBUG", None)
     return env
+
+
+@pytest.fixture(scope="session")
+def quick_calibration():
+    """``(result, steps)`` of one quick calibration of this machine (about half a minute):
+    the tests that read a real measurement share it instead of measuring again."""
+    from planner.execution.calibrate import calibrate
+
+    steps: list[tuple[int, int]] = []
+    result = calibrate("cpu", quick=True, progress=lambda what, i, n: steps.append((i, n)))
+    return result, tuple(steps)
