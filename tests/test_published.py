@@ -75,8 +75,9 @@ LOSO_LIMITS = {  # category: (median, p90, |signed median|) as fractions
 
 
 @pytest.mark.slow
-def test_cross_validated_error_per_category_within_measured_levels(pub, report, rows):
-    ev = pub.evaluate(rows, cv=True)
+def test_cross_validated_error_per_category_within_measured_levels(report, rows, published_evaluation):
+    evaluated_rows, ev = published_evaluation  # pub.evaluate(rows, cv=True), shared with test_intervals
+    assert evaluated_rows == rows
     stats = report.summary((i, r.category, r.error) for i, r in ev["held"].items() if r.error is not None)
     for cat, (med, p90, bias) in LOSO_LIMITS.items():
         assert cat in stats, f"no {cat} rows predicted"
