@@ -1,6 +1,7 @@
 """Results of the inference cost model (:mod:`planner.costmodel`): per-operator, per-phase,
 memory and whole-estimate records, and the per-decision-group costs the planner's ILP
-consumes. Frozen dataclasses; ``to_dict`` gives their JSON form."""
+consumes. Frozen dataclasses (the per-operator record excepted, hashable by value all the same);
+``to_dict`` gives their JSON form."""
 
 from __future__ import annotations
 
