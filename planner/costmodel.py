@@ -201,12 +201,14 @@ def _phase_ops(
         rows: Iterable[_OpRow] = _op_rows(work, device, layout, default, overrides, options)
     else:
         rows = _uniform_op_rows(work, device, layout, default, options)
+    cp_attention = layout.cp > 1
     for op, st, ch, name, cnt, share in rows:
         c, streamed = op_cost(op, ph, device, ch, layout, name=name, count=cnt, weights_on_device=on_device,
                               options=options, static=st)
-        comm = _op_comm(op, ph, device, ch, layout, c.time_s)
-        if comm:
-            c = _with_comm(c, comm)
+        if op.allreduce_after or (cp_attention and op.kind == ATTENTION):
+            comm = _op_comm(op, ph, device, ch, layout, c.time_s)
+            if comm:
+                c = _with_comm(c, comm)
         yield c, streamed, cnt * share
 
 

@@ -321,7 +321,7 @@ def op_cost(
     w_elems = load.weight_elems_read * st.work_share
     w_bytes = w_elems * st.w_byte
     act_bytes = (load.act_in_elems + load.act_out_elems) * st.act_byte
-    kv_bytes = _kv_traffic_bytes(op, ph, load, choice, st, options)
+    kv_bytes = _kv_traffic_bytes(op, ph, load, choice, st, options) if op.kind == ATTENTION else 0.0
     dev_w = w_bytes * weights_on_device
     if st.unfused_scores:
         act_bytes += _unfused_scores_bytes(op, ph, st.shard, nm)
@@ -335,7 +335,7 @@ def op_cost(
     memory_s = _memory_s(op, ph, device, load, dev_w, act_bytes, kv_bytes, st.bandwidth)
     compute_s, precision = _compute_s(op, device, nm, flops, _shape_factor(op, ph, device, load, st, options),
                                       precise=st.precise, best=st.best)
-    deq_s = _dequant_s(op, device, nm, load, w_elems)
+    deq_s = _dequant_s(op, device, nm, load, w_elems) if nm.dequant_ops_per_weight else 0.0
     if st.compute_share < 1.0:
         compute_s /= st.compute_share
         deq_s /= st.compute_share
