@@ -132,6 +132,20 @@ def kv_proj_share(op: OpShape, options: RuntimeSettings | None) -> float:
 def device_numerics(device: DeviceSpec, choice: Choice, rows: int, cols: int, unit: str | None = None) -> DeviceNumerics:
     """What ``choice`` resolves to on ``device`` for a ``rows × cols`` weight; ``unit`` names the
     compute unit the engine runs on (None: the device's first unit that runs the precision)."""
+    base = _choice_numerics(device, choice, unit)
+    return replace(base, weight_bits=_weight_bits(choice.weights, choice.sparsity, rows, cols))
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _weight_bits(weights: str, sparsity: str, rows: int, cols: int) -> float:
+    # Sparsity thins the elements; scales stay per dense group (Sparse-Marlin layout).
+    return combined_bits_per_weight(resolve_format(weights, "weights"), parse_sparsity(sparsity), rows, cols)
+
+
+@functools.lru_cache(maxsize=4096)
+def _choice_numerics(device: DeviceSpec, choice: Choice, unit: str | None) -> DeviceNumerics:
+    """Everything of :func:`device_numerics` but the weight bits (which depend on the matrix
+    shape through group sizes); ``weight_bits`` here is the 1 × 1 matrix's, replaced by the caller."""
     w = resolve_format(choice.weights, "weights")
     a = resolve_format(choice.activations, "activations")
     kv = resolve_format(choice.kv, "kv")
@@ -150,8 +164,7 @@ def device_numerics(device: DeviceSpec, choice: Choice, rows: int, cols: int, un
     if not kv.is_kv:
         raise EstimateError("kv", f"'{kv.name}' is not a KV-cache format")
 
-    # Sparsity thins the elements; scales stay per dense group (Sparse-Marlin layout).
-    wbits = combined_bits_per_weight(w, sp, rows, cols)
+    wbits = _weight_bits(choice.weights, choice.sparsity, 1, 1)
     abits = float(a.element_bits)
     kvbits = kv.bits_per_value(None, None)
 
