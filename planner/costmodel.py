@@ -237,7 +237,10 @@ def _op_rows(work: Workload, device: DeviceSpec, layout: Layout, default: Choice
 
 @functools.lru_cache(maxsize=1024)
 def _uniform_op_rows_cached(arch: ArchSpec, device: DeviceSpec, layout: Layout, choice: Choice,
-                            options: RuntimeSettings) -> tuple[_OpRow, ...]:
+                            options: RuntimeSettings, host_overhead_s: float) -> tuple[_OpRow, ...]:
+    # ``host_overhead_s`` is options.host_overhead_s, a module-level table a cross-validation run
+    # sets per fold (benchmarks/fitted.py): part of the key, so a row built under one value is
+    # never served under another.
     return tuple(_op_rows(build_workload(arch), device, layout, choice, None, options))
 
 
@@ -248,7 +251,7 @@ def _uniform_op_rows(work: Workload, device: DeviceSpec, layout: Layout, choice:
     are not hashable, and a workload not built from its architecture is not cached either)."""
     if options.placement is not None or build_workload(work.arch) is not work:
         return tuple(_op_rows(work, device, layout, choice, None, options))
-    return _uniform_op_rows_cached(work.arch, device, layout, choice, options)
+    return _uniform_op_rows_cached(work.arch, device, layout, choice, options, options.host_overhead_s)
 
 
 def _elementwise_cost(work: Workload, ph: Phase, device: DeviceSpec, layout: Layout, choice: Choice,

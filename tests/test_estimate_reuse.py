@@ -4,7 +4,9 @@ uniform fast path must equal the per-layer path it short-cuts."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +98,26 @@ def test_operator_records_compare_and_hash_by_value():
     b = estimate_inference(arch, dev, Layout(), Serving(batch=2, prompt=32, gen=4), Choice())
     assert a.prefill.ops == b.prefill.ops
     assert {hash(o) for o in a.prefill.ops} == {hash(o) for o in b.prefill.ops}
+
+
+def test_a_fitted_constant_set_for_a_run_reaches_the_reused_rows():
+    """Cross-validation sets fitted constants per fold (benchmarks/fitted.py); the reused operator
+    rows must not serve a value computed under the previous setting."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fitted.py"
+    spec = importlib.util.spec_from_file_location("tierwise_bench_fitted", path)
+    fitted = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fitted)
+    settings = fitted.settings
+
+    arch, dev = load_arch("llama-3.2-1b"), load_device("ryzen-9-7950x")
+    opts = RuntimeSettings(runtime="eager")
+    serving = Serving(batch=1, prompt=32, gen=8)
+
+    def tpot() -> float:
+        return estimate_inference(arch, dev, Layout(), serving, Choice(), options=opts).tpot_s
+
+    before = tpot()
+    with settings({"EAGER_OVERHEAD_S": 70e-6}):
+        slower = tpot()
+    assert slower > before
+    assert tpot() == before
