@@ -132,8 +132,9 @@ def kv_proj_share(op: OpShape, options: RuntimeSettings | None) -> float:
 def device_numerics(device: DeviceSpec, choice: Choice, rows: int, cols: int, unit: str | None = None) -> DeviceNumerics:
     """What ``choice`` resolves to on ``device`` for a ``rows × cols`` weight; ``unit`` names the
     compute unit the engine runs on (None: the device's first unit that runs the precision)."""
-    base = _choice_numerics(device, choice, unit)
-    return replace(base, weight_bits=_weight_bits(choice.weights, choice.sparsity, rows, cols))
+    b = _choice_numerics(device, choice, unit)
+    return DeviceNumerics(_weight_bits(choice.weights, choice.sparsity, rows, cols), b.act_bits, b.kv_bits, b.precision,
+                          b.peak_flops_per_s, b.dequant_ops_per_weight, b.vector_flops_per_s, b.density, b.curve_scale)
 
 
 @functools.lru_cache(maxsize=1 << 14)
