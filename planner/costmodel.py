@@ -531,7 +531,7 @@ def estimate_inference(
     out_tokens = b * serving.gen if generative else 0
     output_tps = dp * out_tokens / latency if latency > 0 and out_tokens else 0.0
     decode_tps = dp * b / tpot if tpot > 0 else 0.0
-    prompt_tokens = b * (serving.prompt if arch.family not in ("cnn",) else 1)
+    prompt_tokens = b * tokens_per_sample(arch, serving.prompt)  # a CNN: 1 per image; a ViT: its patches
     prefill_tps = dp * prompt_tokens / ttft if ttft > 0 else 0.0
     samples = dp * b / latency if latency > 0 else 0.0
 
