@@ -23,6 +23,14 @@ class FrozenDict(Mapping[K, V]):
     def __getitem__(self, key: K) -> V:
         return self._data[key]
 
+    # The Mapping mixins' get and __contains__ go through __getitem__ and an exception; the
+    # cost model looks keys up in every operator's pricing, so these ask the dict directly.
+    def get(self, key: K, default: Any = None) -> Any:
+        return self._data.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
     def __iter__(self) -> Iterator[K]:
         return iter(self._data)
 

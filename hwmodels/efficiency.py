@@ -123,7 +123,7 @@ class Efficiency:
     @staticmethod
     def _curve(size: float, maximum: float, half: float, what: str) -> float:
         # Fast path for the cost model's finite float sizes; anything else is validated.
-        if not (type(size) is float and 0.0 <= size < math.inf) and (not is_number(size) or size < 0):
+        if not ((type(size) is float or type(size) is int) and 0 <= size < math.inf) and (not is_number(size) or size < 0):
             raise ValueError(f"{what} must be a number >= 0; got {size!r}")
         return max(maximum * size / (size + half), FLOOR_SHARE_OF_MAX * maximum)
 
@@ -150,7 +150,7 @@ class Efficiency:
         (not made monotone: BLAS kernels switch code paths at some row counts, and the
         measurement says where); 1.0 without a table.
         """
-        if not (type(rows) is float and 0.0 <= rows < math.inf) and (not is_number(rows) or rows < 0):
+        if not ((type(rows) is float or type(rows) is int) and 0 <= rows < math.inf) and (not is_number(rows) or rows < 0):
             raise ValueError(f"rows must be a number >= 0; got {rows!r}")
         if not self.gemm_rows_points:
             return 1.0

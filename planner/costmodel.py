@@ -26,7 +26,7 @@ Model, per operator instance on one device (details and error analysis in docs/c
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 
 from hwmodels import DeviceSpec
@@ -50,9 +50,11 @@ from planner.opcost import (
     KV_GATHER_EFFICIENCY,
     device_numerics,
     kv_proj_share,
+    OpStatic,
     low_rank_factor,
     matrix_shape,
     op_cost,
+    op_static,
     shard_factor,
 )
 from planner.placement import (
@@ -195,33 +197,61 @@ def _phase_ops(
     """Every operator row of one pass: (cost with its communication, weight bytes streamed
     from slower tiers, instances it stands for). Layers of a repeated block share one row
     unless per-group overrides make them differ."""
+    if overrides:
+        rows: Iterable[_OpRow] = _op_rows(work, device, layout, default, overrides, options)
+    else:
+        rows = _uniform_op_rows(work, device, layout, default, options)
+    cp_attention = layout.cp > 1
+    for op, st, ch, name, cnt, share in rows:
+        c, streamed = op_cost(op, ph, device, ch, layout, name=name, count=cnt, weights_on_device=on_device,
+                              options=options, static=st)
+        if op.allreduce_after or (cp_attention and op.kind == ATTENTION):
+            comm = _op_comm(op, ph, device, ch, layout, c.time_s)
+            if comm:
+                c = _with_comm(c, comm)
+        yield c, streamed, cnt * share
+
+
+# One operator row of a pass: (operator, its phase-independent cost terms, its choice, its name,
+# the layer instances it stands for, the share of them that run it under cross-layer KV sharing).
+_OpRow = tuple[OpShape, OpStatic, Choice, str, int, float]
+
+
+def _op_rows(work: Workload, device: DeviceSpec, layout: Layout, default: Choice, overrides: ChoiceMap | None,
+             options: RuntimeSettings) -> Iterator[_OpRow]:
     choice_for = _choice_fn(default, overrides)
     uniform = not overrides
     for b in work.blocks:
         instances = [(0, b.count)] if uniform else [(i, 1) for i in range(b.count)]
+        # Dataflow devices fuse a layer's operators (activations stay on chip).
         for i, cnt in instances:
             for op in b.ops:
                 ch = choice_for(b, i, op)
                 name = f"{b.prefix}.{{i}}.{op.name}" if uniform and b.repeated else b.fqn(i, op)
-                c, streamed = op_cost(
-                    op,
-                    ph,
-                    device,
-                    ch,
-                    layout,
-                    name=name,
-                    count=cnt,
-                    weights_on_device=on_device,
-                    # Dataflow devices fuse a layer's operators (activations stay on chip).
-                    fused=device.dataflow_fusion and op.kind not in (EMBEDDING, LM_HEAD) and b.repeated,
-                    host_overhead_s=options.host_overhead_s,
-                    options=options,
-                )
-                comm = _op_comm(op, ph, device, ch, layout, c.time_s)
-                if comm:
-                    c = _with_comm(c, comm)
+                fused = device.dataflow_fusion and op.kind not in (EMBEDDING, LM_HEAD) and b.repeated
+                st = op_static(op, device, ch, layout, fused=fused, host_overhead_s=options.host_overhead_s,
+                               options=options)
                 # Cross-layer KV sharing: only 1 in kv_share_layers layers runs its K/V projection.
-                yield c, streamed, cnt * kv_proj_share(op, options)
+                yield op, st, ch, name, cnt, kv_proj_share(op, options)
+
+
+@functools.lru_cache(maxsize=1024)
+def _uniform_op_rows_cached(arch: ArchSpec, device: DeviceSpec, layout: Layout, choice: Choice,
+                            options: RuntimeSettings, host_overhead_s: float) -> tuple[_OpRow, ...]:
+    # ``host_overhead_s`` is options.host_overhead_s, a module-level table a cross-validation run
+    # sets per fold (benchmarks/fitted.py): part of the key, so a row built under one value is
+    # never served under another.
+    return tuple(_op_rows(build_workload(arch), device, layout, choice, None, options))
+
+
+def _uniform_op_rows(work: Workload, device: DeviceSpec, layout: Layout, choice: Choice,
+                     options: RuntimeSettings) -> tuple[_OpRow, ...]:
+    """The operator rows of a pass where every layer has ``choice``: they do not depend on the
+    phase, so a sweep over batch and sequence builds them once (options with a placement map
+    are not hashable, and a workload not built from its architecture is not cached either)."""
+    if options.placement is not None or build_workload(work.arch) is not work:
+        return tuple(_op_rows(work, device, layout, choice, None, options))
+    return _uniform_op_rows_cached(work.arch, device, layout, choice, options, options.host_overhead_s)
 
 
 def _elementwise_cost(work: Workload, ph: Phase, device: DeviceSpec, layout: Layout, choice: Choice,
@@ -346,7 +376,7 @@ def memory_report(
     weights_dev = max(stage_bytes)
     generative = arch.family in ("decoder", "encoder_decoder")
     kv_tokens = static_kv_tokens(serving, options) if generative else 0
-    kv_layers = [serving.batch * x for x in kv_layer_bytes(work, device, choice, layout.tp, kv_tokens, options)]
+    kv_layers = [serving.batch * x for x in _kv_layer_bytes(work, device, choice, layout.tp, kv_tokens, options)]
     # The busiest pipeline stage sets the memory per device; CP shards the cache by position.
     kv_stages = [x / layout.cp for x in split_stages(kv_layers, layout.pp)] if kv_layers else [0.0] * layout.pp
     w_stages = stage_bytes if len(stage_bytes) == layout.pp else [weights_dev] * layout.pp
@@ -385,6 +415,21 @@ def memory_report(
         offloaded_kv_bytes=offloaded_kv,
     )
     return rep, fractions
+
+
+def _kv_layer_bytes(work: Workload, device: DeviceSpec, choice: Choice, tp: int, tokens: int,
+                    options: RuntimeSettings) -> Sequence[float]:
+    """:func:`planner.placement.kv_layer_bytes`, computed once per configuration and cached-token
+    count (it does not depend on the batch)."""
+    if options.placement is not None or build_workload(work.arch) is not work:
+        return kv_layer_bytes(work, device, choice, tp, tokens, options)
+    return _kv_layer_bytes_cached(work.arch, device, choice, tp, tokens, options)
+
+
+@functools.lru_cache(maxsize=1024)
+def _kv_layer_bytes_cached(arch: ArchSpec, device: DeviceSpec, choice: Choice, tp: int, tokens: int,
+                           options: RuntimeSettings) -> tuple[float, ...]:
+    return tuple(kv_layer_bytes(build_workload(arch), device, choice, tp, tokens, options))
 
 
 def static_kv_tokens(serving: Serving, options: RuntimeSettings) -> int:
@@ -486,7 +531,7 @@ def estimate_inference(
     out_tokens = b * serving.gen if generative else 0
     output_tps = dp * out_tokens / latency if latency > 0 and out_tokens else 0.0
     decode_tps = dp * b / tpot if tpot > 0 else 0.0
-    prompt_tokens = b * (serving.prompt if arch.family not in ("cnn",) else 1)
+    prompt_tokens = b * tokens_per_sample(arch, serving.prompt)  # a CNN: 1 per image; a ViT: its patches
     prefill_tps = dp * prompt_tokens / ttft if ttft > 0 else 0.0
     samples = dp * b / latency if latency > 0 else 0.0
 

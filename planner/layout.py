@@ -26,6 +26,7 @@ peer, and any parallel group larger than one is refused naming the request field
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -197,6 +198,7 @@ def intra_link(device: DeviceSpec) -> Link | None:
     return device.intra_node_link or device.host_link
 
 
+@functools.lru_cache(maxsize=4096)
 def group_span(device: DeviceSpec, size: int, stride: int = 1) -> GroupSpan:
     """Placement of a group of ``size`` ranks taken every ``stride`` ranks."""
     if size < 1 or stride < 1:

@@ -132,6 +132,21 @@ def kv_proj_share(op: OpShape, options: RuntimeSettings | None) -> float:
 def device_numerics(device: DeviceSpec, choice: Choice, rows: int, cols: int, unit: str | None = None) -> DeviceNumerics:
     """What ``choice`` resolves to on ``device`` for a ``rows × cols`` weight; ``unit`` names the
     compute unit the engine runs on (None: the device's first unit that runs the precision)."""
+    b = _choice_numerics(device, choice, unit)
+    return DeviceNumerics(_weight_bits(choice.weights, choice.sparsity, rows, cols), b.act_bits, b.kv_bits, b.precision,
+                          b.peak_flops_per_s, b.dequant_ops_per_weight, b.vector_flops_per_s, b.density, b.curve_scale)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _weight_bits(weights: str, sparsity: str, rows: int, cols: int) -> float:
+    # Sparsity thins the elements; scales stay per dense group (Sparse-Marlin layout).
+    return combined_bits_per_weight(resolve_format(weights, "weights"), parse_sparsity(sparsity), rows, cols)
+
+
+@functools.lru_cache(maxsize=4096)
+def _choice_numerics(device: DeviceSpec, choice: Choice, unit: str | None) -> DeviceNumerics:
+    """Everything of :func:`device_numerics` but the weight bits (which depend on the matrix
+    shape through group sizes); ``weight_bits`` here is the 1 × 1 matrix's, replaced by the caller."""
     w = resolve_format(choice.weights, "weights")
     a = resolve_format(choice.activations, "activations")
     kv = resolve_format(choice.kv, "kv")
@@ -150,8 +165,7 @@ def device_numerics(device: DeviceSpec, choice: Choice, rows: int, cols: int, un
     if not kv.is_kv:
         raise EstimateError("kv", f"'{kv.name}' is not a KV-cache format")
 
-    # Sparsity thins the elements; scales stay per dense group (Sparse-Marlin layout).
-    wbits = combined_bits_per_weight(w, sp, rows, cols)
+    wbits = _weight_bits(choice.weights, choice.sparsity, 1, 1)
     abits = float(a.element_bits)
     kvbits = kv.bits_per_value(None, None)
 
@@ -219,6 +233,80 @@ def kv_shard(op: OpShape, tp: int) -> float:
     return op.kv_heads / max(1.0, op.kv_heads / tp)
 
 
+@dataclass(slots=True)
+class OpStatic:
+    """What one operator's cost does not owe to the phase (batch, tokens, context): its numerics,
+    sharding, bytes per element and launch overhead under one (device, choice, layout, runtime).
+    :func:`op_static` builds it; a pass over many phases (a batch sweep) reuses it."""
+
+    nm: DeviceNumerics
+    shard: float
+    work_share: float  # low-rank fraction / shard: share of the op's FLOPs and weights on one device
+    w_byte: float  # bytes per weight element read
+    act_byte: float  # bytes per activation element moved (0 when the layer is fused)
+    kv_hi_bits: float
+    kv_div: float
+    unfused_scores: bool
+    epilogue: bool
+    separate: bool
+    best: float  # the GEMM kernel's best-shape fraction of the peak (engine kernel or device table)
+    bandwidth: float  # the device tier's rated bytes/s
+    overhead_s: float  # launches and host time (a separate dequantizing kernel's launch is added per pass)
+    compute_share: float
+    gemm_nk: tuple[float, float] | None  # (N, K) of a GEMM priced by the kernel model, else None
+    precise: bool
+
+
+def op_static(
+    op: OpShape,
+    device: DeviceSpec,
+    choice: Choice,
+    layout: Layout,
+    *,
+    fused: bool = False,
+    host_overhead_s: float = 0.0,
+    options: RuntimeSettings | None = None,
+) -> OpStatic:
+    """The phase-independent part of :func:`op_cost` (raises EstimateError for a choice the device
+    cannot run)."""
+    rows, cols = matrix_shape(op)
+    nm = device_numerics(device, choice, rows or 1, cols or 1, _unit(device, options))
+    shard = shard_factor(op, layout)
+    share = low_rank_factor(op, choice) / shard
+    separate = _separate_dequant(op, nm, options, fused)
+    epilogue = op.kind == CONV and options is not None and not options.fused_elementwise and not fused
+    eff = device.efficiency
+    overhead = (eff.kernel_overhead_s if not fused else 0.0) + host_overhead_s
+    if epilogue:
+        # The BatchNorm and ReLU kernels launch like the conv; each is one ATen kernel, while the
+        # eager host overhead is priced per modelled operator of ATEN_KERNELS_PER_OP kernels.
+        overhead += CONV_EPILOGUE_KERNELS * (eff.kernel_overhead_s + host_overhead_s / ATEN_KERNELS_PER_OP)
+    gemm_nk = None
+    if options is not None and op.kind in (LINEAR, LM_HEAD, ROUTER, CONV) and eff.cores and not eff.compute_points:
+        n = rows / shard if op.shard in ("col", "vocab", "heads") and shard > 1 else rows
+        k = cols / shard if op.shard == "row" and shard > 1 else cols
+        gemm_nk = (n, k)
+    return OpStatic(
+        nm=nm,
+        shard=shard,
+        work_share=share,
+        # Norm weights stay in 16-bit; a gather reads whole embedding rows at the weight format.
+        w_byte=2.0 if op.kind == NORM else nm.weight_bits / 8.0,
+        act_byte=0.0 if fused else nm.act_bits / 8.0 / shard,
+        kv_hi_bits=kv_bits(choice.kv, op.kv_row) if op.kind == ATTENTION else 0.0,
+        kv_div=kv_shard(op, layout.tp),
+        unfused_scores=op.kind == ATTENTION and options is not None and not options.fused_attention and not fused,
+        epilogue=epilogue,
+        separate=separate,
+        best=_best_fraction(op, device, nm, options),
+        bandwidth=device.device_tier.bandwidth_bytes_per_s,
+        overhead_s=overhead,
+        compute_share=options.compute_share if options is not None else 1.0,
+        gemm_nk=gemm_nk,
+        precise=options is not None,
+    )
+
+
 def op_cost(
     op: OpShape,
     ph: Phase,
@@ -232,47 +320,42 @@ def op_cost(
     fused: bool = False,
     host_overhead_s: float = 0.0,
     options: RuntimeSettings | None = None,
+    static: OpStatic | None = None,
 ) -> tuple[OpCost, float]:
-    """Cost of one instance of ``op``; returns (cost, weight bytes streamed from slower tiers)."""
+    """Cost of one instance of ``op``; returns (cost, weight bytes streamed from slower tiers).
+    ``static``: :func:`op_static` of the same arguments, when the caller has it already."""
+    st = static if static is not None else op_static(op, device, choice, layout, fused=fused,
+                                                     host_overhead_s=host_overhead_s, options=options)
     if op.experts and layout.ep > 1 and layout.ep > layout.tp:
         # The EP group spans ep/tp replicas: each rank's experts serve all their tokens.
         ph = replace(ph, batch=ph.batch * (layout.ep // max(layout.tp, 1)))
     load = op_load(op, ph)
-    rows, cols = matrix_shape(op)
-    nm = device_numerics(device, choice, rows or 1, cols or 1, _unit(device, options))
-    shard = shard_factor(op, layout)
-    lr = low_rank_factor(op, choice)
-    flops = load.flops * lr / shard
-    w_elems = load.weight_elems_read * lr / shard
-    # Norm weights stay in 16-bit; a gather reads whole embedding rows at the weight format.
-    w_bytes = w_elems * (2.0 if op.kind == NORM else nm.weight_bits / 8.0)
-    act_bytes = 0.0 if fused else (load.act_in_elems + load.act_out_elems) / shard * nm.act_bits / 8.0
-    kv_bytes = _kv_traffic_bytes(op, ph, load, choice, layout, options)
+    nm = st.nm
+    flops = load.flops * st.work_share
+    w_elems = load.weight_elems_read * st.work_share
+    w_bytes = w_elems * st.w_byte
+    act_bytes = (load.act_in_elems + load.act_out_elems) * st.act_byte
+    kv_bytes = _kv_traffic_bytes(op, ph, load, choice, st, options) if op.kind == ATTENTION else 0.0
     dev_w = w_bytes * weights_on_device
-    if op.kind == ATTENTION and options is not None and not options.fused_attention and not fused:
-        act_bytes += _unfused_scores_bytes(op, ph, shard, nm)
-    epilogue = op.kind == CONV and options is not None and not options.fused_elementwise and not fused
-    if epilogue:
-        act_bytes += conv_epilogue_bytes(load.act_out_elems / shard, nm.act_bits / 8.0)
-    separate = _separate_dequant(op, nm, options, fused) and w_elems > 0
+    if st.unfused_scores:
+        act_bytes += _unfused_scores_bytes(op, ph, st.shard, nm)
+    if st.epilogue:
+        act_bytes += conv_epilogue_bytes(load.act_out_elems / st.shard, nm.act_bits / 8.0)
+    separate = st.separate and w_elems > 0
     if separate:
         # The dequantizing kernel writes the weights at the activations' width and the GEMM reads
         # them back: two more passes over a 16-bit copy (a transient buffer, counted here).
         act_bytes += 2.0 * w_elems * nm.act_bits / 8.0
-    memory_s = _memory_s(op, ph, device, load, dev_w, act_bytes, kv_bytes)
-    compute_s, precision = _compute_s(op, device, nm, flops, _shape_factor(op, ph, device, load, shard, options),
-                                      precise=options is not None, best=_cpu_int8_fraction(op, device, nm, options))
-    deq_s = _dequant_s(op, device, nm, load, w_elems)
-    if options is not None and options.compute_share < 1.0:
-        compute_s /= options.compute_share
-        deq_s /= options.compute_share
-    overhead = (device.efficiency.kernel_overhead_s if not fused else 0.0) + host_overhead_s
+    memory_s = _memory_s(op, ph, device, load, dev_w, act_bytes, kv_bytes, st.bandwidth)
+    compute_s, precision = _compute_s(op, device, nm, flops, _shape_factor(op, ph, device, load, st, options),
+                                      precise=st.precise, best=st.best)
+    deq_s = _dequant_s(op, device, nm, load, w_elems) if nm.dequant_ops_per_weight else 0.0
+    if st.compute_share < 1.0:
+        compute_s /= st.compute_share
+        deq_s /= st.compute_share
+    overhead = st.overhead_s
     if separate:
         overhead += device.efficiency.kernel_overhead_s  # the dequantizing kernel's own launch
-    if epilogue:
-        # The BatchNorm and ReLU kernels launch like the conv; each is one ATen kernel, while the
-        # eager host overhead is priced per modelled operator of ATEN_KERNELS_PER_OP kernels.
-        overhead += CONV_EPILOGUE_KERNELS * (device.efficiency.kernel_overhead_s + host_overhead_s / ATEN_KERNELS_PER_OP)
     t = max(compute_s, memory_s + deq_s)
     if overhead > t:
         bound = "overhead"
@@ -299,28 +382,29 @@ def op_cost(
 
 
 def _kv_traffic_bytes(
-    op: OpShape, ph: Phase, load: OpLoad, choice: Choice, layout: Layout, options: RuntimeSettings | None
+    op: OpShape, ph: Phase, load: OpLoad, choice: Choice, st: OpStatic, options: RuntimeSettings | None
 ) -> float:
     """KV-cache bytes an attention operator reads and writes on one device (0 for others);
     under a token budget the evicted tokens are read at their smaller format."""
     if op.kind != ATTENTION:
         return 0.0
-    hi = kv_bits(choice.kv, op.kv_row)
+    hi = st.kv_hi_bits
     read_bits = hi
     if options is not None and options.kv_token_budget and not op.cross:
         read_bits = kv_mixed_bits(choice.kv, op.kv_row, ph.context + ph.tokens, options)
-    return (load.kv_read_elems * read_bits + load.kv_write_elems * hi) / kv_shard(op, layout.tp) / 8.0
+    return (load.kv_read_elems * read_bits + load.kv_write_elems * hi) / st.kv_div / 8.0
 
 
 def _memory_s(
-    op: OpShape, ph: Phase, device: DeviceSpec, load: OpLoad, dev_w: float, act_bytes: float, kv_bytes: float
+    op: OpShape, ph: Phase, device: DeviceSpec, load: OpLoad, dev_w: float, act_bytes: float, kv_bytes: float,
+    bw: float,
 ) -> float:
-    """Time to move the operator's device-tier bytes (weights, activations, KV cache)."""
+    """Time to move the operator's device-tier bytes (weights, activations, KV cache) at the
+    device tier's rated bandwidth ``bw``."""
     eff = device.efficiency
     mem_bytes = dev_w + act_bytes + kv_bytes
     if mem_bytes <= 0:
         return 0.0
-    bw = device.device_tier.bandwidth_bytes_per_s
     # A GEMM with few rows streams its weights below the streaming bandwidth on CPU BLAS (packing,
     # few vector lanes filled); calibrate measures that per row count (Efficiency.gemm_rows, 1.0
     # without a measured table). Only the weight bytes are slowed: activations and KV are not.
@@ -348,7 +432,7 @@ def _unfused_scores_bytes(op: OpShape, ph: Phase, shard: float, nm: DeviceNumeri
     return unfused_attention_bytes(ph.batch, op.heads / shard, ph.tokens, keys, nm.act_bits / 8.0)
 
 
-def _shape_factor(op: OpShape, ph: Phase, device: DeviceSpec, load: OpLoad, shard: float,
+def _shape_factor(op: OpShape, ph: Phase, device: DeviceSpec, load: OpLoad, st: OpStatic,
                   options: RuntimeSettings | None) -> float | None:
     """Kernel-level efficiency of ``op`` replacing the size curve's view of it (inference only:
     ``options`` is None for the training model, which keeps the size curve): a GEMM's wave
@@ -362,11 +446,8 @@ def _shape_factor(op: OpShape, ph: Phase, device: DeviceSpec, load: OpLoad, shar
         # A matrix-vector product (fewer rows than the smallest MMA tile): each core streams its
         # share of the weights; no fill-up of a large GEMM (its time is the weight stream).
         return 1.0
-    if gemm and eff.cores and not eff.compute_points:
-        rows, cols = matrix_shape(op)
-        n = rows / shard if op.shard in ("col", "vocab", "heads") and shard > 1 else rows
-        k = cols / shard if op.shard == "row" and shard > 1 else cols
-        return gemm_efficiency(load.gemm_m, n, k, eff.cores)
+    if gemm and st.gemm_nk is not None:
+        return gemm_efficiency(load.gemm_m, st.gemm_nk[0], st.gemm_nk[1], eff.cores)
     if op.kind == ATTENTION and options.fused_attention and not ph.kv_gather:
         keys = (ph.encoder_tokens if op.cross else ph.context + ph.tokens) or ph.tokens
         return -flash_attention_fraction(keys)  # negative: an absolute fraction of the 16-bit peak
@@ -385,6 +466,13 @@ def runs_on_cpu(device: DeviceSpec, compute_unit: str | None) -> bool:
     the device's CPU cores."""
     unit = compute_unit if compute_unit is not None and compute_unit in device.unit_names else None
     return (unit or (device.compute_units[0].name if device.compute_units else None)) == "cpu"
+
+
+def _best_fraction(op: OpShape, device: DeviceSpec, nm: DeviceNumerics, options: RuntimeSettings | None) -> float:
+    """Best-shape fraction of the peak a GEMM of ``op`` reaches: the engine's own kernel's
+    (:func:`_cpu_int8_fraction`) or the device's at the compute precision (FP8 MAMF < BF16's)."""
+    best = _cpu_int8_fraction(op, device, nm, options)
+    return best if best is not None else device.efficiency.max_for(nm.precision)
 
 
 def _cpu_int8_fraction(op: OpShape, device: DeviceSpec, nm: DeviceNumerics, options: RuntimeSettings | None) -> float | None:

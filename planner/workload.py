@@ -186,9 +186,11 @@ class Phase:
     kv_gather: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OpLoad:
-    """Phase-dependent work of one operator for the whole batch (one layer instance)."""
+    """Phase-dependent work of one operator for the whole batch (one layer instance). Not frozen:
+    it is built for every operator of every pass and never shared, and a frozen dataclass's
+    ``__init__`` costs several times a plain one's."""
 
     flops: float
     weight_elems_read: float

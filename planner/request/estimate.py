@@ -327,7 +327,7 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
         serving = replace(serving, batch=max(b, 1))
     est = estimate_inference(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
     est = replace(est, engine=r.engine.engine, engine_assumptions=engine_assumptions(r.engine, r.device, r.arch),
-                  notes=(*est.notes, _engine_note(r.engine, r.device, r.arch)))
+                  notes=(*est.notes, *_shape_notes(r.arch, serving), _engine_note(r.engine, r.device, r.arch)))
     est = replace(est, uncertainty=_uncertainty(est, r.device, r.engine.engine, r.options.runtime, training=False))
     if require_fit and not est.memory.fits:
         raise inference_does_not_fit(replace(r, serving=serving), est)
@@ -380,6 +380,27 @@ def _cpu_int8_share(settings: dict[str, Any], device: Any, runtime: Any) -> floa
         return cpu_int8_gemm_fraction(ops, device.peak_flops_per_s("int8", unit="cpu"), device.peak_flops_per_s("fp32", unit="cpu"))
     except (KeyError, ValueError):
         return None
+
+
+def _shape_notes(arch: Any, serving: Any) -> list[str]:
+    """What the prompt and gen lengths mean for a model that is not a text decoder: a CNN or ViT
+    takes one image per sample (the prompt length does not apply), and only generative models
+    generate (gen does not apply to encoders, CNNs and ViTs)."""
+    from planner.workload import tokens_per_sample
+
+    fam = arch.family
+    notes = []
+    if fam in ("cnn", "vit"):
+        size = getattr(arch, "image_size", 0)
+        what = f"one {size}×{size} image" if size else "one image"
+        if fam == "vit":
+            what += f" = {tokens_per_sample(arch, serving.prompt)} patch tokens"
+        notes.append(f"{arch.id} is a {'CNN' if fam == 'cnn' else 'ViT'}: each sample is {what}; the prompt length ({serving.prompt}) does not "
+                     "apply and is ignored")
+    if fam not in ("decoder", "encoder_decoder") and serving.gen > 0:
+        notes.append(f"{arch.id} generates no tokens ({fam}): gen ({serving.gen}) does not apply and is ignored; "
+                     "one forward pass per sample")
+    return notes
 
 
 def _engine_note(sup: Any, device: Any, arch: Any = None) -> str:
