@@ -350,6 +350,21 @@ def serve_infeasible_message(ans: ServeAnswer) -> tuple[str, dict]:
     return msg, o.to_dict()
 
 
+def run_serve_until(tasks: Sequence[ServeTask], deadline: Deadline) -> list[ServeResult]:
+    """Run ``tasks`` here one after the other until ``deadline``: the results of those done (a
+    prefix of ``tasks``; all of them when the time suffices). Nothing done when the time is up
+    raises :class:`~planner.deadline.DeadlineExceeded`; a cancel raises ``Cancelled``."""
+    done: list[ServeResult] = []
+    for task in tasks:
+        try:
+            done.append(run_serve_task(task, deadline))
+        except DeadlineExceeded:
+            if not done:
+                raise
+            break
+    return done
+
+
 def plan_serving(
     archs: Sequence[ArchSpec],
     devices: Sequence[DeviceSpec | ServePair],
@@ -368,14 +383,7 @@ def plan_serving(
     if deadline is None:
         return summarize_serve(archs, target, tasks, run_serve_tasks(tasks, map_fn), unsupported)
     unique, index = dedupe_tasks(tasks)
-    done: list[ServeResult] = []
-    for task in unique:
-        try:
-            done.append(run_serve_task(task, deadline))
-        except DeadlineExceeded:
-            if not done:
-                raise
-            break
+    done = run_serve_until(unique, deadline)
     kept = [i for i, u in enumerate(index) if u < len(done)]
     ans = summarize_serve(archs, target, [tasks[i] for i in kept],
                           expand_results([tasks[i] for i in kept], [index[i] for i in kept], done), unsupported)
@@ -405,6 +413,7 @@ __all__ = [
     "plan_training",
     "run_serve_task",
     "run_serve_tasks",
+    "run_serve_until",
     "run_train_task",
     "serve_infeasible_message",
     "serve_tasks",

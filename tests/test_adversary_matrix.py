@@ -108,7 +108,7 @@ def test_estimate_every_hardware_gives_a_possible_answer_or_a_clear_refusal(cli,
 
 
 def test_estimate_every_engine_on_every_hardware(cli):
-    """13 engines × every device: the engine runs there (a possible answer) or it is refused naming --engine."""
+    """Every engine × every device: the engine runs there (a possible answer) or it is refused naming --engine."""
     ran = 0
     for engine in ENGINES:
         for hw in HARDWARE:

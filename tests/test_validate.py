@@ -135,3 +135,15 @@ def test_cli_validate_bad_input_exits_2(tmp_path, capsys, mixed_plan, case):
     err = capsys.readouterr().err
     assert code == 2, err
     assert needle in " ".join(err.split())
+
+
+def test_a_plan_for_another_engine_is_validated_with_a_note_saying_what_ran(tmp_path):
+    cfg = tmp_path / "tiny-llama.json"
+    cfg.write_text(json.dumps(TINY_LLAMA))
+    tm = load_torch_model(str(cfg))
+    choices = {"model.layers.0.mlp.gate_up": {"weights": "int8"}}
+    other = validate(tm, {"choices": choices, "engine": "llamacpp"}, samples=2)
+    assert any("made for engine llamacpp" in n and "--engine torch" in n for n in other.notes)
+    for engine in ("torch", None):
+        mine = validate(tm, {"choices": choices, **({"engine": engine} if engine else {})}, samples=2)
+        assert not any("made for engine" in n for n in mine.notes)

@@ -28,6 +28,7 @@ from planner.cli.common import (
     CliError,
     console,
     emit_json,
+    err_console,
     human_bytes,
     human_time,
 )
@@ -39,7 +40,8 @@ from planner.request.capacity import (
     CapacityTrainRequest,
     resolve_capacity_frontier,
     resolve_capacity_serve,
-    resolve_capacity_train,
+    request_deadline,
+    resolve_training_fleet,
     serve_intervals,
     train_intervals,
 )
@@ -163,6 +165,9 @@ def serve(
     serving: Annotated[Optional[str], typer.Option("--serving", help=_S["serving"].help_text)] = None,
     disaggregated: Annotated[bool, typer.Option("--disaggregated", help="Same as --serving disaggregated.")] = False,
     kv_link: Annotated[Optional[str], typer.Option("--kv-link", help=_S["kv_link"].help_text)] = None,
+    time_limit: Annotated[Optional[float], typer.Option("--time-limit", help=_S["time_limit_s"].help_text + " The "
+                                                        "search then runs in this process (--executor is not used), "
+                                                        "as the REST service runs it.")] = None,
     json_out: JsonOpt = False,
     csv_path: CsvOpt = None,
     plot_path: PlotOpt = None,
@@ -171,9 +176,11 @@ def serve(
     ray_address: RayOpt = None,
 ) -> None:
     """Fewest devices per engine × hardware (layout × replicas, formats, batch) that meet both SLOs, cheapest first."""
-    from planner.capacity import InfeasibleError, dedupe_tasks, expand_results, run_serve_task, serve_infeasible_message, serve_tasks, summarize_serve
+    from planner.capacity import (InfeasibleError, dedupe_tasks, expand_results, run_serve_task, run_serve_until,
+                                  serve_infeasible_message, serve_tasks, summarize_serve)
 
     _check_executor(executor, json_out)
+    plot_path = _plot_target(plot_path, "capacity-serve")
     if disaggregated:
         if serving not in (None, "disaggregated"):
             raise CliError(f"--disaggregated contradicts --serving {serving}", EXIT_BAD_INPUT, field="serving")
@@ -181,10 +188,11 @@ def serve(
     given = dict(model=model, models=models, mix=mix, hardware=hardware, qps=qps, prompt=prompt, gen=gen,
                  ttft_slo_s=ttft_slo, tpot_slo_s=tpot_slo, percentile=percentile, formats=formats, kv=kv,
                  max_devices=max_devices, max_pp=max_pp, runtime=runtime, engine=engine, serving=serving,
-                 kv_link=kv_link)
+                 kv_link=kv_link, time_limit_s=time_limit)
     with cli_errors(CAPACITY_CLI_ALIASES):
-        archs, devices, targets, search = resolve_capacity_serve(
-            CapacityServeRequest(**{k: v for k, v in given.items() if v is not None}))
+        req = CapacityServeRequest(**{k: v for k, v in given.items() if v is not None})
+        deadline = request_deadline(req)
+        archs, devices, targets, search = resolve_capacity_serve(req)
     unsupported = [p for p in devices if p.reason]
     loads = [t.qps for t in targets]
     if plot_path is not None and len(targets) == 1:
@@ -197,11 +205,19 @@ def serve(
         spans.append((len(all_tasks), len(all_tasks) + len(ts)))
         all_tasks.extend(ts)
     unique, index = dedupe_tasks(all_tasks)
-    found = _run_tasks(run_serve_task, unique, executor, workers, ray_address, _wants_progress(json_out), "searching layouts")
-    results = expand_results(all_tasks, index, found)
-    answers = {t.qps: serve_intervals(summarize_serve(archs, t, all_tasks[a:b], results[a:b], unsupported), devices,
-                                      search.runtime)
-               for t, (a, b) in zip(targets, spans)}
+    if deadline is None:
+        found = _run_tasks(run_serve_task, unique, executor, workers, ray_address, _wants_progress(json_out),
+                           "searching layouts")
+    else:  # as run_capacity_serve: the tasks done when the time is up (a prefix), nothing done → exit 3
+        with cli_errors(CAPACITY_CLI_ALIASES):
+            found = run_serve_until(unique, deadline)
+    answers = {}
+    for t, (a, b) in zip(targets, spans):
+        kept = [i for i in range(a, b) if index[i] < len(found)]
+        tasks = [all_tasks[i] for i in kept]
+        ans = summarize_serve(archs, t, tasks, expand_results(tasks, [index[i] for i in kept], found), unsupported)
+        answers[t.qps] = serve_intervals(ans if len(kept) == b - a else replace(ans, complete=False), devices,
+                                         search.runtime)
     shown = [answers[q] for q in loads]
     if csv_path is not None:
         _write_csv(_serve_rows(answers), csv_path)
@@ -313,6 +329,8 @@ def _print_serve(ans) -> None:
         tab.add_row("-", p.engine or "-", p.device.id, "-", "not supported", *(["-"] * (len(cols) - 6)),
                     "[red]no[/]: " + escape(p.reason))
     console.print(tab)
+    if not ans.complete:
+        console.print("[yellow]--time-limit reached: the answer covers the configurations searched so far[/]")
     console.print(BANDS_NOTE)
     if ans.serving == "disaggregated":
         _print_disagg(ans)
@@ -415,6 +433,30 @@ def _plot_serve(answers: dict, path: Path) -> None:
     _save(fig, path)
 
 
+def _plot_target(path: Path | None, name: str) -> Path | None:
+    """The file ``--plot PATH`` writes, checked before the search runs: an existing directory
+    gets ``NAME.png`` inside it; a file path keeps its name, ``.png`` added when it has no
+    suffix (as matplotlib does); a suffix matplotlib cannot write or a missing parent
+    directory is an exit-2 error naming ``--plot``."""
+    if path is None:
+        return None
+    if path.is_dir():
+        return path / f"{name}.png"
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    suffix = path.suffix.lower().lstrip(".")
+    if not suffix:
+        path = path.with_name(path.name + ".png")
+    elif suffix not in kinds:
+        raise CliError(f"--plot: cannot write a {path.suffix!r} image ({path}); expected a directory or a file "
+                       f"ending in one of: {', '.join('.' + k for k in sorted(kinds))}", EXIT_BAD_INPUT, field="plot")
+    if not path.parent.is_dir():
+        raise CliError(f"--plot: the directory {path.parent} does not exist (for {path}); create it or give an "
+                       "existing directory", EXIT_BAD_INPUT, field="plot")
+    return path
+
+
 def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -425,6 +467,7 @@ def _save(fig, path: Path) -> None:
         raise CliError(f"--plot: cannot write {path}: {exc.strerror or exc}", field="plot") from None
     finally:
         plt.close(fig)
+    err_console.print(f"wrote plot {path}")
 
 
 # ---------------------------------------------------------------------------
@@ -459,6 +502,7 @@ def frontier(
     from planner.capacity import dedupe_tasks
 
     _check_executor(executor, json_out)
+    plot_path = _plot_target(plot_path, "capacity-frontier")
     given = dict(model=model, hardware=hardware, engine=engine, prompt=prompt, gen=gen, formats=formats, kv=kv,
                  max_devices=max_devices, max_pp=max_pp, runtime=runtime)
     with cli_errors(CAPACITY_CLI_ALIASES):
@@ -555,10 +599,12 @@ def train(
     from planner.capacity import InfeasibleError, run_train_task, summarize_train, train_infeasible_message, train_tasks
 
     _check_executor(executor, json_out)
+    plot_path = _plot_target(plot_path, "capacity-train")
     given = dict(model=model, hardware=hardware, tokens=tokens, days=days, seq=seq, global_batch_tokens=global_batch_tokens,
                  activations=activations, optimizer=optimizer, max_devices=max_devices, engine=engine)
     with cli_errors():
-        arch, pairs = resolve_capacity_train(CapacityTrainRequest(**{k: v for k, v in given.items() if v is not None}))
+        arch, pairs, skipped = resolve_training_fleet(
+            CapacityTrainRequest(**{k: v for k, v in given.items() if v is not None}))
     all_tasks = []
     spans = []
     for dev, target in pairs:
@@ -581,16 +627,19 @@ def train(
         best = max(infeasible, key=lambda a: a.fastest.tokens_per_s if a.fastest else -1.0)
         msg, payload = train_infeasible_message(best)
         if not json_out:
-            _print_train(ranked)
+            _print_train(ranked, skipped)
         raise InfeasibleError(msg, payload)
     if json_out:
         out = [a.to_dict() for a in ranked]
-        emit_json(out[0] if len(out) == 1 else {"hardware": out})
+        doc = out[0] if len(out) == 1 else {"hardware": out}
+        if skipped:  # devices that cannot train: one reason each
+            doc["skipped"] = [{"hardware": d.id, "reason": exc.render("cli")} for d, exc in skipped]
+        emit_json(doc)
         return
-    _print_train(ranked)
+    _print_train(ranked, skipped)
 
 
-def _print_train(answers) -> None:
+def _print_train(answers, skipped=()) -> None:
     first = answers[0]
     t = first.target
     tab = Table(title=f"Train {first.model} on {t.tokens:.3g} tokens in {t.days:g} days (needs {t.tokens_per_s:,.0f} tokens/s, seq {t.seq})")
@@ -617,6 +666,8 @@ def _print_train(answers) -> None:
             "-" if d.get("usd_total") is None else f"{d['usd_total']:,.0f}",
         )
     console.print(tab)
+    for dev, exc in skipped:
+        console.print(f"skipped {dev.id}: {escape(exc.render('cli'))}")
     console.print(BANDS_NOTE)
 
 

@@ -42,8 +42,10 @@ __all__ = [
     "KV_HANDLERS",
     "LayerOption",
     "PlanApplyError",
+    "SPARSITY_PATTERNS",
     "apply_plan",
     "compressed_modules",
+    "executable_formats",
     "option_type",
     "plan_targets",
     "register_handler",
@@ -108,6 +110,26 @@ def register_kv_handler(cls: type) -> Callable[[KVHandler], KVHandler]:
         return fn
 
     return deco
+
+
+#: Sparsity patterns the ``prune`` handler builds (besides ``dense``).
+SPARSITY_PATTERNS = ("dense", "2:4", "unstructured")
+
+
+def executable_formats() -> dict[str, tuple[str, ...]]:
+    """What :func:`apply_plan` runs, by role: ``weights`` (every weight format of the format
+    registry: :func:`~planner.execution.storage.pack_weight` packs each), ``activations``
+    (every activation format: quantised per token by the same kernels), ``kv`` (every KV
+    format: the decoder's ``KVCache``) and ``sparsity``. The ``torch`` engine profile
+    (profiles/engines/torch.yaml) declares exactly these (tests/test_engine_torch.py)."""
+    from planner.formats import list_formats
+
+    return {
+        "weights": tuple(f.name for f in list_formats(role="weight")),
+        "activations": tuple(f.name for f in list_formats(role="activation")),
+        "kv": tuple(f.name for f in list_formats(role="kv")),
+        "sparsity": SPARSITY_PATTERNS,
+    }
 
 
 def _weight_2d(module: nn.Module) -> torch.Tensor:

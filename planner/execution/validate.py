@@ -411,6 +411,11 @@ def validate(torch_model: TorchModel | str, plan: Any, *, samples: int = 16, see
 
     notes: list[str] = []
     plan_model = getattr(plan, "model", None) if not isinstance(plan, dict) else plan.get("model")
+    engine = getattr(plan, "engine", None) if not isinstance(plan, dict) else plan.get("engine")
+    if engine not in (None, "torch"):  # profiles/engines/torch.yaml is what runs here
+        notes.append(f"the plan was made for engine {engine}; validate runs it on Tierwise's PyTorch execution "
+                     "(engine torch), so the measured latency is torch's, not that engine's (plan with --engine torch "
+                     "to plan for what runs here)")
     plan_pred = None
     predicted = getattr(plan, "predicted", None)
     if predicted is not None and getattr(predicted, "weights_bytes", None) is not None:

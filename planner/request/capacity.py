@@ -34,10 +34,10 @@ from planner.request.fields import (
 
 __all__ = ["CAPACITY_CLI_ALIASES", "CapacityFrontierRequest", "CapacityServeRequest", "CapacityTrainRequest",
            "engine_ids", "resolve_capacity_frontier", "resolve_capacity_serve", "resolve_capacity_train",
-           "run_capacity_frontier", "run_capacity_serve", "run_capacity_train", "serve_intervals", "serve_pairs",
+           "request_deadline", "resolve_training_fleet", "run_capacity_frontier", "run_capacity_serve", "run_capacity_train", "serve_intervals", "serve_pairs",
            "train_intervals"]
 
-CAPACITY_CLI_ALIASES = {"ttft_slo_s": "--ttft-slo", "tpot_slo_s": "--tpot-slo"}
+CAPACITY_CLI_ALIASES = {"ttft_slo_s": "--ttft-slo", "tpot_slo_s": "--tpot-slo", "time_limit_s": "--time-limit"}
 SERVING_MODES = ("aggregated", "disaggregated")
 KV_LINKS = ("auto", "intra_node", "scale_out")
 
@@ -325,37 +325,64 @@ def _float(name: str, x: str) -> float:
 
 
 def resolve_capacity_train(req: CapacityTrainRequest) -> tuple[Any, list[tuple[Any, Any]]]:
-    """(arch, [(device, TrainTarget)]) of a validated request: one target per hardware
-    (the default compute format is each device's native 16-bit one)."""
+    """(arch, [(device, TrainTarget)]) of a validated request: one target per hardware that
+    can train (the default compute format is each device's native 16-bit one); devices that
+    cannot are left out (:func:`resolve_training_fleet` says why)."""
+    arch, pairs, _skipped = resolve_training_fleet(req)
+    return arch, pairs
+
+
+def resolve_training_fleet(req: CapacityTrainRequest) -> tuple[Any, list[tuple[Any, Any]], list[tuple[Any, Any]]]:
+    """(arch, [(device, TrainTarget)], [(device, EngineSupportError)]): a hardware that no training engine
+    (or not the given one) runs on — a phone, an FPGA — is skipped with the reason, as
+    ``capacity serve`` lists the pairs an engine does not run; the others are answered. When
+    none can train: without an engine, an error naming ``hardware`` with every device's reason;
+    with one, the first device's error (naming ``engine``)."""
+    from planner.engines import EngineSupportError
+
+    hw = _ids("hardware", _required("hardware", req.hardware))
+    specs = [load_specs(_required("model", req.model), h) for h in hw]
+    arch = specs[0][0]
+    out, skipped = [], []
+    for _, dev in specs:
+        try:
+            sup = resolve_engine(req.engine, dev, training=True, arch=arch)
+        except EngineSupportError as exc:
+            skipped.append((dev, exc))
+            continue
+        out.append((dev, _train_target(req, arch, dev, sup)))
+    if not out:
+        if req.engine is not None or len(skipped) == 1:
+            raise skipped[0][1]
+        why = "; ".join(f"{d.id}: {exc.template}" for d, exc in skipped)
+        raise EngineSupportError(f"none of the {{@hardware}} can train {arch.id}: {why}", field="hardware",
+                                 details={"skipped": [{"hardware": d.id, "reason": str(e)} for d, e in skipped]})
+    return arch, out, skipped
+
+
+def _train_target(req: CapacityTrainRequest, arch: Any, dev: Any, sup: Any) -> Any:
     from planner.capacity import TrainTarget
     from planner.request.estimate import native_16bit
     from planner.training_config import OPTIMIZERS
 
-    hw = _ids("hardware", _required("hardware", req.hardware))
-    pairs = [load_specs(_required("model", req.model), h) for h in hw]
-    arch = pairs[0][0]
-    out = []
-    for _, dev in pairs:
-        v = fill_defaults(req, arch, dev)
-        sup = resolve_engine(req.engine, dev, training=True, arch=arch)
-        if v["activations"] is not None and sup.activations and canonical(v["activations"]) not in sup.activations:
-            from planner.engines import EngineSupportError
+    v = fill_defaults(req, arch, dev)
+    if v["activations"] is not None and sup.activations and canonical(v["activations"]) not in sup.activations:
+        from planner.engines import EngineSupportError
 
-            raise EngineSupportError(f"{sup.engine} on {sup.device} does not compute in {{@activations}} "
-                                     f"{v['activations']!r}; it runs: {', '.join(sup.activations)}", field="activations")
-        seq = check_int("seq", v["seq"], hi=1 << 26)
-        check_context(arch, seq, ("seq",))
-        gbt = check_number("global_batch_tokens", v["global_batch_tokens"], hi=1e13)
-        if gbt < seq:
-            raise TierwiseError(f"{{@global_batch_tokens}} must be at least {{@seq}} ({seq}); got {gbt:g}",
-                                field="global_batch_tokens", code="invalid_field")
-        act = native_16bit(arch, dev) if v["activations"] is None else check_format("activations", v["activations"], "activation")
-        out.append((dev, TrainTarget(
-            tokens=check_number("tokens", _required("tokens", v["tokens"]), hi=1e17),
-            days=check_number("days", _required("days", v["days"]), hi=36500.0), seq=seq, global_batch_tokens=gbt,
-            activations=act, optimizer=check_choice("optimizer", v["optimizer"], tuple(OPTIMIZERS)),
-            max_devices=check_int("max_devices", v["max_devices"], hi=1 << 24), engine=sup.engine)))
-    return arch, out
+        raise EngineSupportError(f"{sup.engine} on {sup.device} does not compute in {{@activations}} "
+                                 f"{v['activations']!r}; it runs: {', '.join(sup.activations)}", field="activations")
+    seq = check_int("seq", v["seq"], hi=1 << 26)
+    check_context(arch, seq, ("seq",))
+    gbt = check_number("global_batch_tokens", v["global_batch_tokens"], hi=1e13)
+    if gbt < seq:
+        raise TierwiseError(f"{{@global_batch_tokens}} must be at least {{@seq}} ({seq}); got {gbt:g}",
+                            field="global_batch_tokens", code="invalid_field")
+    act = native_16bit(arch, dev) if v["activations"] is None else check_format("activations", v["activations"], "activation")
+    return TrainTarget(
+        tokens=check_number("tokens", _required("tokens", v["tokens"]), hi=1e17),
+        days=check_number("days", _required("days", v["days"]), hi=36500.0), seq=seq, global_batch_tokens=gbt,
+        activations=act, optimizer=check_choice("optimizer", v["optimizer"], tuple(OPTIMIZERS)),
+        max_devices=check_int("max_devices", v["max_devices"], hi=1 << 24), engine=sup.engine)
 
 
 def _infeasible(message: str, payload: dict) -> TierwiseError:
@@ -372,6 +399,13 @@ def _deadline(req: Any, deadline: Deadline | None) -> Deadline | None:
     if deadline is not None or req.time_limit_s is None:
         return deadline
     return Deadline(check_number("time_limit_s", req.time_limit_s, hi=86400.0))
+
+
+def request_deadline(req: Any) -> Deadline | None:
+    """The :class:`~planner.deadline.Deadline` of a capacity request's ``time_limit_s`` from now
+    (``None``: unbounded): what the REST service's runner and the command line both bound the
+    search with. A negative, NaN or over-a-day limit is an error naming ``time_limit_s``."""
+    return _deadline(req, None)
 
 
 def run_capacity_serve(req: CapacityServeRequest, *, deadline: Deadline | None = None):

@@ -155,3 +155,30 @@ def test_engine_routes_are_in_the_openapi_description(http):
     assert "get" in paths["/v1/engines"] and "get" in paths["/v1/engines/{engine_id}"]
     params = {p["name"] for p in paths["/v1/engines"]["get"]["parameters"]}
     assert params == {"hardware"}
+
+
+def test_tierwise_torch_execution_engine_over_http(http):
+    """The ``torch`` engine (Tierwise's own PyTorch execution): its CPU support is the execution
+    registry, a plan for it on a CPU uses formats llama.cpp does not run, and a phone is refused."""
+    from planner.execution.apply import executable_formats
+
+    r = http.get("/v1/engines/torch", params={"hardware": "cpu-host"})
+    assert r.status_code == 200, r.text
+    sup = r.json()["support"]
+    want = executable_formats()
+    assert sorted({w for s in sup["schemes"] for w in s["weights"]}) == sorted(want["weights"])
+    assert sup["kv"] == list(want["kv"]) and sup["sparsity"] == list(want["sparsity"])
+    assert "torch" in [i["id"] for i in http.get("/v1/engines", params={"hardware": "cpu-host"}).json()["items"]]
+    plan = http.post("/v1/plans", json={"model": "all-minilm-l6-v2", "hardware": "cpu-host", "engine": "torch",
+                                        "batch": 16, "prompt": 128, "gen": 0, "avg_bits": 5,
+                                        "formats": ["int8", "fp6-e3m2", "int4-g64", "int3-g32"]})
+    assert plan.status_code == 201, plan.text
+    body = plan.json()["plan"]
+    assert body["engine"] == "torch" and body["predicted"]["avg_weight_bits"] <= 5 + 1e-6
+    used = {c["weights"] for c in body["choices"].values()}
+    assert used - {"int8-g32", "int4-g32", "int4-g32-zp", "int4-g128", "int3-g128"}, "formats llama.cpp does not run"
+    same = http.post("/v1/plans", json={"model": "all-minilm-l6-v2", "hardware": "cpu-host", "batch": 16, "prompt": 128,
+                                        "gen": 0, "avg_bits": 5, "formats": ["int8", "fp6-e3m2", "int4-g64", "int3-g32"]})
+    assert same.status_code == 422 and same.json()["error"]["field"] == "formats"  # the CPU default, llama.cpp
+    r = http.get("/v1/engines/torch", params={"hardware": "iphone-15-pro"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "engine"

@@ -1,0 +1,158 @@
+"""Rough edges of `tierwise capacity`: --plot into a directory, capacity serve --time-limit
+(CLI and REST share the request layer's deadline), capacity train skipping devices that
+cannot train."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+PNG = b"\x89PNG\r\n\x1a\n"
+FRONTIER = ["capacity", "frontier", "--model", "llama-3.2-1b", "--hardware", "l4", "--prompt", "512", "--gen", "128",
+            "--max-devices", "2", "--executor", "serial"]
+SERVE = ["capacity", "serve", "--model", "llama-3.2-1b", "--hardware", "l4,h100-sxm", "--qps", "20", "--prompt", "512",
+         "--gen", "64", "--ttft-slo", "1", "--tpot-slo", "0.05", "--executor", "serial"]
+TRAIN = ["capacity", "train", "--model", "llama-3.1-8b", "--tokens", "1e11", "--days", "30", "--executor", "serial"]
+
+
+# -- a. --plot DIR ---------------------------------------------------------------------------------
+
+
+def test_plot_into_an_existing_directory_writes_inside_it(cli, tmp_path):
+    out_dir = tmp_path / "plots"
+    out_dir.mkdir()
+    code, _, err = cli(*FRONTIER, "--plot", str(out_dir))
+    assert code == 0
+    assert not (tmp_path / "plots.png").exists(), "nothing next to the directory"
+    (written,) = list(out_dir.iterdir())
+    assert written.name == "capacity-frontier.png" and written.read_bytes()[:8] == PNG
+    assert str(written) in err.replace("\n", "")
+
+
+def test_plot_file_paths_keep_working(cli, tmp_path):
+    code, _, _ = cli(*FRONTIER, "--plot", str(tmp_path / "f.png"))
+    assert code == 0 and (tmp_path / "f.png").read_bytes()[:8] == PNG
+    code, _, _ = cli(*FRONTIER, "--plot", str(tmp_path / "f.svg"))
+    assert code == 0 and b"<svg" in (tmp_path / "f.svg").read_bytes()[:400]
+    code, _, _ = cli(*FRONTIER, "--plot", str(tmp_path / "noext"))  # no suffix: a PNG named noext.png
+    assert code == 0 and (tmp_path / "noext.png").read_bytes()[:8] == PNG
+
+
+@pytest.mark.parametrize("name, needle", [("plot.txt", "'.txt'"), ("missing/dir/plot.png", "does not exist")])
+def test_plot_to_an_unwritable_target_exits_2_before_searching(cli, tmp_path, monkeypatch, name, needle):
+    import planner.frontier as frontier
+
+    def boom(*a, **k):  # the check comes first: no search is run for a plot that cannot be written
+        raise AssertionError("searched before checking --plot")
+
+    monkeypatch.setattr(frontier, "run_frontier_task", boom)
+    code, _, err = cli(*FRONTIER, "--plot", str(tmp_path / name))
+    assert code == 2 and "--plot" in err and needle in err and "Traceback" not in err
+
+
+def test_serve_and_train_plot_into_a_directory_too(cli, tmp_path):
+    code, _, _ = cli(*SERVE, "--plot", str(tmp_path))
+    assert code == 0 and (tmp_path / "capacity-serve.png").read_bytes()[:8] == PNG
+    code, _, _ = cli(*TRAIN, "--hardware", "h100-sxm", "--plot", str(tmp_path))
+    assert code == 0 and (tmp_path / "capacity-train.png").read_bytes()[:8] == PNG
+
+
+# -- b. capacity serve --time-limit -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "1e9"])
+def test_serve_time_limit_out_of_range_exits_2_naming_it(cli, value):
+    code, _, err = cli(*SERVE, "--time-limit", value)
+    assert code == 2 and "--time-limit" in err and "--time-limit-s" not in err and "Traceback" not in err
+
+
+def test_serve_time_limit_not_a_number_exits_2(cli):
+    code, _, err = cli(*SERVE, "--time-limit", "soon")
+    assert code == 2 and "--time-limit" in err
+
+
+def test_serve_time_limit_too_short_for_anything_exits_3_naming_it(cli):
+    code, _, err = cli(*SERVE, "--time-limit", "1e-9")
+    assert code == 3 and "ran out of time" in err and "--time-limit" in err
+
+
+def test_serve_generous_time_limit_gives_the_unbounded_answer(cli):
+    _, free, _ = cli(*SERVE, "--json")
+    code, bounded, _ = cli(*SERVE, "--json", "--time-limit", "3600")
+    assert code == 0 and json.loads(bounded) == json.loads(free) and json.loads(free)["status"] == "complete"
+
+
+def test_serve_time_limit_stops_the_search_and_says_so(cli, monkeypatch):
+    """Each configuration takes at least 0.4 s here: a 1 s limit covers one or two of the six
+    (2 hardware x 3 formats), the rest are not searched and the answer says so."""
+    import planner.capacity as capacity
+
+    real = capacity.run_serve_task
+    calls = []
+
+    def slow(task, deadline=None):
+        calls.append(task)
+        time.sleep(0.4)
+        return real(task, deadline)
+
+    monkeypatch.setattr(capacity, "run_serve_task", slow)
+    code, out, _ = cli(*SERVE, "--json", "--time-limit", "1")
+    assert code in (0, 3)
+    if code == 0:
+        assert json.loads(out)["status"] == "time_limit"
+    assert 1 <= len(calls) < 6
+    code, out, _ = cli(*SERVE, "--time-limit", "1")
+    assert "--time-limit reached" in out or code == 3
+
+
+def test_rest_capacity_serve_takes_the_same_time_limit():
+    """REST reads ``time_limit_s`` through the same request layer (one Deadline)."""
+    from planner.deadline import DeadlineExceeded
+    from planner.request.capacity import CapacityServeRequest, request_deadline, run_capacity_serve
+
+    req = CapacityServeRequest(model="llama-3.2-1b", hardware=["l4"], qps=20, ttft_slo_s=1, tpot_slo_s=0.05,
+                               time_limit_s=1e-9)
+    assert request_deadline(req) is not None
+    with pytest.raises(DeadlineExceeded) as exc:
+        run_capacity_serve(req)
+    assert exc.value.field == "time_limit_s" and "'time_limit_s'" in exc.value.render("rest")
+    assert request_deadline(CapacityServeRequest(model="x", qps=1)) is None
+
+
+# -- c. capacity train with devices that cannot train ------------------------------------------------
+
+
+def test_train_skips_a_phone_and_an_fpga_with_a_reason_each(cli):
+    code, out, _ = cli(*TRAIN, "--hardware", "h100-sxm,iphone-15-pro,zcu102", "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert d["hardware"] == "h100-sxm" and d["feasible"]  # one answer: the device that can train
+    skipped = {s["hardware"]: s["reason"] for s in d["skipped"]}
+    assert set(skipped) == {"iphone-15-pro", "zcu102"}
+    assert "phone" in skipped["iphone-15-pro"] and "fpga" in skipped["zcu102"]
+    code, out, _ = cli(*TRAIN, "--hardware", "iphone-15-pro,h100-sxm")
+    assert code == 0 and "skipped iphone-15-pro" in out and "h100-sxm" in out
+
+
+def test_train_with_no_device_that_can_train_exits_2_naming_hardware(cli):
+    code, _, err = cli(*TRAIN, "--hardware", "iphone-15-pro,zcu102")
+    assert code == 2 and "--hardware" in err and "iphone-15-pro" in err and "zcu102" in err
+    assert "Traceback" not in err
+
+
+def test_train_single_phone_still_exits_2_naming_hardware(cli):
+    code, _, err = cli(*TRAIN, "--hardware", "iphone-15-pro")
+    assert code == 2 and "--hardware" in err
+
+
+def test_train_with_an_engine_that_runs_nowhere_given_names_engine(cli):
+    # the user named the engine: fsdp runs on neither device, the engine is what to change
+    code, _, err = cli(*TRAIN, "--hardware", "iphone-15-pro,zcu102", "--engine", "fsdp")
+    assert code == 2 and "--engine" in err
+
+
+def test_train_typo_in_hardware_is_still_an_error_not_a_skip(cli):
+    code, _, err = cli(*TRAIN, "--hardware", "h100-sxm,iphone-15-pr0")
+    assert code == 2 and "iphone-15-pr0" in err
