@@ -20,6 +20,7 @@ from typing import Any
 from hwmodels.errors import TierwiseError
 
 from planner.serving import engine_settings
+from planner.request.limits import check_model_size
 from planner.request.engine import ENGINE_HELP, check_given, engine_defaults, resolve_engine
 from planner.request.fields import (
     bad,
@@ -176,9 +177,9 @@ def load_specs(model: Any, hardware: Any) -> tuple[Any, Any]:
     if hardware is None:
         raise TierwiseError("{@hardware} is required: a catalog id such as h100-sxm", field="hardware", code="missing_field")
     if isinstance(model, ArchSpec):
-        arch = model
+        arch = check_model_size(model)
     elif isinstance(model, str):
-        arch = _named_file_error(load_arch, model, "model")
+        arch = _named_file_error(_load_bounded_arch, model, "model")
     else:
         raise bad("model", "a catalog id, a config path or an ArchSpec", model)
     if isinstance(hardware, DeviceSpec):
@@ -188,6 +189,18 @@ def load_specs(model: Any, hardware: Any) -> tuple[Any, Any]:
     else:
         raise bad("hardware", "a catalog id, a profile path or a DeviceSpec", hardware)
     return arch, dev
+
+
+def _load_bounded_arch(ref: str) -> Any:
+    """The ArchSpec of a catalog id or config path, refused (naming {@model} and the config's own
+    key) when a dimension is over :data:`~planner.request.limits.MODEL_LIMITS`: the check comes
+    before any workload is built, so a config with a billion layers fails at once."""
+    from planner.arch import _looks_like_path, _read, arch_from_config, load_arch
+
+    if not _looks_like_path(ref):
+        return check_model_size(load_arch(ref))
+    cfg, origin, model_id, _ = _read(ref)
+    return check_model_size(arch_from_config(cfg, model_id=model_id, origin=origin), cfg, source=origin)
 
 
 def _named_file_error(load: Any, ref: str, name: str) -> Any:
