@@ -271,17 +271,12 @@ def serve_pairs(engines: tuple, devices: list, formats: tuple[str, ...], kv: str
 def _pair(engine: Any, device: Any, formats: tuple[str, ...], kv: str, given_formats: bool, given_kv: bool,
           runtime: str | None, archs: Any = ()) -> Any:
     from planner.capacity import EngineSetup, ServePair, _activation_for
-    from planner.engines import EngineSupportError, list_engines, load_engine
+    from planner.engines import EngineSupportError
     from planner.request.engine import _baseline_weights
 
     sup = resolve_engine(engine, device, training=False, arch=archs[0] if archs else None)
     for a in archs[1:]:  # every model of the fleet: the engine must run its family (vLLM runs no T5)
         resolve_engine(sup.engine if engine is None else engine, device, training=False, arch=a)
-    spec = load_engine(engine) if engine is not None else None
-    if spec is not None and spec.kind == "training":
-        serving = [e for e in list_engines() if load_engine(e).kind != "training" and load_engine(e).support(device)]
-        raise EngineSupportError(f"{spec.name} ({spec.id}) is a training engine; serving engines on {device.id}: "
-                                 f"{', '.join(serving) or 'none'}", field="engine")
     runs = [f for f in formats if canonical(f) in sup.weights]
     if given_formats and not runs:
         raise EngineSupportError(f"{{@formats}} {', '.join(formats)}: {sup.engine} runs none of them on {sup.device}; "

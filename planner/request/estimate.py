@@ -170,7 +170,7 @@ def load_specs(model: Any, hardware: Any) -> tuple[Any, Any]:
     """(ArchSpec, DeviceSpec) from ids/paths or loaded objects."""
     from hwmodels import DeviceSpec, load_device
 
-    from planner.arch import ArchSpec, load_arch
+    from planner.arch import ArchSpec
 
     if model is None:
         raise TierwiseError("{@model} is required: a catalog id such as llama-3.1-8b", field="model", code="missing_field")
@@ -262,6 +262,27 @@ def check_context(arch: Any, tokens: int, names: tuple[str, ...]) -> None:
             field=names[0], code="beyond_context", details={"tokens": tokens, "max_position_embeddings": limit})
 
 
+def check_sequence(arch: Any, prompt: int, gen: int) -> None:
+    """An inference request's lengths: it processes at least one token (a decoder or an
+    encoder-decoder with ``prompt`` 0 and ``gen`` 0 would report latency and energy per token for
+    no token; an encoder processes the prompt only), within the model's context. ``prompt`` 0
+    with ``gen`` > 0 stays valid for generative models: decode alone (llama-bench's ``-p 0 -n 128``).
+    CNNs and ViTs take one image per sample whatever the lengths (an estimate note says so)."""
+    fam = arch.family
+    if fam == "encoder" and prompt == 0:
+        raise TierwiseError(f"{{@prompt}} must be at least 1 for {arch.id}: an encoder processes the prompt only, "
+                            "so 0 prompt tokens is no work at all; got 0", field="prompt", code="invalid_field",
+                            details={"expected": ">= 1", "given": 0})
+    if fam in ("decoder", "encoder_decoder") and prompt == 0 and gen == 0:
+        raise TierwiseError("{@prompt} 0 and {@gen} 0 process no token (nothing to time or to divide energy by); "
+                            "expected {@prompt} >= 1, or {@gen} >= 1 to price decoding alone; got 0 and 0",
+                            field="prompt", code="invalid_field", details={"expected": "prompt + gen >= 1", "given": 0})
+    if fam == "encoder":
+        check_context(arch, prompt, ("prompt",))
+    else:
+        check_context(arch, prompt + gen, ("prompt", "gen"))
+
+
 # ---------------------------------------------------------------------------
 # Inference
 # ---------------------------------------------------------------------------
@@ -302,10 +323,7 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
         batch = check_int("batch", batch, hi=1 << 24)
     prompt = check_int("prompt", v["prompt"], lo=0, hi=1 << 26)
     gen = check_int("gen", v["gen"], lo=0, hi=1 << 26)
-    if arch.family == "encoder":
-        check_context(arch, prompt, ("prompt",))
-    else:
-        check_context(arch, prompt + gen, ("prompt", "gen"))
+    check_sequence(arch, prompt, gen)
     for name, role in (("weights", "weight"), ("activations", "activation"), ("kv", "kv"), ("kv_evicted", "kv")):
         check_format(name, v[name], role)
     check_with("sparsity", v["sparsity"], parse_sparsity)

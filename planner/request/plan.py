@@ -15,7 +15,7 @@ from hwmodels.errors import TierwiseError, describe_value
 
 from planner.engines import EngineSupportError, check_request
 from planner.request.engine import ENGINE_HELP, canonical, resolve_engine
-from planner.request.estimate import check_context, load_specs
+from planner.request.estimate import check_sequence, load_specs
 from planner.request.fields import (
     PLAN_CLI_ALIASES,
     bad,
@@ -181,8 +181,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     batch = check_int("batch", v["batch"], hi=1 << 24)
     prompt = check_int("prompt", v["prompt"], lo=0, hi=1 << 26)
     gen = check_int("gen", v["gen"], lo=0, hi=1 << 26)
-    check_context(arch, prompt if arch.family == "encoder" else prompt + gen,
-                  ("prompt",) if arch.family == "encoder" else ("prompt", "gen"))
+    check_sequence(arch, prompt, gen)
     budget = None if v["max_memory_per_device"] is None else parse_size("max_memory_per_device", v["max_memory_per_device"])
     ttft = None if v["ttft_slo_s"] is None else parse_duration("ttft_slo_s", v["ttft_slo_s"])
     tpot = _tpot(v["tpot_slo_s"], arch, dev)
