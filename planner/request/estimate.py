@@ -315,11 +315,9 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
     layout = check_layout_fields(arch, dev, v, training=False)
     batch = v["batch"]
     batch_max = isinstance(batch, str) and batch.strip().lower() == "max"
-    if not batch_max:
-        if isinstance(batch, str):  # command-line text: an integer or 'max'
-            if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", batch):
-                raise bad("batch", "a positive integer or 'max'", batch)
-            batch = int(batch)
+    if not batch_max:  # text is 'max' only: "8" is not an integer (the command line converts its own text)
+        if isinstance(batch, str):
+            raise bad("batch", "a positive integer or 'max'", batch)
         batch = check_int("batch", batch, hi=1 << 24)
     prompt = check_int("prompt", v["prompt"], lo=0, hi=1 << 26)
     gen = check_int("gen", v["gen"], lo=0, hi=1 << 26)

@@ -36,6 +36,7 @@ __all__ = [
     "field_info",
     "fill_defaults",
     "given_fields",
+    "int_from_text",
     "opt",
     "reject_unknown",
 ]
@@ -143,14 +144,27 @@ def bad(name: str, expected: str, got: Any, *, code: str = "invalid_field") -> T
 
 
 def check_int(name: str, v: Any, *, lo: int = 1, hi: int | None = None) -> int:
-    """An integer in [lo, hi] (``bool`` is not an integer here)."""
-    if isinstance(v, float):  # 2.0 is shown as 2.0, not 2
-        raise TierwiseError(f"{{@{name}}} must be {_int_text(lo, hi)}; got the number {v!r}", field=name,
-                            code="invalid_field")
+    """An integer in [lo, hi]. As in JSON Schema (docs/api.md), an integral number such as 8.0
+    is an integer, ``bool`` is not, and neither is text ("8"): every front end agrees (REST
+    converts 8.0 before this check, the Python API gets it here)."""
+    if isinstance(v, float):
+        if not v.is_integer():  # 2.5 is shown as 2.5
+            raise TierwiseError(f"{{@{name}}} must be {_int_text(lo, hi)}; got the number {v!r}", field=name,
+                                code="invalid_field")
+        v = int(v)
     if isinstance(v, bool) or not isinstance(v, int):
         raise bad(name, _int_text(lo, hi), v)
     if v < lo or (hi is not None and v > hi):
         raise bad(name, _int_text(lo, hi), v)
+    return v
+
+
+def int_from_text(v: Any) -> Any:
+    """Command-line text of an integer ("8", " 8", "+8") as the int, anything else unchanged: the
+    command line's own parsing (typer does it for typed flags; ``--batch`` also takes 'max'). A
+    request built elsewhere gets no such conversion: "8" is not an integer (docs/api.md)."""
+    if isinstance(v, str) and re.fullmatch(r"\s*[+-]?[0-9]{1,30}\s*", v):
+        return int(v)
     return v
 
 
