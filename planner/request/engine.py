@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ENGINE_HELP", "canonical", "check_given", "engine_defaults", "resolve_engine"]
+__all__ = ["ENGINE_HELP", "canonical", "check_given", "engine_defaults", "format_key", "resolve_engine"]
 
 ENGINE_HELP = ("Serving or training engine (vllm, trtllm, sglang, llamacpp, executorch, ...; `tierwise engines list`); "
                "default: the hardware class's engine (docs/engines.md).")
@@ -86,6 +86,14 @@ def canonical(name: str) -> str:
         return get_format(name).name
     except (ValueError, KeyError):
         return name
+
+
+def format_key(x: Any) -> Any:
+    """A format's identity in a list (``fp8`` and ``fp8-e4m3`` are one format), for
+    :func:`~planner.request.fields.check_list`'s ``unique``."""
+    from planner.request.fields import item_key
+
+    return canonical(x.strip()) if isinstance(x, str) else item_key(x)
 
 
 def _baseline_weights(sup: Any, native: str) -> str:

@@ -36,6 +36,7 @@ __all__ = [
     "field_info",
     "fill_defaults",
     "given_fields",
+    "item_key",
     "int_from_text",
     "opt",
     "reject_unknown",
@@ -302,15 +303,36 @@ def parse_duration(name: str, v: Any) -> float:
     return check_number(name, v)
 
 
-def check_list(name: str, v: Any, *, max_len: int = 64) -> tuple:
-    """A list from a sequence or a comma-separated text ('bf16,fp8')."""
+def check_list(name: str, v: Any, *, max_len: int = 64, unique: Callable[[Any], Any] | None = None) -> tuple:
+    """A list from a sequence or a comma-separated text ('bf16,fp8'). ``unique``: items with
+    the same key (``unique(item)``) are an error naming the field and the repeated item."""
     if isinstance(v, str):
         v = [x.strip() for x in v.split(",") if x.strip()]
     if not isinstance(v, (list, tuple)) or not v:
         raise bad(name, "a non-empty list (or comma-separated text)", v)
     if len(v) > max_len:
         raise bad(name, f"a list of at most {max_len} items", f"{len(v)} items")
+    if unique is not None:
+        seen: dict[Any, Any] = {}
+        for x in v:
+            key = unique(x)
+            if key in seen:
+                first = seen[key]
+                same = not isinstance(x, str) or not isinstance(first, str) or first.strip() == x.strip()
+                what = (f"{describe_value(key)} more than once" if same else
+                        f"{describe_value(first)} and {describe_value(x)}, both {describe_value(key)}")
+                raise TierwiseError(f"{{@{name}}} lists {what}; give each once", field=name, code="invalid_field",
+                                    details={"repeated": str(key)})
+            seen[key] = x
     return tuple(v)
+
+
+def item_key(x: Any) -> Any:
+    """The identity of a list item for :func:`check_list`'s ``unique``: an id as text (stripped),
+    a loaded spec by its ``id``."""
+    if isinstance(x, str):
+        return x.strip()
+    return getattr(x, "id", None) or id(x)
 
 
 def check_layout_fields(arch: Any, device: Any, v: Mapping[str, Any], *, training: bool) -> Any:

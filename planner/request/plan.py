@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from hwmodels.errors import TierwiseError, describe_value
 
 from planner.engines import EngineSupportError, check_request
-from planner.request.engine import ENGINE_HELP, canonical, resolve_engine
+from planner.request.engine import ENGINE_HELP, canonical, format_key, resolve_engine
 from planner.request.estimate import check_sequence, load_specs
 from planner.request.fields import (
     PLAN_CLI_ALIASES,
@@ -196,7 +196,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
                             f"{objective}: set {{@objective}} weighted or remove {{@objective_weights}}",
                             field="objective_weights", code="invalid_field")
     formats = None if v["formats"] is None else tuple(
-        check_format("formats", f, "weight") for f in check_list("formats", v["formats"]))
+        check_format("formats", f, "weight") for f in check_list("formats", v["formats"], unique=format_key))
     sparsity = () if v["sparsity"] is None else _sparsity(v["sparsity"])  # dense unless asked
     kv = None if v["kv"] is None else check_format("kv", v["kv"], "kv")
     act = None if v["activations"] is None else check_format("activations", v["activations"], "activation")
