@@ -473,15 +473,20 @@ def default_engine(device: DeviceSpec, *, training: bool = False, kind: str | No
         f"an {{@engine}} profile that runs {kind} models", field="engine")
 
 
-def support(engine: str | EngineSpec, device: DeviceSpec) -> Support:
-    """What ``engine`` runs on ``device``; an :class:`EngineSupportError` naming ``engine`` if nothing."""
+def support(engine: str | EngineSpec, device: DeviceSpec, *, training: bool | None = None) -> Support:
+    """What ``engine`` runs on ``device``; an :class:`EngineSupportError` naming ``engine`` if nothing.
+    ``training`` (the request's kind, when there is one) limits the engines the error suggests to
+    those of that kind: an inference request is not told to use FSDP."""
     spec = load_engine(engine)
     found = spec.support(device)
     if found is None:
-        where = [e for e in list_engines() if load_engine(e).support(device) is not None]
+        if training is None:
+            where, what = [e for e in list_engines() if load_engine(e).support(device) is not None], "engines"
+        else:
+            where, what = engines_for(device, training=training), "training engines" if training else "serving engines"
         raise EngineSupportError(
             f"{spec.name} ({spec.id}) does not run on {device.id} ({device.device_class}, {device.vendor}"
-            f"{', ' + device.arch if device.arch else ''}); engines that do: {', '.join(where) or 'none'}",
+            f"{', ' + device.arch if device.arch else ''}); {what} that do: {', '.join(where) or 'none'}",
             field="engine")
     return found
 

@@ -205,9 +205,12 @@ def test_a_serving_engine_cannot_run_a_training_step(cli, engine):
     assert exc.value.field == "engine"
 
 
-def test_training_engines_still_train_and_megatron_still_serves():
+def test_training_engines_still_train_but_serve_nothing():
     assert planner.estimate_training("llama-3.2-1b", "h100-sxm", engine="fsdp", seq=512).engine == "fsdp"
-    assert planner.estimate("llama-3.2-1b", "h100-sxm", engine="megatron-core").engine == "megatron-core"
+    for engine in ("megatron-core", "fsdp"):  # kind: training (docs/engines.md): not serving engines
+        with pytest.raises(TierwiseError) as exc:
+            planner.estimate("llama-3.2-1b", "h100-sxm", engine=engine)
+        assert exc.value.field == "engine" and "not a serving one" in str(exc.value)
 
 
 @pytest.mark.parametrize("typed, meant", [("VLLM", "vllm"), ("TRT-LLM", "trtllm"), ("llama.cpp", "llamacpp"),

@@ -261,10 +261,19 @@ def test_per_op_is_honoured_by_the_cli_json(capsys):
     assert code == 0 and json.loads(out)["prefill"]["ops"]
 
 
-def test_context_parallelism_applies_to_inference_now():
-    # vLLM (the GPU default) has no context parallelism; Megatron-Core's inference does.
-    est = planner.estimate("llama-3.1-8b", "h100-sxm", cp=2, prompt=16000, gen=100, engine="megatron-core")
+def test_context_parallelism_applies_to_inference_now(tmp_path):
+    # vLLM (the GPU default) has no context parallelism; a serving engine profile that declares
+    # it does (Megatron-Core has cp, but it is a training engine: refused for inference).
+    text = (Path(planner.__file__).parent.parent / "profiles" / "engines" / "vllm.yaml").read_text()
+    assert "parallel: [tp, pp, dp, ep]" in text
+    engine = tmp_path / "vllm-cp.yaml"
+    engine.write_text(text.replace("id: vllm", "id: vllm-cp").replace("parallel: [tp, pp, dp, ep]",
+                                                                      "parallel: [tp, pp, dp, ep, cp]"))
+    est = planner.estimate("llama-3.1-8b", "h100-sxm", cp=2, prompt=16000, gen=100, engine=str(engine))
     assert est.layout.cp == 2 and est.to_dict()["devices"] == 2
+    with pytest.raises(TierwiseError) as exc:
+        planner.estimate("llama-3.1-8b", "h100-sxm", cp=2, prompt=16000, gen=100, engine="megatron-core")
+    assert exc.value.field == "engine" and "training engine" in str(exc.value)
     with pytest.raises(TierwiseError) as exc:
         planner.estimate("llama-3.1-8b", "h100-sxm", cp=2, prompt=16000, gen=100)
     assert exc.value.field == "cp"

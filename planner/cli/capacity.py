@@ -329,6 +329,9 @@ def _print_serve(ans) -> None:
         tab.add_row("-", p.engine or "-", p.device.id, "-", "not supported", *(["-"] * (len(cols) - 6)),
                     "[red]no[/]: " + escape(p.reason))
     console.print(tab)
+    if multi:
+        console.print("QPS shares (--mix, weights normalised to sum to 1): "
+                      + ", ".join(f"{m} {share:.1%}" for m, share in zip(ans.models, t.mix)))
     if not ans.complete:
         console.print("[yellow]--time-limit reached: the answer covers the configurations searched so far[/]")
     console.print(BANDS_NOTE)

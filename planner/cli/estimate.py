@@ -20,6 +20,7 @@ from planner.cli.common import (
     human_time,
 )
 from planner.errors import TierwiseError
+from planner.request.fields import int_from_text
 from planner.request import (
     DoesNotFitError,
     EstimateRequest,
@@ -92,6 +93,8 @@ def estimate(
     Flags of the other mode are refused (e.g. --zero without --mode training). A
     configuration that does not fit exits 3 with the shortfall and the changes that fit."""
     given = {k: v for k, v in locals().items() if k != "json_out" and v is not None}
+    if "batch" in given:  # the flag's text: an integer or 'max'
+        given["batch"] = int_from_text(given["batch"])
     with cli_errors():
         req = build_estimate_request(given)
         try:

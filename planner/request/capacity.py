@@ -17,7 +17,7 @@ from typing import Any
 from hwmodels.errors import TierwiseError, close_ids
 
 from planner.deadline import Deadline
-from planner.request.engine import ENGINE_HELP, canonical, resolve_engine
+from planner.request.engine import ENGINE_HELP, canonical, format_key, resolve_engine
 from planner.request.estimate import OPTIMIZER_NAMES, check_context, load_specs
 from planner.request.fields import (
     bad,
@@ -27,6 +27,7 @@ from planner.request.fields import (
     check_list,
     check_number,
     fill_defaults,
+    item_key,
     opt,
     parse_duration,
     within_context,
@@ -60,7 +61,8 @@ class CapacityServeRequest:
 
     model: Any = opt("Catalog id or path to an HF-style config (or use models).")
     models: Any = opt("Several models on one fleet (with mix).")
-    mix: Any = opt("Share of the QPS per model (with models), e.g. 0.5,0.3,0.2; normalised to 1.")
+    mix: Any = opt("Share of the QPS per model (with models), e.g. 0.5,0.3,0.2: relative weights, "
+                   "normalised to sum to 1 (0.5,0.7 gives 41.7% and 58.3%).")
     hardware: Any = opt("Candidate hardware ids (every catalog id when left out).", _all_hardware)
     qps: Any = opt("Requests per second (several, with the CLI, sweep the load).")
     prompt: int | None = opt("Prompt tokens per request.", 512)
@@ -140,8 +142,10 @@ def _percentile(v: Any) -> float:
     return p
 
 
-def _ids(name: str, v: Any) -> tuple[Any, ...]:
-    return (v,) if not isinstance(v, (str, list, tuple)) else check_list(name, v)
+def _ids(name: str, v: Any, *, unique: bool = False) -> tuple[Any, ...]:
+    """One or several items (a list, or comma separated text); ``unique``: a repeated one (the
+    same hardware twice) is an error naming the field and the item."""
+    return (v,) if not isinstance(v, (str, list, tuple)) else check_list(name, v, unique=item_key if unique else None)
 
 
 def resolve_capacity_serve(req: CapacityServeRequest) -> tuple[list, list, list, Any]:
@@ -152,7 +156,7 @@ def resolve_capacity_serve(req: CapacityServeRequest) -> tuple[list, list, list,
     if (v["model"] is None) == (v["models"] is None):
         raise TierwiseError("give exactly one of {@model} or {@models} (several models, with {@mix} for their shares)",
                             field="model", code="invalid_field")
-    names = (v["model"],) if v["model"] is not None else _ids("models", v["models"])
+    names = (v["model"],) if v["model"] is not None else _ids("models", v["models"], unique=True)
     shares = [1.0] * len(names) if v["mix"] is None else [check_number("mix", x if not isinstance(x, str) else _float("mix", x))
                                                           for x in _ids("mix", v["mix"])]
     if len(shares) != len(names):
@@ -182,7 +186,7 @@ def _resolve_fleet(req: Any, v: dict, names: tuple) -> tuple[list, list, int, in
     from planner.capacity import ServeSearch
 
     engines = engine_ids(req.engine)
-    hw = _ids("hardware", v["hardware"])
+    hw = _ids("hardware", v["hardware"], unique=True)
     loaded = [load_specs(names[0], h) for h in hw]
     archs = [loaded[0][0]] + [load_specs(n, loaded[0][1])[0] for n in names[1:]]
     devices = [d for _, d in loaded]
@@ -197,7 +201,8 @@ def _resolve_fleet(req: Any, v: dict, names: tuple) -> tuple[list, list, int, in
                                 "frontier size token-generating models (TTFT / TPOT); price it with `tierwise "
                                 "estimate`", field=name, code="invalid_field")
         check_context(a, prompt + gen, ("prompt", "gen"))
-    formats = tuple(check_format("formats", f, "weight") for f in check_list("formats", v["formats"], max_len=16))
+    formats = tuple(check_format("formats", f, "weight") for f in check_list("formats", v["formats"], max_len=16,
+                                                                                   unique=format_key))
     kv = check_format("kv", v["kv"], "kv")
     runtime = None if v["runtime"] is None else check_choice("runtime", v["runtime"], ("graph", "eager"))
     pairs = serve_pairs(engines, devices, formats, kv, given_formats=req.formats is not None,
@@ -271,17 +276,12 @@ def serve_pairs(engines: tuple, devices: list, formats: tuple[str, ...], kv: str
 def _pair(engine: Any, device: Any, formats: tuple[str, ...], kv: str, given_formats: bool, given_kv: bool,
           runtime: str | None, archs: Any = ()) -> Any:
     from planner.capacity import EngineSetup, ServePair, _activation_for
-    from planner.engines import EngineSupportError, list_engines, load_engine
+    from planner.engines import EngineSupportError
     from planner.request.engine import _baseline_weights
 
     sup = resolve_engine(engine, device, training=False, arch=archs[0] if archs else None)
     for a in archs[1:]:  # every model of the fleet: the engine must run its family (vLLM runs no T5)
         resolve_engine(sup.engine if engine is None else engine, device, training=False, arch=a)
-    spec = load_engine(engine) if engine is not None else None
-    if spec is not None and spec.kind == "training":
-        serving = [e for e in list_engines() if load_engine(e).kind != "training" and load_engine(e).support(device)]
-        raise EngineSupportError(f"{spec.name} ({spec.id}) is a training engine; serving engines on {device.id}: "
-                                 f"{', '.join(serving) or 'none'}", field="engine")
     runs = [f for f in formats if canonical(f) in sup.weights]
     if given_formats and not runs:
         raise EngineSupportError(f"{{@formats}} {', '.join(formats)}: {sup.engine} runs none of them on {sup.device}; "
@@ -340,7 +340,7 @@ def resolve_training_fleet(req: CapacityTrainRequest) -> tuple[Any, list[tuple[A
     with one, the first device's error (naming ``engine``)."""
     from planner.engines import EngineSupportError
 
-    hw = _ids("hardware", _required("hardware", req.hardware))
+    hw = _ids("hardware", _required("hardware", req.hardware), unique=True)
     specs = [load_specs(_required("model", req.model), h) for h in hw]
     arch = specs[0][0]
     out, skipped = [], []

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ENGINE_HELP", "canonical", "check_given", "engine_defaults", "resolve_engine"]
+__all__ = ["ENGINE_HELP", "canonical", "check_given", "engine_defaults", "format_key", "resolve_engine"]
 
 ENGINE_HELP = ("Serving or training engine (vllm, trtllm, sglang, llamacpp, executorch, ...; `tierwise engines list`); "
                "default: the hardware class's engine (docs/engines.md).")
@@ -34,9 +34,11 @@ def resolve_engine(value: Any, device: Any, *, training: bool, arch: Any = None)
             value.strip() if isinstance(value, str) else value)
     except UnknownIdError as exc:  # suggest 'vllm' for 'VLLM' and 'trtllm' for 'TRT-LLM' too
         raise UnknownIdError(exc.id, "engine", close_ids(exc.id, exc.known, n=3), known=exc.known) from None
-    found = support(spec, device)
     if training and spec.kind != "training":
         _not_a_training_engine(spec, device)
+    if not training and spec.kind == "training":
+        _not_a_serving_engine(spec, device)
+    found = support(spec, device, training=training)
     if family is not None and not spec.runs_family(family):
         _wrong_family(spec, device, family, arch, training)
     return found
@@ -56,15 +58,24 @@ def _wrong_family(spec: Any, device: Any, family: str, arch: Any, training: bool
 
 def _not_a_training_engine(spec: Any, device: Any) -> None:
     """A serving or on-device engine named for a training step (vLLM runs no backward pass):
-    an ``EngineSupportError`` naming ``engine`` and the training engines on ``device``. (A
-    training engine for inference stays allowed: Megatron-Core has an inference path.)"""
-    from planner.engines import EngineSupportError, list_engines, load_engine
+    an ``EngineSupportError`` naming ``engine`` and the training engines on ``device``."""
+    from planner.engines import EngineSupportError, engines_for
 
-    fits = [e for e in list_engines()
-            if load_engine(e).kind == "training" and load_engine(e).support(device) is not None]
+    fits = engines_for(device, training=True)
     article = "an" if spec.kind[:1] in "aeiou" else "a"  # an on-device engine
     raise EngineSupportError(f"{{@engine}}: {spec.name} ({spec.id}) is {article} {spec.kind} engine, not a training one; "
                              f"training engines on {device.id}: {', '.join(fits) or 'none'}", field="engine")
+
+
+def _not_a_serving_engine(spec: Any, device: Any) -> None:
+    """A training engine (``kind: training``: Megatron-Core, FSDP) named for inference (an
+    estimate, a plan, a serving fleet): an ``EngineSupportError`` naming ``engine`` and the
+    serving and on-device engines on ``device`` (docs/engines.md: they are not serving engines)."""
+    from planner.engines import EngineSupportError, engines_for
+
+    fits = engines_for(device, training=False)
+    raise EngineSupportError(f"{{@engine}}: {spec.name} ({spec.id}) is a training engine, not a serving one; "
+                             f"serving engines on {device.id}: {', '.join(fits) or 'none'}", field="engine")
 
 
 def canonical(name: str) -> str:
@@ -75,6 +86,14 @@ def canonical(name: str) -> str:
         return get_format(name).name
     except (ValueError, KeyError):
         return name
+
+
+def format_key(x: Any) -> Any:
+    """A format's identity in a list (``fp8`` and ``fp8-e4m3`` are one format), for
+    :func:`~planner.request.fields.check_list`'s ``unique``."""
+    from planner.request.fields import item_key
+
+    return canonical(x.strip()) if isinstance(x, str) else item_key(x)
 
 
 def _baseline_weights(sup: Any, native: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 from hwmodels.errors import TierwiseError
 
 from planner.serving import engine_settings
+from planner.request.limits import check_model_size
 from planner.request.engine import ENGINE_HELP, check_given, engine_defaults, resolve_engine
 from planner.request.fields import (
     bad,
@@ -169,16 +170,16 @@ def load_specs(model: Any, hardware: Any) -> tuple[Any, Any]:
     """(ArchSpec, DeviceSpec) from ids/paths or loaded objects."""
     from hwmodels import DeviceSpec, load_device
 
-    from planner.arch import ArchSpec, load_arch
+    from planner.arch import ArchSpec
 
     if model is None:
         raise TierwiseError("{@model} is required: a catalog id such as llama-3.1-8b", field="model", code="missing_field")
     if hardware is None:
         raise TierwiseError("{@hardware} is required: a catalog id such as h100-sxm", field="hardware", code="missing_field")
     if isinstance(model, ArchSpec):
-        arch = model
+        arch = check_model_size(model)
     elif isinstance(model, str):
-        arch = _named_file_error(load_arch, model, "model")
+        arch = _named_file_error(_load_bounded_arch, model, "model")
     else:
         raise bad("model", "a catalog id, a config path or an ArchSpec", model)
     if isinstance(hardware, DeviceSpec):
@@ -188,6 +189,18 @@ def load_specs(model: Any, hardware: Any) -> tuple[Any, Any]:
     else:
         raise bad("hardware", "a catalog id, a profile path or a DeviceSpec", hardware)
     return arch, dev
+
+
+def _load_bounded_arch(ref: str) -> Any:
+    """The ArchSpec of a catalog id or config path, refused (naming {@model} and the config's own
+    key) when a dimension is over :data:`~planner.request.limits.MODEL_LIMITS`: the check comes
+    before any workload is built, so a config with a billion layers fails at once."""
+    from planner.arch import _looks_like_path, _read, arch_from_config, load_arch
+
+    if not _looks_like_path(ref):
+        return check_model_size(load_arch(ref))
+    cfg, origin, model_id, _ = _read(ref)
+    return check_model_size(arch_from_config(cfg, model_id=model_id, origin=origin), cfg, source=origin)
 
 
 def _named_file_error(load: Any, ref: str, name: str) -> Any:
@@ -249,6 +262,27 @@ def check_context(arch: Any, tokens: int, names: tuple[str, ...]) -> None:
             field=names[0], code="beyond_context", details={"tokens": tokens, "max_position_embeddings": limit})
 
 
+def check_sequence(arch: Any, prompt: int, gen: int) -> None:
+    """An inference request's lengths: it processes at least one token (a decoder or an
+    encoder-decoder with ``prompt`` 0 and ``gen`` 0 would report latency and energy per token for
+    no token; an encoder processes the prompt only), within the model's context. ``prompt`` 0
+    with ``gen`` > 0 stays valid for generative models: decode alone (llama-bench's ``-p 0 -n 128``).
+    CNNs and ViTs take one image per sample whatever the lengths (an estimate note says so)."""
+    fam = arch.family
+    if fam == "encoder" and prompt == 0:
+        raise TierwiseError(f"{{@prompt}} must be at least 1 for {arch.id}: an encoder processes the prompt only, "
+                            "so 0 prompt tokens is no work at all; got 0", field="prompt", code="invalid_field",
+                            details={"expected": ">= 1", "given": 0})
+    if fam in ("decoder", "encoder_decoder") and prompt == 0 and gen == 0:
+        raise TierwiseError("{@prompt} 0 and {@gen} 0 process no token (nothing to time or to divide energy by); "
+                            "expected {@prompt} >= 1, or {@gen} >= 1 to price decoding alone; got 0 and 0",
+                            field="prompt", code="invalid_field", details={"expected": "prompt + gen >= 1", "given": 0})
+    if fam == "encoder":
+        check_context(arch, prompt, ("prompt",))
+    else:
+        check_context(arch, prompt + gen, ("prompt", "gen"))
+
+
 # ---------------------------------------------------------------------------
 # Inference
 # ---------------------------------------------------------------------------
@@ -281,18 +315,13 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
     layout = check_layout_fields(arch, dev, v, training=False)
     batch = v["batch"]
     batch_max = isinstance(batch, str) and batch.strip().lower() == "max"
-    if not batch_max:
-        if isinstance(batch, str):  # command-line text: an integer or 'max'
-            if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", batch):
-                raise bad("batch", "a positive integer or 'max'", batch)
-            batch = int(batch)
+    if not batch_max:  # text is 'max' only: "8" is not an integer (the command line converts its own text)
+        if isinstance(batch, str):
+            raise bad("batch", "a positive integer or 'max'", batch)
         batch = check_int("batch", batch, hi=1 << 24)
     prompt = check_int("prompt", v["prompt"], lo=0, hi=1 << 26)
     gen = check_int("gen", v["gen"], lo=0, hi=1 << 26)
-    if arch.family == "encoder":
-        check_context(arch, prompt, ("prompt",))
-    else:
-        check_context(arch, prompt + gen, ("prompt", "gen"))
+    check_sequence(arch, prompt, gen)
     for name, role in (("weights", "weight"), ("activations", "activation"), ("kv", "kv"), ("kv_evicted", "kv")):
         check_format(name, v[name], role)
     check_with("sparsity", v["sparsity"], parse_sparsity)

@@ -36,6 +36,8 @@ __all__ = [
     "field_info",
     "fill_defaults",
     "given_fields",
+    "item_key",
+    "int_from_text",
     "opt",
     "reject_unknown",
 ]
@@ -143,14 +145,27 @@ def bad(name: str, expected: str, got: Any, *, code: str = "invalid_field") -> T
 
 
 def check_int(name: str, v: Any, *, lo: int = 1, hi: int | None = None) -> int:
-    """An integer in [lo, hi] (``bool`` is not an integer here)."""
-    if isinstance(v, float):  # 2.0 is shown as 2.0, not 2
-        raise TierwiseError(f"{{@{name}}} must be {_int_text(lo, hi)}; got the number {v!r}", field=name,
-                            code="invalid_field")
+    """An integer in [lo, hi]. As in JSON Schema (docs/api.md), an integral number such as 8.0
+    is an integer, ``bool`` is not, and neither is text ("8"): every front end agrees (REST
+    converts 8.0 before this check, the Python API gets it here)."""
+    if isinstance(v, float):
+        if not v.is_integer():  # 2.5 is shown as 2.5
+            raise TierwiseError(f"{{@{name}}} must be {_int_text(lo, hi)}; got the number {v!r}", field=name,
+                                code="invalid_field")
+        v = int(v)
     if isinstance(v, bool) or not isinstance(v, int):
         raise bad(name, _int_text(lo, hi), v)
     if v < lo or (hi is not None and v > hi):
         raise bad(name, _int_text(lo, hi), v)
+    return v
+
+
+def int_from_text(v: Any) -> Any:
+    """Command-line text of an integer ("8", " 8", "+8") as the int, anything else unchanged: the
+    command line's own parsing (typer does it for typed flags; ``--batch`` also takes 'max'). A
+    request built elsewhere gets no such conversion: "8" is not an integer (docs/api.md)."""
+    if isinstance(v, str) and re.fullmatch(r"\s*[+-]?[0-9]{1,30}\s*", v):
+        return int(v)
     return v
 
 
@@ -288,15 +303,36 @@ def parse_duration(name: str, v: Any) -> float:
     return check_number(name, v)
 
 
-def check_list(name: str, v: Any, *, max_len: int = 64) -> tuple:
-    """A list from a sequence or a comma-separated text ('bf16,fp8')."""
+def check_list(name: str, v: Any, *, max_len: int = 64, unique: Callable[[Any], Any] | None = None) -> tuple:
+    """A list from a sequence or a comma-separated text ('bf16,fp8'). ``unique``: items with
+    the same key (``unique(item)``) are an error naming the field and the repeated item."""
     if isinstance(v, str):
         v = [x.strip() for x in v.split(",") if x.strip()]
     if not isinstance(v, (list, tuple)) or not v:
         raise bad(name, "a non-empty list (or comma-separated text)", v)
     if len(v) > max_len:
         raise bad(name, f"a list of at most {max_len} items", f"{len(v)} items")
+    if unique is not None:
+        seen: dict[Any, Any] = {}
+        for x in v:
+            key = unique(x)
+            if key in seen:
+                first = seen[key]
+                same = not isinstance(x, str) or not isinstance(first, str) or first.strip() == x.strip()
+                what = (f"{describe_value(key)} more than once" if same else
+                        f"{describe_value(first)} and {describe_value(x)}, both {describe_value(key)}")
+                raise TierwiseError(f"{{@{name}}} lists {what}; give each once", field=name, code="invalid_field",
+                                    details={"repeated": str(key)})
+            seen[key] = x
     return tuple(v)
+
+
+def item_key(x: Any) -> Any:
+    """The identity of a list item for :func:`check_list`'s ``unique``: an id as text (stripped),
+    a loaded spec by its ``id``."""
+    if isinstance(x, str):
+        return x.strip()
+    return getattr(x, "id", None) or id(x)
 
 
 def check_layout_fields(arch: Any, device: Any, v: Mapping[str, Any], *, training: bool) -> Any:

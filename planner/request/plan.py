@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from hwmodels.errors import TierwiseError, describe_value
 
 from planner.engines import EngineSupportError, check_request
-from planner.request.engine import ENGINE_HELP, canonical, resolve_engine
-from planner.request.estimate import check_context, load_specs
+from planner.request.engine import ENGINE_HELP, canonical, format_key, resolve_engine
+from planner.request.estimate import check_sequence, load_specs
 from planner.request.fields import (
     PLAN_CLI_ALIASES,
     bad,
@@ -181,8 +181,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     batch = check_int("batch", v["batch"], hi=1 << 24)
     prompt = check_int("prompt", v["prompt"], lo=0, hi=1 << 26)
     gen = check_int("gen", v["gen"], lo=0, hi=1 << 26)
-    check_context(arch, prompt if arch.family == "encoder" else prompt + gen,
-                  ("prompt",) if arch.family == "encoder" else ("prompt", "gen"))
+    check_sequence(arch, prompt, gen)
     budget = None if v["max_memory_per_device"] is None else parse_size("max_memory_per_device", v["max_memory_per_device"])
     ttft = None if v["ttft_slo_s"] is None else parse_duration("ttft_slo_s", v["ttft_slo_s"])
     tpot = _tpot(v["tpot_slo_s"], arch, dev)
@@ -197,7 +196,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
                             f"{objective}: set {{@objective}} weighted or remove {{@objective_weights}}",
                             field="objective_weights", code="invalid_field")
     formats = None if v["formats"] is None else tuple(
-        check_format("formats", f, "weight") for f in check_list("formats", v["formats"]))
+        check_format("formats", f, "weight") for f in check_list("formats", v["formats"], unique=format_key))
     sparsity = () if v["sparsity"] is None else _sparsity(v["sparsity"])  # dense unless asked
     kv = None if v["kv"] is None else check_format("kv", v["kv"], "kv")
     act = None if v["activations"] is None else check_format("activations", v["activations"], "activation")

@@ -1,0 +1,89 @@
+"""The input defects of tests/test_adversary_inputs.py over real HTTP (a ``tierwise serve``
+process): the REST service answers as the command line and the Python API do, because all
+three go through the one request layer (planner/request/)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from liveserver import Server
+
+from planner.arch import _models_dir
+
+B = {"model": "llama-3.1-8b", "hardware": "l4"}
+CAP = {"model": "llama-3.2-1b", "hardware": ["l4"], "qps": 1, "ttft_slo_s": 2, "tpot_slo_s": 0.2, "max_devices": 1}
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("request-inputs"), env={"TIERWISE_SYNC_WAIT_S": "60"}).start()
+    yield s
+    s.stop()
+    log = s.log.read_text(errors="replace")
+    assert "Traceback" not in log, log[-3000:]
+
+
+def _error(r, status: int = 422) -> dict:
+    assert r.status_code == status, r.text
+    return r.json()["error"]
+
+
+def test_a_model_over_the_layer_limit_is_refused_and_one_at_it_accepted(srv):
+    cfg = json.loads((_models_dir() / "llama-3.2-1b.json").read_text())
+    cfg.pop("_id", None)
+    with srv.client() as c:
+        err = _error(c.post("/v1/models", json={"id": "deep-1025", "config": {**cfg, "num_hidden_layers": 1025}}))
+        assert err["code"] == "limit_exceeded" and err["field"] == "config.num_hidden_layers" and "1025" in err["message"]
+        assert c.post("/v1/models", json={"id": "deep-1024", "config": {**cfg, "num_hidden_layers": 1024}}).status_code == 201
+
+
+def test_no_token_to_process_is_refused_naming_prompt(srv):
+    with srv.client() as c:
+        err = _error(c.post("/v1/estimate", json={**B, "prompt": 0, "gen": 0}))
+        assert err["field"] == "prompt" and "'prompt'" in err["message"] and "--prompt" not in err["message"]
+        err = _error(c.post("/v1/estimate", json={"model": "bert-base", "hardware": "l4", "prompt": 0}))
+        assert err["field"] == "prompt"
+        r = c.post("/v1/estimate", json={**B, "prompt": 0, "gen": 128})
+        assert r.status_code == 200 and r.json()["prompt"] == 0, r.text
+
+
+@pytest.mark.parametrize("engine", ["megatron-core", "fsdp"])
+def test_inference_refuses_a_training_engine(srv, engine):
+    with srv.client() as c:
+        err = _error(c.post("/v1/estimate", json={"model": "llama-3.1-8b", "hardware": "h100-sxm", "engine": engine}))
+        assert err["field"] == "engine" and "training engine" in err["message"], err
+        listed = err["message"].split("serving engines on h100-sxm:")[1]
+        assert "vllm" in listed and "fsdp" not in listed and "megatron-core" not in listed, err
+        err = _error(c.post("/v1/estimate", json={"model": "llama-3.2-1b", "hardware": "tpu-v5e", "engine": "trtllm"}))
+        assert "serving engines that do: vllm" in err["message"] and "fsdp" not in err["message"], err
+
+
+@pytest.mark.parametrize("text", ["8", " 8", "08", "+8"])
+def test_text_is_not_an_integer_for_batch_as_for_prompt(srv, text):
+    with srv.client() as c:
+        err = _error(c.post("/v1/estimate", json={**B, "batch": text}))
+        assert err["field"] == "batch" and "'batch'" in err["message"], err
+        assert _error(c.post("/v1/estimate", json={**B, "prompt": text}))["field"] == "prompt"
+
+
+def test_integral_numbers_are_integers_and_max_is_still_a_batch(srv):
+    with srv.client() as c:
+        a = c.post("/v1/estimate", json={**B, "batch": 8, "prompt": 256})
+        b = c.post("/v1/estimate", json={**B, "batch": 8.0, "prompt": 256.0})
+        assert a.status_code == b.status_code == 200, (a.text, b.text)
+        assert a.json()["batch"] == b.json()["batch"] == 8 and a.json()["latency_s"] == b.json()["latency_s"]
+        assert _error(c.post("/v1/estimate", json={**B, "batch": 8.5}))["field"] == "batch"
+        assert c.post("/v1/estimate", json={**B, "batch": "max"}).json()["batch"] > 1
+
+
+@pytest.mark.parametrize("change, field, item", [
+    ({"hardware": ["h100-sxm", "h100-sxm"]}, "hardware", "'h100-sxm'"),
+    ({"model": None, "models": ["llama-3.2-1b", "llama-3.2-1b"]}, "models", "'llama-3.2-1b'"),
+    ({"formats": ["bf16", "bf16"]}, "formats", "'bf16'"),
+])
+def test_capacity_refuses_a_repeated_item(srv, change, field, item):
+    body = {k: v for k, v in {**CAP, **change}.items() if v is not None}
+    with srv.client() as c:
+        err = _error(c.post("/v1/capacity", json=body))
+    assert err["field"] == field and item in err["message"] and "more than once" in err["message"], err
