@@ -32,7 +32,7 @@ def domain_errors() -> Iterator[None]:
     except Exception as exc:  # noqa: BLE001 - mapped or re-raised
         mapped = map_exception(exc)
         if mapped is None and isinstance(exc, TierwiseError):
-            mapped = ApiError(exc.http_status, exc.code, exc.render("rest"), exc.field, exc.details)
+            mapped = ApiError(exc.http_status, exc.code, exc.render("rest"), exc.field, exc.render_details("rest"))
         if mapped is None:
             raise
         raise mapped from exc
