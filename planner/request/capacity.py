@@ -441,21 +441,23 @@ def run_capacity_frontier(req: CapacityFrontierRequest):
 
 
 def run_capacity_train(req: CapacityTrainRequest, *, deadline: Deadline | None = None):
-    """``planner.capacity.TrainAnswer`` per hardware (a list, in the order given). Raises
-    TierwiseError of kind ``infeasible`` when no hardware meets the deadline.
+    """A ``planner.capacity.TrainFleetAnswer``: one ``TrainAnswer`` per hardware that can
+    train (those meeting the deadline first, cheapest first; it indexes like a list), and the
+    hardware skipped with the reason. Raises TierwiseError of kind ``infeasible`` when no
+    hardware meets the deadline.
 
     ``deadline`` (default: ``time_limit_s`` from now, if given) bounds the whole search,
     every hardware's, as in :func:`run_capacity_serve`."""
-    from planner.capacity import plan_training, train_infeasible_message
+    from planner.capacity import TrainFleetAnswer, plan_training, train_infeasible_message
 
     deadline = _deadline(req, deadline)
-    arch, pairs = resolve_capacity_train(req)
+    arch, pairs, skipped = resolve_training_fleet(req)
     answers = [train_intervals(plan_training(arch, dev, target, deadline=deadline), dev, req.engine)
                for dev, target in pairs]
     if not any(a.feasible for a in answers):
         best = max(answers, key=lambda a: a.fastest.tokens_per_s if a.fastest else -1.0)
         raise _infeasible(*train_infeasible_message(best))
-    return answers
+    return TrainFleetAnswer.ranked(answers, [(d.id, exc.render("rest")) for d, exc in skipped])
 
 
 # ---------------------------------------------------------------------------
