@@ -90,3 +90,35 @@ def test_python_training_capacity_for_several_hardware_has_the_capacity_result_t
         assert sorted(h["hardware"] for h in doc["hardware"]) == ["h100-sxm", "l4"]
         assert len(fleet) == 2 and {a.hardware for a in fleet} == {"h100-sxm", "l4"} and fleet[0].feasible
     assert planner.capacity_train("llama-3.2-1b", "l4", **fields).to_dict()["hardware"] == "l4"
+
+
+#: A capacity search that runs for many seconds: 405B over every catalog hardware.
+LONG_CAPACITY = {"model": "llama-3.1-405b", "qps": 50, "ttft_slo_s": 0.5, "tpot_slo_s": 0.02, "max_devices": 4096,
+                 "max_pp": 64}
+
+
+def _cancelled_count(c) -> float:
+    text = c.get("/metrics").text
+    m = re.search(r'^tierwise_solve_duration_seconds_count\{outcome="cancelled"\} (\S+)$', text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def test_a_client_that_leaves_counts_one_cancelled_solve(srv):
+    # `curl --max-time 0.2 -X POST /v1/capacity`: the client hangs up, the job is cancelled,
+    # and the cancellation is counted once — not again when the search's worker stops.
+    import time
+
+    import httpx
+
+    with srv.client() as c:
+        before = _cancelled_count(c)
+        for n in (1, 2):
+            with pytest.raises(httpx.TimeoutException):
+                with httpx.Client(base_url=srv.base, timeout=0.2) as quick:
+                    quick.post("/v1/capacity", json=LONG_CAPACITY)
+            end = time.monotonic() + 30
+            while _cancelled_count(c) < before + n and time.monotonic() < end:
+                time.sleep(0.1)
+            # the search's worker sees the cancel within a fraction of a second and stops
+            time.sleep(3)
+            assert _cancelled_count(c) == before + n
