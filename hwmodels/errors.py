@@ -210,6 +210,18 @@ class ProfileError(TierwiseError, ValueError):
         TierwiseError.__init__(self, f"{name}: field '{field}' must be {expected}; got {describe_value(got)}",
                                field=field, code="invalid_profile")
 
+    def named(self, request_field: str) -> "ProfileError":
+        """This error as reported for the request field that gave the file: led by the field and
+        the path as given (``--hardware cfg/x.json: field 'sources' must be present; …``). An
+        error about the whole file (``<document>``, ``<file>``) becomes the request field's own."""
+        new = ProfileError.__new__(ProfileError)
+        new.path, new.expected, new.got = self.path, self.expected, self.got
+        whole = self.field.startswith(("<", "("))
+        what = f"expected {self.expected}" if whole else f"field '{self.field}' must be {self.expected}"
+        TierwiseError.__init__(new, "{@" + request_field + "} " + f"{self.path}: {what}; got {describe_value(self.got)}",
+                               field=request_field if whole else self.field, code=self.code)
+        return new
+
 
 _LIST_COMMANDS = {"hardware": "tierwise hardware list", "model": "tierwise models list",
                   "engine": "tierwise engines list"}

@@ -17,7 +17,7 @@ from typing import Any
 from hwmodels.errors import TierwiseError, close_ids
 
 from planner.deadline import Deadline
-from planner.request.engine import ENGINE_HELP, canonical, resolve_engine
+from planner.request.engine import TRAINING_ENGINE_HELP, canonical, resolve_engine
 from planner.request.estimate import OPTIMIZER_NAMES, check_context, load_specs
 from planner.request.fields import (
     bad,
@@ -122,7 +122,7 @@ class CapacityTrainRequest:
     max_devices: int | None = opt("Largest cluster considered.", 65536)
     time_limit_s: float | None = opt("Wall-clock limit of the search, seconds (unbounded when left out); when it "
                                      "runs out the answer covers the layouts searched so far.")
-    engine: str | None = opt(ENGINE_HELP)
+    engine: str | None = opt(TRAINING_ENGINE_HELP)
 
 
 def _required(name: str, v: Any) -> Any:
