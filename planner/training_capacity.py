@@ -123,10 +123,12 @@ class TrainTask:
 
 
 def device_grid(device: DeviceSpec, max_devices: int) -> tuple[int, ...]:
-    """Device counts searched: 1, 2, 4 … within a node, then whole nodes on a grid that
-    grows by about 25% per point (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32 … nodes)."""
+    """Device counts searched: the powers of two below a node (1, 2, 4 on an 8-GPU node; up to 128
+    in a 256-chip TPU slice), then whole nodes on a grid that grows by about 25% per point (1, 2, 3,
+    4, 5, 6, 8, 10, 12, 16, 20, 24, 32 … nodes)."""
     g = max(device.devices_per_node, 1)
-    out = {n for n in (1, 2, 4) if n < g and n <= max_devices}
+    # Inside a node (a TPU slice's ICI domain can hold hundreds of chips): every power of two.
+    out = {1 << k for k in range(g.bit_length()) if (1 << k) < g and (1 << k) <= max_devices}
     nodes = 1
     while nodes * g <= max_devices:
         out.add(nodes * g)
@@ -138,6 +140,11 @@ def device_grid(device: DeviceSpec, max_devices: int) -> tuple[int, ...]:
 # Device counts below the ideal (100% MFU) count cannot reach the rate; at more than this
 # multiple of it the rate would need an MFU under 1/MFU_FLOOR_FACTOR (5%): not searched.
 MFU_FLOOR_FACTOR = 20
+# Mixed-precision Adam keeps 16 bytes per parameter (ZeRO §3.1: 2 + 2 + 12); the search reaches at
+# least MEMORY_HEADROOM times the device count that state needs (room for activations, and for
+# layouts that do not shard every part of it).
+TRAINING_STATE_BYTES_PER_PARAM = 16.0
+MEMORY_HEADROOM = 4.0
 
 
 def _useful_counts(arch: ArchSpec, device: DeviceSpec, target: TrainTarget, grid: tuple[int, ...]) -> tuple[int, ...]:
@@ -148,9 +155,14 @@ def _useful_counts(arch: ArchSpec, device: DeviceSpec, target: TrainTarget, grid
         peak = device.peak_flops_per_s(get_format(target.activations).hw_precision)
     except (ValueError, KeyError) as exc:
         raise EstimateError("activations", f"--activations {target.activations!r}: {exc}") from None
-    flops_per_token = 6.0 * build_workload(arch).weight_params  # Kaplan et al. 2020: 6N per token
+    params = build_workload(arch).weight_params
+    flops_per_token = 6.0 * params  # Kaplan et al. 2020: 6N per token
     ideal = target.tokens_per_s * flops_per_token / peak
-    lo, hi = ideal, max(ideal, 1.0) * MFU_FLOOR_FACTOR
+    # The training state alone (16 bytes per parameter: 16-bit weights and gradients, fp32 master
+    # weights and two Adam moments; Rajbhandari et al. 2020, ZeRO §3.1) needs this many devices at
+    # the very least; a slow target rate must not keep the search below what fits in memory.
+    memory_floor = params * TRAINING_STATE_BYTES_PER_PARAM / device.memory_capacity_bytes
+    lo, hi = ideal, max(max(ideal, 1.0) * MFU_FLOOR_FACTOR, MEMORY_HEADROOM * memory_floor)
     below = [n for n in grid if n < lo]
     keep = [n for n in grid if lo <= n <= hi]
     # keep the largest count under the bound too, so the frontier shows where it falls short
@@ -181,11 +193,12 @@ def train_tasks(arch: ArchSpec, device: DeviceSpec, target: TrainTarget) -> list
 
 def run_train_task(task: TrainTask, deadline: Deadline | None = None) -> dict[int, TrainOption]:
     """Best fitting configuration of one layout family at each device count (``deadline``
-    checked before each count)."""
-    from planner.training import TrainingConfig, estimate_training
-
+    checked before each count). At each count: ZeRO-1 (optimizer states sharded over the data
+    ranks) with the least recomputation that fits; when that needs any recomputation, ZeRO-3
+    (FSDP ``FULL_SHARD``: parameters and gradients sharded too, at the price of gathering them
+    every micro-batch) is tried as well, and the faster of the two is kept."""
     deadline = deadline or Deadline.unbounded()
-    arch, dev, t = task.arch, task.device, task.target
+    t = task.target
     out: dict[int, TrainOption] = {}
     target_seqs = max(1, round(t.global_batch_tokens / t.seq))
     for n in task.device_counts:
@@ -193,49 +206,64 @@ def run_train_task(task: TrainTask, deadline: Deadline | None = None) -> dict[in
         dp = n // (task.tp * task.pp)
         unit = task.micro_batch * dp
         gb = max(1, round(target_seqs / unit)) * unit
-        for rc in ("none", "selective", "full"):
-            try:
-                cfg = TrainingConfig(
-                    global_batch=gb,
-                    micro_batch=task.micro_batch,
-                    seq=t.seq,
-                    tp=task.tp,
-                    pp=task.pp,
-                    dp=dp,
-                    zero=1 if dp > 1 else 0,
-                    recompute=rc,
-                    sequence_parallel=task.tp > 1,
-                    optimizer=t.optimizer,
-                    weights="bf16" if t.activations != "fp16" else "fp16",
-                    activations=t.activations,
-                    engine=t.engine,
-                )
-                est = estimate_training(arch, dev, cfg)
-            except EstimateError:
-                break
-            if not est.memory.fits:
-                continue
-            out[n] = TrainOption(
-                hardware=dev.id,
-                devices=n,
+        best = _least_recompute(task, n, dp, gb, zero=1 if dp > 1 else 0)
+        if dp > 1 and (best is None or best.recompute != "none"):
+            sharded = _least_recompute(task, n, dp, gb, zero=3)
+            if sharded is not None and (best is None or sharded.tokens_per_s > best.tokens_per_s):
+                best = sharded
+        if best is not None:
+            out[n] = best
+    return out
+
+
+def _least_recompute(task: TrainTask, n: int, dp: int, gb: int, *, zero: int) -> TrainOption | None:
+    """The first of no / selective / full recomputation whose memory fits at ``zero``; None when
+    none fits or the layout is refused."""
+    from planner.training import TrainingConfig, estimate_training
+
+    arch, dev, t = task.arch, task.device, task.target
+    for rc in ("none", "selective", "full"):
+        try:
+            cfg = TrainingConfig(
+                global_batch=gb,
+                micro_batch=task.micro_batch,
+                seq=t.seq,
                 tp=task.tp,
                 pp=task.pp,
                 dp=dp,
-                micro_batch=task.micro_batch,
-                global_batch=gb,
+                zero=zero,
                 recompute=rc,
-                zero=cfg.zero,
-                sequence_parallel=cfg.sequence_parallel,
-                step_time_s=est.step_time_s,
-                tokens_per_s=est.tokens_per_s,
-                mfu=est.mfu,
-                hfu=est.hfu,
-                memory_per_device_bytes=est.memory.per_device_bytes,
-                device_capacity_bytes=est.memory.device_capacity_bytes,
-                usd_per_hour=est.usd_per_hour,
+                sequence_parallel=task.tp > 1,
+                optimizer=t.optimizer,
+                weights="bf16" if t.activations != "fp16" else "fp16",
+                activations=t.activations,
+                engine=t.engine,
             )
-            break
-    return out
+            est = estimate_training(arch, dev, cfg)
+        except EstimateError:
+            return None
+        if not est.memory.fits:
+            continue
+        return TrainOption(
+            hardware=dev.id,
+            devices=n,
+            tp=task.tp,
+            pp=task.pp,
+            dp=dp,
+            micro_batch=task.micro_batch,
+            global_batch=gb,
+            recompute=rc,
+            zero=cfg.zero,
+            sequence_parallel=cfg.sequence_parallel,
+            step_time_s=est.step_time_s,
+            tokens_per_s=est.tokens_per_s,
+            mfu=est.mfu,
+            hfu=est.hfu,
+            memory_per_device_bytes=est.memory.per_device_bytes,
+            device_capacity_bytes=est.memory.device_capacity_bytes,
+            usd_per_hour=est.usd_per_hour,
+        )
+    return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -323,7 +351,8 @@ def summarize_train(arch: ArchSpec, device: DeviceSpec, target: TrainTarget, res
 def train_infeasible_message(ans: TrainAnswer) -> tuple[str, dict]:
     t = ans.target
     if ans.fastest is None:
-        return (f"{ans.model} does not fit {ans.hardware} at any layout up to {t.max_devices} devices", {})
+        return (f"{ans.model} does not fit {ans.hardware} at any layout searched (up to {t.max_devices} devices; "
+                f"ZeRO-1 and ZeRO-3, no to full recomputation)", {})
     f = ans.fastest
     msg = (
         f"{t.tokens:.3g} tokens in {t.days:g} days needs {t.tokens_per_s:,.0f} tokens/s; the fastest layout found "

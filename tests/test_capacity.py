@@ -210,3 +210,32 @@ def test_training_capacity_out_of_reach():
     assert not ans.feasible and ans.fastest is not None
     msg, payload = train_infeasible_message(ans)
     assert "short" in msg and payload["devices"] <= 64
+
+
+def test_device_grid_covers_the_powers_of_two_of_a_large_slice():
+    """A TPU slice is one node of hundreds of chips: the grid must not jump from 4 to the slice."""
+    tpu = load_device("tpu-v5e")
+    g = device_grid(tpu, 4096)
+    assert tpu.devices_per_node >= 64
+    assert {1, 2, 4, 8, 16, 32, 64}.issubset(g)
+
+
+def test_training_capacity_finds_a_layout_on_a_small_memory_accelerator():
+    """llama-3.1-8b does not fit 16 GB without sharding: the search must reach the tensor-parallel /
+    ZeRO-3 layouts that fit (tp=4 with ZeRO-1 and full recomputation fits 8 chips, ZeRO-3 16)."""
+    tpu = load_device("tpu-v5e")
+    target = TrainTarget(tokens=1e9, days=1, seq=4096, max_devices=65536)
+    ans = plan_training(load_arch("llama-3.1-8b"), tpu, target)
+    assert ans.feasible, train_infeasible_message(ans)
+    b = ans.best
+    assert b.memory_per_device_bytes <= b.device_capacity_bytes and b.tokens_per_s >= target.tokens_per_s
+    assert b.tp * b.pp * b.dp == b.devices
+
+
+def test_a_slow_target_rate_still_searches_the_counts_memory_needs():
+    """A tiny rate makes the ideal device count ~1, but 405B parameters need ~80 H100s of training
+    state: the search must reach them instead of answering 'does not fit'."""
+    target = TrainTarget(tokens=1e8, days=30, seq=4096, max_devices=4096)
+    ans = plan_training(load_arch("llama-3.1-405b"), H100, target)
+    assert ans.feasible, train_infeasible_message(ans)
+    assert ans.best.devices >= 405e9 * 16 / 80e9
