@@ -117,7 +117,11 @@ def coverage(ss: list[U.Sample]) -> dict:
 def live_table(csv_path: Path = DEFAULT_CSV) -> dict:
     """The interval table the current cost model gives, with its out-of-sample coverage."""
     rows = load_rows(csv_path)
-    ev = evaluate(rows, cv=True)
+    return table_of(rows, evaluate(rows, cv=True))
+
+
+def table_of(rows: list[dict], ev: dict) -> dict:
+    """The interval table of ``rows`` from their evaluation ``ev`` (``published.evaluate(rows, cv=True)``)."""
     ss = samples(rows, ev["held"])
     table = U.build_table(ss)
     table["coverage"] = coverage(ss)

@@ -4,7 +4,11 @@
   exit code, stdout and stderr (``code, out, err = cli("estimate", ...)``);
 - ``tierwise_bin``: a folder whose ``tierwise`` runs *this* checkout's command line, to put on
   ``PATH`` for tests that run commands as a user types them;
-- ``INTERNAL``: the text every unexpected exception prints (no user-facing error may show it).
+- ``INTERNAL``: the text every unexpected exception prints (no user-facing error may show it);
+- ``published_evaluation``: benchmarks/published.py's leave-one-source-out evaluation of
+  benchmarks/data/published.csv, computed once for the tests that check it;
+- ``quick_calibration``: one real ``calibrate("cpu", quick=True)`` of this machine and the
+  progress steps it reported, shared read-only by the tests that check a real measurement.
 
 Test files import nothing from here: pytest hands the fixtures to the tests that name them
 (``tests/api/conftest.py`` adds the REST client fixtures).
@@ -12,6 +16,7 @@ Test files import nothing from here: pytest hands the fixtures to the tests that
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import stat
 import sys
@@ -67,3 +72,40 @@ def user_env(tierwise_bin, tmp_path) -> dict[str, str]:
     env["TIERWISE_DATA_DIR"] = str(tmp_path / "data")
     env.pop("TIERWISE_DEBUG", None)
     return env
+
+
+@pytest.fixture(scope="session")
+def quick_calibration():
+    """``(result, steps)`` of one quick calibration of this machine (about half a minute):
+    the tests that read a real measurement share it instead of measuring again."""
+    from planner.execution.calibrate import calibrate
+
+    steps: list[tuple[int, int]] = []
+    result = calibrate("cpu", quick=True, progress=lambda what, i, n: steps.append((i, n)))
+    return result, tuple(steps)
+
+
+def load_benchmark(name: str):
+    """benchmarks/<name>.py as module ``name`` (the benchmark scripts import each other by that
+    name): the module already loaded when there is one."""
+    bench = ROOT / "benchmarks"
+    if str(bench) not in sys.path:
+        sys.path.insert(0, str(bench))
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, bench / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up here
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def published_evaluation():
+    """``(rows, evaluate(rows, cv=True))`` of benchmarks/published.py over benchmarks/data/published.csv:
+    the in-sample and leave-one-source-out predictions of every published row (minutes), which
+    the cross-validated error limits (test_published) and the interval table (test_intervals)
+    both read."""
+    pub = load_benchmark("published")
+    rows = pub.load_rows(pub.DEFAULT_CSV)
+    return rows, pub.evaluate(rows, cv=True)

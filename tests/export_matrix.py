@@ -3,7 +3,7 @@ models × budgets is planned for that engine and exported with every target that
 for it (``planner.export.rules.engine_formats``). A plan made for an engine must export to it
 without error (docs/export.md, "The export matrix").
 
-``python -m tests.export_matrix [--sample] [--engine=ID ...] [--progress]`` prints the matrix size and every failure;
+``python -m tests.export_matrix [--sample] [--engine=ID ...] [--progress] [--workers=N]`` prints the matrix size and every failure;
 tests/test_export_matrix.py runs the sampled matrix (and the full one, marked slow).
 """
 
@@ -44,6 +44,13 @@ class MatrixResult:
     timed_out: list[str] = field(default_factory=list)  # solves past TIME_LIMIT_S (a loaded machine): no plan
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+    def add(self, other: "MatrixResult") -> None:
+        """Count ``other`` (the result of other cases) into this one."""
+        for k in ("cases", "plans", "infeasible", "exports"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+        self.timed_out += other.timed_out
+        self.failures += other.failures
 
     def summary(self) -> str:
         return (f"{self.pairs} engine × hardware pairs, {self.cases} plan requests, {self.plans} plans, "
@@ -180,23 +187,47 @@ def run_case(engine: str, hardware: str, model: str, res: MatrixResult, *, budge
                 res.failures.append(f"{where}: export {fmt}: {type(exc).__name__}: {exc}")
 
 
+def _one(case: tuple[str, str, str, int | None]) -> MatrixResult:
+    """One (engine, hardware, model) triple on its own (in a worker process)."""
+    res = MatrixResult()
+    run_case(*case[:3], res, budgets=case[3])
+    return res
+
+
 def run(sample: bool = False, *, budgets: int | None = None, progress: bool = False,
-        engines: tuple[str, ...] = ()) -> MatrixResult:
+        engines: tuple[str, ...] = (), workers: int = 1) -> MatrixResult:
+    """The matrix; ``workers`` > 1 spreads the triples over that many fresh processes (each
+    triple is planned and exported on its own, so the result is the one a single process gets)."""
     res = MatrixResult()
     t0 = time.perf_counter()
     cs = [c for c in cases(sample) if not engines or c[0] in engines]
     res.pairs = len({(e, h) for e, h, _ in cs})
-    for i, (e, h, m) in enumerate(cs):
-        run_case(e, h, m, res, budgets=budgets)
-        if progress:
-            print(f"[{i + 1}/{len(cs)}] {e} {h} {m}: {res.summary()}", file=sys.stderr, flush=True)
+    jobs = [(e, h, m, budgets) for e, h, m in cs]
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: the parent may hold torch's and HiGHS's threads
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        results = pool.map(_one, jobs, chunksize=4)
+    else:
+        pool, results = None, map(_one, jobs)
+    try:
+        for i, ((e, h, m, _), one) in enumerate(zip(jobs, results)):
+            res.add(one)
+            if progress:
+                print(f"[{i + 1}/{len(cs)}] {e} {h} {m}: {res.summary()}", file=sys.stderr, flush=True)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     res.seconds = time.perf_counter() - t0
     return res
 
 
 if __name__ == "__main__":
     only = tuple(a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--engine="))
-    r = run(sample="--sample" in sys.argv, progress="--progress" in sys.argv, engines=only)
+    n = next((int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--workers=")), 1)
+    r = run(sample="--sample" in sys.argv, progress="--progress" in sys.argv, engines=only, workers=n)
     print(r.summary())
     for f in r.timed_out:
         print("TIME LIMIT", f)

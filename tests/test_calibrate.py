@@ -10,7 +10,7 @@ import yaml
 
 from hwmodels import load_device
 from planner.cli import main
-from planner.execution.calibrate import CalibrationResult, calibrate, profile_dict, write_profile
+from planner.execution.calibrate import CalibrationResult, profile_dict, write_profile
 
 
 def _synthetic() -> CalibrationResult:
@@ -55,9 +55,8 @@ def test_written_profile_loads_and_predicts(tmp_path):
     assert 5e-3 < est.ttft_s < 0.2
 
 
-def test_quick_calibration_measures_this_machine(tmp_path):
-    steps = []
-    result = calibrate("cpu", quick=True, progress=lambda what, i, n: steps.append((i, n)))
+def test_quick_calibration_measures_this_machine(tmp_path, quick_calibration):
+    result, steps = quick_calibration  # calibrate("cpu", quick=True, progress=...), once per session
     assert steps[-1][0] == steps[-1][1]
     assert result.peak_flops_per_s["fp32"] > 1e9  # any CPU of the last decade does > 1 GFLOP/s fp32
     assert result.bandwidth_bytes_per_s > 1e9 and 0 < result.kernel_overhead_s < 1e-3

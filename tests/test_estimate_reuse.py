@@ -4,12 +4,10 @@ uniform fast path must equal the per-layer path it short-cuts."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 from hwmodels import load_device
 from planner import costmodel
@@ -104,12 +102,7 @@ def test_operator_records_compare_and_hash_by_value():
 def test_a_fitted_constant_set_for_a_run_reaches_the_reused_rows():
     """Cross-validation sets fitted constants per fold (benchmarks/fitted.py); the reused operator
     rows must not serve a value computed under the previous setting."""
-    fitted = sys.modules.get("fitted")  # tests/test_published.py loads it under this name
-    if fitted is None:
-        spec = importlib.util.spec_from_file_location("fitted", Path(__file__).resolve().parents[1] / "benchmarks" / "fitted.py")
-        fitted = importlib.util.module_from_spec(spec)
-        sys.modules["fitted"] = fitted  # dataclasses look their module up here
-        spec.loader.exec_module(fitted)
+    fitted = load_benchmark("fitted")
     settings = fitted.settings
 
     arch, dev = load_arch("llama-3.2-1b"), load_device("ryzen-9-7950x")

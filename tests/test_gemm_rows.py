@@ -18,7 +18,7 @@ from hwmodels import Efficiency, ProfileError, SpecError, device_to_dict, list_d
 from hwmodels import load_device_from_dict
 from planner.costmodel import Choice, Serving, estimate_inference, op_cost
 from planner.layout import Layout
-from planner.execution.calibrate import CalibrationResult, calibrate, gemm_rows_points, profile_dict, write_profile
+from planner.execution.calibrate import CalibrationResult, gemm_rows_points, profile_dict, write_profile
 from planner.workload import ATTENTION, LINEAR, LM_HEAD, Phase, OpShape
 
 BASE = Efficiency(compute_max=0.8, compute_half_flops=2e9, bandwidth_max=0.9, bandwidth_half_bytes=4e6,
@@ -199,11 +199,11 @@ def test_profile_without_row_measurements_has_no_table():
     assert "gemm_rows_points" not in profile_dict(_synthetic([]), "m")["efficiency"]
 
 
-def test_measured_table_makes_the_cost_model_reproduce_the_measured_gemms(tmp_path):
+def test_measured_table_makes_the_cost_model_reproduce_the_measured_gemms(tmp_path, quick_calibration):
     """End to end on this machine: a quick calibration's profile predicts each measured
     ``x @ W.T`` within 0.1 % (shares are rounded to 4 digits) where the weight stream limits it,
     and never faster than measured where the compute roof does."""
-    result = calibrate("cpu", quick=True)
+    result, _ = quick_calibration  # calibrate("cpu", quick=True), once per session
     out_features, cols = result.gemm_rows_shape
     assert out_features * cols * 4 >= 64e6  # the weight does not fit a cache
     points = gemm_rows_points(result)

@@ -12,28 +12,16 @@ Two kinds of checks, both runnable in a plain clone:
 """
 
 import csv
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark as _load
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 CSV = BENCH / "data" / "published.csv"
 BASELINE = BENCH / "data" / "baseline.json"
-
-
-def _load(name: str):
-    sys.path.insert(0, str(BENCH))
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses look their module up here
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +63,9 @@ LOSO_LIMITS = {  # category: (median, p90, |signed median|) as fractions
 
 
 @pytest.mark.slow
-def test_cross_validated_error_per_category_within_measured_levels(pub, report, rows):
-    ev = pub.evaluate(rows, cv=True)
+def test_cross_validated_error_per_category_within_measured_levels(report, rows, published_evaluation):
+    evaluated_rows, ev = published_evaluation  # pub.evaluate(rows, cv=True), shared with test_intervals
+    assert evaluated_rows == rows
     stats = report.summary((i, r.category, r.error) for i, r in ev["held"].items() if r.error is not None)
     for cat, (med, p90, bias) in LOSO_LIMITS.items():
         assert cat in stats, f"no {cat} rows predicted"

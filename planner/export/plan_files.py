@@ -15,6 +15,7 @@ from .common import to_json
 from .core import Export, ExportContext, ExportFile, PlanView, register
 
 _PLAN_FILES = ("yaml", "json")
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def next_command(v: PlanView, ctx: ExportContext, plan_file: str) -> str:
@@ -37,7 +38,8 @@ def next_command(v: PlanView, ctx: ExportContext, plan_file: str) -> str:
 
 @register("yaml", "the plan as YAML")
 def _export_yaml(v: PlanView, ctx: ExportContext) -> Export:
-    text = yaml.safe_dump(v.raw, sort_keys=False, allow_unicode=True)
+    # libyaml's emitter where PyYAML has it (the same text as the pure-Python one, ~10x faster)
+    text = yaml.dump(v.raw, Dumper=_DUMPER, sort_keys=False, allow_unicode=True)
     return Export(format="yaml", files=(ExportFile(path="plan.yaml", content=text, media_type="application/yaml"),),
                   next_command=next_command(v, ctx, "plan.yaml"))
 
