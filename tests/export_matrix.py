@@ -50,6 +50,7 @@ class MatrixResult:
         for k in ("cases", "plans", "infeasible", "exports"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         self.timed_out += other.timed_out
+        self.refused += other.refused
         self.failures += other.failures
 
     def summary(self) -> str:
