@@ -132,7 +132,7 @@ def map_exception(exc: BaseException) -> ApiError | None:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, TierwiseError):
-        return ApiError(exc.http_status, exc.code, exc.render("rest"), exc.field, exc.details)
+        return ApiError(exc.http_status, exc.code, exc.render("rest"), exc.field, exc.render_details("rest"))
     return None
 
 

@@ -182,9 +182,12 @@ class JobRunner:
         if not self.store.set_job(job_id, status="cancelled", only_if=("queued", "running"),
                                   error={"code": "cancelled", "message": "the job was cancelled", "field": None}):
             return False
+        elapsed = 0.0
         with self._cond:
             job = self._jobs.get(job_id)
             if job is not None:
+                if job.started is not None:
+                    elapsed = time.monotonic() - job.started
                 if job.deadline is not None:
                     job.deadline.cancel()
                 if job in self._pending:
@@ -193,7 +196,9 @@ class JobRunner:
                     job.done.set_result("cancelled")
                 else:
                     self._retire(job, "cancelled")
-        self.metrics.observe_solve("cancelled", 0.0)
+        # The one count of this cancellation: the worker, when its call returns, finds the job
+        # no longer running and records nothing (see _run).
+        self.metrics.observe_solve("cancelled", elapsed)
         return True
 
     def _watch(self) -> None:
@@ -226,6 +231,9 @@ class JobRunner:
         with self._cond:
             job.deadline = Deadline(job.limit_s)
             job.started = time.monotonic()
+        # Each outcome is counted once, by whoever ends the job in the store: this worker for
+        # "succeeded" / "failed"; cancel() and the time-limit watch for the jobs they end (the
+        # worker's call then returns "cancelled", or raises Cancelled, and counts nothing).
         t0 = time.perf_counter()
         try:
             status = self._execute(job, job.deadline)
@@ -239,11 +247,13 @@ class JobRunner:
                 err, job.http_status = self._error(job, exc)
                 status = "failed" if self.store.set_job(job.id, status="failed", error=err, solve_s=elapsed,
                                                         only_if=("running",)) else "cancelled"
-            self.metrics.observe_solve(status, elapsed)
+            if status != "cancelled":
+                self.metrics.observe_solve(status, elapsed)
             if isinstance(exc, DeadlineExceeded):
                 log.info("job %s stopped at its time limit", job.id)
         else:
-            self.metrics.observe_solve(status, time.perf_counter() - t0)
+            if status != "cancelled":
+                self.metrics.observe_solve(status, time.perf_counter() - t0)
         if not job.done.done():
             job.done.set_result(status)
 

@@ -444,7 +444,9 @@ def _train_capacity_create() -> type[BaseModel]:
         "Same fields as ``tierwise capacity train``: devices of ``hardware`` needed to train ``model`` on "
         "``tokens`` tokens within ``days`` days, with the best layout.",
         model=(Id, Field(examples=["llama-3.1-70b"])),
-        hardware=(Id, Field(examples=["h100-sxm"])),
+        hardware=(Id | Annotated[list[Id], Field(min_length=1, max_length=64)],
+                  Field(examples=["h100-sxm", ["h100-sxm", "h200"]],
+                        description="one hardware id, or a list: one answer per hardware, cheapest first")),
         tokens=(float, Field(examples=[2e12])),
         days=(float, Field(examples=[30.0])),
         time_limit_s=_time_limit("search time limit"),
@@ -471,6 +473,19 @@ class TrainCapacityPublic(_Out):
     best: _RowPublic | None = None
     fastest: _RowPublic | None = None
     frontier: list[_RowPublic]
+
+
+class TrainSkippedPublic(_Out):
+    hardware: str
+    reason: str
+
+
+class TrainCapacityFleetPublic(_Out):
+    """The answer for a list of hardware: one per hardware, those that meet the deadline
+    first (cheapest first); ``skipped``: hardware no training engine runs on."""
+
+    hardware: list[TrainCapacityPublic]
+    skipped: list[TrainSkippedPublic] = []
 
 
 class HardwareAnswerPublic(_Out):

@@ -32,7 +32,7 @@ def domain_errors() -> Iterator[None]:
     except Exception as exc:  # noqa: BLE001 - mapped or re-raised
         mapped = map_exception(exc)
         if mapped is None and isinstance(exc, TierwiseError):
-            mapped = ApiError(exc.http_status, exc.code, exc.render("rest"), exc.field, exc.details)
+            mapped = ApiError(exc.http_status, exc.code, exc.render("rest"), exc.field, exc.render_details("rest"))
         if mapped is None:
             raise
         raise mapped from exc
@@ -469,6 +469,8 @@ def train_capacity(catalog: Catalog, req: dict, deadline=None) -> dict:
 
     fields = {k: v for k, v in req.items() if v is not None}
     fields["model"] = catalog.arch(fields["model"])
-    fields["hardware"] = catalog.device(fields["hardware"])
+    several = isinstance(fields["hardware"], list)  # one answer per hardware, as for several on the CLI
+    fields["hardware"] = [catalog.device(h) for h in fields["hardware"]] if several else catalog.device(fields["hardware"])
     with domain_errors():
-        return json_safe(run_capacity_train(CapacityTrainRequest(**fields), deadline=deadline)[0].to_dict())
+        fleet = run_capacity_train(CapacityTrainRequest(**fields), deadline=deadline)
+        return json_safe(fleet.to_dict() if several else fleet[0].to_dict())

@@ -79,6 +79,17 @@ def render_field(name: str, style: str, aliases: Mapping[str, str] | None = None
     return name
 
 
+def render_tokens(template: str, style: str, aliases: Mapping[str, str] | None = None) -> str:
+    """``template`` with every ``{@field}`` token in ``style``'s syntax (``--kv-budget`` for
+    ``cli``, ``'kv_budget'`` for ``rest`` and ``python``)."""
+
+    def sub(m: re.Match) -> str:
+        shown = render_field(m.group(1), style, aliases)
+        return shown if style == "cli" else f"'{shown}'"
+
+    return _TOKEN.sub(sub, template)
+
+
 class TierwiseError(Exception):
     """Base of every user-facing error (see the module docstring)."""
 
@@ -113,13 +124,9 @@ class TierwiseError(Exception):
         (``--weights: unknown format 'int5'``), so every answer says which input is wrong.
         """
 
-        def sub(m: re.Match) -> str:
-            shown = render_field(m.group(1), style, aliases)
-            return shown if style == "cli" else f"'{shown}'"
-
         if style == "cli" and aliases is None:
             aliases = getattr(self, "aliases", None)  # set by the command line's error translation
-        text = _TOKEN.sub(sub, self.template)
+        text = render_tokens(self.template, style, aliases)
         # (Not for "nothing is feasible": the whole request is at fault, its field is a hint.)
         if (style in ("cli", "rest") and self.field and self.kind != "infeasible"
                 and not _names(text, self.field, style, aliases)):
@@ -130,6 +137,11 @@ class TierwiseError(Exception):
     @property
     def message(self) -> str:
         return self.render("python")
+
+    def render_details(self, style: str = "python", aliases: Mapping[str, str] | None = None) -> Any:
+        """``details`` for one front end (texts in it with ``{@field}`` tokens rendered in
+        ``style``'s syntax); the same as ``details`` unless a subclass carries such texts."""
+        return self.details
 
     def __reduce__(self):  # picklable whatever a subclass's __init__ takes (process pools)
         return (_restore, (type(self), self.args, self.__dict__))
@@ -197,6 +209,18 @@ class ProfileError(TierwiseError, ValueError):
         name = Path(self.path).name if self.path and not self.path.startswith("<") else self.path
         TierwiseError.__init__(self, f"{name}: field '{field}' must be {expected}; got {describe_value(got)}",
                                field=field, code="invalid_profile")
+
+    def named(self, request_field: str) -> "ProfileError":
+        """This error as reported for the request field that gave the file: led by the field and
+        the path as given (``--hardware cfg/x.json: field 'sources' must be present; …``). An
+        error about the whole file (``<document>``, ``<file>``) becomes the request field's own."""
+        new = ProfileError.__new__(ProfileError)
+        new.path, new.expected, new.got = self.path, self.expected, self.got
+        whole = self.field.startswith(("<", "("))
+        what = f"expected {self.expected}" if whole else f"field '{self.field}' must be {self.expected}"
+        TierwiseError.__init__(new, "{@" + request_field + "} " + f"{self.path}: {what}; got {describe_value(self.got)}",
+                               field=request_field if whole else self.field, code=self.code)
+        return new
 
 
 _LIST_COMMANDS = {"hardware": "tierwise hardware list", "model": "tierwise models list",

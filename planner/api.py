@@ -144,11 +144,13 @@ def capacity_train(model: Any, hardware: Any, **fields: Any):
     """Devices of ``hardware`` needed to train ``model`` on ``tokens`` within ``days``.
 
     ``fields``: ``tokens``, ``days`` (required), ``seq``, ``global_batch_tokens``,
-    ``activations``, ``optimizer``, ``max_devices``, ``time_limit_s``. ``hardware`` may be a list: one answer
-    per hardware.
+    ``activations``, ``optimizer``, ``max_devices``, ``engine``, ``time_limit_s``. ``hardware``:
+    one id, or several (a list, or ids separated by commas as on the command line).
 
-    Returns a :class:`planner.capacity.TrainAnswer` (``best``, ``fastest``, ``frontier``),
-    or a list of them for a list of hardware. Raises TierwiseError of kind ``infeasible``
+    Returns a :class:`planner.capacity.TrainAnswer` (``best``, ``fastest``, ``frontier``,
+    ``to_dict()``) for one hardware, and a :class:`planner.capacity.TrainFleetAnswer`
+    (``answers`` ranked cheapest first, ``skipped``, ``to_dict()``; it indexes like a list)
+    for several, as ``POST /v1/capacity/train``. Raises TierwiseError of kind ``infeasible``
     when no hardware meets the deadline.
     """
     from planner.request import field_info
@@ -156,8 +158,13 @@ def capacity_train(model: Any, hardware: Any, **fields: Any):
     from planner.request.fields import reject_unknown
 
     reject_unknown(fields, field_info(CapacityTrainRequest), "a training capacity request")
-    answers = run_capacity_train(CapacityTrainRequest(**fields, model=model, hardware=hardware))
-    return answers if isinstance(hardware, (list, tuple)) else answers[0]
+    fleet = run_capacity_train(CapacityTrainRequest(**fields, model=model, hardware=hardware))
+    return fleet if several_ids(hardware) else fleet[0]
+
+
+def several_ids(value: Any) -> bool:
+    """Whether a hardware field names several ids: a list, or ids separated by commas."""
+    return isinstance(value, (list, tuple)) or (isinstance(value, str) and "," in value)
 
 
 def load_model(ref: str):

@@ -40,6 +40,7 @@ from planner.costmodel import Choice, EstimateError
 from planner.deadline import Deadline, DeadlineExceeded
 from planner.training_capacity import (  # training capacity, re-exported here
     TrainAnswer,
+    TrainFleetAnswer,
     TrainOption,
     TrainTarget,
     TrainTask,
@@ -403,6 +404,7 @@ __all__ = [
     "ServeTarget",
     "ServeTask",
     "TrainAnswer",
+    "TrainFleetAnswer",
     "TrainOption",
     "TrainTarget",
     "TrainTask",

@@ -11,13 +11,16 @@ When no (layout, KV format, compression) satisfies a request, :func:`diagnose` r
   remainder from the next memory tier (at its stated speed), lower-precision formats,
   a shorter context or a smaller batch, relaxed SLOs or ``--avg-bits``, more devices.
 
-Every change is a set of request fields (:attr:`Change.set`, printed as the command-line
-flags that start its description) and was solved with exactly those values: applied
+Every change is a set of request fields (:attr:`Change.set`, named by ``{@field}`` tokens
+at the start of its description, which each front end renders in its own syntax:
+``--allow-offload`` on the command line, ``'allow_offload'`` in REST and Python) and was
+solved with exactly those values: applied
 literally to the request, it makes it feasible. Numbers are rounded in the feasible
 direction (a latency target or ``--avg-bits`` up, a batch or context down).
 
 The CLI turns :class:`NoFeasiblePlanError` into exit code 3 with the message on stderr and
-:meth:`Diagnosis.to_dict` under ``error.details`` in ``--json`` mode.
+:meth:`Diagnosis.to_dict` (rendered for the command line) under ``error.details`` in
+``--json`` mode; REST answers 422 with both rendered the REST way.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from planner.errors import InfeasibleError
+from planner.errors import InfeasibleError, render_tokens
 
 __all__ = ["Change", "Diagnosis", "NoFeasiblePlanError", "diagnose"]
 
@@ -45,15 +48,34 @@ class Change:
     per_device_bytes ... as available)."""
 
     kind: str  # offload | formats | context | batch | slo | avg_bits | devices
-    description: str
+    #: The description with ``{@field}`` tokens (see :meth:`render`).
+    template: str
     predicted: Mapping[str, float] = field(default_factory=dict)
     #: Request fields (``PlanRequest`` names) and the values that were solved, as typed on
-    #: the command line; the description starts with them as flags.
+    #: the command line; the description starts with them (:func:`flags`).
     set: Mapping[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "description": self.description, "predicted": dict(self.predicted),
+    def render(self, style: str = "python", aliases: Mapping[str, str] | None = None) -> str:
+        """The description in one front end's syntax (``cli``: ``--devices 8``; ``rest``,
+        ``python``: ``'devices' 8``)."""
+        return render_tokens(self.template, style, _aliases(style, aliases))
+
+    @property
+    def description(self) -> str:
+        return self.render("python")
+
+    def to_dict(self, style: str = "python", aliases: Mapping[str, str] | None = None) -> dict[str, Any]:
+        return {"kind": self.kind, "description": self.render(style, aliases), "predicted": dict(self.predicted),
                 "set": dict(self.set)}
+
+
+def _aliases(style: str, aliases: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    """The command line's flag names for the request fields whose flag differs (``--ttft-slo``)."""
+    if style != "cli":
+        return aliases
+    from planner.request.fields import PLAN_CLI_ALIASES
+
+    return {**PLAN_CLI_ALIASES, **(aliases or {})}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,19 +91,23 @@ class Diagnosis:
     min_tpot_s: float | None
     changes: tuple[Change, ...]
 
-    def to_dict(self) -> dict[str, Any]:
+    def render(self, style: str = "python", aliases: Mapping[str, str] | None = None) -> str:
+        """The message in one front end's syntax (field names as ``--flags`` or ``'fields'``)."""
+        return render_tokens(self.message, style, _aliases(style, aliases))
+
+    def to_dict(self, style: str = "python", aliases: Mapping[str, str] | None = None) -> dict[str, Any]:
         def fin(x: float | None) -> float | None:
             return x if x is not None and math.isfinite(x) else None
 
         return {
-            "message": self.message,
+            "message": self.render(style, aliases),
             "binding": list(self.binding),
             "min_per_device_bytes": fin(self.min_per_device_bytes),
             "device_capacity_bytes": self.device_capacity_bytes,
             "budget_bytes": self.budget_bytes,
             "min_ttft_s": fin(self.min_ttft_s),
             "min_tpot_s": fin(self.min_tpot_s),
-            "changes": [c.to_dict() for c in self.changes],
+            "changes": [c.to_dict(style, aliases) for c in self.changes],
         }
 
 
@@ -92,6 +118,15 @@ class NoFeasiblePlanError(InfeasibleError):
     def __init__(self, message: str, *, diagnosis: Diagnosis | None):
         super().__init__(message, diagnosis.to_dict() if diagnosis is not None else None, field="constraints")
         self.diagnosis = diagnosis
+        if diagnosis is not None:  # its changes name fields; on the command line, by their flags
+            self.aliases = dict(_aliases("cli", None))
+
+    def render_details(self, style: str = "python", aliases: Mapping[str, str] | None = None) -> Any:
+        if self.diagnosis is None:
+            return self.details
+        if style == "cli" and aliases is None:
+            aliases = getattr(self, "aliases", None)
+        return self.diagnosis.to_dict(style, aliases)
 
     @classmethod
     def from_diagnosis(cls, diagnosis: Diagnosis) -> NoFeasiblePlanError:
@@ -147,13 +182,12 @@ def _formats_text(plan) -> str:
 
 
 def flags(fields: Mapping[str, Any]) -> str:
-    """Request fields as the command-line flags that set them (``--ttft-slo 0.085``)."""
-    from planner.request.fields import PLAN_CLI_ALIASES as CLI_ALIASES
-
+    """Request fields as ``{@field}`` tokens with their values (``{@ttft_slo_s} 0.085``), which
+    the command line renders as the flags that set them (``--ttft-slo 0.085``)."""
     parts = []
     for name, value in fields.items():
-        flag = CLI_ALIASES.get(name, "--" + name.replace("_", "-"))
-        parts.append(flag if value is True else f"{flag} {value}")
+        token = "{@" + name + "}"
+        parts.append(token if value is True else f"{token} {value}")
     return " ".join(parts)
 
 
@@ -286,7 +320,7 @@ def _slo_changes(planner, req, dl) -> list[Change]:
         return []
     fields, plan = found
     asked = ", ".join(f"{k.split('_')[0].upper()} {_ms(getattr(req, k))}" for k in fields)
-    return [Change(kind="slo", set=fields, predicted=_summary(plan), description=(
+    return [Change(kind="slo", set=fields, predicted=_summary(plan), template=(
         f"{flags(fields)}: relax the latency targets to what the hardware can do (asked {asked})"))]
 
 
@@ -298,7 +332,7 @@ def _avg_bits_changes(planner, req, dl) -> list[Change]:
         found = _verified(planner, req, {"formats": ",".join((*_current_formats(req), *extra))}, dl)
         if found is not None:
             fields, plan = found
-            changes.append(Change(kind="formats", set=fields, predicted=_summary(plan), description=(
+            changes.append(Change(kind="formats", set=fields, predicted=_summary(plan), template=(
                 f"{flags(fields)}: add formats below {_min_bits(_current_formats(req)):.3g} bits "
                 f"(plan: {_formats_text(plan)})")))
     low = _try(planner, replace(req, avg_bits=None, objective="memory"), dl)
@@ -308,7 +342,7 @@ def _avg_bits_changes(planner, req, dl) -> list[Change]:
                           bump=lambda f: {"avg_bits": math.ceil(f["avg_bits"] * 101) / 100})
         if found is not None:
             fields, plan = found
-            changes.append(Change(kind="avg_bits", set=fields, predicted=_summary(plan), description=(
+            changes.append(Change(kind="avg_bits", set=fields, predicted=_summary(plan), template=(
                 f"{flags(fields)}: the fewest average weight bits that fit with these formats "
                 f"(asked {req.avg_bits:g}; plan: {_formats_text(plan)})")))
     return changes
@@ -329,7 +363,7 @@ def _offload_changes(planner, req, dl) -> list[Change]:
             speed = f"decode {p.decode_tokens_per_s:.3g} tokens/s (TPOT {_ms(p.tpot_s)})" if p.tpot_s else \
                 f"latency {_ms(p.latency_s)}"
             fields = {"allow_offload": True}
-            changes.append(Change(kind="offload", set=fields, predicted=_summary(plan), description=(
+            changes.append(Change(kind="offload", set=fields, predicted=_summary(plan), template=(
                 f"{flags(fields)}: keep {_gb(p.offloaded_weights_bytes)} of weights per device in {host.name} "
                 f"and stream them over {bw / 1e9:.0f} GB/s each pass; {speed}")))
     return changes
@@ -371,7 +405,7 @@ def _format_changes(planner, req, dl) -> list[Change]:
     fields, plan = found
     low = [n for n in extra if _min_bits([n]) <= 2.5]
     caveat = "; round-to-nearest at 2 bits costs much accuracy" if low else ""
-    return [Change(kind="formats", set=fields, predicted=_summary(plan), description=(
+    return [Change(kind="formats", set=fields, predicted=_summary(plan), template=(
         f"{flags(fields)}: allow formats below {_min_bits(_current_formats(req)):.3g} bits "
         f"(plan: {_formats_text(plan)}){caveat}"))]
 
@@ -423,7 +457,7 @@ def _context_changes(planner, req, dl, budget, min_plan) -> list[Change]:
             k, plan = got
             prompt, gen = _scaled(req, k)
             fields = {"prompt": prompt, "gen": gen}
-            changes.append(Change(kind="context", set=fields, predicted=_summary(plan), description=(
+            changes.append(Change(kind="context", set=fields, predicted=_summary(plan), template=(
                 f"{flags(fields)}: a shorter context ({prompt + gen} tokens per request instead of {tokens}; "
                 f"KV cache {plan.kv})")))
     if req.batch > 1:
@@ -431,7 +465,7 @@ def _context_changes(planner, req, dl, budget, min_plan) -> list[Change]:
         if got is not None:
             fields = {"batch": got[0]}
             changes.append(Change(kind="batch", set=fields, predicted=_summary(got[1]),
-                                  description=f"{flags(fields)} instead of {req.batch}"))
+                                  template=f"{flags(fields)} instead of {req.batch}"))
     return changes
 
 
@@ -477,7 +511,7 @@ def _device_changes(planner, req, dl, bounds, max_solves: int, max_mult: int) ->
             if got is None:
                 continue
             plan = got[1]
-        return [Change(kind="devices", set=fields, predicted=_summary(plan), description=(
+        return [Change(kind="devices", set=fields, predicted=_summary(plan), template=(
             f"{flags(fields)} ({_layout_text(plan)}): {_gb(plan.predicted.per_device_bytes)} per device"))], n
     return [], tried
 
@@ -510,7 +544,7 @@ def _message(planner, req, dl, budget, min_mem, min_plan, memory_binds, min_ttft
         lines.append("(the diagnosis was cut short by the time limit: some phases were skipped)")
     if changes:
         lines.append("cheapest changes:")
-        lines.extend(f"  {i}. {c.description}" for i, c in enumerate(changes, 1))
+        lines.extend(f"  {i}. {c.template}" for i, c in enumerate(changes, 1))
     else:
         lines.append(f"no single change (offload, formats, context, batch, latency targets, up to {tried} devices) "
                      "makes it fit")

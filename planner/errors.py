@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hwmodels.errors import KINDS, TierwiseError, render_field
+from hwmodels.errors import KINDS, TierwiseError, render_field, render_tokens
 
 
 class EstimateError(TierwiseError, ValueError):
@@ -53,4 +53,5 @@ class SensitivityError(TierwiseError, ValueError):
         TierwiseError.__init__(self, message, field=field)
 
 
-__all__ = ["EstimateError", "InfeasibleError", "KINDS", "SensitivityError", "TierwiseError", "render_field"]
+__all__ = ["EstimateError", "InfeasibleError", "KINDS", "SensitivityError", "TierwiseError", "render_field",
+           "render_tokens"]

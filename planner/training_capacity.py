@@ -297,6 +297,44 @@ class TrainAnswer:
         }
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainFleetAnswer:
+    """Training capacity over several hardware: one :class:`TrainAnswer` per hardware that
+    can train, those that meet the deadline first (cheapest per hour, then fewest devices),
+    and the hardware no training engine runs on (``skipped``: (id, reason)). Iterates and
+    indexes like the list of its answers; ``to_dict()`` is the JSON of ``tierwise capacity
+    train --json`` with several hardware and of ``POST /v1/capacity/train``."""
+
+    answers: tuple[TrainAnswer, ...]
+    skipped: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def ranked(cls, answers: Iterable[TrainAnswer], skipped: Iterable[tuple[str, str]] = ()) -> TrainFleetAnswer:
+        answers = list(answers)
+        feasible = sorted((a for a in answers if a.feasible), key=lambda a: (
+            a.best.usd_per_hour if a.best.usd_per_hour is not None else math.inf, a.best.devices))
+        return cls(answers=tuple(feasible + [a for a in answers if not a.feasible]), skipped=tuple(skipped))
+
+    @property
+    def feasible(self) -> bool:
+        return any(a.feasible for a in self.answers)
+
+    def __iter__(self):
+        return iter(self.answers)
+
+    def __len__(self) -> int:
+        return len(self.answers)
+
+    def __getitem__(self, i):
+        return self.answers[i]
+
+    def to_dict(self) -> dict:
+        doc: dict = {"hardware": [a.to_dict() for a in self.answers]}
+        if self.skipped:
+            doc["skipped"] = [{"hardware": h, "reason": why} for h, why in self.skipped]
+        return doc
+
+
 def summarize_train(arch: ArchSpec, device: DeviceSpec, target: TrainTarget, results: Sequence[dict[int, TrainOption]]) -> TrainAnswer:
     best_at: dict[int, TrainOption] = {}
     for res in results:
@@ -347,6 +385,7 @@ __all__ = [
     "MFU_FLOOR_FACTOR",
     "SECONDS_PER_DAY",
     "TrainAnswer",
+    "TrainFleetAnswer",
     "TrainOption",
     "TrainTarget",
     "TrainTask",

@@ -38,6 +38,9 @@ class MatrixResult:
     plans: int = 0            # feasible plans made
     infeasible: int = 0       # requests with no feasible plan (nothing to export)
     exports: int = 0          # exports written
+    #: exports refused because the target's recipe does not build the model (ExecuTorch's
+    #: export_llama and Falcon, Gemma, Mixtral, encoders): the error names the model and recipe
+    refused: list[str] = field(default_factory=list)
     timed_out: list[str] = field(default_factory=list)  # solves past TIME_LIMIT_S (a loaded machine): no plan
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -47,11 +50,13 @@ class MatrixResult:
         for k in ("cases", "plans", "infeasible", "exports"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         self.timed_out += other.timed_out
+        self.refused += other.refused
         self.failures += other.failures
 
     def summary(self) -> str:
         return (f"{self.pairs} engine × hardware pairs, {self.cases} plan requests, {self.plans} plans, "
                 f"{self.infeasible} infeasible, {len(self.timed_out)} past the time limit, {self.exports} exports, "
+                f"{len(self.refused)} refused for the model, "
                 f"{len(self.failures)} failures "
                 f"({self.seconds:.0f} s)")
 
@@ -142,6 +147,7 @@ def run_case(engine: str, hardware: str, model: str, res: MatrixResult, *, budge
     from planner.diagnose import NoFeasiblePlanError
     from planner.engines import load_engine
     from planner.export import export_plan
+    from planner.export.executorch import UnsupportedModelError
     from planner.export.rules import engine_formats
     from planner.plan import with_engine
     from planner.request.plan import PlanRequest, resolve_plan
@@ -176,6 +182,9 @@ def run_case(engine: str, hardware: str, model: str, res: MatrixResult, *, budge
                 assert out.files and out.next_command.strip(), "an export with no files or next command"
                 res.exports += 1
             except Exception as exc:  # noqa: BLE001
+                if isinstance(exc, UnsupportedModelError) and exc.field == "model" and model in str(exc):
+                    res.refused.append(f"{where}: export {fmt}: {exc}")
+                    continue
                 res.failures.append(f"{where}: export {fmt}: {type(exc).__name__}: {exc}")
 
 

@@ -75,7 +75,7 @@ def _check_changes(req: dict, diagnosis) -> int:
     checked = 0
     for change in diagnosis.changes:
         assert change.set, change
-        assert change.description.startswith(flags(change.set)), change.description
+        assert change.template.startswith(flags(change.set)), change.template
         applied = {**req, **change.set}
         if change.set.get("devices") and req.get("tp") is not None:
             assert {"tp", "pp", "dp"} <= set(change.set), change  # the fixed degree is replaced, not kept
@@ -152,3 +152,29 @@ def test_a_latency_change_pasted_on_the_command_line_fits():
     argv = [a for a in argv if a not in ("--ttft-slo", "5ms")] + pasted
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         assert main(argv) == 0
+
+
+def test_the_command_line_diagnosis_names_flags_and_the_python_one_fields():
+    # One diagnosis, three front ends: `--allow-offload` / `--devices 8` on the command line
+    # (stderr and --json), 'allow_offload' / 'devices' in Python; never a raw {@token}.
+    from planner.cli import main
+
+    argv = ["plan", "--model", "llama-3.1-8b", "--hardware", "l4", "--max-memory-per-device", "1GB"]
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        assert main(argv) == 3
+    text = " ".join(err.getvalue().split())
+    assert "1. --allow-offload: keep" in text and "--devices " in text and "{@" not in text
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        assert main([*argv, "--json"]) == 3
+    details = json.loads(out.getvalue())["error"]["details"]
+    by_kind = {c["kind"]: c for c in details["changes"]}
+    assert by_kind["offload"]["description"].startswith("--allow-offload: keep")
+    assert by_kind["devices"]["description"].startswith(f"--devices {by_kind['devices']['set']['devices']} (")
+    assert "{@" not in details["message"] and "--allow-offload" in details["message"]
+    with pytest.raises(NoFeasiblePlanError) as caught:
+        api.plan("llama-3.1-8b", "l4", max_memory_per_device="1GB")
+    d = caught.value.diagnosis
+    assert d.changes[0].description.startswith("'allow_offload': keep")
+    assert "--" not in str(caught.value) and "{@" not in str(caught.value)

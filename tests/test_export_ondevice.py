@@ -143,11 +143,40 @@ def test_format_export_llama_cannot_write_is_refused():
         export_plan(plan, "executorch", ctx_for(plan))
 
 
-def test_architecture_outside_export_llama_is_noted():
-    plan = et_plan("int4-g32", "int8", model="falcon-7b", hw="m2-max")
-    out = export_plan(plan, "executorch", ctx_for(plan))
-    assert "--model" not in command(out)
-    assert any("Optimum ExecuTorch" in n for n in out.notes)
+@pytest.mark.parametrize("model,hw,w", [("falcon-7b", "m2-max", "int4-g32"), ("mixtral-8x7b", "m2-max", "int4-g32"),
+                                        ("bert-base", "snapdragon-8-gen-3", "fp16"), ("vit-h", "iphone-15-pro", "fp16")])
+def test_architecture_outside_export_llama_is_refused(model, hw, w):
+    # export_llama builds a Llama decoder with a KV cache: a script for BERT or ViT would be wrong
+    plan = et_plan(w, "int8" if w.startswith("int") else "fp16", model=model, hw=hw)
+    for ctx in (ctx_for(plan), None):  # with the architecture at hand, and read from the catalog
+        with pytest.raises(ExportError) as e:
+            export_plan(plan, "executorch", ctx)
+        assert e.value.field == "model" and e.value.exit_code == 2
+        msg = e.value.render("cli")
+        assert f"the plan's model {model}" in msg and "Llama 2/3" in msg and "Optimum ExecuTorch" in msg
+
+
+@pytest.mark.parametrize("model,name", [("llama-3.2-1b", "llama3_2"), ("qwen2.5-7b", "qwen2_5"),
+                                        ("phi-3-mini", "phi_4_mini")])
+def test_the_recipes_models_get_their_model_flag(model, name):
+    plan = et_plan("int4-g32", "int8", model=model, hw="m2-max")
+    args = command(export_plan(plan, "executorch", ctx_for(plan)))
+    assert args[args.index("--model") + 1] == name and "--use_kv_cache" in args
+
+
+@pytest.mark.parametrize("model,hw", [("bert-base", "snapdragon-8-gen-3"), ("vit-h", "iphone-15-pro")])
+def test_cli_export_of_a_non_llama_plan_to_executorch_exits_2_and_writes_nothing(model, hw, tmp_path, capsys):
+    from planner.cli import main
+
+    plan_file = tmp_path / "plan.yaml"
+    assert main(["plan", "--model", model, "--hardware", hw, "--engine", "executorch", "--out", str(plan_file)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "deploy"
+    assert main(["export", str(plan_file), "--format", "executorch", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "next:" not in captured.out and not (out / "export_executorch.sh").exists()
+    assert f"the plan's model {model}" in captured.err and "export_llama" in captured.err
+    assert "--format" in captured.err and "{@" not in captured.err
 
 
 # ---------------------------------------------------------------------------

@@ -91,3 +91,35 @@ def test_every_use_command_succeeds(tmp_path, user_env):
         if r.returncode != 0:
             failures.append(f"$ {command}\nexit {r.returncode}\n{(r.stdout + r.stderr)[-2000:]}")
     assert not failures, "\n\n".join(failures)
+
+
+def _commands_without_json() -> set[str]:
+    import click
+    import typer.main
+
+    from planner.cli import app
+
+    root = typer.main.get_command(app)
+    ctx = click.Context(root)
+    out: set[str] = set()
+
+    def walk(cmd, path: list[str]) -> None:
+        if hasattr(cmd, "list_commands"):
+            for name in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, name), [*path, name])
+        elif "--json" not in {o for p in cmd.params for o in getattr(p, "opts", [])}:
+            out.add(" ".join(path))
+
+    walk(root, [])
+    return out
+
+
+def test_the_readmes_json_claim_matches_the_commands():
+    # "every command takes --json" was false for `tierwise serve`: the README names each exception
+    text = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    claim = re.search(r"Every command[^.]*takes `--json`[^.]*\.", text)
+    assert claim, "README.md no longer says which commands take --json"
+    missing = _commands_without_json()
+    assert missing, "every command takes --json now: say so in README.md"
+    for name in missing:
+        assert f"`tierwise {name}`" in claim.group(0), (name, claim.group(0))

@@ -25,6 +25,7 @@ from api.schemas import (
     FrontierPublic,
     JobPublic,
     TrainCapacityCreate,
+    TrainCapacityFleetPublic,
     TrainCapacityPublic,
 )
 from api.services import frontier
@@ -69,7 +70,7 @@ async def post_capacity(request: Request, body: CapacityCreate, store: StoreDep,
     return await _run(request, "capacity", req, store, runner, settings)
 
 
-@router.post("/capacity/train", response_model=TrainCapacityPublic, responses={**COMMON, **errors(404, 503), **_ACCEPTED})
+@router.post("/capacity/train", response_model=TrainCapacityPublic | TrainCapacityFleetPublic, responses={**COMMON, **errors(404, 503), **_ACCEPTED})
 async def post_train_capacity(request: Request, body: TrainCapacityCreate, store: StoreDep, runner: RunnerDep,
                               settings: SettingsDep) -> Response:
     req = _within_limits(body.model_dump(exclude_none=True), CapacityTrainRequest, settings)

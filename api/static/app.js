@@ -1548,20 +1548,19 @@
     }
   }
 
-  const FLAG_FIELDS = { "allow-offload": "allow_offload", devices: "devices", prompt: "prompt", gen: "gen", batch: "batch", "ttft-slo": "ttft_slo_s", "tpot-slo": "tpot_slo_s" };
+  const CHANGE_FIELDS = ["allow_offload", "devices", "prompt", "gen", "batch", "ttft_slo_s", "tpot_slo_s"];
 
-  // The diagnosis names changes as CLI flags ("--devices 2", "--allow-offload"); each one
-  // that maps onto this form gets a button that fills the form in (for the next solve only).
+  // Each change of the diagnosis lists the request fields it sets (`set`: {"devices": 2},
+  // {"allow_offload": true}); one that maps onto this form gets a button that fills the
+  // form in (for the next solve only).
   function renderDiagnosis(err) {
     const box = $("#plan-diagnosis");
     const det = err.details || {};
     const lines = String(det.message || err.message).split("\n");
     const items = (det.changes || []).map((c) => {
       const sets = {};
-      for (const m of c.description.matchAll(/--([a-z-]+)(?:\s+([0-9][0-9.e+-]*))?/g)) {
-        const f = FLAG_FIELDS[m[1]];
-        if (!f) continue;
-        sets[f] = f === "allow_offload" ? true : m[2];
+      for (const [f, v] of Object.entries(c.set || {})) {
+        if (CHANGE_FIELDS.includes(f)) sets[f] = v === true ? true : String(v);
       }
       if (c.kind === "formats" && /^search the default/.test(c.description)) sets.formats = "";
       if (c.kind === "devices") Object.assign(sets, { tp: "", pp: "", dp: "" });

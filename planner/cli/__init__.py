@@ -191,7 +191,7 @@ def _user_error(exc: TierwiseError, argv: list[str]) -> int:
         exc.aliases = POSITIONAL_FIELDS
     message = exc.render("cli")
     if _wants_json(argv):
-        emit_json({"error": {"code": exc.code, "message": message, "field": exc.field, "details": exc.details,
+        emit_json({"error": {"code": exc.code, "message": message, "field": exc.field, "details": exc.render_details("cli"),
                              "exit_code": exc.exit_code}})
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return exc.exit_code

@@ -64,12 +64,23 @@ def engines_show(
     json_out: JsonOpt = False,
 ) -> None:
     """An engine's profile; with --hardware, the formats, sparsity and layouts it runs on that device."""
-    from hwmodels import list_devices, load_device
+    from hwmodels import ProfileError, list_devices, load_device
     from planner.engines import load_engine, support
+    from planner.errors import TierwiseError
 
-    spec = load_engine(engine_id)
+    try:
+        spec = load_engine(engine_id)
+        if hardware is not None:
+            try:
+                device = load_device(hardware)
+            except ProfileError as exc:
+                raise exc.named("hardware") from None
+            sup = support(spec, device)
+    except TierwiseError as exc:
+        # the engine is this command's argument, not an --engine option
+        exc.aliases = {**(getattr(exc, "aliases", None) or {}), "engine": "ENGINE_ID"}
+        raise
     if hardware is not None:
-        sup = support(spec, load_device(hardware))
         if json_out:
             emit_json(support_summary(sup))
             return

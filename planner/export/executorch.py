@@ -15,6 +15,15 @@ https://docs.pytorch.org/executorch/stable/llm/export-llm.html); ``export_llama`
 One quantization mode covers every Linear layer (the LM head included) and one
 ``--embedding-quantize`` covers the token embedding: a plan whose Linear groups mix weight
 formats cannot be written as one command and is refused with the groups at fault.
+
+export_llama builds the decoder-only transformer of ``examples/models/llama/llama_transformer.py``
+with a KV cache: the models it names (``EXECUTORCH_DEFINED_MODELS`` in export_llama_lib.py:
+Llama 2/3/3.1/3.2, Qwen 2.5 and 3, Phi-4-mini, SmolLM2). A plan for any other architecture
+(encoders such as BERT, vision models, Falcon, Mixtral…) is refused naming the plan's model:
+the command would build a Llama graph with a KV cache the model does not have. ExecuTorch's
+own guide sends those to Optimum ExecuTorch
+(https://docs.pytorch.org/executorch/stable/llm/export-llm-optimum.html: "export_llm focuses
+on a limited set of highly optimized models (Llama, Qwen, Phi, and SmolLM)").
 """
 
 from __future__ import annotations
@@ -30,6 +39,38 @@ FLAGS = ("--checkpoint", "--params", "--model", "--use_kv_cache", "--use_sdpa_wi
 
 #: Hugging Face ``model_type`` → export_llama ``--model`` (EXECUTORCH_DEFINED_MODELS).
 _MODEL = {"llama": "llama3_2", "qwen2": "qwen2_5", "qwen3": "qwen3_0_6b", "phi3": "phi_4_mini"}
+#: What the recipe exports, for the refusal.
+RECIPE_MODELS = "decoder LLMs of the Llama family (Llama 2/3/3.1/3.2, Qwen 2.5/3, Phi-4-mini; model_type " + \
+    ", ".join(sorted(_MODEL)) + ")"
+
+
+class UnsupportedModelError(ExportError):
+    """The target's recipe does not build the plan's architecture (``field``: ``model``; the
+    REST code stays ``export_unsupported``)."""
+
+
+def _recipe_model(v: PlanView, ctx: ExportContext) -> str:
+    """export_llama's ``--model`` for the plan's model; ExportError (naming the model) for an
+    architecture the Llama recipe does not build."""
+    arch = ctx.arch
+    if arch is None:
+        from planner.arch import load_arch
+        from planner.errors import TierwiseError
+
+        try:
+            arch = load_arch(v.model)
+        except TierwiseError:
+            arch = None
+    mt = getattr(arch, "model_type", None) or ""
+    family = getattr(arch, "family", None) or "unknown"
+    name = _MODEL.get(mt)
+    if name is None or family != "decoder":
+        what = f"model_type {mt!r}, family {family}" if mt else "its architecture could not be read"
+        raise UnsupportedModelError("model", f"ExecuTorch's Llama recipe (examples/models/llama export_llama) exports only "
+                          f"{RECIPE_MODELS}; the plan's model {v.model} ({what}) is not one of them, and the command "
+                          "would build a Llama decoder with a KV cache it does not have. Export it with Optimum "
+                          "ExecuTorch (https://github.com/huggingface/optimum-executorch) or choose another {@format}")
+    return name
 
 
 def _linear_mode(v: PlanView, linear: list[str], notes: list[str]) -> tuple[list[str], str | None]:
@@ -87,23 +128,18 @@ def _dtype(v: PlanView, linear: list[str], float_w: str | None) -> str:
 
 @register("executorch", "ExecuTorch export_llama command (XNNPACK .pte)")
 def _export_executorch(v: PlanView, ctx: ExportContext) -> Export:
+    name = _recipe_model(v, ctx)
     notes: list[str] = []
     emb = [g for g in v.choices if role_of(g) == "embedding"]
     linear = [g for g in v.choices if g not in emb and not float_router(v, g)]
     qflags, float_w = _linear_mode(v, linear, notes)
     dtype = _dtype(v, linear, float_w)
-    mt = getattr(ctx.arch, "model_type", None) or ""
-    name = _MODEL.get(mt)
-    if name is None:
-        notes.append(f"export_llama builds Llama, Qwen 2.5/3 and Phi-4-mini graphs; {v.model} ({mt or 'unknown type'}) "
-                     "needs Optimum ExecuTorch (https://github.com/huggingface/optimum-executorch) with the same "
-                     "quantization (8da4w linear, the embedding setting below)")
     kv = ["--quantize_kv_cache"] if v.kv == "int8" else []
     if v.kv in FLOAT16 and v.kv != dtype:
         notes.append(f"the KV cache is kept in the model dtype ({dtype}); the plan's {v.kv} cache is not set separately")
     pte = f"{v.model}.pte"
     args = ["python", "-m", "examples.models.llama.export_llama", "--checkpoint", "${CHECKPOINT:?consolidated .pth}",
-            "--params", "${PARAMS:?params.json}", *(["--model", name] if name else []), "--use_kv_cache",
+            "--params", "${PARAMS:?params.json}", "--model", name, "--use_kv_cache",
             "--use_sdpa_with_kv_cache", "--xnnpack", *qflags, *_embedding_flag(v, emb), "--dtype-override", dtype, *kv,
             "--max_seq_length", str(max(1, v.prompt + v.gen)), "--output_name", pte]
     cmd = shell_lines(args).replace("'${CHECKPOINT:?consolidated .pth}'", '"${CHECKPOINT:?consolidated .pth}"')

@@ -17,7 +17,7 @@ from typing import Any
 from hwmodels.errors import TierwiseError, close_ids
 
 from planner.deadline import Deadline
-from planner.request.engine import ENGINE_HELP, canonical, format_key, resolve_engine
+from planner.request.engine import TRAINING_ENGINE_HELP, canonical, format_key, resolve_engine
 from planner.request.estimate import OPTIMIZER_NAMES, check_context, load_specs
 from planner.request.fields import (
     bad,
@@ -124,7 +124,7 @@ class CapacityTrainRequest:
     max_devices: int | None = opt("Largest cluster considered.", 65536)
     time_limit_s: float | None = opt("Wall-clock limit of the search, seconds (unbounded when left out); when it "
                                      "runs out the answer covers the layouts searched so far.")
-    engine: str | None = opt(ENGINE_HELP)
+    engine: str | None = opt(TRAINING_ENGINE_HELP)
 
 
 def _required(name: str, v: Any) -> Any:
@@ -441,21 +441,23 @@ def run_capacity_frontier(req: CapacityFrontierRequest):
 
 
 def run_capacity_train(req: CapacityTrainRequest, *, deadline: Deadline | None = None):
-    """``planner.capacity.TrainAnswer`` per hardware (a list, in the order given). Raises
-    TierwiseError of kind ``infeasible`` when no hardware meets the deadline.
+    """A ``planner.capacity.TrainFleetAnswer``: one ``TrainAnswer`` per hardware that can
+    train (those meeting the deadline first, cheapest first; it indexes like a list), and the
+    hardware skipped with the reason. Raises TierwiseError of kind ``infeasible`` when no
+    hardware meets the deadline.
 
     ``deadline`` (default: ``time_limit_s`` from now, if given) bounds the whole search,
     every hardware's, as in :func:`run_capacity_serve`."""
-    from planner.capacity import plan_training, train_infeasible_message
+    from planner.capacity import TrainFleetAnswer, plan_training, train_infeasible_message
 
     deadline = _deadline(req, deadline)
-    arch, pairs = resolve_capacity_train(req)
+    arch, pairs, skipped = resolve_training_fleet(req)
     answers = [train_intervals(plan_training(arch, dev, target, deadline=deadline), dev, req.engine)
                for dev, target in pairs]
     if not any(a.feasible for a in answers):
         best = max(answers, key=lambda a: a.fastest.tokens_per_s if a.fastest else -1.0)
         raise _infeasible(*train_infeasible_message(best))
-    return answers
+    return TrainFleetAnswer.ranked(answers, [(d.id, exc.render("rest")) for d, exc in skipped])
 
 
 # ---------------------------------------------------------------------------

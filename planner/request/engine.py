@@ -12,10 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ENGINE_HELP", "canonical", "check_given", "engine_defaults", "format_key", "resolve_engine"]
+__all__ = ["ENGINE_HELP", "TRAINING_ENGINE_HELP", "canonical", "check_given", "engine_defaults", "format_key",
+           "resolve_engine"]
 
 ENGINE_HELP = ("Serving or training engine (vllm, trtllm, sglang, llamacpp, executorch, ...; `tierwise engines list`); "
                "default: the hardware class's engine (docs/engines.md).")
+#: For capacity train, which takes training engines only (capacity serve: ``ENGINES_HELP``).
+TRAINING_ENGINE_HELP = ("Training engine (megatron-core, fsdp; `tierwise engines list`); default: the hardware "
+                        "class's training engine (docs/engines.md).")
 
 
 def resolve_engine(value: Any, device: Any, *, training: bool, arch: Any = None) -> Any:

@@ -206,8 +206,9 @@ def _load_bounded_arch(ref: str) -> Any:
 def _named_file_error(load: Any, ref: str, name: str) -> Any:
     """``load(ref)``; a file that is missing, has the wrong suffix or is not a mapping at all is
     an error naming the request field (``--model ./nope/: ...``), not a pseudo-field of the
-    file (``<file>``) or none. Errors inside a file keep naming the file's own key."""
-    from hwmodels.errors import ProfileError, describe_value
+    file (``<file>``) or none. Errors inside a hardware file name the request field and the
+    file's own key (``--hardware cfg/x.json: field 'sources' must be present``)."""
+    from hwmodels.errors import ProfileError
 
     from planner.archspec import ModelConfigError
 
@@ -219,10 +220,7 @@ def _named_file_error(load: Any, ref: str, name: str) -> Any:
         raise TierwiseError(f"{{@{name}}} {exc.path}: {exc.expected}; got {exc.got}", field=name,
                             code=exc.code) from None
     except ProfileError as exc:
-        if not exc.field.startswith("<"):
-            raise
-        raise TierwiseError(f"{{@{name}}} {exc.path}: expected {exc.expected}; got {describe_value(exc.got)}", field=name,
-                            code=exc.code) from None
+        raise exc.named(name) from None
 
 
 # ---------------------------------------------------------------------------

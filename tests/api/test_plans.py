@@ -87,7 +87,8 @@ def test_nothing_fits_is_422_with_a_diagnosis(api):
     r = api.post("/v1/plans", json={**INFEASIBLE})
     assert r.status_code == 422, r.text
     err = r.json()["error"]
-    assert err["code"] == "infeasible" and "0.3 GB" in err["message"] and "--allow-offload" in err["message"]
+    assert err["code"] == "infeasible" and "0.3 GB" in err["message"] and "'allow_offload'" in err["message"]
+    assert "--allow-offload" not in err["message"]  # REST names request fields, not command-line flags
 
 
 def test_invalid_request_fields(api):
