@@ -99,3 +99,13 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def checked_server(tmp_path_factory, name: str, env: dict | None = None):
+    """For a module-scoped fixture (``yield from``): a started server for the module's tests;
+    afterwards it is stopped and its log must hold no traceback."""
+    srv = Server(tmp_path_factory.mktemp(name), env=env).start()
+    yield srv
+    srv.stop()
+    log = srv.log.read_text(errors="replace")
+    assert "Traceback" not in log, log[-3000:]

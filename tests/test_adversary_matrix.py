@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from liveserver import Server
+from liveserver import checked_server
 
 import planner
 from hwmodels import list_devices, load_device
@@ -291,11 +291,7 @@ def test_readme_set_up_estimate_and_python_snippet_run_as_written(cli, capsys):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("adv-serve"), env={"TIERWISE_SYNC_WAIT_S": "30"}).start()
-    yield srv
-    srv.stop()
-    log = srv.log.read_text(errors="replace")
-    assert "Traceback" not in log, log[-3000:]
+    yield from checked_server(tmp_path_factory, "adv-serve", {"TIERWISE_SYNC_WAIT_S": "30"})
 
 
 def _no_5xx(r):

@@ -8,7 +8,7 @@ REST cases run against a live ``tierwise serve`` over real HTTP.
 from __future__ import annotations
 
 import pytest
-from liveserver import Server
+from liveserver import checked_server
 
 import planner
 from hwmodels.errors import TierwiseError
@@ -16,11 +16,7 @@ from hwmodels.errors import TierwiseError
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("repro-serve")).start()
-    yield srv
-    srv.stop()
-    log = srv.log.read_text(errors="replace")
-    assert "Traceback" not in log, log[-3000:]
+    yield from checked_server(tmp_path_factory, "repro-serve")
 
 
 # -- pins: the request field is ``pins`` (CLI ``--pin``); a bad pin was reported as ``pin`` -----

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from liveserver import Server
+from liveserver import checked_server
 
 from planner.arch import _models_dir
 
@@ -17,11 +17,7 @@ CAP = {"model": "llama-3.2-1b", "hardware": ["l4"], "qps": 1, "ttft_slo_s": 2, "
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("request-inputs"), env={"TIERWISE_SYNC_WAIT_S": "60"}).start()
-    yield s
-    s.stop()
-    log = s.log.read_text(errors="replace")
-    assert "Traceback" not in log, log[-3000:]
+    yield from checked_server(tmp_path_factory, "request-inputs", {"TIERWISE_SYNC_WAIT_S": "60"})
 
 
 def _error(r, status: int = 422) -> dict:
