@@ -16,7 +16,6 @@ Test files import nothing from here: pytest hands the fixtures to the tests that
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import stat
 import sys
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from benchscripts import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 INTERNAL = "internal error"
@@ -83,21 +83,6 @@ def quick_calibration():
     steps: list[tuple[int, int]] = []
     result = calibrate("cpu", quick=True, progress=lambda what, i, n: steps.append((i, n)))
     return result, tuple(steps)
-
-
-def load_benchmark(name: str):
-    """benchmarks/<name>.py as module ``name`` (the benchmark scripts import each other by that
-    name): the module already loaded when there is one."""
-    bench = ROOT / "benchmarks"
-    if str(bench) not in sys.path:
-        sys.path.insert(0, str(bench))
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, bench / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses look their module up here
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="session")

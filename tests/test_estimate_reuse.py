@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import load_benchmark
+from benchscripts import load_benchmark
 
 from hwmodels import load_device
 from planner import costmodel

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import load_benchmark as _load
+from benchscripts import load_benchmark as _load
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
