@@ -121,9 +121,12 @@ def _export_context(arch, dev):
                          devices_per_node=dev.devices_per_node)
 
 
-def unasked_structure(plan) -> list[str]:
+def unasked_structure(plan, searched_formats=()) -> list[str]:
     """Sparsity, low-rank factors, codebook weights or shared KV caches in a plan made without
-    asking for any (every plan of the matrix): empty when there are none."""
+    asking for any (every plan of the matrix): empty when there are none. Codebook formats are
+    among the planner's default weight formats (planner.options.DEFAULT_WEIGHT_FORMATS), searched
+    for an engine that runs them (Tierwise's own torch execution): one of those in
+    ``searched_formats`` was asked for by the default search."""
     from planner.formats import get_format
 
     out = []
@@ -132,7 +135,7 @@ def unasked_structure(plan) -> list[str]:
             out.append(f"{g}: sparsity {c.sparsity}")
         if c.low_rank is not None:
             out.append(f"{g}: low rank {c.low_rank}")
-        if get_format(c.weights).kind == "codebook":
+        if get_format(c.weights).kind == "codebook" and c.weights not in searched_formats:
             out.append(f"{g}: codebook weights {c.weights}")
     if getattr(plan, "kv_share", None) not in (None, 1):  # plans have no KV sharing field today
         out.append(f"kv_share {plan.kv_share}")
@@ -173,7 +176,7 @@ def run_case(engine: str, hardware: str, model: str, res: MatrixResult, *, budge
             res.failures.append(f"{where}: plan: {type(exc).__name__}: {exc}")
             continue
         res.plans += 1
-        extra = unasked_structure(plan)
+        extra = unasked_structure(plan, problem.formats)
         if extra:
             res.failures.append(f"{where}: the plan has options nobody asked for: {extra}")
         for fmt in engine_formats(engine):
