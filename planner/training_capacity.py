@@ -319,6 +319,10 @@ class TrainFleetAnswer:
     def feasible(self) -> bool:
         return any(a.feasible for a in self.answers)
 
+    def closest(self) -> TrainAnswer:
+        """When none meets the deadline: the answer whose fastest layout comes nearest."""
+        return max(self.answers, key=lambda a: a.fastest.tokens_per_s if a.fastest else -1.0)
+
     def __iter__(self):
         return iter(self.answers)
 

@@ -599,7 +599,7 @@ def train(
     ray_address: RayOpt = None,
 ) -> None:
     """Devices needed to train on TOKENS within DAYS, with the best layout, MFU, step time and memory."""
-    from planner.capacity import InfeasibleError, run_train_task, summarize_train, train_infeasible_message, train_tasks
+    from planner.capacity import (InfeasibleError, TrainFleetAnswer, run_train_task, summarize_train, train_infeasible_message, train_tasks)
 
     _check_executor(executor, json_out)
     plot_path = _plot_target(plot_path, "capacity-train")
@@ -617,32 +617,29 @@ def train(
     results = _run_tasks(run_train_task, all_tasks, executor, workers, ray_address, _wants_progress(json_out), "searching layouts")
     answers = [train_intervals(summarize_train(arch, dev, target, results[a:b]), dev, engine)
                for (dev, target), (a, b) in zip(pairs, spans)]
-    feasible = sorted((a for a in answers if a.feasible), key=lambda a: (a.best.usd_per_hour if a.best.usd_per_hour is not None else math.inf, a.best.devices))
-    infeasible = [a for a in answers if not a.feasible]
-    ranked = feasible + infeasible
+    fleet = TrainFleetAnswer.ranked(answers, [(d.id, exc.render("cli")) for d, exc in skipped])
     if csv_path is not None:
         rows = [{"hardware": a.hardware, **{k: v for k, v in o.to_dict(tokens).items() if k != "uncertainty"}, **_band_columns(o)}
                 for a in answers for o in a.frontier]
         _write_csv(rows, csv_path)
     if plot_path is not None:
         _plot_train(answers, plot_path)
-    if not feasible:
-        best = max(infeasible, key=lambda a: a.fastest.tokens_per_s if a.fastest else -1.0)
-        msg, payload = train_infeasible_message(best)
+    if not fleet.feasible:
+        msg, payload = train_infeasible_message(fleet.closest())
         if not json_out:
-            _print_train(ranked, skipped)
+            _print_train(fleet)
         raise InfeasibleError(msg, payload)
     if json_out:
-        out = [a.to_dict() for a in ranked]
-        doc = out[0] if len(out) == 1 else {"hardware": out}
-        if skipped:  # devices that cannot train: one reason each
-            doc["skipped"] = [{"hardware": d.id, "reason": exc.render("cli")} for d, exc in skipped]
+        doc = fleet.to_dict()
+        if len(fleet) == 1:  # one hardware: its answer itself, with the skipped ones beside it
+            doc = {**fleet[0].to_dict(), **{k: v for k, v in doc.items() if k != "hardware"}}
         emit_json(doc)
         return
-    _print_train(ranked, skipped)
+    _print_train(fleet)
 
 
-def _print_train(answers, skipped=()) -> None:
+def _print_train(fleet) -> None:
+    answers = fleet.answers
     first = answers[0]
     t = first.target
     tab = Table(title=f"Train {first.model} on {t.tokens:.3g} tokens in {t.days:g} days (needs {t.tokens_per_s:,.0f} tokens/s, seq {t.seq})")
@@ -669,8 +666,8 @@ def _print_train(answers, skipped=()) -> None:
             "-" if d.get("usd_total") is None else f"{d['usd_total']:,.0f}",
         )
     console.print(tab)
-    for dev, exc in skipped:
-        console.print(f"skipped {dev.id}: {escape(exc.render('cli'))}")
+    for hw, why in fleet.skipped:
+        console.print(f"skipped {hw}: {escape(why)}")
     console.print(BANDS_NOTE)
 
 

@@ -454,10 +454,10 @@ def run_capacity_train(req: CapacityTrainRequest, *, deadline: Deadline | None =
     arch, pairs, skipped = resolve_training_fleet(req)
     answers = [train_intervals(plan_training(arch, dev, target, deadline=deadline), dev, req.engine)
                for dev, target in pairs]
-    if not any(a.feasible for a in answers):
-        best = max(answers, key=lambda a: a.fastest.tokens_per_s if a.fastest else -1.0)
-        raise _infeasible(*train_infeasible_message(best))
-    return TrainFleetAnswer.ranked(answers, [(d.id, exc.render("rest")) for d, exc in skipped])
+    fleet = TrainFleetAnswer.ranked(answers, [(d.id, exc.render("rest")) for d, exc in skipped])
+    if not fleet.feasible:
+        raise _infeasible(*train_infeasible_message(fleet.closest()))
+    return fleet
 
 
 # ---------------------------------------------------------------------------
