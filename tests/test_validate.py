@@ -147,3 +147,84 @@ def test_a_plan_for_another_engine_is_validated_with_a_note_saying_what_ran(tmp_
     for engine in ("torch", None):
         mine = validate(tm, {"choices": choices, **({"engine": engine} if engine else {})}, samples=2)
         assert not any("made for engine" in n for n in mine.notes)
+
+
+def test_a_plan_for_another_engine_is_priced_for_torch_which_ran_it(tmp_path):
+    # validate runs every plan on the torch engine, so the prediction compared with the measurement is
+    # priced for torch (profiles/engines/torch.yaml: packed weights dequantized by a pass of their own);
+    # the plan's engine (llama.cpp: dequantizing GEMMs) is priced for the same configuration beside it.
+    from dataclasses import replace
+
+    from hwmodels import load_device
+
+    from planner.costmodel import Choice, Serving, estimate_inference
+    from planner.execution.validate import engine_runtime
+
+    cfg = tmp_path / "tiny-llama.json"
+    cfg.write_text(json.dumps(TINY_LLAMA))
+    tm = load_torch_model(str(cfg))
+    dev = load_device("cpu-host")
+    groups = ("model.layers.0.self_attn.qkv", "model.layers.0.mlp.gate_up", "model.layers.1.mlp.down_proj")
+    plan = {"choices": {g: {"weights": "int4-g32"} for g in groups}, "engine": "llamacpp"}
+    r = validate(tm, plan, samples=2, latency=True, device=dev, latency_min_time_s=0.01)
+    assert r.plan_engine == "llamacpp" and r.to_dict()["engine"] == "torch"
+    prefill, decode = r.latency
+    b, t = prefill.batch, prefill.tokens
+    serving = Serving(batch=b, prompt=t, gen=1)
+    torch_opts = engine_runtime("torch", tm.arch, dev, serving)
+    cpp_opts = engine_runtime("llamacpp", tm.arch, dev, serving)
+    assert torch_opts.separate_dequant and not cpp_opts.separate_dequant
+    choice = Choice(weights="fp32", activations="fp32", kv="fp32", sparsity="dense")
+    overrides = {g: Choice(weights="int4-g32", activations="fp32", kv="fp32", sparsity="dense") for g in groups}
+
+    def est(options):
+        return estimate_inference(tm.arch, dev, serving=serving, choice=choice, overrides=overrides, options=options)
+
+    on_torch, fused, on_cpp = est(torch_opts), est(replace(torch_opts, separate_dequant=False)), est(cpp_opts)
+    # the compared prediction is torch's, and it includes the separate dequantizing passes
+    assert prefill.engine == decode.engine == "torch"
+    assert prefill.predicted_compressed_s == pytest.approx(on_torch.ttft_s)
+    assert decode.predicted_compressed_s == pytest.approx(on_torch.tpot_s)
+    assert on_torch.ttft_s > fused.ttft_s and on_torch.tpot_s > fused.tpot_s
+    # the plan's own engine, labelled, is a different number: not what ran
+    assert prefill.plan_engine == decode.plan_engine == "llamacpp"
+    assert prefill.plan_engine_predicted_compressed_s == pytest.approx(on_cpp.ttft_s)
+    assert decode.plan_engine_predicted_compressed_s == pytest.approx(on_cpp.tpot_s)
+    assert decode.plan_engine_predicted_compressed_s != pytest.approx(decode.predicted_compressed_s)
+    row = decode.to_dict()
+    assert row["error_compressed"] == pytest.approx(
+        (on_torch.tpot_s - decode.measured_compressed_s) / decode.measured_compressed_s)
+    assert row["plan_engine"] == "llamacpp" and row["plan_engine_predicted_compressed_s"] > 0
+    assert any("priced for engine torch" in n and "llamacpp's own prediction" in n for n in r.notes)
+
+    # a plan made for torch (or for no engine) is priced the same way, with nothing beside it
+    for engine in ("torch", None):
+        mine = validate(tm, {**plan, "engine": engine}, samples=2, latency=True, device=dev, latency_min_time_s=0.01)
+        assert [x.predicted_compressed_s for x in mine.latency] == pytest.approx([on_torch.ttft_s, on_torch.tpot_s])
+        assert all(x.plan_engine_predicted_compressed_s is None for x in mine.latency)
+        assert mine.plan_engine == engine
+
+    # an engine that does not run on the profile (an FPGA engine, a CPU profile): torch's prediction
+    # stands, and a note says why the plan's engine has none
+    fpga = validate(tm, {**plan, "engine": "vitis-ai"}, samples=2, latency=True, device=dev, latency_min_time_s=0.01)
+    assert [x.predicted_compressed_s for x in fpga.latency] == pytest.approx([on_torch.ttft_s, on_torch.tpot_s])
+    assert all(x.plan_engine_predicted_compressed_s is None for x in fpga.latency)
+    assert sum("no prediction for the plan's engine vitis-ai" in n for n in fpga.notes) == 1
+
+
+def test_cli_validate_shows_the_plan_engines_prediction_beside_torchs(tmp_path, capsys, mixed_plan):
+    from planner.plan import with_engine
+
+    path = save_plan(with_engine(mixed_plan, "llamacpp"), tmp_path / "plan.yaml")
+    args = ["validate", str(path), "--torch-model", "all-minilm-l6-v2", "--samples", "2", "--hardware", "cpu-host"]
+    assert main(args) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "prediction for engine torch, the engine that ran" in out
+    assert "predicted for llamacpp (the plan's engine)" in out
+    assert main([*args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["plan_engine"] == "llamacpp" and data["engine"] == "torch"
+    (row,) = data["latency"]
+    assert row["engine"] == "torch" and row["plan_engine"] == "llamacpp"
+    assert row["predicted_compressed_s"] > 0 and row["plan_engine_predicted_compressed_s"] > 0
+    assert row["error_compressed"] is not None  # the comparison is with torch's prediction

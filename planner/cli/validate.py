@@ -20,7 +20,8 @@ def validate_cmd(
                                              "catalog id or config path [@layers=N,vocab=V] | a directory with "
                                              "config.json + model.safetensors.")],
     hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help="Profile of this machine (from "
-                                                    "`tierwise calibrate`) to predict latency with.")] = None,
+                                                    "`tierwise calibrate`) to predict latency with, priced for engine torch (what "
+                                                    "runs here) whatever engine the plan was made for.")] = None,
     samples: Annotated[int, typer.Option(min=2, help="Evaluation samples (sentences, images, sequences).")] = 16,
     metric: Annotated[Optional[str], typer.Option(help="Degradation metric: cosine | accuracy | kl | top1 "
                                                   "(default by model kind).")] = None,
@@ -56,8 +57,9 @@ def validate_cmd(
 
 
 def _print(r, all_layers: bool) -> None:
-    t = Table(title=f"Validation: plan for {r.plan_model} on torch model {r.torch_model} ({r.samples} samples)",
-              show_header=False)
+    made_for = f" (engine {r.plan_engine})" if r.plan_engine else ""
+    t = Table(title=f"Validation: plan for {r.plan_model}{made_for} on torch model {r.torch_model} "
+              f"({r.samples} samples)", show_header=False)
     t.add_column("metric")
     t.add_column("value", justify="right")
     t.add_row(f"degradation ({r.metric})", f"{r.degradation:.5f}")
@@ -83,15 +85,24 @@ def _print(r, all_layers: bool) -> None:
     t.add_row("apply / total time", f"{r.apply_s:.2f} s / {r.total_s:.2f} s")
     console.print(t)
     if r.latency:
-        lt = Table(title="Latency (best of N) vs prediction")
+        engine = r.latency[0].engine
+        lt = Table(title=f"Latency (best of N) vs prediction for engine {engine}, the engine that ran")
         for col in ("phase", "batch×tokens", "original", "predicted", "error", "compressed", "predicted", "error"):
             lt.add_column(col, justify="right")
+        # A plan made for another engine: that engine's own prediction of the same configuration,
+        # beside the measurement but not compared with it (it did not run here).
+        other = next((x.plan_engine for x in r.latency if x.plan_engine_predicted_compressed_s is not None), None)
+        if other is not None:
+            lt.add_column(f"predicted for {other} (the plan's engine)", justify="right")
         for x in r.latency:
             e0, e1 = x.error_original, x.error_compressed
-            lt.add_row(x.phase, f"{x.batch}×{x.tokens}", human_time(x.measured_original_s),
-                       human_time(x.predicted_original_s), "-" if e0 is None else f"{e0 * 100:+.1f}%",
-                       human_time(x.measured_compressed_s), human_time(x.predicted_compressed_s),
-                       "-" if e1 is None else f"{e1 * 100:+.1f}%")
+            cells = [x.phase, f"{x.batch}×{x.tokens}", human_time(x.measured_original_s),
+                     human_time(x.predicted_original_s), "-" if e0 is None else f"{e0 * 100:+.1f}%",
+                     human_time(x.measured_compressed_s), human_time(x.predicted_compressed_s),
+                     "-" if e1 is None else f"{e1 * 100:+.1f}%"]
+            if other is not None:
+                cells.append(human_time(x.plan_engine_predicted_compressed_s))
+            lt.add_row(*cells)
         console.print(lt)
     layers = list(r.layers)
     if not all_layers:

@@ -12,7 +12,10 @@ original and the compressed model on the same inputs and reports
 * bytes: the packed weights of the layers the plan covers against the format registry's
   prediction for the same matrices (like with like), and the plan's whole-model figure;
 * latency (optional): best-of-N wall time of the original and compressed forward passes
-  against :func:`planner.costmodel.estimate_inference` on a (calibrated) device profile.
+  against :func:`planner.costmodel.estimate_inference` on a (calibrated) device profile, priced
+  for the engine that ran them (``torch``, profiles/engines/torch.yaml) whatever engine the plan
+  was made for; a plan made for another engine also gets that engine's prediction of the same
+  configuration, shown beside the measurement but not compared with it.
 
 Degradation metrics, larger is worse: ``cosine`` = 1 − mean cosine similarity of outputs,
 ``accuracy`` = accuracy drop (fraction, classifiers), ``kl`` = mean KL(original ‖ compressed)
@@ -38,15 +41,20 @@ from planner.execution.models import TorchModel, load_torch_model
 
 __all__ = [
     "METRICS",
+    "EXECUTION_ENGINE",
     "LatencyReport",
     "LayerReport",
     "ValidationReport",
     "default_metric",
+    "engine_runtime",
     "make_evaluator",
     "validate",
 ]
 
 METRICS = ("cosine", "accuracy", "kl", "top1")
+#: The engine whose profile describes what validate runs: Tierwise's eager PyTorch execution
+#: (profiles/engines/torch.yaml). Latency predictions compared with the measurement are priced for it.
+EXECUTION_ENGINE = "torch"
 _DECODE_STEPS = 4
 
 
@@ -73,7 +81,12 @@ class LayerReport:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LatencyReport:
     """Best-of-N wall times and the cost model's predictions (None without a device profile).
-    ``phase`` is ``forward`` (encoders, CNNs), ``prefill`` or ``decode`` (one step)."""
+    ``phase`` is ``forward`` (encoders, CNNs), ``prefill`` or ``decode`` (one step).
+
+    ``predicted_*`` are priced for ``engine``, the engine that ran (``torch``). When the plan
+    was made for another engine, ``plan_engine_predicted_compressed_s`` is that engine's
+    prediction of the same configuration on the same profile: what the plan expects where it
+    was meant to run, not a prediction of this measurement."""
 
     phase: str
     batch: int
@@ -82,6 +95,9 @@ class LatencyReport:
     measured_compressed_s: float
     predicted_original_s: float | None
     predicted_compressed_s: float | None
+    engine: str = EXECUTION_ENGINE
+    plan_engine: str | None = None
+    plan_engine_predicted_compressed_s: float | None = None
 
     @property
     def error_original(self) -> float | None:
@@ -102,7 +118,9 @@ class LatencyReport:
                 "measured_compressed_s": self.measured_compressed_s,
                 "predicted_original_s": self.predicted_original_s,
                 "predicted_compressed_s": self.predicted_compressed_s,
-                "error_original": self.error_original, "error_compressed": self.error_compressed}
+                "error_original": self.error_original, "error_compressed": self.error_compressed,
+                "engine": self.engine, "plan_engine": self.plan_engine,
+                "plan_engine_predicted_compressed_s": self.plan_engine_predicted_compressed_s}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,6 +128,7 @@ class ValidationReport:
     torch_model: str
     model_kind: str
     plan_model: str | None
+    plan_engine: str | None = None
     samples: int
     metric: str
     degradation: float
@@ -142,6 +161,7 @@ class ValidationReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "torch_model": self.torch_model, "model_kind": self.model_kind, "plan_model": self.plan_model,
+            "plan_engine": self.plan_engine, "engine": EXECUTION_ENGINE,
             "samples": self.samples, "metric": self.metric, "degradation": self.degradation,
             "output_sqnr_db": _finite(self.output_sqnr_db), "cosine_mean": self.cosine_mean,
             "cosine_min": self.cosine_min, "kl_mean": self.kl_mean, "top1_agreement": self.top1_agreement,
@@ -281,26 +301,66 @@ def _option_label(opt: Any) -> str:
 # -- latency ----------------------------------------------------------------------------------
 
 
+def engine_runtime(engine: str, arch: Any, device: Any, serving: Any) -> Any:
+    """The cost model's :class:`~planner.serving.RuntimeSettings` for ``engine`` on ``device``,
+    exactly as an estimate request for that engine gets them
+    (:func:`planner.request.estimate.resolve_inference`: the profile's runtime block — separate
+    dequantizing kernels, unfused elementwise kernels, reserved memory — on the request's
+    defaults). Raises the request layer's error (naming ``engine``) when the engine does not
+    run ``arch``'s family on ``device``."""
+    from planner.request.estimate import EstimateRequest, resolve_inference
+
+    req = EstimateRequest(model=arch, hardware=device, engine=engine, batch=serving.batch, prompt=serving.prompt,
+                          gen=serving.gen)
+    return resolve_inference(req).options
+
+
+def _plan_field(plan: Any, name: str) -> Any:
+    return plan.get(name) if isinstance(plan, dict) else getattr(plan, name, None)
+
+
 def _latency(tm: TorchModel, compressed: nn.Module, inputs: tuple[torch.Tensor, ...], plan: Any,
              targets: dict[str, Any], device: Any, min_time_s: float) -> tuple[list[LatencyReport], list[str]]:
+    from hwmodels.errors import TierwiseError
+
     from planner.costmodel import Choice, EstimateError, Serving, estimate_inference
 
     notes: list[str] = []
     # The torch models run in fp32: operators outside the plan's groups compute in fp32.
-    kv = getattr(plan, "kv", None) or (plan.get("kv") if isinstance(plan, dict) else None) or "fp32"
+    kv = _plan_field(plan, "kv") or "fp32"
     base = Choice(weights="fp32", activations="fp32", kv="fp32", sparsity="dense")
     plan_choice = Choice(weights="fp32", activations="fp32", kv=kv, sparsity="dense")
     overrides = {group: Choice(weights=opt.weights, activations=opt.activations, kv=kv, sparsity=opt.sparsity)
                  for group, opt in targets.values()}
+    plan_engine = _plan_field(plan, "engine")
+    other = plan_engine if isinstance(plan_engine, str) and plan_engine != EXECUTION_ENGINE else None
+    failed: set[str] = set()  # one note per engine that cannot be priced
 
-    def predict(serving: Serving, choice: Choice, ov: Any) -> Any:
-        if device is None:
+    def predict(engine: str, serving: Serving, choice: Choice, ov: Any) -> Any:
+        if device is None or engine in failed:
             return None
         try:
-            return estimate_inference(tm.arch, device, serving=serving, choice=choice, overrides=ov)
-        except (EstimateError, ValueError) as exc:
-            notes.append(f"no latency prediction: {exc}")
+            options = engine_runtime(engine, tm.arch, device, serving)
+            return estimate_inference(tm.arch, device, serving=serving, choice=choice, overrides=ov, options=options)
+        except (EstimateError, TierwiseError, ValueError) as exc:
+            failed.add(engine)
+            what = "no latency prediction" if engine == EXECUTION_ENGINE else \
+                f"no prediction for the plan's engine {engine}"
+            notes.append(f"{what}: {exc}")
             return None
+
+    def row(phase: str, b: int, tokens: int, measured: list[float], pick: Callable[[Any], float],
+            e0: Any, e1: Any, e_plan: Any) -> LatencyReport:
+        return LatencyReport(phase=phase, batch=b, tokens=tokens, measured_original_s=measured[0],
+                             measured_compressed_s=measured[1],
+                             predicted_original_s=pick(e0) if e0 else None,
+                             predicted_compressed_s=pick(e1) if e1 else None,
+                             plan_engine=plan_engine,
+                             plan_engine_predicted_compressed_s=pick(e_plan) if e_plan else None)
+
+    def estimates(serving: Serving) -> tuple[Any, Any, Any]:
+        return (predict(EXECUTION_ENGINE, serving, base, None), predict(EXECUTION_ENGINE, serving, plan_choice, overrides),
+                predict(other, serving, plan_choice, overrides) if other else None)
 
     out: list[LatencyReport] = []
     with torch.no_grad():
@@ -312,12 +372,8 @@ def _latency(tm: TorchModel, compressed: nn.Module, inputs: tuple[torch.Tensor, 
                 return lambda: m(ids, m.new_cache(), last_only=True)  # type: ignore[operator]
 
             mp = [measure_seconds(prefill(m), min_time_s=min_time_s, warmup=1) for m in (tm.module, compressed)]
-            serving = Serving(batch=b, prompt=t, gen=1)
-            e0, e1 = predict(serving, base, None), predict(serving, plan_choice, overrides)
-            out.append(LatencyReport(phase="prefill", batch=b, tokens=t, measured_original_s=mp[0],
-                                     measured_compressed_s=mp[1],
-                                     predicted_original_s=e0.ttft_s if e0 else None,
-                                     predicted_compressed_s=e1.ttft_s if e1 else None))
+            e0, e1, ep = estimates(Serving(batch=b, prompt=t, gen=1))
+            out.append(row("prefill", b, t, mp, lambda e: e.ttft_s, e0, e1, ep))
             md = []
             for m in (tm.module, compressed):
                 cache = m.new_cache()  # type: ignore[operator]
@@ -331,21 +387,14 @@ def _latency(tm: TorchModel, compressed: nn.Module, inputs: tuple[torch.Tensor, 
 
                 md.append(measure_seconds(step, min_time_s=min_time_s, warmup=1))
             # A decode step after a t-token prompt: tpot with gen = 1 prices context t exactly.
-            out.append(LatencyReport(phase="decode", batch=b, tokens=1, measured_original_s=md[0],
-                                     measured_compressed_s=md[1],
-                                     predicted_original_s=e0.tpot_s if e0 else None,
-                                     predicted_compressed_s=e1.tpot_s if e1 else None))
+            out.append(row("decode", b, 1, md, lambda e: e.tpot_s, e0, e1, ep))
         else:
             mf = [measure_seconds(lambda m=m: m(*inputs), min_time_s=min_time_s, warmup=1)
                   for m in (tm.module, compressed)]
             b = inputs[0].shape[0]
             t = inputs[0].shape[1] if tm.kind == "encoder" else 1
-            serving = Serving(batch=b, prompt=t, gen=0)
-            e0, e1 = predict(serving, base, None), predict(serving, plan_choice, overrides)
-            out.append(LatencyReport(phase="forward", batch=b, tokens=t, measured_original_s=mf[0],
-                                     measured_compressed_s=mf[1],
-                                     predicted_original_s=e0.ttft_s if e0 else None,
-                                     predicted_compressed_s=e1.ttft_s if e1 else None))
+            e0, e1, ep = estimates(Serving(batch=b, prompt=t, gen=0))
+            out.append(row("forward", b, t, mf, lambda e: e.ttft_s, e0, e1, ep))
     return out, notes
 
 
@@ -410,22 +459,30 @@ def validate(torch_model: TorchModel | str, plan: Any, *, samples: int = 16, see
         dense += w0.numel() * 4
 
     notes: list[str] = []
-    plan_model = getattr(plan, "model", None) if not isinstance(plan, dict) else plan.get("model")
-    engine = getattr(plan, "engine", None) if not isinstance(plan, dict) else plan.get("engine")
-    if engine not in (None, "torch"):  # profiles/engines/torch.yaml is what runs here
-        notes.append(f"the plan was made for engine {engine}; validate runs it on Tierwise's PyTorch execution "
-                     "(engine torch), so the measured latency is torch's, not that engine's (plan with --engine torch "
-                     "to plan for what runs here)")
+    plan_model = _plan_field(plan, "model")
+    engine = _plan_field(plan, "engine")
     plan_pred = None
     predicted = getattr(plan, "predicted", None)
     if predicted is not None and getattr(predicted, "weights_bytes", None) is not None:
         plan_pred = float(predicted.weights_bytes)
     lat: list[LatencyReport] = []
+    lat_notes: list[str] = []
     if latency:
         lat, lat_notes = _latency(tm, compressed, inputs, plan, targets, device, latency_min_time_s)
-        notes.extend(lat_notes)
+    if engine not in (None, EXECUTION_ENGINE):  # profiles/engines/torch.yaml is what runs here
+        priced = ""
+        if any(x.predicted_compressed_s is not None for x in lat):
+            priced = (f"; the latency predictions compared with it are priced for engine {EXECUTION_ENGINE} too "
+                      f"(profiles/engines/{EXECUTION_ENGINE}.yaml)")
+            if any(x.plan_engine_predicted_compressed_s is not None for x in lat):
+                priced += f", and {engine}'s own prediction of the same configuration is shown beside them, not compared"
+        notes.append(f"the plan was made for engine {engine}; validate runs it on Tierwise's PyTorch execution "
+                     f"(engine {EXECUTION_ENGINE}), so the measured latency is torch's, not that engine's{priced} "
+                     "(plan with --engine torch to plan for what runs here)")
+    notes.extend(lat_notes)
     return ValidationReport(
-        torch_model=tm.name, model_kind=tm.kind, plan_model=plan_model, samples=int(inputs[0].shape[0]),
+        torch_model=tm.name, model_kind=tm.kind, plan_model=plan_model, plan_engine=engine,
+        samples=int(inputs[0].shape[0]),
         metric=metric, degradation=_degradation(metric, fid), output_sqnr_db=fid["sqnr"], cosine_mean=fid["cos_mean"],
         cosine_min=fid["cos_min"], kl_mean=fid["kl"], top1_agreement=fid["top1"], nn_agreement=fid["nn"],
         accuracy_original=fid["acc0"], accuracy_compressed=fid["acc1"], measured_weight_bytes=meas,
