@@ -25,6 +25,7 @@ MODELS = [
     (r"llama-3\.2-1b", "llama-3.2-1b"),
     (r"^mpt-30b", "mpt-30b"),
     (r"^mpt-7b", "mpt-7b"),
+    (r"codellama-34b", "codellama-34b"),
     (r"llama-2-70b", "llama-2-70b"),
     (r"llama-2-13b", "llama-2-13b"),
     (r"llama-2-7b", "llama-2-7b"),
@@ -38,13 +39,16 @@ MODELS = [
 
 HARDWARE = [
     (r"a100-sxm4-40gb", "a100-40gb-sxm"),
-    (r"a100 pcie", None),  # no A100 PCIe profile: the SXM profiles' NVLink and HBM rate are not a PCIe card's
+    (r"a100 pcie", "a100-80gb-pcie"),  # before the generic "a100"; the rows' 70B fp16 on 2 GPUs implies 80 GB
+    (r"a10g", "a10g"),
     (r"b200", "b200"),
     (r"h200", "h200"),
     (r"a100", "a100-80gb-sxm"),
     (r"h100 sxm", "h100-sxm"),
     (r"l40s", "l40s"),
     (r"rtx 4090", "rtx-4090"),
+    (r"rtx 3090 ti", "rtx-3090-ti"),
+    (r"7900 xtx", "rx-7900-xtx"),
     (r"mi250x", "mi250x-gcd"),
     (r"m1 max", "m1-max"),
     (r"m1 ultra", "m1-ultra"),

@@ -88,6 +88,7 @@ SHAPES = [
     ("llama-2-7b", 32, 4096, 32, 32, 11008, 32000, "Touvron et al. 2023; benchmarks/data/published.csv I01"),
     ("llama-2-13b", 40, 5120, 40, 40, 13824, 32000, "Touvron et al. 2023; benchmarks/data/published.csv M06"),
     ("llama-2-70b", 80, 8192, 64, 8, 28672, 32000, "Touvron et al. 2023; benchmarks/data/published.csv I02"),
+    ("codellama-34b", 48, 8192, 64, 8, 22016, 32000, "codellama/CodeLlama-34b-hf config.json; benchmarks/data/published.csv I231"),
     ("llama-3-8b", 32, 4096, 32, 8, 14336, 128256, "Llama 3 Herd Table 3"),
     ("llama-3.1-70b", 80, 8192, 64, 8, 28672, 128256, "Llama 3 Herd Table 3"),
     ("llama-3.1-405b", 126, 16384, 128, 8, 53248, 128256, "Llama 3 Herd Table 3"),

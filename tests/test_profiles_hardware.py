@@ -13,6 +13,7 @@ REQUIRED_IDS = {
     "l40s", "t4", "v100-16gb", "rtx-4090", "mi250x-gcd", "mi300x", "tpu-v4", "tpu-v5e", "sn40l",
     "alveo-u50", "alveo-u280", "vck190", "zcu102", "m1-max", "m1-ultra", "m2-max",
     "iphone-15-pro", "snapdragon-8-gen-3", "jetson-agx-orin", "cpu-host",
+    "a10g", "a100-80gb-pcie", "rtx-3090-ti", "rx-7900-xtx",
 }
 ALL = list_devices()
 
@@ -102,10 +103,12 @@ def test_efficiency_curves_in_unit_interval_and_monotone(device_id):
 # Dense bf16 peak / device-memory bandwidth, both from the datasheets each profile
 # cites (S1-S10): A100 312/1.555 and 312/2.039, H100 989.4/3.35, H100 PCIe 756.5/2.0,
 # H200 989.4/4.8, B200 2250/8.0, L4 121/0.3, L40S 362/0.864, RTX 4090 165.2/1.008,
-# MI300X 1307.4/5.3, TPU v5e 197/0.819, SN40L 638/1.6 (HBM tier). Tolerance 1 %.
+# MI300X 1307.4/5.3, TPU v5e 197/0.819, SN40L 638/1.6 (HBM tier), A10G 70/0.6, A100 PCIe
+# 312/1.935, RTX 3090 Ti 80/1.008, RX 7900 XTX 122.8/0.96. Tolerance 1 %.
 RIDGES = {
     "a100-40gb-sxm": 201, "a100-80gb-sxm": 153, "h100-sxm": 295, "h100-pcie": 378, "h200": 206,
     "b200": 281, "l4": 403, "l40s": 419, "rtx-4090": 164, "mi300x": 247, "tpu-v5e": 241, "sn40l": 399,
+    "a10g": 117, "a100-80gb-pcie": 161, "rtx-3090-ti": 79.4, "rx-7900-xtx": 128,
 }
 
 
