@@ -19,7 +19,10 @@ there are no per-row constants:
   The per-GPU "paper FLOP count" is recomputed with the paper's own formula
   ``96·B·s·l·h²·(1 + s/6h + V/16lh)`` over the predicted step time.
   TP communication is not overlapped (``--tp-comm-overlap`` came to Megatron-LM in 2023).
-* llm-foundry MPT rows: PyTorch FSDP ``FULL_SHARD`` (ZeRO-3) through Composer, which reduce-scatters
+* llm-foundry MPT rows: the benchmark's own models (``llm-foundry-mpt-*``: the pretrain yamls with
+  MPTConfig's defaults, i.e. learned position embeddings sized to the run's sequence length, no
+  ALiBi, biases; not the released MPT checkpoints); PyTorch FSDP ``FULL_SHARD`` (ZeRO-3; ``SHARD_GRAD_OP``
+  as ZeRO-2) through Composer, which reduce-scatters
   every micro-batch (FSDP is not a DDP module, so Composer's ``ddp_sync_context`` applies no
   ``no_sync``); bf16 parameters all-gathered (Composer 0.15 ``DEFAULT`` and ``PURE`` both set
   ``param_dtype`` to the precision); the attention kernel the launcher states (``attn_impl: triton``,
@@ -38,6 +41,7 @@ there are no per-row constants:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import re
 import sys
 from pathlib import Path
@@ -141,16 +145,17 @@ def training_config(row: dict) -> tuple[str, str, TrainingConfig] | None:
             # the 2021/2022 runs computed and communicated in turn.
             tp_comm_overlap=False,
         )
-    if "fsdp" in engine and "full_shard" in engine:
-        # PyTorch FSDP FULL_SHARD (ZeRO-3) data parallel with FlashAttention, as the row states;
-        # activation checkpointing = full recomputation of each block.
+    if "fsdp" in engine and ("full_shard" in engine or "shard_grad_op" in engine):
+        # PyTorch FSDP data parallel with FlashAttention, as the row states: FULL_SHARD shards
+        # parameters, gradients and optimizer state (ZeRO-3), SHARD_GRAD_OP gradients and optimizer
+        # state (ZeRO-2); activation checkpointing = full recomputation of each block.
         mb = _stated_int(row["batch"], r"micro-batch (\d+)", 1)
         return model, hw, TrainingConfig(
             global_batch=batch,
             micro_batch=mb,
             seq=seq,
             dp=n,
-            zero=3,
+            zero=3 if "full_shard" in engine else 2,
             recompute="none" if "no activation checkpointing" in engine else "full",
             weights="bf16",
             activations="bf16",
@@ -186,6 +191,10 @@ def training_row_prediction(row: dict) -> tuple[float, str] | None:
         return None
     model, hw, cfg = built
     arch = load_arch(model)
+    if model.startswith("llm-foundry-") and arch.learned_pos_emb:
+        # llm-foundry's launcher sets the model's max_seq_len to the run's sequence length, which
+        # sizes the learned position table (the rows' NumParams grow with SeqLen accordingly).
+        arch = dataclasses.replace(arch, max_position_embeddings=cfg.seq)
     dev = load_device(hw)
     try:
         est = estimate_training(arch, dev, cfg)

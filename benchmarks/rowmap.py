@@ -8,6 +8,8 @@ import re
 # Model and hardware names as the rows spell them → catalog ids (first match wins, so the
 # more specific patterns come first).
 MODELS = [
+    # llm-foundry's benchmark models (scripts/train/yamls/pretrain/mpt-*.yaml), not the released MPT checkpoints
+    *((rf"llm-foundry mpt-{size}\.yaml", f"llm-foundry-mpt-{size}") for size in ("125m", "350m", "760m", "1b", "3b", "7b", "13b", "30b", "70b")),
     (r"megatron gpt-1\.7b", "megatron-gpt-1.7b"),
     (r"megatron gpt-7\.5b", "megatron-gpt-7.5b"),
     (r"megatron gpt-145\.6b", "megatron-gpt-145.6b"),

@@ -97,6 +97,15 @@ EXACT_TOTALS = [
     ("resnet-50", 25_557_032, "torchvision ResNet50_Weights num_params"),
     # Llama-2-7b-hf safetensors metadata: 6,738,415,616 parameters.
     ("llama-2-7b", 6_738_415_616, "meta-llama/Llama-2-7b-hf safetensors metadata"),
+    # llm-foundry scripts/train/benchmarking/README.md (commit 061f2c7), NumParams of the SeqLen 2048 rows.
+    *(
+        (f"llm-foundry-mpt-{size}", n, "llm-foundry benchmarking README NumParams at SeqLen 2048")
+        for size, n in (
+            ("125m", 125_311_488), ("350m", 355_985_408), ("760m", 760_470_528), ("1b", 1_315_950_592),
+            ("3b", 2_651_837_440), ("7b", 6_658_859_008), ("13b", 12_853_954_560), ("30b", 29_975_214_080),
+            ("70b", 64_862_437_376),
+        )
+    ),
 ]
 
 

@@ -59,9 +59,14 @@ def in_sample(pub, rows):
 # (A100 PCIe TP 8 +50%, A10G TP 8 +23% to +31%: per-token time beyond the modelled all-reduces), and the
 # LOSO folds of the other sources now pick the shipped all-row constants (gather 0.8, GGML block ops 4)
 # instead of 0.9 / 5, which moves their held-out errors to the in-sample ones.
+# At 405 rows (the whole llm-foundry benchmark table: 161 more MPT rows, 125M-70B, and every MPT row mapped
+# to the benchmark's own model, llm-foundry-mpt-*, instead of the released checkpoints): training
+# 14.7 / 35.3 / +14.7 against 5.7 / 18.7 / +3.6 on the 30-row subset (7B and 30B only) used before. The
+# model over-predicts small models (125M-1B: +9% to +50%) and runs without activation checkpointing.
+# These limits guard the measured levels; they are not the acceptance targets (docs/costmodel.md).
 LOSO_LIMITS = {  # category: (median, p90, |signed median|) as fractions
     "inference": (0.14, 0.43, 0.09),
-    "training": (0.08, 0.22, 0.06),
+    "training": (0.17, 0.38, 0.17),
     "memory": (0.30, 0.41, 0.30),
     "finetune-memory": (0.09, 0.10, 0.09),
 }
