@@ -177,6 +177,37 @@ def register_hardware(store: Store, catalog: Catalog, profile: dict | None, text
     return hardware_public(spec, custom=True)
 
 
+@contextmanager
+def config_errors(src: str, origin: str, data: dict) -> Iterator[None]:
+    """A model config's error naming the key by its path in the request body, as the caller wrote
+    it and as the size limits name it (``'config.hidden_size'``, ``'config.rope_scaling.factor'``;
+    ``yaml.…`` for YAML text), not the bare key nor the config's internal origin."""
+    from hwmodels.errors import describe_value
+
+    from planner.archspec import ModelConfigError
+    from planner.request.limits import MODEL_LIMITS
+
+    try:
+        yield
+    except ModelConfigError as exc:
+        block: Any = data
+        path = [src]
+        for name in re.findall(r" \(([^()]+)\)", exc.path[len(origin):] if exc.path.startswith(origin) else ""):
+            path.append(name)
+            block = block.get(name) if isinstance(block, dict) else None
+        key = exc.field
+        if key is not None and isinstance(block, dict) and key not in block and key in MODEL_LIMITS:
+            key = next((k for k in MODEL_LIMITS[key][1] if k in block), key)  # an ArchSpec field → the config's key
+        where = ".".join(path + ([key] if key is not None else []))
+        if key is None:
+            text = f"'{where}': {exc.expected}; got {exc.got}"
+        elif getattr(exc, "_missing", False):  # the key is absent (not given as null)
+            text = f"'{where}' is missing; it must be {exc.expected}"
+        else:
+            text = f"'{where}' must be {exc.expected}; got {describe_value(exc.got)}"
+        raise ApiError(422, exc.code or "invalid_model_config", text, where) from None
+
+
 def register_model(store: Store, id: str, config: dict | None, text: str | None) -> dict:
     from planner.arch import arch_from_config
 
@@ -192,9 +223,11 @@ def register_model(store: Store, id: str, config: dict | None, text: str | None)
         json.dumps(data, allow_nan=False)
     except ValueError as e:
         raise ApiError(422, "invalid_model_config", f"'config' must be plain JSON data ({e})", "config") from None
-    with domain_errors():
-        arch = arch_from_config(data, model_id=id, origin=f"<model {id}>")
-        check_model_size(arch, data)
+    src = "config" if config is not None else "yaml"
+    origin = f"<model {id}>"
+    with domain_errors(), config_errors(src, origin, data):
+        arch = arch_from_config(data, model_id=id, origin=origin)
+        check_model_size(arch, data, src)
         summary = model_public(arch, custom=True)
     try:
         store.add_model(id, data)

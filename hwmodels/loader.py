@@ -590,6 +590,9 @@ def load_device(id_or_path: str | Path) -> DeviceSpec:
     if isinstance(id_or_path, Path) or _looks_like_path(str(id_or_path)):
         path = Path(id_or_path)
         origin = str(path)
+        if path.is_dir():
+            raise ProfileError(origin, "<file>", "a catalog hardware id or a hardware profile file (.yaml, .yml or .json)",
+                               "a directory")
         if not path.is_file():
             raise ProfileError(origin, "<file>", "an existing hardware profile file", "no such file")
         text = _read_text(origin, lambda: path.read_text(encoding="utf-8"))

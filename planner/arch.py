@@ -118,6 +118,10 @@ def _read_file(path_str: str) -> tuple[dict[str, Any], str]:
         # A downloaded Hugging Face snapshot folder: its config.json describes the model.
         path = path / "config.json"
         path_str = str(path)
+    if path.is_dir():
+        raise ModelConfigError(path_str, None, "expected a catalog model id, a config file (.json, .yaml or .yml) or a "
+                               "folder holding config.json (a downloaded Hugging Face model)",
+                               "a directory without config.json")
     if not path.is_file():
         raise ModelConfigError(path_str, None, "expected an existing config file (.json, .yaml or .yml)", "no such file")
     if not path.name.endswith(_CONFIG_SUFFIXES):

@@ -352,6 +352,21 @@ def summarize_train(arch: ArchSpec, device: DeviceSpec, target: TrainTarget, res
     return TrainAnswer(model=arch.id, hardware=device.id, target=target, best=best, fastest=fastest, frontier=frontier)
 
 
+def days_text(days: float | None) -> str:
+    """A training time given in days, readable at any scale: '45.3 days', '1.0 days', '6.2 h',
+    '14.4 min', '0.864 s' (a tiny token budget trains in seconds: not '0.0 days')."""
+    if days is None or not math.isfinite(days):
+        return "-"
+    if days >= 1:
+        return f"{days:,.0f} days" if days >= 100 else f"{days:.1f} days"
+    s = days * SECONDS_PER_DAY
+    if s >= 3600:
+        return f"{s / 3600:.1f} h"
+    if s >= 60:
+        return f"{s / 60:.1f} min"
+    return f"{s:.3g} s"
+
+
 def train_infeasible_message(ans: TrainAnswer) -> tuple[str, dict]:
     t = ans.target
     if ans.fastest is None:
@@ -361,7 +376,7 @@ def train_infeasible_message(ans: TrainAnswer) -> tuple[str, dict]:
     msg = (
         f"{t.tokens:.3g} tokens in {t.days:g} days needs {t.tokens_per_s:,.0f} tokens/s; the fastest layout found "
         f"({f.devices} × {ans.hardware}, tp={f.tp} pp={f.pp} dp={f.dp}) reaches {f.tokens_per_s:,.0f} tokens/s "
-        f"({100 * (1 - f.tokens_per_s / t.tokens_per_s):.0f}% short), i.e. {f.days_for(t.tokens):.1f} days"
+        f"({100 * (1 - f.tokens_per_s / t.tokens_per_s):.0f}% short), i.e. {days_text(f.days_for(t.tokens))}"
     )
     return msg, f.to_dict(t.tokens)
 
@@ -393,6 +408,7 @@ __all__ = [
     "TrainOption",
     "TrainTarget",
     "TrainTask",
+    "days_text",
     "device_grid",
     "plan_training",
     "run_train_task",

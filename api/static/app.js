@@ -519,7 +519,7 @@
     if (name === "capacity" && state.models.length) prepareCapacity().catch((e) => showError([$("#capacity-form")], e));
     if (name === "throughput" && state.models.length) prepareFrontier().catch((e) => showError([$("#frontier-form")], e));
     if (name === "roofline" && state.estimate) drawRoofline();
-    if (state.engineAuto && CONTEXT_VIEWS.has(name) && state.engines.length) followDefaultEngine();
+    if (CONTEXT_VIEWS.has(name) && state.engines.length) followDefaultEngine();
     hideTip();
   }
 
@@ -757,22 +757,31 @@
   const wantTraining = () => $("#est-mode").value === "training" && ["estimate", "roofline"].includes(currentView());
   const engineName = (id) => (state.engines.find((e) => e.id === id) || { name: id }).name;
 
-  // Fill the picker for `hw`; keep `want` when it runs there, else take the default.
-  // Answers whether `want` had to be replaced.
+  // The engines the picker offers: those of the request the view sends. A training engine
+  // (Megatron-Core, FSDP) runs no inference, so only a training estimate offers them; every
+  // other view (an inference estimate, a plan, a sweep) offers the serving and on-device ones.
+  const pickerKind = () => (wantTraining() ? "training" : "serving");
+  const ofKind = (items, kind) => items.filter((e) => (e.kind === "training") === (kind === "training"));
+
+  // Fill the picker for `hw`; keep `want` when it runs there (and is of the view's kind), else
+  // take the default. Answers whether `want` had to be replaced because it does not run on `hw`.
   async function setEngineOptions(hw, want) {
     const d = await enginesOn(hw);
     const sel = $("#engine");
+    const kind = pickerKind();
+    const items = ofKind(d.items, kind);
     const hwClass = (state.hardware.find((h) => h.id === hw) || {}).class || "this hardware";
     const label = (e) => {
       const tags = [e.id === d.default ? `default for ${hwClass}` : null, e.id === d.default_training ? "training default" : null].filter(Boolean);
       return `${e.name} (${e.id})${tags.length ? ` — ${tags.join(", ")}` : ""}`;
     };
-    const group = (name, items) => (items.length ? el("optgroup", { label: name }, items.map((e) => el("option", { value: e.id, text: label(e) }))) : null);
-    fill(sel, group("Serving", d.items.filter((e) => e.kind !== "training")), group("Training", d.items.filter((e) => e.kind === "training")));
-    const runs = Boolean(want) && d.items.some((e) => e.id === want);
-    const fallback = (wantTraining() && d.default_training) || d.default || (d.items[0] && d.items[0].id) || "";
+    const group = (name, list) => (list.length ? el("optgroup", { label: name }, list.map((e) => el("option", { value: e.id, text: label(e) }))) : null);
+    fill(sel, group(kind === "training" ? "Training" : "Serving", items));
+    sel.dataset.kind = kind;
+    const runs = Boolean(want) && items.some((e) => e.id === want);
+    const fallback = (kind === "training" ? d.default_training : d.default) || (items[0] && items[0].id) || "";
     sel.value = runs ? want : fallback;
-    return { replaced: want && !runs ? want : null, hw };
+    return { replaced: want && !d.items.some((e) => e.id === want) ? want : null, hw };
   }
 
   function showEngine(info, replaced, hw) {
@@ -863,9 +872,16 @@
 
   // The picker follows the default while the user has not picked one: a training estimate
   // gets the training default, every other view the serving one.
+  // A switch between a training estimate and any other view refills the picker with the
+  // engines of the new kind (the user's pick is kept when it is of that kind).
   function followDefaultEngine() {
     const d = state.enginesOn.get($("#hardware").value);
     if (!d) return;
+    if ($("#engine").dataset.kind !== pickerKind()) {
+      engineChanged().catch(() => {});
+      return;
+    }
+    if (!state.engineAuto) return;
     const want = (wantTraining() && d.default_training) || d.default;
     if (want && want !== $("#engine").value) engineChanged().catch(() => {});
   }
@@ -885,7 +901,7 @@
     };
     mode.addEventListener("change", () => {
       sync();
-      if (state.engineAuto) followDefaultEngine();
+      followDefaultEngine();
     });
     sync();
     $("#estimate-form").addEventListener("submit", (ev) => {

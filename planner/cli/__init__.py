@@ -14,6 +14,7 @@ import importlib
 import json
 import os
 import pkgutil
+import re
 import sys
 
 import typer
@@ -54,6 +55,67 @@ def module_commands(name: str) -> dict[str, "click.Command"]:  # noqa: F821 - ty
     return dict(typer.main.get_command(scratch).commands)
 
 
+def _takes_one_value(param) -> bool:  # noqa: ANN001 - typer's click parameter
+    return (getattr(param, "param_type_name", None) == "option" and not getattr(param, "multiple", False)
+            and not getattr(param, "count", False) and not getattr(param, "is_flag", False))
+
+
+def _values_of(args: list[str], opts: list[str]) -> list[str]:
+    """Every value given to one of ``opts`` in ``args`` (``--qps 5`` and ``--qps=5``)."""
+    out = []
+    for i, tok in enumerate(args):
+        for opt in opts:
+            if tok == opt and i + 1 < len(args):
+                out.append(args[i + 1])
+            elif tok.startswith(opt + "=") and opt.startswith("--"):
+                out.append(tok[len(opt) + 1:])
+    return out
+
+
+def _refuse_repeats(cmd, ctx, args: list[str]) -> None:  # noqa: ANN001 - click's objects
+    """An option that takes one value, given twice, is an error: the parser would keep the last
+    silently (``--qps 5 --qps 10`` would size for 10 QPS alone), as a repeated item of a list is
+    refused (``--qps 5,5``)."""
+    if ctx.resilient_parsing:
+        return
+    _, _, order = cmd.make_parser(ctx).parse_args(args=list(args))
+    seen: set[str] = set()
+    for param in order:
+        if not _takes_one_value(param):
+            continue
+        if param.name in seen:
+            flag = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+            given = _values_of(list(args), list(param.opts))
+            shown = f" ({', '.join(map(repr, given))})" if given else ""
+            several = (f", with several values comma separated: {flag} {','.join(given)}"
+                       if "comma separated" in (param.help or "") and given else "")
+            raise CliError(f"{flag} is given more than once{shown}; give it once{several}", EXIT_BAD_INPUT,
+                           field=param.name)
+        seen.add(param.name)
+
+
+_ONCE_CLASSES: dict[type, type] = {}
+
+
+def _once_class(cls: type) -> type:
+    def parse_args(self, ctx, args):  # noqa: ANN001, ANN202 - click's signature
+        _refuse_repeats(self, ctx, args)
+        return cls.parse_args(self, ctx, args)
+
+    # typer's commands have (empty) slots: a subclass that adds none can be swapped in on an instance
+    return type(cls.__name__, (cls,), {"__slots__": (), "parse_args": parse_args, "__module__": cls.__module__})
+
+
+def once_each(cmd):  # noqa: ANN001, ANN201 - typer's click command
+    """``cmd`` (and a group's subcommands) refusing a repeated one-value option (:func:`_refuse_repeats`)."""
+    cls = type(cmd)
+    if cls not in _ONCE_CLASSES.values():
+        cmd.__class__ = _ONCE_CLASSES.setdefault(cls, _once_class(cls))
+    for sub in (getattr(cmd, "commands", None) or {}).values():
+        once_each(sub)
+    return cmd
+
+
 class LazyCommands(typer.core.TyperGroup):
     """The root group: a command's module is imported when that command is looked up."""
 
@@ -81,7 +143,8 @@ class LazyCommands(typer.core.TyperGroup):
                 self._load([module])
             if cmd_name not in self.commands:
                 self._load_all()
-        return self.commands.get(cmd_name)
+        cmd = self.commands.get(cmd_name)
+        return None if cmd is None else once_each(cmd)
 
     def list_commands(self, ctx) -> list[str]:  # noqa: ANN001 - click's signature
         self._load_all()
@@ -139,6 +202,38 @@ def _given_value(argv: list[str], opts: list[str]) -> str | None:
     return None
 
 
+_BOUNDS = {"greater_than_equal": ("at least", "ge"), "greater_than": ("more than", "gt"),
+           "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}
+
+
+def _plain_value_error(exc: BaseException, param) -> str | None:  # noqa: ANN001 - typer's click parameter
+    """A typed option's value that does not parse or is out of its range, in plain words naming the
+    flag and the value given (``--tokens expects a number such as 2e12; got 'abc'``). typer checks
+    the value with pydantic, whose wording ('Input should be a valid number, unable to parse string
+    as a number') is not the user's; ``None`` for any other error."""
+    errors = getattr(exc.__cause__, "errors", None)
+    opts = [o for o in getattr(param, "opts", []) if o.startswith("--")]
+    if not callable(errors) or not opts:
+        return None
+    try:
+        err = errors()[0]
+    except (IndexError, TypeError):
+        return None
+    kind, got, ctx = err.get("type", ""), err.get("input"), err.get("ctx") or {}
+    example = re.search(r"e\.g\. ([^\s,;()]+)", getattr(param, "help", None) or "")
+    shown = f"got {got!r}"
+    if kind in ("float_parsing", "float_type", "finite_number"):
+        return f"{opts[0]} expects a number such as {example.group(1) if example else '8, 0.5 or 2e12'}; {shown}"
+    if kind in ("int_parsing", "int_type", "int_from_float", "int_parsing_size"):
+        return f"{opts[0]} expects a whole number such as {example.group(1) if example else '8'}; {shown}"
+    if kind == "bool_parsing":
+        return f"{opts[0]} expects true or false; {shown}"
+    if kind in _BOUNDS and _BOUNDS[kind][1] in ctx:
+        word, key = _BOUNDS[kind]
+        return f"{opts[0]} must be {word} {ctx[key]}; {shown}"
+    return None
+
+
 def _describe_usage_error(exc: BaseException, argv: list[str]) -> tuple[str, str | None, dict | None]:
     """(message, field, details) of a parser error, naming the flag and, where one is close,
     what was probably meant."""
@@ -155,6 +250,9 @@ def _describe_usage_error(exc: BaseException, argv: list[str]) -> tuple[str, str
         opts = [o for o in getattr(param, "opts", []) if o.startswith("--")] or list(getattr(param, "opts", []))
         shown = opts[0] if opts else (field or "argument").upper()
         return f"missing {shown}: it is required (see --help)", field, None
+    plain = _plain_value_error(exc, param)
+    if plain is not None:
+        return plain, field, None
     text = exc.format_message() if hasattr(exc, "format_message") else str(exc)
     text = text.replace("Value error, ", "")
     if param is not None:

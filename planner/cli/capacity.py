@@ -642,8 +642,11 @@ def _print_train(fleet) -> None:
     answers = fleet.answers
     first = answers[0]
     t = first.target
-    tab = Table(title=f"Train {first.model} on {t.tokens:.3g} tokens in {t.days:g} days (needs {t.tokens_per_s:,.0f} tokens/s, seq {t.seq})")
-    for c in ("hardware", "devices", "layout tp·pp·dp", "micro-batch / global", "recompute / ZeRO", "step time", "tokens/s", "MFU", "memory / device", "days", "USD total"):
+    from planner.training_capacity import days_text
+
+    within = f"{t.days:g} days" if t.days >= 1 else f"{t.days:g} days = {days_text(t.days)}"
+    tab = Table(title=f"Train {first.model} on {t.tokens:.3g} tokens in {within} (needs {t.tokens_per_s:,.0f} tokens/s, seq {t.seq})")
+    for c in ("hardware", "devices", "layout tp·pp·dp", "micro-batch / global", "recompute / ZeRO", "step time", "tokens/s", "MFU", "memory / device", "time to train", "USD total"):
         tab.add_column(c, justify="left" if c in ("hardware", "layout tp·pp·dp", "recompute / ZeRO") else "right")
     for a in answers:
         o = a.best or a.fastest
@@ -662,7 +665,7 @@ def _print_train(fleet) -> None:
             f"{o.tokens_per_s:,.0f}",
             f"{100 * o.mfu:.1f}%",
             f"{human_bytes(o.memory_per_device_bytes)} of {human_bytes(o.device_capacity_bytes)}",
-            f"{d['days']:.1f}" + _band(o, "days", lambda x: f"{x:.1f}"),
+            days_text(d["days"]) + _band(o, "days", days_text),
             "-" if d.get("usd_total") is None else f"{d['usd_total']:,.0f}",
         )
     console.print(tab)

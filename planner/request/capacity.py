@@ -142,10 +142,23 @@ def _percentile(v: Any) -> float:
     return p
 
 
-def _ids(name: str, v: Any, *, unique: bool = False) -> tuple[Any, ...]:
+def _ids(name: str, v: Any, *, unique: bool = False, key: Any = None) -> tuple[Any, ...]:
     """One or several items (a list, or comma separated text); ``unique``: a repeated one (the
-    same hardware twice) is an error naming the field and the item."""
-    return (v,) if not isinstance(v, (str, list, tuple)) else check_list(name, v, unique=item_key if unique else None)
+    same hardware twice) is an error naming the field and the item; ``key``: what makes two
+    items the same (a load of 5 and 5.0)."""
+    key = key or (item_key if unique else None)
+    return (v,) if not isinstance(v, (str, list, tuple)) else check_list(name, v, unique=key)
+
+
+def _qps(q: Any) -> Any:
+    """A load as a number (command-line text '5' → 5.0); anything else as given, for check_number."""
+    return _float("qps", q) if isinstance(q, str) else q
+
+
+def _load_key(q: Any) -> Any:
+    """Two loads are the same when their numbers are (5, '5' and 5.0); other items never are."""
+    x = _qps(q)
+    return x if isinstance(x, (int, float)) and not isinstance(x, bool) else id(q)
 
 
 def resolve_capacity_serve(req: CapacityServeRequest) -> tuple[list, list, list, Any]:
@@ -167,7 +180,7 @@ def resolve_capacity_serve(req: CapacityServeRequest) -> tuple[list, list, list,
         raise TierwiseError("{@serving} disaggregated sizes pools for one model; got several {@models}",
                             field="serving", code="invalid_field")
     archs, pairs, prompt, gen, search = _resolve_fleet(req, v, names)
-    qps = [check_number("qps", _float("qps", q) if isinstance(q, str) else q) for q in _ids("qps", _required("qps", v["qps"]))]
+    qps = [check_number("qps", _qps(q)) for q in _ids("qps", _required("qps", v["qps"]), key=_load_key)]
     ttft = parse_duration("ttft_slo_s", _required("ttft_slo_s", v["ttft_slo_s"]))
     tpot = parse_duration("tpot_slo_s", _required("tpot_slo_s", v["tpot_slo_s"]))
     pct = _percentile(v["percentile"])

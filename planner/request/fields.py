@@ -220,17 +220,31 @@ def check_format(name: str, v: Any, role: str) -> str:
     try:
         fmt = get_format(v)
     except ValueError as exc:
-        head, sep, rest = str(exc).partition(";")  # the suggestion before the long list of formats
-        rest, _, alias = rest.partition(" (did you mean ")  # the registry's own guess knows aliases ('fp8')
-        close = [alias.removesuffix("?)")] if alias else []
-        close += [c for c in close_ids(v, [f.name for f in list_formats(role=role)], n=3) if c not in (v, *close)]
+        # The registry's message lists every format; this field takes only those of its role (no
+        # codebook format is a KV format), so the list and the suggestions are the role's.
+        names = [f.name for f in list_formats(role=role)]
+        head, _, rest = str(exc).partition(";")  # "unknown format 'bf61'"
+        _, _, alias = rest.partition(" (did you mean ")  # the registry's own guess knows aliases ('fp8')
+        close = [a.strip() for a in alias.removesuffix("?)").split(",") if a.strip() and _usable(a.strip(), role)]
+        close += [c for c in close_ids(v, names, n=3) if c not in (v, *close)]
         hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""  # one hint, not two
-        raise TierwiseError(f"{{@{name}}}: {head}{hint}{sep}{rest}", field=name, code="invalid_format") from None
+        raise TierwiseError(f"{{@{name}}}: {head}{hint}; expected one of the formats for {_ROLE_TEXT[role]}: "
+                            f"{', '.join(names)}", field=name, code="invalid_format",
+                            details={"suggestions": close[:3], "known": names}) from None
     if role not in fmt.roles:
         names = ", ".join(f.name for f in list_formats(role=role))
         raise TierwiseError(f"{{@{name}}} must be a format usable for {_ROLE_TEXT[role]} ({names}); got {v!r}",
                             field=name, code="invalid_format")
     return v
+
+
+def _usable(fmt_name: str, role: str) -> bool:
+    from planner.formats import get_format
+
+    try:
+        return role in get_format(fmt_name).roles
+    except ValueError:
+        return False
 
 
 _ROLE_TEXT = {"weight": "weights", "activation": "activations (compute)", "kv": "the KV cache"}

@@ -104,9 +104,7 @@ def _degree(v: dict, name: str) -> int | None:
 def _sparsity(v: Any) -> tuple[str, ...]:
     from planner.formats import parse_sparsity
 
-    items = check_list("sparsity", v, max_len=16)
-    for s in items:
-        check_with("sparsity", s, parse_sparsity)
+    items = check_list("sparsity", v, max_len=16, unique=lambda s: check_with("sparsity", s, parse_sparsity).name)
     return () if tuple(str(s).strip().lower() for s in items) == ("dense",) else items
 
 
@@ -121,6 +119,10 @@ def _mapping(name: str, v: Any, value_check, example: str) -> dict:
             if not sep or not key.strip() or not val.strip():
                 raise TierwiseError(f"{{@{name}}} takes KEY=VALUE pairs like {example}; got {describe_value(item)}",
                                     field=name, code="invalid_field")
+            if key.strip() in pairs:  # a mapping has one value per key: the last one silently winning is a surprise
+                raise TierwiseError(f"{{@{name}}} gives {key.strip()!r} more than once ({pairs[key.strip()]} and "
+                                    f"{val.strip()}); give each once", field=name, code="invalid_field",
+                                    details={"repeated": key.strip()})
             pairs[key.strip()] = val.strip()
         v = pairs
     if not isinstance(v, dict):
@@ -152,7 +154,8 @@ def _pin_value(key: str, x: Any) -> str:
 
 
 def _ranks(v: Any) -> tuple[int, ...]:
-    """Absolute ranks (integers >= 1), sorted and de-duplicated."""
+    """Absolute ranks (integers >= 1), sorted; a rank given twice is an error, as a repeated item of
+    every list field is."""
     out = set()
     for r in check_list("low_rank", [v] if isinstance(v, int) else v, max_len=16):
         if isinstance(r, str):
@@ -163,6 +166,9 @@ def _ranks(v: Any) -> tuple[int, ...]:
         if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= 1 << 24:
             raise TierwiseError(f"{{@low_rank}}: a low rank must be an integer >= 1; got {describe_value(r)}",
                                 field="low_rank", code="invalid_field")
+        if r in out:
+            raise TierwiseError(f"{{@low_rank}} lists {r} more than once; give each once", field="low_rank",
+                                code="invalid_field", details={"repeated": str(r)})
         out.add(r)
     return tuple(sorted(out))
 

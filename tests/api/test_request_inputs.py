@@ -83,3 +83,39 @@ def test_capacity_refuses_a_repeated_item(srv, change, field, item):
     with srv.client() as c:
         err = _error(c.post("/v1/capacity", json=body))
     assert err["field"] == field and item in err["message"] and "more than once" in err["message"], err
+
+
+@pytest.mark.parametrize("body_field, change, path, said", [
+    ("config", {"hidden_size": -5}, "config.hidden_size", "'config.hidden_size' must be a positive integer; got -5"),
+    ("config", {"hidden_size": None}, "config.hidden_size", "'config.hidden_size' is missing; it must be a positive integer"),
+    ("config", {"num_attention_heads": 7}, "config.num_key_value_heads",
+     "'config.num_key_value_heads' must be a divisor of the number of attention heads (7); got 8"),
+    ("mpt", {"attn_config": {"attn_type": "grouped_query_attention", "kv_n_heads": 5}}, "config.attn_config.kv_n_heads",
+     "'config.attn_config.kv_n_heads' must be a divisor of the number of attention heads"),
+    ("config", {"num_hidden_layers": 1025}, "config.num_hidden_layers", "'config.num_hidden_layers' is 1025"),
+    ("yaml", {"hidden_size": -5}, "yaml.hidden_size", "'yaml.hidden_size' must be a positive integer; got -5"),
+    ("yaml", {"num_hidden_layers": 1025}, "yaml.num_hidden_layers", "'yaml.num_hidden_layers' is 1025"),
+])
+def test_a_registered_config_error_names_the_key_by_its_path_in_the_body(srv, body_field, change, path, said):
+    """Every error about a registered model config names the key as the size limits do: its path
+    in the request body (``config.hidden_size``), not the bare key with the config's internal origin."""
+    import yaml
+
+    cfg = json.loads((_models_dir() / ("mpt-7b.json" if body_field == "mpt" else "llama-3.2-1b.json")).read_text())
+    cfg.pop("_id", None)
+    cfg = {k: v for k, v in {**cfg, **change}.items() if v is not None}
+    body_field = "config" if body_field == "mpt" else body_field  # a nested block of an MPT config
+    value = cfg if body_field == "config" else yaml.safe_dump(cfg)
+    with srv.client() as c:
+        err = _error(c.post("/v1/models", json={"id": "bad-config", body_field: value}))
+    assert err["field"] == path and err["message"].startswith(said) and "<model" not in err["message"], err
+
+
+def test_an_unknown_kv_format_lists_the_kv_formats_only(srv):
+    from planner.formats import list_formats
+
+    with srv.client() as c:
+        err = _error(c.post("/v1/capacity", json={**CAP, "kv": "bf61"}))
+    assert err["field"] == "kv" and err["message"].startswith("'kv': unknown format 'bf61' (did you mean bf16"), err
+    listed = err["message"].split("expected one of the formats for the KV cache: ", 1)[1].split(", ")
+    assert listed == [f.name for f in list_formats(role="kv")] and "cb4" not in err["message"], err

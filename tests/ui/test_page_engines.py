@@ -129,8 +129,8 @@ def test_the_picker_follows_the_hardware_and_the_formats_follow_the_engine(page,
     expect(page.locator("#hardware")).to_have_value("h100-sxm")
     expect(page.locator("#engine")).to_have_value(h100["default"])
     serving = [i["id"] for i in h100["items"] if i["kind"] != "training"]
-    training = [i["id"] for i in h100["items"] if i["kind"] == "training"]
-    assert page.locator("#engine option").evaluate_all("os => os.map(o => o.value)") == serving + training
+    # an inference estimate: no training engine (Megatron-Core, FSDP runs no inference) is offered
+    assert page.locator("#engine option").evaluate_all("os => os.map(o => o.value)") == serving
     expect(page.locator("#engine option:checked")).to_contain_text("default for gpu")
 
     # An iPhone: ExecuTorch, and the formats it runs there (fp16, not the page's old bf16)
@@ -209,6 +209,8 @@ def test_a_training_estimate_takes_the_training_engine(page, server, vp):
     page.select_option("#est-mode", "training")
     settled(page)
     expect(page.locator("#engine")).to_have_value("megatron-core")
+    offered = page.locator("#engine option").evaluate_all("os => os.map(o => o.value)")
+    assert "megatron-core" in offered and "vllm" not in offered, offered
     with page.expect_request(lambda r: r.url.endswith("/v1/estimate") and r.method == "POST") as sent:
         page.click("#estimate-run")
     assert sent.value.post_data_json["engine"] == "megatron-core"

@@ -116,3 +116,61 @@ def test_roofs_only_for_precisions_the_device_has(client):
     b = client.get("/v1/hardware/b200/roofs")
     if b.status_code == 200:
         assert any("fp4" in c["precisions"] for c in b.json()["compute"])
+
+
+def _engine_picker(js: str) -> str:
+    """The page's engine-picker code (``setEngineOptions`` and the helpers it calls) from app.js."""
+    import re
+
+    helpers = "\n".join(re.findall(r"^  const (?:pickerKind|ofKind) = .*;$", js, flags=re.M))
+    start = js.index("  async function setEngineOptions(")
+    return helpers + "\n" + js[start:js.index("\n  }\n", start) + 4]
+
+
+def test_the_engine_picker_offers_training_engines_to_a_training_estimate_only(client):
+    """The web page's engine picker, run in Node on the answer of the route that feeds it
+    (``GET /v1/engines?hardware=``): an inference estimate, a plan or a sweep is offered the serving
+    engines only — Megatron-Core and FSDP run no inference — and a training estimate the training ones."""
+    import json
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("no Node.js to run the page's picker code in")
+    on = client.get("/v1/engines", params={"hardware": "h100-sxm"}).json()
+    script = f"""
+const d = {json.dumps(on)};
+let training = false;
+const wantTraining = () => training;
+const state = {{ hardware: [{{ id: "h100-sxm", class: "gpu" }}] }};
+const sel = {{ dataset: {{}}, value: "", offered: [] }};
+const $ = () => sel;
+const el = (tag, attrs, kids) => ({{ tag, attrs, kids }});
+const fill = (node, ...groups) => {{ node.offered = groups.filter(Boolean).flatMap((g) => g.kids.map((o) => o.attrs.value)); }};
+const enginesOn = async () => d;
+{_engine_picker(client.get("/ui/app.js").text)}
+(async () => {{
+  const out = {{}};
+  let r = await setEngineOptions("h100-sxm", null);
+  out.inference = {{ offered: sel.offered, value: sel.value }};
+  training = true;
+  r = await setEngineOptions("h100-sxm", null);
+  out.training = {{ offered: sel.offered, value: sel.value }};
+  training = false;
+  r = await setEngineOptions("h100-sxm", "megatron-core");
+  out.back = {{ offered: sel.offered, value: sel.value, replaced: r.replaced }};
+  console.log(JSON.stringify(out));
+}})();
+"""
+    done = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    serving = [e["id"] for e in on["items"] if e["kind"] != "training"]
+    training = [e["id"] for e in on["items"] if e["kind"] == "training"]
+    assert {"megatron-core", "fsdp"} <= set(training) and "vllm" in serving
+    assert out["inference"] == {"offered": serving, "value": on["default"]}, out
+    assert out["training"] == {"offered": training, "value": on["default_training"]}, out
+    # a training engine picked for a training estimate gives way to the serving default afterwards:
+    # it runs on the hardware, so the page does not say it was replaced for not running there
+    assert out["back"] == {"offered": serving, "value": on["default"], "replaced": None}, out
