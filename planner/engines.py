@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
@@ -491,6 +491,19 @@ def support(engine: str | EngineSpec, device: DeviceSpec, *, training: bool | No
     return found
 
 
+def _same_family(name: str, runs: Sequence[str]) -> str:
+    """' (its int8 format: int8-g32)' when the engine runs another format of ``name``'s family
+    (llama.cpp's 8-bit KV cache is q8_0 = int8-g32, not per-head int8), else ''."""
+    from planner.formats import get_format
+
+    try:
+        family = get_format(name).family
+    except ValueError:
+        return ""
+    same = [r for r in runs if get_format(r).family == family]
+    return f" (its {family} format{'s' if len(same) > 1 else ''}: {', '.join(same)})" if same else ""
+
+
 def check_request(sup: Support, *, weights: str | None = None, activations: str | None = None,
                   kv: str | None = None, sparsity: str | None = None,
                   layout: Mapping[str, int] | None = None) -> None:
@@ -504,8 +517,8 @@ def check_request(sup: Support, *, weights: str | None = None, activations: str 
             f"{where} runs {weights} weights with {{@activations}} {', '.join(sup.activations_for(weights))}; "
             f"got {activations!r}", field="activations")
     if kv is not None and kv not in sup.kv:
-        raise EngineSupportError(f"{where} has no {{@kv}} cache format {kv!r}; it runs: {', '.join(sup.kv) or 'none'}",
-                                 field="kv")
+        raise EngineSupportError(f"{where} has no {{@kv}} cache format {kv!r}; it runs: {', '.join(sup.kv) or 'none'}"
+                                 f"{_same_family(kv, sup.kv)}", field="kv")
     if sparsity is not None:
         pattern = "unstructured" if str(sparsity).startswith("unstructured") else str(sparsity)
         if pattern not in sup.sparsity:

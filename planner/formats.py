@@ -311,6 +311,9 @@ _SRC_CB = ("Han et al., 'Deep Compression', ICLR 2016 (k-means weight sharing); 
 
 _ALL_ROLES = {"is_weight": True, "is_activation": True, "is_kv": True}
 _WEIGHT_ONLY = {"is_weight": True, "is_activation": False, "is_kv": False}
+# Weight formats that some engine also stores its KV cache in (profiles/engines/*.yaml ``kv``,
+# each citing its runtime); every format an engine profile lists for ``kv`` must have the role.
+_WEIGHT_KV = {"is_weight": True, "is_activation": False, "is_kv": True}
 
 
 def _build_registry() -> dict[str, Format]:
@@ -341,18 +344,23 @@ def _build_registry() -> dict[str, Format]:
                description="symmetric, codes in [-128, 127], fp16 scale per row (channel/token/head)"))
 
     # Group-wise int8 (llama.cpp Q8_0 = int8-g32: 8-bit codes + fp16 scale per 32 → 8.5 bits).
+    # KV role: llama.cpp stores the KV cache in q8_0 (--cache-type-k/-v q8_0, tools/server/README.md),
+    # groups running along head_dim.
     for group in (32, 64, 128):
         add(Format(name=f"int8-g{group}", kind="int", element_bits=8, group_size=group,
                    scale_bits=16, zero_point_bits=0, per_channel=False, exponent_bits=0, mantissa_bits=0,
-                   lut_entries=0, hw_precision="int8", family="int8", source=_SRC_INT_G, **_WEIGHT_ONLY,
+                   lut_entries=0, hw_precision="int8", family="int8", source=_SRC_INT_G, **_WEIGHT_KV,
                    description=f"symmetric, codes in [-128, 127], fp16 scale per {group}"))
 
     # Group-wise ints. int3/int2 codes fit int4 MACs, so their native peak is the int4 one.
+    # KV role: int4 symmetric and asymmetric (llama.cpp q4_0 / q4_1 cache, tools/server/README.md;
+    # KIVI, Liu et al., ICML 2024, asymmetric 4- and 2-bit) and int2 (Transformers QuantizedCache,
+    # quanto nbits 2 or 4, https://huggingface.co/docs/transformers/main/en/kv_cache).
     for bits in (4, 3, 2):
         for group in (32, 64, 128):
             roles = dict(_WEIGHT_ONLY)
+            roles["is_kv"] = bits in (4, 2)
             if bits == 4:
-                roles["is_kv"] = True
                 roles["is_activation"] = group == 128
             lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
             add(Format(name=f"int{bits}-g{group}", kind="int", element_bits=bits, group_size=group,
@@ -363,7 +371,7 @@ def _build_registry() -> dict[str, Format]:
             add(Format(name=f"int{bits}-g{group}-zp", kind="int", element_bits=bits, group_size=group,
                        scale_bits=16, zero_point_bits=bits, per_channel=False, exponent_bits=0, mantissa_bits=0,
                        lut_entries=0, hw_precision="int4", family=f"int{bits}", source=_SRC_INT_G_ZP,
-                       **_WEIGHT_ONLY,
+                       **(_WEIGHT_KV if bits == 4 else _WEIGHT_ONLY),
                        description=f"asymmetric, codes in [0, {2**bits - 1}], fp16 scale + {bits}-bit zero "
                                    f"per {group}"))
 
@@ -388,9 +396,11 @@ def _build_registry() -> dict[str, Format]:
                    per_channel=False, exponent_bits=e, mantissa_bits=m, lut_entries=0, hw_precision=hw,
                    family=family, source=_SRC_MX, **_WEIGHT_ONLY,
                    description=f"E{e}M{m} elements, E8M0 scale per 32"))
+    # KV role: TensorRT-LLM's NVFP4 KV cache on Blackwell (TensorRT-LLM docs, Quantization,
+    # https://nvidia.github.io/TensorRT-LLM/features/quantization.html).
     add(Format(name="nvfp4", kind="nvfp", element_bits=4, group_size=16, scale_bits=8, zero_point_bits=0,
                per_channel=False, exponent_bits=2, mantissa_bits=1, lut_entries=0, tensor_scale_bits=32,
-               hw_precision="fp4", family="nvfp4", source=_SRC_NVFP4, **_WEIGHT_ONLY,
+               hw_precision="fp4", family="nvfp4", source=_SRC_NVFP4, **_WEIGHT_KV,
                description="E2M1 elements, E4M3 scale per 16 (amax/6), fp32 per-tensor scale"))
 
     # Block floating point: integer mantissa products, so int8/int4 peaks.

@@ -23,7 +23,7 @@ from torch import nn
 
 from planner.arch import ArchSpec
 from planner.backends import QuantizedTensor, quantize_tensor
-from planner.formats import get_format
+from planner.formats import get_format, list_formats
 
 __all__ = ["DecoderConfig", "KVCache", "LlamaDecoder", "init_decoder_weights"]
 
@@ -226,8 +226,8 @@ class LlamaDecoder(nn.Module):
         if fmt is not None:
             spec = get_format(fmt)
             if not spec.is_kv:
-                raise ValueError(f"format {spec.name!r} is not a KV-cache format; KV formats: "
-                                 "fp32, bf16, fp16, fp8-e4m3, fp8-e5m2, int8, int4-g32/g64/g128")
+                kv = ", ".join(f.name for f in list_formats(role="kv"))
+                raise ValueError(f"format {spec.name!r} is not a KV-cache format; KV formats: {kv}")
             fmt = spec.name
         self.kv_format = fmt
 

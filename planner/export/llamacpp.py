@@ -65,7 +65,10 @@ _GGML = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8-g32": "q8_0", "int8
 # llama-quantize's positional type (an ftype name) for a base ggml type.
 _FTYPE = {"q8_0": "Q8_0", "q4_0": "Q4_0", "q4_1": "Q4_1", "q4_k": "Q4_K_M", "q3_k": "Q3_K_M", "q2_k": "Q2_K",
           "iq4_nl": "IQ4_NL", "mxfp4": "MXFP4_MOE", "bf16": "BF16", "f16": "F16", "f32": "F32"}
-_GGML_KV = {"bf16": "bf16", "fp16": "f16", "fp32": "f32", "int8": "q8_0", "int4-g32": "q4_0", "int4-g32-zp": "q4_1"}
+# --cache-type-k / --cache-type-v (tools/server/README.md): q8_0 is int8-g32, the format plans made
+# for llama.cpp carry (profiles/engines/llamacpp.yaml); per-head int8 maps to it too.
+_GGML_KV = {"bf16": "bf16", "fp16": "f16", "fp32": "f32", "int8-g32": "q8_0", "int8": "q8_0", "int4-g32": "q4_0",
+            "int4-g32-zp": "q4_1"}
 
 
 def _ggml_type(name: str, field_name: str, notes: list[str]) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 from dataclasses import replace
 
 from hwmodels.errors import TierwiseError
@@ -111,9 +112,11 @@ def _size(b: float) -> str:
     return f"{b / 1e9:g}GB" if abs(b / 1e9 - round(b / 1e9, 3)) < 1e-9 else str(int(b))
 
 
-def replan_command(v: PlanView, engine: str) -> str:
+def replan_command(v: PlanView, engine: str | None, formats: tuple[str, ...] = ()) -> str:
     """The `tierwise plan` command that re-makes the plan (same model, hardware, devices,
-    workload and limits) for ``engine``."""
+    workload and limits) for ``engine`` (``None``: the hardware's default serving engine),
+    choosing among ``formats`` (the weight formats, when given; an ``--avg-bits`` limit none of
+    them can meet is left out)."""
     args = ["tierwise plan", f"--model {v.model}", f"--hardware {v.hardware}"]
     if v.devices > 1:
         args.append(f"--devices {v.devices}")
@@ -127,11 +130,15 @@ def replan_command(v: PlanView, engine: str) -> str:
     for key, flag in (("ttft_slo_s", "--ttft-slo"), ("tpot_slo_s", "--tpot-slo")):
         if cons.get(key):
             args.append(f"{flag} {float(cons[key]) * 1e3:g}ms")
-    if cons.get("avg_bits"):
+    if cons.get("avg_bits") and (not formats or min(format_of(f).bits_per_value() for f in formats)
+                                 <= float(cons["avg_bits"])):
         args.append(f"--avg-bits {cons['avg_bits']:g}")
     if cons.get("allow_offload"):
         args.append("--allow-offload")
-    args.append(f"--engine {engine}")
+    if formats:
+        args.append(f"--formats {','.join(formats)}")
+    if engine is not None:
+        args.append(f"--engine {engine}")
     return " ".join(args)
 
 
@@ -141,21 +148,86 @@ def target_engine(target: str, engine: str | None = None) -> str | None:
     return engine or TARGET_ENGINE.get(target)
 
 
+def _runs_text(sup: Any, training: bool) -> str:
+    """'E on H runs weights …; KV …; sparsity …; parallel …' (no KV part for an engine that
+    lists none: a training engine keeps no KV cache)."""
+    parts = [f"{sup.engine} on {sup.device} runs weights {', '.join(sup.weights)}"]
+    if sup.kv:
+        parts.append(f"KV {', '.join(sup.kv)}")
+    elif training:
+        parts.append("no KV cache (training engine)")
+    parts += [f"sparsity {', '.join(sup.sparsity)}", f"parallel {', '.join(sup.parallel) or 'single device'}"]
+    return "; ".join(parts)
+
+
+def _serving_engine(v: PlanView, device: Any) -> tuple[str | None, Any]:
+    """(engine to name, its support on ``device``) for a re-plan: the serving engine the plan
+    was made for when it runs there (named), else the hardware's default (not named)."""
+    from planner.engines import default_engine, load_engine
+
+    planned = v.raw.get("engine")
+    if isinstance(planned, str):
+        try:
+            spec = load_engine(planned)
+            sup = spec.support(device) if spec.kind != "training" else None
+        except Exception:  # noqa: BLE001 - an engine this tierwise does not know: use the default
+            sup = None
+        if sup is not None:
+            return planned, sup
+    try:
+        from planner.arch import load_arch
+
+        family: str | None = load_arch(v.model).family
+    except Exception:  # noqa: BLE001 - a custom model: any family
+        family = None
+    return None, default_engine(device, training=False, kind=family).support(device)
+
+
+def _training_hint(v: PlanView, spec: Any, sup: Any, device: Any) -> str:
+    """How to get a plan a training engine's export takes: `tierwise plan` makes serving plans
+    (a training engine is refused there), so the command re-plans with a serving engine, choosing
+    only weight formats the training engine runs with every compute format that engine pairs them
+    with (vLLM runs fp8 weights with bf16 compute too; Megatron-Core only with fp8)."""
+    head = f"{spec.id} is a training engine, which `tierwise plan` does not take"
+    try:
+        serving, ssup = _serving_engine(v, device)
+    except Exception:  # noqa: BLE001 - no serving engine runs here
+        return f"{head} ({_runs_text(sup, True)})"
+    formats = tuple(w for w in sup.weights
+                    if device.supports(w) != "unsupported" and ssup.activations_for(w)
+                    and set(ssup.activations_for(w)) <= set(sup.activations_for(w)))
+    if not formats:
+        return f"{head}; no serving engine on {v.hardware} runs the weight formats it does ({_runs_text(sup, True)})"
+    return (f"{head}; re-plan with the weight formats it runs: `{replan_command(v, serving, formats)}` "
+            f"({_runs_text(sup, True)})")
+
+
 def replan_hint(v: PlanView, target: str, engine: str | None = None) -> str:
-    """The `tierwise plan` line that re-plans for the target's engine, with what it runs there."""
+    """The `tierwise plan` line that re-plans for the target's engine, with what it runs there
+    (for a training engine, a serving re-plan limited to the weight formats it runs)."""
     engine = target_engine(target, engine)
     if engine is None:
         return ""
-    line = f"re-plan for it: `{replan_command(v, engine)}`"
-    try:
-        from hwmodels import load_device
-        from planner.engines import support
+    from hwmodels import load_device
+    from planner.engines import load_engine
 
-        sup = support(engine, load_device(v.hardware))
-    except Exception:  # noqa: BLE001 - hardware outside the catalog, or the engine does not run there
+    try:
+        spec = load_engine(engine)
+    except Exception:  # noqa: BLE001 - an engine file outside the profiles: name it as given
+        spec = None
+    try:
+        device = load_device(v.hardware)
+        sup = spec.support(device) if spec is not None else None
+    except Exception:  # noqa: BLE001 - hardware outside the catalog
+        sup = None
+    if spec is not None and spec.kind == "training":
+        if sup is None:
+            return f"{spec.id} is a training engine, which `tierwise plan` does not take"
+        return _training_hint(v, spec, sup, device)
+    line = f"re-plan for it: `{replan_command(v, engine)}`"
+    if sup is None:
         return line
-    return (f"{line} ({engine} on {v.hardware} runs weights {', '.join(sup.weights)}; KV {', '.join(sup.kv)}; "
-            f"sparsity {', '.join(sup.sparsity)}; parallel {', '.join(sup.parallel) or 'single device'})")
+    return f"{line} ({_runs_text(sup, False)})"
 
 
 def refuse(v: PlanView, target: str, bad: list[tuple[str, ExportError]], engine: str | None = None) -> ExportError:
