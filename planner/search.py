@@ -71,7 +71,7 @@ from planner.errors import TierwiseError
 from planner.options import GroupInfo, OptionError, base_activation_format
 from planner.plan import Plan
 from planner.search_assemble import AssemblyMixin
-from planner.search_formulation import Formulation, FormulationMixin, expand_subset, primary_keys
+from planner.search_formulation import Formulation, FormulationMixin, engine_options, expand_subset, primary_keys
 from planner.search_pareto import BisectResult, bisect_ladder, non_dominated, pareto_front
 from planner.search_problem import (
     DEFAULT_KV_FORMATS,
@@ -268,7 +268,8 @@ class Planner(FormulationMixin, AssemblyMixin):
         """The formulation of one (layout, KV format), cached per request shape (its rows'
         right-hand sides are rebuilt from the request on every solve)."""
         key = (layout, kv, req.serving, req.activations, req.allow_offload, req.max_memory_per_device_bytes,
-               req.formats, req.sparsity, req.low_precision_compute, tuple(sorted(req.pins.items())), req.low_rank)
+               req.formats, req.sparsity, req.low_precision_compute, tuple(sorted(req.pins.items())), req.low_rank,
+               engine_options(req))
         hit = self._form_cache.get(key)
         if hit is None:
             hit = self._form_cache[key] = self._formulate(req, layout, kv)

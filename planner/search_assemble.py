@@ -6,6 +6,7 @@ linearisation; rows the re-evaluation finds violated are reported for the repair
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from collections.abc import Mapping
 
 import numpy as np
@@ -26,7 +27,7 @@ from planner.plan import (
     tool_version,
     utc_now,
 )
-from planner.search_formulation import Formulation
+from planner.search_formulation import Formulation, engine_options
 from planner.search_problem import PlanProblem, objective_value
 from planner.solver import Solution, SolverError
 
@@ -81,12 +82,15 @@ class AssemblyMixin:
             return None
         return {tname: float(per[s, ti]) / total for ti, tname in enumerate(f.tiers) if per[s, ti] > 0}
 
-    def evaluate(self, plan: Plan) -> InferenceEstimate:
+    def evaluate(self, plan: Plan, options: RuntimeSettings | None = None) -> InferenceEstimate:
         """Independent re-evaluation of a plan by the cost model (its overrides and tier
-        placement); what :attr:`Plan.predicted` records."""
+        placement) with the serving engine's runtime settings ``options`` (the request's
+        :func:`~planner.search_formulation.engine_options`; None: the cost model's defaults);
+        what :attr:`Plan.predicted` records."""
+        base = options if options is not None else RuntimeSettings()
         return estimate_inference(self.arch, self.device, plan.layout.to_layout(), plan.workload.to_serving(),
                                   plan.default_choice(), overrides=plan.overrides(),
-                                  options=RuntimeSettings(allow_offload=plan.constraints.allow_offload,
+                                  options=replace(base, allow_offload=plan.constraints.allow_offload,
                                                   placement=plan.placement()))
 
     def _assemble(self, f: Formulation, req: PlanProblem, sol: Solution,
@@ -99,7 +103,8 @@ class AssemblyMixin:
         default = Choice(weights="bf16", activations=f.base, kv=f.kv, sparsity="dense")
         est = estimate_inference(self.arch, self.device, layout, serving, default,
                                  overrides={k: c.to_choice(f.kv) for k, c in choices.items()},
-                                 options=RuntimeSettings(allow_offload=req.allow_offload, placement=placement))
+                                 options=replace(engine_options(req), allow_offload=req.allow_offload,
+                                                 placement=placement))
         group_sens = {gi: float(f.classes[ci].alpha[f.classes[ci].members.index(gi)] * f.classes[ci].sigma[oi])
                       for gi, (ci, oi, _) in assign.items()}
         sens_total = sum(group_sens.values()) + f.kv_sens

@@ -45,10 +45,21 @@ from planner.options import (
     options_for_group,
 )
 from planner.search_problem import PlanProblem
+from planner.serving import engine_settings
 from planner.solver import AuxVar, Problem, Row, Solution
 
 __all__ = ["Formulation", "FormulationMixin", "OptionClass", "SensitivitySteps", "expand_subset", "primary_keys"]
 
+
+
+def engine_options(req: PlanProblem) -> RuntimeSettings:
+    """The serving engine's runtime facts (its profile's runtime block: runtime context, fused
+    kernels, step overhead, compute unit, separate dequantization, ...) that a plan for it is
+    priced with — the same settings ``tierwise estimate --engine`` uses, so the ILP's
+    coefficients, its baseline and the assembled plan's estimate agree with an estimate of the
+    plan's configuration. No engine: the cost model's defaults."""
+    eng = req.engine
+    return RuntimeSettings(**engine_settings(eng.runtime)) if eng is not None else RuntimeSettings()
 
 
 @dataclass(slots=True)
@@ -306,7 +317,21 @@ class FormulationMixin:
                                   low_precision_compute=req.low_precision_compute, base_activations=base,
                                   low_rank=req.low_rank)
         if req.engine is not None:  # only weight/activation pairs the engine's kernels run
-            cands = tuple(o for o in cands if req.engine.runs(o.weights, o.activations))
+            ran = tuple(o for o in cands if req.engine.runs(o.weights, o.activations))
+            # A weight format the engine runs only with its own compute format (llama.cpp's Q8_0 /
+            # Q4_0 weights against Q8_0-quantized activations on CPU cores) is offered with it,
+            # not dropped: its profile's scheme says which activations its kernels take.
+            have = {o.weights for o in ran}
+            extra: list[Option] = []
+            for o in cands:
+                if o.weights in have or o.low_rank is not None:
+                    continue
+                acts = [a for a in req.engine.activations_for(o.weights) if self.device.supports(a) != "unsupported"]
+                if acts:
+                    alt = replace(o, activations=acts[0])
+                    if alt not in extra and req.engine.runs(alt.weights, alt.activations):
+                        extra.append(alt)
+            cands = ran + tuple(extra)
         for r in req.low_rank or ():
             if not any(low_rank_fits(g, r) for g in groups):
                 widest = max((max_low_rank(g) for g in groups), default=0)
@@ -316,16 +341,17 @@ class FormulationMixin:
         per = [options_for_group(g, cands, base_activations=base) for g in groups]
         return apply_pins(groups, per, req.pins, self.device, base)
 
-    def _type_costs(self, layout: Layout, serving: Serving, option: Option, kv: str) -> dict[tuple[str, str], tuple]:
-        """(block, group) → (weight bytes, prefill s, decode s, decode bytes read) under one option.
-        Weighted operators do not read the KV cache, so the KV format does not change these
-        and the cache ignores it."""
-        key = (layout, serving, option)
+    def _type_costs(self, layout: Layout, serving: Serving, option: Option, kv: str,
+                    opts: RuntimeSettings) -> dict[tuple[str, str], tuple]:
+        """(block, group) → (weight bytes, prefill s, decode s, decode bytes read) under one option,
+        priced with the engine's runtime settings ``opts``. Weighted operators do not read the KV
+        cache, so the KV format does not change these and the cache ignores it."""
+        key = (layout, serving, option, opts)
         if key not in self._coef_cache:
             choice = Choice(weights=option.weights, activations=option.activations, kv=kv, sparsity=option.sparsity,
                             low_rank=option.low_rank)
             out: dict[tuple[str, str], list[float]] = {}
-            for gc in group_costs(self.arch, self.device, layout, serving, choice):
+            for gc in group_costs(self.arch, self.device, layout, serving, choice, opts):
                 acc = out.setdefault((gc.block, gc.group), [0.0, 0.0, 0.0, 0.0])
                 acc[0] += gc.weight_bytes
                 acc[1] += gc.prefill_s
@@ -364,7 +390,7 @@ class FormulationMixin:
         notes: list[str] = []
         for o in all_opts:
             try:
-                costs[o] = self._type_costs(layout, serving, o, kv)
+                costs[o] = self._type_costs(layout, serving, o, kv, engine_options(req))
             except EstimateError as exc:
                 notes.append(f"option {o.key} dropped: {exc.message}")
         scores = self._scores(groups, options)
@@ -394,7 +420,7 @@ class FormulationMixin:
         return groups, tuple(classes), tuple(notes) + tuple(scores.notes), offered
 
     def _stream_ratios(self, layout: Layout, serving: Serving, base: str, kv: str,
-                       groups: Sequence[GroupInfo]) -> tuple[float, float]:
+                       groups: Sequence[GroupInfo], opts: RuntimeSettings) -> tuple[float, float]:
         """Streamed bytes per stored byte off the device tier (prefill, decode).
 
         The cost model keeps one fraction of the weights off the device tier and streams
@@ -402,7 +428,7 @@ class FormulationMixin:
         per group). A byte stored off-device therefore costs ρ streamed bytes per pass, ρ =
         bytes read / bytes stored of the whole model (decode reads one embedding row;
         prefill reads a few), taken at the 16-bit baseline."""
-        base_c = self._type_costs(layout, serving, Option(weights=base, activations=base), kv)
+        base_c = self._type_costs(layout, serving, Option(weights=base, activations=base), kv, opts)
         stored = read = emb = 0.0
         for g in groups:
             c0 = base_c[(g.block, g.name)]
@@ -426,7 +452,7 @@ class FormulationMixin:
         if hit is not None:
             return hit
         groups, classes, notes, offered = self._classes(req, layout, base, kv)
-        rho_pre, rho_dec = self._stream_ratios(layout, serving, base, kv, groups)
+        rho_pre, rho_dec = self._stream_ratios(layout, serving, base, kv, groups, engine_options(req))
         nt = len(tiers)
         speed = np.array([per_byte.get(t, 0.0) for t in tiers])
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("cls", "opt", "tier", "stage", "coef", "sc", "sk")}
@@ -460,14 +486,15 @@ class FormulationMixin:
         generative = self.arch.family in ("decoder", "encoder_decoder") and serving.gen > 0
         dev_tier = dev.device_tier
 
-        allowed = [t for t in allowed_tiers(dev, RuntimeSettings(allow_offload=req.allow_offload))
+        eng_opts = engine_options(req)
+        allowed = [t for t in allowed_tiers(dev, replace(eng_opts, allow_offload=req.allow_offload))
                    if t.role != "on_chip" or dev.device_class == "fpga"]
         allowed.sort(key=lambda t: 0 if t.name == dev_tier.name else 1)  # the device tier first
         tiers = tuple(t.name for t in allowed)
         # Seconds per streamed byte for each off-device tier (secant over 1–2 GB: the
         # efficiency curve is flat there; the per-access latency is left to the repair step).
         per_byte: dict[str, float] = {}
-        opts = RuntimeSettings(allow_offload=req.allow_offload)
+        opts = replace(eng_opts, allow_offload=req.allow_offload)
         for t in allowed[1:]:
             if t.role == "on_chip":
                 per_byte[t.name] = 0.0
@@ -481,8 +508,8 @@ class FormulationMixin:
         # that no streaming hides inside the fixed costs.
         base_choice = Choice(weights=base, activations=base, kv=kv, sparsity="dense")
         est0 = estimate_inference(self.arch, dev, layout, serving, base_choice,
-                                  options=RuntimeSettings(placement={dev_tier.name: 1.0}))
-        base_costs = self._type_costs(layout, serving, Option(weights=base, activations=base), kv)
+                                  options=replace(eng_opts, placement={dev_tier.name: 1.0}))
+        base_costs = self._type_costs(layout, serving, Option(weights=base, activations=base), kv, eng_opts)
         counts: dict[tuple[str, str], int] = {}
         for g in groups:
             counts[(g.block, g.name)] = counts.get((g.block, g.name), 0) + 1

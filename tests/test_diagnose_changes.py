@@ -159,7 +159,8 @@ def test_the_command_line_diagnosis_names_flags_and_the_python_one_fields():
     # (stderr and --json), 'allow_offload' / 'devices' in Python; never a raw {@token}.
     from planner.cli import main
 
-    argv = ["plan", "--model", "llama-3.1-8b", "--hardware", "l4", "--max-memory-per-device", "1GB"]
+    # 2.7 GB: vLLM's 1.5 GiB runtime context (the L4's default engine) + 1.1 GB for the model
+    argv = ["plan", "--model", "llama-3.1-8b", "--hardware", "l4", "--max-memory-per-device", "2.7GB"]
     err = io.StringIO()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
         assert main(argv) == 3
@@ -174,7 +175,7 @@ def test_the_command_line_diagnosis_names_flags_and_the_python_one_fields():
     assert by_kind["devices"]["description"].startswith(f"--devices {by_kind['devices']['set']['devices']} (")
     assert "{@" not in details["message"] and "--allow-offload" in details["message"]
     with pytest.raises(NoFeasiblePlanError) as caught:
-        api.plan("llama-3.1-8b", "l4", max_memory_per_device="1GB")
+        api.plan("llama-3.1-8b", "l4", max_memory_per_device="2.7GB")
     d = caught.value.diagnosis
     assert d.changes[0].description.startswith("'allow_offload': keep")
     assert "--" not in str(caught.value) and "{@" not in str(caught.value)

@@ -31,9 +31,16 @@ def _raw(model_id: str) -> dict:
 
 
 def _known(model_id: str) -> bool:
+    """A catalog model whose module tree transformers builds. Not llm-foundry's own MPT configs
+    with learned position embeddings: transformers' MPT port is ALiBi-only (its MptModel has no
+    position table), so their real tree is llm-foundry's MPTForCausalLM (``transformer.wpe``)."""
     from transformers import CONFIG_MAPPING
 
-    return _raw(model_id).get("model_type") in CONFIG_MAPPING
+    raw = _raw(model_id)
+    if raw.get("model_type") == "mpt" and raw.get("learned_pos_emb", True) and \
+            not (raw.get("attn_config") or {}).get("alibi", False):
+        return False
+    return raw.get("model_type") in CONFIG_MAPPING
 
 
 CATALOG = sorted(p.stem for p in MODELS_DIR.glob("*.json"))

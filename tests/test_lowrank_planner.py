@@ -12,7 +12,7 @@ from hwmodels import load_device
 from planner.arch import load_arch
 from planner.backends import low_rank as svd_factors
 from planner.backends import quantize_tensor
-from planner.costmodel import Choice, EstimateError, RuntimeSettings, estimate_inference
+from planner.costmodel import Choice, EstimateError, estimate_inference
 from planner.options import (
     GroupInfo,
     Option,
@@ -277,10 +277,12 @@ def test_low_rank_plan_under_a_tight_budget(cli, tmp_path):
     lay = d["layout"]
     from planner.costmodel import Layout, Serving
 
+    from planner.search_formulation import engine_options
+
     est = estimate_inference(arch, dev, Layout(tp=lay["tp"], pp=lay["pp"], dp=lay["dp"], ep=lay["ep"]),
                              Serving(batch=1, prompt=512, gen=128),
                              Choice(weights="bf16", activations=d["activations"], kv=d["kv"]), overrides=overrides,
-                             options=RuntimeSettings())
+                             options=engine_options(problem))  # the plan's engine (vLLM): its runtime context too
     assert est.memory.per_device_bytes == pytest.approx(d["predicted"]["per_device_bytes"], rel=1e-12)
     assert est.memory.per_device_bytes <= budget
     # Round trip, show and diff display the rank.

@@ -81,9 +81,10 @@ def test_acceptance_5_exit_3_then_offload(cli):
 def test_out_show_diff_and_tamper(cli, tmp_path):
     a, b = tmp_path / "a.yaml", tmp_path / "b.json"
     common = ["plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--kv", "bf16"]
-    code, out, _ = cli(*common, "--max-memory-per-device", "2GB", "--out", str(a))
+    # vLLM (the L4's default engine) keeps 1.5 GiB of runtime context on the device within the budget
+    code, out, _ = cli(*common, "--max-memory-per-device", "3.6GB", "--out", str(a))
     assert code == 0 and "Choices" in out and f"wrote {a}" in out
-    code, _, _ = cli(*common, "--max-memory-per-device", "1.2GB", "--pin", "model.embed_tokens=int8",
+    code, _, _ = cli(*common, "--max-memory-per-device", "2.8GB", "--pin", "model.embed_tokens=int8",
                      "--out", str(b), "--json")
     assert code == 0
     code, out, _ = cli("plan", "show", str(a))
@@ -92,7 +93,7 @@ def test_out_show_diff_and_tamper(cli, tmp_path):
     assert code == 0 and json.loads(out)["choices"]["model.embed_tokens"]["weights"] == "int8"
     code, out, _ = cli("plan", "diff", str(a), str(b), "--json")
     d = json.loads(out)
-    assert code == 0 and d["fields"]["constraints.max_memory_per_device_bytes"] == [2e9, 1.2e9]
+    assert code == 0 and d["fields"]["constraints.max_memory_per_device_bytes"] == [3.6e9, 2.8e9]
     assert d["predicted"]["per_device_bytes"]["delta"] < 0 and d["choices"]["changed"]
     code, out, _ = cli("plan", "diff", str(a), str(b))
     assert code == 0 and "Changed choices" in out
