@@ -516,6 +516,12 @@ def _device_changes(planner, req, dl, bounds, max_solves: int, max_mult: int) ->
     return [], tried
 
 
+def _engine_context_bytes(req) -> float:
+    """Device memory the request's serving engine keeps outside the model (0 without an engine)."""
+    eng = getattr(req, "engine", None)
+    return float(eng.runtime.context_bytes) if eng is not None else 0.0
+
+
 def _message(planner, req, dl, budget, min_mem, min_plan, memory_binds, min_ttft, min_tpot, binding,
              changes, tried: int) -> str:
     device = planner.device
@@ -530,6 +536,13 @@ def _message(planner, req, dl, budget, min_mem, min_plan, memory_binds, min_ttft
             if min_plan is not None else ""
         if memory_binds:
             lines.append(f"nothing fits: needs at least {_gb(min_mem)} per device on {where}{smallest}")
+            reserved = _engine_context_bytes(req)
+            if reserved > 0:
+                left = budget - reserved
+                lines.append(f"of which {_gb(reserved)} is {req.engine.engine}'s runtime context (CUDA context, "
+                             f"buffers, graphs: its profile's context_gib), on every device"
+                             + (f"; the budget leaves {_gb(left)} for the model" if left > 0 else
+                                "; the budget does not even hold that"))
         else:
             lines.append(f"memory alone fits ({_gb(min_mem)} per device at the smallest on {where}), but the "
                          f"constraints together do not")

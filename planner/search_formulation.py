@@ -326,11 +326,16 @@ class FormulationMixin:
             for o in cands:
                 if o.weights in have or o.low_rank is not None:
                     continue
-                acts = [a for a in req.engine.activations_for(o.weights) if self.device.supports(a) != "unsupported"]
-                if acts:
-                    alt = replace(o, activations=acts[0])
-                    if alt not in extra and req.engine.runs(alt.weights, alt.activations):
+                for a in req.engine.activations_for(o.weights):
+                    if self.device.supports(a) == "unsupported":
+                        continue
+                    try:
+                        alt = replace(o, activations=a)
+                    except OptionError:  # a compute format the catalog cannot express (NVFP4 activations)
+                        continue
+                    if alt not in extra:
                         extra.append(alt)
+                    break
             cands = ran + tuple(extra)
         for r in req.low_rank or ():
             if not any(low_rank_fits(g, r) for g in groups):

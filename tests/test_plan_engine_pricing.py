@@ -62,3 +62,17 @@ def test_llamacpp_on_cpu_cores_plans_its_quantized_formats_with_its_own_activati
                                 formats=["int8-g32", "int4-g32"], batch=1, prompt=128, gen=32, time_limit_s=30))
     layers = {(c.weights, c.activations) for g, c in plan.choices.items() if ".layers." in g}
     assert layers and all(a == "int8" and w in ("int8-g32", "int4-g32") for w, a in layers), layers
+
+
+def test_a_budget_below_the_engines_runtime_context_is_diagnosed_as_such():
+    from planner.diagnose import NoFeasiblePlanError
+
+    with pytest.raises(NoFeasiblePlanError) as e:
+        run_plan(PlanRequest(model="llama-3.1-8b", hardware="l4", engine="vllm", max_memory_per_device="1GB",
+                             time_limit_s=30))
+    text = str(e.value)
+    assert "vllm's runtime context" in text and "does not even hold that" in text
+    with pytest.raises(NoFeasiblePlanError) as e:
+        run_plan(PlanRequest(model="llama-3.1-8b", hardware="l4", engine="vllm", max_memory_per_device="2.7GB",
+                             time_limit_s=30))
+    assert "the budget leaves 1.1 GB for the model" in str(e.value)

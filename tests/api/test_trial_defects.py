@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT, Server
 
 #: An 8B model on a 24 GB L4 held to 1 GB per device: offloading or 8 devices fit.
-NO_FIT = {"model": "llama-3.1-8b", "hardware": "l4", "max_memory_per_device": "1GB"}
+NO_FIT = {"model": "llama-3.1-8b", "hardware": "l4", "max_memory_per_device": "2.7GB"}  # 1.6 GB is vLLM's context
 
 
 @pytest.fixture(scope="module")
