@@ -379,10 +379,15 @@ class Predicted(_Record):
     decode_bound: str = ""
     per_layer: tuple[LayerPrediction, ...] = ()
     notes: tuple[str, ...] = ()
+    # Device memory of the engine's runtime context counted in per_device_bytes (plans priced with
+    # their engine's runtime facts); None in plans written before plans counted it.
+    runtime_context_bytes: float | None = None
 
     def __post_init__(self) -> None:
         for name in _PREDICTED_FLOATS:
             object.__setattr__(self, name, _check_float(getattr(self, name), name))
+        object.__setattr__(self, "runtime_context_bytes",
+                           _check_float(self.runtime_context_bytes, "runtime_context_bytes", optional=True))
         for name in _PREDICTED_OPTIONAL:
             object.__setattr__(self, name, _check_float(getattr(self, name), name, optional=True))
         _check_bool(self.fits, "fits")
@@ -408,6 +413,8 @@ class Predicted(_Record):
         d["decode_bound"] = self.decode_bound
         d["per_layer"] = [p.to_dict() for p in self.per_layer]
         d["notes"] = list(self.notes)
+        if self.runtime_context_bytes is not None:
+            d["runtime_context_bytes"] = self.runtime_context_bytes
         return d
 
 
@@ -698,7 +705,7 @@ def plan_from_dict(d: Mapping[str, Any], *, require_checksum: bool = False) -> P
 
     pr = _mapping(d["predicted"], "predicted")
     _keys(pr, "predicted", _PREDICTED_FLOATS + ("fits", "tiers"),
-          _PREDICTED_OPTIONAL + ("decode_bound", "per_layer", "notes"))
+          _PREDICTED_OPTIONAL + ("decode_bound", "per_layer", "notes", "runtime_context_bytes"))
     tiers = {}
     for name, t in _mapping(pr["tiers"], "predicted.tiers").items():
         path = f"predicted.tiers.{name}"
@@ -718,7 +725,7 @@ def plan_from_dict(d: Mapping[str, Any], *, require_checksum: bool = False) -> P
     if not isinstance(notes, list):
         raise _err("predicted.notes", "a list of strings", notes)
     pkw = {k: pr[k] for k in _PREDICTED_FLOATS + ("fits",)}
-    pkw.update({k: pr[k] for k in _PREDICTED_OPTIONAL + ("decode_bound",) if k in pr})
+    pkw.update({k: pr[k] for k in _PREDICTED_OPTIONAL + ("decode_bound", "runtime_context_bytes") if k in pr})
     predicted = _build(Predicted, "predicted", {**pkw, "tiers": tiers, "per_layer": tuple(per_layer),
                                                 "notes": tuple(notes)})
 

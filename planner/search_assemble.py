@@ -145,6 +145,7 @@ class AssemblyMixin:
             usd_per_million_tokens=usd if usd is not None and math.isfinite(usd) else None,
             decode_bound=est.decode.bound if est.decode is not None else "",
             per_layer=per_layer, notes=tuple(notes),
+            runtime_context_bytes=float(engine_options(req).reserved_bytes),
         )
         primary = objective_value(req.objective, predicted, req, refs)
         stats = SolverStats(backend=sol.backend, status=sol.status, objective=primary, gap=sol.gap,

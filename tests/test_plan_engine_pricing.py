@@ -76,3 +76,21 @@ def test_a_budget_below_the_engines_runtime_context_is_diagnosed_as_such():
         run_plan(PlanRequest(model="llama-3.1-8b", hardware="l4", engine="vllm", max_memory_per_device="2.7GB",
                              time_limit_s=30))
     assert "the budget leaves 1.1 GB for the model" in str(e.value)
+
+
+def test_the_vllm_export_counts_the_runtime_context_once():
+    import re
+
+    from planner.export import export_plan
+    from tests.test_export import ctx_for
+
+    plan = run_plan(PlanRequest(model="llama-3.1-8b", hardware="l4", engine="vllm", formats=["bf16", "int8"], kv="fp8",
+                                max_memory_per_device="14GB", time_limit_s=30))
+    ctx_bytes = plan.predicted.runtime_context_bytes
+    assert ctx_bytes == pytest.approx(1.5 * 2**30)  # vLLM's profile: context_gib 1.5, counted in the plan
+    out = export_plan(plan, "vllm", ctx_for(plan))
+    note = next(n for n in out.notes if "gpu_memory_utilization" in n)
+    model_gb, context_gb = (float(x) for x in re.search(r"= \((\S+) GB per device.*\+ (\S+) GB engine context", note).groups())
+    assert context_gb == pytest.approx(ctx_bytes / 1e9, abs=0.01)
+    # the plan's footprint without its context, plus the activations of one chunked-prefill pass at most
+    assert plan.predicted.per_device_bytes / 1e9 - context_gb - 0.01 <= model_gb <= plan.predicted.per_device_bytes / 1e9

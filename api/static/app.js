@@ -2016,13 +2016,15 @@
     const tiers = Object.values(state.plan.plan.predicted.tiers || {});
     const dev = tiers.find((t) => t.role === "device");
     const mem = Math.min(budget || Infinity, dev && base.allow_offload ? dev.used_bytes : state.plan.plan.predicted.per_device_bytes);
+    // the engine's runtime context stays whatever the budget: only the model's share shrinks
+    const ctx = Math.min(state.plan.plan.predicted.runtime_context_bytes || 0, mem);
     busy(btn, true, "Solving…");
     const ctl = startProgress();
     const text = $(".progress-text", $("#plan-progress"));
     let ok = 0, failure = null;
     try {
       for (const f of [0.85, 0.7, 0.55]) {
-        const req = Object.assign({}, base, { max_memory_per_device: Math.floor(mem * f) });
+        const req = Object.assign({}, base, { max_memory_per_device: Math.floor(ctx + (mem - ctx) * f) });
         status.textContent = `budget ${fmtBytes(req.max_memory_per_device)}…`;
         try {
           const pub = await submitPlan(req, (t) => (text.textContent = `budget ${fmtBytes(req.max_memory_per_device)}: ${t}`), ctl);

@@ -138,7 +138,9 @@ def memory_need(v: PlanView, ctx: ExportContext, *, extra_weight_bytes: float = 
                 engine: str | None = None, extra_device_bytes: float = 0.0) -> dict[str, float] | None:
     """Per-device bytes the engine will hold: the plan's predicted footprint with weights as
     the target writes them (``extra_weight_bytes`` over the plan, whole model, e.g. embeddings
-    kept in 16 bit), plus the engine's context from its profile (else the fixed headroom)."""
+    kept in 16 bit), plus the target engine's context from its profile (else the fixed headroom).
+    The plan's own engine context, which its ``per_device_bytes`` already counts
+    (``predicted.runtime_context_bytes``), is taken out first: it is counted once, the target's."""
     cap = device_capacity(v, ctx)
     need = v.predicted.get("per_device_bytes")
     if not cap or not need:
@@ -147,7 +149,8 @@ def memory_need(v: PlanView, ctx: ExportContext, *, extra_weight_bytes: float = 
     context = engine_context_bytes(engine) if engine else None
     if context is None:
         context = HEADROOM_FRACTION * cap
-    plan_bytes = float(need) + extra_weight_bytes / shards + extra_device_bytes
+    counted = float(v.predicted.get("runtime_context_bytes") or 0.0)
+    plan_bytes = float(need) - counted + extra_weight_bytes / shards + extra_device_bytes
     return {"capacity": float(cap), "plan": plan_bytes, "context": context, "total": plan_bytes + context}
 
 
