@@ -91,6 +91,16 @@ class Runtime:
     # into a 16-bit buffer that the GEMM then reads (DeepSpeed-Inference's int8 path), not inside
     # the GEMM's tiles.
     separate_dequant: bool = False
+    # The host dispatches every operator from eager PyTorch (Transformers' generate, Tierwise's torch
+    # execution): each modelled operator pays the host's dispatch on top of its kernel. Engines with
+    # graph capture, compiled programs or their own native graph executor (llama.cpp's ggml) do not.
+    eager_dispatch: bool = False
+
+    @property
+    def default_runtime(self) -> str:
+        """The cost model's launch mode for this engine (``--runtime`` / ``runtime`` overrides it):
+        ``eager`` for an engine that dispatches each operator from eager PyTorch, else ``graph``."""
+        return "eager" if self.eager_dispatch else "graph"
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,9 +242,10 @@ def _formats(reader: _Reader, key: str, *, empty_ok: bool = False) -> tuple[str,
 
 _RUNTIME_FLAGS = ("graph_capture", "chunked_prefill", "paged_kv", "continuous_batching", "tp_comm_overlap",
                   "grad_reduce_overlap", "fused_attention", "fused_elementwise", "static_memory_plan",
-                  "untie_quantized_head", "separate_dequant")
+                  "untie_quantized_head", "separate_dequant", "eager_dispatch")
 _OPTIONAL_FLAGS = {"tp_comm_overlap": False, "grad_reduce_overlap": False, "fused_attention": True, "fused_elementwise": True,
-                   "static_memory_plan": False, "untie_quantized_head": False, "separate_dequant": False}
+                   "static_memory_plan": False, "untie_quantized_head": False, "separate_dequant": False,
+                   "eager_dispatch": False}
 
 
 def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:

@@ -59,7 +59,9 @@ def engine_options(req: PlanProblem) -> RuntimeSettings:
     coefficients, its baseline and the assembled plan's estimate agree with an estimate of the
     plan's configuration. No engine: the cost model's defaults."""
     eng = req.engine
-    return RuntimeSettings(**engine_settings(eng.runtime)) if eng is not None else RuntimeSettings()
+    if eng is None:
+        return RuntimeSettings()
+    return RuntimeSettings(runtime=eng.runtime.default_runtime, **engine_settings(eng.runtime))
 
 
 @dataclass(slots=True)

@@ -94,3 +94,24 @@ def test_the_vllm_export_counts_the_runtime_context_once():
     assert context_gb == pytest.approx(ctx_bytes / 1e9, abs=0.01)
     # the plan's footprint without its context, plus the activations of one chunked-prefill pass at most
     assert plan.predicted.per_device_bytes / 1e9 - context_gb - 0.01 <= model_gb <= plan.predicted.per_device_bytes / 1e9
+
+
+@pytest.mark.parametrize(("engine", "hardware", "want"), [
+    ("hf-transformers", "a100-80gb-sxm", "eager"), ("torch", "cpu-host", "eager"),
+    ("llamacpp", "ryzen-9-7950x", "graph"), ("vllm", "h100-sxm", "graph"),
+])
+def test_estimate_and_plan_take_the_engines_launch_mode(engine, hardware, want):
+    # One default for every front door: eager PyTorch dispatch for the engines that run operators from
+    # Python (their profiles' eager_dispatch), graph launch for captured, compiled or native engines
+    # (llama.cpp's ggml has no graph capture but no PyTorch dispatch either).
+    from planner.request.estimate import resolve_inference
+    from planner.request.plan import resolve_plan
+    from planner.search_formulation import engine_options
+
+    r = resolve_inference(EstimateRequest(model="llama-3.2-1b", hardware=hardware, engine=engine))
+    assert r.options.runtime == want
+    _, _, problem, _ = resolve_plan(PlanRequest(model="llama-3.2-1b", hardware=hardware, engine=engine))
+    assert engine_options(problem).runtime == want
+    forced = resolve_inference(EstimateRequest(model="llama-3.2-1b", hardware=hardware, engine=engine,
+                                               runtime="graph" if want == "eager" else "eager"))
+    assert forced.options.runtime != want  # --runtime still overrides

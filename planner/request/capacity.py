@@ -74,8 +74,9 @@ class CapacityServeRequest:
     kv: str | None = opt("KV-cache format.", "bf16")
     max_devices: int | None = opt("Largest fleet considered per hardware.", 1024)
     max_pp: int | None = opt("Deepest pipeline considered.", 4)
-    runtime: str | None = opt("graph (CUDA graphs / compiled engine) or eager (default: graph where the engine "
-                              "captures graphs, else eager).", choices=("graph", "eager"))
+    runtime: str | None = opt("graph (CUDA graphs / compiled engine) or eager (default: the engine's: eager for "
+                              "the PyTorch-eager engines hf-transformers and torch, else graph).",
+                              choices=("graph", "eager"))
     time_limit_s: float | None = opt("Wall-clock limit of the search, seconds (unbounded when left out); when it "
                                      "runs out the answer covers the configurations searched so far.")
     engine: Any = opt(ENGINES_HELP)
@@ -317,7 +318,7 @@ def _pair(engine: Any, device: Any, formats: tuple[str, ...], kv: str, given_for
 
     setup = EngineSetup(engine=sup.engine, formats=tuple((w, act(w)) for w in runs), kv=kv,
                         reserved_bytes=sup.runtime.context_bytes,
-                        runtime=runtime or ("graph" if sup.runtime.graph_capture else "eager"),
+                        runtime=runtime or sup.runtime.default_runtime,
                         tp="tp" in sup.parallel, pp="pp" in sup.parallel, kernel=_kernel(sup))
     return ServePair(device=device, engine=sup.engine, setup=setup)
 

@@ -88,7 +88,8 @@ class _Common:
                               native_16bit)
     activations: str | None = opt("Activation/compute format (default: the device's native 16-bit format; fp8, int8).",
                                   native_16bit)
-    runtime: str | None = opt("graph (CUDA graphs / compiled engines) or eager (PyTorch eager).", "graph",
+    runtime: str | None = opt("graph (CUDA graphs / compiled engines) or eager (PyTorch eager); default: the engine's "
+                              "(eager for the PyTorch-eager engines hf-transformers and torch, else graph).",
                               choices=RUNTIMES)
     engine: str | None = opt(ENGINE_HELP)
 
@@ -331,12 +332,12 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
         raise TierwiseError(f"{{@kv_share}} {kv_share} shares one KV cache across more layers than {arch.id} has "
                             f"({arch.num_layers}); at most {arch.num_layers}", field="kv_share", code="invalid_field")
     chunk = check_number("flash_chunk_kib", v["flash_chunk_kib"], lo=0.5, lo_open=False, hi=1 << 20)
-    check_choice("runtime", v["runtime"], RUNTIMES)
+    runtime = sup.runtime.default_runtime if v["runtime"] is None else check_choice("runtime", v["runtime"], RUNTIMES)
     allow_offload = check_bool("allow_offload", v["allow_offload"])
     per_op = check_bool("per_op", v["per_op"])
     choice = Choice(weights=v["weights"], activations=v["activations"], kv=v["kv"], sparsity=v["sparsity"],
                     low_rank=low_rank)
-    options = RuntimeSettings(allow_offload=allow_offload, flash_chunk_bytes=chunk * 1024.0, runtime=v["runtime"],
+    options = RuntimeSettings(allow_offload=allow_offload, flash_chunk_bytes=chunk * 1024.0, runtime=runtime,
                               kv_token_budget=kv_budget, kv_evicted=v["kv_evicted"], kv_share_layers=kv_share,
                               **engine_settings(sup.runtime))
     serving = Serving(batch=1 if batch_max else batch, prompt=prompt, gen=gen)
@@ -499,7 +500,7 @@ def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
     check_choice("optimizer", v["optimizer"], tuple(OPTIMIZERS))
     check_choice("attention", v["attention"], ATTENTION_KERNELS)
     check_choice("grad_accumulation", v["grad_accumulation"], GRAD_ACCUMULATION)
-    check_choice("runtime", v["runtime"], RUNTIMES)
+    runtime = sup.runtime.default_runtime if v["runtime"] is None else check_choice("runtime", v["runtime"], RUNTIMES)
     if not isinstance(v["finetune"], str) or not _FINETUNE.match(v["finetune"].strip().lower()):
         if isinstance(v["finetune"], str) and v["finetune"].strip().lower() in ("lora", "qlora"):
             method = v["finetune"].strip().lower()
@@ -516,7 +517,7 @@ def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
         zero=v["zero"], recompute=getattr(v["recompute"], "value", v["recompute"]),
         sequence_parallel=v["sequence_parallel"], interleave=v["interleave"], optimizer=v["optimizer"],
         finetune=v["finetune"].strip().lower(), weights=v["weights"], activations=v["activations"],
-        attention=v["attention"], dropout=v["dropout"], runtime=v["runtime"],
+        attention=v["attention"], dropout=v["dropout"], runtime=runtime,
         grad_accumulation=v["grad_accumulation"], engine=sup.engine,
     )
     return arch, dev, cfg, sup
