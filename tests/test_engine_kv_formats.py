@@ -121,3 +121,17 @@ def test_llamacpp_q8_0_kv_cache_from_python():
     with pytest.raises(EngineSupportError) as e:
         planner.estimate(MODEL, HW, engine="llamacpp", kv="int8")
     assert e.value.field == "kv"
+
+
+def test_a_plan_without_kv_searches_the_engines_own_kv_formats():
+    # llama.cpp has no per-channel int8 or int4-g64 KV cache, the planner's defaults; its q8_0 and q4_0 caches
+    # (int8-g32, int4-g32) are searched in their place, as its own weight formats replace the defaults.
+    from planner.request.plan import PlanRequest, resolve_plan
+    from planner.search_problem import kv_candidates
+
+    for hw in ("ryzen-9-7950x", "rtx-4090"):
+        arch, dev, problem, _ = resolve_plan(PlanRequest(model="llama-3.2-1b", hardware=hw, engine="llamacpp"))
+        kvs = kv_candidates(arch, dev, problem, "bf16")
+        assert {"int8-g32", "int4-g32"} <= set(kvs) and set(kvs) <= set(problem.engine.kv), (hw, kvs)
+    arch, dev, problem, _ = resolve_plan(PlanRequest(model="llama-3.2-1b", hardware="h100-sxm", engine="vllm"))
+    assert kv_candidates(arch, dev, problem, "bf16") == ["bf16", "fp8-e4m3"]  # vLLM's own: nothing replaced
