@@ -122,8 +122,28 @@ def _describe(err: dict, suggestions: list[str] = ()) -> str:
     shown = repr(got)
     if len(shown) > 80:
         shown = shown[:77] + "..."
-    text = f"field '{field}': {msg}; got {shown}" if field else f"{msg}; got {shown}"
+    plain = _PLAIN.get(err.get("type", ""))
+    if plain is not None:
+        return (f"field '{field}' {plain}; got {shown}" if field else f"{plain}; got {shown}") + hint
+    msg = re.sub(r"^Input should be ", "must be ", msg)  # pydantic's wording, said of the field
+    text = f"field '{field}' {msg}; got {shown}" if field and msg.startswith("must ") else (
+        f"field '{field}': {msg}; got {shown}" if field else f"{msg}; got {shown}")
     return text + hint
+
+
+# What a field of the wrong JSON type expects, in plain words (pydantic error types).
+_PLAIN = {
+    "float_parsing": "expects a number (e.g. 512, 0.5 or 2e12)",
+    "float_type": "expects a number (e.g. 512, 0.5 or 2e12)",
+    "int_parsing": "expects a whole number (e.g. 8)",
+    "int_type": "expects a whole number (e.g. 8)",
+    "int_from_float": "expects a whole number (e.g. 8), not a fraction",
+    "bool_parsing": "expects true or false",
+    "bool_type": "expects true or false",
+    "string_type": "expects a string",
+    "list_type": "expects a list (e.g. [\"bf16\", \"int8\"])",
+    "dict_type": "expects an object ({...})",
+}
 
 
 def map_exception(exc: BaseException) -> ApiError | None:

@@ -119,3 +119,15 @@ def test_an_unknown_kv_format_lists_the_kv_formats_only(srv):
     assert err["field"] == "kv" and err["message"].startswith("'kv': unknown format 'bf61' (did you mean bf16"), err
     listed = err["message"].split("expected one of the formats for the KV cache: ", 1)[1].split(", ")
     assert listed == [f.name for f in list_formats(role="kv")] and "cb4" not in err["message"], err
+
+
+@pytest.mark.parametrize(("route", "body", "field", "said"), [
+    ("/v1/capacity/train", {"model": "llama-3.2-1b", "hardware": ["h100-sxm"], "tokens": "abc", "days": 1},
+     "tokens", "expects a number"),
+    ("/v1/estimate", {**B, "batch": 2.5}, "batch", "expects a whole number"),
+    ("/v1/estimate", {**B, "allow_offload": "maybe"}, "allow_offload", "expects true or false"),
+])
+def test_a_value_of_the_wrong_type_is_said_in_plain_words(srv, route, body, field, said):
+    with srv.client() as c:
+        err = _error(c.post(route, json=body))
+    assert err["field"] == field and said in err["message"] and "Input should" not in err["message"], err
