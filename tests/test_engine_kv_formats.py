@@ -135,3 +135,20 @@ def test_a_plan_without_kv_searches_the_engines_own_kv_formats():
         assert {"int8-g32", "int4-g32"} <= set(kvs) and set(kvs) <= set(problem.engine.kv), (hw, kvs)
     arch, dev, problem, _ = resolve_plan(PlanRequest(model="llama-3.2-1b", hardware="h100-sxm", engine="vllm"))
     assert kv_candidates(arch, dev, problem, "bf16") == ["bf16", "fp8-e4m3"]  # vLLM's own: nothing replaced
+
+
+def test_vllm_serves_an_fp8_e5m2_kv_cache_without_a_checkpoint_scheme():
+    # vLLM on a T4 keeps its KV cache in FP8 E5M2 only: no scales to store, the flag sets it at run time.
+    import json as _json
+
+    from planner.export import export_plan
+    from planner.request.plan import PlanRequest, run_plan
+    from tests.test_export import ctx_for
+
+    plan = run_plan(PlanRequest(model="phi-3-mini", hardware="t4", engine="vllm", kv="fp8-e5m2", formats=["fp16", "int8"],
+                                max_memory_per_device="6GB", time_limit_s=30))
+    out = export_plan(plan, "vllm", ctx_for(plan))
+    assert "--kv-cache-dtype fp8_e5m2" in out.next_command
+    ct = export_plan(plan, "compressed-tensors", ctx_for(plan))
+    qc = _json.loads(next(f.content for f in ct.files if f.path.endswith("quantization_config.json")))
+    assert qc.get("kv_cache_scheme") is None and any("fp8-e5m2" in n for n in ct.notes)

@@ -76,11 +76,18 @@ def _ct_act_args(name: str, field_name: str) -> dict | None:
     return dict(_CT_ACT[name])
 
 
+# An FP8 E5M2 KV cache needs no scale in the checkpoint: its range (±57344) holds K and V unscaled,
+# unlike E4M3's ±240 (vLLM docs, "FP8 E4M3 KV Cache", https://docs.vllm.ai/en/v0.6.6/quantization/fp8_e4m3_kvcache.html);
+# the serving engine casts to it at run time (vLLM --kv-cache-dtype fp8_e5m2).
+KV_RUNTIME_ONLY = ("fp8-e5m2",)
+
+
 def _ct_kv_args(name: str) -> dict | None:
-    if name in FLOAT16:
+    if name in FLOAT16 or name in KV_RUNTIME_ONLY:
         return None
     if name not in _CT_KV:
-        raise ExportError("kv", f"compressed-tensors kv_cache_scheme supports fp8-e4m3 and int8 KV caches; the plan uses {name!r}")
+        raise ExportError("kv", f"compressed-tensors kv_cache_scheme supports fp8-e4m3 and int8 KV caches (fp8-e5m2 needs none); "
+                          f"the plan uses {name!r}")
     return dict(_CT_KV[name])
 
 
@@ -142,6 +149,9 @@ def ct_quantization_config(v: PlanView, ctx: ExportContext, target: str = "compr
         "ignore": ignore,
         "kv_cache_scheme": _ct_kv_args(v.kv),
     }
+    if v.kv in KV_RUNTIME_ONLY:
+        notes = [*notes, f"KV cache {v.kv}: no scales to store; the engine casts to it at run time "
+                         "(vLLM: --kv-cache-dtype fp8_e5m2)"]
     sparsity = ct_sparsity_config(v, ctx, target)
     if sparsity is not None:
         cfg["sparsity_config"] = sparsity
