@@ -6,20 +6,22 @@ estimates and exports from the command line, REST and the Python API alike, pric
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 import planner
-from api.main import create_app
-from api.settings import Settings
 from hwmodels import list_devices, load_device
-from planner.cli import main
 from planner.engines import EngineSupportError, list_engines, load_engine
 from planner.formats import get_format, list_formats
 from planner.request.estimate import EstimateRequest, resolve_inference
 from planner.request.fields import check_format
+from tests.frontdoors import app_client, run
+
+
+@pytest.fixture
+def client(tmp_path):
+    with app_client(tmp_path) as c:
+        yield c
 
 MODEL, HW = "llama-3.2-1b", "rtx-4090"
 DEVICES = [load_device(d) for d in list_devices()]
@@ -28,19 +30,6 @@ DEVICES = [load_device(d) for d in list_devices()]
 def _engine_kv() -> list[tuple[str, int, str]]:
     """(engine, target index, KV format) for every KV format of every engine profile target."""
     return [(e, i, k) for e in list_engines() for i, t in enumerate(load_engine(e).targets) for k in t.kv]
-
-
-def run(capsys, *args):
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-@pytest.fixture
-def client(tmp_path: Path):
-    with TestClient(create_app(Settings(database_url=f"sqlite:///{tmp_path / 'tw.db'}")),
-                    raise_server_exceptions=True) as c:
-        yield c
 
 
 def test_the_profiles_list_kv_formats_at_all():

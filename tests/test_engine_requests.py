@@ -5,33 +5,22 @@ given; plans search only what the engine runs; the engine's runtime context is m
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
-from fastapi.testclient import TestClient
 
 import planner
-from api.main import create_app
-from api.settings import Settings
 from hwmodels import load_device
-from planner.cli import main
 from planner.engines import EngineSupportError, support
 from hwmodels.errors import UnknownIdError
 from planner.errors import TierwiseError
 from planner.request.estimate import EstimateRequest, resolve_inference
-
-
-def run(capsys, *args):
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.frontdoors import app_client, run
 
 
 @pytest.fixture
-def client(tmp_path: Path):
-    with TestClient(create_app(Settings(database_url=f"sqlite:///{tmp_path / 'tw.db'}")),
-                    raise_server_exceptions=True) as c:
+def client(tmp_path):
+    with app_client(tmp_path) as c:
         yield c
 
 

@@ -10,16 +10,10 @@ import shlex
 
 import pytest
 
-from planner.cli import main
 from planner.export.core import plan_view
 from planner.export.rules import replan_hint
 from planner.plan import load_plan
-
-
-def run(capsys, *args):
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.frontdoors import run
 
 
 # H100: vLLM runs fp8 weights with bf16 compute too, which Megatron-Core does not train in, so
