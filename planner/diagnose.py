@@ -516,12 +516,6 @@ def _device_changes(planner, req, dl, bounds, max_solves: int, max_mult: int) ->
     return [], tried
 
 
-def _engine_context_bytes(req) -> float:
-    """Device memory the request's serving engine keeps outside the model (0 without an engine)."""
-    eng = getattr(req, "engine", None)
-    return float(eng.runtime.context_bytes) if eng is not None else 0.0
-
-
 def _message(planner, req, dl, budget, min_mem, min_plan, memory_binds, min_ttft, min_tpot, binding,
              changes, tried: int) -> str:
     device = planner.device
@@ -536,7 +530,9 @@ def _message(planner, req, dl, budget, min_mem, min_plan, memory_binds, min_ttft
             if min_plan is not None else ""
         if memory_binds:
             lines.append(f"nothing fits: needs at least {_gb(min_mem)} per device on {where}{smallest}")
-            reserved = _engine_context_bytes(req)
+            from planner.search_formulation import engine_options
+
+            reserved = engine_options(req).reserved_bytes  # the engine's runtime context, as the plan priced it
             if reserved > 0:
                 left = budget - reserved
                 lines.append(f"of which {_gb(reserved)} is {req.engine.engine}'s runtime context (CUDA context, "

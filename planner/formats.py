@@ -32,6 +32,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -686,3 +687,22 @@ def resolve_numerics(weights: str, sparsity: str = "dense", activations: str = "
     if not a.is_activation:
         raise NumericsError(f"'activations' {a.name!r} is not an activation format", "activations")
     return w, sp, a
+
+
+def with_substitutes(wanted: Sequence[str], kept: Sequence[str], runs: Sequence[str]) -> list[str]:
+    """``kept`` plus, for every format of ``wanted`` with no format of its kind and width in the
+    result, the first of ``runs`` of that kind and width: an engine's own format in place of a
+    default it lacks (per-channel int8 → llama.cpp's Q8_0, int8-g32)."""
+
+    def width(name: str) -> tuple[str, int]:
+        f = get_format(name)
+        return f.kind, f.element_bits
+
+    out = list(kept)
+    for n in wanted:
+        if n in out or any(width(o) == width(n) for o in out):
+            continue
+        alt = [r for r in runs if width(r) == width(n)]
+        if alt:
+            out.append(alt[0])
+    return out

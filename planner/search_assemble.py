@@ -101,10 +101,10 @@ class AssemblyMixin:
         layout = f.layout
         serving = req.serving
         default = Choice(weights="bf16", activations=f.base, kv=f.kv, sparsity="dense")
+        opts = engine_options(req)
         est = estimate_inference(self.arch, self.device, layout, serving, default,
                                  overrides={k: c.to_choice(f.kv) for k, c in choices.items()},
-                                 options=replace(engine_options(req), allow_offload=req.allow_offload,
-                                                 placement=placement))
+                                 options=replace(opts, allow_offload=req.allow_offload, placement=placement))
         group_sens = {gi: float(f.classes[ci].alpha[f.classes[ci].members.index(gi)] * f.classes[ci].sigma[oi])
                       for gi, (ci, oi, _) in assign.items()}
         sens_total = sum(group_sens.values()) + f.kv_sens
@@ -145,7 +145,7 @@ class AssemblyMixin:
             usd_per_million_tokens=usd if usd is not None and math.isfinite(usd) else None,
             decode_bound=est.decode.bound if est.decode is not None else "",
             per_layer=per_layer, notes=tuple(notes),
-            runtime_context_bytes=float(engine_options(req).reserved_bytes),
+            runtime_context_bytes=float(opts.reserved_bytes),
         )
         primary = objective_value(req.objective, predicted, req, refs)
         stats = SolverStats(backend=sol.backend, status=sol.status, objective=primary, gap=sol.gap,

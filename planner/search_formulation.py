@@ -13,6 +13,7 @@ See :mod:`planner.search` for the rows and objectives.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -58,10 +59,13 @@ def engine_options(req: PlanProblem) -> RuntimeSettings:
     priced with — the same settings ``tierwise estimate --engine`` uses, so the ILP's
     coefficients, its baseline and the assembled plan's estimate agree with an estimate of the
     plan's configuration. No engine: the cost model's defaults."""
-    eng = req.engine
-    if eng is None:
-        return RuntimeSettings()
-    return RuntimeSettings(runtime=eng.runtime.default_runtime, **engine_settings(eng.runtime))
+    return RuntimeSettings() if req.engine is None else _runtime_options(req.engine.runtime)
+
+
+@functools.lru_cache(maxsize=64)
+def _runtime_options(runtime) -> RuntimeSettings:
+    """One engine runtime block's settings, built once (the planner asks per option and candidate)."""
+    return RuntimeSettings(runtime=runtime.default_runtime, **engine_settings(runtime))
 
 
 @dataclass(slots=True)
@@ -395,9 +399,10 @@ class FormulationMixin:
         all_opts = sorted({o for opts_ in options for o in opts_}, key=lambda o: o.key)
         costs: dict[Option, dict] = {}
         notes: list[str] = []
+        opts = engine_options(req)
         for o in all_opts:
             try:
-                costs[o] = self._type_costs(layout, serving, o, kv, engine_options(req))
+                costs[o] = self._type_costs(layout, serving, o, kv, opts)
             except EstimateError as exc:
                 notes.append(f"option {o.key} dropped: {exc.message}")
         scores = self._scores(groups, options)

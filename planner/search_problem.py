@@ -11,7 +11,7 @@ from typing import Any
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
 from planner.costmodel import EstimateError, Layout, Serving, check_layout
-from planner.formats import get_format
+from planner.formats import get_format, with_substitutes
 from planner.options import parse_low_ranks
 from planner.plan import OBJECTIVES, Plan, Predicted
 
@@ -250,17 +250,10 @@ def kv_candidates(arch: ArchSpec, device: DeviceSpec, req: PlanProblem, base: st
         if device.supports(k) != "unsupported" and get_format(k).name not in out:
             out.append(get_format(k).name)
     if req.engine is not None and req.engine.kv:  # only the KV formats the engine runs
-        kept = [k for k in out if k in req.engine.kv]
         # A default the engine lacks is replaced by the engine's own KV format of that kind and width
         # (8-bit → llama.cpp's q8_0, int8-g32; 4-bit → q4_0, int4-g32) when none of that width is left,
         # as the weight formats are (planner.request.plan._engine_formats).
-        for k in out:
-            f = get_format(k)
-            if k in kept or any((get_format(o).kind, get_format(o).element_bits) == (f.kind, f.element_bits) for o in kept):
-                continue
-            alt = [e for e in req.engine.kv if device.supports(e) != "unsupported"
-                   and (get_format(e).kind, get_format(e).element_bits) == (f.kind, f.element_bits)]
-            if alt:
-                kept.append(alt[0])
+        kept = with_substitutes(out, [k for k in out if k in req.engine.kv],
+                                [e for e in req.engine.kv if device.supports(e) != "unsupported"])
         out = kept or [base]
     return out

@@ -236,7 +236,7 @@ def _engine_formats(sup: Any, dev: Any, formats: tuple[str, ...] | None,
     """The weight formats to search (given ones checked against the engine; by default the
     planner's default candidates that the engine runs on ``dev``) and the compute format
     (the device's 16-bit one unless the engine does not run it)."""
-    from planner.formats import get_format
+    from planner.formats import get_format, with_substitutes
     from planner.options import DEFAULT_WEIGHT_FORMATS, MIN_DEFAULT_BITS, base_activation_format
 
     if act is None:
@@ -259,14 +259,8 @@ def _engine_formats(sup: Any, dev: Any, formats: tuple[str, ...] | None,
     out = [n for n in wanted if n in sup.weights and n not in sup.exclusive]
     # A default the engine lacks is replaced by the engine's own format of that kind and width
     # (per-channel int8 → llama.cpp's Q8_0, int8-g32) when no default of that width is left.
-    for n in wanted:
-        f = get_format(n)
-        if n in out or any((get_format(o).kind, get_format(o).element_bits) == (f.kind, f.element_bits) for o in out):
-            continue
-        alt = [w for w in sup.weights if w not in sup.exclusive and dev.supports(w) != "unsupported"
-               and (get_format(w).kind, get_format(w).element_bits) == (f.kind, f.element_bits)]
-        if alt:
-            out.append(alt[0])
+    out = with_substitutes(wanted, out, [w for w in sup.weights
+                                         if w not in sup.exclusive and dev.supports(w) != "unsupported"])
     if not out:
         out = [w for w in sup.weights if dev.supports(w) != "unsupported"] or list(sup.weights[:1])
     return tuple(out), act
