@@ -153,24 +153,24 @@ def _pin_value(key: str, x: Any) -> str:
     return x.strip()
 
 
+def _rank(r: Any) -> int:
+    """One absolute rank (an integer >= 1, or its text)."""
+    if isinstance(r, str):
+        if not r.strip().isdigit():
+            raise TierwiseError(f"{{@low_rank}} takes ranks as integers >= 1 separated by commas, e.g. 256,512; "
+                                f"got {r!r}", field="low_rank", code="invalid_field")
+        r = int(r)
+    if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= 1 << 24:
+        raise TierwiseError(f"{{@low_rank}}: a low rank must be an integer >= 1; got {describe_value(r)}",
+                            field="low_rank", code="invalid_field")
+    return r
+
+
 def _ranks(v: Any) -> tuple[int, ...]:
     """Absolute ranks (integers >= 1), sorted; a rank given twice is an error, as a repeated item of
     every list field is."""
-    out = set()
-    for r in check_list("low_rank", [v] if isinstance(v, int) else v, max_len=16):
-        if isinstance(r, str):
-            if not r.strip().isdigit():
-                raise TierwiseError(f"{{@low_rank}} takes ranks as integers >= 1 separated by commas, e.g. 256,512; "
-                                    f"got {r!r}", field="low_rank", code="invalid_field")
-            r = int(r)
-        if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= 1 << 24:
-            raise TierwiseError(f"{{@low_rank}}: a low rank must be an integer >= 1; got {describe_value(r)}",
-                                field="low_rank", code="invalid_field")
-        if r in out:
-            raise TierwiseError(f"{{@low_rank}} lists {r} more than once; give each once", field="low_rank",
-                                code="invalid_field", details={"repeated": str(r)})
-        out.add(r)
-    return tuple(sorted(out))
+    items = check_list("low_rank", [v] if isinstance(v, int) else v, max_len=16, unique=_rank)
+    return tuple(sorted(_rank(r) for r in items))
 
 
 def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
