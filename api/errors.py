@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hwmodels.errors import TierwiseError, close_ids
+from planner.request.fields import EXPECTED_BY_ERROR
 
 log = logging.getLogger("tierwise.api")
 
@@ -122,8 +123,10 @@ def _describe(err: dict, suggestions: list[str] = ()) -> str:
     shown = repr(got)
     if len(shown) > 80:
         shown = shown[:77] + "..."
-    plain = _PLAIN.get(err.get("type", ""))
-    if plain is not None:
+    kind = err.get("type", "")
+    expected = EXPECTED_BY_ERROR.get(kind)
+    if expected is not None:
+        plain = f"expects {expected}{_REST_EXAMPLES.get(kind, '')}"
         return (f"field '{field}' {plain}; got {shown}" if field else f"{plain}; got {shown}") + hint
     msg = re.sub(r"^Input should be ", "must be ", msg)  # pydantic's wording, said of the field
     text = f"field '{field}' {msg}; got {shown}" if field and msg.startswith("must ") else (
@@ -131,18 +134,11 @@ def _describe(err: dict, suggestions: list[str] = ()) -> str:
     return text + hint
 
 
-# What a field of the wrong JSON type expects, in plain words (pydantic error types).
-_PLAIN = {
-    "float_parsing": "expects a number (e.g. 512, 0.5 or 2e12)",
-    "float_type": "expects a number (e.g. 512, 0.5 or 2e12)",
-    "int_parsing": "expects a whole number (e.g. 8)",
-    "int_type": "expects a whole number (e.g. 8)",
-    "int_from_float": "expects a whole number (e.g. 8), not a fraction",
-    "bool_parsing": "expects true or false",
-    "bool_type": "expects true or false",
-    "string_type": "expects a string",
-    "list_type": "expects a list (e.g. [\"bf16\", \"int8\"])",
-    "dict_type": "expects an object ({...})",
+# Examples after the plain words of planner.request.fields.EXPECTED_BY_ERROR, in JSON.
+_REST_EXAMPLES = {
+    "float_parsing": " (e.g. 512, 0.5 or 2e12)", "float_type": " (e.g. 512, 0.5 or 2e12)",
+    "int_parsing": " (e.g. 8)", "int_type": " (e.g. 8)", "int_from_float": " (e.g. 8), not a fraction",
+    "list_type": ' (e.g. ["bf16", "int8"])', "dict_type": " ({...})",
 }
 
 

@@ -222,11 +222,13 @@ def _plain_value_error(exc: BaseException, param) -> str | None:  # noqa: ANN001
     kind, got, ctx = err.get("type", ""), err.get("input"), err.get("ctx") or {}
     example = re.search(r"e\.g\. ([^\s,;()]+)", getattr(param, "help", None) or "")
     shown = f"got {got!r}"
-    if kind in ("float_parsing", "float_type", "finite_number"):
-        return f"{opts[0]} expects a number such as {example.group(1) if example else '8, 0.5 or 2e12'}; {shown}"
-    if kind in ("int_parsing", "int_type", "int_from_float", "int_parsing_size"):
-        return f"{opts[0]} expects a whole number such as {example.group(1) if example else '8'}; {shown}"
-    if kind == "bool_parsing":
+    from planner.request.fields import EXPECTED_BY_ERROR
+
+    expected = EXPECTED_BY_ERROR.get(kind)
+    if expected in ("a number", "a whole number"):
+        default = "8, 0.5 or 2e12" if expected == "a number" else "8"
+        return f"{opts[0]} expects {expected} such as {example.group(1) if example else default}; {shown}"
+    if expected == "true or false":
         return f"{opts[0]} expects true or false; {shown}"
     if kind in _BOUNDS and _BOUNDS[kind][1] in ctx:
         word, key = _BOUNDS[kind]

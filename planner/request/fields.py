@@ -361,3 +361,15 @@ def check_layout_fields(arch: Any, device: Any, v: Mapping[str, Any], *, trainin
     layout = Layout(tp=v["tp"], pp=v["pp"], dp=v["dp"], ep=v["ep"], cp=v["cp"])
     check_layout_on(arch, device, layout, devices, training=training)
     return layout
+
+
+# What a value of the wrong type was expected to be, in plain words, by pydantic's error type (typer
+# checks the command line's typed options with pydantic, FastAPI the REST bodies): each front end
+# words the message in its own syntax around it (`--tokens` / 'tokens').
+EXPECTED_BY_ERROR = {
+    "float_parsing": "a number", "float_type": "a number", "finite_number": "a number",
+    "int_parsing": "a whole number", "int_type": "a whole number", "int_from_float": "a whole number",
+    "int_parsing_size": "a whole number",
+    "bool_parsing": "true or false", "bool_type": "true or false",
+    "string_type": "a string", "list_type": "a list", "dict_type": "an object",
+}
