@@ -328,17 +328,27 @@ def load_rows(path: Path = DEFAULT_CSV) -> list[dict]:
     return list(csv.DictReader(path.open()))
 
 
-def evaluate(rows: list[dict], cv: bool) -> dict:
-    """In-sample results at the shipped constants and, with ``cv``, leave-one-source-out results."""
-    from published_report import combo_dict, loso, prediction_grid
+def evaluate(rows: list[dict], cv: bool, fixed: dict[str, float] | None = None) -> dict:
+    """In-sample results at the shipped constants and, with ``cv``, leave-one-source-out results,
+    over the reported rows. Rows of the declared fit split (``split`` = ``fit``) only fit the
+    constants declared ``split`` in benchmarks/fitted.py (unless ``fixed`` sets them); their own
+    results are returned apart (``fit_split``) and no reported figure includes them."""
+    from fitted import settings
+    from published_report import combo_dict, fit_split, is_fit_row, loso, prediction_grid
 
-    results = {r["id"]: predict_row(r) for r in rows}
-    out: dict = {"results": results, "held": None, "chosen": None}
-    if cv:
-        grid = prediction_grid(rows, predict_row)
-        held, chosen = loso(rows, grid)
-        out["held"] = held
-        out["chosen"] = {src: combo_dict(c) for src, c in chosen.items()}
+    fixed = fixed or {}
+    split_values = fit_split(rows, predict_row, fixed=fixed)
+    reported = [r for r in rows if not is_fit_row(r)]
+    with settings(split_values):
+        results = {r["id"]: predict_row(r) for r in reported}
+        fit_results = {r["id"]: predict_row(r) for r in rows if is_fit_row(r)}
+        out: dict = {"results": results, "held": None, "chosen": None,
+                     "fit_split": {"constants": split_values, "results": fit_results}}
+        if cv:
+            grid = prediction_grid(reported, predict_row)
+            held, chosen = loso(reported, grid)
+            out["held"] = held
+            out["chosen"] = {src: combo_dict(c) for src, c in chosen.items()}
     return out
 
 
@@ -381,6 +391,12 @@ def report_json(rows: list[dict], ev: dict) -> dict:
             for r in ev["results"].values()
         ],
         "in_sample": {k: v.to_dict() for k, v in summary(_errors(ev["results"])).items()},
+        "fit_split": {
+            "constants": ev["fit_split"]["constants"],
+            "rows": [{"id": r.row_id, "category": r.category, "measured": r.measured, "predicted": r.predicted,
+                      "error": r.error} for r in ev["fit_split"]["results"].values()],
+            "stats": {k: v.to_dict() for k, v in summary(_errors(ev["fit_split"]["results"])).items()},
+        },
     }
     if held is not None:
         out["loso"] = {k: v.to_dict() for k, v in summary(_errors(held)).items()}
@@ -415,6 +431,13 @@ def print_report(rows: list[dict], ev: dict) -> None:
         for cat, st in stats.items():
             worst = ", ".join(f"{i} {100 * e:+.0f}%" for i, e in st.worst)
             print(f"worst {label:9} {cat:16}: {worst}")
+    fit = ev["fit_split"]
+    if fit["results"]:
+        vals = " ".join(f"{k}={v:g}" for k, v in fit["constants"].items()) or "nothing (its constants set by --set)"
+        print(f"\nfit split ({len(fit['results'])} rows, not in any figure above) fits {vals}; its rows:")
+        for cat, st in summary(_errors(fit["results"])).items():
+            print(f"  {cat:16} {st.rows:4d} rows  median {100 * st.median_abs:.1f}%  p90 {100 * st.p90_abs:.1f}%"
+                  f"  signed {100 * st.signed_median:+.1f}%")
     if ev["chosen"]:
         print("\nfitted constants chosen without each source (LOSO):")
         for src, vals in ev["chosen"].items():
@@ -430,7 +453,9 @@ def write_baseline(path: Path, rows: list[dict], ev: dict) -> None:
     data = report_json(rows, ev)
     slim = {
         "constants": data["constants"],
-        "errors": {r["id"]: r["error"] for r in data["rows"]},
+        # reported rows and the fit split's: a change that moves a fit row is a regression too
+        "errors": {**{r["id"]: r["error"] for r in data["rows"]}, **{r["id"]: r["error"] for r in data["fit_split"]["rows"]}},
+        "fit_split": data["fit_split"]["constants"],
         "in_sample": data["in_sample"],
         "loso": data.get("loso"),
     }
@@ -461,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         keep = set(args.rows.split(","))
         rows = [r for r in rows if r["id"] in keep]
     with settings(values):
-        ev = evaluate(rows, cv=args.cv == "loso" or args.write_baseline is not None)
+        ev = evaluate(rows, cv=args.cv == "loso" or args.write_baseline is not None, fixed=values)
         if args.write_baseline is not None:
             write_baseline(args.write_baseline, rows, ev)
         if args.json:

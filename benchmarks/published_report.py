@@ -9,6 +9,9 @@
 * :func:`loso` — for each source, the fitted constants are chosen by grid search minimising
   the median |error| over all *other* sources' rows; the held-out source's rows are predicted
   with those values. Rows are grouped by :func:`source_key` (document, not commit or table).
+* :func:`fit_split` — the constants declared ``split`` in ``benchmarks/fitted.py`` are chosen the
+  same way (median |error|) over the rows of the declared fit split (``split`` column ``fit``),
+  which no reported figure includes.
 """
 
 from __future__ import annotations
@@ -19,9 +22,33 @@ import statistics
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from fitted import REGISTRY, current, settings
+from fitted import LOSO_REGISTRY as REGISTRY
+from fitted import SPLIT_REGISTRY, current, settings
 
-Combo = tuple[float, ...]  # one value per REGISTRY entry, in order
+Combo = tuple[float, ...]  # one value per leave-one-source-out constant (fitted.LOSO_REGISTRY), in order
+
+
+def is_fit_row(row: dict) -> bool:
+    """Whether a row belongs to the declared fit split (fits constants; never reported)."""
+    return (row.get("split") or "").strip().lower() == "fit"
+
+
+def fit_split(rows: list[dict], predict: Callable[[dict], object], fixed: Iterable[str] = ()) -> dict[str, float]:
+    """Value of each fit-split constant (other than ``fixed`` ones): the grid value minimising the
+    median |error| over the fit-split rows its value moves; the current value when no such row is
+    given (e.g. ``--rows`` without them)."""
+    fit_rows = [r for r in rows if is_fit_row(r)]
+    out: dict[str, float] = {}
+    for f in SPLIT_REGISTRY:
+        if f.name in fixed:
+            continue
+        per = {}
+        for value in f.grid:
+            with settings({f.name: value}):
+                per[value] = {r["id"]: predict(r) for r in fit_rows}
+        moved = [i for i in (r["id"] for r in fit_rows) if len({getattr(per[v][i], "predicted", None) for v in f.grid}) > 1]
+        out[f.name] = min(f.grid, key=lambda v: _median_abs(per[v][i] for i in moved)) if moved else f.get()
+    return out
 
 
 def source_key(source: str) -> str:

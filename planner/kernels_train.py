@@ -67,10 +67,13 @@ ATTENTION_KERNEL_TABLE: dict[str, AttentionKernel] = {
 # PyTorch SDPA's flash backend is FlashAttention-2 (torch.nn.functional.scaled_dot_product_attention docs,
 # https://docs.pytorch.org/docs/stable/generated/torch.nn.functional.scaled_dot_product_attention.html);
 # Megatron-Core runs Transformer Engine's cuDNN fused attention, FA3-class on Hopper
-# (https://docs.nvidia.com/deeplearning/transformer-engine/user-guide/api/pytorch.html#transformer_engine.pytorch.DotProductAttention).
+# (https://docs.nvidia.com/deeplearning/transformer-engine/user-guide/api/pytorch.html#transformer_engine.pytorch.DotProductAttention);
+# llm-foundry's MPT yamls set ``attn_impl: triton``, FlashAttention in Triton (scripts/train/yamls/pretrain
+# at commit 061f2c7, https://github.com/mosaicml/llm-foundry).
 ENGINE_ATTENTION = {
     None: {"*": "flash2"},
     "fsdp": {"*": "flash2"},
+    "llm-foundry": {"*": "flash-triton"},
     "megatron-core": {"hopper": "flash3", "*": "flash2"},
 }
 FUSED_KERNELS = tuple(ATTENTION_KERNEL_TABLE)

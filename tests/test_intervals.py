@@ -57,10 +57,9 @@ def test_shipped_table_equals_the_live_computation(live):
 def test_out_of_sample_coverage_is_calibrated(live):
     c = live["coverage"]
     assert c["rows"] >= 100, c
-    # Target 75-85%. Since the whole llm-foundry table is in (191 training rows, 71.4% covered overall): held out,
-    # its rows are judged by the bands of the other training sources, which the model fits without its
-    # +15% bias, so 60% of them fall outside. The lower bound guards that measured level, not the target.
-    assert 0.70 <= c["fraction"] <= 0.85, (
+    # Target 75-85%, measured 82.2% over 286 rows (the llm-foundry rows outside the fit split priced with its
+    # fitted time per micro-batch; 71.4% without it, when the +15% bias of those rows put 60% of them outside).
+    assert 0.75 <= c["fraction"] <= 0.85, (
         f"p10-p90 intervals contain {100 * c['fraction']:.1f}% of the measured values out of sample (target 75-85%)")
 
 

@@ -63,10 +63,14 @@ def in_sample(pub, rows):
 # to the benchmark's own model, llm-foundry-mpt-*, instead of the released checkpoints): training
 # 14.7 / 35.3 / +14.7 against 5.7 / 18.7 / +3.6 on the 30-row subset (7B and 30B only) used before. The
 # model over-predicts small models (125M-1B: +9% to +50%) and runs without activation checkpointing.
+# With llm-foundry's time per micro-batch fitted on the declared fit split (the benchmark's A100-40GB section,
+# 78 rows, no longer reported) and priced for the engine's rows: training over the 125 reported rows
+# 5.2 / 13.9 / +4.3 (the same rows without it: 13.8 / 34.6 / +13.8); these llm-foundry rows share their
+# document with the fit split, so for them it is a held-out-hardware figure, not leave-one-source-out.
 # These limits guard the measured levels; they are not the acceptance targets (docs/costmodel.md).
 LOSO_LIMITS = {  # category: (median, p90, |signed median|) as fractions
     "inference": (0.14, 0.43, 0.09),
-    "training": (0.17, 0.38, 0.17),
+    "training": (0.08, 0.17, 0.07),
     "memory": (0.30, 0.41, 0.30),
     "finetune-memory": (0.09, 0.10, 0.09),
 }
@@ -122,7 +126,7 @@ def test_row_kinds_name_category_hardware_class_and_engine(pub, rows):
     assert kinds["T12"] == "training/tpu/-"
     assert kinds["M04"] == "finetune-memory/gpu/-"
     assert kinds["I180"] == "inference/phone/executorch"
-    assert kinds["T100"] == "training/gpu/fsdp"
+    assert kinds["T100"] == "training/gpu/llm-foundry"
 
 
 def test_every_row_has_a_public_source_and_a_known_engine(rows):
@@ -192,7 +196,7 @@ def test_loso_fit_picks_the_minimum_without_the_held_out_source(report):
     held, chosen = report.loso(rows, grid)
     assert chosen["srca x"] == combos[-1] and held["a"].error == 0.5  # fitted on B only
     assert chosen["srcb y"] == combos[0] and held["b"].error == 0.5
-    assert len(combos) == len(list(__import__("itertools").product(*(f.grid for f in fitted.REGISTRY))))
+    assert len(combos) == len(list(__import__("itertools").product(*(f.grid for f in fitted.LOSO_REGISTRY))))
 
 
 def test_loso_fit_ignores_rows_no_constant_moves(report):
@@ -209,3 +213,45 @@ def test_loso_fit_ignores_rows_no_constant_moves(report):
     assert report.fit(grid, ["a", "x", "y", "z"]) == combos[-1]
     # With no row depending on the constants the choice falls back to all rows (the first on ties).
     assert report.fit({i: grid[i] for i in "xyz"}, ["x", "y", "z"]) == combos[0]
+
+
+def test_the_fit_split_is_declared_in_the_table_and_never_reported(rows, published_evaluation):
+    """Rows of the declared fit split (``split`` = ``fit``) fit the split constants and appear in no
+    reported figure: neither the in-sample results nor the leave-one-source-out ones."""
+    _, ev = published_evaluation
+    assert {r["split"] for r in rows} <= {"", "fit"}, "split is empty (reported) or 'fit'"
+    fit_ids = {r["id"] for r in rows if r["split"] == "fit"}
+    assert fit_ids, "the table declares a fit split"
+    assert not fit_ids & set(ev["results"]) and not fit_ids & set(ev["held"])
+    assert set(ev["fit_split"]["results"]) == fit_ids
+    assert len(rows) - len(fit_ids) >= 150, "at least 150 reported rows"
+
+
+def test_shipped_split_constants_are_the_values_the_fit_split_picks(published_evaluation):
+    _, ev = published_evaluation
+    fitted = _load("fitted")
+    assert fitted.SPLIT_REGISTRY, "a constant fitted on the split"
+    shipped = {f.name: f.get() for f in fitted.SPLIT_REGISTRY}
+    assert ev["fit_split"]["constants"] == shipped, "rerun the fit: python benchmarks/published.py shows the value"
+
+
+def test_a_split_constant_is_fitted_on_the_fit_rows_alone(report):
+    """A fit-split constant takes the grid value best for the fit rows, whatever the reported rows
+    would prefer, and keeps its current value when no fit row is given."""
+    fitted = _load("fitted")
+    f = fitted.SPLIT_REGISTRY[0]
+    lo, hi = f.grid[0], f.grid[-1]
+
+    class R:
+        def __init__(self, predicted, measured):
+            self.predicted, self.error = predicted, (predicted - measured) / measured
+
+    def predict(row):  # the fit row is right at the grid's top, the reported row at its bottom
+        v = f.get()
+        return R(1.0 + v, 1.0 + (hi if row["split"] == "fit" else lo))
+
+    rows = [{"id": "f1", "split": "fit"}, {"id": "r1", "split": ""}, {"id": "r2", "split": ""}]
+    assert report.fit_split(rows, predict) == {f.name: hi}
+    assert report.fit_split([r for r in rows if r["split"] != "fit"], predict) == {f.name: f.get()}
+    assert report.fit_split(rows, predict, fixed=[f.name]) == {}
+    assert report.is_fit_row({"split": " FIT "}) and not report.is_fit_row({"split": ""}) and not report.is_fit_row({})

@@ -368,3 +368,41 @@ def test_context_parallel_splits_the_sequence():
     with pytest.raises(EstimateError) as e:
         TrainingConfig(global_batch=8, seq=1000, cp=3)
     assert e.value.field == "cp"
+
+
+def test_llm_foundry_pays_its_fitted_time_per_micro_batch_and_fsdp_none():
+    """The llm-foundry engine adds MICROBATCH_OVERHEAD_S per micro-batch (framework_s) to the step, runs
+    FlashAttention in Triton by default, and changes nothing else; fsdp (FSDP2) and no engine pay none."""
+    import planner.training as T
+    from planner.kernels_train import attention_kernel
+
+    arch = load_arch("llm-foundry-mpt-1b")
+    base = dict(global_batch=64, micro_batch=4, seq=2048, dp=8, zero=3, weights="bf16", activations="bf16")
+    lf = estimate_training(arch, H100, TrainingConfig(**base, engine="llm-foundry", attention="flash-triton"))
+    plain = estimate_training(arch, H100, TrainingConfig(**base, engine="fsdp", attention="flash-triton"))
+    none = estimate_training(arch, H100, TrainingConfig(**base, attention="flash-triton"))
+    per_mb = T.MICROBATCH_OVERHEAD_S["llm-foundry"]
+    assert lf.microbatches == 2 and per_mb > 0
+    assert lf.framework_s == pytest.approx(2 * per_mb)
+    assert plain.framework_s == none.framework_s == 0.0
+    assert lf.step_time_s == pytest.approx(plain.step_time_s + 2 * per_mb)
+    assert lf.to_dict()["framework_s"] == lf.framework_s
+    assert attention_kernel("llm-foundry", H100, "fused").name == "flash-triton"
+    with pytest.MonkeyPatch.context() as mp:  # the fitted value is read at call time (benchmarks/fitted.py sets it)
+        mp.setitem(T.MICROBATCH_OVERHEAD_S, "llm-foundry", 0.0)
+        assert estimate_training(arch, H100, TrainingConfig(**base, engine="llm-foundry", attention="flash-triton")).step_time_s \
+            == pytest.approx(plain.step_time_s)
+
+
+def test_llm_foundry_through_the_front_doors(capsys):
+    """`--engine llm-foundry` on the command line shows the framework time; tp, which it does not run, is refused."""
+    from frontdoors import run
+
+    code, out, err = run(capsys, "estimate", "--model", "llm-foundry-mpt-125m", "--hardware", "a100-80gb-sxm", "--mode", "training",
+                         "--engine", "llm-foundry", "--dp", "8", "--seq", "2048", "--global-batch", "256",
+                         "--micro-batch", "16", "--zero", "3")
+    assert code == 0, err
+    assert "framework" in out and "llm-foundry" in out
+    code, out, err = run(capsys, "estimate", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--mode", "training",
+                         "--engine", "llm-foundry", "--tp", "2", "--dp", "4", "--seq", "2048")
+    assert code == 2 and "--tp" in err and "dp" in err, err

@@ -203,7 +203,7 @@ def _print_training(est) -> None:
     t.add_row("tokens/s per device", f"{d['tokens_per_s_per_device']:,.0f}")
     t.add_row("model FLOP/s per device", human_num(d["model_flops_per_s_per_device"]))
     t.add_row("MFU / HFU", f"{d['mfu'] * 100:.1f}% / {d['hfu'] * 100:.1f}%" + _band(u, "mfu", lambda x: f"{100 * x:.1f}%"))
-    for k in ("compute_s", "tp_comm_s", "cp_comm_s", "pp_comm_s", "pp_bubble_s", "dp_exposed_s", "ep_comm_s", "optimizer_s"):
+    for k in ("compute_s", "tp_comm_s", "cp_comm_s", "pp_comm_s", "pp_bubble_s", "dp_exposed_s", "ep_comm_s", "optimizer_s", "framework_s"):
         if d.get(k):
             t.add_row(f"  {k.removesuffix('_s').replace('_', ' ')}", human_time(d[k]))
     mem = d["memory"]
