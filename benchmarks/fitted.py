@@ -7,6 +7,11 @@ engine profiles, formulas with a citation) or listed here, with the grid of cand
 :func:`settings` (a context manager that patches the module attribute the planner reads at call
 time and restores it afterwards) or from the command line with ``--set NAME=VALUE``.
 
+Most constants are refitted within each leave-one-source-out fold. A constant that only one source's
+rows inform (``split=True``: one engine's) is instead fitted on the table's declared fit split, the
+rows whose ``split`` column says ``fit``, which no reported figure includes; the shipped value is the
+one the fit split picks (``tests/test_published.py`` checks it).
+
 Constants that look tunable but are sourced, and therefore not fitted here:
 
 * ``planner.collectives.LINK_EFFICIENCY`` (0.8): NCCL ring bus bandwidth over NVLink line rate

@@ -5,7 +5,8 @@
     python benchmarks/intervals.py --check    # exit 1 when the shipped table is stale
     python benchmarks/intervals.py --json     # machine-readable
 
-Every row of ``benchmarks/data/published.csv`` is predicted with the fitted constants chosen
+Every reported row of ``benchmarks/data/published.csv`` (the declared fit split, ``split`` =
+``fit``, only fits constants and is left out) is predicted with the fitted constants chosen
 without its source (leave-one-source-out, ``benchmarks/published.py --cv loso``); its
 residual becomes a speed factor (measured / predicted speed; bytes for memory rows) filed
 under its kind: category (prefill, decode, throughput, training, memory) × hardware class ×

@@ -11,6 +11,9 @@ express say why. The translation reads only what the row states (its dtype, engi
 hardware text); there are no per-row constants: the same general mechanisms (size-dependent
 efficiency, per-operator overhead of graph vs eager runtimes, tier streaming) serve all rows.
 
+Rows whose ``split`` column says ``fit`` are the declared fit split: they fit the constants
+``benchmarks/fitted.py`` declares ``split`` and are printed apart, in no reported figure.
+
 Categories: ``inference`` and ``memory`` are predicted here; ``training`` rows (and the
 fine-tuning memory rows) come from ``benchmarks/published_training.py`` when present.
 """
