@@ -158,7 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.csv.exists():
         print(f"published table not found: {args.csv}", file=sys.stderr)
         return 2
-    table = live_table(args.csv)
+    try:
+        table = live_table(args.csv)
+    except ValueError as exc:  # a row the table cannot hold (e.g. an unknown split)
+        print(exc, file=sys.stderr)
+        return 2
     if args.write:
         U.TABLE_PATH.write_text(dumps(table))
         print(f"wrote {U.TABLE_PATH}", file=sys.stderr)

@@ -327,8 +327,18 @@ def predict_row(row: dict) -> Result:
     return Result(row["id"], cat, model, hw, row["metric"], row["unit"], measured, pred, reason)
 
 
+SPLITS = ("", "fit")  # the ``split`` column: empty (a reported row) or ``fit`` (the declared fit split)
+
+
 def load_rows(path: Path = DEFAULT_CSV) -> list[dict]:
-    return list(csv.DictReader(path.open()))
+    """The table's rows; ValueError naming the row when its ``split`` is neither empty nor ``fit``
+    (a misspelt split would silently report a fit row, or fit on a reported one)."""
+    rows = list(csv.DictReader(path.open()))
+    for r in rows:
+        split = (r.get("split") or "").strip().lower()
+        if split not in SPLITS:
+            raise ValueError(f"{path.name} row {r.get('id')!r}: split must be empty (reported) or 'fit'; got {r['split']!r}")
+    return rows
 
 
 def evaluate(rows: list[dict], cv: bool, fixed: dict[str, float] | None = None) -> dict:
@@ -484,7 +494,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
-    rows = load_rows(args.csv)
+    try:
+        rows = load_rows(args.csv)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if args.rows:
         keep = set(args.rows.split(","))
         rows = [r for r in rows if r["id"] in keep]

@@ -255,3 +255,19 @@ def test_a_split_constant_is_fitted_on_the_fit_rows_alone(report):
     assert report.fit_split([r for r in rows if r["split"] != "fit"], predict) == {f.name: f.get()}
     assert report.fit_split(rows, predict, fixed=[f.name]) == {}
     assert report.is_fit_row({"split": " FIT "}) and not report.is_fit_row({"split": ""}) and not report.is_fit_row({})
+
+
+def test_a_misspelt_split_is_refused_naming_the_row(pub, tmp_path, capsys):
+    """A split other than empty or 'fit' would silently report a fit row (or fit on a reported one): the
+    scripts exit 2 and name the row and the value."""
+    lines = CSV.read_text().splitlines()
+    header, first = lines[0], lines[1]
+    assert header.endswith(",split") and first.endswith(",")
+    bad = tmp_path / "published.csv"
+    bad.write_text(header + "\n" + first + "fitt\n")
+    assert pub.main(["--csv", str(bad)]) == 2
+    err = capsys.readouterr().err
+    row_id = first.split(",", 1)[0]
+    assert f"'{row_id}'" in err and "split" in err and "'fitt'" in err, err
+    assert _load("intervals").main(["--csv", str(bad)]) == 2
+    assert "'fitt'" in capsys.readouterr().err
