@@ -28,6 +28,8 @@ there are no per-row constants:
   ``param_dtype`` to the precision); the attention kernel the launcher states (``attn_impl: triton``,
   FlashAttention in Triton); eager PyTorch modules (the launcher compiles nothing by default) whose
   millisecond kernels hide the host's asynchronous launches, so no per-operator dispatch is charged.
+  The rows name the ``llm-foundry`` engine, whose time per micro-batch beyond the kernels is fitted
+  on the table's declared fit split (the A100-40GB section; ``benchmarks/fitted.py``).
 * PaLM (Chowdhery et al. 2022): 12-way tensor parallel × fully sharded data parallel
   (ZeRO-3), rematerialisation (full recompute), no dropout; MFU and HFU as reported.
 * ResNet-50 (NVIDIA DeepLearningExamples): AMP fp16, batch 256 per GPU (the launch
