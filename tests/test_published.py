@@ -62,7 +62,7 @@ def in_sample(pub, rows):
 # instead of 0.9 / 5, which moves their held-out errors to the in-sample ones.
 # At 405 rows (the whole llm-foundry benchmark table: 161 more MPT rows, 125M-70B, and every MPT row mapped
 # to the benchmark's own model, llm-foundry-mpt-*, instead of the released checkpoints): training
-# 14.7 / 35.3 / +14.7 against 5.7 / 18.7 / +3.6 on the 30-row subset (7B and 30B only) used before. The
+# 14.7 / 35.3 / +14.7 against 5.7 / 18.7 / +3.6 on the 42 training rows before (30 of them MPT-7B and 30B). The
 # model over-predicts small models (125M-1B: +9% to +50%) and runs without activation checkpointing.
 # With llm-foundry's time per micro-batch fitted on the declared fit split (the benchmark's A100-40GB section,
 # 78 rows, no longer reported) and priced for the engine's rows: training over the 125 reported rows

@@ -402,7 +402,11 @@ def test_llm_foundry_through_the_front_doors(capsys):
                          "--engine", "llm-foundry", "--dp", "8", "--seq", "2048", "--global-batch", "256",
                          "--micro-batch", "16", "--zero", "3")
     assert code == 0, err
-    assert "framework" in out and "llm-foundry" in out
+    assert "framework (" in out and "micro-batches ×" in out and "recompute" not in out and "llm-foundry" in out
+    code, out, err = run(capsys, "engines", "show", "llm-foundry")
+    assert code == 0 and "per micro-batch" in out and "not a sourced fact" in out, out
+    code, out, err = run(capsys, "engines", "show", "fsdp")
+    assert code == 0 and "per micro-batch" not in out
     code, out, err = run(capsys, "estimate", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--mode", "training",
                          "--engine", "llm-foundry", "--tp", "2", "--dp", "4", "--seq", "2048")
     assert code == 2 and "--tp" in err and "dp" in err, err

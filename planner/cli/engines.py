@@ -94,13 +94,20 @@ def engines_show(
                       f"parallel: {', '.join(sup.parallel) or 'single device'}")
         return
     runs_on = [d for d in list_devices() if spec.support(load_device(d)) is not None]
+    from planner.training import MICROBATCH_OVERHEAD_S
+
+    per_mb = MICROBATCH_OVERHEAD_S.get(spec.id, 0.0) if spec.kind == "training" else None
     if json_out:
-        emit_json({**engine_summary(spec), "hardware": runs_on, "sources": dict(spec.sources)})
+        extra = {} if per_mb is None else {"microbatch_overhead_s": per_mb}
+        emit_json({**engine_summary(spec), "hardware": runs_on, **extra, "sources": dict(spec.sources)})
         return
     console.print(f"[bold]{spec.name}[/] ({spec.id}, {spec.kind}, version {spec.version}); export with "
                   f"`tierwise export PLAN --format {spec.exporter}`")
     console.print(f"runs on: {', '.join(runs_on)}")
     console.print(f"parallel: {', '.join(spec.parallel) or 'single device'}")
+    if per_mb:
+        console.print(f"training step: {per_mb:g} s per micro-batch beyond the priced kernels ('framework' in an estimate; "
+                      "fitted on published llm-foundry rows, not a sourced fact: docs/training.md)", highlight=False)
     for key, text in spec.sources.items():
         console.print(f"  {key}: {text}", highlight=False, markup=False)
 

@@ -202,10 +202,16 @@ def _print_training(est) -> None:
     t.add_row("tokens/s", f"{d['tokens_per_s']:,.0f}" + _band(u, "tokens_per_s", _rate))
     t.add_row("tokens/s per device", f"{d['tokens_per_s_per_device']:,.0f}")
     t.add_row("model FLOP/s per device", human_num(d["model_flops_per_s_per_device"]))
-    t.add_row("MFU / HFU", f"{d['mfu'] * 100:.1f}% / {d['hfu'] * 100:.1f}%" + _band(u, "mfu", lambda x: f"{100 * x:.1f}%"))
-    for k in ("compute_s", "tp_comm_s", "cp_comm_s", "pp_comm_s", "pp_bubble_s", "dp_exposed_s", "ep_comm_s", "optimizer_s", "framework_s"):
+    t.add_row("MFU / HFU", f"{d['mfu'] * 100:.1f}%" + _band(u, "mfu", lambda x: f"{100 * x:.1f}%") + f" / {d['hfu'] * 100:.1f}%")
+    for k in ("compute_s", "recompute_s", "tp_comm_s", "cp_comm_s", "pp_comm_s", "pp_bubble_s", "dp_exposed_s", "ep_comm_s",
+              "optimizer_s", "framework_s"):
         if d.get(k):
-            t.add_row(f"  {k.removesuffix('_s').replace('_', ' ')}", human_time(d[k]))
+            label = k.removesuffix("_s").replace("_", " ")
+            if k == "optimizer_s":
+                label = "optimizer step"
+            elif k == "framework_s":  # the engine's fitted time per micro-batch beyond the kernels
+                label = f"framework ({d['microbatches']} micro-batches × {human_time(d[k] / d['microbatches'])})"
+            t.add_row(f"  {label}", human_time(d[k]))
     mem = d["memory"]
     for k in ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "per_device_bytes"):
         t.add_row(k.replace("_bytes", "").replace("_", " "), human_bytes(mem[k]))
