@@ -9,6 +9,8 @@ declares
   formats with the activation formats they run with, e.g. fp8 W8A8 or int4 W4A16), the KV
   cache formats and the sparsity patterns;
 - ``parallel``: the parallel dimensions it implements (tp, pp, dp, ep, cp);
+- ``zero`` (training engines, optional): the ZeRO stages its data-parallel sharding offers
+  (all four when absent; llm-foundry's FSDP1 offers 0, 2, 3);
 - ``runtime``: behaviour the cost model prices (graph capture, chunked prefill and its
   chunk, paged KV, continuous batching, the memory fraction the engine takes and the
   context memory it keeps outside it), overridable per target;
@@ -41,6 +43,7 @@ from hwmodels.loader import _Reader
 SCHEMA_VERSION = 1
 KINDS = ("serving", "on-device", "training")
 PARALLEL_DIMS = ("tp", "pp", "dp", "ep", "cp")
+ZERO_STAGES = (0, 1, 2, 3)  # Rajbhandari et al. 2020: none, optimizer states, + gradients, + parameters
 SPARSITY_PATTERNS = ("dense", "2:4", "unstructured")
 MATCH_KEYS = ("class", "vendor", "arch", "id")
 PROVENANCES = ("datasheet", "measured", "estimate")
@@ -137,6 +140,8 @@ class Support:
     sparsity: tuple[str, ...]
     parallel: tuple[str, ...]
     runtime: Runtime
+    #: ZeRO stages its data-parallel sharding offers (llm-foundry's FSDP1: NO_SHARD, SHARD_GRAD_OP, FULL_SHARD).
+    zero: tuple[int, ...] = ZERO_STAGES
     #: Weight formats the engine applies to a whole model at once (bitsandbytes 4-bit
     #: quantizes every Linear layer alike): a plan uses one only beside 16-bit groups.
     exclusive: tuple[str, ...] = ()
@@ -172,6 +177,8 @@ class EngineSpec:
     provenance: str = "estimate"
     #: Model families (``planner.archspec.FAMILIES``) the engine runs: vLLM runs no CNN.
     families: tuple[str, ...] = ()
+    #: ZeRO stages (0-3) its data-parallel sharding offers; every stage unless the profile lists them.
+    zero: tuple[int, ...] = ()
 
     def runs_family(self, family: str) -> bool:
         return family in self.families
@@ -193,6 +200,7 @@ class EngineSpec:
             sparsity=_unique(s for t in hits for s in t.sparsity),
             parallel=self.parallel,
             runtime=runtime,
+            zero=self.zero or ZERO_STAGES,
             exclusive=_unique(x for t in hits for x in t.exclusive),
         )
 
@@ -315,7 +323,7 @@ def _parse(data: Any, origin: str) -> EngineSpec:
 
     top = _Reader(origin, data, "")
     top.allow("schema_version", "id", "name", "kind", "version", "exporter", "default_for", "default_for_training",
-              "sources", "parallel", "runtime", "targets", "notes", "models")
+              "sources", "parallel", "runtime", "targets", "notes", "models", "zero")
     if top.integer("schema_version", minimum=1) != SCHEMA_VERSION:
         raise top.error("schema_version", str(SCHEMA_VERSION), top.data["schema_version"])
     raw_sources = top.raw("sources")
@@ -345,7 +353,19 @@ def _parse(data: Any, origin: str) -> EngineSpec:
         sources=sources,
         provenance=provenance,
         families=families,
+        zero=_zero_stages(top),
     )
+
+
+def _zero_stages(top: _Reader) -> tuple[int, ...]:
+    """``zero: [0, 2, 3]``: the ZeRO stages the engine's sharding offers (optional; all when absent)."""
+    if not top.has("zero"):
+        return ()
+    raw = top.raw("zero")
+    if (not isinstance(raw, list) or not raw or any(isinstance(z, bool) or z not in ZERO_STAGES for z in raw)
+            or len(set(raw)) != len(raw)):
+        raise top.error("zero", "a list of distinct ZeRO stages from 0, 1, 2, 3", raw)
+    return tuple(sorted(raw))
 
 
 def _families(top: _Reader, sources: Mapping[str, str]) -> tuple[str, ...]:
@@ -517,7 +537,7 @@ def _same_family(name: str, runs: Sequence[str]) -> str:
 
 def check_request(sup: Support, *, weights: str | None = None, activations: str | None = None,
                   kv: str | None = None, sparsity: str | None = None,
-                  layout: Mapping[str, int] | None = None) -> None:
+                  layout: Mapping[str, int] | None = None, zero: int | None = None) -> None:
     """Raise :class:`EngineSupportError` naming the first field the engine cannot run."""
     where = f"{sup.engine} on {sup.device}"
     if weights is not None and weights not in sup.weights:
@@ -540,9 +560,12 @@ def check_request(sup: Support, *, weights: str | None = None, activations: str 
             raise EngineSupportError(
                 f"{where} has no {{@{dim}}} parallelism (degree {degree}); it supports: "
                 f"{', '.join(sup.parallel) or 'a single device only'}", field=dim)
+    if zero is not None and zero not in sup.zero:
+        raise EngineSupportError(f"{where} has no {{@zero}} stage {zero}; its sharding offers ZeRO "
+                                 f"{', '.join(map(str, sup.zero))}", field="zero")
 
 
 __all__ = [
-    "FALLBACK_ORDER", "EngineSpec", "EngineSupportError", "Runtime", "Scheme", "Support", "Target", "check_request", "default_engine",
+    "FALLBACK_ORDER", "ZERO_STAGES", "EngineSpec", "EngineSupportError", "Runtime", "Scheme", "Support", "Target", "check_request", "default_engine",
     "engines_for", "list_engines", "load_engine", "load_engine_from_dict", "support",
 ]

@@ -281,6 +281,13 @@ def _check(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -> None:
     """Refuse a setup that cannot run: the layout's rules and links (the same checks as
     inference, :func:`planner.layout.check_layout_on`) and training's own."""
     check_layout_on(arch, device, cfg.layout, training=True)
+    if cfg.engine is not None:
+        # The engine's own limits (its parallel dimensions and ZeRO stages), for callers that build a
+        # config without the request layer (the capacity search, the does-not-fit suggestions).
+        from planner.engines import check_request, support
+
+        sup = support(cfg.engine, device)
+        check_request(sup, layout={"tp": cfg.tp, "pp": cfg.pp, "dp": cfg.dp, "ep": cfg.ep, "cp": cfg.cp}, zero=cfg.zero)
     if arch.family == "cnn" and cfg.pp > 1:
         raise EstimateError("pp", f"pipeline parallelism is not modelled for CNNs ({arch.id}); use --dp")
     layers = num_layers(arch)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
 from planner.deadline import Deadline, DeadlineExceeded
-from planner.errors import EstimateError
+from planner.errors import EstimateError, TierwiseError
 from planner.layout import num_layers
 
 SECONDS_PER_DAY = 86400.0
@@ -120,6 +120,7 @@ class TrainTask:
     pp: int
     micro_batch: int
     device_counts: tuple[int, ...]
+    zero_stages: tuple[int, ...] = (0, 1, 2, 3)  # the ZeRO stages the target's engine offers
 
 
 def device_grid(device: DeviceSpec, max_devices: int) -> tuple[int, ...]:
@@ -179,6 +180,15 @@ def train_tasks(arch: ArchSpec, device: DeviceSpec, target: TrainTarget) -> list
         tps = [t for t in (1, 2, 4, 8, 16) if t <= g and arch.num_heads % t == 0]
         # powers of two up to 16, and other small divisors of the layer count (balanced stages)
         pps = [p for p in (1, 2, 4, 5, 8, 10, 16, 20, 32) if p <= layers and (layers % p == 0 or p in (1, 2, 4, 8, 16))]
+    stages = (0, 1, 2, 3)
+    if target.engine is not None:
+        # Only layouts and ZeRO stages the engine runs (llm-foundry: data parallel, no ZeRO-1).
+        from planner.engines import load_engine
+
+        spec = load_engine(target.engine)
+        tps = tps if "tp" in spec.parallel else [1]
+        pps = pps if "pp" in spec.parallel else [1]
+        stages = spec.zero or stages
     grid = _useful_counts(arch, device, target, device_grid(device, target.max_devices))
     tasks = []
     for tp in tps:
@@ -187,7 +197,8 @@ def train_tasks(arch: ArchSpec, device: DeviceSpec, target: TrainTarget) -> list
             if not counts:
                 continue
             for mb in (1, 2):
-                tasks.append(TrainTask(arch=arch, device=device, target=target, tp=tp, pp=pp, micro_batch=mb, device_counts=counts))
+                tasks.append(TrainTask(arch=arch, device=device, target=target, tp=tp, pp=pp, micro_batch=mb,
+                                       device_counts=counts, zero_stages=stages))
     return tasks
 
 
@@ -206,8 +217,12 @@ def run_train_task(task: TrainTask, deadline: Deadline | None = None) -> dict[in
         dp = n // (task.tp * task.pp)
         unit = task.micro_batch * dp
         gb = max(1, round(target_seqs / unit)) * unit
-        best = _least_recompute(task, n, dp, gb, zero=1 if dp > 1 else 0)
-        if dp > 1 and (best is None or best.recompute != "none"):
+        stages = task.zero_stages
+        # The least sharding that saves memory: ZeRO-1 where the engine offers it, else ZeRO-2 (FSDP's SHARD_GRAD_OP).
+        order = (0,) if dp == 1 else (1, 2, 0)
+        first = next((z for z in order if z in stages), stages[0])
+        best = _least_recompute(task, n, dp, gb, zero=first)
+        if dp > 1 and 3 in stages and (best is None or best.recompute != "none"):
             sharded = _least_recompute(task, n, dp, gb, zero=3)
             if sharded is not None and (best is None or sharded.tokens_per_s > best.tokens_per_s):
                 best = sharded
@@ -240,7 +255,7 @@ def _least_recompute(task: TrainTask, n: int, dp: int, gb: int, *, zero: int) ->
                 engine=t.engine,
             )
             est = estimate_training(arch, dev, cfg)
-        except EstimateError:
+        except (EstimateError, TierwiseError):  # an impossible layout, or one the engine does not run
             return None
         if not est.memory.fits:
             continue

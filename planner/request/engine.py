@@ -132,7 +132,7 @@ def engine_defaults(sup: Any, given: Mapping[str, Any], v: dict[str, Any], *, kv
 
 
 def check_given(sup: Any, given: Mapping[str, Any], v: Mapping[str, Any],
-                layout: Mapping[str, int] | None = None) -> None:
+                layout: Mapping[str, int] | None = None, zero: int | None = None) -> None:
     """Check the fields the user gave (and the layout) against the engine; raises
     ``EngineSupportError`` naming the first field it does not run."""
     from planner.engines import check_request
@@ -152,5 +152,5 @@ def check_given(sup: Any, given: Mapping[str, Any], v: Mapping[str, Any],
                 field="activations")
     sparsity = v.get("sparsity") if "sparsity" in given else None
     check_request(sup, weights=weights, activations=acts, kv=pick("kv") if "kv" in v else None,
-                  sparsity=sparsity, layout=layout)
+                  sparsity=sparsity, layout=layout, zero=zero)
 

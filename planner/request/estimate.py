@@ -511,7 +511,13 @@ def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
         check_bool(name, v[name])
     check_format("weights", v["weights"], "weight")
     check_format("activations", v["activations"], "activation")
-    check_given(sup, given, v, {n: v[n] for n in ("tp", "pp", "dp", "ep", "cp")})
+    check_given(sup, given, v, {n: v[n] for n in ("tp", "pp", "dp", "ep", "cp")}, zero=v["zero"])
+    if v["finetune"].strip().lower().startswith("qlora") and "nf4" not in sup.weights:
+        from planner.engines import EngineSupportError
+
+        raise EngineSupportError(
+            f"{sup.engine} on {sup.device} runs no 4-bit (nf4) base weights, which {{@finetune}} qlora needs; it runs: "
+            f"{', '.join(sup.weights)} (lora:RANK keeps the base in 16-bit)", field="finetune")
     cfg = TrainingConfig(
         global_batch=gb, micro_batch=mb, seq=seq, tp=v["tp"], pp=v["pp"], dp=v["dp"], ep=v["ep"], cp=v["cp"],
         zero=v["zero"], recompute=getattr(v["recompute"], "value", v["recompute"]),

@@ -1,0 +1,91 @@
+"""A training engine's own limits — its parallel dimensions and the ZeRO stages its sharding offers —
+hold at every front door and in every answer that proposes a configuration: the capacity search,
+the does-not-fit suggestions, the request layer (CLI, REST, Python) and a direct estimate.
+llm-foundry (Composer + FSDP1) runs data parallel only, with FSDP's NO_SHARD / SHARD_GRAD_OP /
+FULL_SHARD (ZeRO 0, 2, 3) and no 4-bit base weights."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from frontdoors import app_client, run
+
+import planner
+from hwmodels import load_device
+from planner.arch import load_arch
+from planner.engines import EngineSupportError, load_engine, load_engine_from_dict, support
+from planner.errors import TierwiseError
+from planner.training import TrainingConfig, estimate_training
+
+H100 = load_device("h100-sxm")
+
+
+def test_the_profile_states_its_zero_stages_and_others_offer_all():
+    assert load_engine("llm-foundry").zero == (0, 2, 3) and support("llm-foundry", H100).zero == (0, 2, 3)
+    assert support("fsdp", H100).zero == support("megatron-core", H100).zero == (0, 1, 2, 3)
+
+
+@pytest.mark.parametrize("bad", [[1, 5], [], "0,2,3", [2, 2], [True]])
+def test_a_bad_zero_list_in_an_engine_profile_is_refused_naming_it(bad):
+    import yaml
+    from importlib import resources
+
+    data = yaml.safe_load((resources.files("profiles") / "engines" / "llm-foundry.yaml").read_text())
+    data = copy.deepcopy(data)
+    data["zero"] = bad
+    with pytest.raises(TierwiseError, match="zero"):
+        load_engine_from_dict(data, "llm-foundry.yaml")
+
+
+def test_a_direct_estimate_refuses_what_the_engine_does_not_run():
+    arch = load_arch("llm-foundry-mpt-1b")
+    base = dict(global_batch=64, micro_batch=4, seq=2048, weights="bf16", activations="bf16", engine="llm-foundry")
+    estimate_training(arch, H100, TrainingConfig(**base, dp=8, zero=3))
+    with pytest.raises(EngineSupportError) as exc:
+        estimate_training(arch, H100, TrainingConfig(**base, dp=8, zero=1))
+    assert exc.value.field == "zero"
+    with pytest.raises(EngineSupportError) as exc:
+        estimate_training(arch, H100, TrainingConfig(**base, tp=2, dp=4))
+    assert exc.value.field == "tp"
+
+
+def test_capacity_train_proposes_only_layouts_and_stages_the_engine_runs():
+    ans = planner.capacity_train("llama-3.1-70b", "a10g", tokens=1e10, days=30, engine="llm-foundry")
+    options = [ans.best, ans.fastest, *ans.frontier]
+    assert all(o.tp == 1 and o.pp == 1 and o.zero in (0, 2, 3) for o in options), options
+    small = planner.capacity_train("llm-foundry-mpt-7b", "h100-sxm", tokens=1e11, days=7, engine="llm-foundry")
+    assert all(o.tp == 1 and o.pp == 1 and o.zero != 1 for o in (small.best, small.fastest, *small.frontier))
+    # the same search without the engine still uses tensor parallelism and ZeRO-1 where they pay
+    free = planner.capacity_train("llama-3.1-70b", "a10g", tokens=1e10, days=30, engine="fsdp")
+    assert any(o.tp > 1 or o.pp > 1 for o in (free.best, free.fastest, *free.frontier))
+
+
+def test_does_not_fit_suggests_only_changes_the_engine_runs(capsys):
+    code, out, err = run(capsys, "estimate", "--mode", "training", "--engine", "llm-foundry", "--model", "llm-foundry-mpt-1b",
+                         "--hardware", "a10g")
+    assert code == 3, err
+    assert "Changes that fit" in err and "--tp" not in err and "--pp" not in err and "--zero 1" not in err, err
+    code, out, err = run(capsys, "estimate", "--mode", "training", "--engine", "fsdp", "--model", "llm-foundry-mpt-1b",
+                         "--hardware", "a10g")
+    assert code == 3 and "--tp 2" in err, err  # an engine with tensor parallelism is offered it
+
+
+def test_zero_and_qlora_refusals_name_the_field_on_every_front_door(capsys, tmp_path):
+    args = ["estimate", "--mode", "training", "--engine", "llm-foundry", "--model", "llm-foundry-mpt-1b", "--hardware",
+            "h100-sxm", "--dp", "8"]
+    code, out, err = run(capsys, *args, "--zero", "1")
+    assert code == 2 and "--zero" in err and "0, 2, 3" in err, err
+    code, out, err = run(capsys, *args, "--finetune", "qlora:8")
+    assert code == 2 and "--finetune" in err and "nf4" in err, err
+    body = {"model": "llm-foundry-mpt-1b", "hardware": "h100-sxm", "mode": "training", "engine": "llm-foundry", "dp": 8}
+    with app_client(tmp_path) as c:
+        r = c.post("/v1/estimate", json={**body, "zero": 1})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "zero", r.text
+        r = c.post("/v1/estimate", json={**body, "finetune": "qlora:8"})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "finetune", r.text
+        r = c.post("/v1/estimate", json={**body, "zero": 2})
+        assert r.status_code == 200 and r.json()["zero"] == 2, r.text
+    with pytest.raises(TierwiseError) as exc:
+        planner.estimate_training("llm-foundry-mpt-1b", "h100-sxm", engine="llm-foundry", dp=8, zero=1)
+    assert exc.value.field == "zero"
