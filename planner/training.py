@@ -528,9 +528,23 @@ def _engine_tp_overlap(engine: str, device: DeviceSpec) -> bool:
         return False
 
 
-def _notes(s: _Step, memory: TrainingMemory) -> tuple[str, ...]:
+# The steps of the fit split that MICROBATCH_OVERHEAD_S was fitted on (llm-foundry's A100-40GB section): 1-16
+# micro-batches per step (gradient accumulation) of 4,096-53,248 tokens each; outside them it is an extrapolation.
+MICROBATCH_OVERHEAD_FITTED_MAX = 16
+MICROBATCH_OVERHEAD_FITTED_TOKENS = (4096, 53248)
+
+
+def _notes(s: _Step, memory: TrainingMemory, framework_s: float = 0.0, step_s: float = 0.0) -> tuple[str, ...]:
     cfg, m = s.cfg, s.cfg.microbatches
     notes: list[str] = []
+    lo, hi = MICROBATCH_OVERHEAD_FITTED_TOKENS
+    tokens = cfg.micro_batch * cfg.seq
+    if framework_s and (m > MICROBATCH_OVERHEAD_FITTED_MAX or not lo <= tokens <= hi):
+        notes.append(
+            f"{cfg.engine}'s fitted time per micro-batch is {100 * framework_s / step_s:.0f}% of this step ({m} "
+            f"micro-batches of {tokens:,} tokens): it was fitted on steps of 1-{MICROBATCH_OVERHEAD_FITTED_MAX} "
+            f"micro-batches of {lo:,}-{hi:,} tokens, so this is an extrapolation"
+        )
     if not memory.fits:
         notes.append(
             f"does not fit: needs {memory.per_device_bytes / 1e9:.2f} GB on pipeline stage {memory.stage}, "
@@ -600,7 +614,7 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
         framework_s=framework_s,
         memory=memory,
         usd_per_hour=device.usd_per_hour * cfg.devices if device.usd_per_hour is not None else None,
-        notes=_notes(s, memory),
+        notes=_notes(s, memory, framework_s, step),
     )
 
 

@@ -89,3 +89,19 @@ def test_zero_and_qlora_refusals_name_the_field_on_every_front_door(capsys, tmp_
     with pytest.raises(TierwiseError) as exc:
         planner.estimate_training("llm-foundry-mpt-1b", "h100-sxm", engine="llm-foundry", dp=8, zero=1)
     assert exc.value.field == "zero"
+
+
+def test_an_estimate_far_outside_the_fitted_micro_batch_range_says_so(capsys):
+    """512 micro-batches per step (the fit split has 1-16): the fitted time is most of the step, and the
+    estimate says it is an extrapolation, in its notes (JSON, REST) and on the command line."""
+    arch = load_arch("llm-foundry-mpt-125m")
+    dev = load_device("a100-40gb-sxm")
+    base = dict(micro_batch=1, seq=2048, dp=8, zero=3, weights="bf16", activations="bf16", engine="llm-foundry")
+    far = estimate_training(arch, dev, TrainingConfig(global_batch=4096, **base))
+    assert far.microbatches == 512 and any("extrapolation" in n for n in far.notes), far.notes
+    near = estimate_training(arch, dev, TrainingConfig(global_batch=64, micro_batch=8, **{k: v for k, v in base.items()
+                                                                                             if k != "micro_batch"}))
+    assert near.microbatches == 1 and not any("extrapolation" in n for n in near.notes), near.notes
+    code, out, err = run(capsys, "estimate", "--mode", "training", "--engine", "llm-foundry", "--model", "llm-foundry-mpt-125m",
+                         "--hardware", "a100-40gb-sxm", "--dp", "8", "--global-batch", "4096")
+    assert code == 0 and "note:" in out and "extrapolation" in out, out

@@ -217,6 +217,9 @@ def _print_training(est) -> None:
         t.add_row(k.replace("_bytes", "").replace("_", " "), human_bytes(mem[k]))
     t.add_row("fits", "yes" if mem["fits"] else "[red]no[/]")
     console.print(t)
+    for n in d.get("notes") or ():
+        if not n.startswith("does not fit"):  # the does-not-fit error says it, with the changes that fit
+            console.print(f"note: {n}", highlight=False, markup=False)
     _print_validity(u)
 
 
