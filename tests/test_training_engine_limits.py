@@ -105,3 +105,17 @@ def test_an_estimate_far_outside_the_fitted_micro_batch_range_says_so(capsys):
     code, out, err = run(capsys, "estimate", "--mode", "training", "--engine", "llm-foundry", "--model", "llm-foundry-mpt-125m",
                          "--hardware", "a100-40gb-sxm", "--dp", "8", "--global-batch", "4096")
     assert code == 0 and "note:" in out and "extrapolation" in out, out
+
+
+def test_engine_listings_state_the_zero_stages_and_the_fitted_time(capsys, tmp_path):
+    import json
+
+    code, out, _ = run(capsys, "engines", "show", "llm-foundry", "--json")
+    d = json.loads(out)
+    assert code == 0 and d["zero"] == [0, 2, 3] and d["microbatch_overhead_s"] > 0
+    with app_client(tmp_path) as c:
+        j = c.get("/v1/engines/llm-foundry").json()
+        assert j["zero"] == [0, 2, 3] and j["microbatch_overhead_s"] == d["microbatch_overhead_s"]
+        items = {i["id"]: i for i in c.get("/v1/engines").json()["items"]}
+        assert items["megatron-core"]["zero"] == [0, 1, 2, 3] and items["megatron-core"]["microbatch_overhead_s"] == 0.0
+        assert items["vllm"].get("zero") is None  # a serving engine shards nothing

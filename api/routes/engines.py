@@ -40,6 +40,8 @@ class EngineSummary(_Out):
     default_for_training: list[str]
     families: list[str]  # model families it runs (planner.archspec.FAMILIES)
     runs_on: list[str]
+    zero: list[int] | None = None  # training engines: the ZeRO stages their sharding offers
+    microbatch_overhead_s: float | None = None  # training engines: fitted time per micro-batch beyond the kernels
 
 
 class EngineList(_Out):

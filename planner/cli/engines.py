@@ -16,11 +16,19 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 
 
 def engine_summary(spec) -> dict:
-    return {
+    out = {
         "id": spec.id, "name": spec.name, "kind": spec.kind, "version": spec.version, "exporter": spec.exporter,
         "parallel": list(spec.parallel), "default_for": list(spec.default_for),
         "default_for_training": list(spec.default_for_training), "families": list(spec.families),
     }
+    if spec.kind == "training":
+        from planner.engines import ZERO_STAGES
+        from planner.training import MICROBATCH_OVERHEAD_S
+
+        # the ZeRO stages its sharding offers, and its fitted time per micro-batch beyond the kernels (0: none)
+        out["zero"] = list(spec.zero or ZERO_STAGES)
+        out["microbatch_overhead_s"] = MICROBATCH_OVERHEAD_S.get(spec.id, 0.0)
+    return out
 
 
 def support_summary(sup) -> dict:
@@ -98,13 +106,14 @@ def engines_show(
 
     per_mb = MICROBATCH_OVERHEAD_S.get(spec.id, 0.0) if spec.kind == "training" else None
     if json_out:
-        extra = {} if per_mb is None else {"microbatch_overhead_s": per_mb}
-        emit_json({**engine_summary(spec), "hardware": runs_on, **extra, "sources": dict(spec.sources)})
+        emit_json({**engine_summary(spec), "hardware": runs_on, "sources": dict(spec.sources)})
         return
     console.print(f"[bold]{spec.name}[/] ({spec.id}, {spec.kind}, version {spec.version}); export with "
                   f"`tierwise export PLAN --format {spec.exporter}`")
     console.print(f"runs on: {', '.join(runs_on)}")
     console.print(f"parallel: {', '.join(spec.parallel) or 'single device'}")
+    if spec.zero:
+        console.print(f"ZeRO stages: {', '.join(map(str, spec.zero))}")
     if per_mb:
         console.print(f"training step: {per_mb:g} s per micro-batch beyond the priced kernels ('framework' in an estimate; "
                       "fitted on published llm-foundry rows, not a sourced fact: docs/training.md)", highlight=False)
