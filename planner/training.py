@@ -284,10 +284,16 @@ def _check(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -> None:
     if cfg.engine is not None:
         # The engine's own limits (its parallel dimensions and ZeRO stages), for callers that build a
         # config without the request layer (the capacity search, the does-not-fit suggestions).
+        # An unknown engine, or one that does not run on the device, prices as no engine here (as
+        # _engine_tp_overlap does): the request layer names it.
         from planner.engines import check_request, support
 
-        sup = support(cfg.engine, device)
-        check_request(sup, layout={"tp": cfg.tp, "pp": cfg.pp, "dp": cfg.dp, "ep": cfg.ep, "cp": cfg.cp}, zero=cfg.zero)
+        try:
+            sup = support(cfg.engine, device)
+        except TierwiseError:
+            sup = None
+        if sup is not None:
+            check_request(sup, layout={"tp": cfg.tp, "pp": cfg.pp, "dp": cfg.dp, "ep": cfg.ep, "cp": cfg.cp}, zero=cfg.zero)
     if arch.family == "cnn" and cfg.pp > 1:
         raise EstimateError("pp", f"pipeline parallelism is not modelled for CNNs ({arch.id}); use --dp")
     layers = num_layers(arch)
