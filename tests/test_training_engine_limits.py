@@ -119,3 +119,16 @@ def test_engine_listings_state_the_zero_stages_and_the_fitted_time(capsys, tmp_p
         items = {i["id"]: i for i in c.get("/v1/engines").json()["items"]}
         assert items["megatron-core"]["zero"] == [0, 1, 2, 3] and items["megatron-core"]["microbatch_overhead_s"] == 0.0
         assert items["vllm"].get("zero") is None  # a serving engine shards nothing
+
+
+def test_flash_attention_3_is_refused_off_hopper_naming_the_field(capsys, tmp_path):
+    """FlashAttention-3 runs on Hopper only; asked for on an A100 it would be priced as FlashAttention-2."""
+    args = ["estimate", "--mode", "training", "--model", "llm-foundry-mpt-1b", "--dp", "8", "--attention", "flash3"]
+    code, out, err = run(capsys, *args, "--hardware", "a100-40gb-sxm")
+    assert code == 2 and "--attention" in err and "Hopper" in err, err
+    code, out, err = run(capsys, *args, "--hardware", "h100-sxm")
+    assert code == 0, err
+    body = {"model": "llm-foundry-mpt-1b", "hardware": "a100-80gb-sxm", "mode": "training", "dp": 8, "attention": "flash3"}
+    with app_client(tmp_path) as c:
+        r = c.post("/v1/estimate", json=body)
+        assert r.status_code == 422 and r.json()["error"]["field"] == "attention", r.text

@@ -499,6 +499,12 @@ def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
     check_choice("recompute", getattr(v["recompute"], "value", v["recompute"]), RECOMPUTE_MODES)
     check_choice("optimizer", v["optimizer"], tuple(OPTIMIZERS))
     check_choice("attention", v["attention"], ATTENTION_KERNELS)
+    if v["attention"] == "flash3" and dev.arch != "hopper":
+        # FlashAttention-3 is written for Hopper's wgmma and TMA (Shah et al. 2024, arXiv:2407.08608; its README
+        # requires H100 / H800): asked for elsewhere, it would silently be priced as FlashAttention-2.
+        raise TierwiseError(f"{{@attention}} flash3 (FlashAttention-3) runs on Hopper GPUs only; {dev.id} is "
+                            f"{dev.arch or dev.device_class}: use flash2, flash-triton or fused", field="attention",
+                            code="invalid_field")
     check_choice("grad_accumulation", v["grad_accumulation"], GRAD_ACCUMULATION)
     runtime = sup.runtime.default_runtime if v["runtime"] is None else check_choice("runtime", v["runtime"], RUNTIMES)
     if not isinstance(v["finetune"], str) or not _FINETUNE.match(v["finetune"].strip().lower()):
