@@ -327,16 +327,14 @@ def predict_row(row: dict) -> Result:
     return Result(row["id"], cat, model, hw, row["metric"], row["unit"], measured, pred, reason)
 
 
-SPLITS = ("", "fit")  # the ``split`` column: empty (a reported row) or ``fit`` (the declared fit split)
-
-
 def load_rows(path: Path = DEFAULT_CSV) -> list[dict]:
     """The table's rows; ValueError naming the row when its ``split`` is neither empty nor ``fit``
     (a misspelt split would silently report a fit row, or fit on a reported one)."""
+    from published_report import SPLITS, split_of
+
     rows = list(csv.DictReader(path.open()))
     for r in rows:
-        split = (r.get("split") or "").strip().lower()
-        if split not in SPLITS:
+        if split_of(r) not in SPLITS:
             raise ValueError(f"{path.name} row {r.get('id')!r}: split must be empty (reported) or 'fit'; got {r['split']!r}")
     return rows
 

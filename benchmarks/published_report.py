@@ -28,9 +28,17 @@ from fitted import SPLIT_REGISTRY, current, settings
 Combo = tuple[float, ...]  # one value per leave-one-source-out constant (fitted.LOSO_REGISTRY), in order
 
 
+SPLITS = ("", "fit")  # the ``split`` column: empty (a reported row) or ``fit`` (the declared fit split)
+
+
+def split_of(row: dict) -> str:
+    """A row's ``split``, normalised (a table without the column reports every row)."""
+    return (row.get("split") or "").strip().lower()
+
+
 def is_fit_row(row: dict) -> bool:
     """Whether a row belongs to the declared fit split (fits constants; never reported)."""
-    return (row.get("split") or "").strip().lower() == "fit"
+    return split_of(row) == "fit"
 
 
 def fit_split(rows: list[dict], predict: Callable[[dict], object], fixed: Iterable[str] = ()) -> dict[str, float]:

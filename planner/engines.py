@@ -178,7 +178,7 @@ class EngineSpec:
     #: Model families (``planner.archspec.FAMILIES``) the engine runs: vLLM runs no CNN.
     families: tuple[str, ...] = ()
     #: ZeRO stages (0-3) its data-parallel sharding offers; every stage unless the profile lists them.
-    zero: tuple[int, ...] = ()
+    zero: tuple[int, ...] = ZERO_STAGES
 
     def runs_family(self, family: str) -> bool:
         return family in self.families
@@ -200,7 +200,7 @@ class EngineSpec:
             sparsity=_unique(s for t in hits for s in t.sparsity),
             parallel=self.parallel,
             runtime=runtime,
-            zero=self.zero or ZERO_STAGES,
+            zero=self.zero,
             exclusive=_unique(x for t in hits for x in t.exclusive),
         )
 
@@ -360,7 +360,7 @@ def _parse(data: Any, origin: str) -> EngineSpec:
 def _zero_stages(top: _Reader) -> tuple[int, ...]:
     """``zero: [0, 2, 3]``: the ZeRO stages the engine's sharding offers (optional; all when absent)."""
     if not top.has("zero"):
-        return ()
+        return ZERO_STAGES
     raw = top.raw("zero")
     if (not isinstance(raw, list) or not raw or any(isinstance(z, bool) or z not in ZERO_STAGES for z in raw)
             or len(set(raw)) != len(raw)):

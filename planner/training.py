@@ -284,14 +284,9 @@ def _check(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -> None:
     if cfg.engine is not None:
         # The engine's own limits (its parallel dimensions and ZeRO stages), for callers that build a
         # config without the request layer (the capacity search, the does-not-fit suggestions).
-        # An unknown engine, or one that does not run on the device, prices as no engine here (as
-        # _engine_tp_overlap does): the request layer names it.
-        from planner.engines import check_request, support
+        from planner.engines import check_request
 
-        try:
-            sup = support(cfg.engine, device)
-        except TierwiseError:
-            sup = None
+        sup = _engine_support(cfg.engine, device)
         if sup is not None:
             check_request(sup, layout={"tp": cfg.tp, "pp": cfg.pp, "dp": cfg.dp, "ep": cfg.ep, "cp": cfg.cp}, zero=cfg.zero)
     if arch.family == "cnn" and cfg.pp > 1:
@@ -521,17 +516,20 @@ def _tp_overlap(cfg: TrainingConfig, device: DeviceSpec) -> bool:
     PyTorch FSDP/TP: no), else no."""
     if cfg.tp_comm_overlap is not None or cfg.engine is None or cfg.tp <= 1:
         return bool(cfg.tp_comm_overlap)
-    return _engine_tp_overlap(cfg.engine, device)
+    sup = _engine_support(cfg.engine, device)
+    return sup is not None and sup.runtime.tp_comm_overlap
 
 
 @functools.lru_cache(maxsize=256)
-def _engine_tp_overlap(engine: str, device: DeviceSpec) -> bool:
+def _engine_support(engine: str, device: DeviceSpec):
+    """What ``engine`` runs on ``device`` (planner.engines.Support), once per pair; None for an unknown
+    engine or one that does not run there, which then prices as no engine (the request layer names it)."""
     from planner.engines import support
 
     try:
-        return support(engine, device).runtime.tp_comm_overlap
-    except TierwiseError:  # an engine that does not run on the device: the request layer says so
-        return False
+        return support(engine, device)
+    except TierwiseError:
+        return None
 
 
 # The steps of the fit split that MICROBATCH_OVERHEAD_S was fitted on (llm-foundry's A100-40GB section): 1-16

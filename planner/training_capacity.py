@@ -188,7 +188,7 @@ def train_tasks(arch: ArchSpec, device: DeviceSpec, target: TrainTarget) -> list
         spec = load_engine(target.engine)
         tps = tps if "tp" in spec.parallel else [1]
         pps = pps if "pp" in spec.parallel else [1]
-        stages = spec.zero or stages
+        stages = spec.zero
     grid = _useful_counts(arch, device, target, device_grid(device, target.max_devices))
     tasks = []
     for tp in tps:

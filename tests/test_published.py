@@ -272,3 +272,17 @@ def test_a_misspelt_split_is_refused_naming_the_row(pub, tmp_path, capsys):
     assert f"'{row_id}'" in err and "split" in err and "'fitt'" in err, err
     assert _load("intervals").main(["--csv", str(bad)]) == 2
     assert "'fitt'" in capsys.readouterr().err
+
+
+def test_the_extrapolation_range_in_the_planner_is_the_fit_splits(rows):
+    """planner.training states the steps the per-micro-batch time was fitted on (micro-batches per step and
+    tokens per micro-batch) without reading this table: the figures must be the fit split's own."""
+    import re
+
+    import planner.training as T
+
+    fit = [r for r in rows if r["split"] == "fit"]
+    accum = [int(re.search(r"GradAccum (\d+)", r["notes"]).group(1)) for r in fit]
+    tokens = [int(re.search(r"MicroBatchSize (\d+)", r["notes"]).group(1)) * int(r["prompt_len"]) for r in fit]
+    assert max(accum) == T.MICROBATCH_OVERHEAD_FITTED_MAX and min(accum) == 1
+    assert (min(tokens), max(tokens)) == T.MICROBATCH_OVERHEAD_FITTED_TOKENS

@@ -22,11 +22,10 @@ def engine_summary(spec) -> dict:
         "default_for_training": list(spec.default_for_training), "families": list(spec.families),
     }
     if spec.kind == "training":
-        from planner.engines import ZERO_STAGES
         from planner.training import MICROBATCH_OVERHEAD_S
 
         # the ZeRO stages its sharding offers, and its fitted time per micro-batch beyond the kernels (0: none)
-        out["zero"] = list(spec.zero or ZERO_STAGES)
+        out["zero"] = list(spec.zero)
         out["microbatch_overhead_s"] = MICROBATCH_OVERHEAD_S.get(spec.id, 0.0)
     return out
 
@@ -102,20 +101,18 @@ def engines_show(
                       f"parallel: {', '.join(sup.parallel) or 'single device'}")
         return
     runs_on = [d for d in list_devices() if spec.support(load_device(d)) is not None]
-    from planner.training import MICROBATCH_OVERHEAD_S
-
-    per_mb = MICROBATCH_OVERHEAD_S.get(spec.id, 0.0) if spec.kind == "training" else None
+    summary = engine_summary(spec)
     if json_out:
-        emit_json({**engine_summary(spec), "hardware": runs_on, "sources": dict(spec.sources)})
+        emit_json({**summary, "hardware": runs_on, "sources": dict(spec.sources)})
         return
     console.print(f"[bold]{spec.name}[/] ({spec.id}, {spec.kind}, version {spec.version}); export with "
                   f"`tierwise export PLAN --format {spec.exporter}`")
     console.print(f"runs on: {', '.join(runs_on)}")
     console.print(f"parallel: {', '.join(spec.parallel) or 'single device'}")
-    if spec.zero:
+    if spec.kind == "training":
         console.print(f"ZeRO stages: {', '.join(map(str, spec.zero))}")
-    if per_mb:
-        console.print(f"training step: {per_mb:g} s per micro-batch beyond the priced kernels ('framework' in an estimate; "
+    if summary.get("microbatch_overhead_s"):
+        console.print(f"training step: {summary['microbatch_overhead_s']:g} s per micro-batch beyond the priced kernels ('framework' in an estimate; "
                       "fitted on published llm-foundry rows, not a sourced fact: docs/training.md)", highlight=False)
     for key, text in spec.sources.items():
         console.print(f"  {key}: {text}", highlight=False, markup=False)
