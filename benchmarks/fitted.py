@@ -76,13 +76,15 @@ REGISTRY: tuple[Fitted, ...] = (
         "in-sample median error (an assumption of 40-60%, no microbenchmark cited)",
     ),
     Fitted(
-        name="EAGER_OVERHEAD_S",
+        name="EAGER_DISPATCH_S",
         module="planner.serving",
         attr="RUNTIME_OVERHEAD_S",
         key="eager",
-        grid=(10e-6, 20e-6, 35e-6, 50e-6, 70e-6),
-        why="host dispatch per modelled operator in PyTorch eager: ~7-8 us per ATen kernel x ~4-5 kernels, an "
-        "estimate with no microbenchmark in the repository, so it is cross-validated like a fitted constant",
+        grid=(2.5e-6, 5e-6, 7.5e-6, 10e-6, 15e-6, 20e-6, 25e-6, 30e-6, 40e-6),
+        why="host time per host call in eager PyTorch (Python, dispatcher and launch of one ATen kernel or one "
+        "fused binding): no microbenchmark in the repository, so it is cross-validated like a fitted constant; "
+        "the calls per modelled operator are counted, not fitted (planner.kernels.ATEN_KERNELS_PER_OP, an "
+        "engine profile's host_calls_per_operator)",
     ),
 )
 

@@ -44,7 +44,7 @@ from planner.layout import (
     ring_exchange_s,
     strides,
 )
-from planner.kernels import elementwise_bytes, elementwise_kernels, sampling_bytes
+from planner.kernels import eager_kernels_per_op, elementwise_bytes, elementwise_kernels, sampling_bytes
 from planner.numerics import Choice, resolve_format
 from planner.opcost import (
     KV_GATHER_EFFICIENCY,
@@ -221,6 +221,7 @@ def _op_rows(work: Workload, device: DeviceSpec, layout: Layout, default: Choice
              options: RuntimeSettings) -> Iterator[_OpRow]:
     choice_for = _choice_fn(default, overrides)
     uniform = not overrides
+    host_kernels = _host_kernels(work)
     for b in work.blocks:
         instances = [(0, b.count)] if uniform else [(i, 1) for i in range(b.count)]
         # Dataflow devices fuse a layer's operators (activations stay on chip).
@@ -230,9 +231,16 @@ def _op_rows(work: Workload, device: DeviceSpec, layout: Layout, default: Choice
                 name = f"{b.prefix}.{{i}}.{op.name}" if uniform and b.repeated else b.fqn(i, op)
                 fused = device.dataflow_fusion and op.kind not in (EMBEDDING, LM_HEAD) and b.repeated
                 st = op_static(op, device, ch, layout, fused=fused, host_overhead_s=options.host_overhead_s,
-                               options=options)
+                               options=options, host_kernels=host_kernels)
                 # Cross-layer KV sharing: only 1 in kv_share_layers layers runs its K/V projection.
                 yield op, st, ch, name, cnt, kv_proj_share(op, options)
+
+
+def _host_kernels(work: Workload) -> float:
+    """Kernels eager PyTorch launches per modelled operator of the workload's repeated layer."""
+    layer = next((b for b in work.blocks if b.repeated), None)
+    kinds = tuple(op.kind for op in (layer.ops if layer is not None else ()))
+    return eager_kernels_per_op(work.arch, kinds)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -670,6 +678,7 @@ def group_costs(
     mb = microbatch_sizes(serving.batch, layout.pp)[0]
     pre = _prefill_phase(arch, serving, mb, layout.cp)
     dec = _decode_phase(arch, serving, mb, layout.cp)
+    host_kernels = _host_kernels(work)
     out: list[GroupCost] = []
     for b in work.blocks:
         groups: dict[str, list[OpShape]] = {}
@@ -681,12 +690,12 @@ def group_costs(
             params = 0
             for op in ops:
                 cp, _ = op_cost(op, pre, device, choice, layout, name=op.name, fused=device.dataflow_fusion and b.repeated,
-                                host_overhead_s=options.host_overhead_s, options=options)
+                                host_overhead_s=options.host_overhead_s, options=options, host_kernels=host_kernels)
                 ps += cp.time_s + _op_comm(op, pre, device, choice, layout)
                 pf += cp.flops
                 if arch.family in ("decoder", "encoder_decoder") and serving.gen > 0:
                     cd, _ = op_cost(op, dec, device, choice, layout, name=op.name, fused=device.dataflow_fusion and b.repeated,
-                                    host_overhead_s=options.host_overhead_s, options=options)
+                                    host_overhead_s=options.host_overhead_s, options=options, host_kernels=host_kernels)
                     ds += cd.time_s + _op_comm(op, dec, device, choice, layout)
                     dbytes += cd.weight_bytes
                 if op.weight_params:

@@ -158,9 +158,37 @@ def elementwise_kernels(gated: bool) -> int:
     return 2 + (2 if gated else 1) + 2
 
 
-# ATen kernels per modelled operator in PyTorch eager (planner.serving.RUNTIME_OVERHEAD_S: a Llama
-# layer runs ~50 ATen ops for the 11 operators modelled).
-ATEN_KERNELS_PER_OP = 4.5
+# Kernels eager PyTorch launches per decoder layer in one decode step (planner.serving.RUNTIME_OVERHEAD_S
+# prices one host dispatch per kernel). Counted on the Hugging Face modules, not fitted: a Llama
+# layer launches 7 matmuls, 12 kernels for its two RMSNorms (pow, mean, add, rsqrt, mul, mul), 10
+# for rotary on q and k (mul, mul, neg, cat, add each), 2 KV-cache appends, the attention, SiLU and
+# its product, and 2 residual adds; views and reshapes launch none. tests/test_eager_dispatch.py
+# repeats the count on the installed transformers for several architectures.
+RMSNORM_KERNELS = 6
+LAYERNORM_KERNELS = 1
+ROTARY_KERNELS = 10
+ATTENTION_KERNELS = 5  # k and v appended to the cache, q·kᵀ, softmax, ·v (SDPA: one kernel for the last three)
+RESIDUAL_KERNELS = 2
+
+
+def eager_layer_kernels(arch, kinds: tuple[str, ...]) -> int:
+    """ATen kernels one layer of ``arch`` launches in eager PyTorch, from the operator kinds the
+    layer is modelled with (``linear``, ``router``, ``norm``, ``attention``)."""
+    norm = RMSNORM_KERNELS if arch.norm == "rmsnorm" else LAYERNORM_KERNELS
+    attention = ATTENTION_KERNELS + (ROTARY_KERNELS if arch.position_encoding == "rope" else 0)
+    n = RESIDUAL_KERNELS + (2 if arch.gated_mlp else 1)
+    for kind in kinds:
+        n += {"linear": 1, "router": 1, "norm": norm, "attention": attention}.get(kind, 1)
+    return n
+
+
+@functools.lru_cache(maxsize=256)
+def eager_kernels_per_op(arch, kinds: tuple[str, ...]) -> float:
+    """Kernels per modelled operator of a layer (1.0 for a layer with no attention: a convolution
+    network's operators are one kernel each, plus the BatchNorm / ReLU epilogue priced apart)."""
+    if "attention" not in kinds:
+        return 1.0
+    return eager_layer_kernels(arch, kinds) / len(kinds)
 
 # A convolution in an engine without conv+BN+ReLU fusion (eager PyTorch in eval mode runs
 # BatchNorm and ReLU as their own kernels) is followed by two more kernels over its output.

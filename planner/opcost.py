@@ -19,7 +19,6 @@ from hwmodels import DeviceSpec
 from planner.errors import EstimateError
 from planner.formats import Format, combined_bits_per_weight, get_format, parse_sparsity
 from planner.kernels import (
-    ATEN_KERNELS_PER_OP,
     CONV_EPILOGUE_KERNELS,
     TILE_M_CHOICES,
     conv_epilogue_bytes,
@@ -266,6 +265,7 @@ def op_static(
     fused: bool = False,
     host_overhead_s: float = 0.0,
     options: RuntimeSettings | None = None,
+    host_kernels: float = 1.0,
 ) -> OpStatic:
     """The phase-independent part of :func:`op_cost` (raises EstimateError for a choice the device
     cannot run)."""
@@ -276,11 +276,12 @@ def op_static(
     separate = _separate_dequant(op, nm, options, fused)
     epilogue = op.kind == CONV and options is not None and not options.fused_elementwise and not fused
     eff = device.efficiency
-    overhead = (eff.kernel_overhead_s if not fused else 0.0) + host_overhead_s
+    # ``host_overhead_s`` is the eager host time per kernel launched; a modelled operator launches
+    # ``host_kernels`` of them (planner.kernels.eager_kernels_per_op), a convolution one.
+    overhead = (eff.kernel_overhead_s if not fused else 0.0) + host_overhead_s * (1.0 if op.kind == CONV else host_kernels)
     if epilogue:
-        # The BatchNorm and ReLU kernels launch like the conv; each is one ATen kernel, while the
-        # eager host overhead is priced per modelled operator of ATEN_KERNELS_PER_OP kernels.
-        overhead += CONV_EPILOGUE_KERNELS * (eff.kernel_overhead_s + host_overhead_s / ATEN_KERNELS_PER_OP)
+        # The BatchNorm and ReLU kernels launch like the conv, one host dispatch each.
+        overhead += CONV_EPILOGUE_KERNELS * (eff.kernel_overhead_s + host_overhead_s)
     gemm_nk = None
     if options is not None and op.kind in (LINEAR, LM_HEAD, ROUTER, CONV) and eff.cores and not eff.compute_points:
         n = rows / shard if op.shard in ("col", "vocab", "heads") and shard > 1 else rows
@@ -321,11 +322,13 @@ def op_cost(
     host_overhead_s: float = 0.0,
     options: RuntimeSettings | None = None,
     static: OpStatic | None = None,
+    host_kernels: float = 1.0,
 ) -> tuple[OpCost, float]:
     """Cost of one instance of ``op``; returns (cost, weight bytes streamed from slower tiers).
     ``static``: :func:`op_static` of the same arguments, when the caller has it already."""
     st = static if static is not None else op_static(op, device, choice, layout, fused=fused,
-                                                     host_overhead_s=host_overhead_s, options=options)
+                                                     host_overhead_s=host_overhead_s, options=options,
+                                                     host_kernels=host_kernels)
     if op.experts and layout.ep > 1 and layout.ep > layout.tp:
         # The EP group spans ep/tp replicas: each rank's experts serve all their tokens.
         ph = replace(ph, batch=ph.batch * (layout.ep // max(layout.tp, 1)))

@@ -99,6 +99,8 @@ class RuntimeSettings:
 
     @property
     def host_overhead_s(self) -> float:
+        """Host time per kernel the runtime launches (0 for graph launch); an operator launches
+        planner.kernels.eager_kernels_per_op of them."""
         return RUNTIME_OVERHEAD_S[self.runtime]
 
 
@@ -125,12 +127,11 @@ def engine_settings(runtime) -> dict:
 _FLOAT_BITS = {"fp32": 32.0, "fp16": 16.0, "bf16": 16.0}
 
 
-# Host-side cost per modelled operator on top of the device's kernel overhead.
+# Host-side cost per kernel launched, on top of the device's kernel overhead.
 # Graph-captured engines (CUDA graphs, TensorRT-LLM, torch.compile, llama.cpp) launch the whole
-# pass at once: no per-operator host cost. PyTorch eager dispatches each ATen kernel from Python:
-# ≈ 7–8 µs of dispatcher + launch per kernel and ≈ 4–5 kernels per modelled operator (a Llama
-# layer runs ~50 ATen ops for the 11 operators modelled here) → ≈ 35 µs per operator. The
-# DeepLearningExamples ResNet-50 table shows the effect (batch-1 AMP slower than fp32: launch bound).
-# Fitted (benchmarks/fitted.py EAGER_OVERHEAD_S, grid 10–70 µs): 35 µs minimises the median error over
-# every published row at 244 rows (20 µs before); --cv loso refits it without each source.
-RUNTIME_OVERHEAD_S = {"graph": 0.0, "eager": 35e-6}
+# pass at once: no per-kernel host cost. Eager PyTorch dispatches each ATen kernel from Python
+# (argument parsing, dispatcher, launch); a modelled operator launches
+# planner.kernels.eager_kernels_per_op(arch) of them (counted on the Hugging Face modules, not
+# fitted). The DeepLearningExamples ResNet-50 table shows the effect (batch-1 AMP slower than fp32:
+# launch bound). Fitted (benchmarks/fitted.py EAGER_DISPATCH_S); --cv loso refits it without each source.
+RUNTIME_OVERHEAD_S = {"graph": 0.0, "eager": 15e-6}

@@ -68,9 +68,11 @@ def in_sample(pub, rows):
 # 78 rows, no longer reported) and priced for the engine's rows: training over the 125 reported rows
 # 5.2 / 13.9 / +4.3 (the same rows without it: 13.8 / 34.6 / +13.8); these llm-foundry rows share their
 # document with the fit split, so for them it is a held-out-hardware figure, not leave-one-source-out.
-# These limits guard the measured levels; they are not the acceptance targets (docs/costmodel.md).
+# The inference limits are the acceptance targets (met); the others guard the measured levels (docs/costmodel.md).
+# Eager host time priced per kernel launched (kernels counted per layer, planner.kernels.eager_layer_kernels)
+# instead of per modelled operator: inference 10.9 / 34.8 / +3.3 (every fold picks 15 us per kernel).
 LOSO_LIMITS = {  # category: (median, p90, |signed median|) as fractions
-    "inference": (0.14, 0.43, 0.09),
+    "inference": (0.12, 0.35, 0.05),  # the targets themselves: 10.9 / 34.8 / +3.3 measured
     "training": (0.08, 0.17, 0.07),
     "memory": (0.30, 0.41, 0.30),
     "finetune-memory": (0.09, 0.10, 0.09),
