@@ -504,10 +504,13 @@ def default_engine(device: DeviceSpec, *, training: bool = False, kind: str | No
         f"an {{@engine}} profile that runs {kind} models", field="engine")
 
 
-def support(engine: str | EngineSpec, device: DeviceSpec, *, training: bool | None = None) -> Support:
-    """What ``engine`` runs on ``device``; an :class:`EngineSupportError` naming ``engine`` if nothing.
-    ``training`` (the request's kind, when there is one) limits the engines the error suggests to
-    those of that kind: an inference request is not told to use FSDP."""
+def support(engine: str | EngineSpec, device: DeviceSpec, *, training: bool | None = None,
+            field: str = "engine") -> Support:
+    """What ``engine`` runs on ``device``; an :class:`EngineSupportError` naming ``field`` if nothing
+    (``engine`` in a request that names one; ``hardware`` where the engine is fixed and the caller
+    chose the device, as ``engines show ID --hardware``). ``training`` (the request's kind, when
+    there is one) limits the engines the error suggests to those of that kind: an inference
+    request is not told to use FSDP."""
     spec = load_engine(engine)
     found = spec.support(device)
     if found is None:
@@ -518,7 +521,7 @@ def support(engine: str | EngineSpec, device: DeviceSpec, *, training: bool | No
         raise EngineSupportError(
             f"{spec.name} ({spec.id}) does not run on {device.id} ({device.device_class}, {device.vendor}"
             f"{', ' + device.arch if device.arch else ''}); {what} that do: {', '.join(where) or 'none'}",
-            field="engine")
+            field=field)
     return found
 
 

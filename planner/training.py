@@ -556,6 +556,10 @@ def _notes(s: _Step, memory: TrainingMemory, framework_s: float = 0.0, step_s: f
         )
     if cfg.pp > 1 and m < cfg.pp:
         notes.append(f"only {m} micro-batches for {cfg.pp} pipeline stages: the bubble dominates (raise --global-batch)")
+    if cfg.sequence_parallel and cfg.tp == 1:
+        # Megatron-LM does the same: arguments.py turns sequence_parallel off when the TP size is 1.
+        notes.append("sequence parallelism splits activations across the tensor-parallel group: with tp 1 there is "
+                     "none, so it is off in this estimate (Megatron disables it too); raise --tp to use it")
     return tuple(notes)
 
 

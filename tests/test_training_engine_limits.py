@@ -132,3 +132,29 @@ def test_flash_attention_3_is_refused_off_hopper_naming_the_field(capsys, tmp_pa
     with app_client(tmp_path) as c:
         r = c.post("/v1/estimate", json=body)
         assert r.status_code == 422 and r.json()["error"]["field"] == "attention", r.text
+
+
+def test_engines_show_names_the_hardware_option_for_a_pair_the_engine_does_not_run(capsys, tmp_path):
+    """The engine is the command's argument and fixed; the device is what the caller chose."""
+    code, out, err = run(capsys, "engines", "show", "llm-foundry", "--hardware", "mi300x")
+    assert code == 2 and "--hardware" in err and "ENGINE_ID" not in err and "mi300x" in err, err
+    code, out, err = run(capsys, "engines", "show", "nosuch-engine")
+    assert code == 2 and "unknown engine id 'nosuch-engine'" in err and "--hardware" not in err, err
+    with app_client(tmp_path) as c:
+        r = c.get("/v1/engines/llm-foundry", params={"hardware": "mi300x"})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "hardware", r.text
+    with pytest.raises(EngineSupportError) as exc:
+        support("llm-foundry", load_device("mi300x"))
+    assert exc.value.field == "engine"  # a request that names an engine: the engine is the choice
+
+
+def test_sequence_parallel_without_tensor_parallelism_is_off_and_says_so(capsys):
+    """Megatron turns sequence parallelism off at tp 1; the estimate does the same and says it."""
+    arch, dev = load_arch("llama-3.2-1b"), load_device("h100-sxm")
+    base = dict(global_batch=64, micro_batch=2, seq=2048, dp=8, zero=1)
+    sp = estimate_training(arch, dev, TrainingConfig(sequence_parallel=True, **base))
+    plain = estimate_training(arch, dev, TrainingConfig(**base))
+    assert sp.step_time_s == plain.step_time_s and any("sequence parallelism" in n for n in sp.notes), sp.notes
+    assert not any("sequence parallelism" in n for n in plain.notes)
+    with_tp = estimate_training(arch, dev, TrainingConfig(sequence_parallel=True, tp=2, **{**base, "dp": 4}))
+    assert not any("sequence parallelism" in n for n in with_tp.notes)

@@ -144,7 +144,7 @@ def get_engine(engine_id: str, catalog: CatalogDep, hardware: str | None = Hardw
 def _support(spec: Any, dev: Any) -> Any:
     from planner.engines import support
 
-    return support(spec, dev)
+    return support(spec, dev, field="hardware")  # the engine is the path: the query's hardware is the choice
 
 
 def _defaults(sup: Any, dev: Any) -> tuple[dict, list[str]]:

@@ -82,7 +82,7 @@ def engines_show(
                 device = load_device(hardware)
             except ProfileError as exc:
                 raise exc.named("hardware") from None
-            sup = support(spec, device)
+            sup = support(spec, device, field="hardware")  # the engine is fixed: the device is the choice
     except TierwiseError as exc:
         # the engine is this command's argument, not an --engine option
         exc.aliases = {**(getattr(exc, "aliases", None) or {}), "engine": "ENGINE_ID"}
