@@ -7,7 +7,8 @@ all-to-all), with ``n`` ranks, ``S`` bytes, per-direction link bandwidth ``B`` a
 latency ``α``:
 
 - ring all-reduce        ``2(n−1)/n · S/B + 2(n−1)·α``
-- tree all-reduce        ``2(n−1)/n · S/B + 2·log2(n)·α`` (latency-optimal for small S)
+- tree all-reduce        ``2(n−1)/n · S/B + 2·log2(n)·α`` (latency-optimal for small S; between nodes
+  only: inside a node NCCL's tree is a chain, priced as the ring)
 - reduce-scatter / all-gather ``(n−1)/n · S/B + (n−1)·α`` (S = gathered size)
 - all-to-all             ``(n−1)/n · S/B + (n−1)·α`` (S = per-rank send total)
 - point-to-point         ``S/B + α``
@@ -48,8 +49,18 @@ def tree_allreduce_s(nbytes: float, n: int, link: Link, efficiency: float = LINK
 
 
 def allreduce_s(nbytes: float, n: int, link: Link, efficiency: float = LINK_EFFICIENCY) -> float:
-    """Best of ring and tree (NCCL picks per message size)."""
+    """Best of ring and tree (NCCL picks per message size), for ranks one per node: NCCL's trees
+    connect nodes."""
     return min(ring_allreduce_s(nbytes, n, link, efficiency), tree_allreduce_s(nbytes, n, link, efficiency))
+
+
+def intra_node_allreduce_s(nbytes: float, n: int, link: Link, efficiency: float = LINK_EFFICIENCY) -> float:
+    """All-reduce among the ranks of one node: a ring. NCCL builds its trees between nodes only;
+    inside a node the tree is a chain (NCCL maintainers: "the tree structure is only inter-node.
+    Intra-node it's always a chain", https://github.com/NVIDIA/nccl/issues/672; "Within a single
+    node, it is indeed just a chain", https://github.com/NVIDIA/nccl/issues/919), which reduces up
+    and broadcasts down n−1 hops: the ring's 2(n−1)·α latency, not 2·log2(n)·α."""
+    return ring_allreduce_s(nbytes, n, link, efficiency)
 
 
 def reduce_scatter_s(nbytes: float, n: int, link: Link, efficiency: float = LINK_EFFICIENCY) -> float:
@@ -84,7 +95,7 @@ def hierarchical_allreduce_s(
     if n <= 1 or nbytes <= 0:
         return 0.0
     if n <= per_node or inter is None:
-        return allreduce_s(nbytes, n, intra, efficiency)
+        return intra_node_allreduce_s(nbytes, n, intra, efficiency)
     g = per_node
     nodes = math.ceil(n / g)
     return (

@@ -41,6 +41,7 @@ from planner.collectives import (
     hierarchical_all_to_all_s,
     hierarchical_allreduce_s,
     hierarchical_reduce_scatter_s,
+    intra_node_allreduce_s,
     p2p_s,
     reduce_scatter_s,
 )
@@ -285,7 +286,9 @@ def collective_s(
         return 0.0
     if not span.crosses_nodes or span.per_node == 1:
         link = span.inter if span.crosses_nodes else span.intra
-        flat = {"allreduce": allreduce_s, "all_to_all": all_to_all_s, "reduce_scatter": reduce_scatter_s, "all_gather": all_gather_s}
+        # One node: NCCL's tree is a chain there, so the all-reduce is the ring's (intra_node_allreduce_s).
+        flat = {"allreduce": allreduce_s if span.crosses_nodes else intra_node_allreduce_s, "all_to_all": all_to_all_s,
+                "reduce_scatter": reduce_scatter_s, "all_gather": all_gather_s}
         return flat[kind](nbytes, size, link, efficiency)
     two_level = {
         "allreduce": hierarchical_allreduce_s,

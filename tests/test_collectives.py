@@ -68,6 +68,20 @@ def test_reduce_scatter_all_gather_all_to_all_and_p2p():
     assert p2p_s(s, IB, 1.0) == pytest.approx(s / 50e9 + 5e-6)
 
 
+def test_a_small_all_reduce_inside_a_node_pays_the_chain_latency_not_the_tree_one():
+    """NCCL builds trees between nodes only; inside a node its tree is a chain (nccl #672, #919)."""
+    from hwmodels import load_device
+    from planner.layout import collective_s
+
+    small = 16e3  # one decode step's activations at batch 1
+    dev = load_device("a10g")  # 8 GPUs on PCIe in one node
+    link = dev.intra_node_link
+    inside = collective_s("allreduce", dev, small, 8)
+    assert inside == pytest.approx(ring_allreduce_s(small, 8, link))
+    assert inside > tree_allreduce_s(small, 8, link)
+    assert inside == pytest.approx(2 * 7 / 8 * small / (link.bandwidth_bytes_per_s * 0.8) + 14 * link.latency_s)
+
+
 def test_degenerate_groups_cost_nothing():
     for f in (ring_allreduce_s, tree_allreduce_s, allreduce_s, reduce_scatter_s, all_to_all_s):
         assert f(1e9, 1, NVLINK) == 0.0
@@ -79,8 +93,8 @@ def test_hierarchical_allreduce_decomposes_into_three_phases():
     s, n, g = 1e9, 32, 8
     expect = reduce_scatter_s(s, g, NVLINK) + allreduce_s(s / g, n // g, IB) + all_gather_s(s, g, NVLINK)
     assert hierarchical_allreduce_s(s, n, g, NVLINK, IB) == pytest.approx(expect)
-    # inside one node it is the plain all-reduce
-    assert hierarchical_allreduce_s(s, 8, 8, NVLINK, IB) == allreduce_s(s, 8, NVLINK)
+    # inside one node it is the ring: NCCL's tree is a chain there (no log2(n) latency)
+    assert hierarchical_allreduce_s(s, 8, 8, NVLINK, IB) == ring_allreduce_s(s, 8, NVLINK)
     # two levels beat a flat ring over the slow link for large messages
     assert hierarchical_allreduce_s(s, n, g, NVLINK, IB) < ring_allreduce_s(s, n, IB)
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from hwmodels import Link, load_device
 from planner.arch import load_arch
-from planner.collectives import allreduce_s, hierarchical_allreduce_s, p2p_s
+from planner.collectives import allreduce_s, hierarchical_allreduce_s, p2p_s, ring_allreduce_s
 from planner.costmodel import Choice, Serving, estimate_inference, max_batch, memory_report
 from planner.errors import EstimateError
 from planner.layout import Layout, collective_s, group_span, p2p_stage_s, strides
@@ -37,14 +37,15 @@ def test_group_span_places_tp_inside_a_node_first():
 def test_collectives_cross_the_link_their_placement_implies():
     nbytes = 256e6
     nv, ib = H100.intra_node_link, H100.inter_node_link
-    assert collective_s("allreduce", H100, nbytes, 8, 1) == pytest.approx(allreduce_s(nbytes, 8, nv))
+    # inside one node NCCL's tree is a chain: the ring's latency (collectives.intra_node_allreduce_s)
+    assert collective_s("allreduce", H100, nbytes, 8, 1) == pytest.approx(ring_allreduce_s(nbytes, 8, nv))
     assert collective_s("allreduce", H100, nbytes, 4, 8) == pytest.approx(allreduce_s(nbytes, 4, ib))
     assert collective_s("allreduce", H100, nbytes, 16, 2) == pytest.approx(hierarchical_allreduce_s(nbytes, 16, 4, nv, ib))
     # pipeline neighbours tp·dp apart: inside the node when that is < 8, else over InfiniBand
     assert p2p_stage_s(H100, nbytes, 4) == pytest.approx(p2p_s(nbytes, nv))
     assert p2p_stage_s(H100, nbytes, 8) == pytest.approx(p2p_s(nbytes, ib))
     # a device without a peer link talks over PCIe through the host
-    assert collective_s("allreduce", L40S, nbytes, 4, 1) == pytest.approx(allreduce_s(nbytes, 4, L40S.intra_node_link))
+    assert collective_s("allreduce", L40S, nbytes, 4, 1) == pytest.approx(ring_allreduce_s(nbytes, 4, L40S.intra_node_link))
     with pytest.raises(ValueError):
         collective_s("broadcast", H100, nbytes, 8)
 
