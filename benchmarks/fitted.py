@@ -81,10 +81,10 @@ REGISTRY: tuple[Fitted, ...] = (
         attr="RUNTIME_OVERHEAD_S",
         key="eager",
         grid=(2.5e-6, 5e-6, 7.5e-6, 10e-6, 15e-6, 20e-6, 25e-6, 30e-6, 40e-6),
-        why="host time per host call in eager PyTorch (Python, dispatcher and launch of one ATen kernel or one "
-        "fused binding): no microbenchmark in the repository, so it is cross-validated like a fitted constant; "
-        "the calls per modelled operator are counted, not fitted (planner.kernels.ATEN_KERNELS_PER_OP, an "
-        "engine profile's host_calls_per_operator)",
+        why="host time per kernel launched in eager PyTorch (Python, dispatcher and launch of one ATen kernel, with "
+        "the views and reshapes between kernels): no microbenchmark in the repository, so it is cross-validated like a "
+        "fitted constant; the kernels per modelled operator are counted, not fitted "
+        "(planner.kernels.eager_layer_kernels, checked against transformers by tests/test_eager_dispatch.py)",
     ),
 )
 

@@ -202,7 +202,10 @@ def _phase_ops(
     else:
         rows = _uniform_op_rows(work, device, layout, default, options)
     cp_attention = layout.cp > 1
-    for op, st, ch, name, cnt, share in rows:
+    decode = ph.name == "decode"
+    for op, st, ch, name, cnt, share, encoder in rows:
+        if encoder and decode:
+            continue  # an encoder-decoder runs its encoder once, in the prefill; decode steps reuse its output
         c, streamed = op_cost(op, ph, device, ch, layout, name=name, count=cnt, weights_on_device=on_device,
                               options=options, static=st)
         if op.allreduce_after or (cp_attention and op.kind == ATTENTION):
@@ -213,16 +216,18 @@ def _phase_ops(
 
 
 # One operator row of a pass: (operator, its phase-independent cost terms, its choice, its name,
-# the layer instances it stands for, the share of them that run it under cross-layer KV sharing).
-_OpRow = tuple[OpShape, OpStatic, Choice, str, int, float]
+# the layer instances it stands for, the share of them that run it under cross-layer KV sharing,
+# whether it belongs to an encoder-decoder's encoder, which decode steps do not run).
+_OpRow = tuple[OpShape, OpStatic, Choice, str, int, float, bool]
 
 
 def _op_rows(work: Workload, device: DeviceSpec, layout: Layout, default: Choice, overrides: ChoiceMap | None,
              options: RuntimeSettings) -> Iterator[_OpRow]:
     choice_for = _choice_fn(default, overrides)
     uniform = not overrides
-    host_kernels = _host_kernels(work)
     for b in work.blocks:
+        host_kernels = block_host_kernels(work.arch, b)
+        encoder = b.stage == "encoder"
         instances = [(0, b.count)] if uniform else [(i, 1) for i in range(b.count)]
         # Dataflow devices fuse a layer's operators (activations stay on chip).
         for i, cnt in instances:
@@ -233,14 +238,16 @@ def _op_rows(work: Workload, device: DeviceSpec, layout: Layout, default: Choice
                 st = op_static(op, device, ch, layout, fused=fused, host_overhead_s=options.host_overhead_s,
                                options=options, host_kernels=host_kernels)
                 # Cross-layer KV sharing: only 1 in kv_share_layers layers runs its K/V projection.
-                yield op, st, ch, name, cnt, kv_proj_share(op, options)
+                yield op, st, ch, name, cnt, kv_proj_share(op, options), encoder
 
 
-def _host_kernels(work: Workload) -> float:
-    """Kernels eager PyTorch launches per modelled operator of the workload's repeated layer."""
-    layer = next((b for b in work.blocks if b.repeated), None)
-    kinds = tuple(op.kind for op in (layer.ops if layer is not None else ()))
-    return eager_kernels_per_op(work.arch, kinds)
+def block_host_kernels(arch: ArchSpec, block) -> float:
+    """Kernels eager PyTorch launches per modelled operator of ``block``: a repeated layer's
+    average (planner.kernels.eager_kernels_per_op), one for the operators outside the layers
+    (embedding, final norm, LM head)."""
+    if not block.repeated:
+        return 1.0
+    return eager_kernels_per_op(arch, tuple(op.kind for op in block.ops))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -678,9 +685,9 @@ def group_costs(
     mb = microbatch_sizes(serving.batch, layout.pp)[0]
     pre = _prefill_phase(arch, serving, mb, layout.cp)
     dec = _decode_phase(arch, serving, mb, layout.cp)
-    host_kernels = _host_kernels(work)
     out: list[GroupCost] = []
     for b in work.blocks:
+        host_kernels = block_host_kernels(arch, b)
         groups: dict[str, list[OpShape]] = {}
         for op in b.ops:
             if op.is_weighted or (op.kind == LM_HEAD and op.tied_to):
@@ -693,7 +700,7 @@ def group_costs(
                                 host_overhead_s=options.host_overhead_s, options=options, host_kernels=host_kernels)
                 ps += cp.time_s + _op_comm(op, pre, device, choice, layout)
                 pf += cp.flops
-                if arch.family in ("decoder", "encoder_decoder") and serving.gen > 0:
+                if arch.family in ("decoder", "encoder_decoder") and serving.gen > 0 and b.stage != "encoder":
                     cd, _ = op_cost(op, dec, device, choice, layout, name=op.name, fused=device.dataflow_fusion and b.repeated,
                                     host_overhead_s=options.host_overhead_s, options=options, host_kernels=host_kernels)
                     ds += cd.time_s + _op_comm(op, dec, device, choice, layout)

@@ -513,6 +513,16 @@ def support(engine: str | EngineSpec, device: DeviceSpec, *, training: bool | No
     request is not told to use FSDP."""
     spec = load_engine(engine)
     found = spec.support(device)
+    if found is None and field == "hardware":
+        from hwmodels import list_devices, load_device
+
+        runs_on = [d for d in list_devices() if spec.support(load_device(d)) is not None]
+        others = [e for e in list_engines() if load_engine(e).support(device) is not None]
+        raise EngineSupportError(
+            f"{spec.name} does not run on {device.id} ({device.device_class}, {device.vendor}"
+            f"{', ' + device.arch if device.arch else ''}); it runs on: {', '.join(runs_on) or 'none'}; "
+            f"engines that run on {device.id}: {', '.join(others) or 'none'}",
+            field=field)
     if found is None:
         if training is None:
             where, what = [e for e in list_engines() if load_engine(e).support(device) is not None], "engines"

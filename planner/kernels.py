@@ -57,8 +57,9 @@ GEMM_K_OVERHEAD = 512.0
 # instructions, not the dot product, take most issue slots, so the kernel's share of the int8
 # peak depends on the ISA: see cpu_int8_gemm_fraction. The count is not a measured throughput
 # (pipes differ per instruction): fitted (benchmarks/fitted.py GGML_CPU_BLOCK_OPS, grid 2–8; the
-# all-row fit), --cv loso refits it without each source.
-CPU_INT8_GEMM_BLOCK_OPS: dict[str, float] = {"ggml": 4.0}
+# all-row fit: 5, 4 before intra-node all-reduces were priced as NCCL's chain), --cv loso refits it
+# without each source.
+CPU_INT8_GEMM_BLOCK_OPS: dict[str, float] = {"ggml": 5.0}
 # tinyBLAS_Q0_AVX works on 256-bit vectors: 8 fp32 lanes per instruction.
 CPU_GEMM_VECTOR_LANES = 8
 
@@ -69,7 +70,7 @@ def cpu_int8_gemm_fraction(block_ops: float, int8_peak: float, fp32_peak: float,
     issue cost. A vector slot does ``2·lanes`` fp32 FLOP (an FMA) at the fp32 peak, so a slot's time
     is ``2·lanes / fp32_peak`` and a block pair's 64 int8 operations take ``64 / int8_peak`` of dot
     product: share = 1 / (1 + lanes·block_ops·int8_peak / (32·fp32_peak)). With int8 = 4× fp32
-    (VNNI, Zen 4) and 4 block instructions that is 20%; with int8 = 2× fp32 (AVX2, Zen 3) 33%."""
+    (VNNI, Zen 4) and 5 block instructions (the shipped fit) that is 1/6; with int8 = 2× fp32 (AVX2, Zen 3) 2/7."""
     if block_ops < 0 or int8_peak <= 0 or fp32_peak <= 0:
         raise ValueError(f"block_ops must be >= 0 and the peaks > 0; got {block_ops!r}, {int8_peak!r}, {fp32_peak!r}")
     return 1.0 / (1.0 + lanes * block_ops * int8_peak / (32.0 * fp32_peak))
@@ -158,17 +159,22 @@ def elementwise_kernels(gated: bool) -> int:
     return 2 + (2 if gated else 1) + 2
 
 
-# Kernels eager PyTorch launches per decoder layer in one decode step (planner.serving.RUNTIME_OVERHEAD_S
-# prices one host dispatch per kernel). Counted on the Hugging Face modules, not fitted: a Llama
-# layer launches 7 matmuls, 12 kernels for its two RMSNorms (pow, mean, add, rsqrt, mul, mul), 10
-# for rotary on q and k (mul, mul, neg, cat, add each), 2 KV-cache appends, the attention, SiLU and
-# its product, and 2 residual adds; views and reshapes launch none. tests/test_eager_dispatch.py
-# repeats the count on the installed transformers for several architectures.
+# Kernels eager PyTorch launches per layer in one decode step (planner.serving.RUNTIME_OVERHEAD_S
+# prices one host dispatch per kernel). Counted on the Hugging Face modules with SDPA attention, not
+# fitted: a Llama layer launches 36 (7 matmuls; 12 for its two RMSNorms: pow, mean, add, rsqrt, mul,
+# mul; 10 for rotary on q and k: mul, mul, neg, cat, add each; 2 KV-cache appends and the SDPA
+# kernel; SiLU and its product; 2 residual adds). Views and reshapes launch none, and their host
+# time is inside the fitted time per kernel. A Mixtral layer adds 16 for routing (softmax, top-k,
+# renormalisation, the sort / histogram / scatter of tokens to experts; transformers' grouped-GEMM
+# path) beyond its router and expert matmuls. Layers without SDPA in transformers (BLOOM, eager
+# attention) launch more than counted here: tests/test_eager_dispatch.py repeats the counts on
+# the installed transformers and states each architecture's margin.
 RMSNORM_KERNELS = 6
 LAYERNORM_KERNELS = 1
 ROTARY_KERNELS = 10
-ATTENTION_KERNELS = 5  # k and v appended to the cache, q·kᵀ, softmax, ·v (SDPA: one kernel for the last three)
+ATTENTION_KERNELS = 3  # k and v appended to the cache, one SDPA kernel
 RESIDUAL_KERNELS = 2
+MOE_ROUTING_KERNELS = 16
 
 
 def eager_layer_kernels(arch, kinds: tuple[str, ...]) -> int:
@@ -178,15 +184,15 @@ def eager_layer_kernels(arch, kinds: tuple[str, ...]) -> int:
     attention = ATTENTION_KERNELS + (ROTARY_KERNELS if arch.position_encoding == "rope" else 0)
     n = RESIDUAL_KERNELS + (2 if arch.gated_mlp else 1)
     for kind in kinds:
-        n += {"linear": 1, "router": 1, "norm": norm, "attention": attention}.get(kind, 1)
+        n += {"linear": 1, "router": 1 + MOE_ROUTING_KERNELS, "norm": norm, "attention": attention}.get(kind, 1)
     return n
 
 
 @functools.lru_cache(maxsize=256)
 def eager_kernels_per_op(arch, kinds: tuple[str, ...]) -> float:
-    """Kernels per modelled operator of a layer (1.0 for a layer with no attention: a convolution
-    network's operators are one kernel each, plus the BatchNorm / ReLU epilogue priced apart)."""
-    if "attention" not in kinds:
+    """Kernels per modelled operator of one repeated layer (1.0 for a convolution network, whose
+    operators are one kernel each plus the BatchNorm / ReLU epilogue priced apart)."""
+    if arch.family == "cnn" or not kinds:
         return 1.0
     return eager_layer_kernels(arch, kinds) / len(kinds)
 

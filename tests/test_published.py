@@ -70,9 +70,10 @@ def in_sample(pub, rows):
 # document with the fit split, so for them it is a held-out-hardware figure, not leave-one-source-out.
 # The inference limits are the acceptance targets (met); the others guard the measured levels (docs/costmodel.md).
 # Eager host time priced per kernel launched (kernels counted per layer, planner.kernels.eager_layer_kernels)
-# instead of per modelled operator: inference 10.9 / 34.8 / +3.3 (every fold picks 15 us per kernel).
+# instead of per modelled operator: inference 10.9 / 34.8 / +3.3 (every fold picks 15 us per kernel); with
+# intra-node all-reduces priced as NCCL's chain (its trees connect nodes only): 10.8 / 31.9 / +1.1.
 LOSO_LIMITS = {  # category: (median, p90, |signed median|) as fractions
-    "inference": (0.12, 0.35, 0.05),  # the targets themselves: 10.9 / 34.8 / +3.3 measured
+    "inference": (0.12, 0.35, 0.05),  # the documented targets themselves: 10.8 / 31.9 / +1.1 measured
     "training": (0.08, 0.17, 0.07),
     "memory": (0.30, 0.41, 0.30),
     "finetune-memory": (0.09, 0.10, 0.09),

@@ -130,8 +130,9 @@ def test_custom_hardware_gets_the_engines_of_its_class(http):
 @pytest.mark.parametrize(("path", "params", "status", "code", "field", "says"), [
     ("/v1/engines/vlm", None, 404, "not_found", "engine", "vllm"),
     ("/v1/engines/VLLM", None, 404, "not_found", "engine", "vllm"),
-    ("/v1/engines/vllm", {"hardware": "iphone-15-pro"}, 422, "engine_unsupported", "engine", "executorch"),
-    ("/v1/engines/vitis-ai", {"hardware": "h100-sxm"}, 422, "engine_unsupported", "engine", "vllm"),
+    # the engine is the path; the hardware the caller asked about is the field (both lists are in the message)
+    ("/v1/engines/vllm", {"hardware": "iphone-15-pro"}, 422, "engine_unsupported", "hardware", "executorch"),
+    ("/v1/engines/vitis-ai", {"hardware": "h100-sxm"}, 422, "engine_unsupported", "hardware", "vllm"),
     ("/v1/engines/vllm", {"hardware": "h100"}, 404, "not_found", "hardware", "h100-sxm"),
     ("/v1/engines", {"hardware": "nope-9000"}, 404, "not_found", "hardware", "GET /v1/hardware"),
     ("/v1/engines", {"hardware": "../../etc/passwd"}, 422, None, "hardware", ""),
@@ -181,4 +182,4 @@ def test_tierwise_torch_execution_engine_over_http(http):
                                         "gen": 0, "avg_bits": 5, "formats": ["int8", "fp6-e3m2", "int4-g64", "int3-g32"]})
     assert same.status_code == 422 and same.json()["error"]["field"] == "formats"  # the CPU default, llama.cpp
     r = http.get("/v1/engines/torch", params={"hardware": "iphone-15-pro"})
-    assert r.status_code == 422 and r.json()["error"]["field"] == "engine"
+    assert r.status_code == 422 and r.json()["error"]["field"] == "hardware"
