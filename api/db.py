@@ -17,7 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Index, String, Text, create_engine, delete, event, func, inspect, select, text
+from sqlalchemy import (
+    JSON, DateTime, Float, Index, String, Text, create_engine, delete, event, func, inspect, select, text, update,
+)
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -318,22 +320,23 @@ class Store:
     def set_job(self, id: str, *, status: str, error: dict | None = None, note: str | None = None,
                 solve_s: float | None = None, result: dict | None = None, only_if: tuple[str, ...] | None = None) -> bool:
         """Update a job; ``only_if``: only while its status is one of these (False otherwise).
-        A plan job that ends without a plan releases its reserved id in the same transaction."""
+        The check and the write are one ``UPDATE … WHERE status IN (…)``, so two threads or
+        processes changing one job (a cancel and the worker starting it) cannot both win: a
+        read-then-write would let the second write undo the first. A plan job that ends without
+        a plan releases its reserved id in the same transaction."""
         assert status in JOB_STATUSES
+        values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
+        for key, value in (("error", error), ("note", note), ("solve_s", solve_s), ("result", result)):
+            if value is not None:
+                values[key] = value
+        cond = [JobRow.id == id]
+        if only_if is not None:
+            cond.append(JobRow.status.in_(only_if))
         with self.session() as s:
-            job = s.get(JobRow, id)
-            if job is None or (only_if is not None and job.status not in only_if):
+            if s.execute(update(JobRow).where(*cond).values(**values)).rowcount != 1:
                 return False
-            job.status, job.updated_at = status, utcnow()
-            if error is not None:
-                job.error = error
-            if note is not None:
-                job.note = note
-            if solve_s is not None:
-                job.solve_s = solve_s
-            if result is not None:
-                job.result = result
-            if status in ("failed", "cancelled") and job.kind == "plan":
+            if status in ("failed", "cancelled"):
+                # no-op for a capacity job: only plan jobs reserve an id
                 s.execute(delete(PlanIdRow).where(PlanIdRow.job_id == id))
             return True
 

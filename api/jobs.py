@@ -229,6 +229,8 @@ class JobRunner:
                 job.done.set_result("cancelled")
             return
         with self._cond:
+            if job.done.done():
+                return  # cancelled between this worker marking it running and here: cancel() found no deadline
             job.deadline = Deadline(job.limit_s)
             job.started = time.monotonic()
         # Each outcome is counted once, by whoever ends the job in the store: this worker for

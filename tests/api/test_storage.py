@@ -98,6 +98,43 @@ def test_unfinished_jobs_are_found_for_resumption(store_url):
     s.close()
 
 
+def test_a_cancel_racing_the_worker_start_is_never_undone(store_url):
+    """The worker marks a job running only while it is queued; a cancel ends it only while it is queued
+    or running. Raced from two threads, a cancel that reports success must leave the job cancelled:
+    a read-then-write update let the worker's "running" overwrite it, and a restart then resumed a
+    job its client had cancelled."""
+    import threading
+
+    s = Store(store_url)
+    lost = []
+    for i in range(40):
+        jid = f"race-{i}"
+        s.admit_job(id=jid, kind="capacity", request={}, max_pending=1000)
+        gate = threading.Barrier(2)
+        got: dict[str, bool] = {}
+
+        def start(jid=jid, gate=gate, got=got):
+            gate.wait()
+            got["running"] = s.set_job(jid, status="running", only_if=("queued",))
+
+        def cancel(jid=jid, gate=gate, got=got):
+            gate.wait()
+            got["cancelled"] = s.set_job(jid, status="cancelled", only_if=("queued", "running"),
+                                         error={"code": "cancelled", "message": "x", "field": None})
+
+        threads = [threading.Thread(target=start), threading.Thread(target=cancel)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        final = s.get_job(jid).status
+        assert got["cancelled"], got  # queued or running: a cancel always ends it
+        if final != "cancelled":
+            lost.append((jid, got, final))
+    s.close()
+    assert not lost, lost
+
+
 def test_admission_reserves_plan_ids_and_caps_pending_jobs(store_url, plan_body):
     """One transaction: a reserved or stored id is a DuplicateIdError, the pending cap is exact,
     and a job that ends without a plan (failed, cancelled) gives its id back."""
