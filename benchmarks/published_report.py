@@ -54,7 +54,7 @@ def fit_split(rows: list[dict], predict: Callable[[dict], object], fixed: Iterab
         for value in f.grid:
             with settings({f.name: value}):
                 per[value] = {r["id"]: predict(r) for r in fit_rows}
-        moved = [i for i in (r["id"] for r in fit_rows) if len({getattr(per[v][i], "predicted", None) for v in f.grid}) > 1]
+        moved = [i for i in (r["id"] for r in fit_rows) if _sensitive({v: per[v][i] for v in f.grid})]
         out[f.name] = min(f.grid, key=lambda v: _median_abs(per[v][i] for i in moved)) if moved else f.get()
     return out
 

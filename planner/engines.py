@@ -433,6 +433,14 @@ def _fallback_order(engines: list[EngineSpec]) -> list[EngineSpec]:
     return sorted(engines, key=lambda e: (rank.get(e.id, len(rank)), e.id))
 
 
+def hardware_for(engine: str | EngineSpec) -> list[str]:
+    """Ids of the catalog hardware ``engine`` runs on, sorted."""
+    from hwmodels import list_devices, load_device
+
+    spec = load_engine(engine)
+    return [d for d in sorted(list_devices()) if spec.support(load_device(d)) is not None]
+
+
 def engines_for(device: DeviceSpec, *, training: bool, family: str | None = None) -> list[str]:
     """Ids of the engines of the request's kind (training or not) that run on ``device`` (and
     run ``family``, when given), in the fallback order."""
@@ -513,25 +521,18 @@ def support(engine: str | EngineSpec, device: DeviceSpec, *, training: bool | No
     request is not told to use FSDP."""
     spec = load_engine(engine)
     found = spec.support(device)
-    if found is None and field == "hardware":
-        from hwmodels import list_devices, load_device
-
-        runs_on = [d for d in list_devices() if spec.support(load_device(d)) is not None]
-        others = [e for e in list_engines() if load_engine(e).support(device) is not None]
-        raise EngineSupportError(
-            f"{spec.name} does not run on {device.id} ({device.device_class}, {device.vendor}"
-            f"{', ' + device.arch if device.arch else ''}); it runs on: {', '.join(runs_on) or 'none'}; "
-            f"engines that run on {device.id}: {', '.join(others) or 'none'}",
-            field=field)
     if found is None:
         if training is None:
             where, what = [e for e in list_engines() if load_engine(e).support(device) is not None], "engines"
         else:
             where, what = engines_for(device, training=training), "training engines" if training else "serving engines"
-        raise EngineSupportError(
-            f"{spec.name} ({spec.id}) does not run on {device.id} ({device.device_class}, {device.vendor}"
-            f"{', ' + device.arch if device.arch else ''}); {what} that do: {', '.join(where) or 'none'}",
-            field=field)
+        on = f"does not run on {device.id} ({device.device_class}, {device.vendor}{', ' + device.arch if device.arch else ''})"
+        if field == "hardware":  # the device was the choice: say where the engine runs, then what runs there
+            head = f"{spec.name} {on}; it runs on: {', '.join(hardware_for(spec)) or 'none'}"
+            what = f"{what} that run on {device.id}"
+        else:
+            head, what = f"{spec.name} ({spec.id}) {on}", f"{what} that do"
+        raise EngineSupportError(f"{head}; {what}: {', '.join(where) or 'none'}", field=field)
     return found
 
 
@@ -580,5 +581,5 @@ def check_request(sup: Support, *, weights: str | None = None, activations: str 
 
 __all__ = [
     "FALLBACK_ORDER", "ZERO_STAGES", "EngineSpec", "EngineSupportError", "Runtime", "Scheme", "Support", "Target", "check_request", "default_engine",
-    "engines_for", "list_engines", "load_engine", "load_engine_from_dict", "support",
+    "engines_for", "hardware_for", "list_engines", "load_engine", "load_engine_from_dict", "support",
 ]

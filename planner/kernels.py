@@ -177,10 +177,15 @@ RESIDUAL_KERNELS = 2
 MOE_ROUTING_KERNELS = 16
 
 
+def norm_kernels(arch) -> int:
+    """ATen kernels one norm of ``arch`` launches in eager PyTorch (an RMSNorm six, a LayerNorm one)."""
+    return RMSNORM_KERNELS if arch.norm == "rmsnorm" else LAYERNORM_KERNELS
+
+
 def eager_layer_kernels(arch, kinds: tuple[str, ...]) -> int:
     """ATen kernels one layer of ``arch`` launches in eager PyTorch, from the operator kinds the
     layer is modelled with (``linear``, ``router``, ``norm``, ``attention``)."""
-    norm = RMSNORM_KERNELS if arch.norm == "rmsnorm" else LAYERNORM_KERNELS
+    norm = norm_kernels(arch)
     attention = ATTENTION_KERNELS + (ROTARY_KERNELS if arch.position_encoding == "rope" else 0)
     n = RESIDUAL_KERNELS + (2 if arch.gated_mlp else 1)
     for kind in kinds:

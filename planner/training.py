@@ -66,7 +66,7 @@ from planner.arch import ArchSpec
 from planner.costmodel import RUNTIME_OVERHEAD_S
 from planner.errors import EstimateError, TierwiseError
 from planner.formats import get_format
-from planner.kernels import LAYERNORM_KERNELS, RMSNORM_KERNELS
+from planner.kernels import norm_kernels
 from planner.kernels_train import attention_kernel
 from planner.layout import check_layout_on, collective_s, num_layers, p2p_stage_s, ring_exchange_s, strides
 from planner.training_config import (
@@ -270,7 +270,7 @@ class _Step:
             if self.dispatch_s:
                 # One host dispatch per kernel: a norm is several in eager PyTorch (an RMSNorm six), the
                 # other operators one each; the backward launches about twice the forward's.
-                k = (RMSNORM_KERNELS if self.arch.norm == "rmsnorm" else LAYERNORM_KERNELS) if op.kind == NORM else 1
+                k = norm_kernels(self.arch) if op.kind == NORM else 1
                 o = replace(o, fwd_s=o.fwd_s + k * self.dispatch_s, bwd_s=o.bwd_s + 2.0 * k * self.dispatch_s)
             self.op_cache[key] = o
         return self.op_cache[key]

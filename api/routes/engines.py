@@ -21,7 +21,7 @@ from api.deps import CatalogDep
 from api.errors import ApiError
 from api.routes import COMMON, errors
 from api.schemas import ID_PATTERN, _Out
-from api.services import catalog_devices, domain_errors
+from api.services import domain_errors
 
 router = APIRouter(prefix="/v1/engines", tags=["engines"])
 
@@ -66,9 +66,9 @@ class EnginePublic(EngineSummary):
 
 
 def _runs_on(spec: Any) -> list[str]:
-    from hwmodels import load_device
+    from planner.engines import hardware_for
 
-    return [d for d in sorted(catalog_devices()) if spec.support(load_device(d)) is not None]
+    return hardware_for(spec)
 
 
 def _summary(spec: Any) -> dict:

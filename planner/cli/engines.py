@@ -71,8 +71,8 @@ def engines_show(
     json_out: JsonOpt = False,
 ) -> None:
     """An engine's profile; with --hardware, the formats, sparsity and layouts it runs on that device."""
-    from hwmodels import ProfileError, list_devices, load_device
-    from planner.engines import load_engine, support
+    from hwmodels import ProfileError, load_device
+    from planner.engines import hardware_for, load_engine, support
     from planner.errors import TierwiseError
 
     try:
@@ -100,7 +100,7 @@ def engines_show(
         console.print(f"KV cache: {', '.join(sup.kv) or '-'}    sparsity: {', '.join(sup.sparsity)}    "
                       f"parallel: {', '.join(sup.parallel) or 'single device'}")
         return
-    runs_on = [d for d in list_devices() if spec.support(load_device(d)) is not None]
+    runs_on = hardware_for(spec)
     summary = engine_summary(spec)
     if json_out:
         emit_json({**summary, "hardware": runs_on, "sources": dict(spec.sources)})
