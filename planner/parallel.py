@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
 from planner.costmodel import Choice, estimate_inference
+from planner.engines import ZERO_STAGES
 from planner.errors import EstimateError
 from planner.layout import Layout, check_layout
 from planner.training import TrainingConfig, estimate_training
@@ -99,7 +100,7 @@ def search_training_layouts(
     seq: int,
     micro_batches: tuple[int, ...] = (1, 2, 4),
     recompute: tuple[str, ...] = ("none", "selective", "full"),
-    zero: tuple[int, ...] = (0, 1, 2, 3),
+    zero: tuple[int, ...] = ZERO_STAGES,
     max_tp: int | None = None,
     objective: str = "step_time",
     limit: int | None = None,

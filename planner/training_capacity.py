@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
 from planner.deadline import Deadline, DeadlineExceeded
+from planner.engines import ZERO_STAGES
 from planner.errors import EstimateError, TierwiseError
 from planner.layout import num_layers
 
@@ -120,7 +121,7 @@ class TrainTask:
     pp: int
     micro_batch: int
     device_counts: tuple[int, ...]
-    zero_stages: tuple[int, ...] = (0, 1, 2, 3)  # the ZeRO stages the target's engine offers
+    zero_stages: tuple[int, ...] = ZERO_STAGES  # the ZeRO stages the target's engine offers
 
 
 def device_grid(device: DeviceSpec, max_devices: int) -> tuple[int, ...]:
@@ -180,7 +181,7 @@ def train_tasks(arch: ArchSpec, device: DeviceSpec, target: TrainTarget) -> list
         tps = [t for t in (1, 2, 4, 8, 16) if t <= g and arch.num_heads % t == 0]
         # powers of two up to 16, and other small divisors of the layer count (balanced stages)
         pps = [p for p in (1, 2, 4, 5, 8, 10, 16, 20, 32) if p <= layers and (layers % p == 0 or p in (1, 2, 4, 8, 16))]
-    stages = (0, 1, 2, 3)
+    stages = ZERO_STAGES
     if target.engine is not None:
         # Only layouts and ZeRO stages the engine runs (llm-foundry: data parallel, no ZeRO-1).
         from planner.engines import load_engine
@@ -255,7 +256,7 @@ def _least_recompute(task: TrainTask, n: int, dp: int, gb: int, *, zero: int) ->
                 engine=t.engine,
             )
             est = estimate_training(arch, dev, cfg)
-        except (EstimateError, TierwiseError):  # an impossible layout, or one the engine does not run
+        except TierwiseError:  # an impossible layout (EstimateError), or one the engine does not run
             return None
         if not est.memory.fits:
             continue

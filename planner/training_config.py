@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, replace
 
 from planner.costmodel import RUNTIME_OVERHEAD_S
+from planner.engines import ZERO_STAGES  # the one list of stages (engine profiles offer a subset)
 from planner.errors import EstimateError
 from planner.layout import Layout
 
@@ -16,7 +17,6 @@ RECOMPUTE_MODES = ("none", "selective", "full")
 # or a named fused kernel (planner.kernels_train.ATTENTION_KERNEL_TABLE).
 ATTENTION_KERNELS = ("fused", "unfused", "flash2", "flash3", "flash-triton")
 GRAD_ACCUMULATION = ("separate", "fused")
-ZERO_STAGES = (0, 1, 2, 3)
 # Bytes of a mask element (torch stores dropout masks as bool: 1 byte; Korthikanti et al.
 # count "1 byte" masks as well).
 MASK_BYTES = 1.0
