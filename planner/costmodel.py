@@ -408,15 +408,17 @@ def memory_report(
     act_dev = activation_peak_bytes(work, prefill, stored_act_bits(device, choice, options), layout.tp,
                                     unfused_gate=options.static_memory_plan and not options.fused_elementwise)
     tiers, fractions, shortfall = place_memory(device, weights_dev, kv_dev, act_dev, options)
-    if options.kv_memory_fraction < 1.0 and shortfall <= 0:
-        # The engine gives its KV cache only a share of what weights, activations and its
-        # context leave free (TensorRT-LLM free_gpu_memory_fraction).
-        free = device.device_tier.capacity_bytes - weights_dev - act_dev - options.reserved_bytes
-        shortfall = max(0.0, kv_dev - options.kv_memory_fraction * free)
     dev = device.device_tier
-    per_device = weights_dev + kv_dev + act_dev + options.reserved_bytes  # + the engine's runtime context
     offloaded = sum(t.weights_bytes for t in tiers if t.name != dev.name and t.role != "on_chip")
     offloaded_kv = sum(t.kv_cache_bytes for t in tiers if t.name != dev.name)
+    if options.kv_memory_fraction < 1.0 and shortfall <= 0:
+        # The engine gives its KV cache only a share of what weights, activations and its
+        # context leave free on the device (TensorRT-LLM free_gpu_memory_fraction); weights and KV
+        # placed in slower tiers (--allow-offload) take none of it.
+        free = dev.capacity_bytes - (weights_dev - offloaded) - act_dev - options.reserved_bytes
+        shortfall = (kv_dev - offloaded_kv) - options.kv_memory_fraction * free
+        shortfall = shortfall if shortfall > 1.0 else 0.0  # under a byte: rounding of an exact fill
+    per_device = weights_dev + kv_dev + act_dev + options.reserved_bytes  # + the engine's runtime context
     rep = MemoryReport(
         weights_bytes=weights_total,
         kv_cache_bytes=kv_total,

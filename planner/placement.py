@@ -173,6 +173,12 @@ def place_memory(
         uses[dev.name]["kv"] = kv_dev
     remaining = weights_dev
     fractions: dict[str, float] = {}
+    # An engine that gives its KV cache only a share of the memory left free (vLLM's and
+    # TensorRT-LLM's memory fraction) needs kv / share of room on the device; weights spilling to
+    # slower tiers must leave it, or the engine would have no room for the cache they moved out for.
+    headroom = 0.0
+    if len(allowed) > 1 and options.kv_memory_fraction < 1.0:
+        headroom = uses[dev.name]["kv"] * (1.0 / options.kv_memory_fraction - 1.0)
     if options.placement:
         for t in allowed:
             f = options.placement.get(t.name, 0.0)
@@ -182,7 +188,7 @@ def place_memory(
     else:
         for t in allowed:
             cap = _tier_capacity(device, t)
-            free = cap - sum(uses[t.name].values())
+            free = cap - sum(uses[t.name].values()) - (headroom if t.name == dev.name else 0.0)
             take = min(max(free, 0.0), remaining)
             if take > 0:
                 uses[t.name]["w"] += take

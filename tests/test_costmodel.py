@@ -321,3 +321,26 @@ def test_explicit_placement_map_is_accepted_and_cached_results_match():
                              options=RuntimeSettings(placement={dev.device_tier.name: 1.0}))
     plain = estimate_inference(arch, dev, Layout(), Serving(batch=2, prompt=64, gen=8), Choice())
     assert est.memory.weights_bytes == pytest.approx(plain.memory.weights_bytes)
+
+
+def test_offload_leaves_an_engines_kv_share_room_on_the_device():
+    """vLLM / TensorRT-LLM give their KV cache only a share of the memory left free. Weights spilled
+    to host memory must leave that room, or --allow-offload could never fit on the default engines."""
+    from planner.engines import load_engine
+    from planner.serving import engine_settings
+
+    arch, dev = load_arch("llama-3.1-70b"), load_device("h100-sxm")
+    for engine in ("vllm", "trtllm", "hf-transformers"):
+        opts = RuntimeSettings(allow_offload=True, **engine_settings(load_engine(engine).support(dev).runtime))
+        e = estimate_inference(arch, dev, Layout(), Serving(batch=1, prompt=512, gen=128), Choice(), options=opts)
+        m = e.memory
+        assert m.fits and m.offloaded_weights_bytes > 60e9, (engine, m)
+        on_device = next(t for t in m.tiers if t.name == dev.device_tier.name)
+        assert on_device.used_bytes <= dev.memory_capacity_bytes + 1.0
+        if opts.kv_memory_fraction < 1.0:
+            free = dev.memory_capacity_bytes - on_device.weights_bytes - on_device.activations_bytes
+            assert on_device.kv_cache_bytes <= opts.kv_memory_fraction * free + 1.0, engine
+    # without offloading, the same model still does not fit, with the same shortfall as before
+    no = estimate_inference(arch, dev, Layout(), Serving(batch=1, prompt=512, gen=128), Choice(),
+                            options=RuntimeSettings(**engine_settings(load_engine("vllm").support(dev).runtime)))
+    assert not no.memory.fits and no.memory.shortfall_bytes > 60e9
