@@ -15,6 +15,7 @@ MODELS = [
     (r"megatron gpt-145\.6b", "megatron-gpt-145.6b"),
     (r"megatron gpt-529\.6b", "megatron-gpt-529.6b"),
     (r"megatron gpt-1t", "megatron-gpt-1t"),
+    (r"megatron gpt-22b", "megatron-gpt-22b"),
     (r"gpt-3 175b", "gpt3-175b"),
     (r"palm 540b", "palm-540b"),
     (r"resnet-50", "resnet-50"),

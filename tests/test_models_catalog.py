@@ -17,7 +17,7 @@ REQUIRED_IDS = [
     "phi-3-mini", "falcon-7b", "falcon-40b", "falcon-180b", "gpt-j-6b", "opt-1.3b", "opt-6.7b", "opt-13b", "opt-30b",
     "opt-66b", "opt-175b", "bloom-176b", "mpt-7b", "mpt-30b", "gpt3-175b", "bert-base", "bert-large",
     "all-minilm-l6-v2", "t5-3b", "resnet-50", "mobilenet-v2", "vit-h", "megatron-gpt-1.7b", "megatron-gpt-7.5b",
-    "megatron-gpt-145.6b", "megatron-gpt-529.6b", "megatron-gpt-1t", "palm-540b",
+    "megatron-gpt-22b", "megatron-gpt-145.6b", "megatron-gpt-529.6b", "megatron-gpt-1t", "palm-540b",
 ]
 
 # model_type → the field names its HF config class spells (a catalog file using another
@@ -80,8 +80,9 @@ def test_catalog_files_are_package_data():
 SHAPES = [
     ("megatron-gpt-1.7b", 24, 2304, 24, 24, 4 * 2304, 51200, "Narayanan et al. 2021 Table 1; benchmarks/data/published.csv T01"),
     ("megatron-gpt-7.5b", 36, 4096, 32, 32, 4 * 4096, 51200, "Narayanan et al. 2021 Table 1; benchmarks/data/published.csv T02"),
+    ("megatron-gpt-22b", 48, 6144, 64, 64, 4 * 6144, 51200, "Korthikanti et al. 2022 Table 3; benchmarks/data/published.csv T14"),
     ("megatron-gpt-145.6b", 80, 12288, 96, 96, 4 * 12288, 51200, "Narayanan et al. 2021 Table 1; benchmarks/data/published.csv T03"),
-    ("megatron-gpt-529.6b", 105, 20480, 128, 128, 4 * 20480, 51200, "Narayanan et al. 2021 Table 1; benchmarks/data/published.csv T04"),
+    ("megatron-gpt-529.6b", 105, 20480, 128, 128, 4 * 20480, 51200, "Narayanan et al. 2021 Table 1; benchmarks/data/published.csv T04/T15"),
     ("megatron-gpt-1t", 128, 25600, 160, 160, 4 * 25600, 51200, "Narayanan et al. 2021 Table 1; benchmarks/data/published.csv T05/T11"),
     ("gpt3-175b", 96, 12288, 96, 96, 4 * 12288, 50257, "Brown et al. 2020 Table 2.1; benchmarks/data/published.csv T10"),
     ("palm-540b", 118, 18432, 48, 1, 73728, 256000, "Chowdhery et al. 2022 Table 1; benchmarks/data/published.csv T12"),

@@ -23,7 +23,9 @@ A100 = load_device("a100-80gb-sxm")
 A100_40 = load_device("a100-40gb-sxm")
 H100 = load_device("h100-sxm")
 
-MEGATRON = ["megatron-gpt-1.7b", "megatron-gpt-7.5b", "megatron-gpt-145.6b", "megatron-gpt-529.6b", "megatron-gpt-1t"]
+MEGATRON = [
+    "megatron-gpt-1.7b", "megatron-gpt-7.5b", "megatron-gpt-22b", "megatron-gpt-145.6b", "megatron-gpt-529.6b", "megatron-gpt-1t",
+]
 
 
 def megatron_cfg(**kw):
