@@ -11,6 +11,8 @@ declares
 - ``parallel``: the parallel dimensions it implements (tp, pp, dp, ep, cp);
 - ``zero`` (training engines, optional): the ZeRO stages its data-parallel sharding offers
   (all four when absent; llm-foundry's FSDP1 offers 0, 2, 3);
+- ``attention`` and ``optimizers`` (training engines, optional): the attention kernels
+  (``--attention``) and optimizers (``--optimizer``) it has (all when absent);
 - ``runtime``: behaviour the cost model prices (graph capture, chunked prefill and its
   chunk, paged KV, continuous batching, the memory fraction the engine takes and the
   context memory it keeps outside it), overridable per target;
@@ -98,6 +100,18 @@ class Runtime:
     # execution): each modelled operator pays the host's dispatch on top of its kernel. Engines with
     # graph capture, compiled programs or their own native graph executor (llama.cpp's ggml) do not.
     eager_dispatch: bool = False
+    # The engine can run its operators from eager PyTorch, one kernel launch at a time (vLLM's
+    # --enforce-eager, SGLang's --disable-cuda-graph, Transformers' default generate, DeepSpeed-Inference
+    # without enable_cuda_graph, the PyTorch training engines). False for engines that only run a compiled
+    # or captured program of their own (MLC LLM, TVM, llama.cpp's ggml graphs, ExecuTorch, SambaFlow,
+    # Vitis AI): ``--runtime eager`` / ``runtime: eager`` is refused for them.
+    eager_mode: bool = True
+
+    @property
+    def runtimes(self) -> tuple[str, ...]:
+        """The launch modes (``--runtime`` / ``runtime``) the engine has: ``graph`` always, ``eager`` when
+        it can dispatch operators from eager PyTorch."""
+        return ("graph", "eager") if self.eager_mode or self.eager_dispatch else ("graph",)
 
     @property
     def default_runtime(self) -> str:
@@ -142,6 +156,9 @@ class Support:
     runtime: Runtime
     #: ZeRO stages its data-parallel sharding offers (llm-foundry's FSDP1: NO_SHARD, SHARD_GRAD_OP, FULL_SHARD).
     zero: tuple[int, ...] = ZERO_STAGES
+    #: Training attention kernels and optimizers it has (empty: every one the cost model knows).
+    attention: tuple[str, ...] = ()
+    optimizers: tuple[str, ...] = ()
     #: Weight formats the engine applies to a whole model at once (bitsandbytes 4-bit
     #: quantizes every Linear layer alike): a plan uses one only beside 16-bit groups.
     exclusive: tuple[str, ...] = ()
@@ -179,6 +196,10 @@ class EngineSpec:
     families: tuple[str, ...] = ()
     #: ZeRO stages (0-3) its data-parallel sharding offers; every stage unless the profile lists them.
     zero: tuple[int, ...] = ZERO_STAGES
+    #: Training attention kernels (``planner.training_config.ATTENTION_KERNELS``) and optimizers
+    #: (``OPTIMIZERS``) it has; every one unless the profile lists them.
+    attention: tuple[str, ...] = ()
+    optimizers: tuple[str, ...] = ()
 
     def runs_family(self, family: str) -> bool:
         return family in self.families
@@ -201,6 +222,8 @@ class EngineSpec:
             parallel=self.parallel,
             runtime=runtime,
             zero=self.zero,
+            attention=self.attention,
+            optimizers=self.optimizers,
             exclusive=_unique(x for t in hits for x in t.exclusive),
         )
 
@@ -250,10 +273,10 @@ def _formats(reader: _Reader, key: str, *, empty_ok: bool = False) -> tuple[str,
 
 _RUNTIME_FLAGS = ("graph_capture", "chunked_prefill", "paged_kv", "continuous_batching", "tp_comm_overlap",
                   "grad_reduce_overlap", "fused_attention", "fused_elementwise", "static_memory_plan",
-                  "untie_quantized_head", "separate_dequant", "eager_dispatch")
+                  "untie_quantized_head", "separate_dequant", "eager_dispatch", "eager_mode")
 _OPTIONAL_FLAGS = {"tp_comm_overlap": False, "grad_reduce_overlap": False, "fused_attention": True, "fused_elementwise": True,
                    "static_memory_plan": False, "untie_quantized_head": False, "separate_dequant": False,
-                   "eager_dispatch": False}
+                   "eager_dispatch": False, "eager_mode": True}
 
 
 def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
@@ -323,7 +346,8 @@ def _parse(data: Any, origin: str) -> EngineSpec:
 
     top = _Reader(origin, data, "")
     top.allow("schema_version", "id", "name", "kind", "version", "exporter", "default_for", "default_for_training",
-              "sources", "parallel", "runtime", "targets", "notes", "models", "zero")
+              "sources", "parallel", "runtime", "targets", "notes", "models", "zero",
+              "attention", "optimizers")
     if top.integer("schema_version", minimum=1) != SCHEMA_VERSION:
         raise top.error("schema_version", str(SCHEMA_VERSION), top.data["schema_version"])
     raw_sources = top.raw("sources")
@@ -354,6 +378,8 @@ def _parse(data: Any, origin: str) -> EngineSpec:
         provenance=provenance,
         families=families,
         zero=_zero_stages(top),
+        attention=_training_names(top, "attention"),
+        optimizers=_training_names(top, "optimizers"),
     )
 
 
@@ -366,6 +392,16 @@ def _zero_stages(top: _Reader) -> tuple[int, ...]:
             or len(set(raw)) != len(raw)):
         raise top.error("zero", "a list of distinct ZeRO stages from 0, 1, 2, 3", raw)
     return tuple(sorted(raw))
+
+
+def _training_names(top: _Reader, key: str) -> tuple[str, ...]:
+    """``attention: [...]`` / ``optimizers: [...]``: the training attention kernels / optimizers the
+    engine has (optional; empty = all the cost model knows)."""
+    if not top.has(key):
+        return ()
+    from planner.training_config import ATTENTION_KERNELS, OPTIMIZERS
+
+    return _names(top, key, ATTENTION_KERNELS if key == "attention" else tuple(OPTIMIZERS))
 
 
 def _families(top: _Reader, sources: Mapping[str, str]) -> tuple[str, ...]:

@@ -122,3 +122,34 @@ def test_console_script_exits_2_without_traceback():
     r = subprocess.run([sys.executable, "-m", "planner", "estimate", "--model", "nope", "--hardware", "h100-sxm"], capture_output=True, text=True)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and "unknown model id 'nope'" in r.stderr
+
+
+@pytest.mark.parametrize(("engine", "hardware", "model"), [
+    ("mlc-llm", "h100-sxm", "llama-3.2-1b"), ("llamacpp", "ryzen-9-7950x", "llama-3.2-1b"),
+    ("executorch", "iphone-15-pro", "llama-3.2-1b"), ("vitis-ai", "zcu102", "resnet-50"),
+    ("sambaflow", "sn40l", "llama-3.2-1b"), ("tvm", "rtx-4090", "bert-base"),
+])
+def test_runtime_eager_on_an_engine_without_an_eager_mode_is_refused_naming_the_flag(cli, engine, hardware, model):
+    # These engines run a compiled program of their own: pricing PyTorch's per-kernel dispatch for them
+    # would describe a run the engine cannot do.
+    code, _, err = cli("estimate", "--model", model, "--hardware", hardware, "--engine", engine, "--runtime", "eager")
+    assert code == 2, err
+    assert "--runtime graph; got 'eager'" in err and engine in err and "Traceback" not in err
+    assert f"Engines on {hardware} with an eager mode:" in err
+    # graph stays available, and without --engine the default engine's launch mode is taken
+    assert cli("estimate", "--model", model, "--hardware", hardware, "--engine", engine, "--runtime", "graph",
+               "--json").code in (0, 3)
+
+
+def test_the_priced_launch_mode_is_reported(cli):
+    code, out, _ = cli("estimate", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--runtime", "eager", "--json")
+    assert code == 0 and json.loads(out)["engine_assumptions"]["runtime"] == "eager"
+    code, out, _ = cli("estimate", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--json")
+    assert code == 0 and json.loads(out)["engine_assumptions"]["runtime"] == "graph"  # vLLM's CUDA graphs
+    code, out, _ = cli("estimate", "--model", "llama-3.2-1b", "--hardware", "h100-sxm")
+    assert "vllm (graph launch)" in out
+    code, out, _ = cli("estimate", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--mode", "training",
+                       "--runtime", "eager", "--sequence-parallel", "--json")
+    d = json.loads(out)
+    assert code == 0 and d["runtime"] == "eager"
+    assert d["sequence_parallel"] is False  # off at tp 1, as the note says

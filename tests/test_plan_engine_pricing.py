@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from planner.engines import EngineSupportError
+
 from planner.request.estimate import EstimateRequest, run_estimate
 from planner.request.plan import PlanRequest, run_plan
 
@@ -112,6 +114,11 @@ def test_estimate_and_plan_take_the_engines_launch_mode(engine, hardware, want):
     assert r.options.runtime == want
     _, _, problem, _ = resolve_plan(PlanRequest(model="llama-3.2-1b", hardware=hardware, engine=engine))
     assert engine_options(problem).runtime == want
-    forced = resolve_inference(EstimateRequest(model="llama-3.2-1b", hardware=hardware, engine=engine,
-                                               runtime="graph" if want == "eager" else "eager"))
+    other = "graph" if want == "eager" else "eager"
+    if engine == "llamacpp":  # ggml runs its own graph: there is no eager PyTorch mode to switch to
+        with pytest.raises(EngineSupportError) as err:
+            resolve_inference(EstimateRequest(model="llama-3.2-1b", hardware=hardware, engine=engine, runtime=other))
+        assert err.value.field == "runtime"
+        return
+    forced = resolve_inference(EstimateRequest(model="llama-3.2-1b", hardware=hardware, engine=engine, runtime=other))
     assert forced.options.runtime != want  # --runtime still overrides

@@ -158,3 +158,63 @@ def test_sequence_parallel_without_tensor_parallelism_is_off_and_says_so(capsys)
     assert not any("sequence parallelism" in n for n in plain.notes)
     with_tp = estimate_training(arch, dev, TrainingConfig(sequence_parallel=True, tp=2, **{**base, "dp": 4}))
     assert not any("sequence parallelism" in n for n in with_tp.notes)
+
+
+@pytest.mark.parametrize(("engine", "field", "value", "listed"), [
+    ("llm-foundry", "attention", "flash3", "fused, unfused, flash2, flash-triton"),  # attn_impl torch / flash / triton
+    ("llm-foundry", "optimizer", "adamw-fp8", "adamw"),
+    ("llm-foundry", "optimizer", "adamw-8bit", "adamw"),
+    ("megatron-core", "attention", "flash-triton", "fused, unfused, flash2, flash3"),
+    ("megatron-core", "optimizer", "adamw-8bit", "adamw, adamw-fp8, sgd"),
+])
+def test_attention_kernels_and_optimizers_an_engine_lacks_are_refused_on_every_front_door(capsys, tmp_path, engine,
+                                                                                            field, value, listed):
+    model = "llm-foundry-mpt-1b" if engine == "llm-foundry" else "llama-3.2-1b"
+    code, _, err = run(capsys, "estimate", "--mode", "training", "--engine", engine, "--model", model,
+                       "--hardware", "h100-sxm", "--dp", "8", f"--{field}", value)
+    assert code == 2 and f"--{field} '{value}'" in err and listed in err and "Traceback" not in err, err
+    body = {"model": model, "hardware": "h100-sxm", "mode": "training", "engine": engine, "dp": 8, field: value}
+    with app_client(tmp_path) as c:
+        r = c.post("/v1/estimate", json=body)
+        assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+        assert r.json()["error"]["details"]["supported"] == listed.split(", ")
+    with pytest.raises(EngineSupportError) as exc:
+        planner.estimate_training(model, "h100-sxm", engine=engine, dp=8, **{field: value})
+    assert exc.value.field == field
+    # a plain PyTorch FSDP loop can run any of them
+    assert run(capsys, "estimate", "--mode", "training", "--engine", "fsdp", "--model", model, "--hardware", "h100-sxm",
+               "--dp", "8", f"--{field}", value)[0] == 0
+
+
+def test_does_not_fit_never_suggests_an_optimizer_the_engine_lacks(capsys):
+    args = ["estimate", "--mode", "training", "--model", "llama-3.2-1b", "--hardware", "t4", "--micro-batch", "1",
+            "--recompute", "full"]
+    code, _, err = run(capsys, *args, "--engine", "megatron-core")  # no bitsandbytes: its FP8 moments instead
+    assert code == 3 and "adamw-8bit" not in err and "--optimizer adamw-fp8" in err, err
+    code, _, err = run(capsys, *args, "--engine", "fsdp")
+    assert code == 3 and "--optimizer adamw-8bit" in err, err
+    code, _, err = run(capsys, *args, "--engine", "llm-foundry")  # AdamW only
+    assert "--optimizer" not in err, err
+
+
+def test_engines_show_lists_the_attention_kernels_and_optimizers(capsys):
+    import json
+
+    code, out, _ = run(capsys, "engines", "show", "llm-foundry", "--json")
+    d = json.loads(out)
+    assert d["attention"] == ["fused", "unfused", "flash2", "flash-triton"] and d["optimizers"] == ["adamw"]
+    d = json.loads(run(capsys, "engines", "show", "fsdp", "--json")[1])
+    assert "flash3" in d["attention"] and "adamw-8bit" in d["optimizers"]  # unlisted: all
+
+
+@pytest.mark.parametrize("bad", [["flash4"], "adamw-16bit", [], [1]])
+def test_a_bad_attention_or_optimizer_list_in_an_engine_profile_is_refused_naming_it(bad):
+    import importlib.resources as resources
+
+    import yaml
+
+    data = yaml.safe_load((resources.files("profiles") / "engines" / "llm-foundry.yaml").read_text())
+    key = "attention" if isinstance(bad, list) and bad and bad[0] == "flash4" else "optimizers"
+    with pytest.raises(TierwiseError) as exc:
+        load_engine_from_dict({**copy.deepcopy(data), key: bad})
+    assert key in str(exc.value)

@@ -41,6 +41,8 @@ class EngineSummary(_Out):
     families: list[str]  # model families it runs (planner.archspec.FAMILIES)
     runs_on: list[str]
     zero: list[int] | None = None  # training engines: the ZeRO stages their sharding offers
+    attention: list[str] | None = None  # training engines: the attention kernels they have (--attention)
+    optimizers: list[str] | None = None  # training engines: the optimizers they have (--optimizer)
     microbatch_overhead_s: float | None = None  # training engines: fitted time per micro-batch beyond the kernels
 
 

@@ -26,6 +26,11 @@ def engine_summary(spec) -> dict:
 
         # the ZeRO stages its sharding offers, and its fitted time per micro-batch beyond the kernels (0: none)
         out["zero"] = list(spec.zero)
+        from planner.training_config import ATTENTION_KERNELS, OPTIMIZERS
+
+        # the attention kernels and optimizers it has (all the cost model knows when the profile lists none)
+        out["attention"] = list(spec.attention or ATTENTION_KERNELS)
+        out["optimizers"] = list(spec.optimizers or OPTIMIZERS)
         out["microbatch_overhead_s"] = MICROBATCH_OVERHEAD_S.get(spec.id, 0.0)
     return out
 
@@ -37,7 +42,8 @@ def support_summary(sup) -> dict:
         "schemes": [{"weights": list(s.weights), "activations": list(s.activations)} for s in sup.schemes],
         "kv": list(sup.kv), "sparsity": list(sup.sparsity), "parallel": list(sup.parallel),
         "runtime": {
-            "graph_capture": rt.graph_capture, "chunked_prefill": rt.chunked_prefill, "chunk_tokens": rt.chunk_tokens,
+            "graph_capture": rt.graph_capture, "runtimes": list(rt.runtimes), "default_runtime": rt.default_runtime,
+            "chunked_prefill": rt.chunked_prefill, "chunk_tokens": rt.chunk_tokens,
             "paged_kv": rt.paged_kv, "kv_block_tokens": rt.kv_block_tokens,
             "continuous_batching": rt.continuous_batching, "memory_fraction": rt.memory_fraction,
             "context_bytes": rt.context_bytes,
@@ -111,6 +117,7 @@ def engines_show(
     console.print(f"parallel: {', '.join(spec.parallel) or 'single device'}")
     if spec.kind == "training":
         console.print(f"ZeRO stages: {', '.join(map(str, spec.zero))}")
+        console.print(f"attention: {', '.join(summary['attention'])}; optimizers: {', '.join(summary['optimizers'])}")
     if summary.get("microbatch_overhead_s"):
         console.print(f"training step: {summary['microbatch_overhead_s']:g} s per micro-batch beyond the priced kernels ('framework' in an estimate; "
                       "fitted on published llm-foundry rows, not a sourced fact: docs/training.md)", highlight=False)

@@ -138,7 +138,7 @@ def _print_inference(est, per_op: bool) -> None:
     t.add_column("metric")
     t.add_column("value", justify="right")
     c = est.choice
-    t.add_row("engine", est.engine or "-")
+    t.add_row("engine", _engine_cell(est.engine, (est.engine_assumptions or {}).get("runtime")))
     t.add_row("formats", f"weights {c.weights}, activations {c.activations}, kv {c.kv}, {c.sparsity}")
     t.add_row("batch / prompt / gen", f"{est.serving.batch} / {est.serving.prompt} / {est.serving.gen}")
     u = est.uncertainty
@@ -191,12 +191,21 @@ def _print_inference(est, per_op: bool) -> None:
             console.print(ot)
 
 
+def _engine_cell(engine: str | None, runtime: str | None) -> str:
+    """The engine and the launch mode priced: a captured or compiled program, or eager PyTorch
+    paying the host's dispatch per kernel."""
+    if not engine:
+        return "-"
+    mode = {"eager": "eager PyTorch, host dispatch per kernel", "graph": "graph launch"}.get(runtime or "")
+    return f"{engine} ({mode})" if mode else engine
+
+
 def _print_training(est) -> None:
     d = est.to_dict()
     t = Table(title=f"Training step: {d.get('model')} on {d.get('devices')}× {d.get('hardware')}", show_header=False)
     t.add_column("metric")
     t.add_column("value", justify="right")
-    t.add_row("engine", d.get("engine") or "-")
+    t.add_row("engine", _engine_cell(d.get("engine"), d.get("runtime")))
     u = est.uncertainty
     t.add_row("step time", human_time(d["step_time_s"]) + _band(u, "step_time_s", human_time))
     t.add_row("tokens/s", f"{d['tokens_per_s']:,.0f}" + _band(u, "tokens_per_s", _rate))

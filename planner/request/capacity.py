@@ -17,7 +17,7 @@ from typing import Any
 from hwmodels.errors import TierwiseError, close_ids
 
 from planner.deadline import Deadline
-from planner.request.engine import TRAINING_ENGINE_HELP, canonical, format_key, resolve_engine
+from planner.request.engine import RUNTIMES, TRAINING_ENGINE_HELP, canonical, check_runtime, format_key, resolve_engine
 from planner.request.estimate import OPTIMIZER_NAMES, check_context, load_specs
 from planner.request.fields import (
     bad,
@@ -76,7 +76,7 @@ class CapacityServeRequest:
     max_pp: int | None = opt("Deepest pipeline considered.", 4)
     runtime: str | None = opt("graph (CUDA graphs / compiled engine) or eager (default: the engine's: eager for "
                               "the PyTorch-eager engines hf-transformers and torch, else graph).",
-                              choices=("graph", "eager"))
+                              choices=RUNTIMES)
     time_limit_s: float | None = opt("Wall-clock limit of the search, seconds (unbounded when left out); when it "
                                      "runs out the answer covers the configurations searched so far.")
     engine: Any = opt(ENGINES_HELP)
@@ -218,7 +218,7 @@ def _resolve_fleet(req: Any, v: dict, names: tuple) -> tuple[list, list, int, in
     formats = tuple(check_format("formats", f, "weight") for f in check_list("formats", v["formats"], max_len=16,
                                                                                    unique=format_key))
     kv = check_format("kv", v["kv"], "kv")
-    runtime = None if v["runtime"] is None else check_choice("runtime", v["runtime"], ("graph", "eager"))
+    runtime = None if v["runtime"] is None else check_choice("runtime", v["runtime"], RUNTIMES)
     pairs = serve_pairs(engines, devices, formats, kv, given_formats=req.formats is not None,
                         given_kv=req.kv is not None, runtime=runtime, archs=archs)
     search = ServeSearch(formats=formats, kv=kv, max_devices=check_int("max_devices", v["max_devices"], hi=1 << 20),
@@ -318,7 +318,7 @@ def _pair(engine: Any, device: Any, formats: tuple[str, ...], kv: str, given_for
 
     setup = EngineSetup(engine=sup.engine, formats=tuple((w, act(w)) for w in runs), kv=kv,
                         reserved_bytes=sup.runtime.context_bytes,
-                        runtime=runtime or sup.runtime.default_runtime,
+                        runtime=check_runtime(sup, runtime, device),
                         tp="tp" in sup.parallel, pp="pp" in sup.parallel, kernel=_kernel(sup))
     return ServePair(device=device, engine=sup.engine, setup=setup)
 

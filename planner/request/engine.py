@@ -12,8 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ENGINE_HELP", "TRAINING_ENGINE_HELP", "canonical", "check_given", "engine_defaults", "format_key",
-           "resolve_engine"]
+__all__ = ["ENGINE_HELP", "RUNTIMES", "TRAINING_ENGINE_HELP", "canonical", "check_given", "check_runtime",
+           "engine_defaults", "format_key", "resolve_engine"]
+
+#: Launch modes the cost model prices (``--runtime`` / ``runtime``): a captured or compiled program, or
+#: eager PyTorch paying the host's dispatch per kernel.
+RUNTIMES = ("graph", "eager")
 
 ENGINE_HELP = ("Serving or training engine (vllm, trtllm, sglang, llamacpp, executorch, ...; `tierwise engines list`); "
                "default: the hardware class's engine (docs/engines.md).")
@@ -154,3 +158,24 @@ def check_given(sup: Any, given: Mapping[str, Any], v: Mapping[str, Any],
     check_request(sup, weights=weights, activations=acts, kv=pick("kv") if "kv" in v else None,
                   sparsity=sparsity, layout=layout, zero=zero)
 
+
+def check_runtime(sup: Any, value: Any, device: Any) -> str:
+    """The launch mode of a request: the engine's default when not given, else the given one if the
+    engine has it (an engine that only runs a compiled program of its own has no eager mode); the
+    refusal lists the engines on ``device`` that do have one."""
+    from planner.engines import EngineSupportError, engines_for, load_engine
+    from planner.request.fields import check_choice
+
+    if value is None:
+        return sup.runtime.default_runtime
+    runtime = check_choice("runtime", value, RUNTIMES)
+    if runtime not in sup.runtime.runtimes:
+        training = load_engine(sup.engine).kind == "training"
+        others = [e for e in engines_for(device, training=training)
+                  if runtime in (load_engine(e).support(device) or sup).runtime.runtimes]
+        raise EngineSupportError(
+            f"{sup.engine} on {sup.device} runs its own compiled program and has no eager PyTorch mode: "
+            f"{{@runtime}} {' or '.join(sup.runtime.runtimes)}; got {value!r}. Engines on {sup.device} with an "
+            f"{runtime} mode: {', '.join(others) or 'none'}",
+            field="runtime", details={"engine": sup.engine, "supported": list(sup.runtime.runtimes)})
+    return runtime

@@ -21,7 +21,7 @@ from hwmodels.errors import TierwiseError
 
 from planner.serving import engine_settings
 from planner.request.limits import check_model_size
-from planner.request.engine import ENGINE_HELP, check_given, engine_defaults, resolve_engine
+from planner.request.engine import ENGINE_HELP, RUNTIMES, check_given, check_runtime, engine_defaults, resolve_engine
 from planner.request.fields import (
     bad,
     check_bool,
@@ -53,7 +53,6 @@ __all__ = [
 ]
 
 MODES = ("inference", "training")
-RUNTIMES = ("graph", "eager")
 #: planner.training.OPTIMIZERS' names (a test checks they agree), declared here so that the
 #: request layer's field declarations load without the training model.
 OPTIMIZER_NAMES = ("adamw", "adamw-8bit", "adamw-fp8", "sgd")
@@ -332,7 +331,7 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
         raise TierwiseError(f"{{@kv_share}} {kv_share} shares one KV cache across more layers than {arch.id} has "
                             f"({arch.num_layers}); at most {arch.num_layers}", field="kv_share", code="invalid_field")
     chunk = check_number("flash_chunk_kib", v["flash_chunk_kib"], lo=0.5, lo_open=False, hi=1 << 20)
-    runtime = sup.runtime.default_runtime if v["runtime"] is None else check_choice("runtime", v["runtime"], RUNTIMES)
+    runtime = check_runtime(sup, v["runtime"], dev)
     allow_offload = check_bool("allow_offload", v["allow_offload"])
     per_op = check_bool("per_op", v["per_op"])
     choice = Choice(weights=v["weights"], activations=v["activations"], kv=v["kv"], sparsity=v["sparsity"],
@@ -354,7 +353,7 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
         b = max_batch(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
         serving = replace(serving, batch=max(b, 1))
     est = estimate_inference(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
-    est = replace(est, engine=r.engine.engine, engine_assumptions=engine_assumptions(r.engine, r.device, r.arch),
+    est = replace(est, engine=r.engine.engine, engine_assumptions=engine_assumptions(r.engine, r.device, r.arch, r.options.runtime),
                   notes=(*est.notes, *_shape_notes(r.arch, serving), _engine_note(r.engine, r.device, r.arch)))
     est = replace(est, uncertainty=_uncertainty(est, r.device, r.engine.engine, r.options.runtime, training=False))
     if require_fit and not est.memory.fits:
@@ -373,9 +372,10 @@ def _uncertainty(est: Any, device: Any, engine: str, runtime: str, *, training: 
     return u.inference_uncertainty(est, device.device_class, u.engine_class(engine, runtime), bandwidth=bandwidth)
 
 
-def engine_assumptions(sup: Any, device: Any, arch: Any = None) -> dict[str, Any]:
+def engine_assumptions(sup: Any, device: Any, arch: Any = None, runtime: str | None = None) -> dict[str, Any]:
     """What an estimate assumed of its engine (``engine_assumptions`` of the answer): the
-    cost model's settings from the profile's runtime block (:func:`planner.serving.engine_settings`)."""
+    cost model's settings from the profile's runtime block (:func:`planner.serving.engine_settings`)
+    and the launch mode priced (``runtime``: the request's, else the engine's default)."""
     rt = sup.runtime
     s = engine_settings(rt)
     decoder = arch is None or getattr(arch, "family", "decoder") == "decoder"
@@ -383,6 +383,7 @@ def engine_assumptions(sup: Any, device: Any, arch: Any = None) -> dict[str, Any
         "cpu_int8_gemm_share": _cpu_int8_share(s, device, rt),
         "separate_dequant": s["separate_dequant"],
         "engine": sup.engine,
+        "runtime": runtime or rt.default_runtime,
         "runtime_context_bytes": s["reserved_bytes"],
         "kv_memory_fraction": s["kv_memory_fraction"],
         "chunked_prefill_tokens": (s["prefill_chunk_tokens"] or None) if decoder else None,
@@ -505,8 +506,14 @@ def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
         raise TierwiseError(f"{{@attention}} flash3 (FlashAttention-3) runs on Hopper GPUs only; {dev.id} is "
                             f"{dev.arch or dev.device_class}: use flash2, flash-triton or fused", field="attention",
                             code="invalid_field")
+    for name, has in (("attention", sup.attention), ("optimizer", sup.optimizers)):
+        if has and v[name] not in has and v[name] != "fused":  # "fused" is the engine's own kernel
+            from planner.engines import EngineSupportError
+
+            raise EngineSupportError(f"{sup.engine} has no {{@{name}}} {v[name]!r}; it has: {', '.join(has)}",
+                                     field=name, details={"engine": sup.engine, "supported": list(has)})
     check_choice("grad_accumulation", v["grad_accumulation"], GRAD_ACCUMULATION)
-    runtime = sup.runtime.default_runtime if v["runtime"] is None else check_choice("runtime", v["runtime"], RUNTIMES)
+    runtime = check_runtime(sup, v["runtime"], dev)
     if not isinstance(v["finetune"], str) or not _FINETUNE.match(v["finetune"].strip().lower()):
         if isinstance(v["finetune"], str) and v["finetune"].strip().lower() in ("lora", "qlora"):
             method = v["finetune"].strip().lower()

@@ -196,6 +196,16 @@ def _training_combined(arch: Any, dev: Any, cfg: Any, per_device, devices) -> li
     return []
 
 
+def _engine_has_optimizer(engine: str | None, optimizer: str) -> bool:
+    """Whether the training engine has ``optimizer`` (its profile's ``optimizers``; all when unlisted)."""
+    if engine is None:
+        return True
+    from planner.engines import load_engine
+
+    listed = load_engine(engine).optimizers
+    return not listed or optimizer in listed
+
+
 def training_does_not_fit(arch: Any, dev: Any, cfg: Any, est: Any, given: dict | None = None) -> DoesNotFitError:
     """The error for a training configuration ``cfg`` whose estimate ``est`` does not fit.
     ``given``: the request's given fields (a changed layout updates ``devices`` if given)."""
@@ -247,10 +257,13 @@ def training_does_not_fit(arch: Any, dev: Any, cfg: Any, est: Any, given: dict |
         if got is not None:
             fixes.append(Fix("recompute", {"recompute": mode}, got))
             break
-    if cfg.optimizer == "adamw":
-        got = per_device(optimizer="adamw-8bit")
+    # an optimizer with 8-bit moments the engine has: bitsandbytes' (Dettmers et al. 2022), else FP8 moments
+    # (Megatron's precision-aware optimizer)
+    lean_opt = next((o for o in ("adamw-8bit", "adamw-fp8") if _engine_has_optimizer(cfg.engine, o)), None)
+    if cfg.optimizer == "adamw" and lean_opt is not None:
+        got = per_device(optimizer=lean_opt)
         if got is not None:
-            fixes.append(Fix("optimizer", {"optimizer": "adamw-8bit"}, got))
+            fixes.append(Fix("optimizer", {"optimizer": lean_opt}, got))
     if not fixes:
         fixes = _training_combined(arch, dev, cfg, per_device, devices)
     m = est.memory

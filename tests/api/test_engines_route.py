@@ -183,3 +183,32 @@ def test_tierwise_torch_execution_engine_over_http(http):
     assert same.status_code == 422 and same.json()["error"]["field"] == "formats"  # the CPU default, llama.cpp
     r = http.get("/v1/engines/torch", params={"hardware": "iphone-15-pro"})
     assert r.status_code == 422 and r.json()["error"]["field"] == "hardware"
+
+
+@pytest.mark.parametrize("hw", sorted(CLASS_DEFAULTS))
+def test_runtime_eager_is_priced_or_refused_naming_the_field_for_every_engine_on_the_hardware(http, hw):
+    from planner.engines import engines_for
+
+    dev = load_device(hw)
+    model = "resnet-50" if hw == "zcu102" else "llama-3.2-1b"
+    for eng in engines_for(dev, training=False):
+        sup = load_engine(eng).support(dev)
+        if not load_engine(eng).runs_family(load_arch_family(model)):
+            continue
+        r = http.post("/v1/estimate", json={"model": model, "hardware": hw, "engine": eng, "runtime": "eager",
+                                            "batch": 1, "prompt": 64, "gen": 16})
+        err = r.json().get("error") or {}
+        if "eager" in sup.runtime.runtimes:
+            assert err.get("field") != "runtime", (eng, r.text)
+            if r.status_code == 200:
+                assert r.json()["engine_assumptions"]["runtime"] == "eager"
+        else:
+            assert r.status_code == 422, (eng, r.text)
+            assert err["field"] == "runtime" and err["details"]["supported"] == ["graph"]
+            assert "'runtime' graph; got 'eager'" in err["message"]
+
+
+def load_arch_family(model: str) -> str:
+    from planner.arch import load_arch
+
+    return load_arch(model).family
