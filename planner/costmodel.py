@@ -202,14 +202,14 @@ def _phase_ops(
     else:
         rows = _uniform_op_rows(work, device, layout, default, options)
     cp_attention = layout.cp > 1
-    decode = ph.name == "decode"
-    for op, st, ch, name, cnt, share, encoder in rows:
-        if encoder and decode:
-            continue  # an encoder-decoder runs its encoder once, in the prefill; decode steps reuse its output
-        c, streamed = op_cost(op, ph, device, ch, layout, name=name, count=cnt, weights_on_device=on_device,
+    for op, st, ch, name, cnt, share, stage in rows:
+        p = stage_phase(ph, stage, op)
+        if p is None:
+            continue
+        c, streamed = op_cost(op, p, device, ch, layout, name=name, count=cnt, weights_on_device=on_device,
                               options=options, static=st)
         if op.allreduce_after or (cp_attention and op.kind == ATTENTION):
-            comm = _op_comm(op, ph, device, ch, layout, c.time_s)
+            comm = _op_comm(op, p, device, ch, layout, c.time_s)
             if comm:
                 c = _with_comm(c, comm)
         yield c, streamed, cnt * share
@@ -217,8 +217,26 @@ def _phase_ops(
 
 # One operator row of a pass: (operator, its phase-independent cost terms, its choice, its name,
 # the layer instances it stands for, the share of them that run it under cross-layer KV sharing,
-# whether it belongs to an encoder-decoder's encoder, which decode steps do not run).
-_OpRow = tuple[OpShape, OpStatic, Choice, str, int, float, bool]
+# its block's stage: an encoder-decoder's stages run different tokens, :func:`stage_phase`).
+_OpRow = tuple[OpShape, OpStatic, Choice, str, int, float, str]
+
+
+def stage_phase(ph: Phase, stage: str, op: OpShape) -> Phase | None:
+    """The pass an operator of ``stage`` runs in ``ph``, or None when it does not run.
+
+    An encoder-decoder (T5; ``ph.encoder_tokens`` > 0) runs its encoder over the prompt once, in the
+    prefill, together with the cross-attention K/V projections of every decoder layer (their output is
+    the cross-attention cache). The decoder starts from one start token: its prefill is one token, its
+    self-attention cache holds the generated tokens only, and decode steps run the decoder alone
+    (Raffel et al. 2020; Hugging Face ``generate`` with ``past_key_values``: the cross-attention keys and
+    values are computed at the first step and reused). Decoder-only models run every stage on ``ph``."""
+    if not ph.encoder_tokens:
+        return ph
+    if stage == "encoder" or (op.cross and op.kind != ATTENTION):
+        return ph if ph.name == "prefill" else None
+    if ph.name == "prefill" and stage in ("decoder", "post"):
+        return replace(ph, tokens=1, context=0.0, logits_tokens=1)
+    return ph
 
 
 def _op_rows(work: Workload, device: DeviceSpec, layout: Layout, default: Choice, overrides: ChoiceMap | None,
@@ -227,7 +245,6 @@ def _op_rows(work: Workload, device: DeviceSpec, layout: Layout, default: Choice
     uniform = not overrides
     for b in work.blocks:
         host_kernels = block_host_kernels(work.arch, b)
-        encoder = b.stage == "encoder"
         instances = [(0, b.count)] if uniform else [(i, 1) for i in range(b.count)]
         # Dataflow devices fuse a layer's operators (activations stay on chip).
         for i, cnt in instances:
@@ -238,7 +255,7 @@ def _op_rows(work: Workload, device: DeviceSpec, layout: Layout, default: Choice
                 st = op_static(op, device, ch, layout, fused=fused, host_overhead_s=options.host_overhead_s,
                                options=options, host_kernels=host_kernels)
                 # Cross-layer KV sharing: only 1 in kv_share_layers layers runs its K/V projection.
-                yield op, st, ch, name, cnt, kv_proj_share(op, options), encoder
+                yield op, st, ch, name, cnt, kv_proj_share(op, options), b.stage
 
 
 def block_host_kernels(arch: ArchSpec, block) -> float:
@@ -489,8 +506,12 @@ def _decode_phase(arch: ArchSpec, serving: Serving, batch: int, cp: int = 1) -> 
     # TPOT averaged over the generation: attention cost is linear in context, so the mean
     # context (prompt + (gen−1)/2 tokens already cached) gives the average step exactly.
     # Under context parallelism each rank holds and reads 1/cp of the cache.
-    ctx = (serving.prompt + max(serving.gen - 1, 0) / 2.0) / cp
-    return Phase(name="decode", batch=batch, tokens=1, context=ctx, encoder_tokens=serving.prompt, kv_gather=True)
+    # An encoder-decoder's self-attention caches the decoder's own tokens (the start token and those
+    # generated); the prompt is in its cross-attention cache (``encoder_tokens``).
+    first = 1 if arch.family == "encoder_decoder" else serving.prompt
+    ctx = (first + max(serving.gen - 1, 0) / 2.0) / cp
+    return Phase(name="decode", batch=batch, tokens=1, context=ctx,
+                 encoder_tokens=serving.prompt if arch.family == "encoder_decoder" else 0, kv_gather=True)
 
 
 def _check_serving(arch: ArchSpec, serving: Serving, layout: Layout) -> None:
@@ -698,14 +719,18 @@ def group_costs(
             w_bytes = pf = ps = ds = dbytes = 0.0
             params = 0
             for op in ops:
-                cp, _ = op_cost(op, pre, device, choice, layout, name=op.name, fused=device.dataflow_fusion and b.repeated,
-                                host_overhead_s=options.host_overhead_s, options=options, host_kernels=host_kernels)
-                ps += cp.time_s + _op_comm(op, pre, device, choice, layout)
-                pf += cp.flops
-                if arch.family in ("decoder", "encoder_decoder") and serving.gen > 0 and b.stage != "encoder":
-                    cd, _ = op_cost(op, dec, device, choice, layout, name=op.name, fused=device.dataflow_fusion and b.repeated,
+                op_pre = stage_phase(pre, b.stage, op)
+                if op_pre is not None:
+                    cp, _ = op_cost(op, op_pre, device, choice, layout, name=op.name,
+                                    fused=device.dataflow_fusion and b.repeated, host_overhead_s=options.host_overhead_s,
+                                    options=options, host_kernels=host_kernels)
+                    ps += cp.time_s + _op_comm(op, op_pre, device, choice, layout)
+                    pf += cp.flops
+                op_dec = stage_phase(dec, b.stage, op)
+                if arch.family in ("decoder", "encoder_decoder") and serving.gen > 0 and op_dec is not None:
+                    cd, _ = op_cost(op, op_dec, device, choice, layout, name=op.name, fused=device.dataflow_fusion and b.repeated,
                                     host_overhead_s=options.host_overhead_s, options=options, host_kernels=host_kernels)
-                    ds += cd.time_s + _op_comm(op, dec, device, choice, layout)
+                    ds += cd.time_s + _op_comm(op, op_dec, device, choice, layout)
                     dbytes += cd.weight_bytes
                 if op.weight_params:
                     params += op.weight_params

@@ -25,7 +25,7 @@ Formulas:
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from planner.arch import ArchSpec
 
@@ -69,7 +69,9 @@ class OpShape:
     kv_elems: int = 0  # values one token adds to the cache (0: 2·kv_heads·head_dim)
     latent: int = 0  # >0: MLA, the cache is a kv_lora_rank latent plus a shared RoPE key
     causal: bool = True
-    cross: bool = False  # cross-attention over the encoder output
+    # cross-attention over the encoder output: the attention core, and the K/V projections that read
+    # the encoder output (run once per request, in the prefill; decode steps reuse their cache)
+    cross: bool = False
     window: int | None = None
     window_share: float = 1.0  # fraction of the block's layers that use ``window`` (Gemma 2: 0.5)
     conv_macs_per_sample: int = 0
@@ -217,6 +219,8 @@ def op_load(op: OpShape, ph: Phase) -> OpLoad:
         k, n = op.in_features, op.out_features
         if op.positions:
             m = b * min(t, op.positions)
+        if op.cross and ph.name == "prefill":  # a cross-attention K/V projection reads the encoder output
+            m = b * ph.encoder_tokens
         if op.experts:
             routed = m * op.experts_active
             touched = expected_experts_touched(op.experts, op.experts_active, m)
@@ -341,8 +345,8 @@ def _attention_ops(a: ArchSpec, prefix: str, *, causal: bool, cross: bool = Fals
     g = f"{prefix}.qkv"
     ops = [
         _linear(f"{prefix}.q_proj", g, h, q_out, bias=bias, shard="col"),
-        _linear(f"{prefix}.k_proj", g, kv_in or h, kv_out, bias=bias, shard="col"),
-        _linear(f"{prefix}.v_proj", g, kv_in or h, kv_out, bias=bias, shard="col"),
+        replace(_linear(f"{prefix}.k_proj", g, kv_in or h, kv_out, bias=bias, shard="col"), cross=cross),
+        replace(_linear(f"{prefix}.v_proj", g, kv_in or h, kv_out, bias=bias, shard="col"), cross=cross),
         OpShape(
             name=f"{prefix}.core",
             kind=ATTENTION,
