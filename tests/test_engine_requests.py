@@ -234,3 +234,17 @@ def test_capacity_engine_field(capsys):
     code, _, err = run(capsys, "capacity", "serve", "-m", "llama-3.1-8b", "-H", "m2-max", "--qps", "1",
                        "--ttft-slo", "1", "--tpot-slo", "0.1", "--engine", "trtllm")
     assert code == 2 and "--engine" in err
+
+
+def test_does_not_fit_on_a_cpu_suggests_the_engines_quantized_weights_with_their_activations(cli):
+    # llama.cpp runs its quantized weights with int8 activations (ggml quantizes them to q8): the
+    # suggestion names both, and it is the least lossy format that fits (q8_0 before 4-bit)
+    code, _, err = cli("estimate", "--model", "codellama-34b", "--hardware", "ryzen-9-7950x")
+    assert code == 3, err
+    assert "--weights int8-g32 --activations int8" in err, err
+    fix = "--weights int8-g32 --activations int8"
+    args = fix.split()
+    assert cli("estimate", "--model", "codellama-34b", "--hardware", "ryzen-9-7950x", *args).code == 0
+    # on a GPU the least lossy 8-bit format is the device's native fp8
+    code, _, err = cli("estimate", "--model", "llama-3.1-70b", "--hardware", "h100-sxm")
+    assert code == 3 and "--weights fp8-e4m3 (" in err, err

@@ -110,6 +110,21 @@ def _smaller(names: tuple[str, ...], current: str, device: Any) -> list[str]:
     return [n for n in names if get_format(n).bits_per_value() < cur and device.supports(n) != "unsupported"]
 
 
+def _engine_ladder(names: tuple[str, ...], preferred: tuple[str, ...], device: Any) -> tuple[str, ...]:
+    """An engine's formats, least lossy first: by whole bits per value, then the device's native
+    formats, then the order of ``preferred`` (fp8 before int8 at eight bits), then finer scales."""
+    import math
+
+    from planner.formats import get_format
+
+    def key(n: str) -> tuple:
+        bits = get_format(n).bits_per_value()
+        return (-math.floor(bits), device.supports(n) != "native",
+                preferred.index(n) if n in preferred else len(preferred), -bits)
+
+    return tuple(sorted(names, key=key))
+
+
 def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
     """The error for a resolved inference request ``r`` whose estimate ``est`` does not fit."""
     from planner.costmodel import max_batch, memory_report
@@ -149,13 +164,20 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
     for field, ladder in (("weights", _WEIGHT_LADDER), ("kv", _KV_LADDER)):
         if field == "kv" and arch.family not in ("decoder", "encoder_decoder"):
             continue
+        if sup is not None:  # the engine's own formats, least lossy first (llama.cpp: int8-g32, int4-g32, ...)
+            ladder = _engine_ladder(sup.kv if field == "kv" else sup.weights, ladder, dev)
         for name in _smaller(ladder, getattr(r.choice, field), dev):
-            if sup is not None and not (name in sup.kv if field == "kv"
-                                        else sup.runs(name, canonical(r.choice.activations))):
-                continue
-            got = per_device(choice=replace(r.choice, **{field: name}))
+            change: dict[str, Any] = {field: name}
+            if field == "weights" and sup is not None and not sup.runs(name, canonical(r.choice.activations)):
+                # the engine runs these weights with other activations (llama.cpp's quantized matmuls
+                # take int8 activations): suggest the pair
+                acts = [a for a in sup.activations_for(name) if dev.supports(a) != "unsupported"]
+                if not acts:
+                    continue
+                change["activations"] = acts[0]
+            got = per_device(choice=replace(r.choice, **change))
             if got is not None:
-                fixes.append(Fix(field, {field: name}, got))
+                fixes.append(Fix(field, change, got))
                 break
     if not r.options.allow_offload and any(t.role == "host" for t in dev.tiers):
         got = per_device(options=replace(r.options, allow_offload=True))
