@@ -156,3 +156,16 @@ def test_train_with_an_engine_that_runs_nowhere_given_names_engine(cli):
 def test_train_typo_in_hardware_is_still_an_error_not_a_skip(cli):
     code, _, err = cli(*TRAIN, "--hardware", "h100-sxm,iphone-15-pr0")
     assert code == 2 and "iphone-15-pr0" in err
+
+
+def test_an_slo_no_fleet_meets_reports_the_closest_miss_at_the_fewest_devices_that_reach_it(cli):
+    # Under eager PyTorch a decode step costs at least the host's dispatch of every kernel: more
+    # replicas lower the load but not that floor, so the closest miss is not a 1,024-device fleet.
+    code, _, err = cli("capacity", "serve", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--qps", "10", "--ttft-slo", "2s",
+                       "--tpot-slo", "12ms", "--runtime", "eager")
+    assert code == 3 and "no hardware meets the SLOs" in err, err
+    devices = int(err.split(" devices)")[0].rsplit("(", 1)[1])
+    assert devices < 1024 / 4, err
+    code, _, err = cli("capacity", "serve", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--qps", "10", "--ttft-slo", "2s",
+                       "--tpot-slo", "25ms", "--runtime", "eager")
+    assert code == 0, err  # above the floor a fleet is found
