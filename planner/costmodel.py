@@ -296,11 +296,12 @@ def _elementwise_cost(work: Workload, ph: Phase, device: DeviceSpec, layout: Lay
     tp = max(layout.tp, 1)
     act_bytes = stored_act_bits(device, choice, options) / 8.0
     tokens = ph.batch * ph.tokens
+    rotary = a.position_encoding == "rope"
     nbytes = elementwise_bytes(tokens, a.hidden_size, a.intermediate_size / tp, a.q_dim / tp, a.kv_dim / tp, act_bytes,
-                               gated=a.gated_mlp)
+                               gated=a.gated_mlp, rotary=rotary)
     eff = device.efficiency
     mem_s = nbytes / (device.device_tier.bandwidth_bytes_per_s * eff.bandwidth(nbytes))
-    overhead = elementwise_kernels(a.gated_mlp) * eff.kernel_overhead_s
+    overhead = elementwise_kernels(a.gated_mlp, rotary) * eff.kernel_overhead_s
     return OpCost(name="layers.{i}.elementwise", kind="elementwise", group="", count=a.num_layers, flops=0.0,
                   weight_bytes=0.0, activation_bytes=nbytes, kv_bytes=0.0, compute_s=0.0, memory_s=mem_s, comm_s=0.0,
                   overhead_s=overhead, time_s=mem_s + overhead, bound="memory" if mem_s >= overhead else "overhead",

@@ -142,21 +142,21 @@ def unfused_attention_bytes(batch: float, heads: float, queries: float, keys: fl
 
 
 def elementwise_bytes(tokens: float, hidden: float, ffn: float, q_width: float, kv_width: float, act_bytes: float,
-                      *, gated: bool) -> float:
+                      *, gated: bool, rotary: bool = True) -> float:
     """Bytes moved per decoder layer by the operators that are not GEMMs or norms when each
     is its own kernel: two residual adds (read 2, write 1 over the hidden width), the
     activation (gated: read gate and up, write one; plain: read and write), and rotary
-    embedding on the queries and keys (read and write)."""
+    embedding on the queries and keys (read and write) for a model with rotary positions."""
     residual = 2 * 3 * hidden
     act = 3 * ffn if gated else 2 * ffn
-    rotary = 2 * (q_width + kv_width)
-    return tokens * (residual + act + rotary) * act_bytes
+    rope = 2 * (q_width + kv_width) if rotary else 0
+    return tokens * (residual + act + rope) * act_bytes
 
 
 # Kernels one decoder layer launches for those operators when unfused: two residual adds, the
-# activation (gated: act(gate) and the product), rotary on q and k.
-def elementwise_kernels(gated: bool) -> int:
-    return 2 + (2 if gated else 1) + 2
+# activation (gated: act(gate) and the product), rotary on q and k (models with rotary positions).
+def elementwise_kernels(gated: bool, rotary: bool = True) -> int:
+    return 2 + (2 if gated else 1) + (2 if rotary else 0)
 
 
 # Kernels eager PyTorch launches per layer in one decode step (planner.serving.RUNTIME_OVERHEAD_S

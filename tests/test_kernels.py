@@ -340,3 +340,12 @@ def test_separate_dequant_is_a_named_engine_fact():
     data["runtime"]["separate_dequant"] = "sometimes"
     with pytest.raises(TierwiseError, match="separate_dequant"):
         load_engine_from_dict(data)
+
+
+def test_rotary_elementwise_passes_are_priced_only_for_models_with_rotary_positions():
+    from planner.kernels import elementwise_bytes, elementwise_kernels
+
+    with_rope = elementwise_bytes(10, 4096, 11008, 4096, 1024, 2.0, gated=True, rotary=True)
+    without = elementwise_bytes(10, 4096, 11008, 4096, 1024, 2.0, gated=True, rotary=False)
+    assert with_rope - without == 10 * 2 * (4096 + 1024) * 2.0
+    assert elementwise_kernels(False, rotary=False) == 3 and elementwise_kernels(True) == 6
