@@ -46,6 +46,11 @@ SCHEMA_VERSION = 1
 KINDS = ("serving", "on-device", "training")
 PARALLEL_DIMS = ("tp", "pp", "dp", "ep", "cp")
 ZERO_STAGES = (0, 1, 2, 3)  # Rajbhandari et al. 2020: none, optimizer states, + gradients, + parameters
+# The training attention kernels and optimizers a request can name (planner.training_config prices them;
+# an engine profile lists the ones it has): ``fused`` is the engine's own FlashAttention-style kernel,
+# ``unfused`` materialises the scores, the others are named fused kernels (planner.kernels_train).
+ATTENTION_KERNELS = ("fused", "unfused", "flash2", "flash3", "flash-triton")
+OPTIMIZER_NAMES = ("adamw", "adamw-8bit", "adamw-fp8", "sgd")
 SPARSITY_PATTERNS = ("dense", "2:4", "unstructured")
 MATCH_KEYS = ("class", "vendor", "arch", "id")
 PROVENANCES = ("datasheet", "measured", "estimate")
@@ -399,9 +404,7 @@ def _training_names(top: _Reader, key: str) -> tuple[str, ...]:
     engine has (optional; empty = all the cost model knows)."""
     if not top.has(key):
         return ()
-    from planner.training_config import ATTENTION_KERNELS, OPTIMIZERS
-
-    return _names(top, key, ATTENTION_KERNELS if key == "attention" else tuple(OPTIMIZERS))
+    return _names(top, key, ATTENTION_KERNELS if key == "attention" else OPTIMIZER_NAMES)
 
 
 def _families(top: _Reader, sources: Mapping[str, str]) -> tuple[str, ...]:

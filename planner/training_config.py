@@ -8,14 +8,12 @@ import re
 from dataclasses import dataclass, replace
 
 from planner.costmodel import RUNTIME_OVERHEAD_S
-from planner.engines import ZERO_STAGES  # the one list of stages (engine profiles offer a subset)
+# the one list of ZeRO stages and of attention kernels (engine profiles offer a subset of each)
+from planner.engines import ATTENTION_KERNELS, ZERO_STAGES
 from planner.errors import EstimateError
 from planner.layout import Layout
 
 RECOMPUTE_MODES = ("none", "selective", "full")
-# ``fused``: the engine's own fused (FlashAttention-style) kernel; ``unfused``: scores materialised;
-# or a named fused kernel (planner.kernels_train.ATTENTION_KERNEL_TABLE).
-ATTENTION_KERNELS = ("fused", "unfused", "flash2", "flash3", "flash-triton")
 GRAD_ACCUMULATION = ("separate", "fused")
 # Bytes of a mask element (torch stores dropout masks as bool: 1 byte; Korthikanti et al.
 # count "1 byte" masks as well).

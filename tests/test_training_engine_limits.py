@@ -218,3 +218,10 @@ def test_a_bad_attention_or_optimizer_list_in_an_engine_profile_is_refused_namin
     with pytest.raises(TierwiseError) as exc:
         load_engine_from_dict({**copy.deepcopy(data), key: bad})
     assert key in str(exc.value)
+
+
+def test_engine_profiles_are_checked_against_the_optimizers_the_cost_model_prices():
+    from planner.engines import OPTIMIZER_NAMES
+    from planner.training_config import OPTIMIZERS
+
+    assert tuple(OPTIMIZERS) == OPTIMIZER_NAMES
