@@ -28,6 +28,7 @@ Training capacity lives in :mod:`planner.training_capacity` (re-exported here).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -71,7 +72,10 @@ from planner.capacity_model import (  # noqa: F401 - the replica model, re-expor
     _slo_failures,
     _fleet_cost,
     _option_from_queue,
+    NEAR_MISS,
+    closer,
     _min_replicas,
+    fewest_replicas_within,
 )
 
 
@@ -125,18 +129,27 @@ def run_serve_task(task: ServeTask, deadline: Deadline | None = None) -> ServeRe
     qps = target.qps * share
     models = (task.archs[0].id,)
     reps = task_replicas(task, deadline)
-    for rep in reps:
-        r_max = max(1, search.max_devices // (rep.tp * rep.pp))
 
-        def evaluate(r: int, rep: _Replica = rep) -> ServeOption:
+    def evaluator(rep: _Replica):
+        def evaluate(r: int) -> ServeOption:
             q = continuous_batching(qps / r, rep.prefill_s, rep.curve, target.gen, rep.max_batch, target.percentile)
             return replace(_option_from_queue(rep, device, target, r, q, models, qps), engine=task.engine)
+        return evaluate
 
-        ok, at_max = _min_replicas(evaluate, r_max)
+    for rep in reps:
+        ok, at_max = _min_replicas(evaluator(rep), max(1, search.max_devices // (rep.tp * rep.pp)))
         if ok is not None and (best is None or (ok.devices, ok.ttft_s) < (best.devices, best.ttft_s)):
             best = ok
         if ok is None and (closest is None or at_max.badness < closest.badness):
             closest = at_max
+    if best is None and closest is not None:
+        # the fewest devices, over every layout, that come within NEAR_MISS of the closest miss
+        limit = closest.badness * NEAR_MISS
+        for rep in reps:
+            deadline.check()
+            near = fewest_replicas_within(evaluator(rep), max(1, search.max_devices // (rep.tp * rep.pp)), limit)
+            if near is not None and (near.devices, near.badness) < (closest.devices, closest.badness):
+                closest = near
     if not task.disaggregated:
         return ServeResult(best, closest)
     from planner.disagg import search_disaggregated
@@ -314,7 +327,7 @@ def summarize_serve(archs: Sequence[ArchSpec], target: ServeTarget, tasks: Seque
                                                               "disagg": None, "disagg_closest": None, "d": False})
         if task.shared:
             h["best"] = _better(h["best"], r.best, _cost_key)
-            h["closest"] = _better(h["closest"], r.closest, badness)
+            h["closest"] = closer(h["closest"], r.closest)
             h["d"] = h["d"] or task.disaggregated
             h["disagg"] = _better(h["disagg"], r.disagg, _cost_key)
             h["disagg_closest"] = _better(h["disagg_closest"], r.disagg_closest, badness)
@@ -341,12 +354,13 @@ def serve_infeasible_message(ans: ServeAnswer) -> tuple[str, dict]:
     if not near:
         why = "".join(f"; {p.engine} on {p.device.id}: {p.reason}" for p in ans.unsupported[:4])
         return ("the model does not fit any of the hardware at any layout within --max-devices" + why, {})
-    o = min(near, key=lambda x: x.badness)
+    o = functools.reduce(closer, sorted(near, key=lambda x: x.badness))
     why = "; ".join(o.failures) or "SLOs not met"
     engine = f" {o.engine}" if o.engine else ""
     msg = (
         f"no hardware meets the SLOs at {ans.target.qps:g} QPS; closest:{engine} {o.hardware} {o.weights} "
-        f"tp={o.tp} pp={o.pp} × {o.replicas} replicas ({o.devices} devices): {why}"
+        f"tp={o.tp} pp={o.pp} × {o.replicas} replica{'s' if o.replicas != 1 else ''} "
+        f"({o.devices} device{'s' if o.devices != 1 else ''}): {why}"
     )
     return msg, o.to_dict()
 

@@ -350,23 +350,46 @@ def _option_from_queue(rep: _Replica, device: DeviceSpec, target: ServeTarget, r
     return opt
 
 
+#: A miss within this factor of the closest any fleet reaches counts as as close (the closest miss is
+#: reported at the fewest devices that come that close, not at --max-devices).
+NEAR_MISS = 1.05
+
+
+def closer(cur: ServeOption | None, new: ServeOption | None) -> ServeOption | None:
+    """The closer of two misses: the one nearer the SLOs, or, within NEAR_MISS of each other, the one
+    on fewer devices."""
+    if new is None or cur is None:
+        return cur if new is None else new
+    if new.badness * NEAR_MISS < cur.badness:
+        return new
+    if cur.badness * NEAR_MISS < new.badness:
+        return cur
+    return new if (new.devices, new.badness) < (cur.devices, cur.badness) else cur
+
+
+def fewest_replicas_within(evaluate: Callable[[int], ServeOption], r_max: int, badness: float) -> ServeOption | None:
+    """The option with the fewest replicas (≤ ``r_max``) whose worse SLO ratio is at most ``badness``, or
+    None; metrics only improve as replicas are added, so a bisection finds it."""
+    top = evaluate(r_max)
+    if top.badness > badness:
+        return None
+    lo, hi, near = 0, r_max, top
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        o = evaluate(mid)
+        if o.badness <= badness:
+            hi, near = mid, o
+        else:
+            lo = mid
+    return near
+
+
 def _min_replicas(evaluate: Callable[[int], ServeOption], r_max: int) -> tuple[ServeOption | None, ServeOption]:
     """Smallest replica count that meets the SLOs (metrics only improve as replicas are
-    added, so a bisection finds it); else the fewest replicas that come as close to them as
-    ``r_max`` does (within 1%: a time per token set by the replica itself, e.g. the host's
-    dispatch under eager PyTorch, does not improve with more replicas, and the closest miss
-    is not reported at ``r_max`` devices)."""
+    added, so a bisection finds it); also the option at ``r_max`` (the best reachable)."""
     at_max = evaluate(r_max)
     if not at_max.meets_slo:
-        lo, hi, near = 0, r_max, at_max  # evaluate(hi) is as close as it gets
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            o = evaluate(mid)
-            if o.badness <= at_max.badness * 1.01:
-                hi, near = mid, o
-            else:
-                lo = mid
-        return None, near
+        return None, at_max
     lo, hi = 0, r_max  # evaluate(lo) fails (or lo = 0), evaluate(hi) passes
     best = at_max
     while hi - lo > 1:

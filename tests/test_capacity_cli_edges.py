@@ -164,8 +164,14 @@ def test_an_slo_no_fleet_meets_reports_the_closest_miss_at_the_fewest_devices_th
     code, _, err = cli("capacity", "serve", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--qps", "10", "--ttft-slo", "2s",
                        "--tpot-slo", "12ms", "--runtime", "eager")
     assert code == 3 and "no hardware meets the SLOs" in err, err
-    devices = int(err.split(" devices)")[0].rsplit("(", 1)[1])
+    import re
+
+    devices = int(re.search(r"\((\d+) devices?\)", err).group(1))
     assert devices < 1024 / 4, err
+    # the same miss within a smaller --max-devices: never reported above what the fleet allows
+    code, _, small = cli("capacity", "serve", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--qps", "10", "--ttft-slo", "2s",
+                         "--tpot-slo", "12ms", "--runtime", "eager", "--max-devices", "4")
+    assert code == 3 and int(re.search(r"\((\d+) devices?\)", small).group(1)) <= 4, small
     code, _, err = cli("capacity", "serve", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--qps", "10", "--ttft-slo", "2s",
                        "--tpot-slo", "25ms", "--runtime", "eager")
     assert code == 0, err  # above the floor a fleet is found

@@ -225,3 +225,32 @@ def test_engine_profiles_are_checked_against_the_optimizers_the_cost_model_price
     from planner.training_config import OPTIMIZERS
 
     assert tuple(OPTIMIZERS) == OPTIMIZER_NAMES
+
+
+def test_capacity_train_refuses_an_optimizer_the_engine_lacks_on_every_front_door(capsys, tmp_path):
+    args = ["capacity", "train", "-m", "llama-3-8b", "-H", "h100-sxm,a100-80gb-sxm", "--tokens", "1e11", "--days", "7"]
+    code, _, err = run(capsys, *args, "--engine", "megatron-core", "--optimizer", "adamw-8bit")
+    assert code == 2 and "--optimizer 'adamw-8bit'" in err and "adamw, adamw-fp8, sgd" in err, err
+    code, _, err = run(capsys, *args, "--optimizer", "adamw-8bit")  # the GPUs' default engine is megatron-core
+    assert code == 2 and "--optimizer" in err, err
+    assert run(capsys, *args, "--engine", "fsdp", "--optimizer", "adamw-8bit")[0] == 0
+    body = {"model": "llama-3-8b", "hardware": ["h100-sxm"], "tokens": 1e11, "days": 7, "engine": "llm-foundry",
+            "optimizer": "sgd"}
+    with app_client(tmp_path) as c:
+        r = c.post("/v1/capacity/train", json=body)
+        assert r.status_code == 422 and r.json()["error"]["field"] == "optimizer", r.text
+
+
+@pytest.mark.parametrize(("hardware", "attention", "where"), [
+    ("a100-80gb-sxm", "flash3", "Hopper GPUs only"), ("tpu-v5e", "flash2", "GPUs only"),
+    ("tpu-v5e", "flash-triton", "GPUs only"), ("mi300x", "flash3", "Hopper GPUs only"),
+])
+def test_a_named_attention_kernel_off_its_hardware_is_refused_listing_what_runs_there(capsys, hardware, attention,
+                                                                                     where):
+    code, _, err = run(capsys, "estimate", "--mode", "training", "-m", "llama-3.2-1b", "-H", hardware,
+                       "--attention", attention)
+    assert code == 2 and "--attention" in err and where in err, err
+    offered = err.split("use ")[-1].strip().split(", ")
+    for k in offered:  # every alternative offered is accepted there (0, or 3 where the model does not fit)
+        assert run(capsys, "estimate", "--mode", "training", "-m", "llama-3.2-1b", "-H", hardware,
+                   "--attention", k)[0] in (0, 3), (k, err)

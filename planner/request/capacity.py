@@ -377,7 +377,6 @@ def resolve_training_fleet(req: CapacityTrainRequest) -> tuple[Any, list[tuple[A
 def _train_target(req: CapacityTrainRequest, arch: Any, dev: Any, sup: Any) -> Any:
     from planner.capacity import TrainTarget
     from planner.request.estimate import native_16bit
-    from planner.training_config import OPTIMIZERS
 
     v = fill_defaults(req, arch, dev)
     if v["activations"] is not None and sup.activations and canonical(v["activations"]) not in sup.activations:
@@ -395,8 +394,16 @@ def _train_target(req: CapacityTrainRequest, arch: Any, dev: Any, sup: Any) -> A
     return TrainTarget(
         tokens=check_number("tokens", _required("tokens", v["tokens"]), hi=1e17),
         days=check_number("days", _required("days", v["days"]), hi=36500.0), seq=seq, global_batch_tokens=gbt,
-        activations=act, optimizer=check_choice("optimizer", v["optimizer"], tuple(OPTIMIZERS)),
+        activations=act, optimizer=_optimizer(sup, dev, v["optimizer"]),
         max_devices=check_int("max_devices", v["max_devices"], hi=1 << 24), engine=sup.engine)
+
+
+def _optimizer(sup: Any, dev: Any, optimizer: Any) -> str:
+    """The optimizer of a training capacity request, if the engine has it."""
+    from planner.request.engine import check_training_kernels
+
+    check_training_kernels(sup, dev, None, optimizer)
+    return optimizer
 
 
 def _infeasible(message: str, payload: dict) -> TierwiseError:

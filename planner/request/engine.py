@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["ENGINE_HELP", "RUNTIMES", "TRAINING_ENGINE_HELP", "canonical", "check_given", "check_runtime",
-           "engine_defaults", "format_key", "resolve_engine"]
+           "check_training_kernels", "engine_defaults", "format_key", "resolve_engine"]
 
 #: Launch modes the cost model prices (``--runtime`` / ``runtime``): a captured or compiled program, or
 #: eager PyTorch paying the host's dispatch per kernel.
@@ -179,3 +179,43 @@ def check_runtime(sup: Any, value: Any, device: Any) -> str:
             f"{runtime} mode: {', '.join(others) or 'none'}",
             field="runtime", details={"engine": sup.engine, "supported": list(sup.runtime.runtimes)})
     return runtime
+
+
+#: Named fused attention kernels and where they run: CUDA / ROCm GPU kernels (FlashAttention 2 and its
+#: Triton port run on NVIDIA and AMD GPUs); FlashAttention-3 is written for Hopper's wgmma and TMA
+#: (Shah et al. 2024, arXiv:2407.08608; its README requires H100 / H800).
+_GPU_KERNELS = ("flash2", "flash3", "flash-triton")
+
+
+def check_training_kernels(sup: Any, device: Any, attention: str | None, optimizer: str | None) -> None:
+    """Check a training request's ``attention`` kernel and ``optimizer`` against the device and the
+    engine (its profile's ``attention`` / ``optimizers``; all when it lists none). Raises naming the
+    field, with the alternatives that do run there."""
+    from planner.engines import ATTENTION_KERNELS, OPTIMIZER_NAMES, EngineSupportError
+    from planner.errors import TierwiseError
+    from planner.request.fields import check_choice
+
+    has_attention = sup.attention or ATTENTION_KERNELS
+    if attention is not None:
+        check_choice("attention", attention, ATTENTION_KERNELS)
+        def runs_on_device(k: str) -> bool:
+            return k not in _GPU_KERNELS or (device.device_class == "gpu" and (k != "flash3" or device.arch == "hopper"))
+
+        runs_here = [k for k in has_attention if runs_on_device(k)]
+        if not runs_on_device(attention):
+            where = ("Hopper GPUs only" if attention == "flash3" and device.device_class == "gpu"
+                     else "GPUs only (a CUDA / ROCm kernel)")
+            kind = device.arch if device.device_class == "gpu" and device.arch else f"a {device.device_class}"
+            raise TierwiseError(f"{{@attention}} {attention} runs on {where}; {device.id} is {kind}: use "
+                                f"{', '.join(runs_here)}",
+                                field="attention", code="invalid_field")
+        if attention != "fused" and attention not in has_attention:  # "fused" is the engine's own kernel
+            raise EngineSupportError(f"{sup.engine} has no {{@attention}} {attention!r}; it has: "
+                                     f"{', '.join(has_attention)}", field="attention",
+                                     details={"engine": sup.engine, "supported": list(has_attention)})
+    if optimizer is not None:
+        check_choice("optimizer", optimizer, OPTIMIZER_NAMES)
+        if sup.optimizers and optimizer not in sup.optimizers:
+            raise EngineSupportError(f"{sup.engine} has no {{@optimizer}} {optimizer!r}; it has: "
+                                     f"{', '.join(sup.optimizers)}", field="optimizer",
+                                     details={"engine": sup.engine, "supported": list(sup.optimizers)})

@@ -21,7 +21,15 @@ from hwmodels.errors import TierwiseError
 
 from planner.serving import engine_settings
 from planner.request.limits import check_model_size
-from planner.request.engine import ENGINE_HELP, RUNTIMES, check_given, check_runtime, engine_defaults, resolve_engine
+from planner.request.engine import (
+    ENGINE_HELP,
+    RUNTIMES,
+    check_given,
+    check_runtime,
+    check_training_kernels,
+    engine_defaults,
+    resolve_engine,
+)
 from planner.request.fields import (
     bad,
     check_bool,
@@ -463,7 +471,7 @@ _FINETUNE = re.compile(r"^(full|(lora|qlora):[1-9][0-9]{0,5})$")
 
 def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
     """(arch, device, TrainingConfig, engine Support) of a validated training request."""
-    from planner.training_config import ATTENTION_KERNELS, GRAD_ACCUMULATION, OPTIMIZERS, RECOMPUTE_MODES, TrainingConfig
+    from planner.training_config import GRAD_ACCUMULATION, RECOMPUTE_MODES, TrainingConfig
 
     arch, dev = load_specs(req.model, req.hardware)
     sup = resolve_engine(req.engine, dev, training=True, arch=arch)
@@ -498,20 +506,8 @@ def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
             raise TierwiseError(f"an interleaved schedule needs the number of micro-batches ({micro}) to be a multiple "
                                 f"of {{@pp}} ({v['pp']})", field="interleave", code="invalid_field")
     check_choice("recompute", getattr(v["recompute"], "value", v["recompute"]), RECOMPUTE_MODES)
-    check_choice("optimizer", v["optimizer"], tuple(OPTIMIZERS))
-    check_choice("attention", v["attention"], ATTENTION_KERNELS)
-    if v["attention"] == "flash3" and dev.arch != "hopper":
-        # FlashAttention-3 is written for Hopper's wgmma and TMA (Shah et al. 2024, arXiv:2407.08608; its README
-        # requires H100 / H800): asked for elsewhere, it would silently be priced as FlashAttention-2.
-        raise TierwiseError(f"{{@attention}} flash3 (FlashAttention-3) runs on Hopper GPUs only; {dev.id} is "
-                            f"{dev.arch or dev.device_class}: use flash2, flash-triton or fused", field="attention",
-                            code="invalid_field")
-    for name, has in (("attention", sup.attention), ("optimizer", sup.optimizers)):
-        if has and v[name] not in has and v[name] != "fused":  # "fused" is the engine's own kernel
-            from planner.engines import EngineSupportError
-
-            raise EngineSupportError(f"{sup.engine} has no {{@{name}}} {v[name]!r}; it has: {', '.join(has)}",
-                                     field=name, details={"engine": sup.engine, "supported": list(has)})
+    # asked for where it does not run, a named kernel would silently be priced as another one
+    check_training_kernels(sup, dev, v["attention"], v["optimizer"])
     check_choice("grad_accumulation", v["grad_accumulation"], GRAD_ACCUMULATION)
     runtime = check_runtime(sup, v["runtime"], dev)
     if not isinstance(v["finetune"], str) or not _FINETUNE.match(v["finetune"].strip().lower()):
