@@ -297,7 +297,8 @@ class ServeAnswer:
             "hardware": [h.to_dict() for h in self.ranked],
         }
         if self.unsupported:
-            d["unsupported"] = [{"engine": p.engine, "hardware": p.device.id, "reason": p.reason} for p in self.unsupported]
+            d["unsupported"] = [{"engine": p.engine, "hardware": p.device.id, "reason": p.reason_text("rest")}
+                                for p in self.unsupported]
         return d
 
 

@@ -172,7 +172,13 @@ class ServePair:
     device: DeviceSpec
     engine: str = ""
     setup: EngineSetup | None = None
-    reason: str = ""  # not empty: the pair is not supported, and why
+    reason: str = ""  # not empty: the pair is not supported, and why ({@field} tokens: render with reason_text)
+
+    def reason_text(self, style: str = "rest") -> str:
+        """Why the pair is not supported, its fields in one front end's syntax (``cli``: ``--runtime``)."""
+        from hwmodels.errors import render_tokens
+
+        return render_tokens(self.reason, style)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

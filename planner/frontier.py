@@ -80,7 +80,8 @@ class FrontierAnswer:
     def to_dict(self) -> dict:
         d = {"model": self.model, "prompt": self.prompt, "gen": self.gen,
              "series": [s.to_dict() for s in self.series]}
-        d["unsupported"] = [{"engine": p.engine, "hardware": p.device.id, "reason": p.reason} for p in self.unsupported]
+        d["unsupported"] = [{"engine": p.engine, "hardware": p.device.id, "reason": p.reason_text("rest")}
+                            for p in self.unsupported]
         return d
 
 

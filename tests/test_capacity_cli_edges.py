@@ -175,3 +175,16 @@ def test_an_slo_no_fleet_meets_reports_the_closest_miss_at_the_fewest_devices_th
     code, _, err = cli("capacity", "serve", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--qps", "10", "--ttft-slo", "2s",
                        "--tpot-slo", "25ms", "--runtime", "eager")
     assert code == 0, err  # above the floor a fleet is found
+
+
+def test_a_pair_the_engine_does_not_run_names_the_engine_and_the_flag_in_the_callers_syntax(cli):
+    args = ["capacity", "serve", "-m", "llama-3.2-1b", "-H", "cpu-host,h100-sxm", "--qps", "1", "--ttft-slo", "2s",
+            "--tpot-slo", "50ms", "--runtime", "eager"]
+    code, out, err = cli(*args)
+    assert code == 0, err
+    assert "llamacpp" in out and "--runtime" in out, out
+    assert "'runtime'" not in out  # the REST spelling stays out of the command line's table
+    code, out, _ = cli(*args, "--json")
+    d = json.loads(out)
+    (u,) = d["unsupported"]
+    assert u["engine"] == "llamacpp" and u["hardware"] == "cpu-host" and "'runtime' must be graph" in u["reason"]

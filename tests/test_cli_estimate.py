@@ -134,7 +134,7 @@ def test_runtime_eager_on_an_engine_without_an_eager_mode_is_refused_naming_the_
     # would describe a run the engine cannot do.
     code, _, err = cli("estimate", "--model", model, "--hardware", hardware, "--engine", engine, "--runtime", "eager")
     assert code == 2, err
-    assert "--runtime graph; got 'eager'" in err and engine in err and "Traceback" not in err
+    assert "--runtime must be graph; got 'eager'" in err and engine in err and "Traceback" not in err
     assert f"Engines on {hardware} with an eager mode:" in err
     # graph stays available, and without --engine the default engine's launch mode is taken
     assert cli("estimate", "--model", model, "--hardware", hardware, "--engine", engine, "--runtime", "graph",

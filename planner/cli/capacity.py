@@ -264,7 +264,7 @@ def _serve_rows(answers: dict) -> list[dict]:
             rows.append(row)
         for p in ans.unsupported:
             rows.append({"qps": q, "engine": p.engine, "hardware": p.device.id, "supported": False,
-                         "meets_slo": False, "failures": p.reason})
+                         "meets_slo": False, "failures": p.reason_text("rest")})
     return rows
 
 
@@ -327,7 +327,7 @@ def _print_serve(ans) -> None:
         tab.add_row(*cells)
     for p in ans.unsupported:
         tab.add_row("-", p.engine or "-", p.device.id, "-", "not supported", *(["-"] * (len(cols) - 6)),
-                    "[red]no[/]: " + escape(p.reason))
+                    "[red]no[/]: " + escape(p.reason_text("cli")))
     console.print(tab)
     if multi:
         console.print("QPS shares (--mix, weights normalised to sum to 1): "
@@ -544,7 +544,7 @@ def _print_frontier(ans) -> None:
         tab.add_row(p.engine or "-", p.device.id, "-", "not supported", "-", "-", "-", "-", "-")
     console.print(tab)
     for p in ans.unsupported:
-        console.print(f"[red]not supported[/]: {escape(p.engine)} on {escape(p.device.id)}: {escape(p.reason)}")
+        console.print(f"[red]not supported[/]: {escape(p.engine)} on {escape(p.device.id)}: {escape(p.reason_text('cli'))}")
 
 
 def _plot_frontier(ans, path: Path) -> None:

@@ -280,11 +280,22 @@ def serve_pairs(engines: tuple, devices: list, formats: tuple[str, ...], kv: str
                 pairs.append(_pair(e, d, formats, kv, given_formats, given_kv, runtime, archs or ()))
             except TierwiseError as exc:
                 errors.append(exc)
-                name = e if isinstance(e, str) or e is None else e.id
-                pairs.append(ServePair(device=d, engine=name or "", reason=exc.render("python")))
+                pairs.append(ServePair(device=d, engine=_engine_name(e, d), reason=exc.template))
     if not any(not p.reason for p in pairs):
         raise errors[0]
     return pairs
+
+
+def _engine_name(engine: Any, device: Any) -> str:
+    """The id of a pair's engine: the one named, else the device's default serving engine."""
+    if engine is not None:
+        return engine if isinstance(engine, str) else engine.id
+    from planner.engines import default_engine
+
+    try:
+        return default_engine(device, training=False).id
+    except TierwiseError:
+        return ""
 
 
 def _pair(engine: Any, device: Any, formats: tuple[str, ...], kv: str, given_formats: bool, given_kv: bool,

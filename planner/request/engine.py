@@ -174,9 +174,9 @@ def check_runtime(sup: Any, value: Any, device: Any) -> str:
         others = [e for e in engines_for(device, training=training)
                   if runtime in (load_engine(e).support(device) or sup).runtime.runtimes]
         raise EngineSupportError(
-            f"{sup.engine} on {sup.device} runs its own compiled program and has no eager PyTorch mode: "
-            f"{{@runtime}} {' or '.join(sup.runtime.runtimes)}; got {value!r}. Engines on {sup.device} with an "
-            f"{runtime} mode: {', '.join(others) or 'none'}",
+            f"{sup.engine} on {sup.device} runs its own compiled program and has no eager PyTorch mode, so "
+            f"{{@runtime}} must be {' or '.join(sup.runtime.runtimes)}; got {value!r}. Engines on {sup.device} with "
+            f"an {runtime} mode: {', '.join(others) or 'none'}",
             field="runtime", details={"engine": sup.engine, "supported": list(sup.runtime.runtimes)})
     return runtime
 

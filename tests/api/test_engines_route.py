@@ -205,7 +205,7 @@ def test_runtime_eager_is_priced_or_refused_naming_the_field_for_every_engine_on
         else:
             assert r.status_code == 422, (eng, r.text)
             assert err["field"] == "runtime" and err["details"]["supported"] == ["graph"]
-            assert "'runtime' graph; got 'eager'" in err["message"]
+            assert "'runtime' must be graph; got 'eager'" in err["message"]
 
 
 def load_arch_family(model: str) -> str:
