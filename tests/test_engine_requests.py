@@ -248,3 +248,13 @@ def test_does_not_fit_on_a_cpu_suggests_the_engines_quantized_weights_with_their
     # on a GPU the least lossy 8-bit format is the device's native fp8
     code, _, err = cli("estimate", "--model", "llama-3.1-70b", "--hardware", "h100-sxm")
     assert code == 3 and "--weights fp8-e4m3 (" in err, err
+
+
+def test_does_not_fit_prefers_a_change_that_fits_in_memory_over_one_that_streams_from_storage(cli):
+    # a Jetson's eMMC can hold what its 64 GB do not, at seconds per token: the suggestion is the one that
+    # fits in memory (int4 weights), not int8 spilling to storage
+    code, _, err = cli("estimate", "--model", "llama-3.1-70b", "--hardware", "jetson-agx-orin")
+    assert code == 3 and "--weights int4-g128 (" in err and "streamed" not in err, err
+    # where nothing fits in memory, the change that fits only by streaming says so
+    code, _, err = cli("estimate", "--model", "llama-3.1-70b", "--hardware", "iphone-15-pro")
+    assert code == 3 and "weights streamed from storage" in err, err

@@ -39,15 +39,19 @@ class Fix:
     kind: str  # devices | batch | weights | kv | offload | micro_batch | recompute | optimizer
     set: dict[str, Any]
     per_device_bytes: float
+    #: the change fits only with weights streamed from the device's storage tier (a phone's flash)
+    streams: bool = False
 
     def text(self) -> str:
         parts = []
         for k, v in self.set.items():
             parts.append("{@" + k + "}" if v is True else "{@" + k + "} " + str(v))
-        return " ".join(parts) + f" ({self.per_device_bytes / 1e9:.2f} GB per device)"
+        where = ", weights streamed from storage" if self.streams else ""
+        return " ".join(parts) + f" ({self.per_device_bytes / 1e9:.2f} GB per device{where})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "set": dict(self.set), "per_device_bytes": self.per_device_bytes,
+                "streams_from_storage": self.streams,
                 "description": ", ".join(f"{k}={v}" for k, v in self.set.items())
                 + f": {self.per_device_bytes / 1e9:.2f} GB per device"}
 
@@ -139,22 +143,47 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
         return m.per_device_bytes if m.fits else None
 
     sup = r.engine  # changes the engine cannot run are not suggested
+    capacity = est.memory.device_capacity_bytes
     fixes: list[Fix] = []
+
+    def first_fit(candidates) -> Fix | None:
+        """The first candidate that fits in the device's own memory, else the first that fits at all (a
+        phone or a Jetson streaming weights from its flash storage, seconds per token)."""
+        spill = None
+        for make in candidates:
+            fix = make()
+            if fix is None:
+                continue
+            if fix.per_device_bytes <= capacity:
+                return fix
+            spill = spill or replace(fix, streams=True)
+        return spill
+
     for name in ("tp", "pp"):
         if sup is not None and name not in sup.parallel:
             continue
+
+        def grown(k: int, name: str = name):
+            def make() -> Fix | None:
+                new = replace(lay, **{name: getattr(lay, name) * k})
+                got = per_device(layout=new)
+                if got is None:
+                    return None
+                s = {name: getattr(new, name)}
+                if r.values.get("devices") is not None:
+                    s["devices"] = new.devices
+                return Fix("devices", s, got)
+            return make
+
+        sizes = []
         for k in _MULTIPLES:
             new = replace(lay, **{name: getattr(lay, name) * k})
             if not _layout_ok(arch, dev, False, tp=new.tp, pp=new.pp, dp=new.dp, ep=new.ep, cp=new.cp):
                 break
-            got = per_device(layout=new)
-            if got is not None:
-                s = {name: getattr(new, name)}
-                if r.values.get("devices") is not None:
-                    s["devices"] = new.devices
-                fixes.append(Fix("devices", s, got))
-                break
-        if fixes:
+            sizes.append(grown(k))
+        fix = first_fit(sizes)
+        if fix is not None:
+            fixes.append(fix)
             break
     if r.serving.batch > 1 and not r.batch_max:
         b = max_batch(arch, dev, lay, replace(r.serving, batch=1), r.choice, options=r.options)
@@ -166,19 +195,24 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
             continue
         if sup is not None:  # the engine's own formats, least lossy first (llama.cpp: int8-g32, int4-g32, ...)
             ladder = _engine_ladder(sup.kv if field == "kv" else sup.weights, ladder, dev)
-        for name in _smaller(ladder, getattr(r.choice, field), dev):
-            change: dict[str, Any] = {field: name}
-            if field == "weights" and sup is not None and not sup.runs(name, canonical(r.choice.activations)):
-                # the engine runs these weights with other activations (llama.cpp's quantized matmuls
-                # take int8 activations): suggest the pair
-                acts = [a for a in sup.activations_for(name) if dev.supports(a) != "unsupported"]
-                if not acts:
-                    continue
-                change["activations"] = acts[0]
-            got = per_device(choice=replace(r.choice, **change))
-            if got is not None:
-                fixes.append(Fix(field, change, got))
-                break
+
+        def smaller(name: str, field: str = field):
+            def make() -> Fix | None:
+                change: dict[str, Any] = {field: name}
+                if field == "weights" and sup is not None and not sup.runs(name, canonical(r.choice.activations)):
+                    # the engine runs these weights with other activations (llama.cpp's quantized matmuls
+                    # take int8 activations): suggest the pair
+                    acts = [a for a in sup.activations_for(name) if dev.supports(a) != "unsupported"]
+                    if not acts:
+                        return None
+                    change["activations"] = acts[0]
+                got = per_device(choice=replace(r.choice, **change))
+                return None if got is None else Fix(field, change, got)
+            return make
+
+        fix = first_fit([smaller(n) for n in _smaller(ladder, getattr(r.choice, field), dev)])
+        if fix is not None:
+            fixes.append(fix)
     if not r.options.allow_offload and any(t.role == "host" for t in dev.tiers):
         got = per_device(options=replace(r.options, allow_offload=True))
         if got is not None:
