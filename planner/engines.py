@@ -547,7 +547,8 @@ def default_engine(device: DeviceSpec, *, training: bool = False, kind: str | No
     raise EngineSupportError(
         f"no {what} engine runs {kind} models on {device.id} (class {device.device_class}): "
         f"{class_default.id}, its default, runs {', '.join(class_default.families)}; other {what} engines on it: "
-        f"{', '.join(engines_for(device, training=training)) or 'none'} — pass another {{@hardware}} or "
+        f"{', '.join(e for e in engines_for(device, training=training) if e != class_default.id) or 'none'} — pass "
+        f"another {{@hardware}} or "
         f"an {{@engine}} profile that runs {kind} models", field="engine")
 
 

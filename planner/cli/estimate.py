@@ -191,12 +191,13 @@ def _print_inference(est, per_op: bool) -> None:
             console.print(ot)
 
 
-def _engine_cell(engine: str | None, runtime: str | None) -> str:
-    """The engine and the launch mode priced: a captured or compiled program, or eager PyTorch
-    paying the host's dispatch per kernel."""
+def _engine_cell(engine: str | None, runtime: str | None, *, training: bool = False) -> str:
+    """The engine and the launch mode priced: a captured or compiled program (a training step: kernels
+    launched ahead of the GPU), or eager PyTorch paying the host's dispatch per kernel."""
     if not engine:
         return "-"
-    mode = {"eager": "eager PyTorch, host dispatch per kernel", "graph": "graph launch"}.get(runtime or "")
+    graph = "host launches hidden behind the kernels" if training else "graph launch"
+    mode = {"eager": "eager PyTorch, host dispatch per kernel", "graph": graph}.get(runtime or "")
     return f"{engine} ({mode})" if mode else engine
 
 
@@ -205,7 +206,7 @@ def _print_training(est) -> None:
     t = Table(title=f"Training step: {d.get('model')} on {d.get('devices')}× {d.get('hardware')}", show_header=False)
     t.add_column("metric")
     t.add_column("value", justify="right")
-    t.add_row("engine", _engine_cell(d.get("engine"), d.get("runtime")))
+    t.add_row("engine", _engine_cell(d.get("engine"), d.get("runtime"), training=True))
     u = est.uncertainty
     t.add_row("step time", human_time(d["step_time_s"]) + _band(u, "step_time_s", human_time))
     t.add_row("tokens/s", f"{d['tokens_per_s']:,.0f}" + _band(u, "tokens_per_s", _rate))
