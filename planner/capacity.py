@@ -133,7 +133,8 @@ def run_serve_task(task: ServeTask, deadline: Deadline | None = None) -> ServeRe
     def evaluator(rep: _Replica):
         def evaluate(r: int) -> ServeOption:
             q = continuous_batching(qps / r, rep.prefill_s, rep.curve, target.gen, rep.max_batch, target.percentile)
-            return replace(_option_from_queue(rep, device, target, r, q, models, qps), engine=task.engine)
+            return replace(_option_from_queue(rep, device, target, r, q, models, qps), engine=task.engine,
+                           runtime=task.runtime or search.runtime)
         return evaluate
 
     for rep in reps:

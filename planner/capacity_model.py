@@ -111,6 +111,7 @@ class ServeOption:
     cold_models: tuple[str, ...] = ()
     switch_s: float = 0.0
     engine: str = ""  # the serving engine priced ("" when the search was given no engine)
+    runtime: str = ""  # the launch mode priced: graph, or eager PyTorch ("" when not known)
 
     @property
     def devices(self) -> int:
@@ -129,6 +130,7 @@ class ServeOption:
         d = {
             "hardware": self.hardware,
             **({"engine": self.engine} if self.engine else {}),
+            **({"runtime": self.runtime} if self.runtime else {}),
             "models": list(self.models),
             "weights": self.weights,
             "activations": self.activations,

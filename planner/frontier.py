@@ -43,6 +43,7 @@ class FrontierPoint:
     tokens_per_s_per_user: float
     tokens_per_s_per_device: float
     usd_per_million_tokens: float | None
+    runtime: str = ""  # the launch mode priced: graph, or eager PyTorch
 
     @property
     def devices(self) -> int:
@@ -54,7 +55,7 @@ class FrontierPoint:
                 "devices": self.devices, "batch": self.batch, "step_s": self.step_s, "prefill_s": self.prefill_s,
                 "tpot_s": self.tpot_s, "tokens_per_s_per_user": self.tokens_per_s_per_user,
                 "tokens_per_s_per_device": self.tokens_per_s_per_device,
-                "usd_per_million_tokens": self.usd_per_million_tokens}
+                "usd_per_million_tokens": self.usd_per_million_tokens, "runtime": self.runtime}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,7 +113,8 @@ def run_frontier_task(task: ServeTask) -> list[FrontierPoint]:
                 engine=task.engine, hardware=task.device.id, weights=choice.weights, activations=choice.activations,
                 kv=choice.kv, tp=rep.tp, pp=rep.pp, batch=n, step_s=tau, prefill_s=rep.prefill_s, tpot_s=t,
                 tokens_per_s_per_user=1.0 / t, tokens_per_s_per_device=per_device,
-                usd_per_million_tokens=None if usd is None else usd / 3600.0 / per_device * 1e6))
+                usd_per_million_tokens=None if usd is None else usd / 3600.0 / per_device * 1e6,
+                runtime=task.runtime or task.search.runtime))
     return out
 
 

@@ -188,3 +188,18 @@ def test_a_pair_the_engine_does_not_run_names_the_engine_and_the_flag_in_the_cal
     d = json.loads(out)
     (u,) = d["unsupported"]
     assert u["engine"] == "llamacpp" and u["hardware"] == "cpu-host" and "'runtime' must be graph" in u["reason"]
+
+
+def test_capacity_answers_say_which_launch_mode_they_priced(cli):
+    args = ["-m", "llama-3.2-1b", "-H", "h100-sxm"]
+    for runtime in ("eager", "graph"):
+        code, out, err = cli("capacity", "serve", *args, "--qps", "1", "--ttft-slo", "2s", "--tpot-slo", "50ms",
+                             "--runtime", runtime, "--json")
+        assert code == 0, err
+        assert json.loads(out)["hardware"][0]["best"]["runtime"] == runtime
+        code, out, err = cli("capacity", "frontier", *args, "--runtime", runtime, "--json")
+        assert code == 0, err
+        assert {p["runtime"] for s in json.loads(out)["series"] for p in s["points"]} == {runtime}
+    code, out, _ = cli("capacity", "serve", *args, "--qps", "1", "--ttft-slo", "2s", "--tpot-slo", "50ms",
+                       "--runtime", "eager")
+    assert "vllm (eager)" in out

@@ -304,7 +304,7 @@ def _print_serve(ans) -> None:
             continue
         cells = [
             str(i),
-            h.engine or "-",
+            (h.engine or "-") + (" (eager)" if o.runtime == "eager" else ""),
             h.hardware,
             str(o.devices),
             f"tp{o.tp}·pp{o.pp} × {o.replicas}",
@@ -535,7 +535,8 @@ def _print_frontier(ans) -> None:
         if not s.points:
             tab.add_row(s.engine or "-", s.hardware, "-", "does not fit", *(["-"] * 5))
         for p in s.points:
-            tab.add_row(s.engine or "-", s.hardware, f"{p.weights} / {p.activations} / {p.kv}", f"tp{p.tp}·pp{p.pp}",
+            tab.add_row((s.engine or "-") + (" (eager)" if p.runtime == "eager" else ""), s.hardware,
+                        f"{p.weights} / {p.activations} / {p.kv}", f"tp{p.tp}·pp{p.pp}",
                         str(p.batch), f"{p.tokens_per_s_per_user:,.1f}", f"{p.tokens_per_s_per_device:,.1f}",
                         human_time(p.tpot_s),
                         "-" if p.usd_per_million_tokens is None else f"{p.usd_per_million_tokens:,.3f}")
