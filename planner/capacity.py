@@ -355,7 +355,8 @@ def serve_infeasible_message(ans: ServeAnswer) -> tuple[str, dict]:
     near = [h.closest for h in ans.ranked if h.closest is not None]
     if not near:
         why = "".join(f"; {p.engine} on {p.device.id}: {p.reason}" for p in ans.unsupported[:4])
-        return ("the model does not fit any of the hardware at any layout within --max-devices" + why, {})
+        return ("the model does not fit any of the hardware at any layout within --max-devices and --max-pp "
+                "(tensor parallelism stays within one node)" + why, {})
     o = functools.reduce(closer, sorted(near, key=lambda x: x.badness))
     why = "; ".join(o.failures) or "SLOs not met"
     engine = f" {o.engine}" if o.engine else ""

@@ -68,7 +68,7 @@ class DoesNotFitError(TierwiseError):
         msg = (f"{what} does not fit: it needs {needed / 1e9:.2f} GB per device, {short / 1e9:.2f} GB more than "
                f"the {capacity / 1e9:.2f} GB {device_id} holds")
         if fixes:
-            msg += ". Changes that fit: " + "; ".join(f.text() for f in fixes)
+            msg += ". Changes that fit (each replaces the values it sets): " + "; ".join(f.text() for f in fixes)
         else:
             msg += "; no single change of devices, batch or formats makes it fit"
         self.fixes = tuple(fixes)
