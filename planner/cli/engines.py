@@ -26,18 +26,25 @@ def engine_summary(spec) -> dict:
 
         # the ZeRO stages its sharding offers, and its fitted time per micro-batch beyond the kernels (0: none)
         out["zero"] = list(spec.zero)
-        from planner.training_config import ATTENTION_KERNELS, OPTIMIZERS
+        from planner.engines import ATTENTION_KERNELS, OPTIMIZER_NAMES
 
         # the attention kernels and optimizers it has (all the cost model knows when the profile lists none)
         out["attention"] = list(spec.attention or ATTENTION_KERNELS)
-        out["optimizers"] = list(spec.optimizers or OPTIMIZERS)
+        out["optimizers"] = list(spec.optimizers or OPTIMIZER_NAMES)
         out["microbatch_overhead_s"] = MICROBATCH_OVERHEAD_S.get(spec.id, 0.0)
     return out
 
 
 def support_summary(sup) -> dict:
+    from planner.engines import ATTENTION_KERNELS, OPTIMIZER_NAMES, load_engine
+
     rt = sup.runtime
+    training = {}
+    if load_engine(sup.engine).kind == "training":
+        training = {"attention": list(sup.attention or ATTENTION_KERNELS),
+                    "optimizers": list(sup.optimizers or OPTIMIZER_NAMES)}
     return {
+        **training,
         "engine": sup.engine, "hardware": sup.device,
         "schemes": [{"weights": list(s.weights), "activations": list(s.activations)} for s in sup.schemes],
         "kv": list(sup.kv), "sparsity": list(sup.sparsity), "parallel": list(sup.parallel),
@@ -105,6 +112,11 @@ def engines_show(
         console.print(table)
         console.print(f"KV cache: {', '.join(sup.kv) or '-'}    sparsity: {', '.join(sup.sparsity)}    "
                       f"parallel: {', '.join(sup.parallel) or 'single device'}")
+        summary = support_summary(sup)
+        console.print(f"launch: {', '.join(summary['runtime']['runtimes'])} (default "
+                      f"{summary['runtime']['default_runtime']})")
+        if "attention" in summary:
+            console.print(f"attention: {', '.join(summary['attention'])}; optimizers: {', '.join(summary['optimizers'])}")
         return
     runs_on = hardware_for(spec)
     summary = engine_summary(spec)
