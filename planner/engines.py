@@ -111,6 +111,9 @@ class Runtime:
     # or captured program of their own (MLC LLM, TVM, llama.cpp's ggml graphs, ExecuTorch, SambaFlow,
     # Vitis AI): ``--runtime eager`` / ``runtime: eager`` is refused for them.
     eager_mode: bool = True
+    # Tensor parallelism shards whole key/value head groups (Megatron-Core: num_query_groups must divide by
+    # the TP size), so TP must divide the model's KV heads; engines that replicate KV heads do not need it.
+    tp_divides_kv_heads: bool = False
 
     @property
     def runtimes(self) -> tuple[str, ...]:
@@ -278,10 +281,11 @@ def _formats(reader: _Reader, key: str, *, empty_ok: bool = False) -> tuple[str,
 
 _RUNTIME_FLAGS = ("graph_capture", "chunked_prefill", "paged_kv", "continuous_batching", "tp_comm_overlap",
                   "grad_reduce_overlap", "fused_attention", "fused_elementwise", "static_memory_plan",
-                  "untie_quantized_head", "separate_dequant", "eager_dispatch", "eager_mode")
+                  "untie_quantized_head", "separate_dequant", "eager_dispatch", "eager_mode",
+                  "tp_divides_kv_heads")
 _OPTIONAL_FLAGS = {"tp_comm_overlap": False, "grad_reduce_overlap": False, "fused_attention": True, "fused_elementwise": True,
                    "static_memory_plan": False, "untie_quantized_head": False, "separate_dequant": False,
-                   "eager_dispatch": False, "eager_mode": True}
+                   "eager_dispatch": False, "eager_mode": True, "tp_divides_kv_heads": False}
 
 
 def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
@@ -478,6 +482,16 @@ def hardware_for(engine: str | EngineSpec) -> list[str]:
 
     spec = load_engine(engine)
     return [d for d in sorted(list_devices()) if spec.support(load_device(d)) is not None]
+
+
+def tp_allowed(engine: str | EngineSpec | None, arch: Any, tp: int) -> bool:
+    """Whether ``engine`` can shard ``arch`` over ``tp`` tensor-parallel ranks, as far as its KV heads go
+    (``runtime.tp_divides_kv_heads``); no engine, or one without the rule: yes."""
+    if tp <= 1 or engine is None:
+        return True
+    spec = load_engine(engine)
+    kv = getattr(arch, "num_kv_heads", 0) or getattr(arch, "num_heads", 0)
+    return not spec.runtime.tp_divides_kv_heads or not kv or kv % tp == 0
 
 
 def engines_for(device: DeviceSpec, *, training: bool, family: str | None = None) -> list[str]:

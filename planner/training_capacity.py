@@ -186,8 +186,10 @@ def train_tasks(arch: ArchSpec, device: DeviceSpec, target: TrainTarget) -> list
         # Only layouts and ZeRO stages the engine runs (llm-foundry: data parallel, no ZeRO-1).
         from planner.engines import load_engine
 
+        from planner.engines import tp_allowed
+
         spec = load_engine(target.engine)
-        tps = tps if "tp" in spec.parallel else [1]
+        tps = [t for t in tps if tp_allowed(spec, arch, t)] if "tp" in spec.parallel else [1]
         pps = pps if "pp" in spec.parallel else [1]
         stages = spec.zero
     grid = _useful_counts(arch, device, target, device_grid(device, target.max_devices))

@@ -254,3 +254,24 @@ def test_a_named_attention_kernel_off_its_hardware_is_refused_listing_what_runs_
     for k in offered:  # every alternative offered is accepted there (0, or 3 where the model does not fit)
         assert run(capsys, "estimate", "--mode", "training", "-m", "llama-3.2-1b", "-H", hardware,
                    "--attention", k)[0] in (0, 3), (k, err)
+
+
+def test_megatron_core_tensor_parallelism_must_divide_the_kv_heads(capsys, tmp_path):
+    # Megatron-Core splits whole KV head groups over the TP ranks (num_query_groups % tp == 0):
+    # Llama-3.1-70B's 8 KV heads allow tp 8, not 16 — neither requested nor suggested nor searched
+    args = ["estimate", "--mode", "training", "-m", "llama-3.1-70b", "-H", "h100-sxm"]
+    code, _, err = run(capsys, *args, "--engine", "megatron-core", "--tp", "16")
+    assert code == 2 and "--tp 16 must divide the 8 KV heads" in err, err
+    code, _, err = run(capsys, *args, "--engine", "megatron-core", "--tp", "8", "--dp", "2")
+    assert code == 3 and "--tp 16" not in err and "--tp 32" not in err, err
+    assert run(capsys, *args, "--engine", "fsdp", "--tp", "16")[0] in (0, 3)  # no such rule stated for FSDP
+    with app_client(tmp_path) as c:
+        r = c.post("/v1/estimate", json={"mode": "training", "model": "llama-3.1-70b", "hardware": "h100-sxm",
+                                         "engine": "megatron-core", "tp": 16})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "tp", r.text
+    from planner.training_capacity import TrainTarget, train_tasks
+
+    target = TrainTarget(tokens=1e11, days=7, seq=2048, global_batch_tokens=4e6, max_devices=1024,
+                         engine="megatron-core")
+    tasks = train_tasks(load_arch("llama-3.1-70b"), H100, target)
+    assert tasks and all(8 % t.tp == 0 for t in tasks)

@@ -478,6 +478,12 @@ def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
     given = given_fields(req)
     v = engine_defaults(sup, given, fill_defaults(req, arch, dev), kv=False)
     check_layout_fields(arch, dev, v, training=True)
+    from planner.engines import EngineSupportError, tp_allowed
+
+    if not tp_allowed(sup.engine, arch, v["tp"]):
+        raise EngineSupportError(f"{sup.engine} shards whole key/value heads over tensor-parallel ranks: {{@tp}} "
+                                 f"{v['tp']} must divide the {arch.num_kv_heads} KV heads of {arch.id}",
+                                 field="tp", details={"engine": sup.engine, "kv_heads": arch.num_kv_heads})
     mb = check_int("micro_batch", v["micro_batch"], hi=1 << 24)
     seq = check_int("seq", v["seq"], hi=1 << 26)
     check_context(arch, seq, ("seq",))

@@ -235,7 +235,8 @@ def _training_combined(arch: Any, dev: Any, cfg: Any, per_device, devices) -> li
     lean_set = {k: v for k, v in lean.items() if getattr(cfg, k) != v}
     for k in (1,) + _MULTIPLES:
         tp = cfg.tp * k
-        if not _layout_ok(arch, dev, True, tp=tp, pp=cfg.pp, dp=cfg.dp, ep=cfg.ep, cp=cfg.cp):
+        if not _layout_ok(arch, dev, True, tp=tp, pp=cfg.pp, dp=cfg.dp, ep=cfg.ep, cp=cfg.cp) or \
+                not _tp_allowed(cfg.engine, arch, tp):
             break
         got = per_device(tp=tp, **lean)
         if got is not None:
@@ -250,6 +251,13 @@ def _training_combined(arch: Any, dev: Any, cfg: Any, per_device, devices) -> li
                 s = {"dp": dp, "zero": 3, **devices(cfg.tp, dp), "global_batch": dp, **lean_set}
                 return [Fix("combined", s, got)]
     return []
+
+
+def _tp_allowed(engine: str | None, arch: Any, tp: int) -> bool:
+    """Whether the training engine shards ``arch`` over ``tp`` ranks (:func:`planner.engines.tp_allowed`)."""
+    from planner.engines import tp_allowed
+
+    return tp_allowed(engine, arch, tp)
 
 
 def _engine_has_optimizer(engine: str | None, optimizer: str) -> bool:
@@ -282,7 +290,8 @@ def training_does_not_fit(arch: Any, dev: Any, cfg: Any, est: Any, given: dict |
     fixes: list[Fix] = []
     for k in _MULTIPLES:
         tp = cfg.tp * k
-        if not _layout_ok(arch, dev, True, tp=tp, pp=cfg.pp, dp=cfg.dp, ep=cfg.ep, cp=cfg.cp):
+        if not _layout_ok(arch, dev, True, tp=tp, pp=cfg.pp, dp=cfg.dp, ep=cfg.ep, cp=cfg.cp) or \
+                not _tp_allowed(cfg.engine, arch, tp):
             break
         got = per_device(tp=tp)
         if got is not None:
