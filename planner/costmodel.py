@@ -288,21 +288,37 @@ def _uniform_op_rows(work: Workload, device: DeviceSpec, layout: Layout, choice:
 
 def _elementwise_cost(work: Workload, ph: Phase, device: DeviceSpec, layout: Layout, choice: Choice,
                       options: RuntimeSettings) -> OpCost | None:
-    """Residual adds, activation and rotary of one decoder layer as memory passes, for an engine
-    that runs them as separate kernels (planner.kernels.elementwise_bytes); None when fused."""
+    """Residual adds, activation and rotary of every layer the pass runs as memory passes, for an engine
+    that runs them as separate kernels (planner.kernels.elementwise_bytes); None when fused. One row
+    for all of them, at the mean per layer: an encoder-decoder's prefill runs its encoder layers over the
+    prompt and its decoder layers over the start token, a decode step the decoder layers only
+    (:func:`stage_phase`)."""
     a = work.arch
     if options.fused_elementwise or a.family not in ("decoder", "encoder_decoder") or device.dataflow_fusion:
         return None
     tp = max(layout.tp, 1)
     act_bytes = stored_act_bits(device, choice, options) / 8.0
-    tokens = ph.batch * ph.tokens
     rotary = a.position_encoding == "rope"
-    nbytes = elementwise_bytes(tokens, a.hidden_size, a.intermediate_size / tp, a.q_dim / tp, a.kv_dim / tp, act_bytes,
-                               gated=a.gated_mlp, rotary=rotary)
     eff = device.efficiency
-    mem_s = nbytes / (device.device_tier.bandwidth_bytes_per_s * eff.bandwidth(nbytes))
     overhead = elementwise_kernels(a.gated_mlp, rotary) * eff.kernel_overhead_s
-    return OpCost(name="layers.{i}.elementwise", kind="elementwise", group="", count=a.num_layers, flops=0.0,
+    stages = [(a.num_layers, ph)]
+    if a.family == "encoder_decoder" and ph.encoder_tokens:
+        probe = next(op for b in work.blocks if b.stage == "decoder" for op in b.ops)
+        stages = [(a.num_layers, stage_phase(ph, "encoder", probe)),
+                  (a.num_decoder_layers or a.num_layers, stage_phase(ph, "decoder", probe))]
+    layers = nbytes = mem_s = 0.0
+    for n, p in stages:
+        if p is None:
+            continue
+        b = elementwise_bytes(p.batch * p.tokens, a.hidden_size, a.intermediate_size / tp, a.q_dim / tp,
+                              a.kv_dim / tp, act_bytes, gated=a.gated_mlp, rotary=rotary)
+        layers += n
+        nbytes += n * b
+        mem_s += n * b / (device.device_tier.bandwidth_bytes_per_s * eff.bandwidth(b))
+    if not layers:
+        return None
+    nbytes, mem_s = nbytes / layers, mem_s / layers
+    return OpCost(name="layers.{i}.elementwise", kind="elementwise", group="", count=int(layers), flops=0.0,
                   weight_bytes=0.0, activation_bytes=nbytes, kv_bytes=0.0, compute_s=0.0, memory_s=mem_s, comm_s=0.0,
                   overhead_s=overhead, time_s=mem_s + overhead, bound="memory" if mem_s >= overhead else "overhead",
                   precision="bf16")

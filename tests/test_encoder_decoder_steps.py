@@ -100,3 +100,19 @@ def test_decode_steps_do_not_rerun_the_encoder_or_the_cross_attention_projection
     pre = _prefill_phase(arch, Serving(batch=1, prompt=2048, gen=1))
     block = next(b for b in build_workload(arch).blocks if b.stage == "decoder")
     assert stage_phase(pre, "decoder", block.ops[0]).tokens == 1
+
+
+def test_unfused_elementwise_passes_follow_each_stage():
+    # Under an engine that runs residual adds and activations as their own kernels, the prefill pays them
+    # for every encoder layer (over the prompt) and every decoder layer (over the start token); a decode
+    # step for the decoder layers only.
+    from planner.serving import RuntimeSettings
+
+    arch, dev = load_arch("t5-3b"), load_device("a100-80gb-sxm")
+    opts = RuntimeSettings(fused_elementwise=False)
+    est = estimate_inference(arch, dev, Layout(), Serving(batch=2, prompt=512, gen=16), Choice(), options=opts)
+    (pre,) = [o for o in est.prefill.ops if o.kind == "elementwise"]
+    (dec,) = [o for o in est.decode.ops if o.kind == "elementwise"]
+    assert pre.count == arch.num_layers + arch.num_decoder_layers and dec.count == arch.num_decoder_layers
+    # the encoder's passes over 512 tokens dominate the mean: about (512 + 1) / 2 tokens per layer
+    assert pre.activation_bytes / dec.activation_bytes == pytest.approx((512 + 1) / 2, rel=1e-9)
