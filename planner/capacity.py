@@ -137,8 +137,10 @@ def run_serve_task(task: ServeTask, deadline: Deadline | None = None) -> ServeRe
                            runtime=task.runtime or search.runtime)
         return evaluate
 
+    tops = []  # (replica, its option at the most replicas --max-devices allows)
     for rep in reps:
         ok, at_max = _min_replicas(evaluator(rep), max(1, search.max_devices // (rep.tp * rep.pp)))
+        tops.append((rep, at_max))
         if ok is not None and (best is None or (ok.devices, ok.ttft_s) < (best.devices, best.ttft_s)):
             best = ok
         if ok is None and (closest is None or at_max.badness < closest.badness):
@@ -146,9 +148,9 @@ def run_serve_task(task: ServeTask, deadline: Deadline | None = None) -> ServeRe
     if best is None and closest is not None:
         # the fewest devices, over every layout, that come within NEAR_MISS of the closest miss
         limit = closest.badness * NEAR_MISS
-        for rep in reps:
+        for rep, at_max in tops:
             deadline.check()
-            near = fewest_replicas_within(evaluator(rep), max(1, search.max_devices // (rep.tp * rep.pp)), limit)
+            near = fewest_replicas_within(evaluator(rep), at_max.replicas, limit, at_max)
             if near is not None and (near.devices, near.badness) < (closest.devices, closest.badness):
                 closest = near
     if not task.disaggregated:

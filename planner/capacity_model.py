@@ -375,36 +375,31 @@ def closer(cur: ServeOption | None, new: ServeOption | None) -> ServeOption | No
     return new if (new.devices, new.badness) < (cur.devices, cur.badness) else cur
 
 
-def fewest_replicas_within(evaluate: Callable[[int], ServeOption], r_max: int, badness: float) -> ServeOption | None:
+def fewest_replicas_within(evaluate: Callable[[int], ServeOption], r_max: int, badness: float,
+                           top: ServeOption | None = None) -> ServeOption | None:
     """The option with the fewest replicas (≤ ``r_max``) whose worse SLO ratio is at most ``badness``, or
-    None; metrics only improve as replicas are added, so a bisection finds it."""
-    top = evaluate(r_max)
-    if top.badness > badness:
-        return None
-    lo, hi, near = 0, r_max, top
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        o = evaluate(mid)
-        if o.badness <= badness:
-            hi, near = mid, o
-        else:
-            lo = mid
-    return near
+    None (``top``: the option at ``r_max`` when already evaluated)."""
+    return _fewest(evaluate, r_max, lambda o: o.badness <= badness, top or evaluate(r_max))
 
 
 def _min_replicas(evaluate: Callable[[int], ServeOption], r_max: int) -> tuple[ServeOption | None, ServeOption]:
-    """Smallest replica count that meets the SLOs (metrics only improve as replicas are
-    added, so a bisection finds it); also the option at ``r_max`` (the best reachable)."""
+    """Smallest replica count that meets the SLOs; also the option at ``r_max`` (the best reachable)."""
     at_max = evaluate(r_max)
-    if not at_max.meets_slo:
-        return None, at_max
-    lo, hi = 0, r_max  # evaluate(lo) fails (or lo = 0), evaluate(hi) passes
-    best = at_max
+    return _fewest(evaluate, r_max, lambda o: o.meets_slo, at_max), at_max
+
+
+def _fewest(evaluate: Callable[[int], ServeOption], r_max: int, ok: Callable[[ServeOption], bool],
+            top: ServeOption) -> ServeOption | None:
+    """The option with the fewest replicas that is ``ok``, given ``top`` at ``r_max``: metrics only improve
+    as replicas are added, so a bisection finds it."""
+    if not ok(top):
+        return None
+    lo, hi, best = 0, r_max, top  # evaluate(lo) fails (or lo = 0), evaluate(hi) passes
     while hi - lo > 1:
         mid = (lo + hi) // 2
         o = evaluate(mid)
-        if o.meets_slo:
+        if ok(o):
             hi, best = mid, o
         else:
             lo = mid
-    return best, at_max
+    return best

@@ -221,8 +221,9 @@ def _phase_ops(
 _OpRow = tuple[OpShape, OpStatic, Choice, str, int, float, str]
 
 
-def stage_phase(ph: Phase, stage: str, op: OpShape) -> Phase | None:
-    """The pass an operator of ``stage`` runs in ``ph``, or None when it does not run.
+def stage_phase(ph: Phase, stage: str, op: OpShape | None = None) -> Phase | None:
+    """The pass an operator of ``stage`` (``op``; left out: the stage's layers as a whole) runs in ``ph``,
+    or None when it does not run.
 
     An encoder-decoder (T5; ``ph.encoder_tokens`` > 0) runs its encoder over the prompt once, in the
     prefill, together with the cross-attention K/V projections of every decoder layer (their output is
@@ -232,7 +233,7 @@ def stage_phase(ph: Phase, stage: str, op: OpShape) -> Phase | None:
     values are computed at the first step and reused). Decoder-only models run every stage on ``ph``."""
     if not ph.encoder_tokens:
         return ph
-    if stage == "encoder" or (op.cross and op.kind != ATTENTION):
+    if stage == "encoder" or (op is not None and op.cross and op.kind != ATTENTION):
         return ph if ph.name == "prefill" else None
     if ph.name == "prefill" and stage in ("decoder", "post"):
         return replace(ph, tokens=1, context=0.0, logits_tokens=1)
@@ -303,9 +304,8 @@ def _elementwise_cost(work: Workload, ph: Phase, device: DeviceSpec, layout: Lay
     overhead = elementwise_kernels(a.gated_mlp, rotary) * eff.kernel_overhead_s
     stages = [(a.num_layers, ph)]
     if a.family == "encoder_decoder" and ph.encoder_tokens:
-        probe = next(op for b in work.blocks if b.stage == "decoder" for op in b.ops)
-        stages = [(a.num_layers, stage_phase(ph, "encoder", probe)),
-                  (a.num_decoder_layers or a.num_layers, stage_phase(ph, "decoder", probe))]
+        stages = [(a.num_layers, stage_phase(ph, "encoder")),
+                  (a.num_decoder_layers or a.num_layers, stage_phase(ph, "decoder"))]
     layers = nbytes = mem_s = 0.0
     for n, p in stages:
         if p is None:

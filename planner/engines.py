@@ -164,9 +164,9 @@ class Support:
     runtime: Runtime
     #: ZeRO stages its data-parallel sharding offers (llm-foundry's FSDP1: NO_SHARD, SHARD_GRAD_OP, FULL_SHARD).
     zero: tuple[int, ...] = ZERO_STAGES
-    #: Training attention kernels and optimizers it has (empty: every one the cost model knows).
-    attention: tuple[str, ...] = ()
-    optimizers: tuple[str, ...] = ()
+    #: Training attention kernels and optimizers it has (every one the cost model knows unless listed).
+    attention: tuple[str, ...] = ATTENTION_KERNELS
+    optimizers: tuple[str, ...] = OPTIMIZER_NAMES
     #: Weight formats the engine applies to a whole model at once (bitsandbytes 4-bit
     #: quantizes every Linear layer alike): a plan uses one only beside 16-bit groups.
     exclusive: tuple[str, ...] = ()
@@ -204,10 +204,10 @@ class EngineSpec:
     families: tuple[str, ...] = ()
     #: ZeRO stages (0-3) its data-parallel sharding offers; every stage unless the profile lists them.
     zero: tuple[int, ...] = ZERO_STAGES
-    #: Training attention kernels (``planner.training_config.ATTENTION_KERNELS``) and optimizers
-    #: (``OPTIMIZERS``) it has; every one unless the profile lists them.
-    attention: tuple[str, ...] = ()
-    optimizers: tuple[str, ...] = ()
+    #: Training attention kernels (``ATTENTION_KERNELS``) and optimizers (``OPTIMIZER_NAMES``) it has;
+    #: every one unless the profile lists them.
+    attention: tuple[str, ...] = ATTENTION_KERNELS
+    optimizers: tuple[str, ...] = OPTIMIZER_NAMES
 
     def runs_family(self, family: str) -> bool:
         return family in self.families
@@ -405,10 +405,9 @@ def _zero_stages(top: _Reader) -> tuple[int, ...]:
 
 def _training_names(top: _Reader, key: str) -> tuple[str, ...]:
     """``attention: [...]`` / ``optimizers: [...]``: the training attention kernels / optimizers the
-    engine has (optional; empty = all the cost model knows)."""
-    if not top.has(key):
-        return ()
-    return _names(top, key, ATTENTION_KERNELS if key == "attention" else OPTIMIZER_NAMES)
+    engine has (optional: all the cost model knows when absent)."""
+    known = ATTENTION_KERNELS if key == "attention" else OPTIMIZER_NAMES
+    return _names(top, key, known) if top.has(key) else known
 
 
 def _families(top: _Reader, sources: Mapping[str, str]) -> tuple[str, ...]:

@@ -26,23 +26,20 @@ def engine_summary(spec) -> dict:
 
         # the ZeRO stages its sharding offers, and its fitted time per micro-batch beyond the kernels (0: none)
         out["zero"] = list(spec.zero)
-        from planner.engines import ATTENTION_KERNELS, OPTIMIZER_NAMES
-
         # the attention kernels and optimizers it has (all the cost model knows when the profile lists none)
-        out["attention"] = list(spec.attention or ATTENTION_KERNELS)
-        out["optimizers"] = list(spec.optimizers or OPTIMIZER_NAMES)
+        out["attention"] = list(spec.attention)
+        out["optimizers"] = list(spec.optimizers)
         out["microbatch_overhead_s"] = MICROBATCH_OVERHEAD_S.get(spec.id, 0.0)
     return out
 
 
 def support_summary(sup) -> dict:
-    from planner.engines import ATTENTION_KERNELS, OPTIMIZER_NAMES, load_engine
+    from planner.engines import load_engine
 
     rt = sup.runtime
     training = {}
     if load_engine(sup.engine).kind == "training":
-        training = {"attention": list(sup.attention or ATTENTION_KERNELS),
-                    "optimizers": list(sup.optimizers or OPTIMIZER_NAMES)}
+        training = {"attention": list(sup.attention), "optimizers": list(sup.optimizers)}
     return {
         **training,
         "engine": sup.engine, "hardware": sup.device,

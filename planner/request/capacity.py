@@ -17,7 +17,15 @@ from typing import Any
 from hwmodels.errors import TierwiseError, close_ids
 
 from planner.deadline import Deadline
-from planner.request.engine import RUNTIMES, TRAINING_ENGINE_HELP, canonical, check_runtime, format_key, resolve_engine
+from planner.request.engine import (
+    RUNTIMES,
+    TRAINING_ENGINE_HELP,
+    canonical,
+    check_runtime,
+    check_training_kernels,
+    format_key,
+    resolve_engine,
+)
 from planner.request.estimate import OPTIMIZER_NAMES, check_context, load_specs
 from planner.request.fields import (
     bad,
@@ -402,19 +410,12 @@ def _train_target(req: CapacityTrainRequest, arch: Any, dev: Any, sup: Any) -> A
         raise TierwiseError(f"{{@global_batch_tokens}} must be at least {{@seq}} ({seq}); got {gbt:g}",
                             field="global_batch_tokens", code="invalid_field")
     act = native_16bit(arch, dev) if v["activations"] is None else check_format("activations", v["activations"], "activation")
+    check_training_kernels(sup, dev, None, v["optimizer"])  # the optimizer, if the engine has it
     return TrainTarget(
         tokens=check_number("tokens", _required("tokens", v["tokens"]), hi=1e17),
         days=check_number("days", _required("days", v["days"]), hi=36500.0), seq=seq, global_batch_tokens=gbt,
-        activations=act, optimizer=_optimizer(sup, dev, v["optimizer"]),
+        activations=act, optimizer=v["optimizer"],
         max_devices=check_int("max_devices", v["max_devices"], hi=1 << 24), engine=sup.engine)
-
-
-def _optimizer(sup: Any, dev: Any, optimizer: Any) -> str:
-    """The optimizer of a training capacity request, if the engine has it."""
-    from planner.request.engine import check_training_kernels
-
-    check_training_kernels(sup, dev, None, optimizer)
-    return optimizer
 
 
 def _infeasible(message: str, payload: dict) -> TierwiseError:

@@ -172,7 +172,7 @@ def check_runtime(sup: Any, value: Any, device: Any) -> str:
     if runtime not in sup.runtime.runtimes:
         training = load_engine(sup.engine).kind == "training"
         others = [e for e in engines_for(device, training=training)
-                  if runtime in (load_engine(e).support(device) or sup).runtime.runtimes]
+                  if runtime in load_engine(e).support(device).runtime.runtimes]
         raise EngineSupportError(
             f"{sup.engine} on {sup.device} runs its own compiled program and has no eager PyTorch mode, so "
             f"{{@runtime}} must be {' or '.join(sup.runtime.runtimes)}; got {value!r}. Engines on {sup.device} with "
@@ -195,7 +195,7 @@ def check_training_kernels(sup: Any, device: Any, attention: str | None, optimiz
     from planner.errors import TierwiseError
     from planner.request.fields import check_choice
 
-    has_attention = sup.attention or ATTENTION_KERNELS
+    has_attention = sup.attention
     if attention is not None:
         check_choice("attention", attention, ATTENTION_KERNELS)
         def runs_on_device(k: str) -> bool:
@@ -215,7 +215,7 @@ def check_training_kernels(sup: Any, device: Any, attention: str | None, optimiz
                                      details={"engine": sup.engine, "supported": list(has_attention)})
     if optimizer is not None:
         check_choice("optimizer", optimizer, OPTIMIZER_NAMES)
-        if sup.optimizers and optimizer not in sup.optimizers:
+        if optimizer not in sup.optimizers:
             raise EngineSupportError(f"{sup.engine} has no {{@optimizer}} {optimizer!r}; it has: "
                                      f"{', '.join(sup.optimizers)}", field="optimizer",
                                      details={"engine": sup.engine, "supported": list(sup.optimizers)})

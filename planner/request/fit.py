@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from hwmodels.errors import TierwiseError
+from planner.engines import load_engine, tp_allowed
 from planner.request.engine import canonical
 
 __all__ = ["DoesNotFitError", "Fix", "inference_does_not_fit", "training_does_not_fit"]
@@ -236,7 +237,7 @@ def _training_combined(arch: Any, dev: Any, cfg: Any, per_device, devices) -> li
     for k in (1,) + _MULTIPLES:
         tp = cfg.tp * k
         if not _layout_ok(arch, dev, True, tp=tp, pp=cfg.pp, dp=cfg.dp, ep=cfg.ep, cp=cfg.cp) or \
-                not _tp_allowed(cfg.engine, arch, tp):
+                not tp_allowed(cfg.engine, arch, tp):
             break
         got = per_device(tp=tp, **lean)
         if got is not None:
@@ -253,21 +254,9 @@ def _training_combined(arch: Any, dev: Any, cfg: Any, per_device, devices) -> li
     return []
 
 
-def _tp_allowed(engine: str | None, arch: Any, tp: int) -> bool:
-    """Whether the training engine shards ``arch`` over ``tp`` ranks (:func:`planner.engines.tp_allowed`)."""
-    from planner.engines import tp_allowed
-
-    return tp_allowed(engine, arch, tp)
-
-
 def _engine_has_optimizer(engine: str | None, optimizer: str) -> bool:
-    """Whether the training engine has ``optimizer`` (its profile's ``optimizers``; all when unlisted)."""
-    if engine is None:
-        return True
-    from planner.engines import load_engine
-
-    listed = load_engine(engine).optimizers
-    return not listed or optimizer in listed
+    """Whether the training engine has ``optimizer`` (its profile's ``optimizers``)."""
+    return engine is None or optimizer in load_engine(engine).optimizers
 
 
 def training_does_not_fit(arch: Any, dev: Any, cfg: Any, est: Any, given: dict | None = None) -> DoesNotFitError:
@@ -291,7 +280,7 @@ def training_does_not_fit(arch: Any, dev: Any, cfg: Any, est: Any, given: dict |
     for k in _MULTIPLES:
         tp = cfg.tp * k
         if not _layout_ok(arch, dev, True, tp=tp, pp=cfg.pp, dp=cfg.dp, ep=cfg.ep, cp=cfg.cp) or \
-                not _tp_allowed(cfg.engine, arch, tp):
+                not tp_allowed(cfg.engine, arch, tp):
             break
         got = per_device(tp=tp)
         if got is not None:
