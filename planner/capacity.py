@@ -134,7 +134,7 @@ def run_serve_task(task: ServeTask, deadline: Deadline | None = None) -> ServeRe
         def evaluate(r: int) -> ServeOption:
             q = continuous_batching(qps / r, rep.prefill_s, rep.curve, target.gen, rep.max_batch, target.percentile)
             return replace(_option_from_queue(rep, device, target, r, q, models, qps), engine=task.engine,
-                           runtime=task.runtime or search.runtime)
+                           runtime=task.launch)
         return evaluate
 
     tops = []  # (replica, its option at the most replicas --max-devices allows)

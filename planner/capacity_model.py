@@ -201,6 +201,11 @@ class ServeTask:
     disaggregated: bool = False  # also search separate prefill and decode pools (planner.disagg)
     kernel: tuple[tuple[str, Any], ...] = ()  # EngineSetup.kernel
 
+    @property
+    def launch(self) -> str:
+        """The launch mode priced: the engine's (``runtime``), else the search's."""
+        return self.runtime or self.search.runtime
+
     def key(self) -> tuple:
         """What the search's result depends on: tasks of engines that price a hardware the
         same way share one search."""

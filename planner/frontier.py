@@ -114,7 +114,7 @@ def run_frontier_task(task: ServeTask) -> list[FrontierPoint]:
                 kv=choice.kv, tp=rep.tp, pp=rep.pp, batch=n, step_s=tau, prefill_s=rep.prefill_s, tpot_s=t,
                 tokens_per_s_per_user=1.0 / t, tokens_per_s_per_device=per_device,
                 usd_per_million_tokens=None if usd is None else usd / 3600.0 / per_device * 1e6,
-                runtime=task.runtime or task.search.runtime))
+                runtime=task.launch))
     return out
 
 

@@ -207,7 +207,7 @@ def _shared_option(task: ServeTask, reps: list[_Replica], order: list[int], hot:
         cold_models=tuple(names[k] for k in cold),
         switch_s=switch_q,
         engine=task.engine,
-        runtime=task.runtime or task.search.runtime,
+        runtime=task.launch,
         ttft_slo_ratio=ttftq / target.ttft_slo_s,
         tpot_slo_ratio=tpotq / target.tpot_slo_s,
     )
