@@ -457,11 +457,8 @@ def export_context(catalog: Catalog, plan: dict):
 # ---------------------------------------------------------------------------
 
 
-def capacity(catalog: Catalog, req: dict, deadline=None) -> dict:
-    """``tierwise capacity serve`` for one request, as its ``--json`` answer; ``deadline``
-    (a :class:`planner.deadline.Deadline`, the job's) stops the search."""
-    from planner.request import json_safe
-    from planner.request.capacity import CapacityServeRequest, run_capacity_serve
+def _serve_request(catalog: Catalog, req: dict):
+    from planner.request.capacity import CapacityServeRequest
 
     fields = {k: v for k, v in req.items() if v is not None}
     if fields.get("model") is not None:
@@ -469,8 +466,32 @@ def capacity(catalog: Catalog, req: dict, deadline=None) -> dict:
     if fields.get("models") is not None:
         fields["models"] = [catalog.arch(m) for m in fields["models"]]
     _hardware(catalog, fields)
+    return CapacityServeRequest(**fields)
+
+
+def capacity(catalog: Catalog, req: dict, deadline=None) -> dict:
+    """``tierwise capacity serve`` for one request, as its ``--json`` answer; ``deadline``
+    (a :class:`planner.deadline.Deadline`, the job's) stops the search."""
+    from planner.request import json_safe
+    from planner.request.capacity import run_capacity_serve
+
+    request = _serve_request(catalog, req)
     with domain_errors():
-        return json_safe(run_capacity_serve(CapacityServeRequest(**fields), deadline=deadline).to_dict())
+        return json_safe(run_capacity_serve(request, deadline=deadline).to_dict())
+
+
+def check_capacity(catalog: Catalog, kind: str, req: dict) -> None:
+    """Validate a capacity request (serving or training) before it becomes a job: every error
+    a search would raise before it starts (an unknown id, an engine that does not run the
+    pair, a refused launch mode, optimizer or layout) is raised here, so the caller answers
+    4xx at once instead of queueing a job that can only fail."""
+    from planner.request.capacity import resolve_capacity_serve, resolve_training_fleet
+
+    with domain_errors():
+        if kind == "capacity":
+            resolve_capacity_serve(_serve_request(catalog, req))
+        else:
+            resolve_training_fleet(_train_request(catalog, req)[0])
 
 
 def _hardware(catalog: Catalog, fields: dict) -> None:
@@ -494,16 +515,24 @@ def frontier(catalog: Catalog, req: dict) -> dict:
         return json_safe(run_capacity_frontier(CapacityFrontierRequest(**fields)).to_dict())
 
 
-def train_capacity(catalog: Catalog, req: dict, deadline=None) -> dict:
-    """``tierwise capacity train`` for one request, as its ``--json`` answer (``deadline``: as
-    for :func:`capacity`)."""
-    from planner.request import json_safe
-    from planner.request.capacity import CapacityTrainRequest, run_capacity_train
+def _train_request(catalog: Catalog, req: dict):
+    """(CapacityTrainRequest, several hardware?) of a REST body."""
+    from planner.request.capacity import CapacityTrainRequest
 
     fields = {k: v for k, v in req.items() if v is not None}
     fields["model"] = catalog.arch(fields["model"])
     several = isinstance(fields["hardware"], list)  # one answer per hardware, as for several on the CLI
     fields["hardware"] = [catalog.device(h) for h in fields["hardware"]] if several else catalog.device(fields["hardware"])
+    return CapacityTrainRequest(**fields), several
+
+
+def train_capacity(catalog: Catalog, req: dict, deadline=None) -> dict:
+    """``tierwise capacity train`` for one request, as its ``--json`` answer (``deadline``: as
+    for :func:`capacity`)."""
+    from planner.request import json_safe
+    from planner.request.capacity import run_capacity_train
+
+    request, several = _train_request(catalog, req)
     with domain_errors():
-        fleet = run_capacity_train(CapacityTrainRequest(**fields), deadline=deadline)
+        fleet = run_capacity_train(request, deadline=deadline)
         return json_safe(fleet.to_dict() if several else fleet[0].to_dict())

@@ -28,7 +28,7 @@ from api.schemas import (
     TrainCapacityFleetPublic,
     TrainCapacityPublic,
 )
-from api.services import frontier
+from api.services import check_capacity, frontier
 from planner.request.capacity import CapacityFrontierRequest, CapacityServeRequest, CapacityTrainRequest
 from planner.request.fields import field_info
 
@@ -53,7 +53,9 @@ def _within_limits(req: dict, request_type: type, settings) -> dict:
     return req
 
 
-async def _run(request: Request, kind: str, req: dict, store, runner, settings) -> Response:
+async def _run(request: Request, kind: str, req: dict, catalog, store, runner, settings) -> Response:
+    # what the search would refuse before it starts is refused here, before a job exists
+    await run_in_threadpool(check_capacity, catalog, kind, req)
     job_id, status, http = await start_job(request, store=store, runner=runner, settings=settings, kind=kind,
                                            body=req, cancel_on_disconnect=True)
     job = await run_in_threadpool(store.get_job, job_id)
@@ -65,16 +67,17 @@ async def _run(request: Request, kind: str, req: dict, store, runner, settings) 
 
 
 @router.post("/capacity", response_model=CapacityPublic, responses={**COMMON, **errors(404, 503), **_ACCEPTED})
-async def post_capacity(request: Request, body: CapacityCreate, store: StoreDep, runner: RunnerDep, settings: SettingsDep) -> Response:
+async def post_capacity(request: Request, body: CapacityCreate, catalog: CatalogDep, store: StoreDep, runner: RunnerDep,
+                        settings: SettingsDep) -> Response:
     req = _within_limits(body.model_dump(exclude_none=True), CapacityServeRequest, settings)
-    return await _run(request, "capacity", req, store, runner, settings)
+    return await _run(request, "capacity", req, catalog, store, runner, settings)
 
 
 @router.post("/capacity/train", response_model=TrainCapacityPublic | TrainCapacityFleetPublic, responses={**COMMON, **errors(404, 503), **_ACCEPTED})
-async def post_train_capacity(request: Request, body: TrainCapacityCreate, store: StoreDep, runner: RunnerDep,
-                              settings: SettingsDep) -> Response:
+async def post_train_capacity(request: Request, body: TrainCapacityCreate, catalog: CatalogDep, store: StoreDep,
+                              runner: RunnerDep, settings: SettingsDep) -> Response:
     req = _within_limits(body.model_dump(exclude_none=True), CapacityTrainRequest, settings)
-    return await _run(request, "capacity_train", req, store, runner, settings)
+    return await _run(request, "capacity_train", req, catalog, store, runner, settings)
 
 
 @router.post("/capacity/frontier", response_model=FrontierPublic, responses={**COMMON, **errors(404)})

@@ -81,3 +81,33 @@ def test_frontier_route(client):
     assert r.status_code == 422  # no such field on the frontier
     r = client.post("/v1/capacity/frontier", json={**body, "max_devices": 10**6})
     assert r.status_code == 422
+
+
+def test_refused_inputs_answer_before_a_job_exists(tmp_path):
+    """With a zero wait every accepted search answers 202; what the search would refuse before it
+    starts (an engine's launch mode, a training engine's optimizer, an engine off its hardware)
+    must still answer 422/404 at once and leave no job behind."""
+    import sqlalchemy
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from conftest import make_settings
+
+    with TestClient(create_app(make_settings(tmp_path, sync_wait_s=0.0))) as c:
+        r = c.post("/v1/capacity", json={**BODY, "hardware": ["cpu-host"], "engine": "llamacpp", "runtime": "eager"})
+        assert r.status_code == 422, r.text
+        err = r.json()["error"]
+        assert err["field"] == "runtime" and "'eager'" in err["message"] and "--runtime" not in err["message"]
+        r = c.post("/v1/capacity", json={**BODY, "hardware": ["h100-sxm"], "engine": "llamacpp", "formats": ["nvfp4"]})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "formats", r.text
+        train = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "tokens": 1e9, "days": 1}
+        r = c.post("/v1/capacity/train", json={**train, "engine": "llm-foundry", "optimizer": "sgd"})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "optimizer", r.text
+        r = c.post("/v1/capacity/train", json={**train, "engine": "vllm"})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "engine", r.text
+        engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'tierwise.db'}")
+        with engine.connect() as conn:
+            assert conn.execute(sqlalchemy.text("select count(*) from jobs")).scalar() == 0
+        # a valid request still becomes a job
+        r = c.post("/v1/capacity", json=BODY)
+        assert r.status_code in (200, 202), r.text
