@@ -263,3 +263,11 @@ def test_mlc_architecture_without_a_template_gets_lm():
     out = export_plan(plan, "mlc", ctx_for(plan))
     gen = mlc_steps(out)[1]
     assert gen[gen.index("--conv-template") + 1] == "LM" and any("LM" in n for n in out.notes)
+
+
+def test_plan_file_next_command_follows_the_engine_asked_for():
+    """``--engine llm-foundry`` on a vLLM plan writes the plan file for llm-foundry: the next step
+    is llm-foundry's, not ``--format vllm`` (the plan's own engine)."""
+    plan = with_engine(make_plan("llama-3.2-1b", "h100-sxm", uniform("bf16", "bf16"), kv="bf16"), "vllm")
+    nxt = export_plan(plan, None, engine="llm-foundry").next_command
+    assert nxt.startswith("# tierwise writes no ") and "llm-foundry" in nxt and "vllm" not in nxt

@@ -1,6 +1,7 @@
 """yaml and json targets: the plan itself.
 
-The next command follows the engine the plan was made for (plan field ``engine``): the
+The next command follows the engine the files are for (``--engine``, else the one the plan was
+made for, plan field ``engine``): the
 ``tierwise export`` line of that engine's own exporter (profiles/engines/<id>.yaml,
 ``exporter:``); for an engine whose exporter is the plan file itself (tvm, vitis-ai,
 sambaflow) a line that says so and where its own tools take over (docs/engines.md); for a
@@ -19,8 +20,9 @@ _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def next_command(v: PlanView, ctx: ExportContext, plan_file: str) -> str:
-    """What a user runs after writing ``plan_file``, for the plan's engine (else ``ctx.engine``)."""
-    engine = v.raw.get("engine") if isinstance(v.raw.get("engine"), str) else ctx.engine
+    """What a user runs after writing ``plan_file``, for the engine exported to (``ctx.engine``,
+    else the plan's)."""
+    engine = ctx.engine or (v.raw.get("engine") if isinstance(v.raw.get("engine"), str) else None)
     if not engine:
         return f"tierwise export {plan_file} --engine ENGINE --out deploy  # the plan records no engine; name the one to deploy with"
     try:
