@@ -44,7 +44,13 @@ from planner.layout import (
     ring_exchange_s,
     strides,
 )
-from planner.kernels import eager_kernels_per_op, elementwise_bytes, elementwise_kernels, sampling_bytes
+from planner.kernels import (
+    eager_kernels_per_op,
+    elementwise_bytes,
+    elementwise_kernels,
+    fused_eager_kernels_per_op,
+    sampling_bytes,
+)
 from planner.numerics import Choice, resolve_format
 from planner.opcost import (
     KV_GATHER_EFFICIENCY,
@@ -245,7 +251,7 @@ def _op_rows(work: Workload, device: DeviceSpec, layout: Layout, default: Choice
     choice_for = _choice_fn(default, overrides)
     uniform = not overrides
     for b in work.blocks:
-        host_kernels = block_host_kernels(work.arch, b)
+        host_kernels = block_host_kernels(work.arch, b, options.eager_fused_ops)
         instances = [(0, b.count)] if uniform else [(i, 1) for i in range(b.count)]
         # Dataflow devices fuse a layer's operators (activations stay on chip).
         for i, cnt in instances:
@@ -259,12 +265,15 @@ def _op_rows(work: Workload, device: DeviceSpec, layout: Layout, default: Choice
                 yield op, st, ch, name, cnt, kv_proj_share(op, options), b.stage
 
 
-def block_host_kernels(arch: ArchSpec, block) -> float:
+def block_host_kernels(arch: ArchSpec, block, fused_ops: bool = False) -> float:
     """Kernels eager PyTorch launches per modelled operator of ``block``: a repeated layer's
-    average (planner.kernels.eager_kernels_per_op), one for the operators outside the layers
-    (embedding, final norm, LM head)."""
+    average (planner.kernels.eager_kernels_per_op, the Transformers modules' ATen kernels; with
+    ``fused_ops``, an engine's own fused kernels, planner.kernels.fused_eager_kernels_per_op), one
+    for the operators outside the layers (embedding, final norm, LM head)."""
     if not block.repeated:
         return 1.0
+    if fused_ops:
+        return fused_eager_kernels_per_op(arch, tuple((op.kind, op.group, bool(op.experts)) for op in block.ops))
     return eager_kernels_per_op(arch, tuple(op.kind for op in block.ops))
 
 
@@ -727,7 +736,7 @@ def group_costs(
     dec = _decode_phase(arch, serving, mb, layout.cp)
     out: list[GroupCost] = []
     for b in work.blocks:
-        host_kernels = block_host_kernels(arch, b)
+        host_kernels = block_host_kernels(arch, b, options.eager_fused_ops)
         groups: dict[str, list[OpShape]] = {}
         for op in b.ops:
             if op.is_weighted or (op.kind == LM_HEAD and op.tied_to):

@@ -111,6 +111,11 @@ class Runtime:
     # or captured program of their own (MLC LLM, TVM, llama.cpp's ggml graphs, ExecuTorch, SambaFlow,
     # Vitis AI): ``--runtime eager`` / ``runtime: eager`` is refused for them.
     eager_mode: bool = True
+    # In eager mode the engine's model code calls its own fused kernels (vLLM, SGLang): one GEMM per merged
+    # projection (QKV, gate-up), a fused residual add + RMSNorm, one rotary kernel, a cache write and one
+    # attention kernel, one gated-activation kernel and a fused MoE path; the host dispatches those
+    # (planner.kernels.fused_eager_layer_kernels), not the Transformers modules' ATen kernels.
+    eager_fused_ops: bool = False
     # Tensor parallelism shards whole key/value head groups (Megatron-Core: num_query_groups must divide by
     # the TP size), so TP must divide the model's KV heads; engines that replicate KV heads do not need it.
     tp_divides_kv_heads: bool = False
@@ -282,10 +287,11 @@ def _formats(reader: _Reader, key: str, *, empty_ok: bool = False) -> tuple[str,
 _RUNTIME_FLAGS = ("graph_capture", "chunked_prefill", "paged_kv", "continuous_batching", "tp_comm_overlap",
                   "grad_reduce_overlap", "fused_attention", "fused_elementwise", "static_memory_plan",
                   "untie_quantized_head", "separate_dequant", "eager_dispatch", "eager_mode",
-                  "tp_divides_kv_heads")
+                  "eager_fused_ops", "tp_divides_kv_heads")
 _OPTIONAL_FLAGS = {"tp_comm_overlap": False, "grad_reduce_overlap": False, "fused_attention": True, "fused_elementwise": True,
                    "static_memory_plan": False, "untie_quantized_head": False, "separate_dequant": False,
-                   "eager_dispatch": False, "eager_mode": True, "tp_divides_kv_heads": False}
+                   "eager_dispatch": False, "eager_mode": True, "eager_fused_ops": False,
+                   "tp_divides_kv_heads": False}
 
 
 def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:

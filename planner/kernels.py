@@ -201,6 +201,60 @@ def eager_kernels_per_op(arch, kinds: tuple[str, ...]) -> float:
         return 1.0
     return eager_layer_kernels(arch, kinds) / len(kinds)
 
+# Kernels one layer launches in an engine whose eager model code calls its own fused kernels
+# (planner.engines.Runtime.eager_fused_ops; vLLM's --enforce-eager, SGLang's --disable-cuda-graph).
+# Counted on vLLM's model code (vllm/model_executor/models/llama.py, opt.py, mixtral.py;
+# https://github.com/vllm-project/vllm): QKVParallelLinear and MergedColumnParallelLinear make one GEMM of
+# each merged projection; RMSNorm(x, residual) is one fused_add_rms_norm kernel that also does the
+# residual add (LayerNorm models add their residuals as two more kernels); get_rope is one rotary kernel
+# for q and k; Attention writes the new k and v into the paged cache (reshape_and_cache) and runs one
+# attention kernel; SiluAndMul / GeluAndMul is one kernel. A MoE layer's experts run fused_experts
+# (fused_moe.py): topk_softmax, moe_align_block_size, the w13 grouped GEMM, silu_and_mul, the w2 grouped
+# GEMM and moe_sum, after the router GEMM. SGLang's model code has the same structure
+# (python/sglang/srt/models/llama.py: fused_add_rmsnorm, QKVParallelLinear, get_rope, RadixAttention,
+# SiluAndMul, MergedColumnParallelLinear; https://github.com/sgl-project/sglang).
+FUSED_NORM_KERNELS = 1
+FUSED_ATTENTION_KERNELS = 2  # cache write, attention
+FUSED_ROTARY_KERNELS = 1
+FUSED_MOE_KERNELS = 6  # topk_softmax, align, w13 GEMM, activation, w2 GEMM, moe_sum
+
+
+def fused_eager_layer_kernels(arch, ops: tuple[tuple[str, str, bool], ...]) -> int:
+    """Kernels one layer of ``arch`` launches under an engine with fused eager kernels, from the
+    layer's operators as (kind, decision group, is an expert linear): one GEMM per group of
+    linears (merged QKV, merged gate-up), see the table above."""
+    rms = arch.norm == "rmsnorm"
+    n = 0 if rms else RESIDUAL_KERNELS
+    groups: set[str] = set()
+    moe = False
+    for kind, group, expert in ops:
+        if kind == "linear":
+            if expert:
+                moe = True
+            elif group not in groups:
+                groups.add(group)
+                n += 1
+        elif kind == "router":
+            n += 1  # the router GEMM; the routing itself is in FUSED_MOE_KERNELS
+            moe = True
+        elif kind == "norm":
+            n += FUSED_NORM_KERNELS
+        elif kind == "attention":
+            n += FUSED_ATTENTION_KERNELS + (FUSED_ROTARY_KERNELS if arch.position_encoding == "rope" else 0)
+        else:
+            n += 1
+    # the MLP's activation: one kernel, inside the fused MoE path for expert layers
+    return n + (FUSED_MOE_KERNELS if moe else 1)
+
+
+@functools.lru_cache(maxsize=256)
+def fused_eager_kernels_per_op(arch, ops: tuple[tuple[str, str, bool], ...]) -> float:
+    """:func:`fused_eager_layer_kernels` per modelled operator of the layer."""
+    if arch.family == "cnn" or not ops:
+        return 1.0
+    return fused_eager_layer_kernels(arch, ops) / len(ops)
+
+
 # A convolution in an engine without conv+BN+ReLU fusion (eager PyTorch in eval mode runs
 # BatchNorm and ReLU as their own kernels) is followed by two more kernels over its output.
 CONV_EPILOGUE_KERNELS = 2

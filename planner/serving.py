@@ -72,6 +72,9 @@ class RuntimeSettings:
     # Weights dequantized by a kernel of their own into a 16-bit buffer the GEMM reads
     # (planner.engines.Runtime.separate_dequant).
     separate_dequant: bool = False
+    # Eager launch runs the engine's fused kernels (planner.engines.Runtime.eager_fused_ops): the host
+    # dispatches planner.kernels.fused_eager_layer_kernels per layer instead of the Transformers count.
+    eager_fused_ops: bool = False
 
     def __post_init__(self) -> None:
         if self.kv_token_budget is not None and (isinstance(self.kv_token_budget, bool) or not isinstance(self.kv_token_budget, int) or self.kv_token_budget < 1):
@@ -121,6 +124,7 @@ def engine_settings(runtime) -> dict:
         # Read at call time: benchmarks/fitted.py patches the table for cross-validation.
         "cpu_int8_block_ops": CPU_INT8_GEMM_BLOCK_OPS[runtime.cpu_int8_gemm] if runtime.cpu_int8_gemm else None,
         "separate_dequant": runtime.separate_dequant,
+        "eager_fused_ops": runtime.eager_fused_ops,
     }
 
 
