@@ -28,6 +28,8 @@ Training capacity lives in :mod:`planner.training_capacity` (re-exported here).
 
 from __future__ import annotations
 
+import collections
+
 import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -240,6 +242,7 @@ class HardwareAnswer:
     disaggregated: bool = False  # separate prefill / decode pools were searched too
     disagg: Any = None  # planner.disagg.DisaggOption meeting the SLOs with the fewest devices
     disagg_closest: Any = None
+    complete: bool = True  # False: the time limit stopped the search before every format of this pair was tried
 
     @property
     def cheapest(self) -> Any:
@@ -254,6 +257,7 @@ class HardwareAnswer:
             "meets_slo": self.best is not None,
             "best": self.best.to_dict() if self.best else None,
             "closest": self.closest.to_dict() if (self.best is None and self.closest) else None,
+            "complete": self.complete,
         }
         if self.separate_devices is not None:
             d["separate_devices"] = self.separate_devices
@@ -278,6 +282,8 @@ class ServeAnswer:
     complete: bool = True  # False: the search stopped at its time limit (some configurations not tried)
     unsupported: tuple[ServePair, ...] = ()  # (engine, hardware) pairs the engine does not run, with the reason
     serving: str = "aggregated"  # or "disaggregated": separate prefill / decode pools searched too
+    # (engine, hardware) pairs the time limit left unsearched: in no row, not ranked
+    not_searched: tuple[tuple[str, str], ...] = ()
 
     @property
     def feasible(self) -> bool:
@@ -302,6 +308,8 @@ class ServeAnswer:
         if self.unsupported:
             d["unsupported"] = [{"engine": p.engine, "hardware": p.device.id, "reason": p.reason_text("rest")}
                                 for p in self.unsupported]
+        if self.not_searched:
+            d["not_searched"] = [{"engine": e, "hardware": h} for e, h in self.not_searched]
         return d
 
 
@@ -353,7 +361,19 @@ def summarize_serve(archs: Sequence[ArchSpec], target: ServeTarget, tasks: Seque
 
 
 def serve_infeasible_message(ans: ServeAnswer) -> tuple[str, dict]:
-    """Reason and the best layout's numbers when no hardware meets the SLOs."""
+    """Reason and the best layout's numbers when no hardware meets the SLOs (and, when the time
+    limit cut the search short, what it did not search)."""
+    msg, payload = _infeasible_reason(ans)
+    if ans.complete:
+        return msg, payload
+    partial = sum(1 for h in ans.ranked if not h.complete)
+    msg += (f" (the time limit stopped the search: {partial} (engine, hardware) pair{'s' if partial != 1 else ''} "
+            f"partly and {len(ans.not_searched)} not searched; a longer {{@time_limit_s}} may find an answer)")
+    return msg, {**payload, "complete": False,
+                 "not_searched": [{"engine": e, "hardware": h} for e, h in ans.not_searched]}
+
+
+def _infeasible_reason(ans: ServeAnswer) -> tuple[str, dict]:
     near = [h.closest for h in ans.ranked if h.closest is not None]
     if not near:
         why = "".join(f"; {p.engine} on {p.device.id}: {p.reason}" for p in ans.unsupported[:4])
@@ -385,6 +405,48 @@ def run_serve_until(tasks: Sequence[ServeTask], deadline: Deadline) -> list[Serv
     return done
 
 
+def _pair_key(task: ServeTask) -> tuple:
+    return (task.engine, task.device.id)
+
+
+def interleave_pairs(tasks: Sequence[ServeTask]) -> list[int]:
+    """Indices of ``tasks`` taking each (engine, hardware) pair's searches in turn (its first format,
+    then every pair's second, ...): a time limit then leaves every pair with some answer before any
+    pair gets all of its formats."""
+    groups: dict[tuple, list[int]] = {}
+    for i, t in enumerate(tasks):
+        groups.setdefault(_pair_key(t), []).append(i)
+    lists = list(groups.values())
+    return [g[k] for k in range(max(map(len, lists), default=0)) for g in lists if k < len(g)]
+
+
+def run_serve_within(tasks: Sequence[ServeTask], deadline: Deadline) -> dict[int, ServeResult]:
+    """The searches of ``tasks`` done before ``deadline`` (index → result), taken pair by pair
+    (:func:`interleave_pairs`); as :func:`run_serve_until` when nothing is done."""
+    order = interleave_pairs(tasks)
+    done = run_serve_until([tasks[i] for i in order], deadline)
+    return {order[k]: r for k, r in enumerate(done)}
+
+
+def summarize_searched(archs: Sequence[ArchSpec], target: ServeTarget, tasks: Sequence[ServeTask], index: Sequence[int],
+                       found: dict[int, ServeResult], unsupported: Sequence[ServePair] = ()) -> ServeAnswer:
+    """:func:`summarize_serve` over the tasks whose search ran (``index``: each task's search, ``found``:
+    the searches done). When some did not run the answer is incomplete: a row whose pair had only
+    some of its formats searched is marked ``complete=False``, and a pair with none searched is
+    listed under ``not_searched`` instead of being left out silently."""
+    kept = [i for i, u in enumerate(index) if u in found]
+    ran = [tasks[i] for i in kept]
+    ans = summarize_serve(archs, target, ran, expand_results(ran, [index[i] for i in kept], found), unsupported)
+    if len(kept) == len(tasks):
+        return ans
+    planned = collections.Counter(_pair_key(t) for t in tasks)
+    searched = collections.Counter(_pair_key(t) for t in ran)
+    ranked = tuple(h if searched[(h.engine, h.hardware)] == planned[(h.engine, h.hardware)] else replace(h, complete=False)
+                   for h in ans.ranked)
+    missing = tuple(p for p in planned if p not in searched)
+    return replace(ans, ranked=ranked, complete=False, not_searched=missing)
+
+
 def plan_serving(
     archs: Sequence[ArchSpec],
     devices: Sequence[DeviceSpec | ServePair],
@@ -403,11 +465,7 @@ def plan_serving(
     if deadline is None:
         return summarize_serve(archs, target, tasks, run_serve_tasks(tasks, map_fn), unsupported)
     unique, index = dedupe_tasks(tasks)
-    done = run_serve_until(unique, deadline)
-    kept = [i for i, u in enumerate(index) if u < len(done)]
-    ans = summarize_serve(archs, target, [tasks[i] for i in kept],
-                          expand_results([tasks[i] for i in kept], [index[i] for i in kept], done), unsupported)
-    return ans if len(done) == len(unique) else replace(ans, complete=False)
+    return summarize_searched(archs, target, tasks, index, run_serve_within(unique, deadline), unsupported)
 
 
 __all__ = [
@@ -435,6 +493,8 @@ __all__ = [
     "run_serve_task",
     "run_serve_tasks",
     "run_serve_until",
+    "run_serve_within",
+    "summarize_searched",
     "run_train_task",
     "serve_infeasible_message",
     "serve_tasks",

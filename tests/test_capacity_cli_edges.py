@@ -162,7 +162,7 @@ def test_an_slo_no_fleet_meets_reports_the_closest_miss_at_the_fewest_devices_th
     # Under eager PyTorch a decode step costs at least the host's dispatch of every kernel: more
     # replicas lower the load but not that floor, so the closest miss is not a 1,024-device fleet.
     code, _, err = cli("capacity", "serve", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--qps", "10", "--ttft-slo", "2s",
-                       "--tpot-slo", "12ms", "--runtime", "eager")
+                       "--tpot-slo", "4ms", "--runtime", "eager")
     assert code == 3 and "no hardware meets the SLOs" in err, err
     import re
 
@@ -170,7 +170,7 @@ def test_an_slo_no_fleet_meets_reports_the_closest_miss_at_the_fewest_devices_th
     assert devices < 1024 / 4, err
     # the same miss within a smaller --max-devices: never reported above what the fleet allows
     code, _, small = cli("capacity", "serve", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--qps", "10", "--ttft-slo", "2s",
-                         "--tpot-slo", "12ms", "--runtime", "eager", "--max-devices", "4")
+                         "--tpot-slo", "4ms", "--runtime", "eager", "--max-devices", "4")
     assert code == 3 and int(re.search(r"\((\d+) devices?\)", small).group(1)) <= 4, small
     code, _, err = cli("capacity", "serve", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--qps", "10", "--ttft-slo", "2s",
                        "--tpot-slo", "25ms", "--runtime", "eager")

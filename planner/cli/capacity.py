@@ -176,8 +176,8 @@ def serve(
     ray_address: RayOpt = None,
 ) -> None:
     """Fewest devices per engine × hardware (layout × replicas, formats, batch) that meet both SLOs, cheapest first."""
-    from planner.capacity import (InfeasibleError, dedupe_tasks, expand_results, run_serve_task, run_serve_until,
-                                  serve_infeasible_message, serve_tasks, summarize_serve)
+    from planner.capacity import (InfeasibleError, dedupe_tasks, run_serve_task, run_serve_within,
+                                  serve_infeasible_message, serve_tasks, summarize_searched)
 
     _check_executor(executor, json_out)
     plot_path = _plot_target(plot_path, "capacity-serve")
@@ -208,16 +208,15 @@ def serve(
     if deadline is None:
         found = _run_tasks(run_serve_task, unique, executor, workers, ray_address, _wants_progress(json_out),
                            "searching layouts")
-    else:  # as run_capacity_serve: the tasks done when the time is up (a prefix), nothing done → exit 3
+    else:  # as run_capacity_serve: the searches done when the time is up, pair by pair; nothing done → exit 3
         with cli_errors(CAPACITY_CLI_ALIASES):
-            found = run_serve_until(unique, deadline)
+            found = run_serve_within(unique, deadline)
+    if isinstance(found, list):
+        found = dict(enumerate(found))
     answers = {}
     for t, (a, b) in zip(targets, spans):
-        kept = [i for i in range(a, b) if index[i] < len(found)]
-        tasks = [all_tasks[i] for i in kept]
-        ans = summarize_serve(archs, t, tasks, expand_results(tasks, [index[i] for i in kept], found), unsupported)
-        answers[t.qps] = serve_intervals(ans if len(kept) == b - a else replace(ans, complete=False), devices,
-                                         search.runtime)
+        ans = summarize_searched(archs, t, all_tasks[a:b], index[a:b], found, unsupported)
+        answers[t.qps] = serve_intervals(ans, devices, search.runtime)
     shown = [answers[q] for q in loads]
     if csv_path is not None:
         _write_csv(_serve_rows(answers), csv_path)
@@ -243,7 +242,7 @@ def _serve_rows(answers: dict) -> list[dict]:
         for rank, h in enumerate(ans.ranked, 1):
             o = h.best or h.closest
             row = {"qps": q, "rank": rank, "engine": h.engine, "hardware": h.hardware, "supported": True,
-                   "meets_slo": h.best is not None}
+                   "meets_slo": h.best is not None, "complete": h.complete}
             if o is not None:
                 row.update({k: v for k, v in o.to_dict().items()
                             if k not in ("hardware", "engine", "models", "failures", "uncertainty")})
@@ -265,6 +264,9 @@ def _serve_rows(answers: dict) -> list[dict]:
         for p in ans.unsupported:
             rows.append({"qps": q, "engine": p.engine, "hardware": p.device.id, "supported": False,
                          "meets_slo": False, "failures": p.reason_text("rest")})
+        for engine, hw in ans.not_searched:
+            rows.append({"qps": q, "engine": engine, "hardware": hw, "supported": True, "meets_slo": False,
+                         "complete": False, "failures": "not searched before the time limit"})
     return rows
 
 
@@ -305,7 +307,7 @@ def _print_serve(ans) -> None:
         cells = [
             str(i),
             (h.engine or "-") + (" (eager)" if o.runtime == "eager" else ""),
-            h.hardware,
+            h.hardware + ("" if h.complete else " [yellow](partial)[/]"),
             str(o.devices),
             f"tp{o.tp}·pp{o.pp} × {o.replicas}",
             f"{o.weights} / {o.activations} / {o.kv}",
@@ -333,7 +335,10 @@ def _print_serve(ans) -> None:
         console.print("QPS shares (--mix, weights normalised to sum to 1): "
                       + ", ".join(f"{m} {share:.1%}" for m, share in zip(ans.models, t.mix)))
     if not ans.complete:
-        console.print("[yellow]--time-limit reached: the answer covers the configurations searched so far[/]")
+        console.print("[yellow]--time-limit reached: the answer covers the configurations searched so far; "
+                      "(partial) rows had only some of their formats searched[/]")
+        if ans.not_searched:
+            console.print("[yellow]not searched: " + escape(", ".join(f"{e or '-'} on {h}" for e, h in ans.not_searched)) + "[/]")
     console.print(BANDS_NOTE)
     if ans.serving == "disaggregated":
         _print_disagg(ans)
