@@ -272,6 +272,11 @@ class UnknownIdError(TierwiseError, LookupError):
         command = _LIST_COMMANDS.get(self.catalog)
         if command and style != "rest":
             message += f" (see `{command}`)"
+        if style == "cli" and self.field and not getattr(self, "positional", False):
+            # the command line names the flag the id came through (--engine, --models, -H's --hardware)
+            if aliases is None:
+                aliases = getattr(self, "aliases", None)
+            message = f"{render_field(self.field, 'cli', aliases)}: {message}"
         return message
 
 

@@ -525,10 +525,26 @@ def list_devices() -> list[str]:
     )
 
 
+def is_file(path: Any) -> bool:
+    """``path.is_file()``, False (not an error) for a name the filesystem refuses (too long, NUL)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def is_dir(path: Any) -> bool:
+    """``path.is_dir()``, False for a name the filesystem refuses."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def device_path(device_id: str) -> Traversable:
     """The packaged file of a catalog id (UnknownIdError if there is none)."""
     path = _catalog_dir() / f"{device_id}.yaml"
-    if not path.is_file():
+    if not is_file(path):
         raise _unknown(device_id)
     return path
 
@@ -590,10 +606,10 @@ def load_device(id_or_path: str | Path) -> DeviceSpec:
     if isinstance(id_or_path, Path) or _looks_like_path(str(id_or_path)):
         path = Path(id_or_path)
         origin = str(path)
-        if path.is_dir():
+        if is_dir(path):
             raise ProfileError(origin, "<file>", "a catalog hardware id or a hardware profile file (.yaml, .yml or .json)",
                                "a directory")
-        if not path.is_file():
+        if not is_file(path):
             raise ProfileError(origin, "<file>", "an existing hardware profile file", "no such file")
         text = _read_text(origin, lambda: path.read_text(encoding="utf-8"))
         return _parse(_load_yaml(text, origin), origin, hashlib.sha256(text.encode("utf-8")).hexdigest())

@@ -28,6 +28,7 @@ from typing import Any
 
 from hwmodels import UnknownIdError
 from hwmodels.errors import TierwiseError
+from hwmodels.loader import is_dir, is_file
 from hwmodels.safeyaml import UnsafeYamlError, load_untrusted
 from planner.archspec import CNN_INPUT_SIZE, FAMILIES, ArchSpec, ConvLayer, ModelConfigError
 from planner.hfconfig import SUPPORTED_MODEL_TYPES, arch_from_config
@@ -79,7 +80,7 @@ def model_config_path(id: str) -> Traversable:
     base = _models_dir()
     for suffix in _CONFIG_SUFFIXES:
         p = base / f"{id}{suffix}"
-        if p.is_file():
+        if is_file(p):
             return p
     raise _unknown(id)
 
@@ -114,15 +115,15 @@ def _read_catalog(id: str) -> tuple[dict[str, Any], str]:
 
 def _read_file(path_str: str) -> tuple[dict[str, Any], str]:
     path = Path(path_str).expanduser()
-    if path.is_dir() and (path / "config.json").is_file():
+    if is_dir(path) and is_file(path / "config.json"):
         # A downloaded Hugging Face snapshot folder: its config.json describes the model.
         path = path / "config.json"
         path_str = str(path)
-    if path.is_dir():
+    if is_dir(path):
         raise ModelConfigError(path_str, None, "expected a catalog model id, a config file (.json, .yaml or .yml) or a "
                                "folder holding config.json (a downloaded Hugging Face model)",
                                "a directory without config.json")
-    if not path.is_file():
+    if not is_file(path):
         raise ModelConfigError(path_str, None, "expected an existing config file (.json, .yaml or .yml)", "no such file")
     if not path.name.endswith(_CONFIG_SUFFIXES):
         raise ModelConfigError(path_str, None, "expected a .json, .yaml or .yml config file", path.suffix or "no suffix")

@@ -40,6 +40,7 @@ import yaml
 
 from hwmodels import DEVICE_CLASSES, DeviceSpec
 from hwmodels.errors import ProfileError, TierwiseError, UnknownIdError
+from hwmodels.loader import is_file
 from hwmodels.loader import _Reader
 
 SCHEMA_VERSION = 1
@@ -458,7 +459,7 @@ def load_engine(ref: str | EngineSpec) -> EngineSpec:
     if ref in known:
         return _load_catalog(ref)
     path = Path(ref)
-    if ref.endswith((".yaml", ".yml")) and path.is_file():
+    if ref.endswith((".yaml", ".yml")) and is_file(path):
         from hwmodels.safeyaml import load_untrusted
 
         return load_engine_from_dict(load_untrusted(path.read_text(), field="engine"), str(path))

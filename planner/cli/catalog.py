@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from planner.cli.common import console, emit_json, human_bytes, human_num
+from planner.cli.common import console, emit_json, human_bytes, human_num, positional_id
 
 hardware_app = typer.Typer(help="The catalog of hardware profiles.", no_args_is_help=True)
 models_app = typer.Typer(help="The catalog of model definitions.", no_args_is_help=True)
@@ -114,7 +114,8 @@ def hardware_show(hardware_id: Annotated[str, typer.Argument(help="Catalog id or
     """Show one hardware profile with its sources."""
     from hwmodels import load_device
 
-    d = load_device(hardware_id)
+    with positional_id("hardware"):
+        d = load_device(hardware_id)
     s = device_summary(d)
     if json_out:
         emit_json(s)
@@ -196,7 +197,8 @@ def models_show(model_id: Annotated[str, typer.Argument(help="Catalog id or path
     """Show one model's architecture and parameter counts."""
     from planner.arch import load_arch
 
-    s = model_summary(load_arch(model_id))
+    with positional_id("model"):
+        s = model_summary(load_arch(model_id))
     if json_out:
         emit_json(s)
         return

@@ -149,6 +149,20 @@ def human_num(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
+@contextmanager
+def positional_id(kind: str) -> Iterator[None]:
+    """An unknown ``kind`` id given as the command's argument (``models show ID``), not through a
+    flag: its message is not prefixed with ``--model``."""
+    from hwmodels.errors import UnknownIdError
+
+    try:
+        yield
+    except UnknownIdError as exc:
+        if exc.catalog == kind:
+            exc.positional = True
+        raise
+
+
 def load_model_or_fail(ref: str):
     from planner.arch import load_arch
 

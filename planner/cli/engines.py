@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from planner.cli.common import console, emit_json
+from planner.cli.common import console, emit_json, positional_id
 
 engines_app = typer.Typer(help="The catalog of engine profiles (vLLM, TensorRT-LLM, llama.cpp, ...).",
                           no_args_is_help=True)
@@ -86,7 +86,8 @@ def engines_show(
     from planner.errors import TierwiseError
 
     try:
-        spec = load_engine(engine_id)
+        with positional_id("engine"):
+            spec = load_engine(engine_id)
         if hardware is not None:
             try:
                 device = load_device(hardware)

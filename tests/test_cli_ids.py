@@ -1,0 +1,35 @@
+"""Ids the catalog does not know: a clear exit-2 error naming the flag they came through, whatever
+their length (a 300-character id used to reach the filesystem and end as an internal error)."""
+
+from __future__ import annotations
+
+import pytest
+
+LONG = "a" * 300
+
+
+@pytest.mark.parametrize(("args", "flag"), [
+    (["estimate", "-m", LONG, "-H", "h100-sxm"], "--model"),
+    (["estimate", "-m", "llama-3.1-8b", "-H", LONG], "--hardware"),
+    (["estimate", "-m", f"/tmp/{LONG}.json", "-H", "h100-sxm"], "--model"),
+    (["estimate", "-m", "llama-3.1-8b", "-H", f"/tmp/{LONG}.yaml"], "--hardware"),
+    (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--engine", f"{LONG}.yaml"], "--engine"),
+    (["capacity", "serve", "--model", LONG, "--hardware", "h100-sxm", "--qps", "1", "--ttft-slo", "1", "--tpot-slo", "0.1"],
+     "--model"),
+    (["plan", "--model", "llama-3.1-8b", "--hardware", LONG], "--hardware"),
+])
+def test_a_too_long_id_is_bad_input(cli, args, flag):
+    r = cli(*args)
+    assert r.code == 2, r.err
+    assert "internal error" not in r.err and r.err.startswith(f"error: {flag}"), r.err
+
+
+def test_an_unknown_id_names_its_flag_but_not_for_a_positional_id(cli):
+    r = cli("estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--engine", "vlm")
+    assert r.code == 2 and r.err.startswith("error: --engine: unknown engine id 'vlm'; did you mean vllm"), r.err
+    r = cli("estimate", "-m", "llama-3.1-8bb", "-H", "h100-sxm")
+    assert r.code == 2 and r.err.startswith("error: --model: unknown model id 'llama-3.1-8bb'"), r.err
+    r = cli("models", "show", "llama-3.1-8bb")
+    assert r.code == 2 and r.err.startswith("error: unknown model id 'llama-3.1-8bb'"), r.err
+    r = cli("engines", "show", "vllm", "--hardware", "h100-sxmm")
+    assert r.code == 2 and r.err.startswith("error: --hardware: unknown hardware id"), r.err
