@@ -33,3 +33,16 @@ def test_an_unknown_id_names_its_flag_but_not_for_a_positional_id(cli):
     assert r.code == 2 and r.err.startswith("error: unknown model id 'llama-3.1-8bb'"), r.err
     r = cli("engines", "show", "vllm", "--hardware", "h100-sxmm")
     assert r.code == 2 and r.err.startswith("error: --hardware: unknown hardware id"), r.err
+
+
+def test_the_ray_install_hint_copies_as_written(cli):
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("Ray is installed")
+    for extra in ([], ["--json"]):
+        r = cli("capacity", "serve", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--qps", "2", "--ttft-slo", "2",
+                "--tpot-slo", "0.1", "--executor", "ray", *extra)
+        assert r.code == 2 and "pip install 'tierwise[ray]'" in (r.err + r.out) and "\\[" not in r.err + r.out, r.err

@@ -126,9 +126,8 @@ def _check_executor(executor: Executor, json_out: bool) -> None:
     try:
         import ray  # type: ignore  # noqa: F401
     except ImportError:
-        # the terminal renders messages as rich markup: escape "[ray]" there, not in JSON
-        message = RAY_MISSING if json_out else escape(RAY_MISSING)
-        raise CliError(message, EXIT_BAD_INPUT, field="executor") from None
+        # errors are printed as plain text (no markup): the pip command must copy as written
+        raise CliError(RAY_MISSING, EXIT_BAD_INPUT, field="executor") from None
 
 
 def _wants_progress(json_out: bool) -> bool:
