@@ -91,6 +91,7 @@ from planner.training_ops import (
     _Ctx,
     _elementwise_fwd_bytes,
     _lora_params,
+    _lora_targeted,
     _mem_time,
     _op_train,
     _OpTrain,
@@ -296,13 +297,33 @@ def _check(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -> None:
         if sup is not None:
             check_request(sup, layout={"tp": cfg.tp, "pp": cfg.pp, "dp": cfg.dp, "ep": cfg.ep, "cp": cfg.cp}, zero=cfg.zero)
     if arch.family == "cnn" and cfg.pp > 1:
-        raise EstimateError("pp", f"pipeline parallelism is not modelled for CNNs ({arch.id}); use --dp")
+        raise EstimateError("pp", f"pipeline parallelism is not modelled for CNNs ({arch.id}); use {{@dp}}")
     layers = num_layers(arch)
     if cfg.interleave > 1 and layers % (cfg.pp * cfg.interleave):
         raise EstimateError(
             "interleave",
-            f"--interleave {cfg.interleave} × --pp {cfg.pp} must divide the number of layers ({layers}) of {arch.id}",
+            f"{{@interleave}} {cfg.interleave} × {{@pp}} {cfg.pp} must divide the number of layers ({layers}) of {arch.id}",
         )
+    _check_adapters(arch, cfg)
+
+
+def _check_adapters(arch: ArchSpec, cfg: TrainingConfig) -> None:
+    """LoRA / QLoRA adapt the linear layers ``cfg.lora_targets`` names (Hu et al. 2021): a model without
+    them (a CNN) has nothing to adapt, and an adapter's rank is at most the smaller side of the
+    matrix it factors (rank ``r`` of ``B·A`` with ``A`` r × in, ``B`` out × r)."""
+    ft = cfg.fine_tune
+    if not ft.adapters:
+        return
+    targeted = [op for b in build_workload(arch).blocks for op in b.ops if _lora_targeted(op, cfg.lora_targets)]
+    if not targeted:
+        raise EstimateError("finetune", f"{{@finetune}} {ft.method}:{ft.rank} adds adapters to the linear layers named "
+                            f"{', '.join(cfg.lora_targets)}; {arch.id} ({arch.family}) has none, so nothing would train: "
+                            "use {@finetune} full")
+    smallest = min(min(op.in_features, op.out_features) for op in targeted)
+    if ft.rank > smallest:
+        raise EstimateError("finetune", f"{{@finetune}} {ft.method}:{ft.rank}: a rank-{ft.rank} adapter is larger than "
+                            f"the matrices it factors in {arch.id} (their smallest side is {smallest}); the rank is at "
+                            f"most {smallest}")
 
 
 def _tp_layer_comm(s: _Step, blk: Block) -> float:
