@@ -79,15 +79,31 @@ def render_field(name: str, style: str, aliases: Mapping[str, str] | None = None
     return name
 
 
+# ``{!name}``: where a front end's user looks something up (the command line's listing command,
+# the REST route).
+_WHERE = {
+    "engines": ("`tierwise engines list`", "GET /v1/engines"),
+    "hardware": ("`tierwise hardware list`", "GET /v1/hardware"),
+    "models": ("`tierwise models list`", "GET /v1/models"),
+    "estimate": ("`tierwise estimate`", "POST /v1/estimate"),
+}
+_WHERE_TOKEN = re.compile(r"\{!(\w+)\}")
+
+
 def render_tokens(template: str, style: str, aliases: Mapping[str, str] | None = None) -> str:
     """``template`` with every ``{@field}`` token in ``style``'s syntax (``--kv-budget`` for
-    ``cli``, ``'kv_budget'`` for ``rest`` and ``python``)."""
+    ``cli``, ``'kv_budget'`` for ``rest`` and ``python``) and every ``{!name}`` reference to a
+    listing or command as that front end reaches it (``tierwise engines list`` / ``GET /v1/engines``)."""
 
     def sub(m: re.Match) -> str:
         shown = render_field(m.group(1), style, aliases)
         return shown if style == "cli" else f"'{shown}'"
 
-    return _TOKEN.sub(sub, template)
+    def where(m: re.Match) -> str:
+        pair = _WHERE.get(m.group(1))
+        return m.group(0) if pair is None else pair[1 if style == "rest" else 0]
+
+    return _WHERE_TOKEN.sub(where, _TOKEN.sub(sub, template))
 
 
 class TierwiseError(Exception):

@@ -542,7 +542,7 @@ def _decode_phase(arch: ArchSpec, serving: Serving, batch: int, cp: int = 1) -> 
 
 def _check_serving(arch: ArchSpec, serving: Serving, layout: Layout) -> None:
     if serving.batch < 1:
-        raise EstimateError("batch", f"--batch must be a positive integer; got {serving.batch}")
+        raise EstimateError("batch", f"{{@batch}} must be a positive integer; got {serving.batch}")
     if serving.prompt < 0 or serving.gen < 0:
         raise EstimateError("prompt" if serving.prompt < 0 else "gen", "token counts must be ≥ 0")
     _check_cp_prompt(arch, serving, layout)

@@ -557,7 +557,7 @@ def default_engine(device: DeviceSpec, *, training: bool = False, kind: str | No
         if not runs_here:  # no engine to pass: the hardware is what has to change
             raise EngineSupportError(
                 f"no {what} engine runs on {device.id} (class {device.device_class}); pass other {{@hardware}} "
-                f"(`tierwise engines list` shows where each engine runs)", field="hardware")
+                "({!engines} shows where each engine runs)", field="hardware")
         raise EngineSupportError(
             f"no default {what} engine for {device.id} (class {device.device_class}); "
             f"engines that run on it: {', '.join(runs_here)} — pass {{@engine}}", field="engine")

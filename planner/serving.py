@@ -78,13 +78,13 @@ class RuntimeSettings:
 
     def __post_init__(self) -> None:
         if self.kv_token_budget is not None and (isinstance(self.kv_token_budget, bool) or not isinstance(self.kv_token_budget, int) or self.kv_token_budget < 1):
-            raise EstimateError("kv_budget", f"--kv-budget must be a positive number of tokens; got {self.kv_token_budget!r}")
+            raise EstimateError("kv_budget", f"{{@kv_budget}} must be a positive number of tokens; got {self.kv_token_budget!r}")
         if isinstance(self.kv_share_layers, bool) or not isinstance(self.kv_share_layers, int) or self.kv_share_layers < 1:
-            raise EstimateError("kv_share", f"--kv-share must be a positive integer; got {self.kv_share_layers!r}")
+            raise EstimateError("kv_share", f"{{@kv_share}} must be a positive integer; got {self.kv_share_layers!r}")
         if not resolve_format(self.kv_evicted, "kv_evicted").is_kv:
-            raise EstimateError("kv_evicted", f"--kv-evicted must be a KV-cache format; got {self.kv_evicted!r}")
+            raise EstimateError("kv_evicted", f"{{@kv_evicted}} must be a KV-cache format; got {self.kv_evicted!r}")
         if self.runtime not in RUNTIME_OVERHEAD_S:
-            raise EstimateError("runtime", f"--runtime must be one of {', '.join(RUNTIME_OVERHEAD_S)}; got {self.runtime!r}")
+            raise EstimateError("runtime", f"{{@runtime}} must be one of {', '.join(RUNTIME_OVERHEAD_S)}; got {self.runtime!r}")
         if isinstance(self.prefill_chunk_tokens, bool) or not isinstance(self.prefill_chunk_tokens, int) or self.prefill_chunk_tokens < 0:
             raise EstimateError("prefill_chunk_tokens", f"the prefill chunk must be a whole number of tokens >= 0; got {self.prefill_chunk_tokens!r}")
         if not self.step_overhead_s >= 0.0:
@@ -98,7 +98,7 @@ class RuntimeSettings:
         if not 0.0 < self.kv_memory_fraction <= 1.0:
             raise EstimateError("kv_memory_fraction", f"the KV-cache memory fraction must be in (0, 1]; got {self.kv_memory_fraction!r}")
         if self.flash_chunk_bytes <= 0:
-            raise EstimateError("flash_chunk_kib", f"--flash-chunk-kib must be positive; got {self.flash_chunk_bytes / 1024:g}")
+            raise EstimateError("flash_chunk_kib", f"{{@flash_chunk_kib}} must be positive; got {self.flash_chunk_bytes / 1024:g}")
 
     @property
     def host_overhead_s(self) -> float:

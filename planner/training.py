@@ -582,11 +582,11 @@ def _notes(s: _Step, memory: TrainingMemory, framework_s: float = 0.0, step_s: f
             f"{memory.shortfall_bytes / 1e9:.2f} GB more than {s.device.id}'s {memory.device_capacity_bytes / 1e9:.0f} GB"
         )
     if cfg.pp > 1 and m < cfg.pp:
-        notes.append(f"only {m} micro-batches for {cfg.pp} pipeline stages: the bubble dominates (raise --global-batch)")
+        notes.append(f"only {m} micro-batches for {cfg.pp} pipeline stages: the bubble dominates (a larger global batch gives more)")
     if cfg.sequence_parallel and cfg.tp == 1:
         # Megatron-LM does the same: arguments.py turns sequence_parallel off when the TP size is 1.
         notes.append("sequence parallelism splits activations across the tensor-parallel group: with tp 1 there is "
-                     "none, so it is off in this estimate (Megatron disables it too); raise --tp to use it")
+                     "none, so it is off in this estimate (Megatron disables it too); it needs a tensor-parallel size above 1")
     return tuple(notes)
 
 

@@ -36,3 +36,20 @@ def test_rest_names_the_fields_in_its_own_syntax(tmp_path):
 def test_a_rank_at_the_limit_is_priced(cli):
     r = cli("estimate", "--mode", "training", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--finetune", "lora:1024", "--json")
     assert r.code == 0, r.err
+
+
+def test_listing_references_follow_the_front_end(cli, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from api.settings import Settings
+
+    r = cli("estimate", "--mode", "training", "-m", "llama-3.1-8b", "-H", "iphone-15-pro")
+    assert r.code == 2 and "`tierwise engines list`" in r.err, r.err
+    with TestClient(create_app(Settings(database_url=f"sqlite:///{tmp_path / 't.db'}"))) as c:
+        r = c.post("/v1/estimate", json={"mode": "training", "model": "llama-3.1-8b", "hardware": "iphone-15-pro"})
+        msg = r.json()["error"]["message"]
+        assert r.status_code == 422 and "GET /v1/engines" in msg and "tierwise" not in msg, msg
+        r = c.post("/v1/estimate", json={"model": "llama-3.1-8b", "hardware": "h100-sxm", "kv_budget": 0})
+        msg = r.json()["error"]["message"]
+        assert r.status_code == 422 and "--" not in msg, msg
