@@ -222,8 +222,13 @@ def _read_curve(reader: _Reader) -> list[tuple[float, float]]:
 
 
 def _link(reader: _Reader, block: str, known: Mapping[str, str], field_sources: dict, provenance: dict) -> Link:
-    reader.allow("name", "bandwidth_gb_per_s", "latency_us", *_COMMON)
+    reader.allow("name", "bandwidth_gb_per_s", "peer_bandwidth_gb_per_s", "latency_us", *_COMMON)
     _block_meta(reader, block, known, field_sources, provenance)
+    peer = None
+    if reader.has("peer_bandwidth_gb_per_s"):
+        peer = reader.number("peer_bandwidth_gb_per_s")
+        if peer > reader.number("bandwidth_gb_per_s"):
+            raise reader.error("peer_bandwidth_gb_per_s", f"at most bandwidth_gb_per_s ({reader.number('bandwidth_gb_per_s'):g})", peer)
     return _spec(
         reader.origin,
         reader.prefix,
@@ -231,6 +236,7 @@ def _link(reader: _Reader, block: str, known: Mapping[str, str], field_sources: 
             name=reader.text("name"),
             bandwidth_bytes_per_s=reader.number("bandwidth_gb_per_s") * BYTES_PER_GB,
             latency_s=reader.number("latency_us", positive=False) * SECONDS_PER_US,
+            peer_bandwidth_bytes_per_s=None if peer is None else peer * BYTES_PER_GB,
         ),
     )
 
@@ -717,6 +723,8 @@ def device_to_dict(spec: DeviceSpec) -> dict[str, Any]:
             links[key] = {
                 "name": link.name,
                 "bandwidth_gb_per_s": _round(link.bandwidth_bytes_per_s / BYTES_PER_GB),
+                **({"peer_bandwidth_gb_per_s": _round(link.peer_bandwidth_bytes_per_s / BYTES_PER_GB)}
+                   if link.peer_bandwidth_bytes_per_s is not None else {}),
                 "latency_us": _round(link.latency_s / SECONDS_PER_US),
                 **_meta(spec, f"links.{key}"),
             }

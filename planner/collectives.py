@@ -74,9 +74,10 @@ all_to_all_s = reduce_scatter_s
 
 
 def p2p_s(nbytes: float, link: Link, efficiency: float = LINK_EFFICIENCY) -> float:
+    """A send to one peer: at the link's peer bandwidth (one xGMI link of a mesh, the whole link of a switch)."""
     if nbytes <= 0:
         return 0.0
-    return nbytes / _bw(link, efficiency) + link.latency_s
+    return nbytes / (link.p2p_bandwidth_bytes_per_s * efficiency) + link.latency_s
 
 
 def hierarchical_allreduce_s(

@@ -146,8 +146,9 @@ def kv_link_for(device: DeviceSpec, n_prefill: int, n_decode: int, mode: str) ->
 
 
 def transfer_s(link: Any, kv_bytes: float, n_prefill: int, n_decode: int) -> float:
-    """One prompt's KV transfer: every device of the smaller instance moves its shard at once."""
-    return link.transfer_time_s(kv_bytes / max(1, min(n_prefill, n_decode)))
+    """One prompt's KV transfer: every device of the smaller instance moves its shard at once, each to
+    one peer (over one link of a mesh such as MI300X's xGMI, :attr:`hwmodels.Link.p2p_bandwidth_bytes_per_s`)."""
+    return link.p2p_time_s(kv_bytes / max(1, min(n_prefill, n_decode)))
 
 
 def _least(ok: Callable[[int], bool], r_max: int) -> int | None:
