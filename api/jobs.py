@@ -321,6 +321,9 @@ class JobRunner:
             self._claiming = True
         n = 0
         for job in self.store.expired_jobs():
+            with self._cond:
+                if job.id in self._jobs:
+                    continue  # this process's own job, its renewal late: the next renewal keeps it
             if self.store.claim_job(job.id, note="resumed: the server that held it stopped"):
                 log.info("claimed %s job %s (its server's lease had expired)", job.kind, job.id)
                 self.submit(job.id, job.kind, job.request, job.client)
