@@ -124,59 +124,80 @@ def _settings(tmp_path, **changes) -> Settings:
     return Settings(**{**base, **changes})
 
 
-def test_a_second_server_leaves_a_live_servers_running_job_alone(tmp_path):
-    """Two apps on one SQLite file: B starting while A runs a job does not resume it (the
-    trial's second ``tierwise serve`` re-ran it); once A stops cleanly, B takes it at once."""
+@pytest.fixture
+def gated_capacity(monkeypatch):
+    """Capacity jobs run the real search only once the returned event is set; until then they
+    stay ``running`` (checking their deadline, so a cancel or a shutdown still stops them)."""
+    from api import services
+
+    gate = threading.Event()
+    real = services.capacity
+
+    def capacity(catalog, request, deadline):
+        while not gate.wait(0.05):
+            deadline.check()
+        return real(catalog, request, deadline=deadline)
+
+    monkeypatch.setattr(services, "capacity", capacity)
+    return gate
+
+
+def test_a_second_server_leaves_a_live_servers_jobs_alone(tmp_path, gated_capacity):
+    """Two apps on one SQLite file: B starting while A runs one job and holds another queued
+    resumes neither (the trial's second ``tierwise serve`` re-ran A's running job); once A
+    stops cleanly, releasing its leases, the next server takes both at once."""
+    body = {**SMALL_CAPACITY, "time_limit_s": 60}
     with TestClient(create_app(_settings(tmp_path, job_lease_s=1.5))) as ca:
-        r = ca.post("/v1/capacity", json={**BIG_CAPACITY, "time_limit_s": 30})
-        assert r.status_code == 202, r.text
-        url = r.headers["location"]
-        _wait(lambda: ca.get(url).json()["status"] == "running", 60, "A running the job")
-        queued = ca.post("/v1/capacity", json={**SMALL_CAPACITY, "time_limit_s": 30}).headers["location"]
+        running = ca.post("/v1/capacity", json=body).headers["location"]
+        _wait(lambda: ca.get(running).json()["status"] == "running", 60, "A running the job")
+        queued = ca.post("/v1/capacity", json=body).headers["location"]
         owner_a = ca.app.state.store.owner
         with TestClient(create_app(_settings(tmp_path, job_lease_s=1.5))) as cb:
-            runner_b = cb.app.state.runner
+            runner_b, store_b = cb.app.state.runner, cb.app.state.store
             assert runner_b.resume() == 0
-            # several of A's renewals and of B's claim rounds go by: A keeps both jobs
-            time.sleep(3 * 1.5)
-            for u in (url, queued):
-                job = cb.app.state.store.get_job(u.rsplit("/", 1)[1])
-                assert job.owner == owner_a and job.note is None, (job.status, job.owner, job.note)
-            assert cb.get(url).json()["status"] == "running"
-            assert runner_b.future(url.rsplit("/", 1)[1]) is None and runner_b.future(queued.rsplit("/", 1)[1]) is None
-    # A stops cleanly, releasing its leases: a fresh server takes both jobs at once, not a lease later.
+            time.sleep(3 * 1.5)  # several of A's renewals and of B's claim rounds go by
+            for u, status in ((running, "running"), (queued, "queued")):
+                job = store_b.get_job(u.rsplit("/", 1)[1])
+                assert (job.status, job.owner, job.note) == (status, owner_a, None)
+                assert runner_b.future(job.id) is None
     with TestClient(create_app(_settings(tmp_path, job_lease_s=60))) as cc:
         store_c = cc.app.state.store
-        for u in (url, queued):
+        for u in (running, queued):
             row = store_c.get_job(u.rsplit("/", 1)[1])
             assert row.owner == store_c.owner and row.note.startswith("resumed"), (row.owner, row.note)
-        assert cc.delete(url).json()["status"] == "cancelled"  # the long search itself is not under test
-        job = _wait(lambda: (j := cc.get(queued).json())["status"] not in ("queued", "running") and j, 120, "the queued job")
-        assert job["status"] == "succeeded", job
+        gated_capacity.set()
+        for u in (running, queued):
+            job = _wait(lambda u=u: (j := cc.get(u).json())["status"] not in ("queued", "running") and j, 120, u)
+            assert job["status"] == "succeeded", job
 
 
-def test_a_killed_servers_job_is_resumed_once_its_lease_expires(tmp_path):
-    """A real ``tierwise serve`` (A) holds a running job; an app (B) on the same database
-    leaves it alone while A lives, and claims it after A is SIGKILLed and its lease ends."""
+def test_a_killed_servers_jobs_are_resumed_once_their_lease_expires(tmp_path):
+    """A real ``tierwise serve`` (A) runs a long search with more queued behind it; an app (B)
+    on the same database leaves them alone while A lives, and claims those A left unfinished
+    once A is SIGKILLed (no lease released) and its lease ends."""
     env = {"TIERWISE_WORKERS": "1", "TIERWISE_SHORT_WORKERS": "0", "TIERWISE_SYNC_WAIT_S": "0",
            "TIERWISE_JOB_LEASE_S": "2"}
     a = Server(tmp_path, env=env).start()
     try:
         with a.client() as c:
-            r = c.post("/v1/capacity", json={**BIG_CAPACITY, "time_limit_s": 40})
-            assert r.status_code == 202, r.text
-            url = r.headers["location"]
-            _wait(lambda: c.get(url).json()["status"] == "running", 60, "A running the job")
-        job_id = url.rsplit("/", 1)[1]
+            urls = [c.post("/v1/capacity", json={**BIG_CAPACITY, "time_limit_s": 40}) for _ in range(3)]
+            assert [r.status_code for r in urls] == [202] * 3, urls[0].text
+            ids = [r.headers["location"].rsplit("/", 1)[1] for r in urls]
+            _wait(lambda: c.get(f"/v1/jobs/{ids[0]}").json()["status"] == "running", 60, "A running the first job")
         with TestClient(create_app(_settings(tmp_path, job_lease_s=2.0))) as cb:
             store_b = cb.app.state.store
-            owner_a = store_b.get_job(job_id).owner
+            owner_a = store_b.get_job(ids[0]).owner
             time.sleep(2 * 2.0)
-            assert store_b.get_job(job_id).owner == owner_a, "B took the job of a live server"
+            rows = [store_b.get_job(i) for i in ids]
+            assert all(r.owner == owner_a and r.note is None for r in rows), [(r.status, r.owner, r.note) for r in rows]
             a.kill()
-            row = _wait(lambda: (j := store_b.get_job(job_id)).owner == store_b.owner and j, 30, "B claiming the job")
-            assert row.note.startswith("resumed") and row.status in ("queued", "running")
-            assert cb.delete(url).json()["status"] == "cancelled"  # the search itself is not under test
+            left = [i for i in ids if store_b.get_job(i).status in ("queued", "running")]
+            assert left, "A finished every job before the kill: nothing left to resume"
+            for i in left:
+                row = _wait(lambda i=i: (j := store_b.get_job(i)).owner == store_b.owner and j, 30, f"B claiming {i}")
+                assert row.note.startswith("resumed") and row.status in ("queued", "running")
+            for i in left:  # the searches themselves are not under test
+                assert cb.delete(f"/v1/jobs/{i}").json()["status"] == "cancelled"
     finally:
         a.kill()
 
