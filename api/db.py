@@ -116,12 +116,19 @@ class JobRow(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     client: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    #: The server process that runs (or will run) the job: :attr:`Store.owner` of its store.
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: Until when the owner holds the job; the owner renews it while the job is queued or
+    #: running, and any server may claim an unfinished job whose lease has expired (or is
+    #: NULL: a job stored before leases existed, or released by a server that stopped).
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     __table_args__ = (Index("ix_jobs_status", "status"),)
 
 
-#: Columns added after the first release: (table, column, SQL type) added on start when missing.
-_ADDED_COLUMNS = (("jobs", "result", "JSON"), ("jobs", "client", "VARCHAR(128)"))
+#: Columns added after the first release, added on start when missing (their SQL type is
+#: the model's, compiled for the database's dialect).
+_ADDED_COLUMNS = (("jobs", "result"), ("jobs", "client"), ("jobs", "owner"), ("jobs", "lease_until"))
 
 
 class DuplicateIdError(TierwiseError):
@@ -171,10 +178,18 @@ def make_engine(url: str) -> Engine:
 
 
 class Store:
-    """All reads and writes of the service; each method is one transaction."""
+    """All reads and writes of the service; each method is one transaction.
 
-    def __init__(self, url: str) -> None:
+    ``owner`` names this server process in the jobs it admits or claims (a fresh id by
+    default); ``lease_s`` is how long such a job stays its own without a renewal
+    (:meth:`renew_leases`)."""
+
+    def __init__(self, url: str, *, owner: str | None = None, lease_s: float = 15.0) -> None:
+        if not lease_s > 0:
+            raise ValueError(f"Store lease_s must be > 0; got {lease_s!r}")
         self.url = url
+        self.owner = owner or new_id()
+        self.lease_s = float(lease_s)
         self.engine = make_engine(url)
         Base.metadata.create_all(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
@@ -186,10 +201,11 @@ class Store:
     def _migrate(self) -> None:
         """Add columns newer than an existing database, and reserve the ids of plans stored
         before ids were reserved."""
-        have = {t: {c["name"] for c in inspect(self.engine).get_columns(t)} for t in {t for t, _, _ in _ADDED_COLUMNS}}
+        have = {t: {c["name"] for c in inspect(self.engine).get_columns(t)} for t in {t for t, _ in _ADDED_COLUMNS}}
         with self.engine.begin() as c:
-            for table, column, sqltype in _ADDED_COLUMNS:
+            for table, column in _ADDED_COLUMNS:
                 if column not in have[table]:
+                    sqltype = Base.metadata.tables[table].c[column].type.compile(dialect=self.engine.dialect)
                     c.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sqltype}"))
             c.execute(text("INSERT INTO plan_ids (id, job_id) SELECT p.id, NULL FROM plans p "
                            "WHERE NOT EXISTS (SELECT 1 FROM plan_ids r WHERE r.id = p.id)"))
@@ -241,7 +257,8 @@ class Store:
         """Store a plan and mark its job succeeded, in one transaction.
 
         With ``job_id``: the id was reserved by :meth:`admit_job`; returns None (and stores
-        nothing) when the job is no longer running (cancelled, or failed at its time limit).
+        nothing) when the job is no longer running (cancelled, or failed at its time limit) or
+        no longer this store's (another server claimed it after this one's lease expired).
         Without: the id is reserved here (:class:`DuplicateIdError` when taken)."""
         row = PlanRow(id=id, model=str(body.get("model")), hardware=str(body.get("hardware")), created_at=utcnow(),
                       checksum=str(body.get("checksum") or ""), body=body, request=request)
@@ -249,7 +266,7 @@ class Store:
             with self.session() as s:
                 if job_id is not None:
                     job = s.get(JobRow, job_id)
-                    if job is None or job.status != "running":
+                    if job is None or job.status != "running" or job.owner != self.owner:
                         return None
                     job.status, job.plan_id, job.solve_s, job.updated_at = "succeeded", id, solve_s, utcnow()
                 else:
@@ -296,7 +313,8 @@ class Store:
         :class:`QueueFullError` at ``max_pending`` and (2) reserves ``plan_id`` (unique key:
         :class:`DuplicateIdError` when a stored plan or an accepted request holds it)."""
         now = utcnow()
-        job = JobRow(id=id, kind=kind, status="queued", request=request, created_at=now, updated_at=now, client=client)
+        job = JobRow(id=id, kind=kind, status="queued", request=request, created_at=now, updated_at=now, client=client,
+                     owner=self.owner, lease_until=now + dt.timedelta(seconds=self.lease_s))
         with self._admit:
             try:
                 with self.session() as s:
@@ -318,8 +336,11 @@ class Store:
             return s.get(JobRow, id)
 
     def set_job(self, id: str, *, status: str, error: dict | None = None, note: str | None = None,
-                solve_s: float | None = None, result: dict | None = None, only_if: tuple[str, ...] | None = None) -> bool:
-        """Update a job; ``only_if``: only while its status is one of these (False otherwise).
+                solve_s: float | None = None, result: dict | None = None, only_if: tuple[str, ...] | None = None,
+                mine: bool = False) -> bool:
+        """Update a job; ``only_if``: only while its status is one of these (False otherwise);
+        ``mine``: only while this store's :attr:`owner` holds it (a server whose lease expired
+        and whose job another server claimed writes nothing).
         The check and the write are one ``UPDATE … WHERE status IN (…)``, so two threads or
         processes changing one job (a cancel and the worker starting it) cannot both win: a
         read-then-write would let the second write undo the first. A plan job that ends without
@@ -332,6 +353,8 @@ class Store:
         cond = [JobRow.id == id]
         if only_if is not None:
             cond.append(JobRow.status.in_(only_if))
+        if mine:
+            cond.append(JobRow.owner == self.owner)
         with self.session() as s:
             if s.execute(update(JobRow).where(*cond).values(**values)).rowcount != 1:
                 return False
@@ -343,6 +366,45 @@ class Store:
     def unfinished_jobs(self) -> list[JobRow]:
         with self.session() as s:
             return list(s.scalars(select(JobRow).where(JobRow.status.in_(UNFINISHED)).order_by(JobRow.created_at)))
+
+    # ---- job leases ------------------------------------------------------------
+
+    def _claimable(self, now: dt.datetime) -> Any:
+        return (JobRow.status.in_(UNFINISHED)) & (JobRow.lease_until.is_(None) | (JobRow.lease_until < now))
+
+    def renew_leases(self) -> set[str]:
+        """Extend the lease of every unfinished job this store's owner holds (one ``UPDATE``);
+        returns their ids (a job missing from them was cancelled, ended, or claimed by
+        another server)."""
+        now = utcnow()
+        mine = (JobRow.owner == self.owner) & JobRow.status.in_(UNFINISHED)
+        with self.session() as s:
+            s.execute(update(JobRow).where(mine).values(lease_until=now + dt.timedelta(seconds=self.lease_s)))
+            return set(s.scalars(select(JobRow.id).where(mine)))
+
+    def release_leases(self) -> int:
+        """Give up this owner's unfinished jobs (a clean shutdown): their lease ends now, so
+        the next server to look claims them without waiting for it to expire."""
+        with self.session() as s:
+            mine = (JobRow.owner == self.owner) & JobRow.status.in_(UNFINISHED)
+            return s.execute(update(JobRow).where(mine).values(lease_until=None)).rowcount
+
+    def expired_jobs(self) -> list[JobRow]:
+        """Unfinished jobs whose lease has expired (their server is gone), oldest first."""
+        with self.session() as s:
+            return list(s.scalars(select(JobRow).where(self._claimable(utcnow())).order_by(JobRow.created_at)))
+
+    def claim_job(self, id: str, note: str | None = None) -> bool:
+        """Take an unfinished job whose lease has expired: it becomes this owner's, ``queued``,
+        with a fresh lease. The check and the write are one ``UPDATE … WHERE lease_until <
+        now``: of several servers claiming one job at once exactly one gets it (True)."""
+        now = utcnow()
+        values: dict[str, Any] = {"owner": self.owner, "lease_until": now + dt.timedelta(seconds=self.lease_s),
+                                  "status": "queued", "updated_at": now}
+        if note is not None:
+            values["note"] = note
+        with self.session() as s:
+            return s.execute(update(JobRow).where(JobRow.id == id, self._claimable(now)).values(**values)).rowcount == 1
 
     def count_unfinished_jobs(self) -> int:
         with self.session() as s:

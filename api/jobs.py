@@ -14,6 +14,16 @@ the database.
   discarded (:meth:`api.db.Store.add_plan` stores only for a ``running`` job). A finished,
   failed or cancelled job is never resumed; only ``queued``/``running`` jobs of a killed
   process are (:meth:`JobRunner.resume`).
+- **Leases**: every job row names its owner (this process's :attr:`api.db.Store.owner`) and
+  a lease (``lease_until``). One thread renews the leases of all this process's unfinished
+  jobs every ``job_lease_s / 3`` seconds (one ``UPDATE``), and claims the unfinished jobs
+  whose lease has expired, i.e. whose server is gone (:meth:`api.db.Store.claim_job`: one
+  conditional ``UPDATE``, so of several servers exactly one takes a job). A second server on
+  the same database therefore never re-runs the jobs of a live one, and a killed server's
+  jobs are resumed within about one lease. A clean shutdown releases its leases so the next
+  server takes its jobs at once. A process that finds a job of its own cancelled by another
+  server, or claimed by one after its lease lapsed, stops working on it; its writes are
+  conditional on still owning the job (``mine=True``), so a job is never stored twice.
 - **Fairness**: ``workers`` general threads plus ``short_workers`` threads that take only
   jobs whose time limit is at most ``short_job_s`` (a short lane: a quick solve is never stuck
   behind long ones), and each thread takes the oldest job of the client with the fewest
@@ -99,6 +109,10 @@ class JobRunner:
             self._spawn(short_only=True)
         self._watchdog = threading.Thread(target=self._watch, name="tierwise-watchdog", daemon=True)
         self._watchdog.start()
+        self._claiming = False  # set by the first resume(): from then on the lease thread claims too
+        self._wake = threading.Event()
+        self._leases = threading.Thread(target=self._keep_leases, name="tierwise-leases", daemon=True)
+        self._leases.start()
 
     # ---- queue -----------------------------------------------------------------------
 
@@ -211,7 +225,8 @@ class JobRunner:
             for job in late:
                 err = {"code": "time_limit", "field": "time_limit_s",
                        "message": f"the job ran past its time limit of {job.limit_s:g} s ('time_limit_s') and was stopped"}
-                if self.store.set_job(job.id, status="failed", error=err, solve_s=now - job.started, only_if=("running",)):
+                if self.store.set_job(job.id, status="failed", error=err, solve_s=now - job.started, only_if=("running",),
+                                      mine=True):
                     log.warning("job %s (%s) overran its %g s limit; its worker was replaced", job.id, job.kind, job.limit_s)
                     self.metrics.observe_solve("failed", now - job.started)
                 with self._cond:
@@ -224,7 +239,7 @@ class JobRunner:
     def _run(self, job: _Job) -> None:
         from planner.deadline import Cancelled, Deadline, DeadlineExceeded
 
-        if not self.store.set_job(job.id, status="running", only_if=("queued",)):
+        if not self.store.set_job(job.id, status="running", only_if=("queued",), mine=True):
             if not job.done.done():
                 job.done.set_result("cancelled")
             return
@@ -248,7 +263,7 @@ class JobRunner:
             else:
                 err, job.http_status = self._error(job, exc)
                 status = "failed" if self.store.set_job(job.id, status="failed", error=err, solve_s=elapsed,
-                                                        only_if=("running",)) else "cancelled"
+                                                        only_if=("running",), mine=True) else "cancelled"
             if status != "cancelled":
                 self.metrics.observe_solve(status, elapsed)
             if isinstance(exc, DeadlineExceeded):
@@ -271,7 +286,7 @@ class JobRunner:
         run: Callable[..., dict] = {"capacity": services.capacity, "capacity_train": services.train_capacity}[job.kind]
         result = run(self.catalog, job.request, deadline=deadline)
         ok = self.store.set_job(job.id, status="succeeded", result=result, solve_s=time.perf_counter() - t0,
-                                only_if=("running",))
+                                only_if=("running",), mine=True)
         return "succeeded" if ok else "cancelled"
 
     def _error(self, job: _Job, exc: Exception) -> tuple[dict, int]:
@@ -294,28 +309,88 @@ class JobRunner:
     # ---- lifecycle -----------------------------------------------------------------------
 
     def resume(self) -> int:
-        """Re-queue jobs a previous process accepted but did not finish (``queued`` or
-        ``running``); cancelled, failed and finished jobs stay as they are."""
-        jobs = self.store.unfinished_jobs()
-        for job in jobs:
-            self.store.set_job(job.id, status="queued", note="resumed after a restart")
-            self.submit(job.id, job.kind, job.request, job.client)
-        return len(jobs)
+        """Claim and re-queue the unfinished (``queued`` or ``running``) jobs whose server is
+        gone: those whose lease has expired, or was released by a clean shutdown. Jobs of a
+        live server (a fresh lease) stay its own; cancelled, failed and finished jobs stay as
+        they are. From the first call on, the lease thread repeats this every
+        ``job_lease_s / 3`` seconds, so a killed server's jobs are taken once its lease ends.
+        Returns how many jobs this call claimed."""
+        with self._cond:
+            if self._stopping:
+                return 0
+            self._claiming = True
+        n = 0
+        for job in self.store.expired_jobs():
+            with self._cond:
+                if job.id in self._jobs:
+                    continue  # this process's own job, its renewal late: the next renewal keeps it
+            if self.store.claim_job(job.id, note="resumed: the server that held it stopped"):
+                log.info("claimed %s job %s (its server's lease had expired)", job.kind, job.id)
+                self.submit(job.id, job.kind, job.request, job.client)
+                n += 1
+        return n
+
+    def _keep_leases(self) -> None:
+        """Renew this process's leases and claim expired jobs, every ``job_lease_s / 3`` s."""
+        interval = self.settings.job_lease_s / 3
+        while not self._wake.wait(interval) and not self._stopping:
+            try:
+                held = self.store.renew_leases()
+                self._drop_lost(held)
+                if self._claiming:
+                    claimed = self.resume()
+                    if claimed:
+                        log.info("resumed %d jobs of a server that stopped", claimed)
+            except Exception:  # noqa: BLE001 - a database hiccup: the next round retries
+                log.exception("renewing job leases failed; retrying in %g s", interval)
+
+    def _drop_lost(self, held: set[str]) -> None:
+        """Stop working on local jobs the database no longer lists as this process's and
+        unfinished: cancelled through another server, or claimed by another server after
+        this one's lease lapsed. (A job that just ended here is left to its worker.)"""
+        with self._cond:
+            missing = [j for j in self._jobs.values() if j.id not in held and not j.done.done()]
+        for job in missing:
+            row = self.store.get_job(job.id)
+            if row is not None and row.status in ("succeeded", "failed"):
+                continue
+            if row is not None and row.owner == self.store.owner and row.status in ("queued", "running"):
+                continue  # admitted or claimed after the renewal read the table
+            log.warning("job %s is no longer this server's (%s); dropping it",
+                        job.id, "cancelled" if row is not None and row.status == "cancelled" else "claimed by another server")
+            with self._cond:
+                if job.id not in self._jobs or job.done.done():
+                    continue
+                if job.deadline is not None:
+                    job.deadline.cancel()
+                if job in self._pending:
+                    self._pending.remove(job)
+                    self._jobs.pop(job.id, None)
+                    job.done.set_result("cancelled")
+                else:
+                    self._retire(job, "cancelled")
 
     def shutdown(self, wait_s: float = 3.0) -> None:
         """Stop taking jobs and cancel the running ones' deadlines (their jobs stay
-        ``running`` in the database and are resumed on the next start); wait up to ``wait_s``
-        for the workers to leave the solver."""
+        ``running`` in the database); wait up to ``wait_s`` for the workers to leave the
+        solver, then release this process's leases, so that the next server to start (or one
+        already running on the same database) resumes those jobs at once."""
         with self._cond:
             self._stopping = True
+            self._wake.set()
             for job in self._jobs.values():
                 if job.deadline is not None:
                     job.deadline.cancel()
             self._cond.notify_all()
         end = time.monotonic() + wait_s
-        for t in threading.enumerate():
-            if isinstance(t, _Worker) and t.runner is self and t is not threading.current_thread():
+        mine = [t for t in threading.enumerate() if t is self._leases or isinstance(t, _Worker) and t.runner is self]
+        for t in mine:
+            if t is not threading.current_thread():
                 t.join(max(0.0, end - time.monotonic()))
+        try:
+            self.store.release_leases()
+        except Exception:  # noqa: BLE001 - the leases then expire on their own
+            log.exception("releasing job leases failed; they expire in %g s", self.settings.job_lease_s)
 
 
 __all__ = ["GRACE_S", "JobRunner", "job_time_limit"]

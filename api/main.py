@@ -131,7 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        store = Store(settings.database_url)
+        store = Store(settings.database_url, lease_s=settings.job_lease_s)
         catalog = Catalog(store)
         runner = JobRunner(store, catalog, metrics, settings)
         app.state.store, app.state.catalog, app.state.runner = store, catalog, runner
@@ -144,7 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         catalog_devices(), catalog_models()
         resumed = runner.resume()
         if resumed:
-            log.info("resumed %d unfinished plan jobs", resumed)
+            log.info("resumed %d unfinished jobs of a server that stopped", resumed)
         # The catalogs, the cost model's caches and the app itself live for the whole
         # process: move them out of the collector's reach so that garbage-collection
         # pauses scale with per-request garbage only (they set the latency tail).

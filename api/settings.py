@@ -16,6 +16,10 @@ Environment variables (all optional):
 ``TIERWISE_SHORT_JOB_S``       a job whose time limit is at most this is short (default 10 s)
 ``TIERWISE_MAX_PENDING_JOBS``  queued or running jobs beyond which new ones get 503 (default 200)
 ``TIERWISE_RETRY_AFTER_S``     the ``Retry-After`` of a 503 (default 5 s)
+``TIERWISE_JOB_LEASE_S``       how long a server holds its unfinished jobs without renewing
+                               them (default 15 s; renewed every third of it); another
+                               server on the same database resumes a job only once its lease
+                               has expired, i.e. its server is gone
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class Settings:
     short_job_s: float = 10.0
     max_pending_jobs: int = 200
     retry_after_s: int = 5
+    job_lease_s: float = 15.0
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -77,6 +82,8 @@ class Settings:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"Settings.{name} must be a positive integer; got {v!r}")
+        if not isinstance(self.job_lease_s, (int, float)) or not self.job_lease_s > 0:
+            raise ValueError(f"Settings.job_lease_s must be a positive number of seconds; got {self.job_lease_s!r}")
         for name in ("solve_time_limit_s", "sync_wait_s", "short_job_s"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:
@@ -104,6 +111,7 @@ class Settings:
             short_job_s=_float(env, "TIERWISE_SHORT_JOB_S", 10.0, positive=False),
             max_pending_jobs=_int(env, "TIERWISE_MAX_PENDING_JOBS", 200),
             retry_after_s=_int(env, "TIERWISE_RETRY_AFTER_S", 5),
+            job_lease_s=_float(env, "TIERWISE_JOB_LEASE_S", 15.0),
         )
 
     def with_(self, **changes) -> "Settings":
