@@ -554,6 +554,9 @@ def _message(planner, req, dl, budget, min_mem, min_plan, memory_binds, min_ttft
     if changes:
         lines.append("cheapest changes:")
         lines.extend(f"  {i}. {c.template}" for i, c in enumerate(changes, 1))
+    elif dl.expired():
+        lines.append(f"no single change was found before the time limit (offload, formats, context, batch, latency "
+                     f"targets, up to {tried} devices were tried as far as it allowed); a longer {{@time_limit_s}} may find one")
     else:
         lines.append(f"no single change (offload, formats, context, batch, latency targets, up to {tried} devices) "
                      "makes it fit")

@@ -88,3 +88,25 @@ def test_expired_deadline_is_refused_up_front():
     dl = Deadline(0.0)
     with pytest.raises(DeadlineExceeded):
         planner.solve(PlanProblem(kv="bf16"), deadline=dl)
+
+
+def test_a_diagnosis_cut_short_does_not_claim_that_no_change_works():
+    """When the time limit stops the diagnosis before its changes are tried, the answer says a longer
+    limit may find one, not that no single change makes the request fit."""
+    from planner.diagnose import diagnose
+
+    planner = Planner(load_arch("llama-3.1-70b"), load_device("h100-sxm"))
+    req = PlanProblem(devices=1, max_memory_per_device_bytes=10e9, kv="bf16")
+    dl = Deadline(600.0)
+    real = planner.minimum
+
+    def minimum_then_time_is_up(*args, **kw):
+        out = real(*args, **kw)
+        dl._end = 0.0  # the limit runs out right after the memory bound
+        return out
+
+    planner.minimum = minimum_then_time_is_up
+    d = diagnose(planner, req, deadline=dl)
+    text = d.render("cli")
+    assert "cut short by the time limit" in text
+    assert "makes it fit" not in text and "before the time limit" in text and "--time-limit" in text, text
