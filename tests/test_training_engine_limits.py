@@ -275,3 +275,11 @@ def test_megatron_core_tensor_parallelism_must_divide_the_kv_heads(capsys, tmp_p
                          engine="megatron-core")
     tasks = train_tasks(load_arch("llama-3.1-70b"), H100, target)
     assert tasks and all(8 % t.tp == 0 for t in tasks)
+
+
+def test_training_on_a_tpu_has_no_eager_mode(cli):
+    """PyTorch/XLA compiles lazily recorded graphs: --runtime eager on a TPU is refused for training as
+    for inference (it was priced as eager PyTorch's per-kernel host dispatch)."""
+    r = cli("estimate", "--mode", "training", "-m", "llama-3.1-8b", "-H", "tpu-v4", "--runtime", "eager")
+    assert r.code == 2 and r.err.startswith("error: fsdp on tpu-v4") and "--runtime must be graph" in r.err, r.err
+    assert cli("estimate", "--mode", "training", "-m", "llama-3.2-1b", "-H", "tpu-v4").code == 0
