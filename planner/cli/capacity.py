@@ -32,6 +32,7 @@ from planner.cli.common import (
     human_bytes,
     human_time,
 )
+from hwmodels.errors import render_tokens
 from planner.cli.estimate import cli_errors
 from planner.request.capacity import (
     CAPACITY_CLI_ALIASES,
@@ -143,13 +144,16 @@ def _wants_progress(json_out: bool) -> bool:
 _S = field_info(CapacityServeRequest)
 _T = field_info(CapacityTrainRequest)
 
+HARDWARE_HELP = ("Hardware ids or YAML paths, comma separated (left out: every catalog device; with --engine, the "
+                 "catalog devices one of the engines runs on).")
+
 
 @capacity_app.command("serve")
 def serve(
-    hardware: Annotated[str, typer.Option("--hardware", "-H", help="Hardware ids or YAML paths, comma separated.")],
     qps: Annotated[str, typer.Option("--qps", help="Requests per second (several, comma separated, sweep the load).")],
     ttft_slo: Annotated[str, typer.Option("--ttft-slo", help=_S["ttft_slo_s"].help_text)],
     tpot_slo: Annotated[str, typer.Option("--tpot-slo", help=_S["tpot_slo_s"].help_text)],
+    hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help=HARDWARE_HELP)] = None,
     prompt: Annotated[Optional[int], typer.Option("--prompt", help=_S["prompt"].help_text)] = None,
     gen: Annotated[Optional[int], typer.Option("--gen", help=_S["gen"].help_text)] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help=_S["model"].help_text)] = None,
@@ -403,10 +407,11 @@ def _band(o, name: str, fmt) -> str:
     return f" ({fmt(i.p10)}–{fmt(i.p90)}{'' if i.validated else '*'})"
 
 
-def _write_csv(rows: list[dict], path: Path) -> None:
+def _write_csv(rows: list[dict], path: Path, columns: Sequence[str] | None = None) -> None:
+    """``rows`` as CSV; ``columns``: the header to write even when there is no row."""
     import pandas as pd
 
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows, columns=list(columns) if columns is not None and not rows else None)
     for c in _INT_COLUMNS:
         if c in df and df[c].isna().any():
             df[c] = df[c].astype("Int64")
@@ -489,7 +494,7 @@ _F = field_info(CapacityFrontierRequest)
 @capacity_app.command("frontier")
 def frontier(
     model: Annotated[str, typer.Option("--model", "-m", help=_F["model"].help_text)],
-    hardware: Annotated[str, typer.Option("--hardware", "-H", help="Hardware ids or YAML paths, comma separated.")],
+    hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help=HARDWARE_HELP)] = None,
     engine: Annotated[Optional[str], typer.Option("--engine", help=_F["engine"].help_text)] = None,
     prompt: Annotated[Optional[int], typer.Option("--prompt", help=_F["prompt"].help_text)] = None,
     gen: Annotated[Optional[int], typer.Option("--gen", help=_F["gen"].help_text)] = None,
@@ -498,6 +503,9 @@ def frontier(
     max_devices: Annotated[Optional[int], typer.Option("--max-devices", help=_F["max_devices"].help_text)] = None,
     max_pp: Annotated[Optional[int], typer.Option("--max-pp", help=_F["max_pp"].help_text)] = None,
     runtime: Annotated[Optional[str], typer.Option("--runtime", help=_F["runtime"].help_text)] = None,
+    time_limit: Annotated[Optional[float], typer.Option("--time-limit", help=_F["time_limit_s"].help_text + " The "
+                                                        "search then runs in this process (--executor is not used), "
+                                                        "as the REST service runs it.")] = None,
     json_out: JsonOpt = False,
     csv_path: CsvOpt = None,
     plot_path: PlotOpt = None,
@@ -506,41 +514,55 @@ def frontier(
     ray_address: RayOpt = None,
 ) -> None:
     """Throughput-latency frontier: tokens/s per device against tokens/s per user over batch sizes and layouts (Pareto set per engine × hardware)."""
-    from planner.frontier import frontier_tasks, run_frontier_task, summarize_frontier
     from planner.capacity import dedupe_tasks
+    from planner.frontier import CSV_COLUMNS, frontier_tasks, run_frontier_task, run_frontier_within, summarize_frontier
+    from planner.request.capacity import check_frontier
 
     _check_executor(executor, json_out)
     plot_path = _plot_target(plot_path, "capacity-frontier")
     given = dict(model=model, hardware=hardware, engine=engine, prompt=prompt, gen=gen, formats=formats, kv=kv,
-                 max_devices=max_devices, max_pp=max_pp, runtime=runtime)
+                 max_devices=max_devices, max_pp=max_pp, runtime=runtime, time_limit_s=time_limit)
     with cli_errors(CAPACITY_CLI_ALIASES):
-        arch, pairs, prompt_n, gen_n, search = resolve_capacity_frontier(
-            CapacityFrontierRequest(**{k: v for k, v in given.items() if v is not None}))
+        req = CapacityFrontierRequest(**{k: v for k, v in given.items() if v is not None})
+        deadline = request_deadline(req)
+        arch, pairs, prompt_n, gen_n, search = resolve_capacity_frontier(req)
     tasks = frontier_tasks(arch, pairs, prompt_n, gen_n, search)
     unique, index = dedupe_tasks(tasks)
-    found = _run_tasks(run_frontier_task, unique, executor, workers, ray_address, _wants_progress(json_out), "sweeping batches")
-    ans = summarize_frontier(arch, prompt_n, gen_n, tasks, [found[i] for i in index], [p for p in pairs if p.reason])
-    if csv_path is not None:
-        _write_csv([p.to_dict() for s in ans.series for p in s.points], csv_path)
+    if deadline is None:
+        found = dict(enumerate(_run_tasks(run_frontier_task, unique, executor, workers, ray_address,
+                                          _wants_progress(json_out), "sweeping batches")))
+    else:  # as the REST service: the searches done when the time is up, pair by pair; nothing done → exit 3
+        with cli_errors(CAPACITY_CLI_ALIASES):
+            found = run_frontier_within(unique, deadline)
+    ans = summarize_frontier(arch, prompt_n, gen_n, tasks, [found.get(i) for i in index],
+                             [p for p in pairs if p.reason], search)
+    if csv_path is not None:  # the header even when no pair has a point
+        _write_csv([p.to_dict() for s in ans.series for p in s.points], csv_path, columns=CSV_COLUMNS)
     if plot_path is not None:
         _plot_frontier(ans, plot_path)
+    if not json_out:
+        _print_frontier(ans)
+    with cli_errors(CAPACITY_CLI_ALIASES):
+        check_frontier(ans)  # no point anywhere: exit 3 with every pair's reason
     if json_out:
         emit_json(ans.to_dict())
-        return
-    _print_frontier(ans)
 
 
 def _print_frontier(ans) -> None:
+    from planner.frontier import NOT_SEARCHED
+
     tab = Table(title=f"{ans.model}, prompt {ans.prompt} / gen {ans.gen}: throughput-latency frontier (Pareto set)")
     cols = ["engine", "hardware", "weights / act / kv", "layout", "batch", "tok/s/user", "tok/s/device", "TPOT",
             "USD/M tok"]
     for c in cols:
         tab.add_column(c, justify="left" if c in ("engine", "hardware", "weights / act / kv", "layout") else "right")
     for s in ans.series:
+        hw = s.hardware + ("" if s.complete else " [yellow](partial)[/]")
         if not s.points:
-            tab.add_row(s.engine or "-", s.hardware, "-", "does not fit", *(["-"] * 5))
+            what = "not searched" if s.reason == NOT_SEARCHED else "does not fit"
+            tab.add_row(s.engine or "-", hw, "-", what, *(["-"] * 5))
         for p in s.points:
-            tab.add_row((s.engine or "-") + (" (eager)" if p.runtime == "eager" else ""), s.hardware,
+            tab.add_row((s.engine or "-") + (" (eager)" if p.runtime == "eager" else ""), hw,
                         f"{p.weights} / {p.activations} / {p.kv}", f"tp{p.tp}·pp{p.pp}",
                         str(p.batch), f"{p.tokens_per_s_per_user:,.1f}", f"{p.tokens_per_s_per_device:,.1f}",
                         human_time(p.tpot_s),
@@ -549,8 +571,15 @@ def _print_frontier(ans) -> None:
     for p in ans.unsupported:
         tab.add_row(p.engine or "-", p.device.id, "-", "not supported", "-", "-", "-", "-", "-")
     console.print(tab)
+    for s in ans.series:
+        if not s.points:
+            console.print(f"[red]no point[/]: {escape(s.engine or '-')} on {escape(s.hardware)}: "
+                          f"{escape(render_tokens(s.reason, 'cli', CAPACITY_CLI_ALIASES))}")
     for p in ans.unsupported:
         console.print(f"[red]not supported[/]: {escape(p.engine)} on {escape(p.device.id)}: {escape(p.reason_text('cli'))}")
+    if not ans.complete:
+        console.print("[yellow]--time-limit reached: the frontier covers the configurations searched so far; "
+                      "(partial) series had only some of their formats searched[/]")
 
 
 def _plot_frontier(ans, path: Path) -> None:

@@ -42,7 +42,7 @@ from planner.request.fields import (
 )
 
 __all__ = ["CAPACITY_CLI_ALIASES", "CapacityFrontierRequest", "CapacityServeRequest", "CapacityTrainRequest",
-           "engine_ids", "resolve_capacity_frontier", "resolve_capacity_serve", "resolve_capacity_train",
+           "check_frontier", "engine_ids", "resolve_capacity_frontier", "resolve_capacity_serve", "resolve_capacity_train",
            "request_deadline", "resolve_training_fleet", "run_capacity_frontier", "run_capacity_serve", "run_capacity_train", "serve_intervals", "serve_pairs",
            "train_intervals"]
 
@@ -97,7 +97,8 @@ class CapacityServeRequest:
 
 
 #: The fields of a serving fleet that the throughput-latency frontier shares (declared above, once).
-FRONTIER_FIELDS = ("model", "hardware", "prompt", "gen", "formats", "kv", "max_devices", "max_pp", "runtime", "engine")
+FRONTIER_FIELDS = ("model", "hardware", "prompt", "gen", "formats", "kv", "max_devices", "max_pp", "runtime", "engine",
+                   "time_limit_s")
 
 
 def _frontier_request() -> type:
@@ -465,12 +466,32 @@ def resolve_capacity_frontier(req: CapacityFrontierRequest) -> tuple[Any, list, 
     return archs[0], pairs, prompt, gen, search
 
 
-def run_capacity_frontier(req: CapacityFrontierRequest):
-    """The throughput-latency frontier per (engine, hardware) (``planner.frontier.FrontierAnswer``)."""
+def run_capacity_frontier(req: CapacityFrontierRequest, *, deadline: Deadline | None = None):
+    """The throughput-latency frontier per (engine, hardware) (``planner.frontier.FrontierAnswer``).
+    Raises TierwiseError of kind ``infeasible`` when no pair has a point (every pair's reason in
+    the message and ``details``).
+
+    ``deadline`` (default: ``time_limit_s`` from now, if given) is checked between
+    configurations: when it runs out the answer covers the pairs searched (``complete=False``,
+    ``status: "time_limit"``); nothing searched yet raises ``DeadlineExceeded``, a cancel
+    ``Cancelled``."""
     from planner.frontier import plan_frontier
 
+    deadline = _deadline(req, deadline)
     arch, pairs, prompt, gen, search = resolve_capacity_frontier(req)
-    return plan_frontier(arch, pairs, prompt, gen, search)
+    ans = plan_frontier(arch, pairs, prompt, gen, search, deadline=deadline)
+    check_frontier(ans)
+    return ans
+
+
+def check_frontier(ans: Any) -> None:
+    """Raise the ``infeasible`` error of a frontier answer with no point (CLI exit 3, HTTP 422)."""
+    from planner.frontier import frontier_infeasible_message
+    from planner.request.fields import json_safe
+
+    if not ans.feasible:
+        msg, details = frontier_infeasible_message(ans)
+        raise TierwiseError(msg, kind="infeasible", code="infeasible", details=json_safe(details))
 
 
 def run_capacity_train(req: CapacityTrainRequest, *, deadline: Deadline | None = None):
