@@ -90,6 +90,7 @@ class DisaggOption:
     failures: tuple[str, ...] = ()
     ttft_slo_ratio: float = 0.0
     tpot_slo_ratio: float = 0.0
+    percentile: float = 0.95  # the quantile of ttft_s and tpot_s: the one the SLOs are checked at
 
     @property
     def prefill_devices(self) -> int:
@@ -213,7 +214,8 @@ def _option(ctx: _Ctx, pre: Any, r_p: int, dec: Any, r_d: int, link: Any, kind: 
         ttft_p50_s=ttft[0.5], ttft_p95_s=ttft[0.95], ttft_s=ttft[ctx.p], tpot_p50_s=dq.tpot_p50_s,
         tpot_p95_s=dq.tpot_p95_s, tpot_s=dq.tpot_quantile_s, decode_step_1_s=dec.curve(1.0), usd_per_hour=usd_h,
         usd_per_million_tokens=usd_m, meets_slo=not failures, failures=tuple(failures),
-        ttft_slo_ratio=ttft[ctx.p] / target.ttft_slo_s, tpot_slo_ratio=dq.tpot_quantile_s / target.tpot_slo_s)
+        ttft_slo_ratio=ttft[ctx.p] / target.ttft_slo_s, tpot_slo_ratio=dq.tpot_quantile_s / target.tpot_slo_s,
+        percentile=ctx.p)
 
 
 def _decode_pools(ctx: _Ctx, reps: list, max_devices: int) -> dict[int, int | None]:

@@ -297,7 +297,8 @@ def _print_serve(ans) -> None:
     )
     tab = Table(title=title)
     multi = len(ans.models) > 1
-    cols = ["#", "engine", "hardware", "devices", "layout", "weights / act / kv", "batch ≤", "TTFT p50 / p95", "TPOT p50 / p95", "USD/h", "USD/M tok"]
+    cols = ["#", "engine", "hardware", "devices", "layout", "weights / act / kv", "batch ≤", f"TTFT p50 / {pct}",
+            f"TPOT p50 / {pct}", "USD/h", "USD/M tok"]
     if multi:
         cols += ["hot / cold", "alone: devices, USD/h"]
     cols.append("meets SLO")
@@ -316,8 +317,8 @@ def _print_serve(ans) -> None:
             f"tp{o.tp}·pp{o.pp} × {o.replicas}",
             f"{o.weights} / {o.activations} / {o.kv}",
             str(o.max_batch),
-            f"{human_time(o.ttft_p50_s)} / {human_time(o.ttft_p95_s)}{_band(o, 'ttft_p95_s', human_time)}",
-            f"{human_time(o.tpot_p50_s)} / {human_time(o.tpot_p95_s)}{_band(o, 'tpot_p95_s', human_time)}",
+            f"{human_time(o.ttft_p50_s)} / {human_time(o.ttft_s)}{_band(o, 'ttft_s', human_time)}",
+            f"{human_time(o.tpot_p50_s)} / {human_time(o.tpot_s)}{_band(o, 'tpot_s', human_time)}",
             "-" if o.usd_per_hour is None else f"{o.usd_per_hour:,.2f}",
             "-" if o.usd_per_million_tokens is None else f"{o.usd_per_million_tokens:,.3f}",
         ]
@@ -351,8 +352,9 @@ def _print_serve(ans) -> None:
 def _print_disagg(ans) -> None:
     """Separate prefill / decode pools per (engine, hardware), beside the aggregated answer."""
     tab = Table(title="Disaggregated prefill / decode (DistServe, Splitwise) against aggregated serving")
+    pct = f"p{ans.target.percentile * 100:g}"
     cols = ["engine", "hardware", "prefill pool", "decode pool", "devices (aggregated)", "KV / request, transfer",
-            "TTFT p50 / p95", "TPOT p50 / p95", "USD/h (aggregated)", "winner"]
+            f"TTFT p50 / {pct}", f"TPOT p50 / {pct}", "USD/h (aggregated)", "winner"]
     for c in cols:
         tab.add_column(c, justify="left" if c in ("engine", "hardware", "prefill pool", "decode pool", "winner") else "right")
     for h in ans.ranked:
@@ -374,8 +376,8 @@ def _print_disagg(ans) -> None:
             f"tp{d.decode_tp}·pp{d.decode_pp} × {d.decode_replicas}",
             f"{d.devices} ({agg_dev})",
             f"{human_bytes(d.kv_bytes)}, {human_time(d.kv_transfer_s)} ({d.kv_link_kind.replace('_', '-')})",
-            f"{human_time(d.ttft_p50_s)} / {human_time(d.ttft_p95_s)}",
-            f"{human_time(d.tpot_p50_s)} / {human_time(d.tpot_p95_s)}",
+            f"{human_time(d.ttft_p50_s)} / {human_time(d.ttft_s)}",
+            f"{human_time(d.tpot_p50_s)} / {human_time(d.tpot_s)}",
             ("-" if d.usd_per_hour is None else f"{d.usd_per_hour:,.2f}") + f" ({agg_usd})",
             win,
         )
