@@ -225,6 +225,7 @@ class ServeResult(NamedTuple):
     closest: ServeOption | None
     disagg: Any = None  # planner.disagg.DisaggOption
     disagg_closest: Any = None
+    disagg_reason: str = ""  # neither: why no prefill / decode pools could be formed at all
 
 
 def _activation_for(device: DeviceSpec, weights: str) -> str:

@@ -258,6 +258,8 @@ def _serve_rows(answers: dict) -> list[dict]:
             d = h.disagg or h.disagg_closest
             if h.disaggregated:
                 row["disagg_meets_slo"] = h.disagg is not None
+                if h.disagg_reason:
+                    row["disagg_reason"] = h.disagg_reason
             if d is not None:
                 row.update({"disagg_devices": d.devices, "disagg_prefill": f"tp{d.prefill_tp}·pp{d.prefill_pp} × {d.prefill_replicas}",
                             "disagg_decode": f"tp{d.decode_tp}·pp{d.decode_pp} × {d.decode_replicas}",
@@ -362,8 +364,10 @@ def _print_disagg(ans) -> None:
         agg_dev = "-" if a is None else str(a.devices)
         agg_usd = "-" if a is None or a.usd_per_hour is None else f"{a.usd_per_hour:,.2f}"
         if d is None:
-            tab.add_row(h.engine or "-", h.hardware, "-", "-", f"- ({agg_dev})", "-", "-", "-", f"- ({agg_usd})",
-                        "aggregated" if a is not None else "[red]neither[/]")
+            win = "aggregated" if a is not None else "[red]neither[/]"
+            if h.disagg_reason:
+                win += ": no disaggregated pools: " + escape(h.disagg_reason)
+            tab.add_row(h.engine or "-", h.hardware, "-", "-", f"- ({agg_dev})", "-", "-", "-", f"- ({agg_usd})", win)
             continue
         from planner.disagg import compare
 
