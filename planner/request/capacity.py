@@ -119,6 +119,27 @@ def _frontier_request() -> type:
 CapacityFrontierRequest = _frontier_request()
 
 
+def _global_batch_default(arch: Any, device: Any) -> float:
+    """Tokens per optimizer step when not given: 4 × 1024² tokens for a language model; for an
+    image model, whose tokens are images (CNN) or patches (ViT), the batch its recipe trains at:
+    8192 images for a CNN (Goyal et al. 2017, arXiv:1706.02677: ResNet-50 at 8k images per step
+    keeps its accuracy), 4096 images for a ViT (Dosovitskiy et al. 2021, arXiv:2010.11929)."""
+    from planner.workload import tokens_per_sample
+
+    family = getattr(arch, "family", None)
+    if family == "cnn":
+        return 8192.0
+    if family == "vit":
+        return 4096.0 * tokens_per_sample(arch, 1)
+    return 4 * 1024 * 1024
+
+
+def _train_seq_default(arch: Any, device: Any) -> int:
+    """Training sequence length when not given: 4096 (or the model's context when shorter); a
+    CNN's sample is one image, counted as one token."""
+    return 1 if getattr(arch, "family", None) == "cnn" else within_context(4096)(arch, device)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CapacityTrainRequest:
     """A training run to size a cluster for (``None``: not given)."""
@@ -127,8 +148,10 @@ class CapacityTrainRequest:
     hardware: Any = opt("Hardware id (or several, comma separated, with the CLI).")
     tokens: float | None = opt("Training tokens (e.g. 2e12).")
     days: float | None = opt("Deadline in days.")
-    seq: int | None = opt("Sequence length (default 4096, or the model's context when shorter).", within_context(4096))
-    global_batch_tokens: float | None = opt("Tokens per optimizer step.", 4 * 1024 * 1024)
+    seq: int | None = opt("Sequence length (default 4096, or the model's context when shorter; 1 for a CNN, whose "
+                          "token is an image).", _train_seq_default)
+    global_batch_tokens: float | None = opt("Tokens per optimizer step (default 4 × 1024² for language models; "
+                                            "8192 images for a CNN, 4096 images for a ViT).", _global_batch_default)
     activations: str | None = opt("Compute precision (default: the device's native 16-bit format; fp8).")
     optimizer: str | None = opt("adamw | adamw-8bit | adamw-fp8 | sgd.", "adamw", choices=OPTIMIZER_NAMES)
     max_devices: int | None = opt("Largest cluster considered.", 65536)
