@@ -419,6 +419,7 @@ def _frontier_create() -> type[BaseModel]:
                                                 json_schema_extra={"default": list(info["formats"].default)})),
         engine=(EngineId | EngineList | None, Field(default=None, description=info["engine"].help,
                                                     examples=["vllm", ["vllm", "trtllm", "sglang"]])),
+        time_limit_s=_time_limit("search time limit (default: the server's solve_time_limit_s)"),
     )
 
 
@@ -426,14 +427,19 @@ FrontierCreate = _frontier_create()
 
 
 class FrontierPublic(_Out):
-    """``series``: one per (engine, hardware), its Pareto ``points`` fastest per user first;
-    ``unsupported``: the pairs the engine does not run, with the reason."""
+    """``series``: one per (engine, hardware), its Pareto ``points`` fastest per user first (a
+    series with no point has its ``reason``; ``complete: false`` when the time limit stopped its
+    search); ``unsupported``: the pairs the engine does not run, with the reason; ``status``:
+    ``complete``, or ``time_limit`` when the search was cut short (``not_searched``: the pairs it
+    never reached)."""
 
     model: str
     prompt: int
     gen: int
+    status: str = "complete"
     series: list[dict[str, Any]]
     unsupported: list[dict[str, Any]]
+    not_searched: list[dict[str, Any]] = []
 
 
 def _train_capacity_create() -> type[BaseModel]:

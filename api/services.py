@@ -503,8 +503,11 @@ def _hardware(catalog: Catalog, fields: dict) -> None:
         fields["hardware"] = [catalog.device(h) for h in (sorted(catalog_devices()) if given is None else given)]
 
 
-def frontier(catalog: Catalog, req: dict) -> dict:
-    """``tierwise capacity frontier`` for one request, as its ``--json`` answer."""
+def frontier(catalog: Catalog, req: dict, deadline=None) -> dict:
+    """``tierwise capacity frontier`` for one request, as its ``--json`` answer; ``deadline``
+    (a :class:`planner.deadline.Deadline`) stops the search: the answer then covers the pairs
+    searched (``status: "time_limit"``), or 422 ``time_limit`` when none was."""
+    from planner.deadline import DeadlineExceeded
     from planner.request import json_safe
     from planner.request.capacity import CapacityFrontierRequest, run_capacity_frontier
 
@@ -512,7 +515,12 @@ def frontier(catalog: Catalog, req: dict) -> dict:
     fields["model"] = catalog.arch(fields["model"])
     _hardware(catalog, fields)
     with domain_errors():
-        return json_safe(run_capacity_frontier(CapacityFrontierRequest(**fields)).to_dict())
+        try:
+            return json_safe(run_capacity_frontier(CapacityFrontierRequest(**fields), deadline=deadline).to_dict())
+        except DeadlineExceeded:
+            raise ApiError(422, "time_limit", "no (engine, hardware) pair was searched within the time limit "
+                           "('time_limit_s'); raise it (up to the server's solve_time_limit_s) or ask for fewer "
+                           "hardware, engines or formats", "time_limit_s") from None
 
 
 def _train_request(catalog: Catalog, req: dict):

@@ -128,9 +128,11 @@ def capacity_frontier(model: Any, hardware: Any = None, **fields: Any):
     sizes, layouts and weight formats, Pareto-filtered per (engine, hardware).
 
     ``fields``: ``engine`` (one id or a list), ``prompt``, ``gen``, ``formats``, ``kv``,
-    ``max_devices``, ``max_pp``, ``runtime``. Returns a :class:`planner.frontier.FrontierAnswer`
-    (``series``, ``unsupported``, ``to_dict()``), as ``tierwise capacity frontier`` and
-    ``POST /v1/capacity/frontier``.
+    ``max_devices``, ``max_pp``, ``runtime``, ``time_limit_s`` (the answer then covers the pairs
+    searched when it runs out: ``complete=False``). Returns a :class:`planner.frontier.FrontierAnswer`
+    (``series``, each without a point giving its ``reason``; ``unsupported``; ``to_dict()``), as
+    ``tierwise capacity frontier`` and ``POST /v1/capacity/frontier``; raises a TierwiseError of
+    kind ``infeasible`` when no pair has a point.
     """
     from planner.request import field_info
     from planner.request.capacity import CapacityFrontierRequest, run_capacity_frontier

@@ -157,10 +157,11 @@ def run_serve_task(task: ServeTask, deadline: Deadline | None = None) -> ServeRe
                 closest = near
     if not task.disaggregated:
         return ServeResult(best, closest)
-    from planner.disagg import search_disaggregated
+    from planner.disagg import no_pools_reason, search_disaggregated
 
     d_best, d_closest = search_disaggregated(reps, task, qps)
-    return ServeResult(best, closest, d_best, d_closest)
+    why = no_pools_reason(reps, task) if d_best is None and d_closest is None else ""
+    return ServeResult(best, closest, d_best, d_closest, why)
 
 
 # ---- task plumbing -----------------------------------------------------------------------
@@ -221,7 +222,8 @@ def expand_results(tasks: Sequence[ServeTask], index: Sequence[int], results: Se
     out = []
     for t, i in zip(tasks, index):
         r = ServeResult(*results[i])
-        out.append(ServeResult(*(o if o is None or o.engine == t.engine else replace(o, engine=t.engine) for o in r)))
+        out.append(ServeResult(*(o if o is None or isinstance(o, str) or o.engine == t.engine
+                                 else replace(o, engine=t.engine) for o in r)))
     return out
 
 
@@ -242,6 +244,7 @@ class HardwareAnswer:
     disaggregated: bool = False  # separate prefill / decode pools were searched too
     disagg: Any = None  # planner.disagg.DisaggOption meeting the SLOs with the fewest devices
     disagg_closest: Any = None
+    disagg_reason: str = ""  # no disaggregated pools at all (neither disagg nor disagg_closest): why
     complete: bool = True  # False: the time limit stopped the search before every format of this pair was tried
 
     @property
@@ -271,6 +274,8 @@ class HardwareAnswer:
                 "closest": self.disagg_closest.to_dict() if (self.disagg is None and self.disagg_closest) else None,
                 "vs_aggregated": compare(self.disagg, self.best),
             }
+            if self.disagg is None and self.disagg_closest is None and self.disagg_reason:
+                d["disaggregated"]["reason"] = self.disagg_reason
         return d
 
 
@@ -336,13 +341,15 @@ def summarize_serve(archs: Sequence[ArchSpec], target: ServeTarget, tasks: Seque
     for task, res in zip(tasks, results):
         r = ServeResult(*res)
         h = per_hw.setdefault((task.engine, task.device.id), {"best": None, "closest": None, "separate": {},
-                                                              "disagg": None, "disagg_closest": None, "d": False})
+                                                              "disagg": None, "disagg_closest": None, "d": False,
+                                                              "why": ""})
         if task.shared:
             h["best"] = _better(h["best"], r.best, _cost_key)
             h["closest"] = closer(h["closest"], r.closest)
             h["d"] = h["d"] or task.disaggregated
             h["disagg"] = _better(h["disagg"], r.disagg, _cost_key)
             h["disagg_closest"] = _better(h["disagg_closest"], r.disagg_closest, badness)
+            h["why"] = h["why"] or r.disagg_reason
         else:
             m = task.archs[0].id
             h["separate"][m] = _better(h["separate"].get(m), r.best, _cost_key)
@@ -352,7 +359,8 @@ def summarize_serve(archs: Sequence[ArchSpec], target: ServeTarget, tasks: Seque
         sep_dev, sep_usd = _separate(archs, seps)
         answers.append(HardwareAnswer(hardware=hw, engine=engine, best=h["best"], closest=h["closest"],
                                       separate_devices=sep_dev, separate_usd_per_hour=sep_usd, disaggregated=h["d"],
-                                      disagg=h["disagg"], disagg_closest=h["disagg_closest"]))
+                                      disagg=h["disagg"], disagg_closest=h["disagg_closest"],
+                                      disagg_reason="" if h["disagg"] or h["disagg_closest"] else h["why"]))
     feasible = sorted((a for a in answers if a.cheapest is not None), key=lambda a: _cost_key(a.cheapest))
     rest = sorted((a for a in answers if a.cheapest is None), key=lambda a: a.closest.badness if a.closest else math.inf)
     mode = "disaggregated" if any(t.disaggregated for t in tasks) else "aggregated"

@@ -75,8 +75,10 @@ class ServeSearch:
 
 def slo_figures(o: Any) -> dict:
     """The latency, cost and SLO keys every serving answer's ``to_dict`` shares (a
-    :class:`ServeOption`, a disaggregated option of :mod:`planner.disagg`)."""
-    return {"ttft_p50_s": o.ttft_p50_s, "ttft_p95_s": o.ttft_p95_s, "ttft_s": o.ttft_s,
+    :class:`ServeOption`, a disaggregated option of :mod:`planner.disagg`): ``ttft_s`` and
+    ``tpot_s`` are at ``percentile``, the quantile the SLOs are checked at (p50 and p95 beside
+    them whatever it is)."""
+    return {"percentile": o.percentile, "ttft_p50_s": o.ttft_p50_s, "ttft_p95_s": o.ttft_p95_s, "ttft_s": o.ttft_s,
             "tpot_p50_s": o.tpot_p50_s, "tpot_p95_s": o.tpot_p95_s, "tpot_s": o.tpot_s,
             "usd_per_hour": o.usd_per_hour, "usd_per_million_tokens": o.usd_per_million_tokens,
             "meets_slo": o.meets_slo, "failures": list(o.failures)}
@@ -112,6 +114,7 @@ class ServeOption:
     switch_s: float = 0.0
     engine: str = ""  # the serving engine priced ("" when the search was given no engine)
     runtime: str = ""  # the launch mode priced: graph, or eager PyTorch ("" when not known)
+    percentile: float = 0.95  # the quantile of ttft_s and tpot_s: the one the SLOs are checked at
 
     @property
     def devices(self) -> int:
@@ -222,6 +225,7 @@ class ServeResult(NamedTuple):
     closest: ServeOption | None
     disagg: Any = None  # planner.disagg.DisaggOption
     disagg_closest: Any = None
+    disagg_reason: str = ""  # neither: why no prefill / decode pools could be formed at all
 
 
 def _activation_for(device: DeviceSpec, weights: str) -> str:
@@ -359,6 +363,7 @@ def _option_from_queue(rep: _Replica, device: DeviceSpec, target: ServeTarget, r
         failures=tuple(failures),
         ttft_slo_ratio=q.ttft_quantile_s / target.ttft_slo_s,
         tpot_slo_ratio=q.tpot_quantile_s / target.tpot_slo_s,
+        percentile=target.percentile,
     )
     return opt
 

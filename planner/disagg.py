@@ -90,6 +90,7 @@ class DisaggOption:
     failures: tuple[str, ...] = ()
     ttft_slo_ratio: float = 0.0
     tpot_slo_ratio: float = 0.0
+    percentile: float = 0.95  # the quantile of ttft_s and tpot_s: the one the SLOs are checked at
 
     @property
     def prefill_devices(self) -> int:
@@ -214,7 +215,8 @@ def _option(ctx: _Ctx, pre: Any, r_p: int, dec: Any, r_d: int, link: Any, kind: 
         ttft_p50_s=ttft[0.5], ttft_p95_s=ttft[0.95], ttft_s=ttft[ctx.p], tpot_p50_s=dq.tpot_p50_s,
         tpot_p95_s=dq.tpot_p95_s, tpot_s=dq.tpot_quantile_s, decode_step_1_s=dec.curve(1.0), usd_per_hour=usd_h,
         usd_per_million_tokens=usd_m, meets_slo=not failures, failures=tuple(failures),
-        ttft_slo_ratio=ttft[ctx.p] / target.ttft_slo_s, tpot_slo_ratio=dq.tpot_quantile_s / target.tpot_slo_s)
+        ttft_slo_ratio=ttft[ctx.p] / target.ttft_slo_s, tpot_slo_ratio=dq.tpot_quantile_s / target.tpot_slo_s,
+        percentile=ctx.p)
 
 
 def _decode_pools(ctx: _Ctx, reps: list, max_devices: int) -> dict[int, int | None]:
@@ -271,6 +273,33 @@ def search_disaggregated(reps: list, task: Any, qps: float) -> tuple[DisaggOptio
         if closest is None or o.badness < closest.badness:
             closest = o
     return None, closest
+
+
+def no_pools_reason(reps: list, task: Any) -> str:
+    """Why :func:`search_disaggregated` found no prefill / decode pools at all, not even a
+    closest miss ("" when it can form some): no layout fits, no KV cache to hand over, or no
+    link between a prefill and a decode instance."""
+    device, arch = task.device, task.archs[0]
+    if not reps:
+        return f"{arch.id} fits no layout of {device.id} within the device limits, so no prefill or decode pool can be formed"
+    if not reps[0].arch.kv_bytes_per_token():
+        return f"{arch.id} keeps no KV cache: there is nothing to send from a prefill to a decode pool"
+    mode = getattr(task.search, "kv_link", "auto")
+    if any(kv_link_for(device, p.tp * p.pp, d.tp * d.pp, mode)[0] is not None for p in reps for d in reps):
+        return ""
+    dpn = max(device.devices_per_node, 1)
+    if dpn <= 1:
+        inside = "it has one device per node"
+    elif device.intra_node_link is None:
+        inside = "its profile has no link between the devices of a node"
+    else:
+        inside = f"no prefill and decode instance fit together in one node of {dpn} devices"
+    if mode == "intra_node":
+        return f"the KV cache cannot stay within one node of {device.id} ({inside}) and kv_link is intra_node"
+    if mode == "scale_out":
+        return f"{device.id} has no scale-out network in its profile to send the KV cache over (kv_link scale_out)"
+    return (f"{device.id} has no link to send the KV cache from a prefill to a decode instance: {inside} and its "
+            "profile has no scale-out network")
 
 
 def compare(disagg: DisaggOption | None, aggregated: Any) -> dict:

@@ -210,6 +210,7 @@ def _shared_option(task: ServeTask, reps: list[_Replica], order: list[int], hot:
         runtime=task.launch,
         ttft_slo_ratio=ttftq / target.ttft_slo_s,
         tpot_slo_ratio=tpotq / target.tpot_slo_s,
+        percentile=target.percentile,
     )
     return opt
 

@@ -23,6 +23,7 @@ from planner.deadline import Deadline, DeadlineExceeded
 from planner.engines import ZERO_STAGES
 from planner.errors import EstimateError, TierwiseError
 from planner.layout import num_layers
+from planner.workload import tokens_per_sample
 
 SECONDS_PER_DAY = 86400.0
 
@@ -149,6 +150,25 @@ TRAINING_STATE_BYTES_PER_PARAM = 16.0
 MEMORY_HEADROOM = 4.0
 
 
+def training_flops_per_token(arch: ArchSpec) -> float:
+    """Training FLOPs (forward and backward) per token, to bound the device counts searched: 6N
+    for a transformer (Kaplan et al. 2020: 2N forward, 4N backward); for a CNN, whose token is an
+    image and whose weights are reused at every position of its feature maps, 3 × the forward
+    FLOPs of one image (2 per multiply-accumulate; backward twice the forward)."""
+    from planner.workload import build_workload
+
+    if arch.family == "cnn":
+        return 3.0 * 2.0 * arch.macs_per_image()
+    return 6.0 * build_workload(arch).weight_params
+
+
+#: Micro-batches searched per layout family (sequences per device). A CNN's sample is one image: it
+#: trains at tens to hundreds of images per GPU (32 in Goyal et al. 2017, "Accurate, Large Minibatch
+#: SGD", arXiv:1706.02677; 256 in NVIDIA's DeepLearningExamples ResNet-50 v1.5 recipe with AMP).
+MICRO_BATCHES = (1, 2)
+CNN_MICRO_BATCHES = (32, 64, 128, 256)
+
+
 def _useful_counts(arch: ArchSpec, device: DeviceSpec, target: TrainTarget, grid: tuple[int, ...]) -> tuple[int, ...]:
     from planner.formats import get_format
     from planner.workload import build_workload
@@ -158,7 +178,7 @@ def _useful_counts(arch: ArchSpec, device: DeviceSpec, target: TrainTarget, grid
     except (ValueError, KeyError) as exc:
         raise EstimateError("activations", f"--activations {target.activations!r}: {exc}") from None
     params = build_workload(arch).weight_params
-    flops_per_token = 6.0 * params  # Kaplan et al. 2020: 6N per token
+    flops_per_token = training_flops_per_token(arch)
     ideal = target.tokens_per_s * flops_per_token / peak
     # The training state alone (16 bytes per parameter: 16-bit weights and gradients, fp32 master
     # weights and two Adam moments; Rajbhandari et al. 2020, ZeRO §3.1) needs this many devices at
@@ -199,7 +219,7 @@ def train_tasks(arch: ArchSpec, device: DeviceSpec, target: TrainTarget) -> list
             counts = tuple(n for n in grid if n % (tp * pp) == 0)
             if not counts:
                 continue
-            for mb in (1, 2):
+            for mb in (CNN_MICRO_BATCHES if arch.family == "cnn" else MICRO_BATCHES):
                 tasks.append(TrainTask(arch=arch, device=device, target=target, tp=tp, pp=pp, micro_batch=mb,
                                        device_counts=counts, zero_stages=stages))
     return tasks
@@ -214,11 +234,14 @@ def run_train_task(task: TrainTask, deadline: Deadline | None = None) -> dict[in
     deadline = deadline or Deadline.unbounded()
     t = task.target
     out: dict[int, TrainOption] = {}
-    target_seqs = max(1, round(t.global_batch_tokens / t.seq))
+    # samples per step: a sequence of seq tokens, an image (one token for a CNN, its patches for a ViT)
+    target_seqs = max(1, round(t.global_batch_tokens / max(1, tokens_per_sample(task.arch, t.seq))))
     for n in task.device_counts:
         deadline.check("the capacity search")
         dp = n // (task.tp * task.pp)
         unit = task.micro_batch * dp
+        if task.arch.family == "cnn" and task.micro_batch > CNN_MICRO_BATCHES[0] and unit > target_seqs:
+            continue  # one micro-batch per rank would already overshoot the global batch: a smaller one is searched
         gb = max(1, round(target_seqs / unit)) * unit
         stages = task.zero_stages
         # The least sharding that saves memory: ZeRO-1 where the engine offers it, else ZeRO-2 (FSDP's SHARD_GRAD_OP).
@@ -428,6 +451,7 @@ __all__ = [
     "TrainTask",
     "days_text",
     "device_grid",
+    "training_flops_per_token",
     "plan_training",
     "run_train_task",
     "summarize_train",

@@ -1,5 +1,7 @@
 """``POST /v1/capacity`` (serving) and ``POST /v1/capacity/train``: run as jobs like plans;
-``POST /v1/capacity/frontier`` (the throughput-latency frontier) answers directly.
+``POST /v1/capacity/frontier`` (the throughput-latency frontier) answers directly, under the
+same time limit (``status: "time_limit"`` when it cut the search short), and a client that
+leaves cancels it.
 
 The search runs under one time limit (``time_limit_s``, capped by the server's
 ``solve_time_limit_s``) and stops there, answering with what it searched (``status:
@@ -10,12 +12,15 @@ its result, a longer one 202 with the job (``GET /v1/jobs/{id}`` has ``result`` 
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from api.deps import CatalogDep, RunnerDep, SettingsDep, StoreDep
 from api.errors import ApiError
+from api.jobs import job_time_limit
 from api.routes import COMMON, errors
 from api.routes.jobs import job_error, job_public, start_job
 from api.schemas import (
@@ -29,6 +34,7 @@ from api.schemas import (
     TrainCapacityPublic,
 )
 from api.services import check_capacity, frontier
+from planner.deadline import Deadline
 from planner.request.capacity import CapacityFrontierRequest, CapacityServeRequest, CapacityTrainRequest
 from planner.request.fields import field_info
 
@@ -81,7 +87,17 @@ async def post_train_capacity(request: Request, body: TrainCapacityCreate, catal
 
 
 @router.post("/capacity/frontier", response_model=FrontierPublic, responses={**COMMON, **errors(404)})
-async def post_frontier(body: FrontierCreate, catalog: CatalogDep, settings: SettingsDep) -> Response:
-    """Tokens/s per device against tokens/s per user, Pareto-filtered per (engine, hardware)."""
+async def post_frontier(request: Request, body: FrontierCreate, catalog: CatalogDep, settings: SettingsDep) -> Response:
+    """Tokens/s per device against tokens/s per user, Pareto-filtered per (engine, hardware).
+    The search stops at ``time_limit_s`` (at most, and by default, the server's
+    ``solve_time_limit_s``), answering what it searched with ``status: "time_limit"``; a client
+    that disconnects cancels it."""
     req = _within_limits(body.model_dump(exclude_none=True), CapacityFrontierRequest, settings)
-    return JSONResponse(await run_in_threadpool(frontier, catalog, req), status_code=200)
+    deadline = Deadline(job_time_limit(settings, req))
+    work = asyncio.ensure_future(run_in_threadpool(frontier, catalog, req, deadline))
+    while not work.done():
+        await asyncio.wait([work], timeout=0.25)
+        if not work.done() and await request.is_disconnected():
+            deadline.cancel()  # the search stops at its next check; nobody reads the answer
+            break
+    return JSONResponse(await work, status_code=200)

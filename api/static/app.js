@@ -2418,11 +2418,15 @@
   }
 
   const CAP_HEAD = ["#", "hardware", "devices", "USD/h", "USD/M tok", "layout", "weights / act / kv", "TTFT p50 / p95", "TPOT p50 / p95", "meets SLO", "engine"];
+  // The header with TTFT / TPOT at the SLO's percentile (a row's ttft_s / tpot_s are at its `percentile`).
+  const pctLabel = (p) => `p${+(100 * (p ?? 0.95)).toFixed(3)}`;
+  const capHead = (p) => CAP_HEAD.map((h, i) => (i === 7 || i === 8) ? `${h.slice(0, 4)} p50 / ${pctLabel(p)}` : h);
   const multiEngine = (body) => Array.isArray(body.engine) && body.engine.length > 1;
 
   function capacityRow(r, rank) {
     const o = r.o;
-    const td = (i, attrs) => el("td", Object.assign({ "data-label": CAP_HEAD[i] }, attrs));
+    const head = capHead(o && o.percentile);
+    const td = (i, attrs) => el("td", Object.assign({ "data-label": head[i] }, attrs));
     if (!r.has) {
       return el("tr", { class: "nofit" }, td(0, { text: rank }), td(1, { text: r.hardware }),
         td(2, { colspan: 7, class: "muted", text: r.reason || "does not fit at any layout within the device limit: no timings, no price" }),
@@ -2434,13 +2438,13 @@
       td(4, { class: "num", "data-v": o.usd_per_million_tokens ?? "", text: o.usd_per_million_tokens != null ? sig(o.usd_per_million_tokens) : "–" }),
       td(5, { text: o.tp ? `tp${o.tp}·pp${o.pp} × ${o.replicas}` : "–" }),
       td(6, { text: [o.weights, o.activations, o.kv].filter(Boolean).join(" / ") || "–" }),
-      td(7, { class: "num", text: (o.ttft_p50_s !== undefined ? `${fmtTime(o.ttft_p50_s)} / ${fmtTime(o.ttft_p95_s)}` : fmtTime(o.ttft_s)) + capBand(o, "ttft_p95_s", "ttft_s") }),
-      td(8, { class: "num", text: (o.tpot_p50_s !== undefined ? `${fmtTime(o.tpot_p50_s)} / ${fmtTime(o.tpot_p95_s)}` : fmtTime(o.tpot_s)) + capBand(o, "tpot_p95_s", "tpot_s") }),
+      td(7, { class: "num", text: (o.ttft_p50_s !== undefined ? `${fmtTime(o.ttft_p50_s)} / ${fmtTime(o.ttft_s)}` : fmtTime(o.ttft_s)) + capBand(o, "ttft_s", "ttft_s") }),
+      td(8, { class: "num", text: (o.tpot_p50_s !== undefined ? `${fmtTime(o.tpot_p50_s)} / ${fmtTime(o.tpot_s)}` : fmtTime(o.tpot_s)) + capBand(o, "tpot_s", "tpot_s") }),
       td(9, { class: r.meets ? "ok" : "no", text: r.meets ? "yes" : `no${o.failures && o.failures.length ? ": " + [].concat(o.failures).join("; ") : ""}` }),
       td(10, { text: r.engine || "–" }));
   }
 
-  // The p10–p90 range of a capacity row's p95 figure (of its plain figure when it has no percentiles).
+  // The p10–p90 range of a capacity row's figure at the SLO's percentile.
   function capBand(o, key, plain) {
     const b = band(o.uncertainty, o[key] !== undefined ? key : plain, fmtTime, "");
     return b ? ` (${b})` : "";
@@ -2452,7 +2456,8 @@
     const meet = rows.filter((r) => r.has && r.meets).sort((a, b) => (a.o.usd_per_hour ?? Infinity) - (b.o.usd_per_hour ?? Infinity));
     const miss = rows.filter((r) => r.has && !r.meets);
     const nofit = rows.filter((r) => !r.has);
-    const head = () => el("thead", {}, el("tr", {}, CAP_HEAD.map((h) => el("th", { scope: "col", text: h }))));
+    const pct = (rows.find((r) => r.has && r.o && r.o.percentile != null) || { o: {} }).o.percentile;
+    const head = () => el("thead", {}, el("tr", {}, capHead(pct).map((h) => el("th", { scope: "col", text: h }))));
     const table = (id, caption, list, ranked) => el("div", { class: "table-wrap" },
       el("table", { id, class: "stack" }, el("caption", { class: "sr-only", text: caption }), head(), el("tbody", {}, list.map((r, i) => capacityRow(r, ranked ? i + 1 : "–")))));
     fill($("#capacity-result"),
@@ -2460,7 +2465,7 @@
         el("div", { class: "panel-head" }, el("h3", { text: "Cheapest first — meets the SLOs" }), csvButton(() => $("#capacity-table"), `capacity-${body.model}.csv`)),
         meet.length ? table("capacity-table", "Hardware that meets the SLOs, cheapest first", meet, true)
           : el("p", { class: "muted", id: "capacity-none", text: "No hardware meets the SLOs at this load." }),
-        rows.some((r) => r.has && r.o.uncertainty) ? el("p", { class: "muted small", id: "capacity-bands", text: "(a – b): p10–p90 range of the p95 figure, from the cost model's out-of-sample error on published measurements of the same kind; * outside the validated region (no rows of that hardware class, engine class or batch regime)." }) : null,
+        rows.some((r) => r.has && r.o.uncertainty) ? el("p", { class: "muted small", id: "capacity-bands", text: `(a – b): p10–p90 range of the ${pctLabel(pct)} figure, ` + "from the cost model's out-of-sample error on published measurements of the same kind; * outside the validated region (no rows of that hardware class, engine class or batch regime)." }) : null,
         miss.length || nofit.length ? el("h3", { text: "Misses the SLOs — not ranked" }) : null,
         miss.length || nofit.length ? el("p", { class: "muted small", text: "The closest configuration of each other hardware, and hardware where the model does not fit; none of them serves this load within the SLOs." }) : null,
         miss.length || nofit.length ? table("capacity-miss", "Hardware that misses the SLOs", miss.concat(nofit), false) : null,

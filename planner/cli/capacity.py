@@ -32,6 +32,7 @@ from planner.cli.common import (
     human_bytes,
     human_time,
 )
+from hwmodels.errors import render_tokens
 from planner.cli.estimate import cli_errors
 from planner.request.capacity import (
     CAPACITY_CLI_ALIASES,
@@ -142,13 +143,16 @@ def _wants_progress(json_out: bool) -> bool:
 _S = field_info(CapacityServeRequest)
 _T = field_info(CapacityTrainRequest)
 
+HARDWARE_HELP = ("Hardware ids or YAML paths, comma separated (left out: every catalog device; with --engine, the "
+                 "catalog devices one of the engines runs on).")
+
 
 @capacity_app.command("serve")
 def serve(
-    hardware: Annotated[str, typer.Option("--hardware", "-H", help="Hardware ids or YAML paths, comma separated.")],
     qps: Annotated[str, typer.Option("--qps", help="Requests per second (several, comma separated, sweep the load).")],
     ttft_slo: Annotated[str, typer.Option("--ttft-slo", help=_S["ttft_slo_s"].help_text)],
     tpot_slo: Annotated[str, typer.Option("--tpot-slo", help=_S["tpot_slo_s"].help_text)],
+    hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help=HARDWARE_HELP)] = None,
     prompt: Annotated[Optional[int], typer.Option("--prompt", help=_S["prompt"].help_text)] = None,
     gen: Annotated[Optional[int], typer.Option("--gen", help=_S["gen"].help_text)] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help=_S["model"].help_text)] = None,
@@ -253,6 +257,8 @@ def _serve_rows(answers: dict) -> list[dict]:
             d = h.disagg or h.disagg_closest
             if h.disaggregated:
                 row["disagg_meets_slo"] = h.disagg is not None
+                if h.disagg_reason:
+                    row["disagg_reason"] = h.disagg_reason
             if d is not None:
                 row.update({"disagg_devices": d.devices, "disagg_prefill": f"tp{d.prefill_tp}·pp{d.prefill_pp} × {d.prefill_replicas}",
                             "disagg_decode": f"tp{d.decode_tp}·pp{d.decode_pp} × {d.decode_replicas}",
@@ -292,7 +298,8 @@ def _print_serve(ans) -> None:
     )
     tab = Table(title=title)
     multi = len(ans.models) > 1
-    cols = ["#", "engine", "hardware", "devices", "layout", "weights / act / kv", "batch ≤", "TTFT p50 / p95", "TPOT p50 / p95", "USD/h", "USD/M tok"]
+    cols = ["#", "engine", "hardware", "devices", "layout", "weights / act / kv", "batch ≤", f"TTFT p50 / {pct}",
+            f"TPOT p50 / {pct}", "USD/h", "USD/M tok"]
     if multi:
         cols += ["hot / cold", "alone: devices, USD/h"]
     cols.append("meets SLO")
@@ -311,8 +318,8 @@ def _print_serve(ans) -> None:
             f"tp{o.tp}·pp{o.pp} × {o.replicas}",
             f"{o.weights} / {o.activations} / {o.kv}",
             str(o.max_batch),
-            f"{human_time(o.ttft_p50_s)} / {human_time(o.ttft_p95_s)}{_band(o, 'ttft_p95_s', human_time)}",
-            f"{human_time(o.tpot_p50_s)} / {human_time(o.tpot_p95_s)}{_band(o, 'tpot_p95_s', human_time)}",
+            f"{human_time(o.ttft_p50_s)} / {human_time(o.ttft_s)}{_band(o, 'ttft_s', human_time)}",
+            f"{human_time(o.tpot_p50_s)} / {human_time(o.tpot_s)}{_band(o, 'tpot_s', human_time)}",
             "-" if o.usd_per_hour is None else f"{o.usd_per_hour:,.2f}",
             "-" if o.usd_per_million_tokens is None else f"{o.usd_per_million_tokens:,.3f}",
         ]
@@ -346,8 +353,9 @@ def _print_serve(ans) -> None:
 def _print_disagg(ans) -> None:
     """Separate prefill / decode pools per (engine, hardware), beside the aggregated answer."""
     tab = Table(title="Disaggregated prefill / decode (DistServe, Splitwise) against aggregated serving")
+    pct = f"p{ans.target.percentile * 100:g}"
     cols = ["engine", "hardware", "prefill pool", "decode pool", "devices (aggregated)", "KV / request, transfer",
-            "TTFT p50 / p95", "TPOT p50 / p95", "USD/h (aggregated)", "winner"]
+            f"TTFT p50 / {pct}", f"TPOT p50 / {pct}", "USD/h (aggregated)", "winner"]
     for c in cols:
         tab.add_column(c, justify="left" if c in ("engine", "hardware", "prefill pool", "decode pool", "winner") else "right")
     for h in ans.ranked:
@@ -355,8 +363,10 @@ def _print_disagg(ans) -> None:
         agg_dev = "-" if a is None else str(a.devices)
         agg_usd = "-" if a is None or a.usd_per_hour is None else f"{a.usd_per_hour:,.2f}"
         if d is None:
-            tab.add_row(h.engine or "-", h.hardware, "-", "-", f"- ({agg_dev})", "-", "-", "-", f"- ({agg_usd})",
-                        "aggregated" if a is not None else "[red]neither[/]")
+            win = "aggregated" if a is not None else "[red]neither[/]"
+            if h.disagg_reason:
+                win += ": no disaggregated pools: " + escape(h.disagg_reason)
+            tab.add_row(h.engine or "-", h.hardware, "-", "-", f"- ({agg_dev})", "-", "-", "-", f"- ({agg_usd})", win)
             continue
         from planner.disagg import compare
 
@@ -369,8 +379,8 @@ def _print_disagg(ans) -> None:
             f"tp{d.decode_tp}·pp{d.decode_pp} × {d.decode_replicas}",
             f"{d.devices} ({agg_dev})",
             f"{human_bytes(d.kv_bytes)}, {human_time(d.kv_transfer_s)} ({d.kv_link_kind.replace('_', '-')})",
-            f"{human_time(d.ttft_p50_s)} / {human_time(d.ttft_p95_s)}",
-            f"{human_time(d.tpot_p50_s)} / {human_time(d.tpot_p95_s)}",
+            f"{human_time(d.ttft_p50_s)} / {human_time(d.ttft_s)}",
+            f"{human_time(d.tpot_p50_s)} / {human_time(d.tpot_s)}",
             ("-" if d.usd_per_hour is None else f"{d.usd_per_hour:,.2f}") + f" ({agg_usd})",
             win,
         )
@@ -402,10 +412,11 @@ def _band(o, name: str, fmt) -> str:
     return f" ({fmt(i.p10)}–{fmt(i.p90)}{'' if i.validated else '*'})"
 
 
-def _write_csv(rows: list[dict], path: Path) -> None:
+def _write_csv(rows: list[dict], path: Path, columns: Sequence[str] | None = None) -> None:
+    """``rows`` as CSV; ``columns``: the header to write even when there is no row."""
     import pandas as pd
 
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows, columns=list(columns) if columns is not None and not rows else None)
     for c in _INT_COLUMNS:
         if c in df and df[c].isna().any():
             df[c] = df[c].astype("Int64")
@@ -488,7 +499,7 @@ _F = field_info(CapacityFrontierRequest)
 @capacity_app.command("frontier")
 def frontier(
     model: Annotated[str, typer.Option("--model", "-m", help=_F["model"].help_text)],
-    hardware: Annotated[str, typer.Option("--hardware", "-H", help="Hardware ids or YAML paths, comma separated.")],
+    hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help=HARDWARE_HELP)] = None,
     engine: Annotated[Optional[str], typer.Option("--engine", help=_F["engine"].help_text)] = None,
     prompt: Annotated[Optional[int], typer.Option("--prompt", help=_F["prompt"].help_text)] = None,
     gen: Annotated[Optional[int], typer.Option("--gen", help=_F["gen"].help_text)] = None,
@@ -497,6 +508,9 @@ def frontier(
     max_devices: Annotated[Optional[int], typer.Option("--max-devices", help=_F["max_devices"].help_text)] = None,
     max_pp: Annotated[Optional[int], typer.Option("--max-pp", help=_F["max_pp"].help_text)] = None,
     runtime: Annotated[Optional[str], typer.Option("--runtime", help=_F["runtime"].help_text)] = None,
+    time_limit: Annotated[Optional[float], typer.Option("--time-limit", help=_F["time_limit_s"].help_text + " The "
+                                                        "search then runs in this process (--executor is not used), "
+                                                        "as the REST service runs it.")] = None,
     json_out: JsonOpt = False,
     csv_path: CsvOpt = None,
     plot_path: PlotOpt = None,
@@ -505,41 +519,55 @@ def frontier(
     ray_address: RayOpt = None,
 ) -> None:
     """Throughput-latency frontier: tokens/s per device against tokens/s per user over batch sizes and layouts (Pareto set per engine × hardware)."""
-    from planner.frontier import frontier_tasks, run_frontier_task, summarize_frontier
     from planner.capacity import dedupe_tasks
+    from planner.frontier import CSV_COLUMNS, frontier_tasks, run_frontier_task, run_frontier_within, summarize_frontier
+    from planner.request.capacity import check_frontier
 
     _check_executor(executor, json_out)
     plot_path = _plot_target(plot_path, "capacity-frontier")
     given = dict(model=model, hardware=hardware, engine=engine, prompt=prompt, gen=gen, formats=formats, kv=kv,
-                 max_devices=max_devices, max_pp=max_pp, runtime=runtime)
+                 max_devices=max_devices, max_pp=max_pp, runtime=runtime, time_limit_s=time_limit)
     with cli_errors(CAPACITY_CLI_ALIASES):
-        arch, pairs, prompt_n, gen_n, search = resolve_capacity_frontier(
-            CapacityFrontierRequest(**{k: v for k, v in given.items() if v is not None}))
+        req = CapacityFrontierRequest(**{k: v for k, v in given.items() if v is not None})
+        deadline = request_deadline(req)
+        arch, pairs, prompt_n, gen_n, search = resolve_capacity_frontier(req)
     tasks = frontier_tasks(arch, pairs, prompt_n, gen_n, search)
     unique, index = dedupe_tasks(tasks)
-    found = _run_tasks(run_frontier_task, unique, executor, workers, ray_address, _wants_progress(json_out), "sweeping batches")
-    ans = summarize_frontier(arch, prompt_n, gen_n, tasks, [found[i] for i in index], [p for p in pairs if p.reason])
-    if csv_path is not None:
-        _write_csv([p.to_dict() for s in ans.series for p in s.points], csv_path)
+    if deadline is None:
+        found = dict(enumerate(_run_tasks(run_frontier_task, unique, executor, workers, ray_address,
+                                          _wants_progress(json_out), "sweeping batches")))
+    else:  # as the REST service: the searches done when the time is up, pair by pair; nothing done → exit 3
+        with cli_errors(CAPACITY_CLI_ALIASES):
+            found = run_frontier_within(unique, deadline)
+    ans = summarize_frontier(arch, prompt_n, gen_n, tasks, [found.get(i) for i in index],
+                             [p for p in pairs if p.reason], search)
+    if csv_path is not None:  # the header even when no pair has a point
+        _write_csv([p.to_dict() for s in ans.series for p in s.points], csv_path, columns=CSV_COLUMNS)
     if plot_path is not None:
         _plot_frontier(ans, plot_path)
+    if not json_out:
+        _print_frontier(ans)
+    with cli_errors(CAPACITY_CLI_ALIASES):
+        check_frontier(ans)  # no point anywhere: exit 3 with every pair's reason
     if json_out:
         emit_json(ans.to_dict())
-        return
-    _print_frontier(ans)
 
 
 def _print_frontier(ans) -> None:
+    from planner.frontier import NOT_SEARCHED
+
     tab = Table(title=f"{ans.model}, prompt {ans.prompt} / gen {ans.gen}: throughput-latency frontier (Pareto set)")
     cols = ["engine", "hardware", "weights / act / kv", "layout", "batch", "tok/s/user", "tok/s/device", "TPOT",
             "USD/M tok"]
     for c in cols:
         tab.add_column(c, justify="left" if c in ("engine", "hardware", "weights / act / kv", "layout") else "right")
     for s in ans.series:
+        hw = s.hardware + ("" if s.complete else " [yellow](partial)[/]")
         if not s.points:
-            tab.add_row(s.engine or "-", s.hardware, "-", "does not fit", *(["-"] * 5))
+            what = "not searched" if s.reason == NOT_SEARCHED else "does not fit"
+            tab.add_row(s.engine or "-", hw, "-", what, *(["-"] * 5))
         for p in s.points:
-            tab.add_row((s.engine or "-") + (" (eager)" if p.runtime == "eager" else ""), s.hardware,
+            tab.add_row((s.engine or "-") + (" (eager)" if p.runtime == "eager" else ""), hw,
                         f"{p.weights} / {p.activations} / {p.kv}", f"tp{p.tp}·pp{p.pp}",
                         str(p.batch), f"{p.tokens_per_s_per_user:,.1f}", f"{p.tokens_per_s_per_device:,.1f}",
                         human_time(p.tpot_s),
@@ -548,8 +576,15 @@ def _print_frontier(ans) -> None:
     for p in ans.unsupported:
         tab.add_row(p.engine or "-", p.device.id, "-", "not supported", "-", "-", "-", "-", "-")
     console.print(tab)
+    for s in ans.series:
+        if not s.points:
+            console.print(f"[red]no point[/]: {escape(s.engine or '-')} on {escape(s.hardware)}: "
+                          f"{escape(render_tokens(s.reason, 'cli', CAPACITY_CLI_ALIASES))}")
     for p in ans.unsupported:
         console.print(f"[red]not supported[/]: {escape(p.engine)} on {escape(p.device.id)}: {escape(p.reason_text('cli'))}")
+    if not ans.complete:
+        console.print("[yellow]--time-limit reached: the frontier covers the configurations searched so far; "
+                      "(partial) series had only some of their formats searched[/]")
 
 
 def _plot_frontier(ans, path: Path) -> None:

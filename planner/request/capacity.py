@@ -42,7 +42,7 @@ from planner.request.fields import (
 )
 
 __all__ = ["CAPACITY_CLI_ALIASES", "CapacityFrontierRequest", "CapacityServeRequest", "CapacityTrainRequest",
-           "engine_ids", "resolve_capacity_frontier", "resolve_capacity_serve", "resolve_capacity_train",
+           "check_frontier", "engine_ids", "resolve_capacity_frontier", "resolve_capacity_serve", "resolve_capacity_train",
            "request_deadline", "resolve_training_fleet", "run_capacity_frontier", "run_capacity_serve", "run_capacity_train", "serve_intervals", "serve_pairs",
            "train_intervals"]
 
@@ -97,7 +97,8 @@ class CapacityServeRequest:
 
 
 #: The fields of a serving fleet that the throughput-latency frontier shares (declared above, once).
-FRONTIER_FIELDS = ("model", "hardware", "prompt", "gen", "formats", "kv", "max_devices", "max_pp", "runtime", "engine")
+FRONTIER_FIELDS = ("model", "hardware", "prompt", "gen", "formats", "kv", "max_devices", "max_pp", "runtime", "engine",
+                   "time_limit_s")
 
 
 def _frontier_request() -> type:
@@ -118,6 +119,27 @@ def _frontier_request() -> type:
 CapacityFrontierRequest = _frontier_request()
 
 
+def _global_batch_default(arch: Any, device: Any) -> float:
+    """Tokens per optimizer step when not given: 4 × 1024² tokens for a language model; for an
+    image model, whose tokens are images (CNN) or patches (ViT), the batch its recipe trains at:
+    8192 images for a CNN (Goyal et al. 2017, arXiv:1706.02677: ResNet-50 at 8k images per step
+    keeps its accuracy), 4096 images for a ViT (Dosovitskiy et al. 2021, arXiv:2010.11929)."""
+    from planner.workload import tokens_per_sample
+
+    family = getattr(arch, "family", None)
+    if family == "cnn":
+        return 8192.0
+    if family == "vit":
+        return 4096.0 * tokens_per_sample(arch, 1)
+    return 4 * 1024 * 1024
+
+
+def _train_seq_default(arch: Any, device: Any) -> int:
+    """Training sequence length when not given: 4096 (or the model's context when shorter); a
+    CNN's sample is one image, counted as one token."""
+    return 1 if getattr(arch, "family", None) == "cnn" else within_context(4096)(arch, device)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CapacityTrainRequest:
     """A training run to size a cluster for (``None``: not given)."""
@@ -126,8 +148,10 @@ class CapacityTrainRequest:
     hardware: Any = opt("Hardware id (or several, comma separated, with the CLI).")
     tokens: float | None = opt("Training tokens (e.g. 2e12).")
     days: float | None = opt("Deadline in days.")
-    seq: int | None = opt("Sequence length (default 4096, or the model's context when shorter).", within_context(4096))
-    global_batch_tokens: float | None = opt("Tokens per optimizer step.", 4 * 1024 * 1024)
+    seq: int | None = opt("Sequence length (default 4096, or the model's context when shorter; 1 for a CNN, whose "
+                          "token is an image).", _train_seq_default)
+    global_batch_tokens: float | None = opt("Tokens per optimizer step (default 4 × 1024² for language models; "
+                                            "8192 images for a CNN, 4096 images for a ViT).", _global_batch_default)
     activations: str | None = opt("Compute precision (default: the device's native 16-bit format; fp8).")
     optimizer: str | None = opt("adamw | adamw-8bit | adamw-fp8 | sgd.", "adamw", choices=OPTIMIZER_NAMES)
     max_devices: int | None = opt("Largest cluster considered.", 65536)
@@ -465,12 +489,32 @@ def resolve_capacity_frontier(req: CapacityFrontierRequest) -> tuple[Any, list, 
     return archs[0], pairs, prompt, gen, search
 
 
-def run_capacity_frontier(req: CapacityFrontierRequest):
-    """The throughput-latency frontier per (engine, hardware) (``planner.frontier.FrontierAnswer``)."""
+def run_capacity_frontier(req: CapacityFrontierRequest, *, deadline: Deadline | None = None):
+    """The throughput-latency frontier per (engine, hardware) (``planner.frontier.FrontierAnswer``).
+    Raises TierwiseError of kind ``infeasible`` when no pair has a point (every pair's reason in
+    the message and ``details``).
+
+    ``deadline`` (default: ``time_limit_s`` from now, if given) is checked between
+    configurations: when it runs out the answer covers the pairs searched (``complete=False``,
+    ``status: "time_limit"``); nothing searched yet raises ``DeadlineExceeded``, a cancel
+    ``Cancelled``."""
     from planner.frontier import plan_frontier
 
+    deadline = _deadline(req, deadline)
     arch, pairs, prompt, gen, search = resolve_capacity_frontier(req)
-    return plan_frontier(arch, pairs, prompt, gen, search)
+    ans = plan_frontier(arch, pairs, prompt, gen, search, deadline=deadline)
+    check_frontier(ans)
+    return ans
+
+
+def check_frontier(ans: Any) -> None:
+    """Raise the ``infeasible`` error of a frontier answer with no point (CLI exit 3, HTTP 422)."""
+    from planner.frontier import frontier_infeasible_message
+    from planner.request.fields import json_safe
+
+    if not ans.feasible:
+        msg, details = frontier_infeasible_message(ans)
+        raise TierwiseError(msg, kind="infeasible", code="infeasible", details=json_safe(details))
 
 
 def run_capacity_train(req: CapacityTrainRequest, *, deadline: Deadline | None = None):

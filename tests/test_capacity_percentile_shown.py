@@ -1,0 +1,35 @@
+"""``capacity serve --percentile P`` shows the latency at P, the quantile the SLOs are checked at,
+beside p50 (not p95 whatever P is), and every JSON row says which percentile ``ttft_s`` and
+``tpot_s`` are at."""
+
+from __future__ import annotations
+
+import json
+
+from planner.cli.common import human_time
+
+ARGS = ["capacity", "serve", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--qps", "5", "--ttft-slo", "0.015",
+        "--tpot-slo", "0.05", "--percentile", "99", "--executor", "serial"]
+
+
+def test_the_table_shows_the_slo_percentile(cli):
+    code, out, _ = cli(*ARGS, "--json")
+    assert code == 0
+    best = json.loads(out)["hardware"][0]["best"]
+    assert best["percentile"] == 0.99 and best["ttft_s"] > best["ttft_p95_s"]
+    code, out, _ = cli(*ARGS)
+    assert code == 0
+    flat = out.replace("\n", " ")
+    assert "TTFT p50 / p99" in flat and "TPOT p50 / p99" in flat and "p95" not in flat
+    assert f"{human_time(best['ttft_p50_s'])} / {human_time(best['ttft_s'])}" in out
+
+
+def test_the_disaggregated_table_and_rows_too(cli):
+    args = [a if a != "0.015" else "0.5" for a in ARGS] + ["--disaggregated"]
+    code, out, _ = cli(*args, "--json")
+    assert code == 0
+    row = json.loads(out)["hardware"][0]
+    d = row["disaggregated"]["best"] or row["disaggregated"]["closest"]
+    assert d["percentile"] == 0.99
+    code, out, _ = cli(*args)
+    assert code == 0 and out.count("TTFT p50 / p99") == 2 and "p95" not in out
