@@ -272,7 +272,8 @@ def export_plan(plan: Any, fmt: str | None = None, context: ExportContext | None
         # A plan that records no engine (written before plans did) keeps the target's own checks;
         # an engine asked for is checked whatever it exports (the plan file of vitis-ai for an
         # H100 plan is refused like vllm's files for a phone plan).
-        engine_runs(view, key, checked)
+        # The engine of the format asked for (not the plan's, none named): a refusal names the format.
+        engine_runs(view, key, checked, field="engine" if engine is not None or checked == plan_engine else "format")
     return EXPORTERS[key].func(view, ctx)
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from .common import model_path, shell_lines
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, format_of, register, weights_of
-from .rules import float_router, role_of
+from .rules import float_router, replan_hint, role_of
 
 #: Flags the export command uses, each as named in export_llama_lib.py (README above).
 FLAGS = ("--checkpoint", "--params", "--model", "--use_kv_cache", "--use_sdpa_with_kv_cache", "--xnnpack",
@@ -126,6 +126,28 @@ def _dtype(v: PlanView, linear: list[str], float_w: str | None) -> str:
     return sorted(acts)[0] if len(acts) == 1 else "fp32"
 
 
+def _kv_flags(v: PlanView, ctx: ExportContext, dtype: str, notes: list[str]) -> list[str]:
+    """export_llama's KV-cache flags for the plan's KV format. The cache follows the model dtype
+    (``KVCache`` buffers in the ``--dtype-override`` dtype, X-KV of profiles/engines/executorch.yaml);
+    ``--quantize_kv_cache`` ("Whether or not to export a model using int8 per token quantized kv
+    cache", export_llama_lib.py; it requires ``--use_kv_cache``) swaps it for ``QuantizedKVCache``:
+    int8 values with one fp32 scale and one int8 zero point per token and KV head
+    (examples/models/llama/source_transformation/custom_kv_cache.py). No flag writes any other
+    format (fp8, int4, grouped int8): such a plan is refused naming ``kv``."""
+    if v.kv == "int8":
+        notes.append("int8 KV cache: --quantize_kv_cache stores it per token and KV head (asymmetric, one fp32 scale "
+                     "and int8 zero point each)")
+        return ["--quantize_kv_cache"]
+    if v.kv in FLOAT16:
+        if v.kv != dtype:
+            notes.append(f"the KV cache is kept in the model dtype ({dtype}); the plan's {v.kv} cache is not set "
+                         "separately")
+        return []
+    raise ExportError("kv", f"ExecuTorch's export_llama keeps the KV cache in the --dtype-override dtype "
+                      f"(fp32, fp16, bf16) or, with --quantize_kv_cache, in int8 (per token); the plan's KV cache is "
+                      f"{v.kv!r}; {replan_hint(v, 'executorch', ctx.engine)}")
+
+
 @register("executorch", "ExecuTorch export_llama command (XNNPACK .pte)")
 def _export_executorch(v: PlanView, ctx: ExportContext) -> Export:
     name = _recipe_model(v, ctx)
@@ -134,9 +156,7 @@ def _export_executorch(v: PlanView, ctx: ExportContext) -> Export:
     linear = [g for g in v.choices if g not in emb and not float_router(v, g)]
     qflags, float_w = _linear_mode(v, linear, notes)
     dtype = _dtype(v, linear, float_w)
-    kv = ["--quantize_kv_cache"] if v.kv == "int8" else []
-    if v.kv in FLOAT16 and v.kv != dtype:
-        notes.append(f"the KV cache is kept in the model dtype ({dtype}); the plan's {v.kv} cache is not set separately")
+    kv = _kv_flags(v, ctx, dtype, notes)
     pte = f"{v.model}.pte"
     args = ["python", "-m", "examples.models.llama.export_llama", "--checkpoint", "${CHECKPOINT:?consolidated .pth}",
             "--params", "${PARAMS:?params.json}", "--model", name, "--use_kv_cache",

@@ -14,13 +14,21 @@ quantization), ``q4f16_1``/``q4f32_1`` (4-bit, groups of 32, fp16/fp32 scales an
 
 One ``--quantization`` covers the whole model: a plan whose groups mix weight formats cannot
 be written and is refused with the groups at fault.
+
+The KV cache has no setting of its own: each model's ``create_paged_kv_cache`` builds
+``PagedKVCache.create_generic(..., dtype=self.dtype)``, the model dtype of the quantization mode
+(``model_dtype`` in python/mlc_llm/quantization/quantization.py: float16 for q0f16, q3f16_1,
+q4f16_1 and e4m3_e4m3_f16, float32 for q0f32 and q4f32_1;
+https://github.com/mlc-ai/mlc-llm/blob/main/python/mlc_llm/model/llama/llama_model.py). A plan
+with a quantized KV cache (fp8, int8, int4) is refused naming ``kv``; a 16/32-bit cache other
+than the mode's dtype is written in the mode's dtype with a note.
 """
 
 from __future__ import annotations
 
 from .common import model_path, prefill_chunk, shell_lines
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, weights_of
-from .rules import float_router, role_of
+from .rules import float_router, replan_hint, role_of
 
 #: Flags the commands use (the documents above).
 FLAGS = ("--quantization", "--conv-template", "--context-window-size", "--prefill-chunk-size",
@@ -30,6 +38,10 @@ FLAGS = ("--quantization", "--conv-template", "--context-window-size", "--prefil
 _MODE = {("fp16", "fp16"): "q0f16", ("bf16", "fp16"): "q0f16", ("fp32", "fp32"): "q0f32",
          ("int4-g32", "fp16"): "q4f16_1", ("int4-g32", "fp32"): "q4f32_1", ("int3-g32", "fp16"): "q3f16_1",
          ("fp8-e4m3", "fp8-e4m3"): "e4m3_e4m3_f16"}
+
+#: MLC quantization mode → its model dtype, which the paged KV cache is stored in (module docstring).
+_KV_DTYPE = {"q0f16": "fp16", "q3f16_1": "fp16", "q4f16_1": "fp16", "e4m3_e4m3_f16": "fp16", "q0f32": "fp32",
+             "q4f32_1": "fp32"}
 
 #: Hugging Face ``model_type`` → an MLC conversation template (python/mlc_llm/conversation_template).
 _TEMPLATE = {"llama": "llama-3", "mistral": "mistral_default", "mixtral": "mistral_default", "qwen2": "qwen2",
@@ -77,9 +89,25 @@ def _mode(v: PlanView) -> str:
     return modes.pop() if modes else "q0f16"
 
 
+def _kv_note(v: PlanView, ctx: ExportContext, q: str) -> list[str]:
+    """The note for a float KV cache written in the mode's dtype; ExportError (``kv``) for a KV
+    format no mode stores."""
+    dtype = _KV_DTYPE[q]
+    if v.kv not in FLOAT16:
+        raise ExportError("kv", f"MLC LLM keeps the KV cache in the model dtype of its --quantization mode (fp16 for "
+                          f"q0f16/q3f16_1/q4f16_1/e4m3_e4m3_f16, fp32 for q0f32/q4f32_1) and has no KV-cache "
+                          f"quantization; the plan's KV cache is {v.kv!r}; {replan_hint(v, 'mlc', ctx.engine)}")
+    if v.kv == dtype:
+        return []
+    larger = " (twice the planned KV memory)" if dtype == "fp32" else ""
+    return [f"the KV cache is kept in {q}'s model dtype ({dtype}){larger}; the plan's {v.kv} cache is not set "
+            "separately"]
+
+
 @register("mlc", "MLC LLM convert_weight, gen_config and compile commands")
 def _export_mlc(v: PlanView, ctx: ExportContext) -> Export:
     q = _mode(v)
+    kv_notes = _kv_note(v, ctx, q)
     src = model_path(v, ctx)
     out = f"dist/{v.model}-{q}-MLC"
     device = _device(v)
@@ -87,6 +115,7 @@ def _export_mlc(v: PlanView, ctx: ExportContext) -> Export:
     template = _TEMPLATE.get(mt, "LM")
     notes = [] if mt in _TEMPLATE else [f"{v.model}: no chat template known for model type {mt or 'unknown'}; "
                                          "--conv-template LM (plain text) is written"]
+    notes += kv_notes
     if any(weights_of(v, g) == "int3-g32" for g in v.choices):
         notes.append("q3f16_1 packs 3-bit weights in MLC's own groups (40 values per fp16 scale), not the plan's 32")
     gen = ["--quantization", q, "--conv-template", template, "--context-window-size", str(max(1, v.prompt + v.gen))]

@@ -26,9 +26,12 @@ from hwmodels.errors import TierwiseError
 
 from .core import FLOAT16, ExportContext, ExportError, PlanView, acts_of, format_of, sparsity_of, weights_of
 
-#: Export target → the engine that loads it (profiles/engines/*.yaml), for the re-plan hint.
+#: Export target → the engine that loads it (profiles/engines/*.yaml): the engine a plan made for
+#: another engine is checked against when exported with ``--format`` (:func:`resolve_target`), and
+#: the re-plan hint. Every exporter that writes an engine's files is here (the plan files are not).
 TARGET_ENGINE = {"vllm": "vllm", "compressed-tensors": "vllm", "hf": "hf-transformers", "modelopt-mixed": "trtllm",
-                 "trtllm": "trtllm", "llamacpp": "llamacpp", "megatron": "megatron-core"}
+                 "trtllm": "trtllm", "llamacpp": "llamacpp", "megatron": "megatron-core", "executorch": "executorch",
+                 "mlc": "mlc-llm"}
 
 #: (target, role) → "keep16" (written in 16 bit, with a note) or "export" (as planned).
 ROLE_RULES: dict[str, dict[str, str]] = {
@@ -219,7 +222,11 @@ def replan_hint(v: PlanView, target: str, engine: str | None = None) -> str:
         device = load_device(v.hardware)
         sup = spec.support(device) if spec is not None else None
     except Exception:  # noqa: BLE001 - hardware outside the catalog
-        sup = None
+        device, sup = None, None
+    if spec is not None and spec.kind != "training" and device is not None and sup is None:
+        # no `tierwise plan --engine E` on hardware E does not run on: say so instead
+        return (f"{engine} does not run on {v.hardware}, so no plan for it can be made there (`tierwise engines show "
+                f"{engine}` lists where it runs)")
     if spec is not None and spec.kind == "training":
         if sup is None:
             return f"{spec.id} is a training engine, which `tierwise plan` does not take"
@@ -268,13 +275,15 @@ def dense_only(v: PlanView, target: str, why: str) -> None:
     check_groups(v, target, check)
 
 
-def engine_runs(v: PlanView, target: str, engine: str | None = None) -> None:
+def engine_runs(v: PlanView, target: str, engine: str | None = None, *, field: str = "engine") -> None:
     """Refuse what the target's engine (``engine``, else :data:`TARGET_ENGINE`) does not run
-    on the plan's hardware (profiles/engines/<engine>.yaml): every group whose weight /
-    activation pair or sparsity it has no kernel for (one error naming them all, by format),
-    else the KV-cache format, else a parallel dimension it does not implement. Each error
-    names the `tierwise plan ... --engine E` command that re-plans for it. No check for
-    hardware outside the catalog (the target's own format checks still apply)."""
+    on the plan's hardware (profiles/engines/<engine>.yaml): the hardware itself (an error naming
+    ``field``: ``format`` where the engine is the one of the format asked for, and the engines
+    that do run there), every group whose weight / activation pair or sparsity it has no kernel
+    for (one error naming them all, by format), else the KV-cache format, else a parallel
+    dimension it does not implement. Each error names the `tierwise plan ... --engine E` command
+    that re-plans for it. No check for hardware outside the catalog (the target's own format
+    checks still apply)."""
     engine = target_engine(target, engine)
     try:
         from hwmodels import load_device
@@ -288,8 +297,13 @@ def engine_runs(v: PlanView, target: str, engine: str | None = None) -> None:
         return
     sup = spec.support(dev)
     if sup is None:
-        raise ExportError("engine", f"{spec.name} ({engine}) does not run on {v.hardware}, the plan's hardware; "
-                          f"export for an engine that does, or re-plan on hardware {engine} runs on")
+        from planner.engines import engines_for
+
+        here = engines_for(dev, training=spec.kind == "training")
+        raise ExportError(field, f"{spec.name} ({engine}) does not run on {v.hardware}, the plan's hardware "
+                          f"({dev.device_class}); engines that do: {', '.join(here) or 'none'}. Export for one of "
+                          f"them ({{@engine}} E), or re-plan on hardware {engine} runs on (`tierwise engines show "
+                          f"{engine}`)")
 
     def check(g: str) -> None:
         w, a, s = weights_of(v, g), acts_of(v, g), sparsity_of(v, g)

@@ -42,15 +42,37 @@ def test_client_chosen_id_and_duplicate(api):
     assert r.status_code == 409 and r.json()["error"]["field"] == "id"
 
 
+# Formats whose engine cannot run SMALL's vLLM plan (profiles/engines): ExecuTorch does not run on
+# an L4; MLC LLM runs fp16, not bf16, weights on GPUs. Each gets its own plan below.
+_OFF_ENGINE = {"executorch": "format", "mlc": "choices."}
+
+
 def test_export_every_format_through_the_api(api):
     pid = api.post("/v1/plans", json=SMALL).json()["id"]
     for fmt in export_formats():
         r = api.get(f"/v1/plans/{pid}/export", params={"format": fmt})
+        if fmt in _OFF_ENGINE:
+            err = r.json()["error"]
+            assert r.status_code == 422 and err["code"] == "export_unsupported", (fmt, r.text)
+            assert err["field"].startswith(_OFF_ENGINE[fmt]), (fmt, r.text)
+            continue
         assert r.status_code == 200, (fmt, r.text)
         d = r.json()
         assert d["format"] == fmt and d["plan_id"] == pid and d["files"] and d["next_command"]
     r = api.get(f"/v1/plans/{pid}/export", params={"format": "onnx"})
     assert r.status_code == 422 and r.json()["error"]["field"] == "format"
+
+
+@pytest.mark.parametrize("req,fmt", [({**SMALL, "engine": "mlc-llm", "kv": "fp16"}, "mlc"),
+                                     ({"model": "llama-3.2-1b", "hardware": "iphone-15-pro", "engine": "executorch",
+                                       "kv": "fp16"}, "executorch")])
+def test_export_on_device_formats_of_plans_for_their_engines(api, req, fmt):
+    r = api.post("/v1/plans", json=req)
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+    for params in ({"format": fmt}, {}):
+        r = api.get(f"/v1/plans/{pid}/export", params=params)
+        assert r.status_code == 200 and r.json()["format"] == fmt and r.json()["files"], (params, r.text)
 
 
 def test_export_defaults_to_the_plans_engine_and_takes_an_engine(api):
