@@ -42,10 +42,39 @@ class ApiError(TierwiseError):
         return self.status
 
 
+#: An echoed value in an error keeps this many characters: an unbroken run of text (a field
+#: name, an id, a format) or a quoted value, cut with an ellipsis; a whole message at most
+#: ``_MESSAGE_MAX``. A request's input is never sent back at its full size.
+_ECHO_MAX = 120
+_MESSAGE_MAX = 4000
+_LONG = re.compile(r"'[^'\n]{%d,}'|\"[^\"\n]{%d,}\"|\S{%d,}" % (_ECHO_MAX, _ECHO_MAX, _ECHO_MAX + 1))
+
+
+def _cut(match: re.Match) -> str:
+    text = match.group(0)
+    tail = re.search(r"[^\w\s]{0,3}$", text).group(0)  # a closing quote, bracket or stop
+    return text[:_ECHO_MAX - 20] + "…" + tail
+
+
+def bounded(value: Any) -> Any:
+    """``value`` with every long echo of input cut (strings, keys and items of mappings and
+    lists, recursively): what every error body is built from."""
+    if isinstance(value, str):
+        text = _LONG.sub(_cut, value)
+        return text if len(text) <= _MESSAGE_MAX else text[:_MESSAGE_MAX - 1] + "…"
+    if isinstance(value, dict):
+        return {bounded(k): bounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [bounded(v) for v in value]
+    return value
+
+
 def error_body(code: str, message: str, field: str | None = None, details: Any = None) -> dict:
-    body: dict[str, Any] = {"code": code, "message": message, "field": field}
+    """The error document; input echoed in ``message``, ``field`` or ``details`` is cut to a
+    bounded length (:func:`bounded`)."""
+    body: dict[str, Any] = {"code": code, "message": bounded(message), "field": bounded(field)}
     if details is not None:
-        body["details"] = details
+        body["details"] = bounded(details)
     return {"error": body}
 
 

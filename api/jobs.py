@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from api.db import Store
-from api.errors import ApiError, map_exception
+from api.errors import ApiError, error_body, map_exception
 from api.metrics import Metrics
 from api.settings import Settings
 
@@ -286,10 +286,7 @@ class JobRunner:
         if mapped is None:
             log.exception("%s job %s failed", job.kind, job.id)
             mapped = ApiError(500, "internal", f"the job failed unexpectedly ({type(exc).__name__}); the server log has the details")
-        err = {"code": mapped.code, "message": mapped.message, "field": mapped.field}
-        if mapped.details is not None:
-            err["details"] = mapped.details
-        return err, mapped.status
+        return error_body(mapped.code, mapped.message, mapped.field, mapped.details)["error"], mapped.status
 
     # ---- lifecycle -----------------------------------------------------------------------
 
