@@ -111,3 +111,20 @@ def test_refused_inputs_answer_before_a_job_exists(tmp_path):
         # a valid request still becomes a job
         r = c.post("/v1/capacity", json=BODY)
         assert r.status_code in (200, 202), r.text
+
+
+def test_mix_takes_relative_weights_as_the_cli_and_python_do(client):
+    """mix [1, 3] is a quarter and three quarters of the load, as `--mix 1,3` and
+    planner.capacity_serve(mix=[1, 3]) read it: the same answer, not a 422 for a weight over 1."""
+    import planner
+    from planner.request import json_safe
+
+    fleet = {"models": ["llama-3.1-8b", "llama-3.2-1b"], "hardware": ["l4"], "qps": 5, "ttft_slo_s": 1.0,
+             "tpot_slo_s": 0.05}
+    got = job_result(client, client.post("/v1/capacity", json={**fleet, "mix": [1, 3]}))
+    assert got["mix"] == [0.25, 0.75]
+    expect = planner.capacity_serve(fleet["models"], fleet["hardware"], mix=[1, 3],
+                                    **{k: fleet[k] for k in ("qps", "ttft_slo_s", "tpot_slo_s")})
+    assert got == clean_json(json_safe(expect.to_dict()))
+    r = client.post("/v1/capacity", json={**fleet, "mix": [1, 0]})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "mix.1", r.text
