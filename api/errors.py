@@ -8,6 +8,7 @@ Status codes: 400 malformed request, 401 missing/wrong API key, 404 unknown id,
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
@@ -90,14 +91,47 @@ def not_found(kind: str, id: str, suggestions: list[str] | None = None) -> ApiEr
     return ApiError(404, "not_found", msg, "id", {"suggestions": suggestions} if suggestions else None)
 
 
+def _is_member(part: Any) -> bool:
+    """Whether a location part is the union member pydantic tried ("int", "constrained-str",
+    "list[constrained-str]", "literal['max']"), not a field name or an index."""
+    p = str(part)
+    return (p.startswith(("function-", "literal[", "lax-or-strict", "constrained-"))
+            or p in ("int", "str", "float", "bool", "dict", "list", "none")
+            or re.fullmatch(r"(list|dict|set|tuple|frozenset)\[.*\]", p) is not None)
+
+
 def _loc_to_field(loc: tuple | list) -> str | None:
     loc = list(loc)
     if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
         loc = loc[1:]
-    parts = [str(p) for p in loc]
-    # pydantic adds the union member tried ("int", "literal['max']") to the location: drop it
-    parts = [p for p in parts if not (p.startswith(("function-", "literal[", "lax-or-strict", "constrained-")) or p in ("int", "str", "float", "bool", "dict", "list", "none"))]
-    return ".".join(parts) or None
+    # pydantic adds the union member tried to the location: drop it
+    return ".".join(str(p) for p in loc if not _is_member(p)) or None
+
+
+def _member(err: dict) -> str:
+    """The union member an error is about ('' when the field is no union)."""
+    return next((str(p) for p in reversed(err.get("loc", ())) if _is_member(p)), "")
+
+
+_MEMBER_OF_TYPE = {list: ("list", "list["), dict: ("dict", "dict["), str: ("str", "constrained-str", "literal["),
+                   bool: ("bool",), int: ("int", "constrained-int", "float", "constrained-float"),
+                   float: ("float", "constrained-float", "int", "constrained-int")}
+
+
+def _union_error(first: dict, errors: list[dict]) -> tuple[dict, list[str]]:
+    """For a field of several types (an engine id or a list of ids), the error of the member the
+    input has the type of ('engine': [] is a list that is too short, not "a string"), and the
+    things the field expects when the input has none of the members' types (else [])."""
+    if not _member(first):
+        return first, []
+    field = _loc_to_field(first.get("loc", ()))
+    alternatives = [e for e in errors if _member(e) and _loc_to_field(e.get("loc", ())) == field]
+    kinds = _MEMBER_OF_TYPE.get(type(first.get("input")), ())
+    same = [e for e in alternatives if _member(e).startswith(kinds)] if kinds else []
+    if same:
+        return same[0], []
+    expected = [EXPECTED_BY_ERROR[e["type"]] for e in alternatives if e.get("type") in EXPECTED_BY_ERROR]
+    return first, list(dict.fromkeys(expected)) if len(expected) > 1 else []
 
 
 def _body_fields(request: Request | None) -> list[str]:
@@ -137,7 +171,7 @@ def _suggestions(err: dict, request: Request | None) -> list[str]:
     return [k for k in close_ids(typed, known, n=3) if k != typed]
 
 
-def _describe(err: dict, suggestions: list[str] = ()) -> str:
+def _describe(err: dict, suggestions: list[str] = (), request: Request | None = None, either: list[str] = ()) -> str:
     field = _loc_to_field(err.get("loc", ()))
     msg = err.get("msg", "invalid value")
     close = ", ".join(repr(s) for s in suggestions)
@@ -153,10 +187,14 @@ def _describe(err: dict, suggestions: list[str] = ()) -> str:
     if len(shown) > 80:
         shown = shown[:77] + "..."
     kind = err.get("type", "")
-    expected = EXPECTED_BY_ERROR.get(kind)
+    expected = " or ".join(either) if either else EXPECTED_BY_ERROR.get(kind)
     if expected is not None:
-        plain = f"expects {expected}{_REST_EXAMPLES.get(kind, '')}"
+        plain = f"expects {expected}{'' if either else _example(kind, field, request)}"
         return (f"field '{field}' {plain}; got {shown}" if field else f"{plain}; got {shown}") + hint
+    ctx = err.get("ctx") or {}
+    if kind in ("too_short", "too_long") and isinstance(ctx.get("min_length", ctx.get("max_length")), int):
+        n = ctx["min_length"] if kind == "too_short" else ctx["max_length"]
+        msg = f"must have at {'least' if kind == 'too_short' else 'most'} {n} item{'s' if n != 1 else ''}"
     msg = re.sub(r"^Input should be ", "must be ", msg)  # pydantic's wording, said of the field
     text = f"field '{field}' {msg}; got {shown}" if field and msg.startswith("must ") else (
         f"field '{field}': {msg}; got {shown}" if field else f"{msg}; got {shown}")
@@ -167,8 +205,25 @@ def _describe(err: dict, suggestions: list[str] = ()) -> str:
 _REST_EXAMPLES = {
     "float_parsing": " (e.g. 512, 0.5 or 2e12)", "float_type": " (e.g. 512, 0.5 or 2e12)",
     "int_parsing": " (e.g. 8)", "int_type": " (e.g. 8)", "int_from_float": " (e.g. 8), not a fraction",
-    "list_type": ' (e.g. ["bf16", "int8"])', "dict_type": " ({...})",
+    "dict_type": " ({...})",
 }
+#: A list field's example when its schema gives none.
+_LIST_EXAMPLES = {"formats": ["bf16", "int8"], "sparsity": ["2:4"], "low_rank": [256, 512], "models":
+                  ["llama-3.1-8b", "llama-3.2-1b"], "mix": [1, 3], "engine": ["vllm", "sglang"], "hardware": ["l4", "h100-sxm"]}
+
+
+def _example(kind: str, field: str | None, request: Request | None) -> str:
+    """' (e.g. …)' for an error of ``kind`` on ``field``: a list field's own example (its schema's,
+    else a known one: hardware ids for 'hardware', not format names)."""
+    if kind != "list_type":
+        return _REST_EXAMPLES.get(kind, "")
+    name = (field or "").split(".")[-1]
+    route = request.scope.get("route") if request is not None else None
+    model = getattr(getattr(getattr(route, "body_field", None), "field_info", None), "annotation", None)
+    info = (getattr(model, "model_fields", None) or {}).get(name)
+    given = [x for x in (getattr(info, "examples", None) or []) if isinstance(x, list)]
+    example = given[0] if given else _LIST_EXAMPLES.get(name)
+    return f" (e.g. {json.dumps(example)})" if example else ""
 
 
 def map_exception(exc: BaseException) -> ApiError | None:
@@ -221,10 +276,12 @@ def install(app: FastAPI) -> None:
             got = "nothing" if first.get("type") == "missing" else f"{type(first.get('input')).__name__} {str(first.get('input'))[:60]!r}"
             return error_response(422, "invalid_body", "the request body must be a JSON object (Content-Type: application/json) "
                                   f"with the fields listed at /docs; got {got}", None)
+        first, either = _union_error(first, errors)
         close = _suggestions(first, request)
         if close and details:
             details[0]["suggestions"] = close
-        return error_response(422, "invalid_field", _describe(first, close), _loc_to_field(first.get("loc", ())), details)
+        return error_response(422, "invalid_field", _describe(first, close, request, either),
+                              _loc_to_field(first.get("loc", ())), details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -60,7 +60,8 @@ class _In(BaseModel):
     # float, and an integral number such as 239.0 a valid integer, as in JSON Schema)
     # no whitespace stripping: a value is checked as sent, as the schema's patterns and
     # lengths describe it (" bf16" and "l4\n" are not bf16 and l4)
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # no NaN or infinity (JSON has neither; Python's parser reads them): "a finite number"
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod

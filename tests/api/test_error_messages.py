@@ -28,3 +28,36 @@ def test_an_error_echoes_a_long_input_cut_short(c, extra):
     err = r.json()["error"]
     assert "…" in err["message"] and len(err["message"]) < 4_100
     assert err["field"] is None or len(err["field"]) <= 120
+
+
+SERVE = {"model": "llama-3.1-8b", "hardware": ["h100-sxm"], "qps": 1, "ttft_slo_s": 1, "tpot_slo_s": 0.05}
+TRAIN = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "tokens": 1e9, "days": 1}
+
+
+def _error(c, path: str, body: dict) -> dict:
+    import json
+
+    # json.dumps writes NaN and Infinity as Python's parser (and FastAPI's) reads them
+    r = c.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    return r.json()["error"]
+
+
+def test_a_type_message_speaks_of_the_field(c):
+    err = _error(c, "/v1/capacity", {**SERVE, "hardware": "h100-sxm"})
+    assert err["field"] == "hardware" and '["l4", "h100-sxm"]' in err["message"] and "bf16" not in err["message"]
+    # a field of one id or a list of them: an empty list is a list that is too short, not "a string"
+    err = _error(c, "/v1/capacity", {**SERVE, "engine": []})
+    assert err["message"] == "field 'engine' must have at least 1 item; got []", err
+    err = _error(c, "/v1/capacity", {**SERVE, "engine": 5})
+    assert err["message"] == "field 'engine' expects a string or a list; got 5", err
+    err = _error(c, "/v1/capacity/train", {**TRAIN, "hardware": []})
+    assert err["field"] == "hardware" and err["message"] == "field 'hardware' must have at least 1 item; got []", err
+    assert "[constrained" not in str(err)
+
+
+@pytest.mark.parametrize("path,body,field", [("/v1/capacity", {**SERVE, "qps": float("nan")}, "qps"),
+                                             ("/v1/capacity/train", {**TRAIN, "tokens": float("inf")}, "tokens")])
+def test_nan_and_infinity_are_not_finite_numbers(c, path, body, field):
+    err = _error(c, path, body)
+    assert err["field"] == field and "expects a finite number" in err["message"], err
