@@ -61,3 +61,20 @@ def test_a_type_message_speaks_of_the_field(c):
 def test_nan_and_infinity_are_not_finite_numbers(c, path, body, field):
     err = _error(c, path, body)
     assert err["field"] == field and "expects a finite number" in err["message"], err
+
+
+def test_an_engine_off_its_hardware_names_the_field_as_rest_does(c):
+    r = c.post("/v1/estimate", json={"model": "llama-3.2-1b", "hardware": "h100-sxm", "engine": "executorch"})
+    err = r.json()["error"]
+    assert r.status_code == 422 and err["code"] == "engine_unsupported" and err["field"] == "engine", r.text
+    assert err["message"].startswith("'engine': ExecuTorch (executorch) does not run on h100-sxm"), err
+    assert "--engine" not in err["message"]
+
+
+def test_the_cli_names_it_as_a_flag():
+    from planner.engines import EngineSupportError, support
+    from hwmodels import load_device
+
+    with pytest.raises(EngineSupportError) as exc:
+        support("executorch", load_device("h100-sxm"), training=False)
+    assert exc.value.render("cli").startswith("--engine: ExecuTorch (executorch) does not run on h100-sxm")
