@@ -78,3 +78,19 @@ def test_the_cli_names_it_as_a_flag():
     with pytest.raises(EngineSupportError) as exc:
         support("executorch", load_device("h100-sxm"), training=False)
     assert exc.value.render("cli").startswith("--engine: ExecuTorch (executorch) does not run on h100-sxm")
+
+
+def test_the_api_pages_load_nothing_from_another_host(c):
+    """/docs and /redoc work without a network: every script, style sheet and icon they load is
+    served here (the error messages send users to /docs)."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        r = c.get(page)
+        assert r.status_code == 200 and "text/html" in r.headers["content-type"], r.text
+        assert not re.search(r"(https?:)?//[a-z0-9]", r.text, re.I), r.text  # no URL of another host
+        local = re.findall(r'(?:src|href)="(/[^"]+)"', r.text)
+        assert local, r.text
+        for url in local:
+            got = c.get(url)
+            assert got.status_code == 200 and len(got.content) > 1000, (url, got.status_code)
