@@ -48,7 +48,10 @@ class ApiError(TierwiseError):
 #: ``_MESSAGE_MAX``. A request's input is never sent back at its full size.
 _ECHO_MAX = 120
 _MESSAGE_MAX = 4000
-_LONG = re.compile(r"'[^'\n]{%d,}'|\"[^\"\n]{%d,}\"|\S{%d,}" % (_ECHO_MAX, _ECHO_MAX, _ECHO_MAX + 1))
+# a quoted value opens after a space or bracket and closes before one ("'tp' 2 needs … 'tp' 1"
+# is two short values, not one long one)
+_LONG = re.compile(r"(?<![\w'])'[^'\n]{%d,}'(?!\w)|(?<![\w\"])\"[^\"\n]{%d,}\"(?!\w)|\S{%d,}"
+                   % (_ECHO_MAX, _ECHO_MAX, _ECHO_MAX + 1))
 
 
 def _cut(match: re.Match) -> str:

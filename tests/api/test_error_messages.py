@@ -94,3 +94,10 @@ def test_the_api_pages_load_nothing_from_another_host(c):
         for url in local:
             got = c.get(url)
             assert got.status_code == 200 and len(got.content) > 1000, (url, got.status_code)
+
+
+def test_long_prose_between_short_quoted_names_is_kept_whole():
+    from api.errors import bounded
+
+    text = "'tp' 2 needs devices linked " + "within one node " * 10 + "; it supports only 'tp' 1"
+    assert bounded(text) == text
