@@ -8,6 +8,7 @@ Status codes: 400 malformed request, 401 missing/wrong API key, 404 unknown id,
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
@@ -42,10 +43,42 @@ class ApiError(TierwiseError):
         return self.status
 
 
+#: An echoed value in an error keeps this many characters: an unbroken run of text (a field
+#: name, an id, a format) or a quoted value, cut with an ellipsis; a whole message at most
+#: ``_MESSAGE_MAX``. A request's input is never sent back at its full size.
+_ECHO_MAX = 120
+_MESSAGE_MAX = 4000
+# a quoted value opens after a space or bracket and closes before one ("'tp' 2 needs … 'tp' 1"
+# is two short values, not one long one)
+_LONG = re.compile(r"(?<![\w'])'[^'\n]{%d,}'(?!\w)|(?<![\w\"])\"[^\"\n]{%d,}\"(?!\w)|\S{%d,}"
+                   % (_ECHO_MAX, _ECHO_MAX, _ECHO_MAX + 1))
+
+
+def _cut(match: re.Match) -> str:
+    text = match.group(0)
+    tail = re.search(r"[^\w\s]{0,3}$", text).group(0)  # a closing quote, bracket or stop
+    return text[:_ECHO_MAX - 20] + "…" + tail
+
+
+def bounded(value: Any) -> Any:
+    """``value`` with every long echo of input cut (strings, keys and items of mappings and
+    lists, recursively): what every error body is built from."""
+    if isinstance(value, str):
+        text = _LONG.sub(_cut, value)
+        return text if len(text) <= _MESSAGE_MAX else text[:_MESSAGE_MAX - 1] + "…"
+    if isinstance(value, dict):
+        return {bounded(k): bounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [bounded(v) for v in value]
+    return value
+
+
 def error_body(code: str, message: str, field: str | None = None, details: Any = None) -> dict:
-    body: dict[str, Any] = {"code": code, "message": message, "field": field}
+    """The error document; input echoed in ``message``, ``field`` or ``details`` is cut to a
+    bounded length (:func:`bounded`)."""
+    body: dict[str, Any] = {"code": code, "message": bounded(message), "field": bounded(field)}
     if details is not None:
-        body["details"] = details
+        body["details"] = bounded(details)
     return {"error": body}
 
 
@@ -61,14 +94,47 @@ def not_found(kind: str, id: str, suggestions: list[str] | None = None) -> ApiEr
     return ApiError(404, "not_found", msg, "id", {"suggestions": suggestions} if suggestions else None)
 
 
+def _is_member(part: Any) -> bool:
+    """Whether a location part is the union member pydantic tried ("int", "constrained-str",
+    "list[constrained-str]", "literal['max']"), not a field name or an index."""
+    p = str(part)
+    return (p.startswith(("function-", "literal[", "lax-or-strict", "constrained-"))
+            or p in ("int", "str", "float", "bool", "dict", "list", "none")
+            or re.fullmatch(r"(list|dict|set|tuple|frozenset)\[.*\]", p) is not None)
+
+
 def _loc_to_field(loc: tuple | list) -> str | None:
     loc = list(loc)
     if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
         loc = loc[1:]
-    parts = [str(p) for p in loc]
-    # pydantic adds the union member tried ("int", "literal['max']") to the location: drop it
-    parts = [p for p in parts if not (p.startswith(("function-", "literal[", "lax-or-strict", "constrained-")) or p in ("int", "str", "float", "bool", "dict", "list", "none"))]
-    return ".".join(parts) or None
+    # pydantic adds the union member tried to the location: drop it
+    return ".".join(str(p) for p in loc if not _is_member(p)) or None
+
+
+def _member(err: dict) -> str:
+    """The union member an error is about ('' when the field is no union)."""
+    return next((str(p) for p in reversed(err.get("loc", ())) if _is_member(p)), "")
+
+
+_MEMBER_OF_TYPE = {list: ("list", "list["), dict: ("dict", "dict["), str: ("str", "constrained-str", "literal["),
+                   bool: ("bool",), int: ("int", "constrained-int", "float", "constrained-float"),
+                   float: ("float", "constrained-float", "int", "constrained-int")}
+
+
+def _union_error(first: dict, errors: list[dict]) -> tuple[dict, list[str]]:
+    """For a field of several types (an engine id or a list of ids), the error of the member the
+    input has the type of ('engine': [] is a list that is too short, not "a string"), and the
+    things the field expects when the input has none of the members' types (else [])."""
+    if not _member(first):
+        return first, []
+    field = _loc_to_field(first.get("loc", ()))
+    alternatives = [e for e in errors if _member(e) and _loc_to_field(e.get("loc", ())) == field]
+    kinds = _MEMBER_OF_TYPE.get(type(first.get("input")), ())
+    same = [e for e in alternatives if _member(e).startswith(kinds)] if kinds else []
+    if same:
+        return same[0], []
+    expected = [EXPECTED_BY_ERROR[e["type"]] for e in alternatives if e.get("type") in EXPECTED_BY_ERROR]
+    return first, list(dict.fromkeys(expected)) if len(expected) > 1 else []
 
 
 def _body_fields(request: Request | None) -> list[str]:
@@ -108,7 +174,7 @@ def _suggestions(err: dict, request: Request | None) -> list[str]:
     return [k for k in close_ids(typed, known, n=3) if k != typed]
 
 
-def _describe(err: dict, suggestions: list[str] = ()) -> str:
+def _describe(err: dict, suggestions: list[str] = (), request: Request | None = None, either: list[str] = ()) -> str:
     field = _loc_to_field(err.get("loc", ()))
     msg = err.get("msg", "invalid value")
     close = ", ".join(repr(s) for s in suggestions)
@@ -124,10 +190,14 @@ def _describe(err: dict, suggestions: list[str] = ()) -> str:
     if len(shown) > 80:
         shown = shown[:77] + "..."
     kind = err.get("type", "")
-    expected = EXPECTED_BY_ERROR.get(kind)
+    expected = " or ".join(either) if either else EXPECTED_BY_ERROR.get(kind)
     if expected is not None:
-        plain = f"expects {expected}{_REST_EXAMPLES.get(kind, '')}"
+        plain = f"expects {expected}{'' if either else _example(kind, field, request)}"
         return (f"field '{field}' {plain}; got {shown}" if field else f"{plain}; got {shown}") + hint
+    ctx = err.get("ctx") or {}
+    if kind in ("too_short", "too_long") and isinstance(ctx.get("min_length", ctx.get("max_length")), int):
+        n = ctx["min_length"] if kind == "too_short" else ctx["max_length"]
+        msg = f"must have at {'least' if kind == 'too_short' else 'most'} {n} item{'s' if n != 1 else ''}"
     msg = re.sub(r"^Input should be ", "must be ", msg)  # pydantic's wording, said of the field
     text = f"field '{field}' {msg}; got {shown}" if field and msg.startswith("must ") else (
         f"field '{field}': {msg}; got {shown}" if field else f"{msg}; got {shown}")
@@ -138,8 +208,25 @@ def _describe(err: dict, suggestions: list[str] = ()) -> str:
 _REST_EXAMPLES = {
     "float_parsing": " (e.g. 512, 0.5 or 2e12)", "float_type": " (e.g. 512, 0.5 or 2e12)",
     "int_parsing": " (e.g. 8)", "int_type": " (e.g. 8)", "int_from_float": " (e.g. 8), not a fraction",
-    "list_type": ' (e.g. ["bf16", "int8"])', "dict_type": " ({...})",
+    "dict_type": " ({...})",
 }
+#: A list field's example when its schema gives none.
+_LIST_EXAMPLES = {"formats": ["bf16", "int8"], "sparsity": ["2:4"], "low_rank": [256, 512], "models":
+                  ["llama-3.1-8b", "llama-3.2-1b"], "mix": [1, 3], "engine": ["vllm", "sglang"], "hardware": ["l4", "h100-sxm"]}
+
+
+def _example(kind: str, field: str | None, request: Request | None) -> str:
+    """' (e.g. …)' for an error of ``kind`` on ``field``: a list field's own example (its schema's,
+    else a known one: hardware ids for 'hardware', not format names)."""
+    if kind != "list_type":
+        return _REST_EXAMPLES.get(kind, "")
+    name = (field or "").split(".")[-1]
+    route = request.scope.get("route") if request is not None else None
+    model = getattr(getattr(getattr(route, "body_field", None), "field_info", None), "annotation", None)
+    info = (getattr(model, "model_fields", None) or {}).get(name)
+    given = [x for x in (getattr(info, "examples", None) or []) if isinstance(x, list)]
+    example = given[0] if given else _LIST_EXAMPLES.get(name)
+    return f" (e.g. {json.dumps(example)})" if example else ""
 
 
 def map_exception(exc: BaseException) -> ApiError | None:
@@ -192,10 +279,12 @@ def install(app: FastAPI) -> None:
             got = "nothing" if first.get("type") == "missing" else f"{type(first.get('input')).__name__} {str(first.get('input'))[:60]!r}"
             return error_response(422, "invalid_body", "the request body must be a JSON object (Content-Type: application/json) "
                                   f"with the fields listed at /docs; got {got}", None)
+        first, either = _union_error(first, errors)
         close = _suggestions(first, request)
         if close and details:
             details[0]["suggestions"] = close
-        return error_response(422, "invalid_field", _describe(first, close), _loc_to_field(first.get("loc", ())), details)
+        return error_response(422, "invalid_field", _describe(first, close, request, either),
+                              _loc_to_field(first.get("loc", ())), details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from api.db import Store
-from api.errors import ApiError, map_exception
+from api.errors import ApiError, error_body, map_exception
 from api.metrics import Metrics
 from api.settings import Settings
 
@@ -298,13 +298,32 @@ class JobRunner:
                               "time_limit_s")
         else:
             mapped = map_exception(exc)
+            if mapped is not None:
+                mapped = self._at_server_limit(job, mapped)
         if mapped is None:
             log.exception("%s job %s failed", job.kind, job.id)
             mapped = ApiError(500, "internal", f"the job failed unexpectedly ({type(exc).__name__}); the server log has the details")
-        err = {"code": mapped.code, "message": mapped.message, "field": mapped.field}
-        if mapped.details is not None:
-            err["details"] = mapped.details
-        return err, mapped.status
+        return error_body(mapped.code, mapped.message, mapped.field, mapped.details)["error"], mapped.status
+
+    def _at_server_limit(self, job: _Job, mapped: ApiError) -> ApiError:
+        """A capacity search that found nothing ran up to this server's ``max_devices`` limit:
+        say so, with the limit in ``details.server_limit``, so the answer is not read as the
+        model's verdict (the CLI and the Python API may search further)."""
+        from planner.request.capacity import CapacityServeRequest, CapacityTrainRequest
+        from planner.request.fields import field_info
+
+        cap = self.settings.max_devices
+        kinds = {"capacity": CapacityServeRequest, "capacity_train": CapacityTrainRequest}
+        if mapped.code != "infeasible" or job.kind not in kinds or job.request.get("max_devices") != cap:
+            return mapped
+        default = field_info(kinds[job.kind])["max_devices"].default
+        further = f"; the CLI and the Python API search up to {default} by default" if default > cap else ""
+        message = (f"{mapped.message}; the search went up to 'max_devices' {cap} devices, this server's limit "
+                   f"(TIERWISE_MAX_DEVICES){further}")
+        details = mapped.details
+        if details is None or isinstance(details, dict):
+            details = {**(details or {}), "server_limit": {"limit": "max_devices", "value": cap}}
+        return ApiError(mapped.status, mapped.code, message, mapped.field, details)
 
     # ---- lifecycle -----------------------------------------------------------------------
 

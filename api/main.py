@@ -163,14 +163,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=tool_version(),
         description="Hardware-aware cost model and compression planner. Request fields use the CLI's flag names in snake_case.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc: api/routes/docs.py, with their scripts served here
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
     errors.install(app)
 
-    from api.routes import engines, estimate, hardware, health, jobs, metrics as metrics_routes, models, plans, ui
+    from api.routes import docs, engines, estimate, hardware, health, jobs, metrics as metrics_routes, models, plans, ui
 
-    for module in (health, metrics_routes, hardware, models, engines, estimate, plans, jobs, ui):
+    for module in (health, metrics_routes, hardware, models, engines, estimate, plans, jobs, ui, docs):
         app.include_router(module.router)
     try:
         from api.routes import capacity

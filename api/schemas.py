@@ -60,7 +60,8 @@ class _In(BaseModel):
     # float, and an integral number such as 239.0 a valid integer, as in JSON Schema)
     # no whitespace stripping: a value is checked as sent, as the schema's patterns and
     # lengths describe it (" bf16" and "l4\n" are not bf16 and l4)
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # no NaN or infinity (JSON has neither; Python's parser reads them): "a finite number"
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -382,8 +383,10 @@ def _capacity_create() -> type[BaseModel]:
         "requests per second within the TTFT/TPOT SLOs at ``percentile``, ranked by cost.",
         model=(Id | None, Field(default=None, examples=["llama-3.1-8b"])),
         models=(list[Id] | None, Field(default=None, max_length=16, description="several models on one fleet (with 'mix')")),
-        mix=(list[Annotated[float, Field(gt=0, le=1)]] | None, Field(default=None, max_length=16,
-                                                                   description="share of the load per model")),
+        mix=(list[Annotated[float, Field(gt=0)]] | None, Field(
+            default=None, max_length=16, examples=[[1, 3]],
+            description="share of the load per model: positive relative weights, normalised to sum to 1 "
+                        "([1, 3] gives 25% and 75%), as the CLI's --mix")),
         hardware=(list[Id] | None, Field(default=None, max_length=64, examples=[["l4", "h100-sxm"]],
                                          description="candidate hardware ids (every catalog id when left out)")),
         qps=(Annotated[float, Field(gt=0, le=1e7)], Field(examples=[5.0])),

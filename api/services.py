@@ -403,6 +403,21 @@ def check_plan_limits(catalog: Catalog, settings: Settings, req: dict) -> None:
                        f"max_groups={settings.max_groups}", "model", {"limit": "max_groups", "value": settings.max_groups})
 
 
+def check_plan(catalog: Catalog, settings: Settings, req: dict) -> None:
+    """Validate a plan request before it becomes a job: the service's limits, then the request
+    layer's resolution of the request (every field's value, the engine on the hardware, the
+    formats: everything before the solve), so bad input answers 4xx at once instead of queueing
+    a job that can only fail."""
+    from planner.request.plan import PlanRequest, resolve_plan
+
+    check_plan_limits(catalog, settings, req)
+    fields = {k: v for k, v in req.items() if v is not None and k != "id"}
+    arch = catalog.arch(req["model"])
+    dev = catalog.device(req["hardware"])
+    with domain_errors():
+        resolve_plan(PlanRequest(**{**fields, "model": arch, "hardware": dev}))
+
+
 def solve_plan_request(catalog: Catalog, settings: Settings, req: dict, deadline=None) -> dict:
     """Solve one plan request under ``deadline`` (a :class:`planner.deadline.Deadline`; by
     default the request's time limit capped by the server's) and return the plan as a dict."""

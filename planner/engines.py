@@ -591,7 +591,9 @@ def support(engine: str | EngineSpec, device: DeviceSpec, *, training: bool | No
             head = f"{spec.name} {on}; it runs on: {', '.join(hardware_for(spec)) or 'none'}"
             what = f"{what} that run on {device.id}"
         else:
-            head, what = f"{spec.name} ({spec.id}) {on}", f"{what} that do"
+            # the field by its token: REST reads 'engine', the CLI --engine ("engines that do"
+            # below would otherwise pass for naming it)
+            head, what = f"{{@{field}}}: {spec.name} ({spec.id}) {on}", f"{what} that do"
         raise EngineSupportError(f"{head}; {what}: {', '.join(where) or 'none'}", field=field)
     return found
 

@@ -1,6 +1,7 @@
 """``/v1/plans``: solve, store, list, fetch, delete and export plans.
 
-``POST /v1/plans`` commits a job, starts the solve in a worker thread and waits up to
+``POST /v1/plans`` first checks the request (the service's limits and every field, as the
+solve would before it starts: invalid input answers 4xx at once and makes no job), then commits a job, starts the solve in a worker thread and waits up to
 ``sync_wait_s``: a finished solve answers 201 with the stored plan; a longer one answers
 202 with the job's URL (``GET /v1/jobs/{id}``; ``DELETE`` cancels it), and the plan is
 stored when it finishes. The plan id is reserved when the job is admitted (one
@@ -21,7 +22,7 @@ from api.errors import ApiError
 from api.routes import COMMON, errors
 from api.routes.jobs import job_error, job_public, start_job
 from api.schemas import ExportPublic, JobPublic, PlanCreate, PlanPage, PlanPublic
-from api.services import check_plan_limits, domain_errors, export_context
+from api.services import check_plan, domain_errors, export_context
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
 
@@ -46,7 +47,8 @@ def _not_found(plan_id: str) -> ApiError:
 async def create_plan(request: Request, body: PlanCreate, store: StoreDep, catalog: CatalogDep, runner: RunnerDep,
                       settings: SettingsDep) -> Response:
     req = body.model_dump()
-    await run_in_threadpool(check_plan_limits, catalog, settings, req)
+    # what the solve would refuse before it starts is refused here, before a job exists
+    await run_in_threadpool(check_plan, catalog, settings, req)
     req["id"] = body.id or new_id()
     job_id, status, http = await start_job(request, store=store, runner=runner, settings=settings, kind="plan",
                                            body=req, plan_id=req["id"])

@@ -367,7 +367,7 @@ def check_layout_fields(arch: Any, device: Any, v: Mapping[str, Any], *, trainin
 # checks the command line's typed options with pydantic, FastAPI the REST bodies): each front end
 # words the message in its own syntax around it (`--tokens` / 'tokens').
 EXPECTED_BY_ERROR = {
-    "float_parsing": "a number", "float_type": "a number", "finite_number": "a number",
+    "float_parsing": "a number", "float_type": "a number", "finite_number": "a finite number",
     "int_parsing": "a whole number", "int_type": "a whole number", "int_from_float": "a whole number",
     "int_parsing_size": "a whole number",
     "bool_parsing": "true or false", "bool_type": "true or false",

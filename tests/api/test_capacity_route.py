@@ -111,3 +111,45 @@ def test_refused_inputs_answer_before_a_job_exists(tmp_path):
         # a valid request still becomes a job
         r = c.post("/v1/capacity", json=BODY)
         assert r.status_code in (200, 202), r.text
+
+
+def test_mix_takes_relative_weights_as_the_cli_and_python_do(client):
+    """mix [1, 3] is a quarter and three quarters of the load, as `--mix 1,3` and
+    planner.capacity_serve(mix=[1, 3]) read it: the same answer, not a 422 for a weight over 1."""
+    import planner
+    from planner.request import json_safe
+
+    fleet = {"models": ["llama-3.1-8b", "llama-3.2-1b"], "hardware": ["l4"], "qps": 5, "ttft_slo_s": 1.0,
+             "tpot_slo_s": 0.05}
+    got = job_result(client, client.post("/v1/capacity", json={**fleet, "mix": [1, 3]}))
+    assert got["mix"] == [0.25, 0.75]
+    expect = planner.capacity_serve(fleet["models"], fleet["hardware"], mix=[1, 3],
+                                    **{k: fleet[k] for k in ("qps", "ttft_slo_s", "tpot_slo_s")})
+    assert got == clean_json(json_safe(expect.to_dict()))
+    r = client.post("/v1/capacity", json={**fleet, "mix": [1, 0]})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "mix.1", r.text
+
+
+def test_infeasible_at_the_servers_device_limit_names_it(tmp_path):
+    """A search that found nothing up to this server's max_devices says that the bound is the
+    server's (the CLI and Python search further), in the message and in details.server_limit."""
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from conftest import make_settings
+
+    train = {"model": "llama-3.1-405b", "hardware": "h100-sxm", "tokens": 15e12, "days": 90}
+    with TestClient(create_app(make_settings(tmp_path, sync_wait_s=120.0))) as c:
+        err = c.post("/v1/capacity/train", json=train).json()["error"]
+        assert err["code"] == "infeasible" and err["details"]["devices"] == 4096, err
+        assert "'max_devices' 4096 devices, this server's limit" in err["message"] and "65536" in err["message"]
+        assert err["details"]["server_limit"] == {"limit": "max_devices", "value": 4096}
+        # a bound the caller chose below the server's is theirs: no word of the server's limit
+        err = c.post("/v1/capacity/train", json={**train, "max_devices": 1024}).json()["error"]
+        assert err["code"] == "infeasible" and "server" not in err["message"] and "server_limit" not in err["details"]
+    with TestClient(create_app(make_settings(tmp_path, sync_wait_s=120.0, max_devices=64))) as c:
+        r = c.post("/v1/capacity", json={**BODY, "hardware": ["l4"], "qps": 5000})
+        err = r.json()["error"]
+        assert r.status_code == 422 and err["code"] == "infeasible", r.text
+        assert "'max_devices' 64 devices, this server's limit" in err["message"] and "1024" in err["message"]
+        assert err["details"]["server_limit"] == {"limit": "max_devices", "value": 64}

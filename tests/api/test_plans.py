@@ -159,3 +159,22 @@ def test_metrics_and_health(api):
     assert "tierwise_jobs_pending 0" in text
     h = api.get("/healthz").json()
     assert h["status"] == "ok" and h["database"] == "ok"
+
+
+def test_invalid_fields_answer_before_a_job_exists(tmp_path):
+    """With a zero wait every accepted solve answers 202: a value the solve would refuse before it
+    starts (a negative TPOT target, a gap over 0.5, a format the engine does not run) must still
+    answer 4xx at once, name its field and leave no job to count against max_pending_jobs."""
+    import sqlalchemy
+
+    with TestClient(create_app(make_settings(tmp_path, sync_wait_s=0.0))) as c:
+        base = {"model": "llama-3.1-8b", "hardware": "l4", "devices": 1}
+        for change, field in (({"tpot_slo_s": -1}, "tpot_slo_s"), ({"gap": 5}, "gap"),
+                              ({"engine": "llamacpp", "formats": ["nvfp4"]}, "formats")):
+            r = c.post("/v1/plans", json={**base, **change})
+            assert r.status_code == 422, (change, r.text)
+            assert r.json()["error"]["field"] == field, r.text
+        engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'tierwise.db'}")
+        with engine.connect() as conn:
+            assert conn.execute(sqlalchemy.text("select count(*) from jobs")).scalar() == 0
+        assert c.post("/v1/plans", json=SMALL).status_code == 202  # a valid request still becomes a job
