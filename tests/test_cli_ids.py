@@ -46,3 +46,12 @@ def test_the_ray_install_hint_copies_as_written(cli):
         r = cli("capacity", "serve", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--qps", "2", "--ttft-slo", "2",
                 "--tpot-slo", "0.1", "--executor", "ray", *extra)
         assert r.code == 2 and "pip install 'tierwise[ray]'" in (r.err + r.out) and "\\[" not in r.err + r.out, r.err
+
+
+def test_an_unknown_id_in_a_list_of_models_names_that_list(cli):
+    r = cli("capacity", "serve", "--models", "llama-3.1-8b,llama-3.2-1bb", "--hardware", "h100-sxm", "--qps", "1",
+            "--ttft-slo", "1", "--tpot-slo", "0.1")
+    assert r.code == 2 and r.err.startswith("error: --models: unknown model id 'llama-3.2-1bb'"), r.err
+    r = cli("capacity", "serve", "--model", "resnet-50", "--hardware", "h100-sxm", "--qps", "1", "--ttft-slo", "1",
+            "--tpot-slo", "0.1")
+    assert r.code == 2 and "`tierwise estimate`" in r.err, r.err

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hwmodels.errors import TierwiseError, close_ids
+from hwmodels.errors import TierwiseError, UnknownIdError, close_ids
 
 from planner.deadline import Deadline
 from planner.request.engine import (
@@ -233,8 +233,13 @@ def _resolve_fleet(req: Any, v: dict, names: tuple) -> tuple[list, list, int, in
 
     engines = engine_ids(req.engine)
     hw = _ids("hardware", v["hardware"], unique=True)
-    loaded = [load_specs(names[0], h) for h in hw]
-    archs = [loaded[0][0]] + [load_specs(n, loaded[0][1])[0] for n in names[1:]]
+    try:
+        loaded = [load_specs(names[0], h) for h in hw]
+        archs = [loaded[0][0]] + [load_specs(n, loaded[0][1])[0] for n in names[1:]]
+    except UnknownIdError as exc:
+        if exc.catalog == "model" and getattr(req, "models", None) is not None:
+            exc.field = "models"  # the id came through the list of models
+        raise
     devices = [d for _, d in loaded]
     if req.engine is not None and req.hardware is None:  # every catalog device one of the engines runs on
         devices = [d for d in devices if any(_runs_on(e, d) for e in engines)] or devices
@@ -244,8 +249,7 @@ def _resolve_fleet(req: Any, v: dict, names: tuple) -> tuple[list, list, int, in
         if a.family not in ("decoder", "encoder_decoder"):
             name = "models" if len(archs) > 1 else "model"
             raise TierwiseError(f"{{@{name}}} {a.id} ({a.family}) generates no tokens: serving capacity and the "
-                                "frontier size token-generating models (TTFT / TPOT); price it with `tierwise "
-                                "estimate`", field=name, code="invalid_field")
+                                "frontier size token-generating models (TTFT / TPOT); price it with {!estimate}", field=name, code="invalid_field")
         check_context(a, prompt + gen, ("prompt", "gen"))
     formats = tuple(check_format("formats", f, "weight") for f in check_list("formats", v["formats"], max_len=16,
                                                                                    unique=format_key))
