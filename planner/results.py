@@ -172,6 +172,9 @@ class InferenceEstimate:
     engine_assumptions: Mapping[str, Any] | None = None
     # p10-p90 error bars from published measurements (planner.uncertainty.Uncertainty), set by the request layer
     uncertainty: Any = None
+    # what bounded the batch of a ``batch max`` request (planner.costmodel.batch_limit: batch, bound,
+    # over_bytes, tiers, text); None when the batch was given
+    batch_limit: Mapping[str, Any] | None = None
 
     @property
     def batch(self) -> int:
@@ -191,6 +194,7 @@ class InferenceEstimate:
             "ep": self.layout.ep,
             "cp": self.layout.cp,
             "batch": self.serving.batch,
+            **({"batch_limit": dict(self.batch_limit)} if self.batch_limit is not None else {}),
             "prompt": self.serving.prompt,
             "gen": self.serving.gen,
             "weights": self.choice.weights,

@@ -153,3 +153,45 @@ def test_the_priced_launch_mode_is_reported(cli):
     d = json.loads(out)
     assert code == 0 and d["runtime"] == "eager"
     assert d["sequence_parallel"] is False  # off at tp 1, as the note says
+
+
+def _est(cli, *args):
+    r = cli("estimate", *args, "--json")
+    assert r.code == 0, r.err
+    return json.loads(r.out)
+
+
+def test_batch_max_keeps_the_weights_batch_one_keeps_in_memory(cli):
+    """--batch max does not count a batch as fitting by streaming weights from flash that batch 1 holds in
+    memory (a phone: 4.36 GB of int4 weights moved to flash made batch 28 'fit' at 2 s per token)."""
+    args = ("-m", "llama-3.1-8b", "-H", "iphone-15-pro", "--weights", "int4-g32", "--activations", "int8")
+    d = _est(cli, *args, "--batch", "max")
+    b = d["batch"]
+    assert b > 1 and d["memory"]["offloaded_weights_bytes"] == 0
+    assert d["batch_limit"]["bound"] == "resident_weights" and d["batch_limit"]["tiers"] == ["nvme_flash"]
+    assert any(n.startswith("batch max: ") for n in d["notes"])
+    nxt = _est(cli, *args, "--batch", b + 1)  # fits, but only with weights on flash
+    assert nxt["memory"]["fits"] and nxt["memory"]["offloaded_weights_bytes"] > 0
+
+
+def test_batch_max_with_offload_streams_no_more_weights_than_batch_one(cli):
+    args = ("-m", "llama-3.1-70b", "-H", "h100-sxm", "--allow-offload")
+    one = _est(cli, *args, "--batch", "1")
+    d = _est(cli, *args, "--batch", "max")
+    assert d["memory"]["offloaded_weights_bytes"] <= one["memory"]["offloaded_weights_bytes"] + 1.0
+    assert d["batch_limit"]["bound"] == "resident_weights"
+
+
+def test_batch_max_agrees_with_capacity(cli):
+    args = ("-m", "llama-3.1-8b", "-H", "m2-max", "--prompt", "500", "--gen", "100")
+    d = _est(cli, *args, "--weights", "int4-g128", "--batch", "max")
+    r = cli("capacity", "serve", *args, "--formats", "int4-g128", "--qps", "0.1", "--ttft-slo", "100", "--tpot-slo", "10",
+            "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["hardware"][0]["best"]["max_batch"] == d["batch"]
+    assert d["memory"]["offloaded_weights_bytes"] == 0
+
+
+def test_batch_max_names_the_engine_kv_pool_when_it_binds(cli):
+    d = _est(cli, "-m", "llama-3.1-8b", "-H", "l4", "--batch", "max")
+    assert d["batch_limit"]["bound"] == "kv_fraction" and "vllm's KV pool" in d["batch_limit"]["text"]
