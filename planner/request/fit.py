@@ -11,6 +11,9 @@
   a smaller ``batch``, a smaller ``weights`` or ``kv`` format the device runs,
   ``allow_offload`` where the device has a host tier. For training: ``tp``, ``dp`` with
   ZeRO-3, a smaller ``micro_batch``, activation recomputation, an 8-bit optimizer.
+  ``streams_from_storage`` is true when the changed configuration places weights on the
+  device's storage tier (a phone's flash, read every step); such changes come after those that
+  fit in memory.
 * ``estimate``: the full estimate of the request as given.
 """
 
@@ -136,12 +139,18 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
 
     arch, dev, lay = r.arch, r.device, r.layout
 
-    def per_device(layout=lay, serving=r.serving, choice=r.choice, options=r.options) -> float | None:
+    def fitting(kind: str, change: dict[str, Any], layout=lay, serving=r.serving, choice=r.choice,
+                options=r.options) -> Fix | None:
+        """The change as a :class:`Fix` when the configuration it gives fits (marked when its weights
+        stream from the device's storage tier), else None."""
         try:
             m = memory_report(arch, dev, layout, serving, choice, None, options)[0]
         except (TierwiseError, ValueError):
             return None  # a candidate the cost model refuses is not suggested
-        return m.per_device_bytes if m.fits else None
+        if not m.fits:
+            return None
+        streams = any(t.role == "storage" and t.weights_bytes > 0 for t in m.tiers)
+        return Fix(kind, change, m.per_device_bytes, streams=streams)
 
     sup = r.engine  # changes the engine cannot run are not suggested
     capacity = est.memory.device_capacity_bytes
@@ -155,9 +164,9 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
             fix = make()
             if fix is None:
                 continue
-            if fix.per_device_bytes <= capacity:
+            if fix.per_device_bytes <= capacity and not fix.streams:
                 return fix
-            spill = spill or replace(fix, streams=True)
+            spill = spill or fix
         return spill
 
     for name in ("tp", "pp"):
@@ -167,13 +176,10 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
         def grown(k: int, name: str = name):
             def make() -> Fix | None:
                 new = replace(lay, **{name: getattr(lay, name) * k})
-                got = per_device(layout=new)
-                if got is None:
-                    return None
                 s = {name: getattr(new, name)}
                 if r.values.get("devices") is not None:
                     s["devices"] = new.devices
-                return Fix("devices", s, got)
+                return fitting("devices", s, layout=new)
             return make
 
         sizes = []
@@ -188,9 +194,9 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
             break
     if r.serving.batch > 1 and not r.batch_max:
         b = max_batch(arch, dev, lay, replace(r.serving, batch=1), r.choice, options=r.options)
-        got = per_device(serving=replace(r.serving, batch=b)) if b >= 1 else None
-        if got is not None:
-            fixes.append(Fix("batch", {"batch": b}, got))
+        fix = fitting("batch", {"batch": b}, serving=replace(r.serving, batch=b)) if b >= 1 else None
+        if fix is not None:
+            fixes.append(fix)
     for field, ladder in (("weights", _WEIGHT_LADDER), ("kv", _KV_LADDER)):
         if field == "kv" and arch.family not in ("decoder", "encoder_decoder"):
             continue
@@ -207,17 +213,18 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
                     if not acts:
                         return None
                     change["activations"] = acts[0]
-                got = per_device(choice=replace(r.choice, **change))
-                return None if got is None else Fix(field, change, got)
+                return fitting(field, change, choice=replace(r.choice, **change))
             return make
 
         fix = first_fit([smaller(n) for n in _smaller(ladder, getattr(r.choice, field), dev)])
         if fix is not None:
             fixes.append(fix)
     if not r.options.allow_offload and any(t.role == "host" for t in dev.tiers):
-        got = per_device(options=replace(r.options, allow_offload=True))
-        if got is not None:
-            fixes.append(Fix("offload", {"allow_offload": True}, got))
+        fix = fitting("offload", {"allow_offload": True}, options=replace(r.options, allow_offload=True))
+        if fix is not None:
+            fixes.append(fix)
+    # changes that fit in memory first; those that fit only by streaming weights from storage after them
+    fixes.sort(key=lambda f: f.streams)
     m = est.memory
     return DoesNotFitError(what=f"{arch.id} on {lay.devices}× {dev.id}", needed=m.per_device_bytes,
                            capacity=m.device_capacity_bytes, device_id=dev.id, fixes=fixes,
