@@ -456,13 +456,17 @@ def memory_report(
     dev = device.device_tier
     offloaded = sum(t.weights_bytes for t in tiers if t.name != dev.name and t.role != "on_chip")
     offloaded_kv = sum(t.kv_cache_bytes for t in tiers if t.name != dev.name)
+    limited_by = "device_memory" if shortfall > 0 else None
+    kv_pool = kv_on_device = None
     if options.kv_memory_fraction < 1.0 and shortfall <= 0:
         # The engine gives its KV cache only a share of what weights, activations and its
         # context leave free on the device (TensorRT-LLM free_gpu_memory_fraction); weights and KV
         # placed in slower tiers (--allow-offload) take none of it.
         free = dev.capacity_bytes - (weights_dev - offloaded) - act_dev - options.reserved_bytes
-        shortfall = (kv_dev - offloaded_kv) - options.kv_memory_fraction * free
+        kv_pool, kv_on_device = options.kv_memory_fraction * max(free, 0.0), kv_dev - offloaded_kv
+        shortfall = kv_on_device - options.kv_memory_fraction * free
         shortfall = shortfall if shortfall > 1.0 else 0.0  # under a byte: rounding of an exact fill
+        limited_by = "kv_pool" if shortfall > 0 else None
     per_device = weights_dev + kv_dev + act_dev + options.reserved_bytes  # + the engine's runtime context
     rep = MemoryReport(
         weights_bytes=weights_total,
@@ -475,6 +479,9 @@ def memory_report(
         tiers=tuple(tiers),
         offloaded_weights_bytes=offloaded,
         offloaded_kv_bytes=offloaded_kv,
+        kv_pool_bytes=kv_pool,
+        kv_on_device_bytes=kv_on_device,
+        limited_by=limited_by,
     )
     return rep, fractions
 
@@ -638,7 +645,13 @@ def estimate_inference(
 
 def _memory_notes(mem: MemoryReport) -> list[str]:
     notes: list[str] = []
-    if not mem.fits:
+    if not mem.fits and mem.limited_by == "kv_pool":
+        notes.append(
+            f"does not fit: the KV cache needs {(mem.kv_on_device_bytes or 0.0) / 1e9:.2f} GB per device, "
+            f"{mem.shortfall_bytes / 1e9:.2f} GB more than the {(mem.kv_pool_bytes or 0.0) / 1e9:.2f} GB KV pool the "
+            "engine's memory fraction leaves (the device itself would hold it)"
+        )
+    elif not mem.fits:
         notes.append(
             f"does not fit: needs {mem.per_device_bytes / 1e9:.2f} GB per device, "
             f"{mem.shortfall_bytes / 1e9:.2f} GB more than the allowed tiers hold"
@@ -775,11 +788,7 @@ def batch_limit(
             hi = mid
     nxt = report(lo + 1)
     if not nxt.fits:
-        if options.kv_memory_fraction < 1.0 and \
-                memory_report(arch, device, layout, Serving(batch=lo + 1, prompt=serving.prompt, gen=serving.gen), choice,
-                              overrides, replace(options, kv_memory_fraction=1.0))[0].fits:
-            return BatchLimit(lo, "kv_fraction", nxt.shortfall_bytes)
-        return BatchLimit(lo, "memory", nxt.shortfall_bytes)
+        return BatchLimit(lo, "kv_fraction" if nxt.limited_by == "kv_pool" else "memory", nxt.shortfall_bytes)
     over, where = moved(nxt)
     return BatchLimit(lo, "resident_weights", over, where)
 

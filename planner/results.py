@@ -127,6 +127,14 @@ class MemoryReport:
     tiers: tuple[TierUse, ...]
     offloaded_weights_bytes: float  # per device, outside the device tier
     offloaded_kv_bytes: float = 0.0  # per device, KV cache spilled to host memory
+    # The KV pool of an engine that gives its cache only a share of the memory weights, activations and
+    # its context leave (vLLM, SGLang, TensorRT-LLM): its bytes per device, and the KV cache on the
+    # device it must hold; None where the engine takes all that is free or the device itself is short.
+    kv_pool_bytes: float | None = None
+    kv_on_device_bytes: float | None = None
+    # what the configuration does not fit when it does not: "device_memory" (the tiers weights may
+    # use) or "kv_pool" (the engine's KV pool, while the device itself would hold it all)
+    limited_by: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -140,6 +148,8 @@ class MemoryReport:
             "offloaded_weights_bytes": self.offloaded_weights_bytes,
             "offloaded_kv_bytes": self.offloaded_kv_bytes,
             "tiers": {t.name: t.to_dict() for t in self.tiers},
+            **({"kv_pool_bytes": self.kv_pool_bytes} if self.kv_pool_bytes is not None else {}),
+            **({"limited_by": self.limited_by} if self.limited_by is not None else {}),
         }
 
 

@@ -195,3 +195,32 @@ def test_batch_max_agrees_with_capacity(cli):
 def test_batch_max_names_the_engine_kv_pool_when_it_binds(cli):
     d = _est(cli, "-m", "llama-3.1-8b", "-H", "l4", "--batch", "max")
     assert d["batch_limit"]["bound"] == "kv_fraction" and "vllm's KV pool" in d["batch_limit"]["text"]
+
+
+SGLANG_SHORT = ("-m", "llama-3.1-70b", "-H", "h100-sxm", "--tp", "2", "--weights", "fp8", "--activations", "fp8",
+                "--batch", "107", "--prompt", "2000", "--gen", "200", "--engine", "sglang")
+
+
+def test_does_not_fit_names_the_engine_kv_pool_and_its_real_shortfall(cli):
+    """75.67 of 80 GB but short by 0.82 GB: SGLang's KV pool (--mem-fraction-static) is what binds; the message
+    said '0.00 GB more than the 80.00 GB h100-sxm holds' and the JSON shortfall was 0."""
+    r = cli("estimate", *SGLANG_SHORT)
+    assert r.code == 3
+    assert "sglang's KV pool (88% of" in r.err and "--mem-fraction-static" in r.err and "0.82 GB short" in r.err, r.err
+    assert "0.00 GB more" not in r.err
+    r = cli("estimate", *SGLANG_SHORT, "--json")
+    d = json.loads(r.out)["error"]["details"]
+    mem = d["estimate"]["memory"]
+    assert d["shortfall_bytes"] == pytest.approx(mem["shortfall_bytes"]) and d["shortfall_bytes"] > 0.8e9
+    assert d["limited_by"] == mem["limited_by"] == "kv_pool"
+    assert d["kv_cache_on_device_bytes"] - d["kv_pool_bytes"] == pytest.approx(d["shortfall_bytes"])
+    for ch in d["changes"]:
+        if ch["kind"] == "offload":  # offered only as what it is: weights moved out of the pool's way, streamed
+            assert ch["host_weights_bytes"] > 0
+
+
+def test_does_not_fit_shortfall_agrees_with_the_table_when_weights_may_stream(cli):
+    r = cli("estimate", "-m", "llama-3.1-8b", "-H", "iphone-15-pro", "--batch", "64", "--json")
+    d = json.loads(r.out)["error"]
+    assert d["details"]["shortfall_bytes"] == pytest.approx(d["details"]["estimate"]["memory"]["shortfall_bytes"])
+    assert f"{d['details']['shortfall_bytes'] / 1e9:.2f} GB more than the 6.00 GB" in d["message"]

@@ -45,17 +45,21 @@ class Fix:
     per_device_bytes: float
     #: the change fits only with weights streamed from the device's storage tier (a phone's flash)
     streams: bool = False
+    #: weights per device the changed configuration keeps in host memory, streamed every step (offload)
+    host_weights_bytes: float = 0.0
 
     def text(self) -> str:
         parts = []
         for k, v in self.set.items():
             parts.append("{@" + k + "}" if v is True else "{@" + k + "} " + str(v))
         where = ", weights streamed from storage" if self.streams else ""
+        if self.host_weights_bytes > 0:
+            where += f", {self.host_weights_bytes / 1e9:.2f} GB of weights streamed from host memory each step"
         return " ".join(parts) + f" ({self.per_device_bytes / 1e9:.2f} GB per device{where})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "set": dict(self.set), "per_device_bytes": self.per_device_bytes,
-                "streams_from_storage": self.streams,
+                "streams_from_storage": self.streams, "host_weights_bytes": self.host_weights_bytes,
                 "description": ", ".join(f"{k}={v}" for k, v in self.set.items())
                 + f": {self.per_device_bytes / 1e9:.2f} GB per device"}
 
@@ -67,10 +71,18 @@ class DoesNotFitError(TierwiseError):
     code = "infeasible"
 
     def __init__(self, *, what: str, needed: float, capacity: float, device_id: str, fixes: list[Fix],
-                 estimate: dict | None, result: Any = None) -> None:
-        short = max(needed - capacity, 0.0)
-        msg = (f"{what} does not fit: it needs {needed / 1e9:.2f} GB per device, {short / 1e9:.2f} GB more than "
-               f"the {capacity / 1e9:.2f} GB {device_id} holds")
+                 estimate: dict | None, result: Any = None, shortfall: float | None = None,
+                 limit: str | None = None, limit_details: dict | None = None) -> None:
+        """``shortfall``: the bytes the configuration is short by (the estimate's
+        ``memory.shortfall_bytes``; default needed - capacity); ``limit``: the sentence naming what
+        binds when it is not the device's capacity (an engine's KV pool, weights streamed from slower
+        tiers), with ``limit_details`` for the JSON details."""
+        short = max(needed - capacity, 0.0) if shortfall is None else shortfall
+        if limit is None:
+            msg = (f"{what} does not fit: it needs {needed / 1e9:.2f} GB per device, {short / 1e9:.2f} GB more than "
+                   f"the {capacity / 1e9:.2f} GB {device_id} holds")
+        else:
+            msg = f"{what} does not fit: {limit}"
         if fixes:
             msg += ". Changes that fit (each replaces the values it sets): " + "; ".join(f.text() for f in fixes)
         else:
@@ -83,6 +95,8 @@ class DoesNotFitError(TierwiseError):
             "per_device_bytes": needed,
             "device_capacity_bytes": capacity,
             "shortfall_bytes": short,
+            "limited_by": (limit_details or {}).get("limited_by", "device_memory"),
+            **{k: v for k, v in (limit_details or {}).items() if k != "limited_by"},
             "changes": [f.to_dict() for f in fixes],
             "estimate": estimate,
         })
@@ -150,7 +164,8 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
         if not m.fits:
             return None
         streams = any(t.role == "storage" and t.weights_bytes > 0 for t in m.tiers)
-        return Fix(kind, change, m.per_device_bytes, streams=streams)
+        host = sum(t.weights_bytes for t in m.tiers if t.role == "host")
+        return Fix(kind, change, m.per_device_bytes, streams=streams, host_weights_bytes=host)
 
     sup = r.engine  # changes the engine cannot run are not suggested
     capacity = est.memory.device_capacity_bytes
@@ -226,9 +241,36 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
     # changes that fit in memory first; those that fit only by streaming weights from storage after them
     fixes.sort(key=lambda f: f.streams)
     m = est.memory
+    limit, limit_details = _inference_limit(m, r.options, sup, dev)
     return DoesNotFitError(what=f"{arch.id} on {lay.devices}× {dev.id}", needed=m.per_device_bytes,
                            capacity=m.device_capacity_bytes, device_id=dev.id, fixes=fixes,
-                           estimate=_json(est.to_dict(ops=r.per_op)), result=est)
+                           estimate=_json(est.to_dict(ops=r.per_op)), result=est, shortfall=m.shortfall_bytes,
+                           limit=limit, limit_details=limit_details)
+
+
+def _inference_limit(m: Any, options: Any, sup: Any, dev: Any) -> tuple[str | None, dict]:
+    """The sentence naming what an inference configuration does not fit, when it is not simply the
+    device's capacity, and its JSON details."""
+    gb = 1e9
+    if m.limited_by == "kv_pool":
+        engine = sup.engine if sup is not None else "the engine"
+        setting = getattr(sup.runtime, "memory_fraction_setting", None) if sup is not None else None
+        frac = options.kv_memory_fraction
+        text = (f"its KV cache needs {m.kv_on_device_bytes / gb:.2f} GB per device but {engine}'s KV pool "
+                f"({frac:.0%} of the memory weights, activations and its runtime context leave"
+                f"{', its ' + setting if setting else ''}) holds {m.kv_pool_bytes / gb:.2f} GB: "
+                f"{m.shortfall_bytes / gb:.2f} GB short, although the whole configuration takes "
+                f"{m.per_device_bytes / gb:.2f} GB of the {m.device_capacity_bytes / gb:.2f} GB {dev.id} holds")
+        return text, {"limited_by": "kv_pool", "kv_pool_bytes": m.kv_pool_bytes,
+                      "kv_cache_on_device_bytes": m.kv_on_device_bytes, "kv_memory_fraction": frac}
+    slow = [t for t in m.tiers if t.role not in ("device", "on_chip") and t.weights_bytes + t.kv_cache_bytes > 0]
+    if slow and m.shortfall_bytes < m.per_device_bytes - m.device_capacity_bytes - 1.0:
+        where = ", ".join(t.name for t in slow)
+        text = (f"it needs {m.per_device_bytes / gb:.2f} GB per device; with what may go to slower tiers placed "
+                f"there ({where}), what stays on the device (KV cache, activations, runtime context) is still "
+                f"{m.shortfall_bytes / gb:.2f} GB more than the {m.device_capacity_bytes / gb:.2f} GB {dev.id} holds")
+        return text, {"limited_by": "device_memory"}
+    return None, {"limited_by": "device_memory"}
 
 
 # ---------------------------------------------------------------------------
