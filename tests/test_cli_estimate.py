@@ -224,3 +224,25 @@ def test_does_not_fit_shortfall_agrees_with_the_table_when_weights_may_stream(cl
     d = json.loads(r.out)["error"]
     assert d["details"]["shortfall_bytes"] == pytest.approx(d["details"]["estimate"]["memory"]["shortfall_bytes"])
     assert f"{d['details']['shortfall_bytes'] / 1e9:.2f} GB more than the 6.00 GB" in d["message"]
+
+
+@pytest.mark.parametrize("dp", [8, 4096])
+def test_training_does_not_fit_offers_a_higher_zero_stage_on_the_same_devices_first(cli, dp):
+    """--dp 8 fits with --zero 1 (57.29 GB per H100); the suggestions were only --tp 2 (16 devices) or
+    --dp 16 --zero 3."""
+    args = ("estimate", "--mode", "training", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--dp", dp)
+    r = cli(*args, "--json")
+    changes = json.loads(r.out)["error"]["details"]["changes"]
+    assert r.code == 3 and changes[0]["set"] == {"zero": 1}, changes
+    fixed = cli(*args, "--zero", "1", "--json")
+    assert fixed.code == 0 and json.loads(fixed.out)["memory"]["per_device_bytes"] == pytest.approx(
+        changes[0]["per_device_bytes"])
+
+
+def test_training_zero_suggestion_keeps_to_the_engine_stages(cli):
+    # LLM Foundry's FSDP has no ZeRO-1 (profile zero: [0, 2, 3])
+    r = cli("estimate", "--mode", "training", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--dp", "8", "--engine",
+            "llm-foundry", "--json")
+    changes = json.loads(r.out)["error"]["details"]["changes"]
+    assert changes[0]["set"] == {"zero": 2}
+    assert all(ch["set"].get("zero", 2) in (0, 2, 3) for ch in changes)

@@ -9,8 +9,10 @@
   request) with the memory per device it gives. Every change listed was computed with the
   cost model and fits; none is a guess. For inference: more devices (``tp``, else ``pp``),
   a smaller ``batch``, a smaller ``weights`` or ``kv`` format the device runs,
-  ``allow_offload`` where the device has a host tier. For training: ``tp``, ``dp`` with
-  ZeRO-3, a smaller ``micro_batch``, activation recomputation, an 8-bit optimizer.
+  ``allow_offload`` where the device has a host tier. For training: a higher ``zero`` stage on
+  the same devices (the lowest that fits, of the engine's stages) first, then ``tp``, ``dp`` with
+  the engine's highest ZeRO stage, a smaller ``micro_batch``, activation recomputation, an 8-bit
+  optimizer.
   ``streams_from_storage`` is true when the changed configuration places weights on the
   device's storage tier (a phone's flash, read every step); such changes come after those that
   fit in memory.
@@ -23,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from hwmodels.errors import TierwiseError
-from planner.engines import load_engine, tp_allowed
+from planner.engines import ZERO_STAGES, load_engine, tp_allowed
 from planner.request.engine import canonical
 
 __all__ = ["DoesNotFitError", "Fix", "inference_does_not_fit", "training_does_not_fit"]
@@ -40,7 +42,7 @@ _KV_LADDER = ("fp8-e4m3", "int8", "int4-g64")
 class Fix:
     """One change of request fields that makes the request fit."""
 
-    kind: str  # devices | batch | weights | kv | offload | micro_batch | recompute | optimizer
+    kind: str  # devices | batch | weights | kv | offload | zero | micro_batch | recompute | optimizer | combined
     set: dict[str, Any]
     per_device_bytes: float
     #: the change fits only with weights streamed from the device's storage tier (a phone's flash)
@@ -291,16 +293,24 @@ def _training_combined(arch: Any, dev: Any, cfg: Any, per_device, devices) -> li
         got = per_device(tp=tp, **lean)
         if got is not None:
             return [Fix("combined", {**({"tp": tp, **devices(tp, cfg.dp)} if k > 1 else {}), **lean_set}, got)]
+    top = max(_engine_zero_stages(cfg.engine, cfg.pp), default=cfg.zero)
     if cfg.pp == 1:
         for k in _MULTIPLES + (128, 256, 512):
             dp = cfg.dp * k
             if not _layout_ok(arch, dev, True, tp=cfg.tp, pp=cfg.pp, dp=dp, ep=cfg.ep, cp=cfg.cp):
                 continue
-            got = per_device(dp=dp, zero=3, global_batch=dp, **lean)
+            got = per_device(dp=dp, zero=top, global_batch=dp, **lean)
             if got is not None:
-                s = {"dp": dp, "zero": 3, **devices(cfg.tp, dp), "global_batch": dp, **lean_set}
+                s = {"dp": dp, "zero": top, **devices(cfg.tp, dp), "global_batch": dp, **lean_set}
                 return [Fix("combined", s, got)]
     return []
+
+
+def _engine_zero_stages(engine: str | None, pp: int) -> tuple[int, ...]:
+    """The ZeRO stages the training engine offers (its profile's ``zero``), lowest first; stages 2 and 3
+    shard gradients, which pipeline parallelism accumulates, so not with ``pp`` > 1."""
+    stages = ZERO_STAGES if engine is None else load_engine(engine).zero
+    return tuple(sorted(s for s in stages if pp == 1 or s < 2))
 
 
 def _engine_has_optimizer(engine: str | None, optimizer: str) -> bool:
@@ -326,6 +336,14 @@ def training_does_not_fit(arch: Any, dev: Any, cfg: Any, est: Any, given: dict |
         return {"devices": tp * cfg.cp * cfg.pp * dp} if given.get("devices") is not None else {}
 
     fixes: list[Fix] = []
+    stages = _engine_zero_stages(cfg.engine, cfg.pp)
+    if cfg.dp > 1:
+        # a higher ZeRO stage on the same devices: the lowest that fits (least communication) comes first
+        for z in (s for s in stages if s > cfg.zero):
+            got = per_device(zero=z)
+            if got is not None:
+                fixes.append(Fix("zero", {"zero": z}, got))
+                break
     for k in _MULTIPLES:
         tp = cfg.tp * k
         if not _layout_ok(arch, dev, True, tp=tp, pp=cfg.pp, dp=cfg.dp, ep=cfg.ep, cp=cfg.cp) or \
@@ -335,16 +353,17 @@ def training_does_not_fit(arch: Any, dev: Any, cfg: Any, est: Any, given: dict |
         if got is not None:
             fixes.append(Fix("devices", {"tp": tp, **devices(tp, cfg.dp)}, got))
             break
-    if cfg.pp == 1:
+    top = max(stages, default=cfg.zero)
+    if cfg.pp == 1 and top >= cfg.zero:
         for k in _MULTIPLES:
             dp = cfg.dp * k
             gb = cfg.global_batch if given.get("global_batch") is not None else cfg.micro_batch * dp
             if gb % (cfg.micro_batch * dp) or not _layout_ok(arch, dev, True, tp=cfg.tp, pp=cfg.pp, dp=dp, ep=cfg.ep,
                                                               cp=cfg.cp):
                 continue
-            got = per_device(dp=dp, zero=3, global_batch=gb)
+            got = per_device(dp=dp, zero=top, global_batch=gb)
             if got is not None:
-                s = {"dp": dp, **({"zero": 3} if cfg.zero != 3 else {}), **devices(cfg.tp, dp)}
+                s = {"dp": dp, **({"zero": top} if cfg.zero != top else {}), **devices(cfg.tp, dp)}
                 fixes.append(Fix("devices", s, got))
                 break
     mb = cfg.micro_batch // 2
