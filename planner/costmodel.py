@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
@@ -103,7 +103,9 @@ __all__ = [
     "RuntimeSettings",
     "Serving",
     "TierUse",
+    "BatchLimit",
     "allowed_tiers",
+    "batch_limit",
     "check_layout",
     "estimate_inference",
     "evaluate_phase",
@@ -454,13 +456,17 @@ def memory_report(
     dev = device.device_tier
     offloaded = sum(t.weights_bytes for t in tiers if t.name != dev.name and t.role != "on_chip")
     offloaded_kv = sum(t.kv_cache_bytes for t in tiers if t.name != dev.name)
+    limited_by = "device_memory" if shortfall > 0 else None
+    kv_pool = kv_on_device = None
     if options.kv_memory_fraction < 1.0 and shortfall <= 0:
         # The engine gives its KV cache only a share of what weights, activations and its
         # context leave free on the device (TensorRT-LLM free_gpu_memory_fraction); weights and KV
         # placed in slower tiers (--allow-offload) take none of it.
         free = dev.capacity_bytes - (weights_dev - offloaded) - act_dev - options.reserved_bytes
-        shortfall = (kv_dev - offloaded_kv) - options.kv_memory_fraction * free
+        kv_pool, kv_on_device = options.kv_memory_fraction * max(free, 0.0), kv_dev - offloaded_kv
+        shortfall = kv_on_device - options.kv_memory_fraction * free
         shortfall = shortfall if shortfall > 1.0 else 0.0  # under a byte: rounding of an exact fill
+        limited_by = "kv_pool" if shortfall > 0 else None
     per_device = weights_dev + kv_dev + act_dev + options.reserved_bytes  # + the engine's runtime context
     rep = MemoryReport(
         weights_bytes=weights_total,
@@ -473,6 +479,9 @@ def memory_report(
         tiers=tuple(tiers),
         offloaded_weights_bytes=offloaded,
         offloaded_kv_bytes=offloaded_kv,
+        kv_pool_bytes=kv_pool,
+        kv_on_device_bytes=kv_on_device,
+        limited_by=limited_by,
     )
     return rep, fractions
 
@@ -636,7 +645,13 @@ def estimate_inference(
 
 def _memory_notes(mem: MemoryReport) -> list[str]:
     notes: list[str] = []
-    if not mem.fits:
+    if not mem.fits and mem.limited_by == "kv_pool":
+        notes.append(
+            f"does not fit: the KV cache needs {(mem.kv_on_device_bytes or 0.0) / 1e9:.2f} GB per device, "
+            f"{mem.shortfall_bytes / 1e9:.2f} GB more than the {(mem.kv_pool_bytes or 0.0) / 1e9:.2f} GB KV pool the "
+            "engine's memory fraction leaves (the device itself would hold it)"
+        )
+    elif not mem.fits:
         notes.append(
             f"does not fit: needs {mem.per_device_bytes / 1e9:.2f} GB per device, "
             f"{mem.shortfall_bytes / 1e9:.2f} GB more than the allowed tiers hold"
@@ -679,6 +694,105 @@ def _switch_in_s(device: DeviceSpec, layout: Layout, mem: MemoryReport) -> float
     return max(resident, 0.0) / link_bw + src.latency_s
 
 
+@dataclass(frozen=True, slots=True)
+class BatchLimit:
+    """The largest batch per replica and what stops the next one (:func:`batch_limit`).
+
+    ``bound``: ``memory`` (batch + 1 does not fit), ``kv_fraction`` (it would fit the device but not
+    the share of free memory the engine gives its KV cache), ``resident_weights`` (it fits only by
+    moving weights that batch 1 keeps in the device's memory out to a slower tier, or spilling KV
+    cache there), ``limit`` (the search's upper end), ``none`` (not even batch 1 fits)."""
+
+    batch: int
+    bound: str
+    #: of batch + 1: bytes of weights (and KV cache) it would move to slower tiers beyond batch 1's,
+    #: or its memory shortfall
+    over_bytes: float = 0.0
+    #: the tiers batch + 1 would move weights or KV cache to (``resident_weights``)
+    tiers: tuple[str, ...] = ()
+
+    def text(self, engine: str | None = None) -> str:
+        nxt = self.batch + 1
+        if self.bound == "resident_weights":
+            return (f"batch {self.batch} is the largest whose KV cache fits beside the weights batch 1 keeps in device "
+                    f"memory; batch {nxt} would move {self.over_bytes / 1e9:.2f} GB more of them to "
+                    f"{', '.join(self.tiers)}, streamed every step (ask for a larger batch explicitly to price it)")
+        if self.bound == "kv_fraction":
+            who = f"{engine}'s" if engine else "the engine's"
+            return (f"batch {self.batch} is the largest whose KV cache fits {who} KV pool (its memory fraction); "
+                    f"batch {nxt} is short by {self.over_bytes / 1e9:.2f} GB")
+        if self.bound == "memory":
+            return (f"batch {self.batch} is the largest that fits device memory; batch {nxt} is short by "
+                    f"{self.over_bytes / 1e9:.2f} GB")
+        if self.bound == "limit":
+            return f"batch {self.batch} is the search's upper limit"
+        return "not even batch 1 fits"
+
+    def to_dict(self) -> dict:
+        return {"batch": self.batch, "bound": self.bound, "over_bytes": self.over_bytes, "tiers": list(self.tiers)}
+
+
+def batch_limit(
+    arch: ArchSpec,
+    device: DeviceSpec,
+    layout: Layout = Layout(),
+    serving: Serving = Serving(),
+    choice: Choice = Choice(),
+    overrides: ChoiceMap | None = None,
+    options: RuntimeSettings = RuntimeSettings(),
+    limit: int = 1 << 20,
+) -> BatchLimit:
+    """Largest batch per replica whose memory fits with the weights placed as at batch 1: the KV
+    cache takes what batch 1's weights leave in the device's memory, and no batch counts as fitting
+    by pushing weights (or KV cache) out to a slower tier (flash, host memory) that batch 1 keeps
+    resident. A larger batch may still fit by streaming weights; asked for explicitly, it is priced."""
+
+    def report(b: int) -> MemoryReport:
+        s = Serving(batch=b, prompt=serving.prompt, gen=serving.gen)
+        return memory_report(arch, device, layout, s, choice, overrides, options)[0]
+
+    base = report(1)
+    if not base.fits:
+        return BatchLimit(0, "none", base.shortfall_bytes)
+    base_w = {t.name: t.weights_bytes for t in base.tiers}
+    base_kv = base.offloaded_kv_bytes
+    dev = device.device_tier.name
+
+    def moved(m: MemoryReport) -> tuple[float, tuple[str, ...]]:
+        """Bytes of weights and KV cache placed off the device beyond batch 1's, and the tiers."""
+        over, where = m.offloaded_kv_bytes - base_kv, []
+        if over > 1.0:
+            where += [t.name for t in m.tiers if t.name != dev and t.kv_cache_bytes > 0]
+        for t in m.tiers:
+            if t.name != dev and t.role != "on_chip" and t.weights_bytes - base_w.get(t.name, 0.0) > 1.0:
+                over += t.weights_bytes - base_w.get(t.name, 0.0)
+                where.append(t.name)
+        return max(over, 0.0), tuple(dict.fromkeys(where))
+
+    def ok(b: int) -> bool:
+        m = report(b)
+        return m.fits and moved(m)[0] <= 1.0
+
+    lo, hi = 1, 2
+    while hi <= limit and ok(hi):
+        lo, hi = hi, hi * 2
+    if hi > limit:
+        hi = limit + 1
+        if lo == limit or ok(limit):
+            return BatchLimit(limit, "limit")
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid
+    nxt = report(lo + 1)
+    if not nxt.fits:
+        return BatchLimit(lo, "kv_fraction" if nxt.limited_by == "kv_pool" else "memory", nxt.shortfall_bytes)
+    over, where = moved(nxt)
+    return BatchLimit(lo, "resident_weights", over, where)
+
+
 def max_batch(
     arch: ArchSpec,
     device: DeviceSpec,
@@ -689,25 +803,9 @@ def max_batch(
     options: RuntimeSettings = RuntimeSettings(),
     limit: int = 1 << 20,
 ) -> int:
-    """Largest batch per replica whose memory fits (0 if not even batch 1 fits)."""
-
-    def fits(b: int) -> bool:
-        s = Serving(batch=b, prompt=serving.prompt, gen=serving.gen)
-        return memory_report(arch, device, layout, s, choice, overrides, options)[0].fits
-
-    if not fits(1):
-        return 0
-    lo, hi = 1, 2
-    while hi <= limit and fits(hi):
-        lo, hi = hi, hi * 2
-    hi = min(hi, limit + 1)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if fits(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    """Largest batch per replica whose memory fits with the weights placed as at batch 1 (0 if not
+    even batch 1 fits); :func:`batch_limit` says what bounds it."""
+    return batch_limit(arch, device, layout, serving, choice, overrides, options, limit).batch
 
 
 # ---------------------------------------------------------------------------

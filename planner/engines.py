@@ -120,6 +120,9 @@ class Runtime:
     # Tensor parallelism shards whole key/value head groups (Megatron-Core: num_query_groups must divide by
     # the TP size), so TP must divide the model's KV heads; engines that replicate KV heads do not need it.
     tp_divides_kv_heads: bool = False
+    # The engine's own name for memory_fraction (SGLang's --mem-fraction-static, vLLM's
+    # --gpu-memory-utilization), named when its KV pool is what a configuration does not fit; None = unnamed.
+    memory_fraction_setting: str | None = None
 
     @property
     def runtimes(self) -> tuple[str, ...]:
@@ -297,7 +300,8 @@ _OPTIONAL_FLAGS = {"tp_comm_overlap": False, "grad_reduce_overlap": False, "fuse
 
 def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
     reader.allow(*_RUNTIME_FLAGS, "chunk_tokens", "kv_block_tokens", "memory_fraction", "context_gib", "source",
-                 "provenance", "notes", "step_overhead_us", "compute_unit", "quantized_act_storage", "cpu_int8_gemm")
+                 "provenance", "notes", "step_overhead_us", "compute_unit", "quantized_act_storage", "cpu_int8_gemm",
+                 "memory_fraction_setting")
     out: dict[str, Any] = {}
     for key in _RUNTIME_FLAGS:
         if reader.has(key) or not partial:
@@ -306,6 +310,8 @@ def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
         out["step_overhead_us"] = reader.number("step_overhead_us", positive=False, default=0.0)
     if reader.has("compute_unit"):
         out["compute_unit"] = reader.text("compute_unit")
+    if reader.has("memory_fraction_setting"):
+        out["memory_fraction_setting"] = reader.text("memory_fraction_setting")
     if reader.has("quantized_act_storage"):
         out["quantized_act_storage"] = reader.text("quantized_act_storage", choices=("fp32", "fp16", "bf16"))
     if reader.has("cpu_int8_gemm"):

@@ -127,6 +127,14 @@ class MemoryReport:
     tiers: tuple[TierUse, ...]
     offloaded_weights_bytes: float  # per device, outside the device tier
     offloaded_kv_bytes: float = 0.0  # per device, KV cache spilled to host memory
+    # The KV pool of an engine that gives its cache only a share of the memory weights, activations and
+    # its context leave (vLLM, SGLang, TensorRT-LLM): its bytes per device, and the KV cache on the
+    # device it must hold; None where the engine takes all that is free or the device itself is short.
+    kv_pool_bytes: float | None = None
+    kv_on_device_bytes: float | None = None
+    # what the configuration does not fit when it does not: "device_memory" (the tiers weights may
+    # use) or "kv_pool" (the engine's KV pool, while the device itself would hold it all)
+    limited_by: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -140,6 +148,8 @@ class MemoryReport:
             "offloaded_weights_bytes": self.offloaded_weights_bytes,
             "offloaded_kv_bytes": self.offloaded_kv_bytes,
             "tiers": {t.name: t.to_dict() for t in self.tiers},
+            **({"kv_pool_bytes": self.kv_pool_bytes} if self.kv_pool_bytes is not None else {}),
+            **({"limited_by": self.limited_by} if self.limited_by is not None else {}),
         }
 
 
@@ -172,6 +182,9 @@ class InferenceEstimate:
     engine_assumptions: Mapping[str, Any] | None = None
     # p10-p90 error bars from published measurements (planner.uncertainty.Uncertainty), set by the request layer
     uncertainty: Any = None
+    # what bounded the batch of a ``batch max`` request (planner.costmodel.batch_limit: batch, bound,
+    # over_bytes, tiers, text); None when the batch was given
+    batch_limit: Mapping[str, Any] | None = None
 
     @property
     def batch(self) -> int:
@@ -191,6 +204,7 @@ class InferenceEstimate:
             "ep": self.layout.ep,
             "cp": self.layout.cp,
             "batch": self.serving.batch,
+            **({"batch_limit": dict(self.batch_limit)} if self.batch_limit is not None else {}),
             "prompt": self.serving.prompt,
             "gen": self.serving.gen,
             "weights": self.choice.weights,

@@ -153,3 +153,96 @@ def test_the_priced_launch_mode_is_reported(cli):
     d = json.loads(out)
     assert code == 0 and d["runtime"] == "eager"
     assert d["sequence_parallel"] is False  # off at tp 1, as the note says
+
+
+def _est(cli, *args):
+    r = cli("estimate", *args, "--json")
+    assert r.code == 0, r.err
+    return json.loads(r.out)
+
+
+def test_batch_max_keeps_the_weights_batch_one_keeps_in_memory(cli):
+    """--batch max does not count a batch as fitting by streaming weights from flash that batch 1 holds in
+    memory (a phone: 4.36 GB of int4 weights moved to flash made batch 28 'fit' at 2 s per token)."""
+    args = ("-m", "llama-3.1-8b", "-H", "iphone-15-pro", "--weights", "int4-g32", "--activations", "int8")
+    d = _est(cli, *args, "--batch", "max")
+    b = d["batch"]
+    assert b > 1 and d["memory"]["offloaded_weights_bytes"] == 0
+    assert d["batch_limit"]["bound"] == "resident_weights" and d["batch_limit"]["tiers"] == ["nvme_flash"]
+    assert any(n.startswith("batch max: ") for n in d["notes"])
+    nxt = _est(cli, *args, "--batch", b + 1)  # fits, but only with weights on flash
+    assert nxt["memory"]["fits"] and nxt["memory"]["offloaded_weights_bytes"] > 0
+
+
+def test_batch_max_with_offload_streams_no_more_weights_than_batch_one(cli):
+    args = ("-m", "llama-3.1-70b", "-H", "h100-sxm", "--allow-offload")
+    one = _est(cli, *args, "--batch", "1")
+    d = _est(cli, *args, "--batch", "max")
+    assert d["memory"]["offloaded_weights_bytes"] <= one["memory"]["offloaded_weights_bytes"] + 1.0
+    assert d["batch_limit"]["bound"] == "resident_weights"
+
+
+def test_batch_max_agrees_with_capacity(cli):
+    args = ("-m", "llama-3.1-8b", "-H", "m2-max", "--prompt", "500", "--gen", "100")
+    d = _est(cli, *args, "--weights", "int4-g128", "--batch", "max")
+    r = cli("capacity", "serve", *args, "--formats", "int4-g128", "--qps", "0.1", "--ttft-slo", "100", "--tpot-slo", "10",
+            "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["hardware"][0]["best"]["max_batch"] == d["batch"]
+    assert d["memory"]["offloaded_weights_bytes"] == 0
+
+
+def test_batch_max_names_the_engine_kv_pool_when_it_binds(cli):
+    d = _est(cli, "-m", "llama-3.1-8b", "-H", "l4", "--batch", "max")
+    assert d["batch_limit"]["bound"] == "kv_fraction" and "vllm's KV pool" in d["batch_limit"]["text"]
+
+
+SGLANG_SHORT = ("-m", "llama-3.1-70b", "-H", "h100-sxm", "--tp", "2", "--weights", "fp8", "--activations", "fp8",
+                "--batch", "107", "--prompt", "2000", "--gen", "200", "--engine", "sglang")
+
+
+def test_does_not_fit_names_the_engine_kv_pool_and_its_real_shortfall(cli):
+    """75.67 of 80 GB but short by 0.82 GB: SGLang's KV pool (--mem-fraction-static) is what binds; the message
+    said '0.00 GB more than the 80.00 GB h100-sxm holds' and the JSON shortfall was 0."""
+    r = cli("estimate", *SGLANG_SHORT)
+    assert r.code == 3
+    assert "sglang's KV pool (88% of" in r.err and "--mem-fraction-static" in r.err and "0.82 GB short" in r.err, r.err
+    assert "0.00 GB more" not in r.err
+    r = cli("estimate", *SGLANG_SHORT, "--json")
+    d = json.loads(r.out)["error"]["details"]
+    mem = d["estimate"]["memory"]
+    assert d["shortfall_bytes"] == pytest.approx(mem["shortfall_bytes"]) and d["shortfall_bytes"] > 0.8e9
+    assert d["limited_by"] == mem["limited_by"] == "kv_pool"
+    assert d["kv_cache_on_device_bytes"] - d["kv_pool_bytes"] == pytest.approx(d["shortfall_bytes"])
+    for ch in d["changes"]:
+        if ch["kind"] == "offload":  # offered only as what it is: weights moved out of the pool's way, streamed
+            assert ch["host_weights_bytes"] > 0
+
+
+def test_does_not_fit_shortfall_agrees_with_the_table_when_weights_may_stream(cli):
+    r = cli("estimate", "-m", "llama-3.1-8b", "-H", "iphone-15-pro", "--batch", "64", "--json")
+    d = json.loads(r.out)["error"]
+    assert d["details"]["shortfall_bytes"] == pytest.approx(d["details"]["estimate"]["memory"]["shortfall_bytes"])
+    assert f"{d['details']['shortfall_bytes'] / 1e9:.2f} GB more than the 6.00 GB" in d["message"]
+
+
+@pytest.mark.parametrize("dp", [8, 4096])
+def test_training_does_not_fit_offers_a_higher_zero_stage_on_the_same_devices_first(cli, dp):
+    """--dp 8 fits with --zero 1 (57.29 GB per H100); the suggestions were only --tp 2 (16 devices) or
+    --dp 16 --zero 3."""
+    args = ("estimate", "--mode", "training", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--dp", dp)
+    r = cli(*args, "--json")
+    changes = json.loads(r.out)["error"]["details"]["changes"]
+    assert r.code == 3 and changes[0]["set"] == {"zero": 1}, changes
+    fixed = cli(*args, "--zero", "1", "--json")
+    assert fixed.code == 0 and json.loads(fixed.out)["memory"]["per_device_bytes"] == pytest.approx(
+        changes[0]["per_device_bytes"])
+
+
+def test_training_zero_suggestion_keeps_to_the_engine_stages(cli):
+    # LLM Foundry's FSDP has no ZeRO-1 (profile zero: [0, 2, 3])
+    r = cli("estimate", "--mode", "training", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--dp", "8", "--engine",
+            "llm-foundry", "--json")
+    changes = json.loads(r.out)["error"]["details"]["changes"]
+    assert changes[0]["set"] == {"zero": 2}
+    assert all(ch["set"].get("zero", 2) in (0, 2, 3) for ch in changes)

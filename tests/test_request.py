@@ -218,6 +218,27 @@ def test_every_suggested_change_makes_it_fit(fields):
         assert est.memory.per_device_bytes == pytest.approx(ch["per_device_bytes"])
 
 
+@pytest.mark.parametrize("fields", [
+    {"model": "llama-3.1-8b", "hardware": "iphone-15-pro", "batch": 64},
+    {"model": "llama-3.2-1b", "hardware": "iphone-15-pro", "batch": 128},
+], ids=["8b-batch64", "1b-batch128"])
+def test_a_change_that_streams_weights_from_flash_says_so_and_comes_last(fields):
+    """streams_from_storage is true exactly when the changed configuration places weights on a storage
+    tier (a phone's flash); changes that fit in memory come first. llama-3.1-8b at batch 64 on an iPhone
+    offered batch 40, 'not streaming', with 15.95 GB of its weights on flash."""
+    with pytest.raises(DoesNotFitError) as e:
+        run_estimate(build_estimate_request(fields))
+    changes = e.value.details["changes"]
+    assert changes
+    flags = []
+    for ch in changes:
+        est = run_estimate(build_estimate_request(_applies(fields, ch)))
+        on_flash = sum(t.weights_bytes for t in est.memory.tiers if t.role == "storage")
+        assert ch["streams_from_storage"] is (on_flash > 0), (ch, on_flash)
+        flags.append(ch["streams_from_storage"])
+    assert flags == sorted(flags), changes  # in-memory changes before streaming ones
+
+
 def test_batch_max_that_fits_nothing_is_infeasible():
     with pytest.raises(DoesNotFitError) as e:
         planner.estimate("llama-2-70b", "rtx-4090", batch="max")

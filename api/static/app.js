@@ -1004,7 +1004,7 @@
     const m = d.memory || {};
     const pre = d.prefill || {}, dec = d.decode || {};
     const split = memorySplit(m);
-    const memCard = card("Memory per device", fmtBytes(m.per_device_bytes), m.fits ? `fits in ${fmtBytes(m.device_capacity_bytes)}` : `does not fit: ${fmtBytes(m.shortfall_bytes)} over what the allowed tiers hold`, m.fits ? "good" : "bad");
+    const memCard = card("Memory per device", fmtBytes(m.per_device_bytes), m.fits ? `fits in ${fmtBytes(m.device_capacity_bytes)}` : `does not fit: ${fmtBytes(m.shortfall_bytes)} over what ${m.limited_by === "kv_pool" ? "the engine's KV pool" : "the allowed tiers"} hold${m.limited_by === "kv_pool" ? "s" : ""}`, m.fits ? "good" : "bad");
     const splitCards = [
       card("Weights per device", fmtBytes(split.weights), m.offloaded_weights_bytes ? `${fmtBytes(m.offloaded_weights_bytes)} of them offloaded` : null),
       card("KV cache per device", fmtBytes(split.kv), m.offloaded_kv_bytes ? `${fmtBytes(m.offloaded_kv_bytes)} of it offloaded` : `${d.kv}, batch ${d.batch} × ${d.prompt + d.gen} tokens`),
@@ -1014,7 +1014,7 @@
       // A configuration that does not fit has no timings or price to speak of.
       const changes = ((d.noFit && d.noFit.changes) || []).map((c) => c.description || JSON.stringify(c.set)).join("; ");
       return [memCard, ...splitCards,
-        card("Does not fit", "no timings, no price", `needs ${fmtBytes(m.per_device_bytes)} per device, ${fmtBytes(m.shortfall_bytes)} more than the device holds; ${changes ? `changes that fit: ${changes}` : "add devices, offload, or smaller formats"}`, "bad")];
+        card("Does not fit", "no timings, no price", `${m.limited_by === "kv_pool" ? `the KV cache needs ${fmtBytes(m.shortfall_bytes)} more than the engine's KV pool (${fmtBytes(m.kv_pool_bytes)}, its memory fraction) holds` : `needs ${fmtBytes(m.per_device_bytes)} per device, ${fmtBytes(m.shortfall_bytes)} more than the device holds`}; ${changes ? `changes that fit: ${changes}` : "add devices, offload, or smaller formats"}`, "bad")];
     }
     const commPct = (c, t) => (t > 0 ? ` (${sig((100 * c) / t, 2)} %)` : "");
     const perUser = d.tpot_s > 0 ? 1 / d.tpot_s : null;

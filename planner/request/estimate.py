@@ -352,17 +352,20 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
 
 
 def _run_inference(req: EstimateRequest, require_fit: bool = True):
-    from planner.costmodel import estimate_inference, max_batch
+    from planner.costmodel import batch_limit, estimate_inference
     from planner.request.fit import inference_does_not_fit
 
     r = resolve_inference(req)
     serving = r.serving
+    bound = None
     if r.batch_max:
-        b = max_batch(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
-        serving = replace(serving, batch=max(b, 1))
+        bound = batch_limit(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
+        serving = replace(serving, batch=max(bound.batch, 1))
     est = estimate_inference(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
+    limit_notes = () if bound is None or bound.batch < 1 else (f"batch max: {bound.text(r.engine.engine)}",)
     est = replace(est, engine=r.engine.engine, engine_assumptions=engine_assumptions(r.engine, r.device, r.arch, r.options.runtime),
-                  notes=(*est.notes, *_shape_notes(r.arch, serving), _engine_note(r.engine, r.device, r.arch)))
+                  notes=(*limit_notes, *est.notes, *_shape_notes(r.arch, serving), _engine_note(r.engine, r.device, r.arch)),
+                  batch_limit=None if bound is None else {**bound.to_dict(), "text": bound.text(r.engine.engine)})
     est = replace(est, uncertainty=_uncertainty(est, r.device, r.engine.engine, r.options.runtime, training=False))
     if require_fit and not est.memory.fits:
         raise inference_does_not_fit(replace(r, serving=serving), est)

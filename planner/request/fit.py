@@ -9,8 +9,13 @@
   request) with the memory per device it gives. Every change listed was computed with the
   cost model and fits; none is a guess. For inference: more devices (``tp``, else ``pp``),
   a smaller ``batch``, a smaller ``weights`` or ``kv`` format the device runs,
-  ``allow_offload`` where the device has a host tier. For training: ``tp``, ``dp`` with
-  ZeRO-3, a smaller ``micro_batch``, activation recomputation, an 8-bit optimizer.
+  ``allow_offload`` where the device has a host tier. For training: a higher ``zero`` stage on
+  the same devices (the lowest that fits, of the engine's stages) first, then ``tp``, ``dp`` with
+  the engine's highest ZeRO stage, a smaller ``micro_batch``, activation recomputation, an 8-bit
+  optimizer.
+  ``streams_from_storage`` is true when the changed configuration places weights on the
+  device's storage tier (a phone's flash, read every step); such changes come after those that
+  fit in memory.
 * ``estimate``: the full estimate of the request as given.
 """
 
@@ -20,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from hwmodels.errors import TierwiseError
-from planner.engines import load_engine, tp_allowed
+from planner.engines import ZERO_STAGES, load_engine, tp_allowed
 from planner.request.engine import canonical
 
 __all__ = ["DoesNotFitError", "Fix", "inference_does_not_fit", "training_does_not_fit"]
@@ -37,22 +42,26 @@ _KV_LADDER = ("fp8-e4m3", "int8", "int4-g64")
 class Fix:
     """One change of request fields that makes the request fit."""
 
-    kind: str  # devices | batch | weights | kv | offload | micro_batch | recompute | optimizer
+    kind: str  # devices | batch | weights | kv | offload | zero | micro_batch | recompute | optimizer | combined
     set: dict[str, Any]
     per_device_bytes: float
     #: the change fits only with weights streamed from the device's storage tier (a phone's flash)
     streams: bool = False
+    #: weights per device the changed configuration keeps in host memory, streamed every step (offload)
+    host_weights_bytes: float = 0.0
 
     def text(self) -> str:
         parts = []
         for k, v in self.set.items():
             parts.append("{@" + k + "}" if v is True else "{@" + k + "} " + str(v))
         where = ", weights streamed from storage" if self.streams else ""
+        if self.host_weights_bytes > 0:
+            where += f", {self.host_weights_bytes / 1e9:.2f} GB of weights streamed from host memory each step"
         return " ".join(parts) + f" ({self.per_device_bytes / 1e9:.2f} GB per device{where})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "set": dict(self.set), "per_device_bytes": self.per_device_bytes,
-                "streams_from_storage": self.streams,
+                "streams_from_storage": self.streams, "host_weights_bytes": self.host_weights_bytes,
                 "description": ", ".join(f"{k}={v}" for k, v in self.set.items())
                 + f": {self.per_device_bytes / 1e9:.2f} GB per device"}
 
@@ -64,10 +73,18 @@ class DoesNotFitError(TierwiseError):
     code = "infeasible"
 
     def __init__(self, *, what: str, needed: float, capacity: float, device_id: str, fixes: list[Fix],
-                 estimate: dict | None, result: Any = None) -> None:
-        short = max(needed - capacity, 0.0)
-        msg = (f"{what} does not fit: it needs {needed / 1e9:.2f} GB per device, {short / 1e9:.2f} GB more than "
-               f"the {capacity / 1e9:.2f} GB {device_id} holds")
+                 estimate: dict | None, result: Any = None, shortfall: float | None = None,
+                 limit: str | None = None, limit_details: dict | None = None) -> None:
+        """``shortfall``: the bytes the configuration is short by (the estimate's
+        ``memory.shortfall_bytes``; default needed - capacity); ``limit``: the sentence naming what
+        binds when it is not the device's capacity (an engine's KV pool, weights streamed from slower
+        tiers), with ``limit_details`` for the JSON details."""
+        short = max(needed - capacity, 0.0) if shortfall is None else shortfall
+        if limit is None:
+            msg = (f"{what} does not fit: it needs {needed / 1e9:.2f} GB per device, {short / 1e9:.2f} GB more than "
+                   f"the {capacity / 1e9:.2f} GB {device_id} holds")
+        else:
+            msg = f"{what} does not fit: {limit}"
         if fixes:
             msg += ". Changes that fit (each replaces the values it sets): " + "; ".join(f.text() for f in fixes)
         else:
@@ -80,6 +97,8 @@ class DoesNotFitError(TierwiseError):
             "per_device_bytes": needed,
             "device_capacity_bytes": capacity,
             "shortfall_bytes": short,
+            "limited_by": (limit_details or {}).get("limited_by", "device_memory"),
+            **{k: v for k, v in (limit_details or {}).items() if k != "limited_by"},
             "changes": [f.to_dict() for f in fixes],
             "estimate": estimate,
         })
@@ -136,12 +155,19 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
 
     arch, dev, lay = r.arch, r.device, r.layout
 
-    def per_device(layout=lay, serving=r.serving, choice=r.choice, options=r.options) -> float | None:
+    def fitting(kind: str, change: dict[str, Any], layout=lay, serving=r.serving, choice=r.choice,
+                options=r.options) -> Fix | None:
+        """The change as a :class:`Fix` when the configuration it gives fits (marked when its weights
+        stream from the device's storage tier), else None."""
         try:
             m = memory_report(arch, dev, layout, serving, choice, None, options)[0]
         except (TierwiseError, ValueError):
             return None  # a candidate the cost model refuses is not suggested
-        return m.per_device_bytes if m.fits else None
+        if not m.fits:
+            return None
+        streams = any(t.role == "storage" and t.weights_bytes > 0 for t in m.tiers)
+        host = sum(t.weights_bytes for t in m.tiers if t.role == "host")
+        return Fix(kind, change, m.per_device_bytes, streams=streams, host_weights_bytes=host)
 
     sup = r.engine  # changes the engine cannot run are not suggested
     capacity = est.memory.device_capacity_bytes
@@ -155,9 +181,9 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
             fix = make()
             if fix is None:
                 continue
-            if fix.per_device_bytes <= capacity:
+            if fix.per_device_bytes <= capacity and not fix.streams:
                 return fix
-            spill = spill or replace(fix, streams=True)
+            spill = spill or fix
         return spill
 
     for name in ("tp", "pp"):
@@ -167,13 +193,10 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
         def grown(k: int, name: str = name):
             def make() -> Fix | None:
                 new = replace(lay, **{name: getattr(lay, name) * k})
-                got = per_device(layout=new)
-                if got is None:
-                    return None
                 s = {name: getattr(new, name)}
                 if r.values.get("devices") is not None:
                     s["devices"] = new.devices
-                return Fix("devices", s, got)
+                return fitting("devices", s, layout=new)
             return make
 
         sizes = []
@@ -188,9 +211,9 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
             break
     if r.serving.batch > 1 and not r.batch_max:
         b = max_batch(arch, dev, lay, replace(r.serving, batch=1), r.choice, options=r.options)
-        got = per_device(serving=replace(r.serving, batch=b)) if b >= 1 else None
-        if got is not None:
-            fixes.append(Fix("batch", {"batch": b}, got))
+        fix = fitting("batch", {"batch": b}, serving=replace(r.serving, batch=b)) if b >= 1 else None
+        if fix is not None:
+            fixes.append(fix)
     for field, ladder in (("weights", _WEIGHT_LADDER), ("kv", _KV_LADDER)):
         if field == "kv" and arch.family not in ("decoder", "encoder_decoder"):
             continue
@@ -207,21 +230,49 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
                     if not acts:
                         return None
                     change["activations"] = acts[0]
-                got = per_device(choice=replace(r.choice, **change))
-                return None if got is None else Fix(field, change, got)
+                return fitting(field, change, choice=replace(r.choice, **change))
             return make
 
         fix = first_fit([smaller(n) for n in _smaller(ladder, getattr(r.choice, field), dev)])
         if fix is not None:
             fixes.append(fix)
     if not r.options.allow_offload and any(t.role == "host" for t in dev.tiers):
-        got = per_device(options=replace(r.options, allow_offload=True))
-        if got is not None:
-            fixes.append(Fix("offload", {"allow_offload": True}, got))
+        fix = fitting("offload", {"allow_offload": True}, options=replace(r.options, allow_offload=True))
+        if fix is not None:
+            fixes.append(fix)
+    # changes that fit in memory first; those that fit only by streaming weights from storage after them
+    fixes.sort(key=lambda f: f.streams)
     m = est.memory
+    limit, limit_details = _inference_limit(m, r.options, sup, dev)
     return DoesNotFitError(what=f"{arch.id} on {lay.devices}× {dev.id}", needed=m.per_device_bytes,
                            capacity=m.device_capacity_bytes, device_id=dev.id, fixes=fixes,
-                           estimate=_json(est.to_dict(ops=r.per_op)), result=est)
+                           estimate=_json(est.to_dict(ops=r.per_op)), result=est, shortfall=m.shortfall_bytes,
+                           limit=limit, limit_details=limit_details)
+
+
+def _inference_limit(m: Any, options: Any, sup: Any, dev: Any) -> tuple[str | None, dict]:
+    """The sentence naming what an inference configuration does not fit, when it is not simply the
+    device's capacity, and its JSON details."""
+    gb = 1e9
+    if m.limited_by == "kv_pool":
+        engine = sup.engine if sup is not None else "the engine"
+        setting = getattr(sup.runtime, "memory_fraction_setting", None) if sup is not None else None
+        frac = options.kv_memory_fraction
+        text = (f"its KV cache needs {m.kv_on_device_bytes / gb:.2f} GB per device but {engine}'s KV pool "
+                f"({frac:.0%} of the memory weights, activations and its runtime context leave"
+                f"{', its ' + setting if setting else ''}) holds {m.kv_pool_bytes / gb:.2f} GB: "
+                f"{m.shortfall_bytes / gb:.2f} GB short, although the whole configuration takes "
+                f"{m.per_device_bytes / gb:.2f} GB of the {m.device_capacity_bytes / gb:.2f} GB {dev.id} holds")
+        return text, {"limited_by": "kv_pool", "kv_pool_bytes": m.kv_pool_bytes,
+                      "kv_cache_on_device_bytes": m.kv_on_device_bytes, "kv_memory_fraction": frac}
+    slow = [t for t in m.tiers if t.role not in ("device", "on_chip") and t.weights_bytes + t.kv_cache_bytes > 0]
+    if slow and m.shortfall_bytes < m.per_device_bytes - m.device_capacity_bytes - 1.0:
+        where = ", ".join(t.name for t in slow)
+        text = (f"it needs {m.per_device_bytes / gb:.2f} GB per device; with what may go to slower tiers placed "
+                f"there ({where}), what stays on the device (KV cache, activations, runtime context) is still "
+                f"{m.shortfall_bytes / gb:.2f} GB more than the {m.device_capacity_bytes / gb:.2f} GB {dev.id} holds")
+        return text, {"limited_by": "device_memory"}
+    return None, {"limited_by": "device_memory"}
 
 
 # ---------------------------------------------------------------------------
@@ -242,16 +293,24 @@ def _training_combined(arch: Any, dev: Any, cfg: Any, per_device, devices) -> li
         got = per_device(tp=tp, **lean)
         if got is not None:
             return [Fix("combined", {**({"tp": tp, **devices(tp, cfg.dp)} if k > 1 else {}), **lean_set}, got)]
+    top = max(_engine_zero_stages(cfg.engine, cfg.pp), default=cfg.zero)
     if cfg.pp == 1:
         for k in _MULTIPLES + (128, 256, 512):
             dp = cfg.dp * k
             if not _layout_ok(arch, dev, True, tp=cfg.tp, pp=cfg.pp, dp=dp, ep=cfg.ep, cp=cfg.cp):
                 continue
-            got = per_device(dp=dp, zero=3, global_batch=dp, **lean)
+            got = per_device(dp=dp, zero=top, global_batch=dp, **lean)
             if got is not None:
-                s = {"dp": dp, "zero": 3, **devices(cfg.tp, dp), "global_batch": dp, **lean_set}
+                s = {"dp": dp, "zero": top, **devices(cfg.tp, dp), "global_batch": dp, **lean_set}
                 return [Fix("combined", s, got)]
     return []
+
+
+def _engine_zero_stages(engine: str | None, pp: int) -> tuple[int, ...]:
+    """The ZeRO stages the training engine offers (its profile's ``zero``), lowest first; stages 2 and 3
+    shard gradients, which pipeline parallelism accumulates, so not with ``pp`` > 1."""
+    stages = ZERO_STAGES if engine is None else load_engine(engine).zero
+    return tuple(sorted(s for s in stages if pp == 1 or s < 2))
 
 
 def _engine_has_optimizer(engine: str | None, optimizer: str) -> bool:
@@ -277,6 +336,14 @@ def training_does_not_fit(arch: Any, dev: Any, cfg: Any, est: Any, given: dict |
         return {"devices": tp * cfg.cp * cfg.pp * dp} if given.get("devices") is not None else {}
 
     fixes: list[Fix] = []
+    stages = _engine_zero_stages(cfg.engine, cfg.pp)
+    if cfg.dp > 1:
+        # a higher ZeRO stage on the same devices: the lowest that fits (least communication) comes first
+        for z in (s for s in stages if s > cfg.zero):
+            got = per_device(zero=z)
+            if got is not None:
+                fixes.append(Fix("zero", {"zero": z}, got))
+                break
     for k in _MULTIPLES:
         tp = cfg.tp * k
         if not _layout_ok(arch, dev, True, tp=tp, pp=cfg.pp, dp=cfg.dp, ep=cfg.ep, cp=cfg.cp) or \
@@ -286,16 +353,17 @@ def training_does_not_fit(arch: Any, dev: Any, cfg: Any, est: Any, given: dict |
         if got is not None:
             fixes.append(Fix("devices", {"tp": tp, **devices(tp, cfg.dp)}, got))
             break
-    if cfg.pp == 1:
+    top = max(stages, default=cfg.zero)
+    if cfg.pp == 1 and top >= cfg.zero:
         for k in _MULTIPLES:
             dp = cfg.dp * k
             gb = cfg.global_batch if given.get("global_batch") is not None else cfg.micro_batch * dp
             if gb % (cfg.micro_batch * dp) or not _layout_ok(arch, dev, True, tp=cfg.tp, pp=cfg.pp, dp=dp, ep=cfg.ep,
                                                               cp=cfg.cp):
                 continue
-            got = per_device(dp=dp, zero=3, global_batch=gb)
+            got = per_device(dp=dp, zero=top, global_batch=gb)
             if got is not None:
-                s = {"dp": dp, **({"zero": 3} if cfg.zero != 3 else {}), **devices(cfg.tp, dp)}
+                s = {"dp": dp, **({"zero": top} if cfg.zero != top else {}), **devices(cfg.tp, dp)}
                 fixes.append(Fix("devices", s, got))
                 break
     mb = cfg.micro_batch // 2
