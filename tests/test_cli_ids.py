@@ -55,3 +55,14 @@ def test_an_unknown_id_in_a_list_of_models_names_that_list(cli):
     r = cli("capacity", "serve", "--model", "resnet-50", "--hardware", "h100-sxm", "--qps", "1", "--ttft-slo", "1",
             "--tpot-slo", "0.1")
     assert r.code == 2 and "`tierwise estimate`" in r.err, r.err
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--kv-evicted", "int2-g32"], "without --kv-budget it changes nothing"),
+    (["estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--kv-budget", "10", "--kv-evicted", "fp32"], "eviction would grow the cache"),
+    (["capacity", "serve", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--qps", "1", "--ttft-slo", "1", "--tpot-slo",
+      "0.1", "--kv-link", "scale_out"], "unless --serving is disaggregated"),
+])
+def test_a_flag_that_would_change_nothing_is_refused(cli, args, words):
+    r = cli(*args)
+    assert r.code == 2 and words in r.err, r.err

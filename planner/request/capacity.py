@@ -220,9 +220,12 @@ def resolve_capacity_serve(req: CapacityServeRequest) -> tuple[list, list, list,
     total = sum(shares)
     targets = [ServeTarget(qps=q, prompt=prompt, gen=gen, ttft_slo_s=ttft, tpot_slo_s=tpot, percentile=pct,
                            mix=tuple(s / total for s in shares)) for q in qps]
+    kv_link = check_choice("kv_link", v["kv_link"], KV_LINKS)
+    if getattr(req, "kv_link", None) is not None and kv_link != "auto" and serving != "disaggregated":  # auto: the default
+        raise TierwiseError("{@kv_link} is the link a disaggregated fleet's KV cache crosses from prefill to decode; "
+                            "it changes nothing unless {@serving} is disaggregated", field="kv_link", code="invalid_field")
     search = ServeSearch(formats=search.formats, kv=search.kv, max_devices=search.max_devices, max_pp=search.max_pp,
-                         runtime=search.runtime, kv_link=check_choice("kv_link", v["kv_link"], KV_LINKS),
-                         disaggregated=serving == "disaggregated")
+                         runtime=search.runtime, kv_link=kv_link, disaggregated=serving == "disaggregated")
     return archs, pairs, targets, search
 
 

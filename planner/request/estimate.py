@@ -310,6 +310,24 @@ class ResolvedInference:
     engine: Any = None  # planner.engines.Support of the request's engine on the device
 
 
+def _check_evicted(req: Any, v: Mapping[str, Any], kv_budget: int | None) -> None:
+    """``kv_evicted`` is the format of the tokens beyond ``kv_budget``: without a budget it would change
+    nothing, and a format wider than the cache's own would make eviction grow the cache."""
+    from planner.formats import get_format
+
+    if kv_budget is None:
+        if getattr(req, "kv_evicted", None) is not None:
+            raise TierwiseError("{@kv_evicted} is the format of the tokens beyond {@kv_budget}; without "
+                                "{@kv_budget} it changes nothing (give both, or neither)", field="kv_evicted",
+                                code="invalid_field")
+        return
+    kept, evicted = get_format(v["kv"]), get_format(v["kv_evicted"])
+    if evicted.bits_per_value(1 << 20, 128) > kept.bits_per_value(1 << 20, 128):
+        raise TierwiseError(f"{{@kv_evicted}} {evicted.name} stores the evicted tokens in more bits than the cache's "
+                            f"own {{@kv}} {kept.name}: eviction would grow the cache; give a narrower format "
+                            "(e.g. int4-g32)", field="kv_evicted", code="invalid_field")
+
+
 def resolve_inference(req: EstimateRequest) -> ResolvedInference:
     from planner.costmodel import Choice, RuntimeSettings, Serving
     from planner.formats import parse_sparsity
@@ -334,6 +352,7 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
     check_given(sup, given, v, {n: v[n] for n in ("tp", "pp", "dp", "ep", "cp")})
     low_rank = None if v["low_rank"] is None else _useful_rank(arch, check_int("low_rank", v["low_rank"], hi=1 << 24))
     kv_budget = None if v["kv_budget"] is None else check_int("kv_budget", v["kv_budget"], hi=1 << 30)
+    _check_evicted(req, v, kv_budget)
     kv_share = check_int("kv_share", v["kv_share"], hi=1 << 16)
     if 0 < (arch.num_layers or 0) < kv_share:  # the KV of fewer than one layer is no cache at all
         raise TierwiseError(f"{{@kv_share}} {kv_share} shares one KV cache across more layers than {arch.id} has "
