@@ -66,3 +66,17 @@ def test_an_unknown_id_in_a_list_of_models_names_that_list(cli):
 def test_a_flag_that_would_change_nothing_is_refused(cli, args, words):
     r = cli(*args)
     assert r.code == 2 and words in r.err, r.err
+
+
+def test_serving_replicas_need_no_engine_support(cli):
+    """Capacity answers 'tp1·pp1 × 9' for Transformers on L4s: the estimate reproduces it with --dp 9
+    (nine separate engine instances); splitting one instance still needs the engine."""
+    import json
+
+    one = json.loads(cli("estimate", "-m", "llama-3.1-8b", "-H", "l4", "--engine", "hf-transformers", "--json").out)
+    r = cli("estimate", "-m", "llama-3.1-8b", "-H", "l4", "--engine", "hf-transformers", "--dp", "9", "--json")
+    assert r.code == 0, r.err
+    nine = json.loads(r.out)
+    assert nine["output_tokens_per_s"] == pytest.approx(9 * one["output_tokens_per_s"], rel=1e-6)
+    r = cli("estimate", "-m", "llama-3.1-8b", "-H", "cpu-host", "--engine", "llamacpp", "--ep", "2")
+    assert r.code == 2 and "--ep" in r.err, r.err

@@ -349,7 +349,9 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
     for name, role in (("weights", "weight"), ("activations", "activation"), ("kv", "kv"), ("kv_evicted", "kv")):
         check_format(name, v[name], role)
     check_with("sparsity", v["sparsity"], parse_sparsity)
-    check_given(sup, given, v, {n: v[n] for n in ("tp", "pp", "dp", "ep", "cp")})
+    # Serving replicas (dp) are separate instances of the engine, as capacity counts them: every engine
+    # runs them; tp, pp, ep and cp split one instance and need the engine's support.
+    check_given(sup, given, v, {n: v[n] for n in ("tp", "pp", "ep", "cp")})
     low_rank = None if v["low_rank"] is None else _useful_rank(arch, check_int("low_rank", v["low_rank"], hi=1 << 24))
     kv_budget = None if v["kv_budget"] is None else check_int("kv_budget", v["kv_budget"], hi=1 << 30)
     _check_evicted(req, v, kv_budget)
