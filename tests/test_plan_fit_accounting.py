@@ -62,3 +62,14 @@ def test_the_suggested_device_count_fits_or_exits_3(cli, tmp_path, model, hardwa
     assert r.code == 0, r.err
     assert "does not fit" not in r.out + r.err
     assert_fits(cli, tmp_path, out_file)
+
+
+def test_the_diagnosis_counts_the_kv_cache_share_like_the_search(cli):
+    # 8B, batch 16 × 2176 tokens on a 16 GB TPU v5e: the smallest plan is 15.6 GB, but vLLM's KV
+    # cache may take only 90 % of the free memory. Was: a plan written with "does not fit … 0.45 GB";
+    # then (search fixed, diagnosis not) "memory alone fits …, but the constraints together do not".
+    r = cli("plan", "--model", "llama-3.1-8b", "--hardware", "tpu-v5e", "--batch", 16, "--prompt", 2048)
+    assert r.code == 3
+    assert "memory alone fits" not in r.err and "binding: memory" in r.err
+    assert "KV-cache share holds back" in r.err
+    assert "--batch 15" in r.err or "--devices 2" in r.err
