@@ -462,7 +462,7 @@ def memory_report(
         # The engine gives its KV cache only a share of what weights, activations and its
         # context leave free on the device (TensorRT-LLM free_gpu_memory_fraction); weights and KV
         # placed in slower tiers (--allow-offload) take none of it.
-        free = dev.capacity_bytes - (weights_dev - offloaded) - act_dev - options.reserved_bytes
+        free = device.memory_capacity_bytes - (weights_dev - offloaded) - act_dev - options.reserved_bytes
         kv_pool, kv_on_device = options.kv_memory_fraction * max(free, 0.0), kv_dev - offloaded_kv
         shortfall = kv_on_device - options.kv_memory_fraction * free
         shortfall = shortfall if shortfall > 1.0 else 0.0  # under a byte: rounding of an exact fill

@@ -516,6 +516,15 @@ def _device_changes(planner, req, dl, bounds, max_solves: int, max_mult: int) ->
     return [], tried
 
 
+def _kv_share_headroom(plan, fraction: float) -> float:
+    """Device bytes beyond ``plan``'s device-resident KV cache that an engine giving the cache a
+    share ``fraction`` of the free memory holds back (kv·(1/f − 1), as the plan search counts it)."""
+    if plan is None or fraction >= 1.0:
+        return 0.0
+    kv = sum(t.kv_cache_bytes for t in plan.predicted.tiers.values() if t.role == "device")
+    return kv * (1.0 / fraction - 1.0)
+
+
 def _message(planner, req, dl, budget, min_mem, min_plan, memory_binds, min_ttft, min_tpot, binding,
              changes, tried: int) -> str:
     device = planner.device
@@ -532,13 +541,18 @@ def _message(planner, req, dl, budget, min_mem, min_plan, memory_binds, min_ttft
             lines.append(f"nothing fits: needs at least {_gb(min_mem)} per device on {where}{smallest}")
             from planner.search_formulation import engine_options
 
-            reserved = engine_options(req).reserved_bytes  # the engine's runtime context, as the plan priced it
+            opts = engine_options(req)
+            reserved = opts.reserved_bytes  # the engine's runtime context, as the plan priced it
             if reserved > 0:
                 left = budget - reserved
                 lines.append(f"of which {_gb(reserved)} is {req.engine.engine}'s runtime context (CUDA context, "
                              f"buffers, graphs: its profile's context_gib), on every device"
                              + (f"; the budget leaves {_gb(left)} for the model" if left > 0 else
                                 "; the budget does not even hold that"))
+            held = _kv_share_headroom(min_plan, opts.kv_memory_fraction)
+            if held >= 0.05e9:  # shown to 0.1 GB
+                lines.append(f"and {_gb(held)} that {req.engine.engine}'s KV-cache share holds back (the cache may take "
+                             f"{opts.kv_memory_fraction:.0%} of the memory weights, activations and context leave free)")
         else:
             lines.append(f"memory alone fits ({_gb(min_mem)} per device at the smallest on {where}), but the "
                          f"constraints together do not")

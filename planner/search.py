@@ -423,7 +423,8 @@ class Planner(FormulationMixin, AssemblyMixin):
     # -- minimal footprints for the diagnosis --------------------------------------------
 
     def minimum(self, req: PlanProblem, what: str, *, deadline: Deadline | None = None) -> tuple[float, Plan | None]:
-        """Smallest achievable ``memory`` (device-tier bytes per device), ``ttft`` or
+        """Smallest achievable ``memory`` (device-tier bytes per device, with the room the engine's
+        KV-cache share holds back: what must fit the capacity), ``ttft`` or
         ``tpot`` over layouts and KV formats, ignoring every other constraint (the best
         found when ``deadline`` runs out)."""
         relaxed = replace(req, max_memory_per_device_bytes=None, ttft_slo_s=None, tpot_slo_s=None, avg_bits=None,
@@ -446,7 +447,9 @@ class Planner(FormulationMixin, AssemblyMixin):
                 except (InfeasibleError, SolverError, DeadlineExceeded):
                     continue
                 plan, est, _ = self._assemble(f, relaxed, sol, refs)
-                value = {"memory": est.memory.per_device_bytes, "ttft": est.ttft_s, "tpot": est.tpot_s}[what]
+                # Memory as the fit counts it: with the room an engine's KV-cache share holds back
+                # (Formulation.kv_headroom), so the smallest need compares with the capacity.
+                value = {"memory": est.memory.per_device_bytes + f.kv_headroom, "ttft": est.ttft_s, "tpot": est.tpot_s}[what]
                 if value < best[0]:
                     best = (value, plan)
         return best

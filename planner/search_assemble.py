@@ -120,6 +120,11 @@ class AssemblyMixin:
             cap = f.caps.get(tu.name, tu.capacity_bytes)
             if tu.used_bytes > cap * (1 + 1e-9) and (tu.name == dev_name or tu.weights_bytes > 0):
                 bad[f"memory_{tu.name}"] = tu.used_bytes - cap
+        dev_row = f"memory_{dev_name}"
+        if not est.memory.fits and est.memory.shortfall_bytes > bad.get(dev_row, 0.0):
+            # The estimate's own verdict (KV-cache share of an engine, tiers beyond the device):
+            # a plan it calls short is repaired or refused, never written as fitting.
+            bad[dev_row] = est.memory.shortfall_bytes
         if req.ttft_slo_s is not None and est.ttft_s > req.ttft_slo_s * (1 + 1e-9):
             bad["ttft_slo"] = est.ttft_s - req.ttft_slo_s
         if req.tpot_slo_s is not None and f.generative and est.tpot_s > req.tpot_slo_s * (1 + 1e-9):

@@ -122,6 +122,9 @@ class Formulation:
     notes: tuple[str, ...]
     offered: int = 0  # (group, option) pairs before dominated options were removed
     stage_fixed: tuple[float, ...] = ()  # per stage: stored bytes outside the groups (norms)
+    # Device-tier bytes an engine that gives its KV cache only a share f of the free memory
+    # (RuntimeSettings.kv_memory_fraction) holds back beyond the cache itself: kv·(1/f − 1).
+    kv_headroom: float = 0.0
     problem: Problem | None = None
 
 
@@ -542,6 +545,13 @@ class FormulationMixin:
         for tu in est0.memory.tiers:
             fixed_bytes[tu.name] = tu.kv_cache_bytes + tu.activations_bytes
         stage_fixed = self._norm_bytes(layout)  # 16-bit norm weights: stored, but not a decision
+        # The estimate fits the device-resident KV cache kv into a share f of what weights,
+        # activations and the runtime context leave free (costmodel.memory_report):
+        # kv ≤ f·(C − w − act − ctx)  ⇔  w + act + ctx + kv/f ≤ C; the device row carries kv/f.
+        kv_headroom = 0.0
+        if eng_opts.kv_memory_fraction < 1.0:
+            kv_dev = next((tu.kv_cache_bytes for tu in est0.memory.tiers if tu.name == dev_tier.name), 0.0)
+            kv_headroom = kv_dev * (1.0 / eng_opts.kv_memory_fraction - 1.0)
         caps = {}
         for t in allowed:
             cap = dev.memory_capacity_bytes if t.name == dev_tier.name else t.capacity_bytes
@@ -557,6 +567,7 @@ class FormulationMixin:
             comm_pre_s=est0.prefill.comm_s, comm_dec_s=est0.decode.comm_s if est0.decode is not None else 0.0,
             pipe_factor=pipe, step_s=step, generative=generative, gen=serving.gen, fixed_bytes=fixed_bytes,
             caps=caps, base_estimate=est0, notes=notes, offered=offered, stage_fixed=stage_fixed,
+            kv_headroom=kv_headroom,
         )
 
     def _norm_bytes(self, layout: Layout) -> tuple[float, ...]:
@@ -596,8 +607,8 @@ class FormulationMixin:
                 name = f"memory_{tname}" + (f"_stage{s}" if pp > 1 else "")
                 coeffs = np.where(on_t & (stage == s), f.bytes_, 0.0)
                 rhs = f.caps[tname] - f.fixed_bytes.get(tname, 0.0) - tighten.get(f"memory_{tname}", 0.0)
-                if ti == 0 and f.stage_fixed:
-                    rhs -= f.stage_fixed[s]
+                if ti == 0:
+                    rhs -= (f.stage_fixed[s] if f.stage_fixed else 0.0) + f.kv_headroom
                 rows.append(Row(name=name, coeffs=coeffs, sense="<=", rhs=rhs))
         streams = len(f.tiers) > 1
         rows.append(Row(name="prefill_time", coeffs=f.pre_s, sense="<=", rhs=-f.fixed_pre_s, aux={"P_prefill": -1.0}))

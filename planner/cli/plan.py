@@ -112,6 +112,8 @@ def plan(
 
     if (csv_path or plot) and pareto is None:
         fail("--csv and --plot go with --pareto N", field="pareto")
+    if out is not None:
+        _check_out(out, pareto)
     given = dict(model=model, hardware=hardware, devices=devices, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch,
                  prompt=prompt, gen=gen, max_memory_per_device=max_memory_per_device, ttft_slo_s=ttft_slo,
                  tpot_slo_s=tpot_slo, avg_bits=avg_bits, allow_offload=allow_offload,
@@ -233,6 +235,19 @@ def _closed_loop(planner, req, target: float, torch_model: str, metric: str | No
     print_plan(res.plan, per_group=per_group)
     if out is not None:
         console.print(f"wrote {out}")
+
+
+def _check_out(out: Path, pareto: int | None) -> None:
+    """``--out`` names a plan file (.yaml, .yml or .json), checked before the search; with
+    ``--pareto N`` it is the name the N files are numbered from (plan.yaml → plan-1.yaml …)."""
+    if out.suffix.lower() in (".yaml", ".yml", ".json"):
+        return
+    got = str(out) + ("/" if out.is_dir() else "")
+    if pareto is not None:
+        fail(f"--out: with --pareto {pareto}, --out is a plan file name ending in .yaml, .yml or .json that the points "
+             f"are numbered from (--out plans.yaml writes plans-1.yaml … plans-{pareto}.yaml), not a folder; got {got!r}",
+             field="out")
+    fail(f"--out: plan files end in .yaml, .yml or .json; got {got!r}", field="out")
 
 
 def _save(p, path: Path) -> None:

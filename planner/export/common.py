@@ -135,12 +135,15 @@ def engine_context_bytes(engine: str) -> float | None:
 
 
 def memory_need(v: PlanView, ctx: ExportContext, *, extra_weight_bytes: float = 0.0,
-                engine: str | None = None, extra_device_bytes: float = 0.0) -> dict[str, float] | None:
-    """Per-device bytes the engine will hold: the plan's predicted footprint with weights as
-    the target writes them (``extra_weight_bytes`` over the plan, whole model, e.g. embeddings
-    kept in 16 bit), plus the target engine's context from its profile (else the fixed headroom).
-    The plan's own engine context, which its ``per_device_bytes`` already counts
-    (``predicted.runtime_context_bytes``), is taken out first: it is counted once, the target's."""
+                engine: str | None = None, extra_device_bytes: float = 0.0,
+                off_device_bytes: float = 0.0) -> dict[str, float] | None:
+    """Per-device bytes the engine will hold on the device: the plan's predicted footprint with
+    weights as the target writes them (``extra_weight_bytes`` over the plan, whole model, e.g.
+    embeddings kept in 16 bit), less ``off_device_bytes`` the engine keeps elsewhere (weights it
+    offloads to host memory, vLLM's ``cpu_offload_gb``), plus the target engine's context from its
+    profile (else the fixed headroom). The plan's own engine context, which its
+    ``per_device_bytes`` already counts (``predicted.runtime_context_bytes``), is taken out first:
+    it is counted once, the target's."""
     cap = device_capacity(v, ctx)
     need = v.predicted.get("per_device_bytes")
     if not cap or not need:
@@ -150,19 +153,21 @@ def memory_need(v: PlanView, ctx: ExportContext, *, extra_weight_bytes: float = 
     if context is None:
         context = HEADROOM_FRACTION * cap
     counted = float(v.predicted.get("runtime_context_bytes") or 0.0)
-    plan_bytes = float(need) - counted + extra_weight_bytes / shards + extra_device_bytes
+    plan_bytes = float(need) - counted + extra_weight_bytes / shards + extra_device_bytes - off_device_bytes
     return {"capacity": float(cap), "plan": plan_bytes, "context": context, "total": plan_bytes + context}
 
 
 def memory_fraction(v: PlanView, ctx: ExportContext, *, extra_weight_bytes: float = 0.0,
-                    engine: str | None = None, extra_device_bytes: float = 0.0) -> float | None:
-    """:func:`memory_need` as a fraction of device memory, rounded up to 0.01 and kept
-    within vLLM's accepted (0, 1]."""
-    m = memory_need(v, ctx, extra_weight_bytes=extra_weight_bytes, engine=engine, extra_device_bytes=extra_device_bytes)
+                    engine: str | None = None, extra_device_bytes: float = 0.0,
+                    off_device_bytes: float = 0.0) -> float | None:
+    """:func:`memory_need` as a fraction of device memory, rounded up to 0.01 (at least 0.05).
+    Not clamped: above 1 the plan does not load, which the caller refuses (an engine given less
+    than the plan needs would run out of memory)."""
+    m = memory_need(v, ctx, extra_weight_bytes=extra_weight_bytes, engine=engine, extra_device_bytes=extra_device_bytes,
+                    off_device_bytes=off_device_bytes)
     if m is None:
         return None
-    frac = math.ceil(m["total"] / m["capacity"] * 100) / 100
-    return min(max(frac, 0.05), 0.98)
+    return max(math.ceil(m["total"] / m["capacity"] * 100) / 100, 0.05)
 
 
 def prefill_chunk(engine: str | None) -> int | None:

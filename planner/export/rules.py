@@ -115,11 +115,46 @@ def _size(b: float) -> str:
     return f"{b / 1e9:g}GB" if abs(b / 1e9 - round(b / 1e9, 3)) < 1e-9 else str(int(b))
 
 
-def replan_command(v: PlanView, engine: str | None, formats: tuple[str, ...] = ()) -> str:
+def user_pins(v: PlanView) -> dict[str, str]:
+    """The plan's pins (``constraints.pins``) less those the planner adds by itself: an
+    embedding or LM head pinned to the plan's compute format because the engine's exporter
+    keeps it in 16 bit (planner/request/plan.py ``_engine_role_pins``); a re-plan adds them again
+    where its engine needs them."""
+    pins = (v.raw.get("constraints") or {}).get("pins") or {}
+    out = {}
+    for pattern, key in pins.items():
+        if not isinstance(pattern, str) or not isinstance(key, str):
+            continue
+        auto = (role_of(pattern) in ("embedding", "lm_head") and not any(c in pattern for c in "*?[")
+                and key == v.raw.get("activations"))
+        if not auto:
+            out[pattern] = key
+    return out
+
+
+def _pin_runs(sup: Any, key: str, act: str | None) -> bool:
+    """Whether engine support ``sup`` runs the option ``key`` of a pin (weights, activations,
+    sparsity); a key that does not parse is kept for the planner to name."""
+    from planner.options import OptionError, parse_option_key
+
+    try:
+        w, sp, a, _ = parse_option_key(key)
+    except OptionError:
+        return True
+    pattern = "unstructured" if sp.startswith("unstructured") else sp
+    return (w in sup.weights and (a or act is None or sup.runs(w, a or act))
+            and (sp == "dense" or pattern in sup.sparsity))
+
+
+def replan_command(v: PlanView, engine: str | None, formats: tuple[str, ...] = (),
+                   pins: dict[str, str] | None = None) -> str:
     """The `tierwise plan` command that re-makes the plan (same model, hardware, devices,
-    workload and limits) for ``engine`` (``None``: the hardware's default serving engine),
+    workload, limits and pins) for ``engine`` (``None``: the hardware's default serving engine),
     choosing among ``formats`` (the weight formats, when given; an ``--avg-bits`` limit none of
-    them can meet is left out)."""
+    them can meet is left out). ``pins``: the ``--pin`` flags (default: the plan's own,
+    :func:`user_pins`)."""
+    import shlex
+
     args = ["tierwise plan", f"--model {v.model}", f"--hardware {v.hardware}"]
     if v.devices > 1:
         args.append(f"--devices {v.devices}")
@@ -140,6 +175,8 @@ def replan_command(v: PlanView, engine: str | None, formats: tuple[str, ...] = (
         args.append("--allow-offload")
     if formats:
         args.append(f"--formats {','.join(formats)}")
+    for pattern, key in (user_pins(v) if pins is None else pins).items():
+        args.append(f"--pin {shlex.quote(f'{pattern}={key}')}")
     if engine is not None:
         args.append(f"--engine {engine}")
     return " ".join(args)
@@ -231,9 +268,16 @@ def replan_hint(v: PlanView, target: str, engine: str | None = None) -> str:
         if sup is None:
             return f"{spec.id} is a training engine, which `tierwise plan` does not take"
         return _training_hint(v, spec, sup, device)
-    line = f"re-plan for it: `{replan_command(v, engine)}`"
     if sup is None:
-        return line
+        return f"re-plan for it: `{replan_command(v, engine)}`"
+    pins = user_pins(v)
+    act = v.raw.get("activations") if isinstance(v.raw.get("activations"), str) else None
+    kept = {p: k for p, k in pins.items() if _pin_runs(sup, k, act)}
+    line = f"re-plan for it: `{replan_command(v, engine, pins=kept)}`"
+    dropped = [f"{p}={k}" for p, k in pins.items() if p not in kept]
+    if dropped:
+        line += (f" — the plan's --pin {', '.join(dropped)} left out: {engine} does not run "
+                 f"{'that option' if len(dropped) == 1 else 'those options'} on {v.hardware}; pin a format it runs")
     return f"{line} ({_runs_text(sup, False)})"
 
 

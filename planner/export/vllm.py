@@ -69,18 +69,31 @@ def _export_vllm(v: PlanView, ctx: ExportContext) -> Export:
     if per_pass is not None:
         args["max_num_batched_tokens"] = per_pass
     extra = kept_extra_bytes(v, ctx, kept)
-    need = memory_need(v, ctx, extra_weight_bytes=extra, engine=engine, extra_device_bytes=act_extra)
-    frac = memory_fraction(v, ctx, extra_weight_bytes=extra, engine=engine, extra_device_bytes=act_extra)
+    # Weights the plan keeps in host memory are vLLM's cpu_offload_gb, not GPU memory.
+    offload = host_offload_bytes(v)
+    need = memory_need(v, ctx, extra_weight_bytes=extra, engine=engine, extra_device_bytes=act_extra,
+                       off_device_bytes=offload)
+    frac = memory_fraction(v, ctx, extra_weight_bytes=extra, engine=engine, extra_device_bytes=act_extra,
+                           off_device_bytes=offload)
     if frac is not None and need is not None:
-        args["gpu_memory_utilization"] = frac
         chunk = (f", activations of a {per_pass}-token pass (max_num_batched_tokens, chunked prefill)"
                  if per_pass is not None else "")
-        notes.append(f"gpu_memory_utilization {frac} = ({need['plan'] / 1e9:.2f} GB per device: the plan's footprint with "
-                     f"weights as exported{chunk} + {need['context'] / 1e9:.2f} GB engine context, "
-                     f"profiles/engines/{engine}.yaml) / {need['capacity'] / 1e9:.2f} GB")
+        off = f", less {offload / 1e9:.2f} GB of weights offloaded to host memory (cpu_offload_gb)" if offload > 0 else ""
+        figures = (f"{need['plan'] / 1e9:.2f} GB per device: the plan's footprint with weights as exported{chunk}{off} "
+                   f"+ {need['context'] / 1e9:.2f} GB engine context, profiles/engines/{engine}.yaml")
+        if frac > 1.0:
+            # vLLM takes a gpu_memory_utilization in (0, 1] (docs.vllm.ai, "Engine Arguments"): the
+            # whole device is the most it can be given; a smaller share would run out of memory.
+            raise ExportError(
+                "predicted.per_device_bytes",
+                f"the plan does not load under vLLM on {v.hardware}: it needs {need['total'] / 1e9:.2f} GB per device "
+                f"({figures}), {(need['total'] - need['capacity']) / 1e9:.2f} GB more than the "
+                f"{need['capacity'] / 1e9:.2f} GB gpu_memory_utilization 1.0 can give; re-plan with a smaller "
+                f"--max-memory-per-device or more --devices")
+        args["gpu_memory_utilization"] = frac
+        notes.append(f"gpu_memory_utilization {frac} = ({figures}) / {need['capacity'] / 1e9:.2f} GB")
     else:
         notes.append("no device capacity known: gpu_memory_utilization left at vLLM's default (0.9)")
-    offload = host_offload_bytes(v)
     if offload > 0:
         args["cpu_offload_gb"] = math.ceil(offload / _GIB * 100) / 100
     cli = ["vllm", "serve", args["model"]]

@@ -8,6 +8,7 @@ Layout degrees left out are searched; ``kv`` left out searches the KV-cache form
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -215,7 +216,9 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     check_request(sup, kv=None if kv is None else canonical(kv), layout={n: d for n, d in degrees.items() if d})
     for pattern in sparsity:
         check_request(sup, sparsity=pattern)
-    pins = _engine_role_pins(sup, arch, _mapping("pins", v["pins"] or {}, _pin_value, "model.lm_head=bf16"), act)
+    pins = _mapping("pins", v["pins"] or {}, _pin_value, "model.lm_head=bf16")
+    _check_pins(sup, pins, act)
+    pins = _engine_role_pins(sup, arch, pins, act)
     low_rank = None if v["low_rank"] is None else _ranks(v["low_rank"])
     problem = PlanProblem(
         devices=devices, **degrees, batch=batch, prompt=prompt, gen=gen, max_memory_per_device_bytes=budget,
@@ -273,6 +276,39 @@ def _format_sets(sup: Any, dev: Any, defaults: tuple[str, ...]) -> tuple[tuple[s
     the best plan wins. Nothing to split: ``()`` (one solve over ``defaults``)."""
     alone = [f for f in sup.exclusive if f in sup.weights and dev.supports(f) != "unsupported" and f not in defaults]
     return (defaults, *((f,) for f in alone)) if alone else ()
+
+
+def _check_pins(sup: Any, pins: Mapping[str, str], act: str) -> None:
+    """Each pinned option against the engine, like a given format: its weights, its activations
+    (the compute format ``act`` for a weight-only key) and its sparsity must be what the engine
+    runs on the hardware, or the plan could not be exported for it. A key that does not parse is
+    left to the planner's own pin check, which names it."""
+    from planner.options import OptionError, parse_option_key
+
+    if not sup.schemes:
+        return
+    where = f"{sup.engine} on {sup.device}"
+    for pattern, key in pins.items():
+        try:
+            w, sp, a, _ = parse_option_key(key)
+        except OptionError:
+            continue
+        acts = a or canonical(act)
+        if w not in sup.weights:
+            raise EngineSupportError(
+                f"{{@pins}} {pattern}={key}: {where} does not run {w} weights; it runs: {', '.join(sup.weights)} "
+                f"(pin one of them, or plan for another {{@engine}})",
+                field="pins", details={"engine": sup.engine, "supported": list(sup.weights)})
+        if not sup.runs(w, acts):
+            raise EngineSupportError(
+                f"{{@pins}} {pattern}={key}: {where} runs {w} weights with activations "
+                f"{', '.join(sup.activations_for(w))}; the pin computes in {acts}",
+                field="pins", details={"engine": sup.engine, "supported": list(sup.activations_for(w))})
+        pattern_sp = "unstructured" if sp.startswith("unstructured") else sp
+        if sp != "dense" and pattern_sp not in sup.sparsity:
+            raise EngineSupportError(
+                f"{{@pins}} {pattern}={key}: {where} does not run sparsity {sp}; it runs: {', '.join(sup.sparsity)}",
+                field="pins", details={"engine": sup.engine, "supported": list(sup.sparsity)})
 
 
 def _engine_role_pins(sup: Any, arch: Any, pins: dict, act: str) -> dict:
