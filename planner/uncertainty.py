@@ -40,6 +40,8 @@ per operator). Pure functions; the table is read once.
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import json
 import math
@@ -405,6 +407,10 @@ def uncertainty_for(values: Mapping[str, float | None], quantities: Mapping[str,
         if hit:
             clipped.append(name)
         out[name] = Interval(name, category, value, lo, hi, key, int(b["rows"]), note is None)
+    if "latency_s" in out and "ttft_s" in out and values.get("latency_s") == values.get("ttft_s"):
+        # nothing generated after the first token (an encoder, a CNN, gen 0): the latency is the TTFT,
+        # and so is its band
+        out["latency_s"] = dataclasses.replace(out["ttft_s"], quantity="latency_s")
     if clipped:
         notes.append("the faster end of " + ", ".join(clipped) + " is clipped at the physical floor "
                      "(bytes moved / rated bandwidth of each memory tier)")

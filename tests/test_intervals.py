@@ -249,3 +249,14 @@ def test_a_source_apart_widens_the_band_and_the_level_is_the_smallest_reaching_8
             hits.append(abs(math.log(s.factor) - b["centre"]) <= U._percentile(b["scores"], lv))
         return sum(hits) / len(hits)
     assert inside(level) >= 0.8 and (level == 50.0 or inside(level - 0.5) < 0.8)
+
+
+def test_latency_equal_to_ttft_gets_the_ttft_band(cli):
+    """An encoder (and any request with nothing generated after the first token) has latency = TTFT:
+    the two figures carry the same band."""
+    import json
+
+    d = json.loads(cli("estimate", "-m", "all-minilm-l6-v2", "-H", "h100-sxm", "--batch", "8", "--json").out)
+    iv = d["uncertainty"]["intervals"]
+    assert d["latency_s"] == d["ttft_s"]
+    assert (iv["latency_s"]["p10"], iv["latency_s"]["p90"]) == (iv["ttft_s"]["p10"], iv["ttft_s"]["p90"])
