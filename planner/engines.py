@@ -117,6 +117,9 @@ class Runtime:
     # attention kernel, one gated-activation kernel and a fused MoE path; the host dispatches those
     # (planner.kernels.fused_eager_layer_kernels), not the Transformers modules' ATen kernels.
     eager_fused_ops: bool = False
+    # False for an engine that only runs eager PyTorch, with no CUDA-graph or compiled mode to choose
+    # (Tierwise's own torch execution): ``--runtime graph`` is refused for it.
+    graph_mode: bool = True
     # Tensor parallelism shards whole key/value head groups (Megatron-Core: num_query_groups must divide by
     # the TP size), so TP must divide the model's KV heads; engines that replicate KV heads do not need it.
     tp_divides_kv_heads: bool = False
@@ -126,9 +129,10 @@ class Runtime:
 
     @property
     def runtimes(self) -> tuple[str, ...]:
-        """The launch modes (``--runtime`` / ``runtime``) the engine has: ``graph`` always, ``eager`` when
-        it can dispatch operators from eager PyTorch."""
-        return ("graph", "eager") if self.eager_mode or self.eager_dispatch else ("graph",)
+        """The launch modes (``--runtime`` / ``runtime``) the engine has: ``graph`` unless it only runs
+        eager PyTorch (``graph_mode: false``), ``eager`` when it can dispatch operators from eager PyTorch."""
+        eager = ("eager",) if self.eager_mode or self.eager_dispatch else ()
+        return (("graph",) if self.graph_mode else ()) + eager
 
     @property
     def default_runtime(self) -> str:
@@ -291,10 +295,10 @@ def _formats(reader: _Reader, key: str, *, empty_ok: bool = False) -> tuple[str,
 _RUNTIME_FLAGS = ("graph_capture", "chunked_prefill", "paged_kv", "continuous_batching", "tp_comm_overlap",
                   "grad_reduce_overlap", "fused_attention", "fused_elementwise", "static_memory_plan",
                   "untie_quantized_head", "separate_dequant", "eager_dispatch", "eager_mode",
-                  "eager_fused_ops", "tp_divides_kv_heads")
+                  "eager_fused_ops", "graph_mode", "tp_divides_kv_heads")
 _OPTIONAL_FLAGS = {"tp_comm_overlap": False, "grad_reduce_overlap": False, "fused_attention": True, "fused_elementwise": True,
                    "static_memory_plan": False, "untie_quantized_head": False, "separate_dequant": False,
-                   "eager_dispatch": False, "eager_mode": True, "eager_fused_ops": False,
+                   "eager_dispatch": False, "eager_mode": True, "eager_fused_ops": False, "graph_mode": True,
                    "tp_divides_kv_heads": False}
 
 

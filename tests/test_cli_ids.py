@@ -80,3 +80,9 @@ def test_serving_replicas_need_no_engine_support(cli):
     assert nine["output_tokens_per_s"] == pytest.approx(9 * one["output_tokens_per_s"], rel=1e-6)
     r = cli("estimate", "-m", "llama-3.1-8b", "-H", "cpu-host", "--engine", "llamacpp", "--ep", "2")
     assert r.code == 2 and "--ep" in r.err, r.err
+
+
+def test_an_eager_only_engine_refuses_graph_launch(cli):
+    r = cli("estimate", "-m", "llama-3.2-1b", "-H", "h100-sxm", "--engine", "torch", "--runtime", "graph")
+    assert r.code == 2 and "--runtime must be eager; got 'graph'" in r.err and "with a graph mode:" in r.err, r.err
+    assert cli("estimate", "-m", "llama-3.2-1b", "-H", "h100-sxm", "--engine", "torch").code == 0

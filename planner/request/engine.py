@@ -173,10 +173,12 @@ def check_runtime(sup: Any, value: Any, device: Any) -> str:
         training = load_engine(sup.engine).kind == "training"
         others = [e for e in engines_for(device, training=training)
                   if runtime in load_engine(e).support(device).runtime.runtimes]
+        what = ("runs its own compiled program and has no eager PyTorch mode" if runtime == "eager" else
+                "runs eager PyTorch only, with no CUDA-graph or compiled mode")
         raise EngineSupportError(
-            f"{sup.engine} on {sup.device} runs its own compiled program and has no eager PyTorch mode, so "
+            f"{sup.engine} on {sup.device} {what}, so "
             f"{{@runtime}} must be {' or '.join(sup.runtime.runtimes)}; got {value!r}. Engines on {sup.device} with "
-            f"an {runtime} mode: {', '.join(others) or 'none'}",
+            f"{'an' if runtime == 'eager' else 'a'} {runtime} mode: {', '.join(others) or 'none'}",
             field="runtime", details={"engine": sup.engine, "supported": list(sup.runtime.runtimes)})
     return runtime
 
