@@ -115,7 +115,9 @@ def test_estimate_and_plan_take_the_engines_launch_mode(engine, hardware, want):
     _, _, problem, _ = resolve_plan(PlanRequest(model="llama-3.2-1b", hardware=hardware, engine=engine))
     assert engine_options(problem).runtime == want
     other = "graph" if want == "eager" else "eager"
-    if engine == "llamacpp":  # ggml runs its own graph: there is no eager PyTorch mode to switch to
+    # ggml runs its own graph: there is no eager PyTorch mode to switch to; Tierwise's torch execution
+    # runs eager PyTorch only: no graph mode
+    if engine in ("llamacpp", "torch"):
         with pytest.raises(EngineSupportError) as err:
             resolve_inference(EstimateRequest(model="llama-3.2-1b", hardware=hardware, engine=engine, runtime=other))
         assert err.value.field == "runtime"
