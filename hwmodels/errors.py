@@ -243,11 +243,19 @@ _LIST_COMMANDS = {"hardware": "tierwise hardware list", "model": "tierwise model
                   "engine": "tierwise engines list"}
 
 
+#: Longer input gets no "did you mean": no id, format or field name is this long, and fuzzy matching
+#: costs time in the input's length (a 900,000-character format name took 14 s to answer).
+SUGGEST_MAX_LEN = 100
+
+
 def close_ids(typed: Any, known: list[str], n: int = 5) -> list[str]:
     """Known ids close to ``typed``, best first: the same id up to case and punctuation
     ('VLLM', 'TRT-LLM' → vllm, trtllm), then ids that start with or contain it, then
-    spelling neighbours (difflib)."""
+    spelling neighbours (difflib). None for input longer than :data:`SUGGEST_MAX_LEN`."""
     import difflib
+
+    if len(str(typed)) > SUGGEST_MAX_LEN:
+        return []
 
     def norm(x: str) -> str:
         return re.sub(r"[^a-z0-9]", "", x.lower())

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hwmodels import UnknownIdError
-from hwmodels.errors import TierwiseError
+from hwmodels.errors import SUGGEST_MAX_LEN, TierwiseError
 from hwmodels.loader import is_dir, is_file
 from hwmodels.safeyaml import UnsafeYamlError, load_untrusted
 from planner.archspec import CNN_INPUT_SIZE, FAMILIES, ArchSpec, ConvLayer, ModelConfigError
@@ -70,7 +70,8 @@ def list_models() -> list[str]:
 
 def _unknown(model_id: str) -> UnknownIdError:
     known = list_models()
-    return UnknownIdError(model_id, "model", difflib.get_close_matches(model_id, known, n=3, cutoff=0.5), known=known)
+    close = difflib.get_close_matches(model_id, known, n=3, cutoff=0.5) if len(model_id) <= SUGGEST_MAX_LEN else []
+    return UnknownIdError(model_id, "model", close, known=known)
 
 
 def model_config_path(id: str) -> Traversable:

@@ -39,7 +39,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 from hwmodels import DEVICE_CLASSES, DeviceSpec
-from hwmodels.errors import ProfileError, TierwiseError, UnknownIdError
+from hwmodels.errors import SUGGEST_MAX_LEN, ProfileError, TierwiseError, UnknownIdError
 from hwmodels.loader import is_file
 from hwmodels.loader import _Reader
 
@@ -475,7 +475,8 @@ def load_engine(ref: str | EngineSpec) -> EngineSpec:
         return load_engine_from_dict(load_untrusted(path.read_text(), field="engine"), str(path))
     import difflib
 
-    raise UnknownIdError(ref, "engine", difflib.get_close_matches(ref, known, n=3, cutoff=0.5), known=known)
+    close = difflib.get_close_matches(ref, known, n=3, cutoff=0.5) if len(ref) <= SUGGEST_MAX_LEN else []
+    raise UnknownIdError(ref, "engine", close, known=known)
 
 
 # ---------------------------------------------------------------- queries

@@ -459,7 +459,10 @@ def _first_number(text: str) -> int | None:
 
 
 def _suggest(name: str) -> str | None:
-    """Closest known name; ties go to the name whose first number is nearest ('int5' → 'int4')."""
+    """Closest known name; ties go to the name whose first number is nearest ('int5' → 'int4'). None
+    for a name longer than any format's (matching costs time in its length)."""
+    if len(name) > 100:
+        return None
     candidates = list(_REGISTRY) + list(_ALIASES)
     scored = [(difflib.SequenceMatcher(None, name, cand).ratio(), cand) for cand in candidates]
     scored = [item for item in scored if item[0] >= 0.6]

@@ -86,3 +86,17 @@ def test_an_eager_only_engine_refuses_graph_launch(cli):
     r = cli("estimate", "-m", "llama-3.2-1b", "-H", "h100-sxm", "--engine", "torch", "--runtime", "graph")
     assert r.code == 2 and "--runtime must be eager; got 'graph'" in r.err and "with a graph mode:" in r.err, r.err
     assert cli("estimate", "-m", "llama-3.2-1b", "-H", "h100-sxm", "--engine", "torch").code == 0
+
+
+def test_no_fuzzy_matching_for_input_longer_than_any_name():
+    """Suggestions cost time in the input's length: a 900,000-character format name took 14 s to refuse."""
+    from hwmodels.errors import close_ids
+    from planner.formats import FormatError, get_format
+
+    assert close_ids("h100-sxmm", ["h100-sxm", "h200"]) == ["h100-sxm"]
+    assert close_ids("h" * 5000, ["h100-sxm", "h200"]) == []
+    with pytest.raises(FormatError, match="did you mean int4"):
+        get_format("int5")
+    with pytest.raises(FormatError) as err:
+        get_format("a" * 100_000)
+    assert "did you mean" not in str(err.value)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from hwmodels.errors import TierwiseError, describe_value
+from hwmodels.errors import SUGGEST_MAX_LEN, TierwiseError, describe_value
 
 __all__ = [
     "FieldInfo",
@@ -130,7 +130,7 @@ def reject_unknown(names: Iterable[str], known: Iterable[str], what: str) -> Non
     known = list(known)
     for name in names:
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6) if len(name) <= SUGGEST_MAX_LEN else []
             hint = f"; did you mean {', '.join('{@' + c + '}' for c in close)}?" if close else ""
             raise TierwiseError(f"{what} has no field {name!r}{hint}", field=name, code="unknown_field")
 
