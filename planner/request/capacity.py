@@ -366,19 +366,22 @@ def _pair(engine: Any, device: Any, formats: tuple[str, ...], kv: str, given_for
             return pref
         return next((a for a in ("bf16", "fp16") if a in acts), acts[0])
 
+    launch = check_runtime(sup, runtime, device)
     setup = EngineSetup(engine=sup.engine, formats=tuple((w, act(w)) for w in runs), kv=kv,
-                        reserved_bytes=sup.runtime.context_bytes,
-                        runtime=check_runtime(sup, runtime, device),
-                        tp="tp" in sup.parallel, pp="pp" in sup.parallel, kernel=_kernel(sup))
+                        reserved_bytes=sup.runtime.context_bytes, runtime=launch,
+                        tp="tp" in sup.parallel, pp="pp" in sup.parallel, kernel=_kernel(sup, launch))
     return ServePair(device=device, engine=sup.engine, setup=setup)
 
 
-def _kernel(sup: Any) -> tuple[tuple[str, Any], ...]:
+def _kernel(sup: Any, runtime: str) -> tuple[tuple[str, Any], ...]:
     """The engine's runtime facts the cost model prices, as for an estimate
-    (:func:`planner.serving.engine_settings`); its context memory travels as ``reserved_bytes``."""
+    (:func:`planner.serving.engine_settings`); its context memory travels as ``reserved_bytes``. Which
+    kernels eager dispatch launches matters only under eager launch: left out under graph launch, so
+    engines that price a hardware alike still share one search."""
     from planner.serving import engine_settings
 
-    return tuple(sorted((k, v) for k, v in engine_settings(sup.runtime).items() if k != "reserved_bytes"))
+    drop = {"reserved_bytes"} | ({"eager_fused_ops"} if runtime != "eager" else set())
+    return tuple(sorted((k, v) for k, v in engine_settings(sup.runtime).items() if k not in drop))
 
 
 def _float(name: str, x: str) -> float:
