@@ -5,16 +5,14 @@ gone), and of servers claiming one job at once exactly one gets it."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sqlite3
 import threading
 import time
-import uuid
 
 import pytest
 from fastapi.testclient import TestClient
 from liveserver import Server
-from sqlalchemy import text, update
+from sqlalchemy import update
 
 from api.db import JobRow, Store, utcnow
 from api.main import create_app
@@ -25,28 +23,10 @@ BIG_CAPACITY = {"model": "llama-3.1-405b", "qps": 50, "ttft_slo_s": 0.5, "tpot_s
 SMALL_CAPACITY = {"model": "llama-3.2-1b", "hardware": ["l4"], "qps": 1, "ttft_slo_s": 2, "tpot_slo_s": 0.2}
 
 
-PG = os.environ.get("TIERWISE_TEST_POSTGRES_URL")
 
 
 def _url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'tierwise.db'}"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not PG, reason="TIERWISE_TEST_POSTGRES_URL not set"))])
-def db_url(request, tmp_path):
-    """One SQLite file, or one fresh PostgreSQL schema (through search_path), per test."""
-    if request.param == "sqlite":
-        yield _url(tmp_path)
-        return
-    schema = "t_" + uuid.uuid4().hex[:12]
-    admin = Store(PG)
-    with admin.engine.begin() as c:
-        c.execute(text(f"CREATE SCHEMA {schema}"))
-    sep = "&" if "?" in PG else "?"
-    yield f"{PG}{sep}options=-csearch_path%3D{schema}"
-    with admin.engine.begin() as c:
-        c.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.close()
 
 
 def _expire(store: Store, job_id: str) -> None:
@@ -65,9 +45,9 @@ def _wait(pred, timeout_s: float, what: str):
     raise AssertionError(f"{what} not within {timeout_s} s")
 
 
-def test_a_live_owners_job_is_not_claimed_and_an_expired_one_is_claimed_once(db_url):
-    a = Store(db_url, owner="server-a")
-    b = Store(db_url, owner="server-b")
+def test_a_live_owners_job_is_not_claimed_and_an_expired_one_is_claimed_once(store_url):
+    a = Store(store_url, owner="server-a")
+    b = Store(store_url, owner="server-b")
     a.admit_job(id="j", kind="plan", request={"id": "p"}, max_pending=10, plan_id="p")
     assert a.set_job("j", status="running", only_if=("queued",), mine=True)
     assert b.expired_jobs() == [] and not b.claim_job("j")
@@ -93,9 +73,9 @@ def test_a_live_owners_job_is_not_claimed_and_an_expired_one_is_claimed_once(db_
     b.close()
 
 
-def test_concurrent_claims_of_one_job_are_exclusive(db_url):
-    seed = Store(db_url, owner="dead")
-    stores = [Store(db_url, owner=f"s{i}") for i in range(6)]
+def test_concurrent_claims_of_one_job_are_exclusive(store_url):
+    seed = Store(store_url, owner="dead")
+    stores = [Store(store_url, owner=f"s{i}") for i in range(6)]
     for round_ in range(10):
         jid = f"job-{round_}"
         seed.admit_job(id=jid, kind="capacity", request={}, max_pending=1000)

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 
 import pytest
-from sqlalchemy import text
 
 from api.db import DuplicateIdError, QueueFullError, Store
 from planner.plan import plan_to_dict
 
-PG = os.environ.get("TIERWISE_TEST_POSTGRES_URL")
 
 
 @pytest.fixture(scope="module")
@@ -19,23 +15,6 @@ def plan_body():
     from test_export import make_plan
 
     return plan_to_dict(make_plan("llama-3.2-1b", "l4", lambda g: ("int8", "bf16", "dense")))
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not PG, reason="TIERWISE_TEST_POSTGRES_URL not set"))])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
-        return
-    # one fresh schema per test: tables are created inside it through search_path
-    schema = "t_" + uuid.uuid4().hex[:12]
-    admin = Store(PG)
-    with admin.engine.begin() as c:
-        c.execute(text(f"CREATE SCHEMA {schema}"))
-    sep = "&" if "?" in PG else "?"
-    yield f"{PG}{sep}options=-csearch_path%3D{schema}"
-    with admin.engine.begin() as c:
-        c.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.close()
 
 
 def test_sqlite_is_wal_with_full_sync(tmp_path):
