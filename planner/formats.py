@@ -398,10 +398,13 @@ def _build_registry() -> dict[str, Format]:
                    family=family, source=_SRC_MX, **_WEIGHT_ONLY,
                    description=f"E{e}M{m} elements, E8M0 scale per 32"))
     # KV role: TensorRT-LLM's NVFP4 KV cache on Blackwell (TensorRT-LLM docs, Quantization,
-    # https://nvidia.github.io/TensorRT-LLM/features/quantization.html).
+    # https://nvidia.github.io/TensorRT-LLM/features/quantization.html). Activation role: W4A4
+    # NVFP4 GEMMs, activations quantized on the fly in blocks of 16 along the reduction dimension
+    # with an E4M3 scale each and one fp32 per-tensor scale (TensorRT-LLM quant_algo NVFP4;
+    # compressed-tensors "nvfp4-pack-quantized" input_activations, strategy tensor_group).
     add(Format(name="nvfp4", kind="nvfp", element_bits=4, group_size=16, scale_bits=8, zero_point_bits=0,
                per_channel=False, exponent_bits=2, mantissa_bits=1, lut_entries=0, tensor_scale_bits=32,
-               hw_precision="fp4", family="nvfp4", source=_SRC_NVFP4, **_WEIGHT_KV,
+               hw_precision="fp4", family="nvfp4", source=_SRC_NVFP4, **_ALL_ROLES,
                description="E2M1 elements, E4M3 scale per 16 (amax/6), fp32 per-tensor scale"))
 
     # Block floating point: integer mantissa products, so int8/int4 peaks.

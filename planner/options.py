@@ -236,8 +236,9 @@ def candidate_options(
     * ``sparsity``: patterns combined with the 16- and 8-bit formats; default ``2:4`` only
       where the device has 2:4 sparse tensor cores (Mishra et al., arXiv:2104.08378: it pays
       only there, and only in some regimes — the cost model decides).
-    * ``low_precision_compute``: add W8A8 (int8/int8), FP8 (fp8/fp8) and W4A8
-      (int4-g128/int8) options where both formats are native.
+    * ``low_precision_compute``: add W8A8 (int8/int8), FP8 (fp8/fp8), W4A8
+      (int4-g128/int8) and W4A4 NVFP4 (nvfp4/nvfp4, Blackwell) options where both formats
+      are native.
     * ``low_rank``: ranks to offer (off when ``None`` or empty). Each rank combines with the
       device's 16-bit format and with :data:`LOW_RANK_FORMATS` that are among the weight
       formats offered (with the first offered format when none of them is), weight-only and
@@ -276,7 +277,7 @@ def candidate_options(
     for w in names:
         add(Option(weights=w, activations=base))
     if low_precision_compute:
-        for w, a in (("int8", "int8"), ("fp8-e4m3", "fp8-e4m3"), ("int4-g128", "int8")):
+        for w, a in (("int8", "int8"), ("fp8-e4m3", "fp8-e4m3"), ("int4-g128", "int8"), ("nvfp4", "nvfp4")):
             # W4A8 unpacks int4 codes to int8 on the fly, so only the int8 units must be native.
             if w in names and device.supports(a) == "native" and (device.supports(w) == "native" or w.startswith("int4")):
                 add(Option(weights=w, activations=a))
