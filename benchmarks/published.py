@@ -74,7 +74,7 @@ def act_format(text: str, weights: str) -> str | None:
     if t.startswith("fp8"):
         return "fp8-e4m3"
     if t.startswith("fp4") or "nvfp4" in t:
-        return None  # 4-bit activations (W4A4 NVFP4): no activation format of the catalog
+        return "nvfp4"  # W4A4 NVFP4: activations quantized per 16 values on the fly
     if t.startswith("int8"):
         return "int8"
     if t.startswith("fp32") and weights == "fp32":

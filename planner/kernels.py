@@ -57,9 +57,9 @@ GEMM_K_OVERHEAD = 512.0
 # instructions, not the dot product, take most issue slots, so the kernel's share of the int8
 # peak depends on the ISA: see cpu_int8_gemm_fraction. The count is not a measured throughput
 # (pipes differ per instruction): fitted (benchmarks/fitted.py GGML_CPU_BLOCK_OPS, grid 2–8; the
-# all-row fit: 5, 4 before intra-node all-reduces were priced as NCCL's chain), --cv loso refits it
-# without each source.
-CPU_INT8_GEMM_BLOCK_OPS: dict[str, float] = {"ggml": 5.0}
+# all-row fit: 4; 5 before the W4A4 NVFP4 rows on B200 were predicted, 4 before intra-node all-reduces
+# were priced as NCCL's chain), --cv loso refits it without each source.
+CPU_INT8_GEMM_BLOCK_OPS: dict[str, float] = {"ggml": 4.0}
 # tinyBLAS_Q0_AVX works on 256-bit vectors: 8 fp32 lanes per instruction.
 CPU_GEMM_VECTOR_LANES = 8
 
@@ -70,7 +70,7 @@ def cpu_int8_gemm_fraction(block_ops: float, int8_peak: float, fp32_peak: float,
     issue cost. A vector slot does ``2·lanes`` fp32 FLOP (an FMA) at the fp32 peak, so a slot's time
     is ``2·lanes / fp32_peak`` and a block pair's 64 int8 operations take ``64 / int8_peak`` of dot
     product: share = 1 / (1 + lanes·block_ops·int8_peak / (32·fp32_peak)). With int8 = 4× fp32
-    (VNNI, Zen 4) and 5 block instructions (the shipped fit) that is 1/6; with int8 = 2× fp32 (AVX2, Zen 3) 2/7."""
+    (VNNI, Zen 4) and 4 block instructions (the shipped fit) that is 1/5; with int8 = 2× fp32 (AVX2, Zen 3) 1/3."""
     if block_ops < 0 or int8_peak <= 0 or fp32_peak <= 0:
         raise ValueError(f"block_ops must be >= 0 and the peaks > 0; got {block_ops!r}, {int8_peak!r}, {fp32_peak!r}")
     return 1.0 / (1.0 + lanes * block_ops * int8_peak / (32.0 * fp32_peak))
