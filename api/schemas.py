@@ -26,6 +26,9 @@ EngineId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$
 EngineList = Annotated[list[EngineId], Field(min_length=1, max_length=32)]
 #: A format name (bf16, int4-g128, fp8-e4m3, ...); checked against the format registry.
 FormatName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9:._-]{0,31}$")]
+# A pin's option key, as on the command line: weights[+sparsity][@rRANK][/activations]
+# (planner.options.option_key), e.g. int4-g128/fp8-e4m3, int8+2:4, bf16@r256.
+OptionKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9:._+@/-]{0,95}$")]
 #: A size: bytes as a number, or text such as "20GB", "24GiB", "1.5e9".
 Size = Annotated[
     float | Annotated[str, StringConstraints(pattern=r"^\s*[0-9]*\.?[0-9]+([eE][+-]?[0-9]+)?\s*([kKmMgGtTpP]i?[bB]?|[bB])?\s*$", max_length=32)],
@@ -302,7 +305,7 @@ def _plan_create() -> type[BaseModel]:
         max_memory_per_device=(Size | None, Field(default=None, examples=["20GB"])),
         formats=(list[FormatName] | None, Field(default=None, max_length=64, description="candidate weight formats")),
         sparsity=(list[Annotated[str, StringConstraints(max_length=32)]] | None, Field(default=None, max_length=16)),
-        pins=(dict[Annotated[str, StringConstraints(max_length=256)], FormatName] | None, Field(default=None, max_length=10_000)),
+        pins=(dict[Annotated[str, StringConstraints(max_length=256)], OptionKey] | None, Field(default=None, max_length=10_000)),
         low_rank=(list[int] | None, Field(default=None, max_length=16,
                                           description="ranks to offer as low-rank factorization options (off when left out)")),
         objective_weights=(dict[str, float] | None, Field(default=None, max_length=8)),

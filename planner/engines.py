@@ -19,6 +19,9 @@ declares
 - ``exporter``: the ``tierwise export --format`` that writes its deployment files;
 - ``models.families``: the model families it runs (``planner.archspec.FAMILIES``: decoder,
   encoder, encoder_decoder, cnn, vit), with a source;
+- ``low_rank`` (optional, default false): whether it runs layers factorised into two low-rank
+  matrices (``--low-rank``, a pin ``...@rRANK``): loading such a checkpoint takes model code
+  the serving engines do not have;
 - ``default_for`` / ``default_for_training``: the hardware classes it is the default on.
 
 Support is the union of every target whose match the device satisfies. Adding an engine
@@ -183,6 +186,8 @@ class Support:
     #: Weight formats the engine applies to a whole model at once (bitsandbytes 4-bit
     #: quantizes every Linear layer alike): a plan uses one only beside 16-bit groups.
     exclusive: tuple[str, ...] = ()
+    #: Whether it runs low-rank factorised layers (two matrices of rank r in place of one).
+    low_rank: bool = False
 
     @property
     def weights(self) -> tuple[str, ...]:
@@ -221,6 +226,8 @@ class EngineSpec:
     #: every one unless the profile lists them.
     attention: tuple[str, ...] = ATTENTION_KERNELS
     optimizers: tuple[str, ...] = OPTIMIZER_NAMES
+    #: Whether it runs low-rank factorised layers (``low_rank: true`` in the profile).
+    low_rank: bool = False
 
     def runs_family(self, family: str) -> bool:
         return family in self.families
@@ -246,6 +253,7 @@ class EngineSpec:
             attention=self.attention,
             optimizers=self.optimizers,
             exclusive=_unique(x for t in hits for x in t.exclusive),
+            low_rank=self.low_rank,
         )
 
 
@@ -373,7 +381,7 @@ def _parse(data: Any, origin: str) -> EngineSpec:
     top = _Reader(origin, data, "")
     top.allow("schema_version", "id", "name", "kind", "version", "exporter", "default_for", "default_for_training",
               "sources", "parallel", "runtime", "targets", "notes", "models", "zero",
-              "attention", "optimizers")
+              "attention", "optimizers", "low_rank")
     if top.integer("schema_version", minimum=1) != SCHEMA_VERSION:
         raise top.error("schema_version", str(SCHEMA_VERSION), top.data["schema_version"])
     raw_sources = top.raw("sources")
@@ -406,6 +414,7 @@ def _parse(data: Any, origin: str) -> EngineSpec:
         zero=_zero_stages(top),
         attention=_training_names(top, "attention"),
         optimizers=_training_names(top, "optimizers"),
+        low_rank=top.boolean("low_rank", default=False),
     )
 
 
@@ -609,6 +618,13 @@ def support(engine: str | EngineSpec, device: DeviceSpec, *, training: bool | No
     return found
 
 
+def low_rank_refusal(sup: Support) -> str:
+    """Why ``sup`` cannot run a low-rank factorised layer, and which engines can."""
+    can = [e for e in list_engines() if load_engine(e).low_rank]
+    return (f"{sup.engine} on {sup.device} does not run low-rank factorised layers: loading two rank-r matrices "
+            f"in place of one weight takes model code it does not have; engines that do: {', '.join(can) or 'none'}")
+
+
 def _same_family(name: str, runs: Sequence[str]) -> str:
     """' (its int8 format: int8-g32)' when the engine runs another format of ``name``'s family
     (llama.cpp's 8-bit KV cache is q8_0 = int8-g32, not per-head int8), else ''."""
@@ -624,9 +640,12 @@ def _same_family(name: str, runs: Sequence[str]) -> str:
 
 def check_request(sup: Support, *, weights: str | None = None, activations: str | None = None,
                   kv: str | None = None, sparsity: str | None = None,
-                  layout: Mapping[str, int] | None = None, zero: int | None = None) -> None:
+                  layout: Mapping[str, int] | None = None, zero: int | None = None,
+                  low_rank: object = None) -> None:
     """Raise :class:`EngineSupportError` naming the first field the engine cannot run."""
     where = f"{sup.engine} on {sup.device}"
+    if low_rank and not sup.low_rank:
+        raise EngineSupportError(low_rank_refusal(sup) + " (leave out {@low_rank})", field="low_rank")
     if weights is not None and weights not in sup.weights:
         raise EngineSupportError(f"{where} does not run {{@weights}} {weights!r}; it runs: {', '.join(sup.weights)}",
                                  field="weights")
@@ -654,5 +673,5 @@ def check_request(sup: Support, *, weights: str | None = None, activations: str 
 
 __all__ = [
     "FALLBACK_ORDER", "ZERO_STAGES", "EngineSpec", "EngineSupportError", "Runtime", "Scheme", "Support", "Target", "check_request", "default_engine",
-    "engines_for", "hardware_for", "list_engines", "load_engine", "load_engine_from_dict", "support",
+    "engines_for", "hardware_for", "list_engines", "load_engine", "load_engine_from_dict", "low_rank_refusal", "support",
 ]

@@ -264,13 +264,14 @@ def test_kv_share_beyond_the_layer_count_is_refused(cli, server):
 #    reported it as factorised; tierwise plan refuses such a rank, and so does estimate now ----
 
 def test_low_rank_that_compresses_nothing_is_refused(cli):
-    dense = planner.estimate("llama-3.2-1b", "l4").memory.weights_bytes
-    assert planner.estimate("llama-3.2-1b", "l4", low_rank=1638).memory.weights_bytes < dense
+    # low-rank layers run on Tierwise's own execution (engine torch), not on the serving engines
+    dense = planner.estimate("llama-3.2-1b", "l4", engine="torch").memory.weights_bytes
+    assert planner.estimate("llama-3.2-1b", "l4", engine="torch", low_rank=1638).memory.weights_bytes < dense
     for rank in (1639, 100000):
         with pytest.raises(TierwiseError) as info:
-            planner.estimate("llama-3.2-1b", "l4", low_rank=rank)
+            planner.estimate("llama-3.2-1b", "l4", engine="torch", low_rank=rank)
         assert info.value.field == "low_rank" and "the largest useful rank here is 1638" in str(info.value)
-    r = cli("estimate", "--model", "llama-3.2-1b", "--hardware", "l4", "--low-rank", "4096")
+    r = cli("estimate", "--model", "llama-3.2-1b", "--hardware", "l4", "--engine", "torch", "--low-rank", "4096")
     assert r.code == 2 and r.err.startswith("error: --low-rank 4096 compresses no linear layer of llama-3.2-1b"), r.err
 
 

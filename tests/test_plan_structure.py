@@ -41,8 +41,9 @@ def test_no_plan_has_structure_nobody_asked_for(model, hardware, engine, squeeze
 
 
 def test_asked_for_structures_are_allowed_so_the_check_can_fail():
-    # 2.6 GB: vLLM (the default engine) keeps 1.5 GiB of runtime context; about 1 GB is left for the model
-    plan = run_plan(PlanRequest(model="llama-3.2-1b", hardware="h100-sxm", sparsity="2:4", low_rank=[256],
-                                max_memory_per_device="2.6GB", formats="bf16,int8", time_limit_s=20))
+    # Tierwise's own execution on a CPU (engine torch) runs 2:4 sparsity and low-rank layers; 1.1 GB
+    # is less than every group in int8 (1.24 B parameters), so some group must be pruned or factored.
+    plan = run_plan(PlanRequest(model="llama-3.2-1b", hardware="cpu-host", engine="torch", sparsity="2:4",
+                                low_rank=[256], max_memory_per_device="1.1GB", formats="bf16,int8", time_limit_s=20))
     found = unasked_structure(plan)
     assert found and any("2:4" in f or "low rank" in f for f in found)

@@ -108,6 +108,8 @@ def _describe(v: PlanView, g: str) -> str:
         parts.append(f"activations {c.get('activations')}")
     if sparsity_of(v, g) not in ("dense", ""):
         parts.append(f"sparsity {sparsity_of(v, g)}")
+    if c.get("low_rank"):
+        parts.append(f"low rank {c.get('low_rank')}")
     return ", ".join(parts)
 
 
@@ -138,12 +140,12 @@ def _pin_runs(sup: Any, key: str, act: str | None) -> bool:
     from planner.options import OptionError, parse_option_key
 
     try:
-        w, sp, a, _ = parse_option_key(key)
+        w, sp, a, rank = parse_option_key(key)
     except OptionError:
         return True
     pattern = "unstructured" if sp.startswith("unstructured") else sp
     return (w in sup.weights and (a or act is None or sup.runs(w, a or act))
-            and (sp == "dense" or pattern in sup.sparsity))
+            and (sp == "dense" or pattern in sup.sparsity) and (rank is None or sup.low_rank))
 
 
 def replan_command(v: PlanView, engine: str | None, formats: tuple[str, ...] = (),
@@ -333,6 +335,8 @@ def engine_runs(v: PlanView, target: str, engine: str | None = None, *, field: s
         from hwmodels import load_device
         from planner.engines import load_engine
 
+        from planner.engines import low_rank_refusal
+
         spec = load_engine(engine) if engine else None
         dev = load_device(v.hardware)
     except Exception:  # noqa: BLE001 - custom hardware or engine file: the format checks of the target still apply
@@ -357,6 +361,8 @@ def engine_runs(v: PlanView, target: str, engine: str | None = None, *, field: s
         pattern = "unstructured" if s.startswith("unstructured") else (s or "dense")
         if pattern not in sup.sparsity:
             raise ExportError(f"choices.{g}.sparsity", f"{engine} on {v.hardware} does not run {s} sparsity")
+        if v.choices[g].get("low_rank") and not sup.low_rank:
+            raise ExportError(f"choices.{g}.low_rank", low_rank_refusal(sup))
 
     check_groups(v, target, check, engine)
     if spec.kind != "training" and _has_kv_cache(v) and v.kv not in sup.kv and not (v.kv in FLOAT16 and not sup.kv):

@@ -156,7 +156,8 @@ def check_given(sup: Any, given: Mapping[str, Any], v: Mapping[str, Any],
                 field="activations")
     sparsity = v.get("sparsity") if "sparsity" in given else None
     check_request(sup, weights=weights, activations=acts, kv=pick("kv") if "kv" in v else None,
-                  sparsity=sparsity, layout=layout, zero=zero)
+                  sparsity=sparsity, layout=layout, zero=zero,
+                  low_rank=v.get("low_rank") if "low_rank" in given else None)
 
 
 def check_runtime(sup: Any, value: Any, device: Any) -> str:

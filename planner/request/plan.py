@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from hwmodels.errors import TierwiseError, describe_value
 
-from planner.engines import EngineSupportError, check_request
+from planner.engines import EngineSupportError, check_request, low_rank_refusal
 from planner.request.engine import ENGINE_HELP, canonical, format_key, resolve_engine
 from planner.request.estimate import check_sequence, load_specs
 from planner.request.fields import (
@@ -220,6 +220,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     _check_pins(sup, pins, act)
     pins = _engine_role_pins(sup, arch, pins, act)
     low_rank = None if v["low_rank"] is None else _ranks(v["low_rank"])
+    check_request(sup, low_rank=low_rank)
     problem = PlanProblem(
         devices=devices, **degrees, batch=batch, prompt=prompt, gen=gen, max_memory_per_device_bytes=budget,
         ttft_slo_s=ttft, tpot_slo_s=tpot, avg_bits=avg_bits,
@@ -290,9 +291,13 @@ def _check_pins(sup: Any, pins: Mapping[str, str], act: str) -> None:
     where = f"{sup.engine} on {sup.device}"
     for pattern, key in pins.items():
         try:
-            w, sp, a, _ = parse_option_key(key)
+            w, sp, a, rank = parse_option_key(key)
         except OptionError:
             continue
+        if rank is not None and not sup.low_rank:
+            raise EngineSupportError(f"{{@pins}} {pattern}={key}: {low_rank_refusal(sup)} (pin {w} without @r{rank}, "
+                                     f"or plan for one of them with {{@engine}})",
+                                     field="pins", details={"engine": sup.engine})
         acts = a or canonical(act)
         if w not in sup.weights:
             raise EngineSupportError(

@@ -2,11 +2,18 @@
 
 
 def test_low_rank_plan_over_http(client):
-    # Llama-3.2-1B on an L4 with 900 MB per device for the model (2.51 GB with vLLM's 1.5 GiB runtime
-    # context) only fits with low-rank factors (docs/planner.md, "Low-rank factorisation"): vLLM keeps
-    # the tied 0.5 GB embedding table in 16 bit, and the smallest plan without factors needs 1.05 GB
-    # for the model (0.73 GB with ranks 256, 512).
-    body = {"model": "llama-3.2-1b", "hardware": "l4", "devices": 1, "max_memory_per_device": "2510MB"}
+    # Llama-3.2-1B on an L4 with a budget 3% below the smallest plan without factors (every group at
+    # its smallest format) only fits with low-rank factors (docs/planner.md, "Low-rank factorisation").
+    # Low-rank layers run on Tierwise's own execution (engine torch).
+    from planner.arch import load_arch
+    from planner.request.plan import PlanRequest, resolve_plan
+    from planner.search import Planner
+
+    arch, dev, problem, _ = resolve_plan(PlanRequest(model="llama-3.2-1b", hardware="l4", kv="bf16",
+                                                     objective="memory", engine="torch"))
+    smallest = Planner(load_arch("llama-3.2-1b"), dev).solve(problem).predicted.per_device_bytes
+    body = {"model": "llama-3.2-1b", "hardware": "l4", "devices": 1, "kv": "bf16", "engine": "torch",
+            "max_memory_per_device": f"{0.97 * smallest:.0f}B"}
     r = client.post("/v1/plans", json=body)
     if r.status_code == 202:  # the diagnosis outlasted the sync wait: the job carries the error
         import time
@@ -37,7 +44,32 @@ def test_low_rank_plan_over_http(client):
     assert any(c.get("low_rank") for c in body_plan["choices"].values())
 
 
+def test_low_rank_for_an_engine_without_model_code_for_it_is_refused(client):
+    r = client.post("/v1/plans", json={"model": "llama-3.2-1b", "hardware": "l4", "low_rank": [256]})
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["field"] == "low_rank" and "vllm on l4 does not run low-rank" in err["message"] and "torch" in err["message"]
+    r = client.post("/v1/plans", json={"model": "llama-3.2-1b", "hardware": "l4",
+                                       "pins": {"model.layers.3.mlp.gate_up": "bf16@r256"}})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "pins", r.text
+
+
 def test_low_rank_must_be_positive(client):
     r = client.post("/v1/plans", json={"model": "llama-3.2-1b", "hardware": "l4", "low_rank": [0]})
     assert r.status_code == 422
     assert "low_rank" in r.text
+
+
+def test_pins_take_option_keys_as_the_command_line_does(client):
+    # weights[+sparsity][@rRANK][/activations]: the value pattern refused '@', '+' and '/' before,
+    # so no REST pin could name an activation format, a sparsity or a rank.
+    body = {"model": "llama-3.2-1b", "hardware": "h100-sxm"}
+    r = client.post("/v1/plans", json={**body, "pins": {"model.layers.3.mlp.gate_up": "int4-g128/fp8-e4m3"}})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "pins", r.text
+    assert "runs int4-g128 weights with activations bf16, fp16" in r.json()["error"]["message"]
+    r = client.post("/v1/plans", json={**body, "engine": "torch", "pins": {"model.layers.3.mlp.gate_up": "bf16@r256"}})
+    assert r.status_code in (201, 202), r.text
+    if r.status_code == 201:
+        assert r.json()["plan"]["choices"]["model.layers.3.mlp.gate_up"]["low_rank"] == 256
+    r = client.post("/v1/plans", json={**body, "pins": {"model.layers.3.mlp.gate_up": "bf16;rm -rf"}})
+    assert r.status_code == 422 and r.json()["error"]["field"].startswith("pins"), r.text
