@@ -33,6 +33,7 @@ from planner.cli.common import (
 from planner.cli.estimate import cli_errors
 from planner.request.fields import field_info
 from planner.request.plan import CLI_ALIASES, PlanRequest, resolve_plan
+from planner.results import PER_TOKEN_UNITS
 
 plan_app = typer.Typer(
     help="Solve a compression + parallelism plan (`tierwise plan --model ... --hardware ...`), or show / diff "
@@ -334,7 +335,8 @@ def print_plan(plan, *, per_group: bool = False, title: str | None = None) -> No
                                      f"{', '.join(str(r) for r in sorted(set(factored)))})")
     t.add_row("sensitivity (Σ, lower is better)", f"{p.sensitivity:.4g}")
     if p.usd_per_million_tokens is not None:
-        t.add_row("cost", f"{p.usd_per_million_tokens:.4g} USD / M tokens")
+        many = PER_TOKEN_UNITS[p.per_token_basis][1] if p.per_token_basis else "tokens"
+        t.add_row("cost", f"{p.usd_per_million_tokens:.4g} USD / M {many}")
     s = plan.solver
     gap = f"{s.gap * 100:.3g} %" if s.gap is not None else "-"
     t.add_row("solver", f"{s.backend} {s.status}, gap {gap}, {s.time_s:.2f} s, {s.variables} vars, "
