@@ -158,19 +158,26 @@ def _run_pareto(planner, req, n: int, out: Path | None, csv_path: Path | None, p
     from planner.plan import with_engine
 
     plans = [with_engine(p, req.engine) for p in planner.pareto(req, n)]
+    written: list[Path] = []
     if out is not None:
         for i, p in enumerate(plans, 1):
-            _save(p, out.with_name(f"{out.stem}-{i}{out.suffix}"))
+            path = out.with_name(f"{out.stem}-{i}{out.suffix}")
+            _save(p, path)
+            written.append(path)
     if csv_path is not None:
         _write_csv(plans, csv_path)
+        written.append(csv_path)
     if plot is not None:
         _plot(plans, plot)
+        written.append(plot)
     if json_out:
         from planner.plan import plan_to_dict
 
         emit_json({"points": [_point(p) for p in plans], "plans": [plan_to_dict(p) for p in plans]})
     else:
         _print_pareto(plans)
+        for path in written:  # as a single plan's --out does: one line per file
+            console.print(f"wrote {path}", markup=False, highlight=False)
 
 
 def _closed_loop(planner, req, target: float, torch_model: str, metric: str | None, band_low: float, rounds: int,
