@@ -67,3 +67,13 @@ def test_rest_refuses_at_once_with_its_field(client):
     err = r.json()["error"]
     assert err["field"] == "pp" and err["message"].startswith("'pp' 2 cannot run: m2-max has no link")
     assert "--" not in err["message"]
+
+
+def test_a_pipeline_longer_than_a_node_needs_an_inter_node_link(cli):
+    # Was: planned, every stage's send priced on the node's own link although stage 16 is on the next node.
+    r = cli("plan", "--model", "llama-3.1-70b", "--hardware", "sn40l", "--devices", "32", "--pp", "32")
+    assert r.code == 2, r.out
+    assert r.err.startswith("error: --pp 32 × tp 1 = 32 devices per replica span 2 nodes but sn40l has no inter-node link")
+    # two replicas of a 16-stage pipeline, one per node, need none
+    ok = cli("plan", "--model", "llama-3.1-70b", "--hardware", "sn40l", "--devices", "32", "--pp", "16")
+    assert ok.code == 0 and "pp=16 dp=2" in ok.out, ok.err
