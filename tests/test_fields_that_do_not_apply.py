@@ -62,3 +62,22 @@ def test_rest_refuses_with_its_own_field_name(client):
     assert r.status_code == 422 and r.json()["error"]["field"] == "attention"
     ok = client.post("/v1/estimate", json={"model": "resnet-50", "hardware": "h100-sxm", "mode": "training"})
     assert ok.status_code == 200, ok.text
+
+
+def test_an_inference_estimate_of_a_cnn_does_not_send_seq_to_training(cli, client):
+    # Was: "--seq applies to training estimates only ...; set --mode training", which then ignored it.
+    r = cli("estimate", "--model", "resnet-50", "--hardware", "h100-sxm", "--seq", "4096")
+    assert r.code == 2 and "--seq 4096 does not apply to resnet-50, a CNN" in r.err and "--mode" not in r.err, r.err
+    r = client.post("/v1/estimate", json={"model": "resnet-50", "hardware": "h100-sxm", "seq": 4096})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "seq"
+    # a language model keeps the advice: its --seq means something in training
+    r = cli("estimate", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--seq", "4096")
+    assert r.code == 2 and "set --mode training" in r.err
+
+
+def test_python_refuses_alike():
+    import planner
+    from planner.errors import TierwiseError
+
+    with pytest.raises(TierwiseError, match="'seq' 4096 does not apply to resnet-50, a CNN"):
+        planner.estimate_training("resnet-50", "h100-sxm", seq=4096)

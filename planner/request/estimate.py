@@ -163,11 +163,28 @@ def build_estimate_request(fields_given: Mapping[str, Any]) -> EstimateRequest |
     mine = field_info(cls)
     for name in given:
         if name not in mine and name in other:
+            _refuse_if_meaningless(given.get("model"), name, given[name])  # a CNN's --seq: no --mode fixes it
             raise TierwiseError(
                 f"{{@{name}}} applies to {other_mode} estimates only, not to {mode}; remove it or set {{@mode}} {other_mode}",
                 field=name, code="not_applicable")
     reject_unknown(given, set(INFERENCE_FIELDS) | set(TRAINING_FIELDS), "an estimate request")
     return cls(**given)
+
+
+def _refuse_if_meaningless(model: Any, name: str, value: Any) -> None:
+    """:func:`check_fields_apply` for one field of the other mode, when the model loads: advice to
+    set the mode would only lead to that refusal. A model that does not load is left to the
+    request's own checks."""
+    from planner.arch import ArchSpec
+
+    if name not in ("seq", "attention") or model is None:
+        return
+    try:
+        arch = model if isinstance(model, ArchSpec) else _load_bounded_arch(model) if isinstance(model, str) else None
+    except (TierwiseError, OSError, ValueError):
+        return
+    if arch is not None:
+        check_fields_apply(arch, {name: value})
 
 
 # ---------------------------------------------------------------------------
