@@ -73,7 +73,7 @@ from planner.placement import (
     stage_weight_bytes,
     stream_time_s,
 )
-from planner.results import GroupCost, InferenceEstimate, MemoryReport, OpCost, PhaseCost, TierUse
+from planner.results import GroupCost, InferenceEstimate, MemoryReport, OpCost, PhaseCost, TierUse, per_token_basis
 from planner.serving import RUNTIME_OVERHEAD_S, RuntimeSettings, Serving
 from planner.workload import (
     ATTENTION,
@@ -640,6 +640,7 @@ def estimate_inference(
         memory=mem,
         switch_in_s=switch_in,
         notes=tuple(notes),
+        per_token=per_token_basis(arch.family, serving.gen),
     )
 
 

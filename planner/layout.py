@@ -141,6 +141,17 @@ def check_layout_on(arch: ArchSpec, device: DeviceSpec, layout: Layout, devices:
         require_group(device, size, stride, field=name)
     if layout.pp > 1:
         pp_link(device, st.pp)
+        # One replica's stages hold tp·cp·pp devices: more than a node holds, some stage sends to the
+        # next node, whatever the placement of the replicas.
+        g = max(device.devices_per_node, 1)
+        span = layout.tp * layout.cp * layout.pp
+        if span > g and device.inter_node_link is None:
+            raise EstimateError(
+                "pp",
+                f"{{@pp}} {layout.pp} × tp {layout.tp}" + (f" × cp {layout.cp}" if layout.cp > 1 else "")
+                + f" = {span} devices per replica span {math.ceil(span / g)} nodes but {device.id} has no inter-node "
+                f"link in its profile ({g} devices per node); keep one replica inside one node or add links.inter_node",
+            )
 
 
 # ---------------------------------------------------------------------------

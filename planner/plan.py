@@ -44,6 +44,7 @@ from planner.fileio import atomic_write_text
 from planner.costmodel import Choice, Layout, Serving
 from planner.formats import FormatError, NumericsError, get_format
 from planner.numerics import Numerics, is_rank
+from planner.results import PER_TOKEN_UNITS
 
 __all__ = [
     "OBJECTIVES",
@@ -382,6 +383,9 @@ class Predicted(_Record):
     # Device memory of the engine's runtime context counted in per_device_bytes (plans priced with
     # their engine's runtime facts); None in plans written before plans counted it.
     runtime_context_bytes: float | None = None
+    # What energy_j_per_token and usd_per_million_tokens count (planner.results.PER_TOKEN_UNITS:
+    # output_tokens, prompt_tokens, images, image_patches); None in plans written before plans said.
+    per_token_basis: str | None = None
 
     def __post_init__(self) -> None:
         for name in _PREDICTED_FLOATS:
@@ -395,6 +399,8 @@ class Predicted(_Record):
             raise _err("tiers", "a mapping of tier name → TierPrediction", self.tiers)
         object.__setattr__(self, "tiers", MappingProxyType(dict(self.tiers)))
         _check_str(self.decode_bound, "decode_bound", empty=True)
+        if self.per_token_basis is not None and self.per_token_basis not in PER_TOKEN_UNITS:
+            raise _err("per_token_basis", f"one of {', '.join(PER_TOKEN_UNITS)}", self.per_token_basis)
         per_layer = tuple(self.per_layer)
         if not all(isinstance(p, LayerPrediction) for p in per_layer):
             raise _err("per_layer", "a list of LayerPrediction", self.per_layer)
@@ -415,6 +421,8 @@ class Predicted(_Record):
         d["notes"] = list(self.notes)
         if self.runtime_context_bytes is not None:
             d["runtime_context_bytes"] = self.runtime_context_bytes
+        if self.per_token_basis is not None:
+            d["per_token_basis"] = self.per_token_basis
         return d
 
 
@@ -705,7 +713,7 @@ def plan_from_dict(d: Mapping[str, Any], *, require_checksum: bool = False) -> P
 
     pr = _mapping(d["predicted"], "predicted")
     _keys(pr, "predicted", _PREDICTED_FLOATS + ("fits", "tiers"),
-          _PREDICTED_OPTIONAL + ("decode_bound", "per_layer", "notes", "runtime_context_bytes"))
+          _PREDICTED_OPTIONAL + ("decode_bound", "per_layer", "notes", "runtime_context_bytes", "per_token_basis"))
     tiers = {}
     for name, t in _mapping(pr["tiers"], "predicted.tiers").items():
         path = f"predicted.tiers.{name}"
@@ -725,7 +733,8 @@ def plan_from_dict(d: Mapping[str, Any], *, require_checksum: bool = False) -> P
     if not isinstance(notes, list):
         raise _err("predicted.notes", "a list of strings", notes)
     pkw = {k: pr[k] for k in _PREDICTED_FLOATS + ("fits",)}
-    pkw.update({k: pr[k] for k in _PREDICTED_OPTIONAL + ("decode_bound", "runtime_context_bytes") if k in pr})
+    pkw.update({k: pr[k] for k in _PREDICTED_OPTIONAL + ("decode_bound", "runtime_context_bytes", "per_token_basis")
+                if k in pr})
     predicted = _build(Predicted, "predicted", {**pkw, "tiers": tiers, "per_layer": tuple(per_layer),
                                                 "notes": tuple(notes)})
 

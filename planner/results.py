@@ -16,6 +16,25 @@ if TYPE_CHECKING:
     from planner.layout import Layout
 
 
+# What a per-token energy or cost counts: (one, many), as tables name it ("energy per output
+# token", "USD / M output tokens").
+PER_TOKEN_UNITS = {
+    "output_tokens": ("output token", "output tokens"),
+    "prompt_tokens": ("prompt token", "prompt tokens"),
+    "images": ("image", "images"),
+    "image_patches": ("image patch", "image patches"),
+}
+
+
+def per_token_basis(family: str, gen: int) -> str:
+    """What an inference's per-token energy and cost count: the generated tokens when it generates
+    any, else what one forward pass reads (a prefill-only or encoder request: its prompt tokens; a
+    CNN: one per image; a ViT: its patch positions)."""
+    if family in ("decoder", "encoder_decoder") and gen > 0:
+        return "output_tokens"
+    return {"cnn": "images", "vit": "image_patches"}.get(family, "prompt_tokens")
+
+
 # Not frozen (hashable by value all the same): the cost model builds one per operator of every
 # pass, and a frozen dataclass's __init__ (object.__setattr__ per field) costs ~4× a plain one's.
 @dataclass(slots=True, kw_only=True, unsafe_hash=True)
@@ -176,6 +195,10 @@ class InferenceEstimate:
     memory: MemoryReport
     switch_in_s: float | None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # What ``energy_j_per_token`` and ``usd_per_million_tokens`` count (``per_token_basis``):
+    # "output_tokens" (generated tokens, gen > 0), "prompt_tokens" (gen 0, an encoder: the tokens
+    # read), "images" (a CNN: one per image) or "image_patches" (a ViT: its patches and class token).
+    per_token: str = "output_tokens"
     engine: str | None = None  # the serving engine priced (planner.engines)
     # What the estimate assumed of the engine (memory fraction, runtime context, prefill chunk,
     # ...; planner.request.estimate.engine_assumptions); None for a bare cost-model call.
@@ -222,6 +245,7 @@ class InferenceEstimate:
             "energy_j_per_sample": self.energy_j_per_sample,
             "usd_per_hour": self.usd_per_hour,
             "usd_per_million_tokens": self.usd_per_million_tokens,
+            "per_token_basis": self.per_token,
             "switch_in_s": self.switch_in_s,
             "memory": self.memory.to_dict(),
             "prefill": self.prefill.to_dict(ops),

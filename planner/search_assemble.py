@@ -151,6 +151,7 @@ class AssemblyMixin:
             decode_bound=est.decode.bound if est.decode is not None else "",
             per_layer=per_layer, notes=tuple(notes),
             runtime_context_bytes=float(opts.reserved_bytes),
+            per_token_basis=est.per_token,
         )
         primary = objective_value(req.objective, predicted, req, refs)
         stats = SolverStats(backend=sol.backend, status=sol.status, objective=primary, gap=sol.gap,

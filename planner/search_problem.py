@@ -11,6 +11,8 @@ from typing import Any
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
 from planner.costmodel import EstimateError, Layout, Serving, check_layout
+from planner.layout import check_layout_on, max_group
+from planner.parallel import enumerate_layouts
 from planner.formats import get_format, with_substitutes
 from planner.options import parse_low_ranks
 from planner.plan import OBJECTIVES, Plan, Predicted
@@ -121,40 +123,87 @@ class PlanProblem:
 
 
 def ordered_layouts(arch: ArchSpec, device: DeviceSpec, req: PlanProblem) -> list[Layout]:
+    """The parallel layouts of ``req.devices`` the search visits: those with the degrees the request
+    fixes, whose dimensions the engine implements and whose groups ``device``'s links connect
+    (:func:`~planner.layout.check_layout_on`; serving replicas need none). When none is left the
+    error says why, naming the degree the caller gave (else ``devices``), and what would run."""
     fixed = {k: getattr(req, k) for k in ("tp", "pp", "dp", "ep") if getattr(req, k) is not None}
     if all(getattr(req, k) is not None for k in ("tp", "pp", "dp")):
         lay = Layout(tp=req.tp, pp=req.pp, dp=req.dp, ep=req.ep or 1)
         check_layout(arch, lay, req.devices)
-        return [lay]
-    try:
-        from planner.parallel import enumerate_layouts
-    except ImportError:  # pragma: no cover - the layout module ships with tierwise
-        enumerate_layouts = None
-    if enumerate_layouts is not None:
-        layouts = enumerate_layouts(arch, req.devices)
-    else:  # pragma: no cover
-        layouts = []
-        for tp in range(1, req.devices + 1):
-            if req.devices % tp:
-                continue
-            for pp in range(1, req.devices // tp + 1):
-                if (req.devices // tp) % pp:
-                    continue
-                lay = Layout(tp=tp, pp=pp, dp=req.devices // tp // pp)
-                try:
-                    check_layout(arch, lay, req.devices)
-                except EstimateError:
-                    continue
-                layouts.append(lay)
-    out = [lay for lay in layouts if all(getattr(lay, k) == v for k, v in fixed.items())]
-    if req.engine is not None:  # only the parallel dimensions the engine implements
-        out = [lay for lay in out if all(getattr(lay, d) == 1 or d in req.engine.parallel
-                                         for d in ("tp", "pp", "dp", "ep", "cp"))]
+        layouts = [lay]
+    else:
+        layouts = [lay for lay in enumerate_layouts(arch, req.devices)
+                   if all(getattr(lay, k) == v for k, v in fixed.items())]
+        if not layouts:
+            want = ", ".join(f"{k}={v}" for k, v in fixed.items())
+            raise EstimateError("devices", f"no parallel layout of {{@devices}} {req.devices} for {arch.id} has {want} "
+                                "(tp×pp×dp must equal {@devices}; tp must divide the attention heads)")
+    engine_runs = _engine_layouts(req)
+    out = [lay for lay in layouts if engine_runs(lay)]
     if not out:
-        want = ", ".join(f"{k}={v}" for k, v in fixed.items())
-        raise EstimateError("devices", f"no parallel layout of {req.devices} device(s) for {arch.id} has {want} "
-                            "(tp×pp×dp must equal --devices; tp must divide the attention heads)")
-    return out
+        if not req.engine.parallel:
+            raise EstimateError("devices", f"{req.engine.engine} on {device.id} runs on a single device only (no "
+                                f"tensor, pipeline or data parallelism): plan {{@devices}} 1, not {req.devices}")
+        raise EstimateError("devices", f"{req.engine.engine} on {device.id} runs only {', '.join(req.engine.parallel)} "
+                            f"parallelism, and no layout of {{@devices}} {req.devices} for {arch.id} uses only those")
+    runs, refused = [], []
+    for lay in out:
+        try:
+            check_layout_on(arch, device, lay)
+        except EstimateError as exc:
+            refused.append(exc)
+            continue
+        runs.append(lay)
+    if not runs:
+        raise _no_layout_runs(arch, device, req, fixed, refused)
+    return runs
+
+
+def _engine_layouts(req: PlanProblem):
+    """Whether the request's engine implements every parallel dimension a layout uses."""
+    if req.engine is None:
+        return lambda lay: True
+    return lambda lay: all(getattr(lay, d) == 1 or d in req.engine.parallel for d in ("tp", "pp", "dp", "ep", "cp"))
+
+
+def _no_layout_runs(arch: ArchSpec, device: DeviceSpec, req: PlanProblem, fixed: Mapping[str, int],
+                    refused: Sequence[EstimateError]) -> EstimateError:
+    """No layout the request allows has the links it needs on ``device``: why, named by the degree
+    the caller fixed (else ``devices``), and the layouts of as many devices that do run there, or
+    that none does."""
+    engine_runs = _engine_layouts(req)
+    others = []
+    for lay in enumerate_layouts(arch, req.devices):
+        if not engine_runs(lay):
+            continue
+        try:
+            check_layout_on(arch, device, lay)
+        except EstimateError:
+            continue
+        others.append(lay)
+    given = [d for d in ("tp", "pp", "ep") if fixed.get(d, 1) > 1]
+    mine = [e for e in refused if e.field in given]
+    first = (mine or list(refused))[0]
+    named = first.field if first.field in given else "devices"
+    engine = req.engine.engine if req.engine is not None else None
+    no_dp = (f"{engine} runs no data parallelism (independent replicas)"
+             if engine is not None and "dp" not in req.engine.parallel else None)
+    if others:
+        shown = "; ".join(" ".join(f"{{@{d}}} {getattr(lay, d)}" for d in ("tp", "pp", "dp")) for lay in others[:3])
+        return EstimateError(named, f"{first.template}; what runs on {device.id} with {{@devices}} {req.devices}: {shown}")
+    if max_group(device) == 1:  # no link at all: the model is never split over devices there
+        named = given[0] if given else "devices"
+        what = f"{{@{named}}} {fixed[named]}" if named != "devices" else f"{{@devices}} {req.devices}"
+        links = (f"{device.id} has no link to another device in its profile ({device.devices_per_node} device per node, "
+                 "no links.intra_node or links.inter_node)")
+        tail = f"; {no_dp}" if no_dp else ""
+        without = (" without " + " or ".join(f"{{@{d}}}" for d in given)) if given else ""
+        return EstimateError(named, f"{what} cannot run: {links}, so {arch.id} cannot be split over devices (tensor "
+                             f"or pipeline parallelism){tail}; plan {{@devices}} 1{without}")
+    tail = f" ({no_dp})" if no_dp else ""
+    return EstimateError(named, f"{first.template}; no layout of {{@devices}} {req.devices} runs on {device.id}{tail}: its "
+                         f"links connect at most {max_group(device)} devices")
 
 
 def min_opt(a: float | None, b: float) -> float:

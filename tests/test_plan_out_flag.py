@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 
@@ -21,3 +23,23 @@ def test_pareto_out_numbers_the_files(cli, tmp_path):
     r = cli("plan", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--pareto", "2", "--out", tmp_path / "plans.yaml")
     assert r.code == 0, r.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plans-1.yaml", "plans-2.yaml"]
+
+
+def test_pareto_says_what_it_wrote_one_line_per_file(cli, tmp_path):
+    # Was: the frontier table and nothing else, while a single plan's --out prints "wrote plan.yaml".
+    r = cli("plan", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--pareto", "3",
+            "--out", tmp_path / "plans.yaml", "--csv", tmp_path / "points.csv")
+    assert r.code == 0, r.err
+    written = sorted(tmp_path.iterdir())
+    assert len(written) >= 3 and tmp_path / "points.csv" in written
+    wrote = [line for line in r.out.splitlines() if line.startswith("wrote ")]
+    assert sorted(wrote) == sorted(f"wrote {p}" for p in written)
+    single = cli("plan", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--out", tmp_path / "one.yaml")
+    assert single.code == 0 and f"wrote {tmp_path / 'one.yaml'}" in single.out.splitlines()
+
+
+def test_pareto_json_stays_json(cli, tmp_path):
+    r = cli("plan", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--pareto", "2",
+            "--out", tmp_path / "plans.yaml", "--json")
+    assert r.code == 0, r.err
+    assert len(json.loads(r.out)["plans"]) == len(list(tmp_path.iterdir()))

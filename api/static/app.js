@@ -117,7 +117,14 @@
   }
 
   const fmtPct = (x) => (x === null || x === undefined ? "–" : `${sig(x * 100)} %`);
-  const perMillion = (x) => (x === null || x === undefined ? "–" : `$${sig(x)} / M tokens`);
+  // What a per-token energy or cost counts (per_token_basis of an estimate or a plan's predictions):
+  // [one, many]; a response without it (older plans, serving frontiers) counts generated tokens.
+  const PER_TOKEN_UNITS = {
+    output_tokens: ["output token", "output tokens"], prompt_tokens: ["prompt token", "prompt tokens"],
+    images: ["image", "images"], image_patches: ["image patch", "image patches"],
+  };
+  const perUnit = (basis) => PER_TOKEN_UNITS[basis] || ["token", "tokens"];
+  const perMillion = (x, basis) => (x === null || x === undefined ? "–" : `$${sig(x)} / M ${perUnit(basis)[1]}`);
 
   // ------------------------------------------------------------------ API client
 
@@ -1027,8 +1034,8 @@
       card("Throughput", `${sig(d.output_tokens_per_s)} tok/s`, `${sig(d.samples_per_s)} requests/s, whole system`, null, band(u, "output_tokens_per_s", sig)),
       card("Request latency", fmtTime(d.latency_s), null, null, band(u, "latency_s", fmtTime)),
       memCard, ...splitCards,
-      card("Energy", `${sig(d.energy_j_per_token)} J/token`, d.energy_j_per_sample != null ? `${sig(d.energy_j_per_sample)} J per request` : null),
-      card("Cost", perMillion(d.usd_per_million_tokens), d.usd_per_hour != null ? `$${sig(d.usd_per_hour)}/h` : "no price in the profile"),
+      card("Energy", `${sig(d.energy_j_per_token)} J/${perUnit(d.per_token_basis)[0]}`, d.energy_j_per_sample != null ? `${sig(d.energy_j_per_sample)} J per request` : null),
+      card("Cost", perMillion(d.usd_per_million_tokens, d.per_token_basis), d.usd_per_hour != null ? `$${sig(d.usd_per_hour)}/h` : "no price in the profile"),
     ];
   }
 
@@ -1669,8 +1676,8 @@
           planMemoryCard(p),
           card("Average weight bits", sig(pr.avg_weight_bits)),
           sensitivityCard(p),
-          card("Energy", `${sig(pr.energy_j_per_token)} J/token`),
-          card("Cost", perMillion(pr.usd_per_million_tokens)),
+          card("Energy", `${sig(pr.energy_j_per_token)} J/${perUnit(pr.per_token_basis)[0]}`),
+          card("Cost", perMillion(pr.usd_per_million_tokens, pr.per_token_basis)),
         ),
         el("h3", { text: "Memory per device, by tier" }),
         memoryBars(tiers),

@@ -21,6 +21,7 @@ from planner.cli.common import (
 )
 from planner.errors import TierwiseError
 from planner.request.fields import int_from_text
+from planner.results import PER_TOKEN_UNITS
 from planner.request import (
     DoesNotFitError,
     EstimateRequest,
@@ -161,9 +162,10 @@ def _print_inference(est, per_op: bool) -> None:
             t.add_row(f"  tier {tu.name} ({tu.role})", f"{human_bytes(tu.used_bytes)} of {human_bytes(tu.capacity_bytes)}")
     if est.switch_in_s is not None:
         t.add_row("model switch-in time", human_time(est.switch_in_s))
-    t.add_row("energy per token", f"{est.energy_j_per_token:.4g} J")
+    one, many = PER_TOKEN_UNITS[est.per_token]
+    t.add_row(f"energy per {one}", f"{est.energy_j_per_token:.4g} J")
     if est.usd_per_million_tokens is not None:
-        t.add_row("cost", f"{est.usd_per_million_tokens:.4g} USD / M tokens ({est.usd_per_hour:.2f} USD/h)")
+        t.add_row("cost", f"{est.usd_per_million_tokens:.4g} USD / M {many} ({est.usd_per_hour:.2f} USD/h)")
     else:
         t.add_row("cost", "- (no rental price in the profile)")
     console.print(t)

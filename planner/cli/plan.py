@@ -33,6 +33,7 @@ from planner.cli.common import (
 from planner.cli.estimate import cli_errors
 from planner.request.fields import field_info
 from planner.request.plan import CLI_ALIASES, PlanRequest, resolve_plan
+from planner.results import PER_TOKEN_UNITS
 
 plan_app = typer.Typer(
     help="Solve a compression + parallelism plan (`tierwise plan --model ... --hardware ...`), or show / diff "
@@ -157,19 +158,26 @@ def _run_pareto(planner, req, n: int, out: Path | None, csv_path: Path | None, p
     from planner.plan import with_engine
 
     plans = [with_engine(p, req.engine) for p in planner.pareto(req, n)]
+    written: list[Path] = []
     if out is not None:
         for i, p in enumerate(plans, 1):
-            _save(p, out.with_name(f"{out.stem}-{i}{out.suffix}"))
+            path = out.with_name(f"{out.stem}-{i}{out.suffix}")
+            _save(p, path)
+            written.append(path)
     if csv_path is not None:
         _write_csv(plans, csv_path)
+        written.append(csv_path)
     if plot is not None:
         _plot(plans, plot)
+        written.append(plot)
     if json_out:
         from planner.plan import plan_to_dict
 
         emit_json({"points": [_point(p) for p in plans], "plans": [plan_to_dict(p) for p in plans]})
     else:
         _print_pareto(plans)
+        for path in written:  # as a single plan's --out does: one line per file
+            console.print(f"wrote {path}", markup=False, highlight=False)
 
 
 def _closed_loop(planner, req, target: float, torch_model: str, metric: str | None, band_low: float, rounds: int,
@@ -334,7 +342,8 @@ def print_plan(plan, *, per_group: bool = False, title: str | None = None) -> No
                                      f"{', '.join(str(r) for r in sorted(set(factored)))})")
     t.add_row("sensitivity (Σ, lower is better)", f"{p.sensitivity:.4g}")
     if p.usd_per_million_tokens is not None:
-        t.add_row("cost", f"{p.usd_per_million_tokens:.4g} USD / M tokens")
+        many = PER_TOKEN_UNITS[p.per_token_basis][1] if p.per_token_basis else "tokens"
+        t.add_row("cost", f"{p.usd_per_million_tokens:.4g} USD / M {many}")
     s = plan.solver
     gap = f"{s.gap * 100:.3g} %" if s.gap is not None else "-"
     t.add_row("solver", f"{s.backend} {s.status}, gap {gap}, {s.time_s:.2f} s, {s.variables} vars, "

@@ -26,7 +26,7 @@ from planner.request.engine import (
     format_key,
     resolve_engine,
 )
-from planner.request.estimate import OPTIMIZER_NAMES, check_context, load_specs
+from planner.request.estimate import OPTIMIZER_NAMES, check_context, check_fields_apply, load_specs
 from planner.request.fields import (
     bad,
     check_choice,
@@ -35,6 +35,7 @@ from planner.request.fields import (
     check_list,
     check_number,
     fill_defaults,
+    given_fields,
     item_key,
     opt,
     parse_duration,
@@ -148,8 +149,8 @@ class CapacityTrainRequest:
     hardware: Any = opt("Hardware id (or several, comma separated, with the CLI).")
     tokens: float | None = opt("Training tokens (e.g. 2e12).")
     days: float | None = opt("Deadline in days.")
-    seq: int | None = opt("Sequence length (default 4096, or the model's context when shorter; 1 for a CNN, whose "
-                          "token is an image).", _train_seq_default)
+    seq: int | None = opt("Sequence length (default 4096, or the model's context when shorter). Not for a CNN (one "
+                          "image per sample, counted as one token) or a ViT (its patches).", _train_seq_default)
     global_batch_tokens: float | None = opt("Tokens per optimizer step (default 4 × 1024² for language models; "
                                             "8192 images for a CNN, 4096 images for a ViT).", _global_batch_default)
     activations: str | None = opt("Compute precision (default: the device's native 16-bit format; fp8).")
@@ -410,6 +411,7 @@ def resolve_training_fleet(req: CapacityTrainRequest) -> tuple[Any, list[tuple[A
     hw = _ids("hardware", _required("hardware", req.hardware), unique=True)
     specs = [load_specs(_required("model", req.model), h) for h in hw]
     arch = specs[0][0]
+    check_fields_apply(arch, given_fields(req))
     out, skipped = [], []
     for _, dev in specs:
         try:

@@ -129,7 +129,8 @@ class TrainingRequest(_Common):
     mode: str = "training"
     global_batch: int | None = opt("Sequences per optimizer step (default: micro_batch × dp).")
     micro_batch: int | None = opt("Sequences per micro-batch.", 1)
-    seq: int | None = opt("Sequence length (default 2048, or the model's context when shorter).", within_context(2048))
+    seq: int | None = opt("Sequence length (default 2048, or the model's context when shorter). Not for a CNN or a "
+                          "ViT, whose sample is one image.", within_context(2048))
     zero: int | None = opt("ZeRO stage 0..3.", 0)
     recompute: str | None = opt("Activation recomputation: none, selective or full.", "none",
                                 choices=("none", "selective", "full"))
@@ -162,11 +163,28 @@ def build_estimate_request(fields_given: Mapping[str, Any]) -> EstimateRequest |
     mine = field_info(cls)
     for name in given:
         if name not in mine and name in other:
+            _refuse_if_meaningless(given.get("model"), name, given[name])  # a CNN's --seq: no --mode fixes it
             raise TierwiseError(
                 f"{{@{name}}} applies to {other_mode} estimates only, not to {mode}; remove it or set {{@mode}} {other_mode}",
                 field=name, code="not_applicable")
     reject_unknown(given, set(INFERENCE_FIELDS) | set(TRAINING_FIELDS), "an estimate request")
     return cls(**given)
+
+
+def _refuse_if_meaningless(model: Any, name: str, value: Any) -> None:
+    """:func:`check_fields_apply` for one field of the other mode, when the model loads: advice to
+    set the mode would only lead to that refusal. A model that does not load is left to the
+    request's own checks."""
+    from planner.arch import ArchSpec
+
+    if name not in ("seq", "attention") or model is None:
+        return
+    try:
+        arch = model if isinstance(model, ArchSpec) else _load_bounded_arch(model) if isinstance(model, str) else None
+    except (TierwiseError, OSError, ValueError):
+        return
+    if arch is not None:
+        check_fields_apply(arch, {name: value})
 
 
 # ---------------------------------------------------------------------------
@@ -266,6 +284,27 @@ def check_context(arch: Any, tokens: int, names: tuple[str, ...]) -> None:
         raise TierwiseError(
             f"{named} = {tokens} tokens is beyond the context of {arch.id} ({limit} positions, max_position_embeddings)",
             field=names[0], code="beyond_context", details={"tokens": tokens, "max_position_embeddings": limit})
+
+
+def check_fields_apply(arch: Any, given: Mapping[str, Any]) -> None:
+    """A field given for a model it means nothing to is refused rather than ignored: a CNN has no
+    sequence length and no attention; a ViT's sequence is its patches, fixed by its image and patch
+    size. Only values the caller gave are checked (defaults are filled to suit the model)."""
+    fam = arch.family
+    if "seq" in given and fam in ("cnn", "vit"):
+        if fam == "cnn":
+            why = "a CNN: it has no sequence length (a sample is one image)"
+        else:
+            from planner.workload import tokens_per_sample
+
+            why = (f"a ViT: its sequence is its {tokens_per_sample(arch, 1)} positions (patches and class token), "
+                   f"fixed by its image size {arch.image_size} and patch size {arch.patch_size}")
+        raise TierwiseError(f"{{@seq}} {given['seq']} does not apply to {arch.id}, {why}; leave {{@seq}} out",
+                            field="seq", code="not_applicable", details={"family": fam})
+    if given.get("attention") is not None and fam == "cnn":
+        raise TierwiseError(f"{{@attention}} {given['attention']} does not apply to {arch.id}, a CNN: it has no "
+                            "attention layers; leave {@attention} out", field="attention", code="not_applicable",
+                            details={"family": fam})
 
 
 def check_sequence(arch: Any, prompt: int, gen: int) -> None:
@@ -500,6 +539,7 @@ def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
     arch, dev = load_specs(req.model, req.hardware)
     sup = resolve_engine(req.engine, dev, training=True, arch=arch)
     given = given_fields(req)
+    check_fields_apply(arch, given)
     v = engine_defaults(sup, given, fill_defaults(req, arch, dev), kv=False)
     check_layout_fields(arch, dev, v, training=True)
     from planner.engines import EngineSupportError, tp_allowed

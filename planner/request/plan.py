@@ -178,6 +178,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     """(arch, device, solver problem, sensitivity spec) of a validated plan request."""
     from planner.plan import OBJECTIVES
     from planner.search import PlanProblem
+    from planner.search_problem import ordered_layouts
     from planner.solver import BACKENDS
 
     arch, dev = load_specs(req.model, req.hardware)
@@ -232,6 +233,9 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     )
     if not isinstance(v["sensitivity"], str) or not v["sensitivity"].strip():
         raise bad("sensitivity", "prior, weights:PATH.safetensors or a sensitivity file", v["sensitivity"])
+    # At least one parallel layout of the devices runs there (degrees, engine, the device's links):
+    # refused now, naming the degree given, rather than as no format left for some group mid-search.
+    ordered_layouts(arch, dev, problem)
     return arch, dev, problem, v["sensitivity"]
 
 

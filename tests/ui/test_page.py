@@ -166,8 +166,8 @@ def test_estimate_roofline_plan_export_and_stored_list(page, server, shots, reco
     cards = page.locator("#estimate-result .card")
     expect(cards.filter(has_text="Time to first token")).to_contain_text(f"{sig3(est['ttft_s'] * 1e3)} ms")
     expect(cards.filter(has_text="Time per output token")).to_contain_text(f"{sig3(est['tpot_s'] * 1e3)} ms")
-    expect(cards.filter(has_text="Energy")).to_contain_text(f"{sig3(est['energy_j_per_token'])} J/token")
-    expect(cards.filter(has_text="Cost")).to_contain_text(f"${sig3(est['usd_per_million_tokens'])} / M tokens")
+    expect(cards.filter(has_text="Energy")).to_contain_text(f"{sig3(est['energy_j_per_token'])} J/output token")
+    expect(cards.filter(has_text="Cost")).to_contain_text(f"${sig3(est['usd_per_million_tokens'])} / M output tokens")
     # one stacked memory bar per tier; the device tier's weights segment is the API's bytes
     tiers = est["memory"]["tiers"]
     expect(page.locator("#estimate-result .mem-row")).to_have_count(len(tiers))
