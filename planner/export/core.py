@@ -147,7 +147,7 @@ def _plan_dict(plan: Any) -> dict:
 def _need(d: Mapping, key: str, where: str = "") -> Any:
     if not isinstance(d, Mapping) or key not in d or d[key] is None:
         name = f"{where}.{key}" if where else key
-        raise ExportError(name, f"the plan has no '{name}'; export needs a complete plan (see `tierwise plan`)")
+        raise ExportError(name, f"the plan has no '{name}'; export needs a complete plan (see {{!plan}})")
     return d[key]
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from .common import model_path, shell_lines
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, format_of, register, weights_of
-from .rules import float_router, replan_hint, role_of
+from .rules import float_router, one_format_replan, replan_hint, role_of
 
 #: Flags the export command uses, each as named in export_llama_lib.py (README above).
 FLAGS = ("--checkpoint", "--params", "--model", "--use_kv_cache", "--use_sdpa_with_kv_cache", "--xnnpack",
@@ -83,8 +83,8 @@ def _linear_mode(v: PlanView, linear: list[str], notes: list[str]) -> tuple[list
         odd = sorted(by.items(), key=lambda kv: len(kv[1]))[0][1][0]
         raise ExportError(f"choices.{odd}.weights", f"ExecuTorch's export_llama applies one quantization mode to every "
                           f"Linear layer; the plan mixes {len(by)} weight formats ({listing}). Re-plan for executorch with "
-                          f"one format: `tierwise plan {v.model} --hardware {v.hardware} --engine executorch --formats "
-                          f"<one format>`")
+                          f"one format, e.g. the plan's most used one: "
+                          f"{one_format_replan(v, 'executorch', max(by.items(), key=lambda kv: len(kv[1]))[0])}")
     w = next(iter(by)) if by else "fp32"
     if w in FLOAT16:
         return [], w

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from .common import model_path, prefill_chunk, shell_lines
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, weights_of
-from .rules import float_router, replan_hint, role_of
+from .rules import float_router, one_format_replan, replan_hint, role_of
 
 #: Flags the commands use (the documents above).
 FLAGS = ("--quantization", "--conv-template", "--context-window-size", "--prefill-chunk-size",
@@ -83,9 +83,10 @@ def _mode(v: PlanView) -> str:
     if len(modes) > 1:
         listing = "; ".join(f"{_MODE[k]} ({k[0]}): {', '.join(gs[:4])}{' …' if len(gs) > 4 else ''}" for k, gs in by.items())
         odd = sorted(by.values(), key=len)[0][0]
+        most = max(by.items(), key=lambda kv: len(kv[1]))[0][0]
         raise ExportError(f"choices.{odd}.weights", f"MLC LLM applies one --quantization to the whole model; the plan "
-                          f"mixes {listing}. Re-plan for mlc-llm with one format: `tierwise plan {v.model} --hardware "
-                          f"{v.hardware} --engine mlc-llm --formats <one format>`")
+                          f"mixes {listing}. Re-plan for mlc-llm with one format, e.g. the plan's most used one: "
+                          f"{one_format_replan(v, 'mlc-llm', most)}")
     return modes.pop() if modes else "q0f16"
 
 
