@@ -27,6 +27,7 @@ __all__ = [
     "ExportFile",
     "Exporter",
     "PlanView",
+    "UnsupportedModelError",
     "acts_of",
     "canonical",
     "export_formats",
@@ -47,6 +48,11 @@ class ExportError(TierwiseError, ValueError):
 
     def __init__(self, field: str, message: str) -> None:
         TierwiseError.__init__(self, message, field=field)
+
+
+class UnsupportedModelError(ExportError):
+    """The target's tool does not build the plan's architecture (``field``: ``model``; the REST
+    code stays ``export_unsupported``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

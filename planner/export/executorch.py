@@ -29,7 +29,8 @@ on a limited set of highly optimized models (Llama, Qwen, Phi, and SmolLM)").
 from __future__ import annotations
 
 from .common import model_path, shell_lines
-from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, format_of, register, weights_of
+from .core import (FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, UnsupportedModelError, acts_of,
+                   format_of, register, weights_of)
 from .rules import float_router, one_format_replan, replan_hint, role_of
 
 #: Flags the export command uses, each as named in export_llama_lib.py (README above).
@@ -42,11 +43,6 @@ _MODEL = {"llama": "llama3_2", "qwen2": "qwen2_5", "qwen3": "qwen3_0_6b", "phi3"
 #: What the recipe exports, for the refusal.
 RECIPE_MODELS = "decoder LLMs of the Llama family (Llama 2/3/3.1/3.2, Qwen 2.5/3, Phi-4-mini; model_type " + \
     ", ".join(sorted(_MODEL)) + ")"
-
-
-class UnsupportedModelError(ExportError):
-    """The target's recipe does not build the plan's architecture (``field``: ``model``; the
-    REST code stays ``export_unsupported``)."""
 
 
 def _recipe_model(v: PlanView, ctx: ExportContext) -> str:
