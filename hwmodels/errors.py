@@ -115,9 +115,9 @@ def _each(m: re.Match, style: str) -> str:
     data = m.group(1)
     try:
         cli, rest = json.loads(base64.b64decode(data + "=" * (-len(data) % 4)))
-    except ValueError:
+    except (ValueError, TypeError):  # not a token of per_front_end: left as written
         return m.group(0)
-    return rest if style == "rest" else cli
+    return str(rest if style == "rest" else cli)
 
 
 def render_tokens(template: str, style: str, aliases: Mapping[str, str] | None = None) -> str:
