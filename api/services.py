@@ -156,25 +156,63 @@ def register_hardware(store: Store, catalog: Catalog, profile: dict | None, text
 
     from api.db import DuplicateIdError
 
+    src = "profile" if profile is not None else "yaml"
     data = profile if profile is not None else safe_yaml(text or "", "yaml")
     if not isinstance(data, dict):
-        raise ApiError(422, "invalid_profile", f"the profile must be a mapping; got {type(data).__name__}", "profile")
-    check_depth(data, "profile" if profile is not None else "yaml")
+        raise ApiError(422, "invalid_profile", f"'{src}': the profile must be a mapping; got {type(data).__name__}", src)
+    check_depth(data, src)
     pid = data.get("id")
-    field = "profile.id" if profile is not None else "yaml"
+    field = f"{src}.id"
     from api.schemas import ID_RE, ID_PATTERN
 
     if not isinstance(pid, str) or not ID_RE.fullmatch(pid):
         raise ApiError(422, "invalid_field", f"'{field}' must be an id matching {ID_PATTERN}; got {pid!r}", field)
     if pid in catalog_devices():
-        raise ApiError(409, "duplicate_id", f"hardware id {pid!r} is a catalog profile; choose another id", field)
-    with domain_errors():
+        raise ApiError(409, "duplicate_id", f"'{field}': hardware id {pid!r} is a catalog profile; choose another id", field)
+    with domain_errors(), profile_errors(src):
         spec = load_device_from_dict(data, origin=f"<hardware {pid}>")
     try:
         store.add_hardware(pid, json.loads(json.dumps(data)), spec.content_hash)
     except DuplicateIdError:
-        raise ApiError(409, "duplicate_id", f"hardware id {pid!r} is already registered", field) from None
+        raise ApiError(409, "duplicate_id", f"'{field}': hardware id {pid!r} is already registered", field) from None
     return hardware_public(spec, custom=True)
+
+
+#: ``[0]`` in a profile field name (the loader's list index).
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+def body_path(src: str, field: str | None) -> str:
+    """A profile field (``memory[0].read_curve[2][1]``, the loader's naming) as its path in the
+    request body, in the form every other field of the API takes (``profile.memory.0.read_curve.2.1``;
+    ``yaml.…`` for YAML text); the source itself for an error about the whole document."""
+    if not field or field.startswith(("<", "(")):
+        return src
+    return src + "." + _INDEX.sub(r".\1", field)
+
+
+@contextmanager
+def profile_errors(src: str) -> Iterator[None]:
+    """A hardware profile's error naming the field by its path in the request body
+    (:func:`body_path`: ``'profile.sources'``, ``'profile.memory.0.bandwidth_gb_per_s'``), as the
+    id's own error does, not by the bare key nor the profile's internal origin."""
+    from hwmodels.errors import ProfileError, TierwiseError, describe_value
+
+    try:
+        yield
+    except ProfileError as exc:
+        where = body_path(src, exc.field)
+        if where == src:
+            text = f"'{where}' must be {exc.expected}; got {describe_value(exc.got)}"
+        elif exc.expected == "present" and exc.got is None:
+            text = f"'{where}' is missing"
+        else:
+            text = f"'{where}' must be {exc.expected}; got {describe_value(exc.got)}"
+        raise ApiError(422, exc.code, text, where) from None
+    except TierwiseError as exc:
+        if exc.field is None or exc.field == src or exc.field.startswith(f"{src}."):
+            raise
+        raise ApiError(exc.http_status, exc.code, exc.render("rest"), body_path(src, exc.field)) from None
 
 
 @contextmanager

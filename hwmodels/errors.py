@@ -86,14 +86,46 @@ _WHERE = {
     "hardware": ("`tierwise hardware list`", "GET /v1/hardware"),
     "models": ("`tierwise models list`", "GET /v1/models"),
     "estimate": ("`tierwise estimate`", "POST /v1/estimate"),
+    "plan": ("`tierwise plan`", "POST /v1/plans"),
 }
 _WHERE_TOKEN = re.compile(r"\{!(\w+)\}")
+
+# ``{$…}``: a text that differs per front end (a command to run: ``tierwise plan --model m …`` on
+# the command line, ``POST /v1/plans {"model": "m", …}`` in REST), made by :func:`per_front_end`.
+# The payload is base64 (standard alphabet, no padding): it holds no ``{@``, ``{!``, ``}`` or
+# ``--flag`` that another rule would read.
+_EACH_TOKEN = re.compile(r"\{\$([A-Za-z0-9+/]+)\}")
+
+
+def per_front_end(cli: str, rest: str) -> str:
+    """A token that renders as ``cli`` on the command line and in Python, and as ``rest`` in REST
+    answers (:func:`render_tokens`): for a command whose form depends on the front end, built
+    once from the same arguments."""
+    import base64
+    import json
+
+    payload = base64.b64encode(json.dumps([cli, rest]).encode()).decode().rstrip("=")
+    return "{$" + payload + "}"
+
+
+def _each(m: re.Match, style: str) -> str:
+    import base64
+    import json
+
+    data = m.group(1)
+    try:
+        cli, rest = json.loads(base64.b64decode(data + "=" * (-len(data) % 4)))
+    except (ValueError, TypeError):  # not a token of per_front_end: left as written
+        return m.group(0)
+    return str(rest if style == "rest" else cli)
 
 
 def render_tokens(template: str, style: str, aliases: Mapping[str, str] | None = None) -> str:
     """``template`` with every ``{@field}`` token in ``style``'s syntax (``--kv-budget`` for
-    ``cli``, ``'kv_budget'`` for ``rest`` and ``python``) and every ``{!name}`` reference to a
-    listing or command as that front end reaches it (``tierwise engines list`` / ``GET /v1/engines``)."""
+    ``cli``, ``'kv_budget'`` for ``rest`` and ``python``), every ``{!name}`` reference to a
+    listing or command as that front end reaches it (``tierwise engines list`` / ``GET /v1/engines``)
+    and every ``{$…}`` text (:func:`per_front_end`) in that front end's form. The ``{$…}`` texts
+    are put in last, as given: a pin pattern in a command is never read as a token."""
 
     def sub(m: re.Match) -> str:
         shown = render_field(m.group(1), style, aliases)
@@ -103,7 +135,8 @@ def render_tokens(template: str, style: str, aliases: Mapping[str, str] | None =
         pair = _WHERE.get(m.group(1))
         return m.group(0) if pair is None else pair[1 if style == "rest" else 0]
 
-    return _WHERE_TOKEN.sub(where, _TOKEN.sub(sub, template))
+    text = _WHERE_TOKEN.sub(where, _TOKEN.sub(sub, template))
+    return _EACH_TOKEN.sub(lambda m: _each(m, style), text)
 
 
 class TierwiseError(Exception):

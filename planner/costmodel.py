@@ -712,7 +712,9 @@ class BatchLimit:
     #: the tiers batch + 1 would move weights or KV cache to (``resident_weights``)
     tiers: tuple[str, ...] = ()
 
-    def text(self, engine: str | None = None) -> str:
+    def text(self, engine: str | None = None, setting: str | None = None) -> str:
+        """The sentence; ``setting``: the engine's name for its memory fraction
+        (``memory_fraction_setting``), named for a ``kv_fraction`` bound."""
         nxt = self.batch + 1
         if self.bound == "resident_weights":
             return (f"batch {self.batch} is the largest whose KV cache fits beside the weights batch 1 keeps in device "
@@ -720,7 +722,8 @@ class BatchLimit:
                     f"{', '.join(self.tiers)}, streamed every step (ask for a larger batch explicitly to price it)")
         if self.bound == "kv_fraction":
             who = f"{engine}'s" if engine else "the engine's"
-            return (f"batch {self.batch} is the largest whose KV cache fits {who} KV pool (its memory fraction); "
+            share = f"its {setting}" if setting else "its share of memory"
+            return (f"batch {self.batch} is the largest whose KV cache fits {who} KV pool ({share}); "
                     f"batch {nxt} is short by {self.over_bytes / 1e9:.2f} GB")
         if self.bound == "memory":
             return (f"batch {self.batch} is the largest that fits device memory; batch {nxt} is short by "

@@ -39,7 +39,7 @@ class MatrixResult:
     infeasible: int = 0       # requests with no feasible plan (nothing to export)
     exports: int = 0          # exports written
     #: exports refused because the target's recipe does not build the model (ExecuTorch's
-    #: export_llama and Falcon, Gemma, Mixtral, encoders): the error names the model and recipe
+    #: export_llama and Falcon, Gemma, Mixtral, encoders; MLC LLM and Falcon): the error names the model and recipe
     refused: list[str] = field(default_factory=list)
     timed_out: list[str] = field(default_factory=list)  # solves past TIME_LIMIT_S (a loaded machine): no plan
     failures: list[str] = field(default_factory=list)
@@ -150,7 +150,7 @@ def run_case(engine: str, hardware: str, model: str, res: MatrixResult, *, budge
     from planner.diagnose import NoFeasiblePlanError
     from planner.engines import load_engine
     from planner.export import export_plan
-    from planner.export.executorch import UnsupportedModelError
+    from planner.export.core import UnsupportedModelError
     from planner.export.rules import engine_formats
     from planner.plan import with_engine
     from planner.request.plan import PlanRequest, resolve_plan

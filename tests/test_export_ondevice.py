@@ -258,11 +258,44 @@ def test_mlc_format_without_a_mode_is_refused():
         export_plan(plan, "mlc", ctx_for(plan))
 
 
-def test_mlc_architecture_without_a_template_gets_lm():
-    plan = mlc_plan("fp16", model="falcon-7b", hw="m2-max")
+@pytest.mark.parametrize("model", ["gpt-j-6b", "qwen1.5-moe-a2.7b"])
+def test_mlc_architecture_without_a_template_gets_lm_and_says_what_to_pass(model):
+    # MLC LLM builds gptj and qwen2_moe (python/mlc_llm/model/model.py) but names no conversation
+    # template for them: the note used to read "no chat template known", with nothing to do about it
+    from planner.export.mlc import CONV_TEMPLATES
+
+    plan = mlc_plan("fp16", model=model, hw="m2-max")
     out = export_plan(plan, "mlc", ctx_for(plan))
     gen = mlc_steps(out)[1]
-    assert gen[gen.index("--conv-template") + 1] == "LM" and any("LM" in n for n in out.notes)
+    assert gen[gen.index("--conv-template") + 1] == "LM"
+    note = next(n for n in out.notes if "conversation template" in n)
+    assert "base model" in note and "chat-tuned checkpoint" in note and "mlc_llm gen_config --conv-template takes" in note
+    assert all(t in note for t in CONV_TEMPLATES) and "no chat template known" not in note
+
+
+@pytest.mark.parametrize("model, template", [("deepseek-v3", "deepseek_v3"), ("deepseek-v2-lite", "deepseek_v2"),
+                                             ("megatron-gpt-1.7b", "gpt2"), ("llama-3.2-1b", "llama-3")])
+def test_mlc_architectures_with_a_template_of_their_own_get_it(model, template):
+    from planner.export.mlc import CONV_TEMPLATES
+
+    plan = mlc_plan("fp16", model=model, hw="m2-max")
+    out = export_plan(plan, "mlc", ctx_for(plan))
+    gen = mlc_steps(out)[1]
+    assert gen[gen.index("--conv-template") + 1] == template and template in CONV_TEMPLATES
+    assert not any("conversation template" in n for n in out.notes)
+
+
+@pytest.mark.parametrize("model, model_type", [("falcon-7b", "falcon"), ("opt-1.3b", "opt"), ("mpt-7b", "mpt")])
+def test_mlc_refuses_an_architecture_it_does_not_build(model, model_type):
+    # mlc_llm convert_weight stops with "Unknown model type" (python/mlc_llm/support/auto_config.py)
+    from planner.export.core import UnsupportedModelError
+
+    plan = mlc_plan("fp16", model=model, hw="m2-max")
+    with pytest.raises(UnsupportedModelError) as e:
+        export_plan(plan, "mlc", ctx_for(plan))
+    msg = e.value.render("cli")
+    assert e.value.field == "model" and e.value.exit_code == 2 and e.value.code == "export_unsupported"
+    assert f"model type {model_type!r}" in msg and "gpt_neox" in msg and "--format" in msg
 
 
 def test_plan_file_next_command_follows_the_engine_asked_for():

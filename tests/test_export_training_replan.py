@@ -10,6 +10,7 @@ import shlex
 
 import pytest
 
+from hwmodels.errors import render_tokens
 from planner.export.core import plan_view
 from planner.export.rules import replan_hint
 from planner.plan import load_plan
@@ -48,5 +49,5 @@ def test_a_serving_engines_hint_keeps_its_kv_list_and_engine_flag(tmp_path, caps
     path = tmp_path / "p.yaml"
     code, _, err = run(capsys, "plan", "-m", "llama-3.2-1b", "-H", "l4", "--out", str(path))
     assert code == 0, err
-    hint = replan_hint(plan_view(load_plan(path)), "trtllm")
+    hint = render_tokens(replan_hint(plan_view(load_plan(path)), "trtllm"), "cli")
     assert "--engine trtllm`" in hint and "; KV bf16, fp16, fp8-e4m3, int8;" in hint

@@ -27,6 +27,7 @@ __all__ = [
     "ExportFile",
     "Exporter",
     "PlanView",
+    "UnsupportedModelError",
     "acts_of",
     "canonical",
     "export_formats",
@@ -47,6 +48,11 @@ class ExportError(TierwiseError, ValueError):
 
     def __init__(self, field: str, message: str) -> None:
         TierwiseError.__init__(self, message, field=field)
+
+
+class UnsupportedModelError(ExportError):
+    """The target's tool does not build the plan's architecture (``field``: ``model``; the REST
+    code stays ``export_unsupported``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,7 +153,7 @@ def _plan_dict(plan: Any) -> dict:
 def _need(d: Mapping, key: str, where: str = "") -> Any:
     if not isinstance(d, Mapping) or key not in d or d[key] is None:
         name = f"{where}.{key}" if where else key
-        raise ExportError(name, f"the plan has no '{name}'; export needs a complete plan (see `tierwise plan`)")
+        raise ExportError(name, f"the plan has no '{name}'; export needs a complete plan (see {{!plan}})")
     return d[key]
 
 

@@ -29,8 +29,9 @@ on a limited set of highly optimized models (Llama, Qwen, Phi, and SmolLM)").
 from __future__ import annotations
 
 from .common import model_path, shell_lines
-from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, format_of, register, weights_of
-from .rules import float_router, replan_hint, role_of
+from .core import (FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, UnsupportedModelError, acts_of,
+                   format_of, register, weights_of)
+from .rules import float_router, one_format_replan, replan_hint, role_of
 
 #: Flags the export command uses, each as named in export_llama_lib.py (README above).
 FLAGS = ("--checkpoint", "--params", "--model", "--use_kv_cache", "--use_sdpa_with_kv_cache", "--xnnpack",
@@ -42,11 +43,6 @@ _MODEL = {"llama": "llama3_2", "qwen2": "qwen2_5", "qwen3": "qwen3_0_6b", "phi3"
 #: What the recipe exports, for the refusal.
 RECIPE_MODELS = "decoder LLMs of the Llama family (Llama 2/3/3.1/3.2, Qwen 2.5/3, Phi-4-mini; model_type " + \
     ", ".join(sorted(_MODEL)) + ")"
-
-
-class UnsupportedModelError(ExportError):
-    """The target's recipe does not build the plan's architecture (``field``: ``model``; the
-    REST code stays ``export_unsupported``)."""
 
 
 def _recipe_model(v: PlanView, ctx: ExportContext) -> str:
@@ -83,8 +79,8 @@ def _linear_mode(v: PlanView, linear: list[str], notes: list[str]) -> tuple[list
         odd = sorted(by.items(), key=lambda kv: len(kv[1]))[0][1][0]
         raise ExportError(f"choices.{odd}.weights", f"ExecuTorch's export_llama applies one quantization mode to every "
                           f"Linear layer; the plan mixes {len(by)} weight formats ({listing}). Re-plan for executorch with "
-                          f"one format: `tierwise plan {v.model} --hardware {v.hardware} --engine executorch --formats "
-                          f"<one format>`")
+                          f"one format, e.g. the plan's most used one: "
+                          f"{one_format_replan(v, 'executorch', max(by.items(), key=lambda kv: len(kv[1]))[0])}")
     w = next(iter(by)) if by else "fp32"
     if w in FLOAT16:
         return [], w

@@ -12,6 +12,11 @@ https://llm.mlc.ai/docs/compilation/configure_quantization.html: ``q0f16``/``q0f
 quantization), ``q4f16_1``/``q4f32_1`` (4-bit, groups of 32, fp16/fp32 scales and compute),
 ``q3f16_1`` (3-bit) and ``e4m3_e4m3_f16`` (FP8 on CUDA).
 
+The model must be one MLC LLM builds (:data:`MODEL_TYPES`); others are refused naming ``model``.
+``--conv-template`` is the architecture's MLC conversation template where one is named for it
+(:data:`_TEMPLATE`), else ``LM`` with a note listing the templates ``gen_config`` takes
+(:data:`CONV_TEMPLATES`) for a chat-tuned checkpoint.
+
 One ``--quantization`` covers the whole model: a plan whose groups mix weight formats cannot
 be written and is refused with the groups at fault.
 
@@ -27,8 +32,11 @@ than the mode's dtype is written in the mode's dtype with a note.
 from __future__ import annotations
 
 from .common import model_path, prefill_chunk, shell_lines
-from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, weights_of
-from .rules import float_router, replan_hint, role_of
+from hwmodels.errors import TierwiseError
+
+from .core import (FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, UnsupportedModelError, acts_of,
+                   register, weights_of)
+from .rules import float_router, one_format_replan, replan_hint, role_of
 
 #: Flags the commands use (the documents above).
 FLAGS = ("--quantization", "--conv-template", "--context-window-size", "--prefill-chunk-size",
@@ -43,9 +51,67 @@ _MODE = {("fp16", "fp16"): "q0f16", ("bf16", "fp16"): "q0f16", ("fp32", "fp32"):
 _KV_DTYPE = {"q0f16": "fp16", "q3f16_1": "fp16", "q4f16_1": "fp16", "e4m3_e4m3_f16": "fp16", "q0f32": "fp32",
              "q4f32_1": "fp32"}
 
-#: Hugging Face ``model_type`` → an MLC conversation template (python/mlc_llm/conversation_template).
+#: Hugging Face ``model_type`` → an MLC conversation template (python/mlc_llm/conversation_template):
+#: gpt2 → ``gpt2`` (gpt.py, plain text ending at GPT-2's <|endoftext|>, token 50256); deepseek_v2 /
+#: deepseek_v3 → ``deepseek_v2`` / ``deepseek_v3`` (deepseek.py).
 _TEMPLATE = {"llama": "llama-3", "mistral": "mistral_default", "mixtral": "mistral_default", "qwen2": "qwen2",
-             "gemma2": "gemma_instruction", "gemma": "gemma_instruction", "phi3": "phi-3"}
+             "gemma2": "gemma_instruction", "gemma": "gemma_instruction", "phi3": "phi-3", "gpt2": "gpt2",
+             "deepseek_v2": "deepseek_v2", "deepseek_v3": "deepseek_v3"}
+
+#: The template for a model with no chat template of its own: MLC LLM's plain-text completion, "Use
+#: "LM" for vanilla base model" (``--conv-template``, https://llm.mlc.ai/docs/compilation/compile_models.html).
+PLAIN = "LM"
+
+#: ``mlc_llm gen_config --conv-template`` choices that name a registered template: ``CONV_TEMPLATES``
+#: in python/mlc_llm/interface/gen_config.py (the CLI's ``choices``), less ``llama_default``, which
+#: no file of python/mlc_llm/conversation_template registers (https://github.com/mlc-ai/mlc-llm, main).
+CONV_TEMPLATES = (
+    "LM", "aya-23", "chatml", "chatml_nosystem", "codellama_completion", "codellama_instruct", "deepseek",
+    "deepseek_r1_llama", "deepseek_r1_qwen", "deepseek_v2", "deepseek_v3", "dolly", "gemma3_instruction",
+    "gemma_instruction", "glm", "gorilla", "gorilla-openfunctions-v2", "gpt2", "gpt_bigcode", "hermes2_pro_llama3",
+    "hermes3_llama-3_1", "llama-2", "llama-3", "llama-3_1", "llama-4", "llava", "llm-jp", "ministral3",
+    "ministral3_reasoning", "mistral_default", "nemotron", "neural_hermes_mistral", "oasst", "olmo", "olmo2",
+    "open_hermes_mistral", "orion", "phi-2", "phi-3", "phi-3-vision", "phi-4", "qwen2", "qwen3", "qwen3_5",
+    "qwen3_5_nothink", "redpajama_chat", "rwkv_world", "stablelm", "stablelm-2", "stablelm-3b", "tinyllama_v1_0",
+    "wizard_coder_or_math", "wizardlm_7b")
+
+#: Hugging Face ``model_type``s MLC LLM builds: the keys of ``MODELS`` in python/mlc_llm/model/model.py
+#: (https://github.com/mlc-ai/mlc-llm, main). ``convert_weight`` and ``gen_config`` read the type from
+#: config.json and stop with "Unknown model type" for any other (``detect_model_type``,
+#: python/mlc_llm/support/auto_config.py).
+MODEL_TYPES = (
+    "llama", "llama4", "mistral", "ministral3", "gemma", "gemma2", "gemma3", "gemma3_text", "gpt2", "mixtral",
+    "gpt_neox", "gpt_bigcode", "phi", "phi3", "phi3_v", "qwen", "qwen2", "qwen2_moe", "qwen3", "qwen3_5",
+    "qwen3_5_text", "qwen3_moe", "deepseek_v2", "deepseek_v3", "stablelm", "baichuan", "internlm", "internlm2",
+    "rwkv5", "orion", "llava", "rwkv6", "chatglm", "eagle", "bert", "medusa", "starcoder2", "cohere", "minicpm",
+    "deepseek", "gptj", "olmo", "olmo2", "nemotron")
+
+
+def _template(v: PlanView, ctx: ExportContext) -> tuple[str, list[str]]:
+    """(``--conv-template``, notes): the architecture's template, else ``LM`` with a note saying
+    what to pass for a chat-tuned checkpoint. UnsupportedModelError (``model``) for an
+    architecture MLC LLM does not build."""
+    arch = ctx.arch
+    if arch is None:
+        from planner.arch import load_arch
+
+        try:
+            arch = load_arch(v.model)
+        except TierwiseError:  # a model outside the catalog: MLC reads its type from config.json
+            arch = None
+    mt = getattr(arch, "model_type", None) or ""
+    if mt and mt not in MODEL_TYPES:
+        raise UnsupportedModelError("model", f"MLC LLM does not build model type {mt!r} (the plan's model {v.model}): "
+                                    "mlc_llm convert_weight stops with 'Unknown model type'. It builds "
+                                    f"{', '.join(sorted(MODEL_TYPES))} (python/mlc_llm/model/model.py); choose "
+                                    "another {@format}")
+    if mt in _TEMPLATE:
+        return _TEMPLATE[mt], []
+    what = f"model type {mt}" if mt else "its model type (not read)"
+    return PLAIN, [f"{v.model}: MLC LLM has no conversation template for {what}, so build_mlc.sh passes "
+                   f"--conv-template {PLAIN} (plain-text completion, MLC's template for a base model). For a "
+                   "chat-tuned checkpoint, replace it with the template of its chat format; mlc_llm gen_config "
+                   f"--conv-template takes {', '.join(CONV_TEMPLATES)}"]
 
 
 def _device(v: PlanView) -> str:
@@ -83,9 +149,10 @@ def _mode(v: PlanView) -> str:
     if len(modes) > 1:
         listing = "; ".join(f"{_MODE[k]} ({k[0]}): {', '.join(gs[:4])}{' …' if len(gs) > 4 else ''}" for k, gs in by.items())
         odd = sorted(by.values(), key=len)[0][0]
+        most = max(by.items(), key=lambda kv: len(kv[1]))[0][0]
         raise ExportError(f"choices.{odd}.weights", f"MLC LLM applies one --quantization to the whole model; the plan "
-                          f"mixes {listing}. Re-plan for mlc-llm with one format: `tierwise plan {v.model} --hardware "
-                          f"{v.hardware} --engine mlc-llm --formats <one format>`")
+                          f"mixes {listing}. Re-plan for mlc-llm with one format, e.g. the plan's most used one: "
+                          f"{one_format_replan(v, 'mlc-llm', most)}")
     return modes.pop() if modes else "q0f16"
 
 
@@ -106,15 +173,12 @@ def _kv_note(v: PlanView, ctx: ExportContext, q: str) -> list[str]:
 
 @register("mlc", "MLC LLM convert_weight, gen_config and compile commands")
 def _export_mlc(v: PlanView, ctx: ExportContext) -> Export:
+    template, notes = _template(v, ctx)
     q = _mode(v)
     kv_notes = _kv_note(v, ctx, q)
     src = model_path(v, ctx)
     out = f"dist/{v.model}-{q}-MLC"
     device = _device(v)
-    mt = getattr(ctx.arch, "model_type", None) or ""
-    template = _TEMPLATE.get(mt, "LM")
-    notes = [] if mt in _TEMPLATE else [f"{v.model}: no chat template known for model type {mt or 'unknown'}; "
-                                         "--conv-template LM (plain text) is written"]
     notes += kv_notes
     if any(weights_of(v, g) == "int3-g32" for g in v.choices):
         notes.append("q3f16_1 packs 3-bit weights in MLC's own groups (40 values per fp16 scale), not the plan's 32")

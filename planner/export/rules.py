@@ -1,6 +1,7 @@
 """Per-target rules every exporter applies before writing a file: what happens to quantized
 embeddings and LM heads, and how a plan the target cannot express is refused (every group
-and format named, with the ``tierwise plan`` flag that re-plans for the target's engine).
+and format named, with the re-plan for the target's engine: the ``tierwise plan`` command on the
+command line, the ``POST /v1/plans`` request in REST answers, both from :func:`replan_args`).
 
 Embeddings and LM heads (one table, :data:`ROLE_RULES`):
 
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 from dataclasses import replace
 
-from hwmodels.errors import TierwiseError
+from hwmodels.errors import TierwiseError, per_front_end
 
 from .core import FLOAT16, ExportContext, ExportError, PlanView, acts_of, format_of, sparsity_of, weights_of
 
@@ -113,8 +114,9 @@ def _describe(v: PlanView, g: str) -> str:
     return ", ".join(parts)
 
 
-def _size(b: float) -> str:
-    return f"{b / 1e9:g}GB" if abs(b / 1e9 - round(b / 1e9, 3)) < 1e-9 else str(int(b))
+def _size(b: float) -> str | int:
+    """A byte count as the plan request takes it: '20GB' when whole megabytes of GB, else bytes."""
+    return f"{b / 1e9:g}GB" if abs(b / 1e9 - round(b / 1e9, 3)) < 1e-9 else int(b)
 
 
 def user_pins(v: PlanView) -> dict[str, str]:
@@ -148,40 +150,132 @@ def _pin_runs(sup: Any, key: str, act: str | None) -> bool:
             and (sp == "dense" or pattern in sup.sparsity) and (rank is None or sup.low_rank))
 
 
-def replan_command(v: PlanView, engine: str | None, formats: tuple[str, ...] = (),
-                   pins: dict[str, str] | None = None) -> str:
-    """The `tierwise plan` command that re-makes the plan (same model, hardware, devices,
-    workload, limits and pins) for ``engine`` (``None``: the hardware's default serving engine),
-    choosing among ``formats`` (the weight formats, when given; an ``--avg-bits`` limit none of
-    them can meet is left out). ``pins``: the ``--pin`` flags (default: the plan's own,
-    :func:`user_pins`)."""
-    import shlex
-
-    args = ["tierwise plan", f"--model {v.model}", f"--hardware {v.hardware}"]
+def replan_args(v: PlanView, engine: str | None, formats: tuple[str, ...] = (),
+                pins: dict[str, str] | None = None) -> dict[str, Any]:
+    """The plan request (``planner.request.PlanRequest`` fields, JSON values) that re-makes the
+    plan — same model, hardware, devices, workload, limits and pins — for ``engine`` (``None``: the
+    hardware's default serving engine), choosing among ``formats`` (the weight formats, when
+    given; an ``avg_bits`` limit none of them can meet is left out). ``pins``: default the plan's
+    own (:func:`user_pins`). The one source of :func:`replan_command` (command line) and
+    :func:`replan_request` (REST)."""
+    args: dict[str, Any] = {"model": v.model, "hardware": v.hardware}
     if v.devices > 1:
-        args.append(f"--devices {v.devices}")
+        args["devices"] = v.devices
     workload = v.raw.get("workload") or {}
     for key, default in (("batch", 1), ("prompt", 512), ("gen", 128)):
         if workload.get(key) not in (None, default):
-            args.append(f"--{key} {workload[key]}")
+            args[key] = workload[key]
     cons = v.raw.get("constraints") or {}
     if cons.get("max_memory_per_device_bytes"):
-        args.append(f"--max-memory-per-device {_size(float(cons['max_memory_per_device_bytes']))}")
-    for key, flag in (("ttft_slo_s", "--ttft-slo"), ("tpot_slo_s", "--tpot-slo")):
+        args["max_memory_per_device"] = _size(float(cons["max_memory_per_device_bytes"]))
+    for key in ("ttft_slo_s", "tpot_slo_s"):
         if cons.get(key):
-            args.append(f"{flag} {float(cons[key]) * 1e3:g}ms")
+            args[key] = float(cons[key])
     if cons.get("avg_bits") and (not formats or min(format_of(f).bits_per_value() for f in formats)
                                  <= float(cons["avg_bits"])):
-        args.append(f"--avg-bits {cons['avg_bits']:g}")
+        args["avg_bits"] = float(cons["avg_bits"])
     if cons.get("allow_offload"):
-        args.append("--allow-offload")
+        args["allow_offload"] = True
     if formats:
-        args.append(f"--formats {','.join(formats)}")
-    for pattern, key in (user_pins(v) if pins is None else pins).items():
-        args.append(f"--pin {shlex.quote(f'{pattern}={key}')}")
+        args["formats"] = list(formats)
+    pins = user_pins(v) if pins is None else pins
+    if pins:
+        args["pins"] = dict(pins)
     if engine is not None:
-        args.append(f"--engine {engine}")
-    return " ".join(args)
+        args["engine"] = engine
+    return args
+
+
+#: Plan request fields whose ``tierwise plan`` flag is not ``--field-name``.
+_PLAN_FLAGS = {"ttft_slo_s": "--ttft-slo", "tpot_slo_s": "--tpot-slo", "pins": "--pin"}
+
+
+def plan_command(args: dict[str, Any]) -> str:
+    """The ``tierwise plan`` command for plan request fields ``args`` (:func:`replan_args`)."""
+    import shlex
+
+    out = ["tierwise plan"]
+    for key, value in args.items():
+        flag = _PLAN_FLAGS.get(key, "--" + key.replace("_", "-"))
+        if value is True:
+            out.append(flag)
+        elif key == "pins":
+            out += [f"{flag} {shlex.quote(f'{p}={k}')}" for p, k in value.items()]
+        elif key in ("ttft_slo_s", "tpot_slo_s"):
+            out.append(f"{flag} {value * 1e3:g}ms")
+        elif isinstance(value, list):
+            out.append(f"{flag} {shlex.quote(','.join(map(str, value)))}")
+        elif isinstance(value, float):
+            out.append(f"{flag} {value:g}")
+        else:
+            out.append(f"{flag} {shlex.quote(str(value))}")
+    return " ".join(out)
+
+
+def plan_request(args: dict[str, Any]) -> str:
+    """The REST request for plan request fields ``args``: ``POST /v1/plans`` and its JSON body."""
+    import json
+
+    return f"POST /v1/plans {json.dumps(args)}"
+
+
+def replan_command(v: PlanView, engine: str | None, formats: tuple[str, ...] = (),
+                   pins: dict[str, str] | None = None) -> str:
+    """The `tierwise plan` command that re-makes the plan for ``engine`` (:func:`replan_args`)."""
+    return plan_command(replan_args(v, engine, formats, pins))
+
+
+def replan_request(v: PlanView, engine: str | None, formats: tuple[str, ...] = (),
+                   pins: dict[str, str] | None = None) -> str:
+    """The ``POST /v1/plans`` request that re-makes the plan for ``engine`` (:func:`replan_args`)."""
+    return plan_request(replan_args(v, engine, formats, pins))
+
+
+def replan_text(v: PlanView, engine: str | None, formats: tuple[str, ...] = (),
+                pins: dict[str, str] | None = None) -> str:
+    """The re-plan, quoted, for every front end: the `tierwise plan` command on the command line,
+    the ``POST /v1/plans`` request in REST answers (one :func:`replan_args` for both)."""
+    args = replan_args(v, engine, formats, pins)
+    return per_front_end(f"`{plan_command(args)}`", f"`{plan_request(args)}`")
+
+
+def _pins_of_formats(pins: dict[str, str], formats: tuple[str, ...]) -> dict[str, str]:
+    """The pins whose weight format is one of ``formats`` (a pin to another format would bring it
+    back into a re-plan limited to those; a key that does not parse is kept for the planner to name)."""
+    from planner.options import OptionError, parse_option_key
+
+    def keep(key: str) -> bool:
+        try:
+            return parse_option_key(key)[0] in formats
+        except OptionError:
+            return True
+
+    return {p: k for p, k in pins.items() if keep(k)}
+
+
+def _left_out(pins: dict[str, str], kept: dict[str, str], engine: str, hardware: str) -> str:
+    """' — the plan's --pin P=K left out: …' for the pins a re-plan leaves out ('' for none);
+    ``'pins' {"P": "K"}`` in REST answers."""
+    import json
+
+    dropped = {p: k for p, k in pins.items() if p not in kept}
+    if not dropped:
+        return ""
+    shown = per_front_end("--pin " + ", ".join(f"{p}={k}" for p, k in dropped.items()), f"'pins' {json.dumps(dropped)}")
+    return (f" — the plan's {shown} left out: {engine} does not run {'that option' if len(dropped) == 1 else 'those options'} "
+            f"on {hardware}; pin a format it runs")
+
+
+def one_format_replan(v: PlanView, engine: str, fmt: str) -> str:
+    """The re-plan (:func:`replan_text`) for an engine that applies one weight format to the whole
+    model: choosing ``fmt`` only, with the plan's pins of that format (a pin to another format
+    would mix formats again)."""
+    return replan_text(v, engine, (fmt,), _pins_of_formats(user_pins(v), (fmt,)))
+
+
+def engine_show(engine: str) -> str:
+    """Where one engine's profile (and the hardware it runs on) is shown, for every front end."""
+    return per_front_end(f"`tierwise engines show {engine}`", f"GET /v1/engines/{engine}")
 
 
 def target_engine(target: str, engine: str | None = None) -> str | None:
@@ -230,7 +324,7 @@ def _training_hint(v: PlanView, spec: Any, sup: Any, device: Any) -> str:
     (a training engine is refused there), so the command re-plans with a serving engine, choosing
     only weight formats the training engine runs with every compute format that engine pairs them
     with (vLLM runs fp8 weights with bf16 compute too; Megatron-Core only with fp8)."""
-    head = f"{spec.id} is a training engine, which `tierwise plan` does not take"
+    head = f"{spec.id} is a training engine, which {{!plan}} does not take"
     try:
         serving, ssup = _serving_engine(v, device)
     except Exception:  # noqa: BLE001 - no serving engine runs here
@@ -240,13 +334,16 @@ def _training_hint(v: PlanView, spec: Any, sup: Any, device: Any) -> str:
                     and set(ssup.activations_for(w)) <= set(sup.activations_for(w)))
     if not formats:
         return f"{head}; no serving engine on {v.hardware} runs the weight formats it does ({_runs_text(sup, True)})"
-    return (f"{head}; re-plan with the weight formats it runs: `{replan_command(v, serving, formats)}` "
-            f"({_runs_text(sup, True)})")
+    pins = user_pins(v)
+    kept = _pins_of_formats(pins, formats)
+    return (f"{head}; re-plan with the weight formats it runs: {replan_text(v, serving, formats, kept)}"
+            f"{_left_out(pins, kept, spec.id, v.hardware)} ({_runs_text(sup, True)})")
 
 
 def replan_hint(v: PlanView, target: str, engine: str | None = None) -> str:
-    """The `tierwise plan` line that re-plans for the target's engine, with what it runs there
-    (for a training engine, a serving re-plan limited to the weight formats it runs)."""
+    """The re-plan for the target's engine (:func:`replan_text`: the `tierwise plan` command on the
+    command line, the ``POST /v1/plans`` request in REST answers), with what it runs there (for a
+    training engine, a serving re-plan limited to the weight formats it runs)."""
     engine = target_engine(target, engine)
     if engine is None:
         return ""
@@ -264,23 +361,19 @@ def replan_hint(v: PlanView, target: str, engine: str | None = None) -> str:
         device, sup = None, None
     if spec is not None and spec.kind != "training" and device is not None and sup is None:
         # no `tierwise plan --engine E` on hardware E does not run on: say so instead
-        return (f"{engine} does not run on {v.hardware}, so no plan for it can be made there (`tierwise engines show "
-                f"{engine}` lists where it runs)")
+        return (f"{engine} does not run on {v.hardware}, so no plan for it can be made there ({engine_show(engine)} "
+                "lists where it runs)")
     if spec is not None and spec.kind == "training":
         if sup is None:
-            return f"{spec.id} is a training engine, which `tierwise plan` does not take"
+            return f"{spec.id} is a training engine, which {{!plan}} does not take"
         return _training_hint(v, spec, sup, device)
     if sup is None:
-        return f"re-plan for it: `{replan_command(v, engine)}`"
+        return f"re-plan for it: {replan_text(v, engine)}"
     pins = user_pins(v)
     act = v.raw.get("activations") if isinstance(v.raw.get("activations"), str) else None
     kept = {p: k for p, k in pins.items() if _pin_runs(sup, k, act)}
-    line = f"re-plan for it: `{replan_command(v, engine, pins=kept)}`"
-    dropped = [f"{p}={k}" for p, k in pins.items() if p not in kept]
-    if dropped:
-        line += (f" — the plan's --pin {', '.join(dropped)} left out: {engine} does not run "
-                 f"{'that option' if len(dropped) == 1 else 'those options'} on {v.hardware}; pin a format it runs")
-    return f"{line} ({_runs_text(sup, False)})"
+    return (f"re-plan for it: {replan_text(v, engine, pins=kept)}{_left_out(pins, kept, engine, v.hardware)} "
+            f"({_runs_text(sup, False)})")
 
 
 def refuse(v: PlanView, target: str, bad: list[tuple[str, ExportError]], engine: str | None = None) -> ExportError:
@@ -315,8 +408,8 @@ def dense_only(v: PlanView, target: str, why: str) -> None:
     def check(g: str) -> None:
         if sparsity_of(v, g) not in ("dense", ""):
             raise ExportError(f"choices.{g}.sparsity", f"{why} has no field for sparsity; the plan prunes it "
-                              f"({sparsity_of(v, g)}) — export with --format compressed-tensors (SparseGPT + "
-                              "sparse-24 checkpoints) or re-plan without --sparsity")
+                              f"({sparsity_of(v, g)}) — export with {{@format}} compressed-tensors (SparseGPT + "
+                              "sparse-24 checkpoints) or re-plan without {@sparsity}")
 
     check_groups(v, target, check)
 
@@ -350,8 +443,7 @@ def engine_runs(v: PlanView, target: str, engine: str | None = None, *, field: s
         here = engines_for(dev, training=spec.kind == "training")
         raise ExportError(field, f"{spec.name} ({engine}) does not run on {v.hardware}, the plan's hardware "
                           f"({dev.device_class}); engines that do: {', '.join(here) or 'none'}. Export for one of "
-                          f"them ({{@engine}} E), or re-plan on hardware {engine} runs on (`tierwise engines show "
-                          f"{engine}`)")
+                          f"them ({{@engine}} E), or re-plan on hardware {engine} runs on ({engine_show(engine)})")
 
     def check(g: str) -> None:
         w, a, s = weights_of(v, g), acts_of(v, g), sparsity_of(v, g)

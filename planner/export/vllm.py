@@ -89,7 +89,7 @@ def _export_vllm(v: PlanView, ctx: ExportContext) -> Export:
                 f"the plan does not load under vLLM on {v.hardware}: it needs {need['total'] / 1e9:.2f} GB per device "
                 f"({figures}), {(need['total'] - need['capacity']) / 1e9:.2f} GB more than the "
                 f"{need['capacity'] / 1e9:.2f} GB gpu_memory_utilization 1.0 can give; re-plan with a smaller "
-                f"--max-memory-per-device or more --devices")
+                "{@max_memory_per_device} or more {@devices}")
         args["gpu_memory_utilization"] = frac
         notes.append(f"gpu_memory_utilization {frac} = ({figures}) / {need['capacity'] / 1e9:.2f} GB")
     else:

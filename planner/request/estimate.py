@@ -422,10 +422,11 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
         bound = batch_limit(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
         serving = replace(serving, batch=max(bound.batch, 1))
     est = estimate_inference(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
-    limit_notes = () if bound is None or bound.batch < 1 else (f"batch max: {bound.text(r.engine.engine)}",)
+    setting = getattr(r.engine.runtime, "memory_fraction_setting", None)
+    limit_notes = () if bound is None or bound.batch < 1 else (f"batch max: {bound.text(r.engine.engine, setting)}",)
     est = replace(est, engine=r.engine.engine, engine_assumptions=engine_assumptions(r.engine, r.device, r.arch, r.options.runtime),
                   notes=(*limit_notes, *est.notes, *_shape_notes(r.arch, serving), _engine_note(r.engine, r.device, r.arch)),
-                  batch_limit=None if bound is None else {**bound.to_dict(), "text": bound.text(r.engine.engine)})
+                  batch_limit=None if bound is None else {**bound.to_dict(), "text": bound.text(r.engine.engine, setting)})
     est = replace(est, uncertainty=_uncertainty(est, r.device, r.engine.engine, r.options.runtime, training=False))
     if require_fit and not est.memory.fits:
         raise inference_does_not_fit(replace(r, serving=serving), est)

@@ -250,17 +250,29 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
                            limit=limit, limit_details=limit_details)
 
 
+def pool_setting(sup: Any) -> str:
+    """What sets the share of memory an engine's KV pool takes, to follow that share in a message:
+    ', its --gpu-memory-utilization' (the engine's own setting, ``memory_fraction_setting``), or for an
+    engine with none (TVM sizes its KV cache in tokens, DeepSpeed-FastGen reserves bytes) that the share
+    is the profile's; '' without an engine."""
+    if sup is None:
+        return ""
+    setting = getattr(sup.runtime, "memory_fraction_setting", None)
+    if setting:
+        return f", its {setting}"
+    return f"; {sup.engine} has no setting for that share, profiles/engines/{sup.engine}.yaml estimates it"
+
+
 def _inference_limit(m: Any, options: Any, sup: Any, dev: Any) -> tuple[str | None, dict]:
     """The sentence naming what an inference configuration does not fit, when it is not simply the
     device's capacity, and its JSON details."""
     gb = 1e9
     if m.limited_by == "kv_pool":
         engine = sup.engine if sup is not None else "the engine"
-        setting = getattr(sup.runtime, "memory_fraction_setting", None) if sup is not None else None
         frac = options.kv_memory_fraction
         text = (f"its KV cache needs {m.kv_on_device_bytes / gb:.2f} GB per device but {engine}'s KV pool "
                 f"({frac:.0%} of the memory weights, activations and its runtime context leave"
-                f"{', its ' + setting if setting else ''}) holds {m.kv_pool_bytes / gb:.2f} GB: "
+                f"{pool_setting(sup)}) holds {m.kv_pool_bytes / gb:.2f} GB: "
                 f"{m.shortfall_bytes / gb:.2f} GB short, although the whole configuration takes "
                 f"{m.per_device_bytes / gb:.2f} GB of the {m.device_capacity_bytes / gb:.2f} GB {dev.id} holds")
         return text, {"limited_by": "kv_pool", "kv_pool_bytes": m.kv_pool_bytes,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+
+import pytest
 import yaml
 from conftest import custom_profile
 
@@ -58,6 +61,73 @@ def test_invalid_profile_names_the_field(client):
     assert r.status_code == 422
     err = r.json()["error"]
     assert err["code"] == "invalid_profile" and "bandwidth" in err["field"]
+
+
+def _bad_id(p: dict) -> None:
+    p["id"] = "lab accel!"
+
+
+def _sources_not_a_mapping(p: dict) -> None:
+    p["sources"] = ["NVIDIA L4 datasheet"]
+
+
+def _no_sources(p: dict) -> None:
+    del p["sources"]
+
+
+def _empty_citation(p: dict) -> None:
+    p["sources"]["S5"] = ""
+
+
+def _negative_tier_bandwidth(p: dict) -> None:
+    p["memory"][1]["bandwidth_gb_per_s"] = -3
+
+
+def _tier_capacity_text(p: dict) -> None:
+    p["memory"][0]["capacity_gb"] = "lots"
+
+
+def _tier_not_a_mapping(p: dict) -> None:
+    p["memory"][0] = 5
+
+
+def _unknown_top_field(p: dict) -> None:
+    p["colour"] = "green"
+
+
+# Every field of POST /v1/hardware is named by its path in the body the caller sent: 'profile.…'
+# for JSON, 'yaml.…' for YAML text (list items as '.N', as in every other 422): the id's error
+# said 'profile.id' while the profile loader's said a bare 'sources' or 'memory[1].…'.
+@pytest.mark.parametrize("spoil, path", [
+    (_bad_id, "id"),
+    (_sources_not_a_mapping, "sources"),
+    (_no_sources, "sources"),
+    (_empty_citation, "sources.S5"),
+    (_negative_tier_bandwidth, "memory.1.bandwidth_gb_per_s"),
+    (_tier_capacity_text, "memory.0.capacity_gb"),
+    (_tier_not_a_mapping, "memory.0"),
+    (_unknown_top_field, "colour"),
+])
+def test_every_invalid_profile_field_is_named_by_its_path_in_the_body(client, spoil, path):
+    bad = copy.deepcopy(custom_profile("lab-bad"))
+    spoil(bad)
+    for src, body in (("profile", {"profile": bad}), ("yaml", {"yaml": yaml.safe_dump(bad)})):
+        r = client.post("/v1/hardware", json=body)
+        assert r.status_code == 422, r.text
+        err = r.json()["error"]
+        assert err["field"] == f"{src}.{path}", (src, r.text)
+        assert f"'{src}.{path}'" in err["message"] and "<hardware" not in err["message"], (src, r.text)
+
+
+def test_conflicting_ids_are_named_by_their_path_in_the_body(client):
+    for src, body in (("profile", lambda p: {"profile": p}), ("yaml", lambda p: {"yaml": yaml.safe_dump(p)})):
+        r = client.post("/v1/hardware", json=body(custom_profile("l4")))
+        assert r.status_code == 409 and r.json()["error"]["field"] == f"{src}.id", r.text
+    assert client.post("/v1/hardware", json={"profile": custom_profile()}).status_code == 201
+    r = client.post("/v1/hardware", json={"yaml": yaml.safe_dump(custom_profile())})
+    assert r.status_code == 409 and r.json()["error"]["field"] == "yaml.id", r.text
+    r = client.post("/v1/hardware", json={"yaml": "- a list\n"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "yaml", r.text
 
 
 def test_python_yaml_tags_are_refused(client):
