@@ -75,6 +75,15 @@ class DeviceNumerics:
     curve_scale: float = 1.0
 
 
+_FLOAT_COMPUTE_BITS = {"fp32": 32.0, "tf32": 32.0, "bf16": 16.0, "fp16": 16.0}
+
+
+def _compute_bits(nm: DeviceNumerics) -> float:
+    """Bits per value the GEMM's operands are in: its float width, else (a low-precision GEMM)
+    the activations' element width."""
+    return _FLOAT_COMPUTE_BITS.get(nm.precision, nm.act_bits)
+
+
 def _act_compute_precision(act: Format) -> str:
     hp = act.hw_precision
     return hp if hp in ("fp32", "tf32", "bf16", "fp16") else "bf16"
@@ -347,9 +356,10 @@ def op_cost(
         act_bytes += conv_epilogue_bytes(load.act_out_elems / st.shard, nm.act_bits / 8.0)
     separate = st.separate and w_elems > 0
     if separate:
-        # The dequantizing kernel writes the weights at the activations' width and the GEMM reads
-        # them back: two more passes over a 16-bit copy (a transient buffer, counted here).
-        act_bytes += 2.0 * w_elems * nm.act_bits / 8.0
+        # The dequantizing kernel writes the weights at the compute precision's width and the GEMM
+        # reads them back: two more passes over that copy (16 bits for a 16-bit GEMM, whatever
+        # the activations are stored in; a transient buffer, counted here).
+        act_bytes += 2.0 * w_elems * _compute_bits(nm) / 8.0
     memory_s = _memory_s(op, ph, device, load, dev_w, act_bytes, kv_bytes, st.bandwidth)
     compute_s, precision = _compute_s(op, device, nm, flops, _shape_factor(op, ph, device, load, st, options),
                                       precise=st.precise, best=st.best)

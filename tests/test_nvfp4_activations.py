@@ -98,3 +98,37 @@ def test_a_w4a4_plan_exports_with_nvfp4_activations(capsys, tmp_path, engine, fm
         groups = [g for g in scheme["config_groups"].values() if g.get("input_activations")]
         assert any(g["input_activations"]["group_size"] == 16 and g["input_activations"]["num_bits"] == 4
                    for g in groups)
+
+
+@pytest.mark.parametrize("hw, act", [("b200", "nvfp4"), ("h100-sxm", "fp8-e4m3")])
+def test_roles_the_engine_keeps_in_16_bit_are_pinned_to_16_bit_whatever_the_compute_format(capsys, hw, act):
+    # Was: --activations nvfp4 pinned the embedding and LM head to nvfp4 *weights* (the compute
+    # format used as a weight format), which vLLM writes in bf16 anyway.
+    code, out, err = run(capsys, "plan", "-m", MODEL, "-H", hw, "--engine", "vllm", "--activations", act, "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    for g in ("model.embed_tokens", "model.lm_head"):
+        assert plan["constraints"]["pins"][g] == "bf16/bf16"
+        assert (plan["choices"][g]["weights"], plan["choices"][g]["activations"]) == ("bf16", "bf16")
+
+
+def test_a_replan_hint_keeps_only_pins_whose_activations_the_engine_runs():
+    from planner.engines import load_engine
+    from planner.export.rules import _pin_runs
+
+    sup = load_engine("vllm").support(load_device("b200"))
+    assert _pin_runs(sup, "nvfp4/nvfp4", "bf16") and _pin_runs(sup, "nvfp4", "bf16")
+    assert not _pin_runs(sup, "nvfp4/fp8-e4m3", "bf16")  # W4A8 NVFP4 x FP8: TensorRT-LLM's, not vLLM's
+    assert not _pin_runs(sup, "int4-g128/fp8-e4m3", None)
+
+
+def test_a_separate_dequantize_pass_writes_a_copy_at_the_compute_width(capsys):
+    # Tierwise's torch execution on a CPU quantizes NVFP4 activations and back, then runs a float
+    # GEMM on a dequantized copy: the copy is 16-bit, so W4A4 is not priced below W4A16 there.
+    args = ("estimate", "-m", "llama-3.2-1b", "-H", "cpu-host", "--engine", "torch", "--weights", "nvfp4", "--json")
+    tpot = {}
+    for act in ("nvfp4", "bf16"):
+        code, out, err = run(capsys, *args, "--activations", act)
+        assert code == 0, err
+        tpot[act] = json.loads(out)["tpot_s"]
+    assert tpot["nvfp4"] == pytest.approx(tpot["bf16"], rel=0.02)

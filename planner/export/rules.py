@@ -146,7 +146,7 @@ def _pin_runs(sup: Any, key: str, act: str | None) -> bool:
     except OptionError:
         return True
     pattern = "unstructured" if sp.startswith("unstructured") else sp
-    return (w in sup.weights and (a or act is None or sup.runs(w, a or act))
+    return (w in sup.weights and ((a or act) is None or sup.runs(w, a or act))
             and (sp == "dense" or pattern in sup.sparsity) and (rank is None or sup.low_rank))
 
 

@@ -337,10 +337,20 @@ def _engine_role_pins(sup: Any, arch: Any, pins: dict, act: str) -> dict:
     except TierwiseError:  # an engine from a file outside the catalog: its own exporter rules unknown
         return pins
     keep = {role for role, how in ROLE_RULES.get(exporter, {}).items() if how == "keep16"}
+    # 16 bit whatever the plan computes in: with --activations fp8 or nvfp4 the pin is the 16-bit
+    # format the engine runs, computing in 16 bit (a weight-only key would compute in ``act``).
+    a = canonical(act)
+    if a in ("bf16", "fp16", "fp32"):
+        key = a
+    else:
+        w16 = next((f for f in ("bf16", "fp16", "fp32") if sup.runs(f, f)), None)
+        if w16 is None:
+            return pins
+        key = f"{w16}/{w16}"
     out = dict(pins)
     for g in decision_groups(build_workload(arch)) if keep else ():
         if g.role in keep and not any(fnmatch.fnmatchcase(g.fqn, p) for p in pins):
-            out[g.fqn] = canonical(act)
+            out[g.fqn] = key
     return out
 
 
