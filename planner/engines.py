@@ -620,9 +620,18 @@ def support(engine: str | EngineSpec, device: DeviceSpec, *, training: bool | No
 
 def low_rank_refusal(sup: Support) -> str:
     """Why ``sup`` cannot run a low-rank factorised layer, and which engines can."""
-    can = [e for e in list_engines() if load_engine(e).low_rank]
+    from hwmodels import load_device
+
+    try:
+        device = load_device(sup.device)
+    except TierwiseError:  # hardware from a file outside the catalog: name the engines that do anywhere
+        device = None
+    can = [e for e in list_engines() if load_engine(e).low_rank
+           and (device is None or load_engine(e).support(device) is not None)]
+    there = "" if device is None else f" on {sup.device}"
     return (f"{sup.engine} on {sup.device} does not run low-rank factorised layers: loading two rank-r matrices "
-            f"in place of one weight takes model code it does not have; engines that do: {', '.join(can) or 'none'}")
+            f"in place of one weight takes model code it does not have; engines that do{there}: "
+            f"{', '.join(can) or 'none'}")
 
 
 def _same_family(name: str, runs: Sequence[str]) -> str:

@@ -1859,9 +1859,9 @@
       err.textContent = `${format}: ${e.message}`;
       err.hidden = false;
       // An export that cannot express a choice names it (choices.<group>.weights): mark it.
-      const m = /^choices\.(.+)\.(weights|sparsity|activations|tier)$/.exec(e.field || "");
+      const m = /^choices\.(.+)\.(weights|sparsity|activations|tier|low_rank)$/.exec(e.field || "");
       if (m) {
-        const kind = m[2] === "weights" ? "precision" : m[2] === "tier" ? "tier" : "sparsity";
+        const kind = m[2] === "weights" || m[2] === "low_rank" ? "precision" : m[2] === "tier" ? "tier" : "sparsity";
         const cell = $$("#heatmap td").find((td) => td.dataset.group === m[1] && td.dataset.kind === kind);
         if (cell) cell.classList.add("flag");
       }

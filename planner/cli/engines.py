@@ -20,6 +20,7 @@ def engine_summary(spec) -> dict:
         "id": spec.id, "name": spec.name, "kind": spec.kind, "version": spec.version, "exporter": spec.exporter,
         "parallel": list(spec.parallel), "default_for": list(spec.default_for),
         "default_for_training": list(spec.default_for_training), "families": list(spec.families),
+        "low_rank": spec.low_rank,  # runs low-rank factorised layers (--low-rank, pins @rRANK)
     }
     if spec.kind == "training":
         from planner.training import MICROBATCH_OVERHEAD_S
@@ -44,7 +45,7 @@ def support_summary(sup) -> dict:
         **training,
         "engine": sup.engine, "hardware": sup.device,
         "schemes": [{"weights": list(s.weights), "activations": list(s.activations)} for s in sup.schemes],
-        "kv": list(sup.kv), "sparsity": list(sup.sparsity), "parallel": list(sup.parallel),
+        "kv": list(sup.kv), "sparsity": list(sup.sparsity), "parallel": list(sup.parallel), "low_rank": sup.low_rank,
         "runtime": {
             "graph_capture": rt.graph_capture, "runtimes": list(rt.runtimes), "default_runtime": rt.default_runtime,
             "chunked_prefill": rt.chunked_prefill, "chunk_tokens": rt.chunk_tokens,

@@ -73,3 +73,13 @@ def test_pins_take_option_keys_as_the_command_line_does(client):
         assert r.json()["plan"]["choices"]["model.layers.3.mlp.gate_up"]["low_rank"] == 256
     r = client.post("/v1/plans", json={**body, "pins": {"model.layers.3.mlp.gate_up": "bf16;rm -rf"}})
     assert r.status_code == 422 and r.json()["error"]["field"].startswith("pins"), r.text
+
+
+def test_engines_say_whether_they_run_low_rank_layers(client):
+    assert client.get("/v1/engines/torch").json()["low_rank"] is True
+    assert client.get("/v1/engines/vllm").json()["low_rank"] is False
+    assert {e["id"] for e in client.get("/v1/engines").json()["items"] if e["low_rank"]} == {"torch"}
+    # where no engine that runs them runs at all, the refusal says so instead of naming torch
+    r = client.post("/v1/estimate", json={"model": "llama-3.2-1b", "hardware": "iphone-15-pro", "low_rank": 256})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "low_rank"
+    assert "engines that do on iphone-15-pro: none" in r.json()["error"]["message"]
