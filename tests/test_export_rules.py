@@ -165,3 +165,18 @@ def test_vllm_refuses_formats_vllm_does_not_run_on_the_hardware_even_if_compress
         export_plan(plan, "vllm", ctx_for(plan))
     msg = e.value.render("cli")
     assert "weights int3-g128: 64 groups" in msg and "--engine vllm" in msg
+
+
+def test_the_replan_keeps_the_objective_and_a_kv_format_the_engine_runs(cli, tmp_path):
+    # Was: a latency plan with an fp8 KV cache, refused by another engine's export, named a re-plan
+    # that optimised accuracy with the engine's default KV cache.
+    plan = tmp_path / "p.json"
+    r = cli("plan", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--objective", "latency", "--kv", "fp8",
+            "--out", plan)
+    assert r.code == 0, r.err
+    r = cli("export", plan, "--format", "trtllm", "--out", tmp_path / "t")
+    if r.code == 0:
+        pytest.skip("the plan happens to be one TensorRT-LLM runs")
+    assert "--objective latency --kv fp8-e4m3" in r.err and "--engine trtllm" in r.err, r.err
+    r = cli("export", plan, "--format", "llamacpp", "--out", tmp_path / "l")
+    assert r.code == 2 and "--objective latency" in r.err and "--kv" not in r.err.split("re-plan for it")[1].split("`")[1]

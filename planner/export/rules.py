@@ -176,6 +176,11 @@ def replan_args(v: PlanView, engine: str | None, formats: tuple[str, ...] = (),
         args["avg_bits"] = float(cons["avg_bits"])
     if cons.get("allow_offload"):
         args["allow_offload"] = True
+    objective = v.raw.get("objective")
+    if isinstance(objective, str) and objective not in ("", "accuracy"):
+        args["objective"] = objective
+    if isinstance(v.raw.get("kv"), str) and _engine_runs_kv(engine, v.hardware, v.kv):
+        args["kv"] = v.kv
     if formats:
         args["formats"] = list(formats)
     pins = user_pins(v) if pins is None else pins
@@ -184,6 +189,21 @@ def replan_args(v: PlanView, engine: str | None, formats: tuple[str, ...] = (),
     if engine is not None:
         args["engine"] = engine
     return args
+
+
+def _engine_runs_kv(engine: str | None, hardware: str, kv: str) -> bool:
+    """Whether ``engine`` runs the KV format ``kv`` on ``hardware`` (a re-plan keeps the plan's KV
+    format only then; unknown engine or hardware: no)."""
+    if engine is None:
+        return False
+    try:
+        from hwmodels import load_device
+        from planner.engines import load_engine
+
+        sup = load_engine(engine).support(load_device(hardware))
+    except Exception:  # noqa: BLE001 - an engine or hardware file outside the catalog
+        return False
+    return sup is not None and kv in sup.kv
 
 
 #: Plan request fields whose ``tierwise plan`` flag is not ``--field-name``.

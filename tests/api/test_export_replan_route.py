@@ -43,14 +43,14 @@ def test_an_export_refusal_over_rest_names_the_rest_request_that_replans(api):
     msg = err["message"]
     assert "tierwise" not in msg and "--" not in msg.replace(" — ", " "), msg
     body = _request(msg)
-    assert body == {"model": "llama-3.2-1b", "hardware": "l4", "max_memory_per_device": "20GB",
+    assert body == {"model": "llama-3.2-1b", "hardware": "l4", "max_memory_per_device": "20GB", "kv": "bf16",
                     "pins": {"model.layers.3.mlp.gate_up": "int4-g128"}, "engine": "llamacpp"}
     assert """the plan's 'pins' {"model.layers.0.self_attn.o_proj": "int8"} left out""" in msg
     # the command line keeps its command, from the same arguments
     with pytest.raises(ExportError) as e:
         export_plan(plan_from_dict(plan), "llamacpp")
     cli = e.value.render("cli")
-    assert ("`tierwise plan --model llama-3.2-1b --hardware l4 --max-memory-per-device 20GB "
+    assert ("`tierwise plan --model llama-3.2-1b --hardware l4 --max-memory-per-device 20GB --kv bf16 "
             "--pin model.layers.3.mlp.gate_up=int4-g128 --engine llamacpp`") in cli and "POST /v1" not in cli
     assert "--pin model.layers.0.self_attn.o_proj=int8 left out" in cli
     # the request runs as given, and its plan exports
