@@ -4,6 +4,8 @@ syntax, instead of being silently ignored. Left out, the defaults still suit the
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.frontdoors import app_client
@@ -81,3 +83,19 @@ def test_python_refuses_alike():
 
     with pytest.raises(TierwiseError, match="'seq' 4096 does not apply to resnet-50, a CNN"):
         planner.estimate_training("resnet-50", "h100-sxm", seq=4096)
+
+
+@pytest.mark.parametrize("model, positions", [("vit-h", 257), ("resnet-50", 1)])
+def test_an_image_model_reports_the_positions_it_trains_on(capsys, model, positions):
+    # Was: "seq 2048" (estimate) and "seq 4096" (capacity train) for a ViT-H/14 at 224 px, whose
+    # sample is 16·16 patches + the class token, and for a CNN, whose sample is one image.
+    from tests.frontdoors import run
+
+    code, out, err = run(capsys, "estimate", "-m", model, "-H", "h100-sxm", "--mode", "training", "--json")
+    assert code == 0, err
+    est = json.loads(out)
+    assert est["seq"] == positions and est["tokens_per_s"] == pytest.approx(est["samples_per_s"] * positions)
+    code, out, err = run(capsys, "capacity", "train", "-m", model, "-H", "h100-sxm", "--tokens", "1e12",
+                         "--days", "30", "--json")
+    assert code in (0, 3), err
+    assert json.loads(out)["seq"] == positions

@@ -137,8 +137,13 @@ def _global_batch_default(arch: Any, device: Any) -> float:
 
 def _train_seq_default(arch: Any, device: Any) -> int:
     """Training sequence length when not given: 4096 (or the model's context when shorter); a
-    CNN's sample is one image, counted as one token."""
-    return 1 if getattr(arch, "family", None) == "cnn" else within_context(4096)(arch, device)
+    CNN's sample is one image, counted as one token; a ViT's is its patches and class token."""
+    family = getattr(arch, "family", None)
+    if family in ("cnn", "vit"):
+        from planner.workload import tokens_per_sample
+
+        return tokens_per_sample(arch, 1)
+    return within_context(4096)(arch, device)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -551,6 +551,10 @@ def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
                                  field="tp", details={"engine": sup.engine, "kv_heads": arch.num_kv_heads})
     mb = check_int("micro_batch", v["micro_batch"], hi=1 << 24)
     seq = check_int("seq", v["seq"], hi=1 << 26)
+    if getattr(arch, "family", None) in ("cnn", "vit"):
+        from planner.workload import tokens_per_sample
+
+        seq = tokens_per_sample(arch, 1)  # an image's positions: 1 for a CNN, patches + class token for a ViT
     check_context(arch, seq, ("seq",))
     if seq % v["cp"]:
         raise TierwiseError(f"{{@cp}} {v['cp']} must divide {{@seq}} ({seq}): each rank holds seq/cp tokens", field="cp",
