@@ -425,7 +425,8 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
     setting = getattr(r.engine.runtime, "memory_fraction_setting", None)
     limit_notes = () if bound is None or bound.batch < 1 else (f"batch max: {bound.text(r.engine.engine, setting)}",)
     est = replace(est, engine=r.engine.engine, engine_assumptions=engine_assumptions(r.engine, r.device, r.arch, r.options.runtime),
-                  notes=(*limit_notes, *est.notes, *_shape_notes(r.arch, serving), _engine_note(r.engine, r.device, r.arch)),
+                  notes=(*limit_notes, *est.notes, *_shape_notes(r.arch, serving), _engine_note(r.engine, r.device, r.arch),
+                         *_kv_policy_notes(r.engine.engine, r.options)),
                   batch_limit=None if bound is None else {**bound.to_dict(), "text": bound.text(r.engine.engine, setting)})
     est = replace(est, uncertainty=_uncertainty(est, r.device, r.engine.engine, r.options.runtime, training=False))
     if require_fit and not est.memory.fits:
@@ -502,6 +503,22 @@ def _shape_notes(arch: Any, serving: Any) -> list[str]:
         notes.append(f"{arch.id} generates no tokens ({fam}): gen ({serving.gen}) does not apply and is ignored; "
                      "one forward pass per sample")
     return notes
+
+
+def _kv_policy_notes(engine: str, options: Any) -> tuple[str, ...]:
+    """A KV token budget and shared KV layers are priced as what-ifs: no engine profile lists them
+    (vLLM, SGLang, TensorRT-LLM and llama.cpp keep every token's K/V, per layer), so the answer says
+    which figures no engine in the catalog would reach as asked."""
+    asked = []
+    if options.kv_token_budget is not None:
+        asked.append(f"a KV token budget ({options.kv_token_budget} tokens at the KV format, older ones at "
+                     f"{options.kv_evicted}: MiKV's mixed-precision retention)")
+    if options.kv_share_layers > 1:
+        asked.append(f"one KV cache shared by {options.kv_share_layers} adjacent layers (SwiftKV's AcrossKV)")
+    if not asked:
+        return ()
+    return (f"what-if: {engine} keeps every token's K/V in every layer; this prices {' and '.join(asked)}, which "
+            "no engine profile in the catalog lists: the figures are what an engine that ran it would reach",)
 
 
 def _engine_note(sup: Any, device: Any, arch: Any = None) -> str:
