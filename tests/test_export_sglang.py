@@ -140,5 +140,6 @@ def test_expert_parallel_wider_than_tensor_parallel_is_refused():
     with pytest.raises(ExportError) as e:
         export_plan(d, None, ctx_for(plan))
     assert e.value.field == "layout.ep" and "ep=2 with tp=1" in str(e.value)
+    assert "--tp 2 --ep 2" in e.value.render("cli")  # a layout SGLang runs (the planner's EP may span replicas)
     d["layout"] = {**d["layout"], "tp": 2, "dp": 1}
     assert re.search(r"--ep-size 2\b", export_plan(d, None, ctx_for(plan)).next_command)
