@@ -24,7 +24,7 @@ def test_every_target_module_registers_an_exporter_and_the_order_is_stable():
     assert owners == modules
     assert export_formats()[:3] == ("vllm", "compressed-tensors", "hf")
     assert set(export_formats()) == {"vllm", "compressed-tensors", "hf", "modelopt-mixed", "trtllm", "llamacpp",
-                                     "megatron", "yaml", "json", "executorch", "mlc"}
+                                     "megatron", "yaml", "json", "executorch", "mlc", "sglang"}
 
 
 def test_a_registered_function_is_an_export_target_and_names_are_unique():

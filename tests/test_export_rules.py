@@ -80,7 +80,7 @@ def test_fp8_weight_only_is_never_exported_as_w8a8():
         export_plan(plan, "trtllm", ctx)
 
 
-@pytest.mark.parametrize("target", ["vllm", "compressed-tensors", "hf", "trtllm", "modelopt-mixed"])
+@pytest.mark.parametrize("target", ["vllm", "sglang", "compressed-tensors", "hf", "trtllm", "modelopt-mixed"])
 def test_quantized_embeddings_follow_the_targets_rule(target):
     plan = make_plan("llama-3.1-8b", "h100-sxm", lambda g: ("fp8-e4m3", "fp8-e4m3", "dense"))
     out = export_plan(plan, target, ctx_for(plan))
@@ -113,12 +113,12 @@ def test_gpu_memory_utilization_counts_the_weights_as_exported_and_the_engine_co
 def test_an_unexportable_plan_names_every_group_its_formats_and_the_replan_flag():
     plan = make_plan("llama-3.2-1b", "h100-sxm", lambda g: ("bfp8", "bf16", "dense") if ".mlp." in g else
                      (("cb4", "bf16", "dense") if g.endswith("o_proj") else ("int4-g128", "bf16", "dense")))
-    for target in ("vllm", "compressed-tensors", "trtllm", "modelopt-mixed", "hf"):
+    for target in ("vllm", "sglang", "compressed-tensors", "trtllm", "modelopt-mixed", "hf"):
         with pytest.raises(ExportError) as e:
             export_plan(plan, target, ctx_for(plan))
         msg = e.value.render("cli")
         assert "weights bfp8: 32 groups" in msg and "weights cb4: 16 groups" in msg, msg
-        engine = {"hf": "hf-transformers", "trtllm": "trtllm", "modelopt-mixed": "trtllm"}.get(target, "vllm")
+        engine = {"hf": "hf-transformers", "trtllm": "trtllm", "modelopt-mixed": "trtllm", "sglang": "sglang"}.get(target, "vllm")
         flag = f"--engine {engine}"
         assert flag in msg
         cmd = msg[msg.index("`") + 1: msg.index("`", msg.index("`") + 1)]

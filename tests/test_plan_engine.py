@@ -56,7 +56,8 @@ def test_export_without_format_uses_the_plans_engine(vllm_plan, tmp_path):
     out = export_plan(vllm_plan, None, ctx_for(vllm_plan))
     assert out.format == "vllm" and "vllm serve" in out.next_command
     int4 = with_engine(make_plan("llama-3.2-1b", "l4", lambda g: ("int4-g128", "bf16", "dense")), "sglang")
-    assert export_plan(int4, None, ctx_for(int4)).format == "vllm"  # SGLang loads vLLM's checkpoints
+    out = export_plan(int4, None, ctx_for(int4))  # SGLang's own launch command, not vLLM's
+    assert out.format == "sglang" and "sglang.launch_server" in out.next_command
     with pytest.raises(ExportError) as e:  # SGLang has no W8A16 int8 kernel: checked against SGLang, not vLLM
         export_plan(with_engine(vllm_plan, "sglang"), None, ctx_for(vllm_plan))
     assert "sglang on l4 does not run int8" in str(e.value) and "--engine sglang" in str(e.value)

@@ -26,7 +26,7 @@ from api.services import check_plan, domain_errors, export_context
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
 
-ExportFormat = Literal["vllm", "compressed-tensors", "hf", "modelopt-mixed", "trtllm", "llamacpp", "megatron", "executorch", "mlc",
+ExportFormat = Literal["vllm", "compressed-tensors", "hf", "modelopt-mixed", "trtllm", "sglang", "llamacpp", "megatron", "executorch", "mlc",
                        "yaml", "json"]
 
 

@@ -12,7 +12,7 @@ from planner.cli.common import CliError, console, emit_json, writing
 
 def export(
     plan_file: Annotated[Path, typer.Argument(help="A plan written by `tierwise plan` (YAML or JSON).")],
-    format: Annotated[Optional[str], typer.Option("--format", "-f", help="vllm | compressed-tensors | hf | modelopt-mixed | trtllm | llamacpp | megatron | executorch | mlc | yaml | json (default: the exporter of --engine, else of the engine the plan was made for).")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", "-f", help="vllm | sglang | compressed-tensors | hf | modelopt-mixed | trtllm | llamacpp | megatron | executorch | mlc | yaml | json (default: the exporter of --engine, else of the engine the plan was made for).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder to write the files into (default: print them).")] = None,
     model_path: Annotated[Optional[str], typer.Option(help="Model the commands load (HF repo id or folder); default from the catalog entry.")] = None,
     engine: Annotated[Optional[str], typer.Option(help="Engine the files are for (default: the one the plan was made for); the plan is checked against what it runs on the plan's hardware.")] = None,

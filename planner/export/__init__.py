@@ -10,6 +10,8 @@ Targets and the published names each one follows (tests check them against the
 target's own package where one is pip-installable, else against these documents):
 
 * ``vllm`` — vLLM engine arguments (docs.vllm.ai, "Engine Arguments"; ``vllm serve``).
+* ``sglang`` — SGLang server arguments (``ServerArgs``, python/sglang/srt/server_args.py;
+  ``python -m sglang.launch_server``).
 * ``compressed-tensors`` — llm-compressor recipe (``QuantizationModifier`` with
   ``config_groups`` targeting module names, ``SparseGPTModifier``) and the
   compressed-tensors ``QuantizationConfig`` written into the checkpoint's config.json.
@@ -72,7 +74,7 @@ __all__ = [
 
 # Bundled targets in the order they are listed (vllm first); any further module of this
 # package is a target too and registers itself when imported.
-_BUNDLED = ("vllm", "compressed_tensors", "hf", "modelopt_mixed", "trtllm", "llamacpp", "megatron", "plan_files")
+_BUNDLED = ("vllm", "compressed_tensors", "hf", "modelopt_mixed", "trtllm", "sglang", "llamacpp", "megatron", "plan_files")
 _SUPPORT = frozenset({"core", "common", "schemes", "names", "rules"})
 
 

@@ -69,6 +69,8 @@ def _export_compressed_tensors(v: PlanView, ctx: ExportContext) -> Export:
         ")",
         "",
     ])
+    # the checkpoint's server: SGLang for an SGLang plan, else vLLM
+    serve = "python -m sglang.launch_server --model-path" if ctx.engine == "sglang" else "vllm serve"
     return Export(
         format="compressed-tensors",
         files=(
@@ -76,6 +78,6 @@ def _export_compressed_tensors(v: PlanView, ctx: ExportContext) -> Export:
             ExportFile(path="quantization_config.json", content=to_json(qcfg), media_type="application/json"),
             ExportFile(path="oneshot.py", content=script, media_type="text/x-python"),
         ),
-        next_command=f"python oneshot.py && vllm serve {shlex.quote(out_dir)}",
+        next_command=f"python oneshot.py && {serve} {shlex.quote(out_dir)}",
         notes=tuple(notes),
     )

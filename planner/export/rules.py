@@ -11,6 +11,10 @@ Embeddings and LM heads (one table, :data:`ROLE_RULES`):
   ``get_quant_method`` handles LinearBase, Attention and FusedMoE only), and llm-compressor
   recipes ignore ``lm_head``. A plan that quantizes them is exported with them in 16 bit and
   a note; the memory settings count them in 16 bit.
+* SGLang likewise: its ``CompressedTensorsConfig.get_quant_method`` quantizes ``LinearBase`` and
+  ``FusedMoE`` layers only (python/sglang/srt/layers/quantization/compressed_tensors/compressed_tensors.py),
+  and its online fp8 (``Fp8Config``) the same; ``VocabParallelEmbedding`` / ``ParallelLMHead`` stay
+  unquantized.
 * TensorRT-LLM / ModelOpt quantize the LM head as a linear layer (``quantize.py
   --quantize_lm_head``) but keep the embedding table in 16 bit.
 * llama.cpp has a GGUF type for every tensor, ``token_embd`` and ``output`` included.
@@ -30,13 +34,18 @@ from .core import FLOAT16, ExportContext, ExportError, PlanView, acts_of, format
 #: Export target → the engine that loads it (profiles/engines/*.yaml): the engine a plan made for
 #: another engine is checked against when exported with ``--format`` (:func:`resolve_target`), and
 #: the re-plan hint. Every exporter that writes an engine's files is here (the plan files are not).
-TARGET_ENGINE = {"vllm": "vllm", "compressed-tensors": "vllm", "hf": "hf-transformers", "modelopt-mixed": "trtllm",
+TARGET_ENGINE = {"vllm": "vllm", "sglang": "sglang", "compressed-tensors": "vllm", "hf": "hf-transformers", "modelopt-mixed": "trtllm",
                  "trtllm": "trtllm", "llamacpp": "llamacpp", "megatron": "megatron-core", "executorch": "executorch",
                  "mlc": "mlc-llm"}
+
+#: Exporter → the checkpoint targets its serve command may load (the sglang export serves the
+#: compressed-tensors checkpoint of a quantized plan, like vllm's, which TARGET_ENGINE already ties to vllm).
+CHECKPOINT_TARGETS: dict[str, tuple[str, ...]] = {"sglang": ("compressed-tensors",)}
 
 #: (target, role) → "keep16" (written in 16 bit, with a note) or "export" (as planned).
 ROLE_RULES: dict[str, dict[str, str]] = {
     "vllm": {"embedding": "keep16", "lm_head": "keep16"},
+    "sglang": {"embedding": "keep16", "lm_head": "keep16"},
     "compressed-tensors": {"embedding": "keep16", "lm_head": "keep16"},
     "hf": {"embedding": "keep16", "lm_head": "keep16"},
     "modelopt-mixed": {"embedding": "keep16", "lm_head": "export"},
@@ -490,13 +499,15 @@ def engine_runs(v: PlanView, target: str, engine: str | None = None, *, field: s
 def engine_formats(engine: str) -> tuple[str, ...]:
     """Export targets that write deployment files ``engine`` loads: its profile's exporter,
     the targets loaded by the same engine (compressed-tensors beside vllm, modelopt-mixed
-    beside trtllm), and the plan files (yaml, json)."""
+    beside trtllm), the checkpoints the exporter's command serves (:data:`CHECKPOINT_TARGETS`:
+    compressed-tensors beside sglang), and the plan files (yaml, json)."""
     from planner.engines import load_engine
 
     spec = load_engine(engine)
     exporter = spec.exporter
     loads = {spec.id, TARGET_ENGINE.get(exporter)}
-    out = [exporter, *(t for t, e in TARGET_ENGINE.items() if e in loads), "yaml", "json"]
+    out = [exporter, *CHECKPOINT_TARGETS.get(exporter, ()), *(t for t, e in TARGET_ENGINE.items() if e in loads),
+           "yaml", "json"]
     return tuple(dict.fromkeys(out))
 
 

@@ -1,0 +1,146 @@
+"""sglang target: SGLang server arguments (``ServerArgs`` of python/sglang/srt/server_args.py,
+https://github.com/sgl-project/sglang; docs.sglang.io, "Server Arguments") and the
+``python -m sglang.launch_server`` command.
+
+Flag names and values follow ``ServerArgs`` (each field ``name_x`` is the flag ``--name-x``):
+``--model-path``, ``--tp-size``, ``--pp-size``, ``--dp-size``, ``--ep-size``, ``--dtype``
+(auto, half, float16, bfloat16, float, float32), ``--kv-cache-dtype`` (auto = the model's dtype,
+fp8_e5m2, fp8_e4m3, …), ``--context-length``, ``--max-running-requests``,
+``--chunked-prefill-size``, ``--mem-fraction-static`` and ``--quantization`` (QUANTIZATION_CHOICES:
+fp8, compressed-tensors, modelopt_fp4, w8a8_fp8, …).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .common import batched_tokens, host_offload_bytes, memory_need, model_path, shell_lines, shell_quote, to_json
+from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, sparsity_of, weights_of
+from .rules import as_exported, engine_runs, kept_extra_bytes, replan_hint, role_of
+from .schemes import ct_quantization_config
+
+_GIB = 2**30
+
+#: Plan KV format → SGLang's ``--kv-cache-dtype`` ("auto" keeps the model's 16-bit dtype).
+_SGLANG_KV = {"bf16": "auto", "fp16": "auto", "fp32": "auto", "fp8-e4m3": "fp8_e4m3", "fp8-e5m2": "fp8_e5m2"}
+
+
+def _quantization(v: PlanView) -> str | None:
+    """SGLang's ``--quantization`` for the plan (as exported), or what the checkpoint is.
+
+    * None: a 16-bit dense model.
+    * "fp8": every linear layer fp8 W8A8. SGLang's online FP8 (``--quantization fp8`` on a 16-bit
+      checkpoint; python/sglang/srt/layers/quantization/fp8.py, ``Fp8Config`` with
+      ``is_checkpoint_fp8_serialized`` false) quantizes the weights of Linear and MoE layers to
+      fp8-e4m3 on load and the activations dynamically: W8A8.
+    * "compressed-tensors": anything else (mixtures, weight-only fp8, int, fp4): a checkpoint that
+      ``tierwise export --format compressed-tensors`` writes. SGLang reads its method from the
+      checkpoint's config.json, and its docs say not to pass ``--quantization`` for a pre-quantized
+      model (docs.sglang.io, "Quantization", Offline Quantization), so the flag is left out.
+    """
+    linear = [g for g in v.choices if role_of(g) == "linear"]
+    if any(sparsity_of(v, g) not in ("dense", "") for g in v.choices):
+        return "compressed-tensors"
+    if all(weights_of(v, g) in FLOAT16 and acts_of(v, g) in FLOAT16 for g in v.choices):
+        return None
+    if linear and all(weights_of(v, g) == "fp8-e4m3" and acts_of(v, g) == "fp8-e4m3" for g in linear):
+        return "fp8"
+    return "compressed-tensors"
+
+
+@register("sglang", "SGLang server arguments and `python -m sglang.launch_server` command")
+def _export_sglang(v: PlanView, ctx: ExportContext) -> Export:
+    v, kept, notes = as_exported(v, "sglang")
+    acts = {acts_of(v, g) for g in v.choices}
+    model = model_path(v, ctx)
+    engine = ctx.engine or "sglang"
+    engine_runs(v, "sglang", engine)
+    quantization = _quantization(v)
+    if quantization == "compressed-tensors":
+        ct_quantization_config(v, ctx, "sglang")  # names every group the checkpoint cannot express
+        model = f"{v.model}-tierwise"
+        notes.append(f"serve the compressed-tensors checkpoint: run `tierwise export PLAN --format compressed-tensors` "
+                     f"and its oneshot.py first; it writes {model}/ (SGLang reads quant_method compressed-tensors from "
+                     "its config.json: no --quantization flag)")
+    if v.kv not in _SGLANG_KV:
+        raise ExportError("kv", f"SGLang's --kv-cache-dtype supports auto (16-bit), fp8_e4m3 and fp8_e5m2; the plan's KV "
+                          f"cache is {v.kv!r}; {replan_hint(v, 'sglang', engine)}")
+    if v.ep > 1 and v.tp % v.ep:
+        # SGLang's expert-parallel groups split the tensor-parallel group: moe_ep_rank =
+        # tp_rank // (tp_size // ep_size) (python/sglang/srt/entrypoints/engine.py).
+        # The planner lets EP span data-parallel replicas (ep divides tp × dp), which SGLang does not.
+        raise ExportError("layout.ep", f"SGLang's --ep-size splits the --tp-size group, so it must divide tp; the plan "
+                          f"has ep={v.ep} with tp={v.tp}; re-plan with {{@engine}} sglang and {{@tp}} a multiple of "
+                          f"{{@ep}} (e.g. {{@tp}} {math.lcm(v.tp, v.ep)} {{@ep}} {v.ep}) or {{@ep}} 1")
+    args: dict[str, Any] = {"model_path": model, "tp_size": v.tp, "pp_size": v.pp}
+    if v.dp > 1:
+        args["dp_size"] = v.dp
+    if v.ep > 1:
+        args["ep_size"] = v.ep
+    args["dtype"] = "float16" if acts == {"fp16"} else "bfloat16"
+    args["kv_cache_dtype"] = _SGLANG_KV[v.kv]
+    if v.kv == "fp8-e4m3" and quantization != "compressed-tensors":
+        # ServerArgs.quantization_param_path: without a scales file an FP8 KV cache is scaled by 1.0.
+        notes.append("KV cache fp8_e4m3 with no calibrated scales in a 16-bit checkpoint: SGLang scales K and V by 1.0 "
+                     "unless --quantization-param-path gives a JSON file of KV-cache scaling factors (or serve the "
+                     "compressed-tensors checkpoint, whose kv_cache_scheme carries them)")
+    if quantization == "fp8":
+        args["quantization"] = "fp8"
+    args["context_length"] = max(1, v.prompt + v.gen)
+    args["max_running_requests"] = v.batch
+    per_pass, act_extra = batched_tokens(v, engine)
+    if per_pass is not None:
+        args["chunked_prefill_size"] = per_pass
+    extra = kept_extra_bytes(v, ctx, kept)
+    # Weights the plan keeps in host memory are SGLang's --cpu-offload-gb, not GPU memory.
+    offload = host_offload_bytes(v)
+    need = memory_need(v, ctx, extra_weight_bytes=extra, engine=engine, extra_device_bytes=act_extra,
+                       off_device_bytes=offload)
+    if need is not None:
+        # SGLang sizes its KV pool as the memory free after loading the weights less
+        # (1 - mem_fraction_static) of the device (model_runner ``profile_max_num_token``:
+        # rest_memory = available_gpu_memory - total_gpu_memory * (1 - mem_fraction_static)); its
+        # docs define mem_fraction_static = (model weights + KV cache pool) / GPU memory capacity
+        # (docs.sglang.io, "Hyperparameter Tuning"). What the process already holds when the pool
+        # is sized (CUDA context, NCCL buffers) is taken from that share too, so the fraction is
+        # weights + the plan's KV cache + the engine context, per device; activations of a
+        # chunked-prefill pass (and CUDA graphs) use the rest.
+        act = float(v.predicted.get("activations_bytes") or 0.0) + act_extra
+        static = need["plan"] - act + need["context"]
+        frac = max(math.ceil(static / need["capacity"] * 100) / 100, 0.05)
+        passes = f"a {per_pass}-token chunked-prefill pass" if per_pass is not None else "the batch's prompts"
+        off = f" (less {offload / 1e9:.2f} GB of weights offloaded to host memory, cpu_offload_gb)" if offload > 0 else ""
+        figures = (f"{(need['plan'] - act) / 1e9:.2f} GB weights + KV cache per device as exported{off} "
+                   f"+ {need['context'] / 1e9:.2f} GB engine context, profiles/engines/{engine}.yaml")
+        if need["total"] > need["capacity"] or frac > 1.0:
+            raise ExportError(
+                "predicted.per_device_bytes",
+                f"the plan does not load under SGLang on {v.hardware}: it needs {need['total'] / 1e9:.2f} GB per device "
+                f"({figures} + {act / 1e9:.2f} GB activations of {passes}), "
+                f"{(need['total'] - need['capacity']) / 1e9:.2f} GB more than the {need['capacity'] / 1e9:.2f} GB of "
+                "the device; re-plan with a smaller {@max_memory_per_device} or more {@devices}")
+        args["mem_fraction_static"] = frac
+        notes.append(f"mem_fraction_static {frac} = ({figures}) / {need['capacity'] / 1e9:.2f} GB; the other "
+                     f"{need['capacity'] * (1 - frac) / 1e9:.2f} GB hold the activations of {passes} "
+                     f"({act / 1e9:.2f} GB) and CUDA graphs")
+    else:
+        notes.append("no device capacity known: mem_fraction_static left at SGLang's default (chosen per GPU)")
+    if offload > 0:
+        # ServerArgs.cpu_offload_gb is a whole number of GiB: rounded up, SGLang offloads at least
+        # what the plan keeps in host memory.
+        args["cpu_offload_gb"] = math.ceil(offload / _GIB)
+    cli = ["python", "-m", "sglang.launch_server"]
+    for k, val in args.items():
+        cli += ["--" + k.replace("_", "-"), str(val)]
+    script = ("#!/usr/bin/env bash\n# SGLang server for plan of " + v.model + " on " + v.hardware + "\nset -euo pipefail\n"
+              + shell_lines(cli) + "\n")
+    return Export(
+        format="sglang",
+        files=(
+            ExportFile(path="sglang_args.json", content=to_json(args), media_type="application/json"),
+            ExportFile(path="serve.sh", content=script, media_type="text/x-shellscript"),
+        ),
+        next_command=shell_quote(cli),
+        notes=tuple(notes),
+    )
