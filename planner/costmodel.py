@@ -510,9 +510,10 @@ def static_kv_tokens(serving: Serving, options: RuntimeSettings) -> int:
 
 def stored_act_bits(device: DeviceSpec, choice: Choice, options: RuntimeSettings) -> float:
     """Bits of the activations held between operators: the scheme's, or the engine's float storage
-    when the scheme quantizes activations to integers inside each GEMM (dynamic quantization)."""
+    when the scheme quantizes activations below 16 bits inside each GEMM (dynamic quantization:
+    ExecuTorch's 8da4w, the serving engines' W8A8 / FP8 / NVFP4 linear layers)."""
     bits = device_numerics(device, choice, 1, 1).act_bits
-    if options.quantized_act_storage_bits and resolve_format(choice.activations, "activations").kind == "int":
+    if options.quantized_act_storage_bits and bits < 16:
         return options.quantized_act_storage_bits
     return bits
 

@@ -132,3 +132,18 @@ def test_a_separate_dequantize_pass_writes_a_copy_at_the_compute_width(capsys):
         assert code == 0, err
         tpot[act] = json.loads(out)["tpot_s"]
     assert tpot["nvfp4"] == pytest.approx(tpot["bf16"], rel=0.02)
+
+
+@pytest.mark.parametrize("engine, hw, weights, act", [("vllm", "h100-sxm", "fp8-e4m3", "fp8-e4m3"),
+                                                      ("trtllm", "b200", "nvfp4", "nvfp4"),
+                                                      ("sglang", "h100-sxm", "int8", "int8")])
+def test_serving_engines_hold_16_bit_tensors_between_operators(capsys, engine, hw, weights, act):
+    # Their fp8 / int8 / NVFP4 linears quantize a 16-bit input inside each call: the activation peak
+    # is the 16-bit one (it was priced at 4 bits a value for W4A4).
+    args = ("estimate", "-m", MODEL, "-H", hw, "--engine", engine, "--batch", "8", "--prompt", "1024", "--json")
+    code, out, err = run(capsys, *args, "--weights", weights, "--activations", act)
+    assert code == 0, err
+    low = json.loads(out)["memory"]["activations_bytes"]
+    code, out, err = run(capsys, *args, "--weights", "bf16", "--activations", "bf16")
+    assert code == 0, err
+    assert low == pytest.approx(json.loads(out)["memory"]["activations_bytes"], rel=1e-6)
