@@ -40,9 +40,11 @@ def test_profile_states_the_facts_with_their_sources():
     raw = yaml.safe_load(open("profiles/engines/executorch.yaml"))
     for key in ("X-KV", "X-PLAN", "X-DQ", "X-FREE", "X-HEAD"):
         assert key in raw["runtime"]["source"] and "github.com/pytorch/executorch" in raw["sources"][key]
-    # Engines that do not declare them keep the request-sized memory.
+    # Engines that do not declare them keep the request-sized memory; vLLM quantizes activations
+    # inside each linear and holds 16-bit tensors between operators (its V-DQ source).
     vllm = load_engine("vllm").runtime
-    assert not vllm.static_memory_plan and not vllm.untie_quantized_head and vllm.quantized_act_storage is None
+    assert not vllm.static_memory_plan and not vllm.untie_quantized_head and vllm.quantized_act_storage == "bf16"
+    assert load_engine("llamacpp").runtime.quantized_act_storage is None
 
 
 def test_static_kv_cache_is_sized_at_the_exports_max_seq_length():
