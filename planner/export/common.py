@@ -205,3 +205,36 @@ def host_offload_bytes(v: PlanView) -> float:
             if isinstance(t, Mapping) and t.get("role") == "host":
                 total += float(t.get("weights_bytes") or 0.0)
     return total
+
+
+#: Plan KV format → ``--kv-cache-dtype`` of vLLM and SGLang (the same names in both: "auto" keeps
+#: the model's 16-bit dtype).
+KV_CACHE_DTYPE = {"bf16": "auto", "fp16": "auto", "fp32": "auto", "fp8-e4m3": "fp8_e4m3", "fp8-e5m2": "fp8_e5m2"}
+
+
+def server_export(fmt: str, what: str, v: PlanView, args: dict[str, Any], command: list[str],
+                  notes: list[str], *, positional: str | None = None) -> Any:
+    """The two files of a server launch: ``<fmt>_args.json`` (``args``) and ``serve.sh`` running
+    ``command`` with every argument as ``--flag value`` (``True``: the bare flag; ``positional``:
+    the argument given without a flag, right after ``command``)."""
+    from .core import Export, ExportFile
+
+    cli = list(command)
+    if positional is not None:
+        cli.append(str(args[positional]))
+    for k, val in args.items():
+        if k == positional:
+            continue
+        flag = "--" + k.replace("_", "-")
+        cli += [flag] if val is True else [flag, str(val)]
+    script = (f"#!/usr/bin/env bash\n# {what} server for plan of {v.model} on {v.hardware}\nset -euo pipefail\n"
+              + shell_lines(cli) + "\n")
+    return Export(
+        format=fmt,
+        files=(
+            ExportFile(path=f"{fmt}_args.json", content=to_json(args), media_type="application/json"),
+            ExportFile(path="serve.sh", content=script, media_type="text/x-shellscript"),
+        ),
+        next_command=shell_quote(cli),
+        notes=tuple(notes),
+    )

@@ -556,3 +556,20 @@ def _has_kv_cache(v: PlanView) -> bool:
         return load_arch(v.model).family not in ("encoder", "cnn", "vit")
     except Exception:  # noqa: BLE001 - a custom model: the KV check stays on
         return True
+
+
+def serving_quantization(v: PlanView) -> str | None:
+    """How vLLM and SGLang get the plan's numerics (as exported): None for a 16-bit dense model;
+    "fp8" when every linear layer is fp8 W8A8 (both quantize a 16-bit checkpoint that way on load:
+    fp8-e4m3 weights, dynamic activations; vLLM's Fp8Config, SGLang's Fp8Config with
+    is_checkpoint_fp8_serialized false); else "compressed-tensors", the checkpoint
+    ``tierwise export --format compressed-tensors`` writes (mixtures, weight-only fp8 — the
+    engines' "fp8" would make it W8A8 — int, fp4, 2:4)."""
+    linear = [g for g in v.choices if role_of(g) == "linear"]
+    if any(sparsity_of(v, g) not in ("dense", "") for g in v.choices):
+        return "compressed-tensors"
+    if all(weights_of(v, g) in FLOAT16 and acts_of(v, g) in FLOAT16 for g in v.choices):
+        return None
+    if linear and all(weights_of(v, g) == "fp8-e4m3" and acts_of(v, g) == "fp8-e4m3" for g in linear):
+        return "fp8"
+    return "compressed-tensors"

@@ -15,39 +15,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .common import batched_tokens, host_offload_bytes, memory_need, model_path, shell_lines, shell_quote, to_json
-from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, sparsity_of, weights_of
-from .rules import as_exported, engine_runs, kept_extra_bytes, replan_hint, role_of
+from .common import KV_CACHE_DTYPE, batched_tokens, host_offload_bytes, memory_need, model_path, server_export
+from .core import Export, ExportContext, ExportError, PlanView, acts_of, register
+from .rules import as_exported, engine_runs, kept_extra_bytes, replan_hint, serving_quantization
 from .schemes import ct_quantization_config
 
 _GIB = 2**30
-
-#: Plan KV format → SGLang's ``--kv-cache-dtype`` ("auto" keeps the model's 16-bit dtype).
-_SGLANG_KV = {"bf16": "auto", "fp16": "auto", "fp32": "auto", "fp8-e4m3": "fp8_e4m3", "fp8-e5m2": "fp8_e5m2"}
-
-
-def _quantization(v: PlanView) -> str | None:
-    """SGLang's ``--quantization`` for the plan (as exported), or what the checkpoint is.
-
-    * None: a 16-bit dense model.
-    * "fp8": every linear layer fp8 W8A8. SGLang's online FP8 (``--quantization fp8`` on a 16-bit
-      checkpoint; python/sglang/srt/layers/quantization/fp8.py, ``Fp8Config`` with
-      ``is_checkpoint_fp8_serialized`` false) quantizes the weights of Linear and MoE layers to
-      fp8-e4m3 on load and the activations dynamically: W8A8.
-    * "compressed-tensors": anything else (mixtures, weight-only fp8, int, fp4): a checkpoint that
-      ``tierwise export --format compressed-tensors`` writes. SGLang reads its method from the
-      checkpoint's config.json, and its docs say not to pass ``--quantization`` for a pre-quantized
-      model (docs.sglang.io, "Quantization", Offline Quantization), so the flag is left out.
-    """
-    linear = [g for g in v.choices if role_of(g) == "linear"]
-    if any(sparsity_of(v, g) not in ("dense", "") for g in v.choices):
-        return "compressed-tensors"
-    if all(weights_of(v, g) in FLOAT16 and acts_of(v, g) in FLOAT16 for g in v.choices):
-        return None
-    if linear and all(weights_of(v, g) == "fp8-e4m3" and acts_of(v, g) == "fp8-e4m3" for g in linear):
-        return "fp8"
-    return "compressed-tensors"
-
 
 @register("sglang", "SGLang server arguments and `python -m sglang.launch_server` command")
 def _export_sglang(v: PlanView, ctx: ExportContext) -> Export:
@@ -56,14 +29,14 @@ def _export_sglang(v: PlanView, ctx: ExportContext) -> Export:
     model = model_path(v, ctx)
     engine = ctx.engine or "sglang"
     engine_runs(v, "sglang", engine)
-    quantization = _quantization(v)
+    quantization = serving_quantization(v)
     if quantization == "compressed-tensors":
         ct_quantization_config(v, ctx, "sglang")  # names every group the checkpoint cannot express
         model = f"{v.model}-tierwise"
         notes.append(f"serve the compressed-tensors checkpoint: run `tierwise export PLAN --format compressed-tensors` "
                      f"and its oneshot.py first; it writes {model}/ (SGLang reads quant_method compressed-tensors from "
                      "its config.json: no --quantization flag)")
-    if v.kv not in _SGLANG_KV:
+    if v.kv not in KV_CACHE_DTYPE:
         raise ExportError("kv", f"SGLang's --kv-cache-dtype supports auto (16-bit), fp8_e4m3 and fp8_e5m2; the plan's KV "
                           f"cache is {v.kv!r}; {replan_hint(v, 'sglang', engine)}")
     if v.ep > 1 and v.tp % v.ep:
@@ -79,7 +52,7 @@ def _export_sglang(v: PlanView, ctx: ExportContext) -> Export:
     if v.ep > 1:
         args["ep_size"] = v.ep
     args["dtype"] = "float16" if acts == {"fp16"} else "bfloat16"
-    args["kv_cache_dtype"] = _SGLANG_KV[v.kv]
+    args["kv_cache_dtype"] = KV_CACHE_DTYPE[v.kv]
     if v.kv == "fp8-e4m3" and quantization != "compressed-tensors":
         # ServerArgs.quantization_param_path: without a scales file an FP8 KV cache is scaled by 1.0.
         notes.append("KV cache fp8_e4m3 with no calibrated scales in a 16-bit checkpoint: SGLang scales K and V by 1.0 "
@@ -130,17 +103,4 @@ def _export_sglang(v: PlanView, ctx: ExportContext) -> Export:
         # ServerArgs.cpu_offload_gb is a whole number of GiB: rounded up, SGLang offloads at least
         # what the plan keeps in host memory.
         args["cpu_offload_gb"] = math.ceil(offload / _GIB)
-    cli = ["python", "-m", "sglang.launch_server"]
-    for k, val in args.items():
-        cli += ["--" + k.replace("_", "-"), str(val)]
-    script = ("#!/usr/bin/env bash\n# SGLang server for plan of " + v.model + " on " + v.hardware + "\nset -euo pipefail\n"
-              + shell_lines(cli) + "\n")
-    return Export(
-        format="sglang",
-        files=(
-            ExportFile(path="sglang_args.json", content=to_json(args), media_type="application/json"),
-            ExportFile(path="serve.sh", content=script, media_type="text/x-shellscript"),
-        ),
-        next_command=shell_quote(cli),
-        notes=tuple(notes),
-    )
+    return server_export("sglang", "SGLang", v, args, ["python", "-m", "sglang.launch_server"], notes)

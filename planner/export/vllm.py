@@ -6,33 +6,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .common import batched_tokens, host_offload_bytes, memory_fraction, memory_need, model_path, shell_lines, shell_quote, to_json
-from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, sparsity_of, weights_of
-from .rules import as_exported, engine_runs, kept_extra_bytes, replan_hint, role_of
+from .common import KV_CACHE_DTYPE, batched_tokens, host_offload_bytes, memory_fraction, memory_need, model_path, server_export
+from .core import Export, ExportContext, ExportError, PlanView, acts_of, register
+from .rules import as_exported, engine_runs, kept_extra_bytes, replan_hint, serving_quantization
 from .schemes import ct_quantization_config
 
 
 #: vLLM's ``cpu_offload_gb`` is in GiB (vLLM engine arguments: "The space in GiB to
 #: offload to CPU, per GPU"); the only binary unit of the exporters.
 _GIB = 2**30
-
-_VLLM_KV = {"bf16": "auto", "fp16": "auto", "fp32": "auto", "fp8-e4m3": "fp8_e4m3", "fp8-e5m2": "fp8_e5m2"}
-
-
-def _quantization(v: PlanView) -> str | None:
-    """vLLM's ``--quantization`` for the plan (as exported): None for a 16-bit dense model,
-    "fp8" when every linear layer is fp8 W8A8 (vLLM quantizes a 16-bit checkpoint that way
-    on load: per-tensor weights, dynamic per-token activations), else a compressed-tensors
-    checkpoint (mixtures, weight-only fp8 — vLLM's "fp8" would make it W8A8 — int, fp4, 2:4)."""
-    linear = [g for g in v.choices if role_of(g) == "linear"]
-    if any(sparsity_of(v, g) not in ("dense", "") for g in v.choices):
-        return "compressed-tensors"
-    if all(weights_of(v, g) in FLOAT16 and acts_of(v, g) in FLOAT16 for g in v.choices):
-        return None
-    if linear and all(weights_of(v, g) == "fp8-e4m3" and acts_of(v, g) == "fp8-e4m3" for g in linear):
-        return "fp8"
-    return "compressed-tensors"
-
 
 @register("vllm", "vLLM engine arguments and `vllm serve` command")
 def _export_vllm(v: PlanView, ctx: ExportContext) -> Export:
@@ -41,13 +23,13 @@ def _export_vllm(v: PlanView, ctx: ExportContext) -> Export:
     model = model_path(v, ctx)
     engine = ctx.engine or "vllm"
     engine_runs(v, "vllm", engine)
-    quantization = _quantization(v)
+    quantization = serving_quantization(v)
     if quantization == "compressed-tensors":
         ct_quantization_config(v, ctx, "vllm")  # names every group vLLM cannot load, and the re-plan flag
         model = f"{v.model}-tierwise"
         notes.append(f"serve the compressed-tensors checkpoint: run `tierwise export PLAN --format compressed-tensors` "
                      f"and its oneshot.py first; it writes {model}/")
-    if v.kv not in _VLLM_KV:
+    if v.kv not in KV_CACHE_DTYPE:
         raise ExportError("kv", f"vLLM's --kv-cache-dtype supports auto (16-bit), fp8_e4m3 and fp8_e5m2; the plan's KV cache "
                           f"is {v.kv!r}; {replan_hint(v, 'vllm', engine)}")
     args: dict[str, Any] = {
@@ -62,7 +44,7 @@ def _export_vllm(v: PlanView, ctx: ExportContext) -> Export:
     if quantization:
         args["quantization"] = quantization
     args["dtype"] = "float16" if acts == {"fp16"} else "bfloat16"
-    args["kv_cache_dtype"] = _VLLM_KV[v.kv]
+    args["kv_cache_dtype"] = KV_CACHE_DTYPE[v.kv]
     args["max_model_len"] = max(1, v.prompt + v.gen)
     args["max_num_seqs"] = v.batch
     per_pass, act_extra = batched_tokens(v, engine)
@@ -96,22 +78,4 @@ def _export_vllm(v: PlanView, ctx: ExportContext) -> Export:
         notes.append("no device capacity known: gpu_memory_utilization left at vLLM's default (0.9)")
     if offload > 0:
         args["cpu_offload_gb"] = math.ceil(offload / _GIB * 100) / 100
-    cli = ["vllm", "serve", args["model"]]
-    for k, val in args.items():
-        if k == "model":
-            continue
-        flag = "--" + k.replace("_", "-")
-        if val is True:
-            cli.append(flag)
-        else:
-            cli += [flag, str(val)]
-    script = "#!/usr/bin/env bash\n# vLLM server for plan of " + v.model + " on " + v.hardware + "\nset -euo pipefail\n" + shell_lines(cli) + "\n"
-    return Export(
-        format="vllm",
-        files=(
-            ExportFile(path="vllm_args.json", content=to_json(args), media_type="application/json"),
-            ExportFile(path="serve.sh", content=script, media_type="text/x-shellscript"),
-        ),
-        next_command=shell_quote(cli),
-        notes=tuple(notes),
-    )
+    return server_export("vllm", "vLLM", v, args, ["vllm", "serve"], notes, positional="model")
