@@ -15,6 +15,13 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: A capacity search that stays busy for tens of seconds (six large models on one fleet, every
+#: catalog hardware, up to 4096 devices: about 36 s in one worker thread on a 2-core machine), for
+#: the tests that need a job still running or still queued behind one. A one-model search ends in
+#: about 3 s, too soon to hold a worker on a fast machine.
+LONG_CAPACITY = {"models": ["llama-3.1-405b", "deepseek-v3", "mixtral-8x22b", "llama-3.1-70b", "falcon-180b", "bloom-176b"],
+                 "qps": 20, "ttft_slo_s": 2, "tpot_slo_s": 0.1, "max_devices": 4096, "max_pp": 64}
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

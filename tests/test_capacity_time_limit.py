@@ -74,6 +74,24 @@ def test_infeasible_answer_cut_short_says_so(monkeypatch):
     assert payload["complete"] is False and len(payload["not_searched"]) == 2
 
 
+def test_infeasible_cut_short_is_the_time_limit_not_a_proof(monkeypatch):
+    """Over the request layer (CLI --json, REST, Python) an answer with nothing found because the
+    time limit stopped the search carries code ``time_limit``; a complete search's ``infeasible``."""
+    from hwmodels.errors import TierwiseError
+    from planner.request.capacity import CapacityServeRequest, run_capacity_serve
+
+    req = CapacityServeRequest(model="llama-3.1-8b", hardware=list(HW), qps=5, prompt=512, gen=128,
+                               ttft_slo_s=1.0, tpot_slo_s=0.0001, engine="vllm")
+    with pytest.raises(TierwiseError) as full:
+        run_capacity_serve(req)
+    assert full.value.code == "infeasible" and "time limit" not in full.value.render("rest")
+    _limited(monkeypatch, 1)
+    with pytest.raises(TierwiseError) as cut:
+        run_capacity_serve(req, deadline=Deadline(600))
+    assert cut.value.kind == "infeasible" and cut.value.code == "time_limit", cut.value.code
+    assert "time limit stopped the search" in cut.value.render("rest")
+
+
 @pytest.mark.parametrize("limit", [1])
 def test_cli_marks_partial_rows(cli, monkeypatch, limit):
     import json

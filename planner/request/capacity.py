@@ -459,13 +459,16 @@ def _train_target(req: CapacityTrainRequest, arch: Any, dev: Any, sup: Any) -> A
         max_devices=check_int("max_devices", v["max_devices"], hi=1 << 24), engine=sup.engine)
 
 
-def _infeasible(message: str, payload: dict) -> TierwiseError:
+def _infeasible(message: str, payload: dict, *, complete: bool = True) -> TierwiseError:
     """Nothing feasible (exit 3 / HTTP 422 ``infeasible``, as plans and estimates report it);
-    flags in the capacity search's message become field tokens."""
+    flags in the capacity search's message become field tokens. When the time limit stopped the
+    search first (``complete=False``) the code is ``time_limit``: nothing was found, but nothing
+    was proven infeasible either, and a longer limit may find an answer."""
     from planner.request.fields import json_safe
 
     text = re.sub(r"--([a-z][a-z-]*)", lambda m: "{@" + m.group(1).replace("-", "_") + "}", message)
-    return TierwiseError(text, kind="infeasible", code="infeasible", details=json_safe(payload) or None)
+    return TierwiseError(text, kind="infeasible", code="infeasible" if complete else "time_limit",
+                         details=json_safe(payload) or None)
 
 
 def _deadline(req: Any, deadline: Deadline | None) -> Deadline | None:
@@ -495,7 +498,7 @@ def run_capacity_serve(req: CapacityServeRequest, *, deadline: Deadline | None =
     archs, devices, targets, search = resolve_capacity_serve(req)
     ans = serve_intervals(plan_serving(archs, devices, targets[0], search, deadline=deadline), devices, search.runtime)
     if not ans.feasible:
-        raise _infeasible(*serve_infeasible_message(ans))
+        raise _infeasible(*serve_infeasible_message(ans), complete=ans.complete)
     return ans
 
 
@@ -525,13 +528,15 @@ def run_capacity_frontier(req: CapacityFrontierRequest, *, deadline: Deadline | 
 
 
 def check_frontier(ans: Any) -> None:
-    """Raise the ``infeasible`` error of a frontier answer with no point (CLI exit 3, HTTP 422)."""
+    """Raise the ``infeasible`` error of a frontier answer with no point (CLI exit 3, HTTP 422;
+    code ``time_limit`` when the time limit stopped the search first)."""
     from planner.frontier import frontier_infeasible_message
     from planner.request.fields import json_safe
 
     if not ans.feasible:
         msg, details = frontier_infeasible_message(ans)
-        raise TierwiseError(msg, kind="infeasible", code="infeasible", details=json_safe(details))
+        raise TierwiseError(msg, kind="infeasible", code="infeasible" if ans.complete else "time_limit",
+                            details=json_safe(details))
 
 
 def run_capacity_train(req: CapacityTrainRequest, *, deadline: Deadline | None = None):

@@ -11,15 +11,13 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from liveserver import Server
+from liveserver import LONG_CAPACITY, Server
 from sqlalchemy import update
 
 from api.db import JobRow, Store, utcnow
 from api.main import create_app
 from api.settings import Settings
 
-#: A long capacity search (405B over every catalog hardware, up to 4096 devices).
-BIG_CAPACITY = {"model": "llama-3.1-405b", "qps": 50, "ttft_slo_s": 0.5, "tpot_slo_s": 0.02, "max_devices": 4096, "max_pp": 64}
 SMALL_CAPACITY = {"model": "llama-3.2-1b", "hardware": ["l4"], "qps": 1, "ttft_slo_s": 2, "tpot_slo_s": 0.2}
 
 
@@ -160,7 +158,7 @@ def test_a_killed_servers_jobs_are_resumed_once_their_lease_expires(tmp_path):
     a = Server(tmp_path, env=env).start()
     try:
         with a.client() as c:
-            urls = [c.post("/v1/capacity", json={**BIG_CAPACITY, "time_limit_s": 40}) for _ in range(3)]
+            urls = [c.post("/v1/capacity", json={**LONG_CAPACITY, "time_limit_s": 40}) for _ in range(3)]
             assert [r.status_code for r in urls] == [202] * 3, urls[0].text
             ids = [r.headers["location"].rsplit("/", 1)[1] for r in urls]
             _wait(lambda: c.get(f"/v1/jobs/{ids[0]}").json()["status"] == "running", 60, "A running the first job")

@@ -7,6 +7,7 @@ import re
 
 import pytest
 from conftest import ROOT, Server
+from liveserver import LONG_CAPACITY
 
 #: An 8B model on a 24 GB L4 held to 1 GB per device: offloading or 8 devices fit.
 NO_FIT = {"model": "llama-3.1-8b", "hardware": "l4", "max_memory_per_device": "2.7GB"}  # 1.6 GB is vLLM's context
@@ -103,9 +104,6 @@ def test_python_training_capacity_for_several_hardware_has_the_capacity_result_t
     assert planner.capacity_train("llama-3.2-1b", "l4", **fields).to_dict()["hardware"] == "l4"
 
 
-#: A capacity search that runs for many seconds: 405B over every catalog hardware.
-LONG_CAPACITY = {"model": "llama-3.1-405b", "qps": 50, "ttft_slo_s": 0.5, "tpot_slo_s": 0.02, "max_devices": 4096,
-                 "max_pp": 64}
 
 
 def _cancelled_count(c) -> float:
