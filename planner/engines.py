@@ -18,7 +18,9 @@ declares
   context memory it keeps outside it), overridable per target;
 - ``exporter``: the ``tierwise export --format`` that writes its deployment files;
 - ``models.families``: the model families it runs (``planner.archspec.FAMILIES``: decoder,
-  encoder, encoder_decoder, cnn, vit), with a source;
+  encoder, encoder_decoder, cnn, vit), with a source; ``models.types`` (optional): the Hugging
+  Face ``model_type``s it builds, for an engine that compiles each architecture from its own
+  model code (MLC LLM), when not every model of those families runs;
 - ``low_rank`` (optional, default false): whether it runs layers factorised into two low-rank
   matrices (``--low-rank``, a pin ``...@rRANK``): loading such a checkpoint takes model code
   the serving engines do not have;
@@ -126,6 +128,10 @@ class Runtime:
     # Tensor parallelism shards whole key/value head groups (Megatron-Core: num_query_groups must divide by
     # the TP size), so TP must divide the model's KV heads; engines that replicate KV heads do not need it.
     tp_divides_kv_heads: bool = False
+    # Expert parallelism splits the tensor-parallel group (SGLang: an MoE rank's expert group is
+    # tp_rank // (tp_size // ep_size)), so ep must divide tp; engines whose expert-parallel group spans
+    # data-parallel replicas (vLLM's --enable-expert-parallel uses tp × dp ranks) do not need it.
+    ep_divides_tp: bool = False
     # The engine's own name for memory_fraction (SGLang's --mem-fraction-static, vLLM's
     # --gpu-memory-utilization), named when its KV pool is what a configuration does not fit; None = unnamed.
     memory_fraction_setting: str | None = None
@@ -228,9 +234,15 @@ class EngineSpec:
     optimizers: tuple[str, ...] = OPTIMIZER_NAMES
     #: Whether it runs low-rank factorised layers (``low_rank: true`` in the profile).
     low_rank: bool = False
+    #: Hugging Face ``model_type``s it builds (``models.types``); empty: every model of its families.
+    model_types: tuple[str, ...] = ()
 
     def runs_family(self, family: str) -> bool:
         return family in self.families
+
+    def builds(self, model_type: str | None) -> bool:
+        """Whether it builds a model of Hugging Face type ``model_type`` (unknown type: assumed yes)."""
+        return not self.model_types or not model_type or model_type in self.model_types
 
     def support(self, device: DeviceSpec) -> Support | None:
         """What this engine runs on ``device``; ``None`` when it does not run there at all."""
@@ -303,11 +315,11 @@ def _formats(reader: _Reader, key: str, *, empty_ok: bool = False) -> tuple[str,
 _RUNTIME_FLAGS = ("graph_capture", "chunked_prefill", "paged_kv", "continuous_batching", "tp_comm_overlap",
                   "grad_reduce_overlap", "fused_attention", "fused_elementwise", "static_memory_plan",
                   "untie_quantized_head", "separate_dequant", "eager_dispatch", "eager_mode",
-                  "eager_fused_ops", "graph_mode", "tp_divides_kv_heads")
+                  "eager_fused_ops", "graph_mode", "tp_divides_kv_heads", "ep_divides_tp")
 _OPTIONAL_FLAGS = {"tp_comm_overlap": False, "grad_reduce_overlap": False, "fused_attention": True, "fused_elementwise": True,
                    "static_memory_plan": False, "untie_quantized_head": False, "separate_dequant": False,
                    "eager_dispatch": False, "eager_mode": True, "eager_fused_ops": False, "graph_mode": True,
-                   "tp_divides_kv_heads": False}
+                   "tp_divides_kv_heads": False, "ep_divides_tp": False}
 
 
 def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
@@ -395,7 +407,7 @@ def _parse(data: Any, origin: str) -> EngineSpec:
     provenance = rt.text("provenance", choices=PROVENANCES, default="datasheet")
     exporter = top.text("exporter", choices=export_formats())
     engine_id = top.text("id")
-    families = _families(top, sources)
+    families, model_types = _families(top, sources)
     return EngineSpec(
         id=engine_id,
         name=top.text("name"),
@@ -415,6 +427,7 @@ def _parse(data: Any, origin: str) -> EngineSpec:
         attention=_training_names(top, "attention"),
         optimizers=_training_names(top, "optimizers"),
         low_rank=top.boolean("low_rank", default=False),
+        model_types=model_types,
     )
 
 
@@ -436,18 +449,27 @@ def _training_names(top: _Reader, key: str) -> tuple[str, ...]:
     return _names(top, key, known) if top.has(key) else known
 
 
-def _families(top: _Reader, sources: Mapping[str, str]) -> tuple[str, ...]:
-    """``models: {families: [...], source: [...]}``: the model families the engine runs."""
+def _families(top: _Reader, sources: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``models: {families: [...], types: [...], source: [...]}``: the model families the engine runs
+    and (optional) the Hugging Face model types it builds."""
     from planner.archspec import FAMILIES
 
     m = top.sub("models")
     if not isinstance(m.data, Mapping):
         raise top.error("models", "a mapping with families: [names from " + ", ".join(FAMILIES) + "] and source",
                         m.data)
-    m.allow("families", "source", "notes")
+    m.allow("families", "types", "source", "notes")
     families = _names(m, "families", FAMILIES)
+    types: tuple[str, ...] = ()
+    if m.has("types"):
+        raw = m.raw("types")
+        if (not isinstance(raw, list) or not raw or not all(isinstance(t, str) and re.fullmatch(r"[a-z0-9_.-]+", t)
+                                                            for t in raw) or len(set(raw)) != len(raw)):
+            raise m.error("types", "a list of distinct Hugging Face model_type names (lower case, e.g. llama, qwen2)",
+                          raw)
+        types = tuple(raw)
     m.sources("source", sources)
-    return families
+    return families, types
 
 
 def load_engine_from_dict(data: Mapping[str, Any], origin: str = "<dict>") -> EngineSpec:
@@ -510,6 +532,20 @@ def hardware_for(engine: str | EngineSpec) -> list[str]:
     return [d for d in sorted(list_devices()) if spec.support(load_device(d)) is not None]
 
 
+def ep_runs(sup: Support, tp: int, ep: int) -> bool:
+    """Whether the engine runs expert parallelism of degree ``ep`` beside tensor parallelism of
+    degree ``tp`` (``runtime.ep_divides_tp``: its expert-parallel ranks split the TP group)."""
+    return ep <= 1 or not sup.runtime.ep_divides_tp or tp % ep == 0
+
+
+def ep_refusal(sup: Support, tp: int, ep: int) -> str:
+    """Why ``ep`` does not run beside ``tp`` on an engine whose expert parallelism splits the
+    tensor-parallel group, and the layouts that do (``{@field}`` tokens)."""
+    return (f"{sup.engine} on {sup.device} splits the tensor-parallel group into expert-parallel ranks, so {{@ep}} must "
+            f"divide {{@tp}}; got {{@ep}} {ep} with {{@tp}} {tp} (run {{@tp}} {math.lcm(tp, ep)} {{@ep}} {ep}, or "
+            f"{{@ep}} 1)")
+
+
 def tp_allowed(engine: str | EngineSpec | None, arch: Any, tp: int) -> bool:
     """Whether ``engine`` can shard ``arch`` over ``tp`` tensor-parallel ranks, as far as its KV heads go
     (``runtime.tp_divides_kv_heads``); no engine, or one without the rule: yes."""
@@ -520,13 +556,14 @@ def tp_allowed(engine: str | EngineSpec | None, arch: Any, tp: int) -> bool:
     return not spec.runtime.tp_divides_kv_heads or not kv or kv % tp == 0
 
 
-def engines_for(device: DeviceSpec, *, training: bool, family: str | None = None) -> list[str]:
+def engines_for(device: DeviceSpec, *, training: bool, family: str | None = None,
+                model_type: str | None = None) -> list[str]:
     """Ids of the engines of the request's kind (training or not) that run on ``device`` (and
-    run ``family``, when given), in the fallback order."""
+    run ``family`` and build ``model_type``, when given), in the fallback order."""
     engines = [load_engine(e) for e in list_engines()]
     return [e.id for e in _fallback_order(engines)
             if (e.kind == "training") == training and e.support(device) is not None
-            and (family is None or e.runs_family(family))]
+            and (family is None or e.runs_family(family)) and e.builds(model_type)]
 
 
 _INLINE_LIST = re.compile(r"^(default_for(?:_training)?):\s*\[([^\]]*)\]", re.MULTILINE)
@@ -675,6 +712,9 @@ def check_request(sup: Support, *, weights: str | None = None, activations: str 
             raise EngineSupportError(
                 f"{where} has no {{@{dim}}} parallelism (degree {degree}); it supports: "
                 f"{', '.join(sup.parallel) or 'a single device only'}", field=dim)
+    ep, tp = (layout or {}).get("ep") or 1, (layout or {}).get("tp") or 1
+    if not ep_runs(sup, tp, ep):
+        raise EngineSupportError(ep_refusal(sup, tp, ep), field="ep", details={"engine": sup.engine, "tp": tp, "ep": ep})
     if zero is not None and zero not in sup.zero:
         raise EngineSupportError(f"{where} has no {{@zero}} stage {zero}; its sharding offers ZeRO "
                                  f"{', '.join(map(str, sup.zero))}", field="zero")
@@ -682,5 +722,5 @@ def check_request(sup: Support, *, weights: str | None = None, activations: str 
 
 __all__ = [
     "FALLBACK_ORDER", "ZERO_STAGES", "EngineSpec", "EngineSupportError", "Runtime", "Scheme", "Support", "Target", "check_request", "default_engine",
-    "engines_for", "hardware_for", "list_engines", "load_engine", "load_engine_from_dict", "low_rank_refusal", "support",
+    "engines_for", "ep_refusal", "ep_runs", "hardware_for", "list_engines", "load_engine", "load_engine_from_dict", "low_rank_refusal", "support",
 ]

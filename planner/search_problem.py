@@ -142,6 +142,13 @@ def ordered_layouts(arch: ArchSpec, device: DeviceSpec, req: PlanProblem) -> lis
     engine_runs = _engine_layouts(req)
     out = [lay for lay in layouts if engine_runs(lay)]
     if not out:
+        from planner.engines import ep_refusal, ep_runs
+
+        dims_run = [lay for lay in layouts if _engine_dims(req)(lay)]
+        if dims_run:  # the dimensions run, not with this expert-parallel degree beside this TP degree
+            lay = dims_run[0]
+            named = "ep" if "ep" in fixed else ("tp" if "tp" in fixed else "devices")
+            raise EstimateError(named, ep_refusal(req.engine, lay.tp, lay.ep))
         if not req.engine.parallel:
             raise EstimateError("devices", f"{req.engine.engine} on {device.id} runs on a single device only (no "
                                 f"tensor, pipeline or data parallelism): plan {{@devices}} 1, not {req.devices}")
@@ -160,11 +167,22 @@ def ordered_layouts(arch: ArchSpec, device: DeviceSpec, req: PlanProblem) -> lis
     return runs
 
 
-def _engine_layouts(req: PlanProblem):
+def _engine_dims(req: PlanProblem):
     """Whether the request's engine implements every parallel dimension a layout uses."""
     if req.engine is None:
         return lambda lay: True
     return lambda lay: all(getattr(lay, d) == 1 or d in req.engine.parallel for d in ("tp", "pp", "dp", "ep", "cp"))
+
+
+def _engine_layouts(req: PlanProblem):
+    """Whether the request's engine runs a layout: every dimension it uses, and its expert-parallel
+    degree beside its TP degree (:func:`~planner.engines.ep_runs`)."""
+    if req.engine is None:
+        return lambda lay: True
+    from planner.engines import ep_runs
+
+    dims = _engine_dims(req)
+    return lambda lay: dims(lay) and ep_runs(req.engine, lay.tp, lay.ep)
 
 
 def _no_layout_runs(arch: ArchSpec, device: DeviceSpec, req: PlanProblem, fixed: Mapping[str, int],

@@ -20,11 +20,13 @@ MODELS = ("llama-3.2-1b", "mixtral-8x7b", "qwen2.5-7b", "gemma-2-9b", "phi-3-min
 
 
 def _runs(engine: str) -> list[str]:
-    """The models of MODELS whose family ``engine`` runs (vLLM runs no CNN, the Vitis AI DPU only CNNs)."""
+    """The models of MODELS whose family ``engine`` runs (vLLM runs no CNN, the Vitis AI DPU only CNNs)
+    and whose model type it builds (MLC LLM builds no Falcon; a plan for one is refused)."""
     from planner.arch import load_arch
     from planner.engines import load_engine
 
-    return [m for m in MODELS if load_engine(engine).runs_family(load_arch(m).family)]
+    spec = load_engine(engine)
+    return [m for m in MODELS if spec.runs_family(load_arch(m).family) and spec.builds(load_arch(m).model_type)]
 #: Budgets per device: the device's memory (None) and fractions of the model's 16-bit weights per device.
 BUDGETS = (None, 0.6, 0.35)
 #: Wall-clock limit per plan: solves take well under a second of CPU; the margin is for a loaded machine.

@@ -34,9 +34,9 @@ def _refusals_are_models_the_tool_does_not_build(r) -> None:
     """The refusals allowed: ExecuTorch's Llama recipe, or MLC LLM, for a model it does not build."""
     from planner.arch import load_arch
     from planner.export.executorch import _MODEL
-    from planner.export.mlc import MODEL_TYPES
+    from planner.engines import load_engine
 
-    builds = {"executorch": set(_MODEL), "mlc-llm": set(MODEL_TYPES)}
+    builds = {"executorch": set(_MODEL), "mlc-llm": set(load_engine("mlc-llm").model_types)}
     for line in r.refused:
         engine, _, model = [p.strip() for p in line.split(":")[0].split("×")][:3]
         assert engine in builds and load_arch(model).model_type not in builds[engine], line

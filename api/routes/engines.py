@@ -40,6 +40,7 @@ class EngineSummary(_Out):
     default_for_training: list[str]
     families: list[str]  # model families it runs (planner.archspec.FAMILIES)
     low_rank: bool = False  # runs low-rank factorised layers (low_rank, pins with @rRANK)
+    model_types: list[str] = []  # Hugging Face model_types it builds; empty: every model of its families
     runs_on: list[str]
     zero: list[int] | None = None  # training engines: the ZeRO stages their sharding offers
     attention: list[str] | None = None  # training engines: the attention kernels they have (--attention)

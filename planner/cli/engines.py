@@ -21,6 +21,8 @@ def engine_summary(spec) -> dict:
         "parallel": list(spec.parallel), "default_for": list(spec.default_for),
         "default_for_training": list(spec.default_for_training), "families": list(spec.families),
         "low_rank": spec.low_rank,  # runs low-rank factorised layers (--low-rank, pins @rRANK)
+        # the Hugging Face model_types it builds; empty: every model of its families
+        "model_types": list(spec.model_types),
     }
     if spec.kind == "training":
         from planner.training import MICROBATCH_OVERHEAD_S
@@ -126,6 +128,8 @@ def engines_show(
                   f"`tierwise export PLAN --format {spec.exporter}`")
     console.print(f"runs on: {', '.join(runs_on)}")
     console.print(f"parallel: {', '.join(spec.parallel) or 'single device'}")
+    console.print(f"models: {', '.join(spec.families)}" + (f" of model types {', '.join(spec.model_types)}"
+                                                          if spec.model_types else ""))
     if spec.kind == "training":
         console.print(f"ZeRO stages: {', '.join(map(str, spec.zero))}")
         console.print(f"attention: {', '.join(summary['attention'])}; optimizers: {', '.join(summary['optimizers'])}")

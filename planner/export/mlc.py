@@ -12,7 +12,7 @@ https://llm.mlc.ai/docs/compilation/configure_quantization.html: ``q0f16``/``q0f
 quantization), ``q4f16_1``/``q4f32_1`` (4-bit, groups of 32, fp16/fp32 scales and compute),
 ``q3f16_1`` (3-bit) and ``e4m3_e4m3_f16`` (FP8 on CUDA).
 
-The model must be one MLC LLM builds (:data:`MODEL_TYPES`); others are refused naming ``model``.
+The model must be one MLC LLM builds (:func:`model_types`); others are refused naming ``model``.
 ``--conv-template`` is the architecture's MLC conversation template where one is named for it
 (:data:`_TEMPLATE`), else ``LM`` with a note listing the templates ``gen_config`` takes
 (:data:`CONV_TEMPLATES`) for a chat-tuned checkpoint.
@@ -75,16 +75,13 @@ CONV_TEMPLATES = (
     "qwen3_5_nothink", "redpajama_chat", "rwkv_world", "stablelm", "stablelm-2", "stablelm-3b", "tinyllama_v1_0",
     "wizard_coder_or_math", "wizardlm_7b")
 
-#: Hugging Face ``model_type``s MLC LLM builds: the keys of ``MODELS`` in python/mlc_llm/model/model.py
-#: (https://github.com/mlc-ai/mlc-llm, main). ``convert_weight`` and ``gen_config`` read the type from
-#: config.json and stop with "Unknown model type" for any other (``detect_model_type``,
-#: python/mlc_llm/support/auto_config.py).
-MODEL_TYPES = (
-    "llama", "llama4", "mistral", "ministral3", "gemma", "gemma2", "gemma3", "gemma3_text", "gpt2", "mixtral",
-    "gpt_neox", "gpt_bigcode", "phi", "phi3", "phi3_v", "qwen", "qwen2", "qwen2_moe", "qwen3", "qwen3_5",
-    "qwen3_5_text", "qwen3_moe", "deepseek_v2", "deepseek_v3", "stablelm", "baichuan", "internlm", "internlm2",
-    "rwkv5", "orion", "llava", "rwkv6", "chatglm", "eagle", "bert", "medusa", "starcoder2", "cohere", "minicpm",
-    "deepseek", "gptj", "olmo", "olmo2", "nemotron")
+#: Hugging Face ``model_type``s MLC LLM builds: the profile's ``models.types`` (profiles/engines/mlc-llm.yaml,
+#: source M-MT: the keys of ``MODELS`` in python/mlc_llm/model/model.py). ``convert_weight`` and
+#: ``gen_config`` read the type from config.json and stop with "Unknown model type" for any other.
+def model_types() -> tuple[str, ...]:
+    from planner.engines import load_engine
+
+    return load_engine("mlc-llm").model_types
 
 
 def _template(v: PlanView, ctx: ExportContext) -> tuple[str, list[str]]:
@@ -100,10 +97,10 @@ def _template(v: PlanView, ctx: ExportContext) -> tuple[str, list[str]]:
         except TierwiseError:  # a model outside the catalog: MLC reads its type from config.json
             arch = None
     mt = getattr(arch, "model_type", None) or ""
-    if mt and mt not in MODEL_TYPES:
+    if mt and mt not in model_types():
         raise UnsupportedModelError("model", f"MLC LLM does not build model type {mt!r} (the plan's model {v.model}): "
                                     "mlc_llm convert_weight stops with 'Unknown model type'. It builds "
-                                    f"{', '.join(sorted(MODEL_TYPES))} (python/mlc_llm/model/model.py); choose "
+                                    f"{', '.join(sorted(model_types()))} (python/mlc_llm/model/model.py); choose "
                                     "another {@format}")
     if mt in _TEMPLATE:
         return _TEMPLATE[mt], []

@@ -42,7 +42,8 @@ def _export_sglang(v: PlanView, ctx: ExportContext) -> Export:
     if v.ep > 1 and v.tp % v.ep:
         # SGLang's expert-parallel groups split the tensor-parallel group: moe_ep_rank =
         # tp_rank // (tp_size // ep_size) (python/sglang/srt/entrypoints/engine.py).
-        # The planner lets EP span data-parallel replicas (ep divides tp × dp), which SGLang does not.
+        # An --engine sglang plan keeps to it (runtime.ep_divides_tp); a plan made for another engine,
+        # whose EP may span data-parallel replicas (ep divides tp × dp), may not.
         raise ExportError("layout.ep", f"SGLang's --ep-size splits the --tp-size group, so it must divide tp; the plan "
                           f"has ep={v.ep} with tp={v.tp}; re-plan with {{@engine}} sglang and {{@tp}} a multiple of "
                           f"{{@ep}} (e.g. {{@tp}} {math.lcm(v.tp, v.ep)} {{@ep}} {v.ep}) or {{@ep}} 1")

@@ -49,7 +49,23 @@ def resolve_engine(value: Any, device: Any, *, training: bool, arch: Any = None)
     found = support(spec, device, training=training)
     if family is not None and not spec.runs_family(family):
         _wrong_family(spec, device, family, arch, training)
+    if not spec.builds(getattr(arch, "model_type", None)):
+        _not_built(spec, device, arch, training)
     return found
+
+
+def _not_built(spec: Any, device: Any, arch: Any, training: bool) -> None:
+    """An engine named for a model type it does not build (MLC LLM has no model code for Falcon):
+    an ``EngineSupportError`` naming ``engine``, the types it builds and the engines that run the
+    model there."""
+    from planner.engines import EngineSupportError, engines_for
+
+    fits = engines_for(device, training=training, family=getattr(arch, "family", None), model_type=arch.model_type)
+    raise EngineSupportError(
+        f"{{@engine}}: {spec.name} ({spec.id}) does not build model type {arch.model_type!r} ({arch.id}); it builds "
+        f"{', '.join(sorted(spec.model_types))}. {'Training' if training else 'Serving'} engines that run {arch.id} on "
+        f"{device.id}: {', '.join(fits) or 'none'}", field="engine",
+        details={"model_type": arch.model_type, "builds": sorted(spec.model_types), "engines": fits})
 
 
 def _wrong_family(spec: Any, device: Any, family: str, arch: Any, training: bool) -> None:
