@@ -142,7 +142,7 @@ def ordered_layouts(arch: ArchSpec, device: DeviceSpec, req: PlanProblem) -> lis
     engine_runs = _engine_layouts(req)
     out = [lay for lay in layouts if engine_runs(lay)]
     if not out:
-        from planner.engines import ep_refusal, ep_runs
+        from planner.engines import ep_refusal
 
         dims_run = [lay for lay in layouts if _engine_dims(req)(lay)]
         if dims_run:  # the dimensions run, not with this expert-parallel degree beside this TP degree
