@@ -124,3 +124,12 @@ def test_left_out_the_pairs_are_priced_as_before():
     assert pair.setup.formats == (("bf16", "bf16"), ("fp8", "fp8"), ("int4-g128", "bf16")) and not pair.skipped
     ans = planner.capacity_serve("llama-3.1-8b", ["h100-sxm", "l4"], qps=5, ttft_slo_s=1, tpot_slo_s=0.05)
     assert "unsupported" not in ans.to_dict() and {h.best.activations for h in ans.ranked} == {"fp8"}
+
+
+def test_capacity_train_suggests_a_mistyped_activations_format(capsys):
+    """A typo is a format error with its suggestion, before the engine is asked whether it runs it."""
+    train = ["capacity", "train", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--tokens", "1e12", "--days", "30"]
+    code, _, err = run(capsys, *train, "--activations", "fp8-e4")
+    assert code == 2 and "--activations: unknown format 'fp8-e4' (did you mean fp8-e4m3" in err
+    code, _, err = run(capsys, *train, "--activations", "int8")
+    assert code == 2 and "megatron-core on h100-sxm does not compute in --activations 'int8'" in err

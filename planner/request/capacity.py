@@ -511,6 +511,8 @@ def _train_target(req: CapacityTrainRequest, arch: Any, dev: Any, sup: Any) -> A
     from planner.request.estimate import native_16bit
 
     v = fill_defaults(req, arch, dev)
+    if v["activations"] is not None:  # a format name first (a typo gets its suggestion), then the engine
+        check_format("activations", v["activations"], "activation")
     if v["activations"] is not None and sup.activations and canonical(v["activations"]) not in sup.activations:
         from planner.engines import EngineSupportError
 
