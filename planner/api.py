@@ -105,8 +105,9 @@ def capacity_serve(model: Any, hardware: Any = None, **fields: Any):
     ``model``: one model, or a list of models sharing the fleet (with ``mix``, the share of
     the load per model). ``hardware``: one or several candidates (every catalog id when
     ``None``). ``fields``: ``qps``, ``ttft_slo_s``, ``tpot_slo_s`` (required), ``prompt``,
-    ``gen``, ``percentile`` (0.95 or 95), ``formats``, ``kv``, ``max_devices``, ``max_pp``,
-    ``runtime``, ``time_limit_s`` (the answer then covers what was searched in time),
+    ``gen``, ``percentile`` (0.95 or 95), ``formats``, ``activations`` (the compute format of every
+    weight format; those an engine does not run with it are listed in ``unsupported``), ``kv``,
+    ``max_devices``, ``max_pp``, ``runtime``, ``time_limit_s`` (the answer then covers what was searched in time),
     ``engine`` (one id, or a list compared side by side: one row per engine × hardware, the
     pairs an engine does not run in ``unsupported``), ``serving="disaggregated"`` (separate
     prefill and decode pools too, compared with the aggregated answer) and ``kv_link``.
@@ -127,7 +128,7 @@ def capacity_frontier(model: Any, hardware: Any = None, **fields: Any):
     """Throughput-latency frontier: tokens/s per device against tokens/s per user over batch
     sizes, layouts and weight formats, Pareto-filtered per (engine, hardware).
 
-    ``fields``: ``engine`` (one id or a list), ``prompt``, ``gen``, ``formats``, ``kv``,
+    ``fields``: ``engine`` (one id or a list), ``prompt``, ``gen``, ``formats``, ``activations``, ``kv``,
     ``max_devices``, ``max_pp``, ``runtime``, ``time_limit_s`` (the answer then covers the pairs
     searched when it runs out: ``complete=False``). Returns a :class:`planner.frontier.FrontierAnswer`
     (``series``, each without a point giving its ``reason``; ``unsupported``; ``to_dict()``), as

@@ -68,6 +68,7 @@ from planner.capacity_model import (  # noqa: F401 - the replica model, re-expor
     ServeResult,
     _activation_for,
     _serve_layouts,
+    unsupported_rows,
     _Replica,
     _settings,
     _replica,
@@ -285,7 +286,8 @@ class ServeAnswer:
     models: tuple[str, ...]
     ranked: tuple[HardwareAnswer, ...]  # feasible first, cheapest first; then infeasible by closeness
     complete: bool = True  # False: the search stopped at its time limit (some configurations not tried)
-    unsupported: tuple[ServePair, ...] = ()  # (engine, hardware) pairs the engine does not run, with the reason
+    # (engine, hardware) pairs the engine does not run, with the reason, or with weight formats skipped
+    unsupported: tuple[ServePair, ...] = ()
     serving: str = "aggregated"  # or "disaggregated": separate prefill / decode pools searched too
     # (engine, hardware) pairs the time limit left unsearched: in no row, not ranked
     not_searched: tuple[tuple[str, str], ...] = ()
@@ -311,8 +313,7 @@ class ServeAnswer:
             "hardware": [h.to_dict() for h in self.ranked],
         }
         if self.unsupported:
-            d["unsupported"] = [{"engine": p.engine, "hardware": p.device.id, "reason": p.reason_text("rest")}
-                                for p in self.unsupported]
+            d["unsupported"] = unsupported_rows(self.unsupported)
         if self.not_searched:
             d["not_searched"] = [{"engine": e, "hardware": h} for e, h in self.not_searched]
         return d
@@ -384,7 +385,7 @@ def serve_infeasible_message(ans: ServeAnswer) -> tuple[str, dict]:
 def _infeasible_reason(ans: ServeAnswer) -> tuple[str, dict]:
     near = [h.closest for h in ans.ranked if h.closest is not None]
     if not near:
-        why = "".join(f"; {p.engine} on {p.device.id}: {p.reason}" for p in ans.unsupported[:4])
+        why = "".join(f"; {p.engine} on {p.device.id}: {p.reason}" for p in [p for p in ans.unsupported if p.reason][:4])
         return ("the model does not fit any of the hardware at any layout within --max-devices and --max-pp "
                 "(tensor parallelism stays within one node)" + why, {})
     o = functools.reduce(closer, sorted(near, key=lambda x: x.badness))
@@ -469,7 +470,7 @@ def plan_serving(
     or a cancel, raises :class:`~planner.deadline.DeadlineExceeded` / ``Cancelled``.
     ``search.disaggregated``: separate prefill and decode pools are searched too (:mod:`planner.disagg`)."""
     tasks = serve_tasks(archs, devices, target, search)
-    unsupported = [p for p in map(_pair, devices) if p.reason]
+    unsupported = [p for p in map(_pair, devices) if p.listed]
     if deadline is None:
         return summarize_serve(archs, target, tasks, run_serve_tasks(tasks, map_fn), unsupported)
     unique, index = dedupe_tasks(tasks)

@@ -178,12 +178,36 @@ class ServePair:
     engine: str = ""
     setup: EngineSetup | None = None
     reason: str = ""  # not empty: the pair is not supported, and why ({@field} tokens: render with reason_text)
+    # Weight formats the engine runs there but not with the request's activations: (weights, activations,
+    # why), left out of the pair's search (only when activations were given)
+    skipped: tuple[tuple[str, str, str], ...] = ()
 
     def reason_text(self, style: str = "rest") -> str:
         """Why the pair is not supported, its fields in one front end's syntax (``cli``: ``--runtime``)."""
         from hwmodels.errors import render_tokens
 
         return render_tokens(self.reason, style)
+
+    @property
+    def listed(self) -> bool:
+        """The pair has an entry under an answer's ``unsupported``: it does not run at all, or
+        some of its weight formats were skipped."""
+        return bool(self.reason or self.skipped)
+
+    def unsupported_rows(self, style: str = "rest") -> list[dict]:
+        """The pair's entries under ``unsupported``: ``{engine, hardware, reason}`` when it does not
+        run; ``{engine, hardware, weights, activations, reason}`` per weight format skipped."""
+        from hwmodels.errors import render_tokens
+
+        rows = [{"engine": self.engine, "hardware": self.device.id, "reason": self.reason_text(style)}] if self.reason else []
+        rows += [{"engine": self.engine, "hardware": self.device.id, "weights": w, "activations": a,
+                  "reason": render_tokens(why, style)} for w, a, why in self.skipped]
+        return rows
+
+
+def unsupported_rows(pairs: Any, style: str = "rest") -> list[dict]:
+    """Every entry of an answer's ``unsupported`` (:meth:`ServePair.unsupported_rows`)."""
+    return [r for p in pairs for r in p.unsupported_rows(style)]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -37,6 +37,7 @@ from planner.capacity import (
     interleave_pairs,
     task_choice,
     task_replicas,
+    unsupported_rows,
 )
 from planner.deadline import Deadline, DeadlineExceeded
 
@@ -128,8 +129,7 @@ class FrontierAnswer:
         d = {"model": self.model, "prompt": self.prompt, "gen": self.gen,
              "status": "complete" if self.complete else "time_limit",
              "series": [s.to_dict() for s in self.series]}
-        d["unsupported"] = [{"engine": p.engine, "hardware": p.device.id, "reason": p.reason_text("rest")}
-                            for p in self.unsupported]
+        d["unsupported"] = unsupported_rows(self.unsupported)
         if self.not_searched:
             d["not_searched"] = [{"engine": e, "hardware": h} for e, h in self.not_searched]
         return d
@@ -238,7 +238,7 @@ def plan_frontier(arch, devices: Sequence, prompt: int, gen: int, search: ServeS
         found = dict(enumerate(map_fn(run_frontier_task, unique)))
     else:
         found = run_frontier_within(unique, deadline)
-    unsupported = [p for p in map(_pair, devices) if p.reason]
+    unsupported = [p for p in map(_pair, devices) if p.listed]
     return summarize_frontier(arch, prompt, gen, tasks, [found.get(i) for i in index], unsupported, search)
 
 
@@ -246,13 +246,12 @@ def frontier_infeasible_message(ans: FrontierAnswer) -> tuple[str, dict]:
     """(message with ``{@field}`` tokens, details) when no series has a point: every pair's reason
     (and, when the time limit cut the search short, that a longer one may find points)."""
     why = [f"{s.engine or '-'} on {s.hardware}: {s.reason}" for s in ans.series]
-    why += [f"{p.engine or '-'} on {p.device.id}: {p.reason}" for p in ans.unsupported]
+    why += [f"{p.engine or '-'} on {p.device.id}: {p.reason}" for p in ans.unsupported if p.reason]
     msg = f"no (engine, hardware) pair has a point on the frontier of {ans.model}: " + "; ".join(why)
     if not ans.complete:
         msg += " (the time limit stopped the search; a longer {@time_limit_s} may find points)"
     details = {"series": [{"engine": s.engine, "hardware": s.hardware, "reason": s.reason_text("rest"),
                            "complete": s.complete} for s in ans.series],
-               "unsupported": [{"engine": p.engine, "hardware": p.device.id, "reason": p.reason_text("rest")}
-                               for p in ans.unsupported],
+               "unsupported": unsupported_rows(ans.unsupported),
                "complete": ans.complete}
     return msg, details

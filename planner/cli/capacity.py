@@ -159,6 +159,7 @@ def serve(
     models: Annotated[Optional[str], typer.Option("--models", help="Several models on one fleet, comma separated.")] = None,
     mix: Annotated[Optional[str], typer.Option("--mix", help=_S["mix"].help_text)] = None,
     formats: Annotated[Optional[str], typer.Option("--formats", help="Weight formats to consider, comma separated (default bf16,fp8,int4-g128).")] = None,
+    activations: Annotated[Optional[str], typer.Option("--activations", help=_S["activations"].help_text)] = None,
     kv: Annotated[Optional[str], typer.Option("--kv", help=_S["kv"].help_text)] = None,
     percentile: Annotated[Optional[float], typer.Option("--percentile", help="Percentile the SLOs apply to (50..99.9; default 95).")] = None,
     max_devices: Annotated[Optional[int], typer.Option("--max-devices", help=_S["max_devices"].help_text)] = None,
@@ -189,14 +190,15 @@ def serve(
             raise CliError(f"--disaggregated contradicts --serving {serving}", EXIT_BAD_INPUT, field="serving")
         serving = "disaggregated"
     given = dict(model=model, models=models, mix=mix, hardware=hardware, qps=qps, prompt=prompt, gen=gen,
-                 ttft_slo_s=ttft_slo, tpot_slo_s=tpot_slo, percentile=percentile, formats=formats, kv=kv,
+                 ttft_slo_s=ttft_slo, tpot_slo_s=tpot_slo, percentile=percentile, formats=formats,
+                 activations=activations, kv=kv,
                  max_devices=max_devices, max_pp=max_pp, runtime=runtime, engine=engine, serving=serving,
                  kv_link=kv_link, time_limit_s=time_limit)
     with cli_errors(CAPACITY_CLI_ALIASES):
         req = CapacityServeRequest(**{k: v for k, v in given.items() if v is not None})
         deadline = request_deadline(req)
         archs, devices, targets, search = resolve_capacity_serve(req)
-    unsupported = [p for p in devices if p.reason]
+    unsupported = [p for p in devices if p.listed]
     loads = [t.qps for t in targets]
     if plot_path is not None and len(targets) == 1:
         t0 = targets[0]
@@ -240,6 +242,8 @@ def serve(
 
 def _serve_rows(answers: dict) -> list[dict]:
     """One CSV row per (QPS, engine, hardware); disaggregated figures prefixed ``disagg_``."""
+    from planner.capacity_model import unsupported_rows
+
     rows = []
     for q, ans in answers.items():
         for rank, h in enumerate(ans.ranked, 1):
@@ -266,9 +270,10 @@ def _serve_rows(answers: dict) -> list[dict]:
                             "disagg_kv_link": d.kv_link_kind, "disagg_ttft_s": d.ttft_s, "disagg_tpot_s": d.tpot_s,
                             "disagg_usd_per_hour": d.usd_per_hour})
             rows.append(row)
-        for p in ans.unsupported:
-            rows.append({"qps": q, "engine": p.engine, "hardware": p.device.id, "supported": False,
-                         "meets_slo": False, "failures": p.reason_text("rest")})
+        for u in unsupported_rows(ans.unsupported):
+            rows.append({"qps": q, "engine": u["engine"], "hardware": u["hardware"], "supported": False,
+                         **{k: u[k] for k in ("weights", "activations") if k in u},
+                         "meets_slo": False, "failures": u["reason"]})
         for engine, hw in ans.not_searched:
             rows.append({"qps": q, "engine": engine, "hardware": hw, "supported": True, "meets_slo": False,
                          "complete": False, "failures": "not searched before the time limit"})
@@ -290,6 +295,8 @@ def _aggregated_order(ans) -> list:
 
 
 def _print_serve(ans) -> None:
+    from planner.capacity_model import unsupported_rows
+
     t = ans.target
     pct = f"p{t.percentile * 100:g}"
     title = (
@@ -333,9 +340,10 @@ def _print_serve(ans) -> None:
             cells.append(sep)
         cells.append("yes" if h.best is not None else "[red]no[/]: " + escape("; ".join(o.failures)))
         tab.add_row(*cells)
-    for p in ans.unsupported:
-        tab.add_row("-", p.engine or "-", p.device.id, "-", "not supported", *(["-"] * (len(cols) - 6)),
-                    "[red]no[/]: " + escape(p.reason_text("cli")))
+    for u in unsupported_rows(ans.unsupported, "cli"):
+        fmt = f"{u['weights']} / {u['activations']} / -" if "weights" in u else "-"
+        tab.add_row("-", u["engine"] or "-", u["hardware"], "-", "not supported", fmt, *(["-"] * (len(cols) - 7)),
+                    "[red]no[/]: " + escape(u["reason"]))
     console.print(tab)
     if multi:
         console.print("QPS shares (--mix, weights normalised to sum to 1): "
@@ -504,6 +512,7 @@ def frontier(
     prompt: Annotated[Optional[int], typer.Option("--prompt", help=_F["prompt"].help_text)] = None,
     gen: Annotated[Optional[int], typer.Option("--gen", help=_F["gen"].help_text)] = None,
     formats: Annotated[Optional[str], typer.Option("--formats", help="Weight formats to consider, comma separated (default bf16,fp8,int4-g128).")] = None,
+    activations: Annotated[Optional[str], typer.Option("--activations", help=_F["activations"].help_text)] = None,
     kv: Annotated[Optional[str], typer.Option("--kv", help=_F["kv"].help_text)] = None,
     max_devices: Annotated[Optional[int], typer.Option("--max-devices", help=_F["max_devices"].help_text)] = None,
     max_pp: Annotated[Optional[int], typer.Option("--max-pp", help=_F["max_pp"].help_text)] = None,
@@ -525,8 +534,8 @@ def frontier(
 
     _check_executor(executor, json_out)
     plot_path = _plot_target(plot_path, "capacity-frontier")
-    given = dict(model=model, hardware=hardware, engine=engine, prompt=prompt, gen=gen, formats=formats, kv=kv,
-                 max_devices=max_devices, max_pp=max_pp, runtime=runtime, time_limit_s=time_limit)
+    given = dict(model=model, hardware=hardware, engine=engine, prompt=prompt, gen=gen, formats=formats,
+                 activations=activations, kv=kv, max_devices=max_devices, max_pp=max_pp, runtime=runtime, time_limit_s=time_limit)
     with cli_errors(CAPACITY_CLI_ALIASES):
         req = CapacityFrontierRequest(**{k: v for k, v in given.items() if v is not None})
         deadline = request_deadline(req)
@@ -540,7 +549,7 @@ def frontier(
         with cli_errors(CAPACITY_CLI_ALIASES):
             found = run_frontier_within(unique, deadline)
     ans = summarize_frontier(arch, prompt_n, gen_n, tasks, [found.get(i) for i in index],
-                             [p for p in pairs if p.reason], search)
+                             [p for p in pairs if p.listed], search)
     if csv_path is not None:  # the header even when no pair has a point
         _write_csv([p.to_dict() for s in ans.series for p in s.points], csv_path, columns=CSV_COLUMNS)
     if plot_path is not None:
@@ -554,6 +563,7 @@ def frontier(
 
 
 def _print_frontier(ans) -> None:
+    from planner.capacity_model import unsupported_rows
     from planner.frontier import NOT_SEARCHED
 
     tab = Table(title=f"{ans.model}, prompt {ans.prompt} / gen {ans.gen}: throughput-latency frontier (Pareto set)")
@@ -573,15 +583,19 @@ def _print_frontier(ans) -> None:
                         human_time(p.tpot_s),
                         "-" if p.usd_per_million_tokens is None else f"{p.usd_per_million_tokens:,.3f}")
         tab.add_section()
-    for p in ans.unsupported:
-        tab.add_row(p.engine or "-", p.device.id, "-", "not supported", "-", "-", "-", "-", "-")
+    rows = unsupported_rows(ans.unsupported, "cli")
+    for u in rows:
+        fmt = f"{u['weights']} / {u['activations']} / -" if "weights" in u else "-"
+        tab.add_row(u["engine"] or "-", u["hardware"], fmt, "not supported", "-", "-", "-", "-", "-")
     console.print(tab)
     for s in ans.series:
         if not s.points:
             console.print(f"[red]no point[/]: {escape(s.engine or '-')} on {escape(s.hardware)}: "
                           f"{escape(render_tokens(s.reason, 'cli', CAPACITY_CLI_ALIASES))}")
-    for p in ans.unsupported:
-        console.print(f"[red]not supported[/]: {escape(p.engine)} on {escape(p.device.id)}: {escape(p.reason_text('cli'))}")
+    for u in rows:
+        what = f" {u['weights']} weights with {u['activations']} activations" if "weights" in u else ""
+        console.print(f"[red]not supported[/]: {escape(u['engine'])} on {escape(u['hardware'])}{escape(what)}: "
+                      f"{escape(u['reason'])}")
     if not ans.complete:
         console.print("[yellow]--time-limit reached: the frontier covers the configurations searched so far; "
                       "(partial) series had only some of their formats searched[/]")

@@ -64,6 +64,12 @@ ENGINES_HELP = ("Serving engine, or several (a list; comma separated on the comm
                 "(docs/engines.md).")
 
 
+ACTIVATIONS_HELP = ("Compute (activation) format of every weight format searched, e.g. fp8-e4m3 (W8A8), nvfp4 "
+                    "(W4A4), int8: a weight format the engine does not run with it on a hardware is skipped with "
+                    "the reason (default: per weight format, the engine's kernels: FP8 weights in FP8 where the "
+                    "device has it natively, else 16 bits).")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CapacityServeRequest:
     """A serving load to size a fleet for (``None``: not given)."""
@@ -80,6 +86,7 @@ class CapacityServeRequest:
     tpot_slo_s: float | str | None = opt("Time-per-output-token SLO at the percentile: seconds or e.g. 50ms.")
     percentile: float | None = opt("Percentile the SLOs apply to: a fraction (0.95) or a percentage (95).", 0.95)
     formats: Any = opt("Weight formats to consider.", ("bf16", "fp8", "int4-g128"))
+    activations: str | None = opt(ACTIVATIONS_HELP)
     kv: str | None = opt("KV-cache format.", "bf16")
     max_devices: int | None = opt("Largest fleet considered per hardware.", 1024)
     max_pp: int | None = opt("Deepest pipeline considered.", 4)
@@ -98,8 +105,8 @@ class CapacityServeRequest:
 
 
 #: The fields of a serving fleet that the throughput-latency frontier shares (declared above, once).
-FRONTIER_FIELDS = ("model", "hardware", "prompt", "gen", "formats", "kv", "max_devices", "max_pp", "runtime", "engine",
-                   "time_limit_s")
+FRONTIER_FIELDS = ("model", "hardware", "prompt", "gen", "formats", "activations", "kv", "max_devices", "max_pp", "runtime",
+                   "engine", "time_limit_s")
 
 
 def _frontier_request() -> type:
@@ -262,10 +269,11 @@ def _resolve_fleet(req: Any, v: dict, names: tuple) -> tuple[list, list, int, in
         check_context(a, prompt + gen, ("prompt", "gen"))
     formats = tuple(check_format("formats", f, "weight") for f in check_list("formats", v["formats"], max_len=16,
                                                                                    unique=format_key))
+    acts = None if v["activations"] is None else check_format("activations", v["activations"], "activation")
     kv = check_format("kv", v["kv"], "kv")
     runtime = None if v["runtime"] is None else check_choice("runtime", v["runtime"], RUNTIMES)
     pairs = serve_pairs(engines, devices, formats, kv, given_formats=req.formats is not None,
-                        given_kv=req.kv is not None, runtime=runtime, archs=archs)
+                        given_kv=req.kv is not None, runtime=runtime, archs=archs, activations=acts)
     search = ServeSearch(formats=formats, kv=kv, max_devices=check_int("max_devices", v["max_devices"], hi=1 << 20),
                          max_pp=check_int("max_pp", v["max_pp"], hi=64), runtime=runtime or "graph")
     return archs, pairs, prompt, gen, search
@@ -311,24 +319,51 @@ def engine_ids(value: Any) -> tuple[Any, ...]:
 
 
 def serve_pairs(engines: tuple, devices: list, formats: tuple[str, ...], kv: str, *, given_formats: bool,
-                given_kv: bool, runtime: str | None, archs: list | None = None) -> list:
+                given_kv: bool, runtime: str | None, archs: list | None = None, activations: str | None = None) -> list:
     """One :class:`~planner.capacity.ServePair` per engine × hardware: the formats, KV
     format, reserved memory, runtime and layouts the engine runs there, or why it does not
-    run there (not run at all; none of the given formats; not the given KV format). When no
-    pair runs, the first pair's error is raised (naming ``engine``, ``formats`` or ``kv``)."""
+    run there (not run at all; none of the given formats; not the given KV format; none of
+    the formats with the given ``activations``). A weight format the engine runs, but not
+    with the given ``activations``, is left out of the pair's search and listed in its
+    ``skipped``. When no pair runs, the first pair's error is raised (naming ``engine``,
+    ``formats`` or ``kv``); when pairs fail for ``activations``, an error naming it with
+    what each pair runs instead."""
     from planner.capacity import ServePair
 
     pairs, errors = [], []
     for e in engines:
         for d in devices:
             try:
-                pairs.append(_pair(e, d, formats, kv, given_formats, given_kv, runtime, archs or ()))
+                pairs.append(_pair(e, d, formats, kv, given_formats, given_kv, runtime, archs or (), activations))
             except TierwiseError as exc:
                 errors.append(exc)
                 pairs.append(ServePair(device=d, engine=_engine_name(e, d), reason=exc.template))
     if not any(not p.reason for p in pairs):
-        raise errors[0]
+        raise _no_pair_error(errors, activations)
     return pairs
+
+
+def _no_pair_error(errors: list, activations: str | None) -> TierwiseError:
+    """The error when no (engine, hardware) pair runs: the first pair's, unless pairs failed on
+    the given ``activations`` (then one error naming it, with what each of those pairs runs
+    instead and the weight formats that do compute in it)."""
+    from planner.engines import EngineSupportError
+
+    acts = [e for e in errors if e.field == "activations"]
+    if not acts:
+        return errors[0]
+    if len(errors) == 1:
+        return acts[0]
+    d = [e.details or {} for e in acts]
+    why = "; ".join(f"{x.get('engine')} on {x.get('hardware')}: {x.get('instead') or 'no kernels for it'}" for x in d)
+    add = list(dict.fromkeys(w for x in d for w in x.get("add_formats", ())))
+    others = len(errors) - len(acts)
+    rest = f"; {others} other pair{'s' if others != 1 else ''} not run for other reasons" if others else ""
+    hint = (f"; {', '.join(add)} weights compute in it (add them to {{@formats}})" if add else
+            f"; none of the pairs runs {canonical(activations or '')} with any weight format")
+    return EngineSupportError(f"no (engine, hardware) pair computes in {{@activations}} {activations!r} with the weight "
+                              f"formats searched{hint}{rest}. What they run instead: {why}", field="activations",
+                              details={"pairs": d, "add_formats": add})
 
 
 def _engine_name(engine: Any, device: Any) -> str:
@@ -344,7 +379,7 @@ def _engine_name(engine: Any, device: Any) -> str:
 
 
 def _pair(engine: Any, device: Any, formats: tuple[str, ...], kv: str, given_formats: bool, given_kv: bool,
-          runtime: str | None, archs: Any = ()) -> Any:
+          runtime: str | None, archs: Any = (), activations: str | None = None) -> Any:
     from planner.capacity import EngineSetup, ServePair, _activation_for
     from planner.engines import EngineSupportError
     from planner.request.engine import _baseline_weights
@@ -372,11 +407,48 @@ def _pair(engine: Any, device: Any, formats: tuple[str, ...], kv: str, given_for
             return pref
         return next((a for a in ("bf16", "fp16") if a in acts), acts[0])
 
+    skipped: tuple = ()
+    if activations is not None:
+        runs, skipped = _with_activations(sup, device, runs, activations)
     launch = check_runtime(sup, runtime, device)
-    setup = EngineSetup(engine=sup.engine, formats=tuple((w, act(w)) for w in runs), kv=kv,
+    pairs = tuple((w, act(w) if activations is None else canonical(activations)) for w in runs)
+    setup = EngineSetup(engine=sup.engine, formats=pairs, kv=kv,
                         reserved_bytes=sup.runtime.context_bytes, runtime=launch,
                         tp="tp" in sup.parallel, pp="pp" in sup.parallel, kernel=_kernel(sup, launch))
-    return ServePair(device=device, engine=sup.engine, setup=setup)
+    return ServePair(device=device, engine=sup.engine, setup=setup, skipped=skipped)
+
+
+def _with_activations(sup: Any, device: Any, runs: list, activations: str) -> tuple[list, tuple]:
+    """(the weight formats of ``runs`` the engine computes in ``activations`` with on ``device``,
+    the others as (weights, activations, reason)). None of them: an ``EngineSupportError`` naming
+    ``activations``, with the activations it runs for those weights and the weights it runs with
+    ``activations`` (to add to ``formats``). An engine that declares no formats runs any the
+    device has."""
+    from planner.engines import EngineSupportError
+
+    a = canonical(activations)
+    if device.supports(a) == "unsupported":
+        raise EngineSupportError(f"{device.id} cannot compute in {{@activations}} {activations!r}", field="activations",
+                                 details={"engine": sup.engine, "hardware": device.id, "instead": "", "add_formats": []})
+    if not sup.schemes:
+        return list(runs), ()
+
+    def acts_for(w: str) -> str:
+        return ", ".join(sup.activations_for(canonical(w))) or "none"
+
+    kept = [w for w in runs if sup.runs(canonical(w), a)]
+    skipped = tuple((w, a, f"{sup.engine} on {sup.device} does not compute {w} weights in {{@activations}} {a}; it "
+                           f"runs them with {acts_for(w)}") for w in runs if w not in kept)
+    if kept:
+        return kept, skipped
+    instead = "; ".join(f"{w} weights with {acts_for(w)}" for w in runs)
+    with_a = [w for w in sup.weights if sup.runs(w, a)]
+    hint = (f"; it computes in {a} with {', '.join(with_a)} weights (add them to {{@formats}})" if with_a else
+            f"; it runs no weight format with {a} activations there")
+    raise EngineSupportError(f"{sup.engine} on {sup.device} does not compute in {{@activations}} {activations!r} with "
+                             f"the weight formats searched: it runs {instead}{hint}", field="activations",
+                             details={"engine": sup.engine, "hardware": sup.device, "instead": instead,
+                                      "add_formats": with_a})
 
 
 def _kernel(sup: Any, runtime: str) -> tuple[tuple[str, Any], ...]:
@@ -439,6 +511,8 @@ def _train_target(req: CapacityTrainRequest, arch: Any, dev: Any, sup: Any) -> A
     from planner.request.estimate import native_16bit
 
     v = fill_defaults(req, arch, dev)
+    if v["activations"] is not None:  # a format name first (a typo gets its suggestion), then the engine
+        check_format("activations", v["activations"], "activation")
     if v["activations"] is not None and sup.activations and canonical(v["activations"]) not in sup.activations:
         from planner.engines import EngineSupportError
 
