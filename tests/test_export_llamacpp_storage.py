@@ -187,3 +187,17 @@ def test_export_of_a_plan_priced_elsewhere_says_what_ggml_stores(engine, noted):
                          "tensors); `tierwise plan ... --engine llamacpp` prices what llama.cpp stores"]
     else:
         assert notes == []
+
+
+def test_estimate_says_which_ggml_type_it_priced():
+    import planner
+
+    est = planner.estimate(model="llama-3.1-8b", hardware="rtx-4090", engine="llamacpp", weights="int4-g32-zp",
+                           kv="int4-g32-zp", batch=1, prompt=512, gen=128)
+    said = [n for n in est.notes if "priced as" in n]
+    assert said == [f"{what} int4-g32-zp priced as llamacpp's q4_1, 5 bits per value (the catalog format: 4.625; "
+                    "profiles/engines/llamacpp.yaml storage)" for what in ("weights", "KV cache")]
+    # q4_0 stores what the catalog's int4-g32 prices (18 bytes per 32): nothing to say.
+    est = planner.estimate(model="llama-3.1-8b", hardware="rtx-4090", engine="llamacpp", weights="int4-g32", kv="fp16",
+                           batch=1, prompt=512, gen=128)
+    assert not [n for n in est.notes if "priced as" in n]
