@@ -62,6 +62,8 @@ from planner.opcost import (
     op_cost,
     op_static,
     shard_factor,
+    stored_bits,
+    stored_row,
 )
 from planner.placement import (
     activation_peak_bytes,
@@ -864,7 +866,7 @@ def group_costs(
                 if op.weight_params:
                     params += op.weight_params
                     rows, cols = matrix_shape(op)
-                    nm = device_numerics(device, choice, rows or 1, cols or 1)
+                    nm = device_numerics(device, choice, rows or 1, cols or 1, stored=stored_bits(options, stored_row(op)))
                     w_bytes += op.weight_params * low_rank_factor(op, choice) * (2.0 if op.kind == NORM else nm.weight_bits / 8.0) / shard_factor(op, layout)
             out.append(
                 GroupCost(

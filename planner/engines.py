@@ -24,6 +24,9 @@ declares
 - ``low_rank`` (optional, default false): whether it runs layers factorised into two low-rank
   matrices (``--low-rank``, a pin ``...@rRANK``): loading such a checkpoint takes model code
   the serving engines do not have;
+- ``storage`` (optional): the engine's own tensor types that its exporter writes each format as, with
+  their block layouts (values and bytes per block; llama.cpp's ggml types): the cost model prices
+  a format the engine stores this way at its type's bytes, not the catalog format's;
 - ``default_for`` / ``default_for_training``: the hardware classes it is the default on.
 
 Support is the union of every target whose match the device satisfies. Adding an engine
@@ -135,6 +138,10 @@ class Runtime:
     # The engine's own name for memory_fraction (SGLang's --mem-fraction-static, vLLM's
     # --gpu-memory-utilization), named when its KV pool is what a configuration does not fit; None = unnamed.
     memory_fraction_setting: str | None = None
+    # Formats the engine stores as tensor types of its own (the profile's ``storage``): per format,
+    # its type and then the types a tensor whose rows are no whole number of blocks falls back to,
+    # each as (type, values per block, bytes per block). Formats not listed: the catalog's price.
+    storage: tuple[tuple[str, tuple[tuple[str, int, int], ...]], ...] = ()
 
     @property
     def runtimes(self) -> tuple[str, ...]:
@@ -393,7 +400,7 @@ def _parse(data: Any, origin: str) -> EngineSpec:
     top = _Reader(origin, data, "")
     top.allow("schema_version", "id", "name", "kind", "version", "exporter", "default_for", "default_for_training",
               "sources", "parallel", "runtime", "targets", "notes", "models", "zero",
-              "attention", "optimizers", "low_rank")
+              "attention", "optimizers", "low_rank", "storage")
     if top.integer("schema_version", minimum=1) != SCHEMA_VERSION:
         raise top.error("schema_version", str(SCHEMA_VERSION), top.data["schema_version"])
     raw_sources = top.raw("sources")
@@ -404,6 +411,8 @@ def _parse(data: Any, origin: str) -> EngineSpec:
     rt = top.sub("runtime")
     runtime = Runtime(**_runtime_fields(rt, partial=False))
     rt.sources("source", sources)
+    if top.has("storage"):
+        runtime = replace(runtime, storage=_storage(top.sub("storage"), sources))
     provenance = rt.text("provenance", choices=PROVENANCES, default="datasheet")
     exporter = top.text("exporter", choices=export_formats())
     engine_id = top.text("id")
@@ -429,6 +438,41 @@ def _parse(data: Any, origin: str) -> EngineSpec:
         low_rank=top.boolean("low_rank", default=False),
         model_types=model_types,
     )
+
+
+def _storage(reader: _Reader, sources: Mapping[str, str]) -> tuple[tuple[str, tuple[tuple[str, int, int], ...]], ...]:
+    """``storage: {types: {TYPE: {values: N, bytes: B}}, formats: {FORMAT: [TYPE, FALLBACK...]}, source}``:
+    the engine's own tensor types (N values stored in B bytes per block) and, per Tierwise format, the
+    type its exporter writes it as, then the types a tensor whose rows are no whole number of that
+    type's blocks falls back to."""
+    reader.allow("types", "formats", "source", "notes")
+    reader.sources("source", sources)
+    t = reader.sub("types")
+    if not t.data:
+        raise reader.error("types", "a mapping of type name -> {values, bytes}", t.data)
+    types: dict[str, tuple[int, int]] = {}
+    for name in t.data:
+        if not isinstance(name, str) or not name.strip():
+            raise t.error(str(name), "a type name", name)
+        b = t.sub(name)
+        b.allow("values", "bytes", "notes")
+        types[name] = (b.integer("values", minimum=1), b.integer("bytes", minimum=1))
+    f = reader.sub("formats")
+    if not f.data:
+        raise reader.error("formats", "a mapping of Tierwise format -> [type, fallback types...]", f.data)
+    from planner.formats import FormatError, get_format
+
+    out = []
+    for fmt in f.data:
+        try:
+            canonical = isinstance(fmt, str) and get_format(fmt).name == fmt
+        except (FormatError, ValueError):
+            canonical = False
+        if not canonical:
+            raise f.error(str(fmt), "a Tierwise format name (the canonical one)", fmt)
+        chain = _names(f, fmt, types)
+        out.append((fmt, tuple((n, *types[n]) for n in chain)))
+    return tuple(out)
 
 
 def _zero_stages(top: _Reader) -> tuple[int, ...]:

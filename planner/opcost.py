@@ -110,21 +110,63 @@ def _dequant_ops(w: Format) -> float:
     return ops
 
 
+Stored = tuple[tuple[str, float], ...]
+
+
+@functools.lru_cache(maxsize=4096)
+def _stored_for_row(stored_formats: tuple, row: int) -> Stored:
+    out = []
+    for fmt, chain in stored_formats:
+        # The type the engine writes, or the first fallback whose blocks tile the row (ggml rows hold
+        # whole blocks: llama-quantize's tensor_type_fallback); none does: the type as written.
+        bits = next((b for values, b in chain if row % values == 0), chain[0][1])
+        out.append((fmt, bits))
+    return tuple(out)
+
+
+def stored_bits(options: RuntimeSettings | None, row: int) -> Stored:
+    """(format, bits per value) of every format the engine stores as a tensor type of its own
+    (RuntimeSettings.stored_formats), for a tensor whose rows hold ``row`` values; () when it states none."""
+    if options is None or not options.stored_formats:
+        return ()
+    return _stored_for_row(options.stored_formats, max(int(row), 1))
+
+
+def stored_row(op: OpShape) -> int:
+    """Values in one stored row of ``op``'s weight: the input features of a linear (GGUF ne[0]), a
+    table row (hidden size) of an embedding."""
+    if op.kind == EMBEDDING:
+        return op.out_features or 1
+    return matrix_shape(op)[1] or 1
+
+
+def _stored(name: str, stored: Stored) -> float | None:
+    for fmt, bits in stored:
+        if fmt == name:
+            return bits
+    return None
+
+
 @functools.lru_cache(maxsize=1024)
-def kv_bits(kv_name: str, head_dim: int) -> float:
+def kv_bits(kv_name: str, head_dim: int, stored: Stored = ()) -> float:
     """Bits per cached element. A row is one head of one token (per-head scales are priced over
-    head_dim values); the cache holds very many rows, so per-tensor scales vanish."""
+    head_dim values); the cache holds very many rows, so per-tensor scales vanish. ``stored``: the
+    engine's own storage of formats (:func:`stored_bits` for rows of head_dim), which wins."""
+    own = _stored(get_format(kv_name).name, stored)
+    if own is not None:
+        return own
     return get_format(kv_name).bits_per_value(1 << 20, max(head_dim, 1))
 
 
 def kv_mixed_bits(kv_name: str, head_dim: int, tokens: float, options: RuntimeSettings) -> float:
     """Average bits per cached element when ``tokens`` are cached under a token budget: the
     budget at the KV format, the rest at the evicted format."""
-    hi = kv_bits(kv_name, head_dim)
+    stored = stored_bits(options, head_dim)
+    hi = kv_bits(kv_name, head_dim, stored)
     budget = options.kv_token_budget
     if not budget or tokens <= budget:
         return hi
-    lo = kv_bits(options.kv_evicted, head_dim)
+    lo = kv_bits(options.kv_evicted, head_dim, stored)
     return (budget * hi + (tokens - budget) * lo) / tokens
 
 
@@ -138,18 +180,26 @@ def kv_proj_share(op: OpShape, options: RuntimeSettings | None) -> float:
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def device_numerics(device: DeviceSpec, choice: Choice, rows: int, cols: int, unit: str | None = None) -> DeviceNumerics:
+def device_numerics(device: DeviceSpec, choice: Choice, rows: int, cols: int, unit: str | None = None,
+                    stored: Stored = ()) -> DeviceNumerics:
     """What ``choice`` resolves to on ``device`` for a ``rows × cols`` weight; ``unit`` names the
-    compute unit the engine runs on (None: the device's first unit that runs the precision)."""
+    compute unit the engine runs on (None: the device's first unit that runs the precision);
+    ``stored`` the engine's own storage of formats (:func:`stored_bits`), priced instead of the catalog's."""
     b = _choice_numerics(device, choice, unit)
-    return DeviceNumerics(_weight_bits(choice.weights, choice.sparsity, rows, cols), b.act_bits, b.kv_bits, b.precision,
-                          b.peak_flops_per_s, b.dequant_ops_per_weight, b.vector_flops_per_s, b.density, b.curve_scale)
+    return DeviceNumerics(_weight_bits(choice.weights, choice.sparsity, rows, cols, stored), b.act_bits, b.kv_bits,
+                          b.precision, b.peak_flops_per_s, b.dequant_ops_per_weight, b.vector_flops_per_s, b.density,
+                          b.curve_scale)
 
 
 @functools.lru_cache(maxsize=1 << 14)
-def _weight_bits(weights: str, sparsity: str, rows: int, cols: int) -> float:
+def _weight_bits(weights: str, sparsity: str, rows: int, cols: int, stored: Stored = ()) -> float:
     # Sparsity thins the elements; scales stay per dense group (Sparse-Marlin layout).
-    return combined_bits_per_weight(resolve_format(weights, "weights"), parse_sparsity(sparsity), rows, cols)
+    w, sp = resolve_format(weights, "weights"), parse_sparsity(sparsity)
+    own = _stored(w.name, stored)
+    if own is None:
+        return combined_bits_per_weight(w, sp, rows, cols)
+    # The engine's type in place of the catalog's price: its bits beyond the elements stay per dense block.
+    return sp.bits_per_weight(w.element_bits, rows, cols) + (own - w.element_bits)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -280,7 +330,7 @@ def op_static(
     """The phase-independent part of :func:`op_cost` (raises EstimateError for a choice the device
     cannot run)."""
     rows, cols = matrix_shape(op)
-    nm = device_numerics(device, choice, rows or 1, cols or 1, _unit(device, options))
+    nm = device_numerics(device, choice, rows or 1, cols or 1, _unit(device, options), stored_bits(options, stored_row(op)))
     shard = shard_factor(op, layout)
     share = low_rank_factor(op, choice) / shard
     separate = _separate_dequant(op, nm, options, fused)
@@ -304,7 +354,7 @@ def op_static(
         # Norm weights stay in 16-bit; a gather reads whole embedding rows at the weight format.
         w_byte=2.0 if op.kind == NORM else nm.weight_bits / 8.0,
         act_byte=0.0 if fused else nm.act_bits / 8.0 / shard,
-        kv_hi_bits=kv_bits(choice.kv, op.kv_row) if op.kind == ATTENTION else 0.0,
+        kv_hi_bits=kv_bits(choice.kv, op.kv_row, stored_bits(options, op.kv_row)) if op.kind == ATTENTION else 0.0,
         kv_div=kv_shard(op, layout.tp),
         unfused_scores=op.kind == ATTENTION and options is not None and not options.fused_attention and not fused,
         epilogue=epilogue,

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from hwmodels import DeviceSpec, MemoryTier
 from planner.numerics import resolve_format
-from planner.opcost import device_numerics, kv_mixed_bits, kv_proj_share, kv_shard, low_rank_factor, matrix_shape, shard_factor
+from planner.opcost import (device_numerics, kv_mixed_bits, kv_proj_share, kv_shard, low_rank_factor, matrix_shape, shard_factor,
+                            stored_bits, stored_row)
 from planner.results import TierUse
 from planner.workload import ATTENTION, LM_HEAD, NORM, Block, OpShape, Phase, Workload, op_load
 
@@ -36,7 +37,7 @@ def block_weight_bytes(
                 total += p * 2.0
                 continue
             rows, cols = matrix_shape(op)
-            nm = device_numerics(device, ch, rows or 1, cols or 1)
+            nm = device_numerics(device, ch, rows or 1, cols or 1, stored=stored_bits(options, stored_row(op)))
             total += p * low_rank_factor(op, ch) * kv_proj_share(op, options) * nm.weight_bits / 8.0 / shard_factor(op, layout)
         out.append(total)
     return out * block.count if uniform else out

@@ -75,6 +75,12 @@ class RuntimeSettings:
     # Eager launch runs the engine's fused kernels (planner.engines.Runtime.eager_fused_ops): the host
     # dispatches planner.kernels.fused_eager_layer_kernels per layer instead of the Transformers count.
     eager_fused_ops: bool = False
+    # Formats the engine stores as tensor types of its own (planner.engines.Runtime.storage, e.g. llama.cpp's
+    # int4-g32-zp as ggml q4_1: an fp16 scale and an fp16 min per 32 values, 5.0 bits, not the catalog's
+    # 4.625): per format, (values per block, bits per value) of its type and then of the types a tensor
+    # whose rows are no whole number of blocks falls back to. Weights and KV cache of those formats are
+    # priced at these bits (planner.opcost.stored_bits); other formats at the catalog's.
+    stored_formats: tuple[tuple[str, tuple[tuple[int, float], ...]], ...] = ()
 
     def __post_init__(self) -> None:
         if self.kv_token_budget is not None and (isinstance(self.kv_token_budget, bool) or not isinstance(self.kv_token_budget, int) or self.kv_token_budget < 1):
@@ -125,6 +131,8 @@ def engine_settings(runtime) -> dict:
         "cpu_int8_block_ops": CPU_INT8_GEMM_BLOCK_OPS[runtime.cpu_int8_gemm] if runtime.cpu_int8_gemm else None,
         "separate_dequant": runtime.separate_dequant,
         "eager_fused_ops": runtime.eager_fused_ops,
+        "stored_formats": tuple((fmt, tuple((values, 8.0 * nbytes / values) for _, values, nbytes in chain))
+                                for fmt, chain in runtime.storage),
     }
 
 

@@ -71,6 +71,31 @@ _GGML_KV = {"bf16": "bf16", "fp16": "f16", "fp32": "f32", "int8-g32": "q8_0", "i
             "int4-g32-zp": "q4_1"}
 
 
+def _ggml_bits() -> dict[str, float]:
+    """Bits per value of the ggml types the llama.cpp profile states (its ``storage.types``, from
+    ggml-common.h's block structs)."""
+    from planner.engines import load_engine
+
+    return {t: 8.0 * nbytes / values for _, chain in load_engine("llamacpp").runtime.storage
+            for t, values, nbytes in chain}
+
+
+def _size_notes(v: PlanView, written: dict[str, str]) -> list[str]:
+    """A note for every planned format whose ggml type stores other than the catalog's bits, when
+    the plan was not priced for llama.cpp (a plan made for it prices the ggml type's bytes)."""
+    if v.raw.get("engine") == "llamacpp":
+        return []
+    bits = _ggml_bits()
+    out = []
+    for fmt, t in written.items():
+        catalog = format_of(fmt).bits_per_value()
+        if t in bits and abs(bits[t] - catalog) > 1e-9:
+            out.append(f"{fmt}: ggml {t} stores {bits[t]:g} bits per value, the plan priced {catalog:g} "
+                       f"({bits[t] / catalog - 1:+.1%} for those tensors); `tierwise plan ... --engine llamacpp` "
+                       "prices what llama.cpp stores")
+    return out
+
+
 def _ggml_type(name: str, field_name: str, notes: list[str]) -> str:
     if name == "int8":
         notes.append("int8 (one scale per output channel): llama.cpp's q8_0 keeps one scale per 32 values "
@@ -112,8 +137,10 @@ def _tensor_types(v: PlanView, ctx: ExportContext, notes: list[str]) -> tuple[di
     per_tensor: dict[str, str] = {}
     globals_: dict[str, str] = {}
     owner: dict[str, str] = {}
+    written: dict[str, str] = {}
     for g in v.choices:
         t = _ggml_type(weights_of(v, g), f"choices.{g}.weights", notes)
+        written[weights_of(v, g)] = t
         if acts_of(v, g) not in FLOAT16 and not (acts_of(v, g) == "int8" and t not in ("bf16", "f16", "f32")):
             # int8 activations with a quantized type are what ggml's CPU matmul does by itself
             # (activations quantized to the type's vec_dot_type): nothing to set, nothing to note.
@@ -134,6 +161,9 @@ def _tensor_types(v: PlanView, ctx: ExportContext, notes: list[str]) -> tuple[di
                                   "one type per tensor")
             owner[name] = g
             (per_tensor if name.startswith("blk.") else globals_)[name] = t
+    if v.kv in _GGML_KV:
+        written.setdefault(v.kv, _GGML_KV[v.kv])
+    notes.extend(_size_notes(v, written))
     return per_tensor, globals_
 
 

@@ -426,7 +426,7 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
     limit_notes = () if bound is None or bound.batch < 1 else (f"batch max: {bound.text(r.engine.engine, setting)}",)
     est = replace(est, engine=r.engine.engine, engine_assumptions=engine_assumptions(r.engine, r.device, r.arch, r.options.runtime),
                   notes=(*limit_notes, *est.notes, *_shape_notes(r.arch, serving), _engine_note(r.engine, r.device, r.arch),
-                         *_kv_policy_notes(r.engine.engine, r.options)),
+                         *_storage_notes(r.engine, r.choice), *_kv_policy_notes(r.engine.engine, r.options)),
                   batch_limit=None if bound is None else {**bound.to_dict(), "text": bound.text(r.engine.engine, setting)})
     est = replace(est, uncertainty=_uncertainty(est, r.device, r.engine.engine, r.options.runtime, training=False))
     if require_fit and not est.memory.fits:
@@ -519,6 +519,22 @@ def _kv_policy_notes(engine: str, options: Any) -> tuple[str, ...]:
         return ()
     return (f"what-if: {engine} keeps every token's K/V in every layer; this prices {' and '.join(asked)}, which "
             "no engine profile in the catalog lists: the figures are what an engine that ran it would reach",)
+
+
+def _storage_notes(sup: Any, choice: Any) -> tuple[str, ...]:
+    """What the engine stores the choice's weights and KV cache as, where its type's size is not the
+    catalog format's price (the profile's ``storage``: llama.cpp's int4-g32-zp is ggml q4_1)."""
+    from planner.formats import get_format
+
+    out = []
+    for what, name in (("weights", choice.weights), ("KV cache", choice.kv)):
+        for fmt, chain in sup.runtime.storage:
+            t, values, nbytes = chain[0]
+            bits, catalog = 8.0 * nbytes / values, get_format(fmt).bits_per_value()
+            if fmt == name and abs(bits - catalog) > 1e-9:
+                out.append(f"{what} {fmt} priced as {sup.engine}'s {t}, {bits:g} bits per value (the catalog "
+                           f"format: {catalog:g}; profiles/engines/{sup.engine}.yaml storage)")
+    return tuple(out)
 
 
 def _engine_note(sup: Any, device: Any, arch: Any = None) -> str:
