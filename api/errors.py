@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hwmodels.errors import TierwiseError, close_ids
+from hwmodels.errors import TierwiseError, close_ids, per_front_end
 from planner.request.fields import EXPECTED_BY_ERROR
 
 log = logging.getLogger("tierwise.api")
@@ -33,7 +33,9 @@ class ApiError(TierwiseError):
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None, details: Any = None,
                  headers: dict[str, str] | None = None) -> None:
-        super().__init__(message, field=field, code=code, details=details,
+        # ``message`` is final REST text (often a TierwiseError already rendered): kept as written, so
+        # an echoed value such as '{@kv_budget}' is not read as a field token a second time
+        super().__init__(per_front_end(message, message), field=field, code=code, details=details,
                          kind=_KIND_OF_STATUS.get(status, "bad_input"))
         self.status = status
         self.headers = headers

@@ -228,6 +228,16 @@ def describe_value(value: Any) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
+def echo_value(value: Any) -> str:
+    """:func:`describe_value` for a message template (rendered by :func:`render_tokens`): a value
+    that holds token syntax of its own (``--batch '{@kv_budget}'``) is put in as given, never read
+    as a field name or a listing reference."""
+    text = describe_value(value)
+    if any(t in text for t in ("{@", "{!", "{$")):
+        return per_front_end(text, text)
+    return text
+
+
 class SpecError(TierwiseError, ValueError):
     """A hardware spec object was built with an invalid value.
 

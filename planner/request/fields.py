@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from hwmodels.errors import SUGGEST_MAX_LEN, TierwiseError, describe_value
+from hwmodels.errors import SUGGEST_MAX_LEN, TierwiseError, echo_value
 
 __all__ = [
     "FieldInfo",
@@ -141,7 +141,7 @@ def reject_unknown(names: Iterable[str], known: Iterable[str], what: str) -> Non
 
 
 def bad(name: str, expected: str, got: Any, *, code: str = "invalid_field") -> TierwiseError:
-    return TierwiseError(f"{{@{name}}} must be {expected}; got {describe_value(got)}", field=name, code=code)
+    return TierwiseError(f"{{@{name}}} must be {expected}; got {echo_value(got)}", field=name, code=code)
 
 
 def check_int(name: str, v: Any, *, lo: int = 1, hi: int | None = None) -> int:
@@ -203,7 +203,7 @@ def did_you_mean(typed: Any, known: Iterable[str]) -> str:
 def check_choice(name: str, v: Any, choices: Iterable[str]) -> str:
     choices = list(choices)
     if not isinstance(v, str) or v not in choices:
-        raise TierwiseError(f"{{@{name}}} must be one of {', '.join(choices)}; got {describe_value(v)}"
+        raise TierwiseError(f"{{@{name}}} must be one of {', '.join(choices)}; got {echo_value(v)}"
                             f"{did_you_mean(v, choices)}", field=name, code="invalid_field")
     return v
 
@@ -333,8 +333,8 @@ def check_list(name: str, v: Any, *, max_len: int = 64, unique: Callable[[Any], 
             if key in seen:
                 first = seen[key]
                 same = not isinstance(x, str) or not isinstance(first, str) or first.strip() == x.strip()
-                what = (f"{describe_value(key)} more than once" if same else
-                        f"{describe_value(first)} and {describe_value(x)}, both {describe_value(key)}")
+                what = (f"{echo_value(key)} more than once" if same else
+                        f"{echo_value(first)} and {echo_value(x)}, both {echo_value(key)}")
                 raise TierwiseError(f"{{@{name}}} lists {what}; give each once", field=name, code="invalid_field",
                                     details={"repeated": str(key)})
             seen[key] = x

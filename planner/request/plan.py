@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hwmodels.errors import TierwiseError, describe_value
+from hwmodels.errors import TierwiseError, echo_value
 
 from planner.engines import EngineSupportError, check_request, low_rank_refusal
 from planner.request.engine import ENGINE_HELP, canonical, format_key, resolve_engine
@@ -118,7 +118,7 @@ def _mapping(name: str, v: Any, value_check, example: str) -> dict:
         for item in v:
             key, sep, val = str(item).partition("=")
             if not sep or not key.strip() or not val.strip():
-                raise TierwiseError(f"{{@{name}}} takes KEY=VALUE pairs like {example}; got {describe_value(item)}",
+                raise TierwiseError(f"{{@{name}}} takes KEY=VALUE pairs like {example}; got {echo_value(item)}",
                                     field=name, code="invalid_field")
             if key.strip() in pairs:  # a mapping has one value per key: the last one silently winning is a surprise
                 raise TierwiseError(f"{{@{name}}} gives {key.strip()!r} more than once ({pairs[key.strip()]} and "
@@ -162,7 +162,7 @@ def _rank(r: Any) -> int:
                                 f"got {r!r}", field="low_rank", code="invalid_field")
         r = int(r)
     if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= 1 << 24:
-        raise TierwiseError(f"{{@low_rank}}: a low rank must be an integer >= 1; got {describe_value(r)}",
+        raise TierwiseError(f"{{@low_rank}}: a low rank must be an integer >= 1; got {echo_value(r)}",
                             field="low_rank", code="invalid_field")
     return r
 
