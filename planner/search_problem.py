@@ -208,8 +208,13 @@ def _no_layout_runs(arch: ArchSpec, device: DeviceSpec, req: PlanProblem, fixed:
     no_dp = (f"{engine} runs no data parallelism (independent replicas)"
              if engine is not None and "dp" not in req.engine.parallel else None)
     if others:
-        shown = "; ".join(" ".join(f"{{@{d}}} {getattr(lay, d)}" for d in ("tp", "pp", "dp")) for lay in others[:3])
-        return EstimateError(named, f"{first.template}; what runs on {device.id} with {{@devices}} {req.devices}: {shown}")
+        # the layouts nearest the degrees the caller gave first (sn40l --pp 32 → --pp 16 --dp 2 before --tp 16)
+        others.sort(key=lambda lay: sum(abs(math.log2(getattr(lay, d)) - math.log2(v)) for d, v in fixed.items()
+                                        if v and v > 0))
+        shown = "; ".join(" ".join(f"{{@{d}}} {getattr(lay, d)}" for d in ("tp", "pp", "dp")) for lay in others[:4])
+        more = f" (and {len(others) - 4} more)" if len(others) > 4 else ""
+        return EstimateError(named, f"{first.template}; what runs on {device.id} with {{@devices}} {req.devices}: "
+                                    f"{shown}{more}")
     if max_group(device) == 1:  # no link at all: the model is never split over devices there
         named = given[0] if given else "devices"
         what = f"{{@{named}}} {fixed[named]}" if named != "devices" else f"{{@devices}} {req.devices}"

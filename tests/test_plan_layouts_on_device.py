@@ -49,7 +49,11 @@ def test_a_group_beyond_the_nodes_links_lists_what_runs(cli):
     # sn40l: 16 devices per node, no inter-node link; serving replicas need no link
     r = cli("plan", "--model", "llama-3.1-70b", "--hardware", "sn40l", "--devices", "32", "--tp", "32")
     assert r.code == 2 and r.err.startswith("error: a collective over --tp 32 spans 2 nodes"), r.err
-    assert "what runs on sn40l with --devices 32: --tp 1 --pp 1 --dp 32" in r.err
+    # nearest the degree asked for first: --tp 16 over two replicas, not 32 single-device replicas
+    assert "what runs on sn40l with --devices 32: --tp 16 --pp 1 --dp 2; --tp 8 --pp 1 --dp 4" in r.err, r.err
+    assert "(and 7 more)" in r.err
+    r = cli("plan", "--model", "llama-3.1-405b", "--hardware", "sn40l", "--devices", "32", "--pp", "32")
+    assert r.code == 2 and "what runs on sn40l with --devices 32: --tp 1 --pp 16 --dp 2;" in r.err, r.err
 
 
 @pytest.mark.parametrize("degrees, pp", [(("--devices", "2", "--pp", "2"), 2), (("--devices", "2"), None)])
