@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hwmodels.errors import TierwiseError, UnknownIdError, close_ids
+from hwmodels.errors import TierwiseError, UnknownIdError, close_ids, echo_value
 
 from planner.deadline import Deadline
 from planner.request.engine import (
@@ -308,11 +308,11 @@ def engine_ids(value: Any) -> tuple[Any, ...]:
         if x not in known and not (x.endswith((".yaml", ".yml")) and Path(x).is_file()):
             close = close_ids(x, known, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise TierwiseError(f"{{@engine}}: unknown engine id {x!r}{hint}; known engines: {', '.join(known)}",
+            raise TierwiseError(f"{{@engine}}: unknown engine id {echo_value(x)}{hint}; known engines: {', '.join(known)}",
                                 field="engine", kind="not_found", code="not_found",
                                 details={"suggestions": close, "known": known})
         if x in out:
-            raise TierwiseError(f"{{@engine}} lists {x!r} more than once; give each engine once", field="engine",
+            raise TierwiseError(f"{{@engine}} lists {echo_value(x)} more than once; give each engine once", field="engine",
                                 code="invalid_field")
         out.append(x)
     return tuple(out)

@@ -24,3 +24,31 @@ def test_rest_and_python_echo_it_too(client):
     with pytest.raises(TierwiseError) as e:
         planner.estimate("llama-3.2-1b", "l4", batch="{@kv_budget}")
     assert "'{@kv_budget}'" in str(e.value) and e.value.field == "batch"
+
+
+@pytest.mark.parametrize("flag", ["--weights", "--kv", "--activations", "--sparsity", "--kv-evicted"])
+def test_format_and_sparsity_errors_echo_it_as_given(cli, flag):
+    code, out, err = cli("estimate", "--model", "llama-3.2-1b", "--hardware", "l4", flag, "{@kv_budget}")
+    assert code == 2 and "'{@kv_budget}'" in err and "'kv_budget'" not in err and "--kv-budget" not in err, err
+
+
+@pytest.mark.parametrize("args", [("--activations", "{@kv_budget}"), ("--formats", "{@kv_budget}"),
+                                  ("--engine", "{@kv_budget}"), ("--hardware", "{@kv_budget}")])
+def test_capacity_serve_echoes_it_as_given(cli, args):
+    code, out, err = cli("capacity", "serve", "--model", "llama-3.1-8b", "--hardware", "b200", "--qps", "10",
+                         "--ttft-slo", "500ms", "--tpot-slo", "50ms", *args)
+    assert code == 2 and "{@kv_budget}" in err and "kv-budget" not in err and "'kv_budget'" not in err, err
+
+
+@pytest.mark.parametrize("field", ["activations", "kv", "formats", "engine"])
+def test_capacity_rest_and_python_echo_format_values(client, field):
+    value = ["{@kv_budget}"] if field == "formats" else "{@kv_budget}"
+    r = client.post("/v1/capacity", json={"model": "llama-3.1-8b", "hardware": ["b200"], "qps": 10,
+                                          "ttft_slo_s": 0.5, "tpot_slo_s": 0.05, field: value})
+    assert r.status_code in (404, 422), r.text
+    err = r.json()["error"]
+    assert err["field"].startswith(field) and "'kv_budget'" not in err["message"], err
+    with pytest.raises(TierwiseError) as e:
+        planner.capacity_serve("llama-3.1-8b", hardware=["b200"], qps=10, ttft_slo_s=0.5, tpot_slo_s=0.05,
+                               **{field: value})
+    assert "{@kv_budget}" in str(e.value) and "'kv_budget'" not in str(e.value), str(e.value)
