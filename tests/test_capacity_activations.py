@@ -133,3 +133,26 @@ def test_capacity_train_suggests_a_mistyped_activations_format(capsys):
     assert code == 2 and "--activations: unknown format 'fp8-e4' (did you mean fp8-e4m3" in err
     code, _, err = run(capsys, *train, "--activations", "int8")
     assert code == 2 and "megatron-core on h100-sxm does not compute in --activations 'int8'" in err
+
+
+def test_csv_lists_the_weight_formats_skipped_in_command_line_syntax(capsys, tmp_path):
+    """Both CSVs carry the (weights, activations) entries the table shows as not supported, with
+    the reason naming --activations (the command line's flag), and the frontier's batch stays whole."""
+    import csv
+
+    code, _, err = run(capsys, *SERVE, "--hardware", "b200", "--formats", "fp8,nvfp4", "--activations", "nvfp4",
+                       "--csv", str(tmp_path / "s.csv"))
+    assert code == 0, err
+    code, _, err = run(capsys, *FRONTIER, "--hardware", "b200", "--formats", "fp8,nvfp4", "--activations", "nvfp4",
+                       "--csv", str(tmp_path / "f.csv"))
+    assert code == 0, err
+    for name in ("s.csv", "f.csv"):
+        with (tmp_path / name).open() as f:
+            rows = list(csv.DictReader(f))
+        skipped = [r for r in rows if r["supported"] == "False"]
+        assert [(r["weights"], r["activations"]) for r in skipped] == [("fp8", "nvfp4")], rows
+        assert "--activations nvfp4" in skipped[0]["failures"] and "'activations'" not in skipped[0]["failures"]
+        priced = [r for r in rows if r["supported"] == "True"]
+        assert priced and all(r["weights"] == "nvfp4" and r["activations"] == "nvfp4" for r in priced)
+        if name == "f.csv":
+            assert all(r["batch"].isdigit() for r in priced), rows

@@ -270,7 +270,7 @@ def _serve_rows(answers: dict) -> list[dict]:
                             "disagg_kv_link": d.kv_link_kind, "disagg_ttft_s": d.ttft_s, "disagg_tpot_s": d.tpot_s,
                             "disagg_usd_per_hour": d.usd_per_hour})
             rows.append(row)
-        for u in unsupported_rows(ans.unsupported):
+        for u in unsupported_rows(ans.unsupported, "cli"):  # the command line's file: its flags (--activations)
             rows.append({"qps": q, "engine": u["engine"], "hardware": u["hardware"], "supported": False,
                          **{k: u[k] for k in ("weights", "activations") if k in u},
                          "meets_slo": False, "failures": u["reason"]})
@@ -396,7 +396,7 @@ def _print_disagg(ans) -> None:
 
 
 #: Integer columns that stay integers in a CSV whose rows may lack them (unsupported pairs).
-_INT_COLUMNS = ("rank", "tp", "pp", "replicas", "devices", "max_batch", "separate_devices", "disagg_devices")
+_INT_COLUMNS = ("rank", "tp", "pp", "replicas", "devices", "max_batch", "batch", "separate_devices", "disagg_devices")
 
 
 BANDS_NOTE = ("(a–b): p10–p90 of the cost model's out-of-sample error on published rows of the same kind; "
@@ -421,10 +421,10 @@ def _band(o, name: str, fmt) -> str:
 
 
 def _write_csv(rows: list[dict], path: Path, columns: Sequence[str] | None = None) -> None:
-    """``rows`` as CSV; ``columns``: the header to write even when there is no row."""
+    """``rows`` as CSV; ``columns``: the header (in that order, even when there is no row)."""
     import pandas as pd
 
-    df = pd.DataFrame(rows, columns=list(columns) if columns is not None and not rows else None)
+    df = pd.DataFrame(rows, columns=list(columns) if columns is not None else None)
     for c in _INT_COLUMNS:
         if c in df and df[c].isna().any():
             df[c] = df[c].astype("Int64")
@@ -551,7 +551,7 @@ def frontier(
     ans = summarize_frontier(arch, prompt_n, gen_n, tasks, [found.get(i) for i in index],
                              [p for p in pairs if p.listed], search)
     if csv_path is not None:  # the header even when no pair has a point
-        _write_csv([p.to_dict() for s in ans.series for p in s.points], csv_path, columns=CSV_COLUMNS)
+        _write_csv(_frontier_rows(ans), csv_path, columns=(*CSV_COLUMNS, "supported", "failures"))
     if plot_path is not None:
         _plot_frontier(ans, plot_path)
     if not json_out:
@@ -560,6 +560,20 @@ def frontier(
         check_frontier(ans)  # no point anywhere: exit 3 with every pair's reason
     if json_out:
         emit_json(ans.to_dict())
+
+
+def _frontier_rows(ans) -> list[dict]:
+    """The frontier's points, then a row per pair without one (its reason) and per pair or
+    (weights, activations) entry not supported, as the table lists them: a file read alone says
+    what was not priced."""
+    from planner.capacity_model import unsupported_rows
+
+    rows = [{**p.to_dict(), "supported": True, "failures": ""} for s in ans.series for p in s.points]
+    rows += [{"engine": s.engine, "hardware": s.hardware, "supported": True,
+              "failures": render_tokens(s.reason, "cli", CAPACITY_CLI_ALIASES)} for s in ans.series if not s.points]
+    rows += [{"engine": u["engine"], "hardware": u["hardware"], **{k: u[k] for k in ("weights", "activations") if k in u},
+              "supported": False, "failures": u["reason"]} for u in unsupported_rows(ans.unsupported, "cli")]
+    return rows
 
 
 def _print_frontier(ans) -> None:
