@@ -201,3 +201,27 @@ def test_estimate_says_which_ggml_type_it_priced():
     est = planner.estimate(model="llama-3.1-8b", hardware="rtx-4090", engine="llamacpp", weights="int4-g32", kv="fp16",
                            batch=1, prompt=512, gen=128)
     assert not [n for n in est.notes if "priced as" in n]
+
+
+def test_estimate_note_gives_the_share_priced_as_the_fallback_type():
+    """Falcon-7B's 4544-wide rows are priced as q5_0, not q4_K (the note said q4_K alone): the note
+    says which share of the weights fell back and the average the estimate's bytes hold."""
+    import planner
+
+    est = planner.estimate(model="falcon-7b", hardware="rtx-4090", engine="llamacpp", weights="int4-g128",
+                           kv="fp16", batch=1, prompt=128, gen=16)
+    said = [n for n in est.notes if "priced as" in n]
+    assert len(said) == 1 and "62% of them, in rows of 4544 values" in said[0] and "as q5_0, 5.5 bits" in said[0], said
+    params = sum(op.weight_params * b.count for b in build_workload(load_arch("falcon-7b")).blocks for op in b.ops
+                 if op.kind != NORM)
+    norms = est.memory.weights_bytes - sum(
+        op.weight_params * b.count * (4.5 if (op.out_features if op.kind == "embedding" else op.in_features) % 256 == 0
+                                      else 5.5) / 8
+        for b in build_workload(load_arch("falcon-7b")).blocks for op in b.ops if op.kind != NORM)
+    avg = (est.memory.weights_bytes - norms) * 8 / params
+    assert f"{avg:.3g} bits per weight on average" in said[0], (avg, said)
+    # llama-3.1-8b's rows all hold whole super-blocks: no share to name
+    est = planner.estimate(model="llama-3.1-8b", hardware="rtx-4090", engine="llamacpp", weights="int4-g128", batch=1)
+    assert [n for n in est.notes if "priced as" in n] == [
+        "weights int4-g128 priced as llamacpp's q4_k, 4.5 bits per value (the catalog format: 4.125; "
+        "profiles/engines/llamacpp.yaml storage)"]
