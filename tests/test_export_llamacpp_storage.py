@@ -225,3 +225,18 @@ def test_estimate_note_gives_the_share_priced_as_the_fallback_type():
     assert [n for n in est.notes if "priced as" in n] == [
         "weights int4-g128 priced as llamacpp's q4_k, 4.5 bits per value (the catalog format: 4.125; "
         "profiles/engines/llamacpp.yaml storage)"]
+
+
+def test_export_of_a_plan_priced_elsewhere_names_the_rows_written_as_a_fallback(tmp_path, cli):
+    """A vLLM int4-g128 plan of Falcon-7B exported to llama.cpp: q4_K's +9.1% is not the whole
+    story, llama-quantize writes the 4544-wide rows as q5_0 (5.5 bits, +33.3% over the 4.125 priced)."""
+    plan = tmp_path / "falcon.json"
+    code, _, err = cli("plan", "--model", "falcon-7b", "--hardware", "rtx-4090", "--engine", "vllm", "--formats",
+                       "int4-g128", "-o", str(plan))
+    assert code == 0, err
+    code, out, err = cli("export", str(plan), "--format", "llamacpp", "-o", str(tmp_path / "gguf"))
+    text = " ".join((out + err).split())
+    assert code == 0, text
+    assert ("int4-g128: ggml q4_k stores 4.5 bits per value, the plan priced 4.125 (+9.1% for those tensors), and "
+            "llama-quantize writes the model's tensors with rows of 4544 values (no whole number of q4_k's 256-value "
+            "blocks) as q5_0, 5.5 bits (+33.3%)") in text, text
