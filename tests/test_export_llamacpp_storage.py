@@ -240,3 +240,18 @@ def test_export_of_a_plan_priced_elsewhere_names_the_rows_written_as_a_fallback(
     assert ("int4-g128: ggml q4_k stores 4.5 bits per value, the plan priced 4.125 (+9.1% for those tensors), and "
             "llama-quantize writes the model's tensors with rows of 4544 values (no whole number of q4_k's 256-value "
             "blocks) as q5_0, 5.5 bits (+33.3%)") in text, text
+
+
+def test_avg_bits_of_a_llamacpp_plan_counts_what_it_stores():
+    """--avg-bits bounds the bits the plan's bytes hold: for llama.cpp the ggml types (int4-g128 as
+    q4_K, 4.5 bits), so a llama-3.1-8b plan under --avg-bits 4 reports and stores ~4 bits per weight,
+    not 4.0 by the catalog's 4.125 while its GGUF holds 4.4."""
+    import planner
+
+    matrices = sum(op.weight_params * b.count for b in build_workload(ARCH).blocks for op in b.ops if op.kind != NORM)
+    norms = sum(op.weight_params * b.count for b in build_workload(ARCH).blocks for op in b.ops if op.kind == NORM)
+    plan = planner.plan(model="llama-3.1-8b", hardware="m2-max", engine="llamacpp",
+                        formats=["int4-g128", "int2-g128"], avg_bits=4.0, batch=1)
+    p = plan.predicted
+    assert p.avg_weight_bits <= 4.0 + 1e-9
+    assert (p.weights_bytes - 2 * norms) * 8 / matrices == pytest.approx(p.avg_weight_bits, rel=1e-6)
