@@ -42,6 +42,7 @@ from planner.request.capacity import (
     resolve_capacity_frontier,
     resolve_capacity_serve,
     request_deadline,
+    serve_infeasible,
     resolve_training_fleet,
     serve_intervals,
     train_intervals,
@@ -180,8 +181,7 @@ def serve(
     ray_address: RayOpt = None,
 ) -> None:
     """Fewest devices per engine × hardware (layout × replicas, formats, batch) that meet both SLOs, cheapest first."""
-    from planner.capacity import (InfeasibleError, dedupe_tasks, run_serve_task, run_serve_within,
-                                  serve_infeasible_message, serve_tasks, summarize_searched)
+    from planner.capacity import dedupe_tasks, run_serve_task, run_serve_within, serve_tasks, summarize_searched
 
     _check_executor(executor, json_out)
     plot_path = _plot_target(plot_path, "capacity-serve")
@@ -229,15 +229,15 @@ def serve(
         _plot_serve(answers, plot_path)
     if json_out:
         if len(shown) == 1 and not shown[0].feasible:
-            msg, payload = serve_infeasible_message(shown[0])
-            raise InfeasibleError(msg, payload)
+            with cli_errors(CAPACITY_CLI_ALIASES):  # time_limit when the limit stopped it, as in REST
+                raise serve_infeasible(shown[0])
         emit_json(shown[0].to_dict() if len(shown) == 1 else {"sweep": [a.to_dict() for a in shown]})
         return
     for ans in shown:
         _print_serve(ans)
     if not shown[-1].feasible:
-        msg, payload = serve_infeasible_message(shown[-1])
-        raise InfeasibleError(msg, payload)
+        with cli_errors(CAPACITY_CLI_ALIASES):
+            raise serve_infeasible(shown[-1])
 
 
 def _serve_rows(answers: dict) -> list[dict]:

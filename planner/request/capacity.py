@@ -545,6 +545,14 @@ def _infeasible(message: str, payload: dict, *, complete: bool = True) -> Tierwi
                          details=json_safe(payload) or None)
 
 
+def serve_infeasible(ans: Any) -> TierwiseError:
+    """The error of a serving answer with no configuration meeting the SLOs: ``infeasible``, or
+    ``time_limit`` when the time limit stopped the search first (the command line and REST alike)."""
+    from planner.capacity import serve_infeasible_message
+
+    return _infeasible(*serve_infeasible_message(ans), complete=ans.complete)
+
+
 def _deadline(req: Any, deadline: Deadline | None) -> Deadline | None:
     """The caller's deadline, else one of ``req.time_limit_s`` (None: unbounded, searched in one go)."""
     if deadline is not None or req.time_limit_s is None:
@@ -566,13 +574,13 @@ def run_capacity_serve(req: CapacityServeRequest, *, deadline: Deadline | None =
     ``deadline`` (default: ``time_limit_s`` from now, if given) is checked between
     configurations: when it runs out the answer covers those searched (``complete=False``);
     nothing searched yet raises ``DeadlineExceeded``, a cancel ``Cancelled``."""
-    from planner.capacity import plan_serving, serve_infeasible_message
+    from planner.capacity import plan_serving
 
     deadline = _deadline(req, deadline)
     archs, devices, targets, search = resolve_capacity_serve(req)
     ans = serve_intervals(plan_serving(archs, devices, targets[0], search, deadline=deadline), devices, search.runtime)
     if not ans.feasible:
-        raise _infeasible(*serve_infeasible_message(ans), complete=ans.complete)
+        raise serve_infeasible(ans)
     return ans
 
 
