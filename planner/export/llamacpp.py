@@ -68,6 +68,7 @@ _FTYPE = {"q8_0": "Q8_0", "q4_0": "Q4_0", "q4_1": "Q4_1", "q4_k": "Q4_K_M", "q3_
           "iq4_nl": "IQ4_NL", "mxfp4": "MXFP4_MOE", "bf16": "BF16", "f16": "F16", "f32": "F32"}
 # --cache-type-k / --cache-type-v (tools/server/README.md): q8_0 is int8-g32, the format plans made
 # for llama.cpp carry (profiles/engines/llamacpp.yaml); per-head int8 maps to it too.
+_QUANTIZED_KV = ("q8_0", "q4_0", "q4_1")
 _GGML_KV = {"bf16": "bf16", "fp16": "f16", "fp32": "f32", "int8-g32": "q8_0", "int8": "q8_0", "int4-g32": "q4_0",
             "int4-g32-zp": "q4_1"}
 
@@ -230,6 +231,14 @@ def _export_llamacpp(v: PlanView, ctx: ExportContext) -> Export:
     ctk = _GGML_KV[v.kv]
     server = ["llama-server", "-m", out, "-c", str(max(1, v.batch * (v.prompt + v.gen))), "--parallel", str(v.batch),
               "--cache-type-k", ctk, "--cache-type-v", ctk, "--n-gpu-layers", "999"]
+    if ctk in _QUANTIZED_KV:
+        # llama.cpp builds a context with a quantized V cache only with flash attention (profile source
+        # L-KV: "quantized V cache needs flash attention"); without the flag llama-server stops at load.
+        server += ["--flash-attn"]
+        notes.append(f"--cache-type-v {ctk}: llama-server runs a quantized V cache only with flash attention, so "
+                     "the command sets --flash-attn; the plan priced llama.cpp's default attention without it "
+                     "(profiles/engines/llamacpp.yaml runtime.fused_attention: false): attention may run faster "
+                     "than predicted")
     if v.tp > 1:
         server += ["--split-mode", "row"]
     if host_offload_bytes(v) > 0:
