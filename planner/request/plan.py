@@ -159,7 +159,7 @@ def _rank(r: Any) -> int:
     if isinstance(r, str):
         if not r.strip().isdigit():
             raise TierwiseError(f"{{@low_rank}} takes ranks as integers >= 1 separated by commas, e.g. 256,512; "
-                                f"got {r!r}", field="low_rank", code="invalid_field")
+                                f"got {echo_value(r)}", field="low_rank", code="invalid_field")
         r = int(r)
     if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= 1 << 24:
         raise TierwiseError(f"{{@low_rank}}: a low rank must be an integer >= 1; got {echo_value(r)}",

@@ -52,3 +52,17 @@ def test_capacity_rest_and_python_echo_format_values(client, field):
         planner.capacity_serve("llama-3.1-8b", hardware=["b200"], qps=10, ttft_slo_s=0.5, tpot_slo_s=0.05,
                                **{field: value})
     assert "{@kv_budget}" in str(e.value) and "'kv_budget'" not in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("flag", ["--low-rank", "--sensitivity"])
+def test_plan_echoes_it_as_given(cli, flag):
+    code, out, err = cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", flag, "{@kv_budget}")
+    assert code == 2 and "{@kv_budget}" in err and "kv-budget" not in err, err
+
+
+def test_export_format_echoes_it_as_given(cli, tmp_path):
+    plan = tmp_path / "p.json"
+    code, _, err = cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "-o", str(plan))
+    assert code == 0, err
+    code, out, err = cli("export", str(plan), "--format", "{@kv_budget}")
+    assert code == 2 and "got '{@kv_budget}'" in err and "kv-budget" not in err, err
