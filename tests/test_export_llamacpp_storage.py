@@ -255,3 +255,12 @@ def test_avg_bits_of_a_llamacpp_plan_counts_what_it_stores():
     p = plan.predicted
     assert p.avg_weight_bits <= 4.0 + 1e-9
     assert (p.weights_bytes - 2 * norms) * 8 / matrices == pytest.approx(p.avg_weight_bits, rel=1e-6)
+
+
+def test_avg_bits_diagnosis_of_a_llamacpp_plan_speaks_in_stored_bits(cli):
+    """Asked --avg-bits 4.2 with int4-g128 alone: the fix offered counts q4_K's 4.5 bits, as the
+    constraint does (it said 'formats below 4.12 bits', the catalog's price)."""
+    code, _, err = cli("plan", "--model", "llama-3.1-8b", "--hardware", "m2-max", "--engine", "llamacpp",
+                       "--formats", "int4-g128", "--avg-bits", "4.2")
+    text = " ".join(err.split())
+    assert code == 3 and "add formats below 4.5 bits" in text and "--avg-bits 4.5" in text, text
