@@ -156,3 +156,15 @@ def test_csv_lists_the_weight_formats_skipped_in_command_line_syntax(capsys, tmp
         assert priced and all(r["weights"] == "nvfp4" and r["activations"] == "nvfp4" for r in priced)
         if name == "f.csv":
             assert all(r["batch"].isdigit() for r in priced), rows
+
+
+def test_a_given_format_the_engine_does_not_run_is_listed_not_dropped(capsys):
+    """vLLM runs no int8 weights on MI300X: asked for fp8,int8 it searches fp8 and lists int8 with
+    the reason (it used to vanish from the answer), with --activations or without."""
+    for extra in ((), ("--activations", "fp8-e4m3")):
+        d = _serve(capsys, "--hardware", "mi300x", "--engine", "vllm", "--formats", "fp8,int8", *extra)
+        assert _best(d, "vllm", "mi300x")["weights"] == "fp8"
+        assert d["unsupported"] == [{"engine": "vllm", "hardware": "mi300x", "weights": "int8",
+                                     "reason": "vllm on mi300x does not run 'formats' int8; it runs: bf16, fp16, fp8-e4m3"}]
+    code, out, err = run(capsys, *SERVE, "--hardware", "mi300x", "--engine", "vllm", "--formats", "fp8,int8")
+    assert code == 0 and "int8 / - / -" in out and "not supported" in out and "'formats'" not in out, out

@@ -341,7 +341,7 @@ def _print_serve(ans) -> None:
         cells.append("yes" if h.best is not None else "[red]no[/]: " + escape("; ".join(o.failures)))
         tab.add_row(*cells)
     for u in unsupported_rows(ans.unsupported, "cli"):
-        fmt = f"{u['weights']} / {u['activations']} / -" if "weights" in u else "-"
+        fmt = f"{u['weights']} / {u.get('activations', '-')} / -" if "weights" in u else "-"
         tab.add_row("-", u["engine"] or "-", u["hardware"], "-", "not supported", fmt, *(["-"] * (len(cols) - 7)),
                     "[red]no[/]: " + escape(u["reason"]))
     console.print(tab)
@@ -599,7 +599,7 @@ def _print_frontier(ans) -> None:
         tab.add_section()
     rows = unsupported_rows(ans.unsupported, "cli")
     for u in rows:
-        fmt = f"{u['weights']} / {u['activations']} / -" if "weights" in u else "-"
+        fmt = f"{u['weights']} / {u.get('activations', '-')} / -" if "weights" in u else "-"
         tab.add_row(u["engine"] or "-", u["hardware"], fmt, "not supported", "-", "-", "-", "-", "-")
     console.print(tab)
     for s in ans.series:
@@ -607,7 +607,8 @@ def _print_frontier(ans) -> None:
             console.print(f"[red]no point[/]: {escape(s.engine or '-')} on {escape(s.hardware)}: "
                           f"{escape(render_tokens(s.reason, 'cli', CAPACITY_CLI_ALIASES))}")
     for u in rows:
-        what = f" {u['weights']} weights with {u['activations']} activations" if "weights" in u else ""
+        what = (f" {u['weights']} weights" + (f" with {u['activations']} activations" if "activations" in u else "")
+                if "weights" in u else "")
         console.print(f"[red]not supported[/]: {escape(u['engine'])} on {escape(u['hardware'])}{escape(what)}: "
                       f"{escape(u['reason'])}")
     if not ans.complete:

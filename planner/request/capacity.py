@@ -392,6 +392,9 @@ def _pair(engine: Any, device: Any, formats: tuple[str, ...], kv: str, given_for
         raise EngineSupportError(f"{{@formats}} {', '.join(formats)}: {sup.engine} runs none of them on {sup.device}; "
                                  f"it runs: {', '.join(sup.weights)}", field="formats",
                                  details={"engine": sup.engine, "supported": list(sup.weights)})
+    # formats given that the engine does not run here: listed with the reason, not dropped silently
+    unrun = tuple((f, None, f"{sup.engine} on {sup.device} does not run {{@formats}} {f}; it runs: "
+                   f"{', '.join(sup.weights)}") for f in formats if given_formats and runs and f not in runs)
     if not runs:
         runs = [_baseline_weights(sup, "bf16" if device.supports("bf16") == "native" else "fp16")]
     if sup.kv and canonical(kv) not in sup.kv:
@@ -410,6 +413,7 @@ def _pair(engine: Any, device: Any, formats: tuple[str, ...], kv: str, given_for
     skipped: tuple = ()
     if activations is not None:
         runs, skipped = _with_activations(sup, device, runs, activations)
+    skipped = unrun + skipped
     launch = check_runtime(sup, runtime, device)
     pairs = tuple((w, act(w) if activations is None else canonical(activations)) for w in runs)
     setup = EngineSetup(engine=sup.engine, formats=pairs, kv=kv,
