@@ -168,3 +168,12 @@ def test_a_given_format_the_engine_does_not_run_is_listed_not_dropped(capsys):
                                      "reason": "vllm on mi300x does not run 'formats' int8; it runs: bf16, fp16, fp8-e4m3"}]
     code, out, err = run(capsys, *SERVE, "--hardware", "mi300x", "--engine", "vllm", "--formats", "fp8,int8")
     assert code == 0 and "int8 / - / -" in out and "not supported" in out and "'formats'" not in out, out
+
+
+def test_train_refusal_offers_only_activations_a_request_can_name(capsys):
+    """Megatron-Core's Blackwell profile lists MXFP8, which no --activations value names: the refusal
+    lists what the caller can ask for (it offered mxfp8, then refused it as no activation format)."""
+    code, _, err = run(capsys, "capacity", "train", "--model", "llama-3.1-8b", "--hardware", "b200", "--tokens", "1e11",
+                       "--days", "2", "--activations", "nvfp4")
+    text = " ".join(err.split())
+    assert code == 2 and "--activations 'nvfp4'; it runs: bf16, fp16, fp8-e4m3" in text and "mxfp8" not in text, text

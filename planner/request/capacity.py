@@ -520,8 +520,11 @@ def _train_target(req: CapacityTrainRequest, arch: Any, dev: Any, sup: Any) -> A
     if v["activations"] is not None and sup.activations and canonical(v["activations"]) not in sup.activations:
         from planner.engines import EngineSupportError
 
+        from planner.request.fields import usable_as
+
         raise EngineSupportError(f"{sup.engine} on {sup.device} does not compute in {{@activations}} "
-                                 f"{v['activations']!r}; it runs: {', '.join(sup.activations)}", field="activations")
+                                 f"{echo_value(v['activations'])}; it runs: "
+                                 f"{', '.join(usable_as(sup.activations, 'activation'))}", field="activations")
     seq = check_int("seq", v["seq"], hi=1 << 26)
     check_context(arch, seq, ("seq",))
     gbt = check_number("global_batch_tokens", v["global_batch_tokens"], hi=1e13)

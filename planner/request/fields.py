@@ -239,6 +239,12 @@ def check_format(name: str, v: Any, role: str) -> str:
     return v
 
 
+def usable_as(names: Iterable[str], role: str) -> list[str]:
+    """The names of ``names`` that the request's format fields take for ``role`` (an engine profile
+    may list a compute format, Megatron's mxfp8, that no request can name: not offered)."""
+    return [n for n in names if _usable(n, role)]
+
+
 def _usable(fmt_name: str, role: str) -> bool:
     from planner.formats import get_format
 

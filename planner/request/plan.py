@@ -31,6 +31,7 @@ from planner.request.fields import (
     opt,
     parse_duration,
     parse_size,
+    usable_as,
 )
 
 if TYPE_CHECKING:
@@ -213,7 +214,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     format_sets = () if given_formats else _format_sets(sup, dev, formats)
     if v["activations"] is not None and canonical(act) not in sup.activations:
         raise EngineSupportError(f"{sup.engine} on {sup.device} does not compute in {{@activations}} {act!r}; it runs: "
-                                 f"{', '.join(sup.activations)}", field="activations")
+                                 f"{', '.join(usable_as(sup.activations, 'activation'))}", field="activations")
     check_request(sup, kv=None if kv is None else canonical(kv), layout={n: d for n, d in degrees.items() if d})
     for pattern in sparsity:
         check_request(sup, sparsity=pattern)
