@@ -264,3 +264,18 @@ def test_avg_bits_diagnosis_of_a_llamacpp_plan_speaks_in_stored_bits(cli):
                        "--formats", "int4-g128", "--avg-bits", "4.2")
     text = " ".join(err.split())
     assert code == 3 and "add formats below 4.5 bits" in text and "--avg-bits 4.5" in text, text
+
+
+def test_a_llamacpp_plan_notes_the_ggml_types_it_priced():
+    """A plan made for llama.cpp says, as its estimate does, that its formats were priced as ggml
+    types (its bytes are q4_K's and q2_K's, not the catalog's int4-g128 / int2-g128)."""
+    import planner
+
+    plan = planner.plan(model="llama-3.1-8b", hardware="m2-max", engine="llamacpp",
+                        formats=["int4-g128", "int2-g128"], avg_bits=4.0, batch=1)
+    said = [n for n in plan.predicted.notes if "priced as" in n]
+    assert said == [f"weights {f} priced as llamacpp's {t}, {b:g} bits per value (the catalog format: {c:g}; "
+                    "profiles/engines/llamacpp.yaml storage)"
+                    for f, t, b, c in (("int2-g128", "q2_k", 2.625, 2.125), ("int4-g128", "q4_k", 4.5, 4.125))], said
+    vllm = planner.plan(model="llama-3.1-8b", hardware="rtx-4090", engine="vllm", formats=["int4-g128"], batch=1)
+    assert not [n for n in vllm.predicted.notes if "priced as" in n]
