@@ -32,7 +32,7 @@ from planner.cli.common import (
     human_bytes,
     human_time,
 )
-from hwmodels.errors import render_tokens
+from hwmodels.errors import per_front_end, render_tokens
 from planner.cli.estimate import cli_errors
 from planner.request.capacity import (
     CAPACITY_CLI_ALIASES,
@@ -431,7 +431,8 @@ def _write_csv(rows: list[dict], path: Path, columns: Sequence[str] | None = Non
     try:
         df.to_csv(path, index=False)
     except OSError as exc:
-        raise CliError(f"--csv: cannot write {path}: {exc.strerror or exc}", field="csv") from None
+        raise CliError(f"--csv: cannot write {per_front_end(str(path), str(path))}: {exc.strerror or exc}",
+                       field="csv") from None
 
 
 def _plot_serve(answers: dict, path: Path) -> None:
@@ -490,7 +491,8 @@ def _save(fig, path: Path) -> None:
         fig.tight_layout()
         fig.savefig(path, dpi=120)
     except OSError as exc:
-        raise CliError(f"--plot: cannot write {path}: {exc.strerror or exc}", field="plot") from None
+        raise CliError(f"--plot: cannot write {per_front_end(str(path), str(path))}: {exc.strerror or exc}",
+                       field="plot") from None
     finally:
         plt.close(fig)
     err_console.print(f"wrote plot {path}")

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from hwmodels.errors import TierwiseError
+from hwmodels.errors import TierwiseError, per_front_end
 
 from planner.serving import engine_settings
 from planner.request.limits import check_model_size
@@ -243,8 +243,8 @@ def _named_file_error(load: Any, ref: str, name: str) -> Any:
     except ModelConfigError as exc:
         if exc.field is not None:
             raise
-        raise TierwiseError(f"{{@{name}}} {exc.path}: {exc.expected}; got {exc.got}", field=name,
-                            code=exc.code) from None
+        text = f"{exc.path}: {exc.expected}; got {exc.got}"  # as written: the path is not read as a field token
+        raise TierwiseError(f"{{@{name}}} {per_front_end(text, text)}", field=name, code=exc.code) from None
     except ProfileError as exc:
         raise exc.named(name) from None
 

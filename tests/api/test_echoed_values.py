@@ -66,3 +66,21 @@ def test_export_format_echoes_it_as_given(cli, tmp_path):
     assert code == 0, err
     code, out, err = cli("export", str(plan), "--format", "{@kv_budget}")
     assert code == 2 and "got '{@kv_budget}'" in err and "kv-budget" not in err, err
+
+
+def test_paths_are_echoed_as_typed(cli, tmp_path):
+    """A path holding token-like text ('{@kv_budget}.json') is named as given: a model config, a plan
+    file, and a --csv / --out target that cannot be written."""
+    missing = str(tmp_path / "{@kv_budget}.json")
+    code, _, err = cli("estimate", "--model", missing, "--hardware", "l4")
+    assert code == 2 and missing in err and "kv-budget" not in err, err
+    code, out, err = cli("export", missing)
+    assert code == 2 and missing in err + out and "kv-budget" not in err + out, (out, err)
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # a file where a folder would go: nothing can be written under it
+    target = str(blocked / "{@kv_budget}.csv")
+    code, _, err = cli("capacity", "serve", "--model", "llama-3.1-8b", "--hardware", "b200", "--qps", "1",
+                       "--ttft-slo", "1", "--tpot-slo", "50ms", "--csv", target)
+    assert code == 2 and target in " ".join(err.split()) and "kv-budget" not in err, err
+    code, _, err = cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "-o", str(blocked / "{@kv_budget}.json"))
+    assert code == 2 and "{@kv_budget}.json" in err and "kv-budget" not in err, err
