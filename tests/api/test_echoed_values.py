@@ -84,3 +84,9 @@ def test_paths_are_echoed_as_typed(cli, tmp_path):
     assert code == 2 and target in " ".join(err.split()) and "kv-budget" not in err, err
     code, _, err = cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "-o", str(blocked / "{@kv_budget}.json"))
     assert code == 2 and "{@kv_budget}.json" in err and "kv-budget" not in err, err
+
+
+def test_a_hardware_path_is_echoed_as_typed(cli, tmp_path):
+    missing = str(tmp_path / "{@kv_budget}.yaml")
+    code, _, err = cli("estimate", "--model", "llama-3.2-1b", "--hardware", missing)
+    assert code == 2 and missing in " ".join(err.split()) and "kv-budget" not in err, err
