@@ -266,8 +266,8 @@ class ProfileError(TierwiseError, ValueError):
         self.expected = expected
         self.got = got
         name = Path(self.path).name if self.path and not self.path.startswith("<") else self.path
-        TierwiseError.__init__(self, f"{name}: field '{field}' must be {expected}; got {describe_value(got)}",
-                               field=field, code="invalid_profile")
+        text = f"{name}: field '{field}' must be {expected}; got {describe_value(got)}"
+        TierwiseError.__init__(self, per_front_end(text, text), field=field, code="invalid_profile")
 
     def named(self, request_field: str) -> "ProfileError":
         """This error as reported for the request field that gave the file: led by the field and
@@ -277,7 +277,8 @@ class ProfileError(TierwiseError, ValueError):
         new.path, new.expected, new.got = self.path, self.expected, self.got
         whole = self.field.startswith(("<", "("))
         what = f"expected {self.expected}" if whole else f"field '{self.field}' must be {self.expected}"
-        TierwiseError.__init__(new, "{@" + request_field + "} " + f"{self.path}: {what}; got {describe_value(self.got)}",
+        text = f"{self.path}: {what}; got {describe_value(self.got)}"  # as written: a path is no field token
+        TierwiseError.__init__(new, "{@" + request_field + "} " + per_front_end(text, text),
                                field=request_field if whole else self.field, code=self.code)
         return new
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hwmodels.errors import TierwiseError, describe_value
+from hwmodels.errors import TierwiseError, describe_value, per_front_end
 
 
 FAMILIES = ("decoder", "encoder", "encoder_decoder", "cnn", "vit")
@@ -44,7 +44,8 @@ class ModelConfigError(TierwiseError, ValueError):
         self.expected = expected
         self.got = None if got is _MISSING else got
         self._missing = got is _MISSING
-        TierwiseError.__init__(self, str(self), field=field, code="invalid_model_config")
+        # the text as written: a path or a value in it ('{@kv_budget}.json') is not read as a field token
+        TierwiseError.__init__(self, per_front_end(str(self), str(self)), field=field, code="invalid_model_config")
 
     def __str__(self) -> str:
         if self.field is None:

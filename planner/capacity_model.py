@@ -178,9 +178,9 @@ class ServePair:
     engine: str = ""
     setup: EngineSetup | None = None
     reason: str = ""  # not empty: the pair is not supported, and why ({@field} tokens: render with reason_text)
-    # Weight formats the engine runs there but not with the request's activations: (weights, activations,
-    # why), left out of the pair's search (only when activations were given)
-    skipped: tuple[tuple[str, str, str], ...] = ()
+    # Weight formats given that the engine does not run there (activations None), or runs but not with
+    # the request's activations: (weights, activations, why), left out of the pair's search
+    skipped: tuple[tuple[str, str | None, str], ...] = ()
 
     def reason_text(self, style: str = "rest") -> str:
         """Why the pair is not supported, its fields in one front end's syntax (``cli``: ``--runtime``)."""
@@ -196,12 +196,14 @@ class ServePair:
 
     def unsupported_rows(self, style: str = "rest") -> list[dict]:
         """The pair's entries under ``unsupported``: ``{engine, hardware, reason}`` when it does not
-        run; ``{engine, hardware, weights, activations, reason}`` per weight format skipped."""
+        run; ``{engine, hardware, weights, activations, reason}`` per weight format skipped (no
+        ``activations`` for a format given that the engine does not run there at all)."""
         from hwmodels.errors import render_tokens
 
         rows = [{"engine": self.engine, "hardware": self.device.id, "reason": self.reason_text(style)}] if self.reason else []
-        rows += [{"engine": self.engine, "hardware": self.device.id, "weights": w, "activations": a,
-                  "reason": render_tokens(why, style)} for w, a, why in self.skipped]
+        rows += [{"engine": self.engine, "hardware": self.device.id, "weights": w,
+                  **({} if a is None else {"activations": a}), "reason": render_tokens(why, style)}
+                 for w, a, why in self.skipped]
         return rows
 
 

@@ -32,7 +32,7 @@ class Cancelled(TierwiseError):
 class Deadline:
     """A wall-clock budget (``seconds``; ``None`` = unbounded) with a shared cancel event."""
 
-    __slots__ = ("_end", "_event", "_parent", "field")
+    __slots__ = ("_end", "_event", "_parent", "field", "_limit")
 
     def __init__(self, seconds: float | None = None, *, event: threading.Event | None = None,
                  field: str = "time_limit_s", _parent: "Deadline | None" = None) -> None:
@@ -42,6 +42,8 @@ class Deadline:
         self._event = event if event is not None else (_parent._event if _parent else threading.Event())
         self._parent = _parent
         self.field = field
+        # the caller's limit, named when it runs out (a child's share is not what the caller set)
+        self._limit = _parent._limit if _parent is not None else (None if seconds is None else float(seconds))
 
     @classmethod
     def unbounded(cls) -> "Deadline":
@@ -71,7 +73,9 @@ class Deadline:
         if self._event.is_set():
             raise Cancelled(f"{what} was cancelled")
         if self.expired():
-            raise DeadlineExceeded(f"{what} ran out of time (the limit is {{@{self.field}}})", field=self.field)
+            given = "" if self._limit is None else f" {self._limit:g} s"
+            raise DeadlineExceeded(f"{what} ran out of time before anything was found (the limit is {{@{self.field}}}"
+                                   f"{given}; raise it)", field=self.field)
 
     def child(self, seconds: float | None = None, fraction: float | None = None) -> "Deadline":
         """A sub-deadline: at most ``seconds`` or ``fraction`` of what is left, never past this one."""

@@ -333,7 +333,7 @@ def _avg_bits_changes(planner, req, dl) -> list[Change]:
         if found is not None:
             fields, plan = found
             changes.append(Change(kind="formats", set=fields, predicted=_summary(plan), template=(
-                f"{flags(fields)}: add formats below {_min_bits(_current_formats(req)):.3g} bits "
+                f"{flags(fields)}: add formats below {_min_bits(_current_formats(req), req.engine):.3g} bits "
                 f"(plan: {_formats_text(plan)})")))
     low = _try(planner, replace(req, avg_bits=None, objective="memory"), dl)
     if low is not None and low.predicted.avg_weight_bits > req.avg_bits:
@@ -375,10 +375,14 @@ def _current_formats(req) -> tuple[str, ...]:
     return tuple(req.formats) if req.formats else tuple(DEFAULT_WEIGHT_FORMATS)
 
 
-def _min_bits(names) -> float:
+def _min_bits(names, engine=None) -> float:
+    """The fewest bits per value of ``names``: the catalog's price, or the type the engine stores a
+    format as where its profile states one (llama.cpp's int4-g128 is q4_K, 4.5 bits), as --avg-bits
+    counts them."""
     from planner.formats import get_format
 
-    return min(get_format(n).bits_per_value() for n in names)
+    stored = {} if engine is None else {f: 8.0 * chain[0][2] / chain[0][1] for f, chain in engine.runtime.storage}
+    return min(stored.get(get_format(n).name, get_format(n).bits_per_value()) for n in names)
 
 
 def _lower_formats(planner, req) -> tuple[str, ...]:
@@ -406,7 +410,7 @@ def _format_changes(planner, req, dl) -> list[Change]:
     low = [n for n in extra if _min_bits([n]) <= 2.5]
     caveat = "; round-to-nearest at 2 bits costs much accuracy" if low else ""
     return [Change(kind="formats", set=fields, predicted=_summary(plan), template=(
-        f"{flags(fields)}: allow formats below {_min_bits(_current_formats(req)):.3g} bits "
+        f"{flags(fields)}: allow formats below {_min_bits(_current_formats(req), req.engine):.3g} bits "
         f"(plan: {_formats_text(plan)}){caveat}"))]
 
 

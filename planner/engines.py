@@ -756,8 +756,9 @@ def check_request(sup: Support, *, weights: str | None = None, activations: str 
             raise EngineSupportError(
                 f"{where} has no {{@{dim}}} parallelism (degree {degree}); it supports: "
                 f"{', '.join(sup.parallel) or 'a single device only'}", field=dim)
-    ep, tp = (layout or {}).get("ep") or 1, (layout or {}).get("tp") or 1
-    if not ep_runs(sup, tp, ep):
+    # tp left out (a plan searches it): the search keeps the layouts whose TP degree the EP degree divides
+    ep, tp = (layout or {}).get("ep") or 1, (layout or {}).get("tp")
+    if tp is not None and not ep_runs(sup, tp, ep):
         raise EngineSupportError(ep_refusal(sup, tp, ep), field="ep", details={"engine": sup.engine, "tp": tp, "ep": ep})
     if zero is not None and zero not in sup.zero:
         raise EngineSupportError(f"{where} has no {{@zero}} stage {zero}; its sharding offers ZeRO "

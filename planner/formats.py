@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from hwmodels.format_support import FAMILIES
-from hwmodels.errors import TierwiseError
+from hwmodels.errors import TierwiseError, echo_value
 
 __all__ = [
     "DEFAULT_COLS",
@@ -497,7 +497,7 @@ def get_format(name: str | Format) -> Format:
         return _REGISTRY[key]
     hint = _suggest(key)
     tail = f" (did you mean {hint}?)" if hint else ""
-    raise FormatError(f"unknown format {name!r}; expected one of: {expected}{tail}")
+    raise FormatError(f"unknown format {echo_value(name)}; expected one of: {expected}{tail}")
 
 
 def list_formats(kind: str | None = None, role: str | None = None) -> list[Format]:
@@ -551,7 +551,7 @@ class Sparsity:
         elif self.name.startswith("unstructured:"):
             ok = not self.structured
         else:
-            raise SparsityError(f"unknown sparsity {self.name!r}; {_SPARSITY_HELP}")
+            raise SparsityError(f"unknown sparsity {echo_value(self.name)}; {_SPARSITY_HELP}")
         if not ok:
             raise SparsityError(f"Sparsity {self.name!r} does not match density={self.density!r}, "
                                 f"structured={self.structured!r}; build it with parse_sparsity({self.name!r})")
@@ -621,7 +621,7 @@ def parse_sparsity(text: str | Sparsity) -> Sparsity:
             raise SparsityError(f"sparsity {text!r}: the fraction removed must be in [0, 1), got {s!r}; "
                                 f"{_SPARSITY_HELP}")
         return Sparsity(name=f"unstructured:{s:g}", density=1.0 - s, structured=False)
-    raise SparsityError(f"unknown sparsity {text!r}; {_SPARSITY_HELP}")
+    raise SparsityError(f"unknown sparsity {echo_value(text)}; {_SPARSITY_HELP}")
 
 
 def combined_bits_per_weight(fmt: Format | str, sparsity: Sparsity | str,

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from hwmodels import DeviceSpec
-from hwmodels.errors import TierwiseError
+from hwmodels.errors import TierwiseError, echo_value
 from planner.formats import FormatError, SparsityError, get_format, parse_sparsity
 from planner.numerics import HIGH_PRECISION_COMPUTE, Numerics, numerics_key
 from planner.workload import CONV, EMBEDDING, LINEAR, LM_HEAD, ROUTER, OpShape, Workload
@@ -159,7 +159,7 @@ def parse_low_ranks(values: Sequence[object] | str | None) -> tuple[int, ...] | 
         if isinstance(v, str):
             if not re.fullmatch(r"[0-9]+", v):
                 raise OptionError(f"--low-rank takes ranks as integers >= 1 separated by commas, e.g. 256,512; got "
-                                  f"{v!r}", field="low_rank")
+                                  f"{echo_value(v)}", field="low_rank")
             v = int(v)
         out.add(_check_rank(v, "--low-rank"))
     return tuple(sorted(out)) or None

@@ -39,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from hwmodels.errors import per_front_end
 from planner.errors import TierwiseError
 from planner.fileio import atomic_write_text
 from planner.costmodel import Choice, Layout, Serving
@@ -793,7 +794,7 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PlanError(f"{p}: no such plan file", field="path") from None
+        raise PlanError(f"{per_front_end(str(p), str(p))}: no such plan file", field="path") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PlanError(f"{p}: cannot read the plan file ({exc})", field="path") from None
     try:

@@ -18,8 +18,9 @@ from the cost model's additive per-group costs (:func:`planner.costmodel.group_c
   model overlaps streaming with compute: ``max``);
 * ``ttft_slo``: ``a·P_prefill + step ≤ TTFT`` with the pipeline factor ``a`` and per-pass
   overhead ``step`` read off the cost model; ``tpot_slo``: ``P_decode + step ≤ TPOT``;
-* ``avg_bits``: Σ params·bits ≤ target · Σ params (bits as the format registry prices them;
-  a low-rank option's bits are scaled by the fraction of weights its factors keep).
+* ``avg_bits``: Σ params·bits ≤ target · Σ params (bits as the format registry prices them, or
+  as the engine stores them where its profile states a type of its own: llama.cpp's ggml q4_K for
+  int4-g128; a low-rank option's bits are scaled by the fraction of weights its factors keep).
 
 Low-rank options (``PlanProblem.low_rank``, off by default) are ordinary columns: their
 memory and time coefficients come from the cost model's ``Choice(low_rank=r)``, their

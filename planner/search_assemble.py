@@ -132,7 +132,7 @@ class AssemblyMixin:
         if req.avg_bits is not None and avg_bits > req.avg_bits * (1 + 1e-9):
             bad["avg_bits"] = (avg_bits - req.avg_bits) * f.params_total
         per_layer = self._per_layer(f, assign, group_sens)
-        notes = list(est.notes) + list(f.notes)
+        notes = list(est.notes) + list(f.notes) + _storage_notes(req, choices, f.kv, self.arch)
         if est.memory.offloaded_weights_bytes > 0 and est.decode is not None:
             notes.append(f"{est.memory.offloaded_weights_bytes / 1e9:.2f} GB of weights per device live outside "
                          f"{dev_name}; decode runs at {est.decode_tokens_per_s:.3g} tokens/s "
@@ -196,3 +196,17 @@ def hardware_hash(device: DeviceSpec) -> str:
 
     return content_hash(device_to_dict(device))
 
+
+
+def _storage_notes(req: PlanProblem, choices: Mapping[str, GroupChoice], kv: str, arch=None) -> list[str]:
+    """What the plan's engine stores its formats as where that type's size is not the catalog
+    format's (llama.cpp: int4-g128 as q4_K, 4.5 bits), as an estimate for that engine says."""
+    if req.engine is None or not req.engine.runtime.storage:
+        return []
+    from types import SimpleNamespace
+
+    from planner.request.estimate import _storage_notes as storage_notes
+
+    weights = sorted({c.weights for c in choices.values()})
+    out = [n for w in weights for n in storage_notes(req.engine, SimpleNamespace(weights=w, kv=None), arch)]
+    return out + list(storage_notes(req.engine, SimpleNamespace(weights=None, kv=kv)))

@@ -374,17 +374,24 @@ class FormulationMixin:
             self._coef_cache[key] = {k: tuple(v) for k, v in out.items()}
         return self._coef_cache[key]
 
-    def _bits(self, g: GroupInfo, o: Option) -> float:
-        """Σ params × bits per weight of a group under ``o`` (the registry's price; a
-        low-rank option stores the fraction ``r·(k+n)/(k·n)`` of each linear's weights)."""
-        key = (g.block, g.name, o.weights, o.sparsity, o.low_rank)
+    def _bits(self, g: GroupInfo, o: Option, opts: RuntimeSettings | None = None) -> float:
+        """Σ params × bits per weight of a group under ``o`` (the registry's price, or the engine's
+        own type where its profile states one: llama.cpp's q4_K for int4-g128, 4.5 bits, as the
+        plan's bytes price it; a low-rank option stores the fraction ``r·(k+n)/(k·n)`` of each
+        linear's weights)."""
+        from planner.opcost import _weight_bits, stored_bits, stored_row
+
+        stored_formats = opts.stored_formats if opts is not None else ()
+        key = (g.block, g.name, o.weights, o.sparsity, o.low_rank, stored_formats)
         v = self._bits_cache.get(key)
         if v is None:
             lr = Choice(low_rank=o.low_rank)
-            v = sum(m.weight_params * low_rank_factor(m, lr)
-                    * combined_bits_per_weight(o.weights, o.sparsity, m.out_features or 1,
-                                               (m.in_features or 1) if m.kind != "conv" else 1)
-                    for m in g.members)
+            v = 0.0
+            for m in g.members:
+                rows, cols = m.out_features or 1, (m.in_features or 1) if m.kind != "conv" else 1
+                bits = (_weight_bits(o.weights, o.sparsity, rows, cols, stored_bits(opts, stored_row(m)))
+                        if stored_formats else combined_bits_per_weight(o.weights, o.sparsity, rows, cols))
+                v += m.weight_params * low_rank_factor(m, lr) * bits
             self._bits_cache[key] = v
         return v
 
@@ -421,7 +428,7 @@ class FormulationMixin:
                 raise OptionError(f"no option is left for {groups[members[0]].fqn} on {self.device.id}",
                                   field="formats")
             g0 = groups[members[0]]
-            coeffs = np.array([[*costs[opts_[i]][(block, name)], self._bits(g0, opts_[i])] for i in usable])
+            coeffs = np.array([[*costs[opts_[i]][(block, name)], self._bits(g0, opts_[i], opts)] for i in usable])
             vecs = [np.asarray(scores.values[gi], dtype=np.float64)[usable] for gi in members]
             offered += len(usable) * len(members)
             for mem, (sigma, alpha) in _proportional_parts(members, vecs):

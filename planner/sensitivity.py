@@ -111,6 +111,7 @@ from typing import Protocol
 
 import numpy as np
 
+from hwmodels.errors import per_front_end  # the path as typed, never read as a field token
 from planner.errors import SensitivityError
 from planner.format_noise import _apply, _torch, activation_noise, kv_noise, weight_noise
 from planner.formats import FormatError, get_format
@@ -668,6 +669,6 @@ def sensitivity_from_spec(spec: str | Sensitivity | None) -> Sensitivity:
         return WeightsSensitivity(tensors=weights_from_safetensors(s.split(":", 1)[1]))
     p = Path(s)
     if not p.exists():
-        raise SensitivityError(f"--sensitivity {s}: no such file (expected 'prior', 'weights:PATH.safetensors' or a "
+        raise SensitivityError(f"--sensitivity {per_front_end(s, s)}: no such file (expected 'prior', 'weights:PATH.safetensors' or a "
                                "YAML/JSON sensitivity file)")
     return load_sensitivity_file(p)

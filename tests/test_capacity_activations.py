@@ -133,3 +133,47 @@ def test_capacity_train_suggests_a_mistyped_activations_format(capsys):
     assert code == 2 and "--activations: unknown format 'fp8-e4' (did you mean fp8-e4m3" in err
     code, _, err = run(capsys, *train, "--activations", "int8")
     assert code == 2 and "megatron-core on h100-sxm does not compute in --activations 'int8'" in err
+
+
+def test_csv_lists_the_weight_formats_skipped_in_command_line_syntax(capsys, tmp_path):
+    """Both CSVs carry the (weights, activations) entries the table shows as not supported, with
+    the reason naming --activations (the command line's flag), and the frontier's batch stays whole."""
+    import csv
+
+    code, _, err = run(capsys, *SERVE, "--hardware", "b200", "--formats", "fp8,nvfp4", "--activations", "nvfp4",
+                       "--csv", str(tmp_path / "s.csv"))
+    assert code == 0, err
+    code, _, err = run(capsys, *FRONTIER, "--hardware", "b200", "--formats", "fp8,nvfp4", "--activations", "nvfp4",
+                       "--csv", str(tmp_path / "f.csv"))
+    assert code == 0, err
+    for name in ("s.csv", "f.csv"):
+        with (tmp_path / name).open() as f:
+            rows = list(csv.DictReader(f))
+        skipped = [r for r in rows if r["supported"] == "False"]
+        assert [(r["weights"], r["activations"]) for r in skipped] == [("fp8", "nvfp4")], rows
+        assert "--activations nvfp4" in skipped[0]["failures"] and "'activations'" not in skipped[0]["failures"]
+        priced = [r for r in rows if r["supported"] == "True"]
+        assert priced and all(r["weights"] == "nvfp4" and r["activations"] == "nvfp4" for r in priced)
+        if name == "f.csv":
+            assert all(r["batch"].isdigit() for r in priced), rows
+
+
+def test_a_given_format_the_engine_does_not_run_is_listed_not_dropped(capsys):
+    """vLLM runs no int8 weights on MI300X: asked for fp8,int8 it searches fp8 and lists int8 with
+    the reason (it used to vanish from the answer), with --activations or without."""
+    for extra in ((), ("--activations", "fp8-e4m3")):
+        d = _serve(capsys, "--hardware", "mi300x", "--engine", "vllm", "--formats", "fp8,int8", *extra)
+        assert _best(d, "vllm", "mi300x")["weights"] == "fp8"
+        assert d["unsupported"] == [{"engine": "vllm", "hardware": "mi300x", "weights": "int8",
+                                     "reason": "vllm on mi300x does not run 'formats' int8; it runs: bf16, fp16, fp8-e4m3"}]
+    code, out, err = run(capsys, *SERVE, "--hardware", "mi300x", "--engine", "vllm", "--formats", "fp8,int8")
+    assert code == 0 and "int8 / - / -" in out and "not supported" in out and "'formats'" not in out, out
+
+
+def test_train_refusal_offers_only_activations_a_request_can_name(capsys):
+    """Megatron-Core's Blackwell profile lists MXFP8, which no --activations value names: the refusal
+    lists what the caller can ask for (it offered mxfp8, then refused it as no activation format)."""
+    code, _, err = run(capsys, "capacity", "train", "--model", "llama-3.1-8b", "--hardware", "b200", "--tokens", "1e11",
+                       "--days", "2", "--activations", "nvfp4")
+    text = " ".join(err.split())
+    assert code == 2 and "--activations 'nvfp4'; it runs: bf16, fp16, fp8-e4m3" in text and "mxfp8" not in text, text

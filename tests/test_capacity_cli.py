@@ -207,7 +207,10 @@ def test_frontier_table_csv_plot_json(cli, tmp_path):
     rows = list(csv.DictReader(out_csv.open()))
     code, out, _ = cli(*args, "--json")
     d = json.loads(out)
-    assert len(rows) == sum(len(s["points"]) for s in d["series"]) > 0
+    priced = [r for r in rows if r["batch"]]
+    assert len(priced) == sum(len(s["points"]) for s in d["series"]) > 0
+    # the pair the table lists as not supported is in the file too, with its reason
+    assert [(r["engine"], r["hardware"], r["supported"]) for r in rows if not r["batch"]] == [("trtllm", "mi300x", "False")]
     assert {(s["engine"], s["hardware"]) for s in d["series"]} == {("vllm", "l4"), ("trtllm", "l4"), ("vllm", "mi300x")}
     for s in d["series"]:
         pts = [(p["tokens_per_s_per_user"], p["tokens_per_s_per_device"]) for p in s["points"]]

@@ -26,7 +26,9 @@ def test_nothing_fits_is_infeasible_on_the_cli_with_the_reason_and_a_csv_header(
     assert code == 3, (out, err)
     assert "does not fit l4" in out and "--max-devices 8" in out.replace("\n", " ")
     with (tmp_path / "f.csv").open() as f:
-        assert next(csv.reader(f)) == list(CSV_COLUMNS)
+        rows = list(csv.DictReader(f))
+        assert list(rows[0]) == [*CSV_COLUMNS, "supported", "failures"]
+    assert [(r["hardware"], r["batch"]) for r in rows] == [("l4", "")] and "does not fit l4" in rows[0]["failures"]
     code, out, _ = cli(*NO_FIT, "--json")
     doc = json.loads(out)["error"]
     assert code == 3 and doc["code"] == "infeasible"

@@ -106,3 +106,24 @@ def test_cli_marks_partial_rows(cli, monkeypatch, limit):
     r = cli("capacity", "serve", "--model", "llama-3.1-8b", "--hardware", ",".join(HW), "--engine", "vllm", "--qps", "5",
             "--prompt", "512", "--gen", "128", "--ttft-slo", "1", "--tpot-slo", "0.05", "--time-limit", "600")
     assert r.code == 0 and "(partial)" in r.out and "not searched: vllm on h100-sxm" in r.out
+
+
+@pytest.mark.parametrize("json_out", [True, False])
+def test_cli_infeasible_cut_short_is_the_time_limit_naming_the_flag(cli, monkeypatch, json_out):
+    """The command line answers as REST does: nothing meeting the SLOs because the time limit stopped
+    the search is code time_limit (exit 3), and the message names --time-limit (not --time-limit-s)."""
+    import json
+
+    args = ["capacity", "serve", "--model", "llama-3.1-8b", "--hardware", ",".join(HW), "--engine", "vllm", "--qps", "5",
+            "--prompt", "512", "--gen", "128", "--ttft-slo", "1", "--tpot-slo", "0.0001", "--time-limit", "600"]
+    _limited(monkeypatch, 1)
+    r = cli(*args, *(["--json"] if json_out else []))
+    assert r.code == 3, r.err
+    text = " ".join(r.err.split())
+    assert "a longer --time-limit may find an answer" in text and "--time-limit-s" not in text, text
+    if json_out:
+        err = json.loads(r.out)["error"]
+        assert err["code"] == "time_limit" and err["details"]["complete"] is False, err
+    monkeypatch.setattr(capacity, "run_serve_task", _REAL)
+    r = cli(*args, "--json")  # searched to the end: a proof, code infeasible
+    assert r.code == 3 and json.loads(r.out)["error"]["code"] == "infeasible"

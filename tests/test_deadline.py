@@ -34,3 +34,15 @@ def test_unbounded_and_bad_budget():
     with pytest.raises(TierwiseError) as info:
         Deadline(-1)
     assert info.value.field == "time_limit_s"
+
+
+def test_running_out_names_the_limit_the_caller_set():
+    """The message says the limit as given (a child's share is not what the caller set) in each
+    front end's syntax, and what to do."""
+    dl = Deadline(0.0)
+    with pytest.raises(DeadlineExceeded) as e:
+        dl.child(fraction=0.5).check("the capacity search")
+    assert e.value.code == "time_limit" and e.value.field == "time_limit_s"
+    assert e.value.render("cli", {"time_limit_s": "--time-limit"}) == (
+        "the capacity search ran out of time before anything was found (the limit is --time-limit 0 s; raise it)")
+    assert "'time_limit_s' 0 s" in e.value.render("rest")

@@ -76,6 +76,8 @@ def test_llamacpp_q8_0_kv_cache_from_the_command_line(capsys, tmp_path):
     assert code == 0, err
     script = (tmp_path / "gguf" / "quantize.sh").read_text()
     assert "--cache-type-k q8_0" in script and "--cache-type-v q8_0" in script
+    # a quantized V cache needs flash attention: without --flash-attn llama-server stops at load
+    assert "--flash-attn" in script and "llama-server runs a quantized V cache only with flash attention" in " ".join((out + err).split())
 
 
 def test_llamacpp_per_head_int8_kv_is_refused_naming_its_q8_0_format(capsys):

@@ -201,3 +201,81 @@ def test_estimate_says_which_ggml_type_it_priced():
     est = planner.estimate(model="llama-3.1-8b", hardware="rtx-4090", engine="llamacpp", weights="int4-g32", kv="fp16",
                            batch=1, prompt=512, gen=128)
     assert not [n for n in est.notes if "priced as" in n]
+
+
+def test_estimate_note_gives_the_share_priced_as_the_fallback_type():
+    """Falcon-7B's 4544-wide rows are priced as q5_0, not q4_K (the note said q4_K alone): the note
+    says which share of the weights fell back and the average the estimate's bytes hold."""
+    import planner
+
+    est = planner.estimate(model="falcon-7b", hardware="rtx-4090", engine="llamacpp", weights="int4-g128",
+                           kv="fp16", batch=1, prompt=128, gen=16)
+    said = [n for n in est.notes if "priced as" in n]
+    assert len(said) == 1 and "62% of them, in rows of 4544 values" in said[0] and "as q5_0, 5.5 bits" in said[0], said
+    params = sum(op.weight_params * b.count for b in build_workload(load_arch("falcon-7b")).blocks for op in b.ops
+                 if op.kind != NORM)
+    norms = est.memory.weights_bytes - sum(
+        op.weight_params * b.count * (4.5 if (op.out_features if op.kind == "embedding" else op.in_features) % 256 == 0
+                                      else 5.5) / 8
+        for b in build_workload(load_arch("falcon-7b")).blocks for op in b.ops if op.kind != NORM)
+    avg = (est.memory.weights_bytes - norms) * 8 / params
+    assert f"{avg:.3g} bits per weight on average" in said[0], (avg, said)
+    # llama-3.1-8b's rows all hold whole super-blocks: no share to name
+    est = planner.estimate(model="llama-3.1-8b", hardware="rtx-4090", engine="llamacpp", weights="int4-g128", batch=1)
+    assert [n for n in est.notes if "priced as" in n] == [
+        "weights int4-g128 priced as llamacpp's q4_k, 4.5 bits per value (the catalog format: 4.125; "
+        "profiles/engines/llamacpp.yaml storage)"]
+
+
+def test_export_of_a_plan_priced_elsewhere_names_the_rows_written_as_a_fallback(tmp_path, cli):
+    """A vLLM int4-g128 plan of Falcon-7B exported to llama.cpp: q4_K's +9.1% is not the whole
+    story, llama-quantize writes the 4544-wide rows as q5_0 (5.5 bits, +33.3% over the 4.125 priced)."""
+    plan = tmp_path / "falcon.json"
+    code, _, err = cli("plan", "--model", "falcon-7b", "--hardware", "rtx-4090", "--engine", "vllm", "--formats",
+                       "int4-g128", "-o", str(plan))
+    assert code == 0, err
+    code, out, err = cli("export", str(plan), "--format", "llamacpp", "-o", str(tmp_path / "gguf"))
+    text = " ".join((out + err).split())
+    assert code == 0, text
+    assert ("int4-g128: ggml q4_k stores 4.5 bits per value, the plan priced 4.125 (+9.1% for those tensors), and "
+            "llama-quantize writes the model's tensors with rows of 4544 values (no whole number of q4_k's 256-value "
+            "blocks) as q5_0, 5.5 bits (+33.3%)") in text, text
+
+
+def test_avg_bits_of_a_llamacpp_plan_counts_what_it_stores():
+    """--avg-bits bounds the bits the plan's bytes hold: for llama.cpp the ggml types (int4-g128 as
+    q4_K, 4.5 bits), so a llama-3.1-8b plan under --avg-bits 4 reports and stores ~4 bits per weight,
+    not 4.0 by the catalog's 4.125 while its GGUF holds 4.4."""
+    import planner
+
+    matrices = sum(op.weight_params * b.count for b in build_workload(ARCH).blocks for op in b.ops if op.kind != NORM)
+    norms = sum(op.weight_params * b.count for b in build_workload(ARCH).blocks for op in b.ops if op.kind == NORM)
+    plan = planner.plan(model="llama-3.1-8b", hardware="m2-max", engine="llamacpp",
+                        formats=["int4-g128", "int2-g128"], avg_bits=4.0, batch=1)
+    p = plan.predicted
+    assert p.avg_weight_bits <= 4.0 + 1e-9
+    assert (p.weights_bytes - 2 * norms) * 8 / matrices == pytest.approx(p.avg_weight_bits, rel=1e-6)
+
+
+def test_avg_bits_diagnosis_of_a_llamacpp_plan_speaks_in_stored_bits(cli):
+    """Asked --avg-bits 4.2 with int4-g128 alone: the fix offered counts q4_K's 4.5 bits, as the
+    constraint does (it said 'formats below 4.12 bits', the catalog's price)."""
+    code, _, err = cli("plan", "--model", "llama-3.1-8b", "--hardware", "m2-max", "--engine", "llamacpp",
+                       "--formats", "int4-g128", "--avg-bits", "4.2")
+    text = " ".join(err.split())
+    assert code == 3 and "add formats below 4.5 bits" in text and "--avg-bits 4.5" in text, text
+
+
+def test_a_llamacpp_plan_notes_the_ggml_types_it_priced():
+    """A plan made for llama.cpp says, as its estimate does, that its formats were priced as ggml
+    types (its bytes are q4_K's and q2_K's, not the catalog's int4-g128 / int2-g128)."""
+    import planner
+
+    plan = planner.plan(model="llama-3.1-8b", hardware="m2-max", engine="llamacpp",
+                        formats=["int4-g128", "int2-g128"], avg_bits=4.0, batch=1)
+    said = [n for n in plan.predicted.notes if "priced as" in n]
+    assert said == [f"weights {f} priced as llamacpp's {t}, {b:g} bits per value (the catalog format: {c:g}; "
+                    "profiles/engines/llamacpp.yaml storage)"
+                    for f, t, b, c in (("int2-g128", "q2_k", 2.625, 2.125), ("int4-g128", "q4_k", 4.5, 4.125))], said
+    vllm = planner.plan(model="llama-3.1-8b", hardware="rtx-4090", engine="vllm", formats=["int4-g128"], batch=1)
+    assert not [n for n in vllm.predicted.notes if "priced as" in n]

@@ -2324,9 +2324,12 @@
 
   function capacityRows(data) {
     const list = data.hardware || data.ranked || data.items || data.results || [];
-    // (engine, hardware) pairs the engine does not run: listed with the reason, unranked.
+    // (engine, hardware) pairs the engine does not run, and weight formats a pair that runs left out
+    // (a format it does not run there, or not with the activations asked): listed with the reason, unranked.
     const unsupported = (data.unsupported || []).map((u) => ({ hardware: u.hardware, engine: u.engine, o: {}, meets: false, has: false,
-      reason: `${u.engine} does not run on ${u.hardware}${u.reason ? `: ${u.reason}` : ""}` }));
+      left: Boolean(u.weights), reason: u.weights
+        ? `${u.engine} on ${u.hardware} leaves out ${u.weights} weights${u.activations ? ` with ${u.activations} activations` : ""}${u.reason ? `: ${u.reason}` : ""}`
+        : `${u.engine} does not run on ${u.hardware}${u.reason ? `: ${u.reason}` : ""}` }));
     return list.map((row) => {
       const o = row.best || row.closest || row;
       const meets = row.meets_slo !== undefined ? row.meets_slo : o.meets_slo;
@@ -2437,7 +2440,7 @@
     if (!r.has) {
       return el("tr", { class: "nofit" }, td(0, { text: rank }), td(1, { text: r.hardware }),
         td(2, { colspan: 7, class: "muted", text: r.reason || "does not fit at any layout within the device limit: no timings, no price" }),
-        td(9, { class: "no", text: r.reason ? "does not run" : "does not fit" }), td(10, { text: r.engine || "–" }));
+        td(9, { class: "no", text: r.left ? "left out" : r.reason ? "does not run" : "does not fit" }), td(10, { text: r.engine || "–" }));
     }
     return el("tr", {},
       td(0, { text: rank }), td(1, { text: r.hardware }), td(2, { class: "num", text: o.devices ?? "–" }),

@@ -22,7 +22,7 @@ import typer.core
 import typer.main
 from rich.markup import escape
 
-from hwmodels.errors import TierwiseError
+from hwmodels.errors import TierwiseError, echo_value, per_front_end
 from planner.cli.common import EXIT_BAD_INPUT, CliError, emit_json, err_console
 
 #: Command name → the ``planner.cli`` module whose ``register(app)`` adds it. Running a
@@ -86,8 +86,10 @@ def _refuse_repeats(cmd, ctx, args: list[str]) -> None:  # noqa: ANN001 - click'
         if param.name in seen:
             flag = next((o for o in param.opts if o.startswith("--")), param.opts[0])
             given = _values_of(list(args), list(param.opts))
-            shown = f" ({', '.join(map(repr, given))})" if given else ""
-            several = (f", with several values comma separated: {flag} {','.join(given)}"
+            # the values as typed: token-like text in them ('{@kv_budget}') is not read as a field name
+            shown = f" ({', '.join(map(echo_value, given))})" if given else ""
+            joined = ",".join(given)
+            several = (f", with several values comma separated: {flag} {per_front_end(joined, joined)}"
                        if "comma separated" in (param.help or "") and given else "")
             raise CliError(f"{flag} is given more than once{shown}; give it once{several}", EXIT_BAD_INPUT,
                            field=param.name)

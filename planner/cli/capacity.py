@@ -32,7 +32,7 @@ from planner.cli.common import (
     human_bytes,
     human_time,
 )
-from hwmodels.errors import render_tokens
+from hwmodels.errors import per_front_end, render_tokens
 from planner.cli.estimate import cli_errors
 from planner.request.capacity import (
     CAPACITY_CLI_ALIASES,
@@ -42,6 +42,7 @@ from planner.request.capacity import (
     resolve_capacity_frontier,
     resolve_capacity_serve,
     request_deadline,
+    serve_infeasible,
     resolve_training_fleet,
     serve_intervals,
     train_intervals,
@@ -180,8 +181,7 @@ def serve(
     ray_address: RayOpt = None,
 ) -> None:
     """Fewest devices per engine × hardware (layout × replicas, formats, batch) that meet both SLOs, cheapest first."""
-    from planner.capacity import (InfeasibleError, dedupe_tasks, run_serve_task, run_serve_within,
-                                  serve_infeasible_message, serve_tasks, summarize_searched)
+    from planner.capacity import dedupe_tasks, run_serve_task, run_serve_within, serve_tasks, summarize_searched
 
     _check_executor(executor, json_out)
     plot_path = _plot_target(plot_path, "capacity-serve")
@@ -229,15 +229,15 @@ def serve(
         _plot_serve(answers, plot_path)
     if json_out:
         if len(shown) == 1 and not shown[0].feasible:
-            msg, payload = serve_infeasible_message(shown[0])
-            raise InfeasibleError(msg, payload)
+            with cli_errors(CAPACITY_CLI_ALIASES):  # time_limit when the limit stopped it, as in REST
+                raise serve_infeasible(shown[0])
         emit_json(shown[0].to_dict() if len(shown) == 1 else {"sweep": [a.to_dict() for a in shown]})
         return
     for ans in shown:
         _print_serve(ans)
     if not shown[-1].feasible:
-        msg, payload = serve_infeasible_message(shown[-1])
-        raise InfeasibleError(msg, payload)
+        with cli_errors(CAPACITY_CLI_ALIASES):
+            raise serve_infeasible(shown[-1])
 
 
 def _serve_rows(answers: dict) -> list[dict]:
@@ -270,7 +270,7 @@ def _serve_rows(answers: dict) -> list[dict]:
                             "disagg_kv_link": d.kv_link_kind, "disagg_ttft_s": d.ttft_s, "disagg_tpot_s": d.tpot_s,
                             "disagg_usd_per_hour": d.usd_per_hour})
             rows.append(row)
-        for u in unsupported_rows(ans.unsupported):
+        for u in unsupported_rows(ans.unsupported, "cli"):  # the command line's file: its flags (--activations)
             rows.append({"qps": q, "engine": u["engine"], "hardware": u["hardware"], "supported": False,
                          **{k: u[k] for k in ("weights", "activations") if k in u},
                          "meets_slo": False, "failures": u["reason"]})
@@ -341,7 +341,7 @@ def _print_serve(ans) -> None:
         cells.append("yes" if h.best is not None else "[red]no[/]: " + escape("; ".join(o.failures)))
         tab.add_row(*cells)
     for u in unsupported_rows(ans.unsupported, "cli"):
-        fmt = f"{u['weights']} / {u['activations']} / -" if "weights" in u else "-"
+        fmt = f"{u['weights']} / {u.get('activations', '-')} / -" if "weights" in u else "-"
         tab.add_row("-", u["engine"] or "-", u["hardware"], "-", "not supported", fmt, *(["-"] * (len(cols) - 7)),
                     "[red]no[/]: " + escape(u["reason"]))
     console.print(tab)
@@ -396,7 +396,7 @@ def _print_disagg(ans) -> None:
 
 
 #: Integer columns that stay integers in a CSV whose rows may lack them (unsupported pairs).
-_INT_COLUMNS = ("rank", "tp", "pp", "replicas", "devices", "max_batch", "separate_devices", "disagg_devices")
+_INT_COLUMNS = ("rank", "tp", "pp", "replicas", "devices", "max_batch", "batch", "separate_devices", "disagg_devices")
 
 
 BANDS_NOTE = ("(a–b): p10–p90 of the cost model's out-of-sample error on published rows of the same kind; "
@@ -421,17 +421,18 @@ def _band(o, name: str, fmt) -> str:
 
 
 def _write_csv(rows: list[dict], path: Path, columns: Sequence[str] | None = None) -> None:
-    """``rows`` as CSV; ``columns``: the header to write even when there is no row."""
+    """``rows`` as CSV; ``columns``: the header (in that order, even when there is no row)."""
     import pandas as pd
 
-    df = pd.DataFrame(rows, columns=list(columns) if columns is not None and not rows else None)
+    df = pd.DataFrame(rows, columns=list(columns) if columns is not None else None)
     for c in _INT_COLUMNS:
         if c in df and df[c].isna().any():
             df[c] = df[c].astype("Int64")
     try:
         df.to_csv(path, index=False)
     except OSError as exc:
-        raise CliError(f"--csv: cannot write {path}: {exc.strerror or exc}", field="csv") from None
+        raise CliError(f"--csv: cannot write {per_front_end(str(path), str(path))}: {exc.strerror or exc}",
+                       field="csv") from None
 
 
 def _plot_serve(answers: dict, path: Path) -> None:
@@ -490,7 +491,8 @@ def _save(fig, path: Path) -> None:
         fig.tight_layout()
         fig.savefig(path, dpi=120)
     except OSError as exc:
-        raise CliError(f"--plot: cannot write {path}: {exc.strerror or exc}", field="plot") from None
+        raise CliError(f"--plot: cannot write {per_front_end(str(path), str(path))}: {exc.strerror or exc}",
+                       field="plot") from None
     finally:
         plt.close(fig)
     err_console.print(f"wrote plot {path}")
@@ -551,7 +553,7 @@ def frontier(
     ans = summarize_frontier(arch, prompt_n, gen_n, tasks, [found.get(i) for i in index],
                              [p for p in pairs if p.listed], search)
     if csv_path is not None:  # the header even when no pair has a point
-        _write_csv([p.to_dict() for s in ans.series for p in s.points], csv_path, columns=CSV_COLUMNS)
+        _write_csv(_frontier_rows(ans), csv_path, columns=(*CSV_COLUMNS, "supported", "failures"))
     if plot_path is not None:
         _plot_frontier(ans, plot_path)
     if not json_out:
@@ -560,6 +562,20 @@ def frontier(
         check_frontier(ans)  # no point anywhere: exit 3 with every pair's reason
     if json_out:
         emit_json(ans.to_dict())
+
+
+def _frontier_rows(ans) -> list[dict]:
+    """The frontier's points, then a row per pair without one (its reason) and per pair or
+    (weights, activations) entry not supported, as the table lists them: a file read alone says
+    what was not priced."""
+    from planner.capacity_model import unsupported_rows
+
+    rows = [{**p.to_dict(), "supported": True, "failures": ""} for s in ans.series for p in s.points]
+    rows += [{"engine": s.engine, "hardware": s.hardware, "supported": True,
+              "failures": render_tokens(s.reason, "cli", CAPACITY_CLI_ALIASES)} for s in ans.series if not s.points]
+    rows += [{"engine": u["engine"], "hardware": u["hardware"], **{k: u[k] for k in ("weights", "activations") if k in u},
+              "supported": False, "failures": u["reason"]} for u in unsupported_rows(ans.unsupported, "cli")]
+    return rows
 
 
 def _print_frontier(ans) -> None:
@@ -585,7 +601,7 @@ def _print_frontier(ans) -> None:
         tab.add_section()
     rows = unsupported_rows(ans.unsupported, "cli")
     for u in rows:
-        fmt = f"{u['weights']} / {u['activations']} / -" if "weights" in u else "-"
+        fmt = f"{u['weights']} / {u.get('activations', '-')} / -" if "weights" in u else "-"
         tab.add_row(u["engine"] or "-", u["hardware"], fmt, "not supported", "-", "-", "-", "-", "-")
     console.print(tab)
     for s in ans.series:
@@ -593,7 +609,8 @@ def _print_frontier(ans) -> None:
             console.print(f"[red]no point[/]: {escape(s.engine or '-')} on {escape(s.hardware)}: "
                           f"{escape(render_tokens(s.reason, 'cli', CAPACITY_CLI_ALIASES))}")
     for u in rows:
-        what = f" {u['weights']} weights with {u['activations']} activations" if "weights" in u else ""
+        what = (f" {u['weights']} weights" + (f" with {u['activations']} activations" if "activations" in u else "")
+                if "weights" in u else "")
         console.print(f"[red]not supported[/]: {escape(u['engine'])} on {escape(u['hardware'])}{escape(what)}: "
                       f"{escape(u['reason'])}")
     if not ans.complete:

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-from hwmodels.errors import TierwiseError
+from hwmodels.errors import TierwiseError, per_front_end
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -56,7 +56,8 @@ def writing(field: str, path: Any) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise CliError(f"--{field.replace('_', '-')}: cannot write {path}: {exc.strerror or exc}", field=field) from None
+        shown = per_front_end(str(path), str(path))  # the path as typed, never read as a field token
+        raise CliError(f"--{field.replace('_', '-')}: cannot write {shown}: {exc.strerror or exc}", field=field) from None
 
 
 def clean_json(obj: Any) -> Any:

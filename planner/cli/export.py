@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from hwmodels.errors import echo_value
 from planner.cli.common import CliError, console, emit_json, writing
 
 
@@ -25,7 +26,7 @@ def export(
     if format is not None and format.strip().lower() not in export_formats():
         from planner.request.fields import did_you_mean
 
-        raise CliError(f"--format must be one of {', '.join(export_formats())}; got {format!r}"
+        raise CliError(f"--format must be one of {', '.join(export_formats())}; got {echo_value(format)}"
                        f"{did_you_mean(format, export_formats())}", field="format")
     plan = load_plan(plan_file)
     d = plan_to_dict(plan)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from typing import Any
 
 from .common import host_offload_bytes, model_path, modules_of, shell_lines, shell_quote
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, format_of, register, weights_of
@@ -67,6 +68,7 @@ _FTYPE = {"q8_0": "Q8_0", "q4_0": "Q4_0", "q4_1": "Q4_1", "q4_k": "Q4_K_M", "q3_
           "iq4_nl": "IQ4_NL", "mxfp4": "MXFP4_MOE", "bf16": "BF16", "f16": "F16", "f32": "F32"}
 # --cache-type-k / --cache-type-v (tools/server/README.md): q8_0 is int8-g32, the format plans made
 # for llama.cpp carry (profiles/engines/llamacpp.yaml); per-head int8 maps to it too.
+_QUANTIZED_KV = ("q8_0", "q4_0", "q4_1")
 _GGML_KV = {"bf16": "bf16", "fp16": "f16", "fp32": "f32", "int8-g32": "q8_0", "int8": "q8_0", "int4-g32": "q4_0",
             "int4-g32-zp": "q4_1"}
 
@@ -80,20 +82,47 @@ def _ggml_bits() -> dict[str, float]:
             for t, values, nbytes in chain}
 
 
-def _size_notes(v: PlanView, written: dict[str, str]) -> list[str]:
+def _size_notes(v: PlanView, written: dict[str, str], arch: Any = None) -> list[str]:
     """A note for every planned format whose ggml type stores other than the catalog's bits, when
-    the plan was not priced for llama.cpp (a plan made for it prices the ggml type's bytes)."""
+    the plan was not priced for llama.cpp (a plan made for it prices the ggml type's bytes), and
+    for the model's tensors whose rows llama-quantize writes as a fallback type (``arch``)."""
     if v.raw.get("engine") == "llamacpp":
         return []
     bits = _ggml_bits()
     out = []
     for fmt, t in written.items():
         catalog = format_of(fmt).bits_per_value()
-        if t in bits and abs(bits[t] - catalog) > 1e-9:
+        fell = _fallback_text(arch, fmt, t, catalog)
+        if t in bits and (abs(bits[t] - catalog) > 1e-9 or fell):
             out.append(f"{fmt}: ggml {t} stores {bits[t]:g} bits per value, the plan priced {catalog:g} "
-                       f"({bits[t] / catalog - 1:+.1%} for those tensors); `tierwise plan ... --engine llamacpp` "
+                       f"({bits[t] / catalog - 1:+.1%} for those tensors){fell}; `tierwise plan ... --engine llamacpp` "
                        "prices what llama.cpp stores")
     return out
+
+
+def _fallback_text(arch: Any, fmt: str, t: str, catalog: float) -> str:
+    """``, and …`` naming the row widths of ``arch``'s weights that ``t``'s blocks do not tile and
+    the type llama-quantize writes them as instead (tensor_type_fallback; the profile's
+    ``storage`` chain), or '' (no arch, no chain, every row tiled)."""
+    from planner.engines import load_engine
+    from planner.opcost import stored_row
+    from planner.workload import NORM, build_workload
+
+    chain = dict(load_engine("llamacpp").runtime.storage).get(fmt)
+    if arch is None or not chain or chain[0][0] != t:
+        return ""
+    fell: dict[str, set[int]] = {}
+    for block in build_workload(arch).blocks:
+        for op in block.ops:
+            row = stored_row(op)
+            if op.weight_params and op.kind != NORM and row % chain[0][1]:
+                alt = next((c for c in chain if row % c[1] == 0), chain[0])
+                if alt[0] != t:
+                    fell.setdefault(alt[0], set()).add(row)
+    types = {c[0]: 8.0 * c[2] / c[1] for c in chain}
+    return "".join(f", and llama-quantize writes the model's tensors with rows of {', '.join(map(str, sorted(rows)))} "
+                   f"values (no whole number of {t}'s {chain[0][1]}-value blocks) as {alt}, {types[alt]:g} bits ({types[alt] / catalog - 1:+.1%})"
+                   for alt, rows in fell.items())
 
 
 def _ggml_type(name: str, field_name: str, notes: list[str]) -> str:
@@ -163,7 +192,7 @@ def _tensor_types(v: PlanView, ctx: ExportContext, notes: list[str]) -> tuple[di
             (per_tensor if name.startswith("blk.") else globals_)[name] = t
     if v.kv in _GGML_KV:
         written.setdefault(v.kv, _GGML_KV[v.kv])
-    notes.extend(_size_notes(v, written))
+    notes.extend(_size_notes(v, written, ctx.arch))
     return per_tensor, globals_
 
 
@@ -202,6 +231,14 @@ def _export_llamacpp(v: PlanView, ctx: ExportContext) -> Export:
     ctk = _GGML_KV[v.kv]
     server = ["llama-server", "-m", out, "-c", str(max(1, v.batch * (v.prompt + v.gen))), "--parallel", str(v.batch),
               "--cache-type-k", ctk, "--cache-type-v", ctk, "--n-gpu-layers", "999"]
+    if ctk in _QUANTIZED_KV:
+        # llama.cpp builds a context with a quantized V cache only with flash attention (profile source
+        # L-KV: "quantized V cache needs flash attention"); without the flag llama-server stops at load.
+        server += ["--flash-attn"]
+        notes.append(f"--cache-type-v {ctk}: llama-server runs a quantized V cache only with flash attention, so "
+                     "the command sets --flash-attn; the plan priced llama.cpp's default attention without it "
+                     "(profiles/engines/llamacpp.yaml runtime.fused_attention: false): attention may run faster "
+                     "than predicted")
     if v.tp > 1:
         server += ["--split-mode", "row"]
     if host_offload_bytes(v) > 0:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hwmodels.errors import TierwiseError, UnknownIdError, close_ids
+from hwmodels.errors import TierwiseError, UnknownIdError, close_ids, echo_value
 
 from planner.deadline import Deadline
 from planner.request.engine import (
@@ -308,11 +308,11 @@ def engine_ids(value: Any) -> tuple[Any, ...]:
         if x not in known and not (x.endswith((".yaml", ".yml")) and Path(x).is_file()):
             close = close_ids(x, known, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise TierwiseError(f"{{@engine}}: unknown engine id {x!r}{hint}; known engines: {', '.join(known)}",
+            raise TierwiseError(f"{{@engine}}: unknown engine id {echo_value(x)}{hint}; known engines: {', '.join(known)}",
                                 field="engine", kind="not_found", code="not_found",
                                 details={"suggestions": close, "known": known})
         if x in out:
-            raise TierwiseError(f"{{@engine}} lists {x!r} more than once; give each engine once", field="engine",
+            raise TierwiseError(f"{{@engine}} lists {echo_value(x)} more than once; give each engine once", field="engine",
                                 code="invalid_field")
         out.append(x)
     return tuple(out)
@@ -392,6 +392,9 @@ def _pair(engine: Any, device: Any, formats: tuple[str, ...], kv: str, given_for
         raise EngineSupportError(f"{{@formats}} {', '.join(formats)}: {sup.engine} runs none of them on {sup.device}; "
                                  f"it runs: {', '.join(sup.weights)}", field="formats",
                                  details={"engine": sup.engine, "supported": list(sup.weights)})
+    # formats given that the engine does not run here: listed with the reason, not dropped silently
+    unrun = tuple((f, None, f"{sup.engine} on {sup.device} does not run {{@formats}} {f}; it runs: "
+                   f"{', '.join(sup.weights)}") for f in formats if given_formats and runs and f not in runs)
     if not runs:
         runs = [_baseline_weights(sup, "bf16" if device.supports("bf16") == "native" else "fp16")]
     if sup.kv and canonical(kv) not in sup.kv:
@@ -410,6 +413,7 @@ def _pair(engine: Any, device: Any, formats: tuple[str, ...], kv: str, given_for
     skipped: tuple = ()
     if activations is not None:
         runs, skipped = _with_activations(sup, device, runs, activations)
+    skipped = unrun + skipped
     launch = check_runtime(sup, runtime, device)
     pairs = tuple((w, act(w) if activations is None else canonical(activations)) for w in runs)
     setup = EngineSetup(engine=sup.engine, formats=pairs, kv=kv,
@@ -516,8 +520,11 @@ def _train_target(req: CapacityTrainRequest, arch: Any, dev: Any, sup: Any) -> A
     if v["activations"] is not None and sup.activations and canonical(v["activations"]) not in sup.activations:
         from planner.engines import EngineSupportError
 
+        from planner.request.fields import usable_as
+
         raise EngineSupportError(f"{sup.engine} on {sup.device} does not compute in {{@activations}} "
-                                 f"{v['activations']!r}; it runs: {', '.join(sup.activations)}", field="activations")
+                                 f"{echo_value(v['activations'])}; it runs: "
+                                 f"{', '.join(usable_as(sup.activations, 'activation'))}", field="activations")
     seq = check_int("seq", v["seq"], hi=1 << 26)
     check_context(arch, seq, ("seq",))
     gbt = check_number("global_batch_tokens", v["global_batch_tokens"], hi=1e13)
@@ -545,6 +552,14 @@ def _infeasible(message: str, payload: dict, *, complete: bool = True) -> Tierwi
                          details=json_safe(payload) or None)
 
 
+def serve_infeasible(ans: Any) -> TierwiseError:
+    """The error of a serving answer with no configuration meeting the SLOs: ``infeasible``, or
+    ``time_limit`` when the time limit stopped the search first (the command line and REST alike)."""
+    from planner.capacity import serve_infeasible_message
+
+    return _infeasible(*serve_infeasible_message(ans), complete=ans.complete)
+
+
 def _deadline(req: Any, deadline: Deadline | None) -> Deadline | None:
     """The caller's deadline, else one of ``req.time_limit_s`` (None: unbounded, searched in one go)."""
     if deadline is not None or req.time_limit_s is None:
@@ -566,13 +581,13 @@ def run_capacity_serve(req: CapacityServeRequest, *, deadline: Deadline | None =
     ``deadline`` (default: ``time_limit_s`` from now, if given) is checked between
     configurations: when it runs out the answer covers those searched (``complete=False``);
     nothing searched yet raises ``DeadlineExceeded``, a cancel ``Cancelled``."""
-    from planner.capacity import plan_serving, serve_infeasible_message
+    from planner.capacity import plan_serving
 
     deadline = _deadline(req, deadline)
     archs, devices, targets, search = resolve_capacity_serve(req)
     ans = serve_intervals(plan_serving(archs, devices, targets[0], search, deadline=deadline), devices, search.runtime)
     if not ans.feasible:
-        raise _infeasible(*serve_infeasible_message(ans), complete=ans.complete)
+        raise serve_infeasible(ans)
     return ans
 
 

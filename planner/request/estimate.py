@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from hwmodels.errors import TierwiseError
+from hwmodels.errors import TierwiseError, per_front_end
 
 from planner.serving import engine_settings
 from planner.request.limits import check_model_size
@@ -243,8 +243,8 @@ def _named_file_error(load: Any, ref: str, name: str) -> Any:
     except ModelConfigError as exc:
         if exc.field is not None:
             raise
-        raise TierwiseError(f"{{@{name}}} {exc.path}: {exc.expected}; got {exc.got}", field=name,
-                            code=exc.code) from None
+        text = f"{exc.path}: {exc.expected}; got {exc.got}"  # as written: the path is not read as a field token
+        raise TierwiseError(f"{{@{name}}} {per_front_end(text, text)}", field=name, code=exc.code) from None
     except ProfileError as exc:
         raise exc.named(name) from None
 
@@ -426,7 +426,7 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
     limit_notes = () if bound is None or bound.batch < 1 else (f"batch max: {bound.text(r.engine.engine, setting)}",)
     est = replace(est, engine=r.engine.engine, engine_assumptions=engine_assumptions(r.engine, r.device, r.arch, r.options.runtime),
                   notes=(*limit_notes, *est.notes, *_shape_notes(r.arch, serving), _engine_note(r.engine, r.device, r.arch),
-                         *_storage_notes(r.engine, r.choice), *_kv_policy_notes(r.engine.engine, r.options)),
+                         *_storage_notes(r.engine, r.choice, r.arch), *_kv_policy_notes(r.engine.engine, r.options)),
                   batch_limit=None if bound is None else {**bound.to_dict(), "text": bound.text(r.engine.engine, setting)})
     est = replace(est, uncertainty=_uncertainty(est, r.device, r.engine.engine, r.options.runtime, training=False))
     if require_fit and not est.memory.fits:
@@ -521,9 +521,11 @@ def _kv_policy_notes(engine: str, options: Any) -> tuple[str, ...]:
             "no engine profile in the catalog lists: the figures are what an engine that ran it would reach",)
 
 
-def _storage_notes(sup: Any, choice: Any) -> tuple[str, ...]:
+def _storage_notes(sup: Any, choice: Any, arch: Any = None) -> tuple[str, ...]:
     """What the engine stores the choice's weights and KV cache as, where its type's size is not the
-    catalog format's price (the profile's ``storage``: llama.cpp's int4-g32-zp is ggml q4_1)."""
+    catalog format's price (the profile's ``storage``: llama.cpp's int4-g32-zp is ggml q4_1), and
+    the share of the weights priced as a fallback type because their rows are no whole number of
+    the type's blocks (Falcon-7B's 4544-wide rows: q5_0, not q4_K)."""
     from planner.formats import get_format
 
     out = []
@@ -531,10 +533,39 @@ def _storage_notes(sup: Any, choice: Any) -> tuple[str, ...]:
         for fmt, chain in sup.runtime.storage:
             t, values, nbytes = chain[0]
             bits, catalog = 8.0 * nbytes / values, get_format(fmt).bits_per_value()
-            if fmt == name and abs(bits - catalog) > 1e-9:
+            fell = _storage_fallbacks(arch, chain) if fmt == name and what == "weights" and arch is not None else ""
+            if fmt == name and (abs(bits - catalog) > 1e-9 or fell):
                 out.append(f"{what} {fmt} priced as {sup.engine}'s {t}, {bits:g} bits per value (the catalog "
-                           f"format: {catalog:g}; profiles/engines/{sup.engine}.yaml storage)")
+                           f"format: {catalog:g}; profiles/engines/{sup.engine}.yaml storage){fell}")
     return tuple(out)
+
+
+def _storage_fallbacks(arch: Any, chain: Any) -> str:
+    """``; …`` naming the weights whose rows the first type's blocks do not tile and the type they
+    are priced as (planner.opcost.stored_bits picks it the same way), with the average; '' if none."""
+    from planner.opcost import stored_row
+    from planner.workload import NORM, build_workload
+
+    by_type: dict[str, float] = {}
+    rows_of: dict[str, set[int]] = {}
+    for block in build_workload(arch).blocks:
+        for op in block.ops:
+            if not op.weight_params or op.kind == NORM:
+                continue
+            row = stored_row(op)
+            t = next((c for c in chain if row % c[1] == 0), chain[0])
+            by_type[t[0]] = by_type.get(t[0], 0.0) + block.count * op.weight_params
+            rows_of.setdefault(t[0], set()).add(row)
+    total = sum(by_type.values())
+    first = chain[0][0]
+    others = [c for c in chain if c[0] != first and by_type.get(c[0])]
+    if not total or not others:
+        return ""
+    parts = [f"{by_type[c[0]] / total:.0%} of them, in rows of {', '.join(map(str, sorted(rows_of[c[0]])))} values "
+             f"(no whole number of {first}'s {chain[0][1]}-value blocks), as {c[0]}, {8.0 * c[2] / c[1]:g} bits"
+             for c in others]
+    avg = sum(by_type.get(c[0], 0.0) * 8.0 * c[2] / c[1] for c in chain) / total
+    return f"; {'; '.join(parts)}: {avg:.3g} bits per weight on average"
 
 
 def _engine_note(sup: Any, device: Any, arch: Any = None) -> str:

@@ -223,7 +223,8 @@ def check_format(name: str, v: Any, role: str) -> str:
         # The registry's message lists every format; this field takes only those of its role (no
         # codebook format is a KV format), so the list and the suggestions are the role's.
         names = [f.name for f in list_formats(role=role)]
-        head, _, rest = str(exc).partition(";")  # "unknown format 'bf61'"
+        head = f"unknown format {echo_value(v)}"  # as typed: str(exc) has rendered any token-like text in it
+        _, _, rest = str(exc).partition(";")
         _, _, alias = rest.partition(" (did you mean ")  # the registry's own guess knows aliases ('fp8')
         close = [a.strip() for a in alias.removesuffix("?)").split(",") if a.strip() and _usable(a.strip(), role)]
         close += [c for c in close_ids(v, names, n=3) if c not in (v, *close)]
@@ -233,9 +234,15 @@ def check_format(name: str, v: Any, role: str) -> str:
                             details={"suggestions": close[:3], "known": names}) from None
     if role not in fmt.roles:
         names = ", ".join(f.name for f in list_formats(role=role))
-        raise TierwiseError(f"{{@{name}}} must be a format usable for {_ROLE_TEXT[role]} ({names}); got {v!r}",
+        raise TierwiseError(f"{{@{name}}} must be a format usable for {_ROLE_TEXT[role]} ({names}); got {echo_value(v)}",
                             field=name, code="invalid_format")
     return v
+
+
+def usable_as(names: Iterable[str], role: str) -> list[str]:
+    """The names of ``names`` that the request's format fields take for ``role`` (an engine profile
+    may list a compute format, Megatron's mxfp8, that no request can name: not offered)."""
+    return [n for n in names if _usable(n, role)]
 
 
 def _usable(fmt_name: str, role: str) -> bool:

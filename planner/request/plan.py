@@ -31,6 +31,7 @@ from planner.request.fields import (
     opt,
     parse_duration,
     parse_size,
+    usable_as,
 )
 
 if TYPE_CHECKING:
@@ -159,7 +160,7 @@ def _rank(r: Any) -> int:
     if isinstance(r, str):
         if not r.strip().isdigit():
             raise TierwiseError(f"{{@low_rank}} takes ranks as integers >= 1 separated by commas, e.g. 256,512; "
-                                f"got {r!r}", field="low_rank", code="invalid_field")
+                                f"got {echo_value(r)}", field="low_rank", code="invalid_field")
         r = int(r)
     if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= 1 << 24:
         raise TierwiseError(f"{{@low_rank}}: a low rank must be an integer >= 1; got {echo_value(r)}",
@@ -213,7 +214,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     format_sets = () if given_formats else _format_sets(sup, dev, formats)
     if v["activations"] is not None and canonical(act) not in sup.activations:
         raise EngineSupportError(f"{sup.engine} on {sup.device} does not compute in {{@activations}} {act!r}; it runs: "
-                                 f"{', '.join(sup.activations)}", field="activations")
+                                 f"{', '.join(usable_as(sup.activations, 'activation'))}", field="activations")
     check_request(sup, kv=None if kv is None else canonical(kv), layout={n: d for n, d in degrees.items() if d})
     for pattern in sparsity:
         check_request(sup, sparsity=pattern)

@@ -142,3 +142,16 @@ def test_model_types_must_be_a_list_of_names():
         with pytest.raises(TierwiseError) as e:
             load_engine_from_dict(raw, "bad.yaml")
         assert "types" in str(e.value), bad
+
+
+@pytest.mark.parametrize("devices, ep, tp", [(8, 4, 4), (8, 8, 8), (4, 4, 4)])
+def test_sglang_plan_with_ep_alone_searches_a_tp_it_divides(cli, devices, ep, tp):
+    """--ep without --tp: the plan searches TP degrees (it was refused as if --tp 1 had been given)."""
+    code, out, err = cli("plan", "--model", "mixtral-8x7b", "--hardware", "h100-sxm", "--engine", "sglang", "--formats",
+                         "fp8", "--devices", str(devices), "--ep", str(ep), "--json")
+    assert code == 0, err
+    layout = json.loads(out)["layout"]
+    assert (layout["ep"], layout["tp"]) == (ep, tp), layout
+    code, _, err = cli("plan", "--model", "mixtral-8x7b", "--hardware", "h100-sxm", "--engine", "sglang", "--formats",
+                       "fp8", "--devices", "8", "--dp", "8", "--ep", "8")  # fixed degrees that leave tp 1: refused
+    assert code == 2 and "--ep must divide --tp; got --ep 8 with --tp 1" in " ".join(err.split()), err

@@ -547,3 +547,16 @@ def test_solve_timer_counts_from_the_click_and_cancel(page, server, vp):
         expect(note).to_contain_text(re.compile(r"cannot cancel a running solve \(DELETE /v1/jobs/\S+ answered 40[45]\)"))
     expect(page.locator("#plan-progress")).to_be_hidden()
     expect(page.locator("#plan-run")).to_be_enabled()
+
+
+def test_capacity_lists_a_format_left_out_as_such_not_as_a_pair_that_does_not_run(page, server, vp):
+    """vLLM runs NVFP4 weights in NVFP4 on B200 but not FP8 ones: the FP8 entry under unsupported
+    reads 'left out' with its weights and activations, while the pair itself is ranked."""
+    ready(page, "#capacity?model=llama-3.1-8b&hardware=b200&engine=vllm&qps=5&ttft_slo_s=1&tpot_slo_s=0.05"
+                "&formats=nvfp4,fp8&activations=nvfp4")
+    expect(page.locator("#capacity-table tbody tr")).to_have_count(1, timeout=SOLVE_TIMEOUT_MS)
+    miss = page.locator("#capacity-miss tbody tr")
+    expect(miss).to_have_count(1)
+    expect(miss).to_contain_text("vllm on b200 leaves out fp8 weights with nvfp4 activations")
+    expect(miss).to_contain_text("left out")
+    expect(miss).not_to_contain_text("does not run on b200")
