@@ -296,7 +296,9 @@ class ServeAnswer:
     def feasible(self) -> bool:
         return any(h.cheapest is not None for h in self.ranked)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, style: str = "rest", aliases: Any = None) -> dict:
+        """The answer as JSON; reasons name fields in ``style``'s syntax (``rest``: ``'kv'``; the
+        command line's ``--json`` passes ``cli`` and its flag aliases: ``--kv``)."""
         t = self.target
         d = {
             "models": list(self.models),
@@ -313,7 +315,7 @@ class ServeAnswer:
             "hardware": [h.to_dict() for h in self.ranked],
         }
         if self.unsupported:
-            d["unsupported"] = unsupported_rows(self.unsupported)
+            d["unsupported"] = unsupported_rows(self.unsupported, style, aliases)
         if self.not_searched:
             d["not_searched"] = [{"engine": e, "hardware": h} for e, h in self.not_searched]
         return d

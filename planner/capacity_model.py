@@ -182,11 +182,11 @@ class ServePair:
     # the request's activations: (weights, activations, why), left out of the pair's search
     skipped: tuple[tuple[str, str | None, str], ...] = ()
 
-    def reason_text(self, style: str = "rest") -> str:
+    def reason_text(self, style: str = "rest", aliases: Any = None) -> str:
         """Why the pair is not supported, its fields in one front end's syntax (``cli``: ``--runtime``)."""
         from hwmodels.errors import render_tokens
 
-        return render_tokens(self.reason, style)
+        return render_tokens(self.reason, style, aliases)
 
     @property
     def listed(self) -> bool:
@@ -194,22 +194,23 @@ class ServePair:
         some of its weight formats were skipped."""
         return bool(self.reason or self.skipped)
 
-    def unsupported_rows(self, style: str = "rest") -> list[dict]:
+    def unsupported_rows(self, style: str = "rest", aliases: Any = None) -> list[dict]:
         """The pair's entries under ``unsupported``: ``{engine, hardware, reason}`` when it does not
         run; ``{engine, hardware, weights, activations, reason}`` per weight format skipped (no
         ``activations`` for a format given that the engine does not run there at all)."""
         from hwmodels.errors import render_tokens
 
-        rows = [{"engine": self.engine, "hardware": self.device.id, "reason": self.reason_text(style)}] if self.reason else []
+        rows = ([{"engine": self.engine, "hardware": self.device.id, "reason": self.reason_text(style, aliases)}]
+                if self.reason else [])
         rows += [{"engine": self.engine, "hardware": self.device.id, "weights": w,
-                  **({} if a is None else {"activations": a}), "reason": render_tokens(why, style)}
+                  **({} if a is None else {"activations": a}), "reason": render_tokens(why, style, aliases)}
                  for w, a, why in self.skipped]
         return rows
 
 
-def unsupported_rows(pairs: Any, style: str = "rest") -> list[dict]:
+def unsupported_rows(pairs: Any, style: str = "rest", aliases: Any = None) -> list[dict]:
     """Every entry of an answer's ``unsupported`` (:meth:`ServePair.unsupported_rows`)."""
-    return [r for p in pairs for r in p.unsupported_rows(style)]
+    return [r for p in pairs for r in p.unsupported_rows(style, aliases)]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

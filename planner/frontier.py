@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from planner.capacity import (
     ServePair,
@@ -93,16 +94,16 @@ class FrontierSeries:
     reason: str = ""  # no point: why ({@field} tokens; render with reason_text)
     complete: bool = True  # False: the time limit stopped the search before every format of this pair was tried
 
-    def reason_text(self, style: str = "rest") -> str:
+    def reason_text(self, style: str = "rest", aliases: Any = None) -> str:
         from hwmodels.errors import render_tokens
 
-        return render_tokens(self.reason, style)
+        return render_tokens(self.reason, style, aliases)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, style: str = "rest", aliases: Any = None) -> dict:
         d = {"engine": self.engine, "hardware": self.hardware, "evaluated": self.evaluated,
              "points": [p.to_dict() for p in self.points], "complete": self.complete}
         if self.reason:
-            d["reason"] = self.reason_text("rest")
+            d["reason"] = self.reason_text(style, aliases)
         return d
 
 
@@ -125,11 +126,13 @@ class FrontierAnswer:
         """The (engine, hardware) pairs the time limit left unsearched (each a series with no point)."""
         return tuple((s.engine, s.hardware) for s in self.series if s.reason == NOT_SEARCHED)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, style: str = "rest", aliases: Any = None) -> dict:
+        """The answer as JSON; reasons name fields in ``style``'s syntax (``rest``, or ``cli`` with the
+        command line's flag aliases)."""
         d = {"model": self.model, "prompt": self.prompt, "gen": self.gen,
              "status": "complete" if self.complete else "time_limit",
-             "series": [s.to_dict() for s in self.series]}
-        d["unsupported"] = unsupported_rows(self.unsupported)
+             "series": [s.to_dict(style, aliases) for s in self.series]}
+        d["unsupported"] = unsupported_rows(self.unsupported, style, aliases)
         if self.not_searched:
             d["not_searched"] = [{"engine": e, "hardware": h} for e, h in self.not_searched]
         return d

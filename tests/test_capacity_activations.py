@@ -51,7 +51,7 @@ def test_fp8_activations_on_h100_price_every_row_in_fp8_and_list_the_formats_ski
     # vLLM runs int4-g128 with 16-bit activations only; neither engine runs bf16 weights with fp8
     assert skipped.keys() == {("vllm", "bf16"), ("vllm", "int4-g128"), ("trtllm", "bf16")}
     assert all(u["activations"] == "fp8-e4m3" and u["hardware"] == "h100-sxm" for u in d["unsupported"])
-    assert skipped[("vllm", "int4-g128")] == ("vllm on h100-sxm does not compute int4-g128 weights in 'activations' "
+    assert skipped[("vllm", "int4-g128")] == ("vllm on h100-sxm does not compute int4-g128 weights in --activations "
                                                "fp8-e4m3; it runs them with bf16, fp16")
     # the table says it too, in the command line's syntax
     code, out, _ = run(capsys, *SERVE, "--hardware", "h100-sxm", "--engine", "vllm", "--activations", "fp8")
@@ -67,7 +67,7 @@ def test_a_pair_that_does_not_run_the_activations_is_unsupported_with_the_reason
     whole = {u["engine"]: u["reason"] for u in d["unsupported"] if u["hardware"] == "a100-80gb-sxm"}
     assert whole.keys() == {"vllm", "trtllm"}
     assert all("weights" not in u for u in d["unsupported"] if u["hardware"] == "a100-80gb-sxm")
-    assert whole["vllm"].startswith("vllm on a100-80gb-sxm does not compute in 'activations' 'fp8-e4m3' with the "
+    assert whole["vllm"].startswith("vllm on a100-80gb-sxm does not compute in --activations 'fp8-e4m3' with the "
                                     "weight formats searched: it runs bf16 weights with bf16, fp16; fp8 weights with "
                                     "bf16, fp16")
 
@@ -165,7 +165,7 @@ def test_a_given_format_the_engine_does_not_run_is_listed_not_dropped(capsys):
         d = _serve(capsys, "--hardware", "mi300x", "--engine", "vllm", "--formats", "fp8,int8", *extra)
         assert _best(d, "vllm", "mi300x")["weights"] == "fp8"
         assert d["unsupported"] == [{"engine": "vllm", "hardware": "mi300x", "weights": "int8",
-                                     "reason": "vllm on mi300x does not run 'formats' int8; it runs: bf16, fp16, fp8-e4m3"}]
+                                     "reason": "vllm on mi300x does not run --formats int8; it runs: bf16, fp16, fp8-e4m3"}]
     code, out, err = run(capsys, *SERVE, "--hardware", "mi300x", "--engine", "vllm", "--formats", "fp8,int8")
     assert code == 0 and "int8 / - / -" in out and "not supported" in out and "'formats'" not in out, out
 
@@ -177,3 +177,4 @@ def test_train_refusal_offers_only_activations_a_request_can_name(capsys):
                        "--days", "2", "--activations", "nvfp4")
     text = " ".join(err.split())
     assert code == 2 and "--activations 'nvfp4'; it runs: bf16, fp16, fp8-e4m3" in text and "mxfp8" not in text, text
+

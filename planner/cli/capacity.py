@@ -231,7 +231,8 @@ def serve(
         if len(shown) == 1 and not shown[0].feasible:
             with cli_errors(CAPACITY_CLI_ALIASES):  # time_limit when the limit stopped it, as in REST
                 raise serve_infeasible(shown[0])
-        emit_json(shown[0].to_dict() if len(shown) == 1 else {"sweep": [a.to_dict() for a in shown]})
+        emit_json(shown[0].to_dict("cli", CAPACITY_CLI_ALIASES) if len(shown) == 1
+                  else {"sweep": [a.to_dict("cli", CAPACITY_CLI_ALIASES) for a in shown]})
         return
     for ans in shown:
         _print_serve(ans)
@@ -561,7 +562,7 @@ def frontier(
     with cli_errors(CAPACITY_CLI_ALIASES):
         check_frontier(ans)  # no point anywhere: exit 3 with every pair's reason
     if json_out:
-        emit_json(ans.to_dict())
+        emit_json(ans.to_dict("cli", CAPACITY_CLI_ALIASES))
 
 
 def _frontier_rows(ans) -> list[dict]:

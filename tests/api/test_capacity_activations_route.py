@@ -67,3 +67,26 @@ def test_bad_activations_name_the_field(client, route, body, value, code, text):
     assert r.status_code == 422, r.text
     e = r.json()["error"]
     assert e["field"] == "activations" and e["code"] == code and text in e["message"]
+
+
+def test_cli_json_reasons_name_flags_and_rest_names_fields(cli, client):
+    """`capacity serve --json` and `capacity frontier --json` on the command line give the reasons in
+    its own syntax (--activations), as its table does; REST gives 'activations'."""
+    import json as _json
+
+    common = ["--model", "llama-3.1-70b", "--hardware", "b200,h100-sxm", "--engine", "vllm", "--activations", "nvfp4",
+              "--formats", "nvfp4"]
+    code, out, err = cli("capacity", "serve", *common, "--qps", "5", "--ttft-slo", "1", "--tpot-slo", "0.05", "--json")
+    assert code == 0, err
+    (u,) = [u for u in _json.loads(out)["unsupported"] if u["hardware"] == "h100-sxm"]
+    assert "--activations 'nvfp4'" in u["reason"] and "'activations'" not in u["reason"], u
+    code, out, err = cli("capacity", "frontier", *common, "--json")
+    assert code == 0, err
+    (u,) = [u for u in _json.loads(out)["unsupported"] if u["hardware"] == "h100-sxm"]
+    assert "--activations" in u["reason"], u
+    r = client.post("/v1/capacity", json={"model": "llama-3.1-70b", "hardware": ["b200", "h100-sxm"], "engine": "vllm",
+                                          "activations": "nvfp4", "formats": ["nvfp4"], "qps": 5, "ttft_slo_s": 1,
+                                          "tpot_slo_s": 0.05})
+    assert r.status_code == 200, r.text
+    (u,) = [u for u in r.json()["unsupported"] if u["hardware"] == "h100-sxm"]
+    assert "'activations' 'nvfp4'" in u["reason"] and "--" not in u["reason"], u
