@@ -585,9 +585,12 @@ def ep_runs(sup: Support, tp: int, ep: int) -> bool:
 def ep_refusal(sup: Support, tp: int, ep: int) -> str:
     """Why ``ep`` does not run beside ``tp`` on an engine whose expert parallelism splits the
     tensor-parallel group, and the layouts that do (``{@field}`` tokens)."""
+    from hwmodels.errors import per_front_end
+
+    lcm = math.lcm(tp, ep)
+    runs = per_front_end(f"run --tp {lcm} --ep {ep}, or --ep 1", f'send "tp": {lcm}, "ep": {ep}, or "ep": 1')
     return (f"{sup.engine} on {sup.device} splits the tensor-parallel group into expert-parallel ranks, so {{@ep}} must "
-            f"divide {{@tp}}; got {{@ep}} {ep} with {{@tp}} {tp} (run {{@tp}} {math.lcm(tp, ep)} {{@ep}} {ep}, or "
-            f"{{@ep}} 1)")
+            f"divide {{@tp}}; got {{@ep}} {ep} with {{@tp}} {tp} ({runs})")
 
 
 def tp_allowed(engine: str | EngineSpec | None, arch: Any, tp: int) -> bool:

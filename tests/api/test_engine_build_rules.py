@@ -62,6 +62,7 @@ def test_sglang_ep_rule_over_rest(client):
     assert r.status_code == 422, r.text
     err = r.json()["error"]
     assert err["field"] == "ep" and "'ep' must divide 'tp'" in err["message"] and "--" not in err["message"], err
+    assert 'send "tp": 4, "ep": 4, or "ep": 1' in err["message"], err
     r = client.post("/v1/estimate", json={"model": "mixtral-8x7b", "hardware": "h100-sxm", "engine": "sglang",
                                           "tp": 2, "dp": 2, "ep": 4})
     assert r.status_code == 422 and r.json()["error"]["field"] == "ep", r.text
