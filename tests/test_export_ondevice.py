@@ -285,6 +285,20 @@ def test_mlc_architectures_with_a_template_of_their_own_get_it(model, template):
     assert not any("conversation template" in n for n in out.notes)
 
 
+@pytest.mark.parametrize("model", ["llama-2-7b", "codellama-34b"])
+def test_mlc_llama_2_and_code_llama_get_the_plain_template_not_llama_3s(model):
+    from planner.export.mlc import PLAIN
+
+    plan = mlc_plan("int4-g32", model=model, hw="m2-max")
+    out = export_plan(plan, "mlc", ctx_for(plan))
+    gen = mlc_steps(out)[1]
+    assert gen[gen.index("--conv-template") + 1] == PLAIN == "LM"
+    assert any("Llama 2 / Code Llama" in n and "--conv-template llama-2" in n for n in out.notes), out.notes
+    plan = mlc_plan("int4-g32", model="llama-3-8b", hw="m2-max")  # Llama 3 keeps its own
+    gen = mlc_steps(export_plan(plan, "mlc", ctx_for(plan)))[1]
+    assert gen[gen.index("--conv-template") + 1] == "llama-3"
+
+
 @pytest.mark.parametrize("model, model_type", [("falcon-7b", "falcon"), ("opt-1.3b", "opt"), ("mpt-7b", "mpt")])
 def test_mlc_refuses_an_architecture_it_does_not_build(model, model_type):
     # mlc_llm convert_weight stops with "Unknown model type" (python/mlc_llm/support/auto_config.py)

@@ -58,6 +58,10 @@ _TEMPLATE = {"llama": "llama-3", "mistral": "mistral_default", "mixtral": "mistr
              "gemma2": "gemma_instruction", "gemma": "gemma_instruction", "phi3": "phi-3", "gpt2": "gpt2",
              "deepseek_v2": "deepseek_v2", "deepseek_v3": "deepseek_v3"}
 
+#: Llama 3's vocabulary (128,256 tokens, its <|start_header_id|> chat tokens among them); Llama 2 and
+#: Code Llama have 32,000 / 32,016 (their config.json ``vocab_size``).
+LLAMA3_VOCAB = 128_000
+
 #: The template for a model with no chat template of its own: MLC LLM's plain-text completion, "Use
 #: "LM" for vanilla base model" (``--conv-template``, https://llm.mlc.ai/docs/compilation/compile_models.html).
 PLAIN = "LM"
@@ -102,6 +106,13 @@ def _template(v: PlanView, ctx: ExportContext) -> tuple[str, list[str]]:
                                     "mlc_llm convert_weight stops with 'Unknown model type'. It builds "
                                     f"{', '.join(sorted(model_types()))} (python/mlc_llm/model/model.py); choose "
                                     "another {@format}")
+    vocab = getattr(arch, "vocab_size", 0) or 0
+    if mt == "llama" and 0 < vocab < LLAMA3_VOCAB:
+        # Llama 2 / Code Llama: a 32k SentencePiece vocabulary without Llama 3's header tokens, for
+        # which the llama-3 template would write text the model never saw
+        return PLAIN, [f"{v.model}: a Llama model with a {vocab:,}-token vocabulary (Llama 2 / Code Llama, not Llama 3), "
+                       f"so build_mlc.sh passes --conv-template {PLAIN} (plain-text completion, MLC's template for a "
+                       "base model); for a Llama-2-chat checkpoint pass --conv-template llama-2"]
     if mt in _TEMPLATE:
         return _TEMPLATE[mt], []
     what = f"model type {mt}" if mt else "its model type (not read)"
