@@ -28,3 +28,20 @@ def app_client(tmp_path: Path) -> Iterator[TestClient]:
     with TestClient(create_app(Settings(database_url=f"sqlite:///{tmp_path / 'tw.db'}")),
                     raise_server_exceptions=True) as c:
         yield c
+
+
+def job_result(client, response, timeout_s: float = 300.0) -> dict:
+    """The answer of a capacity request: the 200 body, or the result of the job a 202 names."""
+    import time
+
+    if response.status_code == 200:
+        return response.json()
+    assert response.status_code == 202, response.text
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        job = client.get(response.headers["location"]).json()
+        if job["status"] not in ("queued", "running"):
+            assert job["status"] == "succeeded", job
+            return job["result"]
+        time.sleep(0.1)
+    raise AssertionError(f"{response.headers['location']} unfinished after {timeout_s} s")

@@ -212,6 +212,51 @@ def host_offload_bytes(v: PlanView) -> float:
 KV_CACHE_DTYPE = {"bf16": "auto", "fp16": "auto", "fp32": "auto", "fp8-e4m3": "fp8_e4m3", "fp8-e5m2": "fp8_e5m2"}
 
 
+def server_start(v: PlanView, ctx: ExportContext, fmt: str, what: str, ct_note: str = "") -> tuple[Any, ...]:
+    """What a server exporter (vLLM, SGLang) checks and reads first: ``(v, kept, notes, acts, model,
+    engine, quantization)``. The plan as the server runs it (rules.as_exported), its activation formats,
+    the engine it was planned for, every group the server runs (rules.engine_runs), the quantization
+    choice (rules.serving_quantization: a compressed-tensors plan is served from the checkpoint that
+    export writes, ``{model}-tierwise``, each group it cannot express named), and the KV cache's
+    ``--kv-cache-dtype`` (:data:`KV_CACHE_DTYPE`; any other is an ExportError naming ``kv``)."""
+    from .core import ExportError, acts_of
+    from .rules import as_exported, engine_runs, replan_hint, serving_quantization
+    from .schemes import ct_quantization_config
+
+    v, kept, notes = as_exported(v, fmt)
+    acts = {acts_of(v, g) for g in v.choices}
+    model = model_path(v, ctx)
+    engine = ctx.engine or fmt
+    engine_runs(v, fmt, engine)
+    quantization = serving_quantization(v)
+    if quantization == "compressed-tensors":
+        ct_quantization_config(v, ctx, fmt)  # names every group the checkpoint cannot express
+        model = f"{v.model}-tierwise"
+        notes.append(f"serve the compressed-tensors checkpoint: run `tierwise export PLAN --format compressed-tensors` "
+                     f"and its oneshot.py first; it writes {model}/{ct_note}")
+    if v.kv not in KV_CACHE_DTYPE:
+        raise ExportError("kv", f"{what}'s --kv-cache-dtype supports auto (16-bit), fp8_e4m3 and fp8_e5m2; the plan's KV "
+                          f"cache is {v.kv!r}; {replan_hint(v, fmt, engine)}")
+    return v, kept, notes, acts, model, engine, quantization
+
+
+def server_memory(v: PlanView, ctx: ExportContext, kept: Any, engine: str) -> tuple[int | None, float, float, float,
+                                                                                     dict | None]:
+    """``(per_pass, act_extra, extra, offload, need)`` of a server launch: the tokens one batched pass
+    takes and the activation bytes beyond the plan's (:func:`batched_tokens`), the bytes of groups kept
+    at another format (rules.kept_extra_bytes), the weights kept in host memory
+    (:func:`host_offload_bytes`, the server's cpu_offload_gb) and the device memory it needs
+    (:func:`memory_need`; None: no capacity known)."""
+    from .rules import kept_extra_bytes
+
+    per_pass, act_extra = batched_tokens(v, engine)
+    extra = kept_extra_bytes(v, ctx, kept)
+    offload = host_offload_bytes(v)
+    need = memory_need(v, ctx, extra_weight_bytes=extra, engine=engine, extra_device_bytes=act_extra,
+                       off_device_bytes=offload)
+    return per_pass, act_extra, extra, offload, need
+
+
 def server_export(fmt: str, what: str, v: PlanView, args: dict[str, Any], command: list[str],
                   notes: list[str], *, positional: str | None = None) -> Any:
     """The two files of a server launch: ``<fmt>_args.json`` (``args``) and ``serve.sh`` running

@@ -15,30 +15,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .common import KV_CACHE_DTYPE, batched_tokens, host_offload_bytes, memory_need, model_path, server_export
-from .core import Export, ExportContext, ExportError, PlanView, acts_of, register
-from .rules import as_exported, engine_runs, kept_extra_bytes, replan_hint, serving_quantization
-from .schemes import ct_quantization_config
+from .common import KV_CACHE_DTYPE, server_export, server_memory, server_start
+from .core import Export, ExportContext, ExportError, PlanView, register
 
 _GIB = 2**30
 
 @register("sglang", "SGLang server arguments and `python -m sglang.launch_server` command")
 def _export_sglang(v: PlanView, ctx: ExportContext) -> Export:
-    v, kept, notes = as_exported(v, "sglang")
-    acts = {acts_of(v, g) for g in v.choices}
-    model = model_path(v, ctx)
-    engine = ctx.engine or "sglang"
-    engine_runs(v, "sglang", engine)
-    quantization = serving_quantization(v)
-    if quantization == "compressed-tensors":
-        ct_quantization_config(v, ctx, "sglang")  # names every group the checkpoint cannot express
-        model = f"{v.model}-tierwise"
-        notes.append(f"serve the compressed-tensors checkpoint: run `tierwise export PLAN --format compressed-tensors` "
-                     f"and its oneshot.py first; it writes {model}/ (SGLang reads quant_method compressed-tensors from "
-                     "its config.json: no --quantization flag)")
-    if v.kv not in KV_CACHE_DTYPE:
-        raise ExportError("kv", f"SGLang's --kv-cache-dtype supports auto (16-bit), fp8_e4m3 and fp8_e5m2; the plan's KV "
-                          f"cache is {v.kv!r}; {replan_hint(v, 'sglang', engine)}")
+    v, kept, notes, acts, model, engine, quantization = server_start(
+        v, ctx, "sglang", "SGLang", " (SGLang reads quant_method compressed-tensors from its config.json: no "
+        "--quantization flag)")
     if v.ep > 1 and v.tp % v.ep:
         # SGLang's expert-parallel groups split the tensor-parallel group: moe_ep_rank =
         # tp_rank // (tp_size // ep_size) (python/sglang/srt/entrypoints/engine.py).
@@ -63,14 +49,10 @@ def _export_sglang(v: PlanView, ctx: ExportContext) -> Export:
         args["quantization"] = "fp8"
     args["context_length"] = max(1, v.prompt + v.gen)
     args["max_running_requests"] = v.batch
-    per_pass, act_extra = batched_tokens(v, engine)
+    # Weights the plan keeps in host memory are SGLang's --cpu-offload-gb, not GPU memory.
+    per_pass, act_extra, _, offload, need = server_memory(v, ctx, kept, engine)
     if per_pass is not None:
         args["chunked_prefill_size"] = per_pass
-    extra = kept_extra_bytes(v, ctx, kept)
-    # Weights the plan keeps in host memory are SGLang's --cpu-offload-gb, not GPU memory.
-    offload = host_offload_bytes(v)
-    need = memory_need(v, ctx, extra_weight_bytes=extra, engine=engine, extra_device_bytes=act_extra,
-                       off_device_bytes=offload)
     if need is not None:
         # SGLang sizes its KV pool as the memory free after loading the weights less
         # (1 - mem_fraction_static) of the device (model_runner ``profile_max_num_token``:

@@ -6,10 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .common import KV_CACHE_DTYPE, batched_tokens, host_offload_bytes, memory_fraction, memory_need, model_path, server_export
-from .core import Export, ExportContext, ExportError, PlanView, acts_of, register
-from .rules import as_exported, engine_runs, kept_extra_bytes, replan_hint, serving_quantization
-from .schemes import ct_quantization_config
+from .common import KV_CACHE_DTYPE, memory_fraction, server_export, server_memory, server_start
+from .core import Export, ExportContext, ExportError, PlanView, register
 
 
 #: vLLM's ``cpu_offload_gb`` is in GiB (vLLM engine arguments: "The space in GiB to
@@ -18,20 +16,7 @@ _GIB = 2**30
 
 @register("vllm", "vLLM engine arguments and `vllm serve` command")
 def _export_vllm(v: PlanView, ctx: ExportContext) -> Export:
-    v, kept, notes = as_exported(v, "vllm")
-    acts = {acts_of(v, g) for g in v.choices}
-    model = model_path(v, ctx)
-    engine = ctx.engine or "vllm"
-    engine_runs(v, "vllm", engine)
-    quantization = serving_quantization(v)
-    if quantization == "compressed-tensors":
-        ct_quantization_config(v, ctx, "vllm")  # names every group vLLM cannot load, and the re-plan flag
-        model = f"{v.model}-tierwise"
-        notes.append(f"serve the compressed-tensors checkpoint: run `tierwise export PLAN --format compressed-tensors` "
-                     f"and its oneshot.py first; it writes {model}/")
-    if v.kv not in KV_CACHE_DTYPE:
-        raise ExportError("kv", f"vLLM's --kv-cache-dtype supports auto (16-bit), fp8_e4m3 and fp8_e5m2; the plan's KV cache "
-                          f"is {v.kv!r}; {replan_hint(v, 'vllm', engine)}")
+    v, kept, notes, acts, model, engine, quantization = server_start(v, ctx, "vllm", "vLLM")
     args: dict[str, Any] = {
         "model": model,
         "tensor_parallel_size": v.tp,
@@ -47,14 +32,10 @@ def _export_vllm(v: PlanView, ctx: ExportContext) -> Export:
     args["kv_cache_dtype"] = KV_CACHE_DTYPE[v.kv]
     args["max_model_len"] = max(1, v.prompt + v.gen)
     args["max_num_seqs"] = v.batch
-    per_pass, act_extra = batched_tokens(v, engine)
+    # Weights the plan keeps in host memory are vLLM's cpu_offload_gb, not GPU memory.
+    per_pass, act_extra, extra, offload, need = server_memory(v, ctx, kept, engine)
     if per_pass is not None:
         args["max_num_batched_tokens"] = per_pass
-    extra = kept_extra_bytes(v, ctx, kept)
-    # Weights the plan keeps in host memory are vLLM's cpu_offload_gb, not GPU memory.
-    offload = host_offload_bytes(v)
-    need = memory_need(v, ctx, extra_weight_bytes=extra, engine=engine, extra_device_bytes=act_extra,
-                       off_device_bytes=offload)
     frac = memory_fraction(v, ctx, extra_weight_bytes=extra, engine=engine, extra_device_bytes=act_extra,
                            off_device_bytes=offload)
     if frac is not None and need is not None:

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the plan
 
 from api.main import create_app  # noqa: E402
 from liveserver import Server, free_port  # noqa: E402,F401  (re-exported to the live tests)
+from frontdoors import job_result  # noqa: E402,F401  (re-exported to the capacity route tests)
 from api.settings import Settings  # noqa: E402
 from api.db import Store  # noqa: E402
 
@@ -48,23 +49,6 @@ def custom_profile(id: str = "lab-accel") -> dict:
                 if k.startswith("capacity"):
                     tier[k] = tier[k] * 2
     return d
-
-
-def job_result(client, response, timeout_s: float = 300.0) -> dict:
-    """The answer of a capacity request: the 200 body, or the result of the job a 202 names."""
-    import time
-
-    if response.status_code == 200:
-        return response.json()
-    assert response.status_code == 202, response.text
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        job = client.get(response.headers["location"]).json()
-        if job["status"] not in ("queued", "running"):
-            assert job["status"] == "succeeded", job
-            return job["result"]
-        time.sleep(0.1)
-    raise AssertionError(f"{response.headers['location']} unfinished after {timeout_s} s")
 
 
 PG = os.environ.get("TIERWISE_TEST_POSTGRES_URL")

@@ -3,31 +3,15 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
+from frontdoors import job_result
 
 BODY = {"model": "llama-3.1-8b", "hardware": ["h100-sxm"], "qps": 5, "ttft_slo_s": 1.0, "tpot_slo_s": 0.05}
 FRONTIER = {"model": "llama-3.2-1b", "hardware": ["b200"], "engine": "vllm", "formats": ["nvfp4"], "max_devices": 1}
 
 
-def _answer(client, r, timeout_s: float = 300.0) -> dict:
-    """The 200 body, or the result of the job a 202 names."""
-    if r.status_code == 200:
-        return r.json()
-    assert r.status_code == 202, r.text
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        job = client.get(r.headers["location"]).json()
-        if job["status"] not in ("queued", "running"):
-            assert job["status"] == "succeeded", job
-            return job["result"]
-        time.sleep(0.1)
-    raise AssertionError("job unfinished")
-
-
 def test_fp8_activations_on_h100(client):
-    d = _answer(client, client.post("/v1/capacity", json={**BODY, "engine": ["vllm", "trtllm"],
+    d = job_result(client, client.post("/v1/capacity", json={**BODY, "engine": ["vllm", "trtllm"],
                                                           "activations": "fp8-e4m3"}))
     assert {(h["engine"], h["best"]["activations"]) for h in d["hardware"]} == {("vllm", "fp8-e4m3"),
                                                                                 ("trtllm", "fp8-e4m3")}
@@ -37,7 +21,7 @@ def test_fp8_activations_on_h100(client):
 
 
 def test_pair_not_running_the_activations_is_unsupported(client):
-    d = _answer(client, client.post("/v1/capacity", json={**BODY, "hardware": ["h100-sxm", "a100-80gb-sxm"],
+    d = job_result(client, client.post("/v1/capacity", json={**BODY, "hardware": ["h100-sxm", "a100-80gb-sxm"],
                                                           "engine": "vllm", "activations": "fp8-e4m3"}))
     assert [h["hardware"] for h in d["hardware"]] == ["h100-sxm"]
     (a100,) = [u for u in d["unsupported"] if u["hardware"] == "a100-80gb-sxm"]
