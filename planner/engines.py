@@ -27,6 +27,10 @@ declares
 - ``storage`` (optional): the engine's own tensor types that its exporter writes each format as, with
   their block layouts (values and bytes per block; llama.cpp's ggml types): the cost model prices
   a format the engine stores this way at its type's bytes, not the catalog format's;
+- ``activation_smoothing`` (optional): the engine's integer-activation recipe migrates activation
+  outliers into the weights first (SmoothQuant, Xiao et al. 2023), with migration strength ``alpha``
+  on the linears whose input is a normalization's output (attention q/k/v, MLP gate/up): the
+  sensitivity prior prices int8 activations there after that migration (planner.format_noise);
 - ``default_for`` / ``default_for_training``: the hardware classes it is the default on.
 
 Support is the union of every target whose match the device satisfies. Adding an engine
@@ -142,6 +146,9 @@ class Runtime:
     # its type and then the types a tensor whose rows are no whole number of blocks falls back to,
     # each as (type, values per block, bytes per block). Formats not listed: the catalog's price.
     storage: tuple[tuple[str, tuple[tuple[str, int, int], ...]], ...] = ()
+    # SmoothQuant's migration strength in the engine's integer-activation recipe (the profile's
+    # ``activation_smoothing.alpha``), None when its int8 activations are quantized as they come.
+    smoothing_alpha: float | None = None
 
     @property
     def runtimes(self) -> tuple[str, ...]:
@@ -400,7 +407,7 @@ def _parse(data: Any, origin: str) -> EngineSpec:
     top = _Reader(origin, data, "")
     top.allow("schema_version", "id", "name", "kind", "version", "exporter", "default_for", "default_for_training",
               "sources", "parallel", "runtime", "targets", "notes", "models", "zero",
-              "attention", "optimizers", "low_rank", "storage")
+              "attention", "optimizers", "low_rank", "storage", "activation_smoothing")
     if top.integer("schema_version", minimum=1) != SCHEMA_VERSION:
         raise top.error("schema_version", str(SCHEMA_VERSION), top.data["schema_version"])
     raw_sources = top.raw("sources")
@@ -413,6 +420,11 @@ def _parse(data: Any, origin: str) -> EngineSpec:
     rt.sources("source", sources)
     if top.has("storage"):
         runtime = replace(runtime, storage=_storage(top.sub("storage"), sources))
+    if top.has("activation_smoothing"):
+        sm = top.sub("activation_smoothing")
+        sm.allow("alpha", "source", "notes")
+        sm.sources("source", sources)
+        runtime = replace(runtime, smoothing_alpha=sm.number("alpha", at_most=1.0))
     provenance = rt.text("provenance", choices=PROVENANCES, default="datasheet")
     exporter = top.text("exporter", choices=export_formats())
     engine_id = top.text("id")

@@ -7,7 +7,11 @@ to a seeded reference tensor (see :mod:`planner.sensitivity` for why these tenso
   (rounded to bf16 first) stored in a weight format after a sparsity pattern;
 * :func:`activation_noise` — relative MSE on the ordinary channels of a 64 × 4096
   activation matrix whose 6 outlier channels are 100× larger (0 for 16/32-bit formats);
-* :func:`kv_noise` — relative MSE of a 256 × 128 N(0, 1) KV-cache matrix.
+* :func:`kv_noise` — relative MSE of a 256 × 128 N(0, 1) KV-cache matrix;
+* :func:`activation_noise` with ``smoothing=α`` — the same activation matrix quantized after
+  SmoothQuant's migration of strength ``α`` (:func:`planner.backends.smoothing.smoothing_scales`,
+  against a 1024 × 4096 N(0, 1) weight), plus what the migration adds to that weight's int8
+  (per output row) noise: the recipe moves the outliers' range into the weight columns they meet.
 
 The results are the same in every run (seeded tensors, deterministic kernels), so they are
 computed once and shipped as package data (``planner/data/format_noise.json``): a plan never
@@ -34,6 +38,10 @@ __all__ = [
     "build_table",
     "kv_noise",
     "measure_activation_noise",
+    "measure_smoothed_activation_noise",
+    "smoothable",
+    "smoothing_key",
+    "table_smoothing",
     "measure_kv_noise",
     "measure_weight_noise",
     "weight_noise",
@@ -42,11 +50,14 @@ __all__ = [
 _REF_ROWS, _REF_COLS = 16, 4096
 _ACT_TOKENS, _ACT_OUTLIERS, _ACT_OUTLIER_SCALE = 64, 6, 100.0
 _KV_ROWS, _KV_HEAD_DIM = 256, 128
+# Output channels of the weight a smoothed activation meets: SmoothQuant's scale divides by each input
+# channel's largest weight, which a 16-row reference would understate.
+_SMOOTH_ROWS = 1024
 _SEED = 0
 #: The reference tensors' shapes and seed; a table measured on other ones is ignored.
 REFERENCE = {"weight": [_REF_ROWS, _REF_COLS], "activation": [_ACT_TOKENS, _REF_COLS, _ACT_OUTLIERS,
                                                               _ACT_OUTLIER_SCALE],
-             "kv": [_KV_ROWS, _KV_HEAD_DIM], "seed": _SEED, "version": 1}
+             "kv": [_KV_ROWS, _KV_HEAD_DIM], "smoothing_weight": [_SMOOTH_ROWS, _REF_COLS], "seed": _SEED, "version": 2}
 #: Sparsity patterns the shipped table covers for every weight format.
 TABLE_SPARSITIES = ("dense", "2:4", "unstructured:0.5")
 TABLE_PATH = Path(__file__).with_name("data") / "format_noise.json"
@@ -121,6 +132,44 @@ def measure_activation_noise(activations: str) -> float:
     return _relative_mse(x[:, mask], q[:, mask])
 
 
+@functools.lru_cache(maxsize=1)
+def _smoothing_weight():
+    torch = _torch()
+    g = torch.Generator().manual_seed(_SEED + 3)
+    return torch.randn(_SMOOTH_ROWS, _REF_COLS, generator=g).to(torch.bfloat16).to(torch.float32)
+
+
+def smoothable(activations: str) -> bool:
+    """Whether SmoothQuant's migration applies to ``activations``: an integer format (per-token
+    int8, W8A8); float formats carry their own exponent and are not smoothed."""
+    return get_format(activations).kind == "int"
+
+
+def measure_smoothed_activation_noise(activations: str, alpha: float) -> float:
+    """:func:`activation_noise` of ``activations`` after SmoothQuant's migration of strength
+    ``alpha``, computed now: the activation noise on the ordinary channels, mapped back through the
+    scales, plus the rise in the int8 weight noise of those channels' columns (the migrated weight
+    ``W·diag(s)`` quantized per output row, mapped back by ``1/s``, against ``W`` quantized as is)."""
+    from planner.backends import quantize_tensor
+    from planner.backends.smoothing import smoothing_scales
+
+    if not smoothable(activations):
+        return measure_activation_noise(activations)
+    x, mask = _reference_activations()
+    w = _smoothing_weight()
+    s = smoothing_scales(x.abs().amax(dim=0), w, alpha)
+    act = _relative_mse(x[:, mask], (quantize_tensor(x / s, activations).dequantize(x.dtype) * s)[:, mask])
+    migrated = quantize_tensor(w * s, "int8").dequantize(w.dtype) / s
+    plain = quantize_tensor(w, "int8").dequantize(w.dtype)
+    rise = _relative_mse(w[:, mask], migrated[:, mask]) - _relative_mse(w[:, mask], plain[:, mask])
+    return act + max(rise, 0.0)
+
+
+def smoothing_key(activations: str, alpha: float) -> str:
+    """The shipped table's key of a smoothed activation noise (``int8|sq0.8``)."""
+    return f"{get_format(activations).name}|sq{alpha:g}"
+
+
 def measure_kv_noise(kv: str) -> float:
     """:func:`kv_noise` computed now (``kv`` must be a KV-cache format)."""
     torch = _torch()
@@ -151,10 +200,15 @@ def weight_noise(weights: str, sparsity: str = "dense") -> float:
 
 
 @functools.lru_cache(maxsize=64)
-def activation_noise(activations: str) -> float:
+def activation_noise(activations: str, smoothing: float | None = None) -> float:
     """Noise power on the ordinary channels, relative to their power, when activations
-    are quantised to ``activations`` per token (int8) or per tensor (fp8); 0 for 16/32-bit."""
+    are quantised to ``activations`` per token (int8) or per tensor (fp8); 0 for 16/32-bit.
+    ``smoothing``: SmoothQuant's migration strength α applied first (integer formats only;
+    :func:`measure_smoothed_activation_noise`), None for none."""
     name = get_format(activations).name
+    if smoothing is not None and smoothable(name):
+        hit = _table()["activation"].get(smoothing_key(name, smoothing))
+        return float(hit) if hit is not None else measure_smoothed_activation_noise(name, smoothing)
     hit = _table()["activation"].get(name)
     return float(hit) if hit is not None else measure_activation_noise(name)
 
@@ -172,11 +226,22 @@ def kv_noise(kv: str) -> float:
     return float(hit) if hit is not None else measure_kv_noise(fmt.name)
 
 
+def table_smoothing() -> tuple[float, ...]:
+    """The migration strengths the shipped engine profiles declare (``activation_smoothing``)."""
+    from planner.engines import list_engines, load_engine
+
+    alphas = {load_engine(e).runtime.smoothing_alpha for e in list_engines()}
+    return tuple(sorted(a for a in alphas if a is not None))
+
+
 def build_table() -> dict:
-    """Measure every registry format (weights × :data:`TABLE_SPARSITIES`, activations, KV)."""
+    """Measure every registry format (weights × :data:`TABLE_SPARSITIES`, activations — also after
+    each shipped engine's SmoothQuant migration — and KV)."""
     weight = {f"{f.name}|{parse_sparsity(sp).name}": measure_weight_noise(f.name, sp)
               for f in list_formats(role="weight") for sp in TABLE_SPARSITIES}
     act = {f.name: measure_activation_noise(f.name) for f in list_formats(role="activation")}
+    act.update({smoothing_key(f.name, alpha): measure_smoothed_activation_noise(f.name, alpha)
+                for alpha in table_smoothing() for f in list_formats(role="activation") if smoothable(f.name)})
     kv = {f.name: measure_kv_noise(f.name) for f in list_formats() if f.is_kv}
     return {"reference": REFERENCE, "weight": weight, "activation": act, "kv": kv}
 

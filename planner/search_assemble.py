@@ -132,7 +132,7 @@ class AssemblyMixin:
         if req.avg_bits is not None and avg_bits > req.avg_bits * (1 + 1e-9):
             bad["avg_bits"] = (avg_bits - req.avg_bits) * f.params_total
         per_layer = self._per_layer(f, assign, group_sens)
-        notes = list(est.notes) + list(f.notes) + _storage_notes(req, choices, f.kv, self.arch)
+        notes = list(est.notes) + list(f.notes) + _storage_notes(req, choices, f.kv, self.arch) + _smoothing_notes(req, choices, self._groups(1))
         if est.memory.offloaded_weights_bytes > 0 and est.decode is not None:
             notes.append(f"{est.memory.offloaded_weights_bytes / 1e9:.2f} GB of weights per device live outside "
                          f"{dev_name}; decode runs at {est.decode_tokens_per_s:.3g} tokens/s "
@@ -196,6 +196,24 @@ def hardware_hash(device: DeviceSpec) -> str:
 
     return content_hash(device_to_dict(device))
 
+
+
+def _smoothing_notes(req: PlanProblem, choices: Mapping[str, GroupChoice], groups=()) -> list[str]:
+    """How the plan's int8 activations were priced where its engine's recipe smooths them first."""
+    alpha = req.engine.runtime.smoothing_alpha if req.engine is not None else None
+    if alpha is None:
+        return []
+    from planner.format_noise import smoothable
+    from planner.sensitivity import SMOOTHED_ROLES
+
+    acts = [g for g, c in choices.items() if smoothable(c.activations)]
+    if not acts:
+        return []
+    roles = {g.fqn: g.role for g in groups}
+    smoothed = sum(1 for g in acts if roles.get(g) in SMOOTHED_ROLES)
+    return [f"int8 activations: {req.engine.engine}'s recipe runs SmoothQuant (strength {alpha:g}) before quantizing them "
+            f"on the layers that read a norm ({smoothed} of the {len(acts)} groups with int8 activations here); the "
+            "accuracy prior priced them so, and the compressed-tensors export writes its SmoothQuantModifier"]
 
 
 def _storage_notes(req: PlanProblem, choices: Mapping[str, GroupChoice], kv: str, arch=None) -> list[str]:

@@ -23,7 +23,11 @@ Four sources, one interface (:class:`Sensitivity`):
   about 6 hidden dimensions of a 6.7B model; SmoothQuant (Xiao et al., ICML 2023, §3)
   reports outliers about 100× larger than typical values. The error is measured on the
   ordinary channels, relative to their power: a per-token int8 scale set by an outlier
-  drowns them, which is why naive W8A8 collapses at scale while fp8 does not.
+  drowns them, which is why naive W8A8 collapses at scale while fp8 does not. For an engine
+  whose int8 recipe runs SmoothQuant first (``smoothing``: its profile's
+  ``activation_smoothing.alpha``), the groups that read a norm's output (:data:`SMOOTHED_ROLES`)
+  are measured after that migration, with the rise in int8 weight noise it costs
+  (:func:`planner.format_noise.measure_smoothed_activation_noise`).
 * ``role``: embedding, lm_head / classifier 2.0, MLP output (down_proj) 1.5, MoE router 4.0,
   everything else 1.0. llama.cpp's k-quant mixes spend more bits on ``output.weight``
   and on ``ffn_down`` / ``attn_v`` (Q4_K_M: Q6_K for half of them; ggml PR #1684);
@@ -105,7 +109,7 @@ import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -121,6 +125,7 @@ __all__ = [
     "DEPTH_TAU",
     "SIZE_EXPONENT",
     "ROLE_FACTORS",
+    "SMOOTHED_ROLES",
     "PriorSensitivity",
     "Sensitivity",
     "SensitivityError",
@@ -129,6 +134,7 @@ __all__ = [
     "WeightsSensitivity",
     "activation_noise",
     "depth_factor",
+    "group_activation_noise",
     "group_option_noise",
     "group_weight_noise",
     "importance",
@@ -210,6 +216,19 @@ def option_noise(option: Option) -> float:
     return weight_noise(option.weights, option.sparsity) + activation_noise(option.activations)
 
 
+#: Groups whose input is a normalization's output, where a SmoothQuant recipe folds the migration's
+#: ``1/s`` into the norm's weight: llm-compressor's default mappings smooth q/k/v from
+#: ``input_layernorm`` and gate/up from ``post_attention_layernorm``; the attention output and MLP down
+#: projections, whose inputs come from no norm, keep per-token int8 as they come.
+SMOOTHED_ROLES = frozenset({"attn_qkv", "mlp_in"})
+
+
+def group_activation_noise(group: GroupInfo, activations: str, smoothing: float | None = None) -> float:
+    """Activation noise of ``activations`` on ``group``: after SmoothQuant's migration of strength
+    ``smoothing`` where the group's input comes from a norm (:data:`SMOOTHED_ROLES`), else as is."""
+    return activation_noise(activations, smoothing if group.role in SMOOTHED_ROLES else None)
+
+
 _MP_STEPS = 200_000
 
 
@@ -269,9 +288,10 @@ def group_weight_noise(group: GroupInfo, option: Option) -> float:
     return num / den if den > 0 else weight_noise(option.weights, option.sparsity)
 
 
-def group_option_noise(group: GroupInfo, option: Option) -> float:
-    """Prior weight plus activation noise of ``option`` on ``group``."""
-    return group_weight_noise(group, option) + activation_noise(option.activations)
+def group_option_noise(group: GroupInfo, option: Option, smoothing: float | None = None) -> float:
+    """Prior weight plus activation noise of ``option`` on ``group`` (``smoothing``: the engine's
+    SmoothQuant migration strength, :func:`group_activation_noise`)."""
+    return group_weight_noise(group, option) + group_activation_noise(group, option.activations, smoothing)
 
 
 # ---------------------------------------------------------------------------
@@ -307,6 +327,12 @@ class PriorSensitivity:
     """Role × depth × reference noise (module docstring)."""
 
     source: str = "prior"
+    # SmoothQuant's migration strength of the engine's integer-activation recipe (None: none).
+    smoothing: float | None = None
+
+    def with_smoothing(self, alpha: float | None) -> PriorSensitivity:
+        """The same scores for an engine whose int8 activations are smoothed with strength ``alpha``."""
+        return replace(self, smoothing=alpha)
 
     def scores(self, groups: Sequence[GroupInfo], options: Sequence[Sequence[Option]]) -> SensitivityScores:
         _check_aligned(groups, options)
@@ -316,11 +342,13 @@ class PriorSensitivity:
         for g, opts in zip(groups, options):
             imp = importance(g, ref)
             row = []
+            smoothed = g.role in SMOOTHED_ROLES
             for o in opts:
-                # Full-rank noise depends on the option only; low rank also on the members' shapes.
-                key = (o,) if o.low_rank is None else (o, g.block, g.name)
+                # Full-rank noise depends on the option (and whether the group is smoothed) only; low
+                # rank also on the members' shapes.
+                key = (o, smoothed) if o.low_rank is None else (o, g.block, g.name)
                 if key not in cache:
-                    cache[key] = group_option_noise(g, o)
+                    cache[key] = group_option_noise(g, o, self.smoothing)
                 row.append(imp * cache[key])
             out.append(np.asarray(row, dtype=np.float64))
         return SensitivityScores(values=tuple(out))
@@ -366,6 +394,7 @@ class WeightsSensitivity:
     tensors: Mapping[str, object]
     max_rows: int = 256
     source: str = "weights"
+    smoothing: float | None = None  # as PriorSensitivity.smoothing
     # Singular value decompositions by tensor name, computed once and reused for every rank,
     # factor format and re-solve (the SVD dominates the cost of a low-rank score).
     _svd_cache: dict = field(default_factory=dict, repr=False, compare=False)
@@ -474,7 +503,7 @@ class WeightsSensitivity:
                     wn = num / den if den > 0 else 0.0
                 else:
                     wn = group_weight_noise(g, o)
-                row.append(imp * (wn + activation_noise(o.activations)))
+                row.append(imp * (wn + group_activation_noise(g, o.activations, self.smoothing)))
             if not named:
                 fallback += 1
             out.append(np.asarray(row, dtype=np.float64))
@@ -484,6 +513,9 @@ class WeightsSensitivity:
 
     def kv_score(self, kv: str, groups: Sequence[GroupInfo]) -> float:
         return PriorSensitivity().kv_score(kv, groups)
+
+    def with_smoothing(self, alpha: float | None) -> WeightsSensitivity:
+        return replace(self, smoothing=alpha)
 
 
 # ---------------------------------------------------------------------------
@@ -500,6 +532,10 @@ class TableSensitivity:
     entries: tuple[tuple[str, Mapping[str, float]], ...]
     kv: Mapping[str, float] = field(default_factory=dict)
     source: str = "data"
+    smoothing: float | None = None  # for the prior's fallback scores (PriorSensitivity.smoothing)
+
+    def with_smoothing(self, alpha: float | None) -> TableSensitivity:
+        return replace(self, smoothing=alpha)
 
     def _lookup(self, fqn: str, option: Option) -> float | None:
         key = option.key
@@ -515,7 +551,7 @@ class TableSensitivity:
 
     def scores(self, groups: Sequence[GroupInfo], options: Sequence[Sequence[Option]]) -> SensitivityScores:
         _check_aligned(groups, options)
-        prior = PriorSensitivity().scores(groups, options).values
+        prior = PriorSensitivity(smoothing=self.smoothing).scores(groups, options).values
         out = []
         missing = total = 0
         for g, opts, pv in zip(groups, options, prior):

@@ -81,6 +81,9 @@ class RuntimeSettings:
     # whose rows are no whole number of blocks falls back to. Weights and KV cache of those formats are
     # priced at these bits (planner.opcost.stored_bits); other formats at the catalog's.
     stored_formats: tuple[tuple[str, tuple[tuple[int, float], ...]], ...] = ()
+    # SmoothQuant's migration strength in the engine's integer-activation recipe
+    # (planner.engines.Runtime.smoothing_alpha): the sensitivity prior prices int8 activations after it.
+    smoothing_alpha: float | None = None
 
     def __post_init__(self) -> None:
         if self.kv_token_budget is not None and (isinstance(self.kv_token_budget, bool) or not isinstance(self.kv_token_budget, int) or self.kv_token_budget < 1):
@@ -133,6 +136,7 @@ def engine_settings(runtime) -> dict:
         "eager_fused_ops": runtime.eager_fused_ops,
         "stored_formats": tuple((fmt, tuple((values, 8.0 * nbytes / values) for _, values, nbytes in chain))
                                 for fmt, chain in runtime.storage),
+        "smoothing_alpha": runtime.smoothing_alpha,
     }
 
 

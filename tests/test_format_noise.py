@@ -15,7 +15,10 @@ def test_table_covers_every_registry_format():
     assert data["reference"] == fn.REFERENCE
     want_w = {f"{f.name}|{sp}" for f in list_formats(role="weight") for sp in fn.TABLE_SPARSITIES}
     assert set(data["weight"]) == want_w
-    assert set(data["activation"]) == {f.name for f in list_formats(role="activation")}
+    plain = {f.name for f in list_formats(role="activation")}
+    smoothed = {fn.smoothing_key(f, a) for a in fn.table_smoothing() for f in plain if fn.smoothable(f)}
+    assert fn.table_smoothing() == (0.8,)  # vLLM's and SGLang's recipe (profiles/engines/*.yaml activation_smoothing)
+    assert set(data["activation"]) == plain | smoothed
     assert set(data["kv"]) == {f.name for f in list_formats() if f.is_kv}
 
 
@@ -30,6 +33,30 @@ def test_weight_entries_match_live_quantisation(fmt, sp):
 @pytest.mark.parametrize("fmt", ["int8", "fp8-e4m3", "int4-g128"])
 def test_activation_entries_match_live_quantisation(fmt):
     assert fn._table()["activation"][fmt] == pytest.approx(fn.measure_activation_noise(fmt), rel=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["int8", "int4-g128"])
+def test_smoothed_activation_entries_match_live_quantisation(fmt):
+    assert fn._table()["activation"][f"{fmt}|sq0.8"] == pytest.approx(fn.measure_smoothed_activation_noise(fmt, 0.8), rel=1e-6)
+
+
+def test_smoothing_trades_activation_noise_for_weight_noise():
+    """SmoothQuant's migration removes most of per-token int8's outlier noise on the reference; the
+    stronger the migration, the more of the range the int8 weights carry. Float formats are not smoothed."""
+    plain = fn.activation_noise("int8")
+    by_alpha = {a: fn.measure_smoothed_activation_noise("int8", a) for a in (0.5, 0.8, 1.0)}
+    assert by_alpha[0.5] < plain / 20
+    assert by_alpha[0.5] < by_alpha[0.8] < plain
+    # alpha = 1 moves all of the outliers' range into weight columns an int8 row scale then drowns
+    assert by_alpha[1.0] > plain
+    assert fn.activation_noise("fp8-e4m3", 0.8) == fn.activation_noise("fp8-e4m3")
+    assert fn.activation_noise("bf16", 0.8) == 0.0
+
+
+def test_a_strength_the_table_lacks_is_measured_live():
+    fn.activation_noise.cache_clear()
+    assert "int8|sq0.5" not in fn._table()["activation"]
+    assert fn.activation_noise("int8", 0.5) == pytest.approx(fn.measure_smoothed_activation_noise("int8", 0.5))
 
 
 @pytest.mark.parametrize("fmt", ["int8", "fp8-e5m2", "int4-g64"])
@@ -61,7 +88,8 @@ def test_prior_uses_no_torch_for_tabled_formats():
     import sys
 
     code = ("import sys; from planner.format_noise import weight_noise, activation_noise, kv_noise; "
-            "weight_noise('int4-g128'); weight_noise('int8', '2:4'); activation_noise('int8'); kv_noise('fp8-e4m3'); "
+            "weight_noise('int4-g128'); weight_noise('int8', '2:4'); activation_noise('int8'); "
+            "activation_noise('int8', 0.8); kv_noise('fp8-e4m3'); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
