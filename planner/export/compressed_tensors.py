@@ -40,6 +40,16 @@ def _sparsity_stages(v: PlanView, ctx: ExportContext) -> dict:
     return stages
 
 
+def _smoothing(qcfg: dict, ctx: ExportContext) -> float | None:
+    """SmoothQuant's migration strength for a checkpoint with integer activations: the serving
+    engine's recipe (its profile's ``activation_smoothing``; SGLang for an SGLang plan, else vLLM)."""
+    from planner.engines import load_engine
+
+    if not any((g.get("input_activations") or {}).get("type") == "int" for g in qcfg["config_groups"].values()):
+        return None
+    return load_engine("sglang" if ctx.engine == "sglang" else "vllm").runtime.smoothing_alpha
+
+
 @register("compressed-tensors", "llm-compressor recipe + compressed-tensors quantization_config")
 def _export_compressed_tensors(v: PlanView, ctx: ExportContext) -> Export:
     v, _, kept_notes = as_exported(v, "compressed-tensors")
@@ -49,11 +59,20 @@ def _export_compressed_tensors(v: PlanView, ctx: ExportContext) -> Export:
     modifier: dict[str, Any] = {"ignore": qcfg["ignore"], "config_groups": qcfg["config_groups"]}
     if qcfg["kv_cache_scheme"] is not None:
         modifier["kv_cache_scheme"] = qcfg["kv_cache_scheme"]
+    smoothing = _smoothing(qcfg, ctx)
     if qcfg["config_groups"] or qcfg["kv_cache_scheme"] is not None:
-        recipe["quant_stage"] = {"quant_modifiers": {"QuantizationModifier": modifier}}
+        quant: dict[str, Any] = {}
+        if smoothing is not None:
+            quant["SmoothQuantModifier"] = {"smoothing_strength": smoothing}
+            notes.append(f"int8 activations: SmoothQuantModifier (smoothing_strength {smoothing:g}) first moves their outlier "
+                         "channels' range into the weights of the linears that read a norm's output (q/k/v, gate/up; "
+                         "llm-compressor's default mappings), as vLLM documents for INT8 W8A8; the plan's accuracy "
+                         "prior priced it so; it calibrates on the dataset in oneshot.py")
+        quant["QuantizationModifier"] = modifier
+        recipe["quant_stage"] = {"quant_modifiers": quant}
     model = model_path(v, ctx)
     out_dir = f"{v.model}-tierwise"
-    needs_data = any(s.startswith("sparsity_stage") for s in recipe) or qcfg["kv_cache_scheme"] is not None or any(
+    needs_data = any(s.startswith("sparsity_stage") for s in recipe) or smoothing is not None or qcfg["kv_cache_scheme"] is not None or any(
         g["input_activations"] is not None and g["input_activations"].get("dynamic") is False
         for g in qcfg["config_groups"].values()
     )
@@ -64,7 +83,7 @@ def _export_compressed_tensors(v: PlanView, ctx: ExportContext) -> Export:
         "oneshot(",
         f"    model={model!r},",
         '    recipe="recipe.yaml",',
-        *(['    dataset="open_platypus",  # calibration data for sparsity / static scales', "    num_calibration_samples=512,"] if needs_data else []),
+        *(['    dataset="open_platypus",  # calibration data for SmoothQuant, sparsity and static scales', "    num_calibration_samples=512,"] if needs_data else []),
         f"    output_dir={out_dir!r},",
         ")",
         "",
