@@ -23,6 +23,8 @@ def engine_summary(spec) -> dict:
         "low_rank": spec.low_rank,  # runs low-rank factorised layers (--low-rank, pins @rRANK)
         # the Hugging Face model_types it builds; empty: every model of its families
         "model_types": list(spec.model_types),
+        # SmoothQuant's migration strength in its int8-activation recipe (None: int8 activations as they come)
+        "activation_smoothing": spec.runtime.smoothing_alpha,
     }
     if spec.kind == "training":
         from planner.training import MICROBATCH_OVERHEAD_S
@@ -130,6 +132,9 @@ def engines_show(
     console.print(f"parallel: {', '.join(spec.parallel) or 'single device'}")
     console.print(f"models: {', '.join(spec.families)}" + (f" of model types {', '.join(spec.model_types)}"
                                                           if spec.model_types else ""))
+    if spec.runtime.smoothing_alpha is not None:
+        console.print(f"int8 activations: SmoothQuant first (strength {spec.runtime.smoothing_alpha:g}) on the layers that "
+                      "read a norm; the accuracy prior and the compressed-tensors export follow it", highlight=False)
     if spec.kind == "training":
         console.print(f"ZeRO stages: {', '.join(map(str, spec.zero))}")
         console.print(f"attention: {', '.join(summary['attention'])}; optimizers: {', '.join(summary['optimizers'])}")

@@ -114,6 +114,14 @@ def test_one_engine_without_hardware_has_its_runtime_and_sources(http):
     assert body["runtime"]["context_bytes"] == spec.runtime.context_bytes
     assert body["sources"] == dict(spec.sources) and all(v.strip() for v in body["sources"].values())
     assert body.get("support") is None and body.get("defaults") is None
+    assert body["activation_smoothing"] is None  # llama.cpp quantizes activations per ggml block, no SmoothQuant
+
+
+def test_an_engine_that_smooths_int8_activations_says_so(http):
+    body = http.get("/v1/engines/vllm").json()
+    assert body["activation_smoothing"] == 0.8 == load_engine("vllm").runtime.smoothing_alpha
+    listed = {e["id"]: e["activation_smoothing"] for e in http.get("/v1/engines").json()["items"]}
+    assert listed["sglang"] == 0.8 and listed["trtllm"] is None
 
 
 def test_custom_hardware_gets_the_engines_of_its_class(http):
