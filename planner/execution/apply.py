@@ -16,6 +16,14 @@ prefix is dropped when the root has no ``model`` child.
 
 The original model is never modified: the plan is checked in full first, then applied to
 a deep copy, so an error leaves the caller's model untouched.
+
+A plan made for an engine whose int8 recipe runs SmoothQuant first (its profile's
+``activation_smoothing``: vLLM, SGLang) is applied with that recipe: for each linear that reads a
+norm's output (q/k/v, gate/up) and computes in int8 activations, the per-channel maximum of its
+input on the calibration data (``calibrate``, a function that runs the model on sample inputs,
+like ModelOpt's ``forward_loop``) sets SmoothQuant's scales
+(:func:`planner.backends.smoothing.smoothing_scales`); the weight is stored as ``W·diag(s)`` and the
+layer divides its input by ``s`` before quantizing it, which a deployment folds into the norm.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from torch import nn
 
 from planner.arch import ArchSpec
 from planner.backends import low_rank as svd_low_rank
+from planner.backends.smoothing import smoothing_scales
 from planner.formats import FormatError, NumericsError, get_format, parse_sparsity
 from planner.numerics import Numerics, is_rank
 from planner.workload import LINEAR, LM_HEAD, build_workload
@@ -50,6 +59,7 @@ __all__ = [
     "plan_targets",
     "register_handler",
     "register_kv_handler",
+    "smoothed_targets",
 ]
 
 
@@ -315,17 +325,92 @@ def _has_path(root: nn.Module, fqn: str) -> bool:
         return False
 
 
-def apply_plan(model: nn.Module, plan: Any, *, arch: ArchSpec | None = None) -> nn.Module:
+def _plan_smoothing(plan: Any) -> tuple[str | None, float | None]:
+    """(engine id, SmoothQuant strength of its int8 recipe) of the plan's engine; (None, None) without one."""
+    from planner.engines import load_engine
+
+    engine = _get(plan, "engine")
+    if not isinstance(engine, str) or not engine:
+        return None, None
+    try:
+        return engine, load_engine(engine).runtime.smoothing_alpha
+    except Exception:  # an engine this installation lacks: applied as the formats say, unsmoothed
+        return engine, None
+
+
+def smoothed_targets(model: nn.Module, plan: Any, arch: ArchSpec | None = None) -> list[str]:
+    """Member modules the plan's engine applies SmoothQuant to: linears computing in integer
+    activations whose group reads a norm's output (:data:`planner.sensitivity.SMOOTHED_ROLES`)."""
+    from planner.format_noise import smoothable
+    from planner.options import group_role
+    from planner.sensitivity import SMOOTHED_ROLES
+
+    _engine, alpha = _plan_smoothing(plan)
+    if alpha is None:
+        return []
+    members = _group_members(arch)
+    out = []
+    for fqn, (group, opt) in plan_targets(model, plan, arch).items():
+        ops = [op for _, op in members.get(group, []) if op is not None]
+        if (option_type(opt) == "quantize" and smoothable(opt.activations)
+                and isinstance(_resolve(model, fqn), nn.Linear) and group_role(group, ops) in SMOOTHED_ROLES):
+            out.append(fqn)
+    return out
+
+
+def _input_absmax(model: nn.Module, fqns: list[str], calibrate: Callable[[nn.Module], Any]) -> dict[str, torch.Tensor]:
+    """Per-input-channel maximum magnitude of each module's input while ``calibrate(model)`` runs."""
+    stats: dict[str, torch.Tensor] = {}
+    hooks = []
+
+    def hook_for(fqn: str):
+        def hook(_m: nn.Module, args: tuple) -> None:
+            x = args[0].detach()
+            a = x.reshape(-1, x.shape[-1]).abs().amax(dim=0).to(torch.float32)
+            stats[fqn] = torch.maximum(stats[fqn], a) if fqn in stats else a
+        return hook
+
+    for fqn in fqns:
+        hooks.append(_resolve(model, fqn).register_forward_pre_hook(hook_for(fqn)))  # type: ignore[union-attr]
+    try:
+        with torch.no_grad():
+            calibrate(model)
+    finally:
+        for h in hooks:
+            h.remove()
+    missing = [f for f in fqns if f not in stats]
+    if missing:
+        raise PlanApplyError(f"the calibration run never reached {missing[0]!r} ({len(missing)} layer(s) in all), so "
+                             "its SmoothQuant scales cannot be measured; calibrate must run the whole model",
+                             field="calibrate")
+    return stats
+
+
+def apply_plan(model: nn.Module, plan: Any, *, arch: ArchSpec | None = None,
+               calibrate: Callable[[nn.Module], Any] | None = None) -> nn.Module:
     """A compressed copy of ``model`` following ``plan``; ``model`` itself is not modified.
 
     ``plan`` is a :class:`planner.plan.Plan`, its dict form, or a mapping of group name →
     choice (anything with ``weights``, ``sparsity``, ``activations``, ``low_rank``). ``arch``
     maps plan group names to member modules (omit it when the plan names modules directly).
+    ``calibrate`` runs ``model`` on sample inputs; it is needed when the plan's engine smooths int8
+    activations (module docstring) and the plan has any.
     """
     if not isinstance(model, nn.Module):
         raise PlanApplyError(f"apply_plan needs a torch nn.Module; got {type(model).__name__}", field="model")
     targets = plan_targets(model, plan, arch)
     _plan_model, _options, kv, _hash = _plan_parts(plan)
+    smooth: dict[str, torch.Tensor] = {}
+    smoothed = smoothed_targets(model, plan, arch)
+    if smoothed:
+        engine, alpha = _plan_smoothing(plan)
+        if calibrate is None:
+            raise PlanApplyError(f"the plan's engine {engine!r} runs SmoothQuant (strength {alpha:g}) before quantizing "
+                                 f"int8 activations, on {len(smoothed)} layer(s) here (first {smoothed[0]!r}); pass "
+                                 "calibrate=, a function that runs the model on sample inputs, so its scales can be "
+                                 "measured", field="calibrate")
+        absmax = _input_absmax(model, smoothed, calibrate)
+        smooth = {f: smoothing_scales(absmax[f], _resolve(model, f).weight, alpha) for f in smoothed}  # type: ignore[union-attr]
     compressed = copy.deepcopy(model)
     for fqn, (_group, opt) in targets.items():
         kind = option_type(opt)
@@ -333,7 +418,13 @@ def apply_plan(model: nn.Module, plan: Any, *, arch: ArchSpec | None = None) -> 
         if handler is None:  # pragma: no cover - every option type has a handler
             raise PlanApplyError(f"no handler registered for option type {kind!r}", field=fqn)
         original = _resolve(compressed, fqn)
+        s = smooth.get(fqn)
+        if s is not None:  # the deep copy's weight takes the migration before it is packed
+            with torch.no_grad():
+                original.weight.mul_(s.to(original.weight.dtype))  # type: ignore[union-attr]
         replacement = handler(original, opt, fqn)  # type: ignore[arg-type]
+        if s is not None:
+            replacement.set_smoothing(s)  # type: ignore[union-attr]
         if replacement is not original:
             _set_submodule(compressed, fqn, replacement)
     _retie(model, compressed)

@@ -90,6 +90,15 @@ class PackedLinear(PackedModule):
         self.option = option
         # W8A8 runs the integer GEMM: int8 codes with per-row scales, no sparsity.
         self._int8_gemm = packed.format == "int8" and packed.encoding == "dense" and activations == "int8"
+        # SmoothQuant's scales (one per input channel) when the stored weight is W·diag(s): the input is
+        # divided by them before it is quantized (planner.execution.apply).
+        self.register_buffer("smooth", None)
+
+    def set_smoothing(self, scales: torch.Tensor) -> None:
+        """The stored weight is ``W·diag(scales)``; divide the input by ``scales`` before quantizing it."""
+        if scales.shape != (self.in_features,):
+            raise ValueError(f"need one smoothing scale per input channel ({self.in_features}); got {tuple(scales.shape)}")
+        self.smooth = scales.detach().to(torch.float32).clone()
 
     def weight_nbytes(self) -> int:
         return self.store.nbytes()
@@ -98,15 +107,18 @@ class PackedLinear(PackedModule):
         return self.store.packed().predicted_nbytes()
 
     def dense_weight(self) -> torch.Tensor:
-        return self.store.packed().dequantize()
+        w = self.store.packed().dequantize()
+        return w if self.smooth is None else w / self.smooth.to(w.dtype)
 
     def extra_repr(self) -> str:
         p = self.store._meta
         return (f"in_features={self.in_features}, out_features={self.out_features}, format={p.format}, "
-                f"sparsity={p.sparsity}, activations={self.activations}")
+                f"sparsity={p.sparsity}, activations={self.activations}" + (", smoothquant" if self.smooth is not None else ""))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         packed = self.store.packed()
+        if self.smooth is not None:
+            x = x / self.smooth.to(x.dtype)
         if self._int8_gemm:
             return self._int8_forward(x, packed)
         if x.is_cuda:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from planner.arch import ArchSpec
-from planner.execution.apply import LayerOption, _resolve, plan_targets
+from planner.execution.apply import LayerOption, _resolve, plan_targets, smoothed_targets
 from planner.execution.errors import PlanApplyError
 
 __all__ = ["apply_plan_torchao", "torchao_available", "torchao_config"]
@@ -77,6 +77,11 @@ def apply_plan_torchao(model: nn.Module, plan: Any, *, arch: ArchSpec | None = N
     from torchao.quantization import FqnToConfig, quantize_
 
     targets = plan_targets(model, plan, arch)
+    smoothed = smoothed_targets(model, plan, arch)
+    if smoothed:
+        raise PlanApplyError(f"the plan's engine runs SmoothQuant before quantizing int8 activations ({len(smoothed)} "
+                             f"layer(s), first {smoothed[0]!r}); torchao's Int8DynamicActivationInt8WeightConfig "
+                             "quantizes them as they come — use apply_plan with calibrate=", field="engine")
     mapping: OrderedDict[str, Any] = OrderedDict()
     for fqn, (_group, opt) in targets.items():
         module = _resolve(model, fqn)

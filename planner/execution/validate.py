@@ -245,6 +245,14 @@ def _run(tm: TorchModel, module: nn.Module, inputs: tuple[torch.Tensor, ...],
     return _Outputs(out=out, layer_outputs=captured, kv_bytes=kv)
 
 
+def _calibration(tm: TorchModel, samples: int, seed: int) -> Callable[[nn.Module], Any]:
+    """Runs a model on calibration inputs drawn apart from the evaluation inputs (the next seed),
+    for recipes that measure activations first (SmoothQuant's scales, :func:`apply_plan`)."""
+    def calibrate(module: nn.Module) -> None:
+        _run(tm, module, tm.make_inputs(samples, seed + 1))
+    return calibrate
+
+
 def _fidelity(kind: str, ref: torch.Tensor, out: torch.Tensor, labels: torch.Tensor | None) -> dict[str, Any]:
     r = ref.reshape(-1, ref.shape[-1]).to(torch.float64)
     o = out.reshape(-1, out.shape[-1]).to(torch.float64)
@@ -420,7 +428,7 @@ def validate(torch_model: TorchModel | str, plan: Any, *, samples: int = 16, see
         raise ValueError(f"unknown degradation metric {metric!r}; expected one of {', '.join(METRICS)}")
     targets = plan_targets(tm.module, plan, tm.arch)
     t0 = time.perf_counter()
-    compressed = apply_plan(tm.module, plan, arch=tm.arch)
+    compressed = apply_plan(tm.module, plan, arch=tm.arch, calibrate=_calibration(tm, samples, seed))
     apply_s = time.perf_counter() - t0
     inputs = tm.make_inputs(samples, seed)
     labels = tm.labels(samples, seed) if tm.labels is not None else None
@@ -508,8 +516,10 @@ def make_evaluator(torch_model_name: str, metric: str | None = None, *, samples:
     reference = _run(tm, tm.module, inputs).out
     _degradation(metric, _fidelity(tm.kind, reference, reference, labels))  # metric fits this model
 
+    calibrate = _calibration(tm, samples, seed)
+
     def evaluate(plan: Any) -> float:
-        compressed = apply_plan(tm.module, plan, arch=tm.arch)
+        compressed = apply_plan(tm.module, plan, arch=tm.arch, calibrate=calibrate)
         out = _run(tm, compressed, inputs).out
         return _degradation(metric, _fidelity(tm.kind, reference, out, labels))
 
