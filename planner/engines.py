@@ -31,6 +31,9 @@ declares
   outliers into the weights first (SmoothQuant, Xiao et al. 2023), with migration strength ``alpha``
   on the linears whose input is a normalization's output (attention q/k/v, MLP gate/up): the
   sensitivity prior prices int8 activations there after that migration (planner.format_noise);
+- ``activation_blocks`` (optional): per weight format, the features one scale of its int8
+  activations covers where the engine quantizes them in blocks, not per token (llama.cpp's CPU
+  matmul: Q8_0's 32, Q8_K's 256): an outlier channel then drowns its own block only;
 - ``default_for`` / ``default_for_training``: the hardware classes it is the default on.
 
 Support is the union of every target whose match the device satisfies. Adding an engine
@@ -149,6 +152,10 @@ class Runtime:
     # SmoothQuant's migration strength in the engine's integer-activation recipe (the profile's
     # ``activation_smoothing.alpha``), None when its int8 activations are quantized as they come.
     smoothing_alpha: float | None = None
+    # Features one activation scale covers, per weight format, where the engine quantizes int8
+    # activations in blocks rather than per token (the profile's ``activation_blocks``; llama.cpp's CPU
+    # matmul quantizes them to the weight type's vec_dot_type, Q8_0 / Q8_K).
+    activation_blocks: tuple[tuple[str, int], ...] = ()
 
     @property
     def runtimes(self) -> tuple[str, ...]:
@@ -407,7 +414,7 @@ def _parse(data: Any, origin: str) -> EngineSpec:
     top = _Reader(origin, data, "")
     top.allow("schema_version", "id", "name", "kind", "version", "exporter", "default_for", "default_for_training",
               "sources", "parallel", "runtime", "targets", "notes", "models", "zero",
-              "attention", "optimizers", "low_rank", "storage", "activation_smoothing")
+              "attention", "optimizers", "low_rank", "storage", "activation_smoothing", "activation_blocks")
     if top.integer("schema_version", minimum=1) != SCHEMA_VERSION:
         raise top.error("schema_version", str(SCHEMA_VERSION), top.data["schema_version"])
     raw_sources = top.raw("sources")
@@ -425,6 +432,8 @@ def _parse(data: Any, origin: str) -> EngineSpec:
         sm.allow("alpha", "source", "notes")
         sm.sources("source", sources)
         runtime = replace(runtime, smoothing_alpha=sm.number("alpha", at_most=1.0))
+    if top.has("activation_blocks"):
+        runtime = replace(runtime, activation_blocks=_activation_blocks(top.sub("activation_blocks"), sources))
     provenance = rt.text("provenance", choices=PROVENANCES, default="datasheet")
     exporter = top.text("exporter", choices=export_formats())
     engine_id = top.text("id")
@@ -450,6 +459,28 @@ def _parse(data: Any, origin: str) -> EngineSpec:
         low_rank=top.boolean("low_rank", default=False),
         model_types=model_types,
     )
+
+
+def _activation_blocks(reader: _Reader, sources: Mapping[str, str]) -> tuple[tuple[str, int], ...]:
+    """``activation_blocks: {formats: {WEIGHT FORMAT: VALUES}, source}``: per weight format, the
+    features one scale of the int8 activations it computes with covers."""
+    from planner.formats import FormatError, get_format
+
+    reader.allow("formats", "source", "notes")
+    reader.sources("source", sources)
+    f = reader.sub("formats")
+    if not isinstance(f.data, Mapping) or not f.data:
+        raise reader.error("formats", "a mapping of weight format -> values per activation scale", f.data)
+    out = []
+    for fmt in f.data:
+        try:
+            canonical = isinstance(fmt, str) and get_format(fmt).name == fmt
+        except (FormatError, ValueError):
+            canonical = False
+        if not canonical:
+            raise f.error(str(fmt), "a Tierwise weight format by its canonical name (`tierwise formats`)", fmt)
+        out.append((fmt, f.integer(fmt, minimum=1)))
+    return tuple(out)
 
 
 def _storage(reader: _Reader, sources: Mapping[str, str]) -> tuple[tuple[str, tuple[tuple[str, int, int], ...]], ...]:

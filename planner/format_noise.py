@@ -8,10 +8,12 @@ to a seeded reference tensor (see :mod:`planner.sensitivity` for why these tenso
 * :func:`activation_noise` — relative MSE on the ordinary channels of a 64 × 4096
   activation matrix whose 6 outlier channels are 100× larger (0 for 16/32-bit formats);
 * :func:`kv_noise` — relative MSE of a 256 × 128 N(0, 1) KV-cache matrix;
-* :func:`activation_noise` with ``smoothing=α`` — the same activation matrix quantized after
-  SmoothQuant's migration of strength ``α`` (:func:`planner.backends.smoothing.smoothing_scales`,
-  against a 1024 × 4096 N(0, 1) weight), plus what the migration adds to that weight's int8
-  (per output row) noise: the recipe moves the outliers' range into the weight columns they meet.
+* :func:`activation_noise` with an engine's recipe for integer activations — ``smoothing=α``: the
+  same activation matrix quantized after SmoothQuant's migration of strength ``α``
+  (:func:`planner.backends.smoothing.smoothing_scales`, against a 1024 × 4096 N(0, 1) weight), plus
+  what the migration adds to that weight's int8 (per output row) noise, since the recipe moves the
+  outliers' range into the weight columns they meet; ``block=B``: one scale per ``B`` features of a
+  token (llama.cpp's Q8_0 / Q8_K blocks) rather than per token, so an outlier drowns its block only.
 
 The results are the same in every run (seeded tensors, deterministic kernels), so they are
 computed once and shipped as package data (``planner/data/format_noise.json``): a plan never
@@ -26,11 +28,13 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from planner.formats import get_format, list_formats, parse_sparsity
 
 __all__ = [
+    "ActivationRecipe",
     "REFERENCE",
     "TABLE_PATH",
     "TABLE_SPARSITIES",
@@ -38,10 +42,9 @@ __all__ = [
     "build_table",
     "kv_noise",
     "measure_activation_noise",
-    "measure_smoothed_activation_noise",
+    "activation_key",
     "smoothable",
-    "smoothing_key",
-    "table_smoothing",
+    "table_recipes",
     "measure_kv_noise",
     "measure_weight_noise",
     "weight_noise",
@@ -120,16 +123,27 @@ def _reference_activations():
     return x.to(torch.bfloat16).to(torch.float32), mask
 
 
-def measure_activation_noise(activations: str) -> float:
-    """:func:`activation_noise` computed now."""
-    fmt = get_format(activations)
-    if fmt.name in _HIGH_PRECISION:
-        return 0.0
-    from planner.backends import quantize_tensor
+@dataclass(frozen=True, slots=True)
+class ActivationRecipe:
+    """How an engine quantizes integer activations, beyond per token as they come (its profile's
+    ``activation_smoothing`` and ``activation_blocks``): SmoothQuant's migration strength on the
+    groups that read a norm, and per weight format the features one activation scale covers."""
 
-    x, mask = _reference_activations()
-    q = quantize_tensor(x, fmt).dequantize(x.dtype)
-    return _relative_mse(x[:, mask], q[:, mask])
+    smoothing: float | None = None
+    blocks: tuple[tuple[str, int], ...] = ()
+
+    def block_for(self, weights: str) -> int | None:
+        return next((b for f, b in self.blocks if f == weights), None)
+
+    @property
+    def empty(self) -> bool:
+        return self.smoothing is None and not self.blocks
+
+
+def smoothable(activations: str) -> bool:
+    """Whether an engine's activation recipe (SmoothQuant's migration, scale blocks) applies to
+    ``activations``: an integer format (int8, W8A8); float formats carry their own exponent."""
+    return get_format(activations).kind == "int"
 
 
 @functools.lru_cache(maxsize=1)
@@ -139,35 +153,52 @@ def _smoothing_weight():
     return torch.randn(_SMOOTH_ROWS, _REF_COLS, generator=g).to(torch.bfloat16).to(torch.float32)
 
 
-def smoothable(activations: str) -> bool:
-    """Whether SmoothQuant's migration applies to ``activations``: an integer format (per-token
-    int8, W8A8); float formats carry their own exponent and are not smoothed."""
-    return get_format(activations).kind == "int"
+def _quantize_blocks(x, fmt: str, block: int | None):
+    """``x`` quantized to ``fmt`` with one scale per ``block`` consecutive features (None: per token)."""
+    from planner.backends import quantize_tensor
+
+    if block is None:
+        return quantize_tensor(x, fmt).dequantize(x.dtype)
+    if block < 1 or x.shape[-1] % block:
+        raise ValueError(f"an activation block must divide the {x.shape[-1]} reference features; got {block!r}")
+    rows = x.reshape(-1, block)
+    return quantize_tensor(rows, fmt).dequantize(x.dtype).reshape(x.shape)
 
 
-def measure_smoothed_activation_noise(activations: str, alpha: float) -> float:
-    """:func:`activation_noise` of ``activations`` after SmoothQuant's migration of strength
-    ``alpha``, computed now: the activation noise on the ordinary channels, mapped back through the
-    scales, plus the rise in the int8 weight noise of those channels' columns (the migrated weight
-    ``W·diag(s)`` quantized per output row, mapped back by ``1/s``, against ``W`` quantized as is)."""
+def measure_activation_noise(activations: str, smoothing: float | None = None, block: int | None = None) -> float:
+    """:func:`activation_noise` computed now. With ``smoothing`` (integer formats), SmoothQuant's
+    migration of that strength runs first: the activation noise on the ordinary channels is mapped back
+    through the scales, and the rise in the int8 weight noise of those channels' columns is added (the
+    migrated weight ``W·diag(s)`` quantized per output row and mapped back by ``1/s``, against ``W``
+    quantized as is). With ``block`` (integer formats), one scale covers ``block`` consecutive features
+    of a token instead of the whole token (llama.cpp's Q8_0 / Q8_K activation blocks)."""
+    fmt = get_format(activations)
+    if fmt.name in _HIGH_PRECISION:
+        return 0.0
+    if not smoothable(fmt.name):
+        smoothing = block = None
+    x, mask = _reference_activations()
+    if smoothing is None:
+        q = _quantize_blocks(x, fmt.name, block)
+        return _relative_mse(x[:, mask], q[:, mask])
     from planner.backends import quantize_tensor
     from planner.backends.smoothing import smoothing_scales
 
-    if not smoothable(activations):
-        return measure_activation_noise(activations)
-    x, mask = _reference_activations()
     w = _smoothing_weight()
-    s = smoothing_scales(x.abs().amax(dim=0), w, alpha)
-    act = _relative_mse(x[:, mask], (quantize_tensor(x / s, activations).dequantize(x.dtype) * s)[:, mask])
+    s = smoothing_scales(x.abs().amax(dim=0), w, smoothing)
+    act = _relative_mse(x[:, mask], (_quantize_blocks(x / s, fmt.name, block) * s)[:, mask])
     migrated = quantize_tensor(w * s, "int8").dequantize(w.dtype) / s
     plain = quantize_tensor(w, "int8").dequantize(w.dtype)
     rise = _relative_mse(w[:, mask], migrated[:, mask]) - _relative_mse(w[:, mask], plain[:, mask])
     return act + max(rise, 0.0)
 
 
-def smoothing_key(activations: str, alpha: float) -> str:
-    """The shipped table's key of a smoothed activation noise (``int8|sq0.8``)."""
-    return f"{get_format(activations).name}|sq{alpha:g}"
+def activation_key(activations: str, smoothing: float | None = None, block: int | None = None) -> str:
+    """The shipped table's key of an activation noise: ``int8``, ``int8|sq0.8``, ``int8|b32``."""
+    name = get_format(activations).name
+    if not smoothable(name):
+        return name
+    return name + (f"|sq{smoothing:g}" if smoothing is not None else "") + (f"|b{block}" if block is not None else "")
 
 
 def measure_kv_noise(kv: str) -> float:
@@ -199,18 +230,18 @@ def weight_noise(weights: str, sparsity: str = "dense") -> float:
     return float(hit) if hit is not None else measure_weight_noise(name, sp)
 
 
-@functools.lru_cache(maxsize=64)
-def activation_noise(activations: str, smoothing: float | None = None) -> float:
+@functools.lru_cache(maxsize=256)
+def activation_noise(activations: str, smoothing: float | None = None, block: int | None = None) -> float:
     """Noise power on the ordinary channels, relative to their power, when activations
     are quantised to ``activations`` per token (int8) or per tensor (fp8); 0 for 16/32-bit.
-    ``smoothing``: SmoothQuant's migration strength α applied first (integer formats only;
-    :func:`measure_smoothed_activation_noise`), None for none."""
+    An engine's recipe for integer formats: ``smoothing``, SmoothQuant's migration strength applied
+    first; ``block``, features per scale instead of a whole token (:func:`measure_activation_noise`)."""
+    key = activation_key(activations, smoothing, block)
+    hit = _table()["activation"].get(key)
+    if hit is not None:
+        return float(hit)
     name = get_format(activations).name
-    if smoothing is not None and smoothable(name):
-        hit = _table()["activation"].get(smoothing_key(name, smoothing))
-        return float(hit) if hit is not None else measure_smoothed_activation_noise(name, smoothing)
-    hit = _table()["activation"].get(name)
-    return float(hit) if hit is not None else measure_activation_noise(name)
+    return measure_activation_noise(name, smoothing if smoothable(name) else None, block if smoothable(name) else None)
 
 
 @functools.lru_cache(maxsize=64)
@@ -226,22 +257,28 @@ def kv_noise(kv: str) -> float:
     return float(hit) if hit is not None else measure_kv_noise(fmt.name)
 
 
-def table_smoothing() -> tuple[float, ...]:
-    """The migration strengths the shipped engine profiles declare (``activation_smoothing``)."""
+def table_recipes() -> tuple[tuple[float | None, int | None], ...]:
+    """The (SmoothQuant strength, activation block) pairs the shipped engine profiles price integer
+    activations with, beyond per token as they come (``activation_smoothing``, ``activation_blocks``)."""
     from planner.engines import list_engines, load_engine
 
-    alphas = {load_engine(e).runtime.smoothing_alpha for e in list_engines()}
-    return tuple(sorted(a for a in alphas if a is not None))
+    out: set[tuple[float | None, int | None]] = set()
+    for e in list_engines():
+        rt = load_engine(e).runtime
+        blocks = {b for _, b in rt.activation_blocks} or {None}
+        out |= {(rt.smoothing_alpha, b) for b in blocks}
+    out.discard((None, None))
+    return tuple(sorted(out, key=lambda r: (r[0] or 0.0, r[1] or 0)))
 
 
 def build_table() -> dict:
-    """Measure every registry format (weights × :data:`TABLE_SPARSITIES`, activations — also after
-    each shipped engine's SmoothQuant migration — and KV)."""
+    """Measure every registry format (weights × :data:`TABLE_SPARSITIES`, activations — also with
+    each shipped engine's recipe for integer ones — and KV)."""
     weight = {f"{f.name}|{parse_sparsity(sp).name}": measure_weight_noise(f.name, sp)
               for f in list_formats(role="weight") for sp in TABLE_SPARSITIES}
     act = {f.name: measure_activation_noise(f.name) for f in list_formats(role="activation")}
-    act.update({smoothing_key(f.name, alpha): measure_smoothed_activation_noise(f.name, alpha)
-                for alpha in table_smoothing() for f in list_formats(role="activation") if smoothable(f.name)})
+    act.update({activation_key(f.name, sm, b): measure_activation_noise(f.name, sm, b)
+                for sm, b in table_recipes() for f in list_formats(role="activation") if smoothable(f.name)})
     kv = {f.name: measure_kv_noise(f.name) for f in list_formats() if f.is_kv}
     return {"reference": REFERENCE, "weight": weight, "activation": act, "kv": kv}
 

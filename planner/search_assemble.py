@@ -132,7 +132,7 @@ class AssemblyMixin:
         if req.avg_bits is not None and avg_bits > req.avg_bits * (1 + 1e-9):
             bad["avg_bits"] = (avg_bits - req.avg_bits) * f.params_total
         per_layer = self._per_layer(f, assign, group_sens)
-        notes = list(est.notes) + list(f.notes) + _storage_notes(req, choices, f.kv, self.arch) + _smoothing_notes(req, choices, self._groups(1))
+        notes = list(est.notes) + list(f.notes) + _storage_notes(req, choices, f.kv, self.arch) + _activation_recipe_notes(req, choices, self._groups(1))
         if est.memory.offloaded_weights_bytes > 0 and est.decode is not None:
             notes.append(f"{est.memory.offloaded_weights_bytes / 1e9:.2f} GB of weights per device live outside "
                          f"{dev_name}; decode runs at {est.decode_tokens_per_s:.3g} tokens/s "
@@ -198,22 +198,36 @@ def hardware_hash(device: DeviceSpec) -> str:
 
 
 
-def _smoothing_notes(req: PlanProblem, choices: Mapping[str, GroupChoice], groups=()) -> list[str]:
-    """How the plan's int8 activations were priced where its engine's recipe smooths them first."""
-    alpha = req.engine.runtime.smoothing_alpha if req.engine is not None else None
-    if alpha is None:
+def _activation_recipe_notes(req: PlanProblem, choices: Mapping[str, GroupChoice], groups=()) -> list[str]:
+    """How the plan's int8 activations were priced where its engine quantizes them its own way
+    (SmoothQuant first; one scale per block of features)."""
+    if req.engine is None:
         return []
     from planner.format_noise import smoothable
     from planner.sensitivity import SMOOTHED_ROLES
 
+    rt = req.engine.runtime
     acts = [g for g, c in choices.items() if smoothable(c.activations)]
     if not acts:
         return []
-    roles = {g.fqn: g.role for g in groups}
-    smoothed = sum(1 for g in acts if roles.get(g) in SMOOTHED_ROLES)
-    return [f"int8 activations: {req.engine.engine}'s recipe runs SmoothQuant (strength {alpha:g}) before quantizing them "
-            f"on the layers that read a norm ({smoothed} of the {len(acts)} groups with int8 activations here); the "
-            "accuracy prior priced them so, and the compressed-tensors export writes its SmoothQuantModifier"]
+    out = []
+    if rt.smoothing_alpha is not None:
+        roles = {g.fqn: g.role for g in groups}
+        smoothed = sum(1 for g in acts if roles.get(g) in SMOOTHED_ROLES)
+        out.append(f"int8 activations: {req.engine.engine}'s recipe runs SmoothQuant (strength {rt.smoothing_alpha:g}) "
+                   f"before quantizing them on the layers that read a norm ({smoothed} of the {len(acts)} groups with int8 "
+                   "activations here); the accuracy prior priced them so, and the compressed-tensors export writes its "
+                   "SmoothQuantModifier")
+    blocks = dict(rt.activation_blocks)
+    used = sorted({(blocks[choices[g].weights], choices[g].weights) for g in acts if choices[g].weights in blocks})
+    if used:
+        by: dict[int, list[str]] = {}
+        for b, w in used:
+            by.setdefault(b, []).append(w)
+        parts = "; ".join(f"{b} with {', '.join(ws)} weights" for b, ws in sorted(by.items()))
+        out.append(f"int8 activations: {req.engine.engine} quantizes them with one scale per block of features, not per "
+                   f"token ({parts}), so an outlier channel costs its own block only; the accuracy prior priced them so")
+    return out
 
 
 def _storage_notes(req: PlanProblem, choices: Mapping[str, GroupChoice], kv: str, arch=None) -> list[str]:

@@ -395,14 +395,15 @@ class FormulationMixin:
             self._bits_cache[key] = v
         return v
 
-    def _scores(self, groups: Sequence[GroupInfo], options: Sequence[tuple[Option, ...]], smoothing: float | None = None):
-        """Scores of every (group, option); ``smoothing``: the engine's SmoothQuant migration strength,
-        passed to a sensitivity that prices it (``with_smoothing``; a user's own object is asked as is)."""
-        key = (tuple(g.fqn for g in groups), tuple(options), smoothing)
+    def _scores(self, groups: Sequence[GroupInfo], options: Sequence[tuple[Option, ...]], recipe=None):
+        """Scores of every (group, option); ``recipe``: the engine's for integer activations
+        (:class:`planner.format_noise.ActivationRecipe`), passed to a sensitivity that prices it
+        (``with_recipe``; a user's own object is asked as is)."""
+        key = (tuple(g.fqn for g in groups), tuple(options), recipe)
         if key not in self._sens_cache:
             sens = self.sensitivity
-            if smoothing is not None and hasattr(sens, "with_smoothing"):
-                sens = sens.with_smoothing(smoothing)
+            if recipe is not None and not recipe.empty and hasattr(sens, "with_recipe"):
+                sens = sens.with_recipe(recipe)
             self._sens_cache[key] = sens.scores(groups, options)
         return self._sens_cache[key]
 
@@ -420,7 +421,7 @@ class FormulationMixin:
                 costs[o] = self._type_costs(layout, serving, o, kv, opts)
             except EstimateError as exc:
                 notes.append(f"option {o.key} dropped: {exc.message}")
-        scores = self._scores(groups, options, opts.smoothing_alpha if opts is not None else None)
+        scores = self._scores(groups, options, opts.activation_recipe() if opts is not None else None)
         # Candidate classes: same block, group name, stage and option list.
         buckets: dict[tuple, list[int]] = {}
         for gi, g in enumerate(groups):

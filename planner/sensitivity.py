@@ -23,11 +23,13 @@ Four sources, one interface (:class:`Sensitivity`):
   about 6 hidden dimensions of a 6.7B model; SmoothQuant (Xiao et al., ICML 2023, §3)
   reports outliers about 100× larger than typical values. The error is measured on the
   ordinary channels, relative to their power: a per-token int8 scale set by an outlier
-  drowns them, which is why naive W8A8 collapses at scale while fp8 does not. For an engine
-  whose int8 recipe runs SmoothQuant first (``smoothing``: its profile's
-  ``activation_smoothing.alpha``), the groups that read a norm's output (:data:`SMOOTHED_ROLES`)
-  are measured after that migration, with the rise in int8 weight noise it costs
-  (:func:`planner.format_noise.measure_smoothed_activation_noise`).
+  drowns them, which is why naive W8A8 collapses at scale while fp8 does not. An engine's own
+  recipe for int8 activations (``recipe``, :class:`planner.format_noise.ActivationRecipe` from its
+  profile) changes that: SmoothQuant first (``activation_smoothing``: vLLM, SGLang) on the groups
+  that read a norm's output (:data:`SMOOTHED_ROLES`), measured after the migration with the rise in
+  int8 weight noise it costs; or one scale per block of features (``activation_blocks``: llama.cpp's
+  CPU matmul, Q8_0 / Q8_K per weight type), so an outlier drowns its own block only
+  (:func:`planner.format_noise.measure_activation_noise`).
 * ``role``: embedding, lm_head / classifier 2.0, MLP output (down_proj) 1.5, MoE router 4.0,
   everything else 1.0. llama.cpp's k-quant mixes spend more bits on ``output.weight``
   and on ``ffn_down`` / ``attn_v`` (Q4_K_M: Q6_K for half of them; ggml PR #1684);
@@ -117,7 +119,7 @@ import numpy as np
 
 from hwmodels.errors import per_front_end  # the path as typed, never read as a field token
 from planner.errors import SensitivityError
-from planner.format_noise import _apply, _torch, activation_noise, kv_noise, weight_noise
+from planner.format_noise import ActivationRecipe, _apply, _torch, activation_noise, kv_noise, weight_noise
 from planner.formats import FormatError, get_format
 from planner.options import HIGH_PRECISION_COMPUTE, GroupInfo, Option, OptionError, option_key, parse_option_key
 
@@ -223,10 +225,14 @@ def option_noise(option: Option) -> float:
 SMOOTHED_ROLES = frozenset({"attn_qkv", "mlp_in"})
 
 
-def group_activation_noise(group: GroupInfo, activations: str, smoothing: float | None = None) -> float:
-    """Activation noise of ``activations`` on ``group``: after SmoothQuant's migration of strength
-    ``smoothing`` where the group's input comes from a norm (:data:`SMOOTHED_ROLES`), else as is."""
-    return activation_noise(activations, smoothing if group.role in SMOOTHED_ROLES else None)
+def group_activation_noise(group: GroupInfo, option: Option, recipe: ActivationRecipe | None = None) -> float:
+    """Activation noise of ``option``'s activations on ``group`` under the engine's ``recipe``: after
+    SmoothQuant's migration where the group's input comes from a norm (:data:`SMOOTHED_ROLES`), in the
+    activation blocks the recipe gives the option's weight format; as they come without one."""
+    if recipe is None or recipe.empty:
+        return activation_noise(option.activations)
+    smoothing = recipe.smoothing if group.role in SMOOTHED_ROLES else None
+    return activation_noise(option.activations, smoothing, recipe.block_for(option.weights))
 
 
 _MP_STEPS = 200_000
@@ -288,10 +294,10 @@ def group_weight_noise(group: GroupInfo, option: Option) -> float:
     return num / den if den > 0 else weight_noise(option.weights, option.sparsity)
 
 
-def group_option_noise(group: GroupInfo, option: Option, smoothing: float | None = None) -> float:
-    """Prior weight plus activation noise of ``option`` on ``group`` (``smoothing``: the engine's
-    SmoothQuant migration strength, :func:`group_activation_noise`)."""
-    return group_weight_noise(group, option) + group_activation_noise(group, option.activations, smoothing)
+def group_option_noise(group: GroupInfo, option: Option, recipe: ActivationRecipe | None = None) -> float:
+    """Prior weight plus activation noise of ``option`` on ``group`` (``recipe``: the engine's for
+    integer activations, :func:`group_activation_noise`)."""
+    return group_weight_noise(group, option) + group_activation_noise(group, option, recipe)
 
 
 # ---------------------------------------------------------------------------
@@ -327,12 +333,12 @@ class PriorSensitivity:
     """Role × depth × reference noise (module docstring)."""
 
     source: str = "prior"
-    # SmoothQuant's migration strength of the engine's integer-activation recipe (None: none).
-    smoothing: float | None = None
+    # The engine's recipe for integer activations (None: per token as they come).
+    recipe: ActivationRecipe | None = None
 
-    def with_smoothing(self, alpha: float | None) -> PriorSensitivity:
-        """The same scores for an engine whose int8 activations are smoothed with strength ``alpha``."""
-        return replace(self, smoothing=alpha)
+    def with_recipe(self, recipe: ActivationRecipe | None) -> PriorSensitivity:
+        """The same scores for an engine that quantizes integer activations by ``recipe``."""
+        return replace(self, recipe=recipe)
 
     def scores(self, groups: Sequence[GroupInfo], options: Sequence[Sequence[Option]]) -> SensitivityScores:
         _check_aligned(groups, options)
@@ -348,7 +354,7 @@ class PriorSensitivity:
                 # rank also on the members' shapes.
                 key = (o, smoothed) if o.low_rank is None else (o, g.block, g.name)
                 if key not in cache:
-                    cache[key] = group_option_noise(g, o, self.smoothing)
+                    cache[key] = group_option_noise(g, o, self.recipe)
                 row.append(imp * cache[key])
             out.append(np.asarray(row, dtype=np.float64))
         return SensitivityScores(values=tuple(out))
@@ -394,7 +400,7 @@ class WeightsSensitivity:
     tensors: Mapping[str, object]
     max_rows: int = 256
     source: str = "weights"
-    smoothing: float | None = None  # as PriorSensitivity.smoothing
+    recipe: ActivationRecipe | None = None  # as PriorSensitivity.recipe
     # Singular value decompositions by tensor name, computed once and reused for every rank,
     # factor format and re-solve (the SVD dominates the cost of a low-rank score).
     _svd_cache: dict = field(default_factory=dict, repr=False, compare=False)
@@ -503,7 +509,7 @@ class WeightsSensitivity:
                     wn = num / den if den > 0 else 0.0
                 else:
                     wn = group_weight_noise(g, o)
-                row.append(imp * (wn + group_activation_noise(g, o.activations, self.smoothing)))
+                row.append(imp * (wn + group_activation_noise(g, o, self.recipe)))
             if not named:
                 fallback += 1
             out.append(np.asarray(row, dtype=np.float64))
@@ -514,8 +520,8 @@ class WeightsSensitivity:
     def kv_score(self, kv: str, groups: Sequence[GroupInfo]) -> float:
         return PriorSensitivity().kv_score(kv, groups)
 
-    def with_smoothing(self, alpha: float | None) -> WeightsSensitivity:
-        return replace(self, smoothing=alpha)
+    def with_recipe(self, recipe: ActivationRecipe | None) -> WeightsSensitivity:
+        return replace(self, recipe=recipe)
 
 
 # ---------------------------------------------------------------------------
@@ -532,10 +538,10 @@ class TableSensitivity:
     entries: tuple[tuple[str, Mapping[str, float]], ...]
     kv: Mapping[str, float] = field(default_factory=dict)
     source: str = "data"
-    smoothing: float | None = None  # for the prior's fallback scores (PriorSensitivity.smoothing)
+    recipe: ActivationRecipe | None = None  # for the prior's fallback scores (PriorSensitivity.recipe)
 
-    def with_smoothing(self, alpha: float | None) -> TableSensitivity:
-        return replace(self, smoothing=alpha)
+    def with_recipe(self, recipe: ActivationRecipe | None) -> TableSensitivity:
+        return replace(self, recipe=recipe)
 
     def _lookup(self, fqn: str, option: Option) -> float | None:
         key = option.key
@@ -551,7 +557,7 @@ class TableSensitivity:
 
     def scores(self, groups: Sequence[GroupInfo], options: Sequence[Sequence[Option]]) -> SensitivityScores:
         _check_aligned(groups, options)
-        prior = PriorSensitivity(smoothing=self.smoothing).scores(groups, options).values
+        prior = PriorSensitivity(recipe=self.recipe).scores(groups, options).values
         out = []
         missing = total = 0
         for g, opts, pv in zip(groups, options, prior):

@@ -84,6 +84,15 @@ class RuntimeSettings:
     # SmoothQuant's migration strength in the engine's integer-activation recipe
     # (planner.engines.Runtime.smoothing_alpha): the sensitivity prior prices int8 activations after it.
     smoothing_alpha: float | None = None
+    # Per weight format, the features one int8 activation scale covers where the engine quantizes them
+    # in blocks (planner.engines.Runtime.activation_blocks); others: per token.
+    activation_blocks: tuple[tuple[str, int], ...] = ()
+
+    def activation_recipe(self):
+        """The engine's recipe for integer activations (:class:`planner.format_noise.ActivationRecipe`)."""
+        from planner.format_noise import ActivationRecipe
+
+        return ActivationRecipe(smoothing=self.smoothing_alpha, blocks=self.activation_blocks)
 
     def __post_init__(self) -> None:
         if self.kv_token_budget is not None and (isinstance(self.kv_token_budget, bool) or not isinstance(self.kv_token_budget, int) or self.kv_token_budget < 1):
@@ -137,6 +146,7 @@ def engine_settings(runtime) -> dict:
         "stored_formats": tuple((fmt, tuple((values, 8.0 * nbytes / values) for _, values, nbytes in chain))
                                 for fmt, chain in runtime.storage),
         "smoothing_alpha": runtime.smoothing_alpha,
+        "activation_blocks": runtime.activation_blocks,
     }
 
 

@@ -16,9 +16,10 @@ def test_table_covers_every_registry_format():
     want_w = {f"{f.name}|{sp}" for f in list_formats(role="weight") for sp in fn.TABLE_SPARSITIES}
     assert set(data["weight"]) == want_w
     plain = {f.name for f in list_formats(role="activation")}
-    smoothed = {fn.smoothing_key(f, a) for a in fn.table_smoothing() for f in plain if fn.smoothable(f)}
-    assert fn.table_smoothing() == (0.8,)  # vLLM's and SGLang's recipe (profiles/engines/*.yaml activation_smoothing)
-    assert set(data["activation"]) == plain | smoothed
+    # vLLM's and SGLang's SmoothQuant (activation_smoothing), llama.cpp's CPU Q8_0 / Q8_K blocks (activation_blocks)
+    assert fn.table_recipes() == ((None, 32), (None, 256), (0.8, None))
+    recipes = {fn.activation_key(f, sm, b) for sm, b in fn.table_recipes() for f in plain if fn.smoothable(f)}
+    assert set(data["activation"]) == plain | recipes
     assert set(data["kv"]) == {f.name for f in list_formats() if f.is_kv}
 
 
@@ -35,16 +36,29 @@ def test_activation_entries_match_live_quantisation(fmt):
     assert fn._table()["activation"][fmt] == pytest.approx(fn.measure_activation_noise(fmt), rel=1e-6)
 
 
-@pytest.mark.parametrize("fmt", ["int8", "int4-g128"])
-def test_smoothed_activation_entries_match_live_quantisation(fmt):
-    assert fn._table()["activation"][f"{fmt}|sq0.8"] == pytest.approx(fn.measure_smoothed_activation_noise(fmt, 0.8), rel=1e-6)
+@pytest.mark.parametrize("fmt,sm,block", [("int8", 0.8, None), ("int4-g128", 0.8, None), ("int8", None, 32),
+                                          ("int8", None, 256)])
+def test_recipe_activation_entries_match_live_quantisation(fmt, sm, block):
+    key = fn.activation_key(fmt, sm, block)
+    assert fn._table()["activation"][key] == pytest.approx(fn.measure_activation_noise(fmt, sm, block), rel=1e-6)
+
+
+def test_activation_blocks_confine_an_outlier_to_its_block():
+    """One scale per 32 features (llama.cpp's Q8_0) leaves the ordinary channels of the 6 outlier-free
+    blocks in 128 at int8's own noise; per 256 (Q8_K) more blocks meet an outlier; per token all do."""
+    per32, per256, per_token = (fn.activation_noise("int8", None, b) for b in (32, 256, None))
+    assert per32 < per256 < per_token
+    assert per32 < per_token / 50 and per256 < per_token / 5
+    assert fn.activation_noise("fp8-e4m3", None, 32) == fn.activation_noise("fp8-e4m3")
+    with pytest.raises(ValueError, match="divide"):
+        fn.measure_activation_noise("int8", None, 3000)
 
 
 def test_smoothing_trades_activation_noise_for_weight_noise():
     """SmoothQuant's migration removes most of per-token int8's outlier noise on the reference; the
     stronger the migration, the more of the range the int8 weights carry. Float formats are not smoothed."""
     plain = fn.activation_noise("int8")
-    by_alpha = {a: fn.measure_smoothed_activation_noise("int8", a) for a in (0.5, 0.8, 1.0)}
+    by_alpha = {a: fn.measure_activation_noise("int8", a) for a in (0.5, 0.8, 1.0)}
     assert by_alpha[0.5] < plain / 20
     assert by_alpha[0.5] < by_alpha[0.8] < plain
     # alpha = 1 moves all of the outliers' range into weight columns an int8 row scale then drowns
@@ -56,7 +70,7 @@ def test_smoothing_trades_activation_noise_for_weight_noise():
 def test_a_strength_the_table_lacks_is_measured_live():
     fn.activation_noise.cache_clear()
     assert "int8|sq0.5" not in fn._table()["activation"]
-    assert fn.activation_noise("int8", 0.5) == pytest.approx(fn.measure_smoothed_activation_noise("int8", 0.5))
+    assert fn.activation_noise("int8", 0.5) == pytest.approx(fn.measure_activation_noise("int8", 0.5))
 
 
 @pytest.mark.parametrize("fmt", ["int8", "fp8-e5m2", "int4-g64"])

@@ -42,6 +42,7 @@ class EngineSummary(_Out):
     low_rank: bool = False  # runs low-rank factorised layers (low_rank, pins with @rRANK)
     model_types: list[str] = []  # Hugging Face model_types it builds; empty: every model of its families
     activation_smoothing: float | None = None  # SmoothQuant strength of its int8-activation recipe; None: none
+    activation_blocks: dict[str, int] = {}  # weight format → features per int8 activation scale; empty: per token
     runs_on: list[str]
     zero: list[int] | None = None  # training engines: the ZeRO stages their sharding offers
     attention: list[str] | None = None  # training engines: the attention kernels they have (--attention)

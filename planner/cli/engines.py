@@ -25,6 +25,8 @@ def engine_summary(spec) -> dict:
         "model_types": list(spec.model_types),
         # SmoothQuant's migration strength in its int8-activation recipe (None: int8 activations as they come)
         "activation_smoothing": spec.runtime.smoothing_alpha,
+        # per weight format, the features one int8 activation scale covers (empty: per token)
+        "activation_blocks": dict(spec.runtime.activation_blocks),
     }
     if spec.kind == "training":
         from planner.training import MICROBATCH_OVERHEAD_S
@@ -135,6 +137,12 @@ def engines_show(
     if spec.runtime.smoothing_alpha is not None:
         console.print(f"int8 activations: SmoothQuant first (strength {spec.runtime.smoothing_alpha:g}) on the layers that "
                       "read a norm; the accuracy prior and the compressed-tensors export follow it", highlight=False)
+    if spec.runtime.activation_blocks:
+        by: dict[int, list[str]] = {}
+        for fmt, block in spec.runtime.activation_blocks:
+            by.setdefault(block, []).append(fmt)
+        console.print("int8 activations: one scale per " + "; ".join(f"{b} values with {', '.join(f)} weights"
+                                                                    for b, f in sorted(by.items())), highlight=False)
     if spec.kind == "training":
         console.print(f"ZeRO stages: {', '.join(map(str, spec.zero))}")
         console.print(f"attention: {', '.join(summary['attention'])}; optimizers: {', '.join(summary['optimizers'])}")

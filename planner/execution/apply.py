@@ -23,7 +23,9 @@ norm's output (q/k/v, gate/up) and computes in int8 activations, the per-channel
 input on the calibration data (``calibrate``, a function that runs the model on sample inputs,
 like ModelOpt's ``forward_loop``) sets SmoothQuant's scales
 (:func:`planner.backends.smoothing.smoothing_scales`); the weight is stored as ``W·diag(s)`` and the
-layer divides its input by ``s`` before quantizing it, which a deployment folds into the norm.
+layer divides its input by ``s`` before quantizing it, which a deployment folds into the norm. An
+engine that quantizes int8 activations in blocks (``activation_blocks``: llama.cpp's CPU matmul, 32
+or 256 features per scale by weight type) gets that granularity instead of one scale per token.
 """
 
 from __future__ import annotations
@@ -325,17 +327,23 @@ def _has_path(root: nn.Module, fqn: str) -> bool:
         return False
 
 
-def _plan_smoothing(plan: Any) -> tuple[str | None, float | None]:
-    """(engine id, SmoothQuant strength of its int8 recipe) of the plan's engine; (None, None) without one."""
+def _plan_engine_runtime(plan: Any) -> tuple[str | None, Any]:
+    """(engine id, its profile's runtime block) of the plan's engine; (id or None, None) without one."""
     from planner.engines import load_engine
 
     engine = _get(plan, "engine")
     if not isinstance(engine, str) or not engine:
         return None, None
     try:
-        return engine, load_engine(engine).runtime.smoothing_alpha
-    except Exception:  # an engine this installation lacks: applied as the formats say, unsmoothed
+        return engine, load_engine(engine).runtime
+    except Exception:  # an engine this installation lacks: applied as the formats say
         return engine, None
+
+
+def _plan_smoothing(plan: Any) -> tuple[str | None, float | None]:
+    """(engine id, SmoothQuant strength of its int8 recipe) of the plan's engine; (None, None) without one."""
+    engine, runtime = _plan_engine_runtime(plan)
+    return engine, (runtime.smoothing_alpha if runtime is not None else None)
 
 
 def smoothed_targets(model: nn.Module, plan: Any, arch: ArchSpec | None = None) -> list[str]:
@@ -411,6 +419,8 @@ def apply_plan(model: nn.Module, plan: Any, *, arch: ArchSpec | None = None,
                                  "measured", field="calibrate")
         absmax = _input_absmax(model, smoothed, calibrate)
         smooth = {f: smoothing_scales(absmax[f], _resolve(model, f).weight, alpha) for f in smoothed}  # type: ignore[union-attr]
+    _engine, runtime = _plan_engine_runtime(plan)
+    blocks = dict(runtime.activation_blocks) if runtime is not None else {}
     compressed = copy.deepcopy(model)
     for fqn, (_group, opt) in targets.items():
         kind = option_type(opt)
@@ -425,6 +435,8 @@ def apply_plan(model: nn.Module, plan: Any, *, arch: ArchSpec | None = None,
         replacement = handler(original, opt, fqn)  # type: ignore[arg-type]
         if s is not None:
             replacement.set_smoothing(s)  # type: ignore[union-attr]
+        if blocks and isinstance(replacement, PackedLinear) and opt.weights in blocks:
+            replacement.activation_block = blocks[opt.weights]
         if replacement is not original:
             _set_submodule(compressed, fqn, replacement)
     _retie(model, compressed)

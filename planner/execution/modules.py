@@ -29,11 +29,13 @@ __all__ = ["LowRankLinear", "PackedConv2d", "PackedEmbedding", "PackedLinear", "
 _FLOAT_PASS = ("fp32",)
 
 
-def quantize_activation(x: torch.Tensor, fmt: str) -> torch.Tensor:
-    """``x`` (``[..., features]``) quantised per token to ``fmt`` and back to ``x.dtype``."""
+def quantize_activation(x: torch.Tensor, fmt: str, block: int | None = None) -> torch.Tensor:
+    """``x`` (``[..., features]``) quantised per token to ``fmt`` and back to ``x.dtype``; with
+    ``block``, one scale per ``block`` consecutive features of a token (llama.cpp's Q8_0 / Q8_K)."""
     if fmt in _FLOAT_PASS:
         return x
-    rows = x.reshape(-1, x.shape[-1])
+    width = block if block is not None and x.shape[-1] % block == 0 else x.shape[-1]
+    rows = x.reshape(-1, width)
     return quantize_tensor(rows, fmt).dequantize(x.dtype).reshape(x.shape)
 
 
@@ -93,6 +95,9 @@ class PackedLinear(PackedModule):
         # SmoothQuant's scales (one per input channel) when the stored weight is W·diag(s): the input is
         # divided by them before it is quantized (planner.execution.apply).
         self.register_buffer("smooth", None)
+        # Features per activation scale where the plan's engine quantizes int8 activations in blocks
+        # (llama.cpp's CPU matmul); None: per token.
+        self.activation_block: int | None = None
 
     def set_smoothing(self, scales: torch.Tensor) -> None:
         """The stored weight is ``W·diag(scales)``; divide the input by ``scales`` before quantizing it."""
@@ -125,7 +130,7 @@ class PackedLinear(PackedModule):
             native = _cuda_native(x, packed, self.activations, self.bias)
             if native is not None:
                 return native
-        x = quantize_activation(x, self.activations)
+        x = quantize_activation(x, self.activations, self.activation_block)
         return F.linear(x, packed.dequantize(x.dtype), self.bias)
 
     def _int8_forward(self, x: torch.Tensor, packed: PackedWeight) -> torch.Tensor:

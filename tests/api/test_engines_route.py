@@ -115,6 +115,7 @@ def test_one_engine_without_hardware_has_its_runtime_and_sources(http):
     assert body["sources"] == dict(spec.sources) and all(v.strip() for v in body["sources"].values())
     assert body.get("support") is None and body.get("defaults") is None
     assert body["activation_smoothing"] is None  # llama.cpp quantizes activations per ggml block, no SmoothQuant
+    assert body["activation_blocks"] == dict(spec.runtime.activation_blocks) and body["activation_blocks"]["int4-g32"] == 32
 
 
 def test_an_engine_that_smooths_int8_activations_says_so(http):

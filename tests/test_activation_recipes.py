@@ -1,4 +1,5 @@
-"""SmoothQuant in the accuracy prior, the planner and the compressed-tensors recipe.
+"""Engines' recipes for int8 activations in the prior, the planner, the exports and execution: SmoothQuant
+first (vLLM, SGLang), one scale per block of features (llama.cpp on CPU cores).
 
 vLLM and SGLang make int8 W8A8 checkpoints with llm-compressor's SmoothQuantModifier (strength 0.8)
 before quantizing; their profiles say so (``activation_smoothing``), the prior prices int8
@@ -19,7 +20,7 @@ from planner.arch import load_arch
 from planner.backends.smoothing import smoothing_scales
 from planner.engines import load_engine, load_engine_from_dict
 from planner.export import export_plan
-from planner.format_noise import activation_noise
+from planner.format_noise import ActivationRecipe, activation_noise
 from planner.options import Option, decision_groups
 from planner.sensitivity import SMOOTHED_ROLES, PriorSensitivity, TableSensitivity
 from planner.workload import build_workload
@@ -70,7 +71,7 @@ def test_prior_smooths_only_the_linears_that_read_a_norm():
     groups = _groups()
     w8a8, w8a16 = Option(weights="int8", activations="int8"), Option(weights="int8", activations="bf16")
     plain = PriorSensitivity().scores(groups, [(w8a8, w8a16)] * len(groups)).values
-    smooth = PriorSensitivity(smoothing=0.8).scores(groups, [(w8a8, w8a16)] * len(groups)).values
+    smooth = PriorSensitivity(recipe=ActivationRecipe(smoothing=0.8)).scores(groups, [(w8a8, w8a16)] * len(groups)).values
     seen = set()
     for g, p, s in zip(groups, plain, smooth):
         assert s[1] == p[1]  # 16-bit activations: nothing to smooth
@@ -87,8 +88,8 @@ def test_table_fallback_scores_use_the_smoothing_too():
     groups = _groups()
     opts = [(Option(weights="int8", activations="int8"),)] * len(groups)
     table = TableSensitivity(entries=())
-    assert [float(v[0]) for v in table.with_smoothing(0.8).scores(groups, opts).values] == \
-        [float(v[0]) for v in PriorSensitivity(smoothing=0.8).scores(groups, opts).values]
+    assert [float(v[0]) for v in table.with_recipe(ActivationRecipe(smoothing=0.8)).scores(groups, opts).values] == \
+        [float(v[0]) for v in PriorSensitivity(recipe=ActivationRecipe(smoothing=0.8)).scores(groups, opts).values]
 
 
 _REQ = dict(devices=1, batch=32, prompt=2048, gen=128, formats=["bf16", "int8"], ttft_slo_s=3.0)
@@ -197,3 +198,63 @@ def test_validate_applies_smoothquant_and_it_halves_the_w8a8_error_of_a_real_mod
             w = original[name].weight.detach()
             err = float(((mod.dense_weight() - w) ** 2).sum() / (w ** 2).sum())
             assert err < 0.05, (fqn, err)
+
+
+# ---------------------------------------------------------------------------
+# llama.cpp on CPU cores: int8 activations in the weight type's vec_dot_type blocks
+# ---------------------------------------------------------------------------
+
+def test_llamacpp_states_its_cpu_activation_blocks():
+    blocks = dict(load_engine("llamacpp").runtime.activation_blocks)
+    assert blocks["int4-g32"] == blocks["int8-g32"] == blocks["int4-g32-zp"] == 32  # Q8_0 / Q8_1
+    assert blocks["int4-g128"] == blocks["int2-g128"] == 256  # K-quants: Q8_K
+    assert blocks["mxfp4"] == blocks["nf4"] == 32
+
+
+@pytest.mark.parametrize("formats,expect", [({"int4-g33": 32}, "canonical"), ({"int4-g32": 0}, ">= 1"), ({}, "mapping")])
+def test_bad_activation_blocks_in_a_profile_name_the_field(formats, expect):
+    import pathlib
+
+    data = yaml.safe_load(pathlib.Path("profiles/engines/llamacpp.yaml").read_text())
+    data["activation_blocks"]["formats"] = formats
+    with pytest.raises(Exception) as err:
+        load_engine_from_dict(data, "llamacpp-copy.yaml")
+    assert "activation_blocks" in str(err.value) and expect in str(err.value)
+
+
+def test_a_llamacpp_cpu_plan_prices_int8_activations_per_block():
+    """Every quantized weight llama.cpp runs on CPU cores computes with int8 activations; priced per
+    token they would add 16.7% noise to each, per Q8_0 block 0.25%."""
+    groups = _groups()
+    nf4 = Option(weights="nf4", activations="int8")
+    recipe = ActivationRecipe(blocks=load_engine("llamacpp").runtime.activation_blocks)
+    per_token = PriorSensitivity().scores(groups, [(nf4,)] * len(groups)).values
+    blocked = PriorSensitivity(recipe=recipe).scores(groups, [(nf4,)] * len(groups)).values
+    assert all(b[0] < p[0] / 5 for b, p in zip(blocked, per_token))
+    plan = plan_api("llama-3.1-8b", "ryzen-9-7950x", engine="llamacpp", max_memory_per_device=7e9, tpot_slo_s=None)
+    assert any(c.activations == "int8" for c in plan.choices.values())
+    note = [n for n in plan.predicted.notes if "one scale per block" in n]
+    assert note and "32 with" in note[0]
+    assert plan.predicted.sensitivity < 3.0  # about 30 with 16.7% per quantized group
+
+
+def test_execution_quantizes_llamacpp_activations_per_block():
+    from planner.execution.apply import apply_plan, compressed_modules
+    from planner.execution.models import load_torch_model
+    from planner.execution.modules import quantize_activation
+
+    tm = load_torch_model("llama-3.2-1b@layers=1,vocab=512")
+    groups = decision_groups(build_workload(tm.arch))
+    choices = {g.fqn: ({"weights": "int4-g32", "activations": "int8"} if g.role not in ("embedding", "lm_head")
+                       else {"weights": "fp32"}) for g in groups}
+    packed = compressed_modules(apply_plan(tm.module, {"engine": "llamacpp", "choices": choices}, arch=tm.arch))
+    linear = [m for m in packed.values() if hasattr(m, "activation_block")]
+    assert linear and all(m.activation_block == 32 for m in linear)
+    plain = compressed_modules(apply_plan(tm.module, {"choices": choices}, arch=tm.arch))
+    assert all(m.activation_block is None for m in plain.values() if hasattr(m, "activation_block"))
+    x = torch.randn(3, 64)
+    x[:, 7] *= 100.0
+    by_block = quantize_activation(x, "int8", 32)
+    # the outlier's block absorbs it; the other block keeps int8's own precision
+    assert float(((by_block - x)[:, 32:] ** 2).mean()) < 1e-3 * float((x[:, 32:] ** 2).mean())
+    assert float(((quantize_activation(x, "int8") - x)[:, 32:] ** 2).mean()) > 10 * float(((by_block - x)[:, 32:] ** 2).mean())
