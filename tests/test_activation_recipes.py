@@ -185,6 +185,8 @@ def test_validate_applies_smoothquant_and_it_halves_the_w8a8_error_of_a_real_mod
     trt = validate(minilm, {"engine": "trtllm", "choices": choices}, samples=16)
     assert vllm.degradation < 0.7 * trt.degradation
     assert vllm.output_sqnr_db > trt.output_sqnr_db + 2.0
+    assert any("24 int8-activation layers ran vllm's SmoothQuant" in n for n in vllm.notes)
+    assert not any("SmoothQuant" in n for n in trt.notes)
 
     calib = minilm.make_inputs(8, 1)
     packed = compressed_modules(apply_plan(minilm.module, {"engine": "vllm", "choices": choices}, arch=minilm.arch,

@@ -487,6 +487,14 @@ def validate(torch_model: TorchModel | str, plan: Any, *, samples: int = 16, see
         notes.append(f"the plan was made for engine {engine}; validate runs it on Tierwise's PyTorch execution "
                      f"(engine {EXECUTION_ENGINE}), so the measured latency is torch's, not that engine's{priced} "
                      "(plan with --engine torch to plan for what runs here)")
+    smoothed = [m for m in compressed_modules(compressed).values() if getattr(m, "smooth", None) is not None]
+    if smoothed:
+        notes.append(f"{len(smoothed)} int8-activation layers ran {engine}'s SmoothQuant, its scales measured on {samples} "
+                     f"calibration inputs drawn apart from the evaluation ones (seed {seed + 1})")
+    blocked = sorted({b for m in compressed_modules(compressed).values() if (b := getattr(m, "activation_block", None))})
+    if blocked:
+        notes.append(f"int8 activations quantized with one scale per {' or '.join(map(str, blocked))} features, as "
+                     f"{engine} does on CPU cores, not per token")
     notes.extend(lat_notes)
     return ValidationReport(
         torch_model=tm.name, model_kind=tm.kind, plan_model=plan_model, plan_engine=engine,
