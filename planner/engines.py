@@ -431,7 +431,10 @@ def _parse(data: Any, origin: str) -> EngineSpec:
         sm = top.sub("activation_smoothing")
         sm.allow("alpha", "source", "notes")
         sm.sources("source", sources)
-        runtime = replace(runtime, smoothing_alpha=sm.number("alpha", at_most=1.0))
+        alpha = sm.raw("alpha")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 < alpha <= 1.0:
+            raise sm.error("alpha", "a migration strength in (0, 1]", alpha)
+        runtime = replace(runtime, smoothing_alpha=float(alpha))
     if top.has("activation_blocks"):
         runtime = replace(runtime, activation_blocks=_activation_blocks(top.sub("activation_blocks"), sources))
     provenance = rt.text("provenance", choices=PROVENANCES, default="datasheet")
@@ -479,7 +482,10 @@ def _activation_blocks(reader: _Reader, sources: Mapping[str, str]) -> tuple[tup
             canonical = False
         if not canonical:
             raise f.error(str(fmt), "a Tierwise weight format by its canonical name (`tierwise formats`)", fmt)
-        out.append((fmt, f.integer(fmt, minimum=1)))
+        block = f.raw(fmt)
+        if isinstance(block, bool) or not isinstance(block, int) or block < 8 or block > 4096 or block & (block - 1):
+            raise f.error(str(fmt), "a power of two from 8 to 4096 (values per activation scale)", block)
+        out.append((fmt, block))
     return tuple(out)
 
 

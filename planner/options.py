@@ -332,6 +332,11 @@ class GroupInfo:
     role: str
     params: int
     members: tuple[OpShape, ...]
+    # The group's input is a normalization's output that no other group reads, so that SmoothQuant folds
+    # its 1/s into that norm (planner.smoothing_map.smoothing_norm: q/k/v and the MLP's first projection
+    # of the pre-norm decoders it lists; not a parallel-attention block's one norm feeding two groups,
+    # nor a post-norm encoder's norm that also feeds the residual).
+    reads_norm: bool = False
 
     @property
     def member_fqns(self) -> tuple[str, ...]:
@@ -380,11 +385,14 @@ def decision_groups(work: Workload, pp: int = 1) -> tuple[GroupInfo, ...]:
     cnn = n_layers == 0
     total_cnn = sum(1 for b in work.blocks for op in b.ops if op.is_weighted) if cnn else 0
     cnn_index = 0
+    from planner.smoothing_map import smoothing_norm
+
     for b in work.blocks:
         order: dict[str, list[OpShape]] = {}
         for op in b.ops:
             if op.is_weighted:
                 order.setdefault(op.group, []).append(op)
+        after_norm = {g for g in order if b.repeated and smoothing_norm(work.arch, g) is not None}
         for i in range(b.count):
             for g, members in order.items():
                 fqn = f"{b.prefix}.{b.first + i}.{g}" if b.repeated else f"{b.prefix}.{g}"
@@ -403,7 +411,8 @@ def decision_groups(work: Workload, pp: int = 1) -> tuple[GroupInfo, ...]:
                     stage = 0 if b.stage == "pre" else pp - 1
                 info = GroupInfo(fqn=fqn, block=b.prefix, name=g, repeated=b.repeated, layer=layer,
                                  position=position, stage=stage, role=group_role(g, members),
-                                 params=sum(m.weight_params for m in members), members=tuple(members))
+                                 params=sum(m.weight_params for m in members), members=tuple(members),
+                                 reads_norm=g in after_norm)
                 if fqn in seen:  # a tied head shares its embedding's group
                     continue
                 seen[fqn] = len(out)

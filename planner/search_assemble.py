@@ -132,7 +132,7 @@ class AssemblyMixin:
         if req.avg_bits is not None and avg_bits > req.avg_bits * (1 + 1e-9):
             bad["avg_bits"] = (avg_bits - req.avg_bits) * f.params_total
         per_layer = self._per_layer(f, assign, group_sens)
-        notes = list(est.notes) + list(f.notes) + _storage_notes(req, choices, f.kv, self.arch) + _activation_recipe_notes(req, choices, self._groups(1))
+        notes = list(est.notes) + list(f.notes) + _storage_notes(req, choices, f.kv, self.arch) + _activation_recipe_notes(req, choices, self._groups(1), self.sensitivity.source)
         if est.memory.offloaded_weights_bytes > 0 and est.decode is not None:
             notes.append(f"{est.memory.offloaded_weights_bytes / 1e9:.2f} GB of weights per device live outside "
                          f"{dev_name}; decode runs at {est.decode_tokens_per_s:.3g} tokens/s "
@@ -198,26 +198,29 @@ def hardware_hash(device: DeviceSpec) -> str:
 
 
 
-def _activation_recipe_notes(req: PlanProblem, choices: Mapping[str, GroupChoice], groups=()) -> list[str]:
+def _activation_recipe_notes(req: PlanProblem, choices: Mapping[str, GroupChoice], groups=(),
+                             source: str = "prior") -> list[str]:
     """How the plan's int8 activations were priced where its engine quantizes them its own way
     (SmoothQuant first; one scale per block of features)."""
     if req.engine is None:
         return []
     from planner.format_noise import smoothable
-    from planner.sensitivity import SMOOTHED_ROLES
 
     rt = req.engine.runtime
-    acts = [g for g, c in choices.items() if smoothable(c.activations)]
+    info = {g.fqn: g for g in groups}
+    # linear groups computing in int8 (an embedding table's gather has no activations to quantize)
+    acts = [g for g, c in choices.items() if smoothable(c.activations) and getattr(info.get(g), "role", "") != "embedding"]
     if not acts:
         return []
+    priced = ("the accuracy prior priced them so" if source == "prior" else
+              f"the accuracy prior priced them so where the {source} sensitivity gives no score")
     out = []
     if rt.smoothing_alpha is not None:
-        roles = {g.fqn: g.role for g in groups}
-        smoothed = sum(1 for g in acts if roles.get(g) in SMOOTHED_ROLES)
+        smoothed = sum(1 for g in acts if getattr(info.get(g), "reads_norm", False))
         out.append(f"int8 activations: {req.engine.engine}'s recipe runs SmoothQuant (strength {rt.smoothing_alpha:g}) "
-                   f"before quantizing them on the layers that read a norm ({smoothed} of the {len(acts)} groups with int8 "
-                   "activations here); the accuracy prior priced them so, and the compressed-tensors export writes its "
-                   "SmoothQuantModifier")
+                   f"before quantizing them on the linears that alone read a norm's output ({smoothed} of the {len(acts)} "
+                   f"groups with int8 activations here{'; the others are quantized per token as they come' if smoothed < len(acts) else ''}); "
+                   f"{priced}, and the compressed-tensors export writes the same SmoothQuantModifier mappings")
     blocks = dict(rt.activation_blocks)
     used = sorted({(blocks[choices[g].weights], choices[g].weights) for g in acts if choices[g].weights in blocks})
     if used:
@@ -226,7 +229,7 @@ def _activation_recipe_notes(req: PlanProblem, choices: Mapping[str, GroupChoice
             by.setdefault(b, []).append(w)
         parts = "; ".join(f"{b} with {', '.join(ws)} weights" for b, ws in sorted(by.items()))
         out.append(f"int8 activations: {req.engine.engine} quantizes them with one scale per block of features, not per "
-                   f"token ({parts}), so an outlier channel costs its own block only; the accuracy prior priced them so")
+                   f"token ({parts}), so an outlier channel costs its own block only; {priced}")
     return out
 
 

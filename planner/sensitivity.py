@@ -26,7 +26,7 @@ Four sources, one interface (:class:`Sensitivity`):
   drowns them, which is why naive W8A8 collapses at scale while fp8 does not. An engine's own
   recipe for int8 activations (``recipe``, :class:`planner.format_noise.ActivationRecipe` from its
   profile) changes that: SmoothQuant first (``activation_smoothing``: vLLM, SGLang) on the groups
-  that read a norm's output (:data:`SMOOTHED_ROLES`), measured after the migration with the rise in
+  that alone read a norm's output (:mod:`planner.smoothing_map`), measured after the migration with the rise in
   int8 weight noise it costs; or one scale per block of features (``activation_blocks``: llama.cpp's
   CPU matmul, Q8_0 / Q8_K per weight type), so an outlier drowns its own block only
   (:func:`planner.format_noise.measure_activation_noise`).
@@ -127,7 +127,6 @@ __all__ = [
     "DEPTH_TAU",
     "SIZE_EXPONENT",
     "ROLE_FACTORS",
-    "SMOOTHED_ROLES",
     "PriorSensitivity",
     "Sensitivity",
     "SensitivityError",
@@ -218,20 +217,14 @@ def option_noise(option: Option) -> float:
     return weight_noise(option.weights, option.sparsity) + activation_noise(option.activations)
 
 
-#: Groups whose input is a normalization's output, where a SmoothQuant recipe folds the migration's
-#: ``1/s`` into the norm's weight: llm-compressor's default mappings smooth q/k/v from
-#: ``input_layernorm`` and gate/up from ``post_attention_layernorm``; the attention output and MLP down
-#: projections, whose inputs come from no norm, keep per-token int8 as they come.
-SMOOTHED_ROLES = frozenset({"attn_qkv", "mlp_in"})
-
-
 def group_activation_noise(group: GroupInfo, option: Option, recipe: ActivationRecipe | None = None) -> float:
     """Activation noise of ``option``'s activations on ``group`` under the engine's ``recipe``: after
-    SmoothQuant's migration where the group's input comes from a norm (:data:`SMOOTHED_ROLES`), in the
-    activation blocks the recipe gives the option's weight format; as they come without one."""
+    SmoothQuant's migration where the group alone reads a norm's output (``GroupInfo.reads_norm``,
+    :mod:`planner.smoothing_map`), in the activation blocks the recipe gives the option's weight
+    format; as they come without one."""
     if recipe is None or recipe.empty:
         return activation_noise(option.activations)
-    smoothing = recipe.smoothing if group.role in SMOOTHED_ROLES else None
+    smoothing = recipe.smoothing if group.reads_norm else None
     return activation_noise(option.activations, smoothing, recipe.block_for(option.weights))
 
 
@@ -348,7 +341,7 @@ class PriorSensitivity:
         for g, opts in zip(groups, options):
             imp = importance(g, ref)
             row = []
-            smoothed = g.role in SMOOTHED_ROLES
+            smoothed = g.reads_norm
             for o in opts:
                 # Full-rank noise depends on the option (and whether the group is smoothed) only; low
                 # rank also on the members' shapes.

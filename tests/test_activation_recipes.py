@@ -22,7 +22,7 @@ from planner.engines import load_engine, load_engine_from_dict
 from planner.export import export_plan
 from planner.format_noise import ActivationRecipe, activation_noise
 from planner.options import Option, decision_groups
-from planner.sensitivity import SMOOTHED_ROLES, PriorSensitivity, TableSensitivity
+from planner.sensitivity import PriorSensitivity, TableSensitivity
 from planner.workload import build_workload
 from tests.test_export import ctx_for, make_plan
 
@@ -52,7 +52,7 @@ def test_engine_profiles_state_their_recipe():
         assert load_engine(other).runtime.smoothing_alpha is None
 
 
-@pytest.mark.parametrize("bad", [1.5, "strong", -0.1, None])
+@pytest.mark.parametrize("bad", [1.5, "strong", -0.1, 0, None, True])
 def test_a_bad_strength_in_a_profile_names_the_field(bad):
     import pathlib
 
@@ -60,7 +60,8 @@ def test_a_bad_strength_in_a_profile_names_the_field(bad):
     data["activation_smoothing"]["alpha"] = bad
     with pytest.raises(Exception) as err:
         load_engine_from_dict(data, "vllm-copy.yaml")
-    assert "activation_smoothing" in str(err.value) and "alpha" in str(err.value)
+    msg = str(err.value)
+    assert "activation_smoothing.alpha" in msg and ("in (0, 1]" in msg or (bad is None and "must be present" in msg))
 
 
 def _groups(model: str = "llama-3.1-8b"):
@@ -75,13 +76,29 @@ def test_prior_smooths_only_the_linears_that_read_a_norm():
     seen = set()
     for g, p, s in zip(groups, plain, smooth):
         assert s[1] == p[1]  # 16-bit activations: nothing to smooth
-        if g.role in SMOOTHED_ROLES:
+        if g.reads_norm:
             assert s[0] < p[0] / 4, g.fqn
-            seen.add(g.role)
+            seen.add(g.name)
         else:
             assert s[0] == p[0], g.fqn
-    assert seen == SMOOTHED_ROLES
+    assert seen == {"self_attn.qkv", "mlp.gate_up"}
     assert activation_noise("int8", 0.8) < activation_noise("int8") / 4
+
+
+@pytest.mark.parametrize("model,smoothed", [
+    ("llama-3.1-8b", {"self_attn.qkv", "mlp.gate_up"}),
+    ("opt-6.7b", {"self_attn.qkv", "mlp.fc1"}),
+    ("falcon-40b", {"self_attn.qkv", "mlp.fc1"}),  # ln_attn and ln_mlp
+    ("falcon-7b", set()),  # one norm feeds both q/k/v and the MLP (parallel attention)
+    ("gpt-j-6b", set()),
+    ("mixtral-8x7b", {"self_attn.qkv"}),  # the experts share their norm with the router
+    ("gemma-2-9b", {"self_attn.qkv", "mlp.gate_up"}),
+    ("bert-base", set()),  # post-norm: the norm's output is also the residual
+    ("all-minilm-l6-v2", set()),
+    ("t5-3b", set()),
+])
+def test_which_groups_read_a_norm_alone(model, smoothed):
+    assert {g.name for g in _groups(model) if g.reads_norm} == smoothed
 
 
 def test_table_fallback_scores_use_the_smoothing_too():
@@ -104,7 +121,7 @@ def test_a_vllm_plan_spends_int8_activations_where_they_are_smoothed():
     groups = {g.fqn: g for g in _groups()}
     w8a8 = [g for g, c in vllm.choices.items() if c.activations == "int8"]
     assert w8a8, "the TTFT target needs int8 compute somewhere"
-    assert all(groups[g].role in SMOOTHED_ROLES for g in w8a8)
+    assert all(groups[g].reads_norm for g in w8a8)
     assert vllm.predicted.ttft_s <= 3.0 and trt.predicted.ttft_s <= 3.0
     assert vllm.predicted.sensitivity < trt.predicted.sensitivity / 3
     note = [n for n in vllm.predicted.notes if "SmoothQuant" in n]
@@ -112,22 +129,94 @@ def test_a_vllm_plan_spends_int8_activations_where_they_are_smoothed():
     assert not any("SmoothQuant" in n for n in trt.predicted.notes)
 
 
-def _w8a8_plan(engine_picks="int8"):
-    return make_plan("llama-3.2-1b", "a100-80gb-sxm",
+def _w8a8_plan(engine_picks="int8", engine="vllm"):
+    plan = make_plan("llama-3.2-1b", "a100-80gb-sxm",
                      lambda g: ("bf16", "bf16", "dense") if g.endswith(("embed_tokens", "lm_head"))
                      else ("int8", engine_picks, "dense"))
+    return dataclasses.replace(plan, engine=engine)
 
 
-@pytest.mark.parametrize("engine", ["vllm", "sglang", None])
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
 def test_compressed_tensors_recipe_smooths_before_quantizing(engine):
-    plan = _w8a8_plan()
-    ctx = dataclasses.replace(ctx_for(plan), engine=engine)
-    out = export_plan(plan, "compressed-tensors", ctx)
+    plan = _w8a8_plan(engine=engine)
+    out = export_plan(plan, "compressed-tensors", ctx_for(plan))
     mods = yaml.safe_load(out.file("recipe.yaml").content)["quant_stage"]["quant_modifiers"]
     assert list(mods) == ["SmoothQuantModifier", "QuantizationModifier"]  # order matters: smooth, then quantize
-    assert mods["SmoothQuantModifier"] == {"smoothing_strength": 0.8}
+    sq = mods["SmoothQuantModifier"]
+    assert sq["smoothing_strength"] == 0.8
+    # explicit mappings: every layer's q/k/v to its input_layernorm, gate/up to post_attention_layernorm
+    layers = load_arch("llama-3.2-1b").num_layers
+    assert len(sq["mappings"]) == 2 * layers
+    assert ["model.layers.3.self_attn.q_proj", "model.layers.3.self_attn.k_proj", "model.layers.3.self_attn.v_proj"] \
+        in [m[0] for m in sq["mappings"]]
+    assert dict((m[1], tuple(m[0])) for m in sq["mappings"])["model.layers.3.post_attention_layernorm"] == \
+        ("model.layers.3.mlp.gate_proj", "model.layers.3.mlp.up_proj")
     assert "num_calibration_samples=512" in out.file("oneshot.py").content  # SmoothQuant calibrates
-    assert any("SmoothQuantModifier" in n for n in out.notes)
+    assert any("SmoothQuantModifier" in n and f"{engine}'s recipe" in n for n in out.notes)
+
+
+@pytest.mark.parametrize("engine", ["trtllm", None])
+def test_a_plan_priced_without_smoothing_exports_without_it(engine):
+    """A plan whose engine quantizes int8 activations as they come (or that records none) was priced
+    so; its compressed-tensors recipe, served by vLLM, does not smooth either."""
+    plan = _w8a8_plan(engine=engine)
+    out = export_plan(plan, "compressed-tensors", ctx_for(plan))
+    assert "SmoothQuantModifier" not in yaml.safe_load(out.file("recipe.yaml").content)["quant_stage"]["quant_modifiers"]
+
+
+def test_only_the_w8a8_groups_that_read_a_norm_are_mapped():
+    """q/k/v in W8A16 next to gate/up in W8A8: llm-compressor's default mappings would smooth q/k/v
+    too; the export names the gate/up mappings only, as the prior priced them."""
+    plan = make_plan("llama-3.2-1b", "a100-80gb-sxm",
+                     lambda g: ("bf16", "bf16", "dense") if g.endswith(("embed_tokens", "lm_head")) else
+                     ("int8", "int8" if g.endswith("gate_up") else "bf16", "dense"))
+    plan = dataclasses.replace(plan, engine="vllm")
+    out = export_plan(plan, "compressed-tensors", ctx_for(plan))
+    sq = yaml.safe_load(out.file("recipe.yaml").content)["quant_stage"]["quant_modifiers"]["SmoothQuantModifier"]
+    assert sq["mappings"] and all(m[1].endswith("post_attention_layernorm") for m in sq["mappings"])
+
+
+@pytest.mark.parametrize("model,norms", [
+    ("opt-6.7b", ("model.decoder.layers.0.self_attn_layer_norm", "model.decoder.layers.0.final_layer_norm")),
+    ("falcon-40b", ("transformer.h.0.ln_attn", "transformer.h.0.ln_mlp")),
+    ("gemma-2-9b", ("model.layers.0.input_layernorm", "model.layers.0.pre_feedforward_layernorm")),
+])
+def test_mappings_use_each_architectures_own_norm_names(model, norms):
+    plan = make_plan(model, "h100-sxm", lambda g: ("bf16", "bf16", "dense") if g.endswith(("embed_tokens", "lm_head"))
+                     else ("int8", "int8", "dense"))
+    plan = dataclasses.replace(plan, engine="vllm")
+    out = export_plan(plan, "compressed-tensors", ctx_for(plan))
+    sq = yaml.safe_load(out.file("recipe.yaml").content)["quant_stage"]["quant_modifiers"]["SmoothQuantModifier"]
+    assert set(norms) <= {m[1] for m in sq["mappings"]}
+
+
+def test_smoothing_norms_exist_in_the_real_module_trees():
+    """Every norm the map names exists in the transformers module tree (built on the meta device) of the
+    catalog models that have one, at a path next to the linears it feeds."""
+    from tests.test_export_names import _CLASS_ALIASES, KNOWN, _raw, _small
+
+    transformers = pytest.importorskip("transformers")
+    from planner.arch import arch_from_config
+    from planner.smoothing_map import smoothing_norm
+
+    checked = set()
+    for model_id in KNOWN:
+        raw = {k: v for k, v in _small(_raw(model_id)).items() if not k.startswith("_")}
+        arch = arch_from_config(_small(_raw(model_id)), model_id=model_id, origin="test")
+        norms = {g: smoothing_norm(arch, g) for g in ("self_attn.qkv", "mlp.gate_up", "mlp.fc1")}
+        norms = {g: n for g, n in norms.items() if n}
+        if not norms or raw["model_type"] in checked:
+            continue
+        cfg = transformers.AutoConfig.for_model(**raw)
+        cls_name = (raw.get("architectures") or [""])[0]
+        cls = getattr(transformers, _CLASS_ALIASES.get(cls_name, cls_name), None)
+        with torch.device("meta"):
+            model = cls(cfg) if cls is not None else transformers.AutoModel.from_config(cfg)
+        names = {n for n, _ in model.named_modules()}
+        for n in norms.values():
+            assert n.format(i=1) in names, (model_id, n)
+        checked.add(raw["model_type"])
+    assert {"llama", "opt", "falcon", "gemma2", "bloom", "gpt_neox", "mixtral", "phi3", "qwen2"} <= checked
 
 
 @pytest.mark.parametrize("acts", ["bf16"])
@@ -143,10 +232,20 @@ def test_weight_only_and_float_activation_recipes_have_no_smoothing(acts):
 # ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def minilm():
+def outlier_decoder():
+    """A two-layer Llama-shaped decoder whose norms give 6 of 2,048 channels a 50× gain: the
+    concentrated outlier channels of trained LLMs (LLM.int8() §4, SmoothQuant §3) that per-token int8
+    activations lose their ordinary channels to."""
     from planner.execution.models import load_torch_model
 
-    return load_torch_model("all-minilm-l6-v2")
+    tm = load_torch_model("llama-3.2-1b@layers=2,vocab=1000")
+    g = torch.Generator().manual_seed(7)
+    idx = torch.randperm(2048, generator=g)[:6]
+    with torch.no_grad():
+        for layer in tm.module.model.layers:
+            for norm in (layer.input_layernorm, layer.post_attention_layernorm):
+                norm.weight[idx] *= 50.0
+    return tm
 
 
 def _w8a8_choices(tm):
@@ -155,51 +254,69 @@ def _w8a8_choices(tm):
                     else {"weights": "fp32"}) for g in groups}
 
 
-def test_applying_a_smoothing_engines_plan_needs_calibration_data(minilm):
+def test_applying_a_smoothing_engines_plan_needs_calibration_data(outlier_decoder):
     from planner.execution.apply import PlanApplyError, apply_plan, smoothed_targets
 
-    plan = {"engine": "vllm", "choices": _w8a8_choices(minilm)}
+    tm = outlier_decoder
+    plan = {"engine": "vllm", "choices": _w8a8_choices(tm)}
     with pytest.raises(PlanApplyError) as err:
-        apply_plan(minilm.module, plan, arch=minilm.arch)
+        apply_plan(tm.module, plan, arch=tm.arch)
     assert err.value.field == "calibrate" and "SmoothQuant" in err.value.message and "'vllm'" in err.value.message
     with pytest.raises(PlanApplyError, match="never reached") as err:
-        apply_plan(minilm.module, plan, arch=minilm.arch, calibrate=lambda m: None)
+        apply_plan(tm.module, plan, arch=tm.arch, calibrate=lambda m: None)
     assert err.value.field == "calibrate"
-    # an engine without the recipe, or no engine, applies as before
-    assert smoothed_targets(minilm.module, {"engine": "trtllm", "choices": plan["choices"]}, minilm.arch) == []
-    assert smoothed_targets(minilm.module, {"choices": plan["choices"]}, minilm.arch) == []
+    # an engine without the recipe, or no engine, or a post-norm encoder: nothing to smooth
+    assert smoothed_targets(tm.module, {"engine": "trtllm", "choices": plan["choices"]}, tm.arch) == {}
+    assert smoothed_targets(tm.module, {"choices": plan["choices"]}, tm.arch) == {}
+    from planner.execution.models import load_torch_model
+
+    minilm = load_torch_model("all-minilm-l6-v2")
+    assert smoothed_targets(minilm.module, {"engine": "vllm", "choices": _w8a8_choices(minilm)}, minilm.arch) == {}
 
 
-def test_validate_applies_smoothquant_and_it_halves_the_w8a8_error_of_a_real_model(minilm):
-    """all-MiniLM-L6-v2 (pretrained) with every linear in W8A8: under vLLM's recipe the q/k/v and
-    intermediate layers are smoothed, the others not, and the measured error is well below the same
-    plan under TensorRT-LLM's per-token int8 (here 0.0009 against 0.0021 of cosine distance)."""
+def test_validate_applies_smoothquant_with_one_scale_per_norm(outlier_decoder):
+    """Every linear in W8A8 on a decoder with outlier channels: under vLLM's recipe q/k/v and gate/up
+    are smoothed with one scale vector per norm (what folding into the norm can do), o_proj and
+    down_proj are not, and the measured error is well below the same plan under TensorRT-LLM's
+    per-token int8."""
     from planner.execution.apply import apply_plan, compressed_modules, smoothed_targets
     from planner.execution.validate import validate
 
-    choices = _w8a8_choices(minilm)
-    smoothed = smoothed_targets(minilm.module, {"engine": "vllm", "choices": choices}, minilm.arch)
-    assert smoothed and all(s.endswith(("query", "key", "value", "intermediate.dense")) for s in smoothed)
-    assert len(smoothed) == 6 * 4  # six layers: query, key, value, intermediate
-    vllm = validate(minilm, {"engine": "vllm", "choices": choices}, samples=16)
-    trt = validate(minilm, {"engine": "trtllm", "choices": choices}, samples=16)
-    assert vllm.degradation < 0.7 * trt.degradation
-    assert vllm.output_sqnr_db > trt.output_sqnr_db + 2.0
-    assert any("24 int8-activation layers ran vllm's SmoothQuant" in n for n in vllm.notes)
+    tm = outlier_decoder
+    choices = _w8a8_choices(tm)
+    smoothed = smoothed_targets(tm.module, {"engine": "vllm", "choices": choices}, tm.arch)
+    assert sorted(smoothed) == sorted(f"model.layers.{i}.{m}" for i in range(2) for m in
+                                      ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj"))
+    vllm = validate(tm, {"engine": "vllm", "choices": choices, "kv": "bf16"}, samples=4)
+    trt = validate(tm, {"engine": "trtllm", "choices": choices, "kv": "bf16"}, samples=4)
+    assert vllm.degradation < 0.5 * trt.degradation, (vllm.degradation, trt.degradation)
+    assert vllm.output_sqnr_db > trt.output_sqnr_db + 3.0
+    assert any("10 int8-activation layers ran vllm's SmoothQuant" in n for n in vllm.notes)
     assert not any("SmoothQuant" in n for n in trt.notes)
 
-    calib = minilm.make_inputs(8, 1)
-    packed = compressed_modules(apply_plan(minilm.module, {"engine": "vllm", "choices": choices}, arch=minilm.arch,
-                                           calibrate=lambda m: m(*calib)))
-    original = dict(minilm.module.named_modules())
+    calib = tm.make_inputs(2, 1)
+    packed = compressed_modules(apply_plan(tm.module, {"engine": "vllm", "choices": choices}, arch=tm.arch,
+                                           calibrate=lambda m: m(calib[0][:, :8], m.new_cache())))
+    original = dict(tm.module.named_modules())
     for fqn, mod in packed.items():
-        name = fqn if fqn in original else fqn[len("model."):]
         assert (mod.smooth is not None) == (fqn in smoothed), fqn
         if mod.smooth is not None:
             # the effective weight is the original one, to int8 precision of the migrated weight
-            w = original[name].weight.detach()
+            w = original[fqn].weight.detach()
             err = float(((mod.dense_weight() - w) ** 2).sum() / (w ** 2).sum())
             assert err < 0.05, (fqn, err)
+    for i in range(2):
+        q, k, v = (packed[f"model.layers.{i}.self_attn.{m}_proj"].smooth for m in "qkv")
+        assert torch.equal(q, k) and torch.equal(q, v)
+        assert torch.equal(packed[f"model.layers.{i}.mlp.gate_proj"].smooth, packed[f"model.layers.{i}.mlp.up_proj"].smooth)
+
+
+def test_validate_says_when_the_plans_engine_is_unknown(outlier_decoder):
+    from planner.execution.validate import validate
+
+    rep = validate(outlier_decoder, {"engine": "my-engine", "choices": _w8a8_choices(outlier_decoder), "kv": "bf16"},
+                   samples=2)
+    assert any("'my-engine' is not one this installation knows" in n for n in rep.notes)
 
 
 # ---------------------------------------------------------------------------
@@ -213,7 +330,9 @@ def test_llamacpp_states_its_cpu_activation_blocks():
     assert blocks["mxfp4"] == blocks["nf4"] == 32
 
 
-@pytest.mark.parametrize("formats,expect", [({"int4-g33": 32}, "canonical"), ({"int4-g32": 0}, ">= 1"), ({}, "mapping")])
+@pytest.mark.parametrize("formats,expect", [({"int4-g33": 32}, "canonical"), ({"int4-g32": 0}, "power of two"),
+                                            ({"int4-g32": 7}, "power of two"), ({"int4-g32": 100000}, "power of two"),
+                                            ({"int4-g32": "32"}, "power of two"), ({}, "mapping")])
 def test_bad_activation_blocks_in_a_profile_name_the_field(formats, expect):
     import pathlib
 

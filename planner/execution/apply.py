@@ -18,12 +18,13 @@ The original model is never modified: the plan is checked in full first, then ap
 a deep copy, so an error leaves the caller's model untouched.
 
 A plan made for an engine whose int8 recipe runs SmoothQuant first (its profile's
-``activation_smoothing``: vLLM, SGLang) is applied with that recipe: for each linear that reads a
-norm's output (q/k/v, gate/up) and computes in int8 activations, the per-channel maximum of its
-input on the calibration data (``calibrate``, a function that runs the model on sample inputs,
-like ModelOpt's ``forward_loop``) sets SmoothQuant's scales
-(:func:`planner.backends.smoothing.smoothing_scales`); the weight is stored as ``W·diag(s)`` and the
-layer divides its input by ``s`` before quantizing it, which a deployment folds into the norm. An
+``activation_smoothing``: vLLM, SGLang) is applied with that recipe: for each group of linears that
+alone reads a norm's output (:mod:`planner.smoothing_map`: q/k/v, gate/up or fc1 of the pre-norm
+decoders it lists) and computes in int8 activations, the per-channel maximum of the group's input on
+the calibration data (``calibrate``, a function that runs the model on sample inputs, like ModelOpt's
+``forward_loop``) and the column maxima of the group's weights set one vector of SmoothQuant scales
+(:func:`planner.backends.smoothing.smoothing_scales`); each weight is stored as ``W·diag(s)`` and the
+layers divide their input by ``s`` before quantizing it, which a deployment folds into the norm. An
 engine that quantizes int8 activations in blocks (``activation_blocks``: llama.cpp's CPU matmul, 32
 or 256 features per scale by weight type) gets that granularity instead of one scale per token.
 """
@@ -346,23 +347,35 @@ def _plan_smoothing(plan: Any) -> tuple[str | None, float | None]:
     return engine, (runtime.smoothing_alpha if runtime is not None else None)
 
 
-def smoothed_targets(model: nn.Module, plan: Any, arch: ArchSpec | None = None) -> list[str]:
-    """Member modules the plan's engine applies SmoothQuant to: linears computing in integer
-    activations whose group reads a norm's output (:data:`planner.sensitivity.SMOOTHED_ROLES`)."""
+def smoothed_targets(model: nn.Module, plan: Any, arch: ArchSpec | None = None) -> dict[str, str]:
+    """Member module → plan group, for the modules the plan's engine applies SmoothQuant to: linears
+    computing in integer activations whose group alone reads a norm's output
+    (:mod:`planner.smoothing_map`; a model without ``arch`` has none)."""
     from planner.format_noise import smoothable
-    from planner.options import group_role
-    from planner.sensitivity import SMOOTHED_ROLES
+    from planner.options import decision_groups
 
     _engine, alpha = _plan_smoothing(plan)
-    if alpha is None:
-        return []
-    members = _group_members(arch)
-    out = []
-    for fqn, (group, opt) in plan_targets(model, plan, arch).items():
-        ops = [op for _, op in members.get(group, []) if op is not None]
-        if (option_type(opt) == "quantize" and smoothable(opt.activations)
-                and isinstance(_resolve(model, fqn), nn.Linear) and group_role(group, ops) in SMOOTHED_ROLES):
-            out.append(fqn)
+    if alpha is None or arch is None:
+        return {}
+    reads_norm = {g.fqn for g in decision_groups(build_workload(arch)) if g.reads_norm}
+    return {fqn: group for fqn, (group, opt) in plan_targets(model, plan, arch).items()
+            if group in reads_norm and option_type(opt) == "quantize" and smoothable(opt.activations)
+            and isinstance(_resolve(model, fqn), nn.Linear)}
+
+
+def _group_scales(model: nn.Module, smoothed: Mapping[str, str], absmax: Mapping[str, torch.Tensor],
+                  alpha: float) -> dict[str, torch.Tensor]:
+    """One SmoothQuant scale vector per group, shared by its members (q, k and v read the same norm,
+    which can fold one ``1/s`` only): the members' input maxima and their weights' column maxima."""
+    by_group: dict[str, list[str]] = {}
+    for fqn, group in smoothed.items():
+        by_group.setdefault(group, []).append(fqn)
+    out: dict[str, torch.Tensor] = {}
+    for members in by_group.values():
+        a = torch.stack([absmax[f] for f in members]).amax(dim=0)
+        w = torch.cat([_resolve(model, f).weight.detach().to(torch.float32) for f in members])  # type: ignore[union-attr]
+        s = smoothing_scales(a, w, alpha)
+        out.update({f: s for f in members})
     return out
 
 
@@ -414,11 +427,11 @@ def apply_plan(model: nn.Module, plan: Any, *, arch: ArchSpec | None = None,
         engine, alpha = _plan_smoothing(plan)
         if calibrate is None:
             raise PlanApplyError(f"the plan's engine {engine!r} runs SmoothQuant (strength {alpha:g}) before quantizing "
-                                 f"int8 activations, on {len(smoothed)} layer(s) here (first {smoothed[0]!r}); pass "
+                                 f"int8 activations, on {len(smoothed)} layer(s) here (first {next(iter(smoothed))!r}); pass "
                                  "calibrate=, a function that runs the model on sample inputs, so its scales can be "
                                  "measured", field="calibrate")
-        absmax = _input_absmax(model, smoothed, calibrate)
-        smooth = {f: smoothing_scales(absmax[f], _resolve(model, f).weight, alpha) for f in smoothed}  # type: ignore[union-attr]
+        absmax = _input_absmax(model, list(smoothed), calibrate)
+        smooth = _group_scales(model, smoothed, absmax, alpha)  # type: ignore[arg-type]
     _engine, runtime = _plan_engine_runtime(plan)
     blocks = dict(runtime.activation_blocks) if runtime is not None else {}
     compressed = copy.deepcopy(model)

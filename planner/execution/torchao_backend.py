@@ -80,7 +80,7 @@ def apply_plan_torchao(model: nn.Module, plan: Any, *, arch: ArchSpec | None = N
     smoothed = smoothed_targets(model, plan, arch)
     if smoothed:
         raise PlanApplyError(f"the plan's engine runs SmoothQuant before quantizing int8 activations ({len(smoothed)} "
-                             f"layer(s), first {smoothed[0]!r}); torchao's Int8DynamicActivationInt8WeightConfig "
+                             f"layer(s), first {next(iter(smoothed))!r}); torchao's Int8DynamicActivationInt8WeightConfig "
                              "quantizes them as they come — use apply_plan with calibrate=", field="engine")
     mapping: OrderedDict[str, Any] = OrderedDict()
     for fqn, (_group, opt) in targets.items():

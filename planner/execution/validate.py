@@ -245,6 +245,16 @@ def _run(tm: TorchModel, module: nn.Module, inputs: tuple[torch.Tensor, ...],
     return _Outputs(out=out, layer_outputs=captured, kv_bytes=kv)
 
 
+def _engine_runtime(engine: str) -> Any:
+    """The runtime block of an engine profile this installation has; None for an unknown id."""
+    from planner.engines import load_engine
+
+    try:
+        return load_engine(engine).runtime
+    except Exception:  # noqa: BLE001 - any failure to load means the recipe is unknown here
+        return None
+
+
 def _calibration(tm: TorchModel, samples: int, seed: int) -> Callable[[nn.Module], Any]:
     """Runs a model on calibration inputs drawn apart from the evaluation inputs (the next seed),
     for recipes that measure activations first (SmoothQuant's scales, :func:`apply_plan`)."""
@@ -487,6 +497,9 @@ def validate(torch_model: TorchModel | str, plan: Any, *, samples: int = 16, see
         notes.append(f"the plan was made for engine {engine}; validate runs it on Tierwise's PyTorch execution "
                      f"(engine {EXECUTION_ENGINE}), so the measured latency is torch's, not that engine's{priced} "
                      "(plan with --engine torch to plan for what runs here)")
+    if engine not in (None, EXECUTION_ENGINE) and _engine_runtime(engine) is None:
+        notes.append(f"the plan's engine {engine!r} is not one this installation knows, so its recipe for int8 "
+                     "activations (SmoothQuant, activation blocks) could not be applied: they ran per token as they come")
     smoothed = [m for m in compressed_modules(compressed).values() if getattr(m, "smooth", None) is not None]
     if smoothed:
         notes.append(f"{len(smoothed)} int8-activation layers ran {engine}'s SmoothQuant, its scales measured on {samples} "

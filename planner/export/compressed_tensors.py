@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from .common import compact_targets, model_path, modules_of, to_json
-from .core import Export, ExportContext, ExportError, ExportFile, PlanView, register, sparsity_of
+from .core import Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, sparsity_of
 from .rules import as_exported
 from .schemes import ct_quantization_config
 
@@ -40,14 +40,42 @@ def _sparsity_stages(v: PlanView, ctx: ExportContext) -> dict:
     return stages
 
 
-def _smoothing(qcfg: dict, ctx: ExportContext) -> float | None:
-    """SmoothQuant's migration strength for a checkpoint with integer activations: the serving
-    engine's recipe (its profile's ``activation_smoothing``; SGLang for an SGLang plan, else vLLM)."""
-    from planner.engines import load_engine
+def _plan_engine(v: PlanView) -> str | None:
+    """The engine the plan was priced for (its accuracy prior followed that engine's recipe)."""
+    engine = v.raw.get("engine")
+    return engine if isinstance(engine, str) and engine else None
 
-    if not any((g.get("input_activations") or {}).get("type") == "int" for g in qcfg["config_groups"].values()):
-        return None
-    return load_engine("sglang" if ctx.engine == "sglang" else "vllm").runtime.smoothing_alpha
+
+def _smoothing(v: PlanView, ctx: ExportContext) -> tuple[float | None, list]:
+    """(strength, mappings) of the SmoothQuantModifier the plan's engine runs before int8 activations:
+    its profile's ``activation_smoothing`` (None: the engine quantizes them as they come, as the plan was
+    priced), over the groups in int8 activations that alone read a norm (:mod:`planner.smoothing_map`,
+    the same ones the accuracy prior and the execution smooth), each ``[[its modules], its norm]``."""
+    from planner.engines import load_engine
+    from planner.format_noise import smoothable
+    from planner.options import decision_groups
+    from planner.smoothing_map import smoothing_norm
+    from planner.workload import build_workload
+
+    engine = _plan_engine(v)
+    if engine is None or ctx.arch is None:
+        return None, []
+    try:
+        alpha = load_engine(engine).runtime.smoothing_alpha
+    except Exception:  # noqa: BLE001 - an engine this installation lacks: no recipe to follow
+        return None, []
+    if alpha is None:
+        return None, []
+    info = {g.fqn: g for g in decision_groups(build_workload(ctx.arch))}
+    mappings = []
+    for g in v.choices:
+        gi = info.get(g)
+        if gi is None or not gi.reads_norm or not smoothable(acts_of(v, g)) or gi.layer is None:
+            continue
+        norm = smoothing_norm(ctx.arch, gi.name)
+        index = int(g[len(gi.block) + 1:].split(".", 1)[0])  # model.layers.7.self_attn.qkv -> 7
+        mappings.append([list(modules_of(g, ctx)), norm.format(i=index)])
+    return (alpha, mappings) if mappings else (None, [])
 
 
 @register("compressed-tensors", "llm-compressor recipe + compressed-tensors quantization_config")
@@ -59,15 +87,15 @@ def _export_compressed_tensors(v: PlanView, ctx: ExportContext) -> Export:
     modifier: dict[str, Any] = {"ignore": qcfg["ignore"], "config_groups": qcfg["config_groups"]}
     if qcfg["kv_cache_scheme"] is not None:
         modifier["kv_cache_scheme"] = qcfg["kv_cache_scheme"]
-    smoothing = _smoothing(qcfg, ctx)
+    smoothing, mappings = _smoothing(v, ctx)
     if qcfg["config_groups"] or qcfg["kv_cache_scheme"] is not None:
         quant: dict[str, Any] = {}
         if smoothing is not None:
-            quant["SmoothQuantModifier"] = {"smoothing_strength": smoothing}
-            notes.append(f"int8 activations: SmoothQuantModifier (smoothing_strength {smoothing:g}) first moves their outlier "
-                         "channels' range into the weights of the linears that read a norm's output (q/k/v, gate/up; "
-                         "llm-compressor's default mappings), as vLLM documents for INT8 W8A8; the plan's accuracy "
-                         "prior priced it so; it calibrates on the dataset in oneshot.py")
+            quant["SmoothQuantModifier"] = {"smoothing_strength": smoothing, "mappings": mappings}
+            notes.append(f"int8 activations: SmoothQuantModifier (smoothing_strength {smoothing:g}, {_plan_engine(v)}'s recipe) "
+                         f"first moves their outlier channels' range into the weights of the {len(mappings)} groups in int8 "
+                         "activations that alone read a norm's output, each mapped to that norm; the plan's accuracy prior "
+                         "smoothed the same groups; it calibrates on the dataset in oneshot.py")
         quant["QuantizationModifier"] = modifier
         recipe["quant_stage"] = {"quant_modifiers": quant}
     model = model_path(v, ctx)
