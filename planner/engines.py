@@ -427,6 +427,9 @@ def _parse(data: Any, origin: str) -> EngineSpec:
     rt.sources("source", sources)
     if top.has("storage"):
         runtime = replace(runtime, storage=_storage(top.sub("storage"), sources))
+    for key in ("activation_smoothing", "activation_blocks"):
+        if top.has(key) and not isinstance(top.raw(key), Mapping):
+            raise top.error(key, "a mapping (leave the key out for none)", top.raw(key))
     if top.has("activation_smoothing"):
         sm = top.sub("activation_smoothing")
         sm.allow("alpha", "source", "notes")
@@ -481,10 +484,11 @@ def _activation_blocks(reader: _Reader, sources: Mapping[str, str]) -> tuple[tup
         except (FormatError, ValueError):
             canonical = False
         if not canonical:
-            raise f.error(str(fmt), "a Tierwise weight format by its canonical name (`tierwise formats`)", fmt)
+            raise f.error(str(fmt), "a Tierwise weight format by its canonical name (docs/formats.md)", fmt)
         block = f.raw(fmt)
         if isinstance(block, bool) or not isinstance(block, int) or block < 8 or block > 4096 or block & (block - 1):
-            raise f.error(str(fmt), "a power of two from 8 to 4096 (values per activation scale)", block)
+            raise f.error(str(fmt), "a whole number, a power of two from 8 to 4096 (values per activation scale)",
+                          repr(block) if isinstance(block, float) else block)
         out.append((fmt, block))
     return tuple(out)
 

@@ -217,20 +217,30 @@ def _activation_recipe_notes(req: PlanProblem, choices: Mapping[str, GroupChoice
     out = []
     if rt.smoothing_alpha is not None:
         smoothed = sum(1 for g in acts if getattr(info.get(g), "reads_norm", False))
+        if not smoothed:
+            out.append(f"int8 activations: {req.engine.engine}'s recipe runs SmoothQuant before quantizing them, but none "
+                       f"of the {len(acts)} groups with int8 activations here alone reads a norm's output it could fold "
+                       "into (planner/smoothing_map.py), so they are priced, exported and validated per token as they come")
+            return out + _block_notes(req, choices, acts, priced)
         out.append(f"int8 activations: {req.engine.engine}'s recipe runs SmoothQuant (strength {rt.smoothing_alpha:g}) "
                    f"before quantizing them on the linears that alone read a norm's output ({smoothed} of the {len(acts)} "
                    f"groups with int8 activations here{'; the others are quantized per token as they come' if smoothed < len(acts) else ''}); "
                    f"{priced}, and the compressed-tensors export writes the same SmoothQuantModifier mappings")
-    blocks = dict(rt.activation_blocks)
+    return out + _block_notes(req, choices, acts, priced)
+
+
+def _block_notes(req: PlanProblem, choices: Mapping[str, GroupChoice], acts: list[str], priced: str) -> list[str]:
+    """The activation blocks the plan's int8 groups use where the engine quantizes in blocks."""
+    blocks = dict(req.engine.runtime.activation_blocks)
     used = sorted({(blocks[choices[g].weights], choices[g].weights) for g in acts if choices[g].weights in blocks})
-    if used:
-        by: dict[int, list[str]] = {}
-        for b, w in used:
-            by.setdefault(b, []).append(w)
-        parts = "; ".join(f"{b} with {', '.join(ws)} weights" for b, ws in sorted(by.items()))
-        out.append(f"int8 activations: {req.engine.engine} quantizes them with one scale per block of features, not per "
-                   f"token ({parts}), so an outlier channel costs its own block only; {priced}")
-    return out
+    if not used:
+        return []
+    by: dict[int, list[str]] = {}
+    for b, w in used:
+        by.setdefault(b, []).append(w)
+    parts = "; ".join(f"{b} with {', '.join(ws)} weights" for b, ws in sorted(by.items()))
+    return [f"int8 activations: {req.engine.engine} quantizes them with one scale per block of features, not per "
+            f"token ({parts}), so an outlier channel costs its own block only; {priced}"]
 
 
 def _storage_notes(req: PlanProblem, choices: Mapping[str, GroupChoice], kv: str, arch=None) -> list[str]:

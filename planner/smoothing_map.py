@@ -36,9 +36,11 @@ _SMOOTH_NORMS: dict[str, dict[str, str]] = {
     "bloom": {"self_attn.qkv": "transformer.h.{i}.input_layernorm", "mlp.fc1": "transformer.h.{i}.post_attention_layernorm"},
     "gpt_neox": {"self_attn.qkv": "gpt_neox.layers.{i}.input_layernorm", "mlp.fc1": "gpt_neox.layers.{i}.post_attention_layernorm"},
     "mpt": {"self_attn.qkv": "transformer.blocks.{i}.norm_1", "mlp.fc1": "transformer.blocks.{i}.norm_2"},
-    # Falcon-40B/180B (new_decoder_architecture): ln_attn and ln_mlp; Falcon-7B's single norm feeds both
+    # Falcon-40B/180B (new_decoder_architecture, parallel): ln_attn and ln_mlp; sequential Falcon (RW-style
+    # configs, parallel_attn false): input_layernorm and post_attention_layernorm; Falcon-7B's one norm feeds both
     "falcon": {"self_attn.qkv": "transformer.h.{i}.ln_attn", "mlp.fc1": "transformer.h.{i}.ln_mlp"},
 }
+_FALCON_SEQUENTIAL = {"self_attn.qkv": "transformer.h.{i}.input_layernorm", "mlp.fc1": "transformer.h.{i}.post_attention_layernorm"}
 
 
 def smoothing_norm(arch: Any, group: str) -> str | None:
@@ -47,6 +49,12 @@ def smoothing_norm(arch: Any, group: str) -> str | None:
     if getattr(arch, "family", None) != "decoder":
         return None
     mt = str(getattr(arch, "model_type", "") or "")
-    if mt == "falcon" and getattr(arch, "norms_per_layer", None) != 2:
+    if mt == "falcon":
+        if getattr(arch, "norms_per_layer", None) != 2:
+            return None
+        if not getattr(arch, "parallel_attn_mlp", False):
+            return _FALCON_SEQUENTIAL.get(group)
+    # post-norm OPT (do_layer_norm_before: false, OPT-350m): q/k/v read the residual stream
+    if mt == "opt" and not getattr(arch, "final_norm", True):
         return None
     return _SMOOTH_NORMS.get(mt, {}).get(group)

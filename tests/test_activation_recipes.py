@@ -379,3 +379,60 @@ def test_execution_quantizes_llamacpp_activations_per_block():
     # the outlier's block absorbs it; the other block keeps int8's own precision
     assert float(((by_block - x)[:, 32:] ** 2).mean()) < 1e-3 * float((x[:, 32:] ** 2).mean())
     assert float(((quantize_activation(x, "int8") - x)[:, 32:] ** 2).mean()) > 10 * float(((by_block - x)[:, 32:] ** 2).mean())
+
+
+# ---------------------------------------------------------------------------
+# Layouts the catalog does not ship, and models given as config files
+# ---------------------------------------------------------------------------
+
+def _arch_variant(model_id: str, **changes):
+    import json
+    import pathlib
+
+    from planner.arch import arch_from_config
+
+    raw = json.loads(pathlib.Path(f"profiles/models/{model_id}.json").read_text())
+    raw.update(changes, _id=f"{model_id}-variant")
+    return arch_from_config(raw, model_id=f"{model_id}-variant", origin="test")
+
+
+def test_post_norm_opt_and_sequential_falcon():
+    from planner.smoothing_map import smoothing_norm
+
+    # OPT-350m's layout (do_layer_norm_before false): q/k/v read the residual stream, nothing folds
+    post = _arch_variant("opt-1.3b", do_layer_norm_before=False)
+    assert smoothing_norm(post, "self_attn.qkv") is None and smoothing_norm(post, "mlp.fc1") is None
+    # Falcon-RW style (neither parallel nor the new decoder architecture): two sequential LayerNorms
+    rw = _arch_variant("falcon-7b", parallel_attn=False, new_decoder_architecture=False)
+    assert smoothing_norm(rw, "self_attn.qkv") == "transformer.h.{i}.input_layernorm"
+    assert smoothing_norm(rw, "mlp.fc1") == "transformer.h.{i}.post_attention_layernorm"
+    assert smoothing_norm(load_arch("falcon-40b"), "mlp.fc1") == "transformer.h.{i}.ln_mlp"
+
+
+def test_a_plan_with_nothing_to_fold_says_so():
+    plan = plan_api("falcon-7b", "h100-sxm", engine="vllm", formats=["bf16", "int8"], ttft_slo_s=2.0,
+                    pins={"model.layers.*": "int8/int8"})
+    note = [n for n in plan.predicted.notes if "SmoothQuant" in n]
+    assert note and "none of the" in note[0] and "per token as they come" in note[0] and "mappings" not in note[0]
+
+
+def test_cli_export_of_a_config_file_model_needs_its_config_for_the_mappings(tmp_path, cli):
+    import json
+    import pathlib
+
+    raw = json.loads(pathlib.Path("profiles/models/llama-3.2-1b.json").read_text())
+    raw.update(num_hidden_layers=2, _id="tiny-llama")
+    cfg = tmp_path / "tiny-llama.json"
+    cfg.write_text(json.dumps(raw))
+    plan_file = tmp_path / "p.yaml"
+    code, _, err = cli("plan", "--model", cfg, "--hardware", "h100-sxm", "--engine", "vllm", "--formats", "bf16,int8",
+                       "--pin", "model.layers.*=int8/int8", "-o", plan_file)
+    assert code == 0, err
+    code, _, err = cli("export", plan_file, "--format", "compressed-tensors", "--out", tmp_path / "a")
+    assert code == 2 and "--model-path" in err and "Traceback" not in err
+    assert not (tmp_path / "a" / "recipe.yaml").exists()
+    code, _, err = cli("export", plan_file, "--format", "compressed-tensors", "--model-path", cfg, "--out", tmp_path / "b")
+    assert code == 0, err
+    sq = yaml.safe_load((tmp_path / "b" / "recipe.yaml").read_text())["quant_stage"]["quant_modifiers"]["SmoothQuantModifier"]
+    assert {m[1] for m in sq["mappings"]} == {f"model.layers.{i}.{n}" for i in range(2)
+                                               for n in ("input_layernorm", "post_attention_layernorm")}

@@ -36,7 +36,7 @@ def export(
 
         arch = load_arch(d["model"])
     except Exception:  # noqa: BLE001 - a plan for a model not in this catalog still exports, by group names
-        arch = None
+        arch = _arch_at(model_path)
     try:
         from hwmodels import load_device
 
@@ -76,3 +76,22 @@ def export(
 
 def register(app: typer.Typer) -> None:
     app.command("export")(export)
+
+
+def _arch_at(model_path: str | None):
+    """The architecture of a local model folder (its config.json) or config file named by --model-path,
+    for a plan whose model is not in the catalog; None when there is none."""
+    from pathlib import Path
+
+    if not model_path:
+        return None
+    p = Path(model_path).expanduser()
+    config = p / "config.json" if p.is_dir() else p
+    if not config.is_file():
+        return None
+    try:
+        from planner.arch import load_arch
+
+        return load_arch(str(config))
+    except Exception:  # noqa: BLE001 - not a config this catalog reads: export by group names
+        return None

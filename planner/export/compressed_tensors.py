@@ -58,13 +58,19 @@ def _smoothing(v: PlanView, ctx: ExportContext) -> tuple[float | None, list]:
     from planner.workload import build_workload
 
     engine = _plan_engine(v)
-    if engine is None or ctx.arch is None:
+    if engine is None:
         return None, []
     try:
         alpha = load_engine(engine).runtime.smoothing_alpha
     except Exception:  # noqa: BLE001 - an engine this installation lacks: no recipe to follow
         return None, []
     if alpha is None:
+        return None, []
+    if ctx.arch is None:
+        if any(smoothable(acts_of(v, g)) for g in v.choices):
+            raise ExportError("model_path", f"the plan was priced with {engine}'s SmoothQuant before its int8 activations, "
+                              f"whose mappings name the norms of the model's own layers, but model {v.model!r} is not in "
+                              "this catalog; give {@model_path} as a folder (or config file) holding its config.json")
         return None, []
     info = {g.fqn: g for g in decision_groups(build_workload(ctx.arch))}
     mappings = []
