@@ -436,3 +436,21 @@ def test_cli_export_of_a_config_file_model_needs_its_config_for_the_mappings(tmp
     sq = yaml.safe_load((tmp_path / "b" / "recipe.yaml").read_text())["quant_stage"]["quant_modifiers"]["SmoothQuantModifier"]
     assert {m[1] for m in sq["mappings"]} == {f"model.layers.{i}.{n}" for i in range(2)
                                                for n in ("input_layernorm", "post_attention_layernorm")}
+
+
+@pytest.mark.parametrize("engine,hardware,alpha,blocks", [
+    ("llamacpp", "l4", None, {}),  # GPU kernels: 16-bit activations, no int8 recipe to show
+    ("llamacpp", "ryzen-9-7950x", None, {"int4-g32": 32, "int4-g128": 256}),
+    ("vllm", "a100-80gb-sxm", 0.8, {}),
+    ("trtllm", "a100-80gb-sxm", None, {}),
+])
+def test_engines_show_gives_the_int8_recipe_where_int8_activations_run(cli, engine, hardware, alpha, blocks):
+    import json
+
+    code, out, err = cli("engines", "show", engine, "--hardware", hardware, "--json")
+    assert code == 0, err
+    body = json.loads(out)
+    assert body["activation_smoothing"] == alpha
+    assert blocks.items() <= body["activation_blocks"].items() and bool(body["activation_blocks"]) == bool(blocks)
+    code, out, _ = cli("engines", "show", engine, "--hardware", hardware)
+    assert ("SmoothQuant" in out) == (alpha is not None) and ("one scale per" in out) == bool(blocks)

@@ -47,8 +47,13 @@ def support_summary(sup) -> dict:
     training = {}
     if load_engine(sup.engine).kind == "training":
         training = {"attention": list(sup.attention), "optimizers": list(sup.optimizers)}
+    # its recipe for int8 activations, where it runs any on this hardware
+    int8 = any("int8" in s.activations for s in sup.schemes)
+    ran = {w for s in sup.schemes if "int8" in s.activations for w in s.weights}
     return {
         **training,
+        "activation_smoothing": rt.smoothing_alpha if int8 else None,
+        "activation_blocks": {f: b for f, b in rt.activation_blocks if f in ran},
         "engine": sup.engine, "hardware": sup.device,
         "schemes": [{"weights": list(s.weights), "activations": list(s.activations)} for s in sup.schemes],
         "kv": list(sup.kv), "sparsity": list(sup.sparsity), "parallel": list(sup.parallel), "low_rank": sup.low_rank,
@@ -60,6 +65,19 @@ def support_summary(sup) -> dict:
             "context_bytes": rt.context_bytes,
         },
     }
+
+
+def _print_activation_recipe(alpha, blocks) -> None:
+    """The engine's recipe for int8 activations, one line each (nothing when it has none)."""
+    if alpha is not None:
+        console.print(f"int8 activations: SmoothQuant first (strength {alpha:g}) on the layers that alone read a norm; "
+                      "the accuracy prior, the compressed-tensors export and validate follow it", highlight=False)
+    by: dict[int, list[str]] = {}
+    for fmt, block in blocks:
+        by.setdefault(block, []).append(fmt)
+    if by:
+        console.print("int8 activations: one scale per " + "; ".join(f"{b} values with {', '.join(f)} weights"
+                                                                    for b, f in sorted(by.items())), highlight=False)
 
 
 @engines_app.command("list")
@@ -120,6 +138,7 @@ def engines_show(
         summary = support_summary(sup)
         console.print(f"launch: {', '.join(summary['runtime']['runtimes'])} (default "
                       f"{summary['runtime']['default_runtime']})")
+        _print_activation_recipe(summary["activation_smoothing"], summary["activation_blocks"].items())
         if "attention" in summary:
             console.print(f"attention: {', '.join(summary['attention'])}; optimizers: {', '.join(summary['optimizers'])}")
         return
@@ -134,15 +153,7 @@ def engines_show(
     console.print(f"parallel: {', '.join(spec.parallel) or 'single device'}")
     console.print(f"models: {', '.join(spec.families)}" + (f" of model types {', '.join(spec.model_types)}"
                                                           if spec.model_types else ""))
-    if spec.runtime.smoothing_alpha is not None:
-        console.print(f"int8 activations: SmoothQuant first (strength {spec.runtime.smoothing_alpha:g}) on the layers that "
-                      "read a norm; the accuracy prior and the compressed-tensors export follow it", highlight=False)
-    if spec.runtime.activation_blocks:
-        by: dict[int, list[str]] = {}
-        for fmt, block in spec.runtime.activation_blocks:
-            by.setdefault(block, []).append(fmt)
-        console.print("int8 activations: one scale per " + "; ".join(f"{b} values with {', '.join(f)} weights"
-                                                                    for b, f in sorted(by.items())), highlight=False)
+    _print_activation_recipe(spec.runtime.smoothing_alpha, spec.runtime.activation_blocks)
     if spec.kind == "training":
         console.print(f"ZeRO stages: {', '.join(map(str, spec.zero))}")
         console.print(f"attention: {', '.join(summary['attention'])}; optimizers: {', '.join(summary['optimizers'])}")
