@@ -467,11 +467,29 @@ def _parse(data: Any, origin: str) -> EngineSpec:
     )
 
 
+def _check_canonical_format(reader: _Reader, fmt: Any, expected: str) -> None:
+    """A key of ``reader`` that must be a Tierwise format by its canonical name (``int4-g32``, not an alias)."""
+    from planner.formats import FormatError, get_format
+
+    try:
+        canonical = isinstance(fmt, str) and get_format(fmt).name == fmt
+    except (FormatError, ValueError):
+        canonical = False
+    if not canonical:
+        raise reader.error(str(fmt), expected, fmt)
+
+
+def activation_blocks_text(blocks: Iterable[tuple[str, int]], unit: str = " values") -> str:
+    """``32 values with int4-g32, nf4 weights; 256 values with int4-g128 weights`` ('' for none)."""
+    by: dict[int, list[str]] = {}
+    for fmt, block in blocks:
+        by.setdefault(block, []).append(fmt)
+    return "; ".join(f"{b}{unit} with {', '.join(f)} weights" for b, f in sorted(by.items()))
+
+
 def _activation_blocks(reader: _Reader, sources: Mapping[str, str]) -> tuple[tuple[str, int], ...]:
     """``activation_blocks: {formats: {WEIGHT FORMAT: VALUES}, source}``: per weight format, the
     features one scale of the int8 activations it computes with covers."""
-    from planner.formats import FormatError, get_format
-
     reader.allow("formats", "source", "notes")
     reader.sources("source", sources)
     f = reader.sub("formats")
@@ -479,12 +497,7 @@ def _activation_blocks(reader: _Reader, sources: Mapping[str, str]) -> tuple[tup
         raise reader.error("formats", "a mapping of weight format -> values per activation scale", f.data)
     out = []
     for fmt in f.data:
-        try:
-            canonical = isinstance(fmt, str) and get_format(fmt).name == fmt
-        except (FormatError, ValueError):
-            canonical = False
-        if not canonical:
-            raise f.error(str(fmt), "a Tierwise weight format by its canonical name (docs/formats.md)", fmt)
+        _check_canonical_format(f, fmt, "a Tierwise weight format by its canonical name (docs/formats.md)")
         block = f.raw(fmt)
         if isinstance(block, bool) or not isinstance(block, int) or block < 8 or block > 4096 or block & (block - 1):
             raise f.error(str(fmt), "a whole number, a power of two from 8 to 4096 (values per activation scale)",
@@ -513,16 +526,9 @@ def _storage(reader: _Reader, sources: Mapping[str, str]) -> tuple[tuple[str, tu
     f = reader.sub("formats")
     if not f.data:
         raise reader.error("formats", "a mapping of Tierwise format -> [type, fallback types...]", f.data)
-    from planner.formats import FormatError, get_format
-
     out = []
     for fmt in f.data:
-        try:
-            canonical = isinstance(fmt, str) and get_format(fmt).name == fmt
-        except (FormatError, ValueError):
-            canonical = False
-        if not canonical:
-            raise f.error(str(fmt), "a Tierwise format name (the canonical one)", fmt)
+        _check_canonical_format(f, fmt, "a Tierwise format name (the canonical one)")
         chain = _names(f, fmt, types)
         out.append((fmt, tuple((n, *types[n]) for n in chain)))
     return tuple(out)

@@ -231,16 +231,14 @@ def _activation_recipe_notes(req: PlanProblem, choices: Mapping[str, GroupChoice
 
 def _block_notes(req: PlanProblem, choices: Mapping[str, GroupChoice], acts: list[str], priced: str) -> list[str]:
     """The activation blocks the plan's int8 groups use where the engine quantizes in blocks."""
+    from planner.engines import activation_blocks_text
+
     blocks = dict(req.engine.runtime.activation_blocks)
-    used = sorted({(blocks[choices[g].weights], choices[g].weights) for g in acts if choices[g].weights in blocks})
+    used = sorted({(choices[g].weights, blocks[choices[g].weights]) for g in acts if choices[g].weights in blocks})
     if not used:
         return []
-    by: dict[int, list[str]] = {}
-    for b, w in used:
-        by.setdefault(b, []).append(w)
-    parts = "; ".join(f"{b} with {', '.join(ws)} weights" for b, ws in sorted(by.items()))
     return [f"int8 activations: {req.engine.engine} quantizes them with one scale per block of features, not per "
-            f"token ({parts}), so an outlier channel costs its own block only; {priced}"]
+            f"token ({activation_blocks_text(used, unit='')}), so an outlier channel costs its own block only; {priced}"]
 
 
 def _storage_notes(req: PlanProblem, choices: Mapping[str, GroupChoice], kv: str, arch=None) -> list[str]:

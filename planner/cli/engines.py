@@ -72,12 +72,11 @@ def _print_activation_recipe(alpha, blocks) -> None:
     if alpha is not None:
         console.print(f"int8 activations: SmoothQuant first (strength {alpha:g}) on the layers that alone read a norm; "
                       "the accuracy prior, the compressed-tensors export and validate follow it", highlight=False)
-    by: dict[int, list[str]] = {}
-    for fmt, block in blocks:
-        by.setdefault(block, []).append(fmt)
-    if by:
-        console.print("int8 activations: one scale per " + "; ".join(f"{b} values with {', '.join(f)} weights"
-                                                                    for b, f in sorted(by.items())), highlight=False)
+    from planner.engines import activation_blocks_text
+
+    text = activation_blocks_text(blocks)
+    if text:
+        console.print(f"int8 activations: one scale per {text}", highlight=False)
 
 
 @engines_app.command("list")

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from planner.backends import sqnr_db
-from planner.execution.apply import apply_plan, compressed_modules, plan_targets
+from planner.execution.apply import _plan_engine_runtime, apply_plan, compressed_modules, plan_targets
 from planner.execution.calibrate import measure_seconds
 from planner.execution.models import TorchModel, load_torch_model
 
@@ -243,16 +243,6 @@ def _run(tm: TorchModel, module: nn.Module, inputs: tuple[torch.Tensor, ...],
         for h in hooks:
             h.remove()
     return _Outputs(out=out, layer_outputs=captured, kv_bytes=kv)
-
-
-def _engine_runtime(engine: str) -> Any:
-    """The runtime block of an engine profile this installation has; None for an unknown id."""
-    from planner.engines import load_engine
-
-    try:
-        return load_engine(engine).runtime
-    except Exception:  # noqa: BLE001 - any failure to load means the recipe is unknown here
-        return None
 
 
 def _calibration(tm: TorchModel, samples: int, seed: int) -> Callable[[nn.Module], Any]:
@@ -497,7 +487,7 @@ def validate(torch_model: TorchModel | str, plan: Any, *, samples: int = 16, see
         notes.append(f"the plan was made for engine {engine}; validate runs it on Tierwise's PyTorch execution "
                      f"(engine {EXECUTION_ENGINE}), so the measured latency is torch's, not that engine's{priced} "
                      "(plan with --engine torch to plan for what runs here)")
-    if engine not in (None, EXECUTION_ENGINE) and _engine_runtime(engine) is None:
+    if engine not in (None, EXECUTION_ENGINE) and _plan_engine_runtime(plan)[1] is None:
         notes.append(f"the plan's engine {engine!r} is not one this installation knows, so its recipe for int8 "
                      "activations (SmoothQuant, activation blocks) could not be applied: they ran per token as they come")
     smoothed = [m for m in compressed_modules(compressed).values() if getattr(m, "smooth", None) is not None]
