@@ -485,6 +485,11 @@ class Plan(_Record):
     solver: SolverStats
     sensitivity_source: str
     engine: str | None = None
+    # How the engine quantizes integer activations (planner.format_noise.ActivationRecipe: SmoothQuant's
+    # strength, activation scale blocks per weight format), as its profile said when the plan was made;
+    # export and validate follow it. None: not recorded (plans written before it was; see
+    # plan_activation_recipe).
+    activation_recipe: Any = None
 
     def __post_init__(self) -> None:
         _check_int(self.version, "version", 1)
@@ -534,6 +539,12 @@ class Plan(_Record):
             raise _err("sensitivity_source", "'prior', 'weights', 'data' or 'file:<name>'", self.sensitivity_source)
         if self.engine is not None and (not isinstance(self.engine, str) or not _ENGINE.match(self.engine)):
             raise _err("engine", "an engine id such as 'vllm' (profiles/engines) or null", self.engine)
+        if self.activation_recipe is not None:
+            from planner.format_noise import ActivationRecipe
+
+            if not isinstance(self.activation_recipe, ActivationRecipe):
+                raise _err("activation_recipe", "an ActivationRecipe or null", self.activation_recipe)
+            _check_recipe(self.activation_recipe.smoothing, dict(self.activation_recipe.blocks))
 
     # -- views for the cost model ----------------------------------------------------------
 
@@ -558,11 +569,79 @@ class Plan(_Record):
 
 def with_engine(plan: Plan, engine: Any) -> Plan:
     """``plan`` recording the engine it was made for (an engine id, an ``EngineSpec`` or the
-    ``Support`` the planner searched); ``None`` leaves it as it is."""
+    ``Support`` the planner searched) and that engine's recipe for integer activations, as the
+    profile the planner read states it (a profile file given by path included); ``None`` leaves it
+    as it is."""
     eid = getattr(engine, "engine", None) or getattr(engine, "id", None) or engine
     if eid is None or not isinstance(plan, Plan):
         return plan
-    return dataclasses.replace(plan, engine=str(eid))
+    runtime = getattr(engine, "runtime", None)
+    if runtime is None:
+        from planner.engines import load_engine
+
+        try:
+            runtime = load_engine(str(eid)).runtime
+        except TierwiseError:  # an id this installation lacks: nothing to record
+            runtime = None
+    recipe = None
+    if runtime is not None:
+        from planner.format_noise import ActivationRecipe
+
+        recipe = ActivationRecipe(smoothing=runtime.smoothing_alpha, blocks=tuple(runtime.activation_blocks))
+    return dataclasses.replace(plan, engine=str(eid), activation_recipe=recipe)
+
+
+def _check_recipe(alpha: Any, blocks: Any, path: str = "activation_recipe") -> None:
+    """The values of an activation recipe, with the bounds the engine loader enforces."""
+    if alpha is not None and (not _is_num(alpha) or not 0.0 < alpha <= 1.0):
+        raise _err(f"{path}.smoothing_alpha", "SmoothQuant's migration strength, a number in (0, 1], or null", alpha)
+    if not isinstance(blocks, Mapping):
+        raise _err(f"{path}.blocks", "a mapping of weight format -> values per activation scale", blocks)
+    for fmt, block in blocks.items():
+        try:
+            canonical = get_format(fmt).name if isinstance(fmt, str) else None
+        except FormatError:
+            canonical = None
+        if canonical != fmt:
+            raise _err(f"{path}.blocks", "weight formats by their canonical names (docs/formats.md)", fmt)
+        if not _is_int(block) or not 8 <= block <= 4096 or block & (block - 1):
+            raise _err(f"{path}.blocks.{fmt}", "a power of two from 8 to 4096 (values per activation scale)", block)
+
+
+def _recipe_from_dict(v: Any, path: str = "activation_recipe"):
+    from planner.format_noise import ActivationRecipe
+
+    d = _mapping(v, path)
+    _keys(d, path, (), ("smoothing_alpha", "blocks"))
+    alpha, blocks = d.get("smoothing_alpha"), d.get("blocks", {})
+    _check_recipe(alpha, blocks, path)
+    return ActivationRecipe(smoothing=None if alpha is None else float(alpha), blocks=tuple(blocks.items()))
+
+
+def plan_activation_recipe(plan: Any) -> tuple[str | None, Any]:
+    """(engine id, :class:`planner.format_noise.ActivationRecipe`) that the plan's integer activations
+    follow when it is exported, applied or validated: the recipe the plan recorded when it was made; for a
+    plan that records none (written before recipes were), its engine's catalog profile; ``(id, None)``
+    for an engine this installation lacks, ``(None, None)`` for a plan without an engine. ``plan``: a
+    :class:`Plan` or its dict form."""
+    get = plan.get if isinstance(plan, Mapping) else (lambda k, default=None: getattr(plan, k, default))
+    engine = get("engine")
+    if not isinstance(engine, str) or not engine:
+        return None, None
+    from planner.engines import load_engine
+    from planner.format_noise import ActivationRecipe
+
+    recorded = get("activation_recipe")
+    if isinstance(recorded, ActivationRecipe):
+        return engine, recorded
+    if recorded is not None:
+        return engine, _recipe_from_dict(recorded)
+
+    try:
+        runtime = load_engine(engine).runtime
+    except TierwiseError:
+        return engine, None
+    return engine, ActivationRecipe(smoothing=runtime.smoothing_alpha, blocks=tuple(runtime.activation_blocks))
 
 
 def _check_created_at(v: Any, path: str) -> str:
@@ -609,6 +688,10 @@ def _content_dict(plan: Plan) -> dict[str, Any]:
         # The engine the plan was made for (docs/engines.md); plans written before engines
         # were recorded have none and load as ``engine=None``.
         **({"engine": plan.engine} if plan.engine is not None else {}),
+        # Its recipe for integer activations as the engine's profile stated it (with_engine).
+        **({"activation_recipe": {"smoothing_alpha": plan.activation_recipe.smoothing,
+                                  "blocks": dict(plan.activation_recipe.blocks)}}
+           if plan.activation_recipe is not None else {}),
     }
 
 
@@ -636,7 +719,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
 _TOP_REQUIRED = ("version", "tool_version", "created_at", "model", "hardware", "model_hash", "hardware_hash",
                  "layout", "devices", "workload", "constraints", "objective", "kv", "choices", "predicted", "solver",
                  "sensitivity_source")
-_TOP_OPTIONAL = ("activations", "checksum", "engine")
+_TOP_OPTIONAL = ("activations", "checksum", "engine", "activation_recipe")
 
 
 def _mapping(v: Any, path: str) -> Mapping[str, Any]:
@@ -753,6 +836,8 @@ def plan_from_dict(d: Mapping[str, Any], *, require_checksum: bool = False) -> P
     for key in ("activations", "engine"):
         if key in d:
             top[key] = d[key]
+    if d.get("activation_recipe") is not None:
+        top["activation_recipe"] = _recipe_from_dict(d["activation_recipe"])
     return Plan(**top, layout=layout, workload=workload, constraints=constraints, choices=choices,
                 predicted=predicted, solver=solver)
 

@@ -454,3 +454,114 @@ def test_engines_show_gives_the_int8_recipe_where_int8_activations_run(cli, engi
     assert blocks.items() <= body["activation_blocks"].items() and bool(body["activation_blocks"]) == bool(blocks)
     code, out, _ = cli("engines", "show", engine, "--hardware", hardware)
     assert ("SmoothQuant" in out) == (alpha is not None) and ("one scale per" in out) == bool(blocks)
+
+
+# ---------------------------------------------------------------------------
+# The plan records the recipe it was priced with; export and execution follow the record
+# ---------------------------------------------------------------------------
+
+def test_a_plan_records_its_engines_recipe():
+    from planner.plan import plan_from_dict, plan_to_dict
+
+    plan = plan_api("llama-3.1-8b", "a100-80gb-sxm", engine="vllm", **_REQ)
+    assert plan.activation_recipe == ActivationRecipe(smoothing=0.8)
+    d = plan_to_dict(plan)
+    assert d["activation_recipe"] == {"smoothing_alpha": 0.8, "blocks": {}}
+    assert plan_from_dict(d, require_checksum=True) == plan
+    cpu = plan_api("llama-3.1-8b", "ryzen-9-7950x", engine="llamacpp", devices=1, batch=1, prompt=512, gen=64,
+                   formats=["bf16", "int4-g32", "int4-g128"], max_memory_per_device="7GB")
+    rec = plan_to_dict(cpu)["activation_recipe"]
+    assert rec["smoothing_alpha"] is None and rec["blocks"]["int4-g32"] == 32 and rec["blocks"]["int4-g128"] == 256
+
+
+def _engine_copy(tmp_path, engine_id: str, alpha: float):
+    import pathlib
+
+    text = pathlib.Path("profiles/engines/vllm.yaml").read_text()
+    assert "\nid: vllm\n" in text and "alpha: 0.8" in text
+    path = tmp_path / f"{engine_id}.yaml"
+    path.write_text(text.replace("\nid: vllm\n", f"\nid: {engine_id}\n").replace("alpha: 0.8", f"alpha: {alpha}"))
+    return path
+
+
+@pytest.mark.parametrize("engine_id", ["vllm-sq05", "vllm"])
+def test_a_custom_engine_files_strength_reaches_the_export(tmp_path, cli, engine_id):
+    """A profile file given by path (a new id, or the catalog's id with another strength): the plan
+    records the strength the planner priced, and the export writes that one, not the catalog's."""
+    import json
+
+    profile = _engine_copy(tmp_path, engine_id, 0.5)
+    plan_file = tmp_path / "p.json"
+    code, out, err = cli("plan", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--engine", profile,
+                         "--formats", "bf16,int8", "--pin", "model.layers.*=int8/int8", "-o", plan_file)
+    assert code == 0, err
+    assert json.loads(plan_file.read_text())["activation_recipe"] == {"smoothing_alpha": 0.5, "blocks": {}}
+    code, out, err = cli("export", plan_file, "--format", "compressed-tensors", "--out", tmp_path / "out")
+    assert code == 0, err
+    sq = yaml.safe_load((tmp_path / "out" / "recipe.yaml").read_text())["quant_stage"]["quant_modifiers"]
+    assert sq["SmoothQuantModifier"]["smoothing_strength"] == 0.5
+    # `plan diff` against the same request on the catalog's vLLM shows the recipe (and the id when it differs)
+    catalog = tmp_path / "catalog.json"
+    code, _, err = cli("plan", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--engine", "vllm",
+                       "--formats", "bf16,int8", "--pin", "model.layers.*=int8/int8", "-o", catalog)
+    assert code == 0, err
+    code, out, err = cli("plan", "diff", plan_file, catalog, "--json")
+    fields = json.loads(out)["fields"]
+    assert code == 0 and [r["smoothing_alpha"] for r in fields["activation_recipe"]] == [0.5, 0.8]
+    assert ("engine" in fields) == (engine_id != "vllm")
+
+
+def test_execution_follows_the_recorded_recipe(outlier_decoder):
+    from planner.execution.apply import apply_plan, compressed_modules
+    from planner.execution.validate import validate
+
+    tm = outlier_decoder
+    choices = _w8a8_choices(tm)
+    calib = tm.make_inputs(2, 1)
+
+    def run(m):
+        m(calib[0][:, :8], m.new_cache())
+
+    def smooth(plan):
+        return compressed_modules(apply_plan(tm.module, plan, arch=tm.arch, calibrate=run))["model.layers.0.self_attn.q_proj"].smooth
+
+    catalog = smooth({"engine": "vllm", "choices": choices})  # a plan written before recipes were recorded
+    assert torch.equal(smooth({"engine": "vllm", "activation_recipe": {"smoothing_alpha": 0.8}, "choices": choices}), catalog)
+    half = smooth({"engine": "vllm", "activation_recipe": {"smoothing_alpha": 0.5}, "choices": choices})
+    assert not torch.equal(half, catalog)
+    # an engine this installation lacks, whose plan recorded its recipe: applied, and no note that it could not be
+    assert torch.equal(smooth({"engine": "my-engine", "activation_recipe": {"smoothing_alpha": 0.5}, "choices": choices}), half)
+    rep = validate(tm, {"engine": "my-engine", "activation_recipe": {"smoothing_alpha": 0.8}, "choices": choices, "kv": "bf16"},
+                   samples=2)
+    assert not any("not one this installation knows" in n for n in rep.notes)
+    assert any("int8-activation layers ran my-engine's SmoothQuant" in n for n in rep.notes)
+    # recorded as per token: nothing smoothed even though the catalog's vLLM would
+    none = compressed_modules(apply_plan(tm.module, {"engine": "vllm", "activation_recipe": {"smoothing_alpha": None},
+                                                     "choices": choices}, arch=tm.arch))
+    assert all(m.smooth is None for m in none.values())
+
+
+@pytest.mark.parametrize("recipe,field", [
+    ({"smoothing_alpha": 1.5}, "activation_recipe.smoothing_alpha"),
+    ({"smoothing_alpha": "strong"}, "activation_recipe.smoothing_alpha"),
+    ({"smoothing_alpha": 0}, "activation_recipe.smoothing_alpha"),
+    ({"blocks": {"int4-g32": 12}}, "activation_recipe.blocks.int4-g32"),
+    ({"blocks": {"q4_0": 32}}, "activation_recipe.blocks"),
+    ({"blocks": [32]}, "activation_recipe.blocks"),
+    ({"alpha": 0.5}, "activation_recipe.alpha"),
+    ("0.5", "activation_recipe"),
+])
+def test_a_bad_recorded_recipe_is_refused_naming_the_field(recipe, field):
+    from planner.execution.apply import PlanApplyError, apply_plan
+    from planner.plan import PlanError, plan_from_dict, plan_to_dict
+
+    d = plan_to_dict(_w8a8_plan())
+    d.pop("checksum")
+    d["activation_recipe"] = recipe
+    with pytest.raises(PlanError) as err:
+        plan_from_dict(d)
+    assert err.value.field == field and field in str(err.value)
+    with pytest.raises(PlanApplyError) as err:
+        apply_plan(torch.nn.Sequential(torch.nn.Linear(8, 8)),
+                   {"engine": "vllm", "activation_recipe": recipe, "choices": {"0": {"weights": "int8"}}})
+    assert err.value.field == field

@@ -451,6 +451,12 @@ def diff_plans(a, b) -> dict[str, Any]:
                  "sensitivity_source"):
         if getattr(a, name) != getattr(b, name):
             fields[name] = [getattr(a, name), getattr(b, name)]
+    if a.engine != b.engine:
+        fields["engine"] = [a.engine, b.engine]
+    recipes = [None if p.activation_recipe is None else
+               {"smoothing_alpha": p.activation_recipe.smoothing, "blocks": dict(p.activation_recipe.blocks)} for p in (a, b)]
+    if recipes[0] != recipes[1]:
+        fields["activation_recipe"] = recipes
     for name in ("layout", "workload", "constraints"):
         da, db = getattr(a, name).to_dict(), getattr(b, name).to_dict()
         for k in da:

@@ -328,23 +328,21 @@ def _has_path(root: nn.Module, fqn: str) -> bool:
         return False
 
 
-def _plan_engine_runtime(plan: Any) -> tuple[str | None, Any]:
-    """(engine id, its profile's runtime block) of the plan's engine; (id or None, None) without one."""
-    from planner.engines import load_engine
+def _plan_recipe(plan: Any):
+    """(engine id, its recipe for integer activations) of the plan (:func:`planner.plan.plan_activation_recipe`:
+    the one the plan recorded, else its engine's catalog profile); (id or None, None) without one."""
+    from planner.plan import PlanError, plan_activation_recipe
 
-    engine = _get(plan, "engine")
-    if not isinstance(engine, str) or not engine:
-        return None, None
     try:
-        return engine, load_engine(engine).runtime
-    except Exception:  # an engine this installation lacks: applied as the formats say
-        return engine, None
+        return plan_activation_recipe(plan)
+    except PlanError as exc:
+        raise PlanApplyError(exc.message, field=exc.field) from None
 
 
 def _plan_smoothing(plan: Any) -> tuple[str | None, float | None]:
     """(engine id, SmoothQuant strength of its int8 recipe) of the plan's engine; (None, None) without one."""
-    engine, runtime = _plan_engine_runtime(plan)
-    return engine, (runtime.smoothing_alpha if runtime is not None else None)
+    engine, recipe = _plan_recipe(plan)
+    return engine, (recipe.smoothing if recipe is not None else None)
 
 
 def smoothed_targets(model: nn.Module, plan: Any, arch: ArchSpec | None = None) -> dict[str, str]:
@@ -432,8 +430,8 @@ def apply_plan(model: nn.Module, plan: Any, *, arch: ArchSpec | None = None,
                                  "measured", field="calibrate")
         absmax = _input_absmax(model, list(smoothed), calibrate)
         smooth = _group_scales(model, smoothed, absmax, alpha)  # type: ignore[arg-type]
-    _engine, runtime = _plan_engine_runtime(plan)
-    blocks = dict(runtime.activation_blocks) if runtime is not None else {}
+    _engine, recipe = _plan_recipe(plan)
+    blocks = dict(recipe.blocks) if recipe is not None else {}
     compressed = copy.deepcopy(model)
     for fqn, (_group, opt) in targets.items():
         kind = option_type(opt)

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from planner.backends import sqnr_db
-from planner.execution.apply import _plan_engine_runtime, apply_plan, compressed_modules, plan_targets
+from planner.execution.apply import _plan_recipe, apply_plan, compressed_modules, plan_targets
 from planner.execution.calibrate import measure_seconds
 from planner.execution.models import TorchModel, load_torch_model
 
@@ -487,8 +487,8 @@ def validate(torch_model: TorchModel | str, plan: Any, *, samples: int = 16, see
         notes.append(f"the plan was made for engine {engine}; validate runs it on Tierwise's PyTorch execution "
                      f"(engine {EXECUTION_ENGINE}), so the measured latency is torch's, not that engine's{priced} "
                      "(plan with --engine torch to plan for what runs here)")
-    if engine not in (None, EXECUTION_ENGINE) and _plan_engine_runtime(plan)[1] is None:
-        notes.append(f"the plan's engine {engine!r} is not one this installation knows, so its recipe for int8 "
+    if engine not in (None, EXECUTION_ENGINE) and _plan_recipe(plan)[1] is None:
+        notes.append(f"the plan's engine {engine!r} is not one this installation knows and the plan records no recipe of it, so its recipe for int8 "
                      "activations (SmoothQuant, activation blocks) could not be applied: they ran per token as they come")
     smoothed = [m for m in compressed_modules(compressed).values() if getattr(m, "smooth", None) is not None]
     if smoothed:

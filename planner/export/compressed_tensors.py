@@ -48,22 +48,21 @@ def _plan_engine(v: PlanView) -> str | None:
 
 def _smoothing(v: PlanView, ctx: ExportContext) -> tuple[float | None, list]:
     """(strength, mappings) of the SmoothQuantModifier the plan's engine runs before int8 activations:
-    its profile's ``activation_smoothing`` (None: the engine quantizes them as they come, as the plan was
-    priced), over the groups in int8 activations that alone read a norm (:mod:`planner.smoothing_map`,
-    the same ones the accuracy prior and the execution smooth), each ``[[its modules], its norm]``."""
-    from planner.engines import load_engine
+    the strength its recipe states (the one the plan recorded, else the engine's catalog profile; None:
+    the engine quantizes them as they come, as the plan was priced), over the groups in int8 activations
+    that alone read a norm (:mod:`planner.smoothing_map`, the same ones the accuracy prior and the
+    execution smooth), each ``[[its modules], its norm]``."""
     from planner.format_noise import smoothable
     from planner.options import decision_groups
+    from planner.plan import PlanError, plan_activation_recipe
     from planner.smoothing_map import smoothing_norm
     from planner.workload import build_workload
 
-    engine = _plan_engine(v)
-    if engine is None:
-        return None, []
     try:
-        alpha = load_engine(engine).runtime.smoothing_alpha
-    except Exception:  # noqa: BLE001 - an engine this installation lacks: no recipe to follow
-        return None, []
+        engine, recipe = plan_activation_recipe(v.raw)
+    except PlanError as exc:
+        raise ExportError(exc.field or "plan", exc.message) from None
+    alpha = recipe.smoothing if recipe is not None else None
     if alpha is None:
         return None, []
     if ctx.arch is None:
