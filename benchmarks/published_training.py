@@ -13,9 +13,11 @@ there are no per-row constants:
 
 * Megatron-LM rows (Narayanan et al. 2021; Korthikanti et al. 2022): fp16 mixed precision,
   unfused attention with dropout (Megatron's GPT configs; fused attention kernels arrived
-  later), micro-batch 1, full recomputation for the 2021 table and sequence parallelism +
-  selective recomputation for the 2022 table, as the rows say. "Interleaved pipeline where
-  PP>1": the smallest number of model chunks > 1 that divides the layers of a stage.
+  later), the micro-batch the row states (the 2022 table's Table 3: 4 for the 22B model, 1 for the
+  others; 1 where none is stated), full recomputation for the 2021 table and sequence parallelism +
+  selective recomputation for the 2022 table, as the rows say. "N model chunks per stage": the
+  interleaved schedule with N chunks (the 2022 175B and 530B runs: 3); "interleaved pipeline where
+  PP>1" (2021): the smallest number of model chunks > 1 that divides the layers of a stage.
   The per-GPU "paper FLOP count" is recomputed with the paper's own formula
   ``96·B·s·l·h²·(1 + s/6h + V/16lh)`` over the predicted step time.
   TP communication is not overlapped (``--tp-comm-overlap`` came to Megatron-LM in 2023).
@@ -128,16 +130,17 @@ def training_config(row: dict) -> tuple[str, str, TrainingConfig] | None:
     if "megatron" in engine:
         arch = load_arch(model)
         selective = "selective" in engine
+        chunks = _stated_int(engine, r"(\d+) model chunks", 0)
         return model, hw, TrainingConfig(
             global_batch=batch,
-            micro_batch=1,
+            micro_batch=_stated_int(row["batch"], r"micro-batch (\d+)", 1),
             seq=seq,
             tp=tp,
             pp=pp,
             dp=dp,
             recompute="selective" if selective else "full",
             sequence_parallel="sequence parallel" in engine,
-            interleave=_interleave(arch.num_layers, pp, "interleaved" in engine),
+            interleave=chunks or _interleave(arch.num_layers, pp, "interleaved" in engine),
             weights="fp16",
             activations="fp16",
             attention="unfused",
