@@ -613,6 +613,12 @@ def load_engine(ref: str | EngineSpec) -> EngineSpec:
     raise UnknownIdError(ref, "engine", close, known=known)
 
 
+def profile_ref(ref: str) -> str:
+    """Where an engine's profile is read from, as a user would find it: ``profiles/engines/vllm.yaml`` for a
+    catalog id, the path as given for a profile file."""
+    return ref if ref.endswith((".yaml", ".yml")) or "/" in ref else f"profiles/engines/{ref}.yaml"
+
+
 # ---------------------------------------------------------------- queries
 
 

@@ -139,6 +139,59 @@ class ActivationRecipe:
     def empty(self) -> bool:
         return self.smoothing is None and not self.blocks
 
+    def to_dict(self) -> dict:
+        """``{"smoothing_alpha": strength or None, "blocks": {weight format: values per scale}}``."""
+        return {"smoothing_alpha": self.smoothing, "blocks": dict(self.blocks)}
+
+    def same_as(self, other: ActivationRecipe | None) -> bool:
+        """Whether ``other`` (None: per token) quantizes integer activations the same way."""
+        other = other or ActivationRecipe()
+        return self.smoothing == other.smoothing and dict(self.blocks) == dict(other.blocks)
+
+    def describe(self) -> str:
+        """``after SmoothQuant (strength 0.8)``, ``with one scale per 32 or 256 features``, ``per token``."""
+        parts = []
+        if self.smoothing is not None:
+            parts.append(f"after SmoothQuant (strength {self.smoothing:g})")
+        if self.blocks:
+            parts.append(f"with one scale per {' or '.join(str(b) for b in sorted({b for _, b in self.blocks}))} features")
+        return " and ".join(parts) or "per token, as they come"
+
+
+def recipe_from_dict(value, path: str, error) -> ActivationRecipe:
+    """An :class:`ActivationRecipe` from its dict form (:meth:`ActivationRecipe.to_dict`), checked as the
+    engine loader checks a profile: a strength in (0, 1] or null, blocks a power of two from 8 to 4096
+    keyed by canonical weight formats. ``error(field, expected, got)`` builds the exception raised,
+    ``field`` a dotted path under ``path``."""
+    from collections.abc import Mapping
+
+    from planner.formats import FormatError
+
+    if not isinstance(value, Mapping):
+        raise error(path, "a mapping with smoothing_alpha and blocks", value)
+    for key in value:
+        if key not in ("smoothing_alpha", "blocks"):
+            raise error(f"{path}.{key}", "left out: the known keys are smoothing_alpha and blocks", key)
+    for key in ("smoothing_alpha", "blocks"):  # both stated, as written: {} is not "per token" by omission
+        if key not in value:
+            raise error(f"{path}.{key}", "given (null / {} for none)", "nothing")
+    alpha, blocks = value["smoothing_alpha"], value["blocks"]
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float))
+                              or not 0.0 < alpha <= 1.0):
+        raise error(f"{path}.smoothing_alpha", "SmoothQuant's migration strength, a number in (0, 1], or null", alpha)
+    if not isinstance(blocks, Mapping):
+        raise error(f"{path}.blocks", "a mapping of weight format -> values per activation scale", blocks)
+    for fmt, block in blocks.items():
+        try:
+            canonical = get_format(fmt).name if isinstance(fmt, str) else None
+        except FormatError:
+            canonical = None
+        if canonical is None or canonical != fmt or not get_format(fmt).is_weight:
+            raise error(f"{path}.blocks", "weight formats by their canonical names (docs/formats.md)", fmt)
+        if isinstance(block, bool) or not isinstance(block, int) or not 8 <= block <= 4096 or block & (block - 1):
+            raise error(f"{path}.blocks.{fmt}", "a power of two from 8 to 4096 (values per activation scale)", block)
+    return ActivationRecipe(smoothing=None if alpha is None else float(alpha), blocks=tuple(blocks.items()))
+
 
 def smoothable(activations: str) -> bool:
     """Whether an engine's activation recipe (SmoothQuant's migration, scale blocks) applies to

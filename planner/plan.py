@@ -153,6 +153,8 @@ class _Record:
 
 def _err(path: str, expected: str, got: Any) -> PlanError:
     shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
+    if len(shown) > 80:  # a huge value is named, not echoed
+        shown = f"{shown[:60]}… ({len(shown)} characters)"
     return PlanError(f"'{path}' must be {expected}; got {shown}", field=path)
 
 
@@ -544,7 +546,10 @@ class Plan(_Record):
 
             if not isinstance(self.activation_recipe, ActivationRecipe):
                 raise _err("activation_recipe", "an ActivationRecipe or null", self.activation_recipe)
-            _check_recipe(self.activation_recipe.smoothing, dict(self.activation_recipe.blocks))
+            if self.engine is None:
+                raise PlanError("'activation_recipe' is an engine's recipe; the plan records no 'engine'",
+                                field="activation_recipe")
+            _recipe_from_dict(self.activation_recipe.to_dict())
 
     # -- views for the cost model ----------------------------------------------------------
 
@@ -591,31 +596,10 @@ def with_engine(plan: Plan, engine: Any) -> Plan:
     return dataclasses.replace(plan, engine=str(eid), activation_recipe=recipe)
 
 
-def _check_recipe(alpha: Any, blocks: Any, path: str = "activation_recipe") -> None:
-    """The values of an activation recipe, with the bounds the engine loader enforces."""
-    if alpha is not None and (not _is_num(alpha) or not 0.0 < alpha <= 1.0):
-        raise _err(f"{path}.smoothing_alpha", "SmoothQuant's migration strength, a number in (0, 1], or null", alpha)
-    if not isinstance(blocks, Mapping):
-        raise _err(f"{path}.blocks", "a mapping of weight format -> values per activation scale", blocks)
-    for fmt, block in blocks.items():
-        try:
-            canonical = get_format(fmt).name if isinstance(fmt, str) else None
-        except FormatError:
-            canonical = None
-        if canonical != fmt:
-            raise _err(f"{path}.blocks", "weight formats by their canonical names (docs/formats.md)", fmt)
-        if not _is_int(block) or not 8 <= block <= 4096 or block & (block - 1):
-            raise _err(f"{path}.blocks.{fmt}", "a power of two from 8 to 4096 (values per activation scale)", block)
-
-
 def _recipe_from_dict(v: Any, path: str = "activation_recipe"):
-    from planner.format_noise import ActivationRecipe
+    from planner.format_noise import recipe_from_dict
 
-    d = _mapping(v, path)
-    _keys(d, path, (), ("smoothing_alpha", "blocks"))
-    alpha, blocks = d.get("smoothing_alpha"), d.get("blocks", {})
-    _check_recipe(alpha, blocks, path)
-    return ActivationRecipe(smoothing=None if alpha is None else float(alpha), blocks=tuple(blocks.items()))
+    return recipe_from_dict(v, path, _err)
 
 
 def plan_activation_recipe(plan: Any) -> tuple[str | None, Any]:
@@ -626,12 +610,15 @@ def plan_activation_recipe(plan: Any) -> tuple[str | None, Any]:
     :class:`Plan` or its dict form."""
     get = plan.get if isinstance(plan, Mapping) else (lambda k, default=None: getattr(plan, k, default))
     engine = get("engine")
+    recorded = get("activation_recipe")
     if not isinstance(engine, str) or not engine:
+        if recorded is not None:
+            raise PlanError("'activation_recipe' is an engine's recipe; the plan records no 'engine'",
+                            field="activation_recipe")
         return None, None
     from planner.engines import load_engine
     from planner.format_noise import ActivationRecipe
 
-    recorded = get("activation_recipe")
     if isinstance(recorded, ActivationRecipe):
         return engine, recorded
     if recorded is not None:
@@ -689,9 +676,7 @@ def _content_dict(plan: Plan) -> dict[str, Any]:
         # were recorded have none and load as ``engine=None``.
         **({"engine": plan.engine} if plan.engine is not None else {}),
         # Its recipe for integer activations as the engine's profile stated it (with_engine).
-        **({"activation_recipe": {"smoothing_alpha": plan.activation_recipe.smoothing,
-                                  "blocks": dict(plan.activation_recipe.blocks)}}
-           if plan.activation_recipe is not None else {}),
+        **({"activation_recipe": plan.activation_recipe.to_dict()} if plan.activation_recipe is not None else {}),
     }
 
 
@@ -773,7 +758,12 @@ def plan_from_dict(d: Mapping[str, Any], *, require_checksum: bool = False) -> P
     _check_version(d)
     _keys(d, "", _TOP_REQUIRED, _TOP_OPTIONAL)
     if "checksum" in d:
-        if d["checksum"] != _checksum_of(d):
+        try:
+            expected = _checksum_of(d)
+        except (TypeError, ValueError, RecursionError):  # NaN, non-string keys, absurd nesting: not what save_plan writes
+            raise PlanError("was modified after it was written: its content (a NaN, a non-string key or a too deeply "
+                            "nested value) cannot be what save_plan wrote", field="checksum") from None
+        if d["checksum"] != expected:
             raise PlanError("was modified after it was written: checksum mismatch", field="checksum")
     elif require_checksum:
         raise PlanError("has no 'checksum'; plans are written with their checksum by `tierwise plan --out` or "
@@ -884,6 +874,8 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
         raise PlanError(f"{p}: cannot read the plan file ({exc})", field="path") from None
     try:
         data = json.loads(text) if kind == "json" else yaml.safe_load(text)
+    except RecursionError:
+        raise PlanError(f"{p.name}: nested too deeply to be a plan file", field="path") from None
     except json.JSONDecodeError as exc:
         raise PlanError(f"{p.name} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
                         field="path") from None

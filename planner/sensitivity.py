@@ -99,6 +99,8 @@ Sensitivity files (``--sensitivity sens.yaml``)::
         - {weights: int8, low_rank: 1024, score: 0.02}
         - {weights: int4-g128, score: 0.011}
     kv: {fp8-e4m3: 0.01, int8: 0.004}     # optional, whole-model KV-cache scores
+    activation_recipe: {smoothing_alpha: 0.8, blocks: {}}   # optional: how int8-activation scores were
+                                          # measured (`tierwise sensitivity --activations --engine`)
 
 List entries take ``weights`` and ``score`` and optionally ``sparsity``, ``activations`` and
 ``low_rank``; both spellings may be mixed across patterns.
@@ -119,7 +121,7 @@ import numpy as np
 
 from hwmodels.errors import per_front_end  # the path as typed, never read as a field token
 from planner.errors import SensitivityError
-from planner.format_noise import ActivationRecipe, _apply, _torch, activation_noise, kv_noise, weight_noise
+from planner.format_noise import ActivationRecipe, _apply, _torch, activation_noise, kv_noise, smoothable, weight_noise
 from planner.formats import FormatError, get_format
 from planner.options import HIGH_PRECISION_COMPUTE, GroupInfo, Option, OptionError, option_key, parse_option_key
 
@@ -532,6 +534,9 @@ class TableSensitivity:
     kv: Mapping[str, float] = field(default_factory=dict)
     source: str = "data"
     recipe: ActivationRecipe | None = None  # for the prior's fallback scores (PriorSensitivity.recipe)
+    # How the table's integer-activation scores were measured (the file's ``activation_recipe``, written by
+    # ``tierwise sensitivity --activations``); None: not stated.
+    measured_recipe: ActivationRecipe | None = None
 
     def with_recipe(self, recipe: ActivationRecipe | None) -> TableSensitivity:
         return replace(self, recipe=recipe)
@@ -552,12 +557,14 @@ class TableSensitivity:
         _check_aligned(groups, options)
         prior = PriorSensitivity(recipe=self.recipe).scores(groups, options).values
         out = []
-        missing = total = 0
+        missing = total = measured_int = 0
         for g, opts, pv in zip(groups, options, prior):
             row = []
             for o, p in zip(opts, pv):
                 total += 1
                 v = self._lookup(g.fqn, o)
+                if v is not None and not o.weight_only and smoothable(o.activations):
+                    measured_int += 1
                 if v is None:
                     # A 16-bit option is the reference: it costs nothing by definition (a
                     # factorised one does: its truncation).
@@ -570,6 +577,11 @@ class TableSensitivity:
             out.append(np.asarray(row, dtype=np.float64))
         notes = (f"{missing} of {total} (group, option) scores were not in the {self.source} table and come from "
                  "the prior",) if missing else ()
+        if measured_int and self.measured_recipe is not None and not self.measured_recipe.same_as(self.recipe):
+            notes += (f"{measured_int} integer-activation scores of the {self.source} table were measured with "
+                      f"activations quantized {self.measured_recipe.describe()}, but the plan's engine quantizes them "
+                      f"{(self.recipe or ActivationRecipe()).describe()}; they are used as measured (measure again "
+                      "with `tierwise sensitivity --engine` of this plan's engine)",)
         return SensitivityScores(values=tuple(out), notes=notes)
 
     def kv_score(self, kv: str, groups: Sequence[GroupInfo]) -> float:
@@ -668,10 +680,11 @@ def load_sensitivity_file(path: str | Path) -> TableSensitivity:
                                f"({exc})") from None
     if not isinstance(data, Mapping):
         raise SensitivityError(f"--sensitivity {p.name}: expected a mapping with 'version' and 'groups'")
-    unknown = set(data) - {"version", "metric", "source", "groups", "kv"}
+    unknown = set(data) - {"version", "metric", "source", "groups", "kv", "activation_recipe"}
     if unknown:
         raise SensitivityError(f"--sensitivity {p.name}: unknown keys {', '.join(sorted(map(str, unknown)))} "
-                               "(known: version, metric, source, groups, kv)", field=sorted(map(str, unknown))[0])
+                               "(known: version, metric, source, groups, kv, activation_recipe)",
+                               field=sorted(map(str, unknown))[0])
     if data.get("version") != 1:
         raise SensitivityError(f"--sensitivity {p.name}: 'version' must be 1; got {data.get('version')!r}",
                                field="version")
@@ -682,10 +695,20 @@ def load_sensitivity_file(path: str | Path) -> TableSensitivity:
     kv = data.get("kv") or {}
     if not isinstance(kv, Mapping):
         raise SensitivityError(f"--sensitivity {p.name}: 'kv' must map KV formats to scores", field="kv")
+    measured = None
+    if data.get("activation_recipe") is not None:
+        from planner.format_noise import recipe_from_dict
+
+        def error(where: str, expected: str, got: object) -> SensitivityError:
+            shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
+            return SensitivityError(f"--sensitivity {p.name}: '{where}' must be {expected}; got {shown}", field=where)
+
+        measured = recipe_from_dict(data["activation_recipe"], "activation_recipe", error)
     try:
-        return table_from_scores(groups, kv=kv, source=f"file:{p.name}")
+        table = table_from_scores(groups, kv=kv, source=f"file:{p.name}")
     except SensitivityError as exc:
         raise SensitivityError(f"--sensitivity {p.name}: {exc.message}", field=exc.field) from None
+    return replace(table, measured_recipe=measured)
 
 
 def sensitivity_from_spec(spec: str | Sensitivity | None) -> Sensitivity:

@@ -526,28 +526,36 @@ def test_execution_follows_the_recorded_recipe(outlier_decoder):
         return compressed_modules(apply_plan(tm.module, plan, arch=tm.arch, calibrate=run))["model.layers.0.self_attn.q_proj"].smooth
 
     catalog = smooth({"engine": "vllm", "choices": choices})  # a plan written before recipes were recorded
-    assert torch.equal(smooth({"engine": "vllm", "activation_recipe": {"smoothing_alpha": 0.8}, "choices": choices}), catalog)
-    half = smooth({"engine": "vllm", "activation_recipe": {"smoothing_alpha": 0.5}, "choices": choices})
+    assert torch.equal(smooth({"engine": "vllm", "activation_recipe": {"smoothing_alpha": 0.8, "blocks": {}},
+                               "choices": choices}), catalog)
+    half = smooth({"engine": "vllm", "activation_recipe": {"smoothing_alpha": 0.5, "blocks": {}}, "choices": choices})
     assert not torch.equal(half, catalog)
     # an engine this installation lacks, whose plan recorded its recipe: applied, and no note that it could not be
-    assert torch.equal(smooth({"engine": "my-engine", "activation_recipe": {"smoothing_alpha": 0.5}, "choices": choices}), half)
-    rep = validate(tm, {"engine": "my-engine", "activation_recipe": {"smoothing_alpha": 0.8}, "choices": choices, "kv": "bf16"},
-                   samples=2)
+    assert torch.equal(smooth({"engine": "my-engine", "activation_recipe": {"smoothing_alpha": 0.5, "blocks": {}},
+                               "choices": choices}), half)
+    rep = validate(tm, {"engine": "my-engine", "activation_recipe": {"smoothing_alpha": 0.8, "blocks": {}},
+                        "choices": choices, "kv": "bf16"}, samples=2)
     assert not any("not one this installation knows" in n for n in rep.notes)
-    assert any("int8-activation layers ran my-engine's SmoothQuant" in n for n in rep.notes)
+    assert any("int8-activation layers ran my-engine's SmoothQuant (strength 0.8)" in n for n in rep.notes)
     # recorded as per token: nothing smoothed even though the catalog's vLLM would
-    none = compressed_modules(apply_plan(tm.module, {"engine": "vllm", "activation_recipe": {"smoothing_alpha": None},
+    none = compressed_modules(apply_plan(tm.module, {"engine": "vllm", "activation_recipe": {"smoothing_alpha": None,
+                                                                                             "blocks": {}},
                                                      "choices": choices}, arch=tm.arch))
     assert all(m.smooth is None for m in none.values())
 
 
 @pytest.mark.parametrize("recipe,field", [
-    ({"smoothing_alpha": 1.5}, "activation_recipe.smoothing_alpha"),
-    ({"smoothing_alpha": "strong"}, "activation_recipe.smoothing_alpha"),
-    ({"smoothing_alpha": 0}, "activation_recipe.smoothing_alpha"),
-    ({"blocks": {"int4-g32": 12}}, "activation_recipe.blocks.int4-g32"),
-    ({"blocks": {"q4_0": 32}}, "activation_recipe.blocks"),
-    ({"blocks": [32]}, "activation_recipe.blocks"),
+    ({"smoothing_alpha": 1.5, "blocks": {}}, "activation_recipe.smoothing_alpha"),
+    ({"smoothing_alpha": "strong", "blocks": {}}, "activation_recipe.smoothing_alpha"),
+    ({"smoothing_alpha": 0, "blocks": {}}, "activation_recipe.smoothing_alpha"),
+    ({"smoothing_alpha": None, "blocks": {"int4-g32": 12}}, "activation_recipe.blocks.int4-g32"),
+    ({"smoothing_alpha": None, "blocks": {"int4-g32": 8192}}, "activation_recipe.blocks.int4-g32"),
+    ({"smoothing_alpha": None, "blocks": {"q4_0": 32}}, "activation_recipe.blocks"),
+    ({"smoothing_alpha": None, "blocks": {None: 32}}, "activation_recipe.blocks"),
+    ({"smoothing_alpha": None, "blocks": {"int8": 32}}, None),  # fine: a weight format by its canonical name
+    ({"smoothing_alpha": None, "blocks": [32]}, "activation_recipe.blocks"),
+    ({"smoothing_alpha": 0.5}, "activation_recipe.blocks"),  # both keys, as written: {} is not "per token"
+    ({}, "activation_recipe.smoothing_alpha"),
     ({"alpha": 0.5}, "activation_recipe.alpha"),
     ("0.5", "activation_recipe"),
 ])
@@ -558,6 +566,9 @@ def test_a_bad_recorded_recipe_is_refused_naming_the_field(recipe, field):
     d = plan_to_dict(_w8a8_plan())
     d.pop("checksum")
     d["activation_recipe"] = recipe
+    if field is None:
+        assert plan_from_dict(d).activation_recipe == ActivationRecipe(blocks=(("int8", 32),))
+        return
     with pytest.raises(PlanError) as err:
         plan_from_dict(d)
     assert err.value.field == field and field in str(err.value)
@@ -565,3 +576,183 @@ def test_a_bad_recorded_recipe_is_refused_naming_the_field(recipe, field):
         apply_plan(torch.nn.Sequential(torch.nn.Linear(8, 8)),
                    {"engine": "vllm", "activation_recipe": recipe, "choices": {"0": {"weights": "int8"}}})
     assert err.value.field == field
+
+
+# ---------------------------------------------------------------------------
+# `tierwise sensitivity --activations`: measured scores of int8-activation options, by the engine's recipe
+# ---------------------------------------------------------------------------
+
+_QKV, _DOWN = "model.layers.0.self_attn.qkv", "model.layers.0.mlp.down_proj"
+
+
+@pytest.fixture(scope="module")
+def measured(outlier_decoder):
+    from planner.execution.sensitivity_data import measure_sensitivity
+
+    return {engine: measure_sensitivity(outlier_decoder, ["int8"], activations=["int8"], engine=engine, samples=4,
+                                        groups=[_QKV, _DOWN])
+            for engine in (None, "vllm")}
+
+
+def test_measured_int8_activation_scores_follow_the_engines_recipe(measured):
+    plain, vllm = measured[None].scores, measured["vllm"].scores
+    for table in (plain, vllm):
+        assert set(table[_QKV]) == set(table[_DOWN]) == {"int8", "int8/int8"}
+    assert vllm[_QKV]["int8/int8"] < 0.5 * plain[_QKV]["int8/int8"]  # q/k/v read a norm: smoothed
+    assert vllm[_DOWN]["int8/int8"] == plain[_DOWN]["int8/int8"]  # down_proj reads none: per token in both
+    assert vllm[_QKV]["int8"] == plain[_QKV]["int8"]  # weight-only scores do not depend on the recipe
+    assert plain[_QKV]["int8/int8"] > plain[_QKV]["int8"]  # int8 activations cost something on outlier channels
+
+
+def test_a_measured_score_is_what_apply_plan_and_the_same_metric_give(outlier_decoder, measured):
+    """The measurement is the definition: the group's packed layers as apply_plan builds them for a plan of
+    that engine (scales calibrated on the next seed's inputs), one forward pass, KL against the original."""
+    from planner.execution.apply import apply_plan
+    from planner.execution.sensitivity_data import _batches, _run_batches
+    from planner.execution.validate import _degradation, _fidelity, _run
+
+    tm = outlier_decoder
+    inputs = tm.make_inputs(4, 0)
+    batches = _batches(tm, inputs)
+    reference = _run_batches(tm, tm.module, batches)
+    plan = {"engine": "vllm", "choices": {_QKV: {"weights": "int8", "activations": "int8"}}}
+    compressed = apply_plan(tm.module, plan, arch=tm.arch, calibrate=lambda m: _run(tm, m, tm.make_inputs(4, 1)))
+    expected = max(0.0, _degradation("kl", _fidelity(tm.kind, reference, _run_batches(tm, compressed, batches), None)))
+    assert measured["vllm"].scores[_QKV]["int8/int8"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_measured_file_records_its_recipe_and_a_plan_for_another_engine_says_so(measured, tmp_path):
+    from planner.execution.sensitivity_data import write_sensitivity
+    from planner.sensitivity import load_sensitivity_file
+
+    path = write_sensitivity(measured["vllm"], tmp_path / "sens.yaml")
+    raw = yaml.safe_load(path.read_text())
+    assert raw["activation_recipe"] == {"smoothing_alpha": 0.8, "blocks": {}}
+    assert "--activations int8 --engine vllm" in raw["source"]
+    table = load_sensitivity_file(path)
+    assert table.measured_recipe == ActivationRecipe(smoothing=0.8)
+    groups = [g for g in _groups("llama-3.2-1b") if g.fqn in (_QKV, _DOWN)]
+    opts = [(Option(weights="int8", activations="int8"), Option(weights="int8", activations="bf16"))] * len(groups)
+    same = table.with_recipe(ActivationRecipe(smoothing=0.8)).scores(groups, opts)
+    assert not any("measured with" in n for n in same.notes)
+    other = table.with_recipe(None).scores(groups, opts)  # a TensorRT-LLM plan: per token
+    note = [n for n in other.notes if "measured with" in n]
+    assert note and "after SmoothQuant (strength 0.8)" in note[0] and "per token" in note[0]
+    assert [list(v) for v in other.values] == [list(v) for v in same.values]  # used as measured
+    # without --activations the file states no recipe, and a hand-written bad one is refused naming the field
+    assert "activation_recipe" not in dataclasses.replace(measured["vllm"], activations=()).to_file_dict()
+    raw["activation_recipe"] = {"smoothing_alpha": 2, "blocks": {}}
+    path.write_text(yaml.safe_dump(raw))
+    from planner.errors import SensitivityError
+
+    with pytest.raises(SensitivityError) as err:
+        load_sensitivity_file(path)
+    assert err.value.field == "activation_recipe.smoothing_alpha"
+
+
+@pytest.mark.parametrize("args,field,text", [
+    (["--activations", "bf16"], "activations", "reference compute format"),
+    (["--activations", "int9"], "activations", "unknown format 'int9'"),
+    (["--activations", "int8", "--method", "fisher"], "activations", "--method kl only"),
+    (["--engine", "vllm"], "engine", "give --activations too"),
+    (["--activations", "int8", "--engine", "nope"], "engine", "unknown engine id 'nope'"),
+])
+def test_sensitivity_activation_flags_are_checked(cli, tmp_path, args, field, text):
+    code, _, err = cli("sensitivity", "--torch-model", "llama-3.2-1b@layers=1,vocab=100", "--formats", "int8",
+                       "--out", tmp_path / "s.yaml", *args)
+    assert code == 2 and text in err and "Traceback" not in err, err
+    assert f"--{field}" in err
+    assert not (tmp_path / "s.yaml").exists()
+
+
+def test_cli_sensitivity_with_activations_feeds_the_planner(cli, tmp_path):
+    out = tmp_path / "s.json"
+    code, _, err = cli("sensitivity", "--torch-model", "llama-3.2-1b@layers=1,vocab=100", "--formats", "int8",
+                       "--activations", "int8", "--engine", "vllm", "--samples", "2", "--out", out)
+    assert code == 0, err
+    import json
+
+    data = json.loads(out.read_text())
+    assert data["activation_recipe"]["smoothing_alpha"] == 0.8
+    assert all("int8/int8" in row for g, row in data["groups"].items() if not g.endswith("embed_tokens"))
+    code, stdout, err = cli("plan", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--engine", "trtllm",
+                            "--formats", "bf16,int8", "--pin", "model.layers.0.*=int8/int8", "--sensitivity", out)
+    assert code == 0, err
+    assert "after SmoothQuant (strength 0.8)" in " ".join(stdout.split())
+
+
+def test_a_recipe_without_an_engine_is_refused():
+    from planner.execution.apply import PlanApplyError, apply_plan
+    from planner.plan import PlanError, plan_from_dict, plan_to_dict
+
+    d = plan_to_dict(_w8a8_plan())
+    d.pop("checksum")
+    d.pop("engine")
+    d["activation_recipe"] = {"smoothing_alpha": 0.5, "blocks": {}}
+    with pytest.raises(PlanError) as err:
+        plan_from_dict(d)
+    assert err.value.field == "activation_recipe" and "no 'engine'" in err.value.message
+    with pytest.raises(PlanApplyError) as err:
+        apply_plan(torch.nn.Sequential(torch.nn.Linear(8, 8)),
+                   {"activation_recipe": {"smoothing_alpha": 0.5, "blocks": {}}, "choices": {"0": {"weights": "int8"}}})
+    assert err.value.field == "activation_recipe"
+
+
+def test_export_says_when_it_cannot_know_the_engines_recipe(tmp_path):
+    """A plan that records no recipe (written before plans did) for an engine this installation lacks: the
+    export cannot know its SmoothQuant, writes none, and says so."""
+    plan = _w8a8_plan(engine="my-vllm")
+    out = export_plan(plan, "compressed-tensors", ctx_for(plan))
+    assert "SmoothQuantModifier" not in out.file("recipe.yaml").content
+    assert any("'my-vllm' is not one this installation knows" in n and "per token" in n for n in out.notes)
+    assert not any("not one this installation knows" in n for n in
+                   export_plan(_w8a8_plan(engine="trtllm"), "compressed-tensors", ctx_for(plan)).notes)
+
+
+def test_the_closed_loop_measures_each_plan_with_its_engines_recipe(cli, tmp_path):
+    """`plan --max-degradation --validate-with` measures every round as the plan is written (its engine's
+    SmoothQuant), so round 1 is what `tierwise validate` measures on the plan it keeps."""
+    import json
+    import pathlib
+
+    raw = json.loads(pathlib.Path("profiles/models/llama-3.2-1b.json").read_text())
+    raw.update(num_hidden_layers=2, hidden_size=256, intermediate_size=512, num_attention_heads=4,
+               num_key_value_heads=2, head_dim=64, vocab_size=1000, _id="tiny-cl")
+    cfg = tmp_path / "tiny-cl.json"
+    cfg.write_text(json.dumps(raw))
+    profile = _engine_copy(tmp_path, "vllm-cl", 0.5)
+    plan_file = tmp_path / "cl.json"
+    code, out, err = cli("plan", "--model", cfg, "--hardware", "h100-sxm", "--engine", profile, "--formats", "bf16,int8",
+                         "--pin", "model.layers.*=int8/int8", "--max-degradation", "0.05", "--validate-with", cfg,
+                         "--metric", "kl", "--rounds", "1", "-o", plan_file, "--json")
+    assert code == 0, err
+    loop = json.loads(out)["closed_loop"]
+    code, out, err = cli("validate", plan_file, "--torch-model", cfg, "--metric", "kl", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert any("SmoothQuant (strength 0.5)" in n for n in report["notes"])
+    assert loop["rounds"][0]["measured_degradation"] == pytest.approx(report["degradation"], rel=1e-9)
+
+
+def test_bad_plan_files_are_refused_not_crashed(tmp_path, cli):
+    """NaN or non-string keys in a signed file, absurd nesting and huge values: exit 2 naming the problem."""
+    import json
+
+    from planner.plan import plan_to_dict
+
+    base = plan_to_dict(_w8a8_plan())
+    cases = {}
+    nan = dict(base)
+    nan["activation_recipe"] = {"smoothing_alpha": float("nan"), "blocks": {}}
+    cases["nan.json"] = json.dumps(nan)  # json writes NaN, which save_plan never does
+    cases["mixed.yaml"] = yaml.safe_dump(base) + "1: 2\n"  # an int key beside the string ones
+    cases["deep.json"] = "[" * 5000 + "]" * 5000
+    huge = dict(base)
+    huge["objective"] = "x" * 100_000
+    cases["huge.json"] = json.dumps(huge)
+    for name, text in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        code, _, err = cli("plan", "show", path)
+        assert code == 2 and "Traceback" not in err and "internal error" not in err, (name, err)
+        assert len(err) < 2000, (name, len(err))

@@ -300,3 +300,23 @@ def test_apply_does_not_copy_state_into_a_second_model():
     out2 = copy.deepcopy(out)
     with torch.no_grad():
         assert torch.equal(out(*_tiny_inputs()), out2(*_tiny_inputs()))
+
+
+def test_an_untied_output_head_is_found_beside_the_model(tmp_path):
+    """The planner names a causal LM's own output head ``model.lm_head``; the module sits beside ``model``
+    (``lm_head``), and apply_plan / validate find it there (they used to refuse every untied decoder)."""
+    import json
+    import pathlib
+
+    from planner.execution.apply import apply_plan, compressed_modules
+    from planner.execution.models import load_torch_model
+
+    raw = json.loads(pathlib.Path("profiles/models/llama-3.2-1b.json").read_text())
+    raw.update(num_hidden_layers=1, hidden_size=128, intermediate_size=256, num_attention_heads=2,
+               num_key_value_heads=1, head_dim=64, vocab_size=300, tie_word_embeddings=False, _id="untied-head")
+    cfg = tmp_path / "untied-head.json"
+    cfg.write_text(json.dumps(raw))
+    tm = load_torch_model(str(cfg))
+    assert tm.module.lm_head.weight is not tm.module.model.embed_tokens.weight
+    packed = compressed_modules(apply_plan(tm.module, {"choices": {"model.lm_head": {"weights": "int8"}}}, arch=tm.arch))
+    assert list(packed) == ["lm_head"]

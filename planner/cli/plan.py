@@ -193,8 +193,11 @@ def _closed_loop(planner, req, target: float, torch_model: str, metric: str | No
         fail(str(exc), field="metric")
     log: list[dict[str, Any]] = []
 
+    from planner.plan import with_engine
+
     def measured(p) -> float:
-        d = float(evaluate(p))
+        # measured as the plan is written: with its engine's recipe for int8 activations (SmoothQuant, blocks)
+        d = float(evaluate(with_engine(p, req.engine)))
         log.append({
             "round": len(log) + 1,
             "per_device_bytes": p.predicted.per_device_bytes,
@@ -207,7 +210,6 @@ def _closed_loop(planner, req, target: float, torch_model: str, metric: str | No
     band = (band_low * target, target)
     # A ladder of 2^rounds − 1 budgets: bisection uses every round to refine the budget.
     res = planner.bisect(req, measured, band, levels=min(2**rounds - 1, 1023), max_rounds=rounds)
-    from planner.plan import with_engine
 
     res = replace(res, plan=with_engine(res.plan, req.engine)) if res.plan is not None else res
     if res.inside_band:
@@ -453,8 +455,10 @@ def diff_plans(a, b) -> dict[str, Any]:
             fields[name] = [getattr(a, name), getattr(b, name)]
     if a.engine != b.engine:
         fields["engine"] = [a.engine, b.engine]
-    recipes = [None if p.activation_recipe is None else
-               {"smoothing_alpha": p.activation_recipe.smoothing, "blocks": dict(p.activation_recipe.blocks)} for p in (a, b)]
+    from planner.plan import plan_activation_recipe
+
+    # the recipes export and validate follow (a plan that records none: its engine's catalog profile)
+    recipes = [None if (r := plan_activation_recipe(p)[1]) is None else r.to_dict() for p in (a, b)]
     if recipes[0] != recipes[1]:
         fields["activation_recipe"] = recipes
     for name in ("layout", "workload", "constraints"):

@@ -29,6 +29,12 @@ def sensitivity_cmd(
     samples: Annotated[int, typer.Option(min=2, help="Calibration samples.")] = 8,
     kv_formats: Annotated[Optional[str], typer.Option("--kv-formats", help="Decoders: KV formats to score too.")]
     = None,
+    activations: Annotated[Optional[str], typer.Option("--activations", help="Low-precision compute formats to score "
+                                                      "with every weight format too (keys like int8/int8), e.g. "
+                                                      "int8,fp8-e4m3; --method kl only.")] = None,
+    engine: Annotated[Optional[str], typer.Option("--engine", help="Engine (id or profile file) whose recipe quantizes "
+                                                  "the integer activations of --activations: SmoothQuant for vllm and "
+                                                  "sglang, scale blocks for llamacpp; default: per token.")] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the calibration inputs.")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the table as JSON too.")] = False,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: the cores not busy "
@@ -47,19 +53,46 @@ def sensitivity_cmd(
         fail("--formats needs at least one weight format, e.g. int8,int4-g128", field="formats")
     if not out.lower().endswith((".yaml", ".yml", ".json")):
         fail(f"--out must end in .yaml, .yml or .json; got {out!r}", field="out")
-    from planner.formats import get_format, parse_sparsity
+    from planner.formats import FormatError, get_format, parse_sparsity
+
+    def known(flag: str, name: str):
+        try:
+            return get_format(name)
+        except FormatError as exc:  # exit 2 naming the flag, with the known names
+            fail(f"{flag}: {exc}", field=flag.lstrip("-"))
 
     for f in fmts:
-        get_format(f)  # FormatError → exit 2 with the known names
+        known("--formats", f)
     for s in _split(sparsity):
         parse_sparsity(s)
+    acts = _split(activations)
+    if activations is not None and not acts:
+        fail("--activations needs at least one compute format, e.g. int8 or fp8-e4m3", field="activations")
+    for a in acts:
+        spec = known("--activations", a)
+        if not spec.is_activation:
+            fail(f"--activations: {spec.name!r} is a weight-only format; give compute formats such as int8 or fp8-e4m3",
+                 field="activations")
+        if spec.name in ("fp32", "bf16", "fp16"):
+            fail(f"--activations: {spec.name} is the reference compute format, which every weight-only score already "
+                 "uses; give low-precision formats such as int8 or fp8-e4m3", field="activations")
+    if acts and method != "kl":
+        fail("--activations is measured by --method kl only (the diagonal Fisher scores weight perturbations)",
+             field="activations")
+    if engine is not None:
+        if not acts:
+            fail("--engine chooses how the integer activations of --activations are quantized; give --activations too",
+                 field="engine")
+        from planner.engines import load_engine
+
+        load_engine(engine)  # an unknown id or a bad profile file → exit 2 naming --engine
     import torch
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads or default_threads())
     try:
         table = _measure(torch_model, fmts, _split(sparsity) or ["dense"], method=method, samples=samples, seed=seed,
-                         kv_formats=_split(kv_formats), json_out=json_out,
+                         kv_formats=_split(kv_formats), json_out=json_out, activations=acts, engine=engine,
                          deadline=Deadline(time_limit, field="time_limit"))
     finally:
         torch.set_num_threads(previous_threads)

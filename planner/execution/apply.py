@@ -247,8 +247,10 @@ def _plan_parts(plan: Any) -> tuple[str | None, dict[str, LayerOption], str | No
 
 
 def _resolve(root: nn.Module, path: str) -> nn.Module | None:
+    """The module at ``path``; a group named under ``model.`` that the model holds at its top (a causal
+    LM's ``lm_head`` beside its ``model``, or a bare encoder) is found there."""
     candidates = [path]
-    if path.startswith("model.") and not hasattr(root, "model"):
+    if path.startswith("model."):
         candidates.append(path[len("model."):])
     for cand in candidates:
         try:

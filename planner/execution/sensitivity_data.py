@@ -78,18 +78,29 @@ class SensitivityTable:
     samples: int
     scores: dict[str, dict[str, float]]
     kv: dict[str, float] = field(default_factory=dict)
+    # Options with low-precision activations were measured: the engine whose recipe quantized them
+    # (None: per token, as they come) and that recipe (planner.format_noise.ActivationRecipe).
+    activations: tuple[str, ...] = ()
+    engine: str | None = None
+    recipe: Any = None
 
     def to_file_dict(self) -> dict[str, Any]:
         """The dict :func:`planner.sensitivity.load_sensitivity_file` reads."""
+        acts = f" --activations {','.join(self.activations)}" if self.activations else ""
+        eng = f" --engine {self.engine}" if self.activations and self.engine else ""
         d: dict[str, Any] = {
             "version": 1,
             "metric": self.metric,
-            "source": f"tierwise sensitivity --torch-model {self.model} --method {self.method} "
+            "source": f"tierwise sensitivity --torch-model {self.model} --method {self.method}{acts}{eng} "
                       f"({self.samples} calibration samples)",
             "groups": {g: {k: float(f"{v:.6g}") for k, v in table.items()} for g, table in self.scores.items()},
         }
         if self.kv:
             d["kv"] = {k: float(f"{v:.6g}") for k, v in self.kv.items()}
+        if self.activations:
+            from planner.format_noise import ActivationRecipe
+
+            d["activation_recipe"] = (self.recipe or ActivationRecipe()).to_dict()
         return d
 
 
@@ -129,6 +140,125 @@ def _options(formats: Sequence[str], sparsity: Sequence[str]) -> list[tuple[str,
     if not out:
         raise ValueError("--formats needs at least one weight format")
     return out
+
+
+def _activation_options(options: list[tuple[str, str]], activations: Sequence[str]) -> list[tuple[str, str, str]]:
+    """Each (weights, sparsity) option with each low-precision compute format of ``activations``."""
+    out = []
+    for a in activations:
+        spec = get_format(a)
+        if not spec.is_activation:
+            raise ValueError(f"--activations: {spec.name!r} is not an activation (compute) format")
+        if spec.name in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"--activations: {spec.name} is the reference compute format, which every weight-only "
+                             "score already uses; give low-precision formats such as int8 or fp8-e4m3")
+        out += [(w, sp, spec.name) for w, sp in options]
+    return out
+
+
+def _engine_recipe(engine: str | None):
+    """(engine id, its recipe for integer activations) of ``engine`` (an id or profile path); (None, None)."""
+    if engine is None:
+        return None, None
+    from planner.engines import load_engine
+    from planner.format_noise import ActivationRecipe
+
+    spec = load_engine(engine)
+    return spec.id, ActivationRecipe(smoothing=spec.runtime.smoothing_alpha, blocks=tuple(spec.runtime.activation_blocks))
+
+
+def _smoothing_scales(tm: TorchModel, groups: list[str], engine: str | None, recipe: Any, samples: int,
+                      seed: int) -> dict[str, torch.Tensor]:
+    """Member → SmoothQuant scale vector, for every member of ``groups`` that the engine's recipe smooths
+    when its group computes with integer activations (:func:`planner.execution.apply.smoothed_targets`):
+    one vector per group from the input maxima of a calibration run on inputs drawn apart from the
+    measured ones (``seed + 1``, as ``validate`` does) and the group's weights."""
+    from planner.execution.apply import _group_scales, _input_absmax, smoothed_targets
+
+    if recipe is None or recipe.smoothing is None:
+        return {}
+    plan = {"engine": engine, "activation_recipe": recipe,
+            "choices": {g: {"weights": "int8", "activations": "int8"} for g in groups}}
+    targets = smoothed_targets(tm.module, plan, tm.arch)
+    if not targets:
+        return {}
+    calib = tm.make_inputs(samples, seed + 1)
+    absmax = _input_absmax(tm.module, list(targets), lambda m: _run(tm, m, calib))
+    return _group_scales(tm.module, targets, absmax, recipe.smoothing)
+
+
+@contextlib.contextmanager
+def _swapped_recipe(tm: TorchModel, choice: dict, smooth: dict[str, torch.Tensor], recipe: Any):
+    """:func:`_swapped` for options with low-precision activations, quantized as the engine's recipe
+    does (what :func:`apply_plan` builds for a plan of that engine): integer activations of a smoothed
+    member divided by its SmoothQuant scales (the weight packed as ``W·diag(s)``), and in the engine's
+    scale blocks where it has them."""
+    from planner.execution.modules import PackedLinear
+    from planner.format_noise import smoothable
+
+    blocks = dict(recipe.blocks) if recipe is not None else {}
+    targets = plan_targets(tm.module, choice, tm.arch)
+    head, body = getattr(tm.module, "lm_head", None), getattr(tm.module, "model", None)
+    emb = getattr(body, "embed_tokens", None) if body is not None else None
+    if (isinstance(head, nn.Linear) and isinstance(emb, nn.Embedding) and head.weight is emb.weight
+            and any(_resolve(tm.module, f) is emb for f in targets)):
+        # a table looked up, not multiplied: no activations to quantize; the head it is tied to follows it
+        yield apply_plan(tm.module, choice, arch=tm.arch)
+        return
+    swapped: list[tuple[str, nn.Module]] = []
+    try:
+        for fqn, (_group, opt) in targets.items():
+            original = _resolve(tm.module, fqn)
+            s = smooth.get(fqn) if smoothable(opt.activations) else None
+            source = original
+            if s is not None:
+                import copy
+
+                source = copy.deepcopy(original)
+                with torch.no_grad():
+                    source.weight.mul_(s.to(source.weight.dtype))  # type: ignore[union-attr]
+            replacement = HANDLERS[option_type(opt)](source, opt, fqn)
+            if s is not None:
+                replacement.set_smoothing(s)  # type: ignore[union-attr]
+            if blocks and isinstance(replacement, PackedLinear) and opt.weights in blocks:
+                replacement.activation_block = blocks[opt.weights]
+            if replacement is not original:
+                _set_submodule(tm.module, fqn, replacement.eval())
+                swapped.append((fqn, original))
+        yield tm.module
+    finally:
+        for fqn, original in reversed(swapped):
+            _set_submodule(tm.module, fqn, original)
+
+
+def _activation_scores(tm: TorchModel, groups: list[str], options: list[tuple[str, str, str]], inputs: tuple,
+                       labels: Any, progress: ProgressFn | None, deadline: Deadline,
+                       smooth: dict[str, torch.Tensor], recipe: Any) -> dict[str, dict[str, float]]:
+    """Scores of options with low-precision activations: one full forward pass of the model with the
+    group's packed layers per (group, option), activations quantized by the engine's recipe."""
+    metric = "cosine" if tm.kind == "encoder" else "kl"
+    batches = _batches(tm, inputs)
+    reference = _run_batches(tm, tm.module, batches)
+    scores: dict[str, dict[str, float]] = {}
+    total = len(groups) * len(options)
+    done = 0
+    for group in groups:
+        row: dict[str, float] = {}
+        for w, sp, a in options:
+            deadline.check("the sensitivity measurement")
+            key = option_key(w, sp, a)
+            done += 1
+            try:
+                with _swapped_recipe(tm, {group: {"weights": w, "sparsity": sp, "activations": a}}, smooth,
+                                     recipe) as compressed:
+                    out = _run_batches(tm, compressed, batches)
+            except PlanApplyError:
+                continue
+            row[key] = max(0.0, _degradation(metric, _fidelity(tm.kind, reference, out, labels)))
+            if progress is not None:
+                progress(f"{group} {key}", done, total)
+        scores[group] = row
+    return scores
 
 
 def _groups(tm: TorchModel) -> list[str]:
@@ -461,8 +591,14 @@ def _kv_scores(tm: TorchModel, kv_formats: Sequence[str], inputs: tuple, labels:
 def measure_sensitivity(torch_model: TorchModel | str, formats: Sequence[str], sparsity: Sequence[str] = ("dense",),
                         *, method: str = "kl", samples: int = 8, seed: int = 0, kv_formats: Sequence[str] = (),
                         groups: Sequence[str] | None = None, progress: ProgressFn | None = None,
-                        deadline: Deadline | None = None, fast: bool = True) -> SensitivityTable:
+                        deadline: Deadline | None = None, fast: bool = True, activations: Sequence[str] = (),
+                        engine: str | None = None) -> SensitivityTable:
     """Measure a sensitivity table for every decision group × (format, sparsity).
+
+    ``activations`` (``kl`` only): low-precision compute formats (``int8``, ``fp8-e4m3``) also measured
+    with every (format, sparsity), keys ``int8/int8``; integer activations quantized by ``engine``'s
+    recipe (an id or profile path: SmoothQuant for vLLM and SGLang, scale blocks for llama.cpp; none:
+    per token), whose scales are calibrated on inputs drawn apart from the measured ones.
 
     ``deadline`` is checked before every (group, option) (:class:`~planner.deadline.Cancelled` /
     :class:`~planner.deadline.DeadlineExceeded`). ``fast=False`` measures ``kl`` with one full
@@ -473,8 +609,13 @@ def measure_sensitivity(torch_model: TorchModel | str, formats: Sequence[str], s
         raise ValueError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
         raise ValueError(f"--samples must be an int >= 2; got {samples!r}")
+    if activations and method != "kl":
+        raise ValueError("--activations is measured by --method kl only (the diagonal Fisher scores weight "
+                         "perturbations)")
     tm = load_torch_model(torch_model) if isinstance(torch_model, str) else torch_model
     options = _options(formats, sparsity)
+    act_options = _activation_options(options, activations)
+    engine_id, recipe = _engine_recipe(engine) if act_options else (None, None)
     all_groups = _groups(tm)
     if groups is not None:
         unknown = [g for g in groups if g not in all_groups]
@@ -490,9 +631,16 @@ def measure_sensitivity(torch_model: TorchModel | str, formats: Sequence[str], s
         scores = measure(tm, all_groups, options, inputs, labels, progress, deadline)
     else:
         scores = _fisher_scores(tm, all_groups, options, inputs, seed, progress, deadline)
+    if act_options:
+        smooth = _smoothing_scales(tm, all_groups, engine_id, recipe, samples, seed)
+        measured = _activation_scores(tm, all_groups, act_options, inputs, labels, progress, deadline, smooth, recipe)
+        for g, row in measured.items():
+            scores.setdefault(g, {}).update(row)
     kv = _kv_scores(tm, kv_formats, inputs, labels, deadline)
     return SensitivityTable(model=tm.name, method=method, metric=_metric_name(method, tm.kind),
-                            samples=int(inputs[0].shape[0]), scores=scores, kv=kv)
+                            samples=int(inputs[0].shape[0]), scores=scores, kv=kv,
+                            activations=tuple(dict.fromkeys(a for *_, a in act_options)), engine=engine_id,
+                            recipe=recipe)
 
 
 def write_sensitivity(table: SensitivityTable, path: str | os.PathLike[str]) -> Path:

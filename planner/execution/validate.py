@@ -492,7 +492,9 @@ def validate(torch_model: TorchModel | str, plan: Any, *, samples: int = 16, see
                      "activations (SmoothQuant, activation blocks) could not be applied: they ran per token as they come")
     smoothed = [m for m in compressed_modules(compressed).values() if getattr(m, "smooth", None) is not None]
     if smoothed:
-        notes.append(f"{len(smoothed)} int8-activation layers ran {engine}'s SmoothQuant, its scales measured on {samples} "
+        alpha = _plan_recipe(plan)[1].smoothing
+        notes.append(f"{len(smoothed)} int8-activation layers ran {engine}'s SmoothQuant (strength {alpha:g}), its scales "
+                     f"measured on {samples} "
                      f"calibration inputs drawn apart from the evaluation ones (seed {seed + 1})")
     blocked = sorted({b for m in compressed_modules(compressed).values() if (b := getattr(m, "activation_block", None))})
     if blocked:

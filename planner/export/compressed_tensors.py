@@ -54,14 +54,11 @@ def _smoothing(v: PlanView, ctx: ExportContext) -> tuple[float | None, list]:
     execution smooth), each ``[[its modules], its norm]``."""
     from planner.format_noise import smoothable
     from planner.options import decision_groups
-    from planner.plan import PlanError, plan_activation_recipe
+    from planner.plan import plan_activation_recipe
     from planner.smoothing_map import smoothing_norm
     from planner.workload import build_workload
 
-    try:
-        engine, recipe = plan_activation_recipe(v.raw)
-    except PlanError as exc:
-        raise ExportError(exc.field or "plan", exc.message) from None
+    engine, recipe = plan_activation_recipe(v.raw)  # a malformed record: PlanError (invalid_plan), naming it
     alpha = recipe.smoothing if recipe is not None else None
     if alpha is None:
         return None, []
@@ -83,6 +80,20 @@ def _smoothing(v: PlanView, ctx: ExportContext) -> tuple[float | None, list]:
     return (alpha, mappings) if mappings else (None, [])
 
 
+def _unknown_recipe(v: PlanView) -> str | None:
+    """A note when the plan's int8 activations follow a recipe this export cannot know: its engine is not
+    in this installation and the plan records no recipe (written before plans did)."""
+    from planner.format_noise import smoothable
+    from planner.plan import plan_activation_recipe
+
+    engine, recipe = plan_activation_recipe(v.raw)
+    if engine is None or recipe is not None or not any(smoothable(acts_of(v, g)) for g in v.choices):
+        return None
+    return (f"int8 activations: the plan's engine {engine!r} is not one this installation knows and the plan records "
+            "no recipe of it, so no SmoothQuantModifier is written (quantized per token, as they come); re-plan with "
+            "that engine's profile (--engine PATH.yaml) to record its recipe")
+
+
 @register("compressed-tensors", "llm-compressor recipe + compressed-tensors quantization_config")
 def _export_compressed_tensors(v: PlanView, ctx: ExportContext) -> Export:
     v, _, kept_notes = as_exported(v, "compressed-tensors")
@@ -93,6 +104,9 @@ def _export_compressed_tensors(v: PlanView, ctx: ExportContext) -> Export:
     if qcfg["kv_cache_scheme"] is not None:
         modifier["kv_cache_scheme"] = qcfg["kv_cache_scheme"]
     smoothing, mappings = _smoothing(v, ctx)
+    unknown = _unknown_recipe(v)
+    if unknown is not None:
+        notes.append(unknown)
     if qcfg["config_groups"] or qcfg["kv_cache_scheme"] is not None:
         quant: dict[str, Any] = {}
         if smoothing is not None:

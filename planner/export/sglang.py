@@ -17,6 +17,7 @@ from typing import Any
 
 from .common import KV_CACHE_DTYPE, server_export, server_memory, server_start
 from .core import Export, ExportContext, ExportError, PlanView, register
+from planner.engines import profile_ref
 
 _GIB = 2**30
 
@@ -68,7 +69,7 @@ def _export_sglang(v: PlanView, ctx: ExportContext) -> Export:
         passes = f"a {per_pass}-token chunked-prefill pass" if per_pass is not None else "the batch's prompts"
         off = f" (less {offload / 1e9:.2f} GB of weights offloaded to host memory, cpu_offload_gb)" if offload > 0 else ""
         figures = (f"{(need['plan'] - act) / 1e9:.2f} GB weights + KV cache per device as exported{off} "
-                   f"+ {need['context'] / 1e9:.2f} GB engine context, profiles/engines/{engine}.yaml")
+                   f"+ {need['context'] / 1e9:.2f} GB engine context, {profile_ref(engine)}")
         if need["total"] > need["capacity"] or frac > 1.0:
             raise ExportError(
                 "predicted.per_device_bytes",

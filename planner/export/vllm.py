@@ -8,6 +8,7 @@ from typing import Any
 
 from .common import KV_CACHE_DTYPE, memory_fraction, server_export, server_memory, server_start
 from .core import Export, ExportContext, ExportError, PlanView, register
+from planner.engines import profile_ref
 
 
 #: vLLM's ``cpu_offload_gb`` is in GiB (vLLM engine arguments: "The space in GiB to
@@ -43,7 +44,7 @@ def _export_vllm(v: PlanView, ctx: ExportContext) -> Export:
                  if per_pass is not None else "")
         off = f", less {offload / 1e9:.2f} GB of weights offloaded to host memory (cpu_offload_gb)" if offload > 0 else ""
         figures = (f"{need['plan'] / 1e9:.2f} GB per device: the plan's footprint with weights as exported{chunk}{off} "
-                   f"+ {need['context'] / 1e9:.2f} GB engine context, profiles/engines/{engine}.yaml")
+                   f"+ {need['context'] / 1e9:.2f} GB engine context, {profile_ref(engine)}")
         if frac > 1.0:
             # vLLM takes a gpu_memory_utilization in (0, 1] (docs.vllm.ai, "Engine Arguments"): the
             # whole device is the most it can be given; a smaller share would run out of memory.
