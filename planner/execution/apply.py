@@ -436,20 +436,9 @@ def apply_plan(model: nn.Module, plan: Any, *, arch: ArchSpec | None = None,
     blocks = dict(recipe.blocks) if recipe is not None else {}
     compressed = copy.deepcopy(model)
     for fqn, (_group, opt) in targets.items():
-        kind = option_type(opt)
-        handler = HANDLERS.get(kind)
-        if handler is None:  # pragma: no cover - every option type has a handler
-            raise PlanApplyError(f"no handler registered for option type {kind!r}", field=fqn)
         original = _resolve(compressed, fqn)
-        s = smooth.get(fqn)
-        if s is not None:  # the deep copy's weight takes the migration before it is packed
-            with torch.no_grad():
-                original.weight.mul_(s.to(original.weight.dtype))  # type: ignore[union-attr]
-        replacement = handler(original, opt, fqn)  # type: ignore[arg-type]
-        if s is not None:
-            replacement.set_smoothing(s)  # type: ignore[union-attr]
-        if blocks and isinstance(replacement, PackedLinear) and opt.weights in blocks:
-            replacement.activation_block = blocks[opt.weights]
+        # the deep copy's weight takes the migration in place before it is packed
+        replacement = packed_replacement(original, opt, fqn, smooth.get(fqn), blocks, copy_weight=False)  # type: ignore[arg-type]
         if replacement is not original:
             _set_submodule(compressed, fqn, replacement)
     _retie(model, compressed)
@@ -460,6 +449,29 @@ def apply_plan(model: nn.Module, plan: Any, *, arch: ArchSpec | None = None,
                 break
     compressed.eval()
     return compressed
+
+
+def packed_replacement(module: nn.Module, opt: LayerOption, fqn: str, smooth: torch.Tensor | None = None,
+                       blocks: Mapping[str, int] | None = None, *, copy_weight: bool = True) -> nn.Module:
+    """The module ``module`` becomes under ``opt`` (its option type's handler), with the engine's recipe for
+    integer activations: SmoothQuant scales ``smooth`` (the weight packed as ``W·diag(s)``, the input divided by
+    ``s``; ``copy_weight=False`` migrates ``module``'s own weight in place) and, per weight format, the features
+    one activation scale covers (``blocks``)."""
+    kind = option_type(opt)
+    handler = HANDLERS.get(kind)
+    if handler is None:  # pragma: no cover - every option type has a handler
+        raise PlanApplyError(f"no handler registered for option type {kind!r}", field=fqn)
+    source = module
+    if smooth is not None:
+        source = copy.deepcopy(module) if copy_weight else module
+        with torch.no_grad():
+            source.weight.mul_(smooth.to(source.weight.dtype))  # type: ignore[union-attr, operator]
+    replacement = handler(source, opt, fqn)  # type: ignore[arg-type]
+    if smooth is not None:
+        replacement.set_smoothing(smooth)  # type: ignore[union-attr, operator]
+    if blocks and isinstance(replacement, PackedLinear) and opt.weights in blocks:
+        replacement.activation_block = blocks[opt.weights]
+    return replacement
 
 
 def _retie(original: nn.Module, compressed: nn.Module) -> None:

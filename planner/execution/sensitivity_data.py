@@ -193,7 +193,7 @@ def _swapped_recipe(tm: TorchModel, choice: dict, smooth: dict[str, torch.Tensor
     does (what :func:`apply_plan` builds for a plan of that engine): integer activations of a smoothed
     member divided by its SmoothQuant scales (the weight packed as ``W·diag(s)``), and in the engine's
     scale blocks where it has them."""
-    from planner.execution.modules import PackedLinear
+    from planner.execution.apply import packed_replacement
     from planner.format_noise import smoothable
 
     blocks = dict(recipe.blocks) if recipe is not None else {}
@@ -210,18 +210,7 @@ def _swapped_recipe(tm: TorchModel, choice: dict, smooth: dict[str, torch.Tensor
         for fqn, (_group, opt) in targets.items():
             original = _resolve(tm.module, fqn)
             s = smooth.get(fqn) if smoothable(opt.activations) else None
-            source = original
-            if s is not None:
-                import copy
-
-                source = copy.deepcopy(original)
-                with torch.no_grad():
-                    source.weight.mul_(s.to(source.weight.dtype))  # type: ignore[union-attr]
-            replacement = HANDLERS[option_type(opt)](source, opt, fqn)
-            if s is not None:
-                replacement.set_smoothing(s)  # type: ignore[union-attr]
-            if blocks and isinstance(replacement, PackedLinear) and opt.weights in blocks:
-                replacement.activation_block = blocks[opt.weights]
+            replacement = packed_replacement(original, opt, fqn, s, blocks)  # type: ignore[arg-type]
             if replacement is not original:
                 _set_submodule(tm.module, fqn, replacement.eval())
                 swapped.append((fqn, original))
