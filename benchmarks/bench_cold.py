@@ -85,6 +85,12 @@ CASES: dict[str, tuple[list[str], tuple[int, ...]]] = {
     "sensitivity-minilm-8": (["sensitivity", "--torch-model", "all-minilm-l6-v2", "--formats",
                               "int8,int4-g128,int4-g64,int3-g64,nf4,fp8-e4m3,mxfp4,int8-g32", "--out", "sens.yaml"],
                              (0,)),
+    # int8 activations measured by vLLM's recipe (SmoothQuant calibrated first) on a 2-layer Llama-3.2-1B
+    "sensitivity-w8a8-vllm": (["sensitivity", "--torch-model", "llama-3.2-1b@layers=2,vocab=1000", "--formats",
+                               "int8,int4-g32", "--activations", "int8", "--engine", "vllm", "--out", "sens-w8a8.yaml"],
+                              (0,)),
+    "sensitivity-w8-only": (["sensitivity", "--torch-model", "llama-3.2-1b@layers=2,vocab=1000", "--formats",
+                             "int8,int4-g32", "--out", "sens-w8.yaml"], (0,)),
 }
 #: Commands that need a file another command writes first.
 SETUP = {
@@ -95,7 +101,8 @@ SETUP = {
 EXTRA = {"plan-minilm": (["plan", "--model", "all-minilm-l6-v2", "--hardware", "h100-sxm", "--out",
                           "plan-minilm.yaml"], (0,))}
 #: Slow commands get fewer runs (a minute each would not change the picture).
-MAX_RUNS = {"sensitivity-minilm-8": 1, "calibrate": 1, "validate-minilm": 2}
+MAX_RUNS = {"sensitivity-minilm-8": 1, "calibrate": 1, "validate-minilm": 2, "sensitivity-w8a8-vllm": 1,
+            "sensitivity-w8-only": 1}
 LA_CASE = ["--model_name", "NousResearch_Llama-2-7b-hf", "--gpu_name", "a100-sxm-80gb", "--dtype_name",
            "w16a16e16", "--batch_size_per_gpu", "1", "--seq_len", "512", "--num_tokens_to_generate", "128",
            "--log_level", "ERROR"]

@@ -98,6 +98,9 @@ class PackedLinear(PackedModule):
         # Features per activation scale where the plan's engine quantizes int8 activations in blocks
         # (llama.cpp's CPU matmul); None: per token.
         self.activation_block: int | None = None
+        # A dict: keep the dequantized weight by dtype instead of unpacking it on every call (what a
+        # measurement that runs one packed layer many times sets; the values are the same).
+        self.dense_cache: dict | None = None
 
     def set_smoothing(self, scales: torch.Tensor) -> None:
         """The stored weight is ``W·diag(scales)``; divide the input by ``scales`` before quantizing it."""
@@ -131,7 +134,12 @@ class PackedLinear(PackedModule):
             if native is not None:
                 return native
         x = quantize_activation(x, self.activations, self.activation_block)
-        return F.linear(x, packed.dequantize(x.dtype), self.bias)
+        if self.dense_cache is None:
+            return F.linear(x, packed.dequantize(x.dtype), self.bias)
+        w = self.dense_cache.get(x.dtype)
+        if w is None:
+            w = self.dense_cache[x.dtype] = packed.dequantize(x.dtype)
+        return F.linear(x, w, self.bias)
 
     def _int8_forward(self, x: torch.Tensor, packed: PackedWeight) -> torch.Tensor:
         shape = x.shape

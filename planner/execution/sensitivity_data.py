@@ -211,6 +211,8 @@ def _swapped_recipe(tm: TorchModel, choice: dict, smooth: dict[str, torch.Tensor
             original = _resolve(tm.module, fqn)
             s = smooth.get(fqn) if smoothable(opt.activations) else None
             replacement = packed_replacement(original, opt, fqn, s, blocks)  # type: ignore[arg-type]
+            if hasattr(replacement, "dense_cache"):
+                replacement.dense_cache = {}  # unpacked once for the option's forward passes, not once per call
             if replacement is not original:
                 _set_submodule(tm.module, fqn, replacement.eval())
                 swapped.append((fqn, original))
