@@ -98,11 +98,14 @@ def export(plan_id: str, store: StoreDep, catalog: CatalogDep,
            engine: str | None = Query(None, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$",
                                       description="engine the files are for (catalog id; default: the plan's)")) -> dict:
     from planner.export import export_plan
+    from planner.plan import plan_from_dict
 
     row = store.get_plan(plan_id)
     if row is None:
         raise _not_found(plan_id)
     ctx = export_context(catalog, row.body)
     with domain_errors():
+        # what was stored is what gets exported: a body changed since it was written fails its checksum
+        plan_from_dict(row.body, require_checksum=True)
         out = export_plan(row.body, format, ctx, engine=engine)
     return {"plan_id": plan_id, **out.to_dict()}

@@ -178,3 +178,24 @@ def test_invalid_fields_answer_before_a_job_exists(tmp_path):
         with engine.connect() as conn:
             assert conn.execute(sqlalchemy.text("select count(*) from jobs")).scalar() == 0
         assert c.post("/v1/plans", json=SMALL).status_code == 202  # a valid request still becomes a job
+
+
+def test_a_stored_plan_changed_since_it_was_written_is_not_exported(api, tmp_path):
+    """The row's body is checked against its checksum before export: a changed body (here the engine's recorded
+    SmoothQuant strength) is refused naming the checksum, not exported as if it were the plan that was solved."""
+    import json
+    import sqlite3
+
+    pid = api.post("/v1/plans", json={**SMALL, "engine": "vllm"}).json()["id"]
+    assert api.get(f"/v1/plans/{pid}/export", params={"format": "compressed-tensors"}).status_code == 200
+    db = sqlite3.connect(tmp_path / "tierwise.db")
+    body = json.loads(db.execute("SELECT body FROM plans WHERE id = ?", (pid,)).fetchone()[0])
+    assert body["activation_recipe"] == {"smoothing_alpha": 0.8, "blocks": {}}
+    body["activation_recipe"]["smoothing_alpha"] = 0.3
+    db.execute("UPDATE plans SET body = ? WHERE id = ?", (json.dumps(body), pid))
+    db.commit()
+    db.close()
+    r = api.get(f"/v1/plans/{pid}/export", params={"format": "compressed-tensors"})
+    err = r.json()["error"]
+    assert r.status_code == 422 and err["code"] == "invalid_plan" and err["field"] == "checksum", r.text
+    assert "checksum mismatch" in err["message"]
