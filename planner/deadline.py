@@ -68,13 +68,14 @@ class Deadline:
     def cancel(self) -> None:
         self._event.set()
 
-    def check(self, what: str = "the job") -> None:
-        """Raise :class:`Cancelled` or :class:`DeadlineExceeded` if the job must stop now."""
+    def check(self, what: str = "the job", unfinished: str = "before anything was found") -> None:
+        """Raise :class:`Cancelled` or :class:`DeadlineExceeded` if the job must stop now; ``unfinished``
+        says what the user is left without (a search: nothing found; a measurement: no file)."""
         if self._event.is_set():
             raise Cancelled(f"{what} was cancelled")
         if self.expired():
             given = "" if self._limit is None else f" {self._limit:g} s"
-            raise DeadlineExceeded(f"{what} ran out of time before anything was found (the limit is {{@{self.field}}}"
+            raise DeadlineExceeded(f"{what} ran out of time {unfinished} (the limit is {{@{self.field}}}"
                                    f"{given}; raise it)", field=self.field)
 
     def child(self, seconds: float | None = None, fraction: float | None = None) -> "Deadline":

@@ -172,9 +172,9 @@ def recipe_from_dict(value, path: str, error) -> ActivationRecipe:
     for key in value:
         if key not in ("smoothing_alpha", "blocks"):
             raise error(f"{path}.{key}", "left out: the known keys are smoothing_alpha and blocks", key)
-    for key in ("smoothing_alpha", "blocks"):  # both stated, as written: {} is not "per token" by omission
+    for key, none in (("smoothing_alpha", "null"), ("blocks", "{}")):  # both stated, as written: not "per token" by omission
         if key not in value:
-            raise error(f"{path}.{key}", "given (null / {} for none)", "nothing")
+            raise error(f"{path}.{key}", f"given ({none} for none)", "nothing")
     alpha, blocks = value["smoothing_alpha"], value["blocks"]
     if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float))
                               or not 0.0 < alpha <= 1.0):

@@ -213,7 +213,7 @@ def _activation_recipe_notes(req: PlanProblem, choices: Mapping[str, GroupChoice
     if not acts:
         return []
     priced = ("the accuracy prior priced them so" if source == "prior" else
-              f"the accuracy prior priced them so where the {source} sensitivity gives no score")
+              f"their scores come from the {source} sensitivity where it has them (the accuracy prior priced the others so)")
     out = []
     if rt.smoothing_alpha is not None:
         smoothed = sum(1 for g in acts if getattr(info.get(g), "reads_norm", False))

@@ -563,7 +563,7 @@ class TableSensitivity:
             for o, p in zip(opts, pv):
                 total += 1
                 v = self._lookup(g.fqn, o)
-                if v is not None and not o.weight_only and smoothable(o.activations):
+                if v is not None and not o.weight_only and smoothable(o.activations) and self._recipe_differs(g, o):
                     measured_int += 1
                 if v is None:
                     # A 16-bit option is the reference: it costs nothing by definition (a
@@ -577,12 +577,25 @@ class TableSensitivity:
             out.append(np.asarray(row, dtype=np.float64))
         notes = (f"{missing} of {total} (group, option) scores were not in the {self.source} table and come from "
                  "the prior",) if missing else ()
-        if measured_int and self.measured_recipe is not None and not self.measured_recipe.same_as(self.recipe):
+        if measured_int:
             notes += (f"{measured_int} integer-activation scores of the {self.source} table were measured with "
-                      f"activations quantized {self.measured_recipe.describe()}, but the plan's engine quantizes them "
-                      f"{(self.recipe or ActivationRecipe()).describe()}; they are used as measured (measure again "
-                      "with `tierwise sensitivity --engine` of this plan's engine)",)
+                      f"activations quantized {self.measured_recipe.describe()}, but the plan's engine quantizes "  # type: ignore[union-attr]
+                      f"those groups' {(self.recipe or ActivationRecipe()).describe()}; they are used as measured "
+                      "(measure again with `tierwise sensitivity --engine` of this plan's engine)",)
         return SensitivityScores(values=tuple(out), notes=notes)
+
+    def _recipe_differs(self, g: GroupInfo, o: Option) -> bool:
+        """Whether the table's measurement of ``o`` on ``g`` quantized its integer activations otherwise than
+        the plan's engine does: SmoothQuant where the group alone reads a norm, the block of its weight format
+        (False when the table states no recipe)."""
+        if self.measured_recipe is None:
+            return False
+        plan = self.recipe or ActivationRecipe()
+
+        def how(r: ActivationRecipe) -> tuple:
+            return (r.smoothing if g.reads_norm else None, r.block_for(o.weights))
+
+        return how(self.measured_recipe) != how(plan)
 
     def kv_score(self, kv: str, groups: Sequence[GroupInfo]) -> float:
         name = get_format(kv).name

@@ -756,3 +756,66 @@ def test_bad_plan_files_are_refused_not_crashed(tmp_path, cli):
         code, _, err = cli("plan", "show", path)
         assert code == 2 and "Traceback" not in err and "internal error" not in err, (name, err)
         assert len(err) < 2000, (name, len(err))
+
+
+def test_the_file_records_what_the_scores_went_through(tmp_path, cli):
+    """Only the part of the engine's recipe that was applied: no SmoothQuant on an encoder none of whose
+    groups alone reads a norm, no blocks for weight formats llama.cpp has none for; the command says so."""
+    import json
+
+    from planner.execution.sensitivity_data import measure_sensitivity
+
+    bert = measure_sensitivity("all-minilm-l6-v2", ["int8"], activations=["int8"], engine="vllm", samples=2,
+                               groups=["bert.encoder.layer.0.attention.self.qkv"])
+    assert bert.recipe == ActivationRecipe() and any("measured per token" in n for n in bert.notes)
+    out = tmp_path / "l.json"
+    code, stdout, err = cli("sensitivity", "--torch-model", "llama-3.2-1b@layers=1,vocab=100", "--formats", "int8,int4-g32",
+                            "--activations", "int8", "--engine", "llamacpp", "--samples", "2", "--out", out)
+    assert code == 0, err
+    assert json.loads(out.read_text())["activation_recipe"] == {"smoothing_alpha": None, "blocks": {"int4-g32": 32}}
+    assert "with int8 weights they were measured per token" in " ".join(stdout.split())
+
+
+def test_the_mismatch_note_counts_only_scores_the_plans_engine_quantizes_otherwise():
+    from planner.sensitivity import TableSensitivity
+
+    groups = [g for g in _groups("llama-3.2-1b") if g.fqn in (_QKV, _DOWN)]
+    opts = [(Option(weights="int8", activations="int8"),)] * len(groups)
+    table = TableSensitivity(entries=(("*", {"int8/int8": 0.01}),), source="file:s.yaml",
+                             measured_recipe=ActivationRecipe(smoothing=0.8))
+    note = [n for n in table.with_recipe(None).scores(groups, opts).notes if "measured with" in n]
+    assert note and note[0].startswith("1 integer-activation scores")  # q/k/v only: down_proj reads no norm
+    per_token = TableSensitivity(entries=(("*", {"int8/int8": 0.01}),), source="file:s.yaml",
+                                 measured_recipe=ActivationRecipe())
+    assert not any("measured with" in n for n in per_token.with_recipe(ActivationRecipe(blocks=(("int4-g32", 32),)))
+                   .scores(groups, opts).notes)  # int8 weights: no block in that recipe either
+
+
+def test_sensitivity_engine_flags_a_user_might_get_wrong(cli, tmp_path):
+    import pathlib
+
+    base = ["sensitivity", "--torch-model", "llama-3.2-1b@layers=1,vocab=100", "--formats", "int8", "--activations",
+            "int8", "--samples", "2", "--out", tmp_path / "s.yaml"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(pathlib.Path("profiles/engines/vllm.yaml").read_text().replace("alpha: 0.8", "alpha: 1.5"))
+    for engine, text in ((str(bad), "activation_smoothing.alpha"), (str(tmp_path / "none.yaml"), "no such engine profile"),
+                         ("fsdp", "training engine")):
+        code, _, err = cli(*base, "--engine", engine)
+        assert code == 2 and "--engine" in err and text in err and "Traceback" not in err, err
+    # a profile file: the file's source names it as given, so the command can be run again
+    good = _engine_copy(tmp_path, "my-vllm", 0.5)
+    code, _, err = cli(*base, "--engine", good)
+    assert code == 0, err
+    raw = yaml.safe_load((tmp_path / "s.yaml").read_text())
+    assert f"--engine {good}" in raw["source"] and raw["activation_recipe"]["smoothing_alpha"] == 0.5
+
+
+def test_measure_sensitivity_api_checks_and_dedupes():
+    from planner.execution.sensitivity_data import _activation_options, _options, measure_sensitivity
+
+    with pytest.raises(ValueError, match="--activations too"):
+        measure_sensitivity("llama-3.2-1b@layers=1,vocab=100", ["int8"], engine="vllm")
+    with pytest.raises(ValueError, match="list of compute formats"):
+        _activation_options([("int8", "dense")], "int8")
+    assert _options(["int8", "INT8", "int8"], ["dense"]) == [("int8", "dense")]
+    assert _activation_options([("int8", "dense")], ["int8", "int8"]) == [("int8", "dense", "int8")]

@@ -83,9 +83,21 @@ def sensitivity_cmd(
         if not acts:
             fail("--engine chooses how the integer activations of --activations are quantized; give --activations too",
                  field="engine")
+        from pathlib import Path
+
         from planner.engines import load_engine
 
-        load_engine(engine)  # an unknown id or a bad profile file → exit 2 naming --engine
+        if engine.endswith((".yaml", ".yml")) and not Path(engine).is_file():
+            fail(f"--engine: no such engine profile file {engine!r}", field="engine")
+        try:
+            spec = load_engine(engine)
+        except TierwiseError as exc:  # an unknown id or a bad profile file → exit 2 naming --engine
+            if exc.field == "engine":
+                raise
+            fail(f"--engine {engine}: {exc}", field="engine")
+        if spec.kind == "training":
+            fail(f"--engine: {spec.id} is a training engine; give the serving engine whose int8 recipe the scores "
+                 "should follow (vllm, sglang, llamacpp, trtllm, ...)", field="engine")
     import torch
 
     previous_threads = torch.get_num_threads()
@@ -99,8 +111,10 @@ def sensitivity_cmd(
     with writing("out", out):
         path = write_sensitivity(table, out)
     if json_out:
-        emit_json(table.to_file_dict() | {"path": str(path)})
+        emit_json(table.to_file_dict() | {"path": str(path), "notes": list(table.notes)})
         return
+    for note in table.notes:
+        console.print(f"note: {note}", highlight=False, markup=False)
     n = sum(len(v) for v in table.scores.values())
     console.print(f"wrote [bold]{path}[/]: {n} scores over {len(table.scores)} groups ({table.metric}); "
                   f"use it with `tierwise plan … --sensitivity {path}`")

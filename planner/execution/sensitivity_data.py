@@ -81,8 +81,9 @@ class SensitivityTable:
     # Options with low-precision activations were measured: the engine whose recipe quantized them
     # (None: per token, as they come) and that recipe (planner.format_noise.ActivationRecipe).
     activations: tuple[str, ...] = ()
-    engine: str | None = None
-    recipe: Any = None
+    engine: str | None = None  # as given: a catalog id or a profile file's path
+    recipe: Any = None  # what the int8-activation scores went through (the part of the engine's recipe applied)
+    notes: tuple[str, ...] = ()
 
     def to_file_dict(self) -> dict[str, Any]:
         """The dict :func:`planner.sensitivity.load_sensitivity_file` reads."""
@@ -131,12 +132,13 @@ def _metric_name(method: str, kind: str) -> str:
 
 def _options(formats: Sequence[str], sparsity: Sequence[str]) -> list[tuple[str, str]]:
     out = []
-    for f in formats:
+    for f in dict.fromkeys(formats):
         spec = get_format(f)
         if not spec.is_weight:
             raise ValueError(f"--formats: {spec.name!r} is not a weight format")
         for s in sparsity:
             out.append((spec.name, parse_sparsity(s).name))
+    out = list(dict.fromkeys(out))  # int8 and INT8, or a name given twice: measured once
     if not out:
         raise ValueError("--formats needs at least one weight format")
     return out
@@ -144,8 +146,10 @@ def _options(formats: Sequence[str], sparsity: Sequence[str]) -> list[tuple[str,
 
 def _activation_options(options: list[tuple[str, str]], activations: Sequence[str]) -> list[tuple[str, str, str]]:
     """Each (weights, sparsity) option with each low-precision compute format of ``activations``."""
+    if isinstance(activations, str):
+        raise ValueError(f"activations must be a list of compute formats such as ['int8']; got the string {activations!r}")
     out = []
-    for a in activations:
+    for a in dict.fromkeys(get_format(a).name for a in activations):
         spec = get_format(a)
         if not spec.is_activation:
             raise ValueError(f"--activations: {spec.name!r} is not an activation (compute) format")
@@ -164,7 +168,34 @@ def _engine_recipe(engine: str | None):
     from planner.format_noise import ActivationRecipe
 
     spec = load_engine(engine)
+    if spec.kind == "training":
+        raise ValueError(f"--engine: {spec.id} is a training engine; give the serving engine whose int8 recipe the scores "
+                         "should follow (vllm, sglang, llamacpp, trtllm, ...)")
     return spec.id, ActivationRecipe(smoothing=spec.runtime.smoothing_alpha, blocks=tuple(spec.runtime.activation_blocks))
+
+
+def _applied_recipe(recipe: Any, engine: str | None, smooth: dict, options: list[tuple[str, str, str]]):
+    """(the part of the engine's recipe the measured scores went through, notes on the rest): SmoothQuant only when
+    some group was smoothed, blocks only for the measured weight formats with integer activations."""
+    from planner.engines import activation_blocks_text
+    from planner.format_noise import ActivationRecipe, smoothable
+
+    if recipe is None:
+        return None, ()
+    ints = [(w, a) for w, _sp, a in options if smoothable(a)]
+    notes = []
+    smoothing = recipe.smoothing if smooth and ints else None
+    if recipe.smoothing is not None and ints and not smooth:
+        notes.append(f"{engine}'s recipe runs SmoothQuant, but no group of this model alone reads a norm's output it "
+                     "could fold into (planner/smoothing_map.py): its int8 activations were measured per token")
+    measured_w = {w for w, _ in ints}
+    blocks = tuple((f, b) for f, b in recipe.blocks if f in measured_w)
+    unblocked = sorted(measured_w - {f for f, _ in recipe.blocks})
+    if recipe.blocks and unblocked:
+        notes.append(f"{engine} quantizes int8 activations in blocks with {', '.join(f for f, _ in recipe.blocks)} "
+                     f"weights only ({activation_blocks_text(recipe.blocks)}); with {', '.join(unblocked)} weights they "
+                     "were measured per token")
+    return ActivationRecipe(smoothing=smoothing, blocks=blocks), tuple(notes)
 
 
 def _smoothing_scales(tm: TorchModel, groups: list[str], engine: str | None, recipe: Any, samples: int,
@@ -236,7 +267,7 @@ def _activation_scores(tm: TorchModel, groups: list[str], options: list[tuple[st
     for group in groups:
         row: dict[str, float] = {}
         for w, sp, a in options:
-            deadline.check("the sensitivity measurement")
+            deadline.check("the sensitivity measurement", "before it finished; no file was written")
             key = option_key(w, sp, a)
             done += 1
             try:
@@ -334,7 +365,7 @@ def _output_scores(tm: TorchModel, groups: list[str], options: list[tuple[str, s
                                                                           tm.arch)}
         row: dict[str, float] = {}
         for w, s in options:
-            deadline.check("the sensitivity measurement")
+            deadline.check("the sensitivity measurement", "before it finished; no file was written")
             key = option_key(w, s, "fp32")
             choice = {group: {"weights": w, "sparsity": s, "activations": "fp32"}}
             done += 1
@@ -379,7 +410,7 @@ def _output_scores_reference(tm: TorchModel, groups: list[str], options: list[tu
     for group in groups:
         row: dict[str, float] = {}
         for w, s in options:
-            deadline.check("the sensitivity measurement")
+            deadline.check("the sensitivity measurement", "before it finished; no file was written")
             key = option_key(w, s, "fp32")
             choice = {group: {"weights": w, "sparsity": s, "activations": "fp32"}}
             done += 1
@@ -525,7 +556,7 @@ def _fisher_scores(tm: TorchModel, groups: list[str], options: list[tuple[str, s
     terms = _log_likelihood(tm, model, inputs, gen)
     n = len(terms)
     for i, term in enumerate(terms):
-        deadline.check("the sensitivity measurement")
+        deadline.check("the sensitivity measurement", "before it finished; no file was written")
         grads = torch.autograd.grad(term, list(params.values()), retain_graph=i < n - 1, allow_unused=True)
         for (m, _p), g in zip(params.items(), grads):
             if g is not None:
@@ -537,7 +568,7 @@ def _fisher_scores(tm: TorchModel, groups: list[str], options: list[tuple[str, s
     for group in groups:
         row: dict[str, float] = {}
         for w, s in options:
-            deadline.check("the sensitivity measurement")
+            deadline.check("the sensitivity measurement", "before it finished; no file was written")
             key = option_key(w, s, "fp32")
             total = 0.0
             ok = True
@@ -569,7 +600,7 @@ def _kv_scores(tm: TorchModel, kv_formats: Sequence[str], inputs: tuple, labels:
     out = {}
     first = build_workload(tm.arch).groups()[0][0]
     for fmt in kv_formats:
-        deadline.check("the sensitivity measurement")
+        deadline.check("the sensitivity measurement", "before it finished; no file was written")
         spec = get_format(fmt)
         if not spec.is_kv:
             raise ValueError(f"--kv-formats: {spec.name!r} is not a KV-cache format")
@@ -603,6 +634,9 @@ def measure_sensitivity(torch_model: TorchModel | str, formats: Sequence[str], s
     if activations and method != "kl":
         raise ValueError("--activations is measured by --method kl only (the diagonal Fisher scores weight "
                          "perturbations)")
+    if engine is not None and not activations:
+        raise ValueError("--engine chooses how the integer activations of --activations are quantized; give "
+                         "--activations too")
     tm = load_torch_model(torch_model) if isinstance(torch_model, str) else torch_model
     options = _options(formats, sparsity)
     act_options = _activation_options(options, activations)
@@ -622,16 +656,18 @@ def measure_sensitivity(torch_model: TorchModel | str, formats: Sequence[str], s
         scores = measure(tm, all_groups, options, inputs, labels, progress, deadline)
     else:
         scores = _fisher_scores(tm, all_groups, options, inputs, seed, progress, deadline)
+    applied, notes = recipe, ()
     if act_options:
         smooth = _smoothing_scales(tm, all_groups, engine_id, recipe, samples, seed)
         measured = _activation_scores(tm, all_groups, act_options, inputs, labels, progress, deadline, smooth, recipe)
         for g, row in measured.items():
             scores.setdefault(g, {}).update(row)
+        applied, notes = _applied_recipe(recipe, engine_id, smooth, act_options)
     kv = _kv_scores(tm, kv_formats, inputs, labels, deadline)
     return SensitivityTable(model=tm.name, method=method, metric=_metric_name(method, tm.kind),
                             samples=int(inputs[0].shape[0]), scores=scores, kv=kv,
-                            activations=tuple(dict.fromkeys(a for *_, a in act_options)), engine=engine_id,
-                            recipe=recipe)
+                            activations=tuple(dict.fromkeys(a for *_, a in act_options)), engine=engine,
+                            recipe=applied, notes=notes)
 
 
 def write_sensitivity(table: SensitivityTable, path: str | os.PathLike[str]) -> Path:
