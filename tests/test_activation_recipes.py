@@ -509,6 +509,9 @@ def test_a_custom_engine_files_strength_reaches_the_export(tmp_path, cli, engine
     fields = json.loads(out)["fields"]
     assert code == 0 and [r["smoothing_alpha"] for r in fields["activation_recipe"]] == [0.5, 0.8]
     assert ("engine" in fields) == (engine_id != "vllm")
+    code, out, err = cli("plan", "diff", plan_file, catalog)
+    text = " ".join(out.split())
+    assert code == 0 and "after SmoothQuant (strength 0.5)" in text and "smoothing_alpha" not in text, out
 
 
 def test_execution_follows_the_recorded_recipe(outlier_decoder):

@@ -446,6 +446,17 @@ _DIFF_METRICS = ("ttft_s", "tpot_s", "latency_s", "decode_tokens_per_s", "per_de
                  "kv_cache_bytes", "avg_weight_bits", "sensitivity", "usd_per_million_tokens")
 
 
+def _field_text(name: str, value: Any) -> str:
+    """A differing input as a person reads it (an activation recipe in words, not its dict)."""
+    if name == "activation_recipe":
+        from planner.format_noise import recipe_from_dict
+
+        if value is None:
+            return "none recorded"
+        return "int8 activations " + recipe_from_dict(value, name, lambda *a: ValueError(a)).describe()
+    return str(value)
+
+
 def diff_plans(a, b) -> dict[str, Any]:
     """Differences between two plans: inputs, predictions and per-group choices."""
     fields = {}
@@ -508,7 +519,7 @@ def diff(
         for col in ("field", a.name, b.name):
             t.add_column(col)
         for k, (va, vb) in d["fields"].items():
-            t.add_row(k, str(va), str(vb))
+            t.add_row(k, _field_text(k, va), _field_text(k, vb))
         console.print(t)
     t = Table(title="Predicted")
     for col in ("metric", a.name, b.name, "b / a"):
