@@ -158,6 +158,12 @@ class ActivationRecipe:
         return " and ".join(parts) or "per token, as they come"
 
 
+def recipe_of(runtime) -> ActivationRecipe:
+    """The recipe an engine profile's runtime block states (:class:`planner.engines.Runtime`:
+    ``smoothing_alpha``, ``activation_blocks``)."""
+    return ActivationRecipe(smoothing=runtime.smoothing_alpha, blocks=tuple(runtime.activation_blocks))
+
+
 def recipe_from_dict(value, path: str, error) -> ActivationRecipe:
     """An :class:`ActivationRecipe` from its dict form (:meth:`ActivationRecipe.to_dict`), checked as the
     engine loader checks a profile: a strength in (0, 1] or null, blocks a power of two from 8 to 4096

@@ -588,11 +588,9 @@ def with_engine(plan: Plan, engine: Any) -> Plan:
             runtime = load_engine(str(eid)).runtime
         except TierwiseError:  # an id this installation lacks: nothing to record
             runtime = None
-    recipe = None
-    if runtime is not None:
-        from planner.format_noise import ActivationRecipe
+    from planner.format_noise import recipe_of
 
-        recipe = ActivationRecipe(smoothing=runtime.smoothing_alpha, blocks=tuple(runtime.activation_blocks))
+    recipe = recipe_of(runtime) if runtime is not None else None
     return dataclasses.replace(plan, engine=str(eid), activation_recipe=recipe)
 
 
@@ -617,7 +615,7 @@ def plan_activation_recipe(plan: Any) -> tuple[str | None, Any]:
                             field="activation_recipe")
         return None, None
     from planner.engines import load_engine
-    from planner.format_noise import ActivationRecipe
+    from planner.format_noise import ActivationRecipe, recipe_of
 
     if isinstance(recorded, ActivationRecipe):
         return engine, recorded
@@ -625,10 +623,9 @@ def plan_activation_recipe(plan: Any) -> tuple[str | None, Any]:
         return engine, _recipe_from_dict(recorded)
 
     try:
-        runtime = load_engine(engine).runtime
+        return engine, recipe_of(load_engine(engine).runtime)
     except TierwiseError:
         return engine, None
-    return engine, ActivationRecipe(smoothing=runtime.smoothing_alpha, blocks=tuple(runtime.activation_blocks))
 
 
 def _check_created_at(v: Any, path: str) -> str:

@@ -44,12 +44,11 @@ from planner.backends.quantize import fake_quantize, rows_independent
 from planner.deadline import Deadline
 from planner.fileio import atomic_write_text
 from planner.execution.apply import (
-    HANDLERS,
     PlanApplyError,
     _resolve,
     _set_submodule,
     apply_plan,
-    option_type,
+    packed_replacement,
     plan_targets,
 )
 from planner.execution.models import TorchModel, load_torch_model
@@ -165,13 +164,13 @@ def _engine_recipe(engine: str | None):
     if engine is None:
         return None, None
     from planner.engines import load_engine
-    from planner.format_noise import ActivationRecipe
+    from planner.format_noise import recipe_of
 
     spec = load_engine(engine)
     if spec.kind == "training":
         raise ValueError(f"--engine: {spec.id} is a training engine; give the serving engine whose int8 recipe the scores "
                          "should follow (vllm, sglang, llamacpp, trtllm, ...)")
-    return spec.id, ActivationRecipe(smoothing=spec.runtime.smoothing_alpha, blocks=tuple(spec.runtime.activation_blocks))
+    return spec.id, recipe_of(spec.runtime)
 
 
 def _applied_recipe(recipe: Any, engine: str | None, smooth: dict, options: list[tuple[str, str, str]]):
@@ -218,46 +217,13 @@ def _smoothing_scales(tm: TorchModel, groups: list[str], engine: str | None, rec
     return _group_scales(tm.module, targets, absmax, recipe.smoothing)
 
 
-@contextlib.contextmanager
-def _swapped_recipe(tm: TorchModel, choice: dict, smooth: dict[str, torch.Tensor], recipe: Any):
-    """:func:`_swapped` for options with low-precision activations, quantized as the engine's recipe
-    does (what :func:`apply_plan` builds for a plan of that engine): integer activations of a smoothed
-    member divided by its SmoothQuant scales (the weight packed as ``W·diag(s)``), and in the engine's
-    scale blocks where it has them."""
-    from planner.execution.apply import packed_replacement
-    from planner.format_noise import smoothable
-
-    blocks = dict(recipe.blocks) if recipe is not None else {}
-    targets = plan_targets(tm.module, choice, tm.arch)
-    head, body = getattr(tm.module, "lm_head", None), getattr(tm.module, "model", None)
-    emb = getattr(body, "embed_tokens", None) if body is not None else None
-    if (isinstance(head, nn.Linear) and isinstance(emb, nn.Embedding) and head.weight is emb.weight
-            and any(_resolve(tm.module, f) is emb for f in targets)):
-        # a table looked up, not multiplied: no activations to quantize; the head it is tied to follows it
-        yield apply_plan(tm.module, choice, arch=tm.arch)
-        return
-    swapped: list[tuple[str, nn.Module]] = []
-    try:
-        for fqn, (_group, opt) in targets.items():
-            original = _resolve(tm.module, fqn)
-            s = smooth.get(fqn) if smoothable(opt.activations) else None
-            replacement = packed_replacement(original, opt, fqn, s, blocks)  # type: ignore[arg-type]
-            if hasattr(replacement, "dense_cache"):
-                replacement.dense_cache = {}  # unpacked once for the option's forward passes, not once per call
-            if replacement is not original:
-                _set_submodule(tm.module, fqn, replacement.eval())
-                swapped.append((fqn, original))
-        yield tm.module
-    finally:
-        for fqn, original in reversed(swapped):
-            _set_submodule(tm.module, fqn, original)
-
-
-def _activation_scores(tm: TorchModel, groups: list[str], options: list[tuple[str, str, str]], inputs: tuple,
-                       labels: Any, progress: ProgressFn | None, deadline: Deadline,
-                       smooth: dict[str, torch.Tensor], recipe: Any) -> dict[str, dict[str, float]]:
-    """Scores of options with low-precision activations: one full forward pass of the model with the
-    group's packed layers per (group, option), activations quantized by the engine's recipe."""
+def _full_pass_scores(tm: TorchModel, groups: list[str], options: list[tuple[str, str, str]], inputs: tuple,
+                      labels: Any, progress: ProgressFn | None, deadline: Deadline,
+                      smooth: dict[str, torch.Tensor] | None = None, recipe: Any = None) -> dict[str, dict[str, float]]:
+    """Scores by one full forward pass of the model with the group's packed layers per (group, option
+    ``(weights, sparsity, activations)``), integer activations quantized by the engine's ``recipe``
+    (:func:`_swapped`): the definition :func:`_output_scores` computes faster for weight-only options, and
+    how options with low-precision activations are measured."""
     metric = "cosine" if tm.kind == "encoder" else "kl"
     batches = _batches(tm, inputs)
     reference = _run_batches(tm, tm.module, batches)
@@ -271,11 +237,11 @@ def _activation_scores(tm: TorchModel, groups: list[str], options: list[tuple[st
             key = option_key(w, sp, a)
             done += 1
             try:
-                with _swapped_recipe(tm, {group: {"weights": w, "sparsity": sp, "activations": a}}, smooth,
-                                     recipe) as compressed:
+                with _swapped(tm, {group: {"weights": w, "sparsity": sp, "activations": a}}, smooth,
+                              recipe) as compressed:
                     out = _run_batches(tm, compressed, batches)
             except PlanApplyError:
-                continue
+                continue  # e.g. 2:4 on a layer whose width is not a multiple of 4: no entry
             row[key] = max(0.0, _degradation(metric, _fidelity(tm.kind, reference, out, labels)))
             if progress is not None:
                 progress(f"{group} {key}", done, total)
@@ -401,29 +367,7 @@ def _output_scores_reference(tm: TorchModel, groups: list[str], options: list[tu
                              deadline: Deadline) -> dict[str, dict[str, float]]:
     """Scores by one full forward pass of the compressed model per (group, option), with the
     packed layers :func:`apply_plan` builds: the definition :func:`_output_scores` computes faster."""
-    metric = "cosine" if tm.kind == "encoder" else "kl"
-    batches = _batches(tm, inputs)
-    reference = _run_batches(tm, tm.module, batches)
-    scores: dict[str, dict[str, float]] = {}
-    total = len(groups) * len(options)
-    done = 0
-    for group in groups:
-        row: dict[str, float] = {}
-        for w, s in options:
-            deadline.check("the sensitivity measurement", "before it finished; no file was written")
-            key = option_key(w, s, "fp32")
-            choice = {group: {"weights": w, "sparsity": s, "activations": "fp32"}}
-            done += 1
-            try:
-                with _swapped(tm, choice) as compressed:
-                    out = _run_batches(tm, compressed, batches)
-            except PlanApplyError:
-                continue
-            row[key] = max(0.0, _degradation(metric, _fidelity(tm.kind, reference, out, labels)))
-            if progress is not None:
-                progress(f"{group} {key}", done, total)
-        scores[group] = row
-    return scores
+    return _full_pass_scores(tm, groups, [(w, sp, "fp32") for w, sp in options], inputs, labels, progress, deadline)
 
 
 def _shared_weights(model: nn.Module) -> set[int]:
@@ -493,22 +437,33 @@ def _perturbed(tm: TorchModel, traces: list[ForwardTrace], members: dict[str, nn
 
 
 @contextlib.contextmanager
-def _swapped(tm: TorchModel, choice: dict):
+def _swapped(tm: TorchModel, choice: dict, smooth: dict[str, torch.Tensor] | None = None, recipe: Any = None):
     """The model with one group compressed as :func:`apply_plan` would (the same packed
-    modules), swapped into ``tm.module`` in place and swapped back afterwards: no copy of
-    the whole model per (group, option). A plan that re-ties an output head to a packed
-    embedding goes through :func:`apply_plan` itself."""
+    modules, :func:`planner.execution.apply.packed_replacement`), swapped into ``tm.module`` in place
+    and swapped back afterwards: no copy of the whole model per (group, option). With an engine's
+    ``recipe``, integer activations of a member with SmoothQuant scales in ``smooth`` are divided by
+    them (its weight packed as ``W·diag(s)``), and quantized in the recipe's blocks where it has them.
+    An embedding table an output head is tied to goes through :func:`apply_plan` itself (the head
+    follows the packed table; a lookup has no activations to quantize)."""
+    from planner.format_noise import smoothable
+
+    smooth = smooth or {}
+    blocks = dict(recipe.blocks) if recipe is not None else {}
     targets = plan_targets(tm.module, choice, tm.arch)
     head, body = getattr(tm.module, "lm_head", None), getattr(tm.module, "model", None)
     emb = getattr(body, "embed_tokens", None) if body is not None else None
-    if isinstance(head, nn.Linear) and isinstance(emb, nn.Embedding) and head.weight is emb.weight:
+    if (isinstance(head, nn.Linear) and isinstance(emb, nn.Embedding) and head.weight is emb.weight
+            and any(_resolve(tm.module, f) is emb for f in targets)):
         yield apply_plan(tm.module, choice, arch=tm.arch)
         return
     swapped: list[tuple[str, nn.Module]] = []
     try:
         for fqn, (_group, opt) in targets.items():
             original = _resolve(tm.module, fqn)
-            replacement = HANDLERS[option_type(opt)](original, opt, fqn)
+            s = smooth.get(fqn) if smoothable(opt.activations) else None
+            replacement = packed_replacement(original, opt, fqn, s, blocks)  # type: ignore[arg-type]
+            if hasattr(replacement, "dense_cache"):
+                replacement.dense_cache = {}  # unpacked once for the option's forward passes, not once per call
             if replacement is not original:
                 _set_submodule(tm.module, fqn, replacement.eval())
                 swapped.append((fqn, original))
@@ -659,7 +614,7 @@ def measure_sensitivity(torch_model: TorchModel | str, formats: Sequence[str], s
     applied, notes = recipe, ()
     if act_options:
         smooth = _smoothing_scales(tm, all_groups, engine_id, recipe, samples, seed)
-        measured = _activation_scores(tm, all_groups, act_options, inputs, labels, progress, deadline, smooth, recipe)
+        measured = _full_pass_scores(tm, all_groups, act_options, inputs, labels, progress, deadline, smooth, recipe)
         for g, row in measured.items():
             scores.setdefault(g, {}).update(row)
         applied, notes = _applied_recipe(recipe, engine_id, smooth, act_options)

@@ -487,16 +487,17 @@ def validate(torch_model: TorchModel | str, plan: Any, *, samples: int = 16, see
         notes.append(f"the plan was made for engine {engine}; validate runs it on Tierwise's PyTorch execution "
                      f"(engine {EXECUTION_ENGINE}), so the measured latency is torch's, not that engine's{priced} "
                      "(plan with --engine torch to plan for what runs here)")
-    if engine not in (None, EXECUTION_ENGINE) and _plan_recipe(plan)[1] is None:
+    recipe = _plan_recipe(plan)[1]
+    if engine not in (None, EXECUTION_ENGINE) and recipe is None:
         notes.append(f"the plan's engine {engine!r} is not one this installation knows and the plan records no recipe of it, so its recipe for int8 "
                      "activations (SmoothQuant, activation blocks) could not be applied: they ran per token as they come")
-    smoothed = [m for m in compressed_modules(compressed).values() if getattr(m, "smooth", None) is not None]
+    packed = compressed_modules(compressed).values()
+    smoothed = [m for m in packed if getattr(m, "smooth", None) is not None]
     if smoothed:
-        alpha = _plan_recipe(plan)[1].smoothing
-        notes.append(f"{len(smoothed)} int8-activation layers ran {engine}'s SmoothQuant (strength {alpha:g}), its scales "
+        notes.append(f"{len(smoothed)} int8-activation layers ran {engine}'s SmoothQuant (strength {recipe.smoothing:g}), its scales "
                      f"measured on {samples} "
                      f"calibration inputs drawn apart from the evaluation ones (seed {seed + 1})")
-    blocked = sorted({b for m in compressed_modules(compressed).values() if (b := getattr(m, "activation_block", None))})
+    blocked = sorted({b for m in packed if (b := getattr(m, "activation_block", None))})
     if blocked:
         notes.append(f"int8 activations quantized with one scale per {' or '.join(map(str, blocked))} features, as "
                      f"{engine} does on CPU cores, not per token")
