@@ -12,7 +12,9 @@ a ``SafeLoader`` that checks while composing):
 - no anchor (``&name``) and no alias (``*name``) appears — configuration files have no
   use for them and they are the only way a small document can describe a large object;
 - no node is nested deeper than ``max_depth`` and the document has at most ``max_nodes``
-  nodes.
+  nodes;
+- no mapping states a key twice (PyYAML keeps the last silently: a profile edited at its
+  first ``memory_bw`` would be read at its second).
 
 Every refusal is a :class:`UnsafeYamlError` (a :class:`~hwmodels.errors.TierwiseError`,
 ``bad_input`` → exit 2 / HTTP 422, code ``invalid_yaml``) that names the field and the line.
@@ -44,7 +46,51 @@ class UnsafeYamlError(TierwiseError, ValueError):
         self.reason = reason or message
 
 
-class _BoundedLoader(yaml.SafeLoader):
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping states one key twice."""
+
+    def __init__(self, key: Any, node: Any, key_node: Any) -> None:
+        super().__init__("while constructing a mapping", node.start_mark, f"found duplicate key {key!r}",
+                         key_node.start_mark)
+        self.key = key
+
+
+class _UniqueKeys:
+    """Constructor mix-in: a mapping that states a key twice is refused (the C loaders share the
+    Python constructor, so this holds with and without libyaml)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            self.flatten_mapping(node)  # type: ignore[attr-defined]
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)  # type: ignore[attr-defined]
+                try:
+                    fresh = key not in seen
+                except TypeError:  # an unhashable key: the base constructor names it
+                    continue
+                if not fresh:
+                    raise DuplicateKeyError(key, node, key_node)
+                seen.add(key)
+        return super().construct_mapping(node, deep)  # type: ignore[misc]
+
+
+class UniqueKeySafeLoader(_UniqueKeys, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """``yaml.safe_load``'s loader (libyaml's when installed) that refuses duplicate keys: for
+    files this installation writes itself (plans, sensitivity tables), which are not size-bounded."""
+
+
+def duplicate_key(exc: BaseException) -> str | None:
+    """``key 'x' is given twice (again at line N, column M); give each key once`` for a
+    :class:`DuplicateKeyError`, else None."""
+    if not isinstance(exc, DuplicateKeyError):
+        return None
+    mark = exc.problem_mark
+    where = f" (again at line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"key {exc.key!r} is given twice{where}; give each key once"
+
+
+class _BoundedLoader(_UniqueKeys, yaml.SafeLoader):
     """``SafeLoader`` that refuses anchors and aliases and bounds depth and node count."""
 
     def __init__(self, stream: str, *, field: str, max_depth: int, max_nodes: int) -> None:
@@ -122,7 +168,7 @@ class _Refuser:
 def _load(text: str, field: str, max_depth: int, max_nodes: int) -> Any:
     if getattr(yaml, "__with_libyaml__", False):
         _checked_events(text, field, max_depth, max_nodes)
-        return yaml.load(text, Loader=yaml.CSafeLoader)  # noqa: S506 - the safe C loader, after the checks
+        return yaml.load(text, Loader=UniqueKeySafeLoader)  # noqa: S506 - the safe C loader, after the checks
     loader = _BoundedLoader(text, field=field, max_depth=max_depth, max_nodes=max_nodes)  # checks characters
     try:
         return loader.get_single_data()
@@ -147,6 +193,9 @@ def load_untrusted(text: str, *, field: str = "yaml", max_bytes: int = MAX_BYTES
         return _load(text, field, max_depth, max_nodes)
     except UnsafeYamlError:
         raise
+    except DuplicateKeyError as e:
+        why = str(duplicate_key(e))
+        raise UnsafeYamlError(f"{{@{field}}}: {why}", field=field, reason=why) from None
     except yaml.constructor.ConstructorError as e:
         why = f"YAML tags such as !!python/... are not accepted ({e.problem})"
         raise UnsafeYamlError(f"{{@{field}}}: {why}", field=field, reason=why) from None
@@ -163,4 +212,5 @@ def load_untrusted(text: str, *, field: str = "yaml", max_bytes: int = MAX_BYTES
 
 
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "UnsafeYamlError", "load_untrusted"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "DuplicateKeyError", "UniqueKeySafeLoader", "UnsafeYamlError",
+           "duplicate_key", "load_untrusted"]

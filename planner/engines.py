@@ -215,6 +215,12 @@ class Support:
     exclusive: tuple[str, ...] = ()
     #: Whether it runs low-rank factorised layers (two matrices of rank r in place of one).
     low_rank: bool = False
+    #: The profile it was read from (``EngineSpec.profile_file``).
+    profile: str = ""
+
+    @property
+    def profile_file(self) -> str:
+        return self.profile or f"profiles/engines/{self.engine}.yaml"
 
     @property
     def weights(self) -> tuple[str, ...]:
@@ -257,6 +263,13 @@ class EngineSpec:
     low_rank: bool = False
     #: Hugging Face ``model_type``s it builds (``models.types``); empty: every model of its families.
     model_types: tuple[str, ...] = ()
+    #: Where the profile was read from, as a user would find it: the path as given for a profile
+    #: file; empty for the catalog (``profiles/engines/{id}.yaml``).
+    profile: str = ""
+
+    @property
+    def profile_file(self) -> str:
+        return self.profile or f"profiles/engines/{self.id}.yaml"
 
     def runs_family(self, family: str) -> bool:
         return family in self.families
@@ -287,6 +300,7 @@ class EngineSpec:
             optimizers=self.optimizers,
             exclusive=_unique(x for t in hits for x in t.exclusive),
             low_rank=self.low_rank,
+            profile=self.profile_file,
         )
 
 
@@ -606,7 +620,7 @@ def load_engine(ref: str | EngineSpec) -> EngineSpec:
     if ref.endswith((".yaml", ".yml")) and is_file(path):
         from hwmodels.safeyaml import load_untrusted
 
-        return load_engine_from_dict(load_untrusted(path.read_text(), field="engine"), str(path))
+        return replace(load_engine_from_dict(load_untrusted(path.read_text(), field="engine"), str(path)), profile=ref)
     import difflib
 
     close = difflib.get_close_matches(ref, known, n=3, cutoff=0.5) if len(ref) <= SUGGEST_MAX_LEN else []

@@ -1,10 +1,50 @@
-"""Atomic file writes for the files Tierwise produces (plans, profiles, sensitivity tables)."""
+"""Atomic file writes for the files Tierwise produces (plans, profiles, sensitivity tables), and
+the strict reading of them back."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
+
+
+class DuplicateKeyError(ValueError):
+    """A document states one key twice in one mapping (JSON object or YAML mapping)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKeyError(f"key {key!r} is given twice in one object; give each key once")
+        out[key] = value
+    return out
+
+
+def parse_document(text: str, kind: str) -> Any:
+    """Parse a plan or sensitivity file's text (``kind`` "json" or "yaml") as ``json.loads`` /
+    ``yaml.safe_load`` do, except that a key given twice in one mapping is a
+    :class:`DuplicateKeyError` rather than silently the last one. Syntax errors are the parsers' own
+    (``json.JSONDecodeError``, ``yaml.YAMLError``)."""
+    if kind == "json":
+        return json.loads(text, object_pairs_hook=_unique_pairs)
+    import yaml
+
+    from hwmodels.safeyaml import UniqueKeySafeLoader, duplicate_key
+
+    try:
+        return yaml.load(text, Loader=UniqueKeySafeLoader)  # noqa: S506 - the safe loader, refusing duplicate keys
+    except yaml.YAMLError as exc:
+        dup = duplicate_key(exc)
+        if dup is not None:
+            raise DuplicateKeyError(dup) from None
+        raise
 
 
 def _umask() -> int:

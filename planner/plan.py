@@ -15,8 +15,9 @@ Serialisation rules:
   (``json.dumps(..., sort_keys=True, separators=(",", ":"))``). A file whose content no
   longer matches is refused, so a hand-edited plan cannot pass for a solved one.
 * :func:`save_plan` writes YAML (``.yaml``/``.yml``) or JSON (``.json``) atomically
-  (temporary file + rename); :func:`load_plan` parses with ``yaml.safe_load`` / ``json``
-  only — no tags, no pickles.
+  (temporary file + rename); :func:`load_plan` parses with the safe YAML loader / ``json``
+  only — no tags, no pickles — and refuses a key given twice in one mapping
+  (:func:`planner.fileio.parse_document`).
 
 Records support both attribute and item access (``plan.layout.tp`` and
 ``plan.layout["tp"]``) so that code written against the dictionary form keeps working.
@@ -41,7 +42,7 @@ import yaml
 
 from hwmodels.errors import per_front_end
 from planner.errors import TierwiseError
-from planner.fileio import atomic_write_text
+from planner.fileio import DuplicateKeyError, atomic_write_text, parse_document
 from planner.costmodel import Choice, Layout, Serving
 from planner.formats import FormatError, NumericsError, get_format
 from planner.numerics import Numerics, is_rank
@@ -870,7 +871,9 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
     except (OSError, UnicodeDecodeError) as exc:
         raise PlanError(f"{p}: cannot read the plan file ({exc})", field="path") from None
     try:
-        data = json.loads(text) if kind == "json" else yaml.safe_load(text)
+        data = parse_document(text, kind)
+    except DuplicateKeyError as exc:
+        raise PlanError(f"{p.name}: {exc.message}", field="path") from None
     except RecursionError:
         raise PlanError(f"{p.name}: nested too deeply to be a plan file", field="path") from None
     except json.JSONDecodeError as exc:

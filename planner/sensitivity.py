@@ -110,7 +110,6 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -681,13 +680,17 @@ def load_sensitivity_file(path: str | Path) -> TableSensitivity:
     """Read a sensitivity file (YAML or JSON; format in the module docstring)."""
     import yaml
 
+    from planner.fileio import DuplicateKeyError, parse_document
+
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise SensitivityError(f"--sensitivity {path}: cannot read the file ({exc.strerror or exc})") from None
     try:
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = parse_document(text, "json" if p.suffix.lower() == ".json" else "yaml")
+    except DuplicateKeyError as exc:
+        raise SensitivityError(f"--sensitivity {p.name}: {exc.message}") from None
     except (ValueError, yaml.YAMLError) as exc:
         raise SensitivityError(f"--sensitivity {p.name}: not valid {'JSON' if p.suffix == '.json' else 'YAML'} "
                                f"({exc})") from None

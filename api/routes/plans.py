@@ -76,12 +76,23 @@ def list_plans(
     return {"items": items, "total": total, "limit": limit, "offset": offset, "next_offset": nxt if nxt < total else None}
 
 
-@router.get("/{plan_id}", response_model=PlanPublic, responses={**COMMON, **errors(404)})
-def get_plan(plan_id: str, store: StoreDep) -> dict:
+def _stored(store: StoreDep, plan_id: str) -> PlanRow:
+    """The stored plan, its body checked against its checksum: a body changed since it was
+    written (by hand in the database, or a damaged row) is refused, 422 ``invalid_plan`` naming
+    ``checksum``, rather than served or exported as a solved plan."""
+    from planner.plan import plan_from_dict
+
     row = store.get_plan(plan_id)
     if row is None:
         raise _not_found(plan_id)
-    return plan_public(row)
+    with domain_errors():
+        plan_from_dict(row.body, require_checksum=True)
+    return row
+
+
+@router.get("/{plan_id}", response_model=PlanPublic, responses={**COMMON, **errors(404)})
+def get_plan(plan_id: str, store: StoreDep) -> dict:
+    return plan_public(_stored(store, plan_id))
 
 
 @router.delete("/{plan_id}", status_code=204, response_class=Response, responses={**COMMON, **errors(404)})
@@ -98,14 +109,9 @@ def export(plan_id: str, store: StoreDep, catalog: CatalogDep,
            engine: str | None = Query(None, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$",
                                       description="engine the files are for (catalog id; default: the plan's)")) -> dict:
     from planner.export import export_plan
-    from planner.plan import plan_from_dict
 
-    row = store.get_plan(plan_id)
-    if row is None:
-        raise _not_found(plan_id)
+    row = _stored(store, plan_id)  # what was stored is what gets exported
     ctx = export_context(catalog, row.body)
     with domain_errors():
-        # what was stored is what gets exported: a body changed since it was written fails its checksum
-        plan_from_dict(row.body, require_checksum=True)
         out = export_plan(row.body, format, ctx, engine=engine)
     return {"plan_id": plan_id, **out.to_dict()}

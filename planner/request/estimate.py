@@ -465,7 +465,7 @@ def engine_assumptions(sup: Any, device: Any, arch: Any = None, runtime: str | N
         "continuous_batching": rt.continuous_batching,
         "step_overhead_s": s["step_overhead_s"],
         "static_memory_plan": s["static_memory_plan"],
-        "source": f"profiles/engines/{sup.engine}.yaml",
+        "source": sup.profile_file,
     }
 
 
@@ -536,7 +536,7 @@ def _storage_notes(sup: Any, choice: Any, arch: Any = None) -> tuple[str, ...]:
             fell = _storage_fallbacks(arch, chain) if fmt == name and what == "weights" and arch is not None else ""
             if fmt == name and (abs(bits - catalog) > 1e-9 or fell):
                 out.append(f"{what} {fmt} priced as {sup.engine}'s {t}, {bits:g} bits per value (the catalog "
-                           f"format: {catalog:g}; profiles/engines/{sup.engine}.yaml storage){fell}")
+                           f"format: {catalog:g}; {sup.profile_file} storage){fell}")
     return tuple(out)
 
 
@@ -570,7 +570,7 @@ def _storage_fallbacks(arch: Any, chain: Any) -> str:
 
 def _engine_note(sup: Any, device: Any, arch: Any = None) -> str:
     a = engine_assumptions(sup, device, arch)
-    parts = [f"engine {sup.engine} (profiles/engines/{sup.engine}.yaml): "
+    parts = [f"engine {sup.engine} ({sup.profile_file}): "
              f"{a['runtime_context_bytes'] / 2**30:.2f} GiB runtime context per device counted as reserved memory"]
     if a["kv_memory_fraction"] < 1.0:
         parts.append(f"KV cache in at most {a['kv_memory_fraction']:.0%} of the memory weights, activations and "

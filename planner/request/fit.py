@@ -260,7 +260,7 @@ def pool_setting(sup: Any) -> str:
     setting = getattr(sup.runtime, "memory_fraction_setting", None)
     if setting:
         return f", its {setting}"
-    return f"; {sup.engine} has no setting for that share, profiles/engines/{sup.engine}.yaml estimates it"
+    return f"; {sup.engine} has no setting for that share, {sup.profile_file} estimates it"
 
 
 def _inference_limit(m: Any, options: Any, sup: Any, dev: Any) -> tuple[str | None, dict]:

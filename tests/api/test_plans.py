@@ -181,8 +181,9 @@ def test_invalid_fields_answer_before_a_job_exists(tmp_path):
 
 
 def test_a_stored_plan_changed_since_it_was_written_is_not_exported(api, tmp_path):
-    """The row's body is checked against its checksum before export: a changed body (here the engine's recorded
-    SmoothQuant strength) is refused naming the checksum, not exported as if it were the plan that was solved."""
+    """The row's body is checked against its checksum before it is served or exported: a changed body (here the
+    engine's recorded SmoothQuant strength) is refused naming the checksum, not handed out as if it were the plan
+    that was solved; the list still shows it and DELETE removes it."""
     import json
     import sqlite3
 
@@ -199,3 +200,9 @@ def test_a_stored_plan_changed_since_it_was_written_is_not_exported(api, tmp_pat
     err = r.json()["error"]
     assert r.status_code == 422 and err["code"] == "invalid_plan" and err["field"] == "checksum", r.text
     assert "checksum mismatch" in err["message"]
+    r = api.get(f"/v1/plans/{pid}")
+    err = r.json()["error"]
+    assert r.status_code == 422 and err["code"] == "invalid_plan" and err["field"] == "checksum", r.text
+    assert pid in [p["id"] for p in api.get("/v1/plans").json()["items"]]
+    assert api.delete(f"/v1/plans/{pid}").status_code == 204
+    assert api.get(f"/v1/plans/{pid}").status_code == 404

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 from api.errors import ApiError
 from api.limits import check_depth, check_model_size, group_count
@@ -77,3 +79,12 @@ def test_json_depth():
     with pytest.raises(ApiError) as e:
         check_depth(nested, "config")
     assert e.value.field == "config"
+
+
+def test_rest_yaml_with_a_key_given_twice_is_422(client):
+    text = yaml.safe_dump(yaml.safe_load((Path(__file__).resolve().parents[2] / "profiles/hardware/a100-80gb-sxm.yaml").read_text()) | {"id": "lab-dup"})
+    r = client.post("/v1/hardware", json={"yaml": text + "id: lab-dup\n"})
+    err = r.json()["error"]
+    assert r.status_code == 422 and err["code"] == "invalid_yaml" and err["field"] == "yaml", r.text
+    assert "key 'id' is given twice" in err["message"]
+    assert client.get("/v1/hardware/lab-dup").status_code == 404

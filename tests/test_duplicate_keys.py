@@ -1,0 +1,111 @@
+"""A key given twice in one mapping is refused, naming the key and where, in every file and body a
+user writes: hardware and engine profiles, model configs, plan files, sensitivity tables, and YAML
+sent to the REST service (tests/api/test_safeyaml.py). PyYAML and ``json`` keep the last silently, so a profile edited at its
+first ``memory_fraction`` would otherwise be read at its second."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hwmodels.safeyaml import UnsafeYamlError, load_untrusted
+from planner.fileio import DuplicateKeyError, parse_document
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("libyaml", [True, False], ids=["libyaml", "pure-python"])
+@pytest.mark.parametrize("text, key, line", [
+    ("a: 1\nb: 2\na: 3\n", "a", 3),
+    ("outer:\n  x: 1\n  y: 2\n  x: 1\n", "x", 4),       # the same value twice is still refused
+    ("- {k: 1, k: 2}\n", "k", 1),
+    ("a:\n  - b: {c: 1}\n    b: 2\n", "b", 3),
+])
+def test_untrusted_yaml_refuses_a_key_given_twice(monkeypatch, libyaml, text, key, line):
+    if libyaml and not getattr(yaml, "__with_libyaml__", False):
+        pytest.skip("PyYAML built without libyaml")
+    monkeypatch.setattr(yaml, "__with_libyaml__", libyaml)
+    with pytest.raises(UnsafeYamlError) as e:
+        load_untrusted(text, field="hardware")
+    msg = str(e.value)
+    assert e.value.field == "hardware" and e.value.code == "invalid_yaml"
+    assert f"key {key!r} is given twice (again at line {line}," in msg and "give each key once" in msg, msg
+
+
+def test_distinct_keys_that_look_alike_are_kept():
+    # YAML's 1 and '1' are different keys; so are keys in different mappings
+    assert load_untrusted("a: {1: x, '1': y}\nb: {a: 1}\n") == {"a": {1: "x", "1": "y"}, "b": {"a": 1}}
+    assert parse_document('{"a": {"a": 1}, "b": [{"a": 2}, {"a": 3}]}', "json") == {"a": {"a": 1}, "b": [{"a": 2}, {"a": 3}]}
+
+
+def test_parse_document_refuses_duplicates_in_json_and_yaml():
+    with pytest.raises(DuplicateKeyError, match="key 'engine' is given twice in one object"):
+        parse_document('{"engine": "vllm", "x": {"y": 1}, "engine": "sglang"}', "json")
+    with pytest.raises(DuplicateKeyError, match=r"key 'y' is given twice \(again at line 3, column 3\)"):
+        parse_document("x:\n  y: 1\n  y: 2\n", "yaml")
+    with pytest.raises(json.JSONDecodeError):  # a syntax error is still the parser's own
+        parse_document('{"a": ', "json")
+
+
+@pytest.fixture(scope="module")
+def plan_files(tmp_path_factory):
+    from planner.cli import main
+
+    d = tmp_path_factory.mktemp("plans")
+    for name in ("p.yaml", "p.json"):
+        assert main(["plan", "--model", "llama-3.2-1b", "--hardware", "a100-80gb-sxm", "--out", str(d / name)]) == 0
+    return d
+
+
+def test_plan_file_with_a_key_given_twice_exits_2(cli, plan_files, tmp_path):
+    text = (plan_files / "p.yaml").read_text()
+    assert "\nengine: vllm\n" in text
+    bad = tmp_path / "twice.yaml"
+    bad.write_text(text.replace("\nengine: vllm\n", "\nengine: vllm\nengine: sglang\n", 1))
+    code, out, err = cli("plan", "show", bad)
+    assert code == 2 and "Traceback" not in err
+    assert "twice.yaml: key 'engine' is given twice (again at line" in err, err
+
+    bad_json = tmp_path / "twice.json"
+    bad_json.write_text((plan_files / "p.json").read_text().replace("{\n", '{\n  "engine": "sglang",\n', 1))
+    code, out, err = cli("export", bad_json, "--format", "vllm", "--out", tmp_path / "out")
+    assert code == 2 and "twice.json: key 'engine' is given twice in one object" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_profile_files_with_a_key_given_twice_name_their_flag(cli, tmp_path):
+    engine = (ROOT / "profiles/engines/vllm.yaml").read_text()
+    assert "  memory_fraction: 0.9\n" in engine
+    (tmp_path / "eng.yaml").write_text(engine.replace("  memory_fraction: 0.9\n",
+                                                      "  memory_fraction: 0.9\n  memory_fraction: 0.5\n", 1))
+    code, _, err = cli("estimate", "--model", "llama-3.2-1b", "--hardware", "a100-80gb-sxm", "--engine", tmp_path / "eng.yaml")
+    assert code == 2 and err.startswith("error: --engine: key 'memory_fraction' is given twice"), err
+
+    hw = yaml.safe_load((ROOT / "profiles/hardware/a100-80gb-sxm.yaml").read_text())
+    text = yaml.safe_dump(hw, sort_keys=False)
+    first = text.splitlines()[0]
+    (tmp_path / "hw.yaml").write_text(text + first + "\n")
+    code, _, err = cli("estimate", "--model", "llama-3.2-1b", "--hardware", tmp_path / "hw.yaml")
+    assert code == 2 and "--hardware" in err and f"key {first.split(':')[0]!r} is given twice" in err, err
+
+
+def test_sensitivity_file_with_a_key_given_twice(cli, tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("version: 1\ngroups: {}\nversion: 1\n")
+    code, _, err = cli("plan", "--model", "llama-3.2-1b", "--hardware", "a100-80gb-sxm", "--sensitivity", f)
+    assert code == 2 and "--sensitivity s.yaml: key 'version' is given twice" in err, err
+
+
+def test_estimate_notes_name_the_engine_profile_file_given(cli, tmp_path):
+    f = tmp_path / "my-vllm.yaml"
+    f.write_text((ROOT / "profiles/engines/vllm.yaml").read_text())
+    code, out, err = cli("estimate", "--model", "llama-3.2-1b", "--hardware", "a100-80gb-sxm", "--engine", f, "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["engine_assumptions"]["source"] == str(f)
+    assert any(f"engine vllm ({f})" in n for n in d["notes"]), d["notes"]
+    code, out, _ = cli("estimate", "--model", "llama-3.2-1b", "--hardware", "a100-80gb-sxm", "--engine", "vllm", "--json")
+    assert json.loads(out)["engine_assumptions"]["source"] == "profiles/engines/vllm.yaml"
