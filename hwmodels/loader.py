@@ -103,6 +103,8 @@ class _Reader:
                 return default
             raise self.error(key, "a positive number" if positive else "a number >= 0", None)
         value = _yaml12_float(self.data[key])
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _LARGEST:
+            raise self.error(key, f"a number at most {_LARGEST:g} (in the field's own unit)", value)
         if not is_number(value):
             raise self.error(key, "a number", value)
         if positive and value <= 0:
@@ -123,6 +125,8 @@ class _Reader:
         value = self.data[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise self.error(key, f"a whole number >= {minimum}", value)
+        if value > _LARGEST:
+            raise self.error(key, f"a whole number from {minimum} to {_LARGEST:g}", value)
         return value
 
     def text(self, key: str, *, choices: tuple[str, ...] | None = None, default: str | None = None) -> str:

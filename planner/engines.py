@@ -42,6 +42,7 @@ is one YAML file (see docs/engines.md).
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import math
@@ -54,7 +55,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 from hwmodels import DEVICE_CLASSES, DeviceSpec
-from hwmodels.errors import SUGGEST_MAX_LEN, ProfileError, TierwiseError, UnknownIdError
+from hwmodels.errors import SUGGEST_MAX_LEN, ProfileError, TierwiseError, UnknownIdError, per_front_end
 from hwmodels.loader import is_file
 from hwmodels.loader import _Reader
 
@@ -215,8 +216,14 @@ class Support:
     exclusive: tuple[str, ...] = ()
     #: Whether it runs low-rank factorised layers (two matrices of rank r in place of one).
     low_rank: bool = False
-    #: The profile it was read from (``EngineSpec.profile_file``).
+    #: The profile file it was read from, as given (empty for the catalog; ``profile_file``), and
+    #: the sha256 of its text.
     profile: str = ""
+    content_hash: str = ""
+    #: The engine's kind (``inference``, ``training``, ``on-device``) and exporter, from its profile
+    #: (so a profile file whose id the catalog lacks needs no catalog lookup).
+    kind: str = ""
+    exporter: str = ""
 
     @property
     def profile_file(self) -> str:
@@ -266,6 +273,8 @@ class EngineSpec:
     #: Where the profile was read from, as a user would find it: the path as given for a profile
     #: file; empty for the catalog (``profiles/engines/{id}.yaml``).
     profile: str = ""
+    #: sha256 of the profile's text (empty for a profile given as a dict).
+    content_hash: str = ""
 
     @property
     def profile_file(self) -> str:
@@ -300,7 +309,10 @@ class EngineSpec:
             optimizers=self.optimizers,
             exclusive=_unique(x for t in hits for x in t.exclusive),
             low_rank=self.low_rank,
-            profile=self.profile_file,
+            profile=self.profile,
+            content_hash=self.content_hash,
+            kind=self.kind,
+            exporter=self.exporter,
         )
 
 
@@ -386,10 +398,7 @@ def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
     if reader.has("memory_fraction") or not partial:
         out["memory_fraction"] = reader.number("memory_fraction", at_most=1.0)
     if reader.has("context_gib") or not partial:
-        value = reader.raw("context_gib")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise reader.error("context_gib", "a number of GiB >= 0", value)
-        out["context_bytes"] = float(value) * 2**30
+        out["context_bytes"] = reader.number("context_gib", positive=False) * 2**30
     if out.get("chunked_prefill") and out.get("chunk_tokens") == 0:
         raise reader.error("chunk_tokens", "a positive token count when chunked_prefill is true", 0)
     return out
@@ -599,9 +608,11 @@ def load_engine_from_dict(data: Mapping[str, Any], origin: str = "<dict>") -> En
 @lru_cache(maxsize=None)
 def _load_catalog(engine_id: str) -> EngineSpec:
     path = _engines_dir() / f"{engine_id}.yaml"
+    text = path.read_text(encoding="utf-8")
     # The C loader: the catalog is trusted package data, read on every command's start-up.
-    spec = _parse(yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)),  # noqa: S506
+    spec = _parse(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)),  # noqa: S506
                   f"{engine_id}.yaml")
+    spec = replace(spec, content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest())
     if spec.id != engine_id:
         raise ProfileError(f"{engine_id}.yaml", "id", f"the file name's stem {engine_id!r}", spec.id)
     return spec
@@ -616,15 +627,43 @@ def load_engine(ref: str | EngineSpec) -> EngineSpec:
     known = list_engines()
     if ref in known:
         return _load_catalog(ref)
-    path = Path(ref)
-    if ref.endswith((".yaml", ".yml")) and is_file(path):
-        from hwmodels.safeyaml import load_untrusted
-
-        return replace(load_engine_from_dict(load_untrusted(path.read_text(), field="engine"), str(path)), profile=ref)
+    if ref.endswith((".yaml", ".yml")) or "/" in ref:
+        return _load_file(ref)
     import difflib
 
     close = difflib.get_close_matches(ref, known, n=3, cutoff=0.5) if len(ref) <= SUGGEST_MAX_LEN else []
     raise UnknownIdError(ref, "engine", close, known=known)
+
+
+def _load_file(ref: str) -> EngineSpec:
+    """An engine profile file, every error led by the flag or field that named it (``--engine
+    ./my.yaml: field 'runtime.context_gb' …``)."""
+    from hwmodels.loader import is_dir
+    from hwmodels.safeyaml import UnsafeYamlError, load_untrusted
+
+    path = Path(ref)
+    if is_dir(path):
+        raise TierwiseError(f"{{@engine}} {per_front_end(ref, ref)}: a directory, not an engine profile file", field="engine")
+    if not is_file(path):
+        raise TierwiseError(f"{{@engine}} {per_front_end(ref, ref)}: no such file (an engine is a catalog id such as "
+                            "'vllm' or a path to a profile file)", field="engine")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProfileError(ref, "<document>", "UTF-8 text", f"undecodable bytes ({exc.reason})").named("engine") from None
+    except OSError as exc:
+        raise TierwiseError(f"{{@engine}} {per_front_end(ref, ref)}: cannot read the file ({exc.strerror or exc})",
+                            field="engine") from None
+    try:
+        data = load_untrusted(text, field="engine")
+    except UnsafeYamlError as exc:
+        raise TierwiseError(f"{{@engine}} {per_front_end(ref, ref)}: {exc.reason}", field="engine",
+                            code="invalid_yaml") from None
+    try:
+        spec = load_engine_from_dict(data, ref)
+    except ProfileError as exc:
+        raise exc.named("engine") from None
+    return replace(spec, profile=ref, content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
 def profile_ref(ref: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 
-import math
+from hwmodels._checks import is_number
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -63,7 +63,7 @@ class _Cfg:
             if default is _MISSING:
                 raise ModelConfigError(self.origin, name, "a positive number")
             return default
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
+        if not is_number(value) or not value > 0:
             raise ModelConfigError(self.origin, name, "a positive number", value)
         return float(value)
 

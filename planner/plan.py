@@ -493,6 +493,11 @@ class Plan(_Record):
     # export and validate follow it. None: not recorded (plans written before it was; see
     # plan_activation_recipe).
     activation_recipe: Any = None
+    # The engine profile as the planner read it: ``engine_hash`` its content's sha256 (catalog and
+    # files alike), ``engine_profile`` the path given for a profile file (None for the catalog), so
+    # that export follows the profile the plan was priced with, not a catalog engine of the same id.
+    engine_profile: str | None = None
+    engine_hash: str | None = None
 
     def __post_init__(self) -> None:
         _check_int(self.version, "version", 1)
@@ -551,6 +556,15 @@ class Plan(_Record):
                 raise PlanError("'activation_recipe' is an engine's recipe; the plan records no 'engine'",
                                 field="activation_recipe")
             _recipe_from_dict(self.activation_recipe.to_dict())
+        if self.engine_hash is not None and (not isinstance(self.engine_hash, str) or not _HASH.match(self.engine_hash)):
+            raise _err("engine_hash", "'sha256:' followed by 64 lower-case hex digits", self.engine_hash)
+        if self.engine_profile is not None and (not isinstance(self.engine_profile, str) or not self.engine_profile.strip()
+                                                or len(self.engine_profile) > 4096 or "\x00" in self.engine_profile):
+            raise _err("engine_profile", "the path of an engine profile file (text of at most 4096 characters)",
+                       self.engine_profile)
+        for name in ("engine_profile", "engine_hash"):
+            if getattr(self, name) is not None and self.engine is None:
+                raise PlanError(f"'{name}' describes the plan's engine; the plan records no 'engine'", field=name)
 
     # -- views for the cost model ----------------------------------------------------------
 
@@ -592,7 +606,10 @@ def with_engine(plan: Plan, engine: Any) -> Plan:
     from planner.format_noise import recipe_of
 
     recipe = recipe_of(runtime) if runtime is not None else None
-    return dataclasses.replace(plan, engine=str(eid), activation_recipe=recipe)
+    digest = getattr(engine, "content_hash", "") or None
+    return dataclasses.replace(plan, engine=str(eid), activation_recipe=recipe,
+                               engine_profile=getattr(engine, "profile", "") or None,
+                               engine_hash=f"sha256:{digest}" if digest else None)
 
 
 def _recipe_from_dict(v: Any, path: str = "activation_recipe"):
@@ -675,6 +692,9 @@ def _content_dict(plan: Plan) -> dict[str, Any]:
         **({"engine": plan.engine} if plan.engine is not None else {}),
         # Its recipe for integer activations as the engine's profile stated it (with_engine).
         **({"activation_recipe": plan.activation_recipe.to_dict()} if plan.activation_recipe is not None else {}),
+        # The profile it was read from (a file's path as given) and its content hash (with_engine).
+        **({"engine_profile": plan.engine_profile} if plan.engine_profile is not None else {}),
+        **({"engine_hash": plan.engine_hash} if plan.engine_hash is not None else {}),
     }
 
 
@@ -702,7 +722,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
 _TOP_REQUIRED = ("version", "tool_version", "created_at", "model", "hardware", "model_hash", "hardware_hash",
                  "layout", "devices", "workload", "constraints", "objective", "kv", "choices", "predicted", "solver",
                  "sensitivity_source")
-_TOP_OPTIONAL = ("activations", "checksum", "engine", "activation_recipe")
+_TOP_OPTIONAL = ("activations", "checksum", "engine", "activation_recipe", "engine_profile", "engine_hash")
 
 
 def _mapping(v: Any, path: str) -> Mapping[str, Any]:
@@ -821,7 +841,7 @@ def plan_from_dict(d: Mapping[str, Any], *, require_checksum: bool = False) -> P
 
     top = {k: d[k] for k in ("version", "tool_version", "created_at", "model", "hardware", "model_hash",
                              "hardware_hash", "devices", "objective", "kv", "sensitivity_source")}
-    for key in ("activations", "engine"):
+    for key in ("activations", "engine", "engine_profile", "engine_hash"):
         if key in d:
             top[key] = d[key]
     if d.get("activation_recipe") is not None:

@@ -84,6 +84,7 @@ from planner.search_problem import (
     min_opt,
     ordered_layouts,
     pick_best,
+    relative_weights,
     usd_per_million,
     within_gap,
 )
@@ -299,7 +300,7 @@ class Planner(FormulationMixin, AssemblyMixin):
             return usd_per_million(self.device, f.layout, req, value + steps)
         if req.objective == "memory":
             return value
-        w = req.objective_weights
+        w = relative_weights(req)
         return (value + w.get("accuracy", 0.0) * (f.sens_const + f.kv_sens) / refs["sensitivity"]
                 + w.get("latency", 0.0) * steps / refs["latency"])
 

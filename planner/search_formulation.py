@@ -45,7 +45,7 @@ from planner.options import (
     max_low_rank,
     options_for_group,
 )
-from planner.search_problem import PlanProblem
+from planner.search_problem import PlanProblem, relative_weights
 from planner.serving import engine_settings
 from planner.solver import AuxVar, Problem, Row, Solution
 
@@ -427,6 +427,7 @@ class FormulationMixin:
         for gi, g in enumerate(groups):
             buckets.setdefault((g.block, g.name, g.stage, options[gi]), []).append(gi)
         classes: list[OptionClass] = []
+        labels: dict[str, int] = {}
         offered = 0
         for (block, name, stage, opts_), members in buckets.items():
             usable = [i for i, o in enumerate(opts_) if o in costs]
@@ -442,6 +443,12 @@ class FormulationMixin:
                 keep = _undominated([(None, *coeffs[i], sigma[i]) for i in range(len(usable))])
                 order = np.argsort(-alpha, kind="stable")
                 label = groups[mem[0]].fqn if len(mem) == 1 else f"{block}.*.{name}[stage {stage}]×{len(mem)}"
+                # One (block, name, stage) can make several classes (other option lists, or scores
+                # that are not proportional, as a sensitivity pattern over some layers gives): each
+                # keeps a distinct name.
+                labels[label] = labels.get(label, 0) + 1
+                if labels[label] > 1:
+                    label = f"{label} #{labels[label]}"
                 classes.append(OptionClass(name=label, stage=stage, members=tuple(mem[i] for i in order),
                                            options=tuple(opts_[usable[i]] for i in keep), sigma=sigma[keep],
                                            alpha=alpha[order], coeffs=coeffs[keep]))
@@ -687,7 +694,7 @@ class FormulationMixin:
         elif which == "memory":
             aux_cost["M_max"] = 1.0
         elif which == "weighted":
-            w = req.objective_weights
+            w = relative_weights(req)
             if w.get("accuracy"):
                 add_sens(w["accuracy"] / refs["sensitivity"])
             if w.get("latency"):

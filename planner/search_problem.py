@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hwmodels import DeviceSpec
+from hwmodels._checks import is_number
 from planner.arch import ArchSpec
 from planner.costmodel import EstimateError, Layout, Serving, check_layout
 from planner.layout import check_layout_on, max_group
@@ -93,7 +94,7 @@ class PlanProblem:
                 raise bad(name, "a positive integer")
         for name in ("max_memory_per_device_bytes", "ttft_slo_s", "tpot_slo_s", "avg_bits"):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+            if v is not None and (not is_number(v)
                                   or v <= 0):
                 raise bad(name, "a positive number")
         if self.objective not in OBJECTIVES:
@@ -103,7 +104,7 @@ class PlanProblem:
             raise EstimateError("objective_weights", f"--objective-weights knows accuracy, latency, memory; got "
                                 f"{', '.join(sorted(unknown))}")
         for k, v in self.objective_weights.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or not math.isfinite(v):
+            if not is_number(v) or v < 0:
                 raise EstimateError("objective_weights", f"--objective-weights {k} must be a number >= 0; got {v!r}")
         if self.objective == "weighted" and not any(self.objective_weights.values()):
             raise EstimateError("objective_weights", "--objective weighted needs --objective-weights with a positive "
@@ -252,6 +253,15 @@ def usd_per_million(device: DeviceSpec, layout: Layout, req: PlanProblem, latenc
     return device.usd_per_hour * layout.devices / 3600.0 / tps * 1e6 if tps > 0 else math.inf
 
 
+def relative_weights(req: PlanProblem) -> dict[str, float]:
+    """``objective_weights`` scaled so that the largest is 1: the weights are relative
+    (``accuracy=2,latency=1`` is ``accuracy=1,latency=0.5``), and scaled they keep every
+    objective coefficient finite however large the numbers given (``latency=1e308``)."""
+    w = req.objective_weights
+    top = max(w.values(), default=0.0)
+    return {k: float(v) / top for k, v in w.items()} if top > 0 else dict(w)
+
+
 def objective_value(objective: str, p: Predicted, req: PlanProblem, refs: Mapping[str, float]) -> float:
     if objective == "accuracy":
         return p.sensitivity
@@ -261,7 +271,7 @@ def objective_value(objective: str, p: Predicted, req: PlanProblem, refs: Mappin
         return p.per_device_bytes
     if objective == "cost":
         return p.usd_per_million_tokens if p.usd_per_million_tokens is not None else 1e300
-    w = req.objective_weights
+    w = relative_weights(req)
     return (w.get("accuracy", 0.0) * p.sensitivity / refs["sensitivity"]
             + w.get("latency", 0.0) * p.latency_s / refs["latency"]
             + w.get("memory", 0.0) * p.per_device_bytes / refs["memory"])

@@ -119,6 +119,7 @@ from typing import Protocol
 import numpy as np
 
 from hwmodels.errors import per_front_end  # the path as typed, never read as a field token
+from hwmodels._checks import is_number
 from planner.errors import SensitivityError
 from planner.format_noise import ActivationRecipe, _apply, _torch, activation_noise, kv_noise, smoothable, weight_noise
 from planner.formats import FormatError, get_format
@@ -606,7 +607,7 @@ class TableSensitivity:
 
 
 def _score(v: object, where: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+    if not is_number(v) or v < 0:
         raise SensitivityError(f"{where} must be a finite number >= 0; got {v!r}", field=where)
     return float(v)
 
@@ -685,6 +686,8 @@ def load_sensitivity_file(path: str | Path) -> TableSensitivity:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SensitivityError(f"--sensitivity {path}: expected UTF-8 text; got undecodable bytes ({exc.reason})") from None
     except OSError as exc:
         raise SensitivityError(f"--sensitivity {path}: cannot read the file ({exc.strerror or exc})") from None
     try:

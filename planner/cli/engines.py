@@ -41,11 +41,10 @@ def engine_summary(spec) -> dict:
 
 
 def support_summary(sup) -> dict:
-    from planner.engines import load_engine
 
     rt = sup.runtime
     training = {}
-    if load_engine(sup.engine).kind == "training":
+    if sup.kind == "training":
         training = {"attention": list(sup.attention), "optimizers": list(sup.optimizers)}
     # its recipe for int8 activations, where it runs any on this hardware
     int8 = any("int8" in s.activations for s in sup.schemes)

@@ -454,6 +454,10 @@ def _field_text(name: str, value: Any) -> str:
         if value is None:
             return "none recorded"
         return "int8 activations " + recipe_from_dict(value, name, lambda *a: ValueError(a)).describe()
+    if name == "engine_profile" and value is None:
+        return "the catalog's"
+    if name == "engine_hash" and value is None:
+        return "none recorded"
     return str(value)
 
 
@@ -464,8 +468,9 @@ def diff_plans(a, b) -> dict[str, Any]:
                  "sensitivity_source"):
         if getattr(a, name) != getattr(b, name):
             fields[name] = [getattr(a, name), getattr(b, name)]
-    if a.engine != b.engine:
-        fields["engine"] = [a.engine, b.engine]
+    for name in ("engine", "engine_profile", "engine_hash"):
+        if getattr(a, name) != getattr(b, name):
+            fields[name] = [getattr(a, name), getattr(b, name)]
     from planner.plan import plan_activation_recipe
 
     # the recipes export and validate follow (a plan that records none: its engine's catalog profile)

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from hwmodels.errors import TierwiseError
+
 from .common import compact_targets, model_path, modules_of, to_json
 from .core import Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, sparsity_of
 from .rules import as_exported
@@ -136,7 +138,7 @@ def _export_compressed_tensors(v: PlanView, ctx: ExportContext) -> Export:
         "",
     ])
     # the checkpoint's server: SGLang for an SGLang plan, else vLLM
-    serve = "python -m sglang.launch_server --model-path" if ctx.engine == "sglang" else "vllm serve"
+    serve = "python -m sglang.launch_server --model-path" if _exporter_of(ctx.engine) == "sglang" else "vllm serve"
     return Export(
         format="compressed-tensors",
         files=(
@@ -147,3 +149,15 @@ def _export_compressed_tensors(v: PlanView, ctx: ExportContext) -> Export:
         next_command=f"python oneshot.py && {serve} {shlex.quote(out_dir)}",
         notes=tuple(notes),
     )
+
+
+def _exporter_of(engine: str | None) -> str | None:
+    """The exporter of the engine the files are for (a catalog id or a profile file's path)."""
+    if not engine:
+        return None
+    from planner.engines import load_engine
+
+    try:
+        return load_engine(engine).exporter
+    except TierwiseError:
+        return engine

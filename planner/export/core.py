@@ -267,6 +267,9 @@ def export_plan(plan: Any, fmt: str | None = None, context: ExportContext | None
     d = _plan_dict(plan)
     plan_engine = d.get("engine") if isinstance(d.get("engine"), str) else None
     key = None if fmt is None else str(fmt).strip().lower()
+    recorded: tuple[str, ...] = ()
+    if engine is None and plan_engine is not None and key not in ("yaml", "json"):
+        plan_engine, recorded = _recorded_engine(d, plan_engine)
     if key is not None and key not in EXPORTERS:
         raise ExportError("format", f"unknown export format {fmt!r}; expected one of: {', '.join(EXPORTERS)}")
     if engine is not None and (not isinstance(engine, str) or not engine.strip()):
@@ -280,7 +283,43 @@ def export_plan(plan: Any, fmt: str | None = None, context: ExportContext | None
         # H100 plan is refused like vllm's files for a phone plan).
         # The engine of the format asked for (not the plan's, none named): a refusal names the format.
         engine_runs(view, key, checked, field="engine" if engine is not None or checked == plan_engine else "format")
-    return EXPORTERS[key].func(view, ctx)
+    out = EXPORTERS[key].func(view, ctx)
+    return replace(out, notes=(*recorded, *out.notes)) if recorded and checked == plan_engine else out
+
+
+def _recorded_engine(d: Mapping[str, Any], engine_id: str) -> tuple[str, tuple[str, ...]]:
+    """(engine reference, notes) for exporting a plan with no ``--engine``: the profile file the
+    plan was made with (``engine_profile``) when it recorded one — read again and checked
+    against ``engine_hash``, so a missing or changed file is an error naming ``engine`` rather
+    than a catalog engine of the same id put in its place — else the catalog id, with a note
+    when the catalog's profile has changed since the plan was made."""
+    from planner.engines import load_engine
+
+    profile, digest = d.get("engine_profile"), d.get("engine_hash")
+    if isinstance(profile, str) and profile:
+        from hwmodels.loader import is_file
+
+        if not is_file(Path(profile)):
+            raise ExportError("engine", f"the plan was made with the engine profile {profile!r}, which is not a file here "
+                              "(a relative path is read from the current folder); pass {@engine} with that profile")
+        try:
+            spec = load_engine(profile)
+        except TierwiseError as exc:
+            raise ExportError("engine", f"the plan was made with the engine profile {profile!r}, which no longer reads "
+                              f"as one ({exc.render('python')}); pass {{@engine}} with a profile") from None
+        if isinstance(digest, str) and digest != f"sha256:{spec.content_hash}":
+            raise ExportError("engine", f"the engine profile {profile!r} has changed since the plan was made (its "
+                              "sha256 differs from the plan's engine_hash); re-plan with it, or pass {@engine} "
+                              f"{profile} to export for the profile as it is now")
+        return profile, ()
+    try:
+        spec = load_engine(engine_id)
+    except TierwiseError:
+        return engine_id, ()
+    if isinstance(digest, str) and digest != f"sha256:{spec.content_hash}":
+        return engine_id, (f"the catalog's {engine_id} profile has changed since this plan was made (engine_hash "
+                           "differs): the files follow the profile as it is now",)
+    return engine_id, ()
 
 
 def write_export(export: Export, out_dir: str | os.PathLike) -> list[Path]:

@@ -36,6 +36,7 @@ from planner.request.fields import (
     check_number,
     fill_defaults,
     given_fields,
+    check_distinct_ids,
     item_key,
     opt,
     parse_duration,
@@ -257,6 +258,7 @@ def _resolve_fleet(req: Any, v: dict, names: tuple) -> tuple[list, list, int, in
             exc.field = "models"  # the id came through the list of models
         raise
     devices = [d for _, d in loaded]
+    check_distinct_ids("hardware", hw, [d.id for d in devices])
     if req.engine is not None and req.hardware is None:  # every catalog device one of the engines runs on
         devices = [d for d in devices if any(_runs_on(e, d) for e in engines)] or devices
     prompt = check_int("prompt", v["prompt"], hi=1 << 26)
@@ -315,6 +317,10 @@ def engine_ids(value: Any) -> tuple[Any, ...]:
             raise TierwiseError(f"{{@engine}} lists {echo_value(x)} more than once; give each engine once", field="engine",
                                 code="invalid_field")
         out.append(x)
+    if len(out) > 1:
+        from planner.engines import load_engine
+
+        check_distinct_ids("engine", out, [load_engine(x).id for x in out])
     return tuple(out)
 
 
@@ -491,6 +497,7 @@ def resolve_training_fleet(req: CapacityTrainRequest) -> tuple[Any, list[tuple[A
 
     hw = _ids("hardware", _required("hardware", req.hardware), unique=True)
     specs = [load_specs(_required("model", req.model), h) for h in hw]
+    check_distinct_ids("hardware", hw, [d.id for _, d in specs])
     arch = specs[0][0]
     check_fields_apply(arch, given_fields(req))
     out, skipped = [], []

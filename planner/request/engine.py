@@ -187,7 +187,7 @@ def check_runtime(sup: Any, value: Any, device: Any) -> str:
         return sup.runtime.default_runtime
     runtime = check_choice("runtime", value, RUNTIMES)
     if runtime not in sup.runtime.runtimes:
-        training = load_engine(sup.engine).kind == "training"
+        training = sup.kind == "training"
         others = [e for e in engines_for(device, training=training)
                   if runtime in load_engine(e).support(device).runtime.runtimes]
         what = ("runs its own compiled program and has no eager PyTorch mode" if runtime == "eager" else

@@ -18,11 +18,12 @@ import difflib
 import functools
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from hwmodels.errors import SUGGEST_MAX_LEN, TierwiseError, echo_value
+from hwmodels._checks import is_number
 
 __all__ = [
     "FieldInfo",
@@ -36,6 +37,7 @@ __all__ = [
     "field_info",
     "fill_defaults",
     "given_fields",
+    "check_distinct_ids",
     "item_key",
     "int_from_text",
     "opt",
@@ -176,7 +178,7 @@ def _int_text(lo: int, hi: int | None) -> str:
 
 
 def check_number(name: str, v: Any, *, lo: float = 0.0, lo_open: bool = True, hi: float | None = None) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if not is_number(v):
         raise bad(name, "a finite number", v)
     if (v <= lo if lo_open else v < lo) or (hi is not None and v > hi):
         rng = f"{'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi is not None else "")
@@ -346,6 +348,24 @@ def check_list(name: str, v: Any, *, max_len: int = 64, unique: Callable[[Any], 
                                     details={"repeated": str(key)})
             seen[key] = x
     return tuple(v)
+
+
+def _label(v: Any) -> str:
+    return echo_value(v) if isinstance(v, str) else echo_value(getattr(v, "id", v))
+
+
+def check_distinct_ids(name: str, given: Sequence[Any], ids: Sequence[str]) -> None:
+    """Items of a list field (``given``, as the caller wrote them) that load to profiles of one
+    id (``ids``): a profile file that kept a catalog id beside that id, or two files of one id,
+    would answer under one name, one silently in place of the other."""
+    seen: dict[str, Any] = {}
+    for x, pid in zip(given, ids):
+        if pid in seen:
+            first = seen[pid]
+            raise TierwiseError(f"{{@{name}}} lists {_label(first)} and {_label(x)}, both profiles of id {echo_value(pid)}; "
+                                "give each profile its own id", field=name, code="invalid_field",
+                                details={"repeated": str(pid)})
+        seen[pid] = x
 
 
 def item_key(x: Any) -> Any:
