@@ -78,6 +78,19 @@ class ServiceMiddleware:
                         raise BodyTooLarge(self.limit)
                 return message
 
+            if scope.get("method") in ("POST", "PUT", "PATCH") and _is_json(scope):
+                try:
+                    body = await _read_body(receive_limited)
+                except BodyTooLarge:
+                    await errors.error_response(413, "too_large", f"request body is larger than this server's limit "
+                                                f"max_body_bytes={self.limit}", None,
+                                                {"limit": "max_body_bytes", "value": self.limit})(scope, receive, send_wrapper)
+                    return
+                repeated = _repeated_json_key(body)
+                if repeated is not None:
+                    await errors.error_response(422, "invalid_field", repeated[1], repeated[0])(scope, receive, send_wrapper)
+                    return
+                receive_limited = _replay(body, receive)
             await self.app(scope, receive_limited, send_wrapper)
         finally:
             route = scope.get("route")
@@ -95,6 +108,10 @@ class ServiceMiddleware:
             if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.key):
                 msg = "missing API key: send 'Authorization: Bearer <key>'" if not auth else "wrong API key"
                 return errors.error_response(401, "unauthorized", msg, "authorization", headers={"WWW-Authenticate": "Bearer"})
+        repeated = _repeated_query(scope.get("query_string", b""))
+        if repeated is not None:
+            return errors.error_response(422, "invalid_field", f"query parameter {repeated!r} is given more than once; "
+                                         "give it once", repeated)
         length = headers.get(b"content-length")
         if length is not None:
             try:
@@ -105,6 +122,84 @@ class ServiceMiddleware:
                 return errors.error_response(413, "too_large", f"request body is {n} bytes, over this server's limit max_body_bytes={self.limit}",
                                              None, {"limit": "max_body_bytes", "value": self.limit})
         return None
+
+
+def _is_json(scope: Scope) -> bool:
+    for k, v in scope.get("headers", ()):
+        if k == b"content-type":
+            media = v.split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or media.endswith(b"+json")
+    return False
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the buffered body over once, then waits on the client (a
+    disconnect still reaches the app)."""
+    sent = [False]
+
+    async def replay() -> Message:
+        if not sent[0]:
+            sent[0] = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class _Repeated(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _no_repeats(pairs: list) -> dict:
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise _Repeated(k)
+        out[k] = v
+    return out
+
+
+def _repeated_json_key(body: bytes) -> tuple[str, str] | None:
+    """(field, message) when a JSON body states one key twice in one object (``json.loads``
+    keeps the last silently: ``{"devices": 1, "devices": 2}`` would plan for 2); None otherwise,
+    malformed JSON included (the route's own parser answers that)."""
+    import json
+
+    try:
+        json.loads(body, object_pairs_hook=_no_repeats)
+    except _Repeated as rep:
+        return rep.key, f"{rep.key!r} is given more than once in one JSON object; give each key once"
+    except (ValueError, RecursionError):
+        return None
+    return None
+
+
+def _repeated_query(query: bytes) -> str | None:
+    """A query parameter given twice (``?format=vllm&format=hf``: every parameter of this API
+    takes one value, and the last would win silently)."""
+    if not query:
+        return None
+    from urllib.parse import parse_qsl
+
+    seen: set[str] = set()
+    for k, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if k in seen:
+            return k
+        seen.add(k)
+    return None
 
 
 def _server_limits(schema: dict, settings: Settings) -> None:

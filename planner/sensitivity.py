@@ -575,6 +575,7 @@ class TableSensitivity:
                     v = float(p)
                 row.append(v)
             out.append(np.asarray(row, dtype=np.float64))
+        self._check_matched(groups)
         notes = (f"{missing} of {total} (group, option) scores were not in the {self.source} table and come from "
                  "the prior",) if missing else ()
         if measured_int:
@@ -583,6 +584,21 @@ class TableSensitivity:
                       f"those groups' {(self.recipe or ActivationRecipe()).describe()}; they are used as measured "
                       "(measure again with `tierwise sensitivity --engine` of this plan's engine)",)
         return SensitivityScores(values=tuple(out), notes=notes)
+
+    def _check_matched(self, groups: Sequence[GroupInfo]) -> None:
+        """Every entry names at least one of the model's decision groups: one that matches none
+        (``model.layerz.3.mlp.down_proj``, a layer the model lacks) is an error naming it, not a
+        score silently left unused, as a pin that matches nothing is."""
+        fqns = [g.fqn for g in groups]
+        unmatched = [pattern for pattern, _ in self.entries if not any(fnmatch.fnmatchcase(f, pattern) for f in fqns)]
+        if not unmatched:
+            return
+        shown = ", ".join(repr(u) for u in unmatched[:3]) + (f" and {len(unmatched) - 3} more" if len(unmatched) > 3 else "")
+        example = ", ".join(fqns[: min(2, len(fqns))])
+        raise SensitivityError(f"--sensitivity {self.source.removeprefix('file:')}: {len(unmatched)} of "
+                               f"{len(self.entries)} group entries match no decision group of the model: {shown}; its "
+                               f"groups are named like {example} (`tierwise plan ... --per-group` lists them)",
+                               field="sensitivity")
 
     def _recipe_differs(self, g: GroupInfo, o: Option) -> bool:
         """Whether the table's measurement of ``o`` on ``g`` quantized its integer activations otherwise than

@@ -31,6 +31,7 @@ from planner.cli.common import (
     err_console,
     human_bytes,
     human_time,
+    plot_target,
 )
 from hwmodels.errors import per_front_end, render_tokens
 from planner.cli.estimate import cli_errors
@@ -184,7 +185,7 @@ def serve(
     from planner.capacity import dedupe_tasks, run_serve_task, run_serve_within, serve_tasks, summarize_searched
 
     _check_executor(executor, json_out)
-    plot_path = _plot_target(plot_path, "capacity-serve")
+    plot_path = plot_target(plot_path, "capacity-serve")
     if disaggregated:
         if serving not in (None, "disaggregated"):
             raise CliError(f"--disaggregated contradicts --serving {serving}", EXIT_BAD_INPUT, field="serving")
@@ -461,30 +462,6 @@ def _plot_serve(answers: dict, path: Path) -> None:
     _save(fig, path)
 
 
-def _plot_target(path: Path | None, name: str) -> Path | None:
-    """The file ``--plot PATH`` writes, checked before the search runs: an existing directory
-    gets ``NAME.png`` inside it; a file path keeps its name, ``.png`` added when it has no
-    suffix (as matplotlib does); a suffix matplotlib cannot write or a missing parent
-    directory is an exit-2 error naming ``--plot``."""
-    if path is None:
-        return None
-    if path.is_dir():
-        return path / f"{name}.png"
-    from matplotlib.backend_bases import FigureCanvasBase
-
-    kinds = FigureCanvasBase.get_supported_filetypes()
-    suffix = path.suffix.lower().lstrip(".")
-    if not suffix:
-        path = path.with_name(path.name + ".png")
-    elif suffix not in kinds:
-        raise CliError(f"--plot: cannot write a {path.suffix!r} image ({path}); expected a directory or a file "
-                       f"ending in one of: {', '.join('.' + k for k in sorted(kinds))}", EXIT_BAD_INPUT, field="plot")
-    if not path.parent.is_dir():
-        raise CliError(f"--plot: the directory {path.parent} does not exist (for {path}); create it or give an "
-                       "existing directory", EXIT_BAD_INPUT, field="plot")
-    return path
-
-
 def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -536,7 +513,7 @@ def frontier(
     from planner.request.capacity import check_frontier
 
     _check_executor(executor, json_out)
-    plot_path = _plot_target(plot_path, "capacity-frontier")
+    plot_path = plot_target(plot_path, "capacity-frontier")
     given = dict(model=model, hardware=hardware, engine=engine, prompt=prompt, gen=gen, formats=formats,
                  activations=activations, kv=kv, max_devices=max_devices, max_pp=max_pp, runtime=runtime, time_limit_s=time_limit)
     with cli_errors(CAPACITY_CLI_ALIASES):
@@ -674,7 +651,7 @@ def train(
     from planner.capacity import (InfeasibleError, TrainFleetAnswer, run_train_task, summarize_train, train_infeasible_message, train_tasks)
 
     _check_executor(executor, json_out)
-    plot_path = _plot_target(plot_path, "capacity-train")
+    plot_path = plot_target(plot_path, "capacity-train")
     given = dict(model=model, hardware=hardware, tokens=tokens, days=days, seq=seq, global_batch_tokens=global_batch_tokens,
                  activations=activations, optimizer=optimizer, max_devices=max_devices, engine=engine)
     with cli_errors():

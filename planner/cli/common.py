@@ -11,6 +11,7 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -184,3 +185,27 @@ def option_batch(value: str) -> int | str:
 
 def exit_with(code: int) -> NoReturn:
     raise typer.Exit(code)
+
+
+def plot_target(path: Path | None, name: str, *, create_parent: bool = False) -> Path | None:
+    """The file ``--plot PATH`` writes, checked before the search runs: an existing directory
+    gets ``NAME.png`` inside it; a file path keeps its name, ``.png`` added when it has no
+    suffix (as matplotlib does); a suffix matplotlib cannot write or (unless ``create_parent``:
+    the command makes it) a missing parent directory is an exit-2 error naming ``--plot``."""
+    if path is None:
+        return None
+    if path.is_dir():
+        return path / f"{name}.png"
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    suffix = path.suffix.lower().lstrip(".")
+    if not suffix:
+        path = path.with_name(path.name + ".png")
+    elif suffix not in kinds:
+        raise CliError(f"--plot: cannot write a {path.suffix!r} image ({path}); expected a directory or a file "
+                       f"ending in one of: {', '.join('.' + k for k in sorted(kinds))}", EXIT_BAD_INPUT, field="plot")
+    if not create_parent and not path.parent.is_dir():
+        raise CliError(f"--plot: the directory {path.parent} does not exist (for {path}); create it or give an "
+                       "existing directory", EXIT_BAD_INPUT, field="plot")
+    return path

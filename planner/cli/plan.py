@@ -28,6 +28,7 @@ from planner.cli.common import (
     fail,
     human_bytes,
     human_time,
+    plot_target,
     writing,
 )
 from planner.cli.estimate import cli_errors
@@ -115,6 +116,11 @@ def plan(
         fail("--csv and --plot go with --pareto N", field="pareto")
     if out is not None:
         _check_out(out, pareto)
+    # what --pareto writes beside the plans is checked before the search, as --out is
+    plot = plot_target(plot, "pareto", create_parent=True)
+    if csv_path is not None and csv_path.is_dir():
+        fail(f"--csv: {str(csv_path)!r} is a folder; expected the path of a .csv file to write the points to",
+             field="csv")
     given = dict(model=model, hardware=hardware, devices=devices, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch,
                  prompt=prompt, gen=gen, max_memory_per_device=max_memory_per_device, ttft_slo_s=ttft_slo,
                  tpot_slo_s=tpot_slo, avg_bits=avg_bits, allow_offload=allow_offload,

@@ -88,3 +88,30 @@ def test_rest_yaml_with_a_key_given_twice_is_422(client):
     assert r.status_code == 422 and err["code"] == "invalid_yaml" and err["field"] == "yaml", r.text
     assert "key 'id' is given twice" in err["message"]
     assert client.get("/v1/hardware/lab-dup").status_code == 404
+
+
+def test_rest_json_body_with_a_key_given_twice_is_422(client):
+    """json.loads keeps the last of a repeated key: {"devices": 1, "devices": 2} would plan for 2 devices. The
+    service refuses it, naming the key, before any route reads the body; nested objects are checked too."""
+    raw = b'{"model": "llama-3.2-1b", "hardware": "l4", "devices": 1, "devices": 2}'
+    r = client.post("/v1/plans", content=raw, headers={"content-type": "application/json"})
+    err = r.json()["error"]
+    assert r.status_code == 422 and err["code"] == "invalid_field" and err["field"] == "devices", r.text
+    assert "'devices' is given more than once" in err["message"]
+    assert client.get("/v1/plans").json()["total"] == 0
+    nested = b'{"profile": {"id": "lab-x", "id": "lab-y"}}'
+    r = client.post("/v1/hardware", content=nested, headers={"content-type": "application/json; charset=utf-8"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "id", r.text
+    # a well-formed body is unaffected, and malformed JSON is still the parser's 400
+    ok = client.post("/v1/estimate", content=b'{"model": "llama-3.2-1b", "hardware": "l4"}',
+                     headers={"content-type": "application/json"})
+    assert ok.status_code == 200, ok.text
+    bad = client.post("/v1/estimate", content=b'{"model": ', headers={"content-type": "application/json"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "malformed_json", bad.text
+
+
+def test_rest_query_parameter_given_twice_is_422(client):
+    r = client.get("/v1/plans", params=[("limit", "5"), ("limit", "7")])
+    err = r.json()["error"]
+    assert r.status_code == 422 and err["field"] == "limit" and "more than once" in err["message"], r.text
+    assert client.get("/v1/plans", params={"limit": "5"}).status_code == 200
