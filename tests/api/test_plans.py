@@ -206,3 +206,10 @@ def test_a_stored_plan_changed_since_it_was_written_is_not_exported(api, tmp_pat
     assert pid in [p["id"] for p in api.get("/v1/plans").json()["items"]]
     assert api.delete(f"/v1/plans/{pid}").status_code == 204
     assert api.get(f"/v1/plans/{pid}").status_code == 404
+
+
+def test_weights_of_any_size_are_relative(api):
+    """objective_weights are relative: 1e308 each is 1 each, not an infinite objective coefficient (was 500)."""
+    r = api.post("/v1/plans", json={**SMALL, "objective": "weighted",
+                                    "objective_weights": {"accuracy": 1e308, "latency": 1e308}})
+    assert r.status_code in (201, 202), r.text

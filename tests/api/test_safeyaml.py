@@ -115,3 +115,12 @@ def test_rest_query_parameter_given_twice_is_422(client):
     err = r.json()["error"]
     assert r.status_code == 422 and err["field"] == "limit" and "more than once" in err["message"], r.text
     assert client.get("/v1/plans", params={"limit": "5"}).status_code == 200
+
+
+def test_rest_profile_with_a_400_digit_number_is_422(client):
+    hw = yaml.safe_load((Path(__file__).resolve().parents[2] / "profiles/hardware/l4.yaml").read_text())
+    hw["id"], hw["memory"][0]["capacity_gb"] = "lab-huge", int("1" + "0" * 400)
+    for body in ({"yaml": yaml.safe_dump(hw)}, {"profile": hw}):
+        r = client.post("/v1/hardware", json=body)
+        assert r.status_code == 422 and "capacity_gb" in r.json()["error"]["message"], r.text
+    assert client.get("/v1/hardware/lab-huge").status_code == 404
