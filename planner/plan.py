@@ -167,9 +167,11 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _check_int(v: Any, path: str, lo: int = 0) -> int:
+def _check_int(v: Any, path: str, lo: int = 0, hi: int | None = None) -> int:
     if not _is_int(v) or v < lo:
         raise _err(path, f"an int >= {lo}", v)
+    if hi is not None and v > hi:
+        raise _err(path, f"an int from {lo} to {hi} (what `tierwise plan` accepts)", v)
     return int(v)
 
 
@@ -272,9 +274,10 @@ class PlanWorkload(_Record):
     gen: int = 128
 
     def __post_init__(self) -> None:
-        _check_int(self.batch, "batch", 1)
-        _check_int(self.prompt, "prompt", 0)
-        _check_int(self.gen, "gen", 0)
+        # the request layer's bounds (planner.request.plan): a hand-edited plan cannot carry more
+        _check_int(self.batch, "batch", 1, 1 << 24)
+        _check_int(self.prompt, "prompt", 0, 1 << 26)
+        _check_int(self.gen, "gen", 0, 1 << 26)
 
     def to_serving(self) -> Serving:
         return Serving(batch=self.batch, prompt=self.prompt, gen=self.gen)

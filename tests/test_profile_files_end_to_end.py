@@ -184,3 +184,24 @@ def test_pareto_checks_plot_and_csv_before_writing_plans(cli, tmp_path):
                            "--out", tmp_path / "pp.yaml")
         assert code == 2 and err.startswith(f"error: {field}"), err
         assert not list(tmp_path.glob("pp-*.yaml"))
+
+
+def test_a_re_signed_plan_is_still_checked_against_its_model(cli, tmp_path):
+    """A plan edited and re-signed with a valid checksum: a group the model lacks is refused by export, and a
+    workload beyond what `tierwise plan` accepts is refused on load, each naming the field."""
+    from planner.plan import plan_from_dict, plan_to_dict
+
+    f = tmp_path / "p.yaml"
+    assert cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--out", f).code == 0
+    d = yaml.safe_load(f.read_text())
+    d["choices"]["model.layers.99.mlp.down_proj"] = dict(d["choices"]["model.layers.0.mlp.down_proj"])
+    d.pop("checksum")
+    bad = tmp_path / "groups.yaml"
+    bad.write_text(yaml.safe_dump(plan_to_dict(plan_from_dict(d, require_checksum=False)), sort_keys=False))
+    code, _, err = cli("export", bad, "--format", "vllm")
+    assert code == 2 and "'model.layers.99.mlp.down_proj' are not decision groups of llama-3.2-1b" in err, err
+    d = yaml.safe_load(f.read_text())
+    d["workload"]["batch"] = 10**30
+    d.pop("checksum")
+    with pytest.raises(Exception, match=r"workload.batch.*an int from 1 to 16777216"):
+        plan_from_dict(d, require_checksum=False)

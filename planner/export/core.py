@@ -277,6 +277,12 @@ def export_plan(plan: Any, fmt: str | None = None, context: ExportContext | None
     key, checked = resolve_target(plan_engine, key, engine.strip() if engine else None)
     ctx = replace(context or ExportContext(), engine=checked)
     view = plan_view(d)
+    if ctx.modules is not None:
+        foreign = [g for g in view.choices if g not in ctx.modules]
+        if foreign:
+            shown = ", ".join(repr(g) for g in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise ExportError("choices", f"the plan's groups {shown} are not decision groups of {view.model} (the plan "
+                              "file was edited, or made for another version of the model); re-plan it")
     if engine is not None or (key not in ("yaml", "json") and plan_engine is not None):
         # A plan that records no engine (written before plans did) keeps the target's own checks;
         # an engine asked for is checked whatever it exports (the plan file of vitis-ai for an
