@@ -13,7 +13,7 @@ import logging
 import time
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
@@ -158,33 +158,52 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-class _Repeated(Exception):
-    def __init__(self, key: str) -> None:
-        self.key = key
+class _Repeated(dict):
+    """A JSON object that stated ``key`` twice (built whole, so that its place can be found)."""
+
+    key: str = ""
 
 
 def _no_repeats(pairs: list) -> dict:
     out: dict = {}
+    repeated = None
     for k, v in pairs:
-        if k in out:
-            raise _Repeated(k)
+        if k in out and repeated is None:
+            repeated = k
         out[k] = v
-    return out
+    if repeated is None:
+        return out
+    marked = _Repeated(out)
+    marked.key = repeated
+    return marked
+
+
+def _find_repeated(node: object, path: tuple) -> tuple | None:
+    if isinstance(node, _Repeated):
+        return (*path, node.key)
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for k, v in items:
+        found = _find_repeated(v, (*path, k))
+        if found is not None:
+            return found
+    return None
 
 
 def _repeated_json_key(body: bytes) -> tuple[str, str] | None:
     """(field, message) when a JSON body states one key twice in one object (``json.loads``
-    keeps the last silently: ``{"devices": 1, "devices": 2}`` would plan for 2); None otherwise,
+    keeps the last silently: ``{"devices": 1, "devices": 2}`` would plan for 2); the field is the
+    key's path in the body (``profile.memory.0.name``), as other errors name it. None otherwise,
     malformed JSON included (the route's own parser answers that)."""
     import json
 
     try:
-        json.loads(body, object_pairs_hook=_no_repeats)
-    except _Repeated as rep:
-        return rep.key, f"{rep.key!r} is given more than once in one JSON object; give each key once"
+        found = _find_repeated(json.loads(body, object_pairs_hook=_no_repeats), ())
     except (ValueError, RecursionError):
         return None
-    return None
+    if found is None:
+        return None
+    field = ".".join(str(p) for p in found)
+    return field, f"{field!r} is given more than once in one JSON object; give each key once"
 
 
 def _repeated_query(query: bytes) -> str | None:
@@ -200,6 +219,35 @@ def _repeated_query(query: bytes) -> str | None:
             return k
         seen.add(k)
     return None
+
+
+def _query_names(dependant: object) -> set[str]:
+    names = {p.alias for p in getattr(dependant, "query_params", ())}
+    for sub in getattr(dependant, "dependencies", ()):
+        names |= _query_names(sub)
+    return names
+
+
+async def _known_query(request: Request) -> None:
+    """A query parameter the route does not take is refused (422 naming it, with the route's own),
+    as an unknown body field is: ``?fromat=json`` would otherwise export the default format."""
+    if not request.query_params or not request.url.path.startswith("/v1/"):
+        return  # the page, its files, /healthz and /docs take what browsers and probes add
+    from api.errors import ApiError
+
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = sorted(_query_names(dependant))
+    for key in request.query_params:
+        if key not in known:
+            import difflib
+
+            close = difflib.get_close_matches(key.lower(), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            takes = f"it takes {', '.join(known)}" if known else "it takes none"
+            raise ApiError(422, "invalid_field", f"unknown query parameter {key!r}{hint}; {takes}", key)
 
 
 def _server_limits(schema: dict, settings: Settings) -> None:
@@ -260,6 +308,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # /docs and /redoc: api/routes/docs.py, with their scripts served here
         redoc_url=None,
+        dependencies=[Depends(_known_query)],
     )
     app.state.settings = settings
     app.state.metrics = metrics

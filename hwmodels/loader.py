@@ -585,6 +585,8 @@ def _load_yaml(text: str, origin: str) -> Any:
     try:
         return load_untrusted(text, field="yaml")
     except UnsafeYamlError as error:
+        if error.repeated is not None:
+            raise ProfileError(origin, "<document>", "each key given once in a mapping", error.repeated) from None
         raise ProfileError(origin, "<document>", "plain YAML without tags such as !!python/..., anchors or aliases, "
                            "of bounded size and nesting", error.reason) from None
 

@@ -40,10 +40,12 @@ class UnsafeYamlError(TierwiseError, ValueError):
 
     code = "invalid_yaml"
 
-    def __init__(self, message: str, *, field: str, reason: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str, reason: str | None = None, repeated: str | None = None) -> None:
         super().__init__(message, field=field)
         #: what is wrong, without the field name (for callers with their own error shape)
         self.reason = reason or message
+        #: for a key given twice: ``'id' twice (again at line 3, column 1)`` (None otherwise)
+        self.repeated = repeated
 
 
 class DuplicateKeyError(yaml.constructor.ConstructorError):
@@ -61,9 +63,12 @@ class _UniqueKeys:
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         if isinstance(node, yaml.MappingNode):
-            self.flatten_mapping(node)  # type: ignore[attr-defined]
+            # the keys written in this mapping, before a merge (``<<``) brings others in: an explicit
+            # key overrides a merged one, as YAML says
             seen: set[Any] = set()
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
                 key = self.construct_object(key_node, deep=True)  # type: ignore[attr-defined]
                 try:
                     fresh = key not in seen
@@ -80,14 +85,20 @@ class UniqueKeySafeLoader(_UniqueKeys, getattr(yaml, "CSafeLoader", yaml.SafeLoa
     files this installation writes itself (plans, sensitivity tables), which are not size-bounded."""
 
 
+def repeated_key(exc: DuplicateKeyError) -> str:
+    """``'x' twice (again at line N, column M)``."""
+    mark = exc.problem_mark
+    where = f" (again at line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{exc.key!r} twice{where}"
+
+
 def duplicate_key(exc: BaseException) -> str | None:
     """``key 'x' is given twice (again at line N, column M); give each key once`` for a
     :class:`DuplicateKeyError`, else None."""
     if not isinstance(exc, DuplicateKeyError):
         return None
-    mark = exc.problem_mark
-    where = f" (again at line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-    return f"key {exc.key!r} is given twice{where}; give each key once"
+    key, _, where = repeated_key(exc).partition(" twice")
+    return f"key {key} is given twice{where}; give each key once"
 
 
 class _BoundedLoader(_UniqueKeys, yaml.SafeLoader):
@@ -195,7 +206,7 @@ def load_untrusted(text: str, *, field: str = "yaml", max_bytes: int = MAX_BYTES
         raise
     except DuplicateKeyError as e:
         why = str(duplicate_key(e))
-        raise UnsafeYamlError(f"{{@{field}}}: {why}", field=field, reason=why) from None
+        raise UnsafeYamlError(f"{{@{field}}}: {why}", field=field, reason=why, repeated=repeated_key(e)) from None
     except yaml.constructor.ConstructorError as e:
         why = f"YAML tags such as !!python/... are not accepted ({e.problem})"
         raise UnsafeYamlError(f"{{@{field}}}: {why}", field=field, reason=why) from None

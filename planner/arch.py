@@ -30,6 +30,7 @@ from hwmodels import UnknownIdError
 from hwmodels.errors import SUGGEST_MAX_LEN, TierwiseError
 from hwmodels.loader import is_dir, is_file
 from hwmodels.safeyaml import UnsafeYamlError, load_untrusted
+from planner.fileio import DuplicateKeyError, parse_document
 from planner.archspec import CNN_INPUT_SIZE, FAMILIES, ArchSpec, ConvLayer, ModelConfigError
 from planner.hfconfig import SUPPORTED_MODEL_TYPES, arch_from_config
 
@@ -94,14 +95,18 @@ def _looks_like_path(s: str) -> bool:
 def _parse_text(text: str, name: str, origin: str) -> dict[str, Any]:
     try:
         if name.endswith(".json"):
-            data = json.loads(text)
+            data = parse_document(text, "json")  # json.loads refusing a key given twice
         else:
             data = load_untrusted(text, field="yaml")
+    except DuplicateKeyError as e:
+        raise ModelConfigError(origin, None, "expected each key given once in an object", e.repeated) from None
     except json.JSONDecodeError as e:
         raise ModelConfigError(origin, None, "expected valid JSON", f"{e.msg} at line {e.lineno} column {e.colno}") from None
     except RecursionError:
         raise ModelConfigError(origin, None, "expected JSON nested at most a few hundred levels", "deeper nesting") from None
     except UnsafeYamlError as e:
+        if e.repeated is not None:
+            raise ModelConfigError(origin, None, "expected each key given once in a mapping", e.repeated) from None
         raise ModelConfigError(origin, None, "expected plain YAML (no tags, no anchors or aliases, bounded size and nesting)",
                                e.reason) from None
     if not isinstance(data, dict):

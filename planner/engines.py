@@ -645,6 +645,8 @@ def _load_file(ref: str) -> EngineSpec:
     if is_dir(path):
         raise TierwiseError(f"{{@engine}} {per_front_end(ref, ref)}: a directory, not an engine profile file", field="engine")
     if not is_file(path):
+        if path.exists():
+            raise TierwiseError(f"{{@engine}} {per_front_end(ref, ref)}: not a regular file", field="engine")
         raise TierwiseError(f"{{@engine}} {per_front_end(ref, ref)}: no such file (an engine is a catalog id such as "
                             "'vllm' or a path to a profile file)", field="engine")
     try:

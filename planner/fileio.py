@@ -13,16 +13,18 @@ from typing import Any
 class DuplicateKeyError(ValueError):
     """A document states one key twice in one mapping (JSON object or YAML mapping)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, repeated: str) -> None:
         super().__init__(message)
         self.message = message
+        #: ``'x' twice`` (with the line of the second for YAML)
+        self.repeated = repeated
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise DuplicateKeyError(f"key {key!r} is given twice in one object; give each key once")
+            raise DuplicateKeyError(f"key {key!r} is given twice in one object; give each key once", f"{key!r} twice")
         out[key] = value
     return out
 
@@ -36,15 +38,13 @@ def parse_document(text: str, kind: str) -> Any:
         return json.loads(text, object_pairs_hook=_unique_pairs)
     import yaml
 
-    from hwmodels.safeyaml import UniqueKeySafeLoader, duplicate_key
+    from hwmodels.safeyaml import DuplicateKeyError as YamlDuplicate
+    from hwmodels.safeyaml import UniqueKeySafeLoader, duplicate_key, repeated_key
 
     try:
         return yaml.load(text, Loader=UniqueKeySafeLoader)  # noqa: S506 - the safe loader, refusing duplicate keys
-    except yaml.YAMLError as exc:
-        dup = duplicate_key(exc)
-        if dup is not None:
-            raise DuplicateKeyError(dup) from None
-        raise
+    except YamlDuplicate as exc:
+        raise DuplicateKeyError(str(duplicate_key(exc)), repeated_key(exc)) from None
 
 
 def _umask() -> int:

@@ -568,6 +568,9 @@ class Plan(_Record):
         for name in ("engine_profile", "engine_hash"):
             if getattr(self, name) is not None and self.engine is None:
                 raise PlanError(f"'{name}' describes the plan's engine; the plan records no 'engine'", field=name)
+        if self.engine_profile is not None and self.engine_hash is None:
+            raise PlanError("'engine_profile' needs the profile's 'engine_hash' beside it (export checks the file "
+                            "against it)", field="engine_hash")
 
     # -- views for the cost model ----------------------------------------------------------
 
@@ -887,6 +890,8 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
     types, newer versions and files whose content no longer matches their checksum."""
     p = Path(path)
     kind = _file_format(p)
+    if p.exists() and not p.is_dir() and not p.is_file():  # a FIFO or device would block the read or never end
+        raise PlanError(f"{per_front_end(str(p), str(p))}: not a regular file", field="path")
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -659,6 +659,19 @@ def _entry_key(entry: object, where: str) -> tuple[str, object, str]:
     return key, entry["score"], f"{where}.score"
 
 
+def _once(spelled: dict[str, str], canon: str, where: str, within: str) -> None:
+    """One score per option: two spellings of one option (``fp8`` and ``fp8-e4m3``, ``int8@r0512``
+    and ``int8@r512``, two list entries of ``int8``) would keep one score silently."""
+    def label(w: str) -> str:  # ".fp8" → fp8, "[1].score" → entry [1]
+        rest = w.removeprefix(within).removesuffix(".score")
+        return f"entry {rest}" if rest.startswith("[") else rest.lstrip(".")
+
+    if canon in spelled:
+        raise SensitivityError(f"{within}: {label(spelled[canon])} and {label(where)} are both the option {canon!r}; "
+                               "give each option one score", field=where)
+    spelled[canon] = where
+
+
 def table_from_scores(scores: Mapping[str, Mapping[str, float]], *, kv: Mapping[str, float] | None = None,
                       source: str = "data") -> TableSensitivity:
     """A :class:`TableSensitivity` from ``{group FQN or pattern: {option key: score}}``
@@ -666,7 +679,7 @@ def table_from_scores(scores: Mapping[str, Mapping[str, float]], *, kv: Mapping[
     entries = []
     for pattern, table in scores.items():
         if not isinstance(pattern, str) or not pattern:
-            raise SensitivityError(f"group patterns must be non-empty strings; got {pattern!r}", field="groups")
+            raise SensitivityError(f"group patterns must be non-empty strings; got {pattern!r}", field="sensitivity")
         if isinstance(table, Sequence) and not isinstance(table, (str, bytes)):
             items = [_entry_key(e, f"groups.{pattern}[{i}]") for i, e in enumerate(table)]
         elif isinstance(table, Mapping):
@@ -674,21 +687,25 @@ def table_from_scores(scores: Mapping[str, Mapping[str, float]], *, kv: Mapping[
         else:
             raise SensitivityError(f"groups.{pattern} must map option keys to scores, or list entries with "
                                    f"'weights' and 'score'; got {type(table).__name__}", field=f"groups.{pattern}")
-        clean = {}
+        clean: dict[str, float] = {}
+        spelled: dict[str, str] = {}
         for key, v, where in items:
             try:
                 w, sp, a, r = parse_option_key(key)
                 canon = option_key(w, sp, a or "bf16", r)
             except OptionError as exc:
                 raise SensitivityError(f"groups.{pattern}: {exc.message}", field=f"{where}") from None
+            _once(spelled, canon, where, f"groups.{pattern}")
             clean[canon] = _score(v, where)
         entries.append((pattern, clean))
-    kv_clean = {}
+    kv_clean: dict[str, float] = {}
+    kv_spelled: dict[str, str] = {}
     for k, v in (kv or {}).items():
         try:
             fmt = get_format(k)
         except FormatError as exc:
             raise SensitivityError(f"kv: {exc}", field=f"kv.{k}") from None
+        _once(kv_spelled, fmt.name, f"kv.{k}", "kv")
         kv_clean[fmt.name] = _score(v, f"kv.{k}")
     return TableSensitivity(entries=tuple(entries), kv=kv_clean, source=source)
 
@@ -700,6 +717,8 @@ def load_sensitivity_file(path: str | Path) -> TableSensitivity:
     from planner.fileio import DuplicateKeyError, parse_document
 
     p = Path(path)
+    if p.exists() and not p.is_dir() and not p.is_file():  # a FIFO or device would block the read or never end
+        raise SensitivityError(f"--sensitivity {path}: not a regular file")
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:

@@ -89,7 +89,8 @@ def test_profile_files_with_a_key_given_twice_name_their_flag(cli, tmp_path):
     first = text.splitlines()[0]
     (tmp_path / "hw.yaml").write_text(text + first + "\n")
     code, _, err = cli("estimate", "--model", "llama-3.2-1b", "--hardware", tmp_path / "hw.yaml")
-    assert code == 2 and "--hardware" in err and f"key {first.split(':')[0]!r} is given twice" in err, err
+    assert code == 2 and "--hardware" in err and "expected each key given once in a mapping" in err, err
+    assert f"{first.split(':')[0]!r} twice (again at line" in err, err
 
 
 def test_sensitivity_file_with_a_key_given_twice(cli, tmp_path):
@@ -109,3 +110,34 @@ def test_estimate_notes_name_the_engine_profile_file_given(cli, tmp_path):
     assert any(f"engine vllm ({f})" in n for n in d["notes"]), d["notes"]
     code, out, _ = cli("estimate", "--model", "llama-3.2-1b", "--hardware", "a100-80gb-sxm", "--engine", "vllm", "--json")
     assert json.loads(out)["engine_assumptions"]["source"] == "profiles/engines/vllm.yaml"
+
+
+def test_model_config_json_with_a_key_given_twice(cli, tmp_path):
+    text = (ROOT / "profiles/models/llama-3.1-8b.json").read_text()
+    assert '"hidden_size": 4096' in text
+    (tmp_path / "m.json").write_text(text.replace('"hidden_size": 4096', '"hidden_size": 4096, "hidden_size": 2048', 1))
+    code, _, err = cli("estimate", "--model", tmp_path / "m.json", "--hardware", "l4")
+    assert code == 2 and "expected each key given once in an object; got 'hidden_size' twice" in err, err
+
+
+def test_an_explicit_key_overrides_a_merged_one():
+    """YAML's merge key: an explicit key beside ``<<`` overrides the merged value; only keys written twice in the
+    mapping itself are refused."""
+    assert parse_document("base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  x: 3\n", "yaml")["other"] == {"x": 3, "y": 2}
+    with pytest.raises(DuplicateKeyError):
+        parse_document("base: &b {x: 1}\nother:\n  <<: *b\n  y: 3\n  y: 4\n", "yaml")
+
+
+@pytest.mark.parametrize("body, says", [
+    ("groups:\n  model.layers.0.mlp.down_proj: {fp8: 0.5, fp8-e4m3: 0.001}\n",
+     "groups.model.layers.0.mlp.down_proj: fp8 and fp8-e4m3 are both the option 'fp8-e4m3'"),
+    ("groups:\n  model.layers.0.mlp.down_proj: {int8@r0512: 0.2, int8@r512: 0.1}\n", "are both the option 'int8@r512'"),
+    ("groups:\n  model.lm_head: [{weights: int8, score: 0.9}, {weights: int8, score: 0.1}]\n",
+     "entry [0] and entry [1] are both the option 'int8'"),
+    ("groups:\n  model.lm_head: {int8: 0.1}\nkv: {fp8: 0.1, FP8-E4M3: 0.3}\n", "kv: fp8 and FP8-E4M3 are both the option"),
+])
+def test_two_spellings_of_one_option_in_a_sensitivity_file(cli, tmp_path, body, says):
+    f = tmp_path / "s.yaml"
+    f.write_text("version: 1\n" + body)
+    code, _, err = cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--sensitivity", f)
+    assert code == 2 and says in err and "give each option one score" in err, err

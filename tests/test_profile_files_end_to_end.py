@@ -205,3 +205,45 @@ def test_a_re_signed_plan_is_still_checked_against_its_model(cli, tmp_path):
     d.pop("checksum")
     with pytest.raises(Exception, match=r"workload.batch.*an int from 1 to 16777216"):
         plan_from_dict(d, require_checksum=False)
+
+
+def test_a_plan_fields_export_failure_names_the_plan_not_a_flag(cli, tmp_path):
+    """Export of a plan that does not fit with the engine asked for: the error is about the plan (PLAN), not a
+    `--per-device-bytes` flag export does not have."""
+    eng = _engine_file(tmp_path, "v8.yaml", context_gib="8")
+    f = tmp_path / "p.yaml"
+    assert cli("plan", "--model", "llama-3.1-8b", "--hardware", "l4", "--out", f).code == 0
+    code, _, err = cli("export", f, "--engine", eng)
+    assert code == 2 and err.startswith("error: PLAN: the plan does not load under vLLM"), err
+
+
+def test_recorded_profile_of_another_engine_or_without_hash_is_refused(cli, tmp_path):
+    from planner.plan import PlanError, plan_from_dict, plan_to_dict
+
+    f = tmp_path / "p.yaml"
+    assert cli("plan", "--model", "llama-3.1-8b", "--hardware", "l4", "--out", f).code == 0
+    llama = tmp_path / "llamacpp.yaml"
+    llama.write_text((ROOT / "profiles/engines/llamacpp.yaml").read_text())
+    import hashlib
+
+    d = yaml.safe_load(f.read_text())
+    d.pop("checksum")
+    d["engine_profile"], d["engine_hash"] = str(llama), "sha256:" + hashlib.sha256(llama.read_bytes()).hexdigest()
+    bad = tmp_path / "other.yaml"
+    bad.write_text(yaml.safe_dump(plan_to_dict(plan_from_dict(d, require_checksum=False)), sort_keys=False))
+    code, _, err = cli("export", bad)
+    assert code == 2 and "the plan's engine is 'vllm' but its engine_profile" in err and "'llamacpp'" in err, err
+    d.pop("engine_hash")
+    with pytest.raises(PlanError, match="engine_hash"):
+        plan_from_dict(d, require_checksum=False)
+
+
+def test_a_fifo_is_refused_not_read(cli, tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    for args in (("plan", "show", fifo), ("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--sensitivity", fifo),
+                 ("estimate", "--model", "llama-3.2-1b", "--hardware", "l4", "--engine", fifo)):
+        code, _, err = cli(*args)
+        assert code == 2 and "not a regular file" in err, (args, err)

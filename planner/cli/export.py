@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hwmodels.errors import echo_value
+from hwmodels.errors import TierwiseError, echo_value
 from planner.cli.common import CliError, console, emit_json, writing
 
 
@@ -52,7 +52,13 @@ def export(
         device_capacity_bytes=dev.memory_capacity_bytes if dev is not None else None,
         devices_per_node=dev.devices_per_node if dev is not None else None,
     )
-    result = export_plan(d, format, ctx, engine=engine)
+    try:
+        result = export_plan(d, format, ctx, engine=engine)
+    except TierwiseError as exc:
+        if exc.field and exc.field not in ("format", "engine", "out", "model_path"):
+            # a field of the plan file (its KV format, its groups, its predicted memory), not a flag of export
+            exc.aliases = {**(getattr(exc, "aliases", None) or {}), exc.field: "PLAN"}
+        raise
     if out is not None and out.exists() and not out.is_dir():
         raise CliError(f"--out {out} is a file; expected a folder to write the export's files into", field="out")
     with writing("out", out):

@@ -306,13 +306,17 @@ def _recorded_engine(d: Mapping[str, Any], engine_id: str) -> tuple[str, tuple[s
         from hwmodels.loader import is_file
 
         if not is_file(Path(profile)):
-            raise ExportError("engine", f"the plan was made with the engine profile {profile!r}, which is not a file here "
-                              "(a relative path is read from the current folder); pass {@engine} with that profile")
+            where = "" if Path(profile).is_absolute() else " (a relative path is read from the current folder)"
+            raise ExportError("engine", f"the plan was made with the engine profile {profile!r}, which is not a file "
+                              f"here{where}; pass {{@engine}} with that profile")
         try:
             spec = load_engine(profile)
         except TierwiseError as exc:
             raise ExportError("engine", f"the plan was made with the engine profile {profile!r}, which no longer reads "
                               f"as one ({exc.render('python')}); pass {{@engine}} with a profile") from None
+        if spec.id != engine_id:
+            raise ExportError("engine", f"the plan's engine is {engine_id!r} but its engine_profile {profile!r} is a "
+                              f"profile of {spec.id!r}; pass {{@engine}} with the profile to export for")
         if isinstance(digest, str) and digest != f"sha256:{spec.content_hash}":
             raise ExportError("engine", f"the engine profile {profile!r} has changed since the plan was made (its "
                               "sha256 differs from the plan's engine_hash); re-plan with it, or pass {@engine} "

@@ -101,7 +101,7 @@ def test_rest_json_body_with_a_key_given_twice_is_422(client):
     assert client.get("/v1/plans").json()["total"] == 0
     nested = b'{"profile": {"id": "lab-x", "id": "lab-y"}}'
     r = client.post("/v1/hardware", content=nested, headers={"content-type": "application/json; charset=utf-8"})
-    assert r.status_code == 422 and r.json()["error"]["field"] == "id", r.text
+    assert r.status_code == 422 and r.json()["error"]["field"] == "profile.id", r.text  # the key's path in the body
     # a well-formed body is unaffected, and malformed JSON is still the parser's 400
     ok = client.post("/v1/estimate", content=b'{"model": "llama-3.2-1b", "hardware": "l4"}',
                      headers={"content-type": "application/json"})
@@ -124,3 +124,15 @@ def test_rest_profile_with_a_400_digit_number_is_422(client):
         r = client.post("/v1/hardware", json=body)
         assert r.status_code == 422 and "capacity_gb" in r.json()["error"]["message"], r.text
     assert client.get("/v1/hardware/lab-huge").status_code == 404
+
+
+def test_rest_unknown_query_parameter_is_422(client):
+    """An unknown query parameter is refused as an unknown body field is, with the route's own and a suggestion
+    (`?fromat=json` used to export the default format); the page and /healthz take what browsers add."""
+    r = client.get("/v1/plans", params={"limt": "5"})
+    err = r.json()["error"]
+    assert r.status_code == 422 and err["field"] == "limt" and "did you mean 'limit'" in err["message"], r.text
+    r = client.get("/v1/hardware", params={"FORMAT": "json"})
+    assert r.status_code == 422 and "it takes none" in r.json()["error"]["message"], r.text
+    assert client.get("/v1/engines", params={"hardware": "l4"}).status_code == 200
+    assert client.get("/healthz", params={"probe": "1"}).status_code == 200
