@@ -543,6 +543,14 @@ def is_file(path: Any) -> bool:
         return False
 
 
+def exists(path: Any) -> bool:
+    """``path.exists()``, False for a name the filesystem refuses."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def is_dir(path: Any) -> bool:
     """``path.is_dir()``, False for a name the filesystem refuses."""
     try:
@@ -622,7 +630,8 @@ def load_device(id_or_path: str | Path) -> DeviceSpec:
             raise ProfileError(origin, "<file>", "a catalog hardware id or a hardware profile file (.yaml, .yml or .json)",
                                "a directory")
         if not is_file(path):
-            raise ProfileError(origin, "<file>", "an existing hardware profile file", "no such file")
+            raise ProfileError(origin, "<file>", "an existing hardware profile file",
+                               "not a regular file" if exists(path) else "no such file")
         text = _read_text(origin, lambda: path.read_text(encoding="utf-8"))
         return _parse(_load_yaml(text, origin), origin, hashlib.sha256(text.encode("utf-8")).hexdigest())
     # _load_catalog raises UnknownIdError (not cached) for ids without a file.

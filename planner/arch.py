@@ -28,7 +28,7 @@ from typing import Any
 
 from hwmodels import UnknownIdError
 from hwmodels.errors import SUGGEST_MAX_LEN, TierwiseError
-from hwmodels.loader import is_dir, is_file
+from hwmodels.loader import exists, is_dir, is_file
 from hwmodels.safeyaml import UnsafeYamlError, load_untrusted
 from planner.fileio import DuplicateKeyError, parse_document
 from planner.archspec import CNN_INPUT_SIZE, FAMILIES, ArchSpec, ConvLayer, ModelConfigError
@@ -130,7 +130,8 @@ def _read_file(path_str: str) -> tuple[dict[str, Any], str]:
                                "folder holding config.json (a downloaded Hugging Face model)",
                                "a directory without config.json")
     if not is_file(path):
-        raise ModelConfigError(path_str, None, "expected an existing config file (.json, .yaml or .yml)", "no such file")
+        raise ModelConfigError(path_str, None, "expected an existing config file (.json, .yaml or .yml)",
+                               "not a regular file" if exists(path) else "no such file")
     if not path.name.endswith(_CONFIG_SUFFIXES):
         raise ModelConfigError(path_str, None, "expected a .json, .yaml or .yml config file", path.suffix or "no suffix")
     try:

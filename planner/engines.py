@@ -638,14 +638,14 @@ def load_engine(ref: str | EngineSpec) -> EngineSpec:
 def _load_file(ref: str) -> EngineSpec:
     """An engine profile file, every error led by the flag or field that named it (``--engine
     ./my.yaml: field 'runtime.context_gb' …``)."""
-    from hwmodels.loader import is_dir
+    from hwmodels.loader import exists, is_dir
     from hwmodels.safeyaml import UnsafeYamlError, load_untrusted
 
     path = Path(ref)
     if is_dir(path):
         raise TierwiseError(f"{{@engine}} {per_front_end(ref, ref)}: a directory, not an engine profile file", field="engine")
     if not is_file(path):
-        if path.exists():
+        if exists(path):
             raise TierwiseError(f"{{@engine}} {per_front_end(ref, ref)}: not a regular file", field="engine")
         raise TierwiseError(f"{{@engine}} {per_front_end(ref, ref)}: no such file (an engine is a catalog id such as "
                             "'vllm' or a path to a profile file)", field="engine")

@@ -890,14 +890,16 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
     types, newer versions and files whose content no longer matches their checksum."""
     p = Path(path)
     kind = _file_format(p)
-    if p.exists() and not p.is_dir() and not p.is_file():  # a FIFO or device would block the read or never end
+    from hwmodels.loader import exists, is_dir, is_file
+
+    if exists(p) and not is_dir(p) and not is_file(p):  # a FIFO or device would block the read or never end
         raise PlanError(f"{per_front_end(str(p), str(p))}: not a regular file", field="path")
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PlanError(f"{per_front_end(str(p), str(p))}: no such plan file", field="path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlanError(f"{p}: cannot read the plan file ({exc})", field="path") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the name
+        raise PlanError(f"{per_front_end(str(p), str(p))}: cannot read the plan file ({exc})", field="path") from None
     try:
         data = parse_document(text, kind)
     except DuplicateKeyError as exc:

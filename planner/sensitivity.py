@@ -717,14 +717,16 @@ def load_sensitivity_file(path: str | Path) -> TableSensitivity:
     from planner.fileio import DuplicateKeyError, parse_document
 
     p = Path(path)
-    if p.exists() and not p.is_dir() and not p.is_file():  # a FIFO or device would block the read or never end
+    from hwmodels.loader import exists, is_dir, is_file
+
+    if exists(p) and not is_dir(p) and not is_file(p):  # a FIFO or device would block the read or never end
         raise SensitivityError(f"--sensitivity {path}: not a regular file")
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise SensitivityError(f"--sensitivity {path}: expected UTF-8 text; got undecodable bytes ({exc.reason})") from None
-    except OSError as exc:
-        raise SensitivityError(f"--sensitivity {path}: cannot read the file ({exc.strerror or exc})") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        raise SensitivityError(f"--sensitivity {path}: cannot read the file ({getattr(exc, 'strerror', None) or exc})") from None
     try:
         data = parse_document(text, "json" if p.suffix.lower() == ".json" else "yaml")
     except DuplicateKeyError as exc:
