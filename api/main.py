@@ -7,11 +7,14 @@ and records metrics.
 
 from __future__ import annotations
 
+import difflib
 import gc
 import hmac
+import json
 import logging
 import time
 from contextlib import asynccontextmanager
+from urllib.parse import parse_qsl
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -194,8 +197,6 @@ def _repeated_json_key(body: bytes) -> tuple[str, str] | None:
     keeps the last silently: ``{"devices": 1, "devices": 2}`` would plan for 2); the field is the
     key's path in the body (``profile.memory.0.name``), as other errors name it. None otherwise,
     malformed JSON included (the route's own parser answers that)."""
-    import json
-
     try:
         found = _find_repeated(json.loads(body, object_pairs_hook=_no_repeats), ())
     except (ValueError, RecursionError):
@@ -211,8 +212,6 @@ def _repeated_query(query: bytes) -> str | None:
     takes one value, and the last would win silently)."""
     if not query:
         return None
-    from urllib.parse import parse_qsl
-
     seen: set[str] = set()
     for k, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
         if k in seen:
@@ -233,8 +232,6 @@ async def _known_query(request: Request) -> None:
     as an unknown body field is: ``?fromat=json`` would otherwise export the default format."""
     if not request.query_params or not request.url.path.startswith("/v1/"):
         return  # the page, its files, /healthz and /docs take what browsers and probes add
-    from api.errors import ApiError
-
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None:
@@ -242,12 +239,10 @@ async def _known_query(request: Request) -> None:
     known = sorted(_query_names(dependant))
     for key in request.query_params:
         if key not in known:
-            import difflib
-
             close = difflib.get_close_matches(key.lower(), known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             takes = f"it takes {', '.join(known)}" if known else "it takes none"
-            raise ApiError(422, "invalid_field", f"unknown query parameter {key!r}{hint}; {takes}", key)
+            raise errors.ApiError(422, "invalid_field", f"unknown query parameter {key!r}{hint}; {takes}", key)
 
 
 def _server_limits(schema: dict, settings: Settings) -> None:

@@ -56,8 +56,7 @@ import yaml
 
 from hwmodels import DEVICE_CLASSES, DeviceSpec
 from hwmodels.errors import SUGGEST_MAX_LEN, ProfileError, TierwiseError, UnknownIdError, per_front_end
-from hwmodels.loader import is_file
-from hwmodels.loader import _Reader
+from hwmodels.loader import _Reader, exists, is_dir, is_file
 
 SCHEMA_VERSION = 1
 KINDS = ("serving", "on-device", "training")
@@ -638,7 +637,6 @@ def load_engine(ref: str | EngineSpec) -> EngineSpec:
 def _load_file(ref: str) -> EngineSpec:
     """An engine profile file, every error led by the flag or field that named it (``--engine
     ./my.yaml: field 'runtime.context_gb' …``)."""
-    from hwmodels.loader import exists, is_dir
     from hwmodels.safeyaml import UnsafeYamlError, load_untrusted
 
     path = Path(ref)
