@@ -34,7 +34,7 @@ __all__ = [
 
 
 def _no_mode(fields: dict[str, Any], fn: str, mode: str) -> None:
-    if "mode" in fields and fields["mode"] != mode:
+    if fields.get("mode") is not None and fields["mode"] != mode:  # None: not given, as for every field
         other = "estimate_training" if mode == "inference" else "estimate"
         raise TierwiseError(f"{fn}() estimates {mode}; call {other}() for {fields['mode']!r}", field="mode",
                             code="invalid_field")

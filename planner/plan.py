@@ -715,11 +715,19 @@ def plan_checksum(plan: Plan) -> str:
     return _checksum_of(_content_dict(plan))
 
 
+def _check_path(path: Any) -> Path:
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise PlanError(f"'path' must be the path of a plan file (.yaml, .yml or .json); got "
+                        f"{type(path).__name__} {path!r}"[:300], field="path")
+    return Path(path)
+
+
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
     """JSON-safe dict of ``plan`` with its ``checksum`` (round-trips through
     :func:`plan_from_dict` to an equal plan)."""
     if not isinstance(plan, Plan):
-        raise TypeError(f"plan_to_dict needs a Plan; got {type(plan).__name__}")
+        raise PlanError(f"'plan' must be a Plan (planner.plan / load_plan); got {type(plan).__name__}"
+                        + (" (plan_from_dict reads a plan's dict)" if isinstance(plan, Mapping) else ""), field="plan")
     d = _content_dict(plan)
     d["checksum"] = _checksum_of(d)
     return d
@@ -875,7 +883,9 @@ def save_plan(plan: Plan, path: str | os.PathLike[str]) -> Path:
     """Write ``plan`` as YAML or JSON (by suffix), atomically: a temporary file in the same
     directory is written, flushed and renamed over ``path``, so a reader never sees half a
     plan and a failed write leaves any previous file intact."""
-    p = Path(path)
+    p = _check_path(path)
+    if not isinstance(plan, Plan):
+        plan_to_dict(plan)  # the error naming 'plan
     kind = _file_format(p)
     d = plan_to_dict(plan)
     if kind == "json":
@@ -888,7 +898,7 @@ def save_plan(plan: Plan, path: str | os.PathLike[str]) -> Path:
 def load_plan(path: str | os.PathLike[str]) -> Plan:
     """Read a plan written by :func:`save_plan`; refuses malformed files, unknown keys or
     types, newer versions and files whose content no longer matches their checksum."""
-    p = Path(path)
+    p = _check_path(path)
     kind = _file_format(p)
     from hwmodels.loader import exists, is_dir, is_file
 

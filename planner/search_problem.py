@@ -123,6 +123,19 @@ class PlanProblem:
 
 
 
+def _why_no_layout(arch: ArchSpec, req: PlanProblem, fixed: dict[str, int]) -> None:
+    """Raise the specific reason no layout of ``req.devices`` has the ``fixed`` degrees, naming the
+    degree at fault (tp that does not divide the heads, ep the experts, tp×pp that does not
+    divide the devices) as ``estimate`` names it; return when there is none more specific."""
+    tp, pp = fixed.get("tp", 1), fixed.get("pp", 1)
+    named = next((k for k in ("tp", "pp", "dp") if k in fixed), None)
+    if named is not None and req.devices % (tp * pp * fixed.get("dp", 1)):
+        given = " × ".join(f"{{@{k}}} {fixed[k]}" for k in ("tp", "pp", "dp") if k in fixed)
+        raise EstimateError(named, f"{given} does not divide {{@devices}} {req.devices}: the devices are "
+                            "tp×pp×dp (leave out devices and it is that product)")
+    check_layout(arch, Layout(tp=tp, pp=pp, dp=fixed.get("dp", req.devices // (tp * pp)), ep=fixed.get("ep", 1)), None)
+
+
 def ordered_layouts(arch: ArchSpec, device: DeviceSpec, req: PlanProblem) -> list[Layout]:
     """The parallel layouts of ``req.devices`` the search visits: those with the degrees the request
     fixes, whose dimensions the engine implements and whose groups ``device``'s links connect
@@ -137,6 +150,7 @@ def ordered_layouts(arch: ArchSpec, device: DeviceSpec, req: PlanProblem) -> lis
         layouts = [lay for lay in enumerate_layouts(arch, req.devices)
                    if all(getattr(lay, k) == v for k, v in fixed.items())]
         if not layouts:
+            _why_no_layout(arch, req, fixed)
             want = ", ".join(f"{k}={v}" for k, v in fixed.items())
             raise EstimateError("devices", f"no parallel layout of {{@devices}} {req.devices} for {arch.id} has {want} "
                                 "(tp×pp×dp must equal {@devices}; tp must divide the attention heads)")

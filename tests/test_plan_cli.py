@@ -127,7 +127,7 @@ def test_pareto_table_csv_and_plot(cli, tmp_path):
         (["plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--pin", "model.nope=int8"], "no decision group"),
         (["plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--csv", "x.csv"], "go with --pareto"),
         (["plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--objective", "weighted"], "--objective-weights"),
-        (["plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--devices", "2", "--tp", "3"], "no parallel layout"),
+        (["plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--devices", "2", "--tp", "3"], "--tp 3 does not divide --devices 2"),
     ],
 )
 def test_bad_input_exits_2(cli, args, message):

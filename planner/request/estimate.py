@@ -12,6 +12,7 @@ This is the only translation of an estimate request into cost-model calls.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -202,6 +203,9 @@ def load_specs(model: Any, hardware: Any) -> tuple[Any, Any]:
         raise TierwiseError("{@model} is required: a catalog id such as llama-3.1-8b", field="model", code="missing_field")
     if hardware is None:
         raise TierwiseError("{@hardware} is required: a catalog id such as h100-sxm", field="hardware", code="missing_field")
+    # a path object names a file as its text does (pathlib.Path, os.DirEntry)
+    model = os.fspath(model) if isinstance(model, os.PathLike) else model
+    hardware = os.fspath(hardware) if isinstance(hardware, os.PathLike) else hardware
     if isinstance(model, ArchSpec):
         arch = check_model_size(model)
     elif isinstance(model, str):
@@ -387,7 +391,7 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
     check_sequence(arch, prompt, gen)
     for name, role in (("weights", "weight"), ("activations", "activation"), ("kv", "kv"), ("kv_evicted", "kv")):
         check_format(name, v[name], role)
-    check_with("sparsity", v["sparsity"], parse_sparsity)
+    v["sparsity"] = check_with("sparsity", v["sparsity"], parse_sparsity).name  # 'DENSE', ' 2:4 ' as written
     # Serving replicas (dp) are separate instances of the engine, as capacity counts them: every engine
     # runs them; tp, pp, ep and cp split one instance and need the engine's support.
     check_given(sup, given, v, {n: v[n] for n in ("tp", "pp", "ep", "cp")})

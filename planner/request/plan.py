@@ -8,6 +8,7 @@ Layout degrees left out are searched; ``kv`` left out searches the KV-cache form
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -185,8 +186,11 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     arch, dev = load_specs(req.model, req.hardware)
     sup = resolve_engine(req.engine, dev, training=False, arch=arch)
     v = fill_defaults(req, arch, dev)
-    devices = check_int("devices", v["devices"], hi=1 << 16)
     degrees = {n: _degree(v, n) for n in ("tp", "pp", "dp", "ep")}
+    if req.devices is None and any(degrees[n] is not None for n in ("tp", "pp", "dp")):
+        # devices left out beside fixed degrees: their product, as estimate takes it
+        v["devices"] = math.prod(degrees[n] or 1 for n in ("tp", "pp", "dp"))
+    devices = check_int("devices", v["devices"], hi=1 << 16)
     batch = check_int("batch", v["batch"], hi=1 << 24)
     prompt = check_int("prompt", v["prompt"], lo=0, hi=1 << 26)
     gen = check_int("gen", v["gen"], lo=0, hi=1 << 26)
@@ -196,7 +200,8 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     tpot = _tpot(v["tpot_slo_s"], arch, dev)
     avg_bits = None if v["avg_bits"] is None else check_number("avg_bits", v["avg_bits"], hi=32)
     objective = check_choice("objective", getattr(v["objective"], "value", v["objective"]), OBJECTIVES)
-    weights = _mapping("objective_weights", v["objective_weights"] or {}, _weight, "accuracy=1,latency=0.5")
+    weights = _mapping("objective_weights", {} if v["objective_weights"] is None else v["objective_weights"], _weight,
+                       "accuracy=1,latency=0.5")
     if objective == "weighted" and not any(weights.values()):
         raise TierwiseError("{@objective} weighted needs {@objective_weights} with a positive weight, e.g. "
                             "accuracy=1,latency=0.5", field="objective_weights", code="invalid_field")
@@ -218,7 +223,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     check_request(sup, kv=None if kv is None else canonical(kv), layout={n: d for n, d in degrees.items() if d})
     for pattern in sparsity:
         check_request(sup, sparsity=pattern)
-    pins = _mapping("pins", v["pins"] or {}, _pin_value, "model.lm_head=bf16")
+    pins = _mapping("pins", {} if v["pins"] is None else v["pins"], _pin_value, "model.lm_head=bf16")
     _check_pins(sup, pins, act)
     pins = _engine_role_pins(sup, arch, pins, act)
     low_rank = None if v["low_rank"] is None else _ranks(v["low_rank"])
