@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import gc
 import hmac
-import json
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -28,6 +27,7 @@ from api.jobs import JobRunner
 from api.metrics import Metrics
 from api.services import Catalog
 from api.settings import Settings
+from planner.fileio import DuplicateKeyError, parse_document
 
 log = logging.getLogger("tierwise.api")
 
@@ -161,50 +161,18 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-class _Repeated(dict):
-    """A JSON object that stated ``key`` twice (built whole, so that its place can be found)."""
-
-    key: str = ""
-
-
-def _no_repeats(pairs: list) -> dict:
-    out: dict = {}
-    repeated = None
-    for k, v in pairs:
-        if k in out and repeated is None:
-            repeated = k
-        out[k] = v
-    if repeated is None:
-        return out
-    marked = _Repeated(out)
-    marked.key = repeated
-    return marked
-
-
-def _find_repeated(node: object, path: tuple) -> tuple | None:
-    if isinstance(node, _Repeated):
-        return (*path, node.key)
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-    for k, v in items:
-        found = _find_repeated(v, (*path, k))
-        if found is not None:
-            return found
-    return None
-
-
 def _repeated_json_key(body: bytes) -> tuple[str, str] | None:
     """(field, message) when a JSON body states one key twice in one object (``json.loads``
     keeps the last silently: ``{"devices": 1, "devices": 2}`` would plan for 2); the field is the
     key's path in the body (``profile.memory.0.name``), as other errors name it. None otherwise,
     malformed JSON included (the route's own parser answers that)."""
     try:
-        found = _find_repeated(json.loads(body, object_pairs_hook=_no_repeats), ())
+        parse_document(body, "json")
+    except DuplicateKeyError as exc:
+        return exc.path, f"{exc.path!r} is given more than once in one JSON object; give each key once"
     except (ValueError, RecursionError):
         return None
-    if found is None:
-        return None
-    field = ".".join(str(p) for p in found)
-    return field, f"{field!r} is given more than once in one JSON object; give each key once"
+    return None
 
 
 def _repeated_query(query: bytes) -> str | None:
@@ -236,7 +204,10 @@ async def _known_query(request: Request) -> None:
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    known = sorted(_query_names(dependant))
+    known = getattr(route, "_tierwise_query_names", None)
+    if known is None:  # once per route: the walk of its dependencies is not redone per request
+        known = sorted(_query_names(dependant))
+        route._tierwise_query_names = known
     for key in request.query_params:
         if key not in known:
             close = difflib.get_close_matches(key.lower(), known, n=1)

@@ -85,20 +85,19 @@ class UniqueKeySafeLoader(_UniqueKeys, getattr(yaml, "CSafeLoader", yaml.SafeLoa
     files this installation writes itself (plans, sensitivity tables), which are not size-bounded."""
 
 
+def _where(exc: DuplicateKeyError) -> str:
+    mark = exc.problem_mark
+    return f" (again at line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+
+
 def repeated_key(exc: DuplicateKeyError) -> str:
     """``'x' twice (again at line N, column M)``."""
-    mark = exc.problem_mark
-    where = f" (again at line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-    return f"{exc.key!r} twice{where}"
+    return f"{exc.key!r} twice{_where(exc)}"
 
 
-def duplicate_key(exc: BaseException) -> str | None:
-    """``key 'x' is given twice (again at line N, column M); give each key once`` for a
-    :class:`DuplicateKeyError`, else None."""
-    if not isinstance(exc, DuplicateKeyError):
-        return None
-    key, _, where = repeated_key(exc).partition(" twice")
-    return f"key {key} is given twice{where}; give each key once"
+def duplicate_key(exc: DuplicateKeyError) -> str:
+    """``key 'x' is given twice (again at line N, column M); give each key once``."""
+    return f"key {exc.key!r} is given twice{_where(exc)}; give each key once"
 
 
 class _BoundedLoader(_UniqueKeys, yaml.SafeLoader):
@@ -205,7 +204,7 @@ def load_untrusted(text: str, *, field: str = "yaml", max_bytes: int = MAX_BYTES
     except UnsafeYamlError:
         raise
     except DuplicateKeyError as e:
-        why = str(duplicate_key(e))
+        why = duplicate_key(e)
         raise UnsafeYamlError(f"{{@{field}}}: {why}", field=field, reason=why, repeated=repeated_key(e)) from None
     except yaml.constructor.ConstructorError as e:
         why = f"YAML tags such as !!python/... are not accepted ({e.problem})"

@@ -13,29 +13,56 @@ from typing import Any
 class DuplicateKeyError(ValueError):
     """A document states one key twice in one mapping (JSON object or YAML mapping)."""
 
-    def __init__(self, message: str, repeated: str) -> None:
+    def __init__(self, message: str, repeated: str, path: str) -> None:
         super().__init__(message)
         self.message = message
         #: ``'x' twice`` (with the line of the second for YAML)
         self.repeated = repeated
+        #: the repeated key's path in the document (``profile.memory.0.name``; the key alone for YAML)
+        self.path = path
 
 
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise DuplicateKeyError(f"key {key!r} is given twice in one object; give each key once", f"{key!r} twice")
-        out[key] = value
-    return out
+class _Repeated(dict):
+    """A JSON object that stated ``key`` twice, built whole so that its place can be found."""
+
+    key: str = ""
 
 
-def parse_document(text: str, kind: str) -> Any:
-    """Parse a plan or sensitivity file's text (``kind`` "json" or "yaml") as ``json.loads`` /
-    ``yaml.safe_load`` do, except that a key given twice in one mapping is a
-    :class:`DuplicateKeyError` rather than silently the last one. Syntax errors are the parsers' own
-    (``json.JSONDecodeError``, ``yaml.YAMLError``)."""
+def _mark_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) == len(pairs):
+        return out
+    seen: set[str] = set()
+    marked = _Repeated(out)
+    marked.key = next(k for k, _ in pairs if k in seen or seen.add(k))
+    return marked
+
+
+def _find_repeated(root: Any) -> tuple | None:
+    """The path of the first repeated key, walked without recursion (as deep as the parser went)."""
+    stack: list[tuple[Any, tuple]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, _Repeated):
+            return (*path, node.key)
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        stack.extend(reversed([(v, (*path, k)) for k, v in items]))
+    return None
+
+
+def parse_document(text: str | bytes, kind: str) -> Any:
+    """Parse a plan or sensitivity file's text (``kind`` "json" or "yaml"), or a JSON request body,
+    as ``json.loads`` / ``yaml.safe_load`` do, except that a key given twice in one mapping is a
+    :class:`DuplicateKeyError` (naming the key's path for JSON) rather than silently the last one.
+    Syntax errors are the parsers' own (``json.JSONDecodeError``, ``yaml.YAMLError``)."""
     if kind == "json":
-        return json.loads(text, object_pairs_hook=_unique_pairs)
+        data = json.loads(text, object_pairs_hook=_mark_repeats)
+        found = _find_repeated(data)
+        if found is None:
+            return data
+        path = ".".join(str(p) for p in found)
+        raise DuplicateKeyError(f"key {path!r} is given twice in one object; give each key once",
+                                f"{found[-1]!r} twice", path)
     import yaml
 
     from hwmodels.safeyaml import DuplicateKeyError as YamlDuplicate
@@ -44,7 +71,7 @@ def parse_document(text: str, kind: str) -> Any:
     try:
         return yaml.load(text, Loader=UniqueKeySafeLoader)  # noqa: S506 - the safe loader, refusing duplicate keys
     except YamlDuplicate as exc:
-        raise DuplicateKeyError(str(duplicate_key(exc)), repeated_key(exc)) from None
+        raise DuplicateKeyError(duplicate_key(exc), repeated_key(exc), str(exc.key)) from None
 
 
 def _umask() -> int:

@@ -265,6 +265,11 @@ class PlanLayout(_Record):
         return {"tp": self.tp, "pp": self.pp, "dp": self.dp, "ep": self.ep}
 
 
+#: The largest batch and token counts a plan is made for (``tierwise plan`` refuses more).
+MAX_BATCH = 1 << 24
+MAX_TOKENS = 1 << 26
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PlanWorkload(_Record):
     """Sequences per replica and tokens per request the plan was sized for."""
@@ -274,10 +279,10 @@ class PlanWorkload(_Record):
     gen: int = 128
 
     def __post_init__(self) -> None:
-        # the request layer's bounds (planner.request.plan): a hand-edited plan cannot carry more
-        _check_int(self.batch, "batch", 1, 1 << 24)
-        _check_int(self.prompt, "prompt", 0, 1 << 26)
-        _check_int(self.gen, "gen", 0, 1 << 26)
+        # the request layer's bounds (planner.request.plan checks with these): a hand-edited plan cannot carry more
+        _check_int(self.batch, "batch", 1, MAX_BATCH)
+        _check_int(self.prompt, "prompt", 0, MAX_TOKENS)
+        _check_int(self.gen, "gen", 0, MAX_TOKENS)
 
     def to_serving(self) -> Serving:
         return Serving(batch=self.batch, prompt=self.prompt, gen=self.gen)

@@ -589,8 +589,8 @@ class TableSensitivity:
         """Every entry names at least one of the model's decision groups: one that matches none
         (``model.layerz.3.mlp.down_proj``, a layer the model lacks) is an error naming it, not a
         score silently left unused, as a pin that matches nothing is."""
-        fqns = [g.fqn for g in groups]
-        unmatched = [pattern for pattern, _ in self.entries if not any(fnmatch.fnmatchcase(f, pattern) for f in fqns)]
+        fqns = tuple(g.fqn for g in groups)
+        unmatched = _unmatched(tuple(pattern for pattern, _ in self.entries), fqns)
         if not unmatched:
             return
         shown = ", ".join(repr(u) for u in unmatched[:3]) + (f" and {len(unmatched) - 3} more" if len(unmatched) > 3 else "")
@@ -620,6 +620,13 @@ class TableSensitivity:
         if name in HIGH_PRECISION_COMPUTE:
             return 0.0
         return PriorSensitivity().kv_score(name, groups)
+
+
+@functools.lru_cache(maxsize=64)
+def _unmatched(patterns: tuple[str, ...], fqns: tuple[str, ...]) -> tuple[str, ...]:
+    """The patterns that match none of ``fqns``: computed once per table and model, not for every
+    layout and KV format the search scores."""
+    return tuple(p for p in patterns if not any(fnmatch.fnmatchcase(f, p) for f in fqns))
 
 
 def _score(v: object, where: str) -> float:

@@ -178,7 +178,7 @@ def _ranks(v: Any) -> tuple[int, ...]:
 
 def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     """(arch, device, solver problem, sensitivity spec) of a validated plan request."""
-    from planner.plan import OBJECTIVES
+    from planner.plan import MAX_BATCH, MAX_TOKENS, OBJECTIVES
     from planner.search import PlanProblem
     from planner.search_problem import ordered_layouts
     from planner.solver import BACKENDS
@@ -191,9 +191,9 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
         # devices left out beside fixed degrees: their product, as estimate takes it
         v["devices"] = math.prod(degrees[n] or 1 for n in ("tp", "pp", "dp"))
     devices = check_int("devices", v["devices"], hi=1 << 16)
-    batch = check_int("batch", v["batch"], hi=1 << 24)
-    prompt = check_int("prompt", v["prompt"], lo=0, hi=1 << 26)
-    gen = check_int("gen", v["gen"], lo=0, hi=1 << 26)
+    batch = check_int("batch", v["batch"], hi=MAX_BATCH)
+    prompt = check_int("prompt", v["prompt"], lo=0, hi=MAX_TOKENS)
+    gen = check_int("gen", v["gen"], lo=0, hi=MAX_TOKENS)
     check_sequence(arch, prompt, gen)
     budget = None if v["max_memory_per_device"] is None else parse_size("max_memory_per_device", v["max_memory_per_device"])
     ttft = None if v["ttft_slo_s"] is None else parse_duration("ttft_slo_s", v["ttft_slo_s"])
