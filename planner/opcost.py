@@ -354,7 +354,9 @@ def op_static(
         # Norm weights stay in 16-bit; a gather reads whole embedding rows at the weight format.
         w_byte=2.0 if op.kind == NORM else nm.weight_bits / 8.0,
         act_byte=0.0 if fused else nm.act_bits / 8.0 / shard,
-        kv_hi_bits=kv_bits(choice.kv, op.kv_row, stored_bits(options, op.kv_row)) if op.kind == ATTENTION else 0.0,
+        # An encoder's attention reads its keys and values at the activation format: it keeps no cache.
+        kv_hi_bits=(kv_bits(choice.kv, op.kv_row, stored_bits(options, op.kv_row)) if op.cached
+                    else nm.act_bits if op.kind == ATTENTION else 0.0),
         kv_div=kv_shard(op, layout.tp),
         unfused_scores=op.kind == ATTENTION and options is not None and not options.fused_attention and not fused,
         epilogue=epilogue,
@@ -454,7 +456,7 @@ def _kv_traffic_bytes(
         return 0.0
     hi = st.kv_hi_bits
     read_bits = hi
-    if options is not None and options.kv_token_budget and not op.cross:
+    if options is not None and options.kv_token_budget and op.cached and not op.cross:
         read_bits = kv_mixed_bits(choice.kv, op.kv_row, ph.context + ph.tokens, options)
     return (load.kv_read_elems * read_bits + load.kv_write_elems * hi) / st.kv_div / 8.0
 

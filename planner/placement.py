@@ -66,7 +66,7 @@ def kv_layer_bytes(
     for b in work.blocks:
         if not b.repeated:
             continue
-        attn = [op for op in b.ops if op.kind == ATTENTION and op.causal and not op.cross]
+        attn = [op for op in b.ops if op.cached and not op.cross]
         per_cached: dict[int, float] = {}  # the layers of a block differ only by their window
         for _ in range(b.count):
             window = next(windows, None) if attn else None

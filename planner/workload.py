@@ -103,6 +103,13 @@ class OpShape:
         return self.kv_elems or 2 * self.kv_heads * self.head_dim
 
     @property
+    def cached(self) -> bool:
+        """An attention operator whose keys and values outlive the pass: a decoder's self-attention
+        and a cross-attention keep a KV cache; an encoder's self-attention (BERT, ViT, T5's encoder)
+        reads its keys and values as activations of the same pass and keeps none."""
+        return self.kind == ATTENTION and (self.causal or self.cross)
+
+    @property
     def kv_row(self) -> int:
         """Width of one cached row (one KV head's key or value; MLA: latent plus RoPE key), the
         span a KV-cache format's per-row scales cover."""
@@ -255,7 +262,7 @@ def op_load(op: OpShape, ph: Phase) -> OpLoad:
                 keys_total = s * min(keys_total, op.window) + (1.0 - s) * keys_total
                 pairs = s * min(pairs, t * op.window) + (1.0 - s) * pairs
             kv_read = b * kv * keys_total
-            kv_write = b * kv * t
+            kv_write = b * kv * t if op.causal else 0.0  # an encoder writes no cache
         flops = 2.0 * b * h * (hd + (op.v_head_dim or hd)) * pairs
         if op.latent:
             flops = min(flops + _mla_expand_flops(op, b, keys_total - t), 2.0 * b * h * (kv + op.latent) * pairs)

@@ -99,3 +99,67 @@ def test_an_image_model_reports_the_positions_it_trains_on(capsys, model, positi
                          "--days", "30", "--json")
     assert code in (0, 3), err
     assert json.loads(out)["seq"] == positions
+
+
+# --------------------------------------------------------------------------- KV cache fields
+# An encoder, a ViT and a CNN keep no KV cache. A KV format given for one was echoed in the
+# answer ("kv fp8") and moved an encoder's TTFT by 2 %, priced as a cache write no encoder makes;
+# a plan recorded it as the KV format to export.
+
+INFER = ("estimate", "--hardware", "l4")
+
+
+@pytest.mark.parametrize("model, what", [("bert-base", "an encoder"), ("vit-h", "a ViT"), ("resnet-50", "a CNN")])
+@pytest.mark.parametrize("flag, value", [("--kv", "fp8"), ("--kv-budget", "256"), ("--kv-share", "2")])
+def test_kv_fields_for_a_model_without_cache_are_refused(cli, model, what, flag, value):
+    r = cli(*INFER, "--model", model, flag, value)
+    assert r.code == 2 and not r.out, r.err
+    assert f"{flag} {value} does not apply to {model}, {what}" in r.err and "keeps no KV cache" in r.err, r.err
+    assert f"leave {flag} out" in r.err
+
+
+def test_plan_refuses_a_kv_format_for_an_encoder(cli):
+    r = cli("plan", "--model", "bert-base", "--hardware", "l4", "--kv", "fp8")
+    assert r.code == 2 and "--kv fp8 does not apply to bert-base, an encoder" in r.err, r.err
+    assert cli("plan", "--model", "bert-base", "--hardware", "l4").code == 0
+
+
+def test_kv_over_rest_and_python_names_its_own_field(client):
+    import planner
+    from planner.errors import TierwiseError
+
+    r = client.post("/v1/estimate", json={"model": "bert-base", "hardware": "l4", "kv": "fp8"})
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["field"] == "kv" and err["code"] == "not_applicable" and "--kv" not in err["message"]
+    r = client.post("/v1/plans", json={"model": "resnet-50", "hardware": "l4", "kv": "int8"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "kv"
+    with pytest.raises(TierwiseError, match="'kv_budget' 64 does not apply to vit-h, a ViT"):
+        planner.estimate("vit-h", "l4", kv_budget=64)
+    # generative models keep the field, and T5's cache (decoder and cross-attention) takes it
+    assert planner.estimate("t5-3b", "l4", kv="int4-g64").choice.kv == "int4-g64"
+
+
+def test_an_encoders_attention_reads_keys_and_values_as_activations():
+    # Its K/V are the projections' outputs of the same pass: read at the activation format, never
+    # written to a cache. A decoder's prefill writes each new token's K/V to its cache.
+    from planner.costmodel import Choice, Layout, Serving, estimate_inference
+    from planner.arch import load_arch
+    from hwmodels import load_device
+
+    dev = load_device("l4")
+    bert = load_arch("bert-base")
+    s = Serving(batch=1, prompt=512, gen=0)
+    est = estimate_inference(bert, dev, Layout(), s, Choice())
+    attn = [o for o in est.prefill.ops if o.kind == "attention"]
+    assert attn
+    elems = 2 * bert.num_kv_heads * bert.head_dim * 512  # K and V of 512 tokens, one layer
+    for o in attn:
+        assert o.kv_bytes == pytest.approx(elems * 2.0)  # bf16 activations, read once; no write
+    assert estimate_inference(bert, dev, Layout(), s, Choice(kv="fp8")).prefill.time_s == pytest.approx(
+        est.prefill.time_s)
+    llama = load_arch("llama-3.2-1b")
+    dec = estimate_inference(llama, dev, Layout(), s, Choice())
+    per_tok = 2 * llama.num_kv_heads * llama.head_dim
+    o = next(o for o in dec.prefill.ops if o.kind == "attention")
+    assert o.kv_bytes == pytest.approx(per_tok * 512 * 2.0 * 2)  # read and written in bf16

@@ -650,6 +650,14 @@
     $("#model-info").textContent = m
       ? `${m.family}, ${m.num_layers} layers, hidden ${m.hidden_size}, ${sig(m.params / 1e9)} B params (${sig(m.active_params / 1e9)} B active)`
       : "";
+    // A model without a KV cache (an encoder, a ViT, a CNN) takes no KV format: the service refuses
+    // one, so the fields are disabled (and left out of the request) while such a model is chosen.
+    const noCache = Boolean(m) && !["decoder", "encoder_decoder"].includes(m.family);
+    for (const c of [$("#est-kv"), $("#plan-kv")]) {
+      if (!c) continue;
+      c.disabled = noCache;
+      c.title = noCache ? `${m.id} keeps no KV cache (${m.family})` : "";
+    }
     $("#hardware-info").textContent = h
       ? `${h.class}; ${fmtBytes(h.memory_capacity_bytes)} at ${fmtBytes(h.device_bandwidth_bytes_per_s)}/s; ${h.peak_bf16_flops_per_s ? fmtFlops(h.peak_bf16_flops_per_s) + "/s bf16" : "no bf16 peak"}${h.usd_per_hour != null ? `; $${sig(h.usd_per_hour)}/h` : ""}`
       : "";

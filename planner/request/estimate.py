@@ -178,7 +178,7 @@ def _refuse_if_meaningless(model: Any, name: str, value: Any) -> None:
     request's own checks."""
     from planner.arch import ArchSpec
 
-    if name not in ("seq", "attention") or model is None:
+    if name not in ("seq", "attention", *_KV_FIELDS) or model is None:
         return
     try:
         arch = model if isinstance(model, ArchSpec) else _load_bounded_arch(model) if isinstance(model, str) else None
@@ -290,6 +290,9 @@ def check_context(arch: Any, tokens: int, names: tuple[str, ...]) -> None:
             field=names[0], code="beyond_context", details={"tokens": tokens, "max_position_embeddings": limit})
 
 
+_KV_FIELDS = ("kv", "kv_budget", "kv_evicted", "kv_share")  # the KV cache's format and policies
+
+
 def check_fields_apply(arch: Any, given: Mapping[str, Any]) -> None:
     """A field given for a model it means nothing to is refused rather than ignored: a CNN has no
     sequence length and no attention; a ViT's sequence is its patches, fixed by its image and patch
@@ -305,6 +308,13 @@ def check_fields_apply(arch: Any, given: Mapping[str, Any]) -> None:
                    f"fixed by its image size {arch.image_size} and patch size {arch.patch_size}")
         raise TierwiseError(f"{{@seq}} {given['seq']} does not apply to {arch.id}, {why}; leave {{@seq}} out",
                             field="seq", code="not_applicable", details={"family": fam})
+    kv_field = next((n for n in _KV_FIELDS if given.get(n) is not None), None)
+    if kv_field is not None and fam not in ("decoder", "encoder_decoder"):
+        why = ("a CNN: it has no attention and keeps no KV cache" if fam == "cnn" else
+               f"{'a ViT' if fam == 'vit' else 'an encoder'}: it keeps no KV cache (one forward pass per sample; "
+               "its keys and values are activations at the activation format)")
+        raise TierwiseError(f"{{@{kv_field}}} {given[kv_field]} does not apply to {arch.id}, {why}; leave "
+                            f"{{@{kv_field}}} out", field=kv_field, code="not_applicable", details={"family": fam})
     if given.get("attention") is not None and fam == "cnn":
         raise TierwiseError(f"{{@attention}} {given['attention']} does not apply to {arch.id}, a CNN: it has no "
                             "attention layers; leave {@attention} out", field="attention", code="not_applicable",
@@ -378,6 +388,7 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
     arch, dev = load_specs(req.model, req.hardware)
     sup = resolve_engine(req.engine, dev, training=False, arch=arch)
     given = given_fields(req)
+    check_fields_apply(arch, given)
     v = engine_defaults(sup, given, fill_defaults(req, arch, dev), kv=True)
     layout = check_layout_fields(arch, dev, v, training=False)
     batch = v["batch"]

@@ -17,7 +17,7 @@ from hwmodels.errors import TierwiseError, echo_value
 
 from planner.engines import EngineSupportError, check_request, low_rank_refusal
 from planner.request.engine import ENGINE_HELP, canonical, format_key, resolve_engine
-from planner.request.estimate import check_sequence, load_specs
+from planner.request.estimate import check_fields_apply, check_sequence, load_specs
 from planner.request.fields import (
     PLAN_CLI_ALIASES,
     bad,
@@ -213,6 +213,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
         check_format("formats", f, "weight") for f in check_list("formats", v["formats"], unique=format_key))
     sparsity = () if v["sparsity"] is None else _sparsity(v["sparsity"])  # dense unless asked
     kv = None if v["kv"] is None else check_format("kv", v["kv"], "kv")
+    check_fields_apply(arch, {"kv": kv})
     act = None if v["activations"] is None else check_format("activations", v["activations"], "activation")
     given_formats = formats is not None
     formats, act = _engine_formats(sup, dev, formats, act)

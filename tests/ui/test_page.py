@@ -307,6 +307,24 @@ def test_invalid_field_shows_the_api_message_beside_it(page, server):
     expect(page.locator("#plan-mem")).to_have_attribute("aria-invalid", "true")
 
 
+def test_a_model_without_kv_cache_leaves_the_kv_format_out(page, server):
+    # The service refuses a KV format for an encoder (it keeps no cache); the page must not send
+    # the estimate form's default one, and gives the field back for a decoder.
+    ready(page)
+    pick(page, "bert-base", "l4")
+    expect(page.locator("#est-kv")).to_be_disabled()
+    expect(page.locator("#plan-kv")).to_be_disabled()
+    page.click("#estimate-run")
+    expect(page.locator("#estimate-result")).to_have_attribute("data-count", "1")
+    expect(page.locator("#estimate-form .field-error:visible")).to_have_count(0)
+    with server.client() as c:
+        refused = c.post("/v1/estimate", json={"model": "bert-base", "hardware": "l4", "kv": "bf16"})
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "kv"
+    pick(page, "llama-3.2-1b", "l4")
+    expect(page.locator("#est-kv")).to_be_enabled()
+    expect(page.locator("#plan-kv")).to_be_enabled()
+
+
 TINY_LLAMA = {"model_type": "llama", "hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 4, "num_attention_heads": 8,
               "num_key_value_heads": 8, "vocab_size": 32000, "max_position_embeddings": 2048, "torch_dtype": "bfloat16"}
 
