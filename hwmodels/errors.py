@@ -211,8 +211,15 @@ def _restore(cls: type, args: tuple, state: dict) -> "TierwiseError":
     return exc
 
 
+class Worded(str):
+    """A "got" already worded for a message (``'id' twice (again at line 2, column 1)``): shown as
+    it is, not quoted as a value."""
+
+
 def describe_value(value: Any) -> str:
     """Render a bad value for an error message (strings quoted, long values cut)."""
+    if isinstance(value, Worded):
+        return str(value)
     if isinstance(value, str):
         text = repr(value)
     elif isinstance(value, bool) or value is None:

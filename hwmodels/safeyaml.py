@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from hwmodels.errors import TierwiseError
+from hwmodels.errors import TierwiseError, Worded
 
 #: Defaults: generous for any real profile or model config (the largest shipped file is a
 #: few kB, nested 4 deep), small enough that parsing takes milliseconds.
@@ -91,8 +91,8 @@ def _where(exc: DuplicateKeyError) -> str:
 
 
 def repeated_key(exc: DuplicateKeyError) -> str:
-    """``'x' twice (again at line N, column M)``."""
-    return f"{exc.key!r} twice{_where(exc)}"
+    """``'x' twice (again at line N, column M)``, worded for an error's "got"."""
+    return Worded(f"{exc.key!r} twice{_where(exc)}")
 
 
 def duplicate_key(exc: DuplicateKeyError) -> str:

@@ -46,7 +46,7 @@ from typing import Any
 
 from hwmodels import DeviceSpec
 
-from planner.queueing import continuous_batching, md1_mean_wait_s, wait_quantile_s
+from planner.queueing import continuous_batching, md1_mean_wait_s, times, wait_quantile_s
 from planner.capacity_model import slo_figures
 
 KV_LINKS = ("auto", "intra_node", "scale_out")
@@ -200,7 +200,7 @@ def _option(ctx: _Ctx, pre: Any, r_p: int, dec: Any, r_d: int, link: Any, kind: 
     dq = _decode_queue(ctx, dec, r_d)
     failures = []
     if math.isinf(ttft[ctx.p]):
-        failures.append(f"prefill (or its KV transfer) needs {lam_p * max(pre.prefill_s, t_x):.2f}× each prefill "
+        failures.append(f"prefill (or its KV transfer) needs {times(lam_p * max(pre.prefill_s, t_x))} each prefill "
                         "instance's time")
     if not dq.stable:
         failures.append("decode: " + dq.reason)

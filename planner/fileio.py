@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hwmodels.errors import Worded
+
 
 class DuplicateKeyError(ValueError):
     """A document states one key twice in one mapping (JSON object or YAML mapping)."""
@@ -62,7 +64,7 @@ def parse_document(text: str | bytes, kind: str) -> Any:
             return data
         path = ".".join(str(p) for p in found)
         raise DuplicateKeyError(f"key {path!r} is given twice in one object; give each key once",
-                                f"{found[-1]!r} twice", path)
+                                Worded(f"{found[-1]!r} twice"), path)
     import yaml
 
     from hwmodels.safeyaml import DuplicateKeyError as YamlDuplicate

@@ -94,6 +94,12 @@ def _norm_ppf(p: float) -> float:
     return (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
 
 
+def times(x: float) -> str:
+    """A load factor as text: 2 decimals, or 3 significant digits beyond a million (1e300 QPS
+    gives ``1e+303×``, not 300 digits)."""
+    return f"{x:.2f}×" if x < 1e6 else f"{x:.3g}×"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DecodeCurve:
     """Decode step time τ(n) sampled at increasing batch sizes; linear in between."""
@@ -202,7 +208,7 @@ def continuous_batching(
         raise ValueError(f"percentile must be in [0.5, 1); got {percentile!r}")
     rho = lam * prefill_s
     if rho >= 1.0:
-        return _overloaded(lam, rho, f"prefill alone needs {rho:.2f}× the replica's time (λ·t_prefill ≥ 1)", percentile)
+        return _overloaded(lam, rho, f"prefill alone needs {times(rho)} the replica's time (λ·t_prefill ≥ 1)", percentile)
     tau = decode
     g = max(gen, 0)
     n = 0.0

@@ -26,7 +26,7 @@ from planner.capacity_model import (
 )
 from planner.costmodel import Choice, EstimateError
 from planner.deadline import Deadline
-from planner.queueing import md1_mean_wait_s, poisson_quantile, wait_quantile_s
+from planner.queueing import md1_mean_wait_s, poisson_quantile, times, wait_quantile_s
 
 __all__ = ["run_shared"]
 
@@ -108,7 +108,7 @@ def _shared_concurrency(reps: list[_Replica], lam: list[float], g: int, rho: flo
     n = [0.0] * len(reps)
     step = math.inf
     if rho >= 1.0:
-        failures.append(f"prefill of all models needs {rho:.2f}× each replica's time")
+        failures.append(f"prefill of all models needs {times(rho)} each replica's time")
         return n, step
     for _ in range(200):
         step = sum(reps[k].curve(max(n[k], 1.0)) for k in range(len(reps)) if lam[k] > 0)
@@ -139,7 +139,7 @@ def _switch_load(reps: list[_Replica], lam: list[float], cold: list[int], failur
     if lam_sw > 0:
         sw_m2 /= lam_sw
     if rho_sw >= 1.0:
-        failures.append(f"switching cold models in needs {rho_sw:.2f}× the slow-tier link's time")
+        failures.append(f"switching cold models in needs {times(rho_sw)} the slow-tier link's time")
     return lam_sw, sw_m2, rho_sw
 
 

@@ -91,6 +91,7 @@ def test_profile_files_with_a_key_given_twice_name_their_flag(cli, tmp_path):
     code, _, err = cli("estimate", "--model", "llama-3.2-1b", "--hardware", tmp_path / "hw.yaml")
     assert code == 2 and "--hardware" in err and "expected each key given once in a mapping" in err, err
     assert f"{first.split(':')[0]!r} twice (again at line" in err, err
+    assert f"got {first.split(':')[0]!r} twice" in err and '"' not in err, err  # worded, not quoted again
 
 
 def test_sensitivity_file_with_a_key_given_twice(cli, tmp_path):

@@ -34,6 +34,7 @@ from planner.request.fields import (
     check_int,
     check_list,
     check_number,
+    float_from_text,
     fill_defaults,
     given_fields,
     check_distinct_ids,
@@ -473,10 +474,10 @@ def _kernel(sup: Any, runtime: str) -> tuple[tuple[str, Any], ...]:
 
 
 def _float(name: str, x: str) -> float:
-    try:
-        return float(x)
-    except ValueError:
-        raise bad(name, "numbers (separated by commas on the command line)", x) from None
+    v = float_from_text(x)
+    if v is None:
+        raise bad(name, "numbers (separated by commas on the command line)", x)
+    return v
 
 
 def resolve_capacity_train(req: CapacityTrainRequest) -> tuple[Any, list[tuple[Any, Any]]]:

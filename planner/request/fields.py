@@ -171,6 +171,18 @@ def int_from_text(v: Any) -> Any:
     return v
 
 
+def float_from_text(text: str) -> float | None:
+    """A number written in ASCII ("0.5", "1e3", " 2 ") as a float, else ``None``. Python's own
+    ``float`` also reads other scripts' digits ("١٠"); the command line's integer flags, sizes and
+    durations take ASCII digits only, and so does every number field read from text."""
+    if not text.isascii():
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def _int_text(lo: int, hi: int | None) -> str:
     if hi is not None:
         return f"an integer from {lo} to {hi}"

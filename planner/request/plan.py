@@ -27,6 +27,7 @@ from planner.request.fields import (
     check_int,
     check_list,
     check_number,
+    float_from_text,
     check_with,
     fill_defaults,
     opt,
@@ -143,10 +144,10 @@ def _mapping(name: str, v: Any, value_check, example: str) -> dict:
 def _weight(key: str, x: Any) -> float:
     check_choice("objective_weights", key, ("accuracy", "latency", "memory"))
     if isinstance(x, str):
-        try:
-            x = float(x)
-        except ValueError:
-            raise bad("objective_weights", f"a number >= 0 for {key}", x) from None
+        v = float_from_text(x)
+        if v is None:
+            raise bad("objective_weights", f"a number >= 0 for {key}", x)
+        x = v
     return check_number("objective_weights", x, lo=0.0, lo_open=False)
 
 
