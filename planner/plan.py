@@ -502,7 +502,7 @@ class Plan(_Record):
     # plan_activation_recipe).
     activation_recipe: Any = None
     # The engine profile as the planner read it: ``engine_hash`` its content's sha256 (catalog and
-    # files alike), ``engine_profile`` the path given for a profile file (None for the catalog), so
+    # files alike), ``engine_profile`` the absolute path of a profile file (None for the catalog), so
     # that export follows the profile the plan was priced with, not a catalog engine of the same id.
     engine_profile: str | None = None
     engine_hash: str | None = None
@@ -618,8 +618,10 @@ def with_engine(plan: Plan, engine: Any) -> Plan:
 
     recipe = recipe_of(runtime) if runtime is not None else None
     digest = getattr(engine, "content_hash", "") or None
+    # A profile file is recorded by its absolute path: export from another folder finds it.
+    profile = getattr(engine, "profile", "") or None
     return dataclasses.replace(plan, engine=str(eid), activation_recipe=recipe,
-                               engine_profile=getattr(engine, "profile", "") or None,
+                               engine_profile=os.path.abspath(profile) if profile else None,
                                engine_hash=f"sha256:{digest}" if digest else None)
 
 

@@ -150,6 +150,24 @@ def test_a_plan_follows_the_engine_profile_file_it_was_made_with(cli, tmp_path):
     assert cli("export", a, "--format", "yaml").code == 0  # the plan file itself needs no engine
 
 
+def test_a_plan_made_with_a_relative_profile_path_exports_from_another_folder(cli, tmp_path, monkeypatch):
+    """Was: the path was recorded as given (``vllm10.yaml``) and read from the current folder, so export
+    from any other folder asked for --engine. It is recorded absolute."""
+    work = tmp_path / "work"
+    work.mkdir()
+    _engine_file(work, "vllm10.yaml", context_gib="10")
+    monkeypatch.chdir(work)
+    assert cli(*PLAN, "--engine", "vllm10.yaml", "--out", "p.yaml").code == 0
+    recorded = yaml.safe_load((work / "p.yaml").read_text())["engine_profile"]
+    assert recorded == str(work / "vllm10.yaml")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out, err = cli("export", work / "p.yaml", "--format", "vllm", "--json")
+    assert code == 0, err
+    assert any("10.74 GB engine context" in n for n in json.loads(out)["notes"])
+
+
 def test_a_profile_file_with_its_own_id_pins_and_exports(cli, tmp_path):
     """An engine profile file whose id the catalog lacks: its exporter (vllm) keeps embeddings and the LM head in
     16 bit, so the plan's memory is what export writes; `engines show FILE --hardware` works; export finds it."""
