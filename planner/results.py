@@ -208,12 +208,18 @@ class InferenceEstimate:
     # what bounded the batch of a ``batch max`` request (planner.costmodel.batch_limit: batch, bound,
     # over_bytes, tiers, text); None when the batch was given
     batch_limit: Mapping[str, Any] | None = None
+    # whether the request asked for the per-operator tables (``per_op``): ``to_dict()`` keeps them
+    # then only, as ``--json`` does; None for a bare cost-model call (kept)
+    per_op: bool | None = None
 
     @property
     def batch(self) -> int:
         return self.serving.batch
 
-    def to_dict(self, ops: bool = True) -> dict:
+    def to_dict(self, ops: bool | None = None) -> dict:
+        """The answer as ``tierwise estimate --json`` gives it; ``ops`` (default: as the request's
+        ``per_op`` said) keeps the per-operator tables."""
+        ops = (self.per_op is not False) if ops is None else ops
         return {
             "mode": "inference",
             "engine": self.engine,

@@ -68,3 +68,18 @@ def test_plan_file_helpers_name_their_argument(tmp_path):
     assert not (tmp_path / "x.json").exists()
     save_plan(p, tmp_path / "ok.json")
     assert load_plan(tmp_path / "ok.json").devices == p.devices
+
+
+def test_to_dict_follows_per_op_as_the_cli_json_does(cli):
+    # Was: to_dict() kept the per-operator tables whatever per_op said, unlike --json.
+    import json
+
+    import planner
+
+    plain = planner.estimate("llama-3.2-1b", "l4").to_dict()
+    assert "ops" not in plain["prefill"] and "ops" not in plain["decode"]
+    r = cli("estimate", "--model", "llama-3.2-1b", "--hardware", "l4", "--json")
+    assert r.code == 0 and json.loads(r.out) == json.loads(json.dumps(plain))
+    full = planner.estimate("llama-3.2-1b", "l4", per_op=True).to_dict()
+    assert full["prefill"]["ops"] and full["decode"]["ops"]
+    assert "ops" in planner.estimate("llama-3.2-1b", "l4").to_dict(ops=True)["prefill"]

@@ -442,7 +442,8 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
     est = replace(est, engine=r.engine.engine, engine_assumptions=engine_assumptions(r.engine, r.device, r.arch, r.options.runtime),
                   notes=(*limit_notes, *est.notes, *_shape_notes(r.arch, serving), _engine_note(r.engine, r.device, r.arch),
                          *_storage_notes(r.engine, r.choice, r.arch), *_kv_policy_notes(r.engine.engine, r.options)),
-                  batch_limit=None if bound is None else {**bound.to_dict(), "text": bound.text(r.engine.engine, setting)})
+                  batch_limit=None if bound is None else {**bound.to_dict(), "text": bound.text(r.engine.engine, setting)},
+                  per_op=r.per_op)
     est = replace(est, uncertainty=_uncertainty(est, r.device, r.engine.engine, r.options.runtime, training=False))
     if require_fit and not est.memory.fits:
         raise inference_does_not_fit(replace(r, serving=serving), est)
