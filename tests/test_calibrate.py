@@ -72,7 +72,7 @@ def test_cli_calibrate(tmp_path, capsys):
     data = yaml.safe_load(out.read_text())
     assert "measured on" in data["sources"]["MEAS"]
     assert main(["estimate", "--model", "all-minilm-l6-v2", "--hardware", str(out), "--weights", "fp32",
-                 "--activations", "fp32", "--kv", "fp32", "--prompt", "64", "--gen", "0", "--json"]) == 0
+                 "--activations", "fp32", "--prompt", "64", "--gen", "0", "--json"]) == 0
 
 
 def test_cli_calibrate_bad_input(tmp_path, capsys):
