@@ -5,6 +5,7 @@ syntax, instead of being silently ignored. Left out, the defaults still suit the
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -163,3 +164,22 @@ def test_an_encoders_attention_reads_keys_and_values_as_activations():
     per_tok = 2 * llama.num_kv_heads * llama.head_dim
     o = next(o for o in dec.prefill.ops if o.kind == "attention")
     assert o.kv_bytes == pytest.approx(per_tok * 512 * 2.0 * 2)  # read and written in bf16
+
+
+def test_an_encoder_plan_shows_no_kv_cache_and_exports_its_context(cli, tmp_path):
+    # Was: "KV cache / compute format bf16 / bf16", and vLLM's --max-model-len 640 (prompt 512 + gen 128) for
+    # BERT-base, whose context is 512 positions: vLLM refuses a max_model_len beyond the model's.
+    out = tmp_path / "bert.yaml"
+    r = cli("plan", "--model", "bert-base", "--hardware", "l4", "--out", out)
+    assert r.code == 0, r.err
+    assert re.search(r"KV cache / compute format\s*│\s*none / bf16", r.out), r.out
+    r = cli("export", out, "--format", "vllm", "--json")
+    assert r.code == 0, r.err
+    body = json.loads(r.out)
+    args = json.loads(next(f for f in body["files"] if f["path"].endswith(".json"))["content"])
+    assert args["max_model_len"] == 512
+    llama = tmp_path / "llama.yaml"
+    assert cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--out", llama).code == 0
+    r = cli("export", llama, "--format", "vllm", "--json")
+    args = json.loads(next(f for f in json.loads(r.out)["files"] if f["path"].endswith(".json"))["content"])
+    assert args["max_model_len"] == 512 + 128  # a decoder holds the prompt and the generated tokens

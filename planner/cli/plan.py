@@ -329,7 +329,8 @@ def print_plan(plan, *, per_group: bool = False, title: str | None = None) -> No
         t.add_row("engine", f"{plan.engine} (`tierwise export PLAN` writes its deployment files)")
     t.add_row("workload", f"batch {plan.workload.batch}, prompt {plan.workload.prompt}, gen {plan.workload.gen}")
     t.add_row("objective", plan.objective + f" (sensitivity source: {plan.sensitivity_source})")
-    t.add_row("KV cache / compute format", f"{plan.kv} / {plan.activations}")
+    # A model without a KV cache (an encoder, a ViT, a CNN) keeps none whatever the plan's kv field says.
+    t.add_row("KV cache / compute format", f"{plan.kv if p.kv_cache_bytes else 'none'} / {plan.activations}")
     t.add_row("TTFT", human_time(p.ttft_s))
     if p.tpot_s:
         limit = plan.constraints.tpot_slo_s

@@ -10,6 +10,8 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
+from hwmodels.errors import TierwiseError
+
 from .core import ExportContext, PlanView
 
 #: Fraction of device memory kept free above the plan's predicted footprint when
@@ -82,6 +84,22 @@ def compact_targets(names: list[str], *, anchor_end: bool = True) -> list[str]:
             alt = "|".join(str(i) for i in idx)
             out.append(f"re:^{re.escape(head)}\\.({alt})\\.{re.escape(tail)}{'$' if anchor_end else ''}")
     return out
+
+
+def max_sequence(v: PlanView, ctx: ExportContext) -> int:
+    """The longest sequence the engine must hold: prompt and generated tokens for a model that
+    generates; the prompt alone for an encoder, whose context (``max_position_embeddings``, 512 for
+    BERT) a ``max_model_len`` of prompt + gen would exceed, and vLLM refuses a length beyond it."""
+    arch = ctx.arch
+    if arch is None:
+        from planner.arch import load_arch
+
+        try:
+            arch = load_arch(v.model)
+        except (TierwiseError, OSError, ValueError):
+            arch = None
+    generative = getattr(arch, "family", "decoder") in ("decoder", "encoder_decoder")
+    return max(1, v.prompt + v.gen if generative else v.prompt)
 
 
 def model_path(v: PlanView, ctx: ExportContext) -> str:

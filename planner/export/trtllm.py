@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from .common import HEADROOM_FRACTION, device_capacity, memory_fraction, model_path, shell_lines, shell_quote, to_json
+from .common import (HEADROOM_FRACTION, device_capacity, max_sequence, memory_fraction, model_path, shell_lines, shell_quote,
+                     to_json)
 from .core import FLOAT16, Export, ExportContext, ExportFile, PlanView, register, weights_of
 from .rules import as_exported, kept_extra_bytes, role_of
 from .schemes import modelopt_layers, trt_kv_algo
@@ -60,7 +61,7 @@ def _export_trtllm(v: PlanView, ctx: ExportContext) -> Export:
             {"quant_algo": "MIXED_PRECISION", "kv_cache_quant_algo": kv, "quantized_layers": layers, "exclude_modules": exclude})))
         notes.append("per-layer QuantAlgos (quantize.py's one --qformat would quantize every linear layer alike): TensorRT-LLM reads them from quant_cfg.json (MIXED_PRECISION) in the quantized checkpoint")
     frac = memory_fraction(v, ctx, extra_weight_bytes=kept_extra_bytes(v, ctx, kept), engine="trtllm")
-    max_seq = max(1, v.prompt + v.gen)
+    max_seq = max_sequence(v, ctx)
     kv_frac = None
     if frac is not None:
         # trtllm-serve's KV fraction is of the memory left after weights are loaded.

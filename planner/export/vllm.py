@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .common import KV_CACHE_DTYPE, memory_fraction, server_export, server_memory, server_start
+from .common import KV_CACHE_DTYPE, max_sequence, memory_fraction, server_export, server_memory, server_start
 from .core import Export, ExportContext, ExportError, PlanView, register
 from planner.engines import profile_ref
 
@@ -31,7 +31,7 @@ def _export_vllm(v: PlanView, ctx: ExportContext) -> Export:
         args["quantization"] = quantization
     args["dtype"] = "float16" if acts == {"fp16"} else "bfloat16"
     args["kv_cache_dtype"] = KV_CACHE_DTYPE[v.kv]
-    args["max_model_len"] = max(1, v.prompt + v.gen)
+    args["max_model_len"] = max_sequence(v, ctx)
     args["max_num_seqs"] = v.batch
     # Weights the plan keeps in host memory are vLLM's cpu_offload_gb, not GPU memory.
     per_pass, act_extra, extra, offload, need = server_memory(v, ctx, kept, engine)
