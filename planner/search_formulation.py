@@ -379,7 +379,7 @@ class FormulationMixin:
         own type where its profile states one: llama.cpp's q4_K for int4-g128, 4.5 bits, as the
         plan's bytes price it; a low-rank option stores the fraction ``r·(k+n)/(k·n)`` of each
         linear's weights)."""
-        from planner.opcost import _weight_bits, stored_bits, stored_row
+        from planner.opcost import _weight_bits, matrix_shape, stored_bits, stored_row
 
         stored_formats = opts.stored_formats if opts is not None else ()
         key = (g.block, g.name, o.weights, o.sparsity, o.low_rank, stored_formats)
@@ -388,7 +388,10 @@ class FormulationMixin:
             lr = Choice(low_rank=o.low_rank)
             v = 0.0
             for m in g.members:
-                rows, cols = m.out_features or 1, (m.in_features or 1) if m.kind != "conv" else 1
+                # the weight as quantized (a conv's out_channels × fan-in, as the estimate prices it;
+                # its params over 1 column gave every weight its own scale: 22.7 bits at int8)
+                rows, cols = matrix_shape(m)
+                rows, cols = rows or 1, cols or 1
                 bits = (_weight_bits(o.weights, o.sparsity, rows, cols, stored_bits(opts, stored_row(m)))
                         if stored_formats else combined_bits_per_weight(o.weights, o.sparsity, rows, cols))
                 v += m.weight_params * low_rank_factor(m, lr) * bits

@@ -86,19 +86,28 @@ def compact_targets(names: list[str], *, anchor_end: bool = True) -> list[str]:
     return out
 
 
+def plan_arch(v: PlanView, ctx: ExportContext) -> Any:
+    """The plan's architecture: the context's, else the catalog's or file's of ``v.model``; None
+    when it does not load (exporters then assume a decoder, as plans of unknown models are)."""
+    if ctx.arch is not None:
+        return ctx.arch
+    from planner.arch import load_arch
+
+    try:
+        return load_arch(v.model)
+    except (TierwiseError, OSError, ValueError):
+        return None
+
+
+def plan_family(v: PlanView, ctx: ExportContext) -> str:
+    return getattr(plan_arch(v, ctx), "family", None) or "decoder"
+
+
 def max_sequence(v: PlanView, ctx: ExportContext) -> int:
     """The longest sequence the engine must hold: prompt and generated tokens for a model that
     generates; the prompt alone for an encoder, whose context (``max_position_embeddings``, 512 for
     BERT) a ``max_model_len`` of prompt + gen would exceed, and vLLM refuses a length beyond it."""
-    arch = ctx.arch
-    if arch is None:
-        from planner.arch import load_arch
-
-        try:
-            arch = load_arch(v.model)
-        except (TierwiseError, OSError, ValueError):
-            arch = None
-    generative = getattr(arch, "family", "decoder") in ("decoder", "encoder_decoder")
+    generative = plan_family(v, ctx) in ("decoder", "encoder_decoder")
     return max(1, v.prompt + v.gen if generative else v.prompt)
 
 

@@ -6,13 +6,26 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from .common import model_path, modules_of, to_json
+from .common import model_path, modules_of, plan_family, to_json
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, weights_of
 from .rules import as_exported, dense_only, replan_hint
 from .schemes import ct_quantization_config
 
 
 _QUANTIZED_CACHE = {"int4-g64": 4, "int2-g64": 2}
+
+
+def qcfg_is_bnb(quantized: dict[str, str], acts: set[str]) -> bool:
+    """Whether the plan's quantized weights export as bitsandbytes (int8, nf4, fp4 with 16-bit compute)."""
+    return acts <= FLOAT16 and set(quantized.values()) <= {"int8", "nf4", "nf4-dq", "fp4-e2m1"}
+
+
+#: The transformers Auto class that loads a model of each family with its head: a decoder's LM
+#: head, T5's encoder-decoder with its LM head, a CNN's or ViT's image classifier, an encoder's
+#: bare model with its pooler (BertModel, as sentence-embedding checkpoints are).
+AUTO_CLASS = {"decoder": "AutoModelForCausalLM", "encoder_decoder": "AutoModelForSeq2SeqLM",
+              "cnn": "AutoModelForImageClassification", "vit": "AutoModelForImageClassification",
+              "encoder": "AutoModel"}
 
 
 @register("hf", "transformers quantization_config")
@@ -24,6 +37,12 @@ def _export_hf(v: PlanView, ctx: ExportContext) -> Export:
     skip_plain = [m for g in v.choices if g not in quantized for m in modules_of(g, ctx)]
     kinds = set(quantized.values())
     model = model_path(v, ctx)
+    family = plan_family(v, ctx)
+    auto = AUTO_CLASS.get(family, "AutoModelForCausalLM")
+    if quantized and family == "cnn" and qcfg_is_bnb(quantized, acts):
+        raise ExportError("choices", "bitsandbytes quantizes nn.Linear layers only: a CNN's convolutions would stay "
+                          f"16-bit, not the plan's {', '.join(sorted(set(quantized.values())))}; "
+                          + replan_hint(v, "hf", ctx.engine))
     generate: list[str] = []
     if v.kv in _QUANTIZED_CACHE:
         # transformers' QuantizedCache (quanto backend): int4 / int2 keys and values in groups
@@ -66,13 +85,13 @@ def _export_hf(v: PlanView, ctx: ExportContext) -> Export:
         '"""Load the model the way the Tierwise plan quantizes it."""',
         "import json",
         "",
-        "from transformers import AutoModelForCausalLM",
+        f"from transformers import {auto}",
         "from transformers.quantizers.auto import AutoQuantizationConfig",
         "",
         'with open("quantization_config.json") as f:',
         "    qcfg = json.load(f)",
         "kwargs = {} if qcfg is None else {\"quantization_config\": AutoQuantizationConfig.from_dict(qcfg)}",
-        f"model = AutoModelForCausalLM.from_pretrained({model!r}, torch_dtype=\"auto\", device_map=\"auto\", **kwargs)",
+        f"model = {auto}.from_pretrained({model!r}, torch_dtype=\"auto\", device_map=\"auto\", **kwargs)",
         "print(model.get_memory_footprint() / 1e9, \"GB\")",
         "",
         *generate,

@@ -7,7 +7,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from .common import host_offload_bytes, model_path, modules_of, shell_lines, shell_quote
+from .common import host_offload_bytes, max_sequence, model_path, modules_of, plan_family, shell_lines, shell_quote
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, format_of, register, weights_of
 
 
@@ -51,9 +51,9 @@ _GGUF_GLOBAL = {
     "transformer.wpe": "position_embd",
     "embeddings.token_type_embeddings": "token_types", "bert.embeddings.token_type_embeddings": "token_types",
 }
-# Modules convert_hf_to_gguf.py does not write (BertModel drops the pooler: GGUF BERT models
-# are embedding models).
-_NOT_CONVERTED = re.compile(r"^(bert\.)?pooler\.dense$")
+# Modules convert_hf_to_gguf.py does not write (its BERT model drops the pooler and the MLM and
+# NSP heads, "cls.predictions" / "cls.seq_relationship": GGUF BERT models are embedding models).
+_NOT_CONVERTED = re.compile(r"^(bert\.)?pooler\.dense$|^cls\.(predictions|seq_relationship)\.")
 _UNQUANTIZED = ("position_embd", "token_types")
 
 # Plan weight format → ggml type (ggml/include/ggml.h; block layouts in ggml-common.h):
@@ -141,6 +141,28 @@ def _ggml_type(name: str, field_name: str, notes: list[str]) -> str:
                       "int4/int3/int2 (group sizes map to q4_0/q4_1/q4_k/q3_k/q2_k), nf4 (iq4_nl), mxfp4")
 
 
+# T5 (convert_hf_to_gguf.py's T5 model; gguf-py tensor_mapping.py ENC_* / DEC_*): encoder blocks
+# become ``enc.blk.N.kind``, decoder blocks ``dec.blk.N.kind``, the shared embedding ``token_embd``;
+# the feed-forward's wi (or gated wi_1) is ffn_up, wi_0 ffn_gate, wo ffn_down.
+_T5_LAYER = re.compile(r"^(encoder|decoder)\.block\.(\d+)\.layer\.\d+\.(SelfAttention|EncDecAttention|DenseReluDense)"
+                       r"\.(q|k|v|o|wi|wi_0|wi_1|wo)$")
+_T5_FFN = {"wi": "ffn_up", "wi_1": "ffn_up", "wi_0": "ffn_gate", "wo": "ffn_down"}
+_PER_LAYER = re.compile(r"^(enc\.|dec\.)?blk\.(\d+)\.(.+)$")  # a layer's tensor: [stack.]blk.N.kind
+
+
+def _t5_name(module: str) -> str | None:
+    m = _T5_LAYER.match(module)
+    if m is None:
+        return "token_embd" if module == "shared" else None
+    stack, n, part, w = m.groups()
+    where = f"{stack[:3]}.blk.{n}"
+    if part == "DenseReluDense":
+        return f"{where}.{_T5_FFN[w]}" if w in _T5_FFN else None
+    if w not in ("q", "k", "v", "o"):
+        return None
+    return f"{where}.{'cross_' if part == 'EncDecAttention' else ''}attn_{w}"
+
+
 def _gguf_name(module: str, field_name: str) -> str | None:
     """The GGUF tensor (``blk.N.kind`` or a global name) of a checkpoint module; ``None`` for
     a module the conversion does not write."""
@@ -148,6 +170,9 @@ def _gguf_name(module: str, field_name: str) -> str | None:
         return _GGUF_GLOBAL[module]
     if _NOT_CONVERTED.match(module):
         return None
+    t5 = _t5_name(module)
+    if t5 is not None:
+        return t5
     m = _LAYER_PREFIX.match(module)
     if m:
         rest = m.group(2)
@@ -157,7 +182,7 @@ def _gguf_name(module: str, field_name: str) -> str | None:
             return f"blk.{m.group(1)}.{kind}"
     raise ExportError(field_name, f"no GGUF tensor name known for module {module!r}; the llama.cpp export covers the "
                       "architectures of convert_hf_to_gguf.py in the catalog (Llama, Mistral, Mixtral, Qwen2, Gemma, "
-                      "Phi-3, Falcon, BLOOM, GPT-NeoX, GPT-2, GPT-J, MPT, BERT)")
+                      "Phi-3, Falcon, BLOOM, GPT-NeoX, GPT-2, GPT-J, MPT, BERT, T5)")
 
 
 def _tensor_types(v: PlanView, ctx: ExportContext, notes: list[str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -189,7 +214,7 @@ def _tensor_types(v: PlanView, ctx: ExportContext, notes: list[str]) -> tuple[di
                                   f"planned as {per_tensor.get(name) or globals_.get(name)} and {t}; llama.cpp stores "
                                   "one type per tensor")
             owner[name] = g
-            (per_tensor if name.startswith("blk.") else globals_)[name] = t
+            (per_tensor if _PER_LAYER.match(name) else globals_)[name] = t
     if v.kv in _GGML_KV:
         written.setdefault(v.kv, _GGML_KV[v.kv])
     notes.extend(_size_notes(v, written, ctx.arch))
@@ -207,15 +232,16 @@ def _export_llamacpp(v: PlanView, ctx: ExportContext) -> Export:
     base = quantized[0] if quantized else (counts.most_common(1)[0][0] if counts else "bf16")
     # One --tensor-type per (tensor kind, type): a regex over the layer indices.
     # Overrides apply only when the base type is a quantized one (llama-quant.cpp).
-    by: dict[tuple[str, str], list[int]] = {}
+    # (T5's tensors are enc.blk.N.kind / dec.blk.N.kind: the stack is part of the pattern.)
+    by: dict[tuple[str, str, str], list[int]] = {}
     for name, t in per_tensor.items():
-        _, idx, kind = name.split(".", 2)
-        by.setdefault((kind, t), []).append(int(idx))
+        stack, idx, kind = _PER_LAYER.match(name).groups()
+        by.setdefault((stack or "", kind, t), []).append(int(idx))
     overrides: list[str] = []
     if quantized:
-        for (kind, t), idx in sorted(by.items(), key=lambda kv: (kv[0][0], min(kv[1]))):
+        for (stack, kind, t), idx in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1], min(kv[1]))):
             idx = sorted(idx)
-            overrides.append(f"blk\\.({'|'.join(map(str, idx))})\\.{kind}\\.weight={t}")
+            overrides.append(f"{re.escape(stack)}blk\\.({'|'.join(map(str, idx))})\\.{kind}\\.weight={t}")
     src = f"{v.model}-bf16.gguf"
     out = f"{v.model}-{_FTYPE[base].lower()}-tierwise.gguf"
     cmd = ["llama-quantize"]
@@ -229,8 +255,12 @@ def _export_llamacpp(v: PlanView, ctx: ExportContext) -> Export:
     if v.kv not in _GGML_KV:
         raise ExportError("kv", f"llama.cpp's KV cache types are f16, bf16, f32, q8_0, q4_0, q4_1; the plan's KV cache is {v.kv!r}")
     ctk = _GGML_KV[v.kv]
-    server = ["llama-server", "-m", out, "-c", str(max(1, v.batch * (v.prompt + v.gen))), "--parallel", str(v.batch),
+    server = ["llama-server", "-m", out, "-c", str(v.batch * max_sequence(v, ctx)), "--parallel", str(v.batch),
               "--cache-type-k", ctk, "--cache-type-v", ctk, "--n-gpu-layers", "999"]
+    if plan_family(v, ctx) == "encoder":
+        # A BERT GGUF is an embedding model: llama-server serves it with --embeddings ("restrict to
+        # only support embedding use case; use only with dedicated embedding models", common/arg.cpp).
+        server += ["--embeddings"]
     if ctk in _QUANTIZED_KV:
         # llama.cpp builds a context with a quantized V cache only with flash attention (profile source
         # L-KV: "quantized V cache needs flash attention"); without the flag llama-server stops at load.

@@ -443,6 +443,16 @@ def dense_only(v: PlanView, target: str, why: str) -> None:
     check_groups(v, target, check)
 
 
+def _family(model: str) -> str | None:
+    """The model family of a plan's model (None when its definition does not load here)."""
+    from planner.arch import load_arch
+
+    try:
+        return load_arch(model).family
+    except Exception:  # noqa: BLE001 - a model file gone or changed: the target's own checks apply
+        return None
+
+
 def engine_runs(v: PlanView, target: str, engine: str | None = None, *, field: str = "engine") -> None:
     """Refuse what the target's engine (``engine``, else :data:`TARGET_ENGINE`) does not run
     on the plan's hardware (profiles/engines/<engine>.yaml): the hardware itself (an error naming
@@ -473,6 +483,15 @@ def engine_runs(v: PlanView, target: str, engine: str | None = None, *, field: s
         raise ExportError(field, f"{spec.name} ({engine}) does not run on {v.hardware}, the plan's hardware "
                           f"({dev.device_class}); engines that do: {', '.join(here) or 'none'}. Export for one of "
                           f"them ({{@engine}} E), or re-plan on hardware {engine} runs on ({engine_show(engine)})")
+
+    family = _family(v.model)
+    if family is not None and not spec.runs_family(family):
+        from planner.engines import engines_for
+
+        fits = engines_for(dev, training=spec.kind == "training", family=family)
+        raise ExportError(field, f"{spec.name} ({engine}) does not run {family} models such as {v.model} (it runs "
+                          f"{', '.join(spec.families)}); engines that run {family} models on {v.hardware}: "
+                          f"{', '.join(fits) or 'none'}. Export for one of them ({{@engine}} E)")
 
     def check(g: str) -> None:
         w, a, s = weights_of(v, g), acts_of(v, g), sparsity_of(v, g)
