@@ -104,8 +104,6 @@ def check_layout(arch: ArchSpec, layout: Layout, devices: int | None = None) -> 
         v = getattr(layout, name)
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise EstimateError(name, f"{{@{name}}} must be a positive integer; got {v!r}")
-    if devices is not None and devices != layout.devices:
-        raise EstimateError("devices", f"{{@devices}} ({devices}) must equal {_product_text(layout)}")
     if arch.family in ("decoder", "encoder", "encoder_decoder", "vit") and layout.tp > 1:
         if arch.num_heads % layout.tp:
             raise EstimateError("tp", f"{{@tp}} {layout.tp} must divide the number of attention heads ({arch.num_heads}) of {arch.id}")
@@ -123,6 +121,10 @@ def check_layout(arch: ArchSpec, layout: Layout, devices: int | None = None) -> 
             raise EstimateError("ep", f"{{@ep}} {layout.ep} needs a mixture-of-experts model; {arch.id} has no experts")
         if arch.num_experts % layout.ep:
             raise EstimateError("ep", f"{{@ep}} {layout.ep} must divide the number of experts ({arch.num_experts})")
+    # The count after the degrees the model cannot take: --ep 2 --devices 2 on a dense model names ep.
+    if devices is not None and devices != layout.devices:
+        raise EstimateError("devices", f"{{@devices}} ({devices}) must equal {_product_text(layout)}")
+    if layout.ep > 1:
         if (layout.tp * layout.dp) % layout.ep:
             raise EstimateError("ep", f"{{@ep}} {layout.ep} must divide tp×dp = {layout.tp * layout.dp}")
 

@@ -640,6 +640,8 @@ def train(
     optimizer: Annotated[Optional[str], typer.Option("--optimizer", help=_T["optimizer"].help_text)] = None,
     max_devices: Annotated[Optional[int], typer.Option("--max-devices", help=_T["max_devices"].help_text)] = None,
     engine: Annotated[Optional[str], typer.Option("--engine", help=_T["engine"].help_text)] = None,
+    time_limit: Annotated[Optional[float], typer.Option("--time-limit", help=_T["time_limit_s"].help_text + " The "
+                                                        "search then runs in this process.")] = None,
     json_out: JsonOpt = False,
     csv_path: CsvOpt = None,
     plot_path: PlotOpt = None,
@@ -653,19 +655,29 @@ def train(
     _check_executor(executor, json_out)
     plot_path = plot_target(plot_path, "capacity-train")
     given = dict(model=model, hardware=hardware, tokens=tokens, days=days, seq=seq, global_batch_tokens=global_batch_tokens,
-                 activations=activations, optimizer=optimizer, max_devices=max_devices, engine=engine)
-    with cli_errors():
-        arch, pairs, skipped = resolve_training_fleet(
-            CapacityTrainRequest(**{k: v for k, v in given.items() if v is not None}))
-    all_tasks = []
-    spans = []
-    for dev, target in pairs:
-        ts = train_tasks(arch, dev, target)
-        spans.append((len(all_tasks), len(all_tasks) + len(ts)))
-        all_tasks.extend(ts)
-    results = _run_tasks(run_train_task, all_tasks, executor, workers, ray_address, _wants_progress(json_out), "searching layouts")
-    answers = [train_intervals(summarize_train(arch, dev, target, results[a:b]), dev, engine)
-               for (dev, target), (a, b) in zip(pairs, spans)]
+                 activations=activations, optimizer=optimizer, max_devices=max_devices, engine=engine,
+                 time_limit_s=time_limit)
+    with cli_errors(CAPACITY_CLI_ALIASES):
+        req = CapacityTrainRequest(**{k: v for k, v in given.items() if v is not None})
+        deadline = request_deadline(req)
+        arch, pairs, skipped = resolve_training_fleet(req)
+    if deadline is not None:  # as run_capacity_train: every hardware's search within one deadline, here
+        from planner.capacity import plan_training
+
+        with cli_errors(CAPACITY_CLI_ALIASES):
+            answers = [train_intervals(plan_training(arch, dev, target, deadline=deadline), dev, engine)
+                       for dev, target in pairs]
+    else:
+        all_tasks = []
+        spans = []
+        for dev, target in pairs:
+            ts = train_tasks(arch, dev, target)
+            spans.append((len(all_tasks), len(all_tasks) + len(ts)))
+            all_tasks.extend(ts)
+        results = _run_tasks(run_train_task, all_tasks, executor, workers, ray_address, _wants_progress(json_out),
+                             "searching layouts")
+        answers = [train_intervals(summarize_train(arch, dev, target, results[a:b]), dev, engine)
+                   for (dev, target), (a, b) in zip(pairs, spans)]
     fleet = TrainFleetAnswer.ranked(answers, [(d.id, exc.render("cli")) for d, exc in skipped])
     if csv_path is not None:
         rows = [{"hardware": a.hardware, **{k: v for k, v in o.to_dict(tokens).items() if k != "uncertainty"}, **_band_columns(o)}

@@ -315,6 +315,11 @@ def check_fields_apply(arch: Any, given: Mapping[str, Any]) -> None:
                "its keys and values are activations at the activation format)")
         raise TierwiseError(f"{{@{kv_field}}} {given[kv_field]} does not apply to {arch.id}, {why}; leave "
                             f"{{@{kv_field}}} out", field=kv_field, code="not_applicable", details={"family": fam})
+    recompute = given.get("recompute")
+    if recompute is not None and fam == "cnn" and str(recompute).strip().lower() != "none":
+        raise TierwiseError(f"{{@recompute}} {recompute} does not apply to {arch.id}, a CNN: activation recomputation "
+                            "is modelled for transformer layers, and a CNN's step would be priced as without it; leave "
+                            "{@recompute} out", field="recompute", code="not_applicable", details={"family": fam})
     if given.get("attention") is not None and fam == "cnn":
         raise TierwiseError(f"{{@attention}} {given['attention']} does not apply to {arch.id}, a CNN: it has no "
                             "attention layers; leave {@attention} out", field="attention", code="not_applicable",
@@ -435,12 +440,20 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
     bound = None
     if r.batch_max:
         bound = batch_limit(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
+        if bound.bound == "limit":
+            # Nothing in memory grows with the batch: no KV cache, and the engine runs at most a
+            # fixed number of tokens per pass. "max" would be the search's own end (2^20 samples).
+            raise TierwiseError(f"{{@batch}} max: memory does not bound the batch of {r.arch.id} on {r.device.id} "
+                                f"({'it keeps no KV cache and ' if r.arch.family not in ('decoder', 'encoder_decoder') else ''}"
+                                f"{r.engine.engine} runs a fixed number of tokens per pass), so there is no largest "
+                                "batch that fits; give {@batch} a number", field="batch", code="invalid_field",
+                                details={"expected": "a positive integer", "given": "max"})
         serving = replace(serving, batch=max(bound.batch, 1))
     est = estimate_inference(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
     setting = getattr(r.engine.runtime, "memory_fraction_setting", None)
     limit_notes = () if bound is None or bound.batch < 1 else (f"batch max: {bound.text(r.engine.engine, setting)}",)
     est = replace(est, engine=r.engine.engine, engine_assumptions=engine_assumptions(r.engine, r.device, r.arch, r.options.runtime),
-                  notes=(*limit_notes, *est.notes, *_shape_notes(r.arch, serving), _engine_note(r.engine, r.device, r.arch),
+                  notes=(*limit_notes, *est.notes, *shape_notes(r.arch, serving), _engine_note(r.engine, r.device, r.arch),
                          *_storage_notes(r.engine, r.choice, r.arch), *_kv_policy_notes(r.engine.engine, r.options)),
                   batch_limit=None if bound is None else {**bound.to_dict(), "text": bound.text(r.engine.engine, setting)},
                   per_op=r.per_op)
@@ -500,7 +513,7 @@ def _cpu_int8_share(settings: dict[str, Any], device: Any, runtime: Any) -> floa
         return None
 
 
-def _shape_notes(arch: Any, serving: Any) -> list[str]:
+def shape_notes(arch: Any, serving: Any) -> list[str]:
     """What the prompt and gen lengths mean for a model that is not a text decoder: a CNN or ViT
     takes one image per sample (the prompt length does not apply), and only generative models
     generate (gen does not apply to encoders, CNNs and ViTs)."""
@@ -637,7 +650,9 @@ def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
         seq = tokens_per_sample(arch, 1)  # an image's positions: 1 for a CNN, patches + class token for a ViT
     check_context(arch, seq, ("seq",))
     if seq % v["cp"]:
-        raise TierwiseError(f"{{@cp}} {v['cp']} must divide {{@seq}} ({seq}): each rank holds seq/cp tokens", field="cp",
+        of = (f"the {seq} positions of {arch.id} (patches and class token, fixed by its image and patch size)"
+              if arch.family == "vit" else f"{{@seq}} ({seq})")
+        raise TierwiseError(f"{{@cp}} {v['cp']} must divide {of}: each rank holds seq/cp tokens", field="cp",
                             code="invalid_layout")
     gb = v["global_batch"]
     if gb is None:

@@ -1,0 +1,127 @@
+"""Encoders, an encoder-decoder, a ViT and CNNs through every front door, as an adversarial trial
+of them found them wanting: each test names what it was before."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "profiles" / "models"
+
+
+def _plan(cli, tmp_path, model, hardware, *extra, name="p.yaml"):
+    out = tmp_path / name
+    r = cli("plan", "--model", model, "--hardware", hardware, *extra, "--out", out)
+    assert r.code == 0, r.err
+    return out
+
+
+def test_a_cnns_average_weight_bits_count_its_fan_in(cli, tmp_path):
+    # Was 22.7 bits at int8 (each conv weight priced with a scale of its own), so --avg-bits 8 could not be met.
+    r = cli("plan", "--model", "resnet-50", "--hardware", "l4", "--formats", "int8", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["predicted"]["avg_weight_bits"] == pytest.approx(8.0, abs=0.1)
+    r = cli("plan", "--model", "resnet-50", "--hardware", "l4", "--formats", "bf16,int8,int4-g128", "--avg-bits", "8",
+            "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["predicted"]["avg_weight_bits"] <= 8.0 + 1e-6
+
+
+@pytest.mark.parametrize("model, auto", [("resnet-50", "AutoModelForImageClassification"),
+                                         ("vit-h", "AutoModelForImageClassification"),
+                                         ("t5-3b", "AutoModelForSeq2SeqLM"), ("bert-base", "AutoModel"),
+                                         ("llama-3.2-1b", "AutoModelForCausalLM")])
+def test_the_hf_export_loads_each_family_with_a_class_that_takes_its_config(cli, tmp_path, model, auto):
+    # Was AutoModelForCausalLM for every model: transformers refuses a ResNet, ViT or T5 config there.
+    transformers = pytest.importorskip("transformers")
+    plan = _plan(cli, tmp_path, model, "l4", "--engine", "hf-transformers")
+    r = cli("export", plan, "--format", "hf", "--json")
+    assert r.code == 0, r.err
+    load = next(f["content"] for f in json.loads(r.out)["files"] if f["path"] == "load.py")
+    assert f"from transformers import {auto}\n" in load and f"model = {auto}.from_pretrained(" in load
+    raw = {k: v for k, v in json.loads((MODELS_DIR / f"{model}.json").read_text()).items() if not k.startswith("_")}
+    config = transformers.AutoConfig.for_model(**raw)
+    assert type(config) in getattr(transformers, auto)._model_mapping, (auto, type(config).__name__)
+
+
+def test_bitsandbytes_is_refused_for_a_cnn(cli, tmp_path):
+    plan = _plan(cli, tmp_path, "resnet-50", "l4", "--engine", "hf-transformers", "--formats", "int8")
+    r = cli("export", plan, "--format", "hf")
+    assert r.code == 2 and "bitsandbytes quantizes nn.Linear layers only" in r.err, r.err
+
+
+@pytest.mark.parametrize("fmt", ["vllm", "sglang", "trtllm", "megatron", "llamacpp"])
+def test_export_refuses_an_engine_that_does_not_run_the_family(cli, tmp_path, fmt):
+    # Was: vllm serve microsoft/resnet-50 ..., quantize.py --model_dir microsoft/resnet-50, pretrain_gpt.py.
+    plan = _plan(cli, tmp_path, "resnet-50", "l4")
+    r = cli("export", plan, "--format", fmt, "--out", tmp_path / "out")
+    assert r.code == 2 and "does not run cnn models such as resnet-50" in r.err, r.err
+    runs = "fsdp" if fmt == "megatron" else "hf-transformers"  # the training engines that run CNNs, or the serving ones
+    assert "engines that run cnn models on l4: " in r.err and runs in r.err and not (tmp_path / "out").exists()
+
+
+def test_llamacpp_exports_t5_and_bert(cli, tmp_path):
+    # Was: "no GGUF tensor name known for module 'shared'" (T5) and '...cls.predictions.transform.dense' (BERT).
+    t5 = _plan(cli, tmp_path, "t5-3b", "cpu-host", "--formats", "int4-g32,int8-g32", "--max-memory-per-device", "4GB",
+               name="t5.yaml")
+    r = cli("export", t5, "--json")
+    assert r.code == 0, r.err
+    types = next(f["content"] for f in json.loads(r.out)["files"] if f["path"] == "tensor_types.txt").splitlines()
+    assert types and all(t.startswith(("enc\\.blk\\.", "dec\\.blk\\.")) for t in types), types[:3]
+    assert any("\\.cross_attn_q\\.weight=" in t for t in types) and any("\\.ffn_down\\.weight=" in t for t in types)
+    bert = _plan(cli, tmp_path, "bert-base", "cpu-host", name="bert.yaml")
+    r = cli("export", bert, "--json")
+    assert r.code == 0, r.err
+    body = json.loads(r.out)
+    script = next(f["content"] for f in body["files"] if f["path"].endswith(".sh"))
+    assert "--embeddings" in script and "-c 512" in script  # an embedding model, its prompt only
+    assert any("does not write cls.predictions.transform.dense" in n for n in body["notes"])
+
+
+def test_batch_max_for_a_model_whose_memory_does_not_grow_is_refused(cli):
+    # Was batch 1,048,576 (the search's end) and a latency of hours.
+    r = cli("estimate", "--model", "all-minilm-l6-v2", "--hardware", "cpu-host", "--batch", "max")
+    assert r.code == 2 and "--batch max: memory does not bound the batch of all-minilm-l6-v2" in r.err, r.err
+    r = cli("estimate", "--model", "resnet-50", "--hardware", "l4", "--batch", "max", "--json")
+    assert r.code == 0 and 1 < json.loads(r.out)["batch"] < 1 << 20
+
+
+def test_a_degree_the_model_cannot_take_is_named_before_the_device_count(cli):
+    # Was: "--devices (2) must equal tp×pp×dp = 1×1×1 = 1".
+    r = cli("estimate", "--model", "bert-base", "--hardware", "h100-sxm", "--ep", "2", "--devices", "2")
+    assert r.code == 2 and "--ep 2 needs a mixture-of-experts model" in r.err, r.err
+
+
+def test_recompute_for_a_cnn_is_refused(cli):
+    # Was: the same step time and activations as without it.
+    args = ("estimate", "--model", "resnet-50", "--hardware", "h100-sxm", "--mode", "training")
+    r = cli(*args, "--recompute", "full")
+    assert r.code == 2 and "--recompute full does not apply to resnet-50, a CNN" in r.err, r.err
+    assert cli(*args, "--recompute", "none").code == 0
+
+
+def test_a_plan_says_what_prompt_and_gen_mean_and_refuses_tpot(cli, tmp_path):
+    # Was: stored tpot_slo_s 0.001 and workload prompt 1000, gen 7 for a CNN without a word.
+    r = cli("plan", "--model", "resnet-50", "--hardware", "h100-sxm", "--tpot-slo", "1ms")
+    assert r.code == 2 and "--tpot-slo 1ms does not apply to resnet-50 (cnn)" in r.err, r.err
+    plan = _plan(cli, tmp_path, "resnet-50", "h100-sxm", "--prompt", "1000", "--gen", "7")
+    notes = yaml.safe_load(plan.read_text())["predicted"]["notes"]
+    assert any("prompt length (1000) does not apply" in n for n in notes)
+    assert any("gen (7) does not apply" in n for n in notes)
+
+
+def test_context_parallel_for_a_vit_names_its_positions(cli):
+    r = cli("estimate", "--model", "vit-h", "--hardware", "h100-sxm", "--mode", "training", "--cp", "2", "--devices", "2")
+    assert r.code == 2 and "must divide the 257 positions of vit-h" in r.err and "--seq" not in r.err, r.err
+
+
+def test_capacity_train_takes_a_time_limit_on_the_command_line(cli):
+    # Was: no such option (REST took time_limit_s).
+    args = ("capacity", "train", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--tokens", "1e9", "--days", "1")
+    r = cli(*args, "--time-limit", "60", "--json")
+    assert r.code == 0 and json.loads(r.out)["feasible"] is True, r.err
+    r = cli(*args, "--time-limit", "0")
+    assert r.code == 2 and "--time-limit" in r.err
