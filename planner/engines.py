@@ -795,19 +795,22 @@ def default_engine(device: DeviceSpec, *, training: bool = False, kind: str | No
 
 
 def support(engine: str | EngineSpec, device: DeviceSpec, *, training: bool | None = None,
-            field: str = "engine") -> Support:
+            field: str = "engine", family: str | None = None) -> Support:
     """What ``engine`` runs on ``device``; an :class:`EngineSupportError` naming ``field`` if nothing
     (``engine`` in a request that names one; ``hardware`` where the engine is fixed and the caller
     chose the device, as ``engines show ID --hardware``). ``training`` (the request's kind, when
     there is one) limits the engines the error suggests to those of that kind: an inference
-    request is not told to use FSDP."""
+    request is not told to use FSDP; ``family`` (the request's model's) to those that run it: a
+    ResNet-50 request is not told to use vLLM."""
     spec = load_engine(engine)
     found = spec.support(device)
     if found is None:
         if training is None:
             where, what = [e for e in list_engines() if load_engine(e).support(device) is not None], "engines"
         else:
-            where, what = engines_for(device, training=training), "training engines" if training else "serving engines"
+            where, what = engines_for(device, training=training, family=family), "training engines" if training else "serving engines"
+            if family is not None:
+                what += f" for {family} models"
         on = f"does not run on {device.id} ({device.device_class}, {device.vendor}{', ' + device.arch if device.arch else ''})"
         if field == "hardware":  # the device was the choice: say where the engine runs, then what runs there
             head = f"{spec.name} {on}; it runs on: {', '.join(hardware_for(spec)) or 'none'}"

@@ -153,7 +153,7 @@ def test_engine_suggestions_list_engines_of_the_requests_kind(cli):
     tpu = load_device("tpu-v5e")
     assert load_engine("fsdp").support(tpu) is not None  # the trial's "engines that do: fsdp, vllm"
     code, _, err = cli("estimate", "--model", "llama-3.2-1b", "--hardware", "tpu-v5e", "--engine", "trtllm")
-    assert code == 2 and "--engine" in err and "serving engines that do: vllm" in err and "fsdp" not in err, err
+    assert code == 2 and "--engine" in err and "serving engines for decoder models that do: vllm" in err and "fsdp" not in err, err
     code, _, err = cli("estimate", "--mode", "training", "--model", "llama-3.2-1b", "--hardware", "tpu-v5e",
                        "--engine", "trtllm")
     assert code == 2 and "fsdp" in err and "vllm" not in err.split("training engines")[-1], err

@@ -125,3 +125,11 @@ def test_capacity_train_takes_a_time_limit_on_the_command_line(cli):
     assert r.code == 0 and json.loads(r.out)["feasible"] is True, r.err
     r = cli(*args, "--time-limit", "0")
     assert r.code == 2 and "--time-limit" in r.err
+
+
+def test_an_engine_that_does_not_run_on_the_hardware_suggests_engines_for_the_model(cli):
+    # Was: vllm, trtllm and llamacpp suggested for ResNet-50, none of which runs a CNN.
+    r = cli("estimate", "--model", "resnet-50", "--hardware", "l4", "--engine", "vitis-ai")
+    assert r.code == 2, r.err
+    listed = r.err.split("serving engines for cnn models that do:")[1]
+    assert "hf-transformers" in listed and "vllm" not in listed and "trtllm" not in listed, r.err

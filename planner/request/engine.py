@@ -46,7 +46,7 @@ def resolve_engine(value: Any, device: Any, *, training: bool, arch: Any = None)
         _not_a_training_engine(spec, device)
     if not training and spec.kind == "training":
         _not_a_serving_engine(spec, device)
-    found = support(spec, device, training=training)
+    found = support(spec, device, training=training, family=family)
     if family is not None and not spec.runs_family(family):
         _wrong_family(spec, device, family, arch, training)
     if not spec.builds(getattr(arch, "model_type", None)):

@@ -52,7 +52,7 @@ def test_inference_refuses_a_training_engine(srv, engine):
         listed = err["message"].split("serving engines on h100-sxm:")[1]
         assert "vllm" in listed and "fsdp" not in listed and "megatron-core" not in listed, err
         err = _error(c.post("/v1/estimate", json={"model": "llama-3.2-1b", "hardware": "tpu-v5e", "engine": "trtllm"}))
-        assert "serving engines that do: vllm" in err["message"] and "fsdp" not in err["message"], err
+        assert "serving engines for decoder models that do: vllm" in err["message"] and "fsdp" not in err["message"], err
 
 
 @pytest.mark.parametrize("text", ["8", " 8", "08", "+8"])
