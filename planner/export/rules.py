@@ -29,6 +29,7 @@ from dataclasses import replace
 
 from hwmodels.errors import TierwiseError, per_front_end
 
+from .common import plan_arch
 from .core import FLOAT16, ExportContext, ExportError, PlanView, acts_of, format_of, sparsity_of, weights_of
 
 #: Export target → the engine that loads it (profiles/engines/*.yaml): the engine a plan made for
@@ -443,16 +444,6 @@ def dense_only(v: PlanView, target: str, why: str) -> None:
     check_groups(v, target, check)
 
 
-def _family(model: str) -> str | None:
-    """The model family of a plan's model (None when its definition does not load here)."""
-    from planner.arch import load_arch
-
-    try:
-        return load_arch(model).family
-    except Exception:  # noqa: BLE001 - a model file gone or changed: the target's own checks apply
-        return None
-
-
 def engine_runs(v: PlanView, target: str, engine: str | None = None, *, field: str = "engine") -> None:
     """Refuse what the target's engine (``engine``, else :data:`TARGET_ENGINE`) does not run
     on the plan's hardware (profiles/engines/<engine>.yaml): the hardware itself (an error naming
@@ -484,7 +475,7 @@ def engine_runs(v: PlanView, target: str, engine: str | None = None, *, field: s
                           f"({dev.device_class}); engines that do: {', '.join(here) or 'none'}. Export for one of "
                           f"them ({{@engine}} E), or re-plan on hardware {engine} runs on ({engine_show(engine)})")
 
-    family = _family(v.model)
+    family = getattr(plan_arch(v, ExportContext()), "family", None)  # None: not loadable here, no check
     if family is not None and not spec.runs_family(family):
         from planner.engines import engines_for
 
