@@ -286,6 +286,12 @@ class ArchSpec:
         return self.num_kv_heads * self.head_dim
 
     @property
+    def generative(self) -> bool:
+        """Whether the model generates tokens and so keeps a KV cache (a decoder, T5); an encoder,
+        a ViT and a CNN run one forward pass per sample and keep none."""
+        return self.family in ("decoder", "encoder_decoder")
+
+    @property
     def is_moe(self) -> bool:
         return self.num_experts > 0
 

@@ -103,12 +103,17 @@ def plan_family(v: PlanView, ctx: ExportContext) -> str:
     return getattr(plan_arch(v, ctx), "family", None) or "decoder"
 
 
+def plan_generative(v: PlanView, ctx: ExportContext) -> bool:
+    """Whether the plan's model generates and keeps a KV cache (a model that does not load: assume so)."""
+    arch = plan_arch(v, ctx)
+    return arch is None or arch.generative
+
+
 def max_sequence(v: PlanView, ctx: ExportContext) -> int:
     """The longest sequence the engine must hold: prompt and generated tokens for a model that
     generates; the prompt alone for an encoder, whose context (``max_position_embeddings``, 512 for
     BERT) a ``max_model_len`` of prompt + gen would exceed, and vLLM refuses a length beyond it."""
-    generative = plan_family(v, ctx) in ("decoder", "encoder_decoder")
-    return max(1, v.prompt + v.gen if generative else v.prompt)
+    return max(1, v.prompt + v.gen if plan_generative(v, ctx) else v.prompt)
 
 
 def model_path(v: PlanView, ctx: ExportContext) -> str:
@@ -254,7 +259,7 @@ def server_start(v: PlanView, ctx: ExportContext, fmt: str, what: str, ct_note: 
     acts = {acts_of(v, g) for g in v.choices}
     model = model_path(v, ctx)
     engine = ctx.engine or fmt
-    engine_runs(v, fmt, engine)
+    engine_runs(v, fmt, engine, ctx=ctx)
     quantization = serving_quantization(v)
     if quantization == "compressed-tensors":
         ct_quantization_config(v, ctx, fmt)  # names every group the checkpoint cannot express

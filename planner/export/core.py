@@ -288,7 +288,8 @@ def export_plan(plan: Any, fmt: str | None = None, context: ExportContext | None
         # an engine asked for is checked whatever it exports (the plan file of vitis-ai for an
         # H100 plan is refused like vllm's files for a phone plan).
         # The engine of the format asked for (not the plan's, none named): a refusal names the format.
-        engine_runs(view, key, checked, field="engine" if engine is not None or checked == plan_engine else "format")
+        engine_runs(view, key, checked, field="engine" if engine is not None or checked == plan_engine else "format",
+                    ctx=ctx)
     out = EXPORTERS[key].func(view, ctx)
     return replace(out, notes=(*recorded, *out.notes)) if recorded and checked == plan_engine else out
 

@@ -444,7 +444,8 @@ def dense_only(v: PlanView, target: str, why: str) -> None:
     check_groups(v, target, check)
 
 
-def engine_runs(v: PlanView, target: str, engine: str | None = None, *, field: str = "engine") -> None:
+def engine_runs(v: PlanView, target: str, engine: str | None = None, *, field: str = "engine",
+                ctx: ExportContext | None = None) -> None:
     """Refuse what the target's engine (``engine``, else :data:`TARGET_ENGINE`) does not run
     on the plan's hardware (profiles/engines/<engine>.yaml): the hardware itself (an error naming
     ``field``: ``format`` where the engine is the one of the format asked for, and the engines
@@ -452,7 +453,8 @@ def engine_runs(v: PlanView, target: str, engine: str | None = None, *, field: s
     for (one error naming them all, by format), else the KV-cache format, else a parallel
     dimension it does not implement. Each error names the `tierwise plan ... --engine E` command
     that re-plans for it. No check for hardware outside the catalog (the target's own format
-    checks still apply)."""
+    checks still apply). ``ctx``: the export's context, whose architecture (when set) is the
+    plan's model's, checked for its family and whether it keeps a KV cache."""
     engine = target_engine(target, engine)
     try:
         from hwmodels import load_device
@@ -475,7 +477,8 @@ def engine_runs(v: PlanView, target: str, engine: str | None = None, *, field: s
                           f"({dev.device_class}); engines that do: {', '.join(here) or 'none'}. Export for one of "
                           f"them ({{@engine}} E), or re-plan on hardware {engine} runs on ({engine_show(engine)})")
 
-    family = getattr(plan_arch(v, ExportContext()), "family", None)  # None: not loadable here, no check
+    arch = plan_arch(v, ctx or ExportContext())  # None: not loadable here, no family check
+    family = getattr(arch, "family", None)
     if family is not None and not spec.runs_family(family):
         from planner.engines import engines_for
 
@@ -496,7 +499,7 @@ def engine_runs(v: PlanView, target: str, engine: str | None = None, *, field: s
             raise ExportError(f"choices.{g}.low_rank", low_rank_refusal(sup))
 
     check_groups(v, target, check, engine)
-    if spec.kind != "training" and _has_kv_cache(v) and v.kv not in sup.kv and not (v.kv in FLOAT16 and not sup.kv):
+    if spec.kind != "training" and (arch is None or arch.generative) and v.kv not in sup.kv and not (v.kv in FLOAT16 and not sup.kv):
         raise ExportError("kv", f"{engine} on {v.hardware} has no KV-cache format {v.kv!r} (it runs "
                           f"{', '.join(sup.kv) or 'none'}); {replan_hint(v, target, engine)}")
     for dim in ("tp", "pp", "dp", "ep"):
@@ -555,17 +558,6 @@ def resolve_target(plan_engine: str | None, fmt: str | None, engine: str | None)
         except TierwiseError:
             pass
     return fmt, TARGET_ENGINE.get(fmt)
-
-
-def _has_kv_cache(v: PlanView) -> bool:
-    """Whether the plan's model keeps a KV cache (encoders, ViTs and CNNs do not: their plan's KV
-    format is a placeholder the engine never allocates). A model outside the catalog: assume so."""
-    from planner.arch import load_arch
-
-    try:
-        return load_arch(v.model).family not in ("encoder", "cnn", "vit")
-    except Exception:  # noqa: BLE001 - a custom model: the KV check stays on
-        return True
 
 
 def serving_quantization(v: PlanView) -> str | None:

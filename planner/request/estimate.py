@@ -309,7 +309,7 @@ def check_fields_apply(arch: Any, given: Mapping[str, Any]) -> None:
         raise TierwiseError(f"{{@seq}} {given['seq']} does not apply to {arch.id}, {why}; leave {{@seq}} out",
                             field="seq", code="not_applicable", details={"family": fam})
     kv_field = next((n for n in _KV_FIELDS if given.get(n) is not None), None)
-    if kv_field is not None and fam not in ("decoder", "encoder_decoder"):
+    if kv_field is not None and not arch.generative:
         why = ("a CNN: it has no attention and keeps no KV cache" if fam == "cnn" else
                f"{'a ViT' if fam == 'vit' else 'an encoder'}: it keeps no KV cache (one forward pass per sample; "
                "its keys and values are activations at the activation format)")
@@ -444,7 +444,7 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
             # Nothing in memory grows with the batch: no KV cache, and the engine runs at most a
             # fixed number of tokens per pass. "max" would be the search's own end (2^20 samples).
             raise TierwiseError(f"{{@batch}} max: memory does not bound the batch of {r.arch.id} on {r.device.id} "
-                                f"({'it keeps no KV cache and ' if r.arch.family not in ('decoder', 'encoder_decoder') else ''}"
+                                f"({'' if r.arch.generative else 'it keeps no KV cache and '}"
                                 f"{r.engine.engine} runs a fixed number of tokens per pass), so there is no largest "
                                 "batch that fits; give {@batch} a number", field="batch", code="invalid_field",
                                 details={"expected": "a positive integer", "given": "max"})

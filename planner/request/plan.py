@@ -93,16 +93,15 @@ _NO_LIMIT = ("none", "off")
 
 
 def _tpot(value: Any, arch: Any, dev: Any) -> float | None:
-    generative = arch.family in ("decoder", "encoder_decoder")
     if isinstance(value, str) and value.strip().lower() in _NO_LIMIT:
         return None
-    if value is not None and not generative:
+    if value is not None and not arch.generative:
         raise TierwiseError(f"{{@tpot_slo_s}} {value} does not apply to {arch.id} ({arch.family}): it generates no "
                             "tokens, so there is no time per output token; bound its latency with {@ttft_slo_s}",
                             field="tpot_slo_s", code="not_applicable", details={"family": arch.family})
     if value is not None:
         return parse_duration("tpot_slo_s", value)
-    return PHONE_TPOT_S if dev.device_class == "phone" and generative else None
+    return PHONE_TPOT_S if dev.device_class == "phone" and arch.generative else None
 
 
 def _degree(v: dict, name: str) -> int | None:
