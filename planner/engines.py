@@ -188,6 +188,8 @@ class Target:
     sources: tuple[str, ...]
     runtime: Mapping[str, Any] = field(default_factory=dict)
     exclusive: tuple[str, ...] = ()
+    #: Weight formats its convolutions take (empty: every weight format of its schemes).
+    conv: tuple[str, ...] = ()
 
     def matches(self, device: DeviceSpec) -> bool:
         have = {"class": device.device_class, "vendor": device.vendor, "arch": device.arch, "id": device.id}
@@ -213,6 +215,9 @@ class Support:
     #: Weight formats the engine applies to a whole model at once (bitsandbytes 4-bit
     #: quantizes every Linear layer alike): a plan uses one only beside 16-bit groups.
     exclusive: tuple[str, ...] = ()
+    #: Weight formats its convolutions take, where fewer than its schemes' (ExecuTorch's 4-bit
+    #: configs and bitsandbytes convert Linear layers only); empty: every one.
+    conv: tuple[str, ...] = ()
     #: Whether it runs low-rank factorised layers (two matrices of rank r in place of one).
     low_rank: bool = False
     #: The profile file it was read from, as given (empty for the catalog; ``profile_file``), and
@@ -307,6 +312,8 @@ class EngineSpec:
             attention=self.attention,
             optimizers=self.optimizers,
             exclusive=_unique(x for t in hits for x in t.exclusive),
+            # a restriction holds only where every matching target states one
+            conv=_unique(c for t in hits for c in t.conv) if all(t.conv for t in hits) else (),
             low_rank=self.low_rank,
             profile=self.profile,
             content_hash=self.content_hash,
@@ -404,7 +411,7 @@ def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
 
 
 def _target(reader: _Reader, sources: Mapping[str, str]) -> Target:
-    reader.allow("match", "schemes", "kv", "sparsity", "source", "runtime", "exclusive", "notes")
+    reader.allow("match", "schemes", "kv", "sparsity", "source", "runtime", "exclusive", "conv", "notes")
     m = reader.sub("match")
     if not isinstance(m.data, Mapping) or not m.data:
         raise reader.error("match", "a mapping of class / vendor / arch / id to a name or list of names", m.data)
@@ -419,6 +426,10 @@ def _target(reader: _Reader, sources: Mapping[str, str]) -> Target:
     for name in exclusive:
         if not any(name in s.weights for s in schemes):
             raise reader.error("exclusive", "weight formats of this target's schemes", name)
+    conv = _formats(reader, "conv") if reader.has("conv") else ()
+    for name in conv:
+        if not any(name in s.weights for s in schemes):
+            raise reader.error("conv", "weight formats of this target's schemes", name)
     return Target(
         match=match,
         schemes=tuple(schemes),
@@ -427,6 +438,7 @@ def _target(reader: _Reader, sources: Mapping[str, str]) -> Target:
         sources=reader.sources("source", sources),
         runtime=runtime,
         exclusive=exclusive,
+        conv=conv,
     )
 
 

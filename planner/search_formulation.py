@@ -353,6 +353,10 @@ class FormulationMixin:
                                   f"a k×n layer when r·(k+n) < k·n; the largest useful rank here is {widest})",
                                   field="low_rank")
         per = [options_for_group(g, cands, base_activations=base) for g in groups]
+        conv = req.engine.conv if req.engine is not None else ()
+        if conv:  # formats the engine's exporter cannot write for a convolution are not offered for one
+            per = [tuple(o for o in opts if o.weights in conv) or (Option(weights=base, activations=base),)
+                   if g.role == "conv" else opts for g, opts in zip(groups, per)]
         return apply_pins(groups, per, req.pins, self.device, base)
 
     def _type_costs(self, layout: Layout, serving: Serving, option: Option, kv: str,

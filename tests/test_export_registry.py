@@ -9,7 +9,9 @@ import pytest
 import planner.export as export_pkg
 from planner.export import EXPORTERS, Export, ExportError, ExportFile, export_formats, export_plan, register
 
-_SUPPORT = {"core", "common", "schemes", "names", "rules"}
+# shared helpers, and executorch_program: the executorch target's flow for encoders, ViTs and CNNs,
+# which executorch.py (the target's one registered exporter) hands those plans to
+_SUPPORT = {"core", "common", "schemes", "names", "rules", "executorch_program"}
 
 
 def _plan() -> dict:

@@ -21,11 +21,12 @@ def _plan(cli, tmp_path, model, hardware, *extra, name="p.yaml"):
 
 def test_a_cnns_average_weight_bits_count_its_fan_in(cli, tmp_path):
     # Was 22.7 bits at int8 (each conv weight priced with a scale of its own), so --avg-bits 8 could not be met.
-    r = cli("plan", "--model", "resnet-50", "--hardware", "l4", "--formats", "int8", "--json")
+    # (TVM quantizes convolutions; hf-transformers keeps them 16-bit, below)
+    r = cli("plan", "--model", "resnet-50", "--hardware", "l4", "--formats", "int8", "--engine", "tvm", "--json")
     assert r.code == 0, r.err
     assert json.loads(r.out)["predicted"]["avg_weight_bits"] == pytest.approx(8.0, abs=0.1)
-    r = cli("plan", "--model", "resnet-50", "--hardware", "l4", "--formats", "bf16,int8,int4-g128", "--avg-bits", "8",
-            "--json")
+    r = cli("plan", "--model", "resnet-50", "--hardware", "l4", "--formats", "fp16,int8,int4-g32", "--avg-bits", "8",
+            "--engine", "tvm", "--json")
     assert r.code == 0, r.err
     assert json.loads(r.out)["predicted"]["avg_weight_bits"] <= 8.0 + 1e-6
 
@@ -47,10 +48,22 @@ def test_the_hf_export_loads_each_family_with_a_class_that_takes_its_config(cli,
     assert type(config) in getattr(transformers, auto)._model_mapping, (auto, type(config).__name__)
 
 
-def test_bitsandbytes_is_refused_for_a_cnn(cli, tmp_path):
+def test_hf_transformers_plans_keep_a_cnns_convolutions_16bit_and_export_refuses_them_quantized(cli, tmp_path):
+    # transformers' quantizers swap nn.Linear only (profiles/engines/hf-transformers.yaml `conv`): the planner
+    # offered int8 / 4-bit convolutions that the export then refused
     plan = _plan(cli, tmp_path, "resnet-50", "l4", "--engine", "hf-transformers", "--formats", "int8")
-    r = cli("export", plan, "--format", "hf")
-    assert r.code == 2 and "bitsandbytes quantizes nn.Linear layers only" in r.err, r.err
+    d = yaml.safe_load(Path(plan).read_text())
+    convs = {g: c["weights"] for g, c in d["choices"].items() if g != "model.classifier"}
+    assert set(convs.values()) == {"bf16"} and d["choices"]["model.classifier"]["weights"] == "int8"
+    r = cli("export", plan, "--format", "hf", "--json")
+    assert r.code == 0, r.err
+    from planner.export import ExportError, export_plan
+
+    d["choices"]["model.resnet.embedder.embedder.convolution"]["weights"] = "int8"  # a plan edited by hand
+    with pytest.raises(ExportError) as e:
+        export_plan(d, "hf")
+    assert e.value.field == "choices.model.resnet.embedder.embedder.convolution.weights"
+    assert "swap nn.Linear layers only: model.resnet.embedder.embedder.convolution would stay 16-bit" in str(e.value)
 
 
 @pytest.mark.parametrize("fmt", ["vllm", "sglang", "trtllm", "megatron", "llamacpp"])
@@ -133,3 +146,4 @@ def test_an_engine_that_does_not_run_on_the_hardware_suggests_engines_for_the_mo
     assert r.code == 2, r.err
     listed = r.err.split("serving engines for cnn models that do:")[1]
     assert "hf-transformers" in listed and "vllm" not in listed and "trtllm" not in listed, r.err
+

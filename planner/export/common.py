@@ -52,6 +52,20 @@ def group_modules(arch: Any, architectures: tuple[str, ...] | None = None, *,
     return {g: tuple(m) for g, m in out.items()}
 
 
+def group_kinds(arch: Any) -> dict[str, str]:
+    """Decision-group FQN → the kind of its operator (``linear``, ``conv``, ``embedding``,
+    ``lm_head``, ``router``; planner/workload.py)."""
+    from planner.workload import WEIGHTED_KINDS, build_workload
+
+    kinds: dict[str, str] = {}
+    for block in build_workload(arch).blocks:
+        for i in range(block.count):
+            for op in block.ops:
+                if op.kind in WEIGHTED_KINDS and op.tied_to is None:
+                    kinds.setdefault(block.group_fqn(i, op), op.kind)
+    return kinds
+
+
 def modules_of(group: str, ctx: ExportContext) -> tuple[str, ...]:
     if ctx.modules is not None and group in ctx.modules:
         return tuple(ctx.modules[group])

@@ -16,10 +16,13 @@ One quantization mode covers every Linear layer (the LM head included) and one
 ``--embedding-quantize`` covers the token embedding: a plan whose Linear groups mix weight
 formats cannot be written as one command and is refused with the groups at fault.
 
+Encoders, ViTs and CNNs export through ExecuTorch's generic XNNPACK flow instead
+(:mod:`.executorch_program`: a ``torch.export`` + ``to_edge_transform_and_lower`` script).
+
 export_llama builds the decoder-only transformer of ``examples/models/llama/llama_transformer.py``
 with a KV cache: the models it names (``EXECUTORCH_DEFINED_MODELS`` in export_llama_lib.py:
-Llama 2/3/3.1/3.2, Qwen 2.5 and 3, Phi-4-mini, SmolLM2). A plan for any other architecture
-(encoders such as BERT, vision models, Falcon, Mixtral…) is refused naming the plan's model:
+Llama 2/3/3.1/3.2, Qwen 2.5 and 3, Phi-4-mini, SmolLM2). A plan for any other decoder
+(Falcon, Mixtral, GPT-2…) is refused naming the plan's model:
 the command would build a Llama graph with a KV cache the model does not have. ExecuTorch's
 own guide sends those to Optimum ExecuTorch
 (https://docs.pytorch.org/executorch/stable/llm/export-llm-optimum.html: "export_llm focuses
@@ -28,9 +31,10 @@ on a limited set of highly optimized models (Llama, Qwen, Phi, and SmolLM)").
 
 from __future__ import annotations
 
-from .common import model_path, shell_lines
+from .common import model_path, plan_family, shell_lines
 from .core import (FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, UnsupportedModelError, acts_of,
                    format_of, register, weights_of)
+from .executorch_program import FAMILIES, export_program
 from .rules import float_router, one_format_replan, replan_hint, role_of
 
 #: Flags the export command uses, each as named in export_llama_lib.py (README above).
@@ -144,8 +148,10 @@ def _kv_flags(v: PlanView, ctx: ExportContext, dtype: str, notes: list[str]) -> 
                       f"{v.kv!r}; {replan_hint(v, 'executorch', ctx.engine)}")
 
 
-@register("executorch", "ExecuTorch export_llama command (XNNPACK .pte)")
+@register("executorch", "ExecuTorch .pte: export_llama for Llama-family decoders, a torch.export script for encoders, ViTs and CNNs")
 def _export_executorch(v: PlanView, ctx: ExportContext) -> Export:
+    if plan_family(v, ctx) in FAMILIES:
+        return export_program(v, ctx)
     name = _recipe_model(v, ctx)
     notes: list[str] = []
     emb = [g for g in v.choices if role_of(g) == "embedding"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from .common import model_path, modules_of, plan_family, to_json
+from .common import group_kinds, model_path, modules_of, plan_arch, plan_family, to_json
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, weights_of
 from .rules import as_exported, dense_only, replan_hint
 from .schemes import ct_quantization_config
@@ -39,10 +39,14 @@ def _export_hf(v: PlanView, ctx: ExportContext) -> Export:
     model = model_path(v, ctx)
     family = plan_family(v, ctx)
     auto = AUTO_CLASS.get(family, "AutoModelForCausalLM")
-    if quantized and family == "cnn" and qcfg_is_bnb(quantized, acts):
-        raise ExportError("choices", "bitsandbytes quantizes nn.Linear layers only: a CNN's convolutions would stay "
-                          f"16-bit, not the plan's {', '.join(sorted(set(quantized.values())))}; "
-                          + replan_hint(v, "hf", ctx.engine))
+    arch = plan_arch(v, ctx)
+    convs = [g for g, k in (group_kinds(arch) if arch is not None and family in ("cnn", "vit") else {}).items()
+             if k == "conv" and g in quantized]
+    if convs:  # profiles/engines/hf-transformers.yaml `conv`: the planner offers them 16-bit formats only
+        raise ExportError(f"choices.{convs[0]}.weights", "transformers' quantizers (bitsandbytes, fine-grained FP8, "
+                          f"compressed-tensors) swap nn.Linear layers only: {convs[0]}"
+                          f"{f' and {len(convs) - 1} more' if len(convs) > 1 else ''} would stay 16-bit, not the plan's "
+                          f"{quantized[convs[0]]}; " + replan_hint(v, "hf", ctx.engine))
     generate: list[str] = []
     if v.kv in _QUANTIZED_CACHE:
         # transformers' QuantizedCache (quanto backend): int4 / int2 keys and values in groups

@@ -160,6 +160,14 @@ def _pin_runs(sup: Any, key: str, act: str | None) -> bool:
             and (sp == "dense" or pattern in sup.sparsity) and (rank is None or sup.low_rank))
 
 
+def _generative(v: PlanView) -> bool:
+    """Whether the plan's model keeps a KV cache (a re-plan of an encoder, ViT or CNN takes no ``kv``)."""
+    from .common import plan_generative
+    from .core import ExportContext
+
+    return plan_generative(v, ExportContext())
+
+
 def replan_args(v: PlanView, engine: str | None, formats: tuple[str, ...] = (),
                 pins: dict[str, str] | None = None) -> dict[str, Any]:
     """The plan request (``planner.request.PlanRequest`` fields, JSON values) that re-makes the
@@ -189,7 +197,7 @@ def replan_args(v: PlanView, engine: str | None, formats: tuple[str, ...] = (),
     objective = v.raw.get("objective")
     if isinstance(objective, str) and objective not in ("", "accuracy"):
         args["objective"] = objective
-    if isinstance(v.raw.get("kv"), str) and _engine_runs_kv(engine, v.hardware, v.kv):
+    if isinstance(v.raw.get("kv"), str) and _generative(v) and _engine_runs_kv(engine, v.hardware, v.kv):
         args["kv"] = v.kv
     if formats:
         args["formats"] = list(formats)
