@@ -595,7 +595,7 @@ def estimate_inference(
     step = _step_overhead_s(arch, device, mb, options)
     prefill_pipe_s = pipeline_time_s([passes[s].time_s for s in sizes], layout.pp)
     ttft = prefill_pipe_s + step
-    generative = arch.family in ("decoder", "encoder_decoder")
+    generative = arch.generative
     decode = None
     tpot = 0.0
     if generative and serving.gen > 0:
@@ -644,6 +644,7 @@ def estimate_inference(
         switch_in_s=switch_in,
         notes=tuple(notes),
         per_token=per_token_basis(arch.family, serving.gen),
+        generative=generative,
     )
 
 

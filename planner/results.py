@@ -211,6 +211,9 @@ class InferenceEstimate:
     # whether the request asked for the per-operator tables (``per_op``): ``to_dict()`` keeps them
     # then only, as ``--json`` does; None for a bare cost-model call (kept)
     per_op: bool | None = None
+    # whether the model generates tokens and keeps a KV cache (ArchSpec.generative): an encoder's,
+    # ViT's or CNN's answer has no TPOT, output tokens, gen or KV format (null in ``to_dict()``)
+    generative: bool = True
 
     @property
     def batch(self) -> int:
@@ -234,17 +237,19 @@ class InferenceEstimate:
             "cp": self.layout.cp,
             "batch": self.serving.batch,
             **({"batch_limit": dict(self.batch_limit)} if self.batch_limit is not None else {}),
-            "prompt": self.serving.prompt,
-            "gen": self.serving.gen,
+            # null where it does not apply: a fixed-size image has no prompt length, a model that
+            # generates nothing has no gen, KV format, TPOT or output tokens
+            "prompt": None if self.per_token in ("images", "image_patches") else self.serving.prompt,
+            "gen": self.serving.gen if self.generative else None,
             "weights": self.choice.weights,
             "activations": self.choice.activations,
-            "kv": self.choice.kv,
+            "kv": self.choice.kv if self.generative else None,
             "sparsity": self.choice.sparsity,
             "ttft_s": self.ttft_s,
-            "tpot_s": self.tpot_s,
+            "tpot_s": self.tpot_s if self.decode is not None else None,
             "latency_s": self.latency_s,
-            "output_tokens_per_s": self.output_tokens_per_s,
-            "decode_tokens_per_s": self.decode_tokens_per_s,
+            "output_tokens_per_s": self.output_tokens_per_s if self.generative else None,
+            "decode_tokens_per_s": self.decode_tokens_per_s if self.generative else None,
             "prefill_tokens_per_s": self.prefill_tokens_per_s,
             "samples_per_s": self.samples_per_s,
             "energy_j_per_token": self.energy_j_per_token,

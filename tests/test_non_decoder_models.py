@@ -147,3 +147,28 @@ def test_an_engine_that_does_not_run_on_the_hardware_suggests_engines_for_the_mo
     listed = r.err.split("serving engines for cnn models that do:")[1]
     assert "hf-transformers" in listed and "vllm" not in listed and "trtllm" not in listed, r.err
 
+
+@pytest.mark.parametrize("model, images", [("bert-base", False), ("resnet-50", True), ("vit-h", True)])
+def test_an_answer_for_a_model_that_generates_nothing_says_so(cli, model, images):
+    # Was tpot_s 0.0, output tokens/s 0.0, "kv bf16", "gen 128", "TTFT (prefill)" and "prefill tokens/s"
+    # for models that generate no token and keep no KV cache.
+    r = cli("estimate", "--model", model, "--hardware", "l4", "--batch", "4", "--json")
+    assert r.code == 0, r.err
+    d = json.loads(r.out)
+    assert d["gen"] is None and d["kv"] is None and d["tpot_s"] is None
+    assert d["output_tokens_per_s"] is None and d["decode_tokens_per_s"] is None and d["decode"] is None
+    assert (d["prompt"] is None) is images and d["samples_per_s"] > 0 and d["latency_s"] == d["ttft_s"]
+    assert not {"tpot_s", "output_tokens_per_s", "decode_tokens_per_s"} & set(d["uncertainty"]["intervals"])
+    text = cli("estimate", "--model", model, "--hardware", "l4", "--batch", "4").out
+    assert "latency (one forward pass)" in text and "TTFT" not in text and "TPOT" not in text
+    assert "KV cache" not in text and "kv " not in text and "prefill tokens/s" not in text
+    assert ("images/s" in text) is images and ("4 images" in text) is images
+    assert ("tokens/s" in text) is (model == "bert-base") and ("patches/s" in text) is (model == "vit-h")
+
+
+def test_a_decoder_without_generated_tokens_has_no_tpot():
+    from planner.request import build_estimate_request, estimate_result_dict, run_estimate
+
+    req = build_estimate_request({"model": "llama-3.2-1b", "hardware": "l4", "gen": 0})
+    d = estimate_result_dict(req, run_estimate(req))
+    assert d["tpot_s"] is None and d["gen"] == 0 and d["kv"] == "bf16" and d["output_tokens_per_s"] == 0.0

@@ -1020,9 +1020,11 @@
     const pre = d.prefill || {}, dec = d.decode || {};
     const split = memorySplit(m);
     const memCard = card("Memory per device", fmtBytes(m.per_device_bytes), m.fits ? `fits in ${fmtBytes(m.device_capacity_bytes)}` : `does not fit: ${fmtBytes(m.shortfall_bytes)} over what ${m.limited_by === "kv_pool" ? "the engine's KV pool" : "the allowed tiers"} hold${m.limited_by === "kv_pool" ? "s" : ""}`, m.fits ? "good" : "bad");
+    // An encoder, ViT or CNN generates nothing and keeps no KV cache: its answer has no gen, kv or TPOT (null).
+    const generative = d.gen !== null && d.gen !== undefined;
     const splitCards = [
       card("Weights per device", fmtBytes(split.weights), m.offloaded_weights_bytes ? `${fmtBytes(m.offloaded_weights_bytes)} of them offloaded` : null),
-      card("KV cache per device", fmtBytes(split.kv), m.offloaded_kv_bytes ? `${fmtBytes(m.offloaded_kv_bytes)} of it offloaded` : `${d.kv}, batch ${d.batch} × ${d.prompt + d.gen} tokens`),
+      ...(generative ? [card("KV cache per device", fmtBytes(split.kv), m.offloaded_kv_bytes ? `${fmtBytes(m.offloaded_kv_bytes)} of it offloaded` : `${d.kv}, batch ${d.batch} × ${d.prompt + d.gen} tokens`)] : []),
       card("Activations per device", fmtBytes(split.act)),
     ];
     if (!m.fits) {
@@ -1034,6 +1036,18 @@
     const commPct = (c, t) => (t > 0 ? ` (${sig((100 * c) / t, 2)} %)` : "");
     const perUser = d.tpot_s > 0 ? 1 / d.tpot_s : null;
     const u = d.uncertainty;
+    if (!generative) {
+      const unit = perUnit(d.per_token_basis);
+      const images = d.per_token_basis === "images" || d.per_token_basis === "image_patches";
+      return [
+        card("Latency (one forward pass)", fmtTime(d.latency_s), `batch of ${d.batch} ${images ? "images" : `× ${d.prompt} tokens`}${pre.bound ? `, ${pre.bound}-bound` : ""}`, null, band(u, "latency_s", fmtTime)),
+        card("Throughput", `${sig(d.samples_per_s)} ${images ? "images" : "samples"}/s`, d.per_token_basis === "images" ? "whole system" : `${sig(d.prefill_tokens_per_s)} ${unit[1]}/s, whole system`, null, band(u, "samples_per_s", sig)),
+        card("Communication", fmtTime(pre.comm_s || 0), d.latency_s > 0 ? `${sig((100 * (pre.comm_s || 0)) / d.latency_s, 2)} % of the forward pass` : null),
+        memCard, ...splitCards,
+        card("Energy", `${sig(d.energy_j_per_token)} J/${unit[0]}`, d.energy_j_per_sample != null ? `${sig(d.energy_j_per_sample)} J per sample` : null),
+        card("Cost", perMillion(d.usd_per_million_tokens, d.per_token_basis), d.usd_per_hour != null ? `$${sig(d.usd_per_hour)}/h` : "no price in the profile"),
+      ];
+    }
     return [
       card("Time to first token", fmtTime(d.ttft_s), `prefill ${sig(d.prefill_tokens_per_s)} tok/s`, null, band(u, "ttft_s", fmtTime)),
       card("Time per output token", fmtTime(d.tpot_s), dec.bound ? `decode is ${dec.bound}-bound` : null, null, band(u, "tpot_s", fmtTime)),

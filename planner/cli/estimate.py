@@ -139,21 +139,36 @@ def _print_inference(est, per_op: bool) -> None:
     t.add_column("metric")
     t.add_column("value", justify="right")
     c = est.choice
+    images = est.per_token in ("images", "image_patches")  # a CNN or ViT: one fixed-size image per sample
     t.add_row("engine", _engine_cell(est.engine, (est.engine_assumptions or {}).get("runtime")))
-    t.add_row("formats", f"weights {c.weights}, activations {c.activations}, kv {c.kv}, {c.sparsity}")
-    t.add_row("batch / prompt / gen", f"{est.serving.batch} / {est.serving.prompt} / {est.serving.gen}")
+    kv = f", kv {c.kv}" if est.generative else ""
+    t.add_row("formats", f"weights {c.weights}, activations {c.activations}{kv}, {c.sparsity}")
+    if est.generative:
+        t.add_row("batch / prompt / gen", f"{est.serving.batch} / {est.serving.prompt} / {est.serving.gen}")
+    elif images:
+        t.add_row("batch", f"{est.serving.batch} images")
+    else:
+        t.add_row("batch / tokens", f"{est.serving.batch} / {est.serving.prompt}")
     u = est.uncertainty
-    t.add_row("TTFT (prefill)", f"{human_time(est.ttft_s)}{_band(u, 'ttft_s', human_time)}  " + escape(f"[{est.prefill.bound}-bound]"))
+    bound = escape(f"[{est.prefill.bound}-bound]")
+    if est.generative:
+        t.add_row("TTFT (prefill)", f"{human_time(est.ttft_s)}{_band(u, 'ttft_s', human_time)}  {bound}")
     if est.decode is not None:
         t.add_row("TPOT (decode, avg)", f"{human_time(est.tpot_s)}{_band(u, 'tpot_s', human_time)}  " + escape(f"[{est.decode.bound}-bound]"))
-    t.add_row("latency per request", human_time(est.latency_s) + _band(u, "latency_s", human_time))
+    if est.generative:
+        t.add_row("latency per request", human_time(est.latency_s) + _band(u, "latency_s", human_time))
+    else:  # one forward pass over the batch: TTFT and the request's latency are the same
+        t.add_row("latency (one forward pass)", f"{human_time(est.latency_s)}{_band(u, 'latency_s', human_time)}  {bound}")
     if est.output_tokens_per_s:
         t.add_row("output tokens/s (system)", f"{est.output_tokens_per_s:,.1f}" + _band(u, "output_tokens_per_s", _rate))
-    t.add_row("prefill tokens/s", f"{est.prefill_tokens_per_s:,.1f}" + _band(u, "prefill_tokens_per_s", _rate))
-    t.add_row("samples/s", f"{est.samples_per_s:,.2f}" + _band(u, "samples_per_s", _rate))
+    if est.per_token != "images":  # a CNN's "tokens" are its images: samples/s says it
+        label = "patches/s" if images else ("prefill tokens/s" if est.generative else "tokens/s")
+        t.add_row(label, f"{est.prefill_tokens_per_s:,.1f}" + _band(u, "prefill_tokens_per_s", _rate))
+    t.add_row("images/s" if images else "samples/s", f"{est.samples_per_s:,.2f}" + _band(u, "samples_per_s", _rate))
     t.add_row("weights (total)", human_bytes(m.weights_bytes))
-    t.add_row("KV cache (total)", human_bytes(m.kv_cache_bytes))
-    t.add_row("KV cache (per device)", human_bytes(sum(tu.kv_cache_bytes for tu in m.tiers)))
+    if est.generative:
+        t.add_row("KV cache (total)", human_bytes(m.kv_cache_bytes))
+        t.add_row("KV cache (per device)", human_bytes(sum(tu.kv_cache_bytes for tu in m.tiers)))
     t.add_row("activations (peak, per device)", human_bytes(m.activations_bytes))
     t.add_row("memory per device", f"{human_bytes(m.per_device_bytes)} of {human_bytes(m.device_capacity_bytes)}")
     t.add_row("fits", "yes" if m.fits else f"[red]no[/] (short by {human_bytes(m.shortfall_bytes)})")

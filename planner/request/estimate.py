@@ -601,7 +601,7 @@ def _engine_note(sup: Any, device: Any, arch: Any = None) -> str:
     a = engine_assumptions(sup, device, arch)
     parts = [f"engine {sup.engine} ({sup.profile_file}): "
              f"{a['runtime_context_bytes'] / 2**30:.2f} GiB runtime context per device counted as reserved memory"]
-    if a["kv_memory_fraction"] < 1.0:
+    if a["kv_memory_fraction"] < 1.0 and (arch is None or arch.generative):  # an encoder keeps no KV cache
         parts.append(f"KV cache in at most {a['kv_memory_fraction']:.0%} of the memory weights, activations and "
                      "context leave")
     if a["chunked_prefill_tokens"]:

@@ -320,6 +320,12 @@ def test_a_model_without_kv_cache_leaves_the_kv_format_out(page, server):
     with server.client() as c:
         refused = c.post("/v1/estimate", json={"model": "bert-base", "hardware": "l4", "kv": "bf16"})
     assert refused.status_code == 422 and refused.json()["error"]["field"] == "kv"
+    # what it shows: one forward pass and samples/s; no TPOT, decode rate or KV cache card
+    cards = page.locator("#estimate-result .card")
+    expect(cards.filter(has_text="Latency (one forward pass)")).to_have_count(1)
+    expect(cards.filter(has_text="samples/s")).to_have_count(1)
+    for gone in ("Time per output token", "Decode tokens/s", "KV cache per device", "Time to first token"):
+        expect(cards.filter(has_text=gone)).to_have_count(0)
     pick(page, "llama-3.2-1b", "l4")
     expect(page.locator("#est-kv")).to_be_enabled()
     expect(page.locator("#plan-kv")).to_be_enabled()
