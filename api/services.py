@@ -322,7 +322,7 @@ def hardware_summary(dev, *, custom: bool) -> dict:
 def model_public(arch, *, custom: bool) -> dict:
     from planner.cli.common import clean_json
 
-    kv = arch.kv_bytes_per_token(2.0) if arch.family in ("decoder", "encoder_decoder") else 0
+    kv = arch.kv_bytes_per_token(2.0) if arch.generative else 0
     return clean_json({
         "id": arch.id,
         "model_type": arch.model_type,

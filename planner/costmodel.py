@@ -308,7 +308,7 @@ def _elementwise_cost(work: Workload, ph: Phase, device: DeviceSpec, layout: Lay
     prompt and its decoder layers over the start token, a decode step the decoder layers only
     (:func:`stage_phase`)."""
     a = work.arch
-    if options.fused_elementwise or a.family not in ("decoder", "encoder_decoder") or device.dataflow_fusion:
+    if options.fused_elementwise or not a.generative or device.dataflow_fusion:
         return None
     tp = max(layout.tp, 1)
     act_bytes = stored_act_bits(device, choice, options) / 8.0
@@ -342,7 +342,7 @@ def _step_overhead_s(arch: ArchSpec, device: DeviceSpec, batch: int, options: Ru
     (scheduler, sampling launch) and, for generative models, the sampling pass over the logits."""
     eff = device.efficiency
     t = eff.kernel_overhead_s + options.step_overhead_s
-    if arch.family in ("decoder", "encoder_decoder") and arch.vocab_size:
+    if arch.generative and arch.vocab_size:
         nbytes = sampling_bytes(batch, arch.vocab_size)
         t += nbytes / (device.device_tier.bandwidth_bytes_per_s * eff.bandwidth(nbytes))
     return t
@@ -436,7 +436,7 @@ def memory_report(
     else:
         stage_bytes, weights_total = _uniform_weight_bytes(arch, device, choice, layout, options)
     weights_dev = max(stage_bytes)
-    generative = arch.family in ("decoder", "encoder_decoder")
+    generative = arch.generative
     kv_tokens = static_kv_tokens(serving, options) if generative else 0
     kv_layers = [serving.batch * x for x in _kv_layer_bytes(work, device, choice, layout.tp, kv_tokens, options)]
     # The busiest pipeline stage sets the memory per device; CP shards the cache by position.
@@ -859,7 +859,7 @@ def group_costs(
                     ps += cp.time_s + _op_comm(op, op_pre, device, choice, layout)
                     pf += cp.flops
                 op_dec = stage_phase(dec, b.stage, op)
-                if arch.family in ("decoder", "encoder_decoder") and serving.gen > 0 and op_dec is not None:
+                if arch.generative and serving.gen > 0 and op_dec is not None:
                     cd, _ = op_cost(op, op_dec, device, choice, layout, name=op.name, fused=device.dataflow_fusion and b.repeated,
                                     host_overhead_s=options.host_overhead_s, options=options, host_kernels=host_kernels)
                     ds += cd.time_s + _op_comm(op, op_dec, device, choice, layout)

@@ -105,7 +105,7 @@ def activation_peak_bytes(work: Workload, ph: Phase, act_bits: float, tp: int, u
             if op.hidden:
                 resid = max(resid, m * op.hidden)
     a = work.arch
-    if unfused_gate and a.gated_mlp and not a.num_experts and a.family in ("decoder", "encoder_decoder"):
+    if unfused_gate and a.gated_mlp and not a.num_experts and a.generative:
         largest = max(largest, 3.0 * m * a.intermediate_size / max(tp, 1))
     return (resid + largest) * act_bits / 8.0 + logits
 

@@ -525,7 +525,7 @@ class FormulationMixin:
         dev = self.device
         base = req.activations or base_activation_format(dev)
         serving = req.serving
-        generative = self.arch.family in ("decoder", "encoder_decoder") and serving.gen > 0
+        generative = self.arch.generative and serving.gen > 0
         dev_tier = dev.device_tier
 
         eng_opts = engine_options(req)

@@ -339,7 +339,7 @@ def kv_candidates(arch: ArchSpec, device: DeviceSpec, req: PlanProblem, base: st
         if device.supports(fmt.name) == "unsupported":
             raise EstimateError("kv", f"--kv {fmt.name} is not supported on {device.id}")
         return [fmt.name]
-    if arch.family not in ("decoder", "encoder_decoder"):
+    if not arch.generative:
         return [base]
     out = [base]
     for k in DEFAULT_KV_FORMATS:

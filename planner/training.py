@@ -150,6 +150,9 @@ class TrainingEstimate:
     engine: str | None = None  # the training engine priced (planner.engines)
     framework_s: float = 0.0  # the engine's time per micro-batch beyond the kernels, over the step
     uncertainty: object = None  # p10-p90 error bars (planner.uncertainty.Uncertainty), set by the request layer
+    # what ``tokens_per_s`` counts: "tokens", "images" (a CNN: one position per image) or
+    # "image_patches" (a ViT: its patches and class token)
+    per_token: str = "tokens"
 
     @property
     def devices(self) -> int:
@@ -213,6 +216,7 @@ class TrainingEstimate:
             "trainable_params": self.trainable_params,
             "step_time_s": self.step_time_s,
             "tokens_per_s": self.tokens_per_s,
+            "per_token_basis": self.per_token,
             "samples_per_s": self.samples_per_s,
             "tokens_per_s_per_device": self.tokens_per_s_per_device,
             "model_flops_per_step": self.model_flops_per_step,
@@ -650,6 +654,7 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
         memory=memory,
         usd_per_hour=device.usd_per_hour * cfg.devices if device.usd_per_hour is not None else None,
         notes=_notes(s, memory, framework_s, step),
+        per_token={"cnn": "images", "vit": "image_patches"}.get(arch.family, "tokens"),
     )
 
 

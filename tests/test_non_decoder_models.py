@@ -172,3 +172,14 @@ def test_a_decoder_without_generated_tokens_has_no_tpot():
     req = build_estimate_request({"model": "llama-3.2-1b", "hardware": "l4", "gen": 0})
     d = estimate_result_dict(req, run_estimate(req))
     assert d["tpot_s"] is None and d["gen"] == 0 and d["kv"] == "bf16" and d["output_tokens_per_s"] == 0.0
+
+
+@pytest.mark.parametrize("model, unit, basis", [("resnet-50", "images", "images"), ("vit-h", "patches", "image_patches"),
+                                                ("llama-3.2-1b", "tokens", "tokens")])
+def test_a_training_step_counts_what_the_model_reads(cli, model, unit, basis):
+    # Was "tokens/s" for a CNN's images
+    r = cli("estimate", "--model", model, "--hardware", "a100-80gb-sxm", "--mode", "training", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["per_token_basis"] == basis
+    text = cli("estimate", "--model", model, "--hardware", "a100-80gb-sxm", "--mode", "training").out
+    assert f"{unit}/s per device" in text and (unit == "tokens" or "tokens/s" not in text)

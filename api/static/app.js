@@ -124,6 +124,8 @@
     images: ["image", "images"], image_patches: ["image patch", "image patches"],
   };
   const perUnit = (basis) => PER_TOKEN_UNITS[basis] || ["token", "tokens"];
+  // a training step's positions: a CNN's images, a ViT's patches, else tokens
+  const trainUnit = (d) => ({ images: "images", image_patches: "patches" })[d.per_token_basis] || "tok";
   const perMillion = (x, basis) => (x === null || x === undefined ? "–" : `$${sig(x)} / M ${perUnit(basis)[1]}`);
 
   // ------------------------------------------------------------------ API client
@@ -1076,11 +1078,11 @@
           el("p", { class: "muted", text: `training: global batch ${d.global_batch}, micro-batch ${d.micro_batch}, seq ${d.seq}, tp ${d.tp} · pp ${d.pp} · dp ${d.dp}, ZeRO ${d.zero}, ${d.optimizer}, ${d.finetune}${d.engine || body.engine ? `; engine ${d.engine || body.engine}` : ""}` }),
           el("div", { class: "cards" },
             card("Step time", fmtTime(d.step_time_s), null, null, band(d.uncertainty, "step_time_s", fmtTime)),
-            card("Throughput", `${sig(d.tokens_per_s)} tok/s`, `${sig(d.tokens_per_s_per_device)} tok/s per device`, null, band(d.uncertainty, "tokens_per_s", sig)),
+            card("Throughput", `${sig(d.tokens_per_s)} ${trainUnit(d)}/s`, `${sig(d.tokens_per_s_per_device)} ${trainUnit(d)}/s per device`, null, band(d.uncertainty, "tokens_per_s", sig)),
             card("MFU", fmtPct(d.mfu), `HFU ${fmtPct(d.hfu)}`, null, band(d.uncertainty, "mfu", fmtPct)),
             card("Model FLOP/s per device", `${fmtFlops(d.model_flops_per_s_per_device)}/s`, `peak ${fmtFlops(d.peak_flops_per_s)}/s`),
             card("Memory per device", fmtBytes(m.per_device_bytes), m.fits ? `fits in ${fmtBytes(m.device_capacity_bytes)}` : `does not fit: ${fmtBytes(m.shortfall_bytes)} over ${fmtBytes(m.device_capacity_bytes)}`, m.fits ? "good" : "bad"),
-            card("Cost", perMillion(d.usd_per_million_tokens), d.usd_per_hour != null ? `$${sig(d.usd_per_hour)}/h` : "no price in the profile"),
+            card("Cost", perMillion(d.usd_per_million_tokens, d.per_token_basis === "images" ? "images" : d.per_token_basis === "image_patches" ? "image_patches" : null), d.usd_per_hour != null ? `$${sig(d.usd_per_hour)}/h` : "no price in the profile"),
           ),
           bandNotes(d.uncertainty),
           el("h3", { text: "Memory per device" }),

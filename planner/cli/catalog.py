@@ -170,7 +170,7 @@ def model_summary(a) -> dict:
         "num_experts": a.num_experts,
         "experts_per_token": a.experts_per_token,
         "max_position_embeddings": a.max_position_embeddings,
-        "kv_cache_bytes_per_token_bf16": a.kv_bytes_per_token(2.0) if a.family in ("decoder", "encoder_decoder") else 0,
+        "kv_cache_bytes_per_token_bf16": a.kv_bytes_per_token(2.0) if a.generative else 0,
         "source": a.source,
     }
 

@@ -226,8 +226,10 @@ def _print_training(est) -> None:
     t.add_row("engine", _engine_cell(d.get("engine"), d.get("runtime"), training=True))
     u = est.uncertainty
     t.add_row("step time", human_time(d["step_time_s"]) + _band(u, "step_time_s", human_time))
-    t.add_row("tokens/s", f"{d['tokens_per_s']:,.0f}" + _band(u, "tokens_per_s", _rate))
-    t.add_row("tokens/s per device", f"{d['tokens_per_s_per_device']:,.0f}")
+    # a CNN's positions are its images, a ViT's its patches
+    unit = {"images": "images", "image_patches": "patches"}.get(d.get("per_token_basis"), "tokens")
+    t.add_row(f"{unit}/s", f"{d['tokens_per_s']:,.0f}" + _band(u, "tokens_per_s", _rate))
+    t.add_row(f"{unit}/s per device", f"{d['tokens_per_s_per_device']:,.0f}")
     t.add_row("model FLOP/s per device", human_num(d["model_flops_per_s_per_device"]))
     t.add_row("MFU / HFU", f"{d['mfu'] * 100:.1f}%" + _band(u, "mfu", lambda x: f"{100 * x:.1f}%") + f" / {d['hfu'] * 100:.1f}%")
     for k in ("compute_s", "recompute_s", "tp_comm_s", "cp_comm_s", "pp_comm_s", "pp_bubble_s", "dp_exposed_s", "ep_comm_s",

@@ -265,7 +265,7 @@ def _resolve_fleet(req: Any, v: dict, names: tuple) -> tuple[list, list, int, in
     prompt = check_int("prompt", v["prompt"], hi=1 << 26)
     gen = check_int("gen", v["gen"], hi=1 << 26)
     for a in archs:
-        if a.family not in ("decoder", "encoder_decoder"):
+        if not a.generative:
             name = "models" if len(archs) > 1 else "model"
             raise TierwiseError(f"{{@{name}}} {a.id} ({a.family}) generates no tokens: serving capacity and the "
                                 "frontier size token-generating models (TTFT / TPOT); price it with {!estimate}", field=name, code="invalid_field")

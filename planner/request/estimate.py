@@ -337,7 +337,7 @@ def check_sequence(arch: Any, prompt: int, gen: int) -> None:
         raise TierwiseError(f"{{@prompt}} must be at least 1 for {arch.id}: an encoder processes the prompt only, "
                             "so 0 prompt tokens is no work at all; got 0", field="prompt", code="invalid_field",
                             details={"expected": ">= 1", "given": 0})
-    if fam in ("decoder", "encoder_decoder") and prompt == 0 and gen == 0:
+    if arch.generative and prompt == 0 and gen == 0:
         raise TierwiseError("{@prompt} 0 and {@gen} 0 process no token (nothing to time or to divide energy by); "
                             "expected {@prompt} >= 1, or {@gen} >= 1 to price decoding alone; got 0 and 0",
                             field="prompt", code="invalid_field", details={"expected": "prompt + gen >= 1", "given": 0})
@@ -528,7 +528,7 @@ def shape_notes(arch: Any, serving: Any) -> list[str]:
             what += f" = {tokens_per_sample(arch, serving.prompt)} patch tokens"
         notes.append(f"{arch.id} is a {'CNN' if fam == 'cnn' else 'ViT'}: each sample is {what}; the prompt length ({serving.prompt}) does not "
                      "apply and is ignored")
-    if fam not in ("decoder", "encoder_decoder") and serving.gen > 0:
+    if not arch.generative and serving.gen > 0:
         notes.append(f"{arch.id} generates no tokens ({fam}): gen ({serving.gen}) does not apply and is ignored; "
                      "one forward pass per sample")
     return notes

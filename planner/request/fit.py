@@ -215,7 +215,7 @@ def inference_does_not_fit(r: Any, est: Any) -> DoesNotFitError:
         if fix is not None:
             fixes.append(fix)
     for field, ladder in (("weights", _WEIGHT_LADDER), ("kv", _KV_LADDER)):
-        if field == "kv" and arch.family not in ("decoder", "encoder_decoder"):
+        if field == "kv" and not arch.generative:
             continue
         if sup is not None:  # the engine's own formats, least lossy first (llama.cpp: int8-g32, int4-g32, ...)
             ladder = _engine_ladder(sup.kv if field == "kv" else sup.weights, ladder, dev)
