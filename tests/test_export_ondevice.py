@@ -193,6 +193,80 @@ def test_cli_export_of_a_non_llama_plan_to_executorch_exits_2_and_writes_nothing
 
 
 # ---------------------------------------------------------------------------
+# executorch through Optimum ExecuTorch: decoders outside export_llama's recipe
+# ---------------------------------------------------------------------------
+
+# `optimum-cli export executorch` arguments and choices (optimum/commands/export/executorch.py,
+# https://github.com/huggingface/optimum-executorch).
+OPTIMUM_FLAGS = {"--model", "-m", "--gguf_file", "--output_dir", "-o", "--task", "--recipe", "--use_custom_sdpa",
+                 "--use_custom_kv_cache", "--disable_dynamic_shapes", "--qlinear", "--qlinear_group_size",
+                 "--qlinear_packing_format", "--qlinear_encoder", "--qlinear_encoder_group_size",
+                 "--qlinear_encoder_packing_format", "--qembedding", "--qembedding_group_size", "--qembedding_encoder",
+                 "--qembedding_encoder_group_size", "--max_seq_len", "--dtype", "--device", "--image_size"}
+QLINEAR = {"8da4w", "4w", "8w", "8da8w", "8da4w,8da8w", "fpa4w"}
+QEMBEDDING = {"4w", "8w"}
+OPT_DTYPES = {"float32", "float16", "bfloat16"}
+
+
+def optimum_args(out) -> list[str]:
+    text = out.file("export_executorch.sh").content
+    body = text.split("set -euo pipefail\n", 1)[1].replace("\\\n", " ")
+    args = shlex.split(body, posix=True)
+    assert args[:3] == ["optimum-cli", "export", "executorch"]
+    return args[3:]
+
+
+def flag(args: list[str], name: str) -> str | None:
+    return args[args.index(name) + 1] if name in args else None
+
+
+@pytest.mark.parametrize("model,w,a,qlinear,group", [("mistral-7b", "int4-g32", "int8", "8da4w", "32"),
+                                                      ("gemma-2-9b", "int4-g128", "fp16", "8da4w", "128"),
+                                                      ("gpt-j-6b", "int8", "int8", "8da8w", None),
+                                                      ("gpt-neox-20b", "int8", "fp16", "8w", "0"),
+                                                      ("mistral-7b", "fp16", "fp16", None, None)])
+def test_a_decoder_optimum_exports_gets_its_command(model, w, a, qlinear, group):
+    # the phone target runs int8 / int4 weights with fp16 activations, the laptop target with int8 ones
+    plan = et_plan(w, a, kv="fp16", model=model, hw="m2-max" if a != "fp16" or w == "fp16" else "snapdragon-8-gen-3")
+    out = export_plan(plan, "executorch", ctx_for(plan))
+    args = optimum_args(out)
+    assert {x for x in args if x.startswith("-")} <= OPTIMUM_FLAGS
+    assert flag(args, "--task") == "text-generation" and flag(args, "--recipe") == "xnnpack"
+    assert "--use_custom_sdpa" in args and "--use_custom_kv_cache" in args
+    assert flag(args, "--qlinear") == qlinear and flag(args, "--qlinear_group_size") == group
+    assert flag(args, "--qlinear") in QLINEAR | {None} and flag(args, "--qembedding") in QEMBEDDING | {None}
+    assert flag(args, "--dtype") == ("float16" if qlinear is None else "float32") and flag(args, "--dtype") in OPT_DTYPES
+    assert flag(args, "--max_seq_len") == "512" and flag(args, "--output_dir") == f"{model}-executorch"
+    assert out.next_command == "pip install optimum-executorch && ./export_executorch.sh"
+    if w.startswith("int4") and a != "int8":
+        assert any("dynamic int8" in n for n in out.notes)
+
+
+def test_optimum_embeddings_and_an_int8_cache():
+    def pick(g):
+        return ("int4-g32", "int8", "dense") if "embed" in g else ("int4-g32", "int8", "dense")
+
+    plan = with_engine(make_plan("mistral-7b", "m2-max", pick, kv="fp16", batch=1, prompt=256, gen=256), "executorch")
+    args = optimum_args(export_plan(plan, "executorch", ctx_for(plan)))
+    assert flag(args, "--qembedding") == "4w" and flag(args, "--qembedding_group_size") == "32"
+    plan = et_plan("int4-g32", "int8", kv="int8", model="mistral-7b", hw="m2-max")
+    with pytest.raises(ExportError) as e:
+        export_plan(plan, "executorch", ctx_for(plan))
+    msg = e.value.render("cli")
+    assert e.value.field == "kv" and "no flag for a 'int8' cache" in msg and "--kv fp32" in msg and "--kv int8" not in msg  # fp32: the quantized program's dtype
+
+
+def test_optimum_applies_one_linear_config():
+    def pick(g):
+        return ("int8", "int8", "dense") if g.endswith("o_proj") else ("int4-g32", "int8", "dense")
+
+    plan = with_engine(make_plan("mistral-7b", "m2-max", pick, kv="fp16", batch=1), "executorch")
+    with pytest.raises(ExportError) as e:
+        export_plan(plan, "executorch", ctx_for(plan))
+    assert re.match(r"choices\..+\.weights$", e.value.field) and "--qlinear applies one config" in str(e.value)
+
+
+# ---------------------------------------------------------------------------
 # mlc
 # ---------------------------------------------------------------------------
 

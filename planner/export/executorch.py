@@ -17,7 +17,9 @@ One quantization mode covers every Linear layer (the LM head included) and one
 formats cannot be written as one command and is refused with the groups at fault.
 
 Encoders, ViTs and CNNs export through ExecuTorch's generic XNNPACK flow instead
-(:mod:`.executorch_program`: a ``torch.export`` + ``to_edge_transform_and_lower`` script).
+(:mod:`.executorch_program`: a ``torch.export`` + ``to_edge_transform_and_lower`` script), and the
+decoders Optimum ExecuTorch has tested (Mistral, Gemma, GPT-J, GPT-NeoX…; :data:`OPTIMUM_DECODERS`)
+through ``optimum-cli export executorch``.
 
 export_llama builds the decoder-only transformer of ``examples/models/llama/llama_transformer.py``
 with a KV cache: the models it names (``EXECUTORCH_DEFINED_MODELS`` in export_llama_lib.py:
@@ -31,7 +33,9 @@ on a limited set of highly optimized models (Llama, Qwen, Phi, and SmolLM)").
 
 from __future__ import annotations
 
-from .common import model_path, plan_family, shell_lines
+from dataclasses import replace
+
+from .common import model_path, plan_arch, plan_family, shell_lines
 from .core import (FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, UnsupportedModelError, acts_of,
                    format_of, register, weights_of)
 from .executorch_program import FAMILIES, export_program
@@ -67,10 +71,96 @@ def _recipe_model(v: PlanView, ctx: ExportContext) -> str:
     if name is None or family != "decoder":
         what = f"model_type {mt!r}, family {family}" if mt else "its architecture could not be read"
         raise UnsupportedModelError("model", f"ExecuTorch's Llama recipe (examples/models/llama export_llama) exports only "
-                          f"{RECIPE_MODELS}; the plan's model {v.model} ({what}) is not one of them, and the command "
-                          "would build a Llama decoder with a KV cache it does not have. Export it with Optimum "
-                          "ExecuTorch (https://github.com/huggingface/optimum-executorch) or choose another {@format}")
+                          f"{RECIPE_MODELS}, and Optimum ExecuTorch the decoders it has tested (model_type "
+                          f"{', '.join(sorted(OPTIMUM_DECODERS))}); the plan's model {v.model} ({what}) is none of "
+                          "them: neither builds its layers and KV cache. Choose another {@format}")
     return name
+
+
+#: Decoder ``model_type``s Optimum ExecuTorch exports for text generation outside export_llama's
+#: recipe: the decoder-only models its README lists as tested, each with a test file in
+#: tests/models/ (https://github.com/huggingface/optimum-executorch, "Supported Models").
+OPTIMUM_DECODERS = frozenset({"codegen", "gemma", "gemma2", "gemma3_text", "glm", "gpt2", "gptj", "gpt_neox",
+                              "gpt_neox_japanese", "granite", "mistral", "olmo", "phi", "smollm3", "starcoder2"})
+_OPTIMUM_DTYPE = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def _optimum_linear(v: PlanView, linear: list[str], notes: list[str]) -> list[str]:
+    """``--qlinear`` for the plan's Linear layers: one config for every Linear layer, the LM head
+    included (optimum/exporters/executorch/quantization.py quantize_model_: ``quantize_`` over every
+    ``nn.Linear``); 8da4w / 8da8w (int8 activations per token at run time) or 8w (weight-only)."""
+    by: dict[str, list[str]] = {}
+    for g in linear:
+        by.setdefault(weights_of(v, g), []).append(g)
+    if len(by) > 1:
+        listing = "; ".join(f"{w}: {', '.join(gs[:4])}{' …' if len(gs) > 4 else ''}" for w, gs in by.items())
+        odd = sorted(by.items(), key=lambda kv: len(kv[1]))[0][1][0]
+        raise ExportError(f"choices.{odd}.weights", f"Optimum ExecuTorch's --qlinear applies one config to every Linear "
+                          f"layer; the plan mixes {len(by)} weight formats ({listing}). Re-plan for executorch with one "
+                          f"format: {one_format_replan(v, 'executorch', max(by.items(), key=lambda kv: len(kv[1]))[0])}")
+    w = next(iter(by)) if by else "fp32"
+    if w in FLOAT16:
+        return []
+    f = format_of(w)
+    int8_acts = all(acts_of(v, g) == "int8" for g in linear)
+    if f.kind == "int" and f.element_bits == 4 and f.group_size:
+        if not int8_acts:
+            notes.append(f"{w} weights: 8da4w quantizes activations to int8 per token at run time (the plan's 16-bit "
+                         "activations become dynamic int8)")
+        return ["--qlinear", "8da4w", "--qlinear_group_size", str(f.group_size)]
+    if w == "int8":
+        return ["--qlinear", "8da8w"] if int8_acts else ["--qlinear", "8w", "--qlinear_group_size", "0"]
+    raise ExportError(f"choices.{linear[0]}.weights", f"Optimum ExecuTorch's --qlinear has no config for {w!r}; it "
+                      "writes 8da4w (int4 in groups), 8da8w and 8w (int8 per channel), beside float32/16 and bfloat16")
+
+
+def _optimum_embedding(v: PlanView, emb: list[str]) -> list[str]:
+    ws = {weights_of(v, g) for g in emb}
+    if len(ws) > 1:
+        raise ExportError(f"choices.{emb[0]}.weights", f"one --qembedding covers every embedding table; the plan gives "
+                          f"them {', '.join(sorted(ws))}")
+    w = next(iter(ws)) if ws else "bf16"
+    if w in FLOAT16 or w == "fp32":
+        return []
+    f = format_of(w)
+    if w == "int8":
+        return ["--qembedding", "8w"]
+    if f.kind == "int" and f.element_bits == 4 and f.group_size:
+        return ["--qembedding", "4w", "--qembedding_group_size", str(f.group_size)]
+    raise ExportError(f"choices.{emb[0]}.weights", f"--qembedding has no setting for {w!r}; it takes 8w (per row) "
+                      "and 4w (in groups)")
+
+
+def _export_optimum(v: PlanView, ctx: ExportContext) -> Export:
+    """``optimum-cli export executorch`` (optimum/commands/export/executorch.py) for a decoder outside
+    export_llama's recipe: task text-generation, the XNNPACK recipe, the custom SDPA and KV-cache ops
+    (a static cache of ``--max_seq_len`` positions in the ``--dtype`` float type; no quantized-cache
+    flag, so an int8 KV cache is refused naming ``kv``)."""
+    notes: list[str] = []
+    emb = [g for g in v.choices if role_of(g) == "embedding"]
+    linear = [g for g in v.choices if g not in emb and not float_router(v, g)]
+    qlinear = _optimum_linear(v, linear, notes)
+    floats = {acts_of(v, g) for g in linear} | {weights_of(v, g) for g in linear}
+    floats &= set(_OPTIMUM_DTYPE)
+    dtype = "fp32" if qlinear or len(floats) != 1 else next(iter(floats))
+    if v.kv in FLOAT16 or v.kv == "fp32":
+        if v.kv != dtype:
+            notes.append(f"the KV cache is kept in the model dtype ({dtype}); the plan's {v.kv} cache is not set separately")
+    else:
+        kv = dtype if dtype in ("fp16", "fp32") else "fp32"
+        again = replace(v, kv=kv, raw={**v.raw, "kv": kv})  # the re-plan with the cache the program keeps
+        raise ExportError("kv", f"Optimum ExecuTorch keeps the KV cache in the --dtype float type; it has no flag for a "
+                          f"{v.kv!r} cache; {replan_hint(again, 'executorch', ctx.engine)}")
+    out_dir = f"{v.model}-executorch"
+    args = ["optimum-cli", "export", "executorch", "--model", model_path(v, ctx), "--task", "text-generation",
+            "--recipe", "xnnpack", "--use_custom_sdpa", "--use_custom_kv_cache", *qlinear, *_optimum_embedding(v, emb),
+            "--dtype", _OPTIMUM_DTYPE[dtype], "--max_seq_len", str(max(1, v.prompt + v.gen)), "--output_dir", out_dir]
+    script = (f"#!/usr/bin/env bash\n# ExecuTorch export of {v.model} for {v.hardware} with Optimum ExecuTorch "
+              "(pip install optimum-executorch).\nset -euo pipefail\n" + shell_lines(args) + "\n")
+    return Export(format="executorch", files=(ExportFile(path="export_executorch.sh", content=script,
+                                                         media_type="text/x-shellscript"),),
+                  next_command="pip install optimum-executorch && ./export_executorch.sh",
+                  notes=tuple(dict.fromkeys(notes)))
 
 
 def _linear_mode(v: PlanView, linear: list[str], notes: list[str]) -> tuple[list[str], str | None]:
@@ -152,6 +242,9 @@ def _kv_flags(v: PlanView, ctx: ExportContext, dtype: str, notes: list[str]) -> 
 def _export_executorch(v: PlanView, ctx: ExportContext) -> Export:
     if plan_family(v, ctx) in FAMILIES:
         return export_program(v, ctx)
+    mt = getattr(plan_arch(v, ctx), "model_type", None) or ""
+    if mt not in _MODEL and mt in OPTIMUM_DECODERS and plan_family(v, ctx) == "decoder":
+        return _export_optimum(v, ctx)
     name = _recipe_model(v, ctx)
     notes: list[str] = []
     emb = [g for g in v.choices if role_of(g) == "embedding"]
