@@ -405,3 +405,20 @@ def test_plan_file_next_command_follows_the_engine_asked_for():
     plan = with_engine(make_plan("llama-3.2-1b", "h100-sxm", uniform("bf16", "bf16"), kv="bf16"), "vllm")
     nxt = export_plan(plan, None, engine="llm-foundry").next_command
     assert nxt.startswith("# tierwise writes no ") and "llm-foundry" in nxt and "vllm" not in nxt
+
+
+def test_plans_for_an_optimum_decoder_keep_a_float_cache_and_export():
+    # the matrix found plans with an int8 KV cache (which export_llama writes for Llama) that Optimum cannot write
+    from planner.request.plan import PlanRequest, run_plan
+
+    plan = run_plan(PlanRequest(model="gemma-2-9b", hardware="snapdragon-8-gen-3", engine="executorch",
+                                max_memory_per_device="6.5GB", time_limit_s=60))
+    assert plan.kv in ("fp16", "fp32")
+    args = optimum_args(export_plan(plan, "executorch"))
+    assert flag(args, "--qlinear") == "8da4w"
+    with pytest.raises(Exception) as e:
+        run_plan(PlanRequest(model="gemma-2-9b", hardware="snapdragon-8-gen-3", engine="executorch", kv="int8"))
+    assert e.value.field == "kv" and "writes gemma-2-9b's KV cache in fp16, fp32 only" in str(e.value)
+    llama = run_plan(PlanRequest(model="llama-3.2-1b", hardware="snapdragon-8-gen-3", engine="executorch", kv="int8",
+                                 time_limit_s=60))
+    assert llama.kv == "int8"  # export_llama writes it (--quantize_kv_cache)

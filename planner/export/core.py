@@ -119,19 +119,25 @@ class Exporter:
     name: str
     description: str
     func: Callable[["PlanView", ExportContext], Export]
+    #: The KV-cache formats the exporter can write for a model (its architecture → formats), where
+    #: fewer than its engine runs (Optimum ExecuTorch keeps a float cache); None: every one. A plan
+    #: made for the engine searches only those (planner.request.plan).
+    kv_formats: Callable[[Any], tuple[str, ...] | None] | None = None
 
 
 #: Target name → exporter, in the order targets registered (see ``planner.export``).
 EXPORTERS: dict[str, Exporter] = {}
 
 
-def register(name: str, description: str) -> Callable[[Callable[[PlanView, ExportContext], Export]], Callable]:
-    """Decorator that adds an exporter function to :data:`EXPORTERS` under ``name``."""
+def register(name: str, description: str, *, kv_formats: Callable[[Any], tuple[str, ...] | None] | None = None
+             ) -> Callable[[Callable[[PlanView, ExportContext], Export]], Callable]:
+    """Decorator that adds an exporter function to :data:`EXPORTERS` under ``name`` (``kv_formats``:
+    see :class:`Exporter`)."""
 
     def add(func: Callable[[PlanView, ExportContext], Export]) -> Callable[[PlanView, ExportContext], Export]:
         if name in EXPORTERS:
             raise ValueError(f"export target {name!r} is registered twice")
-        EXPORTERS[name] = Exporter(name=name, description=description, func=func)
+        EXPORTERS[name] = Exporter(name=name, description=description, func=func, kv_formats=kv_formats)
         return func
 
     return add

@@ -34,6 +34,7 @@ on a limited set of highly optimized models (Llama, Qwen, Phi, and SmolLM)").
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from .common import model_path, plan_arch, plan_family, shell_lines
 from .core import (FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, UnsupportedModelError, acts_of,
@@ -238,12 +239,22 @@ def _kv_flags(v: PlanView, ctx: ExportContext, dtype: str, notes: list[str]) -> 
                       f"{v.kv!r}; {replan_hint(v, 'executorch', ctx.engine)}")
 
 
-@register("executorch", "ExecuTorch .pte: export_llama for Llama-family decoders, a torch.export script for encoders, ViTs and CNNs")
+def _optimum_route(arch: Any) -> bool:
+    mt = getattr(arch, "model_type", None) or ""
+    return getattr(arch, "family", None) == "decoder" and mt not in _MODEL and mt in OPTIMUM_DECODERS
+
+
+def _kv_formats(arch: Any) -> tuple[str, ...] | None:
+    """Optimum ExecuTorch keeps the static KV cache in the model's float type (no quantized-cache flag)."""
+    return ("fp32", "fp16", "bf16") if _optimum_route(arch) else None
+
+
+@register("executorch", "ExecuTorch .pte: export_llama for Llama-family decoders, optimum-cli for other tested "
+          "decoders, a torch.export script for encoders, ViTs and CNNs", kv_formats=_kv_formats)
 def _export_executorch(v: PlanView, ctx: ExportContext) -> Export:
     if plan_family(v, ctx) in FAMILIES:
         return export_program(v, ctx)
-    mt = getattr(plan_arch(v, ctx), "model_type", None) or ""
-    if mt not in _MODEL and mt in OPTIMUM_DECODERS and plan_family(v, ctx) == "decoder":
+    if _optimum_route(plan_arch(v, ctx)):
         return _export_optimum(v, ctx)
     name = _recipe_model(v, ctx)
     notes: list[str] = []

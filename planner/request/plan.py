@@ -188,7 +188,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     from planner.solver import BACKENDS
 
     arch, dev = load_specs(req.model, req.hardware)
-    sup = resolve_engine(req.engine, dev, training=False, arch=arch)
+    sup = _exportable_kv(resolve_engine(req.engine, dev, training=False, arch=arch), arch, req.kv)
     v = fill_defaults(req, arch, dev)
     degrees = {n: _degree(v, n) for n in ("tp", "pp", "dp", "ep")}
     if req.devices is None and any(degrees[n] is not None for n in ("tp", "pp", "dp")):
@@ -359,6 +359,33 @@ def _engine_role_pins(sup: Any, arch: Any, pins: dict, act: str) -> dict:
         if g.role in keep and not any(fnmatch.fnmatchcase(g.fqn, p) for p in pins):
             out[g.fqn] = key
     return out
+
+
+def _exportable_kv(sup: Any, arch: Any, kv: Any) -> Any:
+    """The engine's KV formats less those its exporter cannot write for this model (Optimum
+    ExecuTorch's float cache: planner.export.core.Exporter.kv_formats), so the plan exports; a
+    ``kv`` given among those left out is refused saying why."""
+    from dataclasses import replace
+
+    from planner.export import EXPORTERS
+
+    exporter = EXPORTERS.get(getattr(sup, "exporter", "") or "")
+    allowed = exporter.kv_formats(arch) if exporter is not None and exporter.kv_formats is not None else None
+    if allowed is None or not sup.kv:
+        return sup
+    kept = tuple(k for k in sup.kv if k in allowed) or sup.kv[:1]
+    given = None
+    if isinstance(kv, str):
+        try:
+            given = canonical(kv)
+        except Exception:  # noqa: BLE001 - an unknown name: the format check names it
+            given = None
+    if given is not None and given in sup.kv and given not in kept:
+        raise EngineSupportError(f"{{@kv}} {kv}: {sup.engine} runs it on {sup.device}, but its exporter writes "
+                                 f"{arch.id}'s KV cache in {', '.join(kept)} only, so a plan with it could not be "
+                                 f"deployed; give one of those, or leave {{@kv}} out",
+                                 field="kv", details={"engine": sup.engine, "supported": list(kept)})
+    return replace(sup, kv=kept)
 
 
 def _check_exclusive(sup: Any, formats: tuple[str, ...]) -> None:
