@@ -85,7 +85,8 @@ def test_engine_defaults_are_what_an_estimate_without_formats_uses_and_they_run(
     assert implicit.status_code == explicit.status_code, (implicit.text, explicit.text)
     if implicit.status_code == 200:
         for k in ("weights", "activations", "kv"):
-            assert explicit.json()[k] == implicit.json()[k] == d[k]
+            # a CNN's answer has no KV format (null)
+            assert explicit.json()[k] == implicit.json()[k] == (None if k == "kv" and model == "mobilenet-v2" else d[k])
         assert explicit.json()["engine"] == engine
     else:  # too small a device for even this model: the same does-not-fit answer, not a format error
         assert implicit.json()["error"]["code"] == explicit.json()["error"]["code"] == "infeasible"
