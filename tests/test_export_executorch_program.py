@@ -60,8 +60,8 @@ def run_script(folder: Path, *args: str, model: str) -> subprocess.CompletedProc
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model,cls,kind", [("bert-base", "BertForMaskedLM", "tokens"),
-                                            ("all-minilm-l6-v2", "BertModel", "tokens"),
+@pytest.mark.parametrize("model,cls,kind", [("bert-base", "AutoModel", "tokens"),  # the bare encoder the plan prices
+                                            ("all-minilm-l6-v2", "AutoModel", "tokens"),
                                             ("resnet-50", "ResNetForImageClassification", "image"),
                                             ("mobilenet-v2", "MobileNetV2ForImageClassification", "image"),
                                             ("vit-h", "ViTForImageClassification", "image")])
@@ -165,8 +165,9 @@ def test_every_quantized_module_exists_in_the_checkpoint_class(model):
     c = constants(script_of(out))
     cfg = json.loads(model_config_path(model).read_text())
     config = transformers.AutoConfig.for_model(**{k: v for k, v in cfg.items() if k != "architectures"})
+    cls = getattr(transformers, c["MODEL_CLASS"])
     with torch.device("meta"):
-        m = getattr(transformers, c["MODEL_CLASS"])(config)
+        m = cls.from_config(config) if c["MODEL_CLASS"].startswith("Auto") else cls(config)
     names = dict(m.named_modules())
     assert c["QUANT"] and not [n for n in c["QUANT"] if n not in names]
 
@@ -201,8 +202,8 @@ def test_the_script_exports_the_pretrained_minilm(tmp_path, minilm, w, a):
     import transformers
 
     ref = transformers.BertModel.from_pretrained(minilm).eval()(input_ids=ids, attention_mask=mask)[0]
-    got = program.module()(ids, mask)
-    assert got.shape == (2, 16, 384) and torch.allclose(got.float(), ref, atol=1e-4)
+    got, pooled = program.module()(ids, mask)  # the last hidden state and the pooler's output
+    assert got.shape == (2, 16, 384) and pooled.shape == (2, 384) and torch.allclose(got.float(), ref, atol=1e-4)
 
 
 def test_the_script_exports_a_cnn_and_refuses_without_calibration(tmp_path):
@@ -244,3 +245,61 @@ def test_without_executorch_the_script_says_what_to_install(tmp_path, minilm):
     folder = _export_to(tmp_path, plan_for("all-minilm-l6-v2", uniform("fp16", "fp16"), prompt=8))
     r = run_script(folder, model=minilm)
     assert r.returncode == 1 and "pip install executorch" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_script_refuses_a_checkpoint_without_the_planned_head(tmp_path):
+    # vit-h's catalog checkpoint (in21k) is a bare ViTModel: its 1000-class head would be random
+    import transformers
+
+    cfg = json.loads(model_config_path("mobilenet-v2").read_text())
+    config = transformers.AutoConfig.for_model(**{k: v for k, v in cfg.items() if k != "architectures"})
+    transformers.MobileNetV2Model(config).save_pretrained(tmp_path / "bare")
+    folder = _export_to(tmp_path / "out", plan_for("mobilenet-v2", uniform("fp16", "fp16")))
+    r = run_script(folder, "--check", model=str(tmp_path / "bare"))
+    assert r.returncode == 1 and "has no weights for classifier" in r.stderr and "Traceback" not in r.stderr
+    r = run_script(folder, "--check", "--allow-missing", "--output", "sub/dir/m.pte", model=str(tmp_path / "bare"))
+    assert r.returncode == 0, r.stderr
+    assert (folder / "sub" / "dir" / "m.pt2").is_file()
+    r = run_script(folder, "--check", model=str(tmp_path / "nowhere"))
+    assert r.returncode == 1 and "no such folder" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bert_exports_the_bare_encoder_the_plan_prices():
+    # bert-base's checkpoint is a BertForMaskedLM; the plan prices the encoder and its pooler, not the MLM head
+    out = export_plan(plan_for("bert-base", uniform("int8", "fp16")), "executorch")
+    q = constants(script_of(out))["QUANT"]
+    assert "pooler.dense" in q and "encoder.layer.11.output.dense" in q
+    assert not any(n.startswith(("bert.", "cls.")) for n in q)
+
+
+def _script_module(folder: Path, model: str, monkeypatch):
+    import importlib.util
+
+    monkeypatch.setenv("MODEL", model)
+    spec = importlib.util.spec_from_file_location("export_executorch_under_test", folder / "export_executorch.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_calibration_batches_use_the_models_own_image_processor(tmp_path, monkeypatch):
+    # ResNet's processor (ConvNext's) takes shortest_edge and crops: a height/width size made it raise
+    transformers = pytest.importorskip("transformers")
+    Image = pytest.importorskip("PIL.Image")
+    transformers.ConvNextImageProcessor(size={"shortest_edge": 224}, crop_pct=0.875).save_pretrained(tmp_path / "ckpt")
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(5):
+        Image.new("RGB", (320, 240), (40 * i, 100, 50)).save(imgs / f"{i}.png")
+    folder = _export_to(tmp_path / "out", plan_for("resnet-50", uniform("int8", "int8"), batch=2))
+    mod = _script_module(folder, str(tmp_path / "ckpt"), monkeypatch)
+    batches = list(mod.calibration_batches(imgs, 10))
+    assert len(batches) == 2 and all(b[0].shape == (2, 3, 224, 224) for b in batches)
+
+
+def test_calibration_batches_of_text_take_the_programs_shape(tmp_path, monkeypatch, minilm):
+    folder = _export_to(tmp_path / "out", plan_for("all-minilm-l6-v2", uniform("int8", "int8"), batch=2, prompt=16))
+    (tmp_path / "samples.txt").write_text("a short line\n\nanother one, a little longer than the first\nthird\n")
+    mod = _script_module(folder, minilm, monkeypatch)
+    batches = list(mod.calibration_batches(tmp_path / "samples.txt", 100))
+    assert len(batches) == 1 and batches[0][0].shape == (2, 16) and batches[0][1].shape == (2, 16)

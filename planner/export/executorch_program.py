@@ -30,6 +30,7 @@ loaded model before it changes anything, and ``--check`` runs the ``torch.export
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from .common import group_kinds, group_modules, model_path, modules_of, plan_arch
@@ -44,10 +45,24 @@ _TORCH_DTYPE = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def _model_class(arch: Any, family: str) -> str:
+    """The class the script loads: an encoder's bare model (``AutoModel``: BertModel, its pooler
+    included, as the plan prices it, not the masked-LM head of a ``BertForMaskedLM`` checkpoint),
+    else the checkpoint's own class (its config's ``architectures``) or the family's Auto class."""
     from .names import architectures_of
 
+    if family == "encoder":
+        return "AutoModel"
     archs = architectures_of(arch) if arch is not None else ()
     return archs[0] if archs else _AUTO[family]
+
+
+def _modules(arch: Any, family: str, ctx: ExportContext) -> Mapping[str, tuple[str, ...]] | None:
+    """Decision group → module names of the class :func:`_model_class` loads."""
+    if arch is not None and family == "encoder" and getattr(arch, "model_type", "") == "bert":
+        return group_modules(arch, ("BertModel",))  # BertModel's names: no "bert." prefix, its own pooler
+    if ctx.modules is not None:
+        return ctx.modules
+    return group_modules(arch) if arch is not None else None
 
 
 def _scheme(v: PlanView, g: str, kind: str, notes: list[str], ctx: ExportContext) -> str | None:
@@ -111,7 +126,7 @@ def export_program(v: PlanView, ctx: ExportContext) -> Export:
     arch = plan_arch(v, ctx)
     family = getattr(arch, "family", None) or "decoder"
     dense_only(v, "executorch", "ExecuTorch's XNNPACK flow")
-    modules = ctx.modules if ctx.modules is not None else (group_modules(arch) if arch is not None else None)
+    modules = _modules(arch, family, ctx)
     kinds = group_kinds(arch) if arch is not None else {}
     _refuse_4bit_convs(v, kinds, family, ctx)
     notes: list[str] = []
@@ -198,7 +213,7 @@ OUTPUT = {pte}
 
 
 class Exportable(torch.nn.Module):
-    """The model with tensor outputs (logits, or the last hidden state of a bare encoder)."""
+    """The model with tensor outputs: logits, or an encoder's last hidden state (and its pooler's output)."""
 
     def __init__(self, model):
         super().__init__()
@@ -206,7 +221,9 @@ class Exportable(torch.nn.Module):
 
     def forward(self, *inputs):
         if INPUTS["kind"] == "tokens":
-            return self.model(input_ids=inputs[0], attention_mask=inputs[1])[0]
+            out = self.model(input_ids=inputs[0], attention_mask=inputs[1])
+            pooled = getattr(out, "pooler_output", None)
+            return out.last_hidden_state if pooled is None else (out.last_hidden_state, pooled)
         return self.model(pixel_values=inputs[0])[0]
 
 
@@ -231,11 +248,14 @@ def calibration_batches(path, limit):
     from PIL import Image
 
     files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp"))[:limit]
-    proc = transformers.AutoImageProcessor.from_pretrained(MODEL)
-    size = {{"height": INPUTS["height"], "width": INPUTS["width"]}}
+    proc = transformers.AutoImageProcessor.from_pretrained(MODEL)  # the model's own resize, crop and normalisation
     for i in range(0, len(files) - b + 1, b):
         images = [Image.open(f).convert("RGB") for f in files[i:i + b]]
-        yield (proc(images=images, size=size, return_tensors="pt")["pixel_values"],)
+        pixels = proc(images=images, return_tensors="pt")["pixel_values"]
+        if tuple(pixels.shape[-2:]) != (INPUTS["height"], INPUTS["width"]):
+            sys.exit(f"{{MODEL}}'s image processor makes {{tuple(pixels.shape[-2:])}} images; the program takes "
+                     f"{{INPUTS['height']}}x{{INPUTS['width']}}")
+        yield (pixels,)
 
 
 def quantize(model, inputs, args):
@@ -286,13 +306,27 @@ def main():
     ap.add_argument("--samples", type=int, default=256, help="most calibration samples to read (default 256)")
     ap.add_argument("--output", default=OUTPUT, help=f"program file to write (default {{OUTPUT}})")
     ap.add_argument("--check", action="store_true", help="run torch.export only and save the exported program (.pt2)")
+    ap.add_argument("--allow-missing", action="store_true", help="export even if the checkpoint lacks weights of the "
+                    "model (they would be random: a classifier head the checkpoint does not have)")
     args = ap.parse_args()
     if "int8" in QUANT.values() and not args.check and not args.calibration:
         ap.error("--calibration is required: the plan gives some layers static int8 activations, whose ranges "
                  "come from representative inputs")
     if args.calibration and not Path(args.calibration).exists():
         ap.error(f"--calibration {{args.calibration}}: no such file or folder")
-    model = getattr(transformers, MODEL_CLASS).from_pretrained(MODEL, torch_dtype=torch.float32).eval()
+    if (os.path.isabs(MODEL) or MODEL.startswith(".")) and not os.path.isdir(MODEL):
+        sys.exit(f"MODEL={{MODEL}}: no such folder")
+    try:
+        model, info = getattr(transformers, MODEL_CLASS).from_pretrained(MODEL, torch_dtype=torch.float32,
+                                                                         output_loading_info=True)
+    except (OSError, ValueError) as exc:
+        sys.exit(f"MODEL={{MODEL}}: cannot load a {{MODEL_CLASS}} checkpoint from it ({{exc}})")
+    missing = list(info.get("missing_keys") or ())
+    if missing and not args.allow_missing:
+        sys.exit(f"{{MODEL}} has no weights for {{', '.join(missing[:4])}}{{' …' if len(missing) > 4 else ''}} "
+                 f"({{len(missing)}} in all): the program would compute with random ones. Pass MODEL= a checkpoint "
+                 "that has them (e.g. one fine-tuned with the plan's classifier head), or --allow-missing")
+    model = model.eval()
     present = dict(model.named_modules())
     missing = [n for n in QUANT if n not in present]
     if missing:
@@ -302,6 +336,7 @@ def main():
         model = model.to(DTYPE)
     wrapped = Exportable(model).eval()
     inputs = example_inputs()
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         if args.check:
             program = torch.export.export(wrapped, inputs)
