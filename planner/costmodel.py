@@ -699,6 +699,10 @@ def _switch_in_s(device: DeviceSpec, layout: Layout, mem: MemoryReport) -> float
     return max(resident, 0.0) / link_bw + src.latency_s
 
 
+def _gb_or_mb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e7 else f"{n / 1e6:.2f} MB"
+
+
 @dataclass(frozen=True, slots=True)
 class BatchLimit:
     """The largest batch per replica and what stops the next one (:func:`batch_limit`).
@@ -716,13 +720,15 @@ class BatchLimit:
     #: the tiers batch + 1 would move weights or KV cache to (``resident_weights``)
     tiers: tuple[str, ...] = ()
 
-    def text(self, engine: str | None = None, setting: str | None = None) -> str:
+    def text(self, engine: str | None = None, setting: str | None = None, *, kv: bool = True) -> str:
         """The sentence; ``setting``: the engine's name for its memory fraction
-        (``memory_fraction_setting``), named for a ``kv_fraction`` bound."""
+        (``memory_fraction_setting``), named for a ``kv_fraction`` bound; ``kv``: whether the model
+        keeps a KV cache (an encoder's or CNN's batch grows its activations only)."""
         nxt = self.batch + 1
+        grows = "KV cache" if kv else "activations"
         if self.bound == "resident_weights":
-            return (f"batch {self.batch} is the largest whose KV cache fits beside the weights batch 1 keeps in device "
-                    f"memory; batch {nxt} would move {self.over_bytes / 1e9:.2f} GB more of them to "
+            return (f"batch {self.batch} is the largest whose {grows} fit{'s' if kv else ''} beside the weights batch 1 keeps in device "
+                    f"memory; batch {nxt} would move {_gb_or_mb(self.over_bytes)} more of them to "
                     f"{', '.join(self.tiers)}, streamed every step (ask for a larger batch explicitly to price it)")
         if self.bound == "kv_fraction":
             who = f"{engine}'s" if engine else "the engine's"

@@ -411,6 +411,13 @@ def uncertainty_for(values: Mapping[str, float | None], quantities: Mapping[str,
         # nothing generated after the first token (an encoder, a CNN, gen 0): the latency is the TTFT,
         # and so is its band
         out["latency_s"] = dataclasses.replace(out["ttft_s"], quantity="latency_s")
+        # and its tokens (patches, images) per second are its samples per second times a constant:
+        # one throughput, one band (that of the throughput rows)
+        t, n = out.get("samples_per_s"), values.get("prefill_tokens_per_s")
+        if t is not None and n and "prefill_tokens_per_s" in out:
+            r = n / t.value
+            out["prefill_tokens_per_s"] = dataclasses.replace(t, quantity="prefill_tokens_per_s", value=n,
+                                                              p10=t.p10 * r, p90=t.p90 * r)
     if clipped:
         notes.append("the faster end of " + ", ".join(clipped) + " is clipped at the physical floor "
                      "(bytes moved / rated bandwidth of each memory tier)")

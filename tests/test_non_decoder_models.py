@@ -183,3 +183,25 @@ def test_a_training_step_counts_what_the_model_reads(cli, model, unit, basis):
     assert json.loads(r.out)["per_token_basis"] == basis
     text = cli("estimate", "--model", model, "--hardware", "a100-80gb-sxm", "--mode", "training").out
     assert f"{unit}/s per device" in text and (unit == "tokens" or "tokens/s" not in text)
+
+
+def test_batch_max_and_engine_notes_of_an_encoder_speak_of_activations(cli):
+    # Was: "the largest whose KV cache fits … would move 0.00 GB", and "static memory plan: KV cache and
+    # activations held for … (prompt + gen, the export's --max_seq_length)" for BERT on a phone
+    r = cli("estimate", "--model", "bert-base", "--hardware", "snapdragon-8-gen-3", "--batch", "max", "--json")
+    assert r.code == 0, r.err
+    notes = " ".join(json.loads(r.out)["notes"])
+    assert "KV cache" not in notes and "prompt + gen" not in notes and "0.00 GB" not in notes, notes
+    assert "largest whose activations fit" in notes and "activations held for the program's input shape" in notes
+
+
+def test_one_throughput_has_one_band():
+    # patches/s (or prompt tokens/s) of a model that generates nothing is its samples/s times a constant
+    from planner.request import build_estimate_request, estimate_result_dict, run_estimate
+
+    for model in ("vit-h", "bert-base", "resnet-50"):
+        req = build_estimate_request({"model": model, "hardware": "h100-sxm", "batch": 4})
+        i = estimate_result_dict(req, run_estimate(req))["uncertainty"]["intervals"]
+        a, b = i["prefill_tokens_per_s"], i["samples_per_s"]
+        assert a["p10"] / a["value"] == pytest.approx(b["p10"] / b["value"]), model
+        assert a["p90"] / a["value"] == pytest.approx(b["p90"] / b["value"]), model

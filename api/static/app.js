@@ -124,6 +124,9 @@
     images: ["image", "images"], image_patches: ["image patch", "image patches"],
   };
   const perUnit = (basis) => PER_TOKEN_UNITS[basis] || ["token", "tokens"];
+  // a plan's prediction for a model that generates nothing: images, or prompt tokens with no KV cache
+  const planGenerates = (pr) => !(pr.per_token_basis === "images" || pr.per_token_basis === "image_patches"
+    || (pr.per_token_basis === "prompt_tokens" && !pr.kv_cache_bytes));
   // a training step's positions: a CNN's images, a ViT's patches, else tokens
   const trainUnit = (d) => ({ images: "images", image_patches: "patches" })[d.per_token_basis] || "tok";
   const perMillion = (x, basis) => (x === null || x === undefined ? "–" : `$${sig(x)} / M ${perUnit(basis)[1]}`);
@@ -1694,9 +1697,12 @@
         el("p", { class: "muted", text: `${p.model} on ${p.devices} × ${p.hardware}${p.engine || req.engine ? ` with ${p.engine || req.engine}` : ""} (tp ${lay.tp} · pp ${lay.pp} · dp ${lay.dp} · ep ${lay.ep}); objective ${p.objective}; KV ${pr.kv_cache_bytes === 0 ? "none" : p.kv}; solver ${s.backend} ${s.status} in ${fmtTime(s.time_s)}${s.gap ? `, gap ${sig(s.gap)}` : ""}; ${Object.keys(p.choices || {}).length} groups` }),
         used.length ? el("p", { class: "note-change", id: "plan-oneshot", text: `Solved with the diagnosis' change (${used.join(", ")}); the form is back to your own values for the next plan.` }) : null,
         el("div", { class: "cards" },
-          card("Time to first token", fmtTime(pr.ttft_s)),
-          card("Time per output token", fmtTime(pr.tpot_s), pr.decode_bound ? `decode is ${pr.decode_bound}-bound` : null),
-          card("Throughput", `${sig(pr.output_tokens_per_s)} tok/s`),
+          // a model that generates nothing (encoder, ViT, CNN): one forward pass, no TPOT or output tokens
+          ...(planGenerates(pr) ? [
+            card("Time to first token", fmtTime(pr.ttft_s)),
+            card("Time per output token", fmtTime(pr.tpot_s), pr.decode_bound ? `decode is ${pr.decode_bound}-bound` : null),
+            card("Throughput", `${sig(pr.output_tokens_per_s)} tok/s`),
+          ] : [card("Latency (one forward pass)", fmtTime(pr.latency_s), `batch of ${p.workload ? p.workload.batch : 1}`)]),
           planMemoryCard(p),
           card("Average weight bits", sig(pr.avg_weight_bits)),
           sensitivityCard(p),

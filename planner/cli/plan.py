@@ -327,23 +327,34 @@ def print_plan(plan, *, per_group: bool = False, title: str | None = None) -> No
     t.add_row("layout", f"tp={lay.tp} pp={lay.pp} dp={lay.dp} ep={lay.ep}")
     if getattr(plan, "engine", None):
         t.add_row("engine", f"{plan.engine} (`tierwise export PLAN` writes its deployment files)")
-    t.add_row("workload", f"batch {plan.workload.batch}, prompt {plan.workload.prompt}, gen {plan.workload.gen}")
+    # A model that generates nothing (an encoder, a ViT, a CNN) keeps no KV cache whatever the plan's kv
+    # field says; its sample is a prompt (encoder) or one image, and it runs one forward pass.
+    images = p.per_token_basis in ("images", "image_patches")
+    generative = not images and not (p.per_token_basis == "prompt_tokens" and not p.kv_cache_bytes)
+    w = plan.workload
+    t.add_row("workload", f"batch {w.batch}, prompt {w.prompt}, gen {w.gen}" if generative else
+              f"batch {w.batch}, one image each" if images else f"batch {w.batch}, {w.prompt} tokens each")
     t.add_row("objective", plan.objective + f" (sensitivity source: {plan.sensitivity_source})")
-    # A model without a KV cache (an encoder, a ViT, a CNN) keeps none whatever the plan's kv field says.
-    t.add_row("KV cache / compute format", f"{plan.kv if p.kv_cache_bytes else 'none'} / {plan.activations}")
-    t.add_row("TTFT", human_time(p.ttft_s))
+    if generative:
+        t.add_row("KV cache / compute format", f"{plan.kv if p.kv_cache_bytes else 'none'} / {plan.activations}")
+        t.add_row("TTFT", human_time(p.ttft_s))
+    else:
+        t.add_row("compute format", plan.activations)
     if p.tpot_s:
         limit = plan.constraints.tpot_slo_s
         t.add_row("TPOT" + (f" (limit {human_time(limit)})" if limit else ""),
                   f"{human_time(p.tpot_s)}  " + escape(f"[{p.decode_bound}-bound]") if p.decode_bound else human_time(p.tpot_s))
         t.add_row("decode tokens/s (system)", f"{p.decode_tokens_per_s:,.3g}")
-    t.add_row("latency per request", human_time(p.latency_s))
+    t.add_row("latency per request" if generative else "latency (one forward pass)", human_time(p.latency_s))
     budget = plan.constraints.max_memory_per_device_bytes
     t.add_row("memory per device", human_bytes(p.per_device_bytes) + (f" (budget {human_bytes(budget)})" if budget else ""))
     for name, tu in p.tiers.items():
         if tu.used_bytes > 0:
             t.add_row(f"  {name} ({tu.role})", f"{human_bytes(tu.used_bytes)} of {human_bytes(tu.capacity_bytes)}")
-    t.add_row("weights / KV cache (total)", f"{human_bytes(p.weights_bytes)} / {human_bytes(p.kv_cache_bytes)}")
+    if generative:
+        t.add_row("weights / KV cache (total)", f"{human_bytes(p.weights_bytes)} / {human_bytes(p.kv_cache_bytes)}")
+    else:
+        t.add_row("weights (total)", human_bytes(p.weights_bytes))
     t.add_row("average weight bits", f"{p.avg_weight_bits:.3f}")
     factored = [c.low_rank for c in plan.choices.values() if c.low_rank is not None]
     if factored:

@@ -451,11 +451,12 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
         serving = replace(serving, batch=max(bound.batch, 1))
     est = estimate_inference(r.arch, r.device, r.layout, serving, r.choice, options=r.options)
     setting = getattr(r.engine.runtime, "memory_fraction_setting", None)
-    limit_notes = () if bound is None or bound.batch < 1 else (f"batch max: {bound.text(r.engine.engine, setting)}",)
+    kv = r.arch.generative
+    limit_notes = () if bound is None or bound.batch < 1 else (f"batch max: {bound.text(r.engine.engine, setting, kv=kv)}",)
     est = replace(est, engine=r.engine.engine, engine_assumptions=engine_assumptions(r.engine, r.device, r.arch, r.options.runtime),
                   notes=(*limit_notes, *est.notes, *shape_notes(r.arch, serving), _engine_note(r.engine, r.device, r.arch),
                          *_storage_notes(r.engine, r.choice, r.arch), *_kv_policy_notes(r.engine.engine, r.options)),
-                  batch_limit=None if bound is None else {**bound.to_dict(), "text": bound.text(r.engine.engine, setting)},
+                  batch_limit=None if bound is None else {**bound.to_dict(), "text": bound.text(r.engine.engine, setting, kv=kv)},
                   per_op=r.per_op)
     est = replace(est, uncertainty=_uncertainty(est, r.device, r.engine.engine, r.options.runtime, training=False))
     if require_fit and not est.memory.fits:
@@ -613,9 +614,12 @@ def _engine_note(sup: Any, device: Any, arch: Any = None) -> str:
     if a["cpu_int8_gemm_share"] is not None:
         parts.append(f"int8 matmuls on the CPU cores at {a['cpu_int8_gemm_share']:.0%} of the int8 peak (the engine's "
                      "block-quantized kernel, planner.kernels.cpu_int8_gemm_fraction)")
-    if a["static_memory_plan"]:
+    if a["static_memory_plan"] and (arch is None or arch.generative):
         parts.append("static memory plan: KV cache and activations held for the program's whole sequence length "
                      "(prompt + gen, the export's --max_seq_length)")
+    elif a["static_memory_plan"]:  # an encoder's, ViT's or CNN's program is exported at its input's shape
+        parts.append("static memory plan: activations held for the program's input shape (the batch at the export's "
+                     "sequence length or image size)")
     return "; ".join(parts)
 
 

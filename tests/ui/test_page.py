@@ -326,6 +326,15 @@ def test_a_model_without_kv_cache_leaves_the_kv_format_out(page, server):
     expect(cards.filter(has_text="samples/s")).to_have_count(1)
     for gone in ("Time per output token", "Decode tokens/s", "KV cache per device", "Time to first token"):
         expect(cards.filter(has_text=gone)).to_have_count(0)
+    # and its plan
+    page.click("#tab-plan")
+    page.click("#plan-run")
+    expect(page.locator("#plan-summary")).to_be_visible(timeout=SOLVE_TIMEOUT_MS)
+    plan_cards = page.locator("#plan-summary .card")
+    expect(plan_cards.filter(has_text="Latency (one forward pass)")).to_have_count(1)
+    for gone in ("Time per output token", "Time to first token"):
+        expect(plan_cards.filter(has_text=gone)).to_have_count(0)
+    page.click("#tab-estimate")
     pick(page, "llama-3.2-1b", "l4")
     expect(page.locator("#est-kv")).to_be_enabled()
     expect(page.locator("#plan-kv")).to_be_enabled()
