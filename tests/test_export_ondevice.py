@@ -422,3 +422,13 @@ def test_plans_for_an_optimum_decoder_keep_a_float_cache_and_export():
     llama = run_plan(PlanRequest(model="llama-3.2-1b", hardware="snapdragon-8-gen-3", engine="executorch", kv="int8",
                                  time_limit_s=60))
     assert llama.kv == "int8"  # export_llama writes it (--quantize_kv_cache)
+
+
+def test_a_plan_of_a_model_outside_the_catalog_says_so():
+    # was ExecuTorch's Llama-recipe refusal ("its architecture could not be read … not one of them")
+    d = plan_to_dict(et_plan("fp16", "fp16"))
+    d["model"] = "mobilenet-v3"
+    with pytest.raises(ExportError) as e:
+        export_plan(d, "executorch")
+    msg = e.value.render("cli")
+    assert e.value.field == "model" and "not in the catalog" in msg and "--model-path" in msg and "Llama" not in msg

@@ -69,8 +69,12 @@ def _recipe_model(v: PlanView, ctx: ExportContext) -> str:
     mt = getattr(arch, "model_type", None) or ""
     family = getattr(arch, "family", None) or "unknown"
     name = _MODEL.get(mt)
+    if not mt:
+        raise UnsupportedModelError("model", f"the plan's model {v.model} is not in the catalog and its architecture "
+                                    "could not be read (give {@model_path}, a folder with its config.json): ExecuTorch's "
+                                    "exporters choose their recipe by the architecture")
     if name is None or family != "decoder":
-        what = f"model_type {mt!r}, family {family}" if mt else "its architecture could not be read"
+        what = f"model_type {mt!r}, family {family}"
         raise UnsupportedModelError("model", f"ExecuTorch's Llama recipe (examples/models/llama export_llama) exports only "
                           f"{RECIPE_MODELS}, and Optimum ExecuTorch the decoders it has tested (model_type "
                           f"{', '.join(sorted(OPTIMUM_DECODERS))}); the plan's model {v.model} ({what}) is none of "
