@@ -136,7 +136,7 @@ class AssemblyMixin:
 
         notes = (list(est.notes) + list(f.notes) + _storage_notes(req, choices, f.kv, self.arch)
                  + _activation_recipe_notes(req, choices, self._groups(1), self.sensitivity.source)
-                 + shape_notes(self.arch, serving))
+                 + shape_notes(self.arch, serving) + _conv_notes(req, self._groups(1)))
         if est.memory.offloaded_weights_bytes > 0 and est.decode is not None:
             notes.append(f"{est.memory.offloaded_weights_bytes / 1e9:.2f} GB of weights per device live outside "
                          f"{dev_name}; decode runs at {est.decode_tokens_per_s:.3g} tokens/s "
@@ -243,6 +243,18 @@ def _block_notes(req: PlanProblem, choices: Mapping[str, GroupChoice], acts: lis
         return []
     return [f"int8 activations: {req.engine.engine} quantizes them with one scale per block of features, not per "
             f"token ({activation_blocks_text(used, unit='')}), so an outlier channel costs its own block only; {priced}"]
+
+
+def _conv_notes(req: PlanProblem, groups=()) -> list[str]:
+    """Weight formats searched that the engine's exporter cannot write for a convolution (the profile's
+    ``conv`` list): those groups were offered the others only."""
+    conv = req.engine.conv if req.engine is not None else ()
+    n = sum(1 for g in groups if g.role == "conv")
+    dropped = [f for f in (req.formats or ()) if f not in conv]
+    if not conv or not n or not dropped:
+        return []
+    return [f"{req.engine.engine} writes convolutions in {', '.join(conv)} only (profile `conv`): its {n} convolution "
+            f"group{'s' if n > 1 else ''} were not offered {', '.join(dropped)}"]
 
 
 def _storage_notes(req: PlanProblem, choices: Mapping[str, GroupChoice], kv: str, arch=None) -> list[str]:

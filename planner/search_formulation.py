@@ -13,6 +13,7 @@ See :mod:`planner.search` for the rows and objectives.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -357,7 +358,14 @@ class FormulationMixin:
         if conv:  # formats the engine's exporter cannot write for a convolution are not offered for one
             per = [tuple(o for o in opts if o.weights in conv) or (Option(weights=base, activations=base),)
                    if g.role == "conv" else opts for g, opts in zip(groups, per)]
-        return apply_pins(groups, per, req.pins, self.device, base)
+        pinned = apply_pins(groups, per, req.pins, self.device, base)
+        for g, opts in zip(groups, pinned) if conv else ():
+            if g.role == "conv" and len(opts) == 1 and opts[0].weights not in conv:
+                pattern = next((p for p in req.pins if fnmatch.fnmatchcase(g.fqn, p)), g.fqn)
+                raise OptionError(f"{{@pins}} {pattern}={req.pins.get(pattern, opts[0].weights)}: {req.engine.engine} "
+                                  f"writes convolutions ({g.fqn}) in {', '.join(conv)} only; pin one of those",
+                                  field="pins")
+        return pinned
 
     def _type_costs(self, layout: Layout, serving: Serving, option: Option, kv: str,
                     opts: RuntimeSettings) -> dict[tuple[str, str], tuple]:

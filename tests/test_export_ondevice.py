@@ -220,40 +220,51 @@ def flag(args: list[str], name: str) -> str | None:
     return args[args.index(name) + 1] if name in args else None
 
 
-@pytest.mark.parametrize("model,w,a,qlinear,group", [("mistral-7b", "int4-g32", "int8", "8da4w", "32"),
-                                                      ("gemma-2-9b", "int4-g128", "fp16", "8da4w", "128"),
-                                                      ("gpt-j-6b", "int8", "int8", "8da8w", None),
-                                                      ("gpt-neox-20b", "int8", "fp16", "8w", "0"),
-                                                      ("mistral-7b", "fp16", "fp16", None, None)])
-def test_a_decoder_optimum_exports_gets_its_command(model, w, a, qlinear, group):
+@pytest.mark.parametrize("model,w,a,qlinear,custom", [("mistral-7b", "int4-g32", "int8", "8da4w", 2),
+                                                       ("gemma-2-9b", "int4-g32", "fp16", "8da4w", 1),
+                                                       ("gpt-j-6b", "int8", "int8", "8da8w", 0),
+                                                       ("gpt-neox-20b", "int8", "fp16", "8da8w", 2),
+                                                       ("mistral-7b", "fp16", "fp16", None, 2)])
+def test_a_decoder_optimum_exports_gets_its_command(model, w, a, qlinear, custom):
     # the phone target runs int8 / int4 weights with fp16 activations, the laptop target with int8 ones
     plan = et_plan(w, a, kv="fp16", model=model, hw="m2-max" if a != "fp16" or w == "fp16" else "snapdragon-8-gen-3")
     out = export_plan(plan, "executorch", ctx_for(plan))
     args = optimum_args(out)
     assert {x for x in args if x.startswith("-")} <= OPTIMUM_FLAGS
     assert flag(args, "--task") == "text-generation" and flag(args, "--recipe") == "xnnpack"
-    assert "--use_custom_sdpa" in args and "--use_custom_kv_cache" in args
-    assert flag(args, "--qlinear") == qlinear and flag(args, "--qlinear_group_size") == group
+    # the custom ops only where Optimum's tests use them (GPT-J: neither; Gemma 2: SDPA only)
+    assert ["--use_custom_sdpa" in args, "--use_custom_kv_cache" in args].count(True) == custom
+    assert flag(args, "--qlinear") == qlinear and "--qlinear_group_size" not in args
     assert flag(args, "--qlinear") in QLINEAR | {None} and flag(args, "--qembedding") in QEMBEDDING | {None}
-    assert flag(args, "--dtype") == ("float16" if qlinear is None else "float32") and flag(args, "--dtype") in OPT_DTYPES
+    # the float type: the weights' when they are float, else the plan's compute format
+    expected = "fp16" if qlinear is None else plan.activations
+    assert flag(args, "--dtype") == {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}[expected]
+    assert flag(args, "--dtype") in OPT_DTYPES
     assert flag(args, "--max_seq_len") == "512" and flag(args, "--output_dir") == f"{model}-executorch"
     assert out.next_command == "pip install optimum-executorch && ./export_executorch.sh"
-    if w.startswith("int4") and a != "int8":
+    if w != "fp16" and a != "int8":
         assert any("dynamic int8" in n for n in out.notes)
 
 
 def test_optimum_embeddings_and_an_int8_cache():
     def pick(g):
-        return ("int4-g32", "int8", "dense") if "embed" in g else ("int4-g32", "int8", "dense")
+        return ("int8", "int8", "dense") if "embed" in g else ("int4-g32", "int8", "dense")
 
     plan = with_engine(make_plan("mistral-7b", "m2-max", pick, kv="fp16", batch=1, prompt=256, gen=256), "executorch")
     args = optimum_args(export_plan(plan, "executorch", ctx_for(plan)))
-    assert flag(args, "--qembedding") == "4w" and flag(args, "--qembedding_group_size") == "32"
+    assert flag(args, "--qembedding") == "8w" and flag(args, "--qlinear") == "8da4w"
+    # its text-generation task passes no group size (tasks/causal_lm.py): none is written, an int4 table is per row
+    assert "--qlinear_group_size" not in args and "--qembedding_group_size" not in args
+    plan = with_engine(make_plan("mistral-7b", "m2-max", uniform("int4-g32", "int8"), kv="fp16", batch=1), "executorch")
+    out = export_plan(plan, "executorch", ctx_for(plan))
+    assert flag(optimum_args(out), "--qembedding") == "4w" and any("one scale per row" in n for n in out.notes)
     plan = et_plan("int4-g32", "int8", kv="int8", model="mistral-7b", hw="m2-max")
     with pytest.raises(ExportError) as e:
         export_plan(plan, "executorch", ctx_for(plan))
     msg = e.value.render("cli")
-    assert e.value.field == "kv" and "no flag for a 'int8' cache" in msg and "--kv fp32" in msg and "--kv int8" not in msg  # fp32: the quantized program's dtype
+    assert e.value.field == "kv" and "no flag for a 'int8' cache" in msg and "--kv int8" not in msg
+    # the program's dtype (the plan's float type) where the engine has such a KV format, else fp32
+    assert f"--kv {plan.activations if plan.activations in ('fp16', 'fp32') else 'fp32'}" in msg
 
 
 def test_optimum_applies_one_linear_config():
@@ -432,3 +443,17 @@ def test_a_plan_of_a_model_outside_the_catalog_says_so():
         export_plan(d, "executorch")
     msg = e.value.render("cli")
     assert e.value.field == "model" and "not in the catalog" in msg and "--model-path" in msg and "Llama" not in msg
+
+
+def test_optimum_plans_use_int4_in_groups_of_32():
+    # Optimum's text-generation task quantizes int4 in groups of 32 whatever --qlinear_group_size says
+    from planner.request.plan import PlanRequest, run_plan
+
+    with pytest.raises(Exception) as e:
+        run_plan(PlanRequest(model="mistral-7b", hardware="snapdragon-8-gen-3", engine="executorch",
+                             formats=["int4-g128"]))
+    assert e.value.field == "formats" and "int4-g32 only" in str(e.value)
+    plan = et_plan("int4-g128", "int8", kv="fp16", model="mistral-7b", hw="m2-max")
+    with pytest.raises(ExportError) as e:
+        export_plan(plan, "executorch", ctx_for(plan))
+    assert "groups of 32" in str(e.value) and "--formats int4-g32" in e.value.render("cli")

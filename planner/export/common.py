@@ -12,7 +12,7 @@ from typing import Any
 
 from hwmodels.errors import TierwiseError
 
-from .core import ExportContext, PlanView
+from .core import ExportContext, PlanView, weights_of
 
 #: Fraction of device memory kept free above the plan's predicted footprint when
 #: setting vLLM's ``gpu_memory_utilization`` / TensorRT-LLM's KV-cache fraction:
@@ -64,6 +64,11 @@ def group_kinds(arch: Any) -> dict[str, str]:
                 if op.kind in WEIGHTED_KINDS and op.tied_to is None:
                     kinds.setdefault(block.group_fqn(i, op), op.kind)
     return kinds
+
+
+def quantized_convs(v: PlanView, kinds: Mapping[str, str]) -> list[str]:
+    """The plan's convolution groups (``kinds``: :func:`group_kinds`) given weights below 16 bits."""
+    return [g for g in v.choices if kinds.get(g) == "conv" and weights_of(v, g) not in ("bf16", "fp16", "fp32")]
 
 
 def modules_of(group: str, ctx: ExportContext) -> tuple[str, ...]:

@@ -119,25 +119,26 @@ class Exporter:
     name: str
     description: str
     func: Callable[["PlanView", ExportContext], Export]
-    #: The KV-cache formats the exporter can write for a model (its architecture → formats), where
-    #: fewer than its engine runs (Optimum ExecuTorch keeps a float cache); None: every one. A plan
-    #: made for the engine searches only those (planner.request.plan).
-    kv_formats: Callable[[Any], tuple[str, ...] | None] | None = None
+    #: The formats the exporter can write for a model, where fewer than its engine runs: architecture →
+    #: {"kv": KV-cache formats, "weights": weight formats} (Optimum ExecuTorch keeps a float cache and
+    #: groups int4 weights by 32), or None for every one. A plan made for the engine searches only those
+    #: (planner.request.plan).
+    limits: Callable[[Any], Mapping[str, tuple[str, ...]] | None] | None = None
 
 
 #: Target name → exporter, in the order targets registered (see ``planner.export``).
 EXPORTERS: dict[str, Exporter] = {}
 
 
-def register(name: str, description: str, *, kv_formats: Callable[[Any], tuple[str, ...] | None] | None = None
+def register(name: str, description: str, *, limits: Callable[[Any], Mapping[str, tuple[str, ...]] | None] | None = None
              ) -> Callable[[Callable[[PlanView, ExportContext], Export]], Callable]:
-    """Decorator that adds an exporter function to :data:`EXPORTERS` under ``name`` (``kv_formats``:
+    """Decorator that adds an exporter function to :data:`EXPORTERS` under ``name`` (``limits``:
     see :class:`Exporter`)."""
 
     def add(func: Callable[[PlanView, ExportContext], Export]) -> Callable[[PlanView, ExportContext], Export]:
         if name in EXPORTERS:
             raise ValueError(f"export target {name!r} is registered twice")
-        EXPORTERS[name] = Exporter(name=name, description=description, func=func, kv_formats=kv_formats)
+        EXPORTERS[name] = Exporter(name=name, description=description, func=func, limits=limits)
         return func
 
     return add

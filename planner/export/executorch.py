@@ -36,6 +36,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from hwmodels.errors import per_front_end
+
 from .common import model_path, plan_arch, plan_family, shell_lines
 from .core import (FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, UnsupportedModelError, acts_of,
                    format_of, register, weights_of)
@@ -70,9 +72,11 @@ def _recipe_model(v: PlanView, ctx: ExportContext) -> str:
     family = getattr(arch, "family", None) or "unknown"
     name = _MODEL.get(mt)
     if not mt:
+        how = per_front_end("give --model-path, a folder with its config.json",
+                            "export it on the command line with --model-path, a folder with its config.json")
         raise UnsupportedModelError("model", f"the plan's model {v.model} is not in the catalog and its architecture "
-                                    "could not be read (give {@model_path}, a folder with its config.json): ExecuTorch's "
-                                    "exporters choose their recipe by the architecture")
+                                    f"could not be read ({how}): ExecuTorch's exporters choose their recipe by the "
+                                    "architecture")
     if name is None or family != "decoder":
         what = f"model_type {mt!r}, family {family}"
         raise UnsupportedModelError("model", f"ExecuTorch's Llama recipe (examples/models/llama export_llama) exports only "
@@ -88,38 +92,39 @@ def _recipe_model(v: PlanView, ctx: ExportContext) -> str:
 OPTIMUM_DECODERS = frozenset({"codegen", "gemma", "gemma2", "gemma3_text", "glm", "gpt2", "gptj", "gpt_neox",
                               "gpt_neox_japanese", "granite", "mistral", "olmo", "phi", "smollm3", "starcoder2"})
 _OPTIMUM_DTYPE = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+#: Model types whose Optimum tests export without the custom SDPA / KV-cache ops (tests/models/test_modeling_*.py:
+#: GPT-J and CodeGen with neither, Gemma and Gemma 2 with the custom SDPA only): those flags are left out for them.
+_NO_CUSTOM_SDPA = frozenset({"gptj", "codegen"})
+_NO_CUSTOM_KV = frozenset({"gptj", "codegen", "gemma", "gemma2"})
 
 
-def _optimum_linear(v: PlanView, linear: list[str], notes: list[str]) -> list[str]:
+def _optimum_linear(v: PlanView, linear: list[str], notes: list[str], ctx: ExportContext) -> list[str]:
     """``--qlinear`` for the plan's Linear layers: one config for every Linear layer, the LM head
     included (optimum/exporters/executorch/quantization.py quantize_model_: ``quantize_`` over every
-    ``nn.Linear``); 8da4w / 8da8w (int8 activations per token at run time) or 8w (weight-only)."""
-    by: dict[str, list[str]] = {}
-    for g in linear:
-        by.setdefault(weights_of(v, g), []).append(g)
-    if len(by) > 1:
-        listing = "; ".join(f"{w}: {', '.join(gs[:4])}{' …' if len(gs) > 4 else ''}" for w, gs in by.items())
-        odd = sorted(by.items(), key=lambda kv: len(kv[1]))[0][1][0]
-        raise ExportError(f"choices.{odd}.weights", f"Optimum ExecuTorch's --qlinear applies one config to every Linear "
-                          f"layer; the plan mixes {len(by)} weight formats ({listing}). Re-plan for executorch with one "
-                          f"format: {one_format_replan(v, 'executorch', max(by.items(), key=lambda kv: len(kv[1]))[0])}")
-    w = next(iter(by)) if by else "fp32"
-    if w in FLOAT16:
+    ``nn.Linear``). Its text-generation task passes no group size to ``quantize_model_``
+    (tasks/causal_lm.py), so 4-bit weights are in groups of 32 and 8-bit ones ``8da8w`` per channel;
+    ``--qlinear_group_size`` would be read and dropped, and is not written."""
+    w = _one_linear_format(v, linear, "Optimum ExecuTorch's --qlinear")
+    if w in FLOAT16 or w == "fp32":
         return []
     f = format_of(w)
     int8_acts = all(acts_of(v, g) == "int8" for g in linear)
-    if f.kind == "int" and f.element_bits == 4 and f.group_size:
+    if f.kind == "int" and f.element_bits == 4 and f.group_size == 32:
         if not int8_acts:
             notes.append(f"{w} weights: 8da4w quantizes activations to int8 per token at run time (the plan's 16-bit "
                          "activations become dynamic int8)")
-        return ["--qlinear", "8da4w", "--qlinear_group_size", str(f.group_size)]
+        return ["--qlinear", "8da4w"]
     if w == "int8":
-        return ["--qlinear", "8da8w"] if int8_acts else ["--qlinear", "8w", "--qlinear_group_size", "0"]
-    raise ExportError(f"choices.{linear[0]}.weights", f"Optimum ExecuTorch's --qlinear has no config for {w!r}; it "
-                      "writes 8da4w (int4 in groups), 8da8w and 8w (int8 per channel), beside float32/16 and bfloat16")
+        if not int8_acts:
+            notes.append("int8 weights: 8da8w quantizes activations to int8 per token at run time (XNNPACK has no "
+                         "weight-only int8; the plan's 16-bit activations become dynamic int8)")
+        return ["--qlinear", "8da8w"]
+    raise ExportError(f"choices.{linear[0]}.weights", f"Optimum ExecuTorch's text-generation export quantizes Linear "
+                      f"layers to int4 in groups of 32 (8da4w) or int8 per channel (8da8w); the plan gives {w!r}. "
+                      f"Re-plan: {one_format_replan(v, 'executorch', 'int4-g32' if f.element_bits == 4 else 'int8')}")
 
 
-def _optimum_embedding(v: PlanView, emb: list[str]) -> list[str]:
+def _optimum_embedding(v: PlanView, emb: list[str], notes: list[str]) -> list[str]:
     ws = {weights_of(v, g) for g in emb}
     if len(ws) > 1:
         raise ExportError(f"choices.{emb[0]}.weights", f"one --qembedding covers every embedding table; the plan gives "
@@ -130,10 +135,12 @@ def _optimum_embedding(v: PlanView, emb: list[str]) -> list[str]:
     f = format_of(w)
     if w == "int8":
         return ["--qembedding", "8w"]
-    if f.kind == "int" and f.element_bits == 4 and f.group_size:
-        return ["--qembedding", "4w", "--qembedding_group_size", str(f.group_size)]
-    raise ExportError(f"choices.{emb[0]}.weights", f"--qembedding has no setting for {w!r}; it takes 8w (per row) "
-                      "and 4w (in groups)")
+    if f.kind == "int" and f.element_bits == 4:
+        if f.group_size:
+            notes.append(f"{w} embedding: the text-generation task passes no group size, so the table is int4 with "
+                         f"one scale per row, not per {f.group_size} values")
+        return ["--qembedding", "4w"]
+    raise ExportError(f"choices.{emb[0]}.weights", f"--qembedding has no setting for {w!r}; it takes 8w and 4w")
 
 
 def _export_optimum(v: PlanView, ctx: ExportContext) -> Export:
@@ -144,21 +151,31 @@ def _export_optimum(v: PlanView, ctx: ExportContext) -> Export:
     notes: list[str] = []
     emb = [g for g in v.choices if role_of(g) == "embedding"]
     linear = [g for g in v.choices if g not in emb and not float_router(v, g)]
-    qlinear = _optimum_linear(v, linear, notes)
-    floats = {acts_of(v, g) for g in linear} | {weights_of(v, g) for g in linear}
-    floats &= set(_OPTIMUM_DTYPE)
-    dtype = "fp32" if qlinear or len(floats) != 1 else next(iter(floats))
+    qlinear = _optimum_linear(v, linear, notes, ctx)
+    qembedding = _optimum_embedding(v, emb, notes)
+    # --dtype: the plan's float type (its compute format; the float parts of a quantized model and the cache)
+    base = str(v.raw.get("activations") or "")
+    floats = ({acts_of(v, g) for g in linear} | {weights_of(v, g) for g in linear}) & set(_OPTIMUM_DTYPE)
+    if qlinear:
+        dtype = base if base in _OPTIMUM_DTYPE else "fp32"
+    else:
+        dtype = next(iter(floats)) if len(floats) == 1 else "fp32"
     if v.kv in FLOAT16 or v.kv == "fp32":
         if v.kv != dtype:
-            notes.append(f"the KV cache is kept in the model dtype ({dtype}); the plan's {v.kv} cache is not set separately")
+            more = format_of(dtype).element_bits / format_of(v.kv).element_bits
+            notes.append(f"the KV cache is kept in the model dtype ({dtype}), {more:g}× the bytes of the plan's {v.kv} "
+                         "cache: it is not set separately")
     else:
         kv = dtype if dtype in ("fp16", "fp32") else "fp32"
         again = replace(v, kv=kv, raw={**v.raw, "kv": kv})  # the re-plan with the cache the program keeps
         raise ExportError("kv", f"Optimum ExecuTorch keeps the KV cache in the --dtype float type; it has no flag for a "
                           f"{v.kv!r} cache; {replan_hint(again, 'executorch', ctx.engine)}")
     out_dir = f"{v.model}-executorch"
+    mt = getattr(plan_arch(v, ctx), "model_type", "") or ""
+    custom = [f for f, untested in (("--use_custom_sdpa", _NO_CUSTOM_SDPA), ("--use_custom_kv_cache", _NO_CUSTOM_KV))
+              if mt not in untested]
     args = ["optimum-cli", "export", "executorch", "--model", model_path(v, ctx), "--task", "text-generation",
-            "--recipe", "xnnpack", "--use_custom_sdpa", "--use_custom_kv_cache", *qlinear, *_optimum_embedding(v, emb),
+            "--recipe", "xnnpack", *custom, *qlinear, *qembedding,
             "--dtype", _OPTIMUM_DTYPE[dtype], "--max_seq_len", str(max(1, v.prompt + v.gen)), "--output_dir", out_dir]
     script = (f"#!/usr/bin/env bash\n# ExecuTorch export of {v.model} for {v.hardware} with Optimum ExecuTorch "
               "(pip install optimum-executorch).\nset -euo pipefail\n" + shell_lines(args) + "\n")
@@ -168,19 +185,26 @@ def _export_optimum(v: PlanView, ctx: ExportContext) -> Export:
                   notes=tuple(dict.fromkeys(notes)))
 
 
-def _linear_mode(v: PlanView, linear: list[str], notes: list[str]) -> tuple[list[str], str | None]:
-    """(quantization flags, the float dtype the weights are written in when none)."""
+def _one_linear_format(v: PlanView, linear: list[str], what: str) -> str:
+    """The one weight format of the plan's Linear layers (``what`` applies one to all of them, the LM head
+    included); a plan that mixes them is refused with the re-plan in its most used quantized format."""
     by: dict[str, list[str]] = {}
     for g in linear:
         by.setdefault(weights_of(v, g), []).append(g)
     if len(by) > 1:
         listing = "; ".join(f"{w}: {', '.join(gs[:4])}{' …' if len(gs) > 4 else ''}" for w, gs in by.items())
         odd = sorted(by.items(), key=lambda kv: len(kv[1]))[0][1][0]
-        raise ExportError(f"choices.{odd}.weights", f"ExecuTorch's export_llama applies one quantization mode to every "
-                          f"Linear layer; the plan mixes {len(by)} weight formats ({listing}). Re-plan for executorch with "
-                          f"one format, e.g. the plan's most used one: "
-                          f"{one_format_replan(v, 'executorch', max(by.items(), key=lambda kv: len(kv[1]))[0])}")
-    w = next(iter(by)) if by else "fp32"
+        quantized = {w: gs for w, gs in by.items() if w not in (*FLOAT16, "fp32")} or by
+        keep = max(quantized.items(), key=lambda kv: len(kv[1]))[0]
+        raise ExportError(f"choices.{odd}.weights", f"{what} applies one configuration to every Linear layer; the plan "
+                          f"mixes {len(by)} weight formats ({listing}). Re-plan for executorch with one format, e.g. "
+                          f"the plan's most used quantized one: {one_format_replan(v, 'executorch', keep)}")
+    return next(iter(by)) if by else "fp32"
+
+
+def _linear_mode(v: PlanView, linear: list[str], notes: list[str]) -> tuple[list[str], str | None]:
+    """(quantization flags, the float dtype the weights are written in when none)."""
+    w = _one_linear_format(v, linear, "ExecuTorch's export_llama (one --quantization_mode)")
     if w in FLOAT16:
         return [], w
     f = format_of(w)
@@ -248,13 +272,16 @@ def _optimum_route(arch: Any) -> bool:
     return getattr(arch, "family", None) == "decoder" and mt not in _MODEL and mt in OPTIMUM_DECODERS
 
 
-def _kv_formats(arch: Any) -> tuple[str, ...] | None:
-    """Optimum ExecuTorch keeps the static KV cache in the model's float type (no quantized-cache flag)."""
-    return ("fp32", "fp16", "bf16") if _optimum_route(arch) else None
+def _limits(arch: Any) -> dict[str, tuple[str, ...]] | None:
+    """What the Optimum route writes for a decoder: a float KV cache (no quantized-cache flag), and
+    Linear weights in float, int8 or int4 in groups of 32 (its text-generation task passes no group size)."""
+    if not _optimum_route(arch):
+        return None
+    return {"kv": ("fp32", "fp16", "bf16"), "weights": ("fp32", "fp16", "bf16", "int8", "int4-g32")}
 
 
 @register("executorch", "ExecuTorch .pte: export_llama for Llama-family decoders, optimum-cli for other tested "
-          "decoders, a torch.export script for encoders, ViTs and CNNs", kv_formats=_kv_formats)
+          "decoders, a torch.export script for encoders, ViTs and CNNs", limits=_limits)
 def _export_executorch(v: PlanView, ctx: ExportContext) -> Export:
     if plan_family(v, ctx) in FAMILIES:
         return export_program(v, ctx)

@@ -33,7 +33,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .common import group_kinds, group_modules, model_path, modules_of, plan_arch
+from .common import group_kinds, group_modules, model_path, modules_of, plan_arch, quantized_convs
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, format_of, weights_of
 from .rules import dense_only, one_format_replan, replan_hint
 
@@ -84,6 +84,11 @@ def _scheme(v: PlanView, g: str, kind: str, notes: list[str], ctx: ExportContext
     if w == "int8":
         if a == "int8":
             return "int8"
+        if kind == "conv":  # XNNPACK's dynamic quantization skips depthwise convolutions (gemm_configs.py)
+            notes.append(f"int8 convolutions with {a} activations: XNNPACK runs quantized convolutions with static "
+                         "int8 activations (its dynamic quantization does not cover depthwise ones), so they take "
+                         "calibrated int8 inputs")
+            return "int8"
         notes.append(f"int8 weights with {a} activations: XNNPACK has no weight-only int8, so those layers quantize "
                      "their inputs to int8 at run time (dynamic activations)")
         return "int8-dynamic"
@@ -96,12 +101,11 @@ def _scheme(v: PlanView, g: str, kind: str, notes: list[str], ctx: ExportContext
                       f"int4 in groups (8da4w); the plan gives {g} {w!r}; {replan_hint(v, 'executorch', ctx.engine)}")
 
 
-def _refuse_4bit_convs(v: PlanView, kinds: dict[str, str], family: str, ctx: ExportContext) -> None:
+def _refuse_4bit_convs(v: PlanView, kinds: dict[str, str]) -> None:
     """torchao's 4-bit configs convert ``nn.Linear`` only; XNNPACK quantizes convolutions to int8
     (PT2E). A plan with 4-bit convolutions (a CNN's, a ViT's patch projection) is refused with the
     re-plan in int8: the profile lets a plan for this engine use one quantized format (``exclusive``)."""
-    convs = [g for g in v.choices if kinds.get(g) == "conv" and weights_of(v, g) not in (*FLOAT16, "fp32")
-             and format_of(weights_of(v, g)).element_bits == 4]
+    convs = [g for g in quantized_convs(v, kinds) if format_of(weights_of(v, g)).element_bits == 4]
     if not convs:
         return
     fix = one_format_replan(v, "executorch", "int8")
@@ -128,7 +132,7 @@ def export_program(v: PlanView, ctx: ExportContext) -> Export:
     dense_only(v, "executorch", "ExecuTorch's XNNPACK flow")
     modules = _modules(arch, family, ctx)
     kinds = group_kinds(arch) if arch is not None else {}
-    _refuse_4bit_convs(v, kinds, family, ctx)
+    _refuse_4bit_convs(v, kinds)
     notes: list[str] = []
     quant: dict[str, str] = {}
     floats: set[str] = set()
@@ -173,7 +177,8 @@ def export_program(v: PlanView, ctx: ExportContext) -> Export:
                      f"(--calibration SAMPLES: {what}); the script refuses to guess them")
     return Export(format="executorch",
                   files=(ExportFile(path="export_executorch.py", content=script, media_type="text/x-python"),),
-                  next_command=f"pip install executorch transformers && python export_executorch.py{calib}",
+                  next_command=f"pip install executorch transformers{' pillow' if static and family != 'encoder' else ''} "
+                               f"&& python export_executorch.py{calib}",
                   notes=tuple(dict.fromkeys(notes)))
 
 
@@ -262,6 +267,9 @@ def quantize(model, inputs, args):
     """The plan's quantization: torchao quantize_ for 4-bit Linear and embedding weights, then PT2E for int8."""
     import torch.nn as nn
 
+    for m in model.modules():  # padding_idx only masks a gradient; the quantized embedding op takes none
+        if isinstance(m, nn.Embedding):
+            m.padding_idx = None
     ao = {{n: s for n, s in QUANT.items() if s.startswith(("8da4w", "emb-"))}}
     if ao:
         from torchao.quantization.granularity import PerAxis, PerGroup
@@ -277,6 +285,9 @@ def quantize(model, inputs, args):
                 config = IntxWeightOnlyConfig(weight_dtype=bits, granularity=PerAxis(0) if scheme == "emb-int8" else PerGroup(int(scheme.rsplit("g", 1)[1])))
                 kind = nn.Embedding
             quantize_(model, config, filter_fn=lambda m, fqn, names=names, kind=kind: isinstance(m, kind) and fqn in names)
+        from torchao.utils import unwrap_tensor_subclass
+
+        unwrap_tensor_subclass(model)  # plain tensors for torch.export, as Optimum ExecuTorch does
     pt2e = {{n: s for n, s in QUANT.items() if s in ("int8", "int8-dynamic")}}
     if not pt2e:
         return model
@@ -346,7 +357,7 @@ def main():
             return
         try:
             from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-            from executorch.exir import to_edge_transform_and_lower
+            from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
         except ImportError as exc:
             sys.exit(f"ExecuTorch is not installed ({{exc}}): pip install executorch")
         try:  # pre-partition rewrites that expose XNNPACK patterns; releases before it lower without
@@ -356,8 +367,11 @@ def main():
         except ImportError:
             passes = {{}}
         wrapped = quantize(wrapped, inputs, args)
+        # quant fusion turns torchao's dequantize + embedding into ExecuTorch's quantized embedding ops, as
+        # export_llama (extension/llm/export/builder.py) and Optimum ExecuTorch's XNNPACK recipe do
         program = to_edge_transform_and_lower(torch.export.export(wrapped, inputs), partitioner=[XnnpackPartitioner()],
-                                              **passes).to_executorch()
+                                              **passes).to_executorch(
+            config=ExecutorchBackendConfig(extract_delegate_segments=True, do_quant_fusion_and_const_prop=True))
     with open(args.output, "wb") as f:
         program.write_to_file(f)
     print(f"wrote {{args.output}} ({{Path(args.output).stat().st_size / 2**20:.1f}} MiB)")

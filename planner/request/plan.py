@@ -188,7 +188,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     from planner.solver import BACKENDS
 
     arch, dev = load_specs(req.model, req.hardware)
-    sup = _exportable_kv(resolve_engine(req.engine, dev, training=False, arch=arch), arch, req.kv)
+    sup = _exportable(resolve_engine(req.engine, dev, training=False, arch=arch), arch, req.kv, req.formats)
     v = fill_defaults(req, arch, dev)
     degrees = {n: _degree(v, n) for n in ("tp", "pp", "dp", "ep")}
     if req.devices is None and any(degrees[n] is not None for n in ("tp", "pp", "dp")):
@@ -361,31 +361,53 @@ def _engine_role_pins(sup: Any, arch: Any, pins: dict, act: str) -> dict:
     return out
 
 
-def _exportable_kv(sup: Any, arch: Any, kv: Any) -> Any:
-    """The engine's KV formats less those its exporter cannot write for this model (Optimum
-    ExecuTorch's float cache: planner.export.core.Exporter.kv_formats), so the plan exports; a
-    ``kv`` given among those left out is refused saying why."""
+def _exportable(sup: Any, arch: Any, kv: Any, formats: Any) -> Any:
+    """The engine's KV and weight formats less those its exporter cannot write for this model
+    (planner.export.core.Exporter.limits: Optimum ExecuTorch's float cache and int4 groups of 32),
+    so the plan exports; a ``kv`` or ``formats`` given among those left out is refused saying why."""
     from dataclasses import replace
 
+    from planner.engines import Scheme
     from planner.export import EXPORTERS
 
     exporter = EXPORTERS.get(getattr(sup, "exporter", "") or "")
-    allowed = exporter.kv_formats(arch) if exporter is not None and exporter.kv_formats is not None else None
-    if allowed is None or not sup.kv:
+    limits = exporter.limits(arch) if exporter is not None and exporter.limits is not None else None
+    if not limits:
         return sup
-    kept = tuple(k for k in sup.kv if k in allowed) or sup.kv[:1]
-    given = None
-    if isinstance(kv, str):
-        try:
-            given = canonical(kv)
-        except Exception:  # noqa: BLE001 - an unknown name: the format check names it
-            given = None
-    if given is not None and given in sup.kv and given not in kept:
-        raise EngineSupportError(f"{{@kv}} {kv}: {sup.engine} runs it on {sup.device}, but its exporter writes "
-                                 f"{arch.id}'s KV cache in {', '.join(kept)} only, so a plan with it could not be "
-                                 f"deployed; give one of those, or leave {{@kv}} out",
-                                 field="kv", details={"engine": sup.engine, "supported": list(kept)})
-    return replace(sup, kv=kept)
+
+    def names(value: Any) -> list[str]:
+        out = []
+        for x in ([value] if isinstance(value, str) else list(value or ()) if isinstance(value, (list, tuple)) else []):
+            try:
+                out.append(canonical(str(x)))
+            except Exception:  # noqa: BLE001 - an unknown name: the format check names it
+                continue
+        return out
+
+    def refuse(field: str, name: str, kept: tuple[str, ...]) -> None:
+        what = "KV cache" if field == "kv" else "weights"
+        raise EngineSupportError(f"{{@{field}}} {name}: {sup.engine} runs it on {sup.device}, but its exporter writes "
+                                 f"{arch.id}'s {what} in {', '.join(kept)} only, so a plan with it could not be "
+                                 f"deployed; give one of those, or leave {{@{field}}} out",
+                                 field=field, details={"engine": sup.engine, "supported": list(kept)})
+
+    out = sup
+    if "kv" in limits and sup.kv:
+        kept = tuple(k for k in sup.kv if k in limits["kv"]) or sup.kv[:1]
+        for k in names(kv):
+            if k in sup.kv and k not in kept:
+                refuse("kv", k, kept)
+        out = replace(out, kv=kept)
+    if "weights" in limits and sup.schemes:
+        allowed = set(limits["weights"])
+        for w in names(formats):
+            if w in sup.weights and w not in allowed:
+                refuse("formats", w, tuple(x for x in sup.weights if x in allowed))
+        schemes = tuple(Scheme(weights=tuple(w for w in s.weights if w in allowed), activations=s.activations)
+                        for s in sup.schemes)
+        out = replace(out, schemes=tuple(s for s in schemes if s.weights) or sup.schemes,
+                      exclusive=tuple(x for x in sup.exclusive if x in allowed))
+    return out
 
 
 def _check_exclusive(sup: Any, formats: tuple[str, ...]) -> None:
