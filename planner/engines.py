@@ -343,7 +343,10 @@ def _names(reader: _Reader, key: str, allowed: Iterable[str] | None, *, empty_ok
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or (not value and not empty_ok) or not all(isinstance(v, str) and v for v in value):
-        raise reader.error(key, "a list of names" + ("" if empty_ok else " (at least one)"), value)
+        from planner.formats import base60_hint
+
+        hint = next((base60_hint(v) for v in value if base60_hint(v)), "") if isinstance(value, list) else ""
+        raise reader.error(key, "a list of names" + ("" if empty_ok else " (at least one)") + hint, value)
     if allowed is not None:
         allowed = tuple(allowed)
         for v in value:

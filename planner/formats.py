@@ -35,6 +35,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from hwmodels.format_support import FAMILIES
 from hwmodels.errors import TierwiseError, echo_value
@@ -597,12 +598,22 @@ class Sparsity:
         return float(min(cands.values()))
 
 
+def base60_hint(value: Any) -> str:
+    """`` (YAML reads an unquoted 2:4 as the base-60 number 124: quote it, '2:4')`` for an int that an
+    unquoted N:M pattern becomes in YAML 1.1 (PyYAML), else ``""``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 60 and 0 < value // 60 < value % 60:
+        n, m = divmod(value, 60)
+        return f" (YAML reads an unquoted {n}:{m} as the base-60 number {value}: quote it, '{n}:{m}')"
+    return ""
+
+
 def parse_sparsity(text: str | Sparsity) -> Sparsity:
     """``'dense'``, ``'2:4'`` or ``'unstructured:S'`` (S = fraction removed, 0 <= S < 1)."""
     if isinstance(text, Sparsity):
         return text
     if not isinstance(text, str):
-        raise SparsityError(f"sparsity must be a string; got {type(text).__name__} {text!r}; {_SPARSITY_HELP}")
+        raise SparsityError(f"sparsity must be a string; got {type(text).__name__} {text!r}{base60_hint(text)}; "
+                            f"{_SPARSITY_HELP}")
     key = text.strip().lower()
     if key == "dense":
         return Sparsity(name="dense", density=1.0, structured=False)

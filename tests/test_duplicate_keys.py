@@ -142,3 +142,22 @@ def test_two_spellings_of_one_option_in_a_sensitivity_file(cli, tmp_path, body, 
     f.write_text("version: 1\n" + body)
     code, _, err = cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--sensitivity", f)
     assert code == 2 and says in err and "give each option one score" in err, err
+
+
+def test_an_unquoted_n_m_sparsity_in_yaml_says_to_quote_it(tmp_path):
+    # YAML 1.1 (PyYAML) reads an unquoted 2:4 as the base-60 integer 124; the error said "got int 124"
+    from planner.engines import load_engine
+    from planner.errors import TierwiseError
+    from planner.formats import parse_sparsity
+
+    with pytest.raises(TierwiseError) as e:
+        parse_sparsity(yaml.safe_load("s: 2:4")["s"])
+    assert "unquoted 2:4 as the base-60 number 124: quote it, '2:4'" in str(e.value)
+    src = Path(__file__).resolve().parent.parent / "profiles" / "engines" / "hf-transformers.yaml"
+    text = src.read_text().replace("    sparsity: [dense]\n", "    sparsity: [dense, 2:4]\n").replace(
+        "id: hf-transformers", "id: hf-custom")
+    path = tmp_path / "eng.yaml"
+    path.write_text(text)
+    with pytest.raises(TierwiseError) as e:
+        load_engine(str(path))
+    assert "quote it, '2:4'" in str(e.value)
