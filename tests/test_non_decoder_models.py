@@ -205,3 +205,12 @@ def test_one_throughput_has_one_band():
         a, b = i["prefill_tokens_per_s"], i["samples_per_s"]
         assert a["p10"] / a["value"] == pytest.approx(b["p10"] / b["value"]), model
         assert a["p90"] / a["value"] == pytest.approx(b["p90"] / b["value"]), model
+
+
+@pytest.mark.parametrize("args", [("--model", "resnet-50"), ("-m", "bert-base"), ("--model=vit-h",)])
+def test_capacity_serve_refuses_a_model_that_generates_nothing_before_asking_for_slos(cli, args):
+    # Was: "missing --ttft-slo", then "missing --tpot-slo", and only then "resnet-50 (cnn) generates no tokens"
+    r = cli("capacity", "serve", *args, "--hardware", "h100-sxm", "--qps", "1000")
+    assert r.code == 2 and "generates no tokens" in r.err and "missing" not in r.err, r.err
+    r = cli("capacity", "serve", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--qps", "10")
+    assert r.code == 2 and "missing --ttft-slo" in r.err, r.err

@@ -273,6 +273,9 @@ def _usage_error(exc: BaseException, argv: list[str]) -> int:
         if text:
             err_console.print(text, markup=False, highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
+    refused = _capacity_of_a_model_that_generates_nothing(exc, argv)
+    if refused is not None:  # say that before asking for the SLOs such a model has no use for
+        return _user_error(refused, argv)
     message, field, details = _describe_usage_error(exc, argv)
     if _wants_json(argv):
         emit_json({"error": {"code": "usage", "message": message, "field": field, "details": details,
@@ -281,6 +284,32 @@ def _usage_error(exc: BaseException, argv: list[str]) -> int:
     if ctx is not None:
         err_console.print(f"Try '{ctx.command_path} --help' for help.", markup=False, highlight=False)
     return EXIT_BAD_INPUT
+
+
+def _capacity_of_a_model_that_generates_nothing(exc: BaseException, argv: list[str]) -> TierwiseError | None:
+    """``tierwise capacity serve|frontier`` missing a required flag (``--ttft-slo``) for an encoder, ViT
+    or CNN: the request layer's refusal of the model (it generates no tokens), which the missing
+    flag would otherwise hide; None otherwise."""
+    if type(exc).__name__ != "MissingParameter" or argv[:1] != ["capacity"]:
+        return None
+    names: list[str] = []
+    for i, a in enumerate(argv):
+        for flag in ("--model", "-m", "--models"):
+            if a == flag and i + 1 < len(argv):
+                names += argv[i + 1].split(",") if flag == "--models" else [argv[i + 1]]
+            elif a.startswith(flag + "=") and flag.startswith("--"):
+                value = a.split("=", 1)[1]
+                names += value.split(",") if flag == "--models" else [value]
+    try:
+        from planner.arch import load_arch
+        from planner.request.capacity import check_generative
+
+        check_generative([load_arch(n.strip()) for n in names if n.strip()])
+    except TierwiseError as refusal:
+        return refusal if refusal.field in ("model", "models") else None
+    except Exception:  # noqa: BLE001 - an id that does not load: the usage error stands, the request names it later
+        return None
+    return None
 
 
 #: Fields that are positional arguments on the command line, not ``--flags``: a plan file

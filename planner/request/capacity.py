@@ -10,6 +10,7 @@ search serially (the CLI runs the same tasks in a process pool or on Ray).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from planner.request.fields import (
     within_context,
 )
 
-__all__ = ["CAPACITY_CLI_ALIASES", "CapacityFrontierRequest", "CapacityServeRequest", "CapacityTrainRequest",
+__all__ = ["CAPACITY_CLI_ALIASES", "CapacityFrontierRequest", "CapacityServeRequest", "CapacityTrainRequest", "check_generative",
            "check_frontier", "engine_ids", "resolve_capacity_frontier", "resolve_capacity_serve", "resolve_capacity_train",
            "request_deadline", "resolve_training_fleet", "run_capacity_frontier", "run_capacity_serve", "run_capacity_train", "serve_intervals", "serve_pairs",
            "train_intervals"]
@@ -53,6 +54,17 @@ CAPACITY_CLI_ALIASES = {"ttft_slo_s": "--ttft-slo", "tpot_slo_s": "--tpot-slo", 
 SERVING_MODES = ("aggregated", "disaggregated")
 KV_LINKS = ("auto", "intra_node", "scale_out")
 
+
+
+def check_generative(archs: Sequence[Any]) -> None:
+    """Serving capacity and the frontier size models that generate tokens: an encoder's, ViT's or CNN's
+    request is refused naming ``model`` (``models`` for several), before any other field is asked for."""
+    for a in archs:
+        if not a.generative:
+            name = "models" if len(archs) > 1 else "model"
+            raise TierwiseError(f"{{@{name}}} {a.id} ({a.family}) generates no tokens: serving capacity and the "
+                                "frontier size token-generating models (TTFT / TPOT); price it with {!estimate}",
+                                field=name, code="invalid_field")
 
 def _all_hardware(arch: Any, device: Any) -> tuple[str, ...]:
     from hwmodels import list_devices
@@ -264,11 +276,8 @@ def _resolve_fleet(req: Any, v: dict, names: tuple) -> tuple[list, list, int, in
         devices = [d for d in devices if any(_runs_on(e, d) for e in engines)] or devices
     prompt = check_int("prompt", v["prompt"], hi=1 << 26)
     gen = check_int("gen", v["gen"], hi=1 << 26)
+    check_generative(archs)
     for a in archs:
-        if not a.generative:
-            name = "models" if len(archs) > 1 else "model"
-            raise TierwiseError(f"{{@{name}}} {a.id} ({a.family}) generates no tokens: serving capacity and the "
-                                "frontier size token-generating models (TTFT / TPOT); price it with {!estimate}", field=name, code="invalid_field")
         check_context(a, prompt + gen, ("prompt", "gen"))
     formats = tuple(check_format("formats", f, "weight") for f in check_list("formats", v["formats"], max_len=16,
                                                                                    unique=format_key))
