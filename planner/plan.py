@@ -398,6 +398,9 @@ class Predicted(_Record):
     # What energy_j_per_token and usd_per_million_tokens count (planner.results.PER_TOKEN_UNITS:
     # output_tokens, prompt_tokens, images, image_patches); None in plans written before plans said.
     per_token_basis: str | None = None
+    # Whether the model generates tokens and keeps a KV cache (ArchSpec.generative): false for an
+    # encoder, a ViT or a CNN, whose tpot_s and output-token rates are 0; None in older plans.
+    generative: bool | None = None
 
     def __post_init__(self) -> None:
         for name in _PREDICTED_FLOATS:
@@ -407,6 +410,8 @@ class Predicted(_Record):
         for name in _PREDICTED_OPTIONAL:
             object.__setattr__(self, name, _check_float(getattr(self, name), name, optional=True))
         _check_bool(self.fits, "fits")
+        if self.generative is not None:
+            _check_bool(self.generative, "generative")
         if not isinstance(self.tiers, Mapping) or not all(isinstance(t, TierPrediction) for t in self.tiers.values()):
             raise _err("tiers", "a mapping of tier name → TierPrediction", self.tiers)
         object.__setattr__(self, "tiers", MappingProxyType(dict(self.tiers)))
@@ -435,6 +440,8 @@ class Predicted(_Record):
             d["runtime_context_bytes"] = self.runtime_context_bytes
         if self.per_token_basis is not None:
             d["per_token_basis"] = self.per_token_basis
+        if self.generative is not None:
+            d["generative"] = self.generative
         return d
 
 
@@ -826,7 +833,8 @@ def plan_from_dict(d: Mapping[str, Any], *, require_checksum: bool = False) -> P
 
     pr = _mapping(d["predicted"], "predicted")
     _keys(pr, "predicted", _PREDICTED_FLOATS + ("fits", "tiers"),
-          _PREDICTED_OPTIONAL + ("decode_bound", "per_layer", "notes", "runtime_context_bytes", "per_token_basis"))
+          _PREDICTED_OPTIONAL + ("decode_bound", "per_layer", "notes", "runtime_context_bytes", "per_token_basis",
+                                 "generative"))
     tiers = {}
     for name, t in _mapping(pr["tiers"], "predicted.tiers").items():
         path = f"predicted.tiers.{name}"
@@ -846,8 +854,8 @@ def plan_from_dict(d: Mapping[str, Any], *, require_checksum: bool = False) -> P
     if not isinstance(notes, list):
         raise _err("predicted.notes", "a list of strings", notes)
     pkw = {k: pr[k] for k in _PREDICTED_FLOATS + ("fits",)}
-    pkw.update({k: pr[k] for k in _PREDICTED_OPTIONAL + ("decode_bound", "runtime_context_bytes", "per_token_basis")
-                if k in pr})
+    pkw.update({k: pr[k] for k in _PREDICTED_OPTIONAL + ("decode_bound", "runtime_context_bytes", "per_token_basis",
+                                                         "generative") if k in pr})
     predicted = _build(Predicted, "predicted", {**pkw, "tiers": tiers, "per_layer": tuple(per_layer),
                                                 "notes": tuple(notes)})
 

@@ -156,6 +156,7 @@ class AssemblyMixin:
             per_layer=per_layer, notes=tuple(notes),
             runtime_context_bytes=float(opts.reserved_bytes),
             per_token_basis=est.per_token,
+            generative=est.generative,
         )
         primary = objective_value(req.objective, predicted, req, refs)
         stats = SolverStats(backend=sol.backend, status=sol.status, objective=primary, gap=sol.gap,

@@ -214,3 +214,23 @@ def test_capacity_serve_refuses_a_model_that_generates_nothing_before_asking_for
     assert r.code == 2 and "generates no tokens" in r.err and "missing" not in r.err, r.err
     r = cli("capacity", "serve", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--qps", "10")
     assert r.code == 2 and "missing --ttft-slo" in r.err, r.err
+
+
+def test_a_plan_says_whether_its_model_generates(cli, tmp_path):
+    import yaml
+
+    for model, generative in (("resnet-50", False), ("bert-base", False), ("llama-3.2-1b", True)):
+        out = _plan(cli, tmp_path, model, "l4", "--engine", "hf-transformers", name=f"{model}.yaml")
+        d = yaml.safe_load(Path(out).read_text())
+        assert d["predicted"]["generative"] is generative
+        shown = cli("plan", "show", out).out
+        assert ("TTFT" in shown) is generative and ("latency (one forward pass)" in shown) is not generative
+    # a plan written before plans said still loads, and its table infers it from what it counts
+    from planner.plan import load_plan, plan_from_dict, plan_to_dict
+
+    d = plan_to_dict(load_plan(tmp_path / "resnet-50.yaml"))
+    d["predicted"].pop("generative")
+    d.pop("checksum", None)
+    old = plan_from_dict(d)
+    assert old.predicted.generative is None and old.predicted.per_token_basis == "images"
+    assert "generative" not in plan_to_dict(old)["predicted"]

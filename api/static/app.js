@@ -125,8 +125,9 @@
   };
   const perUnit = (basis) => PER_TOKEN_UNITS[basis] || ["token", "tokens"];
   // a plan's prediction for a model that generates nothing: images, or prompt tokens with no KV cache
-  const planGenerates = (pr) => !(pr.per_token_basis === "images" || pr.per_token_basis === "image_patches"
-    || (pr.per_token_basis === "prompt_tokens" && !pr.kv_cache_bytes));
+  const planGenerates = (pr) => (typeof pr.generative === "boolean" ? pr.generative  // older plans: inferred
+    : !(pr.per_token_basis === "images" || pr.per_token_basis === "image_patches"
+      || (pr.per_token_basis === "prompt_tokens" && !pr.kv_cache_bytes)));
   // a training step's positions: a CNN's images, a ViT's patches, else tokens
   const trainUnit = (d) => ({ images: "images", image_patches: "patches" })[d.per_token_basis] || "tok";
   const perMillion = (x, basis) => (x === null || x === undefined ? "–" : `$${sig(x)} / M ${perUnit(basis)[1]}`);

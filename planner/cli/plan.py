@@ -330,7 +330,8 @@ def print_plan(plan, *, per_group: bool = False, title: str | None = None) -> No
     # A model that generates nothing (an encoder, a ViT, a CNN) keeps no KV cache whatever the plan's kv
     # field says; its sample is a prompt (encoder) or one image, and it runs one forward pass.
     images = p.per_token_basis in ("images", "image_patches")
-    generative = not images and not (p.per_token_basis == "prompt_tokens" and not p.kv_cache_bytes)
+    generative = p.generative if p.generative is not None else (  # plans written before they said
+        not images and not (p.per_token_basis == "prompt_tokens" and not p.kv_cache_bytes))
     w = plan.workload
     t.add_row("workload", f"batch {w.batch}, prompt {w.prompt}, gen {w.gen}" if generative else
               f"batch {w.batch}, one image each" if images else f"batch {w.batch}, {w.prompt} tokens each")
