@@ -444,14 +444,19 @@ def max_low_rank(group: GroupInfo) -> int:
     return min((m.in_features * m.out_features - 1) // (m.in_features + m.out_features) for m in group.members)
 
 
-def options_for_group(group: GroupInfo, options: Sequence[Option], *, base_activations: str) -> tuple[Option, ...]:
+def options_for_group(group: GroupInfo, options: Sequence[Option], *, base_activations: str,
+                      conv: Sequence[str] = ()) -> tuple[Option, ...]:
     """The subset of ``options`` that make sense for ``group``: embeddings and routers are
     gathers / tiny GEMMs whose compute precision does not matter, so they take dense
     weight-only options; low-rank options only where the rank compresses every member
-    (:func:`low_rank_fits`)."""
+    (:func:`low_rank_fits`); a convolution only the weight formats in ``conv`` when given (the
+    engine's profile: those its exporter can write for one). Nothing left: the base format."""
+    base = (Option(weights=base_activations, activations=base_activations),)
     if group.role in ("embedding", "router"):
         keep = [o for o in options if o.sparsity == "dense" and o.weight_only and o.low_rank is None]
-        return tuple(keep) if keep else (Option(weights=base_activations, activations=base_activations),)
+        return tuple(keep) if keep else base
+    if group.role == "conv" and conv:
+        return tuple(o for o in options if o.weights in conv) or base
     return tuple(o for o in options if o.low_rank is None or low_rank_fits(group, o.low_rank))
 
 

@@ -26,13 +26,17 @@ PER_TOKEN_UNITS = {
 }
 
 
+#: What one position of a model family is, where it is not a token: a CNN's image, a ViT's patch.
+IMAGE_BASIS = {"cnn": "images", "vit": "image_patches"}
+
+
 def per_token_basis(family: str, gen: int) -> str:
     """What an inference's per-token energy and cost count: the generated tokens when it generates
     any, else what one forward pass reads (a prefill-only or encoder request: its prompt tokens; a
     CNN: one per image; a ViT: its patch positions)."""
     if family in ("decoder", "encoder_decoder") and gen > 0:
         return "output_tokens"
-    return {"cnn": "images", "vit": "image_patches"}.get(family, "prompt_tokens")
+    return IMAGE_BASIS.get(family, "prompt_tokens")
 
 
 # Not frozen (hashable by value all the same): the cost model builds one per operator of every
@@ -239,7 +243,7 @@ class InferenceEstimate:
             **({"batch_limit": dict(self.batch_limit)} if self.batch_limit is not None else {}),
             # null where it does not apply: a fixed-size image has no prompt length, a model that
             # generates nothing has no gen, KV format, TPOT or output tokens
-            "prompt": None if self.per_token in ("images", "image_patches") else self.serving.prompt,
+            "prompt": None if self.per_token in IMAGE_BASIS.values() else self.serving.prompt,
             "gen": self.serving.gen if self.generative else None,
             "weights": self.choice.weights,
             "activations": self.choice.activations,

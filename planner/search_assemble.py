@@ -134,9 +134,10 @@ class AssemblyMixin:
         per_layer = self._per_layer(f, assign, group_sens)
         from planner.request.estimate import shape_notes  # what prompt and gen mean for this model, as estimate says
 
+        groups = self._groups(1)
         notes = (list(est.notes) + list(f.notes) + _storage_notes(req, choices, f.kv, self.arch)
-                 + _activation_recipe_notes(req, choices, self._groups(1), self.sensitivity.source)
-                 + shape_notes(self.arch, serving) + _conv_notes(req, self._groups(1)))
+                 + _activation_recipe_notes(req, choices, groups, self.sensitivity.source)
+                 + shape_notes(self.arch, serving) + _conv_notes(req, groups))
         if est.memory.offloaded_weights_bytes > 0 and est.decode is not None:
             notes.append(f"{est.memory.offloaded_weights_bytes / 1e9:.2f} GB of weights per device live outside "
                          f"{dev_name}; decode runs at {est.decode_tokens_per_s:.3g} tokens/s "

@@ -353,11 +353,8 @@ class FormulationMixin:
                 raise OptionError(f"--low-rank {r} compresses no linear layer of {self.arch.id} (a rank r compresses "
                                   f"a k×n layer when r·(k+n) < k·n; the largest useful rank here is {widest})",
                                   field="low_rank")
-        per = [options_for_group(g, cands, base_activations=base) for g in groups]
-        conv = req.engine.conv if req.engine is not None else ()
-        if conv:  # formats the engine's exporter cannot write for a convolution are not offered for one
-            per = [tuple(o for o in opts if o.weights in conv) or (Option(weights=base, activations=base),)
-                   if g.role == "conv" else opts for g, opts in zip(groups, per)]
+        conv = req.engine.conv if req.engine is not None else ()  # what the exporter writes for a convolution
+        per = [options_for_group(g, cands, base_activations=base, conv=conv) for g in groups]
         pinned = apply_pins(groups, per, req.pins, self.device, base)
         for g, opts in zip(groups, pinned) if conv else ():
             if g.role == "conv" and len(opts) == 1 and opts[0].weights not in conv:

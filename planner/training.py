@@ -67,6 +67,7 @@ from planner.costmodel import RUNTIME_OVERHEAD_S
 from planner.errors import EstimateError, TierwiseError
 from planner.formats import get_format
 from planner.kernels import norm_kernels
+from planner.results import IMAGE_BASIS
 from planner.kernels_train import attention_kernel
 from planner.layout import check_layout_on, collective_s, num_layers, p2p_stage_s, ring_exchange_s, strides
 from planner.training_config import (
@@ -654,7 +655,7 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
         memory=memory,
         usd_per_hour=device.usd_per_hour * cfg.devices if device.usd_per_hour is not None else None,
         notes=_notes(s, memory, framework_s, step),
-        per_token={"cnn": "images", "vit": "image_patches"}.get(arch.family, "tokens"),
+        per_token=IMAGE_BASIS.get(arch.family, "tokens"),
     )
 
 

@@ -164,29 +164,30 @@ def test_the_recipes_models_get_their_model_flag(model, name):
     assert args[args.index("--model") + 1] == name and "--use_kv_cache" in args
 
 
-@pytest.mark.parametrize("model,hw", [("bert-base", "snapdragon-8-gen-3"), ("vit-h", "iphone-15-pro")])
-def test_cli_export_of_an_encoder_or_vit_plan_to_executorch_writes_its_script(model, hw, tmp_path, capsys):
+def _cli_plan_and_export(model: str, hw: str, tmp_path, capsys):
+    """`tierwise plan … --engine executorch --out plan.yaml`, then `tierwise export plan.yaml --format
+    executorch --out deploy`: (export's exit code, its captured output, the deploy folder)."""
     from planner.cli import main
 
     plan_file = tmp_path / "plan.yaml"
     assert main(["plan", "--model", model, "--hardware", hw, "--engine", "executorch", "--out", str(plan_file)]) == 0
     capsys.readouterr()
     out = tmp_path / "deploy"
-    assert main(["export", str(plan_file), "--format", "executorch", "--out", str(out)]) == 0
-    captured = capsys.readouterr()
+    code = main(["export", str(plan_file), "--format", "executorch", "--out", str(out)])
+    return code, capsys.readouterr(), out
+
+
+@pytest.mark.parametrize("model,hw", [("bert-base", "snapdragon-8-gen-3"), ("vit-h", "iphone-15-pro")])
+def test_cli_export_of_an_encoder_or_vit_plan_to_executorch_writes_its_script(model, hw, tmp_path, capsys):
+    code, captured, out = _cli_plan_and_export(model, hw, tmp_path, capsys)
+    assert code == 0
     assert (out / "export_executorch.py").is_file() and "next: pip install executorch transformers" in captured.out
 
 
 @pytest.mark.parametrize("model,hw", [("falcon-7b", "m2-max")])
 def test_cli_export_of_a_non_llama_plan_to_executorch_exits_2_and_writes_nothing(model, hw, tmp_path, capsys):
-    from planner.cli import main
-
-    plan_file = tmp_path / "plan.yaml"
-    assert main(["plan", "--model", model, "--hardware", hw, "--engine", "executorch", "--out", str(plan_file)]) == 0
-    capsys.readouterr()
-    out = tmp_path / "deploy"
-    assert main(["export", str(plan_file), "--format", "executorch", "--out", str(out)]) == 2
-    captured = capsys.readouterr()
+    code, captured, out = _cli_plan_and_export(model, hw, tmp_path, capsys)
+    assert code == 2
     assert "next:" not in captured.out and not (out / "export_executorch.sh").exists()
     assert f"the plan's model {model}" in captured.err and "export_llama" in captured.err
     assert "--format" in captured.err and "{@" not in captured.err

@@ -292,14 +292,10 @@ def _capacity_of_a_model_that_generates_nothing(exc: BaseException, argv: list[s
     flag would otherwise hide; None otherwise."""
     if type(exc).__name__ != "MissingParameter" or argv[:1] != ["capacity"]:
         return None
-    names: list[str] = []
-    for i, a in enumerate(argv):
-        for flag in ("--model", "-m", "--models"):
-            if a == flag and i + 1 < len(argv):
-                names += argv[i + 1].split(",") if flag == "--models" else [argv[i + 1]]
-            elif a.startswith(flag + "=") and flag.startswith("--"):
-                value = a.split("=", 1)[1]
-                names += value.split(",") if flag == "--models" else [value]
+    # the parser's own values: options given on the command line are processed before a missing one
+    params = getattr(getattr(exc, "ctx", None), "params", None) or {}
+    names = [params["model"]] if params.get("model") else []
+    names += str(params.get("models") or "").split(",")
     try:
         from planner.arch import load_arch
         from planner.request.capacity import check_generative

@@ -21,7 +21,7 @@ from planner.cli.common import (
 )
 from planner.errors import TierwiseError
 from planner.request.fields import int_from_text
-from planner.results import PER_TOKEN_UNITS
+from planner.results import IMAGE_BASIS, PER_TOKEN_UNITS
 from planner.request import (
     DoesNotFitError,
     EstimateRequest,
@@ -139,7 +139,7 @@ def _print_inference(est, per_op: bool) -> None:
     t.add_column("metric")
     t.add_column("value", justify="right")
     c = est.choice
-    images = est.per_token in ("images", "image_patches")  # a CNN or ViT: one fixed-size image per sample
+    images = est.per_token in IMAGE_BASIS.values()  # a CNN or ViT: one fixed-size image per sample
     t.add_row("engine", _engine_cell(est.engine, (est.engine_assumptions or {}).get("runtime")))
     kv = f", kv {c.kv}" if est.generative else ""
     t.add_row("formats", f"weights {c.weights}, activations {c.activations}{kv}, {c.sparsity}")

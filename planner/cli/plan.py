@@ -34,7 +34,7 @@ from planner.cli.common import (
 from planner.cli.estimate import cli_errors
 from planner.request.fields import field_info
 from planner.request.plan import CLI_ALIASES, PlanRequest, resolve_plan
-from planner.results import PER_TOKEN_UNITS
+from planner.results import IMAGE_BASIS, PER_TOKEN_UNITS
 
 plan_app = typer.Typer(
     help="Solve a compression + parallelism plan (`tierwise plan --model ... --hardware ...`), or show / diff "
@@ -329,7 +329,7 @@ def print_plan(plan, *, per_group: bool = False, title: str | None = None) -> No
         t.add_row("engine", f"{plan.engine} (`tierwise export PLAN` writes its deployment files)")
     # A model that generates nothing (an encoder, a ViT, a CNN) keeps no KV cache whatever the plan's kv
     # field says; its sample is a prompt (encoder) or one image, and it runs one forward pass.
-    images = p.per_token_basis in ("images", "image_patches")
+    images = p.per_token_basis in IMAGE_BASIS.values()
     generative = p.generative if p.generative is not None else (  # plans written before they said
         not images and not (p.per_token_basis == "prompt_tokens" and not p.kv_cache_bytes))
     w = plan.workload

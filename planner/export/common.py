@@ -118,8 +118,13 @@ def plan_arch(v: PlanView, ctx: ExportContext) -> Any:
         return None
 
 
+def arch_family(arch: Any) -> str:
+    """An architecture's family; "decoder" for one that did not load (plans of unknown models)."""
+    return getattr(arch, "family", None) or "decoder"
+
+
 def plan_family(v: PlanView, ctx: ExportContext) -> str:
-    return getattr(plan_arch(v, ctx), "family", None) or "decoder"
+    return arch_family(plan_arch(v, ctx))
 
 
 def plan_generative(v: PlanView, ctx: ExportContext) -> bool:

@@ -38,7 +38,7 @@ from typing import Any
 
 from hwmodels.errors import per_front_end
 
-from .common import model_path, plan_arch, plan_family, shell_lines
+from .common import model_path, plan_arch, shell_lines
 from .core import (FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, UnsupportedModelError, acts_of,
                    format_of, register, weights_of)
 from .executorch_program import FAMILIES, export_program
@@ -59,15 +59,7 @@ RECIPE_MODELS = "decoder LLMs of the Llama family (Llama 2/3/3.1/3.2, Qwen 2.5/3
 def _recipe_model(v: PlanView, ctx: ExportContext) -> str:
     """export_llama's ``--model`` for the plan's model; ExportError (naming the model) for an
     architecture the Llama recipe does not build."""
-    arch = ctx.arch
-    if arch is None:
-        from planner.arch import load_arch
-        from planner.errors import TierwiseError
-
-        try:
-            arch = load_arch(v.model)
-        except TierwiseError:
-            arch = None
+    arch = plan_arch(v, ctx)
     mt = getattr(arch, "model_type", None) or ""
     family = getattr(arch, "family", None) or "unknown"
     name = _MODEL.get(mt)
@@ -125,12 +117,8 @@ def _optimum_linear(v: PlanView, linear: list[str], notes: list[str], ctx: Expor
 
 
 def _optimum_embedding(v: PlanView, emb: list[str], notes: list[str]) -> list[str]:
-    ws = {weights_of(v, g) for g in emb}
-    if len(ws) > 1:
-        raise ExportError(f"choices.{emb[0]}.weights", f"one --qembedding covers every embedding table; the plan gives "
-                          f"them {', '.join(sorted(ws))}")
-    w = next(iter(ws)) if ws else "bf16"
-    if w in FLOAT16 or w == "fp32":
+    w = _one_embedding_format(v, emb, "--qembedding")
+    if w is None or w == "fp32":
         return []
     f = format_of(w)
     if w == "int8":
@@ -221,13 +209,20 @@ def _linear_mode(v: PlanView, linear: list[str], notes: list[str]) -> tuple[list
                       "it writes fp32/fp16/bf16, int8 (weight-only) and int4 in groups of 32/64/128/256 (8da4w)")
 
 
-def _embedding_flag(v: PlanView, emb: list[str]) -> list[str]:
+def _one_embedding_format(v: PlanView, emb: list[str], flag: str) -> str | None:
+    """The one weight format of the plan's embedding tables (``flag`` covers them all), or None when
+    it is 16-bit; a plan that gives them different formats is refused."""
     ws = {weights_of(v, g) for g in emb}
     if len(ws) > 1:
-        raise ExportError(f"choices.{emb[0]}.weights", f"one --embedding-quantize covers every embedding table; the plan "
-                          f"gives them {', '.join(sorted(ws))}")
+        raise ExportError(f"choices.{emb[0]}.weights", f"one {flag} covers every embedding table; the plan gives "
+                          f"them {', '.join(sorted(ws))}")
     w = next(iter(ws)) if ws else "bf16"
-    if w in FLOAT16:
+    return None if w in FLOAT16 else w
+
+
+def _embedding_flag(v: PlanView, emb: list[str]) -> list[str]:
+    w = _one_embedding_format(v, emb, "--embedding-quantize")
+    if w is None:
         return []
     f = format_of(w)
     if w == "int8":
@@ -283,9 +278,11 @@ def _limits(arch: Any) -> dict[str, tuple[str, ...]] | None:
 @register("executorch", "ExecuTorch .pte: export_llama for Llama-family decoders, optimum-cli for other tested "
           "decoders, a torch.export script for encoders, ViTs and CNNs", limits=_limits)
 def _export_executorch(v: PlanView, ctx: ExportContext) -> Export:
-    if plan_family(v, ctx) in FAMILIES:
+    arch = plan_arch(v, ctx)  # read once: the routes below take it from the context
+    ctx = replace(ctx, arch=arch) if ctx.arch is None and arch is not None else ctx
+    if getattr(arch, "family", None) in FAMILIES:
         return export_program(v, ctx)
-    if _optimum_route(plan_arch(v, ctx)):
+    if _optimum_route(arch):
         return _export_optimum(v, ctx)
     name = _recipe_model(v, ctx)
     notes: list[str] = []

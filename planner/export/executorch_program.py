@@ -33,7 +33,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .common import group_kinds, group_modules, model_path, modules_of, plan_arch, quantized_convs
+from .common import arch_family, group_kinds, group_modules, model_path, modules_of, plan_arch, quantized_convs
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, format_of, weights_of
 from .rules import dense_only, one_format_replan, replan_hint
 
@@ -128,7 +128,7 @@ def _module_of(name: str, kind: str) -> str:
 def export_program(v: PlanView, ctx: ExportContext) -> Export:
     """The export script for an encoder, ViT or CNN plan."""
     arch = plan_arch(v, ctx)
-    family = getattr(arch, "family", None) or "decoder"
+    family = arch_family(arch)
     dense_only(v, "executorch", "ExecuTorch's XNNPACK flow")
     modules = _modules(arch, family, ctx)
     kinds = group_kinds(arch) if arch is not None else {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from .common import group_kinds, model_path, modules_of, plan_arch, plan_family, quantized_convs, to_json
+from .common import arch_family, group_kinds, model_path, modules_of, plan_arch, quantized_convs, to_json
 from .core import FLOAT16, Export, ExportContext, ExportError, ExportFile, PlanView, acts_of, register, weights_of
 from .rules import as_exported, dense_only, replan_hint
 from .schemes import ct_quantization_config
@@ -37,9 +37,9 @@ def _export_hf(v: PlanView, ctx: ExportContext) -> Export:
     skip_plain = [m for g in v.choices if g not in quantized for m in modules_of(g, ctx)]
     kinds = set(quantized.values())
     model = model_path(v, ctx)
-    family = plan_family(v, ctx)
-    auto = AUTO_CLASS.get(family, "AutoModelForCausalLM")
     arch = plan_arch(v, ctx)
+    family = arch_family(arch)
+    auto = AUTO_CLASS.get(family, "AutoModelForCausalLM")
     convs = quantized_convs(v, group_kinds(arch)) if arch is not None and family in ("cnn", "vit") else []
     if convs:  # profiles/engines/hf-transformers.yaml `conv`: the planner offers them 16-bit formats only
         raise ExportError(f"choices.{convs[0]}.weights", "transformers' quantizers (bitsandbytes, fine-grained FP8, "
