@@ -26,6 +26,7 @@ MODELS = [
     (r"llama-3\.1-8b", "llama-3.1-8b"),
     (r"llama-3-8b", "llama-3-8b"),
     (r"llama-3\.2-1b", "llama-3.2-1b"),
+    (r"llama-3\.2-3b", "llama-3.2-3b"),
     (r"^mpt-30b", "mpt-30b"),
     (r"^mpt-7b", "mpt-7b"),
     (r"codellama-34b", "codellama-34b"),

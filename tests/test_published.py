@@ -74,8 +74,10 @@ def in_sample(pub, rows):
 # intra-node all-reduces priced as NCCL's chain (its trees connect nodes only): 10.8 / 31.9 / +1.1.
 # With the 20 W4A4 NVFP4 rows on B200 predicted (nvfp4 an activation format, FP4 peak at its own measured
 # MAMF): 181 rows, 11.1 / 34.1 / +1.6; the B200 rows are -1.5% to +49%, the 405B ones all over-predicted.
+# With the six ExecuTorch rows of Llama 3.2 3B (no model change; they repeat the 1B rows' errors): 187 rows,
+# 11.97 / 34.6 / +1.1 -- the median at the target with no margin left.
 LOSO_LIMITS = {  # category: (median, p90, |signed median|) as fractions
-    "inference": (0.12, 0.35, 0.05),  # the documented targets themselves: 11.1 / 34.1 / +1.6 measured
+    "inference": (0.12, 0.35, 0.05),  # the documented targets themselves: 11.97 / 34.6 / +1.1 measured
     "training": (0.08, 0.17, 0.07),
     "memory": (0.30, 0.41, 0.30),
     "finetune-memory": (0.09, 0.10, 0.09),
