@@ -458,3 +458,21 @@ def test_optimum_plans_use_int4_in_groups_of_32():
     with pytest.raises(ExportError) as e:
         export_plan(plan, "executorch", ctx_for(plan))
     assert "groups of 32" in str(e.value) and "--formats int4-g32" in e.value.render("cli")
+
+
+def test_an_estimate_of_what_the_optimum_route_cannot_write_says_so():
+    # estimates are what-ifs: they price an int8 cache or int4-g128 weights for Mistral under ExecuTorch,
+    # and say that a plan would not choose them nor the export write them; export_llama's Llama writes both
+    from planner.request.estimate import EstimateRequest, run_estimate
+
+    kv = run_estimate(EstimateRequest(model="mistral-7b", hardware="snapdragon-8-gen-3", engine="executorch", kv="int8"))
+    w = run_estimate(EstimateRequest(model="mistral-7b", hardware="snapdragon-8-gen-3", engine="executorch",
+                                     weights="int4-g128"))
+    llama = run_estimate(EstimateRequest(model="llama-3.2-3b", hardware="snapdragon-8-gen-3", engine="executorch",
+                                         kv="int8", weights="int4-g128"))
+    note = [n for n in kv.notes if "exporter writes" in n]
+    assert note == ["what-if: KV cache in int8: executorch runs it, but its exporter writes mistral-7b's KV cache in "
+                    "fp32, fp16, bf16 only, so `tierwise plan` would not choose it and `tierwise export` could not "
+                    "write it"]
+    assert any("weights in int4-g128" in n and "int4-g32" in n for n in w.notes)
+    assert not any("exporter writes" in n for n in llama.notes)

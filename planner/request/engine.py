@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["ENGINE_HELP", "RUNTIMES", "TRAINING_ENGINE_HELP", "canonical", "check_given", "check_runtime",
-           "check_training_kernels", "engine_defaults", "format_key", "resolve_engine"]
+           "check_training_kernels", "engine_defaults", "exporter_limits", "format_key", "resolve_engine"]
 
 #: Launch modes the cost model prices (``--runtime`` / ``runtime``): a captured or compiled program, or
 #: eager PyTorch paying the host's dispatch per kernel.
@@ -100,6 +100,18 @@ def _not_a_serving_engine(spec: Any, device: Any) -> None:
     fits = engines_for(device, training=False)
     raise EngineSupportError(f"{{@engine}}: {spec.name} ({spec.id}) is a training engine, not a serving one; "
                              f"serving engines on {device.id}: {', '.join(fits) or 'none'}", field="engine")
+
+
+def exporter_limits(sup: Any, arch: Any) -> Mapping[str, tuple[str, ...]] | None:
+    """The formats the engine's exporter writes for ``arch``, where it writes fewer than the engine
+    runs (:attr:`planner.export.core.Exporter.limits`: Optimum ExecuTorch's float cache and int4 in
+    groups of 32); ``None`` when it writes whatever the engine runs."""
+    from planner.export import EXPORTERS
+
+    exporter = EXPORTERS.get(getattr(sup, "exporter", "") or "")
+    if exporter is None or exporter.limits is None or arch is None:
+        return None
+    return exporter.limits(arch) or None
 
 
 def canonical(name: str) -> str:

@@ -29,6 +29,7 @@ from planner.request.engine import (
     check_runtime,
     check_training_kernels,
     engine_defaults,
+    exporter_limits,
     resolve_engine,
 )
 from planner.request.fields import (
@@ -455,7 +456,8 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
     limit_notes = () if bound is None or bound.batch < 1 else (f"batch max: {bound.text(r.engine.engine, setting, kv=kv)}",)
     est = replace(est, engine=r.engine.engine, engine_assumptions=engine_assumptions(r.engine, r.device, r.arch, r.options.runtime),
                   notes=(*limit_notes, *est.notes, *shape_notes(r.arch, serving), _engine_note(r.engine, r.device, r.arch),
-                         *_storage_notes(r.engine, r.choice, r.arch), *_kv_policy_notes(r.engine.engine, r.options)),
+                         *_storage_notes(r.engine, r.choice, r.arch), *_kv_policy_notes(r.engine.engine, r.options),
+                         *_export_notes(r.engine, r.choice, r.arch)),
                   batch_limit=None if bound is None else {**bound.to_dict(), "text": bound.text(r.engine.engine, setting, kv=kv)},
                   per_op=r.per_op)
     est = replace(est, uncertainty=_uncertainty(est, r.device, r.engine.engine, r.options.runtime, training=False))
@@ -549,6 +551,23 @@ def _kv_policy_notes(engine: str, options: Any) -> tuple[str, ...]:
         return ()
     return (f"what-if: {engine} keeps every token's K/V in every layer; this prices {' and '.join(asked)}, which "
             "no engine profile in the catalog lists: the figures are what an engine that ran it would reach",)
+
+
+def _export_notes(sup: Any, choice: Any, arch: Any) -> tuple[str, ...]:
+    """A what-if note where the estimate prices a format the engine runs but its exporter cannot
+    write for this model (an int8 KV cache of an Optimum-route decoder under ExecuTorch):
+    ``tierwise plan`` would not choose it and ``tierwise export`` would refuse it."""
+    limits = exporter_limits(sup, arch)
+    if not limits:
+        return ()
+    out = []
+    for field, what, name in (("kv", "KV cache", choice.kv if arch.generative else None),
+                              ("weights", "weights", choice.weights)):
+        if field in limits and name and name not in limits[field]:
+            out.append(f"what-if: {what} in {name}: {sup.engine} runs it, but its exporter writes {arch.id}'s {what} "
+                       f"in {', '.join(limits[field])} only, so `tierwise plan` would not choose it and `tierwise "
+                       "export` could not write it")
+    return tuple(out)
 
 
 def _storage_notes(sup: Any, choice: Any, arch: Any = None) -> tuple[str, ...]:

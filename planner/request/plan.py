@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from hwmodels.errors import TierwiseError, echo_value
 
 from planner.engines import EngineSupportError, check_request, low_rank_refusal
-from planner.request.engine import ENGINE_HELP, canonical, format_key, resolve_engine
+from planner.request.engine import ENGINE_HELP, canonical, exporter_limits, format_key, resolve_engine
 from planner.request.estimate import check_fields_apply, check_sequence, load_specs
 from planner.request.fields import (
     PLAN_CLI_ALIASES,
@@ -368,10 +368,8 @@ def _exportable(sup: Any, arch: Any, kv: Any, formats: Any) -> Any:
     from dataclasses import replace
 
     from planner.engines import Scheme
-    from planner.export import EXPORTERS
 
-    exporter = EXPORTERS.get(getattr(sup, "exporter", "") or "")
-    limits = exporter.limits(arch) if exporter is not None and exporter.limits is not None else None
+    limits = exporter_limits(sup, arch)
     if not limits:
         return sup
 
