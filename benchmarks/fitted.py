@@ -32,6 +32,7 @@ Constants that look tunable but are sourced, and therefore not fitted here:
 from __future__ import annotations
 
 import importlib
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -51,6 +52,10 @@ class Fitted:
     # never on reported rows, instead of within each leave-one-source-out fold: for a constant that
     # only one source's rows inform (one engine's), a fold without that source could not fit it.
     split: bool = False
+    # Values the constant can take (``--set`` refuses others): a fraction lies in (0, 1], a time or a
+    # count is not negative.
+    bounds: tuple[float, float] = (0.0, math.inf)
+    positive: bool = False  # 0 itself refused (a fraction of a bandwidth)
 
     def _holder(self):
         return importlib.import_module(self.module)
@@ -72,8 +77,10 @@ REGISTRY: tuple[Fitted, ...] = (
         module="planner.opcost",
         attr="KV_GATHER_EFFICIENCY",
         grid=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
-        why="fraction of streaming bandwidth reached by paged decode attention; set at the minimum of the "
-        "in-sample median error (an assumption of 40-60%, no microbenchmark cited)",
+        bounds=(0.0, 1.0),
+        positive=True,
+        why="fraction of streaming bandwidth reached by paged decode attention: no microbenchmark cited, so it is "
+        "set at the minimum of the median error over the rows it moves and cross-validated",
     ),
     Fitted(
         name="EAGER_DISPATCH_S",
@@ -141,10 +148,16 @@ def parse_assignment(text: str) -> tuple[Fitted, float]:
     name, sep, value = text.partition("=")
     if not sep or name.strip() not in BY_NAME:
         raise ValueError(f"--set expects NAME=VALUE with NAME one of {', '.join(BY_NAME)}; got {text!r}")
+    f = BY_NAME[name.strip()]
     try:
-        return BY_NAME[name.strip()], float(value)
+        v = float(value)
     except ValueError:
         raise ValueError(f"--set {name}: value must be a number; got {value!r}") from None
+    lo, hi = f.bounds
+    if not (math.isfinite(v) and lo <= v <= hi) or (v == 0 and f.positive):
+        span = f"{'above' if f.positive else 'at least'} {lo:g}" + ("" if math.isinf(hi) else f" and at most {hi:g}")
+        raise ValueError(f"--set {name}: value must be a finite number {span}; got {value!r}")
+    return f, v
 
 
 @contextmanager

@@ -158,9 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.csv.exists():
         print(f"published table not found: {args.csv}", file=sys.stderr)
         return 2
+    other = args.csv.resolve() != DEFAULT_CSV.resolve()
+    if args.write and other:
+        # the shipped table is the repository's rows' own; a table of other rows is printed, not shipped
+        print(f"--write: the shipped table ({U.TABLE_PATH.name}) is built from {DEFAULT_CSV.name} only; "
+              f"leave --csv out, or drop --write to print the table of {args.csv}", file=sys.stderr)
+        return 2
     try:
         table = live_table(args.csv)
-    except ValueError as exc:  # a row the table cannot hold (e.g. an unknown split)
+    except ValueError as exc:  # a row the table cannot hold (e.g. an unknown split, a bad value)
         print(exc, file=sys.stderr)
         return 2
     if args.write:
@@ -169,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         shipped = U.TABLE_PATH.read_text() if U.TABLE_PATH.exists() else ""
         if shipped != dumps(table):
-            print(f"{U.TABLE_PATH} is stale: the cost model or the rows changed; run {U.REGENERATE}", file=sys.stderr)
+            why = (f"it differs from the table of {args.csv}" if other
+                   else f"the cost model or the rows changed; run {U.REGENERATE}")
+            print(f"{U.TABLE_PATH} is stale: {why}", file=sys.stderr)
             return 1
     if args.json:
         print(dumps(table), end="")

@@ -327,15 +327,51 @@ def predict_row(row: dict) -> Result:
     return Result(row["id"], cat, model, hw, row["metric"], row["unit"], measured, pred, reason)
 
 
+#: Columns every row needs: what the translation reads and what the report prints.
+REQUIRED_COLUMNS = ("id", "category", "model", "hardware", "num_devices", "engine", "engine_id", "weight_dtype",
+                    "act_dtype", "kv_dtype", "sparsity", "batch", "prompt_len", "gen_len", "tp", "pp", "dp", "metric",
+                    "value", "unit", "source", "notes", "split")
+
+
 def load_rows(path: Path = DEFAULT_CSV) -> list[dict]:
-    """The table's rows; ValueError naming the row when its ``split`` is neither empty nor ``fit``
-    (a misspelt split would silently report a fit row, or fit on a reported one)."""
+    """The table's rows; ValueError with one line naming the file, and the row or column, when it
+    is not a readable CSV file, lacks a column, repeats an id, holds a value that is not a positive
+    number, or has a ``split`` neither empty nor ``fit`` (a misspelt split would silently report a
+    fit row, or fit on a reported one)."""
+    import math
+
     from published_report import SPLITS, split_of
 
-    rows = list(csv.DictReader(path.open()))
-    for r in rows:
+    if not path.is_file():
+        raise ValueError(f"published table {path}: not a file")
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            columns = reader.fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"published table {path}: cannot be read as CSV ({exc})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(f"{path.name}: missing column(s) {', '.join(missing)}")
+    if not rows:
+        raise ValueError(f"{path.name}: no rows")
+    seen: set[str] = set()
+    for n, r in enumerate(rows, start=2):
+        rid = (r.get("id") or "").strip()
+        if not rid:
+            raise ValueError(f"{path.name} line {n}: empty id")
+        if rid in seen:
+            raise ValueError(f"{path.name} row {rid!r}: the id appears twice")
+        seen.add(rid)
+        try:
+            value = float(r["value"])
+        except (TypeError, ValueError):
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{path.name} row {rid!r}: value must be a positive number; got {r['value']!r}")
         if split_of(r) not in SPLITS:
-            raise ValueError(f"{path.name} row {r.get('id')!r}: split must be empty (reported) or 'fit'; got {r['split']!r}")
+            raise ValueError(f"{path.name} row {rid!r}: split must be empty (reported) or 'fit'; got {r['split']!r}")
     return rows
 
 
@@ -345,7 +381,7 @@ def evaluate(rows: list[dict], cv: bool, fixed: dict[str, float] | None = None) 
     constants declared ``split`` in benchmarks/fitted.py (unless ``fixed`` sets them); their own
     results are returned apart (``fit_split``) and no reported figure includes them."""
     from fitted import settings
-    from published_report import combo_dict, fit_split, is_fit_row, loso, prediction_grid
+    from published_report import combo_dict, fit, fit_split, is_fit_row, loso, prediction_grid
 
     fixed = fixed or {}
     split_values = fit_split(rows, predict_row, fixed=fixed)
@@ -356,10 +392,12 @@ def evaluate(rows: list[dict], cv: bool, fixed: dict[str, float] | None = None) 
         out: dict = {"results": results, "held": None, "chosen": None,
                      "fit_split": {"constants": split_values, "results": fit_results}}
         if cv:
-            grid = prediction_grid(reported, predict_row)
+            grid = prediction_grid(reported, predict_row, fixed=fixed)
             held, chosen = loso(reported, grid)
             out["held"] = held
             out["chosen"] = {src: combo_dict(c) for src, c in chosen.items()}
+            # the shipped values are the fit over every reported row (tests/test_published.py checks it)
+            out["all_rows"] = combo_dict(fit(grid, [r["id"] for r in reported])) if reported else {}
     return out
 
 
@@ -413,6 +451,7 @@ def report_json(rows: list[dict], ev: dict) -> dict:
         out["loso"] = {k: v.to_dict() for k, v in summary(_errors(held)).items()}
         out["loso_by_kind"] = {k: v.to_dict() for k, v in summary((i, kinds[i], e) for i, _, e in _errors(held)).items()}
         out["loso_constants"] = ev["chosen"]
+        out["all_rows_constants"] = ev["all_rows"]
     return out
 
 
@@ -450,9 +489,11 @@ def print_report(rows: list[dict], ev: dict) -> None:
             print(f"  {cat:16} {st.rows:4d} rows  median {100 * st.median_abs:.1f}%  p90 {100 * st.p90_abs:.1f}%"
                   f"  signed {100 * st.signed_median:+.1f}%")
     if ev["chosen"]:
-        print("\nfitted constants chosen without each source (LOSO):")
+        print("\nfitted constants chosen without each source (LOSO; each constant judged by the rows it moves):")
         for src, vals in ev["chosen"].items():
             print(f"  {src[:60]:60} " + " ".join(f"{k}={v:g}" for k, v in vals.items()))
+        print(f"  {'every reported row (the shipped values should be these)':60} "
+              + " ".join(f"{k}={v:g}" for k, v in ev["all_rows"].items()))
     skipped = [r for r in ev["results"].values() if r.predicted is None]
     if skipped:
         print(f"\nnot predicted ({len(skipped)}):")
@@ -498,7 +539,15 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     if args.rows:
-        keep = set(args.rows.split(","))
+        keep = {x.strip() for x in args.rows.split(",") if x.strip()}
+        unknown = sorted(keep - {r["id"] for r in rows})
+        if unknown or not keep:
+            print(f"--rows: no row {', '.join(unknown) or '(none given)'} in {args.csv.name}", file=sys.stderr)
+            return 2
+        if args.write_baseline == DEFAULT_BASELINE:
+            print("--write-baseline with --rows would replace the shipped baseline with those rows only; "
+                  "give another path", file=sys.stderr)
+            return 2
         rows = [r for r in rows if r["id"] in keep]
     with settings(values):
         ev = evaluate(rows, cv=args.cv == "loso" or args.write_baseline is not None, fixed=values)

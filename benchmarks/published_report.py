@@ -20,7 +20,7 @@ import itertools
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from fitted import LOSO_REGISTRY as REGISTRY
 from fitted import SPLIT_REGISTRY, current, settings
@@ -114,30 +114,42 @@ def summary(errors: Iterable[tuple[str, str, float]]) -> dict[str, CategoryStats
     return out
 
 
-def _combos() -> list[Combo]:
-    return list(itertools.product(*(f.grid for f in REGISTRY)))
+def _grids(fixed: Mapping[str, float] | None = None) -> list[tuple[float, ...]]:
+    """The values searched per constant: its grid, or the one value ``fixed`` gives it (``--set``)."""
+    fixed = fixed or {}
+    return [(fixed[f.name],) if f.name in fixed else f.grid for f in REGISTRY]
 
 
-def prediction_grid(rows: list[dict], predict: Callable[[dict], object]) -> dict[str, dict[Combo, object]]:
-    """Row id → {combination of fitted values → prediction result}."""
+def _combos(fixed: Mapping[str, float] | None = None) -> list[Combo]:
+    return list(itertools.product(*_grids(fixed)))
+
+
+def prediction_grid(rows: list[dict], predict: Callable[[dict], object],
+                    fixed: Mapping[str, float] | None = None) -> dict[str, dict[Combo, object]]:
+    """Row id → {combination of fitted values → prediction result}; a constant ``fixed`` names keeps
+    that value in every combination, so the leave-one-source-out folds do not refit it."""
     names = [f.name for f in REGISTRY]
+    grids = _grids(fixed)
     base = {r["id"]: predict(r) for r in rows}
     deps: dict[str, list[int]] = {r["id"]: [] for r in rows}
     for k, f in enumerate(REGISTRY):
-        for value in (f.grid[0], f.grid[-1]):
+        if len(grids[k]) == 1:
+            continue
+        for value in (grids[k][0], grids[k][-1]):
             with settings({f.name: value}):
                 for r in rows:
                     if k not in deps[r["id"]] and _differs(predict(r), base[r["id"]]):
                         deps[r["id"]].append(k)
     defaults = current()
+    combos = _combos(fixed)
     grid: dict[str, dict[Combo, object]] = {}
     for r in rows:
         d = sorted(deps[r["id"]])
         per: dict[tuple, object] = {}
-        for values in itertools.product(*(REGISTRY[k].grid for k in d)):
+        for values in itertools.product(*(grids[k] for k in d)):
             with settings({names[k]: v for k, v in zip(d, values)}):
                 per[values] = predict(r) if d else base[r["id"]]
-        grid[r["id"]] = {c: per[tuple(c[k] for k in d)] for c in _combos()}
+        grid[r["id"]] = {c: per[tuple(c[k] for k in d)] for c in combos}
     assert all(defaults[n] == v for n, v in current().items())
     return grid
 
@@ -159,12 +171,35 @@ def _sensitive(per_row: dict[Combo, object]) -> bool:
     return len({getattr(r, "predicted", None) for r in per_row.values()}) > 1
 
 
-def fit(grid: dict[str, dict[Combo, object]], row_ids: list[str]) -> Combo:
-    """The combination minimising the median |error| over those of ``row_ids`` whose prediction
-    depends on the fitted constants (first one on ties): rows no constant moves would only
-    shift the median's position, not inform the choice."""
-    ids = [i for i in row_ids if _sensitive(grid[i])] or row_ids
-    return min(_combos(), key=lambda c: _median_abs(grid[i][c] for i in ids))
+def moved_by(per_row: dict[Combo, object]) -> frozenset[int]:
+    """Indices (in ``REGISTRY``) of the fitted constants that move a row's prediction: those for
+    which two combinations differing in that constant alone predict differently."""
+    out = set()
+    for k in range(len(REGISTRY)):
+        seen: dict[Combo, object] = {}
+        for combo, result in per_row.items():
+            rest = combo[:k] + combo[k + 1:]
+            p = getattr(result, "predicted", None)
+            if rest in seen and seen[rest] != p:
+                out.add(k)
+                break
+            seen.setdefault(rest, p)
+    return frozenset(out)
+
+
+def fit(grid: dict[str, dict[Combo, object]], row_ids: list[str],
+        moves: dict[str, frozenset[int]] | None = None) -> Combo:
+    """The combination minimising the sum, over the fitted constants, of the median |error| over
+    the rows of ``row_ids`` that constant moves (first one on ties). Each constant is judged by its
+    own rows: pooled, rows that one constant moves would shift the median that decides another
+    (adding a phone row could flip the host time per eager kernel), and rows no constant moves
+    would only shift the median's position. With no row moved by any constant, the median over all."""
+    moves = moves if moves is not None else {i: moved_by(grid[i]) for i in row_ids}
+    per_constant = [[i for i in row_ids if k in moves[i]] for k in range(len(REGISTRY))]
+    combos = list(grid[row_ids[0]]) if row_ids else _combos()
+    if not any(per_constant):
+        return min(combos, key=lambda c: _median_abs(grid[i][c] for i in row_ids))
+    return min(combos, key=lambda c: sum(_median_abs(grid[i][c] for i in ids) for ids in per_constant if ids))
 
 
 def loso(rows: list[dict], grid: dict[str, dict[Combo, object]]) -> tuple[dict[str, object], dict[str, Combo]]:
@@ -174,9 +209,10 @@ def loso(rows: list[dict], grid: dict[str, dict[Combo, object]]) -> tuple[dict[s
         groups.setdefault(source_key(r["source"]), []).append(r["id"])
     held: dict[str, object] = {}
     chosen: dict[str, Combo] = {}
+    moves = {r["id"]: moved_by(grid[r["id"]]) for r in rows}
     for src, ids in groups.items():
         train = [r["id"] for r in rows if source_key(r["source"]) != src]
-        best = fit(grid, train)
+        best = fit(grid, train, moves)
         chosen[src] = best
         for i in ids:
             held[i] = grid[i][best]

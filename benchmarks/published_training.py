@@ -44,7 +44,7 @@ there are no per-row constants:
 
 from __future__ import annotations
 
-import csv
+import statistics
 import dataclasses
 import re
 import sys
@@ -226,9 +226,23 @@ def training_row_prediction(row: dict) -> tuple[float, str] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    path = Path(argv[0]) if argv else DEFAULT_CSV
-    rows = [r for r in csv.DictReader(path.open()) if r["category"] in ("training", "memory")]
-    errs = {}
+    """Training and fine-tuning memory rows alone, in sample (the reported figures, leave one source
+    out, come from ``benchmarks/published.py --cv loso``)."""
+    import argparse
+
+    from published import load_rows
+    from published_report import is_fit_row
+
+    ap = argparse.ArgumentParser(description="Predict the training and fine-tuning memory rows of the "
+                                 "published-measurements table (in sample).")
+    ap.add_argument("--csv", type=Path, default=DEFAULT_CSV)
+    args = ap.parse_args(argv)
+    try:
+        rows = [r for r in load_rows(args.csv) if r["category"] in ("training", "memory")]
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    errs: dict[str, list[float]] = {}
     for r in rows:
         out = training_row_prediction(r)
         measured = float(r["value"])
@@ -238,12 +252,13 @@ def main(argv: list[str] | None = None) -> int:
             continue
         pred, unit = out
         err = (pred - measured) / measured
+        fit = is_fit_row(r)
         cat = "training" if r["category"] == "training" else "finetune-memory"
-        errs.setdefault(cat, []).append(abs(err))
-        print(f"{r['id']:5} {r['model'][:24]:24} measured {measured:10.4g} predicted {pred:10.4g} {100 * err:+6.1f}%  {unit}")
+        errs.setdefault(f"{cat} (fit split)" if fit else cat, []).append(abs(err))
+        print(f"{r['id']:5} {r['model'][:24]:24} measured {measured:10.4g} predicted {pred:10.4g} {100 * err:+6.1f}%  "
+              f"{unit}{'  [fit split]' if fit else ''}")
     for cat, e in errs.items():
-        e.sort()
-        print(f"median |error| {cat}: {100 * e[len(e) // 2] if len(e) % 2 else 50 * (e[len(e) // 2 - 1] + e[len(e) // 2]):.1f}% over {len(e)} rows")
+        print(f"median |error| {cat}: {100 * statistics.median(e):.1f}% over {len(e)} rows")
     return 0
 
 

@@ -56,10 +56,11 @@ GEMM_K_OVERHEAD = 512.0
 # the Q4_0 nibble unpacking) shared by the 2–4 activation columns of a register tile. These block
 # instructions, not the dot product, take most issue slots, so the kernel's share of the int8
 # peak depends on the ISA: see cpu_int8_gemm_fraction. The count is not a measured throughput
-# (pipes differ per instruction): fitted (benchmarks/fitted.py GGML_CPU_BLOCK_OPS, grid 2–8; the
-# all-row fit: 4; 5 before the W4A4 NVFP4 rows on B200 were predicted, 4 before intra-node all-reduces
-# were priced as NCCL's chain), --cv loso refits it without each source.
-CPU_INT8_GEMM_BLOCK_OPS: dict[str, float] = {"ggml": 4.0}
+# (pipes differ per instruction): fitted (benchmarks/fitted.py GGML_CPU_BLOCK_OPS, grid 2–8) on the
+# published rows it moves, llama.cpp's CPU rows: 5 (4 or 5 at earlier revisions, when one median
+# pooled over every row any fitted constant moves decided it, so GPU rows could tip it), --cv loso
+# refits it without each source.
+CPU_INT8_GEMM_BLOCK_OPS: dict[str, float] = {"ggml": 5.0}
 # tinyBLAS_Q0_AVX works on 256-bit vectors: 8 fp32 lanes per instruction.
 CPU_GEMM_VECTOR_LANES = 8
 

@@ -423,8 +423,9 @@ def test_plans_for_an_optimum_decoder_keep_a_float_cache_and_export():
     # the matrix found plans with an int8 KV cache (which export_llama writes for Llama) that Optimum cannot write
     from planner.request.plan import PlanRequest, run_plan
 
+    # on the CPU cores (XNNPACK) a 9B model decodes in about 270 ms a token at best: the default 200 ms is relaxed
     plan = run_plan(PlanRequest(model="gemma-2-9b", hardware="snapdragon-8-gen-3", engine="executorch",
-                                max_memory_per_device="6.5GB", time_limit_s=60))
+                                max_memory_per_device="6.5GB", tpot_slo_s=0.5, time_limit_s=60))
     assert plan.kv in ("fp16", "fp32")
     args = optimum_args(export_plan(plan, "executorch"))
     assert flag(args, "--qlinear") == "8da4w"
