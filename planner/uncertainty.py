@@ -348,12 +348,12 @@ def _region_note(table: Mapping[str, Any], category: str, hw: str, eng: str, reg
     """Why (category, hw, eng, regime) is outside the validated region, or None if inside."""
     buckets, regimes = table["buckets"], table["regimes"]
     if f"{category}/{hw}" not in buckets:
-        return f"no published {category} rows on {hw} hardware"
+        return f"no published {category} rows the cost model predicts on {hw} hardware"
     if f"{category}/{hw}/{eng}" not in buckets:
-        return f"no published {category} rows for {eng} engines on {hw} hardware"
+        return f"no published {category} rows the cost model predicts for {eng} engines on {hw} hardware"
     if regime not in regimes.get(f"{category}/{hw}/{eng}", ()):
         seen = ", ".join(regimes.get(f"{category}/{hw}/{eng}", ())) or "none"
-        return f"no published {category} rows at batch {regime} for {eng} engines on {hw} (rows at batch {seen})"
+        return f"no published {category} rows the cost model predicts at batch {regime} for {eng} engines on {hw} (rows at batch {seen})"
     return None
 
 
@@ -458,10 +458,15 @@ def phase_speedup_cap(phase: Any, bandwidth: Mapping[str, float]) -> float | Non
 def inference_speedup_caps(est: Any, bandwidth: Mapping[str, float]) -> dict[str, float]:
     """category → how much faster than estimated the figure could physically be."""
     caps = {"prefill": phase_speedup_cap(est.prefill, bandwidth), "decode": phase_speedup_cap(est.decode, bandwidth)}
-    known = [c for c in caps.values() if c is not None]
-    # A request's latency is at least the sum of its phases' floors, so no more than the larger
-    # of the two phases' caps faster than estimated.
-    caps["throughput"] = max(known) if len(known) == 2 else None
+    cp, cd = caps["prefill"], caps["decode"]
+    latency = getattr(est, "latency_s", 0.0) or 0.0
+    if cp is not None and cd is not None and latency > 0:
+        # A request's latency is at least the sum of its phases' floors: its prefill time over the
+        # prefill's cap plus its decode time over the decode's (the larger cap alone let the band of a
+        # decode-bound request reach below what its tokens take at the rated bandwidth).
+        t_pre = min(max(est.ttft_s, 0.0), latency)
+        floor = t_pre / cp + (latency - t_pre) / cd
+        caps["throughput"] = latency / floor if floor > 0 else None
     return {k: v for k, v in caps.items() if v is not None}
 
 

@@ -125,7 +125,7 @@ def test_time_band_is_the_reciprocal_of_the_rate_band():
 
 
 @pytest.mark.parametrize("hw, eng, regime, says", [
-    ("tpu", "serving", "33+", "no published throughput rows on tpu hardware"),
+    ("tpu", "serving", "33+", "no published throughput rows the cost model predicts on tpu hardware"),
     ("gpu", "eager", "33+", "for eager engines on gpu"),
     ("gpu", "serving", "1", "at batch 1 for serving engines on gpu (rows at batch 33+)"),
 ])
@@ -260,3 +260,30 @@ def test_latency_equal_to_ttft_gets_the_ttft_band(cli):
     iv = d["uncertainty"]["intervals"]
     assert d["latency_s"] == d["ttft_s"]
     assert (iv["latency_s"]["p10"], iv["latency_s"]["p90"]) == (iv["ttft_s"]["p10"], iv["ttft_s"]["p90"])
+
+
+def test_a_capacity_row_is_judged_at_the_batch_it_runs_not_the_batch_memory_holds():
+    # at 0.05 requests/s a phone runs one sequence at a time; its memory would hold ~120: the row was
+    # marked "no published rows at batch 33+" while the same configuration's estimate was validated
+    import planner
+
+    ans = planner.capacity_serve("llama-3.2-3b", ["snapdragon-8-gen-3"], qps=0.05, prompt=256, gen=128,
+                                 ttft_slo_s=5, tpot_slo_s=0.5).to_dict()
+    (row,) = [h for h in ans["hardware"] if h["hardware"] == "snapdragon-8-gen-3"]
+    best = row["best"]
+    assert best["max_batch"] > 32 and best["concurrency"] < 1
+    assert best["uncertainty"]["batch_regime"] == "1" and best["uncertainty"]["validated"]
+
+
+def test_a_request_s_latency_band_stays_above_its_decode_floor():
+    # llama-2-13b on an iPhone streams its weights from flash, at the tier's rated bandwidth (TPOT's band is clipped there);
+    # the request's latency band went 175 s below what its tokens take, by the prefill's larger headroom
+    import planner
+
+    est = planner.estimate("llama-2-13b", "iphone-15-pro")
+    u = est.uncertainty
+    tpot, lat, out = u.get("tpot_s"), u.get("latency_s"), u.get("output_tokens_per_s")
+    decode_floor = (est.latency_s - est.ttft_s) * tpot.p10 / est.tpot_s
+    assert tpot.p10 > 0.99 * est.tpot_s  # TPOT is at its floor
+    assert lat.p10 >= decode_floor
+    assert out.p90 <= est.serving.gen / decode_floor

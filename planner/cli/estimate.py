@@ -160,11 +160,11 @@ def _print_inference(est, per_op: bool) -> None:
     else:  # one forward pass over the batch: TTFT and the request's latency are the same
         t.add_row("latency (one forward pass)", f"{human_time(est.latency_s)}{_band(u, 'latency_s', human_time)}  {bound}")
     if est.output_tokens_per_s:
-        t.add_row("output tokens/s (system)", f"{est.output_tokens_per_s:,.1f}" + _band(u, "output_tokens_per_s", _rate))
+        t.add_row("output tokens/s (system)", _fixed(1)(est.output_tokens_per_s) + _band(u, "output_tokens_per_s", _fixed(1)))
     if est.per_token != "images":  # a CNN's "tokens" are its images: samples/s says it
         label = "patches/s" if images else ("prefill tokens/s" if est.generative else "tokens/s")
-        t.add_row(label, f"{est.prefill_tokens_per_s:,.1f}" + _band(u, "prefill_tokens_per_s", _rate))
-    t.add_row("images/s" if images else "samples/s", f"{est.samples_per_s:,.2f}" + _band(u, "samples_per_s", _rate))
+        t.add_row(label, _fixed(1)(est.prefill_tokens_per_s) + _band(u, "prefill_tokens_per_s", _fixed(1)))
+    t.add_row("images/s" if images else "samples/s", _fixed(2)(est.samples_per_s) + _band(u, "samples_per_s", _fixed(2)))
     t.add_row("weights (total)", human_bytes(m.weights_bytes))
     if est.generative:
         t.add_row("KV cache (total)", human_bytes(m.kv_cache_bytes))
@@ -256,6 +256,16 @@ def _rate(x: float) -> str:
     return f"{x:,.1f}" if x < 100 else f"{x:,.0f}"
 
 
+def _fixed(decimals: int):
+    """A rate and its band at one precision: whole numbers from 100, ``decimals`` places from 1, three
+    significant digits below 1 (so ``0.0564 (p10–p90 0.0390–0.0700)``, not ``0.06 (p10–p90 0.0–0.1)``)."""
+    def fmt(x: float) -> str:
+        if x >= 100:
+            return f"{x:,.0f}"
+        return f"{x:,.{decimals}f}" if x >= 1 or x == 0 else f"{x:.3g}"
+    return fmt
+
+
 def _band(u, name: str, fmt) -> str:
     """`` (p10–p90 95 ms–140 ms)`` for an estimate field with an interval, else ``""``."""
     i = None if u is None else u.get(name)
@@ -273,7 +283,7 @@ def _print_validity(u) -> None:
         console.print("error bars: p10–p90 of the cost model's out-of-sample error on published rows of the same kind "
                       f"({u.hardware_class}, {u.engine_class} engines, batch {u.regime})")
         return
-    console.print("error bars: p10–p90 of the cost model's out-of-sample error on published rows; [yellow]* outside the "
+    console.print("error bars: p10–p90 of the cost model's out-of-sample error on the published rows nearest in kind; [yellow]* outside the "
                   "validated region[/], the range is that of a coarser group of rows:")
     for n in u.notes:
         console.print(f"  {escape(n)}")

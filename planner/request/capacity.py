@@ -9,6 +9,8 @@ search serially (the CLI runs the same tasks in a process pool or on Ray).
 
 from __future__ import annotations
 
+import math
+
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -688,8 +690,10 @@ def serve_intervals(ans: Any, pairs: Any, runtime: str) -> Any:
             return o
         rt = (p.setup.runtime if p.setup is not None else None) or runtime
         eng = u.engine_class(p.setup.engine if p.setup is not None else p.engine, rt)
+        # the batch the row runs at: its mean live sequences per replica (the memory cap only bounds it)
+        running = o.max_batch if not math.isfinite(o.concurrency) else min(o.max_batch, max(1, math.ceil(o.concurrency)))
         return replace(o, uncertainty=u.uncertainty_of(o, u.SERVE_OPTION_QUANTITIES, hardware_class=p.device.device_class,
-                                                      eng_class=eng, regime=u.batch_regime(o.max_batch)))
+                                                      eng_class=eng, regime=u.batch_regime(running)))
 
     ranked = tuple(replace(h, best=band(h.best, h.engine), closest=band(h.closest, h.engine)) for h in ans.ranked)
     return replace(ans, ranked=ranked)
