@@ -408,16 +408,27 @@ def uncertainty_for(values: Mapping[str, float | None], quantities: Mapping[str,
             clipped.append(name)
         out[name] = Interval(name, category, value, lo, hi, key, int(b["rows"]), note is None)
     if "latency_s" in out and "ttft_s" in out and values.get("latency_s") == values.get("ttft_s"):
-        # nothing generated after the first token (an encoder, a CNN, gen 0): the latency is the TTFT,
-        # and so is its band
-        out["latency_s"] = dataclasses.replace(out["ttft_s"], quantity="latency_s")
-        # and its tokens (patches, images) per second are its samples per second times a constant:
-        # one throughput, one band (that of the throughput rows)
-        t, n = out.get("samples_per_s"), values.get("prefill_tokens_per_s")
-        if t is not None and n and "prefill_tokens_per_s" in out:
-            r = n / t.value
-            out["prefill_tokens_per_s"] = dataclasses.replace(t, quantity="prefill_tokens_per_s", value=n,
-                                                              p10=t.p10 * r, p90=t.p90 * r)
+        # Nothing generated after the first token (an encoder, a CNN, gen 0): the latency is the TTFT,
+        # the samples per second are the batch over it and the tokens (patches, images) per second a
+        # constant times those: one figure, so one band for all four. It is the samples' band (the
+        # throughput rows: a CNN's images/s) where that one is validated and the TTFT's is not, else
+        # the TTFT's (the prefill rows).
+        ttft, sps = out["ttft_s"], out.get("samples_per_s")
+        if sps is not None and sps.value > 0 and sps.p10 > 0:
+            if sps.validated and not ttft.validated:
+                ttft = dataclasses.replace(sps, quantity="ttft_s", category=sps.category, value=ttft.value,
+                                           p10=ttft.value * sps.value / sps.p90, p90=ttft.value * sps.value / sps.p10)
+                out["ttft_s"] = ttft
+            elif ttft.p10 > 0:
+                out["samples_per_s"] = sps = dataclasses.replace(
+                    ttft, quantity="samples_per_s", value=sps.value,
+                    p10=sps.value * ttft.value / ttft.p90, p90=sps.value * ttft.value / ttft.p10)
+        out["latency_s"] = dataclasses.replace(ttft, quantity="latency_s")
+        n = values.get("prefill_tokens_per_s")
+        if sps is not None and n and sps.value and "prefill_tokens_per_s" in out:
+            r = n / sps.value
+            out["prefill_tokens_per_s"] = dataclasses.replace(sps, quantity="prefill_tokens_per_s", value=n,
+                                                              p10=sps.p10 * r, p90=sps.p90 * r)
     if clipped:
         notes.append("the faster end of " + ", ".join(clipped) + " is clipped at the physical floor "
                      "(bytes moved / rated bandwidth of each memory tier)")

@@ -287,3 +287,22 @@ def test_a_request_s_latency_band_stays_above_its_decode_floor():
     assert tpot.p10 > 0.99 * est.tpot_s  # TPOT is at its floor
     assert lat.p10 >= decode_floor
     assert out.p90 <= est.serving.gen / decode_floor
+
+
+@pytest.mark.parametrize("model, hw, batch", [("resnet-50", "l4", 32), ("resnet-50", "zcu102", 1), ("bert-base", "t4", 8),
+                                              ("llama-3.1-8b", "l4", 1)])
+def test_a_forward_pass_has_one_band_for_its_latency_and_its_rates(model, hw, batch):
+    # images/s is the batch over the forward pass's latency: the two had bands from different rows
+    # (ResNet-50 on an L4: 14.9-30.8 ms beside 1,071-2,054 images/s, i.e. 15.6-29.9 ms) and validated flags
+    import planner
+
+    est = planner.estimate(model, hw, batch=batch, gen=0)
+    u = est.uncertainty
+    lat, ttft, sps = u.get("latency_s"), u.get("ttft_s"), u.get("samples_per_s")
+    assert (lat.p10, lat.p90, lat.validated) == (ttft.p10, ttft.p90, ttft.validated)
+    assert sps.validated == lat.validated and sps.bucket == lat.bucket
+    assert sps.p10 * lat.p90 == pytest.approx(est.samples_per_s * est.latency_s, rel=1e-9)
+    assert sps.p90 * lat.p10 == pytest.approx(est.samples_per_s * est.latency_s, rel=1e-9)
+    tok = u.get("prefill_tokens_per_s")
+    if tok is not None:
+        assert tok.p10 / tok.value == pytest.approx(sps.p10 / sps.value)
