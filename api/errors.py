@@ -176,6 +176,17 @@ def _suggestions(err: dict, request: Request | None) -> list[str]:
     return [k for k in close_ids(typed, known, n=3) if k != typed]
 
 
+def _as_json(value: object) -> str:
+    """A request value as the caller wrote it in JSON (``true``, ``null``, ``["a"]``); a string keeps
+    the quotes the other messages use (``'vlm'``)."""
+    if isinstance(value, str):
+        return repr(value)
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=True)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def _describe(err: dict, suggestions: list[str] = (), request: Request | None = None, either: list[str] = ()) -> str:
     field = _loc_to_field(err.get("loc", ()))
     msg = err.get("msg", "invalid value")
@@ -188,7 +199,7 @@ def _describe(err: dict, suggestions: list[str] = (), request: Request | None = 
     if err.get("type") == "missing":
         return f"field '{field}' is required"
     got = err.get("input")
-    shown = repr(got)
+    shown = _as_json(got)
     if len(shown) > 80:
         shown = shown[:77] + "..."
     kind = err.get("type", "")

@@ -103,3 +103,11 @@ def test_long_prose_between_short_quoted_names_is_kept_whole():
 
     text = "'tp' 2 needs devices linked " + "within one node " * 10 + "; it supports only 'tp' 1"
     assert bounded(text) == text
+
+
+@pytest.mark.parametrize("field, value, shown", [("batch", True, "true"), ("model", ["llama-3.1-8b"], '["llama-3.1-8b"]'),
+                                                 ("prompt", {"n": 1}, '{"n": 1}'), ("gen", False, "false")])
+def test_a_rejected_value_is_echoed_in_json_as_the_caller_wrote_it(c, field, value, shown):
+    # Python's repr said "got True" and "got ['llama-3.1-8b']" to a JSON caller
+    err = _error(c, "/v1/estimate", {**EST, field: value})
+    assert err["field"] == field and err["message"].endswith(f"; got {shown}"), err
