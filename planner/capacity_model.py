@@ -366,6 +366,8 @@ def _option_from_queue(rep: _Replica, device: DeviceSpec, target: ServeTarget, r
     if q.stable:
         failures += _slo_failures(q.ttft_quantile_s, q.tpot_quantile_s, target, target.percentile)
     usd_h, usd_m = _fleet_cost(device, replicas * rep.tp * rep.pp, qps * target.gen)
+    if not q.stable:
+        usd_m = None  # an overloaded fleet does not serve the offered tokens: no price per token it produces
     opt = ServeOption(
         hardware=device.id,
         models=models,

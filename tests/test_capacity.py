@@ -239,3 +239,13 @@ def test_a_slow_target_rate_still_searches_the_counts_memory_needs():
     ans = plan_training(load_arch("llama-3.1-405b"), H100, target)
     assert ans.feasible, train_infeasible_message(ans)
     assert ans.best.devices >= 405e9 * 16 / 80e9
+
+
+def test_an_overloaded_fleet_has_no_price_per_token():
+    # at 1e9 requests/s the closest row was a 1-device fleet at "USD/M tok 0.000": the offered tokens over
+    # one device's price, which it cannot serve
+    target = ServeTarget(qps=1e9, prompt=512, gen=128, ttft_slo_s=2, tpot_slo_s=0.1)
+    ans = plan_serving([load_arch("llama-3.1-8b")], [load_device("l4")], target)
+    assert not ans.feasible
+    o = ans.ranked[0].closest
+    assert o is not None and not o.meets_slo and o.usd_per_million_tokens is None and o.usd_per_hour > 0
