@@ -508,6 +508,8 @@ def write_baseline(path: Path, rows: list[dict], ev: dict) -> None:
         # reported rows and the fit split's: a change that moves a fit row is a regression too
         "errors": {**{r["id"]: r["error"] for r in data["rows"]}, **{r["id"]: r["error"] for r in data["fit_split"]["rows"]}},
         "fit_split": data["fit_split"]["constants"],
+        # each reported row held out with its source: a refit of other folds that moves a row is caught too
+        "loso_errors": {r["id"]: r["loso_error"] for r in data["rows"]} if "loso" in data else None,
         "in_sample": data["in_sample"],
         "loso": data.get("loso"),
     }
