@@ -71,7 +71,7 @@ def cpu_int8_gemm_fraction(block_ops: float, int8_peak: float, fp32_peak: float,
     issue cost. A vector slot does ``2·lanes`` fp32 FLOP (an FMA) at the fp32 peak, so a slot's time
     is ``2·lanes / fp32_peak`` and a block pair's 64 int8 operations take ``64 / int8_peak`` of dot
     product: share = 1 / (1 + lanes·block_ops·int8_peak / (32·fp32_peak)). With int8 = 4× fp32
-    (VNNI, Zen 4) and 4 block instructions (the shipped fit) that is 1/5; with int8 = 2× fp32 (AVX2, Zen 3) 1/3."""
+    (VNNI, Zen 4) and 5 block instructions (the shipped fit) that is 1/6; with int8 = 2× fp32 (AVX2, Zen 3) 2/7."""
     if block_ops < 0 or int8_peak <= 0 or fp32_peak <= 0:
         raise ValueError(f"block_ops must be >= 0 and the peaks > 0; got {block_ops!r}, {int8_peak!r}, {fp32_peak!r}")
     return 1.0 / (1.0 + lanes * block_ops * int8_peak / (32.0 * fp32_peak))

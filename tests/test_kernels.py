@@ -271,11 +271,11 @@ def _llamacpp_cpu(device: str, weights: str, activations: str, prompt: int, gen:
                               Choice(weights=weights, activations=activations, kv="fp16"), options=RuntimeSettings(**kw))
 
 
-@pytest.mark.parametrize("device, share", [("ryzen-9-7950x", 1 / 5), ("threadripper-pro-5975wx", 1 / 3)])
+@pytest.mark.parametrize("device, share", [("ryzen-9-7950x", 1 / 6), ("threadripper-pro-5975wx", 2 / 7)])
 def test_llamacpp_prices_its_quantized_cpu_matmul(device, share):
     """A Q8_0 prefill on CPU cores runs at the block kernel's share of the int8 peak, not at the
     device's best-shape fraction; decode (a weight stream) and the fp16 path do not change."""
-    assert kernels.CPU_INT8_GEMM_BLOCK_OPS["ggml"] == 4.0  # the all-row fit (benchmarks/fitted.py)
+    assert kernels.CPU_INT8_GEMM_BLOCK_OPS["ggml"] == 5.0  # the all-row fit (benchmarks/fitted.py)
     best = load_device(device).efficiency.max_for("int8")
     on = _llamacpp_cpu(device, "int8-g32", "int8", 512, 0, True)
     off = _llamacpp_cpu(device, "int8-g32", "int8", 512, 0, False)
