@@ -168,10 +168,6 @@ def engine_options(row: dict, dev) -> RuntimeSettings:
         # The program's sequence capacity as the source's export command sets it: a static plan
         # holds the KV cache and the activations at that length, whatever the prompt.
         kw["static_tokens"] = int(seq.group(1))
-    if "xnnpack" in low:
-        # The row names ExecuTorch's XNNPACK delegate, which runs on the CPU cores (the engine's
-        # other delegates, QNN and Core ML, run on the NPU).
-        kw["compute_unit"] = "cpu"
     threads = re.search(r"(\d+) threads", row["engine"])
     cpu_cores = re.search(r"(\d+) cores", row["hardware"])
     if threads and cpu_cores and int(threads.group(1)) < int(cpu_cores.group(1)):
