@@ -351,12 +351,15 @@ def _excess(value: float, limit: float) -> str:
     return f"{100 * (ratio - 1):.0f}%" if ratio < 100 else f"{ratio:.3g}×"
 
 
-def _fleet_cost(device: DeviceSpec, devices: int, tokens_per_s: float) -> tuple[float | None, float | None]:
-    """(USD per hour, USD per million generated tokens) of ``devices`` devices; None without a price."""
+def _fleet_cost(device: DeviceSpec, devices: int, tokens_per_s: float,
+                served: bool = True) -> tuple[float | None, float | None]:
+    """(USD per hour, USD per million generated tokens) of ``devices`` devices; None without a price.
+    A fleet the load overwhelms (``served`` false) has no price per token: it does not produce the
+    offered tokens, and pricing them gave an overloaded single device "0.000 USD per million"."""
     if device.usd_per_hour is None:
         return None, None
     usd_h = device.usd_per_hour * devices
-    return usd_h, (usd_h / 3600.0 / tokens_per_s * 1e6 if tokens_per_s > 0 else None)
+    return usd_h, (usd_h / 3600.0 / tokens_per_s * 1e6 if tokens_per_s > 0 and served else None)
 
 
 def _option_from_queue(rep: _Replica, device: DeviceSpec, target: ServeTarget, replicas: int, q: ReplicaQueue, models: tuple[str, ...], qps: float) -> ServeOption:
@@ -365,9 +368,7 @@ def _option_from_queue(rep: _Replica, device: DeviceSpec, target: ServeTarget, r
         failures.append(q.reason)
     if q.stable:
         failures += _slo_failures(q.ttft_quantile_s, q.tpot_quantile_s, target, target.percentile)
-    usd_h, usd_m = _fleet_cost(device, replicas * rep.tp * rep.pp, qps * target.gen)
-    if not q.stable:
-        usd_m = None  # an overloaded fleet does not serve the offered tokens: no price per token it produces
+    usd_h, usd_m = _fleet_cost(device, replicas * rep.tp * rep.pp, qps * target.gen, served=q.stable)
     opt = ServeOption(
         hardware=device.id,
         models=models,

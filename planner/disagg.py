@@ -206,7 +206,8 @@ def _option(ctx: _Ctx, pre: Any, r_p: int, dec: Any, r_d: int, link: Any, kind: 
         failures.append("decode: " + dq.reason)
     if not failures:
         failures += _slo_failures(ttft[ctx.p], dq.tpot_quantile_s, target, ctx.p)
-    usd_h, usd_m = _fleet_cost(device, r_p * n_p + r_d * n_d, ctx.qps * target.gen)
+    usd_h, usd_m = _fleet_cost(device, r_p * n_p + r_d * n_d, ctx.qps * target.gen,
+                               served=dq.stable and not math.isinf(ttft[ctx.p]))
     return DisaggOption(
         hardware=device.id, engine=ctx.task.engine, weights=pre.choice.weights, activations=pre.choice.activations,
         kv=pre.choice.kv, prefill_tp=pre.tp, prefill_pp=pre.pp, prefill_replicas=r_p, decode_tp=dec.tp,

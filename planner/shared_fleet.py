@@ -179,7 +179,7 @@ def _shared_option(task: ServeTask, reps: list[_Replica], order: list[int], hot:
         switch_q = max((reps[k].switch_s for k in cold), default=0.0)
         failures += _slo_failures(ttftq, tpotq, target, p)
     lead = reps[0]
-    usd_h, usd_m = _fleet_cost(device, r * lead.tp * lead.pp, target.qps * g)
+    usd_h, usd_m = _fleet_cost(device, r * lead.tp * lead.pp, target.qps * g, served=math.isfinite(tpotq))
     names = tuple(task.archs[i].id for i in order)
     opt = ServeOption(
         hardware=device.id,

@@ -3,6 +3,8 @@ that an answer meets the SLOs it claims under the same model."""
 
 import math
 
+import pathlib
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -249,3 +251,16 @@ def test_an_overloaded_fleet_has_no_price_per_token():
     assert not ans.feasible
     o = ans.ranked[0].closest
     assert o is not None and not o.meets_slo and o.usd_per_million_tokens is None and o.usd_per_hour > 0
+
+
+def test_the_fleet_price_per_token_needs_a_fleet_that_serves_the_load():
+    # one rule for every fleet (one model, a shared fleet, disaggregated pools): an overloaded one has none
+    from planner.capacity_model import _fleet_cost
+
+    dev = load_device("l4")
+    assert _fleet_cost(dev, 2, 1000.0)[1] == pytest.approx(2 * dev.usd_per_hour / 3600 / 1000 * 1e6)
+    usd_h, usd_m = _fleet_cost(dev, 2, 1e12, served=False)
+    assert usd_h == pytest.approx(2 * dev.usd_per_hour) and usd_m is None
+    for path in ("planner/shared_fleet.py", "planner/disagg.py"):
+        src = (pathlib.Path(__file__).resolve().parents[1] / path).read_text()
+        assert "_fleet_cost(" in src and "served=" in src, path
