@@ -380,15 +380,48 @@ def _capped(value: float, kind: str, lo: float, hi: float, cap: float | None) ->
     return min(lo, ceiling), min(hi, ceiling), hi > ceiling
 
 
+def _one_forward_band(out: dict, why: dict, clipped: dict, values: Mapping[str, float | None], forward_pass: bool,
+                      prefill_cap: float | None) -> None:
+    """Nothing generated after the first token (an encoder, a CNN, ``gen`` 0): the latency is the TTFT,
+    the samples per second the batch over it and the tokens (patches, images) per second a constant
+    times those — one figure, so one band for all four. For a model that generates nothing it is the
+    samples' band (its throughput rows: a CNN's images/s) where only that one is validated; else the
+    TTFT's (the prefill rows), which a decoder's forward pass keeps: the throughput rows of decoders
+    measure generation. The TTFT band is clipped at the prefill's floor; the others follow it."""
+    ttft, sps = out["ttft_s"], out.get("samples_per_s")
+    if forward_pass and sps is not None and sps.validated and not ttft.validated and sps.p10 > 0:
+        ttft = dataclasses.replace(sps, quantity="ttft_s", value=ttft.value,
+                                   p10=ttft.value * sps.value / sps.p90, p90=ttft.value * sps.value / sps.p10)
+        why["ttft_s"] = why.get("samples_per_s")
+        lo, hi, clipped["ttft_s"] = _capped(ttft.value, "time", ttft.p10, ttft.p90, prefill_cap)
+        ttft = dataclasses.replace(ttft, p10=lo, p90=hi)
+    out["ttft_s"] = ttft  # the TTFT's own band was clipped at the prefill's floor when it was built
+    out["latency_s"] = dataclasses.replace(ttft, quantity="latency_s")
+    why["latency_s"], clipped["latency_s"] = why.get("ttft_s"), clipped["ttft_s"]
+    if sps is not None and sps.value > 0 and ttft.p10 > 0:
+        out["samples_per_s"] = sps = dataclasses.replace(ttft, quantity="samples_per_s", value=sps.value,
+                                                         p10=sps.value * ttft.value / ttft.p90,
+                                                         p90=sps.value * ttft.value / ttft.p10)
+        why["samples_per_s"], clipped["samples_per_s"] = why.get("ttft_s"), clipped["ttft_s"]
+    n = values.get("prefill_tokens_per_s")
+    if sps is not None and n and sps.value and "prefill_tokens_per_s" in out:
+        r = n / sps.value
+        out["prefill_tokens_per_s"] = dataclasses.replace(sps, quantity="prefill_tokens_per_s", value=n,
+                                                          p10=sps.p10 * r, p90=sps.p90 * r)
+        why["prefill_tokens_per_s"], clipped["prefill_tokens_per_s"] = why.get("ttft_s"), clipped["ttft_s"]
+
+
 def uncertainty_for(values: Mapping[str, float | None], quantities: Mapping[str, tuple[str, str]], *, hardware_class: str,
                     eng_class: str, regime: str, table: Mapping[str, Any] | None = None,
-                    speedup_caps: Mapping[str, float] | None = None) -> Uncertainty:
+                    speedup_caps: Mapping[str, float] | None = None, forward_pass: bool = False) -> Uncertainty:
     """Intervals of ``values`` (estimate field → figure; ``None``, zero or non-finite figures
     get none) with the kind of each field in ``quantities``; ``table``: the shipped one when None.
-    ``speedup_caps`` (category → estimated time / physical floor) clips each band at the floor."""
+    ``speedup_caps`` (category → estimated time / physical floor) clips each band at the floor.
+    ``forward_pass``: the model generates nothing (an encoder, a ViT, a CNN), so its throughput rows
+    (images/s) may stand for its forward pass (see :func:`_one_forward_band`)."""
     out: dict[str, Interval] = {}
-    notes: list[str] = []
-    clipped: list[str] = []
+    why: dict[str, str | None] = {}  # the note of each interval's band (None: validated)
+    clipped: dict[str, bool] = {}
     for name, (category, kind) in quantities.items():
         value = values.get(name)
         if value is None or not math.isfinite(value) or value <= 0:
@@ -400,37 +433,16 @@ def uncertainty_for(values: Mapping[str, float | None], quantities: Mapping[str,
         if found is None:
             continue
         key, b = found
-        if note and note not in notes:
-            notes.append(note)
         lo, hi = _range(value, kind, b)
-        lo, hi, hit = _capped(value, kind, lo, hi, (speedup_caps or {}).get(category))
-        if hit:
-            clipped.append(name)
+        lo, hi, clipped[name] = _capped(value, kind, lo, hi, (speedup_caps or {}).get(category))
+        why[name] = note
         out[name] = Interval(name, category, value, lo, hi, key, int(b["rows"]), note is None)
     if "latency_s" in out and "ttft_s" in out and values.get("latency_s") == values.get("ttft_s"):
-        # Nothing generated after the first token (an encoder, a CNN, gen 0): the latency is the TTFT,
-        # the samples per second are the batch over it and the tokens (patches, images) per second a
-        # constant times those: one figure, so one band for all four. It is the samples' band (the
-        # throughput rows: a CNN's images/s) where that one is validated and the TTFT's is not, else
-        # the TTFT's (the prefill rows).
-        ttft, sps = out["ttft_s"], out.get("samples_per_s")
-        if sps is not None and sps.value > 0 and sps.p10 > 0:
-            if sps.validated and not ttft.validated:
-                ttft = dataclasses.replace(sps, quantity="ttft_s", category=sps.category, value=ttft.value,
-                                           p10=ttft.value * sps.value / sps.p90, p90=ttft.value * sps.value / sps.p10)
-                out["ttft_s"] = ttft
-            elif ttft.p10 > 0:
-                out["samples_per_s"] = sps = dataclasses.replace(
-                    ttft, quantity="samples_per_s", value=sps.value,
-                    p10=sps.value * ttft.value / ttft.p90, p90=sps.value * ttft.value / ttft.p10)
-        out["latency_s"] = dataclasses.replace(ttft, quantity="latency_s")
-        n = values.get("prefill_tokens_per_s")
-        if sps is not None and n and sps.value and "prefill_tokens_per_s" in out:
-            r = n / sps.value
-            out["prefill_tokens_per_s"] = dataclasses.replace(sps, quantity="prefill_tokens_per_s", value=n,
-                                                              p10=sps.p10 * r, p90=sps.p90 * r)
-    if clipped:
-        notes.append("the faster end of " + ", ".join(clipped) + " is clipped at the physical floor "
+        _one_forward_band(out, why, clipped, values, forward_pass, (speedup_caps or {}).get("prefill"))
+    notes = list(dict.fromkeys(n for q, n in why.items() if n and q in out))
+    clipped_names = [q for q in out if clipped.get(q)]
+    if clipped_names:
+        notes.append("the faster end of " + ", ".join(clipped_names) + " is clipped at the physical floor "
                      "(bytes moved / rated bandwidth of each memory tier)")
     validated = bool(out) and all(i.validated for i in out.values())
     if not out:
@@ -448,13 +460,14 @@ def _read(obj: Any, dotted: str) -> float | None:
 
 def uncertainty_of(obj: Any, quantities: Mapping[str, tuple[str, str]], *, hardware_class: str, eng_class: str,
                    regime: str, extra: Mapping[str, float | None] | None = None,
-                   table: Mapping[str, Any] | None = None, speedup_caps: Mapping[str, float] | None = None) -> Uncertainty:
+                   table: Mapping[str, Any] | None = None, speedup_caps: Mapping[str, float] | None = None,
+                   forward_pass: bool = False) -> Uncertainty:
     """Intervals of the ``quantities`` read off ``obj`` (an estimate or a capacity row), plus
     ``extra`` figures computed by the caller (they override attributes of the same name)."""
     values = {name: _read(obj, name) for name in quantities}
     values.update(extra or {})
     return uncertainty_for(values, quantities, hardware_class=hardware_class, eng_class=eng_class, regime=regime,
-                           table=table, speedup_caps=speedup_caps)
+                           table=table, speedup_caps=speedup_caps, forward_pass=forward_pass)
 
 
 def phase_speedup_cap(phase: Any, bandwidth: Mapping[str, float]) -> float | None:
@@ -488,7 +501,8 @@ def inference_uncertainty(est: Any, hardware_class: str, eng_class: str, table: 
     none = {"tpot_s": None, "decode_tokens_per_s": None} if est.decode is None else {}  # encoders, CNNs
     caps = inference_speedup_caps(est, bandwidth) if bandwidth else None
     return uncertainty_of(est, INFERENCE_QUANTITIES, hardware_class=hardware_class, eng_class=eng_class,
-                          regime=batch_regime(est.serving.batch), extra=none, table=table, speedup_caps=caps)
+                          regime=batch_regime(est.serving.batch), extra=none, table=table, speedup_caps=caps,
+                          forward_pass=not getattr(est, "generative", True))
 
 
 def training_uncertainty(est: Any, hardware_class: str, eng_class: str, table: Mapping[str, Any] | None = None) -> Uncertainty:

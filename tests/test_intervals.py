@@ -306,3 +306,13 @@ def test_a_forward_pass_has_one_band_for_its_latency_and_its_rates(model, hw, ba
     tok = u.get("prefill_tokens_per_s")
     if tok is not None:
         assert tok.p10 / tok.value == pytest.approx(sps.p10 / sps.value)
+
+
+def test_a_decoder_s_forward_pass_keeps_the_prefill_rows_band_and_its_note():
+    # the GPU throughput rows measure generation: a decoder's prompt pass at batch 64 was marked validated
+    # by them while its notes said no prefill rows exist at that batch
+    import planner
+
+    u = planner.estimate("llama-3.1-8b", "l4", batch=64, gen=0).uncertainty
+    assert {u.get(q).bucket for q in ("ttft_s", "latency_s", "samples_per_s")} == {"prefill"}
+    assert not u.validated and any("prefill rows" in n for n in u.notes)
