@@ -326,7 +326,7 @@ def predict_row(row: dict) -> Result:
 #: Columns every row needs: what the translation reads and what the report prints.
 REQUIRED_COLUMNS = ("id", "category", "model", "hardware", "num_devices", "engine", "engine_id", "weight_dtype",
                     "act_dtype", "kv_dtype", "sparsity", "batch", "prompt_len", "gen_len", "tp", "pp", "dp", "metric",
-                    "value", "unit", "source", "notes", "split")
+                    "value", "unit", "source", "notes")
 
 
 def load_rows(path: Path = DEFAULT_CSV) -> list[dict]:
@@ -377,7 +377,7 @@ def evaluate(rows: list[dict], cv: bool, fixed: dict[str, float] | None = None) 
     constants declared ``split`` in benchmarks/fitted.py (unless ``fixed`` sets them); their own
     results are returned apart (``fit_split``) and no reported figure includes them."""
     from fitted import settings
-    from published_report import combo_dict, fit, fit_split, is_fit_row, loso, prediction_grid
+    from published_report import combo_dict, fit, fit_split, is_fit_row, loso, moved_by, prediction_grid
 
     fixed = fixed or {}
     split_values = fit_split(rows, predict_row, fixed=fixed)
@@ -389,11 +389,12 @@ def evaluate(rows: list[dict], cv: bool, fixed: dict[str, float] | None = None) 
                      "fit_split": {"constants": split_values, "results": fit_results}}
         if cv:
             grid = prediction_grid(reported, predict_row, fixed=fixed)
-            held, chosen = loso(reported, grid)
+            moves = {r["id"]: moved_by(grid[r["id"]]) for r in reported}
+            held, chosen = loso(reported, grid, moves)
             out["held"] = held
             out["chosen"] = {src: combo_dict(c) for src, c in chosen.items()}
             # the shipped values are the fit over every reported row (tests/test_published.py checks it)
-            out["all_rows"] = combo_dict(fit(grid, [r["id"] for r in reported])) if reported else {}
+            out["all_rows"] = combo_dict(fit(grid, [r["id"] for r in reported], moves)) if reported else {}
     return out
 
 
@@ -542,11 +543,15 @@ def main(argv: list[str] | None = None) -> int:
         if unknown or not keep:
             print(f"--rows: no row {', '.join(unknown) or '(none given)'} in {args.csv.name}", file=sys.stderr)
             return 2
-        if args.write_baseline == DEFAULT_BASELINE:
-            print("--write-baseline with --rows would replace the shipped baseline with those rows only; "
-                  "give another path", file=sys.stderr)
-            return 2
         rows = [r for r in rows if r["id"] in keep]
+    shipped = args.write_baseline is not None and args.write_baseline.resolve() == DEFAULT_BASELINE.resolve()
+    partial = [flag for flag, on in (("--rows", bool(args.rows)), ("--set", bool(args.set)),
+                                     ("--csv", args.csv.resolve() != DEFAULT_CSV.resolve())) if on]
+    if shipped and partial:
+        # the shipped baseline is the repository's rows at the shipped constants, every row
+        print(f"--write-baseline with {', '.join(partial)} would replace the shipped baseline "
+              f"({DEFAULT_BASELINE.name}) with another run's errors; give another path", file=sys.stderr)
+        return 2
     with settings(values):
         ev = evaluate(rows, cv=args.cv == "loso" or args.write_baseline is not None, fixed=values)
         if args.write_baseline is not None:

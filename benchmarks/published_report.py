@@ -6,9 +6,10 @@
   constants' grids (``benchmarks/fitted.py``). A row is re-predicted only for the constants it
   depends on (found by setting each constant to its grid's two ends), so the grid costs a few
   passes over the table rather than one per combination.
-* :func:`loso` — for each source, the fitted constants are chosen by grid search minimising
-  the median |error| over all *other* sources' rows; the held-out source's rows are predicted
-  with those values. Rows are grouped by :func:`source_key` (document, not commit or table).
+* :func:`loso` — for each source, the fitted constants are chosen by grid search (:func:`fit`)
+  minimising, summed over the constants, the median |error| over the *other* sources' rows that
+  constant moves; the held-out source's rows are predicted with those values. Rows are grouped by
+  :func:`source_key` (document, not commit or table).
 * :func:`fit_split` — the constants declared ``split`` in ``benchmarks/fitted.py`` are chosen the
   same way (median |error|) over the rows of the declared fit split (``split`` column ``fit``),
   which no reported figure includes.
@@ -173,17 +174,16 @@ def _sensitive(per_row: dict[Combo, object]) -> bool:
 
 def moved_by(per_row: dict[Combo, object]) -> frozenset[int]:
     """Indices (in ``REGISTRY``) of the fitted constants that move a row's prediction: those for
-    which two combinations differing in that constant alone predict differently."""
+    which two combinations differing in that constant alone predict differently (beyond rounding)."""
     out = set()
     for k in range(len(REGISTRY)):
         seen: dict[Combo, object] = {}
         for combo, result in per_row.items():
             rest = combo[:k] + combo[k + 1:]
-            p = getattr(result, "predicted", None)
-            if rest in seen and seen[rest] != p:
+            if rest in seen and _differs(seen[rest], result):
                 out.add(k)
                 break
-            seen.setdefault(rest, p)
+            seen.setdefault(rest, result)
     return frozenset(out)
 
 
@@ -193,23 +193,29 @@ def fit(grid: dict[str, dict[Combo, object]], row_ids: list[str],
     the rows of ``row_ids`` that constant moves (first one on ties). Each constant is judged by its
     own rows: pooled, rows that one constant moves would shift the median that decides another
     (adding a phone row could flip the host time per eager kernel), and rows no constant moves
-    would only shift the median's position. With no row moved by any constant, the median over all."""
+    would only shift the median's position. A constant that none of ``row_ids`` moves keeps its
+    current value (a fold without the rows that inform it cannot fit it)."""
+    combos = list(next(iter(grid.values()))) if grid else _combos()
+    now = tuple(f.get() for f in REGISTRY)
     moves = moves if moves is not None else {i: moved_by(grid[i]) for i in row_ids}
     per_constant = [[i for i in row_ids if k in moves[i]] for k in range(len(REGISTRY))]
-    combos = list(grid[row_ids[0]]) if row_ids else _combos()
+    for k, ids in enumerate(per_constant):
+        if not ids and any(c[k] == now[k] for c in combos):
+            combos = [c for c in combos if c[k] == now[k]]
     if not any(per_constant):
-        return min(combos, key=lambda c: _median_abs(grid[i][c] for i in row_ids))
+        return min(combos, key=lambda c: _median_abs(grid[i][c] for i in row_ids)) if row_ids else combos[0]
     return min(combos, key=lambda c: sum(_median_abs(grid[i][c] for i in ids) for ids in per_constant if ids))
 
 
-def loso(rows: list[dict], grid: dict[str, dict[Combo, object]]) -> tuple[dict[str, object], dict[str, Combo]]:
+def loso(rows: list[dict], grid: dict[str, dict[Combo, object]],
+         moves: dict[str, frozenset[int]] | None = None) -> tuple[dict[str, object], dict[str, Combo]]:
     """Held-out prediction of every row, and the constants chosen for each held-out source."""
     groups: dict[str, list[str]] = {}
     for r in rows:
         groups.setdefault(source_key(r["source"]), []).append(r["id"])
     held: dict[str, object] = {}
     chosen: dict[str, Combo] = {}
-    moves = {r["id"]: moved_by(grid[r["id"]]) for r in rows}
+    moves = moves if moves is not None else {r["id"]: moved_by(grid[r["id"]]) for r in rows}
     for src, ids in groups.items():
         train = [r["id"] for r in rows if source_key(r["source"]) != src]
         best = fit(grid, train, moves)

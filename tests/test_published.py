@@ -204,7 +204,7 @@ def test_cli_rejects_an_unknown_constant(pub, capsys):
 def test_loso_fit_picks_the_minimum_without_the_held_out_source(report):
     class R:
         def __init__(self, e):
-            self.error = e
+            self.error, self.predicted = e, 1.0 + e
 
     fitted = _load("fitted")
     combos = report._combos()
@@ -233,8 +233,9 @@ def test_loso_fit_ignores_rows_no_constant_moves(report):
     for i in "xyz":
         grid[i] = {c: R(5.0, 0.2) for c in combos}
     assert report.fit(grid, ["a", "x", "y", "z"]) == combos[-1]
-    # With no row depending on the constants the choice falls back to all rows (the first on ties).
-    assert report.fit({i: grid[i] for i in "xyz"}, ["x", "y", "z"]) == combos[0]
+    # With no row depending on the constants nothing can be fitted: every constant keeps its current value.
+    assert report.fit({i: grid[i] for i in "xyz"}, ["x", "y", "z"]) == tuple(f.get() for f in report.REGISTRY)
+    assert report.fit({i: grid[i] for i in "xyz"}, []) == tuple(f.get() for f in report.REGISTRY)
 
 
 def test_each_constant_is_judged_by_the_rows_it_moves(report):
