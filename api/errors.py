@@ -289,7 +289,11 @@ def install(app: FastAPI) -> None:
             named = re.search(r"'([a-z_]+)'", said)
             return error_response(422, "invalid_field", said, named.group(1) if named else None)
         if _loc_to_field(first.get("loc", ())) is None and tuple(first.get("loc", ()))[:1] == ("body",):
-            got = "nothing" if first.get("type") == "missing" else f"{type(first.get('input')).__name__} {str(first.get('input'))[:60]!r}"
+            given = first.get("input")
+            kind = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array",
+                    type(None): "null"}.get(type(given), "a value")
+            got = ("nothing" if first.get("type") == "missing" else "null" if given is None
+                   else f"{kind}, {_as_json(given)[:60]}")
             return error_response(422, "invalid_body", "the request body must be a JSON object (Content-Type: application/json) "
                                   f"with the fields listed at /docs; got {got}", None)
         first, either = _union_error(first, errors)

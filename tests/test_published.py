@@ -68,7 +68,8 @@ def in_sample(pub, rows):
 # 78 rows, no longer reported) and priced for the engine's rows: training over the 125 reported rows
 # 5.2 / 13.9 / +4.3 (the same rows without it: 13.8 / 34.6 / +13.8); these llm-foundry rows share their
 # document with the fit split, so for them it is a held-out-hardware figure, not leave-one-source-out.
-# The inference limits are the acceptance targets (met); the others guard the measured levels (docs/costmodel.md).
+# The inference median and bias limits are the acceptance targets (met); the p90 limit and the others guard the
+# measured levels (docs/costmodel.md).
 # Eager host time priced per kernel launched (kernels counted per layer, planner.kernels.eager_layer_kernels)
 # instead of per modelled operator: inference 10.9 / 34.8 / +3.3 (every fold picks 15 us per kernel); with
 # intra-node all-reduces priced as NCCL's chain (its trees connect nodes only): 10.8 / 31.9 / +1.1.

@@ -258,7 +258,7 @@ def _rate(x: float) -> str:
 
 def _fixed(decimals: int):
     """A rate and its band at one precision: whole numbers from 100, ``decimals`` places from 1, three
-    significant digits below 1 (so ``0.0564 (p10–p90 0.0390–0.0700)``, not ``0.06 (p10–p90 0.0–0.1)``)."""
+    significant digits below 1 (so ``0.0564 (p10–p90 0.039–0.07)``, not ``0.06 (p10–p90 0.0–0.1)``)."""
     def fmt(x: float) -> str:
         if x >= 100:
             return f"{x:,.0f}"

@@ -111,3 +111,9 @@ def test_a_rejected_value_is_echoed_in_json_as_the_caller_wrote_it(c, field, val
     # Python's repr said "got True" and "got ['llama-3.1-8b']" to a JSON caller
     err = _error(c, "/v1/estimate", {**EST, field: value})
     assert err["field"] == field and err["message"].endswith(f"; got {shown}"), err
+
+
+@pytest.mark.parametrize("body, shown", [("true", "a boolean, true"), ("[1, 2]", "an array, [1, 2]"), ("null", "null")])
+def test_a_body_that_is_not_an_object_is_echoed_in_json(c, body, shown):
+    r = c.post("/v1/estimate", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["message"].endswith(f"got {shown}"), r.text
