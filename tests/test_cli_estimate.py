@@ -35,6 +35,15 @@ def test_human_output_is_a_table(cli):
     assert "TTFT" in out and "TPOT" in out and "memory per device" in out and "decode: per operator" in out
 
 
+def test_memory_beyond_the_device_tier_says_it_lives_in_a_slower_one(cli):
+    # "6.64 GB of 6.00 GB" above "fits yes" read as a contradiction: the rest streams from flash
+    code, out, _ = cli("estimate", "-m", "llama-3.2-3b", "-H", "iphone-15-pro")
+    row = next(line for line in out.splitlines() if "memory per device" in line)
+    assert code == 0 and "of it in slower tiers" in row and "nvme_flash (storage)" in out
+    code, out, _ = cli("estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm")
+    assert code == 0 and "slower tiers" not in out
+
+
 def test_unknown_ids_suggest_close_ones(cli):
     code, _, err = cli("estimate", "--model", "llama-2-7", "--hardware", "h100-sxm")
     assert code == 2 and "llama-2-7b" in err

@@ -170,7 +170,12 @@ def _print_inference(est, per_op: bool) -> None:
         t.add_row("KV cache (total)", human_bytes(m.kv_cache_bytes))
         t.add_row("KV cache (per device)", human_bytes(sum(tu.kv_cache_bytes for tu in m.tiers)))
     t.add_row("activations (peak, per device)", human_bytes(m.activations_bytes))
-    t.add_row("memory per device", f"{human_bytes(m.per_device_bytes)} of {human_bytes(m.device_capacity_bytes)}")
+    held = f"{human_bytes(m.per_device_bytes)} of {human_bytes(m.device_capacity_bytes)}"
+    elsewhere = (m.offloaded_weights_bytes or 0.0) + (m.offloaded_kv_bytes or 0.0)
+    if m.fits and elsewhere > 0 and m.per_device_bytes > m.device_capacity_bytes:
+        # what exceeds the device tier lives in a slower one (flash, host memory): the tier rows below say where
+        held += f" ({human_bytes(elsewhere)} of it in slower tiers)"
+    t.add_row("memory per device", held)
     t.add_row("fits", "yes" if m.fits else f"[red]no[/] (short by {human_bytes(m.shortfall_bytes)})")
     for tu in m.tiers:
         if tu.used_bytes > 0:
@@ -228,7 +233,7 @@ def _print_training(est) -> None:
     t.add_row("step time", human_time(d["step_time_s"]) + _band(u, "step_time_s", human_time))
     # a CNN's positions are its images, a ViT's its patches
     unit = {"images": "images", "image_patches": "patches"}.get(d.get("per_token_basis"), "tokens")
-    t.add_row(f"{unit}/s", f"{d['tokens_per_s']:,.0f}" + _band(u, "tokens_per_s", _rate))
+    t.add_row(f"{unit}/s", _fixed(1)(d["tokens_per_s"]) + _band(u, "tokens_per_s", _fixed(1)))
     t.add_row(f"{unit}/s per device", f"{d['tokens_per_s_per_device']:,.0f}")
     t.add_row("model FLOP/s per device", human_num(d["model_flops_per_s_per_device"]))
     t.add_row("MFU / HFU", f"{d['mfu'] * 100:.1f}%" + _band(u, "mfu", lambda x: f"{100 * x:.1f}%") + f" / {d['hfu'] * 100:.1f}%")
@@ -250,10 +255,6 @@ def _print_training(est) -> None:
         if not n.startswith("does not fit"):  # the does-not-fit error says it, with the changes that fit
             console.print(f"note: {n}", highlight=False, markup=False)
     _print_validity(u)
-
-
-def _rate(x: float) -> str:
-    return f"{x:,.1f}" if x < 100 else f"{x:,.0f}"
 
 
 def _fixed(decimals: int):
