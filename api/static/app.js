@@ -1025,7 +1025,12 @@
     const m = d.memory || {};
     const pre = d.prefill || {}, dec = d.decode || {};
     const split = memorySplit(m);
-    const memCard = card("Memory per device", fmtBytes(m.per_device_bytes), m.fits ? `fits in ${fmtBytes(m.device_capacity_bytes)}` : `does not fit: ${fmtBytes(m.shortfall_bytes)} over what ${m.limited_by === "kv_pool" ? "the engine's KV pool" : "the allowed tiers"} hold${m.limited_by === "kv_pool" ? "s" : ""}`, m.fits ? "good" : "bad");
+    // what exceeds the device tier lives in a slower one (flash, host memory): say so rather than "fits in" less
+    const elsewhere = (m.offloaded_weights_bytes || 0) + (m.offloaded_kv_bytes || 0);
+    const fitsText = m.per_device_bytes > m.device_capacity_bytes && elsewhere > 0
+      ? `fits: ${fmtBytes(m.device_capacity_bytes)} on the device, ${fmtBytes(elsewhere)} in slower tiers`
+      : `fits in ${fmtBytes(m.device_capacity_bytes)}`;
+    const memCard = card("Memory per device", fmtBytes(m.per_device_bytes), m.fits ? fitsText : `does not fit: ${fmtBytes(m.shortfall_bytes)} over what ${m.limited_by === "kv_pool" ? "the engine's KV pool" : "the allowed tiers"} hold${m.limited_by === "kv_pool" ? "s" : ""}`, m.fits ? "good" : "bad");
     // An encoder, ViT or CNN generates nothing and keeps no KV cache: its answer has no gen, kv or TPOT (null).
     const generative = d.gen !== null && d.gen !== undefined;
     const splitCards = [

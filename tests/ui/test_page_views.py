@@ -168,6 +168,20 @@ def test_estimate_shows_communication_decode_rate_memory_split_and_nothing_when_
     assert "$" not in page.locator("#estimate-result .cards").inner_text()
 
 
+def test_memory_beyond_the_device_tier_says_where_the_rest_lives(page, server, vp):
+    # an iPhone streaming weights from flash read "6.64 GB, fits in 6.00 GB"
+    if vp == "phone":
+        pytest.skip("one viewport is enough for one card's text")
+    ready(page, "#estimate?model=llama-3.2-3b&hardware=iphone-15-pro&batch=1&weights=fp16&activations=fp16&kv=fp16")
+    if page.locator("#estimate-result").get_attribute("data-count") is None:
+        page.click("#estimate-run")
+    expect(page.locator("#estimate-result")).to_have_attribute("data-count", re.compile(r"\d+"))
+    mem = page.locator('#estimate-result .card[data-card="Memory per device"]')
+    expect(mem).to_contain_text("on the device")
+    expect(mem).to_contain_text("in slower tiers")
+    expect(mem).not_to_contain_text("fits in")
+
+
 def test_cli_command_and_curl_give_the_numbers_the_page_shows(page, server, vp):
     if vp == "phone":
         pytest.skip("one viewport is enough to run the commands")
