@@ -110,6 +110,11 @@ class Runtime:
     static_memory_plan: bool = False
     quantized_act_storage: str | None = None
     untie_quantized_head: bool = False
+    # A linear layer with integer weights and float activations runs with its activations quantized
+    # to this format per token at run time (XNNPACK's dynamically quantized linear: ExecuTorch exports
+    # a plan's 16-bit activations beside int4 / int8 weights as 8da4w / 8da8w), so it computes, and
+    # is priced, at that format's rate; None: such a layer dequantizes its weights (W4A16).
+    dynamic_act_quant: str | None = None
     # The engine's quantized CPU matmul kernel family (planner.kernels.CPU_INT8_GEMM_BLOCK_OPS),
     # None when the engine's int8 GEMMs on a CPU reach the device's best-shape fraction.
     cpu_int8_gemm: str | None = None
@@ -381,7 +386,7 @@ _OPTIONAL_FLAGS = {"tp_comm_overlap": False, "grad_reduce_overlap": False, "fuse
 def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
     reader.allow(*_RUNTIME_FLAGS, "chunk_tokens", "kv_block_tokens", "memory_fraction", "context_gib", "source",
                  "provenance", "notes", "step_overhead_us", "compute_unit", "quantized_act_storage", "cpu_int8_gemm",
-                 "memory_fraction_setting")
+                 "memory_fraction_setting", "dynamic_act_quant")
     out: dict[str, Any] = {}
     for key in _RUNTIME_FLAGS:
         if reader.has(key) or not partial:
@@ -394,6 +399,8 @@ def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
         out["memory_fraction_setting"] = reader.text("memory_fraction_setting")
     if reader.has("quantized_act_storage"):
         out["quantized_act_storage"] = reader.text("quantized_act_storage", choices=("fp32", "fp16", "bf16"))
+    if reader.has("dynamic_act_quant"):
+        out["dynamic_act_quant"] = reader.text("dynamic_act_quant", choices=("int8",))
     if reader.has("cpu_int8_gemm"):
         from planner.kernels import CPU_INT8_GEMM_BLOCK_OPS
 

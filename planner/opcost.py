@@ -317,6 +317,29 @@ class OpStatic:
     precise: bool
 
 
+def dynamic_activations(device: DeviceSpec, choice: Choice, target: str | None) -> str | None:
+    """``target`` when an engine that quantizes the activations of integer-weight linears at run time
+    to ``target`` (RuntimeSettings.dynamic_act_quant: XNNPACK's 8da4w / 8da8w) computes ``choice``'s
+    linear layers in it: integer weights of at most 8 bits with 16- or 32-bit float activations,
+    on a device that runs ``target`` natively. None otherwise."""
+    if target is None or device.supports(target) != "native":
+        return None
+    w = resolve_format(choice.weights, "weights")
+    a = resolve_format(choice.activations, "activations")
+    if w.kind != "int" or w.element_bits > 8 or a.kind not in ("float", "minifloat") or a.element_bits < 16:
+        return None
+    return target
+
+
+def computed_choice(op: OpShape, device: DeviceSpec, choice: Choice, options: RuntimeSettings | None) -> Choice:
+    """The scheme ``op`` computes in: ``choice``, except a linear layer whose activations the engine
+    quantizes at run time (:func:`dynamic_activations`), which computes at that format."""
+    if options is None or op.kind not in (LINEAR, LM_HEAD):
+        return choice
+    target = dynamic_activations(device, choice, options.dynamic_act_quant)
+    return choice if target is None else replace(choice, activations=target)
+
+
 def op_static(
     op: OpShape,
     device: DeviceSpec,
@@ -331,7 +354,8 @@ def op_static(
     """The phase-independent part of :func:`op_cost` (raises EstimateError for a choice the device
     cannot run)."""
     rows, cols = matrix_shape(op)
-    nm = device_numerics(device, choice, rows or 1, cols or 1, _unit(device, options), stored_bits(options, stored_row(op)))
+    nm = device_numerics(device, computed_choice(op, device, choice, options), rows or 1, cols or 1, _unit(device, options),
+                         stored_bits(options, stored_row(op)))
     shard = shard_factor(op, layout)
     share = low_rank_factor(op, choice) / shard
     separate = _separate_dequant(op, nm, options, fused)

@@ -66,6 +66,9 @@ class RuntimeSettings:
     static_tokens: int = 0
     quantized_act_storage_bits: float = 0.0
     untie_quantized_head: bool = False
+    # Linear layers with integer weights and float activations quantize their activations to this
+    # format per token at run time (planner.engines.Runtime.dynamic_act_quant); None: W4A16-style.
+    dynamic_act_quant: str | None = None
     # Vector instructions per 32-value block pair beside the dot product in the engine's quantized
     # CPU matmul (planner.kernels.CPU_INT8_GEMM_BLOCK_OPS); None: the device's best-shape fraction.
     cpu_int8_block_ops: float | None = None
@@ -139,6 +142,7 @@ def engine_settings(runtime) -> dict:
         "static_memory_plan": runtime.static_memory_plan,
         "quantized_act_storage_bits": _FLOAT_BITS.get(runtime.quantized_act_storage, 0.0),
         "untie_quantized_head": runtime.untie_quantized_head,
+        "dynamic_act_quant": runtime.dynamic_act_quant,
         # Read at call time: benchmarks/fitted.py patches the table for cross-validation.
         "cpu_int8_block_ops": CPU_INT8_GEMM_BLOCK_OPS[runtime.cpu_int8_gemm] if runtime.cpu_int8_gemm else None,
         "separate_dequant": runtime.separate_dequant,

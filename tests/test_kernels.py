@@ -167,6 +167,56 @@ def test_compute_unit_prices_the_named_unit():
     assert other.ttft_s == pytest.approx(npu.ttft_s, rel=1e-12)
 
 
+def test_dynamic_int8_activations_price_a_w4_16bit_linear_as_the_8da4w_program_runs():
+    # ExecuTorch exports int4 weights with fp16 activations as 8da4w: XNNPACK quantizes the activations
+    # per token, so the linear layers compute in int8, as an int8-activation scheme does.
+    s = Serving(batch=1, prompt=256, gen=64)
+    dyn = {"compute_unit": "cpu", "dynamic_act_quant": "int8"}
+    plain = {"compute_unit": "cpu"}
+    w4a16 = Choice(weights="int4-g32", activations="fp16", kv="fp16")
+    w4a8 = Choice(weights="int4-g32", activations="int8", kv="fp16")
+    priced = _est("llama-3.2-1b", "snapdragon-8-gen-3", s, w4a16, **dyn)
+    as_planned = _est("llama-3.2-1b", "snapdragon-8-gen-3", s, w4a16, **plain)
+    int8 = _est("llama-3.2-1b", "snapdragon-8-gen-3", s, w4a8, **plain)
+    assert priced.tpot_s < 0.85 * as_planned.tpot_s  # W4A16 dequantizes the weights to fp16 first
+    assert priced.tpot_s == pytest.approx(int8.tpot_s, rel=0.1)
+    assert priced.ttft_s == pytest.approx(int8.ttft_s, rel=0.1)
+    # Layers without integer weights, and int8 activations already, are unchanged.
+    fp16 = Choice(weights="fp16", activations="fp16", kv="fp16")
+    a = _est("llama-3.2-1b", "snapdragon-8-gen-3", s, fp16, **dyn)
+    b = _est("llama-3.2-1b", "snapdragon-8-gen-3", s, fp16, **plain)
+    assert a.tpot_s == pytest.approx(b.tpot_s, rel=1e-12) and a.ttft_s == pytest.approx(b.ttft_s, rel=1e-12)
+    c = _est("llama-3.2-1b", "snapdragon-8-gen-3", s, w4a8, **dyn)
+    assert c.tpot_s == pytest.approx(int8.tpot_s, rel=1e-12)
+
+
+def test_dynamic_activations_rule():
+    from planner.opcost import dynamic_activations
+
+    phone, tpu = load_device("snapdragon-8-gen-3"), load_device("tpu-v4")
+    assert dynamic_activations(phone, Choice(weights="int8", activations="fp32", kv="fp16"), "int8") == "int8"
+    assert dynamic_activations(phone, Choice(weights="int4-g128", activations="fp16", kv="fp16"), "int8") == "int8"
+    assert dynamic_activations(phone, Choice(weights="int4-g128", activations="fp16", kv="fp16"), None) is None
+    assert dynamic_activations(phone, Choice(weights="fp16", activations="fp16", kv="fp16"), "int8") is None
+    assert dynamic_activations(phone, Choice(weights="int8", activations="int8", kv="fp16"), "int8") is None
+    if tpu.supports("int8") != "native":
+        assert dynamic_activations(tpu, Choice(weights="int8", activations="bf16", kv="bf16"), "int8") is None
+
+
+def test_executorch_phone_estimate_says_its_linears_run_dynamic_int8():
+    from planner.api import estimate
+
+    est = estimate("llama-3.2-1b", "snapdragon-8-gen-3", weights="int4-g32", activations="fp16", kv="fp16", prompt=64, gen=16)
+    assert est.engine_assumptions["dynamic_act_quant"] == "int8"
+    assert any("compute with int8 activations" in n and "executorch" in n for n in est.notes)
+    fp = estimate("llama-3.2-1b", "snapdragon-8-gen-3", weights="fp16", activations="fp16", kv="fp16", prompt=64, gen=16)
+    assert not any("compute with int8 activations" in n for n in fp.notes)
+    # A GPU serving engine has no such rule: W4A16 stays W4A16 there.
+    gpu = estimate("llama-3.1-8b", "h100-sxm", weights="int4-g128", activations="fp16", kv="fp16", engine="vllm", prompt=64, gen=16)
+    assert gpu.engine_assumptions["dynamic_act_quant"] is None
+    assert not any("compute with int8 activations" in n for n in gpu.notes)
+
+
 @pytest.mark.parametrize("field, value", [("compute_share", 0.0), ("compute_share", 1.5), ("compute_share", math.nan),
                                           ("kv_memory_fraction", 0.0), ("kv_memory_fraction", 2.0),
                                           ("prefill_chunk_tokens", -1), ("prefill_chunk_tokens", 1.5),
@@ -219,7 +269,8 @@ def test_engine_profiles_carry_kernel_facts():
 
 
 @pytest.mark.parametrize("key, value", [("step_overhead_us", -3), ("step_overhead_us", "fast"), ("fused_attention", "yes"),
-                                        ("compute_unit", 7), ("cpu_int8_gemm", "tinyblas"), ("cpu_int8_gemm", 3)])
+                                        ("compute_unit", 7), ("cpu_int8_gemm", "tinyblas"), ("cpu_int8_gemm", 3),
+                                        ("dynamic_act_quant", "int4"), ("dynamic_act_quant", 8)])
 def test_bad_engine_kernel_facts_are_named(key, value):
     import yaml
     from importlib import resources
