@@ -115,6 +115,10 @@ class Runtime:
     # a plan's 16-bit activations beside int4 / int8 weights as 8da4w / 8da8w), so it computes, and
     # is priced, at that format's rate; None: such a layer dequantizes its weights (W4A16).
     dynamic_act_quant: str | None = None
+    # Integer weight formats whose linear layers the engine's exporter writes weight-only for the request's
+    # model (export_llama's int8 mode), so dynamic_act_quant does not apply to them. Not a profile field:
+    # the request layer sets it from the exporter (planner.request.engine.resolve_engine).
+    weight_only_formats: tuple[str, ...] = ()
     # The engine's quantized CPU matmul kernel family (planner.kernels.CPU_INT8_GEMM_BLOCK_OPS),
     # None when the engine's int8 GEMMs on a CPU reach the device's best-shape fraction.
     cpu_int8_gemm: str | None = None

@@ -127,17 +127,23 @@ def _reference_activations():
 class ActivationRecipe:
     """How an engine quantizes integer activations, beyond per token as they come (its profile's
     ``activation_smoothing`` and ``activation_blocks``): SmoothQuant's migration strength on the
-    groups that read a norm, and per weight format the features one activation scale covers."""
+    groups that read a norm, and per weight format the features one activation scale covers.
+    ``dynamic``: the format an engine quantizes the float activations of integer-weight linear
+    layers to at run time (its runtime's ``dynamic_act_quant``: XNNPACK's 8da4w / 8da8w), per token;
+    it says which activations become integer, not how a table measured them, so it is not part of
+    the dict form."""
 
     smoothing: float | None = None
     blocks: tuple[tuple[str, int], ...] = ()
+    dynamic: str | None = None
+    weight_only: tuple[str, ...] = ()   # integer weight formats exported weight-only: ``dynamic`` skips them
 
     def block_for(self, weights: str) -> int | None:
         return next((b for f, b in self.blocks if f == weights), None)
 
     @property
     def empty(self) -> bool:
-        return self.smoothing is None and not self.blocks
+        return self.smoothing is None and not self.blocks and self.dynamic is None
 
     def to_dict(self) -> dict:
         """``{"smoothing_alpha": strength or None, "blocks": {weight format: values per scale}}``."""
@@ -158,10 +164,21 @@ class ActivationRecipe:
         return " and ".join(parts) or "per token, as they come"
 
 
+def dynamic_applies(weights: str, activations: str, weight_only: tuple[str, ...] = ()) -> bool:
+    """Whether an engine that quantizes float activations at run time (ActivationRecipe.dynamic,
+    planner.opcost.dynamic_activations) does so for this linear layer's scheme: integer weights of
+    at most 8 bits with 16- or 32-bit float activations (8da4w / 8da8w), unless the exporter writes
+    those weights weight-only for the model (``weight_only``: export_llama's int8 mode)."""
+    w, a = get_format(weights), get_format(activations)
+    return (w.kind == "int" and w.element_bits <= 8 and a.kind in ("float", "minifloat") and a.element_bits >= 16
+            and w.name not in weight_only)
+
+
 def recipe_of(runtime) -> ActivationRecipe:
     """The recipe an engine profile's runtime block states (:class:`planner.engines.Runtime`:
     ``smoothing_alpha``, ``activation_blocks``)."""
-    return ActivationRecipe(smoothing=runtime.smoothing_alpha, blocks=tuple(runtime.activation_blocks))
+    return ActivationRecipe(smoothing=runtime.smoothing_alpha, blocks=tuple(runtime.activation_blocks),
+                            dynamic=runtime.dynamic_act_quant, weight_only=tuple(runtime.weight_only_formats))
 
 
 def recipe_from_dict(value, path: str, error) -> ActivationRecipe:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from hwmodels import DeviceSpec
 from planner.errors import EstimateError
+from planner.format_noise import dynamic_applies
 from planner.formats import Format, combined_bits_per_weight, get_format, parse_sparsity
 from planner.kernels import (
     CONV_EPILOGUE_KERNELS,
@@ -317,26 +318,27 @@ class OpStatic:
     precise: bool
 
 
-def dynamic_activations(device: DeviceSpec, choice: Choice, target: str | None) -> str | None:
+def dynamic_activations(device: DeviceSpec, choice: Choice, target: str | None,
+                        weight_only: tuple[str, ...] = ()) -> str | None:
     """``target`` when an engine that quantizes the activations of integer-weight linears at run time
     to ``target`` (RuntimeSettings.dynamic_act_quant: XNNPACK's 8da4w / 8da8w) computes ``choice``'s
-    linear layers in it: integer weights of at most 8 bits with 16- or 32-bit float activations,
-    on a device that runs ``target`` natively. None otherwise."""
+    linear layers in it: integer weights of at most 8 bits, not exported weight-only (``weight_only``),
+    with 16- or 32-bit float activations, on a device that runs ``target`` natively. None otherwise."""
     if target is None or device.supports(target) != "native":
         return None
     w = resolve_format(choice.weights, "weights")
     a = resolve_format(choice.activations, "activations")
-    if w.kind != "int" or w.element_bits > 8 or a.kind not in ("float", "minifloat") or a.element_bits < 16:
-        return None
-    return target
+    return target if dynamic_applies(w.name, a.name, weight_only) else None
 
 
 def computed_choice(op: OpShape, device: DeviceSpec, choice: Choice, options: RuntimeSettings | None) -> Choice:
     """The scheme ``op`` computes in: ``choice``, except a linear layer whose activations the engine
-    quantizes at run time (:func:`dynamic_activations`), which computes at that format."""
-    if options is None or op.kind not in (LINEAR, LM_HEAD):
+    quantizes at run time (:func:`dynamic_activations`), which computes at that format; so does an
+    int8 convolution there (XNNPACK runs it with calibrated static int8 inputs: its dynamic
+    quantization does not cover depthwise convolutions, and the export writes them all static)."""
+    if options is None or op.kind not in (LINEAR, LM_HEAD, CONV):
         return choice
-    target = dynamic_activations(device, choice, options.dynamic_act_quant)
+    target = dynamic_activations(device, choice, options.dynamic_act_quant, options.weight_only_formats)
     return choice if target is None else replace(choice, activations=target)
 
 
@@ -354,8 +356,10 @@ def op_static(
     """The phase-independent part of :func:`op_cost` (raises EstimateError for a choice the device
     cannot run)."""
     rows, cols = matrix_shape(op)
-    nm = device_numerics(device, computed_choice(op, device, choice, options), rows or 1, cols or 1, _unit(device, options),
-                         stored_bits(options, stored_row(op)))
+    computed = computed_choice(op, device, choice, options)
+    nm = device_numerics(device, computed, rows or 1, cols or 1, _unit(device, options), stored_bits(options, stored_row(op)))
+    # A layer that quantizes its activations at run time reads and writes them in the planned format.
+    act_bits = nm.act_bits if computed is choice else device_numerics(device, choice, 1, 1, _unit(device, options)).act_bits
     shard = shard_factor(op, layout)
     share = low_rank_factor(op, choice) / shard
     separate = _separate_dequant(op, nm, options, fused)
@@ -378,7 +382,7 @@ def op_static(
         work_share=share,
         # Norm weights stay in 16-bit; a gather reads whole embedding rows at the weight format.
         w_byte=2.0 if op.kind == NORM else nm.weight_bits / 8.0,
-        act_byte=0.0 if fused else nm.act_bits / 8.0 / shard,
+        act_byte=0.0 if fused else act_bits / 8.0 / shard,
         # An encoder's attention reads its keys and values at the activation format: it keeps no cache.
         kv_hi_bits=(kv_bits(choice.kv, op.kv_row, stored_bits(options, op.kv_row)) if op.cached
                     else nm.act_bits if op.kind == ATTENTION else 0.0),

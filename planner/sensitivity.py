@@ -121,7 +121,16 @@ import numpy as np
 from hwmodels.errors import per_front_end  # the path as typed, never read as a field token
 from hwmodels._checks import is_number
 from planner.errors import SensitivityError
-from planner.format_noise import ActivationRecipe, _apply, _torch, activation_noise, kv_noise, smoothable, weight_noise
+from planner.format_noise import (
+    ActivationRecipe,
+    _apply,
+    _torch,
+    activation_noise,
+    dynamic_applies,
+    kv_noise,
+    smoothable,
+    weight_noise,
+)
 from planner.formats import FormatError, get_format
 from planner.options import HIGH_PRECISION_COMPUTE, GroupInfo, Option, OptionError, option_key, parse_option_key
 
@@ -226,6 +235,9 @@ def group_activation_noise(group: GroupInfo, option: Option, recipe: ActivationR
     format; as they come without one."""
     if recipe is None or recipe.empty:
         return activation_noise(option.activations)
+    if recipe.dynamic is not None and dynamic_applies(option.weights, option.activations, recipe.weight_only):
+        # The engine quantizes these float activations per token at run time (8da4w / 8da8w).
+        return activation_noise(recipe.dynamic)
     smoothing = recipe.smoothing if group.reads_norm else None
     return activation_noise(option.activations, smoothing, recipe.block_for(option.weights))
 

@@ -69,6 +69,9 @@ class RuntimeSettings:
     # Linear layers with integer weights and float activations quantize their activations to this
     # format per token at run time (planner.engines.Runtime.dynamic_act_quant); None: W4A16-style.
     dynamic_act_quant: str | None = None
+    # Integer weight formats exported weight-only for this model, which keep their float activations
+    # (planner.engines.Runtime.weight_only_formats).
+    weight_only_formats: tuple[str, ...] = ()
     # Vector instructions per 32-value block pair beside the dot product in the engine's quantized
     # CPU matmul (planner.kernels.CPU_INT8_GEMM_BLOCK_OPS); None: the device's best-shape fraction.
     cpu_int8_block_ops: float | None = None
@@ -95,7 +98,8 @@ class RuntimeSettings:
         """The engine's recipe for integer activations (:class:`planner.format_noise.ActivationRecipe`)."""
         from planner.format_noise import ActivationRecipe
 
-        return ActivationRecipe(smoothing=self.smoothing_alpha, blocks=self.activation_blocks)
+        return ActivationRecipe(smoothing=self.smoothing_alpha, blocks=self.activation_blocks, dynamic=self.dynamic_act_quant,
+                                weight_only=self.weight_only_formats)
 
     def __post_init__(self) -> None:
         if self.kv_token_budget is not None and (isinstance(self.kv_token_budget, bool) or not isinstance(self.kv_token_budget, int) or self.kv_token_budget < 1):
@@ -143,6 +147,7 @@ def engine_settings(runtime) -> dict:
         "quantized_act_storage_bits": _FLOAT_BITS.get(runtime.quantized_act_storage, 0.0),
         "untie_quantized_head": runtime.untie_quantized_head,
         "dynamic_act_quant": runtime.dynamic_act_quant,
+        "weight_only_formats": tuple(runtime.weight_only_formats),
         # Read at call time: benchmarks/fitted.py patches the table for cross-validation.
         "cpu_int8_block_ops": CPU_INT8_GEMM_BLOCK_OPS[runtime.cpu_int8_gemm] if runtime.cpu_int8_gemm else None,
         "separate_dequant": runtime.separate_dequant,

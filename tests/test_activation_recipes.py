@@ -822,3 +822,39 @@ def test_measure_sensitivity_api_checks_and_dedupes():
         _activation_options([("int8", "dense")], "int8")
     assert _options(["int8", "INT8", "int8"], ["dense"]) == [("int8", "dense")]
     assert _activation_options([("int8", "dense")], ["int8", "int8"]) == [("int8", "dense", "int8")]
+
+
+def test_prior_prices_dynamic_int8_where_the_engine_quantizes_16bit_activations_at_run_time():
+    # ExecuTorch's phone target runs int4 / int8 weights beside 16-bit activations as 8da4w / 8da8w: the
+    # activations are int8 per token, so the prior scores them as int8 activations, not as fp16.
+    groups = _groups("llama-3.2-1b")
+    w4a16, w4a8, fp16 = (Option(weights="int4-g32", activations="fp16"), Option(weights="int4-g32", activations="int8"),
+                         Option(weights="fp16", activations="fp16"))
+    opts = [(w4a16, w4a8, fp16)] * len(groups)
+    plain = PriorSensitivity().scores(groups, opts).values
+    dyn = PriorSensitivity(recipe=ActivationRecipe(dynamic="int8")).scores(groups, opts).values
+    for p, d in zip(plain, dyn):
+        assert d[0] == pytest.approx(d[1]) and d[0] > p[0]  # W4A16 now carries int8 activation noise
+        assert d[1] == p[1] and d[2] == p[2]  # int8 already, and float weights: unchanged
+    # The phone target's runtime says so; the base profile (laptops and CPUs) does not.
+    from planner.engines import support
+    from planner.serving import RuntimeSettings, engine_settings
+    from hwmodels import load_device
+
+    sup = support(load_engine("executorch"), load_device("snapdragon-8-gen-3"))
+    assert RuntimeSettings(**engine_settings(sup.runtime)).activation_recipe().dynamic == "int8"
+    assert load_engine("executorch").runtime.dynamic_act_quant is None
+    # It is not part of the recorded (measurement) recipe's dict form.
+    assert ActivationRecipe(dynamic="int8").to_dict() == ActivationRecipe().to_dict()
+
+
+def test_prior_keeps_float_activations_for_weights_the_exporter_writes_weight_only():
+    # export_llama writes int8 weights weight-only: a Llama plan's int8 layers keep their fp16 activations.
+    groups = _groups("llama-3.2-1b")
+    w8a16 = Option(weights="int8", activations="fp16")
+    plain = PriorSensitivity().scores(groups, [(w8a16,)] * len(groups)).values
+    llama = PriorSensitivity(recipe=ActivationRecipe(dynamic="int8", weight_only=("int8",))).scores(
+        groups, [(w8a16,)] * len(groups)).values
+    other = PriorSensitivity(recipe=ActivationRecipe(dynamic="int8")).scores(groups, [(w8a16,)] * len(groups)).values
+    for p, l, o in zip(plain, llama, other):
+        assert l[0] == p[0] and o[0] > p[0]

@@ -179,6 +179,10 @@ def test_dynamic_int8_activations_price_a_w4_16bit_linear_as_the_8da4w_program_r
     as_planned = _est("llama-3.2-1b", "snapdragon-8-gen-3", s, w4a16, **plain)
     int8 = _est("llama-3.2-1b", "snapdragon-8-gen-3", s, w4a8, **plain)
     assert priced.tpot_s < 0.85 * as_planned.tpot_s  # W4A16 dequantizes the weights to fp16 first
+    # The layer reads and writes its activations in the planned fp16; only its arithmetic is int8.
+    lin = lambda e: [o for o in e.prefill.ops if o.kind == LINEAR]  # noqa: E731
+    assert [o.activation_bytes for o in lin(priced)] == pytest.approx([o.activation_bytes for o in lin(as_planned)])
+    assert {o.precision for o in lin(priced)} == {"int8"} and {o.precision for o in lin(as_planned)} == {"fp16"}
     assert priced.tpot_s == pytest.approx(int8.tpot_s, rel=0.1)
     assert priced.ttft_s == pytest.approx(int8.ttft_s, rel=0.1)
     # Layers without integer weights, and int8 activations already, are unchanged.
@@ -209,6 +213,21 @@ def test_executorch_phone_estimate_says_its_linears_run_dynamic_int8():
     est = estimate("llama-3.2-1b", "snapdragon-8-gen-3", weights="int4-g32", activations="fp16", kv="fp16", prompt=64, gen=16)
     assert est.engine_assumptions["dynamic_act_quant"] == "int8"
     assert any("compute with int8 activations" in n and "executorch" in n for n in est.notes)
+    # export_llama writes int8 weights weight-only (--quantization_mode int8): those layers keep fp16 activations.
+    w8 = estimate("llama-3.2-1b", "snapdragon-8-gen-3", weights="int8", activations="fp16", kv="fp16", prompt=64, gen=16)
+    assert w8.engine_assumptions["weight_only_formats"] == ["int8"]
+    assert not any("compute with int8 activations" in n for n in w8.notes)
+    w8a8 = estimate("llama-3.2-1b", "snapdragon-8-gen-3", weights="int8", activations="int8", kv="fp16", prompt=64, gen=16)
+    assert w8.tpot_s > 1.2 * w8a8.tpot_s
+    # The Optimum route (Gemma) writes 8da8w: there int8 weights do run with dynamic int8 activations.
+    g8 = estimate("gemma-2-9b", "snapdragon-8-gen-3", weights="int8", activations="fp16", kv="fp16", prompt=64, gen=16)
+    assert g8.engine_assumptions["weight_only_formats"] == []
+    assert any("int8 weights compute with int8 activations" in n for n in g8.notes)
+    # A CNN's int8 convolutions run on calibrated int8 inputs whatever the plan's activations.
+    r16 = estimate("resnet-50", "snapdragon-8-gen-3", weights="int8", activations="fp16")
+    r8 = estimate("resnet-50", "snapdragon-8-gen-3", weights="int8", activations="int8")
+    assert r16.latency_s == pytest.approx(r8.latency_s, rel=0.02)
+    assert any("calibrated static int8" in n for n in r16.notes)
     fp = estimate("llama-3.2-1b", "snapdragon-8-gen-3", weights="fp16", activations="fp16", kv="fp16", prompt=64, gen=16)
     assert not any("compute with int8 activations" in n for n in fp.notes)
     # A GPU serving engine has no such rule: W4A16 stays W4A16 there.

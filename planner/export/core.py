@@ -122,7 +122,9 @@ class Exporter:
     #: The formats the exporter can write for a model, where fewer than its engine runs: architecture →
     #: {"kv": KV-cache formats, "weights": weight formats} (Optimum ExecuTorch keeps a float cache and
     #: groups int4 weights by 32), or None for every one. A plan made for the engine searches only those
-    #: (planner.request.plan).
+    #: (planner.request.plan). "weight_only": integer weight formats it writes weight-only for the model
+    #: where the engine would otherwise quantize their float activations at run time
+    #: (planner.engines.Runtime.dynamic_act_quant; export_llama's int8 mode).
     limits: Callable[[Any], Mapping[str, tuple[str, ...]] | None] | None = None
 
 

@@ -269,7 +269,11 @@ def _optimum_route(arch: Any) -> bool:
 
 def _limits(arch: Any) -> dict[str, tuple[str, ...]] | None:
     """What the Optimum route writes for a decoder: a float KV cache (no quantized-cache flag), and
-    Linear weights in float, int8 or int4 in groups of 32 (its text-generation task passes no group size)."""
+    Linear weights in float, int8 or int4 in groups of 32 (its text-generation task passes no group size).
+    export_llama writes int8 Linear weights weight-only (``--quantization_mode int8``: the activations stay
+    float, where the other routes write 8da8w), so those layers do not compute in int8 ("weight_only")."""
+    if getattr(arch, "family", None) == "decoder" and (getattr(arch, "model_type", None) or "") in _MODEL:
+        return {"weight_only": ("int8",)}
     if not _optimum_route(arch):
         return None
     return {"kv": ("fp32", "fp16", "bf16"), "weights": ("fp32", "fp16", "bf16", "int8", "int4-g32")}

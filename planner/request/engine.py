@@ -51,7 +51,19 @@ def resolve_engine(value: Any, device: Any, *, training: bool, arch: Any = None)
         _wrong_family(spec, device, family, arch, training)
     if not spec.builds(getattr(arch, "model_type", None)):
         _not_built(spec, device, arch, training)
-    return found
+    return _exported_runtime(found, arch)
+
+
+def _exported_runtime(sup: Any, arch: Any) -> Any:
+    """``sup`` with the runtime facts its exporter fixes for ``arch``: the integer weight formats it writes
+    weight-only (export_llama's int8 mode), which keep their float activations where the engine would
+    quantize them at run time (``runtime.dynamic_act_quant``)."""
+    from dataclasses import replace
+
+    if sup.runtime.dynamic_act_quant is None:
+        return sup
+    only = tuple((exporter_limits(sup, arch) or {}).get("weight_only", ()))
+    return replace(sup, runtime=replace(sup.runtime, weight_only_formats=only)) if only else sup
 
 
 def _not_built(spec: Any, device: Any, arch: Any, training: bool) -> None:

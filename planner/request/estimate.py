@@ -457,7 +457,7 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
     est = replace(est, engine=r.engine.engine, engine_assumptions=engine_assumptions(r.engine, r.device, r.arch, r.options.runtime),
                   notes=(*limit_notes, *est.notes, *shape_notes(r.arch, serving), _engine_note(r.engine, r.device, r.arch),
                          *_storage_notes(r.engine, r.choice, r.arch), *_kv_policy_notes(r.engine.engine, r.options),
-                         *_export_notes(r.engine, r.choice, r.arch), *_dynamic_act_notes(r.engine, r.choice, r.device)),
+                         *_export_notes(r.engine, r.choice, r.arch), *_dynamic_act_notes(r.engine, r.choice, r.device, r.arch)),
                   batch_limit=None if bound is None else {**bound.to_dict(), "text": bound.text(r.engine.engine, setting, kv=kv)},
                   per_op=r.per_op)
     est = replace(est, uncertainty=_uncertainty(est, r.device, r.engine.engine, r.options.runtime, training=False))
@@ -498,6 +498,7 @@ def engine_assumptions(sup: Any, device: Any, arch: Any = None, runtime: str | N
         "step_overhead_s": s["step_overhead_s"],
         "static_memory_plan": s["static_memory_plan"],
         "dynamic_act_quant": s["dynamic_act_quant"],
+        "weight_only_formats": list(s["weight_only_formats"]),
         "source": sup.profile_file,
     }
 
@@ -554,17 +555,19 @@ def _kv_policy_notes(engine: str, options: Any) -> tuple[str, ...]:
             "no engine profile in the catalog lists: the figures are what an engine that ran it would reach",)
 
 
-def _dynamic_act_notes(sup: Any, choice: Any, device: Any) -> tuple[str, ...]:
-    """What the linear layers compute in when the engine quantizes their float activations at run
+def _dynamic_act_notes(sup: Any, choice: Any, device: Any, arch: Any = None) -> tuple[str, ...]:
+    """What the quantized layers compute in when the engine quantizes their float activations at run
     time (the profile's runtime.dynamic_act_quant: ExecuTorch's XNNPACK 8da4w / 8da8w)."""
     from planner.opcost import dynamic_activations
 
-    target = dynamic_activations(device, choice, sup.runtime.dynamic_act_quant)
+    target = dynamic_activations(device, choice, sup.runtime.dynamic_act_quant, sup.runtime.weight_only_formats)
     if target is None:
         return ()
-    return (f"linear layers with {choice.weights} weights compute with {target} activations: {sup.engine} quantizes "
-            f"the {choice.activations} activations per token at run time, and they are priced so ({sup.profile_file} "
-            "runtime.dynamic_act_quant); the tensors between layers stay in float",)
+    conv = " (its convolutions take calibrated static int8 inputs)" if getattr(arch, "family", None) == "cnn" else ""
+    return (f"layers with {choice.weights} weights compute with {target} activations: {sup.engine} quantizes the "
+            f"{choice.activations} activations of its quantized linear layers per token at run time{conv}, and they "
+            f"are priced so ({sup.profile_file} runtime.dynamic_act_quant); the tensors between layers stay in "
+            f"{choice.activations}",)
 
 
 def _export_notes(sup: Any, choice: Any, arch: Any) -> tuple[str, ...]:
