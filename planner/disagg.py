@@ -91,6 +91,7 @@ class DisaggOption:
     ttft_slo_ratio: float = 0.0
     tpot_slo_ratio: float = 0.0
     percentile: float = 0.95  # the quantile of ttft_s and tpot_s: the one the SLOs are checked at
+    uncertainty: object = None  # p10-p90 error bars (planner.uncertainty), set by planner.request.capacity
 
     @property
     def prefill_devices(self) -> int:
@@ -124,6 +125,7 @@ class DisaggOption:
             "kv_transfer": {"bytes": self.kv_bytes, "link": self.kv_link, "link_kind": self.kv_link_kind,
                             "seconds": self.kv_transfer_s},
             **slo_figures(self),
+            "uncertainty": self.uncertainty.to_dict() if self.uncertainty is not None else None,
         }
 
 

@@ -33,3 +33,29 @@ def test_the_disaggregated_table_and_rows_too(cli):
     assert d["percentile"] == 0.99
     code, out, _ = cli(*args)
     assert code == 0 and out.count("TTFT p50 / p99") == 2 and "p95" not in out
+
+
+def test_disaggregated_rows_carry_error_bars_in_json_csv_and_table(cli, tmp_path):
+    args = [a if a != "0.015" else "0.5" for a in ARGS] + ["--disaggregated"]
+    code, out, _ = cli(*args, "--json")
+    assert code == 0
+    d = json.loads(out)["hardware"][0]["disaggregated"]
+    d = d["best"] or d["closest"]
+    u = d["uncertainty"]
+    assert u is not None and u["hardware_class"] == "gpu" and u["engine_class"] == "serving"
+    for k in ("ttft_s", "tpot_s"):
+        i = u["intervals"][k]
+        assert i["p10"] < d[k] < i["p90"]
+    path = tmp_path / "rows.csv"
+    code, _, _ = cli(*args, "--csv", str(path))
+    assert code == 0
+    import pandas as pd
+
+    row = pd.read_csv(path).iloc[0]
+    assert row["disagg_ttft_s_p10"] < row["disagg_ttft_s"] < row["disagg_ttft_s_p90"]
+    assert "disagg_validated" in row
+    code, out, _ = cli(*args)
+    import re
+
+    table = out.split("Disaggregated prefill / decode")[1]
+    assert table.count("–") >= 2 and len(re.findall(r"(?:ms|µs|s)\*?\)", table)) >= 2  # TTFT and TPOT bands (a–b)

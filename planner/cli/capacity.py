@@ -270,7 +270,8 @@ def _serve_rows(answers: dict) -> list[dict]:
                             "disagg_decode": f"tp{d.decode_tp}·pp{d.decode_pp} × {d.decode_replicas}",
                             "disagg_kv_bytes": d.kv_bytes, "disagg_kv_transfer_s": d.kv_transfer_s,
                             "disagg_kv_link": d.kv_link_kind, "disagg_ttft_s": d.ttft_s, "disagg_tpot_s": d.tpot_s,
-                            "disagg_usd_per_hour": d.usd_per_hour})
+                            "disagg_usd_per_hour": d.usd_per_hour,
+                            **{f"disagg_{k}": v for k, v in _band_columns(d).items()}})
             rows.append(row)
         for u in unsupported_rows(ans.unsupported, "cli"):  # the command line's file: its flags (--activations)
             rows.append({"qps": q, "engine": u["engine"], "hardware": u["hardware"], "supported": False,
@@ -389,8 +390,8 @@ def _print_disagg(ans) -> None:
             f"tp{d.decode_tp}·pp{d.decode_pp} × {d.decode_replicas}",
             f"{d.devices} ({agg_dev})",
             f"{human_bytes(d.kv_bytes)}, {human_time(d.kv_transfer_s)} ({d.kv_link_kind.replace('_', '-')})",
-            f"{human_time(d.ttft_p50_s)} / {human_time(d.ttft_s)}",
-            f"{human_time(d.tpot_p50_s)} / {human_time(d.tpot_s)}",
+            f"{human_time(d.ttft_p50_s)} / {human_time(d.ttft_s)}{_band(d, 'ttft_s', human_time)}",
+            f"{human_time(d.tpot_p50_s)} / {human_time(d.tpot_s)}{_band(d, 'tpot_s', human_time)}",
             ("-" if d.usd_per_hour is None else f"{d.usd_per_hour:,.2f}") + f" ({agg_usd})",
             win,
         )

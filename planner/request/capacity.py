@@ -675,10 +675,11 @@ def run_capacity_train(req: CapacityTrainRequest, *, deadline: Deadline | None =
 def serve_intervals(ans: Any, pairs: Any, runtime: str) -> Any:
     """``ans`` (a ``ServeAnswer``) with every row's p10-p90 error bars: TTFT and TPOT of the
     row's hardware class and engine class (the engine its (engine, hardware) pair priced, with
-    that pair's runtime) at its batch. Disaggregated pools carry none."""
+    that pair's runtime) at its batch; a disaggregated answer's at its decode pool's batch."""
     from dataclasses import replace
 
     import planner.uncertainty as u
+    from planner.disagg import DisaggOption
 
     ok = [p for p in pairs if not p.reason]
     by_key = {(p.engine, p.device.id): p for p in ok}
@@ -691,11 +692,14 @@ def serve_intervals(ans: Any, pairs: Any, runtime: str) -> Any:
         rt = (p.setup.runtime if p.setup is not None else None) or runtime
         eng = u.engine_class(p.setup.engine if p.setup is not None else p.engine, rt)
         # the batch the row runs at: its mean live sequences per replica (the memory cap only bounds it)
-        running = o.max_batch if not math.isfinite(o.concurrency) else min(o.max_batch, max(1, math.ceil(o.concurrency)))
+        cap = o.decode_max_batch if isinstance(o, DisaggOption) else o.max_batch
+        running = cap if not math.isfinite(o.concurrency) else min(cap, max(1, math.ceil(o.concurrency)))
         return replace(o, uncertainty=u.uncertainty_of(o, u.SERVE_OPTION_QUANTITIES, hardware_class=p.device.device_class,
                                                       eng_class=eng, regime=u.batch_regime(running)))
 
-    ranked = tuple(replace(h, best=band(h.best, h.engine), closest=band(h.closest, h.engine)) for h in ans.ranked)
+    ranked = tuple(replace(h, best=band(h.best, h.engine), closest=band(h.closest, h.engine),
+                           disagg=band(h.disagg, h.engine), disagg_closest=band(h.disagg_closest, h.engine))
+                   for h in ans.ranked)
     return replace(ans, ranked=ranked)
 
 
