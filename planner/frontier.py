@@ -71,6 +71,7 @@ class FrontierPoint:
     tokens_per_s_per_device: float
     usd_per_million_tokens: float | None
     runtime: str = ""  # the launch mode priced: graph, or eager PyTorch
+    uncertainty: object = None  # p10-p90 error bars (planner.uncertainty), set by planner.request.capacity
 
     @property
     def devices(self) -> int:
@@ -82,7 +83,8 @@ class FrontierPoint:
                 "devices": self.devices, "batch": self.batch, "step_s": self.step_s, "prefill_s": self.prefill_s,
                 "tpot_s": self.tpot_s, "tokens_per_s_per_user": self.tokens_per_s_per_user,
                 "tokens_per_s_per_device": self.tokens_per_s_per_device,
-                "usd_per_million_tokens": self.usd_per_million_tokens, "runtime": self.runtime}
+                "usd_per_million_tokens": self.usd_per_million_tokens, "runtime": self.runtime,
+                "uncertainty": self.uncertainty.to_dict() if self.uncertainty is not None else None}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

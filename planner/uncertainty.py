@@ -59,6 +59,7 @@ __all__ = [
     "QUANTILES",
     "Sample",
     "TABLE_PATH",
+    "FRONTIER_POINT_QUANTITIES",
     "SERVE_OPTION_QUANTITIES",
     "TRAINING_QUANTITIES",
     "TRAIN_OPTION_QUANTITIES",
@@ -114,6 +115,15 @@ SERVE_OPTION_QUANTITIES: Mapping[str, tuple[str, str]] = {
     "tpot_p50_s": ("decode", "time"),
     "tpot_p95_s": ("decode", "time"),
     "tpot_s": ("decode", "time"),
+}
+#: A point of the throughput-latency frontier (``planner.frontier.FrontierPoint``): its TPOT holds the
+#: decode step and the share of prefills between steps, and is banded as a decode time.
+FRONTIER_POINT_QUANTITIES: Mapping[str, tuple[str, str]] = {
+    "step_s": ("decode", "time"),
+    "prefill_s": ("prefill", "time"),
+    "tpot_s": ("decode", "time"),
+    "tokens_per_s_per_user": ("decode", "rate"),
+    "tokens_per_s_per_device": ("throughput", "rate"),
 }
 #: A capacity row (``planner.training_capacity.TrainOption``); ``days`` to train the target tokens.
 TRAIN_OPTION_QUANTITIES: Mapping[str, tuple[str, str]] = {

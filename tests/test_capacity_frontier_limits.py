@@ -27,7 +27,10 @@ def test_nothing_fits_is_infeasible_on_the_cli_with_the_reason_and_a_csv_header(
     assert "does not fit l4" in out and "--max-devices 8" in out.replace("\n", " ")
     with (tmp_path / "f.csv").open() as f:
         rows = list(csv.DictReader(f))
-        assert list(rows[0]) == [*CSV_COLUMNS, "supported", "failures"]
+        from planner.uncertainty import FRONTIER_POINT_QUANTITIES
+
+        bands = [f"{k}_{q}" for k in FRONTIER_POINT_QUANTITIES for q in ("p10", "p90")] + ["validated"]
+        assert list(rows[0]) == [*CSV_COLUMNS, *bands, "supported", "failures"]
     assert [(r["hardware"], r["batch"]) for r in rows] == [("l4", "")] and "does not fit l4" in rows[0]["failures"]
     code, out, _ = cli(*NO_FIT, "--json")
     doc = json.loads(out)["error"]
@@ -96,3 +99,31 @@ def test_cli_time_limit(cli):
     assert code == 0 and json.loads(out)["status"] == "complete"
     code, _, err = cli(*args, "--time-limit", "-1")
     assert code == 2 and "--time-limit" in err
+
+
+def test_every_frontier_point_carries_error_bars_in_python_json_csv_and_table(cli, tmp_path):
+    ans = run_capacity_frontier(CapacityFrontierRequest(model="llama-3.1-8b", hardware=["h100-sxm"], engine=["vllm"],
+                                                        formats=["fp8"]))
+    points = [p for s in ans.series for p in s.points]
+    assert points
+    for p in points:
+        u = p.uncertainty
+        assert u is not None and u.hardware_class == "gpu"
+        for k in ("tpot_s", "tokens_per_s_per_user", "tokens_per_s_per_device"):
+            i = u.get(k)
+            assert i.p10 < getattr(p, k) < i.p90, (k, p.batch)
+        # one band per point: tokens/s per user is the inverse of TPOT, and so are its ends
+        assert u.get("tokens_per_s_per_user").p10 == pytest.approx(1.0 / u.get("tpot_s").p90, rel=1e-6)
+    args = ("capacity", "frontier", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--engine", "vllm",
+            "--formats", "fp8", "--executor", "serial")
+    code, out, _ = cli(*args, "--json")
+    assert code == 0
+    pt = json.loads(out)["series"][0]["points"][0]
+    assert pt["uncertainty"]["intervals"]["tpot_s"]["p10"] < pt["tpot_s"]
+    path = tmp_path / "f.csv"
+    code, _, _ = cli(*args, "--csv", str(path))
+    assert code == 0
+    row = next(csv.DictReader(path.open()))
+    assert float(row["tpot_s_p10"]) < float(row["tpot_s"]) < float(row["tpot_s_p90"]) and row["validated"] in ("True", "False")
+    code, out, _ = cli(*args)
+    assert code == 0 and "p10–p90 of the cost model's out-of-sample error" in out.replace("\n", " ")

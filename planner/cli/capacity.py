@@ -46,6 +46,7 @@ from planner.request.capacity import (
     serve_infeasible,
     resolve_training_fleet,
     serve_intervals,
+    frontier_intervals,
     train_intervals,
 )
 from planner.request.fields import field_info
@@ -415,6 +416,10 @@ def _band_columns(o) -> dict:
     return {**cols, "validated": u.validated}
 
 
+def _one_decimal(x: float) -> str:
+    return f"{x:,.1f}"
+
+
 def _band(o, name: str, fmt) -> str:
     """`` (lo–hi)`` of a capacity row's figure (``*`` outside the validated region), else ``""``."""
     i = None if o is None or o.uncertainty is None else o.uncertainty.get(name)
@@ -529,10 +534,13 @@ def frontier(
     else:  # as the REST service: the searches done when the time is up, pair by pair; nothing done → exit 3
         with cli_errors(CAPACITY_CLI_ALIASES):
             found = run_frontier_within(unique, deadline)
-    ans = summarize_frontier(arch, prompt_n, gen_n, tasks, [found.get(i) for i in index],
-                             [p for p in pairs if p.listed], search)
+    ans = frontier_intervals(summarize_frontier(arch, prompt_n, gen_n, tasks, [found.get(i) for i in index],
+                                                [p for p in pairs if p.listed], search), pairs, search.runtime)
     if csv_path is not None:  # the header even when no pair has a point
-        _write_csv(_frontier_rows(ans), csv_path, columns=(*CSV_COLUMNS, "supported", "failures"))
+        from planner.uncertainty import FRONTIER_POINT_QUANTITIES
+
+        bands = tuple(f"{k}_{q}" for k in FRONTIER_POINT_QUANTITIES for q in ("p10", "p90")) + ("validated",)
+        _write_csv(_frontier_rows(ans), csv_path, columns=(*CSV_COLUMNS, *bands, "supported", "failures"))
     if plot_path is not None:
         _plot_frontier(ans, plot_path)
     if not json_out:
@@ -549,7 +557,8 @@ def _frontier_rows(ans) -> list[dict]:
     what was not priced."""
     from planner.capacity_model import unsupported_rows
 
-    rows = [{**p.to_dict(), "supported": True, "failures": ""} for s in ans.series for p in s.points]
+    rows = [{**{k: v for k, v in p.to_dict().items() if k != "uncertainty"}, **_band_columns(p), "supported": True,
+             "failures": ""} for s in ans.series for p in s.points]
     rows += [{"engine": s.engine, "hardware": s.hardware, "supported": True,
               "failures": render_tokens(s.reason, "cli", CAPACITY_CLI_ALIASES)} for s in ans.series if not s.points]
     rows += [{"engine": u["engine"], "hardware": u["hardware"], **{k: u[k] for k in ("weights", "activations") if k in u},
@@ -574,8 +583,9 @@ def _print_frontier(ans) -> None:
         for p in s.points:
             tab.add_row((s.engine or "-") + (" (eager)" if p.runtime == "eager" else ""), hw,
                         f"{p.weights} / {p.activations} / {p.kv}", f"tp{p.tp}·pp{p.pp}",
-                        str(p.batch), f"{p.tokens_per_s_per_user:,.1f}", f"{p.tokens_per_s_per_device:,.1f}",
-                        human_time(p.tpot_s),
+                        str(p.batch), f"{p.tokens_per_s_per_user:,.1f}{_band(p, 'tokens_per_s_per_user', _one_decimal)}",
+                        f"{p.tokens_per_s_per_device:,.1f}{_band(p, 'tokens_per_s_per_device', _one_decimal)}",
+                        human_time(p.tpot_s) + _band(p, "tpot_s", human_time),
                         "-" if p.usd_per_million_tokens is None else f"{p.usd_per_million_tokens:,.3f}")
         tab.add_section()
     rows = unsupported_rows(ans.unsupported, "cli")
@@ -583,6 +593,8 @@ def _print_frontier(ans) -> None:
         fmt = f"{u['weights']} / {u.get('activations', '-')} / -" if "weights" in u else "-"
         tab.add_row(u["engine"] or "-", u["hardware"], fmt, "not supported", "-", "-", "-", "-", "-")
     console.print(tab)
+    if any(p.uncertainty is not None for s in ans.series for p in s.points):
+        console.print(BANDS_NOTE)
     for s in ans.series:
         if not s.points:
             console.print(f"[red]no point[/]: {escape(s.engine or '-')} on {escape(s.hardware)}: "

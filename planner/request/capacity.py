@@ -49,7 +49,7 @@ from planner.request.fields import (
 
 __all__ = ["CAPACITY_CLI_ALIASES", "CapacityFrontierRequest", "CapacityServeRequest", "CapacityTrainRequest", "check_generative",
            "check_frontier", "engine_ids", "resolve_capacity_frontier", "resolve_capacity_serve", "resolve_capacity_train",
-           "request_deadline", "resolve_training_fleet", "run_capacity_frontier", "run_capacity_serve", "run_capacity_train", "serve_intervals", "serve_pairs",
+           "request_deadline", "resolve_training_fleet", "run_capacity_frontier", "run_capacity_serve", "run_capacity_train", "serve_intervals", "serve_pairs", "frontier_intervals",
            "train_intervals"]
 
 CAPACITY_CLI_ALIASES = {"ttft_slo_s": "--ttft-slo", "tpot_slo_s": "--tpot-slo", "time_limit_s": "--time-limit"}
@@ -630,7 +630,7 @@ def run_capacity_frontier(req: CapacityFrontierRequest, *, deadline: Deadline | 
 
     deadline = _deadline(req, deadline)
     arch, pairs, prompt, gen, search = resolve_capacity_frontier(req)
-    ans = plan_frontier(arch, pairs, prompt, gen, search, deadline=deadline)
+    ans = frontier_intervals(plan_frontier(arch, pairs, prompt, gen, search, deadline=deadline), pairs, search.runtime)
     check_frontier(ans)
     return ans
 
@@ -701,6 +701,30 @@ def serve_intervals(ans: Any, pairs: Any, runtime: str) -> Any:
                            disagg=band(h.disagg, h.engine), disagg_closest=band(h.disagg_closest, h.engine))
                    for h in ans.ranked)
     return replace(ans, ranked=ranked)
+
+
+def frontier_intervals(ans: Any, pairs: Any, runtime: str) -> Any:
+    """``ans`` (a ``FrontierAnswer``) with every point's p10-p90 error bars: its decode step, prefill,
+    TPOT and rates, from the rows of its hardware class and engine class (the engine its pair priced,
+    at the launch mode the point was priced with) at its batch."""
+    from dataclasses import replace
+
+    import planner.uncertainty as u
+
+    ok = [p for p in pairs if not getattr(p, "reason", "")]
+    by_key = {(p.engine, p.device.id): p for p in ok}
+    by_hw = {p.device.id: p for p in ok}
+
+    def band(o: Any) -> Any:
+        p = by_key.get((o.engine, o.hardware)) or by_hw.get(o.hardware)
+        if p is None:
+            return o
+        rt = o.runtime or (p.setup.runtime if p.setup is not None else None) or runtime
+        eng = u.engine_class(p.setup.engine if p.setup is not None else p.engine, rt)
+        return replace(o, uncertainty=u.uncertainty_of(o, u.FRONTIER_POINT_QUANTITIES, hardware_class=p.device.device_class,
+                                                      eng_class=eng, regime=u.batch_regime(o.batch)))
+
+    return replace(ans, series=tuple(replace(s, points=tuple(band(o) for o in s.points)) for s in ans.series))
 
 
 def train_intervals(ans: Any, device: Any, engine: Any) -> Any:
