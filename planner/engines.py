@@ -119,6 +119,10 @@ class Runtime:
     # model (export_llama's int8 mode), so dynamic_act_quant does not apply to them. Not a profile field:
     # the request layer sets it from the exporter (planner.request.engine.resolve_engine).
     weight_only_formats: tuple[str, ...] = ()
+    # The peak of the engine's own compute design on the device, per precision, in TOPS, where it is below
+    # what the device's fabric could hold (an FPGA overlay such as Vitis AI's DPU is one fixed design: the
+    # U50's DPUCAHX8H with 2 cores of 3 engines peaks at 7,373 GOPS int8). Empty: the device's peak.
+    design_peak_tops: tuple[tuple[str, float], ...] = ()
     # The engine's quantized CPU matmul kernel family (planner.kernels.CPU_INT8_GEMM_BLOCK_OPS),
     # None when the engine's int8 GEMMs on a CPU reach the device's best-shape fraction.
     cpu_int8_gemm: str | None = None
@@ -312,7 +316,7 @@ class EngineSpec:
         return Support(
             engine=self.id,
             device=device.id,
-            schemes=tuple(s for t in hits for s in t.schemes),
+            schemes=_unique(s for t in hits for s in t.schemes),
             kv=_unique(k for t in hits for k in t.kv),
             sparsity=_unique(s for t in hits for s in t.sparsity),
             parallel=self.parallel,
@@ -390,7 +394,7 @@ _OPTIONAL_FLAGS = {"tp_comm_overlap": False, "grad_reduce_overlap": False, "fuse
 def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
     reader.allow(*_RUNTIME_FLAGS, "chunk_tokens", "kv_block_tokens", "memory_fraction", "context_gib", "source",
                  "provenance", "notes", "step_overhead_us", "compute_unit", "quantized_act_storage", "cpu_int8_gemm",
-                 "memory_fraction_setting", "dynamic_act_quant")
+                 "memory_fraction_setting", "dynamic_act_quant", "design_peak_tops")
     out: dict[str, Any] = {}
     for key in _RUNTIME_FLAGS:
         if reader.has(key) or not partial:
@@ -405,6 +409,14 @@ def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
         out["quantized_act_storage"] = reader.text("quantized_act_storage", choices=("fp32", "fp16", "bf16"))
     if reader.has("dynamic_act_quant"):
         out["dynamic_act_quant"] = reader.text("dynamic_act_quant", choices=("int8",))
+    if reader.has("design_peak_tops"):
+        from hwmodels.precision import PRECISIONS
+
+        peaks = reader.sub("design_peak_tops")
+        if not isinstance(peaks.data, Mapping) or not peaks.data:
+            raise reader.error("design_peak_tops", "a mapping of precision to TOPS, e.g. {int8: 7.373}", peaks.data)
+        peaks.allow(*PRECISIONS)
+        out["design_peak_tops"] = tuple((k, peaks.number(k)) for k in PRECISIONS if peaks.has(k))
     if reader.has("cpu_int8_gemm"):
         from planner.kernels import CPU_INT8_GEMM_BLOCK_OPS
 

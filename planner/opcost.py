@@ -342,6 +342,15 @@ def computed_choice(op: OpShape, device: DeviceSpec, choice: Choice, options: Ru
     return choice if target is None else replace(choice, activations=target)
 
 
+def design_capped(nm: DeviceNumerics, options: RuntimeSettings | None) -> DeviceNumerics:
+    """``nm`` with its peak lowered to the engine's own compute design's at that precision
+    (RuntimeSettings.design_peak_flops: Vitis AI's DPU on an Alveo card), where that is lower."""
+    cap = dict(options.design_peak_flops).get(nm.precision) if options is not None and options.design_peak_flops else None
+    if cap is None or cap >= nm.peak_flops_per_s:
+        return nm
+    return replace(nm, peak_flops_per_s=cap)
+
+
 def op_static(
     op: OpShape,
     device: DeviceSpec,
@@ -357,7 +366,8 @@ def op_static(
     cannot run)."""
     rows, cols = matrix_shape(op)
     computed = computed_choice(op, device, choice, options)
-    nm = device_numerics(device, computed, rows or 1, cols or 1, _unit(device, options), stored_bits(options, stored_row(op)))
+    nm = design_capped(device_numerics(device, computed, rows or 1, cols or 1, _unit(device, options),
+                                       stored_bits(options, stored_row(op))), options)
     # A layer that quantizes its activations at run time reads and writes them in the planned format.
     act_bits = nm.act_bits if computed is choice else device_numerics(device, choice, 1, 1, _unit(device, options)).act_bits
     shard = shard_factor(op, layout)

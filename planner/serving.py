@@ -72,6 +72,9 @@ class RuntimeSettings:
     # Integer weight formats exported weight-only for this model, which keep their float activations
     # (planner.engines.Runtime.weight_only_formats).
     weight_only_formats: tuple[str, ...] = ()
+    # The peak of the engine's compute design on the device, per precision, in FLOP/s (planner.engines.
+    # Runtime.design_peak_tops): an op's peak is the lower of it and the device's.
+    design_peak_flops: tuple[tuple[str, float], ...] = ()
     # Vector instructions per 32-value block pair beside the dot product in the engine's quantized
     # CPU matmul (planner.kernels.CPU_INT8_GEMM_BLOCK_OPS); None: the device's best-shape fraction.
     cpu_int8_block_ops: float | None = None
@@ -148,6 +151,7 @@ def engine_settings(runtime) -> dict:
         "untie_quantized_head": runtime.untie_quantized_head,
         "dynamic_act_quant": runtime.dynamic_act_quant,
         "weight_only_formats": tuple(runtime.weight_only_formats),
+        "design_peak_flops": tuple((k, v * 1e12) for k, v in runtime.design_peak_tops),
         # Read at call time: benchmarks/fitted.py patches the table for cross-validation.
         "cpu_int8_block_ops": CPU_INT8_GEMM_BLOCK_OPS[runtime.cpu_int8_gemm] if runtime.cpu_int8_gemm else None,
         "separate_dequant": runtime.separate_dequant,

@@ -289,7 +289,9 @@ def test_engine_profiles_carry_kernel_facts():
 
 @pytest.mark.parametrize("key, value", [("step_overhead_us", -3), ("step_overhead_us", "fast"), ("fused_attention", "yes"),
                                         ("compute_unit", 7), ("cpu_int8_gemm", "tinyblas"), ("cpu_int8_gemm", 3),
-                                        ("dynamic_act_quant", "int4"), ("dynamic_act_quant", 8)])
+                                        ("dynamic_act_quant", "int4"), ("dynamic_act_quant", 8),
+                                        ("design_peak_tops", {"int9": 1.0}), ("design_peak_tops", {"int8": -1.0}),
+                                        ("design_peak_tops", 5), ("design_peak_tops", {})])
 def test_bad_engine_kernel_facts_are_named(key, value):
     import yaml
     from importlib import resources
@@ -419,3 +421,28 @@ def test_rotary_elementwise_passes_are_priced_only_for_models_with_rotary_positi
     without = elementwise_bytes(10, 4096, 11008, 4096, 1024, 2.0, gated=True, rotary=False)
     assert with_rope - without == 10 * 2 * (4096 + 1024) * 2.0
     assert elementwise_kernels(False, rotary=False) == 3 and elementwise_kernels(True) == 6
+
+
+def test_an_engine_design_peak_bounds_the_fabric_peak():
+    # Vitis AI runs one fixed DPU design on an Alveo U50: 7,373 int8 GOPS (PG367), below the 10.2 TOPS
+    # the card's DSP slices could hold for a design of the whole fabric.
+    from planner.api import estimate
+    from planner.engines import support
+
+    dev = load_device("alveo-u50")
+    sup = support(load_engine("vitis-ai"), dev)
+    assert len(sup.schemes) == 1  # the generic FPGA target and the U50's give one scheme, not two
+    settings = engine_settings(sup.runtime)
+    assert dict(settings["design_peak_flops"]) == {"int8": pytest.approx(7.373e12)}
+    arch, s, int8 = load_arch("resnet-50"), Serving(batch=6, prompt=1, gen=0), Choice(weights="int8", activations="int8", kv="int8")
+    capped = estimate_inference(arch, dev, Layout(), s, int8, options=RuntimeSettings(**settings))
+    fabric = estimate_inference(arch, dev, Layout(), s, int8, options=RuntimeSettings(**{**settings, "design_peak_flops": ()}))
+    conv = lambda e: sum(o.compute_s * o.count for o in e.prefill.ops if o.kind == "conv")  # noqa: E731
+    assert conv(capped) / conv(fabric) == pytest.approx(dev.peak_flops_per_s("int8") / 7.373e12, rel=1e-6)
+    est = estimate("resnet-50", "alveo-u50", batch=6)
+    assert est.engine_assumptions["design_peak_tops"] == {"int8": 7.373}
+    assert any("peaks at 7.373 int8 TOPS" in n for n in est.notes)
+    # A cap above the device's peak changes nothing (the ZCU102 keeps its profile's peak: no design stated).
+    high = estimate_inference(arch, dev, Layout(), s, int8, options=RuntimeSettings(**{**settings, "design_peak_flops": (("int8", 1e15),)}))
+    assert conv(high) == pytest.approx(conv(fabric), rel=1e-12)
+    assert engine_settings(support(load_engine("vitis-ai"), load_device("zcu102")).runtime)["design_peak_flops"] == ()

@@ -68,8 +68,7 @@ def in_sample(pub, rows):
 # 78 rows, no longer reported) and priced for the engine's rows: training over the 125 reported rows
 # 5.2 / 13.9 / +4.3 (the same rows without it: 13.8 / 34.6 / +13.8); these llm-foundry rows share their
 # document with the fit split, so for them it is a held-out-hardware figure, not leave-one-source-out.
-# The inference median and bias limits are the acceptance targets (met); the p90 limit and the others guard the
-# measured levels (docs/costmodel.md).
+# The inference limits are the acceptance targets (met); the others guard the measured levels (docs/costmodel.md).
 # Eager host time priced per kernel launched (kernels counted per layer, planner.kernels.eager_layer_kernels)
 # instead of per modelled operator: inference 10.9 / 34.8 / +3.3 (every fold picks 15 us per kernel); with
 # intra-node all-reduces priced as NCCL's chain (its trees connect nodes only): 10.8 / 31.9 / +1.1.
@@ -80,9 +79,11 @@ def in_sample(pub, rows):
 # its I53 +7% -> -23%), because every fold chose its constants by one median pooled over all the rows any
 # constant moves. Each constant is now judged by the rows it moves (published_report.fit), and the shipped
 # values are that fit over every reported row (gather 0.8, GGML block ops 5): 11.99 / 35.9 / +3.6, the p90
-# target (35%) not met by 0.9 points; the limit below guards that level.
+# target (35%) not met by 0.9 points. Vitis AI's U50 rows priced at the DPU design's published peak (PG367,
+# 7,373 int8 GOPS) instead of a design of the card's whole fabric (10.2 TOPS): +41..+56% -> +7..+19%, and
+# 11.9 / 34.6 / +3.6. The three inference limits below are the acceptance targets.
 LOSO_LIMITS = {  # category: (median, p90, |signed median|) as fractions
-    "inference": (0.12, 0.365, 0.05),  # targets 12 / 35 / 5: 11.99 / 35.9 / +3.6 measured (p90 not met)
+    "inference": (0.12, 0.35, 0.05),  # targets 12 / 35 / 5: 11.9 / 34.6 / +3.6 measured
     "training": (0.08, 0.17, 0.07),
     "memory": (0.30, 0.41, 0.30),
     "finetune-memory": (0.09, 0.10, 0.09),

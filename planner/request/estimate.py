@@ -457,7 +457,8 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
     est = replace(est, engine=r.engine.engine, engine_assumptions=engine_assumptions(r.engine, r.device, r.arch, r.options.runtime),
                   notes=(*limit_notes, *est.notes, *shape_notes(r.arch, serving), _engine_note(r.engine, r.device, r.arch),
                          *_storage_notes(r.engine, r.choice, r.arch), *_kv_policy_notes(r.engine.engine, r.options),
-                         *_export_notes(r.engine, r.choice, r.arch), *_dynamic_act_notes(r.engine, r.choice, r.device, r.arch)),
+                         *_export_notes(r.engine, r.choice, r.arch), *_dynamic_act_notes(r.engine, r.choice, r.device, r.arch),
+                         *_design_peak_notes(r.engine, r.device)),
                   batch_limit=None if bound is None else {**bound.to_dict(), "text": bound.text(r.engine.engine, setting, kv=kv)},
                   per_op=r.per_op)
     est = replace(est, uncertainty=_uncertainty(est, r.device, r.engine.engine, r.options.runtime, training=False))
@@ -499,6 +500,7 @@ def engine_assumptions(sup: Any, device: Any, arch: Any = None, runtime: str | N
         "static_memory_plan": s["static_memory_plan"],
         "dynamic_act_quant": s["dynamic_act_quant"],
         "weight_only_formats": list(s["weight_only_formats"]),
+        "design_peak_tops": dict(rt.design_peak_tops) or None,
         "source": sup.profile_file,
     }
 
@@ -553,6 +555,22 @@ def _kv_policy_notes(engine: str, options: Any) -> tuple[str, ...]:
         return ()
     return (f"what-if: {engine} keeps every token's K/V in every layer; this prices {' and '.join(asked)}, which "
             "no engine profile in the catalog lists: the figures are what an engine that ran it would reach",)
+
+
+def _design_peak_notes(sup: Any, device: Any) -> tuple[str, ...]:
+    """The engine's own compute design's peak where it bounds the device's (runtime.design_peak_tops:
+    Vitis AI's DPU on an Alveo card)."""
+    out = []
+    for precision, tops in sup.runtime.design_peak_tops:
+        try:
+            fabric = device.peak_flops_per_s(precision) / 1e12
+        except (KeyError, ValueError):
+            continue
+        if tops < fabric:
+            out.append(f"{sup.engine}'s compute design on {device.id} peaks at {tops:g} {precision} TOPS "
+                       f"({sup.profile_file} runtime.design_peak_tops), below the {fabric:.3g} the device could hold; "
+                       "priced at the design's")
+    return tuple(out)
 
 
 def _dynamic_act_notes(sup: Any, choice: Any, device: Any, arch: Any = None) -> tuple[str, ...]:
