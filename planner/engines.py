@@ -119,9 +119,9 @@ class Runtime:
     # model (export_llama's int8 mode), so dynamic_act_quant does not apply to them. Not a profile field:
     # the request layer sets it from the exporter (planner.request.engine.resolve_engine).
     weight_only_formats: tuple[str, ...] = ()
-    # The peak of the engine's own compute design on the device, per precision, in TOPS, where it is below
-    # what the device's fabric could hold (an FPGA overlay such as Vitis AI's DPU is one fixed design: the
-    # U50's DPUCAHX8H with 2 cores of 3 engines peaks at 7,373 GOPS int8). Empty: the device's peak.
+    # The peak of the engine's own compute design on the device, per precision, in TOPS, which replaces the
+    # device's (an FPGA overlay such as Vitis AI's DPU is one fixed design: the U50's DPUCAHX8H with 2 cores
+    # of 3 engines peaks at 7,373 GOPS int8). Empty: the device's peak.
     design_peak_tops: tuple[tuple[str, float], ...] = ()
     # The engine's quantized CPU matmul kernel family (planner.kernels.CPU_INT8_GEMM_BLOCK_OPS),
     # None when the engine's int8 GEMMs on a CPU reach the device's best-shape fraction.

@@ -343,12 +343,12 @@ def computed_choice(op: OpShape, device: DeviceSpec, choice: Choice, options: Ru
 
 
 def design_capped(nm: DeviceNumerics, options: RuntimeSettings | None) -> DeviceNumerics:
-    """``nm`` with its peak lowered to the engine's own compute design's at that precision
-    (RuntimeSettings.design_peak_flops: Vitis AI's DPU on an Alveo card), where that is lower."""
-    cap = dict(options.design_peak_flops).get(nm.precision) if options is not None and options.design_peak_flops else None
-    if cap is None or cap >= nm.peak_flops_per_s:
-        return nm
-    return replace(nm, peak_flops_per_s=cap)
+    """``nm`` with its peak replaced by the engine's own compute design's at that precision
+    (RuntimeSettings.design_peak_flops: Vitis AI's DPU on an Alveo card). The design is what runs,
+    whether its published peak is below the device's roof for a design of the whole fabric (the U50's
+    6 engines) or above it (the U280's 14 engines run their DSPs at twice the fabric clock)."""
+    peak = dict(options.design_peak_flops).get(nm.precision) if options is not None and options.design_peak_flops else None
+    return nm if peak is None else replace(nm, peak_flops_per_s=peak)
 
 
 def op_static(

@@ -73,7 +73,7 @@ class RuntimeSettings:
     # (planner.engines.Runtime.weight_only_formats).
     weight_only_formats: tuple[str, ...] = ()
     # The peak of the engine's compute design on the device, per precision, in FLOP/s (planner.engines.
-    # Runtime.design_peak_tops): an op's peak is the lower of it and the device's.
+    # Runtime.design_peak_tops): it replaces the device's peak at that precision.
     design_peak_flops: tuple[tuple[str, float], ...] = ()
     # Vector instructions per 32-value block pair beside the dot product in the engine's quantized
     # CPU matmul (planner.kernels.CPU_INT8_GEMM_BLOCK_OPS); None: the device's best-shape fraction.

@@ -117,13 +117,14 @@ SERVE_OPTION_QUANTITIES: Mapping[str, tuple[str, str]] = {
     "tpot_s": ("decode", "time"),
 }
 #: A point of the throughput-latency frontier (``planner.frontier.FrontierPoint``): its TPOT holds the
-#: decode step and the share of prefills between steps, and is banded as a decode time.
+#: decode step and the share of prefills between steps, and is banded as a decode time; both rates are
+#: that one step inverted (per user 1/T, per device n/(T·devices)), so they share its band.
 FRONTIER_POINT_QUANTITIES: Mapping[str, tuple[str, str]] = {
     "step_s": ("decode", "time"),
     "prefill_s": ("prefill", "time"),
     "tpot_s": ("decode", "time"),
     "tokens_per_s_per_user": ("decode", "rate"),
-    "tokens_per_s_per_device": ("throughput", "rate"),
+    "tokens_per_s_per_device": ("decode", "rate"),
 }
 #: A capacity row (``planner.training_capacity.TrainOption``); ``days`` to train the target tokens.
 TRAIN_OPTION_QUANTITIES: Mapping[str, tuple[str, str]] = {

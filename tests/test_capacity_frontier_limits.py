@@ -29,7 +29,7 @@ def test_nothing_fits_is_infeasible_on_the_cli_with_the_reason_and_a_csv_header(
         rows = list(csv.DictReader(f))
         from planner.uncertainty import FRONTIER_POINT_QUANTITIES
 
-        bands = [f"{k}_{q}" for k in FRONTIER_POINT_QUANTITIES for q in ("p10", "p90")] + ["validated"]
+        bands = [f"{k}_{q}" for k in FRONTIER_POINT_QUANTITIES for q in ("p10", "p90", "validated")] + ["validated"]
         assert list(rows[0]) == [*CSV_COLUMNS, *bands, "supported", "failures"]
     assert [(r["hardware"], r["batch"]) for r in rows] == [("l4", "")] and "does not fit l4" in rows[0]["failures"]
     code, out, _ = cli(*NO_FIT, "--json")
@@ -112,8 +112,12 @@ def test_every_frontier_point_carries_error_bars_in_python_json_csv_and_table(cl
         for k in ("tpot_s", "tokens_per_s_per_user", "tokens_per_s_per_device"):
             i = u.get(k)
             assert i.p10 < getattr(p, k) < i.p90, (k, p.batch)
-        # one band per point: tokens/s per user is the inverse of TPOT, and so are its ends
+        # one band per point: both rates are the TPOT inverted, and so are their ends
         assert u.get("tokens_per_s_per_user").p10 == pytest.approx(1.0 / u.get("tpot_s").p90, rel=1e-6)
+        share = p.batch / p.devices
+        for q in ("p10", "p90"):
+            assert getattr(u.get("tokens_per_s_per_device"), q) == pytest.approx(getattr(u.get("tokens_per_s_per_user"), q) * share, rel=1e-6)
+        assert u.get("tokens_per_s_per_device").validated == u.get("tpot_s").validated
     args = ("capacity", "frontier", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--engine", "vllm",
             "--formats", "fp8", "--executor", "serial")
     code, out, _ = cli(*args, "--json")
@@ -125,5 +129,6 @@ def test_every_frontier_point_carries_error_bars_in_python_json_csv_and_table(cl
     assert code == 0
     row = next(csv.DictReader(path.open()))
     assert float(row["tpot_s_p10"]) < float(row["tpot_s"]) < float(row["tpot_s_p90"]) and row["validated"] in ("True", "False")
+    assert row["tpot_s_validated"] in ("True", "False")
     code, out, _ = cli(*args)
     assert code == 0 and "p10–p90 of the cost model's out-of-sample error" in out.replace("\n", " ")

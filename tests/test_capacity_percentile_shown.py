@@ -53,7 +53,9 @@ def test_disaggregated_rows_carry_error_bars_in_json_csv_and_table(cli, tmp_path
 
     row = pd.read_csv(path).iloc[0]
     assert row["disagg_ttft_s_p10"] < row["disagg_ttft_s"] < row["disagg_ttft_s_p90"]
-    assert "disagg_validated" in row
+    assert "disagg_validated" in row and "disagg_tpot_s_validated" in row
+    for k in ("prefill_s", "ttft_p50_s", "tpot_p50_s"):  # every band beside its value
+        assert row[f"disagg_{k}_p10"] <= row[f"disagg_{k}"] <= row[f"disagg_{k}_p90"]
     code, out, _ = cli(*args)
     import re
 

@@ -270,7 +270,9 @@ def _serve_rows(answers: dict) -> list[dict]:
                 row.update({"disagg_devices": d.devices, "disagg_prefill": f"tp{d.prefill_tp}·pp{d.prefill_pp} × {d.prefill_replicas}",
                             "disagg_decode": f"tp{d.decode_tp}·pp{d.decode_pp} × {d.decode_replicas}",
                             "disagg_kv_bytes": d.kv_bytes, "disagg_kv_transfer_s": d.kv_transfer_s,
-                            "disagg_kv_link": d.kv_link_kind, "disagg_ttft_s": d.ttft_s, "disagg_tpot_s": d.tpot_s,
+                            "disagg_kv_link": d.kv_link_kind, "disagg_prefill_s": d.prefill_s,
+                            "disagg_ttft_p50_s": d.ttft_p50_s, "disagg_ttft_p95_s": d.ttft_p95_s, "disagg_ttft_s": d.ttft_s,
+                            "disagg_tpot_p50_s": d.tpot_p50_s, "disagg_tpot_p95_s": d.tpot_p95_s, "disagg_tpot_s": d.tpot_s,
                             "disagg_usd_per_hour": d.usd_per_hour,
                             **{f"disagg_{k}": v for k, v in _band_columns(d).items()}})
             rows.append(row)
@@ -408,11 +410,12 @@ BANDS_NOTE = ("(a–b): p10–p90 of the cost model's out-of-sample error on pub
 
 
 def _band_columns(o) -> dict:
-    """CSV columns of a row's error bars: ``<field>_p10``, ``<field>_p90`` and ``validated``."""
+    """CSV columns of a row's error bars: ``<field>_p10``, ``<field>_p90`` and ``<field>_validated`` (the table's
+    ``*`` where false), and ``validated`` (all of them)."""
     u = o.uncertainty
     if u is None:
         return {}
-    cols = {f"{k}_{q}": getattr(i, q) for k, i in u.intervals.items() for q in ("p10", "p90")}
+    cols = {f"{k}_{q}": getattr(i, q) for k, i in u.intervals.items() for q in ("p10", "p90", "validated")}
     return {**cols, "validated": u.validated}
 
 
@@ -539,7 +542,7 @@ def frontier(
     if csv_path is not None:  # the header even when no pair has a point
         from planner.uncertainty import FRONTIER_POINT_QUANTITIES
 
-        bands = tuple(f"{k}_{q}" for k in FRONTIER_POINT_QUANTITIES for q in ("p10", "p90")) + ("validated",)
+        bands = tuple(f"{k}_{q}" for k in FRONTIER_POINT_QUANTITIES for q in ("p10", "p90", "validated")) + ("validated",)
         _write_csv(_frontier_rows(ans), csv_path, columns=(*CSV_COLUMNS, *bands, "supported", "failures"))
     if plot_path is not None:
         _plot_frontier(ans, plot_path)

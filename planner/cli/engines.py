@@ -62,6 +62,8 @@ def support_summary(sup) -> dict:
             "paged_kv": rt.paged_kv, "kv_block_tokens": rt.kv_block_tokens,
             "continuous_batching": rt.continuous_batching, "memory_fraction": rt.memory_fraction,
             "context_bytes": rt.context_bytes,
+            "design_peak_tops": dict(rt.design_peak_tops) or None,
+            "dynamic_act_quant": rt.dynamic_act_quant,
         },
     }
 
@@ -137,6 +139,12 @@ def engines_show(
         console.print(f"launch: {', '.join(summary['runtime']['runtimes'])} (default "
                       f"{summary['runtime']['default_runtime']})")
         _print_activation_recipe(summary["activation_smoothing"], summary["activation_blocks"].items())
+        for precision, tops in sup.runtime.design_peak_tops:
+            console.print(f"compute design: one fixed design, {tops:g} {precision} TOPS peak (runtime.design_peak_tops); "
+                          "estimates price it at that, not at the device's own roof", highlight=False)
+        if sup.runtime.dynamic_act_quant:
+            console.print(f"quantized linear layers: {sup.runtime.dynamic_act_quant} activations, quantized per token at "
+                          "run time from 16-bit ones (runtime.dynamic_act_quant)", highlight=False)
         if "attention" in summary:
             console.print(f"attention: {', '.join(summary['attention'])}; optimizers: {', '.join(summary['optimizers'])}")
         return

@@ -566,10 +566,10 @@ def _design_peak_notes(sup: Any, device: Any) -> tuple[str, ...]:
             fabric = device.peak_flops_per_s(precision) / 1e12
         except (KeyError, ValueError):
             continue
-        if tops < fabric:
-            out.append(f"{sup.engine}'s compute design on {device.id} peaks at {tops:g} {precision} TOPS "
-                       f"({sup.profile_file} runtime.design_peak_tops), below the {fabric:.3g} the device could hold; "
-                       "priced at the design's")
+        if abs(tops - fabric) > 1e-9 * fabric:
+            out.append(f"{sup.engine} runs one compute design on {device.id}, whose published peak is {tops:g} "
+                       f"{precision} TOPS ({sup.profile_file} runtime.design_peak_tops); it is priced at that peak, not "
+                       f"at the {fabric:.3g} TOPS of the device's own roof")
     return tuple(out)
 
 
@@ -580,6 +580,13 @@ def _dynamic_act_notes(sup: Any, choice: Any, device: Any, arch: Any = None) -> 
 
     target = dynamic_activations(device, choice, sup.runtime.dynamic_act_quant, sup.runtime.weight_only_formats)
     if target is None:
+        from planner.formats import get_format
+
+        if (sup.runtime.dynamic_act_quant is not None and choice.weights in sup.runtime.weight_only_formats
+                and get_format(choice.activations).kind != "int"):
+            return (f"layers with {choice.weights} weights compute in {choice.activations}: {sup.engine}'s exporter writes "
+                    f"this model's {choice.weights} weights weight-only (export_llama --quantization_mode int8), so they "
+                    "are dequantized and priced so, not as dynamic int8",)
         return ()
     conv = " (its convolutions take calibrated static int8 inputs)" if getattr(arch, "family", None) == "cnn" else ""
     return (f"layers with {choice.weights} weights compute with {target} activations: {sup.engine} quantizes the "
@@ -596,6 +603,12 @@ def _export_notes(sup: Any, choice: Any, arch: Any) -> tuple[str, ...]:
     if not limits:
         return ()
     out = []
+    from planner.formats import get_format
+
+    if choice.weights in limits.get("weight_only", ()) and get_format(choice.activations).kind == "int":
+        out.append(f"what-if: {choice.weights} weights with {choice.activations} activations: {sup.engine} runs them, but its "
+                   f"exporter writes {arch.id}'s {choice.weights} weights weight-only (activations stay float), so `tierwise "
+                   "plan` would not choose them and `tierwise export` would write a weight-only program")
     for field, what, name in (("kv", "KV cache", choice.kv if arch.generative else None),
                               ("weights", "weights", choice.weights)):
         if field in limits and name and name not in limits[field]:

@@ -364,7 +364,8 @@ def _engine_role_pins(sup: Any, arch: Any, pins: dict, act: str) -> dict:
 def _exportable(sup: Any, arch: Any, kv: Any, formats: Any) -> Any:
     """The engine's KV and weight formats less those its exporter cannot write for this model
     (planner.export.core.Exporter.limits: Optimum ExecuTorch's float cache and int4 groups of 32),
-    so the plan exports; a ``kv`` or ``formats`` given among those left out is refused saying why."""
+    so the plan exports; a ``kv`` or ``formats`` given among those left out is refused saying why. Weights it
+    writes weight-only (export_llama's int8) are paired with float activations only."""
     from dataclasses import replace
 
     from planner.engines import Scheme
@@ -405,7 +406,27 @@ def _exportable(sup: Any, arch: Any, kv: Any, formats: Any) -> Any:
                         for s in sup.schemes)
         out = replace(out, schemes=tuple(s for s in schemes if s.weights) or sup.schemes,
                       exclusive=tuple(x for x in sup.exclusive if x in allowed))
+    if limits.get("weight_only") and out.schemes:
+        # Weights the exporter writes weight-only keep float activations whatever the plan says (export_llama's
+        # int8 mode): a plan pairs them with float activations only, so what it prices is what is exported.
+        only = set(limits["weight_only"])
+        split = []
+        for s in out.schemes:
+            rest = tuple(w for w in s.weights if w not in only)
+            mine = tuple(w for w in s.weights if w in only)
+            floats = tuple(a for a in s.activations if not _integer_format(a))
+            if rest:
+                split.append(Scheme(weights=rest, activations=s.activations))
+            if mine and floats:
+                split.append(Scheme(weights=mine, activations=floats))
+        out = replace(out, schemes=tuple(split) or out.schemes)
     return out
+
+
+def _integer_format(name: str) -> bool:
+    from planner.formats import get_format
+
+    return get_format(name).kind == "int"
 
 
 def _check_exclusive(sup: Any, formats: tuple[str, ...]) -> None:
