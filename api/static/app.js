@@ -2490,6 +2490,12 @@
       td(10, { text: r.engine || "–" }));
   }
 
+  // The p10–p90 range of a frontier point's figure, " (a – b)" or "".
+  function pointBand(p, key, fmt) {
+    const b = band(p.uncertainty, key, fmt, "");
+    return b ? ` (${b})` : "";
+  }
+
   // The p10–p90 range of a capacity row's figure at the SLO's percentile.
   function capBand(o, key, plain) {
     const b = band(o.uncertainty, o[key] !== undefined ? key : plain, fmtTime, "");
@@ -2743,9 +2749,9 @@
       el("td", { "data-label": "engine", text: p.engine }), el("td", { "data-label": "hardware", text: p.hardware }),
       el("td", { class: "num", "data-label": "batch", text: p.batch }), el("td", { class: "num", "data-label": "devices", text: p.devices }),
       el("td", { "data-label": "tp · pp", text: `${p.tp} · ${p.pp}` }), el("td", { "data-label": "formats", text: `${p.weights} / ${p.activations} / ${p.kv}` }),
-      el("td", { class: "num", "data-label": "tok/s per user", "data-v": p.tokens_per_s_per_user, text: sig(p.tokens_per_s_per_user) }),
-      el("td", { class: "num", "data-label": "tok/s per device", "data-v": p.tokens_per_s_per_device, text: sig(p.tokens_per_s_per_device) }),
-      el("td", { class: "num", "data-label": "TPOT", "data-v": p.tpot_s, text: fmtTime(p.tpot_s) }),
+      el("td", { class: "num", "data-label": "tok/s per user", "data-v": p.tokens_per_s_per_user, text: sig(p.tokens_per_s_per_user) + pointBand(p, "tokens_per_s_per_user", sig) }),
+      el("td", { class: "num", "data-label": "tok/s per device", "data-v": p.tokens_per_s_per_device, text: sig(p.tokens_per_s_per_device) + pointBand(p, "tokens_per_s_per_device", sig) }),
+      el("td", { class: "num", "data-label": "TPOT", "data-v": p.tpot_s, text: fmtTime(p.tpot_s) + pointBand(p, "tpot_s", fmtTime) }),
       el("td", { class: "num", "data-label": "USD/M tok", "data-v": p.usd_per_million_tokens ?? "", text: p.usd_per_million_tokens != null ? sig(p.usd_per_million_tokens) : "–" }))));
     const chart = el("div", { id: "frontier-chart", class: "chart" });
     const unsupported = (data.unsupported || []).map((u) => `${u.engine} on ${u.hardware}: ${u.reason}`);
@@ -2759,7 +2765,8 @@
         el("summary", { text: `The ${rows.length} frontier points as a table` }),
         el("div", { class: "panel-head" }, el("span"), csvButton(() => $("#frontier-table"), `frontier-${data.model}-${body.hardware.join("-")}.csv`)),
         el("div", { class: "table-wrap" }, el("table", { id: "frontier-table", class: "stack" }, el("caption", { class: "sr-only", text: "Points of the throughput–latency frontier" }),
-          el("thead", {}, el("tr", {}, FRONTIER_HEAD.map((h) => el("th", { scope: "col", text: h })))), el("tbody", {}, rows)))),
+          el("thead", {}, el("tr", {}, FRONTIER_HEAD.map((h) => el("th", { scope: "col", text: h })))), el("tbody", {}, rows))),
+        series.some((s) => s.points.some((p) => p.uncertainty)) ? el("p", { class: "muted small", id: "frontier-bands", text: "(a – b): p10–p90 range of the figure, from the cost model's out-of-sample error on published measurements of the same kind (a point's rates and TPOT are one decode step, so they share one band); * outside the validated region (no rows of that hardware class, engine class or batch regime)." }) : null),
       commands("frontier", body)));
     const draw = () => fill(chart, frontierPlot(series, chart));
     draw();

@@ -441,6 +441,11 @@ def test_throughput_view_draws_the_frontier_of_each_engine(page, server, shots, 
     assert [g[:3] for g in got] == [w[:3] for w in want]
     for g, w in zip(got, want):
         assert g[3] == pytest.approx(w[3], rel=1e-9) and g[4] == pytest.approx(w[4], rel=1e-9)
+    # each point's figures carry their p10–p90 band, as the API gives it, and the page says what the bands are
+    texts = page.locator("#frontier-table tbody tr").evaluate_all("rs => rs.map(r => Array.from(r.cells).map(c => c.textContent))")
+    assert all(re.search(r"\(.+ – .+\)", t[6]) and re.search(r"\(.+ – .+\)", t[8]) for t in texts), texts[:2]
+    assert all(p["uncertainty"]["intervals"]["tpot_s"]["p10"] < p["tpot_s"] for p in points)
+    expect(page.locator("#frontier-bands")).to_contain_text("p10–p90")
     # on each line, more tokens/s per user never comes with more tokens/s per device (a frontier)
     for s in series:
         pts = sorted(s["points"], key=lambda p: p["tokens_per_s_per_user"])
