@@ -558,8 +558,8 @@ def _kv_policy_notes(engine: str, options: Any) -> tuple[str, ...]:
 
 
 def _design_peak_notes(sup: Any, device: Any) -> tuple[str, ...]:
-    """The engine's own compute design's peak where it bounds the device's (runtime.design_peak_tops:
-    Vitis AI's DPU on an Alveo card)."""
+    """The engine's own compute design's peak where it differs from the device's roof and replaces it
+    (runtime.design_peak_tops: Vitis AI's DPU on an Alveo card)."""
     out = []
     for precision, tops in sup.runtime.design_peak_tops:
         try:
