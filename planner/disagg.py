@@ -94,6 +94,11 @@ class DisaggOption:
     uncertainty: object = None  # p10-p90 error bars (planner.uncertainty), set by planner.request.capacity
 
     @property
+    def max_batch(self) -> int:
+        """The batch one decode instance holds: ServeOption.max_batch's counterpart (what its rows run at)."""
+        return self.decode_max_batch
+
+    @property
     def prefill_devices(self) -> int:
         return self.prefill_replicas * self.prefill_tp * self.prefill_pp
 

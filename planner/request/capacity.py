@@ -672,6 +672,26 @@ def run_capacity_train(req: CapacityTrainRequest, *, deadline: Deadline | None =
 # ---------------------------------------------------------------------------
 
 
+def _pair_classes(pairs: Any, runtime: str) -> Any:
+    """``classes(engine, hardware, launch=None)``: the (hardware class, engine class) a row of that
+    (engine, hardware) pair is banded by (planner.uncertainty: the engine the pair priced, at ``launch``,
+    else the pair's runtime, else ``runtime``), or None for a pair not priced."""
+    import planner.uncertainty as u
+
+    ok = [p for p in pairs if not getattr(p, "reason", "")]
+    by_key = {(p.engine, p.device.id): p for p in ok}
+    by_hw = {p.device.id: p for p in ok}
+
+    def classes(engine: str, hardware: str, launch: str | None = None) -> tuple[str, str] | None:
+        p = by_key.get((engine, hardware)) or by_hw.get(hardware)
+        if p is None:
+            return None
+        rt = launch or (p.setup.runtime if p.setup is not None else None) or runtime
+        return p.device.device_class, u.engine_class(p.setup.engine if p.setup is not None else p.engine, rt)
+
+    return classes
+
+
 def serve_intervals(ans: Any, pairs: Any, runtime: str) -> Any:
     """``ans`` (a ``ServeAnswer``) with every row's p10-p90 error bars: TTFT and TPOT of the
     row's hardware class and engine class (the engine its (engine, hardware) pair priced, with
@@ -679,23 +699,17 @@ def serve_intervals(ans: Any, pairs: Any, runtime: str) -> Any:
     from dataclasses import replace
 
     import planner.uncertainty as u
-    from planner.disagg import DisaggOption
 
-    ok = [p for p in pairs if not p.reason]
-    by_key = {(p.engine, p.device.id): p for p in ok}
-    by_hw = {p.device.id: p for p in ok}
+    classes = _pair_classes(pairs, runtime)
 
     def band(o: Any, engine: str) -> Any:
-        p = None if o is None else by_key.get((o.engine or engine, o.hardware)) or by_hw.get(o.hardware)
-        if p is None:
+        found = None if o is None else classes(o.engine or engine, o.hardware)
+        if found is None:
             return o
-        rt = (p.setup.runtime if p.setup is not None else None) or runtime
-        eng = u.engine_class(p.setup.engine if p.setup is not None else p.engine, rt)
         # the batch the row runs at: its mean live sequences per replica (the memory cap only bounds it)
-        cap = o.decode_max_batch if isinstance(o, DisaggOption) else o.max_batch
-        running = cap if not math.isfinite(o.concurrency) else min(cap, max(1, math.ceil(o.concurrency)))
-        return replace(o, uncertainty=u.uncertainty_of(o, u.SERVE_OPTION_QUANTITIES, hardware_class=p.device.device_class,
-                                                      eng_class=eng, regime=u.batch_regime(running)))
+        running = o.max_batch if not math.isfinite(o.concurrency) else min(o.max_batch, max(1, math.ceil(o.concurrency)))
+        return replace(o, uncertainty=u.uncertainty_of(o, u.SERVE_OPTION_QUANTITIES, hardware_class=found[0],
+                                                      eng_class=found[1], regime=u.batch_regime(running)))
 
     ranked = tuple(replace(h, best=band(h.best, h.engine), closest=band(h.closest, h.engine),
                            disagg=band(h.disagg, h.engine), disagg_closest=band(h.disagg_closest, h.engine))
@@ -711,18 +725,14 @@ def frontier_intervals(ans: Any, pairs: Any, runtime: str) -> Any:
 
     import planner.uncertainty as u
 
-    ok = [p for p in pairs if not getattr(p, "reason", "")]
-    by_key = {(p.engine, p.device.id): p for p in ok}
-    by_hw = {p.device.id: p for p in ok}
+    classes = _pair_classes(pairs, runtime)
 
     def band(o: Any) -> Any:
-        p = by_key.get((o.engine, o.hardware)) or by_hw.get(o.hardware)
-        if p is None:
+        found = classes(o.engine, o.hardware, o.runtime)
+        if found is None:
             return o
-        rt = o.runtime or (p.setup.runtime if p.setup is not None else None) or runtime
-        eng = u.engine_class(p.setup.engine if p.setup is not None else p.engine, rt)
-        return replace(o, uncertainty=u.uncertainty_of(o, u.FRONTIER_POINT_QUANTITIES, hardware_class=p.device.device_class,
-                                                      eng_class=eng, regime=u.batch_regime(o.batch)))
+        return replace(o, uncertainty=u.uncertainty_of(o, u.FRONTIER_POINT_QUANTITIES, hardware_class=found[0],
+                                                      eng_class=found[1], regime=u.batch_regime(o.batch)))
 
     return replace(ans, series=tuple(replace(s, points=tuple(band(o) for o in s.points)) for s in ans.series))
 

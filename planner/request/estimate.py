@@ -576,14 +576,14 @@ def _design_peak_notes(sup: Any, device: Any) -> tuple[str, ...]:
 def _dynamic_act_notes(sup: Any, choice: Any, device: Any, arch: Any = None) -> tuple[str, ...]:
     """What the quantized layers compute in when the engine quantizes their float activations at run
     time (the profile's runtime.dynamic_act_quant: ExecuTorch's XNNPACK 8da4w / 8da8w)."""
+    from planner.format_noise import dynamic_applies
     from planner.opcost import dynamic_activations
 
-    target = dynamic_activations(device, choice, sup.runtime.dynamic_act_quant, sup.runtime.weight_only_formats)
+    rt = sup.runtime
+    target = dynamic_activations(device, choice, rt.dynamic_act_quant, rt.weight_only_formats)
     if target is None:
-        from planner.formats import get_format
-
-        if (sup.runtime.dynamic_act_quant is not None and choice.weights in sup.runtime.weight_only_formats
-                and get_format(choice.activations).kind != "int"):
+        if (rt.dynamic_act_quant is not None and dynamic_applies(choice.weights, choice.activations)
+                and not dynamic_applies(choice.weights, choice.activations, rt.weight_only_formats)):
             return (f"layers with {choice.weights} weights compute in {choice.activations}: {sup.engine}'s exporter writes "
                     f"this model's {choice.weights} weights weight-only (export_llama --quantization_mode int8), so they "
                     "are dequantized and priced so, not as dynamic int8",)
