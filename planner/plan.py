@@ -401,8 +401,16 @@ class Predicted(_Record):
     # Whether the model generates tokens and keeps a KV cache (ArchSpec.generative): false for an
     # encoder, a ViT or a CNN, whose tpot_s and output-token rates are 0; None in older plans.
     generative: bool | None = None
+    # The p10–p90 error bars of the predicted times and rates (planner.uncertainty.Uncertainty), as an
+    # estimate of the same configuration carries them; None in plans written before plans carried them.
+    uncertainty: Any = None
 
     def __post_init__(self) -> None:
+        if self.uncertainty is not None:
+            from planner.uncertainty import Uncertainty
+
+            if not isinstance(self.uncertainty, Uncertainty):
+                raise _err("uncertainty", "an Uncertainty (planner.uncertainty)", self.uncertainty)
         for name in _PREDICTED_FLOATS:
             object.__setattr__(self, name, _check_float(getattr(self, name), name))
         object.__setattr__(self, "runtime_context_bytes",
@@ -442,6 +450,8 @@ class Predicted(_Record):
             d["per_token_basis"] = self.per_token_basis
         if self.generative is not None:
             d["generative"] = self.generative
+        if self.uncertainty is not None:
+            d["uncertainty"] = self.uncertainty.to_dict()
         return d
 
 
@@ -834,7 +844,7 @@ def plan_from_dict(d: Mapping[str, Any], *, require_checksum: bool = False) -> P
     pr = _mapping(d["predicted"], "predicted")
     _keys(pr, "predicted", _PREDICTED_FLOATS + ("fits", "tiers"),
           _PREDICTED_OPTIONAL + ("decode_bound", "per_layer", "notes", "runtime_context_bytes", "per_token_basis",
-                                 "generative"))
+                                 "generative", "uncertainty"))
     tiers = {}
     for name, t in _mapping(pr["tiers"], "predicted.tiers").items():
         path = f"predicted.tiers.{name}"
@@ -856,6 +866,10 @@ def plan_from_dict(d: Mapping[str, Any], *, require_checksum: bool = False) -> P
     pkw = {k: pr[k] for k in _PREDICTED_FLOATS + ("fits",)}
     pkw.update({k: pr[k] for k in _PREDICTED_OPTIONAL + ("decode_bound", "runtime_context_bytes", "per_token_basis",
                                                          "generative") if k in pr})
+    if "uncertainty" in pr:
+        from planner.uncertainty import uncertainty_from_dict
+
+        pkw["uncertainty"] = uncertainty_from_dict(pr["uncertainty"], "predicted.uncertainty", _err)
     predicted = _build(Predicted, "predicted", {**pkw, "tiers": tiers, "per_layer": tuple(per_layer),
                                                 "notes": tuple(notes)})
 

@@ -74,7 +74,9 @@ __all__ = [
     "lookup",
     "phase_speedup_cap",
     "training_uncertainty",
+    "estimate_uncertainty",
     "uncertainty_for",
+    "uncertainty_from_dict",
     "uncertainty_of",
 ]
 
@@ -520,3 +522,76 @@ def training_uncertainty(est: Any, hardware_class: str, eng_class: str, table: M
     """Intervals of a ``TrainingEstimate``'s step time, throughput, MFU and memory per device."""
     return uncertainty_of(est, TRAINING_QUANTITIES, hardware_class=hardware_class, eng_class=eng_class,
                           regime=batch_regime(None, "training"), table=table)
+
+
+def estimate_uncertainty(est: Any, device: Any, engine: str | None, runtime: str | None, *, training: bool = False) -> Uncertainty:
+    """The p10–p90 error bars of ``est`` (an inference or a training estimate) made for ``engine``
+    (its id) under ``runtime`` on ``device``: an estimate's and a plan's predicted figures get them
+    from here, so the same configuration gets the same bands from both."""
+    eng = engine_class(engine, runtime)
+    if training:
+        return training_uncertainty(est, device.device_class, eng)
+    bandwidth = {t.name: t.bandwidth_bytes_per_s for t in device.tiers}
+    return inference_uncertainty(est, device.device_class, eng, bandwidth=bandwidth)
+
+
+_INTERVAL_KEYS = ("value", "p10", "p90", "category", "bucket", "rows", "validated")
+_UNCERTAINTY_KEYS = ("validated", "hardware_class", "engine_class", "batch_regime", "quantiles", "notes", "intervals")
+
+
+def uncertainty_from_dict(d: Any, path: str, err: Any) -> Uncertainty:
+    """Strictly parse :meth:`Uncertainty.to_dict` (a plan file's ``predicted.uncertainty``); ``err(path,
+    expected, got)`` builds the caller's error naming the field."""
+    def num(v: Any, at: str) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise err(at, "a finite number >= 0", v)
+        return float(v)
+
+    def text(v: Any, at: str) -> str:
+        if not isinstance(v, str) or not v:
+            raise err(at, "a non-empty string", v)
+        return v
+
+    def flag(v: Any, at: str) -> bool:
+        if not isinstance(v, bool):
+            raise err(at, "true or false", v)
+        return v
+
+    if not isinstance(d, Mapping):
+        raise err(path, "a mapping of " + ", ".join(_UNCERTAINTY_KEYS), d)
+    for k in d:
+        if k not in _UNCERTAINTY_KEYS:
+            raise err(f"{path}.{k}", "one of the keys " + ", ".join(_UNCERTAINTY_KEYS), k)
+    for k in _UNCERTAINTY_KEYS:
+        if k not in d:
+            raise err(f"{path}.{k}", "present", "nothing")
+    q = d["quantiles"]
+    if not isinstance(q, list) or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in q) \
+            or [float(x) for x in q] != list(QUANTILES):
+        raise err(f"{path}.quantiles", str(list(QUANTILES)), q)
+    notes = d["notes"]
+    if not isinstance(notes, list):
+        raise err(f"{path}.notes", "a list of strings", notes)
+    notes_t = tuple(text(n, f"{path}.notes[{i}]") for i, n in enumerate(notes))
+    raw = d["intervals"]
+    if not isinstance(raw, Mapping):
+        raise err(f"{path}.intervals", "a mapping of figure → interval", raw)
+    out: dict[str, Interval] = {}
+    for name, i in raw.items():
+        at = f"{path}.intervals.{name}"
+        if not isinstance(i, Mapping) or set(i) != set(_INTERVAL_KEYS):
+            raise err(at, "a mapping of " + ", ".join(_INTERVAL_KEYS), i)
+        rows = i["rows"]
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+            raise err(f"{at}.rows", "an int >= 0", rows)
+        category = text(i["category"], f"{at}.category")
+        if category not in CATEGORIES:
+            raise err(f"{at}.category", "one of " + ", ".join(CATEGORIES), category)
+        lo, hi = num(i["p10"], f"{at}.p10"), num(i["p90"], f"{at}.p90")
+        if lo > hi:
+            raise err(f"{at}.p90", f"at least p10 ({lo:g})", hi)
+        out[text(name, at)] = Interval(name, category, num(i["value"], f"{at}.value"), lo, hi,
+                                       text(i["bucket"], f"{at}.bucket"), rows, flag(i["validated"], f"{at}.validated"))
+    return Uncertainty(out, flag(d["validated"], f"{path}.validated"), text(d["hardware_class"], f"{path}.hardware_class"),
+                       text(d["engine_class"], f"{path}.engine_class"), text(d["batch_regime"], f"{path}.batch_regime"),
+                       notes_t)

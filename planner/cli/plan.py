@@ -31,7 +31,7 @@ from planner.cli.common import (
     plot_target,
     writing,
 )
-from planner.cli.estimate import cli_errors
+from planner.cli.estimate import _band, _fixed, _print_validity, cli_errors
 from planner.request.fields import field_info
 from planner.request.plan import CLI_ALIASES, PlanRequest, resolve_plan
 from planner.results import IMAGE_BASIS, PER_TOKEN_UNITS
@@ -320,6 +320,7 @@ def _device_tier(plan) -> str:
 
 def print_plan(plan, *, per_group: bool = False, title: str | None = None) -> None:
     p = plan.predicted
+    u = p.uncertainty  # the p10–p90 bands of the predicted times and rates (None in older plans)
     lay = plan.layout
     t = Table(title=title or f"Plan: {plan.model} on {plan.devices}× {plan.hardware}", show_header=False)
     t.add_column("what")
@@ -338,15 +339,17 @@ def print_plan(plan, *, per_group: bool = False, title: str | None = None) -> No
     t.add_row("objective", plan.objective + f" (sensitivity source: {plan.sensitivity_source})")
     if generative:
         t.add_row("KV cache / compute format", f"{plan.kv if p.kv_cache_bytes else 'none'} / {plan.activations}")
-        t.add_row("TTFT", human_time(p.ttft_s))
+        t.add_row("TTFT", human_time(p.ttft_s) + _band(u, "ttft_s", human_time))
     else:
         t.add_row("compute format", plan.activations)
     if p.tpot_s:
         limit = plan.constraints.tpot_slo_s
         t.add_row("TPOT" + (f" (limit {human_time(limit)})" if limit else ""),
-                  f"{human_time(p.tpot_s)}  " + escape(f"[{p.decode_bound}-bound]") if p.decode_bound else human_time(p.tpot_s))
-        t.add_row("decode tokens/s (system)", f"{p.decode_tokens_per_s:,.3g}")
-    t.add_row("latency per request" if generative else "latency (one forward pass)", human_time(p.latency_s))
+                  human_time(p.tpot_s) + _band(u, "tpot_s", human_time)
+                  + ("  " + escape(f"[{p.decode_bound}-bound]") if p.decode_bound else ""))
+        t.add_row("decode tokens/s (system)", _fixed(1)(p.decode_tokens_per_s) + _band(u, "decode_tokens_per_s", _fixed(1)))
+    t.add_row("latency per request" if generative else "latency (one forward pass)",
+              human_time(p.latency_s) + _band(u, "latency_s", human_time))
     budget = plan.constraints.max_memory_per_device_bytes
     t.add_row("memory per device", human_bytes(p.per_device_bytes) + (f" (budget {human_bytes(budget)})" if budget else ""))
     for name, tu in p.tiers.items():
@@ -370,6 +373,7 @@ def print_plan(plan, *, per_group: bool = False, title: str | None = None) -> No
     t.add_row("solver", f"{s.backend} {s.status}, gap {gap}, {s.time_s:.2f} s, {s.variables} vars, "
                         f"{s.constraints} rows, {s.candidates_solved} candidate(s)")
     console.print(t)
+    _print_validity(u)
     ct = Table(title="Choices (option @tier when not the device tier)")
     ct.add_column("groups")
     ct.add_column("choice")

@@ -470,12 +470,9 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
 def _uncertainty(est: Any, device: Any, engine: str, runtime: str, *, training: bool) -> Any:
     """The p10-p90 error bars of ``est`` from published measurements of the same kind
     (:mod:`planner.uncertainty`): every estimate result carries them."""
-    import planner.uncertainty as u
+    from planner.uncertainty import estimate_uncertainty
 
-    if training:
-        return u.training_uncertainty(est, device.device_class, u.engine_class(engine, runtime))
-    bandwidth = {t.name: t.bandwidth_bytes_per_s for t in device.tiers}
-    return u.inference_uncertainty(est, device.device_class, u.engine_class(engine, runtime), bandwidth=bandwidth)
+    return estimate_uncertainty(est, device, engine, runtime, training=training)
 
 
 def engine_assumptions(sup: Any, device: Any, arch: Any = None, runtime: str | None = None) -> dict[str, Any]:

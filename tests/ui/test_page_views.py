@@ -574,3 +574,24 @@ def test_capacity_lists_a_format_left_out_as_such_not_as_a_pair_that_does_not_ru
     expect(miss).to_contain_text("vllm on b200 leaves out fp8 weights with nvfp4 activations")
     expect(miss).to_contain_text("left out")
     expect(miss).not_to_contain_text("does not run on b200")
+
+
+def test_a_plan_shows_the_error_bars_the_api_stores(page, server, vp):
+    if vp == "phone":
+        pytest.skip("one viewport is enough for the ranges")
+    ready(page, "#plan")
+    page.select_option("#model", "llama-3.2-1b")
+    page.select_option("#hardware", "l4")
+    page.click("#plan-run")
+    summary = page.locator("#plan-summary")
+    expect(summary).to_be_visible(timeout=SOLVE_TIMEOUT_MS)
+    with server.client() as c:
+        u = c.get(f"/v1/plans/{summary.get_attribute('data-plan-id')}").json()["plan"]["predicted"]["uncertainty"]
+    for name, key in (("Time to first token", "ttft_s"), ("Time per output token", "tpot_s")):
+        i = u["intervals"][key]
+        want = f"p10–p90 {fmt_time(i['p10'])} – {fmt_time(i['p90'])}{'' if i['validated'] else '*'}"
+        expect(page.locator(f'#plan-summary .card[data-card="{name}"] .range')).to_have_text(want)
+    notes = page.locator("#plan-summary .band-notes")
+    expect(notes).to_contain_text("out-of-sample error")
+    for n in u["notes"]:
+        expect(notes).to_contain_text(n)

@@ -1,0 +1,112 @@
+"""A plan's predicted times and rates carry the p10–p90 error bars an estimate of the same
+configuration carries (planner.uncertainty): in the plan file, ``plan --json``, the table, REST and
+Python; a plan file written before plans carried them still loads; a malformed band is refused
+naming its field."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+import planner
+from planner.plan import PlanError, load_plan, plan_checksum, plan_from_dict, plan_to_dict, save_plan
+from tests.frontdoors import app_client
+
+
+def _same_bands(plan_u, est_u) -> None:
+    a, b = plan_u.to_dict(), est_u.to_dict()
+    assert a["intervals"].keys() == b["intervals"].keys() and a["intervals"]
+    for k, i in a["intervals"].items():
+        j = b["intervals"][k]
+        assert (i["bucket"], i["validated"], i["rows"]) == (j["bucket"], j["validated"], j["rows"]), k
+        assert i["p10"] == pytest.approx(j["p10"], rel=1e-9) and i["p90"] == pytest.approx(j["p90"], rel=1e-9), k
+    assert (a["validated"], a["notes"], a["engine_class"], a["batch_regime"]) == \
+        (b["validated"], b["notes"], b["engine_class"], b["batch_regime"])
+
+
+@pytest.mark.parametrize("model, hardware, fields, est_fields", [
+    ("llama-3.1-8b", "h100-sxm", {}, {"weights": "bf16"}),
+    ("qwen2.5-7b", "l4", {"engine": "llamacpp", "formats": ["int4-g32"]}, {"weights": "int4-g32"}),
+    ("resnet-50", "a100-80gb-sxm", {}, {"weights": "bf16"}),
+])
+def test_a_plan_carries_the_bands_of_an_estimate_of_its_configuration(model, hardware, fields, est_fields):
+    plan = planner.plan(model, hardware, **fields)
+    u = plan.predicted.uncertainty
+    assert u is not None and u.get("latency_s") is not None
+    w = plan.workload
+    est = planner.estimate(model, hardware, engine=plan.engine, batch=w.batch, prompt=w.prompt, gen=w.gen,
+                           kv=plan.kv if plan.predicted.kv_cache_bytes else None, **est_fields)
+    assert est.latency_s == pytest.approx(plan.predicted.latency_s, rel=1e-9)
+    _same_bands(u, est.uncertainty)
+    for k, i in u.intervals.items():
+        assert i.p10 <= getattr(plan.predicted, k, i.value) <= i.p90 or not i.validated, k
+
+
+def test_the_bands_round_trip_through_plan_files(tmp_path):
+    plan = planner.plan("llama-3.2-1b", "l4")
+    for name in ("p.yaml", "p.json"):
+        save_plan(plan, tmp_path / name)
+        back = load_plan(tmp_path / name)
+        assert back.predicted.uncertainty == plan.predicted.uncertainty
+        assert plan_checksum(back) == plan_checksum(plan)
+
+
+def test_a_plan_written_before_bands_loads_and_prints_without_them(cli, tmp_path):
+    d = plan_to_dict(planner.plan("llama-3.2-1b", "l4"))
+    del d["predicted"]["uncertainty"], d["checksum"]
+    old = plan_from_dict(d)
+    assert old.predicted.uncertainty is None
+    path = tmp_path / "old.json"
+    save_plan(old, path)
+    assert "uncertainty" not in json.loads(path.read_text())["predicted"]
+    r = cli("plan", "show", path)
+    assert r.code == 0, r.err
+    assert "TPOT" in r.out and "p10–p90" not in r.out and "error bars" not in r.out
+
+
+def test_the_table_shows_each_band_and_where_it_comes_from(cli):
+    r = cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4")
+    assert r.code == 0, r.err
+    for row in ("TTFT", "TPOT", "decode tokens/s", "latency per request"):
+        line = next(x for x in r.out.splitlines() if row in x)
+        assert "(p10–p90 " in line, line
+    assert "error bars: p10–p90 of the cost model's out-of-sample error" in r.out
+
+
+@pytest.mark.parametrize("path, value, expect", [
+    ("intervals.tpot_s.p10", "fast", "predicted.uncertainty.intervals.tpot_s.p10"),
+    ("intervals.tpot_s.p10", 1e9, "predicted.uncertainty.intervals.tpot_s.p90"),
+    ("intervals.tpot_s.rows", -1, "predicted.uncertainty.intervals.tpot_s.rows"),
+    ("intervals.tpot_s.category", "vibes", "predicted.uncertainty.intervals.tpot_s.category"),
+    ("intervals.tpot_s", {"p10": 1}, "predicted.uncertainty.intervals.tpot_s"),
+    ("quantiles", [5, 95], "predicted.uncertainty.quantiles"),
+    ("validated", "yes", "predicted.uncertainty.validated"),
+    ("extra", 1, "predicted.uncertainty.extra"),
+    ("notes", "none", "predicted.uncertainty.notes"),
+])
+def test_a_malformed_band_is_refused_naming_its_field(path, value, expect):
+    d = plan_to_dict(planner.plan("llama-3.2-1b", "l4"))
+    d.pop("checksum")
+    bad = copy.deepcopy(d)
+    at = bad["predicted"]["uncertainty"]
+    *parents, last = path.split(".")
+    for p in parents:
+        at = at[p]
+    at[last] = value
+    with pytest.raises(PlanError) as exc:
+        plan_from_dict(bad)
+    assert exc.value.field == expect, (exc.value.field, str(exc.value))
+    assert expect in str(exc.value)
+
+
+def test_rest_returns_and_stores_the_bands(tmp_path):
+    with app_client(tmp_path) as c:
+        r = c.post("/v1/plans", json={"model": "llama-3.2-1b", "hardware": "l4"})
+        assert r.status_code == 201, r.text
+        made = r.json()["plan"]["predicted"]["uncertainty"]
+        stored = c.get(f"/v1/plans/{r.json()['id']}").json()["plan"]["predicted"]["uncertainty"]
+        est = c.post("/v1/estimate", json={"model": "llama-3.2-1b", "hardware": "l4", "weights": "bf16"}).json()
+    assert made == stored and made["intervals"]["tpot_s"]["p10"] < made["intervals"]["tpot_s"]["value"]
+    assert made["intervals"].keys() == est["uncertainty"]["intervals"].keys()
