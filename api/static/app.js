@@ -2370,7 +2370,8 @@
     return list.map((row) => {
       const o = row.best || row.closest || row;
       const meets = row.meets_slo !== undefined ? row.meets_slo : o.meets_slo;
-      return { hardware: row.hardware || o.hardware, engine: row.engine || o.engine || "", o: row.best || row.closest ? o : row, meets: meets !== false, has: Boolean(row.best || row.closest || row.devices) };
+      return { hardware: row.hardware || o.hardware, engine: row.engine || o.engine || "", o: row.best || row.closest ? o : row, meets: meets !== false, has: Boolean(row.best || row.closest || row.devices),
+        disagg: row.disaggregated || null };
     }).concat(unsupported);
   }
 
@@ -2503,6 +2504,42 @@
     return b ? ` (${b})` : "";
   }
 
+  // Serving disaggregated: per (engine, hardware) the cheapest prefill pool + decode pool that meets the SLOs
+  // (else the closest), its KV hand-off, its figures with their bands, and the aggregated fleet it is weighed against.
+  const DISAGG_HEAD = ["engine", "hardware", "prefill pool", "decode pool", "devices (aggregated)", "KV / request, transfer", "TTFT p50 / p95", "TPOT p50 / p95", "USD/h (aggregated)", "meets SLO", "winner"];
+  function disaggTable(rows, pct) {
+    const list = rows.filter((r) => r.disagg);
+    if (!list.length) return null;
+    const head = DISAGG_HEAD.map((h, i) => (i === 6 || i === 7) ? `${h.slice(0, 4)} p50 / ${pctLabel(pct)}` : h);
+    const pool = (p) => (p ? `tp${p.tp}·pp${p.pp} × ${p.replicas}` : "–");
+    const tr = (r) => {
+      const d = r.disagg, o = d.best || d.closest, v = d.vs_aggregated || {};
+      const td = (i, attrs) => el("td", Object.assign({ "data-label": head[i] }, attrs));
+      if (!o) {
+        return el("tr", { class: "nofit" }, td(0, { text: r.engine || "–" }), td(1, { text: r.hardware }),
+          td(2, { colspan: 9, class: "muted", text: "no prefill and decode pools fit within the device limit" }));
+      }
+      const kv = o.kv_transfer || {};
+      return el("tr", { dataset: { engine: o.engine || r.engine || "", hardware: o.hardware || r.hardware } },
+        td(0, { text: o.engine || r.engine || "–" }), td(1, { text: o.hardware || r.hardware }),
+        td(2, { text: pool(o.prefill) }), td(3, { text: pool(o.decode) }),
+        td(4, { class: "num", text: `${o.devices} (${v.aggregated_devices ?? "–"})` }),
+        td(5, { text: kv.bytes != null ? `${fmtBytes(kv.bytes)}, ${fmtTime(kv.seconds)}${kv.link_kind ? ` (${kv.link_kind.replace("_", "-")})` : ""}` : "–" }),
+        td(6, { class: "num", text: `${fmtTime(o.ttft_p50_s)} / ${fmtTime(o.ttft_s)}` + capBand(o, "ttft_s", "ttft_s") }),
+        td(7, { class: "num", text: `${fmtTime(o.tpot_p50_s)} / ${fmtTime(o.tpot_s)}` + capBand(o, "tpot_s", "tpot_s") }),
+        td(8, { class: "num", text: `${o.usd_per_hour != null ? sig(o.usd_per_hour) : "–"} (${v.aggregated_usd_per_hour != null ? sig(v.aggregated_usd_per_hour) : "–"})` }),
+        td(9, { class: d.meets_slo ? "ok" : "no", text: d.meets_slo ? "yes" : `no${o.failures && o.failures.length ? ": " + [].concat(o.failures).join("; ") : ""}` }),
+        td(10, { text: v.winner || "–" }));
+    };
+    return el("div", { id: "capacity-disagg" },
+      el("h3", { text: "Disaggregated prefill / decode against aggregated serving" }),
+      el("p", { class: "muted small", text: "Prefill and decode on separate pools (DistServe, Splitwise): each pool's layout and replicas, the KV cache one request hands from prefill to decode and the time it takes over the link, and the devices and price of the aggregated fleet above for the same load." }),
+      el("div", { class: "table-wrap" }, el("table", { id: "capacity-disagg-table", class: "stack" },
+        el("caption", { class: "sr-only", text: "Disaggregated fleets against aggregated ones" }),
+        el("thead", {}, el("tr", {}, head.map((h) => el("th", { scope: "col", text: h })))),
+        el("tbody", {}, list.map(tr)))));
+  }
+
   // Only configurations that meet the SLOs are ranked by price; the closest miss of each
   // other hardware is listed apart, unranked; hardware where nothing fits says so.
   function renderCapacity(body, rows) {
@@ -2522,6 +2559,7 @@
         miss.length || nofit.length ? el("h3", { text: "Misses the SLOs — not ranked" }) : null,
         miss.length || nofit.length ? el("p", { class: "muted small", text: "The closest configuration of each other hardware, and hardware where the model does not fit; none of them serves this load within the SLOs." }) : null,
         miss.length || nofit.length ? table("capacity-miss", "Hardware that misses the SLOs", miss.concat(nofit), false) : null,
+        disaggTable(rows, pct),
         el("div", { class: "actions inline" }, el("a", { href: `#capacity?${bodyParams(body)}`, class: "share", text: "Link to this comparison" })),
         commands("capacity", body, el("p", { class: "muted small", text: "A search that outlasts the server's short wait answers 202 with a job: poll GET /v1/jobs/{id} (its url) until its status is succeeded; its result is this answer." })),
         el("h3", { text: "Cost against load" }),

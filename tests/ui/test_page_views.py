@@ -595,3 +595,30 @@ def test_a_plan_shows_the_error_bars_the_api_stores(page, server, vp):
     expect(notes).to_contain_text("out-of-sample error")
     for n in u["notes"]:
         expect(notes).to_contain_text(n)
+
+
+def test_capacity_shows_the_disaggregated_pools_the_api_gives(page, server, vp):
+    body = {"model": "llama-3.1-8b", "hardware": ["h100-sxm", "l4"], "qps": 20, "ttft_slo_s": 1, "tpot_slo_s": 0.05,
+            "serving": "disaggregated"}
+    ready(page, "#capacity?model=llama-3.1-8b&hardware=h100-sxm,l4&qps=20&ttft_slo_s=1&tpot_slo_s=0.05&serving=disaggregated")
+    rows = page.locator("#capacity-disagg-table tbody tr")
+    with server.client() as c:
+        ans = post_result(c, "/v1/capacity", body)
+    pairs = [h for h in ans["hardware"] if h.get("disaggregated")]
+    assert pairs, "the API should size disaggregated pools for these pairs"
+    expect(rows).to_have_count(len(pairs), timeout=SOLVE_TIMEOUT_MS)
+    for h in pairs:
+        d = h["disaggregated"]
+        o = d["best"] or d["closest"]
+        row = page.locator(f'#capacity-disagg-table tbody tr[data-hardware="{o["hardware"]}"]')
+        expect(row.locator('td[data-label="prefill pool"]')).to_have_text(
+            f"tp{o['prefill']['tp']}·pp{o['prefill']['pp']} × {o['prefill']['replicas']}")
+        expect(row.locator('td[data-label="decode pool"]')).to_have_text(
+            f"tp{o['decode']['tp']}·pp{o['decode']['pp']} × {o['decode']['replicas']}")
+        expect(row.locator('td[data-label="devices (aggregated)"]')).to_have_text(
+            f"{o['devices']} ({d['vs_aggregated']['aggregated_devices']})")
+        expect(row.locator('td[data-label="winner"]')).to_have_text(d["vs_aggregated"]["winner"])
+        i = o["uncertainty"]["intervals"]["tpot_s"]
+        want = f"{fmt_time(o['tpot_p50_s'])} / {fmt_time(o['tpot_s'])} ({fmt_time(i['p10'])} – {fmt_time(i['p90'])}{'' if i['validated'] else '*'})"
+        expect(row.locator("td").nth(7)).to_have_text(want)
+    assert fits_in_window(page, "#capacity-disagg td") == []
