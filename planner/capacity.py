@@ -100,7 +100,7 @@ def task_replicas(task: ServeTask, deadline: Deadline | None = None) -> list[_Re
     device, search, arch = task.device, task.search, task.archs[0]
     if device.supports(task.weights) == "unsupported":
         return []
-    choice, options = task_choice(task), _settings(task, search)
+    choice, options = task_choice(task), _settings(task, search, arch)
     reps = []
     for tp, pp in _serve_layouts(arch, device, search, tp_ok=task.tp_ok, pp_ok=task.pp_ok):
         deadline.check("the capacity search")
@@ -192,14 +192,16 @@ def serve_tasks(archs: Sequence[ArchSpec], devices: Sequence[DeviceSpec | ServeP
         setup = pair.setup
         formats = setup.formats if setup else tuple((w, None) for w in search.formats)
         extra = {} if setup is None else dict(engine=pair.engine, kv=setup.kv, reserved_bytes=setup.reserved_bytes,
-                                              runtime=setup.runtime, tp_ok=setup.tp, pp_ok=setup.pp, kernel=setup.kernel)
+                                              runtime=setup.runtime, tp_ok=setup.tp, pp_ok=setup.pp)
         for w, act in formats:
             common = dict(device=pair.device, search=search, weights=w, activations=act, **extra)
-            tasks.append(ServeTask(archs=tuple(archs), target=target, shared=True,
-                                   disaggregated=search.disaggregated and len(archs) == 1, **common))
+            own = ServeTask(archs=tuple(archs), target=target, shared=True, disaggregated=search.disaggregated and len(archs) == 1,
+                            **common, **({} if setup is None else dict(kernel=setup.kernel, kernels=setup.kernels)))
+            tasks.append(own)
             if len(archs) > 1:
                 for i, a in enumerate(archs):
-                    tasks.append(ServeTask(archs=(a,), target=_sub_target(target, target.mix[i]), shared=False, **common))
+                    tasks.append(ServeTask(archs=(a,), target=_sub_target(target, target.mix[i]), shared=False, **common,
+                                           kernel=own.kernel_of(a)))
     return tasks
 
 

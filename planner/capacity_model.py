@@ -168,6 +168,10 @@ class EngineSetup:
     # The engine's kernel and scheduler facts as RuntimeSettings fields (fused attention and
     # elementwise, step overhead, compute unit, prefill chunk, KV memory fraction), as for estimate.
     kernel: tuple[tuple[str, Any], ...] = ()
+    # (model id, kernel) for each model of a fleet whose exported program the engine runs otherwise (export_llama
+    # writes int8 weights weight-only for a Llama, Optimum ExecuTorch as dynamic int8 for an OPT); empty when all
+    # models share ``kernel``.
+    kernels: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -230,6 +234,11 @@ class ServeTask:
     pp_ok: bool = True
     disaggregated: bool = False  # also search separate prefill and decode pools (planner.disagg)
     kernel: tuple[tuple[str, Any], ...] = ()  # EngineSetup.kernel
+    kernels: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # EngineSetup.kernels (per model)
+
+    def kernel_of(self, arch: ArchSpec) -> tuple[tuple[str, Any], ...]:
+        """The engine's runtime facts for ``arch``: its own where its exported program differs."""
+        return next((k for mid, k in self.kernels if mid == arch.id), self.kernel)
 
     @property
     def launch(self) -> str:
@@ -241,7 +250,7 @@ class ServeTask:
         same way share one search."""
         return (self.device.id, tuple(a.id for a in self.archs), self.target, self.search, self.weights, self.shared,
                 self.activations, self.kv, self.reserved_bytes, self.runtime, self.tp_ok, self.pp_ok,
-                self.disaggregated, self.kernel)
+                self.disaggregated, self.kernel, self.kernels)
 
 
 class ServeResult(NamedTuple):
@@ -295,10 +304,12 @@ class _Replica:
     kv_seq_bytes: float = 0.0  # KV cache of one sequence (prompt + gen), whole model
 
 
-def _settings(task: ServeTask | None, search: ServeSearch) -> RuntimeSettings:
+def _settings(task: ServeTask | None, search: ServeSearch, arch: ArchSpec | None = None) -> RuntimeSettings:
+    """How ``task``'s engine prices ``arch`` (default: the task's first model)."""
     if task is None:
         return RuntimeSettings(runtime=search.runtime)
-    return RuntimeSettings(runtime=task.runtime or search.runtime, reserved_bytes=task.reserved_bytes, **dict(task.kernel))
+    kernel = task.kernel_of(arch if arch is not None else task.archs[0])
+    return RuntimeSettings(runtime=task.runtime or search.runtime, reserved_bytes=task.reserved_bytes, **dict(kernel))
 
 
 def _replica(arch: ArchSpec, device: DeviceSpec, tp: int, pp: int, choice: Choice, target: ServeTarget, search: ServeSearch,

@@ -37,13 +37,13 @@ def run_shared(task: ServeTask, choice: Choice, deadline: Deadline) -> tuple[Ser
     best: ServeOption | None = None
     closest: ServeOption | None = None
     lead = task.archs[order[0]]
-    options = _settings(task, search)
+    options = [_settings(task, search, a) for a in task.archs]  # each model as its exported program runs
     for tp, pp in _serve_layouts(lead, device, search, tp_ok=task.tp_ok, pp_ok=task.pp_ok):
         deadline.check("the capacity search")
         reps = []
         for i in order:
             try:
-                rep = _replica(task.archs[i], device, tp, pp, choice, target, search, options)
+                rep = _replica(task.archs[i], device, tp, pp, choice, target, search, options[i])
             except EstimateError:
                 rep = None
             reps.append(rep)

@@ -403,8 +403,10 @@ def _pair(engine: Any, device: Any, formats: tuple[str, ...], kv: str, given_for
     from planner.request.engine import _baseline_weights
 
     sup = resolve_engine(engine, device, training=False, arch=archs[0] if archs else None)
-    for a in archs[1:]:  # every model of the fleet: the engine must run its family (vLLM runs no T5)
-        resolve_engine(sup.engine if engine is None else engine, device, training=False, arch=a)
+    # every model of the fleet: the engine must run its family (vLLM runs no T5), and its exporter may write the
+    # model's program otherwise (export_llama's weight-only int8 for a Llama, dynamic int8 for an OPT)
+    others = [(a, resolve_engine(sup.engine if engine is None else engine, device, training=False, arch=a))
+              for a in archs[1:]]
     runs = [f for f in formats if canonical(f) in sup.weights]
     if given_formats and not runs:
         raise EngineSupportError(f"{{@formats}} {', '.join(formats)}: {sup.engine} runs none of them on {sup.device}; "
@@ -434,9 +436,12 @@ def _pair(engine: Any, device: Any, formats: tuple[str, ...], kv: str, given_for
     skipped = unrun + skipped
     launch = check_runtime(sup, runtime, device)
     pairs = tuple((w, act(w) if activations is None else canonical(activations)) for w in runs)
+    kernel = _kernel(sup, launch)
+    own = [(archs[0].id, kernel)] + [(a.id, _kernel(s, launch)) for a, s in others] if archs else []
     setup = EngineSetup(engine=sup.engine, formats=pairs, kv=kv,
                         reserved_bytes=sup.runtime.context_bytes, runtime=launch,
-                        tp="tp" in sup.parallel, pp="pp" in sup.parallel, kernel=_kernel(sup, launch))
+                        tp="tp" in sup.parallel, pp="pp" in sup.parallel, kernel=kernel,
+                        kernels=tuple(own) if any(k != kernel for _, k in own) else ())
     return ServePair(device=device, engine=sup.engine, setup=setup, skipped=skipped)
 
 
