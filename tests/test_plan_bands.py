@@ -110,3 +110,25 @@ def test_rest_returns_and_stores_the_bands(tmp_path):
         est = c.post("/v1/estimate", json={"model": "llama-3.2-1b", "hardware": "l4", "weights": "bf16"}).json()
     assert made == stored and made["intervals"]["tpot_s"]["p10"] < made["intervals"]["tpot_s"]["value"]
     assert made["intervals"].keys() == est["uncertainty"]["intervals"].keys()
+
+
+def test_pareto_points_carry_their_bands_in_the_table_csv_and_json(cli, tmp_path):
+    import csv
+
+    r = cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--pareto", "2", "--csv", tmp_path / "f.csv",
+            "--out", tmp_path / "p.yaml")
+    assert r.code == 0, r.err
+    assert "(a–b): p10–p90 of the cost model's out-of-sample error" in r.out
+    rows = list(csv.DictReader((tmp_path / "f.csv").open()))
+    plans = [load_plan(tmp_path / f"p-{i}.yaml") for i in (1, 2)]
+    assert len(rows) == len(plans) == 2
+    for row, plan in zip(rows, plans):
+        for k in ("ttft_s", "tpot_s", "latency_s"):
+            i = plan.predicted.uncertainty.get(k)
+            assert float(row[f"{k}_p10"]) == pytest.approx(i.p10, rel=1e-12)
+            assert float(row[f"{k}_p90"]) == pytest.approx(i.p90, rel=1e-12)
+            assert row[f"{k}_validated"] == str(i.validated)
+    j = cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--pareto", "2", "--json")
+    assert j.code == 0, j.err
+    pt = json.loads(j.out)["points"][0]
+    assert pt["tpot_s_p10"] < pt["tpot_s"] < pt["tpot_s_p90"]

@@ -389,11 +389,21 @@ def print_plan(plan, *, per_group: bool = False, title: str | None = None) -> No
         console.print(f"note: {n}", highlight=False)
 
 
+_POINT_BANDS = ("latency_s", "ttft_s", "tpot_s")
+
+
 def _point(p) -> dict[str, Any]:
+    """One Pareto point: its figures, and each time's p10–p90 band (``<field>_p10``, ``_p90``, ``_validated``;
+    empty for a plan written before plans carried them, or a figure without one: a CNN's TPOT)."""
     pr = p.predicted
-    return {"sensitivity": pr.sensitivity, "per_device_bytes": pr.per_device_bytes, "latency_s": pr.latency_s,
-            "ttft_s": pr.ttft_s, "tpot_s": pr.tpot_s, "avg_weight_bits": pr.avg_weight_bits,
-            "tp": p.layout.tp, "pp": p.layout.pp, "dp": p.layout.dp, "kv": p.kv}
+    d = {"sensitivity": pr.sensitivity, "per_device_bytes": pr.per_device_bytes, "latency_s": pr.latency_s,
+         "ttft_s": pr.ttft_s, "tpot_s": pr.tpot_s, "avg_weight_bits": pr.avg_weight_bits,
+         "tp": p.layout.tp, "pp": p.layout.pp, "dp": p.layout.dp, "kv": p.kv}
+    for k in _POINT_BANDS:
+        i = pr.uncertainty.get(k) if pr.uncertainty is not None else None
+        d[f"{k}_p10"], d[f"{k}_p90"] = (i.p10, i.p90) if i is not None else (None, None)
+        d[f"{k}_validated"] = i.validated if i is not None else None
+    return d
 
 
 def _print_pareto(plans) -> None:
@@ -402,10 +412,19 @@ def _print_pareto(plans) -> None:
         t.add_column(col, justify="right" if col not in ("layout", "KV") else "left")
     for i, p in enumerate(plans, 1):
         d = _point(p)
-        t.add_row(str(i), f"{d['sensitivity']:.4g}", human_bytes(d["per_device_bytes"]), human_time(d["ttft_s"]),
-                  human_time(d["tpot_s"]), human_time(d["latency_s"]), f"{d['avg_weight_bits']:.2f}",
+        u = p.predicted.uncertainty
+
+        def timed(k: str) -> str:
+            return human_time(d[k]) + _band(u, k, human_time).replace("p10–p90 ", "") if d[k] else human_time(d[k])
+
+        t.add_row(str(i), f"{d['sensitivity']:.4g}", human_bytes(d["per_device_bytes"]), timed("ttft_s"),
+                  timed("tpot_s"), timed("latency_s"), f"{d['avg_weight_bits']:.2f}",
                   f"tp={d['tp']} pp={d['pp']} dp={d['dp']}", d["kv"])
     console.print(t)
+    if any(p.predicted.uncertainty is not None for p in plans):
+        console.print("(a–b): p10–p90 of the cost model's out-of-sample error on published rows of the same kind; "
+                      "* outside the validated region (no rows of that hardware class, engine class or batch regime)",
+                      markup=False, highlight=False)
 
 
 def _write_csv(plans, path: Path) -> None:
