@@ -153,7 +153,10 @@ class _Record:
 
 
 def _err(path: str, expected: str, got: Any) -> PlanError:
-    shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
+    try:
+        shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
+    except ValueError:  # an int past Python's 4300-digit limit for text
+        shown = "an int of more than 4300 digits"
     if len(shown) > 80:  # a huge value is named, not echoed
         shown = f"{shown[:60]}… ({len(shown)} characters)"
     return PlanError(f"'{path}' must be {expected}; got {shown}", field=path)
@@ -167,6 +170,14 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _finite(v: Any) -> bool:
+    """A number a float holds (an int past 1.8e308 does not: ``math.isfinite`` would raise on it)."""
+    try:
+        return _is_num(v) and math.isfinite(v)
+    except OverflowError:
+        return False
+
+
 def _check_int(v: Any, path: str, lo: int = 0, hi: int | None = None) -> int:
     if not _is_int(v) or v < lo:
         raise _err(path, f"an int >= {lo}", v)
@@ -178,7 +189,7 @@ def _check_int(v: Any, path: str, lo: int = 0, hi: int | None = None) -> int:
 def _check_float(v: Any, path: str, *, lo: float | None = 0.0, optional: bool = False, positive: bool = False) -> float | None:
     if v is None and optional:
         return None
-    if not _is_num(v) or not math.isfinite(v):
+    if not _finite(v):
         raise _err(path, "a finite number" + (" or null" if optional else ""), v)
     if positive and v <= 0:
         raise _err(path, "a number > 0" + (" or null" if optional else ""), v)
@@ -200,7 +211,7 @@ def _check_bool(v: Any, path: str) -> bool:
 
 
 def _finite_or_none(v: Any) -> float | None:
-    return float(v) if _is_num(v) and math.isfinite(v) else None
+    return float(v) if _finite(v) else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -406,13 +417,17 @@ class Predicted(_Record):
     uncertainty: Any = None
 
     def __post_init__(self) -> None:
+        for name in _PREDICTED_FLOATS:
+            object.__setattr__(self, name, _check_float(getattr(self, name), name))
         if self.uncertainty is not None:
             from planner.uncertainty import Uncertainty
 
             if not isinstance(self.uncertainty, Uncertainty):
                 raise _err("uncertainty", "an Uncertainty (planner.uncertainty)", self.uncertainty)
-        for name in _PREDICTED_FLOATS:
-            object.__setattr__(self, name, _check_float(getattr(self, name), name))
+            for k, i in self.uncertainty.intervals.items():
+                # each band brackets the figure the plan predicts, not another one
+                if k in _PREDICTED_FLOATS and not math.isclose(i.value, getattr(self, k), rel_tol=1e-9, abs_tol=1e-300):
+                    raise _err(f"uncertainty.intervals.{k}.value", f"{k}'s predicted value ({getattr(self, k):.6g})", i.value)
         object.__setattr__(self, "runtime_context_bytes",
                            _check_float(self.runtime_context_bytes, "runtime_context_bytes", optional=True))
         for name in _PREDICTED_OPTIONAL:
@@ -593,6 +608,10 @@ class Plan(_Record):
         if self.engine_profile is not None and self.engine_hash is None:
             raise PlanError("'engine_profile' needs the profile's 'engine_hash' beside it (export checks the file "
                             "against it)", field="engine_hash")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan's JSON-safe dict with its checksum, as ``plan_to_dict`` (and the plan file) has it."""
+        return plan_to_dict(self)
 
     # -- views for the cost model ----------------------------------------------------------
 
@@ -818,7 +837,8 @@ def plan_from_dict(d: Mapping[str, Any], *, require_checksum: bool = False) -> P
             expected = _checksum_of(d)
         except (TypeError, ValueError, RecursionError):  # NaN, non-string keys, absurd nesting: not what save_plan writes
             raise PlanError("was modified after it was written: its content (a NaN, a non-string key or a too deeply "
-                            "nested value) cannot be what save_plan wrote", field="checksum") from None
+                            "nested value) cannot be what save_plan wrote, so no checksum matches it",
+                            field="checksum") from None
         if d["checksum"] != expected:
             raise PlanError("was modified after it was written: checksum mismatch", field="checksum")
     elif require_checksum:
@@ -866,10 +886,10 @@ def plan_from_dict(d: Mapping[str, Any], *, require_checksum: bool = False) -> P
     pkw = {k: pr[k] for k in _PREDICTED_FLOATS + ("fits",)}
     pkw.update({k: pr[k] for k in _PREDICTED_OPTIONAL + ("decode_bound", "runtime_context_bytes", "per_token_basis",
                                                          "generative") if k in pr})
-    if "uncertainty" in pr:
-        from planner.uncertainty import uncertainty_from_dict
+    if pr.get("uncertainty") is not None:  # absent or null: a plan written before plans carried them
+        from planner.uncertainty import INFERENCE_QUANTITIES, uncertainty_from_dict
 
-        pkw["uncertainty"] = uncertainty_from_dict(pr["uncertainty"], "predicted.uncertainty", _err)
+        pkw["uncertainty"] = uncertainty_from_dict(pr["uncertainty"], "predicted.uncertainty", _err, INFERENCE_QUANTITIES)
     predicted = _build(Predicted, "predicted", {**pkw, "tiers": tiers, "per_layer": tuple(per_layer),
                                                 "notes": tuple(notes)})
 

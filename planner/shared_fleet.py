@@ -33,7 +33,9 @@ __all__ = ["run_shared"]
 
 def run_shared(task: ServeTask, choice: Choice, deadline: Deadline) -> tuple[ServeOption | None, ServeOption | None]:
     device, target, search = task.device, task.target, task.search
-    order = sorted(range(len(task.archs)), key=lambda i: -target.mix[i])
+    # Most requested first; among equally requested models the largest leads (its layouts are searched and the KV
+    # room is what is left beside it), then by id: the order --models lists them in changes nothing.
+    order = sorted(range(len(task.archs)), key=lambda i: (-target.mix[i], -task.archs[i].param_count(), task.archs[i].id))
     best: ServeOption | None = None
     closest: ServeOption | None = None
     lead = task.archs[order[0]]

@@ -537,19 +537,36 @@ def estimate_uncertainty(est: Any, device: Any, engine: str | None, runtime: str
 
 _INTERVAL_KEYS = ("value", "p10", "p90", "category", "bucket", "rows", "validated")
 _UNCERTAINTY_KEYS = ("validated", "hardware_class", "engine_class", "batch_regime", "quantiles", "notes", "intervals")
+class _Missing:
+    def __repr__(self) -> str:
+        return "nothing (the key is missing)"
 
 
-def uncertainty_from_dict(d: Any, path: str, err: Any) -> Uncertainty:
+_MISSING = _Missing()
+REGIMES = ("1", "2-32", "33+", "training")
+_FORWARD_PASS_FIGURES = ("ttft_s", "latency_s", "samples_per_s", "prefill_tokens_per_s")
+ENGINE_CLASSES = ("serving", "on-device", "training", "eager", "unknown")
+
+
+def uncertainty_from_dict(d: Any, path: str, err: Any, quantities: Mapping[str, tuple[str, str]] | None = None) -> Uncertainty:
     """Strictly parse :meth:`Uncertainty.to_dict` (a plan file's ``predicted.uncertainty``); ``err(path,
-    expected, got)`` builds the caller's error naming the field."""
+    expected, got)`` builds the caller's error naming the field; ``quantities``: the figures it may bracket."""
+    from hwmodels import DEVICE_CLASSES
+
     def num(v: Any, at: str) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        try:
+            ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and v >= 0
+        except OverflowError:  # an int past the largest float
+            ok = False
+        if not ok:
             raise err(at, "a finite number >= 0", v)
         return float(v)
 
-    def text(v: Any, at: str) -> str:
+    def text(v: Any, at: str, among: tuple[str, ...] = ()) -> str:
         if not isinstance(v, str) or not v:
             raise err(at, "a non-empty string", v)
+        if among and v not in among:
+            raise err(at, "one of " + ", ".join(among), v)
         return v
 
     def flag(v: Any, at: str) -> bool:
@@ -557,14 +574,17 @@ def uncertainty_from_dict(d: Any, path: str, err: Any) -> Uncertainty:
             raise err(at, "true or false", v)
         return v
 
-    if not isinstance(d, Mapping):
-        raise err(path, "a mapping of " + ", ".join(_UNCERTAINTY_KEYS), d)
-    for k in d:
-        if k not in _UNCERTAINTY_KEYS:
-            raise err(f"{path}.{k}", "one of the keys " + ", ".join(_UNCERTAINTY_KEYS), k)
-    for k in _UNCERTAINTY_KEYS:
-        if k not in d:
-            raise err(f"{path}.{k}", "present", "nothing")
+    def keys(m: Any, at: str, names: tuple[str, ...]) -> None:
+        if not isinstance(m, Mapping):
+            raise err(at, "a mapping of " + ", ".join(names), m)
+        for k in m:
+            if k not in names:
+                raise err(f"{at}.{k}", "absent (the keys are " + ", ".join(names) + ")", m[k])
+        for k in names:
+            if k not in m:
+                raise err(f"{at}.{k}", "present", _MISSING)
+
+    keys(d, path, _UNCERTAINTY_KEYS)
     q = d["quantiles"]
     if not isinstance(q, list) or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in q) \
             or [float(x) for x in q] != list(QUANTILES):
@@ -579,19 +599,24 @@ def uncertainty_from_dict(d: Any, path: str, err: Any) -> Uncertainty:
     out: dict[str, Interval] = {}
     for name, i in raw.items():
         at = f"{path}.intervals.{name}"
-        if not isinstance(i, Mapping) or set(i) != set(_INTERVAL_KEYS):
-            raise err(at, "a mapping of " + ", ".join(_INTERVAL_KEYS), i)
+        if quantities is not None and name not in quantities:
+            raise err(at, "an interval of one of " + ", ".join(quantities), name)
+        keys(i, at, _INTERVAL_KEYS)
         rows = i["rows"]
         if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
             raise err(f"{at}.rows", "an int >= 0", rows)
-        category = text(i["category"], f"{at}.category")
-        if category not in CATEGORIES:
-            raise err(f"{at}.category", "one of " + ", ".join(CATEGORIES), category)
         lo, hi = num(i["p10"], f"{at}.p10"), num(i["p90"], f"{at}.p90")
         if lo > hi:
             raise err(f"{at}.p90", f"at least p10 ({lo:g})", hi)
-        out[text(name, at)] = Interval(name, category, num(i["value"], f"{at}.value"), lo, hi,
-                                       text(i["bucket"], f"{at}.bucket"), rows, flag(i["validated"], f"{at}.validated"))
-    return Uncertainty(out, flag(d["validated"], f"{path}.validated"), text(d["hardware_class"], f"{path}.hardware_class"),
-                       text(d["engine_class"], f"{path}.engine_class"), text(d["batch_regime"], f"{path}.batch_regime"),
-                       notes_t)
+        # a model's one forward pass bands its TTFT, latency and rates alike, from the prefill or throughput rows
+        # (_one_forward_band); any other figure comes from rows of its own category
+        kinds = CATEGORIES if quantities is None else (("prefill", "throughput") if name in _FORWARD_PASS_FIGURES
+                                                       else (quantities[name][0],))
+        out[text(name, at)] = Interval(name, text(i["category"], f"{at}.category", kinds), num(i["value"], f"{at}.value"),
+                                       lo, hi, text(i["bucket"], f"{at}.bucket"), rows, flag(i["validated"], f"{at}.validated"))
+    validated = flag(d["validated"], f"{path}.validated")
+    if validated != (bool(out) and all(i.validated for i in out.values())):
+        raise err(f"{path}.validated", f"{str(not validated).lower()}, as its intervals say", validated)
+    return Uncertainty(out, validated, text(d["hardware_class"], f"{path}.hardware_class", DEVICE_CLASSES),
+                       text(d["engine_class"], f"{path}.engine_class", ENGINE_CLASSES),
+                       text(d["batch_regime"], f"{path}.batch_regime", REGIMES), notes_t)

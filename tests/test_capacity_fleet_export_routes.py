@@ -41,3 +41,22 @@ def test_a_fleet_of_one_export_route_keeps_one_kernel():
         models=["llama-3.2-1b", "llama-3.2-3b"], mix=[1, 1], hardware="snapdragon-8-gen-3", **LOAD))
     shared = next(t for t in serve_tasks(archs, pairs, target, search) if t.shared)
     assert shared.kernels == ()
+
+
+@pytest.mark.parametrize("models, hardware, fields", [
+    (["llama-3.1-8b", "opt-6.7b"], "a10g", dict(qps=20, ttft_slo_s=3, tpot_slo_s=0.15, prompt=1024, gen=1000)),
+    (["opt-1.3b", "llama-3.2-1b", "llama-3.2-3b"], "snapdragon-8-gen-3", LOAD),
+])
+def test_equally_requested_models_lead_by_size_not_by_the_order_given(models, hardware, fields):
+    """Equal shares: the largest model leads the fleet (its layouts, the KV room beside it), whatever
+    the order of --models; before, the first one listed did, and a10g went from 33 to 50 devices."""
+    import itertools
+
+    answers = []
+    for order in itertools.permutations(models):
+        h = planner.capacity_serve(None, hardware, models=list(order), mix=[1] * len(models), **fields).to_dict()["hardware"][0]
+        o = h["best"] or h["closest"]
+        answers.append((o["models"], o["devices"], o["tp"], o["pp"], o["max_batch"], o["ttft_s"], o["tpot_s"]))
+    assert all(a == answers[0] for a in answers), answers
+    by_size = sorted(models, key=lambda m: -planner.load_model(m).param_count())
+    assert list(answers[0][0]) == by_size

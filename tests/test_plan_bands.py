@@ -53,6 +53,22 @@ def test_the_bands_round_trip_through_plan_files(tmp_path):
         assert plan_checksum(back) == plan_checksum(plan)
 
 
+def test_null_bands_load_as_none():
+    d = plan_to_dict(planner.plan("llama-3.2-1b", "l4"))
+    d.pop("checksum")
+    d["predicted"]["uncertainty"] = None
+    assert plan_from_dict(d).predicted.uncertainty is None
+
+
+def test_a_huge_number_anywhere_in_the_plan_is_refused_naming_it():
+    d = plan_to_dict(planner.plan("llama-3.2-1b", "l4"))
+    d.pop("checksum")
+    d["predicted"]["tpot_s"] = 10**400
+    with pytest.raises(PlanError) as exc:
+        plan_from_dict(d)
+    assert exc.value.field == "predicted.tpot_s" and "a finite number" in str(exc.value)
+
+
 def test_a_plan_written_before_bands_loads_and_prints_without_them(cli, tmp_path):
     d = plan_to_dict(planner.plan("llama-3.2-1b", "l4"))
     del d["predicted"]["uncertainty"], d["checksum"]
@@ -75,16 +91,29 @@ def test_the_table_shows_each_band_and_where_it_comes_from(cli):
     assert "error bars: p10–p90 of the cost model's out-of-sample error" in r.out
 
 
+DELETE = object()
+
+
 @pytest.mark.parametrize("path, value, expect", [
     ("intervals.tpot_s.p10", "fast", "predicted.uncertainty.intervals.tpot_s.p10"),
     ("intervals.tpot_s.p10", 1e9, "predicted.uncertainty.intervals.tpot_s.p90"),
     ("intervals.tpot_s.rows", -1, "predicted.uncertainty.intervals.tpot_s.rows"),
     ("intervals.tpot_s.category", "vibes", "predicted.uncertainty.intervals.tpot_s.category"),
-    ("intervals.tpot_s", {"p10": 1}, "predicted.uncertainty.intervals.tpot_s"),
+    ("intervals.tpot_s", {"p10": 1}, "predicted.uncertainty.intervals.tpot_s.value"),
     ("quantiles", [5, 95], "predicted.uncertainty.quantiles"),
     ("validated", "yes", "predicted.uncertainty.validated"),
     ("extra", 1, "predicted.uncertainty.extra"),
     ("notes", "none", "predicted.uncertainty.notes"),
+    ("intervals.tpot_s.p90", 10**400, "predicted.uncertainty.intervals.tpot_s.p90"),
+    ("intervals.tpot_s.p90", DELETE, "predicted.uncertainty.intervals.tpot_s.p90"),
+    ("intervals.tpot_s.foo", 1, "predicted.uncertainty.intervals.tpot_s.foo"),
+    ("intervals.tpot_s.value", 5.0, "predicted.uncertainty.intervals.tpot_s.value"),
+    ("intervals.tpot_s.category", "training", "predicted.uncertainty.intervals.tpot_s.category"),
+    ("intervals.bogus_s", {"value": 1}, "predicted.uncertainty.intervals.bogus_s"),
+    ("hardware_class", "toaster", "predicted.uncertainty.hardware_class"),
+    ("batch_regime", "lots", "predicted.uncertainty.batch_regime"),
+    ("engine_class", "magic", "predicted.uncertainty.engine_class"),
+    ("validated", True, "predicted.uncertainty.validated"),
 ])
 def test_a_malformed_band_is_refused_naming_its_field(path, value, expect):
     d = plan_to_dict(planner.plan("llama-3.2-1b", "l4"))
@@ -94,7 +123,10 @@ def test_a_malformed_band_is_refused_naming_its_field(path, value, expect):
     *parents, last = path.split(".")
     for p in parents:
         at = at[p]
-    at[last] = value
+    if value is DELETE:
+        del at[last]
+    else:
+        at[last] = value
     with pytest.raises(PlanError) as exc:
         plan_from_dict(bad)
     assert exc.value.field == expect, (exc.value.field, str(exc.value))

@@ -2537,7 +2537,9 @@
       el("div", { class: "table-wrap" }, el("table", { id: "capacity-disagg-table", class: "stack" },
         el("caption", { class: "sr-only", text: "Disaggregated fleets against aggregated ones" }),
         el("thead", {}, el("tr", {}, head.map((h) => el("th", { scope: "col", text: h })))),
-        el("tbody", {}, list.map(tr)))));
+        el("tbody", {}, list.map(tr)))),
+      list.some((r) => { const o = r.disagg.best || r.disagg.closest; return o && o.uncertainty; })
+        ? el("p", { class: "muted small", id: "capacity-disagg-bands", text: `(a – b): p10–p90 range of the ${pctLabel(pct)} figure, from the cost model's out-of-sample error on published measurements of the same kind; * outside the validated region (no rows of that hardware class, engine class or batch regime).` }) : null);
   }
 
   // Only configurations that meet the SLOs are ranked by price; the closest miss of each

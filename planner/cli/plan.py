@@ -421,10 +421,13 @@ def _print_pareto(plans) -> None:
                   timed("tpot_s"), timed("latency_s"), f"{d['avg_weight_bits']:.2f}",
                   f"tp={d['tp']} pp={d['pp']} dp={d['dp']}", d["kv"])
     console.print(t)
-    if any(p.predicted.uncertainty is not None for p in plans):
+    bands = [p.predicted.uncertainty for p in plans if p.predicted.uncertainty is not None]
+    if bands:
         console.print("(a–b): p10–p90 of the cost model's out-of-sample error on published rows of the same kind; "
-                      "* outside the validated region (no rows of that hardware class, engine class or batch regime)",
+                      "* outside the validated region, the range is that of a coarser group of rows:",
                       markup=False, highlight=False)
+        for n in dict.fromkeys(n for u in bands for n in u.notes):  # each point's notes, once
+            console.print(f"  {n}", markup=False, highlight=False)
 
 
 def _write_csv(plans, path: Path) -> None:

@@ -621,4 +621,5 @@ def test_capacity_shows_the_disaggregated_pools_the_api_gives(page, server, vp):
         i = o["uncertainty"]["intervals"]["tpot_s"]
         want = f"{fmt_time(o['tpot_p50_s'])} / {fmt_time(o['tpot_s'])} ({fmt_time(i['p10'])} – {fmt_time(i['p90'])}{'' if i['validated'] else '*'})"
         expect(row.locator("td").nth(7)).to_have_text(want)
+    expect(page.locator("#capacity-disagg-bands")).to_contain_text("p10–p90")
     assert fits_in_window(page, "#capacity-disagg td") == []
