@@ -259,7 +259,7 @@ class PlanLayout(_Record):
 
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "dp", "ep"):
-            _check_int(getattr(self, name), name, 1)
+            _check_int(getattr(self, name), name, 1, MAX_DEVICES)
 
     @property
     def devices(self) -> int:
@@ -278,6 +278,7 @@ class PlanLayout(_Record):
 
 #: The largest batch and token counts a plan is made for (``tierwise plan`` refuses more).
 MAX_BATCH = 1 << 24
+MAX_DEVICES = 1 << 16  # as `tierwise plan --devices` / `--tp` accept
 MAX_TOKENS = 1 << 26
 
 
@@ -554,7 +555,7 @@ class Plan(_Record):
                 raise _err(name, "'sha256:' followed by 64 lower-case hex digits", v)
         if not isinstance(self.layout, PlanLayout):
             raise _err("layout", "a PlanLayout", self.layout)
-        _check_int(self.devices, "devices", 1)
+        _check_int(self.devices, "devices", 1, MAX_DEVICES)
         if self.devices != self.layout.devices:
             raise PlanError(f"'devices' ({self.devices}) must equal tp×pp×dp = {self.layout.devices}", field="devices")
         if not isinstance(self.workload, PlanWorkload):
@@ -820,7 +821,7 @@ def _check_version(d: Mapping[str, Any]) -> int:
     if not _is_int(v) or v < 1:
         raise _err("version", "an int >= 1", v)
     if v > PLAN_VERSION:
-        raise PlanError(f"'version' {v} is newer than this tierwise supports ({PLAN_VERSION}); "
+        raise PlanError(f"'version' {v if v < 10**6 else 'of over 6 digits'} is newer than this tierwise supports ({PLAN_VERSION}); "
                         "upgrade tierwise to read it", field="version")
     return v
 
@@ -973,6 +974,8 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise PlanError(f"{p.name} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}",
                         field="path") from None
+    except ValueError:  # an integer past Python's 4300 digits for text (sys.set_int_max_str_digits)
+        raise PlanError(f"{p.name}: holds an integer of more than 4300 digits; no plan file does", field="path") from None
     if not isinstance(data, Mapping):
         raise PlanError(f"{p.name}: a plan file holds one mapping; got {type(data).__name__}", field="path")
     try:

@@ -88,6 +88,7 @@ QUANTILES = (10.0, 90.0)
 MIN_ROWS = 6
 MIN_SOURCES = 3
 ALL = "*"
+REGIMES = ("1", "2-32", "33+", "training")  # what batch_regime() answers
 
 #: Estimate field → (category, kind): ``time`` (lower is faster) or ``rate`` (higher is
 #: faster). Memory gets no interval: its 7 rows (process RSS on a phone, peak allocation under
@@ -140,11 +141,19 @@ TRAIN_OPTION_QUANTITIES: Mapping[str, tuple[str, str]] = {
 def batch_regime(batch: int | None, mode: str = "inference") -> str:
     """``1``, ``2-32`` or ``33+`` sequences per replica (``training`` for a training step,
     whose rows are compared by hardware and engine only)."""
+    one, few, many, training = REGIMES
     if mode == "training":
-        return "training"
+        return training
     if batch is None or batch <= 1:
-        return "1"
-    return "2-32" if batch <= 32 else "33+"
+        return one
+    return few if batch <= 32 else many
+
+
+def engine_classes() -> tuple[str, ...]:
+    """Every class :func:`engine_class` answers."""
+    from planner.engines import KINDS
+
+    return (*KINDS, "eager", "unknown")
 
 
 @functools.lru_cache(maxsize=256)
@@ -543,9 +552,7 @@ class _Missing:
 
 
 _MISSING = _Missing()
-REGIMES = ("1", "2-32", "33+", "training")
 _FORWARD_PASS_FIGURES = ("ttft_s", "latency_s", "samples_per_s", "prefill_tokens_per_s")
-ENGINE_CLASSES = ("serving", "on-device", "training", "eager", "unknown")
 
 
 def uncertainty_from_dict(d: Any, path: str, err: Any, quantities: Mapping[str, tuple[str, str]] | None = None) -> Uncertainty:
@@ -586,8 +593,8 @@ def uncertainty_from_dict(d: Any, path: str, err: Any, quantities: Mapping[str, 
 
     keys(d, path, _UNCERTAINTY_KEYS)
     q = d["quantiles"]
-    if not isinstance(q, list) or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in q) \
-            or [float(x) for x in q] != list(QUANTILES):
+    if not isinstance(q, list) or len(q) != len(QUANTILES) or any(x != y for x, y in zip(q, QUANTILES)) \
+            or any(isinstance(x, bool) for x in q):
         raise err(f"{path}.quantiles", str(list(QUANTILES)), q)
     notes = d["notes"]
     if not isinstance(notes, list):
@@ -618,5 +625,5 @@ def uncertainty_from_dict(d: Any, path: str, err: Any, quantities: Mapping[str, 
     if validated != (bool(out) and all(i.validated for i in out.values())):
         raise err(f"{path}.validated", f"{str(not validated).lower()}, as its intervals say", validated)
     return Uncertainty(out, validated, text(d["hardware_class"], f"{path}.hardware_class", DEVICE_CLASSES),
-                       text(d["engine_class"], f"{path}.engine_class", ENGINE_CLASSES),
+                       text(d["engine_class"], f"{path}.engine_class", engine_classes()),
                        text(d["batch_regime"], f"{path}.batch_regime", REGIMES), notes_t)

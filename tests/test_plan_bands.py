@@ -91,7 +91,7 @@ def test_the_table_shows_each_band_and_where_it_comes_from(cli):
     assert "error bars: p10–p90 of the cost model's out-of-sample error" in r.out
 
 
-DELETE = object()
+DELETE, FLIP = object(), object()
 
 
 @pytest.mark.parametrize("path, value, expect", [
@@ -113,7 +113,8 @@ DELETE = object()
     ("hardware_class", "toaster", "predicted.uncertainty.hardware_class"),
     ("batch_regime", "lots", "predicted.uncertainty.batch_regime"),
     ("engine_class", "magic", "predicted.uncertainty.engine_class"),
-    ("validated", True, "predicted.uncertainty.validated"),
+    ("validated", FLIP, "predicted.uncertainty.validated"),
+    ("quantiles", [10**400, 90.0], "predicted.uncertainty.quantiles"),
 ])
 def test_a_malformed_band_is_refused_naming_its_field(path, value, expect):
     d = plan_to_dict(planner.plan("llama-3.2-1b", "l4"))
@@ -125,6 +126,8 @@ def test_a_malformed_band_is_refused_naming_its_field(path, value, expect):
         at = at[p]
     if value is DELETE:
         del at[last]
+    elif value is FLIP:  # whatever the shipped table makes it, the other value contradicts the intervals
+        at[last] = not at[last]
     else:
         at[last] = value
     with pytest.raises(PlanError) as exc:
@@ -164,3 +167,26 @@ def test_pareto_points_carry_their_bands_in_the_table_csv_and_json(cli, tmp_path
     assert j.code == 0, j.err
     pt = json.loads(j.out)["points"][0]
     assert pt["tpot_s_p10"] < pt["tpot_s"] < pt["tpot_s_p90"]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_an_integer_past_4300_digits_in_a_plan_file_is_refused_naming_the_file(cli, tmp_path, suffix):
+    plan = planner.plan("llama-3.2-1b", "l4")
+    path = tmp_path / f"p{suffix}"
+    save_plan(plan, path)
+    text = path.read_text()
+    key = '"tp": 1' if suffix == ".json" else "tp: 1"
+    assert key in text
+    path.write_text(text.replace(key, key[:-1] + "9" * 5001, 1))
+    r = cli("plan", "show", path)
+    assert r.code == 2 and f"p{suffix}: holds an integer of more than 4300 digits" in r.err, r.err
+    assert "internal error" not in r.err
+
+
+def test_a_layout_past_what_plan_accepts_is_refused():
+    d = plan_to_dict(planner.plan("llama-3.2-1b", "l4"))
+    d.pop("checksum")
+    d["layout"]["tp"] = 10**5000
+    with pytest.raises(PlanError) as exc:
+        plan_from_dict(d)
+    assert exc.value.field == "layout.tp" and "from 1 to 65536" in str(exc.value)

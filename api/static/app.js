@@ -2316,6 +2316,9 @@
       else if (k.kind === "bool") control = el("input", { id, name, type: "checkbox", "data-type": "bool", checked: Boolean(def) });
       else control = el("input", { id, name, "data-type": k.kind, inputmode: k.kind === "int" ? "numeric" : k.kind === "float" ? "decimal" : null, spellcheck: "false" });
       if (def !== undefined && k.kind !== "bool") control.value = Array.isArray(def) ? def.join(", ") : String(def);
+      // The server's own default is sent only when changed: given, it is an explicit choice (a KV format of bf16 given
+      // rules out an engine that keeps its cache in fp16), left out, each engine takes its own.
+      if (prop.default !== undefined && prop.default !== null && k.kind !== "bool") control.dataset.default = control.value;
       const help = prop.description ? el("p", { class: "muted small", text: prop.description }) : null;
       const f = k.kind === "bool"
         ? el("div", { class: "field check", "data-field": name }, control, el("label", { for: id, text: label }), el("p", { class: "field-error", role: "alert", hidden: true }))
@@ -2397,6 +2400,7 @@
 
   function capacityBody() {
     const body = readForm($("#capacity-form"));
+    for (const c of $$("#capacity-fields [data-default]")) if (c.value.trim() === c.dataset.default) delete body[c.name];
     body.hardware = $$("#capacity-hardware input:checked").map((i) => i.value);
     if (state.capacitySchema && !("hardware" in state.capacitySchema.props)) delete body.hardware;
     const engines = $$("#cap-engines input:checked").map((i) => i.value);
@@ -2517,7 +2521,7 @@
       const td = (i, attrs) => el("td", Object.assign({ "data-label": head[i] }, attrs));
       if (!o) {
         return el("tr", { class: "nofit" }, td(0, { text: r.engine || "–" }), td(1, { text: r.hardware }),
-          td(2, { colspan: 9, class: "muted", text: "no prefill and decode pools fit within the device limit" }));
+          td(2, { colspan: 9, class: "muted", text: d.reason ? `no disaggregated pools: ${d.reason}` : "no prefill and decode pools fit within the device limit" }));
       }
       const kv = o.kv_transfer || {};
       return el("tr", { dataset: { engine: o.engine || r.engine || "", hardware: o.hardware || r.hardware } },

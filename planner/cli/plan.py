@@ -422,11 +422,14 @@ def _print_pareto(plans) -> None:
                   f"tp={d['tp']} pp={d['pp']} dp={d['dp']}", d["kv"])
     console.print(t)
     bands = [p.predicted.uncertainty for p in plans if p.predicted.uncertainty is not None]
-    if bands:
+    if bands and all(u.validated for u in bands):  # as a single plan says it (_print_validity)
+        console.print("(a–b): p10–p90 of the cost model's out-of-sample error on published rows of the same kind",
+                      markup=False, highlight=False)
+    elif bands:
         console.print("(a–b): p10–p90 of the cost model's out-of-sample error on published rows of the same kind; "
                       "* outside the validated region, the range is that of a coarser group of rows:",
                       markup=False, highlight=False)
-        for n in dict.fromkeys(n for u in bands for n in u.notes):  # each point's notes, once
+        for n in dict.fromkeys(n for u in bands if not u.validated for n in u.notes):  # each point's notes, once
             console.print(f"  {n}", markup=False, highlight=False)
 
 

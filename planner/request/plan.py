@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from hwmodels.errors import TierwiseError, echo_value
 
 from planner.engines import EngineSupportError, check_request, low_rank_refusal
+from planner.plan import MAX_DEVICES
 from planner.request.engine import ENGINE_HELP, canonical, exporter_limits, format_key, resolve_engine
 from planner.request.estimate import check_fields_apply, check_sequence, load_specs
 from planner.request.fields import (
@@ -105,7 +106,7 @@ def _tpot(value: Any, arch: Any, dev: Any) -> float | None:
 
 
 def _degree(v: dict, name: str) -> int | None:
-    return None if v[name] is None else check_int(name, v[name], hi=1 << 16)
+    return None if v[name] is None else check_int(name, v[name], hi=MAX_DEVICES)
 
 
 def _sparsity(v: Any) -> tuple[str, ...]:
@@ -194,7 +195,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     if req.devices is None and any(degrees[n] is not None for n in ("tp", "pp", "dp")):
         # devices left out beside fixed degrees: their product, as estimate takes it
         v["devices"] = math.prod(degrees[n] or 1 for n in ("tp", "pp", "dp"))
-    devices = check_int("devices", v["devices"], hi=1 << 16)
+    devices = check_int("devices", v["devices"], hi=MAX_DEVICES)
     batch = check_int("batch", v["batch"], hi=MAX_BATCH)
     prompt = check_int("prompt", v["prompt"], lo=0, hi=MAX_TOKENS)
     gen = check_int("gen", v["gen"], lo=0, hi=MAX_TOKENS)
