@@ -2312,7 +2312,10 @@
       const example = Array.isArray(prop.examples) ? prop.examples[0] : undefined;
       const def = prop.default !== undefined && prop.default !== null ? prop.default : example !== undefined ? example : CAPACITY_DEFAULTS[name];
       let control;
-      if (k.kind === "select") control = el("select", { id, name, "data-type": "text" }, k.options.map((o) => el("option", { value: o, text: o })));
+      // a choice without a server default (runtime: each engine's own) starts unset, so nothing is sent for it
+      const unset = k.kind === "select" && (prop.default === undefined || prop.default === null) && def === undefined
+        ? [el("option", { value: "", text: "each engine's default" })] : [];
+      if (k.kind === "select") control = el("select", { id, name, "data-type": "text" }, unset.concat(k.options.map((o) => el("option", { value: o, text: o }))));
       else if (k.kind === "bool") control = el("input", { id, name, type: "checkbox", "data-type": "bool", checked: Boolean(def) });
       else control = el("input", { id, name, "data-type": k.kind, inputmode: k.kind === "int" ? "numeric" : k.kind === "float" ? "decimal" : null, spellcheck: "false" });
       if (def !== undefined && k.kind !== "bool") control.value = Array.isArray(def) ? def.join(", ") : String(def);

@@ -629,3 +629,23 @@ def test_capacity_shows_the_disaggregated_pools_the_api_gives(page, server, vp):
     assert any(not (h["disaggregated"]["best"] or h["disaggregated"]["closest"]) for h in pairs), "a pair without pools"
     expect(page.locator("#capacity-disagg-bands")).to_contain_text("p10–p90")
     assert fits_in_window(page, "#capacity-disagg td") == []
+
+
+def test_capacity_sends_only_what_the_user_changed(page, server, vp):
+    """The form shows the server's defaults but sends none of them: given, a default is an explicit choice (kv bf16
+    refuses an engine whose cache is fp16; runtime graph prices hf-transformers, an eager engine, as compiled)."""
+    if vp == "phone":
+        pytest.skip("one viewport is enough for the request body")
+    ready(page, "#capacity?model=llama-3.2-1b&hardware=l4&qps=2&ttft_slo_s=2&tpot_slo_s=0.1")
+    expect(page.locator("#capacity-table tbody tr, #capacity-miss tbody tr")).not_to_have_count(0, timeout=SOLVE_TIMEOUT_MS)
+    expect(page.locator("#cap-runtime")).to_have_value("")
+    expect(page.locator("#cap-kv")).to_have_value("bf16")  # shown, not sent
+    page.click("#capacity-result .commands summary")
+    curl = page.locator("#capacity-result .cmd-curl").inner_text()
+    body = json.loads(curl.split("-d '", 1)[1].rsplit("'", 1)[0])
+    assert body == {"model": "llama-3.2-1b", "qps": 2, "ttft_slo_s": 2, "tpot_slo_s": 0.1, "hardware": ["l4"]}, body
+    assert page.locator("#capacity-result .cmd-cli").inner_text() == \
+        "tierwise capacity serve --model llama-3.2-1b --qps 2 --ttft-slo 2 --tpot-slo 0.1 --hardware l4"
+    page.select_option("#cap-runtime", "eager")
+    page.click("#capacity-run")
+    expect(page.locator("#capacity-result .cmd-cli")).to_contain_text("--runtime eager", timeout=SOLVE_TIMEOUT_MS)
