@@ -229,6 +229,9 @@
     }
     describeContext();
     await setEngine(params.get("engine"), true);
+    // The formats a link does not name are the engine's defaults on its hardware (fp16 on a phone), as after picking
+    // the hardware by hand; the link's own are filled in after this.
+    resetFormats(state.engineSupport, new Map(FORMAT_FIELDS().map((c) => [c, c.value])));
   }
 
   // ------------------------------------------------------------------ equivalent CLI and curl
@@ -2948,9 +2951,9 @@
         for (const slot of ["a", "b"]) {
           if (!params.get(slot)) continue;
           const q = new URLSearchParams(params.get(slot));
-          await pickContext(q);
           const form = $("#estimate-form");
           form.reset();
+          await pickContext(q);
           fillFromParams(form, q);
           const body = estimateBody();
           state.compare[slot] = { body, data: await postEstimate(body) };

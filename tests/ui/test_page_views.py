@@ -649,3 +649,26 @@ def test_capacity_sends_only_what_the_user_changed(page, server, vp):
     page.select_option("#cap-runtime", "eager")
     page.click("#capacity-run")
     expect(page.locator("#capacity-result .cmd-cli")).to_contain_text("--runtime eager", timeout=SOLVE_TIMEOUT_MS)
+
+
+def test_a_link_without_formats_takes_the_hardwares_defaults(page, server, vp):
+    """A hand-written link naming a phone and no formats: the formats are the engine's defaults there (fp16), as
+    after picking the phone by hand; before, the form's bf16 stayed and ExecuTorch refused it."""
+    if vp == "phone":
+        pytest.skip("one viewport is enough for the restored form")
+    with server.client() as c:
+        want = c.post("/v1/estimate", json={"model": "llama-3.2-1b", "hardware": "snapdragon-8-gen-3"}).json()
+    assert want["weights"] == "fp16", want
+    ready(page, "#estimate?model=llama-3.2-1b&hardware=snapdragon-8-gen-3")
+    expect(page.locator("#estimate-result")).to_have_attribute("data-count", "1", timeout=SOLVE_TIMEOUT_MS)
+    for f in ("weights", "activations", "kv"):
+        expect(page.locator(f"#est-{f}")).to_have_value(want[f])
+    expect(page.locator("#estimate-result .card[data-card='Time per output token'] .v")).to_have_text(fmt_time(want["tpot_s"]))
+    # a link that names its formats keeps them
+    page.goto("/#estimate?model=llama-3.2-1b&hardware=snapdragon-8-gen-3&weights=int4-g32")
+    expect(page.locator("body")).to_have_attribute("data-restored", "true", timeout=120_000)
+    expect(page.locator("#est-weights")).to_have_value("int4-g32")
+    expect(page.locator("#est-kv")).to_have_value("fp16")
+    # the throughput sweep of the same link runs too
+    page.goto("/#throughput?model=llama-3.2-1b&hardware=snapdragon-8-gen-3&batches=1,2")
+    expect(page.locator("#throughput-result table tbody tr")).to_have_count(2, timeout=SOLVE_TIMEOUT_MS)
