@@ -27,6 +27,9 @@ router = APIRouter(prefix="/v1/engines", tags=["engines"])
 
 HardwareQuery = Query(default=None, max_length=64, pattern=ID_PATTERN,
                       description="a catalog or custom hardware id: only what runs there, and its defaults")
+ModelQuery = Query(default=None, max_length=64, pattern=ID_PATTERN,
+                   description="with hardware: a catalog or custom model id, whose family the defaults run (a CNN on a "
+                               "CPU gets hf-transformers, not llama.cpp)")
 
 
 class EngineSummary(_Out):
@@ -53,6 +56,7 @@ class EngineSummary(_Out):
 class EngineList(_Out):
     items: list[EngineSummary]
     hardware: str | None = None
+    model: str | None = None
     default: str | None = None
     default_training: str | None = None
 
@@ -83,11 +87,11 @@ def _summary(spec: Any) -> dict:
     return {**engine_summary(spec), "runs_on": _runs_on(spec)}
 
 
-def _default_id(dev: Any, *, training: bool) -> str | None:
+def _default_id(dev: Any, *, training: bool, family: str | None = None) -> str | None:
     from planner.engines import EngineSupportError, default_engine
 
     try:
-        return default_engine(dev, training=training).id
+        return default_engine(dev, training=training, kind=family).id
     except EngineSupportError:  # a class with no engine for this (training on a phone)
         return None
 
@@ -109,19 +113,24 @@ def _engine(engine_id: str) -> Any:
 
 
 @router.get("", response_model=EngineList, responses={**COMMON, **errors(404)})
-def list_engines_route(catalog: CatalogDep, hardware: str | None = HardwareQuery) -> dict:
-    """Every engine profile, or with ``hardware`` the engines that run on it and its defaults."""
+def list_engines_route(catalog: CatalogDep, hardware: str | None = HardwareQuery, model: str | None = ModelQuery) -> dict:
+    """Every engine profile, or with ``hardware`` the engines that run on it and its defaults; with ``model`` too,
+    the defaults for that model's family, as a request naming that model and no engine gets them."""
     from planner.engines import list_engines, load_engine
 
     specs = [load_engine(e) for e in list_engines()]
     if hardware is None:
+        if model is not None:
+            raise ApiError(422, "invalid_field", "'model' picks the defaults on a hardware: give 'hardware' too", "model")
         return {"items": [_summary(s) for s in specs]}
     dev = catalog.device(hardware)
+    family = None if model is None else catalog.arch(model).family
     return {
         "items": [_summary(s) for s in specs if s.support(dev) is not None],
         "hardware": dev.id,
-        "default": _default_id(dev, training=False),
-        "default_training": _default_id(dev, training=True),
+        **({"model": model} if model is not None else {}),
+        "default": _default_id(dev, training=False, family=family),
+        "default_training": _default_id(dev, training=True, family=family),
     }
 
 

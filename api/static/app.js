@@ -24,7 +24,7 @@
     selected: new Set(),
     capacitySchema: null,
     engines: [], // every engine profile (GET /v1/engines)
-    enginesOn: new Map(), // hardware id -> {items, default, default_training}
+    enginesOn: new Map(), // "hardware|model" -> {items, default, default_training} (defaults for the model's family)
     engineInfo: new Map(), // "engine@hardware" -> GET /v1/engines/{id}?hardware= answer
     engineSupport: null, // that answer for the picked engine and hardware
     engineAuto: true, // the picker follows the hardware's default until the user picks
@@ -219,19 +219,39 @@
     }
   }
 
+  // Model, hardware and engine of a link. A model or hardware this server lacks is an error that blocks the run
+  // (``blocks``), though the link's other fields are still filled in; an engine that does not run on the hardware
+  // is replaced and said so, and the run goes on. The formats a link does not name are the engine's defaults on its
+  // hardware (fp16 on a phone), as after picking the hardware by hand. Returns the problems; throws only on a failed
+  // request.
   async function pickContext(params) {
+    const problems = [];
     for (const k of ["model", "hardware"]) {
       const v = params.get(k);
       if (!v) continue;
       const sel = $(`#${k}`);
-      if (!Array.from(sel.options).some((o) => o.value === v)) throw new ApiError(404, { code: "not_found", field: k, message: `the link names ${k} '${v}', which this server does not have` });
+      if (!Array.from(sel.options).some((o) => o.value === v)) {
+        const e = new ApiError(404, { code: "not_found", field: k, message: `the link names ${k} '${v}', which this server does not have` });
+        e.blocks = true;
+        problems.push(e);
+        continue;
+      }
       sel.value = v;
     }
     describeContext();
-    await setEngine(params.get("engine"), true);
-    // The formats a link does not name are the engine's defaults on its hardware (fp16 on a phone), as after picking
-    // the hardware by hand; the link's own are filled in after this.
+    try {
+      await setEngine(params.get("engine"), true);
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.field !== "engine") throw e;
+      problems.push(e);
+    }
     resetFormats(state.engineSupport, new Map(FORMAT_FIELDS().map((c) => [c, c.value])));
+    return problems;
+  }
+
+  // Show a link's problems beside their fields after its run (a run clears the form's errors first).
+  function showLinkProblems(scopes, problems) {
+    for (const e of problems) showError(scopes, e);
   }
 
   // ------------------------------------------------------------------ equivalent CLI and curl
@@ -676,6 +696,13 @@
     $("#model").addEventListener("change", () => {
       describeContext();
       clearErrors($("#context"));
+      // an engine left to its default follows the model's family (a CNN is not llama.cpp's)
+      if (state.engineAuto) {
+        enginesOn($("#hardware").value).then((d) => {
+          const want = (pickerKind() === "training" ? d.default_training : d.default) || "";
+          if (want && want !== $("#engine").value) engineChanged().catch(() => {});
+        }).catch(() => {});
+      }
     });
     $("#hardware").addEventListener("change", () => {
       describeContext();
@@ -767,9 +794,17 @@
   // (GET /v1/engines/{id}?hardware=), so the defaults never fail; other formats can still
   // be typed, and the API's answer says what the engine runs.
 
-  async function enginesOn(hw) {
-    if (!state.enginesOn.has(hw)) state.enginesOn.set(hw, (await api("GET", `/v1/engines?hardware=${encodeURIComponent(hw)}`)).data);
-    return state.enginesOn.get(hw);
+  // What enginesOn last fetched for the picked hardware and model (undefined before).
+  const enginesKnown = () => state.enginesOn.get(`${$("#hardware").value}|${$("#model").value || ""}`);
+
+  // The engines on a hardware and its defaults for the picked model's family (a CNN on a CPU: hf-transformers).
+  async function enginesOn(hw, model = $("#model").value) {
+    const key = `${hw}|${model || ""}`;
+    if (!state.enginesOn.has(key)) {
+      const q = `hardware=${encodeURIComponent(hw)}${model ? `&model=${encodeURIComponent(model)}` : ""}`;
+      state.enginesOn.set(key, (await api("GET", `/v1/engines?${q}`)).data);
+    }
+    return state.enginesOn.get(key);
   }
 
   async function engineInfo(id, hw) {
@@ -899,7 +934,7 @@
   // A switch between a training estimate and any other view refills the picker with the
   // engines of the new kind (the user's pick is kept when it is of that kind).
   function followDefaultEngine() {
-    const d = state.enginesOn.get($("#hardware").value);
+    const d = enginesKnown();
     if (!d) return;
     if ($("#engine").dataset.kind !== pickerKind()) {
       engineChanged().catch(() => {});
@@ -1017,6 +1052,13 @@
     return el("div", { class: "band-notes" }, el("p", { class: "muted small", text: `${head}; * outside the validated region, the range is that of a coarser group of rows:` }), notes(u.notes));
   }
 
+  // What one request is: prompt and generated tokens; an encoder's prompt only; a CNN's or ViT's one image.
+  function workloadText(d) {
+    if (d.gen !== null && d.gen !== undefined) return `batch ${d.batch}, prompt ${d.prompt}, gen ${d.gen}`;
+    if (d.prompt !== null && d.prompt !== undefined) return `batch ${d.batch} of ${d.prompt} tokens, one forward pass`;
+    return `batch ${d.batch} image${d.batch === 1 ? "" : "s"}, one forward pass`;
+  }
+
   // Per device, summed over the memory tiers (device and any offload tier).
   function memorySplit(m) {
     const t = Object.values(m.tiers || {});
@@ -1039,7 +1081,9 @@
     const splitCards = [
       card("Weights per device", fmtBytes(split.weights), m.offloaded_weights_bytes ? `${fmtBytes(m.offloaded_weights_bytes)} of them offloaded` : null),
       ...(generative ? [card("KV cache per device", fmtBytes(split.kv), m.offloaded_kv_bytes ? `${fmtBytes(m.offloaded_kv_bytes)} of it offloaded` : `${d.kv}, batch ${d.batch} × ${d.prompt + d.gen} tokens`)] : []),
-      card("Activations per device", fmtBytes(split.act)),
+      // the tiers count the engine's runtime context with the activations; the answer's activations_bytes does not
+      card("Activations per device", fmtBytes(m.activations_bytes ?? split.act),
+        m.activations_bytes != null && split.act - m.activations_bytes > 0 ? `+ ${fmtBytes(split.act - m.activations_bytes)} engine runtime context` : null),
     ];
     if (!m.fits) {
       // A configuration that does not fit has no timings or price to speak of.
@@ -1054,7 +1098,7 @@
       const unit = perUnit(d.per_token_basis);
       const images = d.per_token_basis === "images" || d.per_token_basis === "image_patches";
       return [
-        card("Latency (one forward pass)", fmtTime(d.latency_s), `batch of ${d.batch} ${images ? "images" : `× ${d.prompt} tokens`}${pre.bound ? `, ${pre.bound}-bound` : ""}`, null, band(u, "latency_s", fmtTime)),
+        card("Latency (one forward pass)", fmtTime(d.latency_s), `batch of ${d.batch} ${images ? (d.batch === 1 ? "image" : "images") : `× ${d.prompt} tokens`}${pre.bound ? `, ${pre.bound}-bound` : ""}`, null, band(u, "latency_s", fmtTime)),
         card("Throughput", `${sig(d.samples_per_s)} ${images ? "images" : "samples"}/s`, d.per_token_basis === "images" ? "whole system" : `${sig(d.prefill_tokens_per_s)} ${unit[1]}/s, whole system`, null, band(u, "samples_per_s", sig)),
         card("Communication", fmtTime(pre.comm_s || 0), d.latency_s > 0 ? `${sig((100 * (pre.comm_s || 0)) / d.latency_s, 2)} % of the forward pass` : null),
         memCard, ...splitCards,
@@ -1114,7 +1158,7 @@
     fill(out,
       el("div", { class: "panel" },
         title,
-        el("p", { class: "muted", text: `batch ${d.batch}, prompt ${d.prompt}, gen ${d.gen}; weights ${d.weights}, activations ${d.activations}, KV ${d.kv}, ${d.sparsity}; ${d.devices} device${d.devices === 1 ? "" : "s"} (tp ${d.tp} · pp ${d.pp} · dp ${d.dp} · ep ${d.ep})${d.engine ? `; engine ${d.engine}` : ""}` }),
+        el("p", { class: "muted", text: `${workloadText(d)}; weights ${d.weights}, activations ${d.activations}${d.kv ? `, KV ${d.kv}` : ""}, ${d.sparsity}; ${d.devices} device${d.devices === 1 ? "" : "s"} (tp ${d.tp} · pp ${d.pp} · dp ${d.dp} · ep ${d.ep})${d.engine ? `; engine ${d.engine}` : ""}` }),
         el("div", { class: "cards" }, estimateCards(d)),
         m.fits ? bandNotes(d.uncertainty) : null,
         el("h3", { text: "Memory per device, by tier" }),
@@ -2159,7 +2203,9 @@
   }
 
   // `engine`: the engine a link names, for a plan stored without one.
-  async function openPlan(id, engine) {
+  // ``where``: the boxes an error goes to (a link's plan id is refused in the Plan view it opened, not in the hidden
+  // Stored plans view).
+  async function openPlan(id, engine, where = null) {
     try {
       const pub = await getPlan(id);
       showView("plan", false);
@@ -2170,7 +2216,7 @@
       await refreshPareto();
       $("#plan-summary").scrollIntoView({ block: "start" });
     } catch (e) {
-      showError([$("#plans-error")], e);
+      showError(where || [$("#plans-error")], e);
     }
   }
 
@@ -2748,7 +2794,7 @@
   // The serving engines that run on the hardware; the picked engine ticked.
   function fillFrontierEngines(ticked) {
     const box = $("#frontier-engines");
-    const d = state.enginesOn.get($("#hardware").value);
+    const d = enginesKnown();
     if (!d) return;
     const want = new Set(ticked || [$("#engine").value]);
     fill(box, ...d.items.filter((e) => e.kind !== "training").map((e) => el("label", {},
@@ -2934,10 +2980,16 @@
   async function restoreFromHash() {
     const { view, params } = parseHash();
     if (![...params.keys()].length) return;
+    let problems = [];
+    const ctxScopes = (form) => [form, $("#context")];
     try {
       if (view === "estimate" || view === "roofline" || view === "throughput") {
-        await pickContext(params);
-        fillFromParams($("#estimate-form"), params);
+        const form = $("#estimate-form");
+        form.reset(); // a link opened in an open tab starts from the defaults, not from the last link's fields
+        clearErrors(form, $("#context"), $("#throughput-form"));
+        problems = await pickContext(params);
+        fillFromParams(form, params);
+        if (problems.some((e) => e.blocks)) return showLinkProblems(ctxScopes(form), problems);
         if (view === "throughput") {
           if (params.get("batches")) $("#tp-batches").value = params.get("batches").split(",").join(", ");
           if (params.get("batches") || !params.get("frontier")) await runThroughput();
@@ -2947,22 +2999,32 @@
             if (!$("#frontier-form").hidden) await runFrontier();
           }
         } else await runEstimate();
+        showLinkProblems(ctxScopes(form), problems);
       } else if (view === "compare") {
         for (const slot of ["a", "b"]) {
           if (!params.get(slot)) continue;
           const q = new URLSearchParams(params.get(slot));
           const form = $("#estimate-form");
           form.reset();
-          await pickContext(q);
+          const wrong = (await pickContext(q)).filter((e) => e.blocks);
           fillFromParams(form, q);
+          if (wrong.length) {
+            // say which side of the comparison the link got wrong
+            throw new ApiError(wrong[0].status, { code: wrong[0].code, field: null, message: `${slot.toUpperCase()}: ${wrong[0].message}` });
+          }
           const body = estimateBody();
           state.compare[slot] = { body, data: await postEstimate(body) };
         }
         renderCompare();
       } else if (view === "plan") {
-        await pickContext(params);
-        fillFromParams($("#plan-form"), params);
-        if (params.get("plan")) await openPlan(params.get("plan"), params.get("engine"));
+        const form = $("#plan-form");
+        form.reset();
+        clearErrors(form, $("#context"));
+        problems = await pickContext(params);
+        fillFromParams(form, params);
+        if (problems.some((e) => e.blocks)) return showLinkProblems(ctxScopes(form), problems);
+        if (params.get("plan")) await openPlan(params.get("plan"), params.get("engine"), [form]);
+        showLinkProblems(ctxScopes(form), problems);
       } else if (view === "capacity") {
         await prepareCapacity();
         if (params.get("model")) $("#cap-model").value = params.get("model");
@@ -2992,6 +3054,7 @@
     } catch (e) {
       const scope = { estimate: "#estimate-form", roofline: "#estimate-form", throughput: "#throughput-form", plan: "#plan-form", capacity: "#capacity-form", compare: "#compare-error" }[view];
       if (e.status !== 401) showError(scope ? [$(scope), $("#context")] : [$("#global-error")], e);
+      if (scope) showLinkProblems([$(scope), $("#context")], problems);
     }
   }
 

@@ -167,7 +167,7 @@ def test_engine_routes_are_in_the_openapi_description(http):
     paths = http.get("/openapi.json").json()["paths"]
     assert "get" in paths["/v1/engines"] and "get" in paths["/v1/engines/{engine_id}"]
     params = {p["name"] for p in paths["/v1/engines"]["get"]["parameters"]}
-    assert params == {"hardware"}
+    assert params == {"hardware", "model"}
 
 
 def test_tierwise_torch_execution_engine_over_http(http):
@@ -224,3 +224,25 @@ def load_arch_family(model: str) -> str:
     from planner.arch import load_arch
 
     return load_arch(model).family
+
+
+@pytest.mark.parametrize("model, hardware", [
+    ("resnet-50", "cpu-host"), ("resnet-50", "h100-sxm"), ("bert-base", "m2-max"), ("t5-3b", "h100-sxm"),
+    ("llama-3.2-1b", "cpu-host"), ("mobilenet-v2", "iphone-15-pro"),
+])
+def test_the_defaults_for_a_model_are_what_a_request_naming_it_gets(http, model, hardware):
+    """With ``model``, the default is the engine a request for that model and no engine gets (a CNN on a CPU:
+    not llama.cpp, which runs no CNN), so the page's picker and the API agree."""
+    listed = http.get("/v1/engines", params={"hardware": hardware, "model": model})
+    assert listed.status_code == 200, listed.text
+    est = http.post("/v1/estimate", json={"model": model, "hardware": hardware})
+    assert est.status_code == 200, est.text
+    assert listed.json()["default"] == est.json()["engine"], (listed.json()["default"], est.json()["engine"])
+    assert listed.json()["model"] == model
+
+
+def test_a_model_without_hardware_or_unknown_is_refused_naming_model(http):
+    r = http.get("/v1/engines", params={"model": "resnet-50"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "model", r.text
+    r = http.get("/v1/engines", params={"hardware": "cpu-host", "model": "resnet-5O"})
+    assert r.status_code == 404 and r.json()["error"]["field"] == "model", r.text

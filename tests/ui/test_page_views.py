@@ -144,7 +144,10 @@ def test_estimate_shows_communication_decode_rate_memory_split_and_nothing_when_
     dev = next(t for t in est["memory"]["tiers"].values() if t["role"] == "device")
     expect(cards.filter(has_text="Weights per device")).to_contain_text(f"{sig3(dev['weights_bytes'] / 1e9)} GB")
     expect(cards.filter(has_text="KV cache per device")).to_contain_text(si_bytes(dev["kv_cache_bytes"]))
-    expect(cards.filter(has_text="Activations per device")).to_contain_text(si_bytes(dev["activations_bytes"]))
+    # the tier counts the engine's runtime context with the activations; the card shows the two apart
+    act = cards.filter(has_text="Activations per device")
+    expect(act).to_contain_text(si_bytes(est["memory"]["activations_bytes"]))
+    expect(act).to_contain_text(f"+ {si_bytes(dev['activations_bytes'] - est['memory']['activations_bytes'])} engine runtime context")
     no_null(page)
     assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
     shot(page, shots, "estimate", vp)
@@ -672,3 +675,63 @@ def test_a_link_without_formats_takes_the_hardwares_defaults(page, server, vp):
     # the throughput sweep of the same link runs too
     page.goto("/#throughput?model=llama-3.2-1b&hardware=snapdragon-8-gen-3&batches=1,2")
     expect(page.locator("#throughput-result table tbody tr")).to_have_count(2, timeout=SOLVE_TIMEOUT_MS)
+
+
+def test_the_engine_picker_follows_the_models_family_as_the_api_does(page, server, vp):
+    """ResNet-50 on a CPU: the API's default is hf-transformers (llama.cpp runs no CNN); the page picks the same, by
+    link and by hand, and shows the API's figures."""
+    if vp == "phone":
+        pytest.skip("one viewport is enough for the picker")
+    with server.client() as c:
+        want = c.post("/v1/estimate", json={"model": "resnet-50", "hardware": "cpu-host", "batch": 8}).json()
+    assert want["engine"] == "hf-transformers", want["engine"]
+    ready(page, "#estimate?model=resnet-50&hardware=cpu-host&batch=8")
+    expect(page.locator("#estimate-result")).to_have_attribute("data-count", "1", timeout=SOLVE_TIMEOUT_MS)
+    expect(page.locator("#engine")).to_have_value("hf-transformers")
+    expect(page.locator("#estimate-result .card[data-card='Latency (one forward pass)'] .v")).to_have_text(fmt_time(want["latency_s"]))
+    # the header of a model that generates nothing says so, not "gen null"
+    head = page.locator("#estimate-result p.muted").first
+    expect(head).to_contain_text("batch 8 images, one forward pass")
+    assert "null" not in page.locator("#estimate-result").inner_text()
+    # by hand: a decoder on the CPU takes llama.cpp, then ResNet-50 takes hf-transformers back
+    page.select_option("#model", "llama-3.2-1b")
+    expect(page.locator("#engine")).to_have_value("llamacpp")
+    page.select_option("#model", "resnet-50")
+    expect(page.locator("#engine")).to_have_value("hf-transformers")
+
+
+def test_the_activations_card_is_the_apis_and_names_the_runtime_context(page, server, vp):
+    if vp == "phone":
+        pytest.skip("one viewport is enough for the card")
+    with server.client() as c:
+        d = c.post("/v1/estimate", json={"model": "llama-3.2-1b", "hardware": "snapdragon-8-gen-3"}).json()
+    ready(page, "#estimate?model=llama-3.2-1b&hardware=snapdragon-8-gen-3")
+    card = page.locator("#estimate-result .card[data-card='Activations per device']")
+    expect(card.locator(".v")).to_have_text(si_bytes(d["memory"]["activations_bytes"]))
+    ctx = sum(t["activations_bytes"] for t in d["memory"]["tiers"].values()) - d["memory"]["activations_bytes"]
+    assert ctx > 0
+    expect(card.locator(".s")).to_have_text(f"+ {si_bytes(ctx)} engine runtime context")
+
+
+def test_a_link_with_one_bad_field_keeps_the_others_and_an_engine_that_does_not_run_is_replaced(page, server, vp):
+    if vp == "phone":
+        pytest.skip("one viewport is enough for the restored form")
+    ready(page, "#estimate?model=llama-3.2-1bb&hardware=m2-max&batch=8")
+    expect(page.locator("#hardware")).to_have_value("m2-max")
+    expect(page.locator("#est-batch")).to_have_value("8")
+    expect(page.locator("[data-field='model'] .field-error").first).to_contain_text("llama-3.2-1bb")
+    # the same tab, another link: nothing of the first stays (its batch, its error)
+    page.goto("/#estimate?model=llama-3.2-1b&hardware=snapdragon-8-gen-3&engine=vllm")
+    expect(page.locator("#estimate-result")).to_have_attribute("data-count", "1", timeout=SOLVE_TIMEOUT_MS)
+    expect(page.locator("#est-batch")).to_have_value("1")
+    expect(page.locator("#engine")).to_have_value("executorch")
+    expect(page.locator("#est-weights")).to_have_value("fp16")
+    expect(page.locator("#context")).to_contain_text("the link names engine 'vllm', which does not run on snapdragon-8-gen-3")
+    expect(page.locator("[data-field='model'] .field-error").first).to_be_hidden()
+
+
+def test_a_plan_link_with_an_unknown_id_says_so_in_the_plan_view(page, server, vp):
+    if vp == "phone":
+        pytest.skip("one viewport is enough")
+    ready(page, "#plan?plan=doesnotexist123")
+    expect(page.locator("#plan-form .form-error")).to_contain_text("doesnotexist123")
