@@ -870,6 +870,12 @@
       if (snapshot.get(c) !== c.value || v === undefined || v === null) return;
       c.value = v;
       c.removeAttribute("aria-invalid");
+      // an error about the value it had (another engine's refusal) no longer applies
+      const err = c.closest(".field") && $(".field-error", c.closest(".field"));
+      if (err) {
+        err.textContent = "";
+        err.hidden = true;
+      }
     };
     const est = $("#estimate-form"), plan = $("#plan-form");
     set($('[name="weights"]', est), d.weights);
@@ -1748,6 +1754,7 @@
       el("div", { class: "panel", id: "plan-summary", dataset: { planId: pub.id } },
         el("h2", { text: `Plan ${pub.id}` }),
         el("p", { class: "muted", text: `${p.model} on ${p.devices} × ${p.hardware}${p.engine || req.engine ? ` with ${p.engine || req.engine}` : ""} (tp ${lay.tp} · pp ${lay.pp} · dp ${lay.dp} · ep ${lay.ep}); objective ${p.objective}; KV ${pr.kv_cache_bytes === 0 ? "none" : p.kv}; solver ${s.backend} ${s.status} in ${fmtTime(s.time_s)}${s.gap ? `, gap ${sig(s.gap)}` : ""}; ${Object.keys(p.choices || {}).length} groups` }),
+        planLimits(p, req),
         used.length ? el("p", { class: "note-change", id: "plan-oneshot", text: `Solved with the diagnosis' change (${used.join(", ")}); the form is back to your own values for the next plan.` }) : null,
         el("div", { class: "cards" },
           // a model that generates nothing (encoder, ViT, CNN): one forward pass, no TPOT or output tokens
@@ -2218,6 +2225,20 @@
     } catch (e) {
       showError(where || [$("#plans-error")], e);
     }
+  }
+
+  // The limits the plan was solved under, and which of them the request did not give (a phone's TPOT limit is the
+  // reading-speed default of the plan request).
+  function planLimits(p, req) {
+    const c = p.constraints || {};
+    const parts = [
+      c.max_memory_per_device_bytes ? `memory ≤ ${fmtBytes(c.max_memory_per_device_bytes)} per device` : null,
+      c.ttft_slo_s ? `TTFT ≤ ${fmtTime(c.ttft_slo_s)}${req && req.ttft_slo_s == null ? " (default)" : ""}` : null,
+      c.tpot_slo_s ? `TPOT ≤ ${fmtTime(c.tpot_slo_s)}${req && req.tpot_slo_s == null ? " (default for this hardware)" : ""}` : null,
+      c.avg_bits ? `≤ ${sig(c.avg_bits)} bits on average` : null,
+      c.allow_offload ? "offload allowed" : null,
+    ].filter(Boolean);
+    return parts.length ? el("p", { class: "muted small", id: "plan-limits", text: `Solved within: ${parts.join("; ")}.` }) : null;
   }
 
   // Two clicks: the first arms the button for a few seconds, the second deletes.
@@ -2729,34 +2750,43 @@
 
   function renderThroughput(base, batches, points) {
     const out = $("#throughput-result");
+    // A model that generates nothing (encoder, ViT, CNN) has no per-user token rate: its sweep is each batch's
+    // forward pass, latency against samples (images) per second, not the tokens/s curve.
+    const generative = points.some(({ d }) => d.gen !== null && d.gen !== undefined);
+    const images = points.some(({ d }) => d.per_token_basis === "images" || d.per_token_basis === "image_patches");
+    const per = images ? "images" : "samples";
     const rows = points.map(({ batch, d }) => {
       const fits = d.memory && d.memory.fits;
       return { batch, d, fits, user: d.tpot_s > 0 ? 1 / d.tpot_s : null, device: d.output_tokens_per_s / (d.devices || 1) };
     });
-    const head = el("tr", {}, ["batch", "fits", "tok/s per user", "tok/s per device", "TTFT", "TPOT", "memory per device", "USD/M tok"].map((h) => el("th", { scope: "col", text: h })));
+    const cols = generative ? ["batch", "fits", "tok/s per user", "tok/s per device", "TTFT", "TPOT", "memory per device", "USD/M tok"]
+      : ["batch", "fits", `${per}/s per device`, "latency (one forward pass)", "memory per device", `USD/M ${per}`];
+    const head = el("tr", {}, cols.map((h) => el("th", { scope: "col", text: h })));
+    const num = (r, v, text) => el("td", { class: "num", "data-v": r.fits ? v ?? "" : "", text: r.fits && v != null ? text(v) : "–" });
     const trs = rows.map((r) => el("tr", { class: r.fits ? null : "nofit" },
       el("td", { class: "num", text: r.batch }), el("td", { class: r.fits ? "ok" : "no", text: r.fits ? "yes" : "no" }),
-      el("td", { class: "num", "data-v": r.fits ? r.user : "", text: r.fits ? sig(r.user) : "–" }),
-      el("td", { class: "num", "data-v": r.fits ? r.device : "", text: r.fits ? sig(r.device) : "–" }),
-      el("td", { class: "num", "data-v": r.fits ? r.d.ttft_s : "", text: r.fits ? fmtTime(r.d.ttft_s) : "–" }),
-      el("td", { class: "num", "data-v": r.fits ? r.d.tpot_s : "", text: r.fits ? fmtTime(r.d.tpot_s) : "–" }),
+      ...(generative ? [num(r, r.user, sig), num(r, r.device, sig), num(r, r.d.ttft_s, fmtTime), num(r, r.d.tpot_s, fmtTime)]
+        : [num(r, r.d.samples_per_s / (r.d.devices || 1), sig), num(r, r.d.latency_s, fmtTime)]),
       el("td", { class: "num", "data-v": r.d.memory.per_device_bytes, text: fmtBytes(r.d.memory.per_device_bytes) }),
-      el("td", { class: "num", "data-v": r.fits ? r.d.usd_per_million_tokens ?? "" : "", text: r.fits && r.d.usd_per_million_tokens != null ? sig(r.d.usd_per_million_tokens) : "–" })));
+      num(r, r.d.usd_per_million_tokens, sig)));
     const chart = el("div", { id: "throughput-chart", class: "chart" });
     const nofit = rows.filter((r) => !r.fits).map((r) => r.batch);
+    const shape = generative ? `prompt ${base.prompt ?? 512}, gen ${base.gen ?? 128}` : images ? "one image per sample" : `${base.prompt ?? 512} tokens per sample`;
     fill(out, el("div", { class: "panel" },
-      el("h3", { text: `${base.model} on ${base.hardware}${base.engine ? ` with ${base.engine}` : ""}: ${base.devices || (base.tp || 1) * (base.pp || 1) * (base.dp || 1)} device(s), prompt ${base.prompt ?? 512}, gen ${base.gen ?? 128}` }),
-      chart,
-      nofit.length ? el("p", { class: "muted small", id: "throughput-nofit", text: `Batch ${nofit.join(", ")} does not fit in memory: not drawn.` }) : null,
+      el("h3", { text: `${base.model} on ${base.hardware}${base.engine ? ` with ${base.engine}` : ""}: ${base.devices || (base.tp || 1) * (base.pp || 1) * (base.dp || 1)} device(s), ${shape}` }),
+      generative ? chart : el("p", { class: "muted", id: "throughput-forward", text: `${base.model} generates no tokens, so there is no tokens/s per user to trade against: the table gives each batch's forward-pass latency and ${per} per second.` }),
+      nofit.length ? el("p", { class: "muted small", id: "throughput-nofit", text: `Batch ${nofit.join(", ")} does not fit in memory${generative ? ": not drawn" : ""}.` }) : null,
       el("div", { class: "panel-head" }, el("h3", { text: "Points" }), csvButton(() => $("#throughput-table"), `throughput-${base.model}-${base.hardware}.csv`)),
       el("div", { class: "table-wrap" }, el("table", { id: "throughput-table" }, el("thead", {}, head), el("tbody", {}, trs))),
       el("div", { class: "actions inline" }, el("a", { href: `#throughput?${bodyParams(base)}&batches=${batches.join(",")}`, class: "share", text: "Link to this sweep" })),
       commands("estimate", Object.assign({}, base, { batch: batches[batches.length - 1] }), el("p", { class: "muted small", text: `One call per batch size: ${batches.join(", ")} (the commands above show the last).` }))));
+    if (!generative) return;
     const draw = () => fill(chart, throughputPlot(rows.filter((r) => r.fits && r.user > 0 && r.device > 0), chart));
     draw();
     redrawOnResize(chart, draw);
     chart.dataset.points = String(rows.filter((r) => r.fits).length);
   }
+
 
   function throughputPlot(rows, box) {
     if (!rows.length) return el("p", { class: "muted", text: "No batch size fits in memory." });
@@ -3008,12 +3038,15 @@
           form.reset();
           const wrong = (await pickContext(q)).filter((e) => e.blocks);
           fillFromParams(form, q);
-          if (wrong.length) {
-            // say which side of the comparison the link got wrong
-            throw new ApiError(wrong[0].status, { code: wrong[0].code, field: null, message: `${slot.toUpperCase()}: ${wrong[0].message}` });
-          }
+          // say which side of the comparison the link got wrong
+          const side = (e) => new ApiError(e.status || 422, { code: e.code, field: null, message: `${slot.toUpperCase()}: ${forForm(e.message || String(e), [form])}` });
+          if (wrong.length) throw side(wrong[0]);
           const body = estimateBody();
-          state.compare[slot] = { body, data: await postEstimate(body) };
+          try {
+            state.compare[slot] = { body, data: await postEstimate(body) };
+          } catch (e) {
+            throw e instanceof ApiError && e.status !== 401 ? side(e) : e;
+          }
         }
         renderCompare();
       } else if (view === "plan") {

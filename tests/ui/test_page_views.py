@@ -735,3 +735,69 @@ def test_a_plan_link_with_an_unknown_id_says_so_in_the_plan_view(page, server, v
         pytest.skip("one viewport is enough")
     ready(page, "#plan?plan=doesnotexist123")
     expect(page.locator("#plan-form .form-error")).to_contain_text("doesnotexist123")
+
+
+def test_a_plan_says_the_limits_it_was_solved_within_and_which_are_defaults(page, server, vp):
+    if vp == "phone":
+        pytest.skip("one viewport is enough")
+    ready(page, "#plan")
+    page.select_option("#model", "llama-3.2-1b")
+    page.select_option("#hardware", "snapdragon-8-gen-3")
+    page.fill("#plan-mem", "3GB")
+    page.click("#plan-run")
+    summary = page.locator("#plan-summary")
+    expect(summary).to_be_visible(timeout=SOLVE_TIMEOUT_MS)
+    with server.client() as c:
+        plan = c.get(f"/v1/plans/{summary.get_attribute('data-plan-id')}").json()["plan"]
+    tpot = plan["constraints"]["tpot_slo_s"]
+    assert tpot, "a phone plan has the reading-speed TPOT limit by default"
+    limits = page.locator("#plan-limits")
+    expect(limits).to_contain_text(f"TPOT ≤ {fmt_time(tpot)} (default for this hardware)")
+    expect(limits).to_contain_text("memory ≤ 3 GB per device")
+
+
+def test_a_compare_link_says_which_side_is_wrong(page, server, vp):
+    if vp == "phone":
+        pytest.skip("one viewport is enough")
+    ready(page, "#compare?a=model%3Dllama-3.2-1b%26hardware%3Dsnapdragon-8-gen-3&b=model%3Dbert-base%26hardware%3Dnope")
+    expect(page.locator("#compare-error")).to_contain_text("B: the link names hardware 'nope'")
+    page.goto("/#compare?a=model%3Dllama-3.2-1b%26hardware%3Dl4%26batch%3D0&b=model%3Dllama-3.2-1b%26hardware%3Dl4")
+    expect(page.locator("#compare-error")).to_contain_text("A: ")
+    expect(page.locator("#compare-error")).to_contain_text("Batch")
+
+
+def test_an_engines_refusal_goes_when_the_hardware_changes_the_format(page, server, vp):
+    if vp == "phone":
+        pytest.skip("one viewport is enough")
+    ready(page, "#estimate")
+    page.select_option("#model", "llama-3.2-1b")
+    page.select_option("#hardware", "h100-sxm")
+    expect(page.locator("body")).to_have_attribute("data-engine-ready", "true")
+    page.fill("#est-weights", "int3")
+    page.click("#estimate-run")
+    err = page.locator("[data-field='weights'] .field-error").first
+    expect(err).to_be_visible()
+    page.select_option("#hardware", "alveo-u50")
+    expect(page.locator("#est-weights")).not_to_have_value("int3")
+    expect(err).to_be_hidden()
+
+
+def test_the_throughput_sweep_of_a_cnn_is_latency_against_images_per_second(page, server, vp):
+    """ResNet-50 generates no tokens: no tokens/s-per-user curve (it said 'no batch size fits' while every one did),
+    but each batch's forward-pass latency and images/s, as the API gives them."""
+    if vp == "phone":
+        pytest.skip("one viewport is enough")
+    ready(page, "#throughput?model=resnet-50&hardware=zcu102&batches=1,2,4")
+    rows = page.locator("#throughput-table tbody tr")
+    expect(rows).to_have_count(3, timeout=SOLVE_TIMEOUT_MS)
+    expect(page.locator("#throughput-forward")).to_contain_text("generates no tokens")
+    expect(page.locator("#throughput-table thead")).to_contain_text("images/s per device")
+    with server.client() as c:
+        for i, b in enumerate((1, 2, 4)):
+            d = c.post("/v1/estimate", json={"model": "resnet-50", "hardware": "zcu102", "batch": b}).json()
+            assert d["memory"]["fits"]
+            cells = rows.nth(i).locator("td")
+            expect(cells.nth(1)).to_have_text("yes")
+            expect(cells.nth(2)).to_have_text(sig3(d["samples_per_s"] / d["devices"]))
+            expect(cells.nth(3)).to_have_text(fmt_time(d["latency_s"]))
+    assert "No batch size fits" not in page.locator("#throughput-result").inner_text()
