@@ -209,15 +209,42 @@
   }
 
   // Fill a form's named controls from link parameters; unknown names are left alone.
-  function fillFromParams(form, params) {
+  // Fill a view's form from a link. Returns what the page cannot take from it, as problems to show beside the
+  // result (the rest of the link still runs): a key that is no field of the view (``extras``: the keys the view
+  // reads itself), a choice the form does not offer, a key given twice (the first is used, as for the model).
+  function fillFromParams(form, params, extras = []) {
+    const problems = [], unknown = [], twice = [];
+    const seen = new Set();
     for (const [k, v] of params) {
+      if (seen.has(k)) {
+        if (!twice.includes(k)) twice.push(k);
+        continue;
+      }
+      seen.add(k);
       const c = $(`[name="${CSS.escape(k)}"]`, form);
-      if (!c) continue;
+      if (!c) {
+        if (!extras.includes(k) && !LINK_KEYS.includes(k)) unknown.push(k);
+        continue;
+      }
       if (c.type === "checkbox") c.checked = v === "true";
       else c.value = c.dataset.type === "list" ? v.split(",").join(", ") : v;
+      if (c.tagName === "SELECT" && c.value !== v) {
+        const offered = Array.from(c.options).map((o) => o.value).filter(Boolean);
+        problems.push(new ApiError(422, { code: "invalid_field", field: k, message: `the link's ${k} '${v}' is not one of: ${offered.join(", ")}` }));
+      }
       c.dispatchEvent(new Event("change"));
     }
+    if (unknown.length) {
+      problems.push(new ApiError(422, { code: "invalid_field", field: null, message: `the link's ${unknown.map((k) => `'${k}'`).join(", ")} ${unknown.length === 1 ? "is not a field" : "are not fields"} of this view: ignored` }));
+    }
+    if (twice.length) {
+      problems.push(new ApiError(422, { code: "invalid_field", field: null, message: `the link gives ${twice.map((k) => `'${k}'`).join(", ")} more than once: the first is used` }));
+    }
+    return problems;
   }
+
+  // Keys a link carries beside its view's form fields (the pickers, the sweep's batches, a stored plan's id).
+  const LINK_KEYS = ["model", "hardware", "engine"];
 
   // Model, hardware and engine of a link. A model or hardware this server lacks is an error that blocks the run
   // (``blocks``), though the link's other fields are still filled in; an engine that does not run on the hardware
@@ -251,7 +278,10 @@
 
   // Show a link's problems beside their fields after its run (a run clears the form's errors first).
   function showLinkProblems(scopes, problems) {
-    for (const e of problems) showError(scopes, e);
+    const loose = problems.filter((e) => !e.field);
+    for (const e of problems.filter((e) => e.field)) showError(scopes, e);
+    // the ones of no one field share the form's message box: one sentence each
+    if (loose.length) showError(scopes, new ApiError(422, { code: "invalid_field", field: null, message: loose.map((e) => e.message).join("; ") }));
   }
 
   // ------------------------------------------------------------------ equivalent CLI and curl
@@ -3018,7 +3048,7 @@
         form.reset(); // a link opened in an open tab starts from the defaults, not from the last link's fields
         clearErrors(form, $("#context"), $("#throughput-form"));
         problems = await pickContext(params);
-        fillFromParams(form, params);
+        problems.push(...fillFromParams(form, params, ["batches", "frontier"]));
         if (problems.some((e) => e.blocks)) return showLinkProblems(ctxScopes(form), problems);
         if (view === "throughput") {
           if (params.get("batches")) $("#tp-batches").value = params.get("batches").split(",").join(", ");
@@ -3054,17 +3084,19 @@
         form.reset();
         clearErrors(form, $("#context"));
         problems = await pickContext(params);
-        fillFromParams(form, params);
+        problems.push(...fillFromParams(form, params, ["plan"]));
         if (problems.some((e) => e.blocks)) return showLinkProblems(ctxScopes(form), problems);
         if (params.get("plan")) await openPlan(params.get("plan"), params.get("engine"), [form]);
         showLinkProblems(ctxScopes(form), problems);
       } else if (view === "capacity") {
         await prepareCapacity();
         if (params.get("model")) $("#cap-model").value = params.get("model");
-        fillFromParams($("#capacity-fields"), params);
+        problems = fillFromParams($("#capacity-fields"), params, ["models", "mix"]);
         if (params.get("hardware")) {
           const want = new Set(params.get("hardware").split(","));
           for (const i of $$("#capacity-hardware input")) i.checked = want.has(i.value);
+          const missing = [...want].filter((h) => !$$("#capacity-hardware input").some((i) => i.value === h));
+          if (missing.length) problems.push(new ApiError(404, { code: "not_found", field: null, message: `the link names hardware ${missing.map((h) => `'${h}'`).join(", ")}, which this server does not have: left out` }));
         }
         const engines = new Set((params.get("engine") || "").split(",").filter(Boolean));
         for (const i of $$("#cap-engines input")) i.checked = engines.has(i.value);
@@ -3080,6 +3112,7 @@
           seen.observe($("#capacity-result"), { childList: true });
         })]);
         run.catch(() => {});
+        showLinkProblems([$("#capacity-form")], problems);
       } else if (view === "plans") {
         $("#plans-search").value = params.get("q") || "";
         renderPlansList();

@@ -801,3 +801,22 @@ def test_the_throughput_sweep_of_a_cnn_is_latency_against_images_per_second(page
             expect(cells.nth(2)).to_have_text(sig3(d["samples_per_s"] / d["devices"]))
             expect(cells.nth(3)).to_have_text(fmt_time(d["latency_s"]))
     assert "No batch size fits" not in page.locator("#throughput-result").inner_text()
+
+
+def test_a_link_says_what_it_could_not_take(page, server, vp):
+    """Misspelt keys, a choice the form does not offer, a key given twice and unknown hardware in a capacity link are
+    said, not silently dropped; the rest of the link still runs."""
+    if vp == "phone":
+        pytest.skip("one viewport is enough")
+    ready(page, "#estimate?model=llama-3.2-1b&hardware=m2-max&batchh=4&weigths=int4-g128&batch=2&batch=8")
+    expect(page.locator("#estimate-result")).to_have_attribute("data-count", "1", timeout=SOLVE_TIMEOUT_MS)
+    expect(page.locator("#est-batch")).to_have_value("2")
+    box = page.locator("#estimate-form .form-error")
+    expect(box).to_contain_text("the link's 'batchh', 'weigths' are not fields of this view: ignored")
+    expect(box).to_contain_text("the link gives “Batch” more than once: the first is used")
+    page.goto("/#plan?model=llama-3.2-1b&hardware=l4&objective=fastest")
+    expect(page.locator("body")).to_have_attribute("data-restored", "true", timeout=120_000)
+    expect(page.locator("[data-field='objective'] .field-error").first).to_contain_text("the link's objective 'fastest' is not one of")
+    page.goto("/#capacity?model=llama-3.2-1b&hardware=nope,l4&qps=2&ttft_slo_s=2&tpot_slo_s=0.1")
+    expect(page.locator("#capacity-table tbody tr")).to_have_count(1, timeout=SOLVE_TIMEOUT_MS)
+    expect(page.locator("#capacity-form .form-error")).to_contain_text("the link names hardware 'nope'")
