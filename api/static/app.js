@@ -2975,16 +2975,17 @@
     ["TPOT", (d) => d.tpot_s, fmtTime, -1],
     ["decode tokens/s", (d) => d.decode_tokens_per_s, sig, 1],
     ["output tokens/s", (d) => d.output_tokens_per_s, sig, 1],
-    ["tokens/s per device", (d) => (d.output_tokens_per_s ?? d.tokens_per_s) / (d.devices || 1), sig, 1],
+    ["tokens/s per device", (d) => { const t = d.output_tokens_per_s ?? d.tokens_per_s; return t == null ? null : t / (d.devices || 1); }, sig, 1],
+    ["samples/s (images for a CNN)", (d) => d.samples_per_s, sig, 1],
     ["request latency", (d) => d.latency_s, fmtTime, -1],
     ["communication (prefill)", (d) => d.prefill && d.prefill.comm_s, fmtTime, -1],
     ["memory per device", (d) => d.memory && d.memory.per_device_bytes, fmtBytes, -1],
     ["weights per device", (d) => d.memory && memorySplit(d.memory).weights, fmtBytes, -1],
     ["KV cache per device", (d) => d.memory && memorySplit(d.memory).kv, fmtBytes, -1],
-    ["activations per device", (d) => d.memory && memorySplit(d.memory).act, fmtBytes, -1],
+    ["activations per device", (d) => d.memory && (d.memory.activations_bytes ?? memorySplit(d.memory).act), fmtBytes, -1],
     ["fits", (d) => d.memory && d.memory.fits, (v) => (v ? "yes" : "no"), 0],
-    ["energy J/token", (d) => d.energy_j_per_token, sig, -1],
-    ["USD / M tokens", (d) => d.usd_per_million_tokens, sig, -1],
+    ["energy J/token", (d) => d.energy_j_per_token, sig, -1, true],
+    ["USD / M tokens", (d) => d.usd_per_million_tokens, sig, -1, true],
     ["step time", (d) => d.step_time_s, fmtTime, -1],
     ["MFU", (d) => d.mfu, fmtPct, 1],
   ];
@@ -3012,11 +3013,16 @@
       const va = a.body[k], vb = b.body[k];
       return el("tr", { class: JSON.stringify(va) === JSON.stringify(vb) ? null : "differs" }, el("th", { scope: "row", text: k }), el("td", { text: va === undefined || va === null ? "–" : String(va) }), el("td", { text: vb === undefined || vb === null ? "–" : String(vb) }), el("td"));
     });
-    const outRows = COMPARE_ROWS.map(([name, get, f, better]) => {
+    // per-token figures count what each answer's per_token_basis says (output tokens, prompt tokens, images)
+    const basisOf = (d) => d.per_token_basis || "output_tokens";
+    const unlike = basisOf(a.data) !== basisOf(b.data);
+    const outRows = COMPARE_ROWS.map(([name, get, f, better, perToken]) => {
       const va = get(a.data), vb = get(b.data);
       if ((va === undefined || va === null) && (vb === undefined || vb === null)) return null;
       let delta = "", cls = null;
-      if (typeof va === "number" && typeof vb === "number" && va !== 0 && better) {
+      if (perToken && unlike) {
+        delta = `per ${perUnit(basisOf(a.data))[0]} vs per ${perUnit(basisOf(b.data))[0]}`;
+      } else if (typeof va === "number" && typeof vb === "number" && va !== 0 && better) {
         const r = (vb - va) / Math.abs(va);
         delta = `${r >= 0 ? "+" : "−"}${sig(Math.abs(r) * 100, 3)} %`;
         if (Math.abs(r) > 1e-9) cls = r * better > 0 ? "ok" : "no";

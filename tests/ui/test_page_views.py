@@ -820,3 +820,16 @@ def test_a_link_says_what_it_could_not_take(page, server, vp):
     page.goto("/#capacity?model=llama-3.2-1b&hardware=nope,l4&qps=2&ttft_slo_s=2&tpot_slo_s=0.1")
     expect(page.locator("#capacity-table tbody tr")).to_have_count(1, timeout=SOLVE_TIMEOUT_MS)
     expect(page.locator("#capacity-form .form-error")).to_contain_text("the link names hardware 'nope'")
+
+
+def test_compare_of_an_encoder_and_a_cnn_compares_like_with_like(page, server, vp):
+    if vp == "phone":
+        pytest.skip("one viewport is enough")
+    ready(page, "#compare?a=model%3Dbert-base%26hardware%3Diphone-15-pro&b=model%3Dresnet-50%26hardware%3Dzcu102")
+    table = page.locator("#compare-table")
+    expect(table).to_be_visible(timeout=SOLVE_TIMEOUT_MS)
+    row = lambda name: table.locator("tr", has=page.locator("th", has_text=re.compile(f"^{re.escape(name)}$")))  # noqa: E731
+    expect(row("samples/s (images for a CNN)")).to_have_count(1)
+    expect(row("tokens/s per device")).to_have_count(0)  # neither generates tokens
+    expect(row("energy J/token").locator("td").nth(2)).to_have_text("per prompt token vs per image")
+    assert "NaN" not in table.inner_text() and "−–" not in table.inner_text()
