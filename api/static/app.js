@@ -722,7 +722,17 @@
       : "";
   }
 
+  // A result on screen whose model, hardware or engine the pickers no longer show says so (a new run replaces it).
+  function markStale() {
+    for (const id of ["#estimate-result", "#throughput-result", "#plan-result"]) {
+      const box = $(id);
+      if (!box || !box.firstElementChild || $(".stale-note", box)) continue;
+      box.prepend(el("p", { class: "stale-note note-change", role: "status", text: "The model, hardware or engine changed since this result: it is for the earlier ones. Run again for the new ones." }));
+    }
+  }
+
   function setupContext() {
+    for (const id of ["#model", "#hardware", "#engine"]) $(id).addEventListener("change", markStale);
     $("#model").addEventListener("change", () => {
       describeContext();
       clearErrors($("#context"));

@@ -833,3 +833,16 @@ def test_compare_of_an_encoder_and_a_cnn_compares_like_with_like(page, server, v
     expect(row("tokens/s per device")).to_have_count(0)  # neither generates tokens
     expect(row("energy J/token").locator("td").nth(2)).to_have_text("per prompt token vs per image")
     assert "NaN" not in table.inner_text() and "−–" not in table.inner_text()
+
+
+def test_a_result_says_when_the_pickers_moved_on(page, server, vp):
+    if vp == "phone":
+        pytest.skip("one viewport is enough")
+    ready(page, "#estimate?model=llama-3.2-1b&hardware=l4")
+    expect(page.locator("#estimate-result")).to_have_attribute("data-count", "1", timeout=SOLVE_TIMEOUT_MS)
+    expect(page.locator("#estimate-result .stale-note")).to_have_count(0)
+    page.select_option("#hardware", "h100-sxm")
+    expect(page.locator("#estimate-result .stale-note")).to_contain_text("changed since this result")
+    page.click("#estimate-run")
+    expect(page.locator("#estimate-result .stale-note")).to_have_count(0, timeout=SOLVE_TIMEOUT_MS)
+    expect(page.locator("#estimate-result")).to_contain_text("h100-sxm")
