@@ -226,9 +226,11 @@
         if (!extras.includes(k) && !LINK_KEYS.includes(k)) unknown.push(k);
         continue;
       }
+      const before = c.value;
       if (c.type === "checkbox") c.checked = v === "true";
       else c.value = c.dataset.type === "list" ? v.split(",").join(", ") : v;
       if (c.tagName === "SELECT" && c.value !== v) {
+        c.value = before; // not blank: the form's own choice stays
         const offered = Array.from(c.options).map((o) => o.value).filter(Boolean);
         problems.push(new ApiError(422, { code: "invalid_field", field: k, message: `the link's ${k} '${v}' is not one of: ${offered.join(", ")}` }));
       }
@@ -722,9 +724,14 @@
       : "";
   }
 
+  // A result that arrives for a model, hardware or engine the pickers no longer show says so at once.
+  function staleIfMoved(body) {
+    if (body.model !== $("#model").value || body.hardware !== $("#hardware").value || (body.engine && body.engine !== $("#engine").value)) markStale();
+  }
+
   // A result on screen whose model, hardware or engine the pickers no longer show says so (a new run replaces it).
   function markStale() {
-    for (const id of ["#estimate-result", "#throughput-result", "#plan-result"]) {
+    for (const id of ["#estimate-result", "#throughput-result", "#plan-result", "#roofline-chart"]) {
       const box = $(id);
       if (!box || !box.firstElementChild || $(".stale-note", box)) continue;
       box.prepend(el("p", { class: "stale-note note-change", role: "status", text: "The model, hardware or engine changed since this result: it is for the earlier ones. Run again for the new ones." }));
@@ -880,6 +887,7 @@
     const runs = Boolean(want) && items.some((e) => e.id === want);
     const fallback = (kind === "training" ? d.default_training : d.default) || (items[0] && items[0].id) || "";
     sel.value = runs ? want : fallback;
+    if (want && !runs) state.engineAuto = true; // the pick could not stay: the default has the picker now, and follows
     return { replaced: want && !d.items.some((e) => e.id === want) ? want : null, hw };
   }
 
@@ -891,7 +899,8 @@
     }
     const sup = info.support || {};
     const par = (sup.parallel || []).length ? sup.parallel.join(", ") : "one device";
-    box.textContent = `${replaced ? `${engineName(replaced)} does not run on ${hw}; ` : ""}${info.kind}, exports as ${info.exporter}. On ${hw}: weights ${(sup.weights || []).join(", ")}; KV ${(sup.kv || []).join(", ") || "–"}; parallel ${par}.`;
+    const gone = replaced && !state.engines.some((e) => e.id === replaced);
+    box.textContent = `${replaced ? (gone ? `this server has no engine '${replaced}'; ` : `${engineName(replaced)} does not run on ${hw}; `) : ""}${info.kind}, exports as ${info.exporter}. On ${hw}: weights ${(sup.weights || []).join(", ")}; KV ${(sup.kv || []).join(", ") || "–"}; parallel ${par}.`;
     box.dataset.engine = info.id;
   }
 
@@ -1060,6 +1069,7 @@
       state.estimate = { data: res, roofs, body };
       renderEstimate(res, body);
       drawRoofline();
+      staleIfMoved(body); // the pickers moved while this run was on its way
       share("estimate", bodyParams(body));
       share("roofline", bodyParams(body));
       await nextFrame();
@@ -2254,6 +2264,9 @@
   // Stored plans view).
   async function openPlan(id, engine, where = null) {
     try {
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$/.test(id)) { // the server's id rule (api/schemas.py ID_PATTERN)
+        throw new ApiError(404, { code: "not_found", field: "plan", message: `unknown plan id '${id}'` });
+      }
       const pub = await getPlan(id);
       showView("plan", false);
       const req = requestOf(pub);
@@ -2262,8 +2275,10 @@
       renderPlan(pub, req);
       await refreshPareto();
       $("#plan-summary").scrollIntoView({ block: "start" });
+      return true;
     } catch (e) {
       showError(where || [$("#plans-error")], e);
+      return false;
     }
   }
 
@@ -2432,6 +2447,7 @@
       // The server's own default is sent only when changed: given, it is an explicit choice (a KV format of bf16 given
       // rules out an engine that keeps its cache in fp16), left out, each engine takes its own.
       if (prop.default !== undefined && prop.default !== null && k.kind !== "bool") control.dataset.default = control.value;
+      control.dataset.initial = k.kind === "bool" ? String(control.checked) : control.value; // what a new link starts from
       const help = prop.description ? el("p", { class: "muted small", text: prop.description }) : null;
       const f = k.kind === "bool"
         ? el("div", { class: "field check", "data-field": name }, control, el("label", { for: id, text: label }), el("p", { class: "field-error", role: "alert", hidden: true }))
@@ -2778,6 +2794,7 @@
       }
       status.textContent = "";
       renderThroughput(base, batches, points);
+      staleIfMoved(base);
       share("throughput", `${bodyParams(base)}&batches=${batches.join(",")}${state.frontierEngines ? `&frontier=${state.frontierEngines.join(",")}` : ""}`);
     } catch (e) {
       status.textContent = "";
@@ -3026,9 +3043,13 @@
     // per-token figures count what each answer's per_token_basis says (output tokens, prompt tokens, images)
     const basisOf = (d) => d.per_token_basis || "output_tokens";
     const unlike = basisOf(a.data) !== basisOf(b.data);
-    const outRows = COMPARE_ROWS.map(([name, get, f, better, perToken]) => {
+    const generates = [a.data, b.data].some((d) => d.gen !== null && d.gen !== undefined);
+    const outRows = COMPARE_ROWS.map(([label, get, f, better, perToken]) => {
       const va = get(a.data), vb = get(b.data);
       if ((va === undefined || va === null) && (vb === undefined || vb === null)) return null;
+      if (label === "TTFT" && !generates) return null; // one forward pass: the latency row says it
+      // per image, per prompt token: what both count (a mixed pair keeps "token" and says what each counts)
+      const name = perToken && !unlike ? label.replace("J/token", `J/${perUnit(basisOf(a.data))[0]}`).replace("M tokens", `M ${perUnit(basisOf(a.data))[1]}`) : label;
       let delta = "", cls = null;
       if (perToken && unlike) {
         delta = `per ${perUnit(basisOf(a.data))[0]} vs per ${perUnit(basisOf(b.data))[0]}`;
@@ -3062,10 +3083,15 @@
       if (view === "estimate" || view === "roofline" || view === "throughput") {
         const form = $("#estimate-form");
         form.reset(); // a link opened in an open tab starts from the defaults, not from the last link's fields
+        $("#throughput-form").reset();
         clearErrors(form, $("#context"), $("#throughput-form"));
         problems = await pickContext(params);
         problems.push(...fillFromParams(form, params, ["batches", "frontier"]));
-        if (problems.some((e) => e.blocks)) return showLinkProblems(ctxScopes(form), problems);
+        if (problems.some((e) => e.blocks)) {
+          // nothing of the link runs: no earlier link's result stays under its form
+          for (const id of ["#estimate-result", "#throughput-result", "#roofline-chart"]) fill($(id));
+          return showLinkProblems(ctxScopes(form), problems);
+        }
         if (view === "throughput") {
           if (params.get("batches")) $("#tp-batches").value = params.get("batches").split(",").join(", ");
           if (params.get("batches") || !params.get("frontier")) await runThroughput();
@@ -3077,36 +3103,61 @@
         } else await runEstimate();
         showLinkProblems(ctxScopes(form), problems);
       } else if (view === "compare") {
-        for (const slot of ["a", "b"]) {
-          if (!params.get(slot)) continue;
-          const q = new URLSearchParams(params.get(slot));
-          const form = $("#estimate-form");
-          form.reset();
-          const wrong = (await pickContext(q)).filter((e) => e.blocks);
-          fillFromParams(form, q);
-          // say which side of the comparison the link got wrong
-          const side = (e) => new ApiError(e.status || 422, { code: e.code, field: null, message: `${slot.toUpperCase()}: ${forForm(e.message || String(e), [form])}` });
-          if (wrong.length) throw side(wrong[0]);
-          const body = estimateBody();
-          try {
-            state.compare[slot] = { body, data: await postEstimate(body) };
-          } catch (e) {
-            throw e instanceof ApiError && e.status !== 401 ? side(e) : e;
+        clearErrors($("#view-compare"));
+        const notes = [];
+        try {
+          for (const slot of ["a", "b"]) {
+            if (!params.get(slot)) continue;
+            const q = new URLSearchParams(params.get(slot));
+            const form = $("#estimate-form");
+            form.reset();
+            const found = await pickContext(q);
+            found.push(...fillFromParams(form, q));
+            // say which side of the comparison the link got wrong
+            const side = (e) => new ApiError(e.status || 422, { code: e.code, field: null, message: `${slot.toUpperCase()}: ${forForm(e.message || String(e), [form])}` });
+            const wrong = found.filter((e) => e.blocks);
+            if (wrong.length) throw side(wrong[0]);
+            notes.push(...found.map(side)); // an engine replaced, a key misspelt: said, the side still runs
+            const body = estimateBody();
+            try {
+              state.compare[slot] = { body, data: await postEstimate(body) };
+            } catch (e) {
+              throw e instanceof ApiError && e.status !== 401 ? side(e) : e;
+            }
           }
+        } catch (e) {
+          fill($("#compare-result")); // not the earlier comparison under this link's error
+          throw e;
         }
         renderCompare();
+        if (notes.length) showError([$("#compare-error")], new ApiError(422, { code: "invalid_field", field: null, message: notes.map((e) => e.message).join("; ") }));
       } else if (view === "plan") {
         const form = $("#plan-form");
         form.reset();
         clearErrors(form, $("#context"));
         problems = await pickContext(params);
         problems.push(...fillFromParams(form, params, ["plan"]));
-        if (problems.some((e) => e.blocks)) return showLinkProblems(ctxScopes(form), problems);
-        if (params.get("plan")) await openPlan(params.get("plan"), params.get("engine"), [form]);
+        if (problems.some((e) => e.blocks)) {
+          fill($("#plan-result"));
+          return showLinkProblems(ctxScopes(form), problems);
+        }
+        if (params.get("plan") && !(await openPlan(params.get("plan"), params.get("engine"), [form]))) fill($("#plan-result"));
         showLinkProblems(ctxScopes(form), problems);
       } else if (view === "capacity") {
         await prepareCapacity();
-        if (params.get("model")) $("#cap-model").value = params.get("model");
+        clearErrors($("#capacity-form"));
+        // a link opened in an open tab starts from the form's first values, not from the last link's fields
+        for (const c of $$("#capacity-fields [data-initial]")) {
+          if (c.type === "checkbox") c.checked = c.dataset.initial === "true";
+          else c.value = c.dataset.initial;
+        }
+        problems = [];
+        const m = params.get("model");
+        if (m && !Array.from($("#cap-model").options).some((o) => o.value === m)) {
+          fill($("#capacity-result"));
+          return showLinkProblems([$("#capacity-form")], [new ApiError(404, { code: "not_found", field: "model", message: `the link names model '${m}', which this server does not have` })]);
+        }
+        if (m) $("#cap-model").value = m;
         problems = fillFromParams($("#capacity-fields"), params, ["models", "mix"]);
         if (params.get("hardware")) {
           const want = new Set(params.get("hardware").split(","));
@@ -3116,6 +3167,8 @@
         }
         const engines = new Set((params.get("engine") || "").split(",").filter(Boolean));
         for (const i of $$("#cap-engines input")) i.checked = engines.has(i.value);
+        const noEngine = [...engines].filter((e) => !$$("#cap-engines input").some((i) => i.value === e));
+        if (noEngine.length) problems.push(new ApiError(404, { code: "not_found", field: null, message: `the link names engine ${noEngine.map((e) => `'${e}'`).join(", ")}, which this server does not have: left out` }));
         // The ranking is shown first; the cost-against-load sweep goes on behind.
         const run = runCapacity();
         await Promise.race([run, new Promise((r) => {

@@ -846,3 +846,50 @@ def test_a_result_says_when_the_pickers_moved_on(page, server, vp):
     page.click("#estimate-run")
     expect(page.locator("#estimate-result .stale-note")).to_have_count(0, timeout=SOLVE_TIMEOUT_MS)
     expect(page.locator("#estimate-result")).to_contain_text("h100-sxm")
+
+
+def test_a_blocked_link_leaves_no_earlier_result_and_a_new_one_starts_from_the_defaults(page, server, vp):
+    if vp == "phone":
+        pytest.skip("one viewport is enough")
+    ready(page, "#estimate?model=llama-3.2-1b&hardware=snapdragon-8-gen-3")
+    expect(page.locator("#estimate-result")).to_have_attribute("data-count", "1", timeout=SOLVE_TIMEOUT_MS)
+    page.goto("/#estimate?model=nope-1b&hardware=snapdragon-8-gen-3&batch=4")
+    expect(page.locator("[data-field='model'] .field-error").first).to_contain_text("nope-1b")
+    expect(page.locator("#estimate-result .card")).to_have_count(0)
+    # throughput: the batches of an earlier link do not stay
+    page.goto("/#throughput?model=resnet-50&hardware=h100-sxm&batches=1,8")
+    expect(page.locator("#throughput-table tbody tr")).to_have_count(2, timeout=SOLVE_TIMEOUT_MS)
+    page.goto("/#throughput?model=bert-base&hardware=cpu-host")
+    expect(page.locator("#tp-batches")).to_have_value("1, 2, 4, 8, 16, 32, 64, 128, 256", timeout=SOLVE_TIMEOUT_MS)
+    # a plan id that cannot be one is refused as an unknown id, with no earlier plan under it
+    page.goto("/#plan?plan=..%2F..%2Fv1%2Fhardware")
+    expect(page.locator("#plan-form .form-error")).to_contain_text("unknown plan id")
+    expect(page.locator("#plan-summary")).to_have_count(0)
+
+
+def test_a_capacity_link_starts_from_the_defaults_and_refuses_an_unknown_model(page, server, vp):
+    if vp == "phone":
+        pytest.skip("one viewport is enough")
+    ready(page, "#capacity?model=llama-3.2-1b&hardware=l4&qps=2&ttft_slo_s=2&tpot_slo_s=0.2&serving=disaggregated")
+    expect(page.locator("#capacity-table tbody tr")).to_have_count(1, timeout=SOLVE_TIMEOUT_MS)
+    page.goto("/#capacity?model=llama-3.2-1b&hardware=l4&qps=2&ttft_slo_s=2&tpot_slo_s=0.1&engine=zzz,vllm")
+    expect(page.locator("#capacity-form .form-error")).to_contain_text("engine 'zzz'", timeout=SOLVE_TIMEOUT_MS)
+    expect(page.locator("#cap-serving")).not_to_have_value("disaggregated")
+    page.goto("/#capacity?model=nope&hardware=l4&qps=2&ttft_slo_s=2&tpot_slo_s=0.1")
+    expect(page.locator("#capacity-form [data-field='model'] .field-error")).to_contain_text("the link names model 'nope'")
+    expect(page.locator("#capacity-table")).to_have_count(0)
+
+
+def test_a_compare_link_clears_an_earlier_error_and_reports_a_replaced_engine(page, server, vp):
+    if vp == "phone":
+        pytest.skip("one viewport is enough")
+    ready(page, "#compare?a=model%3Dresnet-50%26hardware%3Dzzz&b=model%3Dresnet-50%26hardware%3Dh100-sxm")
+    expect(page.locator("#compare-error")).to_contain_text("A: the link names hardware 'zzz'")
+    expect(page.locator("#compare-table")).to_have_count(0)
+    page.goto("/#compare?a=model%3Dresnet-50%26hardware%3Dh100-sxm&b=model%3Dresnet-50%26hardware%3Da100-80gb-sxm%26engine%3Dexecutorch")
+    expect(page.locator("#compare-table")).to_be_visible(timeout=SOLVE_TIMEOUT_MS)
+    expect(page.locator("#compare-error")).not_to_contain_text("zzz")
+    expect(page.locator("#compare-error")).to_contain_text("B: the link names engine 'executorch'")
+    # two CNNs: the rows say what they count
+    expect(page.locator("#compare-table th", has_text="energy J/image")).to_have_count(1)
+    expect(page.locator("#compare-table th", has_text=re.compile("^TTFT$"))).to_have_count(0)
