@@ -314,12 +314,18 @@ class PlanConstraints(_Record):
     avg_bits: float | None = None
     allow_offload: bool = False
     pins: Mapping[str, str] = field(default_factory=dict)
+    # tpot_slo_s came from the hardware's default (a phone's reading-speed limit), not from the request; false in
+    # plans written before plans said.
+    tpot_slo_default: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_memory_per_device_bytes", "ttft_slo_s", "tpot_slo_s", "avg_bits"):
             v = _check_float(getattr(self, name), name, optional=True, positive=True)
             object.__setattr__(self, name, v)
         _check_bool(self.allow_offload, "allow_offload")
+        _check_bool(self.tpot_slo_default, "tpot_slo_default")
+        if self.tpot_slo_default and self.tpot_slo_s is None:
+            raise _err("tpot_slo_default", "false when there is no tpot_slo_s", self.tpot_slo_default)
         if not isinstance(self.pins, Mapping):
             raise _err("pins", "a mapping of group pattern → option key", self.pins)
         pins = {}
@@ -331,7 +337,7 @@ class PlanConstraints(_Record):
     def to_dict(self) -> dict[str, Any]:
         return {"max_memory_per_device_bytes": self.max_memory_per_device_bytes, "ttft_slo_s": self.ttft_slo_s,
                 "tpot_slo_s": self.tpot_slo_s, "avg_bits": self.avg_bits, "allow_offload": self.allow_offload,
-                "pins": dict(self.pins)}
+                "pins": dict(self.pins), **({"tpot_slo_default": True} if self.tpot_slo_default else {})}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -854,7 +860,7 @@ def plan_from_dict(d: Mapping[str, Any], *, require_checksum: bool = False) -> P
     workload = _build(PlanWorkload, "workload", dict(wl))
     co = _mapping(d["constraints"], "constraints")
     _keys(co, "constraints", ("max_memory_per_device_bytes", "ttft_slo_s", "tpot_slo_s", "avg_bits", "allow_offload",
-                              "pins"))
+                              "pins"), ("tpot_slo_default",))
     constraints = _build(PlanConstraints, "constraints", {**co, "pins": _mapping(co["pins"], "constraints.pins")})
 
     so = _mapping(d["solver"], "solver")

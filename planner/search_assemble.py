@@ -169,6 +169,7 @@ class AssemblyMixin:
             layout=PlanLayout.from_layout(layout), devices=layout.devices,
             workload=PlanWorkload(batch=req.batch, prompt=req.prompt, gen=req.gen),
             constraints=PlanConstraints(max_memory_per_device_bytes=req.max_memory_per_device_bytes,
+                                        tpot_slo_default=req.tpot_slo_default,
                                         ttft_slo_s=req.ttft_slo_s, tpot_slo_s=req.tpot_slo_s, avg_bits=req.avg_bits,
                                         allow_offload=req.allow_offload, pins=dict(req.pins)),
             objective=req.objective, kv=f.kv, activations=f.base, choices=choices, predicted=predicted,

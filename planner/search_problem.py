@@ -55,6 +55,8 @@ class PlanProblem:
     max_memory_per_device_bytes: float | None = None
     ttft_slo_s: float | None = None
     tpot_slo_s: float | None = None
+    # tpot_slo_s is the hardware's default, not the request's (a phone's reading-speed limit)
+    tpot_slo_default: bool = False
     avg_bits: float | None = None
     allow_offload: bool = False
     objective: str = "accuracy"

@@ -190,3 +190,29 @@ def test_a_layout_past_what_plan_accepts_is_refused():
     with pytest.raises(PlanError) as exc:
         plan_from_dict(d)
     assert exc.value.field == "layout.tp" and "from 1 to 65536" in str(exc.value)
+
+
+def test_a_plan_records_a_tpot_limit_that_was_the_phones_default():
+    default = planner.plan("llama-3.2-1b", "snapdragon-8-gen-3")
+    assert default.constraints.tpot_slo_s == pytest.approx(0.2) and default.constraints.tpot_slo_default
+    assert plan_to_dict(default)["constraints"]["tpot_slo_default"] is True
+    given = planner.plan("llama-3.2-1b", "snapdragon-8-gen-3", tpot_slo_s=0.2)
+    assert not given.constraints.tpot_slo_default and "tpot_slo_default" not in plan_to_dict(given)["constraints"]
+    back = plan_from_dict(plan_to_dict(default))
+    assert back.constraints == default.constraints and plan_checksum(back) == plan_checksum(default)
+    d = plan_to_dict(default)
+    d.pop("checksum")
+    d["constraints"]["tpot_slo_default"] = "yes"
+    with pytest.raises(PlanError) as exc:
+        plan_from_dict(d)
+    assert exc.value.field == "constraints.tpot_slo_default"
+    d["constraints"].update(tpot_slo_default=True, tpot_slo_s=None)
+    with pytest.raises(PlanError) as exc:
+        plan_from_dict(d)
+    assert exc.value.field == "constraints.tpot_slo_default"
+
+
+def test_the_table_says_a_tpot_limit_is_the_phones_default(cli):
+    r = cli("plan", "--model", "llama-3.2-1b", "--hardware", "snapdragon-8-gen-3")
+    assert r.code == 0, r.err
+    assert "TPOT (limit 200.00 ms, the phone default: --tpot-slo none lifts it)" in r.out

@@ -1855,7 +1855,8 @@
     const sp = uniq("sparsity");
     if (sp.length && !(sp.length === 1 && sp[0] === "dense")) req.sparsity = sp;
     if (c.max_memory_per_device_bytes) req.max_memory_per_device = c.max_memory_per_device_bytes;
-    for (const k of ["ttft_slo_s", "tpot_slo_s", "avg_bits"]) if (c[k] != null) req[k] = c[k];
+    // a limit the hardware's default set is not the request's: re-solving takes the default again
+    for (const k of ["ttft_slo_s", "tpot_slo_s", "avg_bits"]) if (c[k] != null && !(k === "tpot_slo_s" && c.tpot_slo_default)) req[k] = c[k];
     if (c.pins && Object.keys(c.pins).length) req.pins = c.pins;
     return req;
   }
@@ -2289,7 +2290,7 @@
     const parts = [
       c.max_memory_per_device_bytes ? `memory ≤ ${fmtBytes(c.max_memory_per_device_bytes)} per device` : null,
       c.ttft_slo_s ? `TTFT ≤ ${fmtTime(c.ttft_slo_s)}${req && req.ttft_slo_s == null ? " (default)" : ""}` : null,
-      c.tpot_slo_s ? `TPOT ≤ ${fmtTime(c.tpot_slo_s)}${req && req.tpot_slo_s == null ? " (default for this hardware)" : ""}` : null,
+      c.tpot_slo_s ? `TPOT ≤ ${fmtTime(c.tpot_slo_s)}${c.tpot_slo_default || (c.tpot_slo_default === undefined && req && req.tpot_slo_s == null) ? " (default for this hardware)" : ""}` : null,
       c.avg_bits ? `≤ ${sig(c.avg_bits)} bits on average` : null,
       c.allow_offload ? "offload allowed" : null,
     ].filter(Boolean);

@@ -344,7 +344,8 @@ def print_plan(plan, *, per_group: bool = False, title: str | None = None) -> No
         t.add_row("compute format", plan.activations)
     if p.tpot_s:
         limit = plan.constraints.tpot_slo_s
-        t.add_row("TPOT" + (f" (limit {human_time(limit)})" if limit else ""),
+        default = ", the phone default: --tpot-slo none lifts it" if plan.constraints.tpot_slo_default else ""
+        t.add_row("TPOT" + (f" (limit {human_time(limit)}{default})" if limit else ""),
                   human_time(p.tpot_s) + _band(u, "tpot_s", human_time)
                   + ("  " + escape(f"[{p.decode_bound}-bound]") if p.decode_bound else ""))
         t.add_row("decode tokens/s (system)", _fixed(1)(p.decode_tokens_per_s) + _band(u, "decode_tokens_per_s", _fixed(1)))

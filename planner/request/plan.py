@@ -236,7 +236,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
     check_request(sup, low_rank=low_rank)
     problem = PlanProblem(
         devices=devices, **degrees, batch=batch, prompt=prompt, gen=gen, max_memory_per_device_bytes=budget,
-        ttft_slo_s=ttft, tpot_slo_s=tpot, avg_bits=avg_bits,
+        ttft_slo_s=ttft, tpot_slo_s=tpot, tpot_slo_default=tpot is not None and v["tpot_slo_s"] is None, avg_bits=avg_bits,
         allow_offload=check_bool("allow_offload", v["allow_offload"]), objective=objective,
         objective_weights=weights, formats=formats, format_sets=format_sets, sparsity=sparsity, kv=kv, activations=act, pins=pins,
         low_rank=low_rank, engine=sup, backend=check_choice("backend", getattr(v["backend"], "value", v["backend"]), BACKENDS),

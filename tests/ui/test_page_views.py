@@ -754,6 +754,13 @@ def test_a_plan_says_the_limits_it_was_solved_within_and_which_are_defaults(page
     limits = page.locator("#plan-limits")
     expect(limits).to_contain_text(f"TPOT ≤ {fmt_time(tpot)} (default for this hardware)")
     expect(limits).to_contain_text("memory ≤ 3 GB per device")
+    # opened by link in a fresh tab, the plan itself says the limit was the default, and re-solving takes it again
+    assert plan["constraints"]["tpot_slo_default"] is True
+    other = page.context.new_page()
+    other.goto(f"/#plan?plan={summary.get_attribute('data-plan-id')}")
+    expect(other.locator("#plan-limits")).to_contain_text("(default for this hardware)", timeout=120_000)
+    expect(other.locator("#plan-tpot")).to_have_value("")
+    other.close()
 
 
 def test_a_compare_link_says_which_side_is_wrong(page, server, vp):
