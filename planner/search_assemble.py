@@ -30,6 +30,7 @@ from planner.plan import (
 from planner.search_formulation import Formulation, engine_options
 from planner.search_problem import PlanProblem, objective_value
 from planner.solver import Solution, SolverError
+from planner.uncertainty import estimate_uncertainty
 
 __all__ = ["AssemblyMixin", "hardware_hash"]
 
@@ -158,7 +159,8 @@ class AssemblyMixin:
             runtime_context_bytes=float(opts.reserved_bytes),
             per_token_basis=est.per_token,
             generative=est.generative,
-            uncertainty=_bands(est, self.device, req, opts),
+            # the error bars an estimate of this configuration on this engine carries
+            uncertainty=estimate_uncertainty(est, self.device, getattr(req.engine, "engine", None), opts.runtime),
         )
         primary = objective_value(req.objective, predicted, req, refs)
         stats = SolverStats(backend=sol.backend, status=sol.status, objective=primary, gap=sol.gap,
@@ -194,14 +196,6 @@ class AssemblyMixin:
                      for k, v in layers.items())
 
 
-
-
-def _bands(est: InferenceEstimate, device: DeviceSpec, req: PlanProblem, opts: RuntimeSettings):
-    """The p10–p90 error bars of the plan's predicted figures: those an estimate of the same
-    configuration on the same engine carries (planner.uncertainty.estimate_uncertainty)."""
-    from planner.uncertainty import estimate_uncertainty
-
-    return estimate_uncertainty(est, device, getattr(req.engine, "engine", None), opts.runtime)
 
 
 def hardware_hash(device: DeviceSpec) -> str:

@@ -5,7 +5,6 @@ naming its field."""
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
@@ -13,6 +12,20 @@ import pytest
 import planner
 from planner.plan import PlanError, load_plan, plan_checksum, plan_from_dict, plan_to_dict, save_plan
 from tests.frontdoors import app_client
+
+
+@pytest.fixture(scope="module")
+def l4_plan():
+    """One solve of llama-3.2-1b on an L4 for the module (each test edits its own copy)."""
+    return planner.plan("llama-3.2-1b", "l4")
+
+
+@pytest.fixture
+def l4_dict(l4_plan):
+    """The L4 plan's dict without its checksum, to edit (plan_from_dict checks a checksum only when present)."""
+    d = plan_to_dict(l4_plan)
+    d.pop("checksum")
+    return d
 
 
 def _same_bands(plan_u, est_u) -> None:
@@ -44,8 +57,8 @@ def test_a_plan_carries_the_bands_of_an_estimate_of_its_configuration(model, har
         assert i.p10 <= getattr(plan.predicted, k, i.value) <= i.p90 or not i.validated, k
 
 
-def test_the_bands_round_trip_through_plan_files(tmp_path):
-    plan = planner.plan("llama-3.2-1b", "l4")
+def test_the_bands_round_trip_through_plan_files(tmp_path, l4_plan):
+    plan = l4_plan
     for name in ("p.yaml", "p.json"):
         save_plan(plan, tmp_path / name)
         back = load_plan(tmp_path / name)
@@ -53,25 +66,23 @@ def test_the_bands_round_trip_through_plan_files(tmp_path):
         assert plan_checksum(back) == plan_checksum(plan)
 
 
-def test_null_bands_load_as_none():
-    d = plan_to_dict(planner.plan("llama-3.2-1b", "l4"))
-    d.pop("checksum")
+def test_null_bands_load_as_none(l4_dict):
+    d = l4_dict
     d["predicted"]["uncertainty"] = None
     assert plan_from_dict(d).predicted.uncertainty is None
 
 
-def test_a_huge_number_anywhere_in_the_plan_is_refused_naming_it():
-    d = plan_to_dict(planner.plan("llama-3.2-1b", "l4"))
-    d.pop("checksum")
+def test_a_huge_number_anywhere_in_the_plan_is_refused_naming_it(l4_dict):
+    d = l4_dict
     d["predicted"]["tpot_s"] = 10**400
     with pytest.raises(PlanError) as exc:
         plan_from_dict(d)
     assert exc.value.field == "predicted.tpot_s" and "a finite number" in str(exc.value)
 
 
-def test_a_plan_written_before_bands_loads_and_prints_without_them(cli, tmp_path):
-    d = plan_to_dict(planner.plan("llama-3.2-1b", "l4"))
-    del d["predicted"]["uncertainty"], d["checksum"]
+def test_a_plan_written_before_bands_loads_and_prints_without_them(cli, tmp_path, l4_dict):
+    d = l4_dict
+    del d["predicted"]["uncertainty"]
     old = plan_from_dict(d)
     assert old.predicted.uncertainty is None
     path = tmp_path / "old.json"
@@ -116,10 +127,8 @@ DELETE, FLIP = object(), object()
     ("validated", FLIP, "predicted.uncertainty.validated"),
     ("quantiles", [10**400, 90.0], "predicted.uncertainty.quantiles"),
 ])
-def test_a_malformed_band_is_refused_naming_its_field(path, value, expect):
-    d = plan_to_dict(planner.plan("llama-3.2-1b", "l4"))
-    d.pop("checksum")
-    bad = copy.deepcopy(d)
+def test_a_malformed_band_is_refused_naming_its_field(path, value, expect, l4_dict):
+    bad = l4_dict
     at = bad["predicted"]["uncertainty"]
     *parents, last = path.split(".")
     for p in parents:
@@ -170,8 +179,8 @@ def test_pareto_points_carry_their_bands_in_the_table_csv_and_json(cli, tmp_path
 
 
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])
-def test_an_integer_past_4300_digits_in_a_plan_file_is_refused_naming_the_file(cli, tmp_path, suffix):
-    plan = planner.plan("llama-3.2-1b", "l4")
+def test_an_integer_past_4300_digits_in_a_plan_file_is_refused_naming_the_file(cli, tmp_path, suffix, l4_plan):
+    plan = l4_plan
     path = tmp_path / f"p{suffix}"
     save_plan(plan, path)
     text = path.read_text()
@@ -183,9 +192,8 @@ def test_an_integer_past_4300_digits_in_a_plan_file_is_refused_naming_the_file(c
     assert "internal error" not in r.err
 
 
-def test_a_layout_past_what_plan_accepts_is_refused():
-    d = plan_to_dict(planner.plan("llama-3.2-1b", "l4"))
-    d.pop("checksum")
+def test_a_layout_past_what_plan_accepts_is_refused(l4_dict):
+    d = l4_dict
     d["layout"]["tp"] = 10**5000
     with pytest.raises(PlanError) as exc:
         plan_from_dict(d)

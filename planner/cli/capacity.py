@@ -34,6 +34,7 @@ from planner.cli.common import (
     plot_target,
 )
 from hwmodels.errors import per_front_end, render_tokens
+from planner.cli.estimate import _band as _figure_band
 from planner.cli.estimate import cli_errors
 from planner.request.capacity import (
     CAPACITY_CLI_ALIASES,
@@ -424,11 +425,9 @@ def _one_decimal(x: float) -> str:
 
 
 def _band(o, name: str, fmt) -> str:
-    """`` (lo–hi)`` of a capacity row's figure (``*`` outside the validated region), else ``""``."""
-    i = None if o is None or o.uncertainty is None else o.uncertainty.get(name)
-    if i is None:
-        return ""
-    return f" ({fmt(i.p10)}–{fmt(i.p90)}{'' if i.validated else '*'})"
+    """`` (lo–hi)`` of a capacity row's figure (``*`` outside the validated region), else ``""``: the legend under
+    the table says what the range is."""
+    return _figure_band(None if o is None else o.uncertainty, name, fmt, prefix="")
 
 
 def _write_csv(rows: list[dict], path: Path, columns: Sequence[str] | None = None) -> None:

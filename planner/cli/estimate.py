@@ -267,13 +267,14 @@ def _fixed(decimals: int):
     return fmt
 
 
-def _band(u, name: str, fmt) -> str:
-    """`` (p10–p90 95 ms–140 ms)`` for an estimate field with an interval, else ``""``."""
+def _band(u, name: str, fmt, prefix: str = "p10–p90 ") -> str:
+    """`` (p10–p90 95 ms–140 ms)`` for a figure of ``u`` (an ``Uncertainty`` or None) with an interval, else ``""``;
+    ``*`` outside the validated region. Tables whose legend says what the range is pass ``prefix=""``."""
     i = None if u is None else u.get(name)
     if i is None:
         return ""
     mark = "" if i.validated else "*"
-    return f" (p10–p90 {fmt(i.p10)}–{fmt(i.p90)}{mark})"
+    return f" ({prefix}{fmt(i.p10)}–{fmt(i.p90)}{mark})"
 
 
 def _print_validity(u) -> None:

@@ -415,11 +415,9 @@ def _print_pareto(plans) -> None:
         d = _point(p)
         u = p.predicted.uncertainty
 
-        def timed(k: str) -> str:
-            return human_time(d[k]) + _band(u, k, human_time).replace("p10–p90 ", "") if d[k] else human_time(d[k])
-
-        t.add_row(str(i), f"{d['sensitivity']:.4g}", human_bytes(d["per_device_bytes"]), timed("ttft_s"),
-                  timed("tpot_s"), timed("latency_s"), f"{d['avg_weight_bits']:.2f}",
+        timed = {k: human_time(d[k]) + (_band(u, k, human_time, prefix="") if d[k] else "") for k in _POINT_BANDS}
+        t.add_row(str(i), f"{d['sensitivity']:.4g}", human_bytes(d["per_device_bytes"]), timed["ttft_s"],
+                  timed["tpot_s"], timed["latency_s"], f"{d['avg_weight_bits']:.2f}",
                   f"tp={d['tp']} pp={d['pp']} dp={d['dp']}", d["kv"])
     console.print(t)
     bands = [p.predicted.uncertainty for p in plans if p.predicted.uncertainty is not None]

@@ -461,18 +461,13 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
                          *_design_peak_notes(r.engine, r.device)),
                   batch_limit=None if bound is None else {**bound.to_dict(), "text": bound.text(r.engine.engine, setting, kv=kv)},
                   per_op=r.per_op)
-    est = replace(est, uncertainty=_uncertainty(est, r.device, r.engine.engine, r.options.runtime, training=False))
+    # the p10-p90 error bars from published measurements of the same kind: every estimate result carries them
+    from planner.uncertainty import estimate_uncertainty  # here, not at start-up: commands that estimate nothing skip it
+
+    est = replace(est, uncertainty=estimate_uncertainty(est, r.device, r.engine.engine, r.options.runtime))
     if require_fit and not est.memory.fits:
         raise inference_does_not_fit(replace(r, serving=serving), est)
     return est
-
-
-def _uncertainty(est: Any, device: Any, engine: str, runtime: str, *, training: bool) -> Any:
-    """The p10-p90 error bars of ``est`` from published measurements of the same kind
-    (:mod:`planner.uncertainty`): every estimate result carries them."""
-    from planner.uncertainty import estimate_uncertainty
-
-    return estimate_uncertainty(est, device, engine, runtime, training=training)
 
 
 def engine_assumptions(sup: Any, device: Any, arch: Any = None, runtime: str | None = None) -> dict[str, Any]:
@@ -782,7 +777,9 @@ def _run_training(req: TrainingRequest, require_fit: bool = True):
 
     arch, dev, cfg, sup = resolve_training(req)
     est = replace(estimate_training(arch, dev, cfg), engine=sup.engine)
-    est = replace(est, uncertainty=_uncertainty(est, dev, sup.engine, cfg.runtime, training=True))
+    from planner.uncertainty import estimate_uncertainty
+
+    est = replace(est, uncertainty=estimate_uncertainty(est, dev, sup.engine, cfg.runtime, training=True))
     if require_fit and not est.memory.fits:
         raise training_does_not_fit(arch, dev, cfg, est, given=given_fields(req))
     return est

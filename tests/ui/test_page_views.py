@@ -83,6 +83,21 @@ def ready(page, hash_: str = "") -> None:
     expect(page.locator("body")).to_have_attribute("data-restored", "true", timeout=120_000)
 
 
+def solve_in_plan_view(page, server, model: str, hardware: str, fields: dict | None = None):
+    """Solve a plan in the Plan view as a user does (pickers, form fields, Solve): its summary and the stored plan."""
+    ready(page, "#plan")
+    page.select_option("#model", model)
+    page.select_option("#hardware", hardware)
+    for sel, value in (fields or {}).items():
+        page.fill(sel, value)
+    page.click("#plan-run")
+    summary = page.locator("#plan-summary")
+    expect(summary).to_be_visible(timeout=SOLVE_TIMEOUT_MS)
+    with server.client() as c:
+        plan = c.get(f"/v1/plans/{summary.get_attribute('data-plan-id')}").json()["plan"]
+    return summary, plan
+
+
 def sig3(x: float) -> str:
     return f"{float(f'{x:.3g}'):g}"
 
@@ -582,14 +597,8 @@ def test_capacity_lists_a_format_left_out_as_such_not_as_a_pair_that_does_not_ru
 def test_a_plan_shows_the_error_bars_the_api_stores(page, server, vp):
     if vp == "phone":
         pytest.skip("one viewport is enough for the ranges")
-    ready(page, "#plan")
-    page.select_option("#model", "llama-3.2-1b")
-    page.select_option("#hardware", "l4")
-    page.click("#plan-run")
-    summary = page.locator("#plan-summary")
-    expect(summary).to_be_visible(timeout=SOLVE_TIMEOUT_MS)
-    with server.client() as c:
-        u = c.get(f"/v1/plans/{summary.get_attribute('data-plan-id')}").json()["plan"]["predicted"]["uncertainty"]
+    _, plan = solve_in_plan_view(page, server, "llama-3.2-1b", "l4")
+    u = plan["predicted"]["uncertainty"]
     for name, key in (("Time to first token", "ttft_s"), ("Time per output token", "tpot_s")):
         i = u["intervals"][key]
         want = f"p10–p90 {fmt_time(i['p10'])} – {fmt_time(i['p90'])}{'' if i['validated'] else '*'}"
@@ -740,15 +749,7 @@ def test_a_plan_link_with_an_unknown_id_says_so_in_the_plan_view(page, server, v
 def test_a_plan_says_the_limits_it_was_solved_within_and_which_are_defaults(page, server, vp):
     if vp == "phone":
         pytest.skip("one viewport is enough")
-    ready(page, "#plan")
-    page.select_option("#model", "llama-3.2-1b")
-    page.select_option("#hardware", "snapdragon-8-gen-3")
-    page.fill("#plan-mem", "3GB")
-    page.click("#plan-run")
-    summary = page.locator("#plan-summary")
-    expect(summary).to_be_visible(timeout=SOLVE_TIMEOUT_MS)
-    with server.client() as c:
-        plan = c.get(f"/v1/plans/{summary.get_attribute('data-plan-id')}").json()["plan"]
+    summary, plan = solve_in_plan_view(page, server, "llama-3.2-1b", "snapdragon-8-gen-3", {"#plan-mem": "3GB"})
     tpot = plan["constraints"]["tpot_slo_s"]
     assert tpot, "a phone plan has the reading-speed TPOT limit by default"
     limits = page.locator("#plan-limits")
