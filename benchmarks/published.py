@@ -39,6 +39,7 @@ from hwmodels import load_device  # noqa: E402
 from planner.arch import load_arch  # noqa: E402
 from planner.costmodel import Choice, Layout, RuntimeSettings, Serving, estimate_inference, max_batch  # noqa: E402
 from planner.engines import load_engine  # noqa: E402
+from planner.request.engine import kept_float_roles  # noqa: E402
 from planner.serving import engine_settings  # noqa: E402
 from rowmap import HARDWARE, MODELS, first_int  # noqa: E402
 from rowmap import match as _match  # noqa: E402
@@ -158,8 +159,21 @@ def engine_options(row: dict, dev) -> RuntimeSettings:
         eng = load_engine(eid)
         sup = eng.support(dev)
         kw = engine_settings(sup.runtime if sup is not None else eng.runtime)
+        if sup is not None:  # the embedding / LM head the engine holds in 16 bit, as estimates price them
+            kw["float_weight_kinds"] = kept_float_roles(sup)
     else:
         kw = {"fused_elementwise": base["runtime"] == "graph", "fused_attention": "flexgen" not in low}
+        if "litgpt" in low and "nf4" in row["weight_dtype"].lower():
+            # LitGPT quantizes through Lightning Fabric's BitsandbytesPrecision, which swaps the model's
+            # torch.nn.Linear layers for bitsandbytes ones (lm_head included unless ignore_modules names
+            # it; lightning/fabric/plugins/precision/bitsandbytes.py); the nn.Embedding table stays bf16.
+            kw["float_weight_kinds"] = ("embedding",)
+            # Its Linear4bit layers call bitsandbytes' matmul_4bit: a prompt dequantizes each weight whole to
+            # bf16 before the GEMM (MatMul4Bit), as under transformers (profiles/engines/hf-transformers.yaml H-BNB).
+            kw["dequant_copy_formats"] = ("nf4", "nf4-dq")
+            # Its GPT keeps lm_head and the wte table as two modules (lit_gpt/model.py), so a tied model's
+            # head is a quantized Linear of its own beside the bf16 table.
+            kw["untie_quantized_head"] = True
     m = re.search(r"kv_cache_free_gpu_mem_fraction (0\.\d+)", row["notes"])
     if m and kw.get("kv_memory_fraction", 1.0) < 1.0:
         kw["kv_memory_fraction"] = float(m.group(1))  # the fraction the source states it ran with

@@ -116,12 +116,15 @@ def training_config(row: dict) -> tuple[str, str, TrainingConfig] | None:
         notes = row.get("notes") or ""
         m = re.search(r"longest \S+ example (\d[\d,]*) tokens", notes)
         seq = int(m.group(1).replace(",", "")) if m else seq
+        mb = _stated_int(row["batch"], r"micro-batch (\d+)", 1)
+        # --quantize bnb.nf4-dq: NF4 with double quantization (QLoRA's absmax of the absmax)
+        dq = quant and ("double" in (row["weight_dtype"] or "").lower() or "nf4-dq" in engine)
         return model, hw, TrainingConfig(
-            global_batch=1,
-            micro_batch=1,
+            global_batch=mb,
+            micro_batch=mb,
             seq=seq,
             finetune=ft,
-            weights="bf16",
+            weights="nf4-dq" if dq else "bf16",
             activations="bf16",
             lora_dropout=True,
             runtime="eager",

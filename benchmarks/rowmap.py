@@ -35,6 +35,7 @@ MODELS = [
     (r"llama-2-7b", "llama-2-7b"),
     (r"gpt-j 6b", "gpt-j-6b"),
     (r"falcon-180b", "falcon-180b"),
+    (r"falcon-40b", "falcon-40b"),
     (r"bloom-176b", "bloom-176b"),
     (r"opt-175b", "opt-175b"),
     (r"opt-30b", "opt-30b"),

@@ -68,6 +68,7 @@ from planner.opcost import (
 from planner.placement import (
     activation_peak_bytes,
     allowed_tiers,
+    dequant_copy_bytes,
     kv_layer_bytes,
     kv_tp_gain,
     place_memory,
@@ -129,14 +130,50 @@ __all__ = [
 ChoiceMap = Mapping[str, Choice]
 
 
-def _choice_fn(default: Choice, overrides: ChoiceMap | None):
-    if not overrides:
-        return lambda block, i, op: default
+def _choice_fn(default: Choice, overrides: ChoiceMap | None, device: DeviceSpec | None = None,
+               options: RuntimeSettings | None = None):
+    """The choice of each operator: its group's override, else ``default`` — except that the
+    operator kinds the engine keeps in 16 bit (``options.float_weight_kinds``: the embedding and LM
+    head under vLLM, SGLang and transformers, which quantize Linear layers only) take the 16-bit
+    choice when ``default`` quantizes the weights and no override names them."""
+    kept = _kept_float_choice(default, device, options)
+    if kept is None:
+        if not overrides:
+            return lambda block, i, op: default
 
-    def f(block: Block, i: int, op: OpShape) -> Choice:
-        return overrides.get(block.group_fqn(i, op), default)
+        def f(block: Block, i: int, op: OpShape) -> Choice:
+            return overrides.get(block.group_fqn(i, op), default)
 
-    return f
+        return f
+    kinds = options.float_weight_kinds
+    table = overrides or {}
+
+    def g(block: Block, i: int, op: OpShape) -> Choice:
+        got = table.get(block.group_fqn(i, op))
+        if got is not None:
+            return got
+        return kept if op.kind in kinds else default
+
+    return g
+
+
+def _kept_float_choice(default: Choice, device: DeviceSpec | None, options: RuntimeSettings | None) -> Choice | None:
+    """The 16-bit choice of an operator the engine keeps unquantized, or None when nothing changes
+    (no such kinds, or ``default`` already holds its weights in a 16- or 32-bit float): the
+    scheme's activations when they are such a float, else the device's native 16-bit float."""
+    if options is None or not options.float_weight_kinds or device is None:
+        return None
+    w = resolve_format(default.weights, "weights")
+    if w.kind == "float" and w.bits_per_value() >= 16:
+        return None
+    a = resolve_format(default.activations, "activations")
+    if a.kind == "float" and a.bits_per_value() >= 16:
+        act = a.name
+    else:
+        from planner.options import base_activation_format
+
+        act = base_activation_format(device)
+    return Choice(weights=act, activations=act, kv=default.kv, sparsity="dense")
 
 
 def evaluate_phase(
@@ -252,7 +289,7 @@ def stage_phase(ph: Phase, stage: str, op: OpShape | None = None) -> Phase | Non
 
 def _op_rows(work: Workload, device: DeviceSpec, layout: Layout, default: Choice, overrides: ChoiceMap | None,
              options: RuntimeSettings) -> Iterator[_OpRow]:
-    choice_for = _choice_fn(default, overrides)
+    choice_for = _choice_fn(default, overrides, device, options)
     uniform = not overrides
     for b in work.blocks:
         host_kernels = block_host_kernels(work.arch, b, options.eager_fused_ops)
@@ -410,7 +447,7 @@ def _uniform_weight_bytes(arch: ArchSpec, device: DeviceSpec, choice: Choice, la
     has ``choice``: they do not depend on the batch or the sequence, so a sweep over those
     computes them once."""
     work = build_workload(arch)
-    choice_for = _choice_fn(choice, None)
+    choice_for = _choice_fn(choice, None, device, options)
     stages = stage_weight_bytes(work, device, choice_for, layout, uniform=True, options=options)
     total = sum(stage_weight_bytes(work, device, choice_for, Layout(), uniform=True, options=options))
     return tuple(stages), total
@@ -428,7 +465,7 @@ def memory_report(
     """Memory per device and tier placement for ``serving`` on ``layout``."""
     work = build_workload(arch)
     if overrides or options.placement is not None:  # per-layer choices, or an unhashable placement map
-        choice_for = _choice_fn(choice, overrides)
+        choice_for = _choice_fn(choice, overrides, device, options)
         uniform = not overrides
         stage_bytes = stage_weight_bytes(work, device, choice_for, layout, uniform=uniform, options=options)
         # Whole-model bytes (replicated operators such as norms and routers counted once).
@@ -454,6 +491,10 @@ def memory_report(
         prefill = replace(prefill, tokens=max(prefill.tokens, static_kv_tokens(serving, options) - 1))
     act_dev = activation_peak_bytes(work, prefill, stored_act_bits(device, choice, options), layout.tp,
                                     unfused_gate=options.static_memory_plan and not options.fused_elementwise)
+    if options.dequant_copy_formats and (prefill.batch * prefill.tokens > 1 or (generative and serving.batch > 1)):
+        # A prompt (or a decode batch) runs the engine's dequantize-then-GEMM path: the largest weight's
+        # 16-bit copy is held beside the activations while its GEMM runs (bitsandbytes' MatMul4Bit).
+        act_dev += dequant_copy_bytes(work, device, _choice_fn(choice, overrides, device, options), layout, options)
     tiers, fractions, shortfall = place_memory(device, weights_dev, kv_dev, act_dev, options)
     dev = device.device_tier
     offloaded = sum(t.weights_bytes for t in tiers if t.name != dev.name and t.role != "on_chip")

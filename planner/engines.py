@@ -119,6 +119,11 @@ class Runtime:
     # model (export_llama's int8 mode), so dynamic_act_quant does not apply to them. Not a profile field:
     # the request layer sets it from the exporter (planner.request.engine.resolve_engine).
     weight_only_formats: tuple[str, ...] = ()
+    # Operator kinds (``embedding``, ``lm_head``) whose weights the engine holds in 16 bit whatever format
+    # its scheme gives the linear layers (vLLM, SGLang and transformers quantize Linear layers only:
+    # planner.export.rules.ROLE_RULES). Not a profile field: the request layer sets it from the exporter
+    # (planner.request.engine.resolve_engine).
+    float_weight_kinds: tuple[str, ...] = ()
     # The peak of the engine's own compute design on the device, per precision, in TOPS, which replaces the
     # device's (an FPGA overlay such as Vitis AI's DPU is one fixed design: the U50's DPUCAHX8H with 2 cores
     # of 3 engines peaks at 7,373 GOPS int8). Empty: the device's peak.
@@ -130,6 +135,11 @@ class Runtime:
     # into a 16-bit buffer that the GEMM then reads (DeepSpeed-Inference's int8 path), not inside
     # the GEMM's tiles.
     separate_dequant: bool = False
+    # Weight formats whose matmul, for an input of more than one row (a prompt, or a decode batch above
+    # one), first dequantizes the whole weight into a 16-bit copy that a 16-bit GEMM reads; a one-row
+    # input takes a fused kernel (bitsandbytes' matmul_4bit: MatMul4Bit, else gemv_4bit). The copy is a
+    # transient beside the activations, and the pass is priced like ``separate_dequant`` in such phases.
+    dequant_copy_formats: tuple[str, ...] = ()
     # The host dispatches every operator from eager PyTorch (Transformers' generate, Tierwise's torch
     # execution): each modelled operator pays the host's dispatch on top of its kernel. Engines with
     # graph capture, compiled programs or their own native graph executor (llama.cpp's ggml) do not.
@@ -394,7 +404,7 @@ _OPTIONAL_FLAGS = {"tp_comm_overlap": False, "grad_reduce_overlap": False, "fuse
 def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
     reader.allow(*_RUNTIME_FLAGS, "chunk_tokens", "kv_block_tokens", "memory_fraction", "context_gib", "source",
                  "provenance", "notes", "step_overhead_us", "compute_unit", "quantized_act_storage", "cpu_int8_gemm",
-                 "memory_fraction_setting", "dynamic_act_quant", "design_peak_tops")
+                 "memory_fraction_setting", "dynamic_act_quant", "design_peak_tops", "dequant_copy_formats")
     out: dict[str, Any] = {}
     for key in _RUNTIME_FLAGS:
         if reader.has(key) or not partial:
@@ -424,6 +434,8 @@ def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
         if value not in CPU_INT8_GEMM_BLOCK_OPS:
             raise reader.error("cpu_int8_gemm", "one of " + ", ".join(sorted(CPU_INT8_GEMM_BLOCK_OPS)), value)
         out["cpu_int8_gemm"] = value
+    if reader.has("dequant_copy_formats"):
+        out["dequant_copy_formats"] = _formats(reader, "dequant_copy_formats", empty_ok=True)
     for key in ("chunk_tokens", "kv_block_tokens"):
         if reader.has(key) or not partial:
             out[key] = reader.integer(key, minimum=0)

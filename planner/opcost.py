@@ -41,9 +41,10 @@ if TYPE_CHECKING:
 # paged blocks. Fitted (benchmarks/fitted.py, grid 0.3–1.0): the value minimising the median error
 # over the published rows it moves (benchmarks/published_report.fit: each constant judged by its own
 # rows; 0.6 while every constant was judged by one median pooled over all the rows any constant
-# moves, which rows that only another constant moves could tip: 0.9 and 0.8 at earlier revisions);
+# moves, which rows that only another constant moves could tip: 0.9 and 0.8 at earlier revisions; 0.8 until
+# the embedding tables TensorRT-LLM keeps in 16 bit were priced so);
 # benchmarks/published.py --cv loso refits it without each source.
-KV_GATHER_EFFICIENCY = 0.8
+KV_GATHER_EFFICIENCY = 0.9
 
 # Compute precisions below 16 bits that run on their own (low precision) units.
 _LOW_PRECISION_COMPUTE = {"fp8": 8, "int8": 8, "int4": 4, "fp4": 4}
@@ -80,7 +81,7 @@ class DeviceNumerics:
 _FLOAT_COMPUTE_BITS = {"fp32": 32.0, "tf32": 32.0, "bf16": 16.0, "fp16": 16.0}
 
 
-def _compute_bits(nm: DeviceNumerics) -> float:
+def compute_bits(nm: DeviceNumerics) -> float:
     """Bits per value the GEMM's operands are in: its float width, else (a low-precision GEMM)
     the activations' element width."""
     return _FLOAT_COMPUTE_BITS.get(nm.precision, nm.act_bits)
@@ -316,6 +317,7 @@ class OpStatic:
     compute_share: float
     gemm_nk: tuple[float, float] | None  # (N, K) of a GEMM priced by the kernel model, else None
     precise: bool
+    copy_dequant: bool = False  # dequantized to a 16-bit copy first when the input has more than one row
 
 
 def dynamic_activations(device: DeviceSpec, choice: Choice, target: str | None,
@@ -373,6 +375,7 @@ def op_static(
     shard = shard_factor(op, layout)
     share = low_rank_factor(op, choice) / shard
     separate = _separate_dequant(op, nm, options, fused)
+    copy_dequant = not separate and dequant_copy(op, choice, nm, options, fused)
     epilogue = op.kind == CONV and options is not None and not options.fused_elementwise and not fused
     eff = device.efficiency
     # ``host_overhead_s`` is the eager host time per kernel launched; a modelled operator launches
@@ -406,6 +409,7 @@ def op_static(
         compute_share=options.compute_share if options is not None else 1.0,
         gemm_nk=gemm_nk,
         precise=options is not None,
+        copy_dequant=copy_dequant,
     )
 
 
@@ -445,12 +449,12 @@ def op_cost(
         act_bytes += _unfused_scores_bytes(op, ph, st.shard, nm)
     if st.epilogue:
         act_bytes += conv_epilogue_bytes(load.act_out_elems / st.shard, nm.act_bits / 8.0)
-    separate = st.separate and w_elems > 0
+    separate = (st.separate or (st.copy_dequant and ph.batch * ph.tokens > 1)) and w_elems > 0
     if separate:
         # The dequantizing kernel writes the weights at the compute precision's width and the GEMM
         # reads them back: two more passes over that copy (16 bits for a 16-bit GEMM, whatever
         # the activations are stored in; a transient buffer, counted here).
-        act_bytes += 2.0 * w_elems * _compute_bits(nm) / 8.0
+        act_bytes += 2.0 * w_elems * compute_bits(nm) / 8.0
     memory_s = _memory_s(op, ph, device, load, dev_w, act_bytes, kv_bytes, st.bandwidth)
     compute_s, precision = _compute_s(op, device, nm, flops, _shape_factor(op, ph, device, load, st, options),
                                       precise=st.precise, best=st.best)
@@ -564,6 +568,15 @@ def _separate_dequant(op: OpShape, nm: DeviceNumerics, options: RuntimeSettings 
     (RuntimeSettings.separate_dequant) and the weights need dequantizing at all."""
     return (options is not None and options.separate_dequant and not fused and nm.dequant_ops_per_weight > 0
             and op.kind in (LINEAR, LM_HEAD, ROUTER))
+
+
+def dequant_copy(op: OpShape, choice: Choice, nm: DeviceNumerics, options: RuntimeSettings | None, fused: bool) -> bool:
+    """True when the engine's matmul for this weight format dequantizes the whole weight into a 16-bit
+    copy whenever the input has more than one row (RuntimeSettings.dequant_copy_formats:
+    bitsandbytes' 4-bit MatMul4Bit; a one-row input runs the fused gemv_4bit)."""
+    return (options is not None and bool(options.dequant_copy_formats) and not fused
+            and op.kind in (LINEAR, LM_HEAD, ROUTER)
+            and resolve_format(choice.weights, "weights").name in options.dequant_copy_formats)
 
 
 def runs_on_cpu(device: DeviceSpec, compute_unit: str | None) -> bool:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from hwmodels import DeviceSpec, MemoryTier
 from planner.numerics import resolve_format
-from planner.opcost import (device_numerics, kv_mixed_bits, kv_proj_share, kv_shard, low_rank_factor, matrix_shape, shard_factor,
+from planner.opcost import (compute_bits, dequant_copy, device_numerics, kv_mixed_bits, kv_proj_share, kv_shard, low_rank_factor, matrix_shape, shard_factor,
                             stored_bits, stored_row)
 from planner.results import TierUse
 from planner.workload import ATTENTION, LM_HEAD, NORM, Block, OpShape, Phase, Workload, op_load
@@ -43,13 +43,37 @@ def block_weight_bytes(
     return out * block.count if uniform else out
 
 
+def dequant_copy_bytes(work: Workload, device: DeviceSpec, choice_for, layout: Layout,
+                       options: RuntimeSettings | None) -> float:
+    """Bytes of the largest 16-bit copy of a weight that the engine dequantizes before its GEMM
+    (RuntimeSettings.dequant_copy_formats: bitsandbytes' 4-bit matmul for an input of more than one
+    row), on one device: a transient that exists beside the activations while that GEMM runs."""
+    if options is None or not options.dequant_copy_formats:
+        return 0.0
+    best = 0.0
+    for block in work.blocks:
+        for i in range(block.count if block.repeated else 1):
+            for op in block.ops:
+                p = op.weight_params or _untied_head_params(op, block, i, choice_for, options)
+                if not p:
+                    continue
+                ch = choice_for(block, i, op)
+                rows, cols = matrix_shape(op)
+                nm = device_numerics(device, ch, rows or 1, cols or 1)
+                if dequant_copy(op, ch, nm, options, False):
+                    copy = p * low_rank_factor(op, ch) * compute_bits(nm) / 8.0 / shard_factor(op, layout)
+                    best = max(best, copy)
+    return best
+
+
 def _untied_head_params(op: OpShape, block: Block, i: int, choice_for, options: RuntimeSettings | None) -> int:
     """Parameters of a tied LM head that the engine stores as its own copy: a quantized Linear
     kept beside the embedding table (ExecuTorch: the linear quantizer and the XNNPACK delegate hold
     the head's weights apart from the embedding op's table)."""
     if op.kind != LM_HEAD or op.tied_to is None or options is None or not options.untie_quantized_head:
         return 0
-    if resolve_format(choice_for(block, i, op).weights, "weights").kind != "int":
+    w = resolve_format(choice_for(block, i, op).weights, "weights")
+    if w.kind == "float" and w.bits_per_value() >= 16:  # a 16- or 32-bit head stays tied
         return 0
     return op.in_features * op.out_features
 

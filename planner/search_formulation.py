@@ -65,8 +65,10 @@ def engine_options(req: PlanProblem) -> RuntimeSettings:
 
 @functools.lru_cache(maxsize=64)
 def _runtime_options(runtime) -> RuntimeSettings:
-    """One engine runtime block's settings, built once (the planner asks per option and candidate)."""
-    return RuntimeSettings(runtime=runtime.default_runtime, **engine_settings(runtime))
+    """One engine runtime block's settings, built once (the planner asks per option and candidate). The
+    embedding and LM head the engine keeps in 16 bit are the plan's pins (planner.request.plan), so each
+    option is priced as given (``float_weight_kinds`` left out)."""
+    return RuntimeSettings(runtime=runtime.default_runtime, **{**engine_settings(runtime), "float_weight_kinds": ()})
 
 
 @dataclass(slots=True)

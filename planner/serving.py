@@ -72,6 +72,9 @@ class RuntimeSettings:
     # Integer weight formats exported weight-only for this model, which keep their float activations
     # (planner.engines.Runtime.weight_only_formats).
     weight_only_formats: tuple[str, ...] = ()
+    # Operator kinds (embedding, lm_head) whose weights the engine keeps in 16 bit when the scheme quantizes
+    # the linear layers (planner.engines.Runtime.float_weight_kinds); a per-group choice still wins.
+    float_weight_kinds: tuple[str, ...] = ()
     # The peak of the engine's compute design on the device, per precision, in FLOP/s (planner.engines.
     # Runtime.design_peak_tops): it replaces the device's peak at that precision.
     design_peak_flops: tuple[tuple[str, float], ...] = ()
@@ -81,6 +84,9 @@ class RuntimeSettings:
     # Weights dequantized by a kernel of their own into a 16-bit buffer the GEMM reads
     # (planner.engines.Runtime.separate_dequant).
     separate_dequant: bool = False
+    # Weight formats whose matmul dequantizes the whole weight into a 16-bit copy for an input of more than
+    # one row (planner.engines.Runtime.dequant_copy_formats: bitsandbytes' 4-bit MatMul4Bit).
+    dequant_copy_formats: tuple[str, ...] = ()
     # Eager launch runs the engine's fused kernels (planner.engines.Runtime.eager_fused_ops): the host
     # dispatches planner.kernels.fused_eager_layer_kernels per layer instead of the Transformers count.
     eager_fused_ops: bool = False
@@ -151,10 +157,12 @@ def engine_settings(runtime) -> dict:
         "untie_quantized_head": runtime.untie_quantized_head,
         "dynamic_act_quant": runtime.dynamic_act_quant,
         "weight_only_formats": tuple(runtime.weight_only_formats),
+        "float_weight_kinds": tuple(runtime.float_weight_kinds),
         "design_peak_flops": tuple((k, v * 1e12) for k, v in runtime.design_peak_tops),
         # Read at call time: benchmarks/fitted.py patches the table for cross-validation.
         "cpu_int8_block_ops": CPU_INT8_GEMM_BLOCK_OPS[runtime.cpu_int8_gemm] if runtime.cpu_int8_gemm else None,
         "separate_dequant": runtime.separate_dequant,
+        "dequant_copy_formats": tuple(runtime.dequant_copy_formats),
         "eager_fused_ops": runtime.eager_fused_ops,
         "stored_formats": tuple((fmt, tuple((values, 8.0 * nbytes / values) for _, values, nbytes in chain))
                                 for fmt, chain in runtime.storage),

@@ -82,10 +82,14 @@ def in_sample(pub, rows):
 # target (35%) not met by 0.9 points. Vitis AI's U50 rows priced at the DPU design's published peak (PG367,
 # 7,373 int8 GOPS) instead of a design of the card's whole fabric (10.2 TOPS): +41..+56% -> +7..+19%, and
 # 11.9 / 34.6 / +3.6. The three inference limits below are the acceptance targets.
+# The embedding / LM head the engines keep in 16 bit priced so (TensorRT-LLM keeps the embedding), the gather
+# refitted to 0.9: 11.9 / 34.5 / +4.1. Memory: +10 rows of LitGPT's single-GPU inference table, with LitGPT's bf16
+# embedding, separate LM head and bitsandbytes' 16-bit copy of a prompt's weight: 17 rows 5.0 / 24.5 / -5.0 (22.4 /
+# 29.3 / -22.4 over the 7 ExecuTorch-era rows); finetune-memory +4 LoRA rows: 6.0 / 6.8 / -6.0.
 LOSO_LIMITS = {  # category: (median, p90, |signed median|) as fractions
-    "inference": (0.12, 0.35, 0.05),  # targets 12 / 35 / 5: 11.9 / 34.6 / +3.6 measured
+    "inference": (0.12, 0.35, 0.05),  # targets 12 / 35 / 5: 11.9 / 34.5 / +4.1 measured
     "training": (0.08, 0.17, 0.07),
-    "memory": (0.30, 0.41, 0.30),
+    "memory": (0.08, 0.28, 0.08),
     "finetune-memory": (0.09, 0.10, 0.09),
 }
 

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["ENGINE_HELP", "RUNTIMES", "TRAINING_ENGINE_HELP", "canonical", "check_given", "check_runtime",
-           "check_training_kernels", "engine_defaults", "exporter_limits", "format_key", "resolve_engine"]
+           "check_training_kernels", "engine_defaults", "exporter_limits", "format_key", "kept_float_roles",
+           "resolve_engine"]
 
 #: Launch modes the cost model prices (``--runtime`` / ``runtime``): a captured or compiled program, or
 #: eager PyTorch paying the host's dispatch per kernel.
@@ -57,13 +58,29 @@ def resolve_engine(value: Any, device: Any, *, training: bool, arch: Any = None)
 def _exported_runtime(sup: Any, arch: Any) -> Any:
     """``sup`` with the runtime facts its exporter fixes for ``arch``: the integer weight formats it writes
     weight-only (export_llama's int8 mode), which keep their float activations where the engine would
-    quantize them at run time (``runtime.dynamic_act_quant``)."""
+    quantize them at run time (``runtime.dynamic_act_quant``), and the operator kinds it keeps in 16 bit
+    whatever the scheme (:func:`kept_float_roles`)."""
     from dataclasses import replace
 
-    if sup.runtime.dynamic_act_quant is None:
-        return sup
-    only = tuple((exporter_limits(sup, arch) or {}).get("weight_only", ()))
-    return replace(sup, runtime=replace(sup.runtime, weight_only_formats=only)) if only else sup
+    changes: dict[str, Any] = {}
+    kept = kept_float_roles(sup)
+    if kept:
+        changes["float_weight_kinds"] = kept
+    if sup.runtime.dynamic_act_quant is not None:
+        only = tuple((exporter_limits(sup, arch) or {}).get("weight_only", ()))
+        if only:
+            changes["weight_only_formats"] = only
+    return replace(sup, runtime=replace(sup.runtime, **changes)) if changes else sup
+
+
+def kept_float_roles(sup: Any) -> tuple[str, ...]:
+    """The roles (``embedding``, ``lm_head``: also the cost model's operator kinds) that the engine's
+    exporter writes, and the engine holds, in 16 bit whatever format the linear layers get
+    (``ROLE_RULES`` of planner/export/rules.py: vLLM, SGLang and transformers quantize Linear
+    layers only; TensorRT-LLM keeps the embedding table). Estimates price them so, and plans pin them."""
+    from planner.export.rules import ROLE_RULES
+
+    return tuple(sorted(role for role, how in ROLE_RULES.get(sup.exporter, {}).items() if how == "keep16"))
 
 
 def _not_built(spec: Any, device: Any, arch: Any, training: bool) -> None:

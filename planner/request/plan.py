@@ -339,12 +339,11 @@ def _engine_role_pins(sup: Any, arch: Any, pins: dict, act: str) -> dict:
     format, so the plan's memory is what the engine holds. A user's pin on them wins."""
     import fnmatch
 
-    from planner.export.rules import ROLE_RULES
     from planner.options import decision_groups
+    from planner.request.engine import kept_float_roles
     from planner.workload import build_workload
 
-    exporter = sup.exporter  # the profile's own exporter, also for a profile file the catalog lacks
-    keep = {role for role, how in ROLE_RULES.get(exporter, {}).items() if how == "keep16"}
+    keep = set(kept_float_roles(sup))  # the profile's own exporter, also for a profile file the catalog lacks
     # 16 bit whatever the plan computes in: with --activations fp8 or nvfp4 the pin is the 16-bit
     # format the engine runs, computing in 16 bit (a weight-only key would compute in ``act``).
     a = canonical(act)

@@ -8,17 +8,20 @@ from hwmodels import load_device
 from planner.arch import load_arch
 from planner.cli.common import clean_json
 from planner.costmodel import Choice, Serving, estimate_inference, max_batch
-from planner.engines import support
 from planner.layout import Layout
 from planner.serving import RuntimeSettings
 
 
-def _vllm(hw: str) -> RuntimeSettings:
+def _vllm(hw: str, model: str = "llama-3.1-8b") -> RuntimeSettings:
     """The default GPU engine's runtime facts: its context as reserved memory, its KV memory share,
-    chunked-prefill activations and kernel facts (docs/engines.md)."""
+    chunked-prefill activations, kernel facts and the embedding / LM head it keeps in 16 bit
+    (docs/engines.md), as the request layer resolves them."""
+    from planner.request.engine import resolve_engine
     from planner.serving import engine_settings
 
-    return RuntimeSettings(**engine_settings(support("vllm", load_device(hw)).runtime))
+    sup = resolve_engine("vllm", load_device(hw), training=False, arch=load_arch(model))
+    assert sup.runtime.float_weight_kinds == ("embedding", "lm_head")
+    return RuntimeSettings(**engine_settings(sup.runtime))
 
 
 def test_inference_matches_the_cost_model(client):
