@@ -15,6 +15,12 @@ import time
 from hwmodels.errors import TierwiseError
 
 
+#: Set by the command line's Ctrl-C (SIGINT) handler: every deadline of the process counts as cancelled, so a
+#: solve whose solver swallowed the KeyboardInterrupt (HiGHS polls a Python callback) stops at its next check,
+#: and nothing is written after it (:func:`planner.fileio.atomic_write_text` refuses to commit a file).
+INTERRUPTED = threading.Event()
+
+
 class DeadlineExceeded(TierwiseError):
     """The time budget ran out before anything usable was found."""
 
@@ -51,7 +57,7 @@ class Deadline:
 
     def remaining(self) -> float:
         """Seconds left (``inf`` when unbounded, 0 when cancelled or past)."""
-        if self._event.is_set():
+        if self._event.is_set() or INTERRUPTED.is_set():
             return 0.0
         left = self._end - time.monotonic()
         if self._parent is not None:
@@ -60,7 +66,7 @@ class Deadline:
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
+        return self._event.is_set() or INTERRUPTED.is_set()
 
     def expired(self) -> bool:
         return self.remaining() <= 0.0
@@ -71,7 +77,7 @@ class Deadline:
     def check(self, what: str = "the job", unfinished: str = "before anything was found") -> None:
         """Raise :class:`Cancelled` or :class:`DeadlineExceeded` if the job must stop now; ``unfinished``
         says what the user is left without (a search: nothing found; a measurement: no file)."""
-        if self._event.is_set():
+        if self._event.is_set() or INTERRUPTED.is_set():
             raise Cancelled(f"{what} was cancelled")
         if self.expired():
             given = "" if self._limit is None else f" {self._limit:g} s"
@@ -89,4 +95,4 @@ class Deadline:
         return Deadline(None if math.isinf(budget) else budget, field=self.field, _parent=self)
 
 
-__all__ = ["Cancelled", "Deadline", "DeadlineExceeded"]
+__all__ = ["INTERRUPTED", "Cancelled", "Deadline", "DeadlineExceeded"]

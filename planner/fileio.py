@@ -105,6 +105,10 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        from planner.deadline import INTERRUPTED
+
+        if INTERRUPTED.is_set():  # Ctrl-C came while the result was computed: nothing is committed
+            raise KeyboardInterrupt
         os.replace(tmp, p)
     except BaseException:
         try:

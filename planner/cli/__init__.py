@@ -328,22 +328,82 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command line; return its exit code (0 ok, 2 bad input, 3 nothing feasible,
     1 an unexpected internal error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    previous = _catch_interrupt()
+    try:
+        return _main(argv)
+    finally:
+        _restore_interrupt(previous)
+
+
+def _catch_interrupt():
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt as usual and also marks the process interrupted
+    (``planner.deadline.INTERRUPTED``): a solver that swallowed the exception (HiGHS runs Python callbacks)
+    sees its deadline cancelled, and no file is committed afterwards. Returns the handler it replaced."""
+    import signal
+    import threading
+
+    from planner.deadline import INTERRUPTED
+
+    INTERRUPTED.clear()
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def on_interrupt(signum, frame):  # noqa: ARG001 - the signal module's signature
+        INTERRUPTED.set()
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGINT, on_interrupt)
+    except (ValueError, OSError):  # not the main thread of the main interpreter
+        return None
+
+
+def _restore_interrupt(previous) -> None:
+    import signal
+
+    from planner.deadline import INTERRUPTED
+
+    INTERRUPTED.clear()
+    if previous is not None:
+        try:
+            signal.signal(signal.SIGINT, previous)
+        except (ValueError, OSError):
+            pass
+
+
+def _aborted() -> int:
+    err_console.print("aborted (Ctrl-C): the command stopped and wrote nothing", highlight=False)
+    return 130
+
+
+def _main(argv: list[str]) -> int:
+    from planner.deadline import INTERRUPTED
+
     try:
         rv = app(args=argv, prog_name="tierwise", standalone_mode=False)
         # With standalone_mode=False click returns the code of a `typer.Exit(n)` raised inside
         # a command instead of raising it.
+        if INTERRUPTED.is_set():
+            return _aborted()
         if isinstance(rv, int) and not isinstance(rv, bool):
             return rv
-    except typer.Exit as e:  # raised by commands for non-zero exits
+    except typer.Exit as e:  # raised by commands for non-zero exits (typer turns Ctrl-C into Exit(130))
+        if INTERRUPTED.is_set() or e.exit_code == 130:
+            return _aborted()
         return int(e.exit_code or 0)
     except SystemExit as e:
+        if INTERRUPTED.is_set():
+            return _aborted()
         return int(e.code or 0) if isinstance(e.code, int) else EXIT_BAD_INPUT
     except (KeyboardInterrupt, typer.Abort):
-        err_console.print("aborted")
-        return 130
+        return _aborted()
     except TierwiseError as exc:
+        if INTERRUPTED.is_set():  # the deadline's Cancelled, or an error of a half-stopped step
+            return _aborted()
         return _user_error(exc, argv)
     except Exception as exc:  # noqa: BLE001 - the one place that turns errors into messages
+        if INTERRUPTED.is_set():
+            return _aborted()
         if isinstance(exc, _usage_error_types()):
             return _usage_error(exc, argv)
         if os.environ.get("TIERWISE_DEBUG"):
