@@ -40,7 +40,7 @@ def test_plot_file_paths_keep_working(cli, tmp_path):
     assert code == 0 and (tmp_path / "noext.png").read_bytes()[:8] == PNG
 
 
-@pytest.mark.parametrize("name, needle", [("plot.txt", "'.txt'"), ("missing/dir/plot.png", "does not exist")])
+@pytest.mark.parametrize("name, needle", [("plot.txt", "'.txt'"), ("a-file/plot.png", "is a file, not a folder")])
 def test_plot_to_an_unwritable_target_exits_2_before_searching(cli, tmp_path, monkeypatch, name, needle):
     import planner.frontier as frontier
 
@@ -48,6 +48,7 @@ def test_plot_to_an_unwritable_target_exits_2_before_searching(cli, tmp_path, mo
         raise AssertionError("searched before checking --plot")
 
     monkeypatch.setattr(frontier, "run_frontier_task", boom)
+    (tmp_path / "a-file").write_text("not a folder\n")
     code, _, err = cli(*FRONTIER, "--plot", str(tmp_path / name))
     assert code == 2 and "--plot" in err and needle in err and "Traceback" not in err
 

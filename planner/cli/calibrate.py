@@ -35,6 +35,11 @@ def calibrate_cmd(
         from planner.cli.common import fail
 
         fail(f"--out must end in .yaml or .yml; got {out!r}", field="out")
+    from pathlib import Path
+
+    from planner.cli.common import check_writable
+
+    check_writable("--out", Path(out))
     if threads is not None:
         import torch
 

@@ -30,12 +30,14 @@ from planner.cli.common import (
     emit_json,
     err_console,
     human_bytes,
+    check_writable,
     human_time,
     plot_target,
 )
 from hwmodels.errors import per_front_end, render_tokens
 from planner.cli.estimate import _band as _figure_band
 from planner.cli.estimate import cli_errors
+from planner.fileio import atomic_write_text
 from planner.request.capacity import (
     CAPACITY_CLI_ALIASES,
     CapacityFrontierRequest,
@@ -188,6 +190,7 @@ def serve(
 
     _check_executor(executor, json_out)
     plot_path = plot_target(plot_path, "capacity-serve")
+    check_writable("--csv", csv_path)
     if disaggregated:
         if serving not in (None, "disaggregated"):
             raise CliError(f"--disaggregated contradicts --serving {serving}", EXIT_BAD_INPUT, field="serving")
@@ -439,7 +442,8 @@ def _write_csv(rows: list[dict], path: Path, columns: Sequence[str] | None = Non
         if c in df and df[c].isna().any():
             df[c] = df[c].astype("Int64")
     try:
-        df.to_csv(path, index=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, df.to_csv(index=False))
     except OSError as exc:
         raise CliError(f"--csv: cannot write {per_front_end(str(path), str(path))}: {exc.strerror or exc}",
                        field="csv") from None
@@ -475,6 +479,7 @@ def _save(fig, path: Path) -> None:
 
     try:
         fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120)
     except OSError as exc:
         raise CliError(f"--plot: cannot write {per_front_end(str(path), str(path))}: {exc.strerror or exc}",
@@ -522,6 +527,7 @@ def frontier(
 
     _check_executor(executor, json_out)
     plot_path = plot_target(plot_path, "capacity-frontier")
+    check_writable("--csv", csv_path)
     given = dict(model=model, hardware=hardware, engine=engine, prompt=prompt, gen=gen, formats=formats,
                  activations=activations, kv=kv, max_devices=max_devices, max_pp=max_pp, runtime=runtime, time_limit_s=time_limit)
     with cli_errors(CAPACITY_CLI_ALIASES):
@@ -669,6 +675,7 @@ def train(
 
     _check_executor(executor, json_out)
     plot_path = plot_target(plot_path, "capacity-train")
+    check_writable("--csv", csv_path)
     given = dict(model=model, hardware=hardware, tokens=tokens, days=days, seq=seq, global_batch_tokens=global_batch_tokens,
                  activations=activations, optimizer=optimizer, max_devices=max_devices, engine=engine,
                  time_limit_s=time_limit)

@@ -187,11 +187,49 @@ def exit_with(code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def plot_target(path: Path | None, name: str, *, create_parent: bool = False) -> Path | None:
+def check_writable(flag: str, path: Path | None, *, folder: bool = False) -> Path | None:
+    """Check, before any work, that ``--FLAG PATH`` can be written, by one rule for every command: missing
+    folders on the way are created when the file is written; a file where a folder must be, a folder where
+    the file must be (``folder``: PATH is itself the folder written into), or a place that cannot take a
+    new file (a read-only or virtual file system: a file is created and removed there to see) is an exit-2
+    error naming the flag — not a message after the search, nor one that blames a missing folder."""
+    if path is None:
+        return None
+    import os
+    import tempfile
+
+    shown = per_front_end(str(path), str(path))
+    field = flag.lstrip("-").replace("-", "_")
+    if str(path).strip() == "":
+        raise CliError(f"{flag}: expected a path to write to; got an empty one", EXIT_BAD_INPUT, field=field)
+    if path.exists():
+        if folder and not path.is_dir():
+            raise CliError(f"{flag}: {shown} is a file; expected a folder to write into", EXIT_BAD_INPUT, field=field)
+        if not folder and path.is_dir():
+            raise CliError(f"{flag}: {shown} is a folder; expected the name of a file to write", EXIT_BAD_INPUT,
+                           field=field)
+    ancestor = path if (folder and path.is_dir()) else path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        a = per_front_end(str(ancestor), str(ancestor))
+        raise CliError(f"{flag}: cannot write {shown}: {a} is a file, not a folder", EXIT_BAD_INPUT, field=field)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".tierwise-", suffix=".probe", dir=ancestor)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        a = per_front_end(str(ancestor), str(ancestor))
+        raise CliError(f"{flag}: cannot write {shown}: no new file can be made in {a} ({exc.strerror or exc})",
+                       EXIT_BAD_INPUT, field=field) from None
+    return path
+
+
+def plot_target(path: Path | None, name: str) -> Path | None:
     """The file ``--plot PATH`` writes, checked before the search runs: an existing directory
     gets ``NAME.png`` inside it; a file path keeps its name, ``.png`` added when it has no
-    suffix (as matplotlib does); a suffix matplotlib cannot write or (unless ``create_parent``:
-    the command makes it) a missing parent directory is an exit-2 error naming ``--plot``."""
+    suffix (as matplotlib does); a suffix matplotlib cannot write, or a place that cannot be
+    written (:func:`check_writable`), is an exit-2 error naming ``--plot``."""
     if path is None:
         return None
     if path.is_dir():
@@ -205,7 +243,5 @@ def plot_target(path: Path | None, name: str, *, create_parent: bool = False) ->
     elif suffix not in kinds:
         raise CliError(f"--plot: cannot write a {path.suffix!r} image ({path}); expected a directory or a file "
                        f"ending in one of: {', '.join('.' + k for k in sorted(kinds))}", EXIT_BAD_INPUT, field="plot")
-    if not create_parent and not path.parent.is_dir():
-        raise CliError(f"--plot: the directory {path.parent} does not exist (for {path}); create it or give an "
-                       "existing directory", EXIT_BAD_INPUT, field="plot")
+    check_writable("--plot", path)
     return path

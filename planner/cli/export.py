@@ -28,6 +28,9 @@ def export(
 
         raise CliError(f"--format must be one of {', '.join(export_formats())}; got {echo_value(format)}"
                        f"{did_you_mean(format, export_formats())}", field="format")
+    from planner.cli.common import check_writable
+
+    check_writable("--out", out, folder=True)
     plan = load_plan(plan_file)
     d = plan_to_dict(plan)
     arch = dev = None

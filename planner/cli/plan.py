@@ -27,6 +27,7 @@ from planner.cli.common import (
     emit_json,
     fail,
     human_bytes,
+    check_writable,
     human_time,
     plot_target,
     writing,
@@ -117,10 +118,11 @@ def plan(
     if out is not None:
         _check_out(out, pareto)
     # what --pareto writes beside the plans is checked before the search, as --out is
-    plot = plot_target(plot, "pareto", create_parent=True)
+    plot = plot_target(plot, "pareto")
     if csv_path is not None and csv_path.is_dir():
         fail(f"--csv: {str(csv_path)!r} is a folder; expected the path of a .csv file to write the points to",
              field="csv")
+    check_writable("--csv", csv_path)
     given = dict(model=model, hardware=hardware, devices=devices, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch,
                  prompt=prompt, gen=gen, max_memory_per_device=max_memory_per_device, ttft_slo_s=ttft_slo,
                  tpot_slo_s=tpot_slo, avg_bits=avg_bits, allow_offload=allow_offload,
@@ -257,6 +259,7 @@ def _check_out(out: Path, pareto: int | None) -> None:
     """``--out`` names a plan file (.yaml, .yml or .json), checked before the search; with
     ``--pareto N`` it is the name the N files are numbered from (plan.yaml → plan-1.yaml …)."""
     if out.suffix.lower() in (".yaml", ".yml", ".json"):
+        check_writable("--out", out)
         return
     got = str(out) + ("/" if out.is_dir() else "")
     if pareto is not None:

@@ -101,6 +101,9 @@ def roofline(
 
     if out.suffix.lower() not in (".png", ".svg", ".pdf"):
         fail(f"--out must end in .png, .svg or .pdf; got {str(out)!r}", field="out")
+    from planner.cli.common import check_writable
+
+    check_writable("--out", out)
     with cli_errors():
         arch, dev = load_specs(model, hardware)
         given = dict(model=arch, hardware=dev, batch=batch, prompt=prompt, gen=gen, tp=tp, weights=weights,

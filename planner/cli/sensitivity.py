@@ -53,6 +53,11 @@ def sensitivity_cmd(
         fail("--formats needs at least one weight format, e.g. int8,int4-g128", field="formats")
     if not out.lower().endswith((".yaml", ".yml", ".json")):
         fail(f"--out must end in .yaml, .yml or .json; got {out!r}", field="out")
+    from pathlib import Path
+
+    from planner.cli.common import check_writable
+
+    check_writable("--out", Path(out))
     from planner.formats import FormatError, get_format, parse_sparsity
 
     def known(flag: str, name: str):
