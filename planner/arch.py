@@ -88,8 +88,12 @@ def model_config_path(id: str) -> Traversable:
 
 
 def _looks_like_path(s: str) -> bool:
-    """A file or folder path rather than a catalog id (ids are bare names like ``llama-3.1-8b``)."""
-    return s.endswith(_CONFIG_SUFFIXES) or os.sep in s or "/" in s or s.startswith((".", "~"))
+    """A file or folder path rather than a catalog id (ids are bare names like ``llama-3.1-8b``); a bare
+    name that is no catalog id but a model folder here (``--model hf`` beside ``./hf/config.json``) is the
+    folder, as ``hf/`` is."""
+    if s.endswith(_CONFIG_SUFFIXES) or os.sep in s or "/" in s or s.startswith((".", "~")):
+        return True
+    return os.path.isfile(os.path.join(s, "config.json")) and s not in list_models()
 
 
 def _parse_text(text: str, name: str, origin: str) -> dict[str, Any]:

@@ -249,6 +249,7 @@ class HardwareAnswer:
     disagg_closest: Any = None
     disagg_reason: str = ""  # no disaggregated pools at all (neither disagg nor disagg_closest): why
     complete: bool = True  # False: the time limit stopped the search before every format of this pair was tried
+    reason: str = ""  # neither best nor closest: why no layout fits (the layout bounds and the weights)
 
     @property
     def cheapest(self) -> Any:
@@ -265,6 +266,8 @@ class HardwareAnswer:
             "closest": self.closest.to_dict() if (self.best is None and self.closest) else None,
             "complete": self.complete,
         }
+        if self.best is None and self.closest is None and self.reason:
+            d["reason"] = self.reason
         if self.separate_devices is not None:
             d["separate_devices"] = self.separate_devices
             d["separate_usd_per_hour"] = self.separate_usd_per_hour
@@ -347,7 +350,8 @@ def summarize_serve(archs: Sequence[ArchSpec], target: ServeTarget, tasks: Seque
         r = ServeResult(*res)
         h = per_hw.setdefault((task.engine, task.device.id), {"best": None, "closest": None, "separate": {},
                                                               "disagg": None, "disagg_closest": None, "d": False,
-                                                              "why": ""})
+                                                              "why": "", "tasks": []})
+        h["tasks"].append(task)
         if task.shared:
             h["best"] = _better(h["best"], r.best, _cost_key)
             h["closest"] = closer(h["closest"], r.closest)
@@ -365,12 +369,44 @@ def summarize_serve(archs: Sequence[ArchSpec], target: ServeTarget, tasks: Seque
         answers.append(HardwareAnswer(hardware=hw, engine=engine, best=h["best"], closest=h["closest"],
                                       separate_devices=sep_dev, separate_usd_per_hour=sep_usd, disaggregated=h["d"],
                                       disagg=h["disagg"], disagg_closest=h["disagg_closest"],
-                                      disagg_reason="" if h["disagg"] or h["disagg_closest"] else h["why"]))
+                                      disagg_reason="" if h["disagg"] or h["disagg_closest"] else h["why"],
+                                      reason="" if h["best"] or h["closest"] else _no_fit_reason(h["tasks"])))
     feasible = sorted((a for a in answers if a.cheapest is not None), key=lambda a: _cost_key(a.cheapest))
     rest = sorted((a for a in answers if a.cheapest is None), key=lambda a: a.closest.badness if a.closest else math.inf)
     mode = "disaggregated" if any(t.disaggregated for t in tasks) else "aggregated"
     return ServeAnswer(target=target, models=tuple(a.id for a in archs), ranked=tuple(feasible + rest),
                        unsupported=tuple(unsupported), serving=mode)
+
+
+def _no_fit_reason(tasks: Sequence[ServeTask]) -> str:
+    """Why no layout of an (engine, hardware) pair holds the model: the largest replica its layout bounds allow
+    (tensor parallelism within one node, ``--max-pp``, ``--max-devices``) against the weights alone at the
+    smallest format searched — a T4 node holds one GPU, so the 405B model needs more than tp 1 × pp 4."""
+    from planner.formats import get_format
+
+    shared = [t for t in tasks if t.shared] or list(tasks)
+    if not shared:
+        return ""
+    t = min(shared, key=lambda x: get_format(x.weights).bits_per_value())
+    dev, search = t.device, t.search
+    arch = max(t.archs, key=lambda a: a.param_count())
+    layouts = _serve_layouts(arch, dev, search, tp_ok=t.tp_ok, pp_ok=t.pp_ok)
+    gb = 1e9
+    weights = sum(a.param_count() for a in t.archs) * get_format(t.weights).bits_per_value() / 8.0
+    if not layouts:
+        return (f"no layout of {arch.id} within --max-pp {search.max_pp} and --max-devices {search.max_devices} "
+                f"on {dev.id}")
+    tp, pp = max(layouts, key=lambda lp: lp[0] * lp[1])
+    node = max(dev.devices_per_node, 1)
+    limits = []
+    if t.tp_ok:
+        limits.append(f"tensor parallelism stays within one node of {node}")
+    else:
+        limits.append(f"{t.engine or 'the engine'} runs no tensor parallelism here")
+    limits.append(f"pipeline stages ≤ --max-pp {search.max_pp}" if t.pp_ok else "no pipeline stages")
+    return (f"does not fit: one replica spans at most tp {tp} × pp {pp} = {tp * pp} × {dev.memory_capacity_bytes / gb:.1f} "
+            f"GB ({'; '.join(limits)}), and the weights alone are {weights / gb:,.0f} GB in {t.weights}, "
+            "before the KV cache and activations")
 
 
 def serve_infeasible_message(ans: ServeAnswer) -> tuple[str, dict]:

@@ -516,7 +516,10 @@ def memory_report(
         kv_cache_bytes=kv_total,
         activations_bytes=act_dev,
         per_device_bytes=per_device,
-        device_capacity_bytes=device.memory_capacity_bytes,
+        # the device's memory *and* its on-chip tiers (an FPGA's BRAM, the SN40L's SRAM), which hold what the
+        # placement put there and which per_device_bytes counts: a batch that fills the DDR was 4.003 GB "of 4.00 GB"
+        device_capacity_bytes=device.memory_capacity_bytes + sum(t.capacity_bytes for t in device.tiers
+                                                                  if t.role == "on_chip"),
         fits=shortfall <= 0,
         shortfall_bytes=shortfall,
         tiers=tuple(tiers),

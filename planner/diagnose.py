@@ -47,7 +47,7 @@ class Change:
     the plan it yields (``predicted``: ttft_s, tpot_s, decode_tokens_per_s,
     per_device_bytes ... as available)."""
 
-    kind: str  # offload | formats | context | batch | slo | avg_bits | devices
+    kind: str  # budget | offload | formats | context | batch | slo | avg_bits | devices
     #: The description with ``{@field}`` tokens (see :meth:`render`).
     template: str
     predicted: Mapping[str, float] = field(default_factory=dict)
@@ -260,6 +260,7 @@ def diagnose(planner, req, *, deadline=None) -> Diagnosis:
     if "avg_bits" in binding:
         changes += _avg_bits_changes(planner, req, dl)
     if memory_binds or "memory" in binding:
+        changes += _budget_changes(planner, req, dl, capacity, min_mem)
         changes += _offload_changes(planner, req, dl)
         changes += _format_changes(planner, req, dl)
         changes += _context_changes(planner, req, dl, budget, min_plan)
@@ -346,6 +347,21 @@ def _avg_bits_changes(planner, req, dl) -> list[Change]:
                 f"{flags(fields)}: the fewest average weight bits that fit with these formats "
                 f"(asked {req.avg_bits:g}; plan: {_formats_text(plan)})")))
     return changes
+
+
+def _budget_changes(planner, req, dl, capacity: float, min_mem: float) -> list[Change]:
+    """The user's own budget binds while the device has room: a budget of what the smallest plan needs
+    (rounded up to 0.1 GB), when that is within the device's memory."""
+    budget = req.max_memory_per_device_bytes
+    if budget is None or budget >= capacity or min_mem > capacity:
+        return []
+    need = min(capacity, math.ceil(min_mem / 1e8 * (1 + 1e-9)) * 1e8)
+    plan = _try(planner, replace(req, max_memory_per_device_bytes=need), dl)
+    if plan is None:
+        return []
+    fields = {"max_memory_per_device": f"{need / 1e9:g}GB"}
+    return [Change(kind="budget", set=fields, predicted=_summary(plan), template=(
+        f"{flags(fields)}: the budget is what binds; the {planner.device.id} holds {_gb(capacity)}"))]
 
 
 def _offload_changes(planner, req, dl) -> list[Change]:

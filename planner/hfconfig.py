@@ -52,8 +52,12 @@ class _Cfg:
             return default
         ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
         if not ok:
+            from hwmodels.errors import Worded
+
+            # 2048.0 is shown as written, not as 2048, which would read as the integer asked for
+            shown = Worded(f"{value!r} (a number with a fraction part)") if isinstance(value, float) and value.is_integer() else value
             raise ModelConfigError(
-                self.origin, name, "a non-negative integer" if allow_zero else "a positive integer", value
+                self.origin, name, "a non-negative integer" if allow_zero else "a positive integer", shown
             )
         return value
 

@@ -931,8 +931,10 @@ def _file_format(path: Path) -> str:
         return "yaml"
     if suffix == ".json":
         return "json"
-    raise PlanError(f"{path.name}: plan files end in .yaml, .yml or .json; got {suffix or 'no suffix'!r}",
-                    field="path")
+    if path.is_dir():
+        raise PlanError(f"{str(path)!r} is a folder; expected a plan file (.yaml, .yml or .json)", field="path")
+    raise PlanError(f"{path.name or str(path)}: plan files end in .yaml, .yml or .json; got "
+                    f"{suffix or 'no suffix'!r}", field="path")
 
 
 def save_plan(plan: Plan, path: str | os.PathLike[str]) -> Path:

@@ -83,7 +83,13 @@ class TrainOption:
     uncertainty: object = None  # p10-p90 error bars (planner.uncertainty), set by planner.request.capacity
 
     def days_for(self, tokens: float) -> float:
-        return tokens / self.tokens_per_s / SECONDS_PER_DAY
+        """Days to train on ``tokens``: whole optimizer steps of ``global_batch`` sequences, so a budget
+        below one step still takes one step (1e3 tokens at 4M tokens per 247 s step: 247 s, not 0.06 s)."""
+        per_step = self.tokens_per_s * self.step_time_s
+        if per_step <= 0 or not math.isfinite(per_step):
+            return tokens / self.tokens_per_s / SECONDS_PER_DAY
+        steps = max(1, math.ceil(tokens / per_step - 1e-9))
+        return steps * self.step_time_s / SECONDS_PER_DAY
 
     def to_dict(self, tokens: float | None = None) -> dict:
         d = {
@@ -393,6 +399,12 @@ def summarize_train(arch: ArchSpec, device: DeviceSpec, target: TrainTarget, res
     return TrainAnswer(model=arch.id, hardware=device.id, target=target, best=best, fastest=fastest, frontier=frontier)
 
 
+def rate_text(tokens_per_s: float) -> str:
+    """A token rate: thousands separated when ≥ 100, three significant digits below (a budget of 1e3 tokens
+    over 30 days needs 0.000386 tokens/s, not '0')."""
+    return f"{tokens_per_s:,.0f}" if tokens_per_s >= 100 else f"{tokens_per_s:.3g}"
+
+
 def days_text(days: float | None) -> str:
     """A training time given in days, readable at any scale: '45.3 days', '1.0 days', '6.2 h',
     '14.4 min', '0.864 s' (a tiny token budget trains in seconds: not '0.0 days')."""
@@ -415,7 +427,7 @@ def train_infeasible_message(ans: TrainAnswer) -> tuple[str, dict]:
                 f"ZeRO-1 and ZeRO-3, no to full recomputation)", {})
     f = ans.fastest
     msg = (
-        f"{t.tokens:.3g} tokens in {t.days:g} days needs {t.tokens_per_s:,.0f} tokens/s; the fastest layout found "
+        f"{t.tokens:.3g} tokens in {t.days:g} days needs {rate_text(t.tokens_per_s)} tokens/s; the fastest layout found "
         f"({f.devices} × {ans.hardware}, tp={f.tp} pp={f.pp} dp={f.dp}) reaches {f.tokens_per_s:,.0f} tokens/s "
         f"({100 * (1 - f.tokens_per_s / t.tokens_per_s):.0f}% short), i.e. {days_text(f.days_for(t.tokens))}"
     )
@@ -450,6 +462,7 @@ __all__ = [
     "TrainTarget",
     "TrainTask",
     "days_text",
+    "rate_text",
     "device_grid",
     "training_flops_per_token",
     "plan_training",

@@ -205,3 +205,35 @@ def test_capacity_answers_say_which_launch_mode_they_priced(cli):
     code, out, _ = cli("capacity", "serve", *args, "--qps", "1", "--ttft-slo", "2s", "--tpot-slo", "50ms",
                        "--runtime", "eager")
     assert "vllm (eager)" in out
+
+
+def test_a_budget_below_one_step_still_trains_one_step(cli):
+    """1e3 tokens with 4M-token steps of 247 s: 'time to train 0.0588 s', 'USD total 0' and 'needs 0 tokens/s'
+    before; training runs whole optimizer steps."""
+    code, out, err = cli("capacity", "train", "--model", "llama-3.1-70b", "--hardware", "h100-sxm", "--tokens", "1e3",
+                         "--days", "30", "--executor", "serial", "--json")
+    assert code == 0, err
+    opt = json.loads(out)["best"]
+    assert opt["days"] * 86400 == pytest.approx(opt["step_time_s"], rel=1e-9)
+    assert opt["usd_total"] > 0
+    code, out, _ = cli("capacity", "train", "--model", "llama-3.1-70b", "--hardware", "h100-sxm", "--tokens", "1e3",
+                       "--days", "30", "--executor", "serial")
+    assert "needs 0.000386 tokens/s" in out and "0.0588 s" not in out
+
+
+def test_a_pair_where_no_layout_fits_says_why(cli, tmp_path):
+    """A T4 node holds one GPU and --max-pp is 4, so no replica holds the 405B model: the row said
+    "does not fit … no" with an empty `failures` column, while rows missing an SLO said by how much."""
+    out_csv = tmp_path / "cap.csv"
+    code, out, err = cli("capacity", "serve", "--model", "llama-3.1-405b", "--qps", "1", "--prompt", "512", "--gen", "64",
+                         "--ttft-slo", "5", "--tpot-slo", "0.2", "--engine", "vllm", "--hardware", "h100-sxm,t4",
+                         "--executor", "serial", "--csv", out_csv, "--json")
+    rows = {r["hardware"]: r for r in json.loads(out)["hardware"]}
+    assert rows["t4"]["best"] is None and rows["t4"]["closest"] is None
+    why = rows["t4"]["reason"]
+    assert "tp 1 × pp 4 = 4 × 16.0 GB" in why and "one node of 1" in why and "--max-pp 4" in why and "GB in int4" in why
+    assert "reason" not in rows["h100-sxm"]
+    import csv
+
+    by_hw = {r["hardware"]: r for r in csv.DictReader(out_csv.open())}
+    assert by_hw["t4"]["failures"] == why

@@ -101,3 +101,19 @@ def test_plan_int2_on_fpga_over_rest(tmp_path, overlay):
     # solver weighs it against the device's 16-bit format by accuracy and time.
     p = planner.plan("llama-3.2-1b", "alveo-u280", devices=1, kv="int8", formats=["int2"], engine=overlay)
     assert p.predicted.fits is True
+
+
+@pytest.mark.parametrize("hardware", ["zcu102", "alveo-u50", "alveo-u280", "vck190"])
+@pytest.mark.parametrize("model", ["resnet-50", "mobilenet-v2"])
+def test_a_batch_that_fills_the_device_stays_within_the_capacity_it_reports(model, hardware):
+    """The batch-max estimate of a CNN on an FPGA counted its BRAM-resident activations in per_device_bytes
+    but not in device_capacity_bytes: 4,003,164,025 bytes "of" 4,000,000,000 and fits. The capacity now
+    counts the on-chip tiers the placement uses."""
+    import planner
+
+    m = planner.estimate(model, hardware, batch="max").memory
+    on_chip = sum(t.capacity_bytes for t in load_device(hardware).tiers if t.role == "on_chip")
+    assert on_chip > 0 and m.fits
+    assert m.device_capacity_bytes == load_device(hardware).memory_capacity_bytes + on_chip
+    assert m.per_device_bytes <= m.device_capacity_bytes
+    assert sum(t.used_bytes for t in m.tiers) == pytest.approx(m.per_device_bytes, rel=1e-9)

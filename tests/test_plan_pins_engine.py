@@ -69,3 +69,44 @@ def test_replan_command_leaves_out_the_planners_own_embedding_pins(cli, tmp_path
     assert "model.embed_tokens" in v.raw["constraints"]["pins"]  # added for vLLM, which loads it in 16 bit
     cmd = replan_command(v, "vllm")
     assert "--pin model.layers.3.mlp.gate_up=int4-g128" in cmd and "embed_tokens" not in cmd
+
+
+@pytest.fixture(scope="module")
+def l4_plan_dict(tmp_path_factory):
+    from planner.cli import main
+
+    path = tmp_path_factory.mktemp("edited") / "p.yaml"
+    assert main(["plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--out", str(path)]) == 0
+    from planner.plan import plan_to_dict
+
+    return plan_to_dict(load_plan(path))
+
+
+def _resigned(d: dict, tmp_path):
+    """The edited dict written with its checksum recomputed, as a tool that edits plans would."""
+    import json
+
+    from planner.plan import _checksum_of
+
+    d = json.loads(json.dumps(d))
+    d["checksum"] = _checksum_of(d)
+    p = tmp_path / "edited.json"
+    p.write_text(json.dumps(d))
+    return p
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda d: d["choices"].pop("model.layers.0.mlp.gate_up"), "no choice for 'model.layers.0.mlp.gate_up'"),
+    (lambda d: d["choices"]["model.layers.3.mlp.gate_up"].__setitem__("tier", "sram"),
+     "puts weights in 'sram', which l4 does not have"),
+])
+def test_an_edited_and_resigned_plan_is_refused_by_export(cli, tmp_path, l4_plan_dict, edit, needle):
+    """A plan file edited by hand and given a recomputed checksum passed `export` with a group left out or
+    its weights on a tier the GPU does not have, and the exporter wrote its files."""
+    import json
+
+    d = json.loads(json.dumps(l4_plan_dict))
+    edit(d)
+    r = cli("export", _resigned(d, tmp_path), "--format", "vllm", "--out", tmp_path / "deploy")
+    assert r.code == 2 and needle in r.err and "re-plan" in r.err, r.err
+    assert not (tmp_path / "deploy").exists()

@@ -251,8 +251,9 @@ def _describe_usage_error(exc: BaseException, argv: list[str]) -> tuple[str, str
         details = {"option": option, "suggestions": close}
         return message, None, details
     if type(exc).__name__ == "MissingParameter" and param is not None:
-        opts = [o for o in getattr(param, "opts", []) if o.startswith("--")] or list(getattr(param, "opts", []))
-        shown = opts[0] if opts else (field or "argument").upper()
+        opts = [o for o in getattr(param, "opts", []) if o.startswith("--")]
+        # a positional argument by its metavar (PLAN_B), as --help shows it, not its Python name (b)
+        shown = opts[0] if opts else (getattr(param, "metavar", None) or (field or "argument").upper())
         return f"missing {shown}: it is required (see --help)", field, None
     plain = _plain_value_error(exc, param)
     if plain is not None:

@@ -262,6 +262,8 @@ def _serve_rows(answers: dict) -> list[dict]:
                             if k not in ("hardware", "engine", "models", "failures", "uncertainty")})
                 row.update(_band_columns(o))
                 row["failures"] = "; ".join(o.failures)
+            elif h.reason:
+                row["failures"] = h.reason
             if h.separate_devices is not None:
                 row["separate_devices"] = h.separate_devices
                 row["separate_usd_per_hour"] = h.separate_usd_per_hour
@@ -325,7 +327,8 @@ def _print_serve(ans) -> None:
     for i, h in enumerate(_aggregated_order(ans), 1):
         o = h.best or h.closest
         if o is None:
-            tab.add_row(str(i), h.engine or "-", h.hardware, "-", "does not fit", *(["-"] * (len(cols) - 6)), "[red]no[/]")
+            tab.add_row(str(i), h.engine or "-", h.hardware, "-", "does not fit", *(["-"] * (len(cols) - 6)),
+                        "[red]no[/]" + (": " + escape(h.reason) if h.reason else ""))
             continue
         cells = [
             str(i),
@@ -725,10 +728,10 @@ def _print_train(fleet) -> None:
     answers = fleet.answers
     first = answers[0]
     t = first.target
-    from planner.training_capacity import days_text
+    from planner.training_capacity import days_text, rate_text
 
     within = f"{t.days:g} days" if t.days >= 1 else f"{t.days:g} days = {days_text(t.days)}"
-    tab = Table(title=f"Train {first.model} on {t.tokens:.3g} tokens in {within} (needs {t.tokens_per_s:,.0f} tokens/s, seq {t.seq})")
+    tab = Table(title=f"Train {first.model} on {t.tokens:.3g} tokens in {within} (needs {rate_text(t.tokens_per_s)} tokens/s, seq {t.seq})")
     for c in ("hardware", "devices", "layout tp·pp·dp", "micro-batch / global", "recompute / ZeRO", "step time", "tokens/s", "MFU", "memory / device", "time to train", "USD total"):
         tab.add_column(c, justify="left" if c in ("hardware", "layout tp·pp·dp", "recompute / ZeRO") else "right")
     for a in answers:

@@ -53,6 +53,7 @@ def export(
         modules=group_modules(arch) if arch is not None else None,
         arch=arch,
         device_capacity_bytes=dev.memory_capacity_bytes if dev is not None else None,
+        tiers=tuple(t.name for t in dev.tiers) if dev is not None else None,
         devices_per_node=dev.devices_per_node if dev is not None else None,
     )
     try:

@@ -557,8 +557,8 @@ def diff_plans(a, b) -> dict[str, Any]:
 
 @plan_app.command("diff")
 def diff(
-    a: Annotated[Path, typer.Argument(help="First plan file.")],
-    b: Annotated[Path, typer.Argument(help="Second plan file.")],
+    a: Annotated[Path, typer.Argument(help="First plan file.", metavar="PLAN_A")],
+    b: Annotated[Path, typer.Argument(help="Second plan file.", metavar="PLAN_B")],
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Compare two plans: inputs, predicted metrics and per-group choices."""

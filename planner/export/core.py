@@ -108,6 +108,8 @@ class ExportContext:
 
     model_path: str | None = None
     modules: Mapping[str, tuple[str, ...]] | None = None
+    # the memory tiers of the plan's hardware (names), when this installation knows the profile
+    tiers: tuple[str, ...] | None = None
     arch: Any = None
     device_capacity_bytes: float | None = None
     devices_per_node: int | None = None
@@ -292,6 +294,17 @@ def export_plan(plan: Any, fmt: str | None = None, context: ExportContext | None
             shown = ", ".join(repr(g) for g in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise ExportError("choices", f"the plan's groups {shown} are not decision groups of {view.model} (the plan "
                               "file was edited, or made for another version of the model); re-plan it")
+        missing = [g for g in ctx.modules if g not in view.choices]
+        if missing:
+            shown = ", ".join(repr(g) for g in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            raise ExportError("choices", f"the plan has no choice for {shown}, decision group(s) of {view.model} that "
+                              "every plan of it covers (the plan file was edited); re-plan it")
+    if ctx.tiers is not None:
+        bad = sorted({c.get("tier") for c in view.choices.values() if isinstance(c, Mapping)} - set(ctx.tiers) - {None})
+        if bad:
+            raise ExportError("choices", f"the plan puts weights in {', '.join(repr(t) for t in bad)}, which "
+                              f"{view.hardware} does not have (its memory tiers: {', '.join(ctx.tiers)}); the plan "
+                              "file was edited or made for another profile: re-plan it")
     if engine is not None or (key not in ("yaml", "json") and plan_engine is not None):
         # A plan that records no engine (written before plans did) keeps the target's own checks;
         # an engine asked for is checked whatever it exports (the plan file of vitis-ai for an

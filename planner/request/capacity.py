@@ -41,6 +41,7 @@ from planner.request.fields import (
     fill_defaults,
     given_fields,
     check_distinct_ids,
+    is_number,
     item_key,
     opt,
     parse_duration,
@@ -196,7 +197,9 @@ def _required(name: str, v: Any) -> Any:
 
 
 def _percentile(v: Any) -> float:
-    p = check_number("percentile", v)
+    if not is_number(v):
+        raise bad("percentile", "a fraction in [0.5, 1) or a percentage in [50, 100)", v)
+    p = float(v)
     if 50 <= p < 100:
         p /= 100.0
     if not 0.5 <= p < 1.0:

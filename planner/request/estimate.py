@@ -401,7 +401,9 @@ def resolve_inference(req: EstimateRequest) -> ResolvedInference:
     batch_max = isinstance(batch, str) and batch.strip().lower() == "max"
     if not batch_max:  # text is 'max' only: "8" is not an integer (the command line converts its own text)
         if isinstance(batch, str):
-            raise bad("batch", "a positive integer or 'max'", batch)
+            expected = (f"a positive integer or 'max' (the number {batch.strip()}, not the text {batch!r})"
+                        if batch.strip().isdigit() else "a positive integer or 'max'")
+            raise bad("batch", expected, batch)
         batch = check_int("batch", batch, hi=1 << 24)
     prompt = check_int("prompt", v["prompt"], lo=0, hi=1 << 26)
     gen = check_int("gen", v["gen"], lo=0, hi=1 << 26)

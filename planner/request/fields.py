@@ -313,6 +313,7 @@ _DURATION_UNITS = {"s": 1.0, None: 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
 
 def parse_size(name: str, v: Any) -> float:
     """Bytes from a number or a size text: '60GB' → 60e9, '24GiB' → 24·2^30, '1.5e9'."""
+    given = v
     if isinstance(v, str):
         m = _SIZE.match(v)
         if not m:
@@ -321,8 +322,23 @@ def parse_size(name: str, v: Any) -> float:
         v = float(m.group(1)) * _SIZE_UNITS[unit]
         if not 0 < v < math.inf:
             raise bad(name, "a positive, finite size", v)
-        return v
-    return check_number(name, v)
+        if unit or v >= _BARE_SIZE_MIN:
+            return v
+    else:
+        v = check_number(name, v)
+    if v < _BARE_SIZE_MIN:
+        # a bare 60 is 60 bytes, no device holds a model in that: almost surely 60GB was meant
+        raise bad(name, f"a size with a unit, such as {_g(float(v))}GB or {_g(float(v))}GiB (a number alone is bytes, "
+                  "and at least 1e6 of them)", given)
+    return v
+
+
+#: The least bytes a size given without a unit may be (a number alone counts bytes).
+_BARE_SIZE_MIN = 1e6
+
+
+def _g(x: float) -> str:
+    return f"{x:g}"
 
 
 def parse_duration(name: str, v: Any) -> float:
