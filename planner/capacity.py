@@ -249,7 +249,13 @@ class HardwareAnswer:
     disagg_closest: Any = None
     disagg_reason: str = ""  # no disaggregated pools at all (neither disagg nor disagg_closest): why
     complete: bool = True  # False: the time limit stopped the search before every format of this pair was tried
-    reason: str = ""  # neither best nor closest: why no layout fits (the layout bounds and the weights)
+    reason: str = ""  # neither best nor closest: why no layout fits ({@field} tokens: render with reason_text)
+
+    def reason_text(self, style: str = "rest", aliases: Any = None) -> str:
+        """:attr:`reason` in one front end's syntax (``--max-pp`` on the command line, ``'max_pp'`` in REST)."""
+        from hwmodels.errors import render_tokens
+
+        return render_tokens(self.reason, style, aliases)
 
     @property
     def cheapest(self) -> Any:
@@ -267,7 +273,7 @@ class HardwareAnswer:
             "complete": self.complete,
         }
         if self.best is None and self.closest is None and self.reason:
-            d["reason"] = self.reason
+            d["reason"] = self.reason_text("rest")
         if self.separate_devices is not None:
             d["separate_devices"] = self.separate_devices
             d["separate_usd_per_hour"] = self.separate_usd_per_hour
@@ -394,8 +400,8 @@ def _no_fit_reason(tasks: Sequence[ServeTask]) -> str:
     gb = 1e9
     weights = sum(a.param_count() for a in t.archs) * get_format(t.weights).bits_per_value() / 8.0
     if not layouts:
-        return (f"no layout of {arch.id} within --max-pp {search.max_pp} and --max-devices {search.max_devices} "
-                f"on {dev.id}")
+        return (f"no layout of {arch.id} within {{@max_pp}} {search.max_pp} and {{@max_devices}} "
+                f"{search.max_devices} on {dev.id}")
     tp, pp = max(layouts, key=lambda lp: lp[0] * lp[1])
     node = max(dev.devices_per_node, 1)
     limits = []
@@ -403,7 +409,9 @@ def _no_fit_reason(tasks: Sequence[ServeTask]) -> str:
         limits.append(f"tensor parallelism stays within one node of {node}")
     else:
         limits.append(f"{t.engine or 'the engine'} runs no tensor parallelism here")
-    limits.append(f"pipeline stages ≤ --max-pp {search.max_pp}" if t.pp_ok else "no pipeline stages")
+    limits.append(f"pipeline stages ≤ {{@max_pp}} {search.max_pp}" if t.pp_ok else "no pipeline stages")
+    if tp * pp >= search.max_devices:
+        limits.append(f"devices ≤ {{@max_devices}} {search.max_devices}")
     return (f"does not fit: one replica spans at most tp {tp} × pp {pp} = {tp * pp} × {dev.memory_capacity_bytes / gb:.1f} "
             f"GB ({'; '.join(limits)}), and the weights alone are {weights / gb:,.0f} GB in {t.weights}, "
             "before the KV cache and activations")
@@ -426,8 +434,9 @@ def _infeasible_reason(ans: ServeAnswer) -> tuple[str, dict]:
     near = [h.closest for h in ans.ranked if h.closest is not None]
     if not near:
         why = "".join(f"; {p.engine} on {p.device.id}: {p.reason}" for p in [p for p in ans.unsupported if p.reason][:4])
+        pairs = [{"engine": h.engine, "hardware": h.hardware, "reason": h.reason} for h in ans.ranked if h.reason]
         return ("the model does not fit any of the hardware at any layout within --max-devices and --max-pp "
-                "(tensor parallelism stays within one node)" + why, {})
+                "(tensor parallelism stays within one node)" + why, {"hardware": pairs} if pairs else {})
     o = functools.reduce(closer, sorted(near, key=lambda x: x.badness))
     why = "; ".join(o.failures) or "SLOs not met"
     engine = f" {o.engine}" if o.engine else ""

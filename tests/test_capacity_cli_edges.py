@@ -237,3 +237,11 @@ def test_a_pair_where_no_layout_fits_says_why(cli, tmp_path):
 
     by_hw = {r["hardware"]: r for r in csv.DictReader(out_csv.open())}
     assert by_hw["t4"]["failures"] == why
+
+
+def test_when_no_pair_holds_the_model_the_error_names_each_pairs_reason_in_the_callers_syntax(cli):
+    code, out, _ = cli("capacity", "serve", "--model", "llama-3.1-405b", "--hardware", "l4", "--qps", "1", "--prompt",
+                       "512", "--gen", "64", "--ttft-slo", "5", "--tpot-slo", "0.2", "--max-devices", "1", "--json")
+    assert code == 3
+    (pair,) = json.loads(out)["error"]["details"]["hardware"]
+    assert pair["hardware"] == "l4" and "tp 1 × pp 1 = 1 × 24.0 GB" in pair["reason"] and "--max-devices 1" in pair["reason"]

@@ -2504,7 +2504,7 @@
       const o = row.best || row.closest || row;
       const meets = row.meets_slo !== undefined ? row.meets_slo : o.meets_slo;
       return { hardware: row.hardware || o.hardware, engine: row.engine || o.engine || "", o: row.best || row.closest ? o : row, meets: meets !== false, has: Boolean(row.best || row.closest || row.devices),
-        disagg: row.disaggregated || null };
+        disagg: row.disaggregated || null, fitReason: row.reason || "" };
     }).concat(unsupported);
   }
 
@@ -2556,7 +2556,10 @@
       } catch (e) {
         // 422 infeasible: the model fits none of the hardware; each is listed as not fitting.
         if (e.status !== 422 || e.code !== "infeasible") throw e;
-        rows = (body.hardware || []).map((h) => ({ hardware: h, o: {}, meets: false, has: false }));
+        // each pair's reason (the largest replica its layout bounds allow against the weights), when the API gives it
+        const why = new Map(((e.details && e.details.hardware) || []).map((p) => [p.hardware, p]));
+        rows = (body.hardware || []).map((h) => ({ hardware: h, o: {}, meets: false, has: false,
+          engine: (why.get(h) || {}).engine || "", fitReason: (why.get(h) || {}).reason || "" }));
       }
       renderCapacity(body, rows);
       share("capacity", bodyParams(body));
@@ -2611,7 +2614,7 @@
     const td = (i, attrs) => el("td", Object.assign({ "data-label": head[i] }, attrs));
     if (!r.has) {
       return el("tr", { class: "nofit" }, td(0, { text: rank }), td(1, { text: r.hardware }),
-        td(2, { colspan: 7, class: "muted", text: r.reason || "does not fit at any layout within the device limit: no timings, no price" }),
+        td(2, { colspan: 7, class: "muted", text: r.reason || r.fitReason || "does not fit at any layout within the device limit: no timings, no price" }),
         td(9, { class: "no", text: r.left ? "left out" : r.reason ? "does not run" : "does not fit" }), td(10, { text: r.engine || "–" }));
     }
     return el("tr", {},

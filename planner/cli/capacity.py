@@ -263,7 +263,7 @@ def _serve_rows(answers: dict) -> list[dict]:
                 row.update(_band_columns(o))
                 row["failures"] = "; ".join(o.failures)
             elif h.reason:
-                row["failures"] = h.reason
+                row["failures"] = h.reason_text("cli", CAPACITY_CLI_ALIASES)
             if h.separate_devices is not None:
                 row["separate_devices"] = h.separate_devices
                 row["separate_usd_per_hour"] = h.separate_usd_per_hour
@@ -328,7 +328,7 @@ def _print_serve(ans) -> None:
         o = h.best or h.closest
         if o is None:
             tab.add_row(str(i), h.engine or "-", h.hardware, "-", "does not fit", *(["-"] * (len(cols) - 6)),
-                        "[red]no[/]" + (": " + escape(h.reason) if h.reason else ""))
+                        "[red]no[/]" + (": " + escape(h.reason_text("cli", CAPACITY_CLI_ALIASES)) if h.reason else ""))
             continue
         cells = [
             str(i),

@@ -575,8 +575,28 @@ def _infeasible(message: str, payload: dict, *, complete: bool = True) -> Tierwi
     from planner.request.fields import json_safe
 
     text = re.sub(r"--([a-z][a-z-]*)", lambda m: "{@" + m.group(1).replace("-", "_") + "}", message)
-    return TierwiseError(text, kind="infeasible", code="infeasible" if complete else "time_limit",
-                         details=json_safe(payload) or None)
+    return _CapacityError(text, kind="infeasible", code="infeasible" if complete else "time_limit",
+                          details=json_safe(payload) or None)
+
+
+class _CapacityError(TierwiseError):
+    """A capacity search's error whose ``details`` hold texts with ``{@field}`` tokens (each pair's reason),
+    rendered in the front end's syntax as the message is."""
+
+    def render_details(self, style: str = "python", aliases: Any = None) -> Any:
+        from hwmodels.errors import render_tokens
+
+        def walk(x: Any) -> Any:
+            if isinstance(x, str):
+                return render_tokens(x, style, aliases if aliases is not None else
+                                     (CAPACITY_CLI_ALIASES if style == "cli" else None))
+            if isinstance(x, dict):
+                return {k: walk(v) for k, v in x.items()}
+            if isinstance(x, list):
+                return [walk(v) for v in x]
+            return x
+
+        return walk(self.details)
 
 
 def serve_infeasible(ans: Any) -> TierwiseError:

@@ -449,6 +449,9 @@ def test_capacity_ranks_only_what_meets_the_slos_and_reads_on_a_phone(page, serv
     expect(nofit).to_have_count(1)
     expect(nofit).to_contain_text("does not fit")
     assert not re.search(r"\$|\d+(\.\d+)? ?(ms|µs|s)\b", nofit.inner_text().replace("does not fit", ""))
+    # the API's reason for the pair, not a generic line: the largest replica --max-devices allows
+    expect(nofit).to_contain_text("tp 1 × pp 1 = 1 × 24.0 GB")
+    expect(nofit).to_contain_text("devices ≤ 'max_devices' 1")
 
 
 # ------------------------------------------------------------------------------ stored plans
