@@ -335,6 +335,15 @@ class Store:
         with self.session() as s:
             return s.get(JobRow, id)
 
+    def job_of_plan_id(self, plan_id: str) -> JobRow | None:
+        """The job that reserved ``plan_id`` and has not stored it yet (queued or running), else None."""
+        with self.session() as s:
+            res = s.get(PlanIdRow, plan_id)
+            if res is None or res.job_id is None:
+                return None
+            job = s.get(JobRow, res.job_id)
+            return job if job is not None and job.status in ("queued", "running") else None
+
     def set_job(self, id: str, *, status: str, error: dict | None = None, note: str | None = None,
                 solve_s: float | None = None, result: dict | None = None, only_if: tuple[str, ...] | None = None,
                 mine: bool = False) -> bool:

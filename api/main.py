@@ -13,6 +13,7 @@ import hmac
 import logging
 import time
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import Depends, FastAPI, Request
@@ -89,9 +90,10 @@ class ServiceMiddleware:
                                                 f"max_body_bytes={self.limit}", None,
                                                 {"limit": "max_body_bytes", "value": self.limit})(scope, receive, send_wrapper)
                     return
-                repeated = _repeated_json_key(body)
-                if repeated is not None:
-                    await errors.error_response(422, "invalid_field", repeated[1], repeated[0])(scope, receive, send_wrapper)
+                problem = _body_problem(body)
+                if problem is not None:
+                    status, code, message, field = problem
+                    await errors.error_response(status, code, message, field)(scope, receive, send_wrapper)
                     return
                 receive_limited = _replay(body, receive)
             await self.app(scope, receive_limited, send_wrapper)
@@ -161,18 +163,59 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _repeated_json_key(body: bytes) -> tuple[str, str] | None:
-    """(field, message) when a JSON body states one key twice in one object (``json.loads``
-    keeps the last silently: ``{"devices": 1, "devices": 2}`` would plan for 2); the field is the
-    key's path in the body (``profile.memory.0.name``), as other errors name it. None otherwise,
-    malformed JSON included (the route's own parser answers that)."""
+#: The deepest a request body may nest objects and lists: a hardware profile, the deepest body, nests 5 levels
+#: (as YAML documents are bounded, planner.fileio); deeper bodies are refused before any route walks them.
+MAX_BODY_DEPTH = 64
+
+
+def _body_problem(body: bytes) -> tuple[int, str, str, str | None] | None:
+    """(status, code, message, field) of a JSON body no route should see, or None (malformed JSON
+    included: the route's own parser answers that):
+
+    * one key stated twice in one object (``json.loads`` keeps the last silently: ``{"devices": 1,
+      "devices": 2}`` would plan for 2) — 422 naming the key's path (``profile.memory.0.name``);
+    * nesting deeper than :data:`MAX_BODY_DEPTH` — 400 ``malformed_json`` (at 500–980 levels a route's
+      own recursion failed with an internal error);
+    * a string or key holding a lone surrogate (``"\\ud800"``), which no UTF-8 text can store — 422 naming
+      its path: inside a model config it was stored, and every later list of models failed."""
     try:
-        parse_document(body, "json")
+        doc = parse_document(body, "json")
     except DuplicateKeyError as exc:
-        return exc.path, f"{exc.path!r} is given more than once in one JSON object; give each key once"
-    except (ValueError, RecursionError):
+        return 422, "invalid_field", f"{exc.path!r} is given more than once in one JSON object; give each key once", exc.path
+    except RecursionError:
+        return 400, "malformed_json", f"request body is nested more than {MAX_BODY_DEPTH} levels deep", None
+    except ValueError:
         return None
+    stack: list[tuple[Any, str, int]] = [(doc, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_BODY_DEPTH:
+            return 400, "malformed_json", f"request body is nested more than {MAX_BODY_DEPTH} levels deep", None
+        if isinstance(value, str):
+            if not _utf8(value):
+                field = path or None
+                return (422, "invalid_field", f"{path!r}: expected text without lone surrogates (such as \\ud800), "
+                        "which cannot be stored; got a string holding one" if path else
+                        "the body holds a string with a lone surrogate (such as \\ud800), which cannot be stored", field)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                key = k if _utf8(k) else k.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+                sub = f"{path}.{key}" if path else key
+                if not _utf8(k):
+                    return (422, "invalid_field", f"{sub!r}: a key holding a lone surrogate (such as \\ud800), which "
+                            "cannot be stored; give keys as valid text", path or None)
+                stack.append((v, sub, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}.{i}" if path else str(i), depth + 1) for i, v in enumerate(value))
     return None
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _repeated_query(query: bytes) -> str | None:

@@ -254,8 +254,14 @@ def register_model(store: Store, id: str, config: dict | None, text: str | None)
     data = config if config is not None else safe_yaml(text or "", "yaml")
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_model_config", f"the config must be a mapping; got {type(data).__name__}", "config")
-    if id in catalog_models():
-        raise ApiError(409, "duplicate_id", f"model id {id!r} is a catalog model; choose another id", "id")
+    clash = next((m for m in catalog_models() if m.lower() == id.lower()), None)
+    if clash is not None:  # LLAMA-3.1-8B beside llama-3.1-8b would name two models by one name
+        same = "is" if clash == id else f"differs only in case from {clash!r},"
+        raise ApiError(409, "duplicate_id", f"model id {id!r} {same} a catalog model; choose another id", "id")
+    taken = next((m.id for m in store.list_models() if m.id.lower() == id.lower() and m.id != id), None)
+    if taken is not None:
+        raise ApiError(409, "duplicate_id", f"model id {id!r} differs only in case from the registered {taken!r}; "
+                       "choose another id", "id")
     check_depth(data, "config")
     try:
         json.dumps(data, allow_nan=False)

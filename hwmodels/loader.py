@@ -64,6 +64,9 @@ def _yaml12_float(value: Any) -> Any:
 #: The largest number a profile field takes, in the field's own unit (GB, TFLOP/s, W, ...):
 #: far above any device, and small enough that unit conversions cannot overflow to inf.
 _LARGEST = 1e18
+#: The smallest non-zero number a profile field takes, in its own unit: far below any device, and large
+#: enough that dividing by it stays finite (a subnormal 1e-310 GB/s registered, then failed every plan).
+_SMALLEST = 1e-18
 
 
 class _Reader:
@@ -115,6 +118,9 @@ class _Reader:
             raise self.error(key, f"a number in (0, {at_most:g}]", value)
         if value > _LARGEST:  # so that converted units (GB → bytes, TFLOP/s → FLOP/s) stay finite
             raise self.error(key, f"a number at most {_LARGEST:g} (in the field's own unit)", value)
+        if 0 < value < _SMALLEST:  # so that rates and times derived by division stay finite
+            raise self.error(key, f"0 or a number of at least {_SMALLEST:g} (in the field's own unit)"
+                             if not positive else f"a number of at least {_SMALLEST:g} (in the field's own unit)", value)
         return float(value)
 
     def integer(self, key: str, *, minimum: int = 0, default: int | None = None) -> int:
@@ -123,6 +129,8 @@ class _Reader:
                 return default
             raise self.error(key, f"a whole number >= {minimum}", None)
         value = self.data[key]
+        if isinstance(value, float) and value.is_integer() and abs(value) <= _LARGEST:
+            value = int(value)  # 8.0 is the whole number 8, as JSON Schema and the REST API read it
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise self.error(key, f"a whole number >= {minimum}", value)
         if value > _LARGEST:
@@ -190,8 +198,13 @@ def _spec(origin: str, prefix: str, build: Any) -> Any:
     try:
         return build()
     except SpecError as error:
-        field = f"{prefix}.{error.field}" if prefix else error.field
+        field = f"{prefix}.{error.field}" if prefix else _TOP_FIELD_BLOCK.get(error.field, error.field)
         raise ProfileError(origin, field, error.expected, error.got) from None
+
+
+#: Device fields checked across blocks, by the block of the profile that holds them (``idle_w`` above
+#: ``tdp_w`` is ``power.idle_w`` in the file, not a top-level ``idle_w``).
+_TOP_FIELD_BLOCK = {"idle_w": "power.idle_w", "tdp_w": "power.tdp_w"}
 
 
 def _block_meta(reader: _Reader, block: str, known: Mapping[str, str], field_sources: dict, provenance: dict) -> None:

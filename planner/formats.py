@@ -628,9 +628,10 @@ def parse_sparsity(text: str | Sparsity) -> Sparsity:
             s = float(raw)
         except ValueError:
             raise SparsityError(f"sparsity {text!r}: {raw!r} is not a number; {_SPARSITY_HELP}") from None
-        if not 0.0 <= s < 1.0:
-            raise SparsityError(f"sparsity {text!r}: the fraction removed must be in [0, 1), got {s!r}; "
-                                f"{_SPARSITY_HELP}")
+        # the name keeps six significant digits, so a fraction that would read as 1 (0.9999999) is out of range too
+        if not 0.0 <= s < 1.0 or float(f"{s:g}") >= 1.0:
+            raise SparsityError(f"sparsity {text!r}: the fraction removed must be in [0, 1) (at most 0.99999), got "
+                                f"{s!r}; {_SPARSITY_HELP}")
         return Sparsity(name=f"unstructured:{s:g}", density=1.0 - s, structured=False)
     raise SparsityError(f"unknown sparsity {echo_value(text)}; {_SPARSITY_HELP}")
 

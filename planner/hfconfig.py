@@ -50,14 +50,12 @@ class _Cfg:
             if default is _MISSING:
                 raise ModelConfigError(self.origin, name, "a positive integer")
             return default
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+            value = int(value)  # 2048.0 is the integer 2048, as JSON Schema and the REST API read it
         ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
         if not ok:
-            from hwmodels.errors import Worded
-
-            # 2048.0 is shown as written, not as 2048, which would read as the integer asked for
-            shown = Worded(f"{value!r} (a number with a fraction part)") if isinstance(value, float) and value.is_integer() else value
             raise ModelConfigError(
-                self.origin, name, "a non-negative integer" if allow_zero else "a positive integer", shown
+                self.origin, name, "a non-negative integer" if allow_zero else "a positive integer", value
             )
         return value
 
@@ -753,7 +751,7 @@ def arch_from_config(cfg: Mapping[str, Any], *, model_id: str, origin: str) -> A
     model_type = cfg.get("model_type", _MISSING)
     if model_type is _MISSING or model_type is None:
         raise ModelConfigError(origin, "model_type", f"one of {', '.join(SUPPORTED_MODEL_TYPES)}")
-    if model_type not in _READERS:
+    if not isinstance(model_type, str) or model_type not in _READERS:  # a list or mapping is no type name (unhashable)
         raise ModelConfigError(origin, "model_type", f"one of {', '.join(SUPPORTED_MODEL_TYPES)}", model_type)
     kw = _READERS[model_type](c, model_type)
     source = cfg.get("_source")

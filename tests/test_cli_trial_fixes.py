@@ -58,8 +58,11 @@ def test_messages_that_contradicted_themselves(cli, tmp_path):
     (folder / "config.json").write_text(json.dumps({
         "model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 2048.0, "intermediate_size": 8192,
         "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256}))
+    r = cli("estimate", "--model", f"{folder}/", "--hardware", "l4", "--json")
+    assert r.code == 0, r.err  # 2048.0 is the integer 2048 (it said "must be a positive integer; got 2048")
+    (folder / "config.json").write_text((folder / "config.json").read_text().replace("2048.0", "2048.5"))
     r = cli("estimate", "--model", f"{folder}/", "--hardware", "l4")
-    assert r.code == 2 and "'hidden_size' must be a positive integer; got 2048.0 (a number with a fraction part)" in r.err
+    assert r.code == 2 and "'hidden_size' must be a positive integer; got 2048.5" in r.err
     r = cli("capacity", "serve", "--model", "llama-3.2-1b", "--hardware", "l4", "--qps", "1", "--prompt", "100",
             "--gen", "10", "--ttft-slo", "1", "--tpot-slo", "0.1", "--percentile", "0")
     assert r.code == 2 and "--percentile must be a fraction in [0.5, 1) or a percentage in [50, 100); got 0" in r.err

@@ -25,7 +25,10 @@ def job_public(job: JobRow) -> dict:
         "kind": job.kind,
         "status": job.status,
         "url": f"/v1/jobs/{job.id}",
-        "plan_id": job.plan_id,
+        # the plan's id from the start (the client's or the server's): reserved while the job is queued or running,
+        # stored when it succeeds, released when it fails or is cancelled
+        "plan_id": job.plan_id or ((job.request or {}).get("id")
+                                   if job.kind == "plan" and job.status in ("queued", "running") else None),
         "plan_url": f"/v1/plans/{job.plan_id}" if job.plan_id else None,
         "result": job.result,
         "error": job.error,

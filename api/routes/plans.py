@@ -84,6 +84,11 @@ def _stored(store: StoreDep, plan_id: str) -> PlanRow:
 
     row = store.get_plan(plan_id)
     if row is None:
+        job = store.job_of_plan_id(plan_id)
+        if job is not None:  # a client that left its POST can find the solve that will store it
+            raise ApiError(404, "not_found", f"plan {plan_id!r} is not stored yet: it is being solved (job "
+                           f"{job.status}; poll /v1/jobs/{job.id})", "plan_id",
+                           {"job_id": job.id, "job_url": f"/v1/jobs/{job.id}", "status": job.status})
         raise _not_found(plan_id)
     with domain_errors():
         plan_from_dict(row.body, require_checksum=True)

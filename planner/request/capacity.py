@@ -201,7 +201,7 @@ def _percentile(v: Any) -> float:
         raise bad("percentile", "a fraction in [0.5, 1) or a percentage in [50, 100)", v)
     p = float(v)
     if 50 <= p < 100:
-        p /= 100.0
+        p = round(p / 100.0, 12)  # 99.9 is 0.999, not 0.9990000000000001
     if not 0.5 <= p < 1.0:
         raise bad("percentile", "a fraction in [0.5, 1) or a percentage in [50, 100)", v)
     return p
@@ -249,9 +249,10 @@ def resolve_capacity_serve(req: CapacityServeRequest) -> tuple[list, list, list,
     ttft = parse_duration("ttft_slo_s", _required("ttft_slo_s", v["ttft_slo_s"]))
     tpot = parse_duration("tpot_slo_s", _required("tpot_slo_s", v["tpot_slo_s"]))
     pct = _percentile(v["percentile"])
-    total = sum(shares)
+    top = max(shares)  # scaled by the largest first: shares of 1e308 would sum to inf and normalise to 0
+    total = sum(s / top for s in shares)
     targets = [ServeTarget(qps=q, prompt=prompt, gen=gen, ttft_slo_s=ttft, tpot_slo_s=tpot, percentile=pct,
-                           mix=tuple(s / total for s in shares)) for q in qps]
+                           mix=tuple(s / top / total for s in shares)) for q in qps]
     kv_link = check_choice("kv_link", v["kv_link"], KV_LINKS)
     if getattr(req, "kv_link", None) is not None and kv_link != "auto" and serving != "disaggregated":  # auto: the default
         raise TierwiseError("{@kv_link} is the link a disaggregated fleet's KV cache crosses from prefill to decode; "
