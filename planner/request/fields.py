@@ -360,7 +360,7 @@ def check_list(name: str, v: Any, *, max_len: int = 64, unique: Callable[[Any], 
     if isinstance(v, str):
         v = [x.strip() for x in v.split(",") if x.strip()]
     if not isinstance(v, (list, tuple)) or not v:
-        raise bad(name, "a non-empty list (or comma-separated text)", v)
+        raise bad(name, "a non-empty list", v)  # (Python and the command line also take "bf16,fp8")
     if len(v) > max_len:
         raise bad(name, f"a list of at most {max_len} items", f"{len(v)} items")
     if unique is not None:
