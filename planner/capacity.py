@@ -263,7 +263,7 @@ class HardwareAnswer:
         opts = [o for o in (self.best, self.disagg) if o is not None]
         return min(opts, key=_cost_key) if opts else None
 
-    def to_dict(self) -> dict:
+    def to_dict(self, style: str = "rest", aliases: Any = None) -> dict:
         d = {
             "hardware": self.hardware,
             **({"engine": self.engine} if self.engine else {}),
@@ -273,7 +273,7 @@ class HardwareAnswer:
             "complete": self.complete,
         }
         if self.best is None and self.closest is None and self.reason:
-            d["reason"] = self.reason_text("rest")
+            d["reason"] = self.reason_text(style, aliases)
         if self.separate_devices is not None:
             d["separate_devices"] = self.separate_devices
             d["separate_usd_per_hour"] = self.separate_usd_per_hour
@@ -323,7 +323,7 @@ class ServeAnswer:
             "serving": self.serving,
             "feasible": self.feasible,
             "status": "complete" if self.complete else "time_limit",
-            "hardware": [h.to_dict() for h in self.ranked],
+            "hardware": [h.to_dict(style, aliases) for h in self.ranked],
         }
         if self.unsupported:
             d["unsupported"] = unsupported_rows(self.unsupported, style, aliases)
@@ -398,7 +398,7 @@ def _no_fit_reason(tasks: Sequence[ServeTask]) -> str:
     arch = max(t.archs, key=lambda a: a.param_count())
     layouts = _serve_layouts(arch, dev, search, tp_ok=t.tp_ok, pp_ok=t.pp_ok)
     gb = 1e9
-    weights = sum(a.param_count() for a in t.archs) * get_format(t.weights).bits_per_value() / 8.0
+    weights = sum(_weight_bytes(t, a) for a in t.archs)
     if not layouts:
         return (f"no layout of {arch.id} within {{@max_pp}} {search.max_pp} and {{@max_devices}} "
                 f"{search.max_devices} on {dev.id}")
@@ -415,6 +415,20 @@ def _no_fit_reason(tasks: Sequence[ServeTask]) -> str:
     return (f"does not fit: one replica spans at most tp {tp} × pp {pp} = {tp * pp} × {dev.memory_capacity_bytes / gb:.1f} "
             f"GB ({'; '.join(limits)}), and the weights alone are {weights / gb:,.0f} GB in {t.weights}, "
             "before the KV cache and activations")
+
+
+def _weight_bytes(task: ServeTask, arch: ArchSpec) -> float:
+    """Whole-model weight bytes of ``arch`` as ``task``'s engine holds them (its 16-bit tables, its storage
+    types), from the cost model; the catalog price of the format if the model cannot be priced at all."""
+    from planner.costmodel import Layout, Serving, estimate_inference
+    from planner.formats import get_format
+
+    try:
+        est = estimate_inference(arch, task.device, Layout(), Serving(batch=1, prompt=1, gen=1), task_choice(task),
+                                 options=_settings(task, task.search, arch))
+        return est.memory.weights_bytes
+    except EstimateError:
+        return arch.param_count() * get_format(task.weights).bits_per_value() / 8.0
 
 
 def serve_infeasible_message(ans: ServeAnswer) -> tuple[str, dict]:

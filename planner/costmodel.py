@@ -51,6 +51,7 @@ from planner.kernels import (
     fused_eager_kernels_per_op,
     sampling_bytes,
 )
+from planner.formats import parse_sparsity
 from planner.numerics import Choice, resolve_format
 from planner.opcost import (
     KV_GATHER_EFFICIENCY,
@@ -152,7 +153,8 @@ def _choice_fn(default: Choice, overrides: ChoiceMap | None, device: DeviceSpec 
         got = table.get(block.group_fqn(i, op))
         if got is not None:
             return got
-        return kept if op.kind in kinds else default
+        # a tied LM head is its table (its group is the embedding's): it follows the table's format
+        return kept if op.kind in kinds or (op.tied_to is not None and EMBEDDING in kinds) else default
 
     return g
 
@@ -164,8 +166,8 @@ def _kept_float_choice(default: Choice, device: DeviceSpec | None, options: Runt
     if options is None or not options.float_weight_kinds or device is None:
         return None
     w = resolve_format(default.weights, "weights")
-    if w.kind == "float" and w.bits_per_value() >= 16:
-        return None
+    if w.kind == "float" and w.bits_per_value() >= 16 and parse_sparsity(default.sparsity).name == "dense":
+        return None  # a dense 16-bit scheme: the tables are what it says (a 2:4 one keeps them dense, as plans pin)
     a = resolve_format(default.activations, "activations")
     if a.kind == "float" and a.bits_per_value() >= 16:
         act = a.name

@@ -61,7 +61,9 @@ def dequant_copy_bytes(work: Workload, device: DeviceSpec, choice_for, layout: L
                 rows, cols = matrix_shape(op)
                 nm = device_numerics(device, ch, rows or 1, cols or 1)
                 if dequant_copy(op, ch, nm, options, False):
-                    copy = p * low_rank_factor(op, ch) * compute_bits(nm) / 8.0 / shard_factor(op, layout)
+                    # one Linear at a time: an MoE operator's experts are dequantized expert by expert
+                    shard = 1.0 if op.experts and layout.ep > 1 else shard_factor(op, layout)  # EP: whole experts
+                    copy = p / max(1, op.experts) * low_rank_factor(op, ch) * compute_bits(nm) / 8.0 / shard
                     best = max(best, copy)
     return best
 

@@ -394,9 +394,15 @@ def summarize_train(arch: ArchSpec, device: DeviceSpec, target: TrainTarget, res
                 best_at[n] = o
     frontier = tuple(best_at[n] for n in sorted(best_at))
     need = target.tokens_per_s
-    best = next((o for o in frontier if o.tokens_per_s >= need), None)
+    # meets the deadline in whole optimizer steps (TrainOption.days_for), as the time to train is reported
+    best = next((o for o in frontier if o.tokens_per_s >= need and o.days_for(target.tokens) <= target.days * (1 + 1e-9)),
+                None)
     fastest = max(frontier, key=lambda o: o.tokens_per_s, default=None)
     return TrainAnswer(model=arch.id, hardware=device.id, target=target, best=best, fastest=fastest, frontier=frontier)
+
+
+def human_step(seconds: float) -> str:
+    return f"{seconds:.3g} s"
 
 
 def rate_text(tokens_per_s: float) -> str:
@@ -426,9 +432,15 @@ def train_infeasible_message(ans: TrainAnswer) -> tuple[str, dict]:
         return (f"{ans.model} does not fit {ans.hardware} at any layout searched (up to {t.max_devices} devices; "
                 f"ZeRO-1 and ZeRO-3, no to full recomputation)", {})
     f = ans.fastest
+    where = f"({f.devices} × {ans.hardware}, tp={f.tp} pp={f.pp} dp={f.dp})"
+    if f.tokens_per_s >= t.tokens_per_s:  # fast enough on average, but whole optimizer steps overrun the deadline
+        msg = (f"{t.tokens:.3g} tokens in {t.days:g} days: the fastest layout found {where} reaches "
+               f"{f.tokens_per_s:,.0f} tokens/s, but in whole optimizer steps of {f.global_batch} sequences "
+               f"({human_step(f.step_time_s)} each) it takes {days_text(f.days_for(t.tokens))}")
+        return msg, f.to_dict(t.tokens)
     msg = (
         f"{t.tokens:.3g} tokens in {t.days:g} days needs {rate_text(t.tokens_per_s)} tokens/s; the fastest layout found "
-        f"({f.devices} × {ans.hardware}, tp={f.tp} pp={f.pp} dp={f.dp}) reaches {f.tokens_per_s:,.0f} tokens/s "
+        f"{where} reaches {f.tokens_per_s:,.0f} tokens/s "
         f"({100 * (1 - f.tokens_per_s / t.tokens_per_s):.0f}% short), i.e. {days_text(f.days_for(t.tokens))}"
     )
     return msg, f.to_dict(t.tokens)

@@ -470,7 +470,7 @@ def test_error_message_names_file_field_expected_and_got():
     [
         ({"hidden_size": ...}, "hidden_size", "is missing"),
         ({"hidden_size": "4096"}, "hidden_size", "got '4096'"),
-        ({"hidden_size": 4096.0}, "hidden_size", "got 4096"),
+        ({"hidden_size": 4096.5}, "hidden_size", "got 4096.5"),  # 4096.0 is the integer 4096
         ({"num_hidden_layers": True}, "num_hidden_layers", "got true"),
         ({"num_hidden_layers": -2}, "num_hidden_layers", "got -2"),
         ({"num_key_value_heads": 3}, "num_key_value_heads", "divisor of the number of attention heads (8)"),

@@ -108,11 +108,20 @@ def _run_tasks(fn: Callable, tasks: Sequence, executor: Executor, workers: int |
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
             n = min(workers or os.cpu_count() or 1, len(tasks))
-            with ProcessPoolExecutor(max_workers=n) as pool:
+            pool = ProcessPoolExecutor(max_workers=n)
+            try:
                 futs = {pool.submit(fn, t): i for i, t in enumerate(tasks)}
                 for f in as_completed(futs):
                     results[futs[f]] = f.result()
                     advance()
+            except BaseException:
+                # Ctrl-C (to this process alone, or to the group) or an error: drop the queued tasks and stop the
+                # workers now, rather than waiting for every queued search to finish before exiting
+                pool.shutdown(wait=False, cancel_futures=True)
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.terminate()
+                raise
+            pool.shutdown(wait=True)
         else:
             for i, t in enumerate(tasks):
                 results[i] = fn(t)

@@ -582,7 +582,12 @@ def _infeasible(message: str, payload: dict, *, complete: bool = True) -> Tierwi
 
 class _CapacityError(TierwiseError):
     """A capacity search's error whose ``details`` hold texts with ``{@field}`` tokens (each pair's reason),
-    rendered in the front end's syntax as the message is."""
+    rendered in the front end's syntax as the message is; ``details`` itself is the Python API's rendering."""
+
+    def __init__(self, *args: Any, details: Any = None, **kw: Any) -> None:
+        super().__init__(*args, details=details, **kw)
+        self._raw_details = details
+        self.details = self.render_details("python")
 
     def render_details(self, style: str = "python", aliases: Any = None) -> Any:
         from hwmodels.errors import render_tokens
@@ -597,7 +602,7 @@ class _CapacityError(TierwiseError):
                 return [walk(v) for v in x]
             return x
 
-        return walk(self.details)
+        return walk(getattr(self, "_raw_details", self.details))
 
 
 def serve_infeasible(ans: Any) -> TierwiseError:

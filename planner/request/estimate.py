@@ -458,7 +458,8 @@ def _run_inference(req: EstimateRequest, require_fit: bool = True):
     limit_notes = () if bound is None or bound.batch < 1 else (f"batch max: {bound.text(r.engine.engine, setting, kv=kv)}",)
     est = replace(est, engine=r.engine.engine, engine_assumptions=engine_assumptions(r.engine, r.device, r.arch, r.options.runtime),
                   notes=(*limit_notes, *est.notes, *shape_notes(r.arch, serving), _engine_note(r.engine, r.device, r.arch),
-                         *_storage_notes(r.engine, r.choice, r.arch), *_kv_policy_notes(r.engine.engine, r.options),
+                         *_storage_notes(r.engine, r.choice, r.arch), *_kept_table_notes(r.engine, r.choice, r.arch),
+                         *_dequant_copy_notes(r.engine, r.choice, r.arch, est), *_kv_policy_notes(r.engine.engine, r.options),
                          *_export_notes(r.engine, r.choice, r.arch), *_dynamic_act_notes(r.engine, r.choice, r.device, r.arch),
                          *_design_peak_notes(r.engine, r.device)),
                   batch_limit=None if bound is None else {**bound.to_dict(), "text": bound.text(r.engine.engine, setting, kv=kv)},
@@ -494,6 +495,9 @@ def engine_assumptions(sup: Any, device: Any, arch: Any = None, runtime: str | N
         "static_memory_plan": s["static_memory_plan"],
         "dynamic_act_quant": s["dynamic_act_quant"],
         "weight_only_formats": list(s["weight_only_formats"]),
+        # the tables it holds in 16 bit whatever the scheme, and the formats whose GEMMs dequantize a 16-bit copy
+        "float_weight_kinds": list(s["float_weight_kinds"]),
+        "dequant_copy_formats": list(s["dequant_copy_formats"]),
         "design_peak_tops": dict(rt.design_peak_tops) or None,
         "source": sup.profile_file,
     }
@@ -629,6 +633,35 @@ def _storage_notes(sup: Any, choice: Any, arch: Any = None) -> tuple[str, ...]:
                 out.append(f"{what} {fmt} priced as {sup.engine}'s {t}, {bits:g} bits per value (the catalog "
                            f"format: {catalog:g}; {sup.profile_file} storage){fell}")
     return tuple(out)
+
+
+def _kept_table_notes(sup: Any, choice: Any, arch: Any) -> tuple[str, ...]:
+    """Which tables the estimate priced in 16 bit although ``--weights`` quantizes: those the engine keeps
+    (vLLM, SGLang and transformers quantize Linear layers only; TensorRT-LLM keeps the embedding)."""
+    from planner.formats import get_format, parse_sparsity
+
+    kinds = tuple(sup.runtime.float_weight_kinds)
+    w = get_format(choice.weights)
+    if not kinds or (w.kind == "float" and w.bits_per_value() >= 16 and parse_sparsity(choice.sparsity).name == "dense"):
+        return ()
+    names = {"embedding": "embedding table", "lm_head": "LM head"}
+    tied = getattr(arch, "tie_word_embeddings", False) and "lm_head" not in kinds and "embedding" in kinds
+    what = " and ".join(names.get(k, k) for k in kinds) + (" (and the LM head tied to it)" if tied else "")
+    return (f"{sup.engine} keeps the {what} in 16 bit whatever the weight format (its exporter and loader "
+            f"quantize linear layers only; planner/export/rules.py): priced so, as its plans pin them",)
+
+
+def _dequant_copy_notes(sup: Any, choice: Any, arch: Any, est: Any) -> tuple[str, ...]:
+    """A note when the engine's GEMMs of the weight format dequantize a whole 16-bit copy first."""
+    from planner.formats import get_format
+
+    fmts = tuple(sup.runtime.dequant_copy_formats)
+    if get_format(choice.weights).name not in fmts:
+        return ()
+    return (f"{choice.weights} under {sup.engine}: an input of more than one row (a prompt, or a decode batch above "
+            "one) dequantizes each weight into a 16-bit copy before its GEMM (bitsandbytes' MatMul4Bit; one row runs "
+            "gemv_4bit): the largest copy is held beside the activations and the pass is priced "
+            f"({sup.profile_file} dequant_copy_formats)",)
 
 
 def _storage_fallbacks(arch: Any, chain: Any) -> str:

@@ -328,8 +328,8 @@ def parse_size(name: str, v: Any) -> float:
         v = check_number(name, v)
     if v < _BARE_SIZE_MIN:
         # a bare 60 is 60 bytes, no device holds a model in that: almost surely 60GB was meant
-        raise bad(name, f"a size with a unit, such as {_g(float(v))}GB or {_g(float(v))}GiB (a number alone is bytes, "
-                  "and at least 1e6 of them)", given)
+        like = f"{_g(float(v))}GB or {_g(float(v))}GiB" if v < 1e4 else "60GB or 24GiB"  # 60 meant 60GB; 5e5 meant nothing clear
+        raise bad(name, f"a size with a unit, such as {like} (a number alone is bytes, and at least 1e6 of them)", given)
     return v
 
 

@@ -35,7 +35,9 @@ def test_inference_matches_the_cost_model(client):
     want["engine_assumptions"] = r.json()["engine_assumptions"]
     assert want["engine_assumptions"]["kv_memory_fraction"] == 0.9
     assert want["engine_assumptions"]["chunked_prefill_tokens"] == 8192
-    assert r.json()["notes"][-1].startswith("engine vllm (profiles/engines/vllm.yaml): 1.50 GiB")
+    notes = r.json()["notes"]
+    assert any(n.startswith("engine vllm (profiles/engines/vllm.yaml): 1.50 GiB") for n in notes), notes
+    assert notes[-1].startswith("vllm keeps the embedding table and LM head in 16 bit")  # int4-g128 weights
     # the request layer adds the p10-p90 error bars of the same figures (planner.uncertainty)
     got_bands = r.json()["uncertainty"]["intervals"]
     assert got_bands["ttft_s"]["value"] == pytest.approx(est.ttft_s)
