@@ -153,8 +153,10 @@ def _choice_fn(default: Choice, overrides: ChoiceMap | None, device: DeviceSpec 
         got = table.get(block.group_fqn(i, op))
         if got is not None:
             return got
-        # a tied LM head is its table (its group is the embedding's): it follows the table's format
-        return kept if op.kind in kinds or (op.tied_to is not None and EMBEDDING in kinds) else default
+        # a tied LM head is its table (its group is the embedding's): it follows the table's format, unless the
+        # engine stores a quantized head as a Linear of its own (untie_quantized_head: LitGPT, ExecuTorch)
+        follows = op.tied_to is not None and EMBEDDING in kinds and not options.untie_quantized_head
+        return kept if op.kind in kinds or follows else default
 
     return g
 
