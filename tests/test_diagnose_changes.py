@@ -165,7 +165,9 @@ def test_the_command_line_diagnosis_names_flags_and_the_python_one_fields():
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
         assert main(argv) == 3
     text = " ".join(err.getvalue().split())
-    assert "1. --allow-offload: keep" in text and "--devices " in text and "{@" not in text
+    # the budget binds on a 24 GB device: raising it comes first, then offload and more devices
+    assert "1. --max-memory-per-device 7.4GB: the budget is what binds" in text, text
+    assert "2. --allow-offload: keep" in text and "--devices " in text and "{@" not in text
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
         assert main([*argv, "--json"]) == 3
@@ -177,5 +179,6 @@ def test_the_command_line_diagnosis_names_flags_and_the_python_one_fields():
     with pytest.raises(NoFeasiblePlanError) as caught:
         api.plan("llama-3.1-8b", "l4", max_memory_per_device="2.7GB")
     d = caught.value.diagnosis
-    assert d.changes[0].description.startswith("'allow_offload': keep")
+    assert d.changes[0].description.startswith("'max_memory_per_device' 7.4GB: the budget is what binds")
+    assert d.changes[1].description.startswith("'allow_offload': keep")
     assert "--" not in str(caught.value) and "{@" not in str(caught.value)
