@@ -191,23 +191,20 @@ def _body_problem(body: bytes) -> tuple[int, str, str, str | None] | None:
         value, path, depth = stack.pop()
         if depth > MAX_BODY_DEPTH:
             return 400, "malformed_json", f"request body is nested more than {MAX_BODY_DEPTH} levels deep", None
-        if isinstance(value, str):
-            if not _utf8(value):
-                field = path or None
-                return (422, "invalid_field", f"{path!r}: expected text without lone surrogates (such as \\ud800), "
-                        "which cannot be stored; got a string holding one" if path else
-                        "the body holds a string with a lone surrogate (such as \\ud800), which cannot be stored", field)
-        elif isinstance(value, dict):
+        if isinstance(value, str) and not _utf8(value):
+            return 422, "invalid_field", f"{path or 'the body'!r}: {_SURROGATE}; got a string holding one", path or None
+        if isinstance(value, dict):
             for k, v in value.items():
-                key = k if _utf8(k) else k.encode("utf-8", "backslashreplace").decode("ascii", "replace")
-                sub = f"{path}.{key}" if path else key
+                sub = f"{path}.{_shown(k)}" if path else _shown(k)
                 if not _utf8(k):
-                    return (422, "invalid_field", f"{sub!r}: a key holding a lone surrogate (such as \\ud800), which "
-                            "cannot be stored; give keys as valid text", path or None)
+                    return 422, "invalid_field", f"{sub!r}: a key holding a lone surrogate; {_SURROGATE}", path or None
                 stack.append((v, sub, depth + 1))
         elif isinstance(value, list):
             stack.extend((v, f"{path}.{i}" if path else str(i), depth + 1) for i, v in enumerate(value))
     return None
+
+
+_SURROGATE = "expected text without lone surrogates (such as \\ud800), which cannot be stored"
 
 
 def _utf8(text: str) -> bool:
@@ -216,6 +213,11 @@ def _utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _shown(key: str) -> str:
+    """A key as it can be printed: a lone surrogate as its escape."""
+    return key if _utf8(key) else key.encode("utf-8", "backslashreplace").decode("ascii", "replace")
 
 
 def _repeated_query(query: bytes) -> str | None:
