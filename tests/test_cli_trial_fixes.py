@@ -73,3 +73,16 @@ def test_plan_file_arguments_are_named_as_help_shows_them(cli, tmp_path):
     assert r.code == 2 and "missing PLAN_B" in r.err
     r = cli("plan", "show", tmp_path)
     assert r.code == 2 and "is a folder; expected a plan file (.yaml, .yml or .json)" in r.err
+
+
+def test_time_limits_take_durations_as_the_slo_flags_do(cli):
+    """--ttft-slo 500ms was accepted and --time-limit 1h refused; the limit takes seconds or a duration."""
+    r = cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--time-limit", "1min", "--json")
+    assert r.code == 0, r.err
+    r = cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--time-limit", "2d")
+    assert r.code == 2 and "--time-limit must be a duration like 0.5, 500ms, 50us, 5min or 1h; got '2d'" in r.err
+    r = cli("plan", "--model", "llama-3.2-1b", "--hardware", "l4", "--time-limit", "25h")
+    assert r.code == 2 and "--time-limit must be a number > 0 and <= 86400; got 90000" in r.err
+    r = cli("capacity", "serve", "--model", "llama-3.2-1b", "--hardware", "l4", "--qps", "1", "--prompt", "100", "--gen",
+            "10", "--ttft-slo", "1", "--tpot-slo", "0.1", "--time-limit", "5ms")
+    assert r.code == 3 and "--time-limit 0.005 s" in r.err

@@ -184,7 +184,7 @@ def serve(
     serving: Annotated[Optional[str], typer.Option("--serving", help=_S["serving"].help_text)] = None,
     disaggregated: Annotated[bool, typer.Option("--disaggregated", help="Same as --serving disaggregated.")] = False,
     kv_link: Annotated[Optional[str], typer.Option("--kv-link", help=_S["kv_link"].help_text)] = None,
-    time_limit: Annotated[Optional[float], typer.Option("--time-limit", help=_S["time_limit_s"].help_text + " The "
+    time_limit: Annotated[Optional[str], typer.Option("--time-limit", help=_S["time_limit_s"].help_text + " The "
                                                         "search then runs in this process (--executor is not used), "
                                                         "as the REST service runs it.")] = None,
     json_out: JsonOpt = False,
@@ -522,7 +522,7 @@ def frontier(
     max_devices: Annotated[Optional[int], typer.Option("--max-devices", help=_F["max_devices"].help_text)] = None,
     max_pp: Annotated[Optional[int], typer.Option("--max-pp", help=_F["max_pp"].help_text)] = None,
     runtime: Annotated[Optional[str], typer.Option("--runtime", help=_F["runtime"].help_text)] = None,
-    time_limit: Annotated[Optional[float], typer.Option("--time-limit", help=_F["time_limit_s"].help_text + " The "
+    time_limit: Annotated[Optional[str], typer.Option("--time-limit", help=_F["time_limit_s"].help_text + " The "
                                                         "search then runs in this process (--executor is not used), "
                                                         "as the REST service runs it.")] = None,
     json_out: JsonOpt = False,
@@ -673,7 +673,7 @@ def train(
     optimizer: Annotated[Optional[str], typer.Option("--optimizer", help=_T["optimizer"].help_text)] = None,
     max_devices: Annotated[Optional[int], typer.Option("--max-devices", help=_T["max_devices"].help_text)] = None,
     engine: Annotated[Optional[str], typer.Option("--engine", help=_T["engine"].help_text)] = None,
-    time_limit: Annotated[Optional[float], typer.Option("--time-limit", help=_T["time_limit_s"].help_text + " The "
+    time_limit: Annotated[Optional[str], typer.Option("--time-limit", help=_T["time_limit_s"].help_text + " The "
                                                         "search then runs in this process.")] = None,
     json_out: JsonOpt = False,
     csv_path: CsvOpt = None,

@@ -89,7 +89,7 @@ def plan(
     low_rank: Annotated[Optional[str], typer.Option("--low-rank", help="Also offer low-rank factorisations of linear groups at these absolute ranks, e.g. 256,512 (factors in the 16-bit format or int8; off by default).")] = None,
     sensitivity: Annotated[Optional[str], typer.Option(help=_F["sensitivity"].help_text)] = None,
     solver: Annotated[Optional[Backend], typer.Option(help=_F["backend"].help_text)] = None,
-    time_limit: Annotated[Optional[float], typer.Option(help=_F["time_limit_s"].help_text)] = None,
+    time_limit: Annotated[Optional[str], typer.Option(help=_F["time_limit_s"].help_text)] = None,
     gap: Annotated[Optional[float], typer.Option(help=_F["gap"].help_text)] = None,
     engine: Annotated[Optional[str], typer.Option(help=_F["engine"].help_text)] = None,
     pareto: Annotated[Optional[int], typer.Option(min=1, help="Return N non-dominated plans (sensitivity, memory, latency).")] = None,

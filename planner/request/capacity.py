@@ -45,6 +45,7 @@ from planner.request.fields import (
     item_key,
     opt,
     parse_duration,
+    time_limit,
     within_context,
 )
 
@@ -110,7 +111,7 @@ class CapacityServeRequest:
     runtime: str | None = opt("graph (CUDA graphs / compiled engine) or eager (default: the engine's: eager for "
                               "the PyTorch-eager engines hf-transformers and torch, else graph).",
                               choices=RUNTIMES)
-    time_limit_s: float | None = opt("Wall-clock limit of the search, seconds (unbounded when left out); when it "
+    time_limit_s: float | str | None = opt("Wall-clock limit of the search: seconds or e.g. 5min (unbounded when left out); when it "
                                      "runs out the answer covers the configurations searched so far.")
     engine: Any = opt(ENGINES_HELP)
     serving: str | None = opt("aggregated (prefill and decode on the same replicas) or disaggregated (also search "
@@ -185,7 +186,7 @@ class CapacityTrainRequest:
     activations: str | None = opt("Compute precision (default: the device's native 16-bit format; fp8).")
     optimizer: str | None = opt("adamw | adamw-8bit | adamw-fp8 | sgd.", "adamw", choices=OPTIMIZER_NAMES)
     max_devices: int | None = opt("Largest cluster considered.", 65536)
-    time_limit_s: float | None = opt("Wall-clock limit of the search, seconds (unbounded when left out); when it "
+    time_limit_s: float | str | None = opt("Wall-clock limit of the search: seconds or e.g. 5min (unbounded when left out); when it "
                                      "runs out the answer covers the layouts searched so far.")
     engine: str | None = opt(TRAINING_ENGINE_HELP)
 
@@ -617,7 +618,7 @@ def _deadline(req: Any, deadline: Deadline | None) -> Deadline | None:
     """The caller's deadline, else one of ``req.time_limit_s`` (None: unbounded, searched in one go)."""
     if deadline is not None or req.time_limit_s is None:
         return deadline
-    return Deadline(check_number("time_limit_s", req.time_limit_s, hi=86400.0))
+    return Deadline(time_limit("time_limit_s", req.time_limit_s))
 
 
 def request_deadline(req: Any) -> Deadline | None:

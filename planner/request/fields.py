@@ -307,8 +307,8 @@ def json_safe(obj: Any) -> Any:
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtTpP]i?[bB]?|[bB])?\s*$")
 _SIZE_UNITS = {"": 1.0, "b": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15,
                "ki": 1024.0, "mi": 1024.0**2, "gi": 1024.0**3, "ti": 1024.0**4, "pi": 1024.0**5}
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(s|ms|us|µs)?\s*$")
-_DURATION_UNITS = {"s": 1.0, None: 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(s|ms|us|µs|min|h)?\s*$")
+_DURATION_UNITS = {"s": 1.0, None: 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "min": 60.0, "h": 3600.0}
 
 
 def parse_size(name: str, v: Any) -> float:
@@ -341,12 +341,18 @@ def _g(x: float) -> str:
     return f"{x:g}"
 
 
+def time_limit(name: str, v: Any) -> float:
+    """A time limit: seconds, or a duration text on the command line and in Python ('90', '500ms', '5min', '1h'),
+    at most a day."""
+    return check_number(name, parse_duration(name, v) if isinstance(v, str) else v, hi=86400.0)
+
+
 def parse_duration(name: str, v: Any) -> float:
     """Seconds from a number or a duration text: '0.5', '500ms', '50us'."""
     if isinstance(v, str):
         m = _DURATION.match(v)
         if not m:
-            raise bad(name, "a duration like 0.5, 500ms or 50us", v)
+            raise bad(name, "a duration like 0.5, 500ms, 50us, 5min or 1h", v)
         v = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
         if not 0 < v < math.inf:
             raise bad(name, "a positive, finite duration", v)

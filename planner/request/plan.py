@@ -33,6 +33,7 @@ from planner.request.fields import (
     fill_defaults,
     opt,
     parse_duration,
+    time_limit,
     parse_size,
     usable_as,
 )
@@ -77,7 +78,7 @@ class PlanRequest:
     low_rank: list[int] | str | None = opt("Also offer low-rank factorisations of linear groups at these ranks.")
     sensitivity: str | None = opt("prior | weights:PATH.safetensors | a sensitivity YAML/JSON file.", "prior")
     backend: str | None = opt("ILP backend: highs or cbc.", "highs", choices=("highs", "cbc"))
-    time_limit_s: float | None = opt("Wall-clock limit of the whole search, seconds.", 60.0)
+    time_limit_s: float | str | None = opt("Wall-clock limit of the whole search: seconds, or e.g. 90s, 5min, 1h.", 60.0)
     gap: float | None = opt("Relative optimality gap to stop at.", 1e-3)
     engine: str | None = opt(ENGINE_HELP)
 
@@ -240,7 +241,7 @@ def resolve_plan(req: PlanRequest) -> tuple[Any, Any, Any, Any]:
         allow_offload=check_bool("allow_offload", v["allow_offload"]), objective=objective,
         objective_weights=weights, formats=formats, format_sets=format_sets, sparsity=sparsity, kv=kv, activations=act, pins=pins,
         low_rank=low_rank, engine=sup, backend=check_choice("backend", getattr(v["backend"], "value", v["backend"]), BACKENDS),
-        time_limit_s=check_number("time_limit_s", v["time_limit_s"], hi=86400.0),
+        time_limit_s=time_limit("time_limit_s", v["time_limit_s"]),
         gap=check_number("gap", v["gap"], lo=0.0, lo_open=False, hi=0.5),
     )
     if not isinstance(v["sensitivity"], str) or not v["sensitivity"].strip():
