@@ -449,6 +449,8 @@ def _infeasible_reason(ans: ServeAnswer) -> tuple[str, dict]:
     if not near:
         why = "".join(f"; {p.engine} on {p.device.id}: {p.reason}" for p in [p for p in ans.unsupported if p.reason][:4])
         pairs = [{"engine": h.engine, "hardware": h.hardware, "reason": h.reason} for h in ans.ranked if h.reason]
+        pairs += [{"engine": p.engine, "hardware": p.device.id, "reason": p.reason, "supported": False}
+                  for p in ans.unsupported if p.reason]
         return ("the model does not fit any of the hardware at any layout within --max-devices and --max-pp "
                 "(tensor parallelism stays within one node)" + why, {"hardware": pairs} if pairs else {})
     o = functools.reduce(closer, sorted(near, key=lambda x: x.badness))

@@ -255,3 +255,18 @@ def test_the_layout_chosen_meets_the_deadline_in_whole_steps(cli):
     assert code == 0, err
     d = json.loads(out)
     assert d["best"]["days"] <= 0.004861 and d["best"]["devices"] > 16
+
+
+def test_an_infeasible_answer_lists_every_pair_with_its_own_reason(cli):
+    """Several engines and nothing fits: each (engine, hardware) pair has its reason (TensorRT-LLM's int4 405B is
+    212 GB, vLLM's 216 GB: the tables they keep differ), and a pair the engine does not run is listed too."""
+    code, out, _ = cli("capacity", "serve", "--model", "llama-3.1-405b", "--hardware", "l4,mi300x", "--engine",
+                       "vllm,trtllm", "--qps", "1", "--ttft-slo", "2", "--tpot-slo", "0.1", "--max-devices", "1",
+                       "--json")
+    assert code == 3
+    pairs = {(p["engine"], p["hardware"]): p for p in json.loads(out)["error"]["details"]["hardware"]}
+    assert set(pairs) == {("vllm", "l4"), ("trtllm", "l4"), ("vllm", "mi300x"), ("trtllm", "mi300x")}
+    assert "216 GB in int4-g128" in pairs[("vllm", "l4")]["reason"]
+    assert "212 GB in int4-g128" in pairs[("trtllm", "l4")]["reason"]
+    assert pairs[("trtllm", "mi300x")]["supported"] is False and "does not run on mi300x" in pairs[("trtllm", "mi300x")]["reason"]
+    assert "{@" not in out

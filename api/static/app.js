@@ -2556,10 +2556,13 @@
       } catch (e) {
         // 422 infeasible: the model fits none of the hardware; each is listed as not fitting.
         if (e.status !== 422 || e.code !== "infeasible") throw e;
-        // each pair's reason (the largest replica its layout bounds allow against the weights), when the API gives it
-        const why = new Map(((e.details && e.details.hardware) || []).map((p) => [p.hardware, p]));
-        rows = (body.hardware || []).map((h) => ({ hardware: h, o: {}, meets: false, has: false,
-          engine: (why.get(h) || {}).engine || "", fitReason: (why.get(h) || {}).reason || "" }));
+        // one row per (engine, hardware) pair the API names, with its reason (the largest replica its layout
+        // bounds allow against the weights, or why the engine does not run there); else one per hardware
+        const pairs = (e.details && e.details.hardware) || [];
+        rows = pairs.length
+          ? pairs.map((p) => ({ hardware: p.hardware, o: {}, meets: false, has: false, engine: p.engine || "",
+            fitReason: p.supported === false ? "" : p.reason || "", reason: p.supported === false ? p.reason : "" }))
+          : (body.hardware || []).map((h) => ({ hardware: h, o: {}, meets: false, has: false }));
       }
       renderCapacity(body, rows);
       share("capacity", bodyParams(body));
@@ -2614,7 +2617,7 @@
     const td = (i, attrs) => el("td", Object.assign({ "data-label": head[i] }, attrs));
     if (!r.has) {
       return el("tr", { class: "nofit" }, td(0, { text: rank }), td(1, { text: r.hardware }),
-        td(2, { colspan: 7, class: "muted", text: r.reason || r.fitReason || "does not fit at any layout within the device limit: no timings, no price" }),
+        td(2, { colspan: 7, class: "muted", "data-label": "why", text: r.reason || r.fitReason || "does not fit at any layout within the device limit: no timings, no price" }),
         td(9, { class: "no", text: r.left ? "left out" : r.reason ? "does not run" : "does not fit" }), td(10, { text: r.engine || "–" }));
     }
     return el("tr", {},
@@ -2695,7 +2698,8 @@
         meet.length ? table("capacity-table", "Hardware that meets the SLOs, cheapest first", meet, true)
           : el("p", { class: "muted", id: "capacity-none", text: "No hardware meets the SLOs at this load." }),
         rows.some((r) => r.has && r.o.uncertainty) ? el("p", { class: "muted small", id: "capacity-bands", text: `(a – b): p10–p90 range of the ${pctLabel(pct)} figure, ` + "from the cost model's out-of-sample error on published measurements of the same kind; * outside the validated region (no rows of that hardware class, engine class or batch regime)." }) : null,
-        miss.length || nofit.length ? el("h3", { text: "Misses the SLOs — not ranked" }) : null,
+        miss.length || nofit.length ? el("div", { class: "panel-head" }, el("h3", { text: "Misses the SLOs — not ranked" }),
+          csvButton(() => $("#capacity-miss"), `capacity-${body.model}-not-ranked.csv`)) : null,
         miss.length || nofit.length ? el("p", { class: "muted small", text: "The closest configuration of each other hardware, and hardware where the model does not fit; none of them serves this load within the SLOs." }) : null,
         miss.length || nofit.length ? table("capacity-miss", "Hardware that misses the SLOs", miss.concat(nofit), false) : null,
         disaggTable(rows, pct),

@@ -612,6 +612,21 @@ def test_a_plan_shows_the_error_bars_the_api_stores(page, server, vp):
         expect(notes).to_contain_text(n)
 
 
+def test_capacity_with_nothing_that_fits_lists_every_engine_and_hardware_pair(page, server, vp):
+    """Several engines and nothing fits (a 422): the page built one row per hardware, keyed by hardware, so
+    TensorRT-LLM's l4 row and its own reason (212 GB against vLLM's 216 GB) and the pair it does not run were lost."""
+    ready(page, "#capacity?model=llama-3.1-405b&hardware=l4,mi300x&engine=vllm,trtllm&qps=1&ttft_slo_s=2"
+                "&tpot_slo_s=0.1&max_devices=1")
+    rows = page.locator("#capacity-miss tbody tr")
+    expect(rows).to_have_count(4, timeout=SOLVE_TIMEOUT_MS)
+    expect(rows.filter(has_text="trtllm").filter(has_text="212 GB in int4-g128")).to_have_count(1)
+    expect(rows.filter(has_text="vllm").filter(has_text="216 GB in int4-g128")).to_have_count(1)
+    expect(rows.filter(has_text="does not run on mi300x")).to_have_count(1)
+    # the reason's own label at phone width, not the devices column's
+    expect(rows.first.locator('td[data-label="why"]')).to_have_count(1)
+    expect(page.locator('button[data-csv$="-not-ranked.csv"]')).to_have_count(1)
+
+
 def test_capacity_shows_the_disaggregated_pools_the_api_gives(page, server, vp):
     body = {"model": "llama-3.2-1b", "hardware": ["h100-sxm", "l4", "snapdragon-8-gen-3"], "qps": 20, "ttft_slo_s": 1,
             "tpot_slo_s": 0.05, "serving": "disaggregated"}
