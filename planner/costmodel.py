@@ -498,7 +498,8 @@ def memory_report(
     if options.dequant_copy_formats and (prefill.batch * prefill.tokens > 1 or (generative and serving.batch > 1)):
         # A prompt (or a decode batch) runs the engine's dequantize-then-GEMM path: the largest weight's
         # 16-bit copy is held beside the activations while its GEMM runs (bitsandbytes' MatMul4Bit).
-        act_dev += dequant_copy_bytes(work, device, _choice_fn(choice, overrides, device, options), layout, options)
+        act_dev += dequant_copy_bytes(work, device, _choice_fn(choice, overrides, device, options), layout, options,
+                                      uniform=not overrides)
     tiers, fractions, shortfall = place_memory(device, weights_dev, kv_dev, act_dev, options)
     dev = device.device_tier
     offloaded = sum(t.weights_bytes for t in tiers if t.name != dev.name and t.role != "on_chip")

@@ -44,15 +44,17 @@ def block_weight_bytes(
 
 
 def dequant_copy_bytes(work: Workload, device: DeviceSpec, choice_for, layout: Layout,
-                       options: RuntimeSettings | None) -> float:
+                       options: RuntimeSettings | None, uniform: bool = False) -> float:
     """Bytes of the largest 16-bit copy of a weight that the engine dequantizes before its GEMM
     (RuntimeSettings.dequant_copy_formats: bitsandbytes' 4-bit matmul for an input of more than one
-    row), on one device: a transient that exists beside the activations while that GEMM runs."""
+    row), on one device: a transient that exists beside the activations while that GEMM runs.
+    ``uniform``: every layer of a block has the same choices, so its first stands for all (as in
+    :func:`block_weight_bytes`)."""
     if options is None or not options.dequant_copy_formats:
         return 0.0
     best = 0.0
     for block in work.blocks:
-        for i in range(block.count if block.repeated else 1):
+        for i in range(1 if uniform else block.count):
             for op in block.ops:
                 p = op.weight_params or _untied_head_params(op, block, i, choice_for, options)
                 if not p:
