@@ -83,6 +83,12 @@ def ready(page, hash_: str = "") -> None:
     expect(page.locator("body")).to_have_attribute("data-restored", "true", timeout=120_000)
 
 
+def estimated(page, hash_: str) -> None:
+    """Open an Estimate link and wait for its first result (the view's result count reaches 1)."""
+    ready(page, hash_)
+    expect(page.locator("#estimate-result")).to_have_attribute("data-count", "1", timeout=SOLVE_TIMEOUT_MS)
+
+
 def solve_in_plan_view(page, server, model: str, hardware: str, fields: dict | None = None):
     """Solve a plan in the Plan view as a user does (pickers, form fields, Solve): its summary and the stored plan."""
     ready(page, "#plan")
@@ -689,8 +695,7 @@ def test_a_link_without_formats_takes_the_hardwares_defaults(page, server, vp):
     with server.client() as c:
         want = c.post("/v1/estimate", json={"model": "llama-3.2-1b", "hardware": "snapdragon-8-gen-3"}).json()
     assert want["weights"] == "fp16", want
-    ready(page, "#estimate?model=llama-3.2-1b&hardware=snapdragon-8-gen-3")
-    expect(page.locator("#estimate-result")).to_have_attribute("data-count", "1", timeout=SOLVE_TIMEOUT_MS)
+    estimated(page, "#estimate?model=llama-3.2-1b&hardware=snapdragon-8-gen-3")
     for f in ("weights", "activations", "kv"):
         expect(page.locator(f"#est-{f}")).to_have_value(want[f])
     expect(page.locator("#estimate-result .card[data-card='Time per output token'] .v")).to_have_text(fmt_time(want["tpot_s"]))
@@ -712,8 +717,7 @@ def test_the_engine_picker_follows_the_models_family_as_the_api_does(page, serve
     with server.client() as c:
         want = c.post("/v1/estimate", json={"model": "resnet-50", "hardware": "cpu-host", "batch": 8}).json()
     assert want["engine"] == "hf-transformers", want["engine"]
-    ready(page, "#estimate?model=resnet-50&hardware=cpu-host&batch=8")
-    expect(page.locator("#estimate-result")).to_have_attribute("data-count", "1", timeout=SOLVE_TIMEOUT_MS)
+    estimated(page, "#estimate?model=resnet-50&hardware=cpu-host&batch=8")
     expect(page.locator("#engine")).to_have_value("hf-transformers")
     expect(page.locator("#estimate-result .card[data-card='Latency (one forward pass)'] .v")).to_have_text(fmt_time(want["latency_s"]))
     # the header of a model that generates nothing says so, not "gen null"
@@ -834,8 +838,7 @@ def test_a_link_says_what_it_could_not_take(page, server, vp):
     said, not silently dropped; the rest of the link still runs."""
     if vp == "phone":
         pytest.skip("one viewport is enough")
-    ready(page, "#estimate?model=llama-3.2-1b&hardware=m2-max&batchh=4&weigths=int4-g128&batch=2&batch=8")
-    expect(page.locator("#estimate-result")).to_have_attribute("data-count", "1", timeout=SOLVE_TIMEOUT_MS)
+    estimated(page, "#estimate?model=llama-3.2-1b&hardware=m2-max&batchh=4&weigths=int4-g128&batch=2&batch=8")
     expect(page.locator("#est-batch")).to_have_value("2")
     box = page.locator("#estimate-form .form-error")
     expect(box).to_contain_text("the link's 'batchh', 'weigths' are not fields of this view: ignored")
@@ -864,8 +867,7 @@ def test_compare_of_an_encoder_and_a_cnn_compares_like_with_like(page, server, v
 def test_a_result_says_when_the_pickers_moved_on(page, server, vp):
     if vp == "phone":
         pytest.skip("one viewport is enough")
-    ready(page, "#estimate?model=llama-3.2-1b&hardware=l4")
-    expect(page.locator("#estimate-result")).to_have_attribute("data-count", "1", timeout=SOLVE_TIMEOUT_MS)
+    estimated(page, "#estimate?model=llama-3.2-1b&hardware=l4")
     expect(page.locator("#estimate-result .stale-note")).to_have_count(0)
     page.select_option("#hardware", "h100-sxm")
     expect(page.locator("#estimate-result .stale-note")).to_contain_text("changed since this result")
@@ -877,8 +879,7 @@ def test_a_result_says_when_the_pickers_moved_on(page, server, vp):
 def test_a_blocked_link_leaves_no_earlier_result_and_a_new_one_starts_from_the_defaults(page, server, vp):
     if vp == "phone":
         pytest.skip("one viewport is enough")
-    ready(page, "#estimate?model=llama-3.2-1b&hardware=snapdragon-8-gen-3")
-    expect(page.locator("#estimate-result")).to_have_attribute("data-count", "1", timeout=SOLVE_TIMEOUT_MS)
+    estimated(page, "#estimate?model=llama-3.2-1b&hardware=snapdragon-8-gen-3")
     page.goto("/#estimate?model=nope-1b&hardware=snapdragon-8-gen-3&batch=4")
     expect(page.locator("[data-field='model'] .field-error").first).to_contain_text("nope-1b")
     expect(page.locator("#estimate-result .card")).to_have_count(0)
