@@ -171,6 +171,10 @@ def engine_options(row: dict, dev) -> RuntimeSettings:
             # Its Linear4bit layers call bitsandbytes' matmul_4bit: a prompt dequantizes each weight whole to
             # bf16 before the GEMM (MatMul4Bit), as under transformers (profiles/engines/hf-transformers.yaml H-BNB).
             kw["dequant_copy_formats"] = ("nf4", "nf4-dq")
+            # Fabric's _Linear4bit quantizes each weight from fp16 (weight.to(device="cuda", dtype=torch.half)), so
+            # bitsandbytes' quant_state is fp16 and MatMul4Bit's dequantize_4bit(B, quant_state).to(A.dtype) makes an
+            # fp16 copy and then, for the bf16 activations, a bf16 one: two copies at once.
+            kw["dequant_copy_dtype"] = "fp16"
             # Its GPT keeps lm_head and the wte table as two modules (lit_gpt/model.py), so a tied model's
             # head is a quantized Linear of its own beside the bf16 table.
             kw["untie_quantized_head"] = True

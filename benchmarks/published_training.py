@@ -128,6 +128,9 @@ def training_config(row: dict) -> tuple[str, str, TrainingConfig] | None:
             activations="bf16",
             lora_dropout=True,
             runtime="eager",
+            # Fabric's _Linear4bit quantizes from fp16, so a bf16 run casts each dequantized copy
+            # (benchmarks/published.py engine_options, the same LitGPT mapping).
+            dequant_copy_dtype="fp16" if quant else None,
         )
     batch = _int(row["batch"], 1)
     if "megatron" in engine:

@@ -140,6 +140,11 @@ class Runtime:
     # input takes a fused kernel (bitsandbytes' matmul_4bit: MatMul4Bit, else gemv_4bit). The copy is a
     # transient beside the activations, and the pass is priced like ``separate_dequant`` in such phases.
     dequant_copy_formats: tuple[str, ...] = ()
+    # The float type that copy comes out in when it is not the compute type: bitsandbytes dequantizes to
+    # the dtype the weight was quantized from (its quant_state), so a weight quantized from fp16 and run
+    # with bf16 activations is dequantized to fp16 and then cast, two whole copies at once (Lightning
+    # Fabric's BitsandbytesPrecision quantizes from fp16). None: the copy is made in the compute type.
+    dequant_copy_dtype: str | None = None
     # The host dispatches every operator from eager PyTorch (Transformers' generate, Tierwise's torch
     # execution): each modelled operator pays the host's dispatch on top of its kernel. Engines with
     # graph capture, compiled programs or their own native graph executor (llama.cpp's ggml) do not.
@@ -404,7 +409,8 @@ _OPTIONAL_FLAGS = {"tp_comm_overlap": False, "grad_reduce_overlap": False, "fuse
 def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
     reader.allow(*_RUNTIME_FLAGS, "chunk_tokens", "kv_block_tokens", "memory_fraction", "context_gib", "source",
                  "provenance", "notes", "step_overhead_us", "compute_unit", "quantized_act_storage", "cpu_int8_gemm",
-                 "memory_fraction_setting", "dynamic_act_quant", "design_peak_tops", "dequant_copy_formats")
+                 "memory_fraction_setting", "dynamic_act_quant", "design_peak_tops", "dequant_copy_formats",
+                 "dequant_copy_dtype")
     out: dict[str, Any] = {}
     for key in _RUNTIME_FLAGS:
         if reader.has(key) or not partial:
@@ -436,6 +442,8 @@ def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
         out["cpu_int8_gemm"] = value
     if reader.has("dequant_copy_formats"):
         out["dequant_copy_formats"] = _formats(reader, "dequant_copy_formats", empty_ok=True)
+    if reader.has("dequant_copy_dtype"):
+        out["dequant_copy_dtype"] = reader.text("dequant_copy_dtype", choices=("fp32", "fp16", "bf16"))
     for key in ("chunk_tokens", "kv_block_tokens"):
         if reader.has(key) or not partial:
             out[key] = reader.integer(key, minimum=0)

@@ -318,6 +318,7 @@ class OpStatic:
     gemm_nk: tuple[float, float] | None  # (N, K) of a GEMM priced by the kernel model, else None
     precise: bool
     copy_dequant: bool = False  # dequantized to a 16-bit copy first when the input has more than one row
+    copy_bits: float = 0.0  # bits per weight value of the copies that path writes and reads (dequant_copy_bits)
 
 
 def dynamic_activations(device: DeviceSpec, choice: Choice, target: str | None,
@@ -410,6 +411,7 @@ def op_static(
         gemm_nk=gemm_nk,
         precise=options is not None,
         copy_dequant=copy_dequant,
+        copy_bits=dequant_copy_bits(nm, options) if copy_dequant else 0.0,
     )
 
 
@@ -453,8 +455,9 @@ def op_cost(
     if separate:
         # The dequantizing kernel writes the weights at the compute precision's width and the GEMM
         # reads them back: two more passes over that copy (16 bits for a 16-bit GEMM, whatever
-        # the activations are stored in; a transient buffer, counted here).
-        act_bytes += 2.0 * w_elems * compute_bits(nm) / 8.0
+        # the activations are stored in; a transient buffer, counted here). A copy dequantized to
+        # another float type is cast first: its write and read are paid too (copy_bits).
+        act_bytes += 2.0 * w_elems * (st.copy_bits or compute_bits(nm)) / 8.0
     memory_s = _memory_s(op, ph, device, load, dev_w, act_bytes, kv_bytes, st.bandwidth)
     compute_s, precision = _compute_s(op, device, nm, flops, _shape_factor(op, ph, device, load, st, options),
                                       precise=st.precise, best=st.best)
@@ -577,6 +580,22 @@ def dequant_copy(op: OpShape, choice: Choice, nm: DeviceNumerics, options: Runti
     return (options is not None and bool(options.dequant_copy_formats) and not fused
             and op.kind in (LINEAR, LM_HEAD, ROUTER)
             and resolve_format(choice.weights, "weights").name in options.dequant_copy_formats)
+
+
+_COPY_DTYPE_BITS = {"fp32": 32.0, "fp16": 16.0, "bf16": 16.0}
+
+
+def dequant_copy_bits(nm: DeviceNumerics, options: RuntimeSettings | None) -> float:
+    """Bits per weight value of the whole copies a dequantize-then-GEMM matmul holds at once
+    (:func:`dequant_copy`): the copy in the compute type, and, when the engine dequantizes to another
+    float type (RuntimeSettings.dequant_copy_dtype), the copy it is cast from, alive while the cast
+    runs (bitsandbytes' ``dequantize_4bit(B, quant_state).to(A.dtype)``)."""
+    bits = compute_bits(nm)
+    cast = options.dequant_copy_dtype if options is not None else None
+    compute = "fp32" if nm.precision == "tf32" else nm.precision
+    if cast is not None and cast != compute:
+        bits += _COPY_DTYPE_BITS[cast]
+    return bits
 
 
 def runs_on_cpu(device: DeviceSpec, compute_unit: str | None) -> bool:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from hwmodels import DeviceSpec, MemoryTier
 from planner.numerics import resolve_format
-from planner.opcost import (compute_bits, dequant_copy, device_numerics, kv_mixed_bits, kv_proj_share, kv_shard, low_rank_factor, matrix_shape, shard_factor,
+from planner.opcost import (dequant_copy, dequant_copy_bits, device_numerics, kv_mixed_bits, kv_proj_share, kv_shard, low_rank_factor, matrix_shape, shard_factor,
                             stored_bits, stored_row)
 from planner.results import TierUse
 from planner.workload import ATTENTION, LM_HEAD, NORM, Block, OpShape, Phase, Workload, op_load
@@ -47,7 +47,8 @@ def dequant_copy_bytes(work: Workload, device: DeviceSpec, choice_for, layout: L
                        options: RuntimeSettings | None, uniform: bool = False) -> float:
     """Bytes of the largest 16-bit copy of a weight that the engine dequantizes before its GEMM
     (RuntimeSettings.dequant_copy_formats: bitsandbytes' 4-bit matmul for an input of more than one
-    row), on one device: a transient that exists beside the activations while that GEMM runs.
+    row), on one device: a transient that exists beside the activations while that GEMM runs; with
+    the copy it was cast from when the engine dequantizes to another float type (dequant_copy_bits).
     ``uniform``: every layer of a block has the same choices, so its first stands for all (as in
     :func:`block_weight_bytes`)."""
     if options is None or not options.dequant_copy_formats:
@@ -65,7 +66,7 @@ def dequant_copy_bytes(work: Workload, device: DeviceSpec, choice_for, layout: L
                 if dequant_copy(op, ch, nm, options, False):
                     # one Linear at a time: an MoE operator's experts are dequantized expert by expert
                     shard = 1.0 if op.experts and layout.ep > 1 else shard_factor(op, layout)  # EP: whole experts
-                    copy = p / max(1, op.experts) * low_rank_factor(op, ch) * compute_bits(nm) / 8.0 / shard
+                    copy = p / max(1, op.experts) * low_rank_factor(op, ch) * dequant_copy_bits(nm, options) / 8.0 / shard
                     best = max(best, copy)
     return best
 

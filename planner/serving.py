@@ -87,6 +87,9 @@ class RuntimeSettings:
     # Weight formats whose matmul dequantizes the whole weight into a 16-bit copy for an input of more than
     # one row (planner.engines.Runtime.dequant_copy_formats: bitsandbytes' 4-bit MatMul4Bit).
     dequant_copy_formats: tuple[str, ...] = ()
+    # The float type that copy is made in when it differs from the compute type, which it is then cast to:
+    # both copies are held at once and both passes are paid (planner.engines.Runtime.dequant_copy_dtype).
+    dequant_copy_dtype: str | None = None
     # Eager launch runs the engine's fused kernels (planner.engines.Runtime.eager_fused_ops): the host
     # dispatches planner.kernels.fused_eager_layer_kernels per layer instead of the Transformers count.
     eager_fused_ops: bool = False
@@ -163,6 +166,7 @@ def engine_settings(runtime) -> dict:
         "cpu_int8_block_ops": CPU_INT8_GEMM_BLOCK_OPS[runtime.cpu_int8_gemm] if runtime.cpu_int8_gemm else None,
         "separate_dequant": runtime.separate_dequant,
         "dequant_copy_formats": tuple(runtime.dequant_copy_formats),
+        "dequant_copy_dtype": runtime.dequant_copy_dtype,
         "eager_fused_ops": runtime.eager_fused_ops,
         "stored_formats": tuple((fmt, tuple((values, 8.0 * nbytes / values) for _, values, nbytes in chain))
                                 for fmt, chain in runtime.storage),

@@ -158,7 +158,11 @@ class TrainingConfig:
     the engine profile's ``tp_comm_overlap``);
     ``grad_accumulation``: ``separate`` (each micro-batch's weight gradients are added into
     the step's gradient buffer by their own kernel: PyTorch autograd, Megatron-LM before
-    gradient-accumulation fusion) or ``fused`` (added in the weight-gradient GEMM's epilogue).
+    gradient-accumulation fusion) or ``fused`` (added in the weight-gradient GEMM's epilogue);
+    ``dequant_copy_dtype``: the float type QLoRA's bitsandbytes matmul dequantizes a 4-bit weight to,
+    when it is not the compute type (``None``: the compute type, as when the weights were quantized
+    from it). bitsandbytes dequantizes to the dtype a weight was quantized from and then casts it, so
+    both copies are held at once: LitGPT's Fabric plugin quantizes from ``fp16`` and a bf16 run casts.
     """
 
     global_batch: int
@@ -185,6 +189,7 @@ class TrainingConfig:
     grad_accumulation: str = "separate"
     engine: str | None = None
     tp_comm_overlap: bool | None = None
+    dequant_copy_dtype: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("global_batch", "micro_batch", "seq", "tp", "pp", "dp", "ep", "cp", "interleave"):
@@ -207,6 +212,9 @@ class TrainingConfig:
             raise EstimateError("attention", f"attention must be one of {', '.join(ATTENTION_KERNELS)}; got {self.attention!r}")
         if self.engine is not None and (not isinstance(self.engine, str) or not self.engine.strip()):
             raise EstimateError("engine", f"engine must be an engine id such as 'megatron-core' or None; got {self.engine!r}")
+        if self.dequant_copy_dtype not in (None, "fp32", "fp16", "bf16"):
+            raise EstimateError("dequant_copy_dtype",
+                                f"dequant_copy_dtype must be fp32, fp16, bf16 or None; got {self.dequant_copy_dtype!r}")
         if self.tp_comm_overlap not in (None, True, False):
             raise EstimateError("tp_comm_overlap", f"tp_comm_overlap must be true, false or None; got {self.tp_comm_overlap!r}")
         parse_finetune(self.finetune)

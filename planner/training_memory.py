@@ -288,9 +288,16 @@ def _memory(
     )
 
 
+_COPY_DTYPE_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0}
+
+
 def _largest_dequantized(stg: _Stage, ctx: _Ctx) -> float:
+    """The largest whole weight bitsandbytes dequantizes at once: its copy in the compute type, and the
+    copy it is cast from when it was dequantized to another float type (TrainingConfig.dequant_copy_dtype)."""
+    cast = ctx.cfg.dequant_copy_dtype
+    per_value = ctx.e + (_COPY_DTYPE_BYTES[cast] if cast is not None and cast != ctx.cfg.activations else 0.0)
     best = 0.0
     for _blk, op, _cnt in stg.items:
         if op.kind in (LINEAR, LM_HEAD) and op.weight_params:
-            best = max(best, op.weight_params / _expert_shard(op, ctx.cfg.tp, ctx.cfg.ep) / max(1, op.experts) * ctx.e)
+            best = max(best, op.weight_params / _expert_shard(op, ctx.cfg.tp, ctx.cfg.ep) / max(1, op.experts) * per_value)
     return best

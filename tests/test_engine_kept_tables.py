@@ -145,3 +145,65 @@ def test_the_16_bit_copy_of_an_moe_weight_is_one_experts():
                             gen=1)
     copy = nf4.memory.activations_bytes - int4.memory.activations_bytes
     assert copy == pytest.approx(14_336 * 4_096 * 2, rel=0.05)
+
+
+def test_a_copy_dequantized_to_another_float_type_is_cast_and_both_copies_are_held():
+    """bitsandbytes dequantizes to the dtype a weight was quantized from: Lightning Fabric's plugin (LitGPT)
+    quantizes from fp16, so a bf16 run makes an fp16 copy and casts it, two whole copies at once. LitGPT's
+    resource tables (Llama 2 7B … Falcon 40B in nf4) were 3-7% above an estimate with one copy."""
+    arch, dev = load_arch("llama-2-7b"), load_device("a100-40gb-sxm")
+    serving = Serving(batch=1, prompt=8, gen=50)
+    head = 32_000 * 4_096  # the largest Linear: LitGPT quantizes the LM head too
+
+    def est(activations: str, cast: str | None):
+        opts = RuntimeSettings(dequant_copy_formats=("nf4",), dequant_copy_dtype=cast, runtime="eager")
+        return estimate_inference(arch, dev, serving=serving, choice=Choice(weights="nf4", activations=activations, kv=activations),
+                                  options=opts)
+
+    one, cast = est("bf16", None), est("bf16", "fp16")
+    assert cast.memory.activations_bytes - one.memory.activations_bytes == pytest.approx(head * 2, rel=1e-9)
+    assert cast.prefill.time_s > one.prefill.time_s  # the cast reads the fp16 copy and writes the bf16 one
+    assert cast.decode.time_s == pytest.approx(one.decode.time_s, rel=1e-12)  # one row: gemv_4bit, no copy
+    # fp16 activations: the copy is already the compute type
+    same = est("fp16", "fp16")
+    assert same.memory.activations_bytes == pytest.approx(est("fp16", None).memory.activations_bytes, rel=1e-12)
+
+
+def test_a_profile_names_the_copy_type_and_a_bad_one_is_refused_naming_the_key(tmp_path):
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "profiles" / "engines" / "hf-transformers.yaml"
+    text = src.read_text(encoding="utf-8").replace("dequant_copy_formats: [nf4]", "dequant_copy_formats: [nf4]\n  dequant_copy_dtype: TYPE")
+    good = tmp_path / "hf.yaml"
+    good.write_text(text.replace("TYPE", "fp16"), encoding="utf-8")
+    sup = load_engine(str(good)).support(load_device("a100-40gb-sxm"))
+    assert sup.runtime.dequant_copy_dtype == "fp16"
+    from planner.request.estimate import engine_assumptions
+
+    assert engine_assumptions(sup, load_device("a100-40gb-sxm"))["dequant_copy_dtype"] == "fp16"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("TYPE", "fp8"), encoding="utf-8")
+    with pytest.raises(ProfileError) as exc:
+        load_engine(str(bad))
+    assert "dequant_copy_dtype" in str(exc.value) and "fp8" in str(exc.value)
+
+
+def test_qlora_holds_both_copies_when_its_weights_were_quantized_from_another_type():
+    from planner.errors import EstimateError
+    from planner.training import estimate_training
+    from planner.training_config import TrainingConfig
+
+    arch, dev = load_arch("llama-2-7b"), load_device("a100-40gb-sxm")
+
+    def peak(activations: str = "bf16", cast: str | None = None) -> float:
+        cfg = TrainingConfig(global_batch=1, micro_batch=1, seq=512, finetune="qlora:8", weights="nf4-dq",
+                             activations=activations, runtime="eager", dequant_copy_dtype=cast)
+        return estimate_training(arch, dev, cfg).memory.per_device_bytes
+
+    head = 32_000 * 4_096
+    assert peak(cast="fp16") - peak() == pytest.approx(head * 2, rel=1e-9)
+    assert peak(cast="bf16") == pytest.approx(peak(), rel=1e-12)
+    assert peak("fp16", "fp16") == pytest.approx(peak("fp16"), rel=1e-12)
+    with pytest.raises(EstimateError) as exc:
+        TrainingConfig(global_batch=1, finetune="qlora:8", dequant_copy_dtype="int8")
+    assert exc.value.field == "dequant_copy_dtype" and "int8" in str(exc.value)

@@ -86,11 +86,13 @@ def in_sample(pub, rows):
 # refitted to 0.9: 11.9 / 34.5 / +4.1. Memory: +10 rows of LitGPT's single-GPU inference table, with LitGPT's bf16
 # embedding, separate LM head and bitsandbytes' 16-bit copy of a prompt's weight: 17 rows 5.0 / 24.5 / -5.0 (22.4 /
 # 29.3 / -22.4 over the 7 ExecuTorch-era rows); finetune-memory +4 LoRA rows: 6.0 / 6.8 / -6.0.
+# Fabric quantizes from fp16, so bitsandbytes' copy is made in fp16 and cast to bf16, both held: memory
+# 0.8 / 24.5 / -0.8, finetune-memory 4.7 / 5.3 / -4.7. Both biases are held to the 5% target.
 LOSO_LIMITS = {  # category: (median, p90, |signed median|) as fractions
     "inference": (0.12, 0.35, 0.05),  # targets 12 / 35 / 5: 11.9 / 34.5 / +4.1 measured
     "training": (0.08, 0.17, 0.07),
-    "memory": (0.08, 0.28, 0.08),
-    "finetune-memory": (0.09, 0.10, 0.09),
+    "memory": (0.04, 0.28, 0.05),
+    "finetune-memory": (0.07, 0.08, 0.05),
 }
 
 

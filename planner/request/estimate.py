@@ -498,6 +498,7 @@ def engine_assumptions(sup: Any, device: Any, arch: Any = None, runtime: str | N
         # the tables it holds in 16 bit whatever the scheme, and the formats whose GEMMs dequantize a 16-bit copy
         "float_weight_kinds": list(s["float_weight_kinds"]),
         "dequant_copy_formats": list(s["dequant_copy_formats"]),
+        "dequant_copy_dtype": s["dequant_copy_dtype"],
         "design_peak_tops": dict(rt.design_peak_tops) or None,
         "source": sup.profile_file,
     }
@@ -658,9 +659,12 @@ def _dequant_copy_notes(sup: Any, choice: Any, arch: Any, est: Any) -> tuple[str
     fmts = tuple(sup.runtime.dequant_copy_formats)
     if get_format(choice.weights).name not in fmts:
         return ()
+    cast = sup.runtime.dequant_copy_dtype
+    cast_text = (f", made in {cast} and cast to {get_format(choice.activations).name}, so two copies are held while "
+                 "the cast runs" if cast is not None and cast != get_format(choice.activations).name else "")
     return (f"{choice.weights} under {sup.engine}: an input of more than one row (a prompt, or a decode batch above "
-            "one) dequantizes each weight into a 16-bit copy before its GEMM (bitsandbytes' MatMul4Bit; one row runs "
-            "gemv_4bit): the largest copy is held beside the activations and the pass is priced "
+            f"one) dequantizes each weight into a 16-bit copy before its GEMM (bitsandbytes' MatMul4Bit; one row runs "
+            f"gemv_4bit){cast_text}: the largest copy is held beside the activations and the pass is priced "
             f"({sup.profile_file} dequant_copy_formats)",)
 
 
