@@ -443,7 +443,9 @@ def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
     if reader.has("dequant_copy_formats"):
         out["dequant_copy_formats"] = _formats(reader, "dequant_copy_formats", empty_ok=True)
     if reader.has("dequant_copy_dtype"):
-        out["dequant_copy_dtype"] = reader.text("dequant_copy_dtype", choices=("fp32", "fp16", "bf16"))
+        from planner.formats import DEQUANT_COPY_DTYPES
+
+        out["dequant_copy_dtype"] = reader.text("dequant_copy_dtype", choices=DEQUANT_COPY_DTYPES)
     for key in ("chunk_tokens", "kv_block_tokens"):
         if reader.has(key) or not partial:
             out[key] = reader.integer(key, minimum=0)

@@ -70,6 +70,8 @@ KINDS = ("float", "int", "nf", "mx", "nvfp", "bfp", "minifloat", "codebook")
 #: Keys of a hardware profile's ``peak_flops`` table that a format can run at.
 HW_PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
 ROLES = ("weight", "activation", "kv")
+# The float types an engine can dequantize a weight into before a GEMM (planner.engines.Runtime.dequant_copy_dtype).
+DEQUANT_COPY_DTYPES = ("fp32", "fp16", "bf16")
 # FAMILIES (re-exported) is the one family vocabulary, owned by hwmodels.format_support: each
 # format's ``family`` is the name hardware profiles declare support with.
 

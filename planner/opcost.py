@@ -582,9 +582,6 @@ def dequant_copy(op: OpShape, choice: Choice, nm: DeviceNumerics, options: Runti
             and resolve_format(choice.weights, "weights").name in options.dequant_copy_formats)
 
 
-_COPY_DTYPE_BITS = {"fp32": 32.0, "fp16": 16.0, "bf16": 16.0}
-
-
 def dequant_copy_bits(nm: DeviceNumerics, options: RuntimeSettings | None) -> float:
     """Bits per weight value of the whole copies a dequantize-then-GEMM matmul holds at once
     (:func:`dequant_copy`): the copy in the compute type, and, when the engine dequantizes to another
@@ -594,7 +591,7 @@ def dequant_copy_bits(nm: DeviceNumerics, options: RuntimeSettings | None) -> fl
     cast = options.dequant_copy_dtype if options is not None else None
     compute = "fp32" if nm.precision == "tf32" else nm.precision
     if cast is not None and cast != compute:
-        bits += _COPY_DTYPE_BITS[cast]
+        bits += get_format(cast).bits_per_value()
     return bits
 
 

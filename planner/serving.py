@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from planner.errors import EstimateError
+from planner.formats import DEQUANT_COPY_DTYPES
 from planner.kernels import CPU_INT8_GEMM_BLOCK_OPS
 from planner.numerics import resolve_format
 
@@ -132,6 +133,9 @@ class RuntimeSettings:
             raise EstimateError("static_tokens", f"the program's sequence capacity must be a whole number of tokens >= 0; got {self.static_tokens!r}")
         if self.cpu_int8_block_ops is not None and not self.cpu_int8_block_ops >= 0.0:
             raise EstimateError("cpu_int8_block_ops", f"the block instructions per dot product must be >= 0; got {self.cpu_int8_block_ops!r}")
+        if self.dequant_copy_dtype is not None and self.dequant_copy_dtype not in DEQUANT_COPY_DTYPES:
+            raise EstimateError("dequant_copy_dtype", f"the dequantized copy's type must be {', '.join(DEQUANT_COPY_DTYPES)} or None; "
+                                f"got {self.dequant_copy_dtype!r}")
         if not 0.0 < self.kv_memory_fraction <= 1.0:
             raise EstimateError("kv_memory_fraction", f"the KV-cache memory fraction must be in (0, 1]; got {self.kv_memory_fraction!r}")
         if self.flash_chunk_bytes <= 0:

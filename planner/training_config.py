@@ -11,6 +11,7 @@ from planner.costmodel import RUNTIME_OVERHEAD_S
 # the one list of ZeRO stages and of attention kernels (engine profiles offer a subset of each)
 from planner.engines import ATTENTION_KERNELS, ZERO_STAGES
 from planner.errors import EstimateError
+from planner.formats import DEQUANT_COPY_DTYPES
 from planner.layout import Layout
 
 RECOMPUTE_MODES = ("none", "selective", "full")
@@ -212,9 +213,9 @@ class TrainingConfig:
             raise EstimateError("attention", f"attention must be one of {', '.join(ATTENTION_KERNELS)}; got {self.attention!r}")
         if self.engine is not None and (not isinstance(self.engine, str) or not self.engine.strip()):
             raise EstimateError("engine", f"engine must be an engine id such as 'megatron-core' or None; got {self.engine!r}")
-        if self.dequant_copy_dtype not in (None, "fp32", "fp16", "bf16"):
-            raise EstimateError("dequant_copy_dtype",
-                                f"dequant_copy_dtype must be fp32, fp16, bf16 or None; got {self.dequant_copy_dtype!r}")
+        if self.dequant_copy_dtype is not None and self.dequant_copy_dtype not in DEQUANT_COPY_DTYPES:
+            raise EstimateError("dequant_copy_dtype", f"dequant_copy_dtype must be {', '.join(DEQUANT_COPY_DTYPES)} or None; "
+                                f"got {self.dequant_copy_dtype!r}")
         if self.tp_comm_overlap not in (None, True, False):
             raise EstimateError("tp_comm_overlap", f"tp_comm_overlap must be true, false or None; got {self.tp_comm_overlap!r}")
         parse_finetune(self.finetune)

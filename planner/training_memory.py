@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
 from planner.errors import EstimateError
+from planner.formats import get_format
 from planner.training_config import FP32_BYTES, LOGITS_FP32_BYTES, MASK_BYTES, OptimizerSpec, TrainingConfig
 from planner.training_ops import (
     _Ctx,
@@ -288,14 +289,11 @@ def _memory(
     )
 
 
-_COPY_DTYPE_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0}
-
-
 def _largest_dequantized(stg: _Stage, ctx: _Ctx) -> float:
     """The largest whole weight bitsandbytes dequantizes at once: its copy in the compute type, and the
     copy it is cast from when it was dequantized to another float type (TrainingConfig.dequant_copy_dtype)."""
     cast = ctx.cfg.dequant_copy_dtype
-    per_value = ctx.e + (_COPY_DTYPE_BYTES[cast] if cast is not None and cast != ctx.cfg.activations else 0.0)
+    per_value = ctx.e + (get_format(cast).bits_per_value() / 8.0 if cast is not None and cast != ctx.cfg.activations else 0.0)
     best = 0.0
     for _blk, op, _cnt in stg.items:
         if op.kind in (LINEAR, LM_HEAD) and op.weight_params:

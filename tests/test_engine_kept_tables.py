@@ -167,6 +167,11 @@ def test_a_copy_dequantized_to_another_float_type_is_cast_and_both_copies_are_he
     # fp16 activations: the copy is already the compute type
     same = est("fp16", "fp16")
     assert same.memory.activations_bytes == pytest.approx(est("fp16", None).memory.activations_bytes, rel=1e-12)
+    from planner.errors import EstimateError
+
+    with pytest.raises(EstimateError) as exc:
+        RuntimeSettings(dequant_copy_dtype="int4")
+    assert exc.value.field == "dequant_copy_dtype" and "int4" in str(exc.value)
 
 
 def test_a_profile_names_the_copy_type_and_a_bad_one_is_refused_naming_the_key(tmp_path):
