@@ -510,12 +510,12 @@ def _data_parallel(s: _Step, t: _StageTimes, slow: int, trainable_dev: float, st
 
 def _optimizer_s(s: _Step, trainable_dev: float, grad_bytes_el: float, master: float) -> float:
     """Memory bound: each trainable parameter's master weight and states are read and
-    written once, its gradient read and its working copy written."""
+    written once, its gradient read and its working copy written (``trainable_dev``: the
+    parameters this rank steps, its ZeRO shard under ZeRO-1+)."""
     cfg, ft = s.cfg, s.ctx.ft
     opt = OPTIMIZERS[cfg.optimizer]
     w_train_bytes = s.ctx.e if ft.adapters else get_format(cfg.weights).element_bits / 8.0
-    shard = cfg.data_ranks if cfg.zero >= 1 else 1
-    nbytes = trainable_dev / shard * (2.0 * (master + opt.state_bytes) + grad_bytes_el + w_train_bytes)
+    nbytes = trainable_dev * (2.0 * (master + opt.state_bytes) + grad_bytes_el + w_train_bytes)
     return _mem_time(s.device, nbytes) + 3 * s.device.efficiency.kernel_overhead_s if nbytes else 0.0
 
 
@@ -604,7 +604,8 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
     work = build_workload(arch)
     stages = _stages(work, cfg.pp)
     times = _stage_times(s, stages)
-    stage_params, stage_trainable, stage_wbytes, largest_layer = _stage_param_bytes(stages, s.ctx)
+    sp = _stage_param_bytes(stages, s.ctx)
+    stage_trainable, stage_wbytes = sp.trainable, sp.wbytes
     grad_bytes_el = 4.0 if get_format(cfg.weights if not ft.adapters else cfg.activations).element_bits >= 32 else 2.0
     pipe = _pipeline(s, times, stage_trainable, grad_bytes_el)
     slow = pipe.slow
@@ -617,7 +618,8 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
     trainable_dev = max(stage_trainable)
     dp_s, dp_exposed = _data_parallel(s, times, slow, trainable_dev, stage_wbytes, grad_bytes_el, max(st.layers for st in stages))
     master = 4.0 if (s.ctx.e if ft.adapters else get_format(cfg.weights).element_bits / 8.0) < 4.0 else 0.0
-    optimizer_s = _optimizer_s(s, trainable_dev, grad_bytes_el, master)
+    # ZeRO-1+ steps each rank's shard: its weights over the ranks holding their copy (zero_group)
+    optimizer_s = _optimizer_s(s, max(sp.zero_trainable) if cfg.zero >= 1 else trainable_dev, grad_bytes_el, master)
     framework_s = m * MICROBATCH_OVERHEAD_S.get(cfg.engine or "", 0.0)
     step = pipe.time_s + dp_exposed + optimizer_s + framework_s
 
@@ -626,7 +628,7 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
     replicas_mb = cfg.global_batch / b * cfg.cp
     model_flops = times.model_flops_mb * cfg.tp * replicas_mb
     hw_flops = model_flops + times.rc_flops_mb * cfg.tp * replicas_mb
-    memory = _memory(stages, s.ctx, stage_params, stage_trainable, stage_wbytes, largest_layer, grad_bytes_el, master, OPTIMIZERS[cfg.optimizer])
+    memory = _memory(stages, s.ctx, sp, grad_bytes_el, master, OPTIMIZERS[cfg.optimizer])
     tokens_step = cfg.global_batch * s.ph.tokens * cfg.cp
     return TrainingEstimate(
         model=arch.id,

@@ -26,7 +26,7 @@ from planner.training_ops import (
     _unique_blocks,
     _weight_bits,
 )
-from planner.workload import ATTENTION, CONV, LINEAR, LM_HEAD, NORM, POOL, ROUTER, Block, build_workload
+from planner.workload import ATTENTION, CONV, LINEAR, LM_HEAD, NORM, POOL, ROUTER, Block, OpShape, build_workload
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,47 +180,75 @@ def _cnn_saved_bytes(block: Block, ctx: _Ctx, b: int) -> float:
     return total
 
 
-def _stage_param_bytes(stages: list[_Stage], ctx: _Ctx) -> tuple[list[float], list[float], list[float], float]:
-    """Per stage and device: parameters, trainable parameters, weight bytes; and the
-    largest layer's weight bytes (ZeRO-3 gathers one layer at a time)."""
+@dataclass(frozen=True, slots=True)
+class StageParams:
+    """Per pipeline stage and device: parameters, trainable parameters and weight bytes; the same
+    two after ZeRO shards each weight over the ranks that hold its copy (``zero_trainable``,
+    ``zero_wbytes``: :func:`zero_group`); and the largest layer's weight bytes (ZeRO-3 gathers one
+    layer at a time)."""
+
+    params: list[float]
+    trainable: list[float]
+    wbytes: list[float]
+    zero_trainable: list[float]
+    zero_wbytes: list[float]
+    largest_layer: float
+
+
+def zero_group(op: OpShape, cfg: TrainingConfig) -> float:
+    """Ranks that hold the same copy of ``op``'s weights, over which ZeRO shards them: the DP × CP
+    group; for an expert split over an EP group wider than the TP group, the expert-data-parallel
+    group (EP ranks are carved out of TP × DP: tp·dp·cp / max(tp, ep) ranks hold each expert slice;
+    Megatron-Core's expert data parallelism)."""
+    if op.experts and cfg.ep > 1:
+        return cfg.data_ranks * cfg.tp / max(cfg.tp, cfg.ep)
+    return float(cfg.data_ranks)
+
+
+def _stage_param_bytes(stages: list[_Stage], ctx: _Ctx) -> StageParams:
+    """What every stage holds of the parameters on one device (:class:`StageParams`)."""
     cfg = ctx.cfg
-    params, trainable, wbytes = [], [], []
+    params, trainable, wbytes, ztrain, zbytes = [], [], [], [], []
     largest = 0.0
     for stg in stages:
-        p = tr = wb = 0.0
+        p = tr = wb = ztr = zwb = 0.0
         layer_bytes: dict[int, float] = {}
         for blk, op, cnt in stg.items:
             n = op.weight_params
             if n:
                 shard = _expert_shard(op, cfg.tp, cfg.ep)
+                group = zero_group(op, cfg)
                 per = n / shard
                 p += per * cnt
                 bytes_one = per * _weight_bits(op, ctx) / 8.0
                 wb += bytes_one * cnt
+                zwb += bytes_one * cnt / group
                 layer_bytes[id(blk)] = layer_bytes.get(id(blk), 0.0) + bytes_one
                 if ctx.trainable_base:
                     tr += per * cnt
+                    ztr += per * cnt / group
             a = _lora_params(op, ctx.ft, cfg.lora_targets)
             if a:
                 per = a / _tp_shard(op, cfg.tp)
                 p += per * cnt
                 tr += per * cnt
+                ztr += per * cnt / cfg.data_ranks
                 wb += per * ctx.e * cnt
+                zwb += per * ctx.e * cnt / cfg.data_ranks
         if layer_bytes:
             largest = max(largest, max(layer_bytes.values()))
         params.append(p)
         trainable.append(tr)
         wbytes.append(wb)
-    return params, trainable, wbytes, largest
+        ztrain.append(ztr)
+        zbytes.append(zwb)
+    return StageParams(params, trainable, wbytes, ztrain, zbytes, largest)
 
 
 def _memory(
     stages: list[_Stage],
     ctx: _Ctx,
-    stage_params: list[float],
-    stage_trainable: list[float],
-    stage_wbytes: list[float],
-    largest_layer: float,
+    sp: StageParams,
     grad_bytes_el: float,
     master: float,
     opt: OptimizerSpec,
@@ -232,12 +260,12 @@ def _memory(
     best = None
     for stg in stages:
         i = stg.index
-        weights = stage_wbytes[i]
+        weights = sp.wbytes[i]
         if cfg.zero >= 3 and cfg.data_ranks > 1:
             # shards plus two gathered layers (the one computing and the one prefetched)
-            weights = weights / cfg.data_ranks + 2.0 * largest_layer
-        grads = stage_trainable[i] * grad_bytes_el / (cfg.data_ranks if cfg.zero >= 2 else 1)
-        optim = stage_trainable[i] * (master + opt.state_bytes) / (cfg.data_ranks if cfg.zero >= 1 else 1)
+            weights = sp.zero_wbytes[i] + 2.0 * sp.largest_layer
+        grads = (sp.zero_trainable[i] if cfg.zero >= 2 else sp.trainable[i]) * grad_bytes_el
+        optim = (sp.zero_trainable[i] if cfg.zero >= 1 else sp.trainable[i]) * (master + opt.state_bytes)
         # 1F1B: stage i keeps p − i micro-batches in flight (the first stage p, the last 1);
         # an interleaved schedule stores (1 + (p−1)/(p·v)) times more (Korthikanti et al. §4.2.3).
         inflight = min(m, p - i)
