@@ -9,16 +9,13 @@ extra fields so the planner can add results without breaking clients.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Annotated, Any, Literal
 
+from hwmodels.ids import ID_PATTERN
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, WithJsonSchema, model_validator
 
-#: Ids of catalog entries, custom profiles and models: a bare name, never a path.
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
-#: The same rule for server-side checks: use ``ID_RE.fullmatch`` (``$`` in ``re.match`` also
-#: matches before a trailing newline).
-ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+#: Ids of catalog entries, custom profiles and models: a bare name, never a path (hwmodels.ids.ID_PATTERN,
+#: the one rule the CLI, Python and plan exports use too; server-side checks use hwmodels.ids.ID_RE.fullmatch).
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN, max_length=64)]
 #: An engine id of the catalog (vllm, trtllm, llamacpp, ...): no paths over REST.
 EngineId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]

@@ -163,7 +163,7 @@ def register_hardware(store: Store, catalog: Catalog, profile: dict | None, text
     check_depth(data, src)
     pid = data.get("id")
     field = f"{src}.id"
-    from api.schemas import ID_RE, ID_PATTERN
+    from hwmodels.ids import ID_PATTERN, ID_RE
 
     if not isinstance(pid, str) or not ID_RE.fullmatch(pid):
         raise ApiError(422, "invalid_field", f"'{field}' must be an id matching {ID_PATTERN}; got {pid!r}", field)

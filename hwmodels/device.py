@@ -67,11 +67,11 @@ class DeviceSpec:
     arch: str = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.id, str) or not _ID_PATTERN.match(self.id):
+        if not isinstance(self.id, str) or not _ID_PATTERN.fullmatch(self.id):
             raise SpecError("id", "lower-case letters, digits, '.', '_' or '-' (e.g. 'h100-sxm')", self.id)
         check_name(self.name, "name")
         check_name(self.vendor, "vendor")
-        if not isinstance(self.arch, str) or (self.arch and not _ID_PATTERN.match(self.arch)):
+        if not isinstance(self.arch, str) or (self.arch and not _ID_PATTERN.fullmatch(self.arch)):
             raise SpecError("arch", "a lower-case generation name such as 'hopper' or 'ampere'", self.arch)
         if self.device_class not in DEVICE_CLASSES:
             raise SpecError("class", "one of " + ", ".join(DEVICE_CLASSES), self.device_class)

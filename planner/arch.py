@@ -28,6 +28,7 @@ from typing import Any
 
 from hwmodels import UnknownIdError
 from hwmodels.errors import SUGGEST_MAX_LEN, TierwiseError
+from hwmodels.ids import ID_EXPECTED, id_from_name, is_id
 from hwmodels.loader import exists, is_dir, is_file
 from hwmodels.safeyaml import UnsafeYamlError, load_untrusted
 from planner.fileio import DuplicateKeyError, parse_document
@@ -146,14 +147,17 @@ def _read_file(path_str: str) -> tuple[dict[str, Any], str]:
 
 
 def _file_model_id(cfg: Mapping[str, Any], path_str: str) -> str:
-    """``_id`` when the file names itself, else the file stem (the folder name for config.json)."""
-    if isinstance(cfg.get("_id"), str) and cfg["_id"]:
+    """``_id`` when the file names itself (an id by hwmodels.ids' rule, or the file is refused naming
+    ``_id``), else an id made of the file stem (the folder name for config.json)."""
+    if "_id" in cfg and cfg["_id"] not in (None, ""):
+        if not is_id(cfg["_id"]):
+            raise ModelConfigError(path_str, "_id", ID_EXPECTED, cfg["_id"])
         return cfg["_id"]
     path = Path(path_str.rstrip("/\\")).expanduser()
     if path.is_dir() or path.name == "config.json":
         folder = path if path.is_dir() else path.parent
-        return folder.resolve().name or path.name
-    return path.name.rsplit(".", 1)[0]
+        return id_from_name(folder.resolve().name or path.name)
+    return id_from_name(path.name.rsplit(".", 1)[0])
 
 
 def _read(id_or_path: str) -> tuple[dict[str, Any], str, str, bool]:

@@ -56,6 +56,7 @@ import yaml
 
 from hwmodels import DEVICE_CLASSES, DeviceSpec
 from hwmodels.errors import SUGGEST_MAX_LEN, ProfileError, TierwiseError, UnknownIdError, per_front_end
+from hwmodels.ids import ID_EXPECTED, is_id
 from hwmodels.loader import _Reader, exists, is_dir, is_file
 
 SCHEMA_VERSION = 1
@@ -525,6 +526,8 @@ def _parse(data: Any, origin: str) -> EngineSpec:
     provenance = rt.text("provenance", choices=PROVENANCES, default="datasheet")
     exporter = top.text("exporter", choices=export_formats())
     engine_id = top.text("id")
+    if not is_id(engine_id):
+        raise top.error("id", ID_EXPECTED, engine_id)
     families, model_types = _families(top, sources)
     return EngineSpec(
         id=engine_id,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hwmodels.errors import TierwiseError
+from hwmodels.ids import ID_EXPECTED, is_id
 
 __all__ = [
     "EXPORTERS",
@@ -211,6 +212,10 @@ def plan_view(plan: Any) -> PlanView:
         if not isinstance(c, Mapping):
             raise ExportError(f"choices.{g}", f"choice for group {g!r} must be a mapping; got {type(c).__name__}")
     kv = d.get("kv") or "bf16"
+    for key in ("model", "hardware"):
+        # ids become file names and lines of the scripts an export writes: never a path or a second line
+        if not is_id(_need(d, key)):
+            raise ExportError(key, f"plan field '{key}' must be {ID_EXPECTED}; got {d[key]!r}")
     return PlanView(
         model=str(_need(d, "model")),
         hardware=str(_need(d, "hardware")),
