@@ -28,7 +28,7 @@ from api.jobs import JobRunner
 from api.metrics import Metrics
 from api.services import Catalog
 from api.settings import Settings
-from planner.fileio import DuplicateKeyError, parse_document
+from planner.fileio import DuplicateKeyError, NumberTooLongError, parse_document
 
 log = logging.getLogger("tierwise.api")
 
@@ -182,6 +182,8 @@ def _body_problem(body: bytes) -> tuple[int, str, str, str | None] | None:
         doc = parse_document(body, "json")
     except DuplicateKeyError as exc:
         return 422, "invalid_field", f"{exc.path!r} is given more than once in one JSON object; give each key once", exc.path
+    except NumberTooLongError as exc:
+        return 422, "invalid_field", str(exc), exc.path
     except RecursionError:
         return 400, "malformed_json", f"request body is nested more than {MAX_BODY_DEPTH} levels deep", None
     except ValueError:

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from hwmodels import UnknownIdError
-from hwmodels.errors import SUGGEST_MAX_LEN, TierwiseError
+from hwmodels.errors import SUGGEST_MAX_LEN, TierwiseError, Worded
 from hwmodels.ids import ID_EXPECTED, id_from_name, is_id
 from hwmodels.loader import exists, is_dir, is_file
 from hwmodels.safeyaml import UnsafeYamlError, load_untrusted
-from planner.fileio import DuplicateKeyError, parse_document
+from planner.fileio import DuplicateKeyError, NumberTooLongError, parse_document
 from planner.archspec import CNN_INPUT_SIZE, FAMILIES, ArchSpec, ConvLayer, ModelConfigError
 from planner.hfconfig import SUPPORTED_MODEL_TYPES, arch_from_config
 
@@ -105,6 +105,8 @@ def _parse_text(text: str, name: str, origin: str) -> dict[str, Any]:
             data = load_untrusted(text, field="yaml")
     except DuplicateKeyError as e:
         raise ModelConfigError(origin, None, "expected each key given once in an object", e.repeated) from None
+    except NumberTooLongError as e:
+        raise ModelConfigError(origin, e.path, "a number of at most 4300 digits", Worded(f"a number of {e.digits} digits")) from None
     except json.JSONDecodeError as e:
         raise ModelConfigError(origin, None, "expected valid JSON", f"{e.msg} at line {e.lineno} column {e.colno}") from None
     except RecursionError:

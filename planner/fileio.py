@@ -24,6 +24,32 @@ class DuplicateKeyError(ValueError):
         self.path = path
 
 
+class NumberTooLongError(ValueError):
+    """A JSON integer longer than Python converts (``sys.get_int_max_str_digits()``, 4300 digits), with its
+    path in the document (``vocab_size``; ``profile.memory.0.bytes``) instead of the parser's bare
+    ``ValueError``, which named no key and reached the command line as an internal error."""
+
+    def __init__(self, path: str, digits: int) -> None:
+        super().__init__(f"{path!r}: a number of {digits} digits; expected at most {_max_digits()}")
+        self.path = path
+        self.digits = digits
+
+
+def _max_digits() -> int:
+    import sys
+
+    return sys.get_int_max_str_digits() or 4300
+
+
+class _LongInt(str):
+    """An integer's digits too long to convert, kept as text so that its place can be found."""
+
+
+def _parse_int(text: str) -> int | _LongInt:
+    limit = _max_digits()
+    return _LongInt(text) if len(text.lstrip("-")) > limit else int(text)
+
+
 class _Repeated(dict):
     """A JSON object that stated ``key`` twice, built whole so that its place can be found."""
 
@@ -40,11 +66,22 @@ def _mark_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return marked
 
 
+class _LongPath(tuple):
+    """The path of an integer too long to convert (:class:`NumberTooLongError`), with its digits."""
+
+    digits: str = ""
+
+
 def _find_repeated(root: Any) -> tuple | None:
-    """The path of the first repeated key, walked without recursion (as deep as the parser went)."""
+    """The path of the first repeated key or too-long integer (a :class:`_LongPath`), walked without
+    recursion (as deep as the parser went)."""
     stack: list[tuple[Any, tuple]] = [(root, ())]
     while stack:
         node, path = stack.pop()
+        if isinstance(node, _LongInt):
+            found = _LongPath(path or ("the document",))
+            found.digits = str(node)
+            return found
         if isinstance(node, _Repeated):
             return (*path, node.key)
         items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
@@ -58,11 +95,13 @@ def parse_document(text: str | bytes, kind: str) -> Any:
     :class:`DuplicateKeyError` (naming the key's path for JSON) rather than silently the last one.
     Syntax errors are the parsers' own (``json.JSONDecodeError``, ``yaml.YAMLError``)."""
     if kind == "json":
-        data = json.loads(text, object_pairs_hook=_mark_repeats)
+        data = json.loads(text, object_pairs_hook=_mark_repeats, parse_int=_parse_int)
         found = _find_repeated(data)
         if found is None:
             return data
         path = ".".join(str(p) for p in found)
+        if isinstance(found, _LongPath):
+            raise NumberTooLongError(path, len(found.digits.lstrip("-")))
         raise DuplicateKeyError(f"key {path!r} is given twice in one object; give each key once",
                                 Worded(f"{found[-1]!r} twice"), path)
     import yaml

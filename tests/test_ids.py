@@ -88,3 +88,11 @@ def test_engine_and_hardware_ids_follow_the_rule(tmp_path):
         replace(load_device("l40s"), id="l40s\n")
     assert "id" in str(exc2.value)
     assert ID_RE.fullmatch("l40s\n") is None
+
+
+def test_a_model_config_with_an_integer_past_4300_digits_is_refused_naming_the_key(cli, tmp_path):
+    """It was "internal error: ValueError: Exceeds the limit (4300 digits)" with exit 1."""
+    path = _config(tmp_path, "big.json", vocab_size=1)
+    path.write_text(path.read_text(encoding="utf-8").replace('"vocab_size": 1', '"vocab_size": ' + "9" * 5000), encoding="utf-8")
+    r = cli("estimate", "--model", path, "--hardware", "l40s")
+    assert r.code == 2 and "'vocab_size'" in r.err and "5000 digits" in r.err and "internal error" not in r.err, r.err

@@ -127,3 +127,12 @@ def test_a_plan_being_solved_is_findable_by_its_id(tmp_path):
                 break
             time.sleep(0.1)
         assert "being solved" not in c.get("/v1/plans/slow-one").text
+
+
+def test_an_integer_past_4300_digits_in_a_body_is_refused_naming_its_path(client):
+    """It was a 400 "could not be parsed as JSON (malformed…)" for valid JSON, naming no field."""
+    body = json.dumps({"id": "huge", "config": {**CFG, "vocab_size": 1}}).replace('"vocab_size": 1', '"vocab_size": ' + "9" * 5000)
+    r = client.post("/v1/models", content=body.encode(), headers=JSON)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "config.vocab_size", r.text
+    assert "5000 digits" in r.json()["error"]["message"]
+    assert client.get("/v1/models").status_code == 200
