@@ -552,6 +552,16 @@ def _tp_overlap(cfg: TrainingConfig, device: DeviceSpec) -> bool:
     return sup is not None and sup.runtime.tp_comm_overlap
 
 
+def _runtime_context(cfg: TrainingConfig, device: DeviceSpec) -> float:
+    """Bytes the training engine holds on every device beside the model (its profile's
+    ``runtime.context_gib``: CUDA context, NCCL buffers, workspaces), as inference estimates count
+    them; 0 without an engine."""
+    if cfg.engine is None:
+        return 0.0
+    sup = _engine_support(cfg.engine, device)
+    return sup.runtime.context_bytes if sup is not None else 0.0
+
+
 @functools.lru_cache(maxsize=256)
 def _engine_support(engine: str, device: DeviceSpec):
     """What ``engine`` runs on ``device`` (planner.engines.Support), once per pair; None for an unknown
@@ -628,7 +638,7 @@ def estimate_training(arch: ArchSpec, device: DeviceSpec, cfg: TrainingConfig) -
     replicas_mb = cfg.global_batch / b * cfg.cp
     model_flops = times.model_flops_mb * cfg.tp * replicas_mb
     hw_flops = model_flops + times.rc_flops_mb * cfg.tp * replicas_mb
-    memory = _memory(stages, s.ctx, sp, grad_bytes_el, master, OPTIMIZERS[cfg.optimizer])
+    memory = _memory(stages, s.ctx, sp, grad_bytes_el, master, OPTIMIZERS[cfg.optimizer], reserved=_runtime_context(cfg, device))
     tokens_step = cfg.global_batch * s.ph.tokens * cfg.cp
     return TrainingEstimate(
         model=arch.id,

@@ -31,12 +31,13 @@ from planner.workload import ATTENTION, CONV, LINEAR, LM_HEAD, NORM, POOL, ROUTE
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrainingMemory:
-    """Peak memory of the most loaded device (bytes)."""
+    """Peak memory of the most loaded device (bytes). The parts add up to ``per_device_bytes``:
+    weights + gradients + optimizer + activations + logits + the engine's runtime context."""
 
     weights_bytes: float
     gradients_bytes: float
     optimizer_bytes: float
-    activations_bytes: float
+    activations_bytes: float  # stored for backward and the transients beside them, the logits apart
     logits_bytes: float
     per_device_bytes: float
     device_capacity_bytes: float
@@ -44,6 +45,9 @@ class TrainingMemory:
     shortfall_bytes: float
     tier: str
     stage: int  # pipeline stage that holds the most
+    # what the engine holds beside the model (CUDA context, communication buffers, workspaces):
+    # its profile's runtime.context_gib; 0 without an engine
+    runtime_context_bytes: float = 0.0
 
     def to_dict(self) -> dict:
         return {
@@ -52,6 +56,7 @@ class TrainingMemory:
             "optimizer_bytes": self.optimizer_bytes,
             "activations_bytes": self.activations_bytes,
             "logits_bytes": self.logits_bytes,
+            "runtime_context_bytes": self.runtime_context_bytes,
             "per_device_bytes": self.per_device_bytes,
             "device_capacity_bytes": self.device_capacity_bytes,
             "fits": self.fits,
@@ -252,7 +257,9 @@ def _memory(
     grad_bytes_el: float,
     master: float,
     opt: OptimizerSpec,
+    reserved: float = 0.0,
 ) -> TrainingMemory:
+    """The most loaded stage's memory; ``reserved``: the engine's runtime context on every device."""
     cfg, arch, device = ctx.cfg, ctx.arch, ctx.device
     b = cfg.micro_batch
     m = cfg.microbatches
@@ -296,7 +303,7 @@ def _memory(
                 vocab = lm[0].out_features
                 # the logits (activation precision) and the fp32 cross-entropy buffer
                 logits = b * ctx.tokens * vocab * (ctx.e + LOGITS_FP32_BYTES) / _tp_shard(lm[0], cfg.tp)
-        total = weights + grads + optim + acts + logits
+        total = weights + grads + optim + acts + logits + reserved
         if best is None or total > best[0]:
             best = (total, i, weights, grads, optim, acts, logits)
     total, i, weights, grads, optim, acts, logits = best
@@ -306,7 +313,7 @@ def _memory(
         weights_bytes=weights,
         gradients_bytes=grads,
         optimizer_bytes=optim,
-        activations_bytes=acts + logits,
+        activations_bytes=acts,
         logits_bytes=logits,
         per_device_bytes=total,
         device_capacity_bytes=cap,
@@ -314,6 +321,7 @@ def _memory(
         shortfall_bytes=short,
         tier=device.device_tier.name,
         stage=i,
+        runtime_context_bytes=reserved,
     )
 
 

@@ -1198,7 +1198,7 @@
           ),
           bandNotes(d.uncertainty),
           el("h3", { text: "Memory per device" }),
-          memoryBars([{ name: "device", capacity: m.device_capacity_bytes, parts: [["weights", m.weights_bytes], ["grad", m.gradients_bytes], ["opt", m.optimizer_bytes], ["act", m.activations_bytes], ["logits", m.logits_bytes]] }]),
+          memoryBars([{ name: "device", capacity: m.device_capacity_bytes, parts: [["weights", m.weights_bytes], ["grad", m.gradients_bytes], ["opt", m.optimizer_bytes], ["act", m.activations_bytes], ["logits", m.logits_bytes], ["runtime", m.runtime_context_bytes || 0]] }]),
           notes(d.notes),
           tools,
           commands("estimate", body),

@@ -247,8 +247,10 @@ def _print_training(est) -> None:
                 label = f"framework ({d['microbatches']} micro-batches × {human_time(d[k] / d['microbatches'])})"
             t.add_row(f"  {label}", human_time(d[k]))
     mem = d["memory"]
-    for k in ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "per_device_bytes"):
-        t.add_row(k.replace("_bytes", "").replace("_", " "), human_bytes(mem[k]))
+    for k in ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "logits_bytes",
+              "runtime_context_bytes", "per_device_bytes"):
+        if mem.get(k) or k in ("weights_bytes", "activations_bytes", "per_device_bytes"):
+            t.add_row(k.replace("_bytes", "").replace("_", " "), human_bytes(mem[k]))
     t.add_row("fits", "yes" if mem["fits"] else "[red]no[/]")
     console.print(t)
     for n in d.get("notes") or ():
