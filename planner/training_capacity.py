@@ -246,8 +246,11 @@ def run_train_task(task: TrainTask, deadline: Deadline | None = None) -> dict[in
         deadline.check("the capacity search")
         dp = n // (task.tp * task.pp)
         unit = task.micro_batch * dp
-        if task.arch.family == "cnn" and task.micro_batch > CNN_MICRO_BATCHES[0] and unit > target_seqs:
-            continue  # one micro-batch per rank would already overshoot the global batch: a smaller one is searched
+        if unit > target_seqs:
+            # one micro-batch per data rank would already overshoot the global batch: the step would be a
+            # training recipe the user did not ask for (405B on 16,384 GPUs took 32× the batch); more
+            # devices than this need TP / PP (other tasks), a CNN a smaller micro-batch
+            continue
         gb = max(1, round(target_seqs / unit)) * unit
         stages = task.zero_stages
         # The least sharding that saves memory: ZeRO-1 where the engine offers it, else ZeRO-2 (FSDP's SHARD_GRAD_OP).
@@ -443,6 +446,11 @@ def train_infeasible_message(ans: TrainAnswer) -> tuple[str, dict]:
         f"{where} reaches {f.tokens_per_s:,.0f} tokens/s "
         f"({100 * (1 - f.tokens_per_s / t.tokens_per_s):.0f}% short), i.e. {days_text(f.days_for(t.tokens))}"
     )
+    if 2 * f.dp * f.micro_batch >= f.global_batch:
+        # the search keeps the batch asked for: it caps the data-parallel ranks, and so the devices that help
+        msg += (f"; its global batch of {f.global_batch:,} sequences ({t.global_batch_tokens:,.0f} tokens asked for) "
+                f"caps data parallelism at {f.dp} ranks of micro-batch {f.micro_batch}: a larger --global-batch-tokens "
+                "lets more devices help")
     return msg, f.to_dict(t.tokens)
 
 
