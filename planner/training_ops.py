@@ -347,6 +347,11 @@ def _op_train(op: OpShape, block: Block, ph: Phase, ctx: _Ctx, peak: float) -> _
         bwd = (2.0 if trainable else 1.0) * fwd
     else:
         bwd = (2.0 if trainable else 1.0) * fwd
+    if ctx.ft.method == "qlora" and op.kind in (LINEAR, LM_HEAD) and op.weight_params:
+        # bitsandbytes' MatMul4Bit dequantizes the whole 4-bit weight before the forward GEMM and again
+        # before the backward's data-gradient GEMM, each time a kernel of its own
+        deq = _qlora_dequant_s(op, ctx)
+        fwd, bwd = fwd + deq, bwd + deq
     mm = c.flops if op.kind in _MATMUL_KINDS else 0.0
     model = mm * (3.0 if trainable else 2.0)
     if op.kind == EMBEDDING:
@@ -355,6 +360,20 @@ def _op_train(op: OpShape, block: Block, ph: Phase, ctx: _Ctx, peak: float) -> _
     if ctx.ft.adapters and _lora_targeted(op, cfg.lora_targets):
         out = _add_adapter(out, op, ph, ctx)
     return out
+
+
+def _qlora_dequant_s(op: OpShape, ctx: _Ctx) -> float:
+    """One pass of bitsandbytes' dequantization of ``op``'s 4-bit weights on one device (every expert this
+    rank holds): read the 4-bit values and their scales, write the compute-type copy the GEMM then reads;
+    a copy made in another float type first (TrainingConfig.dequant_copy_dtype) is read again and cast."""
+    elems = op.weight_params / _expert_shard(op, ctx.cfg.tp, ctx.cfg.ep)
+    nbytes = _weight_bits(op, ctx) / 8.0 + ctx.e
+    cast = ctx.cfg.dequant_copy_dtype
+    over = ctx.device.efficiency.kernel_overhead_s
+    if cast is not None and cast != ctx.cfg.activations:
+        nbytes += 2.0 * get_format(cast).bits_per_value() / 8.0  # written by the dequantization, read by the cast
+        over *= 2.0
+    return _mem_time(ctx.device, elems * nbytes) + over
 
 
 # FP8 training (Transformer Engine, torchao float8): a GEMM's operands are cast from 16-bit to FP8

@@ -23,7 +23,9 @@ H100 = load_device("h100-sxm")
 
 def test_the_profile_states_its_zero_stages_and_others_offer_all():
     assert load_engine("llm-foundry").zero == (0, 2, 3) and support("llm-foundry", H100).zero == (0, 2, 3)
-    assert support("fsdp", H100).zero == support("megatron-core", H100).zero == (0, 1, 2, 3)
+    # PyTorch FSDP shards as NO_SHARD, SHARD_GRAD_OP or FULL_SHARD: no ZeRO-1 either
+    assert load_engine("fsdp").zero == support("fsdp", H100).zero == (0, 2, 3)
+    assert support("megatron-core", H100).zero == (0, 1, 2, 3)
 
 
 @pytest.mark.parametrize("bad", [[1, 5], [], "0,2,3", [2, 2], [True]])

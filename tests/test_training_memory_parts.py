@@ -18,7 +18,7 @@ PARTS = ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_byt
 
 @pytest.mark.parametrize("engine", [None, "megatron-core", "fsdp", "llm-foundry"])
 @pytest.mark.parametrize("model, kw", [
-    ("llama-3.1-8b", {"tp": 2, "dp": 4, "zero": 1, "finetune": "lora:16"}),
+    ("llama-3.1-8b", {"tp": 2, "dp": 4, "zero": 2, "finetune": "lora:16"}),
     ("mixtral-8x7b", {"tp": 2, "dp": 8, "ep": 4, "zero": 3, "recompute": "full"}),
     ("llama-3.2-1b", {"dp": 2, "zero": 3, "recompute": "full"}),
 ])

@@ -728,6 +728,25 @@ def _engine_note(sup: Any, device: Any, arch: Any = None) -> str:
 _FINETUNE = re.compile(r"^(full|(lora|qlora):[1-9][0-9]{0,5})$")
 
 
+def _check_finetune_base(v: dict, given: Any) -> None:
+    """QLoRA's frozen base is 4-bit and LoRA's is not: ``--weights`` must say the same as ``--finetune``.
+    qlora with a 16-bit ``--weights`` was reported as given and priced as nf4; lora with nf4 was priced
+    otherwise than the qlora it is. Without ``--weights``, qlora's base is nf4."""
+    from planner.formats import get_format
+
+    method, _, rank = v["finetune"].strip().lower().partition(":")
+    bits = get_format(v["weights"]).element_bits
+    if method == "qlora" and bits > 4:
+        if "weights" in given:
+            raise TierwiseError(f"{{@finetune}} qlora keeps the frozen base in 4 bits (nf4, nf4-dq); {{@weights}} is "
+                                f"{bits}-bit, got {v['weights']!r} (for a {bits}-bit frozen base use {{@finetune}} lora:{rank})",
+                                field="weights", code="invalid_field")
+        v["weights"] = "nf4"
+    if method == "lora" and bits <= 4:
+        raise TierwiseError(f"a 4-bit frozen base ({{@weights}} {v['weights']!r}) is QLoRA: use {{@finetune}} qlora:{rank} "
+                            f"(lora:{rank} keeps the base in a 16-bit or 8-bit format)", field="weights", code="invalid_field")
+
+
 def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
     """(arch, device, TrainingConfig, engine Support) of a validated training request."""
     from planner.training_config import GRAD_ACCUMULATION, RECOMPUTE_MODES, TrainingConfig
@@ -792,6 +811,7 @@ def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
         check_bool(name, v[name])
     check_format("weights", v["weights"], "weight")
     check_format("activations", v["activations"], "activation")
+    _check_finetune_base(v, given)
     check_given(sup, given, v, {n: v[n] for n in ("tp", "pp", "dp", "ep", "cp")}, zero=v["zero"])
     if v["finetune"].strip().lower().startswith("qlora") and "nf4" not in sup.weights:
         from planner.engines import EngineSupportError
