@@ -388,6 +388,9 @@ def _formats(reader: _Reader, key: str, *, empty_ok: bool = False) -> tuple[str,
     from planner.formats import FormatError, get_format
 
     names = _names(reader, key, None, empty_ok=empty_ok)
+    repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if repeated is not None:
+        raise reader.error(key, "each format once", repeated)
     for name in names:
         try:
             if get_format(name).name != name:
@@ -443,7 +446,15 @@ def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
         out["cpu_int8_gemm"] = value
     if reader.has("dequant_copy_formats"):
         out["dequant_copy_formats"] = _formats(reader, "dequant_copy_formats", empty_ok=True)
+        from planner.formats import get_format
+
+        wide = next((f for f in out["dequant_copy_formats"] if get_format(f).kind == "float"), None)
+        if wide is not None:
+            raise reader.error("dequant_copy_formats", "quantized weight formats (a float format needs no dequantizing)", wide)
     if reader.has("dequant_copy_dtype"):
+        if not partial and not out.get("dequant_copy_formats"):  # a target may type the profile's formats
+            raise reader.error("dequant_copy_dtype", "dequant_copy_formats beside it naming the formats whose copy it "
+                               "types (alone it changes nothing)", reader.raw("dequant_copy_dtype"))
         from planner.formats import DEQUANT_COPY_DTYPES
 
         out["dequant_copy_dtype"] = reader.text("dequant_copy_dtype", choices=DEQUANT_COPY_DTYPES)
@@ -456,6 +467,8 @@ def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
         out["context_bytes"] = reader.number("context_gib", positive=False) * 2**30
     if out.get("chunked_prefill") and out.get("chunk_tokens") == 0:
         raise reader.error("chunk_tokens", "a positive token count when chunked_prefill is true", 0)
+    if out.get("paged_kv") and out.get("kv_block_tokens") == 0:
+        raise reader.error("kv_block_tokens", "a positive token count when paged_kv is true", 0)
     return out
 
 
@@ -489,6 +502,18 @@ def _target(reader: _Reader, sources: Mapping[str, str]) -> Target:
         exclusive=exclusive,
         conv=conv,
     )
+
+
+def _targets(top: _Reader, sources: Mapping[str, str], *, kind: str, families: Sequence[str]) -> tuple[Target, ...]:
+    """The profile's targets. A serving engine that runs decoders keeps a KV cache on every target it
+    lists: ``kv: []`` there was accepted, and its estimates then priced a bf16 cache the engine "does not run"."""
+    out = []
+    for t in top.items("targets"):
+        target = _target(t, sources)
+        if kind != "training" and not target.kv and set(families) & {"decoder", "encoder_decoder"}:
+            raise t.error("kv", "at least one KV-cache format: the engine runs decoders, which keep a KV cache", [])
+        out.append(target)
+    return tuple(out)
 
 
 def _parse(data: Any, origin: str) -> EngineSpec:
@@ -537,7 +562,7 @@ def _parse(data: Any, origin: str) -> EngineSpec:
         exporter=exporter,
         parallel=_names(top, "parallel", PARALLEL_DIMS, empty_ok=True),
         runtime=runtime,
-        targets=tuple(_target(t, sources) for t in top.items("targets")),
+        targets=_targets(top, sources, kind=top.text("kind", choices=KINDS), families=families),
         default_for=_names(top, "default_for", DEVICE_CLASSES, empty_ok=True) if top.has("default_for") else (),
         default_for_training=(_names(top, "default_for_training", DEVICE_CLASSES, empty_ok=True)
                               if top.has("default_for_training") else ()),
