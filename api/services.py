@@ -263,6 +263,12 @@ def register_model(store: Store, id: str, config: dict | None, text: str | None)
         raise ApiError(409, "duplicate_id", f"model id {id!r} differs only in case from the registered {taken!r}; "
                        "choose another id", "id")
     check_depth(data, "config")
+    from hwmodels.loader import non_json_value
+
+    bad = non_json_value(data)
+    if bad is not None:
+        raise ApiError(422, "invalid_model_config", f"'config.{bad[0]}' must be a finite number or other JSON data; got {bad[1]!r}",
+                       f"config.{bad[0]}")
     try:
         json.dumps(data, allow_nan=False)
     except ValueError as e:

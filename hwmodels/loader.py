@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import math
 import json
 import re
 from collections.abc import Mapping
@@ -651,9 +652,30 @@ def load_device(id_or_path: str | Path) -> DeviceSpec:
     return _load_catalog(str(id_or_path).strip())
 
 
+def non_json_value(data: Any) -> tuple[str, Any] | None:
+    """(path, value) of the first value of ``data`` that JSON cannot hold — a NaN, an infinity
+    (``1e400`` parses as one), or a non-data object — with the path as profile errors name keys
+    (``memory[0].bandwidth_gb_per_s``); None when there is none. Walked without recursion."""
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return path or "<document>", value
+        if isinstance(value, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in reversed(list(value.items())))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(value))))
+        elif value is not None and not isinstance(value, (str, int, float, bool)):
+            return path or "<document>", value
+    return None
+
+
 def load_device_from_dict(data: dict, origin: str = "<dict>") -> DeviceSpec:
     """A DeviceSpec from an already-parsed profile (e.g. a REST request body),
     validated exactly like a file. ``content_hash`` hashes its canonical JSON."""
+    bad = non_json_value(data)
+    if bad is not None:
+        raise ProfileError(origin, bad[0], "a finite number or other JSON data", bad[1])
     try:
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as error:

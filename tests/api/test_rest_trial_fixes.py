@@ -136,3 +136,22 @@ def test_an_integer_past_4300_digits_in_a_body_is_refused_naming_its_path(client
     assert r.status_code == 422 and r.json()["error"]["field"] == "config.vocab_size", r.text
     assert "5000 digits" in r.json()["error"]["message"]
     assert client.get("/v1/models").status_code == 200
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "1e400"])
+def test_a_number_json_cannot_hold_is_refused_naming_its_key(client, token):
+    """They were "'profile' must be JSON-compatible data (Out of range float values are not JSON compliant)"."""
+    prof = _l4()
+    prof["id"] = "lab-nan"
+    text = json.dumps({"profile": prof})
+    bw = prof["memory"][0]["bandwidth_gb_per_s"]
+    text = text.replace(f'"bandwidth_gb_per_s": {json.dumps(bw)}', f'"bandwidth_gb_per_s": {token}', 1)
+    assert token in text
+    r = client.post("/v1/hardware", content=text.encode(), headers=JSON)
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert "bandwidth_gb_per_s" in (err["field"] or "") and "memory" in err["field"], err
+    body = json.dumps({"id": "nan-model", "config": {**CFG, "rope_theta": 1.0}}).replace('"rope_theta": 1.0', f'"rope_theta": {token}')
+    r = client.post("/v1/models", content=body.encode(), headers=JSON)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "config.rope_theta", r.text
+    assert client.get("/v1/hardware").status_code == 200 and client.get("/v1/models").status_code == 200
