@@ -410,6 +410,7 @@ def _precision_max(eff: _Reader) -> dict[str, float]:
     sub = eff.sub("precision_max")
     if not isinstance(sub.data, dict):
         raise eff.error("precision_max", "a mapping of compute precision to a fraction in (0, 1]", sub.data)
+    sub.allow(*PRECISIONS)  # a typo (bf61) was kept and never read
     return {str(k): sub.number(str(k), at_most=1.0) for k in sub.data}
 
 

@@ -214,3 +214,18 @@ def test_with_efficiency_changes_hash_and_records_source():
     assert calibrated.field_sources["efficiency"] == ("CAL",)
     assert calibrated.provenance["efficiency"] == "measured"
     assert spec.efficiency != measured  # the cached catalog spec is untouched
+
+
+def test_a_precision_max_key_that_is_no_precision_is_refused_naming_it():
+    """{bf61: 0.6} was kept and never read: the typo changed nothing and said nothing."""
+    import yaml
+    from pathlib import Path
+
+    from hwmodels.errors import ProfileError
+    from hwmodels.loader import load_device_from_dict
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "profiles" / "hardware" / "h100-sxm.yaml").read_text())
+    data["efficiency"]["precision_max"] = {"bf61": 0.6}
+    with pytest.raises(ProfileError) as exc:
+        load_device_from_dict(data, "x.yaml")
+    assert "efficiency.precision_max.bf61" in str(exc.value) and "bf16" in str(exc.value)
