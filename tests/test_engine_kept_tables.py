@@ -212,3 +212,13 @@ def test_qlora_holds_both_copies_when_its_weights_were_quantized_from_another_ty
     with pytest.raises(EstimateError) as exc:
         TrainingConfig(global_batch=1, finetune="qlora:8", dequant_copy_dtype="int8")
     assert exc.value.field == "dequant_copy_dtype" and "int8" in str(exc.value)
+
+
+def test_the_copy_note_names_the_compute_type_and_says_when_no_copy_is_made():
+    one = planner.estimate("llama-2-7b", "a100-40gb-sxm", engine="hf-transformers", weights="nf4", batch=1, prompt=1, gen=1)
+    note = next(n for n in one.notes if "gemv_4bit" in n)
+    assert "no dequantized copy is made" in note
+    prompt = planner.estimate("llama-2-7b", "a100-40gb-sxm", engine="hf-transformers", weights="nf4", batch=1, prompt=64,
+                              gen=1)
+    note = next(n for n in prompt.notes if "gemv_4bit" in n)
+    assert "into a bf16 copy" in note and "16-bit" not in note

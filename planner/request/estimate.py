@@ -659,11 +659,18 @@ def _dequant_copy_notes(sup: Any, choice: Any, arch: Any, est: Any) -> tuple[str
     fmts = tuple(sup.runtime.dequant_copy_formats)
     if get_format(choice.weights).name not in fmts:
         return ()
+    s = est.serving
+    if s.batch * max(s.prompt, 1) <= 1 and (s.batch <= 1 or s.gen <= 1):
+        # one row everywhere: the fused gemv_4bit runs and no copy is made (placement prices none)
+        return (f"{choice.weights} under {sup.engine}: one row per step here, so the fused gemv_4bit runs and no "
+                f"dequantized copy is made; a prompt or a batch above one would dequantize each weight whole first "
+                f"({sup.profile_file} dequant_copy_formats)",)
+    compute = get_format(choice.activations).name
     cast = sup.runtime.dequant_copy_dtype
-    cast_text = (f", made in {cast} and cast to {get_format(choice.activations).name}, so two copies are held while "
-                 "the cast runs" if cast is not None and cast != get_format(choice.activations).name else "")
+    cast_text = (f", made in {cast} and cast to {compute}, so two copies are held while the cast runs"
+                 if cast is not None and cast != compute else "")
     return (f"{choice.weights} under {sup.engine}: an input of more than one row (a prompt, or a decode batch above "
-            f"one) dequantizes each weight into a 16-bit copy before its GEMM (bitsandbytes' MatMul4Bit; one row runs "
+            f"one) dequantizes each weight into a {compute} copy before its GEMM (bitsandbytes' MatMul4Bit; one row runs "
             f"gemv_4bit){cast_text}: the largest copy is held beside the activations and the pass is priced "
             f"({sup.profile_file} dequant_copy_formats)",)
 
