@@ -122,8 +122,9 @@ class Runtime:
     weight_only_formats: tuple[str, ...] = ()
     # Operator kinds (``embedding``, ``lm_head``) whose weights the engine holds in 16 bit whatever format
     # its scheme gives the linear layers (vLLM, SGLang and transformers quantize Linear layers only:
-    # planner.export.rules.ROLE_RULES). Not a profile field: the request layer sets it from the exporter
-    # (planner.request.engine.resolve_engine).
+    # planner.export.rules.ROLE_RULES). The request layer sets it from the exporter
+    # (planner.request.engine.kept_float_roles) unless the profile declares it (an engine exported as
+    # plain YAML has no exporter rule: LitGPT's bitsandbytes swap keeps [embedding]).
     float_weight_kinds: tuple[str, ...] = ()
     # The peak of the engine's own compute design on the device, per precision, in TOPS, which replaces the
     # device's (an FPGA overlay such as Vitis AI's DPU is one fixed design: the U50's DPUCAHX8H with 2 cores
@@ -414,7 +415,7 @@ def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
     reader.allow(*_RUNTIME_FLAGS, "chunk_tokens", "kv_block_tokens", "memory_fraction", "context_gib", "source",
                  "provenance", "notes", "step_overhead_us", "compute_unit", "quantized_act_storage", "cpu_int8_gemm",
                  "memory_fraction_setting", "dynamic_act_quant", "design_peak_tops", "dequant_copy_formats",
-                 "dequant_copy_dtype")
+                 "dequant_copy_dtype", "float_weight_kinds")
     out: dict[str, Any] = {}
     for key in _RUNTIME_FLAGS:
         if reader.has(key) or not partial:
@@ -451,6 +452,8 @@ def _runtime_fields(reader: _Reader, *, partial: bool) -> dict[str, Any]:
         wide = next((f for f in out["dequant_copy_formats"] if get_format(f).kind == "float"), None)
         if wide is not None:
             raise reader.error("dequant_copy_formats", "quantized weight formats (a float format needs no dequantizing)", wide)
+    if reader.has("float_weight_kinds"):
+        out["float_weight_kinds"] = _names(reader, "float_weight_kinds", ("embedding", "lm_head"), empty_ok=True)
     if reader.has("dequant_copy_dtype"):
         if not partial and not out.get("dequant_copy_formats"):  # a target may type the profile's formats
             raise reader.error("dequant_copy_dtype", "dequant_copy_formats beside it naming the formats whose copy it "

@@ -55,3 +55,27 @@ def test_paged_kv_needs_blocks_of_some_tokens():
     data = _profile("vllm")
     data["runtime"]["kv_block_tokens"] = 0
     _refused(data, "kv_block_tokens")
+
+
+def test_a_profile_exported_as_yaml_declares_the_tables_it_keeps_in_16_bit(tmp_path):
+    """An engine without an exporter rule for its tables (exported as plain YAML, such as LitGPT, whose
+    bitsandbytes swap replaces nn.Linear only) had its embedding priced and planned in nf4, with no way to say
+    otherwise."""
+    import planner
+
+    data = _profile("hf-transformers")
+    data["id"], data["exporter"] = "litgpt-like", "yaml"
+    plain = tmp_path / "litgpt-like.yaml"
+    plain.write_text(yaml.safe_dump(data), encoding="utf-8")
+    data["runtime"]["float_weight_kinds"] = ["embedding"]
+    kept = tmp_path / "litgpt-kept.yaml"
+    data["id"] = "litgpt-kept"
+    kept.write_text(yaml.safe_dump(data), encoding="utf-8")
+    kw = dict(weights="nf4", batch=1, prompt=8, gen=8)
+    a = planner.estimate("llama-2-7b", "a100-40gb-sxm", engine=str(plain), **kw)
+    b = planner.estimate("llama-2-7b", "a100-40gb-sxm", engine=str(kept), **kw)
+    table = 32_000 * 4_096
+    assert b.memory.weights_bytes - a.memory.weights_bytes == pytest.approx(table * (2.0 - 4.5 / 8), rel=0.01)  # nf4: 4 bits + an fp32 scale per 64
+    assert b.engine_assumptions["float_weight_kinds"] == ["embedding"]
+    data["runtime"]["float_weight_kinds"] = ["embeddings"]
+    _refused(data, "float_weight_kinds")

@@ -77,9 +77,14 @@ def kept_float_roles(sup: Any) -> tuple[str, ...]:
     """The roles (``embedding``, ``lm_head``: also the cost model's operator kinds) that the engine's
     exporter writes, and the engine holds, in 16 bit whatever format the linear layers get
     (``ROLE_RULES`` of planner/export/rules.py: vLLM, SGLang and transformers quantize Linear
-    layers only; TensorRT-LLM keeps the embedding table). Estimates price them so, and plans pin them."""
+    layers only; TensorRT-LLM keeps the embedding table), or those its profile declares
+    (``runtime.float_weight_kinds``: an engine whose exporter has no rule for them, such as one exported as
+    plain YAML). Estimates price them so, and plans pin them."""
     from planner.export.rules import ROLE_RULES
 
+    declared = tuple(sup.runtime.float_weight_kinds)
+    if declared:
+        return tuple(sorted(declared))
     return tuple(sorted(role for role, how in ROLE_RULES.get(sup.exporter, {}).items() if how == "keep16"))
 
 
