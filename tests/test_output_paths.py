@@ -80,3 +80,11 @@ def test_a_folder_given_as_the_file_and_a_file_given_as_the_folder(cli, tmp_path
     assert r.code == 2 and f"--out: {blocker} is a file; expected a folder" in r.err
     r = cli(*TRAIN, "--csv", tmp_path)
     assert r.code == 2 and f"--csv: {tmp_path} is a folder; expected the name of a file" in r.err
+
+
+def test_a_plot_path_ending_in_a_slash_is_a_folder_even_before_it_exists(cli, tmp_path):
+    """`--plot out/` wrote ./out.png beside the folder --csv created in the same command."""
+    out = tmp_path / "out"
+    r = cli(*TRAIN, "--csv", out / "ct.csv", "--plot", f"{out}/")
+    assert r.code == 0, r.err
+    assert (out / "capacity-train.png").is_file() and not (tmp_path / "out.png").exists()

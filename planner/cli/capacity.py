@@ -65,7 +65,8 @@ class Executor(str, Enum):
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 CsvOpt = Annotated[Optional[Path], typer.Option("--csv", help="Write the result rows as CSV.")]
-PlotOpt = Annotated[Optional[Path], typer.Option("--plot", help="Write a plot (PNG) of the sweep.")]
+# a string, not a Path: a trailing slash ("out/") names a folder even before it exists, and Path drops it
+PlotOpt = Annotated[Optional[str], typer.Option("--plot", help="Write a plot (PNG) of the sweep; a folder (out/) gets NAME.png.")]
 ExecOpt = Annotated[Executor, typer.Option("--executor", help="process (local pool), serial, or ray.")]
 WorkersOpt = Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes (default: CPU count).")]
 RayOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address for --executor ray (default: local).")]

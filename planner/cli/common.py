@@ -225,15 +225,21 @@ def check_writable(flag: str, path: Path | None, *, folder: bool = False) -> Pat
     return path
 
 
-def plot_target(path: Path | None, name: str) -> Path | None:
-    """The file ``--plot PATH`` writes, checked before the search runs: an existing directory
-    gets ``NAME.png`` inside it; a file path keeps its name, ``.png`` added when it has no
-    suffix (as matplotlib does); a suffix matplotlib cannot write, or a place that cannot be
-    written (:func:`check_writable`), is an exit-2 error naming ``--plot``."""
-    if path is None:
+def plot_target(given: str | Path | None, name: str) -> Path | None:
+    """The file ``--plot PATH`` writes, checked before the search runs: a directory (an existing one,
+    or any path ending in a slash, created when written) gets ``NAME.png`` inside it; a file path keeps
+    its name, ``.png`` added when it has no suffix (as matplotlib does); a suffix matplotlib cannot
+    write, or a place that cannot be written (:func:`check_writable`), is an exit-2 error naming ``--plot``."""
+    if given is None:
         return None
-    if path.is_dir():
-        return path / f"{name}.png"
+    import os
+
+    raw = str(given)
+    path = Path(raw)
+    if path.is_dir() or raw.endswith(("/", os.sep)):
+        target = path / f"{name}.png"
+        check_writable("--plot", target)
+        return target
     from matplotlib.backend_bases import FigureCanvasBase
 
     kinds = FigureCanvasBase.get_supported_filetypes()

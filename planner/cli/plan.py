@@ -94,7 +94,7 @@ def plan(
     engine: Annotated[Optional[str], typer.Option(help=_F["engine"].help_text)] = None,
     pareto: Annotated[Optional[int], typer.Option(min=1, help="Return N non-dominated plans (sensitivity, memory, latency).")] = None,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="With --pareto: write the points as CSV.")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="With --pareto: plot the frontier (.png/.svg/.pdf).")] = None,
+    plot: Annotated[Optional[str], typer.Option(help="With --pareto: plot the frontier (.png/.svg/.pdf; a folder, out/, gets pareto.png).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the plan (.yaml/.json); with --pareto, one file per point.")] = None,
     per_group: Annotated[bool, typer.Option("--per-group", help="Print every group's choice.")] = False,
     max_degradation: Annotated[Optional[float], typer.Option(min=0.0, help="Closed loop: measured degradation to land under (e.g. 0.01 = 1%), with --validate-with.")] = None,
