@@ -294,6 +294,11 @@ def install(app: FastAPI) -> None:
                     type(None): "null"}.get(type(given), "a value")
             got = ("nothing" if first.get("type") == "missing" else "null" if given is None
                    else f"{kind}, {_as_json(given)[:60]}")
+            if isinstance(given, (bytes, bytearray)):
+                # not parsed as JSON at all: the body came with another Content-Type (text/plain, a form)
+                ctype = request.headers.get("content-type") or "none"
+                return error_response(422, "invalid_body", "the request body must be sent as JSON: give the header "
+                                      f"Content-Type: application/json; got Content-Type {ctype!r}", None)
             return error_response(422, "invalid_body", "the request body must be a JSON object (Content-Type: application/json) "
                                   f"with the fields listed at /docs; got {got}", None)
         first, either = _union_error(first, errors)

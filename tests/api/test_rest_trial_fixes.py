@@ -155,3 +155,11 @@ def test_a_number_json_cannot_hold_is_refused_naming_its_key(client, token):
     r = client.post("/v1/models", content=body.encode(), headers=JSON)
     assert r.status_code == 422 and r.json()["error"]["field"] == "config.rope_theta", r.text
     assert client.get("/v1/hardware").status_code == 200 and client.get("/v1/models").status_code == 200
+
+
+def test_a_json_body_sent_as_text_plain_is_told_to_send_the_json_header(client):
+    body = json.dumps({"model": "llama-3.2-1b", "hardware": "l4"})
+    r = client.post("/v1/estimate", content=body.encode(), headers={"content-type": "text/plain"})
+    assert r.status_code == 422, r.text
+    msg = r.json()["error"]["message"]
+    assert "Content-Type: application/json" in msg and "'text/plain'" in msg and "b'" not in msg, msg
