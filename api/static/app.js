@@ -1198,7 +1198,7 @@
           ),
           bandNotes(d.uncertainty),
           el("h3", { text: "Memory per device" }),
-          memoryBars([{ name: "device", capacity: m.device_capacity_bytes, parts: [["weights", m.weights_bytes], ["grad", m.gradients_bytes], ["opt", m.optimizer_bytes], ["act", m.activations_bytes], ["logits", m.logits_bytes], ["runtime", m.runtime_context_bytes || 0]] }]),
+          memoryBars([{ name: "device", capacity: m.device_capacity_bytes, parts: [["weights", m.weights_bytes], ["grad", m.gradients_bytes], ["opt", m.optimizer_bytes], ["act", m.activations_bytes], ["logits", m.logits_bytes], ["runtime", m.runtime_context_bytes]] }]),
           notes(d.notes),
           tools,
           commands("estimate", body),
@@ -1238,6 +1238,7 @@
     grad: ["seg-grad", "gradients"],
     opt: ["seg-opt", "optimizer state"],
     logits: ["seg-logits", "logits"],
+    runtime: ["seg-runtime", "engine runtime"],
   };
 
   // Stacked horizontal bars, one per memory tier: each part of the usage against the

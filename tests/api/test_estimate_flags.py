@@ -28,7 +28,7 @@ def test_kv_policies_low_rank_and_runtime_match_the_library(client):
 
 def test_training_context_parallel_devices_rule(client):
     body = {"mode": "training", "model": "llama-3.1-8b", "hardware": "h100-sxm", "tp": 2, "cp": 2, "dp": 2,
-            "devices": 4, "global_batch": 8, "seq": 8192}
+            "devices": 4, "global_batch": 8, "seq": 8192, "zero": 1}
     r = client.post("/v1/estimate", json=body)
     assert r.status_code == 422 and r.json()["error"]["field"] == "devices"
     r = client.post("/v1/estimate", json={**body, "devices": 8})

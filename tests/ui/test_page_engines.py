@@ -215,6 +215,8 @@ def test_a_training_estimate_takes_the_training_engine(page, server, vp):
         page.click("#estimate-run")
     assert sent.value.post_data_json["engine"] == "megatron-core"
     expect(page.locator("#estimate-result .card", has_text="Step time")).to_be_visible()
+    # the memory bar's parts are the API's, Megatron-Core's runtime context among them
+    expect(page.locator("#estimate-result .mem .legend")).to_contain_text("engine runtime")
     page.click("#estimate-result .commands summary")
     assert "--engine megatron-core" in page.locator("#estimate-result .cmd-cli").inner_text()
     page.select_option("#est-mode", "inference")
