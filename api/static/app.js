@@ -1018,6 +1018,15 @@
       followDefaultEngine();
     });
     sync();
+    // QLoRA's frozen base is 4-bit and LoRA's is not (the API refuses either mismatch naming 'weights'):
+    // the weights field follows the fine-tuning method, visibly, wherever it would contradict it
+    $("#est-finetune").addEventListener("change", () => {
+      const method = $("#est-finetune").value.trim().toLowerCase().split(":")[0];
+      const weights = $("#est-weights");
+      const fourBit = /^(nf4|nf4-dq|fp4|int4|mxfp4|nvfp4)/.test(weights.value.trim().toLowerCase());
+      if (method === "qlora" && !fourBit) weights.value = "nf4";
+      else if (method !== "qlora" && fourBit) weights.value = "bf16";
+    });
     $("#estimate-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
       runEstimate().catch(() => {});

@@ -224,6 +224,29 @@ def test_a_training_estimate_takes_the_training_engine(page, server, vp):
     expect(page.locator("#engine")).to_have_value("vllm")
 
 
+def test_the_weights_follow_qlora_and_the_estimate_prices_its_nf4_base(page, server, vp):
+    """The weights field is shared by both modes and was sent as bf16 beside qlora:16, which the API now refuses
+    (QLoRA's frozen base is 4-bit): the field follows the fine-tuning method, visibly."""
+    if vp == "phone":
+        pytest.skip("one viewport is enough")
+    ready(page)
+    page.select_option("#model", "llama-3.2-1b")
+    page.select_option("#est-mode", "training")
+    settled(page)
+    page.select_option("#engine", "fsdp")
+    page.fill("#est-finetune", "qlora:16")
+    page.press("#est-finetune", "Tab")
+    expect(page.locator("#est-weights")).to_have_value("nf4")
+    with page.expect_request(lambda r: r.url.endswith("/v1/estimate") and r.method == "POST") as sent:
+        page.click("#estimate-run")
+    body = sent.value.post_data_json
+    assert body["weights"] == "nf4" and body["finetune"] == "qlora:16" and body["engine"] == "fsdp", body
+    expect(page.locator("#estimate-result .card", has_text="Step time")).to_be_visible()
+    page.fill("#est-finetune", "lora:16")
+    page.press("#est-finetune", "Tab")
+    expect(page.locator("#est-weights")).to_have_value("bf16")
+
+
 # ------------------------------------------------------------------------------ plan → deploy
 
 
