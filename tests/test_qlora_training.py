@@ -72,3 +72,9 @@ def test_a_qlora_step_pays_two_dequantizing_passes_per_weight_per_micro_batch():
     # a copy made in fp16 and cast to bf16 (LitGPT's Fabric plugin) costs more again
     assert _step("qlora:8", dequant_copy_dtype="fp16").step_time_s > qlora.step_time_s
     assert _step("qlora:8", dequant_copy_dtype="bf16").step_time_s == pytest.approx(qlora.step_time_s, rel=1e-12)
+
+
+def test_qlora_on_an_engine_without_nf4_names_the_engines_that_run_it(cli):
+    """The default GPU training engine (Megatron-Core) runs no nf4 base, and the error did not say which does."""
+    r = cli("estimate", "--mode", "training", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--finetune", "qlora:16")
+    assert r.code == 2 and "--finetune" in r.err and "run qlora there: fsdp" in r.err and "--engine fsdp" in r.err, r.err

@@ -821,11 +821,15 @@ def resolve_training(req: TrainingRequest) -> tuple[Any, Any, Any]:
     _check_finetune_base(v, given)
     check_given(sup, given, v, {n: v[n] for n in ("tp", "pp", "dp", "ep", "cp")}, zero=v["zero"])
     if v["finetune"].strip().lower().startswith("qlora") and "nf4" not in sup.weights:
-        from planner.engines import EngineSupportError
+        from planner.engines import EngineSupportError, engines_for, support
 
+        others = [e for e in engines_for(dev, training=True, family=getattr(arch, "family", None))
+                  if e != sup.engine and "nf4" in support(e, dev).weights]
         raise EngineSupportError(
             f"{sup.engine} on {sup.device} runs no 4-bit (nf4) base weights, which {{@finetune}} qlora needs; it runs: "
-            f"{', '.join(sup.weights)} (lora:RANK keeps the base in 16-bit)", field="finetune")
+            f"{', '.join(sup.weights)} (lora:RANK keeps the base in 16-bit). Training engines that run qlora there: "
+            f"{', '.join(others) or 'none'}" + (f" (give {{@engine}} {others[0]})" if others else ""),
+            field="finetune", details={"engines": others})
     cfg = TrainingConfig(
         global_batch=gb, micro_batch=mb, seq=seq, tp=v["tp"], pp=v["pp"], dp=v["dp"], ep=v["ep"], cp=v["cp"],
         zero=v["zero"], recompute=getattr(v["recompute"], "value", v["recompute"]),
