@@ -201,13 +201,18 @@ def test_the_picker_follows_the_hardware_and_the_formats_follow_the_engine(page,
     assert formats_in_form(page) == dpu["defaults"]
 
 
-def test_a_training_estimate_takes_the_training_engine(page, server, vp):
+def _training_mode(page, vp) -> None:
+    """Llama 3.2 1B in the estimate form's training mode (one viewport is enough for the mode switch)."""
     if vp == "phone":
         pytest.skip("one viewport is enough for the mode switch")
     ready(page)
     page.select_option("#model", "llama-3.2-1b")
     page.select_option("#est-mode", "training")
     settled(page)
+
+
+def test_a_training_estimate_takes_the_training_engine(page, server, vp):
+    _training_mode(page, vp)
     expect(page.locator("#engine")).to_have_value("megatron-core")
     offered = page.locator("#engine option").evaluate_all("os => os.map(o => o.value)")
     assert "megatron-core" in offered and "vllm" not in offered, offered
@@ -227,12 +232,7 @@ def test_a_training_estimate_takes_the_training_engine(page, server, vp):
 def test_the_weights_follow_qlora_and_the_estimate_prices_its_nf4_base(page, server, vp):
     """The weights field is shared by both modes and was sent as bf16 beside qlora:16, which the API now refuses
     (QLoRA's frozen base is 4-bit): the field follows the fine-tuning method, visibly."""
-    if vp == "phone":
-        pytest.skip("one viewport is enough")
-    ready(page)
-    page.select_option("#model", "llama-3.2-1b")
-    page.select_option("#est-mode", "training")
-    settled(page)
+    _training_mode(page, vp)
     page.select_option("#engine", "fsdp")
     page.fill("#est-finetune", "qlora:16")
     page.press("#est-finetune", "Tab")
