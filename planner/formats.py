@@ -72,6 +72,16 @@ HW_PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4", "fp4")
 ROLES = ("weight", "activation", "kv")
 # The float types an engine can dequantize a weight into before a GEMM (planner.engines.Runtime.dequant_copy_dtype).
 DEQUANT_COPY_DTYPES = ("fp32", "fp16", "bf16")
+
+
+def cast_copy_bits(copy_dtype: str | None, compute: str) -> float:
+    """Bits per weight value of the copy a dequantize-then-GEMM matmul casts from: bitsandbytes dequantizes to
+    the dtype a weight was quantized from (``copy_dtype``) and then casts to the ``compute`` type
+    (``dequantize_4bit(B, quant_state).to(A.dtype)``), so both copies are alive while the cast runs. 0 when the
+    copy is made in the compute type (``copy_dtype`` None or the same; tf32 computes on fp32 values)."""
+    if copy_dtype is None or copy_dtype == ("fp32" if compute == "tf32" else compute):
+        return 0.0
+    return get_format(copy_dtype).bits_per_value()
 # FAMILIES (re-exported) is the one family vocabulary, owned by hwmodels.format_support: each
 # format's ``family`` is the name hardware profiles declare support with.
 

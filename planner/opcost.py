@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from hwmodels import DeviceSpec
 from planner.errors import EstimateError
 from planner.format_noise import dynamic_applies
-from planner.formats import Format, combined_bits_per_weight, get_format, parse_sparsity
+from planner.formats import Format, cast_copy_bits, combined_bits_per_weight, get_format, parse_sparsity
 from planner.kernels import (
     CONV_EPILOGUE_KERNELS,
     TILE_M_CHOICES,
@@ -587,12 +587,7 @@ def dequant_copy_bits(nm: DeviceNumerics, options: RuntimeSettings | None) -> fl
     (:func:`dequant_copy`): the copy in the compute type, and, when the engine dequantizes to another
     float type (RuntimeSettings.dequant_copy_dtype), the copy it is cast from, alive while the cast
     runs (bitsandbytes' ``dequantize_4bit(B, quant_state).to(A.dtype)``)."""
-    bits = compute_bits(nm)
-    cast = options.dequant_copy_dtype if options is not None else None
-    compute = "fp32" if nm.precision == "tf32" else nm.precision
-    if cast is not None and cast != compute:
-        bits += get_format(cast).bits_per_value()
-    return bits
+    return compute_bits(nm) + cast_copy_bits(options.dequant_copy_dtype if options is not None else None, nm.precision)
 
 
 def runs_on_cpu(device: DeviceSpec, compute_unit: str | None) -> bool:

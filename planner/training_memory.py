@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
 from planner.errors import EstimateError
-from planner.formats import get_format
+from planner.formats import cast_copy_bits
 from planner.training_config import FP32_BYTES, LOGITS_FP32_BYTES, MASK_BYTES, OptimizerSpec, TrainingConfig
 from planner.training_ops import (
     _Ctx,
@@ -187,12 +187,10 @@ def _cnn_saved_bytes(block: Block, ctx: _Ctx, b: int) -> float:
 
 @dataclass(frozen=True, slots=True)
 class StageParams:
-    """Per pipeline stage and device: parameters, trainable parameters and weight bytes; the same
-    two after ZeRO shards each weight over the ranks that hold its copy (``zero_trainable``,
+    """Per pipeline stage and device: trainable parameters and weight bytes; the same two after ZeRO shards each weight over the ranks that hold its copy (``zero_trainable``,
     ``zero_wbytes``: :func:`zero_group`); and the largest layer's weight bytes (ZeRO-3 gathers one
     layer at a time)."""
 
-    params: list[float]
     trainable: list[float]
     wbytes: list[float]
     zero_trainable: list[float]
@@ -213,10 +211,10 @@ def zero_group(op: OpShape, cfg: TrainingConfig) -> float:
 def _stage_param_bytes(stages: list[_Stage], ctx: _Ctx) -> StageParams:
     """What every stage holds of the parameters on one device (:class:`StageParams`)."""
     cfg = ctx.cfg
-    params, trainable, wbytes, ztrain, zbytes = [], [], [], [], []
+    trainable, wbytes, ztrain, zbytes = [], [], [], []
     largest = 0.0
     for stg in stages:
-        p = tr = wb = ztr = zwb = 0.0
+        tr = wb = ztr = zwb = 0.0
         layer_bytes: dict[int, float] = {}
         for blk, op, cnt in stg.items:
             n = op.weight_params
@@ -224,7 +222,6 @@ def _stage_param_bytes(stages: list[_Stage], ctx: _Ctx) -> StageParams:
                 shard = _expert_shard(op, cfg.tp, cfg.ep)
                 group = zero_group(op, cfg)
                 per = n / shard
-                p += per * cnt
                 bytes_one = per * _weight_bits(op, ctx) / 8.0
                 wb += bytes_one * cnt
                 zwb += bytes_one * cnt / group
@@ -235,19 +232,17 @@ def _stage_param_bytes(stages: list[_Stage], ctx: _Ctx) -> StageParams:
             a = _lora_params(op, ctx.ft, cfg.lora_targets)
             if a:
                 per = a / _tp_shard(op, cfg.tp)
-                p += per * cnt
                 tr += per * cnt
                 ztr += per * cnt / cfg.data_ranks
                 wb += per * ctx.e * cnt
                 zwb += per * ctx.e * cnt / cfg.data_ranks
         if layer_bytes:
             largest = max(largest, max(layer_bytes.values()))
-        params.append(p)
         trainable.append(tr)
         wbytes.append(wb)
         ztrain.append(ztr)
         zbytes.append(zwb)
-    return StageParams(params, trainable, wbytes, ztrain, zbytes, largest)
+    return StageParams(trainable, wbytes, ztrain, zbytes, largest)
 
 
 def _memory(
@@ -328,8 +323,7 @@ def _memory(
 def _largest_dequantized(stg: _Stage, ctx: _Ctx) -> float:
     """The largest whole weight bitsandbytes dequantizes at once: its copy in the compute type, and the
     copy it is cast from when it was dequantized to another float type (TrainingConfig.dequant_copy_dtype)."""
-    cast = ctx.cfg.dequant_copy_dtype
-    per_value = ctx.e + (get_format(cast).bits_per_value() / 8.0 if cast is not None and cast != ctx.cfg.activations else 0.0)
+    per_value = ctx.e + cast_copy_bits(ctx.cfg.dequant_copy_dtype, ctx.cfg.activations) / 8.0
     best = 0.0
     for _blk, op, _cnt in stg.items:
         if op.kind in (LINEAR, LM_HEAD) and op.weight_params:

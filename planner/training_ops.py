@@ -12,7 +12,7 @@ from hwmodels import DeviceSpec
 from planner.arch import ArchSpec
 from planner.costmodel import Choice, op_cost, resolve_format
 from planner.errors import EstimateError
-from planner.formats import get_format
+from planner.formats import cast_copy_bits, get_format
 from planner.kernels_train import AttentionKernel, fused_qkv, gemm_efficiency, padded_head_dim
 from planner.layout import Layout, cp_split
 from planner.training_config import (
@@ -367,12 +367,10 @@ def _qlora_dequant_s(op: OpShape, ctx: _Ctx) -> float:
     rank holds): read the 4-bit values and their scales, write the compute-type copy the GEMM then reads;
     a copy made in another float type first (TrainingConfig.dequant_copy_dtype) is read again and cast."""
     elems = op.weight_params / _expert_shard(op, ctx.cfg.tp, ctx.cfg.ep)
-    nbytes = _weight_bits(op, ctx) / 8.0 + ctx.e
-    cast = ctx.cfg.dequant_copy_dtype
-    over = ctx.device.efficiency.kernel_overhead_s
-    if cast is not None and cast != ctx.cfg.activations:
-        nbytes += 2.0 * get_format(cast).bits_per_value() / 8.0  # written by the dequantization, read by the cast
-        over *= 2.0
+    cast = cast_copy_bits(ctx.cfg.dequant_copy_dtype, ctx.cfg.activations) / 8.0
+    # the cast's copy is written by the dequantization and read by the cast, a kernel of its own
+    nbytes = _weight_bits(op, ctx) / 8.0 + ctx.e + 2.0 * cast
+    over = ctx.device.efficiency.kernel_overhead_s * (2.0 if cast else 1.0)
     return _mem_time(ctx.device, elems * nbytes) + over
 
 

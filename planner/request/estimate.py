@@ -654,7 +654,7 @@ def _kept_table_notes(sup: Any, choice: Any, arch: Any) -> tuple[str, ...]:
 
 def _dequant_copy_notes(sup: Any, choice: Any, arch: Any, est: Any) -> tuple[str, ...]:
     """A note when the engine's GEMMs of the weight format dequantize a whole 16-bit copy first."""
-    from planner.formats import get_format
+    from planner.formats import cast_copy_bits, get_format
 
     fmts = tuple(sup.runtime.dequant_copy_formats)
     if get_format(choice.weights).name not in fmts:
@@ -668,7 +668,7 @@ def _dequant_copy_notes(sup: Any, choice: Any, arch: Any, est: Any) -> tuple[str
     compute = get_format(choice.activations).name
     cast = sup.runtime.dequant_copy_dtype
     cast_text = (f", made in {cast} and cast to {compute}, so two copies are held while the cast runs"
-                 if cast is not None and cast != compute else "")
+                 if cast_copy_bits(cast, compute) else "")
     return (f"{choice.weights} under {sup.engine}: an input of more than one row (a prompt, or a decode batch above "
             f"one) dequantizes each weight into a {compute} copy before its GEMM (bitsandbytes' MatMul4Bit; one row runs "
             f"gemv_4bit){cast_text}: the largest copy is held beside the activations and the pass is priced "
